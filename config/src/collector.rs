@@ -1,0 +1,235 @@
+//! The collector's configuration (`lookout-collector --config collector.toml`).
+
+use std::collections::{BTreeMap, HashMap};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::agent::{HostMetricsConfig, validate_host_metrics};
+use crate::check::CheckConfig;
+use crate::document::{Document, EnvLookup, KeyPath};
+use crate::error::ConfigErrors;
+
+/// Everything the collector needs to run.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CollectorConfig {
+    /// `[server]`: where it listens and keeps its data.
+    pub server: ServerConfig,
+    /// `[storage]`: the database.
+    pub storage: StorageConfig,
+    /// `[[agents]]`: the agents allowed to ship, with their tokens and labels.
+    pub agents: Vec<AgentEntry>,
+    /// `[local_agent]`: an agent inside the collector process, when present and enabled.
+    pub local_agent: Option<LocalAgentConfig>,
+    /// `[[checks]]`: central checks, assigned to agents by their `run_on` selectors.
+    pub checks: Vec<CheckConfig>,
+}
+
+/// `[server]`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerConfig {
+    /// Address and port of the HTTP server (ingest, API, status page). Default
+    /// `"127.0.0.1:7700"`; listening on other addresses must be asked for.
+    #[serde(default = "default_listen")]
+    pub listen: SocketAddr,
+    /// Folder for the database and other state. Default `"./lookout-data"`.
+    #[serde(default = "default_data_dir")]
+    pub data_dir: PathBuf,
+    /// Bearer token for the API's writing endpoints. Default none: those endpoints refuse.
+    #[serde(default)]
+    pub admin_token: Option<String>,
+    /// Largest ingest request body, compressed, in bytes. Default 8 MiB; larger gets 413.
+    #[serde(default = "default_max_body")]
+    pub max_body_bytes: usize,
+    /// Largest ingest batch after decompression, in bytes. Default 64 MiB; larger gets 413.
+    #[serde(default = "default_max_decoded")]
+    pub max_decoded_bytes: usize,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            listen: default_listen(),
+            data_dir: default_data_dir(),
+            admin_token: None,
+            max_body_bytes: default_max_body(),
+            max_decoded_bytes: default_max_decoded(),
+        }
+    }
+}
+
+fn default_listen() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], 7700))
+}
+fn default_data_dir() -> PathBuf {
+    PathBuf::from("./lookout-data")
+}
+fn default_max_body() -> usize {
+    8 << 20
+}
+fn default_max_decoded() -> usize {
+    64 << 20
+}
+
+/// `[storage]`.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StorageConfig {
+    /// Database URL. Default `sqlite://<data_dir>/lookout.db`. A relative SQLite path is
+    /// relative to the working directory.
+    #[serde(default)]
+    pub url: Option<String>,
+}
+
+impl StorageConfig {
+    /// The database URL, with the default filled in.
+    pub fn resolved_url(&self, data_dir: &Path) -> String {
+        match &self.url {
+            Some(u) => u.clone(),
+            None => format!("sqlite://{}", data_dir.join("lookout.db").display()),
+        }
+    }
+}
+
+/// `[[agents]]`: one agent allowed to ship.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AgentEntry {
+    /// The agent's name (its `name` setting). Required, unique.
+    pub name: String,
+    /// The agent's bearer token: at least 16 characters, unique. Write `"${VAR}"` to keep it
+    /// out of the file.
+    pub token: String,
+    /// Labels for check selection; these take precedence over the agent's own. Default none.
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
+}
+
+/// `[local_agent]`: an agent inside the collector process that ships through the same ingest
+/// path as a remote one.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LocalAgentConfig {
+    /// Run the local agent. Default `true` when the section is present.
+    #[serde(default = "yes")]
+    pub enabled: bool,
+    /// Its name. Default `"local"`.
+    #[serde(default = "default_local_name")]
+    pub name: String,
+    /// Its labels for check selection. Default none.
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
+    /// Host metrics of the collector's machine.
+    #[serde(default)]
+    pub host_metrics: HostMetricsConfig,
+}
+
+fn yes() -> bool {
+    true
+}
+fn default_local_name() -> String {
+    "local".to_string()
+}
+
+/// The shortest agent token accepted.
+pub const MIN_TOKEN_LEN: usize = 16;
+
+const SECTIONS: &[&str] = &["server", "storage", "agents", "local_agent", "checks"];
+
+/// No top-level keys besides the sections; reading this reports any unknown one.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NoOtherKeys {}
+
+impl CollectorConfig {
+    /// Reads and validates a collector configuration file, with `${VAR}` taken from the process
+    /// environment.
+    pub fn load(path: &Path) -> Result<Self, ConfigErrors> {
+        let text = crate::read(path)?;
+        Self::parse(path, &text, &|k| std::env::var(k).ok())
+    }
+
+    /// Parses and validates a collector configuration from text; `path` is used in errors.
+    pub fn parse(path: &Path, text: &str, env: EnvLookup<'_>) -> Result<Self, ConfigErrors> {
+        let mut doc = Document::parse(path, text, env)?;
+        doc.rest::<NoOtherKeys>(SECTIONS);
+        let mut server: ServerConfig = doc.section("server").unwrap_or_default();
+        server.admin_token = server.admin_token.filter(|t| !t.is_empty());
+        let storage: StorageConfig = doc.section("storage").unwrap_or_default();
+        let agents = doc.array_section::<AgentEntry>("agents");
+        let local_agent: Option<LocalAgentConfig> = doc.section("local_agent");
+        let checks = crate::validate_checks(&mut doc, "checks");
+
+        if let Some(u) = &storage.url
+            && !(u.starts_with("sqlite:") || u.starts_with("postgres://") || u.starts_with("postgresql://"))
+        {
+            doc.error_at(
+                &KeyPath::key("storage").child("url"),
+                format!("{u:?}: expected sqlite://PATH or postgres://..."),
+            );
+        }
+        if server.max_body_bytes < 1024 {
+            doc.error_at(&KeyPath::key("server").child("max_body_bytes"), "must be at least 1024");
+        }
+        if server.max_decoded_bytes < server.max_body_bytes {
+            doc.error_at(
+                &KeyPath::key("server").child("max_decoded_bytes"),
+                "must be at least max_body_bytes",
+            );
+        }
+        let mut names: HashMap<&str, usize> = HashMap::new();
+        let mut tokens: HashMap<&str, usize> = HashMap::new();
+        for (i, a) in &agents {
+            let at = KeyPath::key("agents").index(*i);
+            if a.name.trim().is_empty() {
+                doc.error_at(&at.child("name"), "must not be empty");
+            } else if let Some(first) = names.insert(&a.name, *i) {
+                doc.error_at(
+                    &at.child("name"),
+                    format!("duplicate agent name {:?} (first at agents[{first}])", a.name),
+                );
+            }
+            if a.token.chars().count() < MIN_TOKEN_LEN {
+                doc.error_at(
+                    &at.child("token"),
+                    format!("too short: expected at least {MIN_TOKEN_LEN} characters"),
+                );
+            } else if let Some(first) = tokens.insert(&a.token, *i) {
+                doc.error_at(
+                    &at.child("token"),
+                    format!("the same token as agents[{first}]: each agent needs its own"),
+                );
+            }
+        }
+        if let Some(local) = &local_agent {
+            let at = KeyPath::key("local_agent");
+            if local.name.trim().is_empty() {
+                doc.error_at(&at.child("name"), "must not be empty");
+            } else if local.enabled && names.contains_key(local.name.as_str()) {
+                doc.error_at(
+                    &at.child("name"),
+                    format!("{:?} is also the name of an [[agents]] entry", local.name),
+                );
+            }
+            validate_host_metrics(&mut doc, &local.host_metrics, &at.child("host_metrics"));
+        }
+        doc.finish(CollectorConfig {
+            server,
+            storage,
+            agents: agents.into_iter().map(|(_, a)| a).collect(),
+            local_agent: local_agent.filter(|l| l.enabled),
+            checks,
+        })
+    }
+
+    /// The checks assigned to an agent with this name and labels.
+    pub fn checks_for(&self, agent: &str, labels: &BTreeMap<String, String>) -> Vec<CheckConfig> {
+        self.checks
+            .iter()
+            .filter(|c| c.runs_on(agent, labels))
+            .cloned()
+            .collect()
+    }
+}

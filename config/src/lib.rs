@@ -1,0 +1,55 @@
+//! Typed configuration of Lookout's two daemons.
+//!
+//! - [`CollectorConfig`]: `[server]`, `[storage]`, `[[agents]]`, `[local_agent]`, `[[checks]]`.
+//! - [`AgentConfig`]: the agent's name, collector URLs, token and labels, `[host_metrics]`,
+//!   `[shipping]` and local `[[checks]]`.
+//! - [`CheckConfig`]: one check, the same schema in both files and on the wire.
+//!
+//! Files are TOML. String values may use `${VAR}` and `${VAR:-default}` to take secrets from the
+//! environment. Loading reports every problem at once, each with file, line, column and key
+//! ([`ConfigErrors`]). Durations are written `"30s"`, `"5m"`, `"500ms"` ([`duration`]).
+//! Commented examples live in `config/examples/`.
+
+pub mod agent;
+pub mod check;
+pub mod collector;
+pub mod document;
+pub mod duration;
+pub mod error;
+
+use std::collections::HashMap;
+use std::path::Path;
+
+pub use agent::{AgentConfig, AgentIdentity, CollectorUrls, HostMetricsConfig, ShippingConfig};
+pub use check::{CheckConfig, CheckType, Selector};
+pub use collector::{AgentEntry, CollectorConfig, LocalAgentConfig, ServerConfig, StorageConfig};
+pub use error::{ConfigError, ConfigErrors};
+
+use document::{Document, KeyPath};
+
+fn read(path: &Path) -> Result<String, ConfigErrors> {
+    std::fs::read_to_string(path)
+        .map_err(|e| ConfigErrors::whole_file(path, format!("cannot read the file: {e}")))
+}
+
+/// Reads `[[key]]` checks, reporting invalid values and duplicate names.
+fn validate_checks(doc: &mut Document<'_>, key: &str) -> Vec<CheckConfig> {
+    let checks = doc.array_section::<CheckConfig>(key);
+    let mut seen: HashMap<String, usize> = HashMap::new();
+    for (i, c) in &checks {
+        let at = KeyPath::key(key).index(*i);
+        for (field, problem) in c.problems() {
+            doc.error_at(&at.child(field), problem);
+        }
+        if let Some(first) = seen.insert(c.name.clone(), *i) {
+            doc.error_at(
+                &at.child("name"),
+                format!("duplicate check name {:?} (first at {key}[{first}])", c.name),
+            );
+        }
+    }
+    checks.into_iter().map(|(_, c)| c).collect()
+}
+
+#[cfg(test)]
+mod tests;
