@@ -1,1 +1,369 @@
-//! placeholder
+//! The wire protocol between `lookout-agent` and `lookout-collector`, version 1.
+//!
+//! Parts: [`Batch`] and its [`Record`]s (what agents ship), [`Assignments`] (what the collector
+//! tells an agent to run), and the codec ([`encode_batch`], [`decode_batch`]).
+//!
+//! # Ingest: `POST /v1/ingest`
+//!
+//! - Headers: `Authorization: Bearer <agent token>`, `Content-Type: application/json`,
+//!   `Content-Encoding: zstd` (preferred), `gzip` or `identity`.
+//! - Body: one [`Batch`] as JSON, compressed as the header says. Example, uncompressed:
+//!
+//! ```json
+//! {"version":1,"agent":"web-1","batch_id":"0190c2b4-...","records":[
+//!   {"kind":"check_result","check":"api","time":"2026-11-26T04:00:00.123Z","ok":false,
+//!    "latency_ms":12.5,"error":"status 503, expected 2xx","status_code":503,
+//!    "timings":{"total_ms":12.5}},
+//!   {"kind":"metric","name":"system.memory.usage","labels":{"state":"used"},
+//!    "time":"2026-11-26T04:00:00Z","value":1.2e9,"metric_type":"gauge"},
+//!   {"kind":"log","time":"2026-11-26T04:00:00Z","source":"/var/log/app.log","level":"error",
+//!    "text":"connection refused"}]}
+//! ```
+//!
+//! - Invariants: `version` is [`PROTOCOL_VERSION`]; `agent` is the name the token belongs to;
+//!   `batch_id` is 1 to [`MAX_BATCH_ID_LEN`] characters and unique per agent, and a retry of the
+//!   same batch reuses it, so the collector stores each (agent, batch id) once. Every record is
+//!   the batch's agent's. Times are RFC 3339 in UTC. Metric values are finite.
+//! - Answers: 200 `{"stored": n, "duplicate": bool}` only after the batch is durably stored (a
+//!   duplicate is acknowledged and stores nothing); 400 with a reason (malformed, unknown
+//!   version, wrong agent); 401 bad or missing token; 413 body or decompressed batch too large;
+//!   415 unknown `Content-Encoding`; 5xx when storage failed (retry).
+//!
+//! # Assignments: `GET /v1/assignments`
+//!
+//! Same bearer token. Answers an [`Assignments`] document listing the checks the collector's
+//! configuration assigns to this agent. With `If-None-Match: "<revision>"` it answers 304 when
+//! nothing changed. Checks use the configuration's schema ([`lookout_config::CheckConfig`]);
+//! an agent skips (and reports) a check it cannot read instead of refusing them all, so a newer
+//! collector can assign a check type an older agent does not know.
+
+use std::collections::BTreeMap;
+use std::io::Read;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+pub use lookout_config::CheckConfig;
+
+/// The protocol version this crate speaks.
+pub const PROTOCOL_VERSION: u32 = 1;
+
+/// Longest accepted batch id.
+pub const MAX_BATCH_ID_LEN: usize = 128;
+
+/// One shipment from an agent.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Batch {
+    /// Protocol version, [`PROTOCOL_VERSION`].
+    pub version: u32,
+    /// Name of the agent that produced every record.
+    pub agent: String,
+    /// Unique per agent; a retry reuses it.
+    pub batch_id: String,
+    /// What is shipped.
+    pub records: Vec<Record>,
+}
+
+/// One record of a batch.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Record {
+    /// The result of one probe.
+    CheckResult(CheckResult),
+    /// One metric sample.
+    Metric(MetricSample),
+    /// One log line.
+    Log(LogRecord),
+}
+
+/// The result of one probe.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CheckResult {
+    /// The check's name.
+    pub check: String,
+    /// When the probe started.
+    pub time: DateTime<Utc>,
+    /// True when every expectation held.
+    pub ok: bool,
+    /// Total time of the probe, in milliseconds.
+    pub latency_ms: f64,
+    /// Why the probe failed; `None` when `ok`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    /// HTTP status, where the probe got one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status_code: Option<u16>,
+    /// Where the time went.
+    #[serde(default)]
+    pub timings: Timings,
+}
+
+/// Where a probe's time went, each in milliseconds; a phase the probe did not measure is `None`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Timings {
+    /// Name resolution.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dns_ms: Option<f64>,
+    /// TCP connect.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub connect_ms: Option<f64>,
+    /// TLS handshake.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls_ms: Option<f64>,
+    /// From the request sent to the first byte of the answer.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ttfb_ms: Option<f64>,
+    /// The whole probe.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub total_ms: Option<f64>,
+}
+
+/// One metric sample.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MetricSample {
+    /// Metric name, in OpenTelemetry's style (`system.cpu.utilization`).
+    pub name: String,
+    /// Labels that tell series of one metric apart (`cpu`, `device`, `state`, ...).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub labels: BTreeMap<String, String>,
+    /// When it was taken.
+    pub time: DateTime<Utc>,
+    /// The value; always finite.
+    pub value: f64,
+    /// Gauge (a level) or counter (a running total).
+    #[serde(default)]
+    pub metric_type: MetricType,
+}
+
+/// How a metric's value is to be read.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MetricType {
+    /// A level that goes up and down.
+    #[default]
+    Gauge,
+    /// A running total since some start; rates come from differences.
+    Counter,
+}
+
+/// One log line.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LogRecord {
+    /// When it was written (or read, when the line has no time).
+    pub time: DateTime<Utc>,
+    /// Where it came from, such as a file path.
+    pub source: String,
+    /// Severity, where known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub level: Option<String>,
+    /// The line.
+    pub text: String,
+}
+
+/// The checks the collector assigns to one agent.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Assignments {
+    /// Changes whenever the assigned checks change; sent back in `If-None-Match`.
+    pub revision: String,
+    /// The checks.
+    pub checks: Vec<CheckConfig>,
+}
+
+/// The lenient reading of an [`Assignments`] document: checks are read one by one.
+#[derive(Deserialize)]
+struct LenientAssignments {
+    revision: String,
+    checks: Vec<serde_json::Value>,
+}
+
+impl Assignments {
+    /// Builds the document, with a revision derived from the checks.
+    pub fn new(checks: Vec<CheckConfig>) -> Self {
+        let json = serde_json::to_vec(&checks).unwrap_or_default();
+        Self {
+            revision: format!("{:016x}", fnv1a(&json)),
+            checks,
+        }
+    }
+
+    /// Reads a document, skipping any check that this build cannot read; each skipped check is
+    /// returned with the reason.
+    pub fn decode_lenient(body: &[u8]) -> Result<(Self, Vec<String>), serde_json::Error> {
+        let raw: LenientAssignments = serde_json::from_slice(body)?;
+        let mut checks = Vec::with_capacity(raw.checks.len());
+        let mut skipped = Vec::new();
+        for value in raw.checks {
+            let name = value.get("name").and_then(|n| n.as_str()).unwrap_or("?").to_string();
+            let kind = value.get("type").cloned().unwrap_or_default();
+            if let Err(e) = serde_json::from_value::<lookout_config::CheckType>(kind) {
+                skipped.push(format!("check {name:?}: type not known to this agent: {e}"));
+                continue;
+            }
+            match serde_json::from_value::<CheckConfig>(value) {
+                Ok(c) => checks.push(c),
+                Err(e) => skipped.push(format!("check {name:?}: {e}")),
+            }
+        }
+        Ok((
+            Self {
+                revision: raw.revision,
+                checks,
+            },
+            skipped,
+        ))
+    }
+}
+
+/// FNV-1a: a stable hash for revisions (std's hasher may change between releases).
+fn fnv1a(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, b| {
+        (h ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3)
+    })
+}
+
+/// The compression of a request body (`Content-Encoding`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Encoding {
+    /// zstd, what agents send.
+    Zstd,
+    /// gzip, for tools that have no zstd.
+    Gzip,
+    /// Uncompressed JSON.
+    Identity,
+}
+
+impl Encoding {
+    /// Reads a `Content-Encoding` header value (absent means identity).
+    pub fn from_header(value: Option<&str>) -> Result<Self, DecodeError> {
+        match value.map(|v| v.trim().to_ascii_lowercase()).as_deref() {
+            None | Some("") | Some("identity") => Ok(Encoding::Identity),
+            Some("zstd") => Ok(Encoding::Zstd),
+            Some("gzip") | Some("x-gzip") => Ok(Encoding::Gzip),
+            Some(other) => Err(DecodeError::UnsupportedEncoding(other.to_string())),
+        }
+    }
+
+    /// The header value.
+    pub fn header_value(self) -> &'static str {
+        match self {
+            Encoding::Zstd => "zstd",
+            Encoding::Gzip => "gzip",
+            Encoding::Identity => "identity",
+        }
+    }
+}
+
+/// Why a request body is not a valid batch.
+#[derive(Debug, thiserror::Error)]
+pub enum DecodeError {
+    /// The `Content-Encoding` is not one this collector reads.
+    #[error("unsupported Content-Encoding {0:?}: expected zstd, gzip or identity")]
+    UnsupportedEncoding(String),
+    /// The body does not decompress.
+    #[error("the body is not valid {encoding}: {source}")]
+    Compression {
+        /// The encoding that was claimed.
+        encoding: &'static str,
+        /// What the decompressor said.
+        source: std::io::Error,
+    },
+    /// The decompressed batch is larger than allowed.
+    #[error("the batch is larger than {limit} bytes once decompressed")]
+    TooLarge {
+        /// The limit, in bytes.
+        limit: usize,
+    },
+    /// The JSON does not describe a batch.
+    #[error("malformed batch: {0}")]
+    Json(#[from] serde_json::Error),
+    /// The batch's version is not one this build reads.
+    #[error("unsupported protocol version {0}: this collector reads version {PROTOCOL_VERSION}")]
+    Version(u32),
+    /// A value breaks an invariant of the format.
+    #[error("invalid batch: {0}")]
+    Invalid(String),
+}
+
+/// Serialises and compresses a batch.
+pub fn encode_batch(batch: &Batch, encoding: Encoding) -> std::io::Result<Vec<u8>> {
+    let json = serde_json::to_vec(batch).map_err(std::io::Error::other)?;
+    match encoding {
+        Encoding::Identity => Ok(json),
+        Encoding::Zstd => zstd::encode_all(json.as_slice(), 3),
+        Encoding::Gzip => {
+            use std::io::Write;
+            let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+            enc.write_all(&json)?;
+            enc.finish()
+        }
+    }
+}
+
+/// Decompresses (never past `max_decoded` bytes) and parses a batch, and checks its invariants.
+pub fn decode_batch(body: &[u8], encoding: Encoding, max_decoded: usize) -> Result<Batch, DecodeError> {
+    let json = decompress(body, encoding, max_decoded)?;
+    let batch: Batch = serde_json::from_slice(&json)?;
+    validate(&batch)?;
+    Ok(batch)
+}
+
+fn decompress(body: &[u8], encoding: Encoding, max: usize) -> Result<Vec<u8>, DecodeError> {
+    let name = encoding.header_value();
+    let reader: Box<dyn Read + '_> = match encoding {
+        Encoding::Identity => {
+            if body.len() > max {
+                return Err(DecodeError::TooLarge { limit: max });
+            }
+            return Ok(body.to_vec());
+        }
+        Encoding::Zstd => Box::new(
+            zstd::stream::read::Decoder::new(body)
+                .map_err(|source| DecodeError::Compression { encoding: name, source })?,
+        ),
+        Encoding::Gzip => Box::new(flate2::read::GzDecoder::new(body)),
+    };
+    // Read one byte past the limit to tell "exactly max" from "more": a small body that
+    // inflates without bound (a compression bomb) stops here.
+    let mut out = Vec::new();
+    reader
+        .take(max as u64 + 1)
+        .read_to_end(&mut out)
+        .map_err(|source| DecodeError::Compression { encoding: name, source })?;
+    if out.len() > max {
+        return Err(DecodeError::TooLarge { limit: max });
+    }
+    Ok(out)
+}
+
+fn validate(batch: &Batch) -> Result<(), DecodeError> {
+    if batch.version != PROTOCOL_VERSION {
+        return Err(DecodeError::Version(batch.version));
+    }
+    if batch.agent.is_empty() {
+        return Err(DecodeError::Invalid("agent is empty".into()));
+    }
+    if batch.batch_id.is_empty() || batch.batch_id.len() > MAX_BATCH_ID_LEN {
+        return Err(DecodeError::Invalid(format!(
+            "batch_id must be 1 to {MAX_BATCH_ID_LEN} characters"
+        )));
+    }
+    for (i, r) in batch.records.iter().enumerate() {
+        let problem = match r {
+            Record::CheckResult(c) if c.check.is_empty() => Some("check name is empty"),
+            Record::CheckResult(c) if !c.latency_ms.is_finite() || c.latency_ms < 0.0 => {
+                Some("latency_ms must be a finite, non-negative number")
+            }
+            Record::Metric(m) if m.name.is_empty() => Some("metric name is empty"),
+            Record::Metric(m) if !m.value.is_finite() => Some("metric value must be finite"),
+            _ => None,
+        };
+        if let Some(p) = problem {
+            return Err(DecodeError::Invalid(format!("records[{i}]: {p}")));
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests;

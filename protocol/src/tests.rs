@@ -1,0 +1,147 @@
+use chrono::TimeZone;
+use proptest::prelude::*;
+
+use super::*;
+
+fn time() -> impl Strategy<Value = DateTime<Utc>> {
+    // 2000-01-01 to 2100-01-01, with nanoseconds: RFC 3339 must keep them all.
+    (946_684_800i64..4_102_444_800i64, 0u32..1_000_000_000)
+        .prop_map(|(s, ns)| Utc.timestamp_opt(s, ns).unwrap())
+}
+
+fn finite() -> impl Strategy<Value = f64> {
+    prop_oneof![-1e12f64..1e12, Just(0.0), Just(f64::MAX), Just(f64::MIN_POSITIVE)]
+}
+
+fn labels() -> impl Strategy<Value = BTreeMap<String, String>> {
+    proptest::collection::btree_map("[a-z_.]{1,8}", ".{0,12}", 0..4)
+}
+
+fn record() -> impl Strategy<Value = Record> {
+    let timings = (
+        proptest::option::of(0.0f64..1e6),
+        proptest::option::of(0.0f64..1e6),
+        proptest::option::of(0.0f64..1e6),
+    )
+        .prop_map(|(dns_ms, connect_ms, total_ms)| Timings {
+            dns_ms,
+            connect_ms,
+            tls_ms: None,
+            ttfb_ms: None,
+            total_ms,
+        });
+    prop_oneof![
+        (".{1,20}", time(), any::<bool>(), 0.0f64..1e6, proptest::option::of(".{0,40}"),
+         proptest::option::of(100u16..600), timings)
+            .prop_map(|(check, time, ok, latency_ms, error, status_code, timings)| {
+                Record::CheckResult(CheckResult { check, time, ok, latency_ms, error, status_code, timings })
+            }),
+        ("[a-z.]{1,30}", labels(), time(), finite(), any::<bool>()).prop_map(
+            |(name, labels, time, value, counter)| Record::Metric(MetricSample {
+                name,
+                labels,
+                time,
+                value,
+                metric_type: if counter { MetricType::Counter } else { MetricType::Gauge },
+            })
+        ),
+        (time(), ".{1,20}", proptest::option::of("[a-z]{1,5}"), ".{0,200}").prop_map(
+            |(time, source, level, text)| Record::Log(LogRecord { time, source, level, text })
+        ),
+    ]
+}
+
+fn batch() -> impl Strategy<Value = Batch> {
+    (".{1,20}", "[a-zA-Z0-9-]{1,128}", proptest::collection::vec(record(), 0..20)).prop_map(
+        |(agent, batch_id, records)| Batch { version: PROTOCOL_VERSION, agent, batch_id, records },
+    )
+}
+
+proptest! {
+    #[test]
+    fn every_encoding_round_trips(b in batch()) {
+        for enc in [Encoding::Zstd, Encoding::Gzip, Encoding::Identity] {
+            let bytes = encode_batch(&b, enc).unwrap();
+            let back = decode_batch(&bytes, enc, 1 << 24).unwrap();
+            prop_assert_eq!(&back, &b);
+        }
+    }
+
+    #[test]
+    fn arbitrary_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..512)) {
+        for enc in [Encoding::Zstd, Encoding::Gzip, Encoding::Identity] {
+            let _ = decode_batch(&bytes, enc, 1 << 16);
+        }
+    }
+}
+
+fn sample() -> Batch {
+    Batch {
+        version: PROTOCOL_VERSION,
+        agent: "web-1".into(),
+        batch_id: "b-1".into(),
+        records: vec![Record::Log(LogRecord {
+            time: Utc::now(),
+            source: "app".into(),
+            level: None,
+            text: "x".repeat(10_000),
+        })],
+    }
+}
+
+#[test]
+fn a_compression_bomb_stops_at_the_limit() {
+    let b = sample();
+    let bytes = encode_batch(&b, Encoding::Zstd).unwrap();
+    assert!(bytes.len() < 1_000, "compresses well: {}", bytes.len());
+    let err = decode_batch(&bytes, Encoding::Zstd, 4_096).unwrap_err();
+    assert!(matches!(err, DecodeError::TooLarge { limit: 4_096 }), "{err}");
+    let err = decode_batch(&encode_batch(&b, Encoding::Identity).unwrap(), Encoding::Identity, 4_096)
+        .unwrap_err();
+    assert!(matches!(err, DecodeError::TooLarge { .. }), "{err}");
+}
+
+#[test]
+fn invariants_are_checked() {
+    let mut b = sample();
+    b.version = 2;
+    let bytes = encode_batch(&b, Encoding::Identity).unwrap();
+    assert!(matches!(decode_batch(&bytes, Encoding::Identity, 1 << 20), Err(DecodeError::Version(2))));
+    let mut b = sample();
+    b.batch_id = String::new();
+    let bytes = encode_batch(&b, Encoding::Identity).unwrap();
+    let err = decode_batch(&bytes, Encoding::Identity, 1 << 20).unwrap_err();
+    assert!(err.to_string().contains("batch_id"), "{err}");
+    let err = decode_batch(b"{\"version\":1", Encoding::Identity, 1 << 20).unwrap_err();
+    assert!(err.to_string().starts_with("malformed batch"), "{err}");
+    let err = decode_batch(b"not zstd", Encoding::Zstd, 1 << 20).unwrap_err();
+    assert!(err.to_string().contains("not valid zstd"), "{err}");
+    assert!(Encoding::from_header(Some("br")).is_err());
+    assert_eq!(Encoding::from_header(None).unwrap(), Encoding::Identity);
+}
+
+#[test]
+fn assignments_skip_unknown_checks_and_keep_the_rest() {
+    let body = br#"{"revision":"r1","checks":[
+        {"name":"a","type":"http","url":"http://x/","interval":"10s"},
+        {"name":"b","type":"quantum","target":"x"}]}"#;
+    let (a, skipped) = Assignments::decode_lenient(body).unwrap();
+    assert_eq!(a.revision, "r1");
+    assert_eq!(a.checks.len(), 1);
+    assert_eq!(a.checks[0].interval, std::time::Duration::from_secs(10));
+    assert_eq!(skipped.len(), 1);
+    assert!(skipped[0].contains("\"b\"") && skipped[0].contains("quantum"), "{skipped:?}");
+}
+
+#[test]
+fn revision_follows_the_checks() {
+    let (a, _) = Assignments::decode_lenient(
+        br#"{"revision":"x","checks":[{"name":"a","type":"http","url":"http://x/"}]}"#,
+    )
+    .unwrap();
+    let r1 = Assignments::new(a.checks.clone()).revision;
+    assert_eq!(r1, Assignments::new(a.checks.clone()).revision);
+    let mut changed = a.checks.clone();
+    changed[0].url = Some("http://y/".into());
+    assert_ne!(r1, Assignments::new(changed).revision);
+}
