@@ -1,1 +1,218 @@
-//! placeholder
+//! `lookout-agent`: runs checks and gathers host metrics on one server, and ships them to the
+//! collector.
+//!
+//! Parts:
+//! - [`probes`]: run one check once (`http`);
+//! - [`scheduler`]: each check on its interval, following assignment changes;
+//! - [`host`]: host metrics (CPU, memory, filesystems, network, load);
+//! - [`queue`]: records waiting to be shipped (the seam for the durable spool);
+//! - [`shipper`]: batches, sends and retries with backoff;
+//! - [`client`]: HTTP to the collector, with failover;
+//! - [`probe_once`]: `lookout-agent probe`, every check once, as a table.
+//!
+//! [`run`] ties them together; the binary only parses the command line and calls it. The
+//! collector's built-in local agent calls [`run`] too.
+
+pub mod client;
+pub mod host;
+pub mod probe_once;
+pub mod probes;
+pub mod queue;
+pub mod scheduler;
+pub mod shipper;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use lookout_config::{AgentConfig, CheckConfig, HostMetricsConfig, ShippingConfig};
+use lookout_protocol::Record;
+use tokio_util::sync::CancellationToken;
+
+use client::CollectorClient;
+use queue::Queue;
+use scheduler::Scheduler;
+
+/// How long a stop waits for the shipper's last delivery attempt.
+const STOP_DEADLINE: Duration = Duration::from_secs(5);
+
+/// What an agent needs to run, from its configuration file or from the collector's
+/// `[local_agent]`.
+#[derive(Debug, Clone)]
+pub struct AgentSettings {
+    /// The agent's name.
+    pub name: String,
+    /// Collector base URLs, in order of preference.
+    pub collector_urls: Vec<String>,
+    /// Bearer token.
+    pub token: String,
+    /// The agent's own labels.
+    pub labels: BTreeMap<String, String>,
+    /// Host metrics.
+    pub host_metrics: HostMetricsConfig,
+    /// Shipping.
+    pub shipping: ShippingConfig,
+    /// Checks the agent runs whatever the collector assigns.
+    pub local_checks: Vec<CheckConfig>,
+}
+
+impl From<AgentConfig> for AgentSettings {
+    fn from(c: AgentConfig) -> Self {
+        Self {
+            name: c.identity.name,
+            collector_urls: c.identity.collector.urls(),
+            token: c.identity.token,
+            labels: c.identity.labels,
+            host_metrics: c.host_metrics,
+            shipping: c.shipping,
+            local_checks: c.checks,
+        }
+    }
+}
+
+/// Why the agent could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum AgentError {
+    /// An HTTP client could not be built (no TLS roots, say).
+    #[error("cannot build the HTTP client: {0}")]
+    Http(#[from] reqwest::Error),
+}
+
+/// Runs the agent until `shutdown` is cancelled, then stops its checks and makes a bounded last
+/// attempt to deliver what is queued.
+pub async fn run(settings: AgentSettings, shutdown: CancellationToken) -> Result<(), AgentError> {
+    let queue = Arc::new(Queue::new(settings.shipping.max_queued_records));
+    let client = Arc::new(CollectorClient::new(
+        settings.collector_urls.clone(),
+        settings.token.clone(),
+        settings.shipping.request_timeout,
+    )?);
+    let prober = probes::Prober::new()?;
+    let work = CancellationToken::new();
+    let mut scheduler = Scheduler::new(prober, queue.clone(), work.clone());
+    scheduler.apply(settings.local_checks.clone());
+
+    let shipper = tokio::spawn(shipper::run(
+        settings.name.clone(),
+        queue.clone(),
+        client.clone(),
+        settings.shipping.clone(),
+        shutdown.clone(),
+    ));
+    if settings.host_metrics.enabled {
+        tokio::spawn(host_metrics(
+            settings.host_metrics.interval,
+            queue.clone(),
+            work.clone(),
+        ));
+    }
+    tracing::info!(agent = %settings.name, collectors = ?settings.collector_urls, "agent started");
+
+    follow_assignments(&settings, &client, &mut scheduler, &shutdown).await;
+
+    work.cancel();
+    if tokio::time::timeout(STOP_DEADLINE, shipper).await.is_err() {
+        tracing::warn!(
+            queued = queue.len(),
+            "stop deadline passed before the last delivery"
+        );
+    }
+    tracing::info!(agent = %settings.name, "agent stopped");
+    Ok(())
+}
+
+/// Fetches assignments every `assignments_interval` until shutdown and applies changes.
+async fn follow_assignments(
+    settings: &AgentSettings,
+    client: &CollectorClient,
+    scheduler: &mut Scheduler,
+    shutdown: &CancellationToken,
+) {
+    let mut revision: Option<String> = None;
+    let mut ticks = tokio::time::interval(settings.shipping.assignments_interval);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            () = shutdown.cancelled() => return,
+            _ = ticks.tick() => {}
+        }
+        match client.assignments(revision.as_deref()).await {
+            Ok(None) => {}
+            Ok(Some((assigned, skipped))) => {
+                for s in &skipped {
+                    tracing::warn!(problem = %s, "assigned check skipped");
+                }
+                let checks = merge(&settings.local_checks, assigned.checks);
+                scheduler.apply(checks);
+                tracing::info!(revision = %assigned.revision, checks = ?scheduler.names(), "assignments applied");
+                revision = Some(assigned.revision);
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot fetch assignments; keeping the current checks")
+            }
+        }
+    }
+}
+
+/// Local checks plus assigned ones; a local check wins over an assigned one of the same name.
+pub fn merge(local: &[CheckConfig], assigned: Vec<CheckConfig>) -> Vec<CheckConfig> {
+    let mut out = local.to_vec();
+    for c in assigned {
+        if local.iter().any(|l| l.name == c.name) {
+            tracing::warn!(check = %c.name, "an assigned check has the name of a local check; the local one runs");
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+async fn host_metrics(interval: Duration, queue: Arc<Queue>, stop: CancellationToken) {
+    let mut collector = match host::HostCollector::new() {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::error!(error = %e, "host metrics unavailable on this system");
+            return;
+        }
+    };
+    let mut ticks = tokio::time::interval(interval);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    // The first tick is immediate: CPU usage needs two readings, so skip that one.
+    ticks.tick().await;
+    loop {
+        tokio::select! {
+            () = stop.cancelled() => return,
+            _ = ticks.tick() => {}
+        }
+        for s in collector.sample() {
+            queue.push(Record::Metric(s));
+        }
+    }
+}
+
+/// Cancels `shutdown` on SIGTERM or Ctrl-C.
+pub async fn cancel_on_signal(shutdown: CancellationToken) {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term = match tokio::signal::unix::signal(
+            tokio::signal::unix::SignalKind::terminate(),
+        ) {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot listen for SIGTERM; only Ctrl-C stops the process");
+                let _ = ctrl_c.await;
+                shutdown.cancel();
+                return;
+            }
+        };
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
+    tracing::info!("stopping");
+    shutdown.cancel();
+}

@@ -1,1 +1,104 @@
-fn main() {}
+//! The `lookout-agent` binary: parses the command line and hands over to the library.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use lookout_agent::AgentSettings;
+use lookout_config::AgentConfig;
+use tokio_util::sync::CancellationToken;
+
+/// Lookout's agent: probes endpoints, gathers host metrics and ships them to the collector.
+#[derive(Parser)]
+#[command(name = "lookout-agent", version, about)]
+struct Cli {
+    /// The configuration file.
+    #[arg(
+        long,
+        short,
+        global = true,
+        env = "LOOKOUT_AGENT_CONFIG",
+        default_value = "/etc/lookout/agent.toml"
+    )]
+    config: PathBuf,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Check the configuration and exit: 0 when valid, 1 with every problem listed otherwise.
+    Validate,
+    /// Run every check once (local ones, and assigned ones when the collector answers), print a
+    /// table, and exit 1 if any failed.
+    Probe,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    lookout_agent_logging();
+    let config = match AgentConfig::load(&cli.config) {
+        Ok(c) => c,
+        Err(e) => {
+            eprint!("{e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    // One thread is plenty for an agent's probes and keeps its memory small.
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match cli.command {
+        Some(Command::Validate) => {
+            println!(
+                "{}: valid ({} local checks)",
+                cli.config.display(),
+                config.checks.len()
+            );
+            ExitCode::SUCCESS
+        }
+        Some(Command::Probe) => runtime.block_on(async {
+            match lookout_agent::probe_once::run(&AgentSettings::from(config)).await {
+                Ok(report) => {
+                    print!("{}", lookout_agent::probe_once::render(&report));
+                    if report.all_ok() {
+                        ExitCode::SUCCESS
+                    } else {
+                        ExitCode::FAILURE
+                    }
+                }
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }),
+        None => runtime.block_on(async {
+            let shutdown = CancellationToken::new();
+            tokio::spawn(lookout_agent::cancel_on_signal(shutdown.clone()));
+            match lookout_agent::run(AgentSettings::from(config), shutdown).await {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }),
+    }
+}
+
+fn lookout_agent_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("LOOKOUT_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+}

@@ -206,7 +206,10 @@ fn validate_identity(doc: &mut Document<'_>, id: &AgentIdentity) {
         };
         match url::Url::parse(u) {
             Ok(p) if matches!(p.scheme(), "http" | "https") => {}
-            Ok(p) => doc.error_at(&path, format!("scheme {:?}: expected http or https", p.scheme())),
+            Ok(p) => doc.error_at(
+                &path,
+                format!("scheme {:?}: expected http or https", p.scheme()),
+            ),
             Err(e) => doc.error_at(&path, format!("{u:?} is not a valid URL: {e}")),
         }
     }

@@ -71,7 +71,10 @@ impl CheckConfig {
         } else if self.name.len() > 200 || self.name.contains(['/', '?', '#']) {
             out.push((
                 "name",
-                format!("{:?}: expected at most 200 characters and no '/', '?' or '#'", self.name),
+                format!(
+                    "{:?}: expected at most 200 characters and no '/', '?' or '#'",
+                    self.name
+                ),
             ));
         }
         if self.interval < Duration::from_secs(1) {
@@ -102,21 +105,34 @@ impl CheckConfig {
                 Ok(parsed) if matches!(parsed.scheme(), "http" | "https") => {}
                 Ok(parsed) => out.push((
                     "url",
-                    format!("scheme {:?} is not supported: expected http or https", parsed.scheme()),
+                    format!(
+                        "scheme {:?} is not supported: expected http or https",
+                        parsed.scheme()
+                    ),
                 )),
                 Err(e) => out.push(("url", format!("{u:?} is not a valid URL: {e}"))),
             },
         }
         if let Some(m) = &self.method
-            && !matches!(m.as_str(), "GET" | "HEAD" | "POST" | "PUT" | "PATCH" | "DELETE" | "OPTIONS")
+            && !matches!(
+                m.as_str(),
+                "GET" | "HEAD" | "POST" | "PUT" | "PATCH" | "DELETE" | "OPTIONS"
+            )
         {
             out.push((
                 "method",
                 format!("{m:?}: expected GET, HEAD, POST, PUT, PATCH, DELETE or OPTIONS"),
             ));
         }
-        if let Some(s) = self.expected_status.iter().find(|s| !(100..=599).contains(*s)) {
-            out.push(("expected_status", format!("{s} is not an HTTP status: expected 100 to 599")));
+        if let Some(s) = self
+            .expected_status
+            .iter()
+            .find(|s| !(100..=599).contains(*s))
+        {
+            out.push((
+                "expected_status",
+                format!("{s} is not an HTTP status: expected 100 to 599"),
+            ));
         }
     }
 
@@ -154,7 +170,9 @@ impl std::str::FromStr for Selector {
                 key: k.trim().to_string(),
                 value: v.trim().to_string(),
             }),
-            _ => Err(format!("invalid selector {s:?}: expected \"label=value\", e.g. \"role=web\"")),
+            _ => Err(format!(
+                "invalid selector {s:?}: expected \"label=value\", e.g. \"role=web\""
+            )),
         }
     }
 }
@@ -173,7 +191,9 @@ impl Serialize for Selector {
 
 impl<'de> Deserialize<'de> for Selector {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        String::deserialize(d)?.parse().map_err(serde::de::Error::custom)
+        String::deserialize(d)?
+            .parse()
+            .map_err(serde::de::Error::custom)
     }
 }
 

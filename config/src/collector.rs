@@ -163,7 +163,9 @@ impl CollectorConfig {
         let checks = crate::validate_checks(&mut doc, "checks");
 
         if let Some(u) = &storage.url
-            && !(u.starts_with("sqlite:") || u.starts_with("postgres://") || u.starts_with("postgresql://"))
+            && !(u.starts_with("sqlite:")
+                || u.starts_with("postgres://")
+                || u.starts_with("postgresql://"))
         {
             doc.error_at(
                 &KeyPath::key("storage").child("url"),
@@ -171,7 +173,10 @@ impl CollectorConfig {
             );
         }
         if server.max_body_bytes < 1024 {
-            doc.error_at(&KeyPath::key("server").child("max_body_bytes"), "must be at least 1024");
+            doc.error_at(
+                &KeyPath::key("server").child("max_body_bytes"),
+                "must be at least 1024",
+            );
         }
         if server.max_decoded_bytes < server.max_body_bytes {
             doc.error_at(
@@ -188,7 +193,10 @@ impl CollectorConfig {
             } else if let Some(first) = names.insert(&a.name, *i) {
                 doc.error_at(
                     &at.child("name"),
-                    format!("duplicate agent name {:?} (first at agents[{first}])", a.name),
+                    format!(
+                        "duplicate agent name {:?} (first at agents[{first}])",
+                        a.name
+                    ),
                 );
             }
             if a.token.chars().count() < MIN_TOKEN_LEN {

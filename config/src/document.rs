@@ -92,7 +92,11 @@ impl<'i> Document<'i> {
         if !syntax.is_empty() {
             for e in syntax {
                 let span = e.span().unwrap_or(0..0);
-                doc.push_error(span, KeyPath::default(), format!("invalid TOML: {}", e.message()));
+                doc.push_error(
+                    span,
+                    KeyPath::default(),
+                    format!("invalid TOML: {}", e.message()),
+                );
             }
             return Err(ConfigErrors(doc.errors));
         }
@@ -152,7 +156,10 @@ impl<'i> Document<'i> {
             }
         }
         let span = self.root.span();
-        self.deserialize(Spanned::new(span, DeValue::Table(table)), KeyPath::default())
+        self.deserialize(
+            Spanned::new(span, DeValue::Table(table)),
+            KeyPath::default(),
+        )
     }
 
     fn deserialize<T: DeserializeOwned>(
@@ -367,7 +374,15 @@ mod tests {
     fn unset_variable_is_named() {
         let err = interpolate("x ${MISSING_VAR} y", &env).unwrap_err();
         assert!(err.contains("MISSING_VAR"), "{err}");
-        assert!(interpolate("${OPEN", &env).unwrap_err().contains("unterminated"));
-        assert!(interpolate("${a-b}", &env).unwrap_err().contains("invalid variable"));
+        assert!(
+            interpolate("${OPEN", &env)
+                .unwrap_err()
+                .contains("unterminated")
+        );
+        assert!(
+            interpolate("${a-b}", &env)
+                .unwrap_err()
+                .contains("invalid variable")
+        );
     }
 }

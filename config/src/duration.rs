@@ -6,8 +6,9 @@ use serde::{Deserialize, Deserializer, Serializer};
 
 /// Parses a human duration, with an error that shows the expected form.
 pub fn parse(s: &str) -> Result<Duration, String> {
-    humantime::parse_duration(s.trim())
-        .map_err(|e| format!("invalid duration {s:?} ({e}): expected e.g. \"500ms\", \"30s\", \"5m\""))
+    humantime::parse_duration(s.trim()).map_err(|e| {
+        format!("invalid duration {s:?} ({e}): expected e.g. \"500ms\", \"30s\", \"5m\"")
+    })
 }
 
 /// Formats a duration the way [`parse`] reads it.

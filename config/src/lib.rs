@@ -44,7 +44,10 @@ fn validate_checks(doc: &mut Document<'_>, key: &str) -> Vec<CheckConfig> {
         if let Some(first) = seen.insert(c.name.clone(), *i) {
             doc.error_at(
                 &at.child("name"),
-                format!("duplicate check name {:?} (first at {key}[{first}])", c.name),
+                format!(
+                    "duplicate check name {:?} (first at {key}[{first}])",
+                    c.name
+                ),
             );
         }
     }

@@ -32,13 +32,17 @@ fn every_example_loads_and_validates() {
         }
         seen += 1;
     }
-    assert!(seen >= 3, "expected quickstart, collector and agent examples, found {seen}");
+    assert!(
+        seen >= 3,
+        "expected quickstart, collector and agent examples, found {seen}"
+    );
 }
 
 #[test]
 fn quickstart_has_a_local_agent_and_checks() {
     let path = examples().join("quickstart.toml");
-    let c = CollectorConfig::parse(&path, &std::fs::read_to_string(&path).unwrap(), &no_env).unwrap();
+    let c =
+        CollectorConfig::parse(&path, &std::fs::read_to_string(&path).unwrap(), &no_env).unwrap();
     assert_eq!(c.server.listen.to_string(), "127.0.0.1:7700");
     assert_eq!(c.local_agent.as_ref().unwrap().name, "local");
     assert!(c.checks.len() >= 2);
@@ -89,15 +93,30 @@ url = "gopher://x/"
     let all = shown.join("\n");
     assert_eq!(errs.len(), 5, "{all}");
     // Unknown key in [server], at its own line and column.
-    assert!(all.contains("c.toml:3:1: server.bogus: unknown field `bogus`"), "{all}");
+    assert!(
+        all.contains("c.toml:3:1: server.bogus: unknown field `bogus`"),
+        "{all}"
+    );
     // A bad duration names the check's key.
-    assert!(all.contains("c.toml:14:12: checks[1].interval: invalid duration"), "{all}");
+    assert!(
+        all.contains("c.toml:14:12: checks[1].interval: invalid duration"),
+        "{all}"
+    );
     // An unknown type names the expected ones.
-    assert!(all.contains("c.toml:18:8: checks[2].type: unknown variant `ftp`"), "{all}");
+    assert!(
+        all.contains("c.toml:18:8: checks[2].type: unknown variant `ftp`"),
+        "{all}"
+    );
     assert!(all.contains("expected `http`"), "{all}");
     // Semantic problems in the last check: both of them.
-    assert!(all.contains("c.toml:23:7: checks[3].url: scheme \"gopher\""), "{all}");
-    assert!(all.contains("c.toml:21:8: checks[3].name: duplicate check name \"a\""), "{all}");
+    assert!(
+        all.contains("c.toml:23:7: checks[3].url: scheme \"gopher\""),
+        "{all}"
+    );
+    assert!(
+        all.contains("c.toml:21:8: checks[3].name: duplicate check name \"a\""),
+        "{all}"
+    );
 }
 
 #[test]
@@ -109,11 +128,17 @@ fn syntax_errors_have_positions() {
 
 #[test]
 fn unset_variable_is_an_error_that_names_it() {
-    let errs = collector("[server]\nadmin_token = \"${LOOKOUT_TEST_UNSET_VAR}\"\n").unwrap_err().0;
+    let errs = collector("[server]\nadmin_token = \"${LOOKOUT_TEST_UNSET_VAR}\"\n")
+        .unwrap_err()
+        .0;
     assert_eq!(errs.len(), 1);
     assert_eq!((errs[0].line, errs[0].column), (2, 15));
     assert_eq!(errs[0].key, "server.admin_token");
-    assert!(errs[0].message.contains("LOOKOUT_TEST_UNSET_VAR"), "{}", errs[0]);
+    assert!(
+        errs[0].message.contains("LOOKOUT_TEST_UNSET_VAR"),
+        "{}",
+        errs[0]
+    );
 }
 
 #[test]
@@ -144,8 +169,14 @@ token = "0123456789abcdef"
 "#;
     let all = collector(text).unwrap_err().to_string();
     assert!(all.contains("agents[0].token: too short"), "{all}");
-    assert!(all.contains("agents[1].name: duplicate agent name"), "{all}");
-    assert!(all.contains("agents[2].token: the same token as agents[1]"), "{all}");
+    assert!(
+        all.contains("agents[1].name: duplicate agent name"),
+        "{all}"
+    );
+    assert!(
+        all.contains("agents[2].token: the same token as agents[1]"),
+        "{all}"
+    );
 }
 
 #[test]
@@ -161,15 +192,27 @@ token = "t"
 [host_metrics]
 interval = "0s"
 "#;
-    let errs = AgentConfig::parse(Path::new("a.toml"), text, &no_env).unwrap_err().to_string();
-    assert!(errs.contains("a.toml:3:31: collector[1]: scheme \"ftp\""), "{errs}");
-    assert!(errs.contains("host_metrics.interval: must be at least 1s"), "{errs}");
+    let errs = AgentConfig::parse(Path::new("a.toml"), text, &no_env)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        errs.contains("a.toml:3:31: collector[1]: scheme \"ftp\""),
+        "{errs}"
+    );
+    assert!(
+        errs.contains("host_metrics.interval: must be at least 1s"),
+        "{errs}"
+    );
 }
 
 #[test]
 fn a_missing_file_is_a_clear_error() {
     let e = CollectorConfig::load(Path::new("/nonexistent/lookout.toml")).unwrap_err();
-    assert!(e.to_string().contains("/nonexistent/lookout.toml: cannot read the file"), "{e}");
+    assert!(
+        e.to_string()
+            .contains("/nonexistent/lookout.toml: cannot read the file"),
+        "{e}"
+    );
 }
 
 #[test]
@@ -186,7 +229,9 @@ url = "http://x/"
 run_on = ["role=web"]
 "#;
     let c = collector(text).unwrap();
-    let web = [("role".to_string(), "web".to_string())].into_iter().collect();
+    let web = [("role".to_string(), "web".to_string())]
+        .into_iter()
+        .collect();
     let names = |v: Vec<CheckConfig>| v.into_iter().map(|c| c.name).collect::<Vec<_>>();
     assert_eq!(names(c.checks_for("w", &web)), ["all", "web-only"]);
     assert_eq!(names(c.checks_for("d", &Default::default())), ["all"]);

@@ -194,7 +194,11 @@ impl Assignments {
         let mut checks = Vec::with_capacity(raw.checks.len());
         let mut skipped = Vec::new();
         for value in raw.checks {
-            let name = value.get("name").and_then(|n| n.as_str()).unwrap_or("?").to_string();
+            let name = value
+                .get("name")
+                .and_then(|n| n.as_str())
+                .unwrap_or("?")
+                .to_string();
             let kind = value.get("type").cloned().unwrap_or_default();
             if let Err(e) = serde_json::from_value::<lookout_config::CheckType>(kind) {
                 skipped.push(format!("check {name:?}: type not known to this agent: {e}"));
@@ -301,7 +305,11 @@ pub fn encode_batch(batch: &Batch, encoding: Encoding) -> std::io::Result<Vec<u8
 }
 
 /// Decompresses (never past `max_decoded` bytes) and parses a batch, and checks its invariants.
-pub fn decode_batch(body: &[u8], encoding: Encoding, max_decoded: usize) -> Result<Batch, DecodeError> {
+pub fn decode_batch(
+    body: &[u8],
+    encoding: Encoding,
+    max_decoded: usize,
+) -> Result<Batch, DecodeError> {
     let json = decompress(body, encoding, max_decoded)?;
     let batch: Batch = serde_json::from_slice(&json)?;
     validate(&batch)?;
@@ -317,10 +325,12 @@ fn decompress(body: &[u8], encoding: Encoding, max: usize) -> Result<Vec<u8>, De
             }
             return Ok(body.to_vec());
         }
-        Encoding::Zstd => Box::new(
-            zstd::stream::read::Decoder::new(body)
-                .map_err(|source| DecodeError::Compression { encoding: name, source })?,
-        ),
+        Encoding::Zstd => Box::new(zstd::stream::read::Decoder::new(body).map_err(|source| {
+            DecodeError::Compression {
+                encoding: name,
+                source,
+            }
+        })?),
         Encoding::Gzip => Box::new(flate2::read::GzDecoder::new(body)),
     };
     // Read one byte past the limit to tell "exactly max" from "more": a small body that
@@ -329,7 +339,10 @@ fn decompress(body: &[u8], encoding: Encoding, max: usize) -> Result<Vec<u8>, De
     reader
         .take(max as u64 + 1)
         .read_to_end(&mut out)
-        .map_err(|source| DecodeError::Compression { encoding: name, source })?;
+        .map_err(|source| DecodeError::Compression {
+            encoding: name,
+            source,
+        })?;
     if out.len() > max {
         return Err(DecodeError::TooLarge { limit: max });
     }

@@ -10,7 +10,12 @@ fn time() -> impl Strategy<Value = DateTime<Utc>> {
 }
 
 fn finite() -> impl Strategy<Value = f64> {
-    prop_oneof![-1e12f64..1e12, Just(0.0), Just(f64::MAX), Just(f64::MIN_POSITIVE)]
+    prop_oneof![
+        -1e12f64..1e12,
+        Just(0.0),
+        Just(f64::MAX),
+        Just(f64::MIN_POSITIVE)
+    ]
 }
 
 fn labels() -> impl Strategy<Value = BTreeMap<String, String>> {
@@ -31,30 +36,68 @@ fn record() -> impl Strategy<Value = Record> {
             total_ms,
         });
     prop_oneof![
-        (".{1,20}", time(), any::<bool>(), 0.0f64..1e6, proptest::option::of(".{0,40}"),
-         proptest::option::of(100u16..600), timings)
-            .prop_map(|(check, time, ok, latency_ms, error, status_code, timings)| {
-                Record::CheckResult(CheckResult { check, time, ok, latency_ms, error, status_code, timings })
-            }),
+        (
+            ".{1,20}",
+            time(),
+            any::<bool>(),
+            0.0f64..1e6,
+            proptest::option::of(".{0,40}"),
+            proptest::option::of(100u16..600),
+            timings
+        )
+            .prop_map(
+                |(check, time, ok, latency_ms, error, status_code, timings)| {
+                    Record::CheckResult(CheckResult {
+                        check,
+                        time,
+                        ok,
+                        latency_ms,
+                        error,
+                        status_code,
+                        timings,
+                    })
+                }
+            ),
         ("[a-z.]{1,30}", labels(), time(), finite(), any::<bool>()).prop_map(
             |(name, labels, time, value, counter)| Record::Metric(MetricSample {
                 name,
                 labels,
                 time,
                 value,
-                metric_type: if counter { MetricType::Counter } else { MetricType::Gauge },
+                metric_type: if counter {
+                    MetricType::Counter
+                } else {
+                    MetricType::Gauge
+                },
             })
         ),
-        (time(), ".{1,20}", proptest::option::of("[a-z]{1,5}"), ".{0,200}").prop_map(
-            |(time, source, level, text)| Record::Log(LogRecord { time, source, level, text })
-        ),
+        (
+            time(),
+            ".{1,20}",
+            proptest::option::of("[a-z]{1,5}"),
+            ".{0,200}"
+        )
+            .prop_map(|(time, source, level, text)| Record::Log(LogRecord {
+                time,
+                source,
+                level,
+                text
+            })),
     ]
 }
 
 fn batch() -> impl Strategy<Value = Batch> {
-    (".{1,20}", "[a-zA-Z0-9-]{1,128}", proptest::collection::vec(record(), 0..20)).prop_map(
-        |(agent, batch_id, records)| Batch { version: PROTOCOL_VERSION, agent, batch_id, records },
+    (
+        ".{1,20}",
+        "[a-zA-Z0-9-]{1,128}",
+        proptest::collection::vec(record(), 0..20),
     )
+        .prop_map(|(agent, batch_id, records)| Batch {
+            version: PROTOCOL_VERSION,
+            agent,
+            batch_id,
+            records,
+        })
 }
 
 proptest! {
@@ -95,9 +138,16 @@ fn a_compression_bomb_stops_at_the_limit() {
     let bytes = encode_batch(&b, Encoding::Zstd).unwrap();
     assert!(bytes.len() < 1_000, "compresses well: {}", bytes.len());
     let err = decode_batch(&bytes, Encoding::Zstd, 4_096).unwrap_err();
-    assert!(matches!(err, DecodeError::TooLarge { limit: 4_096 }), "{err}");
-    let err = decode_batch(&encode_batch(&b, Encoding::Identity).unwrap(), Encoding::Identity, 4_096)
-        .unwrap_err();
+    assert!(
+        matches!(err, DecodeError::TooLarge { limit: 4_096 }),
+        "{err}"
+    );
+    let err = decode_batch(
+        &encode_batch(&b, Encoding::Identity).unwrap(),
+        Encoding::Identity,
+        4_096,
+    )
+    .unwrap_err();
     assert!(matches!(err, DecodeError::TooLarge { .. }), "{err}");
 }
 
@@ -106,7 +156,10 @@ fn invariants_are_checked() {
     let mut b = sample();
     b.version = 2;
     let bytes = encode_batch(&b, Encoding::Identity).unwrap();
-    assert!(matches!(decode_batch(&bytes, Encoding::Identity, 1 << 20), Err(DecodeError::Version(2))));
+    assert!(matches!(
+        decode_batch(&bytes, Encoding::Identity, 1 << 20),
+        Err(DecodeError::Version(2))
+    ));
     let mut b = sample();
     b.batch_id = String::new();
     let bytes = encode_batch(&b, Encoding::Identity).unwrap();
@@ -130,7 +183,10 @@ fn assignments_skip_unknown_checks_and_keep_the_rest() {
     assert_eq!(a.checks.len(), 1);
     assert_eq!(a.checks[0].interval, std::time::Duration::from_secs(10));
     assert_eq!(skipped.len(), 1);
-    assert!(skipped[0].contains("\"b\"") && skipped[0].contains("quantum"), "{skipped:?}");
+    assert!(
+        skipped[0].contains("\"b\"") && skipped[0].contains("quantum"),
+        "{skipped:?}"
+    );
 }
 
 #[test]

@@ -1,0 +1,204 @@
+//! The agent's HTTP client for the collector: ingest and assignments, with failover across the
+//! configured collector URLs.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use lookout_protocol::{Assignments, Batch, Encoding, encode_batch};
+use reqwest::StatusCode;
+use reqwest::header::{
+    AUTHORIZATION, CONTENT_ENCODING, CONTENT_TYPE, ETAG, IF_NONE_MATCH, RETRY_AFTER,
+};
+
+/// Why a request to the collector did not succeed.
+#[derive(Debug, thiserror::Error)]
+pub enum SendError {
+    /// Worth retrying: no collector answered, or one answered 5xx, 408 or 429.
+    #[error("collector unavailable: {reason}")]
+    Retryable {
+        /// What happened.
+        reason: String,
+        /// The wait the collector asked for (`Retry-After`), if any.
+        retry_after: Option<Duration>,
+    },
+    /// The collector refused the request for good (another 4xx): retrying cannot help.
+    #[error("collector refused the request ({status}): {reason}")]
+    Rejected {
+        /// The HTTP status.
+        status: u16,
+        /// The collector's explanation.
+        reason: String,
+    },
+    /// The batch could not be encoded.
+    #[error("cannot encode the batch: {0}")]
+    Encode(#[from] std::io::Error),
+}
+
+/// Talks to one or more collectors, preferring the first that answers.
+#[derive(Debug)]
+pub struct CollectorClient {
+    http: reqwest::Client,
+    urls: Vec<String>,
+    token: String,
+    /// Index of the collector that answered last: tried first next time.
+    current: AtomicUsize,
+}
+
+impl CollectorClient {
+    /// A client for these base URLs (tried in order) with this agent token.
+    pub fn new(
+        urls: Vec<String>,
+        token: String,
+        timeout: Duration,
+    ) -> Result<Self, reqwest::Error> {
+        let http = reqwest::Client::builder()
+            .timeout(timeout)
+            .connect_timeout(timeout.min(Duration::from_secs(5)))
+            .user_agent(concat!("lookout-agent/", env!("CARGO_PKG_VERSION")))
+            .build()?;
+        let urls = urls
+            .into_iter()
+            .map(|u| u.trim_end_matches('/').to_string())
+            .collect();
+        Ok(Self {
+            http,
+            urls,
+            token,
+            current: AtomicUsize::new(0),
+        })
+    }
+
+    /// Sends a batch; `Ok` means the collector has stored it (or had stored it before).
+    pub async fn send(&self, batch: &Batch) -> Result<(), SendError> {
+        let body = encode_batch(batch, Encoding::Zstd)?;
+        self.with_failover(|base| {
+            self.http
+                .post(format!("{base}/v1/ingest"))
+                .header(AUTHORIZATION, format!("Bearer {}", self.token))
+                .header(CONTENT_TYPE, "application/json")
+                .header(CONTENT_ENCODING, Encoding::Zstd.header_value())
+                .body(body.clone())
+        })
+        .await
+        .map(|_| ())
+    }
+
+    /// Fetches this agent's assignments; `Ok(None)` when they are still `revision`.
+    pub async fn assignments(
+        &self,
+        revision: Option<&str>,
+    ) -> Result<Option<(Assignments, Vec<String>)>, SendError> {
+        let resp = self
+            .with_failover(|base| {
+                let mut req = self
+                    .http
+                    .get(format!("{base}/v1/assignments"))
+                    .header(AUTHORIZATION, format!("Bearer {}", self.token));
+                if let Some(r) = revision {
+                    req = req.header(IF_NONE_MATCH, format!("\"{r}\""));
+                }
+                req
+            })
+            .await?;
+        if resp.status() == StatusCode::NOT_MODIFIED {
+            return Ok(None);
+        }
+        let etag = resp.headers().get(ETAG).cloned();
+        let body = resp.bytes().await.map_err(|e| SendError::Retryable {
+            reason: format!("reading assignments: {e}"),
+            retry_after: None,
+        })?;
+        let (assignments, skipped) =
+            Assignments::decode_lenient(&body).map_err(|e| SendError::Rejected {
+                status: 200,
+                reason: format!("assignments are not readable: {e}; etag {etag:?}"),
+            })?;
+        Ok(Some((assignments, skipped)))
+    }
+
+    /// Sends the request built by `build` to each collector in turn, starting with the one that
+    /// answered last, until one answers with a success or a final refusal.
+    async fn with_failover<F>(&self, build: F) -> Result<reqwest::Response, SendError>
+    where
+        F: Fn(&str) -> reqwest::RequestBuilder,
+    {
+        let start = self.current.load(Ordering::Relaxed);
+        let mut last = None;
+        for k in 0..self.urls.len() {
+            let i = (start + k) % self.urls.len();
+            let base = &self.urls[i];
+            match build(base).send().await {
+                Ok(resp)
+                    if resp.status().is_success() || resp.status() == StatusCode::NOT_MODIFIED =>
+                {
+                    self.current.store(i, Ordering::Relaxed);
+                    return Ok(resp);
+                }
+                Ok(resp) => {
+                    let err = error_from(resp).await;
+                    if let SendError::Rejected { .. } = err {
+                        self.current.store(i, Ordering::Relaxed);
+                        return Err(err);
+                    }
+                    tracing::debug!(collector = %base, error = %err, "collector did not take the request");
+                    last = Some(err);
+                }
+                Err(e) => {
+                    tracing::debug!(collector = %base, error = %e, "collector unreachable");
+                    last = Some(SendError::Retryable {
+                        reason: format!("{base}: {}", error_chain(&e)),
+                        retry_after: None,
+                    });
+                }
+            }
+        }
+        Err(last.unwrap_or(SendError::Retryable {
+            reason: "no collector URL configured".into(),
+            retry_after: None,
+        }))
+    }
+}
+
+async fn error_from(resp: reqwest::Response) -> SendError {
+    let status = resp.status();
+    let retry_after = resp
+        .headers()
+        .get(RETRY_AFTER)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok())
+        .map(Duration::from_secs);
+    let url = resp.url().to_string();
+    let mut reason = resp.text().await.unwrap_or_default();
+    reason.truncate(500);
+    let reason = format!("{url}: {status}: {reason}");
+    if status.is_server_error()
+        || status == StatusCode::REQUEST_TIMEOUT
+        || status == StatusCode::TOO_MANY_REQUESTS
+    {
+        SendError::Retryable {
+            reason,
+            retry_after,
+        }
+    } else {
+        SendError::Rejected {
+            status: status.as_u16(),
+            reason,
+        }
+    }
+}
+
+/// An error with its causes, which reqwest keeps in `source()` ("error sending request" alone
+/// says nothing).
+pub fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut cur = e.source();
+    while let Some(s) = cur {
+        let s_text = s.to_string();
+        if !out.contains(&s_text) {
+            out.push_str(": ");
+            out.push_str(&s_text);
+        }
+        cur = s.source();
+    }
+    out
+}

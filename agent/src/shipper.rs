@@ -1,0 +1,173 @@
+//! Sends queued records to the collector in batches, retrying with exponential backoff and
+//! jitter. Producers never wait for it: they only push to the [`Queue`].
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use lookout_config::ShippingConfig;
+use lookout_protocol::{Batch, PROTOCOL_VERSION};
+use tokio_util::sync::CancellationToken;
+
+use crate::client::{CollectorClient, SendError};
+use crate::queue::{PendingBatch, Queue};
+
+/// How long a graceful stop keeps trying to deliver what is queued.
+const FINAL_FLUSH: Duration = Duration::from_secs(3);
+
+/// Ships batches until `shutdown`, then makes one bounded attempt to deliver the rest.
+pub async fn run(
+    agent: String,
+    queue: Arc<Queue>,
+    client: Arc<CollectorClient>,
+    cfg: ShippingConfig,
+    shutdown: CancellationToken,
+) {
+    let mut backoff = Backoff::new(Duration::from_millis(200), cfg.max_backoff);
+    loop {
+        if queue.is_empty() {
+            tokio::select! {
+                () = shutdown.cancelled() => break,
+                () = queue.pushed() => {}
+            }
+            // Let a batch gather for at most flush_interval, so one probe result is not one
+            // request, yet no record waits longer than that.
+            tokio::select! {
+                () = shutdown.cancelled() => break,
+                () = tokio::time::sleep(cfg.flush_interval) => {}
+            }
+        }
+        let Some(pending) = queue.next_batch(cfg.max_batch_records) else {
+            continue;
+        };
+        match send(&agent, &client, &pending).await {
+            Ok(()) => {
+                queue.ack(&pending.batch_id);
+                backoff.reset();
+            }
+            Err(SendError::Retryable {
+                reason,
+                retry_after,
+            }) => {
+                let wait = retry_after.unwrap_or_else(|| backoff.next());
+                tracing::warn!(
+                    batch = %pending.batch_id,
+                    records = pending.records.len(),
+                    queued = queue.len(),
+                    retry_in_ms = wait.as_millis() as u64,
+                    error = %reason,
+                    "shipping failed; will retry"
+                );
+                tokio::select! {
+                    () = shutdown.cancelled() => break,
+                    () = tokio::time::sleep(wait) => {}
+                }
+            }
+            Err(e) => {
+                // A final refusal (bad token, malformed batch): retrying the same bytes forever
+                // would block everything behind it. Set it aside and say why.
+                tracing::error!(
+                    batch = %pending.batch_id,
+                    records = pending.records.len(),
+                    error = %e,
+                    "collector refused a batch; it is set aside and not retried"
+                );
+                queue.ack(&pending.batch_id);
+            }
+        }
+    }
+    final_flush(&agent, &queue, &client, cfg.max_batch_records).await;
+}
+
+async fn final_flush(agent: &str, queue: &Queue, client: &CollectorClient, max: usize) {
+    let deadline = tokio::time::Instant::now() + FINAL_FLUSH;
+    while let Some(pending) = queue.next_batch(max) {
+        match tokio::time::timeout_at(deadline, send(agent, client, &pending)).await {
+            Ok(Ok(())) => queue.ack(&pending.batch_id),
+            Ok(Err(e)) => {
+                tracing::warn!(error = %e, queued = queue.len() + pending.records.len(), "stopping with undelivered records");
+                return;
+            }
+            Err(_) => {
+                tracing::warn!(
+                    queued = queue.len() + pending.records.len(),
+                    "stopping: delivery of the rest timed out"
+                );
+                return;
+            }
+        }
+    }
+}
+
+async fn send(
+    agent: &str,
+    client: &CollectorClient,
+    pending: &PendingBatch,
+) -> Result<(), SendError> {
+    let batch = Batch {
+        version: PROTOCOL_VERSION,
+        agent: agent.to_string(),
+        batch_id: pending.batch_id.clone(),
+        records: pending.records.as_ref().clone(),
+    };
+    client.send(&batch).await
+}
+
+/// Exponential backoff with full jitter: each wait is random in [base, cap of the doubling].
+#[derive(Debug)]
+pub struct Backoff {
+    base: Duration,
+    max: Duration,
+    attempt: u32,
+}
+
+impl Backoff {
+    /// Backoff from `base` doubling up to `max`.
+    pub fn new(base: Duration, max: Duration) -> Self {
+        Self {
+            base,
+            max: max.max(base),
+            attempt: 0,
+        }
+    }
+
+    /// The next wait.
+    pub fn next(&mut self) -> Duration {
+        let ceiling = self
+            .base
+            .saturating_mul(1u32 << self.attempt.min(20))
+            .min(self.max);
+        self.attempt = self.attempt.saturating_add(1);
+        let span = ceiling.saturating_sub(self.base).as_millis() as u64;
+        self.base + Duration::from_millis(fastrand::u64(0..=span))
+    }
+
+    /// Back to the first wait, after a success.
+    pub fn reset(&mut self) {
+        self.attempt = 0;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_grows_to_its_cap_and_resets() {
+        let mut b = Backoff::new(Duration::from_millis(100), Duration::from_secs(2));
+        for _ in 0..50 {
+            let w = b.next();
+            assert!(
+                w >= Duration::from_millis(100) && w <= Duration::from_secs(2),
+                "{w:?}"
+            );
+        }
+        // After many attempts the ceiling is the cap: some wait must exceed the base by far.
+        assert!(
+            (0..50)
+                .map(|_| b.next())
+                .any(|w| w > Duration::from_millis(500))
+        );
+        b.reset();
+        assert!(b.next() <= Duration::from_millis(100));
+    }
+}
