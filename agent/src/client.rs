@@ -1,6 +1,7 @@
 //! The agent's HTTP client for the collector: ingest and assignments, with failover across the
 //! configured collector URLs.
 
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
@@ -9,6 +10,9 @@ use reqwest::StatusCode;
 use reqwest::header::{
     AUTHORIZATION, CONTENT_ENCODING, CONTENT_TYPE, ETAG, IF_NONE_MATCH, RETRY_AFTER,
 };
+
+/// The header that carries the agent's own labels (a JSON object) to `GET /v1/assignments`.
+pub const LABELS_HEADER: &str = "lookout-agent-labels";
 
 /// Why a request to the collector did not succeed.
 #[derive(Debug, thiserror::Error)]
@@ -40,6 +44,8 @@ pub struct CollectorClient {
     http: reqwest::Client,
     urls: Vec<String>,
     token: String,
+    /// The agent's own labels as JSON, sent with assignment requests.
+    labels_json: String,
     /// Index of the collector that answered last: tried first next time.
     current: AtomicUsize,
 }
@@ -49,6 +55,7 @@ impl CollectorClient {
     pub fn new(
         urls: Vec<String>,
         token: String,
+        labels: &BTreeMap<String, String>,
         timeout: Duration,
     ) -> Result<Self, reqwest::Error> {
         let http = reqwest::Client::builder()
@@ -64,6 +71,7 @@ impl CollectorClient {
             http,
             urls,
             token,
+            labels_json: serde_json::to_string(labels).unwrap_or_else(|_| "{}".into()),
             current: AtomicUsize::new(0),
         })
     }
@@ -93,7 +101,8 @@ impl CollectorClient {
                 let mut req = self
                     .http
                     .get(format!("{base}/v1/assignments"))
-                    .header(AUTHORIZATION, format!("Bearer {}", self.token));
+                    .header(AUTHORIZATION, format!("Bearer {}", self.token))
+                    .header(LABELS_HEADER, &self.labels_json);
                 if let Some(r) = revision {
                     req = req.header(IF_NONE_MATCH, format!("\"{r}\""));
                 }

@@ -85,6 +85,7 @@ pub async fn run(settings: AgentSettings, shutdown: CancellationToken) -> Result
     let client = Arc::new(CollectorClient::new(
         settings.collector_urls.clone(),
         settings.token.clone(),
+        &settings.labels,
         settings.shipping.request_timeout,
     )?);
     let prober = probes::Prober::new()?;

@@ -52,6 +52,7 @@ pub async fn run(settings: &AgentSettings) -> Result<Report, AgentError> {
     let client = CollectorClient::new(
         settings.collector_urls.clone(),
         settings.token.clone(),
+        &settings.labels,
         ASSIGNMENTS_WAIT,
     )?;
     match client.assignments(None).await {

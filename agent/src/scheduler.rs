@@ -105,6 +105,7 @@ pub async fn probe_isolated(prober: &Prober, check: &CheckConfig) -> CheckResult
         Ok(r) => r,
         Err(e) => CheckResult {
             check: check.name.clone(),
+            check_type: Some(check.kind),
             time: started,
             ok: false,
             latency_ms: 0.0,

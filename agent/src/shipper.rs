@@ -48,7 +48,7 @@ pub async fn run(
                 reason,
                 retry_after,
             }) => {
-                let wait = retry_after.unwrap_or_else(|| backoff.next());
+                let wait = retry_after.unwrap_or_else(|| backoff.next_wait());
                 tracing::warn!(
                     batch = %pending.batch_id,
                     records = pending.records.len(),
@@ -131,7 +131,7 @@ impl Backoff {
     }
 
     /// The next wait.
-    pub fn next(&mut self) -> Duration {
+    pub fn next_wait(&mut self) -> Duration {
         let ceiling = self
             .base
             .saturating_mul(1u32 << self.attempt.min(20))
@@ -155,7 +155,7 @@ mod tests {
     fn backoff_grows_to_its_cap_and_resets() {
         let mut b = Backoff::new(Duration::from_millis(100), Duration::from_secs(2));
         for _ in 0..50 {
-            let w = b.next();
+            let w = b.next_wait();
             assert!(
                 w >= Duration::from_millis(100) && w <= Duration::from_secs(2),
                 "{w:?}"
@@ -164,10 +164,10 @@ mod tests {
         // After many attempts the ceiling is the cap: some wait must exceed the base by far.
         assert!(
             (0..50)
-                .map(|_| b.next())
+                .map(|_| b.next_wait())
                 .any(|w| w > Duration::from_millis(500))
         );
         b.reset();
-        assert!(b.next() <= Duration::from_millis(100));
+        assert!(b.next_wait() <= Duration::from_millis(100));
     }
 }

@@ -1,1 +1,244 @@
-//! placeholder
+//! `lookout-collector`: ingests what agents ship, stores it and serves it.
+//!
+//! Parts:
+//! - [`ingest`]: `POST /v1/ingest` and `GET /v1/assignments`, for agents;
+//! - [`store`]: the storage interface and its SQLite backend;
+//! - [`api`]: the JSON API under `/api/v1`;
+//! - [`web`]: the page at `/`;
+//! - [`state`]: what every request shares (store, configuration, credentials);
+//! - [`error`]: how errors become HTTP answers.
+//!
+//! [`start`] binds the listener, opens the store, starts the built-in local agent if configured,
+//! and serves until its [`Running::shutdown`] token is cancelled; the binary only parses the
+//! command line, wires signals and waits.
+
+pub mod api;
+pub mod error;
+pub mod ingest;
+pub mod state;
+pub mod store;
+pub mod web;
+
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::routing::{get, post};
+use lookout_agent::AgentSettings;
+use lookout_config::{CollectorConfig, ShippingConfig};
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use state::{AppState, Credential};
+
+/// How long a stop waits for requests in progress.
+const STOP_DEADLINE: Duration = Duration::from_secs(10);
+
+/// Why the collector could not start or stopped with an error.
+#[derive(Debug, thiserror::Error)]
+pub enum CollectorError {
+    /// The listen address could not be bound.
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        /// The address.
+        addr: SocketAddr,
+        /// The cause.
+        source: std::io::Error,
+    },
+    /// The store could not be opened.
+    #[error("cannot open storage: {0}")]
+    Store(#[from] store::StoreError),
+    /// The server failed while running.
+    #[error("the HTTP server failed: {0}")]
+    Serve(std::io::Error),
+    /// The local agent could not start.
+    #[error("the local agent failed: {0}")]
+    LocalAgent(#[from] lookout_agent::AgentError),
+}
+
+/// The HTTP routes, over `state`.
+pub fn router(state: Arc<AppState>) -> Router {
+    Router::new()
+        .route("/", get(web::index))
+        .route("/healthz", get(healthz))
+        .route("/v1/ingest", post(ingest::ingest))
+        .route("/v1/assignments", get(ingest::assignments))
+        .route("/api/v1/checks", get(api::checks))
+        .route("/api/v1/checks/{name}/results", get(api::results))
+        .route("/api/v1/hosts", get(api::hosts))
+        // The ingest handler enforces its own configured limit while reading the body.
+        .layer(DefaultBodyLimit::disable())
+        .with_state(state)
+}
+
+async fn healthz() -> &'static str {
+    "ok\n"
+}
+
+/// A started collector.
+#[derive(Debug)]
+pub struct Running {
+    /// The address it listens on (useful with port 0).
+    pub addr: SocketAddr,
+    /// Cancel to stop it gracefully.
+    pub shutdown: CancellationToken,
+    /// The shared state (for reloads).
+    pub state: Arc<AppState>,
+    /// Finishes when it has stopped.
+    pub task: JoinHandle<Result<(), CollectorError>>,
+}
+
+/// Opens the store, binds the listener and starts serving (and the local agent, if configured).
+pub async fn start(config: CollectorConfig) -> Result<Running, CollectorError> {
+    let url = config.storage.resolved_url(&config.server.data_dir);
+    let store = store::open(&url).await?;
+    let listener = tokio::net::TcpListener::bind(config.server.listen)
+        .await
+        .map_err(|source| CollectorError::Bind {
+            addr: config.server.listen,
+            source,
+        })?;
+    let addr = listener.local_addr().map_err(CollectorError::Serve)?;
+
+    let local = config
+        .local_agent
+        .as_ref()
+        .map(|l| Credential::new(l.name.clone(), random_token(), l.labels.clone()));
+    for a in &config.agents {
+        store.upsert_agent(&a.name, &a.labels).await?;
+    }
+    let local_settings = match (&config.local_agent, &local) {
+        (Some(l), Some(cred)) => {
+            store.upsert_agent(&l.name, &l.labels).await?;
+            Some(AgentSettings {
+                name: l.name.clone(),
+                collector_urls: vec![format!("http://{}", loopback_for(addr))],
+                token: cred.token().to_string(),
+                labels: l.labels.clone(),
+                host_metrics: l.host_metrics.clone(),
+                shipping: ShippingConfig::default(),
+                local_checks: Vec::new(),
+            })
+        }
+        _ => None,
+    };
+    let state = Arc::new(AppState::new(store, config, local));
+    let shutdown = CancellationToken::new();
+    let server_stop = CancellationToken::new();
+    let app = router(state.clone());
+    let server = tokio::spawn({
+        let stop = server_stop.clone();
+        async move {
+            axum::serve(listener, app)
+                .with_graceful_shutdown(stop.cancelled_owned())
+                .await
+                .map_err(CollectorError::Serve)
+        }
+    });
+    tracing::info!(%addr, storage = %store::redact(&url), "collector listening");
+
+    let agent_stop = CancellationToken::new();
+    let agent = local_settings.map(|s| tokio::spawn(lookout_agent::run(s, agent_stop.clone())));
+
+    let task = tokio::spawn({
+        let shutdown = shutdown.clone();
+        async move {
+            shutdown.cancelled().await;
+            // The local agent goes first: its last delivery still needs the server.
+            agent_stop.cancel();
+            if let Some(a) = agent {
+                match a.await {
+                    Ok(Err(e)) => tracing::warn!(error = %e, "local agent stopped with an error"),
+                    Err(e) => tracing::warn!(error = %e, "local agent task failed"),
+                    Ok(Ok(())) => {}
+                }
+            }
+            server_stop.cancel();
+            match tokio::time::timeout(STOP_DEADLINE, server).await {
+                Ok(Ok(r)) => r,
+                Ok(Err(e)) => Err(CollectorError::Serve(std::io::Error::other(e))),
+                Err(_) => {
+                    tracing::warn!("requests still running at the stop deadline were cut off");
+                    Ok(())
+                }
+            }
+        }
+    });
+    Ok(Running {
+        addr,
+        shutdown,
+        state,
+        task,
+    })
+}
+
+/// Re-reads the configuration file and puts its checks, agents and tokens in force; on a
+/// problem the running configuration stays and every problem is logged.
+pub fn reload(state: &AppState, path: &std::path::Path) {
+    match CollectorConfig::load(path) {
+        Ok(new) => {
+            let old = state.config();
+            if new.server != old.server
+                || new.storage != old.storage
+                || new.local_agent != old.local_agent
+            {
+                tracing::warn!(
+                    "[server], [storage] and [local_agent] changes take effect at the next restart"
+                );
+            }
+            let checks = new.checks.len();
+            state.replace_config(new);
+            tracing::info!(path = %path.display(), checks, "configuration reloaded");
+        }
+        Err(errors) => {
+            for e in &errors.0 {
+                tracing::error!(problem = %e, "configuration not reloaded");
+            }
+        }
+    }
+}
+
+/// Where the local agent reaches a server bound to `addr`: the same address, or loopback when
+/// bound to every address.
+fn loopback_for(addr: SocketAddr) -> SocketAddr {
+    match addr.ip() {
+        IpAddr::V4(ip) if ip.is_unspecified() => {
+            SocketAddr::new(Ipv4Addr::LOCALHOST.into(), addr.port())
+        }
+        IpAddr::V6(ip) if ip.is_unspecified() => {
+            SocketAddr::new(Ipv6Addr::LOCALHOST.into(), addr.port())
+        }
+        _ => addr,
+    }
+}
+
+/// A fresh 256-bit token for the local agent; it lives only as long as the process.
+fn random_token() -> String {
+    (0..64).map(|_| fastrand::alphanumeric()).collect()
+}
+
+/// Runs a collector from a configuration file until `shutdown`, reloading on `reload` events.
+pub async fn run(
+    config: CollectorConfig,
+    config_path: PathBuf,
+    shutdown: CancellationToken,
+    mut reloads: tokio::sync::mpsc::Receiver<()>,
+) -> Result<(), CollectorError> {
+    let running = start(config).await?;
+    let state = running.state.clone();
+    let stop = running.shutdown.clone();
+    loop {
+        tokio::select! {
+            () = shutdown.cancelled() => break,
+            Some(()) = reloads.recv() => reload(&state, &config_path),
+        }
+    }
+    stop.cancel();
+    running
+        .task
+        .await
+        .map_err(|e| CollectorError::Serve(std::io::Error::other(e)))?
+}

@@ -1,1 +1,104 @@
-fn main() {}
+//! The `lookout-collector` binary: parses the command line, wires signals and hands over to the
+//! library.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use lookout_config::CollectorConfig;
+use tokio_util::sync::CancellationToken;
+
+/// Lookout's collector: ingests from agents, stores, and serves the API and status page.
+#[derive(Parser)]
+#[command(name = "lookout-collector", version, about)]
+struct Cli {
+    /// The configuration file.
+    #[arg(
+        long,
+        short,
+        global = true,
+        env = "LOOKOUT_CONFIG",
+        default_value = "/etc/lookout/collector.toml"
+    )]
+    config: PathBuf,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Check the configuration and exit: 0 when valid, 1 with every problem listed otherwise.
+    Validate,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let filter = tracing_subscriber::EnvFilter::try_from_env("LOOKOUT_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+    let config = match CollectorConfig::load(&cli.config) {
+        Ok(c) => c,
+        Err(e) => {
+            eprint!("{e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    if let Some(Command::Validate) = cli.command {
+        println!(
+            "{}: valid ({} checks, {} agents{})",
+            cli.config.display(),
+            config.checks.len(),
+            config.agents.len(),
+            if config.local_agent.is_some() {
+                ", local agent"
+            } else {
+                ""
+            }
+        );
+        return ExitCode::SUCCESS;
+    }
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    runtime.block_on(async {
+        let shutdown = CancellationToken::new();
+        tokio::spawn(lookout_agent::cancel_on_signal(shutdown.clone()));
+        let (reload_tx, reload_rx) = tokio::sync::mpsc::channel(1);
+        tokio::spawn(reload_on_sighup(reload_tx));
+        match lookout_collector::run(config, cli.config, shutdown, reload_rx).await {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("error: {e}");
+                ExitCode::FAILURE
+            }
+        }
+    })
+}
+
+/// Sends a reload request on every SIGHUP.
+async fn reload_on_sighup(tx: tokio::sync::mpsc::Sender<()>) {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        let mut hup = match signal(SignalKind::hangup()) {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot listen for SIGHUP; reload by restarting");
+                return;
+            }
+        };
+        while hup.recv().await.is_some() {
+            // A reload already queued covers this one too.
+            let _ = tx.try_send(());
+        }
+    }
+    #[cfg(not(unix))]
+    drop(tx);
+}

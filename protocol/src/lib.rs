@@ -82,6 +82,9 @@ pub enum Record {
 pub struct CheckResult {
     /// The check's name.
     pub check: String,
+    /// The check's type, so that a check defined on the agent alone is described too.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub check_type: Option<lookout_config::CheckType>,
     /// When the probe started.
     pub time: DateTime<Utc>,
     /// True when every expectation held.

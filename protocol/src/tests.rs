@@ -49,6 +49,7 @@ fn record() -> impl Strategy<Value = Record> {
                 |(check, time, ok, latency_ms, error, status_code, timings)| {
                     Record::CheckResult(CheckResult {
                         check,
+                        check_type: ok.then_some(lookout_config::CheckType::Http),
                         time,
                         ok,
                         latency_ms,

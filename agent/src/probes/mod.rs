@@ -45,6 +45,7 @@ impl Prober {
         let latency_ms = started.elapsed().as_secs_f64() * 1000.0;
         CheckResult {
             check: check.name.clone(),
+            check_type: Some(check.kind),
             time,
             ok: outcome.error.is_none(),
             latency_ms,

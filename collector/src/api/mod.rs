@@ -1,0 +1,251 @@
+//! The JSON API under `/api/v1`: checks and their state, raw results, hosts.
+
+mod status;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+
+use axum::Json;
+use axum::extract::{Path, Query, State};
+use chrono::{DateTime, Duration as ChronoDuration, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::error::AppError;
+use crate::state::AppState;
+use crate::store::{MetricRow, ResultQuery, ResultRow};
+
+pub use status::{CheckStatus, status_of};
+
+/// One check in `GET /api/v1/checks`.
+#[derive(Debug, Serialize)]
+pub struct CheckView {
+    /// Its name.
+    pub name: String,
+    /// Its type (`http`), or `unknown` for an agent-local check that never reported one.
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// `up`, `down`, `pending` (no result yet) or `unknown` (no recent result).
+    pub status: CheckStatus,
+    /// Where it is defined: `collector` (central `[[checks]]`) or `agent` (an agent's own).
+    pub defined_in: &'static str,
+    /// The last result from each agent that runs it.
+    pub agents: Vec<LastResult>,
+}
+
+/// The last result of a check from one agent.
+#[derive(Debug, Serialize)]
+pub struct LastResult {
+    /// The agent.
+    pub agent: String,
+    /// When the probe started (RFC 3339).
+    pub time: DateTime<Utc>,
+    /// Whether it succeeded.
+    pub ok: bool,
+    /// Total time in milliseconds.
+    pub latency_ms: f64,
+    /// Why it failed.
+    pub error: Option<String>,
+    /// HTTP status, where there was one.
+    pub status_code: Option<u16>,
+}
+
+impl From<ResultRow> for LastResult {
+    fn from(r: ResultRow) -> Self {
+        Self {
+            agent: r.agent,
+            time: r.time,
+            ok: r.ok,
+            latency_ms: r.latency_ms,
+            error: r.error,
+            status_code: r.status_code,
+        }
+    }
+}
+
+/// Every check with its state: the configured ones, and agent-local ones that have reported.
+pub async fn check_views(state: &AppState) -> Result<Vec<CheckView>, AppError> {
+    let config = state.config();
+    let latest = state.store.latest_results().await?;
+    let mut by_check: BTreeMap<String, Vec<ResultRow>> = BTreeMap::new();
+    for r in latest {
+        by_check.entry(r.check.clone()).or_default().push(r);
+    }
+    let now = Utc::now();
+    let mut out = Vec::new();
+    for c in &config.checks {
+        let rows = by_check.remove(&c.name).unwrap_or_default();
+        out.push(CheckView {
+            name: c.name.clone(),
+            kind: c.kind.to_string(),
+            status: status_of(&rows, Some(c.interval + c.timeout), now),
+            defined_in: "collector",
+            agents: rows.into_iter().map(LastResult::from).collect(),
+        });
+    }
+    for (name, rows) in by_check {
+        out.push(CheckView {
+            name,
+            kind: rows
+                .iter()
+                .find_map(|r| r.check_type.clone())
+                .unwrap_or_else(|| "unknown".into()),
+            status: status_of(&rows, None, now),
+            defined_in: "agent",
+            agents: rows.into_iter().map(LastResult::from).collect(),
+        });
+    }
+    out.sort_by(|a, b| a.name.cmp(&b.name));
+    Ok(out)
+}
+
+/// `GET /api/v1/checks` answer.
+#[derive(Debug, Serialize)]
+pub struct ChecksAnswer {
+    /// The checks, by name.
+    pub checks: Vec<CheckView>,
+}
+
+/// `GET /api/v1/checks`.
+pub async fn checks(State(state): State<Arc<AppState>>) -> Result<Json<ChecksAnswer>, AppError> {
+    Ok(Json(ChecksAnswer {
+        checks: check_views(&state).await?,
+    }))
+}
+
+/// Query of `GET /api/v1/checks/{name}/results`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ResultsParams {
+    /// Only this agent's results.
+    agent: Option<String>,
+    /// From, RFC 3339; default `to` minus one hour.
+    from: Option<String>,
+    /// To, RFC 3339; default now.
+    to: Option<String>,
+    /// At most this many (newest first); default 1000, at most 10000.
+    limit: Option<u32>,
+}
+
+/// `GET /api/v1/checks/{name}/results` answer.
+#[derive(Debug, Serialize)]
+pub struct ResultsAnswer {
+    /// The check.
+    pub check: String,
+    /// The window asked for.
+    pub from: DateTime<Utc>,
+    /// The window asked for.
+    pub to: DateTime<Utc>,
+    /// Results, newest first.
+    pub results: Vec<LastResult>,
+}
+
+const MAX_RESULTS: u32 = 10_000;
+
+fn parse_time(name: &str, value: &str) -> Result<DateTime<Utc>, AppError> {
+    DateTime::parse_from_rfc3339(value)
+        .map(|t| t.with_timezone(&Utc))
+        .map_err(|e| {
+            AppError::BadRequest(format!(
+                "{name}={value:?} is not an RFC 3339 time ({e}): expected e.g. 2026-11-26T04:00:00Z"
+            ))
+        })
+}
+
+/// `GET /api/v1/checks/{name}/results`.
+pub async fn results(
+    State(state): State<Arc<AppState>>,
+    Path(name): Path<String>,
+    params: Result<Query<ResultsParams>, axum::extract::rejection::QueryRejection>,
+) -> Result<Json<ResultsAnswer>, AppError> {
+    let Query(params) = params.map_err(|e| AppError::BadRequest(e.body_text()))?;
+    let to = params
+        .to
+        .as_deref()
+        .map(|v| parse_time("to", v))
+        .transpose()?
+        .unwrap_or_else(Utc::now);
+    let from = params
+        .from
+        .as_deref()
+        .map(|v| parse_time("from", v))
+        .transpose()?
+        .unwrap_or(to - ChronoDuration::hours(1));
+    if from > to {
+        return Err(AppError::BadRequest("from is after to".into()));
+    }
+    let limit = params.limit.unwrap_or(1000);
+    if limit == 0 || limit > MAX_RESULTS {
+        return Err(AppError::BadRequest(format!(
+            "limit must be 1 to {MAX_RESULTS}"
+        )));
+    }
+    let known = state.config().checks.iter().any(|c| c.name == name)
+        || state
+            .store
+            .latest_results()
+            .await?
+            .iter()
+            .any(|r| r.check == name);
+    if !known {
+        return Err(AppError::NotFound(format!("no check named {name:?}")));
+    }
+    let rows = state
+        .store
+        .results(&ResultQuery {
+            check: name.clone(),
+            agent: params.agent,
+            from,
+            to,
+            limit,
+        })
+        .await?;
+    Ok(Json(ResultsAnswer {
+        check: name,
+        from,
+        to,
+        results: rows.into_iter().map(LastResult::from).collect(),
+    }))
+}
+
+/// One host in `GET /api/v1/hosts`.
+#[derive(Debug, Serialize)]
+pub struct HostView {
+    /// The agent's name.
+    pub name: String,
+    /// Its labels.
+    pub labels: BTreeMap<String, String>,
+    /// When it last shipped (RFC 3339), or null if never.
+    pub last_seen: Option<DateTime<Utc>>,
+    /// The latest sample of each of its metric series.
+    pub metrics: Vec<MetricRow>,
+}
+
+/// `GET /api/v1/hosts` answer.
+#[derive(Debug, Serialize)]
+pub struct HostsAnswer {
+    /// Every configured or reporting agent, by name.
+    pub hosts: Vec<HostView>,
+}
+
+/// `GET /api/v1/hosts`.
+pub async fn hosts(State(state): State<Arc<AppState>>) -> Result<Json<HostsAnswer>, AppError> {
+    let stored = state.store.agents().await?;
+    let mut names: BTreeSet<String> = stored.iter().map(|a| a.name.clone()).collect();
+    let configured = state.configured_agents();
+    names.extend(configured.iter().map(|c| c.name.clone()));
+    let mut hosts = Vec::with_capacity(names.len());
+    for name in names {
+        let row = stored.iter().find(|a| a.name == name);
+        let mut labels = row.map(|r| r.labels.clone()).unwrap_or_default();
+        if let Some(c) = configured.iter().find(|c| c.name == name) {
+            labels.extend(c.labels.clone());
+        }
+        hosts.push(HostView {
+            metrics: state.store.latest_metrics(&name).await?,
+            last_seen: row.and_then(|r| r.last_seen),
+            labels,
+            name,
+        });
+    }
+    Ok(Json(HostsAnswer { hosts }))
+}

@@ -1,0 +1,69 @@
+//! The one place where errors become HTTP answers: a clear reason for 4xx, a generic message
+//! for 5xx (the cause is logged, not shown).
+
+use axum::Json;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde_json::json;
+
+use crate::store::StoreError;
+
+/// An error answered to an HTTP client.
+#[derive(Debug, thiserror::Error)]
+pub enum AppError {
+    /// The request is malformed; the text says how.
+    #[error("{0}")]
+    BadRequest(String),
+    /// No valid bearer token.
+    #[error("{0}")]
+    Unauthorized(String),
+    /// The token is valid but not for this.
+    #[error("{0}")]
+    Forbidden(String),
+    /// No such thing.
+    #[error("{0}")]
+    NotFound(String),
+    /// The body is larger than allowed.
+    #[error("{0}")]
+    PayloadTooLarge(String),
+    /// The body's encoding is not one we read.
+    #[error("{0}")]
+    UnsupportedMediaType(String),
+    /// Storage failed; the client may retry.
+    #[error("storage failed")]
+    Store(#[from] StoreError),
+}
+
+impl IntoResponse for AppError {
+    fn into_response(self) -> Response {
+        let status = match &self {
+            AppError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            AppError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+            AppError::Forbidden(_) => StatusCode::FORBIDDEN,
+            AppError::NotFound(_) => StatusCode::NOT_FOUND,
+            AppError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            AppError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            AppError::Store(_) => StatusCode::SERVICE_UNAVAILABLE,
+        };
+        let message = match &self {
+            AppError::Store(e) => {
+                tracing::error!(error = %e, "storage failed while answering a request");
+                "storage is unavailable; retry later".to_string()
+            }
+            other => other.to_string(),
+        };
+        let mut resp = (status, Json(json!({ "error": message }))).into_response();
+        match status {
+            StatusCode::UNAUTHORIZED => {
+                resp.headers_mut()
+                    .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+            }
+            StatusCode::SERVICE_UNAVAILABLE => {
+                resp.headers_mut()
+                    .insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
+            }
+            _ => {}
+        }
+        resp
+    }
+}

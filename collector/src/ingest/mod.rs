@@ -1,0 +1,121 @@
+//! Agent endpoints: `POST /v1/ingest` stores a batch and answers only once it is durable;
+//! `GET /v1/assignments` tells an agent which checks to run. The formats are documented in
+//! `lookout-protocol`.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use axum::Json;
+use axum::body::Body;
+use axum::extract::State;
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use chrono::Utc;
+use lookout_protocol::{Assignments, DecodeError, Encoding, decode_batch};
+
+use crate::error::AppError;
+use crate::state::{AppState, Credential};
+use crate::store::IngestOutcome;
+
+/// The header in which an agent reports its own labels (a JSON object) with its assignments
+/// request; the collector's `[[agents]] labels` take precedence.
+pub use lookout_agent::client::LABELS_HEADER;
+
+/// The agent that the request's bearer token belongs to.
+pub fn authenticate(state: &AppState, headers: &HeaderMap) -> Result<Credential, AppError> {
+    let value = headers.get(header::AUTHORIZATION).ok_or_else(|| {
+        AppError::Unauthorized("missing Authorization: Bearer <agent token>".into())
+    })?;
+    let token = value
+        .to_str()
+        .ok()
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::trim)
+        .ok_or_else(|| {
+            AppError::Unauthorized("expected Authorization: Bearer <agent token>".into())
+        })?;
+    state
+        .authenticate(token)
+        .ok_or_else(|| AppError::Unauthorized("unknown agent token".into()))
+}
+
+/// `POST /v1/ingest`.
+pub async fn ingest(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Json<IngestOutcome>, AppError> {
+    // Authenticate before reading the body, so that nobody without a token makes us buffer.
+    let agent = authenticate(&state, &headers)?;
+    let config = state.config();
+    let max_body = config.server.max_body_bytes;
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok());
+    if declared.is_some_and(|n| n > max_body) {
+        return Err(too_large(max_body));
+    }
+    let encoding = Encoding::from_header(
+        headers
+            .get(header::CONTENT_ENCODING)
+            .and_then(|v| v.to_str().ok()),
+    )
+    .map_err(|e| AppError::UnsupportedMediaType(e.to_string()))?;
+    let bytes = axum::body::to_bytes(body, max_body)
+        .await
+        .map_err(|_| too_large(max_body))?;
+    let batch =
+        decode_batch(&bytes, encoding, config.server.max_decoded_bytes).map_err(|e| match e {
+            DecodeError::TooLarge { .. } => AppError::PayloadTooLarge(e.to_string()),
+            DecodeError::UnsupportedEncoding(_) => AppError::UnsupportedMediaType(e.to_string()),
+            other => AppError::BadRequest(other.to_string()),
+        })?;
+    if batch.agent != agent.name {
+        return Err(AppError::BadRequest(format!(
+            "the batch is from agent {:?} but the token is {:?}'s",
+            batch.agent, agent.name
+        )));
+    }
+    let outcome = state.store.ingest(&agent.name, &batch, Utc::now()).await?;
+    tracing::debug!(agent = %agent.name, batch = %batch.batch_id, stored = outcome.stored, duplicate = outcome.duplicate, "batch ingested");
+    Ok(Json(outcome))
+}
+
+fn too_large(limit: usize) -> AppError {
+    AppError::PayloadTooLarge(format!("the request body is larger than {limit} bytes"))
+}
+
+/// `GET /v1/assignments`.
+pub async fn assignments(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+) -> Result<Response, AppError> {
+    let agent = authenticate(&state, &headers)?;
+    let mut labels: BTreeMap<String, String> = match headers.get(LABELS_HEADER) {
+        Some(v) => v
+            .to_str()
+            .ok()
+            .and_then(|s| serde_json::from_str(s).ok())
+            .ok_or_else(|| {
+                AppError::BadRequest(format!(
+                    "{LABELS_HEADER}: expected a JSON object of strings"
+                ))
+            })?,
+        None => BTreeMap::new(),
+    };
+    labels.extend(agent.labels.clone());
+    state.store.upsert_agent(&agent.name, &labels).await?;
+    let doc = Assignments::new(state.config().checks_for(&agent.name, &labels));
+    let etag = format!("\"{}\"", doc.revision);
+    let unchanged = headers
+        .get(header::IF_NONE_MATCH)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.split(',').any(|t| t.trim() == etag));
+    let etag_value =
+        HeaderValue::from_str(&etag).map_err(|e| AppError::BadRequest(e.to_string()))?;
+    if unchanged {
+        return Ok((StatusCode::NOT_MODIFIED, [(header::ETAG, etag_value)]).into_response());
+    }
+    Ok(([(header::ETAG, etag_value)], Json(doc)).into_response())
+}

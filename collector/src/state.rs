@@ -1,0 +1,113 @@
+//! The state shared by every request: the store, the current configuration and the agents'
+//! credentials.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, RwLock};
+
+use lookout_config::CollectorConfig;
+use subtle::ConstantTimeEq;
+
+use crate::store::Store;
+
+/// An agent allowed to ship, as authentication sees it.
+#[derive(Debug, Clone)]
+pub struct Credential {
+    /// The agent's name.
+    pub name: String,
+    /// Its bearer token.
+    token: String,
+    /// Labels the collector's configuration gives it.
+    pub labels: BTreeMap<String, String>,
+}
+
+impl Credential {
+    /// A credential for an agent.
+    pub fn new(name: String, token: String, labels: BTreeMap<String, String>) -> Self {
+        Self {
+            name,
+            token,
+            labels,
+        }
+    }
+
+    /// The bearer token.
+    pub fn token(&self) -> &str {
+        &self.token
+    }
+}
+
+/// Shared by every handler.
+#[derive(Debug)]
+pub struct AppState {
+    /// Where everything is kept.
+    pub store: Arc<dyn Store>,
+    // std's RwLock: readers clone the Arc and let go at once; nothing awaits while holding it.
+    config: RwLock<Arc<CollectorConfig>>,
+    credentials: RwLock<Arc<Vec<Credential>>>,
+    /// The built-in local agent's credential, which survives reloads of the file.
+    local: Option<Credential>,
+}
+
+impl AppState {
+    /// State for this configuration; `local` is the built-in agent's credential, if it runs.
+    pub fn new(store: Arc<dyn Store>, config: CollectorConfig, local: Option<Credential>) -> Self {
+        let credentials = credentials(&config, local.as_ref());
+        Self {
+            store,
+            config: RwLock::new(Arc::new(config)),
+            credentials: RwLock::new(Arc::new(credentials)),
+            local,
+        }
+    }
+
+    /// The configuration in force.
+    pub fn config(&self) -> Arc<CollectorConfig> {
+        self.config
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// Puts a newly loaded configuration in force (checks, agents and tokens; `[server]` and
+    /// `[storage]` changes need a restart).
+    pub fn replace_config(&self, config: CollectorConfig) {
+        let creds = credentials(&config, self.local.as_ref());
+        *self.credentials.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(creds);
+        *self.config.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(config);
+    }
+
+    /// The agent this bearer token belongs to. Compares against every token in constant time
+    /// and without stopping at a match, so timing tells nothing about which token is close.
+    pub fn authenticate(&self, token: &str) -> Option<Credential> {
+        let creds = self
+            .credentials
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        let mut found = None;
+        for c in creds.iter() {
+            if bool::from(c.token.as_bytes().ct_eq(token.as_bytes())) {
+                found = Some(c.clone());
+            }
+        }
+        found
+    }
+
+    /// Every agent the configuration names (remote ones and the local one).
+    pub fn configured_agents(&self) -> Vec<Credential> {
+        self.credentials
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .as_ref()
+            .clone()
+    }
+}
+
+fn credentials(config: &CollectorConfig, local: Option<&Credential>) -> Vec<Credential> {
+    config
+        .agents
+        .iter()
+        .map(|a| Credential::new(a.name.clone(), a.token.clone(), a.labels.clone()))
+        .chain(local.cloned())
+        .collect()
+}
