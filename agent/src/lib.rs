@@ -217,3 +217,15 @@ pub async fn cancel_on_signal(shutdown: CancellationToken) {
     tracing::info!("stopping");
     shutdown.cancel();
 }
+
+/// Logs to stderr at the level `LOOKOUT_LOG` says (default `info`; `RUST_LOG` syntax), with
+/// colours only on a terminal. Shared by both binaries.
+pub fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("LOOKOUT_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .init();
+}

@@ -36,7 +36,7 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    lookout_agent_logging();
+    lookout_agent::init_logging();
     let config = match AgentConfig::load(&cli.config) {
         Ok(c) => c,
         Err(e) => {
@@ -92,13 +92,4 @@ fn main() -> ExitCode {
             }
         }),
     }
-}
-
-fn lookout_agent_logging() {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("LOOKOUT_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .init();
 }

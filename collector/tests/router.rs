@@ -1,0 +1,391 @@
+//! The collector's HTTP answers, through the router (no network).
+
+use std::path::Path;
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::http::{Request, StatusCode, header};
+use chrono::Utc;
+use lookout_collector::state::AppState;
+use lookout_config::CollectorConfig;
+use lookout_protocol::{
+    Batch, CheckResult, Encoding, PROTOCOL_VERSION, Record, Timings, encode_batch,
+};
+use serde_json::Value;
+use tower::ServiceExt;
+
+const TOKEN: &str = "web-1-token-0123456789";
+
+const CONFIG: &str = r#"
+[server]
+max_body_bytes = 4096
+max_decoded_bytes = 65536
+
+[[agents]]
+name = "web-1"
+token = "web-1-token-0123456789"
+labels = { role = "web" }
+
+[[agents]]
+name = "db-1"
+token = "db-1-token-0123456789"
+labels = { role = "db" }
+
+[[checks]]
+name = "api"
+type = "http"
+url = "http://127.0.0.1:1/"
+interval = "10s"
+timeout = "2s"
+
+[[checks]]
+name = "web-only"
+type = "http"
+url = "http://127.0.0.1:1/"
+run_on = ["role=web"]
+"#;
+
+struct Harness {
+    _dir: tempfile::TempDir,
+    state: Arc<AppState>,
+}
+
+impl Harness {
+    async fn new() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let config = CollectorConfig::parse(Path::new("test.toml"), CONFIG, &|_| None).unwrap();
+        let store = lookout_collector::store::open(&format!(
+            "sqlite://{}",
+            dir.path().join("t.db").display()
+        ))
+        .await
+        .unwrap();
+        let state = Arc::new(AppState::new(store, config, None));
+        Self { _dir: dir, state }
+    }
+
+    async fn call(&self, req: Request<Body>) -> (StatusCode, axum::http::HeaderMap, Value) {
+        let resp = lookout_collector::router(self.state.clone())
+            .oneshot(req)
+            .await
+            .unwrap();
+        let status = resp.status();
+        let headers = resp.headers().clone();
+        let bytes = axum::body::to_bytes(resp.into_body(), usize::MAX)
+            .await
+            .unwrap();
+        let json = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+        (status, headers, json)
+    }
+
+    async fn ingest(
+        &self,
+        token: Option<&str>,
+        encoding: Encoding,
+        body: Vec<u8>,
+    ) -> (StatusCode, Value) {
+        let mut req = Request::post("/v1/ingest")
+            .header(header::CONTENT_TYPE, "application/json")
+            .header(header::CONTENT_ENCODING, encoding.header_value());
+        if let Some(t) = token {
+            req = req.header(header::AUTHORIZATION, format!("Bearer {t}"));
+        }
+        let (s, _, j) = self.call(req.body(Body::from(body)).unwrap()).await;
+        (s, j)
+    }
+
+    async fn get(&self, uri: &str) -> (StatusCode, Value) {
+        let (s, _, j) = self
+            .call(Request::get(uri).body(Body::empty()).unwrap())
+            .await;
+        (s, j)
+    }
+}
+
+fn batch(agent: &str, id: &str, results: &[(&str, bool)]) -> Batch {
+    Batch {
+        version: PROTOCOL_VERSION,
+        agent: agent.into(),
+        batch_id: id.into(),
+        records: results
+            .iter()
+            .map(|(check, ok)| {
+                Record::CheckResult(CheckResult {
+                    check: check.to_string(),
+                    check_type: None,
+                    time: Utc::now(),
+                    ok: *ok,
+                    latency_ms: 12.5,
+                    error: (!ok).then(|| "status 503, expected 2xx".to_string()),
+                    status_code: Some(if *ok { 200 } else { 503 }),
+                    timings: Timings::default(),
+                })
+            })
+            .collect(),
+    }
+}
+
+#[tokio::test]
+async fn a_batch_is_stored_once_and_shows_in_the_api() {
+    let h = Harness::new().await;
+    let b = batch("web-1", "b-1", &[("api", false)]);
+    let body = encode_batch(&b, Encoding::Zstd).unwrap();
+    let (s, j) = h.ingest(Some(TOKEN), Encoding::Zstd, body.clone()).await;
+    assert_eq!(s, StatusCode::OK, "{j}");
+    assert_eq!(j["stored"], 1);
+    assert_eq!(j["duplicate"], false);
+    // A retry after a lost acknowledgement stores nothing twice.
+    let (s, j) = h.ingest(Some(TOKEN), Encoding::Zstd, body).await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(j["duplicate"], true);
+    assert_eq!(j["stored"], 0);
+
+    let (s, j) = h.get("/api/v1/checks/api/results").await;
+    assert_eq!(s, StatusCode::OK, "{j}");
+    let results = j["results"].as_array().unwrap();
+    assert_eq!(results.len(), 1, "{j}");
+    assert_eq!(results[0]["agent"], "web-1");
+    assert_eq!(results[0]["ok"], false);
+    assert_eq!(results[0]["latency_ms"], 12.5);
+    assert_eq!(results[0]["error"], "status 503, expected 2xx");
+    chrono::DateTime::parse_from_rfc3339(results[0]["time"].as_str().unwrap()).unwrap();
+
+    let (_, j) = h.get("/api/v1/checks").await;
+    let api = j["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == "api")
+        .unwrap();
+    assert_eq!(api["status"], "down");
+    assert_eq!(api["type"], "http");
+    assert_eq!(api["agents"][0]["agent"], "web-1");
+    let other = j["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == "web-only")
+        .unwrap();
+    assert_eq!(other["status"], "pending");
+
+    let (_, j) = h.get("/api/v1/hosts").await;
+    let hosts = j["hosts"].as_array().unwrap();
+    assert_eq!(
+        hosts.len(),
+        2,
+        "configured agents are listed before they report: {j}"
+    );
+    let web = hosts.iter().find(|x| x["name"] == "web-1").unwrap();
+    assert_eq!(web["labels"]["role"], "web");
+    assert!(web["last_seen"].is_string());
+    assert!(hosts.iter().find(|x| x["name"] == "db-1").unwrap()["last_seen"].is_null());
+}
+
+#[tokio::test]
+async fn bad_tokens_get_401() {
+    let h = Harness::new().await;
+    let body = encode_batch(&batch("web-1", "b", &[]), Encoding::Identity).unwrap();
+    let (s, j) = h.ingest(None, Encoding::Identity, body.clone()).await;
+    assert_eq!(s, StatusCode::UNAUTHORIZED);
+    assert!(
+        j["error"].as_str().unwrap().contains("Authorization"),
+        "{j}"
+    );
+    let (s, j) = h
+        .ingest(Some("web-1-token-012345678X"), Encoding::Identity, body)
+        .await;
+    assert_eq!(s, StatusCode::UNAUTHORIZED);
+    assert_eq!(j["error"], "unknown agent token");
+}
+
+#[tokio::test]
+async fn malformed_batches_get_400_with_a_reason() {
+    let h = Harness::new().await;
+    let (s, j) = h
+        .ingest(Some(TOKEN), Encoding::Identity, b"{\"version\":1,".to_vec())
+        .await;
+    assert_eq!(s, StatusCode::BAD_REQUEST);
+    assert!(
+        j["error"].as_str().unwrap().starts_with("malformed batch"),
+        "{j}"
+    );
+    // Another agent's name under this agent's token.
+    let body = encode_batch(&batch("db-1", "b", &[]), Encoding::Gzip).unwrap();
+    let (s, j) = h.ingest(Some(TOKEN), Encoding::Gzip, body).await;
+    assert_eq!(s, StatusCode::BAD_REQUEST);
+    assert!(j["error"].as_str().unwrap().contains("\"db-1\""), "{j}");
+    let (s, j) = h
+        .ingest(Some(TOKEN), Encoding::Zstd, b"definitely not zstd".to_vec())
+        .await;
+    assert_eq!(s, StatusCode::BAD_REQUEST);
+    assert!(j["error"].as_str().unwrap().contains("zstd"), "{j}");
+}
+
+#[tokio::test]
+async fn oversized_bodies_get_413() {
+    let h = Harness::new().await;
+    // Over max_body_bytes as sent.
+    let (s, j) = h
+        .ingest(Some(TOKEN), Encoding::Identity, vec![b' '; 5000])
+        .await;
+    assert_eq!(s, StatusCode::PAYLOAD_TOO_LARGE);
+    assert!(j["error"].as_str().unwrap().contains("4096"), "{j}");
+    // Small when sent, over max_decoded_bytes once decompressed.
+    let mut big = batch("web-1", "big", &[]);
+    big.records.push(Record::Log(lookout_protocol::LogRecord {
+        time: Utc::now(),
+        source: "app".into(),
+        level: None,
+        text: "x".repeat(100_000),
+    }));
+    let body = encode_batch(&big, Encoding::Zstd).unwrap();
+    assert!(
+        body.len() < 4096,
+        "the test needs a small compressed body: {}",
+        body.len()
+    );
+    let (s, j) = h.ingest(Some(TOKEN), Encoding::Zstd, body).await;
+    assert_eq!(s, StatusCode::PAYLOAD_TOO_LARGE, "{j}");
+    assert!(j["error"].as_str().unwrap().contains("decompressed"), "{j}");
+}
+
+#[tokio::test]
+async fn unknown_encoding_gets_415() {
+    let h = Harness::new().await;
+    let req = Request::post("/v1/ingest")
+        .header(header::AUTHORIZATION, format!("Bearer {TOKEN}"))
+        .header(header::CONTENT_ENCODING, "br")
+        .body(Body::from("x"))
+        .unwrap();
+    let (s, _, j) = h.call(req).await;
+    assert_eq!(s, StatusCode::UNSUPPORTED_MEDIA_TYPE);
+    assert!(j["error"].as_str().unwrap().contains("br"), "{j}");
+}
+
+#[tokio::test]
+async fn assignments_follow_selectors_and_answer_304_when_unchanged() {
+    let h = Harness::new().await;
+    let get = |token: &'static str, etag: Option<String>| {
+        let mut r = Request::get("/v1/assignments")
+            .header(header::AUTHORIZATION, format!("Bearer {token}"));
+        if let Some(e) = etag {
+            r = r.header(header::IF_NONE_MATCH, e);
+        }
+        r.body(Body::empty()).unwrap()
+    };
+    let (s, headers, j) = h.call(get(TOKEN, None)).await;
+    assert_eq!(s, StatusCode::OK, "{j}");
+    let names: Vec<&str> = j["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["api", "web-only"]);
+    assert_eq!(j["checks"][0]["interval"], "10s");
+    let etag = headers[header::ETAG].to_str().unwrap().to_string();
+    let (s, _, _) = h.call(get(TOKEN, Some(etag.clone()))).await;
+    assert_eq!(s, StatusCode::NOT_MODIFIED);
+
+    let (_, _, j) = h.call(get("db-1-token-0123456789", None)).await;
+    let names: Vec<&str> = j["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["api"], "db-1 is not role=web");
+
+    // A reload that changes the checks changes the revision.
+    let mut changed = (*h.state.config()).clone();
+    changed.checks.retain(|c| c.name != "api");
+    h.state.replace_config(changed);
+    let (s, _, j) = h.call(get(TOKEN, Some(etag))).await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(j["checks"].as_array().unwrap().len(), 1);
+}
+
+#[tokio::test]
+async fn bad_query_parameters_are_named() {
+    let h = Harness::new().await;
+    let (s, j) = h.get("/api/v1/checks/api/results?from=yesterday").await;
+    assert_eq!(s, StatusCode::BAD_REQUEST);
+    assert!(
+        j["error"].as_str().unwrap().contains("from=\"yesterday\""),
+        "{j}"
+    );
+    let (s, j) = h.get("/api/v1/checks/api/results?limit=0").await;
+    assert_eq!(s, StatusCode::BAD_REQUEST, "{j}");
+    let (s, _) = h.get("/api/v1/checks/api/results?bogus=1").await;
+    assert_eq!(s, StatusCode::BAD_REQUEST);
+    let (s, j) = h.get("/api/v1/checks/nope/results").await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+    assert!(j["error"].as_str().unwrap().contains("nope"), "{j}");
+}
+
+#[tokio::test]
+async fn results_filter_by_agent_and_window() {
+    let h = Harness::new().await;
+    let body = encode_batch(
+        &batch("web-1", "1", &[("api", true), ("api", true)]),
+        Encoding::Zstd,
+    )
+    .unwrap();
+    assert_eq!(
+        h.ingest(Some(TOKEN), Encoding::Zstd, body).await.0,
+        StatusCode::OK
+    );
+    let body = encode_batch(&batch("db-1", "1", &[("api", false)]), Encoding::Zstd).unwrap();
+    assert_eq!(
+        h.ingest(Some("db-1-token-0123456789"), Encoding::Zstd, body)
+            .await
+            .0,
+        StatusCode::OK
+    );
+    let (_, j) = h.get("/api/v1/checks/api/results").await;
+    assert_eq!(j["results"].as_array().unwrap().len(), 3);
+    let (_, j) = h.get("/api/v1/checks/api/results?agent=db-1").await;
+    assert_eq!(j["results"].as_array().unwrap().len(), 1);
+    let (_, j) = h
+        .get("/api/v1/checks/api/results?to=2020-01-01T00:00:00Z")
+        .await;
+    assert_eq!(j["results"].as_array().unwrap().len(), 0);
+    // One of two agents failing is not a majority.
+    let (_, j) = h.get("/api/v1/checks").await;
+    let api = j["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == "api")
+        .unwrap();
+    assert_eq!(api["status"], "up", "{api}");
+}
+
+#[tokio::test]
+async fn status_page_lists_checks_and_escapes_names() {
+    let h = Harness::new().await;
+    let body = encode_batch(
+        &batch("web-1", "x", &[("<script>x</script>", false)]),
+        Encoding::Zstd,
+    )
+    .unwrap();
+    assert_eq!(
+        h.ingest(Some(TOKEN), Encoding::Zstd, body).await.0,
+        StatusCode::OK
+    );
+    let resp = lookout_collector::router(h.state.clone())
+        .oneshot(Request::get("/").body(Body::empty()).unwrap())
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    let html = String::from_utf8(
+        axum::body::to_bytes(resp.into_body(), usize::MAX)
+            .await
+            .unwrap()
+            .to_vec(),
+    )
+    .unwrap();
+    assert!(html.contains("<td>api</td>"), "{html}");
+    assert!(html.contains("&lt;script&gt;"), "{html}");
+    assert!(!html.contains("<script>x"), "{html}");
+}
