@@ -1,1 +1,218 @@
-//! placeholder
+//! Helpers for end-to-end tests: start the real `lookout-collector` and `lookout-agent`
+//! binaries on loopback, a target HTTP endpoint the test controls, and poll the API.
+//!
+//! The binaries are the ones cargo built next to the test executable
+//! (`cargo build --workspace --bins` or `cargo test --workspace` builds them).
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU16, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+
+/// Path of a workspace binary built by cargo beside this test.
+pub fn bin(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().expect("current_exe");
+    // target/<profile>/deps/<test> -> target/<profile>/<name>
+    let dir = exe.parent().and_then(Path::parent).expect("target dir");
+    let path = dir.join(name);
+    assert!(
+        path.exists(),
+        "{} is not built: run `cargo build --workspace --bins` first",
+        path.display()
+    );
+    path
+}
+
+/// A running daemon whose stderr is collected; killed when dropped.
+pub struct Daemon {
+    child: Child,
+    log: Arc<Mutex<Vec<String>>>,
+}
+
+impl Daemon {
+    /// Starts `bin` with `args`, collecting its stderr lines.
+    pub fn start(bin: &Path, args: &[&str], env: &[(&str, &str)]) -> Result<Self> {
+        let mut cmd = Command::new(bin);
+        cmd.args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        cmd.env("LOOKOUT_LOG", "info");
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let mut child = cmd
+            .spawn()
+            .with_context(|| format!("starting {}", bin.display()))?;
+        let stderr = child.stderr.take().context("stderr")?;
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let sink = log.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                sink.lock().unwrap().push(line);
+            }
+        });
+        Ok(Self { child, log })
+    }
+
+    /// Waits for a stderr line containing `needle` and returns it.
+    pub fn wait_for_line(&self, needle: &str, timeout: Duration) -> Result<String> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(l) = self.log.lock().unwrap().iter().find(|l| l.contains(needle)) {
+                return Ok(l.clone());
+            }
+            if Instant::now() > deadline {
+                bail!(
+                    "no line with {needle:?} within {timeout:?}; log:\n{}",
+                    self.log_text()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Everything it wrote to stderr so far.
+    pub fn log_text(&self) -> String {
+        self.log.lock().unwrap().join("\n")
+    }
+
+    /// The process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Sends a signal by name (`TERM`, `HUP`).
+    pub fn signal(&self, sig: &str) -> Result<()> {
+        let status = Command::new("kill")
+            .arg(format!("-{sig}"))
+            .arg(self.pid().to_string())
+            .status()?;
+        anyhow::ensure!(status.success(), "kill -{sig} failed");
+        Ok(())
+    }
+
+    /// Waits for the process to exit, up to `timeout`.
+    pub fn wait_exit(&mut self, timeout: Duration) -> Result<std::process::ExitStatus> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(s) = self.child.try_wait()? {
+                return Ok(s);
+            }
+            if Instant::now() > deadline {
+                bail!("still running after {timeout:?}; log:\n{}", self.log_text());
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Starts a collector with this configuration text (written into `dir`) and returns it with its
+/// base URL, read from its "collector listening" log line (so `listen` may use port 0).
+pub fn start_collector(dir: &Path, config: &str) -> Result<(Daemon, String)> {
+    let path = dir.join("collector.toml");
+    std::fs::write(&path, config)?;
+    let d = Daemon::start(
+        &bin("lookout-collector"),
+        &["--config", path.to_str().unwrap()],
+        &[],
+    )?;
+    let line = d.wait_for_line("collector listening", Duration::from_secs(20))?;
+    let addr = line
+        .split_whitespace()
+        .find_map(|w| w.strip_prefix("addr="))
+        .with_context(|| format!("no addr= in {line:?}"))?;
+    Ok((d, format!("http://{addr}")))
+}
+
+/// An HTTP endpoint on loopback whose answer the test switches: 200 "ok" when up, 503 when down.
+pub struct Target {
+    /// Its URL.
+    pub url: String,
+    status: Arc<AtomicU16>,
+    _task: tokio::task::JoinHandle<()>,
+}
+
+impl Target {
+    /// Starts it, up.
+    pub async fn start() -> Result<Self> {
+        let status = Arc::new(AtomicU16::new(200));
+        let s = status.clone();
+        let app = axum::Router::new().route(
+            "/health",
+            axum::routing::get(move || {
+                let s = s.clone();
+                async move {
+                    let code = axum::http::StatusCode::from_u16(s.load(Ordering::SeqCst)).unwrap();
+                    (code, "target\n")
+                }
+            }),
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let url = format!("http://{}/health", listener.local_addr()?);
+        let task = tokio::spawn(async move {
+            let _ = axum::serve(listener, app).await;
+        });
+        Ok(Self {
+            url,
+            status,
+            _task: task,
+        })
+    }
+
+    /// Makes it answer `code` from now on.
+    pub fn set_status(&self, code: u16) {
+        self.status.store(code, Ordering::SeqCst);
+    }
+}
+
+/// GETs JSON from `url`.
+pub async fn get_json(url: &str) -> Result<serde_json::Value> {
+    let resp = reqwest::get(url).await?;
+    let status = resp.status();
+    let body = resp.text().await?;
+    anyhow::ensure!(status.is_success(), "{url}: {status}: {body}");
+    Ok(serde_json::from_str(&body)?)
+}
+
+/// Polls `probe` every 100 ms until it returns `Some`, for at most `timeout`.
+pub async fn eventually<T, F, Fut>(what: &str, timeout: Duration, mut probe: F) -> Result<T>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<Option<T>>>,
+{
+    let deadline = Instant::now() + timeout;
+    let mut last_err = None;
+    loop {
+        match probe().await {
+            Ok(Some(v)) => return Ok(v),
+            Ok(None) => {}
+            Err(e) => last_err = Some(e),
+        }
+        if Instant::now() > deadline {
+            bail!("{what}: not reached within {timeout:?} (last error: {last_err:?})");
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// The status of check `name` in `GET /api/v1/checks`, if listed.
+pub async fn check_status(base: &str, name: &str) -> Result<Option<String>> {
+    let j = get_json(&format!("{base}/api/v1/checks")).await?;
+    Ok(j["checks"]
+        .as_array()
+        .and_then(|a| a.iter().find(|c| c["name"] == name))
+        .and_then(|c| c["status"].as_str())
+        .map(String::from))
+}
