@@ -418,3 +418,111 @@ fn both_binaries_print_their_version() {
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_local_agent_runs_checks_and_host_metrics_in_the_collector_process() {
+    let dir = tempfile::tempdir().unwrap();
+    let target = Target::start().await.unwrap();
+    let config = format!(
+        r#"
+[server]
+listen = "127.0.0.1:0"
+data_dir = "{dir}"
+
+[local_agent]
+name = "solo"
+labels = {{ role = "web" }}
+
+[local_agent.host_metrics]
+interval = "1s"
+
+{check}
+"#,
+        dir = dir.path().display(),
+        check = target_check("target", &target.url)
+    );
+    let (collector, base) = start_collector(dir.path(), &config).unwrap();
+    eventually("local check up", WAIT, || async {
+        Ok(check_status(&base, "target").await?.filter(|s| s == "up"))
+    })
+    .await
+    .unwrap_or_else(|e| panic!("{e}\n{}", collector.log_text()));
+    let checks = get_json(&format!("{base}/api/v1/checks")).await.unwrap();
+    assert_eq!(checks["checks"][0]["agents"][0]["agent"], "solo");
+    eventually("local host metrics", WAIT, || async {
+        let j = get_json(&format!("{base}/api/v1/hosts")).await?;
+        let solo = j["hosts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|h| h["name"] == "solo")
+            .cloned();
+        Ok(solo.filter(|h| h["metrics"].as_array().is_some_and(|m| !m.is_empty())))
+    })
+    .await
+    .unwrap();
+    // The database is where the configuration says.
+    assert!(dir.path().join("lookout.db").exists());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_agent_keeps_probing_while_the_collector_is_away_and_delivers_when_it_comes() {
+    let dir = tempfile::tempdir().unwrap();
+    let target = Target::start().await.unwrap();
+    // A port with nobody on it yet: the collector comes up there later.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let base = format!("http://127.0.0.1:{port}");
+    let agent_dir = tempfile::tempdir().unwrap();
+    let path = agent_dir.path().join("agent.toml");
+    std::fs::write(
+        &path,
+        format!(
+            "name = \"edge-1\"\ncollector = \"{base}\"\ntoken = \"{AGENT_TOKEN}\"\n\
+             [host_metrics]\nenabled = false\n\
+             [shipping]\nmax_backoff = \"1s\"\nassignments_interval = \"1s\"\n\
+             [[checks]]\nname = \"local-target\"\ntype = \"http\"\nurl = \"{}\"\ninterval = \"1s\"\ntimeout = \"1s\"\n",
+            target.url
+        ),
+    )
+    .unwrap();
+    let agent = Daemon::start(
+        &bin("lookout-agent"),
+        &["--config", path.to_str().unwrap()],
+        &[],
+    )
+    .unwrap();
+    agent
+        .wait_for_line("shipping failed; will retry", WAIT)
+        .unwrap();
+    let outage_started = chrono::Utc::now();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+
+    let config =
+        collector_config(dir.path(), "").replace("127.0.0.1:0", &format!("127.0.0.1:{port}"));
+    let (_collector, _) = start_collector(dir.path(), &config).unwrap();
+    // Results probed during the outage arrive, not only the ones after it.
+    let results = eventually("results from the outage", WAIT, || async {
+        let j = get_json(&format!("{base}/api/v1/checks/local-target/results")).await;
+        let Ok(j) = j else { return Ok(None) };
+        let r = j["results"].as_array().cloned().unwrap_or_default();
+        Ok((r.len() >= 3).then_some(r))
+    })
+    .await
+    .unwrap_or_else(|e| panic!("{e}\nagent:\n{}", agent.log_text()));
+    let oldest = results.last().unwrap()["time"].as_str().unwrap();
+    let oldest = chrono::DateTime::parse_from_rfc3339(oldest).unwrap();
+    assert!(
+        oldest <= outage_started + chrono::Duration::seconds(1),
+        "oldest {oldest}, outage {outage_started}"
+    );
+    let status = check_status(&base, "local-target").await.unwrap();
+    assert_eq!(
+        status.as_deref(),
+        Some("up"),
+        "an agent-local check is listed too"
+    );
+}
