@@ -94,7 +94,7 @@ pub struct Running {
 /// Opens the store, binds the listener and starts serving (and the local agent, if configured).
 pub async fn start(config: CollectorConfig) -> Result<Running, CollectorError> {
     let url = config.storage.resolved_url(&config.server.data_dir);
-    let store = store::open(&url).await?;
+    let store = store::open(&url, &config.storage).await?;
     let listener = tokio::net::TcpListener::bind(config.server.listen)
         .await
         .map_err(|source| CollectorError::Bind {

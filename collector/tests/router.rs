@@ -54,12 +54,10 @@ impl Harness {
     async fn new() -> Self {
         let dir = tempfile::tempdir().unwrap();
         let config = CollectorConfig::parse(Path::new("test.toml"), CONFIG, &|_| None).unwrap();
-        let store = lookout_collector::store::open(&format!(
-            "sqlite://{}",
-            dir.path().join("t.db").display()
-        ))
-        .await
-        .unwrap();
+        let url = format!("sqlite://{}", dir.path().join("t.db").display());
+        let store = lookout_collector::store::open(&url, &Default::default())
+            .await
+            .unwrap();
         let state = Arc::new(AppState::new(store, config, None));
         Self { _dir: dir, state }
     }

@@ -3,6 +3,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
@@ -74,13 +75,66 @@ fn default_max_decoded() -> usize {
 }
 
 /// `[storage]`.
-#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct StorageConfig {
-    /// Database URL. Default `sqlite://<data_dir>/lookout.db`. A relative SQLite path is
-    /// relative to the working directory.
+    /// Database URL. Default `sqlite://<data_dir>/lookout.db`; `postgres://user:pass@host/db`
+    /// (add `?sslmode=require` for TLS) to share one database between collectors. A relative
+    /// SQLite path is relative to the working directory.
     #[serde(default)]
     pub url: Option<String>,
+    /// Most connections to PostgreSQL from this collector. Default 10.
+    #[serde(default = "default_pool")]
+    pub max_connections: u32,
+    /// How long raw check results and metric samples are kept. Default `"7d"`.
+    #[serde(default = "default_raw_retention", with = "crate::duration")]
+    pub raw_retention: Duration,
+    /// How long per-minute rollups are kept. Default `"30d"`.
+    #[serde(default = "default_minute_retention", with = "crate::duration")]
+    pub minute_rollup_retention: Duration,
+    /// How long per-hour rollups are kept (the status page's 90-day bars, yearly SLA reports).
+    /// Default `"730d"`.
+    #[serde(default = "default_hour_retention", with = "crate::duration")]
+    pub hour_rollup_retention: Duration,
+    /// How long log records are kept. Default `"14d"`.
+    #[serde(default = "default_log_retention", with = "crate::duration")]
+    pub log_retention: Duration,
+    /// Most bytes of log text kept; beyond it the oldest days go first. Default 1 GiB.
+    #[serde(default = "default_log_max_bytes")]
+    pub log_max_bytes: u64,
+}
+
+impl Default for StorageConfig {
+    fn default() -> Self {
+        Self {
+            url: None,
+            max_connections: default_pool(),
+            raw_retention: default_raw_retention(),
+            minute_rollup_retention: default_minute_retention(),
+            hour_rollup_retention: default_hour_retention(),
+            log_retention: default_log_retention(),
+            log_max_bytes: default_log_max_bytes(),
+        }
+    }
+}
+
+fn default_pool() -> u32 {
+    10
+}
+fn default_raw_retention() -> Duration {
+    Duration::from_secs(7 * 86_400)
+}
+fn default_minute_retention() -> Duration {
+    Duration::from_secs(30 * 86_400)
+}
+fn default_hour_retention() -> Duration {
+    Duration::from_secs(730 * 86_400)
+}
+fn default_log_retention() -> Duration {
+    Duration::from_secs(14 * 86_400)
+}
+fn default_log_max_bytes() -> u64 {
+    1 << 30
 }
 
 impl StorageConfig {
@@ -170,6 +224,25 @@ impl CollectorConfig {
             doc.error_at(
                 &KeyPath::key("storage").child("url"),
                 format!("{u:?}: expected sqlite://PATH or postgres://..."),
+            );
+        }
+        let at = KeyPath::key("storage");
+        if storage.max_connections == 0 {
+            doc.error_at(&at.child("max_connections"), "must be at least 1");
+        }
+        if storage.raw_retention < Duration::from_secs(3600) {
+            doc.error_at(&at.child("raw_retention"), "must be at least 1h");
+        }
+        if storage.minute_rollup_retention < storage.raw_retention {
+            doc.error_at(
+                &at.child("minute_rollup_retention"),
+                "must be at least raw_retention",
+            );
+        }
+        if storage.hour_rollup_retention < storage.minute_rollup_retention {
+            doc.error_at(
+                &at.child("hour_rollup_retention"),
+                "must be at least minute_rollup_retention",
             );
         }
         if server.max_body_bytes < 1024 {

@@ -1,9 +1,24 @@
-//! Storage: one interface ([`Store`]) for everything the collector keeps.
+//! Storage: one interface ([`Store`]) for everything the collector keeps, two backends.
 //!
-//! Backends: [`sqlite`] (WAL mode, the default). A batch is stored in one transaction together
-//! with its (agent, batch id), so a batch is either stored whole or not at all, and a batch id
-//! seen before stores nothing.
+//! - [`sqlite`]: one file in WAL mode, the zero-setup default;
+//! - [`postgres`]: a shared PostgreSQL database with a connection pool;
+//! - [`sql`]: the code and SQL both backends run (placeholders are `$N`, which both read);
+//! - [`histogram`]: the mergeable latency histogram kept in rollups;
+//! - [`rollup`]: aggregation of raw rows into per-minute and per-hour rollups.
+//!
+//! Invariants, both backends:
+//! - A batch is stored in one transaction together with its (agent, batch id): stored whole or
+//!   not at all, and a batch id seen before stores nothing.
+//! - Raw rows are rolled up by a cursor over their ids, in small steps ([`Store::roll_up`]), so
+//!   late data (an agent's backlog) lands in the right old bucket, and no step scans a table.
+//! - Retention deletes in bounded chunks ([`Store::enforce_retention`]) and never deletes a raw
+//!   row that has not been rolled up.
+//! - Schema versions are applied in order at start; a database newer than the binary is refused.
 
+pub mod histogram;
+pub mod postgres;
+pub mod rollup;
+pub mod sql;
 pub mod sqlite;
 
 use std::collections::BTreeMap;
@@ -126,6 +141,131 @@ pub struct ResultQuery {
     pub limit: u32,
 }
 
+/// One stored log record.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct LogRow {
+    /// The agent that shipped it.
+    pub agent: String,
+    /// When it was written.
+    pub time: DateTime<Utc>,
+    /// Where it came from.
+    pub source: String,
+    /// Severity, where known.
+    pub level: Option<String>,
+    /// The line.
+    pub text: String,
+}
+
+/// Query of log records.
+#[derive(Debug, Clone)]
+pub struct LogQuery {
+    /// Only this agent's, when set.
+    pub agent: Option<String>,
+    /// From (inclusive).
+    pub from: DateTime<Utc>,
+    /// To (inclusive).
+    pub to: DateTime<Utc>,
+    /// At most this many, newest first.
+    pub limit: u32,
+}
+
+/// Rollup resolution.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Tier {
+    /// Per-minute rollups.
+    Minute,
+    /// Per-hour rollups.
+    Hour,
+}
+
+impl Tier {
+    /// The bucket width in milliseconds.
+    pub fn width_ms(self) -> i64 {
+        match self {
+            Tier::Minute => 60_000,
+            Tier::Hour => 3_600_000,
+        }
+    }
+}
+
+/// One rollup bucket of a check, for one agent.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CheckRollup {
+    /// The agent.
+    pub agent: String,
+    /// Start of the bucket.
+    pub bucket: DateTime<Utc>,
+    /// Results in the bucket.
+    pub count: u64,
+    /// Failed results in the bucket.
+    pub failures: u64,
+    /// Sum of latencies, in milliseconds.
+    pub latency_sum_ms: f64,
+    /// Latency distribution.
+    pub latency: histogram::Histogram,
+}
+
+/// One rollup bucket of a metric series.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct MetricRollup {
+    /// Series labels.
+    pub labels: BTreeMap<String, String>,
+    /// Start of the bucket.
+    pub bucket: DateTime<Utc>,
+    /// Samples in the bucket.
+    pub count: u64,
+    /// Sum of values.
+    pub sum: f64,
+    /// Smallest value.
+    pub min: f64,
+    /// Largest value.
+    pub max: f64,
+    /// The latest value.
+    pub last: f64,
+}
+
+/// Query of rollups.
+#[derive(Debug, Clone)]
+pub struct RollupQuery {
+    /// Check name, or metric name.
+    pub name: String,
+    /// Only this agent's, when set.
+    pub agent: Option<String>,
+    /// Which rollups.
+    pub tier: Tier,
+    /// Buckets starting at or after this.
+    pub from: DateTime<Utc>,
+    /// Buckets starting at or before this.
+    pub to: DateTime<Utc>,
+}
+
+/// How long each kind of data is kept.
+#[derive(Debug, Clone)]
+pub struct Retention {
+    /// Raw check results, metric samples and batch ids.
+    pub raw: std::time::Duration,
+    /// Per-minute rollups.
+    pub minute: std::time::Duration,
+    /// Per-hour rollups.
+    pub hour: std::time::Duration,
+    /// Log records, by age.
+    pub logs: std::time::Duration,
+    /// Log records, by total text size.
+    pub log_max_bytes: u64,
+}
+
+impl From<&lookout_config::StorageConfig> for Retention {
+    fn from(c: &lookout_config::StorageConfig) -> Self {
+        Self {
+            raw: c.raw_retention,
+            minute: c.minute_rollup_retention,
+            hour: c.hour_rollup_retention,
+            logs: c.log_retention,
+            log_max_bytes: c.log_max_bytes,
+        }
+    }
+}
+
 /// Everything the collector keeps.
 #[async_trait]
 pub trait Store: Send + Sync + std::fmt::Debug {
@@ -156,25 +296,51 @@ pub trait Store: Send + Sync + std::fmt::Debug {
 
     /// Raw results of one check, newest first.
     async fn results(&self, q: &ResultQuery) -> Result<Vec<ResultRow>, StoreError>;
+
+    /// Log records, newest first.
+    async fn logs(&self, q: &LogQuery) -> Result<Vec<LogRow>, StoreError>;
+
+    /// Rolls up at most `max_rows` raw rows of each kind not rolled up yet; returns how many it
+    /// took (fewer than asked means it has caught up).
+    async fn roll_up(&self, max_rows: u32) -> Result<u64, StoreError>;
+
+    /// Rollups of one check (per agent), oldest first.
+    async fn check_rollups(&self, q: &RollupQuery) -> Result<Vec<CheckRollup>, StoreError>;
+
+    /// Rollups of one metric of one agent (per series), oldest first. `q.agent` is required.
+    async fn metric_rollups(&self, q: &RollupQuery) -> Result<Vec<MetricRollup>, StoreError>;
+
+    /// Deletes at most `chunk` expired rows of each kind as of `now`; returns how many it
+    /// deleted (0 means nothing is left to delete).
+    async fn enforce_retention(
+        &self,
+        policy: &Retention,
+        now: DateTime<Utc>,
+        chunk: u32,
+    ) -> Result<u64, StoreError>;
+
+    /// Size of the database on disk, in bytes.
+    async fn size_bytes(&self) -> Result<u64, StoreError>;
 }
 
 /// Opens the store that `url` names, creating and migrating it as needed.
-pub async fn open(url: &str) -> Result<Arc<dyn Store>, StoreError> {
+pub async fn open(
+    url: &str,
+    config: &lookout_config::StorageConfig,
+) -> Result<Arc<dyn Store>, StoreError> {
     if let Some(path) = url
         .strip_prefix("sqlite://")
         .or_else(|| url.strip_prefix("sqlite:"))
     {
-        let path = Path::new(path);
-        Ok(Arc::new(sqlite::SqliteStore::open(path).await?))
+        Ok(Arc::new(sqlite::SqliteStore::open(Path::new(path)).await?))
     } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-        Err(StoreError::Unsupported {
-            url: redact(url),
-            reason: "this build stores in SQLite only; use sqlite://PATH".into(),
-        })
+        Ok(Arc::new(
+            postgres::PgStore::open(url, config.max_connections).await?,
+        ))
     } else {
         Err(StoreError::Unsupported {
             url: redact(url),
-            reason: "expected sqlite://PATH".into(),
+            reason: "expected sqlite://PATH or postgres://...".into(),
         })
     }
 }

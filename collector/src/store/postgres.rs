@@ -1,0 +1,54 @@
+//! The PostgreSQL backend: a connection pool (TLS when the URL asks for it, e.g.
+//! `?sslmode=require`), the schema of [`super::sql::MIGRATIONS`] with PostgreSQL's types, and the
+//! same queries as SQLite. Migrations take an advisory lock, so collectors starting together
+//! migrate once.
+//!
+//! Several collectors may ingest into one database. The rollup step follows raw row ids; with
+//! concurrent writers an id can commit after a larger one, so rollups are to run on one
+//! collector at a time (the leader, in the high-availability issue).
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use sqlx::Postgres;
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+
+use super::StoreError;
+use super::sql::{SeriesCache, postgres_ddl, sql_store};
+
+/// The PostgreSQL store.
+#[derive(Debug)]
+pub struct PgStore {
+    write: sqlx::Pool<Postgres>,
+    read: sqlx::Pool<Postgres>,
+    series: SeriesCache,
+}
+
+impl PgStore {
+    const SIZE_SQL: &'static str = "SELECT pg_database_size(current_database())";
+    /// Any fixed key; held until the migration transaction ends.
+    const MIGRATION_LOCK: Option<&'static str> = Some("SELECT pg_advisory_xact_lock(7700100)");
+
+    fn ddl(text: &str) -> sqlx::AssertSqlSafe<String> {
+        // Schema text from this crate, not input.
+        sqlx::AssertSqlSafe(postgres_ddl(text))
+    }
+
+    /// Connects, and brings the schema up to date.
+    pub async fn open(url: &str, max_connections: u32) -> Result<Self, StoreError> {
+        let opts = PgConnectOptions::from_str(url)?;
+        let pool = PgPoolOptions::new()
+            .max_connections(max_connections)
+            .acquire_timeout(Duration::from_secs(10))
+            .connect_with(opts)
+            .await?;
+        Self::migrate(&pool).await?;
+        Ok(Self {
+            write: pool.clone(),
+            read: pool,
+            series: SeriesCache::default(),
+        })
+    }
+}
+
+sql_store!(PgStore, Postgres);

@@ -1,0 +1,191 @@
+//! Aggregation of raw rows into rollup buckets, and merging of buckets: the arithmetic both
+//! backends share. A bucket is keyed by series id and its start (Unix ms, a multiple of the
+//! tier's width); merging two aggregates of the same bucket gives the aggregate of all their rows,
+//! in any order, so late rows simply merge into an existing bucket.
+
+use std::collections::BTreeMap;
+
+use super::Tier;
+use super::histogram::Histogram;
+
+/// Start of the bucket of width `width_ms` that holds `time_ms`.
+pub fn bucket_start(time_ms: i64, width_ms: i64) -> i64 {
+    time_ms.div_euclid(width_ms) * width_ms
+}
+
+/// A raw check result, as the rollup step reads it.
+#[derive(Debug, Clone, Copy)]
+pub struct RawResult {
+    /// Series (check, agent) id.
+    pub series: i64,
+    /// Probe time, Unix ms.
+    pub time_ms: i64,
+    /// Success.
+    pub ok: bool,
+    /// Latency, ms.
+    pub latency_ms: f64,
+}
+
+/// The aggregate of a check's results in one bucket.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct CheckAgg {
+    /// Results.
+    pub count: u64,
+    /// Failed results.
+    pub failures: u64,
+    /// Sum of latencies, ms.
+    pub latency_sum_ms: f64,
+    /// Latency distribution.
+    pub hist: Histogram,
+}
+
+impl CheckAgg {
+    /// Adds one result.
+    pub fn add(&mut self, ok: bool, latency_ms: f64) {
+        self.count += 1;
+        self.failures += u64::from(!ok);
+        self.latency_sum_ms += latency_ms;
+        self.hist.record(latency_ms);
+    }
+
+    /// Adds another aggregate of the same bucket.
+    pub fn merge(&mut self, other: &CheckAgg) {
+        self.count += other.count;
+        self.failures += other.failures;
+        self.latency_sum_ms += other.latency_sum_ms;
+        self.hist.merge(&other.hist);
+    }
+}
+
+/// Aggregates results into buckets of `tier`.
+pub fn aggregate_results(rows: &[RawResult], tier: Tier) -> BTreeMap<(i64, i64), CheckAgg> {
+    let mut out: BTreeMap<(i64, i64), CheckAgg> = BTreeMap::new();
+    for r in rows {
+        out.entry((r.series, bucket_start(r.time_ms, tier.width_ms())))
+            .or_default()
+            .add(r.ok, r.latency_ms);
+    }
+    out
+}
+
+/// A raw metric sample, as the rollup step reads it.
+#[derive(Debug, Clone, Copy)]
+pub struct RawSample {
+    /// Series (agent, name, labels) id.
+    pub series: i64,
+    /// Sample time, Unix ms.
+    pub time_ms: i64,
+    /// Value.
+    pub value: f64,
+}
+
+/// The aggregate of a metric series in one bucket.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct MetricAgg {
+    /// Samples.
+    pub count: u64,
+    /// Sum of values.
+    pub sum: f64,
+    /// Smallest value.
+    pub min: f64,
+    /// Largest value.
+    pub max: f64,
+    /// Value of the latest sample.
+    pub last: f64,
+    /// Time of the latest sample, Unix ms.
+    pub last_ms: i64,
+}
+
+impl MetricAgg {
+    /// The aggregate of one sample.
+    pub fn one(time_ms: i64, value: f64) -> Self {
+        Self {
+            count: 1,
+            sum: value,
+            min: value,
+            max: value,
+            last: value,
+            last_ms: time_ms,
+        }
+    }
+
+    /// Adds another aggregate of the same bucket.
+    pub fn merge(&mut self, o: &MetricAgg) {
+        self.count += o.count;
+        self.sum += o.sum;
+        self.min = self.min.min(o.min);
+        self.max = self.max.max(o.max);
+        if o.last_ms >= self.last_ms {
+            self.last = o.last;
+            self.last_ms = o.last_ms;
+        }
+    }
+}
+
+/// Aggregates samples into buckets of `tier`.
+pub fn aggregate_samples(rows: &[RawSample], tier: Tier) -> BTreeMap<(i64, i64), MetricAgg> {
+    let mut out: BTreeMap<(i64, i64), MetricAgg> = BTreeMap::new();
+    for r in rows {
+        let one = MetricAgg::one(r.time_ms, r.value);
+        out.entry((r.series, bucket_start(r.time_ms, tier.width_ms())))
+            .and_modify(|a| a.merge(&one))
+            .or_insert(one);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #[test]
+        fn splitting_rows_anyhow_and_merging_gives_the_same_buckets(
+            rows in proptest::collection::vec((0i64..3, -10_000_000i64..10_000_000, any::<bool>(), 0.0f64..5000.0), 0..200),
+            split in 0usize..200,
+        ) {
+            let rows: Vec<RawResult> = rows.into_iter()
+                .map(|(series, time_ms, ok, latency_ms)| RawResult { series, time_ms, ok, latency_ms })
+                .collect();
+            let split = split.min(rows.len());
+            let whole = aggregate_results(&rows, Tier::Minute);
+            let mut parts = aggregate_results(&rows[..split], Tier::Minute);
+            for (k, v) in aggregate_results(&rows[split..], Tier::Minute) {
+                parts.entry(k).or_default().merge(&v);
+            }
+            prop_assert_eq!(whole.len(), parts.len());
+            for (k, a) in &whole {
+                let b = &parts[k];
+                prop_assert_eq!(a.count, b.count);
+                prop_assert_eq!(a.failures, b.failures);
+                prop_assert_eq!(&a.hist, &b.hist);
+                prop_assert!((a.latency_sum_ms - b.latency_sum_ms).abs() < 1e-6);
+            }
+            prop_assert_eq!(whole.values().map(|a| a.count).sum::<u64>(), rows.len() as u64);
+        }
+
+        #[test]
+        fn metric_buckets_keep_min_max_and_the_latest(
+            values in proptest::collection::vec((0i64..120_000, -1e6f64..1e6), 1..100),
+        ) {
+            let rows: Vec<RawSample> = values.iter().map(|(t, v)| RawSample { series: 1, time_ms: *t, value: *v }).collect();
+            for ((_, start), agg) in aggregate_samples(&rows, Tier::Minute) {
+                let inside: Vec<&RawSample> = rows.iter().filter(|r| bucket_start(r.time_ms, 60_000) == start).collect();
+                prop_assert_eq!(agg.count, inside.len() as u64);
+                prop_assert_eq!(agg.min, inside.iter().map(|r| r.value).fold(f64::INFINITY, f64::min));
+                prop_assert_eq!(agg.max, inside.iter().map(|r| r.value).fold(f64::NEG_INFINITY, f64::max));
+                let latest = inside.iter().map(|r| r.time_ms).max().unwrap();
+                prop_assert_eq!(agg.last_ms, latest);
+                prop_assert!(inside.iter().any(|r| r.time_ms == latest && r.value == agg.last));
+            }
+        }
+    }
+
+    #[test]
+    fn buckets_start_at_multiples_even_before_1970() {
+        assert_eq!(bucket_start(59_999, 60_000), 0);
+        assert_eq!(bucket_start(60_000, 60_000), 60_000);
+        assert_eq!(bucket_start(-1, 60_000), -60_000);
+    }
+}
