@@ -109,7 +109,7 @@ impl Histogram {
 
     /// Reads the stored form.
     pub fn decode(bytes: &[u8]) -> Result<Self, HistogramError> {
-        if bytes.len() % 6 != 0 {
+        if !bytes.len().is_multiple_of(6) {
             return Err(HistogramError(format!(
                 "{} bytes is not a whole number of buckets",
                 bytes.len()
