@@ -2,7 +2,8 @@
 //!
 //! Parts:
 //! - [`ingest`]: `POST /v1/ingest` and `GET /v1/assignments`, for agents;
-//! - [`store`]: the storage interface and its SQLite backend;
+//! - [`store`]: the storage interface and its SQLite and PostgreSQL backends;
+//! - [`maintenance`]: rollups and retention in the background;
 //! - [`api`]: the JSON API under `/api/v1`;
 //! - [`web`]: the page at `/`;
 //! - [`state`]: what every request shares (store, configuration, credentials);
@@ -15,6 +16,7 @@
 pub mod api;
 pub mod error;
 pub mod ingest;
+pub mod maintenance;
 pub mod state;
 pub mod store;
 pub mod web;
@@ -68,6 +70,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/v1/assignments", get(ingest::assignments))
         .route("/api/v1/checks", get(api::checks))
         .route("/api/v1/checks/{name}/results", get(api::results))
+        .route("/api/v1/checks/{name}/uptime", get(api::uptime::uptime))
         .route("/api/v1/hosts", get(api::hosts))
         // The ingest handler enforces its own configured limit while reading the body.
         .layer(DefaultBodyLimit::disable())
@@ -125,8 +128,11 @@ pub async fn start(config: CollectorConfig) -> Result<Running, CollectorError> {
         }
         _ => None,
     };
-    let state = Arc::new(AppState::new(store, config, local));
+    let retention = store::Retention::from(&config.storage);
+    let state = Arc::new(AppState::new(store.clone(), config, local));
     let shutdown = CancellationToken::new();
+    let upkeep_stop = CancellationToken::new();
+    let upkeep = tokio::spawn(maintenance::run(store, retention, upkeep_stop.clone()));
     let server_stop = CancellationToken::new();
     let app = router(state.clone());
     let server = tokio::spawn({
@@ -155,6 +161,10 @@ pub async fn start(config: CollectorConfig) -> Result<Running, CollectorError> {
                     Err(e) => tracing::warn!(error = %e, "local agent task failed"),
                     Ok(Ok(())) => {}
                 }
+            }
+            upkeep_stop.cancel();
+            if let Err(e) = upkeep.await {
+                tracing::warn!(error = %e, "maintenance task failed");
             }
             server_stop.cancel();
             match tokio::time::timeout(STOP_DEADLINE, server).await {

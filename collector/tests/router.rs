@@ -387,3 +387,111 @@ async fn status_page_lists_checks_and_escapes_names() {
     assert!(html.contains("&lt;script&gt;"), "{html}");
     assert!(!html.contains("<script>x"), "{html}");
 }
+
+#[tokio::test]
+async fn uptime_answers_from_rollups_per_step() {
+    let h = Harness::new().await;
+    // Day 1: 4 results, 1 failing (web-1); day 2: 2 results, both fine (web-1 and db-1).
+    let at = |day: i64, hour: i64| {
+        chrono::DateTime::parse_from_rfc3339("2026-11-01T00:00:00Z")
+            .unwrap()
+            .with_timezone(&Utc)
+            + chrono::Duration::days(day)
+            + chrono::Duration::hours(hour)
+    };
+    let mut b = batch("web-1", "u1", &[]);
+    for (hour, ok, latency) in [
+        (1, true, 10.0),
+        (1, false, 20.0),
+        (5, true, 30.0),
+        (5, true, 40.0),
+    ] {
+        b.records.push(Record::CheckResult(CheckResult {
+            check: "api".into(),
+            check_type: None,
+            time: at(0, hour),
+            ok,
+            latency_ms: latency,
+            error: None,
+            status_code: None,
+            timings: Timings::default(),
+        }));
+    }
+    let mut day2 = b.records[0].clone();
+    if let Record::CheckResult(c) = &mut day2 {
+        c.time = at(1, 3);
+    }
+    b.records.push(day2.clone());
+    let body = encode_batch(&b, Encoding::Zstd).unwrap();
+    assert_eq!(
+        h.ingest(Some(TOKEN), Encoding::Zstd, body).await.0,
+        StatusCode::OK
+    );
+    let body = encode_batch(
+        &Batch {
+            agent: "db-1".into(),
+            records: vec![day2],
+            ..b.clone()
+        },
+        Encoding::Zstd,
+    )
+    .unwrap();
+    assert_eq!(
+        h.ingest(Some("db-1-token-0123456789"), Encoding::Zstd, body)
+            .await
+            .0,
+        StatusCode::OK
+    );
+    while h.state.store.roll_up(1000).await.unwrap() > 0 {}
+
+    let window = "from=2026-11-01T00:00:00Z&to=2026-11-02T23:59:59Z";
+    let (s, j) = h
+        .get(&format!("/api/v1/checks/api/uptime?step=1d&{window}"))
+        .await;
+    assert_eq!(s, StatusCode::OK, "{j}");
+    let points = j["points"].as_array().unwrap();
+    assert_eq!(points.len(), 2, "{j}");
+    assert_eq!(points[0]["time"], "2026-11-01T00:00:00Z");
+    assert_eq!(points[0]["count"], 4);
+    assert_eq!(points[0]["uptime"], 0.75);
+    assert_eq!(points[0]["latency_avg_ms"], 25.0);
+    assert_eq!(points[1]["count"], 2);
+    assert_eq!(points[1]["uptime"], 1.0);
+    assert_eq!(j["total"]["count"], 6);
+    let p99 = j["total"]["latency_p99_ms"].as_f64().unwrap();
+    assert!((p99 - 40.0).abs() <= 40.0 * 0.05, "{p99}");
+
+    let (_, j) = h
+        .get(&format!(
+            "/api/v1/checks/api/uptime?step=1h&agent=web-1&{window}"
+        ))
+        .await;
+    let hours: Vec<(&str, u64)> = j["points"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| (p["time"].as_str().unwrap(), p["count"].as_u64().unwrap()))
+        .collect();
+    assert_eq!(
+        hours,
+        [
+            ("2026-11-01T01:00:00Z", 2),
+            ("2026-11-01T05:00:00Z", 2),
+            ("2026-11-02T03:00:00Z", 1)
+        ]
+    );
+
+    let (s, j) = h.get("/api/v1/checks/api/uptime?step=1w").await;
+    assert_eq!(s, StatusCode::BAD_REQUEST);
+    assert!(j["error"].as_str().unwrap().contains("1m, 1h or 1d"), "{j}");
+    let (s, _) = h
+        .get("/api/v1/checks/api/uptime?step=1m&from=2020-01-01T00:00:00Z")
+        .await;
+    assert_eq!(
+        s,
+        StatusCode::BAD_REQUEST,
+        "years of minutes is too many points"
+    );
+    let (s, _) = h.get("/api/v1/checks/nope/uptime").await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+}

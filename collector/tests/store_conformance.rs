@@ -104,7 +104,8 @@ conformance!(
 
 fn t(minute: i64, second: i64) -> DateTime<Utc> {
     // 2026-11-01T00:00:00Z plus an offset.
-    Utc.timestamp_millis_opt(1_793_491_200_000 + minute * 60_000 + second * 1000).unwrap()
+    Utc.timestamp_millis_opt(1_793_491_200_000 + minute * 60_000 + second * 1000)
+        .unwrap()
 }
 
 fn result(check: &str, time: DateTime<Utc>, ok: bool, latency_ms: f64) -> Record {
@@ -123,7 +124,10 @@ fn result(check: &str, time: DateTime<Utc>, ok: bool, latency_ms: f64) -> Record
 fn sample(name: &str, labels: &[(&str, &str)], time: DateTime<Utc>, value: f64) -> Record {
     Record::Metric(MetricSample {
         name: name.into(),
-        labels: labels.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+        labels: labels
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect(),
         time,
         value,
         metric_type: MetricType::Gauge,
@@ -149,27 +153,53 @@ fn batch(agent: &str, id: &str, records: Vec<Record>) -> Batch {
 }
 
 async fn ingest(s: &dyn Store, agent: &str, id: &str, records: Vec<Record>) {
-    let out = s.ingest(agent, &batch(agent, id, records), Utc::now()).await.unwrap();
+    let out = s
+        .ingest(agent, &batch(agent, id, records), Utc::now())
+        .await
+        .unwrap();
     assert!(!out.duplicate, "batch {id} unexpectedly a duplicate");
 }
 
 fn all_time() -> (DateTime<Utc>, DateTime<Utc>) {
-    (Utc.timestamp_millis_opt(0).unwrap(), Utc::now() + chrono::Duration::days(3650))
+    (
+        Utc.timestamp_millis_opt(0).unwrap(),
+        Utc::now() + chrono::Duration::days(3650),
+    )
 }
 
 async fn a_batch_is_stored_once(b: Backend) {
     let s = &*b.store;
-    let b1 = batch("a", "id-1", vec![result("api", t(0, 0), true, 5.0), sample("m", &[], t(0, 0), 1.0)]);
+    let b1 = batch(
+        "a",
+        "id-1",
+        vec![
+            result("api", t(0, 0), true, 5.0),
+            sample("m", &[], t(0, 0), 1.0),
+        ],
+    );
     let first = s.ingest("a", &b1, Utc::now()).await.unwrap();
     assert_eq!((first.stored, first.duplicate), (2, false));
     let again = s.ingest("a", &b1, Utc::now()).await.unwrap();
     assert_eq!((again.stored, again.duplicate), (0, true));
     // The same id from another agent is another batch.
-    let other = s.ingest("b", &batch("b", "id-1", vec![result("api", t(0, 1), false, 9.0)]), Utc::now()).await.unwrap();
+    let other = s
+        .ingest(
+            "b",
+            &batch("b", "id-1", vec![result("api", t(0, 1), false, 9.0)]),
+            Utc::now(),
+        )
+        .await
+        .unwrap();
     assert!(!other.duplicate);
     let (from, to) = all_time();
     let rows = s
-        .results(&ResultQuery { check: "api".into(), agent: None, from, to, limit: 100 })
+        .results(&ResultQuery {
+            check: "api".into(),
+            agent: None,
+            from,
+            to,
+            limit: 100,
+        })
         .await
         .unwrap();
     assert_eq!(rows.len(), 2, "{rows:?}");
@@ -177,9 +207,27 @@ async fn a_batch_is_stored_once(b: Backend) {
 
 async fn latest_values_follow_time_not_arrival(b: Backend) {
     let s = &*b.store;
-    ingest(s, "a", "1", vec![result("api", t(5, 0), false, 7.0), sample("m", &[("k", "v")], t(5, 0), 2.0)]).await;
+    ingest(
+        s,
+        "a",
+        "1",
+        vec![
+            result("api", t(5, 0), false, 7.0),
+            sample("m", &[("k", "v")], t(5, 0), 2.0),
+        ],
+    )
+    .await;
     // A late, older result (an agent's backlog) must not replace the newer one.
-    ingest(s, "a", "2", vec![result("api", t(1, 0), true, 3.0), sample("m", &[("k", "v")], t(1, 0), 1.0)]).await;
+    ingest(
+        s,
+        "a",
+        "2",
+        vec![
+            result("api", t(1, 0), true, 3.0),
+            sample("m", &[("k", "v")], t(1, 0), 1.0),
+        ],
+    )
+    .await;
     let latest = s.latest_results().await.unwrap();
     assert_eq!(latest.len(), 1);
     assert_eq!(latest[0].time, t(5, 0));
@@ -195,8 +243,25 @@ async fn latest_values_follow_time_not_arrival(b: Backend) {
 
 async fn results_filter_and_order(b: Backend) {
     let s = &*b.store;
-    ingest(s, "a", "1", (0..10).map(|i| result("api", t(i, 0), i % 2 == 0, i as f64)).collect()).await;
-    ingest(s, "b", "1", vec![result("api", t(3, 30), true, 1.0), result("other", t(3, 30), true, 1.0)]).await;
+    ingest(
+        s,
+        "a",
+        "1",
+        (0..10)
+            .map(|i| result("api", t(i, 0), i % 2 == 0, i as f64))
+            .collect(),
+    )
+    .await;
+    ingest(
+        s,
+        "b",
+        "1",
+        vec![
+            result("api", t(3, 30), true, 1.0),
+            result("other", t(3, 30), true, 1.0),
+        ],
+    )
+    .await;
     let q = |agent: Option<&str>, from: DateTime<Utc>, to: DateTime<Utc>, limit: u32| ResultQuery {
         check: "api".into(),
         agent: agent.map(String::from),
@@ -206,9 +271,23 @@ async fn results_filter_and_order(b: Backend) {
     };
     let rows = s.results(&q(None, t(2, 0), t(4, 0), 100)).await.unwrap();
     let times: Vec<_> = rows.iter().map(|r| (r.agent.as_str(), r.time)).collect();
-    assert_eq!(times, [("a", t(4, 0)), ("b", t(3, 30)), ("a", t(3, 0)), ("a", t(2, 0))]);
-    let rows = s.results(&q(Some("a"), t(0, 0), t(100, 0), 3)).await.unwrap();
-    assert_eq!(rows.iter().map(|r| r.latency_ms).collect::<Vec<_>>(), [9.0, 8.0, 7.0]);
+    assert_eq!(
+        times,
+        [
+            ("a", t(4, 0)),
+            ("b", t(3, 30)),
+            ("a", t(3, 0)),
+            ("a", t(2, 0))
+        ]
+    );
+    let rows = s
+        .results(&q(Some("a"), t(0, 0), t(100, 0), 3))
+        .await
+        .unwrap();
+    assert_eq!(
+        rows.iter().map(|r| r.latency_ms).collect::<Vec<_>>(),
+        [9.0, 8.0, 7.0]
+    );
     assert!(rows.iter().all(|r| r.agent == "a"));
 }
 
@@ -235,9 +314,18 @@ async fn check_rollups_count_fail_and_merge_late_data(b: Backend) {
     assert_eq!(s.roll_up(3).await.unwrap(), 3);
     assert_eq!(s.roll_up(3).await.unwrap(), 1);
     assert_eq!(s.roll_up(3).await.unwrap(), 0);
-    let q = |tier| RollupQuery { name: "api".into(), agent: Some("a".into()), tier, from: t(0, 0), to: t(120, 0) };
+    let q = |tier| RollupQuery {
+        name: "api".into(),
+        agent: Some("a".into()),
+        tier,
+        from: t(0, 0),
+        to: t(120, 0),
+    };
     let minutes = s.check_rollups(&q(Tier::Minute)).await.unwrap();
-    let shape: Vec<_> = minutes.iter().map(|m| (m.bucket, m.count, m.failures)).collect();
+    let shape: Vec<_> = minutes
+        .iter()
+        .map(|m| (m.bucket, m.count, m.failures))
+        .collect();
     assert_eq!(shape, [(t(0, 0), 4, 1), (t(1, 0), 2, 0), (t(61, 0), 1, 0)]);
     assert_eq!(minutes[0].latency_sum_ms, 1060.0);
     let p50 = minutes[0].latency.quantile(0.5).unwrap();
@@ -245,7 +333,10 @@ async fn check_rollups_count_fail_and_merge_late_data(b: Backend) {
     let p99 = minutes[0].latency.quantile(0.99).unwrap();
     assert!((p99 - 1000.0).abs() <= 1000.0 * 0.05, "p99 {p99}");
     let hours = s.check_rollups(&q(Tier::Hour)).await.unwrap();
-    let shape: Vec<_> = hours.iter().map(|h| (h.bucket, h.count, h.failures)).collect();
+    let shape: Vec<_> = hours
+        .iter()
+        .map(|h| (h.bucket, h.count, h.failures))
+        .collect();
     assert_eq!(shape, [(t(0, 0), 6, 1), (t(60, 0), 1, 0)]);
 
     // Late data for minute 0 (an agent's backlog) merges into the existing buckets.
@@ -259,14 +350,26 @@ async fn check_rollups_count_fail_and_merge_late_data(b: Backend) {
     // Another agent's results are its own series.
     ingest(s, "b", "1", vec![result("api", t(0, 5), true, 1.0)]).await;
     s.roll_up(100).await.unwrap();
-    let all = s.check_rollups(&RollupQuery { agent: None, ..q(Tier::Minute) }).await.unwrap();
+    let all = s
+        .check_rollups(&RollupQuery {
+            agent: None,
+            ..q(Tier::Minute)
+        })
+        .await
+        .unwrap();
     assert_eq!(all.iter().filter(|r| r.bucket == t(0, 0)).count(), 2);
 }
 
 async fn metric_rollups_keep_min_max_avg_last(b: Backend) {
     let s = &*b.store;
     let cpu = |i: i64, v: f64| sample("system.cpu.utilization", &[("cpu", "0")], t(0, i), v);
-    ingest(s, "a", "1", vec![cpu(0, 0.5), cpu(40, 0.9), cpu(10, 0.1), cpu(70, 0.3)]).await;
+    ingest(
+        s,
+        "a",
+        "1",
+        vec![cpu(0, 0.5), cpu(40, 0.9), cpu(10, 0.1), cpu(70, 0.3)],
+    )
+    .await;
     s.roll_up(1000).await.unwrap();
     let q = RollupQuery {
         name: "system.cpu.utilization".into(),
@@ -282,8 +385,17 @@ async fn metric_rollups_keep_min_max_avg_last(b: Backend) {
     assert!((m.sum - 1.5).abs() < 1e-9);
     assert_eq!(rows[0].labels.get("cpu").map(String::as_str), Some("0"));
     assert_eq!((rows[1].count, rows[1].last), (1, 0.3));
-    let hour = s.metric_rollups(&RollupQuery { tier: Tier::Hour, ..q }).await.unwrap();
-    assert_eq!((hour[0].count, hour[0].min, hour[0].max, hour[0].last), (4, 0.1, 0.9, 0.3));
+    let hour = s
+        .metric_rollups(&RollupQuery {
+            tier: Tier::Hour,
+            ..q
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        (hour[0].count, hour[0].min, hour[0].max, hour[0].last),
+        (4, 0.1, 0.9, 0.3)
+    );
 }
 
 async fn retention_deletes_in_chunks_and_only_rolled_up_rows(b: Backend) {
@@ -291,10 +403,20 @@ async fn retention_deletes_in_chunks_and_only_rolled_up_rows(b: Backend) {
     let now = t(60 * 24 * 40, 0); // day 40
     let day = |d: i64| t(60 * 24 * d, 0);
     // 25 results and samples 39 days old, 5 results 1 day old.
-    let mut old: Vec<Record> = (0..25).map(|i| result("api", day(1) + chrono::Duration::minutes(i), true, 1.0)).collect();
+    let mut old: Vec<Record> = (0..25)
+        .map(|i| result("api", day(1) + chrono::Duration::minutes(i), true, 1.0))
+        .collect();
     old.extend((0..25).map(|i| sample("m", &[], day(1) + chrono::Duration::minutes(i), 1.0)));
     ingest(s, "a", "old", old).await;
-    ingest(s, "a", "new", (0..5).map(|i| result("api", day(39) + chrono::Duration::minutes(i), true, 1.0)).collect()).await;
+    ingest(
+        s,
+        "a",
+        "new",
+        (0..5)
+            .map(|i| result("api", day(39) + chrono::Duration::minutes(i), true, 1.0))
+            .collect(),
+    )
+    .await;
     let policy = Retention {
         raw: Duration::from_secs(7 * 86_400),
         minute: Duration::from_secs(30 * 86_400),
@@ -315,19 +437,42 @@ async fn retention_deletes_in_chunks_and_only_rolled_up_rows(b: Backend) {
         calls += 1;
         assert!(calls < 100, "retention does not finish");
     }
-    assert!(calls >= 3, "25 old rows at 10 a call take 3 calls, took {calls}");
-    assert_eq!(count_results(s).await, 5, "only the recent raw results stay");
+    assert!(
+        calls >= 3,
+        "25 old rows at 10 a call take 3 calls, took {calls}"
+    );
+    assert_eq!(
+        count_results(s).await,
+        5,
+        "only the recent raw results stay"
+    );
     // The old per-minute rollups (day 1, older than 30 days) are gone; per-hour ones stay.
-    let q = |tier| RollupQuery { name: "api".into(), agent: None, tier, from, to };
+    let q = |tier| RollupQuery {
+        name: "api".into(),
+        agent: None,
+        tier,
+        from,
+        to,
+    };
     let minutes = s.check_rollups(&q(Tier::Minute)).await.unwrap();
     assert!(minutes.iter().all(|m| m.bucket >= day(39)), "{minutes:?}");
     let hours = s.check_rollups(&q(Tier::Hour)).await.unwrap();
-    assert_eq!(hours.iter().map(|h| h.count).sum::<u64>(), 30, "per-hour history survives");
+    assert_eq!(
+        hours.iter().map(|h| h.count).sum::<u64>(),
+        30,
+        "per-hour history survives"
+    );
 }
 
 async fn count_results(s: &dyn Store) -> usize {
     let (from, to) = all_time();
-    let q = ResultQuery { check: "api".into(), agent: None, from, to, limit: 10_000 };
+    let q = ResultQuery {
+        check: "api".into(),
+        agent: None,
+        from,
+        to,
+        limit: 10_000,
+    };
     s.results(&q).await.unwrap().len()
 }
 
@@ -336,7 +481,15 @@ async fn logs_are_kept_by_age_and_by_size(b: Backend) {
     let day = |d: i64| t(60 * 24 * d, 0);
     let text = "x".repeat(1000);
     for d in [1, 20, 21, 22] {
-        ingest(s, "a", &format!("logs-{d}"), (0..3).map(|i| log(day(d) + chrono::Duration::seconds(i), &text)).collect()).await;
+        ingest(
+            s,
+            "a",
+            &format!("logs-{d}"),
+            (0..3)
+                .map(|i| log(day(d) + chrono::Duration::seconds(i), &text))
+                .collect(),
+        )
+        .await;
     }
     let policy = Retention {
         raw: Duration::from_secs(7 * 86_400),
@@ -349,11 +502,23 @@ async fn logs_are_kept_by_age_and_by_size(b: Backend) {
     let now = day(23);
     while s.enforce_retention(&policy, now, 2).await.unwrap() > 0 {}
     let (from, to) = all_time();
-    let rows = s.logs(&LogQuery { agent: Some("a".into()), from, to, limit: 100 }).await.unwrap();
+    let rows = s
+        .logs(&LogQuery {
+            agent: Some("a".into()),
+            from,
+            to,
+            limit: 100,
+        })
+        .await
+        .unwrap();
     // Day 1 is too old; day 20 goes for size; days 21 and 22 fit.
     let mut days: Vec<_> = rows.iter().map(|r| r.time.date_naive()).collect();
     days.dedup();
-    assert_eq!(days, [day(22).date_naive(), day(21).date_naive()], "{rows:?}");
+    assert_eq!(
+        days,
+        [day(22).date_naive(), day(21).date_naive()],
+        "{rows:?}"
+    );
     assert_eq!(rows.len(), 6);
     assert_eq!(rows[0].source, "app.log");
     assert_eq!(rows[0].level.as_deref(), Some("info"));
@@ -368,12 +533,20 @@ async fn reopening_keeps_data_and_a_newer_schema_is_refused(b: Backend) {
     // A database written by a newer Lookout is refused, not touched.
     if b.url.starts_with("sqlite") {
         let path = b.url.trim_start_matches("sqlite://");
-        let pool = sqlx::SqlitePool::connect(&format!("sqlite://{path}")).await.unwrap();
-        sqlx::query("INSERT INTO schema_migrations (version, applied_ms) VALUES (99, 0)").execute(&pool).await.unwrap();
+        let pool = sqlx::SqlitePool::connect(&format!("sqlite://{path}"))
+            .await
+            .unwrap();
+        sqlx::query("INSERT INTO schema_migrations (version, applied_ms) VALUES (99, 0)")
+            .execute(&pool)
+            .await
+            .unwrap();
         pool.close().await;
     } else {
         let pool = sqlx::PgPool::connect(&b.url).await.unwrap();
-        sqlx::query("INSERT INTO schema_migrations (version, applied_ms) VALUES (99, 0)").execute(&pool).await.unwrap();
+        sqlx::query("INSERT INTO schema_migrations (version, applied_ms) VALUES (99, 0)")
+            .execute(&pool)
+            .await
+            .unwrap();
         pool.close().await;
     }
     match store::open(&b.url, &Default::default()).await {
@@ -384,15 +557,28 @@ async fn reopening_keeps_data_and_a_newer_schema_is_refused(b: Backend) {
 
 async fn agents_are_listed_with_labels_and_last_seen(b: Backend) {
     let s = &*b.store;
-    let labels: BTreeMap<String, String> = [("role".to_string(), "web".to_string())].into_iter().collect();
+    let labels: BTreeMap<String, String> = [("role".to_string(), "web".to_string())]
+        .into_iter()
+        .collect();
     s.upsert_agent("web-1", &labels).await.unwrap();
     s.upsert_agent("db-1", &BTreeMap::new()).await.unwrap();
     let received = Utc.timestamp_millis_opt(1_800_000_000_000).unwrap();
-    s.ingest("web-1", &batch("web-1", "1", vec![]), received).await.unwrap();
+    s.ingest("web-1", &batch("web-1", "1", vec![]), received)
+        .await
+        .unwrap();
     // An earlier arrival time never moves last_seen back.
-    s.ingest("web-1", &batch("web-1", "2", vec![]), received - chrono::Duration::hours(1)).await.unwrap();
+    s.ingest(
+        "web-1",
+        &batch("web-1", "2", vec![]),
+        received - chrono::Duration::hours(1),
+    )
+    .await
+    .unwrap();
     let agents = s.agents().await.unwrap();
-    assert_eq!(agents.iter().map(|a| a.name.as_str()).collect::<Vec<_>>(), ["db-1", "web-1"]);
+    assert_eq!(
+        agents.iter().map(|a| a.name.as_str()).collect::<Vec<_>>(),
+        ["db-1", "web-1"]
+    );
     assert_eq!(agents[1].labels, labels);
     assert_eq!(agents[1].last_seen, Some(received));
     assert_eq!(agents[0].last_seen, None);

@@ -1,6 +1,7 @@
 //! The JSON API under `/api/v1`: checks and their state, raw results, hosts.
 
 mod status;
+pub mod uptime;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
@@ -141,7 +142,7 @@ pub struct ResultsAnswer {
 
 const MAX_RESULTS: u32 = 10_000;
 
-fn parse_time(name: &str, value: &str) -> Result<DateTime<Utc>, AppError> {
+pub(crate) fn parse_time(name: &str, value: &str) -> Result<DateTime<Utc>, AppError> {
     DateTime::parse_from_rfc3339(value)
         .map(|t| t.with_timezone(&Utc))
         .map_err(|e| {
@@ -205,6 +206,22 @@ pub async fn results(
         to,
         results: rows.into_iter().map(LastResult::from).collect(),
     }))
+}
+
+/// A 404 unless `name` is a configured check or one an agent has reported.
+pub(crate) async fn ensure_check_exists(state: &AppState, name: &str) -> Result<(), AppError> {
+    let known = state.config().checks.iter().any(|c| c.name == name)
+        || state
+            .store
+            .latest_results()
+            .await?
+            .iter()
+            .any(|r| r.check == name);
+    if known {
+        Ok(())
+    } else {
+        Err(AppError::NotFound(format!("no check named {name:?}")))
+    }
 }
 
 /// One host in `GET /api/v1/hosts`.
