@@ -65,6 +65,17 @@ impl SeriesCache {
     }
 }
 
+/// Deletes a series' expired rollups of one tier: $1 series, $2 before, $3 at most, $4 tier.
+pub(crate) const ROLLUP_DELETE_CHECKS: &str =
+    "DELETE FROM check_rollups WHERE tier = $4 AND series_id = $1
+     AND bucket_ms IN (SELECT bucket_ms FROM check_rollups
+       WHERE tier = $4 AND series_id = $1 AND bucket_ms < $2 ORDER BY bucket_ms LIMIT $3)";
+/// As [`ROLLUP_DELETE_CHECKS`], for metrics.
+pub(crate) const ROLLUP_DELETE_METRICS: &str =
+    "DELETE FROM metric_rollups WHERE tier = $4 AND series_id = $1
+     AND bucket_ms IN (SELECT bucket_ms FROM metric_rollups
+       WHERE tier = $4 AND series_id = $1 AND bucket_ms < $2 ORDER BY bucket_ms LIMIT $3)";
+
 pub(crate) const TIER_MINUTE: i64 = 1;
 pub(crate) const TIER_HOUR: i64 = 2;
 const DAY_MS: i64 = 86_400_000;
@@ -732,26 +743,54 @@ macro_rules! sql_store {
                 now: chrono::DateTime<chrono::Utc>,
                 chunk: u32,
             ) -> Result<u64, $crate::store::StoreError> {
-                use $crate::store::sql::{TIER_HOUR, TIER_MINUTE, day_of, ms};
+                use $crate::store::sql::{ROLLUP_DELETE_CHECKS, ROLLUP_DELETE_METRICS, TIER_HOUR, TIER_MINUTE, day_of, ms};
                 let cutoff = |d: std::time::Duration| ms(&now) - d.as_millis() as i64;
                 let chunk = i64::from(chunk);
                 let mut deleted = 0u64;
                 let mut tx = self.write.begin().await?;
-                // Raw rows go only once rolled up (id at or below the cursor).
-                for (table, cursor) in [("check_results", "check_results"), ("metric_samples", "metric_samples")] {
-                    let upto = Self::cursor(&mut tx, cursor).await?;
-                    let sql = format!(
-                        "DELETE FROM {table} WHERE id IN
-                         (SELECT id FROM {table} WHERE time_ms < $1 AND id <= $2 ORDER BY time_ms LIMIT $3)"
-                    );
-                    // The table names are the constants above, not input.
-                    deleted += sqlx::query(sqlx::AssertSqlSafe(sql))
-                        .bind(cutoff(policy.raw))
-                        .bind(upto)
-                        .bind(chunk)
-                        .execute(&mut *tx)
-                        .await?
-                        .rows_affected();
+                // Series by series, through the (series_id, time) keys, at most `chunk` rows of
+                // each kind a call. Raw rows go only once rolled up (id at or below the cursor).
+                let check_series: Vec<i64> = sqlx::query_scalar("SELECT id FROM check_series ORDER BY id")
+                    .fetch_all(&mut *tx)
+                    .await?;
+                let metric_series: Vec<i64> = sqlx::query_scalar("SELECT id FROM metric_series ORDER BY id")
+                    .fetch_all(&mut *tx)
+                    .await?;
+                let raw_results = Self::cursor(&mut tx, "check_results").await?;
+                let raw_samples = Self::cursor(&mut tx, "metric_samples").await?;
+                let jobs: [(&'static str, &[i64], i64, i64); 6] = [
+                    (
+                        "DELETE FROM check_results WHERE id IN (SELECT id FROM check_results
+                         WHERE series_id = $1 AND time_ms < $2 AND id <= $4 ORDER BY time_ms LIMIT $3)",
+                        &check_series, cutoff(policy.raw), raw_results,
+                    ),
+                    (
+                        "DELETE FROM metric_samples WHERE id IN (SELECT id FROM metric_samples
+                         WHERE series_id = $1 AND time_ms < $2 AND id <= $4 ORDER BY time_ms LIMIT $3)",
+                        &metric_series, cutoff(policy.raw), raw_samples,
+                    ),
+                    (ROLLUP_DELETE_CHECKS, &check_series, cutoff(policy.minute), TIER_MINUTE),
+                    (ROLLUP_DELETE_CHECKS, &check_series, cutoff(policy.hour), TIER_HOUR),
+                    (ROLLUP_DELETE_METRICS, &metric_series, cutoff(policy.minute), TIER_MINUTE),
+                    (ROLLUP_DELETE_METRICS, &metric_series, cutoff(policy.hour), TIER_HOUR),
+                ];
+                for (sql, series, before, fourth) in jobs {
+                    let mut budget = chunk;
+                    for id in series {
+                        if budget <= 0 {
+                            break;
+                        }
+                        let n = sqlx::query(sql)
+                            .bind(*id)
+                            .bind(before)
+                            .bind(budget)
+                            .bind(fourth)
+                            .execute(&mut *tx)
+                            .await?
+                            .rows_affected();
+                        budget -= n as i64;
+                        deleted += n;
+                    }
                 }
                 deleted += sqlx::query(
                     "DELETE FROM ingested_batches WHERE (agent, batch_id) IN
@@ -762,22 +801,6 @@ macro_rules! sql_store {
                 .execute(&mut *tx)
                 .await?
                 .rows_affected();
-                for table in ["check_rollups", "metric_rollups"] {
-                    for (tier, keep) in [(TIER_MINUTE, policy.minute), (TIER_HOUR, policy.hour)] {
-                        let sql = format!(
-                            "DELETE FROM {table} WHERE (tier, series_id, bucket_ms) IN
-                             (SELECT tier, series_id, bucket_ms FROM {table}
-                              WHERE tier = $1 AND bucket_ms < $2 ORDER BY bucket_ms LIMIT $3)"
-                        );
-                        deleted += sqlx::query(sqlx::AssertSqlSafe(sql))
-                            .bind(tier)
-                            .bind(cutoff(keep))
-                            .bind(chunk)
-                            .execute(&mut *tx)
-                            .await?
-                            .rows_affected();
-                    }
-                }
                 // Logs: by age, then by size, oldest day first.
                 let log_cutoff = cutoff(policy.logs);
                 deleted += sqlx::query(

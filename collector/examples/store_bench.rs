@@ -1,0 +1,320 @@
+//! Storage benchmark: ingest throughput into each backend, rollup throughput, the size of a
+//! database holding 90 days of 1,000 checks at a 30 s interval, and the API's query time for a
+//! check's 90-day history.
+//!
+//! ```sh
+//! cargo run --release -p lookout-collector --example store_bench -- [--pg postgres://...] [--checks 1000]
+//! ```
+//!
+//! The 90-day database is built in two parts. Day 0 goes through the real path: every result
+//! ingested in agent-sized batches, then rolled up by the store's rollup step. The rest of the
+//! retained history is then copied from day 0 with shifted times, inside the database: 6 more
+//! days of raw results (raw retention 7 d), 29 more days of per-minute rollups (30 d), 89 more
+//! days of per-hour rollups (the 90-day status page). The size printed is that of the database
+//! at retention's steady state; retention keeps it there (older rows are deleted as they age).
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use chrono::{DateTime, Duration, TimeZone, Utc};
+use lookout_collector::store::{self, Store};
+use lookout_protocol::{
+    Batch, CheckResult, MetricSample, MetricType, PROTOCOL_VERSION, Record, Timings,
+};
+
+const DAY_MS: i64 = 86_400_000;
+
+struct Args {
+    pg: Option<String>,
+    checks: usize,
+}
+
+fn args() -> Args {
+    let mut a = Args {
+        pg: None,
+        checks: 1000,
+    };
+    let mut it = std::env::args().skip(1);
+    while let Some(k) = it.next() {
+        match k.as_str() {
+            "--pg" => a.pg = it.next(),
+            "--checks" => a.checks = it.next().and_then(|v| v.parse().ok()).expect("--checks N"),
+            other => panic!("unknown argument {other}"),
+        }
+    }
+    a
+}
+
+fn result(check: usize, time: DateTime<Utc>, i: usize) -> Record {
+    // 1 in 500 fails; latencies spread over 5..200 ms.
+    let ok = i % 500 != 7;
+    Record::CheckResult(CheckResult {
+        check: format!("check-{check:04}"),
+        check_type: Some(lookout_config::CheckType::Http),
+        time,
+        ok,
+        latency_ms: 5.0 + ((i * 7919) % 195) as f64 + 0.25,
+        error: (!ok).then(|| "status 503, expected 2xx".to_string()),
+        status_code: Some(if ok { 200 } else { 503 }),
+        timings: Timings {
+            total_ms: Some(42.0),
+            ..Timings::default()
+        },
+    })
+}
+
+fn sample(series: usize, time: DateTime<Utc>, v: f64) -> Record {
+    Record::Metric(MetricSample {
+        name: format!("system.metric.{}", series % 40),
+        labels: [("device".to_string(), format!("d{}", series / 40))]
+            .into_iter()
+            .collect(),
+        time,
+        value: v,
+        metric_type: MetricType::Gauge,
+    })
+}
+
+async fn ingest_all(s: &dyn Store, agent: &str, batches: Vec<Vec<Record>>) -> (usize, f64) {
+    let n: usize = batches.iter().map(Vec::len).sum();
+    let start = Instant::now();
+    for (i, records) in batches.into_iter().enumerate() {
+        let b = Batch {
+            version: PROTOCOL_VERSION,
+            agent: agent.into(),
+            batch_id: format!("b{i}"),
+            records,
+        };
+        s.ingest(agent, &b, Utc::now()).await.expect("ingest");
+    }
+    (n, start.elapsed().as_secs_f64())
+}
+
+async fn throughput(name: &str, s: &dyn Store) {
+    let t0 = Utc.timestamp_millis_opt(1_790_000_000_000).unwrap();
+    // 200,000 check results in batches of 500 (an agent flushing a backlog).
+    let batches: Vec<Vec<Record>> = (0..400)
+        .map(|b| {
+            (0..500)
+                .map(|i| {
+                    result(
+                        i % 100,
+                        t0 + Duration::milliseconds((b * 500 + i) as i64),
+                        b * 500 + i,
+                    )
+                })
+                .collect()
+        })
+        .collect();
+    let (n, secs) = ingest_all(s, "bench-results", batches).await;
+    println!(
+        "{name}: ingest check results: {n} in {secs:.2} s = {:.0}/s",
+        n as f64 / secs
+    );
+    // 500,000 metric samples in batches of 1,000 (100 series a host).
+    let batches: Vec<Vec<Record>> = (0..500)
+        .map(|b| {
+            (0..1000)
+                .map(|i| {
+                    sample(
+                        i % 100,
+                        t0 + Duration::seconds(b as i64 * 10) + Duration::milliseconds(i as i64),
+                        i as f64,
+                    )
+                })
+                .collect()
+        })
+        .collect();
+    let (n, secs) = ingest_all(s, "bench-metrics", batches).await;
+    println!(
+        "{name}: ingest metric samples: {n} in {secs:.2} s = {:.0}/s",
+        n as f64 / secs
+    );
+    let start = Instant::now();
+    let mut rolled = 0;
+    loop {
+        let k = s.roll_up(5000).await.expect("roll_up");
+        if k == 0 {
+            break;
+        }
+        rolled += k;
+    }
+    let secs = start.elapsed().as_secs_f64();
+    println!(
+        "{name}: roll up: {rolled} raw rows in {secs:.2} s = {:.0}/s",
+        rolled as f64 / secs
+    );
+}
+
+/// Day 0 through the real path, then the retained history by copying day 0.
+async fn ninety_days(dir: &std::path::Path, checks: usize) {
+    let path = dir.join("ninety.db");
+    let url = format!("sqlite://{}", path.display());
+    let s: Arc<dyn Store> = store::open(&url, &Default::default()).await.expect("open");
+    let day0 = Utc.timestamp_millis_opt(1_790_035_200_000).unwrap(); // a midnight UTC
+    let per_day = 2880; // one result every 30 s
+    // 100 agents, each running its share of the checks, shipping one batch a minute.
+    let agents = 100.min(checks);
+    let start = Instant::now();
+    let mut total = 0usize;
+    for minute in 0..1440 {
+        for a in 0..agents {
+            let mut records = Vec::new();
+            for c in (a..checks).step_by(agents) {
+                for half in 0..2 {
+                    let t = day0 + Duration::seconds(minute * 60 + half * 30 + (c % 30) as i64);
+                    records.push(result(c, t, (minute as usize) * 2 + half as usize + c));
+                }
+            }
+            total += records.len();
+            let b = Batch {
+                version: PROTOCOL_VERSION,
+                agent: format!("agent-{a:03}"),
+                batch_id: format!("{minute}"),
+                records,
+            };
+            s.ingest(&b.agent.clone(), &b, Utc::now())
+                .await
+                .expect("ingest");
+        }
+    }
+    let ingest_secs = start.elapsed().as_secs_f64();
+    assert_eq!(total, checks * per_day);
+    let start = Instant::now();
+    while s.roll_up(20_000).await.expect("roll_up") > 0 {}
+    let rollup_secs = start.elapsed().as_secs_f64();
+    println!(
+        "sqlite: day 0 of {checks} checks at 30 s: {total} results ingested in {ingest_secs:.1} s ({:.0}/s), rolled up in {rollup_secs:.1} s",
+        total as f64 / ingest_secs
+    );
+    drop(s);
+
+    // Copy day 0 into the rest of the retained history, inside SQLite.
+    let pool = sqlx::SqlitePool::connect(&url).await.expect("connect");
+    let start = Instant::now();
+    let copy = |sql: String| {
+        let pool = pool.clone();
+        async move {
+            sqlx::query(sqlx::AssertSqlSafe(sql))
+                .execute(&pool)
+                .await
+                .expect("copy")
+                .rows_affected()
+        }
+    };
+    let d0 = day0.timestamp_millis();
+    let mut copied = 0;
+    for d in 1..7 {
+        copied += copy(format!(
+            "INSERT INTO check_results (series_id, time_ms, ok, latency_ms, error, status_code, timings)
+             SELECT series_id, time_ms - {d} * {DAY_MS}, ok, latency_ms, error, status_code, timings
+             FROM check_results WHERE time_ms >= {d0} AND time_ms < {d0} + {DAY_MS}"
+        ))
+        .await;
+    }
+    for d in 1..30 {
+        copied += copy(format!(
+            "INSERT INTO check_rollups SELECT tier, series_id, bucket_ms - {d} * {DAY_MS}, count, failures, latency_sum, hist
+             FROM check_rollups WHERE tier = 1 AND bucket_ms >= {d0} AND bucket_ms < {d0} + {DAY_MS}"
+        ))
+        .await;
+    }
+    for d in 1..90 {
+        copied += copy(format!(
+            "INSERT INTO check_rollups SELECT tier, series_id, bucket_ms - {d} * {DAY_MS}, count, failures, latency_sum, hist
+             FROM check_rollups WHERE tier = 2 AND bucket_ms >= {d0} AND bucket_ms < {d0} + {DAY_MS}"
+        ))
+        .await;
+    }
+    println!(
+        "sqlite: copied {copied} rows of history in {:.1} s",
+        start.elapsed().as_secs_f64()
+    );
+    let count = |sql: &'static str| {
+        let pool = pool.clone();
+        async move {
+            sqlx::query_scalar::<_, i64>(sql)
+                .fetch_one(&pool)
+                .await
+                .expect("count")
+        }
+    };
+    println!(
+        "sqlite: rows: raw results {}, per-minute rollups {}, per-hour rollups {}",
+        count("SELECT COUNT(*) FROM check_results").await,
+        count("SELECT COUNT(*) FROM check_rollups WHERE tier = 1").await,
+        count("SELECT COUNT(*) FROM check_rollups WHERE tier = 2").await,
+    );
+    let tables: Vec<(String, i64)> = sqlx::query_as(
+        "SELECT name, SUM(pgsize) FROM dbstat GROUP BY name ORDER BY SUM(pgsize) DESC",
+    )
+    .fetch_all(&pool)
+    .await
+    .expect("dbstat");
+    let total_bytes: i64 = tables.iter().map(|(_, b)| b).sum();
+    println!(
+        "sqlite: 90 days of {checks} checks at 30 s: {:.0} MiB on disk",
+        total_bytes as f64 / 1048576.0
+    );
+    for (name, bytes) in tables.iter().take(8) {
+        println!("    {name:<32} {:>8.1} MiB", *bytes as f64 / 1048576.0);
+    }
+    pool.close().await;
+
+    // The API's query for one check's 90-day history, through the real handler.
+    let config =
+        lookout_config::CollectorConfig::parse(std::path::Path::new("bench.toml"), "", &|_| None)
+            .expect("config");
+    let s = store::open(&url, &Default::default())
+        .await
+        .expect("reopen");
+    let state = Arc::new(lookout_collector::state::AppState::new(s, config, None));
+    let from = (day0 - Duration::days(89)).format("%Y-%m-%dT%H:%M:%SZ");
+    let to = (day0 + Duration::days(1)).format("%Y-%m-%dT%H:%M:%SZ");
+    let mut times = Vec::new();
+    for i in 0..50 {
+        use tower::ServiceExt;
+        let uri = format!(
+            "/api/v1/checks/check-{:04}/uptime?step=1d&from={from}&to={to}",
+            (i * 37) % checks
+        );
+        let req = axum::http::Request::get(uri)
+            .body(axum::body::Body::empty())
+            .unwrap();
+        let start = Instant::now();
+        let resp = lookout_collector::router(state.clone())
+            .oneshot(req)
+            .await
+            .unwrap();
+        let body = axum::body::to_bytes(resp.into_body(), usize::MAX)
+            .await
+            .unwrap();
+        times.push(start.elapsed().as_secs_f64() * 1000.0);
+        let j: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(j["points"].as_array().map(Vec::len), Some(90), "{j}");
+    }
+    times.sort_by(f64::total_cmp);
+    println!(
+        "sqlite: GET uptime?step=1d over 90 days (one check, one agent): median {:.1} ms, p95 {:.1} ms (50 queries)",
+        times[times.len() / 2],
+        times[times.len() * 95 / 100]
+    );
+}
+
+#[tokio::main(flavor = "current_thread")]
+async fn main() {
+    let a = args();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let url = format!("sqlite://{}", dir.path().join("throughput.db").display());
+    let s = store::open(&url, &Default::default())
+        .await
+        .expect("sqlite");
+    throughput("sqlite", &*s).await;
+    if let Some(pg) = &a.pg {
+        let s = store::open(pg, &Default::default())
+            .await
+            .expect("postgres");
+        throughput("postgres", &*s).await;
+    }
+    ninety_days(dir.path(), a.checks).await;
+}
