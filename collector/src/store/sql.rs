@@ -451,74 +451,104 @@ macro_rules! sql_store {
                     tx.rollback().await?;
                     return Ok($crate::store::IngestOutcome { stored: 0, duplicate: true });
                 }
+                // Rows go in as multi-row INSERTs of at most ROWS_PER_STATEMENT; the "latest"
+                // tables get the newest row of each series in the batch (one upsert can touch a
+                // row once). Only full-size statements are kept prepared: every smaller size is
+                // another statement text, and caching them all would evict the useful ones.
+                const ROWS_PER_STATEMENT: usize = 500;
+                let mut results = Vec::new();
+                let mut samples = Vec::new();
+                let mut logs = Vec::new();
                 let mut log_bytes: std::collections::BTreeMap<i64, i64> = Default::default();
                 for (record, series) in batch.records.iter().zip(ids) {
                     match record {
-                        Record::CheckResult(c) => {
-                            let status = c.status_code.map(i64::from);
-                            let timings = serde_json::to_string(&c.timings).ok();
-                            sqlx::query(
-                                "INSERT INTO check_results (series_id, time_ms, ok, latency_ms, error, status_code, timings)
-                                 VALUES ($1, $2, $3, $4, $5, $6, $7)",
-                            )
-                            .bind(series)
-                            .bind(ms(&c.time))
-                            .bind(c.ok)
-                            .bind(c.latency_ms)
-                            .bind(&c.error)
-                            .bind(status)
-                            .bind(timings)
-                            .execute(&mut *tx)
-                            .await?;
-                            sqlx::query(
-                                "INSERT INTO check_latest (series_id, time_ms, ok, latency_ms, error, status_code)
-                                 VALUES ($1, $2, $3, $4, $5, $6)
-                                 ON CONFLICT (series_id) DO UPDATE SET time_ms = excluded.time_ms, ok = excluded.ok,
-                                   latency_ms = excluded.latency_ms, error = excluded.error,
-                                   status_code = excluded.status_code
-                                 WHERE excluded.time_ms >= check_latest.time_ms",
-                            )
-                            .bind(series)
-                            .bind(ms(&c.time))
-                            .bind(c.ok)
-                            .bind(c.latency_ms)
-                            .bind(&c.error)
-                            .bind(status)
-                            .execute(&mut *tx)
-                            .await?;
-                        }
-                        Record::Metric(m) => {
-                            sqlx::query("INSERT INTO metric_samples (series_id, time_ms, value) VALUES ($1, $2, $3)")
-                                .bind(series)
-                                .bind(ms(&m.time))
-                                .bind(m.value)
-                                .execute(&mut *tx)
-                                .await?;
-                            sqlx::query(
-                                "INSERT INTO metric_latest (series_id, time_ms, value) VALUES ($1, $2, $3)
-                                 ON CONFLICT (series_id) DO UPDATE SET time_ms = excluded.time_ms, value = excluded.value
-                                 WHERE excluded.time_ms >= metric_latest.time_ms",
-                            )
-                            .bind(series)
-                            .bind(ms(&m.time))
-                            .bind(m.value)
-                            .execute(&mut *tx)
-                            .await?;
-                        }
+                        Record::CheckResult(c) => results.push((series, c)),
+                        Record::Metric(m) => samples.push((series, m)),
                         Record::Log(l) => {
-                            sqlx::query(
-                                "INSERT INTO logs (agent, time_ms, source, level, text) VALUES ($1, $2, $3, $4, $5)",
-                            )
-                            .bind(agent)
-                            .bind(ms(&l.time))
-                            .bind(&l.source)
-                            .bind(&l.level)
-                            .bind(&l.text)
-                            .execute(&mut *tx)
-                            .await?;
                             *log_bytes.entry(day_of(ms(&l.time))).or_default() += l.text.len() as i64;
+                            logs.push(l);
                         }
                     }
+                }
+                let mut newest_results: std::collections::BTreeMap<i64, &lookout_protocol::CheckResult> = Default::default();
+                for (series, c) in &results {
+                    let slot = newest_results.entry(*series).or_insert(c);
+                    if c.time >= slot.time {
+                        *slot = c;
+                    }
+                }
+                let mut newest_samples: std::collections::BTreeMap<i64, &lookout_protocol::MetricSample> = Default::default();
+                for (series, m) in &samples {
+                    let slot = newest_samples.entry(*series).or_insert(m);
+                    if m.time >= slot.time {
+                        *slot = m;
+                    }
+                }
+                for chunk in results.chunks(ROWS_PER_STATEMENT) {
+                    let mut qb = sqlx::QueryBuilder::<$db>::new(
+                        "INSERT INTO check_results (series_id, time_ms, ok, latency_ms, error, status_code, timings) ",
+                    );
+                    qb.push_values(chunk, |mut row, (series, c)| {
+                        row.push_bind(*series)
+                            .push_bind(ms(&c.time))
+                            .push_bind(c.ok)
+                            .push_bind(c.latency_ms)
+                            .push_bind(c.error.clone())
+                            .push_bind(c.status_code.map(i64::from))
+                            .push_bind(serde_json::to_string(&c.timings).ok());
+                    });
+                    qb.build().persistent(chunk.len() == ROWS_PER_STATEMENT).execute(&mut *tx).await?;
+                }
+                let newest: Vec<_> = newest_results.into_iter().collect();
+                for chunk in newest.chunks(ROWS_PER_STATEMENT) {
+                    let mut qb = sqlx::QueryBuilder::<$db>::new(
+                        "INSERT INTO check_latest (series_id, time_ms, ok, latency_ms, error, status_code) ",
+                    );
+                    qb.push_values(chunk, |mut row, (series, c)| {
+                        row.push_bind(*series)
+                            .push_bind(ms(&c.time))
+                            .push_bind(c.ok)
+                            .push_bind(c.latency_ms)
+                            .push_bind(c.error.clone())
+                            .push_bind(c.status_code.map(i64::from));
+                    });
+                    qb.push(
+                        " ON CONFLICT (series_id) DO UPDATE SET time_ms = excluded.time_ms, ok = excluded.ok,
+                           latency_ms = excluded.latency_ms, error = excluded.error,
+                           status_code = excluded.status_code
+                         WHERE excluded.time_ms >= check_latest.time_ms",
+                    );
+                    qb.build().persistent(chunk.len() == ROWS_PER_STATEMENT).execute(&mut *tx).await?;
+                }
+                for chunk in samples.chunks(ROWS_PER_STATEMENT) {
+                    let mut qb = sqlx::QueryBuilder::<$db>::new("INSERT INTO metric_samples (series_id, time_ms, value) ");
+                    qb.push_values(chunk, |mut row, (series, m)| {
+                        row.push_bind(*series).push_bind(ms(&m.time)).push_bind(m.value);
+                    });
+                    qb.build().persistent(chunk.len() == ROWS_PER_STATEMENT).execute(&mut *tx).await?;
+                }
+                let newest: Vec<_> = newest_samples.into_iter().collect();
+                for chunk in newest.chunks(ROWS_PER_STATEMENT) {
+                    let mut qb = sqlx::QueryBuilder::<$db>::new("INSERT INTO metric_latest (series_id, time_ms, value) ");
+                    qb.push_values(chunk, |mut row, (series, m)| {
+                        row.push_bind(*series).push_bind(ms(&m.time)).push_bind(m.value);
+                    });
+                    qb.push(
+                        " ON CONFLICT (series_id) DO UPDATE SET time_ms = excluded.time_ms, value = excluded.value
+                         WHERE excluded.time_ms >= metric_latest.time_ms",
+                    );
+                    qb.build().persistent(chunk.len() == ROWS_PER_STATEMENT).execute(&mut *tx).await?;
+                }
+                for chunk in logs.chunks(ROWS_PER_STATEMENT) {
+                    let mut qb = sqlx::QueryBuilder::<$db>::new("INSERT INTO logs (agent, time_ms, source, level, text) ");
+                    qb.push_values(chunk, |mut row, l| {
+                        row.push_bind(agent.to_string())
+                            .push_bind(ms(&l.time))
+                            .push_bind(l.source.clone())
+                            .push_bind(l.level.clone())
+                            .push_bind(l.text.clone());
+                    });
+                    qb.build().persistent(chunk.len() == ROWS_PER_STATEMENT).execute(&mut *tx).await?;
                 }
                 for (day, bytes) in log_bytes {
                     sqlx::query(
