@@ -278,6 +278,9 @@ pub trait Store: Send + Sync + std::fmt::Debug {
         received: DateTime<Utc>,
     ) -> Result<IngestOutcome, StoreError>;
 
+    /// True when some agent has reported a check of this name.
+    async fn check_known(&self, name: &str) -> Result<bool, StoreError>;
+
     /// Records an agent's labels (from configuration or its own report).
     async fn upsert_agent(
         &self,

@@ -1,5 +1,7 @@
 //! The code both SQL backends run. The SQL is written once, with `$N` placeholders (which
-//! SQLite reads as well as PostgreSQL) and only syntax the two share; [`sql_store!`] expands the
+//! SQLite reads as well as PostgreSQL) and only syntax the two share. Queries that join a series
+//! table to its rows say `CROSS JOIN`, which makes SQLite loop over the few series first and seek
+//! each one's rows by key (PostgreSQL plans it as an inner join, from its statistics); [`sql_store!`] expands the
 //! one implementation of [`super::Store`] for each backend's pool type, so each runs on its
 //! native driver (no `Any` indirection, native types).
 //!
@@ -91,6 +93,17 @@ pub(crate) fn tier_code(t: super::Tier) -> i64 {
 /// Start of the UTC day of `ms`.
 pub(crate) fn day_of(ms: i64) -> i64 {
     super::rollup::bucket_start(ms, DAY_MS)
+}
+
+/// The phase timings worth a column: `None` when only the total is known, which `latency_ms`
+/// already holds (a fifth of a raw row otherwise).
+pub(crate) fn stored_timings(t: &lookout_protocol::Timings) -> Option<String> {
+    let phases = lookout_protocol::Timings {
+        total_ms: None,
+        ..t.clone()
+    };
+    (phases != lookout_protocol::Timings::default())
+        .then(|| serde_json::to_string(&phases).unwrap_or_default())
 }
 
 pub(crate) fn ms(t: &chrono::DateTime<chrono::Utc>) -> i64 {
@@ -417,7 +430,7 @@ macro_rules! sql_store {
                 received: chrono::DateTime<chrono::Utc>,
             ) -> Result<$crate::store::IngestOutcome, $crate::store::StoreError> {
                 use lookout_protocol::Record;
-                use $crate::store::sql::{day_of, labels_json, metric_type, ms};
+                use $crate::store::sql::{day_of, labels_json, metric_type, ms, stored_timings};
                 // Series ids first, each durable on its own: a rolled-back batch must not leave
                 // an id in the cache that the database forgot.
                 let mut ids = Vec::with_capacity(batch.records.len());
@@ -495,7 +508,7 @@ macro_rules! sql_store {
                             .push_bind(c.latency_ms)
                             .push_bind(c.error.clone())
                             .push_bind(c.status_code.map(i64::from))
-                            .push_bind(serde_json::to_string(&c.timings).ok());
+                            .push_bind(stored_timings(&c.timings));
                     });
                     qb.build().persistent(chunk.len() == ROWS_PER_STATEMENT).execute(&mut *tx).await?;
                 }
@@ -574,6 +587,14 @@ macro_rules! sql_store {
                 Ok($crate::store::IngestOutcome { stored: batch.records.len(), duplicate: false })
             }
 
+            async fn check_known(&self, name: &str) -> Result<bool, $crate::store::StoreError> {
+                let found: Option<i64> = sqlx::query_scalar("SELECT id FROM check_series WHERE check_name = $1 LIMIT 1")
+                    .bind(name)
+                    .fetch_optional(&self.read)
+                    .await?;
+                Ok(found.is_some())
+            }
+
             async fn upsert_agent(
                 &self,
                 name: &str,
@@ -650,8 +671,8 @@ macro_rules! sql_store {
                 use $crate::store::sql::ms;
                 let rows = sqlx::query(
                     "SELECT s.check_name, s.agent, s.check_type, r.time_ms, r.ok, r.latency_ms, r.error, r.status_code
-                     FROM check_series s JOIN check_results r ON r.series_id = s.id
-                     WHERE s.check_name = $1 AND ($2 IS NULL OR s.agent = $2) AND r.time_ms BETWEEN $3 AND $4
+                     FROM check_series s CROSS JOIN check_results r
+                     WHERE r.series_id = s.id AND s.check_name = $1 AND ($2 IS NULL OR s.agent = $2) AND r.time_ms BETWEEN $3 AND $4
                      ORDER BY r.time_ms DESC, r.id DESC LIMIT $5",
                 )
                 .bind(&q.check)
@@ -706,8 +727,8 @@ macro_rules! sql_store {
                 use $crate::store::sql::{ms, tier_code, time};
                 let rows = sqlx::query(
                     "SELECT s.agent, r.bucket_ms, r.count, r.failures, r.latency_sum, r.hist
-                     FROM check_series s JOIN check_rollups r ON r.series_id = s.id
-                     WHERE r.tier = $1 AND s.check_name = $2 AND ($3 IS NULL OR s.agent = $3)
+                     FROM check_series s CROSS JOIN check_rollups r
+                     WHERE r.series_id = s.id AND r.tier = $1 AND s.check_name = $2 AND ($3 IS NULL OR s.agent = $3)
                        AND r.bucket_ms BETWEEN $4 AND $5
                      ORDER BY r.bucket_ms, s.agent",
                 )
@@ -741,8 +762,8 @@ macro_rules! sql_store {
                 use $crate::store::sql::{ms, parse_labels, tier_code, time};
                 let rows = sqlx::query(
                     "SELECT s.labels, r.bucket_ms, r.count, r.sum, r.min, r.max, r.last
-                     FROM metric_series s JOIN metric_rollups r ON r.series_id = s.id
-                     WHERE r.tier = $1 AND s.name = $2 AND s.agent = $3 AND r.bucket_ms BETWEEN $4 AND $5
+                     FROM metric_series s CROSS JOIN metric_rollups r
+                     WHERE r.series_id = s.id AND r.tier = $1 AND s.name = $2 AND s.agent = $3 AND r.bucket_ms BETWEEN $4 AND $5
                      ORDER BY r.bucket_ms, s.labels",
                 )
                 .bind(tier_code(q.tier))
