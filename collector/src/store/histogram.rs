@@ -30,7 +30,7 @@ pub struct Histogram {
 /// Why stored histogram bytes could not be read.
 #[derive(Debug, thiserror::Error)]
 #[error("corrupt histogram: {0}")]
-pub struct HistogramError(String);
+pub struct HistogramError(pub(crate) String);
 
 impl Histogram {
     /// An empty histogram.
@@ -97,6 +97,23 @@ impl Histogram {
         None
     }
 
+    /// The non-empty buckets, as (index, count), in index order.
+    pub fn buckets(&self) -> impl Iterator<Item = (u16, u32)> + '_ {
+        self.buckets.iter().map(|(i, c)| (*i, *c))
+    }
+
+    /// Adds `count` to bucket `index` (indexes past [`MAX_INDEX`] are an error).
+    pub fn add_bucket(&mut self, index: u16, count: u32) -> Result<(), HistogramError> {
+        if index > MAX_INDEX {
+            return Err(HistogramError(format!(
+                "bucket {index} is past the last ({MAX_INDEX})"
+            )));
+        }
+        let slot = self.buckets.entry(index).or_insert(0);
+        *slot = slot.saturating_add(count);
+        Ok(())
+    }
+
     /// The stored form.
     pub fn encode(&self) -> Vec<u8> {
         let mut out = Vec::with_capacity(self.buckets.len() * 6);
@@ -115,18 +132,13 @@ impl Histogram {
                 bytes.len()
             )));
         }
-        let mut buckets = BTreeMap::new();
+        let mut h = Histogram::new();
         for chunk in bytes.chunks_exact(6) {
             let i = u16::from_le_bytes([chunk[0], chunk[1]]);
             let c = u32::from_le_bytes([chunk[2], chunk[3], chunk[4], chunk[5]]);
-            if i > MAX_INDEX {
-                return Err(HistogramError(format!(
-                    "bucket {i} is past the last ({MAX_INDEX})"
-                )));
-            }
-            *buckets.entry(i).or_insert(0) += c;
+            h.add_bucket(i, c)?;
         }
-        Ok(Self { buckets })
+        Ok(h)
     }
 }
 

@@ -6,7 +6,7 @@
 use std::collections::BTreeMap;
 
 use super::Tier;
-use super::histogram::Histogram;
+use super::histogram::{Histogram, HistogramError};
 
 /// Start of the bucket of width `width_ms` that holds `time_ms`.
 pub fn bucket_start(time_ms: i64, width_ms: i64) -> i64 {
@@ -55,6 +55,66 @@ impl CheckAgg {
         self.latency_sum_ms += other.latency_sum_ms;
         self.hist.merge(&other.hist);
     }
+}
+
+/// The per-minute rollups of one hour, packed into one value (the `minutes` column).
+///
+/// Format: for each minute with results, in increasing order: `u8` minute of the hour (0..59),
+/// `u16` count, `u16` failures, `f32` latency sum (ms), `u8` number of histogram buckets, then
+/// per bucket `u8` index and `u16` count; all little-endian. Counts saturate at 65,535 a minute
+/// (a series runs at most once a second). A minute with two results takes 16 bytes.
+pub fn encode_minutes(minutes: &BTreeMap<u8, CheckAgg>) -> Vec<u8> {
+    let sat = |v: u64| u16::try_from(v).unwrap_or(u16::MAX);
+    let mut out = Vec::with_capacity(minutes.len() * 16);
+    for (m, a) in minutes {
+        out.push(*m);
+        out.extend_from_slice(&sat(a.count).to_le_bytes());
+        out.extend_from_slice(&sat(a.failures).to_le_bytes());
+        out.extend_from_slice(&(a.latency_sum_ms as f32).to_le_bytes());
+        let buckets: Vec<(u16, u32)> = a.hist.buckets().collect();
+        // At most 241 buckets exist, so the count fits a u8.
+        out.push(buckets.len() as u8);
+        for (i, c) in buckets {
+            out.push(i as u8);
+            out.extend_from_slice(&sat(u64::from(c)).to_le_bytes());
+        }
+    }
+    out
+}
+
+/// Reads what [`encode_minutes`] wrote.
+pub fn decode_minutes(bytes: &[u8]) -> Result<BTreeMap<u8, CheckAgg>, HistogramError> {
+    let bad = |what: &str| HistogramError(format!("packed minutes: {what}"));
+    let mut out = BTreeMap::new();
+    let mut rest = bytes;
+    let take = |n: usize, rest: &mut &[u8]| -> Result<Vec<u8>, HistogramError> {
+        if rest.len() < n {
+            return Err(bad("truncated"));
+        }
+        let (head, tail) = rest.split_at(n);
+        *rest = tail;
+        Ok(head.to_vec())
+    };
+    while !rest.is_empty() {
+        let head = take(10, &mut rest)?;
+        let minute = head[0];
+        if minute > 59 {
+            return Err(bad("minute past 59"));
+        }
+        let mut agg = CheckAgg {
+            count: u64::from(u16::from_le_bytes([head[1], head[2]])),
+            failures: u64::from(u16::from_le_bytes([head[3], head[4]])),
+            latency_sum_ms: f64::from(f32::from_le_bytes([head[5], head[6], head[7], head[8]])),
+            hist: Histogram::new(),
+        };
+        for _ in 0..head[9] {
+            let b = take(3, &mut rest)?;
+            agg.hist
+                .add_bucket(u16::from(b[0]), u32::from(u16::from_le_bytes([b[1], b[2]])))?;
+        }
+        out.insert(minute, agg);
+    }
+    Ok(out)
 }
 
 /// Aggregates results into buckets of `tier`.
@@ -179,6 +239,32 @@ mod tests {
                 prop_assert_eq!(agg.last_ms, latest);
                 prop_assert!(inside.iter().any(|r| r.time_ms == latest && r.value == agg.last));
             }
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn packed_minutes_round_trip(
+            rows in proptest::collection::vec((0i64..3_600_000, any::<bool>(), 0.0f64..100_000.0), 0..300),
+        ) {
+            let raw: Vec<RawResult> = rows.iter().map(|(t, ok, l)| RawResult { series: 1, time_ms: *t, ok: *ok, latency_ms: *l }).collect();
+            let minutes: BTreeMap<u8, CheckAgg> = aggregate_results(&raw, Tier::Minute)
+                .into_iter()
+                .map(|((_, start), a)| ((start / 60_000) as u8, a))
+                .collect();
+            let back = decode_minutes(&encode_minutes(&minutes)).unwrap();
+            prop_assert_eq!(back.len(), minutes.len());
+            for (m, a) in &minutes {
+                let b = &back[m];
+                prop_assert_eq!((a.count, a.failures), (b.count, b.failures));
+                prop_assert_eq!(&a.hist, &b.hist);
+                prop_assert!((a.latency_sum_ms - b.latency_sum_ms).abs() <= a.latency_sum_ms * 1e-6 + 1e-3);
+            }
+        }
+
+        #[test]
+        fn packed_minutes_reject_garbage_without_panicking(bytes in proptest::collection::vec(any::<u8>(), 0..64)) {
+            let _ = decode_minutes(&bytes);
         }
     }
 

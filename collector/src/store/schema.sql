@@ -53,17 +53,21 @@ CREATE TABLE check_latest (
     status_code INTEGER
 );
 
--- tier 1: per minute, tier 2: per hour. hist: see store/histogram.rs.
+-- One row per (check series, UTC hour): the hour's totals and latency histogram (hist, see
+-- store/histogram.rs), and in `minutes` the same per minute, packed (see store/rollup.rs). The
+-- per-minute rollups of 30 days are thus 720 rows a series, not 43,200: at a 30 s interval a
+-- minute holds two results, and a row per minute cost more than the raw results. `minutes` is
+-- emptied after the per-minute retention, the row deleted after the per-hour retention.
 CREATE TABLE check_rollups (
-    tier INTEGER NOT NULL,
     series_id INTEGER NOT NULL,
-    bucket_ms INTEGER NOT NULL,
+    hour_ms INTEGER NOT NULL,
     count INTEGER NOT NULL,
     failures INTEGER NOT NULL,
     latency_sum REAL NOT NULL,
     hist BLOB NOT NULL,
-    PRIMARY KEY (tier, series_id, bucket_ms)
-) WITHOUT ROWID;
+    minutes BLOB,
+    PRIMARY KEY (series_id, hour_ms)
+);
 
 -- One row per (agent, metric name, labels).
 CREATE TABLE metric_series (
@@ -89,6 +93,7 @@ CREATE TABLE metric_latest (
     value REAL NOT NULL
 );
 
+-- tier 1: per minute, tier 2: per hour.
 CREATE TABLE metric_rollups (
     tier INTEGER NOT NULL,
     series_id INTEGER NOT NULL,

@@ -67,12 +67,18 @@ impl SeriesCache {
     }
 }
 
-/// Deletes a series' expired rollups of one tier: $1 series, $2 before, $3 at most, $4 tier.
-pub(crate) const ROLLUP_DELETE_CHECKS: &str =
-    "DELETE FROM check_rollups WHERE tier = $4 AND series_id = $1
-     AND bucket_ms IN (SELECT bucket_ms FROM check_rollups
-       WHERE tier = $4 AND series_id = $1 AND bucket_ms < $2 ORDER BY bucket_ms LIMIT $3)";
-/// As [`ROLLUP_DELETE_CHECKS`], for metrics.
+/// Empties the per-minute part of a check series' hours that ended before the cutoff:
+/// $1 series, $2 cutoff, $3 at most, $4 the hour's width.
+pub(crate) const CHECK_MINUTES_EXPIRE: &str = "UPDATE check_rollups SET minutes = NULL WHERE series_id = $1
+     AND hour_ms IN (SELECT hour_ms FROM check_rollups
+       WHERE series_id = $1 AND hour_ms + $4 <= $2 AND minutes IS NOT NULL ORDER BY hour_ms LIMIT $3)";
+/// Deletes a check series' hours that ended before the cutoff; parameters as
+/// [`CHECK_MINUTES_EXPIRE`].
+pub(crate) const CHECK_HOURS_EXPIRE: &str = "DELETE FROM check_rollups WHERE series_id = $1
+     AND hour_ms IN (SELECT hour_ms FROM check_rollups
+       WHERE series_id = $1 AND hour_ms + $4 <= $2 ORDER BY hour_ms LIMIT $3)";
+/// Deletes a metric series' expired rollups of one tier: $1 series, $2 before, $3 at most,
+/// $4 tier.
 pub(crate) const ROLLUP_DELETE_METRICS: &str =
     "DELETE FROM metric_rollups WHERE tier = $4 AND series_id = $1
      AND bucket_ms IN (SELECT bucket_ms FROM metric_rollups
@@ -262,7 +268,7 @@ macro_rules! sql_store {
                 tx: &mut sqlx::Transaction<'_, $db>,
                 max_rows: u32,
             ) -> Result<u64, $crate::store::StoreError> {
-                use $crate::store::rollup::{CheckAgg, RawResult, aggregate_results};
+                use $crate::store::rollup::{CheckAgg, RawResult, aggregate_results, bucket_start, decode_minutes, encode_minutes};
                 use $crate::store::histogram::Histogram;
                 use $crate::store::Tier;
                 use sqlx::Row;
@@ -286,45 +292,58 @@ macro_rules! sql_store {
                         latency_ms: r.try_get("latency_ms")?,
                     });
                 }
-                for tier in [Tier::Minute, Tier::Hour] {
-                    let code = $crate::store::sql::tier_code(tier);
-                    for ((series, bucket), add) in aggregate_results(&raw, tier) {
-                        let existing = sqlx::query(
-                            "SELECT count, failures, latency_sum, hist FROM check_rollups
-                             WHERE tier = $1 AND series_id = $2 AND bucket_ms = $3",
-                        )
-                        .bind(code)
-                        .bind(series)
-                        .bind(bucket)
-                        .fetch_optional(&mut **tx)
-                        .await?;
-                        let mut agg = match existing {
-                            Some(e) => CheckAgg {
+                // One row per (series, hour) holds the hour and its minutes: merge both.
+                let mut hours: std::collections::BTreeMap<(i64, i64), std::collections::BTreeMap<u8, CheckAgg>> =
+                    Default::default();
+                for ((series, minute), add) in aggregate_results(&raw, Tier::Minute) {
+                    let hour = bucket_start(minute, Tier::Hour.width_ms());
+                    hours.entry((series, hour)).or_default().insert(((minute - hour) / 60_000) as u8, add);
+                }
+                let corrupt = |e: $crate::store::histogram::HistogramError| $crate::store::StoreError::Corrupt(e.to_string());
+                for ((series, hour), new_minutes) in hours {
+                    let existing = sqlx::query(
+                        "SELECT count, failures, latency_sum, hist, minutes FROM check_rollups
+                         WHERE series_id = $1 AND hour_ms = $2",
+                    )
+                    .bind(series)
+                    .bind(hour)
+                    .fetch_optional(&mut **tx)
+                    .await?;
+                    let (mut total, mut minutes) = match existing {
+                        Some(e) => (
+                            CheckAgg {
                                 count: e.try_get::<i64, _>("count")? as u64,
                                 failures: e.try_get::<i64, _>("failures")? as u64,
                                 latency_sum_ms: e.try_get("latency_sum")?,
-                                hist: Histogram::decode(&e.try_get::<Vec<u8>, _>("hist")?)
-                                    .map_err(|e| $crate::store::StoreError::Corrupt(e.to_string()))?,
+                                hist: Histogram::decode(&e.try_get::<Vec<u8>, _>("hist")?).map_err(corrupt)?,
                             },
-                            None => CheckAgg::default(),
-                        };
-                        agg.merge(&add);
-                        sqlx::query(
-                            "INSERT INTO check_rollups (tier, series_id, bucket_ms, count, failures, latency_sum, hist)
-                             VALUES ($1, $2, $3, $4, $5, $6, $7)
-                             ON CONFLICT (tier, series_id, bucket_ms) DO UPDATE SET count = excluded.count,
-                               failures = excluded.failures, latency_sum = excluded.latency_sum, hist = excluded.hist",
-                        )
-                        .bind(code)
-                        .bind(series)
-                        .bind(bucket)
-                        .bind(agg.count as i64)
-                        .bind(agg.failures as i64)
-                        .bind(agg.latency_sum_ms)
-                        .bind(agg.hist.encode())
-                        .execute(&mut **tx)
-                        .await?;
+                            match e.try_get::<Option<Vec<u8>>, _>("minutes")? {
+                                Some(b) => decode_minutes(&b).map_err(corrupt)?,
+                                None => Default::default(),
+                            },
+                        ),
+                        None => (CheckAgg::default(), Default::default()),
+                    };
+                    for (m, add) in new_minutes {
+                        total.merge(&add);
+                        minutes.entry(m).or_default().merge(&add);
                     }
+                    sqlx::query(
+                        "INSERT INTO check_rollups (series_id, hour_ms, count, failures, latency_sum, hist, minutes)
+                         VALUES ($1, $2, $3, $4, $5, $6, $7)
+                         ON CONFLICT (series_id, hour_ms) DO UPDATE SET count = excluded.count,
+                           failures = excluded.failures, latency_sum = excluded.latency_sum,
+                           hist = excluded.hist, minutes = excluded.minutes",
+                    )
+                    .bind(series)
+                    .bind(hour)
+                    .bind(total.count as i64)
+                    .bind(total.failures as i64)
+                    .bind(total.latency_sum_ms)
+                    .bind(total.hist.encode())
+                    .bind(encode_minutes(&minutes))
+                    .execute(&mut **tx)
+                    .await?;
                 }
                 Self::set_cursor(tx, "check_results", last_id).await?;
                 Ok(rows.len() as u64)
@@ -724,34 +743,63 @@ macro_rules! sql_store {
                 q: &$crate::store::RollupQuery,
             ) -> Result<Vec<$crate::store::CheckRollup>, $crate::store::StoreError> {
                 use sqlx::Row;
-                use $crate::store::sql::{ms, tier_code, time};
+                use $crate::store::Tier;
+                use $crate::store::histogram::Histogram;
+                use $crate::store::rollup::{bucket_start, decode_minutes};
+                use $crate::store::sql::{ms, time};
+                let corrupt = |e: $crate::store::histogram::HistogramError| $crate::store::StoreError::Corrupt(e.to_string());
+                let (from, to) = (ms(&q.from), ms(&q.to));
                 let rows = sqlx::query(
-                    "SELECT s.agent, r.bucket_ms, r.count, r.failures, r.latency_sum, r.hist
+                    "SELECT s.agent, r.hour_ms, r.count, r.failures, r.latency_sum, r.hist, r.minutes
                      FROM check_series s CROSS JOIN check_rollups r
-                     WHERE r.series_id = s.id AND r.tier = $1 AND s.check_name = $2 AND ($3 IS NULL OR s.agent = $3)
-                       AND r.bucket_ms BETWEEN $4 AND $5
-                     ORDER BY r.bucket_ms, s.agent",
+                     WHERE r.series_id = s.id AND s.check_name = $1 AND ($2 IS NULL OR s.agent = $2)
+                       AND r.hour_ms BETWEEN $3 AND $4",
                 )
-                .bind(tier_code(q.tier))
                 .bind(&q.name)
                 .bind(&q.agent)
-                .bind(ms(&q.from))
-                .bind(ms(&q.to))
+                .bind(bucket_start(from, Tier::Hour.width_ms()))
+                .bind(to)
                 .fetch_all(&self.read)
                 .await?;
-                rows.iter()
-                    .map(|r| {
-                        Ok($crate::store::CheckRollup {
-                            agent: r.try_get("agent")?,
-                            bucket: time(r.try_get("bucket_ms")?)?,
-                            count: r.try_get::<i64, _>("count")? as u64,
-                            failures: r.try_get::<i64, _>("failures")? as u64,
-                            latency_sum_ms: r.try_get("latency_sum")?,
-                            latency: $crate::store::histogram::Histogram::decode(&r.try_get::<Vec<u8>, _>("hist")?)
-                                .map_err(|e| $crate::store::StoreError::Corrupt(e.to_string()))?,
-                        })
-                    })
-                    .collect()
+                let mut out = Vec::new();
+                for r in &rows {
+                    let agent: String = r.try_get("agent")?;
+                    let hour: i64 = r.try_get("hour_ms")?;
+                    match q.tier {
+                        Tier::Hour => {
+                            if hour < from {
+                                continue;
+                            }
+                            out.push($crate::store::CheckRollup {
+                                agent,
+                                bucket: time(hour)?,
+                                count: r.try_get::<i64, _>("count")? as u64,
+                                failures: r.try_get::<i64, _>("failures")? as u64,
+                                latency_sum_ms: r.try_get("latency_sum")?,
+                                latency: Histogram::decode(&r.try_get::<Vec<u8>, _>("hist")?).map_err(corrupt)?,
+                            });
+                        }
+                        Tier::Minute => {
+                            let Some(packed) = r.try_get::<Option<Vec<u8>>, _>("minutes")? else { continue };
+                            for (m, a) in decode_minutes(&packed).map_err(corrupt)? {
+                                let start = hour + i64::from(m) * 60_000;
+                                if start < from || start > to {
+                                    continue;
+                                }
+                                out.push($crate::store::CheckRollup {
+                                    agent: agent.clone(),
+                                    bucket: time(start)?,
+                                    count: a.count,
+                                    failures: a.failures,
+                                    latency_sum_ms: a.latency_sum_ms,
+                                    latency: a.hist,
+                                });
+                            }
+                        }
+                    }
+                }
+                out.sort_by(|a, b| (a.bucket, &a.agent).cmp(&(b.bucket, &b.agent)));
+                Ok(out)
             }
 
             async fn metric_rollups(
@@ -794,7 +842,7 @@ macro_rules! sql_store {
                 now: chrono::DateTime<chrono::Utc>,
                 chunk: u32,
             ) -> Result<u64, $crate::store::StoreError> {
-                use $crate::store::sql::{ROLLUP_DELETE_CHECKS, ROLLUP_DELETE_METRICS, TIER_HOUR, TIER_MINUTE, day_of, ms};
+                use $crate::store::sql::{CHECK_HOURS_EXPIRE, CHECK_MINUTES_EXPIRE, ROLLUP_DELETE_METRICS, TIER_HOUR, TIER_MINUTE, day_of, ms};
                 let cutoff = |d: std::time::Duration| ms(&now) - d.as_millis() as i64;
                 let chunk = i64::from(chunk);
                 let mut deleted = 0u64;
@@ -820,8 +868,8 @@ macro_rules! sql_store {
                          WHERE series_id = $1 AND time_ms < $2 AND id <= $4 ORDER BY time_ms LIMIT $3)",
                         &metric_series, cutoff(policy.raw), raw_samples,
                     ),
-                    (ROLLUP_DELETE_CHECKS, &check_series, cutoff(policy.minute), TIER_MINUTE),
-                    (ROLLUP_DELETE_CHECKS, &check_series, cutoff(policy.hour), TIER_HOUR),
+                    (CHECK_MINUTES_EXPIRE, &check_series, cutoff(policy.minute), 3_600_000),
+                    (CHECK_HOURS_EXPIRE, &check_series, cutoff(policy.hour), 3_600_000),
                     (ROLLUP_DELETE_METRICS, &metric_series, cutoff(policy.minute), TIER_MINUTE),
                     (ROLLUP_DELETE_METRICS, &metric_series, cutoff(policy.hour), TIER_HOUR),
                 ];
