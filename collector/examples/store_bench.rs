@@ -9,8 +9,8 @@
 //! The 90-day database is built in two parts. Day 0 goes through the real path: every result
 //! ingested in agent-sized batches, then rolled up by the store's rollup step. The rest of the
 //! retained history is then copied from day 0 with shifted times, inside the database: 6 more
-//! days of raw results (raw retention 7 d), 29 more days of per-minute rollups (30 d), 89 more
-//! days of per-hour rollups (the 90-day status page). The size printed is that of the database
+//! days of raw results (raw retention 7 d), 29 more days of hourly rollup rows with their
+//! per-minute part (30 d), 60 more days of hourly rows without it (the 90-day status page). The size printed is that of the database
 //! at retention's steady state; retention keeps it there (older rows are deleted as they age).
 
 use std::sync::Arc;
@@ -215,17 +215,13 @@ async fn ninety_days(dir: &std::path::Path, checks: usize) {
         ))
         .await;
     }
-    for d in 1..30 {
-        copied += copy(format!(
-            "INSERT INTO check_rollups SELECT tier, series_id, bucket_ms - {d} * {DAY_MS}, count, failures, latency_sum, hist
-             FROM check_rollups WHERE tier = 1 AND bucket_ms >= {d0} AND bucket_ms < {d0} + {DAY_MS}"
-        ))
-        .await;
-    }
+    // Hours of the last 30 days keep their per-minute part; older ones only the hour.
     for d in 1..90 {
+        let minutes = if d < 30 { "minutes" } else { "NULL" };
         copied += copy(format!(
-            "INSERT INTO check_rollups SELECT tier, series_id, bucket_ms - {d} * {DAY_MS}, count, failures, latency_sum, hist
-             FROM check_rollups WHERE tier = 2 AND bucket_ms >= {d0} AND bucket_ms < {d0} + {DAY_MS}"
+            "INSERT INTO check_rollups (series_id, hour_ms, count, failures, latency_sum, hist, minutes)
+             SELECT series_id, hour_ms - {d} * {DAY_MS}, count, failures, latency_sum, hist, {minutes}
+             FROM check_rollups WHERE hour_ms >= {d0} AND hour_ms < {d0} + {DAY_MS}"
         ))
         .await;
     }
@@ -243,10 +239,10 @@ async fn ninety_days(dir: &std::path::Path, checks: usize) {
         }
     };
     println!(
-        "sqlite: rows: raw results {}, per-minute rollups {}, per-hour rollups {}",
+        "sqlite: rows: raw results {}, hourly rollup rows {} ({} with their per-minute part)",
         count("SELECT COUNT(*) FROM check_results").await,
-        count("SELECT COUNT(*) FROM check_rollups WHERE tier = 1").await,
-        count("SELECT COUNT(*) FROM check_rollups WHERE tier = 2").await,
+        count("SELECT COUNT(*) FROM check_rollups").await,
+        count("SELECT COUNT(*) FROM check_rollups WHERE minutes IS NOT NULL").await,
     );
     let tables: Vec<(String, i64)> = sqlx::query_as(
         "SELECT name, SUM(pgsize) FROM dbstat GROUP BY name ORDER BY SUM(pgsize) DESC",
