@@ -146,11 +146,74 @@ async fn throughput(name: &str, s: &dyn Store) {
     );
 }
 
+/// Direct access to the benchmark's database, for copying history and measuring it.
+enum Db {
+    Sqlite(sqlx::SqlitePool),
+    Postgres(sqlx::PgPool),
+}
+
+impl Db {
+    async fn connect(url: &str) -> Self {
+        if url.starts_with("sqlite") {
+            Db::Sqlite(sqlx::SqlitePool::connect(url).await.expect("connect"))
+        } else {
+            Db::Postgres(sqlx::PgPool::connect(url).await.expect("connect"))
+        }
+    }
+
+    async fn exec(&self, sql: String) -> u64 {
+        let q = sqlx::AssertSqlSafe(sql);
+        match self {
+            Db::Sqlite(p) => sqlx::query(q)
+                .execute(p)
+                .await
+                .expect("exec")
+                .rows_affected(),
+            Db::Postgres(p) => sqlx::query(q)
+                .execute(p)
+                .await
+                .expect("exec")
+                .rows_affected(),
+        }
+    }
+
+    async fn count(&self, sql: &'static str) -> i64 {
+        match self {
+            Db::Sqlite(p) => sqlx::query_scalar(sql).fetch_one(p).await.expect("count"),
+            Db::Postgres(p) => sqlx::query_scalar(sql).fetch_one(p).await.expect("count"),
+        }
+    }
+
+    /// Bytes on disk per table and index, largest first.
+    async fn sizes(&self) -> Vec<(String, i64)> {
+        match self {
+            Db::Sqlite(p) => {
+                sqlx::query_as("SELECT name, SUM(pgsize) FROM dbstat GROUP BY name ORDER BY 2 DESC")
+                    .fetch_all(p)
+                    .await
+                    .expect("dbstat")
+            }
+            Db::Postgres(p) => {
+                sqlx::query("VACUUM ANALYZE")
+                    .execute(p)
+                    .await
+                    .expect("vacuum");
+                sqlx::query_as(
+                    "SELECT c.relname::text, pg_relation_size(c.oid) FROM pg_class c
+                     WHERE c.relnamespace = 'public'::regnamespace AND c.relkind IN ('r', 'i', 't')
+                     ORDER BY 2 DESC",
+                )
+                .fetch_all(p)
+                .await
+                .expect("sizes")
+            }
+        }
+    }
+}
+
 /// Day 0 through the real path, then the retained history by copying day 0.
-async fn ninety_days(dir: &std::path::Path, checks: usize) {
-    let path = dir.join("ninety.db");
-    let url = format!("sqlite://{}", path.display());
-    let s: Arc<dyn Store> = store::open(&url, &Default::default()).await.expect("open");
+async fn ninety_days(name: &str, url: &str, checks: usize) {
+    let s: Arc<dyn Store> = store::open(url, &Default::default()).await.expect("open");
     let day0 = Utc.timestamp_millis_opt(1_790_035_200_000).unwrap(); // a midnight UTC
     let per_day = 2880; // one result every 30 s
     // 100 agents, each running its share of the checks, shipping one batch each 10 minutes (a
@@ -187,86 +250,60 @@ async fn ninety_days(dir: &std::path::Path, checks: usize) {
     while s.roll_up(20_000).await.expect("roll_up") > 0 {}
     let rollup_secs = start.elapsed().as_secs_f64();
     println!(
-        "sqlite: day 0 of {checks} checks at 30 s: {total} results ingested in {ingest_secs:.1} s ({:.0}/s), rolled up in {rollup_secs:.1} s",
+        "{name}: day 0 of {checks} checks at 30 s: {total} results ingested in {ingest_secs:.1} s ({:.0}/s), rolled up in {rollup_secs:.1} s",
         total as f64 / ingest_secs
     );
-    drop(s);
 
-    // Copy day 0 into the rest of the retained history, inside SQLite.
-    let pool = sqlx::SqlitePool::connect(&url).await.expect("connect");
+    // Copy day 0 into the rest of the retained history, inside the database.
+    let db = Db::connect(url).await;
     let start = Instant::now();
-    let copy = |sql: String| {
-        let pool = pool.clone();
-        async move {
-            sqlx::query(sqlx::AssertSqlSafe(sql))
-                .execute(&pool)
-                .await
-                .expect("copy")
-                .rows_affected()
-        }
-    };
     let d0 = day0.timestamp_millis();
     let mut copied = 0;
     for d in 1..7 {
-        copied += copy(format!(
-            "INSERT INTO check_results (series_id, time_ms, ok, latency_ms, error, status_code, timings)
-             SELECT series_id, time_ms - {d} * {DAY_MS}, ok, latency_ms, error, status_code, timings
-             FROM check_results WHERE time_ms >= {d0} AND time_ms < {d0} + {DAY_MS}"
-        ))
-        .await;
+        copied += db
+            .exec(format!(
+                "INSERT INTO check_results (series_id, time_ms, ok, latency_ms, error, status_code, timings)
+                 SELECT series_id, time_ms - {d} * {DAY_MS}, ok, latency_ms, error, status_code, timings
+                 FROM check_results WHERE time_ms >= {d0} AND time_ms < {d0} + {DAY_MS}"
+            ))
+            .await;
     }
     // Hours of the last 30 days keep their per-minute part; older ones only the hour.
     for d in 1..90 {
         let minutes = if d < 30 { "minutes" } else { "NULL" };
-        copied += copy(format!(
-            "INSERT INTO check_rollups (series_id, hour_ms, count, failures, latency_sum, hist, minutes)
-             SELECT series_id, hour_ms - {d} * {DAY_MS}, count, failures, latency_sum, hist, {minutes}
-             FROM check_rollups WHERE hour_ms >= {d0} AND hour_ms < {d0} + {DAY_MS}"
-        ))
-        .await;
+        copied += db
+            .exec(format!(
+                "INSERT INTO check_rollups (series_id, hour_ms, count, failures, latency_sum, hist, minutes)
+                 SELECT series_id, hour_ms - {d} * {DAY_MS}, count, failures, latency_sum, hist, {minutes}
+                 FROM check_rollups WHERE hour_ms >= {d0} AND hour_ms < {d0} + {DAY_MS}"
+            ))
+            .await;
     }
     println!(
-        "sqlite: copied {copied} rows of history in {:.1} s",
+        "{name}: copied {copied} rows of history in {:.1} s",
         start.elapsed().as_secs_f64()
     );
-    let count = |sql: &'static str| {
-        let pool = pool.clone();
-        async move {
-            sqlx::query_scalar::<_, i64>(sql)
-                .fetch_one(&pool)
-                .await
-                .expect("count")
-        }
-    };
     println!(
-        "sqlite: rows: raw results {}, hourly rollup rows {} ({} with their per-minute part)",
-        count("SELECT COUNT(*) FROM check_results").await,
-        count("SELECT COUNT(*) FROM check_rollups").await,
-        count("SELECT COUNT(*) FROM check_rollups WHERE minutes IS NOT NULL").await,
+        "{name}: rows: raw results {}, hourly rollup rows {} ({} with their per-minute part)",
+        db.count("SELECT COUNT(*) FROM check_results").await,
+        db.count("SELECT COUNT(*) FROM check_rollups").await,
+        db.count("SELECT COUNT(*) FROM check_rollups WHERE minutes IS NOT NULL")
+            .await,
     );
-    let tables: Vec<(String, i64)> = sqlx::query_as(
-        "SELECT name, SUM(pgsize) FROM dbstat GROUP BY name ORDER BY SUM(pgsize) DESC",
-    )
-    .fetch_all(&pool)
-    .await
-    .expect("dbstat");
+    let tables = db.sizes().await;
     let total_bytes: i64 = tables.iter().map(|(_, b)| b).sum();
     println!(
-        "sqlite: 90 days of {checks} checks at 30 s: {:.0} MiB on disk",
+        "{name}: 90 days of {checks} checks at 30 s: {:.0} MiB on disk",
         total_bytes as f64 / 1048576.0
     );
-    for (name, bytes) in tables.iter().take(8) {
-        println!("    {name:<32} {:>8.1} MiB", *bytes as f64 / 1048576.0);
+    for (table, bytes) in tables.iter().take(6) {
+        println!("    {table:<32} {:>8.1} MiB", *bytes as f64 / 1048576.0);
     }
-    pool.close().await;
 
     // The API's query for one check's 90-day history, through the real handler.
     let config =
         lookout_config::CollectorConfig::parse(std::path::Path::new("bench.toml"), "", &|_| None)
             .expect("config");
-    let s = store::open(&url, &Default::default())
-        .await
-        .expect("reopen");
     let state = Arc::new(lookout_collector::state::AppState::new(s, config, None));
     let from = (day0 - Duration::days(89)).format("%Y-%m-%dT%H:%M:%SZ");
     let to = (day0 + Duration::days(1)).format("%Y-%m-%dT%H:%M:%SZ");
@@ -294,7 +331,7 @@ async fn ninety_days(dir: &std::path::Path, checks: usize) {
     }
     times.sort_by(f64::total_cmp);
     println!(
-        "sqlite: GET uptime?step=1d over 90 days (one check, one agent): median {:.1} ms, p95 {:.1} ms (50 queries)",
+        "{name}: GET uptime?step=1d over 90 days (one check, one agent): median {:.1} ms, p95 {:.1} ms (50 queries)",
         times[times.len() / 2],
         times[times.len() * 95 / 100]
     );
@@ -309,11 +346,25 @@ async fn main() {
         .await
         .expect("sqlite");
     throughput("sqlite", &*s).await;
+    let ninety = format!("sqlite://{}", dir.path().join("ninety.db").display());
+    ninety_days("sqlite", &ninety, a.checks).await;
     if let Some(pg) = &a.pg {
-        let s = store::open(pg, &Default::default())
+        let base = pg.rsplit_once('/').map_or(pg.as_str(), |(b, _)| b);
+        let admin = sqlx::PgPool::connect(pg).await.expect("postgres");
+        for db in ["bench_throughput", "bench_ninety"] {
+            sqlx::query(sqlx::AssertSqlSafe(format!("DROP DATABASE IF EXISTS {db}")))
+                .execute(&admin)
+                .await
+                .expect("drop");
+            sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {db}")))
+                .execute(&admin)
+                .await
+                .expect("create");
+        }
+        let s = store::open(&format!("{base}/bench_throughput"), &Default::default())
             .await
             .expect("postgres");
         throughput("postgres", &*s).await;
+        ninety_days("postgres", &format!("{base}/bench_ninety"), a.checks).await;
     }
-    ninety_days(dir.path(), a.checks).await;
 }
