@@ -3,6 +3,8 @@
 //! - [`sqlite`]: one file in WAL mode, the zero-setup default;
 //! - [`postgres`]: a shared PostgreSQL database with a connection pool;
 //! - [`sql`]: the code and SQL both backends run (placeholders are `$N`, which both read);
+//! - [`alerting`]: alerts and their history, the notification outbox, silences
+//!   ([`alerting::AlertStore`], implemented in [`sql_alerting`]);
 //! - [`histogram`]: the mergeable latency histogram kept in rollups;
 //! - [`rollup`]: aggregation of raw rows into per-minute and per-hour rollups.
 //!
@@ -15,10 +17,12 @@
 //!   row that has not been rolled up.
 //! - Schema versions are applied in order at start; a database newer than the binary is refused.
 
+pub mod alerting;
 pub mod histogram;
 pub mod postgres;
 pub mod rollup;
 pub mod sql;
+pub mod sql_alerting;
 pub mod sqlite;
 
 use std::collections::BTreeMap;
@@ -268,7 +272,7 @@ impl From<&lookout_config::StorageConfig> for Retention {
 
 /// Everything the collector keeps.
 #[async_trait]
-pub trait Store: Send + Sync + std::fmt::Debug {
+pub trait Store: alerting::AlertStore + Send + Sync + std::fmt::Debug {
     /// Stores a batch from `agent` atomically, once per (agent, batch id), and marks the agent
     /// seen at `received`. Returns only after the data is durable.
     async fn ingest(

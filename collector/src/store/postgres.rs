@@ -15,6 +15,7 @@ use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 
 use super::StoreError;
 use super::sql::{SeriesCache, postgres_ddl, sql_store};
+use super::sql_alerting::sql_alert_store;
 
 /// The PostgreSQL store.
 #[derive(Debug)]
@@ -52,3 +53,4 @@ impl PgStore {
 }
 
 sql_store!(PgStore, Postgres);
+sql_alert_store!(PgStore, Postgres);

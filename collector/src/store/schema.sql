@@ -129,3 +129,55 @@ CREATE TABLE rollup_cursors (
     name TEXT PRIMARY KEY,
     last_id INTEGER NOT NULL
 );
+
+-- Alerts, one row per fingerprint (rule + labels), in their current state.
+CREATE TABLE alerts (
+    id INTEGER PRIMARY KEY,
+    fingerprint TEXT NOT NULL UNIQUE,
+    rule TEXT NOT NULL,
+    labels TEXT NOT NULL,
+    state TEXT NOT NULL,
+    summary TEXT NOT NULL,
+    since_ms INTEGER NOT NULL,
+    acked_by TEXT,
+    acked_ms INTEGER
+);
+CREATE INDEX alerts_by_state ON alerts (state, since_ms);
+
+-- Every transition of every alert.
+CREATE TABLE alert_events (
+    id INTEGER PRIMARY KEY,
+    alert_id INTEGER NOT NULL,
+    time_ms INTEGER NOT NULL,
+    from_state TEXT,
+    to_state TEXT NOT NULL,
+    summary TEXT NOT NULL
+);
+CREATE INDEX alert_events_by_alert ON alert_events (alert_id, id);
+
+-- Notifications to send: state pending, delivered or failed; a claimed row has a lease.
+CREATE TABLE outbox (
+    id INTEGER PRIMARY KEY,
+    channel TEXT NOT NULL,
+    dedup_key TEXT NOT NULL,
+    payload TEXT NOT NULL,
+    state TEXT NOT NULL,
+    created_ms INTEGER NOT NULL,
+    next_attempt_ms INTEGER NOT NULL,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    last_error TEXT,
+    lease_owner TEXT,
+    lease_until_ms INTEGER,
+    done_ms INTEGER,
+    UNIQUE (channel, dedup_key)
+);
+CREATE INDEX outbox_due ON outbox (state, next_attempt_ms);
+
+CREATE TABLE silences (
+    id INTEGER PRIMARY KEY,
+    matchers TEXT NOT NULL,
+    starts_ms INTEGER NOT NULL,
+    ends_ms INTEGER NOT NULL,
+    created_by TEXT NOT NULL,
+    comment TEXT NOT NULL
+);

@@ -900,6 +900,24 @@ macro_rules! sql_store {
                 .execute(&mut *tx)
                 .await?
                 .rows_affected();
+                // Finished notifications and ended silences go with the raw data.
+                deleted += sqlx::query(
+                    "DELETE FROM outbox WHERE id IN
+                     (SELECT id FROM outbox WHERE state <> 'pending' AND done_ms < $1 ORDER BY id LIMIT $2)",
+                )
+                .bind(cutoff(policy.raw))
+                .bind(chunk)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
+                deleted += sqlx::query(
+                    "DELETE FROM silences WHERE id IN (SELECT id FROM silences WHERE ends_ms < $1 ORDER BY id LIMIT $2)",
+                )
+                .bind(cutoff(policy.raw))
+                .bind(chunk)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
                 // Logs: by age, then by size, oldest day first.
                 let log_cutoff = cutoff(policy.logs);
                 deleted += sqlx::query(

@@ -12,6 +12,7 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, S
 
 use super::StoreError;
 use super::sql::{SeriesCache, sql_store};
+use super::sql_alerting::sql_alert_store;
 
 /// The SQLite store.
 #[derive(Debug)]
@@ -63,3 +64,4 @@ impl SqliteStore {
 }
 
 sql_store!(SqliteStore, Sqlite);
+sql_alert_store!(SqliteStore, Sqlite);

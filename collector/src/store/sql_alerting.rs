@@ -1,0 +1,317 @@
+//! The SQL implementation of [`super::alerting::AlertStore`], shared by both backends the same
+//! way as [`super::sql`]: one text with `$N` placeholders, expanded per pool type.
+//!
+//! Claiming repeats its conditions in the outer `UPDATE`: under PostgreSQL's read committed, a
+//! second claimer blocked on a row re-checks only the outer `WHERE` once the first commits, and
+//! would otherwise take a row the first one just leased.
+
+/// Expands the shared implementation of `AlertStore` for a backend struct over `$db`.
+macro_rules! sql_alert_store {
+    ($store:ty, $db:ty) => {
+        impl $store {
+            fn alert_row(r: &<$db as sqlx::Database>::Row) -> Result<$crate::store::alerting::AlertRow, $crate::store::StoreError> {
+                use sqlx::Row;
+                Ok($crate::store::alerting::AlertRow {
+                    id: r.try_get("id")?,
+                    fingerprint: r.try_get("fingerprint")?,
+                    rule: r.try_get("rule")?,
+                    labels: $crate::store::sql::parse_labels(r.try_get("labels")?)?,
+                    state: $crate::store::alerting::AlertState::parse(r.try_get("state")?)?,
+                    summary: r.try_get("summary")?,
+                    since: $crate::store::sql::time(r.try_get("since_ms")?)?,
+                    acked_by: r.try_get("acked_by")?,
+                })
+            }
+
+            fn silence_row(r: &<$db as sqlx::Database>::Row) -> Result<$crate::store::alerting::Silence, $crate::store::StoreError> {
+                use sqlx::Row;
+                Ok($crate::store::alerting::Silence {
+                    id: r.try_get("id")?,
+                    matchers: $crate::store::sql::parse_labels(r.try_get("matchers")?)?,
+                    starts: $crate::store::sql::time(r.try_get("starts_ms")?)?,
+                    ends: $crate::store::sql::time(r.try_get("ends_ms")?)?,
+                    created_by: r.try_get("created_by")?,
+                    comment: r.try_get("comment")?,
+                })
+            }
+        }
+
+        #[async_trait::async_trait]
+        impl $crate::store::alerting::AlertStore for $store {
+            async fn record_transition(
+                &self,
+                t: &$crate::store::alerting::Transition,
+                notify: &[$crate::store::alerting::NewNotification],
+            ) -> Result<Option<i64>, $crate::store::StoreError> {
+                use $crate::store::alerting::AlertState;
+                use $crate::store::sql::{labels_json, ms};
+                let mut tx = self.write.begin().await?;
+                let labels = labels_json(&t.labels);
+                let id: Option<i64> = match t.from {
+                    None => {
+                        sqlx::query_scalar(
+                            "INSERT INTO alerts (fingerprint, rule, labels, state, summary, since_ms)
+                             VALUES ($1, $2, $3, $4, $5, $6)
+                             ON CONFLICT (fingerprint) DO NOTHING RETURNING id",
+                        )
+                        .bind(&t.fingerprint)
+                        .bind(&t.rule)
+                        .bind(&labels)
+                        .bind(t.to.as_str())
+                        .bind(&t.summary)
+                        .bind(ms(&t.at))
+                        .fetch_optional(&mut *tx)
+                        .await?
+                    }
+                    Some(from) => {
+                        // Compare and set: only from the state the caller saw. Leaving firing
+                        // clears an acknowledgement.
+                        sqlx::query_scalar(
+                            "UPDATE alerts SET state = $1, summary = $2, since_ms = $3, labels = $4,
+                               acked_by = CASE WHEN $1 = 'firing' THEN acked_by ELSE NULL END,
+                               acked_ms = CASE WHEN $1 = 'firing' THEN acked_ms ELSE NULL END
+                             WHERE fingerprint = $5 AND state = $6 RETURNING id",
+                        )
+                        .bind(t.to.as_str())
+                        .bind(&t.summary)
+                        .bind(ms(&t.at))
+                        .bind(&labels)
+                        .bind(&t.fingerprint)
+                        .bind(from.as_str())
+                        .fetch_optional(&mut *tx)
+                        .await?
+                    }
+                };
+                let Some(id) = id else {
+                    tx.rollback().await?;
+                    return Ok(None);
+                };
+                sqlx::query(
+                    "INSERT INTO alert_events (alert_id, time_ms, from_state, to_state, summary) VALUES ($1, $2, $3, $4, $5)",
+                )
+                .bind(id)
+                .bind(ms(&t.at))
+                .bind(t.from.map(AlertState::as_str))
+                .bind(t.to.as_str())
+                .bind(&t.summary)
+                .execute(&mut *tx)
+                .await?;
+                for n in notify {
+                    sqlx::query(
+                        "INSERT INTO outbox (channel, dedup_key, payload, state, created_ms, next_attempt_ms)
+                         VALUES ($1, $2, $3, 'pending', $4, $5)
+                         ON CONFLICT (channel, dedup_key) DO NOTHING",
+                    )
+                    .bind(&n.channel)
+                    .bind(&n.dedup_key)
+                    .bind(n.payload.to_string())
+                    .bind(ms(&t.at))
+                    .bind(ms(&n.not_before))
+                    .execute(&mut *tx)
+                    .await?;
+                }
+                tx.commit().await?;
+                Ok(Some(id))
+            }
+
+            async fn alerts(
+                &self,
+                states: &[$crate::store::alerting::AlertState],
+            ) -> Result<Vec<$crate::store::alerting::AlertRow>, $crate::store::StoreError> {
+                let rows = sqlx::query(
+                    "SELECT id, fingerprint, rule, labels, state, summary, since_ms, acked_by FROM alerts
+                     ORDER BY since_ms DESC, id DESC",
+                )
+                .fetch_all(&self.read)
+                .await?;
+                let mut out = Vec::new();
+                for r in &rows {
+                    let a = Self::alert_row(r)?;
+                    if states.contains(&a.state) {
+                        out.push(a);
+                    }
+                }
+                Ok(out)
+            }
+
+            async fn alert_history(
+                &self,
+                alert_id: i64,
+            ) -> Result<Vec<$crate::store::alerting::AlertEvent>, $crate::store::StoreError> {
+                use sqlx::Row;
+                use $crate::store::alerting::{AlertEvent, AlertState};
+                let rows = sqlx::query(
+                    "SELECT time_ms, from_state, to_state, summary FROM alert_events WHERE alert_id = $1 ORDER BY id",
+                )
+                .bind(alert_id)
+                .fetch_all(&self.read)
+                .await?;
+                rows.iter()
+                    .map(|r| {
+                        Ok(AlertEvent {
+                            time: $crate::store::sql::time(r.try_get("time_ms")?)?,
+                            from: r.try_get::<Option<String>, _>("from_state")?.as_deref().map(AlertState::parse).transpose()?,
+                            to: AlertState::parse(r.try_get("to_state")?)?,
+                            summary: r.try_get("summary")?,
+                        })
+                    })
+                    .collect()
+            }
+
+            async fn ack_alert(&self, alert_id: i64, by: &str, at: chrono::DateTime<chrono::Utc>) -> Result<bool, $crate::store::StoreError> {
+                let n = sqlx::query("UPDATE alerts SET acked_by = $1, acked_ms = $2 WHERE id = $3 AND state = 'firing'")
+                    .bind(by)
+                    .bind($crate::store::sql::ms(&at))
+                    .bind(alert_id)
+                    .execute(&self.write)
+                    .await?
+                    .rows_affected();
+                Ok(n == 1)
+            }
+
+            async fn claim_notifications(
+                &self,
+                owner: &str,
+                now: chrono::DateTime<chrono::Utc>,
+                lease_until: chrono::DateTime<chrono::Utc>,
+                limit: u32,
+            ) -> Result<Vec<$crate::store::alerting::Notification>, $crate::store::StoreError> {
+                use sqlx::Row;
+                use $crate::store::sql::ms;
+                let rows = sqlx::query(
+                    "UPDATE outbox SET lease_owner = $1, lease_until_ms = $2
+                     WHERE state = 'pending' AND next_attempt_ms <= $3
+                       AND (lease_until_ms IS NULL OR lease_until_ms < $3)
+                       AND id IN (SELECT id FROM outbox
+                         WHERE state = 'pending' AND next_attempt_ms <= $3
+                           AND (lease_until_ms IS NULL OR lease_until_ms < $3)
+                         ORDER BY id LIMIT $4)
+                     RETURNING id, channel, dedup_key, payload, attempts",
+                )
+                .bind(owner)
+                .bind(ms(&lease_until))
+                .bind(ms(&now))
+                .bind(i64::from(limit))
+                .fetch_all(&self.write)
+                .await?;
+                let mut out = rows
+                    .iter()
+                    .map(|r| {
+                        let payload: String = r.try_get("payload")?;
+                        Ok($crate::store::alerting::Notification {
+                            id: r.try_get("id")?,
+                            channel: r.try_get("channel")?,
+                            dedup_key: r.try_get("dedup_key")?,
+                            payload: serde_json::from_str(&payload)
+                                .map_err(|e| $crate::store::StoreError::Corrupt(format!("outbox payload: {e}")))?,
+                            attempts: r.try_get::<i64, _>("attempts")? as u32,
+                        })
+                    })
+                    .collect::<Result<Vec<_>, $crate::store::StoreError>>()?;
+                out.sort_by_key(|n| n.id);
+                Ok(out)
+            }
+
+            async fn mark_delivered(&self, id: i64, owner: &str, at: chrono::DateTime<chrono::Utc>) -> Result<bool, $crate::store::StoreError> {
+                let n = sqlx::query(
+                    "UPDATE outbox SET state = 'delivered', done_ms = $1, attempts = attempts + 1,
+                       lease_owner = NULL, lease_until_ms = NULL
+                     WHERE id = $2 AND lease_owner = $3 AND state = 'pending'",
+                )
+                .bind($crate::store::sql::ms(&at))
+                .bind(id)
+                .bind(owner)
+                .execute(&self.write)
+                .await?
+                .rows_affected();
+                Ok(n == 1)
+            }
+
+            async fn mark_failed(
+                &self,
+                id: i64,
+                owner: &str,
+                error: &str,
+                retry_at: Option<chrono::DateTime<chrono::Utc>>,
+                at: chrono::DateTime<chrono::Utc>,
+            ) -> Result<bool, $crate::store::StoreError> {
+                use $crate::store::sql::ms;
+                let n = sqlx::query(
+                    "UPDATE outbox SET attempts = attempts + 1, last_error = $1,
+                       state = CASE WHEN $2 IS NULL THEN 'failed' ELSE 'pending' END,
+                       next_attempt_ms = COALESCE($2, next_attempt_ms),
+                       done_ms = CASE WHEN $2 IS NULL THEN $3 ELSE NULL END,
+                       lease_owner = NULL, lease_until_ms = NULL
+                     WHERE id = $4 AND lease_owner = $5 AND state = 'pending'",
+                )
+                .bind(error)
+                .bind(retry_at.as_ref().map(ms))
+                .bind(ms(&at))
+                .bind(id)
+                .bind(owner)
+                .execute(&self.write)
+                .await?
+                .rows_affected();
+                Ok(n == 1)
+            }
+
+            async fn delivery(
+                &self,
+                id: i64,
+            ) -> Result<Option<($crate::store::alerting::DeliveryState, Option<String>)>, $crate::store::StoreError> {
+                use sqlx::Row;
+                use $crate::store::alerting::DeliveryState;
+                let row = sqlx::query("SELECT state, last_error FROM outbox WHERE id = $1")
+                    .bind(id)
+                    .fetch_optional(&self.read)
+                    .await?;
+                let Some(r) = row else { return Ok(None) };
+                let state = match r.try_get::<String, _>("state")?.as_str() {
+                    "pending" => DeliveryState::Pending,
+                    "delivered" => DeliveryState::Delivered,
+                    "failed" => DeliveryState::Failed,
+                    other => return Err($crate::store::StoreError::Corrupt(format!("outbox state {other:?}"))),
+                };
+                Ok(Some((state, r.try_get("last_error")?)))
+            }
+
+            async fn create_silence(&self, s: &$crate::store::alerting::Silence) -> Result<i64, $crate::store::StoreError> {
+                use $crate::store::sql::{labels_json, ms};
+                Ok(sqlx::query_scalar(
+                    "INSERT INTO silences (matchers, starts_ms, ends_ms, created_by, comment)
+                     VALUES ($1, $2, $3, $4, $5) RETURNING id",
+                )
+                .bind(labels_json(&s.matchers))
+                .bind(ms(&s.starts))
+                .bind(ms(&s.ends))
+                .bind(&s.created_by)
+                .bind(&s.comment)
+                .fetch_one(&self.write)
+                .await?)
+            }
+
+            async fn silences(&self, now: chrono::DateTime<chrono::Utc>) -> Result<Vec<$crate::store::alerting::Silence>, $crate::store::StoreError> {
+                let rows = sqlx::query(
+                    "SELECT id, matchers, starts_ms, ends_ms, created_by, comment FROM silences
+                     WHERE ends_ms > $1 ORDER BY starts_ms, id",
+                )
+                .bind($crate::store::sql::ms(&now))
+                .fetch_all(&self.read)
+                .await?;
+                rows.iter().map(Self::silence_row).collect()
+            }
+
+            async fn expire_silence(&self, id: i64, now: chrono::DateTime<chrono::Utc>) -> Result<bool, $crate::store::StoreError> {
+                let n = sqlx::query("UPDATE silences SET ends_ms = $1 WHERE id = $2 AND ends_ms > $1")
+                    .bind($crate::store::sql::ms(&now))
+                    .bind(id)
+                    .execute(&self.write)
+                    .await?
+                    .rows_affected();
+                Ok(n == 1)
+            }
+        }
+    };
+}
+
+pub(crate) use sql_alert_store;
