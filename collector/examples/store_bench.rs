@@ -3,7 +3,7 @@
 //! check's 90-day history.
 //!
 //! ```sh
-//! cargo run --release -p lookout-collector --example store_bench -- [--pg postgres://...] [--checks 1000]
+//! cargo run --release -p lookout-collector --example store_bench -- [--pg postgres://...] [--checks 1000] [--skip-sqlite]
 //! ```
 //!
 //! The 90-day database is built in two parts. Day 0 goes through the real path: every result
@@ -27,17 +27,20 @@ const DAY_MS: i64 = 86_400_000;
 struct Args {
     pg: Option<String>,
     checks: usize,
+    skip_sqlite: bool,
 }
 
 fn args() -> Args {
     let mut a = Args {
         pg: None,
         checks: 1000,
+        skip_sqlite: false,
     };
     let mut it = std::env::args().skip(1);
     while let Some(k) = it.next() {
         match k.as_str() {
             "--pg" => a.pg = it.next(),
+            "--skip-sqlite" => a.skip_sqlite = true,
             "--checks" => a.checks = it.next().and_then(|v| v.parse().ok()).expect("--checks N"),
             other => panic!("unknown argument {other}"),
         }
@@ -260,10 +263,11 @@ async fn ninety_days(name: &str, url: &str, checks: usize) {
     let d0 = day0.timestamp_millis();
     let mut copied = 0;
     for d in 1..7 {
+        let shift = d * DAY_MS;
         copied += db
             .exec(format!(
                 "INSERT INTO check_results (series_id, time_ms, ok, latency_ms, error, status_code, timings)
-                 SELECT series_id, time_ms - {d} * {DAY_MS}, ok, latency_ms, error, status_code, timings
+                 SELECT series_id, time_ms - {shift}, ok, latency_ms, error, status_code, timings
                  FROM check_results WHERE time_ms >= {d0} AND time_ms < {d0} + {DAY_MS}"
             ))
             .await;
@@ -271,10 +275,11 @@ async fn ninety_days(name: &str, url: &str, checks: usize) {
     // Hours of the last 30 days keep their per-minute part; older ones only the hour.
     for d in 1..90 {
         let minutes = if d < 30 { "minutes" } else { "NULL" };
+        let shift = d * DAY_MS;
         copied += db
             .exec(format!(
                 "INSERT INTO check_rollups (series_id, hour_ms, count, failures, latency_sum, hist, minutes)
-                 SELECT series_id, hour_ms - {d} * {DAY_MS}, count, failures, latency_sum, hist, {minutes}
+                 SELECT series_id, hour_ms - {shift}, count, failures, latency_sum, hist, {minutes}
                  FROM check_rollups WHERE hour_ms >= {d0} AND hour_ms < {d0} + {DAY_MS}"
             ))
             .await;
@@ -341,15 +346,22 @@ async fn ninety_days(name: &str, url: &str, checks: usize) {
 async fn main() {
     let a = args();
     let dir = tempfile::tempdir().expect("tempdir");
-    let url = format!("sqlite://{}", dir.path().join("throughput.db").display());
-    let s = store::open(&url, &Default::default())
-        .await
-        .expect("sqlite");
-    throughput("sqlite", &*s).await;
-    let ninety = format!("sqlite://{}", dir.path().join("ninety.db").display());
-    ninety_days("sqlite", &ninety, a.checks).await;
+    if !a.skip_sqlite {
+        let url = format!("sqlite://{}", dir.path().join("throughput.db").display());
+        let s = store::open(&url, &Default::default())
+            .await
+            .expect("sqlite");
+        throughput("sqlite", &*s).await;
+        let ninety = format!("sqlite://{}", dir.path().join("ninety.db").display());
+        ninety_days("sqlite", &ninety, a.checks).await;
+    }
     if let Some(pg) = &a.pg {
-        let base = pg.rsplit_once('/').map_or(pg.as_str(), |(b, _)| b);
+        // The same server and options, other databases.
+        let (path, query) = pg
+            .split_once('?')
+            .map_or((pg.as_str(), String::new()), |(p, q)| (p, format!("?{q}")));
+        let base = path.rsplit_once('/').map_or(path, |(b, _)| b);
+        let url_of = |db: &str| format!("{base}/{db}{query}");
         let admin = sqlx::PgPool::connect(pg).await.expect("postgres");
         for db in ["bench_throughput", "bench_ninety"] {
             sqlx::query(sqlx::AssertSqlSafe(format!("DROP DATABASE IF EXISTS {db}")))
@@ -361,10 +373,10 @@ async fn main() {
                 .await
                 .expect("create");
         }
-        let s = store::open(&format!("{base}/bench_throughput"), &Default::default())
+        let s = store::open(&url_of("bench_throughput"), &Default::default())
             .await
             .expect("postgres");
         throughput("postgres", &*s).await;
-        ninety_days("postgres", &format!("{base}/bench_ninety"), a.checks).await;
+        ninety_days("postgres", &url_of("bench_ninety"), a.checks).await;
     }
 }

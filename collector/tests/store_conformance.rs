@@ -46,10 +46,12 @@ async fn postgres() -> Option<Backend> {
     };
     let name = format!("lookout_t_{}", fastrand_name());
     let pool = sqlx::PgPool::connect(&admin).await.unwrap();
-    sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
-        .execute(&pool)
-        .await
-        .unwrap();
+    sqlx::query(sqlx::AssertSqlSafe(format!(
+        "CREATE DATABASE {name} TEMPLATE template0"
+    )))
+    .execute(&pool)
+    .await
+    .unwrap();
     let url = match admin.rfind('/') {
         Some(i) => format!("{}/{name}", &admin[..i]),
         None => panic!("LOOKOUT_TEST_PG_URL has no database part: {admin}"),
@@ -59,6 +61,30 @@ async fn postgres() -> Option<Backend> {
         url,
         _dir: None,
     })
+}
+
+/// TLS to PostgreSQL: the URL's `sslmode` is honoured, with rustls.
+#[tokio::test]
+async fn postgres_connections_use_tls_when_the_url_asks() {
+    let Some(b) = postgres().await else { return };
+    let in_use = |url: String| async move {
+        let pool = sqlx::PgPool::connect(&url).await.unwrap();
+        let ssl: bool =
+            sqlx::query_scalar("SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()")
+                .fetch_one(&pool)
+                .await
+                .unwrap();
+        ssl
+    };
+    assert!(
+        !in_use(format!("{}?sslmode=disable", b.url)).await,
+        "the check can tell"
+    );
+    let tls = format!("{}?sslmode=require", b.url);
+    assert!(in_use(tls.clone()).await, "sslmode=require must encrypt");
+    let s = store::open(&tls, &Default::default()).await.unwrap();
+    ingest(&*s, "a", "tls", vec![result("api", t(0, 0), true, 1.0)]).await;
+    assert_eq!(s.latest_results().await.unwrap().len(), 1);
 }
 
 fn fastrand_name() -> String {

@@ -749,12 +749,18 @@ macro_rules! sql_store {
                 use $crate::store::sql::{ms, time};
                 let corrupt = |e: $crate::store::histogram::HistogramError| $crate::store::StoreError::Corrupt(e.to_string());
                 let (from, to) = (ms(&q.from), ms(&q.to));
-                let rows = sqlx::query(
-                    "SELECT s.agent, r.hour_ms, r.count, r.failures, r.latency_sum, r.hist, r.minutes
+                // The packed minutes are most of a row: read them only when asked for.
+                let sql = match q.tier {
+                    Tier::Hour => "SELECT s.agent, r.hour_ms, r.count, r.failures, r.latency_sum, r.hist, NULL AS minutes
                      FROM check_series s CROSS JOIN check_rollups r
                      WHERE r.series_id = s.id AND s.check_name = $1 AND ($2 IS NULL OR s.agent = $2)
                        AND r.hour_ms BETWEEN $3 AND $4",
-                )
+                    Tier::Minute => "SELECT s.agent, r.hour_ms, r.count, r.failures, r.latency_sum, r.hist, r.minutes
+                     FROM check_series s CROSS JOIN check_rollups r
+                     WHERE r.series_id = s.id AND s.check_name = $1 AND ($2 IS NULL OR s.agent = $2)
+                       AND r.hour_ms BETWEEN $3 AND $4",
+                };
+                let rows = sqlx::query(sql)
                 .bind(&q.name)
                 .bind(&q.agent)
                 .bind(bucket_start(from, Tier::Hour.width_ms()))
