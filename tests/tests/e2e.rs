@@ -144,6 +144,21 @@ async fn a_check_goes_up_then_down_and_host_metrics_arrive() {
         );
     }
 
+    // The collector rolls results up in the background: the uptime API, which reads only
+    // rollups, sees both the successes and the failures within a few seconds.
+    eventually("rollups", WAIT, || async {
+        let j = get_json(&format!(
+            "{base}/api/v1/checks/target/uptime?step=1m&agent=edge-1"
+        ))
+        .await?;
+        let total = &j["total"];
+        let seen = total["count"].as_u64().unwrap_or(0) >= 2
+            && total["failures"].as_u64().unwrap_or(0) >= 1;
+        Ok(seen.then_some(()))
+    })
+    .await
+    .unwrap();
+
     // Both stop cleanly on SIGTERM.
     agent.signal("TERM").unwrap();
     assert!(
