@@ -159,37 +159,18 @@ pub async fn results(
     params: Result<Query<ResultsParams>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Json<ResultsAnswer>, AppError> {
     let Query(params) = params.map_err(|e| AppError::BadRequest(e.body_text()))?;
-    let to = params
-        .to
-        .as_deref()
-        .map(|v| parse_time("to", v))
-        .transpose()?
-        .unwrap_or_else(Utc::now);
-    let from = params
-        .from
-        .as_deref()
-        .map(|v| parse_time("from", v))
-        .transpose()?
-        .unwrap_or(to - ChronoDuration::hours(1));
-    if from > to {
-        return Err(AppError::BadRequest("from is after to".into()));
-    }
+    let (from, to) = window(
+        params.from.as_deref(),
+        params.to.as_deref(),
+        ChronoDuration::hours(1),
+    )?;
     let limit = params.limit.unwrap_or(1000);
     if limit == 0 || limit > MAX_RESULTS {
         return Err(AppError::BadRequest(format!(
             "limit must be 1 to {MAX_RESULTS}"
         )));
     }
-    let known = state.config().checks.iter().any(|c| c.name == name)
-        || state
-            .store
-            .latest_results()
-            .await?
-            .iter()
-            .any(|r| r.check == name);
-    if !known {
-        return Err(AppError::NotFound(format!("no check named {name:?}")));
-    }
+    ensure_check_exists(&state, &name).await?;
     let rows = state
         .store
         .results(&ResultQuery {
@@ -208,15 +189,30 @@ pub async fn results(
     }))
 }
 
+/// The `from`/`to` query window: `to` defaults to now, `from` to `to - default_span`.
+pub(crate) fn window(
+    from: Option<&str>,
+    to: Option<&str>,
+    default_span: ChronoDuration,
+) -> Result<(DateTime<Utc>, DateTime<Utc>), AppError> {
+    let to = to
+        .map(|v| parse_time("to", v))
+        .transpose()?
+        .unwrap_or_else(Utc::now);
+    let from = from
+        .map(|v| parse_time("from", v))
+        .transpose()?
+        .unwrap_or(to - default_span);
+    if from > to {
+        return Err(AppError::BadRequest("from is after to".into()));
+    }
+    Ok((from, to))
+}
+
 /// A 404 unless `name` is a configured check or one an agent has reported.
 pub(crate) async fn ensure_check_exists(state: &AppState, name: &str) -> Result<(), AppError> {
     let known = state.config().checks.iter().any(|c| c.name == name)
-        || state
-            .store
-            .latest_results()
-            .await?
-            .iter()
-            .any(|r| r.check == name);
+        || state.store.check_known(name).await?;
     if known {
         Ok(())
     } else {

@@ -19,7 +19,7 @@ use crate::state::AppState;
 use crate::store::rollup::{CheckAgg, bucket_start};
 use crate::store::{RollupQuery, Tier};
 
-use super::{ensure_check_exists, parse_time};
+use super::{ensure_check_exists, window};
 
 /// Query of the uptime endpoint.
 #[derive(Debug, Deserialize)]
@@ -109,20 +109,7 @@ pub async fn uptime(
             )));
         }
     };
-    let to =
-        p.to.as_deref()
-            .map(|v| parse_time("to", v))
-            .transpose()?
-            .unwrap_or_else(Utc::now);
-    let from = p
-        .from
-        .as_deref()
-        .map(|v| parse_time("from", v))
-        .transpose()?
-        .unwrap_or(to - default_span);
-    if from > to {
-        return Err(AppError::BadRequest("from is after to".into()));
-    }
+    let (from, to) = window(p.from.as_deref(), p.to.as_deref(), default_span)?;
     if (to - from).num_milliseconds() / step_ms > MAX_POINTS {
         return Err(AppError::BadRequest(format!(
             "more than {MAX_POINTS} steps: use a larger step or a shorter window"
