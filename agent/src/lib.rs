@@ -20,6 +20,7 @@ pub mod probes;
 pub mod queue;
 pub mod scheduler;
 pub mod shipper;
+pub mod spool;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;

@@ -1,0 +1,581 @@
+//! The agent's durable spool: every record is written here before it is shipped, and only the
+//! collector's acknowledgement lets it go.
+//!
+//! # On disk (`<data_dir>/spool/`)
+//!
+//! - `NNNNNNNNNNNNNNNNNNNN.seg`: segments, append-only, named by the sequence number of their first
+//!   record (20 digits); a new segment starts when the current one reaches `segment_bytes`. Each
+//!   record is a [`frame`] with a checksum.
+//! - `acked`: the highest sequence number the collector has stored (8 bytes LE + CRC-32), replaced
+//!   atomically (write, then rename).
+//! - `inflight`: the batch being sent (its id, first and last sequence number), written and
+//!   synced before the batch is sent, so that after a crash the same records go again under the
+//!   same batch id and the collector stores them once.
+//!
+//! # Invariants
+//!
+//! - Sequence numbers increase by one per record, across segments and restarts (the next one
+//!   follows the last valid frame found at start, the acknowledged one and the batch in flight):
+//!   a number that went out in a batch is never given to another record.
+//! - A segment is deleted only when every record in it is acknowledged, or when the spool is over
+//!   `max_bytes`: then the oldest segment goes, and its unacknowledged records are counted as
+//!   dropped.
+//! - Batch ids are `<epoch>-<first>-<last>` with an epoch drawn at each start, so a batch formed
+//!   after a restart never reuses the id of an earlier, different batch.
+//! - At start, damage (a torn last frame after a crash, or a corrupt stretch) is skipped with a
+//!   warning that says how many bytes of which segment were lost; the agent never refuses to start
+//!   because of its spool. A spool that cannot be written (disk full, permissions) drops what it
+//!   cannot store, counts it and says so once per episode; the probes go on.
+
+pub mod frame;
+
+use std::collections::VecDeque;
+use std::fs::{self, File, OpenOptions};
+use std::io::{Read, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use lookout_protocol::Record;
+use tokio::sync::Notify;
+
+use crate::queue::PendingBatch;
+
+/// When written records are synced to the disk.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FsyncPolicy {
+    /// After every record: nothing acknowledged to a probe is lost on power failure; slow.
+    Always,
+    /// At most this long after a write (the default, 100 ms): a power failure loses at most that.
+    Every(Duration),
+    /// Never explicitly: the operating system decides (a crash of the agent alone loses nothing).
+    Never,
+}
+
+/// Spool settings.
+#[derive(Debug, Clone)]
+pub struct SpoolConfig {
+    /// The spool's folder.
+    pub dir: PathBuf,
+    /// Largest total size of the segments, in bytes.
+    pub max_bytes: u64,
+    /// Size at which a new segment starts, in bytes.
+    pub segment_bytes: u64,
+    /// When to sync.
+    pub fsync: FsyncPolicy,
+}
+
+/// Why the spool could not be opened at all (its folder cannot be made or read).
+#[derive(Debug, thiserror::Error)]
+#[error("spool folder {path}: {source}")]
+pub struct SpoolError {
+    /// The folder.
+    pub path: String,
+    /// The cause.
+    pub source: std::io::Error,
+}
+
+#[derive(Debug)]
+struct Segment {
+    first_seq: u64,
+    last_seq: Option<u64>,
+    records: u64,
+    bytes: u64,
+    path: PathBuf,
+}
+
+/// Records read from the spool: the records, their first and last sequence numbers, and the
+/// position just past them.
+type Read = (Vec<Record>, u64, u64, (u64, u64));
+
+#[derive(Debug)]
+struct Inner {
+    epoch: String,
+    segments: VecDeque<Segment>,
+    writer: Option<File>,
+    next_seq: u64,
+    acked: u64,
+    /// Next record to hand out: its segment's first sequence number and byte offset.
+    read_at: (u64, u64),
+    in_flight: Option<(PendingBatch, u64, u64)>,
+    dropped: u64,
+    dropping: bool,
+    dirty: bool,
+}
+
+/// The spool. Cheap to share: every method takes `&self`.
+#[derive(Debug)]
+pub struct Spool {
+    cfg: SpoolConfig,
+    // std's Mutex: file appends are short and never held across an await.
+    inner: Mutex<Inner>,
+    notify: Notify,
+}
+
+fn seg_name(first: u64) -> String {
+    format!("{first:020}.seg")
+}
+
+fn write_atomic(dir: &Path, name: &str, bytes: &[u8], sync: bool) -> std::io::Result<()> {
+    let tmp = dir.join(format!("{name}.tmp"));
+    let mut f = File::create(&tmp)?;
+    f.write_all(bytes)?;
+    if sync {
+        f.sync_data()?;
+    }
+    fs::rename(&tmp, dir.join(name))?;
+    if sync {
+        File::open(dir)?.sync_all()?;
+    }
+    Ok(())
+}
+
+fn read_u64_with_crc(path: &Path) -> Option<u64> {
+    let b = fs::read(path).ok()?;
+    let (v, c) = (b.get(0..8)?, b.get(8..12)?);
+    (crc32fast::hash(v) == u32::from_le_bytes(c.try_into().ok()?))
+        .then(|| u64::from_le_bytes(v.try_into().unwrap_or_default()))
+}
+
+fn u64_with_crc(v: u64) -> Vec<u8> {
+    let mut out = v.to_le_bytes().to_vec();
+    out.extend_from_slice(&crc32fast::hash(&out).to_le_bytes());
+    out
+}
+
+impl Spool {
+    /// Opens (creating if needed) the spool in `cfg.dir`, recovering from whatever a crash left.
+    pub fn open(cfg: SpoolConfig) -> Result<Self, SpoolError> {
+        let err = |source| SpoolError {
+            path: cfg.dir.display().to_string(),
+            source,
+        };
+        fs::create_dir_all(&cfg.dir).map_err(err)?;
+        let acked = read_u64_with_crc(&cfg.dir.join("acked")).unwrap_or(0);
+        let mut names: Vec<(u64, PathBuf)> = fs::read_dir(&cfg.dir)
+            .map_err(err)?
+            .filter_map(|e| e.ok())
+            .filter_map(|e| {
+                let p = e.path();
+                let first = p
+                    .file_name()?
+                    .to_str()?
+                    .strip_suffix(".seg")?
+                    .parse()
+                    .ok()?;
+                Some((first, p))
+            })
+            .collect();
+        names.sort();
+        let mut segments = VecDeque::new();
+        let mut next_seq = acked + 1;
+        let count = names.len();
+        for (i, (first, path)) in names.into_iter().enumerate() {
+            let bytes = match fs::read(&path) {
+                Ok(b) => b,
+                Err(e) => {
+                    tracing::warn!(segment = %path.display(), error = %e, "spool segment unreadable; skipped");
+                    continue;
+                }
+            };
+            let (frames, skipped) = frame::scan(&bytes);
+            let valid_end = frames.last().map_or(0, |f| f.end());
+            if skipped > 0 {
+                tracing::warn!(segment = %path.display(), lost_bytes = skipped, records_kept = frames.len(), "damaged spool segment: the unreadable part is skipped");
+            }
+            // The last segment is appended to: cut a torn tail so new frames follow valid ones.
+            if i + 1 == count
+                && valid_end < bytes.len()
+                && let Err(e) = OpenOptions::new()
+                    .write(true)
+                    .open(&path)
+                    .and_then(|f| f.set_len(valid_end as u64))
+            {
+                tracing::warn!(segment = %path.display(), error = %e, "cannot cut the spool's torn tail");
+            }
+            let last_seq = frames.last().map(|f| f.seq);
+            if let Some(l) = last_seq {
+                next_seq = next_seq.max(l + 1);
+            }
+            segments.push_back(Segment {
+                first_seq: first,
+                last_seq,
+                records: frames.len() as u64,
+                bytes: valid_end as u64,
+                path,
+            });
+        }
+        let read_at = segments.front().map_or((next_seq, 0), |s| (s.first_seq, 0));
+        let spool = Self {
+            inner: Mutex::new(Inner {
+                epoch: format!("{:08x}", fastrand::u32(..)),
+                segments,
+                writer: None,
+                next_seq,
+                acked,
+                read_at,
+                in_flight: None,
+                dropped: 0,
+                dropping: false,
+                dirty: false,
+            }),
+            cfg,
+            notify: Notify::new(),
+        };
+        spool.restore_in_flight();
+        spool.release_acked();
+        Ok(spool)
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// A batch that was being sent when the agent stopped goes again, with its id.
+    fn restore_in_flight(&self) {
+        let Ok(text) = fs::read_to_string(self.cfg.dir.join("inflight")) else {
+            return;
+        };
+        let mut parts = text.split_whitespace();
+        let (Some(id), Some(first), Some(last)) = (parts.next(), parts.next(), parts.next()) else {
+            return;
+        };
+        let (Ok(first), Ok(last)) = (first.parse::<u64>(), last.parse::<u64>()) else {
+            return;
+        };
+        let mut inner = self.lock();
+        // Those numbers were sent under that id: never give them to other records, even if a
+        // crash tore some of them off the end of the spool.
+        inner.next_seq = inner.next_seq.max(last + 1);
+        if last <= inner.acked {
+            return;
+        }
+        let records = self.read_range(&inner, first, last);
+        if records.is_empty() {
+            return;
+        }
+        inner.read_at = position_after(&inner, last);
+        inner.in_flight = Some((
+            PendingBatch {
+                batch_id: id.to_string(),
+                records: Arc::new(records),
+            },
+            first,
+            last,
+        ));
+    }
+
+    /// Appends a record. Never fails: what cannot be stored is dropped and counted.
+    pub fn push(&self, record: &Record) {
+        let payload = match serde_json::to_vec(record) {
+            Ok(p) => p,
+            Err(e) => {
+                tracing::error!(error = %e, "a record could not be encoded; dropped");
+                return;
+            }
+        };
+        {
+            let mut inner = self.lock();
+            let seq = inner.next_seq;
+            let bytes = frame::encode(seq, &payload);
+            match self.append(&mut inner, seq, &bytes) {
+                Ok(()) => {
+                    inner.next_seq += 1;
+                    if inner.dropping {
+                        inner.dropping = false;
+                        tracing::info!(dropped_total = inner.dropped, "spool writes again");
+                    }
+                }
+                Err(e) => {
+                    inner.dropped += 1;
+                    inner.writer = None;
+                    if !inner.dropping {
+                        inner.dropping = true;
+                        tracing::error!(dir = %self.cfg.dir.display(), error = %e, "cannot write the spool: records are dropped until it can");
+                    }
+                }
+            }
+            self.enforce_bound(&mut inner);
+        }
+        self.notify.notify_one();
+    }
+
+    fn append(&self, inner: &mut Inner, seq: u64, bytes: &[u8]) -> std::io::Result<()> {
+        let roll = inner
+            .segments
+            .back()
+            .is_none_or(|s| s.bytes + bytes.len() as u64 > self.cfg.segment_bytes && s.records > 0);
+        if roll || inner.writer.is_none() {
+            if roll {
+                let path = self.cfg.dir.join(seg_name(seq));
+                inner.segments.push_back(Segment {
+                    first_seq: seq,
+                    last_seq: None,
+                    records: 0,
+                    bytes: 0,
+                    path,
+                });
+            }
+            let seg = inner.segments.back().expect("a segment was just ensured");
+            inner.writer = Some(
+                OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(&seg.path)?,
+            );
+        }
+        let w = inner.writer.as_mut().expect("writer opened above");
+        w.write_all(bytes)?;
+        if self.cfg.fsync == FsyncPolicy::Always {
+            w.sync_data()?;
+        } else {
+            inner.dirty = true;
+        }
+        let seg = inner.segments.back_mut().expect("a segment exists");
+        seg.bytes += bytes.len() as u64;
+        seg.records += 1;
+        seg.last_seq = Some(seq);
+        Ok(())
+    }
+
+    /// Over `max_bytes`: the oldest segments go, even unacknowledged; what they held is counted.
+    fn enforce_bound(&self, inner: &mut Inner) {
+        while inner.segments.iter().map(|s| s.bytes).sum::<u64>() > self.cfg.max_bytes
+            && inner.segments.len() > 1
+        {
+            let Some(old) = inner.segments.pop_front() else {
+                break;
+            };
+            let unacked = match old.last_seq {
+                Some(last) if last > inner.acked => last - old.first_seq.max(inner.acked + 1) + 1,
+                _ => 0,
+            };
+            inner.dropped += unacked;
+            if unacked > 0 {
+                tracing::warn!(segment = %old.path.display(), records = unacked, dropped_total = inner.dropped, "spool full: the oldest unsent records are dropped");
+            }
+            if let Err(e) = fs::remove_file(&old.path) {
+                tracing::warn!(segment = %old.path.display(), error = %e, "cannot delete a spool segment");
+            }
+            if let Some(last) = old.last_seq {
+                inner.acked = inner.acked.max(last);
+            }
+            if let Some((_, _, last)) = &inner.in_flight
+                && *last <= inner.acked
+            {
+                inner.in_flight = None;
+            }
+            if inner.read_at.0 <= old.first_seq {
+                inner.read_at = inner
+                    .segments
+                    .front()
+                    .map_or((inner.next_seq, 0), |s| (s.first_seq, 0));
+            }
+        }
+    }
+
+    /// Syncs written records to disk if any are pending (the flusher calls this every interval).
+    pub fn flush(&self) {
+        let mut inner = self.lock();
+        if inner.dirty
+            && let Some(w) = inner.writer.as_mut()
+        {
+            if let Err(e) = w.sync_data() {
+                tracing::warn!(error = %e, "spool sync failed");
+            }
+            inner.dirty = false;
+        }
+    }
+
+    /// The batch to send: the unacknowledged one again, or the next at most `max` records.
+    pub fn next_batch(&self, max: usize) -> Option<PendingBatch> {
+        let mut inner = self.lock();
+        if let Some((b, _, _)) = &inner.in_flight {
+            return Some(b.clone());
+        }
+        let (records, first, last, after) = self.read_from(&inner, inner.read_at, max.max(1))?;
+        let batch = PendingBatch {
+            batch_id: format!("{}-{first}-{last}", inner.epoch),
+            records: Arc::new(records),
+        };
+        // The boundary is on disk before the batch leaves, so a crash resends exactly this batch.
+        if let Err(e) = write_atomic(
+            &self.cfg.dir,
+            "inflight",
+            format!("{} {first} {last}", batch.batch_id).as_bytes(),
+            true,
+        ) {
+            tracing::warn!(error = %e, "cannot record the batch in flight; after a crash it may be stored twice");
+        }
+        inner.read_at = after;
+        inner.in_flight = Some((batch.clone(), first, last));
+        Some(batch)
+    }
+
+    /// Reads up to `max` valid records from `at`, skipping acknowledged and damaged ones.
+    fn read_from(
+        &self,
+        inner: &Inner,
+        at: (u64, u64),
+        max: usize,
+    ) -> Option<Read> {
+        let mut out = Vec::new();
+        let (mut first, mut last) = (0, 0);
+        let mut pos = at;
+        for seg in inner.segments.iter().filter(|s| s.first_seq >= at.0) {
+            let offset = if seg.first_seq == at.0 { at.1 } else { 0 };
+            let buf = read_tail(&seg.path, offset);
+            let (frames, _) = frame::scan(&buf);
+            pos = (seg.first_seq, offset + buf.len() as u64);
+            for f in frames {
+                if f.seq <= inner.acked {
+                    continue;
+                }
+                match serde_json::from_slice::<Record>(f.payload) {
+                    Ok(r) => {
+                        if out.is_empty() {
+                            first = f.seq;
+                        }
+                        last = f.seq;
+                        out.push(r);
+                    }
+                    Err(e) => {
+                        tracing::warn!(seq = f.seq, error = %e, "unreadable spooled record skipped")
+                    }
+                }
+                if out.len() >= max {
+                    return Some((out, first, last, (seg.first_seq, offset + f.end() as u64)));
+                }
+            }
+        }
+        (!out.is_empty()).then_some((out, first, last, pos))
+    }
+
+    fn read_range(&self, inner: &Inner, first: u64, last: u64) -> Vec<Record> {
+        let start = inner
+            .segments
+            .iter()
+            .rev()
+            .find(|s| s.first_seq <= first)
+            .map_or(0, |s| s.first_seq);
+        let mut out = Vec::new();
+        for seg in inner.segments.iter().filter(|s| s.first_seq >= start) {
+            for f in frame::scan(&read_tail(&seg.path, 0)).0 {
+                if (first..=last).contains(&f.seq)
+                    && let Ok(r) = serde_json::from_slice::<Record>(f.payload)
+                {
+                    out.push(r);
+                }
+            }
+        }
+        out
+    }
+
+    /// The collector stored this batch: its records are released, for good.
+    pub fn ack(&self, batch_id: &str) {
+        {
+            let mut inner = self.lock();
+            let Some((b, _, last)) = &inner.in_flight else {
+                return;
+            };
+            if b.batch_id != batch_id {
+                return;
+            }
+            let last = *last;
+            inner.acked = inner.acked.max(last);
+            inner.in_flight = None;
+            if let Err(e) = write_atomic(&self.cfg.dir, "acked", &u64_with_crc(inner.acked), false)
+            {
+                tracing::warn!(error = %e, "cannot record the acknowledgement; the batch may be resent and deduplicated");
+            }
+        }
+        self.release_acked();
+    }
+
+    /// Deletes segments whose records are all acknowledged (never the one being written).
+    fn release_acked(&self) {
+        let mut inner = self.lock();
+        while inner.segments.len() > 1 {
+            let done = inner
+                .segments
+                .front()
+                .is_some_and(|s| s.last_seq.is_none_or(|l| l <= inner.acked));
+            if !done {
+                break;
+            }
+            if let Some(old) = inner.segments.pop_front()
+                && let Err(e) = fs::remove_file(&old.path)
+            {
+                tracing::warn!(segment = %old.path.display(), error = %e, "cannot delete a spool segment");
+            }
+        }
+        if inner.read_at.0
+            < inner
+                .segments
+                .front()
+                .map_or(inner.next_seq, |s| s.first_seq)
+        {
+            inner.read_at = inner
+                .segments
+                .front()
+                .map_or((inner.next_seq, 0), |s| (s.first_seq, 0));
+        }
+    }
+
+    /// Records stored and not yet acknowledged.
+    pub fn backlog(&self) -> u64 {
+        let inner = self.lock();
+        inner.next_seq.saturating_sub(inner.acked + 1)
+    }
+
+    /// True when nothing waits to be sent.
+    pub fn is_empty(&self) -> bool {
+        self.backlog() == 0
+    }
+
+    /// Records dropped since start (spool full, or not writable).
+    pub fn dropped(&self) -> u64 {
+        self.lock().dropped
+    }
+
+    /// Bytes of segments on disk.
+    pub fn bytes(&self) -> u64 {
+        self.lock().segments.iter().map(|s| s.bytes).sum()
+    }
+
+    /// Waits until a record is pushed.
+    pub async fn pushed(&self) {
+        self.notify.notified().await;
+    }
+}
+
+/// Where reading resumes after a batch ending at `last`: just past the last frame numbered at
+/// most `last` (the frame `last` itself may have been torn off by a crash).
+fn position_after(inner: &Inner, last: u64) -> (u64, u64) {
+    let mut pos = inner
+        .segments
+        .front()
+        .map_or((inner.next_seq, 0), |s| (s.first_seq, 0));
+    for seg in inner.segments.iter().filter(|s| s.first_seq <= last) {
+        for f in frame::scan(&read_tail(&seg.path, 0)).0 {
+            if f.seq <= last {
+                pos = (seg.first_seq, f.end() as u64);
+            }
+        }
+    }
+    pos
+}
+
+fn read_tail(path: &Path, offset: u64) -> Vec<u8> {
+    let mut buf = Vec::new();
+    if let Ok(mut f) = File::open(path)
+        && f.seek(SeekFrom::Start(offset)).is_ok()
+        && let Err(e) = f.read_to_end(&mut buf)
+    {
+        tracing::warn!(segment = %path.display(), error = %e, "spool segment read failed");
+    }
+    buf
+}
+
+#[cfg(test)]
+mod tests;

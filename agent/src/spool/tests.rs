@@ -1,0 +1,230 @@
+use std::collections::HashMap;
+
+use lookout_protocol::LogRecord;
+use proptest::prelude::*;
+
+use super::*;
+
+fn cfg(dir: &Path, max_bytes: u64, segment_bytes: u64) -> SpoolConfig {
+    SpoolConfig {
+        dir: dir.to_path_buf(),
+        max_bytes,
+        segment_bytes,
+        fsync: FsyncPolicy::Never,
+    }
+}
+
+fn rec(i: u64) -> Record {
+    Record::Log(LogRecord {
+        time: chrono::DateTime::from_timestamp(1_790_000_000, 0).unwrap(),
+        source: "t".into(),
+        level: None,
+        text: i.to_string(),
+    })
+}
+
+fn id_of(r: &Record) -> u64 {
+    match r {
+        Record::Log(l) => l.text.parse().unwrap(),
+        _ => unreachable!("the tests spool logs only"),
+    }
+}
+
+/// What a collector would have stored: each batch id once.
+#[derive(Default)]
+struct Collector {
+    batches: HashMap<String, Vec<u64>>,
+    order: Vec<String>,
+}
+
+impl Collector {
+    fn store(&mut self, b: &PendingBatch) {
+        if !self.batches.contains_key(&b.batch_id) {
+            self.order.push(b.batch_id.clone());
+            self.batches
+                .insert(b.batch_id.clone(), b.records.iter().map(id_of).collect());
+        }
+    }
+    fn records(&self) -> Vec<u64> {
+        self.order
+            .iter()
+            .flat_map(|id| self.batches[id].clone())
+            .collect()
+    }
+}
+
+#[derive(Debug, Clone)]
+enum Op {
+    Push(u8),
+    /// Send a batch of at most n; the collector stores it; the ack arrives (or is lost).
+    Send {
+        max: u8,
+        ack_arrives: bool,
+    },
+    /// Send fails: nothing stored.
+    SendFails(u8),
+    /// Stop and start again.
+    Restart,
+    /// kill -9 in the middle of writing the last record: its frame is torn.
+    CrashTearingLast(u8),
+}
+
+fn op() -> impl Strategy<Value = Op> {
+    prop_oneof![
+        4 => (1u8..20).prop_map(Op::Push),
+        3 => (1u8..12, any::<bool>()).prop_map(|(max, ack_arrives)| Op::Send { max, ack_arrives }),
+        1 => (1u8..12).prop_map(Op::SendFails),
+        1 => Just(Op::Restart),
+        1 => (1u8..40).prop_map(Op::CrashTearingLast),
+    ]
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 64, ..ProptestConfig::default() })]
+
+    /// Model: every record pushed is stored by the collector exactly once, in order, except a
+    /// record whose write a crash tore; whatever the sends, failures, lost acks and restarts.
+    #[test]
+    fn nothing_lost_nothing_twice(ops in proptest::collection::vec(op(), 1..40)) {
+        let dir = tempfile::tempdir().unwrap();
+        let config = cfg(dir.path(), 1 << 30, 600);
+        let mut spool = Spool::open(config.clone()).unwrap();
+        let mut collector = Collector::default();
+        let mut pushed: Vec<u64> = Vec::new();
+        let mut torn: Vec<u64> = Vec::new();
+        let mut next = 0u64;
+        for op in ops {
+            match op {
+                Op::Push(n) => for _ in 0..n {
+                    spool.push(&rec(next));
+                    pushed.push(next);
+                    next += 1;
+                },
+                Op::Send { max, ack_arrives } => if let Some(b) = spool.next_batch(max as usize) {
+                    collector.store(&b);
+                    if ack_arrives { spool.ack(&b.batch_id); }
+                },
+                Op::SendFails(max) => { spool.next_batch(max as usize); }
+                Op::Restart => { drop(spool); spool = Spool::open(config.clone()).unwrap(); }
+                Op::CrashTearingLast(k) => {
+                    drop(spool);
+                    // Tear the newest frame, if it has not been acknowledged (a record the
+                    // collector already stored was written long before the crash).
+                    let mut segs: Vec<_> = fs::read_dir(dir.path()).unwrap().filter_map(|e| e.ok()).map(|e| e.path())
+                        .filter(|p| p.extension().is_some_and(|x| x == "seg")).collect();
+                    segs.sort();
+                    if let Some(last) = segs.last() {
+                        let len = fs::metadata(last).unwrap().len();
+                        let last_stored = collector.records().last().copied();
+                        if len > 0 && pushed.last().is_some() && last_stored != pushed.last().copied() {
+                            let cut = (u64::from(k)).min(len);
+                            OpenOptions::new().write(true).open(last).unwrap().set_len(len - cut).unwrap();
+                            // Every frame is over 40 bytes, so the cut tore exactly one.
+                            torn.push(pushed.pop().unwrap());
+                        }
+                    }
+                    spool = Spool::open(config.clone()).unwrap();
+                }
+            }
+        }
+        // Drain.
+        drop(spool);
+        let spool = Spool::open(config).unwrap();
+        while let Some(b) = spool.next_batch(7) {
+            collector.store(&b);
+            spool.ack(&b.batch_id);
+        }
+        prop_assert_eq!(collector.records(), pushed.clone(), "torn: {:?}", torn);
+        prop_assert_eq!(spool.backlog(), 0);
+        prop_assert_eq!(spool.dropped(), 0);
+    }
+}
+
+#[test]
+fn a_full_spool_drops_the_oldest_and_counts_exactly() {
+    let dir = tempfile::tempdir().unwrap();
+    let spool = Spool::open(cfg(dir.path(), 2_000, 500)).unwrap();
+    for i in 0..200 {
+        spool.push(&rec(i));
+    }
+    assert!(spool.bytes() <= 2_000 + 500, "bounded: {}", spool.bytes());
+    let mut got = Vec::new();
+    while let Some(b) = spool.next_batch(50) {
+        got.extend(b.records.iter().map(id_of));
+        spool.ack(&b.batch_id);
+    }
+    // What was dropped is exactly what is missing, and it is the oldest.
+    assert_eq!(got.len() as u64 + spool.dropped(), 200);
+    assert!(spool.dropped() > 0);
+    let first = got[0];
+    assert_eq!(first, spool.dropped());
+    assert_eq!(got, (first..200).collect::<Vec<_>>());
+}
+
+#[test]
+fn a_corrupt_segment_is_skipped_with_the_rest_delivered() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let spool = Spool::open(cfg(dir.path(), 1 << 20, 400)).unwrap();
+        for i in 0..40 {
+            spool.push(&rec(i));
+        }
+    }
+    let mut segs: Vec<_> = fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|x| x == "seg"))
+        .collect();
+    segs.sort();
+    assert!(segs.len() >= 3, "{segs:?}");
+    // Scribble over the middle of the second segment.
+    let mut bytes = fs::read(&segs[1]).unwrap();
+    let mid = bytes.len() / 2;
+    bytes[mid..mid + 30].fill(0xAB);
+    fs::write(&segs[1], &bytes).unwrap();
+    let spool = Spool::open(cfg(dir.path(), 1 << 20, 400)).unwrap();
+    let mut got = Vec::new();
+    while let Some(b) = spool.next_batch(100) {
+        got.extend(b.records.iter().map(id_of));
+        spool.ack(&b.batch_id);
+    }
+    assert!(
+        got.len() >= 37 && got.len() < 40,
+        "one or two records lost, the rest kept: {got:?}"
+    );
+    assert!(got.windows(2).all(|w| w[0] < w[1]));
+    assert_eq!(*got.last().unwrap(), 39);
+    // New records still go in after the damage.
+    spool.push(&rec(40));
+    assert_eq!(
+        spool
+            .next_batch(10)
+            .unwrap()
+            .records
+            .iter()
+            .map(id_of)
+            .collect::<Vec<_>>(),
+        [40]
+    );
+}
+
+#[test]
+fn an_unwritable_spool_drops_counts_and_recovers() {
+    let dir = tempfile::tempdir().unwrap();
+    let spool = Spool::open(cfg(dir.path(), 1 << 20, 1 << 20)).unwrap();
+    spool.push(&rec(0));
+    // The segment file vanishes and its folder becomes a file: writes fail.
+    {
+        let mut inner = spool.lock();
+        inner.writer = None;
+    }
+    fs::remove_dir_all(dir.path()).unwrap();
+    fs::write(dir.path(), b"not a folder").unwrap();
+    spool.push(&rec(1));
+    spool.push(&rec(2));
+    assert_eq!(spool.dropped(), 2);
+    fs::remove_file(dir.path()).unwrap();
+    fs::create_dir_all(dir.path()).unwrap();
+    spool.push(&rec(3));
+    assert_eq!(spool.dropped(), 2, "writes again once the folder is back");
+}
