@@ -86,7 +86,7 @@ struct Segment {
 
 /// Records read from the spool: the records, their first and last sequence numbers, and the
 /// position just past them.
-type Read = (Vec<Record>, u64, u64, (u64, u64));
+type Taken = (Vec<Record>, u64, u64, (u64, u64));
 
 #[derive(Debug)]
 struct Inner {
@@ -418,7 +418,7 @@ impl Spool {
         inner: &Inner,
         at: (u64, u64),
         max: usize,
-    ) -> Option<Read> {
+    ) -> Option<Taken> {
         let mut out = Vec::new();
         let (mut first, mut last) = (0, 0);
         let mut pos = at;
