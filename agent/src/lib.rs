@@ -5,7 +5,7 @@
 //! - [`probes`]: run one check once (`http`);
 //! - [`scheduler`]: each check on its interval, following assignment changes;
 //! - [`host`]: host metrics (CPU, memory, filesystems, network, load);
-//! - [`queue`]: records waiting to be shipped (the seam for the durable spool);
+//! - [`spool`]: every record on disk until the collector has stored it;
 //! - [`shipper`]: batches, sends and retries with backoff;
 //! - [`client`]: HTTP to the collector, with failover;
 //! - [`probe_once`]: `lookout-agent probe`, every check once, as a table.
@@ -17,7 +17,6 @@ pub mod client;
 pub mod host;
 pub mod probe_once;
 pub mod probes;
-pub mod queue;
 pub mod scheduler;
 pub mod shipper;
 pub mod spool;
@@ -31,8 +30,8 @@ use lookout_protocol::Record;
 use tokio_util::sync::CancellationToken;
 
 use client::CollectorClient;
-use queue::Queue;
 use scheduler::Scheduler;
+use spool::{Spool, SpoolConfig};
 
 /// How long a stop waits for the shipper's last delivery attempt.
 const STOP_DEADLINE: Duration = Duration::from_secs(5);
@@ -55,6 +54,8 @@ pub struct AgentSettings {
     pub shipping: ShippingConfig,
     /// Checks the agent runs whatever the collector assigns.
     pub local_checks: Vec<CheckConfig>,
+    /// The durable spool.
+    pub spool: SpoolConfig,
 }
 
 impl From<AgentConfig> for AgentSettings {
@@ -67,13 +68,31 @@ impl From<AgentConfig> for AgentSettings {
             host_metrics: c.host_metrics,
             shipping: c.shipping,
             local_checks: c.checks,
+            spool: spool_config(c.identity.data_dir.join("spool"), &c.spool),
         }
+    }
+}
+
+/// The spool's runtime settings from its configuration.
+pub fn spool_config(dir: std::path::PathBuf, c: &lookout_config::SpoolSettings) -> SpoolConfig {
+    SpoolConfig {
+        dir,
+        max_bytes: c.max_bytes,
+        segment_bytes: c.segment_bytes,
+        fsync: match c.fsync {
+            lookout_config::Fsync::Always => spool::FsyncPolicy::Always,
+            lookout_config::Fsync::Never => spool::FsyncPolicy::Never,
+            lookout_config::Fsync::Every(d) => spool::FsyncPolicy::Every(d),
+        },
     }
 }
 
 /// Why the agent could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum AgentError {
+    /// The spool's folder cannot be used.
+    #[error(transparent)]
+    Spool(#[from] spool::SpoolError),
     /// An HTTP client could not be built (no TLS roots, say).
     #[error("cannot build the HTTP client: {0}")]
     Http(#[from] reqwest::Error),
@@ -82,7 +101,13 @@ pub enum AgentError {
 /// Runs the agent until `shutdown` is cancelled, then stops its checks and makes a bounded last
 /// attempt to deliver what is queued.
 pub async fn run(settings: AgentSettings, shutdown: CancellationToken) -> Result<(), AgentError> {
-    let queue = Arc::new(Queue::new(settings.shipping.max_queued_records));
+    let queue = Arc::new(Spool::open(settings.spool.clone())?);
+    if queue.backlog() > 0 {
+        tracing::info!(
+            records = queue.backlog(),
+            "spool holds records from before; they go first"
+        );
+    }
     let client = Arc::new(CollectorClient::new(
         settings.collector_urls.clone(),
         settings.token.clone(),
@@ -100,6 +125,12 @@ pub async fn run(settings: AgentSettings, shutdown: CancellationToken) -> Result
         client.clone(),
         settings.shipping.clone(),
         shutdown.clone(),
+    ));
+    tokio::spawn(spool_upkeep(
+        queue.clone(),
+        settings.spool.fsync,
+        settings.name.clone(),
+        work.clone(),
     ));
     if settings.host_metrics.enabled {
         tokio::spawn(host_metrics(
@@ -169,7 +200,7 @@ pub fn merge(local: &[CheckConfig], assigned: Vec<CheckConfig>) -> Vec<CheckConf
     out
 }
 
-async fn host_metrics(interval: Duration, queue: Arc<Queue>, stop: CancellationToken) {
+async fn host_metrics(interval: Duration, queue: Arc<Spool>, stop: CancellationToken) {
     let mut collector = match host::HostCollector::new() {
         Ok(c) => c,
         Err(e) => {
@@ -187,7 +218,7 @@ async fn host_metrics(interval: Duration, queue: Arc<Queue>, stop: CancellationT
             _ = ticks.tick() => {}
         }
         for s in collector.sample() {
-            queue.push(Record::Metric(s));
+            queue.push(&Record::Metric(s));
         }
     }
 }
@@ -229,4 +260,68 @@ pub fn init_logging() {
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
+}
+
+/// How often the spool reports its backlog and drops as metrics.
+const SPOOL_REPORT_EVERY: Duration = Duration::from_secs(10);
+
+/// Syncs the spool per its policy, and reports `lookout.agent.spool.backlog` (gauge) and
+/// `lookout.agent.spool.dropped` (counter since start) every 10 s, so the collector sees drops.
+async fn spool_upkeep(
+    spool: Arc<Spool>,
+    fsync: spool::FsyncPolicy,
+    agent: String,
+    stop: CancellationToken,
+) {
+    let sync_every = match fsync {
+        spool::FsyncPolicy::Every(d) => Some(d),
+        _ => None,
+    };
+    let mut ticks = tokio::time::interval(
+        sync_every
+            .unwrap_or(SPOOL_REPORT_EVERY)
+            .min(SPOOL_REPORT_EVERY),
+    );
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut last_report = tokio::time::Instant::now();
+    loop {
+        tokio::select! {
+            () = stop.cancelled() => break,
+            _ = ticks.tick() => {}
+        }
+        if sync_every.is_some() {
+            let s = spool.clone();
+            // Syncing waits on the disk: off the runtime's threads.
+            if let Err(e) = tokio::task::spawn_blocking(move || s.flush()).await {
+                tracing::warn!(error = %e, "spool sync task failed");
+            }
+        }
+        if last_report.elapsed() >= SPOOL_REPORT_EVERY {
+            last_report = tokio::time::Instant::now();
+            let time = chrono::Utc::now();
+            let labels: std::collections::BTreeMap<String, String> =
+                [("agent".to_string(), agent.clone())].into_iter().collect();
+            for (name, value, metric_type) in [
+                (
+                    "lookout.agent.spool.backlog",
+                    spool.backlog() as f64,
+                    lookout_protocol::MetricType::Gauge,
+                ),
+                (
+                    "lookout.agent.spool.dropped",
+                    spool.dropped() as f64,
+                    lookout_protocol::MetricType::Counter,
+                ),
+            ] {
+                spool.push(&Record::Metric(lookout_protocol::MetricSample {
+                    name: name.into(),
+                    labels: labels.clone(),
+                    time,
+                    value,
+                    metric_type,
+                }));
+            }
+        }
+    }
+    spool.flush();
 }

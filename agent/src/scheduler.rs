@@ -11,7 +11,7 @@ use tokio::time::{Instant, MissedTickBehavior};
 use tokio_util::sync::CancellationToken;
 
 use crate::probes::Prober;
-use crate::queue::Queue;
+use crate::spool::Spool;
 
 /// The first probe of a check starts at a random point within this much (or the interval, if
 /// shorter), so that checks loaded together do not all fire at once.
@@ -21,7 +21,7 @@ const MAX_START_SPREAD: Duration = Duration::from_secs(5);
 #[derive(Debug)]
 pub struct Scheduler {
     prober: Prober,
-    queue: Arc<Queue>,
+    queue: Arc<Spool>,
     shutdown: CancellationToken,
     running: HashMap<String, Running>,
 }
@@ -33,8 +33,8 @@ struct Running {
 }
 
 impl Scheduler {
-    /// A scheduler whose checks push their results to `queue` and stop with `shutdown`.
-    pub fn new(prober: Prober, queue: Arc<Queue>, shutdown: CancellationToken) -> Self {
+    /// A scheduler whose checks write their results to the spool `queue` and stop with `shutdown`.
+    pub fn new(prober: Prober, queue: Arc<Spool>, shutdown: CancellationToken) -> Self {
         Self {
             prober,
             queue,
@@ -79,7 +79,7 @@ impl Scheduler {
     }
 }
 
-async fn run_check(check: CheckConfig, prober: Prober, queue: Arc<Queue>, stop: CancellationToken) {
+async fn run_check(check: CheckConfig, prober: Prober, queue: Arc<Spool>, stop: CancellationToken) {
     let spread = check.interval.min(MAX_START_SPREAD);
     let delay = Duration::from_millis(fastrand::u64(0..spread.as_millis().max(1) as u64));
     let mut ticks = tokio::time::interval_at(Instant::now() + delay, check.interval);
@@ -93,7 +93,7 @@ async fn run_check(check: CheckConfig, prober: Prober, queue: Arc<Queue>, stop: 
         if !result.ok {
             tracing::debug!(check = %check.name, error = result.error.as_deref().unwrap_or(""), "probe failed");
         }
-        queue.push(Record::CheckResult(result));
+        queue.push(&Record::CheckResult(result));
     }
 }
 

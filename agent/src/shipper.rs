@@ -1,5 +1,6 @@
-//! Sends queued records to the collector in batches, retrying with exponential backoff and
-//! jitter. Producers never wait for it: they only push to the [`Queue`].
+//! Sends spooled records to the collector in batches, retrying with exponential backoff and
+//! jitter, and releases them from the spool only once the collector has stored them. Producers
+//! never wait for it: they only write to the [`Spool`].
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -9,7 +10,7 @@ use lookout_protocol::{Batch, PROTOCOL_VERSION};
 use tokio_util::sync::CancellationToken;
 
 use crate::client::{CollectorClient, SendError};
-use crate::queue::{PendingBatch, Queue};
+use crate::spool::{PendingBatch, Spool};
 
 /// How long a graceful stop keeps trying to deliver what is queued.
 const FINAL_FLUSH: Duration = Duration::from_secs(3);
@@ -17,7 +18,7 @@ const FINAL_FLUSH: Duration = Duration::from_secs(3);
 /// Ships batches until `shutdown`, then makes one bounded attempt to deliver the rest.
 pub async fn run(
     agent: String,
-    queue: Arc<Queue>,
+    queue: Arc<Spool>,
     client: Arc<CollectorClient>,
     cfg: ShippingConfig,
     shutdown: CancellationToken,
@@ -78,18 +79,18 @@ pub async fn run(
     final_flush(&agent, &queue, &client, cfg.max_batch_records).await;
 }
 
-async fn final_flush(agent: &str, queue: &Queue, client: &CollectorClient, max: usize) {
+async fn final_flush(agent: &str, queue: &Spool, client: &CollectorClient, max: usize) {
     let deadline = tokio::time::Instant::now() + FINAL_FLUSH;
     while let Some(pending) = queue.next_batch(max) {
         match tokio::time::timeout_at(deadline, send(agent, client, &pending)).await {
             Ok(Ok(())) => queue.ack(&pending.batch_id),
             Ok(Err(e)) => {
-                tracing::warn!(error = %e, queued = queue.len() + pending.records.len(), "stopping with undelivered records");
+                tracing::warn!(error = %e, queued = queue.len(), "stopping with undelivered records");
                 return;
             }
             Err(_) => {
                 tracing::warn!(
-                    queued = queue.len() + pending.records.len(),
+                    queued = queue.len(),
                     "stopping: delivery of the rest timed out"
                 );
                 return;

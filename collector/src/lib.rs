@@ -124,6 +124,10 @@ pub async fn start(config: CollectorConfig) -> Result<Running, CollectorError> {
                 host_metrics: l.host_metrics.clone(),
                 shipping: ShippingConfig::default(),
                 local_checks: Vec::new(),
+                spool: lookout_agent::spool_config(
+                    config.server.data_dir.join("local-agent-spool"),
+                    &l.spool,
+                ),
             })
         }
         _ => None,

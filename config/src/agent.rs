@@ -19,6 +19,8 @@ pub struct AgentConfig {
     pub host_metrics: HostMetricsConfig,
     /// Batching and retry of what the agent ships.
     pub shipping: ShippingConfig,
+    /// The durable spool.
+    pub spool: SpoolSettings,
     /// Checks defined on this agent (run in addition to those the collector assigns).
     pub checks: Vec<CheckConfig>,
 }
@@ -107,10 +109,6 @@ pub struct ShippingConfig {
     /// Most records in one batch. Default 1000.
     #[serde(default = "default_batch_records")]
     pub max_batch_records: usize,
-    /// Records held in memory while the collector is unreachable; beyond this the oldest are
-    /// dropped and counted. Default 100000.
-    #[serde(default = "default_queue_records")]
-    pub max_queued_records: usize,
     /// How often assignments are fetched from the collector. Default `"15s"`.
     #[serde(default = "default_assignments_interval", with = "crate::duration")]
     pub assignments_interval: Duration,
@@ -127,7 +125,6 @@ impl Default for ShippingConfig {
         Self {
             flush_interval: default_flush(),
             max_batch_records: default_batch_records(),
-            max_queued_records: default_queue_records(),
             assignments_interval: default_assignments_interval(),
             max_backoff: default_max_backoff(),
             request_timeout: default_request_timeout(),
@@ -141,9 +138,6 @@ fn default_flush() -> Duration {
 fn default_batch_records() -> usize {
     1000
 }
-fn default_queue_records() -> usize {
-    100_000
-}
 fn default_assignments_interval() -> Duration {
     Duration::from_secs(15)
 }
@@ -154,7 +148,101 @@ fn default_request_timeout() -> Duration {
     Duration::from_secs(10)
 }
 
-const SECTIONS: &[&str] = &["host_metrics", "shipping", "checks"];
+/// `[spool]`: every record is written here before it is shipped.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SpoolSettings {
+    /// Most bytes on disk; when full, the oldest unsent records are dropped and counted.
+    /// Default 1 GiB; at least 65536.
+    #[serde(default = "default_spool_bytes")]
+    pub max_bytes: u64,
+    /// Size of one segment file. Default 8 MiB.
+    #[serde(default = "default_segment_bytes")]
+    pub segment_bytes: u64,
+    /// When records are synced to disk: `"always"`, `"never"` (the OS decides), or a duration
+    /// such as `"100ms"` (the default): a power failure loses at most that much. A crash of the
+    /// agent alone loses nothing under any setting.
+    #[serde(default)]
+    pub fsync: Fsync,
+}
+
+impl Default for SpoolSettings {
+    fn default() -> Self {
+        Self {
+            max_bytes: default_spool_bytes(),
+            segment_bytes: default_segment_bytes(),
+            fsync: Fsync::default(),
+        }
+    }
+}
+
+fn default_spool_bytes() -> u64 {
+    1 << 30
+}
+fn default_segment_bytes() -> u64 {
+    8 << 20
+}
+
+/// The spool's sync policy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fsync {
+    /// After every record.
+    Always,
+    /// At most this long after a write.
+    Every(Duration),
+    /// Left to the operating system.
+    Never,
+}
+
+impl Default for Fsync {
+    fn default() -> Self {
+        Fsync::Every(Duration::from_millis(100))
+    }
+}
+
+impl Serialize for Fsync {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self {
+            Fsync::Always => s.serialize_str("always"),
+            Fsync::Never => s.serialize_str("never"),
+            Fsync::Every(d) => s.serialize_str(&crate::duration::format(d)),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for Fsync {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        match s.as_str() {
+            "always" => Ok(Fsync::Always),
+            "never" => Ok(Fsync::Never),
+            other => crate::duration::parse(other)
+                .map(Fsync::Every)
+                .map_err(|e| {
+                    serde::de::Error::custom(format!(
+                        "expected \"always\", \"never\" or a duration: {e}"
+                    ))
+                }),
+        }
+    }
+}
+
+pub(crate) fn validate_spool(doc: &mut Document<'_>, s: &SpoolSettings, at: &KeyPath) {
+    if s.max_bytes < 1 << 16 {
+        doc.error_at(&at.child("max_bytes"), "must be at least 65536");
+    }
+    if s.segment_bytes < 4096 || s.segment_bytes > s.max_bytes / 2 {
+        doc.error_at(
+            &at.child("segment_bytes"),
+            "must be at least 4096 and at most half of max_bytes",
+        );
+    }
+    if s.fsync == Fsync::Every(Duration::ZERO) {
+        doc.error_at(&at.child("fsync"), "a zero interval: write \"always\"");
+    }
+}
+
+const SECTIONS: &[&str] = &["host_metrics", "shipping", "spool", "checks"];
 
 impl AgentConfig {
     /// Reads and validates an agent configuration file, with `${VAR}` taken from the process
@@ -170,6 +258,8 @@ impl AgentConfig {
         let identity = doc.rest::<AgentIdentity>(SECTIONS);
         let host_metrics = doc.section("host_metrics").unwrap_or_default();
         let shipping = doc.section("shipping").unwrap_or_default();
+        let spool: SpoolSettings = doc.section("spool").unwrap_or_default();
+        validate_spool(&mut doc, &spool, &KeyPath::key("spool"));
         let checks = crate::validate_checks(&mut doc, "checks");
         if let Some(id) = &identity {
             validate_identity(&mut doc, id);
@@ -183,6 +273,7 @@ impl AgentConfig {
             identity,
             host_metrics,
             shipping,
+            spool,
             checks,
         })
     }
@@ -225,12 +316,6 @@ fn validate_shipping(doc: &mut Document<'_>, s: &ShippingConfig) {
     let at = KeyPath::key("shipping");
     if s.max_batch_records == 0 {
         doc.error_at(&at.child("max_batch_records"), "must be at least 1");
-    }
-    if s.max_queued_records < s.max_batch_records {
-        doc.error_at(
-            &at.child("max_queued_records"),
-            "must be at least max_batch_records",
-        );
     }
     if s.assignments_interval < Duration::from_secs(1) {
         doc.error_at(&at.child("assignments_interval"), "must be at least 1s");

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use crate::agent::{HostMetricsConfig, validate_host_metrics};
+use crate::agent::{HostMetricsConfig, SpoolSettings, validate_host_metrics, validate_spool};
 use crate::check::CheckConfig;
 use crate::document::{Document, EnvLookup, KeyPath};
 use crate::error::ConfigErrors;
@@ -178,6 +178,9 @@ pub struct LocalAgentConfig {
     /// Host metrics of the collector's machine.
     #[serde(default)]
     pub host_metrics: HostMetricsConfig,
+    /// Its spool, in `<data_dir>/local-agent-spool`.
+    #[serde(default)]
+    pub spool: SpoolSettings,
 }
 
 fn yes() -> bool {
@@ -295,6 +298,7 @@ impl CollectorConfig {
                 );
             }
             validate_host_metrics(&mut doc, &local.host_metrics, &at.child("host_metrics"));
+            validate_spool(&mut doc, &local.spool, &at.child("spool"));
         }
         doc.finish(CollectorConfig {
             server,

@@ -2,7 +2,7 @@
 //!
 //! - [`CollectorConfig`]: `[server]`, `[storage]`, `[[agents]]`, `[local_agent]`, `[[checks]]`.
 //! - [`AgentConfig`]: the agent's name, collector URLs, token and labels, `[host_metrics]`,
-//!   `[shipping]` and local `[[checks]]`.
+//!   `[shipping]`, `[spool]` and local `[[checks]]`.
 //! - [`CheckConfig`]: one check, the same schema in both files and on the wire.
 //!
 //! Files are TOML. String values may use `${VAR}` and `${VAR:-default}` to take secrets from the
@@ -20,7 +20,10 @@ pub mod error;
 use std::collections::HashMap;
 use std::path::Path;
 
-pub use agent::{AgentConfig, AgentIdentity, CollectorUrls, HostMetricsConfig, ShippingConfig};
+pub use agent::{
+    AgentConfig, AgentIdentity, CollectorUrls, Fsync, HostMetricsConfig, ShippingConfig,
+    SpoolSettings,
+};
 pub use check::{CheckConfig, CheckType, Selector};
 pub use collector::{AgentEntry, CollectorConfig, LocalAgentConfig, ServerConfig, StorageConfig};
 pub use error::{ConfigError, ConfigErrors};

@@ -496,11 +496,12 @@ async fn the_agent_keeps_probing_while_the_collector_is_away_and_delivers_when_i
     std::fs::write(
         &path,
         format!(
-            "name = \"edge-1\"\ncollector = \"{base}\"\ntoken = \"{AGENT_TOKEN}\"\n\
+            "name = \"edge-1\"\ncollector = \"{base}\"\ntoken = \"{AGENT_TOKEN}\"\ndata_dir = \"{data}\"\n\
              [host_metrics]\nenabled = false\n\
              [shipping]\nmax_backoff = \"1s\"\nassignments_interval = \"1s\"\n\
              [[checks]]\nname = \"local-target\"\ntype = \"http\"\nurl = \"{}\"\ninterval = \"1s\"\ntimeout = \"1s\"\n",
-            target.url
+            target.url,
+            data = agent_dir.path().display()
         ),
     )
     .unwrap();

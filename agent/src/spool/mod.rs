@@ -39,7 +39,14 @@ use std::time::Duration;
 use lookout_protocol::Record;
 use tokio::sync::Notify;
 
-use crate::queue::PendingBatch;
+/// A batch handed to the shipper and not yet acknowledged.
+#[derive(Debug, Clone)]
+pub struct PendingBatch {
+    /// The batch id; retries reuse it.
+    pub batch_id: String,
+    /// The records, in the order they were produced.
+    pub records: Arc<Vec<Record>>,
+}
 
 /// When written records are synced to the disk.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -98,6 +105,9 @@ struct Inner {
     /// Next record to hand out: its segment's first sequence number and byte offset.
     read_at: (u64, u64),
     in_flight: Option<(PendingBatch, u64, u64)>,
+    /// Records on disk not yet acknowledged (sequence numbers can have gaps after a crash, so
+    /// this is counted, not computed).
+    held: u64,
     dropped: u64,
     dropping: bool,
     dirty: bool,
@@ -146,29 +156,35 @@ fn u64_with_crc(v: u64) -> Vec<u8> {
 impl Spool {
     /// Opens (creating if needed) the spool in `cfg.dir`, recovering from whatever a crash left.
     pub fn open(cfg: SpoolConfig) -> Result<Self, SpoolError> {
-        let err = |source| SpoolError {
-            path: cfg.dir.display().to_string(),
-            source,
-        };
-        fs::create_dir_all(&cfg.dir).map_err(err)?;
+        // A folder that cannot be made or read does not stop the agent: it starts with an empty
+        // spool, and records are dropped and counted until the folder can be written.
+        if let Err(e) = fs::create_dir_all(&cfg.dir) {
+            tracing::error!(dir = %cfg.dir.display(), error = %e, "cannot create the spool folder; records are dropped until it can be written");
+        }
         let acked = read_u64_with_crc(&cfg.dir.join("acked")).unwrap_or(0);
-        let mut names: Vec<(u64, PathBuf)> = fs::read_dir(&cfg.dir)
-            .map_err(err)?
-            .filter_map(|e| e.ok())
-            .filter_map(|e| {
-                let p = e.path();
-                let first = p
-                    .file_name()?
-                    .to_str()?
-                    .strip_suffix(".seg")?
-                    .parse()
-                    .ok()?;
-                Some((first, p))
-            })
-            .collect();
+        let mut names: Vec<(u64, PathBuf)> = match fs::read_dir(&cfg.dir) {
+            Ok(entries) => entries
+                .filter_map(|e| e.ok())
+                .filter_map(|e| {
+                    let p = e.path();
+                    let first = p
+                        .file_name()?
+                        .to_str()?
+                        .strip_suffix(".seg")?
+                        .parse()
+                        .ok()?;
+                    Some((first, p))
+                })
+                .collect(),
+            Err(e) => {
+                tracing::error!(dir = %cfg.dir.display(), error = %e, "cannot read the spool folder; starting with an empty spool");
+                Vec::new()
+            }
+        };
         names.sort();
         let mut segments = VecDeque::new();
         let mut next_seq = acked + 1;
+        let mut held = 0u64;
         let count = names.len();
         for (i, (first, path)) in names.into_iter().enumerate() {
             let bytes = match fs::read(&path) {
@@ -193,6 +209,7 @@ impl Spool {
             {
                 tracing::warn!(segment = %path.display(), error = %e, "cannot cut the spool's torn tail");
             }
+            held += frames.iter().filter(|f| f.seq > acked).count() as u64;
             let last_seq = frames.last().map(|f| f.seq);
             if let Some(l) = last_seq {
                 next_seq = next_seq.max(l + 1);
@@ -215,6 +232,7 @@ impl Spool {
                 acked,
                 read_at,
                 in_flight: None,
+                held,
                 dropped: 0,
                 dropping: false,
                 dirty: false,
@@ -281,6 +299,7 @@ impl Spool {
             match self.append(&mut inner, seq, &bytes) {
                 Ok(()) => {
                     inner.next_seq += 1;
+                    inner.held += 1;
                     if inner.dropping {
                         inner.dropping = false;
                         tracing::info!(dropped_total = inner.dropped, "spool writes again");
@@ -346,10 +365,13 @@ impl Spool {
             let Some(old) = inner.segments.pop_front() else {
                 break;
             };
-            let unacked = match old.last_seq {
-                Some(last) if last > inner.acked => last - old.first_seq.max(inner.acked + 1) + 1,
-                _ => 0,
-            };
+            let acked = inner.acked;
+            let unacked = frame::scan(&read_tail(&old.path, 0))
+                .0
+                .iter()
+                .filter(|f| f.seq > acked)
+                .count() as u64;
+            inner.held = inner.held.saturating_sub(unacked);
             inner.dropped += unacked;
             if unacked > 0 {
                 tracing::warn!(segment = %old.path.display(), records = unacked, dropped_total = inner.dropped, "spool full: the oldest unsent records are dropped");
@@ -413,12 +435,7 @@ impl Spool {
     }
 
     /// Reads up to `max` valid records from `at`, skipping acknowledged and damaged ones.
-    fn read_from(
-        &self,
-        inner: &Inner,
-        at: (u64, u64),
-        max: usize,
-    ) -> Option<Taken> {
+    fn read_from(&self, inner: &Inner, at: (u64, u64), max: usize) -> Option<Taken> {
         let mut out = Vec::new();
         let (mut first, mut last) = (0, 0);
         let mut pos = at;
@@ -481,7 +498,8 @@ impl Spool {
             if b.batch_id != batch_id {
                 return;
             }
-            let last = *last;
+            let (last, released) = (*last, b.records.len() as u64);
+            inner.held = inner.held.saturating_sub(released);
             inner.acked = inner.acked.max(last);
             inner.in_flight = None;
             if let Err(e) = write_atomic(&self.cfg.dir, "acked", &u64_with_crc(inner.acked), false)
@@ -523,9 +541,13 @@ impl Spool {
     }
 
     /// Records stored and not yet acknowledged.
+    pub fn len(&self) -> u64 {
+        self.backlog()
+    }
+
+    /// Records stored and not yet acknowledged.
     pub fn backlog(&self) -> u64 {
-        let inner = self.lock();
-        inner.next_seq.saturating_sub(inner.acked + 1)
+        self.lock().held
     }
 
     /// True when nothing waits to be sent.
