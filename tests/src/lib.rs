@@ -216,3 +216,52 @@ pub async fn check_status(base: &str, name: &str) -> Result<Option<String>> {
         .and_then(|c| c["status"].as_str())
         .map(String::from))
 }
+
+/// A loopback port nobody listens on now (for a collector that starts later or restarts).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// The batches a collector stored for `agent`, as (first, last, records): spool sequence
+/// numbers from the batch id (`<epoch>-<first>-<last>`) and the records it held, read from the
+/// collector's SQLite database.
+pub async fn stored_ranges(db: &Path, agent: &str) -> Result<Vec<(u64, u64, u64)>> {
+    let url = format!("sqlite://{}?mode=ro", db.display());
+    let pool = sqlx::SqlitePool::connect(&url).await?;
+    let rows: Vec<(String, i64)> =
+        sqlx::query_as("SELECT batch_id, records FROM ingested_batches WHERE agent = $1")
+            .bind(agent)
+            .fetch_all(&pool)
+            .await?;
+    pool.close().await;
+    let mut out = Vec::new();
+    for (id, records) in rows {
+        let mut parts = id.rsplitn(3, '-');
+        let last = parts.next().context("last")?.parse()?;
+        let first = parts.next().context("first")?.parse()?;
+        out.push((first, last, records as u64));
+    }
+    out.sort();
+    Ok(out)
+}
+
+/// Checks that no sequence number was stored twice (no two batches overlap); returns the highest
+/// number stored and how many numbers up to it were never stored (records the agent lost or
+/// dropped: between batches, or inside a batch that held fewer records than its range).
+pub fn coverage(ranges: &[(u64, u64, u64)]) -> Result<(u64, u64)> {
+    let mut expect = 1;
+    let mut missing = 0;
+    for (first, last, records) in ranges {
+        anyhow::ensure!(
+            *first >= expect,
+            "batch {first}-{last} overlaps an earlier one: stored twice"
+        );
+        missing += first - expect + (last - first + 1).saturating_sub(*records);
+        expect = last + 1;
+    }
+    Ok((expect - 1, missing))
+}

@@ -365,11 +365,16 @@ impl Spool {
             let Some(old) = inner.segments.pop_front() else {
                 break;
             };
+            // Records of the batch in flight stay: the shipper holds them and will deliver them.
             let acked = inner.acked;
+            let flying = inner
+                .in_flight
+                .as_ref()
+                .map(|(_, first, last)| *first..=*last);
             let unacked = frame::scan(&read_tail(&old.path, 0))
                 .0
                 .iter()
-                .filter(|f| f.seq > acked)
+                .filter(|f| f.seq > acked && !flying.as_ref().is_some_and(|r| r.contains(&f.seq)))
                 .count() as u64;
             inner.held = inner.held.saturating_sub(unacked);
             inner.dropped += unacked;
@@ -380,12 +385,11 @@ impl Spool {
                 tracing::warn!(segment = %old.path.display(), error = %e, "cannot delete a spool segment");
             }
             if let Some(last) = old.last_seq {
-                inner.acked = inner.acked.max(last);
-            }
-            if let Some((_, _, last)) = &inner.in_flight
-                && *last <= inner.acked
-            {
-                inner.in_flight = None;
+                // Everything before the batch in flight is gone for good.
+                let gone = flying
+                    .as_ref()
+                    .map_or(last, |r| last.min(r.start().saturating_sub(1)));
+                inner.acked = inner.acked.max(gone);
             }
             if inner.read_at.0 <= old.first_seq {
                 inner.read_at = inner

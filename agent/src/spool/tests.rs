@@ -228,3 +228,40 @@ fn an_unwritable_spool_drops_counts_and_recovers() {
     spool.push(&rec(3));
     assert_eq!(spool.dropped(), 2, "writes again once the folder is back");
 }
+
+#[test]
+fn the_batch_in_flight_survives_a_full_spool_and_is_not_counted_as_dropped() {
+    let dir = tempfile::tempdir().unwrap();
+    let spool = Spool::open(cfg(dir.path(), 2_000, 500)).unwrap();
+    for i in 0..20 {
+        spool.push(&rec(i));
+    }
+    // The collector is away: this batch is being retried while the spool overflows.
+    let flying = spool.next_batch(10).unwrap();
+    for i in 20..300 {
+        spool.push(&rec(i));
+    }
+    assert!(spool.dropped() > 0);
+    let mut got: Vec<u64> = flying.records.iter().map(id_of).collect();
+    assert_eq!(
+        spool.next_batch(10).unwrap().batch_id,
+        flying.batch_id,
+        "still the same batch"
+    );
+    spool.ack(&flying.batch_id);
+    while let Some(b) = spool.next_batch(50) {
+        got.extend(b.records.iter().map(id_of));
+        spool.ack(&b.batch_id);
+    }
+    let mut unique = got.clone();
+    unique.sort();
+    unique.dedup();
+    assert_eq!(unique.len(), got.len(), "nothing twice: {got:?}");
+    assert_eq!(
+        got.len() as u64 + spool.dropped(),
+        300,
+        "delivered + dropped = produced"
+    );
+    assert_eq!(&got[..10], &(0..10).collect::<Vec<_>>()[..]);
+    assert_eq!(spool.backlog(), 0);
+}
