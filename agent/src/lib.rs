@@ -60,6 +60,7 @@ pub struct AgentSettings {
 
 impl From<AgentConfig> for AgentSettings {
     fn from(c: AgentConfig) -> Self {
+        let spool = spool_config(c.identity.data_dir.join("spool"), &c.spool, &c.shipping);
         Self {
             name: c.identity.name,
             collector_urls: c.identity.collector.urls(),
@@ -68,14 +69,19 @@ impl From<AgentConfig> for AgentSettings {
             host_metrics: c.host_metrics,
             shipping: c.shipping,
             local_checks: c.checks,
-            spool: spool_config(c.identity.data_dir.join("spool"), &c.spool),
+            spool,
         }
     }
 }
 
 /// The spool's runtime settings from its configuration.
-pub fn spool_config(dir: std::path::PathBuf, c: &lookout_config::SpoolSettings) -> SpoolConfig {
+pub fn spool_config(
+    dir: std::path::PathBuf,
+    c: &lookout_config::SpoolSettings,
+    shipping: &ShippingConfig,
+) -> SpoolConfig {
     SpoolConfig {
+        batch_bytes: shipping.max_batch_bytes,
         dir,
         max_bytes: c.max_bytes,
         segment_bytes: c.segment_bytes,

@@ -127,6 +127,7 @@ pub async fn start(config: CollectorConfig) -> Result<Running, CollectorError> {
                 spool: lookout_agent::spool_config(
                     config.server.data_dir.join("local-agent-spool"),
                     &l.spool,
+                    &ShippingConfig::default(),
                 ),
             })
         }

@@ -109,6 +109,10 @@ pub struct ShippingConfig {
     /// Most records in one batch. Default 1000.
     #[serde(default = "default_batch_records")]
     pub max_batch_records: usize,
+    /// Most bytes of records (as JSON, before compression) in one batch. Default 1 MiB; keep it
+    /// well under the collector's `max_decoded_bytes`.
+    #[serde(default = "default_batch_bytes")]
+    pub max_batch_bytes: usize,
     /// How often assignments are fetched from the collector. Default `"15s"`.
     #[serde(default = "default_assignments_interval", with = "crate::duration")]
     pub assignments_interval: Duration,
@@ -125,6 +129,7 @@ impl Default for ShippingConfig {
         Self {
             flush_interval: default_flush(),
             max_batch_records: default_batch_records(),
+            max_batch_bytes: default_batch_bytes(),
             assignments_interval: default_assignments_interval(),
             max_backoff: default_max_backoff(),
             request_timeout: default_request_timeout(),
@@ -137,6 +142,9 @@ fn default_flush() -> Duration {
 }
 fn default_batch_records() -> usize {
     1000
+}
+fn default_batch_bytes() -> usize {
+    1 << 20
 }
 fn default_assignments_interval() -> Duration {
     Duration::from_secs(15)
@@ -314,6 +322,9 @@ pub(crate) fn validate_host_metrics(doc: &mut Document<'_>, h: &HostMetricsConfi
 
 fn validate_shipping(doc: &mut Document<'_>, s: &ShippingConfig) {
     let at = KeyPath::key("shipping");
+    if s.max_batch_bytes < 1024 {
+        doc.error_at(&at.child("max_batch_bytes"), "must be at least 1024");
+    }
     if s.max_batch_records == 0 {
         doc.error_at(&at.child("max_batch_records"), "must be at least 1");
     }

@@ -70,6 +70,8 @@ pub struct SpoolConfig {
     pub segment_bytes: u64,
     /// When to sync.
     pub fsync: FsyncPolicy,
+    /// Most bytes of records (as JSON) in one batch; a batch holds at least one record.
+    pub batch_bytes: usize,
 }
 
 /// Why the spool could not be opened at all (its folder cannot be made or read).
@@ -442,6 +444,7 @@ impl Spool {
     fn read_from(&self, inner: &Inner, at: (u64, u64), max: usize) -> Option<Taken> {
         let mut out = Vec::new();
         let (mut first, mut last) = (0, 0);
+        let mut bytes = 0usize;
         let mut pos = at;
         for seg in inner.segments.iter().filter(|s| s.first_seq >= at.0) {
             let offset = if seg.first_seq == at.0 { at.1 } else { 0 };
@@ -452,6 +455,10 @@ impl Spool {
                 if f.seq <= inner.acked {
                     continue;
                 }
+                if !out.is_empty() && bytes + f.payload.len() > self.cfg.batch_bytes {
+                    return Some((out, first, last, (seg.first_seq, offset + f.offset as u64)));
+                }
+                bytes += f.payload.len();
                 match serde_json::from_slice::<Record>(f.payload) {
                     Ok(r) => {
                         if out.is_empty() {

@@ -11,6 +11,7 @@ fn cfg(dir: &Path, max_bytes: u64, segment_bytes: u64) -> SpoolConfig {
         max_bytes,
         segment_bytes,
         fsync: FsyncPolicy::Never,
+        batch_bytes: 1 << 20,
     }
 }
 
@@ -264,4 +265,31 @@ fn the_batch_in_flight_survives_a_full_spool_and_is_not_counted_as_dropped() {
     );
     assert_eq!(&got[..10], &(0..10).collect::<Vec<_>>()[..]);
     assert_eq!(spool.backlog(), 0);
+}
+
+#[test]
+fn batches_are_bounded_by_bytes_too() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = cfg(dir.path(), 1 << 20, 1 << 16);
+    c.batch_bytes = 1_000;
+    let spool = Spool::open(c).unwrap();
+    for i in 0..50 {
+        spool.push(&rec(i));
+    }
+    let mut got = Vec::new();
+    let mut batches = 0;
+    while let Some(b) = spool.next_batch(1_000) {
+        let size: usize = b
+            .records
+            .iter()
+            .map(|r| serde_json::to_vec(r).unwrap().len())
+            .sum();
+        assert!(size <= 1_000, "{size} bytes in one batch");
+        got.extend(b.records.iter().map(id_of));
+        spool.ack(&b.batch_id);
+        batches += 1;
+    }
+    assert_eq!(got, (0..50).collect::<Vec<_>>());
+    let total: usize = (0..50).map(|i| serde_json::to_vec(&rec(i)).unwrap().len()).sum();
+    assert!(batches >= total.div_ceil(1_000), "{batches} batches for {total} bytes");
 }
