@@ -29,6 +29,9 @@ pub enum AppError {
     /// The body's encoding is not one we read.
     #[error("{0}")]
     UnsupportedMediaType(String),
+    /// Too much work in progress; the client should retry after a moment.
+    #[error("{0}")]
+    Overloaded(String),
     /// Storage failed; the client may retry.
     #[error("storage failed")]
     Store(#[from] StoreError),
@@ -43,7 +46,7 @@ impl IntoResponse for AppError {
             AppError::NotFound(_) => StatusCode::NOT_FOUND,
             AppError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             AppError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            AppError::Store(_) => StatusCode::SERVICE_UNAVAILABLE,
+            AppError::Overloaded(_) | AppError::Store(_) => StatusCode::SERVICE_UNAVAILABLE,
         };
         let message = match &self {
             AppError::Store(e) => {

@@ -46,18 +46,29 @@ pub struct AppState {
     credentials: RwLock<Arc<Vec<Credential>>>,
     /// The built-in local agent's credential, which survives reloads of the file.
     local: Option<Credential>,
+    /// One permit per ingest request in progress (`[server] max_concurrent_ingest`).
+    ingest_slots: Arc<tokio::sync::Semaphore>,
 }
 
 impl AppState {
     /// State for this configuration; `local` is the built-in agent's credential, if it runs.
     pub fn new(store: Arc<dyn Store>, config: CollectorConfig, local: Option<Credential>) -> Self {
         let credentials = credentials(&config, local.as_ref());
+        let ingest_slots = Arc::new(tokio::sync::Semaphore::new(
+            config.server.max_concurrent_ingest,
+        ));
         Self {
+            ingest_slots,
             store,
             config: RwLock::new(Arc::new(config)),
             credentials: RwLock::new(Arc::new(credentials)),
             local,
         }
+    }
+
+    /// The permits of ingest requests in progress.
+    pub fn ingest_slots(&self) -> &Arc<tokio::sync::Semaphore> {
+        &self.ingest_slots
     }
 
     /// The configuration in force.

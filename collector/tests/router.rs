@@ -495,3 +495,31 @@ async fn uptime_answers_from_rollups_per_step() {
     let (s, _) = h.get("/api/v1/checks/nope/uptime").await;
     assert_eq!(s, StatusCode::NOT_FOUND);
 }
+
+#[tokio::test]
+async fn overload_gets_503_with_retry_after_and_stores_nothing() {
+    let h = Harness::new().await;
+    let slots = h.state.ingest_slots().clone();
+    let held = slots
+        .clone()
+        .acquire_many_owned(slots.available_permits() as u32)
+        .await
+        .unwrap();
+    let body = encode_batch(&batch("web-1", "busy", &[("api", true)]), Encoding::Zstd).unwrap();
+    let req = Request::post("/v1/ingest")
+        .header(header::AUTHORIZATION, format!("Bearer {TOKEN}"))
+        .header(header::CONTENT_ENCODING, "zstd")
+        .body(Body::from(body.clone()))
+        .unwrap();
+    let (s, headers, j) = h.call(req).await;
+    assert_eq!(s, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(headers[header::RETRY_AFTER], "1");
+    assert!(j["error"].as_str().unwrap().contains("busy"), "{j}");
+    drop(held);
+    let (s, j) = h.ingest(Some(TOKEN), Encoding::Zstd, body).await;
+    assert_eq!(
+        (s, j["stored"].as_u64()),
+        (StatusCode::OK, Some(1)),
+        "the retry is stored"
+    );
+}

@@ -47,6 +47,10 @@ pub struct ServerConfig {
     /// Largest ingest batch after decompression, in bytes. Default 64 MiB; larger gets 413.
     #[serde(default = "default_max_decoded")]
     pub max_decoded_bytes: usize,
+    /// Ingest requests handled at once; beyond this the collector answers 503 with
+    /// `Retry-After` (agents retry) instead of growing its memory. Default 32.
+    #[serde(default = "default_concurrent_ingest")]
+    pub max_concurrent_ingest: usize,
 }
 
 impl Default for ServerConfig {
@@ -57,6 +61,7 @@ impl Default for ServerConfig {
             admin_token: None,
             max_body_bytes: default_max_body(),
             max_decoded_bytes: default_max_decoded(),
+            max_concurrent_ingest: default_concurrent_ingest(),
         }
     }
 }
@@ -72,6 +77,9 @@ fn default_max_body() -> usize {
 }
 fn default_max_decoded() -> usize {
     64 << 20
+}
+fn default_concurrent_ingest() -> usize {
+    32
 }
 
 /// `[storage]`.
@@ -246,6 +254,12 @@ impl CollectorConfig {
             doc.error_at(
                 &at.child("hour_rollup_retention"),
                 "must be at least minute_rollup_retention",
+            );
+        }
+        if server.max_concurrent_ingest == 0 {
+            doc.error_at(
+                &KeyPath::key("server").child("max_concurrent_ingest"),
+                "must be at least 1",
             );
         }
         if server.max_body_bytes < 1024 {

@@ -290,6 +290,11 @@ fn batches_are_bounded_by_bytes_too() {
         batches += 1;
     }
     assert_eq!(got, (0..50).collect::<Vec<_>>());
-    let total: usize = (0..50).map(|i| serde_json::to_vec(&rec(i)).unwrap().len()).sum();
-    assert!(batches >= total.div_ceil(1_000), "{batches} batches for {total} bytes");
+    let total: usize = (0..50)
+        .map(|i| serde_json::to_vec(&rec(i)).unwrap().len())
+        .sum();
+    assert!(
+        batches >= total.div_ceil(1_000),
+        "{batches} batches for {total} bytes"
+    );
 }

@@ -47,6 +47,17 @@ pub async fn ingest(
 ) -> Result<Json<IngestOutcome>, AppError> {
     // Authenticate before reading the body, so that nobody without a token makes us buffer.
     let agent = authenticate(&state, &headers)?;
+    // Bounded work in progress: past it, answer at once rather than buffer more bodies.
+    let _slot = state
+        .ingest_slots()
+        .clone()
+        .try_acquire_owned()
+        .map_err(|_| {
+            AppError::Overloaded(
+                "the collector is busy with other batches; retry after the Retry-After seconds"
+                    .into(),
+            )
+        })?;
     let config = state.config();
     let max_body = config.server.max_body_bytes;
     let declared = headers
