@@ -48,6 +48,7 @@ impl IntoResponse for AppError {
             AppError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             AppError::Overloaded(_) | AppError::Store(_) => StatusCode::SERVICE_UNAVAILABLE,
         };
+        let overloaded = matches!(self, AppError::Overloaded(_));
         let message = match &self {
             AppError::Store(e) => {
                 tracing::error!(error = %e, "storage failed while answering a request");
@@ -62,8 +63,10 @@ impl IntoResponse for AppError {
                     .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
             }
             StatusCode::SERVICE_UNAVAILABLE => {
+                // A busy collector frees up in moments; a failing store takes longer.
+                let wait = if overloaded { "1" } else { "5" };
                 resp.headers_mut()
-                    .insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
+                    .insert(header::RETRY_AFTER, HeaderValue::from_static(wait));
             }
             _ => {}
         }
