@@ -70,9 +70,9 @@ pub async fn run(
                     batch = %pending.batch_id,
                     records = pending.records.len(),
                     error = %e,
-                    "collector refused a batch; it is set aside and not retried"
+                    "collector refused a batch; it is set aside in the spool's rejected/ folder and not retried"
                 );
-                queue.ack(&pending.batch_id);
+                queue.set_aside(&pending, &e.to_string());
             }
         }
     }

@@ -112,6 +112,8 @@ struct Inner {
     held: u64,
     dropped: u64,
     dropping: bool,
+    /// In a spool-full episode: said once, quiet until the spool is down to half its size.
+    full: bool,
     dirty: bool,
 }
 
@@ -123,6 +125,9 @@ pub struct Spool {
     inner: Mutex<Inner>,
     notify: Notify,
 }
+
+/// Refused batches kept in `rejected/`.
+pub const MAX_REJECTED: usize = 100;
 
 fn seg_name(first: u64) -> String {
     format!("{first:020}.seg")
@@ -237,6 +242,7 @@ impl Spool {
                 held,
                 dropped: 0,
                 dropping: false,
+                full: false,
                 dirty: false,
             }),
             cfg,
@@ -380,8 +386,9 @@ impl Spool {
                 .count() as u64;
             inner.held = inner.held.saturating_sub(unacked);
             inner.dropped += unacked;
-            if unacked > 0 {
-                tracing::warn!(segment = %old.path.display(), records = unacked, dropped_total = inner.dropped, "spool full: the oldest unsent records are dropped");
+            if unacked > 0 && !inner.full {
+                inner.full = true;
+                tracing::warn!(segment = %old.path.display(), records = unacked, max_bytes = self.cfg.max_bytes, "spool full: the oldest unsent records are dropped (said once until it has room again; see lookout.agent.spool.dropped)");
             }
             if let Err(e) = fs::remove_file(&old.path) {
                 tracing::warn!(segment = %old.path.display(), error = %e, "cannot delete a spool segment");
@@ -521,9 +528,47 @@ impl Spool {
         self.release_acked();
     }
 
+    /// The collector refused this batch for good (a 4xx other than 408/429): it is moved out of
+    /// the spool into `rejected/<batch id>.json` with the reason, so an operator can see what and
+    /// why, and nothing behind it waits. At most [`MAX_REJECTED`] files are kept, oldest deleted.
+    pub fn set_aside(&self, batch: &PendingBatch, reason: &str) {
+        let dir = self.cfg.dir.join("rejected");
+        let body = serde_json::json!({ "batch_id": batch.batch_id, "error": reason, "records": *batch.records });
+        let written = fs::create_dir_all(&dir).and_then(|()| {
+            write_atomic(
+                &dir,
+                &format!("{}.json", batch.batch_id),
+                body.to_string().as_bytes(),
+                false,
+            )
+        });
+        if let Err(e) = written {
+            tracing::error!(batch = %batch.batch_id, error = %e, "cannot keep the refused batch; its records are lost");
+        }
+        if let Ok(entries) = fs::read_dir(&dir) {
+            let mut files: Vec<(std::time::SystemTime, PathBuf)> = entries
+                .filter_map(|e| e.ok())
+                .filter_map(|e| Some((e.metadata().ok()?.modified().ok()?, e.path())))
+                .collect();
+            files.sort();
+            for (_, old) in files.iter().take(files.len().saturating_sub(MAX_REJECTED)) {
+                if let Err(e) = fs::remove_file(old) {
+                    tracing::debug!(file = %old.display(), error = %e, "cannot delete an old refused batch");
+                }
+            }
+        }
+        self.ack(&batch.batch_id);
+    }
+
     /// Deletes segments whose records are all acknowledged (never the one being written).
     fn release_acked(&self) {
         let mut inner = self.lock();
+        if inner.full
+            && inner.segments.iter().map(|s| s.bytes).sum::<u64>() < self.cfg.max_bytes / 2
+        {
+            inner.full = false;
+            tracing::info!(dropped_total = inner.dropped, "spool has room again");
+        }
         while inner.segments.len() > 1 {
             let done = inner
                 .segments

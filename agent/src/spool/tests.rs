@@ -298,3 +298,31 @@ fn batches_are_bounded_by_bytes_too() {
         "{batches} batches for {total} bytes"
     );
 }
+
+#[test]
+fn a_refused_batch_is_set_aside_with_its_reason() {
+    let dir = tempfile::tempdir().unwrap();
+    let spool = Spool::open(cfg(dir.path(), 1 << 20, 1 << 16)).unwrap();
+    for i in 0..3 {
+        spool.push(&rec(i));
+    }
+    let b = spool.next_batch(2).unwrap();
+    spool.set_aside(&b, "collector refused the request (400): malformed batch");
+    let kept: serde_json::Value = serde_json::from_slice(
+        &fs::read(
+            dir.path()
+                .join("rejected")
+                .join(format!("{}.json", b.batch_id)),
+        )
+        .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(
+        kept["error"],
+        "collector refused the request (400): malformed batch"
+    );
+    assert_eq!(kept["records"].as_array().unwrap().len(), 2);
+    // What follows is not held up.
+    let next = spool.next_batch(10).unwrap();
+    assert_eq!(next.records.iter().map(id_of).collect::<Vec<_>>(), [2]);
+}
