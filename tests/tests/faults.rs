@@ -326,3 +326,30 @@ async fn a_damaged_spool_is_skipped_and_the_agent_goes_on() {
         "fault 5: {stored} records, {missing} lost to the damage (reported in the warning), the rest stored once"
     );
 }
+
+/// Several collector URLs: the first is down, the agent fails over to the next.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_agent_fails_over_to_the_next_collector() {
+    let (cdir, adir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let target = Target::start().await.unwrap();
+    let (dead, live) = (free_port(), free_port());
+    let (_collector, base) =
+        start_collector(cdir.path(), &collector_config(cdir.path(), live)).unwrap();
+    let config = agent_config(adir.path(), live, &target.url, 2, "");
+    let text = std::fs::read_to_string(&config).unwrap().replace(
+        &format!("collector = \"http://127.0.0.1:{live}\""),
+        &format!("collector = [\"http://127.0.0.1:{dead}\", \"http://127.0.0.1:{live}\"]"),
+    );
+    std::fs::write(&config, text).unwrap();
+    let agent = start_agent(&config);
+    eventually("results through the second collector", WAIT, || async {
+        Ok(lookout_tests::check_status(&base, "c1")
+            .await?
+            .filter(|s| s == "up"))
+    })
+    .await
+    .unwrap_or_else(|e| panic!("{e}\n{}", agent.log_text()));
+    stop(agent).await;
+    let (_, missing) = settle(&cdir.path().join("lookout.db")).await;
+    assert_eq!(missing, 0);
+}
