@@ -27,6 +27,7 @@
 //!   because of its spool. A spool that cannot be written (disk full, permissions) drops what it
 //!   cannot store, counts it and says so once per episode; the probes go on.
 
+pub mod acked;
 pub mod frame;
 
 use std::collections::VecDeque;
