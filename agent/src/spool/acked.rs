@@ -18,7 +18,12 @@ pub struct Acked {
 impl Acked {
     /// True when `seq` is acknowledged.
     pub fn contains(&self, seq: u64) -> bool {
-        seq <= self.prefix || self.above.range(..=seq).next_back().is_some_and(|(_, last)| seq <= *last)
+        seq <= self.prefix
+            || self
+                .above
+                .range(..=seq)
+                .next_back()
+                .is_some_and(|(_, last)| seq <= *last)
     }
 
     /// True when every number in `first..=last` is acknowledged.
@@ -27,12 +32,19 @@ impl Acked {
             return true;
         }
         let from = first.max(self.prefix + 1);
-        self.above.range(..=from).next_back().is_some_and(|(_, end)| last <= *end)
+        self.above
+            .range(..=from)
+            .next_back()
+            .is_some_and(|(_, end)| last <= *end)
     }
 
     /// The highest number acknowledged.
     pub fn max(&self) -> u64 {
-        self.above.values().next_back().copied().unwrap_or(self.prefix)
+        self.above
+            .values()
+            .next_back()
+            .copied()
+            .unwrap_or(self.prefix)
     }
 
     /// Acknowledges `first..=last`.
@@ -99,13 +111,20 @@ impl Acked {
         if crc32fast::hash(body).to_le_bytes() != crc {
             return None;
         }
-        let u64_at = |i: usize| body.get(i..i + 8).and_then(|b| b.try_into().ok()).map(u64::from_le_bytes);
+        let u64_at = |i: usize| {
+            body.get(i..i + 8)
+                .and_then(|b| b.try_into().ok())
+                .map(u64::from_le_bytes)
+        };
         let prefix = u64_at(0)?;
         let n = u32::from_le_bytes(body.get(8..12)?.try_into().ok()?) as usize;
         if body.len() != 12 + n * 16 {
             return None;
         }
-        let mut a = Acked { prefix, above: BTreeMap::new() };
+        let mut a = Acked {
+            prefix,
+            above: BTreeMap::new(),
+        };
         for k in 0..n {
             a.insert(u64_at(12 + k * 16)?, u64_at(20 + k * 16)?);
         }

@@ -6,8 +6,8 @@
 //! - `NNNNNNNNNNNNNNNNNNNN.seg`: segments, append-only, named by the sequence number of their first
 //!   record (20 digits); a new segment starts when the current one reaches `segment_bytes`. Each
 //!   record is a [`frame`] with a checksum.
-//! - `acked`: the highest sequence number the collector has stored (8 bytes LE + CRC-32), replaced
-//!   atomically (write, then rename).
+//! - `acked`: the sequence numbers the collector has stored ([`acked::Acked`]: all up to a
+//!   prefix, plus ranges above it), replaced atomically (write, then rename).
 //! - `inflight`: the batch being sent (its id, first and last sequence number), written and
 //!   synced before the batch is sent, so that after a crash the same records go again under the
 //!   same batch id and the collector stores them once.
@@ -21,7 +21,11 @@
 //!   `max_bytes`: then the oldest segment goes, and its unacknowledged records are counted as
 //!   dropped.
 //! - Batch ids are `<epoch>-<first>-<last>` with an epoch drawn at each start, so a batch formed
-//!   after a restart never reuses the id of an earlier, different batch.
+//!   after a restart never reuses the id of an earlier, different batch. A batch holds every
+//!   unacknowledged record from `first` to `last`.
+//! - When more than two batches wait (the collector was away), batches alternate between the
+//!   oldest records and the ones written since draining began, so the collector sees current
+//!   state at once; acknowledgements then arrive out of order, which `acked` records.
 //! - At start, damage (a torn last frame after a crash, or a corrupt stretch) is skipped with a
 //!   warning that says how many bytes of which segment were lost; the agent never refuses to start
 //!   because of its spool. A spool that cannot be written (disk full, permissions) drops what it
@@ -104,7 +108,11 @@ struct Inner {
     segments: VecDeque<Segment>,
     writer: Option<File>,
     next_seq: u64,
-    acked: u64,
+    acked: acked::Acked,
+    /// While a backlog drains: where the fresh records start (records written after the
+    /// collector came back); batches alternate between these and the oldest.
+    live_at: Option<(u64, u64)>,
+    live_turn: bool,
     /// Next record to hand out: its segment's first sequence number and byte offset.
     read_at: (u64, u64),
     in_flight: Option<(PendingBatch, u64, u64)>,
@@ -148,19 +156,6 @@ fn write_atomic(dir: &Path, name: &str, bytes: &[u8], sync: bool) -> std::io::Re
     Ok(())
 }
 
-fn read_u64_with_crc(path: &Path) -> Option<u64> {
-    let b = fs::read(path).ok()?;
-    let (v, c) = (b.get(0..8)?, b.get(8..12)?);
-    (crc32fast::hash(v) == u32::from_le_bytes(c.try_into().ok()?))
-        .then(|| u64::from_le_bytes(v.try_into().unwrap_or_default()))
-}
-
-fn u64_with_crc(v: u64) -> Vec<u8> {
-    let mut out = v.to_le_bytes().to_vec();
-    out.extend_from_slice(&crc32fast::hash(&out).to_le_bytes());
-    out
-}
-
 impl Spool {
     /// Opens (creating if needed) the spool in `cfg.dir`, recovering from whatever a crash left.
     pub fn open(cfg: SpoolConfig) -> Result<Self, SpoolError> {
@@ -169,7 +164,13 @@ impl Spool {
         if let Err(e) = fs::create_dir_all(&cfg.dir) {
             tracing::error!(dir = %cfg.dir.display(), error = %e, "cannot create the spool folder; records are dropped until it can be written");
         }
-        let acked = read_u64_with_crc(&cfg.dir.join("acked")).unwrap_or(0);
+        let acked = match fs::read(cfg.dir.join("acked")) {
+            Ok(b) => acked::Acked::decode(&b).unwrap_or_else(|| {
+                tracing::warn!(dir = %cfg.dir.display(), "the spool's acknowledgement file is damaged: records already delivered may be sent again");
+                acked::Acked::default()
+            }),
+            Err(_) => acked::Acked::default(),
+        };
         let mut names: Vec<(u64, PathBuf)> = match fs::read_dir(&cfg.dir) {
             Ok(entries) => entries
                 .filter_map(|e| e.ok())
@@ -191,7 +192,7 @@ impl Spool {
         };
         names.sort();
         let mut segments = VecDeque::new();
-        let mut next_seq = acked + 1;
+        let mut next_seq = acked.max() + 1;
         let mut held = 0u64;
         let count = names.len();
         for (i, (first, path)) in names.into_iter().enumerate() {
@@ -217,7 +218,7 @@ impl Spool {
             {
                 tracing::warn!(segment = %path.display(), error = %e, "cannot cut the spool's torn tail");
             }
-            held += frames.iter().filter(|f| f.seq > acked).count() as u64;
+            held += frames.iter().filter(|f| !acked.contains(f.seq)).count() as u64;
             let last_seq = frames.last().map(|f| f.seq);
             if let Some(l) = last_seq {
                 next_seq = next_seq.max(l + 1);
@@ -238,6 +239,8 @@ impl Spool {
                 writer: None,
                 next_seq,
                 acked,
+                live_at: None,
+                live_turn: true,
                 read_at,
                 in_flight: None,
                 held,
@@ -274,14 +277,13 @@ impl Spool {
         // Those numbers were sent under that id: never give them to other records, even if a
         // crash tore some of them off the end of the spool.
         inner.next_seq = inner.next_seq.max(last + 1);
-        if last <= inner.acked {
+        if inner.acked.covers(first, last) {
             return;
         }
         let records = self.read_range(&inner, first, last);
         if records.is_empty() {
             return;
         }
-        inner.read_at = position_after(&inner, last);
         inner.in_flight = Some((
             PendingBatch {
                 batch_id: id.to_string(),
@@ -375,7 +377,7 @@ impl Spool {
                 break;
             };
             // Records of the batch in flight stay: the shipper holds them and will deliver them.
-            let acked = inner.acked;
+            let acked = inner.acked.clone();
             let flying = inner
                 .in_flight
                 .as_ref()
@@ -383,7 +385,9 @@ impl Spool {
             let unacked = frame::scan(&read_tail(&old.path, 0))
                 .0
                 .iter()
-                .filter(|f| f.seq > acked && !flying.as_ref().is_some_and(|r| r.contains(&f.seq)))
+                .filter(|f| {
+                    !acked.contains(f.seq) && !flying.as_ref().is_some_and(|r| r.contains(&f.seq))
+                })
                 .count() as u64;
             inner.held = inner.held.saturating_sub(unacked);
             inner.dropped += unacked;
@@ -399,7 +403,7 @@ impl Spool {
                 let gone = flying
                     .as_ref()
                     .map_or(last, |r| last.min(r.start().saturating_sub(1)));
-                inner.acked = inner.acked.max(gone);
+                inner.acked.advance_to(gone);
             }
             if inner.read_at.0 <= old.first_seq {
                 inner.read_at = inner
@@ -429,7 +433,39 @@ impl Spool {
         if let Some((b, _, _)) = &inner.in_flight {
             return Some(b.clone());
         }
-        let (records, first, last, after) = self.read_from(&inner, inner.read_at, max.max(1))?;
+        let max = max.max(1);
+        // A backlog of several batches: fresh records (written from now on) go out in every
+        // other batch, so the collector sees current state at once while the backlog drains.
+        if inner.live_at.is_none() && inner.held > 2 * max as u64 {
+            inner.live_at = Some(
+                inner
+                    .segments
+                    .back()
+                    .map_or((inner.next_seq, 0), |s| (s.first_seq, s.bytes)),
+            );
+            inner.live_turn = true;
+        }
+        let mut taken = None;
+        if let Some(live) = inner.live_at
+            && inner.live_turn
+            && let Some(t) = self.read_from(&inner, live, max)
+        {
+            inner.live_at = Some(t.3);
+            taken = Some(t);
+        }
+        inner.live_turn = !inner.live_turn;
+        let (records, first, last, _) = match taken {
+            Some(t) => t,
+            None => {
+                let t = self.read_from(&inner, inner.read_at, max)?;
+                inner.read_at = t.3;
+                t
+            }
+        };
+        // The head has reached the fresh records: one lane again.
+        if inner.live_at.is_some_and(|live| inner.read_at >= live) {
+            inner.live_at = None;
+        }
         let batch = PendingBatch {
             batch_id: format!("{}-{first}-{last}", inner.epoch),
             records: Arc::new(records),
@@ -443,7 +479,6 @@ impl Spool {
         ) {
             tracing::warn!(error = %e, "cannot record the batch in flight; after a crash it may be stored twice");
         }
-        inner.read_at = after;
         inner.in_flight = Some((batch.clone(), first, last));
         Some(batch)
     }
@@ -460,7 +495,7 @@ impl Spool {
             let (frames, _) = frame::scan(&buf);
             pos = (seg.first_seq, offset + buf.len() as u64);
             for f in frames {
-                if f.seq <= inner.acked {
+                if inner.acked.contains(f.seq) {
                     continue;
                 }
                 if !out.is_empty() && bytes + f.payload.len() > self.cfg.batch_bytes {
@@ -497,7 +532,9 @@ impl Spool {
         let mut out = Vec::new();
         for seg in inner.segments.iter().filter(|s| s.first_seq >= start) {
             for f in frame::scan(&read_tail(&seg.path, 0)).0 {
+                // As when the batch was formed: acknowledged records were not in it.
                 if (first..=last).contains(&f.seq)
+                    && !inner.acked.contains(f.seq)
                     && let Ok(r) = serde_json::from_slice::<Record>(f.payload)
                 {
                     out.push(r);
@@ -511,18 +548,17 @@ impl Spool {
     pub fn ack(&self, batch_id: &str) {
         {
             let mut inner = self.lock();
-            let Some((b, _, last)) = &inner.in_flight else {
+            let Some((b, first, last)) = &inner.in_flight else {
                 return;
             };
             if b.batch_id != batch_id {
                 return;
             }
-            let (last, released) = (*last, b.records.len() as u64);
+            let (first, last, released) = (*first, *last, b.records.len() as u64);
             inner.held = inner.held.saturating_sub(released);
-            inner.acked = inner.acked.max(last);
+            inner.acked.insert(first, last);
             inner.in_flight = None;
-            if let Err(e) = write_atomic(&self.cfg.dir, "acked", &u64_with_crc(inner.acked), false)
-            {
+            if let Err(e) = write_atomic(&self.cfg.dir, "acked", &inner.acked.encode(), false) {
                 tracing::warn!(error = %e, "cannot record the acknowledgement; the batch may be resent and deduplicated");
             }
         }
@@ -571,10 +607,10 @@ impl Spool {
             tracing::info!(dropped_total = inner.dropped, "spool has room again");
         }
         while inner.segments.len() > 1 {
-            let done = inner
-                .segments
-                .front()
-                .is_some_and(|s| s.last_seq.is_none_or(|l| l <= inner.acked));
+            let done = inner.segments.front().is_some_and(|s| {
+                s.last_seq
+                    .is_none_or(|l| inner.acked.covers(s.first_seq, l))
+            });
             if !done {
                 break;
             }
@@ -626,23 +662,6 @@ impl Spool {
     pub async fn pushed(&self) {
         self.notify.notified().await;
     }
-}
-
-/// Where reading resumes after a batch ending at `last`: just past the last frame numbered at
-/// most `last` (the frame `last` itself may have been torn off by a crash).
-fn position_after(inner: &Inner, last: u64) -> (u64, u64) {
-    let mut pos = inner
-        .segments
-        .front()
-        .map_or((inner.next_seq, 0), |s| (s.first_seq, 0));
-    for seg in inner.segments.iter().filter(|s| s.first_seq <= last) {
-        for f in frame::scan(&read_tail(&seg.path, 0)).0 {
-            if f.seq <= last {
-                pos = (seg.first_seq, f.end() as u64);
-            }
-        }
-    }
-    pos
 }
 
 fn read_tail(path: &Path, offset: u64) -> Vec<u8> {
