@@ -72,6 +72,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/api/v1/checks/{name}/results", get(api::results))
         .route("/api/v1/checks/{name}/uptime", get(api::uptime::uptime))
         .route("/api/v1/hosts", get(api::hosts))
+        .route("/api/v1/metrics", get(api::metrics::metrics))
         // The ingest handler enforces its own configured limit while reading the body.
         .layer(DefaultBodyLimit::disable())
         .with_state(state)

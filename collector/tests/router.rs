@@ -523,3 +523,95 @@ async fn overload_gets_503_with_retry_after_and_stores_nothing() {
         "the retry is stored"
     );
 }
+
+#[tokio::test]
+async fn metrics_are_served_per_series_and_step() {
+    let h = Harness::new().await;
+    let t0 = chrono::DateTime::parse_from_rfc3339("2026-11-25T10:00:00Z")
+        .unwrap()
+        .with_timezone(&Utc);
+    let sample = |device: &str, secs: i64, value: f64| {
+        Record::Metric(lookout_protocol::MetricSample {
+            name: "system.network.io".into(),
+            labels: [
+                ("device".to_string(), device.to_string()),
+                ("direction".to_string(), "receive".to_string()),
+            ]
+            .into_iter()
+            .collect(),
+            time: t0 + chrono::Duration::seconds(secs),
+            value,
+            metric_type: lookout_protocol::MetricType::Counter,
+        })
+    };
+    let mut b = batch("web-1", "m", &[]);
+    b.records = vec![
+        sample("eth0", 0, 10.0),
+        sample("eth0", 10, 30.0),
+        sample("eth0", 70, 50.0),
+        sample("lo", 5, 1.0),
+    ];
+    let body = encode_batch(&b, Encoding::Zstd).unwrap();
+    assert_eq!(
+        h.ingest(Some(TOKEN), Encoding::Zstd, body).await.0,
+        StatusCode::OK
+    );
+    while h.state.store.roll_up(1000).await.unwrap() > 0 {}
+
+    let window = "from=2026-11-25T10:00:00Z&to=2026-11-25T10:05:00Z";
+    // Per minute, from the rollups, one series for eth0.
+    let (s, j) = h
+        .get(&format!(
+            "/api/v1/metrics?agent=web-1&name=system.network.io&labels=device=eth0&step=1m&{window}"
+        ))
+        .await;
+    assert_eq!(s, StatusCode::OK, "{j}");
+    let series = j["series"].as_array().unwrap();
+    assert_eq!(series.len(), 1, "{j}");
+    assert_eq!(series[0]["labels"]["device"], "eth0");
+    let points = series[0]["points"].as_array().unwrap();
+    assert_eq!(points.len(), 2, "{j}");
+    assert_eq!(points[0]["time"], "2026-11-25T10:00:00Z");
+    assert_eq!(
+        (points[0]["count"].as_u64(), points[0]["avg"].as_f64()),
+        (Some(2), Some(20.0))
+    );
+    assert_eq!(
+        (
+            points[0]["min"].as_f64(),
+            points[0]["max"].as_f64(),
+            points[0]["last"].as_f64()
+        ),
+        (Some(10.0), Some(30.0), Some(30.0))
+    );
+    assert_eq!(points[1]["last"], 50.0);
+    // Per 5 seconds, from raw samples, both series.
+    let (_, j) = h
+        .get(&format!(
+            "/api/v1/metrics?agent=web-1&name=system.network.io&step=5s&{window}"
+        ))
+        .await;
+    let series = j["series"].as_array().unwrap();
+    assert_eq!(series.len(), 2, "{j}");
+    assert_eq!(series[0]["points"].as_array().unwrap().len(), 3, "{j}");
+    // Bad input is named.
+    let (s, j) = h.get("/api/v1/metrics?agent=web-1").await;
+    assert_eq!(s, StatusCode::BAD_REQUEST);
+    assert!(
+        j["error"].as_str().unwrap().contains("name is required"),
+        "{j}"
+    );
+    let (s, j) = h
+        .get("/api/v1/metrics?agent=web-1&name=x&labels=nolabel")
+        .await;
+    assert_eq!(s, StatusCode::BAD_REQUEST);
+    assert!(j["error"].as_str().unwrap().contains("key=value"), "{j}");
+    let (s, _) = h
+        .get("/api/v1/metrics?agent=web-1&name=x&step=1s&from=2026-11-01T00:00:00Z")
+        .await;
+    assert_eq!(
+        s,
+        StatusCode::BAD_REQUEST,
+        "raw samples over days are refused"
+    );
+}

@@ -1,5 +1,6 @@
 //! The JSON API under `/api/v1`: checks and their state, raw results, hosts.
 
+pub mod metrics;
 mod status;
 pub mod uptime;
 

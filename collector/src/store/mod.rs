@@ -317,6 +317,10 @@ pub trait Store: alerting::AlertStore + Send + Sync + std::fmt::Debug {
     /// Rollups of one metric of one agent (per series), oldest first. `q.agent` is required.
     async fn metric_rollups(&self, q: &RollupQuery) -> Result<Vec<MetricRollup>, StoreError>;
 
+    /// Raw samples of one metric of one agent, oldest first, each as a bucket of one sample
+    /// (`bucket` is the sample's time). `q.agent` is required; `q.tier` is not used.
+    async fn metric_samples(&self, q: &RollupQuery) -> Result<Vec<MetricRollup>, StoreError>;
+
     /// Deletes at most `chunk` expired rows of each kind as of `now`; returns how many it
     /// deleted (0 means nothing is left to delete).
     async fn enforce_retention(

@@ -842,6 +842,40 @@ macro_rules! sql_store {
                     .collect()
             }
 
+            async fn metric_samples(
+                &self,
+                q: &$crate::store::RollupQuery,
+            ) -> Result<Vec<$crate::store::MetricRollup>, $crate::store::StoreError> {
+                use sqlx::Row;
+                use $crate::store::sql::{ms, parse_labels, time};
+                let rows = sqlx::query(
+                    "SELECT s.labels, r.time_ms, r.value
+                     FROM metric_series s CROSS JOIN metric_samples r
+                     WHERE r.series_id = s.id AND s.name = $1 AND s.agent = $2 AND r.time_ms BETWEEN $3 AND $4
+                     ORDER BY r.time_ms, r.id",
+                )
+                .bind(&q.name)
+                .bind(q.agent.as_deref().unwrap_or_default())
+                .bind(ms(&q.from))
+                .bind(ms(&q.to))
+                .fetch_all(&self.read)
+                .await?;
+                rows.iter()
+                    .map(|r| {
+                        let value: f64 = r.try_get("value")?;
+                        Ok($crate::store::MetricRollup {
+                            labels: parse_labels(r.try_get("labels")?)?,
+                            bucket: time(r.try_get("time_ms")?)?,
+                            count: 1,
+                            sum: value,
+                            min: value,
+                            max: value,
+                            last: value,
+                        })
+                    })
+                    .collect()
+            }
+
             async fn enforce_retention(
                 &self,
                 policy: &$crate::store::Retention,

@@ -1,0 +1,206 @@
+//! `GET /api/v1/metrics?agent=&name=&labels=&from=&to=&step=`: one metric of one agent, every
+//! series (label set) matching `labels`, aggregated per step: avg, min, max, last and the number
+//! of samples.
+//!
+//! Steps under a minute read raw samples (kept `raw_retention`, windows of at most 6 hours);
+//! steps of a minute or more read per-minute rollups, of an hour or more per-hour rollups. Steps
+//! without samples are left out. Counters are returned as stored (running totals); a rate is
+//! the difference of `last` between steps.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Json;
+use axum::extract::{Query, State};
+use chrono::{DateTime, Duration as ChronoDuration, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::error::AppError;
+use crate::state::AppState;
+use crate::store::rollup::bucket_start;
+use crate::store::{MetricRollup, RollupQuery, Tier};
+
+use super::window;
+
+/// Query of the metrics endpoint.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MetricsParams {
+    agent: Option<String>,
+    name: Option<String>,
+    labels: Option<String>,
+    from: Option<String>,
+    to: Option<String>,
+    step: Option<String>,
+}
+
+/// One step of one series.
+#[derive(Debug, Serialize, PartialEq)]
+pub struct Point {
+    /// Start of the step.
+    pub time: DateTime<Utc>,
+    /// Mean of the samples.
+    pub avg: f64,
+    /// Smallest sample.
+    pub min: f64,
+    /// Largest sample.
+    pub max: f64,
+    /// The latest sample.
+    pub last: f64,
+    /// Samples in the step.
+    pub count: u64,
+}
+
+/// One series.
+#[derive(Debug, Serialize)]
+pub struct Series {
+    /// Its labels.
+    pub labels: BTreeMap<String, String>,
+    /// Its steps, oldest first.
+    pub points: Vec<Point>,
+}
+
+/// The answer.
+#[derive(Debug, Serialize)]
+pub struct MetricsAnswer {
+    /// The agent.
+    pub agent: String,
+    /// The metric.
+    pub name: String,
+    /// The step, as asked.
+    pub step: String,
+    /// Window start.
+    pub from: DateTime<Utc>,
+    /// Window end.
+    pub to: DateTime<Utc>,
+    /// Matching series, by labels.
+    pub series: Vec<Series>,
+}
+
+const MAX_STEPS: i64 = 20_000;
+const MAX_RAW_WINDOW: ChronoDuration = ChronoDuration::hours(6);
+
+fn required(v: Option<String>, name: &str) -> Result<String, AppError> {
+    v.filter(|s| !s.is_empty())
+        .ok_or_else(|| AppError::BadRequest(format!("{name} is required")))
+}
+
+/// Parses `k=v,k2=v2`.
+fn parse_labels(s: &str) -> Result<BTreeMap<String, String>, AppError> {
+    s.split(',')
+        .filter(|p| !p.trim().is_empty())
+        .map(|p| match p.split_once('=') {
+            Some((k, v)) if !k.trim().is_empty() => {
+                Ok((k.trim().to_string(), v.trim().to_string()))
+            }
+            _ => Err(AppError::BadRequest(format!(
+                "labels: {p:?} is not key=value"
+            ))),
+        })
+        .collect()
+}
+
+/// `GET /api/v1/metrics`.
+pub async fn metrics(
+    State(state): State<Arc<AppState>>,
+    params: Result<Query<MetricsParams>, axum::extract::rejection::QueryRejection>,
+) -> Result<Json<MetricsAnswer>, AppError> {
+    let Query(p) = params.map_err(|e| AppError::BadRequest(e.body_text()))?;
+    let agent = required(p.agent, "agent")?;
+    let name = required(p.name, "name")?;
+    let wanted = parse_labels(p.labels.as_deref().unwrap_or(""))?;
+    let step_text = p.step.unwrap_or_else(|| "1m".into());
+    let step: Duration = lookout_config::duration::parse(&step_text)
+        .map_err(|e| AppError::BadRequest(format!("step: {e}")))?;
+    if step < Duration::from_secs(1) {
+        return Err(AppError::BadRequest("step must be at least 1s".into()));
+    }
+    let step_ms = step.as_millis() as i64;
+    let (from, to) = window(p.from.as_deref(), p.to.as_deref(), ChronoDuration::hours(1))?;
+    if (to - from).num_milliseconds() / step_ms > MAX_STEPS {
+        return Err(AppError::BadRequest(format!(
+            "more than {MAX_STEPS} steps: use a larger step or a shorter window"
+        )));
+    }
+    let tier = match step_ms {
+        ms if ms < 60_000 => None,
+        ms if ms < 3_600_000 => Some(Tier::Minute),
+        _ => Some(Tier::Hour),
+    };
+    if tier.is_none() && to - from > MAX_RAW_WINDOW {
+        return Err(AppError::BadRequest(
+            "steps under 1m read raw samples, for windows of at most 6h: use step=1m or more"
+                .into(),
+        ));
+    }
+    let aligned = DateTime::from_timestamp_millis(bucket_start(from.timestamp_millis(), step_ms))
+        .unwrap_or(from);
+    let q = RollupQuery {
+        name: name.clone(),
+        agent: Some(agent.clone()),
+        tier: tier.unwrap_or(Tier::Minute),
+        from: aligned,
+        to,
+    };
+    let rows = match tier {
+        None => state.store.metric_samples(&q).await?,
+        Some(_) => state.store.metric_rollups(&q).await?,
+    };
+    Ok(Json(MetricsAnswer {
+        agent,
+        name,
+        step: step_text,
+        from,
+        to,
+        series: aggregate(rows, &wanted, step_ms),
+    }))
+}
+
+/// Groups buckets (oldest first) by series and step; `last` is the latest bucket's.
+fn aggregate(
+    rows: Vec<MetricRollup>,
+    wanted: &BTreeMap<String, String>,
+    step_ms: i64,
+) -> Vec<Series> {
+    let mut series: BTreeMap<BTreeMap<String, String>, BTreeMap<i64, MetricRollup>> =
+        BTreeMap::new();
+    for r in rows {
+        if !wanted.iter().all(|(k, v)| r.labels.get(k) == Some(v)) {
+            continue;
+        }
+        let start = bucket_start(r.bucket.timestamp_millis(), step_ms);
+        let steps = series.entry(r.labels.clone()).or_default();
+        match steps.get_mut(&start) {
+            Some(acc) => {
+                acc.count += r.count;
+                acc.sum += r.sum;
+                acc.min = acc.min.min(r.min);
+                acc.max = acc.max.max(r.max);
+                acc.last = r.last;
+            }
+            None => {
+                steps.insert(start, r);
+            }
+        }
+    }
+    series
+        .into_iter()
+        .map(|(labels, steps)| Series {
+            labels,
+            points: steps
+                .into_iter()
+                .filter_map(|(start, a)| {
+                    Some(Point {
+                        time: DateTime::from_timestamp_millis(start)?,
+                        avg: a.sum / a.count.max(1) as f64,
+                        min: a.min,
+                        max: a.max,
+                        last: a.last,
+                        count: a.count,
+                    })
+                })
+                .collect(),
+        })
+        .collect()
+}
