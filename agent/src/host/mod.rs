@@ -3,7 +3,7 @@
 //!
 //! | metric | labels | type | unit |
 //! |---|---|---|---|
-//! | `system.cpu.utilization` | (none: all cores) | gauge | fraction 0..1 |
+//! | `system.cpu.utilization` | `cpu` = all, 0, 1, ...; `state` = user, nice, system, idle, iowait, irq, softirq, steal | gauge | fraction 0..1 of the interval (Linux); without /proc, one unlabeled busy fraction |
 //! | `system.cpu.load_average.1m` / `.5m` / `.15m` | | gauge | runnable tasks |
 //! | `system.memory.usage` | `state` = used, free | gauge | bytes |
 //! | `system.memory.limit` | | gauge | bytes |
@@ -12,9 +12,22 @@
 //! | `system.filesystem.usage` | `mountpoint`, `device`, `type`, `state` = used, free | gauge | bytes |
 //! | `system.filesystem.utilization` | `mountpoint`, `device`, `type` | gauge | fraction 0..1 |
 //! | `system.network.io` | `device`, `direction` = receive, transmit | counter | bytes since boot |
+//! | `system.network.packets`, `.errors`, `.dropped` | `device`, `direction` | counter | packets since boot (Linux) |
+//! | `system.network.connections` | `protocol` = tcp, `state` = ESTABLISHED, LISTEN, ... | gauge | sockets (Linux, IPv4 + IPv6) |
+//! | `system.disk.io` | `device`, `direction` = read, write | counter | bytes since boot (Linux) |
+//! | `system.disk.operations` | `device`, `direction` | counter | operations since boot (Linux) |
+//! | `system.disk.io_time` | `device` | counter | seconds busy since boot (Linux) |
+//! | `system.linux.pressure.stall_time` | `resource` = cpu, memory, io; `kind` = some, full | counter | seconds (Linux PSI) |
+//! | `system.linux.file_descriptor.count` | `state` = allocated, max | gauge | descriptors (Linux) |
+//! | `system.processes.count` | `status` = running, total | gauge | processes (Linux) |
+//! | `system.uptime` | | gauge | seconds since boot |
 //!
 //! Counters are sent as running totals (`metric_type = counter`); rates are computed where they
-//! are read. Pseudo filesystems (proc, tmpfs, overlay, ...) are left out.
+//! are read (the one exception is CPU, whose per-state shares are computed here from the
+//! difference of two readings, as node_exporter users graph them). Pseudo filesystems (proc,
+//! tmpfs, overlay, ...), loop and RAM disks are left out.
+
+pub mod procfs;
 
 use std::collections::BTreeMap;
 
@@ -54,6 +67,8 @@ pub struct HostCollector {
     system: System,
     disks: Disks,
     networks: Networks,
+    /// The previous `/proc/stat` reading, for CPU shares.
+    cpu_before: Option<std::collections::BTreeMap<String, procfs::CpuTimes>>,
 }
 
 impl std::fmt::Debug for HostCollector {
@@ -71,6 +86,9 @@ impl HostCollector {
             system,
             disks: Disks::new_with_refreshed_list()?,
             networks: Networks::new_with_refreshed_list()?,
+            cpu_before: std::fs::read_to_string("/proc/stat")
+                .ok()
+                .map(|t| procfs::parse_stat(&t)),
         })
     }
 
@@ -97,12 +115,34 @@ impl HostCollector {
 
         self.system.refresh_cpu_usage();
         self.system.refresh_memory();
-        push(
-            "system.cpu.utilization",
-            &[],
-            f64::from(self.system.global_cpu_usage()) / 100.0,
-            gauge,
-        );
+        match (
+            std::fs::read_to_string("/proc/stat")
+                .ok()
+                .map(|t| procfs::parse_stat(&t)),
+            &self.cpu_before,
+        ) {
+            (Some(now), Some(before)) => {
+                for (cpu, after) in &now {
+                    if let Some(b) = before.get(cpu) {
+                        for (state, share) in procfs::utilization(b, after) {
+                            push(
+                                "system.cpu.utilization",
+                                &[("cpu", cpu), ("state", state)],
+                                share,
+                                gauge,
+                            );
+                        }
+                    }
+                }
+                self.cpu_before = Some(now);
+            }
+            _ => push(
+                "system.cpu.utilization",
+                &[],
+                f64::from(self.system.global_cpu_usage()) / 100.0,
+                gauge,
+            ),
+        }
         if let Ok(load) = System::load_average() {
             push("system.cpu.load_average.1m", &[], load.one, gauge);
             push("system.cpu.load_average.5m", &[], load.five, gauge);
@@ -169,6 +209,8 @@ impl HostCollector {
             }
         }
 
+        linux_extras(&mut push);
+
         self.networks.refresh(true);
         for (name, data) in self.networks.iter() {
             let device = name.to_string_lossy();
@@ -188,6 +230,107 @@ impl HostCollector {
             );
         }
         out
+    }
+}
+
+/// The figures read from `/proc` alone; nothing when a file is missing.
+fn linux_extras(push: &mut impl FnMut(&str, &[(&str, &str)], f64, MetricType)) {
+    let read = |p: &str| std::fs::read_to_string(p).ok();
+    let (gauge, counter) = (MetricType::Gauge, MetricType::Counter);
+    if let Some(t) = read("/proc/net/dev") {
+        for (dev, d) in procfs::parse_net_dev(&t) {
+            for (dir, v) in [("receive", d.rx), ("transmit", d.tx)] {
+                let l = [("device", dev.as_str()), ("direction", dir)];
+                push("system.network.packets", &l, v[1] as f64, counter);
+                push("system.network.errors", &l, v[2] as f64, counter);
+                push("system.network.dropped", &l, v[3] as f64, counter);
+            }
+        }
+    }
+    if let Some(t) = read("/proc/diskstats") {
+        for (dev, d) in procfs::parse_diskstats(&t) {
+            for (dir, bytes, ops) in [
+                ("read", d.read_bytes, d.reads),
+                ("write", d.written_bytes, d.writes),
+            ] {
+                let l = [("device", dev.as_str()), ("direction", dir)];
+                push("system.disk.io", &l, bytes as f64, counter);
+                push("system.disk.operations", &l, ops as f64, counter);
+            }
+            push(
+                "system.disk.io_time",
+                &[("device", dev.as_str())],
+                d.busy_ms as f64 / 1000.0,
+                counter,
+            );
+        }
+    }
+    for resource in ["cpu", "memory", "io"] {
+        if let Some(t) = read(&format!("/proc/pressure/{resource}")) {
+            for (kind, micros) in procfs::parse_pressure(&t) {
+                let l = [("resource", resource), ("kind", kind)];
+                push(
+                    "system.linux.pressure.stall_time",
+                    &l,
+                    micros as f64 / 1e6,
+                    counter,
+                );
+            }
+        }
+    }
+    let mut tcp = BTreeMap::new();
+    for f in ["/proc/net/tcp", "/proc/net/tcp6"] {
+        if let Some(t) = read(f) {
+            procfs::count_tcp(&t, &mut tcp);
+        }
+    }
+    for (state, n) in tcp {
+        push(
+            "system.network.connections",
+            &[("protocol", "tcp"), ("state", state)],
+            n as f64,
+            gauge,
+        );
+    }
+    if let Some((allocated, max)) = read("/proc/sys/fs/file-nr")
+        .as_deref()
+        .and_then(procfs::parse_file_nr)
+    {
+        push(
+            "system.linux.file_descriptor.count",
+            &[("state", "allocated")],
+            allocated as f64,
+            gauge,
+        );
+        push(
+            "system.linux.file_descriptor.count",
+            &[("state", "max")],
+            max as f64,
+            gauge,
+        );
+    }
+    if let Some((running, total)) = read("/proc/loadavg")
+        .as_deref()
+        .and_then(procfs::parse_processes)
+    {
+        push(
+            "system.processes.count",
+            &[("status", "running")],
+            running as f64,
+            gauge,
+        );
+        push(
+            "system.processes.count",
+            &[("status", "total")],
+            total as f64,
+            gauge,
+        );
+    }
+    if let Some(up) = read("/proc/uptime")
+        .as_deref()
+        .and_then(procfs::parse_uptime)
+    {
+        push("system.uptime", &[], up, gauge);
     }
 }
 
@@ -221,5 +364,59 @@ mod tests {
         assert!(samples.iter().any(|s| s.name == "system.network.io"
             && s.labels.get("device").map(String::as_str) == Some("lo")));
         assert!(samples.iter().all(|s| s.value.is_finite()));
+    }
+
+    #[test]
+    fn linux_figures_match_proc() {
+        let Ok(uptime) = std::fs::read_to_string("/proc/uptime") else {
+            return;
+        };
+        let mut c = HostCollector::new().unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(300));
+        let samples = c.sample();
+        let find = |name: &str, labels: &[(&str, &str)]| {
+            samples
+                .iter()
+                .find(|s| {
+                    s.name == name
+                        && labels
+                            .iter()
+                            .all(|(k, v)| s.labels.get(*k).map(String::as_str) == Some(*v))
+                })
+                .map(|s| s.value)
+        };
+        // CPU shares of all CPUs over the interval add up to the whole interval.
+        let shares: f64 = samples
+            .iter()
+            .filter(|s| {
+                s.name == "system.cpu.utilization"
+                    && s.labels.get("cpu").map(String::as_str) == Some("all")
+            })
+            .map(|s| s.value)
+            .sum();
+        assert!(shares == 0.0 || (shares - 1.0).abs() < 1e-6, "{shares}");
+        let up: f64 = uptime.split_whitespace().next().unwrap().parse().unwrap();
+        let got = find("system.uptime", &[]).unwrap();
+        assert!((got - up).abs() < 5.0, "uptime {got} vs /proc {up}");
+        assert!(find("system.processes.count", &[("status", "total")]).unwrap() >= 1.0);
+        let (allocated, _) =
+            procfs::parse_file_nr(&std::fs::read_to_string("/proc/sys/fs/file-nr").unwrap())
+                .unwrap();
+        let fds = find(
+            "system.linux.file_descriptor.count",
+            &[("state", "allocated")],
+        )
+        .unwrap();
+        assert!(
+            (fds - allocated as f64).abs() < 1000.0,
+            "{fds} vs {allocated}"
+        );
+        assert!(
+            find(
+                "system.network.packets",
+                &[("device", "lo"), ("direction", "receive")]
+            )
+            .is_some()
+        );
     }
 }

@@ -1,0 +1,289 @@
+//! Figures sysinfo does not give, read from Linux's `/proc`: CPU time by state, disk I/O,
+//! network packets, errors and drops, pressure stall information, TCP connections by state, open
+//! file descriptors, processes and uptime. Each parser takes the file's text, so tests feed them
+//! fixtures; a file that is missing (another kernel, a container) yields nothing.
+
+use std::collections::BTreeMap;
+
+/// CPU time per state, in clock ticks, for one CPU line of `/proc/stat`.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct CpuTimes {
+    /// Ticks per state: user, nice, system, idle, iowait, irq, softirq, steal.
+    pub ticks: BTreeMap<&'static str, u64>,
+}
+
+const CPU_STATES: [&str; 8] = [
+    "user", "nice", "system", "idle", "iowait", "irq", "softirq", "steal",
+];
+
+impl CpuTimes {
+    fn total(&self) -> u64 {
+        self.ticks.values().sum()
+    }
+}
+
+/// `/proc/stat`: `"all"` and each CPU by number.
+pub fn parse_stat(text: &str) -> BTreeMap<String, CpuTimes> {
+    let mut out = BTreeMap::new();
+    for line in text.lines() {
+        let mut fields = line.split_whitespace();
+        let Some(name) = fields.next().filter(|n| n.starts_with("cpu")) else {
+            continue;
+        };
+        let cpu = match &name[3..] {
+            "" => "all".to_string(),
+            n if n.chars().all(|c| c.is_ascii_digit()) => n.to_string(),
+            _ => continue,
+        };
+        let values: Vec<u64> = fields.filter_map(|v| v.parse().ok()).collect();
+        let ticks = CPU_STATES
+            .iter()
+            .zip(values)
+            .map(|(s, v)| (*s, v))
+            .collect();
+        out.insert(cpu, CpuTimes { ticks });
+    }
+    out
+}
+
+/// Share of time per state between two readings, 0..1 (states with no ticks in between are 0).
+pub fn utilization(before: &CpuTimes, after: &CpuTimes) -> BTreeMap<&'static str, f64> {
+    let span = after.total().saturating_sub(before.total());
+    CPU_STATES
+        .iter()
+        .map(|s| {
+            let d = after
+                .ticks
+                .get(s)
+                .copied()
+                .unwrap_or(0)
+                .saturating_sub(before.ticks.get(s).copied().unwrap_or(0));
+            (
+                *s,
+                if span == 0 {
+                    0.0
+                } else {
+                    d as f64 / span as f64
+                },
+            )
+        })
+        .collect()
+}
+
+/// Counters of one network interface from `/proc/net/dev`.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct NetDev {
+    /// Bytes, packets, errors, drops received.
+    pub rx: [u64; 4],
+    /// Bytes, packets, errors, drops sent.
+    pub tx: [u64; 4],
+}
+
+/// `/proc/net/dev`, by interface.
+pub fn parse_net_dev(text: &str) -> BTreeMap<String, NetDev> {
+    text.lines()
+        .filter_map(|line| {
+            let (name, rest) = line.split_once(':')?;
+            let v: Vec<u64> = rest
+                .split_whitespace()
+                .filter_map(|x| x.parse().ok())
+                .collect();
+            (v.len() >= 12).then(|| {
+                (
+                    name.trim().to_string(),
+                    NetDev {
+                        rx: [v[0], v[1], v[2], v[3]],
+                        tx: [v[8], v[9], v[10], v[11]],
+                    },
+                )
+            })
+        })
+        .collect()
+}
+
+/// Counters of one block device from `/proc/diskstats`.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct DiskStat {
+    /// Reads completed.
+    pub reads: u64,
+    /// Bytes read.
+    pub read_bytes: u64,
+    /// Writes completed.
+    pub writes: u64,
+    /// Bytes written.
+    pub written_bytes: u64,
+    /// Time the device was busy, in milliseconds.
+    pub busy_ms: u64,
+}
+
+/// `/proc/diskstats`, by device; loop and RAM devices are left out.
+pub fn parse_diskstats(text: &str) -> BTreeMap<String, DiskStat> {
+    text.lines()
+        .filter_map(|line| {
+            let f: Vec<&str> = line.split_whitespace().collect();
+            let name = *f.get(2)?;
+            if name.starts_with("loop") || name.starts_with("ram") {
+                return None;
+            }
+            let n = |i: usize| f.get(i).and_then(|v| v.parse::<u64>().ok());
+            // Sectors are 512 bytes in this file whatever the device's own sector size.
+            Some((
+                name.to_string(),
+                DiskStat {
+                    reads: n(3)?,
+                    read_bytes: n(5)? * 512,
+                    writes: n(7)?,
+                    written_bytes: n(9)? * 512,
+                    busy_ms: n(12)?,
+                },
+            ))
+        })
+        .collect()
+}
+
+/// `/proc/pressure/<resource>`: total stall time in microseconds, for `some` and `full`.
+pub fn parse_pressure(text: &str) -> BTreeMap<&'static str, u64> {
+    let mut out = BTreeMap::new();
+    for line in text.lines() {
+        let kind = match line.split_whitespace().next() {
+            Some("some") => "some",
+            Some("full") => "full",
+            _ => continue,
+        };
+        if let Some(total) = line
+            .split_whitespace()
+            .find_map(|f| f.strip_prefix("total="))
+            .and_then(|v| v.parse().ok())
+        {
+            out.insert(kind, total);
+        }
+    }
+    out
+}
+
+/// TCP socket states as `/proc/net/tcp` numbers them.
+const TCP_STATES: [&str; 12] = [
+    "",
+    "ESTABLISHED",
+    "SYN_SENT",
+    "SYN_RECV",
+    "FIN_WAIT1",
+    "FIN_WAIT2",
+    "TIME_WAIT",
+    "CLOSE",
+    "CLOSE_WAIT",
+    "LAST_ACK",
+    "LISTEN",
+    "CLOSING",
+];
+
+/// Adds the sockets of a `/proc/net/tcp` or `tcp6` file to `counts`, by state.
+pub fn count_tcp(text: &str, counts: &mut BTreeMap<&'static str, u64>) {
+    for line in text.lines().skip(1) {
+        let Some(st) = line.split_whitespace().nth(3) else {
+            continue;
+        };
+        if let Ok(i) = usize::from_str_radix(st, 16)
+            && let Some(name) = TCP_STATES.get(i).filter(|n| !n.is_empty())
+        {
+            *counts.entry(name).or_insert(0) += 1;
+        }
+    }
+}
+
+/// `/proc/sys/fs/file-nr`: (allocated, maximum) file descriptors.
+pub fn parse_file_nr(text: &str) -> Option<(u64, u64)> {
+    let v: Vec<u64> = text
+        .split_whitespace()
+        .filter_map(|x| x.parse().ok())
+        .collect();
+    Some((*v.first()?, *v.get(2)?))
+}
+
+/// `/proc/loadavg`: (running, total) processes.
+pub fn parse_processes(loadavg: &str) -> Option<(u64, u64)> {
+    let (running, total) = loadavg.split_whitespace().nth(3)?.split_once('/')?;
+    Some((running.parse().ok()?, total.parse().ok()?))
+}
+
+/// `/proc/uptime`: seconds since boot.
+pub fn parse_uptime(text: &str) -> Option<f64> {
+    text.split_whitespace().next()?.parse().ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cpu_states_per_core_and_their_shares() {
+        let a =
+            parse_stat("cpu  100 0 50 800 50 0 0 0 0 0\ncpu0 50 0 25 400 25 0 0 0 0 0\nintr 1 2\n");
+        let b = parse_stat("cpu  160 0 70 900 70 0 0 0 0 0\ncpu0 80 0 35 450 35 0 0 0 0 0\n");
+        assert_eq!(a.keys().collect::<Vec<_>>(), ["0", "all"]);
+        let u = utilization(&a["all"], &b["all"]);
+        // 200 ticks: 60 user, 20 system, 100 idle, 20 iowait.
+        assert_eq!(
+            (u["user"], u["system"], u["idle"], u["iowait"], u["steal"]),
+            (0.3, 0.1, 0.5, 0.1, 0.0)
+        );
+        assert!((u.values().sum::<f64>() - 1.0).abs() < 1e-9);
+    }
+
+    #[test]
+    fn network_disk_pressure_tcp_and_the_rest() {
+        let dev = "Inter-|   Receive |  Transmit\n face |bytes packets errs drop fifo frame compressed multicast|bytes\n  eth0: 1000 10 1 2 0 0 0 0 2000 20 3 4 0 0 0 0\n";
+        assert_eq!(
+            parse_net_dev(dev)["eth0"],
+            NetDev {
+                rx: [1000, 10, 1, 2],
+                tx: [2000, 20, 3, 4]
+            }
+        );
+        let disk = "   8       0 sda 100 5 2000 30 200 10 4000 60 0 500 90\n   7       0 loop0 1 0 2 0 0 0 0 0 0 0 0\n";
+        let d = parse_diskstats(disk);
+        assert_eq!(d.len(), 1);
+        assert_eq!(
+            d["sda"],
+            DiskStat {
+                reads: 100,
+                read_bytes: 2000 * 512,
+                writes: 200,
+                written_bytes: 4000 * 512,
+                busy_ms: 500
+            }
+        );
+        let p = parse_pressure(
+            "some avg10=0.00 avg60=0.00 avg300=0.00 total=1234\nfull avg10=0.00 avg60=0.00 avg300=0.00 total=56\n",
+        );
+        assert_eq!((p["some"], p["full"]), (1234, 56));
+        let tcp = "  sl  local_address rem_address   st\n   0: 0100007F:1F90 00000000:0000 0A 0\n   1: 0100007F:1F90 0100007F:9C40 01 0\n   2: 0100007F:1F90 0100007F:9C41 01 0\n";
+        let mut c = BTreeMap::new();
+        count_tcp(tcp, &mut c);
+        assert_eq!((c["LISTEN"], c["ESTABLISHED"]), (1, 2));
+        assert_eq!(
+            parse_file_nr("1024\t0\t9223372036854775807\n"),
+            Some((1024, 9223372036854775807))
+        );
+        assert_eq!(
+            parse_processes("0.10 0.20 0.30 3/456 7890\n"),
+            Some((3, 456))
+        );
+        assert_eq!(parse_uptime("12345.67 20000.00\n"), Some(12345.67));
+    }
+
+    #[test]
+    fn this_machine_reads() {
+        let Ok(stat) = std::fs::read_to_string("/proc/stat") else {
+            return;
+        };
+        let cpus = parse_stat(&stat);
+        assert!(
+            cpus.contains_key("all") && cpus.contains_key("0"),
+            "{cpus:?}"
+        );
+        assert_eq!(cpus["all"].ticks.len(), 8);
+        let dev = parse_net_dev(&std::fs::read_to_string("/proc/net/dev").unwrap());
+        assert!(dev.contains_key("lo"));
+    }
+}
