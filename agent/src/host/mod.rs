@@ -11,6 +11,9 @@
 //! | `system.paging.usage` | `state` = used, free | gauge | bytes (swap) |
 //! | `system.filesystem.usage` | `mountpoint`, `device`, `type`, `state` = used, free | gauge | bytes |
 //! | `system.filesystem.utilization` | `mountpoint`, `device`, `type` | gauge | fraction 0..1 |
+//! | `system.filesystem.inodes.usage` | `mountpoint`, `device`, `type`, `state` = used, free | gauge | inodes |
+//! | `system.memory.usage` | `state` = cached, buffers (Linux, besides used and free) | gauge | bytes |
+//! | `system.linux.memory.available` | | gauge | bytes (MemAvailable) |
 //! | `system.network.io` | `device`, `direction` = receive, transmit | counter | bytes since boot |
 //! | `system.network.packets`, `.errors`, `.dropped` | `device`, `direction` | counter | packets since boot (Linux) |
 //! | `system.network.connections` | `protocol` = tcp, `state` = ESTABLISHED, LISTEN, ... | gauge | sockets (Linux, IPv4 + IPv6) |
@@ -237,6 +240,24 @@ impl HostCollector {
 fn linux_extras(push: &mut impl FnMut(&str, &[(&str, &str)], f64, MetricType)) {
     let read = |p: &str| std::fs::read_to_string(p).ok();
     let (gauge, counter) = (MetricType::Gauge, MetricType::Counter);
+    if let Some(t) = read("/proc/meminfo") {
+        let kib = |key: &str| {
+            t.lines()
+                .find(|l| l.starts_with(key))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|v| v.parse::<f64>().ok())
+                .map(|v| v * 1024.0)
+        };
+        if let Some(v) = kib("Cached:") {
+            push("system.memory.usage", &[("state", "cached")], v, gauge);
+        }
+        if let Some(v) = kib("Buffers:") {
+            push("system.memory.usage", &[("state", "buffers")], v, gauge);
+        }
+        if let Some(v) = kib("MemAvailable:") {
+            push("system.linux.memory.available", &[], v, gauge);
+        }
+    }
     if let Some(t) = read("/proc/net/dev") {
         for (dev, d) in procfs::parse_net_dev(&t) {
             for (dir, v) in [("receive", d.rx), ("transmit", d.tx)] {
