@@ -140,7 +140,7 @@ pub async fn run(settings: AgentSettings, shutdown: CancellationToken) -> Result
     ));
     if settings.host_metrics.enabled {
         tokio::spawn(host_metrics(
-            settings.host_metrics.interval,
+            settings.host_metrics.clone(),
             queue.clone(),
             work.clone(),
         ));
@@ -206,8 +206,9 @@ pub fn merge(local: &[CheckConfig], assigned: Vec<CheckConfig>) -> Vec<CheckConf
     out
 }
 
-async fn host_metrics(interval: Duration, queue: Arc<Spool>, stop: CancellationToken) {
-    let mut collector = match host::HostCollector::new() {
+async fn host_metrics(cfg: HostMetricsConfig, queue: Arc<Spool>, stop: CancellationToken) {
+    let interval = cfg.interval;
+    let mut collector = match host::HostCollector::new(cfg) {
         Ok(c) => c,
         Err(e) => {
             tracing::error!(error = %e, "host metrics unavailable on this system");

@@ -79,6 +79,32 @@ pub struct HostMetricsConfig {
     /// Time between two samples. Default `"10s"`; at least 1 s.
     #[serde(default = "default_metrics_interval", with = "crate::duration")]
     pub interval: Duration,
+    /// Which groups to collect, from [`HOST_METRIC_GROUPS`]. Default (empty): all of them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub groups: Vec<String>,
+}
+
+/// The host metric groups: `cpu`, `load`, `memory`, `filesystem`, `disk`, `network`,
+/// `pressure`, `connections`, `files`, `processes`, `uptime`.
+pub const HOST_METRIC_GROUPS: &[&str] = &[
+    "cpu",
+    "load",
+    "memory",
+    "filesystem",
+    "disk",
+    "network",
+    "pressure",
+    "connections",
+    "files",
+    "processes",
+    "uptime",
+];
+
+impl HostMetricsConfig {
+    /// True when `group` is to be collected.
+    pub fn collects(&self, group: &str) -> bool {
+        self.groups.is_empty() || self.groups.iter().any(|g| g == group)
+    }
 }
 
 impl Default for HostMetricsConfig {
@@ -86,6 +112,7 @@ impl Default for HostMetricsConfig {
         Self {
             enabled: true,
             interval: default_metrics_interval(),
+            groups: Vec::new(),
         }
     }
 }
@@ -315,6 +342,17 @@ fn validate_identity(doc: &mut Document<'_>, id: &AgentIdentity) {
 }
 
 pub(crate) fn validate_host_metrics(doc: &mut Document<'_>, h: &HostMetricsConfig, at: &KeyPath) {
+    for (i, g) in h.groups.iter().enumerate() {
+        if !HOST_METRIC_GROUPS.contains(&g.as_str()) {
+            doc.error_at(
+                &at.child("groups").index(i),
+                format!(
+                    "unknown group {g:?}: expected one of {}",
+                    HOST_METRIC_GROUPS.join(", ")
+                ),
+            );
+        }
+    }
     if h.interval < Duration::from_secs(1) {
         doc.error_at(&at.child("interval"), "must be at least 1s");
     }

@@ -236,3 +236,19 @@ run_on = ["role=web"]
     assert_eq!(names(c.checks_for("w", &web)), ["all", "web-only"]);
     assert_eq!(names(c.checks_for("d", &Default::default())), ["all"]);
 }
+
+#[test]
+fn host_metric_groups_are_checked() {
+    let text = "name = \"a\"\ncollector = \"http://x:1\"\ntoken = \"t\"\n[host_metrics]\ngroups = [\"cpu\", \"gpu\"]\n";
+    let errs = AgentConfig::parse(Path::new("a.toml"), text, &no_env)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        errs.contains("a.toml:5:19: host_metrics.groups[1]: unknown group \"gpu\""),
+        "{errs}"
+    );
+    let ok =
+        AgentConfig::parse(Path::new("a.toml"), &text.replace(", \"gpu\"", ""), &no_env).unwrap();
+    assert!(ok.host_metrics.collects("cpu") && !ok.host_metrics.collects("disk"));
+    assert!(HostMetricsConfig::default().collects("disk"));
+}

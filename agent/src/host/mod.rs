@@ -35,6 +35,7 @@ pub mod procfs;
 use std::collections::BTreeMap;
 
 use chrono::Utc;
+use lookout_config::HostMetricsConfig;
 use lookout_protocol::{MetricSample, MetricType};
 use sysinfo::{Disks, Networks, System};
 
@@ -70,6 +71,8 @@ pub struct HostCollector {
     system: System,
     disks: Disks,
     networks: Networks,
+    /// What to collect.
+    cfg: HostMetricsConfig,
     /// The previous `/proc/stat` reading, for CPU shares.
     cpu_before: Option<std::collections::BTreeMap<String, procfs::CpuTimes>>,
 }
@@ -82,10 +85,11 @@ impl std::fmt::Debug for HostCollector {
 
 impl HostCollector {
     /// Starts collecting; the first CPU figure comes from the second [`HostCollector::sample`].
-    pub fn new() -> Result<Self, sysinfo::Error> {
+    pub fn new(cfg: HostMetricsConfig) -> Result<Self, sysinfo::Error> {
         let mut system = System::new()?;
         system.refresh_cpu_usage();
         Ok(Self {
+            cfg,
             system,
             disks: Disks::new_with_refreshed_list()?,
             networks: Networks::new_with_refreshed_list()?,
@@ -116,131 +120,147 @@ impl HostCollector {
             };
         let gauge = MetricType::Gauge;
 
-        self.system.refresh_cpu_usage();
-        self.system.refresh_memory();
-        match (
-            std::fs::read_to_string("/proc/stat")
-                .ok()
-                .map(|t| procfs::parse_stat(&t)),
-            &self.cpu_before,
-        ) {
-            (Some(now), Some(before)) => {
-                for (cpu, after) in &now {
-                    if let Some(b) = before.get(cpu) {
-                        for (state, share) in procfs::utilization(b, after) {
-                            push(
-                                "system.cpu.utilization",
-                                &[("cpu", cpu), ("state", state)],
-                                share,
-                                gauge,
-                            );
+        let cfg = self.cfg.clone();
+        if cfg.collects("cpu") {
+            self.system.refresh_cpu_usage();
+            match (
+                std::fs::read_to_string("/proc/stat")
+                    .ok()
+                    .map(|t| procfs::parse_stat(&t)),
+                &self.cpu_before,
+            ) {
+                (Some(now), Some(before)) => {
+                    for (cpu, after) in &now {
+                        if let Some(b) = before.get(cpu) {
+                            for (state, share) in procfs::utilization(b, after) {
+                                push(
+                                    "system.cpu.utilization",
+                                    &[("cpu", cpu), ("state", state)],
+                                    share,
+                                    gauge,
+                                );
+                            }
                         }
                     }
+                    self.cpu_before = Some(now);
                 }
-                self.cpu_before = Some(now);
+                _ => push(
+                    "system.cpu.utilization",
+                    &[],
+                    f64::from(self.system.global_cpu_usage()) / 100.0,
+                    gauge,
+                ),
             }
-            _ => push(
-                "system.cpu.utilization",
-                &[],
-                f64::from(self.system.global_cpu_usage()) / 100.0,
-                gauge,
-            ),
         }
-        if let Ok(load) = System::load_average() {
+        if cfg.collects("load")
+            && let Ok(load) = System::load_average()
+        {
             push("system.cpu.load_average.1m", &[], load.one, gauge);
             push("system.cpu.load_average.5m", &[], load.five, gauge);
             push("system.cpu.load_average.15m", &[], load.fifteen, gauge);
         }
 
-        let total = self.system.total_memory() as f64;
-        let used = total - self.system.available_memory() as f64;
-        push("system.memory.limit", &[], total, gauge);
-        push("system.memory.usage", &[("state", "used")], used, gauge);
-        push(
-            "system.memory.usage",
-            &[("state", "free")],
-            total - used,
-            gauge,
-        );
-        if total > 0.0 {
-            push("system.memory.utilization", &[], used / total, gauge);
-        }
-        let swap_total = self.system.total_swap() as f64;
-        let swap_used = self.system.used_swap() as f64;
-        push(
-            "system.paging.usage",
-            &[("state", "used")],
-            swap_used,
-            gauge,
-        );
-        push(
-            "system.paging.usage",
-            &[("state", "free")],
-            swap_total - swap_used,
-            gauge,
-        );
-
-        self.disks.refresh(true);
-        for disk in self.disks.iter() {
-            let fs = disk.file_system().to_string_lossy();
-            if PSEUDO_FS.contains(&fs.as_ref()) {
-                continue;
+        if cfg.collects("memory") {
+            self.system.refresh_memory();
+            let total = self.system.total_memory() as f64;
+            let used = total - self.system.available_memory() as f64;
+            push("system.memory.limit", &[], total, gauge);
+            push("system.memory.usage", &[("state", "used")], used, gauge);
+            push(
+                "system.memory.usage",
+                &[("state", "free")],
+                total - used,
+                gauge,
+            );
+            if total > 0.0 {
+                push("system.memory.utilization", &[], used / total, gauge);
             }
-            let mount = disk.mount_point().to_string_lossy();
-            let device = disk.name().to_string_lossy();
-            let labels = [
-                ("mountpoint", mount.as_ref()),
-                ("device", device.as_ref()),
-                ("type", fs.as_ref()),
-            ];
-            let size = disk.total_space() as f64;
-            let free = disk.available_space() as f64;
-            let mut with_state = |state: &'static str, v: f64| {
-                let mut l = labels.to_vec();
-                l.push(("state", state));
-                push("system.filesystem.usage", &l, v, gauge);
-            };
-            with_state("used", size - free);
-            with_state("free", free);
-            if size > 0.0 {
+            let swap_total = self.system.total_swap() as f64;
+            let swap_used = self.system.used_swap() as f64;
+            push(
+                "system.paging.usage",
+                &[("state", "used")],
+                swap_used,
+                gauge,
+            );
+            push(
+                "system.paging.usage",
+                &[("state", "free")],
+                swap_total - swap_used,
+                gauge,
+            );
+        }
+
+        if cfg.collects("filesystem") {
+            self.disks.refresh(true);
+            for disk in self.disks.iter() {
+                let fs = disk.file_system().to_string_lossy();
+                if PSEUDO_FS.contains(&fs.as_ref()) {
+                    continue;
+                }
+                let mount = disk.mount_point().to_string_lossy();
+                let device = disk.name().to_string_lossy();
+                let labels = [
+                    ("mountpoint", mount.as_ref()),
+                    ("device", device.as_ref()),
+                    ("type", fs.as_ref()),
+                ];
+                let size = disk.total_space() as f64;
+                let free = disk.available_space() as f64;
+                let mut with_state = |state: &'static str, v: f64| {
+                    let mut l = labels.to_vec();
+                    l.push(("state", state));
+                    push("system.filesystem.usage", &l, v, gauge);
+                };
+                with_state("used", size - free);
+                with_state("free", free);
+                if size > 0.0 {
+                    push(
+                        "system.filesystem.utilization",
+                        &labels,
+                        (size - free) / size,
+                        gauge,
+                    );
+                }
+            }
+        }
+
+        linux_extras(&mut push, &cfg);
+
+        if cfg.collects("network") {
+            self.networks.refresh(true);
+            for (name, data) in self.networks.iter() {
+                let device = name.to_string_lossy();
+                let rx = [("device", device.as_ref()), ("direction", "receive")];
+                let tx = [("device", device.as_ref()), ("direction", "transmit")];
                 push(
-                    "system.filesystem.utilization",
-                    &labels,
-                    (size - free) / size,
-                    gauge,
+                    "system.network.io",
+                    &rx,
+                    data.total_received() as f64,
+                    MetricType::Counter,
+                );
+                push(
+                    "system.network.io",
+                    &tx,
+                    data.total_transmitted() as f64,
+                    MetricType::Counter,
                 );
             }
-        }
-
-        linux_extras(&mut push);
-
-        self.networks.refresh(true);
-        for (name, data) in self.networks.iter() {
-            let device = name.to_string_lossy();
-            let rx = [("device", device.as_ref()), ("direction", "receive")];
-            let tx = [("device", device.as_ref()), ("direction", "transmit")];
-            push(
-                "system.network.io",
-                &rx,
-                data.total_received() as f64,
-                MetricType::Counter,
-            );
-            push(
-                "system.network.io",
-                &tx,
-                data.total_transmitted() as f64,
-                MetricType::Counter,
-            );
         }
         out
     }
 }
 
 /// The figures read from `/proc` alone; nothing when a file is missing.
-fn linux_extras(push: &mut impl FnMut(&str, &[(&str, &str)], f64, MetricType)) {
+fn linux_extras(
+    push: &mut impl FnMut(&str, &[(&str, &str)], f64, MetricType),
+    cfg: &HostMetricsConfig,
+) {
     let read = |p: &str| std::fs::read_to_string(p).ok();
     let (gauge, counter) = (MetricType::Gauge, MetricType::Counter);
-    if let Some(t) = read("/proc/meminfo") {
+    if cfg.collects("memory")
+        && let Some(t) = read("/proc/meminfo")
+    {
         let kib = |key: &str| {
             t.lines()
                 .find(|l| l.starts_with(key))
@@ -258,7 +278,9 @@ fn linux_extras(push: &mut impl FnMut(&str, &[(&str, &str)], f64, MetricType)) {
             push("system.linux.memory.available", &[], v, gauge);
         }
     }
-    if let Some(t) = read("/proc/net/dev") {
+    if cfg.collects("network")
+        && let Some(t) = read("/proc/net/dev")
+    {
         for (dev, d) in procfs::parse_net_dev(&t) {
             for (dir, v) in [("receive", d.rx), ("transmit", d.tx)] {
                 let l = [("device", dev.as_str()), ("direction", dir)];
@@ -268,7 +290,9 @@ fn linux_extras(push: &mut impl FnMut(&str, &[(&str, &str)], f64, MetricType)) {
             }
         }
     }
-    if let Some(t) = read("/proc/diskstats") {
+    if cfg.collects("disk")
+        && let Some(t) = read("/proc/diskstats")
+    {
         for (dev, d) in procfs::parse_diskstats(&t) {
             for (dir, bytes, ops) in [
                 ("read", d.read_bytes, d.reads),
@@ -286,7 +310,10 @@ fn linux_extras(push: &mut impl FnMut(&str, &[(&str, &str)], f64, MetricType)) {
             );
         }
     }
-    for resource in ["cpu", "memory", "io"] {
+    for resource in ["cpu", "memory", "io"]
+        .into_iter()
+        .filter(|_| cfg.collects("pressure"))
+    {
         if let Some(t) = read(&format!("/proc/pressure/{resource}")) {
             for (kind, micros) in procfs::parse_pressure(&t) {
                 let l = [("resource", resource), ("kind", kind)];
@@ -300,7 +327,10 @@ fn linux_extras(push: &mut impl FnMut(&str, &[(&str, &str)], f64, MetricType)) {
         }
     }
     let mut tcp = BTreeMap::new();
-    for f in ["/proc/net/tcp", "/proc/net/tcp6"] {
+    for f in ["/proc/net/tcp", "/proc/net/tcp6"]
+        .into_iter()
+        .filter(|_| cfg.collects("connections"))
+    {
         if let Some(t) = read(f) {
             procfs::count_tcp(&t, &mut tcp);
         }
@@ -314,6 +344,7 @@ fn linux_extras(push: &mut impl FnMut(&str, &[(&str, &str)], f64, MetricType)) {
         );
     }
     if let Some((allocated, max)) = read("/proc/sys/fs/file-nr")
+        .filter(|_| cfg.collects("files"))
         .as_deref()
         .and_then(procfs::parse_file_nr)
     {
@@ -331,6 +362,7 @@ fn linux_extras(push: &mut impl FnMut(&str, &[(&str, &str)], f64, MetricType)) {
         );
     }
     if let Some((running, total)) = read("/proc/loadavg")
+        .filter(|_| cfg.collects("processes"))
         .as_deref()
         .and_then(procfs::parse_processes)
     {
@@ -348,6 +380,7 @@ fn linux_extras(push: &mut impl FnMut(&str, &[(&str, &str)], f64, MetricType)) {
         );
     }
     if let Some(up) = read("/proc/uptime")
+        .filter(|_| cfg.collects("uptime"))
         .as_deref()
         .and_then(procfs::parse_uptime)
     {
@@ -371,7 +404,7 @@ mod tests {
 
     #[test]
     fn memory_limit_is_memtotal_and_samples_are_sane() {
-        let mut c = HostCollector::new().unwrap();
+        let mut c = HostCollector::new(HostMetricsConfig::default()).unwrap();
         let samples = c.sample();
         let get = |name: &str| samples.iter().find(|s| s.name == name).map(|s| s.value);
         if let Some(kib) = meminfo_kib("MemTotal:") {
@@ -392,7 +425,7 @@ mod tests {
         let Ok(uptime) = std::fs::read_to_string("/proc/uptime") else {
             return;
         };
-        let mut c = HostCollector::new().unwrap();
+        let mut c = HostCollector::new(HostMetricsConfig::default()).unwrap();
         std::thread::sleep(std::time::Duration::from_millis(300));
         let samples = c.sample();
         let find = |name: &str, labels: &[(&str, &str)]| {
@@ -438,6 +471,29 @@ mod tests {
                 &[("device", "lo"), ("direction", "receive")]
             )
             .is_some()
+        );
+    }
+}
+
+#[cfg(test)]
+mod group_tests {
+    use super::*;
+
+    #[test]
+    fn only_the_chosen_groups_are_collected() {
+        let cfg = HostMetricsConfig {
+            groups: vec!["memory".into(), "uptime".into()],
+            ..HostMetricsConfig::default()
+        };
+        let samples = HostCollector::new(cfg).unwrap().sample();
+        assert!(samples.iter().any(|s| s.name == "system.memory.usage"));
+        assert!(
+            samples.iter().all(|s| s.name.starts_with("system.memory")
+                || s.name.starts_with("system.paging")
+                || s.name == "system.linux.memory.available"
+                || s.name == "system.uptime"),
+            "{:?}",
+            samples.iter().map(|s| &s.name).collect::<Vec<_>>()
         );
     }
 }

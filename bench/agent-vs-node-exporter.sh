@@ -1,0 +1,65 @@
+#!/usr/bin/env bash
+# Agent cost beside node_exporter, measured in one run on this machine:
+#   lookout-agent with host metrics every 10 s and 20 HTTP checks every 10 s (shipping to a local
+#   collector), and Debian's prometheus-node-exporter (default collectors) scraped every 10 s.
+# Prints RSS (median and max of samples every 5 s) and CPU (share of one core over the run).
+# Usage: bench/agent-vs-node-exporter.sh [seconds, default 120]. Needs root to install the package.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+secs=${1:-120}
+command -v prometheus-node-exporter >/dev/null || {
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq prometheus-node-exporter >/dev/null
+}
+# The Debian package starts a service on :9100 where systemd runs; use our own instance.
+systemctl stop prometheus-node-exporter 2>/dev/null || true
+cargo build --release -q -p lookout-agent -p lookout-collector
+work=$(mktemp -d)
+trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$work"' EXIT
+port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+nport=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+cat > "$work/collector.toml" <<TOML
+[server]
+listen = "127.0.0.1:$port"
+data_dir = "$work/collector"
+[[agents]]
+name = "bench"
+token = "bench-token-0123456789"
+TOML
+{
+  printf 'name = "bench"\ncollector = "http://127.0.0.1:%s"\ntoken = "bench-token-0123456789"\ndata_dir = "%s/agent"\n' "$port" "$work"
+  printf '[host_metrics]\ninterval = "10s"\n'
+  for i in $(seq 1 20); do
+    printf '[[checks]]\nname = "c%s"\ntype = "http"\nurl = "http://127.0.0.1:%s/healthz"\ninterval = "10s"\ntimeout = "5s"\n' "$i" "$port"
+  done
+} > "$work/agent.toml"
+LOOKOUT_LOG=warn target/release/lookout-collector --config "$work/collector.toml" 2>"$work/collector.log" &
+sleep 1
+LOOKOUT_LOG=warn target/release/lookout-agent --config "$work/agent.toml" 2>"$work/agent.log" &
+agent=$!
+prometheus-node-exporter --web.listen-address="127.0.0.1:$nport" 2>"$work/ne.log" &
+ne=$!
+( while sleep 10; do curl -s "http://127.0.0.1:$nport/metrics" >/dev/null || true; done ) &
+sleep 5
+ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+rss() { awk '/VmRSS/ {print $2}' "/proc/$1/status"; }
+hz=$(getconf CLK_TCK)
+a0=$(ticks $agent); n0=$(ticks $ne); t0=$(date +%s.%N)
+: > "$work/rss"
+for _ in $(seq 1 $((secs / 5))); do
+  sleep 5
+  echo "$(rss $agent) $(rss $ne)" >> "$work/rss"
+done
+a1=$(ticks $agent); n1=$(ticks $ne); t1=$(date +%s.%N)
+python3 - "$work/rss" "$a0" "$a1" "$n0" "$n1" "$t0" "$t1" "$hz" <<'PY'
+import statistics, sys
+rows = [tuple(map(int, l.split())) for l in open(sys.argv[1]) if l.strip()]
+a0, a1, n0, n1 = map(int, sys.argv[2:6]); t0, t1 = map(float, sys.argv[6:8]); hz = int(sys.argv[8])
+el = t1 - t0
+def cpu(d): return 100.0 * d / hz / el
+ra = [r[0] / 1024 for r in rows]; rn = [r[1] / 1024 for r in rows]
+print(f"run: {el:.0f} s, {len(rows)} RSS samples")
+print(f"{'':24}{'RSS median':>12}{'RSS max':>10}{'CPU % of a core':>18}")
+print(f"{'lookout-agent':24}{statistics.median(ra):>9.1f} MB{max(ra):>7.1f} MB{cpu(a1 - a0):>17.3f}")
+print(f"{'node_exporter':24}{statistics.median(rn):>9.1f} MB{max(rn):>7.1f} MB{cpu(n1 - n0):>17.3f}")
+print(f"ratio (agent / node_exporter): RSS {statistics.median(ra) / statistics.median(rn):.2f}, CPU {cpu(a1 - a0) / max(cpu(n1 - n0), 1e-9):.2f}")
+PY
