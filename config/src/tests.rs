@@ -244,7 +244,7 @@ fn host_metric_groups_are_checked() {
         .unwrap_err()
         .to_string();
     assert!(
-        errs.contains("a.toml:5:19: host_metrics.groups[1]: unknown group \"gpu\""),
+        errs.contains("a.toml:5:18: host_metrics.groups[1]: unknown group \"gpu\""),
         "{errs}"
     );
     let ok =
