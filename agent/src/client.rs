@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use lookout_protocol::{Assignments, Batch, Encoding, encode_batch};
+use lookout_protocol::{Assignments, Batch, Encoding, ZstdBatchEncoder};
 use reqwest::StatusCode;
 use reqwest::header::{
     AUTHORIZATION, CONTENT_ENCODING, CONTENT_TYPE, ETAG, IF_NONE_MATCH, RETRY_AFTER,
@@ -48,6 +48,8 @@ pub struct CollectorClient {
     labels_json: String,
     /// Index of the collector that answered last: tried first next time.
     current: AtomicUsize,
+    // std's Mutex: held only while compressing, never across an await.
+    encoder: std::sync::Mutex<ZstdBatchEncoder>,
 }
 
 impl CollectorClient {
@@ -57,7 +59,7 @@ impl CollectorClient {
         token: String,
         labels: &BTreeMap<String, String>,
         timeout: Duration,
-    ) -> Result<Self, reqwest::Error> {
+    ) -> Result<Self, crate::AgentError> {
         let http = reqwest::Client::builder()
             .timeout(timeout)
             .connect_timeout(timeout.min(Duration::from_secs(5)))
@@ -73,12 +75,19 @@ impl CollectorClient {
             token,
             labels_json: serde_json::to_string(labels).unwrap_or_else(|_| "{}".into()),
             current: AtomicUsize::new(0),
+            encoder: std::sync::Mutex::new(
+                ZstdBatchEncoder::new().map_err(crate::AgentError::Compression)?,
+            ),
         })
     }
 
     /// Sends a batch; `Ok` means the collector has stored it (or had stored it before).
     pub async fn send(&self, batch: &Batch) -> Result<(), SendError> {
-        let body = encode_batch(batch, Encoding::Zstd)?;
+        let body = self
+            .encoder
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .encode(batch)?;
         self.with_failover(|base| {
             self.http
                 .post(format!("{base}/v1/ingest"))

@@ -96,6 +96,9 @@ pub fn spool_config(
 /// Why the agent could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum AgentError {
+    /// The compressor could not be set up.
+    #[error("cannot set up zstd: {0}")]
+    Compression(std::io::Error),
     /// The spool's folder cannot be used.
     #[error(transparent)]
     Spool(#[from] spool::SpoolError),
@@ -296,7 +299,7 @@ async fn spool_upkeep(
             () = stop.cancelled() => break,
             _ = ticks.tick() => {}
         }
-        if sync_every.is_some() {
+        if sync_every.is_some() && spool.needs_sync() {
             let s = spool.clone();
             // Syncing waits on the disk: off the runtime's threads.
             if let Err(e) = tokio::task::spawn_blocking(move || s.flush()).await {

@@ -112,6 +112,15 @@ proptest! {
     }
 
     #[test]
+    fn the_reusable_encoder_round_trips(batches in proptest::collection::vec(batch(), 1..4)) {
+        let mut enc = ZstdBatchEncoder::new().unwrap();
+        for b in &batches {
+            let bytes = enc.encode(b).unwrap();
+            prop_assert_eq!(&decode_batch(&bytes, Encoding::Zstd, 1 << 24).unwrap(), b);
+        }
+    }
+
+    #[test]
     fn arbitrary_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..512)) {
         for enc in [Encoding::Zstd, Encoding::Gzip, Encoding::Identity] {
             let _ = decode_batch(&bytes, enc, 1 << 16);

@@ -414,6 +414,11 @@ impl Spool {
         }
     }
 
+    /// True when records were written since the last sync.
+    pub fn needs_sync(&self) -> bool {
+        self.lock().dirty
+    }
+
     /// Syncs written records to disk if any are pending (the flusher calls this every interval).
     pub fn flush(&self) {
         let mut inner = self.lock();
