@@ -155,7 +155,7 @@ pub async fn run(settings: AgentSettings, shutdown: CancellationToken) -> Result
     work.cancel();
     if tokio::time::timeout(STOP_DEADLINE, shipper).await.is_err() {
         tracing::warn!(
-            queued = queue.len(),
+            queued = queue.backlog(),
             "stop deadline passed before the last delivery"
         );
     }

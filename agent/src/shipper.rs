@@ -53,7 +53,7 @@ pub async fn run(
                 tracing::warn!(
                     batch = %pending.batch_id,
                     records = pending.records.len(),
-                    queued = queue.len(),
+                    queued = queue.backlog(),
                     retry_in_ms = wait.as_millis() as u64,
                     error = %reason,
                     "shipping failed; will retry"
@@ -85,12 +85,12 @@ async fn final_flush(agent: &str, queue: &Spool, client: &CollectorClient, max: 
         match tokio::time::timeout_at(deadline, send(agent, client, &pending)).await {
             Ok(Ok(())) => queue.ack(&pending.batch_id),
             Ok(Err(e)) => {
-                tracing::warn!(error = %e, queued = queue.len(), "stopping with undelivered records");
+                tracing::warn!(error = %e, queued = queue.backlog(), "stopping with undelivered records");
                 return;
             }
             Err(_) => {
                 tracing::warn!(
-                    queued = queue.len(),
+                    queued = queue.backlog(),
                     "stopping: delivery of the rest timed out"
                 );
                 return;

@@ -639,11 +639,6 @@ impl Spool {
     }
 
     /// Records stored and not yet acknowledged.
-    pub fn len(&self) -> u64 {
-        self.backlog()
-    }
-
-    /// Records stored and not yet acknowledged.
     pub fn backlog(&self) -> u64 {
         self.lock().held
     }

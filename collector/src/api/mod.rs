@@ -31,37 +31,7 @@ pub struct CheckView {
     /// Where it is defined: `collector` (central `[[checks]]`) or `agent` (an agent's own).
     pub defined_in: &'static str,
     /// The last result from each agent that runs it.
-    pub agents: Vec<LastResult>,
-}
-
-/// The last result of a check from one agent.
-#[derive(Debug, Serialize)]
-pub struct LastResult {
-    /// The agent.
-    pub agent: String,
-    /// When the probe started (RFC 3339).
-    pub time: DateTime<Utc>,
-    /// Whether it succeeded.
-    pub ok: bool,
-    /// Total time in milliseconds.
-    pub latency_ms: f64,
-    /// Why it failed.
-    pub error: Option<String>,
-    /// HTTP status, where there was one.
-    pub status_code: Option<u16>,
-}
-
-impl From<ResultRow> for LastResult {
-    fn from(r: ResultRow) -> Self {
-        Self {
-            agent: r.agent,
-            time: r.time,
-            ok: r.ok,
-            latency_ms: r.latency_ms,
-            error: r.error,
-            status_code: r.status_code,
-        }
-    }
+    pub agents: Vec<ResultRow>,
 }
 
 /// Every check with its state: the configured ones, and agent-local ones that have reported.
@@ -81,7 +51,7 @@ pub async fn check_views(state: &AppState) -> Result<Vec<CheckView>, AppError> {
             kind: c.kind.to_string(),
             status: status_of(&rows, Some(c.interval + c.timeout), now),
             defined_in: "collector",
-            agents: rows.into_iter().map(LastResult::from).collect(),
+            agents: rows,
         });
     }
     for (name, rows) in by_check {
@@ -93,7 +63,7 @@ pub async fn check_views(state: &AppState) -> Result<Vec<CheckView>, AppError> {
                 .unwrap_or_else(|| "unknown".into()),
             status: status_of(&rows, None, now),
             defined_in: "agent",
-            agents: rows.into_iter().map(LastResult::from).collect(),
+            agents: rows,
         });
     }
     out.sort_by(|a, b| a.name.cmp(&b.name));
@@ -138,7 +108,7 @@ pub struct ResultsAnswer {
     /// The window asked for.
     pub to: DateTime<Utc>,
     /// Results, newest first.
-    pub results: Vec<LastResult>,
+    pub results: Vec<ResultRow>,
 }
 
 const MAX_RESULTS: u32 = 10_000;
@@ -186,7 +156,7 @@ pub async fn results(
         check: name,
         from,
         to,
-        results: rows.into_iter().map(LastResult::from).collect(),
+        results: rows,
     }))
 }
 

@@ -81,10 +81,11 @@ pub struct IngestOutcome {
     pub duplicate: bool,
 }
 
-/// One stored check result.
+/// One stored check result; in the API it is listed under its check, so the name is not repeated.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct ResultRow {
     /// The check.
+    #[serde(skip)]
     pub check: String,
     /// The agent that ran it.
     pub agent: String,
