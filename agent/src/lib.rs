@@ -287,23 +287,26 @@ async fn spool_upkeep(
         spool::FsyncPolicy::Every(d) => Some(d),
         _ => None,
     };
-    let mut ticks = tokio::time::interval(
-        sync_every
-            .unwrap_or(SPOOL_REPORT_EVERY)
-            .min(SPOOL_REPORT_EVERY),
-    );
-    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    // Wakes only for work: a sync some time after a write, and the report. An idle agent
+    // sleeps, where a fixed 100 ms tick cost it a wakeup ten times a second.
     let mut last_report = tokio::time::Instant::now();
     loop {
+        let report_at = last_report + SPOOL_REPORT_EVERY;
         tokio::select! {
             () = stop.cancelled() => break,
-            _ = ticks.tick() => {}
-        }
-        if sync_every.is_some() && spool.needs_sync() {
-            let s = spool.clone();
-            // Syncing waits on the disk: off the runtime's threads.
-            if let Err(e) = tokio::task::spawn_blocking(move || s.flush()).await {
-                tracing::warn!(error = %e, "spool sync task failed");
+            () = tokio::time::sleep_until(report_at) => {}
+            () = spool.dirtied(), if sync_every.is_some() => {
+                if let Some(every) = sync_every {
+                    tokio::select! {
+                        () = stop.cancelled() => break,
+                        () = tokio::time::sleep(every) => {}
+                    }
+                }
+                let s = spool.clone();
+                // Syncing waits on the disk: off the runtime's threads.
+                if let Err(e) = tokio::task::spawn_blocking(move || s.flush()).await {
+                    tracing::warn!(error = %e, "spool sync task failed");
+                }
             }
         }
         if last_report.elapsed() >= SPOOL_REPORT_EVERY {

@@ -6,11 +6,12 @@
 //! - `NNNNNNNNNNNNNNNNNNNN.seg`: segments, append-only, named by the sequence number of their first
 //!   record (20 digits); a new segment starts when the current one reaches `segment_bytes`. Each
 //!   record is a [`frame`] with a checksum.
-//! - `acked`: the sequence numbers the collector has stored ([`acked::Acked`]: all up to a
-//!   prefix, plus ranges above it), replaced atomically (write, then rename).
-//! - `inflight`: the batch being sent (its id, first and last sequence number), written and
+//! - `state.0`, `state.1` ([`state`]): the sequence numbers the collector has stored
+//!   ([`acked::Acked`]: all up to a prefix, plus ranges above it) and the batch being sent (its
+//!   id, first and last sequence number). Overwritten in place by turns; the batch in flight is
 //!   synced before the batch is sent, so that after a crash the same records go again under the
-//!   same batch id and the collector stores them once.
+//!   same batch id and the collector stores them once. (Spools from before these files kept the
+//!   same in `acked` and `inflight`; they are read once and replaced.)
 //!
 //! # Invariants
 //!
@@ -33,6 +34,7 @@
 
 pub mod acked;
 pub mod frame;
+pub mod state;
 
 use std::collections::VecDeque;
 use std::fs::{self, File, OpenOptions};
@@ -96,6 +98,39 @@ struct Segment {
     records: u64,
     bytes: u64,
     path: PathBuf,
+    /// Kept open for reading batches, so forming one costs a `pread`, not an open.
+    reader: std::sync::OnceLock<File>,
+}
+
+impl Segment {
+    fn new(first_seq: u64, last_seq: Option<u64>, records: u64, bytes: u64, path: PathBuf) -> Self {
+        Self {
+            first_seq,
+            last_seq,
+            records,
+            bytes,
+            path,
+            reader: std::sync::OnceLock::new(),
+        }
+    }
+
+    /// The segment's bytes from `offset` to the end of what was written.
+    fn read_from(&self, offset: u64) -> Vec<u8> {
+        if self.reader.get().is_none()
+            && let Ok(f) = File::open(&self.path)
+        {
+            let _ = self.reader.set(f);
+        }
+        let Some(f) = self.reader.get() else {
+            return read_tail(&self.path, offset);
+        };
+        let mut buf = vec![0; self.bytes.saturating_sub(offset) as usize];
+        if let Err(e) = std::os::unix::fs::FileExt::read_exact_at(f, &mut buf, offset) {
+            tracing::warn!(segment = %self.path.display(), error = %e, "spool segment read failed");
+            return read_tail(&self.path, offset);
+        }
+        buf
+    }
 }
 
 /// Records read from the spool: the records, their first and last sequence numbers, and the
@@ -116,6 +151,7 @@ struct Inner {
     /// Next record to hand out: its segment's first sequence number and byte offset.
     read_at: (u64, u64),
     in_flight: Option<(PendingBatch, u64, u64)>,
+    state: state::StateFiles,
     /// Records on disk not yet acknowledged (sequence numbers can have gaps after a crash, so
     /// this is counted, not computed).
     held: u64,
@@ -133,6 +169,8 @@ pub struct Spool {
     // std's Mutex: file appends are short and never held across an await.
     inner: Mutex<Inner>,
     notify: Notify,
+    /// Signalled when written records start waiting for a sync.
+    dirtied: Notify,
 }
 
 /// Refused batches kept in `rejected/`.
@@ -164,13 +202,10 @@ impl Spool {
         if let Err(e) = fs::create_dir_all(&cfg.dir) {
             tracing::error!(dir = %cfg.dir.display(), error = %e, "cannot create the spool folder; records are dropped until it can be written");
         }
-        let acked = match fs::read(cfg.dir.join("acked")) {
-            Ok(b) => acked::Acked::decode(&b).unwrap_or_else(|| {
-                tracing::warn!(dir = %cfg.dir.display(), "the spool's acknowledgement file is damaged: records already delivered may be sent again");
-                acked::Acked::default()
-            }),
-            Err(_) => acked::Acked::default(),
-        };
+        let (state_files, found) = state::StateFiles::open(&cfg.dir);
+        let legacy = found.is_none();
+        let saved = found.unwrap_or_else(|| read_legacy_state(&cfg.dir));
+        let acked = saved.acked.clone();
         let mut names: Vec<(u64, PathBuf)> = match fs::read_dir(&cfg.dir) {
             Ok(entries) => entries
                 .filter_map(|e| e.ok())
@@ -223,13 +258,13 @@ impl Spool {
             if let Some(l) = last_seq {
                 next_seq = next_seq.max(l + 1);
             }
-            segments.push_back(Segment {
-                first_seq: first,
+            segments.push_back(Segment::new(
+                first,
                 last_seq,
-                records: frames.len() as u64,
-                bytes: valid_end as u64,
+                frames.len() as u64,
+                valid_end as u64,
                 path,
-            });
+            ));
         }
         let read_at = segments.front().map_or((next_seq, 0), |s| (s.first_seq, 0));
         let spool = Self {
@@ -243,6 +278,7 @@ impl Spool {
                 live_turn: true,
                 read_at,
                 in_flight: None,
+                state: state_files,
                 held,
                 dropped: 0,
                 dropping: false,
@@ -251,8 +287,32 @@ impl Spool {
             }),
             cfg,
             notify: Notify::new(),
+            dirtied: Notify::new(),
         };
-        spool.restore_in_flight();
+        if let Some(flight) = saved.in_flight {
+            spool.restore_in_flight(flight);
+        }
+        if legacy {
+            let mut inner = spool.lock();
+            let inner = &mut *inner;
+            let flight = inner
+                .in_flight
+                .as_ref()
+                .map(|(b, first, last)| state::InFlight {
+                    id: b.batch_id.clone(),
+                    first: *first,
+                    last: *last,
+                });
+            if inner
+                .state
+                .write(&inner.acked, flight.as_ref(), true)
+                .is_ok()
+            {
+                for old in ["acked", "inflight"] {
+                    let _ = fs::remove_file(spool.cfg.dir.join(old));
+                }
+            }
+        }
         spool.release_acked();
         Ok(spool)
     }
@@ -262,17 +322,8 @@ impl Spool {
     }
 
     /// A batch that was being sent when the agent stopped goes again, with its id.
-    fn restore_in_flight(&self) {
-        let Ok(text) = fs::read_to_string(self.cfg.dir.join("inflight")) else {
-            return;
-        };
-        let mut parts = text.split_whitespace();
-        let (Some(id), Some(first), Some(last)) = (parts.next(), parts.next(), parts.next()) else {
-            return;
-        };
-        let (Ok(first), Ok(last)) = (first.parse::<u64>(), last.parse::<u64>()) else {
-            return;
-        };
+    fn restore_in_flight(&self, flight: state::InFlight) {
+        let state::InFlight { id, first, last } = flight;
         let mut inner = self.lock();
         // Those numbers were sent under that id: never give them to other records, even if a
         // crash tore some of them off the end of the spool.
@@ -286,7 +337,7 @@ impl Spool {
         }
         inner.in_flight = Some((
             PendingBatch {
-                batch_id: id.to_string(),
+                batch_id: id,
                 records: Arc::new(records),
             },
             first,
@@ -337,14 +388,18 @@ impl Spool {
             .is_none_or(|s| s.bytes + bytes.len() as u64 > self.cfg.segment_bytes && s.records > 0);
         if roll || inner.writer.is_none() {
             if roll {
+                // The sync policy covers the segment being closed too: the flusher only syncs
+                // the current writer.
+                if inner.dirty
+                    && let Some(w) = inner.writer.as_ref()
+                    && let Err(e) = w.sync_data()
+                {
+                    tracing::warn!(error = %e, "spool sync failed");
+                }
                 let path = self.cfg.dir.join(seg_name(seq));
-                inner.segments.push_back(Segment {
-                    first_seq: seq,
-                    last_seq: None,
-                    records: 0,
-                    bytes: 0,
-                    path,
-                });
+                inner
+                    .segments
+                    .push_back(Segment::new(seq, None, 0, 0, path));
             }
             let seg = inner.segments.back().expect("a segment was just ensured");
             inner.writer = Some(
@@ -358,8 +413,9 @@ impl Spool {
         w.write_all(bytes)?;
         if self.cfg.fsync == FsyncPolicy::Always {
             w.sync_data()?;
-        } else {
+        } else if !inner.dirty {
             inner.dirty = true;
+            self.dirtied.notify_one();
         }
         let seg = inner.segments.back_mut().expect("a segment exists");
         seg.bytes += bytes.len() as u64;
@@ -382,7 +438,7 @@ impl Spool {
                 .in_flight
                 .as_ref()
                 .map(|(_, first, last)| *first..=*last);
-            let unacked = frame::scan(&read_tail(&old.path, 0))
+            let unacked = frame::scan(&old.read_from(0))
                 .0
                 .iter()
                 .filter(|f| {
@@ -412,11 +468,6 @@ impl Spool {
                     .map_or((inner.next_seq, 0), |s| (s.first_seq, 0));
             }
         }
-    }
-
-    /// True when records were written since the last sync.
-    pub fn needs_sync(&self) -> bool {
-        self.lock().dirty
     }
 
     /// Syncs written records to disk if any are pending (the flusher calls this every interval).
@@ -476,12 +527,14 @@ impl Spool {
             records: Arc::new(records),
         };
         // The boundary is on disk before the batch leaves, so a crash resends exactly this batch.
-        if let Err(e) = write_atomic(
-            &self.cfg.dir,
-            "inflight",
-            format!("{} {first} {last}", batch.batch_id).as_bytes(),
-            true,
-        ) {
+        let flight = state::InFlight {
+            id: batch.batch_id.clone(),
+            first,
+            last,
+        };
+        let sync = self.cfg.fsync != FsyncPolicy::Never;
+        let inner = &mut *inner;
+        if let Err(e) = inner.state.write(&inner.acked, Some(&flight), sync) {
             tracing::warn!(error = %e, "cannot record the batch in flight; after a crash it may be stored twice");
         }
         inner.in_flight = Some((batch.clone(), first, last));
@@ -496,7 +549,7 @@ impl Spool {
         let mut pos = at;
         for seg in inner.segments.iter().filter(|s| s.first_seq >= at.0) {
             let offset = if seg.first_seq == at.0 { at.1 } else { 0 };
-            let buf = read_tail(&seg.path, offset);
+            let buf = seg.read_from(offset);
             let (frames, _) = frame::scan(&buf);
             pos = (seg.first_seq, offset + buf.len() as u64);
             for f in frames {
@@ -536,7 +589,7 @@ impl Spool {
             .map_or(0, |s| s.first_seq);
         let mut out = Vec::new();
         for seg in inner.segments.iter().filter(|s| s.first_seq >= start) {
-            for f in frame::scan(&read_tail(&seg.path, 0)).0 {
+            for f in frame::scan(&seg.read_from(0)).0 {
                 // As when the batch was formed: acknowledged records were not in it.
                 if (first..=last).contains(&f.seq)
                     && !inner.acked.contains(f.seq)
@@ -563,7 +616,8 @@ impl Spool {
             inner.held = inner.held.saturating_sub(released);
             inner.acked.insert(first, last);
             inner.in_flight = None;
-            if let Err(e) = write_atomic(&self.cfg.dir, "acked", &inner.acked.encode(), false) {
+            let inner = &mut *inner;
+            if let Err(e) = inner.state.write(&inner.acked, None, false) {
                 tracing::warn!(error = %e, "cannot record the acknowledgement; the batch may be resent and deduplicated");
             }
         }
@@ -658,10 +712,39 @@ impl Spool {
         self.lock().segments.iter().map(|s| s.bytes).sum()
     }
 
+    /// Waits until written records wait for a sync (returns at once if that happened since the
+    /// last call).
+    pub async fn dirtied(&self) {
+        self.dirtied.notified().await;
+    }
+
     /// Waits until a record is pushed.
     pub async fn pushed(&self) {
         self.notify.notified().await;
     }
+}
+
+/// The bookkeeping of a spool written before the `state.N` files: `acked` (the
+/// [`acked::Acked`] form) and `inflight` (`<id> <first> <last>`).
+fn read_legacy_state(dir: &Path) -> state::State {
+    let acked = match fs::read(dir.join("acked")) {
+        Ok(b) => acked::Acked::decode(&b).unwrap_or_else(|| {
+            tracing::warn!(dir = %dir.display(), "the spool's acknowledgement file is damaged: records already delivered may be sent again");
+            acked::Acked::default()
+        }),
+        Err(_) => acked::Acked::default(),
+    };
+    let in_flight = fs::read_to_string(dir.join("inflight"))
+        .ok()
+        .and_then(|text| {
+            let mut parts = text.split_whitespace();
+            Some(state::InFlight {
+                id: parts.next()?.to_string(),
+                first: parts.next()?.parse().ok()?,
+                last: parts.next()?.parse().ok()?,
+            })
+        });
+    state::State { acked, in_flight }
 }
 
 fn read_tail(path: &Path, offset: u64) -> Vec<u8> {

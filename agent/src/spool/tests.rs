@@ -370,3 +370,34 @@ fn fresh_records_overtake_a_backlog() {
     all.sort();
     assert_eq!(all, (0..103).collect::<Vec<_>>());
 }
+
+#[test]
+fn a_spool_from_before_the_state_files_keeps_its_acks_and_batch_in_flight() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let spool = Spool::open(cfg(dir.path(), 1 << 20, 1 << 20)).unwrap();
+        for i in 1..=6 {
+            spool.push(&rec(i));
+        }
+    }
+    // What the earlier version left: 1..=2 acknowledged, 3..=4 in flight as batch "old-3-4".
+    let mut acked = acked::Acked::default();
+    acked.insert(1, 2);
+    for f in ["state.0", "state.1"] {
+        fs::remove_file(dir.path().join(f)).unwrap();
+    }
+    fs::write(dir.path().join("acked"), acked.encode()).unwrap();
+    fs::write(dir.path().join("inflight"), "old-3-4 3 4").unwrap();
+
+    let spool = Spool::open(cfg(dir.path(), 1 << 20, 1 << 20)).unwrap();
+    let b = spool.next_batch(10).unwrap();
+    assert_eq!(b.batch_id, "old-3-4");
+    assert_eq!(b.records.iter().map(id_of).collect::<Vec<_>>(), [3, 4]);
+    assert!(!dir.path().join("acked").exists() && !dir.path().join("inflight").exists());
+    spool.ack(&b.batch_id);
+    drop(spool);
+    // Reopened from the new files: only 5 and 6 are left.
+    let spool = Spool::open(cfg(dir.path(), 1 << 20, 1 << 20)).unwrap();
+    let b = spool.next_batch(10).unwrap();
+    assert_eq!(b.records.iter().map(id_of).collect::<Vec<_>>(), [5, 6]);
+}
