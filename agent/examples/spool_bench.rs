@@ -20,6 +20,7 @@ fn main() {
         latency_ms: 12.5,
         error: None,
         status_code: Some(200),
+        cert_expiry: None,
         timings: Timings {
             total_ms: Some(12.5),
             ttfb_ms: Some(11.0),

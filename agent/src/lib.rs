@@ -123,7 +123,7 @@ pub async fn run(settings: AgentSettings, shutdown: CancellationToken) -> Result
         &settings.labels,
         settings.shipping.request_timeout,
     )?);
-    let prober = probes::Prober::new()?;
+    let prober = probes::Prober::new();
     let work = CancellationToken::new();
     let mut scheduler = Scheduler::new(prober, queue.clone(), work.clone());
     scheduler.apply(settings.local_checks.clone());

@@ -111,6 +111,7 @@ pub async fn probe_isolated(prober: &Prober, check: &CheckConfig) -> CheckResult
             latency_ms: 0.0,
             error: Some(format!("the probe crashed: {e}")),
             status_code: None,
+            cert_expiry: None,
             timings: Timings::default(),
         },
     }

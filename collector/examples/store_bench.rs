@@ -59,6 +59,7 @@ fn result(check: usize, time: DateTime<Utc>, i: usize) -> Record {
         latency_ms: 5.0 + ((i * 7919) % 195) as f64 + 0.25,
         error: (!ok).then(|| "status 503, expected 2xx".to_string()),
         status_code: Some(if ok { 200 } else { 503 }),
+        cert_expiry: None,
         timings: Timings {
             total_ms: Some(42.0),
             ..Timings::default()

@@ -116,6 +116,7 @@ fn batch(agent: &str, id: &str, results: &[(&str, bool)]) -> Batch {
                     latency_ms: 12.5,
                     error: (!ok).then(|| "status 503, expected 2xx".to_string()),
                     status_code: Some(if *ok { 200 } else { 503 }),
+                    cert_expiry: None,
                     timings: Timings::default(),
                 })
             })
@@ -414,6 +415,7 @@ async fn uptime_answers_from_rollups_per_step() {
             latency_ms: latency,
             error: None,
             status_code: None,
+            cert_expiry: None,
             timings: Timings::default(),
         }));
     }

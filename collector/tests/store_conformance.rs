@@ -150,7 +150,12 @@ fn result(check: &str, time: DateTime<Utc>, ok: bool, latency_ms: f64) -> Record
         latency_ms,
         error: (!ok).then(|| "down".to_string()),
         status_code: Some(if ok { 200 } else { 503 }),
-        timings: Timings::default(),
+        // Failures carry the extras, so a test sees they are stored and read back.
+        cert_expiry: (!ok).then(|| time + chrono::Duration::days(2)),
+        timings: Timings {
+            connect_ms: (!ok).then_some(1.5),
+            ..Timings::default()
+        },
     })
 }
 
@@ -266,6 +271,11 @@ async fn latest_values_follow_time_not_arrival(b: Backend) {
     assert_eq!(latest[0].time, t(5, 0));
     assert!(!latest[0].ok);
     assert_eq!(latest[0].status_code, Some(503));
+    assert_eq!(
+        latest[0].cert_expiry,
+        Some(t(5, 0) + chrono::Duration::days(2))
+    );
+    assert_eq!(latest[0].timings.connect_ms, Some(1.5));
     assert_eq!(latest[0].check_type.as_deref(), Some("http"));
     let metrics = s.latest_metrics("a").await.unwrap();
     assert_eq!(metrics.len(), 1);
@@ -313,6 +323,13 @@ async fn results_filter_and_order(b: Backend) {
             ("a", t(2, 0))
         ]
     );
+    // The failed one at minute 3 kept its certificate expiry and phase timings.
+    assert_eq!(
+        rows[2].cert_expiry,
+        Some(t(3, 0) + chrono::Duration::days(2))
+    );
+    assert_eq!(rows[2].timings.connect_ms, Some(1.5));
+    assert_eq!(rows[0].cert_expiry, None);
     let rows = s
         .results(&q(Some("a"), t(0, 0), t(100, 0), 3))
         .await

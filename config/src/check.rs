@@ -7,20 +7,97 @@ use std::time::Duration;
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
+use crate::condition::Condition;
+
 /// The kind of probe a check runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum CheckType {
-    /// An HTTP(S) request; up when the status is one of `expected_status`.
+    /// An HTTP(S) request; up when the status is one of `expected_status` (default 2xx).
     Http,
+    /// A TCP connection to `address`; optionally `send` something and `expect` an answer.
+    Tcp,
+    /// A TLS handshake with `address`: the chain, its earliest expiry, the name.
+    Tls,
+    /// A DNS query for `name` of `record_type`.
+    Dns,
+    /// An ICMP echo to `host`, through an unprivileged ICMP socket.
+    Icmp,
+    /// A PostgreSQL connection (`url`) running `query` (default `SELECT 1`).
+    Postgres,
+    /// A Redis connection (`url`, with the password in it for AUTH) answering `PING`.
+    Redis,
+    /// An SMTP server at `address`: banner, EHLO, optionally STARTTLS.
+    Smtp,
+}
+
+impl CheckType {
+    /// Every type, in the order the docs list them.
+    pub const ALL: [CheckType; 8] = [
+        CheckType::Http,
+        CheckType::Tcp,
+        CheckType::Tls,
+        CheckType::Dns,
+        CheckType::Icmp,
+        CheckType::Postgres,
+        CheckType::Redis,
+        CheckType::Smtp,
+    ];
+
+    /// The name used in configuration.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CheckType::Http => "http",
+            CheckType::Tcp => "tcp",
+            CheckType::Tls => "tls",
+            CheckType::Dns => "dns",
+            CheckType::Icmp => "icmp",
+            CheckType::Postgres => "postgres",
+            CheckType::Redis => "redis",
+            CheckType::Smtp => "smtp",
+        }
+    }
 }
 
 impl fmt::Display for CheckType {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            CheckType::Http => "http",
-        })
+        f.write_str(self.as_str())
     }
+}
+
+/// Which address family to connect over.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum IpVersion {
+    /// The system resolver's order (getaddrinfo, so `/etc/gai.conf` applies), trying each
+    /// address in turn.
+    #[default]
+    #[serde(rename = "any")]
+    Any,
+    /// IPv4 addresses only.
+    #[serde(rename = "4")]
+    V4,
+    /// IPv6 addresses only.
+    #[serde(rename = "6")]
+    V6,
+}
+
+/// DNS record types a `dns` check can ask for.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "UPPERCASE")]
+pub enum RecordType {
+    /// IPv4 address.
+    #[default]
+    A,
+    /// IPv6 address.
+    Aaaa,
+    /// Canonical name.
+    Cname,
+    /// Mail exchanger.
+    Mx,
+    /// Text.
+    Txt,
+    /// Name server.
+    Ns,
 }
 
 /// One check.
@@ -49,9 +126,96 @@ pub struct CheckConfig {
     /// `http`: the request method. Default `"GET"`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub method: Option<String>,
-    /// `http`: the statuses that count as up. Default: any 2xx.
+    /// `http`: the statuses that count as up. Default: any 2xx, unless a condition tests
+    /// `[STATUS]`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub expected_status: Vec<u16>,
+    /// `http`: request headers, name to value.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub headers: BTreeMap<String, String>,
+    /// `http`: the request body.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub body: Option<String>,
+    /// `http`: follow redirects (default true), at most `max_redirects` (default 10).
+    #[serde(default = "yes", skip_serializing_if = "is_true")]
+    pub follow_redirects: bool,
+    /// `http`: most redirects followed. Default 10.
+    #[serde(default = "default_max_redirects")]
+    pub max_redirects: u8,
+    /// `http`, `tls`, `smtp`: verify the certificate chain and name (default true). When false,
+    /// the chain is still read and its expiry reported.
+    #[serde(default = "yes", skip_serializing_if = "is_true")]
+    pub tls_verify: bool,
+    /// `http`, `tls`, `smtp`: a PEM file of CA certificates trusted besides the system's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca_file: Option<String>,
+    /// `http`, `tcp`, `tls`, `smtp`: `"any"` (default: the system's order), `"4"` or `"6"`.
+    #[serde(default, skip_serializing_if = "is_default")]
+    pub ip_version: IpVersion,
+    /// `tcp`, `tls`, `smtp`: `host:port` to connect to.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub address: Option<String>,
+    /// `tcp`: text sent once connected (`\n` and `\r` as escapes in TOML).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub send: Option<String>,
+    /// `tcp`: text the answer must contain (read until found, at most 64 KiB).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expect: Option<String>,
+    /// `tls`: the name to ask for and verify. Default: the host of `address`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub server_name: Option<String>,
+    /// `dns`: the name to look up.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub query_name: Option<String>,
+    /// `dns`: the record type. Default `"A"`.
+    #[serde(default, skip_serializing_if = "is_default")]
+    pub record_type: RecordType,
+    /// `dns`: the server to ask (`ip` or `ip:port`). Default: the system's (`/etc/resolv.conf`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resolver: Option<String>,
+    /// `dns`: values that must all be among the answers (`"10.0.0.1"`, `"10 mail.example.com."`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub expected: Vec<String>,
+    /// `dns`: the response code that counts as up. Default `"NOERROR"`, unless a condition
+    /// tests `[DNS_RCODE]`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rcode: Option<String>,
+    /// `icmp`: the host to ping.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host: Option<String>,
+    /// `postgres`: the query to run. Default `SELECT 1`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub query: Option<String>,
+    /// `smtp`: upgrade with STARTTLS after EHLO (and fail if the server does not offer it).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub starttls: bool,
+    /// Conditions that must all hold (see [`crate::condition`]), on top of the type's own test.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub conditions: Vec<Condition>,
+    /// After a failure, probe again this soon, so an outage is confirmed quickly and a blip is
+    /// not taken for one. Default: a fifth of `interval`.
+    #[serde(
+        default,
+        with = "crate::duration::option",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub retry_interval: Option<Duration>,
+}
+
+fn yes() -> bool {
+    true
+}
+
+fn is_true(b: &bool) -> bool {
+    *b
+}
+
+fn is_default<T: Default + PartialEq>(v: &T) -> bool {
+    *v == T::default()
+}
+
+fn default_max_redirects() -> u8 {
+    10
 }
 
 fn default_interval() -> Duration {
@@ -92,10 +256,143 @@ impl CheckConfig {
                 ),
             ));
         }
+        if let Some(r) = self.retry_interval
+            && (r.is_zero() || r > self.interval)
+        {
+            out.push((
+                "retry_interval",
+                format!(
+                    "{} must be more than 0s and at most the interval ({})",
+                    crate::duration::format(&r),
+                    crate::duration::format(&self.interval)
+                ),
+            ));
+        }
         match self.kind {
             CheckType::Http => self.http_problems(&mut out),
+            CheckType::Tcp | CheckType::Tls | CheckType::Smtp => {
+                self.address_problems(&mut out);
+            }
+            CheckType::Dns => self.dns_problems(&mut out),
+            CheckType::Icmp => {
+                if self.host.as_deref().is_none_or(|h| h.trim().is_empty()) {
+                    out.push(("host", "is required for type \"icmp\"".to_string()));
+                }
+            }
+            CheckType::Postgres => self.url_problems(&mut out, &["postgres", "postgresql"]),
+            CheckType::Redis => self.url_problems(&mut out, &["redis", "rediss"]),
         }
+        self.foreign_key_problems(&mut out);
         out
+    }
+
+    /// The time to the next probe after a failure.
+    pub fn retry_interval(&self) -> Duration {
+        self.retry_interval
+            .unwrap_or(self.interval / 5)
+            .max(Duration::from_millis(200))
+            .min(self.interval)
+    }
+
+    /// Keys that belong to other types: a typo'd type or a key in the wrong check is said, not
+    /// silently ignored.
+    fn foreign_key_problems(&self, out: &mut Vec<(&'static str, String)>) {
+        use CheckType::*;
+        let set: [(&'static str, bool, &[CheckType]); 17] = [
+            ("url", self.url.is_some(), &[Http, Postgres, Redis]),
+            ("method", self.method.is_some(), &[Http]),
+            ("expected_status", !self.expected_status.is_empty(), &[Http]),
+            ("headers", !self.headers.is_empty(), &[Http]),
+            ("body", self.body.is_some(), &[Http]),
+            ("follow_redirects", !self.follow_redirects, &[Http]),
+            ("tls_verify", !self.tls_verify, &[Http, Tls, Smtp]),
+            ("ca_file", self.ca_file.is_some(), &[Http, Tls, Smtp]),
+            ("address", self.address.is_some(), &[Tcp, Tls, Smtp]),
+            ("send", self.send.is_some(), &[Tcp]),
+            ("expect", self.expect.is_some(), &[Tcp]),
+            ("server_name", self.server_name.is_some(), &[Tls]),
+            ("query_name", self.query_name.is_some(), &[Dns]),
+            ("resolver", self.resolver.is_some(), &[Dns]),
+            ("host", self.host.is_some(), &[Icmp]),
+            ("query", self.query.is_some(), &[Postgres]),
+            ("starttls", self.starttls, &[Smtp]),
+        ];
+        for (key, given, types) in set {
+            if given && !types.contains(&self.kind) {
+                let names: Vec<&str> = types.iter().map(|t| t.as_str()).collect();
+                out.push((
+                    key,
+                    format!(
+                        "does not apply to type {:?}: it is for {}",
+                        self.kind.as_str(),
+                        names.join(", ")
+                    ),
+                ));
+            }
+        }
+    }
+
+    fn address_problems(&self, out: &mut Vec<(&'static str, String)>) {
+        match &self.address {
+            None => out.push((
+                "address",
+                format!("is required for type {:?}", self.kind.as_str()),
+            )),
+            Some(a) => {
+                if let Err(e) = split_host_port(a) {
+                    out.push(("address", e));
+                }
+            }
+        }
+    }
+
+    fn dns_problems(&self, out: &mut Vec<(&'static str, String)>) {
+        if self
+            .query_name
+            .as_deref()
+            .is_none_or(|n| n.trim().is_empty())
+        {
+            out.push(("query_name", "is required for type \"dns\"".to_string()));
+        }
+        if let Some(r) = &self.resolver
+            && r.parse::<std::net::SocketAddr>().is_err()
+            && r.parse::<std::net::IpAddr>().is_err()
+        {
+            out.push((
+                "resolver",
+                format!("{r:?}: expected an IP address, with an optional port (\"10.0.0.2\", \"127.0.0.1:5353\")"),
+            ));
+        }
+        if let Some(c) = &self.rcode
+            && !RCODES.contains(&c.as_str())
+        {
+            out.push((
+                "rcode",
+                format!("{c:?}: expected one of {}", RCODES.join(", ")),
+            ));
+        }
+    }
+
+    fn url_problems(&self, out: &mut Vec<(&'static str, String)>, schemes: &[&str]) {
+        match &self.url {
+            None => out.push((
+                "url",
+                format!("is required for type {:?}", self.kind.as_str()),
+            )),
+            Some(u) => match url::Url::parse(u) {
+                Ok(p) if schemes.contains(&p.scheme()) => {}
+                Ok(p) => out.push((
+                    "url",
+                    format!(
+                        "scheme {:?} is not supported: expected {}",
+                        p.scheme(),
+                        schemes.join(" or ")
+                    ),
+                )),
+                // The URL may hold a password: never echo it.
+                Err(e) => out.push(("url", format!("is not a valid URL: {e}"))),
+            },
+        }
     }
 
     fn http_problems(&self, out: &mut Vec<(&'static str, String)>) {
@@ -124,6 +421,11 @@ impl CheckConfig {
                 format!("{m:?}: expected GET, HEAD, POST, PUT, PATCH, DELETE or OPTIONS"),
             ));
         }
+        if let Some(ca) = &self.ca_file
+            && ca.trim().is_empty()
+        {
+            out.push(("ca_file", "must not be empty".to_string()));
+        }
         if let Some(s) = self
             .expected_status
             .iter()
@@ -140,6 +442,32 @@ impl CheckConfig {
     pub fn runs_on(&self, agent: &str, labels: &BTreeMap<String, String>) -> bool {
         self.run_on.iter().all(|s| s.matches(agent, labels))
     }
+}
+
+/// DNS response codes a `dns` check can expect.
+pub const RCODES: [&str; 10] = [
+    "NOERROR", "FORMERR", "SERVFAIL", "NXDOMAIN", "NOTIMP", "REFUSED", "YXDOMAIN", "YXRRSET",
+    "NXRRSET", "NOTAUTH",
+];
+
+/// Splits `host:port` (`[v6]:port` for IPv6 addresses); the error says what is wrong.
+pub fn split_host_port(address: &str) -> Result<(String, u16), String> {
+    let bad =
+        || format!("{address:?}: expected host:port, e.g. \"db.internal:5432\" or \"[::1]:22\"");
+    let (host, port) = address.rsplit_once(':').ok_or_else(bad)?;
+    let host = match host.strip_prefix('[') {
+        Some(h) => h.strip_suffix(']').ok_or_else(bad)?,
+        None if host.contains(':') => return Err(bad()),
+        None => host,
+    };
+    if host.is_empty() {
+        return Err(bad());
+    }
+    let port: u16 = port.parse().map_err(|_| bad())?;
+    if port == 0 {
+        return Err(bad());
+    }
+    Ok((host.to_string(), port))
 }
 
 /// `key=value`: matches an agent whose label `key` is `value`; the key `name` matches the agent's
@@ -202,16 +530,112 @@ mod tests {
     use super::*;
 
     fn http(url: &str) -> CheckConfig {
-        CheckConfig {
-            name: "api".into(),
-            kind: CheckType::Http,
-            interval: Duration::from_secs(30),
-            timeout: Duration::from_secs(5),
-            run_on: vec![],
-            url: Some(url.into()),
-            method: None,
-            expected_status: vec![],
+        check(serde_json::json!({"name": "api", "type": "http", "url": url, "timeout": "5s"}))
+    }
+
+    fn check(v: serde_json::Value) -> CheckConfig {
+        serde_json::from_value(v).unwrap()
+    }
+
+    fn keys(c: &CheckConfig) -> Vec<&'static str> {
+        c.problems().into_iter().map(|(k, _)| k).collect()
+    }
+
+    #[test]
+    fn each_type_needs_its_target_and_refuses_keys_of_others() {
+        use serde_json::json;
+        for (v, expected) in [
+            (
+                json!({"name": "a", "type": "tcp", "address": "db:5432"}),
+                vec![],
+            ),
+            (
+                json!({"name": "a", "type": "tcp", "address": "[::1]:22", "expect": "SSH-"}),
+                vec![],
+            ),
+            (json!({"name": "a", "type": "tcp"}), vec!["address"]),
+            (
+                json!({"name": "a", "type": "tcp", "address": "db"}),
+                vec!["address"],
+            ),
+            (
+                json!({"name": "a", "type": "tcp", "address": "::1:22"}),
+                vec!["address"],
+            ),
+            (
+                json!({"name": "a", "type": "tls", "address": "example.com:443", "server_name": "x"}),
+                vec![],
+            ),
+            (
+                json!({"name": "a", "type": "dns", "query_name": "example.com", "record_type": "MX", "resolver": "127.0.0.1:5353"}),
+                vec![],
+            ),
+            (json!({"name": "a", "type": "dns"}), vec!["query_name"]),
+            (
+                json!({"name": "a", "type": "dns", "query_name": "x", "resolver": "dns.google", "rcode": "OK"}),
+                vec!["resolver", "rcode"],
+            ),
+            (
+                json!({"name": "a", "type": "icmp", "host": "10.0.0.1"}),
+                vec![],
+            ),
+            (json!({"name": "a", "type": "icmp"}), vec!["host"]),
+            (
+                json!({"name": "a", "type": "postgres", "url": "postgres://u@db/app", "query": "SELECT 2"}),
+                vec![],
+            ),
+            (
+                json!({"name": "a", "type": "postgres", "url": "mysql://db/app"}),
+                vec!["url"],
+            ),
+            (
+                json!({"name": "a", "type": "redis", "url": "redis://:pw@cache:6379"}),
+                vec![],
+            ),
+            (
+                json!({"name": "a", "type": "smtp", "address": "mail:25", "starttls": true}),
+                vec![],
+            ),
+            (
+                json!({"name": "a", "type": "http", "url": "http://x/", "address": "x:1", "expect": "y"}),
+                vec!["address", "expect"],
+            ),
+            (
+                json!({"name": "a", "type": "tcp", "address": "x:1", "url": "http://x/"}),
+                vec!["url"],
+            ),
+            (
+                json!({"name": "a", "type": "http", "url": "http://x/", "retry_interval": "1m"}),
+                vec!["retry_interval"],
+            ),
+        ] {
+            assert_eq!(keys(&check(v.clone())), expected, "{v}");
         }
+        let wrong =
+            check(json!({"name": "a", "type": "http", "url": "http://x/", "query": "SELECT 1"}));
+        assert_eq!(
+            wrong.problems()[0].1,
+            "does not apply to type \"http\": it is for postgres"
+        );
+    }
+
+    #[test]
+    fn a_password_in_a_bad_url_is_not_echoed() {
+        let c =
+            check(serde_json::json!({"name": "a", "type": "redis", "url": "redis://:s3cret@[bad"}));
+        let p = c.problems();
+        assert_eq!(p[0].0, "url");
+        assert!(!p[0].1.contains("s3cret"), "{}", p[0].1);
+    }
+
+    #[test]
+    fn retry_interval_defaults_to_a_fifth_of_the_interval() {
+        let c = http("http://x/");
+        assert_eq!(c.retry_interval(), Duration::from_secs(6));
+        let c = check(
+            serde_json::json!({"name": "a", "type": "http", "url": "http://x/", "retry_interval": "2s"}),
+        );
+        assert_eq!(c.retry_interval(), Duration::from_secs(2));
     }
 
     #[test]

@@ -27,6 +27,24 @@ pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error
     parse(&s).map_err(serde::de::Error::custom)
 }
 
+/// `#[serde(with = "crate::duration::option")]` for an `Option<Duration>` field.
+pub mod option {
+    use super::*;
+
+    /// Serializes `Some` as its text (`None` fields are skipped by the caller).
+    pub fn serialize<S: Serializer>(d: &Option<Duration>, s: S) -> Result<S::Ok, S::Error> {
+        match d {
+            Some(d) => s.serialize_str(&format(d)),
+            None => s.serialize_none(),
+        }
+    }
+
+    /// Reads a duration's text.
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
+        super::deserialize(d).map(Some)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -13,6 +13,7 @@
 pub mod agent;
 pub mod check;
 pub mod collector;
+pub mod condition;
 pub mod document;
 pub mod duration;
 pub mod error;
@@ -24,8 +25,9 @@ pub use agent::{
     AgentConfig, AgentIdentity, CollectorUrls, Fsync, HostMetricsConfig, ShippingConfig,
     SpoolSettings,
 };
-pub use check::{CheckConfig, CheckType, Selector};
+pub use check::{CheckConfig, CheckType, IpVersion, RecordType, Selector};
 pub use collector::{AgentEntry, CollectorConfig, LocalAgentConfig, ServerConfig, StorageConfig};
+pub use condition::{Condition, Observation};
 pub use error::{ConfigError, ConfigErrors};
 
 use document::{Document, KeyPath};

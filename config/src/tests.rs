@@ -107,7 +107,7 @@ url = "gopher://x/"
         all.contains("c.toml:18:8: checks[2].type: unknown variant `ftp`"),
         "{all}"
     );
-    assert!(all.contains("expected `http`"), "{all}");
+    assert!(all.contains("expected one of `http`, `tcp`"), "{all}");
     // Semantic problems in the last check: both of them.
     assert!(
         all.contains("c.toml:23:7: checks[3].url: scheme \"gopher\""),
@@ -251,4 +251,30 @@ fn host_metric_groups_are_checked() {
         AgentConfig::parse(Path::new("a.toml"), &text.replace(", \"gpu\"", ""), &no_env).unwrap();
     assert!(ok.host_metrics.collects("cpu") && !ok.host_metrics.collects("disk"));
     assert!(HostMetricsConfig::default().collects("disk"));
+}
+
+#[test]
+fn a_bad_condition_is_a_config_error_with_its_position() {
+    let text = r#"
+[[checks]]
+name = "api"
+type = "http"
+url = "http://x/"
+conditions = ["[STATUS] == 200", "[BODY].status = ok"]
+"#;
+    let errs = collector(text).unwrap_err();
+    let all = errs.to_string();
+    assert_eq!(errs.0.len(), 1, "{all}");
+    assert!(all.contains("c.toml:6:"), "{all}");
+    assert!(all.contains("checks[0].conditions"), "{all}");
+    assert!(
+        all.contains("\"[BODY].status = ok\": expected `placeholder OPERATOR value`"),
+        "{all}"
+    );
+    let ok = collector(&text.replace("status = ok", "status == ok")).unwrap();
+    assert_eq!(ok.checks[0].conditions.len(), 2);
+    assert_eq!(
+        ok.checks[0].conditions[1].to_string(),
+        "[BODY].status == ok"
+    );
 }

@@ -97,6 +97,10 @@ pub struct CheckResult {
     /// HTTP status, where the probe got one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub status_code: Option<u16>,
+    /// When the earliest certificate of the server's chain expires (TLS probes, and HTTP probes
+    /// of `https` URLs).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cert_expiry: Option<DateTime<Utc>>,
     /// Where the time went.
     #[serde(default)]
     pub timings: Timings,

@@ -55,6 +55,7 @@ fn record() -> impl Strategy<Value = Record> {
                         latency_ms,
                         error,
                         status_code,
+                        cert_expiry: (!ok).then_some(time),
                         timings,
                     })
                 }

@@ -1,89 +1,234 @@
-//! The `http` probe: one request, up when the status is expected.
+//! The `http` probe: a request over a new connection, each phase timed (DNS, connect, TLS, time
+//! to the first byte), redirects followed by hand so each hop is timed too, the certificate chain
+//! of an `https` URL read and verified.
 
 use std::time::Instant;
 
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::header::{HeaderName, HeaderValue};
+use hyper_util::rt::TokioIo;
 use lookout_config::CheckConfig;
-use reqwest::Method;
+use lookout_config::condition::Placeholder;
 
 use super::Outcome;
-use crate::client::error_chain;
+use super::net::{self, Tls, ms_since};
 
-/// Sends HTTP probes.
-#[derive(Debug, Clone)]
-pub struct HttpProber {
-    client: reqwest::Client,
+/// Most bytes of a body kept for conditions; the rest is read and dropped.
+pub const MAX_BODY: usize = 1 << 20;
+
+const USER_AGENT: &str = concat!("lookout-agent/", env!("CARGO_PKG_VERSION"), " (probe)");
+
+/// One hop's connection, plain or TLS.
+trait Io: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send {}
+impl<T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send> Io for T {}
+
+/// Runs one probe of `check` (its timeout is enforced by the caller).
+pub async fn probe(tls: &Tls, check: &CheckConfig) -> Outcome {
+    let mut out = Outcome::default();
+    let Some(url) = check.url.as_deref() else {
+        return Outcome::failed("no url configured");
+    };
+    let mut url = match url::Url::parse(url) {
+        Ok(u) => u,
+        Err(e) => return Outcome::failed(format!("invalid url: {e}")),
+    };
+    let mut method = match check
+        .method
+        .as_deref()
+        .unwrap_or("GET")
+        .parse::<hyper::Method>()
+    {
+        Ok(m) => m,
+        Err(_) => return Outcome::failed("invalid method"),
+    };
+    let mut body = check.body.clone().map(Bytes::from).unwrap_or_default();
+    let keep_body = check.conditions.iter().any(|c| c.needs_body());
+    let mut hops = 0u8;
+    loop {
+        let status = match hop(tls, check, &url, &method, body.clone(), keep_body, &mut out).await {
+            Ok(s) => s,
+            Err(e) => {
+                out.error = Some(e);
+                return out;
+            }
+        };
+        let location = out
+            .seen
+            .headers
+            .iter()
+            .find(|(n, _)| n == "location")
+            .map(|(_, v)| v.clone());
+        if check.follow_redirects
+            && matches!(status, 301 | 302 | 303 | 307 | 308)
+            && let Some(location) = location
+        {
+            if hops >= check.max_redirects {
+                out.error = Some(format!(
+                    "more than {} redirects (last to {location})",
+                    check.max_redirects
+                ));
+                return out;
+            }
+            url = match url.join(&location) {
+                Ok(next) if matches!(next.scheme(), "http" | "https") => next,
+                _ => {
+                    out.error = Some(format!("redirect to an unusable location {location:?}"));
+                    return out;
+                }
+            };
+            // As browsers do: 303 always, and 301/302 after a POST, go on as GET without a body.
+            if status == 303 || (matches!(status, 301 | 302) && method == hyper::Method::POST) {
+                method = hyper::Method::GET;
+                body = Bytes::new();
+            }
+            hops += 1;
+            continue;
+        }
+        break;
+    }
+    let status = out.status_code.unwrap_or(0);
+    let tests_status = check
+        .conditions
+        .iter()
+        .any(|c| c.placeholder() == Placeholder::Status);
+    let expected = if check.expected_status.is_empty() {
+        tests_status || (200..300).contains(&status)
+    } else {
+        check.expected_status.contains(&status)
+    };
+    if out.error.is_none() && !expected {
+        let want = if check.expected_status.is_empty() {
+            "2xx".to_string()
+        } else {
+            check
+                .expected_status
+                .iter()
+                .map(u16::to_string)
+                .collect::<Vec<_>>()
+                .join(" or ")
+        };
+        out.error = Some(format!("status {status}, expected {want}"));
+    }
+    out
 }
 
-impl HttpProber {
-    /// A client that opens a new connection for every probe, so each probe measures (and can
-    /// fail at) connecting, as a user's browser would after a while.
-    pub fn new() -> Result<Self, reqwest::Error> {
-        let client = reqwest::Client::builder()
-            .pool_max_idle_per_host(0)
-            .user_agent(concat!(
-                "lookout-agent/",
-                env!("CARGO_PKG_VERSION"),
-                " (probe)"
-            ))
-            .redirect(reqwest::redirect::Policy::limited(10))
-            .build()?;
-        Ok(Self { client })
-    }
-
-    /// Runs one probe of `check` (its timeout is enforced by the caller).
-    pub async fn probe(&self, check: &CheckConfig) -> Outcome {
-        let Some(url) = check.url.as_deref() else {
-            return Outcome::failed("no url configured");
-        };
-        let method = match check
-            .method
-            .as_deref()
-            .map(|m| Method::from_bytes(m.as_bytes()))
-        {
-            None => Method::GET,
-            Some(Ok(m)) => m,
-            Some(Err(_)) => return Outcome::failed("invalid method"),
-        };
-        let started = Instant::now();
-        let resp = match self
-            .client
-            .request(method, url)
-            .timeout(check.timeout)
-            .send()
-            .await
-        {
-            Ok(r) => r,
-            Err(e) => return Outcome::failed(error_chain(&e)),
-        };
-        let ttfb_ms = started.elapsed().as_secs_f64() * 1000.0;
-        let status = resp.status().as_u16();
-        // Read the body so the time covers the whole answer and the connection ends cleanly.
-        let body = resp.bytes().await;
-        let mut outcome = Outcome {
-            status_code: Some(status),
-            ..Outcome::default()
-        };
-        outcome.timings.ttfb_ms = Some(ttfb_ms);
-        let expected = if check.expected_status.is_empty() {
-            (200..300).contains(&status)
-        } else {
-            check.expected_status.contains(&status)
-        };
-        if let Err(e) = body {
-            outcome.error = Some(format!("reading the body: {}", error_chain(&e)));
-        } else if !expected {
-            let want = if check.expected_status.is_empty() {
-                "2xx".to_string()
-            } else {
-                check
-                    .expected_status
-                    .iter()
-                    .map(u16::to_string)
-                    .collect::<Vec<_>>()
-                    .join(" or ")
-            };
-            outcome.error = Some(format!("status {status}, expected {want}"));
+/// One request over a new connection; fills `out` (timings added to earlier hops') and returns
+/// the status.
+async fn hop(
+    tls: &Tls,
+    check: &CheckConfig,
+    url: &url::Url,
+    method: &hyper::Method,
+    body: Bytes,
+    keep_body: bool,
+    out: &mut Outcome,
+) -> Result<u16, String> {
+    let host = url.host_str().ok_or("the url has no host")?.to_string();
+    let https = url.scheme() == "https";
+    let port = url
+        .port_or_known_default()
+        .unwrap_or(if https { 443 } else { 80 });
+    let (addrs, dns_ms) = net::resolve(&host, port, check.ip_version).await?;
+    add(&mut out.timings.dns_ms, dns_ms);
+    let (stream, addr, connect_ms) = net::connect(&addrs).await?;
+    out.seen.connected = true;
+    out.seen.ip = Some(addr.ip().to_string());
+    add(&mut out.timings.connect_ms, Some(connect_ms));
+    let io: Box<dyn Io> = if https {
+        let (stream, facts) = tls
+            .handshake(stream, &host, check.ca_file.as_deref(), check.tls_verify)
+            .await?;
+        add(&mut out.timings.tls_ms, Some(facts.handshake_ms));
+        out.seen.certificate_expiration = facts.time_left();
+        out.cert_expiry = facts.earliest_expiry;
+        if let Some(e) = facts.verify_error {
+            return Err(e);
         }
-        outcome
+        Box::new(stream)
+    } else {
+        Box::new(stream)
+    };
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(io))
+        .await
+        .map_err(|e| format!("HTTP: {e}"))?;
+    let driver = tokio::spawn(conn);
+    let target = match url.query() {
+        Some(q) => format!("{}?{q}", url.path()),
+        None => url.path().to_string(),
+    };
+    let mut request = hyper::Request::builder()
+        .method(method.clone())
+        .uri(target)
+        .header(hyper::header::HOST, host_header(url))
+        .header(hyper::header::USER_AGENT, USER_AGENT)
+        .header(hyper::header::CONNECTION, "close");
+    for (name, value) in &check.headers {
+        let (Ok(n), Ok(v)) = (
+            HeaderName::from_bytes(name.as_bytes()),
+            HeaderValue::from_str(value),
+        ) else {
+            driver.abort();
+            return Err(format!("header {name:?} is not a valid HTTP header"));
+        };
+        request = request.header(n, v);
+    }
+    let request = request
+        .body(Full::new(body))
+        .map_err(|e| format!("building the request: {e}"))?;
+    let sent = Instant::now();
+    let response = sender.send_request(request).await;
+    let response = match response {
+        Ok(r) => r,
+        Err(e) => {
+            driver.abort();
+            return Err(format!("HTTP: {}", crate::client::error_chain(&e)));
+        }
+    };
+    add(&mut out.timings.ttfb_ms, Some(ms_since(sent)));
+    let status = response.status().as_u16();
+    out.status_code = Some(status);
+    out.seen.status = Some(status);
+    out.seen.headers = response
+        .headers()
+        .iter()
+        .map(|(n, v)| {
+            (
+                n.as_str().to_string(),
+                String::from_utf8_lossy(v.as_bytes()).into_owned(),
+            )
+        })
+        .collect();
+    // Read the whole answer, so the time covers it and the connection ends cleanly; keep at most
+    // MAX_BODY of it, and only when a condition looks at it.
+    let mut body = response.into_body();
+    let mut kept = Vec::new();
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(|e| format!("reading the body: {e}"))?;
+        if let (true, Some(data)) = (keep_body, frame.data_ref())
+            && kept.len() < MAX_BODY
+        {
+            let room = MAX_BODY - kept.len();
+            kept.extend_from_slice(&data[..data.len().min(room)]);
+        }
+    }
+    if keep_body {
+        out.seen.body = Some(kept);
+    }
+    driver.abort();
+    Ok(status)
+}
+
+fn host_header(url: &url::Url) -> String {
+    let host = url.host_str().unwrap_or_default();
+    match url.port() {
+        Some(p) => format!("{host}:{p}"),
+        None => host.to_string(),
+    }
+}
+
+fn add(slot: &mut Option<f64>, ms: Option<f64>) {
+    if let Some(ms) = ms {
+        *slot = Some(slot.unwrap_or(0.0) + ms);
     }
 }

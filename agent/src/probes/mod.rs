@@ -1,38 +1,56 @@
 //! Probes: run one check once and say what happened.
 //!
-//! Parts: [`http`] (the `http` check type). Each probe is bounded by its check's `timeout` and
-//! reports failures as results, never as errors: a probe that cannot even start (a bad URL, say)
-//! is a failed result that says why.
+//! Parts: [`http`], [`tcp`], [`tls`], [`dns`], [`icmp`], [`postgres`], [`redis`], [`smtp`] (one
+//! per check type), and [`net`] (resolving in the system's order, connecting, the TLS handshake
+//! that reads a chain whether or not it verifies). Each probe is bounded by its check's
+//! `timeout` and reports failures as results, never as errors: a probe that cannot even start (a
+//! bad URL, say) is a failed result that says why. After the type's own test, the check's
+//! conditions are evaluated against what the probe observed; every failing one is reported with
+//! the value found.
 
+pub mod dns;
 pub mod http;
+pub mod icmp;
+pub mod net;
+pub mod postgres;
+pub mod redis;
+pub mod smtp;
+pub mod tcp;
+pub mod tls;
 
-use std::time::Instant;
+use std::time::{Instant, SystemTime};
 
-use chrono::Utc;
-use lookout_config::{CheckConfig, CheckType};
+use chrono::{DateTime, Utc};
+use lookout_config::{CheckConfig, CheckType, Observation};
 use lookout_protocol::{CheckResult, Timings};
 
-/// Runs probes; holds the clients they share.
-#[derive(Debug, Clone)]
+/// Runs probes; holds what they share (TLS settings and trust stores, DNS resolvers).
+#[derive(Debug, Clone, Default)]
 pub struct Prober {
-    http: http::HttpProber,
+    tls: net::Tls,
+    dns: dns::Resolvers,
 }
 
 impl Prober {
-    /// A prober with fresh clients.
-    pub fn new() -> Result<Self, reqwest::Error> {
-        Ok(Self {
-            http: http::HttpProber::new()?,
-        })
+    /// A prober; trust stores and resolvers are loaded when a check first needs them.
+    pub fn new() -> Self {
+        Self::default()
     }
 
     /// Runs `check` once. Never takes much longer than the check's timeout.
     pub async fn probe(&self, check: &CheckConfig) -> CheckResult {
         let time = Utc::now();
         let started = Instant::now();
-        let outcome = tokio::time::timeout(check.timeout, async {
+        let mut outcome = tokio::time::timeout(check.timeout, async {
             match check.kind {
-                CheckType::Http => self.http.probe(check).await,
+                CheckType::Http => http::probe(&self.tls, check).await,
+                CheckType::Tcp => tcp::probe(check).await,
+                CheckType::Tls => tls::probe(&self.tls, check).await,
+                CheckType::Dns => self.dns.probe(check).await,
+                CheckType::Icmp => icmp::probe(check).await,
+                CheckType::Postgres => postgres::probe(check).await,
+                CheckType::Redis => redis::probe(check).await,
+                CheckType::Smtp => smtp::probe(check).await,
             }
         })
         .await
@@ -43,6 +61,17 @@ impl Prober {
             ))
         });
         let latency_ms = started.elapsed().as_secs_f64() * 1000.0;
+        outcome.seen.response_time_ms = latency_ms;
+        if outcome.error.is_none() {
+            let failed: Vec<String> = check
+                .conditions
+                .iter()
+                .filter_map(|c| c.evaluate(&outcome.seen).err())
+                .collect();
+            if !failed.is_empty() {
+                outcome.error = Some(format!("condition failed: {}", failed.join("; ")));
+            }
+        }
         CheckResult {
             check: check.name.clone(),
             check_type: Some(check.kind),
@@ -51,6 +80,7 @@ impl Prober {
             latency_ms,
             error: outcome.error,
             status_code: outcome.status_code,
+            cert_expiry: outcome.cert_expiry.map(DateTime::<Utc>::from),
             timings: Timings {
                 total_ms: Some(latency_ms),
                 ..outcome.timings
@@ -68,6 +98,10 @@ pub struct Outcome {
     pub status_code: Option<u16>,
     /// Phase timings the probe measured.
     pub timings: Timings,
+    /// When the earliest certificate of the chain expires, where there was a chain.
+    pub cert_expiry: Option<SystemTime>,
+    /// What conditions test.
+    pub seen: Observation,
 }
 
 impl Outcome {

@@ -79,6 +79,8 @@ mod tests {
             latency_ms: 1.0,
             error: None,
             status_code: None,
+            cert_expiry: None,
+            timings: Default::default(),
             check_type: None,
         }
     }

@@ -99,6 +99,11 @@ pub struct ResultRow {
     pub error: Option<String>,
     /// HTTP status, where there was one.
     pub status_code: Option<u16>,
+    /// When the earliest certificate of the server's chain expires, where there was one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cert_expiry: Option<DateTime<Utc>>,
+    /// Where the time went (phases the probe measured; the total is `latency_ms`).
+    pub timings: lookout_protocol::Timings,
     /// The check's type as the agent reported it.
     #[serde(skip)]
     pub check_type: Option<String>,

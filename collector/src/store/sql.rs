@@ -14,7 +14,7 @@ use std::sync::Mutex;
 
 /// Schema versions, in order; version N is `MIGRATIONS[N - 1]`. Written for SQLite;
 /// PostgreSQL runs [`postgres_ddl`] of the same text.
-pub const MIGRATIONS: &[&str] = &[include_str!("schema.sql")];
+pub const MIGRATIONS: &[&str] = &[include_str!("schema.sql"), include_str!("schema_v2.sql")];
 
 /// The SQLite schema text turned into PostgreSQL's: the type names differ, the rest is shared.
 pub fn postgres_ddl(sqlite: &str) -> String {
@@ -435,6 +435,14 @@ macro_rules! sql_store {
                     status_code: r
                         .try_get::<Option<i64>, _>("status_code")?
                         .and_then(|s| u16::try_from(s).ok()),
+                    cert_expiry: r
+                        .try_get::<Option<i64>, _>("cert_expiry_ms")?
+                        .map($crate::store::sql::time)
+                        .transpose()?,
+                    timings: r
+                        .try_get::<Option<String>, _>("timings")?
+                        .and_then(|t| serde_json::from_str(&t).ok())
+                        .unwrap_or_default(),
                     check_type: r.try_get("check_type")?,
                 })
             }
@@ -518,7 +526,7 @@ macro_rules! sql_store {
                 }
                 for chunk in results.chunks(ROWS_PER_STATEMENT) {
                     let mut qb = sqlx::QueryBuilder::<$db>::new(
-                        "INSERT INTO check_results (series_id, time_ms, ok, latency_ms, error, status_code, timings) ",
+                        "INSERT INTO check_results (series_id, time_ms, ok, latency_ms, error, status_code, timings, cert_expiry_ms) ",
                     );
                     qb.push_values(chunk, |mut row, (series, c)| {
                         row.push_bind(*series)
@@ -527,14 +535,15 @@ macro_rules! sql_store {
                             .push_bind(c.latency_ms)
                             .push_bind(c.error.clone())
                             .push_bind(c.status_code.map(i64::from))
-                            .push_bind(stored_timings(&c.timings));
+                            .push_bind(stored_timings(&c.timings))
+                            .push_bind(c.cert_expiry.as_ref().map(ms));
                     });
                     qb.build().persistent(chunk.len() == ROWS_PER_STATEMENT).execute(&mut *tx).await?;
                 }
                 let newest: Vec<_> = newest_results.into_iter().collect();
                 for chunk in newest.chunks(ROWS_PER_STATEMENT) {
                     let mut qb = sqlx::QueryBuilder::<$db>::new(
-                        "INSERT INTO check_latest (series_id, time_ms, ok, latency_ms, error, status_code) ",
+                        "INSERT INTO check_latest (series_id, time_ms, ok, latency_ms, error, status_code, timings, cert_expiry_ms) ",
                     );
                     qb.push_values(chunk, |mut row, (series, c)| {
                         row.push_bind(*series)
@@ -542,12 +551,15 @@ macro_rules! sql_store {
                             .push_bind(c.ok)
                             .push_bind(c.latency_ms)
                             .push_bind(c.error.clone())
-                            .push_bind(c.status_code.map(i64::from));
+                            .push_bind(c.status_code.map(i64::from))
+                            .push_bind(stored_timings(&c.timings))
+                            .push_bind(c.cert_expiry.as_ref().map(ms));
                     });
                     qb.push(
                         " ON CONFLICT (series_id) DO UPDATE SET time_ms = excluded.time_ms, ok = excluded.ok,
                            latency_ms = excluded.latency_ms, error = excluded.error,
-                           status_code = excluded.status_code
+                           status_code = excluded.status_code, timings = excluded.timings,
+                           cert_expiry_ms = excluded.cert_expiry_ms
                          WHERE excluded.time_ms >= check_latest.time_ms",
                     );
                     qb.build().persistent(chunk.len() == ROWS_PER_STATEMENT).execute(&mut *tx).await?;
@@ -674,7 +686,8 @@ macro_rules! sql_store {
 
             async fn latest_results(&self) -> Result<Vec<$crate::store::ResultRow>, $crate::store::StoreError> {
                 let rows = sqlx::query(
-                    "SELECT s.check_name, s.agent, s.check_type, l.time_ms, l.ok, l.latency_ms, l.error, l.status_code
+                    "SELECT s.check_name, s.agent, s.check_type, l.time_ms, l.ok, l.latency_ms, l.error, l.status_code,
+                            l.timings, l.cert_expiry_ms
                      FROM check_series s JOIN check_latest l ON l.series_id = s.id
                      ORDER BY s.check_name, s.agent",
                 )
@@ -689,7 +702,8 @@ macro_rules! sql_store {
             ) -> Result<Vec<$crate::store::ResultRow>, $crate::store::StoreError> {
                 use $crate::store::sql::ms;
                 let rows = sqlx::query(
-                    "SELECT s.check_name, s.agent, s.check_type, r.time_ms, r.ok, r.latency_ms, r.error, r.status_code
+                    "SELECT s.check_name, s.agent, s.check_type, r.time_ms, r.ok, r.latency_ms, r.error, r.status_code,
+                            r.timings, r.cert_expiry_ms
                      FROM check_series s CROSS JOIN check_results r
                      WHERE r.series_id = s.id AND s.check_name = $1 AND ($2 IS NULL OR s.agent = $2) AND r.time_ms BETWEEN $3 AND $4
                      ORDER BY r.time_ms DESC, r.id DESC LIMIT $5",
