@@ -56,6 +56,8 @@ pub struct AgentSettings {
     pub local_checks: Vec<CheckConfig>,
     /// The durable spool.
     pub spool: SpoolConfig,
+    /// Most probes running at once.
+    pub max_concurrent_probes: usize,
 }
 
 impl From<AgentConfig> for AgentSettings {
@@ -69,6 +71,7 @@ impl From<AgentConfig> for AgentSettings {
             host_metrics: c.host_metrics,
             shipping: c.shipping,
             local_checks: c.checks,
+            max_concurrent_probes: c.identity.max_concurrent_probes,
             spool,
         }
     }
@@ -123,7 +126,7 @@ pub async fn run(settings: AgentSettings, shutdown: CancellationToken) -> Result
         &settings.labels,
         settings.shipping.request_timeout,
     )?);
-    let prober = probes::Prober::new();
+    let prober = probes::Prober::new(settings.max_concurrent_probes);
     let work = CancellationToken::new();
     let mut scheduler = Scheduler::new(prober, queue.clone(), work.clone());
     scheduler.apply(settings.local_checks.clone());

@@ -1,5 +1,9 @@
 //! Runs each check on its interval, one task per check, and follows changes to the set of checks
 //! without a restart: a new check starts, a removed one stops, a changed one restarts.
+//!
+//! A check's probes fall on a grid of its interval, at a phase taken from its name, so that
+//! checks spread over the interval; after a failure the next probe comes `retry_interval` later
+//! (default a fifth of the interval), so an outage is confirmed quickly.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -7,7 +11,7 @@ use std::time::Duration;
 
 use lookout_config::CheckConfig;
 use lookout_protocol::{CheckResult, Record, Timings};
-use tokio::time::{Instant, MissedTickBehavior};
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use crate::probes::Prober;
@@ -80,21 +84,49 @@ impl Scheduler {
 }
 
 async fn run_check(check: CheckConfig, prober: Prober, queue: Arc<Spool>, stop: CancellationToken) {
+    // The first probe soon after start; then on a grid of the interval whose phase comes from
+    // the check's name, so many checks spread evenly over their interval (and keep their place
+    // across restarts) instead of firing together.
     let spread = check.interval.min(MAX_START_SPREAD);
-    let delay = Duration::from_millis(fastrand::u64(0..spread.as_millis().max(1) as u64));
-    let mut ticks = tokio::time::interval_at(Instant::now() + delay, check.interval);
-    ticks.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    let mut next =
+        Instant::now() + Duration::from_millis(fastrand::u64(0..spread.as_millis().max(1) as u64));
+    let phase = phase_of(&check.name, check.interval);
     loop {
         tokio::select! {
             () = stop.cancelled() => return,
-            _ = ticks.tick() => {}
+            () = tokio::time::sleep_until(next) => {}
         }
         let result = probe_isolated(&prober, &check).await;
-        if !result.ok {
+        let ok = result.ok;
+        if !ok {
             tracing::debug!(check = %check.name, error = result.error.as_deref().unwrap_or(""), "probe failed");
         }
         queue.push(&Record::CheckResult(result));
+        next = if ok {
+            next_on_grid(Instant::now(), check.interval, phase)
+        } else {
+            // Confirm a failure soon: a real outage shows in a few retries, a blip clears.
+            Instant::now() + check.retry_interval()
+        };
     }
+}
+
+/// Where in its interval a check's probes fall: stable for a name, spread over the interval.
+fn phase_of(name: &str, interval: Duration) -> Duration {
+    // A fixed hash (CRC-32), so the phase is the same in every run of every build.
+    let ms = interval.as_millis().max(1) as u64;
+    Duration::from_millis(u64::from(crc32fast::hash(name.as_bytes())) % ms)
+}
+
+/// The first time after `now` that is `phase` past a multiple of `interval` on the wall clock.
+fn next_on_grid(now: Instant, interval: Duration, phase: Duration) -> Instant {
+    let since_epoch = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    let period = interval.as_millis().max(1);
+    let into = (since_epoch.as_millis() + period - phase.as_millis() % period) % period;
+    let wait = (period - into) as u64;
+    now + Duration::from_millis(wait.max(1))
 }
 
 /// Runs one probe in a task of its own, so that a panic in a probe fails only its result.
@@ -114,5 +146,70 @@ pub async fn probe_isolated(prober: &Prober, check: &CheckConfig) -> CheckResult
             cert_expiry: None,
             timings: Timings::default(),
         },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn checks_spread_over_their_interval_and_keep_their_place() {
+        let interval = Duration::from_secs(60);
+        let phases: Vec<Duration> = (0..200)
+            .map(|i| phase_of(&format!("check-{i}"), interval))
+            .collect();
+        assert_eq!(
+            phase_of("check-7", interval),
+            phases[7],
+            "stable for a name"
+        );
+        // Spread: every 10 s slice of the minute holds some of 200 checks.
+        for slice in 0..6 {
+            let n = phases.iter().filter(|p| p.as_secs() / 10 == slice).count();
+            assert!(n > 10, "slice {slice} holds {n} of 200");
+        }
+        let now = Instant::now();
+        for p in &phases[..20] {
+            let wait = next_on_grid(now, interval, *p) - now;
+            assert!(wait > Duration::ZERO && wait <= interval, "{wait:?}");
+        }
+    }
+
+    #[tokio::test]
+    async fn a_failing_check_is_retried_at_its_retry_interval() {
+        let dir = tempfile::tempdir().unwrap();
+        let spool = Arc::new(
+            Spool::open(crate::spool::SpoolConfig {
+                dir: dir.path().to_path_buf(),
+                max_bytes: 1 << 20,
+                segment_bytes: 1 << 20,
+                fsync: crate::spool::FsyncPolicy::Never,
+                batch_bytes: 1 << 20,
+            })
+            .unwrap(),
+        );
+        // A port nobody listens on: every probe fails at once.
+        let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = closed.local_addr().unwrap();
+        drop(closed);
+        let check: CheckConfig = serde_json::from_value(serde_json::json!({
+            "name": "down", "type": "tcp", "address": addr.to_string(),
+            "interval": "1s", "timeout": "1s", "retry_interval": "200ms"
+        }))
+        .unwrap();
+        let stop = CancellationToken::new();
+        let mut s = Scheduler::new(Prober::new(4), spool.clone(), stop.clone());
+        s.apply(vec![check]);
+        tokio::time::sleep(Duration::from_millis(2500)).await;
+        stop.cancel();
+        // The first probe within 1 s, then one every 200 ms while it fails: at least 6 in
+        // 2.5 s, where the interval alone would give at most 3.
+        let mut got = 0;
+        while let Some(b) = spool.next_batch(100) {
+            got += b.records.len();
+            spool.ack(&b.batch_id);
+        }
+        assert!(got >= 6, "{got} probes in 2.5 s");
     }
 }

@@ -125,6 +125,7 @@ pub async fn start(config: CollectorConfig) -> Result<Running, CollectorError> {
                 host_metrics: l.host_metrics.clone(),
                 shipping: ShippingConfig::default(),
                 local_checks: Vec::new(),
+                max_concurrent_probes: lookout_config::agent::default_max_concurrent_probes(),
                 spool: lookout_agent::spool_config(
                     config.server.data_dir.join("local-agent-spool"),
                     &l.spool,

@@ -43,6 +43,15 @@ pub struct AgentIdentity {
     /// collector's `[[agents]] labels`, where set, take precedence.
     #[serde(default)]
     pub labels: BTreeMap<String, String>,
+    /// Most probes running at once; more wait their turn (their timeout starts when they run).
+    /// Default 256.
+    #[serde(default = "default_max_concurrent_probes")]
+    pub max_concurrent_probes: usize,
+}
+
+/// The default of `max_concurrent_probes`.
+pub fn default_max_concurrent_probes() -> usize {
+    256
 }
 
 fn default_data_dir() -> PathBuf {

@@ -18,27 +18,40 @@ pub mod smtp;
 pub mod tcp;
 pub mod tls;
 
+use std::sync::Arc;
 use std::time::{Instant, SystemTime};
+
+use tokio::sync::Semaphore;
 
 use chrono::{DateTime, Utc};
 use lookout_config::{CheckConfig, CheckType, Observation};
 use lookout_protocol::{CheckResult, Timings};
 
-/// Runs probes; holds what they share (TLS settings and trust stores, DNS resolvers).
-#[derive(Debug, Clone, Default)]
+/// Runs probes; holds what they share (TLS settings and trust stores, DNS resolvers, the limit
+/// on probes at once).
+#[derive(Debug, Clone)]
 pub struct Prober {
     tls: net::Tls,
     dns: dns::Resolvers,
+    running: Arc<Semaphore>,
 }
 
 impl Prober {
-    /// A prober; trust stores and resolvers are loaded when a check first needs them.
-    pub fn new() -> Self {
-        Self::default()
+    /// A prober running at most `max_concurrent` probes at once; trust stores and resolvers
+    /// are loaded when a check first needs them.
+    pub fn new(max_concurrent: usize) -> Self {
+        Self {
+            tls: net::Tls::new(),
+            dns: dns::Resolvers::default(),
+            running: Arc::new(Semaphore::new(max_concurrent.max(1))),
+        }
     }
 
-    /// Runs `check` once. Never takes much longer than the check's timeout.
+    /// Runs `check` once, when a slot is free. Never takes much longer than the check's timeout
+    /// once it runs.
     pub async fn probe(&self, check: &CheckConfig) -> CheckResult {
+        // The semaphore is never closed, so acquiring only waits.
+        let _slot = self.running.acquire().await;
         let time = Utc::now();
         let started = Instant::now();
         let mut outcome = tokio::time::timeout(check.timeout, async {

@@ -1,0 +1,22 @@
+# Installs the servers the probe tests run against (each test starts its own on a free port):
+# Redis and dnsmasq from Debian's packages, aiosmtpd (an SMTP server) from PyPI.
+
+install_probe_peers() {
+  local missing=()
+  command -v redis-server >/dev/null || missing+=(redis-server)
+  command -v dnsmasq >/dev/null || [ -x /usr/sbin/dnsmasq ] || missing+=(dnsmasq-base)
+  command -v setpriv >/dev/null || missing+=(util-linux)
+  if [ ${#missing[@]} -gt 0 ]; then
+    echo "installing ${missing[*]} (Debian's packages)"
+    apt-get update -qq
+    # No service starts at install: the tests run their own servers.
+    DEBIAN_FRONTEND=noninteractive RUNLEVEL=1 apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  fi
+  # dnsmasq lives in /usr/sbin, which a plain user's PATH may lack.
+  export PATH="$PATH:/usr/sbin"
+  if ! python3 -c 'import aiosmtpd' 2>/dev/null; then
+    echo "installing aiosmtpd (PyPI)"
+    python3 -m pip install -q --disable-pip-version-check --root-user-action=ignore aiosmtpd
+  fi
+  echo "redis-server $(redis-server --version | awk '{print $3}' | cut -d= -f2), $(dnsmasq --version | head -n 1 | awk '{print $1, $3}'), aiosmtpd $(python3 -c 'import aiosmtpd; print(aiosmtpd.__version__)')"
+}
