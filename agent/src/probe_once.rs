@@ -85,26 +85,43 @@ pub async fn run(settings: &AgentSettings) -> Result<Report, AgentError> {
     Ok(Report { rows, notes })
 }
 
-/// The report as a table for a terminal.
+/// The report as a table for a terminal: each check with its result, total time, the phases
+/// (DNS, connect, TLS, first byte, in ms), HTTP status, days until its certificate expires,
+/// and why it failed (the failed conditions with the values found).
 pub fn render(report: &Report) -> String {
-    let header = ["CHECK", "FROM", "RESULT", "LATENCY", "STATUS", "DETAIL"];
-    let mut table: Vec<[String; 6]> = vec![header.map(String::from)];
+    const COLUMNS: usize = 9;
+    let header = [
+        "CHECK", "TYPE", "FROM", "RESULT", "TOTAL", "DNS/CONN/TLS/TTFB", "STATUS", "CERT", "DETAIL",
+    ];
+    let mut table: Vec<[String; COLUMNS]> = vec![header.map(String::from)];
+    let dash = || "-".to_string();
     for (source, r) in &report.rows {
+        let phase = |v: Option<f64>| v.map_or_else(dash, |ms| format!("{ms:.1}"));
+        let t = &r.timings;
         table.push([
             r.check.clone(),
+            r.check_type.map_or_else(dash, |t| t.to_string()),
             match source {
                 Source::Local => "local".into(),
                 Source::Assigned => "assigned".into(),
             },
             if r.ok { "ok".into() } else { "FAIL".into() },
             format!("{:.1} ms", r.latency_ms),
-            r.status_code
-                .map(|s| s.to_string())
-                .unwrap_or_else(|| "-".into()),
+            format!(
+                "{}/{}/{}/{}",
+                phase(t.dns_ms),
+                phase(t.connect_ms),
+                phase(t.tls_ms),
+                phase(t.ttfb_ms)
+            ),
+            r.status_code.map_or_else(dash, |s| s.to_string()),
+            r.cert_expiry.map_or_else(dash, |e| {
+                format!("{}d", (e - chrono::Utc::now()).num_days())
+            }),
             r.error.clone().unwrap_or_default(),
         ]);
     }
-    let widths: Vec<usize> = (0..6)
+    let widths: Vec<usize> = (0..COLUMNS)
         .map(|i| {
             table
                 .iter()
@@ -117,7 +134,7 @@ pub fn render(report: &Report) -> String {
     for row in &table {
         let mut line = String::new();
         for (i, cell) in row.iter().enumerate() {
-            if i == 5 {
+            if i == COLUMNS - 1 {
                 line.push_str(cell);
             } else {
                 let _ = write!(line, "{cell:<w$}  ", w = widths[i]);

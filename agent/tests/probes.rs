@@ -480,6 +480,9 @@ async fn dns_records_rcodes_and_expected_values() {
     assert!(r.ok, "{r:?}");
     let r = dns(json!({"query_name": "www.lookout.test", "record_type": "CNAME", "expected": ["a.lookout.test"]})).await;
     assert!(r.ok, "{r:?}");
+    // A server that is not there fails (within the check's timeout).
+    let r = probe(json!({"type": "dns", "query_name": "a.lookout.test", "resolver": format!("127.0.0.1:{}", free_port()), "timeout": "1s"})).await;
+    assert!(!r.ok, "{r:?}");
     let r = dns(json!({"query_name": "nope.lookout.test"})).await;
     assert_eq!(error(&r), "response code NXDOMAIN for nope.lookout.test. A");
     let r = dns(json!({"query_name": "nope.lookout.test", "rcode": "NXDOMAIN"})).await;

@@ -9,7 +9,7 @@ use std::str::FromStr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use hickory_resolver::config::{ConnectionConfig, NameServerConfig, ResolverConfig};
+use hickory_resolver::config::{ConnectionConfig, NameServerConfig, ResolveHosts, ResolverConfig};
 use hickory_resolver::net::runtime::TokioRuntimeProvider;
 use hickory_resolver::net::{DnsError, NetError};
 use hickory_resolver::proto::op::ResponseCode;
@@ -52,6 +52,8 @@ impl Resolvers {
         opts.timeout = Duration::from_secs(30);
         opts.attempts = 1;
         opts.ndots = 0;
+        // A DNS check asks the DNS: /etc/hosts would answer for it (and hide a dead server).
+        opts.use_hosts_file = ResolveHosts::Never;
         let resolver = builder
             .build()
             .map_err(|e| format!("building the resolver: {e}"))?;
