@@ -91,7 +91,15 @@ pub async fn run(settings: &AgentSettings) -> Result<Report, AgentError> {
 pub fn render(report: &Report) -> String {
     const COLUMNS: usize = 9;
     let header = [
-        "CHECK", "TYPE", "FROM", "RESULT", "TOTAL", "DNS/CONN/TLS/TTFB", "STATUS", "CERT", "DETAIL",
+        "CHECK",
+        "TYPE",
+        "FROM",
+        "RESULT",
+        "TOTAL",
+        "DNS/CONN/TLS/TTFB",
+        "STATUS",
+        "CERT",
+        "DETAIL",
     ];
     let mut table: Vec<[String; COLUMNS]> = vec![header.map(String::from)];
     let dash = || "-".to_string();
