@@ -91,6 +91,7 @@ async fn run_check(check: CheckConfig, prober: Prober, queue: Arc<Spool>, stop: 
     let mut next =
         Instant::now() + Duration::from_millis(fastrand::u64(0..spread.as_millis().max(1) as u64));
     let phase = phase_of(&check.name, check.interval);
+    let mut last_ok: Option<bool> = None;
     loop {
         tokio::select! {
             () = stop.cancelled() => return,
@@ -101,7 +102,14 @@ async fn run_check(check: CheckConfig, prober: Prober, queue: Arc<Spool>, stop: 
         if !ok {
             tracing::debug!(check = %check.name, error = result.error.as_deref().unwrap_or(""), "probe failed");
         }
-        queue.push(&Record::CheckResult(result));
+        // A change of state (and the first result) is sent at once; the rest waits for the
+        // shipper's flush interval and travels in batches.
+        if last_ok == Some(ok) {
+            queue.push(&Record::CheckResult(result));
+        } else {
+            queue.push_urgent(&Record::CheckResult(result));
+        }
+        last_ok = Some(ok);
         next = if ok {
             next_on_grid(Instant::now(), check.interval, phase)
         } else {
@@ -131,9 +139,17 @@ fn next_on_grid(now: Instant, interval: Duration, phase: Duration) -> Instant {
 
 /// Runs one probe in a task of its own, so that a panic in a probe fails only its result.
 pub async fn probe_isolated(prober: &Prober, check: &CheckConfig) -> CheckResult {
-    let started = chrono::Utc::now();
     let (p, c) = (prober.clone(), check.clone());
-    match tokio::spawn(async move { p.probe(&c).await }).await {
+    isolated(check, async move { p.probe(&c).await }).await
+}
+
+/// Runs `probe` in a task of its own; a panic becomes a failed result of `check`.
+async fn isolated(
+    check: &CheckConfig,
+    probe: impl std::future::Future<Output = CheckResult> + Send + 'static,
+) -> CheckResult {
+    let started = chrono::Utc::now();
+    match tokio::spawn(probe).await {
         Ok(r) => r,
         Err(e) => CheckResult {
             check: check.name.clone(),
@@ -174,6 +190,22 @@ mod tests {
             let wait = next_on_grid(now, interval, *p) - now;
             assert!(wait > Duration::ZERO && wait <= interval, "{wait:?}");
         }
+    }
+
+    #[tokio::test]
+    async fn a_probe_that_panics_fails_only_its_own_result() {
+        let check: CheckConfig = serde_json::from_value(serde_json::json!({
+            "name": "boom", "type": "tcp", "address": "127.0.0.1:1"
+        }))
+        .unwrap();
+        let r = isolated(&check, async { panic!("a bug in a probe") }).await;
+        assert!(!r.ok);
+        assert_eq!(r.check, "boom");
+        let e = r.error.unwrap();
+        assert!(
+            e.starts_with("the probe crashed") && e.contains("a bug in a probe"),
+            "{e}"
+        );
     }
 
     #[tokio::test]

@@ -31,10 +31,12 @@ pub async fn run(
                 () = queue.pushed() => {}
             }
             // Let a batch gather for at most flush_interval, so one probe result is not one
-            // request, yet no record waits longer than that.
+            // request, yet no record waits longer than that; a change of a check's state goes
+            // at once.
             tokio::select! {
                 () = shutdown.cancelled() => break,
                 () = tokio::time::sleep(cfg.flush_interval) => {}
+                () = queue.urgent_pushed() => {}
             }
         }
         let Some(pending) = queue.next_batch(cfg.max_batch_records) else {

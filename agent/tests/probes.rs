@@ -496,6 +496,67 @@ async fn dns_records_rcodes_and_expected_values() {
     );
 }
 
+/// A second dnsmasq, authoritative for the zone, for NS records (which `--address` cannot give).
+#[tokio::test]
+async fn dns_ns_records() {
+    let port = free_port();
+    let _dns = spawn(
+        "dnsmasq",
+        &[
+            "--keep-in-foreground",
+            "--conf-file=/dev/null",
+            "--pid-file=",
+            &format!("--port={port}"),
+            "--listen-address=127.0.0.1",
+            "--bind-interfaces",
+            "--no-resolv",
+            "--no-hosts",
+            "--auth-server=ns1.lookout.test,127.0.0.1",
+            "--auth-zone=lookout.test",
+            "--host-record=ns1.lookout.test,127.0.0.9",
+        ],
+    );
+    let resolver = format!("127.0.0.1:{port}");
+    let ns = json!({"type": "dns", "query_name": "lookout.test", "record_type": "NS",
+        "resolver": resolver, "expected": ["ns1.lookout.test."], "timeout": "300ms", "interval": "1s"});
+    let mut last = None;
+    for _ in 0..60 {
+        let r = probe(ns.clone()).await;
+        if r.ok {
+            return;
+        }
+        last = Some(r);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("no NS answer: {last:?}");
+}
+
+#[tokio::test]
+async fn at_most_max_concurrent_probes_run_at_once() {
+    let a = http_server().await;
+    // /slow answers after 5 s; each probe times out at 300 ms. Six probes, two at a time: three
+    // rounds, so at least 900 ms; unlimited they would all end at 300 ms.
+    let prober = Prober::new(2);
+    let c = check(
+        json!({"type": "http", "url": format!("http://{a}/slow"), "timeout": "300ms", "interval": "1s"}),
+    );
+    let started = std::time::Instant::now();
+    let runs: Vec<_> = (0..6)
+        .map(|_| {
+            let (p, c) = (prober.clone(), c.clone());
+            tokio::spawn(async move { p.probe(&c).await })
+        })
+        .collect();
+    for r in runs {
+        let r = r.await.unwrap();
+        assert_eq!(error(&r), "timed out after 300ms");
+        // Each probe's own time is its timeout, not its wait for a slot.
+        assert!(r.latency_ms < 350.0, "{r:?}");
+    }
+    let took = started.elapsed();
+    assert!(took >= Duration::from_millis(900), "took {took:?}");
+}
+
 // ---- PostgreSQL ----
 
 fn pg_url() -> Option<String> {
@@ -519,6 +580,10 @@ async fn postgres_connects_queries_and_reports_failures() {
     assert!(r.ok, "{r:?}");
     assert!(r.timings.connect_ms.is_some());
     let r = probe(json!({"type": "postgres", "url": url, "query": "SELECT 40 + 2", "conditions": ["[BODY] == 42"]})).await;
+    assert!(r.ok, "{r:?}");
+    // TLS as the URL asks (the test server has a self-signed certificate).
+    let tls = format!("{url}?sslmode=require");
+    let r = probe(json!({"type": "postgres", "url": tls, "query": "SELECT ssl::text FROM pg_stat_ssl WHERE pid = pg_backend_pid()", "conditions": ["[BODY] == true"]})).await;
     assert!(r.ok, "{r:?}");
     let r = probe(json!({"type": "postgres", "url": url, "query": "SELECT * FROM no_such_table"}))
         .await;

@@ -138,8 +138,9 @@ fn default_metrics_interval() -> Duration {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ShippingConfig {
-    /// Longest a record waits before its batch is sent. Default `"100ms"`, so a failed check
-    /// reaches the collector at once.
+    /// Longest a record waits before its batch is sent, so records travel in batches. Default
+    /// `"1s"`. A check result that changes the check's state (up to failing, failing to up)
+    /// does not wait: it is sent at once.
     #[serde(default = "default_flush", with = "crate::duration")]
     pub flush_interval: Duration,
     /// Most records in one batch. Default 1000.
@@ -174,7 +175,7 @@ impl Default for ShippingConfig {
 }
 
 fn default_flush() -> Duration {
-    Duration::from_millis(100)
+    Duration::from_secs(1)
 }
 fn default_batch_records() -> usize {
     1000

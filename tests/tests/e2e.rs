@@ -542,3 +542,67 @@ async fn the_agent_keeps_probing_while_the_collector_is_away_and_delivers_when_i
         "an agent-local check is listed too"
     );
 }
+
+/// Routine results travel in batches (here every 8 s), but a result that changes a check's
+/// state is sent at once: the collector sees the check go down within seconds.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_state_change_is_sent_at_once_while_routine_results_wait_for_the_batch() {
+    let dir = tempfile::tempdir().unwrap();
+    let target = Target::start().await.unwrap();
+    let (_collector, base) =
+        start_collector(dir.path(), &collector_config(dir.path(), "")).unwrap();
+    let agent_dir = tempfile::tempdir().unwrap();
+    let path = agent_dir.path().join("agent.toml");
+    std::fs::write(
+        &path,
+        format!(
+            "name = \"edge-1\"\ncollector = \"{base}\"\ntoken = \"{AGENT_TOKEN}\"\ndata_dir = \"{data}\"\n\
+             [host_metrics]\nenabled = false\n\
+             [shipping]\nflush_interval = \"8s\"\n\
+             [[checks]]\nname = \"t\"\ntype = \"http\"\nurl = \"{}\"\ninterval = \"1s\"\ntimeout = \"1s\"\nretry_interval = \"1s\"\n",
+            target.url,
+            data = agent_dir.path().display()
+        ),
+    )
+    .unwrap();
+    let agent = Daemon::start(
+        &bin("lookout-agent"),
+        &["--config", path.to_str().unwrap()],
+        &[],
+    )
+    .unwrap();
+    let count = || async {
+        let j = get_json(&format!("{base}/api/v1/checks/t/results")).await?;
+        Ok::<usize, anyhow::Error>(j["results"].as_array().map_or(0, |r| r.len()))
+    };
+    // The first result is a change (from nothing): it arrives at once, alone.
+    eventually("first result", Duration::from_secs(8), || async {
+        Ok((count().await? >= 1).then_some(()))
+    })
+    .await
+    .unwrap_or_else(|e| panic!("{e}\n{}", agent.log_text()));
+    let first_seen = std::time::Instant::now();
+    // The next ones (still up) wait for the batch: over 3 s, none arrives.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(
+        count().await.unwrap(),
+        1,
+        "routine results were not held for the batch"
+    );
+    // The target fails: the first failing result goes at once, well before the 8 s batch.
+    target.set_status(503);
+    let changed = std::time::Instant::now();
+    eventually("the check down", Duration::from_secs(4), || async {
+        Ok(check_status(&base, "t").await?.filter(|s| s == "down"))
+    })
+    .await
+    .unwrap_or_else(|e| panic!("{e}\n{}", agent.log_text()));
+    assert!(
+        first_seen.elapsed() < Duration::from_secs(8),
+        "the change arrived only with the batch"
+    );
+    eprintln!(
+        "state change reached the collector {:?} after the target changed",
+        changed.elapsed()
+    );
+}

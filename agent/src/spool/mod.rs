@@ -160,6 +160,8 @@ struct Inner {
     /// In a spool-full episode: said once, quiet until the spool is down to half its size.
     full: bool,
     dirty: bool,
+    /// The state slot written last is not synced yet.
+    state_dirty: bool,
 }
 
 /// The spool. Cheap to share: every method takes `&self`.
@@ -171,6 +173,8 @@ pub struct Spool {
     notify: Notify,
     /// Signalled when written records start waiting for a sync.
     dirtied: Notify,
+    /// Signalled when a record that should not wait for the flush interval is written.
+    urgent: Notify,
 }
 
 /// Refused batches kept in `rejected/`.
@@ -284,10 +288,12 @@ impl Spool {
                 dropping: false,
                 full: false,
                 dirty: false,
+                state_dirty: false,
             }),
             cfg,
             notify: Notify::new(),
             dirtied: Notify::new(),
+            urgent: Notify::new(),
         };
         if let Some(flight) = saved.in_flight {
             spool.restore_in_flight(flight);
@@ -343,6 +349,18 @@ impl Spool {
             first,
             last,
         ));
+    }
+
+    /// Appends a record that should reach the collector at once (a check changed state): the
+    /// shipper sends without waiting for its flush interval.
+    pub fn push_urgent(&self, record: &Record) {
+        self.push(record);
+        self.urgent.notify_one();
+    }
+
+    /// Waits until an urgent record is pushed (returns at once if one was since the last call).
+    pub async fn urgent_pushed(&self) {
+        self.urgent.notified().await;
     }
 
     /// Appends a record. Never fails: what cannot be stored is dropped and counted.
@@ -415,7 +433,9 @@ impl Spool {
             w.sync_data()?;
         } else if !inner.dirty {
             inner.dirty = true;
-            self.dirtied.notify_one();
+            if !inner.state_dirty {
+                self.dirtied.notify_one();
+            }
         }
         let seg = inner.segments.back_mut().expect("a segment exists");
         seg.bytes += bytes.len() as u64;
@@ -470,16 +490,22 @@ impl Spool {
         }
     }
 
-    /// Syncs written records to disk if any are pending (the flusher calls this every interval).
+    /// Syncs written records and the state to disk if any are pending (the flusher calls this
+    /// at most `fsync` interval after a write).
     pub fn flush(&self) {
         let mut inner = self.lock();
         if inner.dirty
             && let Some(w) = inner.writer.as_mut()
+            && let Err(e) = w.sync_data()
         {
-            if let Err(e) = w.sync_data() {
-                tracing::warn!(error = %e, "spool sync failed");
+            tracing::warn!(error = %e, "spool sync failed");
+        }
+        inner.dirty = false;
+        if inner.state_dirty {
+            if let Err(e) = inner.state.sync() {
+                tracing::warn!(error = %e, "spool state sync failed");
             }
-            inner.dirty = false;
+            inner.state_dirty = false;
         }
     }
 
@@ -532,8 +558,14 @@ impl Spool {
             first,
             last,
         };
-        let sync = self.cfg.fsync != FsyncPolicy::Never;
+        // With `fsync = "always"` the boundary is synced before the batch leaves; with a sync
+        // interval it is synced with the records, at most that interval later (a power failure
+        // in between may store this one batch twice; a crash of the agent alone cannot).
+        let sync = self.cfg.fsync == FsyncPolicy::Always;
         let inner = &mut *inner;
+        if !sync {
+            self.mark_state_dirty(inner);
+        }
         if let Err(e) = inner.state.write(&inner.acked, Some(&flight), sync) {
             tracing::warn!(error = %e, "cannot record the batch in flight; after a crash it may be stored twice");
         }
@@ -617,6 +649,9 @@ impl Spool {
             inner.acked.insert(first, last);
             inner.in_flight = None;
             let inner = &mut *inner;
+            if self.cfg.fsync != FsyncPolicy::Never {
+                self.mark_state_dirty(inner);
+            }
             if let Err(e) = inner.state.write(&inner.acked, None, false) {
                 tracing::warn!(error = %e, "cannot record the acknowledgement; the batch may be resent and deduplicated");
             }
@@ -710,6 +745,16 @@ impl Spool {
     /// Bytes of segments on disk.
     pub fn bytes(&self) -> u64 {
         self.lock().segments.iter().map(|s| s.bytes).sum()
+    }
+
+    fn mark_state_dirty(&self, inner: &mut Inner) {
+        if self.cfg.fsync == FsyncPolicy::Never || inner.state_dirty {
+            return;
+        }
+        inner.state_dirty = true;
+        if !inner.dirty {
+            self.dirtied.notify_one();
+        }
     }
 
     /// Waits until written records wait for a sync (returns at once if that happened since the

@@ -151,6 +151,14 @@ impl StateFiles {
         (Self { slots, generation }, best.map(|(_, s)| s))
     }
 
+    /// Syncs the slot written last.
+    pub fn sync(&self) -> std::io::Result<()> {
+        match &self.slots[(self.generation % 2) as usize] {
+            Some(f) => f.sync_data(),
+            None => Ok(()),
+        }
+    }
+
     /// Writes the state over the older slot; with `sync`, waits until it is on the disk.
     pub fn write(
         &mut self,
