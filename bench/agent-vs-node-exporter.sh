@@ -12,7 +12,9 @@ command -v prometheus-node-exporter >/dev/null || {
 }
 # The Debian package starts a service on :9100 where systemd runs; use our own instance.
 systemctl stop prometheus-node-exporter 2>/dev/null || true
-cargo build --release -q -p lookout-agent -p lookout-collector
+# The agent as it is deployed: its own profile (Cargo.toml, [profile.agent]).
+cargo build --release -q -p lookout-collector
+cargo build --profile agent -q -p lookout-agent --bin lookout-agent
 work=$(mktemp -d)
 trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$work"' EXIT
 port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
@@ -34,7 +36,7 @@ TOML
 } > "$work/agent.toml"
 LOOKOUT_LOG=warn target/release/lookout-collector --config "$work/collector.toml" 2>"$work/collector.log" &
 sleep 1
-LOOKOUT_LOG=warn target/release/lookout-agent --config "$work/agent.toml" 2>"$work/agent.log" &
+LOOKOUT_LOG=warn target/agent/lookout-agent --config "$work/agent.toml" 2>"$work/agent.log" &
 agent=$!
 prometheus-node-exporter --web.listen-address="127.0.0.1:$nport" 2>"$work/ne.log" &
 ne=$!

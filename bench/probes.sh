@@ -16,7 +16,8 @@ if [ ${#need[@]} -gt 0 ]; then
   apt-get update -qq && DEBIAN_FRONTEND=noninteractive RUNLEVEL=1 apt-get install -y -qq "${need[@]}" >/dev/null
 fi
 systemctl stop prometheus-blackbox-exporter nginx 2>/dev/null || true
-cargo build --release -q -p lookout-agent --example probe_bench
+# The agent as deployed: its own profile (Cargo.toml, [profile.agent]).
+cargo build --profile agent -q -p lookout-agent --example probe_bench
 work=$(mktemp -d)
 trap 'kill $(jobs -p) 2>/dev/null || true; [ -f "$work/nginx.pid" ] && kill "$(cat "$work/nginx.pid")" 2>/dev/null; rm -rf "$work"' EXIT
 free_port() { python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
@@ -49,7 +50,7 @@ sleep 1
 target="http://127.0.0.1:$nport/"
 
 echo "== Lookout ($probes probes, $conc at once)"
-lk=$(target/release/examples/probe_bench --url "$target" --probes "$probes" --concurrency "$conc")
+lk=$(target/agent/examples/probe_bench --url "$target" --probes "$probes" --concurrency "$conc")
 echo "$lk"
 
 echo "== blackbox_exporter (wrk on /probe, $conc connections, 20 s)"

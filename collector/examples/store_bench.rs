@@ -343,6 +343,69 @@ async fn ninety_days(name: &str, url: &str, checks: usize) {
     );
 }
 
+/// Bytes a host metric sample costs in SQLite: 200 series (two hosts' worth) sampled every 10 s
+/// for a day and a half (2,592,000 samples), values moving as real gauges and counters do,
+/// rolled up; then the file's used pages per raw sample (the raw row, its index entry, and its
+/// share of the series and rollup rows).
+async fn sample_cost(path: &std::path::Path) {
+    let url = format!("sqlite://{}", path.display());
+    let s = store::open(&url, &Default::default())
+        .await
+        .expect("sqlite");
+    let t0 = Utc::now() - Duration::days(2);
+    let steps = 6 * 60 * 36; // 36 h at 10 s
+    let mut value = [0f64; 200];
+    let mut batch = Vec::with_capacity(1000);
+    let mut n = 0usize;
+    for step in 0..steps {
+        for (series, v) in value.iter_mut().enumerate() {
+            // Gauges wander, counters climb.
+            *v = if series % 2 == 0 {
+                (*v + fastrand::f64() - 0.5).abs()
+            } else {
+                *v + (fastrand::u32(0..5000) as f64)
+            };
+            batch.push(sample(series, t0 + Duration::seconds(step as i64 * 10), *v));
+            if batch.len() == 1000 {
+                let b = Batch {
+                    version: PROTOCOL_VERSION,
+                    agent: "cost".into(),
+                    batch_id: format!("c{n}"),
+                    records: std::mem::take(&mut batch),
+                };
+                s.ingest("cost", &b, Utc::now()).await.expect("ingest");
+                n += 1;
+            }
+        }
+    }
+    while s.roll_up(5000).await.expect("roll_up") > 0 {}
+    drop(s);
+    let pool = sqlx::SqlitePool::connect(&url).await.expect("sqlite");
+    sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)")
+        .execute(&pool)
+        .await
+        .expect("checkpoint");
+    let pages: i64 = sqlx::query_scalar("PRAGMA page_count")
+        .fetch_one(&pool)
+        .await
+        .expect("pages");
+    let free: i64 = sqlx::query_scalar("PRAGMA freelist_count")
+        .fetch_one(&pool)
+        .await
+        .expect("free");
+    let size: i64 = sqlx::query_scalar("PRAGMA page_size")
+        .fetch_one(&pool)
+        .await
+        .expect("size");
+    let samples = (steps * 200) as f64;
+    println!(
+        "sqlite: metric sample cost: {} samples in {:.1} MiB = {:.1} bytes per sample",
+        samples,
+        ((pages - free) * size) as f64 / 1048576.0,
+        ((pages - free) * size) as f64 / samples
+    );
+}
+
 #[tokio::main(flavor = "current_thread")]
 async fn main() {
     let a = args();
@@ -353,6 +416,7 @@ async fn main() {
             .await
             .expect("sqlite");
         throughput("sqlite", &*s).await;
+        sample_cost(&dir.path().join("samples.db")).await;
         let ninety = format!("sqlite://{}", dir.path().join("ninety.db").display());
         ninety_days("sqlite", &ninety, a.checks).await;
     }

@@ -115,28 +115,37 @@ impl TlsFacts {
 /// still read and reported), and a verifier per trust store.
 #[derive(Debug, Clone)]
 pub struct Tls {
-    config: Arc<rustls::ClientConfig>,
+    /// Built at the first TLS probe: an agent without one never loads the TLS stack.
+    config: Arc<OnceLock<Arc<rustls::ClientConfig>>>,
     system: Arc<OnceLock<Result<Arc<WebPkiServerVerifier>, String>>>,
     by_ca_file: Arc<Mutex<HashMap<String, Arc<WebPkiServerVerifier>>>>,
 }
 
 impl Tls {
-    /// The shared settings; trust stores are loaded when first needed.
+    /// The shared settings; they and the trust stores are built when first needed.
     pub fn new() -> Self {
-        let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-        let algorithms = provider.signature_verification_algorithms;
-        let mut config = rustls::ClientConfig::builder_with_provider(provider)
-            .with_safe_default_protocol_versions()
-            .expect("the default provider supports the default versions")
-            .dangerous()
-            .with_custom_certificate_verifier(Arc::new(ReadChain { algorithms }))
-            .with_no_client_auth();
-        config.alpn_protocols = vec![b"http/1.1".to_vec()];
         Self {
-            config: Arc::new(config),
+            config: Arc::new(OnceLock::new()),
             system: Arc::new(OnceLock::new()),
             by_ca_file: Arc::new(Mutex::new(HashMap::new())),
         }
+    }
+
+    fn client_config(&self) -> Arc<rustls::ClientConfig> {
+        self.config
+            .get_or_init(|| {
+                let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+                let algorithms = provider.signature_verification_algorithms;
+                let mut config = rustls::ClientConfig::builder_with_provider(provider)
+                    .with_safe_default_protocol_versions()
+                    .expect("the default provider supports the default versions")
+                    .dangerous()
+                    .with_custom_certificate_verifier(Arc::new(ReadChain { algorithms }))
+                    .with_no_client_auth();
+                config.alpn_protocols = vec![b"http/1.1".to_vec()];
+                Arc::new(config)
+            })
+            .clone()
     }
 
     fn verifier(&self, ca_file: Option<&str>) -> Result<Arc<WebPkiServerVerifier>, String> {
@@ -191,7 +200,7 @@ impl Tls {
             None
         };
         let started = Instant::now();
-        let connector = tokio_rustls::TlsConnector::from(self.config.clone());
+        let connector = tokio_rustls::TlsConnector::from(self.client_config());
         let tls = connector
             .connect(server_name.clone(), stream)
             .await
