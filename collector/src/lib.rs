@@ -17,6 +17,7 @@ pub mod api;
 pub mod error;
 pub mod ingest;
 pub mod maintenance;
+pub mod rules;
 pub mod state;
 pub mod store;
 pub mod web;
