@@ -310,7 +310,14 @@ async fn ninety_days(name: &str, url: &str, checks: usize) {
     let config =
         lookout_config::CollectorConfig::parse(std::path::Path::new("bench.toml"), "", &|_| None)
             .expect("config");
-    let state = Arc::new(lookout_collector::state::AppState::new(s, config, None));
+    let rules = Arc::new(
+        lookout_collector::rules::Engine::load(s.clone(), &config.checks)
+            .await
+            .expect("rules"),
+    );
+    let state = Arc::new(lookout_collector::state::AppState::new(
+        s, config, None, rules,
+    ));
     let from = (day0 - Duration::days(89)).format("%Y-%m-%dT%H:%M:%SZ");
     let to = (day0 + Duration::days(1)).format("%Y-%m-%dT%H:%M:%SZ");
     let mut times = Vec::new();

@@ -74,6 +74,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/api/v1/checks/{name}/uptime", get(api::uptime::uptime))
         .route("/api/v1/hosts", get(api::hosts))
         .route("/api/v1/metrics", get(api::metrics::metrics))
+        .route("/api/v1/alerts", get(api::alerts))
         // The ingest handler enforces its own configured limit while reading the body.
         .layer(DefaultBodyLimit::disable())
         .with_state(state)
@@ -137,7 +138,8 @@ pub async fn start(config: CollectorConfig) -> Result<Running, CollectorError> {
         _ => None,
     };
     let retention = store::Retention::from(&config.storage);
-    let state = Arc::new(AppState::new(store.clone(), config, local));
+    let rules = Arc::new(rules::Engine::load(store.clone(), &config.checks).await?);
+    let state = Arc::new(AppState::new(store.clone(), config, local, rules));
     let shutdown = CancellationToken::new();
     let upkeep_stop = CancellationToken::new();
     let upkeep = tokio::spawn(maintenance::run(store, retention, upkeep_stop.clone()));
@@ -208,6 +210,7 @@ pub fn reload(state: &AppState, path: &std::path::Path) {
                 );
             }
             let checks = new.checks.len();
+            state.rules.reload(&new.checks);
             state.replace_config(new);
             tracing::info!(path = %path.display(), checks, "configuration reloaded");
         }

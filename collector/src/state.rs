@@ -48,11 +48,18 @@ pub struct AppState {
     local: Option<Credential>,
     /// One permit per ingest request in progress (`[server] max_concurrent_ingest`).
     ingest_slots: Arc<tokio::sync::Semaphore>,
+    /// Evaluates rules on what is stored.
+    pub rules: Arc<crate::rules::Engine>,
 }
 
 impl AppState {
     /// State for this configuration; `local` is the built-in agent's credential, if it runs.
-    pub fn new(store: Arc<dyn Store>, config: CollectorConfig, local: Option<Credential>) -> Self {
+    pub fn new(
+        store: Arc<dyn Store>,
+        config: CollectorConfig,
+        local: Option<Credential>,
+        rules: Arc<crate::rules::Engine>,
+    ) -> Self {
         let credentials = credentials(&config, local.as_ref());
         let ingest_slots = Arc::new(tokio::sync::Semaphore::new(
             config.server.max_concurrent_ingest,
@@ -63,6 +70,7 @@ impl AppState {
             config: RwLock::new(Arc::new(config)),
             credentials: RwLock::new(Arc::new(credentials)),
             local,
+            rules,
         }
     }
 

@@ -58,7 +58,12 @@ impl Harness {
         let store = lookout_collector::store::open(&url, &Default::default())
             .await
             .unwrap();
-        let state = Arc::new(AppState::new(store, config, None));
+        let rules = Arc::new(
+            lookout_collector::rules::Engine::load(store.clone(), &config.checks)
+                .await
+                .unwrap(),
+        );
+        let state = Arc::new(AppState::new(store, config, None, rules));
         Self { _dir: dir, state }
     }
 

@@ -192,6 +192,19 @@ pub struct CheckConfig {
     /// Conditions that must all hold (see [`crate::condition`]), on top of the type's own test.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub conditions: Vec<Condition>,
+    /// Failures in a row that confirm the check down at one agent. Default 2.
+    #[serde(default = "default_failure_threshold")]
+    pub failure_threshold: u32,
+    /// Successes in a row that confirm it up again at one agent. Default 1.
+    #[serde(default = "default_success_threshold")]
+    pub success_threshold: u32,
+    /// Agents that must see the check down for it to be down. Default: a majority of those
+    /// reporting.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub quorum: Option<u32>,
+    /// The severity of its alert, for routing. Default `"critical"`.
+    #[serde(default = "default_severity")]
+    pub severity: String,
     /// After a failure, probe again this soon, so an outage is confirmed quickly and a blip is
     /// not taken for one. Default: a fifth of `interval`.
     #[serde(
@@ -212,6 +225,18 @@ fn is_true(b: &bool) -> bool {
 
 fn is_default<T: Default + PartialEq>(v: &T) -> bool {
     *v == T::default()
+}
+
+fn default_failure_threshold() -> u32 {
+    2
+}
+
+fn default_success_threshold() -> u32 {
+    1
+}
+
+fn default_severity() -> String {
+    "critical".to_string()
 }
 
 fn default_max_redirects() -> u8 {
@@ -255,6 +280,18 @@ impl CheckConfig {
                     crate::duration::format(&self.interval)
                 ),
             ));
+        }
+        for (key, v) in [
+            ("failure_threshold", self.failure_threshold),
+            ("success_threshold", self.success_threshold),
+            ("quorum", self.quorum.unwrap_or(1)),
+        ] {
+            if v == 0 {
+                out.push((key, "must be at least 1".to_string()));
+            }
+        }
+        if self.severity.trim().is_empty() {
+            out.push(("severity", "must not be empty".to_string()));
         }
         if let Some(r) = self.retry_interval
             && (r.is_zero() || r > self.interval)

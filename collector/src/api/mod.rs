@@ -14,6 +14,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::AppError;
 use crate::state::AppState;
+use crate::store::alerting::{AlertRow, AlertState};
 use crate::store::{MetricRow, ResultQuery, ResultRow};
 
 pub use status::{CheckStatus, status_of};
@@ -232,4 +233,44 @@ pub async fn hosts(State(state): State<Arc<AppState>>) -> Result<Json<HostsAnswe
         });
     }
     Ok(Json(HostsAnswer { hosts }))
+}
+
+/// Query of `GET /api/v1/alerts`.
+#[derive(Debug, Deserialize)]
+pub struct AlertsParams {
+    /// `firing`, `pending`, `resolved` or `all` (the default).
+    pub state: Option<String>,
+}
+
+/// `GET /api/v1/alerts`.
+#[derive(Debug, Serialize)]
+pub struct AlertsAnswer {
+    /// Newest change first.
+    pub alerts: Vec<AlertRow>,
+}
+
+/// `GET /api/v1/alerts?state=firing|pending|resolved|all`.
+pub async fn alerts(
+    State(state): State<Arc<AppState>>,
+    params: Result<Query<AlertsParams>, axum::extract::rejection::QueryRejection>,
+) -> Result<Json<AlertsAnswer>, AppError> {
+    let Query(p) = params.map_err(|e| AppError::BadRequest(e.body_text()))?;
+    let states: Vec<AlertState> = match p.state.as_deref().unwrap_or("all") {
+        "all" => vec![
+            AlertState::Pending,
+            AlertState::Firing,
+            AlertState::Resolved,
+        ],
+        "firing" => vec![AlertState::Firing],
+        "pending" => vec![AlertState::Pending],
+        "resolved" => vec![AlertState::Resolved],
+        other => {
+            return Err(AppError::BadRequest(format!(
+                "state {other:?}: expected firing, pending, resolved or all"
+            )));
+        }
+    };
+    Ok(Json(AlertsAnswer {
+        alerts: state.store.alerts(&states).await?,
+    }))
 }

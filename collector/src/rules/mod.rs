@@ -1,8 +1,12 @@
 //! Rules: what turns stored data into alerts.
 //!
-//! Parts: [`uptime`] (a check's state from its agents' results: thresholds, quorum, flapping).
+//! Parts: [`uptime`] (a check's state from its agents' results: thresholds, quorum, flapping)
+//! and [`engine`] (evaluates results as they are stored and records alert transitions).
 
+pub mod engine;
 pub mod uptime;
+
+pub use engine::Engine;
 
 #[cfg(test)]
 mod tests;

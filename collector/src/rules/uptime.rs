@@ -104,6 +104,16 @@ impl Uptime {
         }
     }
 
+    /// A check that was down when evaluation stopped (its alert is firing): it stays down
+    /// until its agents' results say otherwise.
+    pub fn resume_down(settings: UptimeSettings) -> Self {
+        Self {
+            settled: CheckState::Down,
+            state: CheckState::Down,
+            ..Self::new(settings)
+        }
+    }
+
     /// The current state.
     pub fn state(&self) -> CheckState {
         self.state

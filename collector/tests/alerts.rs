@@ -1,0 +1,212 @@
+//! Uptime alerts from results arriving through ingest: quorum across agents, one firing and one
+//! resolve per outage, and a collector restart that neither repeats nor forgets an alert.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::http::{Request, StatusCode, header};
+use chrono::{DateTime, Duration, Utc};
+use lookout_collector::rules::Engine;
+use lookout_collector::state::AppState;
+use lookout_config::CollectorConfig;
+use lookout_protocol::{
+    Batch, CheckResult, Encoding, PROTOCOL_VERSION, Record, Timings, encode_batch,
+};
+use serde_json::Value;
+use tower::ServiceExt;
+
+const CONFIG: &str = r#"
+[[agents]]
+name = "edge-1"
+token = "edge-1-token-0123456789"
+
+[[agents]]
+name = "edge-2"
+token = "edge-2-token-0123456789"
+
+[[agents]]
+name = "edge-3"
+token = "edge-3-token-0123456789"
+
+[[checks]]
+name = "api"
+type = "http"
+url = "http://127.0.0.1:1/"
+interval = "10s"
+timeout = "2s"
+"#;
+
+/// A collector's state on the database in `dir`, as a start of the collector would make it.
+async fn collector(dir: &Path) -> Arc<AppState> {
+    let config = CollectorConfig::parse(Path::new("test.toml"), CONFIG, &|_| None).unwrap();
+    let url = format!("sqlite://{}", dir.join("t.db").display());
+    let store = lookout_collector::store::open(&url, &Default::default())
+        .await
+        .unwrap();
+    let rules = Arc::new(Engine::load(store.clone(), &config.checks).await.unwrap());
+    Arc::new(AppState::new(store, config, None, rules))
+}
+
+struct Agents {
+    state: Arc<AppState>,
+    batches: usize,
+    clock: DateTime<Utc>,
+}
+
+impl Agents {
+    /// One round: each agent sends one result of `api` (10 s apart, as at its interval).
+    async fn round(&mut self, oks: [bool; 3]) {
+        self.clock += Duration::seconds(10);
+        for (i, ok) in oks.iter().enumerate() {
+            self.batches += 1;
+            let agent = format!("edge-{}", i + 1);
+            let b = Batch {
+                version: PROTOCOL_VERSION,
+                agent: agent.clone(),
+                batch_id: format!("b{}", self.batches),
+                records: vec![Record::CheckResult(CheckResult {
+                    check: "api".into(),
+                    check_type: None,
+                    time: self.clock,
+                    ok: *ok,
+                    latency_ms: 3.0,
+                    error: (!ok).then(|| "status 503, expected 2xx".to_string()),
+                    status_code: Some(if *ok { 200 } else { 503 }),
+                    cert_expiry: None,
+                    timings: Timings::default(),
+                })],
+            };
+            let req = Request::post("/v1/ingest")
+                .header(header::CONTENT_TYPE, "application/json")
+                .header(header::CONTENT_ENCODING, Encoding::Identity.header_value())
+                .header(
+                    header::AUTHORIZATION,
+                    format!("Bearer {agent}-token-0123456789"),
+                )
+                .body(Body::from(encode_batch(&b, Encoding::Identity).unwrap()))
+                .unwrap();
+            let resp = lookout_collector::router(self.state.clone())
+                .oneshot(req)
+                .await
+                .unwrap();
+            assert_eq!(resp.status(), StatusCode::OK);
+        }
+    }
+
+    async fn alerts(&self, state: &str) -> Vec<Value> {
+        let resp = lookout_collector::router(self.state.clone())
+            .oneshot(
+                Request::get(format!("/api/v1/alerts?state={state}"))
+                    .body(Body::empty())
+                    .unwrap(),
+            )
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), StatusCode::OK);
+        let bytes = axum::body::to_bytes(resp.into_body(), usize::MAX)
+            .await
+            .unwrap();
+        let j: Value = serde_json::from_slice(&bytes).unwrap();
+        j["alerts"].as_array().unwrap().clone()
+    }
+
+    async fn history(&self) -> Vec<(Option<String>, String)> {
+        let alerts = self.alerts("all").await;
+        assert_eq!(alerts.len(), 1, "{alerts:?}");
+        let id = alerts[0]["id"].as_i64().unwrap();
+        self.state
+            .store
+            .alert_history(id)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|e| {
+                (
+                    e.from.map(|s| s.as_str().to_string()),
+                    e.to.as_str().to_string(),
+                )
+            })
+            .collect()
+    }
+}
+
+#[tokio::test]
+async fn one_location_down_is_no_alert_two_are_one_alert_and_one_resolve() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut a = Agents {
+        state: collector(dir.path()).await,
+        batches: 0,
+        clock: Utc::now() - Duration::minutes(10),
+    };
+    a.round([true, true, true]).await;
+    for _ in 0..4 {
+        a.round([true, true, false]).await;
+    }
+    assert!(
+        a.alerts("all").await.is_empty(),
+        "one bad path is not an outage"
+    );
+    a.round([true, false, false]).await;
+    let pending = a.alerts("pending").await;
+    assert_eq!(pending.len(), 1);
+    a.round([true, false, false]).await;
+    let firing = a.alerts("firing").await;
+    assert_eq!(firing.len(), 1, "{firing:?}");
+    assert_eq!(firing[0]["labels"]["check"], "api");
+    assert_eq!(firing[0]["labels"]["severity"], "critical");
+    assert_eq!(
+        firing[0]["summary"],
+        "api down: 2 of 3 locations: status 503, expected 2xx"
+    );
+    for _ in 0..3 {
+        a.round([true, false, false]).await;
+    }
+    a.round([true, true, true]).await;
+    assert!(a.alerts("firing").await.is_empty());
+    assert_eq!(a.alerts("resolved").await.len(), 1);
+    assert_eq!(
+        a.history().await,
+        [
+            (None, "pending".to_string()),
+            (Some("pending".to_string()), "firing".to_string()),
+            (Some("firing".to_string()), "resolved".to_string()),
+        ]
+    );
+}
+
+#[tokio::test]
+async fn a_restart_neither_repeats_nor_forgets_a_firing_alert() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut a = Agents {
+        state: collector(dir.path()).await,
+        batches: 0,
+        clock: Utc::now() - Duration::minutes(10),
+    };
+    a.round([false, false, false]).await;
+    a.round([false, false, false]).await;
+    assert_eq!(a.alerts("firing").await.len(), 1);
+
+    // Restart while it is down: still failing, nothing new is recorded.
+    a.state = collector(dir.path()).await;
+    a.round([false, false, false]).await;
+    a.round([false, false, false]).await;
+    assert_eq!(
+        a.history().await.len(),
+        2,
+        "pending, firing; no second firing"
+    );
+
+    // Restart again; it recovered while the collector was away: resolved, once.
+    a.state = collector(dir.path()).await;
+    a.round([true, true, true]).await;
+    a.round([true, true, true]).await;
+    assert_eq!(
+        a.history().await,
+        [
+            (None, "pending".to_string()),
+            (Some("pending".to_string()), "firing".to_string()),
+            (Some("firing".to_string()), "resolved".to_string()),
+        ]
+    );
+}
