@@ -324,7 +324,7 @@ async fn tls_valid_expiring_and_misnamed_certificates() {
     let (chain, key, expiry) = pki.leaf(&["localhost", "127.0.0.1"], 90);
     let good = tls_server(chain, key).await;
     let r = probe(
-        json!({"type": "tls", "address": format!("localhost:{}", good.port()), "ca_file": ca,
+        json!({"type": "tls", "address": format!("localhost:{}", good.port()), "ca": ca,
         "conditions": ["[CERTIFICATE_EXPIRATION] > 30d"]}),
     )
     .await;
@@ -337,7 +337,7 @@ async fn tls_valid_expiring_and_misnamed_certificates() {
     assert!(r.timings.tls_ms.unwrap() > 0.0);
     // The same server over https, with the body checked.
     let r = probe(
-        json!({"type": "http", "url": format!("https://127.0.0.1:{}/", good.port()), "ca_file": ca,
+        json!({"type": "http", "url": format!("https://127.0.0.1:{}/", good.port()), "ca": ca,
         "conditions": ["[BODY] == secure"]}),
     )
     .await;
@@ -351,10 +351,10 @@ async fn tls_valid_expiring_and_misnamed_certificates() {
     let (chain, key, expiry) = pki.leaf(&["localhost"], 2);
     let expiring = tls_server(chain, key).await;
     let target = format!("localhost:{}", expiring.port());
-    let r = probe(json!({"type": "tls", "address": target, "ca_file": ca})).await;
+    let r = probe(json!({"type": "tls", "address": target, "ca_file": ca})).await; // the older key name is accepted
     assert!(r.ok, "an expiring certificate is still valid: {r:?}");
     assert!(close_to(r.cert_expiry.unwrap(), expiry));
-    let r = probe(json!({"type": "tls", "address": target, "ca_file": ca,
+    let r = probe(json!({"type": "tls", "address": target, "ca": ca,
         "conditions": ["[CERTIFICATE_EXPIRATION] > 72h"]}))
     .await;
     assert!(
@@ -365,15 +365,14 @@ async fn tls_valid_expiring_and_misnamed_certificates() {
     let (chain, key, _) = pki.leaf(&["other.example"], 90);
     let misnamed = tls_server(chain, key).await;
     let target = format!("localhost:{}", misnamed.port());
-    let r = probe(json!({"type": "tls", "address": target, "ca_file": ca})).await;
+    let r = probe(json!({"type": "tls", "address": target, "ca": ca})).await;
     assert!(
         error(&r).contains("certificate not valid for name \"localhost\""),
         "{r:?}"
     );
-    let r = probe(
-        json!({"type": "tls", "address": target, "server_name": "other.example", "ca_file": ca}),
-    )
-    .await;
+    let r =
+        probe(json!({"type": "tls", "address": target, "server_name": "other.example", "ca": ca}))
+            .await;
     assert!(r.ok, "{r:?}");
     let r = probe(json!({"type": "tls", "address": target, "tls_verify": false})).await;
     assert!(r.ok, "verification off: {r:?}");
@@ -443,7 +442,7 @@ async fn dns_records_rcodes_and_expected_values() {
     // dnsmasq answers over UDP; wait until it does.
     let mut ready = false;
     for _ in 0..100 {
-        let r = probe(json!({"type": "dns", "query_name": "a.lookout.test", "resolver": resolver, "timeout": "200ms", "interval": "1s"})).await;
+        let r = probe(json!({"type": "dns", "query": "a.lookout.test", "resolver": resolver, "timeout": "200ms", "interval": "1s"})).await;
         if r.ok {
             ready = true;
             break;
@@ -458,38 +457,39 @@ async fn dns_records_rcodes_and_expected_values() {
         }
         probe(v)
     };
-    let r = dns(json!({"query_name": "a.lookout.test", "expected": ["10.1.2.3"], "conditions": ["[DNS_RCODE] == NOERROR", "[BODY] == 10.1.2.3"]})).await;
+    let r = dns(json!({"query": "a.lookout.test", "expected": ["10.1.2.3"], "conditions": ["[DNS_RCODE] == NOERROR", "[BODY] == 10.1.2.3"]})).await;
     assert!(r.ok, "{r:?}");
     assert!(r.timings.dns_ms.is_some());
-    let r = dns(json!({"query_name": "a.lookout.test", "expected": ["10.9.9.9"]})).await;
+    let r = dns(json!({"query": "a.lookout.test", "expected": ["10.9.9.9"]})).await;
     assert_eq!(
         error(&r),
         "expected \"10.9.9.9\" among the answers, got [10.1.2.3]"
     );
-    let r = dns(
-        json!({"query_name": "v6.lookout.test", "record_type": "AAAA", "expected": ["fd00::7"]}),
-    )
-    .await;
-    assert!(r.ok, "{r:?}");
-    let r = dns(json!({"query_name": "lookout.test", "record_type": "MX", "expected": ["10 mail.lookout.test."]})).await;
+    let r =
+        dns(json!({"query": "v6.lookout.test", "record": "AAAA", "expected": ["fd00::7"]})).await;
     assert!(r.ok, "{r:?}");
     let r = dns(
-        json!({"query_name": "lookout.test", "record_type": "TXT", "expected": ["v=spf1 -all"]}),
+        json!({"query": "lookout.test", "record": "MX", "expected": ["10 mail.lookout.test."]}),
     )
     .await;
-    assert!(r.ok, "{r:?}");
-    let r = dns(json!({"query_name": "www.lookout.test", "record_type": "CNAME", "expected": ["a.lookout.test"]})).await;
-    assert!(r.ok, "{r:?}");
-    // A server that is not there fails (within the check's timeout).
-    let r = probe(json!({"type": "dns", "query_name": "a.lookout.test", "resolver": format!("127.0.0.1:{}", free_port()), "timeout": "1s"})).await;
-    assert!(!r.ok, "{r:?}");
-    let r = dns(json!({"query_name": "nope.lookout.test"})).await;
-    assert_eq!(error(&r), "response code NXDOMAIN for nope.lookout.test. A");
-    let r = dns(json!({"query_name": "nope.lookout.test", "rcode": "NXDOMAIN"})).await;
     assert!(r.ok, "{r:?}");
     let r =
-        dns(json!({"query_name": "nope.lookout.test", "conditions": ["[DNS_RCODE] == NOERROR"]}))
-            .await;
+        dns(json!({"query": "lookout.test", "record": "TXT", "expected": ["v=spf1 -all"]})).await;
+    assert!(r.ok, "{r:?}");
+    let r = dns(
+        json!({"query": "www.lookout.test", "record": "CNAME", "expected": ["a.lookout.test"]}),
+    )
+    .await;
+    assert!(r.ok, "{r:?}");
+    // A server that is not there fails (within the check's timeout).
+    let r = probe(json!({"type": "dns", "query": "a.lookout.test", "resolver": format!("127.0.0.1:{}", free_port()), "timeout": "1s"})).await;
+    assert!(!r.ok, "{r:?}");
+    let r = dns(json!({"query": "nope.lookout.test"})).await;
+    assert_eq!(error(&r), "response code NXDOMAIN for nope.lookout.test. A");
+    let r = dns(json!({"query": "nope.lookout.test", "rcode": "NXDOMAIN"})).await;
+    assert!(r.ok, "{r:?}");
+    let r =
+        dns(json!({"query": "nope.lookout.test", "conditions": ["[DNS_RCODE] == NOERROR"]})).await;
     assert_eq!(
         error(&r),
         "condition failed: [DNS_RCODE] == NOERROR (actual: \"NXDOMAIN\")"
@@ -517,7 +517,7 @@ async fn dns_ns_records() {
         ],
     );
     let resolver = format!("127.0.0.1:{port}");
-    let ns = json!({"type": "dns", "query_name": "lookout.test", "record_type": "NS",
+    let ns = json!({"type": "dns", "query": "lookout.test", "record": "NS",
         "resolver": resolver, "expected": ["ns1.lookout.test."], "timeout": "300ms", "interval": "1s"});
     let mut last = None;
     for _ in 0..60 {
@@ -657,10 +657,9 @@ async fn smtp_banner_ehlo_and_starttls() {
     let address = format!("localhost:{port}");
     let r = probe(json!({"type": "smtp", "address": address})).await;
     assert!(r.ok, "{r:?}");
-    let r = probe(
-        json!({"type": "smtp", "address": address, "starttls": true, "ca_file": pki.ca_file()}),
-    )
-    .await;
+    let r =
+        probe(json!({"type": "smtp", "address": address, "starttls": true, "ca": pki.ca_file()}))
+            .await;
     assert!(r.ok, "{r:?}");
     // Not trusted without the CA.
     let r = probe(json!({"type": "smtp", "address": address, "starttls": true})).await;

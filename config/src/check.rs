@@ -19,7 +19,7 @@ pub enum CheckType {
     Tcp,
     /// A TLS handshake with `address`: the chain, its earliest expiry, the name.
     Tls,
-    /// A DNS query for `name` of `record_type`.
+    /// A DNS query for `query` of type `record`.
     Dns,
     /// An ICMP echo to `host`, through an unprivileged ICMP socket.
     Icmp,
@@ -146,9 +146,10 @@ pub struct CheckConfig {
     /// the chain is still read and its expiry reported.
     #[serde(default = "yes", skip_serializing_if = "is_true")]
     pub tls_verify: bool,
-    /// `http`, `tls`, `smtp`: a PEM file of CA certificates trusted besides the system's.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub ca_file: Option<String>,
+    /// `http`, `tls`, `smtp`: a PEM file of CA certificates trusted besides the system's
+    /// (`ca_file` is accepted too).
+    #[serde(default, alias = "ca_file", skip_serializing_if = "Option::is_none")]
+    pub ca: Option<String>,
     /// `http`, `tcp`, `tls`, `smtp`: `"any"` (default: the system's order), `"4"` or `"6"`.
     #[serde(default, skip_serializing_if = "is_default")]
     pub ip_version: IpVersion,
@@ -164,12 +165,9 @@ pub struct CheckConfig {
     /// `tls`: the name to ask for and verify. Default: the host of `address`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub server_name: Option<String>,
-    /// `dns`: the name to look up.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub query_name: Option<String>,
-    /// `dns`: the record type. Default `"A"`.
-    #[serde(default, skip_serializing_if = "is_default")]
-    pub record_type: RecordType,
+    /// `dns`: the record type. Default `"A"` (`record_type` is accepted too).
+    #[serde(default, alias = "record_type", skip_serializing_if = "is_default")]
+    pub record: RecordType,
     /// `dns`: the server to ask (`ip` or `ip:port`). Default: the system's (`/etc/resolv.conf`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub resolver: Option<String>,
@@ -183,7 +181,7 @@ pub struct CheckConfig {
     /// `icmp`: the host to ping.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub host: Option<String>,
-    /// `postgres`: the query to run. Default `SELECT 1`.
+    /// `dns`: the name to look up (required). `postgres`: the SQL to run (default `SELECT 1`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub query: Option<String>,
     /// `smtp`: upgrade with STARTTLS after EHLO (and fail if the server does not offer it).
@@ -335,7 +333,7 @@ impl CheckConfig {
     /// silently ignored.
     fn foreign_key_problems(&self, out: &mut Vec<(&'static str, String)>) {
         use CheckType::*;
-        let set: [(&'static str, bool, &[CheckType]); 17] = [
+        let set: [(&'static str, bool, &[CheckType]); 16] = [
             ("url", self.url.is_some(), &[Http, Postgres, Redis]),
             ("method", self.method.is_some(), &[Http]),
             ("expected_status", !self.expected_status.is_empty(), &[Http]),
@@ -343,15 +341,14 @@ impl CheckConfig {
             ("body", self.body.is_some(), &[Http]),
             ("follow_redirects", !self.follow_redirects, &[Http]),
             ("tls_verify", !self.tls_verify, &[Http, Tls, Smtp]),
-            ("ca_file", self.ca_file.is_some(), &[Http, Tls, Smtp]),
+            ("ca", self.ca.is_some(), &[Http, Tls, Smtp]),
             ("address", self.address.is_some(), &[Tcp, Tls, Smtp]),
             ("send", self.send.is_some(), &[Tcp]),
             ("expect", self.expect.is_some(), &[Tcp]),
             ("server_name", self.server_name.is_some(), &[Tls]),
-            ("query_name", self.query_name.is_some(), &[Dns]),
             ("resolver", self.resolver.is_some(), &[Dns]),
             ("host", self.host.is_some(), &[Icmp]),
-            ("query", self.query.is_some(), &[Postgres]),
+            ("query", self.query.is_some(), &[Dns, Postgres]),
             ("starttls", self.starttls, &[Smtp]),
         ];
         for (key, given, types) in set {
@@ -384,12 +381,11 @@ impl CheckConfig {
     }
 
     fn dns_problems(&self, out: &mut Vec<(&'static str, String)>) {
-        if self
-            .query_name
-            .as_deref()
-            .is_none_or(|n| n.trim().is_empty())
-        {
-            out.push(("query_name", "is required for type \"dns\"".to_string()));
+        if self.query.as_deref().is_none_or(|n| n.trim().is_empty()) {
+            out.push((
+                "query",
+                "is required for type \"dns\": the name to look up".to_string(),
+            ));
         }
         if let Some(r) = &self.resolver
             && r.parse::<std::net::SocketAddr>().is_err()
@@ -458,10 +454,10 @@ impl CheckConfig {
                 format!("{m:?}: expected GET, HEAD, POST, PUT, PATCH, DELETE or OPTIONS"),
             ));
         }
-        if let Some(ca) = &self.ca_file
+        if let Some(ca) = &self.ca
             && ca.trim().is_empty()
         {
-            out.push(("ca_file", "must not be empty".to_string()));
+            out.push(("ca", "must not be empty".to_string()));
         }
         if let Some(s) = self
             .expected_status
@@ -604,12 +600,12 @@ mod tests {
                 vec![],
             ),
             (
-                json!({"name": "a", "type": "dns", "query_name": "example.com", "record_type": "MX", "resolver": "127.0.0.1:5353"}),
+                json!({"name": "a", "type": "dns", "query": "example.com", "record": "MX", "resolver": "127.0.0.1:5353"}),
                 vec![],
             ),
-            (json!({"name": "a", "type": "dns"}), vec!["query_name"]),
+            (json!({"name": "a", "type": "dns"}), vec!["query"]),
             (
-                json!({"name": "a", "type": "dns", "query_name": "x", "resolver": "dns.google", "rcode": "OK"}),
+                json!({"name": "a", "type": "dns", "query": "x", "resolver": "dns.google", "rcode": "OK"}),
                 vec!["resolver", "rcode"],
             ),
             (
@@ -652,7 +648,7 @@ mod tests {
             check(json!({"name": "a", "type": "http", "url": "http://x/", "query": "SELECT 1"}));
         assert_eq!(
             wrong.problems()[0].1,
-            "does not apply to type \"http\": it is for postgres"
+            "does not apply to type \"http\": it is for dns, postgres"
         );
     }
 

@@ -278,3 +278,21 @@ conditions = ["[STATUS] == 200", "[BODY].status = ok"]
         "[BODY].status == ok"
     );
 }
+
+#[test]
+fn the_probe_contract_loads_as_written() {
+    let path = examples().join("checks-contract.toml");
+    let c =
+        CollectorConfig::parse(&path, &std::fs::read_to_string(&path).unwrap(), &no_env).unwrap();
+    let by_name = |n: &str| c.checks.iter().find(|k| k.name == n).unwrap();
+    assert_eq!(c.checks.len(), 8);
+    assert_eq!(
+        by_name("cert").ca.as_deref(),
+        Some("/etc/ssl/internal-ca.pem")
+    );
+    assert_eq!(by_name("resolver").query.as_deref(), Some("example.com"));
+    assert_eq!(by_name("resolver").record, RecordType::A);
+    assert_eq!(by_name("ssh").expect.as_deref(), Some("SSH-"));
+    assert!(by_name("mail").starttls);
+    assert_eq!(by_name("gateway").host.as_deref(), Some("10.0.0.1"));
+}

@@ -1,4 +1,4 @@
-//! The `dns` probe: one query of `record_type` for `query_name`, to the check's `resolver` or
+//! The `dns` probe: one query of `record` for `query`, to the check's `resolver` or
 //! the system's, through hickory-resolver with its cache off (every probe asks the server).
 //! Up when the response code is the expected one (default `NOERROR`), the answer has records of
 //! that type, and every `expected` value is among them. `[BODY]` is the answers, joined by `, `.
@@ -83,13 +83,13 @@ impl Resolvers {
             }),
         };
         let resolver = self.get(server)?;
-        let mut name = check.query_name.clone().unwrap_or_default();
+        let mut name = check.query.clone().unwrap_or_default();
         if !name.ends_with('.') {
             name.push('.');
         }
         let qname =
             Name::from_str(&name).map_err(|e| format!("{name:?} is not a DNS name: {e}"))?;
-        let rtype = record_type(check.record_type);
+        let rtype = record_type(check.record);
         let started = Instant::now();
         let result = resolver.lookup(qname, rtype).await;
         out.timings.dns_ms = Some(ms_since(started));

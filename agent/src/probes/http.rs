@@ -137,7 +137,7 @@ async fn hop(
     add(&mut out.timings.connect_ms, Some(connect_ms));
     let io: Box<dyn Io> = if https {
         let (stream, facts) = tls
-            .handshake(stream, &host, check.ca_file.as_deref(), check.tls_verify)
+            .handshake(stream, &host, check.ca.as_deref(), check.tls_verify)
             .await?;
         add(&mut out.timings.tls_ms, Some(facts.handshake_ms));
         out.seen.certificate_expiration = facts.time_left();

@@ -161,17 +161,15 @@ impl Tls {
             return Ok(v.clone());
         }
         let mut roots = system_roots();
-        let pem = std::fs::read(path).map_err(|e| format!("ca_file {path}: {e}"))?;
+        let pem = std::fs::read(path).map_err(|e| format!("ca {path}: {e}"))?;
         let mut added = 0;
         for cert in rustls::pki_types::pem::PemObject::pem_slice_iter(&pem) {
-            let cert: CertificateDer<'static> = cert.map_err(|e| format!("ca_file {path}: {e}"))?;
-            roots
-                .add(cert)
-                .map_err(|e| format!("ca_file {path}: {e}"))?;
+            let cert: CertificateDer<'static> = cert.map_err(|e| format!("ca {path}: {e}"))?;
+            roots.add(cert).map_err(|e| format!("ca {path}: {e}"))?;
             added += 1;
         }
         if added == 0 {
-            return Err(format!("ca_file {path}: no certificate in it"));
+            return Err(format!("ca {path}: no certificate in it"));
         }
         let v = build_verifier(roots)?;
         cache.insert(path.to_string(), v.clone());

@@ -27,10 +27,10 @@ async fn run(check: &CheckConfig, out: &mut Outcome) -> Result<(), String> {
         let mut params = TlsParameters::builder(host.clone())
             .dangerous_accept_invalid_certs(!check.tls_verify)
             .dangerous_accept_invalid_hostnames(!check.tls_verify);
-        if let Some(path) = &check.ca_file {
-            let pem = std::fs::read(path).map_err(|e| format!("ca_file {path}: {e}"))?;
+        if let Some(path) = &check.ca {
+            let pem = std::fs::read(path).map_err(|e| format!("ca {path}: {e}"))?;
             let cert = lettre::transport::smtp::client::Certificate::from_pem(&pem)
-                .map_err(|e| format!("ca_file {path}: {e}"))?;
+                .map_err(|e| format!("ca {path}: {e}"))?;
             params = params.add_root_certificate(cert);
         }
         Tls::Required(

@@ -26,7 +26,7 @@ async fn run(tls: &Tls, check: &CheckConfig, out: &mut Outcome) -> Result<(), St
     out.seen.ip = Some(addr.ip().to_string());
     let name = check.server_name.as_deref().unwrap_or(&host);
     let (_stream, facts) = tls
-        .handshake(stream, name, check.ca_file.as_deref(), check.tls_verify)
+        .handshake(stream, name, check.ca.as_deref(), check.tls_verify)
         .await?;
     out.timings.tls_ms = Some(facts.handshake_ms);
     out.seen.certificate_expiration = facts.time_left();
