@@ -61,16 +61,8 @@ impl Resolvers {
         Ok(resolver)
     }
 
-    /// Runs one probe of `check` (its timeout is enforced by the caller).
-    pub async fn probe(&self, check: &CheckConfig) -> Outcome {
-        let mut out = Outcome::default();
-        if let Err(e) = self.run(check, &mut out).await {
-            out.error = Some(e);
-        }
-        out
-    }
-
-    async fn run(&self, check: &CheckConfig, out: &mut Outcome) -> Result<(), String> {
+    /// Runs one probe of `check`, filling `out` (its timeout is enforced by the caller).
+    pub async fn probe(&self, check: &CheckConfig, out: &mut Outcome) -> Result<(), String> {
         let server = match check.resolver.as_deref() {
             None => None,
             Some(r) => Some(match r.parse::<SocketAddr>() {

@@ -23,36 +23,21 @@ const USER_AGENT: &str = concat!("lookout-agent/", env!("CARGO_PKG_VERSION"), " 
 trait Io: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send {}
 impl<T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send> Io for T {}
 
-/// Runs one probe of `check` (its timeout is enforced by the caller).
-pub async fn probe(tls: &Tls, check: &CheckConfig) -> Outcome {
-    let mut out = Outcome::default();
-    let Some(url) = check.url.as_deref() else {
-        return Outcome::failed("no url configured");
-    };
-    let mut url = match url::Url::parse(url) {
-        Ok(u) => u,
-        Err(e) => return Outcome::failed(format!("invalid url: {e}")),
-    };
-    let mut method = match check
+/// Runs one probe of `check`, filling `out` (its timeout is enforced by the caller).
+pub async fn probe(tls: &Tls, check: &CheckConfig, out: &mut Outcome) -> Result<(), String> {
+    let url = check.url.as_deref().ok_or("no url configured")?;
+    let mut url = url::Url::parse(url).map_err(|e| format!("invalid url: {e}"))?;
+    let mut method = check
         .method
         .as_deref()
         .unwrap_or("GET")
         .parse::<hyper::Method>()
-    {
-        Ok(m) => m,
-        Err(_) => return Outcome::failed("invalid method"),
-    };
+        .map_err(|_| "invalid method".to_string())?;
     let mut body = check.body.clone().map(Bytes::from).unwrap_or_default();
     let keep_body = check.conditions.iter().any(|c| c.needs_body());
     let mut hops = 0u8;
     loop {
-        let status = match hop(tls, check, &url, &method, body.clone(), keep_body, &mut out).await {
-            Ok(s) => s,
-            Err(e) => {
-                out.error = Some(e);
-                return out;
-            }
-        };
+        let status = hop(tls, check, &url, &method, body.clone(), keep_body, out).await?;
         let location = out
             .seen
             .headers
@@ -64,18 +49,14 @@ pub async fn probe(tls: &Tls, check: &CheckConfig) -> Outcome {
             && let Some(location) = location
         {
             if hops >= check.max_redirects {
-                out.error = Some(format!(
+                return Err(format!(
                     "more than {} redirects (last to {location})",
                     check.max_redirects
                 ));
-                return out;
             }
             url = match url.join(&location) {
                 Ok(next) if matches!(next.scheme(), "http" | "https") => next,
-                _ => {
-                    out.error = Some(format!("redirect to an unusable location {location:?}"));
-                    return out;
-                }
+                _ => return Err(format!("redirect to an unusable location {location:?}")),
             };
             // As browsers do: 303 always, and 301/302 after a POST, go on as GET without a body.
             if status == 303 || (matches!(status, 301 | 302) && method == hyper::Method::POST) {
@@ -97,7 +78,7 @@ pub async fn probe(tls: &Tls, check: &CheckConfig) -> Outcome {
     } else {
         check.expected_status.contains(&status)
     };
-    if out.error.is_none() && !expected {
+    if !expected {
         let want = if check.expected_status.is_empty() {
             "2xx".to_string()
         } else {
@@ -108,9 +89,9 @@ pub async fn probe(tls: &Tls, check: &CheckConfig) -> Outcome {
                 .collect::<Vec<_>>()
                 .join(" or ")
         };
-        out.error = Some(format!("status {status}, expected {want}"));
+        return Err(format!("status {status}, expected {want}"));
     }
-    out
+    Ok(())
 }
 
 /// One request over a new connection; fills `out` (timings added to earlier hops') and returns

@@ -15,16 +15,8 @@ use super::net::{self, ms_since};
 /// What to do when the kernel refuses the socket.
 pub const HOW_TO_ALLOW: &str = "the kernel refuses ICMP sockets to this user: allow the agent's group with `sysctl -w net.ipv4.ping_group_range=\"0 2147483647\"` (or a range holding its group id; persist it in /etc/sysctl.d/), or give the agent CAP_NET_RAW";
 
-/// Runs one probe of `check` (its timeout is enforced by the caller).
-pub async fn probe(check: &CheckConfig) -> Outcome {
-    let mut out = Outcome::default();
-    if let Err(e) = run(check, &mut out).await {
-        out.error = Some(e);
-    }
-    out
-}
-
-async fn run(check: &CheckConfig, out: &mut Outcome) -> Result<(), String> {
+/// Runs one probe of `check`, filling `out` (its timeout is enforced by the caller).
+pub async fn probe(check: &CheckConfig, out: &mut Outcome) -> Result<(), String> {
     let host = check.host.as_deref().unwrap_or_default();
     let (addrs, dns_ms) = net::resolve(host, 0, check.ip_version).await?;
     out.timings.dns_ms = dns_ms;

@@ -4,7 +4,8 @@
 //! per check type), and [`net`] (resolving in the system's order, connecting, the TLS handshake
 //! that reads a chain whether or not it verifies). Each probe is bounded by its check's
 //! `timeout` and reports failures as results, never as errors: a probe that cannot even start (a
-//! bad URL, say) is a failed result that says why. After the type's own test, the check's
+//! bad URL, say) is a failed result that says why. Each type's `probe` fills an [`Outcome`] with
+//! what it observed and returns why it failed, if it did. After the type's own test, the check's
 //! conditions are evaluated against what the probe observed; every failing one is reported with
 //! the value found.
 
@@ -55,23 +56,27 @@ impl Prober {
         let time = Utc::now();
         let started = Instant::now();
         let mut outcome = tokio::time::timeout(check.timeout, async {
-            match check.kind {
-                CheckType::Http => http::probe(&self.tls, check).await,
-                CheckType::Tcp => tcp::probe(check).await,
-                CheckType::Tls => tls::probe(&self.tls, check).await,
-                CheckType::Dns => self.dns.probe(check).await,
-                CheckType::Icmp => icmp::probe(check).await,
-                CheckType::Postgres => postgres::probe(check).await,
-                CheckType::Redis => redis::probe(check).await,
-                CheckType::Smtp => smtp::probe(check).await,
-            }
+            let mut out = Outcome::default();
+            let done = match check.kind {
+                CheckType::Http => http::probe(&self.tls, check, &mut out).await,
+                CheckType::Tcp => tcp::probe(check, &mut out).await,
+                CheckType::Tls => tls::probe(&self.tls, check, &mut out).await,
+                CheckType::Dns => self.dns.probe(check, &mut out).await,
+                CheckType::Icmp => icmp::probe(check, &mut out).await,
+                CheckType::Postgres => postgres::probe(check, &mut out).await,
+                CheckType::Redis => redis::probe(check, &mut out).await,
+                CheckType::Smtp => smtp::probe(check, &mut out).await,
+            };
+            out.error = done.err();
+            out
         })
         .await
-        .unwrap_or_else(|_| {
-            Outcome::failed(format!(
+        .unwrap_or_else(|_| Outcome {
+            error: Some(format!(
                 "timed out after {}",
                 lookout_config::duration::format(&check.timeout)
-            ))
+            )),
+            ..Outcome::default()
         });
         let latency_ms = started.elapsed().as_secs_f64() * 1000.0;
         outcome.seen.response_time_ms = latency_ms;
@@ -115,14 +120,4 @@ pub struct Outcome {
     pub cert_expiry: Option<SystemTime>,
     /// What conditions test.
     pub seen: Observation,
-}
-
-impl Outcome {
-    /// A failure with this reason.
-    pub fn failed(reason: impl Into<String>) -> Self {
-        Self {
-            error: Some(reason.into()),
-            ..Self::default()
-        }
-    }
 }

@@ -11,16 +11,8 @@ use lookout_config::CheckConfig;
 use super::Outcome;
 use super::net::ms_since;
 
-/// Runs one probe of `check` (its timeout is enforced by the caller).
-pub async fn probe(check: &CheckConfig) -> Outcome {
-    let mut out = Outcome::default();
-    if let Err(e) = run(check, &mut out).await {
-        out.error = Some(e);
-    }
-    out
-}
-
-async fn run(check: &CheckConfig, out: &mut Outcome) -> Result<(), String> {
+/// Runs one probe of `check`, filling `out` (its timeout is enforced by the caller).
+pub async fn probe(check: &CheckConfig, out: &mut Outcome) -> Result<(), String> {
     let (host, port) =
         lookout_config::check::split_host_port(check.address.as_deref().unwrap_or_default())?;
     let tls = if check.starttls {

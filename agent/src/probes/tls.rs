@@ -6,16 +6,8 @@ use lookout_config::CheckConfig;
 use super::Outcome;
 use super::net::{self, Tls};
 
-/// Runs one probe of `check` (its timeout is enforced by the caller).
-pub async fn probe(tls: &Tls, check: &CheckConfig) -> Outcome {
-    let mut out = Outcome::default();
-    if let Err(e) = run(tls, check, &mut out).await {
-        out.error = Some(e);
-    }
-    out
-}
-
-async fn run(tls: &Tls, check: &CheckConfig, out: &mut Outcome) -> Result<(), String> {
+/// Runs one probe of `check`, filling `out` (its timeout is enforced by the caller).
+pub async fn probe(tls: &Tls, check: &CheckConfig, out: &mut Outcome) -> Result<(), String> {
     let (host, port) =
         lookout_config::check::split_host_port(check.address.as_deref().unwrap_or_default())?;
     let (addrs, dns_ms) = net::resolve(&host, port, check.ip_version).await?;
