@@ -416,20 +416,29 @@ async fn tcp_connect_send_and_expect() {
 
 // ---- DNS (dnsmasq) ----
 
+/// dnsmasq on 127.0.0.1:`port`, answering only from its command line (`records`).
+fn dnsmasq(port: u16, records: &[&str]) -> Server {
+    let mut args = vec![
+        "--keep-in-foreground".to_string(),
+        "--conf-file=/dev/null".into(),
+        "--pid-file=".into(),
+        format!("--port={port}"),
+        "--listen-address=127.0.0.1".into(),
+        "--bind-interfaces".into(),
+        "--no-resolv".into(),
+        "--no-hosts".into(),
+    ];
+    args.extend(records.iter().map(|r| r.to_string()));
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    spawn("dnsmasq", &args)
+}
+
 #[tokio::test]
 async fn dns_records_rcodes_and_expected_values() {
     let port = free_port();
-    let _dns = spawn(
-        "dnsmasq",
+    let _dns = dnsmasq(
+        port,
         &[
-            "--keep-in-foreground",
-            "--conf-file=/dev/null",
-            "--pid-file=",
-            &format!("--port={port}"),
-            "--listen-address=127.0.0.1",
-            "--bind-interfaces",
-            "--no-resolv",
-            "--no-hosts",
             "--local=/lookout.test/",
             "--address=/a.lookout.test/10.1.2.3",
             "--address=/v6.lookout.test/fd00::7",
@@ -500,17 +509,9 @@ async fn dns_records_rcodes_and_expected_values() {
 #[tokio::test]
 async fn dns_ns_records() {
     let port = free_port();
-    let _dns = spawn(
-        "dnsmasq",
+    let _dns = dnsmasq(
+        port,
         &[
-            "--keep-in-foreground",
-            "--conf-file=/dev/null",
-            "--pid-file=",
-            &format!("--port={port}"),
-            "--listen-address=127.0.0.1",
-            "--bind-interfaces",
-            "--no-resolv",
-            "--no-hosts",
             "--auth-server=ns1.lookout.test,127.0.0.1",
             "--auth-zone=lookout.test",
             "--host-record=ns1.lookout.test,127.0.0.9",

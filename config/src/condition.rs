@@ -165,6 +165,19 @@ impl Observation {
             .as_ref()
     }
 
+    /// The body's JSON value at `steps`.
+    fn walk(&self, steps: &[Step]) -> Option<&serde_json::Value> {
+        let mut at = self.json();
+        for step in steps {
+            at = match (step, at) {
+                (Step::Key(k), Some(serde_json::Value::Object(m))) => m.get(k),
+                (Step::Index(i), Some(serde_json::Value::Array(a))) => a.get(*i),
+                _ => None,
+            };
+        }
+        at
+    }
+
     fn resolve(&self, path: &Path) -> Found {
         match path.placeholder {
             Placeholder::Status => self
@@ -191,40 +204,22 @@ impl Observation {
                     Found::Text(String::from_utf8_lossy(b).trim().to_string())
                 })
             }
-            Placeholder::Body => {
-                let mut at = self.json();
-                for step in &path.steps {
-                    at = match (step, at) {
-                        (Step::Key(k), Some(serde_json::Value::Object(m))) => m.get(k),
-                        (Step::Index(i), Some(serde_json::Value::Array(a))) => a.get(*i),
-                        _ => None,
-                    };
+            Placeholder::Body => match self.walk(&path.steps) {
+                None | Some(serde_json::Value::Null) => Found::Missing,
+                Some(serde_json::Value::String(s)) => Found::Text(s.clone()),
+                Some(serde_json::Value::Number(n)) => {
+                    n.as_f64().map_or(Found::Missing, Found::Number)
                 }
-                match at {
-                    None | Some(serde_json::Value::Null) => Found::Missing,
-                    Some(serde_json::Value::String(s)) => Found::Text(s.clone()),
-                    Some(serde_json::Value::Number(n)) => {
-                        n.as_f64().map_or(Found::Missing, Found::Number)
-                    }
-                    Some(serde_json::Value::Bool(b)) => Found::Bool(*b),
-                    Some(v) => Found::Text(v.to_string()),
-                }
-            }
+                Some(serde_json::Value::Bool(b)) => Found::Bool(*b),
+                Some(v) => Found::Text(v.to_string()),
+            },
         }
     }
 
     /// For `len(...)`: elements of an array, keys of an object, characters of text.
     fn length(&self, path: &Path) -> Found {
         if path.placeholder == Placeholder::Body && !path.steps.is_empty() {
-            let mut at = self.json();
-            for step in &path.steps {
-                at = match (step, at) {
-                    (Step::Key(k), Some(serde_json::Value::Object(m))) => m.get(k),
-                    (Step::Index(i), Some(serde_json::Value::Array(a))) => a.get(*i),
-                    _ => None,
-                };
-            }
-            return match at {
+            return match self.walk(&path.steps) {
                 Some(serde_json::Value::Array(a)) => Found::Number(a.len() as f64),
                 Some(serde_json::Value::Object(m)) => Found::Number(m.len() as f64),
                 Some(serde_json::Value::String(s)) => Found::Number(s.chars().count() as f64),
