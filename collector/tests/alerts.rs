@@ -210,3 +210,50 @@ async fn a_restart_neither_repeats_nor_forgets_a_firing_alert() {
         ]
     );
 }
+
+#[tokio::test]
+async fn a_silent_agent_is_one_alert_and_its_checks_hold_their_state() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut a = Agents {
+        state: collector(dir.path()).await,
+        batches: 0,
+        clock: Utc::now() - Duration::minutes(10),
+    };
+    // All three see the check fail: firing.
+    a.round([false, false, false]).await;
+    a.round([false, false, false]).await;
+    assert_eq!(a.alerts("firing").await.len(), 1);
+    let rules = a.state.rules.clone();
+    let now = Utc::now();
+    // Within the timeout, nothing changes.
+    rules.tick(now + Duration::seconds(20)).await.unwrap();
+    assert_eq!(a.alerts("firing").await.len(), 1);
+    // Past it, each silent agent is one alert; the check's alert is neither resolved nor
+    // repeated while no agent reports it.
+    rules.tick(now + Duration::seconds(400)).await.unwrap();
+    let firing = a.alerts("firing").await;
+    let agents: Vec<&Value> = firing.iter().filter(|x| x["rule"] == "agent").collect();
+    assert_eq!(agents.len(), 3, "{firing:?}");
+    assert!(agents.iter().any(|x| {
+        x["summary"]
+            .as_str()
+            .unwrap()
+            .starts_with("agent edge-1 down: silent for 4")
+    }));
+    assert_eq!(firing.iter().filter(|x| x["rule"] == "uptime").count(), 1);
+    rules.tick(now + Duration::seconds(800)).await.unwrap();
+    assert_eq!(a.alerts("firing").await.len(), 4, "no repeats");
+    // Back: a batch resolves the agent's alert.
+    a.clock = now + Duration::seconds(801);
+    a.round([false, false, false]).await;
+    let firing = a.alerts("firing").await;
+    assert_eq!(firing.len(), 1, "{firing:?}");
+    assert_eq!(firing[0]["rule"], "uptime");
+    let resolved = a.alerts("resolved").await;
+    assert!(
+        resolved
+            .iter()
+            .any(|x| x["summary"] == "agent edge-2 is back"),
+        "{resolved:?}"
+    );
+}

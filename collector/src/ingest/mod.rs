@@ -100,7 +100,11 @@ pub async fn ingest(
             .collect();
         // The batch is stored whatever happens here; a failed evaluation is rebuilt from the
         // next results (see rules::engine).
-        if let Err(e) = state.rules.on_results(&agent.name, &results).await {
+        if let Err(e) = state
+            .rules
+            .on_batch(&agent.name, Utc::now(), &results)
+            .await
+        {
             tracing::error!(agent = %agent.name, error = %e, "rule evaluation failed");
         }
     }

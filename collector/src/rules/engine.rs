@@ -9,7 +9,9 @@
 //! as down, so a restart neither fires it again nor forgets it, and the first results showing it
 //! up resolve it, once.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
+
+use chrono::{DateTime, Utc};
 use std::sync::Arc;
 
 use lookout_config::CheckConfig;
@@ -47,8 +49,28 @@ pub struct Engine {
     settings: std::sync::RwLock<Settings>,
     // tokio's Mutex: evaluation and the store's transition for one batch happen in order, and
     // the store call is awaited while holding it.
-    checks: Mutex<HashMap<String, CheckRule>>,
+    state: Mutex<State>,
 }
+
+#[derive(Debug, Default)]
+struct State {
+    checks: HashMap<String, CheckRule>,
+    agents: HashMap<String, AgentBeat>,
+}
+
+/// When an agent was last heard from, and its heartbeat alert as stored.
+#[derive(Debug)]
+struct AgentBeat {
+    last: DateTime<Utc>,
+    alert: Option<AlertState>,
+}
+
+/// The rule name of agent heartbeat alerts.
+pub const AGENT_RULE: &str = "agent";
+
+/// An agent silent this long is down. Agents ship at least every second (or retry sooner), so
+/// this is many missed deliveries, not one slow one.
+pub const AGENT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
 
 fn settings_of(c: &CheckConfig) -> (UptimeSettings, String) {
     (
@@ -79,6 +101,29 @@ impl Engine {
                 AlertState::Resolved,
             ])
             .await?;
+        let mut agents: HashMap<String, AgentBeat> = HashMap::new();
+        let now = Utc::now();
+        for a in store.agents().await? {
+            agents.insert(
+                a.name,
+                AgentBeat {
+                    // An agent not heard from since before this start gets the full timeout.
+                    last: now,
+                    alert: None,
+                },
+            );
+        }
+        for a in stored.iter().filter(|a| a.rule == AGENT_RULE) {
+            if let Some(name) = a.labels.get("agent") {
+                agents
+                    .entry(name.clone())
+                    .or_insert(AgentBeat {
+                        last: now,
+                        alert: None,
+                    })
+                    .alert = Some(a.state);
+            }
+        }
         for a in stored.into_iter().filter(|a| a.rule == UPTIME_RULE) {
             let Some(check) = a.labels.get("check").cloned() else {
                 continue;
@@ -104,7 +149,10 @@ impl Engine {
         Ok(Self {
             store,
             settings: std::sync::RwLock::new(settings),
-            checks: Mutex::new(rules),
+            state: Mutex::new(State {
+                checks: rules,
+                agents,
+            }),
         })
     }
 
@@ -116,87 +164,198 @@ impl Engine {
             .collect();
     }
 
-    /// Evaluates the check results of one stored batch from `agent`, in order, and records the
-    /// transitions they complete.
-    pub async fn on_results(
+    /// An agent delivered a batch at `now`: it is alive (and its heartbeat alert, if firing,
+    /// resolves). Then the batch's check results are evaluated, in order, and the transitions
+    /// they complete are recorded.
+    pub async fn on_batch(
         &self,
         agent: &str,
+        now: DateTime<Utc>,
         results: &[&CheckResult],
     ) -> Result<(), StoreError> {
-        if results.is_empty() {
-            return Ok(());
+        let mut state = self.state.lock().await;
+        let beat = state.agents.entry(agent.to_string()).or_insert(AgentBeat {
+            last: now,
+            alert: None,
+        });
+        beat.last = beat.last.max(now);
+        if beat.alert == Some(AlertState::Firing) {
+            let from = beat.alert;
+            self.record_agent(
+                &mut state,
+                agent,
+                from,
+                AlertState::Resolved,
+                now,
+                format!("agent {agent} is back"),
+            )
+            .await?;
         }
-        let mut checks = self.checks.lock().await;
         for r in results {
             let (settings, severity) = {
                 let all = self.settings.read().unwrap_or_else(|p| p.into_inner());
                 setting(&all, &r.check)
             };
-            let rule = checks.entry(r.check.clone()).or_insert_with(|| CheckRule {
-                uptime: Uptime::new(settings),
-                alert: None,
-                severity,
-            });
-            let Some(change) = rule.uptime.observe(agent, r.time, r.ok, r.error.as_deref()) else {
-                continue;
-            };
-            let to = match change.to {
-                CheckState::Up => AlertState::Resolved,
-                CheckState::Pending => AlertState::Pending,
-                CheckState::Down | CheckState::Flapping => AlertState::Firing,
-            };
-            // Nothing to record when the alert is already there (down → flapping), or when a
-            // check that never alerted is up.
-            if rule.alert == Some(to) || (rule.alert.is_none() && to == AlertState::Resolved) {
-                continue;
-            }
-            let labels: BTreeMap<String, String> = [
-                ("check".to_string(), r.check.clone()),
-                ("severity".to_string(), rule.severity.clone()),
-            ]
-            .into_iter()
-            .collect();
-            let t = Transition {
-                fingerprint: uptime_fingerprint(&r.check),
-                rule: UPTIME_RULE.to_string(),
-                labels,
-                from: rule.alert,
-                to,
-                at: change.at,
-                summary: format!("{} {}: {}", r.check, state_word(change.to), change.summary),
-            };
-            let recorded = match self.store.record_transition(&t, &[]).await {
-                Ok(r) => r,
-                Err(e) => {
-                    // Not recorded: forget this check's state, so the coming results rebuild it
-                    // and make the transition again.
-                    checks.remove(&r.check);
-                    return Err(e);
-                }
-            };
-            match recorded {
-                Some(_) => {
-                    tracing::info!(check = %r.check, from = ?t.from, to = ?t.to, summary = %t.summary, "alert transition");
-                    rule.alert = Some(to);
-                }
-                None => {
-                    // Another writer moved it (another collector, in HA): read it back.
-                    tracing::warn!(check = %r.check, "alert was not in the expected state; reloading it");
-                    rule.alert = self
-                        .store
-                        .alerts(&[
-                            AlertState::Pending,
-                            AlertState::Firing,
-                            AlertState::Resolved,
-                        ])
-                        .await?
-                        .into_iter()
-                        .find(|a| a.fingerprint == t.fingerprint)
-                        .map(|a| a.state);
-                }
+            let rule = state
+                .checks
+                .entry(r.check.clone())
+                .or_insert_with(|| CheckRule {
+                    uptime: Uptime::new(settings),
+                    alert: None,
+                    severity,
+                });
+            if let Some(change) = rule.uptime.observe(agent, r.time, r.ok, r.error.as_deref()) {
+                self.apply(&mut state, &r.check, change).await?;
             }
         }
         Ok(())
+    }
+
+    /// Re-evaluates at `now` what time alone changes: agents silent for longer than
+    /// [`AGENT_TIMEOUT`] go down (one alert for the host; its checks hold their state rather
+    /// than alert on their own), agents that stopped reporting a check stop counting for it, and
+    /// flapping settles.
+    pub async fn tick(&self, now: DateTime<Utc>) -> Result<(), StoreError> {
+        let mut state = self.state.lock().await;
+        let timeout = chrono::Duration::from_std(AGENT_TIMEOUT).unwrap_or(chrono::Duration::MAX);
+        let silent: Vec<(String, Option<AlertState>, DateTime<Utc>)> = state
+            .agents
+            .iter()
+            .filter(|(_, b)| now - b.last > timeout && b.alert != Some(AlertState::Firing))
+            .map(|(n, b)| (n.clone(), b.alert, b.last))
+            .collect();
+        for (agent, from, last) in silent {
+            let secs = (now - last).num_seconds();
+            self.record_agent(
+                &mut state,
+                &agent,
+                from,
+                AlertState::Firing,
+                now,
+                format!("agent {agent} down: silent for {secs} s"),
+            )
+            .await?;
+        }
+        let names: Vec<String> = state.checks.keys().cloned().collect();
+        for check in names {
+            let change = state
+                .checks
+                .get_mut(&check)
+                .and_then(|r| r.uptime.tick(now));
+            if let Some(change) = change {
+                self.apply(&mut state, &check, change).await?;
+            }
+        }
+        Ok(())
+    }
+
+    async fn record_agent(
+        &self,
+        state: &mut State,
+        agent: &str,
+        from: Option<AlertState>,
+        to: AlertState,
+        at: DateTime<Utc>,
+        summary: String,
+    ) -> Result<(), StoreError> {
+        let t = Transition {
+            fingerprint: format!("{AGENT_RULE}/{agent}"),
+            rule: AGENT_RULE.to_string(),
+            labels: [
+                ("agent".to_string(), agent.to_string()),
+                ("severity".to_string(), "critical".to_string()),
+            ]
+            .into_iter()
+            .collect(),
+            from,
+            to,
+            at,
+            summary,
+        };
+        let recorded = self.store.record_transition(&t, &[]).await?;
+        let now_state = match recorded {
+            Some(_) => {
+                tracing::info!(agent, to = ?to, summary = %t.summary, "agent alert transition");
+                Some(to)
+            }
+            None => self.stored_state(&t.fingerprint).await?,
+        };
+        if let Some(b) = state.agents.get_mut(agent) {
+            b.alert = now_state;
+        }
+        Ok(())
+    }
+
+    async fn stored_state(&self, fingerprint: &str) -> Result<Option<AlertState>, StoreError> {
+        Ok(self
+            .store
+            .alerts(&[
+                AlertState::Pending,
+                AlertState::Firing,
+                AlertState::Resolved,
+            ])
+            .await?
+            .into_iter()
+            .find(|a| a.fingerprint == fingerprint)
+            .map(|a| a.state))
+    }
+
+    /// Records the alert transition a check's change of state makes, if any.
+    async fn apply(
+        &self,
+        state: &mut State,
+        check: &str,
+        change: super::uptime::Change,
+    ) -> Result<(), StoreError> {
+        let Some(rule) = state.checks.get_mut(check) else {
+            return Ok(());
+        };
+        let to = match change.to {
+            CheckState::Up => AlertState::Resolved,
+            CheckState::Pending => AlertState::Pending,
+            CheckState::Down | CheckState::Flapping => AlertState::Firing,
+        };
+        // Nothing to record when the alert is already there (down → flapping), or when a check
+        // that never alerted is up.
+        if rule.alert == Some(to) || (rule.alert.is_none() && to == AlertState::Resolved) {
+            return Ok(());
+        }
+        let t = Transition {
+            fingerprint: uptime_fingerprint(check),
+            rule: UPTIME_RULE.to_string(),
+            labels: [
+                ("check".to_string(), check.to_string()),
+                ("severity".to_string(), rule.severity.clone()),
+            ]
+            .into_iter()
+            .collect(),
+            from: rule.alert,
+            to,
+            at: change.at,
+            summary: format!("{check} {}: {}", state_word(change.to), change.summary),
+        };
+        match self.store.record_transition(&t, &[]).await {
+            Ok(Some(_)) => {
+                tracing::info!(check, from = ?t.from, to = ?t.to, summary = %t.summary, "alert transition");
+                rule.alert = Some(to);
+                Ok(())
+            }
+            Ok(None) => {
+                // Another writer moved it (another collector, in HA): read it back.
+                tracing::warn!(check, "alert was not in the expected state; reloading it");
+                let stored = self.stored_state(&t.fingerprint).await?;
+                if let Some(rule) = state.checks.get_mut(check) {
+                    rule.alert = stored;
+                }
+                Ok(())
+            }
+            Err(e) => {
+                // Not recorded: forget this check's state, so the coming results rebuild it and
+                // make the transition again.
+                state.checks.remove(check);
+                Err(e)
+            }
+        }
     }
 }
 

@@ -8,5 +8,8 @@ pub mod uptime;
 
 pub use engine::Engine;
 
+/// How often rules are re-evaluated for what time alone changes.
+pub const TICK_EVERY: std::time::Duration = std::time::Duration::from_secs(5);
+
 #[cfg(test)]
 mod tests;

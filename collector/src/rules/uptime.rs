@@ -166,6 +166,11 @@ impl Uptime {
             .filter(|v| v.last.is_some_and(|l| now - l <= stale))
             .collect();
         let reporting = fresh.len() as u32;
+        if reporting == 0 {
+            // No agent reports it (they are silent or gone): nothing new is known, so the state
+            // holds; the agents' own heartbeat alerts say what is wrong.
+            return None;
+        }
         let quorum = s.quorum.unwrap_or(reporting / 2 + 1).max(1);
         let down = fresh.iter().filter(|v| v.down).count() as u32;
         let failing = fresh.iter().filter(|v| v.down || v.fails > 0).count() as u32;
