@@ -75,6 +75,15 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/api/v1/hosts", get(api::hosts))
         .route("/api/v1/metrics", get(api::metrics::metrics))
         .route("/api/v1/alerts", get(api::alerts))
+        .route("/api/v1/alerts/{id}/ack", post(api::ack))
+        .route(
+            "/api/v1/silences",
+            get(api::silences).post(api::create_silence),
+        )
+        .route(
+            "/api/v1/silences/{id}",
+            axum::routing::delete(api::expire_silence),
+        )
         // The ingest handler enforces its own configured limit while reading the body.
         .layer(DefaultBodyLimit::disable())
         .with_state(state)

@@ -17,6 +17,9 @@ use serde_json::Value;
 use tower::ServiceExt;
 
 const CONFIG: &str = r#"
+[server]
+admin_token = "admin-token-0123456789"
+
 [[agents]]
 name = "edge-1"
 token = "edge-1-token-0123456789"
@@ -256,4 +259,150 @@ async fn a_silent_agent_is_one_alert_and_its_checks_hold_their_state() {
             .any(|x| x["summary"] == "agent edge-2 is back"),
         "{resolved:?}"
     );
+}
+
+/// A request through the router; the JSON answer (Null when there is none).
+async fn call(
+    state: &Arc<AppState>,
+    method: &str,
+    uri: &str,
+    token: Option<&str>,
+    body: Option<Value>,
+) -> (StatusCode, Value) {
+    let mut req = Request::builder().method(method).uri(uri);
+    if let Some(t) = token {
+        req = req
+            .header(header::AUTHORIZATION, format!("Bearer {t}"))
+            .header("x-lookout-user", "ops@example.com");
+    }
+    let req = match body {
+        Some(b) => req
+            .header(header::CONTENT_TYPE, "application/json")
+            .body(Body::from(b.to_string())),
+        None => req.body(Body::empty()),
+    }
+    .unwrap();
+    let resp = lookout_collector::router(state.clone())
+        .oneshot(req)
+        .await
+        .unwrap();
+    let status = resp.status();
+    let bytes = axum::body::to_bytes(resp.into_body(), usize::MAX)
+        .await
+        .unwrap();
+    (
+        status,
+        serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+    )
+}
+
+const ADMIN: &str = "admin-token-0123456789";
+
+#[tokio::test]
+async fn a_firing_alert_is_acknowledged_with_the_admin_token_and_who_did_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut a = Agents {
+        state: collector(dir.path()).await,
+        batches: 0,
+        clock: Utc::now() - Duration::minutes(10),
+    };
+    a.round([false, false, false]).await;
+    a.round([false, false, false]).await;
+    let id = a.alerts("firing").await[0]["id"].as_i64().unwrap();
+    let uri = format!("/api/v1/alerts/{id}/ack");
+    let (s, j) = call(&a.state, "POST", &uri, None, None).await;
+    assert_eq!(s, StatusCode::UNAUTHORIZED, "{j}");
+    let (s, _) = call(
+        &a.state,
+        "POST",
+        &uri,
+        Some("edge-1-token-0123456789"),
+        None,
+    )
+    .await;
+    assert_eq!(
+        s,
+        StatusCode::UNAUTHORIZED,
+        "an agent token is not the admin token"
+    );
+    let (s, j) = call(&a.state, "POST", &uri, Some(ADMIN), None).await;
+    assert_eq!(s, StatusCode::OK, "{j}");
+    assert_eq!(a.alerts("firing").await[0]["acked_by"], "ops@example.com");
+    let (s, j) = call(
+        &a.state,
+        "POST",
+        "/api/v1/alerts/999/ack",
+        Some(ADMIN),
+        None,
+    )
+    .await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+    assert_eq!(j["error"], "no firing alert with id 999");
+}
+
+#[tokio::test]
+async fn silences_are_created_listed_and_ended_with_the_admin_token() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = collector(dir.path()).await;
+    let ends = (Utc::now() + Duration::hours(2)).to_rfc3339();
+    let body = serde_json::json!({"matchers": {"check": "api"}, "ends": ends, "comment": "deploy"});
+    let (s, _) = call(&state, "POST", "/api/v1/silences", None, Some(body.clone())).await;
+    assert_eq!(s, StatusCode::UNAUTHORIZED);
+    let (s, j) = call(
+        &state,
+        "POST",
+        "/api/v1/silences",
+        Some(ADMIN),
+        Some(serde_json::json!({"matchers": {}, "ends": ends})),
+    )
+    .await;
+    assert_eq!(s, StatusCode::BAD_REQUEST);
+    assert!(j["error"].as_str().unwrap().starts_with("matchers:"), "{j}");
+    let past = (Utc::now() - Duration::hours(1)).to_rfc3339();
+    let (s, j) = call(
+        &state,
+        "POST",
+        "/api/v1/silences",
+        Some(ADMIN),
+        Some(serde_json::json!({"matchers": {"check": "api"}, "ends": past})),
+    )
+    .await;
+    assert_eq!(s, StatusCode::BAD_REQUEST);
+    assert!(
+        j["error"]
+            .as_str()
+            .unwrap()
+            .contains("must be after starts"),
+        "{j}"
+    );
+
+    let (s, j) = call(&state, "POST", "/api/v1/silences", Some(ADMIN), Some(body)).await;
+    assert_eq!(s, StatusCode::CREATED, "{j}");
+    assert_eq!(j["created_by"], "ops@example.com");
+    let id = j["id"].as_i64().unwrap();
+    let (_, j) = call(&state, "GET", "/api/v1/silences", None, None).await;
+    let list = j["silences"].as_array().unwrap();
+    assert_eq!(list.len(), 1);
+    assert_eq!(list[0]["matchers"]["check"], "api");
+    assert_eq!(list[0]["comment"], "deploy");
+    let (s, _) = call(
+        &state,
+        "DELETE",
+        &format!("/api/v1/silences/{id}"),
+        Some(ADMIN),
+        None,
+    )
+    .await;
+    assert_eq!(s, StatusCode::NO_CONTENT);
+    let (_, j) = call(&state, "GET", "/api/v1/silences", None, None).await;
+    assert!(j["silences"].as_array().unwrap().is_empty(), "{j}");
+    let (s, _) = call(
+        &state,
+        "DELETE",
+        &format!("/api/v1/silences/{id}"),
+        Some(ADMIN),
+        None,
+    )
+    .await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
 }

@@ -622,3 +622,21 @@ async fn metrics_are_served_per_series_and_step() {
         "raw samples over days are refused"
     );
 }
+
+#[tokio::test]
+async fn writing_endpoints_are_off_without_an_admin_token() {
+    let h = Harness::new().await;
+    let req = Request::post("/api/v1/silences")
+        .header(header::AUTHORIZATION, "Bearer anything-at-all-0123")
+        .header(header::CONTENT_TYPE, "application/json")
+        .body(Body::from(
+            r#"{"matchers": {"check": "api"}, "ends": "2099-01-01T00:00:00Z"}"#,
+        ))
+        .unwrap();
+    let (s, _, j) = h.call(req).await;
+    assert_eq!(s, StatusCode::FORBIDDEN);
+    assert_eq!(
+        j["error"],
+        "writing endpoints are off: set [server] admin_token to use them"
+    );
+}

@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::AppError;
 use crate::state::AppState;
-use crate::store::alerting::{AlertRow, AlertState};
+use crate::store::alerting::{AlertRow, AlertState, Silence};
 use crate::store::{MetricRow, ResultQuery, ResultRow};
 
 pub use status::{CheckStatus, status_of};
@@ -273,4 +273,119 @@ pub async fn alerts(
     Ok(Json(AlertsAnswer {
         alerts: state.store.alerts(&states).await?,
     }))
+}
+
+/// The admin's name for the record, from a valid `Authorization: Bearer <admin_token>`; 403 when
+/// no admin token is configured, 401 when it does not match.
+fn admin(state: &AppState, headers: &axum::http::HeaderMap) -> Result<String, AppError> {
+    use subtle::ConstantTimeEq;
+    let config = state.config();
+    let Some(expected) = config.server.admin_token.as_deref() else {
+        return Err(AppError::Forbidden(
+            "writing endpoints are off: set [server] admin_token to use them".into(),
+        ));
+    };
+    let given = headers
+        .get(axum::http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::trim)
+        .ok_or_else(|| {
+            AppError::Unauthorized("expected Authorization: Bearer <admin token>".into())
+        })?;
+    if !bool::from(given.as_bytes().ct_eq(expected.as_bytes())) {
+        return Err(AppError::Unauthorized("wrong admin token".into()));
+    }
+    // Who did it, for the record: the optional X-Lookout-User header, else "admin".
+    Ok(headers
+        .get("x-lookout-user")
+        .and_then(|v| v.to_str().ok())
+        .map(|u| u.trim().chars().take(100).collect::<String>())
+        .filter(|u| !u.is_empty())
+        .unwrap_or_else(|| "admin".into()))
+}
+
+/// `POST /api/v1/alerts/{id}/ack` (admin token): acknowledges a firing alert.
+pub async fn ack(
+    State(state): State<Arc<AppState>>,
+    headers: axum::http::HeaderMap,
+    Path(id): Path<i64>,
+) -> Result<Json<serde_json::Value>, AppError> {
+    let by = admin(&state, &headers)?;
+    if !state.store.ack_alert(id, &by, Utc::now()).await? {
+        return Err(AppError::NotFound(format!("no firing alert with id {id}")));
+    }
+    Ok(Json(serde_json::json!({ "id": id, "acked_by": by })))
+}
+
+/// Body of `POST /api/v1/silences`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NewSilence {
+    /// Label values an alert must all have (`{"check": "api"}`); at least one.
+    pub matchers: BTreeMap<String, String>,
+    /// Start; default now.
+    pub starts: Option<DateTime<Utc>>,
+    /// End; required, after the start.
+    pub ends: DateTime<Utc>,
+    /// Why.
+    #[serde(default)]
+    pub comment: String,
+}
+
+/// `POST /api/v1/silences` (admin token): stores a silence; matching alerts are recorded but
+/// not sent while it is active.
+pub async fn create_silence(
+    State(state): State<Arc<AppState>>,
+    headers: axum::http::HeaderMap,
+    body: Result<Json<NewSilence>, axum::extract::rejection::JsonRejection>,
+) -> Result<(axum::http::StatusCode, Json<Silence>), AppError> {
+    let by = admin(&state, &headers)?;
+    let Json(n) = body.map_err(|e| AppError::BadRequest(e.body_text()))?;
+    let starts = n.starts.unwrap_or_else(Utc::now);
+    if n.matchers.is_empty() {
+        return Err(AppError::BadRequest(
+            "matchers: at least one label is required (a silence of everything is not a silence)"
+                .into(),
+        ));
+    }
+    if n.ends <= starts {
+        return Err(AppError::BadRequest(format!(
+            "ends ({}) must be after starts ({starts})",
+            n.ends
+        )));
+    }
+    let mut silence = Silence {
+        id: 0,
+        matchers: n.matchers,
+        starts,
+        ends: n.ends,
+        created_by: by,
+        comment: n.comment,
+    };
+    silence.id = state.store.create_silence(&silence).await?;
+    Ok((axum::http::StatusCode::CREATED, Json(silence)))
+}
+
+/// `GET /api/v1/silences`: those that have not ended.
+pub async fn silences(
+    State(state): State<Arc<AppState>>,
+) -> Result<Json<serde_json::Value>, AppError> {
+    let list = state.store.silences(Utc::now()).await?;
+    Ok(Json(serde_json::json!({ "silences": list })))
+}
+
+/// `DELETE /api/v1/silences/{id}` (admin token): ends a silence now.
+pub async fn expire_silence(
+    State(state): State<Arc<AppState>>,
+    headers: axum::http::HeaderMap,
+    Path(id): Path<i64>,
+) -> Result<axum::http::StatusCode, AppError> {
+    admin(&state, &headers)?;
+    if !state.store.expire_silence(id, Utc::now()).await? {
+        return Err(AppError::NotFound(format!(
+            "no active silence with id {id}"
+        )));
+    }
+    Ok(axum::http::StatusCode::NO_CONTENT)
 }
