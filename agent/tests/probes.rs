@@ -416,6 +416,21 @@ async fn tcp_connect_send_and_expect() {
 
 // ---- DNS (dnsmasq) ----
 
+/// Probes `check` until it succeeds (a server that answers over UDP has no port to wait for);
+/// fails the test with the last result after 5 s.
+async fn probe_until_ok(check: Value) {
+    let mut last = None;
+    for _ in 0..100 {
+        let r = probe(check.clone()).await;
+        if r.ok {
+            return;
+        }
+        last = Some(r);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("no good answer within 5 s: {last:?}");
+}
+
 /// dnsmasq on 127.0.0.1:`port`, answering only from its command line (`records`).
 fn dnsmasq(port: u16, records: &[&str]) -> Server {
     let mut args = vec![
@@ -449,16 +464,7 @@ async fn dns_records_rcodes_and_expected_values() {
     );
     let resolver = format!("127.0.0.1:{port}");
     // dnsmasq answers over UDP; wait until it does.
-    let mut ready = false;
-    for _ in 0..100 {
-        let r = probe(json!({"type": "dns", "query": "a.lookout.test", "resolver": resolver, "timeout": "200ms", "interval": "1s"})).await;
-        if r.ok {
-            ready = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    assert!(ready, "dnsmasq did not answer");
+    probe_until_ok(json!({"type": "dns", "query": "a.lookout.test", "resolver": resolver, "timeout": "200ms", "interval": "1s"})).await;
     let dns = |extra: Value| {
         let mut v = json!({"type": "dns", "resolver": resolver});
         for (k, x) in extra.as_object().unwrap() {
@@ -520,16 +526,7 @@ async fn dns_ns_records() {
     let resolver = format!("127.0.0.1:{port}");
     let ns = json!({"type": "dns", "query": "lookout.test", "record": "NS",
         "resolver": resolver, "expected": ["ns1.lookout.test."], "timeout": "300ms", "interval": "1s"});
-    let mut last = None;
-    for _ in 0..60 {
-        let r = probe(ns.clone()).await;
-        if r.ok {
-            return;
-        }
-        last = Some(r);
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("no NS answer: {last:?}");
+    probe_until_ok(ns).await;
 }
 
 #[tokio::test]

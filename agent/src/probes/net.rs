@@ -117,6 +117,7 @@ impl TlsFacts {
 pub struct Tls {
     /// Built at the first TLS probe: an agent without one never loads the TLS stack.
     config: Arc<OnceLock<Arc<rustls::ClientConfig>>>,
+    system_roots: Arc<OnceLock<RootCertStore>>,
     system: Arc<OnceLock<Result<Arc<WebPkiServerVerifier>, String>>>,
     by_ca_file: Arc<Mutex<HashMap<String, Arc<WebPkiServerVerifier>>>>,
 }
@@ -126,6 +127,7 @@ impl Tls {
     pub fn new() -> Self {
         Self {
             config: Arc::new(OnceLock::new()),
+            system_roots: Arc::new(OnceLock::new()),
             system: Arc::new(OnceLock::new()),
             by_ca_file: Arc::new(Mutex::new(HashMap::new())),
         }
@@ -148,10 +150,15 @@ impl Tls {
             .clone()
     }
 
+    /// The system's trust store, read once.
+    fn roots(&self) -> RootCertStore {
+        self.system_roots.get_or_init(system_roots).clone()
+    }
+
     fn verifier(&self, ca_file: Option<&str>) -> Result<Arc<WebPkiServerVerifier>, String> {
         let system = self
             .system
-            .get_or_init(|| build_verifier(system_roots()))
+            .get_or_init(|| build_verifier(self.roots()))
             .clone()?;
         let Some(path) = ca_file else {
             return Ok(system);
@@ -160,7 +167,7 @@ impl Tls {
         if let Some(v) = cache.get(path) {
             return Ok(v.clone());
         }
-        let mut roots = system_roots();
+        let mut roots = self.roots();
         let pem = std::fs::read(path).map_err(|e| format!("ca {path}: {e}"))?;
         let mut added = 0;
         for cert in rustls::pki_types::pem::PemObject::pem_slice_iter(&pem) {

@@ -649,9 +649,7 @@ impl Spool {
             inner.acked.insert(first, last);
             inner.in_flight = None;
             let inner = &mut *inner;
-            if self.cfg.fsync != FsyncPolicy::Never {
-                self.mark_state_dirty(inner);
-            }
+            self.mark_state_dirty(inner);
             if let Err(e) = inner.state.write(&inner.acked, None, false) {
                 tracing::warn!(error = %e, "cannot record the acknowledgement; the batch may be resent and deduplicated");
             }
@@ -747,8 +745,10 @@ impl Spool {
         self.lock().segments.iter().map(|s| s.bytes).sum()
     }
 
+    /// With a sync interval, the state file waits for the next sync (with `always` the caller
+    /// syncs or it need not; with `never` nothing does).
     fn mark_state_dirty(&self, inner: &mut Inner) {
-        if self.cfg.fsync == FsyncPolicy::Never || inner.state_dirty {
+        if !matches!(self.cfg.fsync, FsyncPolicy::Every(_)) || inner.state_dirty {
             return;
         }
         inner.state_dirty = true;

@@ -309,9 +309,10 @@ fn admin(state: &AppState, headers: &axum::http::HeaderMap) -> Result<String, Ap
 pub async fn ack(
     State(state): State<Arc<AppState>>,
     headers: axum::http::HeaderMap,
-    Path(id): Path<i64>,
+    id: Result<Path<i64>, axum::extract::rejection::PathRejection>,
 ) -> Result<Json<serde_json::Value>, AppError> {
     let by = admin(&state, &headers)?;
+    let id = alert_id(id)?;
     if !state.store.ack_alert(id, &by, Utc::now()).await? {
         return Err(AppError::NotFound(format!("no firing alert with id {id}")));
     }
@@ -379,13 +380,22 @@ pub async fn silences(
 pub async fn expire_silence(
     State(state): State<Arc<AppState>>,
     headers: axum::http::HeaderMap,
-    Path(id): Path<i64>,
+    id: Result<Path<i64>, axum::extract::rejection::PathRejection>,
 ) -> Result<axum::http::StatusCode, AppError> {
     admin(&state, &headers)?;
+    let id = alert_id(id)?;
     if !state.store.expire_silence(id, Utc::now()).await? {
         return Err(AppError::NotFound(format!(
             "no active silence with id {id}"
         )));
     }
     Ok(axum::http::StatusCode::NO_CONTENT)
+}
+
+/// An id from the path, or a JSON 400 that says what was wrong with it.
+fn alert_id(
+    id: Result<Path<i64>, axum::extract::rejection::PathRejection>,
+) -> Result<i64, AppError> {
+    id.map(|Path(id)| id)
+        .map_err(|e| AppError::BadRequest(format!("id: {}", e.body_text())))
 }

@@ -261,32 +261,28 @@ impl Engine {
         let t = Transition {
             fingerprint: format!("{AGENT_RULE}/{agent}"),
             rule: AGENT_RULE.to_string(),
-            labels: [
-                ("agent".to_string(), agent.to_string()),
-                ("severity".to_string(), "critical".to_string()),
-            ]
-            .into_iter()
-            .collect(),
+            labels: labels("agent", agent, "critical"),
             from,
             to,
             at,
             summary,
         };
-        let recorded = self.store.record_transition(&t, &[]).await?;
-        let now_state = match recorded {
-            Some(_) => {
-                tracing::info!(agent, to = ?to, summary = %t.summary, "agent alert transition");
-                Some(to)
-            }
-            None => self.stored_state(&t.fingerprint).await?,
-        };
+        // On an error the beat keeps its state, and the next tick tries again.
+        let stored = self.record(&t).await?;
         if let Some(b) = state.agents.get_mut(agent) {
-            b.alert = now_state;
+            b.alert = stored;
         }
         Ok(())
     }
 
-    async fn stored_state(&self, fingerprint: &str) -> Result<Option<AlertState>, StoreError> {
+    /// Records `t`; returns the alert's state afterwards: `t.to`, or what the store holds when
+    /// another writer moved the alert first (another collector, in HA).
+    async fn record(&self, t: &Transition) -> Result<Option<AlertState>, StoreError> {
+        if self.store.record_transition(t, &[]).await?.is_some() {
+            tracing::info!(alert = %t.fingerprint, from = ?t.from, to = ?t.to, summary = %t.summary, "alert transition");
+            return Ok(Some(t.to));
+        }
+        tracing::warn!(alert = %t.fingerprint, "alert was not in the expected state; reloading it");
         Ok(self
             .store
             .alerts(&[
@@ -296,7 +292,7 @@ impl Engine {
             ])
             .await?
             .into_iter()
-            .find(|a| a.fingerprint == fingerprint)
+            .find(|a| a.fingerprint == t.fingerprint)
             .map(|a| a.state))
     }
 
@@ -323,30 +319,15 @@ impl Engine {
         let t = Transition {
             fingerprint: uptime_fingerprint(check),
             rule: UPTIME_RULE.to_string(),
-            labels: [
-                ("check".to_string(), check.to_string()),
-                ("severity".to_string(), rule.severity.clone()),
-            ]
-            .into_iter()
-            .collect(),
+            labels: labels("check", check, &rule.severity),
             from: rule.alert,
             to,
             at: change.at,
             summary: format!("{check} {}: {}", state_word(change.to), change.summary),
         };
-        match self.store.record_transition(&t, &[]).await {
-            Ok(Some(_)) => {
-                tracing::info!(check, from = ?t.from, to = ?t.to, summary = %t.summary, "alert transition");
-                rule.alert = Some(to);
-                Ok(())
-            }
-            Ok(None) => {
-                // Another writer moved it (another collector, in HA): read it back.
-                tracing::warn!(check, "alert was not in the expected state; reloading it");
-                let stored = self.stored_state(&t.fingerprint).await?;
-                if let Some(rule) = state.checks.get_mut(check) {
-                    rule.alert = stored;
-                }
+        match self.record(&t).await {
+            Ok(stored) => {
+                rule.alert = stored;
                 Ok(())
             }
             Err(e) => {
@@ -357,6 +338,16 @@ impl Engine {
             }
         }
     }
+}
+
+/// An alert's labels: what it is about, and its severity.
+fn labels(key: &str, value: &str, severity: &str) -> std::collections::BTreeMap<String, String> {
+    [
+        (key.to_string(), value.to_string()),
+        ("severity".to_string(), severity.to_string()),
+    ]
+    .into_iter()
+    .collect()
 }
 
 fn state_word(s: CheckState) -> &'static str {

@@ -173,32 +173,26 @@ impl Uptime {
         }
         let quorum = s.quorum.unwrap_or(reporting / 2 + 1).max(1);
         let down = fresh.iter().filter(|v| v.down).count() as u32;
+        // Failing: down, or on the way there (a failure not yet confirmed); includes the down.
         let failing = fresh.iter().filter(|v| v.down || v.fails > 0).count() as u32;
-        let underlying = if reporting > 0 && down >= quorum {
+        let seen = if down >= quorum {
             CheckState::Down
-        } else if reporting > 0 && failing >= quorum {
+        } else if failing >= quorum {
             CheckState::Pending
         } else {
             CheckState::Up
         };
-        let raw = underlying;
-        let counts = (down.max(failing), reporting);
-        let error = fresh
-            .iter()
-            .filter(|v| v.down || v.fails > 0)
-            .find_map(|v| v.last_error.clone())
-            .unwrap_or_else(|| "failing".into());
         // Flapping counts changes between up and down; pending is on the way, not a change.
-        if raw != CheckState::Pending && raw != self.settled {
+        if seen != CheckState::Pending && seen != self.settled {
             self.changes.push_back(now);
-            self.settled = raw;
+            self.settled = seen;
         }
         // Pending shows only on the way down: a check that is down stays down until enough
         // agents see it up again.
-        let underlying = if raw == CheckState::Pending && self.settled == CheckState::Down {
+        let underlying = if seen == CheckState::Pending && self.settled == CheckState::Down {
             CheckState::Down
         } else {
-            raw
+            seen
         };
         let window = chrono::Duration::from_std(s.flap_window).unwrap_or(chrono::Duration::MAX);
         while self.changes.front().is_some_and(|t| now - *t > window) {
@@ -215,7 +209,6 @@ impl Uptime {
         if next == self.state {
             return None;
         }
-        let (failing, reporting) = counts;
         let summary = match next {
             CheckState::Up if failing == 0 => format!("up from all {reporting} locations"),
             CheckState::Up => format!("up from {} of {reporting} locations", reporting - failing),
@@ -224,7 +217,14 @@ impl Uptime {
                 self.changes.len(),
                 lookout_config::duration::format(&self.settings.flap_window)
             ),
-            _ => format!("{failing} of {reporting} locations: {error}"),
+            _ => {
+                let error = fresh
+                    .iter()
+                    .filter(|v| v.down || v.fails > 0)
+                    .find_map(|v| v.last_error.as_deref())
+                    .unwrap_or("failing");
+                format!("{failing} of {reporting} locations: {error}")
+            }
         };
         let change = Change {
             from: self.state,
