@@ -4,6 +4,7 @@
 //! - [`ingest`]: `POST /v1/ingest` and `GET /v1/assignments`, for agents;
 //! - [`store`]: the storage interface and its SQLite and PostgreSQL backends;
 //! - [`maintenance`]: rollups and retention in the background;
+//! - [`notify`]: routing alerts to channels (email, Slack, webhook) and delivering the outbox;
 //! - [`api`]: the JSON API under `/api/v1`;
 //! - [`web`]: the page at `/`;
 //! - [`state`]: what every request shares (store, configuration, credentials);
@@ -17,6 +18,7 @@ pub mod api;
 pub mod error;
 pub mod ingest;
 pub mod maintenance;
+pub mod notify;
 pub mod rules;
 pub mod state;
 pub mod store;

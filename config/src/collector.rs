@@ -11,6 +11,7 @@ use crate::agent::{HostMetricsConfig, SpoolSettings, validate_host_metrics, vali
 use crate::check::CheckConfig;
 use crate::document::{Document, EnvLookup, KeyPath};
 use crate::error::ConfigErrors;
+use crate::notify::{AlertingSettings, ChannelConfig, MaintenanceConfig, RouteConfig};
 
 /// Everything the collector needs to run.
 #[derive(Debug, Clone, PartialEq)]
@@ -25,6 +26,14 @@ pub struct CollectorConfig {
     pub local_agent: Option<LocalAgentConfig>,
     /// `[[checks]]`: central checks, assigned to agents by their `run_on` selectors.
     pub checks: Vec<CheckConfig>,
+    /// `[alerting]`: agent timeout and delivery settings.
+    pub alerting: AlertingSettings,
+    /// `[[channels]]`: where notifications go.
+    pub channels: Vec<ChannelConfig>,
+    /// `[[routes]]`: which alerts go to which channels. None: every alert to every channel.
+    pub routes: Vec<RouteConfig>,
+    /// `[[maintenance]]`: windows when matching alerts are recorded but not sent.
+    pub maintenance: Vec<MaintenanceConfig>,
 }
 
 /// `[server]`.
@@ -51,6 +60,10 @@ pub struct ServerConfig {
     /// `Retry-After` (agents retry) instead of growing its memory. Default 32.
     #[serde(default = "default_concurrent_ingest")]
     pub max_concurrent_ingest: usize,
+    /// The address users reach this collector at (`https://status.example.com`), for links in
+    /// notifications. Default none: messages carry no link.
+    #[serde(default)]
+    pub public_url: Option<String>,
 }
 
 impl Default for ServerConfig {
@@ -62,6 +75,7 @@ impl Default for ServerConfig {
             max_body_bytes: default_max_body(),
             max_decoded_bytes: default_max_decoded(),
             max_concurrent_ingest: default_concurrent_ingest(),
+            public_url: None,
         }
     }
 }
@@ -167,6 +181,9 @@ pub struct AgentEntry {
     /// Labels for check selection; these take precedence over the agent's own. Default none.
     #[serde(default)]
     pub labels: BTreeMap<String, String>,
+    /// This agent is down when silent this long. Default `[alerting] agent_timeout`.
+    #[serde(default, with = "crate::duration::option")]
+    pub agent_timeout: Option<Duration>,
 }
 
 /// `[local_agent]`: an agent inside the collector process that ships through the same ingest
@@ -201,7 +218,17 @@ fn default_local_name() -> String {
 /// The shortest agent token accepted.
 pub const MIN_TOKEN_LEN: usize = 16;
 
-const SECTIONS: &[&str] = &["server", "storage", "agents", "local_agent", "checks"];
+const SECTIONS: &[&str] = &[
+    "server",
+    "storage",
+    "agents",
+    "local_agent",
+    "checks",
+    "alerting",
+    "channels",
+    "routes",
+    "maintenance",
+];
 
 /// No top-level keys besides the sections; reading this reports any unknown one.
 #[derive(Deserialize)]
@@ -226,6 +253,22 @@ impl CollectorConfig {
         let agents = doc.array_section::<AgentEntry>("agents");
         let local_agent: Option<LocalAgentConfig> = doc.section("local_agent");
         let checks = crate::validate_checks(&mut doc, "checks");
+        let alerting: AlertingSettings = doc.section("alerting").unwrap_or_default();
+        let (channels, routes, maintenance) = crate::notify::read(&mut doc);
+        if alerting.agent_timeout < Duration::from_secs(5) {
+            doc.error_at(
+                &KeyPath::key("alerting").child("agent_timeout"),
+                "must be at least 5s",
+            );
+        }
+        if let Some(u) = &server.public_url
+            && !(u.starts_with("http://") || u.starts_with("https://"))
+        {
+            doc.error_at(
+                &KeyPath::key("server").child("public_url"),
+                format!("{u:?}: expected an http:// or https:// URL"),
+            );
+        }
 
         if let Some(u) = &storage.url
             && !(u.starts_with("sqlite:")
@@ -289,6 +332,9 @@ impl CollectorConfig {
                     ),
                 );
             }
+            if a.agent_timeout.is_some_and(|d| d < Duration::from_secs(5)) {
+                doc.error_at(&at.child("agent_timeout"), "must be at least 5s");
+            }
             if a.token.chars().count() < MIN_TOKEN_LEN {
                 doc.error_at(
                     &at.child("token"),
@@ -320,6 +366,10 @@ impl CollectorConfig {
             agents: agents.into_iter().map(|(_, a)| a).collect(),
             local_agent: local_agent.filter(|l| l.enabled),
             checks,
+            alerting,
+            channels,
+            routes,
+            maintenance,
         })
     }
 

@@ -1,6 +1,7 @@
 //! Typed configuration of Lookout's two daemons.
 //!
-//! - [`CollectorConfig`]: `[server]`, `[storage]`, `[[agents]]`, `[local_agent]`, `[[checks]]`.
+//! - [`CollectorConfig`]: `[server]`, `[storage]`, `[[agents]]`, `[local_agent]`, `[[checks]]`,
+//!   `[alerting]`, `[[channels]]`, `[[routes]]`, `[[maintenance]]` ([`notify`]).
 //! - [`AgentConfig`]: the agent's name, collector URLs, token and labels, `[host_metrics]`,
 //!   `[shipping]`, `[spool]` and local `[[checks]]`.
 //! - [`CheckConfig`]: one check, the same schema in both files and on the wire.
@@ -17,6 +18,7 @@ pub mod condition;
 pub mod document;
 pub mod duration;
 pub mod error;
+pub mod notify;
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -29,6 +31,9 @@ pub use check::{CheckConfig, CheckType, IpVersion, RecordType, Selector};
 pub use collector::{AgentEntry, CollectorConfig, LocalAgentConfig, ServerConfig, StorageConfig};
 pub use condition::{Condition, Observation};
 pub use error::{ConfigError, ConfigErrors};
+pub use notify::{
+    AlertingSettings, ChannelConfig, ChannelType, MaintenanceConfig, RouteConfig,
+};
 
 use document::{Document, KeyPath};
 

@@ -1,0 +1,121 @@
+//! What a channel sends: one [`Message`] per group of alerts, each alert an [`AlertNote`]. The
+//! outbox stores each note as JSON (its payload); the worker gathers the notes of one group into
+//! a message and hands it to the channel.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+/// The version of the webhook payload's schema (docs/notifications.md).
+pub const PAYLOAD_VERSION: u32 = 1;
+
+/// Why a note is sent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum NoteKind {
+    /// The alert began firing.
+    Firing,
+    /// The alert is still firing and not acknowledged (`repeat_interval`).
+    Reminder,
+    /// The alert resolved.
+    Resolved,
+}
+
+impl NoteKind {
+    /// `FIRING`, `REMINDER` or `RESOLVED`, for subjects and titles.
+    pub fn upper(self) -> &'static str {
+        match self {
+            NoteKind::Firing => "FIRING",
+            NoteKind::Reminder => "REMINDER",
+            NoteKind::Resolved => "RESOLVED",
+        }
+    }
+}
+
+/// One alert in a message; stored as an outbox row's payload.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AlertNote {
+    /// The alert's fingerprint (rule + labels).
+    pub fingerprint: String,
+    /// The rule (`uptime`, `agent`, a `[[rules]]` name...).
+    pub rule: String,
+    /// The alert's labels (`check`, `agent`, `severity`...).
+    pub labels: BTreeMap<String, String>,
+    /// Why this note is sent.
+    pub kind: NoteKind,
+    /// What is wrong, or what was (`api down: 2 of 3 locations: status 503`).
+    pub summary: String,
+    /// When the alert began firing.
+    pub fired_at: DateTime<Utc>,
+    /// When it resolved (resolved notes only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resolved_at: Option<DateTime<Utc>>,
+    /// A link to the alert's subject on the status page, when `[server] public_url` is set.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub link: Option<String>,
+}
+
+impl AlertNote {
+    /// How long the alert fired (resolved notes).
+    pub fn lasted(&self) -> Option<Duration> {
+        self.resolved_at
+            .and_then(|r| (r - self.fired_at).to_std().ok())
+    }
+
+    /// What the alert is about: its check, agent or rule name.
+    pub fn subject(&self) -> &str {
+        self.labels
+            .get("check")
+            .or_else(|| self.labels.get("heartbeat"))
+            .or_else(|| self.labels.get("agent"))
+            .map(String::as_str)
+            .unwrap_or(&self.rule)
+    }
+}
+
+/// What one channel sends at once: the notes of one group.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Message {
+    /// The group (route and `group_by` label values).
+    pub group_key: String,
+    /// The notes, in the order they were queued.
+    pub alerts: Vec<AlertNote>,
+}
+
+impl Message {
+    /// A one-line title: `[FIRING] api down: 2 of 3 locations: 503` for one note,
+    /// `[FIRING] 3 alerts, [RESOLVED] 1 alert` for several.
+    pub fn title(&self) -> String {
+        if let [one] = self.alerts.as_slice() {
+            return format!("[{}] {}", one.kind.upper(), one.summary);
+        }
+        let mut parts = Vec::new();
+        for kind in [NoteKind::Firing, NoteKind::Reminder, NoteKind::Resolved] {
+            let n = self.alerts.iter().filter(|a| a.kind == kind).count();
+            if n > 0 {
+                let s = if n == 1 { "" } else { "s" };
+                parts.push(format!("[{}] {n} alert{s}", kind.upper()));
+            }
+        }
+        parts.join(", ")
+    }
+}
+
+/// Why a send failed.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum SendError {
+    /// Worth retrying (network error, 5xx, 429); `after` is what the peer asked for
+    /// (`Retry-After`).
+    #[error("{reason}")]
+    Retry {
+        /// What happened; never holds a secret (URL with token, password).
+        reason: String,
+        /// The wait the peer asked for.
+        after: Option<Duration>,
+    },
+    /// Will fail the same way again (4xx other than 429, a malformed address): given up at once.
+    #[error("{0}")]
+    Permanent(String),
+}

@@ -1,0 +1,379 @@
+//! Where alerts go: `[[channels]]` (email, Slack, webhook), `[[routes]]` that pick channels by
+//! an alert's labels, `[[maintenance]]` windows that hold notifications back, and
+//! `[alerting]` settings.
+
+use std::collections::{BTreeMap, HashMap};
+use std::str::FromStr;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::document::{Document, KeyPath};
+
+/// A channel's type.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ChannelType {
+    /// Email over SMTP (lettre).
+    Email,
+    /// A Slack incoming webhook (Block Kit message).
+    Slack,
+    /// A JSON POST to any URL, signed with HMAC-SHA256 when `secret` is set.
+    Webhook,
+}
+
+impl ChannelType {
+    /// The configured name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ChannelType::Email => "email",
+            ChannelType::Slack => "slack",
+            ChannelType::Webhook => "webhook",
+        }
+    }
+}
+
+/// `[[channels]]`: one place notifications go.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ChannelConfig {
+    /// Unique name, used by routes.
+    pub name: String,
+    /// `email`, `slack` or `webhook`.
+    #[serde(rename = "type")]
+    pub kind: ChannelType,
+    /// email: lettre's SMTP URL (`smtp://user:pass@host:587?tls=required`, `smtps://` for
+    /// implicit TLS, plain `smtp://host:25` for a local relay). webhook: the URL to POST to.
+    #[serde(default)]
+    pub url: Option<String>,
+    /// email: the sender, `Name <address>` or an address.
+    #[serde(default)]
+    pub from: Option<String>,
+    /// email: the recipients.
+    #[serde(default)]
+    pub to: Vec<String>,
+    /// slack: the incoming webhook URL.
+    #[serde(default)]
+    pub webhook_url: Option<String>,
+    /// webhook: the HMAC-SHA256 key; the signature goes in `X-Lookout-Signature`.
+    #[serde(default)]
+    pub secret: Option<String>,
+    /// webhook: extra request headers (an `Authorization` for the receiver, say).
+    #[serde(default)]
+    pub headers: BTreeMap<String, String>,
+    /// How long one send may take. Default `"10s"`.
+    #[serde(default = "default_send_timeout", with = "crate::duration")]
+    pub timeout: Duration,
+}
+
+fn default_send_timeout() -> Duration {
+    Duration::from_secs(10)
+}
+
+impl ChannelConfig {
+    /// What is wrong with this channel, as (key, problem).
+    fn problems(&self) -> Vec<(&'static str, String)> {
+        let mut out = Vec::new();
+        if self.name.trim().is_empty() {
+            out.push(("name", "must not be empty".to_string()));
+        }
+        let allowed: &[&str] = match self.kind {
+            ChannelType::Email => &["url", "from", "to"],
+            ChannelType::Slack => &["webhook_url"],
+            ChannelType::Webhook => &["url", "secret", "headers"],
+        };
+        let set = [
+            ("url", self.url.is_some()),
+            ("from", self.from.is_some()),
+            ("to", !self.to.is_empty()),
+            ("webhook_url", self.webhook_url.is_some()),
+            ("secret", self.secret.is_some()),
+            ("headers", !self.headers.is_empty()),
+        ];
+        for (key, present) in set {
+            if present && !allowed.contains(&key) {
+                out.push((
+                    key,
+                    format!("not a setting of {} channels", self.kind.as_str()),
+                ));
+            }
+        }
+        match self.kind {
+            ChannelType::Email => {
+                match self.url.as_deref() {
+                    None => out.push(("url", "required: smtp://host:port or smtps://...".into())),
+                    Some(u) if !(u.starts_with("smtp://") || u.starts_with("smtps://")) => {
+                        out.push(("url", "expected smtp://... or smtps://...".into()))
+                    }
+                    Some(u) if url::Url::parse(u).is_err() => {
+                        out.push(("url", "not a valid URL".into()))
+                    }
+                    _ => {}
+                }
+                match self.from.as_deref() {
+                    None => out.push(("from", "required: the sender's address".into())),
+                    Some(f) if !f.contains('@') => {
+                        out.push(("from", format!("{f:?} is not an email address")))
+                    }
+                    _ => {}
+                }
+                if self.to.is_empty() {
+                    out.push(("to", "required: at least one recipient".into()));
+                }
+                for t in &self.to {
+                    if !t.contains('@') {
+                        out.push(("to", format!("{t:?} is not an email address")));
+                    }
+                }
+            }
+            ChannelType::Slack => match self.webhook_url.as_deref() {
+                None => out.push(("webhook_url", "required".into())),
+                Some(u) => {
+                    if let Some(p) = http_url_problem(u) {
+                        out.push(("webhook_url", p));
+                    }
+                }
+            },
+            ChannelType::Webhook => match self.url.as_deref() {
+                None => out.push(("url", "required".into())),
+                Some(u) => {
+                    if let Some(p) = http_url_problem(u) {
+                        out.push(("url", p));
+                    }
+                }
+            },
+        }
+        if self.secret.as_deref() == Some("") {
+            out.push(("secret", "is empty (an unset ${VAR}?)".into()));
+        }
+        if self.timeout.is_zero() {
+            out.push(("timeout", "must be more than 0".into()));
+        }
+        out
+    }
+}
+
+/// Why `u` is not an http(s) URL; the URL itself is not repeated, as it may hold a secret.
+fn http_url_problem(u: &str) -> Option<String> {
+    match url::Url::parse(u) {
+        Ok(p) if p.scheme() == "http" || p.scheme() == "https" => None,
+        Ok(_) => Some("expected an http:// or https:// URL".into()),
+        Err(e) => Some(format!("not a valid URL: {e}")),
+    }
+}
+
+/// `[[routes]]`: which alerts go to which channels, and how they are grouped.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RouteConfig {
+    /// Label values an alert must all have (`{ severity = "critical", check = "api" }`); empty
+    /// matches every alert.
+    #[serde(rename = "match", default)]
+    pub matchers: BTreeMap<String, String>,
+    /// Channel names.
+    pub channels: Vec<String>,
+    /// After a match, go on to the next routes too. Default `false`: the first match wins.
+    #[serde(rename = "continue", default)]
+    pub continue_matching: bool,
+    /// Alerts with the same values of these labels share a message. Default `[]`: all of the
+    /// route's alerts that arrive within `group_wait` go in one message.
+    #[serde(default)]
+    pub group_by: Vec<String>,
+    /// How long to wait for more alerts of a group before sending. Default `"2s"`.
+    #[serde(default = "default_group_wait", with = "crate::duration")]
+    pub group_wait: Duration,
+    /// Resend a firing, unacknowledged alert this often. Default off.
+    #[serde(default, with = "crate::duration::option")]
+    pub repeat_interval: Option<Duration>,
+}
+
+fn default_group_wait() -> Duration {
+    Duration::from_secs(2)
+}
+
+impl RouteConfig {
+    /// True when every matcher is among `labels`.
+    pub fn matches(&self, labels: &BTreeMap<String, String>) -> bool {
+        self.matchers.iter().all(|(k, v)| labels.get(k) == Some(v))
+    }
+}
+
+/// `[[maintenance]]`: a window during which matching alerts are recorded but not sent. Either
+/// one-off (`starts`, `ends`) or recurring (`schedule`, a cron expression in UTC, and
+/// `duration`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MaintenanceConfig {
+    /// Its name, shown on the status page.
+    pub name: String,
+    /// Label values an alert must all have; empty matches every alert.
+    #[serde(rename = "match", default)]
+    pub matchers: BTreeMap<String, String>,
+    /// One-off: the start (RFC 3339).
+    #[serde(default)]
+    pub starts: Option<DateTime<Utc>>,
+    /// One-off: the end (RFC 3339).
+    #[serde(default)]
+    pub ends: Option<DateTime<Utc>>,
+    /// Recurring: when each window starts, as cron (`"0 2 * * SUN"`: Sundays 02:00 UTC).
+    #[serde(default)]
+    pub schedule: Option<String>,
+    /// Recurring: how long each window lasts.
+    #[serde(default, with = "crate::duration::option")]
+    pub duration: Option<Duration>,
+}
+
+impl MaintenanceConfig {
+    /// True when a window is open at `now`.
+    pub fn active_at(&self, now: DateTime<Utc>) -> bool {
+        if let (Some(s), Some(e)) = (self.starts, self.ends) {
+            return s <= now && now < e;
+        }
+        let (Some(schedule), Some(d)) = (&self.schedule, self.duration) else {
+            return false;
+        };
+        let Ok(cron) = croner::Cron::from_str(schedule) else {
+            return false;
+        };
+        let Ok(d) = chrono::Duration::from_std(d) else {
+            return false;
+        };
+        cron.find_previous_occurrence(&now, true)
+            .is_ok_and(|start| now < start + d)
+    }
+
+    /// True when open at `now` and every matcher is among `labels`.
+    pub fn covers(&self, labels: &BTreeMap<String, String>, now: DateTime<Utc>) -> bool {
+        self.matchers.iter().all(|(k, v)| labels.get(k) == Some(v)) && self.active_at(now)
+    }
+
+    fn problems(&self) -> Vec<(&'static str, String)> {
+        let mut out = Vec::new();
+        if self.name.trim().is_empty() {
+            out.push(("name", "must not be empty".to_string()));
+        }
+        let one_off = self.starts.is_some() || self.ends.is_some();
+        let recurring = self.schedule.is_some() || self.duration.is_some();
+        match (one_off, recurring) {
+            (true, true) => out.push((
+                "schedule",
+                "give either starts and ends, or schedule and duration, not both".into(),
+            )),
+            (false, false) => out.push((
+                "starts",
+                "required: starts and ends (one-off), or schedule and duration (recurring)".into(),
+            )),
+            (true, false) => match (self.starts, self.ends) {
+                (Some(s), Some(e)) if e <= s => out.push(("ends", "must be after starts".into())),
+                (None, _) => out.push(("starts", "required with ends".into())),
+                (_, None) => out.push(("ends", "required with starts".into())),
+                _ => {}
+            },
+            (false, true) => {
+                match &self.schedule {
+                    None => out.push(("schedule", "required with duration".into())),
+                    Some(s) => {
+                        if let Err(e) = croner::Cron::from_str(s) {
+                            out.push(("schedule", format!("invalid cron expression {s:?}: {e}")));
+                        }
+                    }
+                }
+                match self.duration {
+                    None => out.push(("duration", "required with schedule".into())),
+                    Some(d) if d.is_zero() => {
+                        out.push(("duration", "must be more than 0".into()))
+                    }
+                    _ => {}
+                }
+            }
+        }
+        out
+    }
+}
+
+/// `[alerting]`: rule and delivery settings.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AlertingSettings {
+    /// An agent silent this long is down: one alert for the host, and its own checks' alerts
+    /// are held back meanwhile. Default `"30s"` (agents ship at least every few seconds);
+    /// `[[agents]] agent_timeout` overrides it per agent.
+    #[serde(default = "default_agent_timeout", with = "crate::duration")]
+    pub agent_timeout: Duration,
+    /// How long a notification is retried before it is given up as failed. Default `"24h"`.
+    #[serde(default = "default_give_up", with = "crate::duration")]
+    pub give_up_after: Duration,
+}
+
+impl Default for AlertingSettings {
+    fn default() -> Self {
+        Self {
+            agent_timeout: default_agent_timeout(),
+            give_up_after: default_give_up(),
+        }
+    }
+}
+
+fn default_agent_timeout() -> Duration {
+    Duration::from_secs(30)
+}
+
+fn default_give_up() -> Duration {
+    Duration::from_secs(86_400)
+}
+
+/// Reads and checks `[[channels]]`, `[[routes]]` and `[[maintenance]]`.
+pub(crate) fn read(
+    doc: &mut Document<'_>,
+) -> (
+    Vec<ChannelConfig>,
+    Vec<RouteConfig>,
+    Vec<MaintenanceConfig>,
+) {
+    let channels = doc.array_section::<ChannelConfig>("channels");
+    let mut names: HashMap<String, usize> = HashMap::new();
+    for (i, c) in &channels {
+        let at = KeyPath::key("channels").index(*i);
+        for (key, problem) in c.problems() {
+            doc.error_at(&at.child(key), problem);
+        }
+        if let Some(first) = names.insert(c.name.clone(), *i) {
+            doc.error_at(
+                &at.child("name"),
+                format!("duplicate channel name {:?} (first at channels[{first}])", c.name),
+            );
+        }
+    }
+    let routes = doc.array_section::<RouteConfig>("routes");
+    for (i, r) in &routes {
+        let at = KeyPath::key("routes").index(*i);
+        if r.channels.is_empty() {
+            doc.error_at(&at.child("channels"), "must name at least one channel");
+        }
+        for c in &r.channels {
+            if !names.contains_key(c) {
+                let known: Vec<&str> = channels.iter().map(|(_, c)| c.name.as_str()).collect();
+                doc.error_at(
+                    &at.child("channels"),
+                    format!("no channel named {c:?} (channels: {known:?})"),
+                );
+            }
+        }
+        if r.repeat_interval.is_some_and(|d| d < Duration::from_secs(60)) {
+            doc.error_at(&at.child("repeat_interval"), "must be at least 1m");
+        }
+    }
+    let maintenance = doc.array_section::<MaintenanceConfig>("maintenance");
+    for (i, m) in &maintenance {
+        let at = KeyPath::key("maintenance").index(*i);
+        for (key, problem) in m.problems() {
+            doc.error_at(&at.child(key), problem);
+        }
+    }
+    (
+        channels.into_iter().map(|(_, c)| c).collect(),
+        routes.into_iter().map(|(_, r)| r).collect(),
+        maintenance.into_iter().map(|(_, m)| m).collect(),
+    )
+}
