@@ -310,14 +310,9 @@ async fn ninety_days(name: &str, url: &str, checks: usize) {
     let config =
         lookout_config::CollectorConfig::parse(std::path::Path::new("bench.toml"), "", &|_| None)
             .expect("config");
-    let rules = Arc::new(
-        lookout_collector::rules::Engine::load(s.clone(), &config.checks)
-            .await
-            .expect("rules"),
-    );
-    let state = Arc::new(lookout_collector::state::AppState::new(
-        s, config, None, rules,
-    ));
+    let state = lookout_collector::build_state(s, config, None)
+        .await
+        .expect("state");
     let from = (day0 - Duration::days(89)).format("%Y-%m-%dT%H:%M:%SZ");
     let to = (day0 + Duration::days(1)).format("%Y-%m-%dT%H:%M:%SZ");
     let mut times = Vec::new();

@@ -108,6 +108,26 @@ pub struct Running {
     pub task: JoinHandle<Result<(), CollectorError>>,
 }
 
+/// The shared state over an open store: the rule engine resumed from the stored alerts, and
+/// the notification sender over the configured channels (not yet running).
+pub async fn build_state(
+    store: Arc<dyn store::Store>,
+    config: CollectorConfig,
+    local: Option<Credential>,
+) -> Result<Arc<AppState>, store::StoreError> {
+    let queued = Arc::new(tokio::sync::Notify::new());
+    let rules = Arc::new(rules::Engine::load(store.clone(), &config, queued.clone()).await?);
+    let notifier = Arc::new(notify::Worker::new(
+        store.clone(),
+        notify::senders(&config.channels),
+        config.alerting.give_up_after,
+        queued,
+    ));
+    Ok(Arc::new(AppState::new(
+        store, config, local, rules, notifier,
+    )))
+}
+
 /// Opens the store, binds the listener and starts serving (and the local agent, if configured).
 pub async fn start(config: CollectorConfig) -> Result<Running, CollectorError> {
     let url = config.storage.resolved_url(&config.server.data_dir);
@@ -149,11 +169,12 @@ pub async fn start(config: CollectorConfig) -> Result<Running, CollectorError> {
         _ => None,
     };
     let retention = store::Retention::from(&config.storage);
-    let rules = Arc::new(rules::Engine::load(store.clone(), &config.checks).await?);
-    let state = Arc::new(AppState::new(store.clone(), config, local, rules));
+    let state = build_state(store.clone(), config, local).await?;
+    let notifier = state.notifier.clone();
     let shutdown = CancellationToken::new();
     let upkeep_stop = CancellationToken::new();
     let upkeep = tokio::spawn(maintenance::run(store, retention, upkeep_stop.clone()));
+    let sender = tokio::spawn(notifier.run(upkeep_stop.clone()));
     // What time alone changes (silent agents, flapping that settles), every few seconds.
     tokio::spawn({
         let (rules, stop) = (state.rules.clone(), upkeep_stop.clone());
@@ -202,6 +223,9 @@ pub async fn start(config: CollectorConfig) -> Result<Running, CollectorError> {
             if let Err(e) = upkeep.await {
                 tracing::warn!(error = %e, "maintenance task failed");
             }
+            if let Err(e) = sender.await {
+                tracing::warn!(error = %e, "notification sender failed");
+            }
             server_stop.cancel();
             match tokio::time::timeout(STOP_DEADLINE, server).await {
                 Ok(Ok(r)) => r,
@@ -236,7 +260,10 @@ pub fn reload(state: &AppState, path: &std::path::Path) {
                 );
             }
             let checks = new.checks.len();
-            state.rules.reload(&new.checks);
+            state.rules.reload(&new);
+            state
+                .notifier
+                .replace_senders(notify::senders(&new.channels));
             state.replace_config(new);
             tracing::info!(path = %path.display(), checks, "configuration reloaded");
         }

@@ -50,6 +50,8 @@ pub struct AppState {
     ingest_slots: Arc<tokio::sync::Semaphore>,
     /// Evaluates rules on what is stored.
     pub rules: Arc<crate::rules::Engine>,
+    /// Sends the notification outbox.
+    pub notifier: Arc<crate::notify::Worker>,
 }
 
 impl AppState {
@@ -59,6 +61,7 @@ impl AppState {
         config: CollectorConfig,
         local: Option<Credential>,
         rules: Arc<crate::rules::Engine>,
+        notifier: Arc<crate::notify::Worker>,
     ) -> Self {
         let credentials = credentials(&config, local.as_ref());
         let ingest_slots = Arc::new(tokio::sync::Semaphore::new(
@@ -71,6 +74,7 @@ impl AppState {
             credentials: RwLock::new(Arc::new(credentials)),
             local,
             rules,
+            notifier,
         }
     }
 

@@ -7,7 +7,6 @@ use std::sync::Arc;
 use axum::body::Body;
 use axum::http::{Request, StatusCode, header};
 use chrono::{DateTime, Duration, Utc};
-use lookout_collector::rules::Engine;
 use lookout_collector::state::AppState;
 use lookout_config::CollectorConfig;
 use lookout_protocol::{
@@ -47,8 +46,9 @@ async fn collector(dir: &Path) -> Arc<AppState> {
     let store = lookout_collector::store::open(&url, &Default::default())
         .await
         .unwrap();
-    let rules = Arc::new(Engine::load(store.clone(), &config.checks).await.unwrap());
-    Arc::new(AppState::new(store, config, None, rules))
+    lookout_collector::build_state(store, config, None)
+        .await
+        .unwrap()
 }
 
 struct Agents {

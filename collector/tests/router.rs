@@ -58,12 +58,9 @@ impl Harness {
         let store = lookout_collector::store::open(&url, &Default::default())
             .await
             .unwrap();
-        let rules = Arc::new(
-            lookout_collector::rules::Engine::load(store.clone(), &config.checks)
-                .await
-                .unwrap(),
-        );
-        let state = Arc::new(AppState::new(store, config, None, rules));
+        let state = lookout_collector::build_state(store, config, None)
+            .await
+            .unwrap();
         Self { _dir: dir, state }
     }
 

@@ -133,6 +133,7 @@ conformance!(
     outbox_claims_lease_retry_and_give_up,
     acknowledgements_and_silences,
     concurrent_senders_never_claim_one_notification_twice,
+    a_group_is_claimed_together_when_its_first_row_is_due,
 );
 
 fn t(minute: i64, second: i64) -> DateTime<Utc> {
@@ -648,6 +649,8 @@ fn transition(from: Option<AlertState>, to: AlertState, at: DateTime<Utc>) -> Tr
         to,
         at,
         summary: format!("api is {}", to.as_str()),
+        fired_at: (to == AlertState::Firing).then_some(at),
+        notified_at: None,
     }
 }
 
@@ -655,9 +658,143 @@ fn note(channel: &str, key: &str, at: DateTime<Utc>) -> NewNotification {
     NewNotification {
         channel: channel.into(),
         dedup_key: key.into(),
+        // Its own group: claimed only when itself due.
+        group_key: key.into(),
         payload: serde_json::json!({ "key": key }),
         not_before: at,
     }
+}
+
+async fn a_group_is_claimed_together_when_its_first_row_is_due(b: Backend) {
+    let s = &*b.store;
+    let grouped = |channel: &str, key: &str, due: DateTime<Utc>| NewNotification {
+        group_key: "route0:".into(),
+        ..note(channel, key, due)
+    };
+    let mut fire = transition(None, AlertState::Firing, t(0, 0));
+    fire.notified_at = Some(t(0, 0));
+    let id = s
+        .record_transition(
+            &fire,
+            &[grouped("hook", "a", t(0, 2)), grouped("mail", "a", t(0, 2))],
+        )
+        .await
+        .unwrap()
+        .unwrap();
+    let firing = s.alerts(&[AlertState::Firing]).await.unwrap();
+    assert_eq!(
+        (firing[0].fired_at, firing[0].notified_at),
+        (Some(t(0, 0)), Some(t(0, 0)))
+    );
+    // A second alert's note for the same group, due later: not due on its own...
+    let mut other = transition(None, AlertState::Firing, t(0, 1));
+    other.fingerprint = "uptime:web".into();
+    let other_id = s
+        .record_transition(&other, &[grouped("hook", "b", t(0, 3))])
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(
+        s.claim_notifications("w", t(0, 1), t(1, 0), 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(s.next_notification_due().await.unwrap(), Some(t(0, 2)));
+    // ...but it goes with the group's first row, in the same channel only.
+    let claimed = s
+        .claim_notifications("w", t(0, 2), t(1, 0), 10)
+        .await
+        .unwrap();
+    let keys: Vec<_> = claimed
+        .iter()
+        .map(|n| {
+            (
+                n.channel.as_str(),
+                n.dedup_key.as_str(),
+                n.group_key.as_str(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        keys,
+        [
+            ("hook", "a", "route0:"),
+            ("mail", "a", "route0:"),
+            ("hook", "b", "route0:")
+        ]
+    );
+    assert_eq!(claimed[0].created, t(0, 0));
+    assert!(s.mark_delivered(claimed[0].id, "w", t(0, 3)).await.unwrap());
+    assert!(s.mark_delivered(claimed[2].id, "w", t(0, 3)).await.unwrap());
+    assert!(
+        s.mark_failed(claimed[1].id, "w", "535 auth", None, t(0, 3))
+            .await
+            .unwrap()
+    );
+    let deliveries = s.deliveries(id).await.unwrap();
+    let seen: Vec<_> = deliveries
+        .iter()
+        .map(|d| {
+            (
+                d.channel.as_str(),
+                d.state,
+                d.attempts,
+                d.last_error.as_deref(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        seen,
+        [
+            ("hook", DeliveryState::Delivered, 1, None),
+            ("mail", DeliveryState::Failed, 1, Some("535 auth"))
+        ]
+    );
+    assert_eq!(s.deliveries(other_id).await.unwrap().len(), 1);
+
+    // Reminders and released notes: queued only while the alert is still in the state seen.
+    assert!(
+        s.queue_notifications(
+            "uptime:api",
+            AlertState::Firing,
+            t(5, 0),
+            &[note("hook", "r1", t(5, 0))]
+        )
+        .await
+        .unwrap()
+    );
+    let firing = s.alerts(&[AlertState::Firing]).await.unwrap();
+    let api = firing.iter().find(|a| a.id == id).unwrap();
+    assert_eq!(api.notified_at, Some(t(5, 0)));
+    assert!(
+        !s.queue_notifications(
+            "uptime:api",
+            AlertState::Resolved,
+            t(6, 0),
+            &[note("hook", "r2", t(6, 0))]
+        )
+        .await
+        .unwrap()
+    );
+    assert!(
+        !s.queue_notifications(
+            "uptime:nope",
+            AlertState::Firing,
+            t(6, 0),
+            &[note("hook", "r3", t(6, 0))]
+        )
+        .await
+        .unwrap()
+    );
+    let keys: Vec<String> = s
+        .claim_notifications("w", t(9, 0), t(10, 0), 10)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|n| n.dedup_key)
+        .collect();
+    assert_eq!(keys, ["r1"]);
 }
 
 fn default_retention() -> Retention {

@@ -233,7 +233,7 @@ fn default_success_threshold() -> u32 {
     1
 }
 
-fn default_severity() -> String {
+pub(crate) fn default_severity() -> String {
     "critical".to_string()
 }
 

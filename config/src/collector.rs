@@ -11,6 +11,7 @@ use crate::agent::{HostMetricsConfig, SpoolSettings, validate_host_metrics, vali
 use crate::check::CheckConfig;
 use crate::document::{Document, EnvLookup, KeyPath};
 use crate::error::ConfigErrors;
+use crate::heartbeat::HeartbeatConfig;
 use crate::notify::{AlertingSettings, ChannelConfig, MaintenanceConfig, RouteConfig};
 
 /// Everything the collector needs to run.
@@ -34,6 +35,8 @@ pub struct CollectorConfig {
     pub routes: Vec<RouteConfig>,
     /// `[[maintenance]]`: windows when matching alerts are recorded but not sent.
     pub maintenance: Vec<MaintenanceConfig>,
+    /// `[[heartbeats]]`: push monitors pinged by cron jobs.
+    pub heartbeats: Vec<HeartbeatConfig>,
 }
 
 /// `[server]`.
@@ -228,6 +231,7 @@ const SECTIONS: &[&str] = &[
     "channels",
     "routes",
     "maintenance",
+    "heartbeats",
 ];
 
 /// No top-level keys besides the sections; reading this reports any unknown one.
@@ -255,6 +259,23 @@ impl CollectorConfig {
         let checks = crate::validate_checks(&mut doc, "checks");
         let alerting: AlertingSettings = doc.section("alerting").unwrap_or_default();
         let (channels, routes, maintenance) = crate::notify::read(&mut doc);
+        let heartbeats = doc.array_section::<HeartbeatConfig>("heartbeats");
+        let mut seen: HashMap<&str, usize> = HashMap::new();
+        for (i, h) in &heartbeats {
+            let at = KeyPath::key("heartbeats").index(*i);
+            for (key, problem) in h.problems() {
+                doc.error_at(&at.child(key), problem);
+            }
+            if let Some(first) = seen.insert(&h.name, *i) {
+                doc.error_at(
+                    &at.child("name"),
+                    format!(
+                        "duplicate heartbeat name {:?} (first at heartbeats[{first}])",
+                        h.name
+                    ),
+                );
+            }
+        }
         if alerting.agent_timeout < Duration::from_secs(5) {
             doc.error_at(
                 &KeyPath::key("alerting").child("agent_timeout"),
@@ -370,6 +391,7 @@ impl CollectorConfig {
             channels,
             routes,
             maintenance,
+            heartbeats: heartbeats.into_iter().map(|(_, h)| h).collect(),
         })
     }
 

@@ -1,7 +1,8 @@
 //! Typed configuration of Lookout's two daemons.
 //!
 //! - [`CollectorConfig`]: `[server]`, `[storage]`, `[[agents]]`, `[local_agent]`, `[[checks]]`,
-//!   `[alerting]`, `[[channels]]`, `[[routes]]`, `[[maintenance]]` ([`notify`]).
+//!   `[alerting]`, `[[channels]]`, `[[routes]]`, `[[maintenance]]` ([`notify`]), `[[heartbeats]]`
+//!   ([`heartbeat`]).
 //! - [`AgentConfig`]: the agent's name, collector URLs, token and labels, `[host_metrics]`,
 //!   `[shipping]`, `[spool]` and local `[[checks]]`.
 //! - [`CheckConfig`]: one check, the same schema in both files and on the wire.
@@ -18,6 +19,7 @@ pub mod condition;
 pub mod document;
 pub mod duration;
 pub mod error;
+pub mod heartbeat;
 pub mod notify;
 
 use std::collections::HashMap;
@@ -31,9 +33,8 @@ pub use check::{CheckConfig, CheckType, IpVersion, RecordType, Selector};
 pub use collector::{AgentEntry, CollectorConfig, LocalAgentConfig, ServerConfig, StorageConfig};
 pub use condition::{Condition, Observation};
 pub use error::{ConfigError, ConfigErrors};
-pub use notify::{
-    AlertingSettings, ChannelConfig, ChannelType, MaintenanceConfig, RouteConfig,
-};
+pub use heartbeat::HeartbeatConfig;
+pub use notify::{AlertingSettings, ChannelConfig, ChannelType, MaintenanceConfig, RouteConfig};
 
 use document::{Document, KeyPath};
 

@@ -246,7 +246,18 @@ pub struct AlertsParams {
 #[derive(Debug, Serialize)]
 pub struct AlertsAnswer {
     /// Newest change first.
-    pub alerts: Vec<AlertRow>,
+    pub alerts: Vec<AlertView>,
+}
+
+/// One alert with how its notifications stand.
+#[derive(Debug, Serialize)]
+pub struct AlertView {
+    /// The alert.
+    #[serde(flatten)]
+    pub alert: AlertRow,
+    /// Every notification queued about it, oldest first: channel, state (`pending`,
+    /// `delivered`, `failed`), attempts and the last error.
+    pub notifications: Vec<crate::store::alerting::Delivery>,
 }
 
 /// `GET /api/v1/alerts?state=firing|pending|resolved|all`.
@@ -270,9 +281,15 @@ pub async fn alerts(
             )));
         }
     };
-    Ok(Json(AlertsAnswer {
-        alerts: state.store.alerts(&states).await?,
-    }))
+    let mut alerts = Vec::new();
+    for alert in state.store.alerts(&states).await? {
+        let notifications = state.store.deliveries(alert.id).await?;
+        alerts.push(AlertView {
+            alert,
+            notifications,
+        });
+    }
+    Ok(Json(AlertsAnswer { alerts }))
 }
 
 /// The admin's name for the record, from a valid `Authorization: Bearer <admin_token>`; 403 when

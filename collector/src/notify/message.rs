@@ -24,6 +24,15 @@ pub enum NoteKind {
 }
 
 impl NoteKind {
+    /// `firing`, `reminder` or `resolved`, as in the payload.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            NoteKind::Firing => "firing",
+            NoteKind::Reminder => "reminder",
+            NoteKind::Resolved => "resolved",
+        }
+    }
+
     /// `FIRING`, `REMINDER` or `RESOLVED`, for subjects and titles.
     pub fn upper(self) -> &'static str {
         match self {

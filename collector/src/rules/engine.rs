@@ -1,76 +1,108 @@
-//! Evaluates rules as data arrives and records alert transitions in the store.
+//! Evaluates rules as data arrives and records alert transitions in the store, with the
+//! notifications they queue.
 //!
 //! Check results are handed over right after the batch that carries them is committed; a result
-//! that completes a transition records it at once (compare-and-set in the store, with its history
-//! entry). An uptime alert is `pending` while a check is pending, `firing` while it is down or
-//! flapping, `resolved` when it is up again.
+//! that completes a transition records it at once: a compare-and-set in the store, in one
+//! transaction with its history entry and its outbox rows. An uptime alert is `pending` while a
+//! check is pending, `firing` while it is down or flapping, `resolved` when it is up again.
+//!
+//! Notifications: a firing alert is routed to channels ([`Router`]) unless it is held back: by a
+//! silence, a maintenance window, or because every agent whose results made it fire is itself
+//! down (one page for the host, not one per check). A held alert is recorded with no
+//! notification; if it is still firing when the reason ends (and, for an agent outage, once that
+//! agent has sent a result from after its return), it is notified then. A resolve is sent when
+//! the firing was, whatever holds at that moment: resolves are never suppressed.
+//! Reminders go out every `repeat_interval` while an alert fires unacknowledged.
 //!
 //! At start, the engine reads the alerts the store holds: a check whose alert is firing resumes
 //! as down, so a restart neither fires it again nor forgets it, and the first results showing it
 //! up resolve it, once.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use std::sync::Arc;
-
-use lookout_config::CheckConfig;
+use lookout_config::{CheckConfig, CollectorConfig, HeartbeatConfig};
 use lookout_protocol::CheckResult;
-use tokio::sync::Mutex;
+use tokio::sync::{Mutex, Notify};
 
+use super::heartbeat::{self, BeatState};
 use super::uptime::{CheckState, Uptime, UptimeSettings};
-use crate::store::alerting::{AlertState, Transition};
+use crate::notify::{AlertNote, NoteKind, Router};
+use crate::store::alerting::{AlertRow, AlertState, HeartbeatRow, Ping, PingKind, Transition};
 use crate::store::{Store, StoreError};
 
 /// The rule name of check alerts.
 pub const UPTIME_RULE: &str = "uptime";
+
+/// The rule name of agent heartbeat alerts.
+pub const AGENT_RULE: &str = "agent";
+
+/// The rule name of push monitor alerts.
+pub const HEARTBEAT_RULE: &str = "heartbeat";
 
 /// An uptime alert's fingerprint.
 pub fn uptime_fingerprint(check: &str) -> String {
     format!("{UPTIME_RULE}/{check}")
 }
 
+/// An agent heartbeat alert's fingerprint.
+pub fn agent_fingerprint(agent: &str) -> String {
+    format!("{AGENT_RULE}/{agent}")
+}
+
+/// What the configuration sets for the rules.
 #[derive(Debug)]
-struct CheckRule {
-    uptime: Uptime,
-    /// The alert's state as stored (`None`: never stored).
-    alert: Option<AlertState>,
-    severity: String,
+struct Settings {
+    checks: HashMap<String, (UptimeSettings, String)>,
+    agent_timeout: Duration,
+    agent_timeouts: HashMap<String, Duration>,
+    heartbeats: BTreeMap<String, HeartbeatConfig>,
+    router: Arc<Router>,
 }
 
-/// Each configured check's settings and alert severity.
-type Settings = HashMap<String, (UptimeSettings, String)>;
+impl Settings {
+    fn new(config: &CollectorConfig) -> Self {
+        Self {
+            checks: config
+                .checks
+                .iter()
+                .map(|c| (c.name.clone(), settings_of(c)))
+                .collect(),
+            agent_timeout: config.alerting.agent_timeout,
+            agent_timeouts: config
+                .agents
+                .iter()
+                .filter_map(|a| a.agent_timeout.map(|t| (a.name.clone(), t)))
+                .collect(),
+            heartbeats: config
+                .heartbeats
+                .iter()
+                .map(|h| (h.name.clone(), h.clone()))
+                .collect(),
+            router: Arc::new(Router::new(config)),
+        }
+    }
 
-/// The rule engine.
-#[derive(Debug)]
-pub struct Engine {
-    store: Arc<dyn Store>,
-    // std's RwLock: read briefly, never across an await.
-    settings: std::sync::RwLock<Settings>,
-    // tokio's Mutex: evaluation and the store's transition for one batch happen in order, and
-    // the store call is awaited while holding it.
-    state: Mutex<State>,
+    /// A check's settings; defaults for a check the configuration does not name (an agent's
+    /// own).
+    fn check(&self, check: &str) -> (UptimeSettings, String) {
+        self.checks
+            .get(check)
+            .cloned()
+            .unwrap_or_else(|| (UptimeSettings::default(), "critical".to_string()))
+    }
+
+    fn agent_timeout(&self, agent: &str) -> chrono::Duration {
+        let t = self
+            .agent_timeouts
+            .get(agent)
+            .copied()
+            .unwrap_or(self.agent_timeout);
+        chrono::Duration::from_std(t).unwrap_or(chrono::Duration::MAX)
+    }
 }
-
-#[derive(Debug, Default)]
-struct State {
-    checks: HashMap<String, CheckRule>,
-    agents: HashMap<String, AgentBeat>,
-}
-
-/// When an agent was last heard from, and its heartbeat alert as stored.
-#[derive(Debug)]
-struct AgentBeat {
-    last: DateTime<Utc>,
-    alert: Option<AlertState>,
-}
-
-/// The rule name of agent heartbeat alerts.
-pub const AGENT_RULE: &str = "agent";
-
-/// An agent silent this long is down. Agents ship at least every second (or retry sooner), so
-/// this is many missed deliveries, not one slow one.
-pub const AGENT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
 
 fn settings_of(c: &CheckConfig) -> (UptimeSettings, String) {
     (
@@ -86,14 +118,98 @@ fn settings_of(c: &CheckConfig) -> (UptimeSettings, String) {
     )
 }
 
+/// An alert as the engine knows it (what the store holds, plus what it depends on).
+#[derive(Debug, Clone)]
+struct Memo {
+    state: AlertState,
+    rule: String,
+    labels: BTreeMap<String, String>,
+    summary: String,
+    fired_at: Option<DateTime<Utc>>,
+    notified_at: Option<DateTime<Utc>>,
+    /// The agents whose data made it fire: held back while all of them are down.
+    depends_on: Vec<String>,
+}
+
+impl Memo {
+    fn of(row: &AlertRow) -> Self {
+        Self {
+            state: row.state,
+            rule: row.rule.clone(),
+            labels: row.labels.clone(),
+            summary: row.summary.clone(),
+            fired_at: row.fired_at,
+            notified_at: row.notified_at,
+            depends_on: Vec::new(),
+        }
+    }
+}
+
+/// When an agent was last heard from, and when it came back from its last outage.
+#[derive(Debug)]
+struct AgentBeat {
+    last: DateTime<Utc>,
+    back_at: Option<DateTime<Utc>>,
+}
+
+#[derive(Debug)]
+struct CheckRule {
+    uptime: Uptime,
+    severity: String,
+}
+
+#[derive(Debug, Default)]
+struct State {
+    checks: HashMap<String, CheckRule>,
+    agents: HashMap<String, AgentBeat>,
+    alerts: HashMap<String, Memo>,
+    /// The latest pings of each push monitor.
+    beats: HashMap<String, HeartbeatRow>,
+}
+
+impl State {
+    fn alert_state(&self, fingerprint: &str) -> Option<AlertState> {
+        self.alerts.get(fingerprint).map(|m| m.state)
+    }
+
+    fn agent_down(&self, agent: &str) -> bool {
+        self.alert_state(&agent_fingerprint(agent)) == Some(AlertState::Firing)
+    }
+}
+
+/// A transition the rules decided, before routing.
+struct Decision {
+    fingerprint: String,
+    rule: String,
+    labels: BTreeMap<String, String>,
+    to: AlertState,
+    at: DateTime<Utc>,
+    summary: String,
+    depends_on: Vec<String>,
+}
+
+/// The rule engine.
+#[derive(Debug)]
+pub struct Engine {
+    store: Arc<dyn Store>,
+    // std's RwLock: read briefly, never across an await.
+    settings: std::sync::RwLock<Arc<Settings>>,
+    // tokio's Mutex: evaluation and the store's transition for one batch happen in order, and
+    // the store call is awaited while holding it.
+    state: Mutex<State>,
+    /// Woken when notifications are queued.
+    queued: Arc<Notify>,
+}
+
 impl Engine {
-    /// Loads the stored alerts so that evaluation goes on where it stopped.
-    pub async fn load(store: Arc<dyn Store>, checks: &[CheckConfig]) -> Result<Self, StoreError> {
-        let settings: Settings = checks
-            .iter()
-            .map(|c| (c.name.clone(), settings_of(c)))
-            .collect();
-        let mut rules: HashMap<String, CheckRule> = HashMap::new();
+    /// Loads the stored alerts so that evaluation goes on where it stopped. `queued` is
+    /// notified whenever notifications are queued (the sender waits on it).
+    pub async fn load(
+        store: Arc<dyn Store>,
+        config: &CollectorConfig,
+        queued: Arc<Notify>,
+    ) -> Result<Self, StoreError> {
+        let settings = Settings::new(config);
         let stored = store
             .alerts(&[
                 AlertState::Pending,
@@ -101,67 +217,67 @@ impl Engine {
                 AlertState::Resolved,
             ])
             .await?;
-        let mut agents: HashMap<String, AgentBeat> = HashMap::new();
         let now = Utc::now();
+        let mut state = State::default();
         for a in store.agents().await? {
-            agents.insert(
+            // An agent not heard from since before this start gets the full timeout.
+            state.agents.insert(
                 a.name,
                 AgentBeat {
-                    // An agent not heard from since before this start gets the full timeout.
                     last: now,
-                    alert: None,
+                    back_at: None,
                 },
             );
         }
-        for a in stored.iter().filter(|a| a.rule == AGENT_RULE) {
-            if let Some(name) = a.labels.get("agent") {
-                agents
-                    .entry(name.clone())
-                    .or_insert(AgentBeat {
-                        last: now,
-                        alert: None,
-                    })
-                    .alert = Some(a.state);
-            }
+        for row in store.heartbeats().await? {
+            state.beats.insert(row.name.clone(), row);
         }
-        for a in stored.into_iter().filter(|a| a.rule == UPTIME_RULE) {
-            let Some(check) = a.labels.get("check").cloned() else {
-                continue;
-            };
-            let (s, severity) = setting(&settings, &check);
-            let uptime = if a.state == AlertState::Firing {
-                Uptime::resume_down(s)
-            } else {
-                Uptime::new(s)
-            };
-            if rules.contains_key(&check) {
-                continue;
+        for a in &stored {
+            state
+                .alerts
+                .entry(a.fingerprint.clone())
+                .or_insert_with(|| Memo::of(a));
+            if a.rule == AGENT_RULE
+                && let Some(name) = a.labels.get("agent")
+            {
+                state.agents.entry(name.clone()).or_insert(AgentBeat {
+                    last: now,
+                    back_at: None,
+                });
             }
-            rules.insert(
-                check,
-                CheckRule {
-                    uptime,
-                    alert: Some(a.state),
-                    severity,
-                },
-            );
+            if a.rule == UPTIME_RULE
+                && let Some(check) = a.labels.get("check")
+                && !state.checks.contains_key(check)
+            {
+                let (s, severity) = settings.check(check);
+                let uptime = if a.state == AlertState::Firing {
+                    Uptime::resume_down(s)
+                } else {
+                    Uptime::new(s)
+                };
+                state
+                    .checks
+                    .insert(check.clone(), CheckRule { uptime, severity });
+            }
         }
         Ok(Self {
             store,
-            settings: std::sync::RwLock::new(settings),
-            state: Mutex::new(State {
-                checks: rules,
-                agents,
-            }),
+            settings: std::sync::RwLock::new(Arc::new(settings)),
+            state: Mutex::new(state),
+            queued,
         })
     }
 
     /// Takes new settings from a reloaded configuration (running state is kept).
-    pub fn reload(&self, checks: &[CheckConfig]) {
-        *self.settings.write().unwrap_or_else(|p| p.into_inner()) = checks
-            .iter()
-            .map(|c| (c.name.clone(), settings_of(c)))
-            .collect();
+    pub fn reload(&self, config: &CollectorConfig) {
+        *self.settings.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(Settings::new(config));
+    }
+
+    fn settings(&self) -> Arc<Settings> {
+        self.settings
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 
     /// An agent delivered a batch at `now`: it is alive (and its heartbeat alert, if firing,
@@ -173,66 +289,64 @@ impl Engine {
         now: DateTime<Utc>,
         results: &[&CheckResult],
     ) -> Result<(), StoreError> {
+        let settings = self.settings();
         let mut state = self.state.lock().await;
         let beat = state.agents.entry(agent.to_string()).or_insert(AgentBeat {
             last: now,
-            alert: None,
+            back_at: None,
         });
         beat.last = beat.last.max(now);
-        if beat.alert == Some(AlertState::Firing) {
-            let from = beat.alert;
-            self.record_agent(
+        if state.agent_down(agent) {
+            if let Some(b) = state.agents.get_mut(agent) {
+                b.back_at = Some(now);
+            }
+            self.record(
                 &mut state,
-                agent,
-                from,
-                AlertState::Resolved,
-                now,
-                format!("agent {agent} is back"),
+                &settings,
+                agent_decision(
+                    agent,
+                    AlertState::Resolved,
+                    now,
+                    format!("agent {agent} is back"),
+                ),
             )
             .await?;
         }
         for r in results {
-            let (settings, severity) = {
-                let all = self.settings.read().unwrap_or_else(|p| p.into_inner());
-                setting(&all, &r.check)
-            };
-            let rule = state
-                .checks
-                .entry(r.check.clone())
-                .or_insert_with(|| CheckRule {
-                    uptime: Uptime::new(settings),
-                    alert: None,
+            let rule = state.checks.entry(r.check.clone()).or_insert_with(|| {
+                let (s, severity) = settings.check(&r.check);
+                CheckRule {
+                    uptime: Uptime::new(s),
                     severity,
-                });
+                }
+            });
             if let Some(change) = rule.uptime.observe(agent, r.time, r.ok, r.error.as_deref()) {
-                self.apply(&mut state, &r.check, change).await?;
+                self.apply(&mut state, &settings, &r.check, change).await?;
             }
         }
         Ok(())
     }
 
-    /// Re-evaluates at `now` what time alone changes: agents silent for longer than
-    /// [`AGENT_TIMEOUT`] go down (one alert for the host; its checks hold their state rather
-    /// than alert on their own), agents that stopped reporting a check stop counting for it, and
-    /// flapping settles.
+    /// Re-evaluates at `now` what time alone changes: agents silent for longer than their
+    /// timeout go down (one alert for the host; its checks hold their state rather than alert on
+    /// their own), agents that stopped reporting a check stop counting for it, flapping
+    /// settles, held-back alerts whose reason ended are notified, and reminders fall due.
     pub async fn tick(&self, now: DateTime<Utc>) -> Result<(), StoreError> {
+        let settings = self.settings();
         let mut state = self.state.lock().await;
-        let timeout = chrono::Duration::from_std(AGENT_TIMEOUT).unwrap_or(chrono::Duration::MAX);
-        let silent: Vec<(String, Option<AlertState>, DateTime<Utc>)> = state
+        let silent: Vec<(String, DateTime<Utc>)> = state
             .agents
             .iter()
-            .filter(|(_, b)| now - b.last > timeout && b.alert != Some(AlertState::Firing))
-            .map(|(n, b)| (n.clone(), b.alert, b.last))
+            .filter(|(n, b)| now - b.last > settings.agent_timeout(n) && !state.agent_down(n))
+            .map(|(n, b)| (n.clone(), b.last))
             .collect();
-        for (agent, from, last) in silent {
+        for (agent, last) in silent {
             let secs = (now - last).num_seconds();
-            self.record_agent(
+            let summary = format!("agent {agent} down: silent for {secs} s");
+            self.record(
                 &mut state,
-                &agent,
-                from,
-                AlertState::Firing,
-                now,
-                format!("agent {agent} down: silent for {secs} s"),
+                &settings,
+                agent_decision(&agent, AlertState::Firing, now, summary),
             )
             .await?;
         }
@@ -243,47 +357,252 @@ impl Engine {
                 .get_mut(&check)
                 .and_then(|r| r.uptime.tick(now));
             if let Some(change) = change {
-                self.apply(&mut state, &check, change).await?;
+                self.apply(&mut state, &settings, &check, change).await?;
             }
         }
-        Ok(())
+        let beats: Vec<String> = settings.heartbeats.keys().cloned().collect();
+        for name in &beats {
+            self.evaluate_heartbeat(&mut state, &settings, name, now)
+                .await?;
+        }
+        self.release_and_remind(&mut state, &settings, now).await
     }
 
-    async fn record_agent(
+    /// A push monitor was pinged (the ping is stored): its alert follows at once.
+    pub async fn on_ping(&self, ping: &Ping) -> Result<(), StoreError> {
+        let settings = self.settings();
+        let mut state = self.state.lock().await;
+        let row = state
+            .beats
+            .entry(ping.name.clone())
+            .or_insert_with(|| HeartbeatRow {
+                name: ping.name.clone(),
+                ..HeartbeatRow::default()
+            });
+        let slot = match ping.kind {
+            PingKind::Success => &mut row.last_success,
+            PingKind::Start => &mut row.last_start,
+            PingKind::Fail => &mut row.last_fail,
+        };
+        *slot = Some(slot.map_or(ping.time, |t| t.max(ping.time)));
+        if ping.exit_code.is_some() {
+            row.last_exit_code = ping.exit_code;
+        }
+        self.evaluate_heartbeat(&mut state, &settings, &ping.name, ping.time)
+            .await
+    }
+
+    /// Every configured push monitor's state at `now`, with its latest pings.
+    pub async fn heartbeats(&self, now: DateTime<Utc>) -> Vec<HeartbeatView> {
+        let settings = self.settings();
+        let state = self.state.lock().await;
+        settings
+            .heartbeats
+            .values()
+            .map(|cfg| {
+                let row = state
+                    .beats
+                    .get(&cfg.name)
+                    .cloned()
+                    .unwrap_or_else(|| HeartbeatRow {
+                        name: cfg.name.clone(),
+                        ..HeartbeatRow::default()
+                    });
+                let (state, summary, next_due) = heartbeat::evaluate(cfg, &row, now);
+                HeartbeatView {
+                    name: cfg.name.clone(),
+                    state,
+                    summary,
+                    next_due,
+                    group: cfg.group.clone(),
+                    last_success: row.last_success,
+                    last_start: row.last_start,
+                    last_fail: row.last_fail,
+                    last_exit_code: row.last_exit_code,
+                }
+            })
+            .collect()
+    }
+
+    async fn evaluate_heartbeat(
         &self,
         state: &mut State,
-        agent: &str,
-        from: Option<AlertState>,
-        to: AlertState,
-        at: DateTime<Utc>,
-        summary: String,
+        settings: &Settings,
+        name: &str,
+        now: DateTime<Utc>,
     ) -> Result<(), StoreError> {
-        let t = Transition {
-            fingerprint: format!("{AGENT_RULE}/{agent}"),
-            rule: AGENT_RULE.to_string(),
-            labels: labels("agent", agent, "critical"),
-            from,
-            to,
-            at,
-            summary,
+        let Some(cfg) = settings.heartbeats.get(name) else {
+            return Ok(());
         };
-        // On an error the beat keeps its state, and the next tick tries again.
-        let stored = self.record(&t).await?;
-        if let Some(b) = state.agents.get_mut(agent) {
-            b.alert = stored;
+        let row = state.beats.get(name).cloned().unwrap_or_default();
+        let (beat, summary, _) = heartbeat::evaluate(cfg, &row, now);
+        let to = match beat {
+            BeatState::New => return Ok(()),
+            BeatState::Up | BeatState::Started => AlertState::Resolved,
+            BeatState::Late => AlertState::Pending,
+            BeatState::Down => AlertState::Firing,
+        };
+        let decision = Decision {
+            fingerprint: format!("{HEARTBEAT_RULE}/{name}"),
+            rule: HEARTBEAT_RULE.to_string(),
+            labels: labels("heartbeat", name, &cfg.severity),
+            to,
+            at: now,
+            summary,
+            depends_on: Vec::new(),
+        };
+        self.record(state, settings, decision).await
+    }
+
+    /// Records the alert transition a check's change of state makes, if any.
+    async fn apply(
+        &self,
+        state: &mut State,
+        settings: &Settings,
+        check: &str,
+        change: super::uptime::Change,
+    ) -> Result<(), StoreError> {
+        let Some(rule) = state.checks.get(check) else {
+            return Ok(());
+        };
+        let to = match change.to {
+            CheckState::Up => AlertState::Resolved,
+            CheckState::Pending => AlertState::Pending,
+            CheckState::Down | CheckState::Flapping => AlertState::Firing,
+        };
+        let decision = Decision {
+            fingerprint: uptime_fingerprint(check),
+            rule: UPTIME_RULE.to_string(),
+            labels: labels("check", check, &rule.severity),
+            to,
+            at: change.at,
+            summary: format!("{check} {}: {}", state_word(change.to), change.summary),
+            depends_on: rule.uptime.failing_agents(),
+        };
+        if let Err(e) = self.record(state, settings, decision).await {
+            // Not recorded: forget this check's state, so the coming results rebuild it and
+            // make the transition again.
+            state.checks.remove(check);
+            return Err(e);
         }
         Ok(())
     }
 
-    /// Records `t`; returns the alert's state afterwards: `t.to`, or what the store holds when
-    /// another writer moved the alert first (another collector, in HA).
-    async fn record(&self, t: &Transition) -> Result<Option<AlertState>, StoreError> {
-        if self.store.record_transition(t, &[]).await?.is_some() {
-            tracing::info!(alert = %t.fingerprint, from = ?t.from, to = ?t.to, summary = %t.summary, "alert transition");
-            return Ok(Some(t.to));
+    /// Why a firing alert is not to be notified at `at`, if it is not.
+    async fn held(
+        &self,
+        state: &State,
+        settings: &Settings,
+        memo: &Memo,
+        at: DateTime<Utc>,
+        now: DateTime<Utc>,
+    ) -> Result<Option<String>, StoreError> {
+        if let Some(m) = settings.router.maintenance(&memo.labels, now) {
+            return Ok(Some(format!("maintenance window {m:?}")));
         }
+        if let Some(s) = self
+            .store
+            .silences(now)
+            .await?
+            .iter()
+            .find(|s| s.silences(&memo.labels, now))
+        {
+            return Ok(Some(format!("silence {} by {}", s.id, s.created_by)));
+        }
+        // Held while every agent it depends on is down, or its data is from before that
+        // agent came back (a backlog arriving after an outage).
+        let waiting = |agent: &String| {
+            state.agent_down(agent)
+                || state
+                    .agents
+                    .get(agent)
+                    .and_then(|b| b.back_at)
+                    .is_some_and(|back| {
+                        let check = memo.labels.get("check");
+                        let latest = check
+                            .and_then(|c| state.checks.get(c))
+                            .and_then(|r| r.uptime.last_result(agent))
+                            .unwrap_or(at);
+                        latest < back
+                    })
+        };
+        if !memo.depends_on.is_empty() && memo.depends_on.iter().all(waiting) {
+            return Ok(Some(format!("agent down: {}", memo.depends_on.join(", "))));
+        }
+        Ok(None)
+    }
+
+    /// Records a decided transition with the notifications it sends.
+    async fn record(
+        &self,
+        state: &mut State,
+        settings: &Settings,
+        d: Decision,
+    ) -> Result<(), StoreError> {
+        let before = state.alerts.get(&d.fingerprint).cloned();
+        let from = before.as_ref().map(|m| m.state);
+        // Nothing to record when the alert is already there (down → flapping), or when an
+        // alert that never fired is resolved.
+        if from == Some(d.to) || (from.is_none() && d.to == AlertState::Resolved) {
+            return Ok(());
+        }
+        let now = Utc::now();
+        let mut memo = Memo {
+            state: d.to,
+            rule: d.rule,
+            labels: d.labels,
+            summary: d.summary,
+            fired_at: before.as_ref().and_then(|m| m.fired_at),
+            notified_at: None,
+            depends_on: d.depends_on,
+        };
+        let mut notes = Vec::new();
+        match d.to {
+            AlertState::Firing => {
+                memo.fired_at = Some(d.at);
+                if let Some(why) = self.held(state, settings, &memo, d.at, now).await? {
+                    tracing::info!(alert = %d.fingerprint, reason = %why, "alert firing, notification held back");
+                } else {
+                    notes = settings.router.plan(
+                        &note(&d.fingerprint, &memo, NoteKind::Firing, settings),
+                        d.at,
+                        now,
+                    );
+                }
+                if !notes.is_empty() {
+                    memo.notified_at = Some(now);
+                }
+            }
+            AlertState::Resolved if before.as_ref().is_some_and(|m| m.notified_at.is_some()) => {
+                let mut n = note(&d.fingerprint, &memo, NoteKind::Resolved, settings);
+                n.resolved_at = Some(d.at);
+                notes = settings.router.plan(&n, d.at, now);
+            }
+            _ => {}
+        }
+        let t = Transition {
+            fingerprint: d.fingerprint.clone(),
+            rule: memo.rule.clone(),
+            labels: memo.labels.clone(),
+            from,
+            to: d.to,
+            at: d.at,
+            summary: memo.summary.clone(),
+            fired_at: memo.fired_at,
+            notified_at: memo.notified_at,
+        };
+        let stored = self.store.record_transition(&t, &notes).await?;
+        if stored.is_some() {
+            tracing::info!(alert = %t.fingerprint, from = ?t.from, to = ?t.to, notifications = notes.len(), summary = %t.summary, "alert transition");
+            state.alerts.insert(d.fingerprint, memo);
+            if !notes.is_empty() {
+                self.queued.notify_one();
+            }
+            return Ok(());
+        }
+        // Another writer (another collector, in HA) moved the alert first: take what it holds.
         tracing::warn!(alert = %t.fingerprint, "alert was not in the expected state; reloading it");
-        Ok(self
+        let row = self
             .store
             .alerts(&[
                 AlertState::Pending,
@@ -292,56 +611,134 @@ impl Engine {
             ])
             .await?
             .into_iter()
-            .find(|a| a.fingerprint == t.fingerprint)
-            .map(|a| a.state))
+            .find(|a| a.fingerprint == t.fingerprint);
+        match row {
+            Some(row) => state.alerts.insert(d.fingerprint, Memo::of(&row)),
+            None => state.alerts.remove(&d.fingerprint),
+        };
+        Ok(())
     }
 
-    /// Records the alert transition a check's change of state makes, if any.
-    async fn apply(
+    /// Notifies firing alerts that were held back and no longer are, and queues reminders.
+    async fn release_and_remind(
         &self,
         state: &mut State,
-        check: &str,
-        change: super::uptime::Change,
+        settings: &Settings,
+        now: DateTime<Utc>,
     ) -> Result<(), StoreError> {
-        let Some(rule) = state.checks.get_mut(check) else {
-            return Ok(());
-        };
-        let to = match change.to {
-            CheckState::Up => AlertState::Resolved,
-            CheckState::Pending => AlertState::Pending,
-            CheckState::Down | CheckState::Flapping => AlertState::Firing,
-        };
-        // Nothing to record when the alert is already there (down → flapping), or when a check
-        // that never alerted is up.
-        if rule.alert == Some(to) || (rule.alert.is_none() && to == AlertState::Resolved) {
+        let firing: Vec<(String, Memo)> = state
+            .alerts
+            .iter()
+            .filter(|(_, m)| m.state == AlertState::Firing)
+            .map(|(f, m)| (f.clone(), m.clone()))
+            .collect();
+        if firing.is_empty() {
             return Ok(());
         }
-        let t = Transition {
-            fingerprint: uptime_fingerprint(check),
-            rule: UPTIME_RULE.to_string(),
-            labels: labels("check", check, &rule.severity),
-            from: rule.alert,
-            to,
-            at: change.at,
-            summary: format!("{check} {}: {}", state_word(change.to), change.summary),
-        };
-        match self.record(&t).await {
-            Ok(stored) => {
-                rule.alert = stored;
-                Ok(())
+        let mut acked: Option<HashMap<String, bool>> = None;
+        for (fingerprint, memo) in firing {
+            let kind = match memo.notified_at {
+                None => NoteKind::Firing,
+                Some(last) => {
+                    let Some(every) = settings.router.repeat_interval(&memo.labels) else {
+                        continue;
+                    };
+                    if now - last
+                        < chrono::Duration::from_std(every).unwrap_or(chrono::Duration::MAX)
+                    {
+                        continue;
+                    }
+                    if acked.is_none() {
+                        acked = Some(
+                            self.store
+                                .alerts(&[AlertState::Firing])
+                                .await?
+                                .into_iter()
+                                .map(|a| (a.fingerprint, a.acked_by.is_some()))
+                                .collect(),
+                        );
+                    }
+                    if acked.as_ref().and_then(|m| m.get(&fingerprint)) != Some(&false) {
+                        continue;
+                    }
+                    NoteKind::Reminder
+                }
+            };
+            if self.held(state, settings, &memo, now, now).await?.is_some() {
+                continue;
             }
-            Err(e) => {
-                // Not recorded: forget this check's state, so the coming results rebuild it and
-                // make the transition again.
-                state.checks.remove(check);
-                Err(e)
+            let n = note(&fingerprint, &memo, kind, settings);
+            let notes = settings.router.plan(&n, now, now);
+            if notes.is_empty() {
+                continue;
+            }
+            if self
+                .store
+                .queue_notifications(&fingerprint, AlertState::Firing, now, &notes)
+                .await?
+            {
+                tracing::info!(alert = %fingerprint, kind = kind.as_str(), notifications = notes.len(), "notification queued");
+                if let Some(m) = state.alerts.get_mut(&fingerprint) {
+                    m.notified_at = Some(now);
+                }
+                self.queued.notify_one();
             }
         }
+        Ok(())
+    }
+}
+
+/// A push monitor as the API shows it.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct HeartbeatView {
+    /// Its name.
+    pub name: String,
+    /// `new`, `up`, `started`, `late` or `down`.
+    pub state: BeatState,
+    /// For people.
+    pub summary: String,
+    /// When the next ping is due (for `started`: when the run must end).
+    pub next_due: Option<DateTime<Utc>>,
+    /// Its status page group.
+    pub group: Option<String>,
+    /// The latest success.
+    pub last_success: Option<DateTime<Utc>>,
+    /// The latest start.
+    pub last_start: Option<DateTime<Utc>>,
+    /// The latest failure.
+    pub last_fail: Option<DateTime<Utc>>,
+    /// The latest exit code sent.
+    pub last_exit_code: Option<i32>,
+}
+
+fn agent_decision(agent: &str, to: AlertState, at: DateTime<Utc>, summary: String) -> Decision {
+    Decision {
+        fingerprint: agent_fingerprint(agent),
+        rule: AGENT_RULE.to_string(),
+        labels: labels("agent", agent, "critical"),
+        to,
+        at,
+        summary,
+        depends_on: Vec::new(),
+    }
+}
+
+/// The note for an alert.
+fn note(fingerprint: &str, memo: &Memo, kind: NoteKind, settings: &Settings) -> AlertNote {
+    AlertNote {
+        fingerprint: fingerprint.to_string(),
+        rule: memo.rule.clone(),
+        labels: memo.labels.clone(),
+        kind,
+        summary: memo.summary.clone(),
+        fired_at: memo.fired_at.unwrap_or_else(Utc::now),
+        resolved_at: None,
+        link: settings.router.link(&memo.labels),
     }
 }
 
 /// An alert's labels: what it is about, and its severity.
-fn labels(key: &str, value: &str, severity: &str) -> std::collections::BTreeMap<String, String> {
+fn labels(key: &str, value: &str, severity: &str) -> BTreeMap<String, String> {
     [
         (key.to_string(), value.to_string()),
         ("severity".to_string(), severity.to_string()),
@@ -357,11 +754,4 @@ fn state_word(s: CheckState) -> &'static str {
         CheckState::Down => "down",
         CheckState::Flapping => "flapping",
     }
-}
-
-/// A check's settings; defaults for a check the configuration does not name (an agent's own).
-fn setting(all: &Settings, check: &str) -> (UptimeSettings, String) {
-    all.get(check)
-        .cloned()
-        .unwrap_or_else(|| (UptimeSettings::default(), "critical".to_string()))
 }

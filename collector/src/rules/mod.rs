@@ -1,9 +1,10 @@
 //! Rules: what turns stored data into alerts.
 //!
-//! Parts: [`uptime`] (a check's state from its agents' results: thresholds, quorum, flapping)
-//! and [`engine`] (evaluates results as they are stored and records alert transitions).
+//! Parts: [`uptime`] (a check's state from its agents' results: thresholds, quorum, flapping),
+//! [`heartbeat`] (a push monitor's state from its pings) and [`engine`] (evaluates results as they are stored and records alert transitions).
 
 pub mod engine;
+pub mod heartbeat;
 pub mod uptime;
 
 pub use engine::Engine;

@@ -119,6 +119,20 @@ impl Uptime {
         self.state
     }
 
+    /// The agents whose results are failing: what a down check depends on.
+    pub fn failing_agents(&self) -> Vec<String> {
+        self.vantages
+            .iter()
+            .filter(|(_, v)| v.down || v.fails > 0)
+            .map(|(a, _)| a.clone())
+            .collect()
+    }
+
+    /// The time of `agent`'s latest result.
+    pub fn last_result(&self, agent: &str) -> Option<DateTime<Utc>> {
+        self.vantages.get(agent).and_then(|v| v.last)
+    }
+
     /// Takes one result from `agent`; returns the change it makes, if any.
     pub fn observe(
         &mut self,

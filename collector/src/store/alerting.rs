@@ -69,6 +69,11 @@ pub struct Transition {
     pub at: DateTime<Utc>,
     /// What is wrong, for people (`2 of 3 locations: status 503`).
     pub summary: String,
+    /// When the alert's current (or last) firing began.
+    pub fired_at: Option<DateTime<Utc>>,
+    /// When a firing or reminder notification was last queued this episode (`None`: none,
+    /// and the resolve is not sent either).
+    pub notified_at: Option<DateTime<Utc>>,
 }
 
 /// A notification to queue with a transition.
@@ -78,6 +83,8 @@ pub struct NewNotification {
     pub channel: String,
     /// Unique per message for this channel: a second row with the same key is not queued.
     pub dedup_key: String,
+    /// Rows of one channel with the same group key go out as one message.
+    pub group_key: String,
     /// What the sender needs, as JSON.
     pub payload: serde_json::Value,
     /// When it may first be sent (later than `at` for grouping).
@@ -103,6 +110,10 @@ pub struct AlertRow {
     pub since: DateTime<Utc>,
     /// Who acknowledged it, while firing.
     pub acked_by: Option<String>,
+    /// When its current (or last) firing began.
+    pub fired_at: Option<DateTime<Utc>>,
+    /// When a notification was last queued for its current firing.
+    pub notified_at: Option<DateTime<Utc>>,
 }
 
 /// One entry of an alert's history.
@@ -127,10 +138,31 @@ pub struct Notification {
     pub channel: String,
     /// Its dedup key.
     pub dedup_key: String,
+    /// Its group key.
+    pub group_key: String,
     /// The payload.
     pub payload: serde_json::Value,
     /// Attempts made so far.
     pub attempts: u32,
+    /// When it was queued.
+    pub created: DateTime<Utc>,
+}
+
+/// How one notification about an alert stands, for the alerts API.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Delivery {
+    /// The channel.
+    pub channel: String,
+    /// Sent, waiting, or given up.
+    pub state: DeliveryState,
+    /// Attempts made.
+    pub attempts: u32,
+    /// The last failure, if any.
+    pub last_error: Option<String>,
+    /// When it was queued.
+    pub queued: DateTime<Utc>,
+    /// When it was sent or given up.
+    pub done: Option<DateTime<Utc>>,
 }
 
 /// How a notification stands.
@@ -143,6 +175,18 @@ pub enum DeliveryState {
     Delivered,
     /// Given up on.
     Failed,
+}
+
+impl DeliveryState {
+    /// Reads a stored name.
+    pub fn parse(s: &str) -> Result<Self, StoreError> {
+        match s {
+            "pending" => Ok(DeliveryState::Pending),
+            "delivered" => Ok(DeliveryState::Delivered),
+            "failed" => Ok(DeliveryState::Failed),
+            other => Err(StoreError::Corrupt(format!("outbox state {other:?}"))),
+        }
+    }
 }
 
 /// A silence: matching alerts are recorded but not sent while it is active.
@@ -171,6 +215,71 @@ impl Silence {
     }
 }
 
+/// What a ping of a push monitor says.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PingKind {
+    /// The job succeeded (a plain ping, or exit code 0).
+    Success,
+    /// The job began.
+    Start,
+    /// The job failed (`/fail`, or a non-zero exit code).
+    Fail,
+}
+
+impl PingKind {
+    /// The stored name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PingKind::Success => "success",
+            PingKind::Start => "start",
+            PingKind::Fail => "fail",
+        }
+    }
+
+    /// Reads a stored name.
+    pub fn parse(s: &str) -> Result<Self, StoreError> {
+        match s {
+            "success" => Ok(PingKind::Success),
+            "start" => Ok(PingKind::Start),
+            "fail" => Ok(PingKind::Fail),
+            other => Err(StoreError::Corrupt(format!("ping kind {other:?}"))),
+        }
+    }
+}
+
+/// One ping of a push monitor.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Ping {
+    /// The heartbeat's name.
+    pub name: String,
+    /// What it says.
+    pub kind: PingKind,
+    /// The job's exit code, when it sent one.
+    pub exit_code: Option<i32>,
+    /// When it arrived.
+    pub time: DateTime<Utc>,
+    /// Where it came from (IP address).
+    pub remote: Option<String>,
+    /// The start of the request body (the job's output), up to 10 KB.
+    pub body: Option<String>,
+}
+
+/// The latest ping of each kind of one heartbeat.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct HeartbeatRow {
+    /// The heartbeat's name.
+    pub name: String,
+    /// The latest success.
+    pub last_success: Option<DateTime<Utc>>,
+    /// The latest start.
+    pub last_start: Option<DateTime<Utc>>,
+    /// The latest failure.
+    pub last_fail: Option<DateTime<Utc>>,
+    /// The exit code of the latest ping that carried one.
+    pub last_exit_code: Option<i32>,
+}
+
 /// The alerting part of the store.
 #[async_trait]
 pub trait AlertStore: Send + Sync {
@@ -197,7 +306,20 @@ pub trait AlertStore: Send + Sync {
         at: DateTime<Utc>,
     ) -> Result<bool, StoreError>;
 
-    /// Claims up to `limit` notifications due at `now` for `owner` until `lease_until`.
+    /// Queues notifications about the alert `fingerprint` while it is still in `state`, and
+    /// sets its `notified_at` to `at`, in one transaction (reminders, and notifications held
+    /// back until a silence or an agent outage ended). False when the alert moved on.
+    async fn queue_notifications(
+        &self,
+        fingerprint: &str,
+        state: AlertState,
+        at: DateTime<Utc>,
+        notify: &[NewNotification],
+    ) -> Result<bool, StoreError>;
+
+    /// Claims up to `limit` notifications for `owner` until `lease_until`: those due at `now`,
+    /// and with them every unclaimed pending row of the same channel and group key (so a group
+    /// goes out as one message when its first row's wait is over).
     async fn claim_notifications(
         &self,
         owner: &str,
@@ -225,11 +347,26 @@ pub trait AlertStore: Send + Sync {
         at: DateTime<Utc>,
     ) -> Result<bool, StoreError>;
 
+    /// When the next pending notification is due, if any.
+    async fn next_notification_due(&self) -> Result<Option<DateTime<Utc>>, StoreError>;
+
+    /// The notifications queued about an alert, oldest first.
+    async fn deliveries(&self, alert_id: i64) -> Result<Vec<Delivery>, StoreError>;
+
     /// How a notification stands, with its last error.
     async fn delivery(
         &self,
         id: i64,
     ) -> Result<Option<(DeliveryState, Option<String>)>, StoreError>;
+
+    /// Stores a ping and updates its heartbeat's latest, in one transaction.
+    async fn record_ping(&self, ping: &Ping) -> Result<(), StoreError>;
+
+    /// The latest pings of every heartbeat that has been pinged.
+    async fn heartbeats(&self) -> Result<Vec<HeartbeatRow>, StoreError>;
+
+    /// A heartbeat's pings, newest first, at most `limit`.
+    async fn pings(&self, name: &str, limit: u32) -> Result<Vec<Ping>, StoreError>;
 
     /// Stores a silence; returns its id.
     async fn create_silence(&self, s: &Silence) -> Result<i64, StoreError>;

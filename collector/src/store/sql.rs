@@ -14,7 +14,11 @@ use std::sync::Mutex;
 
 /// Schema versions, in order; version N is `MIGRATIONS[N - 1]`. Written for SQLite;
 /// PostgreSQL runs [`postgres_ddl`] of the same text.
-pub const MIGRATIONS: &[&str] = &[include_str!("schema.sql"), include_str!("schema_v2.sql")];
+pub const MIGRATIONS: &[&str] = &[
+    include_str!("schema.sql"),
+    include_str!("schema_v2.sql"),
+    include_str!("schema_v3.sql"),
+];
 
 /// The SQLite schema text turned into PostgreSQL's: the type names differ, the rest is shared.
 pub fn postgres_ddl(sqlite: &str) -> String {
@@ -958,6 +962,14 @@ macro_rules! sql_store {
                 deleted += sqlx::query(
                     "DELETE FROM outbox WHERE id IN
                      (SELECT id FROM outbox WHERE state <> 'pending' AND done_ms < $1 ORDER BY id LIMIT $2)",
+                )
+                .bind(cutoff(policy.raw))
+                .bind(chunk)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
+                deleted += sqlx::query(
+                    "DELETE FROM heartbeat_pings WHERE id IN (SELECT id FROM heartbeat_pings WHERE time_ms < $1 ORDER BY id LIMIT $2)",
                 )
                 .bind(cutoff(policy.raw))
                 .bind(chunk)

@@ -20,7 +20,35 @@ macro_rules! sql_alert_store {
                     summary: r.try_get("summary")?,
                     since: $crate::store::sql::time(r.try_get("since_ms")?)?,
                     acked_by: r.try_get("acked_by")?,
+                    fired_at: r.try_get::<Option<i64>, _>("fired_ms")?.map($crate::store::sql::time).transpose()?,
+                    notified_at: r.try_get::<Option<i64>, _>("notified_ms")?.map($crate::store::sql::time).transpose()?,
                 })
+            }
+
+            async fn insert_outbox(
+                tx: &mut sqlx::Transaction<'_, $db>,
+                alert_id: i64,
+                at: &chrono::DateTime<chrono::Utc>,
+                notify: &[$crate::store::alerting::NewNotification],
+            ) -> Result<(), $crate::store::StoreError> {
+                use $crate::store::sql::ms;
+                for n in notify {
+                    sqlx::query(
+                        "INSERT INTO outbox (channel, dedup_key, group_key, alert_id, payload, state, created_ms, next_attempt_ms)
+                         VALUES ($1, $2, $3, $4, $5, 'pending', $6, $7)
+                         ON CONFLICT (channel, dedup_key) DO NOTHING",
+                    )
+                    .bind(&n.channel)
+                    .bind(&n.dedup_key)
+                    .bind(&n.group_key)
+                    .bind(alert_id)
+                    .bind(n.payload.to_string())
+                    .bind(ms(at))
+                    .bind(ms(&n.not_before))
+                    .execute(&mut **tx)
+                    .await?;
+                }
+                Ok(())
             }
 
             fn silence_row(r: &<$db as sqlx::Database>::Row) -> Result<$crate::store::alerting::Silence, $crate::store::StoreError> {
@@ -50,8 +78,8 @@ macro_rules! sql_alert_store {
                 let id: Option<i64> = match t.from {
                     None => {
                         sqlx::query_scalar(
-                            "INSERT INTO alerts (fingerprint, rule, labels, state, summary, since_ms)
-                             VALUES ($1, $2, $3, $4, $5, $6)
+                            "INSERT INTO alerts (fingerprint, rule, labels, state, summary, since_ms, fired_ms, notified_ms)
+                             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
                              ON CONFLICT (fingerprint) DO NOTHING RETURNING id",
                         )
                         .bind(&t.fingerprint)
@@ -60,6 +88,8 @@ macro_rules! sql_alert_store {
                         .bind(t.to.as_str())
                         .bind(&t.summary)
                         .bind(ms(&t.at))
+                        .bind(t.fired_at.as_ref().map(ms))
+                        .bind(t.notified_at.as_ref().map(ms))
                         .fetch_optional(&mut *tx)
                         .await?
                     }
@@ -69,7 +99,8 @@ macro_rules! sql_alert_store {
                         sqlx::query_scalar(
                             "UPDATE alerts SET state = $1, summary = $2, since_ms = $3, labels = $4,
                                acked_by = CASE WHEN $1 = 'firing' THEN acked_by ELSE NULL END,
-                               acked_ms = CASE WHEN $1 = 'firing' THEN acked_ms ELSE NULL END
+                               acked_ms = CASE WHEN $1 = 'firing' THEN acked_ms ELSE NULL END,
+                               fired_ms = $7, notified_ms = $8
                              WHERE fingerprint = $5 AND state = $6 RETURNING id",
                         )
                         .bind(t.to.as_str())
@@ -78,6 +109,8 @@ macro_rules! sql_alert_store {
                         .bind(&labels)
                         .bind(&t.fingerprint)
                         .bind(from.as_str())
+                        .bind(t.fired_at.as_ref().map(ms))
+                        .bind(t.notified_at.as_ref().map(ms))
                         .fetch_optional(&mut *tx)
                         .await?
                     }
@@ -96,22 +129,65 @@ macro_rules! sql_alert_store {
                 .bind(&t.summary)
                 .execute(&mut *tx)
                 .await?;
-                for n in notify {
-                    sqlx::query(
-                        "INSERT INTO outbox (channel, dedup_key, payload, state, created_ms, next_attempt_ms)
-                         VALUES ($1, $2, $3, 'pending', $4, $5)
-                         ON CONFLICT (channel, dedup_key) DO NOTHING",
-                    )
-                    .bind(&n.channel)
-                    .bind(&n.dedup_key)
-                    .bind(n.payload.to_string())
-                    .bind(ms(&t.at))
-                    .bind(ms(&n.not_before))
-                    .execute(&mut *tx)
-                    .await?;
-                }
+                Self::insert_outbox(&mut tx, id, &t.at, notify).await?;
                 tx.commit().await?;
                 Ok(Some(id))
+            }
+
+            async fn queue_notifications(
+                &self,
+                fingerprint: &str,
+                state: $crate::store::alerting::AlertState,
+                at: chrono::DateTime<chrono::Utc>,
+                notify: &[$crate::store::alerting::NewNotification],
+            ) -> Result<bool, $crate::store::StoreError> {
+                use $crate::store::sql::ms;
+                let mut tx = self.write.begin().await?;
+                let id: Option<i64> = sqlx::query_scalar(
+                    "UPDATE alerts SET notified_ms = $1 WHERE fingerprint = $2 AND state = $3 RETURNING id",
+                )
+                .bind(ms(&at))
+                .bind(fingerprint)
+                .bind(state.as_str())
+                .fetch_optional(&mut *tx)
+                .await?;
+                let Some(id) = id else {
+                    tx.rollback().await?;
+                    return Ok(false);
+                };
+                Self::insert_outbox(&mut tx, id, &at, notify).await?;
+                tx.commit().await?;
+                Ok(true)
+            }
+
+            async fn next_notification_due(&self) -> Result<Option<chrono::DateTime<chrono::Utc>>, $crate::store::StoreError> {
+                let due: Option<i64> = sqlx::query_scalar("SELECT MIN(next_attempt_ms) FROM outbox WHERE state = 'pending'")
+                    .fetch_one(&self.read)
+                    .await?;
+                due.map($crate::store::sql::time).transpose()
+            }
+
+            async fn deliveries(&self, alert_id: i64) -> Result<Vec<$crate::store::alerting::Delivery>, $crate::store::StoreError> {
+                use sqlx::Row;
+                use $crate::store::sql::time;
+                let rows = sqlx::query(
+                    "SELECT channel, state, attempts, last_error, created_ms, done_ms FROM outbox WHERE alert_id = $1 ORDER BY id",
+                )
+                .bind(alert_id)
+                .fetch_all(&self.read)
+                .await?;
+                rows.iter()
+                    .map(|r| {
+                        Ok($crate::store::alerting::Delivery {
+                            channel: r.try_get("channel")?,
+                            state: $crate::store::alerting::DeliveryState::parse(r.try_get("state")?)?,
+                            attempts: r.try_get::<i64, _>("attempts")? as u32,
+                            last_error: r.try_get("last_error")?,
+                            queued: time(r.try_get("created_ms")?)?,
+                            done: r.try_get::<Option<i64>, _>("done_ms")?.map(time).transpose()?,
+                        })
+                    })
+                    .collect()
             }
 
             async fn alerts(
@@ -119,7 +195,7 @@ macro_rules! sql_alert_store {
                 states: &[$crate::store::alerting::AlertState],
             ) -> Result<Vec<$crate::store::alerting::AlertRow>, $crate::store::StoreError> {
                 let rows = sqlx::query(
-                    "SELECT id, fingerprint, rule, labels, state, summary, since_ms, acked_by FROM alerts
+                    "SELECT id, fingerprint, rule, labels, state, summary, since_ms, acked_by, fired_ms, notified_ms FROM alerts
                      ORDER BY since_ms DESC, id DESC",
                 )
                 .fetch_all(&self.read)
@@ -180,13 +256,16 @@ macro_rules! sql_alert_store {
                 use $crate::store::sql::ms;
                 let rows = sqlx::query(
                     "UPDATE outbox SET lease_owner = $1, lease_until_ms = $2
-                     WHERE state = 'pending' AND next_attempt_ms <= $3
-                       AND (lease_until_ms IS NULL OR lease_until_ms < $3)
-                       AND id IN (SELECT id FROM outbox
-                         WHERE state = 'pending' AND next_attempt_ms <= $3
-                           AND (lease_until_ms IS NULL OR lease_until_ms < $3)
-                         ORDER BY id LIMIT $4)
-                     RETURNING id, channel, dedup_key, payload, attempts",
+                     WHERE state = 'pending' AND (lease_until_ms IS NULL OR lease_until_ms < $3)
+                       AND id IN (SELECT o.id FROM outbox o
+                         WHERE o.state = 'pending' AND (o.lease_until_ms IS NULL OR o.lease_until_ms < $3)
+                           AND (o.next_attempt_ms <= $3 OR EXISTS (
+                             SELECT 1 FROM outbox d
+                             WHERE d.channel = o.channel AND d.group_key = o.group_key
+                               AND d.state = 'pending' AND d.next_attempt_ms <= $3
+                               AND (d.lease_until_ms IS NULL OR d.lease_until_ms < $3)))
+                         ORDER BY o.id LIMIT $4)
+                     RETURNING id, channel, dedup_key, group_key, payload, attempts, created_ms",
                 )
                 .bind(owner)
                 .bind(ms(&lease_until))
@@ -202,6 +281,8 @@ macro_rules! sql_alert_store {
                             id: r.try_get("id")?,
                             channel: r.try_get("channel")?,
                             dedup_key: r.try_get("dedup_key")?,
+                            group_key: r.try_get("group_key")?,
+                            created: $crate::store::sql::time(r.try_get("created_ms")?)?,
                             payload: serde_json::from_str(&payload)
                                 .map_err(|e| $crate::store::StoreError::Corrupt(format!("outbox payload: {e}")))?,
                             attempts: r.try_get::<i64, _>("attempts")? as u32,
@@ -266,13 +347,89 @@ macro_rules! sql_alert_store {
                     .fetch_optional(&self.read)
                     .await?;
                 let Some(r) = row else { return Ok(None) };
-                let state = match r.try_get::<String, _>("state")?.as_str() {
-                    "pending" => DeliveryState::Pending,
-                    "delivered" => DeliveryState::Delivered,
-                    "failed" => DeliveryState::Failed,
-                    other => return Err($crate::store::StoreError::Corrupt(format!("outbox state {other:?}"))),
-                };
+                let state = DeliveryState::parse(r.try_get("state")?)?;
                 Ok(Some((state, r.try_get("last_error")?)))
+            }
+
+            async fn record_ping(&self, ping: &$crate::store::alerting::Ping) -> Result<(), $crate::store::StoreError> {
+                use $crate::store::alerting::PingKind;
+                use $crate::store::sql::ms;
+                let mut tx = self.write.begin().await?;
+                sqlx::query(
+                    "INSERT INTO heartbeat_pings (name, kind, exit_code, time_ms, remote, body) VALUES ($1, $2, $3, $4, $5, $6)",
+                )
+                .bind(&ping.name)
+                .bind(ping.kind.as_str())
+                .bind(ping.exit_code.map(i64::from))
+                .bind(ms(&ping.time))
+                .bind(&ping.remote)
+                .bind(&ping.body)
+                .execute(&mut *tx)
+                .await?;
+                sqlx::query("INSERT INTO heartbeats (name) VALUES ($1) ON CONFLICT (name) DO NOTHING")
+                    .bind(&ping.name)
+                    .execute(&mut *tx)
+                    .await?;
+                let update = match ping.kind {
+                    PingKind::Success => "UPDATE heartbeats SET last_success_ms = $1, last_exit_code = COALESCE($2, last_exit_code) WHERE name = $3",
+                    PingKind::Start => "UPDATE heartbeats SET last_start_ms = $1, last_exit_code = COALESCE($2, last_exit_code) WHERE name = $3",
+                    PingKind::Fail => "UPDATE heartbeats SET last_fail_ms = $1, last_exit_code = COALESCE($2, last_exit_code) WHERE name = $3",
+                };
+                sqlx::query(update)
+                .bind(ms(&ping.time))
+                .bind(ping.exit_code.map(i64::from))
+                .bind(&ping.name)
+                .execute(&mut *tx)
+                .await?;
+                tx.commit().await?;
+                Ok(())
+            }
+
+            async fn heartbeats(&self) -> Result<Vec<$crate::store::alerting::HeartbeatRow>, $crate::store::StoreError> {
+                use sqlx::Row;
+                use $crate::store::sql::time;
+                let rows = sqlx::query(
+                    "SELECT name, last_success_ms, last_start_ms, last_fail_ms, last_exit_code FROM heartbeats ORDER BY name",
+                )
+                .fetch_all(&self.read)
+                .await?;
+                let opt = |r: &<$db as sqlx::Database>::Row, c: &str| -> Result<Option<chrono::DateTime<chrono::Utc>>, $crate::store::StoreError> {
+                    r.try_get::<Option<i64>, _>(c)?.map(time).transpose()
+                };
+                rows.iter()
+                    .map(|r| {
+                        Ok($crate::store::alerting::HeartbeatRow {
+                            name: r.try_get("name")?,
+                            last_success: opt(r, "last_success_ms")?,
+                            last_start: opt(r, "last_start_ms")?,
+                            last_fail: opt(r, "last_fail_ms")?,
+                            last_exit_code: r.try_get::<Option<i64>, _>("last_exit_code")?.map(|c| c as i32),
+                        })
+                    })
+                    .collect()
+            }
+
+            async fn pings(&self, name: &str, limit: u32) -> Result<Vec<$crate::store::alerting::Ping>, $crate::store::StoreError> {
+                use sqlx::Row;
+                let rows = sqlx::query(
+                    "SELECT name, kind, exit_code, time_ms, remote, body FROM heartbeat_pings WHERE name = $1 ORDER BY id DESC LIMIT $2",
+                )
+                .bind(name)
+                .bind(i64::from(limit))
+                .fetch_all(&self.read)
+                .await?;
+                rows.iter()
+                    .map(|r| {
+                        Ok($crate::store::alerting::Ping {
+                            name: r.try_get("name")?,
+                            kind: $crate::store::alerting::PingKind::parse(r.try_get("kind")?)?,
+                            exit_code: r.try_get::<Option<i64>, _>("exit_code")?.map(|c| c as i32),
+                            time: $crate::store::sql::time(r.try_get("time_ms")?)?,
+                            remote: r.try_get("remote")?,
+                            body: r.try_get("body")?,
+                        })
+                    })
+                    .collect()
             }
 
             async fn create_silence(&self, s: &$crate::store::alerting::Silence) -> Result<i64, $crate::store::StoreError> {

@@ -1,0 +1,311 @@
+//! Which channels a note goes to: `[[routes]]` matched in order by the alert's labels (first
+//! match, or on with `continue`), each giving its channels, its group and its wait. With no
+//! routes configured, every alert goes to every channel in one group.
+//!
+//! A note becomes one outbox row per channel, keyed `fingerprint/kind/time` so that one
+//! transition queues one message per channel even if it is recorded twice.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use lookout_config::{CollectorConfig, MaintenanceConfig, RouteConfig};
+
+use super::message::{AlertNote, NoteKind};
+use crate::store::alerting::NewNotification;
+
+/// Routes, channels and maintenance windows from the configuration.
+#[derive(Debug, Clone, Default)]
+pub struct Router {
+    routes: Vec<RouteConfig>,
+    maintenance: Vec<MaintenanceConfig>,
+    public_url: Option<String>,
+}
+
+impl Router {
+    /// The routing of a configuration.
+    pub fn new(config: &CollectorConfig) -> Self {
+        let routes = if config.routes.is_empty() && !config.channels.is_empty() {
+            vec![RouteConfig {
+                matchers: BTreeMap::new(),
+                channels: config.channels.iter().map(|c| c.name.clone()).collect(),
+                continue_matching: false,
+                group_by: Vec::new(),
+                group_wait: Duration::from_secs(2),
+                repeat_interval: None,
+            }]
+        } else {
+            config.routes.clone()
+        };
+        Self {
+            routes,
+            maintenance: config.maintenance.clone(),
+            public_url: config
+                .server
+                .public_url
+                .as_ref()
+                .map(|u| u.trim_end_matches('/').to_string()),
+        }
+    }
+
+    /// The routes an alert with these labels takes.
+    fn matching<'a>(
+        &'a self,
+        labels: &'a BTreeMap<String, String>,
+    ) -> impl Iterator<Item = (usize, &'a RouteConfig)> + 'a {
+        let mut stop = false;
+        self.routes.iter().enumerate().filter(move |(_, r)| {
+            if stop || !r.matches(labels) {
+                return false;
+            }
+            stop = !r.continue_matching;
+            true
+        })
+    }
+
+    /// The maintenance window covering an alert with these labels at `now`, if any.
+    pub fn maintenance(
+        &self,
+        labels: &BTreeMap<String, String>,
+        now: DateTime<Utc>,
+    ) -> Option<&str> {
+        self.maintenance
+            .iter()
+            .find(|m| m.covers(labels, now))
+            .map(|m| m.name.as_str())
+    }
+
+    /// The shortest `repeat_interval` of the routes an alert takes, if any has one.
+    pub fn repeat_interval(&self, labels: &BTreeMap<String, String>) -> Option<Duration> {
+        self.matching(labels)
+            .filter_map(|(_, r)| r.repeat_interval)
+            .min()
+    }
+
+    /// A link to what the alert is about, when the public URL is known.
+    pub fn link(&self, labels: &BTreeMap<String, String>) -> Option<String> {
+        let base = self.public_url.as_ref()?;
+        Some(match labels.get("check") {
+            Some(check) => format!("{base}/#check-{}", url_fragment(check)),
+            None => format!("{base}/"),
+        })
+    }
+
+    /// The outbox rows for `note`, queued at `now`. Reminders go only to routes with a
+    /// `repeat_interval`.
+    pub fn plan(
+        &self,
+        note: &AlertNote,
+        at: DateTime<Utc>,
+        now: DateTime<Utc>,
+    ) -> Vec<NewNotification> {
+        let mut out: Vec<NewNotification> = Vec::new();
+        let payload = serde_json::to_value(note).unwrap_or_default();
+        for (i, route) in self.matching(&note.labels) {
+            if note.kind == NoteKind::Reminder && route.repeat_interval.is_none() {
+                continue;
+            }
+            let group: Vec<String> = route
+                .group_by
+                .iter()
+                .map(|k| {
+                    format!(
+                        "{k}={}",
+                        note.labels.get(k).map(String::as_str).unwrap_or("")
+                    )
+                })
+                .collect();
+            let group_key = format!("route{i}:{}", group.join(","));
+            let not_before = now + chrono::Duration::from_std(route.group_wait).unwrap_or_default();
+            for channel in &route.channels {
+                if out.iter().any(|n| &n.channel == channel) {
+                    continue;
+                }
+                out.push(NewNotification {
+                    channel: channel.clone(),
+                    dedup_key: format!(
+                        "{}/{}/{}",
+                        note.fingerprint,
+                        note.kind.as_str(),
+                        at.timestamp_millis()
+                    ),
+                    group_key: group_key.clone(),
+                    payload: payload.clone(),
+                    not_before,
+                });
+            }
+        }
+        out
+    }
+}
+
+/// A name made safe for a URL fragment.
+fn url_fragment(s: &str) -> String {
+    s.chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || "-_.".contains(c) {
+                c
+            } else {
+                '-'
+            }
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::Path;
+
+    fn router(toml: &str) -> Router {
+        let config = CollectorConfig::parse(Path::new("t.toml"), toml, &|_| None).unwrap();
+        Router::new(&config)
+    }
+
+    fn note(labels: &[(&str, &str)], kind: NoteKind) -> AlertNote {
+        AlertNote {
+            fingerprint: "uptime/api".into(),
+            rule: "uptime".into(),
+            labels: labels
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            kind,
+            summary: "api down".into(),
+            fired_at: Utc::now(),
+            resolved_at: None,
+            link: None,
+        }
+    }
+
+    const CHANNELS: &str = r#"
+        [[channels]]
+        name = "mail"
+        type = "email"
+        url = "smtp://127.0.0.1:25"
+        from = "l@example.com"
+        to = ["ops@example.com"]
+        [[channels]]
+        name = "hook"
+        type = "webhook"
+        url = "http://127.0.0.1:9/"
+    "#;
+
+    #[test]
+    fn without_routes_every_alert_goes_to_every_channel() {
+        let r = router(CHANNELS);
+        let now = Utc::now();
+        let rows = r.plan(
+            &note(&[("severity", "warning")], NoteKind::Firing),
+            now,
+            now,
+        );
+        let names: Vec<&str> = rows.iter().map(|n| n.channel.as_str()).collect();
+        assert_eq!(names, ["mail", "hook"]);
+        assert!(
+            rows.iter()
+                .all(|n| n.not_before == now + chrono::Duration::seconds(2))
+        );
+    }
+
+    #[test]
+    fn first_match_wins_unless_continue() {
+        let r = router(&format!(
+            r#"{CHANNELS}
+            [[routes]]
+            match = {{ severity = "critical" }}
+            channels = ["mail"]
+            continue = true
+            group_by = ["check"]
+            group_wait = "0s"
+            [[routes]]
+            match = {{ severity = "critical" }}
+            channels = ["hook"]
+            [[routes]]
+            channels = ["mail"]
+            repeat_interval = "1h"
+            "#
+        ));
+        let now = Utc::now();
+        let crit = r.plan(
+            &note(
+                &[("severity", "critical"), ("check", "api")],
+                NoteKind::Firing,
+            ),
+            now,
+            now,
+        );
+        let names: Vec<(&str, &str)> = crit
+            .iter()
+            .map(|n| (n.channel.as_str(), n.group_key.as_str()))
+            .collect();
+        assert_eq!(names, [("mail", "route0:check=api"), ("hook", "route1:")]);
+        assert_eq!(crit[0].not_before, now);
+        assert_eq!(
+            crit[0].dedup_key,
+            format!("uptime/api/firing/{}", now.timestamp_millis())
+        );
+        let warn = r.plan(
+            &note(&[("severity", "warning")], NoteKind::Firing),
+            now,
+            now,
+        );
+        assert_eq!(warn.len(), 1);
+        assert_eq!(warn[0].group_key, "route2:");
+        // Reminders only where a repeat interval is set.
+        assert!(
+            r.plan(
+                &note(&[("severity", "critical")], NoteKind::Reminder),
+                now,
+                now
+            )
+            .is_empty()
+        );
+        assert_eq!(
+            r.plan(
+                &note(&[("severity", "warning")], NoteKind::Reminder),
+                now,
+                now
+            )
+            .len(),
+            1
+        );
+        assert_eq!(
+            r.repeat_interval(&note(&[("severity", "warning")], NoteKind::Firing).labels),
+            Some(Duration::from_secs(3600))
+        );
+    }
+
+    #[test]
+    fn maintenance_windows_cover_matching_alerts_while_open() {
+        let r = router(
+            r#"
+            [[maintenance]]
+            name = "db upgrade"
+            match = { check = "db" }
+            starts = "2026-01-01T00:00:00Z"
+            ends = "2026-01-01T02:00:00Z"
+            [[maintenance]]
+            name = "sunday reboot"
+            schedule = "0 3 * * SUN"
+            duration = "30m"
+            "#,
+        );
+        let at = |s: &str| s.parse::<DateTime<Utc>>().unwrap();
+        let db: BTreeMap<String, String> = [("check".to_string(), "db".to_string())].into();
+        let api: BTreeMap<String, String> = [("check".to_string(), "api".to_string())].into();
+        assert_eq!(
+            r.maintenance(&db, at("2026-01-01T01:00:00Z")),
+            Some("db upgrade")
+        );
+        assert_eq!(r.maintenance(&api, at("2026-01-01T01:00:00Z")), None);
+        assert_eq!(r.maintenance(&db, at("2026-01-01T02:00:00Z")), None);
+        // 2026-11-29 is a Sunday.
+        assert_eq!(
+            r.maintenance(&api, at("2026-11-29T03:10:00Z")),
+            Some("sunday reboot")
+        );
+        assert_eq!(r.maintenance(&api, at("2026-11-29T03:30:00Z")), None);
+        assert_eq!(r.maintenance(&api, at("2026-11-28T03:10:00Z")), None);
+    }
+}

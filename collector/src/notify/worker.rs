@@ -1,0 +1,265 @@
+//! The sender: claims due outbox rows, sends each group of one channel as one message, and
+//! records the outcome.
+//!
+//! Delivery is at least once per claim and exactly once in the usual case: a row is claimed
+//! with a lease, sent, then marked delivered by the lease holder. A sender that dies between
+//! the send and the mark leaves the row to be claimed again when the lease runs out, and the
+//! message then goes out twice; that window is one send long. A failed send is retried with
+//! exponential backoff and jitter (or after the peer's `Retry-After`), until `give_up_after`
+//! from when it was queued; then, or at once for a permanent error, the row is marked failed
+//! with its last error, which the alerts API shows.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use tokio::sync::Notify;
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+use super::Sender;
+use super::message::{AlertNote, Message, SendError};
+use crate::store::alerting::Notification;
+use crate::store::{Store, StoreError};
+
+/// How long a claimed row is ours before another sender may take it.
+const LEASE: Duration = Duration::from_secs(120);
+/// Rows claimed per round.
+const BATCH: u32 = 200;
+/// The longest wait between rounds when nothing is due (a row queued by another collector is
+/// found this late at most).
+const IDLE: Duration = Duration::from_secs(5);
+/// The first retry's wait, doubled per attempt up to [`MAX_BACKOFF`].
+const FIRST_BACKOFF: Duration = Duration::from_secs(2);
+const MAX_BACKOFF: Duration = Duration::from_secs(600);
+
+/// Channels by name.
+pub type Senders = HashMap<String, Arc<dyn Sender>>;
+
+/// The outbox sender.
+#[derive(Debug)]
+pub struct Worker {
+    store: Arc<dyn Store>,
+    // std's RwLock: swapped on reload, read without awaiting.
+    senders: std::sync::RwLock<Arc<Senders>>,
+    give_up_after: Duration,
+    owner: String,
+    queued: Arc<Notify>,
+}
+
+impl Worker {
+    /// A sender over `senders`, woken by `queued`.
+    pub fn new(
+        store: Arc<dyn Store>,
+        senders: Senders,
+        give_up_after: Duration,
+        queued: Arc<Notify>,
+    ) -> Self {
+        Self {
+            store,
+            senders: std::sync::RwLock::new(Arc::new(senders)),
+            give_up_after,
+            owner: format!("{}-{:016x}", std::process::id(), fastrand::u64(..)),
+            queued,
+        }
+    }
+
+    /// Takes channels from a reloaded configuration.
+    pub fn replace_senders(&self, senders: Senders) {
+        *self.senders.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(senders);
+    }
+
+    /// Sends until `stop` is cancelled.
+    pub async fn run(self: Arc<Self>, stop: CancellationToken) {
+        loop {
+            let wait = match self.round(Utc::now()).await {
+                Ok(()) => self.until_next_due().await,
+                Err(e) => {
+                    tracing::warn!(error = %e, "notification round failed; retrying");
+                    IDLE
+                }
+            };
+            tokio::select! {
+                () = stop.cancelled() => return,
+                () = self.queued.notified() => {}
+                () = tokio::time::sleep(wait) => {}
+            }
+        }
+    }
+
+    async fn until_next_due(&self) -> Duration {
+        match self.store.next_notification_due().await {
+            Ok(Some(due)) => (due - Utc::now())
+                .to_std()
+                .unwrap_or(Duration::from_millis(50))
+                .clamp(Duration::from_millis(50), IDLE),
+            Ok(None) => IDLE,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot read the outbox");
+                IDLE
+            }
+        }
+    }
+
+    /// One round: claims what is due and sends it, one message per channel and group, the
+    /// groups concurrently.
+    pub async fn round(&self, now: DateTime<Utc>) -> Result<(), StoreError> {
+        let lease_until = now + chrono::Duration::from_std(LEASE).unwrap_or_default();
+        let rows = self
+            .store
+            .claim_notifications(&self.owner, now, lease_until, BATCH)
+            .await?;
+        if rows.is_empty() {
+            return Ok(());
+        }
+        let mut groups: Vec<((String, String), Vec<Notification>)> = Vec::new();
+        for row in rows {
+            let key = (row.channel.clone(), row.group_key.clone());
+            match groups.iter_mut().find(|(k, _)| *k == key) {
+                Some((_, g)) => g.push(row),
+                None => groups.push((key, vec![row])),
+            }
+        }
+        let senders = self
+            .senders
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        let mut tasks = JoinSet::new();
+        for ((channel, group_key), rows) in groups {
+            let sender = senders.get(&channel).cloned();
+            let store = self.store.clone();
+            let owner = self.owner.clone();
+            let give_up_after = self.give_up_after;
+            tasks.spawn(async move {
+                let outcome = match sender {
+                    Some(s) => send_group(s.as_ref(), &group_key, &rows).await,
+                    None => Err(SendError::Permanent(format!(
+                        "no channel named {channel:?} in the configuration"
+                    ))),
+                };
+                settle(
+                    store.as_ref(),
+                    &owner,
+                    &channel,
+                    &rows,
+                    outcome,
+                    give_up_after,
+                )
+                .await
+            });
+        }
+        let mut first_error = None;
+        while let Some(done) = tasks.join_next().await {
+            match done {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => first_error = first_error.or(Some(e)),
+                Err(e) => tracing::error!(error = %e, "a notification task failed"),
+            }
+        }
+        first_error.map_or(Ok(()), Err)
+    }
+}
+
+async fn send_group(
+    sender: &dyn Sender,
+    group_key: &str,
+    rows: &[Notification],
+) -> Result<(), SendError> {
+    let mut alerts = Vec::with_capacity(rows.len());
+    for r in rows {
+        let note: AlertNote = serde_json::from_value(r.payload.clone()).map_err(|e| {
+            SendError::Permanent(format!(
+                "outbox row {} has an unreadable payload: {e}",
+                r.id
+            ))
+        })?;
+        alerts.push(note);
+    }
+    let msg = Message {
+        group_key: group_key.to_string(),
+        alerts,
+    };
+    sender.send(&msg).await
+}
+
+/// Records a send's outcome on each of its rows.
+async fn settle(
+    store: &dyn Store,
+    owner: &str,
+    channel: &str,
+    rows: &[Notification],
+    outcome: Result<(), SendError>,
+    give_up_after: Duration,
+) -> Result<(), StoreError> {
+    let now = Utc::now();
+    match outcome {
+        Ok(()) => {
+            for r in rows {
+                if !store.mark_delivered(r.id, owner, now).await? {
+                    tracing::warn!(notification = r.id, "lease lost before marking delivered");
+                }
+            }
+            tracing::info!(channel, alerts = rows.len(), "notification sent");
+        }
+        Err(e) => {
+            let mut gave_up = false;
+            for r in rows {
+                let age = (now - r.created).to_std().unwrap_or_default();
+                let retry_at = match &e {
+                    SendError::Permanent(_) => None,
+                    SendError::Retry { .. } if age >= give_up_after => None,
+                    SendError::Retry { after, .. } => Some(
+                        now + chrono::Duration::from_std(
+                            after.unwrap_or_else(|| backoff(r.attempts)),
+                        )
+                        .unwrap_or_default(),
+                    ),
+                };
+                let text = match retry_at {
+                    None if matches!(e, SendError::Retry { .. }) => {
+                        format!(
+                            "gave up after {}: {e}",
+                            lookout_config::duration::format(&give_up_after)
+                        )
+                    }
+                    _ => e.to_string(),
+                };
+                gave_up |= retry_at.is_none();
+                store.mark_failed(r.id, owner, &text, retry_at, now).await?;
+            }
+            if gave_up {
+                tracing::error!(channel, error = %e, "notification failed; given up");
+            } else {
+                tracing::warn!(channel, error = %e, attempts = rows[0].attempts + 1, "notification failed; will retry");
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The wait before retry number `attempts + 1`: doubling from [`FIRST_BACKOFF`], capped, with
+/// ±50 % jitter so that many failed rows do not retry in step.
+fn backoff(attempts: u32) -> Duration {
+    let base = FIRST_BACKOFF
+        .saturating_mul(1u32 << attempts.min(16))
+        .min(MAX_BACKOFF);
+    base.mul_f64(0.5 + fastrand::f64())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_with_jitter_and_is_capped() {
+        for _ in 0..100 {
+            let first = backoff(0);
+            assert!(first >= Duration::from_secs(1) && first <= Duration::from_secs(3));
+            let fourth = backoff(3);
+            assert!(fourth >= Duration::from_secs(8) && fourth <= Duration::from_secs(24));
+            assert!(backoff(40) <= MAX_BACKOFF.mul_f64(1.5));
+        }
+    }
+}

@@ -1,0 +1,374 @@
+//! What rule evaluation queues in the outbox: routes and groups, silences and maintenance that
+//! hold a firing back until they end, agent outages that hold their checks' alerts, reminders
+//! that stop at an acknowledgement, resolves that follow only a sent firing, and a restart that
+//! queues nothing twice. Time is passed in explicitly, so nothing here sleeps.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use chrono::{DateTime, Duration, TimeZone, Utc};
+use lookout_collector::state::AppState;
+use lookout_collector::store::alerting::{AlertState, Notification, Silence};
+use lookout_config::CollectorConfig;
+use lookout_protocol::{CheckResult, Timings};
+
+const BASE: &str = r#"
+[[agents]]
+name = "edge-1"
+token = "edge-1-token-0123456789"
+
+[[agents]]
+name = "edge-2"
+token = "edge-2-token-0123456789"
+agent_timeout = "20s"
+
+[[checks]]
+name = "api"
+type = "http"
+url = "http://127.0.0.1:1/"
+interval = "10s"
+timeout = "2s"
+failure_threshold = 1
+quorum = 1
+
+[[checks]]
+name = "db"
+type = "tcp"
+address = "127.0.0.1:1"
+interval = "10s"
+timeout = "2s"
+failure_threshold = 1
+severity = "warning"
+
+[[channels]]
+name = "hook"
+type = "webhook"
+url = "http://127.0.0.1:9/hook"
+
+[[channels]]
+name = "mail"
+type = "email"
+url = "smtp://127.0.0.1:25"
+from = "lookout@example.com"
+to = ["ops@example.com"]
+"#;
+
+const ROUTES: &str = r#"
+[[routes]]
+match = { severity = "critical" }
+channels = ["hook", "mail"]
+group_wait = "2s"
+repeat_interval = "1h"
+
+[[routes]]
+channels = ["hook"]
+group_by = ["check"]
+group_wait = "0s"
+"#;
+
+async fn collector(dir: &Path, extra: &str) -> Arc<AppState> {
+    let text = format!("{BASE}{ROUTES}{extra}");
+    let config = CollectorConfig::parse(Path::new("t.toml"), &text, &|_| None).unwrap();
+    let url = format!("sqlite://{}", dir.join("t.db").display());
+    let store = lookout_collector::store::open(&url, &Default::default())
+        .await
+        .unwrap();
+    lookout_collector::build_state(store, config, None)
+        .await
+        .unwrap()
+}
+
+fn t0() -> DateTime<Utc> {
+    Utc.timestamp_millis_opt(1_793_491_200_000).unwrap()
+}
+
+fn result(check: &str, at: DateTime<Utc>, ok: bool) -> CheckResult {
+    CheckResult {
+        check: check.into(),
+        check_type: None,
+        time: at,
+        ok,
+        latency_ms: 1.0,
+        error: (!ok).then(|| "connection refused".to_string()),
+        status_code: None,
+        cert_expiry: None,
+        timings: Timings::default(),
+    }
+}
+
+async fn send(s: &AppState, agent: &str, at: DateTime<Utc>, results: &[CheckResult]) {
+    let refs: Vec<&CheckResult> = results.iter().collect();
+    s.rules.on_batch(agent, at, &refs).await.unwrap();
+}
+
+/// Everything queued and not yet taken, as (channel, kind, subject, group key); taken so the
+/// next call shows only what came after.
+async fn take(s: &AppState) -> Vec<(String, String, String, String)> {
+    let far = Utc::now() + Duration::days(3650);
+    let rows: Vec<Notification> = s
+        .store
+        .claim_notifications("test", far, far + Duration::hours(1), 1000)
+        .await
+        .unwrap();
+    let mut out = Vec::new();
+    for r in rows {
+        s.store.mark_delivered(r.id, "test", far).await.unwrap();
+        let subject = r.payload["labels"]["check"]
+            .as_str()
+            .or(r.payload["labels"]["agent"].as_str())
+            .unwrap_or("")
+            .to_string();
+        out.push((
+            r.channel,
+            r.payload["kind"].as_str().unwrap().to_string(),
+            subject,
+            r.group_key,
+        ));
+    }
+    out
+}
+
+fn rows(list: &[(&str, &str, &str, &str)]) -> Vec<(String, String, String, String)> {
+    list.iter()
+        .map(|(a, b, c, d)| (a.to_string(), b.to_string(), c.to_string(), d.to_string()))
+        .collect()
+}
+
+#[tokio::test]
+async fn routes_pick_channels_and_groups_and_a_resolve_follows_a_sent_firing() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = collector(dir.path(), "").await;
+    let t = t0();
+    send(
+        &s,
+        "edge-1",
+        t,
+        &[result("api", t, false), result("db", t, false)],
+    )
+    .await;
+    assert_eq!(
+        take(&s).await,
+        rows(&[
+            ("hook", "firing", "api", "route0:"),
+            ("mail", "firing", "api", "route0:"),
+            ("hook", "firing", "db", "route1:check=db"),
+        ])
+    );
+    send(
+        &s,
+        "edge-1",
+        t + Duration::seconds(10),
+        &[result("api", t + Duration::seconds(10), true)],
+    )
+    .await;
+    assert_eq!(
+        take(&s).await,
+        rows(&[
+            ("hook", "resolved", "api", "route0:"),
+            ("mail", "resolved", "api", "route0:")
+        ])
+    );
+    // The alerts API's view: each notification with how it stands.
+    let alerts = s.store.alerts(&[AlertState::Resolved]).await.unwrap();
+    let api = alerts.iter().find(|a| a.labels["check"] == "api").unwrap();
+    let deliveries = s.store.deliveries(api.id).await.unwrap();
+    assert_eq!(deliveries.len(), 4, "{deliveries:?}");
+}
+
+#[tokio::test]
+async fn a_silenced_alert_is_recorded_quietly_and_notified_when_the_silence_ends() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = collector(dir.path(), "").await;
+    let now = Utc::now();
+    let id = s
+        .store
+        .create_silence(&Silence {
+            id: 0,
+            matchers: [("check".to_string(), "api".to_string())].into(),
+            starts: now - Duration::minutes(1),
+            ends: now + Duration::hours(1),
+            created_by: "alice".into(),
+            comment: "deploy".into(),
+        })
+        .await
+        .unwrap();
+    send(&s, "edge-1", now, &[result("api", now, false)]).await;
+    assert_eq!(
+        s.store.alerts(&[AlertState::Firing]).await.unwrap().len(),
+        1
+    );
+    assert!(take(&s).await.is_empty(), "silenced: nothing queued");
+    s.rules.tick(now).await.unwrap();
+    assert!(take(&s).await.is_empty(), "still silenced");
+    assert!(s.store.expire_silence(id, Utc::now()).await.unwrap());
+    s.rules.tick(Utc::now()).await.unwrap();
+    assert_eq!(
+        take(&s).await,
+        rows(&[
+            ("hook", "firing", "api", "route0:"),
+            ("mail", "firing", "api", "route0:")
+        ])
+    );
+    // Sent once: the next tick queues nothing more (the reminder is an hour away).
+    s.rules.tick(Utc::now()).await.unwrap();
+    assert!(take(&s).await.is_empty());
+}
+
+#[tokio::test]
+async fn an_alert_silenced_throughout_resolves_without_a_message() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = collector(
+        dir.path(),
+        r#"
+[[maintenance]]
+name = "db upgrade"
+match = { check = "db" }
+starts = "2020-01-01T00:00:00Z"
+ends = "2100-01-01T00:00:00Z"
+"#,
+    )
+    .await;
+    let now = Utc::now();
+    send(
+        &s,
+        "edge-1",
+        now,
+        &[result("db", now, false), result("api", now, false)],
+    )
+    .await;
+    // The window covers db only.
+    assert_eq!(
+        take(&s).await,
+        rows(&[
+            ("hook", "firing", "api", "route0:"),
+            ("mail", "firing", "api", "route0:")
+        ])
+    );
+    let later = now + Duration::seconds(10);
+    send(&s, "edge-1", later, &[result("db", later, true)]).await;
+    s.rules.tick(later).await.unwrap();
+    assert!(
+        take(&s).await.is_empty(),
+        "db fired in maintenance: its resolve is not sent either"
+    );
+    let resolved = s.store.alerts(&[AlertState::Resolved]).await.unwrap();
+    assert_eq!(resolved.len(), 1, "the quiet alert is still in the history");
+}
+
+#[tokio::test]
+async fn a_down_agent_is_one_page_and_its_backlog_does_not_page() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = collector(dir.path(), "").await;
+    let t = Utc::now();
+    send(&s, "edge-2", t, &[result("api", t, true)]).await;
+    // edge-2 (timeout 20 s) goes silent: one page for the host.
+    s.rules.tick(t + Duration::seconds(25)).await.unwrap();
+    assert_eq!(
+        take(&s).await,
+        rows(&[
+            ("hook", "firing", "edge-2", "route0:"),
+            ("mail", "firing", "edge-2", "route0:")
+        ])
+    );
+    // It comes back with a backlog of failures from while it was cut off: the host resolves,
+    // the check's alert is recorded but held.
+    let back = t + Duration::seconds(60);
+    let backlog: Vec<CheckResult> = (1..5)
+        .map(|i| result("api", t + Duration::seconds(10 * i), false))
+        .collect();
+    send(&s, "edge-2", back, &backlog).await;
+    assert_eq!(
+        s.store.alerts(&[AlertState::Firing]).await.unwrap().len(),
+        1
+    );
+    assert_eq!(
+        take(&s).await,
+        rows(&[
+            ("hook", "resolved", "edge-2", "route0:"),
+            ("mail", "resolved", "edge-2", "route0:")
+        ])
+    );
+    s.rules.tick(back + Duration::seconds(1)).await.unwrap();
+    assert!(take(&s).await.is_empty(), "backlog alone does not page");
+    // A fresh failure after its return confirms the outage: now it pages.
+    let fresh = back + Duration::seconds(5);
+    send(&s, "edge-2", fresh, &[result("api", fresh, false)]).await;
+    s.rules.tick(fresh).await.unwrap();
+    assert_eq!(
+        take(&s).await,
+        rows(&[
+            ("hook", "firing", "api", "route0:"),
+            ("mail", "firing", "api", "route0:")
+        ])
+    );
+}
+
+#[tokio::test]
+async fn reminders_repeat_until_acknowledged() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = collector(dir.path(), "").await;
+    let t = Utc::now();
+    send(
+        &s,
+        "edge-1",
+        t,
+        &[result("api", t, false), result("db", t, false)],
+    )
+    .await;
+    assert_eq!(take(&s).await.len(), 3);
+    // edge-1 keeps reporting, so it is not down.
+    let hour = t + Duration::minutes(61);
+    send(&s, "edge-1", hour, &[]).await;
+    s.rules.tick(hour).await.unwrap();
+    // Only the critical route repeats; db's route has no repeat_interval.
+    assert_eq!(
+        take(&s).await,
+        rows(&[
+            ("hook", "reminder", "api", "route0:"),
+            ("mail", "reminder", "api", "route0:")
+        ])
+    );
+    send(&s, "edge-1", hour + Duration::minutes(1), &[]).await;
+    s.rules.tick(hour + Duration::minutes(1)).await.unwrap();
+    assert!(take(&s).await.is_empty(), "next reminder an hour later");
+    let firing = s.store.alerts(&[AlertState::Firing]).await.unwrap();
+    let api = firing.iter().find(|a| a.labels["check"] == "api").unwrap();
+    assert!(
+        s.store
+            .ack_alert(api.id, "alice", Utc::now())
+            .await
+            .unwrap()
+    );
+    let two = t + Duration::minutes(125);
+    send(&s, "edge-1", two, &[]).await;
+    s.rules.tick(two).await.unwrap();
+    assert!(take(&s).await.is_empty(), "acknowledged: no reminder");
+}
+
+#[tokio::test]
+async fn a_restart_while_firing_queues_nothing_again_and_still_sends_the_resolve() {
+    let dir = tempfile::tempdir().unwrap();
+    let t = Utc::now();
+    {
+        let s = collector(dir.path(), "").await;
+        send(&s, "edge-1", t, &[result("api", t, false)]).await;
+        assert_eq!(take(&s).await.len(), 2);
+    }
+    let s = collector(dir.path(), "").await;
+    let later = t + Duration::seconds(10);
+    send(&s, "edge-1", later, &[result("api", later, false)]).await;
+    s.rules.tick(later).await.unwrap();
+    assert!(
+        take(&s).await.is_empty(),
+        "still firing after the restart: not sent again"
+    );
+    let up = later + Duration::seconds(10);
+    send(&s, "edge-1", up, &[result("api", up, true)]).await;
+    assert_eq!(
+        take(&s).await,
+        rows(&[
+            ("hook", "resolved", "api", "route0:"),
+            ("mail", "resolved", "api", "route0:")
+        ])
+    );
+}
