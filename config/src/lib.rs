@@ -31,9 +31,7 @@ pub use check::{CheckConfig, CheckType, IpVersion, RecordType, Selector};
 pub use collector::{AgentEntry, CollectorConfig, LocalAgentConfig, ServerConfig, StorageConfig};
 pub use condition::{Condition, Observation};
 pub use error::{ConfigError, ConfigErrors};
-pub use notify::{
-    AlertingSettings, ChannelConfig, ChannelType, MaintenanceConfig, RouteConfig,
-};
+pub use notify::{AlertingSettings, ChannelConfig, ChannelType, MaintenanceConfig, RouteConfig};
 
 use document::{Document, KeyPath};
 

@@ -281,9 +281,7 @@ impl MaintenanceConfig {
                 }
                 match self.duration {
                     None => out.push(("duration", "required with schedule".into())),
-                    Some(d) if d.is_zero() => {
-                        out.push(("duration", "must be more than 0".into()))
-                    }
+                    Some(d) if d.is_zero() => out.push(("duration", "must be more than 0".into())),
                     _ => {}
                 }
             }
@@ -326,11 +324,7 @@ fn default_give_up() -> Duration {
 /// Reads and checks `[[channels]]`, `[[routes]]` and `[[maintenance]]`.
 pub(crate) fn read(
     doc: &mut Document<'_>,
-) -> (
-    Vec<ChannelConfig>,
-    Vec<RouteConfig>,
-    Vec<MaintenanceConfig>,
-) {
+) -> (Vec<ChannelConfig>, Vec<RouteConfig>, Vec<MaintenanceConfig>) {
     let channels = doc.array_section::<ChannelConfig>("channels");
     let mut names: HashMap<String, usize> = HashMap::new();
     for (i, c) in &channels {
@@ -341,7 +335,10 @@ pub(crate) fn read(
         if let Some(first) = names.insert(c.name.clone(), *i) {
             doc.error_at(
                 &at.child("name"),
-                format!("duplicate channel name {:?} (first at channels[{first}])", c.name),
+                format!(
+                    "duplicate channel name {:?} (first at channels[{first}])",
+                    c.name
+                ),
             );
         }
     }
@@ -360,7 +357,9 @@ pub(crate) fn read(
                 );
             }
         }
-        if r.repeat_interval.is_some_and(|d| d < Duration::from_secs(60)) {
+        if r.repeat_interval
+            .is_some_and(|d| d < Duration::from_secs(60))
+        {
             doc.error_at(&at.child("repeat_interval"), "must be at least 1m");
         }
     }
