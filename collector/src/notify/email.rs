@@ -1,0 +1,320 @@
+//! The email channel: one mail per message, over SMTP (lettre), as multipart/alternative with a
+//! plain-text part and an HTML part that say the same. The subject is [`Message::title`].
+//!
+//! The server, its TLS mode and the login come from lettre's URL form
+//! (`smtp://user:pass@host:587?tls=required` for STARTTLS, `smtps://` for implicit TLS, plain
+//! `smtp://host:25` for a local relay). Replies 4xx and lost connections are worth retrying;
+//! replies 5xx (a refused login, 535) are not. Error text never holds the password.
+
+use std::fmt;
+use std::time::Duration;
+
+use lettre::message::{Mailbox, MultiPart};
+use lettre::transport::smtp::client::{Certificate, Tls, TlsParameters};
+use lettre::{AsyncSmtpTransport, AsyncTransport, Tokio1Executor};
+use lookout_config::ChannelConfig;
+
+use super::channel::{color, human_duration, human_time, label_list, redact, web_link};
+use super::message::{AlertNote, Message, SendError};
+
+/// Sends messages as mail through one SMTP server.
+pub struct EmailChannel {
+    name: String,
+    transport: AsyncSmtpTransport<Tokio1Executor>,
+    from: Mailbox,
+    to: Vec<Mailbox>,
+    timeout: Duration,
+    /// The password, as written in the URL and decoded, to keep out of error text.
+    secrets: Vec<String>,
+}
+
+impl fmt::Debug for EmailChannel {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("EmailChannel")
+            .field("name", &self.name)
+            .field("from", &self.from.email.to_string())
+            .field("to", &self.to.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl EmailChannel {
+    /// Builds the channel from an `email` entry (`url`, `from`, `to`, `timeout`). The server's
+    /// certificate is checked against the platform's trust store. Call it inside the Tokio
+    /// runtime that will send: the connection pool's upkeep task runs there.
+    pub fn new(cfg: &ChannelConfig) -> Result<Self, String> {
+        Self::build(cfg, None)
+    }
+
+    /// As [`EmailChannel::new`], also trusting the CA certificate(s) in `ca_pem`: for a relay
+    /// whose certificate a private CA signed (and for tests).
+    pub fn with_root_certificate(cfg: &ChannelConfig, ca_pem: &[u8]) -> Result<Self, String> {
+        Self::build(cfg, Some(ca_pem))
+    }
+
+    fn build(cfg: &ChannelConfig, ca_pem: Option<&[u8]>) -> Result<Self, String> {
+        let raw = cfg.url.as_deref().ok_or("url: required")?;
+        let url = url::Url::parse(raw).map_err(|e| format!("url: not a valid URL: {e}"))?;
+        let mut secrets = Vec::new();
+        if let Some(p) = url.password() {
+            secrets.push(p.to_string());
+            secrets.push(percent_decode(p));
+        }
+        secrets.retain(|s| !s.is_empty());
+        let mut builder = AsyncSmtpTransport::<Tokio1Executor>::from_url(raw)
+            .map_err(|e| format!("url: {}", redact(&e.to_string(), &secrets)))?;
+        if let Some(pem) = ca_pem {
+            let host = url.host_str().ok_or("url: no host")?;
+            let cert = Certificate::from_pem(pem).map_err(|e| format!("CA certificate: {e}"))?;
+            let params = || {
+                TlsParameters::builder(host.to_string())
+                    .add_root_certificate(cert.clone())
+                    .build_rustls()
+                    .map_err(|e| format!("TLS settings: {e}"))
+            };
+            let tls_query = url
+                .query_pairs()
+                .find(|(k, _)| k == "tls")
+                .map(|(_, v)| v.into_owned());
+            // The same modes as lettre's URL form, with the extra root.
+            builder = match (url.scheme(), tls_query.as_deref()) {
+                ("smtps", _) => builder.tls(Tls::Wrapper(params()?)),
+                ("smtp", Some("required")) => builder.tls(Tls::Required(params()?)),
+                ("smtp", Some("opportunistic")) => builder.tls(Tls::Opportunistic(params()?)),
+                _ => builder,
+            };
+        }
+        // lettre's pool starts its idle-connection reaper on the current runtime, and panics
+        // without one.
+        if tokio::runtime::Handle::try_current().is_err() {
+            return Err(
+                "an email channel is built inside a Tokio runtime (its connection \
+                        pool runs there)"
+                    .into(),
+            );
+        }
+        let transport = builder.timeout(Some(cfg.timeout)).build();
+        let from: Mailbox = cfg
+            .from
+            .as_deref()
+            .ok_or("from: required")?
+            .parse()
+            .map_err(|e| format!("from: not an email address: {e}"))?;
+        if cfg.to.is_empty() {
+            return Err("to: at least one recipient is required".into());
+        }
+        let to = cfg
+            .to
+            .iter()
+            .map(|t| {
+                t.parse::<Mailbox>()
+                    .map_err(|e| format!("to: {t:?} is not an email address: {e}"))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(Self {
+            name: cfg.name.clone(),
+            transport,
+            from,
+            to,
+            timeout: cfg.timeout,
+            secrets,
+        })
+    }
+
+    /// The channel's configured name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Sends `msg` as one mail to every recipient, within the configured timeout.
+    pub async fn send(&self, msg: &Message) -> Result<(), SendError> {
+        let mut builder = lettre::Message::builder()
+            .from(self.from.clone())
+            .subject(one_line(&msg.title()))
+            .message_id(None);
+        for to in &self.to {
+            builder = builder.to(to.clone());
+        }
+        let mail = builder
+            .multipart(MultiPart::alternative_plain_html(
+                text_body(msg),
+                html_body(msg),
+            ))
+            .map_err(|e| SendError::Permanent(format!("cannot build the mail: {e}")))?;
+        match tokio::time::timeout(self.timeout, self.transport.send(mail)).await {
+            Ok(Ok(_)) => Ok(()),
+            Ok(Err(e)) => Err(self.smtp_error(&e)),
+            Err(_) => Err(SendError::Retry {
+                reason: format!("SMTP: not sent within {}", human_duration(self.timeout)),
+                after: None,
+            }),
+        }
+    }
+
+    /// 5xx replies and what the client refuses (no common AUTH mechanism, no STARTTLS where it
+    /// is required) will fail the same way again; 4xx replies, connection, TLS and network
+    /// errors may not.
+    fn smtp_error(&self, e: &lettre::transport::smtp::Error) -> SendError {
+        let text = format!(
+            "SMTP: {}",
+            redact(&lookout_agent::client::error_chain(e), &self.secrets)
+        );
+        if e.is_permanent() || e.is_client() {
+            SendError::Permanent(text)
+        } else {
+            SendError::Retry {
+                reason: text,
+                after: None,
+            }
+        }
+    }
+}
+
+/// `s` with line breaks and other control characters as spaces: a subject is one line.
+fn one_line(s: &str) -> String {
+    s.chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect()
+}
+
+/// `%XX` sequences decoded, as lettre decodes the URL's password before using it.
+fn percent_decode(s: &str) -> String {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = bytes
+            .get(i + 1..i + 3)
+            .and_then(|h| std::str::from_utf8(h).ok())
+            .and_then(|h| u8::from_str_radix(h, 16).ok());
+        match (bytes[i], hex) {
+            (b'%', Some(b)) => {
+                out.push(b);
+                i += 3;
+            }
+            (b, _) => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// The plain-text part.
+pub(crate) fn text_body(msg: &Message) -> String {
+    let mut out = format!("{}\n", msg.title());
+    for note in &msg.alerts {
+        out.push('\n');
+        out.push_str(&format!("{}: {}\n", note.kind.upper(), note.subject()));
+        out.push_str(&format!("  {}\n", note.summary));
+        if !note.labels.is_empty() {
+            out.push_str(&format!("  labels: {}\n", label_list(&note.labels)));
+        }
+        out.push_str(&format!("  fired: {}\n", human_time(note.fired_at)));
+        if let Some(resolved) = note.resolved_at {
+            out.push_str(&format!("  resolved: {}\n", human_time(resolved)));
+        }
+        if let Some(lasted) = note.lasted() {
+            out.push_str(&format!("  lasted: {}\n", human_duration(lasted)));
+        }
+        if let Some(link) = web_link(note.link.as_deref()) {
+            out.push_str(&format!("  link: {link}\n"));
+        }
+    }
+    out.push_str(&format!("\n-- \nLookout, group {}\n", msg.group_key));
+    out
+}
+
+/// The HTML part; every text from the alert is escaped.
+pub(crate) fn html_body(msg: &Message) -> String {
+    let mut out = String::from(
+        "<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"></head>\
+         <body style=\"font-family: sans-serif; font-size: 14px; color: #24292e\">\n",
+    );
+    out.push_str(&format!(
+        "<h2 style=\"font-size: 16px\">{}</h2>\n",
+        escape(&msg.title())
+    ));
+    for note in &msg.alerts {
+        out.push_str(&note_html(note));
+    }
+    out.push_str(&format!(
+        "<p style=\"color: #6a737d; font-size: 12px\">Lookout, group {}</p>\n</body></html>\n",
+        escape(&msg.group_key)
+    ));
+    out
+}
+
+fn note_html(note: &AlertNote) -> String {
+    let c = color(note.kind);
+    let mut rows = Vec::new();
+    if !note.labels.is_empty() {
+        rows.push(("Labels", escape(&label_list(&note.labels))));
+    }
+    rows.push(("Fired", escape(&human_time(note.fired_at))));
+    if let Some(resolved) = note.resolved_at {
+        rows.push(("Resolved", escape(&human_time(resolved))));
+    }
+    if let Some(lasted) = note.lasted() {
+        rows.push(("Lasted", escape(&human_duration(lasted))));
+    }
+    let mut out = format!(
+        "<div style=\"border-left: 4px solid {c}; padding: 4px 12px; margin: 12px 0\">\n\
+         <p style=\"margin: 0\"><strong style=\"color: {c}\">{}</strong> <strong>{}</strong></p>\n\
+         <p style=\"margin: 4px 0\">{}</p>\n<table style=\"font-size: 13px; color: #586069\">\n",
+        note.kind.upper(),
+        escape(note.subject()),
+        escape(&note.summary),
+    );
+    for (k, v) in rows {
+        out.push_str(&format!(
+            "<tr><td style=\"padding-right: 12px\">{k}</td><td>{v}</td></tr>\n"
+        ));
+    }
+    out.push_str("</table>\n");
+    if let Some(link) = web_link(note.link.as_deref()) {
+        out.push_str(&format!(
+            "<p style=\"margin: 4px 0\"><a href=\"{}\">Open in Lookout</a></p>\n",
+            escape(link)
+        ));
+    }
+    out.push_str("</div>\n");
+    out
+}
+
+/// HTML-escapes text for element content and quoted attribute values.
+fn escape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn percent_decoding_matches_lettre() {
+        assert_eq!(percent_decode("p%40ss%2Fw0rd"), "p@ss/w0rd");
+        assert_eq!(percent_decode("100%"), "100%");
+        assert_eq!(percent_decode("%zz"), "%zz");
+    }
+
+    #[test]
+    fn html_escapes_everything_it_quotes() {
+        assert_eq!(
+            escape(r#"<script>alert("x" & 'y')</script>"#),
+            "&lt;script&gt;alert(&quot;x&quot; &amp; &#39;y&#39;)&lt;/script&gt;"
+        );
+    }
+}

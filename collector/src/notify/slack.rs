@@ -1,0 +1,276 @@
+//! The Slack channel: a Block Kit message POSTed to an incoming webhook.
+//!
+//! The payload: `text` (the title, what notifications and old clients show) and one attachment
+//! per kind of note present (firing, reminder, resolved, in that order), so each gets its colour
+//! bar. An attachment's blocks are a `header` (its kind's title, plain text, at most 150
+//! characters) and a `section` per note (mrkdwn, at most 3,000 characters). Slack takes at most
+//! 50 blocks in a message: past that, each kind shows its first notes, shares taken in turn, and
+//! a final `context` block counts the rest.
+//!
+//! Slack answers 200 `ok`; 429 (with `Retry-After`) and 5xx are worth retrying; other 4xx are
+//! not, and their body says why (`invalid_blocks`, `no_service`). Error text never holds the
+//! webhook URL, which is the credential.
+
+use std::fmt;
+use std::time::Duration;
+
+use lookout_config::ChannelConfig;
+use serde_json::{Value, json};
+
+use super::channel::{
+    body_snippet, color, http_outcome, human_duration, human_time, label_list, request_error,
+    url_secrets, web_link,
+};
+use super::message::{AlertNote, Message, NoteKind, SendError};
+
+/// The most blocks Slack takes in one message.
+pub const MAX_BLOCKS: usize = 50;
+/// The most characters of a header block's text.
+pub const MAX_HEADER_CHARS: usize = 150;
+/// The most characters of a section block's text.
+pub const MAX_SECTION_CHARS: usize = 3000;
+
+/// Sends messages to one Slack incoming webhook.
+pub struct SlackChannel {
+    name: String,
+    url: reqwest::Url,
+    http: reqwest::Client,
+    timeout: Duration,
+    secrets: Vec<String>,
+}
+
+impl fmt::Debug for SlackChannel {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SlackChannel")
+            .field("name", &self.name)
+            .finish_non_exhaustive()
+    }
+}
+
+impl SlackChannel {
+    /// Builds the channel from a `slack` entry (`webhook_url`, `timeout`).
+    pub fn new(cfg: &ChannelConfig, http: reqwest::Client) -> Result<Self, String> {
+        let raw = cfg.webhook_url.as_deref().ok_or("webhook_url: required")?;
+        let url =
+            reqwest::Url::parse(raw).map_err(|e| format!("webhook_url: not a valid URL: {e}"))?;
+        if !matches!(url.scheme(), "http" | "https") {
+            return Err("webhook_url: expected an http:// or https:// URL".into());
+        }
+        Ok(Self {
+            name: cfg.name.clone(),
+            secrets: url_secrets(&url, None),
+            url,
+            http,
+            timeout: cfg.timeout,
+        })
+    }
+
+    /// The channel's configured name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// POSTs `msg` as [`payload`] describes.
+    pub async fn send(&self, msg: &Message) -> Result<(), SendError> {
+        let resp = self
+            .http
+            .post(self.url.clone())
+            .timeout(self.timeout)
+            .json(&payload(msg))
+            .send()
+            .await
+            .map_err(|e| request_error("Slack", e, self.timeout, &self.secrets))?;
+        let status = resp.status();
+        let headers = resp.headers().clone();
+        let body = body_snippet(resp, &self.secrets).await;
+        http_outcome("Slack", status, &headers, &body)?;
+        if body != "ok" {
+            // Delivered all the same (a Slack-compatible server words it differently).
+            tracing::debug!(channel = %self.name, answer = %body, "Slack answered 2xx without \"ok\"");
+        }
+        Ok(())
+    }
+}
+
+/// The JSON body for `msg` (see the module's doc).
+pub fn payload(msg: &Message) -> Value {
+    let kinds: Vec<(NoteKind, Vec<&AlertNote>)> =
+        [NoteKind::Firing, NoteKind::Reminder, NoteKind::Resolved]
+            .into_iter()
+            .map(|k| (k, msg.alerts.iter().filter(|a| a.kind == k).collect()))
+            .filter(|(_, notes): &(NoteKind, Vec<&AlertNote>)| !notes.is_empty())
+            .collect();
+    let counts: Vec<usize> = kinds.iter().map(|(_, n)| n.len()).collect();
+    let headers = kinds.len();
+    let fits = msg.alerts.len() + headers <= MAX_BLOCKS;
+    // One block goes to the headers each, and one to the count of the rest when not all fit.
+    let budget = MAX_BLOCKS - headers - usize::from(!fits);
+    let shown = shares(&counts, budget);
+    let mut attachments = Vec::new();
+    for ((kind, notes), &n) in kinds.iter().zip(&shown) {
+        let title = Message {
+            group_key: msg.group_key.clone(),
+            alerts: notes.iter().map(|&a| a.clone()).collect(),
+        }
+        .title();
+        let mut blocks = vec![json!({
+            "type": "header",
+            "text": {"type": "plain_text", "text": truncate(&title, MAX_HEADER_CHARS)},
+        })];
+        blocks.extend(notes[..n].iter().map(|note| section(note)));
+        attachments.push(json!({"color": color(*kind), "blocks": blocks}));
+    }
+    if !fits {
+        let rest: Vec<String> = kinds
+            .iter()
+            .zip(counts.iter().zip(&shown))
+            .filter(|(_, (c, s))| c > s)
+            .map(|((k, _), (c, s))| format!("{} {}", c - s, k.upper().to_lowercase()))
+            .collect();
+        let omitted: usize = counts.iter().sum::<usize>() - shown.iter().sum::<usize>();
+        let s = if omitted == 1 { "" } else { "s" };
+        let text = format!("…and {omitted} more alert{s} ({})", rest.join(", "));
+        if let Some(Value::Array(blocks)) = attachments
+            .last_mut()
+            .and_then(|a: &mut Value| a.get_mut("blocks"))
+        {
+            blocks.push(json!({
+                "type": "context",
+                "elements": [{"type": "mrkdwn", "text": text}],
+            }));
+        }
+    }
+    json!({
+        "text": mrkdwn(&msg.title(), MAX_SECTION_CHARS),
+        "attachments": attachments,
+    })
+}
+
+/// How many of each count fit in `budget`, shares taken in turn (so a long list of one kind
+/// does not crowd out the others).
+fn shares(counts: &[usize], budget: usize) -> Vec<usize> {
+    let mut shown = vec![0; counts.len()];
+    let mut left = budget;
+    while left > 0 {
+        let mut progressed = false;
+        for (s, c) in shown.iter_mut().zip(counts) {
+            if left > 0 && *s < *c {
+                *s += 1;
+                left -= 1;
+                progressed = true;
+            }
+        }
+        if !progressed {
+            break;
+        }
+    }
+    shown
+}
+
+/// One note as a section: state and subject, summary, labels, times, link. Each part has its
+/// own limit so the whole stays under [`MAX_SECTION_CHARS`].
+fn section(note: &AlertNote) -> Value {
+    let mut lines = vec![
+        format!(
+            "*{}* · *{}*",
+            note.kind.upper(),
+            mrkdwn(note.subject(), 150)
+        ),
+        mrkdwn(&note.summary, 1500),
+    ];
+    if !note.labels.is_empty() {
+        lines.push(format!(
+            "*Labels:* {}",
+            mrkdwn(&label_list(&note.labels), 600)
+        ));
+    }
+    let mut times = format!("*Fired:* {}", human_time(note.fired_at));
+    if let Some(lasted) = note.lasted() {
+        times.push_str(&format!("  *Lasted:* {}", human_duration(lasted)));
+    }
+    lines.push(times);
+    // A link longer than this is left out rather than cut (a cut link goes nowhere).
+    if let Some(link) = web_link(note.link.as_deref()).filter(|l| l.chars().count() <= 500) {
+        lines.push(format!("<{}|Open in Lookout>", link_target(link)));
+    }
+    let text = lines.join("\n");
+    debug_assert!(text.chars().count() <= MAX_SECTION_CHARS);
+    json!({"type": "section", "text": {"type": "mrkdwn", "text": text}})
+}
+
+/// `s` with `&`, `<` and `>` escaped as Slack asks, cut (at a whole escape) to at most `max`
+/// characters, `…` marking the cut.
+fn mrkdwn(s: &str, max: usize) -> String {
+    let mut out = String::new();
+    let mut used = 0;
+    let total: usize = s.chars().map(|c| escaped(c).chars().count()).sum();
+    for c in s.chars() {
+        let piece = escaped(c);
+        let n = piece.chars().count();
+        if total > max && used + n > max - 1 {
+            out.push('…');
+            break;
+        }
+        out.push_str(&piece);
+        used += n;
+    }
+    out
+}
+
+fn escaped(c: char) -> std::borrow::Cow<'static, str> {
+    match c {
+        '&' => "&amp;".into(),
+        '<' => "&lt;".into(),
+        '>' => "&gt;".into(),
+        c => c.to_string().into(),
+    }
+}
+
+/// A URL as the target of `<url|text>`: `&` escaped as everywhere, and the characters that would
+/// end the link percent-encoded.
+fn link_target(url: &str) -> String {
+    url.replace('&', "&amp;")
+        .replace('<', "%3C")
+        .replace('>', "%3E")
+        .replace('|', "%7C")
+}
+
+/// At most `max` characters, `…` marking a cut.
+fn truncate(s: &str, max: usize) -> String {
+    if s.chars().count() <= max {
+        return s.to_string();
+    }
+    let mut out: String = s.chars().take(max - 1).collect();
+    out.push('…');
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mrkdwn_escapes_and_cuts_at_a_whole_escape() {
+        assert_eq!(mrkdwn("a < b & c > d", 100), "a &lt; b &amp; c &gt; d");
+        assert_eq!(mrkdwn("ab&&&&", 8), "ab&amp;…");
+        assert_eq!(mrkdwn("ab&&&&", 6), "ab…");
+        assert_eq!(mrkdwn("abcdef", 4), "abc…");
+        assert_eq!(mrkdwn("abcd", 4), "abcd");
+    }
+
+    #[test]
+    fn shares_go_round() {
+        assert_eq!(shares(&[80], 48), vec![48]);
+        assert_eq!(shares(&[70, 3, 10], 46), vec![33, 3, 10]);
+        assert_eq!(shares(&[2, 3], 46), vec![2, 3]);
+        assert_eq!(shares(&[30, 30], 46), vec![23, 23]);
+    }
+
+    #[test]
+    fn links_stay_links() {
+        assert_eq!(
+            link_target("https://x/a?b=1&c=<2>|"),
+            "https://x/a?b=1&amp;c=%3C2%3E%7C"
+        );
+    }
+}

@@ -1,0 +1,206 @@
+//! The webhook channel: a JSON POST to any URL, signed when `secret` is set.
+//!
+//! # The request
+//!
+//! ```text
+//! POST <url>
+//! Content-Type: application/json
+//! X-Lookout-Signature: sha256=<hex>      (when `secret` is set)
+//! <the configured `headers`>
+//!
+//! {
+//!   "version": 1,
+//!   "group_key": "<route and group_by label values>",
+//!   "title": "[FIRING] api down: 2 of 3 locations: 503",
+//!   "alerts": [
+//!     {
+//!       "fingerprint": "<rule + labels>",
+//!       "rule": "uptime",
+//!       "labels": {"check": "api", "severity": "critical"},
+//!       "kind": "firing",                          // or "reminder", "resolved"
+//!       "summary": "api down: 2 of 3 locations: 503",
+//!       "fired_at": "2026-11-26T10:00:00Z",        // RFC 3339, UTC
+//!       "resolved_at": "2026-11-26T10:04:12Z",     // resolved notes only
+//!       "link": "https://status.example.com/..."   // when [server] public_url is set
+//!     }
+//!   ]
+//! }
+//! ```
+//!
+//! Invariants: `version` ([`PAYLOAD_VERSION`]) changes when a field is removed, renamed or
+//! changes meaning; fields may be added within a version, so receivers ignore what they do not
+//! know. `alerts` is never empty and keeps the order the notes were queued in.
+//!
+//! The signature is the lowercase hex HMAC-SHA256 of the body's exact bytes, keyed with the
+//! secret: a receiver computes it over the raw body before parsing it and compares in constant
+//! time. The signature covers the body only, so a receiver that must refuse replays keeps the
+//! `(fingerprint, kind, fired_at)` it has seen.
+//!
+//! # The answer
+//!
+//! 2xx: delivered. 429 (with `Retry-After`, seconds or a date), 408 and 5xx: retried. Other 4xx
+//! and 3xx: given up. Error text never holds the URL (it may carry a token) or the secret.
+
+use std::fmt;
+use std::time::Duration;
+
+use hmac::{Hmac, KeyInit, Mac};
+use lookout_config::ChannelConfig;
+use reqwest::header::{CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue};
+use serde::Serialize;
+use sha2::Sha256;
+
+use super::channel::{body_snippet, http_outcome, request_error, url_secrets};
+use super::message::{AlertNote, Message, PAYLOAD_VERSION, SendError};
+
+/// The header that carries the body's signature.
+pub const SIGNATURE_HEADER: &str = "x-lookout-signature";
+
+/// The body of a webhook request (see the module's doc for the schema).
+#[derive(Debug, Serialize)]
+pub struct Payload<'a> {
+    /// The schema's version: [`PAYLOAD_VERSION`].
+    pub version: u32,
+    /// The group the notes belong to (route and `group_by` label values).
+    pub group_key: &'a str,
+    /// [`Message::title`].
+    pub title: String,
+    /// The notes, in the order they were queued.
+    pub alerts: &'a [AlertNote],
+}
+
+impl<'a> Payload<'a> {
+    /// The payload of `msg`.
+    pub fn new(msg: &'a Message) -> Self {
+        Self {
+            version: PAYLOAD_VERSION,
+            group_key: &msg.group_key,
+            title: msg.title(),
+            alerts: &msg.alerts,
+        }
+    }
+}
+
+/// `sha256=<lowercase hex HMAC-SHA256 of body keyed with secret>`: the value of
+/// [`SIGNATURE_HEADER`].
+pub fn signature(secret: &[u8], body: &[u8]) -> String {
+    // HMAC takes a key of any length: this cannot fail.
+    let mut mac = Hmac::<Sha256>::new_from_slice(secret).expect("HMAC accepts any key length");
+    mac.update(body);
+    let digest = mac.finalize().into_bytes();
+    let mut out = String::with_capacity(7 + 2 * digest.len());
+    out.push_str("sha256=");
+    for b in digest {
+        out.push_str(&format!("{b:02x}"));
+    }
+    out
+}
+
+/// POSTs messages to one URL.
+pub struct WebhookChannel {
+    name: String,
+    url: reqwest::Url,
+    http: reqwest::Client,
+    timeout: Duration,
+    headers: HeaderMap,
+    secret: Option<String>,
+    secrets: Vec<String>,
+}
+
+impl fmt::Debug for WebhookChannel {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("WebhookChannel")
+            .field("name", &self.name)
+            .field("signed", &self.secret.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+impl WebhookChannel {
+    /// Builds the channel from a `webhook` entry (`url`, `secret`, `headers`, `timeout`).
+    /// `Content-Type`, `Content-Length`, `Host` and the signature header are Lookout's to set.
+    pub fn new(cfg: &ChannelConfig, http: reqwest::Client) -> Result<Self, String> {
+        let raw = cfg.url.as_deref().ok_or("url: required")?;
+        let url = reqwest::Url::parse(raw).map_err(|e| format!("url: not a valid URL: {e}"))?;
+        if !matches!(url.scheme(), "http" | "https") {
+            return Err("url: expected an http:// or https:// URL".into());
+        }
+        if cfg.secret.as_deref() == Some("") {
+            return Err("secret: is empty".into());
+        }
+        let mut headers = HeaderMap::new();
+        for (name, value) in &cfg.headers {
+            let name = HeaderName::from_bytes(name.as_bytes())
+                .map_err(|_| format!("headers: {name:?} is not a valid header name"))?;
+            if [
+                CONTENT_TYPE,
+                reqwest::header::CONTENT_LENGTH,
+                reqwest::header::HOST,
+                HeaderName::from_static(SIGNATURE_HEADER),
+            ]
+            .contains(&name)
+            {
+                return Err(format!("headers: {name} is set by Lookout"));
+            }
+            // The value may be a credential: not repeated, and hidden from Debug output.
+            let mut value = HeaderValue::from_str(value)
+                .map_err(|_| format!("headers: the value of {name} is not a valid header value"))?;
+            value.set_sensitive(true);
+            headers.insert(name, value);
+        }
+        headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        Ok(Self {
+            name: cfg.name.clone(),
+            secrets: url_secrets(&url, cfg.secret.as_deref()),
+            url,
+            http,
+            timeout: cfg.timeout,
+            headers,
+            secret: cfg.secret.clone(),
+        })
+    }
+
+    /// The channel's configured name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// POSTs `msg` as [`Payload`], signed when a secret is set.
+    pub async fn send(&self, msg: &Message) -> Result<(), SendError> {
+        let body = serde_json::to_vec(&Payload::new(msg))
+            .map_err(|e| SendError::Permanent(format!("cannot encode the payload: {e}")))?;
+        let mut headers = self.headers.clone();
+        if let Some(secret) = &self.secret {
+            let value = HeaderValue::from_str(&signature(secret.as_bytes(), &body))
+                .expect("hex is a valid header value");
+            headers.insert(SIGNATURE_HEADER, value);
+        }
+        let resp = self
+            .http
+            .post(self.url.clone())
+            .timeout(self.timeout)
+            .headers(headers)
+            .body(body)
+            .send()
+            .await
+            .map_err(|e| request_error("webhook", e, self.timeout, &self.secrets))?;
+        let status = resp.status();
+        let answer_headers = resp.headers().clone();
+        let snippet = body_snippet(resp, &self.secrets).await;
+        http_outcome("webhook", status, &answer_headers, &snippet)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn signature_matches_rfc_4231_case_2() {
+        // RFC 4231 test case 2: key "Jefe", data "what do ya want for nothing?".
+        assert_eq!(
+            signature(b"Jefe", b"what do ya want for nothing?"),
+            "sha256=5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843"
+        );
+    }
+}

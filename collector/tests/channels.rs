@@ -1,0 +1,85 @@
+//! The three channel senders against peers on loopback: a webhook receiver we control, a strict
+//! fake of Slack's incoming webhook (Slack itself cannot be reached from here), and a real SMTP
+//! server (aiosmtpd, in a child process).
+
+mod support;
+
+#[path = "channels/email.rs"]
+mod email;
+#[path = "channels/slack.rs"]
+mod slack;
+#[path = "channels/webhook.rs"]
+mod webhook;
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use chrono::{DateTime, TimeZone, Utc};
+use lookout_collector::notify::{AlertNote, Channel, Message, NoteKind, SendError};
+use lookout_config::ChannelConfig;
+use serde_json::Value;
+
+// Messages and channels, for every channel's tests.
+
+fn fired() -> DateTime<Utc> {
+    Utc.with_ymd_and_hms(2026, 11, 26, 10, 0, 0).unwrap()
+}
+
+fn note(kind: NoteKind, check: &str, summary: &str) -> AlertNote {
+    let labels: BTreeMap<String, String> = [
+        ("check", check),
+        ("location", "eu-west"),
+        ("severity", "critical"),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect();
+    AlertNote {
+        fingerprint: format!("uptime/{check}"),
+        rule: "uptime".into(),
+        labels,
+        kind,
+        summary: summary.into(),
+        fired_at: fired(),
+        // 4m 12s later.
+        resolved_at: (kind == NoteKind::Resolved).then(|| fired() + chrono::Duration::seconds(252)),
+        link: Some(format!("https://status.example.com/checks/{check}")),
+    }
+}
+
+fn message(alerts: Vec<AlertNote>) -> Message {
+    Message {
+        group_key: "route-0/check".into(),
+        alerts,
+    }
+}
+
+fn firing() -> Message {
+    message(vec![note(
+        NoteKind::Firing,
+        "api",
+        "api down: 2 of 3 locations, 503",
+    )])
+}
+
+fn config(v: Value) -> ChannelConfig {
+    serde_json::from_value(v).unwrap()
+}
+
+fn build(v: Value) -> Channel {
+    Channel::build(&config(v), reqwest::Client::new()).unwrap()
+}
+
+async fn send(channel: &Channel, msg: &Message) -> Result<(), SendError> {
+    tokio::time::timeout(Duration::from_secs(10), channel.send(msg))
+        .await
+        .expect("a send ends within its timeout")
+}
+
+/// The error's text holds none of `secrets`.
+fn assert_clean(e: &SendError, secrets: &[&str]) {
+    let text = e.to_string();
+    for s in secrets {
+        assert!(!text.contains(s), "{s:?} leaked in {text:?}");
+    }
+}
