@@ -126,7 +126,7 @@ pub async fn run(settings: AgentSettings, shutdown: CancellationToken) -> Result
         &settings.labels,
         settings.shipping.request_timeout,
     )?);
-    let prober = probes::Prober::new(settings.max_concurrent_probes);
+    let prober = probes::Prober::new(settings.max_concurrent_probes).identified_as(&settings.name);
     let work = CancellationToken::new();
     let mut scheduler = Scheduler::new(prober, queue.clone(), work.clone());
     scheduler.apply(settings.local_checks.clone());

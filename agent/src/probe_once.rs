@@ -41,7 +41,7 @@ impl Report {
 
 /// Runs every check once.
 pub async fn run(settings: &AgentSettings) -> Result<Report, AgentError> {
-    let prober = Prober::new(settings.max_concurrent_probes);
+    let prober = Prober::new(settings.max_concurrent_probes).identified_as(&settings.name);
     let mut checks: Vec<(Source, lookout_config::CheckConfig)> = settings
         .local_checks
         .iter()

@@ -17,14 +17,29 @@ use super::net::{self, Tls, ms_since};
 /// Most bytes of a body kept for conditions; the rest is read and dropped.
 pub const MAX_BODY: usize = 1 << 20;
 
-const USER_AGENT: &str = concat!("lookout-agent/", env!("CARGO_PKG_VERSION"), " (probe)");
+/// The `User-Agent` of HTTP probes, naming the agent when known.
+pub fn user_agent(agent: Option<&str>) -> String {
+    let version = env!("CARGO_PKG_VERSION");
+    match agent {
+        // Header values must be visible ASCII; an odd name is left out rather than mangled.
+        Some(a) if a.chars().all(|c| c.is_ascii_graphic()) => {
+            format!("lookout-agent/{version} (probe; agent={a})")
+        }
+        _ => format!("lookout-agent/{version} (probe)"),
+    }
+}
 
 /// One hop's connection, plain or TLS.
 trait Io: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send {}
 impl<T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send> Io for T {}
 
 /// Runs one probe of `check`, filling `out` (its timeout is enforced by the caller).
-pub async fn probe(tls: &Tls, check: &CheckConfig, out: &mut Outcome) -> Result<(), String> {
+pub async fn probe(
+    tls: &Tls,
+    user_agent: &str,
+    check: &CheckConfig,
+    out: &mut Outcome,
+) -> Result<(), String> {
     let url = check.url.as_deref().ok_or("no url configured")?;
     let mut url = url::Url::parse(url).map_err(|e| format!("invalid url: {e}"))?;
     let mut method = check
@@ -35,9 +50,10 @@ pub async fn probe(tls: &Tls, check: &CheckConfig, out: &mut Outcome) -> Result<
         .map_err(|_| "invalid method".to_string())?;
     let mut body = check.body.clone().map(Bytes::from).unwrap_or_default();
     let keep_body = check.conditions.iter().any(|c| c.needs_body());
+    let client = Client { tls, user_agent };
     let mut hops = 0u8;
     loop {
-        let status = hop(tls, check, &url, &method, body.clone(), keep_body, out).await?;
+        let status = hop(&client, check, &url, &method, body.clone(), keep_body, out).await?;
         let location = out
             .seen
             .headers
@@ -96,8 +112,14 @@ pub async fn probe(tls: &Tls, check: &CheckConfig, out: &mut Outcome) -> Result<
 
 /// One request over a new connection; fills `out` (timings added to earlier hops') and returns
 /// the status.
+/// What every hop of one probe shares.
+struct Client<'a> {
+    tls: &'a Tls,
+    user_agent: &'a str,
+}
+
 async fn hop(
-    tls: &Tls,
+    client: &Client<'_>,
     check: &CheckConfig,
     url: &url::Url,
     method: &hyper::Method,
@@ -117,7 +139,8 @@ async fn hop(
     out.seen.ip = Some(addr.ip().to_string());
     add(&mut out.timings.connect_ms, Some(connect_ms));
     let io: Box<dyn Io> = if https {
-        let (stream, facts) = tls
+        let (stream, facts) = client
+            .tls
             .handshake(stream, &host, check.ca.as_deref(), check.tls_verify)
             .await?;
         add(&mut out.timings.tls_ms, Some(facts.handshake_ms));
@@ -142,7 +165,7 @@ async fn hop(
         .method(method.clone())
         .uri(target)
         .header(hyper::header::HOST, host_header(url))
-        .header(hyper::header::USER_AGENT, USER_AGENT)
+        .header(hyper::header::USER_AGENT, client.user_agent)
         .header(hyper::header::CONNECTION, "close");
     for (name, value) in &check.headers {
         let (Ok(n), Ok(v)) = (

@@ -35,6 +35,7 @@ pub struct Prober {
     tls: net::Tls,
     dns: dns::Resolvers,
     running: Arc<Semaphore>,
+    user_agent: String,
 }
 
 impl Prober {
@@ -45,7 +46,16 @@ impl Prober {
             tls: net::Tls::new(),
             dns: dns::Resolvers::default(),
             running: Arc::new(Semaphore::new(max_concurrent.max(1))),
+            user_agent: http::user_agent(None),
         }
+    }
+
+    /// Names the agent in the `User-Agent` of HTTP probes
+    /// (`lookout-agent/0.1.0 (probe; agent=edge-1)`), so a target's operators can tell which
+    /// location a request came from.
+    pub fn identified_as(mut self, agent: &str) -> Self {
+        self.user_agent = http::user_agent(Some(agent));
+        self
     }
 
     /// Runs `check` once, when a slot is free. Never takes much longer than the check's timeout
@@ -58,7 +68,7 @@ impl Prober {
         let mut outcome = tokio::time::timeout(check.timeout, async {
             let mut out = Outcome::default();
             let done = match check.kind {
-                CheckType::Http => http::probe(&self.tls, check, &mut out).await,
+                CheckType::Http => http::probe(&self.tls, &self.user_agent, check, &mut out).await,
                 CheckType::Tcp => tcp::probe(check, &mut out).await,
                 CheckType::Tls => tls::probe(&self.tls, check, &mut out).await,
                 CheckType::Dns => self.dns.probe(check, &mut out).await,

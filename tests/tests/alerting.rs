@@ -1,0 +1,279 @@
+//! End to end: three real agents probe one endpoint and a real collector pages a webhook. One
+//! location cut off from the target is no page; two are one page; the collector is killed
+//! (`kill -9`) while the alert fires and restarted, and sends nothing again; the target
+//! recovers and exactly one resolve arrives.
+//!
+//! "Cut off" is the target refusing one agent: it reads the agent's name from the probe's
+//! `User-Agent` (`lookout-agent/x (probe; agent=edge-2)`) and answers 503 to those cut off.
+
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::http::{HeaderMap, StatusCode};
+use lookout_tests::{Daemon, bin, eventually, free_port, get_json, start_collector};
+use serde_json::Value;
+
+const AGENTS: [&str; 3] = ["edge-1", "edge-2", "edge-3"];
+
+/// The checked endpoint: 503 to the agents cut off from it, 200 to the rest.
+#[derive(Clone, Default)]
+struct Gate(Arc<Mutex<HashSet<String>>>);
+
+impl Gate {
+    fn cut(&self, agent: &str) {
+        self.0.lock().unwrap().insert(agent.to_string());
+    }
+    fn restore(&self) {
+        self.0.lock().unwrap().clear();
+    }
+}
+
+/// What the webhook receiver got: each request's JSON body.
+#[derive(Clone, Default)]
+struct Inbox(Arc<Mutex<Vec<Value>>>);
+
+impl Inbox {
+    /// Every note received, as (kind, fingerprint), in order.
+    fn notes(&self) -> Vec<(String, String)> {
+        self.0
+            .lock()
+            .unwrap()
+            .iter()
+            .flat_map(|m| m["alerts"].as_array().cloned().unwrap_or_default())
+            .map(|a| {
+                (
+                    a["kind"].as_str().unwrap_or("").to_string(),
+                    a["fingerprint"].as_str().unwrap_or("").to_string(),
+                )
+            })
+            .collect()
+    }
+}
+
+async fn serve(app: axum::Router) -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    format!("http://{addr}")
+}
+
+async fn start_peers() -> (Gate, String, Inbox, String) {
+    let gate = Gate::default();
+    let g = gate.clone();
+    let target = serve(axum::Router::new().route(
+        "/health",
+        axum::routing::get(move |headers: HeaderMap| {
+            let g = g.clone();
+            async move {
+                let ua = headers
+                    .get("user-agent")
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or("");
+                let cut =
+                    g.0.lock()
+                        .unwrap()
+                        .iter()
+                        .any(|a| ua.contains(&format!("agent={a})")));
+                if cut {
+                    (StatusCode::SERVICE_UNAVAILABLE, "cut off\n")
+                } else {
+                    (StatusCode::OK, "ok\n")
+                }
+            }
+        }),
+    ))
+    .await;
+    let inbox = Inbox::default();
+    let i = inbox.clone();
+    let hook = serve(axum::Router::new().route(
+        "/hook",
+        axum::routing::post(move |body: axum::body::Bytes| {
+            let i = i.clone();
+            async move {
+                let v: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+                i.0.lock().unwrap().push(v);
+                StatusCode::OK
+            }
+        }),
+    ))
+    .await;
+    (
+        gate,
+        format!("{target}/health"),
+        inbox,
+        format!("{hook}/hook"),
+    )
+}
+
+fn collector_config(dir: &std::path::Path, port: u16, target: &str, hook: &str) -> String {
+    let mut agents = String::new();
+    for a in AGENTS {
+        agents.push_str(&format!(
+            "[[agents]]\nname = \"{a}\"\ntoken = \"{a}-token-0123456789\"\nlabels = {{ role = \"edge\" }}\n\n"
+        ));
+    }
+    format!(
+        r#"
+[server]
+listen = "127.0.0.1:{port}"
+data_dir = "{dir}"
+
+{agents}
+[[checks]]
+name = "api"
+type = "http"
+url = "{target}"
+interval = "1s"
+timeout = "1s"
+run_on = ["role=edge"]
+
+[[channels]]
+name = "pager"
+type = "webhook"
+url = "{hook}"
+secret = "e2e-webhook-secret"
+
+[[routes]]
+channels = ["pager"]
+group_wait = "0s"
+"#,
+        dir = dir.display()
+    )
+}
+
+fn start_agent(dir: &std::path::Path, name: &str, collector: &str) -> Daemon {
+    let data = dir.join(name);
+    std::fs::create_dir_all(&data).unwrap();
+    let path = data.join("agent.toml");
+    std::fs::write(
+        &path,
+        format!(
+            "name = \"{name}\"\ncollector = \"{collector}\"\ntoken = \"{name}-token-0123456789\"\ndata_dir = \"{}\"\n\n[host_metrics]\nenabled = false\n\n[shipping]\nassignments_interval = \"1s\"\n",
+            data.display()
+        ),
+    )
+    .unwrap();
+    Daemon::start(
+        &bin("lookout-agent"),
+        &["--config", path.to_str().unwrap()],
+        &[],
+    )
+    .unwrap()
+}
+
+async fn firing(base: &str) -> Vec<String> {
+    get_json(&format!("{base}/api/v1/alerts?state=firing"))
+        .await
+        .map(|j| {
+            j["alerts"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default()
+                .iter()
+                .filter_map(|a| a["fingerprint"].as_str().map(str::to_string))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_location_is_no_page_two_are_one_and_a_restart_pages_nothing_twice() {
+    let dir = tempfile::tempdir().unwrap();
+    let (gate, target, inbox, hook) = start_peers().await;
+    let port = free_port();
+    let config = collector_config(dir.path(), port, &target, &hook);
+    let (mut collector, base) = start_collector(dir.path(), &config).unwrap();
+    let _agents: Vec<Daemon> = AGENTS
+        .iter()
+        .map(|a| start_agent(dir.path(), a, &base))
+        .collect();
+    // All three report the check up.
+    eventually(
+        "three agents report api",
+        Duration::from_secs(30),
+        || async {
+            let j = get_json(&format!("{base}/api/v1/checks")).await?;
+            let agents = j["checks"]
+                .as_array()
+                .and_then(|c| c.iter().find(|c| c["name"] == "api"))
+                .and_then(|c| c["agents"].as_array().map(|a| a.len()))
+                .unwrap_or(0);
+            Ok((agents == 3).then_some(()))
+        },
+    )
+    .await
+    .unwrap();
+
+    // One location cut off: it sees failures, the other two do not; no page.
+    gate.cut("edge-2");
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    assert!(firing(&base).await.is_empty(), "one of three is no quorum");
+    assert!(inbox.notes().is_empty(), "{:?}", inbox.notes());
+
+    // Two: a quorum; one page.
+    gate.cut("edge-3");
+    eventually("the firing page", Duration::from_secs(20), || async {
+        Ok((!inbox.notes().is_empty()).then_some(()))
+    })
+    .await
+    .unwrap();
+    assert_eq!(
+        inbox.notes(),
+        [("firing".to_string(), "uptime/api".to_string())]
+    );
+    assert_eq!(firing(&base).await, ["uptime/api"]);
+
+    // The collector dies while the alert fires, and comes back; the agents keep failing.
+    collector.signal("KILL").unwrap();
+    collector.wait_exit(Duration::from_secs(5)).unwrap();
+    let (_collector, base) = start_collector(dir.path(), &config).unwrap();
+    eventually(
+        "results after the restart",
+        Duration::from_secs(20),
+        || async {
+            let j = get_json(&format!("{base}/api/v1/alerts?state=firing")).await?;
+            Ok(j["alerts"]
+                .as_array()
+                .is_some_and(|a| !a.is_empty())
+                .then_some(()))
+        },
+    )
+    .await
+    .unwrap();
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    assert_eq!(
+        inbox.notes(),
+        [("firing".to_string(), "uptime/api".to_string())],
+        "no second page after the restart"
+    );
+
+    // Recovery: one resolve.
+    gate.restore();
+    eventually("the resolve", Duration::from_secs(20), || async {
+        Ok((inbox.notes().len() >= 2).then_some(()))
+    })
+    .await
+    .unwrap();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(
+        inbox.notes(),
+        [
+            ("firing".to_string(), "uptime/api".to_string()),
+            ("resolved".to_string(), "uptime/api".to_string())
+        ]
+    );
+    assert!(firing(&base).await.is_empty());
+    let alerts = get_json(&format!("{base}/api/v1/alerts?state=resolved"))
+        .await
+        .unwrap();
+    let sent: Vec<&str> = alerts["alerts"][0]["notifications"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| n["state"].as_str().unwrap())
+        .collect();
+    assert_eq!(sent, ["delivered", "delivered"]);
+}
