@@ -71,6 +71,19 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/healthz", get(healthz))
         .route("/v1/ingest", post(ingest::ingest))
         .route("/v1/assignments", get(ingest::assignments))
+        .route(
+            "/v1/ping/{name}",
+            get(api::ping::success)
+                .post(api::ping::success)
+                .layer(DefaultBodyLimit::max(api::ping::MAX_BODY)),
+        )
+        .route(
+            "/v1/ping/{name}/{what}",
+            get(api::ping::signal)
+                .post(api::ping::signal)
+                .layer(DefaultBodyLimit::max(api::ping::MAX_BODY)),
+        )
+        .route("/api/v1/heartbeats", get(api::ping::list))
         .route("/api/v1/checks", get(api::checks))
         .route("/api/v1/checks/{name}/results", get(api::results))
         .route("/api/v1/checks/{name}/uptime", get(api::uptime::uptime))

@@ -1,6 +1,7 @@
 //! The JSON API under `/api/v1`: checks and their state, raw results, hosts.
 
 pub mod metrics;
+pub mod ping;
 mod status;
 pub mod uptime;
 

@@ -1,0 +1,121 @@
+//! Push monitor pings, Healthchecks.io style: a cron job calls
+//!
+//! - `GET|POST /v1/ping/{name}?token=...` when it succeeded,
+//! - `/v1/ping/{name}/start` when it begins (the run is timed, and must end within `grace`),
+//! - `/v1/ping/{name}/fail` when it failed,
+//! - `/v1/ping/{name}/{exit_code}` with its exit status (0 is success).
+//!
+//! The token is the heartbeat's `token`, in the query (`?token=`) or as a bearer token. The
+//! body, if any (the job's output), is kept up to 10 KB. The answer is `OK` as plain text, so
+//! `curl -fsS` in a crontab is enough. `GET /api/v1/heartbeats` lists each push monitor's state.
+
+use std::sync::Arc;
+
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::{Path, Query, State};
+use axum::http::HeaderMap;
+use chrono::Utc;
+use serde::Deserialize;
+use subtle::ConstantTimeEq;
+
+use crate::error::AppError;
+use crate::state::AppState;
+use crate::store::alerting::{Ping, PingKind};
+
+/// Most bytes of a ping's body kept.
+const BODY_KEPT: usize = 10 * 1024;
+/// Largest ping body accepted.
+pub const MAX_BODY: usize = 100 * 1024;
+
+/// Query of a ping.
+#[derive(Debug, Deserialize)]
+pub struct PingParams {
+    /// The heartbeat's token.
+    pub token: Option<String>,
+}
+
+/// `/v1/ping/{name}`: success.
+pub async fn success(
+    State(state): State<Arc<AppState>>,
+    Path(name): Path<String>,
+    Query(q): Query<PingParams>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<&'static str, AppError> {
+    record(&state, &name, "", q, &headers, &body).await
+}
+
+/// `/v1/ping/{name}/{what}`: `start`, `fail` or an exit code.
+pub async fn signal(
+    State(state): State<Arc<AppState>>,
+    Path((name, what)): Path<(String, String)>,
+    Query(q): Query<PingParams>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<&'static str, AppError> {
+    record(&state, &name, &what, q, &headers, &body).await
+}
+
+async fn record(
+    state: &AppState,
+    name: &str,
+    what: &str,
+    q: PingParams,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Result<&'static str, AppError> {
+    let config = state.config();
+    let Some(hb) = config.heartbeats.iter().find(|h| h.name == name) else {
+        return Err(AppError::NotFound(format!("no heartbeat named {name:?}")));
+    };
+    let bearer = headers
+        .get(axum::http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "));
+    let given = q.token.as_deref().or(bearer).unwrap_or("");
+    if !bool::from(given.as_bytes().ct_eq(hb.token.as_bytes())) {
+        return Err(AppError::Unauthorized(format!(
+            "wrong or missing token for heartbeat {name:?}: add ?token=..."
+        )));
+    }
+    let (kind, exit_code) = match what {
+        "" => (PingKind::Success, None),
+        "start" => (PingKind::Start, None),
+        "fail" => (PingKind::Fail, None),
+        code => match code.parse::<u8>() {
+            Ok(0) => (PingKind::Success, Some(0)),
+            Ok(c) => (PingKind::Fail, Some(i32::from(c))),
+            Err(_) => {
+                return Err(AppError::BadRequest(format!(
+                    "{code:?}: expected start, fail or an exit code from 0 to 255"
+                )));
+            }
+        },
+    };
+    let text = (!body.is_empty()).then(|| {
+        let cut = &body[..body.len().min(BODY_KEPT)];
+        String::from_utf8_lossy(cut).into_owned()
+    });
+    let ping = Ping {
+        name: name.to_string(),
+        kind,
+        exit_code,
+        time: Utc::now(),
+        remote: None,
+        body: text,
+    };
+    state.store.record_ping(&ping).await?;
+    if let Err(e) = state.rules.on_ping(&ping).await {
+        // The ping is stored; the next tick evaluates it again.
+        tracing::error!(heartbeat = %name, error = %e, "heartbeat evaluation failed");
+    }
+    tracing::debug!(heartbeat = %name, kind = kind.as_str(), "ping");
+    Ok("OK\n")
+}
+
+/// `GET /api/v1/heartbeats`: every push monitor with its state and latest pings.
+pub async fn list(State(state): State<Arc<AppState>>) -> Json<serde_json::Value> {
+    let list = state.rules.heartbeats(Utc::now()).await;
+    Json(serde_json::json!({ "heartbeats": list }))
+}
