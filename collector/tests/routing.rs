@@ -10,7 +10,7 @@ use chrono::{DateTime, Duration, TimeZone, Utc};
 use lookout_collector::state::AppState;
 use lookout_collector::store::alerting::{AlertState, Notification, Silence};
 use lookout_config::CollectorConfig;
-use lookout_protocol::{CheckResult, Timings};
+use lookout_protocol::{CheckResult, MetricSample, MetricType, Record, Timings};
 
 const BASE: &str = r#"
 [[agents]]
@@ -97,8 +97,8 @@ fn result(check: &str, at: DateTime<Utc>, ok: bool) -> CheckResult {
 }
 
 async fn send(s: &AppState, agent: &str, at: DateTime<Utc>, results: &[CheckResult]) {
-    let refs: Vec<&CheckResult> = results.iter().collect();
-    s.rules.on_batch(agent, at, &refs).await.unwrap();
+    let records: Vec<Record> = results.iter().cloned().map(Record::CheckResult).collect();
+    s.rules.on_batch(agent, at, &records).await.unwrap();
 }
 
 /// Everything queued and not yet taken, as (channel, kind, subject, group key); taken so the
@@ -370,5 +370,109 @@ async fn a_restart_while_firing_queues_nothing_again_and_still_sends_the_resolve
             ("hook", "resolved", "api", "route0:"),
             ("mail", "resolved", "api", "route0:")
         ])
+    );
+}
+
+const THRESHOLDS: &str = r#"
+[[rules]]
+name = "disk-full"
+metric = "system.filesystem.utilization"
+labels = { mountpoint = "/" }
+aggregate = "max"
+window = "30s"
+above = 0.9
+for = "20s"
+severity = "critical"
+
+[[rules]]
+name = "tls-expiry"
+metric = "check.cert_days_left"
+by = ["check"]
+aggregate = "min"
+window = "1h"
+below = 14
+severity = "critical"
+"#;
+
+fn disk(at: DateTime<Utc>, value: f64) -> Record {
+    Record::Metric(MetricSample {
+        name: "system.filesystem.utilization".into(),
+        labels: [("mountpoint".to_string(), "/".to_string())].into(),
+        time: at,
+        value,
+        metric_type: MetricType::Gauge,
+    })
+}
+
+#[tokio::test]
+async fn metric_rules_fire_after_their_hold_and_tls_expiry_is_a_rule_on_probe_data() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = collector(dir.path(), THRESHOLDS).await;
+    let t = Utc::now();
+    let at = |secs| t + Duration::seconds(secs);
+    s.rules
+        .on_batch("edge-1", at(0), &[disk(at(0), 0.95)])
+        .await
+        .unwrap();
+    assert!(take(&s).await.is_empty(), "pending: 0 of 20 s");
+    let pending = s.store.alerts(&[AlertState::Pending]).await.unwrap();
+    assert_eq!(
+        pending[0].fingerprint,
+        "disk-full/agent=edge-1,mountpoint=/"
+    );
+    s.rules
+        .on_batch("edge-1", at(10), &[disk(at(10), 0.97)])
+        .await
+        .unwrap();
+    assert!(take(&s).await.is_empty());
+    s.rules
+        .on_batch("edge-1", at(20), &[disk(at(20), 0.96)])
+        .await
+        .unwrap();
+    assert_eq!(
+        take(&s).await,
+        rows(&[
+            ("hook", "firing", "edge-1", "route0:"),
+            ("mail", "firing", "edge-1", "route0:")
+        ])
+    );
+    let firing = s.store.alerts(&[AlertState::Firing]).await.unwrap();
+    assert_eq!(
+        firing[0].summary,
+        "disk-full: max system.filesystem.utilization{mountpoint=/} on edge-1 = 0.97, above 0.9"
+    );
+    // Under again once the high samples leave the 30 s window.
+    s.rules
+        .on_batch("edge-1", at(40), &[disk(at(40), 0.5)])
+        .await
+        .unwrap();
+    assert!(take(&s).await.is_empty(), "max over the window still 0.96");
+    s.rules
+        .on_batch("edge-1", at(60), &[disk(at(60), 0.5)])
+        .await
+        .unwrap();
+    assert_eq!(take(&s).await.len(), 2, "resolved to both channels");
+
+    // A certificate 10 days from expiry, seen by two agents: one alert for the check.
+    let mut r = result("api", at(70), true);
+    r.cert_expiry = Some(at(70) + Duration::days(10));
+    send(&s, "edge-1", at(70), &[r.clone()]).await;
+    send(&s, "edge-2", at(70), &[r]).await;
+    let notes = take(&s).await;
+    assert_eq!(
+        notes,
+        rows(&[
+            ("hook", "firing", "api", "route0:"),
+            ("mail", "firing", "api", "route0:")
+        ])
+    );
+    let tls = s.store.alerts(&[AlertState::Firing]).await.unwrap();
+    assert_eq!(tls[0].fingerprint, "tls-expiry/check=api");
+    assert!(
+        tls[0]
+            .summary
+            .starts_with("tls-expiry: min check.cert_days_left{check=api} = 10"),
+        "{}",
+        tls[0].summary
     );
 }

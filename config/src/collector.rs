@@ -13,6 +13,7 @@ use crate::document::{Document, EnvLookup, KeyPath};
 use crate::error::ConfigErrors;
 use crate::heartbeat::HeartbeatConfig;
 use crate::notify::{AlertingSettings, ChannelConfig, MaintenanceConfig, RouteConfig};
+use crate::rule::RuleConfig;
 
 /// Everything the collector needs to run.
 #[derive(Debug, Clone, PartialEq)]
@@ -37,6 +38,8 @@ pub struct CollectorConfig {
     pub maintenance: Vec<MaintenanceConfig>,
     /// `[[heartbeats]]`: push monitors pinged by cron jobs.
     pub heartbeats: Vec<HeartbeatConfig>,
+    /// `[[rules]]`: metric thresholds.
+    pub rules: Vec<RuleConfig>,
 }
 
 /// `[server]`.
@@ -232,6 +235,7 @@ const SECTIONS: &[&str] = &[
     "routes",
     "maintenance",
     "heartbeats",
+    "rules",
 ];
 
 /// No top-level keys besides the sections; reading this reports any unknown one.
@@ -259,6 +263,20 @@ impl CollectorConfig {
         let checks = crate::validate_checks(&mut doc, "checks");
         let alerting: AlertingSettings = doc.section("alerting").unwrap_or_default();
         let (channels, routes, maintenance) = crate::notify::read(&mut doc);
+        let rules = doc.array_section::<RuleConfig>("rules");
+        let mut rule_names: HashMap<&str, usize> = HashMap::new();
+        for (i, r) in &rules {
+            let at = KeyPath::key("rules").index(*i);
+            for (key, problem) in r.problems() {
+                doc.error_at(&at.child(key), problem);
+            }
+            if let Some(first) = rule_names.insert(&r.name, *i) {
+                doc.error_at(
+                    &at.child("name"),
+                    format!("duplicate rule name {:?} (first at rules[{first}])", r.name),
+                );
+            }
+        }
         let heartbeats = doc.array_section::<HeartbeatConfig>("heartbeats");
         let mut seen: HashMap<&str, usize> = HashMap::new();
         for (i, h) in &heartbeats {
@@ -392,6 +410,7 @@ impl CollectorConfig {
             routes,
             maintenance,
             heartbeats: heartbeats.into_iter().map(|(_, h)| h).collect(),
+            rules: rules.into_iter().map(|(_, r)| r).collect(),
         })
     }
 

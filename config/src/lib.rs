@@ -2,7 +2,7 @@
 //!
 //! - [`CollectorConfig`]: `[server]`, `[storage]`, `[[agents]]`, `[local_agent]`, `[[checks]]`,
 //!   `[alerting]`, `[[channels]]`, `[[routes]]`, `[[maintenance]]` ([`notify`]), `[[heartbeats]]`
-//!   ([`heartbeat`]).
+//!   ([`heartbeat`]), `[[rules]]` ([`rule`]).
 //! - [`AgentConfig`]: the agent's name, collector URLs, token and labels, `[host_metrics]`,
 //!   `[shipping]`, `[spool]` and local `[[checks]]`.
 //! - [`CheckConfig`]: one check, the same schema in both files and on the wire.
@@ -21,6 +21,7 @@ pub mod duration;
 pub mod error;
 pub mod heartbeat;
 pub mod notify;
+pub mod rule;
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -35,6 +36,7 @@ pub use condition::{Condition, Observation};
 pub use error::{ConfigError, ConfigErrors};
 pub use heartbeat::HeartbeatConfig;
 pub use notify::{AlertingSettings, ChannelConfig, ChannelType, MaintenanceConfig, RouteConfig};
+pub use rule::{Aggregate, RuleConfig};
 
 use document::{Document, KeyPath};
 

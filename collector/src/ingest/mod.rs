@@ -90,19 +90,11 @@ pub async fn ingest(
     }
     let outcome = state.store.ingest(&agent.name, &batch, Utc::now()).await?;
     if !outcome.duplicate {
-        let results: Vec<&lookout_protocol::CheckResult> = batch
-            .records
-            .iter()
-            .filter_map(|r| match r {
-                lookout_protocol::Record::CheckResult(c) => Some(c),
-                _ => None,
-            })
-            .collect();
         // The batch is stored whatever happens here; a failed evaluation is rebuilt from the
         // next results (see rules::engine).
         if let Err(e) = state
             .rules
-            .on_batch(&agent.name, Utc::now(), &results)
+            .on_batch(&agent.name, Utc::now(), &batch.records)
             .await
         {
             tracing::error!(agent = %agent.name, error = %e, "rule evaluation failed");

@@ -24,10 +24,11 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use lookout_config::{CheckConfig, CollectorConfig, HeartbeatConfig};
-use lookout_protocol::CheckResult;
+use lookout_protocol::{CheckResult, Record};
 use tokio::sync::{Mutex, Notify};
 
 use super::heartbeat::{self, BeatState};
+use super::threshold::{Sample, Thresholds};
 use super::uptime::{CheckState, Uptime, UptimeSettings};
 use crate::notify::{AlertNote, NoteKind, Router};
 use crate::store::alerting::{AlertRow, AlertState, HeartbeatRow, Ping, PingKind, Transition};
@@ -59,6 +60,7 @@ struct Settings {
     agent_timeout: Duration,
     agent_timeouts: HashMap<String, Duration>,
     heartbeats: BTreeMap<String, HeartbeatConfig>,
+    rules: Vec<lookout_config::RuleConfig>,
     router: Arc<Router>,
 }
 
@@ -81,6 +83,7 @@ impl Settings {
                 .iter()
                 .map(|h| (h.name.clone(), h.clone()))
                 .collect(),
+            rules: config.rules.clone(),
             router: Arc::new(Router::new(config)),
         }
     }
@@ -165,6 +168,8 @@ struct State {
     alerts: HashMap<String, Memo>,
     /// The latest pings of each push monitor.
     beats: HashMap<String, HeartbeatRow>,
+    /// Metric threshold rules and their windows.
+    thresholds: Thresholds,
 }
 
 impl State {
@@ -281,13 +286,13 @@ impl Engine {
     }
 
     /// An agent delivered a batch at `now`: it is alive (and its heartbeat alert, if firing,
-    /// resolves). Then the batch's check results are evaluated, in order, and the transitions
-    /// they complete are recorded.
+    /// resolves). Then the batch's check results and metric samples are evaluated, in order,
+    /// and the transitions they complete are recorded.
     pub async fn on_batch(
         &self,
         agent: &str,
         now: DateTime<Utc>,
-        results: &[&CheckResult],
+        records: &[Record],
     ) -> Result<(), StoreError> {
         let settings = self.settings();
         let mut state = self.state.lock().await;
@@ -312,7 +317,76 @@ impl Engine {
             )
             .await?;
         }
-        for r in results {
+        state.thresholds.configure(&settings.rules);
+        for record in records {
+            match record {
+                Record::CheckResult(r) => {
+                    self.on_result(&mut state, &settings, agent, r).await?;
+                    for (name, value) in check_series(r) {
+                        let labels: BTreeMap<String, String> =
+                            [("check".to_string(), r.check.clone())].into();
+                        let sample = Sample {
+                            agent,
+                            name,
+                            labels: &labels,
+                            time: r.time,
+                            value,
+                        };
+                        self.on_sample(&mut state, &settings, sample).await?;
+                    }
+                }
+                Record::Metric(m) => {
+                    let sample = Sample {
+                        agent,
+                        name: &m.name,
+                        labels: &m.labels,
+                        time: m.time,
+                        value: m.value,
+                    };
+                    self.on_sample(&mut state, &settings, sample).await?;
+                }
+                Record::Log(_) => {}
+            }
+        }
+        Ok(())
+    }
+
+    async fn on_sample(
+        &self,
+        state: &mut State,
+        settings: &Settings,
+        sample: Sample<'_>,
+    ) -> Result<(), StoreError> {
+        if !state.thresholds.wants(sample.name) {
+            return Ok(());
+        }
+        let alerts = &state.alerts;
+        let verdicts = state
+            .thresholds
+            .observe(sample, |fp| alerts.get(fp).map(|m| m.state));
+        for v in verdicts {
+            let decision = Decision {
+                fingerprint: v.fingerprint,
+                rule: v.rule,
+                labels: v.labels,
+                to: v.to,
+                at: v.at,
+                summary: v.summary,
+                depends_on: v.agent.into_iter().collect(),
+            };
+            self.record(state, settings, decision).await?;
+        }
+        Ok(())
+    }
+
+    async fn on_result(
+        &self,
+        state: &mut State,
+        settings: &Settings,
+        agent: &str,
+        r: &CheckResult,
+    ) -> Result<(), StoreError> {
+        {
             let rule = state.checks.entry(r.check.clone()).or_insert_with(|| {
                 let (s, severity) = settings.check(&r.check);
                 CheckRule {
@@ -321,7 +395,7 @@ impl Engine {
                 }
             });
             if let Some(change) = rule.uptime.observe(agent, r.time, r.ok, r.error.as_deref()) {
-                self.apply(&mut state, &settings, &r.check, change).await?;
+                self.apply(state, settings, &r.check, change).await?;
             }
         }
         Ok(())
@@ -709,6 +783,20 @@ pub struct HeartbeatView {
     pub last_fail: Option<DateTime<Utc>>,
     /// The latest exit code sent.
     pub last_exit_code: Option<i32>,
+}
+
+/// The series a check result gives the threshold rules: `check.latency_ms`, and
+/// `check.cert_days_left` when it saw a certificate.
+fn check_series(r: &CheckResult) -> impl Iterator<Item = (&'static str, f64)> {
+    let days = r
+        .cert_expiry
+        .map(|e| (e - r.time).num_seconds() as f64 / 86_400.0);
+    [
+        ("check.latency_ms", Some(r.latency_ms)),
+        ("check.cert_days_left", days),
+    ]
+    .into_iter()
+    .filter_map(|(n, v)| v.map(|v| (n, v)))
 }
 
 fn agent_decision(agent: &str, to: AlertState, at: DateTime<Utc>, summary: String) -> Decision {
