@@ -29,6 +29,12 @@ struct Cli {
 enum Command {
     /// Check the configuration and exit: 0 when valid, 1 with every problem listed otherwise.
     Validate,
+    /// Send a test message through one channel and say what happened: 0 when delivered.
+    NotifyTest {
+        /// The channel's name (`[[channels]] name`).
+        #[arg(long)]
+        channel: String,
+    },
 }
 
 fn main() -> ExitCode {
@@ -62,6 +68,20 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    if let Some(Command::NotifyTest { channel }) = cli.command {
+        return runtime.block_on(async {
+            match lookout_collector::notify::send_test(&config.channels, &channel).await {
+                Ok(said) => {
+                    println!("{said}");
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("{e}");
+                    ExitCode::FAILURE
+                }
+            }
+        });
+    }
     runtime.block_on(async {
         let shutdown = CancellationToken::new();
         tokio::spawn(lookout_agent::cancel_on_signal(shutdown.clone()));

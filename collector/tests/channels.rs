@@ -51,6 +51,7 @@ fn message(alerts: Vec<AlertNote>) -> Message {
     Message {
         group_key: "route-0/check".into(),
         alerts,
+        digest: false,
     }
 }
 

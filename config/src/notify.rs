@@ -65,6 +65,14 @@ pub struct ChannelConfig {
     /// How long one send may take. Default `"10s"`.
     #[serde(default = "default_send_timeout", with = "crate::duration")]
     pub timeout: Duration,
+    /// Storm control: at most this many messages a minute; what comes beyond is held and sent
+    /// as one digest when the minute is over. Default 20; 0 turns it off.
+    #[serde(default = "default_max_per_minute")]
+    pub max_per_minute: u32,
+}
+
+fn default_max_per_minute() -> u32 {
+    20
 }
 
 fn default_send_timeout() -> Duration {

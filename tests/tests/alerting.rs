@@ -277,3 +277,93 @@ async fn one_location_is_no_page_two_are_one_and_a_restart_pages_nothing_twice()
         .collect();
     assert_eq!(sent, ["delivered", "delivered"]);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn notify_test_sends_through_a_channel_and_says_what_happened() {
+    let dir = tempfile::tempdir().unwrap();
+    let inbox = Inbox::default();
+    let i = inbox.clone();
+    let hook = serve(
+        axum::Router::new()
+            .route(
+                "/ok",
+                axum::routing::post(move |body: axum::body::Bytes| {
+                    let i = i.clone();
+                    async move {
+                        i.0.lock()
+                            .unwrap()
+                            .push(serde_json::from_slice(&body).unwrap_or(Value::Null));
+                        StatusCode::OK
+                    }
+                }),
+            )
+            .route(
+                "/broken",
+                axum::routing::post(|| async { StatusCode::INTERNAL_SERVER_ERROR }),
+            ),
+    )
+    .await;
+    let path = dir.path().join("collector.toml");
+    std::fs::write(
+        &path,
+        format!(
+            "[[channels]]\nname = \"pager\"\ntype = \"webhook\"\nurl = \"{hook}/ok\"\n\n[[channels]]\nname = \"broken\"\ntype = \"webhook\"\nurl = \"{hook}/broken\"\n"
+        ),
+    )
+    .unwrap();
+    let run = move |channel: &str| {
+        let out = std::process::Command::new(bin("lookout-collector"))
+            .args([
+                "--config",
+                path.to_str().unwrap(),
+                "notify-test",
+                "--channel",
+                channel,
+            ])
+            .output()
+            .unwrap();
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned()
+                + &String::from_utf8_lossy(&out.stderr),
+        )
+    };
+    let (ok, text) = tokio::task::spawn_blocking({
+        let run = run.clone();
+        move || run("pager")
+    })
+    .await
+    .unwrap();
+    assert!(ok, "{text}");
+    assert!(
+        text.contains("sent a test message through pager (webhook)"),
+        "{text}"
+    );
+    let notes = inbox.notes();
+    assert_eq!(
+        notes,
+        [("firing".to_string(), "test/notify-test".to_string())]
+    );
+
+    let (ok, text) = tokio::task::spawn_blocking({
+        let run = run.clone();
+        move || run("broken")
+    })
+    .await
+    .unwrap();
+    assert!(!ok);
+    assert!(
+        text.contains("broken (webhook): not delivered, a temporary failure"),
+        "{text}"
+    );
+    assert!(text.contains("500"), "{text}");
+
+    let (ok, text) = tokio::task::spawn_blocking(move || run("nope"))
+        .await
+        .unwrap();
+    assert!(!ok);
+    assert!(
+        text.contains(r#"no channel named "nope" (channels: ["pager", "broken"])"#),
+        "{text}"
+    );
+}

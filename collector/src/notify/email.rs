@@ -26,6 +26,8 @@ pub struct EmailChannel {
     timeout: Duration,
     /// The password, as written in the URL and decoded, to keep out of error text.
     secrets: Vec<String>,
+    /// `host` or `host:port`, to say which server failed.
+    server: String,
 }
 
 impl fmt::Debug for EmailChannel {
@@ -111,6 +113,11 @@ impl EmailChannel {
                     .map_err(|e| format!("to: {t:?} is not an email address: {e}"))
             })
             .collect::<Result<Vec<_>, _>>()?;
+        let server = match (url.host_str(), url.port()) {
+            (Some(h), Some(p)) => format!("{h}:{p}"),
+            (Some(h), None) => h.to_string(),
+            _ => String::new(),
+        };
         Ok(Self {
             name: cfg.name.clone(),
             transport,
@@ -118,6 +125,7 @@ impl EmailChannel {
             to,
             timeout: cfg.timeout,
             secrets,
+            server,
         })
     }
 
@@ -145,7 +153,11 @@ impl EmailChannel {
             Ok(Ok(_)) => Ok(()),
             Ok(Err(e)) => Err(self.smtp_error(&e)),
             Err(_) => Err(SendError::Retry {
-                reason: format!("SMTP: not sent within {}", human_duration(self.timeout)),
+                reason: format!(
+                    "SMTP {}: not sent within {}",
+                    self.server,
+                    human_duration(self.timeout)
+                ),
                 after: None,
             }),
         }
@@ -156,7 +168,8 @@ impl EmailChannel {
     /// errors may not.
     fn smtp_error(&self, e: &lettre::transport::smtp::Error) -> SendError {
         let text = format!(
-            "SMTP: {}",
+            "SMTP {}: {}",
+            self.server,
             redact(&lookout_agent::client::error_chain(e), &self.secrets)
         );
         if e.is_permanent() || e.is_client() {

@@ -91,12 +91,23 @@ pub struct Message {
     pub group_key: String,
     /// The notes, in the order they were queued.
     pub alerts: Vec<AlertNote>,
+    /// Storm control held these back and sends them together, once the channel's minute is
+    /// over.
+    pub digest: bool,
 }
 
 impl Message {
     /// A one-line title: `[FIRING] api down: 2 of 3 locations: 503` for one note,
     /// `[FIRING] 3 alerts, [RESOLVED] 1 alert` for several.
     pub fn title(&self) -> String {
+        if self.digest {
+            let n = self.alerts.len();
+            let s = if n == 1 { "" } else { "s" };
+            return format!(
+                "[DIGEST] {n} notification{s} held back by storm control: {}",
+                self.counts()
+            );
+        }
         if let [one] = self.alerts.as_slice() {
             return format!("[{}] {}", one.kind.upper(), one.summary);
         }
@@ -109,6 +120,18 @@ impl Message {
             }
         }
         parts.join(", ")
+    }
+
+    /// `3 firing, 1 resolved`.
+    fn counts(&self) -> String {
+        [NoteKind::Firing, NoteKind::Reminder, NoteKind::Resolved]
+            .into_iter()
+            .filter_map(|kind| {
+                let n = self.alerts.iter().filter(|a| a.kind == kind).count();
+                (n > 0).then(|| format!("{n} {}", kind.as_str()))
+            })
+            .collect::<Vec<_>>()
+            .join(", ")
     }
 }
 

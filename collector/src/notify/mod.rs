@@ -46,10 +46,70 @@ pub fn senders(channels: &[lookout_config::ChannelConfig]) -> worker::Senders {
     for cfg in channels {
         match Channel::build(cfg, http.clone()) {
             Ok(c) => {
-                out.insert(cfg.name.clone(), Arc::new(c) as Arc<dyn Sender>);
+                let outlet = worker::Outlet {
+                    sender: Arc::new(c),
+                    max_per_minute: cfg.max_per_minute,
+                };
+                out.insert(cfg.name.clone(), outlet);
             }
             Err(e) => tracing::error!(channel = %cfg.name, error = %e, "channel not usable"),
         }
     }
     out
+}
+
+/// Sends a test message through the configured channel `name` (`lookout-collector notify-test`):
+/// what happened, for people, as `Ok` when it was delivered.
+pub async fn send_test(
+    channels: &[lookout_config::ChannelConfig],
+    name: &str,
+) -> Result<String, String> {
+    let Some(cfg) = channels.iter().find(|c| c.name == name) else {
+        let known: Vec<&str> = channels.iter().map(|c| c.name.as_str()).collect();
+        return Err(format!("no channel named {name:?} (channels: {known:?})"));
+    };
+    let http = reqwest::Client::new();
+    let channel = Channel::build(cfg, http).map_err(|e| format!("channel {name:?}: {e}"))?;
+    let now = chrono::Utc::now();
+    let host = std::env::var("HOSTNAME").unwrap_or_else(|_| "this collector".to_string());
+    let note = AlertNote {
+        fingerprint: "test/notify-test".into(),
+        rule: "test".into(),
+        labels: [
+            ("channel".to_string(), name.to_string()),
+            ("severity".to_string(), "info".to_string()),
+        ]
+        .into(),
+        kind: NoteKind::Firing,
+        summary: format!(
+            "test notification from lookout-collector on {host}: channel {name} works"
+        ),
+        fired_at: now,
+        resolved_at: None,
+        link: None,
+    };
+    let msg = Message {
+        group_key: "notify-test".into(),
+        alerts: vec![note],
+        digest: false,
+    };
+    let started = std::time::Instant::now();
+    match channel.send(&msg).await {
+        Ok(()) => Ok(format!(
+            "sent a test message through {name} ({}) in {} ms",
+            cfg.kind.as_str(),
+            started.elapsed().as_millis()
+        )),
+        Err(SendError::Retry { reason, after }) => Err(format!(
+            "{name} ({}): not delivered, a temporary failure: {reason}{}",
+            cfg.kind.as_str(),
+            after
+                .map(|a| format!(" (the peer asks to wait {} s)", a.as_secs()))
+                .unwrap_or_default()
+        )),
+        Err(SendError::Permanent(reason)) => Err(format!(
+            "{name} ({}): not delivered: {reason}",
+            cfg.kind.as_str()
+        )),
+    }
 }

@@ -111,6 +111,7 @@ pub fn payload(msg: &Message) -> Value {
         let title = Message {
             group_key: msg.group_key.clone(),
             alerts: notes.iter().map(|&a| a.clone()).collect(),
+            digest: false,
         }
         .title();
         let mut blocks = vec![json!({

@@ -34,8 +34,42 @@ const IDLE: Duration = Duration::from_secs(5);
 const FIRST_BACKOFF: Duration = Duration::from_secs(2);
 const MAX_BACKOFF: Duration = Duration::from_secs(600);
 
+/// A channel as the worker uses it.
+#[derive(Debug, Clone)]
+pub struct Outlet {
+    /// Sends.
+    pub sender: Arc<dyn Sender>,
+    /// Storm control: messages a minute, 0 for no limit.
+    pub max_per_minute: u32,
+}
+
 /// Channels by name.
-pub type Senders = HashMap<String, Arc<dyn Sender>>;
+pub type Senders = HashMap<String, Outlet>;
+
+/// Storm control's view of one channel: when its recent messages went out, and whether
+/// notifications are being held for a digest.
+#[derive(Debug, Default)]
+struct Storm {
+    sent: std::collections::VecDeque<DateTime<Utc>>,
+    digest: bool,
+}
+
+/// Claimed rows of one channel and group key: `((channel, group_key), rows)`.
+type Group = ((String, String), Vec<Notification>);
+
+/// One message to send, or rows to hold back.
+enum Step {
+    Send {
+        channel: String,
+        group_key: String,
+        rows: Vec<Notification>,
+        digest: bool,
+    },
+    Hold {
+        rows: Vec<Notification>,
+        until: DateTime<Utc>,
+    },
+}
 
 /// The outbox sender.
 #[derive(Debug)]
@@ -46,6 +80,8 @@ pub struct Worker {
     give_up_after: Duration,
     owner: String,
     queued: Arc<Notify>,
+    // std's Mutex: updated while planning a round, never across an await.
+    storms: std::sync::Mutex<HashMap<String, Storm>>,
 }
 
 impl Worker {
@@ -62,6 +98,7 @@ impl Worker {
             give_up_after,
             owner: format!("{}-{:016x}", std::process::id(), fastrand::u64(..)),
             queued,
+            storms: std::sync::Mutex::default(),
         }
     }
 
@@ -113,7 +150,7 @@ impl Worker {
         if rows.is_empty() {
             return Ok(());
         }
-        let mut groups: Vec<((String, String), Vec<Notification>)> = Vec::new();
+        let mut groups: Vec<Group> = Vec::new();
         for row in rows {
             let key = (row.channel.clone(), row.group_key.clone());
             match groups.iter_mut().find(|(k, _)| *k == key) {
@@ -126,15 +163,32 @@ impl Worker {
             .read()
             .unwrap_or_else(|p| p.into_inner())
             .clone();
+        let steps = self.plan(groups, &senders, now);
         let mut tasks = JoinSet::new();
-        for ((channel, group_key), rows) in groups {
-            let sender = senders.get(&channel).cloned();
+        for step in steps {
+            let (channel, group_key, rows, digest) = match step {
+                Step::Hold { rows, until } => {
+                    let ids: Vec<i64> = rows.iter().map(|r| r.id).collect();
+                    self.store
+                        .defer_notifications(&ids, &self.owner, until)
+                        .await?;
+                    tracing::warn!(held = ids.len(), until = %until, "storm control: notifications held for a digest");
+                    continue;
+                }
+                Step::Send {
+                    channel,
+                    group_key,
+                    rows,
+                    digest,
+                } => (channel, group_key, rows, digest),
+            };
+            let sender = senders.get(&channel).map(|o| o.sender.clone());
             let store = self.store.clone();
             let owner = self.owner.clone();
             let give_up_after = self.give_up_after;
             tasks.spawn(async move {
                 let outcome = match sender {
-                    Some(s) => send_group(s.as_ref(), &group_key, &rows).await,
+                    Some(s) => send_group(s.as_ref(), &group_key, &rows, digest).await,
                     None => Err(SendError::Permanent(format!(
                         "no channel named {channel:?} in the configuration"
                     ))),
@@ -162,10 +216,80 @@ impl Worker {
     }
 }
 
+impl Worker {
+    /// Decides what this round sends: each group as a message while its channel is within
+    /// its messages a minute; beyond, the rows are held until the minute is over, and then
+    /// everything held for the channel goes out as one digest.
+    fn plan(&self, groups: Vec<Group>, senders: &Senders, now: DateTime<Utc>) -> Vec<Step> {
+        let minute = chrono::Duration::seconds(60);
+        let mut storms = self.storms.lock().unwrap_or_else(|p| p.into_inner());
+        let mut channels: Vec<String> = Vec::new();
+        for ((c, _), _) in &groups {
+            if !channels.contains(c) {
+                channels.push(c.clone());
+            }
+        }
+        let mut steps = Vec::new();
+        let mut groups: Vec<Option<Group>> = groups.into_iter().map(Some).collect();
+        for channel in channels {
+            let limit = senders.get(&channel).map_or(0, |o| o.max_per_minute) as usize;
+            let st = storms.entry(channel.clone()).or_default();
+            while st.sent.front().is_some_and(|t| now - *t >= minute) {
+                st.sent.pop_front();
+            }
+            let mine: Vec<Group> = groups
+                .iter_mut()
+                .filter(|g| g.as_ref().is_some_and(|((c, _), _)| *c == channel))
+                .filter_map(Option::take)
+                .collect();
+            let free = |st: &Storm| limit == 0 || st.sent.len() < limit;
+            let until = |st: &Storm| st.sent.front().map_or(now, |t| *t + minute);
+            if st.digest {
+                let rows: Vec<Notification> = mine.into_iter().flat_map(|(_, r)| r).collect();
+                if free(st) {
+                    st.sent.push_back(now);
+                    st.digest = false;
+                    steps.push(Step::Send {
+                        channel: channel.clone(),
+                        group_key: "digest".into(),
+                        rows,
+                        digest: true,
+                    });
+                } else {
+                    steps.push(Step::Hold {
+                        rows,
+                        until: until(st),
+                    });
+                }
+                continue;
+            }
+            for ((_, group_key), rows) in mine {
+                if free(st) {
+                    st.sent.push_back(now);
+                    steps.push(Step::Send {
+                        channel: channel.clone(),
+                        group_key,
+                        rows,
+                        digest: false,
+                    });
+                } else {
+                    st.digest = true;
+                    steps.push(Step::Hold {
+                        rows,
+                        until: until(st),
+                    });
+                }
+            }
+        }
+        steps
+    }
+}
+
 async fn send_group(
     sender: &dyn Sender,
     group_key: &str,
     rows: &[Notification],
+    digest: bool,
 ) -> Result<(), SendError> {
     let mut alerts = Vec::with_capacity(rows.len());
     for r in rows {
@@ -180,6 +304,7 @@ async fn send_group(
     let msg = Message {
         group_key: group_key.to_string(),
         alerts,
+        digest,
     };
     sender.send(&msg).await
 }

@@ -347,6 +347,15 @@ pub trait AlertStore: Send + Sync {
         at: DateTime<Utc>,
     ) -> Result<bool, StoreError>;
 
+    /// Puts claimed notifications back, due at `until`, without counting an attempt (storm
+    /// control holding them for a digest). Returns how many `owner` still held.
+    async fn defer_notifications(
+        &self,
+        ids: &[i64],
+        owner: &str,
+        until: DateTime<Utc>,
+    ) -> Result<u64, StoreError>;
+
     /// When the next pending notification is due, if any.
     async fn next_notification_due(&self) -> Result<Option<DateTime<Utc>>, StoreError>;
 

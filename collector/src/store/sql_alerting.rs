@@ -160,6 +160,28 @@ macro_rules! sql_alert_store {
                 Ok(true)
             }
 
+            async fn defer_notifications(
+                &self,
+                ids: &[i64],
+                owner: &str,
+                until: chrono::DateTime<chrono::Utc>,
+            ) -> Result<u64, $crate::store::StoreError> {
+                let mut n = 0;
+                for id in ids {
+                    n += sqlx::query(
+                        "UPDATE outbox SET next_attempt_ms = $1, lease_owner = NULL, lease_until_ms = NULL
+                         WHERE id = $2 AND lease_owner = $3 AND state = 'pending'",
+                    )
+                    .bind($crate::store::sql::ms(&until))
+                    .bind(id)
+                    .bind(owner)
+                    .execute(&self.write)
+                    .await?
+                    .rows_affected();
+                }
+                Ok(n)
+            }
+
             async fn next_notification_due(&self) -> Result<Option<chrono::DateTime<chrono::Utc>>, $crate::store::StoreError> {
                 let due: Option<i64> = sqlx::query_scalar("SELECT MIN(next_attempt_ms) FROM outbox WHERE state = 'pending'")
                     .fetch_one(&self.read)

@@ -133,6 +133,7 @@ async fn starttls_required_with_a_private_ca() {
     let sink = SmtpSink::start(SinkOptions {
         auth: Some(&format!("{SMTP_USER}:{SMTP_PASSWORD}")),
         tls: Some((&cert, &key)),
+        port: None,
     });
     let cfg = email_config(format!(
         "smtp://{SMTP_USER}:{SMTP_PASSWORD}@localhost:{}?tls=required",

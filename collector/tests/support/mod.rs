@@ -2,6 +2,9 @@
 //! ([`http_peer`]), a strict fake of Slack's incoming webhook built on it ([`slack`]), and a real
 //! SMTP server (aiosmtpd) in a child process ([`smtp`]).
 
+// Each test binary uses a part of these.
+#![allow(dead_code)]
+
 pub mod http_peer;
 pub mod slack;
 pub mod smtp;

@@ -34,6 +34,8 @@ pub struct SinkOptions<'a> {
     pub auth: Option<&'a str>,
     /// Certificate chain and key (PEM files) for STARTTLS.
     pub tls: Option<(&'a Path, &'a Path)>,
+    /// The port; default a free one.
+    pub port: Option<u16>,
 }
 
 /// The running server: it listens on `127.0.0.1:port` and writes what it gets to `dir`.
@@ -54,7 +56,7 @@ impl SmtpSink {
     pub fn start(opts: SinkOptions<'_>) -> SmtpSink {
         require_aiosmtpd();
         let dir = tempfile::tempdir().unwrap();
-        let port = super::free_port();
+        let port = opts.port.unwrap_or_else(super::free_port);
         let mut cmd = Command::new("python3");
         cmd.arg(script())
             .args(["serve", "--port", &port.to_string(), "--dir"])

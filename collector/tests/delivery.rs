@@ -1,0 +1,244 @@
+//! The outbox worker against real peers: an SMTP server that is down for a while, a Slack fake
+//! that answers 429 with Retry-After and then 500, storm control's digest, and a sender that
+//! dies holding a lease. Each notification must arrive exactly once. Rounds are driven with an
+//! explicit time, so nothing here waits for backoff.
+
+mod support;
+
+use std::path::Path;
+use std::sync::Arc;
+
+use chrono::{DateTime, Duration, Utc};
+use lookout_collector::notify::{AlertNote, NoteKind, Worker};
+use lookout_collector::store::alerting::{AlertState, DeliveryState, NewNotification, Transition};
+use lookout_collector::store::{self, Store};
+use lookout_config::CollectorConfig;
+use support::http_peer::{Answer, Peer};
+use support::smtp::{SinkOptions, SmtpSink};
+
+async fn open(dir: &Path) -> Arc<dyn Store> {
+    store::open(
+        &format!("sqlite://{}", dir.join("t.db").display()),
+        &Default::default(),
+    )
+    .await
+    .unwrap()
+}
+
+fn worker(store: &Arc<dyn Store>, channels: &str) -> Worker {
+    let config = CollectorConfig::parse(Path::new("t.toml"), channels, &|_| None).unwrap();
+    Worker::new(
+        store.clone(),
+        lookout_collector::notify::senders(&config.channels),
+        std::time::Duration::from_secs(3600),
+        Arc::default(),
+    )
+}
+
+/// Queues one firing note per check for `channel`, each in its own group; returns the alert
+/// ids.
+async fn queue(
+    store: &Arc<dyn Store>,
+    channel: &str,
+    checks: &[&str],
+    at: DateTime<Utc>,
+) -> Vec<i64> {
+    let mut ids = Vec::new();
+    for check in checks {
+        let labels: std::collections::BTreeMap<String, String> = [
+            ("check".to_string(), check.to_string()),
+            ("severity".to_string(), "critical".to_string()),
+        ]
+        .into();
+        let note = AlertNote {
+            fingerprint: format!("uptime/{check}"),
+            rule: "uptime".into(),
+            labels: labels.clone(),
+            kind: NoteKind::Firing,
+            summary: format!("{check} down: 1 of 1 locations: connection refused"),
+            fired_at: at,
+            resolved_at: None,
+            link: None,
+        };
+        let t = Transition {
+            fingerprint: note.fingerprint.clone(),
+            rule: "uptime".into(),
+            labels,
+            from: None,
+            to: AlertState::Firing,
+            at,
+            summary: note.summary.clone(),
+            fired_at: Some(at),
+            notified_at: Some(at),
+        };
+        let row = NewNotification {
+            channel: channel.into(),
+            dedup_key: format!("{}/firing/{}", note.fingerprint, at.timestamp_millis()),
+            group_key: format!("route0:check={check}"),
+            payload: serde_json::to_value(&note).unwrap(),
+            not_before: at,
+        };
+        ids.push(store.record_transition(&t, &[row]).await.unwrap().unwrap());
+    }
+    ids
+}
+
+async fn states(store: &Arc<dyn Store>, alert: i64) -> Vec<(DeliveryState, u32)> {
+    store
+        .deliveries(alert)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|d| (d.state, d.attempts))
+        .collect()
+}
+
+#[tokio::test]
+async fn smtp_down_for_a_while_then_up_delivers_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path()).await;
+    let port = support::free_port();
+    let w = worker(
+        &store,
+        &format!(
+            "[[channels]]\nname = \"mail\"\ntype = \"email\"\nurl = \"smtp://127.0.0.1:{port}\"\nfrom = \"lookout@example.com\"\nto = [\"ops@example.com\"]\n"
+        ),
+    );
+    let now = Utc::now();
+    let ids = queue(&store, "mail", &["api"], now).await;
+    // Down: the attempt fails and is rescheduled, not given up.
+    w.round(now).await.unwrap();
+    assert_eq!(states(&store, ids[0]).await, [(DeliveryState::Pending, 1)]);
+    let error = store.deliveries(ids[0]).await.unwrap()[0]
+        .last_error
+        .clone()
+        .unwrap();
+    assert!(error.contains("127.0.0.1"), "{error}");
+    w.round(now + Duration::minutes(1)).await.unwrap();
+    assert_eq!(states(&store, ids[0]).await, [(DeliveryState::Pending, 2)]);
+    // Up: the next round delivers it, once.
+    let sink = SmtpSink::start(SinkOptions {
+        port: Some(port),
+        ..Default::default()
+    });
+    w.round(now + Duration::minutes(5)).await.unwrap();
+    assert_eq!(
+        states(&store, ids[0]).await,
+        [(DeliveryState::Delivered, 3)]
+    );
+    w.round(now + Duration::minutes(10)).await.unwrap();
+    assert_eq!(sink.count(), 1);
+    let parsed = sink.parsed(1);
+    assert!(
+        parsed["subject"]
+            .as_str()
+            .unwrap()
+            .starts_with("[FIRING] api down"),
+        "{parsed}"
+    );
+}
+
+#[tokio::test]
+async fn slack_429_and_500_are_retried_after_the_wait_and_arrive_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path()).await;
+    let slack = support::slack::start().await;
+    let w = worker(
+        &store,
+        &format!(
+            "[[channels]]\nname = \"slack\"\ntype = \"slack\"\nwebhook_url = \"{}\"\n",
+            slack.url(support::slack::HOOK_PATH)
+        ),
+    );
+    slack.then_answer(Answer::new(429, "rate_limited").header("retry-after", "30"));
+    slack.then_answer(Answer::new(500, "internal_error"));
+    let now = Utc::now();
+    let ids = queue(&store, "slack", &["api"], now).await;
+    w.round(now).await.unwrap();
+    // Retry-After is honoured: nothing is due before 30 s.
+    let due = store.next_notification_due().await.unwrap().unwrap();
+    assert!(due >= now + Duration::seconds(29), "{due} vs {now}");
+    w.round(now + Duration::seconds(20)).await.unwrap();
+    assert_eq!(slack.requests().len(), 1);
+    w.round(now + Duration::seconds(31)).await.unwrap();
+    assert_eq!(slack.requests().len(), 2, "the 500");
+    assert_eq!(states(&store, ids[0]).await, [(DeliveryState::Pending, 2)]);
+    w.round(now + Duration::minutes(2)).await.unwrap();
+    assert_eq!(
+        states(&store, ids[0]).await,
+        [(DeliveryState::Delivered, 3)]
+    );
+    w.round(now + Duration::minutes(5)).await.unwrap();
+    let requests = slack.requests();
+    assert_eq!(requests.len(), 3);
+    // All three were the same, valid message.
+    for r in &requests {
+        assert_eq!(support::slack::validate(&r.body), Ok(()));
+        assert_eq!(r.body, requests[0].body);
+    }
+}
+
+#[tokio::test]
+async fn storm_control_sends_what_is_over_the_limit_as_one_digest() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path()).await;
+    let hook = Peer::start(|_| Answer::new(200, "")).await;
+    let w = worker(
+        &store,
+        &format!(
+            "[[channels]]\nname = \"hook\"\ntype = \"webhook\"\nurl = \"{}\"\nmax_per_minute = 2\n",
+            hook.url("/hook")
+        ),
+    );
+    let now = Utc::now();
+    let ids = queue(&store, "hook", &["a", "b", "c", "d", "e"], now).await;
+    w.round(now).await.unwrap();
+    assert_eq!(hook.requests().len(), 2, "two messages in the minute");
+    assert_eq!(
+        states(&store, ids[4]).await,
+        [(DeliveryState::Pending, 0)],
+        "held, not failed"
+    );
+    w.round(now + Duration::seconds(30)).await.unwrap();
+    assert_eq!(hook.requests().len(), 2, "still within the minute");
+    w.round(now + Duration::seconds(61)).await.unwrap();
+    let requests = hook.requests();
+    assert_eq!(requests.len(), 3, "one digest for the rest");
+    let digest = requests[2].json();
+    assert_eq!(
+        digest["title"],
+        "[DIGEST] 3 notifications held back by storm control: 3 firing"
+    );
+    assert_eq!(digest["alerts"].as_array().unwrap().len(), 3);
+    for id in ids {
+        assert_eq!(states(&store, id).await, [(DeliveryState::Delivered, 1)]);
+    }
+}
+
+#[tokio::test]
+async fn a_sender_that_dies_holding_a_lease_leaves_the_row_to_the_next() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path()).await;
+    let hook = Peer::start(|_| Answer::new(200, "")).await;
+    let channels = format!(
+        "[[channels]]\nname = \"hook\"\ntype = \"webhook\"\nurl = \"{}\"\n",
+        hook.url("/hook")
+    );
+    let now = Utc::now();
+    let ids = queue(&store, "hook", &["api"], now).await;
+    // A collector claims it and dies before sending.
+    let claimed = store
+        .claim_notifications("dead", now, now + Duration::minutes(2), 10)
+        .await
+        .unwrap();
+    assert_eq!(claimed.len(), 1);
+    let w = worker(&store, &channels);
+    w.round(now + Duration::minutes(1)).await.unwrap();
+    assert!(hook.requests().is_empty(), "the lease still holds");
+    w.round(now + Duration::minutes(3)).await.unwrap();
+    assert_eq!(hook.requests().len(), 1);
+    assert_eq!(
+        states(&store, ids[0]).await,
+        [(DeliveryState::Delivered, 1)]
+    );
+}
