@@ -296,3 +296,68 @@ fn the_probe_contract_loads_as_written() {
     assert!(by_name("mail").starttls);
     assert_eq!(by_name("gateway").host.as_deref(), Some("10.0.0.1"));
 }
+
+#[test]
+fn alerting_sections_report_what_is_wrong_where() {
+    let text = r#"[[channels]]
+name = "mail"
+type = "email"
+url = "https://smtp.example.com"
+to = ["ops@example.com"]
+webhook_url = "https://x/"
+
+[[channels]]
+name = "hook"
+type = "webhook"
+url = "http://127.0.0.1:9/hook"
+secret = ""
+
+[[routes]]
+channels = ["hook", "pager"]
+repeat_interval = "10s"
+
+[[maintenance]]
+name = "patching"
+schedule = "every sunday"
+duration = "1h"
+
+[[maintenance]]
+name = "upgrade"
+starts = "2026-01-02T00:00:00Z"
+ends = "2026-01-01T00:00:00Z"
+
+[[heartbeats]]
+name = "nightly backup"
+token = "short"
+period = "1h"
+schedule = "0 3 * * *"
+
+[[rules]]
+name = "uptime"
+metric = "system.cpu.utilization"
+above = 0.9
+below = 0.1
+"#;
+    let errs = collector(text).unwrap_err().0;
+    let all: String = errs.iter().map(|e| format!("{e}\n")).collect();
+    for expected in [
+        "channels[0].url: expected smtp://... or smtps://...",
+        "channels[0].from: required: the sender's address",
+        "channels[0].webhook_url: not a setting of email channels",
+        "channels[1].secret: is empty (an unset ${VAR}?)",
+        r#"routes[0].channels: no channel named "pager" (channels: ["mail", "hook"])"#,
+        "routes[0].repeat_interval: must be at least 1m",
+        r#"maintenance[0].schedule: invalid cron expression "every sunday""#,
+        "maintenance[1].ends: must be after starts",
+        r#"heartbeats[0].name: "nightly backup": use letters, digits"#,
+        "heartbeats[0].token: too short",
+        "heartbeats[0].schedule: give period or schedule, not both",
+        r#"rules[0].name: "uptime" is the name of a built-in rule"#,
+        "rules[0].below: give above or below, not both",
+    ] {
+        assert!(all.contains(expected), "missing {expected:?} in:\n{all}");
+    }
+    // The channel URL, which may hold a token, is not repeated in an error.
+    assert!(!all.contains("smtp.example.com"), "{all}");
+    assert_eq!(errs.len(), 13, "{all}");
+}

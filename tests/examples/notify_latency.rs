@@ -1,0 +1,252 @@
+//! Detection latency, end to end: from the moment a checked endpoint stops answering 200 to the
+//! moment the firing notification reaches a Slack-style webhook receiver and a real SMTP server
+//! (aiosmtpd). Real binaries: a collector and an agent, a check every 1 s with
+//! `failure_threshold = 1`, a route with `group_wait = "0s"`.
+//!
+//! Each trial has its own check and target (one check going up and down again and again would
+//! be flapping, which is held quiet on purpose): after a random pause (so the stop falls
+//! anywhere in the probe schedule) the target switches to 503; the times until each receiver
+//! has the firing message are recorded; the target recovers and the resolves are awaited.
+//! Prints median, p99 and max per receiver.
+//!
+//! Run by `bench/notify-latency.sh [trials]` (it builds the binaries and this example in
+//! release mode first). Needs python3 with aiosmtpd.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use axum::http::StatusCode;
+use lookout_tests::{Daemon, Target, bin, free_port, start_collector};
+
+/// Arrival times of the requests a receiver got, with whether each was a firing message.
+#[derive(Clone, Default)]
+struct Arrivals(Arc<Mutex<Vec<(Instant, bool)>>>);
+
+impl Arrivals {
+    fn firing_after(&self, t: Instant) -> Option<Instant> {
+        self.0
+            .lock()
+            .unwrap()
+            .iter()
+            .find(|(at, firing)| *firing && *at >= t)
+            .map(|(at, _)| *at)
+    }
+    fn count(&self) -> usize {
+        self.0.lock().unwrap().len()
+    }
+}
+
+/// aiosmtpd writing each message to a folder; arrivals are seen by polling it every 2 ms.
+struct Smtp {
+    child: Child,
+    dir: tempfile::TempDir,
+}
+
+impl Drop for Smtp {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn sink_script() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../collector/tests/support/smtp_sink.py")
+}
+
+fn start_smtp(port: u16) -> Smtp {
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = Command::new("python3")
+        .arg(sink_script())
+        .args(["serve", "--port", &port.to_string(), "--dir"])
+        .arg(dir.path())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("python3 with aiosmtpd");
+    let mut line = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(child.stdout.take().unwrap()),
+        &mut line,
+    )
+    .unwrap();
+    assert!(line.starts_with("ready"), "smtp sink: {line:?}");
+    Smtp { child, dir }
+}
+
+fn mails(dir: &Path) -> usize {
+    std::fs::read_dir(dir)
+        .map(|d| {
+            d.filter(|e| {
+                e.as_ref()
+                    .is_ok_and(|e| e.path().extension().is_some_and(|x| x == "json"))
+            })
+            .count()
+        })
+        .unwrap_or(0)
+}
+
+fn stats(name: &str, mut v: Vec<Duration>) {
+    v.sort();
+    let ms = |d: &Duration| d.as_secs_f64() * 1000.0;
+    let p99 = &v[((v.len() as f64 * 0.99).ceil() as usize).saturating_sub(1)];
+    println!(
+        "| {name} | {} | {:.0} ms | {:.0} ms | {:.0} ms | {:.0} ms |",
+        v.len(),
+        ms(&v[0]),
+        ms(&v[v.len() / 2]),
+        ms(p99),
+        ms(v.last().unwrap())
+    );
+}
+
+#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+async fn main() {
+    let trials: usize = std::env::args()
+        .nth(1)
+        .and_then(|a| a.parse().ok())
+        .unwrap_or(20);
+    let mut targets = Vec::new();
+    for _ in 0..trials {
+        targets.push(Target::start().await.unwrap());
+    }
+    let slack = Arrivals::default();
+    let s = slack.clone();
+    let app = axum::Router::new().route(
+        "/services/T0/B0/X",
+        axum::routing::post(move |body: axum::body::Bytes| {
+            let s = s.clone();
+            async move {
+                let text = String::from_utf8_lossy(&body);
+                s.0.lock()
+                    .unwrap()
+                    .push((Instant::now(), text.contains("[FIRING]")));
+                (StatusCode::OK, "ok")
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let slack_url = format!("http://{}/services/T0/B0/X", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    let smtp_port = free_port();
+    let smtp = start_smtp(smtp_port);
+
+    let dir = tempfile::tempdir().unwrap();
+    let config = format!(
+        r#"
+[server]
+listen = "127.0.0.1:0"
+data_dir = "{data}"
+
+[[agents]]
+name = "edge-1"
+token = "bench-agent-token-0123456789"
+
+{checks}
+[[channels]]
+name = "slack"
+type = "slack"
+webhook_url = "{slack_url}"
+max_per_minute = 0
+
+[[channels]]
+name = "mail"
+type = "email"
+url = "smtp://127.0.0.1:{smtp_port}"
+from = "lookout@example.com"
+to = ["ops@example.com"]
+max_per_minute = 0
+
+[[routes]]
+channels = ["slack", "mail"]
+group_wait = "0s"
+"#,
+        data = dir.path().display(),
+        checks = targets
+            .iter()
+            .enumerate()
+            .map(|(i, t)| format!(
+                "[[checks]]\nname = \"api-{i}\"\ntype = \"http\"\nurl = \"{}\"\ninterval = \"1s\"\ntimeout = \"1s\"\nfailure_threshold = 1\n\n",
+                t.url
+            ))
+            .collect::<String>()
+    );
+    let (_collector, base) = start_collector(dir.path(), &config).unwrap();
+    let agent_conf = dir.path().join("agent.toml");
+    std::fs::write(
+        &agent_conf,
+        format!(
+            "name = \"edge-1\"\ncollector = \"{base}\"\ntoken = \"bench-agent-token-0123456789\"\ndata_dir = \"{}\"\n\n[host_metrics]\nenabled = false\n\n[shipping]\nassignments_interval = \"1s\"\n",
+            dir.path().join("agent").display()
+        ),
+    )
+    .unwrap();
+    let _agent = Daemon::start(
+        &bin("lookout-agent"),
+        &["--config", agent_conf.to_str().unwrap()],
+        &[],
+    )
+    .unwrap();
+    // Wait until the agent reports every check up.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    for i in 0..trials {
+        let name = format!("api-{i}");
+        while lookout_tests::check_status(&base, &name)
+            .await
+            .ok()
+            .flatten()
+            .as_deref()
+            != Some("up")
+        {
+            assert!(Instant::now() < deadline, "{name} never came up");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    let mut to_slack = Vec::new();
+    let mut to_mail = Vec::new();
+    for (trial, target) in targets.iter().enumerate() {
+        tokio::time::sleep(Duration::from_millis(1000 + fastrand::u64(0..1000))).await;
+        let mails_before = mails(smtp.dir.path());
+        let stopped = Instant::now();
+        target.set_status(503);
+        let deadline = stopped + Duration::from_secs(10);
+        let (mut slack_at, mut mail_at) = (None, None);
+        while slack_at.is_none() || mail_at.is_none() {
+            assert!(
+                Instant::now() < deadline,
+                "trial {trial}: no notification within 10 s"
+            );
+            if slack_at.is_none() {
+                slack_at = slack.firing_after(stopped);
+            }
+            if mail_at.is_none() && mails(smtp.dir.path()) > mails_before {
+                mail_at = Some(Instant::now());
+            }
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+        to_slack.push(slack_at.unwrap() - stopped);
+        to_mail.push(mail_at.unwrap() - stopped);
+        // Recover and wait for both resolves.
+        let slack_before = slack.count();
+        target.set_status(200);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while slack.count() <= slack_before || mails(smtp.dir.path()) < mails_before + 2 {
+            assert!(
+                Instant::now() < deadline,
+                "trial {trial}: no resolve within 10 s"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        eprintln!(
+            "trial {:>2}: slack {:>5} ms, mail {:>5} ms",
+            trial + 1,
+            to_slack.last().unwrap().as_millis(),
+            to_mail.last().unwrap().as_millis()
+        );
+    }
+    println!("| receiver | trials | min | median | p99 | max |");
+    println!("|---|---|---|---|---|---|");
+    stats("Slack webhook (fake receiver)", to_slack);
+    stats("SMTP (aiosmtpd)", to_mail);
+}
