@@ -154,6 +154,12 @@ async fn a_failure_pages_at_once_and_a_success_resolves_it() {
     )
     .await;
     assert_eq!(alert(&s).await.unwrap().0, AlertState::Firing);
+    // The next run starting is not yet a success: the alert fires on until the run ends well.
+    let start = format!("/v1/ping/backup/start?token={TOKEN}");
+    call(&s, "GET", &start, "").await;
+    assert_eq!(alert(&s).await.unwrap().0, AlertState::Firing);
+    call(&s, "GET", &format!("/v1/ping/backup?token={TOKEN}"), "").await;
+    assert_eq!(alert(&s).await.unwrap().0, AlertState::Resolved);
 }
 
 #[tokio::test]

@@ -795,6 +795,54 @@ async fn a_group_is_claimed_together_when_its_first_row_is_due(b: Backend) {
         .map(|n| n.dedup_key)
         .collect();
     assert_eq!(keys, ["r1"]);
+    let r1 = s
+        .claim_notifications("w", t(10, 1), t(11, 0), 10)
+        .await
+        .unwrap();
+    assert_eq!(r1.len(), 1, "r1 again, its lease over");
+    assert!(s.mark_delivered(r1[0].id, "w", t(10, 2)).await.unwrap());
+
+    // A row waiting to be retried keeps its backoff when another row of its group comes due,
+    // and a leased row is due when its lease ends.
+    let mut again = transition(None, AlertState::Firing, t(20, 0));
+    again.fingerprint = "uptime:db".into();
+    s.record_transition(&again, &[grouped("hook", "c", t(20, 0))])
+        .await
+        .unwrap()
+        .unwrap();
+    let c = s
+        .claim_notifications("w", t(20, 0), t(20, 30), 10)
+        .await
+        .unwrap();
+    let keys: Vec<&str> = c.iter().map(|n| n.dedup_key.as_str()).collect();
+    assert_eq!(keys, ["c"]);
+    assert!(
+        s.mark_failed(c[0].id, "w", "503", Some(t(25, 0)), t(20, 1))
+            .await
+            .unwrap()
+    );
+    let mut later = transition(None, AlertState::Firing, t(21, 0));
+    later.fingerprint = "uptime:cache".into();
+    s.record_transition(&later, &[grouped("hook", "d", t(21, 0))])
+        .await
+        .unwrap()
+        .unwrap();
+    let keys: Vec<String> = s
+        .claim_notifications("w", t(21, 0), t(30, 0), 10)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|n| n.dedup_key)
+        .collect();
+    assert_eq!(keys, ["d"], "c waits for its retry at 25:00");
+    assert_eq!(s.next_notification_due().await.unwrap(), Some(t(25, 0)));
+    let leased = s
+        .claim_notifications("v", t(25, 0), t(27, 0), 10)
+        .await
+        .unwrap();
+    assert_eq!(leased.len(), 1);
+    // d (leased until 30:00) and c (leased until 27:00): the earliest lease end.
+    assert_eq!(s.next_notification_due().await.unwrap(), Some(t(27, 0)));
 }
 
 fn default_retention() -> Retention {

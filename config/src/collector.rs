@@ -294,10 +294,20 @@ impl CollectorConfig {
                 );
             }
         }
-        if alerting.agent_timeout < Duration::from_secs(5) {
+        if alerting.agent_timeout < Duration::from_secs(5)
+            || alerting.agent_timeout > Duration::from_secs(86_400)
+        {
             doc.error_at(
                 &KeyPath::key("alerting").child("agent_timeout"),
-                "must be at least 5s",
+                "must be between 5s and 1d",
+            );
+        }
+        if alerting.give_up_after < Duration::from_secs(60)
+            || alerting.give_up_after > Duration::from_secs(30 * 86_400)
+        {
+            doc.error_at(
+                &KeyPath::key("alerting").child("give_up_after"),
+                "must be between 1m and 30d",
             );
         }
         if let Some(u) = &server.public_url

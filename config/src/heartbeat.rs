@@ -43,7 +43,7 @@ impl HeartbeatConfig {
     /// When the ping after one at `last` is due.
     pub fn next_expected(&self, last: DateTime<Utc>) -> Option<DateTime<Utc>> {
         if let Some(p) = self.period {
-            return Some(last + chrono::Duration::from_std(p).ok()?);
+            return last.checked_add_signed(chrono::Duration::from_std(p).ok()?);
         }
         let cron = croner::Cron::from_str(self.schedule.as_deref()?).ok()?;
         cron.find_next_occurrence(&last, false).ok()
@@ -93,6 +93,13 @@ impl HeartbeatConfig {
                 }
             }
             _ => {}
+        }
+        let year = Duration::from_secs(366 * 86_400);
+        if self.period.is_some_and(|p| p > year) {
+            out.push(("period", "must be at most 366d".into()));
+        }
+        if self.grace > year {
+            out.push(("grace", "must be at most 366d".into()));
         }
         if self.severity.trim().is_empty() {
             out.push(("severity", "must not be empty".into()));

@@ -248,7 +248,7 @@ impl MaintenanceConfig {
             return false;
         };
         cron.find_previous_occurrence(&now, true)
-            .is_ok_and(|start| now < start + d)
+            .is_ok_and(|start| start.checked_add_signed(d).is_some_and(|end| now < end))
     }
 
     /// True when open at `now` and every matcher is among `labels`.
@@ -290,6 +290,9 @@ impl MaintenanceConfig {
                 match self.duration {
                     None => out.push(("duration", "required with schedule".into())),
                     Some(d) if d.is_zero() => out.push(("duration", "must be more than 0".into())),
+                    Some(d) if d > Duration::from_secs(366 * 86_400) => {
+                        out.push(("duration", "must be at most 366d".into()))
+                    }
                     _ => {}
                 }
             }
@@ -369,6 +372,14 @@ pub(crate) fn read(
             .is_some_and(|d| d < Duration::from_secs(60))
         {
             doc.error_at(&at.child("repeat_interval"), "must be at least 1m");
+        }
+        if r.repeat_interval
+            .is_some_and(|d| d > Duration::from_secs(30 * 86_400))
+        {
+            doc.error_at(&at.child("repeat_interval"), "must be at most 30d");
+        }
+        if r.group_wait > Duration::from_secs(3600) {
+            doc.error_at(&at.child("group_wait"), "must be at most 1h");
         }
     }
     let maintenance = doc.array_section::<MaintenanceConfig>("maintenance");

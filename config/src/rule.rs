@@ -129,6 +129,13 @@ impl RuleConfig {
                 "must be at most 24h (the samples are kept in memory)".into(),
             ));
         }
+        let month = Duration::from_secs(30 * 86_400);
+        if self.for_ > month {
+            out.push(("for", "must be at most 30d".into()));
+        }
+        if self.keep_firing_for > month {
+            out.push(("keep_firing_for", "must be at most 30d".into()));
+        }
         if self.severity.trim().is_empty() {
             out.push(("severity", "must not be empty".into()));
         }

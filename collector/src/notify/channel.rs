@@ -142,8 +142,15 @@ pub(crate) fn redact(text: &str, secrets: &[String]) -> String {
     out
 }
 
-/// What the peer asked for in `Retry-After`: seconds, or an HTTP date.
+/// The longest `Retry-After` honoured; a peer asking for more is retried after this.
+const MAX_RETRY_AFTER: Duration = Duration::from_secs(3600);
+
+/// What the peer asked for in `Retry-After`: seconds, or an HTTP date; at most an hour.
 pub(crate) fn retry_after(headers: &HeaderMap) -> Option<Duration> {
+    asked_wait(headers).map(|d| d.min(MAX_RETRY_AFTER))
+}
+
+fn asked_wait(headers: &HeaderMap) -> Option<Duration> {
     let v = headers
         .get(reqwest::header::RETRY_AFTER)?
         .to_str()

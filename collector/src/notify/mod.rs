@@ -38,10 +38,7 @@ impl Sender for Channel {
 /// The senders of the configured channels. A channel that cannot be built is logged and left
 /// out; its notifications then fail with a reason that names it.
 pub fn senders(channels: &[lookout_config::ChannelConfig]) -> worker::Senders {
-    let http = reqwest::Client::builder()
-        .user_agent(concat!("lookout-collector/", env!("CARGO_PKG_VERSION")))
-        .build()
-        .unwrap_or_default();
+    let http = http_client();
     let mut out = worker::Senders::new();
     for cfg in channels {
         match Channel::build(cfg, http.clone()) {
@@ -58,6 +55,16 @@ pub fn senders(channels: &[lookout_config::ChannelConfig]) -> worker::Senders {
     out
 }
 
+/// The HTTP client of the Slack and webhook channels. Redirects are not followed: a POST
+/// redirected becomes a GET without its body, and a 200 from there is no delivery.
+fn http_client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .user_agent(concat!("lookout-collector/", env!("CARGO_PKG_VERSION")))
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap_or_default()
+}
+
 /// Sends a test message through the configured channel `name` (`lookout-collector notify-test`):
 /// what happened, for people, as `Ok` when it was delivered.
 pub async fn send_test(
@@ -68,8 +75,8 @@ pub async fn send_test(
         let known: Vec<&str> = channels.iter().map(|c| c.name.as_str()).collect();
         return Err(format!("no channel named {name:?} (channels: {known:?})"));
     };
-    let http = reqwest::Client::new();
-    let channel = Channel::build(cfg, http).map_err(|e| format!("channel {name:?}: {e}"))?;
+    let channel =
+        Channel::build(cfg, http_client()).map_err(|e| format!("channel {name:?}: {e}"))?;
     let now = chrono::Utc::now();
     let host = std::env::var("HOSTNAME").unwrap_or_else(|_| "this collector".to_string());
     let note = AlertNote {

@@ -82,6 +82,30 @@ impl Router {
             .min()
     }
 
+    /// The reminder rows for a firing alert last notified at `last`: to each route whose own
+    /// `repeat_interval` has come round since (counted from when the alert fired), so a route
+    /// repeating daily is not reminded at another route's hourly pace.
+    pub fn plan_reminder(
+        &self,
+        note: &AlertNote,
+        last: DateTime<Utc>,
+        now: DateTime<Utc>,
+    ) -> Vec<NewNotification> {
+        let slot = |t: DateTime<Utc>, every: Duration| {
+            let every = every.as_millis().max(1) as i64;
+            (t - note.fired_at).num_milliseconds().max(0) / every
+        };
+        let due: Vec<usize> = self
+            .matching(&note.labels)
+            .filter(|(_, r)| {
+                r.repeat_interval
+                    .is_some_and(|e| slot(now, e) > slot(last, e))
+            })
+            .map(|(i, _)| i)
+            .collect();
+        self.rows(note, now, now, |i| due.contains(&i))
+    }
+
     /// A link to what the alert is about, when the public URL is known.
     pub fn link(&self, labels: &BTreeMap<String, String>) -> Option<String> {
         let base = self.public_url.as_ref()?;
@@ -99,10 +123,25 @@ impl Router {
         at: DateTime<Utc>,
         now: DateTime<Utc>,
     ) -> Vec<NewNotification> {
+        let routes: Vec<bool> = self
+            .routes
+            .iter()
+            .map(|r| note.kind != NoteKind::Reminder || r.repeat_interval.is_some())
+            .collect();
+        self.rows(note, at, now, |i| routes[i])
+    }
+
+    fn rows(
+        &self,
+        note: &AlertNote,
+        at: DateTime<Utc>,
+        now: DateTime<Utc>,
+        take: impl Fn(usize) -> bool,
+    ) -> Vec<NewNotification> {
         let mut out: Vec<NewNotification> = Vec::new();
         let payload = serde_json::to_value(note).unwrap_or_default();
         for (i, route) in self.matching(&note.labels) {
-            if note.kind == NoteKind::Reminder && route.repeat_interval.is_none() {
+            if !take(i) {
                 continue;
             }
             let group: Vec<String> = route
@@ -116,7 +155,10 @@ impl Router {
                 })
                 .collect();
             let group_key = format!("route{i}:{}", group.join(","));
-            let not_before = now + chrono::Duration::from_std(route.group_wait).unwrap_or_default();
+            let not_before = chrono::Duration::from_std(route.group_wait)
+                .ok()
+                .and_then(|w| now.checked_add_signed(w))
+                .unwrap_or(now);
             for channel in &route.channels {
                 if out.iter().any(|n| &n.channel == channel) {
                     continue;
@@ -274,6 +316,31 @@ mod tests {
             r.repeat_interval(&note(&[("severity", "warning")], NoteKind::Firing).labels),
             Some(Duration::from_secs(3600))
         );
+    }
+
+    #[test]
+    fn each_route_is_reminded_at_its_own_interval() {
+        let r = router(&format!(
+            r#"{CHANNELS}
+            [[routes]]
+            channels = ["mail"]
+            repeat_interval = "1h"
+            continue = true
+            [[routes]]
+            channels = ["hook"]
+            repeat_interval = "24h"
+            "#
+        ));
+        let n = note(&[("severity", "critical")], NoteKind::Reminder);
+        let fired = n.fired_at;
+        let h = |hours: i64| fired + chrono::Duration::hours(hours);
+        let to =
+            |rows: Vec<NewNotification>| rows.into_iter().map(|r| r.channel).collect::<Vec<_>>();
+        assert_eq!(to(r.plan_reminder(&n, fired, h(1))), ["mail"]);
+        assert_eq!(to(r.plan_reminder(&n, h(22), h(23))), ["mail"]);
+        assert_eq!(to(r.plan_reminder(&n, h(23), h(24))), ["mail", "hook"]);
+        let soon = h(24) + chrono::Duration::minutes(30);
+        assert!(r.plan_reminder(&n, h(24), soon).is_empty());
     }
 
     #[test]

@@ -164,24 +164,27 @@ impl Worker {
             .unwrap_or_else(|p| p.into_inner())
             .clone();
         let steps = self.plan(groups, &senders, now);
-        let mut tasks = JoinSet::new();
+        // Holds first: a store error here returns before any send has started.
+        let mut sends = Vec::new();
         for step in steps {
-            let (channel, group_key, rows, digest) = match step {
+            match step {
                 Step::Hold { rows, until } => {
                     let ids: Vec<i64> = rows.iter().map(|r| r.id).collect();
                     self.store
                         .defer_notifications(&ids, &self.owner, until)
                         .await?;
                     tracing::warn!(held = ids.len(), until = %until, "storm control: notifications held for a digest");
-                    continue;
                 }
                 Step::Send {
                     channel,
                     group_key,
                     rows,
                     digest,
-                } => (channel, group_key, rows, digest),
-            };
+                } => sends.push((channel, group_key, rows, digest)),
+            }
+        }
+        let mut tasks = JoinSet::new();
+        for (channel, group_key, rows, digest) in sends {
             let sender = senders.get(&channel).map(|o| o.sender.clone());
             let store = self.store.clone();
             let owner = self.owner.clone();

@@ -31,7 +31,9 @@ use super::heartbeat::{self, BeatState};
 use super::threshold::{Sample, Thresholds};
 use super::uptime::{CheckState, Uptime, UptimeSettings};
 use crate::notify::{AlertNote, NoteKind, Router};
-use crate::store::alerting::{AlertRow, AlertState, HeartbeatRow, Ping, PingKind, Transition};
+use crate::store::alerting::{
+    AlertRow, AlertState, HeartbeatRow, Ping, PingKind, Silence, Transition,
+};
 use crate::store::{Store, StoreError};
 
 /// The rule name of check alerts.
@@ -153,6 +155,8 @@ impl Memo {
 struct AgentBeat {
     last: DateTime<Utc>,
     back_at: Option<DateTime<Utc>>,
+    /// The newest time of any record it sent.
+    latest_data: Option<DateTime<Utc>>,
 }
 
 #[derive(Debug)]
@@ -231,6 +235,7 @@ impl Engine {
                 AgentBeat {
                     last: now,
                     back_at: None,
+                    latest_data: None,
                 },
             );
         }
@@ -248,6 +253,7 @@ impl Engine {
                 state.agents.entry(name.clone()).or_insert(AgentBeat {
                     last: now,
                     back_at: None,
+                    latest_data: None,
                 });
             }
             if a.rule == UPTIME_RULE
@@ -263,6 +269,16 @@ impl Engine {
                 state
                     .checks
                     .insert(check.clone(), CheckRule { uptime, severity });
+            }
+        }
+        // A check that resumes down learns which agents saw it fail, for holding its alert
+        // back while they are down.
+        for r in store.latest_results().await? {
+            if let Some(rule) = state.checks.get_mut(&r.check)
+                && rule.uptime.state() == CheckState::Down
+            {
+                rule.uptime
+                    .resume_vantage(&r.agent, r.time, r.ok, r.error.as_deref());
             }
         }
         Ok(Self {
@@ -299,6 +315,7 @@ impl Engine {
         let beat = state.agents.entry(agent.to_string()).or_insert(AgentBeat {
             last: now,
             back_at: None,
+            latest_data: None,
         });
         beat.last = beat.last.max(now);
         if state.agent_down(agent) {
@@ -316,6 +333,17 @@ impl Engine {
                 ),
             )
             .await?;
+        }
+        let newest = records
+            .iter()
+            .map(|r| match r {
+                Record::CheckResult(c) => c.time,
+                Record::Metric(m) => m.time,
+                Record::Log(l) => l.time,
+            })
+            .max();
+        if let Some(b) = state.agents.get_mut(agent) {
+            b.latest_data = b.latest_data.max(newest);
         }
         state.thresholds.configure(&settings.rules);
         for record in records {
@@ -365,6 +393,7 @@ impl Engine {
             .thresholds
             .observe(sample, |fp| alerts.get(fp).map(|m| m.state));
         for v in verdicts {
+            let fingerprint = v.fingerprint.clone();
             let decision = Decision {
                 fingerprint: v.fingerprint,
                 rule: v.rule,
@@ -374,7 +403,11 @@ impl Engine {
                 summary: v.summary,
                 depends_on: v.agent.into_iter().collect(),
             };
-            self.record(state, settings, decision).await?;
+            if let Err(e) = self.record(state, settings, decision).await {
+                // Not recorded: the series starts again from the stored state.
+                state.thresholds.forget(&fingerprint);
+                return Err(e);
+            }
         }
         Ok(())
     }
@@ -414,7 +447,27 @@ impl Engine {
             .filter(|(n, b)| now - b.last > settings.agent_timeout(n) && !state.agent_down(n))
             .map(|(n, b)| (n.clone(), b.last))
             .collect();
+        // Another collector on the same database may be the one hearing from it.
+        let seen: HashMap<String, DateTime<Utc>> = if silent.is_empty() {
+            HashMap::new()
+        } else {
+            self.store
+                .agents()
+                .await?
+                .into_iter()
+                .filter_map(|a| a.last_seen.map(|t| (a.name, t)))
+                .collect()
+        };
         for (agent, last) in silent {
+            if let Some(stored) = seen.get(&agent).filter(|t| **t > last) {
+                if let Some(b) = state.agents.get_mut(&agent) {
+                    b.last = *stored;
+                }
+                if now - *stored <= settings.agent_timeout(&agent) {
+                    continue;
+                }
+            }
+            let last = seen.get(&agent).copied().unwrap_or(last).max(last);
             let secs = (now - last).num_seconds();
             let summary = format!("agent {agent} down: silent for {secs} s");
             self.record(
@@ -434,6 +487,7 @@ impl Engine {
                 self.apply(&mut state, &settings, &check, change).await?;
             }
         }
+        self.resolve_removed(&mut state, &settings, now).await?;
         let beats: Vec<String> = settings.heartbeats.keys().cloned().collect();
         for name in &beats {
             self.evaluate_heartbeat(&mut state, &settings, name, now)
@@ -510,8 +564,13 @@ impl Engine {
         };
         let row = state.beats.get(name).cloned().unwrap_or_default();
         let (beat, summary, _) = heartbeat::evaluate(cfg, &row, now);
+        let firing =
+            state.alert_state(&format!("{HEARTBEAT_RULE}/{name}")) == Some(AlertState::Firing);
         let to = match beat {
             BeatState::New => return Ok(()),
+            // A run that starts after a failure is not yet a success: it resolves only an
+            // alert that was late, not one that was down.
+            BeatState::Started if firing => return Ok(()),
             BeatState::Up | BeatState::Started => AlertState::Resolved,
             BeatState::Late => AlertState::Pending,
             BeatState::Down => AlertState::Firing,
@@ -554,35 +613,49 @@ impl Engine {
             depends_on: rule.uptime.failing_agents(),
         };
         if let Err(e) = self.record(state, settings, decision).await {
-            // Not recorded: forget this check's state, so the coming results rebuild it and
-            // make the transition again.
-            state.checks.remove(check);
+            // Not recorded: start the check again from what the store holds, so the coming
+            // results make the transition again (a firing alert resumes as down).
+            let fingerprint = uptime_fingerprint(check);
+            let firing = state.alert_state(&fingerprint) == Some(AlertState::Firing);
+            if let Some(rule) = state.checks.get_mut(check) {
+                let (s, _) = settings.check(check);
+                rule.uptime = if firing {
+                    Uptime::resume_down(s)
+                } else {
+                    Uptime::new(s)
+                };
+            }
             return Err(e);
         }
         Ok(())
     }
 
     /// Why a firing alert is not to be notified at `at`, if it is not.
-    async fn held(
+    fn held(
         &self,
         state: &State,
         settings: &Settings,
+        silences: &[Silence],
         memo: &Memo,
         at: DateTime<Utc>,
         now: DateTime<Utc>,
-    ) -> Result<Option<String>, StoreError> {
+    ) -> Option<String> {
         if let Some(m) = settings.router.maintenance(&memo.labels, now) {
-            return Ok(Some(format!("maintenance window {m:?}")));
+            return Some(format!("maintenance window {m:?}"));
         }
-        if let Some(s) = self
-            .store
-            .silences(now)
-            .await?
-            .iter()
-            .find(|s| s.silences(&memo.labels, now))
-        {
-            return Ok(Some(format!("silence {} by {}", s.id, s.created_by)));
+        if let Some(s) = silences.iter().find(|s| s.silences(&memo.labels, now)) {
+            return Some(format!("silence {} by {}", s.id, s.created_by));
         }
+        // The agents it depends on: as decided, or (after a restart, which does not keep them)
+        // from the check's failing agents or the alert's own agent label.
+        let check = memo.labels.get("check").and_then(|c| state.checks.get(c));
+        let depends_on: Vec<String> = if !memo.depends_on.is_empty() {
+            memo.depends_on.clone()
+        } else if let Some(rule) = check {
+            rule.uptime.failing_agents()
+        } else {
+            memo.labels.get("agent").cloned().into_iter().collect()
+        };
         // Held while every agent it depends on is down, or its data is from before that
         // agent came back (a backlog arriving after an outage).
         let waiting = |agent: &String| {
@@ -590,20 +663,19 @@ impl Engine {
                 || state
                     .agents
                     .get(agent)
-                    .and_then(|b| b.back_at)
-                    .is_some_and(|back| {
-                        let check = memo.labels.get("check");
-                        let latest = check
-                            .and_then(|c| state.checks.get(c))
-                            .and_then(|r| r.uptime.last_result(agent))
-                            .unwrap_or(at);
-                        latest < back
+                    .and_then(|b| b.back_at.map(|back| (back, b.latest_data)))
+                    .is_some_and(|(back, latest_data)| {
+                        let latest = match check {
+                            Some(rule) => rule.uptime.last_result(agent),
+                            None => latest_data,
+                        };
+                        latest.unwrap_or(at) < back
                     })
         };
-        if !memo.depends_on.is_empty() && memo.depends_on.iter().all(waiting) {
-            return Ok(Some(format!("agent down: {}", memo.depends_on.join(", "))));
+        if !depends_on.is_empty() && depends_on.iter().all(waiting) {
+            return Some(format!("agent down: {}", depends_on.join(", ")));
         }
-        Ok(None)
+        None
     }
 
     /// Records a decided transition with the notifications it sends.
@@ -615,9 +687,13 @@ impl Engine {
     ) -> Result<(), StoreError> {
         let before = state.alerts.get(&d.fingerprint).cloned();
         let from = before.as_ref().map(|m| m.state);
-        // Nothing to record when the alert is already there (down → flapping), or when an
-        // alert that never fired is resolved.
-        if from == Some(d.to) || (from.is_none() && d.to == AlertState::Resolved) {
+        // Nothing to record when the alert is already there (down → flapping), when an alert
+        // that never fired is resolved, or when a firing alert's condition is back on the way
+        // (flapping that settles on an unconfirmed failure): it fires until it resolves.
+        if from == Some(d.to)
+            || (from.is_none() && d.to == AlertState::Resolved)
+            || (from == Some(AlertState::Firing) && d.to == AlertState::Pending)
+        {
             return Ok(());
         }
         let now = Utc::now();
@@ -630,11 +706,15 @@ impl Engine {
             notified_at: None,
             depends_on: d.depends_on,
         };
+        if d.to != AlertState::Resolved {
+            memo.notified_at = before.as_ref().and_then(|m| m.notified_at);
+        }
         let mut notes = Vec::new();
         match d.to {
             AlertState::Firing => {
                 memo.fired_at = Some(d.at);
-                if let Some(why) = self.held(state, settings, &memo, d.at, now).await? {
+                let silences = self.store.silences(now).await?;
+                if let Some(why) = self.held(state, settings, &silences, &memo, d.at, now) {
                     tracing::info!(alert = %d.fingerprint, reason = %why, "alert firing, notification held back");
                 } else {
                     notes = settings.router.plan(
@@ -643,9 +723,7 @@ impl Engine {
                         now,
                     );
                 }
-                if !notes.is_empty() {
-                    memo.notified_at = Some(now);
-                }
+                memo.notified_at = (!notes.is_empty()).then_some(now);
             }
             AlertState::Resolved if before.as_ref().is_some_and(|m| m.notified_at.is_some()) => {
                 let mut n = note(&d.fingerprint, &memo, NoteKind::Resolved, settings);
@@ -693,6 +771,51 @@ impl Engine {
         Ok(())
     }
 
+    /// Resolves the alerts of metric rules and push monitors no longer in the configuration:
+    /// nothing will evaluate them again.
+    async fn resolve_removed(
+        &self,
+        state: &mut State,
+        settings: &Settings,
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        let gone: Vec<(String, Memo)> = state
+            .alerts
+            .iter()
+            .filter(|(_, m)| m.state != AlertState::Resolved)
+            .filter(|(_, m)| match m.rule.as_str() {
+                UPTIME_RULE | AGENT_RULE => false,
+                HEARTBEAT_RULE => m
+                    .labels
+                    .get("heartbeat")
+                    .is_some_and(|h| !settings.heartbeats.contains_key(h)),
+                rule => !settings.rules.iter().any(|r| r.name == rule),
+            })
+            .map(|(f, m)| (f.clone(), m.clone()))
+            .collect();
+        for (fingerprint, memo) in gone {
+            let what = if memo.rule == HEARTBEAT_RULE {
+                "heartbeat"
+            } else {
+                "rule"
+            };
+            let decision = Decision {
+                fingerprint,
+                rule: memo.rule.clone(),
+                labels: memo.labels.clone(),
+                to: AlertState::Resolved,
+                at: now,
+                summary: format!(
+                    "{}: the {what} was removed from the configuration",
+                    memo.rule
+                ),
+                depends_on: Vec::new(),
+            };
+            self.record(state, settings, decision).await?;
+        }
+        Ok(())
+    }
+
     /// Notifies firing alerts that were held back and no longer are, and queues reminders.
     async fn release_and_remind(
         &self,
@@ -710,6 +833,7 @@ impl Engine {
             return Ok(());
         }
         let mut acked: Option<HashMap<String, bool>> = None;
+        let mut silences: Option<Vec<Silence>> = None;
         for (fingerprint, memo) in firing {
             let kind = match memo.notified_at {
                 None => NoteKind::Firing,
@@ -738,11 +862,18 @@ impl Engine {
                     NoteKind::Reminder
                 }
             };
-            if self.held(state, settings, &memo, now, now).await?.is_some() {
+            if silences.is_none() {
+                silences = Some(self.store.silences(now).await?);
+            }
+            let quiet = silences.as_deref().unwrap_or_default();
+            if self.held(state, settings, quiet, &memo, now, now).is_some() {
                 continue;
             }
             let n = note(&fingerprint, &memo, kind, settings);
-            let notes = settings.router.plan(&n, now, now);
+            let notes = match (kind, memo.notified_at) {
+                (NoteKind::Reminder, Some(last)) => settings.router.plan_reminder(&n, last, now),
+                _ => settings.router.plan(&n, now, now),
+            };
             if notes.is_empty() {
                 continue;
             }

@@ -61,7 +61,9 @@ pub fn evaluate(
         );
     }
     if row.last_start == Some(latest) && success != Some(latest) {
-        let deadline = latest + grace;
+        let deadline = latest
+            .checked_add_signed(grace)
+            .unwrap_or(DateTime::<Utc>::MAX_UTC);
         if now > deadline {
             return (
                 BeatState::Down,
@@ -88,7 +90,11 @@ pub fn evaluate(
             format!("{name} up: last ping at {}", hhmm(latest)),
             Some(due),
         )
-    } else if now <= due + grace {
+    } else if now
+        <= due
+            .checked_add_signed(grace)
+            .unwrap_or(DateTime::<Utc>::MAX_UTC)
+    {
         (
             BeatState::Late,
             format!(

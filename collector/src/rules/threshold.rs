@@ -83,6 +83,12 @@ impl Thresholds {
         self.rules = rules.to_vec();
     }
 
+    /// Drops a series' state (its transition could not be recorded): the next sample starts
+    /// it again from the alert's stored state.
+    pub fn forget(&mut self, fingerprint: &str) {
+        self.series.remove(fingerprint);
+    }
+
     /// True when some rule follows `metric`.
     pub fn wants(&self, metric: &str) -> bool {
         self.rules.iter().any(|r| r.metric == metric)
@@ -118,22 +124,25 @@ impl Thresholds {
                     .join(",")
             );
             let series = self.series.entry(fingerprint.clone()).or_insert_with(|| {
-                let resumed = stored(&fingerprint);
                 Series {
                     window: VecDeque::new(),
                     breached_since: None,
                     cleared_since: None,
-                    // A firing alert resumes firing; anything else starts afresh.
-                    state: resumed.filter(|s| *s == AlertState::Firing),
+                    // Resume from the stored alert: a firing one goes on firing, a pending one
+                    // resolves if the value is fine.
+                    state: stored(&fingerprint),
                 }
             });
-            if series.window.back().is_some_and(|(t, _)| s.time < *t) {
-                // Older than what is known for this series (a late duplicate): it would reorder
-                // the window; skip it.
-                continue;
+            // Samples arrive in time order per agent, but a series merged across agents (`by`)
+            // gets each agent's in turn: keep the window sorted.
+            let at = series.window.partition_point(|(t, _)| *t <= s.time);
+            if at == series.window.len() {
+                series.window.push_back((s.time, s.value));
+            } else {
+                series.window.insert(at, (s.time, s.value));
             }
-            series.window.push_back((s.time, s.value));
-            let horizon = s.time - chrono::Duration::from_std(rule.window).unwrap_or_default();
+            let newest = series.window.back().map_or(s.time, |(t, _)| *t);
+            let horizon = newest - chrono::Duration::from_std(rule.window).unwrap_or_default();
             while series.window.front().is_some_and(|(t, _)| *t < horizon) {
                 series.window.pop_front();
             }
@@ -356,9 +365,9 @@ mod tests {
         assert!(feed(&mut th, "web-1", "/", 60, 1.0).is_empty());
         // Another agent is its own alert.
         assert_eq!(feed(&mut th, "web-2", "/", 60, 1.0).len(), 1);
-        // A late sample for a time already seen is skipped.
-        assert!(feed(&mut th, "web-1", "/", 55, 0.0).is_empty());
-        // avg(1.0 x5, 0.1) = 0.85: back under, resolved (no keep_firing_for here).
+        // A sample from earlier than the newest joins the window in its place.
+        assert!(feed(&mut th, "web-1", "/", 55, 1.0).is_empty());
+        // avg(1.0 x6, 0.1) = 0.87: back under, resolved (no keep_firing_for here).
         assert_eq!(
             feed(&mut th, "web-1", "/", 70, 0.1),
             [(AlertState::Resolved, fp)]

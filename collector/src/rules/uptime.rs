@@ -119,6 +119,24 @@ impl Uptime {
         self.state
     }
 
+    /// Puts back what an agent last reported, without evaluating (at start, from the stored
+    /// latest results, so that a resumed check knows which agents saw it fail).
+    pub fn resume_vantage(
+        &mut self,
+        agent: &str,
+        at: DateTime<Utc>,
+        ok: bool,
+        error: Option<&str>,
+    ) {
+        let s = &self.settings;
+        let v = self.vantages.entry(agent.to_string()).or_default();
+        v.last = Some(at);
+        v.down = !ok;
+        v.fails = if ok { 0 } else { s.failure_threshold.max(1) };
+        v.successes = if ok { s.success_threshold.max(1) } else { 0 };
+        v.last_error = error.map(str::to_string);
+    }
+
     /// The agents whose results are failing: what a down check depends on.
     pub fn failing_agents(&self) -> Vec<String> {
         self.vantages

@@ -318,8 +318,9 @@ pub trait AlertStore: Send + Sync {
     ) -> Result<bool, StoreError>;
 
     /// Claims up to `limit` notifications for `owner` until `lease_until`: those due at `now`,
-    /// and with them every unclaimed pending row of the same channel and group key (so a group
-    /// goes out as one message when its first row's wait is over).
+    /// and with them every unclaimed pending row of the same channel and group key not yet
+    /// attempted (so a group goes out as one message when its first row's wait is over, while
+    /// a row waiting to be retried keeps its backoff).
     async fn claim_notifications(
         &self,
         owner: &str,
@@ -356,7 +357,7 @@ pub trait AlertStore: Send + Sync {
         until: DateTime<Utc>,
     ) -> Result<u64, StoreError>;
 
-    /// When the next pending notification is due, if any.
+    /// When the next pending notification is due (a leased one: when its lease ends), if any.
     async fn next_notification_due(&self) -> Result<Option<DateTime<Utc>>, StoreError>;
 
     /// The notifications queued about an alert, oldest first.

@@ -183,7 +183,12 @@ macro_rules! sql_alert_store {
             }
 
             async fn next_notification_due(&self) -> Result<Option<chrono::DateTime<chrono::Utc>>, $crate::store::StoreError> {
-                let due: Option<i64> = sqlx::query_scalar("SELECT MIN(next_attempt_ms) FROM outbox WHERE state = 'pending'")
+                // A row leased by a sender is due when its lease runs out, not before.
+                let due: Option<i64> = sqlx::query_scalar(
+                    "SELECT MIN(CASE WHEN lease_until_ms IS NOT NULL AND lease_until_ms > next_attempt_ms
+                                THEN lease_until_ms ELSE next_attempt_ms END)
+                     FROM outbox WHERE state = 'pending'",
+                )
                     .fetch_one(&self.read)
                     .await?;
                 due.map($crate::store::sql::time).transpose()
@@ -281,11 +286,11 @@ macro_rules! sql_alert_store {
                      WHERE state = 'pending' AND (lease_until_ms IS NULL OR lease_until_ms < $3)
                        AND id IN (SELECT o.id FROM outbox o
                          WHERE o.state = 'pending' AND (o.lease_until_ms IS NULL OR o.lease_until_ms < $3)
-                           AND (o.next_attempt_ms <= $3 OR EXISTS (
+                           AND (o.next_attempt_ms <= $3 OR (o.attempts = 0 AND EXISTS (
                              SELECT 1 FROM outbox d
                              WHERE d.channel = o.channel AND d.group_key = o.group_key
                                AND d.state = 'pending' AND d.next_attempt_ms <= $3
-                               AND (d.lease_until_ms IS NULL OR d.lease_until_ms < $3)))
+                               AND (d.lease_until_ms IS NULL OR d.lease_until_ms < $3))))
                          ORDER BY o.id LIMIT $4)
                      RETURNING id, channel, dedup_key, group_key, payload, attempts, created_ms",
                 )
