@@ -160,7 +160,7 @@ async fn one_location_down_is_no_alert_two_are_one_alert_and_one_resolve() {
     assert_eq!(firing[0]["labels"]["severity"], "critical");
     assert_eq!(
         firing[0]["summary"],
-        "api down: 2 of 3 locations: status 503, expected 2xx"
+        "api down: 2 of 3 locations (edge-2, edge-3): status 503, expected 2xx"
     );
     for _ in 0..3 {
         a.round([true, false, false]).await;

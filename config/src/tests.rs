@@ -361,3 +361,51 @@ below = 0.1
     assert!(!all.contains("smtp.example.com"), "{all}");
     assert_eq!(errs.len(), 13, "{all}");
 }
+
+#[test]
+fn the_notification_contract_loads_as_written() {
+    // The shape from the notifications issue, verbatim.
+    let text = r#"
+[[channels]]
+name = "ops-mail"
+type = "email"
+url = "smtp://alerts:${SMTP_PASSWORD}@smtp.example.com:587?tls=required"  # lettre's URL form:
+from = "Lookout <lookout@example.com>"                                      # smtps:// implicit TLS,
+to = ["ops@example.com"]                                                    # plain smtp:// for a local relay
+
+[[channels]]
+name = "ops-slack"
+type = "slack"
+webhook_url = "${SLACK_WEBHOOK_URL}"
+
+[[channels]]
+name = "pager"
+type = "webhook"
+url = "https://hooks.example.com/lookout"
+secret = "${WEBHOOK_SECRET}"
+
+[[routes]]
+match = { severity = "critical" }
+channels = ["ops-mail", "ops-slack"]
+group_wait = "2s"
+"#;
+    let env = |k: &str| match k {
+        "SMTP_PASSWORD" => Some("pw".to_string()),
+        "SLACK_WEBHOOK_URL" => Some("https://hooks.slack.com/services/T0/B0/X".to_string()),
+        "WEBHOOK_SECRET" => Some("s3cret".to_string()),
+        _ => None,
+    };
+    let c = CollectorConfig::parse(Path::new("c.toml"), text, &env).unwrap();
+    assert_eq!(c.channels.len(), 3);
+    assert_eq!(
+        c.channels[0].url.as_deref(),
+        Some("smtp://alerts:pw@smtp.example.com:587?tls=required")
+    );
+    assert_eq!(c.channels[2].secret.as_deref(), Some("s3cret"));
+    assert_eq!(c.routes[0].channels, ["ops-mail", "ops-slack"]);
+    assert_eq!(c.routes[0].group_wait, Duration::from_secs(2));
+    assert_eq!(c.routes[0].matchers["severity"], "critical");
+    // An unset secret is an error that names the variable.
+    let err = CollectorConfig::parse(Path::new("c.toml"), text, &no_env).unwrap_err();
+    assert!(err.to_string().contains("SMTP_PASSWORD"), "{err}");
+}

@@ -367,3 +367,114 @@ async fn notify_test_sends_through_a_channel_and_says_what_happened() {
         "{text}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_secret_reaches_a_log_line_or_an_api_answer() {
+    const HOOK_TOKEN: &str = "SECRETTOKEN123";
+    const HMAC_KEY: &str = "HMACSECRET456";
+    const SLACK_TOKEN: &str = "SLACKSECRET789";
+    const SMTP_PASSWORD: &str = "SMTPSECRET321";
+    let dir = tempfile::tempdir().unwrap();
+    // A receiver that refuses and echoes what it was sent, as a badly written peer might.
+    let hook = serve(axum::Router::new().fallback(
+        |uri: axum::http::Uri, headers: HeaderMap| async move {
+            let sig = headers
+                .get("x-lookout-signature")
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("")
+                .to_string();
+            (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                format!("rejected {uri} key={HMAC_KEY} sig={sig}"),
+            )
+        },
+    ))
+    .await;
+    let dead = free_port();
+    let smtp = free_port();
+    let config = format!(
+        r#"
+[server]
+listen = "127.0.0.1:0"
+data_dir = "{dir}"
+
+[local_agent]
+name = "local"
+
+[local_agent.host_metrics]
+enabled = false
+
+[[checks]]
+name = "db"
+type = "tcp"
+address = "127.0.0.1:{dead}"
+interval = "1s"
+timeout = "1s"
+failure_threshold = 1
+
+[[channels]]
+name = "pager"
+type = "webhook"
+url = "{hook}/hook/{HOOK_TOKEN}?key={HOOK_TOKEN}"
+secret = "{HMAC_KEY}"
+
+[[channels]]
+name = "slack"
+type = "slack"
+webhook_url = "http://127.0.0.1:{dead}/services/T0/B0/{SLACK_TOKEN}"
+
+[[channels]]
+name = "mail"
+type = "email"
+url = "smtp://alerts:{SMTP_PASSWORD}@127.0.0.1:{smtp}"
+from = "lookout@example.com"
+to = ["ops@example.com"]
+
+[[routes]]
+channels = ["pager", "slack", "mail"]
+group_wait = "0s"
+"#,
+        dir = dir.path().display()
+    );
+    let (collector, base) = start_collector(dir.path(), &config).unwrap();
+    // Every channel has failed at least once, with its error recorded.
+    let alerts = eventually(
+        "three failed deliveries",
+        Duration::from_secs(30),
+        || async {
+            let j = get_json(&format!("{base}/api/v1/alerts?state=all")).await?;
+            let failed = j["alerts"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .flat_map(|a| a["notifications"].as_array().cloned().unwrap_or_default())
+                .filter(|n| n["last_error"].is_string())
+                .count();
+            Ok((failed >= 3).then_some(j))
+        },
+    )
+    .await
+    .unwrap();
+    let answer = alerts.to_string();
+    let errors: Vec<&str> = alerts["alerts"][0]["notifications"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|n| n["last_error"].as_str())
+        .collect();
+    // The errors still say what went wrong.
+    assert!(errors.iter().any(|e| e.contains("500")), "{errors:?}");
+    assert!(
+        errors.iter().any(|e| e.contains("SMTP 127.0.0.1")),
+        "{errors:?}"
+    );
+    let log = collector.log_text();
+    assert!(log.contains("notification failed"), "{log}");
+    for secret in [HOOK_TOKEN, HMAC_KEY, SLACK_TOKEN, SMTP_PASSWORD] {
+        assert!(
+            !answer.contains(secret),
+            "{secret} in the API answer: {answer}"
+        );
+        assert!(!log.contains(secret), "{secret} in the log:\n{log}");
+    }
+}

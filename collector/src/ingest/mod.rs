@@ -128,6 +128,10 @@ pub async fn assignments(
     };
     labels.extend(agent.labels.clone());
     state.store.upsert_agent(&agent.name, &labels).await?;
+    // Asking for its assignments shows the agent alive, even one with nothing to ship.
+    if let Err(e) = state.rules.on_batch(&agent.name, Utc::now(), &[]).await {
+        tracing::error!(agent = %agent.name, error = %e, "rule evaluation failed");
+    }
     let doc = Assignments::new(state.config().checks_for(&agent.name, &labels));
     let etag = format!("\"{}\"", doc.revision);
     let unchanged = headers

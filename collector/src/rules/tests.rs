@@ -134,7 +134,10 @@ fn one_bad_path_is_not_an_outage_two_of_three_are() {
     let second = round(&mut u, [true, false, false]);
     assert_eq!(second.len(), 1);
     assert_eq!(second[0].to, CheckState::Down);
-    assert_eq!(second[0].summary, "2 of 3 locations: status 503");
+    assert_eq!(
+        second[0].summary,
+        "2 of 3 locations (edge-1, edge-2): status 503"
+    );
     assert!(round(&mut u, [true, false, false]).is_empty());
     let back = round(&mut u, [true, true, true]);
     assert_eq!(back.len(), 1);

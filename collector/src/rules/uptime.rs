@@ -76,7 +76,7 @@ pub struct Change {
     pub to: CheckState,
     /// When.
     pub at: DateTime<Utc>,
-    /// For people: `2 of 3 locations: status 503`.
+    /// For people: `2 of 3 locations (edge-2, edge-3): status 503`.
     pub summary: String,
 }
 
@@ -255,7 +255,21 @@ impl Uptime {
                     .filter(|v| v.down || v.fails > 0)
                     .find_map(|v| v.last_error.as_deref())
                     .unwrap_or("failing");
-                format!("{failing} of {reporting} locations: {error}")
+                // Which locations, when there are several to tell apart.
+                let names = if reporting > 1 {
+                    let failing_names: Vec<&str> = self
+                        .vantages
+                        .iter()
+                        .filter(|(_, v)| {
+                            v.last.is_some_and(|l| now - l <= stale) && (v.down || v.fails > 0)
+                        })
+                        .map(|(a, _)| a.as_str())
+                        .collect();
+                    format!(" ({})", failing_names.join(", "))
+                } else {
+                    String::new()
+                };
+                format!("{failing} of {reporting} locations{names}: {error}")
             }
         };
         let change = Change {
