@@ -3,6 +3,7 @@
 //! Parts:
 //! - [`ingest`]: `POST /v1/ingest` and `GET /v1/assignments`, for agents;
 //! - [`store`]: the storage interface and its SQLite and PostgreSQL backends;
+//! - [`telemetry`]: the collector's own figures at `/metrics`;
 //! - [`maintenance`]: rollups and retention in the background;
 //! - [`notify`]: routing alerts to channels (email, Slack, webhook) and delivering the outbox;
 //! - [`api`]: the JSON API under `/api/v1`;
@@ -22,6 +23,7 @@ pub mod notify;
 pub mod rules;
 pub mod state;
 pub mod store;
+pub mod telemetry;
 pub mod web;
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
@@ -69,6 +71,7 @@ pub fn router(state: Arc<AppState>) -> Router {
     Router::new()
         .route("/", get(web::index))
         .route("/healthz", get(healthz))
+        .route("/metrics", get(metrics))
         .route("/v1/ingest", post(ingest::ingest))
         .route("/v1/assignments", get(ingest::assignments))
         .route(
@@ -108,6 +111,27 @@ async fn healthz() -> &'static str {
     "ok\n"
 }
 
+/// `GET /metrics`: the collector's own figures ([`telemetry`]), in the OpenMetrics text format.
+async fn metrics(
+    axum::extract::State(state): axum::extract::State<Arc<AppState>>,
+) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    match state.metrics.encode() {
+        Ok(text) => (
+            [(
+                axum::http::header::CONTENT_TYPE,
+                "application/openmetrics-text; version=1.0.0; charset=utf-8",
+            )],
+            text,
+        )
+            .into_response(),
+        Err(e) => {
+            tracing::error!(error = %e, "cannot encode the metrics");
+            axum::http::StatusCode::INTERNAL_SERVER_ERROR.into_response()
+        }
+    }
+}
+
 /// A started collector.
 #[derive(Debug)]
 pub struct Running {
@@ -130,14 +154,16 @@ pub async fn build_state(
 ) -> Result<Arc<AppState>, store::StoreError> {
     let queued = Arc::new(tokio::sync::Notify::new());
     let rules = Arc::new(rules::Engine::load(store.clone(), &config, queued.clone()).await?);
+    let metrics = Arc::new(telemetry::Metrics::default());
     let notifier = Arc::new(notify::Worker::new(
         store.clone(),
         notify::senders(&config.channels),
         config.alerting.give_up_after,
         queued,
+        metrics.clone(),
     ));
     Ok(Arc::new(AppState::new(
-        store, config, local, rules, notifier,
+        store, config, local, rules, notifier, metrics,
     )))
 }
 

@@ -52,6 +52,8 @@ pub struct AppState {
     pub rules: Arc<crate::rules::Engine>,
     /// Sends the notification outbox.
     pub notifier: Arc<crate::notify::Worker>,
+    /// The collector's own figures, for `/metrics`.
+    pub metrics: Arc<crate::telemetry::Metrics>,
 }
 
 impl AppState {
@@ -62,6 +64,7 @@ impl AppState {
         local: Option<Credential>,
         rules: Arc<crate::rules::Engine>,
         notifier: Arc<crate::notify::Worker>,
+        metrics: Arc<crate::telemetry::Metrics>,
     ) -> Self {
         let credentials = credentials(&config, local.as_ref());
         let ingest_slots = Arc::new(tokio::sync::Semaphore::new(
@@ -75,6 +78,7 @@ impl AppState {
             local,
             rules,
             notifier,
+            metrics,
         }
     }
 

@@ -12,6 +12,7 @@ use chrono::{DateTime, Duration, Utc};
 use lookout_collector::notify::{AlertNote, NoteKind, Worker};
 use lookout_collector::store::alerting::{AlertState, DeliveryState, NewNotification, Transition};
 use lookout_collector::store::{self, Store};
+use lookout_collector::telemetry::Metrics;
 use lookout_config::CollectorConfig;
 use support::http_peer::{Answer, Peer};
 use support::smtp::{SinkOptions, SmtpSink};
@@ -25,14 +26,27 @@ async fn open(dir: &Path) -> Arc<dyn Store> {
     .unwrap()
 }
 
-fn worker(store: &Arc<dyn Store>, channels: &str) -> Worker {
+fn worker(store: &Arc<dyn Store>, channels: &str) -> (Worker, Arc<Metrics>) {
     let config = CollectorConfig::parse(Path::new("t.toml"), channels, &|_| None).unwrap();
-    Worker::new(
+    let metrics = Arc::new(Metrics::default());
+    let w = Worker::new(
         store.clone(),
         lookout_collector::notify::senders(&config.channels),
         std::time::Duration::from_secs(3600),
         Arc::default(),
-    )
+        metrics.clone(),
+    );
+    (w, metrics)
+}
+
+/// The value of one line of the exposition, `name{labels} value`.
+fn counter(metrics: &Metrics, line_start: &str) -> f64 {
+    let text = metrics.encode().unwrap();
+    text.lines()
+        .find(|l| l.starts_with(line_start))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0.0)
 }
 
 /// Queues one firing note per check for `channel`, each in its own group; returns the alert
@@ -98,7 +112,7 @@ async fn smtp_down_for_a_while_then_up_delivers_once() {
     let dir = tempfile::tempdir().unwrap();
     let store = open(dir.path()).await;
     let port = support::free_port();
-    let w = worker(
+    let (w, metrics) = worker(
         &store,
         &format!(
             "[[channels]]\nname = \"mail\"\ntype = \"email\"\nurl = \"smtp://127.0.0.1:{port}\"\nfrom = \"lookout@example.com\"\nto = [\"ops@example.com\"]\n"
@@ -128,6 +142,11 @@ async fn smtp_down_for_a_while_then_up_delivers_once() {
     );
     w.round(now + Duration::minutes(10)).await.unwrap();
     assert_eq!(sink.count(), 1);
+    // The failures and the delivery are counted for /metrics.
+    let retried = r#"lookout_notifications_total{channel="mail",outcome="retry"}"#;
+    let delivered = r#"lookout_notifications_total{channel="mail",outcome="delivered"}"#;
+    assert_eq!(counter(&metrics, retried), 2.0);
+    assert_eq!(counter(&metrics, delivered), 1.0);
     let parsed = sink.parsed(1);
     assert!(
         parsed["subject"]
@@ -143,7 +162,7 @@ async fn slack_429_and_500_are_retried_after_the_wait_and_arrive_once() {
     let dir = tempfile::tempdir().unwrap();
     let store = open(dir.path()).await;
     let slack = support::slack::start().await;
-    let w = worker(
+    let (w, _) = worker(
         &store,
         &format!(
             "[[channels]]\nname = \"slack\"\ntype = \"slack\"\nwebhook_url = \"{}\"\n",
@@ -183,7 +202,7 @@ async fn storm_control_sends_what_is_over_the_limit_as_one_digest() {
     let dir = tempfile::tempdir().unwrap();
     let store = open(dir.path()).await;
     let hook = Peer::start(|_| Answer::new(200, "")).await;
-    let w = worker(
+    let (w, _) = worker(
         &store,
         &format!(
             "[[channels]]\nname = \"hook\"\ntype = \"webhook\"\nurl = \"{}\"\nmax_per_minute = 2\n",
@@ -232,7 +251,7 @@ async fn a_sender_that_dies_holding_a_lease_leaves_the_row_to_the_next() {
         .await
         .unwrap();
     assert_eq!(claimed.len(), 1);
-    let w = worker(&store, &channels);
+    let (w, _) = worker(&store, &channels);
     w.round(now + Duration::minutes(1)).await.unwrap();
     assert!(hook.requests().is_empty(), "the lease still holds");
     w.round(now + Duration::minutes(3)).await.unwrap();

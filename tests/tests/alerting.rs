@@ -470,7 +470,18 @@ group_wait = "0s"
     );
     let log = collector.log_text();
     assert!(log.contains("notification failed"), "{log}");
+    // The failures are counted in /metrics.
+    let resp = reqwest::get(format!("{base}/metrics")).await.unwrap();
+    let kind = resp.headers()["content-type"].to_str().unwrap().to_string();
+    assert!(kind.starts_with("application/openmetrics-text"), "{kind}");
+    let metrics = resp.text().await.unwrap();
+    for channel in ["pager", "slack", "mail"] {
+        let line =
+            format!(r#"lookout_notifications_total{{channel="{channel}",outcome="retry"}} "#);
+        assert!(metrics.contains(&line), "{line} missing:\n{metrics}");
+    }
     for secret in [HOOK_TOKEN, HMAC_KEY, SLACK_TOKEN, SMTP_PASSWORD] {
+        assert!(!metrics.contains(secret), "{secret} in /metrics");
         assert!(
             !answer.contains(secret),
             "{secret} in the API answer: {answer}"

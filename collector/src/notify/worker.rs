@@ -22,6 +22,7 @@ use super::Sender;
 use super::message::{AlertNote, Message, SendError};
 use crate::store::alerting::Notification;
 use crate::store::{Store, StoreError};
+use crate::telemetry::{Metrics, Outcome};
 
 /// How long a claimed row is ours before another sender may take it.
 const LEASE: Duration = Duration::from_secs(120);
@@ -80,6 +81,7 @@ pub struct Worker {
     give_up_after: Duration,
     owner: String,
     queued: Arc<Notify>,
+    metrics: Arc<Metrics>,
     // std's Mutex: updated while planning a round, never across an await.
     storms: std::sync::Mutex<HashMap<String, Storm>>,
 }
@@ -91,6 +93,7 @@ impl Worker {
         senders: Senders,
         give_up_after: Duration,
         queued: Arc<Notify>,
+        metrics: Arc<Metrics>,
     ) -> Self {
         Self {
             store,
@@ -98,6 +101,7 @@ impl Worker {
             give_up_after,
             owner: format!("{}-{:016x}", std::process::id(), fastrand::u64(..)),
             queued,
+            metrics,
             storms: std::sync::Mutex::default(),
         }
     }
@@ -169,6 +173,10 @@ impl Worker {
         for step in steps {
             match step {
                 Step::Hold { rows, until } => {
+                    if let Some(channel) = rows.first().map(|r| r.channel.as_str()) {
+                        self.metrics
+                            .notification(channel, Outcome::Held, rows.len());
+                    }
                     let ids: Vec<i64> = rows.iter().map(|r| r.id).collect();
                     self.store
                         .defer_notifications(&ids, &self.owner, until)
@@ -189,6 +197,7 @@ impl Worker {
             let store = self.store.clone();
             let owner = self.owner.clone();
             let give_up_after = self.give_up_after;
+            let metrics = self.metrics.clone();
             tasks.spawn(async move {
                 let outcome = match sender {
                     Some(s) => send_group(s.as_ref(), &group_key, &rows, digest).await,
@@ -196,6 +205,18 @@ impl Worker {
                         "no channel named {channel:?} in the configuration"
                     ))),
                 };
+                let counted = match &outcome {
+                    Ok(()) => Outcome::Delivered,
+                    Err(SendError::Retry { .. })
+                        if rows.iter().all(|r| {
+                            (Utc::now() - r.created).to_std().unwrap_or_default() < give_up_after
+                        }) =>
+                    {
+                        Outcome::Retry
+                    }
+                    Err(_) => Outcome::Failed,
+                };
+                metrics.notification(&channel, counted, rows.len());
                 settle(
                     store.as_ref(),
                     &owner,
