@@ -27,12 +27,20 @@ async fn open(dir: &Path) -> Arc<dyn Store> {
 }
 
 fn worker(store: &Arc<dyn Store>, channels: &str) -> (Worker, Arc<Metrics>) {
+    worker_giving_up(store, channels, std::time::Duration::from_secs(3600))
+}
+
+fn worker_giving_up(
+    store: &Arc<dyn Store>,
+    channels: &str,
+    give_up_after: std::time::Duration,
+) -> (Worker, Arc<Metrics>) {
     let config = CollectorConfig::parse(Path::new("t.toml"), channels, &|_| None).unwrap();
     let metrics = Arc::new(Metrics::default());
     let w = Worker::new(
         store.clone(),
         lookout_collector::notify::senders(&config.channels),
-        std::time::Duration::from_secs(3600),
+        give_up_after,
         Arc::default(),
         metrics.clone(),
     );
@@ -260,4 +268,43 @@ async fn a_sender_that_dies_holding_a_lease_leaves_the_row_to_the_next() {
         states(&store, ids[0]).await,
         [(DeliveryState::Delivered, 1)]
     );
+}
+
+#[tokio::test]
+async fn a_notification_failing_past_give_up_after_is_given_up_and_shown() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path()).await;
+    let hook = Peer::start(|_| Answer::new(503, "maintenance")).await;
+    let (w, metrics) = worker_giving_up(
+        &store,
+        &format!(
+            "[[channels]]\nname = \"hook\"\ntype = \"webhook\"\nurl = \"{}\"\n",
+            hook.url("/hook")
+        ),
+        std::time::Duration::from_secs(600),
+    );
+    let now = Utc::now();
+    // Queued 5 minutes ago: still retried.
+    let young = queue(&store, "hook", &["api"], now - Duration::minutes(5)).await;
+    // Queued 11 minutes ago: given up at this failure.
+    let old = queue(&store, "hook", &["db"], now - Duration::minutes(11)).await;
+    w.round(now).await.unwrap();
+    assert_eq!(
+        states(&store, young[0]).await,
+        [(DeliveryState::Pending, 1)]
+    );
+    assert_eq!(states(&store, old[0]).await, [(DeliveryState::Failed, 1)]);
+    let error = store.deliveries(old[0]).await.unwrap()[0]
+        .last_error
+        .clone()
+        .unwrap();
+    assert!(error.starts_with("gave up after 10m: "), "{error}");
+    assert!(error.contains("503"), "{error}");
+    let failed = r#"lookout_notifications_total{channel="hook",outcome="failed"}"#;
+    let retried = r#"lookout_notifications_total{channel="hook",outcome="retry"}"#;
+    assert_eq!(counter(&metrics, failed), 1.0);
+    assert_eq!(counter(&metrics, retried), 1.0);
+    // Given up: never claimed again.
+    w.round(now + Duration::hours(1)).await.unwrap();
+    assert_eq!(hook.requests().len(), 3);
 }

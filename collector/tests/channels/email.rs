@@ -134,6 +134,7 @@ async fn starttls_required_with_a_private_ca() {
         auth: Some(&format!("{SMTP_USER}:{SMTP_PASSWORD}")),
         tls: Some((&cert, &key)),
         port: None,
+        implicit_tls: false,
     });
     let cfg = email_config(format!(
         "smtp://{SMTP_USER}:{SMTP_PASSWORD}@localhost:{}?tls=required",
@@ -169,6 +170,45 @@ async fn starttls_required_with_a_private_ca() {
         "{e:?}"
     );
     assert_eq!(plain.count(), 0);
+}
+
+#[tokio::test]
+async fn implicit_tls_with_smtps() {
+    let pki = Pki::new("localhost");
+    let (cert, key) = (pki.cert(), pki.key());
+    let sink = SmtpSink::start(SinkOptions {
+        auth: Some(&format!("{SMTP_USER}:{SMTP_PASSWORD}")),
+        tls: Some((&cert, &key)),
+        port: None,
+        implicit_tls: true,
+    });
+    let cfg = email_config(format!(
+        "smtps://{SMTP_USER}:{SMTP_PASSWORD}@localhost:{}",
+        sink.port
+    ));
+    let channel =
+        Channel::Email(EmailChannel::with_root_certificate(&cfg, pki.ca_pem.as_bytes()).unwrap());
+    send(&channel, &firing()).await.unwrap();
+    let envelope = sink.envelope(1);
+    assert_eq!(envelope["tls"], true, "{envelope}");
+    assert_eq!(envelope["login"], SMTP_USER);
+    let mail = sink.parsed(1);
+    assert!(
+        mail["subject"]
+            .as_str()
+            .unwrap()
+            .starts_with("[FIRING] api down"),
+        "{mail}"
+    );
+    // Plain SMTP against a TLS-only port: no delivery, a retryable error without the password.
+    let plain = email_config(format!(
+        "smtp://{SMTP_USER}:{SMTP_PASSWORD}@localhost:{}",
+        sink.port
+    ));
+    let channel = Channel::build(&plain, reqwest::Client::new()).unwrap();
+    let e = send(&channel, &firing()).await.unwrap_err();
+    assert_clean(&e, &[SMTP_PASSWORD]);
+    assert_eq!(sink.count(), 1);
 }
 
 #[tokio::test]

@@ -36,6 +36,8 @@ pub struct SinkOptions<'a> {
     pub tls: Option<(&'a Path, &'a Path)>,
     /// The port; default a free one.
     pub port: Option<u16>,
+    /// With `tls`: TLS from the first byte (SMTPS) instead of STARTTLS.
+    pub implicit_tls: bool,
 }
 
 /// The running server: it listens on `127.0.0.1:port` and writes what it gets to `dir`.
@@ -66,6 +68,9 @@ impl SmtpSink {
         }
         if let Some((cert, key)) = opts.tls {
             cmd.arg("--tls-cert").arg(cert).arg("--tls-key").arg(key);
+            if opts.implicit_tls {
+                cmd.arg("--implicit-tls");
+            }
         }
         let mut child = cmd
             .stdout(Stdio::piped())

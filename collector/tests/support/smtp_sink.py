@@ -4,7 +4,7 @@ serve: listens on 127.0.0.1:PORT and writes each message it accepts to DIR as N.
 received), with N.json beside it: {"mail_from", "rcpt_tos", "login", "tls"} (login: the AUTH
 user, or null; tls: whether the session was upgraded with STARTTLS). With --auth USER:PASSWORD
 it offers AUTH (PLAIN, LOGIN) without TLS and refuses other logins with 535; with --tls-cert
-and --tls-key it offers STARTTLS. Prints "ready" once listening, then runs until killed.
+and --tls-key it offers STARTTLS, or with --implicit-tls speaks TLS from the start (SMTPS). Prints "ready" once listening, then runs until killed.
 
 parse: prints one .eml file as JSON, read by Python's email package (an independent MIME
 reader): {"subject", "from", "to", "content_type", "parts": [{"content_type", "text"}]}.
@@ -38,7 +38,9 @@ def serve(args):
                 "mail_from": envelope.mail_from,
                 "rcpt_tos": envelope.rcpt_tos,
                 "login": session.auth_data if session.authenticated else None,
-                "tls": session.ssl is not None,
+                # STARTTLS sets session.ssl; implicit TLS shows on the transport.
+                "tls": session.ssl is not None
+                or server.transport.get_extra_info("ssl_object") is not None,
             }
             # Written under a temporary name and renamed: a reader sees whole files only. The
             # .json goes last, so its presence says both are there.
@@ -65,7 +67,11 @@ def serve(args):
     if args.tls_cert:
         ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
         ctx.load_cert_chain(args.tls_cert, args.tls_key)
-        kwargs.update(tls_context=ctx)
+        # Implicit TLS (SMTPS, port 465 style): TLS from the first byte; else STARTTLS.
+        if args.implicit_tls:
+            kwargs.update(ssl_context=ctx)
+        else:
+            kwargs.update(tls_context=ctx)
 
     controller = Controller(Handler(), hostname="127.0.0.1", port=args.port, **kwargs)
     controller.start()
@@ -103,6 +109,7 @@ def main():
     s.add_argument("--auth")
     s.add_argument("--tls-cert")
     s.add_argument("--tls-key")
+    s.add_argument("--implicit-tls", action="store_true")
     r = sub.add_parser("parse")
     r.add_argument("file")
     args = p.parse_args()
