@@ -476,3 +476,68 @@ async fn metric_rules_fire_after_their_hold_and_tls_expiry_is_a_rule_on_probe_da
         tls[0].summary
     );
 }
+
+#[tokio::test]
+async fn log_rules_page_through_the_same_lifecycle() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = collector(
+        dir.path(),
+        r#"
+[[log_rules]]
+name = "panics"
+pattern = "panicked at"
+agents = ["name=edge-1"]
+threshold = 1
+window = "1m"
+severity = "critical"
+"#,
+    )
+    .await;
+    let t = Utc::now();
+    let at = |secs| t + Duration::seconds(secs);
+    let log = |secs, text: &str| {
+        Record::Log(lookout_protocol::LogRecord {
+            time: at(secs),
+            source: "/var/log/app.log".into(),
+            level: Some("error".into()),
+            text: text.into(),
+        })
+    };
+    let lines = [
+        log(0, "thread 'main' panicked at src/lib.rs:10"),
+        log(1, "request served"),
+    ];
+    s.rules.on_batch("edge-1", at(1), &lines).await.unwrap();
+    s.rules
+        .on_batch("edge-2", at(1), &[log(1, "thread 'x' panicked at a.rs")])
+        .await
+        .unwrap();
+    assert!(
+        take(&s).await.is_empty(),
+        "one line is not more than 1; edge-2 not selected"
+    );
+    s.rules
+        .on_batch("edge-1", at(5), &[log(5, "thread 'y' panicked at b.rs")])
+        .await
+        .unwrap();
+    assert_eq!(
+        take(&s).await,
+        rows(&[
+            ("hook", "firing", "edge-1", "route0:"),
+            ("mail", "firing", "edge-1", "route0:")
+        ])
+    );
+    let firing = s.store.alerts(&[AlertState::Firing]).await.unwrap();
+    assert_eq!(firing[0].fingerprint, "panics/agent=edge-1");
+    // Quiet for a minute: the tick resolves it (both agents keep shipping: neither is down).
+    s.rules.on_batch("edge-1", at(70), &[]).await.unwrap();
+    s.rules.on_batch("edge-2", at(70), &[]).await.unwrap();
+    s.rules.tick(at(70)).await.unwrap();
+    assert_eq!(
+        take(&s).await,
+        rows(&[
+            ("hook", "resolved", "edge-1", "route0:"),
+            ("mail", "resolved", "edge-1", "route0:")
+        ])
+    );
+}

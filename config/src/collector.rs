@@ -12,6 +12,7 @@ use crate::check::CheckConfig;
 use crate::document::{Document, EnvLookup, KeyPath};
 use crate::error::ConfigErrors;
 use crate::heartbeat::HeartbeatConfig;
+use crate::log_rule::LogRuleConfig;
 use crate::notify::{AlertingSettings, ChannelConfig, MaintenanceConfig, RouteConfig};
 use crate::rule::RuleConfig;
 
@@ -40,6 +41,8 @@ pub struct CollectorConfig {
     pub heartbeats: Vec<HeartbeatConfig>,
     /// `[[rules]]`: metric thresholds.
     pub rules: Vec<RuleConfig>,
+    /// `[[log_rules]]`: alerts on log lines.
+    pub log_rules: Vec<LogRuleConfig>,
 }
 
 /// `[server]`.
@@ -236,6 +239,7 @@ const SECTIONS: &[&str] = &[
     "maintenance",
     "heartbeats",
     "rules",
+    "log_rules",
 ];
 
 /// No top-level keys besides the sections; reading this reports any unknown one.
@@ -274,6 +278,31 @@ impl CollectorConfig {
                 doc.error_at(
                     &at.child("name"),
                     format!("duplicate rule name {:?} (first at rules[{first}])", r.name),
+                );
+            }
+        }
+        let log_rules = doc.array_section::<LogRuleConfig>("log_rules");
+        for (i, r) in &log_rules {
+            let at = KeyPath::key("log_rules").index(*i);
+            for (key, problem) in r.problems() {
+                doc.error_at(&at.child(key), problem);
+            }
+            if let Some(first) = rule_names.get(r.name.as_str()) {
+                doc.error_at(
+                    &at.child("name"),
+                    format!("{:?} is also the name of rules[{first}]", r.name),
+                );
+            }
+        }
+        let mut log_names: HashMap<&str, usize> = HashMap::new();
+        for (i, r) in &log_rules {
+            if let Some(first) = log_names.insert(&r.name, *i) {
+                doc.error_at(
+                    &KeyPath::key("log_rules").index(*i).child("name"),
+                    format!(
+                        "duplicate log rule name {:?} (first at log_rules[{first}])",
+                        r.name
+                    ),
                 );
             }
         }
@@ -421,6 +450,7 @@ impl CollectorConfig {
             maintenance,
             heartbeats: heartbeats.into_iter().map(|(_, h)| h).collect(),
             rules: rules.into_iter().map(|(_, r)| r).collect(),
+            log_rules: log_rules.into_iter().map(|(_, r)| r).collect(),
         })
     }
 

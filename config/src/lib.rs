@@ -2,7 +2,8 @@
 //!
 //! - [`CollectorConfig`]: `[server]`, `[storage]`, `[[agents]]`, `[local_agent]`, `[[checks]]`,
 //!   `[alerting]`, `[[channels]]`, `[[routes]]`, `[[maintenance]]` ([`notify`]), `[[heartbeats]]`
-//!   ([`heartbeat`]), `[[rules]]` ([`rule`]).
+//!   ([`heartbeat`]), `[[rules]]` ([`rule`]),
+//!   `[[log_rules]]` ([`log_rule`]).
 //! - [`AgentConfig`]: the agent's name, collector URLs, token and labels, `[host_metrics]`,
 //!   `[shipping]`, `[spool]` and local `[[checks]]`.
 //! - [`CheckConfig`]: one check, the same schema in both files and on the wire.
@@ -20,6 +21,7 @@ pub mod document;
 pub mod duration;
 pub mod error;
 pub mod heartbeat;
+pub mod log_rule;
 pub mod notify;
 pub mod rule;
 
@@ -35,6 +37,7 @@ pub use collector::{AgentEntry, CollectorConfig, LocalAgentConfig, ServerConfig,
 pub use condition::{Condition, Observation};
 pub use error::{ConfigError, ConfigErrors};
 pub use heartbeat::HeartbeatConfig;
+pub use log_rule::LogRuleConfig;
 pub use notify::{AlertingSettings, ChannelConfig, ChannelType, MaintenanceConfig, RouteConfig};
 pub use rule::{Aggregate, RuleConfig};
 

@@ -409,3 +409,33 @@ group_wait = "2s"
     let err = CollectorConfig::parse(Path::new("c.toml"), text, &no_env).unwrap_err();
     assert!(err.to_string().contains("SMTP_PASSWORD"), "{err}");
 }
+
+#[test]
+fn log_rules_are_checked() {
+    let text = r#"
+[[rules]]
+name = "disk"
+metric = "system.filesystem.utilization"
+above = 0.9
+
+[[log_rules]]
+name = "disk"
+pattern = "panic(("
+
+[[log_rules]]
+name = "oom"
+pattern = "Out of memory"
+agents = ["role"]
+"#;
+    let all = collector(text).unwrap_err().to_string();
+    assert!(all.contains("log_rules[0].pattern: invalid regular expression"), "{all}");
+    assert!(all.contains(r#"log_rules[0].name: "disk" is also the name of rules[0]"#), "{all}");
+    assert!(all.contains("log_rules[1].agents"), "{all}");
+    assert!(all.contains("expected \"label=value\""), "{all}");
+    let ok = collector(
+        "[[log_rules]]\nname = \"oom\"\npattern = \"Out of memory\"\nagents = [\"role=web\"]\nthreshold = 3\n",
+    )
+    .unwrap();
+    assert_eq!(ok.log_rules[0].threshold, 3);
+    assert_eq!(ok.log_rules[0].window, Duration::from_secs(300));
+}

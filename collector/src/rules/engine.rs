@@ -28,7 +28,8 @@ use lookout_protocol::{CheckResult, Record};
 use tokio::sync::{Mutex, Notify};
 
 use super::heartbeat::{self, BeatState};
-use super::threshold::{Sample, Thresholds};
+use super::logs::LogRules;
+use super::threshold::{Sample, Thresholds, Verdict};
 use super::uptime::{CheckState, Uptime, UptimeSettings};
 use crate::notify::{AlertNote, NoteKind, Router};
 use crate::store::alerting::{
@@ -63,6 +64,9 @@ struct Settings {
     agent_timeouts: HashMap<String, Duration>,
     heartbeats: BTreeMap<String, HeartbeatConfig>,
     rules: Vec<lookout_config::RuleConfig>,
+    log_rules: Vec<lookout_config::LogRuleConfig>,
+    /// The labels of each `[[agents]]` entry (and the local agent), for log rule selectors.
+    agent_labels: HashMap<String, BTreeMap<String, String>>,
     router: Arc<Router>,
 }
 
@@ -86,6 +90,18 @@ impl Settings {
                 .map(|h| (h.name.clone(), h.clone()))
                 .collect(),
             rules: config.rules.clone(),
+            log_rules: config.log_rules.clone(),
+            agent_labels: config
+                .agents
+                .iter()
+                .map(|a| (a.name.clone(), a.labels.clone()))
+                .chain(
+                    config
+                        .local_agent
+                        .iter()
+                        .map(|l| (l.name.clone(), l.labels.clone())),
+                )
+                .collect(),
             router: Arc::new(Router::new(config)),
         }
     }
@@ -174,6 +190,8 @@ struct State {
     beats: HashMap<String, HeartbeatRow>,
     /// Metric threshold rules and their windows.
     thresholds: Thresholds,
+    /// Log rules and their counts.
+    logs: LogRules,
 }
 
 impl State {
@@ -346,6 +364,7 @@ impl Engine {
             b.latest_data = b.latest_data.max(newest);
         }
         state.thresholds.configure(&settings.rules);
+        state.logs.configure(&settings.log_rules);
         for record in records {
             match record {
                 Record::CheckResult(r) => {
@@ -372,6 +391,16 @@ impl Engine {
                         value: m.value,
                     };
                     self.on_sample(&mut state, &settings, sample).await?;
+                }
+                Record::Log(line) if state.logs.any() => {
+                    let none = BTreeMap::new();
+                    let labels = settings.agent_labels.get(agent).unwrap_or(&none);
+                    let st = &mut *state;
+                    let alerts = &st.alerts;
+                    let verdicts = st
+                        .logs
+                        .observe(agent, labels, line, |fp| alerts.get(fp).map(|m| m.state));
+                    self.apply_verdicts(&mut state, &settings, verdicts).await?;
                 }
                 Record::Log(_) => {}
             }
@@ -408,6 +437,28 @@ impl Engine {
                 state.thresholds.forget(&fingerprint);
                 return Err(e);
             }
+        }
+        Ok(())
+    }
+
+    /// Records the alert changes of log rules.
+    async fn apply_verdicts(
+        &self,
+        state: &mut State,
+        settings: &Settings,
+        verdicts: Vec<Verdict>,
+    ) -> Result<(), StoreError> {
+        for v in verdicts {
+            let decision = Decision {
+                fingerprint: v.fingerprint,
+                rule: v.rule,
+                labels: v.labels,
+                to: v.to,
+                at: v.at,
+                summary: v.summary,
+                depends_on: v.agent.into_iter().collect(),
+            };
+            self.record(state, settings, decision).await?;
         }
         Ok(())
     }
@@ -488,6 +539,9 @@ impl Engine {
             }
         }
         self.resolve_removed(&mut state, &settings, now).await?;
+        state.logs.configure(&settings.log_rules);
+        let verdicts = state.logs.tick(now);
+        self.apply_verdicts(&mut state, &settings, verdicts).await?;
         let beats: Vec<String> = settings.heartbeats.keys().cloned().collect();
         for name in &beats {
             self.evaluate_heartbeat(&mut state, &settings, name, now)
@@ -789,7 +843,10 @@ impl Engine {
                     .labels
                     .get("heartbeat")
                     .is_some_and(|h| !settings.heartbeats.contains_key(h)),
-                rule => !settings.rules.iter().any(|r| r.name == rule),
+                rule => {
+                    !settings.rules.iter().any(|r| r.name == rule)
+                        && !settings.log_rules.iter().any(|r| r.name == rule)
+                }
             })
             .map(|(f, m)| (f.clone(), m.clone()))
             .collect();
