@@ -14,6 +14,11 @@ use reqwest::header::{
 /// The header that carries the agent's own labels (a JSON object) to `GET /v1/assignments`.
 pub const LABELS_HEADER: &str = "lookout-agent-labels";
 
+/// The header that tells the collector how often this agent asks for its assignments, in
+/// milliseconds: the longest it is silent while healthy, from which the collector derives when
+/// it is down.
+pub const POLL_HEADER: &str = "lookout-agent-poll-interval-ms";
+
 /// Why a request to the collector did not succeed.
 #[derive(Debug, thiserror::Error)]
 pub enum SendError {
@@ -104,6 +109,7 @@ impl CollectorClient {
     pub async fn assignments(
         &self,
         revision: Option<&str>,
+        poll_every: Duration,
     ) -> Result<Option<(Assignments, Vec<String>)>, SendError> {
         let resp = self
             .with_failover(|base| {
@@ -111,7 +117,8 @@ impl CollectorClient {
                     .http
                     .get(format!("{base}/v1/assignments"))
                     .header(AUTHORIZATION, format!("Bearer {}", self.token))
-                    .header(LABELS_HEADER, &self.labels_json);
+                    .header(LABELS_HEADER, &self.labels_json)
+                    .header(POLL_HEADER, poll_every.as_millis().to_string());
                 if let Some(r) = revision {
                     req = req.header(IF_NONE_MATCH, format!("\"{r}\""));
                 }

@@ -181,7 +181,10 @@ async fn follow_assignments(
             () = shutdown.cancelled() => return,
             _ = ticks.tick() => {}
         }
-        match client.assignments(revision.as_deref()).await {
+        match client
+            .assignments(revision.as_deref(), settings.shipping.assignments_interval)
+            .await
+        {
             Ok(None) => {}
             Ok(Some((assigned, skipped))) => {
                 for s in &skipped {

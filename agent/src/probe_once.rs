@@ -55,7 +55,10 @@ pub async fn run(settings: &AgentSettings) -> Result<Report, AgentError> {
         &settings.labels,
         ASSIGNMENTS_WAIT,
     )?;
-    match client.assignments(None).await {
+    match client
+        .assignments(None, settings.shipping.assignments_interval)
+        .await
+    {
         Ok(Some((assigned, skipped))) => {
             notes.extend(skipped.into_iter().map(|s| format!("skipped: {s}")));
             for c in crate::merge(&settings.local_checks, assigned.checks) {

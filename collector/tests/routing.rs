@@ -541,3 +541,33 @@ severity = "critical"
         ])
     );
 }
+
+#[tokio::test]
+async fn an_agent_that_polls_slowly_gets_a_longer_timeout() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = collector(dir.path(), "").await;
+    let t = Utc::now();
+    // edge-1 asks for its assignments every minute: down after 3 minutes of silence, not 30 s.
+    s.rules
+        .on_poll("edge-1", t, Some(std::time::Duration::from_secs(60)))
+        .await
+        .unwrap();
+    s.rules.on_poll("edge-2", t, None).await.unwrap();
+    s.rules.tick(t + Duration::seconds(100)).await.unwrap();
+    // edge-2 has its own agent_timeout of 20 s.
+    assert_eq!(
+        take(&s).await,
+        rows(&[
+            ("hook", "firing", "edge-2", "route0:"),
+            ("mail", "firing", "edge-2", "route0:")
+        ])
+    );
+    s.rules.tick(t + Duration::seconds(181)).await.unwrap();
+    assert_eq!(
+        take(&s).await,
+        rows(&[
+            ("hook", "firing", "edge-1", "route0:"),
+            ("mail", "firing", "edge-1", "route0:")
+        ])
+    );
+}

@@ -190,7 +190,8 @@ pub struct AgentEntry {
     /// Labels for check selection; these take precedence over the agent's own. Default none.
     #[serde(default)]
     pub labels: BTreeMap<String, String>,
-    /// This agent is down when silent this long. Default `[alerting] agent_timeout`.
+    /// This agent is down when silent this long. Default `[alerting] agent_timeout`, or 3 × the
+    /// agent's polling interval and at least 30 s.
     #[serde(default, with = "crate::duration::option")]
     pub agent_timeout: Option<Duration>,
 }
@@ -323,8 +324,9 @@ impl CollectorConfig {
                 );
             }
         }
-        if alerting.agent_timeout < Duration::from_secs(5)
-            || alerting.agent_timeout > Duration::from_secs(86_400)
+        if alerting
+            .agent_timeout
+            .is_some_and(|t| t < Duration::from_secs(5) || t > Duration::from_secs(86_400))
         {
             doc.error_at(
                 &KeyPath::key("alerting").child("agent_timeout"),

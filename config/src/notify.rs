@@ -306,10 +306,11 @@ impl MaintenanceConfig {
 #[serde(deny_unknown_fields)]
 pub struct AlertingSettings {
     /// An agent silent this long is down: one alert for the host, and its own checks' alerts
-    /// are held back meanwhile. Default `"30s"` (agents ship at least every few seconds);
-    /// `[[agents]] agent_timeout` overrides it per agent.
-    #[serde(default = "default_agent_timeout", with = "crate::duration")]
-    pub agent_timeout: Duration,
+    /// are held back meanwhile. Default: 3 × the agent's own polling interval (it asks for its
+    /// assignments every `assignments_interval`, 15 s by default, whether or not it has data
+    /// to ship), and at least 30 s. `[[agents]] agent_timeout` overrides it per agent.
+    #[serde(default, with = "crate::duration::option")]
+    pub agent_timeout: Option<Duration>,
     /// How long a notification is retried before it is given up as failed. Default `"24h"`.
     #[serde(default = "default_give_up", with = "crate::duration")]
     pub give_up_after: Duration,
@@ -318,14 +319,10 @@ pub struct AlertingSettings {
 impl Default for AlertingSettings {
     fn default() -> Self {
         Self {
-            agent_timeout: default_agent_timeout(),
+            agent_timeout: None,
             give_up_after: default_give_up(),
         }
     }
-}
-
-fn default_agent_timeout() -> Duration {
-    Duration::from_secs(30)
 }
 
 fn default_give_up() -> Duration {

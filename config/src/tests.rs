@@ -428,8 +428,14 @@ pattern = "Out of memory"
 agents = ["role"]
 "#;
     let all = collector(text).unwrap_err().to_string();
-    assert!(all.contains("log_rules[0].pattern: invalid regular expression"), "{all}");
-    assert!(all.contains(r#"log_rules[0].name: "disk" is also the name of rules[0]"#), "{all}");
+    assert!(
+        all.contains("log_rules[0].pattern: invalid regular expression"),
+        "{all}"
+    );
+    assert!(
+        all.contains(r#"log_rules[0].name: "disk" is also the name of rules[0]"#),
+        "{all}"
+    );
     assert!(all.contains("log_rules[1].agents"), "{all}");
     assert!(all.contains("expected \"label=value\""), "{all}");
     let ok = collector(

@@ -128,8 +128,14 @@ pub async fn assignments(
     };
     labels.extend(agent.labels.clone());
     state.store.upsert_agent(&agent.name, &labels).await?;
-    // Asking for its assignments shows the agent alive, even one with nothing to ship.
-    if let Err(e) = state.rules.on_batch(&agent.name, Utc::now(), &[]).await {
+    // Asking for its assignments shows the agent alive, even one with nothing to ship; how
+    // often it asks sets how long a silence means it is down.
+    let poll = headers
+        .get(lookout_agent::client::POLL_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok())
+        .map(|ms| std::time::Duration::from_millis(ms.clamp(1_000, 86_400_000)));
+    if let Err(e) = state.rules.on_poll(&agent.name, Utc::now(), poll).await {
         tracing::error!(agent = %agent.name, error = %e, "rule evaluation failed");
     }
     let doc = Assignments::new(state.config().checks_for(&agent.name, &labels));

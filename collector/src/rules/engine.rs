@@ -56,11 +56,14 @@ pub fn agent_fingerprint(agent: &str) -> String {
     format!("{AGENT_RULE}/{agent}")
 }
 
+/// The default agent timeout's floor: many missed deliveries, not one slow one.
+pub const MIN_AGENT_TIMEOUT: Duration = Duration::from_secs(30);
+
 /// What the configuration sets for the rules.
 #[derive(Debug)]
 struct Settings {
     checks: HashMap<String, (UptimeSettings, String)>,
-    agent_timeout: Duration,
+    agent_timeout: Option<Duration>,
     agent_timeouts: HashMap<String, Duration>,
     heartbeats: BTreeMap<String, HeartbeatConfig>,
     rules: Vec<lookout_config::RuleConfig>,
@@ -115,12 +118,15 @@ impl Settings {
             .unwrap_or_else(|| (UptimeSettings::default(), "critical".to_string()))
     }
 
-    fn agent_timeout(&self, agent: &str) -> chrono::Duration {
+    /// How long `agent` may be silent: its own setting, else `[alerting] agent_timeout`, else
+    /// 3 × the polling interval it reported (`poll`), and at least [`MIN_AGENT_TIMEOUT`].
+    fn agent_timeout(&self, agent: &str, poll: Option<Duration>) -> chrono::Duration {
         let t = self
             .agent_timeouts
             .get(agent)
             .copied()
-            .unwrap_or(self.agent_timeout);
+            .or(self.agent_timeout)
+            .unwrap_or_else(|| poll.map_or(MIN_AGENT_TIMEOUT, |p| (p * 3).max(MIN_AGENT_TIMEOUT)));
         chrono::Duration::from_std(t).unwrap_or(chrono::Duration::MAX)
     }
 }
@@ -173,6 +179,8 @@ struct AgentBeat {
     back_at: Option<DateTime<Utc>>,
     /// The newest time of any record it sent.
     latest_data: Option<DateTime<Utc>>,
+    /// How often it said it asks for its assignments.
+    poll: Option<Duration>,
 }
 
 #[derive(Debug)]
@@ -254,6 +262,7 @@ impl Engine {
                     last: now,
                     back_at: None,
                     latest_data: None,
+                    poll: None,
                 },
             );
         }
@@ -272,6 +281,7 @@ impl Engine {
                     last: now,
                     back_at: None,
                     latest_data: None,
+                    poll: None,
                 });
             }
             if a.rule == UPTIME_RULE
@@ -334,6 +344,7 @@ impl Engine {
             last: now,
             back_at: None,
             latest_data: None,
+            poll: None,
         });
         beat.last = beat.last.max(now);
         if state.agent_down(agent) {
@@ -485,6 +496,30 @@ impl Engine {
         Ok(())
     }
 
+    /// An agent asked for its assignments at `now`, saying it does so every `poll_every`: it is
+    /// alive, and its timeout follows its pace.
+    pub async fn on_poll(
+        &self,
+        agent: &str,
+        now: DateTime<Utc>,
+        poll_every: Option<Duration>,
+    ) -> Result<(), StoreError> {
+        if let Some(p) = poll_every {
+            let mut state = self.state.lock().await;
+            state
+                .agents
+                .entry(agent.to_string())
+                .or_insert(AgentBeat {
+                    last: now,
+                    back_at: None,
+                    latest_data: None,
+                    poll: None,
+                })
+                .poll = Some(p);
+        }
+        self.on_batch(agent, now, &[]).await
+    }
+
     /// Re-evaluates at `now` what time alone changes: agents silent for longer than their
     /// timeout go down (one alert for the host; its checks hold their state rather than alert on
     /// their own), agents that stopped reporting a check stop counting for it, flapping
@@ -495,7 +530,9 @@ impl Engine {
         let silent: Vec<(String, DateTime<Utc>)> = state
             .agents
             .iter()
-            .filter(|(n, b)| now - b.last > settings.agent_timeout(n) && !state.agent_down(n))
+            .filter(|(n, b)| {
+                now - b.last > settings.agent_timeout(n, b.poll) && !state.agent_down(n)
+            })
             .map(|(n, b)| (n.clone(), b.last))
             .collect();
         // Another collector on the same database may be the one hearing from it.
@@ -514,7 +551,8 @@ impl Engine {
                 if let Some(b) = state.agents.get_mut(&agent) {
                     b.last = *stored;
                 }
-                if now - *stored <= settings.agent_timeout(&agent) {
+                let poll = state.agents.get(&agent).and_then(|b| b.poll);
+                if now - *stored <= settings.agent_timeout(&agent, poll) {
                     continue;
                 }
             }
