@@ -214,21 +214,7 @@ pub async fn start(config: CollectorConfig) -> Result<Running, CollectorError> {
     let upkeep_stop = CancellationToken::new();
     let upkeep = tokio::spawn(maintenance::run(store, retention, upkeep_stop.clone()));
     let sender = tokio::spawn(notifier.run(upkeep_stop.clone()));
-    // What time alone changes (silent agents, flapping that settles), every few seconds.
-    tokio::spawn({
-        let (rules, stop) = (state.rules.clone(), upkeep_stop.clone());
-        async move {
-            loop {
-                tokio::select! {
-                    () = stop.cancelled() => return,
-                    () = tokio::time::sleep(rules::TICK_EVERY) => {}
-                }
-                if let Err(e) = rules.tick(chrono::Utc::now()).await {
-                    tracing::warn!(error = %e, "rule evaluation failed; retrying at the next tick");
-                }
-            }
-        }
-    });
+    tokio::spawn(rules::run_ticks(state.rules.clone(), upkeep_stop.clone()));
     let server_stop = CancellationToken::new();
     let app = router(state.clone());
     let server = tokio::spawn({
