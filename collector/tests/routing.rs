@@ -128,6 +128,14 @@ async fn take(s: &AppState) -> Vec<(String, String, String, String)> {
     out
 }
 
+/// The two rows a critical alert makes through the first route: one per channel.
+fn both(kind: &str, subject: &str) -> Vec<(String, String, String, String)> {
+    rows(&[
+        ("hook", kind, subject, "route0:"),
+        ("mail", kind, subject, "route0:"),
+    ])
+}
+
 fn rows(list: &[(&str, &str, &str, &str)]) -> Vec<(String, String, String, String)> {
     list.iter()
         .map(|(a, b, c, d)| (a.to_string(), b.to_string(), c.to_string(), d.to_string()))
@@ -161,13 +169,7 @@ async fn routes_pick_channels_and_groups_and_a_resolve_follows_a_sent_firing() {
         &[result("api", t + Duration::seconds(10), true)],
     )
     .await;
-    assert_eq!(
-        take(&s).await,
-        rows(&[
-            ("hook", "resolved", "api", "route0:"),
-            ("mail", "resolved", "api", "route0:")
-        ])
-    );
+    assert_eq!(take(&s).await, both("resolved", "api"));
     // The alerts API's view: each notification with how it stands.
     let alerts = s.store.alerts(&[AlertState::Resolved]).await.unwrap();
     let api = alerts.iter().find(|a| a.labels["check"] == "api").unwrap();
@@ -202,13 +204,7 @@ async fn a_silenced_alert_is_recorded_quietly_and_notified_when_the_silence_ends
     assert!(take(&s).await.is_empty(), "still silenced");
     assert!(s.store.expire_silence(id, Utc::now()).await.unwrap());
     s.rules.tick(Utc::now()).await.unwrap();
-    assert_eq!(
-        take(&s).await,
-        rows(&[
-            ("hook", "firing", "api", "route0:"),
-            ("mail", "firing", "api", "route0:")
-        ])
-    );
+    assert_eq!(take(&s).await, both("firing", "api"));
     // Sent once: the next tick queues nothing more (the reminder is an hour away).
     s.rules.tick(Utc::now()).await.unwrap();
     assert!(take(&s).await.is_empty());
@@ -237,13 +233,7 @@ ends = "2100-01-01T00:00:00Z"
     )
     .await;
     // The window covers db only.
-    assert_eq!(
-        take(&s).await,
-        rows(&[
-            ("hook", "firing", "api", "route0:"),
-            ("mail", "firing", "api", "route0:")
-        ])
-    );
+    assert_eq!(take(&s).await, both("firing", "api"));
     let later = now + Duration::seconds(10);
     send(&s, "edge-1", later, &[result("db", later, true)]).await;
     s.rules.tick(later).await.unwrap();
@@ -263,13 +253,7 @@ async fn a_down_agent_is_one_page_and_its_backlog_does_not_page() {
     send(&s, "edge-2", t, &[result("api", t, true)]).await;
     // edge-2 (timeout 20 s) goes silent: one page for the host.
     s.rules.tick(t + Duration::seconds(25)).await.unwrap();
-    assert_eq!(
-        take(&s).await,
-        rows(&[
-            ("hook", "firing", "edge-2", "route0:"),
-            ("mail", "firing", "edge-2", "route0:")
-        ])
-    );
+    assert_eq!(take(&s).await, both("firing", "edge-2"));
     // It comes back with a backlog of failures from while it was cut off: the host resolves,
     // the check's alert is recorded but held.
     let back = t + Duration::seconds(60);
@@ -281,26 +265,14 @@ async fn a_down_agent_is_one_page_and_its_backlog_does_not_page() {
         s.store.alerts(&[AlertState::Firing]).await.unwrap().len(),
         1
     );
-    assert_eq!(
-        take(&s).await,
-        rows(&[
-            ("hook", "resolved", "edge-2", "route0:"),
-            ("mail", "resolved", "edge-2", "route0:")
-        ])
-    );
+    assert_eq!(take(&s).await, both("resolved", "edge-2"));
     s.rules.tick(back + Duration::seconds(1)).await.unwrap();
     assert!(take(&s).await.is_empty(), "backlog alone does not page");
     // A fresh failure after its return confirms the outage: now it pages.
     let fresh = back + Duration::seconds(5);
     send(&s, "edge-2", fresh, &[result("api", fresh, false)]).await;
     s.rules.tick(fresh).await.unwrap();
-    assert_eq!(
-        take(&s).await,
-        rows(&[
-            ("hook", "firing", "api", "route0:"),
-            ("mail", "firing", "api", "route0:")
-        ])
-    );
+    assert_eq!(take(&s).await, both("firing", "api"));
 }
 
 #[tokio::test]
@@ -321,13 +293,7 @@ async fn reminders_repeat_until_acknowledged() {
     send(&s, "edge-1", hour, &[]).await;
     s.rules.tick(hour).await.unwrap();
     // Only the critical route repeats; db's route has no repeat_interval.
-    assert_eq!(
-        take(&s).await,
-        rows(&[
-            ("hook", "reminder", "api", "route0:"),
-            ("mail", "reminder", "api", "route0:")
-        ])
-    );
+    assert_eq!(take(&s).await, both("reminder", "api"));
     send(&s, "edge-1", hour + Duration::minutes(1), &[]).await;
     s.rules.tick(hour + Duration::minutes(1)).await.unwrap();
     assert!(take(&s).await.is_empty(), "next reminder an hour later");
@@ -364,13 +330,7 @@ async fn a_restart_while_firing_queues_nothing_again_and_still_sends_the_resolve
     );
     let up = later + Duration::seconds(10);
     send(&s, "edge-1", up, &[result("api", up, true)]).await;
-    assert_eq!(
-        take(&s).await,
-        rows(&[
-            ("hook", "resolved", "api", "route0:"),
-            ("mail", "resolved", "api", "route0:")
-        ])
-    );
+    assert_eq!(take(&s).await, both("resolved", "api"));
 }
 
 const THRESHOLDS: &str = r#"
@@ -429,13 +389,7 @@ async fn metric_rules_fire_after_their_hold_and_tls_expiry_is_a_rule_on_probe_da
         .on_batch("edge-1", at(20), &[disk(at(20), 0.96)])
         .await
         .unwrap();
-    assert_eq!(
-        take(&s).await,
-        rows(&[
-            ("hook", "firing", "edge-1", "route0:"),
-            ("mail", "firing", "edge-1", "route0:")
-        ])
-    );
+    assert_eq!(take(&s).await, both("firing", "edge-1"));
     let firing = s.store.alerts(&[AlertState::Firing]).await.unwrap();
     assert_eq!(
         firing[0].summary,
@@ -459,13 +413,7 @@ async fn metric_rules_fire_after_their_hold_and_tls_expiry_is_a_rule_on_probe_da
     send(&s, "edge-1", at(70), &[r.clone()]).await;
     send(&s, "edge-2", at(70), &[r]).await;
     let notes = take(&s).await;
-    assert_eq!(
-        notes,
-        rows(&[
-            ("hook", "firing", "api", "route0:"),
-            ("mail", "firing", "api", "route0:")
-        ])
-    );
+    assert_eq!(notes, both("firing", "api"));
     let tls = s.store.alerts(&[AlertState::Firing]).await.unwrap();
     assert_eq!(tls[0].fingerprint, "tls-expiry/check=api");
     assert!(
@@ -520,26 +468,14 @@ severity = "critical"
         .on_batch("edge-1", at(5), &[log(5, "thread 'y' panicked at b.rs")])
         .await
         .unwrap();
-    assert_eq!(
-        take(&s).await,
-        rows(&[
-            ("hook", "firing", "edge-1", "route0:"),
-            ("mail", "firing", "edge-1", "route0:")
-        ])
-    );
+    assert_eq!(take(&s).await, both("firing", "edge-1"));
     let firing = s.store.alerts(&[AlertState::Firing]).await.unwrap();
     assert_eq!(firing[0].fingerprint, "panics/agent=edge-1");
     // Quiet for a minute: the tick resolves it (both agents keep shipping: neither is down).
     s.rules.on_batch("edge-1", at(70), &[]).await.unwrap();
     s.rules.on_batch("edge-2", at(70), &[]).await.unwrap();
     s.rules.tick(at(70)).await.unwrap();
-    assert_eq!(
-        take(&s).await,
-        rows(&[
-            ("hook", "resolved", "edge-1", "route0:"),
-            ("mail", "resolved", "edge-1", "route0:")
-        ])
-    );
+    assert_eq!(take(&s).await, both("resolved", "edge-1"));
 }
 
 #[tokio::test]
@@ -555,19 +491,7 @@ async fn an_agent_that_polls_slowly_gets_a_longer_timeout() {
     s.rules.on_poll("edge-2", t, None).await.unwrap();
     s.rules.tick(t + Duration::seconds(100)).await.unwrap();
     // edge-2 has its own agent_timeout of 20 s.
-    assert_eq!(
-        take(&s).await,
-        rows(&[
-            ("hook", "firing", "edge-2", "route0:"),
-            ("mail", "firing", "edge-2", "route0:")
-        ])
-    );
+    assert_eq!(take(&s).await, both("firing", "edge-2"));
     s.rules.tick(t + Duration::seconds(181)).await.unwrap();
-    assert_eq!(
-        take(&s).await,
-        rows(&[
-            ("hook", "firing", "edge-1", "route0:"),
-            ("mail", "firing", "edge-1", "route0:")
-        ])
-    );
+    assert_eq!(take(&s).await, both("firing", "edge-1"));
 }

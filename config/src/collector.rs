@@ -268,62 +268,35 @@ impl CollectorConfig {
         let checks = crate::validate_checks(&mut doc, "checks");
         let alerting: AlertingSettings = doc.section("alerting").unwrap_or_default();
         let (channels, routes, maintenance) = crate::notify::read(&mut doc);
-        let rules = doc.array_section::<RuleConfig>("rules");
-        let mut rule_names: HashMap<&str, usize> = HashMap::new();
-        for (i, r) in &rules {
-            let at = KeyPath::key("rules").index(*i);
-            for (key, problem) in r.problems() {
-                doc.error_at(&at.child(key), problem);
-            }
-            if let Some(first) = rule_names.insert(&r.name, *i) {
-                doc.error_at(
-                    &at.child("name"),
-                    format!("duplicate rule name {:?} (first at rules[{first}])", r.name),
-                );
-            }
-        }
-        let log_rules = doc.array_section::<LogRuleConfig>("log_rules");
+        let rules = crate::read_named(
+            &mut doc,
+            "rules",
+            "rule",
+            |r: &RuleConfig| &r.name,
+            RuleConfig::problems,
+        );
+        let log_rules = crate::read_named(
+            &mut doc,
+            "log_rules",
+            "log rule",
+            |r: &LogRuleConfig| &r.name,
+            LogRuleConfig::problems,
+        );
         for (i, r) in &log_rules {
-            let at = KeyPath::key("log_rules").index(*i);
-            for (key, problem) in r.problems() {
-                doc.error_at(&at.child(key), problem);
-            }
-            if let Some(first) = rule_names.get(r.name.as_str()) {
+            if let Some((first, _)) = rules.iter().find(|(_, m)| m.name == r.name) {
                 doc.error_at(
-                    &at.child("name"),
+                    &KeyPath::key("log_rules").index(*i).child("name"),
                     format!("{:?} is also the name of rules[{first}]", r.name),
                 );
             }
         }
-        let mut log_names: HashMap<&str, usize> = HashMap::new();
-        for (i, r) in &log_rules {
-            if let Some(first) = log_names.insert(&r.name, *i) {
-                doc.error_at(
-                    &KeyPath::key("log_rules").index(*i).child("name"),
-                    format!(
-                        "duplicate log rule name {:?} (first at log_rules[{first}])",
-                        r.name
-                    ),
-                );
-            }
-        }
-        let heartbeats = doc.array_section::<HeartbeatConfig>("heartbeats");
-        let mut seen: HashMap<&str, usize> = HashMap::new();
-        for (i, h) in &heartbeats {
-            let at = KeyPath::key("heartbeats").index(*i);
-            for (key, problem) in h.problems() {
-                doc.error_at(&at.child(key), problem);
-            }
-            if let Some(first) = seen.insert(&h.name, *i) {
-                doc.error_at(
-                    &at.child("name"),
-                    format!(
-                        "duplicate heartbeat name {:?} (first at heartbeats[{first}])",
-                        h.name
-                    ),
-                );
-            }
-        }
+        let heartbeats = crate::read_named(
+            &mut doc,
+            "heartbeats",
+            "heartbeat",
+            |h: &HeartbeatConfig| &h.name,
+            HeartbeatConfig::problems,
+        );
         if alerting
             .agent_timeout
             .is_some_and(|t| t < Duration::from_secs(5) || t > Duration::from_secs(86_400))

@@ -48,26 +48,47 @@ fn read(path: &Path) -> Result<String, ConfigErrors> {
         .map_err(|e| ConfigErrors::whole_file(path, format!("cannot read the file: {e}")))
 }
 
-/// Reads `[[key]]` checks, reporting invalid values and duplicate names.
-fn validate_checks(doc: &mut Document<'_>, key: &str) -> Vec<CheckConfig> {
-    let checks = doc.array_section::<CheckConfig>(key);
-    let mut seen: HashMap<String, usize> = HashMap::new();
-    for (i, c) in &checks {
+/// Reads the `[[key]]` entries, reporting each one's problems (as (field, problem)) and names
+/// used twice. Returns the readable entries with their index in the file.
+fn read_named<T: serde::de::DeserializeOwned>(
+    doc: &mut Document<'_>,
+    key: &str,
+    what: &str,
+    name: fn(&T) -> &String,
+    problems: fn(&T) -> Vec<(&'static str, String)>,
+) -> Vec<(usize, T)> {
+    let items = doc.array_section::<T>(key);
+    let mut seen: HashMap<&str, usize> = HashMap::new();
+    for (i, item) in &items {
         let at = KeyPath::key(key).index(*i);
-        for (field, problem) in c.problems() {
+        for (field, problem) in problems(item) {
             doc.error_at(&at.child(field), problem);
         }
-        if let Some(first) = seen.insert(c.name.clone(), *i) {
+        if let Some(first) = seen.insert(name(item), *i) {
             doc.error_at(
                 &at.child("name"),
                 format!(
-                    "duplicate check name {:?} (first at {key}[{first}])",
-                    c.name
+                    "duplicate {what} name {:?} (first at {key}[{first}])",
+                    name(item)
                 ),
             );
         }
     }
-    checks.into_iter().map(|(_, c)| c).collect()
+    items
+}
+
+/// Reads `[[key]]` checks, reporting invalid values and duplicate names.
+fn validate_checks(doc: &mut Document<'_>, key: &str) -> Vec<CheckConfig> {
+    read_named(
+        doc,
+        key,
+        "check",
+        |c: &CheckConfig| &c.name,
+        CheckConfig::problems,
+    )
+    .into_iter()
+    .map(|(_, c)| c)
+    .collect()
 }
 
 #[cfg(test)]

@@ -333,23 +333,15 @@ fn default_give_up() -> Duration {
 pub(crate) fn read(
     doc: &mut Document<'_>,
 ) -> (Vec<ChannelConfig>, Vec<RouteConfig>, Vec<MaintenanceConfig>) {
-    let channels = doc.array_section::<ChannelConfig>("channels");
-    let mut names: HashMap<String, usize> = HashMap::new();
-    for (i, c) in &channels {
-        let at = KeyPath::key("channels").index(*i);
-        for (key, problem) in c.problems() {
-            doc.error_at(&at.child(key), problem);
-        }
-        if let Some(first) = names.insert(c.name.clone(), *i) {
-            doc.error_at(
-                &at.child("name"),
-                format!(
-                    "duplicate channel name {:?} (first at channels[{first}])",
-                    c.name
-                ),
-            );
-        }
-    }
+    let channels = crate::read_named(
+        doc,
+        "channels",
+        "channel",
+        |c: &ChannelConfig| &c.name,
+        ChannelConfig::problems,
+    );
+    let names: HashMap<String, usize> =
+        channels.iter().map(|(i, c)| (c.name.clone(), *i)).collect();
     let routes = doc.array_section::<RouteConfig>("routes");
     for (i, r) in &routes {
         let at = KeyPath::key("routes").index(*i);

@@ -16,6 +16,7 @@ use lookout_config::ChannelConfig;
 
 use super::channel::{color, human_duration, human_time, label_list, redact, web_link};
 use super::message::{AlertNote, Message, SendError};
+use crate::web::escape;
 
 /// Sends messages as mail through one SMTP server.
 pub struct EmailChannel {
@@ -293,22 +294,6 @@ fn note_html(note: &AlertNote) -> String {
         ));
     }
     out.push_str("</div>\n");
-    out
-}
-
-/// HTML-escapes text for element content and quoted attribute values.
-fn escape(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for c in s.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            c => out.push(c),
-        }
-    }
     out
 }
 

@@ -432,6 +432,16 @@ impl Engine {
         let verdicts = state
             .thresholds
             .observe(sample, |fp| alerts.get(fp).map(|m| m.state));
+        self.apply_verdicts(state, settings, verdicts).await
+    }
+
+    /// Records the alert changes of metric and log rules.
+    async fn apply_verdicts(
+        &self,
+        state: &mut State,
+        settings: &Settings,
+        verdicts: Vec<Verdict>,
+    ) -> Result<(), StoreError> {
         for v in verdicts {
             let fingerprint = v.fingerprint.clone();
             let decision = Decision {
@@ -444,32 +454,11 @@ impl Engine {
                 depends_on: v.agent.into_iter().collect(),
             };
             if let Err(e) = self.record(state, settings, decision).await {
-                // Not recorded: the series starts again from the stored state.
+                // Not recorded: the series or count starts again from the stored state.
                 state.thresholds.forget(&fingerprint);
+                state.logs.forget(&fingerprint);
                 return Err(e);
             }
-        }
-        Ok(())
-    }
-
-    /// Records the alert changes of log rules.
-    async fn apply_verdicts(
-        &self,
-        state: &mut State,
-        settings: &Settings,
-        verdicts: Vec<Verdict>,
-    ) -> Result<(), StoreError> {
-        for v in verdicts {
-            let decision = Decision {
-                fingerprint: v.fingerprint,
-                rule: v.rule,
-                labels: v.labels,
-                to: v.to,
-                at: v.at,
-                summary: v.summary,
-                depends_on: v.agent.into_iter().collect(),
-            };
-            self.record(state, settings, decision).await?;
         }
         Ok(())
     }

@@ -53,6 +53,12 @@ impl LogRules {
         });
     }
 
+    /// Drops an agent's count for a rule (its transition could not be recorded): the next
+    /// matching line starts it again from the alert's stored state.
+    pub fn forget(&mut self, fingerprint: &str) {
+        self.counts.remove(fingerprint);
+    }
+
     /// True when there is any rule.
     pub fn any(&self) -> bool {
         !self.rules.is_empty()

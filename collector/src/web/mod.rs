@@ -59,7 +59,7 @@ pub async fn index(State(state): State<Arc<AppState>>) -> Result<Html<String>, A
 }
 
 /// Escapes text for HTML element content and attribute values.
-fn escape(s: &str) -> String {
+pub(crate) fn escape(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     for ch in s.chars() {
         match ch {
