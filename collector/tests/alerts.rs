@@ -1,6 +1,8 @@
 //! Uptime alerts from results arriving through ingest: quorum across agents, one firing and one
 //! resolve per outage, and a collector restart that neither repeats nor forgets an alert.
 
+mod support;
+
 use std::path::Path;
 use std::sync::Arc;
 
@@ -8,7 +10,6 @@ use axum::body::Body;
 use axum::http::{Request, StatusCode, header};
 use chrono::{DateTime, Duration, Utc};
 use lookout_collector::state::AppState;
-use lookout_config::CollectorConfig;
 use lookout_protocol::{
     Batch, CheckResult, Encoding, PROTOCOL_VERSION, Record, Timings, encode_batch,
 };
@@ -41,14 +42,7 @@ timeout = "2s"
 
 /// A collector's state on the database in `dir`, as a start of the collector would make it.
 async fn collector(dir: &Path) -> Arc<AppState> {
-    let config = CollectorConfig::parse(Path::new("test.toml"), CONFIG, &|_| None).unwrap();
-    let url = format!("sqlite://{}", dir.join("t.db").display());
-    let store = lookout_collector::store::open(&url, &Default::default())
-        .await
-        .unwrap();
-    lookout_collector::build_state(store, config, None)
-        .await
-        .unwrap()
+    support::collector_state(dir, CONFIG).await
 }
 
 struct Agents {

@@ -1,6 +1,8 @@
 //! Push monitors through the router: pings with their token, `/start`, `/fail` and exit codes;
 //! late then down as time passes; state kept across a restart.
 
+mod support;
+
 use std::path::Path;
 use std::sync::Arc;
 
@@ -9,7 +11,6 @@ use axum::http::{Request, StatusCode};
 use chrono::{Duration, Utc};
 use lookout_collector::state::AppState;
 use lookout_collector::store::alerting::AlertState;
-use lookout_config::CollectorConfig;
 use serde_json::Value;
 use tower::ServiceExt;
 
@@ -29,14 +30,7 @@ schedule = "0 6 * * *"
 const TOKEN: &str = "backup-token-0123456789";
 
 async fn collector(dir: &Path) -> Arc<AppState> {
-    let config = CollectorConfig::parse(Path::new("t.toml"), CONFIG, &|_| None).unwrap();
-    let url = format!("sqlite://{}", dir.join("t.db").display());
-    let store = lookout_collector::store::open(&url, &Default::default())
-        .await
-        .unwrap();
-    lookout_collector::build_state(store, config, None)
-        .await
-        .unwrap()
+    support::collector_state(dir, CONFIG).await
 }
 
 async fn call(s: &Arc<AppState>, method: &str, uri: &str, body: &str) -> (StatusCode, String) {

@@ -3,13 +3,14 @@
 //! that stop at an acknowledgement, resolves that follow only a sent firing, and a restart that
 //! queues nothing twice. Time is passed in explicitly, so nothing here sleeps.
 
+mod support;
+
 use std::path::Path;
 use std::sync::Arc;
 
 use chrono::{DateTime, Duration, TimeZone, Utc};
 use lookout_collector::state::AppState;
 use lookout_collector::store::alerting::{AlertState, Notification, Silence};
-use lookout_config::CollectorConfig;
 use lookout_protocol::{CheckResult, MetricSample, MetricType, Record, Timings};
 
 const BASE: &str = r#"
@@ -67,15 +68,7 @@ group_wait = "0s"
 "#;
 
 async fn collector(dir: &Path, extra: &str) -> Arc<AppState> {
-    let text = format!("{BASE}{ROUTES}{extra}");
-    let config = CollectorConfig::parse(Path::new("t.toml"), &text, &|_| None).unwrap();
-    let url = format!("sqlite://{}", dir.join("t.db").display());
-    let store = lookout_collector::store::open(&url, &Default::default())
-        .await
-        .unwrap();
-    lookout_collector::build_state(store, config, None)
-        .await
-        .unwrap()
+    support::collector_state(dir, &format!("{BASE}{ROUTES}{extra}")).await
 }
 
 fn t0() -> DateTime<Utc> {

@@ -1,6 +1,7 @@
 //! Peers for the channel tests: an HTTP server that records what it is sent and answers as told
 //! ([`http_peer`]), a strict fake of Slack's incoming webhook built on it ([`slack`]), and a real
-//! SMTP server (aiosmtpd) in a child process ([`smtp`]).
+//! SMTP server (aiosmtpd) in a child process ([`smtp`]); and a collector's state over a
+//! fresh database ([`collector_state`]).
 
 // Each test binary uses a part of these.
 #![allow(dead_code)]
@@ -8,6 +9,23 @@
 pub mod http_peer;
 pub mod slack;
 pub mod smtp;
+
+/// A collector's shared state over an SQLite database in `dir`, configured by `toml`, as a
+/// start of the collector makes it (the HTTP server and background tasks are not started).
+pub async fn collector_state(
+    dir: &std::path::Path,
+    toml: &str,
+) -> std::sync::Arc<lookout_collector::state::AppState> {
+    let path = std::path::Path::new("test.toml");
+    let config = lookout_config::CollectorConfig::parse(path, toml, &|_| None).unwrap();
+    let url = format!("sqlite://{}", dir.join("t.db").display());
+    let store = lookout_collector::store::open(&url, &Default::default())
+        .await
+        .unwrap();
+    lookout_collector::build_state(store, config, None)
+        .await
+        .unwrap()
+}
 
 /// A port nothing listens on (yet).
 pub fn free_port() -> u16 {
