@@ -111,23 +111,25 @@ async fn healthz() -> &'static str {
     "ok\n"
 }
 
-/// `GET /metrics`: the collector's own figures ([`telemetry`]), in the OpenMetrics text format.
+/// `GET /metrics`: the collector's own figures and what it watches ([`telemetry`]), in the
+/// Prometheus text format.
 async fn metrics(
     axum::extract::State(state): axum::extract::State<Arc<AppState>>,
 ) -> axum::response::Response {
     use axum::response::IntoResponse;
-    match state.metrics.encode() {
+    match state
+        .metrics
+        .render(state.store.as_ref(), chrono::Utc::now())
+        .await
+    {
         Ok(text) => (
-            [(
-                axum::http::header::CONTENT_TYPE,
-                "application/openmetrics-text; version=1.0.0; charset=utf-8",
-            )],
+            [(axum::http::header::CONTENT_TYPE, prometheus::TEXT_FORMAT)],
             text,
         )
             .into_response(),
         Err(e) => {
-            tracing::error!(error = %e, "cannot encode the metrics");
-            axum::http::StatusCode::INTERNAL_SERVER_ERROR.into_response()
+            tracing::error!(error = %e, "cannot answer a metrics scrape");
+            axum::http::StatusCode::SERVICE_UNAVAILABLE.into_response()
         }
     }
 }

@@ -1,15 +1,44 @@
-//! The collector's own figures, served at `GET /metrics` in the OpenMetrics text format.
+//! The collector's own figures and what it watches, served at `GET /metrics` in the
+//! Prometheus text format. Metric names live here, in one place:
 //!
-//! Metric names live here, in one place:
-//! - `lookout_notifications_total{channel, outcome}`: messages by outcome: `delivered`, `retry`
-//!   (a failed attempt that will be retried), `failed` (given up), `held` (held back by storm
-//!   control for a digest). One message may carry several alerts.
-//! - `lookout_notification_alerts_total{channel, outcome}`: the same, counting alerts.
+//! Counted as things happen:
+//! - `lookout_ingest_batches_total{outcome}`: batches `stored`, or `duplicate` (a resend);
+//! - `lookout_ingest_records_total{kind}`: `check_result`, `metric` and `log` records stored;
+//! - `lookout_ingest_bytes_total`: ingest request bodies, as sent (compressed);
+//! - `lookout_ingest_rejects_total{reason}`: refused requests: `unauthorized`, `overloaded`,
+//!   `too_large`, `unsupported_encoding`, `bad_request`, `storage`;
+//! - `lookout_ingest_duration_seconds`: from a batch read to it stored and evaluated;
+//! - `lookout_notifications_total{channel, outcome}`: messages `delivered`, `retry` (failed,
+//!   will be retried), `failed` (given up), `held` (by storm control, for a digest);
+//! - `lookout_notification_alerts_total{channel, outcome}`: the alerts in those messages.
+//!
+//! Read from the store at each scrape:
+//! - `lookout_check_up{check, agent}`: 1 when the latest result is a success, else 0;
+//! - `lookout_check_latency_seconds{check, agent}`: the latest result's latency;
+//! - `lookout_check_certificate_expiry_seconds{check, agent}`: time left on the earliest
+//!   certificate of the chain (TLS checks and https);
+//! - `lookout_agent_last_seen_timestamp_seconds{agent}`: the agent's last batch;
+//! - `lookout_alerts{state}`: alerts `pending`, `firing`, `resolved`.
 
-use prometheus_client::encoding::EncodeLabelSet;
-use prometheus_client::metrics::counter::Counter;
-use prometheus_client::metrics::family::Family;
-use prometheus_client::registry::Registry;
+use chrono::{DateTime, Utc};
+use prometheus::{
+    GaugeVec, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGaugeVec, Opts, Registry,
+    TextEncoder,
+};
+
+use crate::store::alerting::AlertState;
+use crate::store::{Store, StoreError};
+
+/// Why a scrape could not be answered.
+#[derive(Debug, thiserror::Error)]
+pub enum ScrapeError {
+    /// Reading the store failed.
+    #[error("reading the store: {0}")]
+    Store(#[from] StoreError),
+    /// The exposition could not be written.
+    #[error("encoding the metrics: {0}")]
+    Encode(#[from] prometheus::Error),
+}
 
 /// How a send ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -35,39 +64,150 @@ impl Outcome {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
-struct SendLabels {
-    channel: String,
-    outcome: String,
-}
-
 /// The registry and the collector's metrics.
 #[derive(Debug)]
 pub struct Metrics {
     registry: Registry,
-    messages: Family<SendLabels, Counter>,
-    alerts: Family<SendLabels, Counter>,
+    notifications: IntCounterVec,
+    notification_alerts: IntCounterVec,
+    batches: IntCounterVec,
+    records: IntCounterVec,
+    bytes: IntCounter,
+    rejects: IntCounterVec,
+    ingest_seconds: Histogram,
+    check_up: IntGaugeVec,
+    check_latency: GaugeVec,
+    check_cert: GaugeVec,
+    agent_seen: GaugeVec,
+    alerts: IntGaugeVec,
+    // tokio's Mutex: one scrape refreshes the store-read gauges at a time, across awaits.
+    scrape: tokio::sync::Mutex<()>,
+}
+
+/// Builds and registers one metric.
+fn register<M: prometheus::core::Collector + Clone + 'static>(registry: &Registry, m: M) -> M {
+    // Names and labels are fixed here, so registering cannot fail but by a programming error.
+    registry
+        .register(Box::new(m.clone()))
+        .expect("metric names are unique and valid");
+    m
+}
+
+fn counter_vec(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
+    register(
+        registry,
+        IntCounterVec::new(Opts::new(name, help).namespace("lookout"), labels)
+            .expect("valid metric"),
+    )
+}
+
+fn gauge_vec(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> GaugeVec {
+    register(
+        registry,
+        GaugeVec::new(Opts::new(name, help).namespace("lookout"), labels).expect("valid metric"),
+    )
 }
 
 impl Default for Metrics {
     fn default() -> Self {
-        let mut registry = Registry::with_prefix("lookout");
-        let messages = Family::<SendLabels, Counter>::default();
-        let alerts = Family::<SendLabels, Counter>::default();
-        registry.register(
-            "notifications",
-            "Notification messages sent, retried, given up or held, by channel",
-            messages.clone(),
-        );
-        registry.register(
-            "notification_alerts",
-            "Alerts in notification messages, by channel and outcome",
-            alerts.clone(),
-        );
+        let r = Registry::new();
         Self {
-            registry,
-            messages,
-            alerts,
+            notifications: counter_vec(
+                &r,
+                "notifications_total",
+                "Notification messages by channel and outcome: delivered, retry, failed (given up), held (storm control).",
+                &["channel", "outcome"],
+            ),
+            notification_alerts: counter_vec(
+                &r,
+                "notification_alerts_total",
+                "Alerts in notification messages, by channel and outcome.",
+                &["channel", "outcome"],
+            ),
+            batches: counter_vec(
+                &r,
+                "ingest_batches_total",
+                "Ingested batches: stored, or duplicate (a resend already stored).",
+                &["outcome"],
+            ),
+            records: counter_vec(
+                &r,
+                "ingest_records_total",
+                "Records stored, by kind: check_result, metric, log.",
+                &["kind"],
+            ),
+            bytes: register(
+                &r,
+                IntCounter::with_opts(
+                    Opts::new(
+                        "ingest_bytes_total",
+                        "Ingest request bodies as sent, in bytes.",
+                    )
+                    .namespace("lookout"),
+                )
+                .expect("valid metric"),
+            ),
+            rejects: counter_vec(
+                &r,
+                "ingest_rejects_total",
+                "Refused ingest requests, by reason.",
+                &["reason"],
+            ),
+            ingest_seconds: register(
+                &r,
+                Histogram::with_opts(
+                    HistogramOpts::new(
+                        "ingest_duration_seconds",
+                        "From a batch read to it stored and evaluated.",
+                    )
+                    .namespace("lookout")
+                    .buckets(vec![
+                        0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0,
+                    ]),
+                )
+                .expect("valid metric"),
+            ),
+            check_up: register(
+                &r,
+                IntGaugeVec::new(
+                    Opts::new(
+                        "check_up",
+                        "1 when the check's latest result at this agent is a success, else 0.",
+                    )
+                    .namespace("lookout"),
+                    &["check", "agent"],
+                )
+                .expect("valid metric"),
+            ),
+            check_latency: gauge_vec(
+                &r,
+                "check_latency_seconds",
+                "The latency of the check's latest result at this agent.",
+                &["check", "agent"],
+            ),
+            check_cert: gauge_vec(
+                &r,
+                "check_certificate_expiry_seconds",
+                "Time left until the earliest certificate of the chain the check saw expires.",
+                &["check", "agent"],
+            ),
+            agent_seen: gauge_vec(
+                &r,
+                "agent_last_seen_timestamp_seconds",
+                "When the agent last delivered a batch, as a Unix time.",
+                &["agent"],
+            ),
+            alerts: register(
+                &r,
+                IntGaugeVec::new(
+                    Opts::new("alerts", "Alerts by state: pending, firing, resolved.")
+                        .namespace("lookout"),
+                    &["state"],
+                )
+                .expect("valid metric"),
+            ),
+            registry: r,
+            scrape: tokio::sync::Mutex::new(()),
         }
     }
 }
@@ -75,18 +215,81 @@ impl Default for Metrics {
 impl Metrics {
     /// Counts one message of `alerts` alerts to `channel`.
     pub fn notification(&self, channel: &str, outcome: Outcome, alerts: usize) {
-        let labels = SendLabels {
-            channel: channel.to_string(),
-            outcome: outcome.as_str().to_string(),
-        };
-        self.messages.get_or_create(&labels).inc();
-        self.alerts.get_or_create(&labels).inc_by(alerts as u64);
+        let labels = [channel, outcome.as_str()];
+        self.notifications.with_label_values(&labels).inc();
+        self.notification_alerts
+            .with_label_values(&labels)
+            .inc_by(alerts as u64);
     }
 
-    /// The exposition text.
-    pub fn encode(&self) -> Result<String, std::fmt::Error> {
-        let mut out = String::new();
-        prometheus_client::encoding::text::encode(&mut out, &self.registry)?;
-        Ok(out)
+    /// Counts an ingested batch: its size as sent, whether it was new, its records by kind,
+    /// and how long storing and evaluating it took.
+    pub fn batch(&self, bytes: usize, duplicate: bool, kinds: [(&str, usize); 3], seconds: f64) {
+        self.bytes.inc_by(bytes as u64);
+        let outcome = if duplicate { "duplicate" } else { "stored" };
+        self.batches.with_label_values(&[outcome]).inc();
+        if !duplicate {
+            for (kind, n) in kinds {
+                self.records.with_label_values(&[kind]).inc_by(n as u64);
+            }
+        }
+        self.ingest_seconds.observe(seconds);
+    }
+
+    /// Counts a refused ingest request.
+    pub fn reject(&self, reason: &str) {
+        self.rejects.with_label_values(&[reason]).inc();
+    }
+
+    /// The exposition text, with the gauges read from `store` at `now`.
+    pub async fn render(
+        &self,
+        store: &dyn Store,
+        now: DateTime<Utc>,
+    ) -> Result<String, ScrapeError> {
+        let _one = self.scrape.lock().await;
+        self.check_up.reset();
+        self.check_latency.reset();
+        self.check_cert.reset();
+        for r in store.latest_results().await? {
+            let labels = [r.check.as_str(), r.agent.as_str()];
+            self.check_up
+                .with_label_values(&labels)
+                .set(i64::from(r.ok));
+            self.check_latency
+                .with_label_values(&labels)
+                .set(r.latency_ms / 1000.0);
+            if let Some(e) = r.cert_expiry {
+                let left = (e - now).num_milliseconds() as f64 / 1000.0;
+                self.check_cert.with_label_values(&labels).set(left);
+            }
+        }
+        self.agent_seen.reset();
+        for a in store.agents().await? {
+            if let Some(t) = a.last_seen {
+                let secs = t.timestamp_millis() as f64 / 1000.0;
+                self.agent_seen.with_label_values(&[&a.name]).set(secs);
+            }
+        }
+        let all = [
+            AlertState::Pending,
+            AlertState::Firing,
+            AlertState::Resolved,
+        ];
+        let alerts = store.alerts(&all).await?;
+        for state in all {
+            let n = alerts.iter().filter(|a| a.state == state).count();
+            self.alerts
+                .with_label_values(&[state.as_str()])
+                .set(n as i64);
+        }
+        Ok(TextEncoder::new().encode_to_string(&self.registry.gather())?)
+    }
+
+    /// The exposition text of the counters alone (no store reads).
+    pub fn encode(&self) -> String {
+        TextEncoder::new()
+            .encode_to_string(&self.registry.gather())
+            .unwrap_or_default()
     }
 }

@@ -49,7 +49,7 @@ fn worker_giving_up(
 
 /// The value of one line of the exposition, `name{labels} value`.
 fn counter(metrics: &Metrics, line_start: &str) -> f64 {
-    let text = metrics.encode().unwrap();
+    let text = metrics.encode();
     text.lines()
         .find(|l| l.starts_with(line_start))
         .and_then(|l| l.rsplit(' ').next())

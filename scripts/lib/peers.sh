@@ -6,6 +6,8 @@ install_probe_peers() {
   command -v redis-server >/dev/null || missing+=(redis-server)
   command -v dnsmasq >/dev/null || [ -x /usr/sbin/dnsmasq ] || missing+=(dnsmasq-base)
   command -v setpriv >/dev/null || missing+=(util-linux)
+  # promtool, which checks the collector's /metrics exposition.
+  command -v promtool >/dev/null || missing+=(prometheus)
   if [ ${#missing[@]} -gt 0 ]; then
     echo "installing ${missing[*]} (Debian's packages)"
     apt-get update -qq

@@ -473,7 +473,7 @@ group_wait = "0s"
     // The failures are counted in /metrics.
     let resp = reqwest::get(format!("{base}/metrics")).await.unwrap();
     let kind = resp.headers()["content-type"].to_str().unwrap().to_string();
-    assert!(kind.starts_with("application/openmetrics-text"), "{kind}");
+    assert!(kind.starts_with("text/plain; version=0.0.4"), "{kind}");
     let metrics = resp.text().await.unwrap();
     for channel in ["pager", "slack", "mail"] {
         let line =
@@ -488,4 +488,91 @@ group_wait = "0s"
         );
         assert!(!log.contains(secret), "{secret} in the log:\n{log}");
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_describe_checks_agents_alerts_and_ingest_and_pass_promtool() {
+    let dir = tempfile::tempdir().unwrap();
+    let target = lookout_tests::Target::start().await.unwrap();
+    let dead = free_port();
+    let config = format!(
+        r#"
+[server]
+listen = "127.0.0.1:0"
+data_dir = "{dir}"
+
+[local_agent]
+name = "local"
+
+[local_agent.host_metrics]
+enabled = false
+
+[[checks]]
+name = "web"
+type = "http"
+url = "{url}"
+interval = "1s"
+timeout = "1s"
+
+[[checks]]
+name = "db"
+type = "tcp"
+address = "127.0.0.1:{dead}"
+interval = "1s"
+timeout = "1s"
+failure_threshold = 1
+"#,
+        dir = dir.path().display(),
+        url = target.url
+    );
+    let (_collector, base) = start_collector(dir.path(), &config).unwrap();
+    let text = eventually(
+        "a scrape with both checks and the alert",
+        Duration::from_secs(30),
+        || async {
+            let text = reqwest::get(format!("{base}/metrics"))
+                .await?
+                .text()
+                .await?;
+            let ready = text.contains(r#"lookout_check_up{agent="local",check="web"} 1"#)
+                && text.contains(r#"lookout_check_up{agent="local",check="db"} 0"#)
+                && text.contains(r#"lookout_alerts{state="firing"} 1"#);
+            Ok(ready.then_some(text))
+        },
+    )
+    .await
+    .unwrap();
+    for expected in [
+        r#"lookout_check_latency_seconds{agent="local",check="web"} "#,
+        r#"lookout_agent_last_seen_timestamp_seconds{agent="local"} "#,
+        r#"lookout_ingest_batches_total{outcome="stored"} "#,
+        r#"lookout_ingest_records_total{kind="check_result"} "#,
+        "lookout_ingest_bytes_total ",
+        "lookout_ingest_duration_seconds_bucket{le=\"0.005\"} ",
+        "# TYPE lookout_ingest_batches_total counter",
+    ] {
+        assert!(text.contains(expected), "{expected:?} missing in:\n{text}");
+    }
+    // Prometheus's own linter accepts the exposition.
+    let mut promtool = std::process::Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("promtool (Debian's prometheus package; scripts/test installs it)");
+    use std::io::Write;
+    promtool
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(text.as_bytes())
+        .unwrap();
+    let out = promtool.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "promtool: {}{}\n{text}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
 }

@@ -45,8 +45,27 @@ pub async fn ingest(
     headers: HeaderMap,
     body: Body,
 ) -> Result<Json<IngestOutcome>, AppError> {
+    let result = ingest_batch(&state, &headers, body).await;
+    if let Err(e) = &result {
+        state.metrics.reject(match e {
+            AppError::Unauthorized(_) | AppError::Forbidden(_) => "unauthorized",
+            AppError::Overloaded(_) => "overloaded",
+            AppError::PayloadTooLarge(_) => "too_large",
+            AppError::UnsupportedMediaType(_) => "unsupported_encoding",
+            AppError::BadRequest(_) | AppError::NotFound(_) => "bad_request",
+            AppError::Store(_) => "storage",
+        });
+    }
+    result
+}
+
+async fn ingest_batch(
+    state: &Arc<AppState>,
+    headers: &HeaderMap,
+    body: Body,
+) -> Result<Json<IngestOutcome>, AppError> {
     // Authenticate before reading the body, so that nobody without a token makes us buffer.
-    let agent = authenticate(&state, &headers)?;
+    let agent = authenticate(state, headers)?;
     // Bounded work in progress: past it, answer at once rather than buffer more bodies.
     let _slot = state
         .ingest_slots()
@@ -88,6 +107,7 @@ pub async fn ingest(
             batch.agent, agent.name
         )));
     }
+    let started = std::time::Instant::now();
     let outcome = state.store.ingest(&agent.name, &batch, Utc::now()).await?;
     if !outcome.duplicate {
         // The batch is stored whatever happens here; a failed evaluation is rebuilt from the
@@ -100,6 +120,21 @@ pub async fn ingest(
             tracing::error!(agent = %agent.name, error = %e, "rule evaluation failed");
         }
     }
+    let mut kinds = [("check_result", 0), ("metric", 0), ("log", 0)];
+    for r in &batch.records {
+        let k = match r {
+            lookout_protocol::Record::CheckResult(_) => 0,
+            lookout_protocol::Record::Metric(_) => 1,
+            lookout_protocol::Record::Log(_) => 2,
+        };
+        kinds[k].1 += 1;
+    }
+    state.metrics.batch(
+        bytes.len(),
+        outcome.duplicate,
+        kinds,
+        started.elapsed().as_secs_f64(),
+    );
     tracing::debug!(agent = %agent.name, batch = %batch.batch_id, stored = outcome.stored, duplicate = outcome.duplicate, "batch ingested");
     Ok(Json(outcome))
 }
