@@ -225,6 +225,22 @@ async fn one_location_is_no_page_two_are_one_and_a_restart_pages_nothing_twice()
         [("firing".to_string(), "uptime/api".to_string())]
     );
     assert_eq!(firing(&base).await, ["uptime/api"]);
+    // The page is recorded as delivered. (Killed between the peer's answer and that record, a
+    // collector would send it again when its lease ran out: the documented duplicate window,
+    // which this test is not about.)
+    eventually(
+        "the page recorded as delivered",
+        Duration::from_secs(10),
+        || async {
+            let j = get_json(&format!("{base}/api/v1/alerts?state=firing")).await?;
+            let done = j["alerts"][0]["notifications"]
+                .as_array()
+                .is_some_and(|n| !n.is_empty() && n.iter().all(|n| n["state"] == "delivered"));
+            Ok(done.then_some(()))
+        },
+    )
+    .await
+    .unwrap();
 
     // The collector dies while the alert fires, and comes back; the agents keep failing.
     collector.signal("KILL").unwrap();
