@@ -387,6 +387,8 @@ async fn status_page_lists_checks_and_escapes_names() {
     )
     .unwrap();
     assert!(html.contains("<td>api</td>"), "{html}");
+    // Notification links (`public_url/#check-api`) land on the check's row.
+    assert!(html.contains("<tr id=\"check-api\""), "{html}");
     assert!(html.contains("&lt;script&gt;"), "{html}");
     assert!(!html.contains("<script>x"), "{html}");
 }

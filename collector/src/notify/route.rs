@@ -110,7 +110,7 @@ impl Router {
     pub fn link(&self, labels: &BTreeMap<String, String>) -> Option<String> {
         let base = self.public_url.as_ref()?;
         Some(match labels.get("check") {
-            Some(check) => format!("{base}/#check-{}", url_fragment(check)),
+            Some(check) => format!("{base}/#{}", check_anchor(check)),
             None => format!("{base}/"),
         })
     }
@@ -179,6 +179,11 @@ impl Router {
         }
         out
     }
+}
+
+/// The id of a check's row on the status page, which notification links point at.
+pub fn check_anchor(check: &str) -> String {
+    format!("check-{}", url_fragment(check))
 }
 
 /// A name made safe for a URL fragment.
@@ -316,6 +321,22 @@ mod tests {
             r.repeat_interval(&note(&[("severity", "warning")], NoteKind::Firing).labels),
             Some(Duration::from_secs(3600))
         );
+    }
+
+    #[test]
+    fn links_point_at_the_checks_row_on_the_status_page() {
+        let r = router("[server]\npublic_url = \"https://status.example.com/\"\n");
+        let api: BTreeMap<String, String> = [("check".to_string(), "api v2".to_string())].into();
+        let agent: BTreeMap<String, String> = [("agent".to_string(), "edge".to_string())].into();
+        assert_eq!(
+            r.link(&api).as_deref(),
+            Some("https://status.example.com/#check-api-v2")
+        );
+        assert_eq!(
+            r.link(&agent).as_deref(),
+            Some("https://status.example.com/")
+        );
+        assert_eq!(router("").link(&api), None);
     }
 
     #[test]

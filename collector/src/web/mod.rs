@@ -19,9 +19,10 @@ pub async fn index(State(state): State<Arc<AppState>>) -> Result<Html<String>, A
         let last = c.agents.iter().max_by_key(|a| a.time);
         let _ = write!(
             rows,
-            "<tr class=\"{status}\"><td>{name}</td><td>{kind}</td><td><b>{status}</b></td>\
+            "<tr id=\"{anchor}\" class=\"{status}\"><td>{name}</td><td>{kind}</td><td><b>{status}</b></td>\
              <td>{agents}</td><td>{latency}</td><td>{when}</td><td>{error}</td></tr>",
             status = c.status.as_str(),
+            anchor = crate::notify::route::check_anchor(&c.name),
             name = escape(&c.name),
             kind = escape(&c.kind),
             agents = c.agents.len(),
