@@ -19,6 +19,10 @@ pub const LABELS_HEADER: &str = "lookout-agent-labels";
 /// it is down.
 pub const POLL_HEADER: &str = "lookout-agent-poll-interval-ms";
 
+/// The header that tells the collector how many records wait in this agent's spool, this
+/// batch's included: a backlog that grows says the agent cannot keep up or was cut off.
+pub const BACKLOG_HEADER: &str = "lookout-agent-spool-backlog";
+
 /// Why a request to the collector did not succeed.
 #[derive(Debug, thiserror::Error)]
 pub enum SendError {
@@ -87,7 +91,8 @@ impl CollectorClient {
     }
 
     /// Sends a batch; `Ok` means the collector has stored it (or had stored it before).
-    pub async fn send(&self, batch: &Batch) -> Result<(), SendError> {
+    /// `backlog`: the records waiting in the spool, this batch's included.
+    pub async fn send(&self, batch: &Batch, backlog: u64) -> Result<(), SendError> {
         let body = self
             .encoder
             .lock()
@@ -99,6 +104,7 @@ impl CollectorClient {
                 .header(AUTHORIZATION, format!("Bearer {}", self.token))
                 .header(CONTENT_TYPE, "application/json")
                 .header(CONTENT_ENCODING, Encoding::Zstd.header_value())
+                .header(BACKLOG_HEADER, backlog)
                 .body(body.clone())
         })
         .await

@@ -42,7 +42,7 @@ pub async fn run(
         let Some(pending) = queue.next_batch(cfg.max_batch_records) else {
             continue;
         };
-        match send(&agent, &client, &pending).await {
+        match send(&agent, &client, &pending, queue.backlog()).await {
             Ok(()) => {
                 queue.ack(&pending.batch_id);
                 backoff.reset();
@@ -84,7 +84,9 @@ pub async fn run(
 async fn final_flush(agent: &str, queue: &Spool, client: &CollectorClient, max: usize) {
     let deadline = tokio::time::Instant::now() + FINAL_FLUSH;
     while let Some(pending) = queue.next_batch(max) {
-        match tokio::time::timeout_at(deadline, send(agent, client, &pending)).await {
+        match tokio::time::timeout_at(deadline, send(agent, client, &pending, queue.backlog()))
+            .await
+        {
             Ok(Ok(())) => queue.ack(&pending.batch_id),
             Ok(Err(e)) => {
                 tracing::warn!(error = %e, queued = queue.backlog(), "stopping with undelivered records");
@@ -105,6 +107,7 @@ async fn send(
     agent: &str,
     client: &CollectorClient,
     pending: &PendingBatch,
+    backlog: u64,
 ) -> Result<(), SendError> {
     let batch = Batch {
         version: PROTOCOL_VERSION,
@@ -112,7 +115,7 @@ async fn send(
         batch_id: pending.batch_id.clone(),
         records: pending.records.as_ref().clone(),
     };
-    client.send(&batch).await
+    client.send(&batch, backlog).await
 }
 
 /// Exponential backoff with full jitter: each wait is random in [base, cap of the doubling].

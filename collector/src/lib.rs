@@ -216,7 +216,11 @@ pub async fn start(config: CollectorConfig) -> Result<Running, CollectorError> {
     let upkeep_stop = CancellationToken::new();
     let upkeep = tokio::spawn(maintenance::run(store, retention, upkeep_stop.clone()));
     let sender = tokio::spawn(notifier.run(upkeep_stop.clone()));
-    tokio::spawn(rules::run_ticks(state.rules.clone(), upkeep_stop.clone()));
+    tokio::spawn(rules::run_ticks(
+        state.rules.clone(),
+        state.metrics.clone(),
+        upkeep_stop.clone(),
+    ));
     let server_stop = CancellationToken::new();
     let app = router(state.clone());
     let server = tokio::spawn({

@@ -8,6 +8,10 @@
 //! - `lookout_ingest_rejects_total{reason}`: refused requests: `unauthorized`, `overloaded`,
 //!   `too_large`, `unsupported_encoding`, `bad_request`, `storage`;
 //! - `lookout_ingest_duration_seconds`: from a batch read to it stored and evaluated;
+//! - `lookout_agent_spool_backlog_records{agent}`: records waiting in the agent's spool, as it
+//!   said with its last batch;
+//! - `lookout_rule_evaluations_total{trigger}`: rule evaluations, by what started them:
+//!   `batch`, `poll` (an agent asking for its assignments), `ping` (a push monitor), `tick`;
 //! - `lookout_notifications_total{channel, outcome}`: messages `delivered`, `retry` (failed,
 //!   will be retried), `failed` (given up), `held` (by storm control, for a digest);
 //! - `lookout_notification_alerts_total{channel, outcome}`: the alerts in those messages.
@@ -75,6 +79,8 @@ pub struct Metrics {
     bytes: IntCounter,
     rejects: IntCounterVec,
     ingest_seconds: Histogram,
+    backlog: IntGaugeVec,
+    evaluations: IntCounterVec,
     check_up: IntGaugeVec,
     check_latency: GaugeVec,
     check_cert: GaugeVec,
@@ -167,6 +173,24 @@ impl Default for Metrics {
                 )
                 .expect("valid metric"),
             ),
+            backlog: register(
+                &r,
+                IntGaugeVec::new(
+                    Opts::new(
+                        "agent_spool_backlog_records",
+                        "Records waiting in the agent's spool, as it said with its last batch.",
+                    )
+                    .namespace("lookout"),
+                    &["agent"],
+                )
+                .expect("valid metric"),
+            ),
+            evaluations: counter_vec(
+                &r,
+                "rule_evaluations_total",
+                "Rule evaluations, by what started them: batch, poll, ping, tick.",
+                &["trigger"],
+            ),
             check_up: register(
                 &r,
                 IntGaugeVec::new(
@@ -234,6 +258,18 @@ impl Metrics {
             }
         }
         self.ingest_seconds.observe(seconds);
+    }
+
+    /// Records an agent's spool backlog, as it reported it.
+    pub fn backlog(&self, agent: &str, records: u64) {
+        self.backlog
+            .with_label_values(&[agent])
+            .set(i64::try_from(records).unwrap_or(i64::MAX));
+    }
+
+    /// Counts a rule evaluation started by `trigger` (`batch`, `poll`, `ping`, `tick`).
+    pub fn evaluation(&self, trigger: &str) {
+        self.evaluations.with_label_values(&[trigger]).inc();
     }
 
     /// Counts a refused ingest request.

@@ -566,6 +566,8 @@ failure_threshold = 1
         "lookout_ingest_bytes_total ",
         "lookout_ingest_duration_seconds_bucket{le=\"0.005\"} ",
         "# TYPE lookout_ingest_batches_total counter",
+        r#"lookout_rule_evaluations_total{trigger="batch"} "#,
+        r#"lookout_agent_spool_backlog_records{agent="local"} "#,
     ] {
         assert!(text.contains(expected), "{expected:?} missing in:\n{text}");
     }

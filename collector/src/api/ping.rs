@@ -106,6 +106,7 @@ async fn record(
         body: text,
     };
     state.store.record_ping(&ping).await?;
+    state.metrics.evaluation("ping");
     if let Err(e) = state.rules.on_ping(&ping).await {
         // The ping is stored; the next tick evaluates it again.
         tracing::error!(heartbeat = %name, error = %e, "heartbeat evaluation failed");

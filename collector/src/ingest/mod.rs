@@ -107,11 +107,19 @@ async fn ingest_batch(
             batch.agent, agent.name
         )));
     }
+    if let Some(n) = headers
+        .get(lookout_agent::client::BACKLOG_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok())
+    {
+        state.metrics.backlog(&agent.name, n);
+    }
     let started = std::time::Instant::now();
     let outcome = state.store.ingest(&agent.name, &batch, Utc::now()).await?;
     if !outcome.duplicate {
         // The batch is stored whatever happens here; a failed evaluation is rebuilt from the
         // next results (see rules::engine).
+        state.metrics.evaluation("batch");
         if let Err(e) = state
             .rules
             .on_batch(&agent.name, Utc::now(), &batch.records)
@@ -170,6 +178,7 @@ pub async fn assignments(
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok())
         .map(|ms| std::time::Duration::from_millis(ms.clamp(1_000, 86_400_000)));
+    state.metrics.evaluation("poll");
     if let Err(e) = state.rules.on_poll(&agent.name, Utc::now(), poll).await {
         tracing::error!(agent = %agent.name, error = %e, "rule evaluation failed");
     }

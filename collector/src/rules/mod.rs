@@ -18,12 +18,17 @@ pub const TICK_EVERY: std::time::Duration = std::time::Duration::from_secs(5);
 /// Re-evaluates `engine` every [`TICK_EVERY`] until `stop`: silent agents, overdue pings,
 /// sliding windows, flapping that settles, held notifications and reminders. Each tick's time
 /// is the wall clock, the clock ingest stamps agents' arrivals with.
-pub async fn run_ticks(engine: std::sync::Arc<Engine>, stop: tokio_util::sync::CancellationToken) {
+pub async fn run_ticks(
+    engine: std::sync::Arc<Engine>,
+    metrics: std::sync::Arc<crate::telemetry::Metrics>,
+    stop: tokio_util::sync::CancellationToken,
+) {
     loop {
         tokio::select! {
             () = stop.cancelled() => return,
             () = tokio::time::sleep(TICK_EVERY) => {}
         }
+        metrics.evaluation("tick");
         if let Err(e) = engine.tick(chrono::Utc::now()).await {
             tracing::warn!(error = %e, "rule evaluation failed; retrying at the next tick");
         }
