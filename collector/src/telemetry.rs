@@ -307,11 +307,7 @@ impl Metrics {
                 self.agent_seen.with_label_values(&[&a.name]).set(secs);
             }
         }
-        let all = [
-            AlertState::Pending,
-            AlertState::Firing,
-            AlertState::Resolved,
-        ];
+        let all = AlertState::ALL;
         let alerts = store.alerts(&all).await?;
         for state in all {
             let n = alerts.iter().filter(|a| a.state == state).count();

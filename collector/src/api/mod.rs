@@ -268,11 +268,7 @@ pub async fn alerts(
 ) -> Result<Json<AlertsAnswer>, AppError> {
     let Query(p) = params.map_err(|e| AppError::BadRequest(e.body_text()))?;
     let states: Vec<AlertState> = match p.state.as_deref().unwrap_or("all") {
-        "all" => vec![
-            AlertState::Pending,
-            AlertState::Firing,
-            AlertState::Resolved,
-        ],
+        "all" => AlertState::ALL.to_vec(),
         "firing" => vec![AlertState::Firing],
         "pending" => vec![AlertState::Pending],
         "resolved" => vec![AlertState::Resolved],

@@ -55,8 +55,27 @@ struct Storm {
     digest: bool,
 }
 
-/// Claimed rows of one channel and group key: `((channel, group_key), rows)`.
-type Group = ((String, String), Vec<Notification>);
+/// Claimed rows by channel, then by group key, each in the order first seen.
+type ByChannel = Vec<(String, Vec<(String, Vec<Notification>)>)>;
+
+fn by_channel(rows: Vec<Notification>) -> ByChannel {
+    let mut out: ByChannel = Vec::new();
+    for row in rows {
+        let at = match out.iter().position(|(c, _)| *c == row.channel) {
+            Some(i) => i,
+            None => {
+                out.push((row.channel.clone(), Vec::new()));
+                out.len() - 1
+            }
+        };
+        let groups = &mut out[at].1;
+        match groups.iter_mut().find(|(k, _)| *k == row.group_key) {
+            Some((_, g)) => g.push(row),
+            None => groups.push((row.group_key.clone(), vec![row])),
+        }
+    }
+    out
+}
 
 /// One message to send, or rows to hold back.
 enum Step {
@@ -154,14 +173,7 @@ impl Worker {
         if rows.is_empty() {
             return Ok(());
         }
-        let mut groups: Vec<Group> = Vec::new();
-        for row in rows {
-            let key = (row.channel.clone(), row.group_key.clone());
-            match groups.iter_mut().find(|(k, _)| *k == key) {
-                Some((_, g)) => g.push(row),
-                None => groups.push((key, vec![row])),
-            }
-        }
+        let groups = by_channel(rows);
         let senders = self
             .senders
             .read()
@@ -244,28 +256,16 @@ impl Worker {
     /// Decides what this round sends: each group as a message while its channel is within
     /// its messages a minute; beyond, the rows are held until the minute is over, and then
     /// everything held for the channel goes out as one digest.
-    fn plan(&self, groups: Vec<Group>, senders: &Senders, now: DateTime<Utc>) -> Vec<Step> {
+    fn plan(&self, channels: ByChannel, senders: &Senders, now: DateTime<Utc>) -> Vec<Step> {
         let minute = chrono::Duration::seconds(60);
         let mut storms = self.storms.lock().unwrap_or_else(|p| p.into_inner());
-        let mut channels: Vec<String> = Vec::new();
-        for ((c, _), _) in &groups {
-            if !channels.contains(c) {
-                channels.push(c.clone());
-            }
-        }
         let mut steps = Vec::new();
-        let mut groups: Vec<Option<Group>> = groups.into_iter().map(Some).collect();
-        for channel in channels {
+        for (channel, mine) in channels {
             let limit = senders.get(&channel).map_or(0, |o| o.max_per_minute) as usize;
             let st = storms.entry(channel.clone()).or_default();
             while st.sent.front().is_some_and(|t| now - *t >= minute) {
                 st.sent.pop_front();
             }
-            let mine: Vec<Group> = groups
-                .iter_mut()
-                .filter(|g| g.as_ref().is_some_and(|((c, _), _)| *c == channel))
-                .filter_map(Option::take)
-                .collect();
             let free = |st: &Storm| limit == 0 || st.sent.len() < limit;
             let until = |st: &Storm| st.sent.front().map_or(now, |t| *t + minute);
             if st.digest {
@@ -287,7 +287,7 @@ impl Worker {
                 }
                 continue;
             }
-            for ((_, group_key), rows) in mine {
+            for (group_key, rows) in mine {
                 if free(st) {
                     st.sent.push_back(now);
                     steps.push(Step::Send {

@@ -183,6 +183,18 @@ struct AgentBeat {
     poll: Option<Duration>,
 }
 
+impl AgentBeat {
+    /// Heard from at `now`, with nothing else known yet.
+    fn new(now: DateTime<Utc>) -> Self {
+        Self {
+            last: now,
+            back_at: None,
+            latest_data: None,
+            poll: None,
+        }
+    }
+}
+
 #[derive(Debug)]
 struct CheckRule {
     uptime: Uptime,
@@ -245,26 +257,12 @@ impl Engine {
         queued: Arc<Notify>,
     ) -> Result<Self, StoreError> {
         let settings = Settings::new(config);
-        let stored = store
-            .alerts(&[
-                AlertState::Pending,
-                AlertState::Firing,
-                AlertState::Resolved,
-            ])
-            .await?;
+        let stored = store.alerts(&AlertState::ALL).await?;
         let now = Utc::now();
         let mut state = State::default();
         for a in store.agents().await? {
             // An agent not heard from since before this start gets the full timeout.
-            state.agents.insert(
-                a.name,
-                AgentBeat {
-                    last: now,
-                    back_at: None,
-                    latest_data: None,
-                    poll: None,
-                },
-            );
+            state.agents.insert(a.name, AgentBeat::new(now));
         }
         for row in store.heartbeats().await? {
             state.beats.insert(row.name.clone(), row);
@@ -277,12 +275,10 @@ impl Engine {
             if a.rule == AGENT_RULE
                 && let Some(name) = a.labels.get("agent")
             {
-                state.agents.entry(name.clone()).or_insert(AgentBeat {
-                    last: now,
-                    back_at: None,
-                    latest_data: None,
-                    poll: None,
-                });
+                state
+                    .agents
+                    .entry(name.clone())
+                    .or_insert(AgentBeat::new(now));
             }
             if a.rule == UPTIME_RULE
                 && let Some(check) = a.labels.get("check")
@@ -340,12 +336,10 @@ impl Engine {
     ) -> Result<(), StoreError> {
         let settings = self.settings();
         let mut state = self.state.lock().await;
-        let beat = state.agents.entry(agent.to_string()).or_insert(AgentBeat {
-            last: now,
-            back_at: None,
-            latest_data: None,
-            poll: None,
-        });
+        let beat = state
+            .agents
+            .entry(agent.to_string())
+            .or_insert(AgentBeat::new(now));
         beat.last = beat.last.max(now);
         if state.agent_down(agent) {
             if let Some(b) = state.agents.get_mut(agent) {
@@ -498,12 +492,7 @@ impl Engine {
             state
                 .agents
                 .entry(agent.to_string())
-                .or_insert(AgentBeat {
-                    last: now,
-                    back_at: None,
-                    latest_data: None,
-                    poll: None,
-                })
+                .or_insert(AgentBeat::new(now))
                 .poll = Some(p);
         }
         self.on_batch(agent, now, &[]).await
@@ -837,11 +826,7 @@ impl Engine {
         tracing::warn!(alert = %t.fingerprint, "alert was not in the expected state; reloading it");
         let row = self
             .store
-            .alerts(&[
-                AlertState::Pending,
-                AlertState::Firing,
-                AlertState::Resolved,
-            ])
+            .alerts(&AlertState::ALL)
             .await?
             .into_iter()
             .find(|a| a.fingerprint == t.fingerprint);

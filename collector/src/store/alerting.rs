@@ -32,6 +32,13 @@ pub enum AlertState {
 }
 
 impl AlertState {
+    /// Every state, in lifecycle order.
+    pub const ALL: [AlertState; 3] = [
+        AlertState::Pending,
+        AlertState::Firing,
+        AlertState::Resolved,
+    ];
+
     /// The stored name.
     pub fn as_str(self) -> &'static str {
         match self {
