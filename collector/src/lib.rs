@@ -16,6 +16,7 @@
 //! command line, wires signals and waits.
 
 pub mod api;
+pub mod clock;
 pub mod error;
 pub mod ingest;
 pub mod maintenance;
@@ -119,7 +120,7 @@ async fn metrics(
     use axum::response::IntoResponse;
     match state
         .metrics
-        .render(state.store.as_ref(), chrono::Utc::now())
+        .render(state.store.as_ref(), crate::clock::now())
         .await
     {
         Ok(text) => (

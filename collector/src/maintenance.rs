@@ -5,7 +5,6 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use chrono::Utc;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
@@ -69,7 +68,7 @@ async fn retain(
     let mut total = 0;
     while !shutdown.is_cancelled() {
         let n = store
-            .enforce_retention(policy, Utc::now(), STEP_ROWS)
+            .enforce_retention(policy, crate::clock::now(), STEP_ROWS)
             .await?;
         total += n;
         if n == 0 {

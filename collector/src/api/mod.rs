@@ -44,7 +44,7 @@ pub async fn check_views(state: &AppState) -> Result<Vec<CheckView>, AppError> {
     for r in latest {
         by_check.entry(r.check.clone()).or_default().push(r);
     }
-    let now = Utc::now();
+    let now = crate::clock::now();
     let mut out = Vec::new();
     for c in &config.checks {
         let rows = by_check.remove(&c.name).unwrap_or_default();
@@ -327,7 +327,7 @@ pub async fn ack(
 ) -> Result<Json<serde_json::Value>, AppError> {
     let by = admin(&state, &headers)?;
     let id = alert_id(id)?;
-    if !state.store.ack_alert(id, &by, Utc::now()).await? {
+    if !state.store.ack_alert(id, &by, crate::clock::now()).await? {
         return Err(AppError::NotFound(format!("no firing alert with id {id}")));
     }
     Ok(Json(serde_json::json!({ "id": id, "acked_by": by })))
@@ -386,7 +386,7 @@ pub async fn create_silence(
 pub async fn silences(
     State(state): State<Arc<AppState>>,
 ) -> Result<Json<serde_json::Value>, AppError> {
-    let list = state.store.silences(Utc::now()).await?;
+    let list = state.store.silences(crate::clock::now()).await?;
     Ok(Json(serde_json::json!({ "silences": list })))
 }
 
@@ -398,7 +398,7 @@ pub async fn expire_silence(
 ) -> Result<axum::http::StatusCode, AppError> {
     admin(&state, &headers)?;
     let id = alert_id(id)?;
-    if !state.store.expire_silence(id, Utc::now()).await? {
+    if !state.store.expire_silence(id, crate::clock::now()).await? {
         return Err(AppError::NotFound(format!(
             "no active silence with id {id}"
         )));

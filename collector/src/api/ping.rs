@@ -15,7 +15,6 @@ use axum::Json;
 use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
 use axum::http::HeaderMap;
-use chrono::Utc;
 use serde::Deserialize;
 use subtle::ConstantTimeEq;
 
@@ -101,7 +100,7 @@ async fn record(
         name: name.to_string(),
         kind,
         exit_code,
-        time: Utc::now(),
+        time: crate::clock::now(),
         remote: None,
         body: text,
     };
@@ -117,6 +116,6 @@ async fn record(
 
 /// `GET /api/v1/heartbeats`: every push monitor with its state and latest pings.
 pub async fn list(State(state): State<Arc<AppState>>) -> Json<serde_json::Value> {
-    let list = state.rules.heartbeats(Utc::now()).await;
+    let list = state.rules.heartbeats(crate::clock::now()).await;
     Json(serde_json::json!({ "heartbeats": list }))
 }

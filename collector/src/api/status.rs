@@ -87,7 +87,7 @@ mod tests {
 
     #[test]
     fn majority_of_fresh_results_decides() {
-        let now = Utc::now();
+        let now = crate::clock::now();
         let p = Some(Duration::from_secs(10));
         assert_eq!(status_of(&[], p, now), CheckStatus::Pending);
         assert_eq!(

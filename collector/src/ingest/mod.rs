@@ -10,7 +10,6 @@ use axum::body::Body;
 use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use chrono::Utc;
 use lookout_protocol::{Assignments, DecodeError, Encoding, decode_batch};
 
 use crate::error::AppError;
@@ -115,14 +114,17 @@ async fn ingest_batch(
         state.metrics.backlog(&agent.name, n);
     }
     let started = std::time::Instant::now();
-    let outcome = state.store.ingest(&agent.name, &batch, Utc::now()).await?;
+    let outcome = state
+        .store
+        .ingest(&agent.name, &batch, crate::clock::now())
+        .await?;
     if !outcome.duplicate {
         // The batch is stored whatever happens here; a failed evaluation is rebuilt from the
         // next results (see rules::engine).
         state.metrics.evaluation("batch");
         if let Err(e) = state
             .rules
-            .on_batch(&agent.name, Utc::now(), &batch.records)
+            .on_batch(&agent.name, crate::clock::now(), &batch.records)
             .await
         {
             tracing::error!(agent = %agent.name, error = %e, "rule evaluation failed");
@@ -179,7 +181,11 @@ pub async fn assignments(
         .and_then(|v| v.parse::<u64>().ok())
         .map(|ms| std::time::Duration::from_millis(ms.clamp(1_000, 86_400_000)));
     state.metrics.evaluation("poll");
-    if let Err(e) = state.rules.on_poll(&agent.name, Utc::now(), poll).await {
+    if let Err(e) = state
+        .rules
+        .on_poll(&agent.name, crate::clock::now(), poll)
+        .await
+    {
         tracing::error!(agent = %agent.name, error = %e, "rule evaluation failed");
     }
     let doc = Assignments::new(state.config().checks_for(&agent.name, &labels));

@@ -160,7 +160,11 @@ fn asked_wait(headers: &HeaderMap) -> Option<Duration> {
         return Some(Duration::from_secs(secs));
     }
     let at = DateTime::parse_from_rfc2822(v).ok()?.with_timezone(&Utc);
-    Some((at - Utc::now()).to_std().unwrap_or(Duration::ZERO))
+    Some(
+        (at - crate::clock::now())
+            .to_std()
+            .unwrap_or(Duration::ZERO),
+    )
 }
 
 /// How an HTTP answer ends a send: 2xx delivered; 408, 429 and 5xx worth retrying (after what
@@ -267,7 +271,7 @@ mod tests {
         assert_eq!(retry_after(&h), None);
         h.insert("retry-after", "7".parse().unwrap());
         assert_eq!(retry_after(&h), Some(Duration::from_secs(7)));
-        let later = Utc::now() + chrono::Duration::seconds(120);
+        let later = crate::clock::now() + chrono::Duration::seconds(120);
         h.insert("retry-after", later.to_rfc2822().parse().unwrap());
         let d = retry_after(&h).unwrap();
         assert!(

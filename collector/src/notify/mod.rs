@@ -77,7 +77,7 @@ pub async fn send_test(
     };
     let channel =
         Channel::build(cfg, http_client()).map_err(|e| format!("channel {name:?}: {e}"))?;
-    let now = chrono::Utc::now();
+    let now = crate::clock::now();
     let host = std::env::var("HOSTNAME").unwrap_or_else(|_| "this collector".to_string());
     let note = AlertNote {
         fingerprint: "test/notify-test".into(),

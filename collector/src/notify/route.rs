@@ -219,7 +219,7 @@ mod tests {
                 .collect(),
             kind,
             summary: "api down".into(),
-            fired_at: Utc::now(),
+            fired_at: crate::clock::now(),
             resolved_at: None,
             link: None,
         }
@@ -241,7 +241,7 @@ mod tests {
     #[test]
     fn without_routes_every_alert_goes_to_every_channel() {
         let r = router(CHANNELS);
-        let now = Utc::now();
+        let now = crate::clock::now();
         let rows = r.plan(
             &note(&[("severity", "warning")], NoteKind::Firing),
             now,
@@ -273,7 +273,7 @@ mod tests {
             repeat_interval = "1h"
             "#
         ));
-        let now = Utc::now();
+        let now = crate::clock::now();
         let crit = r.plan(
             &note(
                 &[("severity", "critical"), ("check", "api")],

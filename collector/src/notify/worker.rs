@@ -133,7 +133,7 @@ impl Worker {
     /// Sends until `stop` is cancelled.
     pub async fn run(self: Arc<Self>, stop: CancellationToken) {
         loop {
-            let wait = match self.round(Utc::now()).await {
+            let wait = match self.round(crate::clock::now()).await {
                 Ok(()) => self.until_next_due().await,
                 Err(e) => {
                     tracing::warn!(error = %e, "notification round failed; retrying");
@@ -150,7 +150,7 @@ impl Worker {
 
     async fn until_next_due(&self) -> Duration {
         match self.store.next_notification_due().await {
-            Ok(Some(due)) => (due - Utc::now())
+            Ok(Some(due)) => (due - crate::clock::now())
                 .to_std()
                 .unwrap_or(Duration::from_millis(50))
                 .clamp(Duration::from_millis(50), IDLE),
@@ -221,7 +221,10 @@ impl Worker {
                     Ok(()) => Outcome::Delivered,
                     Err(SendError::Retry { .. })
                         if rows.iter().all(|r| {
-                            (Utc::now() - r.created).to_std().unwrap_or_default() < give_up_after
+                            (crate::clock::now() - r.created)
+                                .to_std()
+                                .unwrap_or_default()
+                                < give_up_after
                         }) =>
                     {
                         Outcome::Retry
@@ -342,7 +345,7 @@ async fn settle(
     outcome: Result<(), SendError>,
     give_up_after: Duration,
 ) -> Result<(), StoreError> {
-    let now = Utc::now();
+    let now = crate::clock::now();
     match outcome {
         Ok(()) => {
             for r in rows {

@@ -258,7 +258,7 @@ impl Engine {
     ) -> Result<Self, StoreError> {
         let settings = Settings::new(config);
         let stored = store.alerts(&AlertState::ALL).await?;
-        let now = Utc::now();
+        let now = crate::clock::now();
         let mut state = State::default();
         for a in store.agents().await? {
             // An agent not heard from since before this start gets the full timeout.
@@ -766,7 +766,7 @@ impl Engine {
         {
             return Ok(());
         }
-        let now = Utc::now();
+        let now = crate::clock::now();
         let mut memo = Memo {
             state: d.to,
             rule: d.rule,

@@ -29,7 +29,7 @@ pub async fn run_ticks(
             () = tokio::time::sleep(TICK_EVERY) => {}
         }
         metrics.evaluation("tick");
-        if let Err(e) = engine.tick(chrono::Utc::now()).await {
+        if let Err(e) = engine.tick(crate::clock::now()).await {
             tracing::warn!(error = %e, "rule evaluation failed; retrying at the next tick");
         }
     }

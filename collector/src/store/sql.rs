@@ -173,7 +173,7 @@ macro_rules! sql_store {
                     sqlx::raw_sql(Self::ddl(text)).execute(&mut *tx).await?;
                     sqlx::query("INSERT INTO schema_migrations (version, applied_ms) VALUES ($1, $2)")
                         .bind(i as i64 + 1)
-                        .bind(chrono::Utc::now().timestamp_millis())
+                        .bind(crate::clock::now().timestamp_millis())
                         .execute(&mut *tx)
                         .await?;
                     tracing::info!(version = i + 1, "database schema migrated");
