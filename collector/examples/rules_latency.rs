@@ -22,7 +22,9 @@ use lookout_protocol::{
 };
 use tower::ServiceExt;
 
-const CONFIG: &str = r#"
+fn config(port: u16) -> String {
+    format!(
+        r#"
 [[agents]]
 name = "edge-1"
 token = "edge-1-token-0123456789"
@@ -30,12 +32,14 @@ token = "edge-1-token-0123456789"
 [[channels]]
 name = "pager"
 type = "webhook"
-url = "http://127.0.0.1:9/hook"
+url = "http://127.0.0.1:{port}/hook"
 
 [[routes]]
 channels = ["pager"]
 group_wait = "0s"
-"#;
+"#
+    )
+}
 
 fn checks(n: usize) -> String {
     (0..n)
@@ -89,6 +93,30 @@ fn percentiles(name: &str, mut v: Vec<Duration>) {
     );
 }
 
+/// A webhook receiver answering 204 on a thread of its own, so that the notification worker
+/// delivers each message once, as it would in production, instead of retrying a refused
+/// connection while the measurement runs.
+fn receiver() -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
+        rt.block_on(async move {
+            listener.set_nonblocking(true).expect("nonblocking");
+            let listener = tokio::net::TcpListener::from_std(listener).expect("listener");
+            let app = axum::Router::new().route(
+                "/hook",
+                axum::routing::post(|| async { StatusCode::NO_CONTENT }),
+            );
+            axum::serve(listener, app).await.expect("serve");
+        });
+    });
+    port
+}
+
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
     let transitions: usize = std::env::args()
@@ -96,7 +124,8 @@ async fn main() {
         .and_then(|a| a.parse().ok())
         .unwrap_or(2000);
     let dir = tempfile::tempdir().expect("tempdir");
-    let text = format!("{CONFIG}{}", checks(transitions * 2));
+    let port = receiver();
+    let text = format!("{}{}", config(port), checks(transitions * 2));
     let config = CollectorConfig::parse(Path::new("bench.toml"), &text, &|_| None).expect("config");
     let url = format!("sqlite://{}", dir.path().join("bench.db").display());
     let store = lookout_collector::store::open(&url, &Default::default())
