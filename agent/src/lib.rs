@@ -15,6 +15,7 @@
 
 pub mod client;
 pub mod host;
+pub mod logs;
 pub mod probe_once;
 pub mod probes;
 pub mod scheduler;
@@ -58,6 +59,10 @@ pub struct AgentSettings {
     pub spool: SpoolConfig,
     /// Most probes running at once.
     pub max_concurrent_probes: usize,
+    /// Log files to tail (`[[logs]]`).
+    pub logs: Vec<lookout_config::logs::LogSourceConfig>,
+    /// Where the tailer keeps its file positions.
+    pub logs_dir: std::path::PathBuf,
 }
 
 impl From<AgentConfig> for AgentSettings {
@@ -72,6 +77,8 @@ impl From<AgentConfig> for AgentSettings {
             shipping: c.shipping,
             local_checks: c.checks,
             max_concurrent_probes: c.identity.max_concurrent_probes,
+            logs: c.logs,
+            logs_dir: c.identity.data_dir.join("logs"),
             spool,
         }
     }
@@ -151,11 +158,35 @@ pub async fn run(settings: AgentSettings, shutdown: CancellationToken) -> Result
             work.clone(),
         ));
     }
+    let tailer = if settings.logs.is_empty() {
+        None
+    } else {
+        match logs::spawn(
+            settings.logs.clone(),
+            settings.logs_dir.clone(),
+            queue.clone(),
+            work.clone(),
+        ) {
+            Ok(t) => Some(t),
+            Err(e) => {
+                tracing::error!(error = %e, "cannot start the log tailer");
+                None
+            }
+        }
+    };
     tracing::info!(agent = %settings.name, collectors = ?settings.collector_urls, "agent started");
 
     follow_assignments(&settings, &client, &mut scheduler, &shutdown).await;
 
     work.cancel();
+    if let Some(t) = tailer
+        && !matches!(
+            tokio::task::spawn_blocking(move || t.join()).await,
+            Ok(Ok(()))
+        )
+    {
+        tracing::warn!("the log tailer stopped abnormally");
+    }
     if tokio::time::timeout(STOP_DEADLINE, shipper).await.is_err() {
         tracing::warn!(
             queued = queue.backlog(),

@@ -201,6 +201,8 @@ pub async fn start(config: CollectorConfig) -> Result<Running, CollectorError> {
                 shipping: ShippingConfig::default(),
                 local_checks: Vec::new(),
                 max_concurrent_probes: lookout_config::agent::default_max_concurrent_probes(),
+                logs: Vec::new(),
+                logs_dir: config.server.data_dir.join("local-agent-logs"),
                 spool: lookout_agent::spool_config(
                     config.server.data_dir.join("local-agent-spool"),
                     &l.spool,

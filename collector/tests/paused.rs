@@ -221,6 +221,7 @@ fn log_line(text: &str) -> Record {
         source: "/var/log/app.log".into(),
         level: Some("error".into()),
         text: text.into(),
+        position: None,
     })
 }
 

@@ -238,6 +238,7 @@ async fn oversized_bodies_get_413() {
         source: "app".into(),
         level: None,
         text: "x".repeat(100_000),
+        position: None,
     }));
     let body = encode_batch(&big, Encoding::Zstd).unwrap();
     assert!(

@@ -442,6 +442,7 @@ severity = "critical"
             source: "/var/log/app.log".into(),
             level: Some("error".into()),
             text: text.into(),
+            position: None,
         })
     };
     let lines = [

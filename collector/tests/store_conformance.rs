@@ -179,6 +179,7 @@ fn log(time: DateTime<Utc>, text: &str) -> Record {
         source: "app.log".into(),
         level: Some("info".into()),
         text: text.into(),
+        position: None,
     })
 }
 

@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 use crate::check::CheckConfig;
 use crate::document::{Document, EnvLookup, KeyPath};
 use crate::error::ConfigErrors;
+use crate::logs::LogSourceConfig;
 
 /// Everything an agent needs to run.
 #[derive(Debug, Clone, PartialEq)]
@@ -23,6 +24,8 @@ pub struct AgentConfig {
     pub spool: SpoolSettings,
     /// Checks defined on this agent (run in addition to those the collector assigns).
     pub checks: Vec<CheckConfig>,
+    /// Log files to tail and ship (`[[logs]]`).
+    pub logs: Vec<LogSourceConfig>,
 }
 
 /// The top-level keys of an agent's configuration.
@@ -287,7 +290,7 @@ pub(crate) fn validate_spool(doc: &mut Document<'_>, s: &SpoolSettings, at: &Key
     }
 }
 
-const SECTIONS: &[&str] = &["host_metrics", "shipping", "spool", "checks"];
+const SECTIONS: &[&str] = &["host_metrics", "shipping", "spool", "checks", "logs"];
 
 impl AgentConfig {
     /// Reads and validates an agent configuration file, with `${VAR}` taken from the process
@@ -306,6 +309,14 @@ impl AgentConfig {
         let spool: SpoolSettings = doc.section("spool").unwrap_or_default();
         validate_spool(&mut doc, &spool, &KeyPath::key("spool"));
         let checks = crate::validate_checks(&mut doc, "checks");
+        let logs: Vec<LogSourceConfig> = doc
+            .array_section("logs")
+            .into_iter()
+            .map(|(i, l)| {
+                crate::logs::validate(&mut doc, i, &l);
+                l
+            })
+            .collect();
         if let Some(id) = &identity {
             validate_identity(&mut doc, id);
         }
@@ -320,6 +331,7 @@ impl AgentConfig {
             shipping,
             spool,
             checks,
+            logs,
         })
     }
 }

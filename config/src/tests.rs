@@ -445,3 +445,38 @@ agents = ["role"]
     assert_eq!(ok.log_rules[0].threshold, 3);
     assert_eq!(ok.log_rules[0].window, Duration::from_secs(300));
 }
+
+#[test]
+fn log_sources_are_checked_and_defaulted() {
+    let head = "name = \"a\"\ncollector = \"http://x:1\"\ntoken = \"t\"\n";
+    let text = format!(
+        "{head}[[logs]]\npaths = [\"var/log/*.log\", \"/var/log/[a.log\"]\nmultiline_start = '^(\\d'\nmax_line_bytes = 10\nextra = 1\n[[logs]]\npaths = []\n"
+    );
+    let errs = AgentConfig::parse(Path::new("a.toml"), &text, &no_env)
+        .unwrap_err()
+        .to_string();
+    assert!(errs.contains("unknown field `extra`"), "{errs}");
+    let text = text.replace("extra = 1\n", "");
+    let errs = AgentConfig::parse(Path::new("a.toml"), &text, &no_env)
+        .unwrap_err()
+        .to_string();
+    for want in [
+        "logs[0].paths[0]: \"var/log/*.log\" is not an absolute path",
+        "logs[0].paths[1]: \"/var/log/[a.log\" is not a valid glob",
+        "logs[0].multiline_start: not a valid regular expression",
+        "logs[0].max_line_bytes: must be at least 256",
+        "logs[1].paths: expected at least one path or glob",
+    ] {
+        assert!(errs.contains(want), "{want} not in {errs}");
+    }
+    let ok = AgentConfig::parse(
+        Path::new("a.toml"),
+        &format!("{head}[[logs]]\npaths = [\"/var/log/app/*.log\"]\n"),
+        &no_env,
+    )
+    .unwrap();
+    let l = &ok.logs[0];
+    assert_eq!(l.read_from, crate::logs::ReadFrom::End);
+    assert_eq!(l.max_line_bytes, 32 * 1024);
+    assert_eq!(l.multiline_timeout, std::time::Duration::from_secs(1));
+}

@@ -166,6 +166,21 @@ pub struct LogRecord {
     pub level: Option<String>,
     /// The line.
     pub text: String,
+    /// Where the agent's reading of the file stood after this line: on the last line of each
+    /// read. Agent bookkeeping (it resumes from the newest one in its spool after a crash);
+    /// the collector may ignore it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub position: Option<FilePosition>,
+}
+
+/// A read position in a tailed file.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FilePosition {
+    /// The file's identity: a fingerprint of its first line, the same across renames and
+    /// copies.
+    pub file: String,
+    /// The byte offset reading resumes from.
+    pub offset: u64,
 }
 
 /// The checks the collector assigns to one agent.

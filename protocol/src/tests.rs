@@ -83,7 +83,8 @@ fn record() -> impl Strategy<Value = Record> {
                 time,
                 source,
                 level,
-                text
+                text,
+                position: None,
             })),
     ]
 }
@@ -139,6 +140,7 @@ fn sample() -> Batch {
             source: "app".into(),
             level: None,
             text: "x".repeat(10_000),
+            position: None,
         })],
     }
 }

@@ -253,6 +253,7 @@ async fn ingest_answers_401_400_and_413() {
             source: "e2e".into(),
             level: None,
             text: "y".repeat(text_len),
+            position: None,
         })],
     };
 

@@ -365,41 +365,72 @@ impl Spool {
 
     /// Appends a record. Never fails: what cannot be stored is dropped and counted.
     pub fn push(&self, record: &Record) {
-        let payload = match serde_json::to_vec(record) {
-            Ok(p) => p,
-            Err(e) => {
-                tracing::error!(error = %e, "a record could not be encoded; dropped");
-                return;
-            }
-        };
+        self.push_all(std::slice::from_ref(record), || {});
+    }
+
+    /// Appends records, in as few writes as the segments allow, then runs `then` before any of
+    /// them can be taken into a batch: a log tailer saves the file positions they reach there,
+    /// so that a position is on disk before the records that reach it can be acknowledged and
+    /// deleted. Never fails: what cannot be stored is dropped and counted.
+    pub fn push_all(&self, records: &[Record], then: impl FnOnce()) {
         {
             let mut inner = self.lock();
-            let seq = inner.next_seq;
-            let bytes = frame::encode(seq, &payload);
-            match self.append(&mut inner, seq, &bytes) {
-                Ok(()) => {
-                    inner.next_seq += 1;
-                    inner.held += 1;
-                    if inner.dropping {
-                        inner.dropping = false;
-                        tracing::info!(dropped_total = inner.dropped, "spool writes again");
+            let mut run = Vec::new();
+            let mut count = 0u64;
+            for record in records {
+                let payload = match serde_json::to_vec(record) {
+                    Ok(p) => p,
+                    Err(e) => {
+                        tracing::error!(error = %e, "a record could not be encoded; dropped");
+                        continue;
                     }
+                };
+                let in_segment = inner.segments.back().map_or(0, |s| s.bytes);
+                let frame_len = (frame::HEADER + payload.len()) as u64;
+                if count > 0 && in_segment + run.len() as u64 + frame_len > self.cfg.segment_bytes {
+                    // The run so far fills the segment; the next one starts a new segment.
+                    self.write_run(&mut inner, count, &run);
+                    run.clear();
+                    count = 0;
                 }
-                Err(e) => {
-                    inner.dropped += 1;
-                    inner.writer = None;
-                    if !inner.dropping {
-                        inner.dropping = true;
-                        tracing::error!(dir = %self.cfg.dir.display(), error = %e, "cannot write the spool: records are dropped until it can");
-                    }
-                }
+                let seq = inner.next_seq + count;
+                run.extend_from_slice(&frame::encode(seq, &payload));
+                count += 1;
+            }
+            if count > 0 {
+                self.write_run(&mut inner, count, &run);
             }
             self.enforce_bound(&mut inner);
+            then();
         }
         self.notify.notify_one();
     }
 
-    fn append(&self, inner: &mut Inner, seq: u64, bytes: &[u8]) -> std::io::Result<()> {
+    /// Writes `count` encoded frames numbered from `next_seq` on.
+    fn write_run(&self, inner: &mut Inner, count: u64, bytes: &[u8]) {
+        let first = inner.next_seq;
+        match self.append(inner, first, count, bytes) {
+            Ok(()) => {
+                inner.next_seq += count;
+                inner.held += count;
+                if inner.dropping {
+                    inner.dropping = false;
+                    tracing::info!(dropped_total = inner.dropped, "spool writes again");
+                }
+            }
+            Err(e) => {
+                inner.dropped += count;
+                inner.writer = None;
+                if !inner.dropping {
+                    inner.dropping = true;
+                    tracing::error!(dir = %self.cfg.dir.display(), error = %e, "cannot write the spool: records are dropped until it can");
+                }
+            }
+        }
+    }
+
+    /// Appends `count` frames, numbered from `seq` on, as one write.
+    fn append(&self, inner: &mut Inner, seq: u64, count: u64, bytes: &[u8]) -> std::io::Result<()> {
         let roll = inner
             .segments
             .back()
@@ -439,8 +470,8 @@ impl Spool {
         }
         let seg = inner.segments.back_mut().expect("a segment exists");
         seg.bytes += bytes.len() as u64;
-        seg.records += 1;
-        seg.last_seq = Some(seq);
+        seg.records += count;
+        seg.last_seq = Some(seq + count - 1);
         Ok(())
     }
 
@@ -738,6 +769,26 @@ impl Spool {
     /// Records dropped since start (spool full, or not writable).
     pub fn dropped(&self) -> u64 {
         self.lock().dropped
+    }
+
+    /// Calls `f` with every record on disk whose JSON contains `needle`, oldest first,
+    /// acknowledged or not (a log tailer recovers its file positions from them at start).
+    pub fn scan_records(&self, needle: &[u8], mut f: impl FnMut(Record)) {
+        let inner = self.lock();
+        for seg in &inner.segments {
+            let bytes = seg.read_from(0);
+            for found in frame::scan(&bytes).0 {
+                if !found.payload.windows(needle.len()).any(|w| w == needle) {
+                    continue;
+                }
+                match serde_json::from_slice(found.payload) {
+                    Ok(r) => f(r),
+                    Err(e) => {
+                        tracing::warn!(segment = %seg.path.display(), error = %e, "a spooled record cannot be read back")
+                    }
+                }
+            }
+        }
     }
 
     /// Bytes of segments on disk.

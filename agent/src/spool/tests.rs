@@ -21,6 +21,7 @@ fn rec(i: u64) -> Record {
         source: "t".into(),
         level: None,
         text: i.to_string(),
+        position: None,
     })
 }
 

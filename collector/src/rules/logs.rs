@@ -218,6 +218,7 @@ mod tests {
             source: "/var/log/app.log".into(),
             level: Some(level.into()),
             text: text.into(),
+            position: None,
         }
     }
 

@@ -1,0 +1,438 @@
+//! Following files: which files the globs match, which of them are the same file, and where to
+//! read each.
+//!
+//! # Identity
+//!
+//! A file open for reading is known by its device and inode, so a rename (logrotate's default)
+//! does not make it another file: it is read to its end under its new name, or, when the globs
+//! no longer match it, until it has been quiet for [`QUIET_CLOSE`]. A file not yet open is
+//! known by its fingerprint: a checksum of its first line (at most [`FINGERPRINT_BYTES`]), the
+//! key of its position in [`Checkpoints`]. So a file the agent already read is resumed where it
+//! stopped, after a restart, a rename while it was down, or a copy:
+//!
+//! - copytruncate: the copy (`app.log.1`, when the globs match it) has the original's
+//!   fingerprint, and is skipped while the original still has it; once the original is
+//!   truncated, the copy resumes at the original's position, so lines written between the last
+//!   read and the copy are read from the copy, and none twice. The truncated original starts
+//!   again at 0 under its new fingerprint.
+//! - A file replaced while the agent was down has a new fingerprint: read from its start.
+//! - A file with the fingerprint of another file open now is a copy of it: skipped.
+//!
+//! Files whose first lines are identical (a fixed banner) share a fingerprint and are taken
+//! for copies of each other; the first line should say something unique, such as a time.
+//!
+//! # Positions
+//!
+//! A file's position is the start of the first line not yet shipped: a line without its `\n`
+//! yet, or a multiline event still open, is read again after a restart.
+
+use std::collections::HashSet;
+use std::fs::File;
+use std::os::unix::fs::{FileExt, MetadataExt};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use chrono::Utc;
+use lookout_config::logs::{LogSourceConfig, ReadFrom};
+use lookout_protocol::{FilePosition, LogRecord, Record};
+
+use super::checkpoints::Checkpoints;
+use super::lines::{Line, Multiline, Splitter, detect_level};
+use crate::spool::Spool;
+
+/// Bytes of a file's first line that make its fingerprint.
+pub const FINGERPRINT_BYTES: usize = 256;
+/// A file the globs no longer match is closed after it has been at its end this long.
+pub const QUIET_CLOSE: Duration = Duration::from_secs(5);
+/// A file still matched is closed after this long without growing (and opened again if it
+/// grows).
+pub const IDLE_CLOSE: Duration = Duration::from_secs(300);
+/// How often the globs are expanded again.
+pub const SCAN_EVERY: Duration = Duration::from_secs(1);
+/// Most bytes read from one file in one round, so one busy file does not starve the others.
+const ROUND_BYTES: usize = 4 << 20;
+const READ_BYTES: usize = 256 << 10;
+
+/// One `[[logs]]` entry, compiled.
+#[derive(Debug)]
+struct Source {
+    globs: Vec<String>,
+    exclude: Vec<glob::Pattern>,
+    read_from: ReadFrom,
+    multiline: Option<(regex::bytes::Regex, Duration)>,
+    max_line: usize,
+}
+
+#[derive(Debug)]
+struct Tracked {
+    /// None after a truncation, until the new first line is there.
+    key: Option<String>,
+    path: PathBuf,
+    source: usize,
+    id: (u64, u64),
+    file: File,
+    splitter: Splitter,
+    multiline: Option<Multiline>,
+    read_pos: u64,
+    matched: bool,
+    last_growth: Instant,
+}
+
+impl Tracked {
+    /// Where reading resumes after a restart.
+    fn resume_at(&self) -> u64 {
+        let split = self.splitter.resume_at();
+        self.multiline
+            .as_ref()
+            .and_then(Multiline::pending_start)
+            .map_or(split, |p| p.min(split))
+    }
+}
+
+/// The tailer of every `[[logs]]` entry.
+#[derive(Debug)]
+pub struct Tailer {
+    sources: Vec<Source>,
+    files: Vec<Tracked>,
+    checkpoints: Checkpoints,
+    spool: Arc<Spool>,
+    last_scan: Option<Instant>,
+    buf: Vec<u8>,
+}
+
+impl Tailer {
+    /// A tailer of `sources` that keeps its positions under `dir` and writes to `spool`
+    /// (recovering positions from the records already there).
+    pub fn new(sources: &[LogSourceConfig], dir: &Path, spool: Arc<Spool>) -> Self {
+        let mut checkpoints = Checkpoints::open(dir);
+        checkpoints.recover(&spool);
+        let sources = sources
+            .iter()
+            .map(|s| Source {
+                globs: s.paths.clone(),
+                exclude: s
+                    .exclude
+                    .iter()
+                    .filter_map(|p| glob::Pattern::new(p).ok())
+                    .collect(),
+                read_from: s.read_from,
+                multiline: s
+                    .multiline_start
+                    .as_ref()
+                    .and_then(|re| regex::bytes::Regex::new(re).ok())
+                    .map(|re| (re, s.multiline_timeout)),
+                max_line: s.max_line_bytes,
+            })
+            .collect();
+        Self {
+            sources,
+            files: Vec::new(),
+            checkpoints,
+            spool,
+            last_scan: None,
+            buf: vec![0; READ_BYTES],
+        }
+    }
+
+    /// One round: the globs again when due, then every open file read as far as it goes (up
+    /// to a bound per file). True when anything was read.
+    pub fn poll(&mut self, now: Instant) -> bool {
+        if self
+            .last_scan
+            .is_none_or(|t| now.duration_since(t) >= SCAN_EVERY)
+        {
+            self.scan(now);
+            self.last_scan = Some(now);
+        }
+        let mut any = false;
+        for i in 0..self.files.len() {
+            any |= self.read(i, now);
+        }
+        self.flush_quiet_events(now);
+        self.close_finished(now);
+        any
+    }
+
+    /// Saves the positions (at stop).
+    pub fn save(&mut self) {
+        self.checkpoints.save();
+    }
+
+    /// Paths of the files open now (for tests and logs).
+    pub fn open_files(&self) -> Vec<PathBuf> {
+        self.files.iter().map(|t| t.path.clone()).collect()
+    }
+
+    fn scan(&mut self, now: Instant) {
+        let mut seen = HashSet::new();
+        for si in 0..self.sources.len() {
+            for path in self.matches(si) {
+                let Ok(meta) = std::fs::metadata(&path) else {
+                    continue;
+                };
+                if !meta.is_file() {
+                    continue;
+                }
+                let id = (meta.dev(), meta.ino());
+                if !seen.insert(id) {
+                    continue;
+                }
+                if self.files.iter().any(|t| t.id == id) || meta.len() == 0 {
+                    continue;
+                }
+                self.open(si, &path, id, meta.len(), now);
+            }
+        }
+        for t in &mut self.files {
+            t.matched = seen.contains(&t.id);
+        }
+        self.checkpoints.first_start = false;
+        self.checkpoints.save();
+    }
+
+    fn matches(&self, si: usize) -> Vec<PathBuf> {
+        let src = &self.sources[si];
+        let mut out = Vec::new();
+        for g in &src.globs {
+            let Ok(paths) = glob::glob(g) else { continue };
+            for p in paths.flatten() {
+                if !src.exclude.iter().any(|x| x.matches_path(&p)) {
+                    out.push(p);
+                }
+            }
+        }
+        out
+    }
+
+    fn open(&mut self, si: usize, path: &Path, id: (u64, u64), len: u64, now: Instant) {
+        let file = match File::open(path) {
+            Ok(f) => f,
+            Err(e) => {
+                tracing::warn!(file = %path.display(), error = %e, "cannot open a log file; trying again later");
+                return;
+            }
+        };
+        let Some(key) = fingerprint(&file) else {
+            return; // no complete first line yet
+        };
+        if self.files.iter().any(|t| t.key.as_deref() == Some(&key)) {
+            return; // a copy of a file being read
+        }
+        let src = &self.sources[si];
+        let start = match self.checkpoints.get(&key) {
+            Some(at) => at.min(len),
+            None if self.checkpoints.first_start && src.read_from == ReadFrom::End => {
+                last_line_end(&file, len)
+            }
+            None => 0,
+        };
+        tracing::info!(file = %path.display(), offset = start, "tailing");
+        let path_text = path.display().to_string();
+        self.checkpoints.set(&key, start, &path_text);
+        self.files.push(Tracked {
+            key: Some(key),
+            path: path.to_path_buf(),
+            source: si,
+            id,
+            file,
+            splitter: Splitter::new(src.max_line, start),
+            multiline: src
+                .multiline
+                .as_ref()
+                .map(|(re, t)| Multiline::new(re.clone(), *t, src.max_line)),
+            read_pos: start,
+            matched: true,
+            last_growth: now,
+        });
+    }
+
+    /// Reads file `i` as far as it goes now; true when it had anything new.
+    fn read(&mut self, i: usize, now: Instant) -> bool {
+        let len = match self.files[i].file.metadata() {
+            Ok(m) => m.len(),
+            Err(_) => return false,
+        };
+        if len < self.files[i].read_pos {
+            self.truncated(i, now);
+        }
+        let t = &mut self.files[i];
+        if t.key.is_none() {
+            match fingerprint(&t.file) {
+                Some(k) => t.key = Some(k),
+                None => return false,
+            }
+        }
+        let mut lines = Vec::new();
+        let mut read = 0;
+        while read < ROUND_BYTES {
+            let n = match t.file.read_at(&mut self.buf, t.read_pos) {
+                Ok(0) => break,
+                Ok(n) => n,
+                Err(e) => {
+                    tracing::warn!(file = %t.path.display(), error = %e, "log file read failed");
+                    break;
+                }
+            };
+            t.splitter.feed(&self.buf[..n], &mut lines);
+            t.read_pos += n as u64;
+            read += n;
+        }
+        if read == 0 {
+            return false;
+        }
+        t.last_growth = now;
+        let mut events = Vec::with_capacity(lines.len());
+        match &mut t.multiline {
+            Some(m) => {
+                for l in lines {
+                    m.push(l, now, &mut events);
+                }
+            }
+            None => events = lines,
+        }
+        self.ship(i, events);
+        true
+    }
+
+    /// The file shrank under us (copytruncate, or `> file`): what was read of it stays read
+    /// (a copy resumes from its position), and it starts again at 0 under a new fingerprint.
+    fn truncated(&mut self, i: usize, now: Instant) {
+        let done = self.files[i]
+            .multiline
+            .as_mut()
+            .and_then(|m| m.flush(now, true));
+        self.ship(i, done.into_iter().collect());
+        let t = &mut self.files[i];
+        tracing::info!(file = %t.path.display(), "log file truncated; reading it from its start");
+        let src = &self.sources[t.source];
+        t.key = None;
+        t.read_pos = 0;
+        t.splitter = Splitter::new(src.max_line, 0);
+        t.multiline = src
+            .multiline
+            .as_ref()
+            .map(|(re, to)| Multiline::new(re.clone(), *to, src.max_line));
+    }
+
+    /// Ships `events` of file `i` with the position they bring it to, and saves that position
+    /// before any of them can leave the spool.
+    fn ship(&mut self, i: usize, events: Vec<Line>) {
+        let t = &self.files[i];
+        let Some(key) = t.key.clone() else {
+            return;
+        };
+        let position = t.resume_at();
+        let source = t.path.display().to_string();
+        let time = Utc::now();
+        let mut records: Vec<Record> = events
+            .into_iter()
+            .filter(|e| e.cut > 0 || e.bytes.iter().any(|b| !b.is_ascii_whitespace()))
+            .map(|e| {
+                let text = e.text();
+                Record::Log(LogRecord {
+                    time,
+                    source: source.clone(),
+                    level: detect_level(&text).map(str::to_string),
+                    text,
+                    position: None,
+                })
+            })
+            .collect();
+        let checkpoints = &mut self.checkpoints;
+        match records.last_mut() {
+            Some(Record::Log(last)) => {
+                last.position = Some(FilePosition {
+                    file: key.clone(),
+                    offset: position,
+                });
+                self.spool.push_all(&records, || {
+                    checkpoints.set(&key, position, &source);
+                    checkpoints.save();
+                });
+            }
+            // Only blank lines: nothing to ship, and nothing lost if the position is saved late.
+            _ => checkpoints.set(&key, position, &source),
+        }
+    }
+
+    fn flush_quiet_events(&mut self, now: Instant) {
+        for i in 0..self.files.len() {
+            let done = self.files[i]
+                .multiline
+                .as_mut()
+                .and_then(|m| m.flush(now, false));
+            if let Some(e) = done {
+                self.ship(i, vec![e]);
+            }
+        }
+    }
+
+    /// Closes files renamed away or deleted once they have been quiet at their end, with their
+    /// last line even if it never got its `\n`; and files idle for long (opened again when
+    /// they grow).
+    fn close_finished(&mut self, now: Instant) {
+        let mut i = 0;
+        while i < self.files.len() {
+            let t = &self.files[i];
+            let at_end = t.file.metadata().is_ok_and(|m| m.len() <= t.read_pos);
+            let quiet = now.duration_since(t.last_growth);
+            let gone = !t.matched && at_end && quiet >= QUIET_CLOSE;
+            let idle = t.matched && at_end && quiet >= IDLE_CLOSE && !t.splitter.has_partial();
+            if !(gone || idle) {
+                i += 1;
+                continue;
+            }
+            if gone {
+                let t = &mut self.files[i];
+                let mut last: Vec<Line> = t
+                    .multiline
+                    .as_mut()
+                    .and_then(|m| m.flush(now, true))
+                    .into_iter()
+                    .collect();
+                if let Some(partial) = t.splitter.flush() {
+                    last.push(partial);
+                }
+                self.ship(i, last);
+            }
+            let t = self.files.remove(i);
+            tracing::info!(file = %t.path.display(), offset = t.read_pos, renamed_or_deleted = gone, "closed");
+        }
+    }
+}
+
+/// The fingerprint of an open file: a checksum of its first line, or of its first
+/// [`FINGERPRINT_BYTES`] when that line is longer. None until that much is written.
+fn fingerprint(file: &File) -> Option<String> {
+    let mut head = [0u8; FINGERPRINT_BYTES];
+    let mut n = 0;
+    while n < head.len() {
+        match file.read_at(&mut head[n..], n as u64) {
+            Ok(0) => break,
+            Ok(k) => n += k,
+            Err(_) => return None,
+        }
+    }
+    let end = match memchr::memchr(b'\n', &head[..n]) {
+        Some(i) => i + 1,
+        None if n == FINGERPRINT_BYTES => n,
+        None => return None,
+    };
+    Some(format!("{:08x}{:03x}", crc32fast::hash(&head[..end]), end))
+}
+
+/// Where the last complete line of a file of length `len` ends: reading from the end starts
+/// there, not in the middle of a line.
+fn last_line_end(file: &File, len: u64) -> u64 {
+    let from = len.saturating_sub(64 << 10);
+    let mut tail = vec![0u8; (len - from) as usize];
+    if file.read_exact_at(&mut tail, from).is_err() {
+        return len;
+    }
+    match memchr::memrchr(b'\n', &tail) {
+        Some(i) => from + i as u64 + 1,
+        None if from == 0 => 0,
+        None => len,
+    }
+}

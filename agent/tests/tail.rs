@@ -1,0 +1,332 @@
+//! The log tailer against real files: new files, `read_from`, rotation by rename and by
+//! copytruncate (with globs that match the rotated copies and globs that do not), truncation,
+//! a file replaced while the agent was down, multiline events, and restarts, including one
+//! whose saved positions lag behind what reached the spool. Every test checks that each line
+//! is shipped exactly once, in order.
+
+use std::fs::{self, OpenOptions};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use lookout_agent::logs::tail::{QUIET_CLOSE, SCAN_EVERY, Tailer};
+use lookout_agent::spool::{FsyncPolicy, Spool, SpoolConfig};
+use lookout_config::logs::{LogSourceConfig, ReadFrom};
+use lookout_protocol::{LogRecord, Record};
+
+struct Setup {
+    dir: tempfile::TempDir,
+    spool: Arc<Spool>,
+}
+
+impl Setup {
+    fn new() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        fs::create_dir_all(dir.path().join("log")).unwrap();
+        let spool = Self::open_spool(dir.path());
+        Setup { dir, spool }
+    }
+
+    fn open_spool(dir: &Path) -> Arc<Spool> {
+        Arc::new(
+            Spool::open(SpoolConfig {
+                dir: dir.join("spool"),
+                max_bytes: 64 << 20,
+                segment_bytes: 64 << 10,
+                fsync: FsyncPolicy::Never,
+                batch_bytes: 1 << 20,
+            })
+            .unwrap(),
+        )
+    }
+
+    fn log(&self, name: &str) -> PathBuf {
+        self.dir.path().join("log").join(name)
+    }
+
+    fn source(&self, glob: &str) -> LogSourceConfig {
+        LogSourceConfig {
+            paths: vec![self.log(glob).display().to_string()],
+            exclude: Vec::new(),
+            read_from: ReadFrom::Beginning,
+            multiline_start: None,
+            multiline_timeout: Duration::from_secs(1),
+            max_line_bytes: 1024,
+        }
+    }
+
+    fn tailer(&self, sources: &[LogSourceConfig]) -> Tailer {
+        Tailer::new(
+            sources,
+            &self.dir.path().join("positions"),
+            self.spool.clone(),
+        )
+    }
+
+    /// Everything in the spool not yet taken, taken (and acknowledged, as a collector would).
+    fn take(&self) -> Vec<LogRecord> {
+        let mut out = Vec::new();
+        while let Some(b) = self.spool.next_batch(1000) {
+            for r in b.records.iter() {
+                if let Record::Log(l) = r {
+                    out.push(l.clone());
+                }
+            }
+            self.spool.ack(&b.batch_id);
+        }
+        out
+    }
+}
+
+fn append(path: &Path, lines: impl IntoIterator<Item = String>) {
+    let mut f = OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .unwrap();
+    for l in lines {
+        writeln!(f, "{l}").unwrap();
+    }
+}
+
+fn numbered(tag: &str, range: std::ops::Range<u32>) -> Vec<String> {
+    range.map(|i| format!("{tag} line {i:05}")).collect()
+}
+
+fn texts(records: &[LogRecord]) -> Vec<String> {
+    records.iter().map(|r| r.text.clone()).collect()
+}
+
+/// Polls as time passes: `rounds` rounds, each a scan interval later than the one before.
+fn run(t: &mut Tailer, clock: &mut Instant, rounds: u32) {
+    for _ in 0..rounds {
+        *clock += SCAN_EVERY;
+        t.poll(*clock);
+    }
+}
+
+#[test]
+fn a_new_file_is_read_from_its_start_and_the_last_record_carries_the_position() {
+    let s = Setup::new();
+    let mut t = s.tailer(&[s.source("*.log")]);
+    let mut clock = Instant::now();
+    run(&mut t, &mut clock, 1);
+    append(&s.log("app.log"), numbered("a", 0..100));
+    run(&mut t, &mut clock, 2);
+    let got = s.take();
+    assert_eq!(texts(&got), numbered("a", 0..100));
+    assert_eq!(got[0].source, s.log("app.log").display().to_string());
+    let pos = got.last().unwrap().position.clone().expect("position");
+    assert_eq!(pos.offset, fs::metadata(s.log("app.log")).unwrap().len());
+    assert!(got[..99].iter().all(|r| r.position.is_none()));
+}
+
+#[test]
+fn read_from_end_skips_what_was_there_at_first_start_but_not_files_that_come_later() {
+    let s = Setup::new();
+    append(&s.log("old.log"), numbered("old", 0..10));
+    // A line without its newline yet: reading from the end starts after the last full line.
+    fs::OpenOptions::new()
+        .append(true)
+        .open(s.log("old.log"))
+        .unwrap()
+        .write_all(b"partial ")
+        .unwrap();
+    let mut src = s.source("*.log");
+    src.read_from = ReadFrom::End;
+    let mut t = s.tailer(std::slice::from_ref(&src));
+    let mut clock = Instant::now();
+    run(&mut t, &mut clock, 1);
+    append(&s.log("old.log"), ["line ends".to_string()]);
+    append(&s.log("new.log"), numbered("new", 0..3));
+    run(&mut t, &mut clock, 2);
+    let mut got = texts(&s.take());
+    got.sort();
+    let mut want = vec!["partial line ends".to_string()];
+    want.extend(numbered("new", 0..3));
+    want.sort();
+    assert_eq!(got, want);
+}
+
+#[test]
+fn rotation_by_rename_reads_the_old_file_to_its_end_when_only_the_live_name_matches() {
+    let s = Setup::new();
+    let mut t = s.tailer(&[s.source("app.log")]);
+    let mut clock = Instant::now();
+    append(&s.log("app.log"), numbered("x", 0..50));
+    run(&mut t, &mut clock, 1);
+    // logrotate renames; the application writes a little more to the old file before it
+    // reopens, then to the new one.
+    fs::rename(s.log("app.log"), s.log("app.log.1")).unwrap();
+    append(&s.log("app.log.1"), numbered("x", 50..60));
+    run(&mut t, &mut clock, 1);
+    append(&s.log("app.log"), numbered("x", 60..100));
+    run(&mut t, &mut clock, 2);
+    assert_eq!(texts(&s.take()), numbered("x", 0..100));
+    // The renamed file is closed once quiet at its end; the new one stays open.
+    clock += QUIET_CLOSE;
+    run(&mut t, &mut clock, 1);
+    assert_eq!(t.open_files(), [s.log("app.log")]);
+}
+
+#[test]
+fn a_glob_that_matches_rotated_files_ships_no_line_twice_after_renames() {
+    let s = Setup::new();
+    let mut t = s.tailer(&[s.source("app.log*")]);
+    let mut clock = Instant::now();
+    let mut want = Vec::new();
+    for round in 0..4 {
+        let lines = numbered(&format!("g{round}"), 0..30);
+        append(&s.log("app.log"), lines.clone());
+        want.extend(lines);
+        run(&mut t, &mut clock, 1);
+        // Rotate: app.log.N → app.log.N+1, app.log → app.log.1.
+        for n in (1..=round).rev() {
+            let _ = fs::rename(
+                s.log(&format!("app.log.{n}")),
+                s.log(&format!("app.log.{}", n + 1)),
+            );
+        }
+        fs::rename(s.log("app.log"), s.log("app.log.1")).unwrap();
+    }
+    run(&mut t, &mut clock, 2);
+    assert_eq!(texts(&s.take()), want);
+}
+
+#[test]
+fn copytruncate_resumes_from_the_copy_so_lines_written_before_the_copy_are_not_lost() {
+    let s = Setup::new();
+    let mut t = s.tailer(&[s.source("app.log*")]);
+    let mut clock = Instant::now();
+    append(&s.log("app.log"), numbered("a", 0..40));
+    run(&mut t, &mut clock, 1);
+    // Written after the last read, then copied and truncated before the agent reads again.
+    append(&s.log("app.log"), numbered("a", 40..60));
+    fs::copy(s.log("app.log"), s.log("app.log.1")).unwrap();
+    OpenOptions::new()
+        .write(true)
+        .open(s.log("app.log"))
+        .unwrap()
+        .set_len(0)
+        .unwrap();
+    append(&s.log("app.log"), numbered("b", 0..25));
+    run(&mut t, &mut clock, 3);
+    let got = texts(&s.take());
+    let mut want = numbered("a", 0..60);
+    want.extend(numbered("b", 0..25));
+    let mut sorted = got.clone();
+    sorted.sort();
+    want.sort();
+    assert_eq!(sorted, want, "each line once");
+    // In order within each file.
+    let a: Vec<_> = got.iter().filter(|l| l.starts_with('a')).cloned().collect();
+    assert_eq!(a, numbered("a", 0..60));
+}
+
+#[test]
+fn copytruncate_with_only_the_live_name_matched_restarts_at_zero_without_duplicates() {
+    let s = Setup::new();
+    let mut t = s.tailer(&[s.source("app.log")]);
+    let mut clock = Instant::now();
+    append(&s.log("app.log"), numbered("a", 0..40));
+    run(&mut t, &mut clock, 1);
+    fs::copy(s.log("app.log"), s.log("app.log.1")).unwrap();
+    OpenOptions::new()
+        .write(true)
+        .open(s.log("app.log"))
+        .unwrap()
+        .set_len(0)
+        .unwrap();
+    append(&s.log("app.log"), numbered("b", 0..10));
+    run(&mut t, &mut clock, 2);
+    let mut want = numbered("a", 0..40);
+    want.extend(numbered("b", 0..10));
+    assert_eq!(texts(&s.take()), want);
+}
+
+#[test]
+fn a_restart_resumes_where_the_spool_ends_even_when_saved_positions_lag() {
+    let s = Setup::new();
+    let src = s.source("*.log");
+    let mut clock = Instant::now();
+    {
+        let mut t = s.tailer(std::slice::from_ref(&src));
+        append(&s.log("app.log"), numbered("a", 0..10));
+        run(&mut t, &mut clock, 1);
+        t.save();
+    }
+    let early = fs::read(s.dir.path().join("positions/checkpoints.json")).unwrap();
+    {
+        let mut t = s.tailer(std::slice::from_ref(&src));
+        append(&s.log("app.log"), numbered("a", 10..30));
+        run(&mut t, &mut clock, 1);
+        // Killed before a lagging save: put the older positions back, as a crash between
+        // the spool write and the position write would leave them.
+    }
+    fs::write(s.dir.path().join("positions/checkpoints.json"), &early).unwrap();
+    // The spool is reopened as after a crash; nothing was acknowledged yet.
+    let spool = Setup::open_spool(s.dir.path());
+    let s2 = Setup { dir: s.dir, spool };
+    append(&s2.log("app.log"), numbered("a", 30..40));
+    let mut t = s2.tailer(std::slice::from_ref(&src));
+    run(&mut t, &mut clock, 2);
+    assert_eq!(texts(&s2.take()), numbered("a", 0..40));
+}
+
+#[test]
+fn a_file_replaced_while_the_agent_was_down_is_read_from_its_start() {
+    let s = Setup::new();
+    let src = s.source("*.log");
+    let mut clock = Instant::now();
+    {
+        let mut t = s.tailer(std::slice::from_ref(&src));
+        append(&s.log("app.log"), numbered("old", 0..20));
+        run(&mut t, &mut clock, 1);
+        t.save();
+    }
+    fs::remove_file(s.log("app.log")).unwrap();
+    append(&s.log("app.log"), numbered("new", 0..5));
+    let mut t = s.tailer(std::slice::from_ref(&src));
+    run(&mut t, &mut clock, 1);
+    let mut want = numbered("old", 0..20);
+    want.extend(numbered("new", 0..5));
+    assert_eq!(texts(&s.take()), want);
+}
+
+#[test]
+fn multiline_events_are_joined_and_the_last_one_leaves_after_its_timeout() {
+    let s = Setup::new();
+    let mut src = s.source("*.log");
+    src.multiline_start = Some(r"^\d{4}-".into());
+    let mut t = s.tailer(&[src]);
+    let mut clock = Instant::now();
+    append(
+        &s.log("app.log"),
+        [
+            "2026-11-26 ERROR request failed".to_string(),
+            "panicked at src/main.rs:10".to_string(),
+            "   0: app::main".to_string(),
+            "2026-11-26 INFO next request".to_string(),
+        ],
+    );
+    t.poll(clock);
+    let got = s.take();
+    assert_eq!(
+        texts(&got),
+        ["2026-11-26 ERROR request failed\npanicked at src/main.rs:10\n   0: app::main"]
+    );
+    assert_eq!(got[0].level.as_deref(), Some("error"));
+    // The open event's start is the position: a restart would read it again, not lose it.
+    assert_eq!(
+        got[0].position.as_ref().unwrap().offset,
+        "2026-11-26 ERROR request failed\npanicked at src/main.rs:10\n   0: app::main\n".len()
+            as u64
+    );
+    clock += Duration::from_millis(500);
+    t.poll(clock);
+    assert!(s.take().is_empty());
+    clock += Duration::from_millis(600);
+    t.poll(clock);
+    assert_eq!(texts(&s.take()), ["2026-11-26 INFO next request"]);
+}
