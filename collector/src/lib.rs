@@ -88,6 +88,8 @@ pub fn router(state: Arc<AppState>) -> Router {
                 .layer(DefaultBodyLimit::max(api::ping::MAX_BODY)),
         )
         .route("/api/v1/heartbeats", get(api::ping::list))
+        .route("/api/v1/logs", get(api::logs::search))
+        .route("/api/v1/logs/tail", get(api::logs::tail))
         .route("/api/v1/checks", get(api::checks))
         .route("/api/v1/checks/{name}/results", get(api::results))
         .route("/api/v1/checks/{name}/uptime", get(api::uptime::uptime))

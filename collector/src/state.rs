@@ -54,6 +54,8 @@ pub struct AppState {
     pub notifier: Arc<crate::notify::Worker>,
     /// The collector's own figures, for `/metrics`.
     pub metrics: Arc<crate::telemetry::Metrics>,
+    /// Log lines as they are stored, for live tails.
+    pub log_feed: tokio::sync::broadcast::Sender<Arc<crate::api::logs::LiveLine>>,
 }
 
 impl AppState {
@@ -78,6 +80,7 @@ impl AppState {
             local,
             rules,
             notifier,
+            log_feed: tokio::sync::broadcast::channel(crate::api::logs::TAIL_BUFFER).0,
             metrics,
         }
     }

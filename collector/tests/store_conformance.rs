@@ -127,6 +127,7 @@ conformance!(
     metric_rollups_keep_min_max_avg_last,
     retention_deletes_in_chunks_and_only_rolled_up_rows,
     logs_are_kept_by_age_and_by_size,
+    logs_are_searched_by_words_and_filters_newest_first_in_pages,
     reopening_keeps_data_and_a_newer_schema_is_refused,
     agents_are_listed_with_labels_and_last_seen,
     alert_transitions_are_compare_and_set_with_history_and_outbox,
@@ -560,6 +561,7 @@ async fn logs_are_kept_by_age_and_by_size(b: Backend) {
             from,
             to,
             limit: 100,
+            ..Default::default()
         })
         .await
         .unwrap();
@@ -574,6 +576,123 @@ async fn logs_are_kept_by_age_and_by_size(b: Backend) {
     assert_eq!(rows.len(), 6);
     assert_eq!(rows[0].source, "app.log");
     assert_eq!(rows[0].level.as_deref(), Some("info"));
+}
+
+fn log_line(time: DateTime<Utc>, source: &str, level: Option<&str>, text: &str) -> Record {
+    Record::Log(LogRecord {
+        time,
+        source: source.into(),
+        level: level.map(str::to_string),
+        text: text.into(),
+        position: None,
+    })
+}
+
+async fn logs_are_searched_by_words_and_filters_newest_first_in_pages(b: Backend) {
+    let s = &*b.store;
+    let mut lines = Vec::new();
+    for i in 0..25 {
+        let (source, level, text) = match i % 5 {
+            0 => (
+                "/var/log/app.log",
+                Some("error"),
+                format!("Payment FAILED for user-{i}: card declined"),
+            ),
+            1 => (
+                "/var/log/app.log",
+                Some("info"),
+                format!("request {i} served in 12ms"),
+            ),
+            2 => (
+                "/var/log/db.log",
+                Some("warn"),
+                format!("slow query {i}: payment lookup took 2s"),
+            ),
+            3 => ("/var/log/db.log", None, format!("checkpoint {i} complete")),
+            _ => (
+                "/var/log/app.log",
+                Some("error"),
+                format!("panic: index out of range ({i}) \"quoted\""),
+            ),
+        };
+        // Two lines share each second: the id breaks the tie.
+        lines.push(log_line(t(1, i / 2), source, level, &text));
+    }
+    ingest(s, "web-1", "logs-1", lines).await;
+    ingest(
+        s,
+        "web-2",
+        "logs-2",
+        vec![log_line(
+            t(1, 30),
+            "/var/log/app.log",
+            Some("error"),
+            "payment failed on web-2",
+        )],
+    )
+    .await;
+    let (from, to) = all_time();
+    let query = |text: Option<&str>| LogQuery {
+        text: text.map(str::to_string),
+        from,
+        to,
+        limit: 100,
+        ..Default::default()
+    };
+    let texts = |rows: &[lookout_collector::store::LogRow]| {
+        rows.iter().map(|r| r.text.clone()).collect::<Vec<_>>()
+    };
+    // Words, in any case and order, all of them.
+    let rows = s.logs(&query(Some("failed PAYMENT"))).await.unwrap();
+    assert_eq!(rows.len(), 6, "{:?}", texts(&rows));
+    assert_eq!(rows[0].text, "payment failed on web-2");
+    assert!(
+        rows[1..]
+            .iter()
+            .all(|r| r.text.starts_with("Payment FAILED"))
+    );
+    // Newest first: user-20 before user-15 ...
+    assert_eq!(rows[1].text, "Payment FAILED for user-20: card declined");
+    assert_eq!(rows[5].text, "Payment FAILED for user-0: card declined");
+    // What users type is never query syntax: quotes, colons, parentheses, a lone dash.
+    for odd in ["\"quoted\"", "panic: (", "-", "AND OR NOT", "user-20"] {
+        let r = s.logs(&query(Some(odd))).await;
+        assert!(r.is_ok(), "{odd}: {r:?}");
+    }
+    assert_eq!(s.logs(&query(Some("user-20"))).await.unwrap().len(), 1);
+    assert_eq!(s.logs(&query(Some("quoted"))).await.unwrap().len(), 5);
+    assert!(s.logs(&query(Some("nowhere"))).await.unwrap().is_empty());
+    // Filters.
+    let mut q = query(Some("payment"));
+    q.source = Some("/var/log/db.log".into());
+    let rows = s.logs(&q).await.unwrap();
+    assert_eq!(rows.len(), 5);
+    assert!(rows.iter().all(|r| r.level.as_deref() == Some("warn")));
+    let mut q = query(None);
+    q.level = Some("error".into());
+    q.agent = Some("web-1".into());
+    assert_eq!(s.logs(&q).await.unwrap().len(), 10);
+    // Pages: three of 10, 10 and 6, no line twice, none left out, across equal times.
+    let mut seen = Vec::new();
+    let mut q = query(None);
+    q.limit = 10;
+    loop {
+        let page = s.logs(&q).await.unwrap();
+        seen.extend(texts(&page));
+        match page.last() {
+            Some(last) if page.len() == 10 => {
+                q.before = Some((last.time.timestamp_millis(), last.id))
+            }
+            _ => break,
+        }
+    }
+    assert_eq!(seen.len(), 26);
+    let mut unique = seen.clone();
+    unique.sort();
+    unique.dedup();
+    assert_eq!(unique.len(), 26);
+    let all = texts(&s.logs(&query(None)).await.unwrap());
+    assert_eq!(seen, all);
 }
 
 async fn reopening_keeps_data_and_a_newer_schema_is_refused(b: Backend) {

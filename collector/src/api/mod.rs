@@ -1,5 +1,6 @@
 //! The JSON API under `/api/v1`: checks and their state, raw results, hosts.
 
+pub mod logs;
 pub mod metrics;
 pub mod ping;
 mod status;
@@ -291,7 +292,7 @@ pub async fn alerts(
 
 /// The admin's name for the record, from a valid `Authorization: Bearer <admin_token>`; 403 when
 /// no admin token is configured, 401 when it does not match.
-fn admin(state: &AppState, headers: &axum::http::HeaderMap) -> Result<String, AppError> {
+pub(crate) fn admin(state: &AppState, headers: &axum::http::HeaderMap) -> Result<String, AppError> {
     use subtle::ConstantTimeEq;
     let config = state.config();
     let Some(expected) = config.server.admin_token.as_deref() else {

@@ -118,6 +118,20 @@ async fn ingest_batch(
         .store
         .ingest(&agent.name, &batch, crate::clock::now())
         .await?;
+    if !outcome.duplicate && state.log_feed.receiver_count() > 0 {
+        for r in &batch.records {
+            if let lookout_protocol::Record::Log(l) = r {
+                // No reader left is not an error: the next tail subscribes afresh.
+                let _ = state.log_feed.send(Arc::new(crate::api::logs::LiveLine {
+                    time: l.time,
+                    agent: agent.name.clone(),
+                    source: l.source.clone(),
+                    level: l.level.clone(),
+                    text: l.text.clone(),
+                }));
+            }
+        }
+    }
     if !outcome.duplicate {
         // The batch is stored whatever happens here; a failed evaluation is rebuilt from the
         // next results (see rules::engine).

@@ -154,6 +154,9 @@ pub struct ResultQuery {
 /// One stored log record.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct LogRow {
+    /// Its id: later lines of one time have higher ids (the cursor's tie-break).
+    #[serde(skip)]
+    pub id: i64,
     /// The agent that shipped it.
     pub agent: String,
     /// When it was written.
@@ -167,10 +170,18 @@ pub struct LogRow {
 }
 
 /// Query of log records.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct LogQuery {
+    /// Words that must all occur in the text (full-text: whole words, any case).
+    pub text: Option<String>,
     /// Only this agent's, when set.
     pub agent: Option<String>,
+    /// Only from this source (file path), when set.
+    pub source: Option<String>,
+    /// Only of this level, when set.
+    pub level: Option<String>,
+    /// Only records before this one (time in ms, id): the next page of a search.
+    pub before: Option<(i64, i64)>,
     /// From (inclusive).
     pub from: DateTime<Utc>,
     /// To (inclusive).

@@ -30,6 +30,13 @@ impl PgStore {
     /// Any fixed key; held until the migration transaction ends.
     const MIGRATION_LOCK: Option<&'static str> = Some("SELECT pg_advisory_xact_lock(7700100)");
 
+    /// A condition on `l.text`: every word of `text` occurs (the GIN index of schema v4).
+    fn push_text_match(qb: &mut sqlx::QueryBuilder<Postgres>, text: &str) {
+        qb.push("to_tsvector('simple', l.text) @@ plainto_tsquery('simple', ")
+            .push_bind(text.to_string())
+            .push(")");
+    }
+
     fn ddl(text: &str) -> sqlx::AssertSqlSafe<String> {
         // Schema text from this crate, not input.
         sqlx::AssertSqlSafe(postgres_ddl(text))

@@ -27,6 +27,18 @@ impl SqliteStore {
         "SELECT page_count * page_size FROM pragma_page_count(), pragma_page_size()";
     const MIGRATION_LOCK: Option<&'static str> = None;
 
+    /// A condition on `l.text`: every word of `text` occurs (FTS5, each word quoted so that
+    /// what a user types is never FTS5 syntax).
+    fn push_text_match(qb: &mut sqlx::QueryBuilder<Sqlite>, text: &str) {
+        let words: Vec<String> = text
+            .split_whitespace()
+            .map(|w| format!("\"{}\"", w.replace('"', "\"\"")))
+            .collect();
+        qb.push("l.id IN (SELECT rowid FROM logs_fts WHERE logs_fts MATCH ")
+            .push_bind(words.join(" "))
+            .push(")");
+    }
+
     fn ddl(text: &str) -> sqlx::AssertSqlSafe<String> {
         // Schema text from this crate, not input.
         sqlx::AssertSqlSafe(text.to_string())
