@@ -77,6 +77,10 @@ struct Tracked {
     read_pos: u64,
     matched: bool,
     last_growth: Instant,
+    /// The time given to its last read's lines. Each read's lines get a later one, by a
+    /// millisecond at least, so that the collector's order (time, then arrival) keeps a file's
+    /// order even when the spool sends a backlog and fresh lines by turns.
+    last_time: chrono::DateTime<Utc>,
 }
 
 impl Tracked {
@@ -244,6 +248,7 @@ impl Tailer {
             read_pos: start,
             matched: true,
             last_growth: now,
+            last_time: chrono::DateTime::<Utc>::UNIX_EPOCH,
         });
     }
 
@@ -318,13 +323,16 @@ impl Tailer {
     /// Ships `events` of file `i` with the position they bring it to, and saves that position
     /// before any of them can leave the spool.
     fn ship(&mut self, i: usize, events: Vec<Line>) {
-        let t = &self.files[i];
+        let t = &mut self.files[i];
         let Some(key) = t.key.clone() else {
             return;
         };
         let position = t.resume_at();
         let source = t.path.display().to_string();
-        let time = Utc::now();
+        let time = Utc::now().max(t.last_time + chrono::Duration::milliseconds(1));
+        if !events.is_empty() {
+            t.last_time = time;
+        }
         let mut records: Vec<Record> = events
             .into_iter()
             .filter(|e| e.cut > 0 || e.bytes.iter().any(|b| !b.is_ascii_whitespace()))
