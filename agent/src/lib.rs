@@ -63,6 +63,8 @@ pub struct AgentSettings {
     pub logs: Vec<lookout_config::logs::LogSourceConfig>,
     /// Where the tailer keeps its file positions.
     pub logs_dir: std::path::PathBuf,
+    /// The systemd journal as a source.
+    pub journald: lookout_config::logs::JournaldConfig,
 }
 
 impl From<AgentConfig> for AgentSettings {
@@ -79,6 +81,7 @@ impl From<AgentConfig> for AgentSettings {
             max_concurrent_probes: c.identity.max_concurrent_probes,
             logs: c.logs,
             logs_dir: c.identity.data_dir.join("logs"),
+            journald: c.journald,
             spool,
         }
     }
@@ -174,18 +177,34 @@ pub async fn run(settings: AgentSettings, shutdown: CancellationToken) -> Result
             }
         }
     };
+    let journal = if settings.journald.enabled {
+        match logs::journald::spawn(
+            settings.journald.clone(),
+            &settings.logs_dir,
+            queue.clone(),
+            work.clone(),
+        ) {
+            Ok(t) => Some(t),
+            Err(e) => {
+                tracing::error!(error = %e, "cannot start the journal reader");
+                None
+            }
+        }
+    } else {
+        None
+    };
     tracing::info!(agent = %settings.name, collectors = ?settings.collector_urls, "agent started");
 
     follow_assignments(&settings, &client, &mut scheduler, &shutdown).await;
 
     work.cancel();
-    if let Some(t) = tailer
-        && !matches!(
+    for t in [tailer, journal].into_iter().flatten() {
+        if !matches!(
             tokio::task::spawn_blocking(move || t.join()).await,
             Ok(Ok(()))
-        )
-    {
-        tracing::warn!("the log tailer stopped abnormally");
+        ) {
+            tracing::warn!("a log reader stopped abnormally");
+        }
     }
     if tokio::time::timeout(STOP_DEADLINE, shipper).await.is_err() {
         tracing::warn!(

@@ -205,6 +205,7 @@ pub async fn start(config: CollectorConfig) -> Result<Running, CollectorError> {
                 max_concurrent_probes: lookout_config::agent::default_max_concurrent_probes(),
                 logs: Vec::new(),
                 logs_dir: config.server.data_dir.join("local-agent-logs"),
+                journald: Default::default(),
                 spool: lookout_agent::spool_config(
                     config.server.data_dir.join("local-agent-spool"),
                     &l.spool,

@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 use crate::check::CheckConfig;
 use crate::document::{Document, EnvLookup, KeyPath};
 use crate::error::ConfigErrors;
-use crate::logs::LogSourceConfig;
+use crate::logs::{JournaldConfig, LogSourceConfig};
 
 /// Everything an agent needs to run.
 #[derive(Debug, Clone, PartialEq)]
@@ -26,6 +26,8 @@ pub struct AgentConfig {
     pub checks: Vec<CheckConfig>,
     /// Log files to tail and ship (`[[logs]]`).
     pub logs: Vec<LogSourceConfig>,
+    /// The systemd journal as a log source (`[journald]`).
+    pub journald: JournaldConfig,
 }
 
 /// The top-level keys of an agent's configuration.
@@ -290,7 +292,14 @@ pub(crate) fn validate_spool(doc: &mut Document<'_>, s: &SpoolSettings, at: &Key
     }
 }
 
-const SECTIONS: &[&str] = &["host_metrics", "shipping", "spool", "checks", "logs"];
+const SECTIONS: &[&str] = &[
+    "host_metrics",
+    "shipping",
+    "spool",
+    "checks",
+    "logs",
+    "journald",
+];
 
 impl AgentConfig {
     /// Reads and validates an agent configuration file, with `${VAR}` taken from the process
@@ -307,6 +316,7 @@ impl AgentConfig {
         let host_metrics = doc.section("host_metrics").unwrap_or_default();
         let shipping = doc.section("shipping").unwrap_or_default();
         let spool: SpoolSettings = doc.section("spool").unwrap_or_default();
+        let journald: JournaldConfig = doc.section("journald").unwrap_or_default();
         validate_spool(&mut doc, &spool, &KeyPath::key("spool"));
         let checks = crate::validate_checks(&mut doc, "checks");
         let logs: Vec<LogSourceConfig> = doc
@@ -332,6 +342,7 @@ impl AgentConfig {
             spool,
             checks,
             logs,
+            journald,
         })
     }
 }

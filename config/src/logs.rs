@@ -55,6 +55,39 @@ pub struct LogSourceConfig {
     pub max_line_bytes: usize,
 }
 
+/// `[journald]`: the systemd journal as a log source, read with `journalctl`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct JournaldConfig {
+    /// Ship journal entries. Default `false`.
+    #[serde(default)]
+    pub enabled: bool,
+    /// Only these units' entries (`nginx.service`). Default: every entry.
+    #[serde(default)]
+    pub units: Vec<String>,
+    /// Where to start the first time (later: where the agent stopped). Default `"end"`.
+    #[serde(default)]
+    pub read_from: ReadFrom,
+    /// The `journalctl` to run. Default `"journalctl"` (from `PATH`).
+    #[serde(default = "default_journalctl")]
+    pub journalctl: std::path::PathBuf,
+}
+
+impl Default for JournaldConfig {
+    fn default() -> Self {
+        Self {
+            enabled: false,
+            units: Vec::new(),
+            read_from: ReadFrom::End,
+            journalctl: default_journalctl(),
+        }
+    }
+}
+
+fn default_journalctl() -> std::path::PathBuf {
+    "journalctl".into()
+}
+
 fn default_multiline_timeout() -> Duration {
     Duration::from_secs(1)
 }

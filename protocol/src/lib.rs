@@ -181,6 +181,9 @@ pub struct FilePosition {
     pub file: String,
     /// The byte offset reading resumes from.
     pub offset: u64,
+    /// For the systemd journal: the cursor of the entry (`file` is `journald`, `offset` 0).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cursor: Option<String>,
 }
 
 /// The checks the collector assigns to one agent.
@@ -311,12 +314,16 @@ pub enum DecodeError {
     Invalid(String),
 }
 
+/// The zstd level agents compress with: the fastest. On batches of log lines it costs about half
+/// the CPU of level 3 for a few percent more bytes, and an agent's CPU is what matters.
+pub const ZSTD_LEVEL: i32 = 1;
+
 /// Serialises and compresses a batch.
 pub fn encode_batch(batch: &Batch, encoding: Encoding) -> std::io::Result<Vec<u8>> {
     let json = serde_json::to_vec(batch).map_err(std::io::Error::other)?;
     match encoding {
         Encoding::Identity => Ok(json),
-        Encoding::Zstd => zstd::encode_all(json.as_slice(), 3),
+        Encoding::Zstd => zstd::encode_all(json.as_slice(), ZSTD_LEVEL),
         Encoding::Gzip => {
             use std::io::Write;
             let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
@@ -339,10 +346,10 @@ impl std::fmt::Debug for ZstdBatchEncoder {
 }
 
 impl ZstdBatchEncoder {
-    /// A new encoder (zstd level 3).
+    /// A new encoder (zstd level [`ZSTD_LEVEL`]).
     pub fn new() -> std::io::Result<Self> {
         Ok(Self {
-            compressor: zstd::bulk::Compressor::new(3)?,
+            compressor: zstd::bulk::Compressor::new(ZSTD_LEVEL)?,
         })
     }
 

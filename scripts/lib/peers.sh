@@ -1,5 +1,6 @@
 # Installs the servers the probe tests run against (each test starts its own on a free port):
-# Redis and dnsmasq from Debian's packages, aiosmtpd (an SMTP server) from PyPI.
+# Redis and dnsmasq from Debian's packages, aiosmtpd (an SMTP server) from PyPI; and systemd's
+# journald for the log agent's journal source.
 
 install_probe_peers() {
   local missing=()
@@ -8,6 +9,9 @@ install_probe_peers() {
   command -v setpriv >/dev/null || missing+=(util-linux)
   # promtool, which checks the collector's /metrics exposition.
   command -v promtool >/dev/null || missing+=(prometheus)
+  # systemd-journald, journalctl and systemd-cat, for the journal source's test (which starts
+  # its own journald where none runs).
+  { [ -x /lib/systemd/systemd-journald ] && command -v journalctl >/dev/null && command -v systemd-cat >/dev/null; } || missing+=(systemd)
   if [ ${#missing[@]} -gt 0 ]; then
     echo "installing ${missing[*]} (Debian's packages)"
     apt-get update -qq

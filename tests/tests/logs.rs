@@ -43,7 +43,11 @@ fn write_and_rotate(dir: &Path) -> Written {
     let open = |p: &Path| {
         BufWriter::with_capacity(
             1 << 16,
-            OpenOptions::new().create(true).append(true).open(p).unwrap(),
+            OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(p)
+                .unwrap(),
         )
     };
     let mut out = open(&path);
@@ -58,7 +62,11 @@ fn write_and_rotate(dir: &Path) -> Written {
         let generation = per_generation.len() - 1;
         while total < due {
             let seq = per_generation[generation];
-            writeln!(out, "g{generation:03} n{seq:08} payment service handled request").unwrap();
+            writeln!(
+                out,
+                "g{generation:03} n{seq:08} payment service handled request"
+            )
+            .unwrap();
             per_generation[generation] += 1;
             total += 1;
         }
@@ -129,7 +137,7 @@ async fn every_line_is_stored_once_in_order_through_rotations_and_a_kill() {
         ),
     )
     .unwrap();
-    let mut agent = start_agent(&config);
+    let agent = start_agent(&config);
     let dir = logs.path().to_path_buf();
     let writer = std::thread::spawn(move || write_and_rotate(&dir));
     // Killed in the middle of the writing, and started again a moment later.
@@ -160,7 +168,10 @@ async fn every_line_is_stored_once_in_order_through_rotations_and_a_kill() {
         let generation: usize = parts.next().unwrap()[1..].parse().unwrap();
         let seq: u64 = parts.next().unwrap()[1..].parse().unwrap();
         *seen.entry((generation, seq)).or_default() += 1;
-        by_generation.entry(generation).or_default().push((*time, *id, seq));
+        by_generation
+            .entry(generation)
+            .or_default()
+            .push((*time, *id, seq));
     }
     let duplicated: u32 = seen.values().map(|n| n - 1).sum();
     let lost = written
@@ -179,7 +190,11 @@ async fn every_line_is_stored_once_in_order_through_rotations_and_a_kill() {
         duplicated,
         lost
     );
-    assert!(written.rate >= 50_000.0, "the writer kept {:.0} lines/s", written.rate);
+    assert!(
+        written.rate >= 50_000.0,
+        "the writer kept {:.0} lines/s",
+        written.rate
+    );
     assert_eq!(duplicated, 0, "lines stored twice");
     assert_eq!(lost, 0, "lines lost");
     assert_eq!(rows.len() as u64, total);

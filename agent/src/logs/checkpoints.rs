@@ -31,6 +31,9 @@ pub struct Entry {
     pub path: String,
     /// When it was last read or seen, Unix seconds.
     pub seen: i64,
+    /// For the journal: the cursor of the last entry shipped.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cursor: Option<String>,
 }
 
 #[derive(Debug, Default, Serialize, Deserialize)]
@@ -92,9 +95,15 @@ impl Checkpoints {
                     offset: 0,
                     path: l.source.clone(),
                     seen: Utc::now().timestamp(),
+                    cursor: None,
                 });
                 if p.offset > e.offset {
                     e.offset = p.offset;
+                    self.dirty = true;
+                }
+                // Records are read oldest first: the last cursor is the newest.
+                if p.cursor.is_some() && p.cursor != e.cursor {
+                    e.cursor = p.cursor;
                     self.dirty = true;
                 }
             }
@@ -133,11 +142,30 @@ impl Checkpoints {
                         offset,
                         path: path.to_string(),
                         seen,
+                        cursor: None,
                     },
                 );
                 self.dirty = true;
             }
         }
+    }
+
+    /// The journal cursor saved under `key`.
+    pub fn cursor(&self, key: &str) -> Option<String> {
+        self.files.get(key).and_then(|e| e.cursor.clone())
+    }
+
+    /// Sets a journal cursor (saved by [`Checkpoints::save`]).
+    pub fn set_cursor(&mut self, key: &str, cursor: &str) {
+        let e = self.files.entry(key.to_string()).or_insert_with(|| Entry {
+            offset: 0,
+            path: key.to_string(),
+            seen: 0,
+            cursor: None,
+        });
+        e.cursor = Some(cursor.to_string());
+        e.seen = Utc::now().timestamp();
+        self.dirty = true;
     }
 
     /// Writes the positions if any changed. A failure is logged; the next save tries again.

@@ -2,6 +2,7 @@
 //! with the position each read reaches ([`checkpoints`]), and shipped with everything else.
 
 pub mod checkpoints;
+pub mod journald;
 pub mod lines;
 pub mod tail;
 

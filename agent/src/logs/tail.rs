@@ -353,6 +353,7 @@ impl Tailer {
                 last.position = Some(FilePosition {
                     file: key.clone(),
                     offset: position,
+                    cursor: None,
                 });
                 self.spool.push_all(&records, || {
                     checkpoints.set(&key, position, &source);

@@ -114,22 +114,33 @@ impl Segment {
         }
     }
 
-    /// The segment's bytes from `offset` to the end of what was written.
-    fn read_from(&self, offset: u64) -> Vec<u8> {
+    /// At most `len` of the segment's bytes from `offset` on.
+    fn read_range(&self, offset: u64, len: u64) -> Vec<u8> {
         if self.reader.get().is_none()
             && let Ok(f) = File::open(&self.path)
         {
             let _ = self.reader.set(f);
         }
-        let Some(f) = self.reader.get() else {
-            return read_tail(&self.path, offset);
+        let len = len.min(self.bytes.saturating_sub(offset)) as usize;
+        let fallback = || {
+            let mut tail = read_tail(&self.path, offset);
+            tail.truncate(len);
+            tail
         };
-        let mut buf = vec![0; self.bytes.saturating_sub(offset) as usize];
+        let Some(f) = self.reader.get() else {
+            return fallback();
+        };
+        let mut buf = vec![0; len];
         if let Err(e) = std::os::unix::fs::FileExt::read_exact_at(f, &mut buf, offset) {
             tracing::warn!(segment = %self.path.display(), error = %e, "spool segment read failed");
-            return read_tail(&self.path, offset);
+            return fallback();
         }
         buf
+    }
+
+    /// The segment's bytes from `offset` to the end of what was written.
+    fn read_from(&self, offset: u64) -> Vec<u8> {
+        self.read_range(offset, u64::MAX)
     }
 }
 
@@ -610,37 +621,106 @@ impl Spool {
         let (mut first, mut last) = (0, 0);
         let mut bytes = 0usize;
         let mut pos = at;
+        // A batch is read a window at a time, not the rest of the segment: a window holds a
+        // batch's bytes and their frame headers, so a full batch usually costs one read.
+        let window = (self.cfg.batch_bytes + max.min(1 << 16) * frame::HEADER + (64 << 10)) as u64;
         for seg in inner.segments.iter().filter(|s| s.first_seq >= at.0) {
-            let offset = if seg.first_seq == at.0 { at.1 } else { 0 };
-            let buf = seg.read_from(offset);
-            let (frames, _) = frame::scan(&buf);
-            pos = (seg.first_seq, offset + buf.len() as u64);
-            for f in frames {
-                if inner.acked.contains(f.seq) {
-                    continue;
-                }
-                if !out.is_empty() && bytes + f.payload.len() > self.cfg.batch_bytes {
-                    return Some((out, first, last, (seg.first_seq, offset + f.offset as u64)));
-                }
-                bytes += f.payload.len();
-                match serde_json::from_slice::<Record>(f.payload) {
-                    Ok(r) => {
-                        if out.is_empty() {
-                            first = f.seq;
+            let mut offset = if seg.first_seq == at.0 { at.1 } else { 0 };
+            loop {
+                let remaining = seg.bytes.saturating_sub(offset);
+                let buf = seg.read_range(offset, window.min(remaining));
+                let (frames, _) = frame::scan(&buf);
+                let whole = buf.len() as u64 >= remaining;
+                // Without the end of the segment in it, a window's last frame may be cut short:
+                // reading goes on after the last whole frame (or, when none fits, the rest).
+                let consumed = match frames.last() {
+                    _ if whole => buf.len() as u64,
+                    Some(f) => f.end() as u64,
+                    None => {
+                        let rest = seg.read_range(offset, remaining);
+                        let (frames, _) = frame::scan(&rest);
+                        if let Some(taken) = self.take_frames(
+                            inner,
+                            &frames,
+                            seg.first_seq,
+                            offset,
+                            max,
+                            &mut out,
+                            &mut first,
+                            &mut last,
+                            &mut bytes,
+                        ) {
+                            return Some(taken);
                         }
-                        last = f.seq;
-                        out.push(r);
+                        pos = (seg.first_seq, offset + rest.len() as u64);
+                        break;
                     }
-                    Err(e) => {
-                        tracing::warn!(seq = f.seq, error = %e, "unreadable spooled record skipped")
-                    }
+                };
+                if let Some(taken) = self.take_frames(
+                    inner,
+                    &frames,
+                    seg.first_seq,
+                    offset,
+                    max,
+                    &mut out,
+                    &mut first,
+                    &mut last,
+                    &mut bytes,
+                ) {
+                    return Some(taken);
                 }
-                if out.len() >= max {
-                    return Some((out, first, last, (seg.first_seq, offset + f.end() as u64)));
+                offset += consumed;
+                pos = (seg.first_seq, offset);
+                if whole || consumed == 0 {
+                    break;
                 }
             }
         }
         (!out.is_empty()).then_some((out, first, last, pos))
+    }
+
+    /// Adds `frames` (read at `offset` of the segment starting at `seg_first`) to the batch
+    /// being formed; returns the batch once it is full.
+    #[allow(clippy::too_many_arguments)]
+    fn take_frames(
+        &self,
+        inner: &Inner,
+        frames: &[frame::Found<'_>],
+        seg_first: u64,
+        offset: u64,
+        max: usize,
+        out: &mut Vec<Record>,
+        first: &mut u64,
+        last: &mut u64,
+        bytes: &mut usize,
+    ) -> Option<Taken> {
+        for f in frames {
+            if inner.acked.contains(f.seq) {
+                continue;
+            }
+            if !out.is_empty() && *bytes + f.payload.len() > self.cfg.batch_bytes {
+                let at = (seg_first, offset + f.offset as u64);
+                return Some((std::mem::take(out), *first, *last, at));
+            }
+            *bytes += f.payload.len();
+            match serde_json::from_slice::<Record>(f.payload) {
+                Ok(r) => {
+                    if out.is_empty() {
+                        *first = f.seq;
+                    }
+                    *last = f.seq;
+                    out.push(r);
+                }
+                Err(e) => {
+                    tracing::warn!(seq = f.seq, error = %e, "unreadable spooled record skipped")
+                }
+            }
+            if out.len() >= max {
+                let at = (seg_first, offset + f.end() as u64);
+                return Some((std::mem::take(out), *first, *last, at));
+            }
+        }
+        None
     }
 
     fn read_range(&self, inner: &Inner, first: u64, last: u64) -> Vec<Record> {

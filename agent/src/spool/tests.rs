@@ -402,3 +402,32 @@ fn a_spool_from_before_the_state_files_keeps_its_acks_and_batch_in_flight() {
     let b = spool.next_batch(10).unwrap();
     assert_eq!(b.records.iter().map(id_of).collect::<Vec<_>>(), [5, 6]);
 }
+
+#[test]
+fn batches_read_a_window_at_a_time_lose_and_repeat_nothing_across_windows() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = cfg(dir.path(), 64 << 20, 1 << 20);
+    c.batch_bytes = 6000;
+    let spool = Spool::open(c).unwrap();
+    let records: Vec<Record> = (0..6_000).map(rec).collect();
+    for chunk in records.chunks(997) {
+        spool.push_all(chunk, || {});
+    }
+    // A batch of 50 reads a window of its bytes, its frames' headers and 64 KiB. Records
+    // acknowledged ahead of the rest (as fresh records overtaking a backlog leave them) fill
+    // all of the window after record 1000 but 10 frames: the batch takes those 10, and the
+    // window's end cuts the next frame in two; reading must go on from that frame's start.
+    // (Records 1000 and up have 4-digit texts: frames of one size.) Record i is number i + 1.
+    let frame_len = frame::HEADER + serde_json::to_vec(&rec(1000)).unwrap().len();
+    let window = 6000 + 50 * frame::HEADER + (64 << 10);
+    let acked = (window / frame_len - 10) as u64;
+    spool.lock().acked.insert(1001, 1000 + acked);
+    let mut got = Vec::new();
+    while let Some(b) = spool.next_batch(50) {
+        got.extend(b.records.iter().map(id_of));
+        spool.ack(&b.batch_id);
+    }
+    got.sort_unstable();
+    let want: Vec<u64> = (0..1000).chain(1000 + acked..6_000).collect();
+    assert_eq!(got, want);
+}
