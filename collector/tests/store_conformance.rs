@@ -128,6 +128,7 @@ conformance!(
     retention_deletes_in_chunks_and_only_rolled_up_rows,
     logs_are_kept_by_age_and_by_size,
     logs_are_searched_by_words_and_filters_newest_first_in_pages,
+    a_common_word_is_searched_newest_first_without_sorting_every_match,
     reopening_keeps_data_and_a_newer_schema_is_refused,
     agents_are_listed_with_labels_and_last_seen,
     alert_transitions_are_compare_and_set_with_history_and_outbox,
@@ -693,6 +694,80 @@ async fn logs_are_searched_by_words_and_filters_newest_first_in_pages(b: Backend
     assert_eq!(unique.len(), 26);
     let all = texts(&s.logs(&query(None)).await.unwrap());
     assert_eq!(seen, all);
+}
+
+async fn a_common_word_is_searched_newest_first_without_sorting_every_match(b: Backend) {
+    // More matches than the SQLite store's threshold for common words (20,000): the search
+    // walks lines newest first and checks each against the index.
+    let s = &*b.store;
+    for part in 0..3 {
+        let lines = (0..7_000)
+            .map(|i| {
+                let n = part * 7_000 + i;
+                let parity = if n % 2 == 0 { "even" } else { "odd" };
+                log_line(
+                    t(0, 0) + chrono::Duration::milliseconds(n),
+                    "/a.log",
+                    None,
+                    &format!("common {parity} line {n}"),
+                )
+            })
+            .collect();
+        ingest(s, "web-1", &format!("common-{part}"), lines).await;
+    }
+    let (from, to) = all_time();
+    let mut q = LogQuery {
+        text: Some("COMMON".into()),
+        from,
+        to,
+        limit: 3,
+        ..Default::default()
+    };
+    let texts = |rows: Vec<lookout_collector::store::LogRow>| {
+        rows.into_iter().map(|r| r.text).collect::<Vec<_>>()
+    };
+    let page = s.logs(&q).await.unwrap();
+    let last = page
+        .last()
+        .map(|r| (r.time.timestamp_millis(), r.id))
+        .unwrap();
+    assert_eq!(
+        texts(page),
+        [
+            "common odd line 20999",
+            "common even line 20998",
+            "common odd line 20997"
+        ]
+    );
+    q.before = Some(last);
+    assert_eq!(
+        texts(s.logs(&q).await.unwrap()),
+        [
+            "common even line 20996",
+            "common odd line 20995",
+            "common even line 20994"
+        ]
+    );
+    // A time window inside the matches, and a second word (10,500 matches).
+    q.before = None;
+    q.to = t(0, 0) + chrono::Duration::milliseconds(101);
+    assert_eq!(
+        texts(s.logs(&q).await.unwrap()),
+        [
+            "common odd line 101",
+            "common even line 100",
+            "common odd line 99"
+        ]
+    );
+    q.text = Some("common even".into());
+    assert_eq!(
+        texts(s.logs(&q).await.unwrap()),
+        [
+            "common even line 100",
+            "common even line 98",
+            "common even line 96"
+        ]
+    );
 }
 
 async fn reopening_keeps_data_and_a_newer_schema_is_refused(b: Backend) {

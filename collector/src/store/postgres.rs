@@ -30,8 +30,13 @@ impl PgStore {
     /// Any fixed key; held until the migration transaction ends.
     const MIGRATION_LOCK: Option<&'static str> = Some("SELECT pg_advisory_xact_lock(7700100)");
 
+    /// PostgreSQL's planner weighs the GIN index against the time index itself.
+    async fn text_is_common(_: &sqlx::Pool<Postgres>, _: &str) -> Result<bool, StoreError> {
+        Ok(false)
+    }
+
     /// A condition on `l.text`: every word of `text` occurs (the GIN index of schema v4).
-    fn push_text_match(qb: &mut sqlx::QueryBuilder<Postgres>, text: &str) {
+    fn push_text_match(qb: &mut sqlx::QueryBuilder<Postgres>, text: &str, _common: bool) {
         qb.push("to_tsvector('simple', l.text) @@ plainto_tsquery('simple', ")
             .push_bind(text.to_string())
             .push(")");

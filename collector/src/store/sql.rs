@@ -755,8 +755,9 @@ macro_rules! sql_store {
                         .push("))");
                 }
                 if let Some(text) = q.text.as_deref().filter(|t| !t.trim().is_empty()) {
+                    let common = Self::text_is_common(&self.read, text).await?;
                     qb.push(" AND ");
-                    Self::push_text_match(&mut qb, text);
+                    Self::push_text_match(&mut qb, text, common);
                 }
                 qb.push(" ORDER BY l.time_ms DESC, l.id DESC LIMIT ").push_bind(i64::from(q.limit));
                 let rows = qb.build().fetch_all(&self.read).await?;

@@ -27,16 +27,43 @@ impl SqliteStore {
         "SELECT page_count * page_size FROM pragma_page_count(), pragma_page_size()";
     const MIGRATION_LOCK: Option<&'static str> = None;
 
-    /// A condition on `l.text`: every word of `text` occurs (FTS5, each word quoted so that
-    /// what a user types is never FTS5 syntax).
-    fn push_text_match(qb: &mut sqlx::QueryBuilder<Sqlite>, text: &str) {
-        let words: Vec<String> = text
-            .split_whitespace()
+    /// Matches past which a search's words count as common.
+    const COMMON_MATCHES: i64 = 20_000;
+
+    /// The FTS5 query for what a user typed: every word quoted, so nothing typed is syntax.
+    fn fts_query(text: &str) -> String {
+        text.split_whitespace()
             .map(|w| format!("\"{}\"", w.replace('"', "\"\"")))
-            .collect();
-        qb.push("l.id IN (SELECT rowid FROM logs_fts WHERE logs_fts MATCH ")
-            .push_bind(words.join(" "))
-            .push(")");
+            .collect::<Vec<_>>()
+            .join(" ")
+    }
+
+    /// True when `text` matches at least [`Self::COMMON_MATCHES`] lines (counting stops there).
+    async fn text_is_common(pool: &sqlx::Pool<Sqlite>, text: &str) -> Result<bool, StoreError> {
+        let n: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM (SELECT rowid FROM logs_fts WHERE logs_fts MATCH $1 LIMIT $2)",
+        )
+        .bind(Self::fts_query(text))
+        .bind(Self::COMMON_MATCHES)
+        .fetch_one(pool)
+        .await?;
+        Ok(n >= Self::COMMON_MATCHES)
+    }
+
+    /// A condition on `l.text`: every word of `text` occurs. Rare words: the set of matching
+    /// lines, then the newest of them. Common words: the newest lines in time order, each
+    /// checked against the index, which finds a page after a few hundred lines instead of
+    /// sorting millions of matches.
+    fn push_text_match(qb: &mut sqlx::QueryBuilder<Sqlite>, text: &str, common: bool) {
+        if common {
+            qb.push("EXISTS (SELECT 1 FROM logs_fts WHERE logs_fts MATCH ")
+                .push_bind(Self::fts_query(text))
+                .push(" AND rowid = l.id)");
+        } else {
+            qb.push("l.id IN (SELECT rowid FROM logs_fts WHERE logs_fts MATCH ")
+                .push_bind(Self::fts_query(text))
+                .push(")");
+        }
     }
 
     fn ddl(text: &str) -> sqlx::AssertSqlSafe<String> {
