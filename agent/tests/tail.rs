@@ -225,6 +225,33 @@ fn copytruncate_resumes_from_the_copy_so_lines_written_before_the_copy_are_not_l
 }
 
 #[test]
+fn copytruncate_is_seen_even_when_the_file_has_grown_past_the_old_position_again() {
+    let s = Setup::new();
+    let mut t = s.tailer(&[s.source("app.log*")]);
+    let mut clock = Instant::now();
+    append(&s.log("app.log"), numbered("a", 0..40));
+    run(&mut t, &mut clock, 1);
+    append(&s.log("app.log"), numbered("a", 40..60));
+    fs::copy(s.log("app.log"), s.log("app.log.1")).unwrap();
+    OpenOptions::new()
+        .write(true)
+        .open(s.log("app.log"))
+        .unwrap()
+        .set_len(0)
+        .unwrap();
+    // Before the agent looks again, the file is longer than the position it had read to.
+    append(&s.log("app.log"), numbered("b", 0..200));
+    run(&mut t, &mut clock, 3);
+    let got = texts(&s.take());
+    let mut sorted = got.clone();
+    sorted.sort();
+    let mut want = numbered("a", 0..60);
+    want.extend(numbered("b", 0..200));
+    want.sort();
+    assert_eq!(sorted, want, "each line once");
+}
+
+#[test]
 fn copytruncate_with_only_the_live_name_matched_restarts_at_zero_without_duplicates() {
     let s = Setup::new();
     let mut t = s.tailer(&[s.source("app.log")]);

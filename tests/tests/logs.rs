@@ -145,7 +145,7 @@ async fn every_line_is_stored_once_in_order_through_rotations_and_a_kill() {
     agent.signal("KILL").unwrap();
     drop(agent);
     tokio::time::sleep(Duration::from_millis(300)).await;
-    let _agent = start_agent(&config);
+    let agent = start_agent(&config);
     let written = tokio::task::spawn_blocking(move || writer.join().unwrap())
         .await
         .unwrap();
@@ -190,6 +190,18 @@ async fn every_line_is_stored_once_in_order_through_rotations_and_a_kill() {
         duplicated,
         lost
     );
+    if lost > 0 {
+        for (g, n) in written.per_generation.iter().enumerate() {
+            let missing: Vec<u64> = (0..*n).filter(|s| !seen.contains_key(&(g, *s))).collect();
+            if let (Some(first), Some(last)) = (missing.first(), missing.last()) {
+                eprintln!(
+                    "generation {g}: {} of {n} lost, from n{first} to n{last}",
+                    missing.len()
+                );
+            }
+        }
+        eprintln!("agent log:\n{}", agent.log_text());
+    }
     assert!(
         written.rate >= 50_000.0,
         "the writer kept {:.0} lines/s",

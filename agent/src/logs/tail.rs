@@ -14,7 +14,9 @@
 //!   fingerprint, and is skipped while the original still has it; once the original is
 //!   truncated, the copy resumes at the original's position, so lines written between the last
 //!   read and the copy are read from the copy, and none twice. The truncated original starts
-//!   again at 0 under its new fingerprint.
+//!   again at 0 under its new fingerprint. A truncation is seen by the size falling under the
+//!   read position, or, when a busy writer has already written past that position again, by
+//!   the first line no longer being the one the file had.
 //! - A file replaced while the agent was down has a new fingerprint: read from its start.
 //! - A file with the fingerprint of another file open now is a copy of it: skipped.
 //!
@@ -258,7 +260,14 @@ impl Tailer {
             Ok(m) => m.len(),
             Err(_) => return false,
         };
-        if len < self.files[i].read_pos {
+        // Truncated: shorter than what was read; or, when it is longer, its first line is no
+        // longer the one it had (truncated and written again past the old position between
+        // two looks, as a busy writer does right after copytruncate).
+        let t = &self.files[i];
+        let rewritten = len > t.read_pos
+            && t.key.is_some()
+            && fingerprint(&t.file).as_deref() != t.key.as_deref();
+        if len < t.read_pos || rewritten {
             self.truncated(i, now);
         }
         let t = &mut self.files[i];
@@ -300,7 +309,7 @@ impl Tailer {
         true
     }
 
-    /// The file shrank under us (copytruncate, or `> file`): what was read of it stays read
+    /// The file was truncated under us (copytruncate, or `> file`): what was read of it stays read
     /// (a copy resumes from its position), and it starts again at 0 under a new fingerprint.
     fn truncated(&mut self, i: usize, now: Instant) {
         let done = self.files[i]
