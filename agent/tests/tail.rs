@@ -90,6 +90,17 @@ fn append(path: &Path, lines: impl IntoIterator<Item = String>) {
     }
 }
 
+/// logrotate's copytruncate: a copy, then the original cut to nothing.
+fn copy_and_truncate(path: &Path, copy: &Path) {
+    fs::copy(path, copy).unwrap();
+    OpenOptions::new()
+        .write(true)
+        .open(path)
+        .unwrap()
+        .set_len(0)
+        .unwrap();
+}
+
 fn numbered(tag: &str, range: std::ops::Range<u32>) -> Vec<String> {
     range.map(|i| format!("{tag} line {i:05}")).collect()
 }
@@ -194,61 +205,44 @@ fn a_glob_that_matches_rotated_files_ships_no_line_twice_after_renames() {
     assert_eq!(texts(&s.take()), want);
 }
 
-#[test]
-fn copytruncate_resumes_from_the_copy_so_lines_written_before_the_copy_are_not_lost() {
+/// copytruncate under a glob that matches the copy: 40 lines read, 20 more written, copied and
+/// truncated before the agent reads again, then `new_lines` written to the truncated file.
+/// Every line must arrive once, each file's in order.
+fn copytruncate_with_the_copy_matched(new_lines: u32) {
     let s = Setup::new();
     let mut t = s.tailer(&[s.source("app.log*")]);
     let mut clock = Instant::now();
     append(&s.log("app.log"), numbered("a", 0..40));
     run(&mut t, &mut clock, 1);
-    // Written after the last read, then copied and truncated before the agent reads again.
     append(&s.log("app.log"), numbered("a", 40..60));
-    fs::copy(s.log("app.log"), s.log("app.log.1")).unwrap();
-    OpenOptions::new()
-        .write(true)
-        .open(s.log("app.log"))
-        .unwrap()
-        .set_len(0)
-        .unwrap();
-    append(&s.log("app.log"), numbered("b", 0..25));
+    copy_and_truncate(&s.log("app.log"), &s.log("app.log.1"));
+    append(&s.log("app.log"), numbered("b", 0..new_lines));
     run(&mut t, &mut clock, 3);
     let got = texts(&s.take());
     let mut want = numbered("a", 0..60);
-    want.extend(numbered("b", 0..25));
+    want.extend(numbered("b", 0..new_lines));
     let mut sorted = got.clone();
     sorted.sort();
     want.sort();
     assert_eq!(sorted, want, "each line once");
-    // In order within each file.
-    let a: Vec<_> = got.iter().filter(|l| l.starts_with('a')).cloned().collect();
-    assert_eq!(a, numbered("a", 0..60));
+    for tag in ['a', 'b'] {
+        let file: Vec<_> = got.iter().filter(|l| l.starts_with(tag)).cloned().collect();
+        let mut ordered = file.clone();
+        ordered.sort();
+        assert_eq!(file, ordered, "file {tag} in order");
+    }
+}
+
+#[test]
+fn copytruncate_resumes_from_the_copy_so_lines_written_before_the_copy_are_not_lost() {
+    copytruncate_with_the_copy_matched(25);
 }
 
 #[test]
 fn copytruncate_is_seen_even_when_the_file_has_grown_past_the_old_position_again() {
-    let s = Setup::new();
-    let mut t = s.tailer(&[s.source("app.log*")]);
-    let mut clock = Instant::now();
-    append(&s.log("app.log"), numbered("a", 0..40));
-    run(&mut t, &mut clock, 1);
-    append(&s.log("app.log"), numbered("a", 40..60));
-    fs::copy(s.log("app.log"), s.log("app.log.1")).unwrap();
-    OpenOptions::new()
-        .write(true)
-        .open(s.log("app.log"))
-        .unwrap()
-        .set_len(0)
-        .unwrap();
-    // Before the agent looks again, the file is longer than the position it had read to.
-    append(&s.log("app.log"), numbered("b", 0..200));
-    run(&mut t, &mut clock, 3);
-    let got = texts(&s.take());
-    let mut sorted = got.clone();
-    sorted.sort();
-    let mut want = numbered("a", 0..60);
-    want.extend(numbered("b", 0..200));
-    want.sort();
-    assert_eq!(sorted, want, "each line once");
+    // The truncated file is longer than the position read before: only its first line shows
+    // it was truncated.
+    copytruncate_with_the_copy_matched(200);
 }
 
 #[test]
@@ -258,13 +252,7 @@ fn copytruncate_with_only_the_live_name_matched_restarts_at_zero_without_duplica
     let mut clock = Instant::now();
     append(&s.log("app.log"), numbered("a", 0..40));
     run(&mut t, &mut clock, 1);
-    fs::copy(s.log("app.log"), s.log("app.log.1")).unwrap();
-    OpenOptions::new()
-        .write(true)
-        .open(s.log("app.log"))
-        .unwrap()
-        .set_len(0)
-        .unwrap();
+    copy_and_truncate(&s.log("app.log"), &s.log("app.log.1"));
     append(&s.log("app.log"), numbered("b", 0..10));
     run(&mut t, &mut clock, 2);
     let mut want = numbered("a", 0..40);

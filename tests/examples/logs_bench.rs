@@ -21,7 +21,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use lookout_protocol::{Batch, Encoding, LogRecord, PROTOCOL_VERSION, Record, encode_batch};
-use lookout_tests::{Daemon, bin, free_port, start_collector};
+use lookout_tests::{bin, collector_toml, free_port, start_agent, start_collector};
 
 const TOKEN: &str = "bench-agent-token-0123456789";
 const WORDS: &[&str] = &[
@@ -163,14 +163,9 @@ async fn agent_bench(lines: u64, through_collector: bool) {
     let mut collector = None;
     let url = if through_collector {
         let port = free_port();
-        let (d, base) = start_collector(
-            dir.path(),
-            &format!(
-                "[server]\nlisten = \"127.0.0.1:{port}\"\ndata_dir = \"{}\"\n[[agents]]\nname = \"bench\"\ntoken = \"{TOKEN}\"\n",
-                dir.path().join("collector").display()
-            ),
-        )
-        .unwrap();
+        let data = dir.path().join("collector");
+        let (d, base) =
+            start_collector(dir.path(), &collector_toml(&data, port, "bench", TOKEN, "")).unwrap();
         collector = Some(d);
         base
     } else {
@@ -179,7 +174,7 @@ async fn agent_bench(lines: u64, through_collector: bool) {
     let config = agent_config(dir.path(), &url, &log);
     let agent_bin = bin("lookout-agent");
     let started = Instant::now();
-    let agent = Daemon::start(&agent_bin, &["--config", config.to_str().unwrap()], &[]).unwrap();
+    let agent = start_agent(&config).unwrap();
     let db = dir.path().join("collector/lookout.db");
     let deadline = started + Duration::from_secs(600);
     loop {
@@ -243,12 +238,11 @@ async fn ingest_bench(lines: u64) {
     const SENDERS: usize = 4;
     let dir = tempfile::tempdir().unwrap();
     let port = free_port();
+    // Room for every line: no retention by size while measuring.
+    let extra = "[storage]\nlog_max_bytes = 107374182400\n";
     let (collector, base) = start_collector(
         dir.path(),
-        &format!(
-            "[server]\nlisten = \"127.0.0.1:{port}\"\ndata_dir = \"{}\"\nmax_decoded_bytes = 16777216\n[storage]\nlog_max_bytes = 107374182400\n[[agents]]\nname = \"bench\"\ntoken = \"{TOKEN}\"\n",
-            dir.path().display()
-        ),
+        &collector_toml(dir.path(), port, "bench", TOKEN, extra),
     )
     .unwrap();
     // Encoded beforehand: what is timed is the collector's work.

@@ -136,6 +136,25 @@ pub fn start_collector(dir: &Path, config: &str) -> Result<(Daemon, String)> {
     Ok((d, format!("http://{addr}")))
 }
 
+/// A collector's configuration: listening on loopback at `port`, keeping its data in `dir`,
+/// knowing one agent `agent` by `token`; `extra` goes at the end (more sections).
+pub fn collector_toml(dir: &Path, port: u16, agent: &str, token: &str, extra: &str) -> String {
+    format!(
+        "[server]\nlisten = \"127.0.0.1:{port}\"\ndata_dir = \"{}\"\n\
+         [[agents]]\nname = \"{agent}\"\ntoken = \"{token}\"\n{extra}",
+        dir.display()
+    )
+}
+
+/// Starts the `lookout-agent` binary with the configuration file at `config`.
+pub fn start_agent(config: &Path) -> Result<Daemon> {
+    Daemon::start(
+        &bin("lookout-agent"),
+        &["--config", config.to_str().context("config path")?],
+        &[],
+    )
+}
+
 /// An HTTP endpoint on loopback whose answer the test switches: 200 "ok" when up, 503 when down.
 pub struct Target {
     /// Its URL.

@@ -7,18 +7,15 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use lookout_tests::{
-    Daemon, Target, bin, coverage, eventually, free_port, get_json, start_collector, stored_ranges,
+    Daemon, Target, collector_toml, coverage, eventually, free_port, get_json, start_collector,
+    stored_ranges,
 };
 
 const TOKEN: &str = "fault-agent-token-0123456789";
 const WAIT: Duration = Duration::from_secs(30);
 
 fn collector_config(dir: &Path, port: u16) -> String {
-    format!(
-        "[server]\nlisten = \"127.0.0.1:{port}\"\ndata_dir = \"{}\"\n\
-         [[agents]]\nname = \"edge\"\ntoken = \"{TOKEN}\"\n",
-        dir.display()
-    )
+    collector_toml(dir, port, "edge", TOKEN, "")
 }
 
 /// An agent with `checks` checks of `url` every second and host metrics every second.
@@ -41,12 +38,7 @@ fn agent_config(dir: &Path, port: u16, url: &str, checks: usize, spool: &str) ->
 }
 
 fn start_agent(config: &Path) -> Daemon {
-    Daemon::start(
-        &bin("lookout-agent"),
-        &["--config", config.to_str().unwrap()],
-        &[],
-    )
-    .unwrap()
+    lookout_tests::start_agent(config).unwrap()
 }
 
 async fn stop(mut d: Daemon) {

@@ -6,7 +6,7 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use lookout_tests::{Daemon, bin, free_port, start_collector};
+use lookout_tests::{collector_toml, free_port, start_agent, start_collector};
 
 const TOKEN: &str = "journal-agent-token-0123456789";
 
@@ -105,10 +105,7 @@ async fn journal_entries_are_shipped_once_across_a_kill() {
     let port = free_port();
     let (_collector, _) = start_collector(
         cdir.path(),
-        &format!(
-            "[server]\nlisten = \"127.0.0.1:{port}\"\ndata_dir = \"{}\"\n[[agents]]\nname = \"edge\"\ntoken = \"{TOKEN}\"\n",
-            cdir.path().display()
-        ),
+        &collector_toml(cdir.path(), port, "edge", TOKEN, ""),
     )
     .unwrap();
     let config = adir.path().join("agent.toml");
@@ -125,14 +122,7 @@ async fn journal_entries_are_shipped_once_across_a_kill() {
     let source = format!("journald:{tag}");
     // Written before the agent's first start: read_from = "end" leaves it out.
     write(&tag, "info", &["before the agent".to_string()]);
-    let start = || {
-        Daemon::start(
-            &bin("lookout-agent"),
-            &["--config", config.to_str().unwrap()],
-            &[],
-        )
-        .unwrap()
-    };
+    let start = || start_agent(&config).unwrap();
     let agent = start();
     agent
         .wait_for_line("agent started", Duration::from_secs(10))

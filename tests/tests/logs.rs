@@ -9,7 +9,7 @@ use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use lookout_tests::{Daemon, bin, free_port, start_collector};
+use lookout_tests::{collector_toml, free_port, start_agent, start_collector};
 
 const TOKEN: &str = "logs-agent-token-0123456789";
 /// Lines per second the writer keeps to (at least), and for how long.
@@ -17,15 +17,6 @@ const RATE: u64 = 60_000;
 const WRITE_FOR: Duration = Duration::from_secs(6);
 /// A rotation every this long, by rename and by copytruncate in turn.
 const ROTATE_EVERY: Duration = Duration::from_millis(700);
-
-fn start_agent(config: &Path) -> Daemon {
-    Daemon::start(
-        &bin("lookout-agent"),
-        &["--config", config.to_str().unwrap()],
-        &[],
-    )
-    .unwrap()
-}
 
 /// What the writer did: lines written per file generation, and its rate.
 struct Written {
@@ -118,10 +109,7 @@ async fn every_line_is_stored_once_in_order_through_rotations_and_a_kill() {
     let port = free_port();
     let (_collector, _) = start_collector(
         cdir.path(),
-        &format!(
-            "[server]\nlisten = \"127.0.0.1:{port}\"\ndata_dir = \"{}\"\n[[agents]]\nname = \"edge\"\ntoken = \"{TOKEN}\"\n",
-            cdir.path().display()
-        ),
+        &collector_toml(cdir.path(), port, "edge", TOKEN, ""),
     )
     .unwrap();
     let config: PathBuf = adir.path().join("agent.toml");
@@ -137,7 +125,7 @@ async fn every_line_is_stored_once_in_order_through_rotations_and_a_kill() {
         ),
     )
     .unwrap();
-    let agent = start_agent(&config);
+    let agent = start_agent(&config).unwrap();
     let dir = logs.path().to_path_buf();
     let writer = std::thread::spawn(move || write_and_rotate(&dir));
     // Killed in the middle of the writing, and started again a moment later.
@@ -145,7 +133,7 @@ async fn every_line_is_stored_once_in_order_through_rotations_and_a_kill() {
     agent.signal("KILL").unwrap();
     drop(agent);
     tokio::time::sleep(Duration::from_millis(300)).await;
-    let agent = start_agent(&config);
+    let agent = start_agent(&config).unwrap();
     let written = tokio::task::spawn_blocking(move || writer.join().unwrap())
         .await
         .unwrap();

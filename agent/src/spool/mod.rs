@@ -148,6 +148,15 @@ impl Segment {
 /// position just past them.
 type Taken = (Vec<Record>, u64, u64, (u64, u64));
 
+/// A batch being formed: its records, their first and last sequence numbers, their bytes.
+#[derive(Default)]
+struct Forming {
+    records: Vec<Record>,
+    first: u64,
+    last: u64,
+    bytes: usize,
+}
+
 #[derive(Debug)]
 struct Inner {
     epoch: String,
@@ -617,9 +626,7 @@ impl Spool {
 
     /// Reads up to `max` valid records from `at`, skipping acknowledged and damaged ones.
     fn read_from(&self, inner: &Inner, at: (u64, u64), max: usize) -> Option<Taken> {
-        let mut out = Vec::new();
-        let (mut first, mut last) = (0, 0);
-        let mut bytes = 0usize;
+        let mut forming = Forming::default();
         let mut pos = at;
         // A batch is read a window at a time, not the rest of the segment: a window holds a
         // batch's bytes and their frame headers, so a full batch usually costs one read.
@@ -628,47 +635,29 @@ impl Spool {
             let mut offset = if seg.first_seq == at.0 { at.1 } else { 0 };
             loop {
                 let remaining = seg.bytes.saturating_sub(offset);
-                let buf = seg.read_range(offset, window.min(remaining));
-                let (frames, _) = frame::scan(&buf);
-                let whole = buf.len() as u64 >= remaining;
-                // Without the end of the segment in it, a window's last frame may be cut short:
-                // reading goes on after the last whole frame (or, when none fits, the rest).
-                let consumed = match frames.last() {
-                    _ if whole => buf.len() as u64,
-                    Some(f) => f.end() as u64,
-                    None => {
-                        let rest = seg.read_range(offset, remaining);
-                        let (frames, _) = frame::scan(&rest);
-                        if let Some(taken) = self.take_frames(
-                            inner,
-                            &frames,
-                            seg.first_seq,
-                            offset,
-                            max,
-                            &mut out,
-                            &mut first,
-                            &mut last,
-                            &mut bytes,
-                        ) {
-                            return Some(taken);
-                        }
-                        pos = (seg.first_seq, offset + rest.len() as u64);
-                        break;
-                    }
-                };
-                if let Some(taken) = self.take_frames(
-                    inner,
-                    &frames,
-                    seg.first_seq,
-                    offset,
-                    max,
-                    &mut out,
-                    &mut first,
-                    &mut last,
-                    &mut bytes,
-                ) {
-                    return Some(taken);
+                let window_bytes = seg.read_range(offset, window.min(remaining));
+                let rest: Vec<u8>;
+                let mut buf = &window_bytes;
+                let mut frames = frame::scan(buf).0;
+                let mut whole = buf.len() as u64 >= remaining;
+                if !whole && frames.is_empty() {
+                    // No whole frame in the window (a record larger than it): the rest.
+                    rest = seg.read_range(offset, remaining);
+                    buf = &rest;
+                    frames = frame::scan(buf).0;
+                    whole = true;
                 }
+                if let Some(end) = self.take_frames(inner, &frames, max, &mut forming) {
+                    let (records, first, last) = (forming.records, forming.first, forming.last);
+                    return Some((records, first, last, (seg.first_seq, offset + end as u64)));
+                }
+                // Without the segment's end in it, a window's last frame may be cut short:
+                // reading goes on after the last whole frame.
+                let consumed = if whole {
+                    buf.len() as u64
+                } else {
+                    frames.last().map_or(0, |f| f.end() as u64)
+                };
                 offset += consumed;
                 pos = (seg.first_seq, offset);
                 if whole || consumed == 0 {
@@ -676,48 +665,47 @@ impl Spool {
                 }
             }
         }
-        (!out.is_empty()).then_some((out, first, last, pos))
+        let Forming {
+            records,
+            first,
+            last,
+            ..
+        } = forming;
+        (!records.is_empty()).then_some((records, first, last, pos))
     }
 
-    /// Adds `frames` (read at `offset` of the segment starting at `seg_first`) to the batch
-    /// being formed; returns the batch once it is full.
-    #[allow(clippy::too_many_arguments)]
+    /// Adds `frames` to the batch being formed; once it is full, returns the offset (in the
+    /// frames' buffer) where the next batch starts.
     fn take_frames(
         &self,
         inner: &Inner,
         frames: &[frame::Found<'_>],
-        seg_first: u64,
-        offset: u64,
         max: usize,
-        out: &mut Vec<Record>,
-        first: &mut u64,
-        last: &mut u64,
-        bytes: &mut usize,
-    ) -> Option<Taken> {
+        forming: &mut Forming,
+    ) -> Option<usize> {
         for f in frames {
             if inner.acked.contains(f.seq) {
                 continue;
             }
-            if !out.is_empty() && *bytes + f.payload.len() > self.cfg.batch_bytes {
-                let at = (seg_first, offset + f.offset as u64);
-                return Some((std::mem::take(out), *first, *last, at));
+            if !forming.records.is_empty() && forming.bytes + f.payload.len() > self.cfg.batch_bytes
+            {
+                return Some(f.offset);
             }
-            *bytes += f.payload.len();
+            forming.bytes += f.payload.len();
             match serde_json::from_slice::<Record>(f.payload) {
                 Ok(r) => {
-                    if out.is_empty() {
-                        *first = f.seq;
+                    if forming.records.is_empty() {
+                        forming.first = f.seq;
                     }
-                    *last = f.seq;
-                    out.push(r);
+                    forming.last = f.seq;
+                    forming.records.push(r);
                 }
                 Err(e) => {
                     tracing::warn!(seq = f.seq, error = %e, "unreadable spooled record skipped")
                 }
             }
-            if out.len() >= max {
-                let at = (seg_first, offset + f.end() as u64);
-                return Some((std::mem::take(out), *first, *last, at));
+            if forming.records.len() >= max {
+                return Some(f.end());
             }
         }
         None
