@@ -268,19 +268,59 @@ pub async fn stored_ranges(db: &Path, agent: &str) -> Result<Vec<(u64, u64, u64)
     Ok(out)
 }
 
-/// Checks that no sequence number was stored twice (no two batches overlap); returns the highest
-/// number stored and how many numbers up to it were never stored (records the agent lost or
-/// dropped: between batches, or inside a batch that held fewer records than its range).
+/// Checks that no sequence number was stored twice; returns the highest number stored and how
+/// many numbers up to it were never stored (records the agent lost or dropped).
+///
+/// A batch holds every record from its first to its last number that was not acknowledged
+/// before it was formed, so ranges can nest: a batch of the oldest records that reaches into
+/// the fresh ones skips those a fresh batch already delivered. So the ranges are merged where
+/// they overlap, and within each merged stretch the batches' record counts must not add up to
+/// more than the numbers it spans (that would be a record stored twice).
 pub fn coverage(ranges: &[(u64, u64, u64)]) -> Result<(u64, u64)> {
+    let mut sorted = ranges.to_vec();
+    sorted.sort();
     let mut expect = 1;
     let mut missing = 0;
-    for (first, last, records) in ranges {
+    let mut i = 0;
+    while i < sorted.len() {
+        let (start, mut end, mut records) = sorted[i];
+        let mut j = i + 1;
+        while j < sorted.len() && sorted[j].0 <= end {
+            end = end.max(sorted[j].1);
+            records += sorted[j].2;
+            j += 1;
+        }
+        let span = end - start + 1;
         anyhow::ensure!(
-            *first >= expect,
-            "batch {first}-{last} overlaps an earlier one: stored twice"
+            start >= expect,
+            "batch {start}-{end} overlaps an earlier one: stored twice"
         );
-        missing += first - expect + (last - first + 1).saturating_sub(*records);
-        expect = last + 1;
+        anyhow::ensure!(
+            records <= span,
+            "batches {start}-{end} hold {records} records for {span} numbers: stored twice"
+        );
+        missing += start - expect + (span - records);
+        expect = end + 1;
+        i = j;
     }
     Ok((expect - 1, missing))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::coverage;
+
+    #[test]
+    fn coverage_takes_nested_batches_and_finds_records_stored_twice_or_lost() {
+        // 1-10, then fresh 14-16 delivered first, then 11-20 skipping them (7 records).
+        assert_eq!(
+            coverage(&[(1, 10, 10), (14, 16, 3), (11, 20, 7)]).unwrap(),
+            (20, 0)
+        );
+        // The same, but the later batch held 14-16 again.
+        let e = coverage(&[(1, 10, 10), (14, 16, 3), (11, 20, 10)]).unwrap_err();
+        assert!(e.to_string().contains("stored twice"), "{e}");
+        // A gap before a batch, and a batch short of its range.
+        assert_eq!(coverage(&[(1, 5, 5), (8, 10, 2)]).unwrap(), (10, 3));
+    }
 }
