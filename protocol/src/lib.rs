@@ -17,8 +17,12 @@
 //!   {"kind":"metric","name":"system.memory.usage","labels":{"state":"used"},
 //!    "time":"2026-11-26T04:00:00Z","value":1.2e9,"metric_type":"gauge"},
 //!   {"kind":"log","time":"2026-11-26T04:00:00Z","source":"/var/log/app.log","level":"error",
-//!    "text":"connection refused"}]}
+//!    "text":"connection refused","position":{"file":"8f0e2c1a02d","offset":40960}}]}
 //! ```
+//!
+//! A log record's optional `position` is the agent's read position in its source after that
+//! line (a file's fingerprint and byte offset, or `"journald"` and a journal `cursor`), on the
+//! last line of each read; agents resume from it after a crash, and a collector may ignore it.
 //!
 //! - Invariants: `version` is [`PROTOCOL_VERSION`]; `agent` is the name the token belongs to;
 //!   `batch_id` is 1 to [`MAX_BATCH_ID_LEN`] characters and unique per agent, and a retry of the
