@@ -130,7 +130,14 @@ fn a_new_file_is_read_from_its_start_and_the_last_record_carries_the_position() 
     assert_eq!(got[0].source, s.log("app.log").display().to_string());
     let pos = got.last().unwrap().position.clone().expect("position");
     assert_eq!(pos.offset, fs::metadata(s.log("app.log")).unwrap().len());
-    assert!(got[..99].iter().all(|r| r.position.is_none()));
+    // Every record carries the position just past its line (a torn write keeps a prefix).
+    let line_len = "a line 00000\n".len() as u64;
+    for (i, r) in got.iter().enumerate() {
+        assert_eq!(
+            r.position.as_ref().unwrap().offset,
+            (i as u64 + 1) * line_len
+        );
+    }
 }
 
 #[test]
@@ -344,4 +351,46 @@ fn multiline_events_are_joined_and_the_last_one_leaves_after_its_timeout() {
     clock += Duration::from_millis(600);
     t.poll(clock);
     assert_eq!(texts(&s.take()), ["2026-11-26 INFO next request"]);
+}
+
+#[test]
+fn a_write_torn_by_a_kill_resumes_after_the_last_record_that_made_it() {
+    let s = Setup::new();
+    let src = s.source("*.log");
+    let mut clock = Instant::now();
+    let positions = s.dir.path().join("positions/checkpoints.json");
+    {
+        let mut t = s.tailer(std::slice::from_ref(&src));
+        append(&s.log("app.log"), numbered("a", 0..500));
+        run(&mut t, &mut clock, 1);
+    }
+    // Killed in the middle of that read's one write to the spool: its end is torn off, and the
+    // positions file never got the new position.
+    fs::remove_file(&positions).unwrap();
+    let mut segments: Vec<_> = fs::read_dir(s.dir.path().join("spool"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|x| x == "seg"))
+        .collect();
+    segments.sort();
+    let last = segments.last().unwrap();
+    let len = fs::metadata(last).unwrap().len();
+    OpenOptions::new()
+        .write(true)
+        .open(last)
+        .unwrap()
+        .set_len(len - 3_000)
+        .unwrap();
+    let s2 = Setup {
+        spool: Setup::open_spool(s.dir.path()),
+        dir: s.dir,
+    };
+    let mut t = s2.tailer(std::slice::from_ref(&src));
+    run(&mut t, &mut clock, 2);
+    assert_eq!(
+        texts(&s2.take()),
+        numbered("a", 0..500),
+        "each line once, in order"
+    );
 }

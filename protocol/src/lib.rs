@@ -21,8 +21,8 @@
 //! ```
 //!
 //! A log record's optional `position` is the agent's read position in its source after that
-//! line (a file's fingerprint and byte offset, or `"journald"` and a journal `cursor`), on the
-//! last line of each read; agents resume from it after a crash, and a collector may ignore it.
+//! line (a file's fingerprint and byte offset, or `"journald"` and a journal `cursor`); agents
+//! resume from the newest one after a crash, and a collector may ignore it.
 //!
 //! - Invariants: `version` is [`PROTOCOL_VERSION`]; `agent` is the name the token belongs to;
 //!   `batch_id` is 1 to [`MAX_BATCH_ID_LEN`] characters and unique per agent, and a retry of the
@@ -170,9 +170,8 @@ pub struct LogRecord {
     pub level: Option<String>,
     /// The line.
     pub text: String,
-    /// Where the agent's reading of the file stood after this line: on the last line of each
-    /// read. Agent bookkeeping (it resumes from the newest one in its spool after a crash);
-    /// the collector may ignore it.
+    /// Where the agent's reading of the file stood after this line. Agent bookkeeping (it
+    /// resumes from the newest one in its spool after a crash); the collector may ignore it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub position: Option<FilePosition>,
 }

@@ -2,8 +2,7 @@
 //!
 //! Each entry becomes a log record with the entry's own time, `journald:<unit or identifier>`
 //! as its source, the level from its syslog `PRIORITY`, and `MESSAGE` as its text (a binary
-//! message is kept as lossy text). The last record of each read carries the journal cursor it
-//! reaches; the cursor is saved with the file positions ([`Checkpoints`]), while the spool holds
+//! message is kept as lossy text). Each record carries its entry's journal cursor; the cursor is saved with the file positions ([`Checkpoints`]), while the spool holds
 //! those records' lock, and after a crash the newest cursor in the spool wins: so, as with
 //! files, each entry is shipped once. When `journalctl` cannot run or stops, the agent says so
 //! and starts it again 5 s later.
@@ -166,7 +165,13 @@ fn follow(
             Ok(0) | Err(_) => break,
             Ok(_) => {}
         }
-        if let Some((r, cursor)) = record(line.trim_end()) {
+        if let Some((mut r, cursor)) = record(line.trim_end()) {
+            // On every record: a write torn by a kill keeps a prefix of them.
+            r.position = Some(FilePosition {
+                file: KEY.to_string(),
+                offset: 0,
+                cursor: Some(cursor.clone()),
+            });
             records.push(Record::Log(r));
             last_cursor = Some(cursor);
         }
@@ -194,14 +199,9 @@ fn ship(
     records: &mut Vec<Record>,
     cursor: Option<String>,
 ) {
-    let (Some(cursor), Some(Record::Log(last))) = (cursor, records.last_mut()) else {
+    let Some(cursor) = cursor.filter(|_| !records.is_empty()) else {
         return;
     };
-    last.position = Some(FilePosition {
-        file: KEY.to_string(),
-        offset: 0,
-        cursor: Some(cursor.clone()),
-    });
     spool.push_all(records, || {
         checkpoints.set_cursor(KEY, &cursor);
         checkpoints.save();

@@ -342,6 +342,9 @@ impl Tailer {
         if !events.is_empty() {
             t.last_time = time;
         }
+        // Every record carries the position just past it: a read's records go to the spool in
+        // one write, and a `kill -9` can tear that write after any of them; the newest
+        // position among the records that made it is where reading resumes.
         let mut records: Vec<Record> = events
             .into_iter()
             .filter(|e| e.cut > 0 || e.bytes.iter().any(|b| !b.is_ascii_whitespace()))
@@ -352,18 +355,22 @@ impl Tailer {
                     source: source.clone(),
                     level: detect_level(&text).map(str::to_string),
                     text,
-                    position: None,
+                    position: Some(FilePosition {
+                        file: key.clone(),
+                        offset: e.end,
+                        cursor: None,
+                    }),
                 })
             })
             .collect();
         let checkpoints = &mut self.checkpoints;
         match records.last_mut() {
             Some(Record::Log(last)) => {
-                last.position = Some(FilePosition {
-                    file: key.clone(),
-                    offset: position,
-                    cursor: None,
-                });
+                // The last one's: past the lines it skipped too (blank ones), up to an event
+                // still open or a line without its end.
+                if let Some(p) = last.position.as_mut() {
+                    p.offset = position;
+                }
                 self.spool.push_all(&records, || {
                     checkpoints.set(&key, position, &source);
                     checkpoints.save();
