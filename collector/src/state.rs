@@ -54,8 +54,8 @@ pub struct AppState {
     pub notifier: Arc<crate::notify::Worker>,
     /// The collector's own figures, for `/metrics`.
     pub metrics: Arc<crate::telemetry::Metrics>,
-    /// Log lines as they are stored, for live tails.
-    pub log_feed: tokio::sync::broadcast::Sender<Arc<crate::api::logs::LiveLine>>,
+    /// Log lines as they are stored (without ids), for live tails.
+    pub log_feed: tokio::sync::broadcast::Sender<Arc<crate::store::LogRow>>,
 }
 
 impl AppState {

@@ -133,21 +133,6 @@ pub async fn search(
     Ok(Json(LogsAnswer { lines, next_cursor }))
 }
 
-/// A line as it arrives, for live tails.
-#[derive(Debug, Clone, Serialize)]
-pub struct LiveLine {
-    /// When it was written.
-    pub time: DateTime<Utc>,
-    /// The agent that shipped it.
-    pub agent: String,
-    /// Its source.
-    pub source: String,
-    /// Its level, where known.
-    pub level: Option<String>,
-    /// The line.
-    pub text: String,
-}
-
 /// Query of `GET /api/v1/logs/tail`.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -173,7 +158,7 @@ struct TailFilter {
 }
 
 impl TailFilter {
-    fn matches(&self, l: &LiveLine) -> bool {
+    fn matches(&self, l: &LogRow) -> bool {
         if self.agent.as_ref().is_some_and(|a| *a != l.agent)
             || self.source.as_ref().is_some_and(|s| *s != l.source)
             || self.level.is_some() && self.level != l.level

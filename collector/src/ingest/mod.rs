@@ -122,7 +122,8 @@ async fn ingest_batch(
         for r in &batch.records {
             if let lookout_protocol::Record::Log(l) = r {
                 // No reader left is not an error: the next tail subscribes afresh.
-                let _ = state.log_feed.send(Arc::new(crate::api::logs::LiveLine {
+                let _ = state.log_feed.send(Arc::new(crate::store::LogRow {
+                    id: 0,
                     time: l.time,
                     agent: agent.name.clone(),
                     source: l.source.clone(),
