@@ -92,6 +92,12 @@ impl CollectorClient {
 
     /// Sends a batch; `Ok` means the collector has stored it (or had stored it before).
     /// `backlog`: the records waiting in the spool, this batch's included.
+    #[tracing::instrument(
+        name = "ship",
+        skip_all,
+        fields(batch = %batch.batch_id, records = batch.records.len(), backlog),
+        err(Display, level = "debug"),
+    )]
     pub async fn send(&self, batch: &Batch, backlog: u64) -> Result<(), SendError> {
         let body = self
             .encoder

@@ -19,8 +19,10 @@ pub mod logs;
 pub mod probe_once;
 pub mod probes;
 pub mod scheduler;
+pub mod self_metrics;
 pub mod shipper;
 pub mod spool;
+pub mod telemetry;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -65,6 +67,8 @@ pub struct AgentSettings {
     pub logs_dir: std::path::PathBuf,
     /// The systemd journal as a source.
     pub journald: lookout_config::logs::JournaldConfig,
+    /// Where to serve the agent's own `/metrics`; none: not served.
+    pub metrics_listen: Option<std::net::SocketAddr>,
 }
 
 impl From<AgentConfig> for AgentSettings {
@@ -82,6 +86,7 @@ impl From<AgentConfig> for AgentSettings {
             logs: c.logs,
             logs_dir: c.identity.data_dir.join("logs"),
             journald: c.journald,
+            metrics_listen: c.telemetry.metrics_listen,
             spool,
         }
     }
@@ -118,6 +123,14 @@ pub enum AgentError {
     /// An HTTP client could not be built (no TLS roots, say).
     #[error("cannot build the HTTP client: {0}")]
     Http(#[from] reqwest::Error),
+    /// `[telemetry] metrics_listen` could not be bound.
+    #[error("cannot serve /metrics on {addr}: {source}")]
+    MetricsListen {
+        /// The configured address.
+        addr: std::net::SocketAddr,
+        /// Why binding failed.
+        source: std::io::Error,
+    },
 }
 
 /// Runs the agent until `shutdown` is cancelled, then stops its checks and makes a bounded last
@@ -138,7 +151,13 @@ pub async fn run(settings: AgentSettings, shutdown: CancellationToken) -> Result
     )?);
     let prober = probes::Prober::new(settings.max_concurrent_probes).identified_as(&settings.name);
     let work = CancellationToken::new();
-    let mut scheduler = Scheduler::new(prober, queue.clone(), work.clone());
+    let metrics = Arc::new(self_metrics::AgentMetrics::default());
+    if let Some(addr) = settings.metrics_listen {
+        self_metrics::serve(addr, metrics.clone(), queue.clone(), work.clone())
+            .await
+            .map_err(|source| AgentError::MetricsListen { addr, source })?;
+    }
+    let mut scheduler = Scheduler::new(prober, queue.clone(), metrics.clone(), work.clone());
     scheduler.apply(settings.local_checks.clone());
 
     let shipper = tokio::spawn(shipper::run(
@@ -146,6 +165,7 @@ pub async fn run(settings: AgentSettings, shutdown: CancellationToken) -> Result
         queue.clone(),
         client.clone(),
         settings.shipping.clone(),
+        metrics.clone(),
         shutdown.clone(),
     ));
     tokio::spawn(spool_upkeep(
@@ -158,6 +178,7 @@ pub async fn run(settings: AgentSettings, shutdown: CancellationToken) -> Result
         tokio::spawn(host_metrics(
             settings.host_metrics.clone(),
             queue.clone(),
+            metrics.clone(),
             work.clone(),
         ));
     }
@@ -265,7 +286,12 @@ pub fn merge(local: &[CheckConfig], assigned: Vec<CheckConfig>) -> Vec<CheckConf
     out
 }
 
-async fn host_metrics(cfg: HostMetricsConfig, queue: Arc<Spool>, stop: CancellationToken) {
+async fn host_metrics(
+    cfg: HostMetricsConfig,
+    queue: Arc<Spool>,
+    metrics: Arc<self_metrics::AgentMetrics>,
+    stop: CancellationToken,
+) {
     let interval = cfg.interval;
     let mut collector = match host::HostCollector::new(cfg) {
         Ok(c) => c,
@@ -283,7 +309,9 @@ async fn host_metrics(cfg: HostMetricsConfig, queue: Arc<Spool>, stop: Cancellat
             () = stop.cancelled() => return,
             _ = ticks.tick() => {}
         }
-        for s in collector.sample() {
+        let samples = collector.sample();
+        metrics.host_samples(samples.len());
+        for s in samples {
             queue.push(&Record::Metric(s));
         }
     }
@@ -314,18 +342,6 @@ pub async fn cancel_on_signal(shutdown: CancellationToken) {
     let _ = ctrl_c.await;
     tracing::info!("stopping");
     shutdown.cancel();
-}
-
-/// Logs to stderr at the level `LOOKOUT_LOG` says (default `info`; `RUST_LOG` syntax), with
-/// colours only on a terminal. Shared by both binaries.
-pub fn init_logging() {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("LOOKOUT_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
 }
 
 /// How often the spool reports its backlog and drops as metrics.

@@ -5,6 +5,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use lookout_agent::AgentSettings;
+use lookout_agent::telemetry::{self, LogFormat};
 use lookout_config::AgentConfig;
 use tokio_util::sync::CancellationToken;
 
@@ -21,6 +22,13 @@ struct Cli {
         default_value = "/etc/lookout/agent.toml"
     )]
     config: PathBuf,
+    /// How the agent's own log lines are written to stderr.
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
+    /// Log level or `RUST_LOG`-style directives (`debug`, `info,lookout_agent=debug`).
+    /// Default: `RUST_LOG`, else `LOOKOUT_LOG`, else `info`.
+    #[arg(long, global = true)]
+    log_level: Option<String>,
     #[command(subcommand)]
     command: Option<Command>,
 }
@@ -36,11 +44,24 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    lookout_agent::init_logging();
     let config = match AgentConfig::load(&cli.config) {
         Ok(c) => c,
         Err(e) => {
             eprint!("{e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let _telemetry = match telemetry::init(telemetry::Options {
+        service: "lookout-agent",
+        instance: Some(&config.identity.name),
+        labels: &config.identity.labels,
+        log_format: cli.log_format,
+        log_level: cli.log_level.as_deref(),
+        config: &config.telemetry,
+    }) {
+        Ok(guard) => guard,
+        Err(e) => {
+            eprintln!("error: {e}");
             return ExitCode::FAILURE;
         }
     };

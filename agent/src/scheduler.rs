@@ -15,6 +15,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use crate::probes::Prober;
+use crate::self_metrics::AgentMetrics;
 use crate::spool::Spool;
 
 /// The first probe of a check starts at a random point within this much (or the interval, if
@@ -26,6 +27,7 @@ const MAX_START_SPREAD: Duration = Duration::from_secs(5);
 pub struct Scheduler {
     prober: Prober,
     queue: Arc<Spool>,
+    metrics: Arc<AgentMetrics>,
     shutdown: CancellationToken,
     running: HashMap<String, Running>,
 }
@@ -38,10 +40,16 @@ struct Running {
 
 impl Scheduler {
     /// A scheduler whose checks write their results to the spool `queue` and stop with `shutdown`.
-    pub fn new(prober: Prober, queue: Arc<Spool>, shutdown: CancellationToken) -> Self {
+    pub fn new(
+        prober: Prober,
+        queue: Arc<Spool>,
+        metrics: Arc<AgentMetrics>,
+        shutdown: CancellationToken,
+    ) -> Self {
         Self {
             prober,
             queue,
+            metrics,
             shutdown,
             running: HashMap::new(),
         }
@@ -55,6 +63,7 @@ impl Scheduler {
             let keep = wanted.get(name) == Some(&r.check);
             if !keep {
                 r.stop.cancel();
+                self.metrics.check_stopped(name);
                 tracing::info!(check = %name, "check stopped");
             }
             keep
@@ -68,6 +77,7 @@ impl Scheduler {
                 check.clone(),
                 self.prober.clone(),
                 self.queue.clone(),
+                self.metrics.clone(),
                 stop.clone(),
             ));
             tracing::info!(check = %name, interval = %lookout_config::duration::format(&check.interval), "check started");
@@ -83,7 +93,13 @@ impl Scheduler {
     }
 }
 
-async fn run_check(check: CheckConfig, prober: Prober, queue: Arc<Spool>, stop: CancellationToken) {
+async fn run_check(
+    check: CheckConfig,
+    prober: Prober,
+    queue: Arc<Spool>,
+    metrics: Arc<AgentMetrics>,
+    stop: CancellationToken,
+) {
     // The first probe soon after start; then on a grid of the interval whose phase comes from
     // the check's name, so many checks spread evenly over their interval (and keep their place
     // across restarts) instead of firing together.
@@ -99,6 +115,7 @@ async fn run_check(check: CheckConfig, prober: Prober, queue: Arc<Spool>, stop: 
         }
         let result = probe_isolated(&prober, &check).await;
         let ok = result.ok;
+        metrics.probe(&check.name, ok, result.latency_ms / 1000.0);
         if !ok {
             tracing::debug!(check = %check.name, error = result.error.as_deref().unwrap_or(""), "probe failed");
         }
@@ -231,7 +248,12 @@ mod tests {
         }))
         .unwrap();
         let stop = CancellationToken::new();
-        let mut s = Scheduler::new(Prober::new(4), spool.clone(), stop.clone());
+        let mut s = Scheduler::new(
+            Prober::new(4),
+            spool.clone(),
+            Arc::new(AgentMetrics::default()),
+            stop.clone(),
+        );
         s.apply(vec![check]);
         tokio::time::sleep(Duration::from_millis(2500)).await;
         stop.cancel();

@@ -10,6 +10,7 @@ use lookout_protocol::{Batch, PROTOCOL_VERSION};
 use tokio_util::sync::CancellationToken;
 
 use crate::client::{CollectorClient, SendError};
+use crate::self_metrics::{AgentMetrics, Shipped};
 use crate::spool::{PendingBatch, Spool};
 
 /// How long a graceful stop keeps trying to deliver what is queued.
@@ -21,6 +22,7 @@ pub async fn run(
     queue: Arc<Spool>,
     client: Arc<CollectorClient>,
     cfg: ShippingConfig,
+    metrics: Arc<AgentMetrics>,
     shutdown: CancellationToken,
 ) {
     let mut backoff = Backoff::new(Duration::from_millis(200), cfg.max_backoff);
@@ -44,6 +46,7 @@ pub async fn run(
         };
         match send(&agent, &client, &pending, queue.backlog()).await {
             Ok(()) => {
+                metrics.batch(Shipped::Sent, pending.records.len());
                 queue.ack(&pending.batch_id);
                 backoff.reset();
             }
@@ -51,6 +54,7 @@ pub async fn run(
                 reason,
                 retry_after,
             }) => {
+                metrics.batch(Shipped::Retry, pending.records.len());
                 let wait = retry_after.unwrap_or_else(|| backoff.next_wait());
                 tracing::warn!(
                     batch = %pending.batch_id,
@@ -74,6 +78,7 @@ pub async fn run(
                     error = %e,
                     "collector refused a batch; it is set aside in the spool's rejected/ folder and not retried"
                 );
+                metrics.batch(Shipped::Rejected, pending.records.len());
                 queue.set_aside(&pending, &e.to_string());
             }
         }

@@ -4,6 +4,7 @@
 //! - [`ingest`]: `POST /v1/ingest` and `GET /v1/assignments`, for agents;
 //! - [`store`]: the storage interface and its SQLite and PostgreSQL backends;
 //! - [`telemetry`]: the collector's own figures at `/metrics`;
+//! - [`forward`]: what arrives, copied to an OTLP receiver;
 //! - [`maintenance`]: rollups and retention in the background;
 //! - [`notify`]: routing alerts to channels (email, Slack, webhook) and delivering the outbox;
 //! - [`api`]: the JSON API under `/api/v1`;
@@ -18,6 +19,7 @@
 pub mod api;
 pub mod clock;
 pub mod error;
+pub mod forward;
 pub mod ingest;
 pub mod maintenance;
 pub mod notify;
@@ -206,6 +208,7 @@ pub async fn start(config: CollectorConfig) -> Result<Running, CollectorError> {
                 logs: Vec::new(),
                 logs_dir: config.server.data_dir.join("local-agent-logs"),
                 journald: Default::default(),
+                metrics_listen: None,
                 spool: lookout_agent::spool_config(
                     config.server.data_dir.join("local-agent-spool"),
                     &l.spool,

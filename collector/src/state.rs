@@ -54,6 +54,8 @@ pub struct AppState {
     pub notifier: Arc<crate::notify::Worker>,
     /// The collector's own figures, for `/metrics`.
     pub metrics: Arc<crate::telemetry::Metrics>,
+    /// Copies stored batches to an OTLP receiver (`[telemetry] forward_endpoint`).
+    pub forwarder: crate::forward::Forwarder,
     /// Log lines as they are stored (without ids), for live tails.
     pub log_feed: tokio::sync::broadcast::Sender<Arc<crate::store::LogRow>>,
 }
@@ -72,6 +74,10 @@ impl AppState {
         let ingest_slots = Arc::new(tokio::sync::Semaphore::new(
             config.server.max_concurrent_ingest,
         ));
+        let forwarder = match &config.telemetry.forward_endpoint {
+            Some(base) => crate::forward::Forwarder::start(base, metrics.clone()),
+            None => crate::forward::Forwarder::off(metrics.clone()),
+        };
         Self {
             ingest_slots,
             store,
@@ -81,6 +87,7 @@ impl AppState {
             rules,
             notifier,
             log_feed: tokio::sync::broadcast::channel(crate::api::logs::TAIL_BUFFER).0,
+            forwarder,
             metrics,
         }
     }

@@ -8,6 +8,9 @@
 //! - `lookout_ingest_rejects_total{reason}`: refused requests: `unauthorized`, `overloaded`,
 //!   `too_large`, `unsupported_encoding`, `bad_request`, `storage`;
 //! - `lookout_ingest_duration_seconds`: from a batch read to it stored and evaluated;
+//! - `lookout_store_write_duration_seconds`: a batch's write to the store, alone;
+//! - `lookout_forward_records_total{signal, outcome}`: records forwarded over OTLP
+//!   (`[telemetry] forward_endpoint`): `metrics` or `logs`, `sent`, `failed` or `dropped`;
 //! - `lookout_agent_spool_backlog_records{agent}`: records waiting in the agent's spool, as it
 //!   said with its last batch;
 //! - `lookout_rule_evaluations_total{trigger}`: rule evaluations, by what started them:
@@ -79,6 +82,8 @@ pub struct Metrics {
     bytes: IntCounter,
     rejects: IntCounterVec,
     ingest_seconds: Histogram,
+    store_seconds: Histogram,
+    forwarded: IntCounterVec,
     backlog: IntGaugeVec,
     evaluations: IntCounterVec,
     check_up: IntGaugeVec,
@@ -173,6 +178,26 @@ impl Default for Metrics {
                 )
                 .expect("valid metric"),
             ),
+            store_seconds: register(
+                &r,
+                Histogram::with_opts(
+                    HistogramOpts::new(
+                        "store_write_duration_seconds",
+                        "A batch's write to the store (one transaction).",
+                    )
+                    .namespace("lookout")
+                    .buckets(vec![
+                        0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0,
+                    ]),
+                )
+                .expect("valid metric"),
+            ),
+            forwarded: counter_vec(
+                &r,
+                "forward_records_total",
+                "Records forwarded over OTLP, by signal (metrics, logs) and outcome (sent, failed, dropped).",
+                &["signal", "outcome"],
+            ),
             backlog: register(
                 &r,
                 IntGaugeVec::new(
@@ -258,6 +283,19 @@ impl Metrics {
             }
         }
         self.ingest_seconds.observe(seconds);
+    }
+
+    /// Times one batch's write to the store.
+    pub fn store_write(&self, seconds: f64) {
+        self.store_seconds.observe(seconds);
+    }
+
+    /// Counts `n` records forwarded as `signal` (`metrics`, `logs`) with `outcome` (`sent`,
+    /// `failed`, `dropped`).
+    pub fn forwarded(&self, signal: &str, outcome: &str, n: usize) {
+        self.forwarded
+            .with_label_values(&[signal, outcome])
+            .inc_by(n as u64);
     }
 
     /// Records an agent's spool backlog, as it reported it.

@@ -10,6 +10,7 @@ use crate::check::CheckConfig;
 use crate::document::{Document, EnvLookup, KeyPath};
 use crate::error::ConfigErrors;
 use crate::logs::{JournaldConfig, LogSourceConfig};
+use crate::telemetry::{Daemon, TelemetryConfig};
 
 /// Everything an agent needs to run.
 #[derive(Debug, Clone, PartialEq)]
@@ -28,6 +29,8 @@ pub struct AgentConfig {
     pub logs: Vec<LogSourceConfig>,
     /// The systemd journal as a log source (`[journald]`).
     pub journald: JournaldConfig,
+    /// The agent's own telemetry: spans, Sentry, `/metrics` (`[telemetry]`).
+    pub telemetry: TelemetryConfig,
 }
 
 /// The top-level keys of an agent's configuration.
@@ -299,6 +302,7 @@ const SECTIONS: &[&str] = &[
     "checks",
     "logs",
     "journald",
+    "telemetry",
 ];
 
 impl AgentConfig {
@@ -317,6 +321,8 @@ impl AgentConfig {
         let shipping = doc.section("shipping").unwrap_or_default();
         let spool: SpoolSettings = doc.section("spool").unwrap_or_default();
         let journald: JournaldConfig = doc.section("journald").unwrap_or_default();
+        let telemetry: TelemetryConfig = doc.section("telemetry").unwrap_or_default();
+        crate::telemetry::validate(&mut doc, &telemetry, Daemon::Agent);
         validate_spool(&mut doc, &spool, &KeyPath::key("spool"));
         let checks = crate::validate_checks(&mut doc, "checks");
         let logs: Vec<LogSourceConfig> = doc
@@ -343,6 +349,7 @@ impl AgentConfig {
             checks,
             logs,
             journald,
+            telemetry,
         })
     }
 }

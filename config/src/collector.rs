@@ -15,6 +15,7 @@ use crate::heartbeat::HeartbeatConfig;
 use crate::log_rule::LogRuleConfig;
 use crate::notify::{AlertingSettings, ChannelConfig, MaintenanceConfig, RouteConfig};
 use crate::rule::RuleConfig;
+use crate::telemetry::{Daemon, TelemetryConfig};
 
 /// Everything the collector needs to run.
 #[derive(Debug, Clone, PartialEq)]
@@ -43,6 +44,8 @@ pub struct CollectorConfig {
     pub rules: Vec<RuleConfig>,
     /// `[[log_rules]]`: alerts on log lines.
     pub log_rules: Vec<LogRuleConfig>,
+    /// `[telemetry]`: spans, Sentry, and forwarding what arrives as OTLP.
+    pub telemetry: TelemetryConfig,
 }
 
 /// `[server]`.
@@ -241,6 +244,7 @@ const SECTIONS: &[&str] = &[
     "heartbeats",
     "rules",
     "log_rules",
+    "telemetry",
 ];
 
 /// No top-level keys besides the sections; reading this reports any unknown one.
@@ -267,6 +271,8 @@ impl CollectorConfig {
         let local_agent: Option<LocalAgentConfig> = doc.section("local_agent");
         let checks = crate::validate_checks(&mut doc, "checks");
         let alerting: AlertingSettings = doc.section("alerting").unwrap_or_default();
+        let telemetry: TelemetryConfig = doc.section("telemetry").unwrap_or_default();
+        crate::telemetry::validate(&mut doc, &telemetry, Daemon::Collector);
         let (channels, routes, maintenance) = crate::notify::read(&mut doc);
         let rules = crate::read_named(
             &mut doc,
@@ -426,6 +432,7 @@ impl CollectorConfig {
             heartbeats: heartbeats.into_iter().map(|(_, h)| h).collect(),
             rules: rules.into_iter().map(|(_, r)| r).collect(),
             log_rules: log_rules.into_iter().map(|(_, r)| r).collect(),
+            telemetry,
         })
     }
 

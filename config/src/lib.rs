@@ -3,9 +3,9 @@
 //! - [`CollectorConfig`]: `[server]`, `[storage]`, `[[agents]]`, `[local_agent]`, `[[checks]]`,
 //!   `[alerting]`, `[[channels]]`, `[[routes]]`, `[[maintenance]]` ([`notify`]), `[[heartbeats]]`
 //!   ([`heartbeat`]), `[[rules]]` ([`rule`]),
-//!   `[[log_rules]]` ([`log_rule`]).
+//!   `[[log_rules]]` ([`log_rule`]), `[telemetry]` ([`telemetry`]).
 //! - [`AgentConfig`]: the agent's name, collector URLs, token and labels, `[host_metrics]`,
-//!   `[shipping]`, `[spool]` and local `[[checks]]`.
+//!   `[shipping]`, `[spool]`, local `[[checks]]`, `[[logs]]`, `[journald]` and `[telemetry]`.
 //! - [`CheckConfig`]: one check, the same schema in both files and on the wire.
 //!
 //! Files are TOML. String values may use `${VAR}` and `${VAR:-default}` to take secrets from the
@@ -25,6 +25,7 @@ pub mod log_rule;
 pub mod logs;
 pub mod notify;
 pub mod rule;
+pub mod telemetry;
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -41,6 +42,7 @@ pub use heartbeat::HeartbeatConfig;
 pub use log_rule::LogRuleConfig;
 pub use notify::{AlertingSettings, ChannelConfig, ChannelType, MaintenanceConfig, RouteConfig};
 pub use rule::{Aggregate, RuleConfig};
+pub use telemetry::TelemetryConfig;
 
 use document::{Document, KeyPath};
 

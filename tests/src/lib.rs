@@ -41,7 +41,8 @@ impl Daemon {
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped());
-        cmd.env("LOOKOUT_LOG", "info");
+        // RUST_LOG would take precedence over LOOKOUT_LOG; the tests read info lines.
+        cmd.env_remove("RUST_LOG").env("LOOKOUT_LOG", "info");
         for (k, v) in env {
             cmd.env(k, v);
         }
@@ -234,6 +235,32 @@ pub async fn check_status(base: &str, name: &str) -> Result<Option<String>> {
         .and_then(|a| a.iter().find(|c| c["name"] == name))
         .and_then(|c| c["status"].as_str())
         .map(String::from))
+}
+
+/// Runs `promtool check metrics` (Debian's prometheus package; `scripts/test` installs it) on
+/// an exposition text; `Err` carries what promtool said.
+pub fn promtool_check(text: &str) -> Result<()> {
+    use std::io::Write;
+    let mut promtool = Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .context("promtool (Debian's prometheus package; scripts/test installs it)")?;
+    promtool
+        .stdin
+        .take()
+        .context("promtool's stdin")?
+        .write_all(text.as_bytes())?;
+    let out = promtool.wait_with_output()?;
+    anyhow::ensure!(
+        out.status.success(),
+        "promtool: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Ok(())
 }
 
 /// A loopback port nobody listens on now (for a collector that starts later or restarts).

@@ -568,29 +568,12 @@ failure_threshold = 1
         "# TYPE lookout_ingest_batches_total counter",
         r#"lookout_rule_evaluations_total{trigger="batch"} "#,
         r#"lookout_agent_spool_backlog_records{agent="local"} "#,
+        "lookout_store_write_duration_seconds_count ",
     ] {
         assert!(text.contains(expected), "{expected:?} missing in:\n{text}");
     }
     // Prometheus's own linter accepts the exposition.
-    let mut promtool = std::process::Command::new("promtool")
-        .args(["check", "metrics"])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("promtool (Debian's prometheus package; scripts/test installs it)");
-    use std::io::Write;
-    promtool
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(text.as_bytes())
-        .unwrap();
-    let out = promtool.wait_with_output().unwrap();
-    assert!(
-        out.status.success(),
-        "promtool: {}{}\n{text}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    if let Err(e) = lookout_tests::promtool_check(&text) {
+        panic!("{e}\n{text}");
+    }
 }

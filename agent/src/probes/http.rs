@@ -11,6 +11,8 @@ use hyper_util::rt::TokioIo;
 use lookout_config::CheckConfig;
 use lookout_config::condition::Placeholder;
 
+use tracing::Instrument as _;
+
 use super::Outcome;
 use super::net::{self, Tls, ms_since};
 
@@ -132,9 +134,13 @@ async fn hop(
     let port = url
         .port_or_known_default()
         .unwrap_or(if https { 443 } else { 80 });
-    let (addrs, dns_ms) = net::resolve(&host, port, check.ip_version).await?;
+    let (addrs, dns_ms) = net::resolve(&host, port, check.ip_version)
+        .instrument(tracing::info_span!("dns", host = %host))
+        .await?;
     add(&mut out.timings.dns_ms, dns_ms);
-    let (stream, addr, connect_ms) = net::connect(&addrs).await?;
+    let (stream, addr, connect_ms) = net::connect(&addrs)
+        .instrument(tracing::info_span!("connect"))
+        .await?;
     out.seen.connected = true;
     out.seen.ip = Some(addr.ip().to_string());
     add(&mut out.timings.connect_ms, Some(connect_ms));
@@ -142,6 +148,7 @@ async fn hop(
         let (stream, facts) = client
             .tls
             .handshake(stream, &host, check.ca.as_deref(), check.tls_verify)
+            .instrument(tracing::info_span!("tls"))
             .await?;
         add(&mut out.timings.tls_ms, Some(facts.handshake_ms));
         out.seen.certificate_expiration = facts.time_left();
@@ -181,7 +188,10 @@ async fn hop(
         .body(Full::new(body))
         .map_err(|e| format!("building the request: {e}"))?;
     let sent = Instant::now();
-    let response = sender.send_request(request).await;
+    let response = sender
+        .send_request(request)
+        .instrument(tracing::info_span!("ttfb"))
+        .await;
     let response = match response {
         Ok(r) => r,
         Err(e) => {

@@ -23,6 +23,7 @@ use std::sync::Arc;
 use std::time::{Instant, SystemTime};
 
 use tokio::sync::Semaphore;
+use tracing::Instrument as _;
 
 use chrono::{DateTime, Utc};
 use lookout_config::{CheckConfig, CheckType, Observation};
@@ -65,21 +66,35 @@ impl Prober {
         let _slot = self.running.acquire().await;
         let time = Utc::now();
         let started = Instant::now();
-        let mut outcome = tokio::time::timeout(check.timeout, async {
-            let mut out = Outcome::default();
-            let done = match check.kind {
-                CheckType::Http => http::probe(&self.tls, &self.user_agent, check, &mut out).await,
-                CheckType::Tcp => tcp::probe(check, &mut out).await,
-                CheckType::Tls => tls::probe(&self.tls, check, &mut out).await,
-                CheckType::Dns => self.dns.probe(check, &mut out).await,
-                CheckType::Icmp => icmp::probe(check, &mut out).await,
-                CheckType::Postgres => postgres::probe(check, &mut out).await,
-                CheckType::Redis => redis::probe(check, &mut out).await,
-                CheckType::Smtp => smtp::probe(check, &mut out).await,
-            };
-            out.error = done.err();
-            out
-        })
+        let span = tracing::info_span!(
+            "probe",
+            check = %check.name,
+            r#type = check.kind.as_str(),
+            ok = tracing::field::Empty,
+            latency_ms = tracing::field::Empty,
+            error = tracing::field::Empty,
+        );
+        let mut outcome = tokio::time::timeout(
+            check.timeout,
+            async {
+                let mut out = Outcome::default();
+                let done = match check.kind {
+                    CheckType::Http => {
+                        http::probe(&self.tls, &self.user_agent, check, &mut out).await
+                    }
+                    CheckType::Tcp => tcp::probe(check, &mut out).await,
+                    CheckType::Tls => tls::probe(&self.tls, check, &mut out).await,
+                    CheckType::Dns => self.dns.probe(check, &mut out).await,
+                    CheckType::Icmp => icmp::probe(check, &mut out).await,
+                    CheckType::Postgres => postgres::probe(check, &mut out).await,
+                    CheckType::Redis => redis::probe(check, &mut out).await,
+                    CheckType::Smtp => smtp::probe(check, &mut out).await,
+                };
+                out.error = done.err();
+                out
+            }
+            .instrument(span.clone()),
+        )
         .await
         .unwrap_or_else(|_| Outcome {
             error: Some(format!(
@@ -89,6 +104,7 @@ impl Prober {
             ..Outcome::default()
         });
         let latency_ms = started.elapsed().as_secs_f64() * 1000.0;
+        span.record("latency_ms", latency_ms);
         outcome.seen.response_time_ms = latency_ms;
         if outcome.error.is_none() {
             let failed: Vec<String> = check
@@ -99,6 +115,10 @@ impl Prober {
             if !failed.is_empty() {
                 outcome.error = Some(format!("condition failed: {}", failed.join("; ")));
             }
+        }
+        span.record("ok", outcome.error.is_none());
+        if let Some(e) = &outcome.error {
+            span.record("error", e.as_str());
         }
         CheckResult {
             check: check.name.clone(),

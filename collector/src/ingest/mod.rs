@@ -11,6 +11,8 @@ use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use lookout_protocol::{Assignments, DecodeError, Encoding, decode_batch};
+use tracing::Instrument as _;
+use tracing::field::Empty;
 
 use crate::error::AppError;
 use crate::state::{AppState, Credential};
@@ -58,6 +60,11 @@ pub async fn ingest(
     result
 }
 
+#[tracing::instrument(
+    name = "ingest",
+    skip_all,
+    fields(agent = Empty, batch = Empty, records = Empty, duplicate = Empty, bytes = Empty)
+)]
 async fn ingest_batch(
     state: &Arc<AppState>,
     headers: &HeaderMap,
@@ -65,6 +72,8 @@ async fn ingest_batch(
 ) -> Result<Json<IngestOutcome>, AppError> {
     // Authenticate before reading the body, so that nobody without a token makes us buffer.
     let agent = authenticate(state, headers)?;
+    let span = tracing::Span::current();
+    span.record("agent", agent.name.as_str());
     // Bounded work in progress: past it, answer at once rather than buffer more bodies.
     let _slot = state
         .ingest_slots()
@@ -106,6 +115,9 @@ async fn ingest_batch(
             batch.agent, agent.name
         )));
     }
+    span.record("batch", tracing::field::display(&batch.batch_id));
+    span.record("records", batch.records.len());
+    span.record("bytes", bytes.len());
     if let Some(n) = headers
         .get(lookout_agent::client::BACKLOG_HEADER)
         .and_then(|v| v.to_str().ok())
@@ -117,7 +129,13 @@ async fn ingest_batch(
     let outcome = state
         .store
         .ingest(&agent.name, &batch, crate::clock::now())
+        .instrument(tracing::info_span!("store", records = batch.records.len()))
         .await?;
+    state.metrics.store_write(started.elapsed().as_secs_f64());
+    span.record("duplicate", outcome.duplicate);
+    if !outcome.duplicate {
+        state.forwarder.forward(&agent.name, &batch.records);
+    }
     if !outcome.duplicate && state.log_feed.receiver_count() > 0 {
         for r in &batch.records {
             if let lookout_protocol::Record::Log(l) = r {
@@ -140,6 +158,7 @@ async fn ingest_batch(
         if let Err(e) = state
             .rules
             .on_batch(&agent.name, crate::clock::now(), &batch.records)
+            .instrument(tracing::info_span!("evaluate", trigger = "batch"))
             .await
         {
             tracing::error!(agent = %agent.name, error = %e, "rule evaluation failed");

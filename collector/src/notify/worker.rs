@@ -312,6 +312,17 @@ impl Worker {
     }
 }
 
+#[tracing::instrument(
+    name = "notify",
+    skip_all,
+    fields(
+        channel = rows.first().map_or("", |r| r.channel.as_str()),
+        group = group_key,
+        alerts = rows.len(),
+        digest,
+    ),
+    err(Display, level = "warn"),
+)]
 async fn send_group(
     sender: &dyn Sender,
     group_key: &str,

@@ -1,0 +1,259 @@
+//! The agent's own figures, served in the Prometheus text format at `/metrics` on
+//! `[telemetry] metrics_listen` (off by default). Names live here, in one place:
+//!
+//! - `lookout_agent_probes_total{check, outcome}`: probes run, `ok` or `failed`;
+//! - `lookout_agent_probe_latency_seconds{check}`: the latest probe's duration;
+//! - `lookout_agent_batches_total{outcome}`: batches `sent` (stored by the collector), `retry`
+//!   (failed, kept for the next try) or `rejected` (refused for good, set aside);
+//! - `lookout_agent_shipped_records_total`: records in batches the collector stored;
+//! - `lookout_agent_host_metric_samples_total`: host metric samples taken;
+//! - `lookout_agent_spool_backlog_records`, `lookout_agent_spool_size_bytes`: what waits in
+//!   the spool (read at each scrape);
+//! - `lookout_agent_spool_dropped_records_total`: records dropped because the spool was full.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::{Request, Response, StatusCode};
+use hyper_util::rt::TokioIo;
+use prometheus::{GaugeVec, IntCounter, IntCounterVec, IntGauge, Opts, Registry, TextEncoder};
+use tokio_util::sync::CancellationToken;
+
+use crate::spool::Spool;
+
+/// The registry and the agent's metrics. Counting costs an atomic add whether or not anything
+/// scrapes.
+#[derive(Debug)]
+pub struct AgentMetrics {
+    registry: Registry,
+    probes: IntCounterVec,
+    probe_latency: GaugeVec,
+    batches: IntCounterVec,
+    shipped: IntCounter,
+    host_samples: IntCounter,
+    backlog: IntGauge,
+    spool_bytes: IntGauge,
+    dropped: IntCounter,
+}
+
+fn opts(name: &str, help: &str) -> Opts {
+    Opts::new(name, help).namespace("lookout_agent")
+}
+
+/// Registers one metric; names are fixed here, so only a programming error can fail it.
+fn register<M: prometheus::core::Collector + Clone + 'static>(registry: &Registry, m: M) -> M {
+    registry
+        .register(Box::new(m.clone()))
+        .expect("metric names are unique and valid");
+    m
+}
+
+impl Default for AgentMetrics {
+    fn default() -> Self {
+        let r = Registry::new();
+        Self {
+            probes: register(
+                &r,
+                IntCounterVec::new(
+                    opts(
+                        "probes_total",
+                        "Probes run, by check and outcome (ok, failed).",
+                    ),
+                    &["check", "outcome"],
+                )
+                .expect("valid metric"),
+            ),
+            probe_latency: register(
+                &r,
+                GaugeVec::new(
+                    opts(
+                        "probe_latency_seconds",
+                        "The latest probe's duration, by check.",
+                    ),
+                    &["check"],
+                )
+                .expect("valid metric"),
+            ),
+            batches: register(
+                &r,
+                IntCounterVec::new(
+                    opts(
+                        "batches_total",
+                        "Batches shipped, by outcome: sent, retry, rejected.",
+                    ),
+                    &["outcome"],
+                )
+                .expect("valid metric"),
+            ),
+            shipped: register(
+                &r,
+                IntCounter::with_opts(opts(
+                    "shipped_records_total",
+                    "Records in batches the collector stored.",
+                ))
+                .expect("valid metric"),
+            ),
+            host_samples: register(
+                &r,
+                IntCounter::with_opts(opts(
+                    "host_metric_samples_total",
+                    "Host metric samples taken.",
+                ))
+                .expect("valid metric"),
+            ),
+            backlog: register(
+                &r,
+                IntGauge::with_opts(opts(
+                    "spool_backlog_records",
+                    "Records in the spool waiting to be shipped.",
+                ))
+                .expect("valid metric"),
+            ),
+            spool_bytes: register(
+                &r,
+                IntGauge::with_opts(opts("spool_size_bytes", "The spool's size on disk."))
+                    .expect("valid metric"),
+            ),
+            dropped: register(
+                &r,
+                IntCounter::with_opts(opts(
+                    "spool_dropped_records_total",
+                    "Records dropped because the spool was full.",
+                ))
+                .expect("valid metric"),
+            ),
+            registry: r,
+        }
+    }
+}
+
+/// How a batch's delivery ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Shipped {
+    /// Stored by the collector.
+    Sent,
+    /// Failed; kept for the next try.
+    Retry,
+    /// Refused for good; set aside.
+    Rejected,
+}
+
+impl AgentMetrics {
+    /// Counts a probe of `check`.
+    pub fn probe(&self, check: &str, ok: bool, latency_seconds: f64) {
+        let outcome = if ok { "ok" } else { "failed" };
+        self.probes.with_label_values(&[check, outcome]).inc();
+        self.probe_latency
+            .with_label_values(&[check])
+            .set(latency_seconds);
+    }
+
+    /// Forgets a check that no longer runs.
+    pub fn check_stopped(&self, check: &str) {
+        for outcome in ["ok", "failed"] {
+            let _ = self.probes.remove_label_values(&[check, outcome]);
+        }
+        let _ = self.probe_latency.remove_label_values(&[check]);
+    }
+
+    /// Counts a batch of `records` records that ended as `outcome`.
+    pub fn batch(&self, outcome: Shipped, records: usize) {
+        let label = match outcome {
+            Shipped::Sent => "sent",
+            Shipped::Retry => "retry",
+            Shipped::Rejected => "rejected",
+        };
+        self.batches.with_label_values(&[label]).inc();
+        if outcome == Shipped::Sent {
+            self.shipped.inc_by(records as u64);
+        }
+    }
+
+    /// Counts `n` host metric samples.
+    pub fn host_samples(&self, n: usize) {
+        self.host_samples.inc_by(n as u64);
+    }
+
+    /// The exposition text, with the spool's figures as they are now.
+    pub fn render(&self, spool: &Spool) -> String {
+        self.backlog
+            .set(i64::try_from(spool.backlog()).unwrap_or(i64::MAX));
+        self.spool_bytes
+            .set(i64::try_from(spool.bytes()).unwrap_or(i64::MAX));
+        // The spool keeps its own total; the counter catches up to it.
+        let dropped = spool.dropped();
+        if dropped > self.dropped.get() {
+            self.dropped.inc_by(dropped - self.dropped.get());
+        }
+        TextEncoder::new()
+            .encode_to_string(&self.registry.gather())
+            .unwrap_or_default()
+    }
+}
+
+/// Serves `GET /metrics` on `addr` until `stop`. Binding is done before returning, so a port
+/// in use is an error at start, not a silent absence.
+pub async fn serve(
+    addr: SocketAddr,
+    metrics: Arc<AgentMetrics>,
+    spool: Arc<Spool>,
+    stop: CancellationToken,
+) -> std::io::Result<tokio::task::JoinHandle<()>> {
+    let listener = tokio::net::TcpListener::bind(addr).await?;
+    tracing::info!(addr = %listener.local_addr()?, "serving the agent's /metrics");
+    Ok(tokio::spawn(async move {
+        loop {
+            let (stream, _) = tokio::select! {
+                () = stop.cancelled() => return,
+                accepted = listener.accept() => match accepted {
+                    Ok(a) => a,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "accepting a /metrics connection failed");
+                        continue;
+                    }
+                },
+            };
+            let metrics = metrics.clone();
+            let spool = spool.clone();
+            tokio::spawn(async move {
+                let service =
+                    hyper::service::service_fn(move |req: Request<hyper::body::Incoming>| {
+                        let response = answer(&req, &metrics, &spool);
+                        async move { Ok::<_, std::convert::Infallible>(response) }
+                    });
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(TokioIo::new(stream), service)
+                    .await;
+            });
+        }
+    }))
+}
+
+fn answer<B>(req: &Request<B>, metrics: &AgentMetrics, spool: &Spool) -> Response<Full<Bytes>> {
+    let (status, content_type, body) = match (req.method(), req.uri().path()) {
+        (&hyper::Method::GET, "/metrics") => (
+            StatusCode::OK,
+            "text/plain; version=0.0.4; charset=utf-8",
+            metrics.render(spool),
+        ),
+        (_, "/metrics") => (
+            StatusCode::METHOD_NOT_ALLOWED,
+            "text/plain; charset=utf-8",
+            "only GET\n".to_string(),
+        ),
+        _ => (
+            StatusCode::NOT_FOUND,
+            "text/plain; charset=utf-8",
+            "not found: the agent serves /metrics only\n".to_string(),
+        ),
+    };
+    let mut response = Response::new(Full::new(Bytes::from(body)));
+    *response.status_mut() = status;
+    response.headers_mut().insert(
+        hyper::header::CONTENT_TYPE,
+        hyper::header::HeaderValue::from_static(content_type),
+    );
+    response
+}
