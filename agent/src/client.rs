@@ -94,6 +94,7 @@ impl CollectorClient {
     /// `backlog`: the records waiting in the spool, this batch's included.
     #[tracing::instrument(
         name = "ship",
+        level = "debug",
         skip_all,
         fields(batch = %batch.batch_id, records = batch.records.len(), backlog),
         err(Display, level = "debug"),

@@ -3,7 +3,8 @@
 //! to Sentry. [`init`] sets it all up once, before the runtime starts; the parts that are off
 //! install no layer and cost nothing.
 //!
-//! Spans exported: on the agent `probe` (with `check`, `type`, and the phases `dns`, `connect`,
+//! Spans are at debug level: their callsites are off unless an exporter (or `--log-level
+//! debug`) wants them. Spans exported: on the agent `probe` (with `check`, `type`, and the phases `dns`, `connect`,
 //! `tls` and `ttfb` as child spans of HTTP probes) and `ship` (a batch sent); on the collector
 //! `ingest` (a batch), `store` (its write), `evaluate` (rules over it), `notify` (a message
 //! sent). The resource names the service (`lookout-agent` or `lookout-collector`), its version,
@@ -209,12 +210,19 @@ pub fn init(o: Options<'_>) -> Result<Guard, TelemetryError> {
             .with_current_span(true)
             .boxed(),
     };
-    // Spans of other crates (hyper, sqlx) are at debug or below: INFO keeps the export to
-    // Lookout's own work.
+    // Lookout's spans are at debug level, so that without an exporter (and at the default
+    // log level) their callsites are off and cost nothing. The exporter takes Lookout's spans
+    // at debug and up, and events at info and up (they become span events).
     let otel_layer = tracer.as_ref().map(|provider| {
         tracing_opentelemetry::layer()
             .with_tracer(provider.tracer(o.service))
-            .with_filter(LevelFilter::INFO)
+            .with_filter(filter_fn(|m| {
+                if m.is_span() {
+                    m.target().starts_with("lookout_") && *m.level() <= Level::DEBUG
+                } else {
+                    *m.level() <= Level::INFO
+                }
+            }))
     });
     let sentry_layers = sentry.as_ref().map(|_| {
         // Errors become events; warnings and info become breadcrumbs that go with the next one.

@@ -135,11 +135,11 @@ async fn hop(
         .port_or_known_default()
         .unwrap_or(if https { 443 } else { 80 });
     let (addrs, dns_ms) = net::resolve(&host, port, check.ip_version)
-        .instrument(tracing::info_span!("dns", host = %host))
+        .instrument(tracing::debug_span!("dns", host = %host))
         .await?;
     add(&mut out.timings.dns_ms, dns_ms);
     let (stream, addr, connect_ms) = net::connect(&addrs)
-        .instrument(tracing::info_span!("connect"))
+        .instrument(tracing::debug_span!("connect"))
         .await?;
     out.seen.connected = true;
     out.seen.ip = Some(addr.ip().to_string());
@@ -148,7 +148,7 @@ async fn hop(
         let (stream, facts) = client
             .tls
             .handshake(stream, &host, check.ca.as_deref(), check.tls_verify)
-            .instrument(tracing::info_span!("tls"))
+            .instrument(tracing::debug_span!("tls"))
             .await?;
         add(&mut out.timings.tls_ms, Some(facts.handshake_ms));
         out.seen.certificate_expiration = facts.time_left();
@@ -190,7 +190,7 @@ async fn hop(
     let sent = Instant::now();
     let response = sender
         .send_request(request)
-        .instrument(tracing::info_span!("ttfb"))
+        .instrument(tracing::debug_span!("ttfb"))
         .await;
     let response = match response {
         Ok(r) => r,

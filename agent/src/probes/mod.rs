@@ -66,7 +66,7 @@ impl Prober {
         let _slot = self.running.acquire().await;
         let time = Utc::now();
         let started = Instant::now();
-        let span = tracing::info_span!(
+        let span = tracing::debug_span!(
             "probe",
             check = %check.name,
             r#type = check.kind.as_str(),

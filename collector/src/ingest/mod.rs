@@ -62,6 +62,7 @@ pub async fn ingest(
 
 #[tracing::instrument(
     name = "ingest",
+    level = "debug",
     skip_all,
     fields(agent = Empty, batch = Empty, records = Empty, duplicate = Empty, bytes = Empty)
 )]
@@ -129,7 +130,7 @@ async fn ingest_batch(
     let outcome = state
         .store
         .ingest(&agent.name, &batch, crate::clock::now())
-        .instrument(tracing::info_span!("store", records = batch.records.len()))
+        .instrument(tracing::debug_span!("store", records = batch.records.len()))
         .await?;
     state.metrics.store_write(started.elapsed().as_secs_f64());
     span.record("duplicate", outcome.duplicate);
@@ -158,7 +159,7 @@ async fn ingest_batch(
         if let Err(e) = state
             .rules
             .on_batch(&agent.name, crate::clock::now(), &batch.records)
-            .instrument(tracing::info_span!("evaluate", trigger = "batch"))
+            .instrument(tracing::debug_span!("evaluate", trigger = "batch"))
             .await
         {
             tracing::error!(agent = %agent.name, error = %e, "rule evaluation failed");

@@ -314,6 +314,7 @@ impl Worker {
 
 #[tracing::instrument(
     name = "notify",
+    level = "debug",
     skip_all,
     fields(
         channel = rows.first().map_or("", |r| r.channel.as_str()),
