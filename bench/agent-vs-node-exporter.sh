@@ -12,9 +12,12 @@ command -v prometheus-node-exporter >/dev/null || {
 }
 # The Debian package starts a service on :9100 where systemd runs; use our own instance.
 systemctl stop prometheus-node-exporter 2>/dev/null || true
-# The agent as it is deployed: its own profile (Cargo.toml, [profile.agent]).
-cargo build --release -q -p lookout-collector
-cargo build --profile agent -q -p lookout-agent --bin lookout-agent
+# The agent as it is deployed: its own profile (Cargo.toml, [profile.agent]). SKIP_BUILD=1 uses
+# the binaries already built.
+if [ -z "${SKIP_BUILD:-}" ]; then
+  cargo build --release -q -p lookout-collector
+  cargo build --profile agent -q -p lookout-agent --bin lookout-agent
+fi
 work=$(mktemp -d)
 trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$work"' EXIT
 port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
