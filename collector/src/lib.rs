@@ -18,6 +18,7 @@
 
 pub mod api;
 pub mod clock;
+pub mod cluster;
 pub mod error;
 pub mod forward;
 pub mod ingest;
@@ -96,6 +97,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/api/v1/checks/{name}/results", get(api::results))
         .route("/api/v1/checks/{name}/uptime", get(api::uptime::uptime))
         .route("/api/v1/hosts", get(api::hosts))
+        .route("/api/v1/cluster", get(api::cluster::cluster))
         .route("/api/v1/metrics", get(api::metrics::metrics))
         .route("/api/v1/alerts", get(api::alerts))
         .route("/api/v1/alerts/{id}/ack", post(api::ack))
@@ -169,8 +171,13 @@ pub async fn build_state(
         queued,
         metrics.clone(),
     ));
+    let leadership = if store.shared() {
+        cluster::Leadership::contender()
+    } else {
+        cluster::Leadership::always()
+    };
     Ok(Arc::new(AppState::new(
-        store, config, local, rules, notifier, metrics,
+        store, config, local, rules, notifier, metrics, leadership,
     )))
 }
 
@@ -219,15 +226,50 @@ pub async fn start(config: CollectorConfig) -> Result<Running, CollectorError> {
         _ => None,
     };
     let retention = store::Retention::from(&config.storage);
+    let public = config
+        .server
+        .public_url
+        .clone()
+        .unwrap_or_else(|| format!("http://{addr}"));
     let state = build_state(store.clone(), config, local).await?;
+    let _ = state.me.set(cluster::Me::new(public));
     let notifier = state.notifier.clone();
     let shutdown = CancellationToken::new();
     let upkeep_stop = CancellationToken::new();
-    let upkeep = tokio::spawn(maintenance::run(store, retention, upkeep_stop.clone()));
+    if store.shared() {
+        tokio::spawn(cluster::campaign(
+            url.clone(),
+            state.leadership.clone(),
+            upkeep_stop.clone(),
+        ));
+        tokio::spawn(cluster::evaluate_queue(
+            store.clone(),
+            state.rules.clone(),
+            state.leadership.clone(),
+            state.evaluation_wake.clone(),
+            state.metrics.clone(),
+            upkeep_stop.clone(),
+        ));
+    }
+    if let Some(me) = state.me.get() {
+        tokio::spawn(cluster::announce(
+            store.clone(),
+            me.clone(),
+            state.leadership.clone(),
+            upkeep_stop.clone(),
+        ));
+    }
+    let upkeep = tokio::spawn(maintenance::run(
+        store,
+        retention,
+        state.leadership.clone(),
+        upkeep_stop.clone(),
+    ));
     let sender = tokio::spawn(notifier.run(upkeep_stop.clone()));
     tokio::spawn(rules::run_ticks(
         state.rules.clone(),
         state.metrics.clone(),
+        state.leadership.clone(),
         upkeep_stop.clone(),
     ));
     let server_stop = CancellationToken::new();

@@ -20,12 +20,21 @@ pub const RETENTION_EVERY: Duration = Duration::from_secs(60);
 const BETWEEN_STEPS: Duration = Duration::from_millis(5);
 
 /// Runs until `shutdown`.
-pub async fn run(store: Arc<dyn Store>, retention: Retention, shutdown: CancellationToken) {
+pub async fn run(
+    store: Arc<dyn Store>,
+    retention: Retention,
+    leadership: Arc<crate::cluster::Leadership>,
+    shutdown: CancellationToken,
+) {
     let mut last_retention: Option<Instant> = None;
     loop {
         tokio::select! {
             () = shutdown.cancelled() => return,
             () = tokio::time::sleep(ROLLUP_EVERY) => {}
+        }
+        // One collector of a shared database rolls up and deletes: the leader.
+        if !leadership.leads() {
+            continue;
         }
         if let Err(e) = roll_up_all(&*store, &shutdown).await {
             tracing::warn!(error = %e, "rollup step failed; retrying at the next pass");

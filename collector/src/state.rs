@@ -54,6 +54,14 @@ pub struct AppState {
     pub notifier: Arc<crate::notify::Worker>,
     /// The collector's own figures, for `/metrics`.
     pub metrics: Arc<crate::telemetry::Metrics>,
+    /// Whether this collector leads: evaluates rules, owns alert state, rolls up
+    /// ([`crate::cluster`]).
+    pub leadership: Arc<crate::cluster::Leadership>,
+    /// Wakes the leader's evaluation of queued batches after this collector stored one (shared
+    /// databases only).
+    pub evaluation_wake: Arc<tokio::sync::Notify>,
+    /// This collector's identity in `GET /api/v1/cluster`, once it listens.
+    pub me: std::sync::OnceLock<crate::cluster::Me>,
     /// Copies stored batches to an OTLP receiver (`[telemetry] forward_endpoint`).
     pub forwarder: crate::forward::Forwarder,
     /// Log lines as they are stored (without ids), for live tails.
@@ -69,6 +77,7 @@ impl AppState {
         rules: Arc<crate::rules::Engine>,
         notifier: Arc<crate::notify::Worker>,
         metrics: Arc<crate::telemetry::Metrics>,
+        leadership: Arc<crate::cluster::Leadership>,
     ) -> Self {
         let credentials = credentials(&config, local.as_ref());
         let ingest_slots = Arc::new(tokio::sync::Semaphore::new(
@@ -89,6 +98,9 @@ impl AppState {
             log_feed: tokio::sync::broadcast::channel(crate::api::logs::TAIL_BUFFER).0,
             forwarder,
             metrics,
+            leadership,
+            evaluation_wake: Arc::new(tokio::sync::Notify::new()),
+            me: std::sync::OnceLock::new(),
         }
     }
 

@@ -75,6 +75,7 @@ impl Harness {
         tokio::spawn(lookout_collector::rules::run_ticks(
             state.rules.clone(),
             state.metrics.clone(),
+            state.leadership.clone(),
             stop.clone(),
         ));
         Harness {

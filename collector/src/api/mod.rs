@@ -1,5 +1,6 @@
 //! The JSON API under `/api/v1`: checks and their state, raw results, hosts.
 
+pub mod cluster;
 pub mod logs;
 pub mod metrics;
 pub mod ping;

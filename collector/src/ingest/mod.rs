@@ -152,7 +152,10 @@ async fn ingest_batch(
             }
         }
     }
-    if !outcome.duplicate {
+    if !outcome.duplicate && state.store.shared() {
+        // Queued with the batch for the leader, whichever collector that is (cluster.rs).
+        state.evaluation_wake.notify_one();
+    } else if !outcome.duplicate {
         // The batch is stored whatever happens here; a failed evaluation is rebuilt from the
         // next results (see rules::engine).
         state.metrics.evaluation("batch");
@@ -215,11 +218,15 @@ pub async fn assignments(
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok())
         .map(|ms| std::time::Duration::from_millis(ms.clamp(1_000, 86_400_000)));
-    state.metrics.evaluation("poll");
-    if let Err(e) = state
-        .rules
-        .on_poll(&agent.name, crate::clock::now(), poll)
-        .await
+    // On a shared database only the leader evaluates; its ticks see the agent's row.
+    if state.leadership.leads()
+        && let Err(e) = {
+            state.metrics.evaluation("poll");
+            state
+                .rules
+                .on_poll(&agent.name, crate::clock::now(), poll)
+                .await
+        }
     {
         tracing::error!(agent = %agent.name, error = %e, "rule evaluation failed");
     }

@@ -46,6 +46,24 @@ pub const AGENT_RULE: &str = "agent";
 /// The rule name of push monitor alerts.
 pub const HEARTBEAT_RULE: &str = "heartbeat";
 
+/// Takes into `into` the pings of `stored` that are newer.
+fn merge_pings(into: &mut HeartbeatRow, stored: &HeartbeatRow) {
+    into.name.clone_from(&stored.name);
+    let newer = |a: &mut Option<DateTime<Utc>>, b: Option<DateTime<Utc>>| {
+        if b > *a {
+            *a = b;
+        }
+    };
+    let before = into.last_success.max(into.last_start).max(into.last_fail);
+    newer(&mut into.last_success, stored.last_success);
+    newer(&mut into.last_start, stored.last_start);
+    newer(&mut into.last_fail, stored.last_fail);
+    let after = into.last_success.max(into.last_start).max(into.last_fail);
+    if after > before && stored.last_exit_code.is_some() {
+        into.last_exit_code = stored.last_exit_code;
+    }
+}
+
 /// An uptime alert's fingerprint.
 pub fn uptime_fingerprint(check: &str) -> String {
     format!("{UPTIME_RULE}/{check}")
@@ -257,6 +275,25 @@ impl Engine {
         queued: Arc<Notify>,
     ) -> Result<Self, StoreError> {
         let settings = Settings::new(config);
+        let state = Self::read_state(&*store, &settings).await?;
+        Ok(Self {
+            store,
+            settings: std::sync::RwLock::new(Arc::new(settings)),
+            state: Mutex::new(state),
+            queued,
+        })
+    }
+
+    /// Reads the running state back from the store, as at start: for a collector that takes
+    /// the lead from another (cluster.rs), whose evaluations it has not seen.
+    pub async fn resume(&self) -> Result<(), StoreError> {
+        let settings = self.settings();
+        let mut state = self.state.lock().await;
+        *state = Self::read_state(&*self.store, &settings).await?;
+        Ok(())
+    }
+
+    async fn read_state(store: &dyn Store, settings: &Settings) -> Result<State, StoreError> {
         let stored = store.alerts(&AlertState::ALL).await?;
         let now = crate::clock::now();
         let mut state = State::default();
@@ -305,12 +342,7 @@ impl Engine {
                     .resume_vantage(&r.agent, r.time, r.ok, r.error.as_deref());
             }
         }
-        Ok(Self {
-            store,
-            settings: std::sync::RwLock::new(Arc::new(settings)),
-            state: Mutex::new(state),
-            queued,
-        })
+        Ok(state)
     }
 
     /// Takes new settings from a reloaded configuration (running state is kept).
@@ -558,6 +590,12 @@ impl Engine {
         state.logs.configure(&settings.log_rules);
         let verdicts = state.logs.tick(now);
         self.apply_verdicts(&mut state, &settings, verdicts).await?;
+        if self.store.shared() {
+            // Pings that reached other collectors are only in the store.
+            for stored in self.store.heartbeats().await? {
+                merge_pings(state.beats.entry(stored.name.clone()).or_default(), &stored);
+            }
+        }
         let beats: Vec<String> = settings.heartbeats.keys().cloned().collect();
         for name in &beats {
             self.evaluate_heartbeat(&mut state, &settings, name, now)
@@ -593,7 +631,20 @@ impl Engine {
     /// Every configured push monitor's state at `now`, with its latest pings.
     pub async fn heartbeats(&self, now: DateTime<Utc>) -> Vec<HeartbeatView> {
         let settings = self.settings();
-        let state = self.state.lock().await;
+        let mut state = self.state.lock().await;
+        if self.store.shared() {
+            // Another collector may have taken the latest pings (and lead).
+            match self.store.heartbeats().await {
+                Ok(rows) => {
+                    for stored in rows {
+                        merge_pings(state.beats.entry(stored.name.clone()).or_default(), &stored);
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot read pings; showing what this collector saw")
+                }
+            }
+        }
         settings
             .heartbeats
             .values()

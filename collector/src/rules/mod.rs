@@ -21,12 +21,17 @@ pub const TICK_EVERY: std::time::Duration = std::time::Duration::from_secs(5);
 pub async fn run_ticks(
     engine: std::sync::Arc<Engine>,
     metrics: std::sync::Arc<crate::telemetry::Metrics>,
+    leadership: std::sync::Arc<crate::cluster::Leadership>,
     stop: tokio_util::sync::CancellationToken,
 ) {
     loop {
         tokio::select! {
             () = stop.cancelled() => return,
             () = tokio::time::sleep(TICK_EVERY) => {}
+        }
+        // Another collector leads: its ticks decide.
+        if !leadership.leads() {
+            continue;
         }
         metrics.evaluation("tick");
         if let Err(e) = engine.tick(crate::clock::now()).await {

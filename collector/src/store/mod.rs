@@ -18,6 +18,7 @@
 //! - Schema versions are applied in order at start; a database newer than the binary is refused.
 
 pub mod alerting;
+pub mod cluster;
 pub mod histogram;
 pub mod postgres;
 pub mod rollup;
@@ -289,7 +290,9 @@ impl From<&lookout_config::StorageConfig> for Retention {
 
 /// Everything the collector keeps.
 #[async_trait]
-pub trait Store: alerting::AlertStore + Send + Sync + std::fmt::Debug {
+pub trait Store:
+    alerting::AlertStore + cluster::ClusterStore + Send + Sync + std::fmt::Debug
+{
     /// Stores a batch from `agent` atomically, once per (agent, batch id), and marks the agent
     /// seen at `received`. Returns only after the data is durable.
     async fn ingest(

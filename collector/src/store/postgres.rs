@@ -3,9 +3,10 @@
 //! same queries as SQLite. Migrations take an advisory lock, so collectors starting together
 //! migrate once.
 //!
-//! Several collectors may ingest into one database. The rollup step follows raw row ids; with
-//! concurrent writers an id can commit after a larger one, so rollups are to run on one
-//! collector at a time (the leader, in the high-availability issue).
+//! Several collectors may share one database (docs/high-availability.md): each stored batch is
+//! also queued for the leader's rule evaluation. The rollup step follows raw row ids and runs on
+//! the leader only; with concurrent writers an id can commit after a larger one that a rollup
+//! already passed, and such a row is then missing from the rollups (the raw row is kept).
 
 use std::str::FromStr;
 use std::time::Duration;
@@ -14,6 +15,7 @@ use sqlx::Postgres;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 
 use super::StoreError;
+use super::cluster::sql_cluster_store;
 use super::sql::{SeriesCache, postgres_ddl, sql_store};
 use super::sql_alerting::sql_alert_store;
 
@@ -29,6 +31,10 @@ impl PgStore {
     const SIZE_SQL: &'static str = "SELECT pg_database_size(current_database())";
     /// Any fixed key; held until the migration transaction ends.
     const MIGRATION_LOCK: Option<&'static str> = Some("SELECT pg_advisory_xact_lock(7700100)");
+    /// Several collectors may share the database: batches are queued for the leader.
+    const SHARED: bool = true;
+    /// Claimers pass over outbox rows another sender is claiming.
+    const CLAIM_LOCK: &'static str = " FOR UPDATE OF o SKIP LOCKED";
 
     /// PostgreSQL's planner weighs the GIN index against the time index itself.
     async fn text_is_common(_: &sqlx::Pool<Postgres>, _: &str) -> Result<bool, StoreError> {
@@ -66,3 +72,4 @@ impl PgStore {
 
 sql_store!(PgStore, Postgres);
 sql_alert_store!(PgStore, Postgres);
+sql_cluster_store!(PgStore, Postgres);

@@ -19,6 +19,7 @@ pub const MIGRATIONS: &[&str] = &[
     include_str!("schema_v2.sql"),
     include_str!("schema_v3.sql"),
     include_str!("schema_v4.sql"),
+    include_str!("schema_v5.sql"),
 ];
 
 /// The SQLite schema text turned into PostgreSQL's: the type names differ, lines that end
@@ -501,6 +502,20 @@ macro_rules! sql_store {
                 if !fresh {
                     tx.rollback().await?;
                     return Ok($crate::store::IngestOutcome { stored: 0, duplicate: true });
+                }
+                if Self::SHARED {
+                    // For the leader's evaluation, whichever collector it is (store/cluster.rs).
+                    let records = serde_json::to_string(&batch.records).map_err(|e| {
+                        $crate::store::StoreError::Corrupt(format!("queueing a batch for evaluation: {e}"))
+                    })?;
+                    sqlx::query(
+                        "INSERT INTO evaluation_queue (agent, received_ms, records) VALUES ($1, $2, $3)",
+                    )
+                    .bind(agent)
+                    .bind(ms(&received))
+                    .bind(records)
+                    .execute(&mut *tx)
+                    .await?;
                 }
                 // Rows go in as multi-row INSERTs of at most ROWS_PER_STATEMENT; the "latest"
                 // tables get the newest row of each series in the batch (one upsert can touch a

@@ -3,7 +3,9 @@
 //!
 //! Claiming repeats its conditions in the outer `UPDATE`: under PostgreSQL's read committed, a
 //! second claimer blocked on a row re-checks only the outer `WHERE` once the first commits, and
-//! would otherwise take a row the first one just leased.
+//! would otherwise take a row the first one just leased. On PostgreSQL the candidate rows are
+//! also locked with `FOR UPDATE SKIP LOCKED` (the backend's `CLAIM_LOCK`), so a second sender
+//! passes over rows being claimed instead of waiting for them.
 
 /// Expands the shared implementation of `AlertStore` for a backend struct over `$db`.
 macro_rules! sql_alert_store {
@@ -281,7 +283,8 @@ macro_rules! sql_alert_store {
             ) -> Result<Vec<$crate::store::alerting::Notification>, $crate::store::StoreError> {
                 use sqlx::Row;
                 use $crate::store::sql::ms;
-                let rows = sqlx::query(
+                // The statement's text varies only by the backend's constant.
+                let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
                     "UPDATE outbox SET lease_owner = $1, lease_until_ms = $2
                      WHERE state = 'pending' AND (lease_until_ms IS NULL OR lease_until_ms < $3)
                        AND id IN (SELECT o.id FROM outbox o
@@ -291,9 +294,10 @@ macro_rules! sql_alert_store {
                              WHERE d.channel = o.channel AND d.group_key = o.group_key
                                AND d.state = 'pending' AND d.next_attempt_ms <= $3
                                AND (d.lease_until_ms IS NULL OR d.lease_until_ms < $3))))
-                         ORDER BY o.id LIMIT $4)
+                         ORDER BY o.id LIMIT $4{})
                      RETURNING id, channel, dedup_key, group_key, payload, attempts, created_ms",
-                )
+                    Self::CLAIM_LOCK
+                )))
                 .bind(owner)
                 .bind(ms(&lease_until))
                 .bind(ms(&now))

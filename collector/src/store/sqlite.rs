@@ -11,6 +11,7 @@ use sqlx::Sqlite;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 
 use super::StoreError;
+use super::cluster::sql_cluster_store;
 use super::sql::{SeriesCache, sql_store};
 use super::sql_alerting::sql_alert_store;
 
@@ -26,6 +27,10 @@ impl SqliteStore {
     const SIZE_SQL: &'static str =
         "SELECT page_count * page_size FROM pragma_page_count(), pragma_page_size()";
     const MIGRATION_LOCK: Option<&'static str> = None;
+    /// One collector per SQLite file: it evaluates what it stores, in process.
+    const SHARED: bool = false;
+    /// SQLite has one writer at a time: nothing to skip.
+    const CLAIM_LOCK: &'static str = "";
 
     /// Matches past which a search's words count as common.
     const COMMON_MATCHES: i64 = 20_000;
@@ -104,3 +109,4 @@ impl SqliteStore {
 
 sql_store!(SqliteStore, Sqlite);
 sql_alert_store!(SqliteStore, Sqlite);
+sql_cluster_store!(SqliteStore, Sqlite);

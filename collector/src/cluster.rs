@@ -1,0 +1,302 @@
+//! Several collectors on one PostgreSQL database (docs/high-availability.md).
+//!
+//! Every collector ingests, serves the API and the status page, and sends notifications (the
+//! outbox's leased claims keep a message from going out twice). Exactly one, the leader,
+//! evaluates rules and owns alert transitions, rolls up and applies retention. The leader is the
+//! holder of a session-level PostgreSQL advisory lock on a connection of its own; when it dies
+//! its connection closes, the server releases the lock, and the next collector to try (each
+//! tries every second) leads. A leader that cannot reach its connection for
+//! [`LEADER_CHECK_TIMEOUT`] stops leading at once.
+//!
+//! Batches reach the leader through the store: each collector queues every stored batch in the
+//! batch's own transaction ([`crate::store::cluster`]), and the leader evaluates the queue in
+//! order and deletes what it evaluated. A new leader first reloads alert state from the store,
+//! then evaluates what is queued, so nothing that arrived meanwhile is skipped.
+//!
+//! With SQLite there is one collector; it leads from the start and evaluates in process.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use sqlx::Connection as _;
+use tokio::sync::{Notify, watch};
+use tokio_util::sync::CancellationToken;
+
+use crate::rules::Engine;
+use crate::store::Store;
+use crate::store::cluster::CollectorRow;
+use crate::telemetry::Metrics;
+
+/// The advisory lock's key: any fixed number, the same for every collector of one database.
+const LEADER_LOCK: i64 = 7_700_200;
+/// How often a follower tries to take the lock, and a leader checks its connection.
+const CAMPAIGN_EVERY: Duration = Duration::from_secs(1);
+/// A leader whose connection does not answer within this stops leading.
+pub const LEADER_CHECK_TIMEOUT: Duration = Duration::from_secs(3);
+/// How often each collector writes its row for `GET /api/v1/cluster`.
+pub const ANNOUNCE_EVERY: Duration = Duration::from_secs(2);
+/// Collectors whose row is older than this are not listed.
+pub const SEEN_WITHIN: Duration = Duration::from_secs(15);
+/// Batches evaluated per round.
+const QUEUE_ROUND: u32 = 100;
+/// The longest a queued batch from another collector waits for the leader to look.
+const QUEUE_POLL: Duration = Duration::from_millis(100);
+
+/// Whether this collector leads, and since when.
+#[derive(Debug)]
+pub struct Leadership {
+    since: watch::Sender<Option<DateTime<Utc>>>,
+}
+
+impl Leadership {
+    /// Leads from now on (one collector per database).
+    pub fn always() -> Arc<Self> {
+        Arc::new(Self {
+            since: watch::Sender::new(Some(crate::clock::now())),
+        })
+    }
+
+    /// Leads once it wins [`campaign`].
+    pub fn contender() -> Arc<Self> {
+        Arc::new(Self {
+            since: watch::Sender::new(None),
+        })
+    }
+
+    /// True while this collector leads.
+    pub fn leads(&self) -> bool {
+        self.since.borrow().is_some()
+    }
+
+    /// Since when it leads.
+    pub fn since(&self) -> Option<DateTime<Utc>> {
+        *self.since.borrow()
+    }
+
+    /// Follows changes.
+    pub fn watch(&self) -> watch::Receiver<Option<DateTime<Utc>>> {
+        self.since.subscribe()
+    }
+
+    fn set(&self, leads: bool) {
+        self.since.send_if_modified(|s| {
+            let changed = s.is_some() != leads;
+            if changed {
+                *s = leads.then(crate::clock::now);
+            }
+            changed
+        });
+    }
+}
+
+/// Holds or waits for the leader's lock on its own connection to `url`, until `stop`.
+pub async fn campaign(url: String, leadership: Arc<Leadership>, stop: CancellationToken) {
+    while !stop.is_cancelled() {
+        match lead_once(&url, &leadership, &stop).await {
+            Ok(()) => {}
+            Err(e) => tracing::warn!(error = %e, "leader election: no connection; retrying"),
+        }
+        if leadership.leads() {
+            leadership.set(false);
+            tracing::warn!("this collector no longer leads");
+        }
+        tokio::select! {
+            () = stop.cancelled() => return,
+            () = tokio::time::sleep(CAMPAIGN_EVERY) => {}
+        }
+    }
+}
+
+/// One connection's life: wait for the lock, then hold it while the connection answers.
+async fn lead_once(
+    url: &str,
+    leadership: &Leadership,
+    stop: &CancellationToken,
+) -> Result<(), sqlx::Error> {
+    let mut conn = tokio::time::timeout(LEADER_CHECK_TIMEOUT, sqlx::PgConnection::connect(url))
+        .await
+        .map_err(|_| sqlx::Error::PoolTimedOut)??;
+    // The server notices a vanished leader (a host gone, not just its process) within about
+    // 11 s and releases the lock; by default it would wait hours for TCP to give up.
+    sqlx::raw_sql(
+        "SET tcp_keepalives_idle = 5; SET tcp_keepalives_interval = 2; SET tcp_keepalives_count = 3",
+    )
+    .execute(&mut conn)
+    .await?;
+    loop {
+        let won: bool = sqlx::query_scalar("SELECT pg_try_advisory_lock($1)")
+            .bind(LEADER_LOCK)
+            .fetch_one(&mut conn)
+            .await?;
+        if won {
+            break;
+        }
+        tokio::select! {
+            () = stop.cancelled() => return Ok(()),
+            () = tokio::time::sleep(CAMPAIGN_EVERY) => {}
+        }
+    }
+    leadership.set(true);
+    tracing::info!("this collector leads: it evaluates rules and owns alert state");
+    loop {
+        tokio::select! {
+            () = stop.cancelled() => {
+                // Hand over at once rather than when the connection is noticed gone.
+                let _ = sqlx::query("SELECT pg_advisory_unlock($1)")
+                    .bind(LEADER_LOCK)
+                    .execute(&mut conn)
+                    .await;
+                let _ = conn.close().await;
+                return Ok(());
+            }
+            () = tokio::time::sleep(CAMPAIGN_EVERY) => {}
+        }
+        let alive = tokio::time::timeout(
+            LEADER_CHECK_TIMEOUT,
+            sqlx::query_scalar::<_, i32>("SELECT 1").fetch_one(&mut conn),
+        )
+        .await;
+        match alive {
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => return Err(e),
+            Err(_) => return Err(sqlx::Error::PoolTimedOut),
+        }
+    }
+}
+
+/// The leader's evaluation of queued batches (shared databases only): on taking the lead it
+/// reloads alert state, then evaluates the queue, woken by this collector's own ingests and
+/// otherwise every [`QUEUE_POLL`].
+pub async fn evaluate_queue(
+    store: Arc<dyn Store>,
+    engine: Arc<Engine>,
+    leadership: Arc<Leadership>,
+    wake: Arc<Notify>,
+    metrics: Arc<Metrics>,
+    stop: CancellationToken,
+) {
+    let mut changes = leadership.watch();
+    loop {
+        // Wait to lead.
+        while !leadership.leads() {
+            tokio::select! {
+                () = stop.cancelled() => return,
+                r = changes.changed() => if r.is_err() { return },
+            }
+        }
+        if let Err(e) = engine.resume().await {
+            tracing::error!(error = %e, "cannot reload alert state; retrying");
+            tokio::select! {
+                () = stop.cancelled() => return,
+                () = tokio::time::sleep(CAMPAIGN_EVERY) => {}
+            }
+            continue;
+        }
+        tracing::info!("alert state reloaded; evaluating queued batches");
+        while leadership.leads() && !stop.is_cancelled() {
+            let evaluated = match drain(&*store, &engine, &metrics).await {
+                Ok(n) => n,
+                Err(e) => {
+                    tracing::warn!(error = %e, "evaluating queued batches failed; retrying");
+                    0
+                }
+            };
+            if evaluated == QUEUE_ROUND as usize {
+                continue;
+            }
+            tokio::select! {
+                () = stop.cancelled() => return,
+                () = wake.notified() => {}
+                () = tokio::time::sleep(QUEUE_POLL) => {}
+                _ = changes.changed() => {}
+            }
+        }
+    }
+}
+
+/// Evaluates one round of queued batches; returns how many.
+async fn drain(
+    store: &dyn Store,
+    engine: &Engine,
+    metrics: &Metrics,
+) -> Result<usize, crate::store::StoreError> {
+    let batches = store.queued_batches(QUEUE_ROUND).await?;
+    let mut done = Vec::with_capacity(batches.len());
+    for b in &batches {
+        match &b.records {
+            Ok(records) => {
+                metrics.evaluation("batch");
+                // A failed evaluation is rebuilt from later results (rules::engine); the batch
+                // is not evaluated twice.
+                if let Err(e) = engine.on_batch(&b.agent, b.received, records).await {
+                    tracing::error!(agent = %b.agent, error = %e, "rule evaluation failed");
+                }
+            }
+            Err(e) => {
+                tracing::error!(agent = %b.agent, queued = b.id, error = %e, "a queued batch cannot be read back; it is not evaluated");
+            }
+        }
+        done.push(b.id);
+    }
+    if !done.is_empty() {
+        store.dequeue_batches(&done).await?;
+    }
+    Ok(batches.len())
+}
+
+/// This collector's identity in `GET /api/v1/cluster`.
+#[derive(Debug, Clone)]
+pub struct Me {
+    /// Host, listen address and a random part: unique to this run.
+    pub instance: String,
+    /// Where it listens.
+    pub address: String,
+    /// When it started.
+    pub started: DateTime<Utc>,
+}
+
+impl Me {
+    /// The identity of a collector listening at `address`.
+    pub fn new(address: String) -> Self {
+        let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+            .map(|h| h.trim().to_string())
+            .ok()
+            .filter(|h| !h.is_empty())
+            .unwrap_or_else(|| "collector".to_string());
+        let port = address.rsplit(':').next().unwrap_or("").to_string();
+        Self {
+            instance: format!("{host}:{port}-{:04x}", fastrand::u16(..)),
+            address,
+            started: crate::clock::now(),
+        }
+    }
+}
+
+/// Writes this collector's row every [`ANNOUNCE_EVERY`] and when leadership changes.
+pub async fn announce(
+    store: Arc<dyn Store>,
+    me: Me,
+    leadership: Arc<Leadership>,
+    stop: CancellationToken,
+) {
+    let mut changes = leadership.watch();
+    loop {
+        let row = CollectorRow {
+            instance: me.instance.clone(),
+            address: me.address.clone(),
+            version: env!("CARGO_PKG_VERSION").to_string(),
+            started: me.started,
+            seen: crate::clock::now(),
+            leader_since: leadership.since(),
+        };
+        if let Err(e) = store.announce(&row).await {
+            tracing::warn!(error = %e, "cannot write this collector's row");
+        }
+        tokio::select! {
+            () = stop.cancelled() => return,
+            () = tokio::time::sleep(ANNOUNCE_EVERY) => {}
+            r = changes.changed() => if r.is_err() { return },
+        }
+    }
+}

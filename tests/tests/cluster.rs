@@ -1,0 +1,294 @@
+//! End to end: two collectors on one PostgreSQL, one agent shipping to both (the first, and
+//! the second when the first is gone). An endpoint goes down; the leading collector is killed
+//! with `kill -9` during the outage; the endpoint recovers. Exactly one firing and one resolved
+//! notification reach the webhook. Then again with the other collector killed.
+//!
+//! Needs PostgreSQL at `LOOKOUT_TEST_PG_URL` (`scripts/test` starts one); each run makes a
+//! database of its own.
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use axum::http::StatusCode;
+use lookout_tests::{Daemon, Target, bin, check_status, eventually, free_port, get_json};
+use serde_json::Value;
+
+/// A fresh database on the test's PostgreSQL, or `None` when there is none and none is required.
+async fn database() -> Option<String> {
+    let Ok(admin) = std::env::var("LOOKOUT_TEST_PG_URL") else {
+        assert!(
+            std::env::var("LOOKOUT_REQUIRE_PG").is_err(),
+            "LOOKOUT_REQUIRE_PG is set but LOOKOUT_TEST_PG_URL is not"
+        );
+        eprintln!("skipped: no PostgreSQL (set LOOKOUT_TEST_PG_URL, or run scripts/test)");
+        return None;
+    };
+    let name = format!("lookout_cluster_{:08x}", fastrand::u32(..));
+    let pool = sqlx::PgPool::connect(&admin).await.unwrap();
+    sqlx::query(sqlx::AssertSqlSafe(format!(
+        "CREATE DATABASE {name} TEMPLATE template0"
+    )))
+    .execute(&pool)
+    .await
+    .unwrap();
+    let i = admin
+        .rfind('/')
+        .expect("LOOKOUT_TEST_PG_URL has a database part");
+    Some(format!("{}/{name}", &admin[..i]))
+}
+
+/// What the webhook got: each note's kind and fingerprint, in order of arrival.
+#[derive(Clone, Default)]
+struct Inbox(Arc<Mutex<Vec<(String, String)>>>);
+
+impl Inbox {
+    fn notes(&self) -> Vec<(String, String)> {
+        self.0.lock().unwrap().clone()
+    }
+    fn count(&self, kind: &str) -> usize {
+        self.notes().iter().filter(|(k, _)| k == kind).count()
+    }
+}
+
+async fn webhook() -> (String, Inbox) {
+    let inbox = Inbox::default();
+    let i = inbox.clone();
+    let app = axum::Router::new().route(
+        "/hook",
+        axum::routing::post(move |body: axum::body::Bytes| {
+            let i = i.clone();
+            async move {
+                let v: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+                for a in v["alerts"].as_array().cloned().unwrap_or_default() {
+                    i.0.lock().unwrap().push((
+                        a["kind"].as_str().unwrap_or("").to_string(),
+                        a["fingerprint"].as_str().unwrap_or("").to_string(),
+                    ));
+                }
+                StatusCode::OK
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    (format!("http://{addr}/hook"), inbox)
+}
+
+struct Setup {
+    dir: tempfile::TempDir,
+    db: String,
+    target: String,
+    hook: String,
+}
+
+impl Setup {
+    /// Starts a collector on `port` and waits until it answers.
+    fn collector(&self, name: &str, port: u16) -> Daemon {
+        let data = self.dir.path().join(name);
+        std::fs::create_dir_all(&data).unwrap();
+        let path = data.join("collector.toml");
+        std::fs::write(
+            &path,
+            format!(
+                r#"
+[server]
+listen = "127.0.0.1:{port}"
+data_dir = "{data}"
+
+[storage]
+url = "{db}"
+
+[[agents]]
+name = "web-1"
+token = "web-1-token-0123456789"
+labels = {{ role = "web" }}
+
+[[checks]]
+name = "api"
+type = "http"
+url = "{target}"
+interval = "1s"
+timeout = "1s"
+run_on = ["role=web"]
+
+[[channels]]
+name = "pager"
+type = "webhook"
+url = "{hook}"
+
+[[routes]]
+channels = ["pager"]
+group_wait = "0s"
+"#,
+                data = data.display(),
+                db = self.db,
+                target = self.target,
+                hook = self.hook,
+            ),
+        )
+        .unwrap();
+        let d = Daemon::start(
+            &bin("lookout-collector"),
+            &["--config", path.to_str().unwrap()],
+            &[],
+        )
+        .unwrap();
+        d.wait_for_line("collector listening", Duration::from_secs(20))
+            .unwrap();
+        d
+    }
+}
+
+/// `GET /api/v1/cluster` of the collector at `base`: (leader's address, this one's instance,
+/// collectors listed).
+async fn cluster(base: &str) -> anyhow::Result<(Option<String>, String, usize)> {
+    let j = get_json(&format!("{base}/api/v1/cluster")).await?;
+    let list = j["collectors"].as_array().cloned().unwrap_or_default();
+    let leader = list
+        .iter()
+        .find(|c| c["leader"] == true)
+        .and_then(|c| c["address"].as_str())
+        .map(String::from);
+    let this = list
+        .iter()
+        .find(|c| c["this"] == true)
+        .and_then(|c| c["instance"].as_str())
+        .unwrap_or("")
+        .to_string();
+    Ok((leader, this, list.len()))
+}
+
+/// Waits until the collector at `base` says `leader` leads; returns how long that took.
+async fn led_by(base: &str, leader: &str, within: Duration) -> Duration {
+    let started = Instant::now();
+    eventually(&format!("{leader} leading"), within, || async move {
+        let (l, _, _) = cluster(base).await?;
+        Ok((l.as_deref() == Some(leader)).then_some(()))
+    })
+    .await
+    .unwrap();
+    started.elapsed()
+}
+
+async fn wait_notes(inbox: &Inbox, kind: &str, n: usize, what: &str) {
+    eventually(what, Duration::from_secs(30), || async move {
+        Ok((inbox.count(kind) >= n).then_some(()))
+    })
+    .await
+    .unwrap_or_else(|e| panic!("{e}; notes: {:?}", inbox.notes()));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_leader_killed_mid_outage_leaves_one_page_and_one_resolve() {
+    let Some(db) = database().await else { return };
+    let target = Target::start().await.unwrap();
+    let (hook, inbox) = webhook().await;
+    let setup = Setup {
+        dir: tempfile::tempdir().unwrap(),
+        db,
+        target: target.url.clone(),
+        hook,
+    };
+    let (pa, pb) = (free_port(), free_port());
+    let (a_url, b_url) = (
+        format!("http://127.0.0.1:{pa}"),
+        format!("http://127.0.0.1:{pb}"),
+    );
+
+    let mut a = setup.collector("a", pa);
+    led_by(&a_url, &a_url, Duration::from_secs(15)).await;
+    let mut b = setup.collector("b", pb);
+    eventually("both collectors listed", Duration::from_secs(15), || {
+        let b_url = b_url.clone();
+        async move { Ok((cluster(&b_url).await?.2 == 2).then_some(())) }
+    })
+    .await
+    .unwrap();
+    assert_eq!(
+        cluster(&b_url).await.unwrap().0.as_deref(),
+        Some(a_url.as_str())
+    );
+
+    let agent_dir = setup.dir.path().join("agent");
+    std::fs::create_dir_all(&agent_dir).unwrap();
+    let agent_config = agent_dir.join("agent.toml");
+    std::fs::write(
+        &agent_config,
+        format!(
+            "name = \"web-1\"\ncollector = [\"{a_url}\", \"{b_url}\"]\ntoken = \"web-1-token-0123456789\"\ndata_dir = \"{}\"\n\n[host_metrics]\nenabled = false\n\n[shipping]\nassignments_interval = \"1s\"\nflush_interval = \"200ms\"\nmax_backoff = \"1s\"\nrequest_timeout = \"2s\"\n",
+            agent_dir.display()
+        ),
+    )
+    .unwrap();
+    let _agent = Daemon::start(
+        &bin("lookout-agent"),
+        &["--config", agent_config.to_str().unwrap()],
+        &[],
+    )
+    .unwrap();
+    eventually(
+        "the check up, seen from the follower",
+        Duration::from_secs(30),
+        || {
+            let b_url = b_url.clone();
+            async move {
+                Ok((check_status(&b_url, "api").await?.as_deref() == Some("up")).then_some(()))
+            }
+        },
+    )
+    .await
+    .unwrap();
+
+    // Round 1: a leads. The endpoint goes down and a pages.
+    target.set_status(503);
+    wait_notes(&inbox, "firing", 1, "the first page").await;
+    // Let the sender mark it delivered (a kill between send and mark would resend it after
+    // the lease, the documented window).
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    a.signal("KILL").unwrap();
+    a.wait_exit(Duration::from_secs(5)).unwrap();
+    let took = led_by(&b_url, &b_url, Duration::from_secs(20)).await;
+    println!("round 1: b took the lead {took:?} after a was killed");
+    target.set_status(200);
+    wait_notes(&inbox, "resolved", 1, "the first resolve").await;
+
+    // Round 2: a comes back, follows; b leads and is killed mid-outage.
+    let a = setup.collector("a", pa);
+    eventually("a back and following", Duration::from_secs(20), || {
+        let a_url = a_url.clone();
+        let b_url = b_url.clone();
+        async move {
+            let (leader, _, n) = cluster(&a_url).await?;
+            Ok((leader.as_deref() == Some(b_url.as_str()) && n >= 2).then_some(()))
+        }
+    })
+    .await
+    .unwrap();
+    target.set_status(503);
+    wait_notes(&inbox, "firing", 2, "the second page").await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    b.signal("KILL").unwrap();
+    b.wait_exit(Duration::from_secs(5)).unwrap();
+    let took = led_by(&a_url, &a_url, Duration::from_secs(20)).await;
+    println!("round 2: a took the lead {took:?} after b was killed");
+    target.set_status(200);
+    wait_notes(&inbox, "resolved", 2, "the second resolve").await;
+
+    // Nothing more comes: no repeat of either page or resolve.
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    let notes = inbox.notes();
+    let kinds: Vec<&str> = notes.iter().map(|(k, _)| k.as_str()).collect();
+    assert_eq!(
+        kinds,
+        ["firing", "resolved", "firing", "resolved"],
+        "{notes:?}"
+    );
+    assert!(
+        notes.iter().all(|(_, f)| f == &notes[0].1),
+        "one alert: {notes:?}"
+    );
+    drop(a);
+}
