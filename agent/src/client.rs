@@ -47,7 +47,11 @@ pub enum SendError {
     Encode(#[from] std::io::Error),
 }
 
-/// Talks to one or more collectors, preferring the first that answers.
+/// How long the agent stays with a later collector before it tries the first again.
+pub const BACK_TO_FIRST_AFTER: Duration = Duration::from_secs(10);
+
+/// Talks to one or more collectors, preferring the first that answers, and going back to the
+/// first one [`BACK_TO_FIRST_AFTER`] after it left it.
 #[derive(Debug)]
 pub struct CollectorClient {
     http: reqwest::Client,
@@ -57,6 +61,9 @@ pub struct CollectorClient {
     labels_json: String,
     /// Index of the collector that answered last: tried first next time.
     current: AtomicUsize,
+    /// When the agent last moved off the first collector, or last tried it again; std's
+    /// Mutex, never held across an await.
+    left_first: std::sync::Mutex<Option<std::time::Instant>>,
     // std's Mutex: held only while compressing, never across an await.
     encoder: std::sync::Mutex<ZstdBatchEncoder>,
 }
@@ -84,6 +91,7 @@ impl CollectorClient {
             token,
             labels_json: serde_json::to_string(labels).unwrap_or_else(|_| "{}".into()),
             current: AtomicUsize::new(0),
+            left_first: std::sync::Mutex::new(None),
             encoder: std::sync::Mutex::new(
                 ZstdBatchEncoder::new().map_err(crate::AgentError::Compression)?,
             ),
@@ -156,11 +164,34 @@ impl CollectorClient {
 
     /// Sends the request built by `build` to each collector in turn, starting with the one that
     /// answered last, until one answers with a success or a final refusal.
+    /// Where a request starts: the collector that answered last, unless that is not the first
+    /// and it has been a while: then the first again, so an agent returns to it once it is back.
+    fn start_index(&self) -> usize {
+        let current = self.current.load(Ordering::Relaxed);
+        let mut left = self.left_first.lock().unwrap_or_else(|p| p.into_inner());
+        if current == 0 {
+            *left = None;
+            return 0;
+        }
+        match *left {
+            Some(t) if t.elapsed() < BACK_TO_FIRST_AFTER => current,
+            Some(_) => {
+                // Try the first; if it still fails, the next try is a while away again.
+                *left = Some(std::time::Instant::now());
+                0
+            }
+            None => {
+                *left = Some(std::time::Instant::now());
+                current
+            }
+        }
+    }
+
     async fn with_failover<F>(&self, build: F) -> Result<reqwest::Response, SendError>
     where
         F: Fn(&str) -> reqwest::RequestBuilder,
     {
-        let start = self.current.load(Ordering::Relaxed);
+        let start = self.start_index();
         let mut last = None;
         for k in 0..self.urls.len() {
             let i = (start + k) % self.urls.len();

@@ -1,5 +1,5 @@
-//! End to end: two collectors on one PostgreSQL, one agent shipping to both (the first, and
-//! the second when the first is gone). An endpoint goes down; the leading collector is killed
+//! End to end: two collectors on one PostgreSQL, one agent shipping to both (the first, the
+//! second when the first is gone, and the first again once it is back). An endpoint goes down; the leading collector is killed
 //! with `kill -9` during the outage; the endpoint recovers. Exactly one firing and one resolved
 //! notification reach the webhook. Then again with the other collector killed.
 //!
@@ -265,6 +265,26 @@ async fn a_leader_killed_mid_outage_leaves_one_page_and_one_resolve() {
             Ok((leader.as_deref() == Some(b_url.as_str()) && n >= 2).then_some(()))
         }
     })
+    .await
+    .unwrap();
+    // The agent goes back to its first collector once that is back.
+    eventually(
+        "the agent shipping to a again",
+        Duration::from_secs(30),
+        || {
+            let a_url = a_url.clone();
+            async move {
+                let text = reqwest::get(format!("{a_url}/metrics"))
+                    .await?
+                    .text()
+                    .await?;
+                Ok(text
+                    .lines()
+                    .any(|l| l.starts_with(r#"lookout_ingest_batches_total{outcome="stored"}"#))
+                    .then_some(()))
+            }
+        },
+    )
     .await
     .unwrap();
     target.set_status(503);
