@@ -197,6 +197,53 @@ impl Target {
     }
 }
 
+/// Serves `app` on a loopback port; returns its base URL.
+pub async fn serve(app: axum::Router) -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("a loopback port");
+    let addr = listener.local_addr().expect("its address");
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    format!("http://{addr}")
+}
+
+/// What a webhook receiver got: each request's JSON body, in order of arrival.
+#[derive(Clone, Default)]
+pub struct Inbox(Arc<Mutex<Vec<serde_json::Value>>>);
+
+impl Inbox {
+    /// A `POST` handler that keeps each body and answers 200.
+    pub fn handler(&self) -> axum::routing::MethodRouter {
+        let inbox = self.clone();
+        axum::routing::post(move |body: axum::body::Bytes| {
+            let inbox = inbox.clone();
+            async move {
+                let v = serde_json::from_slice(&body).unwrap_or(serde_json::Value::Null);
+                inbox.0.lock().unwrap().push(v);
+                axum::http::StatusCode::OK
+            }
+        })
+    }
+
+    /// Every alert note received, as (kind, fingerprint), in order.
+    pub fn notes(&self) -> Vec<(String, String)> {
+        self.0
+            .lock()
+            .unwrap()
+            .iter()
+            .flat_map(|m| m["alerts"].as_array().cloned().unwrap_or_default())
+            .map(|a| {
+                (
+                    a["kind"].as_str().unwrap_or("").to_string(),
+                    a["fingerprint"].as_str().unwrap_or("").to_string(),
+                )
+            })
+            .collect()
+    }
+}
+
 /// GETs JSON from `url`.
 pub async fn get_json(url: &str) -> Result<serde_json::Value> {
     let resp = reqwest::get(url).await?;

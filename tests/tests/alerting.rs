@@ -11,8 +11,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use axum::http::{HeaderMap, StatusCode};
-use lookout_tests::{Daemon, bin, eventually, free_port, get_json, start_collector};
-use serde_json::Value;
+use lookout_tests::{Daemon, Inbox, bin, eventually, free_port, get_json, serve, start_collector};
 
 const AGENTS: [&str; 3] = ["edge-1", "edge-2", "edge-3"];
 
@@ -27,37 +26,6 @@ impl Gate {
     fn restore(&self) {
         self.0.lock().unwrap().clear();
     }
-}
-
-/// What the webhook receiver got: each request's JSON body.
-#[derive(Clone, Default)]
-struct Inbox(Arc<Mutex<Vec<Value>>>);
-
-impl Inbox {
-    /// Every note received, as (kind, fingerprint), in order.
-    fn notes(&self) -> Vec<(String, String)> {
-        self.0
-            .lock()
-            .unwrap()
-            .iter()
-            .flat_map(|m| m["alerts"].as_array().cloned().unwrap_or_default())
-            .map(|a| {
-                (
-                    a["kind"].as_str().unwrap_or("").to_string(),
-                    a["fingerprint"].as_str().unwrap_or("").to_string(),
-                )
-            })
-            .collect()
-    }
-}
-
-async fn serve(app: axum::Router) -> String {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move {
-        let _ = axum::serve(listener, app).await;
-    });
-    format!("http://{addr}")
 }
 
 async fn start_peers() -> (Gate, String, Inbox, String) {
@@ -87,19 +55,7 @@ async fn start_peers() -> (Gate, String, Inbox, String) {
     ))
     .await;
     let inbox = Inbox::default();
-    let i = inbox.clone();
-    let hook = serve(axum::Router::new().route(
-        "/hook",
-        axum::routing::post(move |body: axum::body::Bytes| {
-            let i = i.clone();
-            async move {
-                let v: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
-                i.0.lock().unwrap().push(v);
-                StatusCode::OK
-            }
-        }),
-    ))
-    .await;
+    let hook = serve(axum::Router::new().route("/hook", inbox.handler())).await;
     (
         gate,
         format!("{target}/health"),
@@ -298,26 +254,10 @@ async fn one_location_is_no_page_two_are_one_and_a_restart_pages_nothing_twice()
 async fn notify_test_sends_through_a_channel_and_says_what_happened() {
     let dir = tempfile::tempdir().unwrap();
     let inbox = Inbox::default();
-    let i = inbox.clone();
-    let hook = serve(
-        axum::Router::new()
-            .route(
-                "/ok",
-                axum::routing::post(move |body: axum::body::Bytes| {
-                    let i = i.clone();
-                    async move {
-                        i.0.lock()
-                            .unwrap()
-                            .push(serde_json::from_slice(&body).unwrap_or(Value::Null));
-                        StatusCode::OK
-                    }
-                }),
-            )
-            .route(
-                "/broken",
-                axum::routing::post(|| async { StatusCode::INTERNAL_SERVER_ERROR }),
-            ),
-    )
+    let hook = serve(axum::Router::new().route("/ok", inbox.handler()).route(
+        "/broken",
+        axum::routing::post(|| async { StatusCode::INTERNAL_SERVER_ERROR }),
+    ))
     .await;
     let path = dir.path().join("collector.toml");
     std::fs::write(

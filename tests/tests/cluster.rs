@@ -6,12 +6,11 @@
 //! Needs PostgreSQL at `LOOKOUT_TEST_PG_URL` (`scripts/test` starts one); each run makes a
 //! database of its own.
 
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use axum::http::StatusCode;
-use lookout_tests::{Daemon, Target, bin, check_status, eventually, free_port, get_json};
-use serde_json::Value;
+use lookout_tests::{
+    Daemon, Inbox, Target, bin, check_status, eventually, free_port, get_json, serve,
+};
 
 /// A fresh database on the test's PostgreSQL, or `None` when there is none and none is required.
 async fn database() -> Option<String> {
@@ -37,44 +36,9 @@ async fn database() -> Option<String> {
     Some(format!("{}/{name}", &admin[..i]))
 }
 
-/// What the webhook got: each note's kind and fingerprint, in order of arrival.
-#[derive(Clone, Default)]
-struct Inbox(Arc<Mutex<Vec<(String, String)>>>);
-
-impl Inbox {
-    fn notes(&self) -> Vec<(String, String)> {
-        self.0.lock().unwrap().clone()
-    }
-    fn count(&self, kind: &str) -> usize {
-        self.notes().iter().filter(|(k, _)| k == kind).count()
-    }
-}
-
-async fn webhook() -> (String, Inbox) {
-    let inbox = Inbox::default();
-    let i = inbox.clone();
-    let app = axum::Router::new().route(
-        "/hook",
-        axum::routing::post(move |body: axum::body::Bytes| {
-            let i = i.clone();
-            async move {
-                let v: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
-                for a in v["alerts"].as_array().cloned().unwrap_or_default() {
-                    i.0.lock().unwrap().push((
-                        a["kind"].as_str().unwrap_or("").to_string(),
-                        a["fingerprint"].as_str().unwrap_or("").to_string(),
-                    ));
-                }
-                StatusCode::OK
-            }
-        }),
-    );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move {
-        let _ = axum::serve(listener, app).await;
-    });
-    (format!("http://{addr}/hook"), inbox)
+/// Notes of `kind` in `inbox`.
+fn count(inbox: &Inbox, kind: &str) -> usize {
+    inbox.notes().iter().filter(|(k, _)| k == kind).count()
 }
 
 struct Setup {
@@ -175,7 +139,7 @@ async fn led_by(base: &str, leader: &str, within: Duration) -> Duration {
 
 async fn wait_notes(inbox: &Inbox, kind: &str, n: usize, what: &str) {
     eventually(what, Duration::from_secs(30), || async move {
-        Ok((inbox.count(kind) >= n).then_some(()))
+        Ok((count(inbox, kind) >= n).then_some(()))
     })
     .await
     .unwrap_or_else(|e| panic!("{e}; notes: {:?}", inbox.notes()));
@@ -185,7 +149,11 @@ async fn wait_notes(inbox: &Inbox, kind: &str, n: usize, what: &str) {
 async fn a_leader_killed_mid_outage_leaves_one_page_and_one_resolve() {
     let Some(db) = database().await else { return };
     let target = Target::start().await.unwrap();
-    let (hook, inbox) = webhook().await;
+    let inbox = Inbox::default();
+    let hook = format!(
+        "{}/hook",
+        serve(axum::Router::new().route("/hook", inbox.handler())).await
+    );
     let setup = Setup {
         dir: tempfile::tempdir().unwrap(),
         db,

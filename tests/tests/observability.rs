@@ -118,6 +118,39 @@ fn spans(got: &Received) -> Vec<SpanSeen> {
     out
 }
 
+/// A collector that knows agent `web-1`, pages webhook channel `channel` at `hook` at once,
+/// and has `telemetry` as its `[telemetry]` section.
+fn collector_config(dir: &std::path::Path, channel: &str, hook: &str, telemetry: &str) -> String {
+    format!(
+        "[server]\nlisten = \"127.0.0.1:0\"\ndata_dir = \"{}\"\n\n\
+         [[agents]]\nname = \"web-1\"\ntoken = \"web-1-token-0123456789\"\n\n\
+         [[channels]]\nname = \"{channel}\"\ntype = \"webhook\"\nurl = \"{hook}\"\n\n\
+         [[routes]]\nchannels = [\"{channel}\"]\ngroup_wait = \"0s\"\n\n\
+         [telemetry]\n{telemetry}",
+        dir.display()
+    )
+}
+
+/// An agent `name` with labels role=web and dc=fra, shipping every 200 ms, probing `target`
+/// every second as check `api`; `extra` adds sections.
+fn agent_config(
+    name: &str,
+    collector: &str,
+    token: &str,
+    data: &std::path::Path,
+    target: &str,
+    extra: &str,
+) -> String {
+    format!(
+        "name = \"{name}\"\ncollector = \"{collector}\"\ntoken = \"{token}\"\ndata_dir = \"{}\"\n\
+         labels = {{ role = \"web\", dc = \"fra\" }}\n\n\
+         [shipping]\nflush_interval = \"200ms\"\n\n\
+         [[checks]]\nname = \"api\"\ntype = \"http\"\nurl = \"{target}\"\ninterval = \"1s\"\n\
+         timeout = \"1s\"\nretry_interval = \"200ms\"\n\n{extra}",
+        data.display()
+    )
+}
+
 fn write_agent(dir: &std::path::Path, body: &str) -> std::path::PathBuf {
     let path = dir.join("agent.toml");
     std::fs::write(&path, body).unwrap();
@@ -130,73 +163,35 @@ async fn both_daemons_export_spans_and_the_collector_forwards_what_arrives() {
     let target = Target::start().await.unwrap();
     let dir = tempfile::tempdir().unwrap();
     let token = "web-1-token-0123456789";
-    let config = format!(
-        r#"
-[server]
-listen = "127.0.0.1:0"
-data_dir = "{dir}"
-
-[[agents]]
-name = "web-1"
-token = "{token}"
-
-[[channels]]
-name = "pager"
-type = "webhook"
-url = "{otlp}/hook"
-
-[[routes]]
-channels = ["pager"]
-group_wait = "0s"
-
-[telemetry]
-otlp_endpoint = "{otlp}"
-forward_endpoint = "{otlp}"
-environment = "e2e"
-"#,
-        dir = dir.path().display()
+    let config = collector_config(
+        dir.path(),
+        "pager",
+        &format!("{otlp}/hook"),
+        &format!(
+            "otlp_endpoint = \"{otlp}\"\nforward_endpoint = \"{otlp}\"\nenvironment = \"e2e\"\n"
+        ),
     );
     let (_collector, base) = start_collector(dir.path(), &config).unwrap();
 
     let log_file = dir.path().join("app.log");
     std::fs::write(&log_file, "").unwrap();
     let metrics_port = free_port();
+    let agent_dir = dir.path().join("agent");
+    std::fs::create_dir_all(&agent_dir).unwrap();
     let agent_config = write_agent(
-        dir.path(),
-        &format!(
-            r#"
-name = "web-1"
-collector = "{base}"
-token = "{token}"
-data_dir = "{data}"
-labels = {{ role = "web" }}
-
-[host_metrics]
-interval = "1s"
-groups = ["memory"]
-
-[shipping]
-flush_interval = "200ms"
-
-[[checks]]
-name = "api"
-type = "http"
-url = "{url}"
-interval = "1s"
-timeout = "1s"
-retry_interval = "200ms"
-
-[[logs]]
-paths = ["{log}"]
-read_from = "beginning"
-
-[telemetry]
-otlp_endpoint = "{otlp}"
-metrics_listen = "127.0.0.1:{metrics_port}"
-"#,
-            data = dir.path().join("agent").display(),
-            url = target.url,
-            log = log_file.display(),
+        &agent_dir,
+        &agent_config(
+            "web-1",
+            &base,
+            token,
+            &agent_dir,
+            &target.url,
+            &format!(
+                "[host_metrics]\ninterval = \"1s\"\ngroups = [\"memory\"]\n\n\
+                 [[logs]]\npaths = [\"{}\"]\nread_from = \"beginning\"\n\n\
+                 [telemetry]\notlp_endpoint = \"{otlp}\"\nmetrics_listen = \"127.0.0.1:{metrics_port}\"\n",
+                log_file.display()
+            ),
         ),
     );
     let agent = Daemon::start(
@@ -473,30 +468,11 @@ async fn errors_of_both_daemons_reach_sentry_with_release_environment_and_identi
     let token = "web-1-token-0123456789";
     // The collector: a webhook that refuses every message for good, so the alert's
     // notification fails and is given up, an error.
-    let config = format!(
-        r#"
-[server]
-listen = "127.0.0.1:0"
-data_dir = "{dir}"
-
-[[agents]]
-name = "web-1"
-token = "{token}"
-
-[[channels]]
-name = "broken"
-type = "webhook"
-url = "{host}/hook-bad"
-
-[[routes]]
-channels = ["broken"]
-group_wait = "0s"
-
-[telemetry]
-sentry_dsn = "{dsn}"
-environment = "staging"
-"#,
-        dir = dir.path().display()
+    let config = collector_config(
+        dir.path(),
+        "broken",
+        &format!("{host}/hook-bad"),
+        &format!("sentry_dsn = \"{dsn}\"\nenvironment = \"staging\"\n"),
     );
     let (_collector, base) = start_collector(dir.path(), &config).unwrap();
     let agent_config = |name: &str, token: &str| {
@@ -504,30 +480,13 @@ environment = "staging"
         std::fs::create_dir_all(&data).unwrap();
         write_agent(
             &data,
-            &format!(
-                r#"
-name = "{name}"
-collector = "{base}"
-token = "{token}"
-data_dir = "{data}"
-labels = {{ role = "web", dc = "fra" }}
-
-[host_metrics]
-enabled = false
-
-[shipping]
-flush_interval = "200ms"
-
-[[checks]]
-name = "api"
-type = "http"
-url = "{url}"
-interval = "1s"
-timeout = "1s"
-retry_interval = "200ms"
-"#,
-                data = data.display(),
-                url = target.url,
+            &agent_config(
+                name,
+                &base,
+                token,
+                &data,
+                &target.url,
+                "[host_metrics]\nenabled = false\n",
             ),
         )
     };
