@@ -118,6 +118,24 @@ fn spans(got: &Received) -> Vec<SpanSeen> {
     out
 }
 
+/// Waits until spans with each of `names` have come from `service`; returns all its spans.
+async fn wait_spans(got: &Received, service: &str, names: &[&str]) -> Vec<SpanSeen> {
+    eventually(
+        &format!("{service}'s spans {names:?}"),
+        Duration::from_secs(30),
+        || async {
+            let s: Vec<SpanSeen> = spans(got)
+                .into_iter()
+                .filter(|s| s.resource.get("service.name").map(String::as_str) == Some(service))
+                .collect();
+            let all = names.iter().all(|n| s.iter().any(|x| x.name == *n));
+            Ok(all.then_some(s))
+        },
+    )
+    .await
+    .unwrap()
+}
+
 /// A collector that knows agent `web-1`, pages webhook channel `channel` at `hook` at once,
 /// and has `telemetry` as its `[telemetry]` section.
 fn collector_config(dir: &std::path::Path, channel: &str, hook: &str, telemetry: &str) -> String {
@@ -208,28 +226,12 @@ async fn both_daemons_export_spans_and_the_collector_forwards_what_arrives() {
     std::fs::write(&log_file, "2026-11-26 ERROR payment failed id=7\n").unwrap();
 
     // The agent's spans: a probe with its phases, and a shipped batch, named as the agent.
-    let agent_spans = eventually(
-        "the agent's probe and ship spans",
-        Duration::from_secs(30),
-        || {
-            let got = got.clone();
-            async move {
-                let s: Vec<_> = spans(&got)
-                    .into_iter()
-                    .filter(|s| {
-                        s.resource.get("service.name").map(String::as_str) == Some("lookout-agent")
-                    })
-                    .collect();
-                let names: Vec<&str> = s.iter().map(|s| s.name.as_str()).collect();
-                let all = ["probe", "dns", "connect", "ttfb", "ship"]
-                    .iter()
-                    .all(|n| names.contains(n));
-                Ok(all.then_some(s))
-            }
-        },
+    let agent_spans = wait_spans(
+        &got,
+        "lookout-agent",
+        &["probe", "dns", "connect", "ttfb", "ship"],
     )
-    .await
-    .unwrap();
+    .await;
     let probe = agent_spans.iter().find(|s| s.name == "probe").unwrap();
     assert_eq!(
         probe.attributes.get("check").map(String::as_str),
@@ -261,29 +263,8 @@ async fn both_daemons_export_spans_and_the_collector_forwards_what_arrives() {
     }
 
     // The collector's spans: a batch ingested, stored, evaluated.
-    let collector_spans = eventually(
-        "the collector's ingest spans",
-        Duration::from_secs(30),
-        || {
-            let got = got.clone();
-            async move {
-                let s: Vec<_> = spans(&got)
-                    .into_iter()
-                    .filter(|s| {
-                        s.resource.get("service.name").map(String::as_str)
-                            == Some("lookout-collector")
-                    })
-                    .collect();
-                let names: Vec<&str> = s.iter().map(|s| s.name.as_str()).collect();
-                Ok(["ingest", "store", "evaluate"]
-                    .iter()
-                    .all(|n| names.contains(n))
-                    .then_some(s))
-            }
-        },
-    )
-    .await
-    .unwrap();
+    let collector_spans =
+        wait_spans(&got, "lookout-collector", &["ingest", "store", "evaluate"]).await;
     let ingest = collector_spans
         .iter()
         .find(|s| {
