@@ -222,6 +222,19 @@ impl HostCollector {
                         gauge,
                     );
                 }
+                // sysinfo has no inode counts; statvfs of the mount point has them.
+                if let Ok(st) = rustix::fs::statvfs(disk.mount_point())
+                    && st.f_files > 0
+                {
+                    for (state, v) in [
+                        ("used", st.f_files.saturating_sub(st.f_ffree)),
+                        ("free", st.f_ffree),
+                    ] {
+                        let mut l = labels.to_vec();
+                        l.push(("state", state));
+                        push("system.filesystem.inodes.usage", &l, v as f64, gauge);
+                    }
+                }
             }
         }
 
@@ -472,6 +485,63 @@ mod tests {
             )
             .is_some()
         );
+    }
+}
+
+#[cfg(test)]
+mod filesystem_tests {
+    use super::*;
+
+    /// Each mount's bytes and inodes, as collected, against statvfs of its mount point.
+    #[test]
+    fn filesystem_sizes_and_inodes_match_statvfs() {
+        let mut c = HostCollector::new(HostMetricsConfig {
+            groups: vec!["filesystem".into()],
+            ..HostMetricsConfig::default()
+        })
+        .unwrap();
+        let samples = c.sample();
+        let value = |name: &str, mount: &str, state: &str| {
+            samples
+                .iter()
+                .find(|s| {
+                    s.name == name
+                        && s.labels.get("mountpoint").map(String::as_str) == Some(mount)
+                        && s.labels.get("state").map(String::as_str) == Some(state)
+                })
+                .map(|s| s.value)
+        };
+        let mounts: std::collections::BTreeSet<String> = samples
+            .iter()
+            .filter(|s| s.name == "system.filesystem.usage")
+            .filter_map(|s| s.labels.get("mountpoint").cloned())
+            .collect();
+        assert!(!mounts.is_empty(), "no filesystem collected");
+        let mut checked = 0;
+        for m in &mounts {
+            let st = rustix::fs::statvfs(m.as_str()).unwrap();
+            let size = (st.f_blocks * st.f_frsize) as f64;
+            let used = value("system.filesystem.usage", m, "used").unwrap();
+            let free = value("system.filesystem.usage", m, "free").unwrap();
+            assert_eq!(used + free, size, "{m}: size");
+            // Free space moves while the test runs; a few MB at most here.
+            let avail = (st.f_bavail * st.f_frsize) as f64;
+            assert!(
+                (free - avail).abs() < 64.0 * 1024.0 * 1024.0,
+                "{m}: {free} vs {avail}"
+            );
+            if st.f_files > 0 {
+                let iu = value("system.filesystem.inodes.usage", m, "used").unwrap();
+                let ifree = value("system.filesystem.inodes.usage", m, "free").unwrap();
+                assert_eq!(iu + ifree, st.f_files as f64, "{m}: inodes");
+                assert!(
+                    (ifree - st.f_ffree as f64).abs() < 10_000.0,
+                    "{m}: free inodes"
+                );
+            }
+            checked += 1;
+        }
+        assert_eq!(checked, mounts.len());
     }
 }
 
