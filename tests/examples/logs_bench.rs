@@ -21,7 +21,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use lookout_protocol::{Batch, Encoding, LogRecord, PROTOCOL_VERSION, Record, encode_batch};
-use lookout_tests::{bin, collector_toml, free_port, start_agent, start_collector};
+use lookout_tests::{
+    bin, collector_toml, free_port, process_figures, start_agent, start_collector,
+};
 
 const TOKEN: &str = "bench-agent-token-0123456789";
 const WORDS: &[&str] = &[
@@ -76,30 +78,6 @@ fn line(i: u64, rng: &mut fastrand::Rng) -> String {
         s.push_str(" zanzibar");
     }
     s
-}
-
-fn proc_stat(pid: u32) -> (f64, u64) {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    let fields: Vec<&str> = stat
-        .rsplit_once(')')
-        .map(|(_, r)| r.split_whitespace().collect())
-        .unwrap_or_default();
-    let ticks: f64 = fields
-        .get(11)
-        .and_then(|u| u.parse::<f64>().ok())
-        .unwrap_or(0.0)
-        + fields
-            .get(12)
-            .and_then(|s| s.parse::<f64>().ok())
-            .unwrap_or(0.0);
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    let hwm = status
-        .lines()
-        .find(|l| l.starts_with("VmHWM:"))
-        .and_then(|l| l.split_whitespace().nth(1))
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0);
-    (ticks / 100.0, hwm)
 }
 
 fn write_file(path: &Path, lines: u64) -> u64 {
@@ -189,7 +167,7 @@ async fn agent_bench(lines: u64, through_collector: bool) {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let secs = started.elapsed().as_secs_f64();
-    let (cpu, rss_kib) = proc_stat(agent.pid());
+    let (cpu, rss_kib) = process_figures(agent.pid());
     let got = if through_collector {
         stored(&db).await
     } else {
@@ -307,7 +285,7 @@ async fn ingest_bench(lines: u64) {
         t.await.unwrap();
     }
     let secs = started.elapsed().as_secs_f64();
-    let (cpu, rss) = proc_stat(collector.pid());
+    let (cpu, rss) = process_figures(collector.pid());
     println!(
         "collector ingest + index: {lines} lines ({:.0} MiB of text) in {secs:.1} s: {:.0} lines/s, {:.1} MiB/s; collector {cpu:.1} CPU s, peak RSS {:.0} MB",
         raw_bytes as f64 / (1 << 20) as f64,

@@ -284,6 +284,32 @@ pub async fn check_status(base: &str, name: &str) -> Result<Option<String>> {
         .map(String::from))
 }
 
+/// A process's CPU time so far (user + system, in seconds) and its peak resident memory
+/// (VmHWM, in KiB), from /proc.
+pub fn process_figures(pid: u32) -> (f64, u64) {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .map(|(_, r)| r.split_whitespace().collect())
+        .unwrap_or_default();
+    let ticks = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|v| v.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    let hwm = status
+        .lines()
+        .find(|l| l.starts_with("VmHWM:"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
+    // Fields 14 and 15 of stat (utime, stime), counted after the command's ")", in clock ticks
+    // of 1/100 s.
+    ((ticks(11) + ticks(12)) / 100.0, hwm)
+}
+
 /// Runs `promtool check metrics` (Debian's prometheus package; `scripts/test` installs it) on
 /// an exposition text; `Err` carries what promtool said.
 pub fn promtool_check(text: &str) -> Result<()> {

@@ -190,15 +190,14 @@ macro_rules! sql_store {
                 Ok(())
             }
 
-            async fn check_series_id(
-                &self,
+            /// The id of a check series, made in `tx` if new (the caller caches it once `tx`
+            /// is committed).
+            async fn check_series_in(
+                tx: &mut sqlx::Transaction<'_, $db>,
                 check: &str,
                 agent: &str,
                 check_type: Option<&str>,
             ) -> Result<i64, $crate::store::StoreError> {
-                if let Some(id) = self.series.check(check, agent) {
-                    return Ok(id);
-                }
                 sqlx::query(
                     "INSERT INTO check_series (check_name, agent, check_type) VALUES ($1, $2, $3)
                      ON CONFLICT (check_name, agent) DO NOTHING",
@@ -206,27 +205,25 @@ macro_rules! sql_store {
                 .bind(check)
                 .bind(agent)
                 .bind(check_type)
-                .execute(&self.write)
+                .execute(&mut **tx)
                 .await?;
                 let id: i64 = sqlx::query_scalar("SELECT id FROM check_series WHERE check_name = $1 AND agent = $2")
                     .bind(check)
                     .bind(agent)
-                    .fetch_one(&self.write)
+                    .fetch_one(&mut **tx)
                     .await?;
-                self.series.put_check(check, agent, id);
                 Ok(id)
             }
 
-            async fn metric_series_id(
-                &self,
+            /// The id of a metric series, made in `tx` if new (the caller caches it once `tx`
+            /// is committed).
+            async fn metric_series_in(
+                tx: &mut sqlx::Transaction<'_, $db>,
                 agent: &str,
                 name: &str,
                 labels: &str,
                 metric_type: &str,
             ) -> Result<i64, $crate::store::StoreError> {
-                if let Some(id) = self.series.metric(agent, name, labels) {
-                    return Ok(id);
-                }
                 sqlx::query(
                     "INSERT INTO metric_series (agent, name, labels, metric_type) VALUES ($1, $2, $3, $4)
                      ON CONFLICT (agent, name, labels) DO NOTHING",
@@ -235,7 +232,7 @@ macro_rules! sql_store {
                 .bind(name)
                 .bind(labels)
                 .bind(metric_type)
-                .execute(&self.write)
+                .execute(&mut **tx)
                 .await?;
                 let id: i64 = sqlx::query_scalar(
                     "SELECT id FROM metric_series WHERE agent = $1 AND name = $2 AND labels = $3",
@@ -243,9 +240,8 @@ macro_rules! sql_store {
                 .bind(agent)
                 .bind(name)
                 .bind(labels)
-                .fetch_one(&self.write)
+                .fetch_one(&mut **tx)
                 .await?;
-                self.series.put_metric(agent, name, labels, id);
                 Ok(id)
             }
 
@@ -470,21 +466,46 @@ macro_rules! sql_store {
             ) -> Result<$crate::store::IngestOutcome, $crate::store::StoreError> {
                 use lookout_protocol::Record;
                 use $crate::store::sql::{day_of, labels_json, metric_type, ms, stored_timings};
-                // Series ids first, each durable on its own: a rolled-back batch must not leave
-                // an id in the cache that the database forgot.
-                let mut ids = Vec::with_capacity(batch.records.len());
-                for record in &batch.records {
-                    ids.push(match record {
-                        Record::CheckResult(c) => {
-                            let t = c.check_type.map(|t| t.to_string());
-                            self.check_series_id(&c.check, agent, t.as_deref()).await?
+                // Series ids first, from the cache or made in a transaction of their own,
+                // committed before the batch's: a rolled-back batch must not leave an id in the
+                // cache that the database forgot. One commit for all of a batch's new series
+                // (an agent's first batch brings a hundred or more).
+                let mut ids = vec![0i64; batch.records.len()];
+                let mut missing = Vec::new();
+                for (i, record) in batch.records.iter().enumerate() {
+                    let cached = match record {
+                        Record::CheckResult(c) => self.series.check(&c.check, agent),
+                        Record::Metric(m) => self.series.metric(agent, &m.name, &labels_json(&m.labels)),
+                        Record::Log(_) => Some(0),
+                    };
+                    match cached {
+                        Some(id) => ids[i] = id,
+                        None => missing.push(i),
+                    }
+                }
+                if !missing.is_empty() {
+                    let mut stx = self.write.begin().await?;
+                    for &i in &missing {
+                        ids[i] = match &batch.records[i] {
+                            Record::CheckResult(c) => {
+                                let t = c.check_type.map(|t| t.to_string());
+                                Self::check_series_in(&mut stx, &c.check, agent, t.as_deref()).await?
+                            }
+                            Record::Metric(m) => {
+                                Self::metric_series_in(&mut stx, agent, &m.name, &labels_json(&m.labels), metric_type(m.metric_type))
+                                    .await?
+                            }
+                            Record::Log(_) => 0,
+                        };
+                    }
+                    stx.commit().await?;
+                    for &i in &missing {
+                        match &batch.records[i] {
+                            Record::CheckResult(c) => self.series.put_check(&c.check, agent, ids[i]),
+                            Record::Metric(m) => self.series.put_metric(agent, &m.name, &labels_json(&m.labels), ids[i]),
+                            Record::Log(_) => {}
                         }
-                        Record::Metric(m) => {
-                            self.metric_series_id(agent, &m.name, &labels_json(&m.labels), metric_type(m.metric_type))
-                                .await?
-                        }
-                        Record::Log(_) => 0,
-                    });
+                    }
                 }
                 let mut tx = self.write.begin().await?;
                 let fresh = sqlx::query(

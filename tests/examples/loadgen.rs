@@ -1,0 +1,348 @@
+//! A load generator that speaks the real protocol (JSON batches, zstd, one bearer token per
+//! agent) to a release collector it starts itself (SQLite, in a temporary folder), and prints
+//! what it measured. Nothing is assumed: a figure is printed only when it was measured.
+//!
+//! - `flood --kind metrics|results [--records N] [--batch B] [--senders S]`: the fastest rate at
+//!   which the collector stores metric samples or check results: N records in pre-encoded
+//!   batches of B from 100 agents (150 metric series or 50 checks each), S concurrent senders; records/s from the first send to the
+//!   last acknowledgement (an acknowledgement means stored and durable).
+//! - `fleet [--agents N] [--seconds T] [--series M] [--checks C]`: N simulated agents, each
+//!   sending every 10 s one batch of M host metric samples and C check results, their phases
+//!   spread over the 10 s: ingest latency per request (p50, p99, max), records/s stored,
+//!   refusals (429/503), and the collector's CPU and peak RSS.
+//!
+//! Usage: `cargo run --release -p lookout-tests --example loadgen -- <flood|fleet> [options]`
+//! after `cargo build --release -p lookout-collector`.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use chrono::Utc;
+use lookout_protocol::{
+    Batch, CheckResult, Encoding, MetricSample, MetricType, PROTOCOL_VERSION, Record, encode_batch,
+};
+use lookout_tests::{Daemon, bin, free_port, process_figures};
+
+const METRIC_NAMES: &[&str] = &[
+    "system.cpu.utilization",
+    "system.memory.usage",
+    "system.filesystem.usage",
+    "system.network.io",
+    "system.network.packets",
+    "system.disk.io",
+    "system.disk.operations",
+    "system.paging.usage",
+    "system.cpu.load_average.1m",
+    "system.processes.count",
+];
+
+fn token(agent: usize) -> String {
+    format!("load-agent-{agent:05}-token-0123456789")
+}
+
+fn agent_name(agent: usize) -> String {
+    format!("load-{agent:05}")
+}
+
+/// Starts the release collector knowing `agents` agents; returns it and its base URL.
+fn collector(dir: &std::path::Path, agents: usize) -> (Daemon, String) {
+    let port = free_port();
+    let mut toml = format!(
+        "[server]\nlisten = \"127.0.0.1:{port}\"\ndata_dir = \"{}\"\n\n",
+        dir.display()
+    );
+    for a in 0..agents {
+        toml.push_str(&format!(
+            "[[agents]]\nname = \"{}\"\ntoken = \"{}\"\n\n",
+            agent_name(a),
+            token(a)
+        ));
+    }
+    let path = dir.join("collector.toml");
+    std::fs::write(&path, toml).unwrap();
+    let d = Daemon::start(
+        &bin("lookout-collector"),
+        &["--config", path.to_str().unwrap(), "--log-level", "warn"],
+        &[],
+    )
+    .unwrap();
+    let url = format!("http://127.0.0.1:{port}");
+    // Ready when /healthz answers (the warn level hides the "listening" line).
+    let started = Instant::now();
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "the collector did not start:\n{}",
+            d.log_text()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    (d, url)
+}
+
+/// `n` metric samples of one host, as an agent sends them: `series` distinct series.
+fn samples(n: usize, series: usize, rng: &mut fastrand::Rng) -> Vec<Record> {
+    let now = Utc::now();
+    (0..n)
+        .map(|i| {
+            let s = i % series.max(1);
+            let name = METRIC_NAMES[s % METRIC_NAMES.len()];
+            let labels: BTreeMap<String, String> = [(
+                "device".to_string(),
+                format!("dev{}", s / METRIC_NAMES.len()),
+            )]
+            .into();
+            Record::Metric(MetricSample {
+                name: name.to_string(),
+                labels,
+                time: now,
+                value: rng.f64() * 100.0,
+                metric_type: if s % 3 == 0 {
+                    MetricType::Counter
+                } else {
+                    MetricType::Gauge
+                },
+            })
+        })
+        .collect()
+}
+
+/// `n` check results of `checks` distinct checks (a real agent runs tens, not thousands).
+fn results(n: usize, checks: usize, rng: &mut fastrand::Rng) -> Vec<Record> {
+    let now = Utc::now();
+    (0..n)
+        .map(|i| {
+            Record::CheckResult(CheckResult {
+                check: format!("check-{}", i % checks.max(1)),
+                check_type: None,
+                time: now,
+                ok: true,
+                latency_ms: 5.0 + rng.f64() * 50.0,
+                error: None,
+                status_code: Some(200),
+                cert_expiry: None,
+                timings: Default::default(),
+            })
+        })
+        .collect()
+}
+
+fn body(agent: usize, id: &str, records: Vec<Record>) -> Vec<u8> {
+    encode_batch(
+        &Batch {
+            version: PROTOCOL_VERSION,
+            agent: agent_name(agent),
+            batch_id: id.to_string(),
+            records,
+        },
+        Encoding::Zstd,
+    )
+    .unwrap()
+}
+
+/// Posts one batch; returns the status code.
+async fn post(client: &reqwest::Client, base: &str, agent: usize, body: Vec<u8>) -> u16 {
+    match client
+        .post(format!("{base}/v1/ingest"))
+        .bearer_auth(token(agent))
+        .header("content-type", "application/json")
+        .header("content-encoding", "zstd")
+        .body(body)
+        .send()
+        .await
+    {
+        Ok(r) => r.status().as_u16(),
+        Err(_) => 0,
+    }
+}
+
+fn arg(args: &[String], name: &str, default: usize) -> usize {
+    args.iter()
+        .position(|a| a == name)
+        .and_then(|i| args.get(i + 1))
+        .map(|v| {
+            v.parse()
+                .unwrap_or_else(|_| panic!("{name}: expected a number, got {v:?}"))
+        })
+        .unwrap_or(default)
+}
+
+async fn flood(args: &[String]) {
+    let kind = args
+        .iter()
+        .position(|a| a == "--kind")
+        .and_then(|i| args.get(i + 1))
+        .map(String::as_str)
+        .unwrap_or("metrics");
+    let records = arg(args, "--records", 2_000_000);
+    let per_batch = arg(args, "--batch", 5_000);
+    let senders = arg(args, "--senders", 4);
+    const AGENTS: usize = 100;
+    let dir = tempfile::tempdir().unwrap();
+    let (collector, base) = collector(dir.path(), AGENTS);
+    let mut rng = fastrand::Rng::with_seed(7);
+    let batches = records.div_ceil(per_batch);
+    let bodies: Vec<(usize, Vec<u8>)> = (0..batches)
+        .map(|b| {
+            let n = per_batch.min(records - b * per_batch);
+            let recs = match kind {
+                "metrics" => samples(n, 150, &mut rng),
+                "results" => results(n, 50, &mut rng),
+                other => panic!("--kind {other:?}: expected metrics or results"),
+            };
+            let agent = b % AGENTS;
+            (agent, body(agent, &format!("flood-{b}"), recs))
+        })
+        .collect();
+    let bodies = Arc::new(bodies);
+    let next = Arc::new(AtomicU64::new(0));
+    let refused = Arc::new(AtomicU64::new(0));
+    let client = reqwest::Client::new();
+    let (cpu0, _) = process_figures(collector.pid());
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for _ in 0..senders {
+        let (bodies, next, refused, client, base) = (
+            bodies.clone(),
+            next.clone(),
+            refused.clone(),
+            client.clone(),
+            base.clone(),
+        );
+        tasks.push(tokio::spawn(async move {
+            loop {
+                let i = next.fetch_add(1, Ordering::Relaxed) as usize;
+                let Some((agent, b)) = bodies.get(i) else {
+                    return;
+                };
+                loop {
+                    match post(&client, &base, *agent, b.clone()).await {
+                        200 => break,
+                        _ => {
+                            refused.fetch_add(1, Ordering::Relaxed);
+                            tokio::time::sleep(Duration::from_millis(20)).await;
+                        }
+                    }
+                }
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let secs = started.elapsed().as_secs_f64();
+    let (cpu1, hwm) = process_figures(collector.pid());
+    let db_bytes = std::fs::metadata(dir.path().join("lookout.db"))
+        .map(|m| m.len())
+        .unwrap_or(0)
+        + std::fs::metadata(dir.path().join("lookout.db-wal"))
+            .map(|m| m.len())
+            .unwrap_or(0);
+    println!(
+        "flood {kind}: {records} records in {batches} batches of {per_batch}, {senders} senders: \
+         {secs:.1} s, {:.0} records/s stored; {} refusals retried; collector {:.1} CPU s \
+         ({:.0} % of the 2 cores), peak RSS {:.0} MB; database {:.1} bytes per record",
+        records as f64 / secs,
+        refused.load(Ordering::Relaxed),
+        cpu1 - cpu0,
+        100.0 * (cpu1 - cpu0) / secs / 2.0,
+        hwm as f64 / 1024.0,
+        db_bytes as f64 / records as f64,
+    );
+    drop(collector);
+}
+
+async fn fleet(args: &[String]) {
+    let agents = arg(args, "--agents", 10_000);
+    let seconds = arg(args, "--seconds", 60);
+    let series = arg(args, "--series", 150);
+    let checks = arg(args, "--checks", 10);
+    const EVERY: Duration = Duration::from_secs(10);
+    let dir = tempfile::tempdir().unwrap();
+    let (collector, base) = collector(dir.path(), agents);
+    let client = reqwest::Client::builder()
+        .pool_max_idle_per_host(256)
+        .build()
+        .unwrap();
+    let latencies: Arc<Mutex<Vec<u32>>> = Arc::default();
+    let refused: Arc<Mutex<BTreeMap<u16, u64>>> = Arc::default();
+    let stored = Arc::new(AtomicU64::new(0));
+    let run = Utc::now().timestamp();
+    let (cpu0, _) = process_figures(collector.pid());
+    let started = tokio::time::Instant::now();
+    let deadline = started + Duration::from_secs(seconds as u64);
+    let mut tasks = Vec::with_capacity(agents);
+    for a in 0..agents {
+        let (client, base, latencies, refused, stored) = (
+            client.clone(),
+            base.clone(),
+            latencies.clone(),
+            refused.clone(),
+            stored.clone(),
+        );
+        // Phases spread over the interval, as real agents' are.
+        let phase = EVERY.mul_f64(a as f64 / agents as f64);
+        tasks.push(tokio::spawn(async move {
+            let mut rng = fastrand::Rng::with_seed(a as u64);
+            let mut next = started + phase;
+            let mut seq = 0u64;
+            while next < deadline {
+                tokio::time::sleep_until(next).await;
+                let mut recs = samples(series, series, &mut rng);
+                recs.extend(results(checks, checks, &mut rng));
+                let n = recs.len() as u64;
+                let b = body(a, &format!("{run}-{seq}-{seq}"), recs);
+                let t = Instant::now();
+                let status = post(&client, &base, a, b).await;
+                let took = t.elapsed().as_micros().min(u32::MAX as u128) as u32;
+                latencies.lock().unwrap().push(took);
+                if status == 200 {
+                    stored.fetch_add(n, Ordering::Relaxed);
+                } else {
+                    *refused.lock().unwrap().entry(status).or_default() += 1;
+                }
+                seq += 1;
+                next += EVERY;
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let secs = started.elapsed().as_secs_f64();
+    let (cpu1, hwm) = process_figures(collector.pid());
+    let mut l = latencies.lock().unwrap().clone();
+    l.sort_unstable();
+    let pct = |p: f64| l[((l.len() as f64 * p) as usize).min(l.len() - 1)] as f64 / 1000.0;
+    println!(
+        "fleet: {agents} agents × ({series} samples + {checks} results) every 10 s for {seconds} s: \
+         {} requests, latency p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms; {:.0} records/s stored; \
+         refused by status (0: no answer) {:?}; collector {:.1} CPU s ({:.0} % of the 2 cores), \
+         peak RSS {:.0} MB",
+        l.len(),
+        pct(0.5),
+        pct(0.99),
+        *l.last().unwrap_or(&0) as f64 / 1000.0,
+        stored.load(Ordering::Relaxed) as f64 / secs,
+        refused.lock().unwrap(),
+        cpu1 - cpu0,
+        100.0 * (cpu1 - cpu0) / secs / 2.0,
+        hwm as f64 / 1024.0,
+    );
+    drop(collector);
+}
+
+#[tokio::main]
+async fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    match args.get(1).map(String::as_str) {
+        Some("flood") => flood(&args).await,
+        Some("fleet") => fleet(&args).await,
+        other => {
+            eprintln!("unknown mode {other:?}: expected flood or fleet");
+            std::process::exit(2);
+        }
+    }
+}
