@@ -99,7 +99,7 @@ fn samples(n: usize, series: usize, rng: &mut fastrand::Rng) -> Vec<Record> {
                 labels,
                 time: now,
                 value: rng.f64() * 100.0,
-                metric_type: if s % 3 == 0 {
+                metric_type: if s.is_multiple_of(3) {
                     MetricType::Counter
                 } else {
                     MetricType::Gauge
