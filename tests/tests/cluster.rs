@@ -1,7 +1,8 @@
 //! End to end: two collectors on one PostgreSQL, one agent shipping to both (the first, the
 //! second when the first is gone, and the first again once it is back). An endpoint goes down; the leading collector is killed
 //! with `kill -9` during the outage; the endpoint recovers. Exactly one firing and one resolved
-//! notification reach the webhook. Then again with the other collector killed.
+//! notification reach the webhook. Then again with the other collector killed, and once more
+//! after the leader's database session is cut.
 //!
 //! Needs PostgreSQL at `LOOKOUT_TEST_PG_URL` (`scripts/test` starts one); each run makes a
 //! database of its own.
@@ -265,13 +266,59 @@ async fn a_leader_killed_mid_outage_leaves_one_page_and_one_resolve() {
     target.set_status(200);
     wait_notes(&inbox, "resolved", 2, "the second resolve").await;
 
-    // Nothing more comes: no repeat of either page or resolve.
+    // Round 3: the leader loses its database connection (its session is terminated, as a
+    // restarted or failed-over PostgreSQL would). It stops leading, and leads again once it
+    // holds the lock on a new connection; an outage then is still paged once.
+    let term = |base: String| async move {
+        let j = get_json(&format!("{base}/api/v1/cluster")).await?;
+        Ok::<_, anyhow::Error>(
+            j["collectors"][0]["leader_since"]
+                .as_str()
+                .and_then(|t| t.parse::<chrono::DateTime<chrono::Utc>>().ok()),
+        )
+    };
+    let before = term(a_url.clone()).await.unwrap().expect("a leads");
+    let admin = sqlx::PgPool::connect(&setup.db).await.unwrap();
+    let cut: i64 = sqlx::query_scalar(
+        "SELECT count(pg_terminate_backend(pid)) FROM pg_locks
+         WHERE locktype = 'advisory' AND classid = 0 AND objid = 7700200 AND granted",
+    )
+    .fetch_one(&admin)
+    .await
+    .unwrap();
+    assert_eq!(cut, 1, "one session holds the leader's lock");
+    let cut_at = Instant::now();
+    eventually(
+        "a leading again, on a new connection",
+        Duration::from_secs(20),
+        || {
+            let a_url = a_url.clone();
+            async move {
+                let now = term(a_url).await?;
+                Ok(now.filter(|t| *t > before).map(|_| ()))
+            }
+        },
+    )
+    .await
+    .unwrap();
+    println!(
+        "round 3: a led again {:?} after its connection was cut",
+        cut_at.elapsed()
+    );
+    target.set_status(503);
+    wait_notes(&inbox, "firing", 3, "the third page").await;
+    target.set_status(200);
+    wait_notes(&inbox, "resolved", 3, "the third resolve").await;
+
+    // Nothing more comes: no repeat of any page or resolve.
     tokio::time::sleep(Duration::from_secs(4)).await;
     let notes = inbox.notes();
     let kinds: Vec<&str> = notes.iter().map(|(k, _)| k.as_str()).collect();
     assert_eq!(
         kinds,
-        ["firing", "resolved", "firing", "resolved"],
+        [
+            "firing", "resolved", "firing", "resolved", "firing", "resolved"
+        ],
         "{notes:?}"
     );
     assert!(
