@@ -75,6 +75,8 @@ pub fn router(state: Arc<AppState>) -> Router {
     Router::new()
         .route("/", get(web::index))
         .route("/healthz", get(healthz))
+        .route("/badge/{check}/status", get(web::badge::status))
+        .route("/badge/{check}/uptime", get(web::badge::uptime))
         .route("/metrics", get(metrics))
         .route("/v1/ingest", post(ingest::ingest))
         .route("/v1/assignments", get(ingest::assignments))

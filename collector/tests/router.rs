@@ -640,3 +640,66 @@ async fn writing_endpoints_are_off_without_an_admin_token() {
         "writing endpoints are off: set [server] admin_token to use them"
     );
 }
+
+/// The SVG and content type of a badge.
+async fn badge(h: &Harness, uri: &str) -> (StatusCode, String, String) {
+    let resp = lookout_collector::router(h.state.clone())
+        .oneshot(Request::get(uri).body(Body::empty()).unwrap())
+        .await
+        .unwrap();
+    let status = resp.status();
+    let kind = resp
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .map(|v| v.to_str().unwrap().to_string())
+        .unwrap_or_default();
+    let bytes = axum::body::to_bytes(resp.into_body(), usize::MAX)
+        .await
+        .unwrap();
+    (status, kind, String::from_utf8(bytes.to_vec()).unwrap())
+}
+
+#[tokio::test]
+async fn badges_say_a_checks_state_and_uptime_in_words() {
+    let h = Harness::new().await;
+    let (s, kind, svg) = badge(&h, "/badge/api/status").await;
+    assert_eq!(s, StatusCode::OK);
+    assert!(kind.starts_with("image/svg+xml"), "{kind}");
+    assert!(svg.contains("<title>api: pending</title>"), "{svg}");
+    let (_, _, svg) = badge(&h, "/badge/api/uptime").await;
+    assert!(svg.contains("<title>uptime 30d: no data</title>"), "{svg}");
+
+    // Three good results and one failure: up (the latest is good), 75% over 24 h.
+    let results = [("api", true), ("api", false), ("api", true), ("api", true)];
+    for (i, r) in results.iter().enumerate() {
+        let body = encode_batch(&batch("web-1", &format!("b{i}"), &[*r]), Encoding::Zstd).unwrap();
+        assert_eq!(
+            h.ingest(Some(TOKEN), Encoding::Zstd, body).await.0,
+            StatusCode::OK
+        );
+    }
+    while h.state.store.roll_up(1000).await.unwrap() > 0 {}
+    let (_, _, svg) = badge(&h, "/badge/api/status").await;
+    assert!(svg.contains("<title>api: up</title>"), "{svg}");
+    let (s, _, svg) = badge(&h, "/badge/api/uptime?window=24h").await;
+    assert_eq!(s, StatusCode::OK);
+    assert!(svg.contains("<title>uptime 24h: 75%</title>"), "{svg}");
+
+    // A failure now: down.
+    let body = encode_batch(&batch("web-1", "b9", &[("api", false)]), Encoding::Zstd).unwrap();
+    h.ingest(Some(TOKEN), Encoding::Zstd, body).await;
+    let (_, _, svg) = badge(&h, "/badge/api/status").await;
+    assert!(svg.contains("<title>api: down</title>"), "{svg}");
+
+    let (s, _, svg) = badge(&h, "/badge/nope/status").await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+    assert!(svg.contains("no such check"), "{svg}");
+    let (s, _, _) = badge(&h, "/badge/nope/uptime").await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+    let (s, j) = h.get("/badge/api/uptime?window=1y").await;
+    assert_eq!(s, StatusCode::BAD_REQUEST);
+    assert!(
+        j.to_string().contains("expected 24h, 7d, 30d or 90d"),
+        "{j}"
+    );
+}

@@ -1,6 +1,8 @@
 //! The plain status page at `/`: every check and its state, refreshed every 10 s. The full
 //! status page replaces it.
 
+pub mod badge;
+
 use std::fmt::Write as _;
 use std::sync::Arc;
 
