@@ -95,7 +95,7 @@ pub async fn campaign(url: String, leadership: Arc<Leadership>, stop: Cancellati
     while !stop.is_cancelled() {
         match lead_once(&url, &leadership, &stop).await {
             Ok(()) => {}
-            Err(e) => tracing::warn!(error = %e, "leader election: no connection; retrying"),
+            Err(e) => tracing::warn!(error = %e, "leader election: lost the database; retrying"),
         }
         if leadership.leads() {
             leadership.set(false);
@@ -108,27 +108,31 @@ pub async fn campaign(url: String, leadership: Arc<Leadership>, stop: Cancellati
     }
 }
 
-/// One connection's life: wait for the lock, then hold it while the connection answers.
+/// One connection's life: wait for the lock, then hold it while the connection answers. The
+/// error says why the connection was given up.
 async fn lead_once(
     url: &str,
     leadership: &Leadership,
     stop: &CancellationToken,
-) -> Result<(), sqlx::Error> {
+) -> Result<(), String> {
     let mut conn = tokio::time::timeout(LEADER_CHECK_TIMEOUT, sqlx::PgConnection::connect(url))
         .await
-        .map_err(|_| sqlx::Error::PoolTimedOut)??;
+        .map_err(|_| format!("connecting took more than {LEADER_CHECK_TIMEOUT:?}"))?
+        .map_err(|e| format!("connecting: {e}"))?;
     // The server notices a vanished leader (a host gone, not just its process) within about
     // 11 s and releases the lock; by default it would wait hours for TCP to give up.
     sqlx::raw_sql(
         "SET tcp_keepalives_idle = 5; SET tcp_keepalives_interval = 2; SET tcp_keepalives_count = 3",
     )
     .execute(&mut conn)
-    .await?;
+    .await
+    .map_err(|e| format!("setting keepalives: {e}"))?;
     loop {
         let won: bool = sqlx::query_scalar("SELECT pg_try_advisory_lock($1)")
             .bind(LEADER_LOCK)
             .fetch_one(&mut conn)
-            .await?;
+            .await
+            .map_err(|e| format!("asking for the leader's lock: {e}"))?;
         if won {
             break;
         }
@@ -159,8 +163,12 @@ async fn lead_once(
         .await;
         match alive {
             Ok(Ok(_)) => {}
-            Ok(Err(e)) => return Err(e),
-            Err(_) => return Err(sqlx::Error::PoolTimedOut),
+            Ok(Err(e)) => return Err(format!("the leader's connection failed: {e}")),
+            Err(_) => {
+                return Err(format!(
+                    "the leader's connection did not answer within {LEADER_CHECK_TIMEOUT:?}"
+                ));
+            }
         }
     }
 }
@@ -257,14 +265,13 @@ pub struct Me {
 }
 
 impl Me {
-    /// The identity of a collector listening at `address`.
-    pub fn new(address: String) -> Self {
+    /// The identity of a collector listening on `port`, reachable at `address`.
+    pub fn new(address: String, port: u16) -> Self {
         let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
             .map(|h| h.trim().to_string())
             .ok()
             .filter(|h| !h.is_empty())
             .unwrap_or_else(|| "collector".to_string());
-        let port = address.rsplit(':').next().unwrap_or("").to_string();
         Self {
             instance: format!("{host}:{port}-{:04x}", fastrand::u16(..)),
             address,

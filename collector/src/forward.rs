@@ -56,12 +56,6 @@ pub struct Forwarder {
     metrics: Arc<Metrics>,
 }
 
-impl std::fmt::Debug for Item {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{} records of {}", self.records.len(), self.agent)
-    }
-}
-
 impl Forwarder {
     /// A forwarder that forwards nothing.
     pub fn off(metrics: Arc<Metrics>) -> Self {

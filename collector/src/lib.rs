@@ -234,7 +234,7 @@ pub async fn start(config: CollectorConfig) -> Result<Running, CollectorError> {
         .clone()
         .unwrap_or_else(|| format!("http://{addr}"));
     let state = build_state(store.clone(), config, local).await?;
-    let _ = state.me.set(cluster::Me::new(public));
+    let _ = state.me.set(cluster::Me::new(public, addr.port()));
     let notifier = state.notifier.clone();
     let shutdown = CancellationToken::new();
     let upkeep_stop = CancellationToken::new();

@@ -471,38 +471,44 @@ macro_rules! sql_store {
                 // cache that the database forgot. One commit for all of a batch's new series
                 // (an agent's first batch brings a hundred or more).
                 let mut ids = vec![0i64; batch.records.len()];
-                let mut missing = Vec::new();
+                // Records whose series is not cached, with a metric's labels as stored.
+                let mut missing: Vec<(usize, String)> = Vec::new();
                 for (i, record) in batch.records.iter().enumerate() {
-                    let cached = match record {
-                        Record::CheckResult(c) => self.series.check(&c.check, agent),
-                        Record::Metric(m) => self.series.metric(agent, &m.name, &labels_json(&m.labels)),
-                        Record::Log(_) => Some(0),
-                    };
-                    match cached {
-                        Some(id) => ids[i] = id,
-                        None => missing.push(i),
+                    match record {
+                        Record::CheckResult(c) => match self.series.check(&c.check, agent) {
+                            Some(id) => ids[i] = id,
+                            None => missing.push((i, String::new())),
+                        },
+                        Record::Metric(m) => {
+                            let labels = labels_json(&m.labels);
+                            match self.series.metric(agent, &m.name, &labels) {
+                                Some(id) => ids[i] = id,
+                                None => missing.push((i, labels)),
+                            }
+                        }
+                        Record::Log(_) => {}
                     }
                 }
                 if !missing.is_empty() {
                     let mut stx = self.write.begin().await?;
-                    for &i in &missing {
-                        ids[i] = match &batch.records[i] {
+                    for (i, labels) in &missing {
+                        ids[*i] = match &batch.records[*i] {
                             Record::CheckResult(c) => {
                                 let t = c.check_type.map(|t| t.to_string());
                                 Self::check_series_in(&mut stx, &c.check, agent, t.as_deref()).await?
                             }
                             Record::Metric(m) => {
-                                Self::metric_series_in(&mut stx, agent, &m.name, &labels_json(&m.labels), metric_type(m.metric_type))
+                                Self::metric_series_in(&mut stx, agent, &m.name, labels, metric_type(m.metric_type))
                                     .await?
                             }
                             Record::Log(_) => 0,
                         };
                     }
                     stx.commit().await?;
-                    for &i in &missing {
-                        match &batch.records[i] {
-                            Record::CheckResult(c) => self.series.put_check(&c.check, agent, ids[i]),
-                            Record::Metric(m) => self.series.put_metric(agent, &m.name, &labels_json(&m.labels), ids[i]),
+                    for (i, labels) in &missing {
+                        match &batch.records[*i] {
+                            Record::CheckResult(c) => self.series.put_check(&c.check, agent, ids[*i]),
+                            Record::Metric(m) => self.series.put_metric(agent, &m.name, labels, ids[*i]),
                             Record::Log(_) => {}
                         }
                     }
