@@ -200,11 +200,13 @@ pub async fn start(config: CollectorConfig) -> Result<Running, CollectorError> {
         .as_ref()
         .map(|l| Credential::new(l.name.clone(), random_token(), l.labels.clone()));
     for a in &config.agents {
-        store.upsert_agent(&a.name, &a.labels).await?;
+        store.upsert_agent(&a.name, &a.labels, None).await?;
     }
     let local_settings = match (&config.local_agent, &local) {
         (Some(l), Some(cred)) => {
-            store.upsert_agent(&l.name, &l.labels).await?;
+            store
+                .upsert_agent(&l.name, &l.labels, Some(env!("CARGO_PKG_VERSION")))
+                .await?;
             Some(AgentSettings {
                 name: l.name.clone(),
                 collector_urls: vec![format!("http://{}", loopback_for(addr))],

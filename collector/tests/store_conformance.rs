@@ -12,7 +12,7 @@ use lookout_collector::store::alerting::{
     AlertState, DeliveryState, NewNotification, Silence, Transition,
 };
 use lookout_collector::store::{
-    self, LogQuery, ResultQuery, Retention, RollupQuery, Store, StoreError, Tier,
+    self, LogQuery, ResultQuery, Retention, RollupQuery, Store, StoreError, Tier, TotalsWidth,
 };
 use lookout_protocol::{
     Batch, CheckResult, LogRecord, MetricSample, MetricType, PROTOCOL_VERSION, Record, Timings,
@@ -124,6 +124,7 @@ conformance!(
     latest_values_follow_time_not_arrival,
     results_filter_and_order,
     check_rollups_count_fail_and_merge_late_data,
+    check_totals_merge_agents_per_hour_and_day,
     metric_rollups_keep_min_max_avg_last,
     retention_deletes_in_chunks_and_only_rolled_up_rows,
     logs_are_kept_by_age_and_by_size,
@@ -414,6 +415,72 @@ async fn check_rollups_count_fail_and_merge_late_data(b: Backend) {
         .await
         .unwrap();
     assert_eq!(all.iter().filter(|r| r.bucket == t(0, 0)).count(), 2);
+}
+
+async fn check_totals_merge_agents_per_hour_and_day(b: Backend) {
+    let s = &*b.store;
+    const DAY: i64 = 24 * 60;
+    // Day 0: agent a has 3 results (1 failing) at 00:00 and 01:00; agent b 1 failing at 00:30.
+    // Day 1: agent a has 2 results.
+    ingest(
+        s,
+        "a",
+        "1",
+        vec![
+            result("api", t(0, 0), true, 10.0),
+            result("api", t(0, 10), false, 30.0),
+            result("api", t(60, 0), true, 20.0),
+            result("api", t(DAY + 5, 0), true, 40.0),
+            result("api", t(DAY + 6, 0), true, 60.0),
+        ],
+    )
+    .await;
+    ingest(s, "b", "1", vec![result("api", t(30, 0), false, 100.0)]).await;
+    ingest(s, "b", "2", vec![result("db", t(30, 0), true, 1.0)]).await;
+    // Rolled up in small steps, so one day's rows arrive in several calls and add up.
+    while s.roll_up(2).await.unwrap() > 0 {}
+    let shape = |totals: Vec<lookout_collector::store::CheckTotal>| {
+        let mut v: Vec<_> = totals
+            .into_iter()
+            .map(|t| (t.check, t.bucket_ms, t.count, t.failures, t.latency_sum_ms))
+            .collect();
+        v.sort_by(|a, b| (&a.0, a.1).cmp(&(&b.0, b.1)));
+        v
+    };
+    let ms = |t: DateTime<Utc>| t.timestamp_millis();
+    let days = shape(s.check_totals(TotalsWidth::Day, t(0, 0)).await.unwrap());
+    assert_eq!(
+        days,
+        [
+            ("api".to_string(), ms(t(0, 0)), 4, 2, 160.0),
+            ("api".to_string(), ms(t(DAY, 0)), 2, 0, 100.0),
+            ("db".to_string(), ms(t(0, 0)), 1, 0, 1.0),
+        ]
+    );
+    let hours = shape(s.check_totals(TotalsWidth::Hour, t(60, 0)).await.unwrap());
+    assert_eq!(
+        hours,
+        [
+            ("api".to_string(), ms(t(60, 0)), 1, 0, 20.0),
+            ("api".to_string(), ms(t(DAY, 0)), 2, 0, 100.0),
+        ]
+    );
+    // Late data merges into its day.
+    ingest(s, "b", "3", vec![result("api", t(DAY + 7, 0), false, 0.0)]).await;
+    s.roll_up(100).await.unwrap();
+    let days = shape(s.check_totals(TotalsWidth::Day, t(DAY, 0)).await.unwrap());
+    assert_eq!(days, [("api".to_string(), ms(t(DAY, 0)), 3, 1, 100.0)]);
+    // Days go with the per-hour rollups' retention.
+    let policy = Retention {
+        hour: Duration::from_secs(86_400),
+        ..default_retention()
+    };
+    s.enforce_retention(&policy, t(2 * DAY, 0), 1000)
+        .await
+        .unwrap();
+    let days = shape(s.check_totals(TotalsWidth::Day, t(0, 0)).await.unwrap());
+    assert_eq!(days.len(), 1, "{days:?}");
+    assert_eq!(days[0].1, ms(t(DAY, 0)));
 }
 
 async fn metric_rollups_keep_min_max_avg_last(b: Backend) {
@@ -808,8 +875,12 @@ async fn agents_are_listed_with_labels_and_last_seen(b: Backend) {
     let labels: BTreeMap<String, String> = [("role".to_string(), "web".to_string())]
         .into_iter()
         .collect();
-    s.upsert_agent("web-1", &labels).await.unwrap();
-    s.upsert_agent("db-1", &BTreeMap::new()).await.unwrap();
+    s.upsert_agent("web-1", &labels, Some("0.1.0"))
+        .await
+        .unwrap();
+    s.upsert_agent("db-1", &BTreeMap::new(), None)
+        .await
+        .unwrap();
     let received = Utc.timestamp_millis_opt(1_800_000_000_000).unwrap();
     s.ingest("web-1", &batch("web-1", "1", vec![]), received)
         .await
@@ -830,6 +901,16 @@ async fn agents_are_listed_with_labels_and_last_seen(b: Backend) {
     assert_eq!(agents[1].labels, labels);
     assert_eq!(agents[1].last_seen, Some(received));
     assert_eq!(agents[0].last_seen, None);
+    assert_eq!(
+        (agents[0].version.as_deref(), agents[1].version.as_deref()),
+        (None, Some("0.1.0"))
+    );
+    // A later upsert without a version keeps the one recorded.
+    s.upsert_agent("web-1", &labels, None).await.unwrap();
+    assert_eq!(
+        s.agents().await.unwrap()[1].version.as_deref(),
+        Some("0.1.0")
+    );
 }
 
 fn transition(from: Option<AlertState>, to: AlertState, at: DateTime<Utc>) -> Transition {
@@ -1143,6 +1224,16 @@ async fn alert_transitions_are_compare_and_set_with_history_and_outbox(b: Backen
     );
     assert_eq!(queued[0].payload["key"], "1:firing");
     assert!(s.alerts(&[Resolved]).await.unwrap().is_empty());
+    // The status page's incidents: each firing with its end, newest first; a window that
+    // starts after the first firing began leaves it out.
+    let incidents = s.incidents("uptime", t(0, 0)).await.unwrap();
+    let shape: Vec<_> = incidents.iter().map(|i| (i.started, i.ended)).collect();
+    assert_eq!(shape, [(t(3, 0), None), (t(0, 0), Some(t(2, 0)))]);
+    assert_eq!(incidents[1].summary, "api is firing");
+    assert_eq!(incidents[1].labels["check"], "api");
+    let later = s.incidents("uptime", t(2, 30)).await.unwrap();
+    assert_eq!(later.len(), 1);
+    assert!(s.incidents("heartbeat", t(0, 0)).await.unwrap().is_empty());
 }
 
 async fn outbox_claims_lease_retry_and_give_up(b: Backend) {

@@ -210,7 +210,24 @@ pub async fn assignments(
         None => BTreeMap::new(),
     };
     labels.extend(agent.labels.clone());
-    state.store.upsert_agent(&agent.name, &labels).await?;
+    // `lookout-agent/0.1.0` (client.rs): the version shown on the hosts page.
+    let version = headers
+        .get(header::USER_AGENT)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("lookout-agent/"))
+        .map(|v| {
+            v.split_whitespace()
+                .next()
+                .unwrap_or_default()
+                .chars()
+                .take(40)
+                .collect::<String>()
+        })
+        .filter(|v| !v.is_empty());
+    state
+        .store
+        .upsert_agent(&agent.name, &labels, version.as_deref())
+        .await?;
     // Asking for its assignments shows the agent alive, even one with nothing to ship; how
     // often it asks sets how long a silence means it is down.
     let poll = headers

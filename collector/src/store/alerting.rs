@@ -136,6 +136,21 @@ pub struct AlertEvent {
     pub summary: String,
 }
 
+/// One firing of an alert, from its history: a status page's incident.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Incident {
+    /// The alert.
+    pub alert_id: i64,
+    /// The alert's labels (`check`).
+    pub labels: BTreeMap<String, String>,
+    /// What was wrong when it began.
+    pub summary: String,
+    /// When it began to fire.
+    pub started: DateTime<Utc>,
+    /// When it was resolved; `None` while it fires.
+    pub ended: Option<DateTime<Utc>>,
+}
+
 /// A queued notification.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Notification {
@@ -304,6 +319,14 @@ pub trait AlertStore: Send + Sync {
 
     /// An alert's history, oldest first.
     async fn alert_history(&self, alert_id: i64) -> Result<Vec<AlertEvent>, StoreError>;
+
+    /// The firings of `rule`'s alerts that began at or after `since`, each with when it was
+    /// resolved (`None`: still firing); newest first.
+    async fn incidents(
+        &self,
+        rule: &str,
+        since: DateTime<Utc>,
+    ) -> Result<Vec<Incident>, StoreError>;
 
     /// Acknowledges a firing alert; false when there is no such firing alert.
     async fn ack_alert(

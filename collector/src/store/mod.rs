@@ -119,6 +119,8 @@ pub struct AgentRow {
     pub labels: BTreeMap<String, String>,
     /// When it last shipped a batch.
     pub last_seen: Option<DateTime<Utc>>,
+    /// Its version, from its requests' User-Agent, once it has polled.
+    pub version: Option<String>,
 }
 
 /// The latest sample of one metric series.
@@ -227,6 +229,30 @@ pub struct CheckRollup {
     pub latency: histogram::Histogram,
 }
 
+/// The width of [`Store::check_totals`]' buckets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TotalsWidth {
+    /// UTC hours, from the per-hour rollups.
+    Hour,
+    /// UTC days, from the daily rollups.
+    Day,
+}
+
+/// One check's totals in one bucket, all agents together.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CheckTotal {
+    /// The check.
+    pub check: String,
+    /// Start of the bucket, Unix ms.
+    pub bucket_ms: i64,
+    /// Results.
+    pub count: u64,
+    /// Failed results.
+    pub failures: u64,
+    /// Sum of latencies, ms.
+    pub latency_sum_ms: f64,
+}
+
 /// One rollup bucket of a metric series.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct MetricRollup {
@@ -305,11 +331,13 @@ pub trait Store:
     /// True when some agent has reported a check of this name.
     async fn check_known(&self, name: &str) -> Result<bool, StoreError>;
 
-    /// Records an agent's labels (from configuration or its own report).
+    /// Records an agent's labels (from configuration or its own report) and, when known, its
+    /// version (`None` keeps the one recorded).
     async fn upsert_agent(
         &self,
         name: &str,
         labels: &BTreeMap<String, String>,
+        version: Option<&str>,
     ) -> Result<(), StoreError>;
 
     /// Every known agent.
@@ -330,6 +358,14 @@ pub trait Store:
     /// Rolls up at most `max_rows` raw rows of each kind not rolled up yet; returns how many it
     /// took (fewer than asked means it has caught up).
     async fn roll_up(&self, max_rows: u32) -> Result<u64, StoreError>;
+
+    /// Every check's totals per hour or per day from `from` (bucket start at or after it), all
+    /// agents merged: what the status page shows, from rollups only.
+    async fn check_totals(
+        &self,
+        width: TotalsWidth,
+        from: DateTime<Utc>,
+    ) -> Result<Vec<CheckTotal>, StoreError>;
 
     /// Rollups of one check (per agent), oldest first.
     async fn check_rollups(&self, q: &RollupQuery) -> Result<Vec<CheckRollup>, StoreError>;

@@ -8,6 +8,9 @@ use std::collections::BTreeMap;
 use super::Tier;
 use super::histogram::{Histogram, HistogramError};
 
+/// A UTC day in milliseconds: the width of the status page's daily rollups.
+pub const DAY_MS: i64 = 86_400_000;
+
 /// Start of the bucket of width `width_ms` that holds `time_ms`.
 pub fn bucket_start(time_ms: i64, width_ms: i64) -> i64 {
     time_ms.div_euclid(width_ms) * width_ms

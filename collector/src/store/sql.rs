@@ -20,6 +20,7 @@ pub const MIGRATIONS: &[&str] = &[
     include_str!("schema_v3.sql"),
     include_str!("schema_v4.sql"),
     include_str!("schema_v5.sql"),
+    include_str!("schema_v6.sql"),
 ];
 
 /// The SQLite schema text turned into PostgreSQL's: the type names differ, lines that end
@@ -89,6 +90,11 @@ pub(crate) const CHECK_MINUTES_EXPIRE: &str = "UPDATE check_rollups SET minutes 
 pub(crate) const CHECK_HOURS_EXPIRE: &str = "DELETE FROM check_rollups WHERE series_id = $1
      AND hour_ms IN (SELECT hour_ms FROM check_rollups
        WHERE series_id = $1 AND hour_ms + $4 <= $2 ORDER BY hour_ms LIMIT $3)";
+/// Deletes a check series' days that ended before the cutoff; parameters as
+/// [`CHECK_MINUTES_EXPIRE`], $4 the day's width.
+pub(crate) const CHECK_DAYS_EXPIRE: &str = "DELETE FROM check_days WHERE series_id = $1
+     AND day_ms IN (SELECT day_ms FROM check_days
+       WHERE series_id = $1 AND day_ms + $4 <= $2 ORDER BY day_ms LIMIT $3)";
 /// Deletes a metric series' expired rollups of one tier: $1 series, $2 before, $3 at most,
 /// $4 tier.
 pub(crate) const ROLLUP_DELETE_METRICS: &str =
@@ -276,7 +282,7 @@ macro_rules! sql_store {
                 tx: &mut sqlx::Transaction<'_, $db>,
                 max_rows: u32,
             ) -> Result<u64, $crate::store::StoreError> {
-                use $crate::store::rollup::{CheckAgg, RawResult, aggregate_results, bucket_start, decode_minutes, encode_minutes};
+                use $crate::store::rollup::{CheckAgg, DAY_MS, RawResult, aggregate_results, bucket_start, decode_minutes, encode_minutes};
                 use $crate::store::histogram::Histogram;
                 use $crate::store::Tier;
                 use sqlx::Row;
@@ -306,6 +312,32 @@ macro_rules! sql_store {
                 for ((series, minute), add) in aggregate_results(&raw, Tier::Minute) {
                     let hour = bucket_start(minute, Tier::Hour.width_ms());
                     hours.entry((series, hour)).or_default().insert(((minute - hour) / 60_000) as u8, add);
+                }
+                // Per UTC day, for the status page: plain sums, added to what is there.
+                let mut days: std::collections::BTreeMap<(i64, i64), CheckAgg> = Default::default();
+                for ((series, hour), minutes) in &hours {
+                    let day = days.entry((*series, bucket_start(*hour, DAY_MS))).or_default();
+                    for add in minutes.values() {
+                        day.count += add.count;
+                        day.failures += add.failures;
+                        day.latency_sum_ms += add.latency_sum_ms;
+                    }
+                }
+                for ((series, day), add) in days {
+                    sqlx::query(
+                        "INSERT INTO check_days (series_id, day_ms, count, failures, latency_sum)
+                         VALUES ($1, $2, $3, $4, $5)
+                         ON CONFLICT (series_id, day_ms) DO UPDATE SET count = check_days.count + excluded.count,
+                           failures = check_days.failures + excluded.failures,
+                           latency_sum = check_days.latency_sum + excluded.latency_sum",
+                    )
+                    .bind(series)
+                    .bind(day)
+                    .bind(add.count as i64)
+                    .bind(add.failures as i64)
+                    .bind(add.latency_sum_ms)
+                    .execute(&mut **tx)
+                    .await?;
                 }
                 let corrupt = |e: $crate::store::histogram::HistogramError| $crate::store::StoreError::Corrupt(e.to_string());
                 for ((series, hour), new_minutes) in hours {
@@ -683,13 +715,16 @@ macro_rules! sql_store {
                 &self,
                 name: &str,
                 labels: &std::collections::BTreeMap<String, String>,
+                version: Option<&str>,
             ) -> Result<(), $crate::store::StoreError> {
                 sqlx::query(
-                    "INSERT INTO agents (name, labels) VALUES ($1, $2)
-                     ON CONFLICT (name) DO UPDATE SET labels = excluded.labels",
+                    "INSERT INTO agents (name, labels, version) VALUES ($1, $2, $3)
+                     ON CONFLICT (name) DO UPDATE SET labels = excluded.labels,
+                       version = COALESCE(excluded.version, agents.version)",
                 )
                 .bind(name)
                 .bind($crate::store::sql::labels_json(labels))
+                .bind(version)
                 .execute(&self.write)
                 .await?;
                 Ok(())
@@ -697,7 +732,7 @@ macro_rules! sql_store {
 
             async fn agents(&self) -> Result<Vec<$crate::store::AgentRow>, $crate::store::StoreError> {
                 use sqlx::Row;
-                let rows = sqlx::query("SELECT name, labels, last_seen_ms FROM agents ORDER BY name")
+                let rows = sqlx::query("SELECT name, labels, last_seen_ms, version FROM agents ORDER BY name")
                     .fetch_all(&self.read)
                     .await?;
                 rows.iter()
@@ -709,6 +744,7 @@ macro_rules! sql_store {
                                 .try_get::<Option<i64>, _>("last_seen_ms")?
                                 .map($crate::store::sql::time)
                                 .transpose()?,
+                            version: r.try_get("version")?,
                         })
                     })
                     .collect()
@@ -822,6 +858,44 @@ macro_rules! sql_store {
                 let n = Self::roll_up_results(&mut tx, max_rows).await? + Self::roll_up_samples(&mut tx, max_rows).await?;
                 tx.commit().await?;
                 Ok(n)
+            }
+
+            async fn check_totals(
+                &self,
+                width: $crate::store::TotalsWidth,
+                from: chrono::DateTime<chrono::Utc>,
+            ) -> Result<Vec<$crate::store::CheckTotal>, $crate::store::StoreError> {
+                use sqlx::Row;
+                use $crate::store::TotalsWidth;
+                // Series first, then each one's rows by key (see the module's note on CROSS JOIN);
+                // the agents' rows of one check merge here.
+                let sql = match width {
+                    TotalsWidth::Day => "SELECT s.check_name, d.day_ms AS bucket, CAST(SUM(d.count) AS BIGINT) AS count,
+                       CAST(SUM(d.failures) AS BIGINT) AS failures, SUM(d.latency_sum) AS latency_sum
+                     FROM check_series s CROSS JOIN check_days d
+                     WHERE d.series_id = s.id AND d.day_ms >= $1
+                     GROUP BY s.check_name, d.day_ms",
+                    TotalsWidth::Hour => "SELECT s.check_name, r.hour_ms AS bucket, CAST(SUM(r.count) AS BIGINT) AS count,
+                       CAST(SUM(r.failures) AS BIGINT) AS failures, SUM(r.latency_sum) AS latency_sum
+                     FROM check_series s CROSS JOIN check_rollups r
+                     WHERE r.series_id = s.id AND r.hour_ms >= $1
+                     GROUP BY s.check_name, r.hour_ms",
+                };
+                let rows = sqlx::query(sql)
+                    .bind($crate::store::sql::ms(&from))
+                    .fetch_all(&self.read)
+                    .await?;
+                rows.iter()
+                    .map(|r| {
+                        Ok($crate::store::CheckTotal {
+                            check: r.try_get("check_name")?,
+                            bucket_ms: r.try_get("bucket")?,
+                            count: r.try_get::<i64, _>("count")? as u64,
+                            failures: r.try_get::<i64, _>("failures")? as u64,
+                            latency_sum_ms: r.try_get("latency_sum")?,
+                        })
+                    })
+                    .collect()
             }
 
             async fn check_rollups(
@@ -968,7 +1042,7 @@ macro_rules! sql_store {
                 now: chrono::DateTime<chrono::Utc>,
                 chunk: u32,
             ) -> Result<u64, $crate::store::StoreError> {
-                use $crate::store::sql::{CHECK_HOURS_EXPIRE, CHECK_MINUTES_EXPIRE, ROLLUP_DELETE_METRICS, TIER_HOUR, TIER_MINUTE, day_of, ms};
+                use $crate::store::sql::{CHECK_DAYS_EXPIRE, CHECK_HOURS_EXPIRE, CHECK_MINUTES_EXPIRE, ROLLUP_DELETE_METRICS, TIER_HOUR, TIER_MINUTE, day_of, ms};
                 let cutoff = |d: std::time::Duration| ms(&now) - d.as_millis() as i64;
                 let chunk = i64::from(chunk);
                 let mut deleted = 0u64;
@@ -983,7 +1057,7 @@ macro_rules! sql_store {
                     .await?;
                 let raw_results = Self::cursor(&mut tx, "check_results").await?;
                 let raw_samples = Self::cursor(&mut tx, "metric_samples").await?;
-                let jobs: [(&'static str, &[i64], i64, i64); 6] = [
+                let jobs: [(&'static str, &[i64], i64, i64); 7] = [
                     (
                         "DELETE FROM check_results WHERE id IN (SELECT id FROM check_results
                          WHERE series_id = $1 AND time_ms < $2 AND id <= $4 ORDER BY time_ms LIMIT $3)",
@@ -996,6 +1070,7 @@ macro_rules! sql_store {
                     ),
                     (CHECK_MINUTES_EXPIRE, &check_series, cutoff(policy.minute), 3_600_000),
                     (CHECK_HOURS_EXPIRE, &check_series, cutoff(policy.hour), 3_600_000),
+                    (CHECK_DAYS_EXPIRE, &check_series, cutoff(policy.hour), $crate::store::rollup::DAY_MS),
                     (ROLLUP_DELETE_METRICS, &metric_series, cutoff(policy.minute), TIER_MINUTE),
                     (ROLLUP_DELETE_METRICS, &metric_series, cutoff(policy.hour), TIER_HOUR),
                 ];

@@ -263,6 +263,48 @@ macro_rules! sql_alert_store {
                     .collect()
             }
 
+            async fn incidents(
+                &self,
+                rule: &str,
+                since: chrono::DateTime<chrono::Utc>,
+            ) -> Result<Vec<$crate::store::alerting::Incident>, $crate::store::StoreError> {
+                use sqlx::Row;
+                use $crate::store::alerting::{AlertState, Incident};
+                // Firings that began since, and resolutions since of firings that began before.
+                let rows = sqlx::query(
+                    "SELECT e.alert_id, e.time_ms, e.to_state, e.summary, a.labels
+                     FROM alerts a CROSS JOIN alert_events e
+                     WHERE e.alert_id = a.id AND a.rule = $1 AND e.time_ms >= $2
+                       AND e.to_state IN ('firing', 'resolved')
+                     ORDER BY e.alert_id, e.id",
+                )
+                .bind(rule)
+                .bind($crate::store::sql::ms(&since))
+                .fetch_all(&self.read)
+                .await?;
+                let mut out: Vec<Incident> = Vec::new();
+                for r in &rows {
+                    let alert_id: i64 = r.try_get("alert_id")?;
+                    let time = $crate::store::sql::time(r.try_get("time_ms")?)?;
+                    match AlertState::parse(r.try_get("to_state")?)? {
+                        AlertState::Firing => out.push(Incident {
+                            alert_id,
+                            labels: $crate::store::sql::parse_labels(r.try_get("labels")?)?,
+                            summary: r.try_get("summary")?,
+                            started: time,
+                            ended: None,
+                        }),
+                        _ => {
+                            if let Some(open) = out.iter_mut().rev().find(|i| i.alert_id == alert_id && i.ended.is_none()) {
+                                open.ended = Some(time);
+                            }
+                        }
+                    }
+                }
+                out.sort_by(|a, b| b.started.cmp(&a.started));
+                Ok(out)
+            }
+
             async fn ack_alert(&self, alert_id: i64, by: &str, at: chrono::DateTime<chrono::Utc>) -> Result<bool, $crate::store::StoreError> {
                 let n = sqlx::query("UPDATE alerts SET acked_by = $1, acked_ms = $2 WHERE id = $3 AND state = 'firing'")
                     .bind(by)
