@@ -73,7 +73,29 @@ pub enum CollectorError {
 /// The HTTP routes, over `state`.
 pub fn router(state: Arc<AppState>) -> Router {
     Router::new()
-        .route("/", get(web::index))
+        .route("/", get(web::page::index))
+        .route("/assets/lookout.css", get(web::stylesheet))
+        .route("/assets/status.js", get(web::status_script))
+        .route("/assets/tail.js", get(web::tail_script))
+        .route(
+            "/login",
+            get(web::admin::login_form).post(web::admin::login),
+        )
+        .route("/logout", post(web::admin::logout))
+        .route("/admin", get(web::admin::home))
+        .route("/admin/hosts", get(web::admin::hosts))
+        .route("/admin/hosts/{name}", get(web::admin::host))
+        .route("/admin/checks", get(web::admin::checks))
+        .route("/admin/logs", get(web::admin::logs))
+        .route("/admin/logs/tail", get(web::admin::logs_tail))
+        .route("/admin/alerts", get(web::admin::alerts))
+        .route("/admin/alerts/{id}/ack", post(web::admin::ack))
+        .route("/admin/silences", post(web::admin::silence))
+        .route(
+            "/admin/silences/{id}/expire",
+            post(web::admin::expire_silence),
+        )
+        .route("/api/v1/status", get(web::status::status))
         .route("/healthz", get(healthz))
         .route("/badge/{check}/status", get(web::badge::status))
         .route("/badge/{check}/uptime", get(web::badge::uptime))
@@ -92,6 +114,7 @@ pub fn router(state: Arc<AppState>) -> Router {
                 .post(api::ping::signal)
                 .layer(DefaultBodyLimit::max(api::ping::MAX_BODY)),
         )
+        .route("/api/v1/openapi.json", get(api::openapi::openapi))
         .route("/api/v1/heartbeats", get(api::ping::list))
         .route("/api/v1/logs", get(api::logs::search))
         .route("/api/v1/logs/tail", get(api::logs::tail))

@@ -387,9 +387,9 @@ async fn status_page_lists_checks_and_escapes_names() {
             .to_vec(),
     )
     .unwrap();
-    assert!(html.contains("<td>api</td>"), "{html}");
-    // Notification links (`public_url/#check-api`) land on the check's row.
-    assert!(html.contains("<tr id=\"check-api\""), "{html}");
+    assert!(html.contains("<h3>api</h3>"), "{html}");
+    // Notification links (`public_url/#check-api`) land on the check.
+    assert!(html.contains("id=\"check-api\""), "{html}");
     assert!(html.contains("&lt;script&gt;"), "{html}");
     assert!(!html.contains("<script>x"), "{html}");
 }

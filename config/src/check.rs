@@ -115,6 +115,9 @@ pub struct CheckConfig {
     /// Time one probe may take before it counts as failed. Default `"10s"`; at most `interval`.
     #[serde(default = "default_timeout", with = "crate::duration")]
     pub timeout: Duration,
+    /// The group the status page shows it in (`"API"`). Default none: the "Other" group.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub group: Option<String>,
     /// Agents that run this check: every selector (`"label=value"`, or `"name=<agent>"`) must
     /// match the agent's labels. Empty (the default): every agent. Ignored on an agent's local
     /// checks, which that agent always runs.
@@ -253,6 +256,11 @@ impl CheckConfig {
     /// Problems with this check's values, each as (key, message). Empty when valid.
     pub fn problems(&self) -> Vec<(&'static str, String)> {
         let mut out = Vec::new();
+        if let Some(g) = &self.group
+            && (g.trim().is_empty() || g.len() > 100)
+        {
+            out.push(("group", format!("{g:?}: expected 1 to 100 characters")));
+        }
         if self.name.trim().is_empty() {
             out.push(("name", "must not be empty".to_string()));
         } else if self.name.len() > 200 || self.name.contains(['/', '?', '#']) {

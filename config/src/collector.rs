@@ -46,6 +46,34 @@ pub struct CollectorConfig {
     pub log_rules: Vec<LogRuleConfig>,
     /// `[telemetry]`: spans, Sentry, and forwarding what arrives as OTLP.
     pub telemetry: TelemetryConfig,
+    /// `[status_page]`: the public page's title and who may read the admin pages.
+    pub status_page: StatusPageConfig,
+}
+
+/// `[status_page]`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StatusPageConfig {
+    /// The page's heading and title. Default `"Status"`.
+    #[serde(default = "default_status_title")]
+    pub title: String,
+    /// When true, the admin pages' read-only views (hosts, checks, logs, alerts) need no
+    /// login; acknowledging and silencing still need the admin token. Default false.
+    #[serde(default)]
+    pub public_admin: bool,
+}
+
+impl Default for StatusPageConfig {
+    fn default() -> Self {
+        Self {
+            title: default_status_title(),
+            public_admin: false,
+        }
+    }
+}
+
+fn default_status_title() -> String {
+    "Status".into()
 }
 
 /// `[server]`.
@@ -245,6 +273,7 @@ const SECTIONS: &[&str] = &[
     "rules",
     "log_rules",
     "telemetry",
+    "status_page",
 ];
 
 /// No top-level keys besides the sections; reading this reports any unknown one.
@@ -273,6 +302,13 @@ impl CollectorConfig {
         let alerting: AlertingSettings = doc.section("alerting").unwrap_or_default();
         let telemetry: TelemetryConfig = doc.section("telemetry").unwrap_or_default();
         crate::telemetry::validate(&mut doc, &telemetry, Daemon::Collector);
+        let status_page: StatusPageConfig = doc.section("status_page").unwrap_or_default();
+        if status_page.title.trim().is_empty() || status_page.title.len() > 200 {
+            doc.error_at(
+                &KeyPath::key("status_page").child("title"),
+                "expected 1 to 200 characters",
+            );
+        }
         let (channels, routes, maintenance) = crate::notify::read(&mut doc);
         let rules = crate::read_named(
             &mut doc,
@@ -433,6 +469,7 @@ impl CollectorConfig {
             rules: rules.into_iter().map(|(_, r)| r).collect(),
             log_rules: log_rules.into_iter().map(|(_, r)| r).collect(),
             telemetry,
+            status_page,
         })
     }
 

@@ -251,6 +251,24 @@ impl MaintenanceConfig {
             .is_ok_and(|start| start.checked_add_signed(d).is_some_and(|end| now < end))
     }
 
+    /// The window open at `now`, else the next one to open: (start, end). `None` when it is
+    /// over for good (a one-off in the past) or its schedule has no next time.
+    pub fn current_or_next(&self, now: DateTime<Utc>) -> Option<(DateTime<Utc>, DateTime<Utc>)> {
+        if let (Some(s), Some(e)) = (self.starts, self.ends) {
+            return (e > now).then_some((s, e));
+        }
+        let cron = croner::Cron::from_str(self.schedule.as_deref()?).ok()?;
+        let d = chrono::Duration::from_std(self.duration?).ok()?;
+        cron.find_previous_occurrence(&now, true)
+            .ok()
+            .and_then(|s| Some((s, s.checked_add_signed(d)?)))
+            .filter(|(_, e)| *e > now)
+            .or_else(|| {
+                let s = cron.find_next_occurrence(&now, false).ok()?;
+                Some((s, s.checked_add_signed(d)?))
+            })
+    }
+
     /// True when open at `now` and every matcher is among `labels`.
     pub fn covers(&self, labels: &BTreeMap<String, String>, now: DateTime<Utc>) -> bool {
         self.matchers.iter().all(|(k, v)| labels.get(k) == Some(v)) && self.active_at(now)

@@ -1,9 +1,9 @@
 //! `GET /api/v1/logs`: search of stored log lines, newest first, in pages; and
 //! `GET /api/v1/logs/tail`: the lines that match, as they arrive (Server-Sent Events).
 //!
-//! Both need the admin token when `[server] admin_token` is set: logs can hold what the rest
-//! of the API does not (addresses, identifiers, mistakes). Without one, they are open like the
-//! rest of the API.
+//! Both need the admin token (or the admin pages' login) when `[server] admin_token` is set:
+//! logs can hold what the rest of the API does not (addresses, identifiers, mistakes). Without
+//! one, or with `[status_page] public_admin = true`, they are open like the rest of the API.
 
 use std::collections::HashSet;
 use std::convert::Infallible;
@@ -62,7 +62,8 @@ pub struct LogsAnswer {
 
 /// Without an admin token configured, anyone who reaches the API; with one, its holder.
 fn may_read_logs(state: &AppState, headers: &HeaderMap) -> Result<(), AppError> {
-    if state.config().server.admin_token.is_some() {
+    let config = state.config();
+    if config.server.admin_token.is_some() && !config.status_page.public_admin {
         super::admin(state, headers)?;
     }
     Ok(())

@@ -3,6 +3,7 @@
 pub mod cluster;
 pub mod logs;
 pub mod metrics;
+pub mod openapi;
 pub mod ping;
 mod status;
 pub mod uptime;
@@ -305,12 +306,20 @@ pub(crate) fn admin(state: &AppState, headers: &axum::http::HeaderMap) -> Result
         .get(axum::http::header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "))
-        .map(str::trim)
-        .ok_or_else(|| {
-            AppError::Unauthorized("expected Authorization: Bearer <admin token>".into())
-        })?;
-    if !bool::from(given.as_bytes().ct_eq(expected.as_bytes())) {
-        return Err(AppError::Unauthorized("wrong admin token".into()));
+        .map(str::trim);
+    match given {
+        Some(given) => {
+            if !bool::from(given.as_bytes().ct_eq(expected.as_bytes())) {
+                return Err(AppError::Unauthorized("wrong admin token".into()));
+            }
+        }
+        // A browser logged in to the admin pages (web/session.rs).
+        None if crate::web::session::valid(headers, expected) => {}
+        None => {
+            return Err(AppError::Unauthorized(
+                "expected Authorization: Bearer <admin token>".into(),
+            ));
+        }
     }
     // Who did it, for the record: the optional X-Lookout-User header, else "admin".
     Ok(headers

@@ -1,64 +1,54 @@
-//! The plain status page at `/`: every check and its state, refreshed every 10 s. The full
-//! status page replaces it.
+//! The web pages: the public status page, SVG badges, and the admin pages, with their
+//! stylesheet and script.
 
+pub mod admin;
 pub mod badge;
+pub mod page;
+pub mod session;
+pub mod status;
 
-use std::fmt::Write as _;
-use std::sync::Arc;
+use axum::http::header;
+use axum::response::IntoResponse;
 
-use axum::extract::State;
-use axum::response::Html;
+/// A `Server-Timing` header with the time since `started`: `app;dur=12.3` (ms).
+pub fn server_timing(started: std::time::Instant) -> [(header::HeaderName, String); 1] {
+    [(
+        header::HeaderName::from_static("server-timing"),
+        format!("app;dur={:.1}", started.elapsed().as_secs_f64() * 1000.0),
+    )]
+}
 
-use crate::api::check_views;
-use crate::error::AppError;
-use crate::state::AppState;
+/// `GET /assets/lookout.css`.
+pub async fn stylesheet() -> impl IntoResponse {
+    (
+        [
+            (header::CONTENT_TYPE, "text/css; charset=utf-8"),
+            (header::CACHE_CONTROL, "public, max-age=300"),
+        ],
+        include_str!("assets/lookout.css"),
+    )
+}
 
-/// `GET /`.
-pub async fn index(State(state): State<Arc<AppState>>) -> Result<Html<String>, AppError> {
-    let checks = check_views(&state).await?;
-    let mut rows = String::new();
-    for c in &checks {
-        let last = c.agents.iter().max_by_key(|a| a.time);
-        let _ = write!(
-            rows,
-            "<tr id=\"{anchor}\" class=\"{status}\"><td>{name}</td><td>{kind}</td><td><b>{status}</b></td>\
-             <td>{agents}</td><td>{latency}</td><td>{when}</td><td>{error}</td></tr>",
-            status = c.status.as_str(),
-            anchor = crate::notify::route::check_anchor(&c.name),
-            name = escape(&c.name),
-            kind = escape(&c.kind),
-            agents = c.agents.len(),
-            latency = last
-                .map(|l| format!("{:.0} ms", l.latency_ms))
-                .unwrap_or_default(),
-            when = last
-                .map(|l| l.time.format("%Y-%m-%d %H:%M:%S UTC").to_string())
-                .unwrap_or_default(),
-            error = escape(
-                c.agents
-                    .iter()
-                    .find_map(|a| a.error.as_deref())
-                    .unwrap_or("")
-            ),
-        );
-    }
-    if checks.is_empty() {
-        rows.push_str(
-            "<tr><td colspan=\"7\">No checks yet: add [[checks]] to the configuration.</td></tr>",
-        );
-    }
-    Ok(Html(format!(
-        "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\">\
-         <meta http-equiv=\"refresh\" content=\"10\"><title>Lookout</title><style>\
-         body{{font-family:system-ui,sans-serif;margin:2rem}}table{{border-collapse:collapse}}\
-         td,th{{padding:.3rem .8rem;border-bottom:1px solid #ddd;text-align:left}}\
-         .up b{{color:#1a7f37}}.down b{{color:#cf222e}}.pending b,.unknown b{{color:#9a6700}}\
-         </style></head><body><h1>Lookout</h1><table><thead><tr><th>Check</th><th>Type</th>\
-         <th>Status</th><th>Agents</th><th>Latency</th><th>Last result</th><th>Error</th>\
-         </tr></thead><tbody>{rows}</tbody></table>\
-         <p><a href=\"/api/v1/checks\">/api/v1/checks</a> · <a href=\"/api/v1/hosts\">/api/v1/hosts</a></p>\
-         </body></html>"
-    )))
+/// `GET /assets/tail.js`.
+pub async fn tail_script() -> impl IntoResponse {
+    (
+        [
+            (header::CONTENT_TYPE, "text/javascript; charset=utf-8"),
+            (header::CACHE_CONTROL, "public, max-age=300"),
+        ],
+        include_str!("assets/tail.js"),
+    )
+}
+
+/// `GET /assets/status.js`.
+pub async fn status_script() -> impl IntoResponse {
+    (
+        [
+            (header::CONTENT_TYPE, "text/javascript; charset=utf-8"),
+            (header::CACHE_CONTROL, "public, max-age=300"),
+        ],
+        include_str!("assets/status.js"),
+    )
 }
 
 /// Escapes text for HTML element content and attribute values.

@@ -1,0 +1,383 @@
+//! What the public status page shows, built from rollups only: each check's state, 90 daily
+//! uptime figures with the day's incidents, uptime over 24 h, 7, 30 and 90 days, and hourly
+//! response times over 24 h; open and recent incidents; maintenance windows. The HTML page
+//! (`GET /`) and `GET /api/v1/status` both serve this model.
+//!
+//! Cost per view, whatever the checks' intervals: the latest result of each series, 90 daily
+//! rows and 24 hourly rows a series (`Store::check_totals`), and the uptime alerts' history of
+//! 90 days.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+
+use axum::Json;
+use axum::extract::State;
+use chrono::{DateTime, Duration as ChronoDuration, Utc};
+use serde::Serialize;
+
+use crate::api::{CheckStatus, check_views};
+use crate::error::AppError;
+use crate::state::AppState;
+use crate::store::rollup::{DAY_MS, bucket_start};
+use crate::store::{CheckTotal, TotalsWidth};
+
+/// Days in the status page's bars.
+pub const DAYS: usize = 90;
+const HOUR_MS: i64 = 3_600_000;
+/// Recent incidents listed: those that began in this many days.
+const RECENT_DAYS: i64 = 14;
+/// Maintenance windows listed ahead of time: those that start within this many days.
+const UPCOMING_DAYS: i64 = 7;
+/// The group of checks that have none.
+pub const OTHER_GROUP: &str = "Other";
+
+/// `GET /api/v1/status` answer, and the page's model.
+#[derive(Debug, Serialize)]
+pub struct StatusModel {
+    /// The page's title (`[status_page] title`).
+    pub title: String,
+    /// When this was computed.
+    pub generated: DateTime<Utc>,
+    /// `up` when every check is up, `down` when any is down, else `degraded` (some pending or
+    /// unknown) — or `up` with no checks at all.
+    pub overall: &'static str,
+    /// Checks by group: configured groups in the order of their first check, `Other` last.
+    pub groups: Vec<GroupModel>,
+    /// Incidents still open, newest first.
+    pub open_incidents: Vec<IncidentModel>,
+    /// Incidents of the last 14 days that are over, newest first.
+    pub recent_incidents: Vec<IncidentModel>,
+    /// Maintenance windows open now or starting within 7 days.
+    pub maintenance: Vec<MaintenanceModel>,
+}
+
+/// One group of checks.
+#[derive(Debug, Serialize)]
+pub struct GroupModel {
+    /// Its name.
+    pub name: String,
+    /// Its checks, by name.
+    pub checks: Vec<CheckModel>,
+}
+
+/// One check on the page.
+#[derive(Debug, Serialize)]
+pub struct CheckModel {
+    /// Its name.
+    pub name: String,
+    /// Its type.
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// Its state now.
+    pub status: CheckStatus,
+    /// Uptime (0..1) over the last 24 hours, 7, 30 and 90 days; null without results.
+    pub uptime: UptimeWindows,
+    /// The last 90 UTC days, oldest first; today last.
+    pub days: Vec<DayModel>,
+    /// Mean response time per hour over the last 24 hours, oldest first; hours without results
+    /// are left out.
+    pub response_ms: Vec<ResponsePoint>,
+    /// The latest error any agent reported, while it fails.
+    pub error: Option<String>,
+}
+
+/// Uptime over the page's windows.
+#[derive(Debug, Default, Serialize)]
+pub struct UptimeWindows {
+    /// Last 24 hours.
+    #[serde(rename = "24h")]
+    pub h24: Option<f64>,
+    /// Last 7 days (today included).
+    #[serde(rename = "7d")]
+    pub d7: Option<f64>,
+    /// Last 30 days.
+    #[serde(rename = "30d")]
+    pub d30: Option<f64>,
+    /// Last 90 days.
+    #[serde(rename = "90d")]
+    pub d90: Option<f64>,
+}
+
+/// One day of a check.
+#[derive(Debug, Clone, Serialize)]
+pub struct DayModel {
+    /// The day, `YYYY-MM-DD` (UTC).
+    pub date: String,
+    /// Results that day.
+    pub count: u64,
+    /// Failed results that day.
+    pub failures: u64,
+    /// Uptime that day, null without results.
+    pub uptime: Option<f64>,
+    /// Incidents of this check that were open during the day.
+    pub incidents: u32,
+}
+
+/// Mean response time of one hour.
+#[derive(Debug, Serialize)]
+pub struct ResponsePoint {
+    /// Start of the hour.
+    pub time: DateTime<Utc>,
+    /// Mean response time, ms.
+    pub avg_ms: f64,
+}
+
+/// One incident: a check's uptime alert from firing to resolved.
+#[derive(Debug, Serialize)]
+pub struct IncidentModel {
+    /// The check.
+    pub check: String,
+    /// What was wrong when it began.
+    pub summary: String,
+    /// When it began.
+    pub started: DateTime<Utc>,
+    /// When it ended; null while open.
+    pub ended: Option<DateTime<Utc>>,
+}
+
+/// One maintenance window.
+#[derive(Debug, Serialize)]
+pub struct MaintenanceModel {
+    /// Its name.
+    pub name: String,
+    /// Open now.
+    pub active: bool,
+    /// When it starts (or started).
+    pub starts: DateTime<Utc>,
+    /// When it ends.
+    pub ends: DateTime<Utc>,
+}
+
+/// `GET /api/v1/status`, with the time it took in `Server-Timing`.
+pub async fn status(
+    State(state): State<Arc<AppState>>,
+) -> Result<impl axum::response::IntoResponse, AppError> {
+    let started = std::time::Instant::now();
+    let m = model(&state).await?;
+    Ok((super::server_timing(started), Json(m)))
+}
+
+/// Builds the page's model at the collector's clock.
+pub async fn model(state: &AppState) -> Result<StatusModel, AppError> {
+    let now = crate::clock::now();
+    let config = state.config();
+    let now_ms = now.timestamp_millis();
+    let today = bucket_start(now_ms, DAY_MS);
+    let first_day = today - (DAYS as i64 - 1) * DAY_MS;
+    let first_hour = bucket_start(now_ms, HOUR_MS) - 23 * HOUR_MS;
+    let since = |ms: i64| DateTime::from_timestamp_millis(ms).unwrap_or(now);
+    // Independent reads, side by side.
+    let (views, days, hours, incidents) = tokio::try_join!(
+        check_views(state),
+        async {
+            Ok::<_, AppError>(
+                state
+                    .store
+                    .check_totals(TotalsWidth::Day, since(first_day))
+                    .await?,
+            )
+        },
+        async {
+            Ok::<_, AppError>(
+                state
+                    .store
+                    .check_totals(TotalsWidth::Hour, since(first_hour))
+                    .await?,
+            )
+        },
+        async {
+            Ok::<_, AppError>(
+                state
+                    .store
+                    .incidents(crate::rules::engine::UPTIME_RULE, since(first_day))
+                    .await?,
+            )
+        },
+    )?;
+    let by_check = |rows: Vec<CheckTotal>| {
+        let mut out: HashMap<String, Vec<CheckTotal>> = HashMap::new();
+        for r in rows {
+            out.entry(r.check.clone()).or_default().push(r);
+        }
+        out
+    };
+    let mut days = by_check(days);
+    let mut hours = by_check(hours);
+    let mut incident_days: HashMap<&str, [u32; DAYS]> = HashMap::new();
+    for i in &incidents {
+        let Some(check) = i.labels.get("check") else {
+            continue;
+        };
+        let start = i.started.timestamp_millis().max(first_day);
+        let end = i.ended.map_or(now_ms, |e| e.timestamp_millis());
+        let slots = incident_days.entry(check).or_insert([0; DAYS]);
+        let mut day = bucket_start(start, DAY_MS);
+        while day <= end && day <= today {
+            slots[((day - first_day) / DAY_MS) as usize] += 1;
+            day += DAY_MS;
+        }
+    }
+    let groups_of: HashMap<&str, &str> = config
+        .checks
+        .iter()
+        .filter_map(|c| Some((c.name.as_str(), c.group.as_deref()?)))
+        .collect();
+    let mut order: Vec<&str> = Vec::new();
+    for c in &config.checks {
+        let g = c.group.as_deref().unwrap_or(OTHER_GROUP);
+        if !order.contains(&g) {
+            order.push(g);
+        }
+    }
+    let mut groups: BTreeMap<usize, GroupModel> = BTreeMap::new();
+    let (mut any_down, mut all_up) = (false, true);
+    for v in views {
+        any_down |= v.status == CheckStatus::Down;
+        all_up &= v.status == CheckStatus::Up;
+        let group = groups_of
+            .get(v.name.as_str())
+            .copied()
+            .unwrap_or(OTHER_GROUP);
+        let index = order.iter().position(|g| *g == group).unwrap_or_else(|| {
+            order.push(group);
+            order.len() - 1
+        });
+        let day_rows = days.remove(&v.name).unwrap_or_default();
+        let hour_rows = hours.remove(&v.name).unwrap_or_default();
+        let mut check = check_model(v, &day_rows, &hour_rows, first_day);
+        if let Some(slots) = incident_days.get(check.name.as_str()) {
+            for (d, n) in check.days.iter_mut().zip(slots) {
+                d.incidents = *n;
+            }
+        }
+        groups
+            .entry(index)
+            .or_insert_with(|| GroupModel {
+                name: group.to_string(),
+                checks: Vec::new(),
+            })
+            .checks
+            .push(check);
+    }
+    let recent_cutoff = now - ChronoDuration::days(RECENT_DAYS);
+    let (open, over): (Vec<_>, Vec<_>) = incidents
+        .into_iter()
+        .filter_map(|i| {
+            Some(IncidentModel {
+                check: i.labels.get("check")?.clone(),
+                summary: i.summary,
+                started: i.started,
+                ended: i.ended,
+            })
+        })
+        .partition(|i| i.ended.is_none());
+    Ok(StatusModel {
+        title: config.status_page.title.clone(),
+        generated: now,
+        overall: if any_down {
+            "down"
+        } else if all_up {
+            "up"
+        } else {
+            "degraded"
+        },
+        groups: groups.into_values().collect(),
+        open_incidents: open,
+        recent_incidents: over
+            .into_iter()
+            .filter(|i| i.ended.is_some_and(|e| e >= recent_cutoff))
+            .collect(),
+        maintenance: maintenance(&config.maintenance, now),
+    })
+}
+
+fn check_model(
+    v: crate::api::CheckView,
+    day_rows: &[CheckTotal],
+    hour_rows: &[CheckTotal],
+    first_day: i64,
+) -> CheckModel {
+    let mut days: Vec<DayModel> = (0..DAYS as i64)
+        .map(|i| DayModel {
+            date: DateTime::from_timestamp_millis(first_day + i * DAY_MS)
+                .map(|d| d.format("%Y-%m-%d").to_string())
+                .unwrap_or_default(),
+            count: 0,
+            failures: 0,
+            uptime: None,
+            incidents: 0,
+        })
+        .collect();
+    for r in day_rows {
+        let i = (r.bucket_ms - first_day) / DAY_MS;
+        if let Some(d) = usize::try_from(i).ok().and_then(|i| days.get_mut(i)) {
+            d.count = r.count;
+            d.failures = r.failures;
+            d.uptime = ratio(r.count, r.failures);
+        }
+    }
+    let window = |n: usize| {
+        let (c, f) = days[DAYS - n..]
+            .iter()
+            .fold((0, 0), |(c, f), d| (c + d.count, f + d.failures));
+        ratio(c, f)
+    };
+    let (c24, f24) = hour_rows
+        .iter()
+        .fold((0, 0), |(c, f), h| (c + h.count, f + h.failures));
+    let mut hourly: Vec<&CheckTotal> = hour_rows.iter().filter(|h| h.count > 0).collect();
+    hourly.sort_by_key(|h| h.bucket_ms);
+    CheckModel {
+        uptime: UptimeWindows {
+            h24: ratio(c24, f24),
+            d7: window(7),
+            d30: window(30),
+            d90: window(DAYS),
+        },
+        response_ms: hourly
+            .iter()
+            .filter_map(|h| {
+                Some(ResponsePoint {
+                    time: DateTime::from_timestamp_millis(h.bucket_ms)?,
+                    avg_ms: h.latency_sum_ms / h.count as f64,
+                })
+            })
+            .collect(),
+        error: (v.status == CheckStatus::Down)
+            .then(|| v.agents.iter().find_map(|a| a.error.clone()))
+            .flatten(),
+        name: v.name,
+        kind: v.kind,
+        status: v.status,
+        days,
+    }
+}
+
+fn ratio(count: u64, failures: u64) -> Option<f64> {
+    (count > 0).then(|| (count - failures.min(count)) as f64 / count as f64)
+}
+
+/// Windows open at `now` or starting within [`UPCOMING_DAYS`], soonest first.
+fn maintenance(
+    windows: &[lookout_config::MaintenanceConfig],
+    now: DateTime<Utc>,
+) -> Vec<MaintenanceModel> {
+    let horizon = now + ChronoDuration::days(UPCOMING_DAYS);
+    let mut out = Vec::new();
+    for w in windows {
+        let span = w.current_or_next(now);
+        if let Some((starts, ends)) = span
+            && ends > now
+            && starts <= horizon
+        {
+            out.push(MaintenanceModel {
+                name: w.name.clone(),
+                active: starts <= now,
+                starts,
+                ends,
+            });
+        }
+    }
+    out.sort_by_key(|m| m.starts);
+    out
+}

@@ -1,0 +1,570 @@
+//! The status page and the admin pages, through the router: what they show from stored data,
+//! and who may see and press what.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::http::{Request, StatusCode, header};
+use chrono::{DateTime, Duration, Utc};
+use lookout_collector::state::AppState;
+use lookout_collector::store::alerting::{AlertState, Transition};
+use lookout_config::CollectorConfig;
+use lookout_protocol::{Batch, CheckResult, LogRecord, PROTOCOL_VERSION, Record, Timings};
+use serde_json::Value;
+use tower::ServiceExt;
+
+const ADMIN: &str = "admin-token-0123456789";
+
+fn config(extra: &str) -> String {
+    format!(
+        r#"
+[server]
+admin_token = "{ADMIN}"
+
+[[agents]]
+name = "web-1"
+token = "web-1-token-0123456789"
+
+[[checks]]
+name = "api"
+type = "http"
+url = "http://127.0.0.1:1/"
+group = "API"
+
+[[checks]]
+name = "db"
+type = "tcp"
+address = "127.0.0.1:1"
+
+[[checks]]
+name = "login"
+type = "http"
+url = "http://127.0.0.1:1/login"
+group = "API"
+
+[[maintenance]]
+name = "Database upgrade"
+match = {{ check = "db" }}
+starts = "2020-01-01T00:00:00Z"
+ends = "2099-01-01T00:00:00Z"
+{extra}
+"#
+    )
+}
+
+struct Page {
+    status: StatusCode,
+    headers: axum::http::HeaderMap,
+    text: String,
+}
+
+impl Page {
+    fn json(&self) -> Value {
+        serde_json::from_str(&self.text).unwrap()
+    }
+}
+
+struct Harness {
+    _dir: tempfile::TempDir,
+    state: Arc<AppState>,
+}
+
+impl Harness {
+    async fn new(extra: &str) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let config =
+            CollectorConfig::parse(Path::new("test.toml"), &config(extra), &|_| None).unwrap();
+        let url = format!("sqlite://{}", dir.path().join("t.db").display());
+        let store = lookout_collector::store::open(&url, &Default::default())
+            .await
+            .unwrap();
+        let state = lookout_collector::build_state(store, config, None)
+            .await
+            .unwrap();
+        Self { _dir: dir, state }
+    }
+
+    async fn send(&self, req: Request<Body>) -> Page {
+        let resp = lookout_collector::router(self.state.clone())
+            .oneshot(req)
+            .await
+            .unwrap();
+        let status = resp.status();
+        let headers = resp.headers().clone();
+        let bytes = axum::body::to_bytes(resp.into_body(), usize::MAX)
+            .await
+            .unwrap();
+        Page {
+            status,
+            headers,
+            text: String::from_utf8(bytes.to_vec()).unwrap(),
+        }
+    }
+
+    async fn get(&self, uri: &str, cookie: Option<&str>) -> Page {
+        let mut req = Request::get(uri);
+        if let Some(c) = cookie {
+            req = req.header(header::COOKIE, c);
+        }
+        self.send(req.body(Body::empty()).unwrap()).await
+    }
+
+    async fn post_form(&self, uri: &str, body: &str, cookie: Option<&str>, origin: &str) -> Page {
+        let mut req = Request::post(uri)
+            .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+            .header(header::HOST, "127.0.0.1:7700")
+            .header(header::ORIGIN, origin);
+        if let Some(c) = cookie {
+            req = req.header(header::COOKIE, c);
+        }
+        self.send(req.body(Body::from(body.to_string())).unwrap())
+            .await
+    }
+
+    async fn store_results(&self, id: &str, results: &[(&str, DateTime<Utc>, bool, f64)]) {
+        let batch = Batch {
+            version: PROTOCOL_VERSION,
+            agent: "web-1".into(),
+            batch_id: id.into(),
+            records: results
+                .iter()
+                .map(|(check, time, ok, latency)| {
+                    Record::CheckResult(CheckResult {
+                        check: check.to_string(),
+                        check_type: None,
+                        time: *time,
+                        ok: *ok,
+                        latency_ms: *latency,
+                        error: (!ok).then(|| "status 503, expected 2xx".to_string()),
+                        status_code: Some(if *ok { 200 } else { 503 }),
+                        cert_expiry: None,
+                        timings: Timings {
+                            dns_ms: Some(1.5),
+                            connect_ms: Some(2.5),
+                            ..Timings::default()
+                        },
+                    })
+                })
+                .collect(),
+        };
+        self.state
+            .store
+            .ingest("web-1", &batch, Utc::now())
+            .await
+            .unwrap();
+        while self.state.store.roll_up(10_000).await.unwrap() > 0 {}
+    }
+
+    async fn fire(&self, check: &str, at: DateTime<Utc>, resolved: Option<DateTime<Utc>>) {
+        let t = |from, to, at| Transition {
+            fingerprint: format!("uptime:{check}"),
+            rule: "uptime".into(),
+            labels: [("check".to_string(), check.to_string())].into(),
+            from,
+            to,
+            at,
+            summary: format!("{check} is down: status 503"),
+            fired_at: Some(at),
+            notified_at: None,
+        };
+        self.state
+            .store
+            .record_transition(&t(None, AlertState::Firing, at), &[])
+            .await
+            .unwrap();
+        if let Some(end) = resolved {
+            self.state
+                .store
+                .record_transition(&t(Some(AlertState::Firing), AlertState::Resolved, end), &[])
+                .await
+                .unwrap();
+        }
+    }
+
+    async fn login(&self) -> String {
+        let page = self
+            .post_form(
+                "/login",
+                &format!("token={ADMIN}&next=%2Fadmin%2Fchecks"),
+                None,
+                "http://127.0.0.1:7700",
+            )
+            .await;
+        assert_eq!(page.status, StatusCode::SEE_OTHER, "{}", page.text);
+        assert_eq!(page.headers[header::LOCATION], "/admin/checks");
+        let cookie = page.headers[header::SET_COOKIE].to_str().unwrap();
+        assert!(cookie.contains("HttpOnly") && cookie.contains("SameSite=Strict"));
+        assert!(
+            !cookie.contains(ADMIN),
+            "the cookie must not carry the token"
+        );
+        cookie.split(';').next().unwrap().to_string()
+    }
+}
+
+fn day_start(days_ago: i64) -> DateTime<Utc> {
+    let now = Utc::now();
+    let today = now.timestamp().div_euclid(86_400) * 86_400;
+    DateTime::from_timestamp(today, 0).unwrap() - Duration::days(days_ago)
+}
+
+#[tokio::test]
+async fn the_status_page_shows_groups_daily_bars_uptime_windows_and_incidents() {
+    let h = Harness::new("").await;
+    let now = Utc::now();
+    // api: now (ok, ok); yesterday 1 of 2 failing; 20 days ago 4 fine; 50 days ago 2 failing;
+    // 100 days ago a failure outside the 90 days. Each window's figure differs from the others.
+    h.store_results(
+        "1",
+        &[
+            ("api", now - Duration::seconds(30), true, 100.0),
+            ("api", now - Duration::seconds(1), true, 300.0),
+            ("api", day_start(1) + Duration::hours(3), true, 50.0),
+            ("api", day_start(1) + Duration::hours(4), false, 50.0),
+            ("api", day_start(20) + Duration::hours(1), true, 10.0),
+            ("api", day_start(20) + Duration::hours(2), true, 10.0),
+            ("api", day_start(20) + Duration::hours(3), true, 10.0),
+            ("api", day_start(20) + Duration::hours(4), true, 10.0),
+            ("api", day_start(50), false, 10.0),
+            ("api", day_start(50) + Duration::hours(1), false, 10.0),
+            ("api", day_start(100), false, 10.0),
+            ("login", now - Duration::seconds(2), false, 20.0),
+        ],
+    )
+    .await;
+    h.fire(
+        "api",
+        day_start(1) + Duration::hours(4),
+        Some(day_start(1) + Duration::hours(5)),
+    )
+    .await;
+    h.fire("login", now - Duration::seconds(2), None).await;
+
+    let page = h.get("/api/v1/status", None).await;
+    assert_eq!(page.status, StatusCode::OK, "{}", page.text);
+    assert!(page.headers.contains_key("server-timing"));
+    let m = page.json();
+    assert_eq!(m["overall"], "down", "{m}");
+    // Configured groups in order of their first check; ungrouped ones last, as "Other".
+    let groups: Vec<(&str, Vec<&str>)> = m["groups"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|g| {
+            (
+                g["name"].as_str().unwrap(),
+                g["checks"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|c| c["name"].as_str().unwrap())
+                    .collect(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        groups,
+        [("API", vec!["api", "login"]), ("Other", vec!["db"])]
+    );
+    let api = &m["groups"][0]["checks"][0];
+    assert_eq!(api["status"], "up");
+    let days = api["days"].as_array().unwrap();
+    assert_eq!(days.len(), 90);
+    assert_eq!(
+        days[89]["date"],
+        day_start(0).format("%Y-%m-%d").to_string()
+    );
+    assert_eq!(
+        (days[89]["count"].as_u64(), days[89]["failures"].as_u64()),
+        (Some(2), Some(0))
+    );
+    assert_eq!(days[88]["uptime"], 0.5);
+    assert_eq!(days[88]["incidents"], 1);
+    assert_eq!(days[69]["uptime"], 1.0);
+    assert_eq!(days[69]["incidents"], 0);
+    assert_eq!(days[39]["uptime"], 0.0);
+    assert!(days[0]["uptime"].is_null());
+    // 24 h: today's 2 and, when yesterday's 03:00 and 04:00 are within 24 h, those too.
+    let expect_24h = {
+        let mut c = 2.0;
+        let mut ok = 2.0;
+        for (h_, good) in [(3, true), (4, false)] {
+            let t = day_start(1) + Duration::hours(h_);
+            if t.timestamp() / 3600 >= now.timestamp() / 3600 - 23 {
+                c += 1.0;
+                ok += f64::from(u8::from(good));
+            }
+        }
+        ok / c
+    };
+    assert_eq!(api["uptime"]["24h"], expect_24h, "{}", api["uptime"]);
+    assert_eq!(api["uptime"]["7d"], 3.0 / 4.0);
+    assert_eq!(api["uptime"]["30d"], 7.0 / 8.0);
+    assert_eq!(api["uptime"]["90d"], 7.0 / 10.0);
+    // This hour's mean response time is in the chart.
+    let points = api["response_ms"].as_array().unwrap();
+    assert!(!points.is_empty());
+    assert!(points.iter().any(|p| p["avg_ms"] == 200.0), "{points:?}");
+    let db = &m["groups"][1]["checks"][0];
+    assert_eq!(db["status"], "pending");
+    assert!(db["uptime"]["90d"].is_null());
+    // Incidents: login's is open, api's is over.
+    assert_eq!(m["open_incidents"][0]["check"], "login");
+    assert_eq!(m["recent_incidents"][0]["check"], "api");
+    assert!(m["recent_incidents"][0]["ended"].is_string());
+    assert_eq!(m["maintenance"][0]["name"], "Database upgrade");
+    assert_eq!(m["maintenance"][0]["active"], true);
+
+    // The same on the HTML page, in words as well as colours.
+    let html = h.get("/", None).await;
+    assert_eq!(html.status, StatusCode::OK);
+    let t = &html.text;
+    assert!(t.contains("Some systems are down"), "{t}");
+    assert!(t.contains("<h2 id=\"g0\">API</h2>") && t.contains("<h2 id=\"g1\">Other</h2>"));
+    assert!(t.contains("data-check=\"login\"") && t.contains("✕ Down"));
+    assert!(t.contains("data-check=\"api\"") && t.contains("✓ Up"));
+    let yesterday = day_start(1).format("%Y-%m-%d");
+    assert!(
+        t.contains(&format!(
+            "title=\"{yesterday}: 50.00% up, 1 of 2 failed, 1 incident\""
+        )),
+        "{t}"
+    );
+    assert!(t.contains("<dt>30 d</dt><dd>87.50%</dd>"), "{t}");
+    assert!(t.contains("<dt>90 d</dt><dd>70.00%</dd>"));
+    assert!(t.contains("In progress:</strong> Database upgrade"));
+    assert!(t.contains("Current incidents") && t.contains("login is down: status 503"));
+    assert!(t.contains("<svg class=\"chart\""));
+    assert!(
+        t.contains("prefers-color-scheme")
+            || h.get("/assets/lookout.css", None)
+                .await
+                .text
+                .contains("prefers-color-scheme")
+    );
+}
+
+#[tokio::test]
+async fn admin_pages_need_the_login_and_show_hosts_checks_logs_and_alerts() {
+    let h = Harness::new("").await;
+    // Without a login: to the login page, with the way back.
+    for path in [
+        "/admin/hosts",
+        "/admin/checks",
+        "/admin/logs",
+        "/admin/alerts",
+    ] {
+        let page = h.get(path, None).await;
+        assert_eq!(page.status, StatusCode::SEE_OTHER, "{path}");
+        let to = page.headers[header::LOCATION].to_str().unwrap();
+        assert!(to.starts_with("/login?next=%2Fadmin%2F"), "{to}");
+    }
+    let wrong = h
+        .post_form("/login", "token=nope", None, "http://127.0.0.1:7700")
+        .await;
+    assert_eq!(wrong.status, StatusCode::UNAUTHORIZED);
+    assert!(wrong.text.contains("Wrong admin token"));
+    let foreign = h
+        .post_form(
+            "/login",
+            &format!("token={ADMIN}"),
+            None,
+            "https://evil.example",
+        )
+        .await;
+    assert_eq!(foreign.status, StatusCode::FORBIDDEN);
+    let cookie = h.login().await;
+
+    // Data to show: a version from the agent's User-Agent, results, a log line, an alert.
+    let poll = h
+        .send(
+            Request::get("/v1/assignments")
+                .header(header::AUTHORIZATION, "Bearer web-1-token-0123456789")
+                .header(header::USER_AGENT, "lookout-agent/9.8.7")
+                .body(Body::empty())
+                .unwrap(),
+        )
+        .await;
+    assert_eq!(poll.status, StatusCode::OK, "{}", poll.text);
+    h.store_results("1", &[("api", Utc::now(), false, 42.0)])
+        .await;
+    let logs = Batch {
+        version: PROTOCOL_VERSION,
+        agent: "web-1".into(),
+        batch_id: "logs".into(),
+        records: vec![Record::Log(LogRecord {
+            time: Utc::now(),
+            source: "/var/log/app.log".into(),
+            level: Some("error".into()),
+            text: "database timeout after 5000 ms".into(),
+            position: None,
+        })],
+    };
+    h.state
+        .store
+        .ingest("web-1", &logs, Utc::now())
+        .await
+        .unwrap();
+    h.fire("api", Utc::now(), None).await;
+
+    let hosts = h.get("/admin/hosts", Some(&cookie)).await;
+    assert_eq!(hosts.status, StatusCode::OK);
+    assert!(hosts.text.contains("data-host=\"web-1\"") && hosts.text.contains("9.8.7"));
+    let checks = h.get("/admin/checks", Some(&cookie)).await;
+    assert!(
+        checks.text.contains("status 503, expected 2xx"),
+        "{}",
+        checks.text
+    );
+    assert!(checks.text.contains("<td>1.5 ms</td><td>2.5 ms</td>"));
+    let found = h
+        .get("/admin/logs?q=timeout&level=error", Some(&cookie))
+        .await;
+    assert!(
+        found.text.contains("database timeout after 5000 ms"),
+        "{}",
+        found.text
+    );
+    let none = h.get("/admin/logs?q=nothing", Some(&cookie)).await;
+    assert!(none.text.contains("No matching lines"));
+    let tail = h.get("/admin/logs/tail?q=timeout", Some(&cookie)).await;
+    assert!(
+        tail.text
+            .contains("data-source=\"/api/v1/logs/tail?q=timeout\"")
+    );
+    // The logs API takes the login too (the live tail's EventSource sends only cookies).
+    assert_eq!(
+        h.get("/api/v1/logs?q=timeout", Some(&cookie)).await.status,
+        StatusCode::OK
+    );
+    assert_eq!(
+        h.get("/api/v1/logs?q=timeout", None).await.status,
+        StatusCode::UNAUTHORIZED
+    );
+
+    let alerts = h.get("/admin/alerts", Some(&cookie)).await;
+    assert!(
+        alerts.text.contains("<h2>Firing (1)</h2>"),
+        "{}",
+        alerts.text
+    );
+    let id = h.state.store.alerts(&[AlertState::Firing]).await.unwrap()[0].id;
+    assert!(
+        alerts
+            .text
+            .contains(&format!("action=\"/admin/alerts/{id}/ack\""))
+    );
+    // A button pressed from another site's page does nothing.
+    let forged = h
+        .post_form(
+            &format!("/admin/alerts/{id}/ack"),
+            "",
+            Some(&cookie),
+            "https://evil.example",
+        )
+        .await;
+    assert_eq!(forged.status, StatusCode::FORBIDDEN);
+    assert!(
+        h.state.store.alerts(&[AlertState::Firing]).await.unwrap()[0]
+            .acked_by
+            .is_none()
+    );
+    let acked = h
+        .post_form(
+            &format!("/admin/alerts/{id}/ack"),
+            "",
+            Some(&cookie),
+            "http://127.0.0.1:7700",
+        )
+        .await;
+    assert_eq!(acked.status, StatusCode::SEE_OTHER);
+    assert!(
+        h.state.store.alerts(&[AlertState::Firing]).await.unwrap()[0]
+            .acked_by
+            .is_some()
+    );
+    let silenced = h
+        .post_form(
+            "/admin/silences",
+            &format!("alert={id}&hours=4"),
+            Some(&cookie),
+            "http://127.0.0.1:7700",
+        )
+        .await;
+    assert_eq!(silenced.status, StatusCode::SEE_OTHER, "{}", silenced.text);
+    let silences = h.state.store.silences(Utc::now()).await.unwrap();
+    assert_eq!(silences.len(), 1);
+    assert_eq!(silences[0].matchers["check"], "api");
+    let hours = (silences[0].ends - silences[0].starts).num_minutes();
+    assert_eq!(hours, 240);
+    let ended = h
+        .post_form(
+            &format!("/admin/silences/{}/expire", silences[0].id),
+            "",
+            Some(&cookie),
+            "http://127.0.0.1:7700",
+        )
+        .await;
+    assert_eq!(ended.status, StatusCode::SEE_OTHER);
+    assert!(h.state.store.silences(Utc::now()).await.unwrap().is_empty());
+    let bad = h
+        .post_form(
+            "/admin/silences",
+            &format!("alert={id}&hours=0"),
+            Some(&cookie),
+            "http://127.0.0.1:7700",
+        )
+        .await;
+    assert_eq!(bad.status, StatusCode::BAD_REQUEST);
+    // Logging out ends it.
+    let out = h
+        .post_form("/logout", "", Some(&cookie), "http://127.0.0.1:7700")
+        .await;
+    assert!(
+        out.headers[header::SET_COOKIE]
+            .to_str()
+            .unwrap()
+            .contains("Max-Age=0")
+    );
+}
+
+#[tokio::test]
+async fn public_admin_pages_are_read_only_without_the_login() {
+    let h = Harness::new("[status_page]\ntitle = \"Acme status\"\npublic_admin = true\n").await;
+    h.store_results("1", &[("api", Utc::now(), false, 42.0)])
+        .await;
+    h.fire("api", Utc::now(), None).await;
+    let id = h.state.store.alerts(&[AlertState::Firing]).await.unwrap()[0].id;
+    for path in [
+        "/admin/hosts",
+        "/admin/checks",
+        "/admin/logs",
+        "/admin/alerts",
+    ] {
+        let page = h.get(path, None).await;
+        assert_eq!(page.status, StatusCode::OK, "{path}");
+        assert!(page.text.contains("Log in</a>"), "{path}");
+    }
+    let alerts = h.get("/admin/alerts", None).await;
+    assert!(alerts.text.contains("<h2>Firing (1)</h2>"));
+    assert!(
+        !alerts.text.contains("/ack\""),
+        "no buttons without the login"
+    );
+    let pressed = h
+        .post_form(
+            &format!("/admin/alerts/{id}/ack"),
+            "",
+            None,
+            "http://127.0.0.1:7700",
+        )
+        .await;
+    assert_eq!(pressed.status, StatusCode::UNAUTHORIZED);
+    assert!(
+        h.state.store.alerts(&[AlertState::Firing]).await.unwrap()[0]
+            .acked_by
+            .is_none()
+    );
+    assert!(h.get("/", None).await.text.contains("<h1>Acme status</h1>"));
+}
