@@ -66,6 +66,8 @@ pub struct AppState {
     pub forwarder: crate::forward::Forwarder,
     /// Log lines as they are stored (without ids), for live tails.
     pub log_feed: tokio::sync::broadcast::Sender<Arc<crate::store::LogRow>>,
+    /// The status page's rollup totals, shared by views for a few seconds.
+    pub status_history: crate::web::status::HistoryCache,
 }
 
 impl AppState {
@@ -101,6 +103,7 @@ impl AppState {
             leadership,
             evaluation_wake: Arc::new(tokio::sync::Notify::new()),
             me: std::sync::OnceLock::new(),
+            status_history: Default::default(),
         }
     }
 

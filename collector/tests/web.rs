@@ -327,7 +327,25 @@ async fn the_status_page_shows_groups_daily_bars_uptime_windows_and_incidents() 
     let yesterday = day_start(1).format("%Y-%m-%d");
     assert!(
         t.contains(&format!(
-            "title=\"{yesterday}: 50.00% up, 1 of 2 failed, 1 incident\""
+            "<title>{yesterday}: 50.00% up, 1 of 2 failed, 1 incident</title>"
+        )),
+        "{t}"
+    );
+    // Days with nothing to say share one bar: the 19 days without data before day 20's
+    // perfect one, and that day alone (its neighbours have no data).
+    let (from, to) = (day_start(19), day_start(2));
+    assert!(
+        t.contains(&format!(
+            "<title>{}: 100% up, 0 of 4 failed</title>",
+            day_start(20).format("%Y-%m-%d")
+        )),
+        "{t}"
+    );
+    assert!(
+        t.contains(&format!(
+            "<title>{} to {}: no data</title>",
+            from.format("%Y-%m-%d"),
+            to.format("%Y-%m-%d")
         )),
         "{t}"
     );
@@ -335,7 +353,7 @@ async fn the_status_page_shows_groups_daily_bars_uptime_windows_and_incidents() 
     assert!(t.contains("<dt>90 d</dt><dd>70.00%</dd>"));
     assert!(t.contains("In progress:</strong> Database upgrade"));
     assert!(t.contains("Current incidents") && t.contains("login is down: status 503"));
-    assert!(t.contains("<svg class=\"chart\""));
+    assert!(t.contains("<svg class=\"chart\"") && t.contains("Response time, last 24 h: mean"));
     assert!(
         t.contains("prefers-color-scheme")
             || h.get("/assets/lookout.css", None)

@@ -491,9 +491,9 @@ fn line_chart(
     }
     let _ = write!(
         out,
-        "<text x=\"2\" y=\"9\">{}</text></svg><figcaption><strong>{}</strong>: ",
+        "</svg><figcaption><strong>{}</strong> (top of chart {}): ",
+        escape(title),
         human(max, unit),
-        escape(title)
     );
     if shown.is_empty() {
         out.push_str("no data");

@@ -10,8 +10,8 @@
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
-use axum::Json;
 use axum::extract::State;
+use axum::response::IntoResponse;
 use chrono::{DateTime, Duration as ChronoDuration, Utc};
 use serde::Serialize;
 
@@ -41,7 +41,8 @@ pub struct StatusModel {
     /// `up` when every check is up, `down` when any is down, else `degraded` (some pending or
     /// unknown) — or `up` with no checks at all.
     pub overall: &'static str,
-    /// Checks by group: configured groups in the order of their first check, `Other` last.
+    /// Checks by group: configured groups in the order of their first check, then `Other`
+    /// (checks without a group, and agents' own checks); empty groups left out.
     pub groups: Vec<GroupModel>,
     /// Incidents still open, newest first.
     pub open_incidents: Vec<IncidentModel>,
@@ -149,50 +150,64 @@ pub struct MaintenanceModel {
 }
 
 /// `GET /api/v1/status`, with the time it took in `Server-Timing`.
-pub async fn status(
-    State(state): State<Arc<AppState>>,
-) -> Result<impl axum::response::IntoResponse, AppError> {
+pub async fn status(State(state): State<Arc<AppState>>) -> Result<impl IntoResponse, AppError> {
     let started = std::time::Instant::now();
     let m = model(&state).await?;
-    Ok((super::server_timing(started), Json(m)))
+    // Serialised here, so that Server-Timing counts it.
+    let body = axum::Json(m).into_response();
+    Ok((super::server_timing(started), body))
 }
 
-/// Builds the page's model at the collector's clock.
-pub async fn model(state: &AppState) -> Result<StatusModel, AppError> {
-    let now = crate::clock::now();
-    let config = state.config();
+/// The page's rollup part: every check's daily and hourly totals. Computing it reads every
+/// series' 90 daily and 24 hourly rows, which takes a moment with many checks, so views share
+/// one for [`HISTORY_TTL_SECS`]; a view that finds it older gets it as it is and has it
+/// refreshed in the background. States and incidents are read fresh on every view.
+#[derive(Debug)]
+pub struct History {
+    /// When it was read.
+    computed: DateTime<Utc>,
+    /// Start of the oldest day, Unix ms.
+    first_day: i64,
+    /// Daily totals by check.
+    days: HashMap<String, Vec<CheckTotal>>,
+    /// Hourly totals by check, the last 24 hours.
+    hours: HashMap<String, Vec<CheckTotal>>,
+}
+
+/// How long views share one [`History`]: rollups lag results by a few seconds anyway.
+pub const HISTORY_TTL_SECS: i64 = 10;
+
+/// The shared [`History`], and whether a refresh is under way.
+#[derive(Debug, Default)]
+pub struct HistoryCache {
+    // std's Mutex: held only to clone or replace the Arc.
+    current: std::sync::Mutex<Option<Arc<History>>>,
+    refreshing: std::sync::atomic::AtomicBool,
+}
+
+impl HistoryCache {
+    fn get(&self) -> Option<Arc<History>> {
+        self.current
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    fn set(&self, h: Arc<History>) {
+        *self.current.lock().unwrap_or_else(|p| p.into_inner()) = Some(h);
+    }
+}
+
+async fn load_history(state: &AppState, now: DateTime<Utc>) -> Result<History, AppError> {
     let now_ms = now.timestamp_millis();
-    let today = bucket_start(now_ms, DAY_MS);
-    let first_day = today - (DAYS as i64 - 1) * DAY_MS;
+    let first_day = bucket_start(now_ms, DAY_MS) - (DAYS as i64 - 1) * DAY_MS;
     let first_hour = bucket_start(now_ms, HOUR_MS) - 23 * HOUR_MS;
     let since = |ms: i64| DateTime::from_timestamp_millis(ms).unwrap_or(now);
-    // Independent reads, side by side.
-    let (views, days, hours, incidents) = tokio::try_join!(
-        check_views(state),
-        async {
-            Ok::<_, AppError>(
-                state
-                    .store
-                    .check_totals(TotalsWidth::Day, since(first_day))
-                    .await?,
-            )
-        },
-        async {
-            Ok::<_, AppError>(
-                state
-                    .store
-                    .check_totals(TotalsWidth::Hour, since(first_hour))
-                    .await?,
-            )
-        },
-        async {
-            Ok::<_, AppError>(
-                state
-                    .store
-                    .incidents(crate::rules::engine::UPTIME_RULE, since(first_day))
-                    .await?,
-            )
-        },
+    let (days, hours) = tokio::try_join!(
+        state.store.check_totals(TotalsWidth::Day, since(first_day)),
+        state
+            .store
+            .check_totals(TotalsWidth::Hour, since(first_hour)),
     )?;
     let by_check = |rows: Vec<CheckTotal>| {
         let mut out: HashMap<String, Vec<CheckTotal>> = HashMap::new();
@@ -201,8 +216,66 @@ pub async fn model(state: &AppState) -> Result<StatusModel, AppError> {
         }
         out
     };
-    let mut days = by_check(days);
-    let mut hours = by_check(hours);
+    Ok(History {
+        computed: now,
+        first_day,
+        days: by_check(days),
+        hours: by_check(hours),
+    })
+}
+
+/// The current [`History`]: the shared one while fresh; a stale one of the same day while a
+/// background task reads the next; read now when there is none or the day changed.
+async fn history(state: &Arc<AppState>, now: DateTime<Utc>) -> Result<Arc<History>, AppError> {
+    use std::sync::atomic::Ordering;
+    let today = bucket_start(now.timestamp_millis(), DAY_MS);
+    let cache = &state.status_history;
+    match cache.get() {
+        Some(h) if (now - h.computed).num_seconds() < HISTORY_TTL_SECS => Ok(h),
+        Some(h) if h.first_day + (DAYS as i64 - 1) * DAY_MS == today => {
+            if !cache.refreshing.swap(true, Ordering::AcqRel) {
+                let state = state.clone();
+                tokio::spawn(async move {
+                    match load_history(&state, crate::clock::now()).await {
+                        Ok(fresh) => state.status_history.set(Arc::new(fresh)),
+                        Err(e) => tracing::warn!(error = %e, "status page history refresh failed"),
+                    }
+                    state
+                        .status_history
+                        .refreshing
+                        .store(false, Ordering::Release);
+                });
+            }
+            Ok(h)
+        }
+        _ => {
+            let h = Arc::new(load_history(state, now).await?);
+            cache.set(h.clone());
+            Ok(h)
+        }
+    }
+}
+
+/// Builds the page's model at the collector's clock.
+pub async fn model(state: &Arc<AppState>) -> Result<StatusModel, AppError> {
+    let now = crate::clock::now();
+    let config = state.config();
+    let now_ms = now.timestamp_millis();
+    let today = bucket_start(now_ms, DAY_MS);
+    let (views, history, incidents) =
+        tokio::try_join!(check_views(state), history(state, now), async {
+            let first_day = today - (DAYS as i64 - 1) * DAY_MS;
+            Ok::<_, AppError>(
+                state
+                    .store
+                    .incidents(
+                        crate::rules::engine::UPTIME_RULE,
+                        DateTime::from_timestamp_millis(first_day).unwrap_or(now),
+                    )
+                    .await?,
+            )
+        },)?;
+    let first_day = history.first_day;
     let mut incident_days: HashMap<&str, [u32; DAYS]> = HashMap::new();
     for i in &incidents {
         let Some(check) = i.labels.get("check") else {
@@ -212,7 +285,7 @@ pub async fn model(state: &AppState) -> Result<StatusModel, AppError> {
         let end = i.ended.map_or(now_ms, |e| e.timestamp_millis());
         let slots = incident_days.entry(check).or_insert([0; DAYS]);
         let mut day = bucket_start(start, DAY_MS);
-        while day <= end && day <= today {
+        while day <= end && day < first_day + DAYS as i64 * DAY_MS {
             slots[((day - first_day) / DAY_MS) as usize] += 1;
             day += DAY_MS;
         }
@@ -223,12 +296,21 @@ pub async fn model(state: &AppState) -> Result<StatusModel, AppError> {
         .filter_map(|c| Some((c.name.as_str(), c.group.as_deref()?)))
         .collect();
     let mut order: Vec<&str> = Vec::new();
-    for c in &config.checks {
-        let g = c.group.as_deref().unwrap_or(OTHER_GROUP);
+    for g in config.checks.iter().filter_map(|c| c.group.as_deref()) {
         if !order.contains(&g) {
             order.push(g);
         }
     }
+    // Ungrouped checks (and agents' own) last.
+    order.push(OTHER_GROUP);
+    // The days' names, made once: formatting a date costs more than the rest of a day.
+    let dates: Vec<String> = (0..DAYS as i64)
+        .map(|i| {
+            DateTime::from_timestamp_millis(first_day + i * DAY_MS)
+                .map(|d| d.format("%Y-%m-%d").to_string())
+                .unwrap_or_default()
+        })
+        .collect();
     let mut groups: BTreeMap<usize, GroupModel> = BTreeMap::new();
     let (mut any_down, mut all_up) = (false, true);
     for v in views {
@@ -242,9 +324,10 @@ pub async fn model(state: &AppState) -> Result<StatusModel, AppError> {
             order.push(group);
             order.len() - 1
         });
-        let day_rows = days.remove(&v.name).unwrap_or_default();
-        let hour_rows = hours.remove(&v.name).unwrap_or_default();
-        let mut check = check_model(v, &day_rows, &hour_rows, first_day);
+        let none = Vec::new();
+        let day_rows = history.days.get(&v.name).unwrap_or(&none);
+        let hour_rows = history.hours.get(&v.name).unwrap_or(&none);
+        let mut check = check_model(v, day_rows, hour_rows, &dates, first_day, now_ms);
         if let Some(slots) = incident_days.get(check.name.as_str()) {
             for (d, n) in check.days.iter_mut().zip(slots) {
                 d.incidents = *n;
@@ -295,13 +378,14 @@ fn check_model(
     v: crate::api::CheckView,
     day_rows: &[CheckTotal],
     hour_rows: &[CheckTotal],
+    dates: &[String],
     first_day: i64,
+    now_ms: i64,
 ) -> CheckModel {
-    let mut days: Vec<DayModel> = (0..DAYS as i64)
-        .map(|i| DayModel {
-            date: DateTime::from_timestamp_millis(first_day + i * DAY_MS)
-                .map(|d| d.format("%Y-%m-%d").to_string())
-                .unwrap_or_default(),
+    let mut days: Vec<DayModel> = dates
+        .iter()
+        .map(|date| DayModel {
+            date: date.clone(),
             count: 0,
             failures: 0,
             uptime: None,
@@ -322,10 +406,10 @@ fn check_model(
             .fold((0, 0), |(c, f), d| (c + d.count, f + d.failures));
         ratio(c, f)
     };
-    let (c24, f24) = hour_rows
-        .iter()
-        .fold((0, 0), |(c, f), h| (c + h.count, f + h.failures));
-    let mut hourly: Vec<&CheckTotal> = hour_rows.iter().filter(|h| h.count > 0).collect();
+    let first_hour = bucket_start(now_ms, HOUR_MS) - 23 * HOUR_MS;
+    let recent = || hour_rows.iter().filter(|h| h.bucket_ms >= first_hour);
+    let (c24, f24) = recent().fold((0, 0), |(c, f), h| (c + h.count, f + h.failures));
+    let mut hourly: Vec<&CheckTotal> = recent().filter(|h| h.count > 0).collect();
     hourly.sort_by_key(|h| h.bucket_ms);
     CheckModel {
         uptime: UptimeWindows {
