@@ -98,7 +98,7 @@ impl Harness {
         Page {
             status,
             headers,
-            text: String::from_utf8(bytes.to_vec()).unwrap(),
+            text: String::from_utf8_lossy(&bytes).into_owned(),
         }
     }
 
@@ -585,4 +585,25 @@ async fn public_admin_pages_are_read_only_without_the_login() {
             .is_none()
     );
     assert!(h.get("/", None).await.text.contains("<h1>Acme status</h1>"));
+}
+
+#[tokio::test]
+async fn pages_are_compressed_for_clients_that_accept_gzip() {
+    let h = Harness::new("").await;
+    h.store_results("1", &[("api", Utc::now(), true, 10.0)])
+        .await;
+    let gz = h
+        .send(
+            Request::get("/")
+                .header(header::ACCEPT_ENCODING, "gzip")
+                .body(Body::empty())
+                .unwrap(),
+        )
+        .await;
+    assert_eq!(gz.status, StatusCode::OK);
+    assert_eq!(gz.headers[header::CONTENT_ENCODING], "gzip");
+    // Without the header: plain HTML.
+    let plain = h.get("/", None).await;
+    assert!(!plain.headers.contains_key(header::CONTENT_ENCODING));
+    assert!(plain.text.contains("data-check=\"api\""));
 }

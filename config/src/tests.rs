@@ -480,3 +480,63 @@ fn log_sources_are_checked_and_defaulted() {
     assert_eq!(l.max_line_bytes, 32 * 1024);
     assert_eq!(l.multiline_timeout, std::time::Duration::from_secs(1));
 }
+
+#[test]
+fn the_status_page_section_and_check_groups_are_read_and_checked() {
+    let c = collector(
+        "[status_page]\ntitle = \"Acme\"\npublic_admin = true\n\n\
+         [[checks]]\nname = \"a\"\ntype = \"http\"\nurl = \"http://x/\"\ngroup = \"API\"\n",
+    )
+    .unwrap();
+    assert_eq!(c.status_page.title, "Acme");
+    assert!(c.status_page.public_admin);
+    assert_eq!(c.checks[0].group.as_deref(), Some("API"));
+    assert_eq!(collector("").unwrap().status_page.title, "Status");
+    let err = collector(
+        "[status_page]\ntitle = \"\"\n\n\
+         [[checks]]\nname = \"a\"\ntype = \"http\"\nurl = \"http://x/\"\ngroup = \" \"\n",
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(err.contains("status_page.title"), "{err}");
+    assert!(err.contains("checks[0].group"), "{err}");
+    let err = collector("[status_page]\nbogus = 1\n")
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("status_page.bogus"), "{err}");
+}
+
+#[test]
+fn a_maintenance_window_open_now_or_the_next_one() {
+    use chrono::TimeZone;
+    let at = |d: u32, h: u32| chrono::Utc.with_ymd_and_hms(2026, 11, d, h, 0, 0).unwrap();
+    let weekly = crate::notify::MaintenanceConfig {
+        name: "w".into(),
+        matchers: Default::default(),
+        starts: None,
+        ends: None,
+        // Sundays 02:00 for two hours; 2026-11-29 is a Sunday.
+        schedule: Some("0 2 * * SUN".into()),
+        duration: Some(Duration::from_secs(7200)),
+    };
+    assert_eq!(
+        weekly.current_or_next(at(29, 3)),
+        Some((at(29, 2), at(29, 4)))
+    );
+    assert_eq!(
+        weekly.current_or_next(at(26, 12)),
+        Some((at(29, 2), at(29, 4)))
+    );
+    let once = crate::notify::MaintenanceConfig {
+        schedule: None,
+        duration: None,
+        starts: Some(at(20, 0)),
+        ends: Some(at(21, 0)),
+        ..weekly
+    };
+    assert_eq!(
+        once.current_or_next(at(20, 12)),
+        Some((at(20, 0), at(21, 0)))
+    );
+    assert_eq!(once.current_or_next(at(22, 0)), None);
+}

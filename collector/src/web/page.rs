@@ -286,13 +286,22 @@ fn chart(out: &mut String, c: &CheckModel, now: DateTime<Utc>) {
     );
 }
 
-fn percent(v: Option<f64>) -> String {
-    match v {
-        None => "–".into(),
-        // Two decimals, and never 100.00% for a window with a failure.
-        Some(u) if u < 1.0 => format!("{:.2}%", (u * 10_000.0).floor() / 100.0),
-        Some(_) => "100%".into(),
+/// An uptime as a percentage, written straight into the page: two decimals, floored, so a
+/// window with a failure never shows 100.00%.
+struct Percent(Option<f64>);
+
+impl std::fmt::Display for Percent {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.0 {
+            None => f.write_str("–"),
+            Some(u) if u < 1.0 => write!(f, "{:.2}%", (u * 10_000.0).floor() / 100.0),
+            Some(_) => f.write_str("100%"),
+        }
     }
+}
+
+fn percent(v: Option<f64>) -> Percent {
+    Percent(v)
 }
 
 fn when(t: DateTime<Utc>) -> String {
@@ -305,9 +314,9 @@ mod tests {
 
     #[test]
     fn percentages_round_down_so_a_failure_never_shows_as_100() {
-        assert_eq!(percent(None), "–");
-        assert_eq!(percent(Some(1.0)), "100%");
-        assert_eq!(percent(Some(0.99999)), "99.99%");
-        assert_eq!(percent(Some(0.5)), "50.00%");
+        assert_eq!(percent(None).to_string(), "–");
+        assert_eq!(percent(Some(1.0)).to_string(), "100%");
+        assert_eq!(percent(Some(0.99999)).to_string(), "99.99%");
+        assert_eq!(percent(Some(0.5)).to_string(), "50.00%");
     }
 }
