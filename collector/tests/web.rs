@@ -10,7 +10,9 @@ use chrono::{DateTime, Duration, Utc};
 use lookout_collector::state::AppState;
 use lookout_collector::store::alerting::{AlertState, Transition};
 use lookout_config::CollectorConfig;
-use lookout_protocol::{Batch, CheckResult, LogRecord, PROTOCOL_VERSION, Record, Timings};
+use lookout_protocol::{
+    Batch, CheckResult, LogRecord, MetricSample, MetricType, PROTOCOL_VERSION, Record, Timings,
+};
 use serde_json::Value;
 use tower::ServiceExt;
 
@@ -606,4 +608,78 @@ async fn pages_are_compressed_for_clients_that_accept_gzip() {
     let plain = h.get("/", None).await;
     assert!(!plain.headers.contains_key(header::CONTENT_ENCODING));
     assert!(plain.text.contains("data-check=\"api\""));
+}
+
+#[tokio::test]
+async fn a_hosts_page_charts_cpu_memory_disk_and_network_from_its_rollups() {
+    let h = Harness::new("").await;
+    let cookie = h.login().await;
+    let sample = |name: &str, labels: &[(&str, &str)], minutes_ago: i64, value: f64| {
+        Record::Metric(MetricSample {
+            name: name.into(),
+            labels: labels
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            time: Utc::now() - Duration::minutes(minutes_ago),
+            value,
+            metric_type: MetricType::Gauge,
+        })
+    };
+    let idle = [("cpu", "all"), ("state", "idle")];
+    let eth = [("device", "eth0"), ("direction", "receive")];
+    let records = vec![
+        sample("system.cpu.utilization", &idle, 3, 0.9),
+        sample("system.cpu.utilization", &idle, 2, 0.75),
+        sample("system.memory.utilization", &[], 2, 0.5),
+        sample(
+            "system.filesystem.utilization",
+            &[("mountpoint", "/")],
+            2,
+            0.25,
+        ),
+        // 6 MB more received over one minute: 100 kB/s.
+        sample("system.network.io", &eth, 3, 1_000_000.0),
+        sample("system.network.io", &eth, 2, 7_000_000.0),
+    ];
+    let batch = Batch {
+        version: PROTOCOL_VERSION,
+        agent: "web-1".into(),
+        batch_id: "m".into(),
+        records,
+    };
+    h.state
+        .store
+        .ingest("web-1", &batch, Utc::now())
+        .await
+        .unwrap();
+    while h.state.store.roll_up(10_000).await.unwrap() > 0 {}
+    let page = h.get("/admin/hosts/web-1", Some(&cookie)).await;
+    assert_eq!(page.status, StatusCode::OK, "{}", page.text);
+    let t = &page.text;
+    // The latest value of each, in words under its chart.
+    assert!(
+        t.contains("<strong>CPU busy</strong> (top of chart 100.0%): all 25.0%"),
+        "{t}"
+    );
+    assert!(
+        t.contains("<strong>Memory used</strong> (top of chart 100.0%): 50.0%"),
+        "{t}"
+    );
+    assert!(
+        t.contains("<strong>Disk used</strong> (top of chart 100.0%): / 25.0%"),
+        "{t}"
+    );
+    assert!(t.contains("receive 100.0 kB/s"), "{t}");
+    assert_eq!(t.matches("<polyline").count(), 4, "{t}");
+    let list = h.get("/admin/hosts", Some(&cookie)).await;
+    assert!(
+        list.text.contains("<td>25.0%</td><td>50.0%</td>"),
+        "{}",
+        list.text
+    );
+    assert_eq!(
+        h.get("/admin/hosts/nobody", Some(&cookie)).await.status,
+        StatusCode::NOT_FOUND
+    );
 }

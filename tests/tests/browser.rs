@@ -433,13 +433,17 @@ async fn a_check_going_down_shows_on_the_open_page_without_a_reload() {
 }
 
 /// The admin pages: the login form without a login, a wrong token refused, the right one
-/// showing the Alerts page, and logging out.
+/// showing the Alerts page, the live log tail following ingested lines, and logging out.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_admin_pages_need_the_admin_token() {
     browser_dir();
     let dir = tempfile::tempdir().unwrap();
     let (collector, base) = start_collector(dir.path(), &config(dir.path(), "")).unwrap();
-    let env = [("LOOKOUT_ADMIN_TOKEN", ADMIN_TOKEN.to_string())];
+    let env = [
+        ("LOOKOUT_ADMIN_TOKEN", ADMIN_TOKEN.to_string()),
+        ("LOOKOUT_SEEDER", SEEDER.to_string()),
+        ("LOOKOUT_SEEDER_TOKEN", SEEDER_TOKEN.to_string()),
+    ];
     if let Err(e) = run_script("admin.mjs", &base, &env, |_| {}).await {
         fail(e, &collector);
     }
