@@ -29,7 +29,7 @@ pub enum AppError {
     /// The body's encoding is not one we read.
     #[error("{0}")]
     UnsupportedMediaType(String),
-    /// Too much work in progress; the client should retry after a moment.
+    /// Too much work in progress: 429 with `Retry-After: 1`; the client should retry then.
     #[error("{0}")]
     Overloaded(String),
     /// Storage failed; the client may retry.
@@ -46,7 +46,8 @@ impl IntoResponse for AppError {
             AppError::NotFound(_) => StatusCode::NOT_FOUND,
             AppError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             AppError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            AppError::Overloaded(_) | AppError::Store(_) => StatusCode::SERVICE_UNAVAILABLE,
+            AppError::Overloaded(_) => StatusCode::TOO_MANY_REQUESTS,
+            AppError::Store(_) => StatusCode::SERVICE_UNAVAILABLE,
         };
         let overloaded = matches!(self, AppError::Overloaded(_));
         let message = match &self {
@@ -62,7 +63,7 @@ impl IntoResponse for AppError {
                 resp.headers_mut()
                     .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
             }
-            StatusCode::SERVICE_UNAVAILABLE => {
+            StatusCode::SERVICE_UNAVAILABLE | StatusCode::TOO_MANY_REQUESTS => {
                 // A busy collector frees up in moments; a failing store takes longer.
                 let wait = if overloaded { "1" } else { "5" };
                 resp.headers_mut()

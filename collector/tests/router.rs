@@ -504,7 +504,7 @@ async fn uptime_answers_from_rollups_per_step() {
 }
 
 #[tokio::test]
-async fn overload_gets_503_with_retry_after_and_stores_nothing() {
+async fn overload_gets_429_with_retry_after_and_stores_nothing() {
     let h = Harness::new().await;
     let slots = h.state.ingest_slots().clone();
     let held = slots
@@ -519,7 +519,7 @@ async fn overload_gets_503_with_retry_after_and_stores_nothing() {
         .body(Body::from(body.clone()))
         .unwrap();
     let (s, headers, j) = h.call(req).await;
-    assert_eq!(s, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(s, StatusCode::TOO_MANY_REQUESTS);
     assert_eq!(headers[header::RETRY_AFTER], "1");
     assert!(j["error"].as_str().unwrap().contains("busy"), "{j}");
     drop(held);

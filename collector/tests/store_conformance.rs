@@ -125,6 +125,7 @@ conformance!(
     results_filter_and_order,
     check_rollups_count_fail_and_merge_late_data,
     check_totals_merge_agents_per_hour_and_day,
+    many_new_series_in_one_batch_get_their_own_ids,
     metric_rollups_keep_min_max_avg_last,
     retention_deletes_in_chunks_and_only_rolled_up_rows,
     logs_are_kept_by_age_and_by_size,
@@ -481,6 +482,40 @@ async fn check_totals_merge_agents_per_hour_and_day(b: Backend) {
     let days = shape(s.check_totals(TotalsWidth::Day, t(0, 0)).await.unwrap());
     assert_eq!(days.len(), 1, "{days:?}");
     assert_eq!(days[0].1, ms(t(DAY, 0)));
+}
+
+async fn many_new_series_in_one_batch_get_their_own_ids(b: Backend) {
+    let s = &*b.store;
+    // 700 metric series (more than one multi-row insert holds) each sampled twice, and 3
+    // checks, new for two agents with the same names: every value lands on its own series.
+    for agent in ["a", "b"] {
+        let mut records = Vec::new();
+        for round in 0..2 {
+            for i in 0..700 {
+                let value = if agent == "a" { i as f64 } else { -(i as f64) } + round as f64 * 0.5;
+                let label = i.to_string();
+                records.push(sample("m", &[("i", label.as_str())], t(round, 0), value));
+            }
+        }
+        for check in ["c1", "c2", "c3"] {
+            records.push(result(check, t(0, 0), agent == "a", 1.0));
+        }
+        ingest(s, agent, "1", records).await;
+    }
+    for (agent, sign) in [("a", 1.0), ("b", -1.0)] {
+        let latest = s.latest_metrics(agent).await.unwrap();
+        assert_eq!(latest.len(), 700, "{agent}");
+        for m in &latest {
+            let i: f64 = m.labels["i"].parse().unwrap();
+            assert_eq!(m.value, sign * i + 0.5, "{agent} {m:?}");
+        }
+    }
+    let latest = s.latest_results().await.unwrap();
+    assert_eq!(latest.len(), 6);
+    assert!(
+        latest.iter().all(|r| r.ok == (r.agent == "a")),
+        "{latest:?}"
+    );
 }
 
 async fn metric_rollups_keep_min_max_avg_last(b: Backend) {

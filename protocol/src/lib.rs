@@ -31,7 +31,8 @@
 //! - Answers: 200 `{"stored": n, "duplicate": bool}` only after the batch is durably stored (a
 //!   duplicate is acknowledged and stores nothing); 400 with a reason (malformed, unknown
 //!   version, wrong agent); 401 bad or missing token; 413 body or decompressed batch too large;
-//!   415 unknown `Content-Encoding`; 5xx when storage failed (retry).
+//!   415 unknown `Content-Encoding`; 429 when busy and 5xx when storage failed (retry after
+//!   `Retry-After`).
 //!
 //! # Assignments: `GET /v1/assignments`
 //!

@@ -42,6 +42,10 @@ pub fn postgres_ddl(sqlite: &str) -> String {
         .replace(") WITHOUT ROWID;", ");")
 }
 
+/// Rows in one multi-row INSERT: 500 rows of at most 8 values stay far below both databases'
+/// limits on bound parameters (SQLite 32,766, PostgreSQL 65,535).
+pub(crate) const ROWS_PER_STATEMENT: usize = 500;
+
 /// Ids of check and metric series, cached: a series id never changes once made.
 #[derive(Debug, Default)]
 pub struct SeriesCache {
@@ -194,61 +198,6 @@ macro_rules! sql_store {
                 }
                 tx.commit().await?;
                 Ok(())
-            }
-
-            /// The id of a check series, made in `tx` if new (the caller caches it once `tx`
-            /// is committed).
-            async fn check_series_in(
-                tx: &mut sqlx::Transaction<'_, $db>,
-                check: &str,
-                agent: &str,
-                check_type: Option<&str>,
-            ) -> Result<i64, $crate::store::StoreError> {
-                sqlx::query(
-                    "INSERT INTO check_series (check_name, agent, check_type) VALUES ($1, $2, $3)
-                     ON CONFLICT (check_name, agent) DO NOTHING",
-                )
-                .bind(check)
-                .bind(agent)
-                .bind(check_type)
-                .execute(&mut **tx)
-                .await?;
-                let id: i64 = sqlx::query_scalar("SELECT id FROM check_series WHERE check_name = $1 AND agent = $2")
-                    .bind(check)
-                    .bind(agent)
-                    .fetch_one(&mut **tx)
-                    .await?;
-                Ok(id)
-            }
-
-            /// The id of a metric series, made in `tx` if new (the caller caches it once `tx`
-            /// is committed).
-            async fn metric_series_in(
-                tx: &mut sqlx::Transaction<'_, $db>,
-                agent: &str,
-                name: &str,
-                labels: &str,
-                metric_type: &str,
-            ) -> Result<i64, $crate::store::StoreError> {
-                sqlx::query(
-                    "INSERT INTO metric_series (agent, name, labels, metric_type) VALUES ($1, $2, $3, $4)
-                     ON CONFLICT (agent, name, labels) DO NOTHING",
-                )
-                .bind(agent)
-                .bind(name)
-                .bind(labels)
-                .bind(metric_type)
-                .execute(&mut **tx)
-                .await?;
-                let id: i64 = sqlx::query_scalar(
-                    "SELECT id FROM metric_series WHERE agent = $1 AND name = $2 AND labels = $3",
-                )
-                .bind(agent)
-                .bind(name)
-                .bind(labels)
-                .fetch_one(&mut **tx)
-                .await?;
-                Ok(id)
             }
 
             async fn cursor(
@@ -497,7 +446,7 @@ macro_rules! sql_store {
                 received: chrono::DateTime<chrono::Utc>,
             ) -> Result<$crate::store::IngestOutcome, $crate::store::StoreError> {
                 use lookout_protocol::Record;
-                use $crate::store::sql::{day_of, labels_json, metric_type, ms, stored_timings};
+                use $crate::store::sql::{ROWS_PER_STATEMENT, day_of, labels_json, metric_type, ms, stored_timings};
                 // Series ids first, from the cache or made in a transaction of their own,
                 // committed before the batch's: a rolled-back batch must not leave an id in the
                 // cache that the database forgot. One commit for all of a batch's new series
@@ -522,25 +471,73 @@ macro_rules! sql_store {
                     }
                 }
                 if !missing.is_empty() {
-                    let mut stx = self.write.begin().await?;
-                    for (i, labels) in &missing {
-                        ids[*i] = match &batch.records[*i] {
-                            Record::CheckResult(c) => {
-                                let t = c.check_type.map(|t| t.to_string());
-                                Self::check_series_in(&mut stx, &c.check, agent, t.as_deref()).await?
-                            }
-                            Record::Metric(m) => {
-                                Self::metric_series_in(&mut stx, agent, &m.name, labels, metric_type(m.metric_type))
-                                    .await?
-                            }
-                            Record::Log(_) => 0,
-                        };
-                    }
-                    stx.commit().await?;
+                    // All of them in a few statements: an agent's first batch brings a hundred
+                    // or more, and a thousand agents starting at once bring them all together.
+                    // One multi-row insert per kind (an existing series is left as it is), then
+                    // the agent's ids in one read.
+                    let mut new_checks: std::collections::BTreeMap<&str, Option<String>> = Default::default();
+                    let mut new_metrics: std::collections::BTreeMap<(&str, &str), &'static str> = Default::default();
                     for (i, labels) in &missing {
                         match &batch.records[*i] {
-                            Record::CheckResult(c) => self.series.put_check(&c.check, agent, ids[*i]),
-                            Record::Metric(m) => self.series.put_metric(agent, &m.name, labels, ids[*i]),
+                            Record::CheckResult(c) => {
+                                new_checks.entry(&c.check).or_insert_with(|| c.check_type.map(|t| t.to_string()));
+                            }
+                            Record::Metric(m) => {
+                                new_metrics.entry((&m.name, labels)).or_insert(metric_type(m.metric_type));
+                            }
+                            Record::Log(_) => {}
+                        }
+                    }
+                    let mut stx = self.write.begin().await?;
+                    let checks: Vec<_> = new_checks.into_iter().collect();
+                    for chunk in checks.chunks(ROWS_PER_STATEMENT) {
+                        let mut qb = sqlx::QueryBuilder::<$db>::new("INSERT INTO check_series (check_name, agent, check_type) ");
+                        qb.push_values(chunk, |mut row, (check, kind)| {
+                            row.push_bind(*check).push_bind(agent).push_bind(kind.clone());
+                        });
+                        qb.push(" ON CONFLICT (check_name, agent) DO NOTHING");
+                        qb.build().execute(&mut *stx).await?;
+                    }
+                    let metrics: Vec<_> = new_metrics.into_iter().collect();
+                    for chunk in metrics.chunks(ROWS_PER_STATEMENT) {
+                        let mut qb = sqlx::QueryBuilder::<$db>::new("INSERT INTO metric_series (agent, name, labels, metric_type) ");
+                        qb.push_values(chunk, |mut row, ((name, labels), kind)| {
+                            row.push_bind(agent).push_bind(*name).push_bind(*labels).push_bind(*kind);
+                        });
+                        qb.push(" ON CONFLICT (agent, name, labels) DO NOTHING");
+                        qb.build().execute(&mut *stx).await?;
+                    }
+                    let mut check_ids: std::collections::HashMap<String, i64> = Default::default();
+                    if !checks.is_empty() {
+                        let rows: Vec<(i64, String)> = sqlx::query_as("SELECT id, check_name FROM check_series WHERE agent = $1")
+                            .bind(agent)
+                            .fetch_all(&mut *stx)
+                            .await?;
+                        check_ids = rows.into_iter().map(|(id, name)| (name, id)).collect();
+                    }
+                    let mut metric_ids: std::collections::HashMap<(String, String), i64> = Default::default();
+                    if !metrics.is_empty() {
+                        let rows: Vec<(i64, String, String)> =
+                            sqlx::query_as("SELECT id, name, labels FROM metric_series WHERE agent = $1")
+                                .bind(agent)
+                                .fetch_all(&mut *stx)
+                                .await?;
+                        metric_ids = rows.into_iter().map(|(id, name, labels)| ((name, labels), id)).collect();
+                    }
+                    stx.commit().await?;
+                    let lost = |what: &str| $crate::store::StoreError::Corrupt(format!("series {what} was not found after it was made"));
+                    for (i, labels) in &missing {
+                        match &batch.records[*i] {
+                            Record::CheckResult(c) => {
+                                ids[*i] = *check_ids.get(&c.check).ok_or_else(|| lost(&c.check))?;
+                                self.series.put_check(&c.check, agent, ids[*i]);
+                            }
+                            Record::Metric(m) => {
+                                ids[*i] = *metric_ids
+                                    .get(&(m.name.clone(), labels.clone()))
+                                    .ok_or_else(|| lost(&m.name))?;
+                                self.series.put_metric(agent, &m.name, labels, ids[*i]);
+                            }
                             Record::Log(_) => {}
                         }
                     }
@@ -580,7 +577,6 @@ macro_rules! sql_store {
                 // tables get the newest row of each series in the batch (one upsert can touch a
                 // row once). Only full-size statements are kept prepared: every smaller size is
                 // another statement text, and caching them all would evict the useful ones.
-                const ROWS_PER_STATEMENT: usize = 500;
                 let mut results = Vec::new();
                 let mut samples = Vec::new();
                 let mut logs = Vec::new();
