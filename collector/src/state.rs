@@ -68,6 +68,8 @@ pub struct AppState {
     pub log_feed: tokio::sync::broadcast::Sender<Arc<crate::store::LogRow>>,
     /// The status page's rollup totals, shared by views for a few seconds.
     pub status_history: crate::web::status::HistoryCache,
+    /// Stores ingested batches, several to a transaction when they arrive together.
+    pub ingest_writer: crate::ingest::group::GroupWriter,
 }
 
 impl AppState {
@@ -89,9 +91,15 @@ impl AppState {
             Some(base) => crate::forward::Forwarder::start(base, metrics.clone()),
             None => crate::forward::Forwarder::off(metrics.clone()),
         };
+        // SQLite has one writer whatever we do; PostgreSQL writes groups side by side.
+        let ingest_writer = crate::ingest::group::GroupWriter::start(
+            store.clone(),
+            if store.shared() { 4 } else { 1 },
+            metrics.clone(),
+        );
         Self {
             ingest_slots,
-            store,
+            ingest_writer,
             config: RwLock::new(Arc::new(config)),
             credentials: RwLock::new(Arc::new(credentials)),
             local,
@@ -104,6 +112,7 @@ impl AppState {
             evaluation_wake: Arc::new(tokio::sync::Notify::new()),
             me: std::sync::OnceLock::new(),
             status_history: Default::default(),
+            store,
         }
     }
 

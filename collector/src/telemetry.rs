@@ -9,6 +9,8 @@
 //!   `too_large`, `unsupported_encoding`, `bad_request`, `storage`;
 //! - `lookout_ingest_duration_seconds`: from a batch read to it stored and evaluated;
 //! - `lookout_store_write_duration_seconds`: a batch's write to the store, alone;
+//! - `lookout_ingest_groups_total`: transactions that stored ingested batches: fewer than the
+//!   batches when several arrive together and share one (ingest/group.rs);
 //! - `lookout_forward_records_total{signal, outcome}`: records forwarded over OTLP
 //!   (`[telemetry] forward_endpoint`): `metrics` or `logs`, `sent`, `failed` or `dropped`;
 //! - `lookout_agent_spool_backlog_records{agent}`: records waiting in the agent's spool, as it
@@ -83,6 +85,7 @@ pub struct Metrics {
     rejects: IntCounterVec,
     ingest_seconds: Histogram,
     store_seconds: Histogram,
+    groups: IntCounter,
     forwarded: IntCounterVec,
     backlog: IntGaugeVec,
     evaluations: IntCounterVec,
@@ -192,6 +195,17 @@ impl Default for Metrics {
                 )
                 .expect("valid metric"),
             ),
+            groups: register(
+                &r,
+                IntCounter::with_opts(
+                    Opts::new(
+                        "ingest_groups_total",
+                        "Transactions that stored ingested batches (several batches share one when they arrive together).",
+                    )
+                    .namespace("lookout"),
+                )
+                .expect("valid metric"),
+            ),
             forwarded: counter_vec(
                 &r,
                 "forward_records_total",
@@ -288,6 +302,11 @@ impl Metrics {
     /// Times one batch's write to the store.
     pub fn store_write(&self, seconds: f64) {
         self.store_seconds.observe(seconds);
+    }
+
+    /// Counts one transaction of ingested batches.
+    pub fn ingest_group(&self) {
+        self.groups.inc();
     }
 
     /// Counts `n` records forwarded as `signal` (`metrics`, `logs`) with `outcome` (`sent`,

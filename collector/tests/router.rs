@@ -703,3 +703,76 @@ async fn badges_say_a_checks_state_and_uptime_in_words() {
         "{j}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn batches_arriving_together_share_a_transaction_and_each_is_stored_once() {
+    let h = Harness::new().await;
+    // 40 batches at once (the ingest slots hold 32, so some are refused and retried), plus
+    // each sent twice: every one is stored exactly once, in fewer transactions than batches.
+    let mut tasks = Vec::new();
+    for i in 0..40 {
+        for _ in 0..2 {
+            let state = h.state.clone();
+            tasks.push(tokio::spawn(async move {
+                let body = encode_batch(
+                    &batch(
+                        "web-1",
+                        &format!("g{i}"),
+                        &[("api", true), ("web-only", i % 2 == 0)],
+                    ),
+                    Encoding::Zstd,
+                )
+                .unwrap();
+                loop {
+                    let req = Request::post("/v1/ingest")
+                        .header(header::AUTHORIZATION, format!("Bearer {TOKEN}"))
+                        .header(header::CONTENT_ENCODING, "zstd")
+                        .body(Body::from(body.clone()))
+                        .unwrap();
+                    let resp = lookout_collector::router(state.clone())
+                        .oneshot(req)
+                        .await
+                        .unwrap();
+                    if resp.status() == StatusCode::TOO_MANY_REQUESTS {
+                        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+                        continue;
+                    }
+                    assert_eq!(resp.status(), StatusCode::OK);
+                    let bytes = axum::body::to_bytes(resp.into_body(), usize::MAX)
+                        .await
+                        .unwrap();
+                    let v: Value = serde_json::from_slice(&bytes).unwrap();
+                    return v["duplicate"].as_bool().unwrap();
+                }
+            }));
+        }
+    }
+    let mut duplicates = 0;
+    for t in tasks {
+        duplicates += usize::from(t.await.unwrap());
+    }
+    assert_eq!(
+        duplicates, 40,
+        "each batch stored once, its copy a duplicate"
+    );
+    let (_, results) = h.get("/api/v1/checks/api/results?limit=1000").await;
+    assert_eq!(results["results"].as_array().unwrap().len(), 40);
+    let resp = lookout_collector::router(h.state.clone())
+        .oneshot(Request::get("/metrics").body(Body::empty()).unwrap())
+        .await
+        .unwrap();
+    let text = String::from_utf8(
+        axum::body::to_bytes(resp.into_body(), usize::MAX)
+            .await
+            .unwrap()
+            .to_vec(),
+    )
+    .unwrap();
+    let groups: f64 = text
+        .lines()
+        .find_map(|l| l.strip_prefix("lookout_ingest_groups_total "))
+        .expect("lookout_ingest_groups_total")
+        .parse()
+        .unwrap();
+    assert!(groups < 80.0, "{groups} transactions for 80 batches");
+}

@@ -126,6 +126,7 @@ conformance!(
     check_rollups_count_fail_and_merge_late_data,
     check_totals_merge_agents_per_hour_and_day,
     many_new_series_in_one_batch_get_their_own_ids,
+    a_group_of_batches_is_stored_in_one_go_each_once,
     metric_rollups_keep_min_max_avg_last,
     retention_deletes_in_chunks_and_only_rolled_up_rows,
     logs_are_kept_by_age_and_by_size,
@@ -516,6 +517,81 @@ async fn many_new_series_in_one_batch_get_their_own_ids(b: Backend) {
         latest.iter().all(|r| r.ok == (r.agent == "a")),
         "{latest:?}"
     );
+}
+
+async fn a_group_of_batches_is_stored_in_one_go_each_once(b: Backend) {
+    use lookout_collector::store::NewBatch;
+    let s = &*b.store;
+    // One batch stored before; then a group with it again, two new ones from two agents, and
+    // one of those twice (a retry while the first was still queued).
+    ingest(s, "a", "old", vec![result("api", t(0, 0), true, 1.0)]).await;
+    let old = batch("a", "old", vec![result("api", t(0, 1), false, 1.0)]);
+    let a1 = batch(
+        "a",
+        "1",
+        vec![result("api", t(1, 0), false, 2.0), log(t(1, 0), "from a")],
+    );
+    let b1 = batch(
+        "b",
+        "1",
+        vec![
+            result("api", t(2, 0), true, 3.0),
+            sample("load", &[], t(2, 0), 0.5),
+            log(t(2, 0), "from b"),
+        ],
+    );
+    let item = |agent, batch| NewBatch {
+        agent,
+        batch,
+        received: t(3, 0),
+    };
+    let out = s
+        .ingest_many(&[
+            item("a", &old),
+            item("a", &a1),
+            item("b", &b1),
+            item("a", &a1),
+        ])
+        .await
+        .unwrap();
+    let shape: Vec<_> = out.iter().map(|o| (o.stored, o.duplicate)).collect();
+    assert_eq!(shape, [(0, true), (2, false), (3, false), (0, true)]);
+    // Each stored once, under its own agent.
+    let (from, to) = all_time();
+    let api = |agent: &str| ResultQuery {
+        check: "api".into(),
+        agent: Some(agent.into()),
+        from,
+        to,
+        limit: 100,
+    };
+    assert_eq!(s.results(&api("a")).await.unwrap().len(), 2);
+    assert_eq!(s.results(&api("b")).await.unwrap().len(), 1);
+    let lines = s
+        .logs(&LogQuery {
+            text: None,
+            agent: None,
+            source: None,
+            level: None,
+            before: None,
+            from,
+            to,
+            limit: 10,
+        })
+        .await
+        .unwrap();
+    let mut who: Vec<_> = lines
+        .iter()
+        .map(|l| (l.agent.as_str(), l.text.as_str()))
+        .collect();
+    who.sort();
+    assert_eq!(who, [("a", "from a"), ("b", "from b")]);
+    assert_eq!(s.latest_metrics("b").await.unwrap()[0].value, 0.5);
+    // b is seen at the group's arrival; a was seen later before (by the first batch), and
+    // last_seen never goes back.
+    let agents = s.agents().await.unwrap();
+    assert_eq!(agents[1].last_seen, Some(t(3, 0)), "{agents:?}");
+    assert!(agents[0].last_seen > Some(t(3, 0)), "{agents:?}");
 }
 
 async fn metric_rollups_keep_min_max_avg_last(b: Backend) {

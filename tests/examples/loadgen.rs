@@ -251,6 +251,13 @@ async fn flood(args: &[String]) {
         hwm as f64 / 1024.0,
         db_bytes as f64 / records as f64,
     );
+    // For bench/run.
+    println!("@@ flood_{kind}_per_s {:.0}", records as f64 / secs);
+    println!("@@ flood_{kind}_rss_mb {:.0}", hwm as f64 / 1024.0);
+    println!(
+        "@@ flood_{kind}_bytes_per_record {:.1}",
+        db_bytes as f64 / records as f64
+    );
     drop(collector);
 }
 
@@ -331,6 +338,15 @@ async fn fleet(args: &[String]) {
         100.0 * (cpu1 - cpu0) / secs / 2.0,
         hwm as f64 / 1024.0,
     );
+    // For bench/run: latency of every request, and the share refused.
+    let refusals: u64 = refused.lock().unwrap().values().sum();
+    println!("@@ fleet_{agents}_p99_ms {:.1}", pct(0.99));
+    println!("@@ fleet_{agents}_p50_ms {:.1}", pct(0.5));
+    println!(
+        "@@ fleet_{agents}_refused_pct {:.1}",
+        100.0 * refusals as f64 / l.len().max(1) as f64
+    );
+    println!("@@ fleet_{agents}_rss_mb {:.0}", hwm as f64 / 1024.0);
     drop(collector);
 }
 

@@ -2,6 +2,8 @@
 //! `GET /v1/assignments` tells an agent which checks to run. The formats are documented in
 //! `lookout-protocol`.
 
+pub mod group;
+
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
@@ -127,9 +129,10 @@ async fn ingest_batch(
         state.metrics.backlog(&agent.name, n);
     }
     let started = std::time::Instant::now();
+    let batch = Arc::new(batch);
     let outcome = state
-        .store
-        .ingest(&agent.name, &batch, crate::clock::now())
+        .ingest_writer
+        .ingest(&agent.name, batch.clone(), crate::clock::now())
         .instrument(tracing::debug_span!("store", records = batch.records.len()))
         .await?;
     state.metrics.store_write(started.elapsed().as_secs_f64());

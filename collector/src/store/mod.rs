@@ -73,6 +73,17 @@ pub enum StoreError {
     Corrupt(String),
 }
 
+/// A batch to store, with who sent it and when it arrived.
+#[derive(Debug, Clone, Copy)]
+pub struct NewBatch<'a> {
+    /// The agent.
+    pub agent: &'a str,
+    /// The batch.
+    pub batch: &'a Batch,
+    /// When it arrived.
+    pub received: DateTime<Utc>,
+}
+
 /// What storing a batch did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 pub struct IngestOutcome {
@@ -326,7 +337,21 @@ pub trait Store:
         agent: &str,
         batch: &Batch,
         received: DateTime<Utc>,
-    ) -> Result<IngestOutcome, StoreError>;
+    ) -> Result<IngestOutcome, StoreError> {
+        let mut out = self
+            .ingest_many(&[NewBatch {
+                agent,
+                batch,
+                received,
+            }])
+            .await?;
+        Ok(out.remove(0))
+    }
+
+    /// Stores several batches in one transaction (group commit), each once per (agent, batch
+    /// id) as [`Store::ingest`] does; the outcomes in the same order. All or nothing: after an
+    /// error none of them is stored.
+    async fn ingest_many(&self, items: &[NewBatch<'_>]) -> Result<Vec<IngestOutcome>, StoreError>;
 
     /// True when some agent has reported a check of this name.
     async fn check_known(&self, name: &str) -> Result<bool, StoreError>;

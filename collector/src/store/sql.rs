@@ -167,6 +167,110 @@ pub(crate) fn metric_type(t: lookout_protocol::MetricType) -> &'static str {
 macro_rules! sql_store {
     ($store:ty, $db:ty) => {
         impl $store {
+            /// The series id of each record of a batch (0 for a log line): from the cache, or
+            /// made in a transaction of their own, committed before the batch's, so that a
+            /// rolled-back batch leaves no id in the cache that the database forgot.
+            async fn series_ids(
+                &self,
+                agent: &str,
+                batch: &lookout_protocol::Batch,
+            ) -> Result<Vec<i64>, $crate::store::StoreError> {
+                use lookout_protocol::Record;
+                use $crate::store::sql::{ROWS_PER_STATEMENT, labels_json, metric_type};
+                let mut ids = vec![0i64; batch.records.len()];
+                // Records whose series is not cached, with a metric's labels as stored.
+                let mut missing: Vec<(usize, String)> = Vec::new();
+                for (i, record) in batch.records.iter().enumerate() {
+                    match record {
+                        Record::CheckResult(c) => match self.series.check(&c.check, agent) {
+                            Some(id) => ids[i] = id,
+                            None => missing.push((i, String::new())),
+                        },
+                        Record::Metric(m) => {
+                            let labels = labels_json(&m.labels);
+                            match self.series.metric(agent, &m.name, &labels) {
+                                Some(id) => ids[i] = id,
+                                None => missing.push((i, labels)),
+                            }
+                        }
+                        Record::Log(_) => {}
+                    }
+                }
+                if !missing.is_empty() {
+                    // All of them in a few statements: an agent's first batch brings a hundred
+                    // or more, and a thousand agents starting at once bring them all together.
+                    // One multi-row insert per kind (an existing series is left as it is), then
+                    // the agent's ids in one read.
+                    let mut new_checks: std::collections::BTreeMap<&str, Option<String>> = Default::default();
+                    let mut new_metrics: std::collections::BTreeMap<(&str, &str), &'static str> = Default::default();
+                    for (i, labels) in &missing {
+                        match &batch.records[*i] {
+                            Record::CheckResult(c) => {
+                                new_checks.entry(&c.check).or_insert_with(|| c.check_type.map(|t| t.to_string()));
+                            }
+                            Record::Metric(m) => {
+                                new_metrics.entry((&m.name, labels)).or_insert(metric_type(m.metric_type));
+                            }
+                            Record::Log(_) => {}
+                        }
+                    }
+                    let mut stx = self.write.begin().await?;
+                    let checks: Vec<_> = new_checks.into_iter().collect();
+                    for chunk in checks.chunks(ROWS_PER_STATEMENT) {
+                        let mut qb = sqlx::QueryBuilder::<$db>::new("INSERT INTO check_series (check_name, agent, check_type) ");
+                        qb.push_values(chunk, |mut row, (check, kind)| {
+                            row.push_bind(*check).push_bind(agent).push_bind(kind.clone());
+                        });
+                        qb.push(" ON CONFLICT (check_name, agent) DO NOTHING");
+                        qb.build().execute(&mut *stx).await?;
+                    }
+                    let metrics: Vec<_> = new_metrics.into_iter().collect();
+                    for chunk in metrics.chunks(ROWS_PER_STATEMENT) {
+                        let mut qb = sqlx::QueryBuilder::<$db>::new("INSERT INTO metric_series (agent, name, labels, metric_type) ");
+                        qb.push_values(chunk, |mut row, ((name, labels), kind)| {
+                            row.push_bind(agent).push_bind(*name).push_bind(*labels).push_bind(*kind);
+                        });
+                        qb.push(" ON CONFLICT (agent, name, labels) DO NOTHING");
+                        qb.build().execute(&mut *stx).await?;
+                    }
+                    let mut check_ids: std::collections::HashMap<String, i64> = Default::default();
+                    if !checks.is_empty() {
+                        let rows: Vec<(i64, String)> = sqlx::query_as("SELECT id, check_name FROM check_series WHERE agent = $1")
+                            .bind(agent)
+                            .fetch_all(&mut *stx)
+                            .await?;
+                        check_ids = rows.into_iter().map(|(id, name)| (name, id)).collect();
+                    }
+                    let mut metric_ids: std::collections::HashMap<(String, String), i64> = Default::default();
+                    if !metrics.is_empty() {
+                        let rows: Vec<(i64, String, String)> =
+                            sqlx::query_as("SELECT id, name, labels FROM metric_series WHERE agent = $1")
+                                .bind(agent)
+                                .fetch_all(&mut *stx)
+                                .await?;
+                        metric_ids = rows.into_iter().map(|(id, name, labels)| ((name, labels), id)).collect();
+                    }
+                    stx.commit().await?;
+                    let lost = |what: &str| $crate::store::StoreError::Corrupt(format!("series {what} was not found after it was made"));
+                    for (i, labels) in &missing {
+                        match &batch.records[*i] {
+                            Record::CheckResult(c) => {
+                                ids[*i] = *check_ids.get(&c.check).ok_or_else(|| lost(&c.check))?;
+                                self.series.put_check(&c.check, agent, ids[*i]);
+                            }
+                            Record::Metric(m) => {
+                                ids[*i] = *metric_ids
+                                    .get(&(m.name.clone(), labels.clone()))
+                                    .ok_or_else(|| lost(&m.name))?;
+                                self.series.put_metric(agent, &m.name, labels, ids[*i]);
+                            }
+                            Record::Log(_) => {}
+                        }
+                    }
+                }
+                Ok(ids)
+            }
+
             /// Brings the schema up to date, or refuses a database newer than this build.
             async fn migrate(pool: &sqlx::Pool<$db>) -> Result<(), $crate::store::StoreError> {
                 use $crate::store::sql::MIGRATIONS;
@@ -439,155 +543,87 @@ macro_rules! sql_store {
 
         #[async_trait::async_trait]
         impl $crate::store::Store for $store {
-            async fn ingest(
+            async fn ingest_many(
                 &self,
-                agent: &str,
-                batch: &lookout_protocol::Batch,
-                received: chrono::DateTime<chrono::Utc>,
-            ) -> Result<$crate::store::IngestOutcome, $crate::store::StoreError> {
+                items: &[$crate::store::NewBatch<'_>],
+            ) -> Result<Vec<$crate::store::IngestOutcome>, $crate::store::StoreError> {
                 use lookout_protocol::Record;
-                use $crate::store::sql::{ROWS_PER_STATEMENT, day_of, labels_json, metric_type, ms, stored_timings};
-                // Series ids first, from the cache or made in a transaction of their own,
-                // committed before the batch's: a rolled-back batch must not leave an id in the
-                // cache that the database forgot. One commit for all of a batch's new series
-                // (an agent's first batch brings a hundred or more).
-                let mut ids = vec![0i64; batch.records.len()];
-                // Records whose series is not cached, with a metric's labels as stored.
-                let mut missing: Vec<(usize, String)> = Vec::new();
-                for (i, record) in batch.records.iter().enumerate() {
-                    match record {
-                        Record::CheckResult(c) => match self.series.check(&c.check, agent) {
-                            Some(id) => ids[i] = id,
-                            None => missing.push((i, String::new())),
-                        },
-                        Record::Metric(m) => {
-                            let labels = labels_json(&m.labels);
-                            match self.series.metric(agent, &m.name, &labels) {
-                                Some(id) => ids[i] = id,
-                                None => missing.push((i, labels)),
-                            }
-                        }
-                        Record::Log(_) => {}
-                    }
-                }
-                if !missing.is_empty() {
-                    // All of them in a few statements: an agent's first batch brings a hundred
-                    // or more, and a thousand agents starting at once bring them all together.
-                    // One multi-row insert per kind (an existing series is left as it is), then
-                    // the agent's ids in one read.
-                    let mut new_checks: std::collections::BTreeMap<&str, Option<String>> = Default::default();
-                    let mut new_metrics: std::collections::BTreeMap<(&str, &str), &'static str> = Default::default();
-                    for (i, labels) in &missing {
-                        match &batch.records[*i] {
-                            Record::CheckResult(c) => {
-                                new_checks.entry(&c.check).or_insert_with(|| c.check_type.map(|t| t.to_string()));
-                            }
-                            Record::Metric(m) => {
-                                new_metrics.entry((&m.name, labels)).or_insert(metric_type(m.metric_type));
-                            }
-                            Record::Log(_) => {}
-                        }
-                    }
-                    let mut stx = self.write.begin().await?;
-                    let checks: Vec<_> = new_checks.into_iter().collect();
-                    for chunk in checks.chunks(ROWS_PER_STATEMENT) {
-                        let mut qb = sqlx::QueryBuilder::<$db>::new("INSERT INTO check_series (check_name, agent, check_type) ");
-                        qb.push_values(chunk, |mut row, (check, kind)| {
-                            row.push_bind(*check).push_bind(agent).push_bind(kind.clone());
-                        });
-                        qb.push(" ON CONFLICT (check_name, agent) DO NOTHING");
-                        qb.build().execute(&mut *stx).await?;
-                    }
-                    let metrics: Vec<_> = new_metrics.into_iter().collect();
-                    for chunk in metrics.chunks(ROWS_PER_STATEMENT) {
-                        let mut qb = sqlx::QueryBuilder::<$db>::new("INSERT INTO metric_series (agent, name, labels, metric_type) ");
-                        qb.push_values(chunk, |mut row, ((name, labels), kind)| {
-                            row.push_bind(agent).push_bind(*name).push_bind(*labels).push_bind(*kind);
-                        });
-                        qb.push(" ON CONFLICT (agent, name, labels) DO NOTHING");
-                        qb.build().execute(&mut *stx).await?;
-                    }
-                    let mut check_ids: std::collections::HashMap<String, i64> = Default::default();
-                    if !checks.is_empty() {
-                        let rows: Vec<(i64, String)> = sqlx::query_as("SELECT id, check_name FROM check_series WHERE agent = $1")
-                            .bind(agent)
-                            .fetch_all(&mut *stx)
-                            .await?;
-                        check_ids = rows.into_iter().map(|(id, name)| (name, id)).collect();
-                    }
-                    let mut metric_ids: std::collections::HashMap<(String, String), i64> = Default::default();
-                    if !metrics.is_empty() {
-                        let rows: Vec<(i64, String, String)> =
-                            sqlx::query_as("SELECT id, name, labels FROM metric_series WHERE agent = $1")
-                                .bind(agent)
-                                .fetch_all(&mut *stx)
-                                .await?;
-                        metric_ids = rows.into_iter().map(|(id, name, labels)| ((name, labels), id)).collect();
-                    }
-                    stx.commit().await?;
-                    let lost = |what: &str| $crate::store::StoreError::Corrupt(format!("series {what} was not found after it was made"));
-                    for (i, labels) in &missing {
-                        match &batch.records[*i] {
-                            Record::CheckResult(c) => {
-                                ids[*i] = *check_ids.get(&c.check).ok_or_else(|| lost(&c.check))?;
-                                self.series.put_check(&c.check, agent, ids[*i]);
-                            }
-                            Record::Metric(m) => {
-                                ids[*i] = *metric_ids
-                                    .get(&(m.name.clone(), labels.clone()))
-                                    .ok_or_else(|| lost(&m.name))?;
-                                self.series.put_metric(agent, &m.name, labels, ids[*i]);
-                            }
-                            Record::Log(_) => {}
-                        }
-                    }
+                use $crate::store::IngestOutcome;
+                use $crate::store::sql::{ROWS_PER_STATEMENT, day_of, ms, stored_timings};
+                let mut ids = Vec::with_capacity(items.len());
+                for item in items {
+                    ids.push(self.series_ids(item.agent, item.batch).await?);
                 }
                 let mut tx = self.write.begin().await?;
-                let fresh = sqlx::query(
-                    "INSERT INTO ingested_batches (agent, batch_id, received_ms, records) VALUES ($1, $2, $3, $4)
-                     ON CONFLICT (agent, batch_id) DO NOTHING",
-                )
-                .bind(agent)
-                .bind(&batch.batch_id)
-                .bind(ms(&received))
-                .bind(batch.records.len() as i64)
-                .execute(&mut *tx)
-                .await?
-                .rows_affected()
-                    == 1;
-                if !fresh {
+                // Which batches are new: one insert that returns the rows it made. A batch that
+                // comes twice in one group (an agent's retry) is stored the first time.
+                let mut fresh: std::collections::HashSet<(String, String)> = Default::default();
+                for chunk in items.chunks(ROWS_PER_STATEMENT) {
+                    let mut qb = sqlx::QueryBuilder::<$db>::new(
+                        "INSERT INTO ingested_batches (agent, batch_id, received_ms, records) ",
+                    );
+                    qb.push_values(chunk, |mut row, item| {
+                        row.push_bind(item.agent)
+                            .push_bind(&item.batch.batch_id)
+                            .push_bind(ms(&item.received))
+                            .push_bind(item.batch.records.len() as i64);
+                    });
+                    qb.push(" ON CONFLICT (agent, batch_id) DO NOTHING RETURNING agent, batch_id");
+                    let made: Vec<(String, String)> = qb.build_query_as().fetch_all(&mut *tx).await?;
+                    fresh.extend(made);
+                }
+                let mut outcomes = Vec::with_capacity(items.len());
+                let mut stored = Vec::new();
+                for (k, item) in items.iter().enumerate() {
+                    if fresh.remove(&(item.agent.to_string(), item.batch.batch_id.clone())) {
+                        outcomes.push(IngestOutcome { stored: item.batch.records.len(), duplicate: false });
+                        stored.push(k);
+                    } else {
+                        outcomes.push(IngestOutcome { stored: 0, duplicate: true });
+                    }
+                }
+                if stored.is_empty() {
                     tx.rollback().await?;
-                    return Ok($crate::store::IngestOutcome { stored: 0, duplicate: true });
+                    return Ok(outcomes);
                 }
                 if Self::SHARED {
                     // For the leader's evaluation, whichever collector it is (store/cluster.rs).
-                    let records = serde_json::to_string(&batch.records).map_err(|e| {
-                        $crate::store::StoreError::Corrupt(format!("queueing a batch for evaluation: {e}"))
-                    })?;
-                    sqlx::query(
-                        "INSERT INTO evaluation_queue (agent, received_ms, records) VALUES ($1, $2, $3)",
-                    )
-                    .bind(agent)
-                    .bind(ms(&received))
-                    .bind(records)
-                    .execute(&mut *tx)
-                    .await?;
+                    for &k in &stored {
+                        let records = serde_json::to_string(&items[k].batch.records).map_err(|e| {
+                            $crate::store::StoreError::Corrupt(format!("queueing a batch for evaluation: {e}"))
+                        })?;
+                        sqlx::query(
+                            "INSERT INTO evaluation_queue (agent, received_ms, records) VALUES ($1, $2, $3)",
+                        )
+                        .bind(items[k].agent)
+                        .bind(ms(&items[k].received))
+                        .bind(records)
+                        .execute(&mut *tx)
+                        .await?;
+                    }
                 }
-                // Rows go in as multi-row INSERTs of at most ROWS_PER_STATEMENT; the "latest"
-                // tables get the newest row of each series in the batch (one upsert can touch a
-                // row once). Only full-size statements are kept prepared: every smaller size is
-                // another statement text, and caching them all would evict the useful ones.
+                // Rows go in as multi-row INSERTs of at most ROWS_PER_STATEMENT, all the group's
+                // batches together; the "latest" tables get the newest row of each series (one
+                // upsert can touch a row once). Only full-size statements are kept prepared:
+                // every smaller size is another statement text, and caching them all would evict
+                // the useful ones.
                 let mut results = Vec::new();
                 let mut samples = Vec::new();
                 let mut logs = Vec::new();
                 let mut log_bytes: std::collections::BTreeMap<i64, i64> = Default::default();
-                for (record, series) in batch.records.iter().zip(ids) {
-                    match record {
-                        Record::CheckResult(c) => results.push((series, c)),
-                        Record::Metric(m) => samples.push((series, m)),
-                        Record::Log(l) => {
-                            *log_bytes.entry(day_of(ms(&l.time))).or_default() += l.text.len() as i64;
-                            logs.push(l);
+                let mut seen: std::collections::BTreeMap<&str, i64> = Default::default();
+                for &k in &stored {
+                    let item = &items[k];
+                    let last = seen.entry(item.agent).or_insert(i64::MIN);
+                    *last = (*last).max(ms(&item.received));
+                    for (record, series) in item.batch.records.iter().zip(&ids[k]) {
+                        match record {
+                            Record::CheckResult(c) => results.push((*series, c)),
+                            Record::Metric(m) => samples.push((*series, m)),
+                            Record::Log(l) => {
+                                *log_bytes.entry(day_of(ms(&l.time))).or_default() += l.text.len() as i64;
+                                logs.push((item.agent, l));
+                            }
                         }
                     }
                 }
@@ -666,7 +702,7 @@ macro_rules! sql_store {
                 }
                 for chunk in logs.chunks(ROWS_PER_STATEMENT) {
                     let mut qb = sqlx::QueryBuilder::<$db>::new("INSERT INTO logs (agent, time_ms, source, level, text) ");
-                    qb.push_values(chunk, |mut row, l| {
+                    qb.push_values(chunk, |mut row, (agent, l)| {
                         row.push_bind(agent.to_string())
                             .push_bind(ms(&l.time))
                             .push_bind(l.source.clone())
@@ -685,19 +721,23 @@ macro_rules! sql_store {
                     .execute(&mut *tx)
                     .await?;
                 }
-                sqlx::query(
-                    "INSERT INTO agents (name, last_seen_ms) VALUES ($1, $2)
-                     ON CONFLICT (name) DO UPDATE SET last_seen_ms = CASE
-                       WHEN agents.last_seen_ms IS NULL OR excluded.last_seen_ms > agents.last_seen_ms
-                       THEN excluded.last_seen_ms ELSE agents.last_seen_ms END",
-                )
-                .bind(agent)
-                .bind(ms(&received))
-                .execute(&mut *tx)
-                .await?;
+                let seen: Vec<_> = seen.into_iter().collect();
+                for chunk in seen.chunks(ROWS_PER_STATEMENT) {
+                    let mut qb = sqlx::QueryBuilder::<$db>::new("INSERT INTO agents (name, last_seen_ms) ");
+                    qb.push_values(chunk, |mut row, (agent, at)| {
+                        row.push_bind(*agent).push_bind(*at);
+                    });
+                    qb.push(
+                        " ON CONFLICT (name) DO UPDATE SET last_seen_ms = CASE
+                           WHEN agents.last_seen_ms IS NULL OR excluded.last_seen_ms > agents.last_seen_ms
+                           THEN excluded.last_seen_ms ELSE agents.last_seen_ms END",
+                    );
+                    qb.build().execute(&mut *tx).await?;
+                }
                 tx.commit().await?;
-                Ok($crate::store::IngestOutcome { stored: batch.records.len(), duplicate: false })
+                Ok(outcomes)
             }
+
 
             async fn check_known(&self, name: &str) -> Result<bool, $crate::store::StoreError> {
                 let found: Option<i64> = sqlx::query_scalar("SELECT id FROM check_series WHERE check_name = $1 LIMIT 1")
