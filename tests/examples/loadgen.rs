@@ -347,6 +347,25 @@ async fn fleet(args: &[String]) {
         100.0 * refusals as f64 / l.len().max(1) as f64
     );
     println!("@@ fleet_{agents}_rss_mb {:.0}", hwm as f64 / 1024.0);
+    // Where the time went, from the collector's own figures.
+    if let Ok(text) = client.get(format!("{base}/metrics")).send().await {
+        let text = text.text().await.unwrap_or_default();
+        for l in text.lines().filter(|l| {
+            [
+                "lookout_ingest_duration_seconds_sum",
+                "lookout_ingest_duration_seconds_count",
+                "lookout_store_write_duration_seconds_sum",
+                "lookout_store_write_duration_seconds_count",
+                "lookout_ingest_groups_total",
+                "lookout_alerts{",
+                "lookout_rule_evaluations_total",
+            ]
+            .iter()
+            .any(|p| l.starts_with(p))
+        }) {
+            println!("collector: {l}");
+        }
+    }
     drop(collector);
 }
 

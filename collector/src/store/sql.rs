@@ -46,6 +46,15 @@ pub fn postgres_ddl(sqlite: &str) -> String {
 /// limits on bound parameters (SQLite 32,766, PostgreSQL 65,535).
 pub(crate) const ROWS_PER_STATEMENT: usize = 500;
 
+/// A series id made in a transaction, for the cache once it is committed.
+#[derive(Debug)]
+pub(crate) enum MadeSeries {
+    /// (check, agent, id).
+    Check(String, String, i64),
+    /// (agent, name, labels as stored, id).
+    Metric(String, String, String, i64),
+}
+
 /// Ids of check and metric series, cached: a series id never changes once made.
 #[derive(Debug, Default)]
 pub struct SeriesCache {
@@ -72,6 +81,18 @@ impl SeriesCache {
         let map = self.metrics.lock().unwrap_or_else(|p| p.into_inner());
         map.get(&(agent.to_string(), name.to_string(), labels.to_string()))
             .copied()
+    }
+
+    /// Remembers series ids made in a transaction that was committed.
+    pub(crate) fn put_all(&self, made: Vec<MadeSeries>) {
+        for m in made {
+            match m {
+                MadeSeries::Check(check, agent, id) => self.put_check(&check, &agent, id),
+                MadeSeries::Metric(agent, name, labels, id) => {
+                    self.put_metric(&agent, &name, &labels, id)
+                }
+            }
+        }
     }
 
     /// Remembers a metric series id.
@@ -168,12 +189,15 @@ macro_rules! sql_store {
     ($store:ty, $db:ty) => {
         impl $store {
             /// The series id of each record of a batch (0 for a log line): from the cache, or
-            /// made in a transaction of their own, committed before the batch's, so that a
-            /// rolled-back batch leaves no id in the cache that the database forgot.
+            /// made in `tx`. Ids made are added to `made`, for the cache once `tx` is
+            /// committed: a rolled-back batch must leave no id in the cache that the database
+            /// forgot.
             async fn series_ids(
                 &self,
+                tx: &mut sqlx::Transaction<'_, $db>,
                 agent: &str,
                 batch: &lookout_protocol::Batch,
+                made: &mut Vec<$crate::store::sql::MadeSeries>,
             ) -> Result<Vec<i64>, $crate::store::StoreError> {
                 use lookout_protocol::Record;
                 use $crate::store::sql::{ROWS_PER_STATEMENT, labels_json, metric_type};
@@ -214,7 +238,6 @@ macro_rules! sql_store {
                             Record::Log(_) => {}
                         }
                     }
-                    let mut stx = self.write.begin().await?;
                     let checks: Vec<_> = new_checks.into_iter().collect();
                     for chunk in checks.chunks(ROWS_PER_STATEMENT) {
                         let mut qb = sqlx::QueryBuilder::<$db>::new("INSERT INTO check_series (check_name, agent, check_type) ");
@@ -222,7 +245,7 @@ macro_rules! sql_store {
                             row.push_bind(*check).push_bind(agent).push_bind(kind.clone());
                         });
                         qb.push(" ON CONFLICT (check_name, agent) DO NOTHING");
-                        qb.build().execute(&mut *stx).await?;
+                        qb.build().execute(&mut **tx).await?;
                     }
                     let metrics: Vec<_> = new_metrics.into_iter().collect();
                     for chunk in metrics.chunks(ROWS_PER_STATEMENT) {
@@ -231,13 +254,13 @@ macro_rules! sql_store {
                             row.push_bind(agent).push_bind(*name).push_bind(*labels).push_bind(*kind);
                         });
                         qb.push(" ON CONFLICT (agent, name, labels) DO NOTHING");
-                        qb.build().execute(&mut *stx).await?;
+                        qb.build().execute(&mut **tx).await?;
                     }
                     let mut check_ids: std::collections::HashMap<String, i64> = Default::default();
                     if !checks.is_empty() {
                         let rows: Vec<(i64, String)> = sqlx::query_as("SELECT id, check_name FROM check_series WHERE agent = $1")
                             .bind(agent)
-                            .fetch_all(&mut *stx)
+                            .fetch_all(&mut **tx)
                             .await?;
                         check_ids = rows.into_iter().map(|(id, name)| (name, id)).collect();
                     }
@@ -246,23 +269,27 @@ macro_rules! sql_store {
                         let rows: Vec<(i64, String, String)> =
                             sqlx::query_as("SELECT id, name, labels FROM metric_series WHERE agent = $1")
                                 .bind(agent)
-                                .fetch_all(&mut *stx)
+                                .fetch_all(&mut **tx)
                                 .await?;
                         metric_ids = rows.into_iter().map(|(id, name, labels)| ((name, labels), id)).collect();
                     }
-                    stx.commit().await?;
                     let lost = |what: &str| $crate::store::StoreError::Corrupt(format!("series {what} was not found after it was made"));
                     for (i, labels) in &missing {
                         match &batch.records[*i] {
                             Record::CheckResult(c) => {
                                 ids[*i] = *check_ids.get(&c.check).ok_or_else(|| lost(&c.check))?;
-                                self.series.put_check(&c.check, agent, ids[*i]);
+                                made.push($crate::store::sql::MadeSeries::Check(c.check.clone(), agent.to_string(), ids[*i]));
                             }
                             Record::Metric(m) => {
                                 ids[*i] = *metric_ids
                                     .get(&(m.name.clone(), labels.clone()))
                                     .ok_or_else(|| lost(&m.name))?;
-                                self.series.put_metric(agent, &m.name, labels, ids[*i]);
+                                made.push($crate::store::sql::MadeSeries::Metric(
+                                    agent.to_string(),
+                                    m.name.clone(),
+                                    labels.clone(),
+                                    ids[*i],
+                                ));
                             }
                             Record::Log(_) => {}
                         }
@@ -550,11 +577,14 @@ macro_rules! sql_store {
                 use lookout_protocol::Record;
                 use $crate::store::IngestOutcome;
                 use $crate::store::sql::{ROWS_PER_STATEMENT, day_of, ms, stored_timings};
+                // One transaction for all: new series, the batches' rows, their ids. Series ids
+                // made here reach the cache only once it is committed.
+                let mut tx = self.write.begin().await?;
+                let mut made = Vec::new();
                 let mut ids = Vec::with_capacity(items.len());
                 for item in items {
-                    ids.push(self.series_ids(item.agent, item.batch).await?);
+                    ids.push(self.series_ids(&mut tx, item.agent, item.batch, &mut made).await?);
                 }
-                let mut tx = self.write.begin().await?;
                 // Which batches are new: one insert that returns the rows it made. A batch that
                 // comes twice in one group (an agent's retry) is stored the first time.
                 let mut fresh: std::collections::HashSet<(String, String)> = Default::default();
@@ -583,7 +613,9 @@ macro_rules! sql_store {
                     }
                 }
                 if stored.is_empty() {
-                    tx.rollback().await?;
+                    // Nothing to store, but series may have been made: keep them.
+                    tx.commit().await?;
+                    self.series.put_all(made);
                     return Ok(outcomes);
                 }
                 if Self::SHARED {
@@ -735,6 +767,7 @@ macro_rules! sql_store {
                     qb.build().execute(&mut *tx).await?;
                 }
                 tx.commit().await?;
+                self.series.put_all(made);
                 Ok(outcomes)
             }
 
