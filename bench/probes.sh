@@ -4,6 +4,7 @@
 # thread, as the agent runs. blackbox_exporter (Debian's prometheus-blackbox-exporter, module
 # http_2xx) driven by wrk on its /probe endpoint; its CPU is read from /proc over the run.
 # Usage: bench/probes.sh [probes, default 20000] [concurrency, default 16]. Needs root to install.
+# SKIP_BUILD=1 uses the probe_bench already built.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 probes=${1:-20000}
@@ -17,7 +18,7 @@ if [ ${#need[@]} -gt 0 ]; then
 fi
 systemctl stop prometheus-blackbox-exporter nginx 2>/dev/null || true
 # The agent as deployed: its own profile (Cargo.toml, [profile.agent]).
-cargo build --profile agent -q -p lookout-agent --example probe_bench
+[ -n "${SKIP_BUILD:-}" ] || cargo build --profile agent -q -p lookout-agent --example probe_bench
 work=$(mktemp -d)
 trap 'kill $(jobs -p) 2>/dev/null || true; [ -f "$work/nginx.pid" ] && kill "$(cat "$work/nginx.pid")" 2>/dev/null; rm -rf "$work"' EXIT
 free_port() { python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
@@ -71,4 +72,6 @@ print(f"{'':22}{'probes':>10}{'CPU s':>9}{'probes/CPU-s':>15}")
 print(f"{'lookout':22}{lk['probes']:>10}{float(lk['cpu_s']):>9.2f}{lrate:>15.0f}")
 print(f"{'blackbox_exporter':22}{bprobes:>10}{bcpu:>9.2f}{brate:>15.0f}")
 print(f"ratio lookout / blackbox_exporter: {lrate / brate:.1f}x")
+print(f"@@ lookout_probes_per_cpu_s {lrate:.0f}")
+print(f"@@ blackbox_probes_per_cpu_s {brate:.0f}")
 PY
