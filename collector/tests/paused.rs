@@ -406,6 +406,45 @@ group_wait = "0s"
 }
 
 #[tokio::test(start_paused = true)]
+async fn an_agent_refused_because_the_collector_is_busy_is_not_down() {
+    let mut h = Harness::start_with_agent_timeout(
+        "30s",
+        r#"
+[[routes]]
+channels = ["hook"]
+group_wait = "0s"
+"#,
+    )
+    .await;
+    h.ship(vec![sample(0.1)]).await;
+    // At 25 s its next batch is refused with 429: every ingest slot is taken.
+    h.pass(Duration::from_secs(25)).await;
+    let slots = h.state.ingest_slots().clone();
+    let held = slots
+        .clone()
+        .acquire_many_owned(slots.available_permits() as u32)
+        .await
+        .unwrap();
+    let req = Request::post("/v1/ingest")
+        .header(header::CONTENT_TYPE, "application/json")
+        .header(header::AUTHORIZATION, "Bearer web-1-token-0123456789")
+        .body(Body::from("{}"))
+        .unwrap();
+    let resp = lookout_collector::router(h.state.clone())
+        .oneshot(req)
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::TOO_MANY_REQUESTS);
+    drop(held);
+    // 36 s after its last stored batch, 11 s after it was refused: not silent, not down.
+    h.pass(Duration::from_secs(11)).await;
+    h.expect_state("agent", None).await;
+    // Silent for real from 25 s on: down at the first tick after 55 s (ticks every 5 s).
+    h.pass(Duration::from_secs(26)).await;
+    h.expect_state("agent", Some(AlertState::Firing)).await;
+}
+
+#[tokio::test(start_paused = true)]
 async fn group_wait_gathers_a_burst_into_one_message() {
     let mut h = Harness::start(
         r#"

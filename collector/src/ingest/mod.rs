@@ -77,6 +77,8 @@ async fn ingest_batch(
     let agent = authenticate(state, headers)?;
     let span = tracing::Span::current();
     span.record("agent", agent.name.as_str());
+    // Heard from, whatever happens to its batch: a refused agent is busy-waiting, not down.
+    state.rules.heard_from(&agent.name, crate::clock::now());
     // Bounded work in progress: past it, answer at once rather than buffer more bodies.
     let _slot = state
         .ingest_slots()

@@ -264,6 +264,10 @@ pub struct Engine {
     state: Mutex<State>,
     /// Woken when notifications are queued.
     queued: Arc<Notify>,
+    /// Agents heard from without an evaluation (a batch refused because the collector was
+    /// busy): alive, whatever became of their batch. Merged into the agents' beats at each tick.
+    // std's Mutex: a map insert, never across an await.
+    heard: std::sync::Mutex<HashMap<String, DateTime<Utc>>>,
 }
 
 impl Engine {
@@ -281,6 +285,7 @@ impl Engine {
             settings: std::sync::RwLock::new(Arc::new(settings)),
             state: Mutex::new(state),
             queued,
+            heard: Default::default(),
         })
     }
 
@@ -511,6 +516,15 @@ impl Engine {
         Ok(())
     }
 
+    /// Notes that `agent` reached the collector at `now`, without evaluating anything: an
+    /// agent whose batch was refused because the collector was busy is not silent, and must
+    /// not be paged as down for the collector's own overload.
+    pub fn heard_from(&self, agent: &str, now: DateTime<Utc>) {
+        let mut heard = self.heard.lock().unwrap_or_else(|p| p.into_inner());
+        let at = heard.entry(agent.to_string()).or_insert(now);
+        *at = (*at).max(now);
+    }
+
     /// An agent asked for its assignments at `now`, saying it does so every `poll_every`: it is
     /// alive, and its timeout follows its pace.
     pub async fn on_poll(
@@ -537,6 +551,12 @@ impl Engine {
     pub async fn tick(&self, now: DateTime<Utc>) -> Result<(), StoreError> {
         let settings = self.settings();
         let mut state = self.state.lock().await;
+        let heard = std::mem::take(&mut *self.heard.lock().unwrap_or_else(|p| p.into_inner()));
+        for (agent, at) in heard {
+            if let Some(b) = state.agents.get_mut(&agent) {
+                b.last = b.last.max(at);
+            }
+        }
         let silent: Vec<(String, DateTime<Utc>)> = state
             .agents
             .iter()
