@@ -42,9 +42,11 @@ fn records(from_unit: usize, to_unit: usize) -> Vec<Record> {
                 check: format!("check-{}", n % CHECKS),
                 check_type: Some(lookout_config::CheckType::Http),
                 time: end() - back,
-                ok: n % 97 != 0,
+                ok: !n.is_multiple_of(97),
                 latency_ms: 5.0 + (n % 190) as f64,
-                error: (n % 97 == 0).then(|| "status 503, expected 2xx".into()),
+                error: n
+                    .is_multiple_of(97)
+                    .then(|| "status 503, expected 2xx".into()),
                 status_code: Some(200),
                 cert_expiry: None,
                 timings: Timings::default(),
@@ -64,11 +66,22 @@ fn records(from_unit: usize, to_unit: usize) -> Vec<Record> {
         for i in 0..LOGS_1X {
             let n = u * LOGS_1X + i;
             let back = Duration::seconds(12 * n as i64);
-            let word = if n % 1000 == 0 { "rareword" } else { "request" };
+            let word = if n.is_multiple_of(1000) {
+                "rareword"
+            } else {
+                "request"
+            };
             out.push(Record::Log(LogRecord {
                 time: end() - back,
                 source: "/var/log/app.log".into(),
-                level: Some(if n % 50 == 0 { "error" } else { "info" }.into()),
+                level: Some(
+                    if n.is_multiple_of(50) {
+                        "error"
+                    } else {
+                        "info"
+                    }
+                    .into(),
+                ),
                 text: format!("GET /api/items/{n} {word} handled in {} ms", n % 300),
                 position: None,
             }));
