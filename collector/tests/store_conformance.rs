@@ -622,13 +622,32 @@ async fn metric_rollups_keep_min_max_avg_last(b: Backend) {
     let hour = s
         .metric_rollups(&RollupQuery {
             tier: Tier::Hour,
-            ..q
+            ..q.clone()
         })
         .await
         .unwrap();
     assert_eq!(
         (hour[0].count, hour[0].min, hour[0].max, hour[0].last),
         (4, 0.1, 0.9, 0.3)
+    );
+    // Late samples merge into the stored buckets: an earlier one changes the max but not the
+    // last value, a later one the min and the last.
+    ingest(s, "a", "2", vec![cpu(5, 2.0), cpu(50, 0.05)]).await;
+    s.roll_up(1000).await.unwrap();
+    let rows = s.metric_rollups(&q).await.unwrap();
+    let m = &rows[0];
+    assert_eq!((m.count, m.min, m.max, m.last), (5, 0.05, 2.0, 0.05));
+    assert!((m.sum - 3.55).abs() < 1e-9, "{}", m.sum);
+    let hour = s
+        .metric_rollups(&RollupQuery {
+            tier: Tier::Hour,
+            ..q.clone()
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        (hour[0].count, hour[0].min, hour[0].max, hour[0].last),
+        (6, 0.05, 2.0, 0.3)
     );
 }
 

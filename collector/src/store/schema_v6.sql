@@ -16,3 +16,5 @@ INSERT INTO check_days (series_id, day_ms, count, failures, latency_sum)
     FROM check_rollups WHERE hour_ms >= 0 GROUP BY series_id, (hour_ms / 86400000) * 86400000;
 -- The agent's version, from the User-Agent of its requests (lookout-agent/0.1.0).
 ALTER TABLE agents ADD COLUMN version TEXT;
+-- A new agent's check series are read back by agent (ingest makes them in bulk).
+CREATE INDEX check_series_by_agent ON check_series (agent);

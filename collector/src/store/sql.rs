@@ -484,7 +484,7 @@ macro_rules! sql_store {
                 tx: &mut sqlx::Transaction<'_, $db>,
                 max_rows: u32,
             ) -> Result<u64, $crate::store::StoreError> {
-                use $crate::store::rollup::{MetricAgg, RawSample, aggregate_samples};
+                use $crate::store::rollup::{RawSample, aggregate_samples};
                 use $crate::store::Tier;
                 use sqlx::Row;
                 let cursor = Self::cursor(tx, "metric_samples").await?;
@@ -505,49 +505,29 @@ macro_rules! sql_store {
                         value: r.try_get("value")?,
                     });
                 }
+                // Each tier's buckets merged into what is stored in one statement per 500 (a
+                // fleet's samples touch every series every minute: a read and a write per
+                // series and bucket kept the one writer busy with rollups).
                 for tier in [Tier::Minute, Tier::Hour] {
                     let code = $crate::store::sql::tier_code(tier);
-                    for ((series, bucket), add) in aggregate_samples(&raw, tier) {
-                        let existing = sqlx::query(
-                            "SELECT count, sum, min, max, last, last_ms FROM metric_rollups
-                             WHERE tier = $1 AND series_id = $2 AND bucket_ms = $3",
-                        )
-                        .bind(code)
-                        .bind(series)
-                        .bind(bucket)
-                        .fetch_optional(&mut **tx)
-                        .await?;
-                        let mut agg = add;
-                        if let Some(e) = existing {
-                            let mut old = MetricAgg {
-                                count: e.try_get::<i64, _>("count")? as u64,
-                                sum: e.try_get("sum")?,
-                                min: e.try_get("min")?,
-                                max: e.try_get("max")?,
-                                last: e.try_get("last")?,
-                                last_ms: e.try_get("last_ms")?,
-                            };
-                            old.merge(&add);
-                            agg = old;
-                        }
-                        sqlx::query(
-                            "INSERT INTO metric_rollups (tier, series_id, bucket_ms, count, sum, min, max, last, last_ms)
-                             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
-                             ON CONFLICT (tier, series_id, bucket_ms) DO UPDATE SET count = excluded.count,
-                               sum = excluded.sum, min = excluded.min, max = excluded.max,
-                               last = excluded.last, last_ms = excluded.last_ms",
-                        )
-                        .bind(code)
-                        .bind(series)
-                        .bind(bucket)
-                        .bind(agg.count as i64)
-                        .bind(agg.sum)
-                        .bind(agg.min)
-                        .bind(agg.max)
-                        .bind(agg.last)
-                        .bind(agg.last_ms)
-                        .execute(&mut **tx)
-                        .await?;
+                    let buckets: Vec<_> = aggregate_samples(&raw, tier).into_iter().collect();
+                    for chunk in buckets.chunks($crate::store::sql::ROWS_PER_STATEMENT) {
+                        let mut qb = sqlx::QueryBuilder::<$db>::new(
+                            "INSERT INTO metric_rollups (tier, series_id, bucket_ms, count, sum, min, max, last, last_ms) ",
+                        );
+                        qb.push_values(chunk, |mut row, ((series, bucket), agg)| {
+                            row.push_bind(code)
+                                .push_bind(*series)
+                                .push_bind(*bucket)
+                                .push_bind(agg.count as i64)
+                                .push_bind(agg.sum)
+                                .push_bind(agg.min)
+                                .push_bind(agg.max)
+                                .push_bind(agg.last)
+                                .push_bind(agg.last_ms);
+                        });
+                        qb.push(Self::MERGE_METRIC_ROLLUP);
+                        qb.build().persistent(chunk.len() == $crate::store::sql::ROWS_PER_STATEMENT).execute(&mut **tx).await?;
                     }
                 }
                 Self::set_cursor(tx, "metric_samples", last_id).await?;
