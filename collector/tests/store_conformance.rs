@@ -127,6 +127,7 @@ conformance!(
     check_totals_merge_agents_per_hour_and_day,
     many_new_series_in_one_batch_get_their_own_ids,
     a_group_of_batches_is_stored_in_one_go_each_once,
+    retention_over_thousands_of_series_lets_the_writer_go_and_finishes,
     metric_rollups_keep_min_max_avg_last,
     retention_deletes_in_chunks_and_only_rolled_up_rows,
     logs_are_kept_by_age_and_by_size,
@@ -592,6 +593,38 @@ async fn a_group_of_batches_is_stored_in_one_go_each_once(b: Backend) {
     let agents = s.agents().await.unwrap();
     assert_eq!(agents[1].last_seen, Some(t(3, 0)), "{agents:?}");
     assert!(agents[0].last_seen > Some(t(3, 0)), "{agents:?}");
+}
+
+async fn retention_over_thousands_of_series_lets_the_writer_go_and_finishes(b: Backend) {
+    let s = &*b.store;
+    // 2,500 metric series with a sample 10 days old and one from now: the pass takes more
+    // statements than one of its transactions holds, and every old sample still goes.
+    let now = t(60 * 24 * 10, 0);
+    let mut records = Vec::new();
+    for i in 0..2_500 {
+        let label = i.to_string();
+        records.push(sample("m", &[("i", label.as_str())], t(0, 0), 1.0));
+        records.push(sample("m", &[("i", label.as_str())], now, 2.0));
+    }
+    ingest(s, "a", "1", records).await;
+    while s.roll_up(100_000).await.unwrap() > 0 {}
+    let deleted = s
+        .enforce_retention(&default_retention(), now, 10_000)
+        .await
+        .unwrap();
+    assert!(deleted >= 2_500, "{deleted}");
+    let left = s
+        .metric_samples(&RollupQuery {
+            name: "m".into(),
+            agent: Some("a".into()),
+            tier: Tier::Minute,
+            from: t(0, 0),
+            to: now,
+        })
+        .await
+        .unwrap();
+    assert_eq!(left.len(), 2_500, "only the recent samples are left");
+    assert!(left.iter().all(|r| r.last == 2.0));
 }
 
 async fn metric_rollups_keep_min_max_avg_last(b: Backend) {

@@ -366,6 +366,10 @@ async fn fleet(args: &[String]) {
             println!("collector: {l}");
         }
     }
+    // Its warnings and errors (it logs at warn), the first few.
+    for l in collector.log_text().lines().take(10) {
+        println!("collector log: {l}");
+    }
     drop(collector);
 }
 

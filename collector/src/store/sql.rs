@@ -1134,11 +1134,21 @@ macro_rules! sql_store {
                     (ROLLUP_DELETE_METRICS, &metric_series, cutoff(policy.minute), TIER_MINUTE),
                     (ROLLUP_DELETE_METRICS, &metric_series, cutoff(policy.hour), TIER_HOUR),
                 ];
+                // The writer is let go every STATEMENTS_PER_TRANSACTION statements: with a fleet's
+                // hundred thousand series a pass is that many statements, and one transaction
+                // held the only SQLite writer for tens of seconds while ingest waited.
+                const STATEMENTS_PER_TRANSACTION: usize = 2_000;
+                let mut statements = 0usize;
                 for (sql, series, before, fourth) in jobs {
                     let mut budget = chunk;
                     for id in series {
                         if budget <= 0 {
                             break;
+                        }
+                        statements += 1;
+                        if statements % STATEMENTS_PER_TRANSACTION == 0 {
+                            tx.commit().await?;
+                            tx = self.write.begin().await?;
                         }
                         let n = sqlx::query(sql)
                             .bind(*id)
