@@ -220,7 +220,8 @@ async fn the_status_page_shows_groups_daily_bars_uptime_windows_and_incidents() 
     h.store_results(
         "1",
         &[
-            ("api", now - Duration::seconds(30), true, 100.0),
+            // Both at the same instant: in the same hour of the chart, whatever the clock says.
+            ("api", now - Duration::seconds(1), true, 100.0),
             ("api", now - Duration::seconds(1), true, 300.0),
             ("api", day_start(1) + Duration::hours(3), true, 50.0),
             ("api", day_start(1) + Duration::hours(4), false, 50.0),
