@@ -40,13 +40,15 @@ enum Access {
 const CHART_HOURS: i64 = 6;
 
 fn access(state: &AppState, headers: &HeaderMap) -> Option<Access> {
-    let config = state.config();
-    if let Some(token) = config.server.admin_token.as_deref()
-        && (session::valid(headers, token) || crate::api::admin(state, headers).is_ok())
-    {
+    // The API's check: a bearer token or the login cookie.
+    if crate::api::admin(state, headers).is_ok() {
         return Some(Access::Write);
     }
-    config.status_page.public_admin.then_some(Access::Read)
+    state
+        .config()
+        .status_page
+        .public_admin
+        .then_some(Access::Read)
 }
 
 /// The page for `path` when the request may read it, else a redirect to the login page.

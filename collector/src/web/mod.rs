@@ -18,35 +18,37 @@ pub fn server_timing(started: std::time::Instant) -> [(header::HeaderName, Strin
     )]
 }
 
-/// `GET /assets/lookout.css`.
-pub async fn stylesheet() -> impl IntoResponse {
+/// A file of the pages, cached by browsers for five minutes.
+fn asset(content_type: &'static str, body: &'static str) -> impl IntoResponse {
     (
         [
-            (header::CONTENT_TYPE, "text/css; charset=utf-8"),
+            (header::CONTENT_TYPE, content_type),
             (header::CACHE_CONTROL, "public, max-age=300"),
         ],
+        body,
+    )
+}
+
+/// `GET /assets/lookout.css`.
+pub async fn stylesheet() -> impl IntoResponse {
+    asset(
+        "text/css; charset=utf-8",
         include_str!("assets/lookout.css"),
     )
 }
 
 /// `GET /assets/tail.js`.
 pub async fn tail_script() -> impl IntoResponse {
-    (
-        [
-            (header::CONTENT_TYPE, "text/javascript; charset=utf-8"),
-            (header::CACHE_CONTROL, "public, max-age=300"),
-        ],
+    asset(
+        "text/javascript; charset=utf-8",
         include_str!("assets/tail.js"),
     )
 }
 
 /// `GET /assets/status.js`.
 pub async fn status_script() -> impl IntoResponse {
-    (
-        [
-            (header::CONTENT_TYPE, "text/javascript; charset=utf-8"),
-            (header::CACHE_CONTROL, "public, max-age=300"),
-        ],
+    asset(
+        "text/javascript; charset=utf-8",
         include_str!("assets/status.js"),
     )
 }
