@@ -449,6 +449,20 @@ async fn admin_pages_need_the_login_and_show_hosts_checks_logs_and_alerts() {
     );
     let none = h.get("/admin/logs?q=nothing", Some(&cookie)).await;
     assert!(none.text.contains("No matching lines"));
+    // A cursor this page never gave is refused, saying so; an unknown alert is a 404.
+    let bad = h.get("/admin/logs?cursor=yesterday", Some(&cookie)).await;
+    assert_eq!(bad.status, StatusCode::BAD_REQUEST);
+    assert!(bad.text.contains("cursor"), "{}", bad.text);
+    let missing = h
+        .post_form(
+            "/admin/alerts/999999/ack",
+            "",
+            Some(&cookie),
+            "http://127.0.0.1:7700",
+        )
+        .await;
+    assert_eq!(missing.status, StatusCode::NOT_FOUND);
+    assert!(missing.text.contains("999999"), "{}", missing.text);
     let tail = h.get("/admin/logs/tail?q=timeout", Some(&cookie)).await;
     assert!(
         tail.text
