@@ -1,11 +1,11 @@
 //! The state shared by every request: the store, the current configuration and the agents'
 //! credentials.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, RwLock};
 
 use lookout_config::CollectorConfig;
-use subtle::ConstantTimeEq;
+use sha2::{Digest, Sha256};
 
 use crate::store::Store;
 
@@ -43,7 +43,7 @@ pub struct AppState {
     pub store: Arc<dyn Store>,
     // std's RwLock: readers clone the Arc and let go at once; nothing awaits while holding it.
     config: RwLock<Arc<CollectorConfig>>,
-    credentials: RwLock<Arc<Vec<Credential>>>,
+    credentials: RwLock<Arc<Credentials>>,
     /// The built-in local agent's credential, which survives reloads of the file.
     local: Option<Credential>,
     /// One permit per ingest request in progress (`[server] max_concurrent_ingest`).
@@ -137,21 +137,17 @@ impl AppState {
         *self.config.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(config);
     }
 
-    /// The agent this bearer token belongs to. Compares against every token in constant time
-    /// and without stopping at a match, so timing tells nothing about which token is close.
+    /// The agent this bearer token belongs to: looked up by the token's SHA-256, so the time
+    /// taken depends on the digest of what was presented, which tells nothing about how close
+    /// it came to a real token, and not on how many agents there are (comparing against every
+    /// token was half of the collector's CPU with 10,000 agents).
     pub fn authenticate(&self, token: &str) -> Option<Credential> {
         let creds = self
             .credentials
             .read()
             .unwrap_or_else(|p| p.into_inner())
             .clone();
-        let mut found = None;
-        for c in creds.iter() {
-            if bool::from(c.token.as_bytes().ct_eq(token.as_bytes())) {
-                found = Some(c.clone());
-            }
-        }
-        found
+        creds.by_digest.get(&digest(token)).cloned()
     }
 
     /// Every agent the configuration names (remote ones and the local one).
@@ -159,16 +155,30 @@ impl AppState {
         self.credentials
             .read()
             .unwrap_or_else(|p| p.into_inner())
-            .as_ref()
+            .all
             .clone()
     }
 }
 
-fn credentials(config: &CollectorConfig, local: Option<&Credential>) -> Vec<Credential> {
-    config
+/// The agents allowed to ship, in the configuration's order and by their token's digest.
+#[derive(Debug)]
+struct Credentials {
+    all: Vec<Credential>,
+    by_digest: HashMap<[u8; 32], Credential>,
+}
+
+fn digest(token: &str) -> [u8; 32] {
+    Sha256::digest(token.as_bytes()).into()
+}
+
+fn credentials(config: &CollectorConfig, local: Option<&Credential>) -> Credentials {
+    let all: Vec<Credential> = config
         .agents
         .iter()
         .map(|a| Credential::new(a.name.clone(), a.token.clone(), a.labels.clone()))
         .chain(local.cloned())
-        .collect()
+        .collect();
+    // Tokens are unique (the configuration's validation says so); the local agent's is random.
+    let by_digest = all.iter().map(|c| (digest(&c.token), c.clone())).collect();
+    Credentials { all, by_digest }
 }
