@@ -67,6 +67,29 @@ struct Vantage {
     last_error: Option<String>,
 }
 
+impl Vantage {
+    /// Down, or on the way there (a failure not yet confirmed).
+    fn failing(&self) -> bool {
+        self.down || self.fails > 0
+    }
+
+    fn seen(&self) -> Seen {
+        Seen {
+            last: self.last,
+            down: self.down,
+            failing: self.failing(),
+        }
+    }
+}
+
+/// What counting needs of a vantage.
+#[derive(Debug, Clone, Copy)]
+struct Seen {
+    last: Option<DateTime<Utc>>,
+    down: bool,
+    failing: bool,
+}
+
 /// A change of the check's state, and why.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Change {
@@ -80,11 +103,87 @@ pub struct Change {
     pub summary: String,
 }
 
+/// How many fresh agents report a check, and how many of them see it down or failing, kept as
+/// results arrive: counting every agent on every result made a check that 10,000 agents probe
+/// cost 10,000 steps per result. The counts hold for every `now` at which the same agents are
+/// fresh: those whose last result is no older than `min_fresh` (a lower bound), none of those
+/// at or before `max_stale` (an upper bound). Outside that, the agents are counted again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Counts {
+    reporting: u32,
+    down: u32,
+    failing: u32,
+    min_fresh: Option<DateTime<Utc>>,
+    max_stale: Option<DateTime<Utc>>,
+}
+
+impl Counts {
+    /// The agents in `vantages` fresh at `now`, counted.
+    fn of<'a>(
+        vantages: impl Iterator<Item = &'a Vantage>,
+        now: DateTime<Utc>,
+        stale: chrono::Duration,
+    ) -> Self {
+        let mut c = Counts {
+            reporting: 0,
+            down: 0,
+            failing: 0,
+            min_fresh: None,
+            max_stale: None,
+        };
+        for v in vantages {
+            let Some(last) = v.last else { continue };
+            if now - last <= stale {
+                c.add(v.seen());
+                c.min_fresh = Some(c.min_fresh.map_or(last, |m| m.min(last)));
+            } else {
+                c.max_stale = Some(c.max_stale.map_or(last, |m| m.max(last)));
+            }
+        }
+        c
+    }
+
+    /// True when the counted agents are the ones fresh at `now`.
+    fn hold_at(&self, now: DateTime<Utc>, stale: chrono::Duration) -> bool {
+        self.min_fresh.is_none_or(|m| now - m <= stale)
+            && self.max_stale.is_none_or(|m| now - m > stale)
+    }
+
+    /// Whether an agent whose last result was at `last` is among the counted.
+    fn counts(&self, last: DateTime<Utc>) -> bool {
+        // Every counted agent's last result is at or after `min_fresh`, every other one's at
+        // or before `max_stale`, which is earlier.
+        self.min_fresh.is_some_and(|m| last >= m)
+    }
+
+    fn add(&mut self, v: Seen) {
+        self.reporting += 1;
+        self.down += u32::from(v.down);
+        self.failing += u32::from(v.failing);
+    }
+
+    /// An agent's vantage went from `before` to `after` (a later or equal last result).
+    fn update(&mut self, before: Seen, after: Seen) {
+        if before.last.is_some_and(|l| self.counts(l)) {
+            self.reporting -= 1;
+            self.down -= u32::from(before.down);
+            self.failing -= u32::from(before.failing);
+        }
+        let Some(last) = after.last else { return };
+        if self.max_stale.is_none_or(|m| last > m) {
+            self.add(after);
+            self.min_fresh = Some(self.min_fresh.map_or(last, |m| m.min(last)));
+        }
+    }
+}
+
 /// One check's rule state.
 #[derive(Debug, Clone)]
 pub struct Uptime {
     settings: UptimeSettings,
     vantages: BTreeMap<String, Vantage>,
+    /// The fresh agents counted, while the same agents are fresh.
+    counts: Option<Counts>,
     /// The last of up or down that the results settled on (pending is on the way).
     settled: CheckState,
     state: CheckState,
@@ -98,6 +197,7 @@ impl Uptime {
         Self {
             settings,
             vantages: BTreeMap::new(),
+            counts: None,
             settled: CheckState::Up,
             state: CheckState::Up,
             changes: VecDeque::new(),
@@ -129,6 +229,7 @@ impl Uptime {
         error: Option<&str>,
     ) {
         let s = &self.settings;
+        self.counts = None;
         let v = self.vantages.entry(agent.to_string()).or_default();
         v.last = Some(at);
         v.down = !ok;
@@ -141,7 +242,7 @@ impl Uptime {
     pub fn failing_agents(&self) -> Vec<String> {
         self.vantages
             .iter()
-            .filter(|(_, v)| v.down || v.fails > 0)
+            .filter(|(_, v)| v.failing())
             .map(|(a, _)| a.clone())
             .collect()
     }
@@ -160,12 +261,16 @@ impl Uptime {
         error: Option<&str>,
     ) -> Option<Change> {
         let s = &self.settings;
-        let v = self.vantages.entry(agent.to_string()).or_default();
+        let v = match self.vantages.get_mut(agent) {
+            Some(v) => v,
+            None => self.vantages.entry(agent.to_string()).or_default(),
+        };
         // Results of one agent can arrive out of order after a backlog: an older one does not
         // overrule what came after it.
         if v.last.is_some_and(|l| at < l) {
             return None;
         }
+        let before = v.seen();
         v.last = Some(at);
         if ok {
             v.successes += 1;
@@ -181,6 +286,9 @@ impl Uptime {
                 v.down = true;
             }
         }
+        if let Some(c) = &mut self.counts {
+            c.update(before, v.seen());
+        }
         self.evaluate(at)
     }
 
@@ -192,21 +300,25 @@ impl Uptime {
     fn evaluate(&mut self, now: DateTime<Utc>) -> Option<Change> {
         let s = &self.settings;
         let stale = chrono::Duration::from_std(s.stale_after).unwrap_or(chrono::Duration::MAX);
-        let fresh: Vec<&Vantage> = self
-            .vantages
-            .values()
-            .filter(|v| v.last.is_some_and(|l| now - l <= stale))
-            .collect();
-        let reporting = fresh.len() as u32;
+        let is_fresh = |v: &Vantage| v.last.is_some_and(|l| now - l <= stale);
+        let counts = match self.counts {
+            Some(c) if c.hold_at(now, stale) => c,
+            _ => Counts::of(self.vantages.values(), now, stale),
+        };
+        self.counts = Some(counts);
+        let Counts {
+            reporting,
+            down,
+            failing,
+            ..
+        } = counts;
         if reporting == 0 {
             // No agent reports it (they are silent or gone): nothing new is known, so the state
             // holds; the agents' own heartbeat alerts say what is wrong.
             return None;
         }
         let quorum = s.quorum.unwrap_or(reporting / 2 + 1).max(1);
-        let down = fresh.iter().filter(|v| v.down).count() as u32;
-        // Failing: down, or on the way there (a failure not yet confirmed); includes the down.
-        let failing = fresh.iter().filter(|v| v.down || v.fails > 0).count() as u32;
+        // Failing includes the down.
         let seen = if down >= quorum {
             CheckState::Down
         } else if failing >= quorum {
@@ -250,9 +362,10 @@ impl Uptime {
                 lookout_config::duration::format(&self.settings.flap_window)
             ),
             _ => {
-                let error = fresh
-                    .iter()
-                    .filter(|v| v.down || v.fails > 0)
+                let error = self
+                    .vantages
+                    .values()
+                    .filter(|v| is_fresh(v) && v.failing())
                     .find_map(|v| v.last_error.as_deref())
                     .unwrap_or("failing");
                 // Which locations, when there are several to tell apart.
@@ -260,9 +373,7 @@ impl Uptime {
                     let failing_names: Vec<&str> = self
                         .vantages
                         .iter()
-                        .filter(|(_, v)| {
-                            v.last.is_some_and(|l| now - l <= stale) && (v.down || v.fails > 0)
-                        })
+                        .filter(|(_, v)| is_fresh(v) && v.failing())
                         .map(|(a, _)| a.as_str())
                         .collect();
                     format!(" ({})", failing_names.join(", "))
@@ -280,5 +391,52 @@ impl Uptime {
         };
         self.state = next;
         Some(change)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        /// Counts kept as results arrive equal the agents counted afresh, and the check goes
+        /// through the same changes as one that counts afresh every time, with results out of
+        /// order, agents going stale and coming back, and ticks in between.
+        #[test]
+        fn kept_counts_match_counting_afresh(
+            steps in proptest::collection::vec((0usize..6, any::<bool>(), -2i64..5, any::<bool>()), 1..200),
+        ) {
+            let settings = UptimeSettings {
+                stale_after: Duration::from_secs(4),
+                ..UptimeSettings::default()
+            };
+            let stale = chrono::Duration::seconds(4);
+            let mut kept = Uptime::new(settings.clone());
+            let mut afresh = Uptime::new(settings);
+            let mut now = DateTime::<Utc>::from_timestamp(1_700_000_000, 0).unwrap();
+            for (agent, ok, step, tick) in steps {
+                // Mostly forward, sometimes back (a backlog), sometimes past the staleness.
+                now += chrono::Duration::seconds(step);
+                let agent = format!("agent-{agent}");
+                afresh.counts = None;
+                // An older result than the agent's last is dropped before counting.
+                let evaluated = tick || kept.last_result(&agent).is_none_or(|l| now >= l);
+                let (a, b) = if tick {
+                    (kept.tick(now), afresh.tick(now))
+                } else {
+                    (kept.observe(&agent, now, ok, Some("boom")), afresh.observe(&agent, now, ok, Some("boom")))
+                };
+                prop_assert_eq!(a, b);
+                prop_assert_eq!(kept.state(), afresh.state());
+                if let Some(c) = kept.counts.filter(|_| evaluated) {
+                    let fresh = Counts::of(kept.vantages.values(), now, stale);
+                    prop_assert_eq!(
+                        (c.reporting, c.down, c.failing),
+                        (fresh.reporting, fresh.down, fresh.failing)
+                    );
+                }
+            }
+        }
     }
 }
