@@ -21,6 +21,7 @@ pub const MIGRATIONS: &[&str] = &[
     include_str!("schema_v4.sql"),
     include_str!("schema_v5.sql"),
     include_str!("schema_v6.sql"),
+    include_str!("schema_v7.sql"),
 ];
 
 /// The SQLite schema text turned into PostgreSQL's: the type names differ, lines that end
@@ -124,27 +125,32 @@ impl SeriesCache {
     }
 }
 
-/// Empties the per-minute part of a check series' hours that ended before the cutoff:
-/// $1 series, $2 cutoff, $3 at most, $4 the hour's width.
-pub(crate) const CHECK_MINUTES_EXPIRE: &str = "UPDATE check_rollups SET minutes = NULL WHERE series_id = $1
-     AND hour_ms IN (SELECT hour_ms FROM check_rollups
-       WHERE series_id = $1 AND hour_ms + $4 <= $2 AND minutes IS NOT NULL ORDER BY hour_ms LIMIT $3)";
-/// Deletes a check series' hours that ended before the cutoff; parameters as
-/// [`CHECK_MINUTES_EXPIRE`].
-pub(crate) const CHECK_HOURS_EXPIRE: &str = "DELETE FROM check_rollups WHERE series_id = $1
-     AND hour_ms IN (SELECT hour_ms FROM check_rollups
-       WHERE series_id = $1 AND hour_ms + $4 <= $2 ORDER BY hour_ms LIMIT $3)";
-/// Deletes a check series' days that ended before the cutoff; parameters as
-/// [`CHECK_MINUTES_EXPIRE`], $4 the day's width.
-pub(crate) const CHECK_DAYS_EXPIRE: &str = "DELETE FROM check_days WHERE series_id = $1
-     AND day_ms IN (SELECT day_ms FROM check_days
-       WHERE series_id = $1 AND day_ms + $4 <= $2 ORDER BY day_ms LIMIT $3)";
-/// Deletes a metric series' expired rollups of one tier: $1 series, $2 before, $3 at most,
-/// $4 tier.
-pub(crate) const ROLLUP_DELETE_METRICS: &str =
-    "DELETE FROM metric_rollups WHERE tier = $4 AND series_id = $1
-     AND bucket_ms IN (SELECT bucket_ms FROM metric_rollups
-       WHERE tier = $4 AND series_id = $1 AND bucket_ms < $2 ORDER BY bucket_ms LIMIT $3)";
+/// Retention's statements, each deleting (or emptying) at most a chunk of rows older than a
+/// cutoff through a time index (schema v7), so that a pass costs what it deletes, not a
+/// statement per series. The raw tables': $1 the last id rolled up (nothing later goes),
+/// $2 the cutoff, $3 the chunk.
+pub(crate) const RETENTION_RAW: [&str; 2] = [
+    "DELETE FROM check_results WHERE id IN (SELECT id FROM check_results
+     WHERE time_ms < $2 AND id <= $1 ORDER BY time_ms LIMIT $3)",
+    "DELETE FROM metric_samples WHERE id IN (SELECT id FROM metric_samples
+     WHERE time_ms < $2 AND id <= $1 ORDER BY time_ms LIMIT $3)",
+];
+/// The check rollups': $1 the last bucket start that goes (its bucket ended before the cutoff),
+/// $2 the chunk. Per-minute parts are emptied, hours and days deleted.
+pub(crate) const RETENTION_CHECK_ROLLUPS: [&str; 3] = [
+    "UPDATE check_rollups SET minutes = NULL WHERE (series_id, hour_ms) IN
+     (SELECT series_id, hour_ms FROM check_rollups
+      WHERE minutes IS NOT NULL AND hour_ms <= $1 ORDER BY hour_ms LIMIT $2)",
+    "DELETE FROM check_rollups WHERE (series_id, hour_ms) IN
+     (SELECT series_id, hour_ms FROM check_rollups WHERE hour_ms <= $1 ORDER BY hour_ms LIMIT $2)",
+    "DELETE FROM check_days WHERE (series_id, day_ms) IN
+     (SELECT series_id, day_ms FROM check_days WHERE day_ms <= $1 ORDER BY day_ms LIMIT $2)",
+];
+/// The metric rollups': $1 the tier, $2 the cutoff (bucket starts before it go), $3 the chunk.
+pub(crate) const RETENTION_METRIC_ROLLUPS: &str =
+    "DELETE FROM metric_rollups WHERE (tier, series_id, bucket_ms) IN
+     (SELECT tier, series_id, bucket_ms FROM metric_rollups
+      WHERE tier = $1 AND bucket_ms < $2 ORDER BY bucket_ms LIMIT $3)";
 
 pub(crate) const TIER_MINUTE: i64 = 1;
 pub(crate) const TIER_HOUR: i64 = 2;
@@ -1102,66 +1108,37 @@ macro_rules! sql_store {
                 now: chrono::DateTime<chrono::Utc>,
                 chunk: u32,
             ) -> Result<u64, $crate::store::StoreError> {
-                use $crate::store::sql::{CHECK_DAYS_EXPIRE, CHECK_HOURS_EXPIRE, CHECK_MINUTES_EXPIRE, ROLLUP_DELETE_METRICS, TIER_HOUR, TIER_MINUTE, day_of, ms};
+                use $crate::store::sql::{RETENTION_CHECK_ROLLUPS, RETENTION_METRIC_ROLLUPS, RETENTION_RAW, TIER_HOUR, TIER_MINUTE, day_of, ms};
                 let cutoff = |d: std::time::Duration| ms(&now) - d.as_millis() as i64;
                 let chunk = i64::from(chunk);
                 let mut deleted = 0u64;
+                // Raw rows go only once rolled up (id at or below the cursor).
                 let mut tx = self.write.begin().await?;
-                // Series by series, through the (series_id, time) keys, at most `chunk` rows of
-                // each kind a call. Raw rows go only once rolled up (id at or below the cursor).
-                let check_series: Vec<i64> = sqlx::query_scalar("SELECT id FROM check_series ORDER BY id")
-                    .fetch_all(&mut *tx)
-                    .await?;
-                let metric_series: Vec<i64> = sqlx::query_scalar("SELECT id FROM metric_series ORDER BY id")
-                    .fetch_all(&mut *tx)
-                    .await?;
                 let raw_results = Self::cursor(&mut tx, "check_results").await?;
                 let raw_samples = Self::cursor(&mut tx, "metric_samples").await?;
-                let jobs: [(&'static str, &[i64], i64, i64); 7] = [
-                    (
-                        "DELETE FROM check_results WHERE id IN (SELECT id FROM check_results
-                         WHERE series_id = $1 AND time_ms < $2 AND id <= $4 ORDER BY time_ms LIMIT $3)",
-                        &check_series, cutoff(policy.raw), raw_results,
-                    ),
-                    (
-                        "DELETE FROM metric_samples WHERE id IN (SELECT id FROM metric_samples
-                         WHERE series_id = $1 AND time_ms < $2 AND id <= $4 ORDER BY time_ms LIMIT $3)",
-                        &metric_series, cutoff(policy.raw), raw_samples,
-                    ),
-                    (CHECK_MINUTES_EXPIRE, &check_series, cutoff(policy.minute), 3_600_000),
-                    (CHECK_HOURS_EXPIRE, &check_series, cutoff(policy.hour), 3_600_000),
-                    (CHECK_DAYS_EXPIRE, &check_series, cutoff(policy.hour), $crate::store::rollup::DAY_MS),
-                    (ROLLUP_DELETE_METRICS, &metric_series, cutoff(policy.minute), TIER_MINUTE),
-                    (ROLLUP_DELETE_METRICS, &metric_series, cutoff(policy.hour), TIER_HOUR),
+                tx.commit().await?;
+                const HOUR_MS: i64 = 3_600_000;
+                let [results, samples] = RETENTION_RAW;
+                let [minutes, hours, days] = RETENTION_CHECK_ROLLUPS;
+                let jobs: [(&str, [i64; 3]); 7] = [
+                    (results, [raw_results, cutoff(policy.raw), chunk]),
+                    (samples, [raw_samples, cutoff(policy.raw), chunk]),
+                    (minutes, [cutoff(policy.minute) - HOUR_MS, chunk, 0]),
+                    (hours, [cutoff(policy.hour) - HOUR_MS, chunk, 0]),
+                    (days, [cutoff(policy.hour) - $crate::store::rollup::DAY_MS, chunk, 0]),
+                    (RETENTION_METRIC_ROLLUPS, [TIER_MINUTE, cutoff(policy.minute), chunk]),
+                    (RETENTION_METRIC_ROLLUPS, [TIER_HOUR, cutoff(policy.hour), chunk]),
                 ];
-                // The writer is let go every STATEMENTS_PER_TRANSACTION statements: with a fleet's
-                // hundred thousand series a pass is that many statements, and one transaction
-                // held the only SQLite writer for tens of seconds while ingest waited.
-                const STATEMENTS_PER_TRANSACTION: usize = 2_000;
-                let mut statements = 0usize;
-                for (sql, series, before, fourth) in jobs {
-                    let mut budget = chunk;
-                    for id in series {
-                        if budget <= 0 {
-                            break;
-                        }
-                        statements += 1;
-                        if statements % STATEMENTS_PER_TRANSACTION == 0 {
-                            tx.commit().await?;
-                            tx = self.write.begin().await?;
-                        }
-                        let n = sqlx::query(sql)
-                            .bind(*id)
-                            .bind(before)
-                            .bind(budget)
-                            .bind(fourth)
-                            .execute(&mut *tx)
-                            .await?
-                            .rows_affected();
-                        budget -= n as i64;
-                        deleted += n;
+                // A transaction each, so the one SQLite writer is held for one chunk at a time.
+                for (sql, params) in jobs {
+                    let used = if sql.contains("$3") { 3 } else { 2 };
+                    let mut q = sqlx::query(sql);
+                    for p in &params[..used] {
+                        q = q.bind(*p);
                     }
+                    deleted += q.execute(&self.write).await?.rows_affected();
                 }
+                let mut tx = self.write.begin().await?;
                 deleted += sqlx::query(
                     "DELETE FROM ingested_batches WHERE (agent, batch_id) IN
                      (SELECT agent, batch_id FROM ingested_batches WHERE received_ms < $1 ORDER BY received_ms LIMIT $2)",

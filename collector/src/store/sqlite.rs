@@ -117,3 +117,47 @@ impl SqliteStore {
 sql_store!(SqliteStore, Sqlite);
 sql_alert_store!(SqliteStore, Sqlite);
 sql_cluster_store!(SqliteStore, Sqlite);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::sql::{RETENTION_CHECK_ROLLUPS, RETENTION_METRIC_ROLLUPS, RETENTION_RAW};
+
+    /// Retention reads through the time indexes: a full scan of a table would make each pass
+    /// cost the whole table (or, as before, a statement per series).
+    #[tokio::test]
+    async fn retention_statements_search_by_time_never_scan() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(&dir.path().join("l.db")).await.unwrap();
+        let statements = RETENTION_RAW
+            .iter()
+            .chain(&RETENTION_CHECK_ROLLUPS)
+            .chain([&RETENTION_METRIC_ROLLUPS]);
+        for sql in statements {
+            let mut q = sqlx::query_as::<_, (i64, i64, i64, String)>(sqlx::AssertSqlSafe(format!(
+                "EXPLAIN QUERY PLAN {sql}"
+            )));
+            for _ in 0..if sql.contains("$3") { 3 } else { 2 } {
+                q = q.bind(1_i64);
+            }
+            let plan: Vec<String> = q
+                .fetch_all(&store.read)
+                .await
+                .unwrap()
+                .into_iter()
+                .map(|r| r.3)
+                .collect();
+            assert!(
+                plan.iter().all(|l| !l.starts_with("SCAN")),
+                "{sql}\n{plan:#?}"
+            );
+            assert!(
+                plan.iter().any(|l| l.contains("_by_time")
+                    || l.contains("_by_hour")
+                    || l.contains("_by_day")
+                    || l.contains("_by_bucket")),
+                "{sql}\n{plan:#?}"
+            );
+        }
+    }
+}
