@@ -29,6 +29,7 @@ pub mod state;
 pub mod store;
 pub mod telemetry;
 pub mod web;
+pub mod writer;
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::path::PathBuf;
@@ -293,7 +294,7 @@ pub async fn start(config: CollectorConfig) -> Result<Running, CollectorError> {
             upkeep_stop.clone(),
         ));
     }
-    let upkeep = tokio::spawn(maintenance::run(
+    let upkeep = state.writer_thread.spawn(maintenance::run(
         store,
         retention,
         state.leadership.clone(),

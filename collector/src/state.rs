@@ -70,6 +70,8 @@ pub struct AppState {
     pub status_history: crate::web::status::HistoryCache,
     /// Stores ingested batches, several to a transaction when they arrive together.
     pub ingest_writer: crate::ingest::group::GroupWriter,
+    /// Where the store's writing runs: the group writers, and the roll-up and retention.
+    pub writer_thread: crate::writer::WriterThread,
 }
 
 impl AppState {
@@ -92,14 +94,17 @@ impl AppState {
             None => crate::forward::Forwarder::off(metrics.clone()),
         };
         // SQLite has one writer whatever we do; PostgreSQL writes groups side by side.
+        let writer_thread = crate::writer::WriterThread::start();
         let ingest_writer = crate::ingest::group::GroupWriter::start(
             store.clone(),
             if store.shared() { 4 } else { 1 },
             metrics.clone(),
+            &writer_thread,
         );
         Self {
             ingest_slots,
             ingest_writer,
+            writer_thread,
             config: RwLock::new(Arc::new(config)),
             credentials: RwLock::new(Arc::new(credentials)),
             local,

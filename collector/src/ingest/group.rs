@@ -44,17 +44,18 @@ impl std::fmt::Debug for Job {
 }
 
 impl GroupWriter {
-    /// Starts `writers` writer tasks over `store`.
+    /// Starts `writers` writer tasks over `store` on the store's writer thread.
     pub fn start(
         store: Arc<dyn Store>,
         writers: usize,
         metrics: Arc<crate::telemetry::Metrics>,
+        thread: &crate::writer::WriterThread,
     ) -> Self {
         // Requests hold an ingest slot while queued, so the queue is bounded by the slots.
         let (jobs, rx) = mpsc::channel::<Job>(1024);
         let rx = Arc::new(Mutex::new(rx));
         for _ in 0..writers.max(1) {
-            tokio::spawn(write_groups(store.clone(), rx.clone(), metrics.clone()));
+            thread.spawn(write_groups(store.clone(), rx.clone(), metrics.clone()));
         }
         Self { jobs }
     }
