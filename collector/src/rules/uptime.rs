@@ -150,7 +150,7 @@ impl Counts {
     }
 
     /// Whether an agent whose last result was at `last` is among the counted.
-    fn counts(&self, last: DateTime<Utc>) -> bool {
+    fn includes(&self, last: DateTime<Utc>) -> bool {
         // Every counted agent's last result is at or after `min_fresh`, every other one's at
         // or before `max_stale`, which is earlier.
         self.min_fresh.is_some_and(|m| last >= m)
@@ -164,7 +164,7 @@ impl Counts {
 
     /// An agent's vantage went from `before` to `after` (a later or equal last result).
     fn update(&mut self, before: Seen, after: Seen) {
-        if before.last.is_some_and(|l| self.counts(l)) {
+        if before.last.is_some_and(|l| self.includes(l)) {
             self.reporting -= 1;
             self.down -= u32::from(before.down);
             self.failing -= u32::from(before.failing);
