@@ -652,17 +652,7 @@ async fn metric_rollups_keep_min_max_avg_last(b: Backend) {
     assert!((m.sum - 1.5).abs() < 1e-9);
     assert_eq!(rows[0].labels.get("cpu").map(String::as_str), Some("0"));
     assert_eq!((rows[1].count, rows[1].last), (1, 0.3));
-    let hour = s
-        .metric_rollups(&RollupQuery {
-            tier: Tier::Hour,
-            ..q.clone()
-        })
-        .await
-        .unwrap();
-    assert_eq!(
-        (hour[0].count, hour[0].min, hour[0].max, hour[0].last),
-        (4, 0.1, 0.9, 0.3)
-    );
+    assert_eq!(first_hour(s, &q).await, (4, 0.1, 0.9, 0.3));
     // Late samples merge into the stored buckets: an earlier one changes the max but not the
     // last value, a later one the min and the last.
     ingest(s, "a", "2", vec![cpu(5, 2.0), cpu(50, 0.05)]).await;
@@ -671,6 +661,11 @@ async fn metric_rollups_keep_min_max_avg_last(b: Backend) {
     let m = &rows[0];
     assert_eq!((m.count, m.min, m.max, m.last), (5, 0.05, 2.0, 0.05));
     assert!((m.sum - 3.55).abs() < 1e-9, "{}", m.sum);
+    assert_eq!(first_hour(s, &q).await, (6, 0.05, 2.0, 0.3));
+}
+
+/// Count, min, max and last of the first per-hour rollup that `q` finds.
+async fn first_hour(s: &dyn Store, q: &RollupQuery) -> (u64, f64, f64, f64) {
     let hour = s
         .metric_rollups(&RollupQuery {
             tier: Tier::Hour,
@@ -678,10 +673,7 @@ async fn metric_rollups_keep_min_max_avg_last(b: Backend) {
         })
         .await
         .unwrap();
-    assert_eq!(
-        (hour[0].count, hour[0].min, hour[0].max, hour[0].last),
-        (6, 0.05, 2.0, 0.3)
-    );
+    (hour[0].count, hour[0].min, hour[0].max, hour[0].last)
 }
 
 async fn retention_deletes_in_chunks_and_only_rolled_up_rows(b: Backend) {

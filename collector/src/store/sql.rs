@@ -62,9 +62,9 @@ type Labels = std::collections::BTreeMap<String, String>;
 /// agent, then the check's name or a metric's name and labels, so that a lookup borrows the
 /// record's strings and allocates nothing: a batch of 5,000 samples is 5,000 lookups. A
 /// metric series is known by a 128-bit hash of its name and labels, seeded at random per
-/// process (nobody can aim for a collision; by chance about one in 10^26 with
-/// a million series under one agent): keeping the strings and label maps took 600 bytes a series, 900 MB for a fleet of
-/// 10,000 agents with 150 series each.
+/// process (nobody can aim for a collision; by chance about one in 10^26 with a million
+/// series under one agent): keeping the strings and label maps took 600 bytes a series,
+/// 900 MB for a fleet of 10,000 agents with 150 series each.
 #[derive(Debug)]
 pub struct SeriesCache {
     seed: u64,
@@ -1140,20 +1140,19 @@ macro_rules! sql_store {
                 const HOUR_MS: i64 = 3_600_000;
                 let [results, samples] = RETENTION_RAW;
                 let [minutes, hours, days] = RETENTION_CHECK_ROLLUPS;
-                let jobs: [(&str, [i64; 3]); 7] = [
-                    (results, [raw_results, cutoff(policy.raw), chunk]),
-                    (samples, [raw_samples, cutoff(policy.raw), chunk]),
-                    (minutes, [cutoff(policy.minute) - HOUR_MS, chunk, 0]),
-                    (hours, [cutoff(policy.hour) - HOUR_MS, chunk, 0]),
-                    (days, [cutoff(policy.hour) - $crate::store::rollup::DAY_MS, chunk, 0]),
-                    (RETENTION_METRIC_ROLLUPS, [TIER_MINUTE, cutoff(policy.minute), chunk]),
-                    (RETENTION_METRIC_ROLLUPS, [TIER_HOUR, cutoff(policy.hour), chunk]),
+                let jobs: [(&str, &[i64]); 7] = [
+                    (results, &[raw_results, cutoff(policy.raw), chunk]),
+                    (samples, &[raw_samples, cutoff(policy.raw), chunk]),
+                    (minutes, &[cutoff(policy.minute) - HOUR_MS, chunk]),
+                    (hours, &[cutoff(policy.hour) - HOUR_MS, chunk]),
+                    (days, &[cutoff(policy.hour) - $crate::store::rollup::DAY_MS, chunk]),
+                    (RETENTION_METRIC_ROLLUPS, &[TIER_MINUTE, cutoff(policy.minute), chunk]),
+                    (RETENTION_METRIC_ROLLUPS, &[TIER_HOUR, cutoff(policy.hour), chunk]),
                 ];
                 // A transaction each, so the one SQLite writer is held for one chunk at a time.
                 for (sql, params) in jobs {
-                    let used = if sql.contains("$3") { 3 } else { 2 };
                     let mut q = sqlx::query(sql);
-                    for p in &params[..used] {
+                    for p in params {
                         q = q.bind(*p);
                     }
                     deleted += q.execute(&self.write).await?.rows_affected();
