@@ -233,107 +233,6 @@ pub(crate) fn metric_type(t: lookout_protocol::MetricType) -> &'static str {
 macro_rules! sql_store {
     ($store:ty, $db:ty) => {
         impl $store {
-            /// The series id of each record of a batch (0 for a log line): from the cache, or
-            /// made in `tx`. Ids made are added to `made`, for the cache once `tx` is
-            /// committed: a rolled-back batch must leave no id in the cache that the database
-            /// forgot.
-            async fn series_ids(
-                &self,
-                tx: &mut sqlx::Transaction<'_, $db>,
-                agent: &str,
-                batch: &lookout_protocol::Batch,
-                made: &mut Vec<$crate::store::sql::MadeSeries>,
-            ) -> Result<Vec<i64>, $crate::store::StoreError> {
-                use lookout_protocol::Record;
-                use $crate::store::sql::{ROWS_PER_STATEMENT, labels_json, metric_type};
-                let mut ids = vec![0i64; batch.records.len()];
-                // Records whose series is not cached, with a metric's labels as stored.
-                let missing: Vec<(usize, String)> = self
-                    .series
-                    .resolve(agent, &batch.records, &mut ids)
-                    .into_iter()
-                    .map(|i| match &batch.records[i] {
-                        Record::Metric(m) => (i, labels_json(&m.labels)),
-                        _ => (i, String::new()),
-                    })
-                    .collect();
-                if !missing.is_empty() {
-                    // All of them in a few statements: an agent's first batch brings a hundred
-                    // or more, and a thousand agents starting at once bring them all together.
-                    // One multi-row insert per kind (an existing series is left as it is), then
-                    // the agent's ids in one read.
-                    let mut new_checks: std::collections::BTreeMap<&str, Option<String>> = Default::default();
-                    let mut new_metrics: std::collections::BTreeMap<(&str, &str), &'static str> = Default::default();
-                    for (i, labels) in &missing {
-                        match &batch.records[*i] {
-                            Record::CheckResult(c) => {
-                                new_checks.entry(&c.check).or_insert_with(|| c.check_type.map(|t| t.to_string()));
-                            }
-                            Record::Metric(m) => {
-                                new_metrics.entry((&m.name, labels)).or_insert(metric_type(m.metric_type));
-                            }
-                            Record::Log(_) => {}
-                        }
-                    }
-                    let checks: Vec<_> = new_checks.into_iter().collect();
-                    for chunk in checks.chunks(ROWS_PER_STATEMENT) {
-                        let mut qb = sqlx::QueryBuilder::<$db>::new("INSERT INTO check_series (check_name, agent, check_type) ");
-                        qb.push_values(chunk, |mut row, (check, kind)| {
-                            row.push_bind(*check).push_bind(agent).push_bind(kind.clone());
-                        });
-                        qb.push(" ON CONFLICT (check_name, agent) DO NOTHING");
-                        qb.build().execute(&mut **tx).await?;
-                    }
-                    let metrics: Vec<_> = new_metrics.into_iter().collect();
-                    for chunk in metrics.chunks(ROWS_PER_STATEMENT) {
-                        let mut qb = sqlx::QueryBuilder::<$db>::new("INSERT INTO metric_series (agent, name, labels, metric_type) ");
-                        qb.push_values(chunk, |mut row, ((name, labels), kind)| {
-                            row.push_bind(agent).push_bind(*name).push_bind(*labels).push_bind(*kind);
-                        });
-                        qb.push(" ON CONFLICT (agent, name, labels) DO NOTHING");
-                        qb.build().execute(&mut **tx).await?;
-                    }
-                    let mut check_ids: std::collections::HashMap<String, i64> = Default::default();
-                    if !checks.is_empty() {
-                        let rows: Vec<(i64, String)> = sqlx::query_as("SELECT id, check_name FROM check_series WHERE agent = $1")
-                            .bind(agent)
-                            .fetch_all(&mut **tx)
-                            .await?;
-                        check_ids = rows.into_iter().map(|(id, name)| (name, id)).collect();
-                    }
-                    let mut metric_ids: std::collections::HashMap<(String, String), i64> = Default::default();
-                    if !metrics.is_empty() {
-                        let rows: Vec<(i64, String, String)> =
-                            sqlx::query_as("SELECT id, name, labels FROM metric_series WHERE agent = $1")
-                                .bind(agent)
-                                .fetch_all(&mut **tx)
-                                .await?;
-                        metric_ids = rows.into_iter().map(|(id, name, labels)| ((name, labels), id)).collect();
-                    }
-                    let lost = |what: &str| $crate::store::StoreError::Corrupt(format!("series {what} was not found after it was made"));
-                    for (i, labels) in &missing {
-                        match &batch.records[*i] {
-                            Record::CheckResult(c) => {
-                                ids[*i] = *check_ids.get(&c.check).ok_or_else(|| lost(&c.check))?;
-                                made.push($crate::store::sql::MadeSeries::Check(agent.to_string(), c.check.clone(), ids[*i]));
-                            }
-                            Record::Metric(m) => {
-                                ids[*i] = *metric_ids
-                                    .get(&(m.name.clone(), labels.clone()))
-                                    .ok_or_else(|| lost(&m.name))?;
-                                made.push($crate::store::sql::MadeSeries::Metric(
-                                    agent.to_string(),
-                                    m.name.clone(),
-                                    m.labels.clone(),
-                                    ids[*i],
-                                ));
-                            }
-                            Record::Log(_) => {}
-                        }
-                    }
-                }
-                Ok(ids)
-            }
 
             /// Brings the schema up to date, or refuses a database newer than this build.
             async fn migrate(pool: &sqlx::Pool<$db>) -> Result<(), $crate::store::StoreError> {
@@ -591,201 +490,7 @@ macro_rules! sql_store {
                 &self,
                 items: &[$crate::store::NewBatch<'_>],
             ) -> Result<Vec<$crate::store::IngestOutcome>, $crate::store::StoreError> {
-                use lookout_protocol::Record;
-                use $crate::store::IngestOutcome;
-                use $crate::store::sql::{ROWS_PER_STATEMENT, day_of, ms, stored_timings};
-                // One transaction for all: new series, the batches' rows, their ids. Series ids
-                // made here reach the cache only once it is committed.
-                let mut tx = self.write.begin().await?;
-                let mut made = Vec::new();
-                let mut ids = Vec::with_capacity(items.len());
-                for item in items {
-                    ids.push(self.series_ids(&mut tx, item.agent, item.batch, &mut made).await?);
-                }
-                // Which batches are new: one insert that returns the rows it made. A batch that
-                // comes twice in one group (an agent's retry) is stored the first time.
-                let mut fresh: std::collections::HashSet<(String, String)> = Default::default();
-                for chunk in items.chunks(ROWS_PER_STATEMENT) {
-                    let mut qb = sqlx::QueryBuilder::<$db>::new(
-                        "INSERT INTO ingested_batches (agent, batch_id, received_ms, records) ",
-                    );
-                    qb.push_values(chunk, |mut row, item| {
-                        row.push_bind(item.agent)
-                            .push_bind(&item.batch.batch_id)
-                            .push_bind(ms(&item.received))
-                            .push_bind(item.batch.records.len() as i64);
-                    });
-                    qb.push(" ON CONFLICT (agent, batch_id) DO NOTHING RETURNING agent, batch_id");
-                    let made: Vec<(String, String)> = qb.build_query_as().fetch_all(&mut *tx).await?;
-                    fresh.extend(made);
-                }
-                let mut outcomes = Vec::with_capacity(items.len());
-                let mut stored = Vec::new();
-                for (k, item) in items.iter().enumerate() {
-                    if fresh.remove(&(item.agent.to_string(), item.batch.batch_id.clone())) {
-                        outcomes.push(IngestOutcome { stored: item.batch.records.len(), duplicate: false });
-                        stored.push(k);
-                    } else {
-                        outcomes.push(IngestOutcome { stored: 0, duplicate: true });
-                    }
-                }
-                if stored.is_empty() {
-                    // Nothing to store, but series may have been made: keep them.
-                    tx.commit().await?;
-                    self.series.put_all(made);
-                    return Ok(outcomes);
-                }
-                if Self::SHARED {
-                    // For the leader's evaluation, whichever collector it is (store/cluster.rs).
-                    for &k in &stored {
-                        let records = serde_json::to_string(&items[k].batch.records).map_err(|e| {
-                            $crate::store::StoreError::Corrupt(format!("queueing a batch for evaluation: {e}"))
-                        })?;
-                        sqlx::query(
-                            "INSERT INTO evaluation_queue (agent, received_ms, records) VALUES ($1, $2, $3)",
-                        )
-                        .bind(items[k].agent)
-                        .bind(ms(&items[k].received))
-                        .bind(records)
-                        .execute(&mut *tx)
-                        .await?;
-                    }
-                }
-                // Rows go in as multi-row INSERTs of at most ROWS_PER_STATEMENT, all the group's
-                // batches together; the "latest" tables get the newest row of each series (one
-                // upsert can touch a row once). Only full-size statements are kept prepared:
-                // every smaller size is another statement text, and caching them all would evict
-                // the useful ones.
-                let mut results = Vec::new();
-                let mut samples = Vec::new();
-                let mut logs = Vec::new();
-                let mut log_bytes: std::collections::BTreeMap<i64, i64> = Default::default();
-                let mut seen: std::collections::BTreeMap<&str, i64> = Default::default();
-                for &k in &stored {
-                    let item = &items[k];
-                    let last = seen.entry(item.agent).or_insert(i64::MIN);
-                    *last = (*last).max(ms(&item.received));
-                    for (record, series) in item.batch.records.iter().zip(&ids[k]) {
-                        match record {
-                            Record::CheckResult(c) => results.push((*series, c)),
-                            Record::Metric(m) => samples.push((*series, m)),
-                            Record::Log(l) => {
-                                *log_bytes.entry(day_of(ms(&l.time))).or_default() += l.text.len() as i64;
-                                logs.push((item.agent, l));
-                            }
-                        }
-                    }
-                }
-                let mut newest_results: std::collections::BTreeMap<i64, &lookout_protocol::CheckResult> = Default::default();
-                for (series, c) in &results {
-                    let slot = newest_results.entry(*series).or_insert(c);
-                    if c.time >= slot.time {
-                        *slot = c;
-                    }
-                }
-                let mut newest_samples: std::collections::BTreeMap<i64, &lookout_protocol::MetricSample> = Default::default();
-                for (series, m) in &samples {
-                    let slot = newest_samples.entry(*series).or_insert(m);
-                    if m.time >= slot.time {
-                        *slot = m;
-                    }
-                }
-                for chunk in results.chunks(ROWS_PER_STATEMENT) {
-                    let mut qb = sqlx::QueryBuilder::<$db>::new(
-                        "INSERT INTO check_results (series_id, time_ms, ok, latency_ms, error, status_code, timings, cert_expiry_ms) ",
-                    );
-                    qb.push_values(chunk, |mut row, (series, c)| {
-                        row.push_bind(*series)
-                            .push_bind(ms(&c.time))
-                            .push_bind(c.ok)
-                            .push_bind(c.latency_ms)
-                            .push_bind(c.error.clone())
-                            .push_bind(c.status_code.map(i64::from))
-                            .push_bind(stored_timings(&c.timings))
-                            .push_bind(c.cert_expiry.as_ref().map(ms));
-                    });
-                    qb.build().persistent(chunk.len() == ROWS_PER_STATEMENT).execute(&mut *tx).await?;
-                }
-                let newest: Vec<_> = newest_results.into_iter().collect();
-                for chunk in newest.chunks(ROWS_PER_STATEMENT) {
-                    let mut qb = sqlx::QueryBuilder::<$db>::new(
-                        "INSERT INTO check_latest (series_id, time_ms, ok, latency_ms, error, status_code, timings, cert_expiry_ms) ",
-                    );
-                    qb.push_values(chunk, |mut row, (series, c)| {
-                        row.push_bind(*series)
-                            .push_bind(ms(&c.time))
-                            .push_bind(c.ok)
-                            .push_bind(c.latency_ms)
-                            .push_bind(c.error.clone())
-                            .push_bind(c.status_code.map(i64::from))
-                            .push_bind(stored_timings(&c.timings))
-                            .push_bind(c.cert_expiry.as_ref().map(ms));
-                    });
-                    qb.push(
-                        " ON CONFLICT (series_id) DO UPDATE SET time_ms = excluded.time_ms, ok = excluded.ok,
-                           latency_ms = excluded.latency_ms, error = excluded.error,
-                           status_code = excluded.status_code, timings = excluded.timings,
-                           cert_expiry_ms = excluded.cert_expiry_ms
-                         WHERE excluded.time_ms >= check_latest.time_ms",
-                    );
-                    qb.build().persistent(chunk.len() == ROWS_PER_STATEMENT).execute(&mut *tx).await?;
-                }
-                for chunk in samples.chunks(ROWS_PER_STATEMENT) {
-                    let mut qb = sqlx::QueryBuilder::<$db>::new("INSERT INTO metric_samples (series_id, time_ms, value) ");
-                    qb.push_values(chunk, |mut row, (series, m)| {
-                        row.push_bind(*series).push_bind(ms(&m.time)).push_bind(m.value);
-                    });
-                    qb.build().persistent(chunk.len() == ROWS_PER_STATEMENT).execute(&mut *tx).await?;
-                }
-                let newest: Vec<_> = newest_samples.into_iter().collect();
-                for chunk in newest.chunks(ROWS_PER_STATEMENT) {
-                    let mut qb = sqlx::QueryBuilder::<$db>::new("INSERT INTO metric_latest (series_id, time_ms, value) ");
-                    qb.push_values(chunk, |mut row, (series, m)| {
-                        row.push_bind(*series).push_bind(ms(&m.time)).push_bind(m.value);
-                    });
-                    qb.push(
-                        " ON CONFLICT (series_id) DO UPDATE SET time_ms = excluded.time_ms, value = excluded.value
-                         WHERE excluded.time_ms >= metric_latest.time_ms",
-                    );
-                    qb.build().persistent(chunk.len() == ROWS_PER_STATEMENT).execute(&mut *tx).await?;
-                }
-                for chunk in logs.chunks(ROWS_PER_STATEMENT) {
-                    let mut qb = sqlx::QueryBuilder::<$db>::new("INSERT INTO logs (agent, time_ms, source, level, text) ");
-                    qb.push_values(chunk, |mut row, (agent, l)| {
-                        row.push_bind(agent.to_string())
-                            .push_bind(ms(&l.time))
-                            .push_bind(l.source.clone())
-                            .push_bind(l.level.clone())
-                            .push_bind(l.text.clone());
-                    });
-                    qb.build().persistent(chunk.len() == ROWS_PER_STATEMENT).execute(&mut *tx).await?;
-                }
-                for (day, bytes) in log_bytes {
-                    sqlx::query(
-                        "INSERT INTO log_volume (day_ms, bytes) VALUES ($1, $2)
-                         ON CONFLICT (day_ms) DO UPDATE SET bytes = log_volume.bytes + excluded.bytes",
-                    )
-                    .bind(day)
-                    .bind(bytes)
-                    .execute(&mut *tx)
-                    .await?;
-                }
-                let seen: Vec<_> = seen.into_iter().collect();
-                for chunk in seen.chunks(ROWS_PER_STATEMENT) {
-                    let mut qb = sqlx::QueryBuilder::<$db>::new("INSERT INTO agents (name, last_seen_ms) ");
-                    qb.push_values(chunk, |mut row, (agent, at)| {
-                        row.push_bind(*agent).push_bind(*at);
-                    });
-                    qb.push(
-                        " ON CONFLICT (name) DO UPDATE SET last_seen_ms = CASE
-                           WHEN agents.last_seen_ms IS NULL OR excluded.last_seen_ms > agents.last_seen_ms
-                           THEN excluded.last_seen_ms ELSE agents.last_seen_ms END",
-                    );
-                    qb.build().execute(&mut *tx).await?;
-                }
-                tx.commit().await?;
-                self.series.put_all(made);
-                Ok(outcomes)
+                self.ingest_group(items).await
             }
 
 
@@ -1248,6 +953,318 @@ macro_rules! sql_store {
 }
 
 pub(crate) use sql_store;
+
+/// Expands the sqlx implementation of ingest (`ingest_group`, used by the `Store` impl of
+/// [`sql_store!`]) for a backend struct over `$db`. SQLite has its own (store/sqlite_ingest.rs).
+macro_rules! sqlx_ingest {
+    ($store:ty, $db:ty) => {
+        impl $store {
+            /// The series id of each record of a batch (0 for a log line): from the cache, or
+            /// made in `tx`. Ids made are added to `made`, for the cache once `tx` is
+            /// committed: a rolled-back batch must leave no id in the cache that the database
+            /// forgot.
+            async fn series_ids(
+                &self,
+                tx: &mut sqlx::Transaction<'_, $db>,
+                agent: &str,
+                batch: &lookout_protocol::Batch,
+                made: &mut Vec<$crate::store::sql::MadeSeries>,
+            ) -> Result<Vec<i64>, $crate::store::StoreError> {
+                use lookout_protocol::Record;
+                use $crate::store::sql::{ROWS_PER_STATEMENT, labels_json, metric_type};
+                let mut ids = vec![0i64; batch.records.len()];
+                // Records whose series is not cached, with a metric's labels as stored.
+                let missing: Vec<(usize, String)> = self
+                    .series
+                    .resolve(agent, &batch.records, &mut ids)
+                    .into_iter()
+                    .map(|i| match &batch.records[i] {
+                        Record::Metric(m) => (i, labels_json(&m.labels)),
+                        _ => (i, String::new()),
+                    })
+                    .collect();
+                if !missing.is_empty() {
+                    // All of them in a few statements: an agent's first batch brings a hundred
+                    // or more, and a thousand agents starting at once bring them all together.
+                    // One multi-row insert per kind (an existing series is left as it is), then
+                    // the agent's ids in one read.
+                    let mut new_checks: std::collections::BTreeMap<&str, Option<String>> = Default::default();
+                    let mut new_metrics: std::collections::BTreeMap<(&str, &str), &'static str> = Default::default();
+                    for (i, labels) in &missing {
+                        match &batch.records[*i] {
+                            Record::CheckResult(c) => {
+                                new_checks.entry(&c.check).or_insert_with(|| c.check_type.map(|t| t.to_string()));
+                            }
+                            Record::Metric(m) => {
+                                new_metrics.entry((&m.name, labels)).or_insert(metric_type(m.metric_type));
+                            }
+                            Record::Log(_) => {}
+                        }
+                    }
+                    let checks: Vec<_> = new_checks.into_iter().collect();
+                    for chunk in checks.chunks(ROWS_PER_STATEMENT) {
+                        let mut qb = sqlx::QueryBuilder::<$db>::new("INSERT INTO check_series (check_name, agent, check_type) ");
+                        qb.push_values(chunk, |mut row, (check, kind)| {
+                            row.push_bind(*check).push_bind(agent).push_bind(kind.clone());
+                        });
+                        qb.push(" ON CONFLICT (check_name, agent) DO NOTHING");
+                        qb.build().execute(&mut **tx).await?;
+                    }
+                    let metrics: Vec<_> = new_metrics.into_iter().collect();
+                    for chunk in metrics.chunks(ROWS_PER_STATEMENT) {
+                        let mut qb = sqlx::QueryBuilder::<$db>::new("INSERT INTO metric_series (agent, name, labels, metric_type) ");
+                        qb.push_values(chunk, |mut row, ((name, labels), kind)| {
+                            row.push_bind(agent).push_bind(*name).push_bind(*labels).push_bind(*kind);
+                        });
+                        qb.push(" ON CONFLICT (agent, name, labels) DO NOTHING");
+                        qb.build().execute(&mut **tx).await?;
+                    }
+                    let mut check_ids: std::collections::HashMap<String, i64> = Default::default();
+                    if !checks.is_empty() {
+                        let rows: Vec<(i64, String)> = sqlx::query_as("SELECT id, check_name FROM check_series WHERE agent = $1")
+                            .bind(agent)
+                            .fetch_all(&mut **tx)
+                            .await?;
+                        check_ids = rows.into_iter().map(|(id, name)| (name, id)).collect();
+                    }
+                    let mut metric_ids: std::collections::HashMap<(String, String), i64> = Default::default();
+                    if !metrics.is_empty() {
+                        let rows: Vec<(i64, String, String)> =
+                            sqlx::query_as("SELECT id, name, labels FROM metric_series WHERE agent = $1")
+                                .bind(agent)
+                                .fetch_all(&mut **tx)
+                                .await?;
+                        metric_ids = rows.into_iter().map(|(id, name, labels)| ((name, labels), id)).collect();
+                    }
+                    let lost = |what: &str| $crate::store::StoreError::Corrupt(format!("series {what} was not found after it was made"));
+                    for (i, labels) in &missing {
+                        match &batch.records[*i] {
+                            Record::CheckResult(c) => {
+                                ids[*i] = *check_ids.get(&c.check).ok_or_else(|| lost(&c.check))?;
+                                made.push($crate::store::sql::MadeSeries::Check(agent.to_string(), c.check.clone(), ids[*i]));
+                            }
+                            Record::Metric(m) => {
+                                ids[*i] = *metric_ids
+                                    .get(&(m.name.clone(), labels.clone()))
+                                    .ok_or_else(|| lost(&m.name))?;
+                                made.push($crate::store::sql::MadeSeries::Metric(
+                                    agent.to_string(),
+                                    m.name.clone(),
+                                    m.labels.clone(),
+                                    ids[*i],
+                                ));
+                            }
+                            Record::Log(_) => {}
+                        }
+                    }
+                }
+                Ok(ids)
+            }
+            async fn ingest_group(
+                &self,
+                items: &[$crate::store::NewBatch<'_>],
+            ) -> Result<Vec<$crate::store::IngestOutcome>, $crate::store::StoreError> {
+                use lookout_protocol::Record;
+                use $crate::store::IngestOutcome;
+                use $crate::store::sql::{ROWS_PER_STATEMENT, day_of, ms, stored_timings};
+                // One transaction for all: new series, the batches' rows, their ids. Series ids
+                // made here reach the cache only once it is committed.
+                let mut tx = self.write.begin().await?;
+                let mut made = Vec::new();
+                let mut ids = Vec::with_capacity(items.len());
+                for item in items {
+                    ids.push(self.series_ids(&mut tx, item.agent, item.batch, &mut made).await?);
+                }
+                // Which batches are new: one insert that returns the rows it made. A batch that
+                // comes twice in one group (an agent's retry) is stored the first time.
+                let mut fresh: std::collections::HashSet<(String, String)> = Default::default();
+                for chunk in items.chunks(ROWS_PER_STATEMENT) {
+                    let mut qb = sqlx::QueryBuilder::<$db>::new(
+                        "INSERT INTO ingested_batches (agent, batch_id, received_ms, records) ",
+                    );
+                    qb.push_values(chunk, |mut row, item| {
+                        row.push_bind(item.agent)
+                            .push_bind(&item.batch.batch_id)
+                            .push_bind(ms(&item.received))
+                            .push_bind(item.batch.records.len() as i64);
+                    });
+                    qb.push(" ON CONFLICT (agent, batch_id) DO NOTHING RETURNING agent, batch_id");
+                    let made: Vec<(String, String)> = qb.build_query_as().fetch_all(&mut *tx).await?;
+                    fresh.extend(made);
+                }
+                let mut outcomes = Vec::with_capacity(items.len());
+                let mut stored = Vec::new();
+                for (k, item) in items.iter().enumerate() {
+                    if fresh.remove(&(item.agent.to_string(), item.batch.batch_id.clone())) {
+                        outcomes.push(IngestOutcome { stored: item.batch.records.len(), duplicate: false });
+                        stored.push(k);
+                    } else {
+                        outcomes.push(IngestOutcome { stored: 0, duplicate: true });
+                    }
+                }
+                if stored.is_empty() {
+                    // Nothing to store, but series may have been made: keep them.
+                    tx.commit().await?;
+                    self.series.put_all(made);
+                    return Ok(outcomes);
+                }
+                if Self::SHARED {
+                    // For the leader's evaluation, whichever collector it is (store/cluster.rs).
+                    for &k in &stored {
+                        let records = serde_json::to_string(&items[k].batch.records).map_err(|e| {
+                            $crate::store::StoreError::Corrupt(format!("queueing a batch for evaluation: {e}"))
+                        })?;
+                        sqlx::query(
+                            "INSERT INTO evaluation_queue (agent, received_ms, records) VALUES ($1, $2, $3)",
+                        )
+                        .bind(items[k].agent)
+                        .bind(ms(&items[k].received))
+                        .bind(records)
+                        .execute(&mut *tx)
+                        .await?;
+                    }
+                }
+                // Rows go in as multi-row INSERTs of at most ROWS_PER_STATEMENT, all the group's
+                // batches together; the "latest" tables get the newest row of each series (one
+                // upsert can touch a row once). Only full-size statements are kept prepared:
+                // every smaller size is another statement text, and caching them all would evict
+                // the useful ones.
+                let mut results = Vec::new();
+                let mut samples = Vec::new();
+                let mut logs = Vec::new();
+                let mut log_bytes: std::collections::BTreeMap<i64, i64> = Default::default();
+                let mut seen: std::collections::BTreeMap<&str, i64> = Default::default();
+                for &k in &stored {
+                    let item = &items[k];
+                    let last = seen.entry(item.agent).or_insert(i64::MIN);
+                    *last = (*last).max(ms(&item.received));
+                    for (record, series) in item.batch.records.iter().zip(&ids[k]) {
+                        match record {
+                            Record::CheckResult(c) => results.push((*series, c)),
+                            Record::Metric(m) => samples.push((*series, m)),
+                            Record::Log(l) => {
+                                *log_bytes.entry(day_of(ms(&l.time))).or_default() += l.text.len() as i64;
+                                logs.push((item.agent, l));
+                            }
+                        }
+                    }
+                }
+                let mut newest_results: std::collections::BTreeMap<i64, &lookout_protocol::CheckResult> = Default::default();
+                for (series, c) in &results {
+                    let slot = newest_results.entry(*series).or_insert(c);
+                    if c.time >= slot.time {
+                        *slot = c;
+                    }
+                }
+                let mut newest_samples: std::collections::BTreeMap<i64, &lookout_protocol::MetricSample> = Default::default();
+                for (series, m) in &samples {
+                    let slot = newest_samples.entry(*series).or_insert(m);
+                    if m.time >= slot.time {
+                        *slot = m;
+                    }
+                }
+                for chunk in results.chunks(ROWS_PER_STATEMENT) {
+                    let mut qb = sqlx::QueryBuilder::<$db>::new(
+                        "INSERT INTO check_results (series_id, time_ms, ok, latency_ms, error, status_code, timings, cert_expiry_ms) ",
+                    );
+                    qb.push_values(chunk, |mut row, (series, c)| {
+                        row.push_bind(*series)
+                            .push_bind(ms(&c.time))
+                            .push_bind(c.ok)
+                            .push_bind(c.latency_ms)
+                            .push_bind(c.error.clone())
+                            .push_bind(c.status_code.map(i64::from))
+                            .push_bind(stored_timings(&c.timings))
+                            .push_bind(c.cert_expiry.as_ref().map(ms));
+                    });
+                    qb.build().persistent(chunk.len() == ROWS_PER_STATEMENT).execute(&mut *tx).await?;
+                }
+                let newest: Vec<_> = newest_results.into_iter().collect();
+                for chunk in newest.chunks(ROWS_PER_STATEMENT) {
+                    let mut qb = sqlx::QueryBuilder::<$db>::new(
+                        "INSERT INTO check_latest (series_id, time_ms, ok, latency_ms, error, status_code, timings, cert_expiry_ms) ",
+                    );
+                    qb.push_values(chunk, |mut row, (series, c)| {
+                        row.push_bind(*series)
+                            .push_bind(ms(&c.time))
+                            .push_bind(c.ok)
+                            .push_bind(c.latency_ms)
+                            .push_bind(c.error.clone())
+                            .push_bind(c.status_code.map(i64::from))
+                            .push_bind(stored_timings(&c.timings))
+                            .push_bind(c.cert_expiry.as_ref().map(ms));
+                    });
+                    qb.push(
+                        " ON CONFLICT (series_id) DO UPDATE SET time_ms = excluded.time_ms, ok = excluded.ok,
+                           latency_ms = excluded.latency_ms, error = excluded.error,
+                           status_code = excluded.status_code, timings = excluded.timings,
+                           cert_expiry_ms = excluded.cert_expiry_ms
+                         WHERE excluded.time_ms >= check_latest.time_ms",
+                    );
+                    qb.build().persistent(chunk.len() == ROWS_PER_STATEMENT).execute(&mut *tx).await?;
+                }
+                for chunk in samples.chunks(ROWS_PER_STATEMENT) {
+                    let mut qb = sqlx::QueryBuilder::<$db>::new("INSERT INTO metric_samples (series_id, time_ms, value) ");
+                    qb.push_values(chunk, |mut row, (series, m)| {
+                        row.push_bind(*series).push_bind(ms(&m.time)).push_bind(m.value);
+                    });
+                    qb.build().persistent(chunk.len() == ROWS_PER_STATEMENT).execute(&mut *tx).await?;
+                }
+                let newest: Vec<_> = newest_samples.into_iter().collect();
+                for chunk in newest.chunks(ROWS_PER_STATEMENT) {
+                    let mut qb = sqlx::QueryBuilder::<$db>::new("INSERT INTO metric_latest (series_id, time_ms, value) ");
+                    qb.push_values(chunk, |mut row, (series, m)| {
+                        row.push_bind(*series).push_bind(ms(&m.time)).push_bind(m.value);
+                    });
+                    qb.push(
+                        " ON CONFLICT (series_id) DO UPDATE SET time_ms = excluded.time_ms, value = excluded.value
+                         WHERE excluded.time_ms >= metric_latest.time_ms",
+                    );
+                    qb.build().persistent(chunk.len() == ROWS_PER_STATEMENT).execute(&mut *tx).await?;
+                }
+                for chunk in logs.chunks(ROWS_PER_STATEMENT) {
+                    let mut qb = sqlx::QueryBuilder::<$db>::new("INSERT INTO logs (agent, time_ms, source, level, text) ");
+                    qb.push_values(chunk, |mut row, (agent, l)| {
+                        row.push_bind(agent.to_string())
+                            .push_bind(ms(&l.time))
+                            .push_bind(l.source.clone())
+                            .push_bind(l.level.clone())
+                            .push_bind(l.text.clone());
+                    });
+                    qb.build().persistent(chunk.len() == ROWS_PER_STATEMENT).execute(&mut *tx).await?;
+                }
+                for (day, bytes) in log_bytes {
+                    sqlx::query(
+                        "INSERT INTO log_volume (day_ms, bytes) VALUES ($1, $2)
+                         ON CONFLICT (day_ms) DO UPDATE SET bytes = log_volume.bytes + excluded.bytes",
+                    )
+                    .bind(day)
+                    .bind(bytes)
+                    .execute(&mut *tx)
+                    .await?;
+                }
+                let seen: Vec<_> = seen.into_iter().collect();
+                for chunk in seen.chunks(ROWS_PER_STATEMENT) {
+                    let mut qb = sqlx::QueryBuilder::<$db>::new("INSERT INTO agents (name, last_seen_ms) ");
+                    qb.push_values(chunk, |mut row, (agent, at)| {
+                        row.push_bind(*agent).push_bind(*at);
+                    });
+                    qb.push(
+                        " ON CONFLICT (name) DO UPDATE SET last_seen_ms = CASE
+                           WHEN agents.last_seen_ms IS NULL OR excluded.last_seen_ms > agents.last_seen_ms
+                           THEN excluded.last_seen_ms ELSE agents.last_seen_ms END",
+                    );
+                    qb.build().execute(&mut *tx).await?;
+                }
+                tx.commit().await?;
+                self.series.put_all(made);
+                Ok(outcomes)
+            }
+        }
+    };
+}
+
+pub(crate) use sqlx_ingest;
 
 #[cfg(test)]
 mod tests {

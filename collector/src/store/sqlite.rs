@@ -78,6 +78,27 @@ impl SqliteStore {
         }
     }
 
+    /// Stores a group of batches in one transaction (store/sqlite_ingest.rs), run on the
+    /// calling thread (the store's writer thread) over the write connection's handle.
+    async fn ingest_group(
+        &self,
+        items: &[super::NewBatch<'_>],
+    ) -> Result<Vec<super::IngestOutcome>, StoreError> {
+        let mut conn = self.write.acquire().await?;
+        let (outcomes, made) = {
+            let mut handle = conn.lock_handle().await?;
+            // SAFETY: the handle is locked out from sqlx's worker thread until `handle` drops,
+            // and `direct` (which neither closes the handle nor outlives it) drops first. The
+            // statements it prepares are finalized when they drop, inside the call.
+            #[allow(unsafe_code)]
+            let mut direct =
+                unsafe { rusqlite::Connection::from_handle(handle.as_raw_handle().as_ptr()) }?;
+            super::sqlite_ingest::ingest_group(&mut direct, &self.series, items)?
+        };
+        self.series.put_all(made);
+        Ok(outcomes)
+    }
+
     fn ddl(text: &str) -> sqlx::AssertSqlSafe<String> {
         // Schema text from this crate, not input.
         sqlx::AssertSqlSafe(text.to_string())
@@ -161,5 +182,69 @@ mod tests {
                 "{sql}\n{plan:#?}"
             );
         }
+    }
+
+    /// A group that fails is rolled back whole, and the series it made leave no id in the
+    /// cache that the database forgot: stored again, the good batch makes its series anew.
+    #[tokio::test]
+    async fn a_failed_group_stores_nothing_and_caches_no_series() {
+        use crate::store::{NewBatch, Store};
+        use lookout_protocol::{Batch, MetricSample, MetricType, PROTOCOL_VERSION, Record};
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(&dir.path().join("l.db")).await.unwrap();
+        let now = crate::clock::now();
+        let sample = |name: &str, value: f64| {
+            Record::Metric(MetricSample {
+                name: name.into(),
+                labels: [("i".to_string(), "1".to_string())].into(),
+                time: now,
+                value,
+                metric_type: MetricType::Gauge,
+            })
+        };
+        let batch = |id: &str, records| Batch {
+            version: PROTOCOL_VERSION,
+            agent: "a".into(),
+            batch_id: id.into(),
+            records,
+        };
+        let good = batch("1", vec![sample("m", 1.0), sample("m", 2.0)]);
+        // SQLite stores NaN as NULL, which the samples' NOT NULL refuses (ingest's
+        // validation refuses it before the store; this only makes the group fail).
+        let bad = batch("2", vec![sample("n", f64::NAN)]);
+        let item = |b| NewBatch {
+            agent: "a",
+            batch: b,
+            received: now,
+        };
+        let err = store
+            .ingest_many(&[item(&good), item(&bad)])
+            .await
+            .unwrap_err();
+        assert!(err.to_string().contains("NOT NULL"), "{err}");
+        let count = |table: &str| {
+            let sql = format!("SELECT count(*) FROM {table}");
+            let pool = store.read.clone();
+            async move {
+                sqlx::query_scalar::<_, i64>(sqlx::AssertSqlSafe(sql))
+                    .fetch_one(&pool)
+                    .await
+                    .unwrap()
+            }
+        };
+        for table in ["metric_series", "metric_samples", "ingested_batches", "agents"] {
+            assert_eq!(count(table).await, 0, "{table}");
+        }
+        let mut ids = [0; 2];
+        assert_eq!(store.series.resolve("a", &good.records, &mut ids), [0, 1]);
+
+        let out = store.ingest_many(&[item(&good)]).await.unwrap();
+        assert_eq!((out[0].stored, out[0].duplicate), (2, false));
+        assert_eq!(count("metric_series").await, 1);
+        assert_eq!(count("metric_samples").await, 2);
+        let latest = store.latest_metrics("a").await.unwrap();
+        assert_eq!(latest.len(), 1);
+        assert_eq!(latest[0].value, 2.0, "the later of two at one time is the latest");
+        assert!(store.series.resolve("a", &good.records, &mut ids).is_empty());
     }
 }

@@ -1,0 +1,246 @@
+//! SQLite's ingest: a group of batches stored in one transaction, synchronously, on the write
+//! connection's own handle (sqlx lends it: `lock_handle`), each statement prepared once per
+//! group and run once per row.
+//!
+//! Through sqlx, each of a group's few dozen statements was a hand-off to the connection's
+//! thread and back, its values boxed and bound anew; the SQLite thread sat idle half the time
+//! while a fleet's agents were refused as busy (docs/performance.md). Here the store's writer
+//! thread (collector/src/writer.rs) runs the whole group itself. The tables and rules are
+//! those of the shared implementation (`sqlx_ingest!` in store/sql.rs, PostgreSQL's), and the
+//! store conformance suite runs both.
+
+use std::collections::{BTreeMap, HashMap};
+
+use lookout_protocol::{CheckResult, MetricSample, Record};
+use rusqlite::{Connection, Transaction, TransactionBehavior, params};
+
+use super::sql::{MadeSeries, SeriesCache, day_of, labels_json, metric_type, ms, stored_timings};
+use super::{IngestOutcome, NewBatch, StoreError};
+
+const INSERT_RESULT: &str = "INSERT INTO check_results
+    (series_id, time_ms, ok, latency_ms, error, status_code, timings, cert_expiry_ms)
+    VALUES ($1, $2, $3, $4, $5, $6, $7, $8)";
+const UPSERT_CHECK_LATEST: &str = "INSERT INTO check_latest
+    (series_id, time_ms, ok, latency_ms, error, status_code, timings, cert_expiry_ms)
+    VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+    ON CONFLICT (series_id) DO UPDATE SET time_ms = excluded.time_ms, ok = excluded.ok,
+      latency_ms = excluded.latency_ms, error = excluded.error,
+      status_code = excluded.status_code, timings = excluded.timings,
+      cert_expiry_ms = excluded.cert_expiry_ms
+    WHERE excluded.time_ms >= check_latest.time_ms";
+const INSERT_SAMPLE: &str =
+    "INSERT INTO metric_samples (series_id, time_ms, value) VALUES ($1, $2, $3)";
+const UPSERT_METRIC_LATEST: &str = "INSERT INTO metric_latest (series_id, time_ms, value)
+    VALUES ($1, $2, $3)
+    ON CONFLICT (series_id) DO UPDATE SET time_ms = excluded.time_ms, value = excluded.value
+    WHERE excluded.time_ms >= metric_latest.time_ms";
+
+/// Stores `items` in one transaction on `conn`; returns each batch's outcome, in order, and
+/// the series made, for the cache once the caller knows the commit is done (it is, when this
+/// returns `Ok`). All or nothing: on an error the transaction is rolled back.
+pub(super) fn ingest_group(
+    conn: &mut Connection,
+    cache: &SeriesCache,
+    items: &[NewBatch<'_>],
+) -> Result<(Vec<IngestOutcome>, Vec<MadeSeries>), StoreError> {
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let mut made = Vec::new();
+    let mut ids = Vec::with_capacity(items.len());
+    for item in items {
+        ids.push(series_ids(&tx, cache, item, &mut made)?);
+    }
+
+    // Which batches are new: a batch already stored (an agent's retry, even within this group)
+    // inserts no row.
+    let mut outcomes = Vec::with_capacity(items.len());
+    let mut stored = Vec::new();
+    {
+        let mut insert = tx.prepare(
+            "INSERT INTO ingested_batches (agent, batch_id, received_ms, records)
+             VALUES ($1, $2, $3, $4) ON CONFLICT (agent, batch_id) DO NOTHING",
+        )?;
+        for (k, item) in items.iter().enumerate() {
+            let records = item.batch.records.len();
+            let fresh = insert.execute(params![
+                item.agent,
+                item.batch.batch_id,
+                ms(&item.received),
+                records as i64
+            ])? == 1;
+            outcomes.push(IngestOutcome {
+                stored: if fresh { records } else { 0 },
+                duplicate: !fresh,
+            });
+            if fresh {
+                stored.push(k);
+            }
+        }
+    }
+
+    if !stored.is_empty() {
+        store_rows(&tx, items, &ids, &stored)?;
+    }
+    // Even with nothing new to store, series may have been made: keep them.
+    tx.commit()?;
+    Ok((outcomes, made))
+}
+
+/// The series id of each record of `item` (0 for a log line): from the cache, or made in `tx`
+/// and added to `made`.
+fn series_ids(
+    tx: &Transaction<'_>,
+    cache: &SeriesCache,
+    item: &NewBatch<'_>,
+    made: &mut Vec<MadeSeries>,
+) -> Result<Vec<i64>, StoreError> {
+    let records = &item.batch.records;
+    let mut ids = vec![0i64; records.len()];
+    let missing = cache.resolve(item.agent, records, &mut ids);
+    if missing.is_empty() {
+        return Ok(ids);
+    }
+    // An agent's first batch brings a hundred series or more, some of them several times.
+    let mut checks: HashMap<&str, i64> = HashMap::new();
+    let mut metrics: HashMap<(&str, String), i64> = HashMap::new();
+    let mut insert_check = tx.prepare(
+        "INSERT INTO check_series (check_name, agent, check_type) VALUES ($1, $2, $3)
+         ON CONFLICT (check_name, agent) DO NOTHING",
+    )?;
+    let mut find_check =
+        tx.prepare("SELECT id FROM check_series WHERE check_name = $1 AND agent = $2")?;
+    let mut insert_metric = tx.prepare(
+        "INSERT INTO metric_series (agent, name, labels, metric_type) VALUES ($1, $2, $3, $4)
+         ON CONFLICT (agent, name, labels) DO NOTHING",
+    )?;
+    let mut find_metric =
+        tx.prepare("SELECT id FROM metric_series WHERE agent = $1 AND name = $2 AND labels = $3")?;
+    for i in missing {
+        ids[i] = match &records[i] {
+            Record::CheckResult(c) => match checks.get(c.check.as_str()) {
+                Some(id) => *id,
+                None => {
+                    let kind = c.check_type.map(|t| t.to_string());
+                    insert_check.execute(params![c.check, item.agent, kind])?;
+                    let id: i64 = find_check.query_row(params![c.check, item.agent], |r| r.get(0))?;
+                    checks.insert(&c.check, id);
+                    made.push(MadeSeries::Check(
+                        item.agent.to_string(),
+                        c.check.clone(),
+                        id,
+                    ));
+                    id
+                }
+            },
+            Record::Metric(m) => {
+                let key = (m.name.as_str(), labels_json(&m.labels));
+                match metrics.get(&key) {
+                    Some(id) => *id,
+                    None => {
+                        let kind = metric_type(m.metric_type);
+                        insert_metric.execute(params![item.agent, m.name, key.1, kind])?;
+                        let id: i64 = find_metric
+                            .query_row(params![item.agent, m.name, key.1], |r| r.get(0))?;
+                        metrics.insert(key, id);
+                        made.push(MadeSeries::Metric(
+                            item.agent.to_string(),
+                            m.name.clone(),
+                            m.labels.clone(),
+                            id,
+                        ));
+                        id
+                    }
+                }
+            }
+            Record::Log(_) => 0,
+        };
+    }
+    Ok(ids)
+}
+
+/// The rows of the batches `stored` (indexes into `items`), with their records' series `ids`.
+fn store_rows(
+    tx: &Transaction<'_>,
+    items: &[NewBatch<'_>],
+    ids: &[Vec<i64>],
+    stored: &[usize],
+) -> Result<(), StoreError> {
+    let mut results: Vec<(i64, &CheckResult)> = Vec::new();
+    let mut samples: Vec<(i64, &MetricSample)> = Vec::new();
+    let mut log_bytes: BTreeMap<i64, i64> = BTreeMap::new();
+    let mut seen: BTreeMap<&str, i64> = BTreeMap::new();
+    let mut insert_log =
+        tx.prepare("INSERT INTO logs (agent, time_ms, source, level, text) VALUES ($1, $2, $3, $4, $5)")?;
+    for &k in stored {
+        let item = &items[k];
+        let last = seen.entry(item.agent).or_insert(i64::MIN);
+        *last = (*last).max(ms(&item.received));
+        for (record, series) in item.batch.records.iter().zip(&ids[k]) {
+            match record {
+                Record::CheckResult(c) => results.push((*series, c)),
+                Record::Metric(m) => samples.push((*series, m)),
+                Record::Log(l) => {
+                    *log_bytes.entry(day_of(ms(&l.time))).or_default() += l.text.len() as i64;
+                    insert_log.execute(params![item.agent, ms(&l.time), l.source, l.level, l.text])?;
+                }
+            }
+        }
+    }
+    // In series order, so that the inserts into the (series, time) indexes walk each index
+    // once instead of landing all over it (a fleet's group has one sample of each of
+    // thousands of series). Stable: a series' rows keep their order, so its last is its newest
+    // among equal times, as the latest tables want.
+    results.sort_by_key(|(series, c)| (*series, c.time));
+    samples.sort_by_key(|(series, m)| (*series, m.time));
+
+    let mut insert = tx.prepare(INSERT_RESULT)?;
+    let mut latest = tx.prepare(UPSERT_CHECK_LATEST)?;
+    for (n, (series, c)) in results.iter().enumerate() {
+        let row = params![
+            series,
+            ms(&c.time),
+            c.ok,
+            c.latency_ms,
+            c.error,
+            c.status_code,
+            stored_timings(&c.timings),
+            c.cert_expiry.as_ref().map(ms)
+        ];
+        insert.execute(row)?;
+        if is_last_of_series(&results, n) {
+            latest.execute(row)?;
+        }
+    }
+
+    let mut insert = tx.prepare(INSERT_SAMPLE)?;
+    let mut latest = tx.prepare(UPSERT_METRIC_LATEST)?;
+    for (n, (series, m)) in samples.iter().enumerate() {
+        let row = params![series, ms(&m.time), m.value];
+        insert.execute(row)?;
+        if is_last_of_series(&samples, n) {
+            latest.execute(row)?;
+        }
+    }
+
+    let mut volume = tx.prepare(
+        "INSERT INTO log_volume (day_ms, bytes) VALUES ($1, $2)
+         ON CONFLICT (day_ms) DO UPDATE SET bytes = log_volume.bytes + excluded.bytes",
+    )?;
+    for (day, bytes) in log_bytes {
+        volume.execute(params![day, bytes])?;
+    }
+    let mut agents = tx.prepare(
+        "INSERT INTO agents (name, last_seen_ms) VALUES ($1, $2)
+         ON CONFLICT (name) DO UPDATE SET last_seen_ms = CASE
+           WHEN agents.last_seen_ms IS NULL OR excluded.last_seen_ms > agents.last_seen_ms
+           THEN excluded.last_seen_ms ELSE agents.last_seen_ms END",
+    )?;
+    for (agent, at) in seen {
+        agents.execute(params![agent, at])?;
+    }
+    Ok(())
+}
+
+/// Whether row `n` of rows sorted by series is its series' last (its newest).
+fn is_last_of_series<T>(rows: &[(i64, T)], n: usize) -> bool {
+    rows.get(n + 1).is_none_or(|next| next.0 != rows[n].0)
+}
