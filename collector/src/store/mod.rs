@@ -25,7 +25,7 @@ pub mod rollup;
 pub mod sql;
 pub mod sql_alerting;
 pub mod sqlite;
-mod sqlite_ingest;
+mod sqlite_write;
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -42,7 +42,7 @@ pub enum StoreError {
     /// The database said no.
     #[error("database error: {0}")]
     Database(#[from] sqlx::Error),
-    /// SQLite said no, to a statement run on its handle directly (store/sqlite_ingest.rs).
+    /// SQLite said no, to a statement run on its handle directly (store/sqlite_write.rs).
     #[error("database error: {0}")]
     Sqlite(#[from] rusqlite::Error),
     /// The database was written by a newer Lookout.

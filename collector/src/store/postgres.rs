@@ -16,7 +16,7 @@ use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 
 use super::StoreError;
 use super::cluster::sql_cluster_store;
-use super::sql::{SeriesCache, postgres_ddl, sql_store, sqlx_ingest};
+use super::sql::{SeriesCache, postgres_ddl, sql_store, sqlx_writes};
 use super::sql_alerting::sql_alert_store;
 
 /// The PostgreSQL store.
@@ -78,6 +78,6 @@ impl PgStore {
 }
 
 sql_store!(PgStore, Postgres);
-sqlx_ingest!(PgStore, Postgres);
+sqlx_writes!(PgStore, Postgres);
 sql_alert_store!(PgStore, Postgres);
 sql_cluster_store!(PgStore, Postgres);

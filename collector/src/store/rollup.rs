@@ -131,6 +131,54 @@ pub fn aggregate_results(rows: &[RawResult], tier: Tier) -> BTreeMap<(i64, i64),
     out
 }
 
+/// A roll-up step's check results as the rollup tables take them.
+#[derive(Debug, Default)]
+pub struct CheckBuckets {
+    /// Per (series, hour start): each minute's aggregate, by minute of the hour. One row per
+    /// (series, hour) holds the hour and its minutes.
+    pub hours: BTreeMap<(i64, i64), BTreeMap<u8, CheckAgg>>,
+    /// Per (series, UTC day start): plain totals, added to what is stored (the status page's).
+    pub days: BTreeMap<(i64, i64), CheckAgg>,
+}
+
+/// Aggregates results into [`CheckBuckets`].
+pub fn check_buckets(rows: &[RawResult]) -> CheckBuckets {
+    let mut out = CheckBuckets::default();
+    for ((series, minute), add) in aggregate_results(rows, Tier::Minute) {
+        let hour = bucket_start(minute, Tier::Hour.width_ms());
+        out.hours
+            .entry((series, hour))
+            .or_default()
+            .insert(((minute - hour) / 60_000) as u8, add);
+    }
+    for ((series, hour), minutes) in &out.hours {
+        let day = out
+            .days
+            .entry((*series, bucket_start(*hour, DAY_MS)))
+            .or_default();
+        for add in minutes.values() {
+            day.count += add.count;
+            day.failures += add.failures;
+            day.latency_sum_ms += add.latency_sum_ms;
+        }
+    }
+    out
+}
+
+/// An hour's row with `new` minutes merged into the `stored` total and minutes (none when
+/// the row is new, or its minutes were emptied by retention).
+pub fn merge_hour(
+    stored: Option<(CheckAgg, BTreeMap<u8, CheckAgg>)>,
+    new: BTreeMap<u8, CheckAgg>,
+) -> (CheckAgg, BTreeMap<u8, CheckAgg>) {
+    let (mut total, mut minutes) = stored.unwrap_or_default();
+    for (m, add) in new {
+        total.merge(&add);
+        minutes.entry(m).or_default().merge(&add);
+    }
+    (total, minutes)
+}
+
 /// A raw metric sample, as the rollup step reads it.
 #[derive(Debug, Clone, Copy)]
 pub struct RawSample {

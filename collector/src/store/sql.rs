@@ -278,187 +278,6 @@ macro_rules! sql_store {
                 Ok(v.unwrap_or(0))
             }
 
-            async fn set_cursor(
-                tx: &mut sqlx::Transaction<'_, $db>,
-                name: &str,
-                id: i64,
-            ) -> Result<(), $crate::store::StoreError> {
-                sqlx::query(
-                    "INSERT INTO rollup_cursors (name, last_id) VALUES ($1, $2)
-                     ON CONFLICT (name) DO UPDATE SET last_id = excluded.last_id",
-                )
-                .bind(name)
-                .bind(id)
-                .execute(&mut **tx)
-                .await?;
-                Ok(())
-            }
-
-            async fn roll_up_results(
-                tx: &mut sqlx::Transaction<'_, $db>,
-                max_rows: u32,
-            ) -> Result<u64, $crate::store::StoreError> {
-                use $crate::store::rollup::{CheckAgg, DAY_MS, RawResult, aggregate_results, bucket_start, decode_minutes, encode_minutes};
-                use $crate::store::histogram::Histogram;
-                use $crate::store::Tier;
-                use sqlx::Row;
-                let cursor = Self::cursor(tx, "check_results").await?;
-                let rows = sqlx::query(
-                    "SELECT id, series_id, time_ms, ok, latency_ms FROM check_results
-                     WHERE id > $1 ORDER BY id LIMIT $2",
-                )
-                .bind(cursor)
-                .bind(i64::from(max_rows))
-                .fetch_all(&mut **tx)
-                .await?;
-                let Some(last) = rows.last() else { return Ok(0) };
-                let last_id: i64 = last.try_get("id")?;
-                let mut raw = Vec::with_capacity(rows.len());
-                for r in &rows {
-                    raw.push(RawResult {
-                        series: r.try_get("series_id")?,
-                        time_ms: r.try_get("time_ms")?,
-                        ok: r.try_get("ok")?,
-                        latency_ms: r.try_get("latency_ms")?,
-                    });
-                }
-                // One row per (series, hour) holds the hour and its minutes: merge both.
-                let mut hours: std::collections::BTreeMap<(i64, i64), std::collections::BTreeMap<u8, CheckAgg>> =
-                    Default::default();
-                for ((series, minute), add) in aggregate_results(&raw, Tier::Minute) {
-                    let hour = bucket_start(minute, Tier::Hour.width_ms());
-                    hours.entry((series, hour)).or_default().insert(((minute - hour) / 60_000) as u8, add);
-                }
-                // Per UTC day, for the status page: plain sums, added to what is there.
-                let mut days: std::collections::BTreeMap<(i64, i64), CheckAgg> = Default::default();
-                for ((series, hour), minutes) in &hours {
-                    let day = days.entry((*series, bucket_start(*hour, DAY_MS))).or_default();
-                    for add in minutes.values() {
-                        day.count += add.count;
-                        day.failures += add.failures;
-                        day.latency_sum_ms += add.latency_sum_ms;
-                    }
-                }
-                for ((series, day), add) in days {
-                    sqlx::query(
-                        "INSERT INTO check_days (series_id, day_ms, count, failures, latency_sum)
-                         VALUES ($1, $2, $3, $4, $5)
-                         ON CONFLICT (series_id, day_ms) DO UPDATE SET count = check_days.count + excluded.count,
-                           failures = check_days.failures + excluded.failures,
-                           latency_sum = check_days.latency_sum + excluded.latency_sum",
-                    )
-                    .bind(series)
-                    .bind(day)
-                    .bind(add.count as i64)
-                    .bind(add.failures as i64)
-                    .bind(add.latency_sum_ms)
-                    .execute(&mut **tx)
-                    .await?;
-                }
-                let corrupt = |e: $crate::store::histogram::HistogramError| $crate::store::StoreError::Corrupt(e.to_string());
-                for ((series, hour), new_minutes) in hours {
-                    let existing = sqlx::query(
-                        "SELECT count, failures, latency_sum, hist, minutes FROM check_rollups
-                         WHERE series_id = $1 AND hour_ms = $2",
-                    )
-                    .bind(series)
-                    .bind(hour)
-                    .fetch_optional(&mut **tx)
-                    .await?;
-                    let (mut total, mut minutes) = match existing {
-                        Some(e) => (
-                            CheckAgg {
-                                count: e.try_get::<i64, _>("count")? as u64,
-                                failures: e.try_get::<i64, _>("failures")? as u64,
-                                latency_sum_ms: e.try_get("latency_sum")?,
-                                hist: Histogram::decode(&e.try_get::<Vec<u8>, _>("hist")?).map_err(corrupt)?,
-                            },
-                            match e.try_get::<Option<Vec<u8>>, _>("minutes")? {
-                                Some(b) => decode_minutes(&b).map_err(corrupt)?,
-                                None => Default::default(),
-                            },
-                        ),
-                        None => (CheckAgg::default(), Default::default()),
-                    };
-                    for (m, add) in new_minutes {
-                        total.merge(&add);
-                        minutes.entry(m).or_default().merge(&add);
-                    }
-                    sqlx::query(
-                        "INSERT INTO check_rollups (series_id, hour_ms, count, failures, latency_sum, hist, minutes)
-                         VALUES ($1, $2, $3, $4, $5, $6, $7)
-                         ON CONFLICT (series_id, hour_ms) DO UPDATE SET count = excluded.count,
-                           failures = excluded.failures, latency_sum = excluded.latency_sum,
-                           hist = excluded.hist, minutes = excluded.minutes",
-                    )
-                    .bind(series)
-                    .bind(hour)
-                    .bind(total.count as i64)
-                    .bind(total.failures as i64)
-                    .bind(total.latency_sum_ms)
-                    .bind(total.hist.encode())
-                    .bind(encode_minutes(&minutes))
-                    .execute(&mut **tx)
-                    .await?;
-                }
-                Self::set_cursor(tx, "check_results", last_id).await?;
-                Ok(rows.len() as u64)
-            }
-
-            async fn roll_up_samples(
-                tx: &mut sqlx::Transaction<'_, $db>,
-                max_rows: u32,
-            ) -> Result<u64, $crate::store::StoreError> {
-                use $crate::store::rollup::{RawSample, aggregate_samples};
-                use $crate::store::Tier;
-                use sqlx::Row;
-                let cursor = Self::cursor(tx, "metric_samples").await?;
-                let rows = sqlx::query(
-                    "SELECT id, series_id, time_ms, value FROM metric_samples WHERE id > $1 ORDER BY id LIMIT $2",
-                )
-                .bind(cursor)
-                .bind(i64::from(max_rows))
-                .fetch_all(&mut **tx)
-                .await?;
-                let Some(last) = rows.last() else { return Ok(0) };
-                let last_id: i64 = last.try_get("id")?;
-                let mut raw = Vec::with_capacity(rows.len());
-                for r in &rows {
-                    raw.push(RawSample {
-                        series: r.try_get("series_id")?,
-                        time_ms: r.try_get("time_ms")?,
-                        value: r.try_get("value")?,
-                    });
-                }
-                // Each tier's buckets merged into what is stored in one statement per 500 (a
-                // fleet's samples touch every series every minute: a read and a write per
-                // series and bucket kept the one writer busy with rollups).
-                for tier in [Tier::Minute, Tier::Hour] {
-                    let code = $crate::store::sql::tier_code(tier);
-                    let buckets: Vec<_> = aggregate_samples(&raw, tier).into_iter().collect();
-                    for chunk in buckets.chunks($crate::store::sql::ROWS_PER_STATEMENT) {
-                        let mut qb = sqlx::QueryBuilder::<$db>::new(
-                            "INSERT INTO metric_rollups (tier, series_id, bucket_ms, count, sum, min, max, last, last_ms) ",
-                        );
-                        qb.push_values(chunk, |mut row, ((series, bucket), agg)| {
-                            row.push_bind(code)
-                                .push_bind(*series)
-                                .push_bind(*bucket)
-                                .push_bind(agg.count as i64)
-                                .push_bind(agg.sum)
-                                .push_bind(agg.min)
-                                .push_bind(agg.max)
-                                .push_bind(agg.last)
-                                .push_bind(agg.last_ms);
-                        });
-                        qb.push(Self::MERGE_METRIC_ROLLUP);
-                        qb.build().persistent(chunk.len() == $crate::store::sql::ROWS_PER_STATEMENT).execute(&mut **tx).await?;
-                    }
-                }
-                Self::set_cursor(tx, "metric_samples", last_id).await?;
-                Ok(rows.len() as u64)
-            }
-
             fn result_row(r: &<$db as sqlx::Database>::Row) -> Result<$crate::store::ResultRow, $crate::store::StoreError> {
                 use sqlx::Row;
                 Ok($crate::store::ResultRow {
@@ -645,10 +464,7 @@ macro_rules! sql_store {
             }
 
             async fn roll_up(&self, max_rows: u32) -> Result<u64, $crate::store::StoreError> {
-                let mut tx = self.write.begin().await?;
-                let n = Self::roll_up_results(&mut tx, max_rows).await? + Self::roll_up_samples(&mut tx, max_rows).await?;
-                tx.commit().await?;
-                Ok(n)
+                self.roll_up_step(max_rows).await
             }
 
             async fn check_totals(
@@ -954,11 +770,181 @@ macro_rules! sql_store {
 
 pub(crate) use sql_store;
 
-/// Expands the sqlx implementation of ingest (`ingest_group`, used by the `Store` impl of
-/// [`sql_store!`]) for a backend struct over `$db`. SQLite has its own (store/sqlite_ingest.rs).
-macro_rules! sqlx_ingest {
+/// Expands the sqlx implementation of the store's bulk writes, ingest (`ingest_group`) and
+/// roll-up (`roll_up_step`), which the `Store` impl of [`sql_store!`] calls, for a backend
+/// struct over `$db`. SQLite has its own, on its connection's handle (store/sqlite_write.rs).
+macro_rules! sqlx_writes {
     ($store:ty, $db:ty) => {
         impl $store {
+            /// One roll-up step: up to `max_rows` new raw rows of each kind, in one transaction.
+            async fn roll_up_step(&self, max_rows: u32) -> Result<u64, $crate::store::StoreError> {
+                let mut tx = self.write.begin().await?;
+                let n = Self::roll_up_results(&mut tx, max_rows).await? + Self::roll_up_samples(&mut tx, max_rows).await?;
+                tx.commit().await?;
+                Ok(n)
+            }
+
+            async fn set_cursor(
+                tx: &mut sqlx::Transaction<'_, $db>,
+                name: &str,
+                id: i64,
+            ) -> Result<(), $crate::store::StoreError> {
+                sqlx::query(
+                    "INSERT INTO rollup_cursors (name, last_id) VALUES ($1, $2)
+                     ON CONFLICT (name) DO UPDATE SET last_id = excluded.last_id",
+                )
+                .bind(name)
+                .bind(id)
+                .execute(&mut **tx)
+                .await?;
+                Ok(())
+            }
+
+            async fn roll_up_results(
+                tx: &mut sqlx::Transaction<'_, $db>,
+                max_rows: u32,
+            ) -> Result<u64, $crate::store::StoreError> {
+                use $crate::store::rollup::{CheckAgg, RawResult, check_buckets, decode_minutes, encode_minutes, merge_hour};
+                use $crate::store::histogram::Histogram;
+                use sqlx::Row;
+                let cursor = Self::cursor(tx, "check_results").await?;
+                let rows = sqlx::query(
+                    "SELECT id, series_id, time_ms, ok, latency_ms FROM check_results
+                     WHERE id > $1 ORDER BY id LIMIT $2",
+                )
+                .bind(cursor)
+                .bind(i64::from(max_rows))
+                .fetch_all(&mut **tx)
+                .await?;
+                let Some(last) = rows.last() else { return Ok(0) };
+                let last_id: i64 = last.try_get("id")?;
+                let mut raw = Vec::with_capacity(rows.len());
+                for r in &rows {
+                    raw.push(RawResult {
+                        series: r.try_get("series_id")?,
+                        time_ms: r.try_get("time_ms")?,
+                        ok: r.try_get("ok")?,
+                        latency_ms: r.try_get("latency_ms")?,
+                    });
+                }
+                let buckets = check_buckets(&raw);
+                for ((series, day), add) in buckets.days {
+                    sqlx::query(
+                        "INSERT INTO check_days (series_id, day_ms, count, failures, latency_sum)
+                         VALUES ($1, $2, $3, $4, $5)
+                         ON CONFLICT (series_id, day_ms) DO UPDATE SET count = check_days.count + excluded.count,
+                           failures = check_days.failures + excluded.failures,
+                           latency_sum = check_days.latency_sum + excluded.latency_sum",
+                    )
+                    .bind(series)
+                    .bind(day)
+                    .bind(add.count as i64)
+                    .bind(add.failures as i64)
+                    .bind(add.latency_sum_ms)
+                    .execute(&mut **tx)
+                    .await?;
+                }
+                let corrupt = |e: $crate::store::histogram::HistogramError| $crate::store::StoreError::Corrupt(e.to_string());
+                for ((series, hour), new_minutes) in buckets.hours {
+                    let existing = sqlx::query(
+                        "SELECT count, failures, latency_sum, hist, minutes FROM check_rollups
+                         WHERE series_id = $1 AND hour_ms = $2",
+                    )
+                    .bind(series)
+                    .bind(hour)
+                    .fetch_optional(&mut **tx)
+                    .await?;
+                    let stored = match existing {
+                        Some(e) => Some((
+                            CheckAgg {
+                                count: e.try_get::<i64, _>("count")? as u64,
+                                failures: e.try_get::<i64, _>("failures")? as u64,
+                                latency_sum_ms: e.try_get("latency_sum")?,
+                                hist: Histogram::decode(&e.try_get::<Vec<u8>, _>("hist")?).map_err(corrupt)?,
+                            },
+                            match e.try_get::<Option<Vec<u8>>, _>("minutes")? {
+                                Some(b) => decode_minutes(&b).map_err(corrupt)?,
+                                None => Default::default(),
+                            },
+                        )),
+                        None => None,
+                    };
+                    let (total, minutes) = merge_hour(stored, new_minutes);
+                    sqlx::query(
+                        "INSERT INTO check_rollups (series_id, hour_ms, count, failures, latency_sum, hist, minutes)
+                         VALUES ($1, $2, $3, $4, $5, $6, $7)
+                         ON CONFLICT (series_id, hour_ms) DO UPDATE SET count = excluded.count,
+                           failures = excluded.failures, latency_sum = excluded.latency_sum,
+                           hist = excluded.hist, minutes = excluded.minutes",
+                    )
+                    .bind(series)
+                    .bind(hour)
+                    .bind(total.count as i64)
+                    .bind(total.failures as i64)
+                    .bind(total.latency_sum_ms)
+                    .bind(total.hist.encode())
+                    .bind(encode_minutes(&minutes))
+                    .execute(&mut **tx)
+                    .await?;
+                }
+                Self::set_cursor(tx, "check_results", last_id).await?;
+                Ok(rows.len() as u64)
+            }
+
+            async fn roll_up_samples(
+                tx: &mut sqlx::Transaction<'_, $db>,
+                max_rows: u32,
+            ) -> Result<u64, $crate::store::StoreError> {
+                use $crate::store::rollup::{RawSample, aggregate_samples};
+                use $crate::store::Tier;
+                use sqlx::Row;
+                let cursor = Self::cursor(tx, "metric_samples").await?;
+                let rows = sqlx::query(
+                    "SELECT id, series_id, time_ms, value FROM metric_samples WHERE id > $1 ORDER BY id LIMIT $2",
+                )
+                .bind(cursor)
+                .bind(i64::from(max_rows))
+                .fetch_all(&mut **tx)
+                .await?;
+                let Some(last) = rows.last() else { return Ok(0) };
+                let last_id: i64 = last.try_get("id")?;
+                let mut raw = Vec::with_capacity(rows.len());
+                for r in &rows {
+                    raw.push(RawSample {
+                        series: r.try_get("series_id")?,
+                        time_ms: r.try_get("time_ms")?,
+                        value: r.try_get("value")?,
+                    });
+                }
+                // Each tier's buckets merged into what is stored in one statement per 500 (a
+                // fleet's samples touch every series every minute: a read and a write per
+                // series and bucket kept the one writer busy with rollups).
+                for tier in [Tier::Minute, Tier::Hour] {
+                    let code = $crate::store::sql::tier_code(tier);
+                    let buckets: Vec<_> = aggregate_samples(&raw, tier).into_iter().collect();
+                    for chunk in buckets.chunks($crate::store::sql::ROWS_PER_STATEMENT) {
+                        let mut qb = sqlx::QueryBuilder::<$db>::new(
+                            "INSERT INTO metric_rollups (tier, series_id, bucket_ms, count, sum, min, max, last, last_ms) ",
+                        );
+                        qb.push_values(chunk, |mut row, ((series, bucket), agg)| {
+                            row.push_bind(code)
+                                .push_bind(*series)
+                                .push_bind(*bucket)
+                                .push_bind(agg.count as i64)
+                                .push_bind(agg.sum)
+                                .push_bind(agg.min)
+                                .push_bind(agg.max)
+                                .push_bind(agg.last)
+                                .push_bind(agg.last_ms);
+                        });
+                        qb.push(Self::MERGE_METRIC_ROLLUP);
+                        qb.build().persistent(chunk.len() == $crate::store::sql::ROWS_PER_STATEMENT).execute(&mut **tx).await?;
+                    }
+                }
+                Self::set_cursor(tx, "metric_samples", last_id).await?;
+                Ok(rows.len() as u64)
+            }
+
             /// The series id of each record of a batch (0 for a log line): from the cache, or
             /// made in `tx`. Ids made are added to `made`, for the cache once `tx` is
             /// committed: a rolled-back batch must leave no id in the cache that the database
@@ -1264,7 +1250,7 @@ macro_rules! sqlx_ingest {
     };
 }
 
-pub(crate) use sqlx_ingest;
+pub(crate) use sqlx_writes;
 
 #[cfg(test)]
 mod tests {

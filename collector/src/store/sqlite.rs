@@ -26,7 +26,7 @@ pub struct SqliteStore {
 impl SqliteStore {
     /// How a metric rollup bucket merges into the stored one: sums add up, the smaller min and
     /// larger max win, the later `last` wins (its time breaks ties as `MetricAgg::merge` does).
-    const MERGE_METRIC_ROLLUP: &'static str = " ON CONFLICT (tier, series_id, bucket_ms) DO UPDATE SET
+    pub(super) const MERGE_METRIC_ROLLUP: &'static str = " ON CONFLICT (tier, series_id, bucket_ms) DO UPDATE SET
         count = metric_rollups.count + excluded.count, sum = metric_rollups.sum + excluded.sum,
         min = min(metric_rollups.min, excluded.min), max = max(metric_rollups.max, excluded.max),
         last = CASE WHEN excluded.last_ms >= metric_rollups.last_ms THEN excluded.last ELSE metric_rollups.last END,
@@ -78,25 +78,40 @@ impl SqliteStore {
         }
     }
 
-    /// Stores a group of batches in one transaction (store/sqlite_ingest.rs), run on the
-    /// calling thread (the store's writer thread) over the write connection's handle.
+    /// Runs `f` on the write connection's own handle, synchronously on the calling thread (the
+    /// store's writer thread): the store's bulk writes, each statement prepared once and run
+    /// per row, with no hand-off to sqlx's thread per statement (store/sqlite_write.rs).
+    async fn with_handle<T>(
+        &self,
+        f: impl FnOnce(&mut rusqlite::Connection) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        let mut conn = self.write.acquire().await?;
+        let mut handle = conn.lock_handle().await?;
+        // SAFETY: the handle is locked out from sqlx's worker thread until `handle` drops, and
+        // `direct` (which neither closes the handle nor outlives it) drops first, finalizing
+        // any statement it prepared.
+        #[allow(unsafe_code)]
+        let mut direct =
+            unsafe { rusqlite::Connection::from_handle(handle.as_raw_handle().as_ptr()) }?;
+        f(&mut direct)
+    }
+
+    /// Stores a group of batches in one transaction.
     async fn ingest_group(
         &self,
         items: &[super::NewBatch<'_>],
     ) -> Result<Vec<super::IngestOutcome>, StoreError> {
-        let mut conn = self.write.acquire().await?;
-        let (outcomes, made) = {
-            let mut handle = conn.lock_handle().await?;
-            // SAFETY: the handle is locked out from sqlx's worker thread until `handle` drops,
-            // and `direct` (which neither closes the handle nor outlives it) drops first. The
-            // statements it prepares are finalized when they drop, inside the call.
-            #[allow(unsafe_code)]
-            let mut direct =
-                unsafe { rusqlite::Connection::from_handle(handle.as_raw_handle().as_ptr()) }?;
-            super::sqlite_ingest::ingest_group(&mut direct, &self.series, items)?
-        };
+        let (outcomes, made) = self
+            .with_handle(|c| super::sqlite_write::ingest_group(c, &self.series, items))
+            .await?;
         self.series.put_all(made);
         Ok(outcomes)
+    }
+
+    /// One roll-up step: up to `max_rows` new raw rows of each kind, in one transaction.
+    async fn roll_up_step(&self, max_rows: u32) -> Result<u64, StoreError> {
+        self.with_handle(|c| super::sqlite_write::roll_up(c, max_rows))
+            .await
     }
 
     fn ddl(text: &str) -> sqlx::AssertSqlSafe<String> {
@@ -232,7 +247,12 @@ mod tests {
                     .unwrap()
             }
         };
-        for table in ["metric_series", "metric_samples", "ingested_batches", "agents"] {
+        for table in [
+            "metric_series",
+            "metric_samples",
+            "ingested_batches",
+            "agents",
+        ] {
             assert_eq!(count(table).await, 0, "{table}");
         }
         let mut ids = [0; 2];
@@ -244,7 +264,15 @@ mod tests {
         assert_eq!(count("metric_samples").await, 2);
         let latest = store.latest_metrics("a").await.unwrap();
         assert_eq!(latest.len(), 1);
-        assert_eq!(latest[0].value, 2.0, "the later of two at one time is the latest");
-        assert!(store.series.resolve("a", &good.records, &mut ids).is_empty());
+        assert_eq!(
+            latest[0].value, 2.0,
+            "the later of two at one time is the latest"
+        );
+        assert!(
+            store
+                .series
+                .resolve("a", &good.records, &mut ids)
+                .is_empty()
+        );
     }
 }

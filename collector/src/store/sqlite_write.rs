@@ -1,21 +1,30 @@
-//! SQLite's ingest: a group of batches stored in one transaction, synchronously, on the write
-//! connection's own handle (sqlx lends it: `lock_handle`), each statement prepared once per
-//! group and run once per row.
+//! SQLite's bulk writes, ingest and roll-up: each a transaction run synchronously on the
+//! write connection's own handle (sqlx lends it: `lock_handle`), each statement prepared once
+//! per transaction and run once per row.
 //!
-//! Through sqlx, each of a group's few dozen statements was a hand-off to the connection's
-//! thread and back, its values boxed and bound anew; the SQLite thread sat idle half the time
-//! while a fleet's agents were refused as busy (docs/performance.md). Here the store's writer
-//! thread (collector/src/writer.rs) runs the whole group itself. The tables and rules are
-//! those of the shared implementation (`sqlx_ingest!` in store/sql.rs, PostgreSQL's), and the
-//! store conformance suite runs both.
+//! Through sqlx, each of their statements was a hand-off to the connection's thread and back,
+//! its values boxed and bound anew: the SQLite thread sat idle half the time while a fleet's
+//! agents were refused as busy, and a roll-up step of 5,000 rows held the one connection for
+//! 50 ms to over a second, while ingest waited (docs/performance.md). Here the store's writer
+//! thread (collector/src/writer.rs) runs them itself. The tables and rules are those of the
+//! shared implementation (`sqlx_writes!` in store/sql.rs, PostgreSQL's), the arithmetic is
+//! store/rollup.rs's for both, and the store conformance suite runs both.
 
 use std::collections::{BTreeMap, HashMap};
 
 use lookout_protocol::{CheckResult, MetricSample, Record};
-use rusqlite::{Connection, Transaction, TransactionBehavior, params};
+use rusqlite::{Connection, OptionalExtension, Transaction, TransactionBehavior, params};
 
-use super::sql::{MadeSeries, SeriesCache, day_of, labels_json, metric_type, ms, stored_timings};
-use super::{IngestOutcome, NewBatch, StoreError};
+use super::histogram::Histogram;
+use super::rollup::{
+    CheckAgg, RawResult, RawSample, aggregate_samples, check_buckets, decode_minutes,
+    encode_minutes, merge_hour,
+};
+use super::sql::{
+    MadeSeries, SeriesCache, day_of, labels_json, metric_type, ms, stored_timings, tier_code,
+};
+use super::sqlite::SqliteStore;
+use super::{IngestOutcome, NewBatch, StoreError, Tier};
 
 const INSERT_RESULT: &str = "INSERT INTO check_results
     (series_id, time_ms, ok, latency_ms, error, status_code, timings, cert_expiry_ms)
@@ -121,7 +130,8 @@ fn series_ids(
                 None => {
                     let kind = c.check_type.map(|t| t.to_string());
                     insert_check.execute(params![c.check, item.agent, kind])?;
-                    let id: i64 = find_check.query_row(params![c.check, item.agent], |r| r.get(0))?;
+                    let id: i64 =
+                        find_check.query_row(params![c.check, item.agent], |r| r.get(0))?;
                     checks.insert(&c.check, id);
                     made.push(MadeSeries::Check(
                         item.agent.to_string(),
@@ -168,8 +178,9 @@ fn store_rows(
     let mut samples: Vec<(i64, &MetricSample)> = Vec::new();
     let mut log_bytes: BTreeMap<i64, i64> = BTreeMap::new();
     let mut seen: BTreeMap<&str, i64> = BTreeMap::new();
-    let mut insert_log =
-        tx.prepare("INSERT INTO logs (agent, time_ms, source, level, text) VALUES ($1, $2, $3, $4, $5)")?;
+    let mut insert_log = tx.prepare(
+        "INSERT INTO logs (agent, time_ms, source, level, text) VALUES ($1, $2, $3, $4, $5)",
+    )?;
     for &k in stored {
         let item = &items[k];
         let last = seen.entry(item.agent).or_insert(i64::MIN);
@@ -180,7 +191,13 @@ fn store_rows(
                 Record::Metric(m) => samples.push((*series, m)),
                 Record::Log(l) => {
                     *log_bytes.entry(day_of(ms(&l.time))).or_default() += l.text.len() as i64;
-                    insert_log.execute(params![item.agent, ms(&l.time), l.source, l.level, l.text])?;
+                    insert_log.execute(params![
+                        item.agent,
+                        ms(&l.time),
+                        l.source,
+                        l.level,
+                        l.text
+                    ])?;
                 }
             }
         }
@@ -243,4 +260,173 @@ fn store_rows(
 /// Whether row `n` of rows sorted by series is its series' last (its newest).
 fn is_last_of_series<T>(rows: &[(i64, T)], n: usize) -> bool {
     rows.get(n + 1).is_none_or(|next| next.0 != rows[n].0)
+}
+
+/// One roll-up step: up to `max_rows` raw check results and as many metric samples past their
+/// cursors merged into the rollups, in one transaction; returns the rows rolled up.
+pub(super) fn roll_up(conn: &mut Connection, max_rows: u32) -> Result<u64, StoreError> {
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let n = roll_up_results(&tx, max_rows)? + roll_up_samples(&tx, max_rows)?;
+    tx.commit()?;
+    Ok(n)
+}
+
+/// The last raw row id rolled up of `table`.
+fn cursor(tx: &Transaction<'_>, table: &str) -> Result<i64, StoreError> {
+    let id = tx
+        .query_row(
+            "SELECT last_id FROM rollup_cursors WHERE name = $1",
+            [table],
+            |r| r.get(0),
+        )
+        .optional()?;
+    Ok(id.unwrap_or(0))
+}
+
+fn set_cursor(tx: &Transaction<'_>, table: &str, id: i64) -> Result<(), StoreError> {
+    tx.execute(
+        "INSERT INTO rollup_cursors (name, last_id) VALUES ($1, $2)
+         ON CONFLICT (name) DO UPDATE SET last_id = excluded.last_id",
+        params![table, id],
+    )?;
+    Ok(())
+}
+
+fn roll_up_results(tx: &Transaction<'_>, max_rows: u32) -> Result<u64, StoreError> {
+    let mut raw = Vec::new();
+    let mut last_id = None;
+    {
+        let mut read = tx.prepare(
+            "SELECT id, series_id, time_ms, ok, latency_ms FROM check_results
+             WHERE id > $1 ORDER BY id LIMIT $2",
+        )?;
+        let mut rows = read.query(params![cursor(tx, "check_results")?, max_rows])?;
+        while let Some(r) = rows.next()? {
+            last_id = Some(r.get::<_, i64>(0)?);
+            raw.push(RawResult {
+                series: r.get(1)?,
+                time_ms: r.get(2)?,
+                ok: r.get(3)?,
+                latency_ms: r.get(4)?,
+            });
+        }
+    }
+    let Some(last_id) = last_id else {
+        return Ok(0);
+    };
+    let buckets = check_buckets(&raw);
+    let mut add_day = tx.prepare(
+        "INSERT INTO check_days (series_id, day_ms, count, failures, latency_sum)
+         VALUES ($1, $2, $3, $4, $5)
+         ON CONFLICT (series_id, day_ms) DO UPDATE SET count = check_days.count + excluded.count,
+           failures = check_days.failures + excluded.failures,
+           latency_sum = check_days.latency_sum + excluded.latency_sum",
+    )?;
+    for ((series, day), add) in buckets.days {
+        add_day.execute(params![
+            series,
+            day,
+            add.count as i64,
+            add.failures as i64,
+            add.latency_sum_ms
+        ])?;
+    }
+    let mut read_hour = tx.prepare(
+        "SELECT count, failures, latency_sum, hist, minutes FROM check_rollups
+         WHERE series_id = $1 AND hour_ms = $2",
+    )?;
+    let mut write_hour = tx.prepare(
+        "INSERT INTO check_rollups (series_id, hour_ms, count, failures, latency_sum, hist, minutes)
+         VALUES ($1, $2, $3, $4, $5, $6, $7)
+         ON CONFLICT (series_id, hour_ms) DO UPDATE SET count = excluded.count,
+           failures = excluded.failures, latency_sum = excluded.latency_sum,
+           hist = excluded.hist, minutes = excluded.minutes",
+    )?;
+    let corrupt = |e: super::histogram::HistogramError| StoreError::Corrupt(e.to_string());
+    for ((series, hour), new_minutes) in buckets.hours {
+        let stored = read_hour
+            .query_row(params![series, hour], |r| {
+                Ok((
+                    r.get::<_, i64>(0)?,
+                    r.get::<_, i64>(1)?,
+                    r.get::<_, f64>(2)?,
+                    r.get::<_, Vec<u8>>(3)?,
+                    r.get::<_, Option<Vec<u8>>>(4)?,
+                ))
+            })
+            .optional()?;
+        let stored = match stored {
+            Some((count, failures, latency_sum_ms, hist, minutes)) => Some((
+                CheckAgg {
+                    count: count as u64,
+                    failures: failures as u64,
+                    latency_sum_ms,
+                    hist: Histogram::decode(&hist).map_err(corrupt)?,
+                },
+                match minutes {
+                    Some(b) => decode_minutes(&b).map_err(corrupt)?,
+                    None => Default::default(),
+                },
+            )),
+            None => None,
+        };
+        let (total, minutes) = merge_hour(stored, new_minutes);
+        write_hour.execute(params![
+            series,
+            hour,
+            total.count as i64,
+            total.failures as i64,
+            total.latency_sum_ms,
+            total.hist.encode(),
+            encode_minutes(&minutes)
+        ])?;
+    }
+    set_cursor(tx, "check_results", last_id)?;
+    Ok(raw.len() as u64)
+}
+
+fn roll_up_samples(tx: &Transaction<'_>, max_rows: u32) -> Result<u64, StoreError> {
+    let mut raw = Vec::new();
+    let mut last_id = None;
+    {
+        let mut read = tx.prepare(
+            "SELECT id, series_id, time_ms, value FROM metric_samples
+             WHERE id > $1 ORDER BY id LIMIT $2",
+        )?;
+        let mut rows = read.query(params![cursor(tx, "metric_samples")?, max_rows])?;
+        while let Some(r) = rows.next()? {
+            last_id = Some(r.get::<_, i64>(0)?);
+            raw.push(RawSample {
+                series: r.get(1)?,
+                time_ms: r.get(2)?,
+                value: r.get(3)?,
+            });
+        }
+    }
+    let Some(last_id) = last_id else {
+        return Ok(0);
+    };
+    let mut merge = tx.prepare(&format!(
+        "INSERT INTO metric_rollups (tier, series_id, bucket_ms, count, sum, min, max, last, last_ms)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9){}",
+        SqliteStore::MERGE_METRIC_ROLLUP
+    ))?;
+    for tier in [Tier::Minute, Tier::Hour] {
+        let code = tier_code(tier);
+        for ((series, bucket), agg) in aggregate_samples(&raw, tier) {
+            merge.execute(params![
+                code,
+                series,
+                bucket,
+                agg.count as i64,
+                agg.sum,
+                agg.min,
+                agg.max,
+                agg.last,
+                agg.last_ms
+            ])?;
+        }
+    }
+    set_cursor(tx, "metric_samples", last_id)?;
+    Ok(raw.len() as u64)
 }
