@@ -200,6 +200,51 @@ pub(crate) fn stored_timings(t: &lookout_protocol::Timings) -> Option<String> {
         .then(|| serde_json::to_string(&phases).unwrap_or_default())
 }
 
+/// The records of a group's new batches, split by table, each with its series id.
+pub(crate) struct GroupRows<'a> {
+    /// Check results.
+    pub results: Vec<(i64, &'a lookout_protocol::CheckResult)>,
+    /// Metric samples.
+    pub samples: Vec<(i64, &'a lookout_protocol::MetricSample)>,
+    /// Log lines, with their agent.
+    pub logs: Vec<(&'a str, &'a lookout_protocol::LogRecord)>,
+    /// Bytes of log text per UTC day.
+    pub log_bytes: std::collections::BTreeMap<i64, i64>,
+    /// Each agent's latest arrival.
+    pub seen: std::collections::BTreeMap<&'a str, i64>,
+}
+
+impl<'a> GroupRows<'a> {
+    /// Splits the records of `items[k]` for each `k` in `stored`, whose series ids are `ids[k]`.
+    pub(crate) fn split(items: &[super::NewBatch<'a>], ids: &[Vec<i64>], stored: &[usize]) -> Self {
+        use lookout_protocol::Record;
+        let mut rows = Self {
+            results: Vec::new(),
+            samples: Vec::new(),
+            logs: Vec::new(),
+            log_bytes: Default::default(),
+            seen: Default::default(),
+        };
+        for &k in stored {
+            let item = &items[k];
+            let last = rows.seen.entry(item.agent).or_insert(i64::MIN);
+            *last = (*last).max(ms(&item.received));
+            for (record, series) in item.batch.records.iter().zip(&ids[k]) {
+                match record {
+                    Record::CheckResult(c) => rows.results.push((*series, c)),
+                    Record::Metric(m) => rows.samples.push((*series, m)),
+                    Record::Log(l) => {
+                        *rows.log_bytes.entry(day_of(ms(&l.time))).or_default() +=
+                            l.text.len() as i64;
+                        rows.logs.push((item.agent, l));
+                    }
+                }
+            }
+        }
+        rows
+    }
+}
+
 pub(crate) fn ms(t: &chrono::DateTime<chrono::Utc>) -> i64 {
     t.timestamp_millis()
 }
@@ -1050,9 +1095,8 @@ macro_rules! sqlx_writes {
                 &self,
                 items: &[$crate::store::NewBatch<'_>],
             ) -> Result<Vec<$crate::store::IngestOutcome>, $crate::store::StoreError> {
-                use lookout_protocol::Record;
                 use $crate::store::IngestOutcome;
-                use $crate::store::sql::{ROWS_PER_STATEMENT, day_of, ms, stored_timings};
+                use $crate::store::sql::{ROWS_PER_STATEMENT, ms, stored_timings};
                 // One transaction for all: new series, the batches' rows, their ids. Series ids
                 // made here reach the cache only once it is committed.
                 let mut tx = self.write.begin().await?;
@@ -1115,25 +1159,22 @@ macro_rules! sqlx_writes {
                 // upsert can touch a row once). Only full-size statements are kept prepared:
                 // every smaller size is another statement text, and caching them all would evict
                 // the useful ones.
-                let mut results = Vec::new();
-                let mut samples = Vec::new();
-                let mut logs = Vec::new();
-                let mut log_bytes: std::collections::BTreeMap<i64, i64> = Default::default();
-                let mut seen: std::collections::BTreeMap<&str, i64> = Default::default();
-                for &k in &stored {
-                    let item = &items[k];
-                    let last = seen.entry(item.agent).or_insert(i64::MIN);
-                    *last = (*last).max(ms(&item.received));
-                    for (record, series) in item.batch.records.iter().zip(&ids[k]) {
-                        match record {
-                            Record::CheckResult(c) => results.push((*series, c)),
-                            Record::Metric(m) => samples.push((*series, m)),
-                            Record::Log(l) => {
-                                *log_bytes.entry(day_of(ms(&l.time))).or_default() += l.text.len() as i64;
-                                logs.push((item.agent, l));
-                            }
-                        }
-                    }
+                let $crate::store::sql::GroupRows { results, samples, logs, log_bytes, seen } =
+                    $crate::store::sql::GroupRows::split(items, &ids, &stored);
+                // A check result's values, for check_results and check_latest alike.
+                fn push_result(
+                    mut row: sqlx::query_builder::Separated<'_, $db, &'static str>,
+                    series: i64,
+                    c: &lookout_protocol::CheckResult,
+                ) {
+                    row.push_bind(series)
+                        .push_bind(ms(&c.time))
+                        .push_bind(c.ok)
+                        .push_bind(c.latency_ms)
+                        .push_bind(c.error.clone())
+                        .push_bind(c.status_code.map(i64::from))
+                        .push_bind(stored_timings(&c.timings))
+                        .push_bind(c.cert_expiry.as_ref().map(ms));
                 }
                 let mut newest_results: std::collections::BTreeMap<i64, &lookout_protocol::CheckResult> = Default::default();
                 for (series, c) in &results {
@@ -1153,16 +1194,7 @@ macro_rules! sqlx_writes {
                     let mut qb = sqlx::QueryBuilder::<$db>::new(
                         "INSERT INTO check_results (series_id, time_ms, ok, latency_ms, error, status_code, timings, cert_expiry_ms) ",
                     );
-                    qb.push_values(chunk, |mut row, (series, c)| {
-                        row.push_bind(*series)
-                            .push_bind(ms(&c.time))
-                            .push_bind(c.ok)
-                            .push_bind(c.latency_ms)
-                            .push_bind(c.error.clone())
-                            .push_bind(c.status_code.map(i64::from))
-                            .push_bind(stored_timings(&c.timings))
-                            .push_bind(c.cert_expiry.as_ref().map(ms));
-                    });
+                    qb.push_values(chunk, |row, (series, c)| push_result(row, *series, c));
                     qb.build().persistent(chunk.len() == ROWS_PER_STATEMENT).execute(&mut *tx).await?;
                 }
                 let newest: Vec<_> = newest_results.into_iter().collect();
@@ -1170,16 +1202,7 @@ macro_rules! sqlx_writes {
                     let mut qb = sqlx::QueryBuilder::<$db>::new(
                         "INSERT INTO check_latest (series_id, time_ms, ok, latency_ms, error, status_code, timings, cert_expiry_ms) ",
                     );
-                    qb.push_values(chunk, |mut row, (series, c)| {
-                        row.push_bind(*series)
-                            .push_bind(ms(&c.time))
-                            .push_bind(c.ok)
-                            .push_bind(c.latency_ms)
-                            .push_bind(c.error.clone())
-                            .push_bind(c.status_code.map(i64::from))
-                            .push_bind(stored_timings(&c.timings))
-                            .push_bind(c.cert_expiry.as_ref().map(ms));
-                    });
+                    qb.push_values(chunk, |row, (series, c)| push_result(row, *series, c));
                     qb.push(
                         " ON CONFLICT (series_id) DO UPDATE SET time_ms = excluded.time_ms, ok = excluded.ok,
                            latency_ms = excluded.latency_ms, error = excluded.error,

@@ -10,9 +10,9 @@
 //! shared implementation (`sqlx_writes!` in store/sql.rs, PostgreSQL's), the arithmetic is
 //! store/rollup.rs's for both, and the store conformance suite runs both.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 
-use lookout_protocol::{CheckResult, MetricSample, Record};
+use lookout_protocol::Record;
 use rusqlite::{Connection, OptionalExtension, Transaction, TransactionBehavior, params};
 
 use super::histogram::Histogram;
@@ -21,7 +21,7 @@ use super::rollup::{
     encode_minutes, merge_hour,
 };
 use super::sql::{
-    MadeSeries, SeriesCache, day_of, labels_json, metric_type, ms, stored_timings, tier_code,
+    GroupRows, MadeSeries, SeriesCache, labels_json, metric_type, ms, stored_timings, tier_code,
 };
 use super::sqlite::SqliteStore;
 use super::{IngestOutcome, NewBatch, StoreError, Tier};
@@ -174,33 +174,18 @@ fn store_rows(
     ids: &[Vec<i64>],
     stored: &[usize],
 ) -> Result<(), StoreError> {
-    let mut results: Vec<(i64, &CheckResult)> = Vec::new();
-    let mut samples: Vec<(i64, &MetricSample)> = Vec::new();
-    let mut log_bytes: BTreeMap<i64, i64> = BTreeMap::new();
-    let mut seen: BTreeMap<&str, i64> = BTreeMap::new();
+    let GroupRows {
+        mut results,
+        mut samples,
+        logs,
+        log_bytes,
+        seen,
+    } = GroupRows::split(items, ids, stored);
     let mut insert_log = tx.prepare(
         "INSERT INTO logs (agent, time_ms, source, level, text) VALUES ($1, $2, $3, $4, $5)",
     )?;
-    for &k in stored {
-        let item = &items[k];
-        let last = seen.entry(item.agent).or_insert(i64::MIN);
-        *last = (*last).max(ms(&item.received));
-        for (record, series) in item.batch.records.iter().zip(&ids[k]) {
-            match record {
-                Record::CheckResult(c) => results.push((*series, c)),
-                Record::Metric(m) => samples.push((*series, m)),
-                Record::Log(l) => {
-                    *log_bytes.entry(day_of(ms(&l.time))).or_default() += l.text.len() as i64;
-                    insert_log.execute(params![
-                        item.agent,
-                        ms(&l.time),
-                        l.source,
-                        l.level,
-                        l.text
-                    ])?;
-                }
-            }
-        }
+    for (agent, l) in logs {
+        insert_log.execute(params![agent, ms(&l.time), l.source, l.level, l.text])?;
     }
     // In series order, so that the inserts into the (series, time) indexes walk each index
     // once instead of landing all over it (a fleet's group has one sample of each of
