@@ -16,8 +16,10 @@ use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 
 use super::StoreError;
 use super::cluster::sql_cluster_store;
-use super::sql::{SeriesCache, postgres_ddl, sql_store, sqlx_writes};
+use super::sql::{SeriesCache, postgres_ddl, sql_store};
 use super::sql_alerting::sql_alert_store;
+
+mod write;
 
 /// The PostgreSQL store.
 #[derive(Debug)]
@@ -78,6 +80,5 @@ impl PgStore {
 }
 
 sql_store!(PgStore, Postgres);
-sqlx_writes!(PgStore, Postgres);
 sql_alert_store!(PgStore, Postgres);
 sql_cluster_store!(PgStore, Postgres);

@@ -6,9 +6,9 @@
 //! its values boxed and bound anew: the SQLite thread sat idle half the time while a fleet's
 //! agents were refused as busy, and a roll-up step of 5,000 rows held the one connection for
 //! 50 ms to over a second, while ingest waited (docs/performance.md). Here the store's writer
-//! thread (collector/src/writer.rs) runs them itself. The tables and rules are those of the
-//! shared implementation (`sqlx_writes!` in store/sql.rs, PostgreSQL's), the arithmetic is
-//! store/rollup.rs's for both, and the store conformance suite runs both.
+//! thread (collector/src/writer.rs) runs them itself. The tables and rules are those of
+//! PostgreSQL's (store/postgres/write.rs), the arithmetic is store/rollup.rs's for both, and the
+//! store conformance suite runs both.
 
 use std::collections::HashMap;
 
