@@ -404,29 +404,48 @@ impl PgStore {
         Ok(())
     }
 
-    async fn roll_up_results(tx: &mut Tx<'_>, max_rows: u32) -> Result<u64, StoreError> {
-        let cursor = Self::cursor(tx, "check_results").await?;
-        let rows = sqlx::query(
-            "SELECT id, series_id, time_ms, ok, latency_ms FROM check_results
-             WHERE id > $1 ORDER BY id LIMIT $2",
-        )
-        .bind(cursor)
-        .bind(i64::from(max_rows))
-        .fetch_all(&mut **tx)
-        .await?;
+    /// Up to `max_rows` rows of `table` past its roll-up cursor, in id order, each read by
+    /// `row` (which gets `series_id`, `time_ms` and `columns`), with the last one's id; `None`
+    /// when there are none.
+    async fn new_rows<T>(
+        tx: &mut Tx<'_>,
+        table: &'static str,
+        columns: &'static str,
+        max_rows: u32,
+        row: impl Fn(&sqlx::postgres::PgRow) -> Result<T, sqlx::Error>,
+    ) -> Result<Option<(i64, Vec<T>)>, StoreError> {
+        let cursor = Self::cursor(tx, table).await?;
+        // Table and column names from this file, not input.
+        let sql = format!(
+            "SELECT id, series_id, time_ms, {columns} FROM {table} WHERE id > $1 ORDER BY id LIMIT $2"
+        );
+        let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(cursor)
+            .bind(i64::from(max_rows))
+            .fetch_all(&mut **tx)
+            .await?;
         let Some(last) = rows.last() else {
-            return Ok(0);
+            return Ok(None);
         };
         let last_id: i64 = last.try_get("id")?;
-        let mut raw = Vec::with_capacity(rows.len());
-        for r in &rows {
-            raw.push(RawResult {
-                series: r.try_get("series_id")?,
-                time_ms: r.try_get("time_ms")?,
-                ok: r.try_get("ok")?,
-                latency_ms: r.try_get("latency_ms")?,
-            });
-        }
+        let raw = rows.iter().map(row).collect::<Result<Vec<_>, _>>()?;
+        Ok(Some((last_id, raw)))
+    }
+
+    async fn roll_up_results(tx: &mut Tx<'_>, max_rows: u32) -> Result<u64, StoreError> {
+        let Some((last_id, raw)) =
+            Self::new_rows(tx, "check_results", "ok, latency_ms", max_rows, |r| {
+                Ok(RawResult {
+                    series: r.try_get("series_id")?,
+                    time_ms: r.try_get("time_ms")?,
+                    ok: r.try_get("ok")?,
+                    latency_ms: r.try_get("latency_ms")?,
+                })
+            })
+            .await?
+        else {
+            return Ok(0);
+        };
         let buckets = check_buckets(&raw);
         let days: Vec<_> = buckets.days.into_iter().collect();
         sqlx::query(
@@ -501,31 +520,21 @@ impl PgStore {
         .execute(&mut **tx)
         .await?;
         Self::set_cursor(tx, "check_results", last_id).await?;
-        Ok(rows.len() as u64)
+        Ok(raw.len() as u64)
     }
 
     async fn roll_up_samples(tx: &mut Tx<'_>, max_rows: u32) -> Result<u64, StoreError> {
-        let cursor = Self::cursor(tx, "metric_samples").await?;
-        let rows = sqlx::query(
-            "SELECT id, series_id, time_ms, value FROM metric_samples
-             WHERE id > $1 ORDER BY id LIMIT $2",
-        )
-        .bind(cursor)
-        .bind(i64::from(max_rows))
-        .fetch_all(&mut **tx)
-        .await?;
-        let Some(last) = rows.last() else {
-            return Ok(0);
-        };
-        let last_id: i64 = last.try_get("id")?;
-        let mut raw = Vec::with_capacity(rows.len());
-        for r in &rows {
-            raw.push(RawSample {
+        let Some((last_id, raw)) = Self::new_rows(tx, "metric_samples", "value", max_rows, |r| {
+            Ok(RawSample {
                 series: r.try_get("series_id")?,
                 time_ms: r.try_get("time_ms")?,
                 value: r.try_get("value")?,
-            });
-        }
+            })
+        })
+        .await?
+        else {
+            return Ok(0);
+        };
         // Each tier's buckets merged into what is stored, in one statement.
         for tier in [Tier::Minute, Tier::Hour] {
             let buckets: Vec<_> = aggregate_samples(&raw, tier).into_iter().collect();
@@ -554,6 +563,6 @@ impl PgStore {
                 .await?;
         }
         Self::set_cursor(tx, "metric_samples", last_id).await?;
-        Ok(rows.len() as u64)
+        Ok(raw.len() as u64)
     }
 }
