@@ -6,8 +6,11 @@
 //! native driver (no `Any` indirection, native types).
 //!
 //! A backend provides: a struct with `write` and `read` pools and a `series: SeriesCache`,
-//! `const SIZE_SQL` (database size in bytes), and `const MIGRATION_LOCK: Option<&str>` (a
-//! statement run first in the migration transaction, so concurrent starts migrate once).
+//! `const SIZE_SQL` (database size in bytes), `const MIGRATION_LOCK: Option<&str>` (a
+//! statement run first in the migration transaction, so concurrent starts migrate once), and
+//! its own bulk writes, `ingest_group` and `roll_up_step`, each in the form its database takes
+//! fastest (store/sqlite_write.rs: prepared statements on the connection's handle;
+//! store/postgres/write.rs: arrays and `UNNEST`), sharing [`GroupRows`] and store/rollup.rs.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
