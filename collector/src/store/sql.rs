@@ -10,7 +10,7 @@
 //! statement run first in the migration transaction, so concurrent starts migrate once), and
 //! its own bulk writes, `ingest_group` and `roll_up_step`, each in the form its database takes
 //! fastest (store/sqlite_write.rs: prepared statements on the connection's handle;
-//! store/postgres/write.rs: arrays and `UNNEST`), sharing [`GroupRows`] and store/rollup.rs.
+//! store/postgres/write.rs: arrays and `UNNEST`), sharing `GroupRows` and store/rollup.rs.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
