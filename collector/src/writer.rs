@@ -1,9 +1,9 @@
 //! The thread where the store's writing runs: ingest's group writers and the roll-up and
-//! retention passes. Each of their statements is a hand-off to the database driver's thread and
-//! back; on the request runtime every "back" waited behind the requests being decoded, so the
-//! one SQLite writer sat idle more than half the time, its connection held by a pass waiting to
-//! be scheduled, while agents were refused as busy (loadgen fleet, 10,000 agents). On a
-//! runtime of their own, nothing else waits in front of them.
+//! retention passes. On the request runtime each of their statements' hand-backs from the
+//! database driver waited behind the requests being decoded, the one SQLite connection held by
+//! a pass waiting to be scheduled (loadgen fleet, 10,000 agents). On a runtime of their own,
+//! nothing else waits in front of them, and SQLite's bulk writes run on this thread itself,
+//! synchronously (store/sqlite_write.rs), blocking nothing but the writing.
 
 use std::future::Future;
 
@@ -20,7 +20,8 @@ pub struct WriterThread {
 
 impl WriterThread {
     /// Starts the thread. If it cannot start (no threads left), writing runs on the current
-    /// runtime, as it did before this thread existed, and the reason is logged.
+    /// runtime, where SQLite's synchronous writes hold a request worker while they run, and the
+    /// reason is logged.
     pub fn start() -> Self {
         let stop = CancellationToken::new();
         match Self::spawn_thread(stop.clone()) {

@@ -21,7 +21,8 @@ use super::rollup::{
     encode_minutes, merge_hour,
 };
 use super::sql::{
-    GroupRows, MadeSeries, SeriesCache, labels_json, metric_type, ms, stored_timings, tier_code,
+    GroupRows, MadeSeries, SeriesCache, is_newest, labels_json, metric_type, ms, stored_timings,
+    tier_code,
 };
 use super::sqlite::SqliteStore;
 use super::{IngestOutcome, NewBatch, StoreError, Tier};
@@ -175,8 +176,8 @@ fn store_rows(
     stored: &[usize],
 ) -> Result<(), StoreError> {
     let GroupRows {
-        mut results,
-        mut samples,
+        results,
+        samples,
         logs,
         log_bytes,
         seen,
@@ -187,12 +188,6 @@ fn store_rows(
     for (agent, l) in logs {
         insert_log.execute(params![agent, ms(&l.time), l.source, l.level, l.text])?;
     }
-    // In series order, so that the inserts into the (series, time) indexes walk each index
-    // once instead of landing all over it (a fleet's group has one sample of each of
-    // thousands of series). Stable: a series' rows keep their order, so its last is its newest
-    // among equal times, as the latest tables want.
-    results.sort_by_key(|(series, c)| (*series, c.time));
-    samples.sort_by_key(|(series, m)| (*series, m.time));
 
     let mut insert = tx.prepare(INSERT_RESULT)?;
     let mut latest = tx.prepare(UPSERT_CHECK_LATEST)?;
@@ -208,7 +203,7 @@ fn store_rows(
             c.cert_expiry.as_ref().map(ms)
         ];
         insert.execute(row)?;
-        if is_last_of_series(&results, n) {
+        if is_newest(&results, n) {
             latest.execute(row)?;
         }
     }
@@ -218,7 +213,7 @@ fn store_rows(
     for (n, (series, m)) in samples.iter().enumerate() {
         let row = params![series, ms(&m.time), m.value];
         insert.execute(row)?;
-        if is_last_of_series(&samples, n) {
+        if is_newest(&samples, n) {
             latest.execute(row)?;
         }
     }
@@ -240,11 +235,6 @@ fn store_rows(
         agents.execute(params![agent, at])?;
     }
     Ok(())
-}
-
-/// Whether row `n` of rows sorted by series is its series' last (its newest).
-fn is_last_of_series<T>(rows: &[(i64, T)], n: usize) -> bool {
-    rows.get(n + 1).is_none_or(|next| next.0 != rows[n].0)
 }
 
 /// One roll-up step: up to `max_rows` raw check results and as many metric samples past their

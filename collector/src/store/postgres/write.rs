@@ -18,7 +18,7 @@ use crate::store::rollup::{
     encode_minutes, merge_hour,
 };
 use crate::store::sql::{
-    GroupRows, MadeSeries, labels_json, metric_type, ms, stored_timings, tier_code,
+    GroupRows, MadeSeries, labels_json, metric_type, ms, newest, stored_timings, tier_code,
 };
 use crate::store::{IngestOutcome, NewBatch, StoreError, Tier};
 
@@ -90,19 +90,6 @@ fn sample_columns<'a>(
     cols
 }
 
-/// The newest of each series' rows (the later of equal times), for the "latest" tables: one
-/// upsert can touch a row once.
-fn newest<'a, T>(rows: &[(i64, &'a T)], time: impl Fn(&T) -> i64) -> BTreeMap<i64, &'a T> {
-    let mut out: BTreeMap<i64, &'a T> = BTreeMap::new();
-    for (series, row) in rows {
-        let slot = out.entry(*series).or_insert(row);
-        if time(row) >= time(slot) {
-            *slot = row;
-        }
-    }
-    out
-}
-
 impl PgStore {
     /// Stores a group of batches in one transaction: new series, the batches' rows, their ids.
     /// Series ids made here reach the cache only once it is committed.
@@ -169,8 +156,8 @@ impl PgStore {
         Ok(outcomes)
     }
 
-    /// Queues the new batches for the leader's evaluation, whichever collector it is
-    /// (store/cluster.rs).
+    /// Queues the new batches for the leader's evaluation, whichever collector it is: a
+    /// PostgreSQL database may be shared (`SHARED`, store/cluster.rs).
     async fn queue_for_evaluation(
         tx: &mut Tx<'_>,
         items: &[NewBatch<'_>],
@@ -205,16 +192,14 @@ impl PgStore {
             error = excluded.error, status_code = excluded.status_code,
             timings = excluded.timings, cert_expiry_ms = excluded.cert_expiry_ms
             WHERE excluded.time_ms >= check_latest.time_ms";
-        let latest = newest(&rows.results, |c| ms(&c.time));
         ResultColumns::of(rows.results.iter().copied())
             .insert(tx, "INSERT INTO check_results", "")
             .await?;
-        ResultColumns::of(latest)
+        ResultColumns::of(newest(&rows.results))
             .insert(tx, "INSERT INTO check_latest", LATEST_RESULT)
             .await?;
 
         if !rows.samples.is_empty() {
-            let latest = newest(&rows.samples, |m| ms(&m.time));
             let (series, time, value) = sample_columns(rows.samples.iter().copied());
             sqlx::query(
                 "INSERT INTO metric_samples (series_id, time_ms, value)
@@ -225,7 +210,7 @@ impl PgStore {
             .bind(value)
             .execute(&mut **tx)
             .await?;
-            let (series, time, value) = sample_columns(latest);
+            let (series, time, value) = sample_columns(newest(&rows.samples));
             sqlx::query(
                 "INSERT INTO metric_latest (series_id, time_ms, value)
                  SELECT * FROM UNNEST($1::bigint[], $2::bigint[], $3::float8[])
