@@ -60,7 +60,7 @@ pub struct PendingBatch {
 pub enum FsyncPolicy {
     /// After every record: nothing acknowledged to a probe is lost on power failure; slow.
     Always,
-    /// At most this long after a write (the default, 100 ms): a power failure loses at most that.
+    /// At most this long after a write (the default, 1 s): a power failure loses at most that.
     Every(Duration),
     /// Never explicitly: the operating system decides (a crash of the agent alone loses nothing).
     Never,
