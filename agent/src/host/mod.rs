@@ -16,7 +16,9 @@
 //! | `system.linux.memory.available` | | gauge | bytes (MemAvailable) |
 //! | `system.network.io` | `device`, `direction` = receive, transmit | counter | bytes since boot |
 //! | `system.network.packets`, `.errors`, `.dropped` | `device`, `direction` | counter | packets since boot (Linux) |
-//! | `system.network.connections` | `protocol` = tcp, `state` = ESTABLISHED, LISTEN, ... | gauge | sockets (Linux, IPv4 + IPv6) |
+//! | `system.linux.tcp.sockets` | `state` = in_use (IPv4 + IPv6, not in TIME_WAIT), time_wait, orphan | gauge | sockets (Linux, /proc/net/sockstat) |
+//! | `system.linux.tcp.current_established` | | gauge | connections ESTABLISHED or CLOSE_WAIT (Linux, /proc/net/snmp `CurrEstab`) |
+//! | `system.network.connections` | `protocol` = tcp, `state` = ESTABLISHED, LISTEN, ... | gauge | sockets (Linux, IPv4 + IPv6; only with `tcp_states = true`) |
 //! | `system.disk.io` | `device`, `direction` = read, write | counter | bytes since boot (Linux) |
 //! | `system.disk.operations` | `device`, `direction` | counter | operations since boot (Linux) |
 //! | `system.disk.io_time` | `device` | counter | seconds busy since boot (Linux) |
@@ -339,10 +341,40 @@ fn linux_extras(
             }
         }
     }
+    if cfg.collects("connections") {
+        // Counters the kernel keeps: reading them costs microseconds whatever the host.
+        let v4 = read("/proc/net/sockstat").map(|t| procfs::parse_sockstat_tcp(&t, "TCP"));
+        let v6 = read("/proc/net/sockstat6").map(|t| procfs::parse_sockstat_tcp(&t, "TCP6"));
+        if let Some(v4) = &v4 {
+            let in_use = v4.get("inuse").copied().unwrap_or(0)
+                + v6.as_ref()
+                    .and_then(|v| v.get("inuse").copied())
+                    .unwrap_or(0);
+            for (state, n) in [
+                ("in_use", Some(in_use)),
+                ("time_wait", v4.get("tw").copied()),
+                ("orphan", v4.get("orphan").copied()),
+            ] {
+                if let Some(n) = n {
+                    push(
+                        "system.linux.tcp.sockets",
+                        &[("state", state)],
+                        n as f64,
+                        gauge,
+                    );
+                }
+            }
+        }
+        if let Some(n) =
+            read("/proc/net/snmp").and_then(|t| procfs::parse_snmp_tcp(&t, "CurrEstab"))
+        {
+            push("system.linux.tcp.current_established", &[], n as f64, gauge);
+        }
+    }
     let mut tcp = BTreeMap::new();
     for f in ["/proc/net/tcp", "/proc/net/tcp6"]
         .into_iter()
-        .filter(|_| cfg.collects("connections"))
+        .filter(|_| cfg.tcp_states && cfg.collects("connections"))
     {
         if let Some(t) = read(f) {
             procfs::count_tcp(&t, &mut tcp);
@@ -565,5 +597,42 @@ mod group_tests {
             "{:?}",
             samples.iter().map(|s| &s.name).collect::<Vec<_>>()
         );
+    }
+    /// The connection counters come from the kernel's counters; the per-state walk of the
+    /// socket table only when asked for. An open connection on loopback shows in both.
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn connections_are_counted_and_states_only_on_request() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let client = std::net::TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let (_server, _) = listener.accept().unwrap();
+        let collect = |tcp_states: bool| {
+            HostCollector::new(HostMetricsConfig {
+                groups: vec!["connections".into()],
+                tcp_states,
+                ..HostMetricsConfig::default()
+            })
+            .unwrap()
+            .sample()
+        };
+        let value = |samples: &[MetricSample], name: &str, state: Option<&str>| {
+            samples
+                .iter()
+                .find(|s| s.name == name && s.labels.get("state").map(String::as_str) == state)
+                .map(|s| s.value)
+        };
+        let plain = collect(false);
+        // The listener, the client and the accepted side: three sockets in use, two established.
+        assert!(value(&plain, "system.linux.tcp.sockets", Some("in_use")).unwrap() >= 3.0);
+        assert!(value(&plain, "system.linux.tcp.sockets", Some("time_wait")).is_some());
+        assert!(value(&plain, "system.linux.tcp.current_established", None).unwrap() >= 2.0);
+        assert!(
+            plain.iter().all(|s| s.name != "system.network.connections"),
+            "the socket table is walked only with tcp_states"
+        );
+        let states = collect(true);
+        assert!(value(&states, "system.network.connections", Some("ESTABLISHED")).unwrap() >= 2.0);
+        assert!(value(&states, "system.network.connections", Some("LISTEN")).unwrap() >= 1.0);
+        drop(client);
     }
 }

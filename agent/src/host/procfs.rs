@@ -191,6 +191,31 @@ pub fn count_tcp(text: &str, counts: &mut BTreeMap<&'static str, u64>) {
     }
 }
 
+/// The `prefix:` line of `/proc/net/sockstat` (`TCP`) or `sockstat6` (`TCP6`), as its
+/// name-value pairs: `inuse`, `orphan`, `tw`, `alloc`, `mem` for `TCP`, `inuse` for `TCP6`.
+pub fn parse_sockstat_tcp(text: &str, prefix: &str) -> BTreeMap<String, u64> {
+    let Some(rest) = text
+        .lines()
+        .find_map(|l| l.strip_prefix(prefix)?.strip_prefix(':'))
+    else {
+        return BTreeMap::new();
+    };
+    let words: Vec<&str> = rest.split_whitespace().collect();
+    words
+        .chunks_exact(2)
+        .filter_map(|kv| Some((kv[0].to_string(), kv[1].parse().ok()?)))
+        .collect()
+}
+
+/// One field of `/proc/net/snmp`'s `Tcp:` lines (a line of names, then a line of values).
+pub fn parse_snmp_tcp(text: &str, field: &str) -> Option<u64> {
+    let mut lines = text.lines().filter_map(|l| l.strip_prefix("Tcp:"));
+    let names = lines.next()?;
+    let values = lines.next()?;
+    let at = names.split_whitespace().position(|n| n == field)?;
+    values.split_whitespace().nth(at)?.parse().ok()
+}
+
 /// `/proc/sys/fs/file-nr`: (allocated, maximum) file descriptors.
 pub fn parse_file_nr(text: &str) -> Option<(u64, u64)> {
     let v: Vec<u64> = text
@@ -261,6 +286,25 @@ mod tests {
         let mut c = BTreeMap::new();
         count_tcp(tcp, &mut c);
         assert_eq!((c["LISTEN"], c["ESTABLISHED"]), (1, 2));
+        let sockstat =
+            "sockets: used 8\nTCP: inuse 5 orphan 1 tw 86 alloc 7 mem 2\nUDP: inuse 0 mem 0\n";
+        let t = parse_sockstat_tcp(sockstat, "TCP");
+        assert_eq!(
+            (t["inuse"], t["orphan"], t["tw"], t["alloc"]),
+            (5, 1, 86, 7)
+        );
+        let t6 = parse_sockstat_tcp("TCP6: inuse 3\nUDP6: inuse 1\n", "TCP6");
+        assert_eq!(
+            t6.into_iter().collect::<Vec<_>>(),
+            [("inuse".to_string(), 3)]
+        );
+        assert!(
+            parse_sockstat_tcp(sockstat, "TCP6").is_empty(),
+            "TCP is not TCP6"
+        );
+        let snmp = "Ip: Forwarding DefaultTTL\nIp: 1 64\nTcp: RtoAlgorithm RtoMin RtoMax MaxConn ActiveOpens PassiveOpens AttemptFails EstabResets CurrEstab InSegs\nTcp: 1 200 120000 -1 10 4 0 1 12 99\nUdp: InDatagrams\nUdp: 5\n";
+        assert_eq!(parse_snmp_tcp(snmp, "CurrEstab"), Some(12));
+        assert_eq!(parse_snmp_tcp(snmp, "NoSuchField"), None);
         assert_eq!(
             parse_file_nr("1024\t0\t9223372036854775807\n"),
             Some((1024, 9223372036854775807))
