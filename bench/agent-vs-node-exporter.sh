@@ -87,8 +87,8 @@ def cpu(d): return 100.0 * d / hz / el
 ra = [r[0] / 1024 for r in rows]; rn = [r[1] / 1024 for r in rows]; rb = [r[2] / 1024 for r in rows]
 print(f"run: {el:.0f} s, {len(rows)} RSS samples")
 print(f"{'':28}{'RSS median':>12}{'RSS max':>10}{'CPU % of a core':>18}")
-print(f"{'lookout-agent':28}{statistics.median(ra):>9.1f} MB{max(ra):>7.1f} MB{cpu(a1 - a0):>17.3f}")
-print(f"{'node_exporter':28}{statistics.median(rn):>9.1f} MB{max(rn):>7.1f} MB{cpu(n1 - n0):>17.3f}")
+print(f"{'lookout-agent':28}{statistics.median(ra):>9.1f} MiB{max(ra):>7.1f} MiB{cpu(a1 - a0):>17.3f}")
+print(f"{'node_exporter':28}{statistics.median(rn):>9.1f} MiB{max(rn):>7.1f} MiB{cpu(n1 - n0):>17.3f}")
 print(f"ratio (agent / node_exporter): RSS {statistics.median(ra) / statistics.median(rn):.2f}, CPU {cpu(a1 - a0) / max(cpu(n1 - n0), 1e-9):.2f}")
 print(f"@@ agent_rss_mb {statistics.median(ra):.1f}")
 print(f"@@ agent_cpu_pct {cpu(a1 - a0):.3f}")
@@ -96,8 +96,8 @@ print(f"@@ node_exporter_rss_mb {statistics.median(rn):.1f}")
 print(f"@@ node_exporter_cpu_pct {cpu(n1 - n0):.3f}")
 if max(rb) > 0:
     both = [n + b for n, b in zip(rn, rb)]
-    print(f"{'blackbox_exporter':28}{statistics.median(rb):>9.1f} MB{max(rb):>7.1f} MB{cpu(b1 - b0):>17.3f}")
-    print(f"{'node_ + blackbox_exporter':28}{statistics.median(both):>9.1f} MB{max(both):>7.1f} MB{cpu(n1 - n0 + b1 - b0):>17.3f}")
+    print(f"{'blackbox_exporter':28}{statistics.median(rb):>9.1f} MiB{max(rb):>7.1f} MiB{cpu(b1 - b0):>17.3f}")
+    print(f"{'node_ + blackbox_exporter':28}{statistics.median(both):>9.1f} MiB{max(both):>7.1f} MiB{cpu(n1 - n0 + b1 - b0):>17.3f}")
     print(f"@@ exporters_rss_mb {statistics.median(both):.1f}")
     print(f"@@ exporters_cpu_pct {cpu(n1 - n0 + b1 - b0):.3f}")
 PY

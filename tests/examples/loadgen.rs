@@ -263,7 +263,7 @@ async fn flood(args: &[String]) {
     println!(
         "flood {kind}: {records} records in {batches} batches of {per_batch}, {senders} senders: \
          {secs:.1} s, {:.0} records/s stored; {} refusals retried; collector {:.1} CPU s \
-         ({:.0} % of the 2 cores), peak RSS {:.0} MB",
+         ({:.0} % of the 2 cores), peak RSS {:.0} MiB",
         records as f64 / secs,
         refused.load(Ordering::Relaxed),
         cpu1 - cpu0,
@@ -386,7 +386,7 @@ async fn fleet(args: &[String]) {
         "fleet: {agents} agents × ({series} samples + {checks} results) every 10 s for {seconds} s: \
          {} requests, latency p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms; {:.0} records/s stored; \
          refused by status (0: no answer) {:?}; collector {:.1} CPU s ({:.0} % of the 2 cores), \
-         peak RSS {:.0} MB",
+         peak RSS {:.0} MiB",
         l.len(),
         pct(0.5),
         pct(0.99),
