@@ -87,6 +87,53 @@ async fn postgres_connections_use_tls_when_the_url_asks() {
     assert_eq!(s.latest_results().await.unwrap().len(), 1);
 }
 
+/// The tables every batch rewrites (schema v8) leave room on their pages, so that an upsert of
+/// a latest value stays on its page and adds no index entry (a heap-only update).
+#[tokio::test]
+async fn postgres_latest_values_are_updated_in_place() {
+    let Some(b) = postgres().await else { return };
+    let pool = sqlx::PgPool::connect(&b.url).await.unwrap();
+    for table in ["metric_latest", "check_latest", "agents"] {
+        let options: Option<Vec<String>> =
+            sqlx::query_scalar("SELECT reloptions FROM pg_class WHERE relname = $1")
+                .bind(table)
+                .fetch_one(&pool)
+                .await
+                .unwrap();
+        assert_eq!(options, Some(vec!["fillfactor=50".to_string()]), "{table}");
+    }
+    // 200 series, then a second value of each: on full pages there is no room for the new
+    // versions (nothing is dead yet to be pruned), with the fillfactor there is.
+    for round in 0..2 {
+        let samples = (0..200)
+            .map(|i| sample(&format!("m{i}"), &[], t(round, 0), f64::from(round as i32)))
+            .collect();
+        ingest(&*b.store, "a", &format!("b{round}"), samples).await;
+    }
+    // A server process reports its statistics when idle a while or when it ends: end the
+    // store's, then wait for the counts (bounded).
+    drop(b);
+    let mut counts = (0i64, 0i64);
+    for _ in 0..100 {
+        counts = sqlx::query_as(
+            "SELECT n_tup_upd, n_tup_hot_upd FROM pg_stat_user_tables WHERE relname = 'metric_latest'",
+        )
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+        if counts.0 >= 200 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let (updates, in_place) = counts;
+    assert_eq!(updates, 200, "every latest value updated");
+    assert!(
+        in_place * 10 >= updates * 9,
+        "{in_place} of {updates} updates in place"
+    );
+}
+
 fn fastrand_name() -> String {
     let nanos = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)

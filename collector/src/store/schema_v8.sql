@@ -1,0 +1,9 @@
+-- Version 8: room on each page of the tables rewritten by every batch, for PostgreSQL.
+-- An upsert of a "latest" row writes a new version of the row; with room on its page the new
+-- version stays there and no index entry is added (a heap-only update), otherwise it moves and
+-- the primary key gains an entry, which the next vacuum removes. With full pages (the
+-- default), 90 % of metric_latest's updates moved in a 10,000-agent fleet (loadgen). SQLite
+-- updates rows in place; nothing changes there.
+--pg ALTER TABLE metric_latest SET (fillfactor = 50);
+--pg ALTER TABLE check_latest SET (fillfactor = 50);
+--pg ALTER TABLE agents SET (fillfactor = 50);
