@@ -270,3 +270,291 @@ fn tcp_states_need_the_connections_group() {
     let c = AgentConfig::parse(Path::new("a.toml"), default, &no_env).unwrap();
     assert!(!c.host_metrics.tcp_states, "off unless asked for");
 }
+
+#[test]
+fn a_bad_condition_is_a_config_error_with_its_position() {
+    let text = r#"
+[[checks]]
+name = "api"
+type = "http"
+url = "http://x/"
+conditions = ["[STATUS] == 200", "[BODY].status = ok"]
+"#;
+    let errs = collector(text).unwrap_err();
+    let all = errs.to_string();
+    assert_eq!(errs.0.len(), 1, "{all}");
+    assert!(all.contains("c.toml:6:"), "{all}");
+    assert!(all.contains("checks[0].conditions"), "{all}");
+    assert!(
+        all.contains("\"[BODY].status = ok\": expected `placeholder OPERATOR value`"),
+        "{all}"
+    );
+    let ok = collector(&text.replace("status = ok", "status == ok")).unwrap();
+    assert_eq!(ok.checks[0].conditions.len(), 2);
+    assert_eq!(
+        ok.checks[0].conditions[1].to_string(),
+        "[BODY].status == ok"
+    );
+}
+
+#[test]
+fn the_probe_contract_loads_as_written() {
+    let path = examples().join("checks-contract.toml");
+    let c =
+        CollectorConfig::parse(&path, &std::fs::read_to_string(&path).unwrap(), &no_env).unwrap();
+    let by_name = |n: &str| c.checks.iter().find(|k| k.name == n).unwrap();
+    assert_eq!(c.checks.len(), 8);
+    assert_eq!(
+        by_name("cert").ca.as_deref(),
+        Some("/etc/ssl/internal-ca.pem")
+    );
+    assert_eq!(by_name("resolver").query.as_deref(), Some("example.com"));
+    assert_eq!(by_name("resolver").record, RecordType::A);
+    assert_eq!(by_name("ssh").expect.as_deref(), Some("SSH-"));
+    assert!(by_name("mail").starttls);
+    assert_eq!(by_name("gateway").host.as_deref(), Some("10.0.0.1"));
+}
+
+#[test]
+fn alerting_sections_report_what_is_wrong_where() {
+    let text = r#"[[channels]]
+name = "mail"
+type = "email"
+url = "https://smtp.example.com"
+to = ["ops@example.com"]
+webhook_url = "https://x/"
+
+[[channels]]
+name = "hook"
+type = "webhook"
+url = "http://127.0.0.1:9/hook"
+secret = ""
+
+[[routes]]
+channels = ["hook", "pager"]
+repeat_interval = "10s"
+
+[[maintenance]]
+name = "patching"
+schedule = "every sunday"
+duration = "1h"
+
+[[maintenance]]
+name = "upgrade"
+starts = "2026-01-02T00:00:00Z"
+ends = "2026-01-01T00:00:00Z"
+
+[[heartbeats]]
+name = "nightly backup"
+token = "short"
+period = "1h"
+schedule = "0 3 * * *"
+
+[[rules]]
+name = "uptime"
+metric = "system.cpu.utilization"
+above = 0.9
+below = 0.1
+"#;
+    let errs = collector(text).unwrap_err().0;
+    let all: String = errs.iter().map(|e| format!("{e}\n")).collect();
+    for expected in [
+        "channels[0].url: expected smtp://... or smtps://...",
+        "channels[0].from: required: the sender's address",
+        "channels[0].webhook_url: not a setting of email channels",
+        "channels[1].secret: is empty (an unset ${VAR}?)",
+        r#"routes[0].channels: no channel named "pager" (channels: ["mail", "hook"])"#,
+        "routes[0].repeat_interval: must be at least 1m",
+        r#"maintenance[0].schedule: invalid cron expression "every sunday""#,
+        "maintenance[1].ends: must be after starts",
+        r#"heartbeats[0].name: "nightly backup": use letters, digits"#,
+        "heartbeats[0].token: too short",
+        "heartbeats[0].schedule: give period or schedule, not both",
+        r#"rules[0].name: "uptime" is the name of a built-in rule"#,
+        "rules[0].below: give above or below, not both",
+    ] {
+        assert!(all.contains(expected), "missing {expected:?} in:\n{all}");
+    }
+    // The channel URL, which may hold a token, is not repeated in an error.
+    assert!(!all.contains("smtp.example.com"), "{all}");
+    assert_eq!(errs.len(), 13, "{all}");
+}
+
+#[test]
+fn the_notification_contract_loads_as_written() {
+    // The shape from the notifications issue, verbatim.
+    let text = r#"
+[[channels]]
+name = "ops-mail"
+type = "email"
+url = "smtp://alerts:${SMTP_PASSWORD}@smtp.example.com:587?tls=required"  # lettre's URL form:
+from = "Lookout <lookout@example.com>"                                      # smtps:// implicit TLS,
+to = ["ops@example.com"]                                                    # plain smtp:// for a local relay
+
+[[channels]]
+name = "ops-slack"
+type = "slack"
+webhook_url = "${SLACK_WEBHOOK_URL}"
+
+[[channels]]
+name = "pager"
+type = "webhook"
+url = "https://hooks.example.com/lookout"
+secret = "${WEBHOOK_SECRET}"
+
+[[routes]]
+match = { severity = "critical" }
+channels = ["ops-mail", "ops-slack"]
+group_wait = "2s"
+"#;
+    let env = |k: &str| match k {
+        "SMTP_PASSWORD" => Some("pw".to_string()),
+        "SLACK_WEBHOOK_URL" => Some("https://hooks.slack.com/services/T0/B0/X".to_string()),
+        "WEBHOOK_SECRET" => Some("s3cret".to_string()),
+        _ => None,
+    };
+    let c = CollectorConfig::parse(Path::new("c.toml"), text, &env).unwrap();
+    assert_eq!(c.channels.len(), 3);
+    assert_eq!(
+        c.channels[0].url.as_deref(),
+        Some("smtp://alerts:pw@smtp.example.com:587?tls=required")
+    );
+    assert_eq!(c.channels[2].secret.as_deref(), Some("s3cret"));
+    assert_eq!(c.routes[0].channels, ["ops-mail", "ops-slack"]);
+    assert_eq!(c.routes[0].group_wait, Duration::from_secs(2));
+    assert_eq!(c.routes[0].matchers["severity"], "critical");
+    // An unset secret is an error that names the variable.
+    let err = CollectorConfig::parse(Path::new("c.toml"), text, &no_env).unwrap_err();
+    assert!(err.to_string().contains("SMTP_PASSWORD"), "{err}");
+}
+
+#[test]
+fn log_rules_are_checked() {
+    let text = r#"
+[[rules]]
+name = "disk"
+metric = "system.filesystem.utilization"
+above = 0.9
+
+[[log_rules]]
+name = "disk"
+pattern = "panic(("
+
+[[log_rules]]
+name = "oom"
+pattern = "Out of memory"
+agents = ["role"]
+"#;
+    let all = collector(text).unwrap_err().to_string();
+    assert!(
+        all.contains("log_rules[0].pattern: invalid regular expression"),
+        "{all}"
+    );
+    assert!(
+        all.contains(r#"log_rules[0].name: "disk" is also the name of rules[0]"#),
+        "{all}"
+    );
+    assert!(all.contains("log_rules[1].agents"), "{all}");
+    assert!(all.contains("expected \"label=value\""), "{all}");
+    let ok = collector(
+        "[[log_rules]]\nname = \"oom\"\npattern = \"Out of memory\"\nagents = [\"role=web\"]\nthreshold = 3\n",
+    )
+    .unwrap();
+    assert_eq!(ok.log_rules[0].threshold, 3);
+    assert_eq!(ok.log_rules[0].window, Duration::from_secs(300));
+}
+
+#[test]
+fn log_sources_are_checked_and_defaulted() {
+    let head = "name = \"a\"\ncollector = \"http://x:1\"\ntoken = \"t\"\n";
+    let text = format!(
+        "{head}[[logs]]\npaths = [\"var/log/*.log\", \"/var/log/[a.log\"]\nmultiline_start = '^(\\d'\nmax_line_bytes = 10\nextra = 1\n[[logs]]\npaths = []\n"
+    );
+    let errs = AgentConfig::parse(Path::new("a.toml"), &text, &no_env)
+        .unwrap_err()
+        .to_string();
+    assert!(errs.contains("unknown field `extra`"), "{errs}");
+    let text = text.replace("extra = 1\n", "");
+    let errs = AgentConfig::parse(Path::new("a.toml"), &text, &no_env)
+        .unwrap_err()
+        .to_string();
+    for want in [
+        "logs[0].paths[0]: \"var/log/*.log\" is not an absolute path",
+        "logs[0].paths[1]: \"/var/log/[a.log\" is not a valid glob",
+        "logs[0].multiline_start: not a valid regular expression",
+        "logs[0].max_line_bytes: must be at least 256",
+        "logs[1].paths: expected at least one path or glob",
+    ] {
+        assert!(errs.contains(want), "{want} not in {errs}");
+    }
+    let ok = AgentConfig::parse(
+        Path::new("a.toml"),
+        &format!("{head}[[logs]]\npaths = [\"/var/log/app/*.log\"]\n"),
+        &no_env,
+    )
+    .unwrap();
+    let l = &ok.logs[0];
+    assert_eq!(l.read_from, crate::logs::ReadFrom::End);
+    assert_eq!(l.max_line_bytes, 32 * 1024);
+    assert_eq!(l.multiline_timeout, std::time::Duration::from_secs(1));
+}
+
+#[test]
+fn the_status_page_section_and_check_groups_are_read_and_checked() {
+    let c = collector(
+        "[status_page]\ntitle = \"Acme\"\npublic_admin = true\n\n\
+         [[checks]]\nname = \"a\"\ntype = \"http\"\nurl = \"http://x/\"\ngroup = \"API\"\n",
+    )
+    .unwrap();
+    assert_eq!(c.status_page.title, "Acme");
+    assert!(c.status_page.public_admin);
+    assert_eq!(c.checks[0].group.as_deref(), Some("API"));
+    assert_eq!(collector("").unwrap().status_page.title, "Status");
+    let err = collector(
+        "[status_page]\ntitle = \"\"\n\n\
+         [[checks]]\nname = \"a\"\ntype = \"http\"\nurl = \"http://x/\"\ngroup = \" \"\n",
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(err.contains("status_page.title"), "{err}");
+    assert!(err.contains("checks[0].group"), "{err}");
+    let err = collector("[status_page]\nbogus = 1\n")
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("status_page.bogus"), "{err}");
+}
+
+#[test]
+fn a_maintenance_window_open_now_or_the_next_one() {
+    use chrono::TimeZone;
+    let at = |d: u32, h: u32| chrono::Utc.with_ymd_and_hms(2026, 11, d, h, 0, 0).unwrap();
+    let weekly = crate::notify::MaintenanceConfig {
+        name: "w".into(),
+        matchers: Default::default(),
+        starts: None,
+        ends: None,
+        // Sundays 02:00 for two hours; 2026-11-29 is a Sunday.
+        schedule: Some("0 2 * * SUN".into()),
+        duration: Some(Duration::from_secs(7200)),
+    };
+    assert_eq!(
+        weekly.current_or_next(at(29, 3)),
+        Some((at(29, 2), at(29, 4)))
+    );
+    assert_eq!(
+        weekly.current_or_next(at(26, 12)),
+        Some((at(29, 2), at(29, 4)))
+    );
+    let once = crate::notify::MaintenanceConfig {
+        schedule: None,
+        duration: None,
+        starts: Some(at(20, 0)),
+        ends: Some(at(21, 0)),
+        ..weekly
+    };
+    assert_eq!(
+        once.current_or_next(at(20, 12)),
+        Some((at(20, 0), at(21, 0)))
+    );
+    assert_eq!(once.current_or_next(at(22, 0)), None);
+}
