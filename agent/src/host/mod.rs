@@ -343,8 +343,9 @@ fn linux_extras(
     }
     if cfg.collects("connections") {
         // Counters the kernel keeps: reading them costs microseconds whatever the host.
-        let v4 = read("/proc/net/sockstat").map(|t| procfs::parse_sockstat_tcp(&t, "TCP"));
-        let v6 = read("/proc/net/sockstat6").map(|t| procfs::parse_sockstat_tcp(&t, "TCP6"));
+        let (v4, v6) = (read("/proc/net/sockstat"), read("/proc/net/sockstat6"));
+        let v4 = v4.as_deref().map(|t| procfs::parse_sockstat_tcp(t, "TCP"));
+        let v6 = v6.as_deref().map(|t| procfs::parse_sockstat_tcp(t, "TCP6"));
         if let Some(v4) = &v4 {
             let in_use = v4.get("inuse").copied().unwrap_or(0)
                 + v6.as_ref()

@@ -193,7 +193,7 @@ pub fn count_tcp(text: &str, counts: &mut BTreeMap<&'static str, u64>) {
 
 /// The `prefix:` line of `/proc/net/sockstat` (`TCP`) or `sockstat6` (`TCP6`), as its
 /// name-value pairs: `inuse`, `orphan`, `tw`, `alloc`, `mem` for `TCP`, `inuse` for `TCP6`.
-pub fn parse_sockstat_tcp(text: &str, prefix: &str) -> BTreeMap<String, u64> {
+pub fn parse_sockstat_tcp<'a>(text: &'a str, prefix: &str) -> BTreeMap<&'a str, u64> {
     let Some(rest) = text
         .lines()
         .find_map(|l| l.strip_prefix(prefix)?.strip_prefix(':'))
@@ -203,7 +203,7 @@ pub fn parse_sockstat_tcp(text: &str, prefix: &str) -> BTreeMap<String, u64> {
     let words: Vec<&str> = rest.split_whitespace().collect();
     words
         .chunks_exact(2)
-        .filter_map(|kv| Some((kv[0].to_string(), kv[1].parse().ok()?)))
+        .filter_map(|kv| Some((kv[0], kv[1].parse().ok()?)))
         .collect()
 }
 
@@ -294,10 +294,7 @@ mod tests {
             (5, 1, 86, 7)
         );
         let t6 = parse_sockstat_tcp("TCP6: inuse 3\nUDP6: inuse 1\n", "TCP6");
-        assert_eq!(
-            t6.into_iter().collect::<Vec<_>>(),
-            [("inuse".to_string(), 3)]
-        );
+        assert_eq!(t6.into_iter().collect::<Vec<_>>(), [("inuse", 3)]);
         assert!(
             parse_sockstat_tcp(sockstat, "TCP6").is_empty(),
             "TCP is not TCP6"
