@@ -214,3 +214,44 @@ fn revision_follows_the_checks() {
     changed[0].url = Some("http://y/".into());
     assert_ne!(r1, Assignments::new(changed).revision);
 }
+
+/// A record reads the same wherever its `kind` stands; without one, or with one not known, it is
+/// refused with the reason.
+#[test]
+fn a_record_is_read_whatever_the_order_of_its_fields() {
+    let batch = |records: &str| {
+        format!(r#"{{"version":1,"agent":"web-1","batch_id":"b","records":[{records}]}}"#)
+    };
+    let first = r#"{"kind":"metric","name":"m","labels":{"a":"1"},"time":"2026-11-27T04:00:00Z","value":2.5,"extra":[1]}"#;
+    let middle = r#"{"name":"m","labels":{"a":"1"},"kind":"metric","time":"2026-11-27T04:00:00Z","value":2.5}"#;
+    let last = r#"{"name":"m","labels":{"a":"1"},"time":"2026-11-27T04:00:00Z","value":2.5,"kind":"metric"}"#;
+    let read = |r: &str| decode_batch(batch(r).as_bytes(), Encoding::Identity, 1 << 20);
+    let want = read(first).unwrap();
+    assert!(
+        matches!(&want.records[0], Record::Metric(m) if m.value == 2.5 && m.labels["a"] == "1"),
+        "{want:?}"
+    );
+    assert_eq!(read(middle).unwrap(), want);
+    assert_eq!(read(last).unwrap(), want);
+
+    let log = r#"{"time":"2026-11-27T04:00:00Z","kind":"log","source":"app","text":"hi","position":{"file":"f","offset":7}}"#;
+    assert!(matches!(&read(log).unwrap().records[0],
+        Record::Log(l) if l.position.as_ref().map(|p| p.offset) == Some(7)));
+
+    let err = read(r#"{"name":"m","value":1}"#).unwrap_err().to_string();
+    assert!(err.contains("missing field `kind`"), "{err}");
+    let err = read(r#"{"kind":"trace","name":"m"}"#)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("unknown variant `trace`"), "{err}");
+    let err = read(r#"{"kind":"metric","name":"m","time":"2026-11-27T04:00:00Z"}"#)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("missing field `value`"), "{err}");
+    let err = read(r#"{"name":"m","kind":"metric","time":"yesterday","value":1}"#)
+        .unwrap_err()
+        .to_string();
+    assert!(err.starts_with("malformed batch"), "{err}");
+    let err = read(r#"["metric"]"#).unwrap_err().to_string();
+    assert!(err.contains("an object with a \"kind\""), "{err}");
+}
