@@ -181,6 +181,7 @@ conformance!(
     logs_are_searched_by_words_and_filters_newest_first_in_pages,
     a_common_word_is_searched_newest_first_without_sorting_every_match,
     reopening_keeps_data_and_a_newer_schema_is_refused,
+    samples_of_an_older_schema_move_into_blocks_and_are_rolled_up_once,
     agents_are_listed_with_labels_and_last_seen,
     alert_transitions_are_compare_and_set_with_history_and_outbox,
     outbox_claims_lease_retry_and_give_up,
@@ -1070,6 +1071,93 @@ async fn reopening_keeps_data_and_a_newer_schema_is_refused(b: Backend) {
         Err(StoreError::SchemaTooNew { found: 99, known }) => assert!(known >= 1),
         other => panic!("expected SchemaTooNew, got {other:?}"),
     }
+}
+
+/// Runs SQLite schema text on the backend's database, as PostgreSQL's DDL there.
+async fn run_sql(url: &str, sqlite_text: &str) -> Result<(), sqlx::Error> {
+    if url.starts_with("sqlite") {
+        let pool = sqlx::SqlitePool::connect(url).await?;
+        let done = sqlx::raw_sql(sqlx::AssertSqlSafe(sqlite_text.to_string()))
+            .execute(&pool)
+            .await;
+        pool.close().await;
+        done.map(drop)
+    } else {
+        let pool = sqlx::PgPool::connect(url).await?;
+        let done = sqlx::raw_sql(sqlx::AssertSqlSafe(store::sql::postgres_ddl(sqlite_text)))
+            .execute(&pool)
+            .await;
+        pool.close().await;
+        done.map(drop)
+    }
+}
+
+/// A database of schema v8 kept a row per sample in `metric_samples`, some rolled up, some
+/// not; v9 moves them into blocks, and the roll-up goes on where it stood.
+async fn samples_of_an_older_schema_move_into_blocks_and_are_rolled_up_once(b: Backend) {
+    let s = &*b.store;
+    let m = |i: &str, second, v| sample("m", &[("i", i)], t(0, second), v);
+    ingest(
+        s,
+        "a",
+        "1",
+        vec![m("1", 0, 1.0), m("1", 10, 2.0), m("2", 20, 3.0)],
+    )
+    .await;
+    while s.roll_up(1000).await.unwrap() > 0 {}
+    // Back to v8: the three samples as rows 1-3, rolled up (their rollups are stored), and
+    // row 4 not yet.
+    let series = |i: &str| {
+        format!("(SELECT id FROM metric_series WHERE name = 'm' AND labels LIKE '%\"{i}\"%')")
+    };
+    let time = |second| t(0, second).timestamp_millis();
+    run_sql(
+        &b.url,
+        &format!(
+            "DROP TABLE metric_sample_blocks;
+             DELETE FROM rollup_cursors WHERE name = 'metric_sample_blocks';
+             DELETE FROM schema_migrations WHERE version = 9;
+             CREATE TABLE metric_samples (id INTEGER PRIMARY KEY, series_id INTEGER NOT NULL,
+               time_ms INTEGER NOT NULL, value REAL NOT NULL);
+             INSERT INTO metric_samples (id, series_id, time_ms, value) VALUES
+               (1, {s1}, {t0}, 1.0), (2, {s1}, {t10}, 2.0), (3, {s2}, {t20}, 3.0),
+               (4, {s1}, {t30}, 4.0);
+             INSERT INTO rollup_cursors (name, last_id) VALUES ('metric_samples', 3);",
+            s1 = series("1"),
+            s2 = series("2"),
+            t0 = time(0),
+            t10 = time(10),
+            t20 = time(20),
+            t30 = time(30),
+        ),
+    )
+    .await
+    .unwrap();
+
+    let s = store::open(&b.url, &Default::default()).await.unwrap();
+    let q = RollupQuery {
+        name: "m".into(),
+        agent: Some("a".into()),
+        tier: Tier::Minute,
+        from: t(0, 0),
+        to: t(1, 0),
+    };
+    let raw = s.metric_samples(&q).await.unwrap();
+    let values: Vec<(f64, &str)> = raw
+        .iter()
+        .map(|r| (r.last, r.labels["i"].as_str()))
+        .collect();
+    assert_eq!(values, [(1.0, "1"), (2.0, "1"), (3.0, "2"), (4.0, "1")]);
+    assert_eq!(s.roll_up(1000).await.unwrap(), 1, "only row 4 was left");
+    assert_eq!(s.roll_up(1000).await.unwrap(), 0);
+    let rollups = s.metric_rollups(&q).await.unwrap();
+    let one = rollups.iter().find(|r| r.labels["i"] == "1").unwrap();
+    assert_eq!((one.count, one.sum, one.last), (3, 7.0, 4.0), "{rollups:?}");
+    // The old table is gone, and new samples are stored and read beside the moved ones.
+    ingest(&*s, "a", "2", vec![m("2", 40, 5.0)]).await;
+    assert_eq!(s.metric_samples(&q).await.unwrap().len(), 5);
+    let err = run_sql(&b.url, "SELECT count(*) FROM metric_samples").await;
+    assert!(err.unwrap_err().to_string().contains("metric_samples"));
 }
 
 async fn agents_are_listed_with_labels_and_last_seen(b: Backend) {

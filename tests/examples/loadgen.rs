@@ -254,6 +254,12 @@ async fn flood(args: &[String]) {
     }
     let secs = started.elapsed().as_secs_f64();
     let (cpu1, hwm) = process_figures(collector.pid());
+    // The roll-up runs behind ingest, on the same writer: how long it takes to catch up says
+    // whether the rate is one the collector can keep up, rollups included.
+    let caught_up = match database(args) {
+        None => Some(roll_up_lag(&dir.path().join("lookout.db"), kind).await),
+        Some(_) => None,
+    };
     let db_bytes = std::fs::metadata(dir.path().join("lookout.db"))
         .map(|m| m.len())
         .unwrap_or(0)
@@ -273,8 +279,14 @@ async fn flood(args: &[String]) {
     // For bench/run.
     println!("@@ flood_{kind}_per_s {:.0}", records as f64 / secs);
     println!("@@ flood_{kind}_rss_mb {:.0}", hwm as f64 / 1024.0);
-    // The SQLite file's size; another database's is not measured here.
-    if database(args).is_none() {
+    // The roll-up's lag and the SQLite file's size; another database's are not measured here.
+    if let Some(lag) = caught_up {
+        println!(
+            "flood {kind}: rolled up {lag:.1} s after the last batch was stored: {:.0} records/s \
+             with their rollups",
+            records as f64 / (secs + lag)
+        );
+        println!("@@ flood_{kind}_rollup_lag_s {lag:.1}");
         println!(
             "flood {kind}: SQLite database {:.1} bytes per record",
             db_bytes as f64 / records as f64
@@ -285,6 +297,39 @@ async fn flood(args: &[String]) {
         );
     }
     drop(collector);
+}
+
+/// Seconds until the collector's roll-up has passed every stored row of `kind` in the SQLite
+/// database at `path` (its cursor at the table's last id).
+async fn roll_up_lag(path: &std::path::Path, kind: &str) -> f64 {
+    let (table, cursor) = match kind {
+        "metrics" => ("metric_sample_blocks", "metric_sample_blocks"),
+        _ => ("check_results", "check_results"),
+    };
+    let pool = sqlx::SqlitePool::connect(&format!("sqlite://{}?mode=ro", path.display()))
+        .await
+        .unwrap();
+    let sql = format!(
+        "SELECT (SELECT COALESCE(MAX(id), 0) FROM {table}) -
+                COALESCE((SELECT last_id FROM rollup_cursors WHERE name = '{cursor}'), 0)"
+    );
+    let started = Instant::now();
+    loop {
+        let behind: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(sql.clone()))
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+        if behind <= 0 {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(600),
+            "the roll-up did not catch up in 10 minutes"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    pool.close().await;
+    started.elapsed().as_secs_f64()
 }
 
 async fn fleet(args: &[String]) {

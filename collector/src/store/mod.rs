@@ -18,6 +18,7 @@
 //! - Schema versions are applied in order at start; a database newer than the binary is refused.
 
 pub mod alerting;
+pub mod blocks;
 pub mod cluster;
 pub mod histogram;
 pub mod postgres;

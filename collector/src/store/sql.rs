@@ -26,7 +26,11 @@ pub const MIGRATIONS: &[&str] = &[
     include_str!("schema_v6.sql"),
     include_str!("schema_v7.sql"),
     include_str!("schema_v8.sql"),
+    include_str!("schema_v9.sql"),
 ];
+
+/// The schema version that moves metric samples into blocks (store/blocks.rs).
+pub(crate) const BLOCKS_VERSION: usize = 9;
 
 /// The SQLite schema text turned into PostgreSQL's: the type names differ, lines that end
 /// with `-- sqlite only` go, lines that start with `--pg ` come in; the rest is shared.
@@ -149,12 +153,17 @@ impl SeriesCache {
 /// cutoff through a time index (schema v7), so that a pass costs what it deletes, not a
 /// statement per series. The raw tables': $1 the last id rolled up (nothing later goes),
 /// $2 the cutoff, $3 the chunk.
-pub(crate) const RETENTION_RAW: [&str; 2] = [
-    "DELETE FROM check_results WHERE id IN (SELECT id FROM check_results
-     WHERE time_ms < $2 AND id <= $1 ORDER BY time_ms LIMIT $3)",
-    "DELETE FROM metric_samples WHERE id IN (SELECT id FROM metric_samples
-     WHERE time_ms < $2 AND id <= $1 ORDER BY time_ms LIMIT $3)",
-];
+pub(crate) const RETENTION_RAW: &str = "DELETE FROM check_results WHERE id IN
+    (SELECT id FROM check_results WHERE time_ms < $2 AND id <= $1 ORDER BY time_ms LIMIT $3)";
+/// Metric sample blocks wholly older than the cutoff, with the same parameters; answers each
+/// deleted block's sample count.
+pub(crate) const RETENTION_SAMPLE_BLOCKS: &str = "DELETE FROM metric_sample_blocks WHERE id IN
+    (SELECT id FROM metric_sample_blocks WHERE min_time_ms < $2 AND max_time_ms < $2 AND id <= $1
+     ORDER BY min_time_ms LIMIT $3) RETURNING samples";
+/// Blocks that straddle the cutoff, to be written again without their old samples; the same
+/// parameters.
+pub(crate) const STRADDLING_SAMPLE_BLOCKS: &str = "SELECT id, data FROM metric_sample_blocks
+    WHERE min_time_ms < $2 AND max_time_ms >= $2 AND id <= $1 ORDER BY min_time_ms LIMIT $3";
 /// The check rollups': $1 the last bucket start that goes (its bucket ended before the cutoff),
 /// $2 the chunk. Per-minute parts are emptied, hours and days deleted.
 pub(crate) const RETENTION_CHECK_ROLLUPS: [&str; 3] = [
@@ -206,6 +215,8 @@ pub(crate) struct GroupRows<'a> {
     pub results: Vec<(i64, &'a lookout_protocol::CheckResult)>,
     /// Metric samples, in order of series and time.
     pub samples: Vec<(i64, &'a lookout_protocol::MetricSample)>,
+    /// Each stored batch's metric samples with its agent: a block each (store/blocks.rs).
+    pub sample_blocks: Vec<(&'a str, Vec<super::rollup::RawSample>)>,
     /// Log lines, with their agent.
     pub logs: Vec<(&'a str, &'a lookout_protocol::LogRecord)>,
     /// Bytes of log text per UTC day.
@@ -221,6 +232,7 @@ impl<'a> GroupRows<'a> {
         let mut rows = Self {
             results: Vec::new(),
             samples: Vec::new(),
+            sample_blocks: Vec::new(),
             logs: Vec::new(),
             log_bytes: Default::default(),
             seen: Default::default(),
@@ -229,16 +241,27 @@ impl<'a> GroupRows<'a> {
             let item = &items[k];
             let last = rows.seen.entry(item.agent).or_insert(i64::MIN);
             *last = (*last).max(ms(&item.received));
+            let mut block = Vec::new();
             for (record, series) in item.batch.records.iter().zip(&ids[k]) {
                 match record {
                     Record::CheckResult(c) => rows.results.push((*series, c)),
-                    Record::Metric(m) => rows.samples.push((*series, m)),
+                    Record::Metric(m) => {
+                        rows.samples.push((*series, m));
+                        block.push(super::rollup::RawSample {
+                            series: *series,
+                            time_ms: ms(&m.time),
+                            value: m.value,
+                        });
+                    }
                     Record::Log(l) => {
                         *rows.log_bytes.entry(day_of(ms(&l.time))).or_default() +=
                             l.text.len() as i64;
                         rows.logs.push((item.agent, l));
                     }
                 }
+            }
+            if !block.is_empty() {
+                rows.sample_blocks.push((item.agent, block));
             }
         }
         // In series order, so that the inserts into the (series, time) indexes walk each index
@@ -319,6 +342,9 @@ macro_rules! sql_store {
                 }
                 for (i, text) in MIGRATIONS.iter().enumerate().skip(found as usize) {
                     sqlx::raw_sql(Self::ddl(text)).execute(&mut *tx).await?;
+                    if i + 1 == $crate::store::sql::BLOCKS_VERSION {
+                        Self::samples_into_blocks(&mut tx).await?;
+                    }
                     sqlx::query("INSERT INTO schema_migrations (version, applied_ms) VALUES ($1, $2)")
                         .bind(i as i64 + 1)
                         .bind(crate::clock::now().timestamp_millis())
@@ -328,6 +354,130 @@ macro_rules! sql_store {
                 }
                 tx.commit().await?;
                 Ok(())
+            }
+
+            /// Schema v9's move of `metric_samples`' rows into blocks: each agent's rows of a
+            /// chunk of ids one block, the rows already rolled up before the others, so that
+            /// the blocks' roll-up cursor stands between them; then the table goes.
+            async fn samples_into_blocks(
+                tx: &mut sqlx::Transaction<'_, $db>,
+            ) -> Result<(), $crate::store::StoreError> {
+                use sqlx::Row;
+                use $crate::store::rollup::RawSample;
+                const CHUNK: i64 = 200_000;
+                let agents: std::collections::HashMap<i64, String> =
+                    sqlx::query_as("SELECT id, agent FROM metric_series")
+                        .fetch_all(&mut **tx)
+                        .await?
+                        .into_iter()
+                        .collect();
+                let rolled = Self::cursor(tx, "metric_samples").await?;
+                let mut moved = 0usize;
+                for (from, to) in [(0, rolled), (rolled, i64::MAX)] {
+                    let mut after = from;
+                    loop {
+                        let rows = sqlx::query(
+                            "SELECT id, series_id, time_ms, value FROM metric_samples
+                             WHERE id > $1 AND id <= $2 ORDER BY id LIMIT $3",
+                        )
+                        .bind(after)
+                        .bind(to)
+                        .bind(CHUNK)
+                        .fetch_all(&mut **tx)
+                        .await?;
+                        let Some(last) = rows.last() else { break };
+                        after = last.try_get("id")?;
+                        moved += rows.len();
+                        let mut by_agent: std::collections::BTreeMap<&str, Vec<RawSample>> =
+                            Default::default();
+                        for r in &rows {
+                            let series: i64 = r.try_get("series_id")?;
+                            // A sample of no series is read by nothing: it is not moved.
+                            let Some(agent) = agents.get(&series) else { continue };
+                            by_agent.entry(agent).or_default().push(RawSample {
+                                series,
+                                time_ms: r.try_get("time_ms")?,
+                                value: r.try_get("value")?,
+                            });
+                        }
+                        for (agent, mut samples) in by_agent {
+                            let block = $crate::store::blocks::Block::pack(&mut samples)?;
+                            sqlx::query(
+                                "INSERT INTO metric_sample_blocks
+                                 (agent, min_time_ms, max_time_ms, samples, data)
+                                 VALUES ($1, $2, $3, $4, $5)",
+                            )
+                            .bind(agent)
+                            .bind(block.min_time_ms)
+                            .bind(block.max_time_ms)
+                            .bind(block.samples)
+                            .bind(block.data)
+                            .execute(&mut **tx)
+                            .await?;
+                        }
+                    }
+                    if to == rolled {
+                        sqlx::query(
+                            "INSERT INTO rollup_cursors (name, last_id)
+                             SELECT 'metric_sample_blocks', COALESCE(MAX(id), 0) FROM metric_sample_blocks",
+                        )
+                        .execute(&mut **tx)
+                        .await?;
+                    }
+                }
+                sqlx::raw_sql("DROP TABLE metric_samples; DELETE FROM rollup_cursors WHERE name = 'metric_samples'")
+                    .execute(&mut **tx)
+                    .await?;
+                tracing::info!(samples = moved, "metric samples moved into blocks");
+                Ok(())
+            }
+
+            /// Retention of metric samples, past `cutoff` and rolled up (`rolled`, the blocks'
+            /// roll-up cursor): blocks wholly older go, and the few that straddle the cutoff
+            /// (an agent's backlog mixes old and new) are written again without the old.
+            /// Answers the samples deleted.
+            async fn expire_sample_blocks(
+                &self,
+                rolled: i64,
+                cutoff: i64,
+                chunk: i64,
+            ) -> Result<u64, $crate::store::StoreError> {
+                use $crate::store::sql::{RETENTION_SAMPLE_BLOCKS, STRADDLING_SAMPLE_BLOCKS};
+                let counts: Vec<i64> = sqlx::query_scalar(RETENTION_SAMPLE_BLOCKS)
+                    .bind(rolled)
+                    .bind(cutoff)
+                    .bind(chunk)
+                    .fetch_all(&self.write)
+                    .await?;
+                let mut deleted: u64 = counts.iter().map(|&n| n as u64).sum();
+                let mut tx = self.write.begin().await?;
+                let straddling: Vec<(i64, Vec<u8>)> = sqlx::query_as(STRADDLING_SAMPLE_BLOCKS)
+                    .bind(rolled)
+                    .bind(cutoff)
+                    // Each is read and written whole: fewer to a transaction.
+                    .bind(chunk / 50 + 1)
+                    .fetch_all(&mut *tx)
+                    .await?;
+                for (id, data) in straddling {
+                    let mut samples = $crate::store::blocks::unpack(&data)?;
+                    let before = samples.len();
+                    samples.retain(|s| s.time_ms >= cutoff);
+                    deleted += (before - samples.len()) as u64;
+                    let block = $crate::store::blocks::Block::pack(&mut samples)?;
+                    sqlx::query(
+                        "UPDATE metric_sample_blocks SET min_time_ms = $1, max_time_ms = $2,
+                           samples = $3, data = $4 WHERE id = $5",
+                    )
+                    .bind(block.min_time_ms)
+                    .bind(block.max_time_ms)
+                    .bind(block.samples)
+                    .bind(block.data)
+                    .bind(id)
+                    .execute(&mut *tx)
+                    .await?;
+                }
+                tx.commit().await?;
+                Ok(deleted)
             }
 
             async fn cursor(
@@ -678,29 +828,52 @@ macro_rules! sql_store {
             ) -> Result<Vec<$crate::store::MetricRollup>, $crate::store::StoreError> {
                 use sqlx::Row;
                 use $crate::store::sql::{ms, parse_labels, time};
-                let rows = sqlx::query(
-                    "SELECT s.labels, r.time_ms, r.value
-                     FROM metric_series s CROSS JOIN metric_samples r
-                     WHERE r.series_id = s.id AND s.name = $1 AND s.agent = $2 AND r.time_ms BETWEEN $3 AND $4
-                     ORDER BY r.time_ms, r.id",
+                let agent = q.agent.as_deref().unwrap_or_default();
+                let mut labels = std::collections::HashMap::new();
+                for r in sqlx::query("SELECT id, labels FROM metric_series WHERE name = $1 AND agent = $2")
+                    .bind(&q.name)
+                    .bind(agent)
+                    .fetch_all(&self.read)
+                    .await?
+                {
+                    labels.insert(r.try_get::<i64, _>("id")?, parse_labels(r.try_get("labels")?)?);
+                }
+                if labels.is_empty() {
+                    return Ok(Vec::new());
+                }
+                // The agent's blocks of the window hold every series of the agent; the metric's
+                // are kept. In block order, so that of samples at one time the earlier stored
+                // comes first.
+                let (from, to) = (ms(&q.from), ms(&q.to));
+                let blocks: Vec<Vec<u8>> = sqlx::query_scalar(
+                    "SELECT data FROM metric_sample_blocks
+                     WHERE agent = $1 AND max_time_ms >= $2 AND min_time_ms <= $3 ORDER BY id",
                 )
-                .bind(&q.name)
-                .bind(q.agent.as_deref().unwrap_or_default())
-                .bind(ms(&q.from))
-                .bind(ms(&q.to))
+                .bind(agent)
+                .bind(from)
+                .bind(to)
                 .fetch_all(&self.read)
                 .await?;
-                rows.iter()
-                    .map(|r| {
-                        let value: f64 = r.try_get("value")?;
+                let mut samples = Vec::new();
+                for data in &blocks {
+                    samples.extend(
+                        $crate::store::blocks::unpack(data)?
+                            .into_iter()
+                            .filter(|s| labels.contains_key(&s.series) && (from..=to).contains(&s.time_ms)),
+                    );
+                }
+                samples.sort_by_key(|s| s.time_ms);
+                samples
+                    .into_iter()
+                    .map(|s| {
                         Ok($crate::store::MetricRollup {
-                            labels: parse_labels(r.try_get("labels")?)?,
-                            bucket: time(r.try_get("time_ms")?)?,
+                            labels: labels[&s.series].clone(),
+                            bucket: time(s.time_ms)?,
                             count: 1,
-                            sum: value,
-                            min: value,
-                            max: value,
-                            last: value,
+                            sum: s.value,
+                            min: s.value,
+                            max: s.value,
+                            last: s.value,
                         })
                     })
                     .collect()
@@ -719,14 +892,15 @@ macro_rules! sql_store {
                 // Raw rows go only once rolled up (id at or below the cursor).
                 let mut tx = self.write.begin().await?;
                 let raw_results = Self::cursor(&mut tx, "check_results").await?;
-                let raw_samples = Self::cursor(&mut tx, "metric_samples").await?;
+                let raw_samples = Self::cursor(&mut tx, "metric_sample_blocks").await?;
                 tx.commit().await?;
+                deleted += self
+                    .expire_sample_blocks(raw_samples, cutoff(policy.raw), chunk)
+                    .await?;
                 const HOUR_MS: i64 = 3_600_000;
-                let [results, samples] = RETENTION_RAW;
                 let [minutes, hours, days] = RETENTION_CHECK_ROLLUPS;
-                let jobs: [(&str, &[i64]); 7] = [
-                    (results, &[raw_results, cutoff(policy.raw), chunk]),
-                    (samples, &[raw_samples, cutoff(policy.raw), chunk]),
+                let jobs: [(&str, &[i64]); 6] = [
+                    (RETENTION_RAW, &[raw_results, cutoff(policy.raw), chunk]),
                     (minutes, &[cutoff(policy.minute) - HOUR_MS, chunk]),
                     (hours, &[cutoff(policy.hour) - HOUR_MS, chunk]),
                     (days, &[cutoff(policy.hour) - $crate::store::rollup::DAY_MS, chunk]),

@@ -159,7 +159,10 @@ sql_cluster_store!(SqliteStore, Sqlite);
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::sql::{RETENTION_CHECK_ROLLUPS, RETENTION_METRIC_ROLLUPS, RETENTION_RAW};
+    use crate::store::sql::{
+        RETENTION_CHECK_ROLLUPS, RETENTION_METRIC_ROLLUPS, RETENTION_RAW, RETENTION_SAMPLE_BLOCKS,
+        STRADDLING_SAMPLE_BLOCKS,
+    };
 
     /// Retention reads through the time indexes: a full scan of a table would make each pass
     /// cost the whole table (or, as before, a statement per series).
@@ -167,10 +170,14 @@ mod tests {
     async fn retention_statements_search_by_time_never_scan() {
         let dir = tempfile::tempdir().unwrap();
         let store = SqliteStore::open(&dir.path().join("l.db")).await.unwrap();
-        let statements = RETENTION_RAW
-            .iter()
-            .chain(&RETENTION_CHECK_ROLLUPS)
-            .chain([&RETENTION_METRIC_ROLLUPS]);
+        let statements = [
+            &RETENTION_RAW,
+            &RETENTION_SAMPLE_BLOCKS,
+            &STRADDLING_SAMPLE_BLOCKS,
+        ]
+        .into_iter()
+        .chain(&RETENTION_CHECK_ROLLUPS)
+        .chain([&RETENTION_METRIC_ROLLUPS]);
         for sql in statements {
             let mut q = sqlx::query_as::<_, (i64, i64, i64, String)>(sqlx::AssertSqlSafe(format!(
                 "EXPLAIN QUERY PLAN {sql}"
@@ -249,7 +256,7 @@ mod tests {
         };
         for table in [
             "metric_series",
-            "metric_samples",
+            "metric_sample_blocks",
             "ingested_batches",
             "agents",
         ] {
@@ -261,7 +268,7 @@ mod tests {
         let out = store.ingest_many(&[item(&good)]).await.unwrap();
         assert_eq!((out[0].stored, out[0].duplicate), (2, false));
         assert_eq!(count("metric_series").await, 1);
-        assert_eq!(count("metric_samples").await, 2);
+        assert_eq!(count("metric_sample_blocks").await, 1, "one block a batch");
         let latest = store.latest_metrics("a").await.unwrap();
         assert_eq!(latest.len(), 1);
         assert_eq!(

@@ -15,14 +15,15 @@ use std::collections::HashMap;
 use lookout_protocol::Record;
 use rusqlite::{Connection, OptionalExtension, Transaction, TransactionBehavior, params};
 
+use super::blocks::{Block, StepSamples};
 use super::histogram::Histogram;
 use super::rollup::{
-    CheckAgg, RawResult, RawSample, aggregate_samples, check_buckets, decode_minutes,
-    encode_minutes, merge_hour,
+    CheckAgg, RawResult, aggregate_samples, check_buckets, decode_minutes, encode_minutes,
+    merge_hour,
 };
 use super::sql::{
-    GroupRows, MadeSeries, SeriesCache, is_newest, labels_json, metric_type, ms, stored_timings,
-    tier_code,
+    GroupRows, MadeSeries, SeriesCache, is_newest, labels_json, metric_type, ms, newest,
+    stored_timings, tier_code,
 };
 use super::sqlite::SqliteStore;
 use super::{IngestOutcome, NewBatch, StoreError, Tier};
@@ -38,8 +39,10 @@ const UPSERT_CHECK_LATEST: &str = "INSERT INTO check_latest
       status_code = excluded.status_code, timings = excluded.timings,
       cert_expiry_ms = excluded.cert_expiry_ms
     WHERE excluded.time_ms >= check_latest.time_ms";
-const INSERT_SAMPLE: &str =
-    "INSERT INTO metric_samples (series_id, time_ms, value) VALUES ($1, $2, $3)";
+const INSERT_BLOCK: &str = "INSERT INTO metric_sample_blocks
+    (agent, min_time_ms, max_time_ms, samples, data) VALUES ($1, $2, $3, $4, $5)";
+/// The roll-up cursor's name for metric sample blocks.
+const BLOCKS: &str = "metric_sample_blocks";
 const UPSERT_METRIC_LATEST: &str = "INSERT INTO metric_latest (series_id, time_ms, value)
     VALUES ($1, $2, $3)
     ON CONFLICT (series_id) DO UPDATE SET time_ms = excluded.time_ms, value = excluded.value
@@ -178,6 +181,7 @@ fn store_rows(
     let GroupRows {
         results,
         samples,
+        sample_blocks,
         logs,
         log_bytes,
         seen,
@@ -208,14 +212,20 @@ fn store_rows(
         }
     }
 
-    let mut insert = tx.prepare(INSERT_SAMPLE)?;
+    let mut insert = tx.prepare(INSERT_BLOCK)?;
+    for (agent, mut block) in sample_blocks {
+        let b = Block::pack(&mut block)?;
+        insert.execute(params![
+            agent,
+            b.min_time_ms,
+            b.max_time_ms,
+            b.samples,
+            b.data
+        ])?;
+    }
     let mut latest = tx.prepare(UPSERT_METRIC_LATEST)?;
-    for (n, (series, m)) in samples.iter().enumerate() {
-        let row = params![series, ms(&m.time), m.value];
-        insert.execute(row)?;
-        if is_newest(&samples, n) {
-            latest.execute(row)?;
-        }
+    for (series, m) in newest(&samples) {
+        latest.execute(params![series, ms(&m.time), m.value])?;
     }
 
     let mut volume = tx.prepare(
@@ -375,16 +385,21 @@ fn roll_up_results(tx: &Transaction<'_>, max_rows: u32) -> Result<u64, StoreErro
 }
 
 fn roll_up_samples(tx: &Transaction<'_>, max_rows: u32) -> Result<u64, StoreError> {
-    let Some((last_id, raw)) = new_rows(tx, "metric_samples", "value", max_rows, |r| {
-        Ok(RawSample {
-            series: r.get(1)?,
-            time_ms: r.get(2)?,
-            value: r.get(3)?,
-        })
-    })?
-    else {
+    // Whole blocks past the cursor, until they make `max_rows` rollup rows (at least one).
+    let mut read =
+        tx.prepare("SELECT id, data FROM metric_sample_blocks WHERE id > $1 ORDER BY id")?;
+    let mut rows = read.query([cursor(tx, BLOCKS)?])?;
+    let mut last_id = None;
+    let mut step = StepSamples::new(max_rows);
+    while !step.full() {
+        let Some(r) = rows.next()? else { break };
+        last_id = Some(r.get::<_, i64>(0)?);
+        step.take(r.get_ref(1)?.as_blob().map_err(rusqlite::Error::from)?)?;
+    }
+    let Some(last_id) = last_id else {
         return Ok(0);
     };
+    let raw = step.raw;
     let mut merge = tx.prepare(&format!(
         "INSERT INTO metric_rollups (tier, series_id, bucket_ms, count, sum, min, max, last, last_ms)
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9){}",
@@ -406,6 +421,6 @@ fn roll_up_samples(tx: &Transaction<'_>, max_rows: u32) -> Result<u64, StoreErro
             ])?;
         }
     }
-    set_cursor(tx, "metric_samples", last_id)?;
+    set_cursor(tx, BLOCKS, last_id)?;
     Ok(raw.len() as u64)
 }

@@ -12,10 +12,11 @@ use lookout_protocol::{Batch, CheckResult, MetricSample, Record};
 use sqlx::{Postgres, Row, Transaction};
 
 use super::PgStore;
+use crate::store::blocks::{Block, StepSamples};
 use crate::store::histogram::{Histogram, HistogramError};
 use crate::store::rollup::{
-    CheckAgg, RawResult, RawSample, aggregate_samples, check_buckets, decode_minutes,
-    encode_minutes, merge_hour,
+    CheckAgg, RawResult, aggregate_samples, check_buckets, decode_minutes, encode_minutes,
+    merge_hour,
 };
 use crate::store::sql::{
     GroupRows, MadeSeries, labels_json, metric_type, ms, newest, stored_timings, tier_code,
@@ -77,7 +78,7 @@ impl ResultColumns {
     }
 }
 
-/// Samples as arrays, for `metric_samples` and `metric_latest`.
+/// Samples as arrays, for `metric_latest`.
 fn sample_columns<'a>(
     rows: impl IntoIterator<Item = (i64, &'a MetricSample)>,
 ) -> (Vec<i64>, Vec<i64>, Vec<f64>) {
@@ -200,14 +201,25 @@ impl PgStore {
             .await?;
 
         if !rows.samples.is_empty() {
-            let (series, time, value) = sample_columns(rows.samples.iter().copied());
+            let mut blocks = (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
+            for (agent, mut samples) in rows.sample_blocks {
+                let b = Block::pack(&mut samples)?;
+                blocks.0.push(agent);
+                blocks.1.push(b.min_time_ms);
+                blocks.2.push(b.max_time_ms);
+                blocks.3.push(b.samples);
+                blocks.4.push(b.data);
+            }
             sqlx::query(
-                "INSERT INTO metric_samples (series_id, time_ms, value)
-                 SELECT * FROM UNNEST($1::bigint[], $2::bigint[], $3::float8[])",
+                "INSERT INTO metric_sample_blocks (agent, min_time_ms, max_time_ms, samples, data)
+                 SELECT * FROM UNNEST($1::text[], $2::bigint[], $3::bigint[], $4::bigint[],
+                   $5::bytea[])",
             )
-            .bind(series)
-            .bind(time)
-            .bind(value)
+            .bind(blocks.0)
+            .bind(blocks.1)
+            .bind(blocks.2)
+            .bind(blocks.3)
+            .bind(blocks.4)
             .execute(&mut **tx)
             .await?;
             let (series, time, value) = sample_columns(newest(&rows.samples));
@@ -509,17 +521,33 @@ impl PgStore {
     }
 
     async fn roll_up_samples(tx: &mut Tx<'_>, max_rows: u32) -> Result<u64, StoreError> {
-        let Some((last_id, raw)) = Self::new_rows(tx, "metric_samples", "value", max_rows, |r| {
-            Ok(RawSample {
-                series: r.try_get("series_id")?,
-                time_ms: r.try_get("time_ms")?,
-                value: r.try_get("value")?,
-            })
-        })
-        .await?
-        else {
+        // Whole blocks past the cursor, until they make `max_rows` rollup rows (at least
+        // one), read a few at a time.
+        const BLOCKS: &str = "metric_sample_blocks";
+        let mut last_id = Self::cursor(tx, BLOCKS).await?;
+        let mut step = StepSamples::new(max_rows);
+        while !step.full() {
+            let blocks: Vec<(i64, Vec<u8>)> = sqlx::query_as(
+                "SELECT id, data FROM metric_sample_blocks WHERE id > $1 ORDER BY id LIMIT 16",
+            )
+            .bind(last_id)
+            .fetch_all(&mut **tx)
+            .await?;
+            if blocks.is_empty() {
+                break;
+            }
+            for (id, data) in blocks {
+                if step.full() {
+                    break;
+                }
+                step.take(&data)?;
+                last_id = id;
+            }
+        }
+        let raw = step.raw;
+        if raw.is_empty() {
             return Ok(0);
-        };
+        }
         // Each tier's buckets merged into what is stored, in one statement.
         for tier in [Tier::Minute, Tier::Hour] {
             let buckets: Vec<_> = aggregate_samples(&raw, tier).into_iter().collect();
@@ -547,7 +575,7 @@ impl PgStore {
                 .execute(&mut **tx)
                 .await?;
         }
-        Self::set_cursor(tx, "metric_samples", last_id).await?;
+        Self::set_cursor(tx, BLOCKS, last_id).await?;
         Ok(raw.len() as u64)
     }
 }
