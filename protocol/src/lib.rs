@@ -154,6 +154,7 @@ pub struct CheckResult {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub check_type: Option<lookout_config::CheckType>,
     /// When the probe started.
+    #[serde(deserialize_with = "rfc3339")]
     pub time: DateTime<Utc>,
     /// True when every expectation held.
     pub ok: bool,
@@ -203,6 +204,7 @@ pub struct MetricSample {
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub labels: BTreeMap<String, String>,
     /// When it was taken.
+    #[serde(deserialize_with = "rfc3339")]
     pub time: DateTime<Utc>,
     /// The value; always finite.
     pub value: f64,
@@ -226,6 +228,7 @@ pub enum MetricType {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct LogRecord {
     /// When it was written (or read, when the line has no time).
+    #[serde(deserialize_with = "rfc3339")]
     pub time: DateTime<Utc>,
     /// Where it came from, such as a file path.
     pub source: String,
@@ -316,6 +319,29 @@ fn fnv1a(bytes: &[u8]) -> u64 {
     bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, b| {
         (h ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3)
     })
+}
+
+/// Reads a record's time: RFC 3339 through chrono's own parser for it, borrowed from the
+/// batch's text, which is a fifth of the cost of the generic parse that `DateTime`'s
+/// `Deserialize` runs (decode_bench). A time that parser refuses gets the generic parse, so
+/// what was read before still is.
+fn rfc3339<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<DateTime<Utc>, D::Error> {
+    struct Rfc3339;
+    impl serde::de::Visitor<'_> for Rfc3339 {
+        type Value = DateTime<Utc>;
+
+        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("an RFC 3339 time")
+        }
+
+        fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Self::Value, E> {
+            match DateTime::parse_from_rfc3339(v) {
+                Ok(t) => Ok(t.with_timezone(&Utc)),
+                Err(_) => v.parse().map_err(E::custom),
+            }
+        }
+    }
+    deserializer.deserialize_str(Rfc3339)
 }
 
 /// The compression of a request body (`Content-Encoding`).

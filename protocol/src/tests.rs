@@ -255,3 +255,38 @@ fn a_record_is_read_whatever_the_order_of_its_fields() {
     let err = read(r#"["metric"]"#).unwrap_err().to_string();
     assert!(err.contains("an object with a \"kind\""), "{err}");
 }
+
+/// Times in any offset are read as UTC; the forms chrono's generic parse took (a space before
+/// the offset, say) are still read.
+#[test]
+fn record_times_are_read_in_utc_in_every_form_read_before() {
+    let at = |time: &str| {
+        let body = format!(
+            r#"{{"version":1,"agent":"a","batch_id":"b","records":[{{"kind":"metric","name":"m","time":"{time}","value":1}}]}}"#
+        );
+        match decode_batch(body.as_bytes(), Encoding::Identity, 1 << 20) {
+            Ok(b) => match &b.records[0] {
+                Record::Metric(m) => Ok(m.time.to_rfc3339()),
+                other => panic!("{other:?}"),
+            },
+            Err(e) => Err(e.to_string()),
+        }
+    };
+    let want = Ok("2026-11-27T02:00:00.250+00:00".to_string());
+    for form in [
+        "2026-11-27T02:00:00.250Z",
+        "2026-11-27T04:00:00.250+02:00",
+        "2026-11-27t02:00:00.250z",
+        "2026-11-27 02:00:00.250Z",
+        "2026-11-27T04:00:00.250 +02:00",
+    ] {
+        assert_eq!(at(form), want, "{form}");
+        assert_eq!(
+            form.parse::<DateTime<Utc>>().map(|t| t.to_rfc3339()).ok(),
+            want.clone().ok(),
+            "chrono's generic parse reads {form} so too"
+        );
+    }
+    let err = at("2026-11-27T02:00:00").unwrap_err();
+    assert!(err.starts_with("malformed batch"), "{err}");
+}
