@@ -197,6 +197,22 @@ async fn main() {
                 median(|| async { s.latest_results().await.unwrap().len() }).await,
             ),
             (
+                "a metric's raw samples, last hour",
+                median(|| async {
+                    s.metric_samples(&RollupQuery {
+                        name: "system.cpu.utilization".into(),
+                        agent: Some("host".into()),
+                        tier: Tier::Minute,
+                        from: hour_ago,
+                        to: end(),
+                    })
+                    .await
+                    .unwrap()
+                    .len()
+                })
+                .await,
+            ),
+            (
                 "a metric's per-minute rollups, 6 hours",
                 median(|| async {
                     s.metric_rollups(&RollupQuery {
@@ -230,6 +246,62 @@ async fn main() {
     }
     for (name, cells) in table {
         println!("| {name} | {} |", cells.join(" | "));
+    }
+    agent_shaped_raw_reads(s).await;
+}
+
+/// Raw samples are stored in blocks of an agent's batch (store/blocks.rs), so a query of one
+/// metric decodes every series of its agent over the window. Here an agent as the bench's:
+/// 160 series (8 of them the queried metric's) every 10 s, for the longest raw window, 6 hours.
+async fn agent_shaped_raw_reads(s: &dyn Store) {
+    const SERIES: usize = 160;
+    let batches = 6 * 360;
+    for b in 0..batches {
+        let time = end() - Duration::seconds(10 * (batches - 1 - b) as i64);
+        let records = (0..SERIES)
+            .map(|i| {
+                let (name, label) = match i {
+                    0..8 => ("system.cpu.utilization", "cpu"),
+                    _ => ("system.network.io", "device"),
+                };
+                Record::Metric(MetricSample {
+                    name: name.into(),
+                    labels: [(label.to_string(), i.to_string())].into(),
+                    time,
+                    value: (b * i % 100) as f64,
+                    metric_type: MetricType::Gauge,
+                })
+            })
+            .collect();
+        let batch = Batch {
+            version: PROTOCOL_VERSION,
+            agent: "busy-host".into(),
+            batch_id: format!("busy-{b}"),
+            records,
+        };
+        s.ingest("busy-host", &batch, Utc::now())
+            .await
+            .expect("ingest");
+    }
+    for hours in [1, 6] {
+        let (ms, rows) = median(|| async {
+            s.metric_samples(&RollupQuery {
+                name: "system.cpu.utilization".into(),
+                agent: Some("busy-host".into()),
+                tier: Tier::Minute,
+                from: end() - Duration::hours(hours),
+                to: end(),
+            })
+            .await
+            .unwrap()
+            .len()
+        })
+        .await;
+        println!(
+            "\nAn agent sending {SERIES} series every 10 s: raw samples of its 8-series metric, \
+             {hours} h: {ms:.2} ms ({rows} rows, {} blocks of {SERIES} samples read)",
+            hours * 360 + 1
+        );
     }
 }
 

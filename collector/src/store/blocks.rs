@@ -79,7 +79,7 @@ pub fn unpack(data: &[u8]) -> Result<Vec<RawSample>, StoreError> {
             "format {format}, this build reads {FORMAT}"
         )));
     }
-    let raw = zstd::stream::decode_all(frame).map_err(|e| corrupt(e.to_string()))?;
+    let raw = decompress(frame).map_err(|e| corrupt(e.to_string()))?;
     let (count, rest) = raw
         .split_first_chunk::<4>()
         .ok_or_else(|| corrupt("no count".into()))?;
@@ -150,6 +150,31 @@ impl StepSamples {
         self.raw.extend(samples);
         Ok(())
     }
+}
+
+/// The largest block this build writes, decompressed: a batch's samples (an agent's batch is
+/// at most 64 MiB of JSON, over 60 bytes a sample).
+const MAX_RAW: u64 = 4 + 24 * (64 << 20) / 60;
+
+/// Decompresses a block's frame (which records its size) with a context kept per thread: a new
+/// context per block cost more than the decompression of a block of 160 samples.
+fn decompress(frame: &[u8]) -> std::io::Result<Vec<u8>> {
+    thread_local! {
+        static CONTEXT: std::cell::RefCell<Option<zstd::bulk::Decompressor<'static>>> =
+            const { std::cell::RefCell::new(None) };
+    }
+    let size = match zstd::zstd_safe::get_frame_content_size(frame) {
+        Ok(Some(size)) if size <= MAX_RAW => size as usize,
+        _ => return Err(std::io::Error::other("no frame of a known, possible size")),
+    };
+    CONTEXT.with(|cell| {
+        let mut cell = cell.borrow_mut();
+        let context = match &mut *cell {
+            Some(c) => c,
+            None => cell.insert(zstd::bulk::Decompressor::new()?),
+        };
+        context.decompress(frame, size)
+    })
 }
 
 #[cfg(test)]
