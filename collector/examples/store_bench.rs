@@ -347,8 +347,8 @@ async fn ninety_days(name: &str, url: &str, checks: usize) {
 
 /// Bytes a host metric sample costs in SQLite: 200 series (two hosts' worth) sampled every 10 s
 /// for a day and a half (2,592,000 samples), values moving as real gauges and counters do,
-/// rolled up; then the file's used pages per raw sample (the raw row, its index entry, and its
-/// share of the series and rollup rows).
+/// each collection's 200 samples a batch as an agent ships them, rolled up; then the file's
+/// used pages per raw sample (its share of the sample blocks, the series and the rollups).
 async fn sample_cost(path: &std::path::Path) {
     let url = format!("sqlite://{}", path.display());
     let s = store::open(&url, &Default::default())
@@ -357,7 +357,7 @@ async fn sample_cost(path: &std::path::Path) {
     let t0 = Utc::now() - Duration::days(2);
     let steps = 6 * 60 * 36; // 36 h at 10 s
     let mut value = [0f64; 200];
-    let mut batch = Vec::with_capacity(1000);
+    let mut batch = Vec::with_capacity(200);
     let mut n = 0usize;
     for step in 0..steps {
         for (series, v) in value.iter_mut().enumerate() {
@@ -368,7 +368,7 @@ async fn sample_cost(path: &std::path::Path) {
                 *v + (fastrand::u32(0..5000) as f64)
             };
             batch.push(sample(series, t0 + Duration::seconds(step as i64 * 10), *v));
-            if batch.len() == 1000 {
+            if batch.len() == 200 {
                 let b = Batch {
                     version: PROTOCOL_VERSION,
                     agent: "cost".into(),
