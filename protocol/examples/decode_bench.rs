@@ -18,13 +18,15 @@ const NAMES: [&str; 5] = [
     "system.disk.io",
 ];
 
-fn arg(name: &str, default: usize) -> usize {
-    let args: Vec<String> = std::env::args().collect();
-    args.iter()
-        .position(|a| a == name)
-        .and_then(|i| args.get(i + 1))
-        .map(|v| v.parse().expect("a number"))
-        .unwrap_or(default)
+/// What decoding a batch costs, per record.
+#[derive(clap::Parser)]
+struct Args {
+    /// Records a batch.
+    #[arg(long, default_value_t = 5000)]
+    records: usize,
+    /// Decodes of each batch; the best is reported.
+    #[arg(long, default_value_t = 200)]
+    rounds: usize,
 }
 
 fn batch(records: Vec<Record>) -> Batch {
@@ -76,8 +78,7 @@ fn results(n: usize) -> Vec<Record> {
 }
 
 fn main() {
-    let n = arg("--records", 5000);
-    let rounds = arg("--rounds", 200);
+    let Args { records: n, rounds } = clap::Parser::parse();
     for (kind, records) in [
         ("metric samples", samples(n)),
         ("check results", results(n)),
