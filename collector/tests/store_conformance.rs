@@ -182,6 +182,8 @@ conformance!(
     a_common_word_is_searched_newest_first_without_sorting_every_match,
     reopening_keeps_data_and_a_newer_schema_is_refused,
     samples_of_an_older_schema_move_into_blocks_and_are_rolled_up_once,
+    rows_after_retention_emptied_the_tables_are_rolled_up,
+    a_batch_larger_than_a_block_is_stored_whole,
     agents_are_listed_with_labels_and_last_seen,
     alert_transitions_are_compare_and_set_with_history_and_outbox,
     outbox_claims_lease_retry_and_give_up,
@@ -754,8 +756,13 @@ async fn retention_deletes_in_chunks_and_only_rolled_up_rows(b: Backend) {
     // Nothing is rolled up yet, so no raw row may go (the two batch ids, past retention, do).
     while s.enforce_retention(&policy, now, 10).await.unwrap() > 0 {}
     assert_eq!(count_results(s).await, 30);
+    assert_eq!(
+        count_samples(s, "m").await,
+        25,
+        "not rolled up, not deleted"
+    );
     while s.roll_up(1000).await.unwrap() > 0 {}
-    // Bounded chunks: 10 results and 10 samples a call, plus rollups as they fall due.
+    // Bounded chunks: 10 results a call, the samples' one block, plus rollups as they fall due.
     let first = s.enforce_retention(&policy, now, 10).await.unwrap();
     assert!((20..=80).contains(&first), "{first}");
     let mut calls = 1;
@@ -772,6 +779,7 @@ async fn retention_deletes_in_chunks_and_only_rolled_up_rows(b: Backend) {
         5,
         "only the recent raw results stay"
     );
+    assert_eq!(count_samples(s, "m").await, 0);
     // The old per-minute rollups (day 1, older than 30 days) are gone; per-hour ones stay.
     let q = |tier| RollupQuery {
         name: "api".into(),
@@ -788,6 +796,96 @@ async fn retention_deletes_in_chunks_and_only_rolled_up_rows(b: Backend) {
         30,
         "per-hour history survives"
     );
+}
+
+async fn count_samples(s: &dyn Store, name: &str) -> usize {
+    let (from, to) = all_time();
+    let q = RollupQuery {
+        name: name.into(),
+        agent: Some("a".into()),
+        tier: Tier::Minute,
+        from,
+        to,
+    };
+    s.metric_samples(&q).await.unwrap().len()
+}
+
+/// Retention may empty a raw table; SQLite gives a new row the largest id plus one, which must
+/// still be past the roll-up's cursor, or the roll-up passes over the new rows.
+async fn rows_after_retention_emptied_the_tables_are_rolled_up(b: Backend) {
+    let s = &*b.store;
+    let day = |d: i64| t(60 * 24 * d, 0);
+    let policy = Retention {
+        raw: Duration::from_secs(7 * 86_400),
+        ..default_retention()
+    };
+    ingest(
+        s,
+        "a",
+        "old",
+        vec![
+            result("api", day(1), true, 1.0),
+            sample("m", &[], day(1), 1.0),
+        ],
+    )
+    .await;
+    while s.roll_up(1000).await.unwrap() > 0 {}
+    while s.enforce_retention(&policy, day(40), 100).await.unwrap() > 0 {}
+    assert_eq!(count_samples(s, "m").await, 0, "the block went");
+    ingest(
+        s,
+        "a",
+        "new",
+        vec![
+            result("api", day(39), false, 2.0),
+            sample("m", &[], day(39), 5.0),
+        ],
+    )
+    .await;
+    assert_eq!(
+        s.roll_up(1000).await.unwrap(),
+        2,
+        "both new rows are rolled up"
+    );
+    let q = |name: &str| RollupQuery {
+        name: name.into(),
+        agent: Some("a".into()),
+        tier: Tier::Minute,
+        from: day(39),
+        to: day(40),
+    };
+    let metric = s.metric_rollups(&q("m")).await.unwrap();
+    assert_eq!(metric.len(), 1, "{metric:?}");
+    assert_eq!((metric[0].count, metric[0].last), (1, 5.0));
+    let checks = s.check_rollups(&q("api")).await.unwrap();
+    assert_eq!(checks.iter().map(|c| c.count).sum::<u64>(), 1, "{checks:?}");
+}
+
+/// A batch of more samples than a block holds is stored as several, all read and rolled up.
+async fn a_batch_larger_than_a_block_is_stored_whole(b: Backend) {
+    let s = &*b.store;
+    let n = lookout_collector::store::blocks::MAX_SAMPLES + 3;
+    let records = (0..n)
+        .map(|i| {
+            sample(
+                "m",
+                &[],
+                t(0, 0) + chrono::Duration::milliseconds(i as i64),
+                1.0,
+            )
+        })
+        .collect();
+    ingest(s, "a", "big", records).await;
+    assert_eq!(count_samples(s, "m").await, n);
+    let mut rolled = 0;
+    loop {
+        let k = s.roll_up(5_000).await.unwrap();
+        if k == 0 {
+            break;
+        }
+        rolled += k;
+    }
+    assert_eq!(rolled as usize, n);
 }
 
 async fn count_results(s: &dyn Store) -> usize {

@@ -18,6 +18,12 @@ use super::StoreError;
 use super::rollup::RawSample;
 
 const FORMAT: u8 = 1;
+/// The most samples a block holds: a batch with more is stored as several blocks
+/// ([`super::sql::GroupRows::split`]). It bounds what reading one block takes (2.4 MB), and
+/// what this build accepts when it reads one back.
+pub const MAX_SAMPLES: usize = 100_000;
+/// A block's largest size decompressed.
+const MAX_RAW: usize = 4 + 24 * MAX_SAMPLES;
 /// zstd's fastest level: the writer thread compresses every block.
 const LEVEL: i32 = 1;
 
@@ -35,10 +41,16 @@ pub struct Block {
 }
 
 impl Block {
-    /// Packs `samples` (at least one), which are sorted here by series and time, stably.
+    /// Packs `samples` (at least one, at most [`MAX_SAMPLES`]), which are sorted here by series
+    /// and time, stably.
     pub fn pack(samples: &mut [RawSample]) -> Result<Self, StoreError> {
-        samples.sort_by_key(|s| (s.series, s.time_ms));
         let n = samples.len();
+        if n > MAX_SAMPLES {
+            return Err(StoreError::Corrupt(format!(
+                "a sample block of {n} samples: at most {MAX_SAMPLES} go in one"
+            )));
+        }
+        samples.sort_by_key(|s| (s.series, s.time_ms));
         let mut raw = Vec::with_capacity(4 + 24 * n);
         raw.extend_from_slice(&(n as u32).to_le_bytes());
         let mut prev = 0i64;
@@ -68,9 +80,13 @@ impl Block {
     }
 }
 
-/// The samples of a stored block, in order of series and time.
-pub fn unpack(data: &[u8]) -> Result<Vec<RawSample>, StoreError> {
-    let corrupt = |why: String| StoreError::Corrupt(format!("metric sample block: {why}"));
+/// The samples of stored block `id`, in order of series and time.
+pub fn unpack(id: i64, data: &[u8]) -> Result<Vec<RawSample>, StoreError> {
+    let corrupt = |why: String| {
+        StoreError::Corrupt(format!(
+            "metric sample block {id} (metric_sample_blocks.id): {why}"
+        ))
+    };
     let Some((&format, frame)) = data.split_first() else {
         return Err(corrupt("empty".into()));
     };
@@ -133,14 +149,15 @@ impl StepSamples {
         }
     }
 
-    /// Whether the step has taken enough; a step takes at least one block.
+    /// Whether the step has taken enough; a step takes at least one block, and whole blocks,
+    /// so it may pass either bound by up to a block.
     pub fn full(&self) -> bool {
         self.minutes.len() >= self.max_rows || self.raw.len() >= 20 * self.max_rows
     }
 
-    /// Takes a stored block's samples.
-    pub fn take(&mut self, data: &[u8]) -> Result<(), StoreError> {
-        let samples = unpack(data)?;
+    /// Takes the samples of stored block `id`.
+    pub fn take(&mut self, id: i64, data: &[u8]) -> Result<(), StoreError> {
+        let samples = unpack(id, data)?;
         self.minutes.extend(samples.iter().map(|s| {
             (
                 s.series,
@@ -152,10 +169,6 @@ impl StepSamples {
     }
 }
 
-/// The largest block this build writes, decompressed: a batch's samples (an agent's batch is
-/// at most 64 MiB of JSON, over 60 bytes a sample).
-const MAX_RAW: u64 = 4 + 24 * (64 << 20) / 60;
-
 /// Decompresses a block's frame (which records its size) with a context kept per thread: a new
 /// context per block cost more than the decompression of a block of 160 samples.
 fn decompress(frame: &[u8]) -> std::io::Result<Vec<u8>> {
@@ -164,8 +177,14 @@ fn decompress(frame: &[u8]) -> std::io::Result<Vec<u8>> {
             const { std::cell::RefCell::new(None) };
     }
     let size = match zstd::zstd_safe::get_frame_content_size(frame) {
-        Ok(Some(size)) if size <= MAX_RAW => size as usize,
-        _ => return Err(std::io::Error::other("no frame of a known, possible size")),
+        Ok(Some(size)) if size <= MAX_RAW as u64 => size as usize,
+        Ok(Some(size)) => {
+            return Err(std::io::Error::other(format!(
+                "{size} bytes decompressed, over the {MAX_RAW} of {MAX_SAMPLES} samples"
+            )));
+        }
+        Ok(None) => return Err(std::io::Error::other("the frame does not record its size")),
+        Err(_) => return Err(std::io::Error::other("not a zstd frame")),
     };
     CONTEXT.with(|cell| {
         let mut cell = cell.borrow_mut();
@@ -196,7 +215,7 @@ mod tests {
                 .map(|&(series, time_ms, value)| RawSample { series, time_ms, value })
                 .collect();
             let block = Block::pack(&mut samples).unwrap();
-            let back = unpack(&block.data).unwrap();
+            let back = unpack(1, &block.data).unwrap();
             prop_assert_eq!(back.iter().map(key).collect::<Vec<_>>(),
                 samples.iter().map(key).collect::<Vec<_>>());
             prop_assert!(back.windows(2).all(|w| (w[0].series, w[0].time_ms) <= (w[1].series, w[1].time_ms)));
@@ -214,20 +233,43 @@ mod tests {
             value: 1.5,
         }];
         let block = Block::pack(&mut samples).unwrap();
-        let err = unpack(&[]).unwrap_err().to_string();
-        assert!(err.contains("empty"), "{err}");
+        let err = unpack(42, &[]).unwrap_err().to_string();
+        assert!(err.contains("block 42") && err.contains("empty"), "{err}");
         let mut other = block.data.clone();
         other[0] = 9;
-        let err = unpack(&other).unwrap_err().to_string();
+        let err = unpack(1, &other).unwrap_err().to_string();
         assert!(err.contains("format 9"), "{err}");
-        let err = unpack(&block.data[..block.data.len() - 3])
+        let err = unpack(1, &block.data[..block.data.len() - 3])
             .unwrap_err()
             .to_string();
         assert!(err.contains("metric sample block"), "{err}");
         let mut short = vec![FORMAT];
         short.extend(zstd::bulk::compress(&[1, 0, 0, 0, 5], 1).unwrap());
-        let err = unpack(&short).unwrap_err().to_string();
+        let err = unpack(1, &short).unwrap_err().to_string();
         assert!(err.contains("1 bytes for 1 samples"), "{err}");
+        let mut streamed = vec![FORMAT];
+        let mut encoder = zstd::stream::Encoder::new(Vec::new(), 1).unwrap();
+        encoder.include_contentsize(false).unwrap();
+        std::io::Write::write_all(&mut encoder, &[0u8; 4]).unwrap();
+        streamed.extend(encoder.finish().unwrap());
+        let err = unpack(1, &streamed).unwrap_err().to_string();
+        assert!(err.contains("does not record its size"), "{err}");
+        let err = unpack(1, &[FORMAT, 1, 2, 3, 4, 5]).unwrap_err().to_string();
+        assert!(err.contains("not a zstd frame"), "{err}");
+        let mut huge = vec![FORMAT];
+        huge.extend(zstd::bulk::compress(&vec![0u8; MAX_RAW + 1], 1).unwrap());
+        let err = unpack(1, &huge).unwrap_err().to_string();
+        assert!(err.contains("over the"), "{err}");
+        let mut too_many = vec![
+            RawSample {
+                series: 1,
+                time_ms: 0,
+                value: 0.0
+            };
+            MAX_SAMPLES + 1
+        ];
+        let err = Block::pack(&mut too_many).unwrap_err().to_string();
+        assert!(err.contains("at most 100000"), "{err}");
     }
 
     #[test]
@@ -246,16 +288,16 @@ mod tests {
         };
         // 10 series of 100 samples in one minute: 10 rollup rows of a step of 100.
         let mut step = StepSamples::new(100);
-        step.take(&block(0..10, 100)).unwrap();
+        step.take(1, &block(0..10, 100)).unwrap();
         assert!(!step.full(), "1,000 samples, 10 rows");
-        step.take(&block(10..110, 1)).unwrap();
+        step.take(1, &block(10..110, 1)).unwrap();
         assert!(step.full(), "110 rows");
         assert_eq!(step.raw.len(), 1_100);
         // Samples bound it too: 20 times the rows.
         let mut step = StepSamples::new(100);
-        step.take(&block(0..1, 1_999)).unwrap();
+        step.take(1, &block(0..1, 1_999)).unwrap();
         assert!(!step.full());
-        step.take(&block(1..2, 1)).unwrap();
+        step.take(1, &block(1..2, 1)).unwrap();
         assert!(step.full());
     }
 

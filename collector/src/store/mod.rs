@@ -407,8 +407,9 @@ pub trait Store:
     /// (`bucket` is the sample's time). `q.agent` is required; `q.tier` is not used.
     async fn metric_samples(&self, q: &RollupQuery) -> Result<Vec<MetricRollup>, StoreError>;
 
-    /// Deletes at most `chunk` expired rows of each kind as of `now`; returns how many it
-    /// deleted (0 means nothing is left to delete).
+    /// Deletes at most `chunk` expired rows of each kind as of `now` (metric samples: `chunk`
+    /// blocks, and a few blocks that straddle the cutoff written again without their old
+    /// samples); returns how many rows or samples it deleted (0 means nothing is left).
     async fn enforce_retention(
         &self,
         policy: &Retention,

@@ -151,10 +151,13 @@ impl SeriesCache {
 
 /// Retention's statements, each deleting (or emptying) at most a chunk of rows older than a
 /// cutoff through a time index (schema v7), so that a pass costs what it deletes, not a
-/// statement per series. The raw tables': $1 the last id rolled up (nothing later goes),
-/// $2 the cutoff, $3 the chunk.
+/// statement per series. The raw tables': $1 the last id rolled up, $2 the cutoff, $3 the
+/// chunk. Check results before the last rolled up go: the last stays, so that SQLite, which
+/// gives a new row the largest id plus one, never gives an id at or below the roll-up's cursor
+/// (which the roll-up would pass over) after retention emptied the table. Sample blocks' ids
+/// are never reused (AUTOINCREMENT, schema v9): every rolled-up block may go.
 pub(crate) const RETENTION_RAW: &str = "DELETE FROM check_results WHERE id IN
-    (SELECT id FROM check_results WHERE time_ms < $2 AND id <= $1 ORDER BY time_ms LIMIT $3)";
+    (SELECT id FROM check_results WHERE time_ms < $2 AND id < $1 ORDER BY time_ms LIMIT $3)";
 /// Metric sample blocks wholly older than the cutoff, with the same parameters; answers each
 /// deleted block's sample count.
 pub(crate) const RETENTION_SAMPLE_BLOCKS: &str = "DELETE FROM metric_sample_blocks WHERE id IN
@@ -259,6 +262,13 @@ impl<'a> GroupRows<'a> {
                         rows.logs.push((item.agent, l));
                     }
                 }
+            }
+            // A batch larger than a block (a backlog, or a raised `max_decoded_bytes`) is
+            // several.
+            while block.len() > super::blocks::MAX_SAMPLES {
+                let rest = block.split_off(super::blocks::MAX_SAMPLES);
+                rows.sample_blocks
+                    .push((item.agent, std::mem::replace(&mut block, rest)));
             }
             if !block.is_empty() {
                 rows.sample_blocks.push((item.agent, block));
@@ -387,13 +397,13 @@ macro_rules! sql_store {
                         .await?;
                         let Some(last) = rows.last() else { break };
                         after = last.try_get("id")?;
-                        moved += rows.len();
                         let mut by_agent: std::collections::BTreeMap<&str, Vec<RawSample>> =
                             Default::default();
                         for r in &rows {
                             let series: i64 = r.try_get("series_id")?;
                             // A sample of no series is read by nothing: it is not moved.
                             let Some(agent) = agents.get(&series) else { continue };
+                            moved += 1;
                             by_agent.entry(agent).or_default().push(RawSample {
                                 series,
                                 time_ms: r.try_get("time_ms")?,
@@ -419,7 +429,9 @@ macro_rules! sql_store {
                     if to == rolled {
                         sqlx::query(
                             "INSERT INTO rollup_cursors (name, last_id)
-                             SELECT 'metric_sample_blocks', COALESCE(MAX(id), 0) FROM metric_sample_blocks",
+                             SELECT 'metric_sample_blocks', COALESCE(MAX(id), 0) FROM metric_sample_blocks
+                             WHERE true -- SQLite reads an upsert after a SELECT only past a WHERE
+                             ON CONFLICT (name) DO UPDATE SET last_id = excluded.last_id",
                         )
                         .execute(&mut **tx)
                         .await?;
@@ -459,7 +471,7 @@ macro_rules! sql_store {
                     .fetch_all(&mut *tx)
                     .await?;
                 for (id, data) in straddling {
-                    let mut samples = $crate::store::blocks::unpack(&data)?;
+                    let mut samples = $crate::store::blocks::unpack(id, &data)?;
                     let before = samples.len();
                     samples.retain(|s| s.time_ms >= cutoff);
                     deleted += (before - samples.len()) as u64;
@@ -845,8 +857,8 @@ macro_rules! sql_store {
                 // are kept. In block order, so that of samples at one time the earlier stored
                 // comes first.
                 let (from, to) = (ms(&q.from), ms(&q.to));
-                let blocks: Vec<Vec<u8>> = sqlx::query_scalar(
-                    "SELECT data FROM metric_sample_blocks
+                let blocks: Vec<(i64, Vec<u8>)> = sqlx::query_as(
+                    "SELECT id, data FROM metric_sample_blocks
                      WHERE agent = $1 AND max_time_ms >= $2 AND min_time_ms <= $3 ORDER BY id",
                 )
                 .bind(agent)
@@ -855,9 +867,9 @@ macro_rules! sql_store {
                 .fetch_all(&self.read)
                 .await?;
                 let mut samples = Vec::new();
-                for data in &blocks {
+                for (id, data) in &blocks {
                     samples.extend(
-                        $crate::store::blocks::unpack(data)?
+                        $crate::store::blocks::unpack(*id, data)?
                             .into_iter()
                             .filter(|s| labels.contains_key(&s.series) && (from..=to).contains(&s.time_ms)),
                     );
@@ -894,9 +906,6 @@ macro_rules! sql_store {
                 let raw_results = Self::cursor(&mut tx, "check_results").await?;
                 let raw_samples = Self::cursor(&mut tx, "metric_sample_blocks").await?;
                 tx.commit().await?;
-                deleted += self
-                    .expire_sample_blocks(raw_samples, cutoff(policy.raw), chunk)
-                    .await?;
                 const HOUR_MS: i64 = 3_600_000;
                 let [minutes, hours, days] = RETENTION_CHECK_ROLLUPS;
                 let jobs: [(&str, &[i64]); 6] = [
@@ -994,6 +1003,11 @@ macro_rules! sql_store {
                     }
                 }
                 tx.commit().await?;
+                // Last, since it reads blocks back: a damaged one (its id in the error) stops
+                // only this part of a pass.
+                deleted += self
+                    .expire_sample_blocks(raw_samples, cutoff(policy.raw), chunk)
+                    .await?;
                 Ok(deleted)
             }
 

@@ -393,8 +393,9 @@ fn roll_up_samples(tx: &Transaction<'_>, max_rows: u32) -> Result<u64, StoreErro
     let mut step = StepSamples::new(max_rows);
     while !step.full() {
         let Some(r) = rows.next()? else { break };
-        last_id = Some(r.get::<_, i64>(0)?);
-        step.take(r.get_ref(1)?.as_blob().map_err(rusqlite::Error::from)?)?;
+        let id = r.get::<_, i64>(0)?;
+        last_id = Some(id);
+        step.take(id, r.get_ref(1)?.as_blob().map_err(rusqlite::Error::from)?)?;
     }
     let Some(last_id) = last_id else {
         return Ok(0);

@@ -540,7 +540,7 @@ impl PgStore {
                 if step.full() {
                     break;
                 }
-                step.take(&data)?;
+                step.take(id, &data)?;
                 last_id = id;
             }
         }
