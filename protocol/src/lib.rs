@@ -125,23 +125,79 @@ impl<'de> serde::de::Visitor<'de> for RecordVisitor {
         use serde::de::Error;
         use serde::de::value::MapAccessDeserializer;
         let mut before = serde_json::Map::new();
+        let mut keep = |fields: &mut serde_json::Map<_, _>, key: String, value| {
+            if key == "kind" || fields.contains_key(&key) {
+                return Err(A::Error::custom(format_args!("duplicate field `{key}`")));
+            }
+            fields.insert(key, value);
+            Ok(())
+        };
         while let Some(key) = map.next_key::<String>()? {
             if key != "kind" {
-                before.insert(key, map.next_value()?);
+                keep(&mut before, key, map.next_value()?)?;
                 continue;
             }
             let kind: RecordKind = map.next_value()?;
             if before.is_empty() {
-                return kind.read(MapAccessDeserializer::new(map));
+                return kind.read(MapAccessDeserializer::new(AfterKind(map)));
             }
             while let Some((key, value)) = map.next_entry::<String, serde_json::Value>()? {
-                before.insert(key, value);
+                keep(&mut before, key, value)?;
             }
             return kind
                 .read(serde_json::Value::Object(before))
                 .map_err(A::Error::custom);
         }
         Err(A::Error::missing_field("kind"))
+    }
+}
+
+/// A record's fields after its `kind`, as its struct reads them; a second `kind` is refused
+/// (the struct would pass over it as a field it does not know).
+struct AfterKind<A>(A);
+
+impl<'de, A: serde::de::MapAccess<'de>> serde::de::MapAccess<'de> for AfterKind<A> {
+    type Error = A::Error;
+
+    fn next_key_seed<K: serde::de::DeserializeSeed<'de>>(
+        &mut self,
+        seed: K,
+    ) -> Result<Option<K::Value>, A::Error> {
+        self.0.next_key_seed(NotKind(seed))
+    }
+
+    fn next_value_seed<V: serde::de::DeserializeSeed<'de>>(
+        &mut self,
+        seed: V,
+    ) -> Result<V::Value, A::Error> {
+        self.0.next_value_seed(seed)
+    }
+}
+
+/// Reads a field name for `K`, unless it is `kind`.
+struct NotKind<K>(K);
+
+impl<'de, K: serde::de::DeserializeSeed<'de>> serde::de::DeserializeSeed<'de> for NotKind<K> {
+    type Value = K::Value;
+
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<K::Value, D::Error> {
+        d.deserialize_str(self)
+    }
+}
+
+impl<'de, K: serde::de::DeserializeSeed<'de>> serde::de::Visitor<'de> for NotKind<K> {
+    type Value = K::Value;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("a field name")
+    }
+
+    fn visit_str<E: serde::de::Error>(self, key: &str) -> Result<K::Value, E> {
+        if key == "kind" {
+            return Err(E::duplicate_field("kind"));
+        }
+        self.0
+            .deserialize(serde::de::value::StrDeserializer::<E>::new(key))
     }
 }
 

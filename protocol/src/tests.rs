@@ -252,6 +252,15 @@ fn a_record_is_read_whatever_the_order_of_its_fields() {
         .unwrap_err()
         .to_string();
     assert!(err.starts_with("malformed batch"), "{err}");
+    for duplicate in [
+        r#"{"kind":"metric","name":"m","kind":"log","time":"2026-11-27T04:00:00Z","value":1}"#,
+        r#"{"name":"m","kind":"metric","kind":"log","time":"2026-11-27T04:00:00Z","value":1}"#,
+        r#"{"name":"m","value":2,"kind":"metric","time":"2026-11-27T04:00:00Z","value":1}"#,
+        r#"{"kind":"metric","name":"m","time":"2026-11-27T04:00:00Z","value":1,"value":2}"#,
+    ] {
+        let err = read(duplicate).unwrap_err().to_string();
+        assert!(err.contains("duplicate field"), "{duplicate}: {err}");
+    }
     let err = read(r#"["metric"]"#).unwrap_err().to_string();
     assert!(err.contains("an object with a \"kind\""), "{err}");
 }
