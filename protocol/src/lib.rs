@@ -125,7 +125,7 @@ impl<'de> serde::de::Visitor<'de> for RecordVisitor {
         use serde::de::Error;
         use serde::de::value::MapAccessDeserializer;
         let mut before = serde_json::Map::new();
-        let mut keep = |fields: &mut serde_json::Map<_, _>, key: String, value| {
+        let keep = |fields: &mut serde_json::Map<_, _>, key: String, value| {
             if key == "kind" || fields.contains_key(&key) {
                 return Err(A::Error::custom(format_args!("duplicate field `{key}`")));
             }
