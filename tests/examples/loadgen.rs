@@ -303,16 +303,17 @@ async fn flood(args: &[String]) {
 /// Seconds until the collector's roll-up has passed every stored row of `kind` in the SQLite
 /// database at `path` (its cursor at the table's last id).
 async fn roll_up_lag(path: &std::path::Path, kind: &str) -> f64 {
-    let (table, cursor) = match kind {
-        "metrics" => ("metric_sample_blocks", "metric_sample_blocks"),
-        _ => ("check_results", "check_results"),
+    // Each raw table's roll-up cursor bears its name.
+    let table = match kind {
+        "metrics" => "metric_sample_blocks",
+        _ => "check_results",
     };
     let pool = sqlx::SqlitePool::connect(&format!("sqlite://{}?mode=ro", path.display()))
         .await
         .unwrap();
     let sql = format!(
         "SELECT (SELECT COALESCE(MAX(id), 0) FROM {table}) -
-                COALESCE((SELECT last_id FROM rollup_cursors WHERE name = '{cursor}'), 0)"
+                COALESCE((SELECT last_id FROM rollup_cursors WHERE name = '{table}'), 0)"
     );
     let started = Instant::now();
     loop {

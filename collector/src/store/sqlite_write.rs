@@ -277,40 +277,24 @@ fn set_cursor(tx: &Transaction<'_>, table: &str, id: i64) -> Result<(), StoreErr
     Ok(())
 }
 
-/// Up to `max_rows` rows of `table` past its roll-up cursor, in id order, each read by `row`
-/// (which gets `series_id`, `time_ms`, then `columns`, from index 1), with the last one's id;
-/// `None` when there are none. PostgreSQL's counterpart is store/postgres/write.rs's.
-fn new_rows<T>(
-    tx: &Transaction<'_>,
-    table: &'static str,
-    columns: &'static str,
-    max_rows: u32,
-    row: impl Fn(&rusqlite::Row<'_>) -> rusqlite::Result<T>,
-) -> Result<Option<(i64, Vec<T>)>, StoreError> {
-    // Table and column names from this file, not input.
-    let mut read = tx.prepare(&format!(
-        "SELECT id, series_id, time_ms, {columns} FROM {table} WHERE id > $1 ORDER BY id LIMIT $2"
-    ))?;
-    let mut rows = read.query(params![cursor(tx, table)?, max_rows])?;
+fn roll_up_results(tx: &Transaction<'_>, max_rows: u32) -> Result<u64, StoreError> {
+    let mut read = tx.prepare(
+        "SELECT id, series_id, time_ms, ok, latency_ms FROM check_results
+         WHERE id > $1 ORDER BY id LIMIT $2",
+    )?;
+    let mut rows = read.query(params![cursor(tx, "check_results")?, max_rows])?;
     let mut last_id = None;
     let mut raw = Vec::new();
     while let Some(r) = rows.next()? {
         last_id = Some(r.get::<_, i64>(0)?);
-        raw.push(row(r)?);
-    }
-    Ok(last_id.map(|id| (id, raw)))
-}
-
-fn roll_up_results(tx: &Transaction<'_>, max_rows: u32) -> Result<u64, StoreError> {
-    let Some((last_id, raw)) = new_rows(tx, "check_results", "ok, latency_ms", max_rows, |r| {
-        Ok(RawResult {
+        raw.push(RawResult {
             series: r.get(1)?,
             time_ms: r.get(2)?,
             ok: r.get(3)?,
             latency_ms: r.get(4)?,
-        })
-    })?
-    else {
+        });
+    }
+    let Some(last_id) = last_id else {
         return Ok(0);
     };
     let buckets = check_buckets(&raw);

@@ -401,37 +401,22 @@ impl PgStore {
         Ok(())
     }
 
-    /// Up to `max_rows` rows of `table` past its roll-up cursor, in id order, each read by
-    /// `row` (which gets `series_id`, `time_ms` and `columns`), with the last one's id; `None`
-    /// when there are none.
-    async fn new_rows<T>(
-        tx: &mut Tx<'_>,
-        table: &'static str,
-        columns: &'static str,
-        max_rows: u32,
-        row: impl Fn(&sqlx::postgres::PgRow) -> Result<T, sqlx::Error>,
-    ) -> Result<Option<(i64, Vec<T>)>, StoreError> {
-        let cursor = Self::cursor(tx, table).await?;
-        // Table and column names from this file, not input.
-        let sql = format!(
-            "SELECT id, series_id, time_ms, {columns} FROM {table} WHERE id > $1 ORDER BY id LIMIT $2"
-        );
-        let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
-            .bind(cursor)
-            .bind(i64::from(max_rows))
-            .fetch_all(&mut **tx)
-            .await?;
+    async fn roll_up_results(tx: &mut Tx<'_>, max_rows: u32) -> Result<u64, StoreError> {
+        let rows = sqlx::query(
+            "SELECT id, series_id, time_ms, ok, latency_ms FROM check_results
+             WHERE id > $1 ORDER BY id LIMIT $2",
+        )
+        .bind(Self::cursor(tx, "check_results").await?)
+        .bind(i64::from(max_rows))
+        .fetch_all(&mut **tx)
+        .await?;
         let Some(last) = rows.last() else {
-            return Ok(None);
+            return Ok(0);
         };
         let last_id: i64 = last.try_get("id")?;
-        let raw = rows.iter().map(row).collect::<Result<Vec<_>, _>>()?;
-        Ok(Some((last_id, raw)))
-    }
-
-    async fn roll_up_results(tx: &mut Tx<'_>, max_rows: u32) -> Result<u64, StoreError> {
-        let Some((last_id, raw)) =
-            Self::new_rows(tx, "check_results", "ok, latency_ms", max_rows, |r| {
+        let raw = rows
+            .iter()
+            .map(|r| {
                 Ok(RawResult {
                     series: r.try_get("series_id")?,
                     time_ms: r.try_get("time_ms")?,
@@ -439,10 +424,7 @@ impl PgStore {
                     latency_ms: r.try_get("latency_ms")?,
                 })
             })
-            .await?
-        else {
-            return Ok(0);
-        };
+            .collect::<Result<Vec<_>, sqlx::Error>>()?;
         let buckets = check_buckets(&raw);
         let days: Vec<_> = buckets.days.into_iter().collect();
         sqlx::query(
