@@ -44,6 +44,8 @@ fn main() {
                 segment_bytes: 8 << 20,
                 fsync: policy,
                 batch_bytes: 1 << 20,
+                flush_interval: std::time::Duration::from_secs(1),
+                steady_wait: std::time::Duration::from_secs(10),
             })
             .expect("open"),
         );

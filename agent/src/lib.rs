@@ -100,6 +100,8 @@ pub fn spool_config(
 ) -> SpoolConfig {
     SpoolConfig {
         batch_bytes: shipping.max_batch_bytes,
+        flush_interval: shipping.flush_interval,
+        steady_wait: shipping.steady_wait,
         dir,
         max_bytes: c.max_bytes,
         segment_bytes: c.segment_bytes,

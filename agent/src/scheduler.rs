@@ -119,12 +119,15 @@ async fn run_check(
         if !ok {
             tracing::debug!(check = %check.name, error = result.error.as_deref().unwrap_or(""), "probe failed");
         }
-        // A change of state (and the first result) is sent at once; the rest waits for the
-        // shipper's flush interval and travels in batches.
-        if last_ok == Some(ok) {
-            queue.push(&Record::CheckResult(result));
-        } else {
-            queue.push_urgent(&Record::CheckResult(result));
+        // A change of state (and the first result) is sent at once; a failure that goes on
+        // within the flush interval (the collector counts failures to a threshold); a pass
+        // after a pass says nothing new and rides with a later batch.
+        let record = Record::CheckResult(result);
+        match last_ok {
+            Some(last) if last != ok => queue.push_urgent(&record),
+            None => queue.push_urgent(&record),
+            Some(_) if ok => queue.push_steady(&record, check.interval),
+            Some(_) => queue.push(&record),
         }
         last_ok = Some(ok);
         next = if ok {
@@ -235,6 +238,8 @@ mod tests {
                 segment_bytes: 1 << 20,
                 fsync: crate::spool::FsyncPolicy::Never,
                 batch_bytes: 1 << 20,
+                flush_interval: Duration::from_secs(1),
+                steady_wait: Duration::from_secs(10),
             })
             .unwrap(),
         );

@@ -26,19 +26,20 @@ pub async fn run(
     shutdown: CancellationToken,
 ) {
     let mut backoff = Backoff::new(Duration::from_millis(200), cfg.max_backoff);
-    loop {
-        if queue.is_empty() {
-            tokio::select! {
-                () = shutdown.cancelled() => break,
-                () = queue.pushed() => {}
+    'ship: loop {
+        // Wait until a record is due: each waits at most its deadline (the flush interval; none
+        // for a change of a check's state; longer for a steady result), so records travel in
+        // batches, yet none waits longer than it may. A record written meanwhile may bring the
+        // deadline forward.
+        loop {
+            let due = queue.due();
+            if due.is_some_and(|at| at <= tokio::time::Instant::now()) {
+                break;
             }
-            // Let a batch gather for at most flush_interval, so one probe result is not one
-            // request, yet no record waits longer than that; a change of a check's state goes
-            // at once.
             tokio::select! {
-                () = shutdown.cancelled() => break,
-                () = tokio::time::sleep(cfg.flush_interval) => {}
-                () = queue.urgent_pushed() => {}
+                () = shutdown.cancelled() => break 'ship,
+                () = queue.pushed() => {}
+                () = sleep_until_due(due) => {}
             }
         }
         let Some(pending) = queue.next_batch(cfg.max_batch_records) else {
@@ -84,6 +85,14 @@ pub async fn run(
         }
     }
     final_flush(&agent, &queue, &client, cfg.max_batch_records).await;
+}
+
+/// Sleeps until `due`; forever when nothing is due.
+async fn sleep_until_due(due: Option<tokio::time::Instant>) {
+    match due {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
 }
 
 async fn final_flush(agent: &str, queue: &Spool, client: &CollectorClient, max: usize) {

@@ -36,6 +36,8 @@ impl Setup {
                 segment_bytes: 64 << 10,
                 fsync: FsyncPolicy::Never,
                 batch_bytes: 1 << 20,
+                flush_interval: std::time::Duration::from_secs(1),
+                steady_wait: std::time::Duration::from_secs(10),
             })
             .unwrap(),
         )

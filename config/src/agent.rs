@@ -159,6 +159,11 @@ pub struct ShippingConfig {
     /// does not wait: it is sent at once.
     #[serde(default = "default_flush", with = "crate::duration")]
     pub flush_interval: Duration,
+    /// Longest a steady result (a check passing, as it was) waits for a batch: it says nothing
+    /// new, so it rides with the next one. Never longer than its check's interval, never
+    /// shorter than `flush_interval`. Default `"10s"`.
+    #[serde(default = "default_steady_wait", with = "crate::duration")]
+    pub steady_wait: Duration,
     /// Most records in one batch. Default 1000.
     #[serde(default = "default_batch_records")]
     pub max_batch_records: usize,
@@ -181,6 +186,7 @@ impl Default for ShippingConfig {
     fn default() -> Self {
         Self {
             flush_interval: default_flush(),
+            steady_wait: default_steady_wait(),
             max_batch_records: default_batch_records(),
             max_batch_bytes: default_batch_bytes(),
             assignments_interval: default_assignments_interval(),
@@ -192,6 +198,9 @@ impl Default for ShippingConfig {
 
 fn default_flush() -> Duration {
     Duration::from_secs(1)
+}
+fn default_steady_wait() -> Duration {
+    Duration::from_secs(10)
 }
 fn default_batch_records() -> usize {
     1000

@@ -13,8 +13,17 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 
-/// Path of a workspace binary built by cargo beside this test.
+/// Path of a workspace binary: the one built by cargo beside this test, or the one
+/// `<NAME>_BIN` names.
 pub fn bin(name: &str) -> PathBuf {
+    // `LOOKOUT_AGENT_BIN` (for `lookout-agent`, and so on) names another build: bench/run
+    // measures the agent as deployed, built with its own profile.
+    let var = format!("{}_BIN", name.to_uppercase().replace('-', "_"));
+    if let Some(path) = std::env::var_os(&var) {
+        let path = PathBuf::from(path);
+        assert!(path.exists(), "{var}={} does not exist", path.display());
+        return path;
+    }
     let exe = std::env::current_exe().expect("current_exe");
     // target/<profile>/deps/<test> -> target/<profile>/<name>
     let dir = exe.parent().and_then(Path::parent).expect("target dir");

@@ -607,3 +607,62 @@ async fn a_state_change_is_sent_at_once_while_routine_results_wait_for_the_batch
         changed.elapsed()
     );
 }
+
+/// A steady result (a pass after a pass) says nothing new: it waits up to `steady_wait` for a
+/// batch, where other records wait `flush_interval`; the first result goes at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_steady_result_waits_up_to_steady_wait() {
+    let dir = tempfile::tempdir().unwrap();
+    let target = Target::start().await.unwrap();
+    let (_collector, base) =
+        start_collector(dir.path(), &collector_config(dir.path(), "")).unwrap();
+    let agent_dir = tempfile::tempdir().unwrap();
+    let path = agent_dir.path().join("agent.toml");
+    std::fs::write(
+        &path,
+        format!(
+            "name = \"edge-1\"\ncollector = \"{base}\"\ntoken = \"{AGENT_TOKEN}\"\ndata_dir = \"{data}\"\n\
+             [host_metrics]\nenabled = false\n\
+             [shipping]\nflush_interval = \"200ms\"\nsteady_wait = \"2s\"\n\
+             [[checks]]\nname = \"t\"\ntype = \"http\"\nurl = \"{}\"\ninterval = \"3s\"\ntimeout = \"1s\"\n",
+            target.url,
+            data = agent_dir.path().display()
+        ),
+    )
+    .unwrap();
+    let agent = Daemon::start(
+        &bin("lookout-agent"),
+        &["--config", path.to_str().unwrap()],
+        &[],
+    )
+    .unwrap();
+    // Polls until the collector holds `n` results; answers how long after its probe the
+    // newest arrived (within the 100 ms between polls).
+    let arrival_delay = |n: usize| async move {
+        eventually("results", Duration::from_secs(12), || async {
+            let j = get_json(&format!("{base}/api/v1/checks/t/results")).await?;
+            let results = j["results"].as_array().cloned().unwrap_or_default();
+            if results.len() < n {
+                return Ok(None);
+            }
+            let newest: chrono::DateTime<chrono::Utc> =
+                results[0]["time"].as_str().unwrap_or_default().parse()?;
+            Ok(Some((chrono::Utc::now() - newest).to_std()?))
+        })
+        .await
+    };
+    let first = arrival_delay(1)
+        .await
+        .unwrap_or_else(|e| panic!("{e}\n{}", agent.log_text()));
+    assert!(
+        first < Duration::from_secs(1),
+        "the first result went at once: {first:?}"
+    );
+    let second = arrival_delay(2)
+        .await
+        .unwrap_or_else(|e| panic!("{e}\n{}", agent.log_text()));
+    assert!(
+        second >= Duration::from_millis(1800) && second < Duration::from_millis(2900),
+        "a steady result waited {second:?}, not steady_wait (2 s)"
+    );
+}

@@ -45,6 +45,7 @@ use std::time::Duration;
 
 use lookout_protocol::Record;
 use tokio::sync::Notify;
+use tokio::time::Instant;
 
 /// A batch handed to the shipper and not yet acknowledged.
 #[derive(Debug, Clone)]
@@ -79,6 +80,10 @@ pub struct SpoolConfig {
     pub fsync: FsyncPolicy,
     /// Most bytes of records (as JSON) in one batch; a batch holds at least one record.
     pub batch_bytes: usize,
+    /// Longest a record waits before it is due to be sent ([`Spool::push`]).
+    pub flush_interval: Duration,
+    /// Longest a steady result waits ([`Spool::push_steady`]).
+    pub steady_wait: Duration,
 }
 
 /// Why the spool could not be opened at all (its folder cannot be made or read).
@@ -182,6 +187,9 @@ struct Inner {
     dirty: bool,
     /// The state slot written last is not synced yet.
     state_dirty: bool,
+    /// When the next batch should leave: the earliest deadline of the records not yet taken
+    /// into a batch; `None` when there are none.
+    due: Option<Instant>,
 }
 
 /// The spool. Cheap to share: every method takes `&self`.
@@ -190,11 +198,11 @@ pub struct Spool {
     cfg: SpoolConfig,
     // std's Mutex: file appends are short and never held across an await.
     inner: Mutex<Inner>,
+    /// Signalled when records are written (their deadline may be earlier than the one waited
+    /// for).
     notify: Notify,
     /// Signalled when written records start waiting for a sync.
     dirtied: Notify,
-    /// Signalled when a record that should not wait for the flush interval is written.
-    urgent: Notify,
 }
 
 /// Refused batches kept in `rejected/`.
@@ -309,11 +317,12 @@ impl Spool {
                 full: false,
                 dirty: false,
                 state_dirty: false,
+                // What a previous run left unsent goes at once.
+                due: (held > 0).then(Instant::now),
             }),
             cfg,
             notify: Notify::new(),
             dirtied: Notify::new(),
-            urgent: Notify::new(),
         };
         if let Some(flight) = saved.in_flight {
             spool.restore_in_flight(flight);
@@ -372,18 +381,24 @@ impl Spool {
     }
 
     /// Appends a record that should reach the collector at once (a check changed state): the
-    /// shipper sends without waiting for its flush interval.
+    /// shipper sends without waiting for the flush interval.
     pub fn push_urgent(&self, record: &Record) {
-        self.push(record);
-        self.urgent.notify_one();
+        self.write(std::slice::from_ref(record), Duration::ZERO, || {});
     }
 
-    /// Waits until an urgent record is pushed (returns at once if one was since the last call).
-    pub async fn urgent_pushed(&self) {
-        self.urgent.notified().await;
+    /// Appends a passing result of a check that was passing: it says nothing new, so it may wait
+    /// for a later batch, up to the check's `interval` or the spool's `steady_wait`, whichever is
+    /// shorter (and at least the flush interval). Within an interval the check's state at the
+    /// collector stays fresh, so nothing there depends on it arriving sooner.
+    pub fn push_steady(&self, record: &Record, interval: Duration) {
+        let wait = interval
+            .min(self.cfg.steady_wait)
+            .max(self.cfg.flush_interval);
+        self.write(std::slice::from_ref(record), wait, || {});
     }
 
-    /// Appends a record. Never fails: what cannot be stored is dropped and counted.
+    /// Appends a record, to be sent within the flush interval. Never fails: what cannot be
+    /// stored is dropped and counted.
     pub fn push(&self, record: &Record) {
         self.push_all(std::slice::from_ref(record), || {});
     }
@@ -393,6 +408,11 @@ impl Spool {
     /// so that a position is on disk before the records that reach it can be acknowledged and
     /// deleted. Never fails: what cannot be stored is dropped and counted.
     pub fn push_all(&self, records: &[Record], then: impl FnOnce()) {
+        self.write(records, self.cfg.flush_interval, then);
+    }
+
+    /// Appends `records`, due to be sent within `wait`.
+    fn write(&self, records: &[Record], wait: Duration, then: impl FnOnce()) {
         {
             let mut inner = self.lock();
             let mut run = Vec::new();
@@ -421,9 +441,21 @@ impl Spool {
                 self.write_run(&mut inner, count, &run);
             }
             self.enforce_bound(&mut inner);
+            let deadline = Instant::now() + wait;
+            inner.due = Some(inner.due.map_or(deadline, |d| d.min(deadline)));
             then();
         }
         self.notify.notify_one();
+    }
+
+    /// When the next batch should be sent: at once while one is in flight (it is resent), else
+    /// the earliest deadline of the records not yet in a batch; `None` when nothing waits.
+    pub fn due(&self) -> Option<Instant> {
+        let inner = self.lock();
+        if inner.in_flight.is_some() {
+            return Some(Instant::now());
+        }
+        inner.due
     }
 
     /// Writes `count` encoded frames numbered from `next_seq` on.
@@ -590,11 +622,18 @@ impl Spool {
         let (records, first, last, _) = match taken {
             Some(t) => t,
             None => {
-                let t = self.read_from(&inner, inner.read_at, max)?;
+                let Some(t) = self.read_from(&inner, inner.read_at, max) else {
+                    // Nothing readable is left to send.
+                    inner.due = None;
+                    return None;
+                };
                 inner.read_at = t.3;
                 t
             }
         };
+        // What this batch leaves behind (a backlog) goes next, at once; records written from
+        // now on bring their own deadlines.
+        inner.due = (inner.held > records.len() as u64).then(Instant::now);
         // The head has reached the fresh records: one lane again.
         if inner.live_at.is_some_and(|live| inner.read_at >= live) {
             inner.live_at = None;
@@ -882,7 +921,7 @@ impl Spool {
         self.dirtied.notified().await;
     }
 
-    /// Waits until a record is pushed.
+    /// Waits until records are written (returns at once if some were since the last call).
     pub async fn pushed(&self) {
         self.notify.notified().await;
     }

@@ -12,6 +12,8 @@ fn cfg(dir: &Path, max_bytes: u64, segment_bytes: u64) -> SpoolConfig {
         segment_bytes,
         fsync: FsyncPolicy::Never,
         batch_bytes: 1 << 20,
+        flush_interval: Duration::from_secs(1),
+        steady_wait: Duration::from_secs(10),
     }
 }
 
@@ -430,4 +432,74 @@ fn batches_read_a_window_at_a_time_lose_and_repeat_nothing_across_windows() {
     got.sort_unstable();
     let want: Vec<u64> = (0..1000).chain(1000 + acked..6_000).collect();
     assert_eq!(got, want);
+}
+
+/// How long from now until the spool's next batch is due; `None` when nothing waits.
+fn due_in(spool: &Spool) -> Option<Duration> {
+    spool
+        .due()
+        .map(|at| at.saturating_duration_since(tokio::time::Instant::now()))
+}
+
+#[test]
+fn each_record_is_due_by_its_own_deadline_and_the_earliest_decides() {
+    let dir = tempfile::tempdir().unwrap();
+    // flush_interval 1 s, steady_wait 10 s.
+    let spool = Spool::open(cfg(dir.path(), 1 << 20, 1 << 20)).unwrap();
+    assert_eq!(spool.due(), None, "an empty spool is never due");
+    let near = |d: Option<Duration>, want: Duration| {
+        let d = d.expect("something is due");
+        assert!(
+            d <= want && d + Duration::from_millis(500) > want,
+            "due in {d:?}, wanted {want:?}"
+        );
+    };
+    // A steady result of a 30 s check waits steady_wait; of a 4 s check, its interval; of a
+    // check faster than the flush interval, the flush interval.
+    spool.push_steady(&rec(0), Duration::from_secs(30));
+    near(due_in(&spool), Duration::from_secs(10));
+    spool.push_steady(&rec(1), Duration::from_secs(4));
+    near(due_in(&spool), Duration::from_secs(4));
+    spool.push_steady(&rec(2), Duration::from_millis(100));
+    near(due_in(&spool), Duration::from_secs(1));
+    // A later steady record does not push the deadline back.
+    spool.push_steady(&rec(3), Duration::from_secs(30));
+    near(due_in(&spool), Duration::from_secs(1));
+    // A change of state is due at once; the batch takes everything written.
+    spool.push_urgent(&rec(4));
+    assert_eq!(due_in(&spool), Some(Duration::ZERO));
+    let b = spool.next_batch(100).unwrap();
+    assert_eq!(
+        b.records.iter().map(id_of).collect::<Vec<_>>(),
+        [0, 1, 2, 3, 4]
+    );
+    // While the batch is unacknowledged it is due again at once (a retry)...
+    assert_eq!(due_in(&spool), Some(Duration::ZERO));
+    spool.ack(&b.batch_id);
+    // ...and once it is stored, nothing waits.
+    assert_eq!(spool.due(), None);
+    // A plain record waits the flush interval.
+    spool.push(&rec(5));
+    near(due_in(&spool), Duration::from_secs(1));
+}
+
+#[test]
+fn what_a_full_batch_leaves_behind_is_due_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let spool = Spool::open(cfg(dir.path(), 1 << 20, 1 << 20)).unwrap();
+    for i in 0..5 {
+        spool.push_steady(&rec(i), Duration::from_secs(30));
+    }
+    let b = spool.next_batch(3).unwrap();
+    spool.ack(&b.batch_id);
+    assert_eq!(due_in(&spool), Some(Duration::ZERO), "two records left");
+    let b = spool.next_batch(3).unwrap();
+    assert_eq!(b.records.iter().map(id_of).collect::<Vec<_>>(), [3, 4]);
+    spool.ack(&b.batch_id);
+    assert_eq!(spool.due(), None);
+    // Records a previous run left unsent are due at once after a restart.
+    spool.push_steady(&rec(5), Duration::from_secs(30));
+    drop(spool);
+    let spool = Spool::open(cfg(dir.path(), 1 << 20, 1 << 20)).unwrap();
+    assert_eq!(due_in(&spool), Some(Duration::ZERO));
 }
