@@ -116,9 +116,6 @@ pub fn spool_config(
 /// Why the agent could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum AgentError {
-    /// The compressor could not be set up.
-    #[error("cannot set up zstd: {0}")]
-    Compression(std::io::Error),
     /// The spool's folder cannot be used.
     #[error(transparent)]
     Spool(#[from] spool::SpoolError),

@@ -43,6 +43,7 @@ enum Command {
 }
 
 fn main() -> ExitCode {
+    tune_malloc();
     let cli = Cli::parse();
     let config = match AgentConfig::load(&cli.config) {
         Ok(c) => c,
@@ -112,5 +113,24 @@ fn main() -> ExitCode {
                 }
             }
         }),
+    }
+}
+
+/// glibc's allocator tuned for a small daemon that lives for months, before any thread starts:
+/// - one arena: the agent's few threads (the runtime's, a blocking pool's) allocate little, and
+///   an arena per thread keeps each one's freed pages;
+/// - a fixed mmap threshold of 32 KiB: a batch's transient buffers (spool reads, JSON, the
+///   compressed body) are mapped and unmapped rather than carved from the heap, where they left
+///   holes that stayed resident. glibc's default threshold moves up to the largest block freed,
+///   which sent exactly those buffers to the heap.
+///
+/// With both, the agent's anonymous memory is about 0.5 MB smaller (docs/host-metrics.md).
+fn tune_malloc() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    #[allow(unsafe_code)]
+    // SAFETY: mallopt only sets allocator parameters; called before any other thread exists.
+    unsafe {
+        libc::mallopt(libc::M_ARENA_MAX, 1);
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 32 * 1024);
     }
 }

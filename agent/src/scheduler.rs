@@ -163,25 +163,31 @@ pub async fn probe_isolated(prober: &Prober, check: &CheckConfig) -> CheckResult
     isolated(check, async move { p.probe(&c).await }).await
 }
 
-/// Runs `probe` in a task of its own; a panic becomes a failed result of `check`.
-async fn isolated(
+/// Runs `probe` in a task of its own; a panic becomes a failed result of `check`. The task is
+/// spawned here, not at the first poll, so the future this returns holds only its handle: a
+/// check's own task stays small between probes instead of keeping room for the largest probe.
+fn isolated(
     check: &CheckConfig,
     probe: impl std::future::Future<Output = CheckResult> + Send + 'static,
-) -> CheckResult {
+) -> impl std::future::Future<Output = CheckResult> {
     let started = chrono::Utc::now();
-    match tokio::spawn(probe).await {
-        Ok(r) => r,
-        Err(e) => CheckResult {
-            check: check.name.clone(),
-            check_type: Some(check.kind),
-            time: started,
-            ok: false,
-            latency_ms: 0.0,
-            error: Some(format!("the probe crashed: {e}")),
-            status_code: None,
-            cert_expiry: None,
-            timings: Timings::default(),
-        },
+    let task = tokio::spawn(probe);
+    let (name, kind) = (check.name.clone(), check.kind);
+    async move {
+        match task.await {
+            Ok(r) => r,
+            Err(e) => CheckResult {
+                check: name,
+                check_type: Some(kind),
+                time: started,
+                ok: false,
+                latency_ms: 0.0,
+                error: Some(format!("the probe crashed: {e}")),
+                status_code: None,
+                cert_expiry: None,
+                timings: Timings::default(),
+            },
+        }
     }
 }
 

@@ -638,6 +638,7 @@ async fn a_steady_result_waits_up_to_steady_wait() {
     .unwrap();
     // Polls until the collector holds `n` results; answers how long after its probe the
     // newest arrived (within the 100 ms between polls).
+    let base = base.as_str();
     let arrival_delay = |n: usize| async move {
         eventually("results", Duration::from_secs(12), || async {
             let j = get_json(&format!("{base}/api/v1/checks/t/results")).await?;
