@@ -104,8 +104,13 @@ impl CollectorClient {
     )]
     pub async fn send(&self, batch: &Batch, backlog: u64) -> Result<(), SendError> {
         // A compression context per batch: kept between batches it holds 130 KB of tables
-        // the whole time, for batches that come seconds apart.
-        let body = ZstdBatchEncoder::new()?.encode(batch)?;
+        // the whole time, for batches that come seconds apart. One that cannot be made (no
+        // memory) is no fault of the batch: it is tried again.
+        let mut encoder = ZstdBatchEncoder::new().map_err(|e| SendError::Retryable {
+            reason: format!("cannot set up zstd: {e}"),
+            retry_after: None,
+        })?;
+        let body = encoder.encode(batch)?;
         self.with_failover(|base| {
             self.http
                 .post(format!("{base}/v1/ingest"))

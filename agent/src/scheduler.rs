@@ -108,6 +108,8 @@ async fn run_check(
         Instant::now() + Duration::from_millis(fastrand::u64(0..spread.as_millis().max(1) as u64));
     let phase = phase_of(&check.name, check.interval);
     let mut last_ok: Option<bool> = None;
+    // Passes in a row.
+    let mut passes = 0u32;
     loop {
         tokio::select! {
             () = stop.cancelled() => return,
@@ -119,15 +121,12 @@ async fn run_check(
         if !ok {
             tracing::debug!(check = %check.name, error = result.error.as_deref().unwrap_or(""), "probe failed");
         }
-        // A change of state (and the first result) is sent at once; a failure that goes on
-        // within the flush interval (the collector counts failures to a threshold); a pass
-        // after a pass says nothing new and rides with a later batch.
+        passes = if ok { passes.saturating_add(1) } else { 0 };
         let record = Record::CheckResult(result);
-        match last_ok {
-            Some(last) if last != ok => queue.push_urgent(&record),
-            None => queue.push_urgent(&record),
-            Some(_) if ok => queue.push_steady(&record, check.interval),
-            Some(_) => queue.push(&record),
+        match haste(last_ok, ok, passes, check.success_threshold) {
+            Haste::AtOnce => queue.push_urgent(&record),
+            Haste::Flush => queue.push(&record),
+            Haste::Steady => queue.push_steady(&record, check.interval),
         }
         last_ok = Some(ok);
         next = if ok {
@@ -136,6 +135,31 @@ async fn run_check(
             // Confirm a failure soon: a real outage shows in a few retries, a blip clears.
             Instant::now() + check.retry_interval()
         };
+    }
+}
+
+/// How soon a check result should reach the collector.
+#[derive(Debug, PartialEq, Eq)]
+enum Haste {
+    /// A change of state, or the first result.
+    AtOnce,
+    /// Within the flush interval: what the collector counts to a threshold.
+    Flush,
+    /// A pass that says nothing new: it rides with a later batch.
+    Steady,
+}
+
+/// A change of state (and the first result) goes at once; a failure that goes on within the
+/// flush interval (the collector counts failures to `failure_threshold`), and so do passes
+/// until `success_threshold` of them in a row (`passes`, this one included) have cleared a
+/// failure there; a pass after that is steady.
+fn haste(last_ok: Option<bool>, ok: bool, passes: u32, success_threshold: u32) -> Haste {
+    if last_ok != Some(ok) {
+        Haste::AtOnce
+    } else if ok && passes > success_threshold.max(1) {
+        Haste::Steady
+    } else {
+        Haste::Flush
     }
 }
 
@@ -216,6 +240,27 @@ mod tests {
             let wait = next_on_grid(now, interval, *p) - now;
             assert!(wait > Duration::ZERO && wait <= interval, "{wait:?}");
         }
+    }
+
+    #[test]
+    fn a_result_waits_only_when_it_says_nothing_new() {
+        use Haste::*;
+        // Results of one check in order, with success_threshold 3: first result, failures,
+        // the passes that clear the failure at the collector, then steady passes.
+        let oks = [true, true, false, false, true, true, true, true, true];
+        let want = [
+            AtOnce, Flush, AtOnce, Flush, AtOnce, Flush, Flush, Steady, Steady,
+        ];
+        let (mut last, mut passes) = (None, 0);
+        for (i, (&ok, w)) in oks.iter().zip(want).enumerate() {
+            passes = if ok { passes + 1 } else { 0 };
+            assert_eq!(haste(last, ok, passes, 3), w, "result {i}");
+            last = Some(ok);
+        }
+        // With the default success_threshold (1), the second pass in a row is steady.
+        assert_eq!(haste(Some(true), true, 2, 1), Steady);
+        assert_eq!(haste(Some(false), true, 1, 1), AtOnce);
+        assert_eq!(haste(Some(false), false, 0, 1), Flush);
     }
 
     #[tokio::test]

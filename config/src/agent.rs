@@ -154,14 +154,15 @@ fn default_metrics_interval() -> Duration {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ShippingConfig {
-    /// Longest a record waits before its batch is sent, so records travel in batches. Default
-    /// `"1s"`. A check result that changes the check's state (up to failing, failing to up)
-    /// does not wait: it is sent at once.
+    /// Longest a record waits before its batch is sent, so records travel in batches, except a
+    /// steady result (`steady_wait`). Default `"1s"`. A check result that changes the check's
+    /// state (up to failing, failing to up) does not wait: it is sent at once.
     #[serde(default = "default_flush", with = "crate::duration")]
     pub flush_interval: Duration,
-    /// Longest a steady result (a check passing, as it was) waits for a batch: it says nothing
-    /// new, so it rides with the next one. Never longer than its check's interval, never
-    /// shorter than `flush_interval`. Default `"10s"`.
+    /// Longest a steady result (a pass after passes, once `success_threshold` of them in a row
+    /// have cleared any failure) waits for a batch: it says nothing new, so it rides with a
+    /// later one. Never longer than its check's interval; when that is shorter than
+    /// `flush_interval`, `flush_interval`. Default `"10s"`.
     #[serde(default = "default_steady_wait", with = "crate::duration")]
     pub steady_wait: Duration,
     /// Most records in one batch. Default 1000.
