@@ -4,7 +4,8 @@
 #   collector), and Debian's prometheus-node-exporter (default collectors) scraped every 10 s.
 #   With BLACKBOX=1 the anchor also has Debian's prometheus-blackbox-exporter probing the same 20
 #   URLs every 10 s (what replaces the agent's checks in a Prometheus setup).
-# Prints RSS (median and max of samples every 5 s) and CPU (share of one core over the run), and
+# Prints RSS (median and max of samples every 5 s, in MiB to two decimals: the agent's is near
+# its 10 MB goal) and CPU (share of one core over the run), and
 # the same as `@@ key value` lines for bench/run.
 # Usage: bench/agent-vs-node-exporter.sh [seconds, default 120]. Needs root to install packages.
 set -euo pipefail
@@ -87,17 +88,17 @@ def cpu(d): return 100.0 * d / hz / el
 ra = [r[0] / 1024 for r in rows]; rn = [r[1] / 1024 for r in rows]; rb = [r[2] / 1024 for r in rows]
 print(f"run: {el:.0f} s, {len(rows)} RSS samples")
 print(f"{'':28}{'RSS median':>12}{'RSS max':>10}{'CPU % of a core':>18}")
-print(f"{'lookout-agent':28}{statistics.median(ra):>9.1f} MiB{max(ra):>7.1f} MiB{cpu(a1 - a0):>17.3f}")
-print(f"{'node_exporter':28}{statistics.median(rn):>9.1f} MiB{max(rn):>7.1f} MiB{cpu(n1 - n0):>17.3f}")
+print(f"{'lookout-agent':28}{statistics.median(ra):>9.2f} MiB{max(ra):>7.2f} MiB{cpu(a1 - a0):>17.3f}")
+print(f"{'node_exporter':28}{statistics.median(rn):>9.2f} MiB{max(rn):>7.2f} MiB{cpu(n1 - n0):>17.3f}")
 print(f"ratio (agent / node_exporter): RSS {statistics.median(ra) / statistics.median(rn):.2f}, CPU {cpu(a1 - a0) / max(cpu(n1 - n0), 1e-9):.2f}")
-print(f"@@ agent_rss_mb {statistics.median(ra):.1f}")
+print(f"@@ agent_rss_mb {statistics.median(ra):.2f}")
 print(f"@@ agent_cpu_pct {cpu(a1 - a0):.3f}")
-print(f"@@ node_exporter_rss_mb {statistics.median(rn):.1f}")
+print(f"@@ node_exporter_rss_mb {statistics.median(rn):.2f}")
 print(f"@@ node_exporter_cpu_pct {cpu(n1 - n0):.3f}")
 if max(rb) > 0:
     both = [n + b for n, b in zip(rn, rb)]
-    print(f"{'blackbox_exporter':28}{statistics.median(rb):>9.1f} MiB{max(rb):>7.1f} MiB{cpu(b1 - b0):>17.3f}")
-    print(f"{'node_ + blackbox_exporter':28}{statistics.median(both):>9.1f} MiB{max(both):>7.1f} MiB{cpu(n1 - n0 + b1 - b0):>17.3f}")
-    print(f"@@ exporters_rss_mb {statistics.median(both):.1f}")
+    print(f"{'blackbox_exporter':28}{statistics.median(rb):>9.2f} MiB{max(rb):>7.2f} MiB{cpu(b1 - b0):>17.3f}")
+    print(f"{'node_ + blackbox_exporter':28}{statistics.median(both):>9.2f} MiB{max(both):>7.2f} MiB{cpu(n1 - n0 + b1 - b0):>17.3f}")
+    print(f"@@ exporters_rss_mb {statistics.median(both):.2f}")
     print(f"@@ exporters_cpu_pct {cpu(n1 - n0 + b1 - b0):.3f}")
 PY
