@@ -42,6 +42,33 @@ run_on = ["role=web"]
     )
 }
 
+/// Starts agent `edge-1` with host metrics off, these `[shipping]` settings and one local check
+/// (its TOML lines), shipping to `collector`.
+fn start_local_check_agent(
+    dir: &std::path::Path,
+    collector: &str,
+    shipping: &str,
+    check: &str,
+) -> Daemon {
+    let path = dir.join("agent.toml");
+    std::fs::write(
+        &path,
+        format!(
+            "name = \"edge-1\"\ncollector = \"{collector}\"\ntoken = \"{AGENT_TOKEN}\"\n\
+             data_dir = \"{}\"\n[host_metrics]\nenabled = false\n[shipping]\n{shipping}\n\
+             [[checks]]\n{check}\n",
+            dir.display()
+        ),
+    )
+    .unwrap();
+    Daemon::start(
+        &bin("lookout-agent"),
+        &["--config", path.to_str().unwrap()],
+        &[],
+    )
+    .unwrap()
+}
+
 fn start_agent(dir: &std::path::Path, collector: &str) -> Daemon {
     let path = dir.join("agent.toml");
     std::fs::write(
@@ -493,25 +520,15 @@ async fn the_agent_keeps_probing_while_the_collector_is_away_and_delivers_when_i
         .port();
     let base = format!("http://127.0.0.1:{port}");
     let agent_dir = tempfile::tempdir().unwrap();
-    let path = agent_dir.path().join("agent.toml");
-    std::fs::write(
-        &path,
-        format!(
-            "name = \"edge-1\"\ncollector = \"{base}\"\ntoken = \"{AGENT_TOKEN}\"\ndata_dir = \"{data}\"\n\
-             [host_metrics]\nenabled = false\n\
-             [shipping]\nmax_backoff = \"1s\"\nassignments_interval = \"1s\"\n\
-             [[checks]]\nname = \"local-target\"\ntype = \"http\"\nurl = \"{}\"\ninterval = \"1s\"\ntimeout = \"1s\"\n",
-            target.url,
-            data = agent_dir.path().display()
+    let agent = start_local_check_agent(
+        agent_dir.path(),
+        &base,
+        "max_backoff = \"1s\"\nassignments_interval = \"1s\"",
+        &format!(
+            "name = \"local-target\"\ntype = \"http\"\nurl = \"{}\"\ninterval = \"1s\"\ntimeout = \"1s\"",
+            target.url
         ),
-    )
-    .unwrap();
-    let agent = Daemon::start(
-        &bin("lookout-agent"),
-        &["--config", path.to_str().unwrap()],
-        &[],
-    )
-    .unwrap();
+    );
     agent
         .wait_for_line("shipping failed; will retry", WAIT)
         .unwrap();
@@ -553,25 +570,15 @@ async fn a_state_change_is_sent_at_once_while_routine_results_wait_for_the_batch
     let (_collector, base) =
         start_collector(dir.path(), &collector_config(dir.path(), "")).unwrap();
     let agent_dir = tempfile::tempdir().unwrap();
-    let path = agent_dir.path().join("agent.toml");
-    std::fs::write(
-        &path,
-        format!(
-            "name = \"edge-1\"\ncollector = \"{base}\"\ntoken = \"{AGENT_TOKEN}\"\ndata_dir = \"{data}\"\n\
-             [host_metrics]\nenabled = false\n\
-             [shipping]\nflush_interval = \"8s\"\n\
-             [[checks]]\nname = \"t\"\ntype = \"http\"\nurl = \"{}\"\ninterval = \"1s\"\ntimeout = \"1s\"\nretry_interval = \"1s\"\n",
-            target.url,
-            data = agent_dir.path().display()
+    let agent = start_local_check_agent(
+        agent_dir.path(),
+        &base,
+        "flush_interval = \"8s\"",
+        &format!(
+            "name = \"t\"\ntype = \"http\"\nurl = \"{}\"\ninterval = \"1s\"\ntimeout = \"1s\"\nretry_interval = \"1s\"",
+            target.url
         ),
-    )
-    .unwrap();
-    let agent = Daemon::start(
-        &bin("lookout-agent"),
-        &["--config", path.to_str().unwrap()],
-        &[],
-    )
-    .unwrap();
+    );
     let count = || async {
         let j = get_json(&format!("{base}/api/v1/checks/t/results")).await?;
         Ok::<usize, anyhow::Error>(j["results"].as_array().map_or(0, |r| r.len()))
@@ -617,25 +624,15 @@ async fn a_steady_result_waits_up_to_steady_wait() {
     let (_collector, base) =
         start_collector(dir.path(), &collector_config(dir.path(), "")).unwrap();
     let agent_dir = tempfile::tempdir().unwrap();
-    let path = agent_dir.path().join("agent.toml");
-    std::fs::write(
-        &path,
-        format!(
-            "name = \"edge-1\"\ncollector = \"{base}\"\ntoken = \"{AGENT_TOKEN}\"\ndata_dir = \"{data}\"\n\
-             [host_metrics]\nenabled = false\n\
-             [shipping]\nflush_interval = \"200ms\"\nsteady_wait = \"2s\"\n\
-             [[checks]]\nname = \"t\"\ntype = \"http\"\nurl = \"{}\"\ninterval = \"3s\"\ntimeout = \"1s\"\n",
-            target.url,
-            data = agent_dir.path().display()
+    let agent = start_local_check_agent(
+        agent_dir.path(),
+        &base,
+        "flush_interval = \"200ms\"\nsteady_wait = \"2s\"",
+        &format!(
+            "name = \"t\"\ntype = \"http\"\nurl = \"{}\"\ninterval = \"3s\"\ntimeout = \"1s\"",
+            target.url
         ),
-    )
-    .unwrap();
-    let agent = Daemon::start(
-        &bin("lookout-agent"),
-        &["--config", path.to_str().unwrap()],
-        &[],
-    )
-    .unwrap();
+    );
     // Polls until the collector holds `n` results; answers how long after its probe the
     // newest arrived (within the 100 ms between polls).
     let base = base.as_str();
