@@ -558,3 +558,22 @@ fn a_maintenance_window_open_now_or_the_next_one() {
     );
     assert_eq!(once.current_or_next(at(22, 0)), None);
 }
+
+#[test]
+fn steady_wait_defaults_to_ten_seconds_and_a_bad_one_names_its_key() {
+    let base =
+        "name = \"web-1\"\ncollector = \"http://a:7700\"\ntoken = \"tok-0123456789abcdef\"\n";
+    let c = AgentConfig::parse(Path::new("a.toml"), base, &no_env).unwrap();
+    assert_eq!(c.shipping.steady_wait, std::time::Duration::from_secs(10));
+    let set = format!("{base}[shipping]\nsteady_wait = \"30s\"\n");
+    let c = AgentConfig::parse(Path::new("a.toml"), &set, &no_env).unwrap();
+    assert_eq!(c.shipping.steady_wait, std::time::Duration::from_secs(30));
+    let bad = format!("{base}[shipping]\nsteady_wait = \"soon\"\n");
+    let errs = AgentConfig::parse(Path::new("a.toml"), &bad, &no_env)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        errs.contains("a.toml:5:15: shipping.steady_wait: invalid duration \"soon\""),
+        "{errs}"
+    );
+}
