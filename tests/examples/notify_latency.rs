@@ -9,8 +9,8 @@
 //! has the firing message are recorded; the target recovers and the resolves are awaited.
 //! Prints median, p99 and max per receiver.
 //!
-//! Run by `bench/notify-latency.sh [trials]` (it builds the binaries and this example in
-//! release mode first). Needs python3 with aiosmtpd.
+//! Run by `bench/alerting.sh` and `bench/run` (they build the binaries and this example in
+//! release mode first; `LOOKOUT_AGENT_BIN` picks the agent binary). Needs python3 with aiosmtpd.
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
