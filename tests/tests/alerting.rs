@@ -112,12 +112,7 @@ fn start_agent(dir: &std::path::Path, name: &str, collector: &str) -> Daemon {
         ),
     )
     .unwrap();
-    Daemon::start(
-        &bin("lookout-agent"),
-        &["--config", path.to_str().unwrap()],
-        &[],
-    )
-    .unwrap()
+    lookout_tests::start_agent(&path).unwrap()
 }
 
 async fn firing(base: &str) -> Vec<String> {

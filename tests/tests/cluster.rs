@@ -192,12 +192,7 @@ async fn a_leader_killed_mid_outage_leaves_one_page_and_one_resolve() {
         ),
     )
     .unwrap();
-    let _agent = Daemon::start(
-        &bin("lookout-agent"),
-        &["--config", agent_config.to_str().unwrap()],
-        &[],
-    )
-    .unwrap();
+    let _agent = lookout_tests::start_agent(&agent_config).unwrap();
     eventually(
         "the check up, seen from the follower",
         Duration::from_secs(30),

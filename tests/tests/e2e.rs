@@ -61,12 +61,7 @@ fn start_local_check_agent(
         ),
     )
     .unwrap();
-    Daemon::start(
-        &bin("lookout-agent"),
-        &["--config", path.to_str().unwrap()],
-        &[],
-    )
-    .unwrap()
+    lookout_tests::start_agent(&path).unwrap()
 }
 
 fn start_agent(dir: &std::path::Path, collector: &str) -> Daemon {

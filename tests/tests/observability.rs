@@ -471,12 +471,7 @@ async fn errors_of_both_daemons_reach_sentry_with_release_environment_and_identi
             ),
         )
     };
-    let _agent = Daemon::start(
-        &bin("lookout-agent"),
-        &["--config", agent_config("web-1", token).to_str().unwrap()],
-        &[],
-    )
-    .unwrap();
+    let _agent = lookout_tests::start_agent(&agent_config("web-1", token)).unwrap();
     // A second agent with a token the collector does not know: its batches are refused for
     // good, an error on the agent. Its Sentry DSN comes from the environment.
     let stranger = Daemon::start(
