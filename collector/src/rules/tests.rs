@@ -17,9 +17,58 @@ fn no_flapping(ft: u32, quorum: Option<u32>) -> UptimeSettings {
     }
 }
 
+/// An independent model of the uptime rule with `success_threshold` 1 and no flapping, written
+/// from the rule's contract rather than from its code: per agent, count the failures in a row;
+/// the agents reporting decide by quorum (the configured one, else a majority). The check is down
+/// when at least quorum agents have `failure_threshold` failures in a row; pending when quorum
+/// agents have at least one but not enough are down yet; and once down it stays down while
+/// quorum agents still fail. Anything else is up.
+#[derive(Debug)]
+struct Model {
+    failure_threshold: u32,
+    quorum: Option<u32>,
+    /// Failures in a row of each agent that has reported (a success resets it).
+    in_a_row: std::collections::BTreeMap<String, u32>,
+    state: CheckState,
+}
+
+impl Model {
+    fn new(failure_threshold: u32, quorum: Option<u32>) -> Self {
+        Self {
+            failure_threshold,
+            quorum,
+            in_a_row: Default::default(),
+            state: CheckState::Up,
+        }
+    }
+
+    fn observe(&mut self, agent: &str, ok: bool) -> CheckState {
+        let n = self.in_a_row.entry(agent.to_string()).or_default();
+        *n = if ok { 0 } else { *n + 1 };
+        let reporting = self.in_a_row.len() as u32;
+        let quorum = self.quorum.unwrap_or(reporting / 2 + 1).max(1);
+        let confirmed = self
+            .in_a_row
+            .values()
+            .filter(|n| **n >= self.failure_threshold)
+            .count() as u32;
+        let failing = self.in_a_row.values().filter(|n| **n > 0).count() as u32;
+        self.state = if confirmed >= quorum {
+            CheckState::Down
+        } else if failing >= quorum && self.state == CheckState::Down {
+            CheckState::Down
+        } else if failing >= quorum {
+            CheckState::Pending
+        } else {
+            CheckState::Up
+        };
+        self.state
+    }
+}
+
 proptest! {
-    /// Down exactly when at least quorum agents have failed `failure_threshold` times in a row
-    /// (with success_threshold 1, an agent is down while its trailing failures reach it).
+    /// The rule goes through the model's states, and says so by one change per step that
+    /// changes the state, from the state before.
     #[test]
     fn down_only_at_threshold_and_quorum(
         ft in 1u32..4,
@@ -27,34 +76,22 @@ proptest! {
         results in proptest::collection::vec((0usize..3, any::<bool>()), 1..80),
     ) {
         let mut u = Uptime::new(no_flapping(ft, quorum));
-        let mut trailing = [0u32; 3];
-        let mut seen = [false; 3];
-        let mut state = CheckState::Up;
+        let mut model = Model::new(ft, quorum);
         for (i, (agent, ok)) in results.iter().enumerate() {
-            let change = u.observe(&format!("a{agent}"), t(i as i64), *ok, (!ok).then_some("boom"));
-            seen[*agent] = true;
-            trailing[*agent] = if *ok { 0 } else { trailing[*agent] + 1 };
-            if let Some(c) = change {
-                prop_assert_eq!(c.from, state, "changes chain");
-                prop_assert_ne!(c.from, c.to);
-                state = c.to;
-            }
-            prop_assert_eq!(u.state(), state);
-            let reporting = seen.iter().filter(|s| **s).count() as u32;
-            let need = quorum.unwrap_or(reporting / 2 + 1).max(1);
-            let down = (0..3).filter(|a| seen[*a] && trailing[*a] >= ft).count() as u32;
-            let failing = (0..3).filter(|a| seen[*a] && trailing[*a] > 0).count() as u32;
-            let expect_down = down >= need;
-            prop_assert_eq!(state == CheckState::Down, expect_down || (state == CheckState::Down && failing >= need),
-                "state {:?}, {} down, {} failing of {}, quorum {}", state, down, failing, reporting, need);
-            if state == CheckState::Down {
-                prop_assert!(failing >= need);
-            }
-            if expect_down {
-                prop_assert_eq!(state, CheckState::Down);
+            let agent = format!("a{agent}");
+            let before = model.state;
+            let expected = model.observe(&agent, *ok);
+            let change = u.observe(&agent, t(i as i64), *ok, (!ok).then_some("boom"));
+            prop_assert_eq!(u.state(), expected, "step {}: model {:?}", i, model);
+            match change {
+                Some(c) => {
+                    prop_assert_eq!((c.from, c.to), (before, expected), "step {}", i);
+                }
+                None => prop_assert_eq!(before, expected, "step {}: a change without a Change", i),
             }
         }
         // Everything recovers: the check ends up, and says so once.
+        let state = u.state();
         let mut ups = 0;
         for k in 0..3 {
             if let Some(c) = u.observe(&format!("a{k}"), t(1000 + k), true, None)
