@@ -53,9 +53,9 @@ impl Model {
             .filter(|n| **n >= self.failure_threshold)
             .count() as u32;
         let failing = self.in_a_row.values().filter(|n| **n > 0).count() as u32;
-        self.state = if confirmed >= quorum {
-            CheckState::Down
-        } else if failing >= quorum && self.state == CheckState::Down {
+        // Down also holds while a quorum still fails.
+        let holds_down = self.state == CheckState::Down && failing >= quorum;
+        self.state = if confirmed >= quorum || holds_down {
             CheckState::Down
         } else if failing >= quorum {
             CheckState::Pending
