@@ -30,13 +30,6 @@ pub struct PgStore {
 }
 
 impl PgStore {
-    /// How a metric rollup bucket merges into the stored one: sums add up, the smaller min and
-    /// larger max win, the later `last` wins (its time breaks ties as `MetricAgg::merge` does).
-    const MERGE_METRIC_ROLLUP: &'static str = " ON CONFLICT (tier, series_id, bucket_ms) DO UPDATE SET
-        count = metric_rollups.count + excluded.count, sum = metric_rollups.sum + excluded.sum,
-        min = LEAST(metric_rollups.min, excluded.min), max = GREATEST(metric_rollups.max, excluded.max),
-        last = CASE WHEN excluded.last_ms >= metric_rollups.last_ms THEN excluded.last ELSE metric_rollups.last END,
-        last_ms = GREATEST(metric_rollups.last_ms, excluded.last_ms)";
     const SIZE_SQL: &'static str = "SELECT pg_database_size(current_database())";
     /// Any fixed key; held until the migration transaction ends.
     const MIGRATION_LOCK: Option<&'static str> = Some("SELECT pg_advisory_xact_lock(7700100)");

@@ -24,13 +24,6 @@ pub struct SqliteStore {
 }
 
 impl SqliteStore {
-    /// How a metric rollup bucket merges into the stored one: sums add up, the smaller min and
-    /// larger max win, the later `last` wins (its time breaks ties as `MetricAgg::merge` does).
-    pub(super) const MERGE_METRIC_ROLLUP: &'static str = " ON CONFLICT (tier, series_id, bucket_ms) DO UPDATE SET
-        count = metric_rollups.count + excluded.count, sum = metric_rollups.sum + excluded.sum,
-        min = min(metric_rollups.min, excluded.min), max = max(metric_rollups.max, excluded.max),
-        last = CASE WHEN excluded.last_ms >= metric_rollups.last_ms THEN excluded.last ELSE metric_rollups.last END,
-        last_ms = max(metric_rollups.last_ms, excluded.last_ms)";
     const SIZE_SQL: &'static str =
         "SELECT page_count * page_size FROM pragma_page_count(), pragma_page_size()";
     const MIGRATION_LOCK: Option<&'static str> = None;

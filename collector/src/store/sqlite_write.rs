@@ -25,7 +25,6 @@ use super::sql::{
     GroupRows, MadeSeries, SeriesCache, is_newest, labels_json, metric_type, ms, newest,
     stored_timings, tier_code,
 };
-use super::sqlite::SqliteStore;
 use super::{IngestOutcome, NewBatch, StoreError, Tier};
 
 const INSERT_RESULT: &str = "INSERT INTO check_results
@@ -47,6 +46,13 @@ const UPSERT_METRIC_LATEST: &str = "INSERT INTO metric_latest (series_id, time_m
     VALUES ($1, $2, $3)
     ON CONFLICT (series_id) DO UPDATE SET time_ms = excluded.time_ms, value = excluded.value
     WHERE excluded.time_ms >= metric_latest.time_ms";
+/// How a metric rollup bucket merges into the stored one: sums add up, the smaller min and
+/// larger max win, the later `last` wins (its time breaks ties as `MetricAgg::merge` does).
+const MERGE_METRIC_ROLLUP: &str = " ON CONFLICT (tier, series_id, bucket_ms) DO UPDATE SET
+    count = metric_rollups.count + excluded.count, sum = metric_rollups.sum + excluded.sum,
+    min = min(metric_rollups.min, excluded.min), max = max(metric_rollups.max, excluded.max),
+    last = CASE WHEN excluded.last_ms >= metric_rollups.last_ms THEN excluded.last ELSE metric_rollups.last END,
+    last_ms = max(metric_rollups.last_ms, excluded.last_ms)";
 
 /// Stores `items` in one transaction on `conn`; returns each batch's outcome, in order, and
 /// the series made, for the cache once the caller knows the commit is done (it is, when this
@@ -388,7 +394,7 @@ fn roll_up_samples(tx: &Transaction<'_>, max_rows: u32) -> Result<u64, StoreErro
     let mut merge = tx.prepare(&format!(
         "INSERT INTO metric_rollups (tier, series_id, bucket_ms, count, sum, min, max, last, last_ms)
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9){}",
-        SqliteStore::MERGE_METRIC_ROLLUP
+        MERGE_METRIC_ROLLUP
     ))?;
     for tier in [Tier::Minute, Tier::Hour] {
         let code = tier_code(tier);

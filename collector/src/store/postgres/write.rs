@@ -23,6 +23,14 @@ use crate::store::sql::{
 };
 use crate::store::{IngestOutcome, NewBatch, StoreError, Tier};
 
+/// How a metric rollup bucket merges into the stored one: sums add up, the smaller min and
+/// larger max win, the later `last` wins (its time breaks ties as `MetricAgg::merge` does).
+const MERGE_METRIC_ROLLUP: &str = " ON CONFLICT (tier, series_id, bucket_ms) DO UPDATE SET
+    count = metric_rollups.count + excluded.count, sum = metric_rollups.sum + excluded.sum,
+    min = LEAST(metric_rollups.min, excluded.min), max = GREATEST(metric_rollups.max, excluded.max),
+    last = CASE WHEN excluded.last_ms >= metric_rollups.last_ms THEN excluded.last ELSE metric_rollups.last END,
+    last_ms = GREATEST(metric_rollups.last_ms, excluded.last_ms)";
+
 type Tx<'c> = Transaction<'c, Postgres>;
 
 /// Check results as arrays, one per column of `check_results` and `check_latest`.
@@ -537,7 +545,7 @@ impl PgStore {
                 "INSERT INTO metric_rollups (tier, series_id, bucket_ms, count, sum, min, max, last, last_ms)
                  SELECT $1, * FROM UNNEST($2::bigint[], $3::bigint[], $4::bigint[], $5::float8[],
                    $6::float8[], $7::float8[], $8::float8[], $9::bigint[]){}",
-                Self::MERGE_METRIC_ROLLUP
+                MERGE_METRIC_ROLLUP
             );
             sqlx::query(sqlx::AssertSqlSafe(sql))
                 .bind(tier_code(tier))
