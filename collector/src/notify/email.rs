@@ -14,7 +14,7 @@ use lettre::transport::smtp::client::{Certificate, Tls, TlsParameters};
 use lettre::{AsyncSmtpTransport, AsyncTransport, Tokio1Executor};
 use lookout_config::ChannelConfig;
 
-use super::channel::{color, human_duration, human_time, label_list, redact, web_link};
+use super::format::{color, human_duration, human_time, label_list, redact, web_link};
 use super::message::{AlertNote, Message, SendError};
 use crate::web::escape;
 

@@ -1,13 +1,15 @@
 //! Notifications: which channels an alert goes to ([`route`]: routes, groups, maintenance
 //! windows), what is sent ([`message`]), how ([`Channel`]: [`email`] over SMTP, [`slack`]
-//! through an incoming webhook, [`webhook`] as a signed JSON POST), and the worker that
-//! delivers the outbox ([`worker`]).
+//! through an incoming webhook, [`webhook`] as a signed JSON POST, with what they share in
+//! [`format`] and [`http`]), and the worker that delivers the outbox ([`worker`]).
 //!
 //! Rule evaluation queues notes in the store's outbox in the same transaction as the alert
 //! transition they announce; the worker sends them. See docs/notifications.md.
 
 pub mod channel;
 pub mod email;
+pub(crate) mod format;
+pub(crate) mod http;
 pub mod message;
 pub mod route;
 pub mod slack;
@@ -38,7 +40,7 @@ impl Sender for Channel {
 /// The senders of the configured channels. A channel that cannot be built is logged and left
 /// out; its notifications then fail with a reason that names it.
 pub fn senders(channels: &[lookout_config::ChannelConfig]) -> worker::Senders {
-    let http = http_client();
+    let http = http::client();
     let mut out = worker::Senders::new();
     for cfg in channels {
         match Channel::build(cfg, http.clone()) {
@@ -55,16 +57,6 @@ pub fn senders(channels: &[lookout_config::ChannelConfig]) -> worker::Senders {
     out
 }
 
-/// The HTTP client of the Slack and webhook channels. Redirects are not followed: a POST
-/// redirected becomes a GET without its body, and a 200 from there is no delivery.
-fn http_client() -> reqwest::Client {
-    reqwest::Client::builder()
-        .user_agent(concat!("lookout-collector/", env!("CARGO_PKG_VERSION")))
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .unwrap_or_default()
-}
-
 /// Sends a test message through the configured channel `name` (`lookout-collector notify-test`):
 /// what happened, for people, as `Ok` when it was delivered.
 pub async fn send_test(
@@ -76,7 +68,7 @@ pub async fn send_test(
         return Err(format!("no channel named {name:?} (channels: {known:?})"));
     };
     let channel =
-        Channel::build(cfg, http_client()).map_err(|e| format!("channel {name:?}: {e}"))?;
+        Channel::build(cfg, http::client()).map_err(|e| format!("channel {name:?}: {e}"))?;
     let now = crate::clock::now();
     let host = std::env::var("HOSTNAME").unwrap_or_else(|_| "this collector".to_string());
     let note = AlertNote {

@@ -17,10 +17,8 @@ use std::time::Duration;
 use lookout_config::ChannelConfig;
 use serde_json::{Value, json};
 
-use super::channel::{
-    body_snippet, color, http_outcome, human_duration, human_time, label_list, request_error,
-    url_secrets, web_link,
-};
+use super::format::{color, human_duration, human_time, label_list, web_link};
+use super::http::{body_snippet, http_outcome, request_error, url_secrets};
 use super::message::{AlertNote, Message, NoteKind, SendError};
 
 /// The most blocks Slack takes in one message.

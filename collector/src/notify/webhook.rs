@@ -50,7 +50,7 @@ use reqwest::header::{CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue};
 use serde::Serialize;
 use sha2::Sha256;
 
-use super::channel::{body_snippet, http_outcome, request_error, url_secrets};
+use super::http::{body_snippet, http_outcome, request_error, url_secrets};
 use super::message::{AlertNote, Message, PAYLOAD_VERSION, SendError};
 
 /// The header that carries the body's signature.

@@ -1,0 +1,97 @@
+//! How a note is written for people, the same in every channel: the colour of its state, times
+//! and durations in words, labels as `key=value`, which links may be shown; and error text with
+//! the channel's secrets taken out. The channels (email, Slack, webhook) import these; nothing
+//! here knows a channel.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+
+use super::message::NoteKind;
+
+/// The colour of a note's state, as `#rrggbb` (Slack attachments, the email's HTML part).
+pub(crate) fn color(kind: NoteKind) -> &'static str {
+    match kind {
+        NoteKind::Firing => "#d73a49",
+        NoteKind::Reminder => "#e36209",
+        NoteKind::Resolved => "#28a745",
+    }
+}
+
+/// `4m 12s`, `2h 5m`, `3d 1h`, `12s`, `300ms`: the two largest units, for people.
+pub(crate) fn human_duration(d: Duration) -> String {
+    let secs = d.as_secs();
+    if secs == 0 && d.subsec_millis() > 0 {
+        return format!("{}ms", d.subsec_millis());
+    }
+    let units = [(86_400, "d"), (3_600, "h"), (60, "m"), (1, "s")];
+    let mut parts = Vec::new();
+    let mut rest = secs;
+    for (size, unit) in units {
+        let n = rest / size;
+        rest %= size;
+        if n > 0 || (!parts.is_empty() && parts.len() < 2) {
+            parts.push(format!("{n}{unit}"));
+        }
+        if parts.len() == 2 {
+            break;
+        }
+    }
+    // A trailing zero unit ("4m 0s") says nothing.
+    if parts.len() == 2 && parts[1].starts_with('0') {
+        parts.pop();
+    }
+    if parts.is_empty() {
+        "0s".to_string()
+    } else {
+        parts.join(" ")
+    }
+}
+
+/// `2026-11-26 10:00:00 UTC`.
+pub(crate) fn human_time(t: DateTime<Utc>) -> String {
+    t.format("%Y-%m-%d %H:%M:%S UTC").to_string()
+}
+
+/// `check=api, location=eu` (label order: by key).
+pub(crate) fn label_list(labels: &BTreeMap<String, String>) -> String {
+    labels
+        .iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// The link, when it is an http(s) URL: anything else is not put in a message as a link.
+pub(crate) fn web_link(link: Option<&str>) -> Option<&str> {
+    link.filter(|l| l.starts_with("https://") || l.starts_with("http://"))
+}
+
+/// `text` with every one of `secrets` replaced by `<redacted>`.
+pub(crate) fn redact(text: &str, secrets: &[String]) -> String {
+    let mut out = text.to_string();
+    for s in secrets.iter().filter(|s| !s.is_empty()) {
+        out = out.replace(s.as_str(), "<redacted>");
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_read_as_people_say_them() {
+        let s = Duration::from_secs;
+        assert_eq!(human_duration(s(0)), "0s");
+        assert_eq!(human_duration(Duration::from_millis(300)), "300ms");
+        assert_eq!(human_duration(s(12)), "12s");
+        assert_eq!(human_duration(s(252)), "4m 12s");
+        assert_eq!(human_duration(s(240)), "4m");
+        assert_eq!(human_duration(s(3_600 + 5)), "1h");
+        assert_eq!(human_duration(s(7_500)), "2h 5m");
+        assert_eq!(human_duration(s(86_400 * 3 + 3_700)), "3d 1h");
+        assert_eq!(human_duration(s(86_400 + 59)), "1d");
+    }
+}
