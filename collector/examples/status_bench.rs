@@ -233,7 +233,9 @@ async fn main() {
         st.store.incidents("uptime", day0).await.unwrap();
         parts[3].1.push(t0.elapsed().as_secs_f64() * 1000.0);
         let t0 = Instant::now();
-        lookout_collector::web::status::model(st).await.unwrap();
+        lookout_collector::views::status::model(&st.store, &st.config(), &st.status_history)
+            .await
+            .unwrap();
         parts[4].1.push(t0.elapsed().as_secs_f64() * 1000.0);
     }
     for (name, times) in parts {

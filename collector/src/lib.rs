@@ -7,8 +7,9 @@
 //! - [`forward`]: what arrives, copied to an OTLP receiver;
 //! - [`maintenance`]: rollups and retention in the background;
 //! - [`notify`]: routing alerts to channels (email, Slack, webhook) and delivering the outbox;
+//! - [`views`]: what the API and the pages both show (checks' states, the status page's model);
 //! - [`api`]: the JSON API under `/api/v1`;
-//! - [`web`]: the page at `/`;
+//! - [`web`]: the pages: the status page at `/`, badges, the admin pages;
 //! - [`state`]: what every request shares (store, configuration, credentials);
 //! - [`error`]: how errors become HTTP answers.
 //!
@@ -28,6 +29,7 @@ pub mod rules;
 pub mod state;
 pub mod store;
 pub mod telemetry;
+pub mod views;
 pub mod web;
 pub mod writer;
 
@@ -96,7 +98,7 @@ pub fn router(state: Arc<AppState>) -> Router {
             "/admin/silences/{id}/expire",
             post(web::admin::expire_silence),
         )
-        .route("/api/v1/status", get(web::status::status))
+        .route("/api/v1/status", get(api::status::status))
         .route("/healthz", get(healthz))
         .route("/badge/{check}/status", get(web::badge::status))
         .route("/badge/{check}/uptime", get(web::badge::uptime))

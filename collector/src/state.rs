@@ -9,6 +9,9 @@ use sha2::{Digest, Sha256};
 
 use crate::store::Store;
 
+/// Lines a live-tail subscriber may fall behind by before it is told it missed some.
+pub const TAIL_BUFFER: usize = 4096;
+
 /// An agent allowed to ship, as authentication sees it.
 #[derive(Debug, Clone)]
 pub struct Credential {
@@ -67,7 +70,7 @@ pub struct AppState {
     /// Log lines as they are stored (without ids), for live tails.
     pub log_feed: tokio::sync::broadcast::Sender<Arc<crate::store::LogRow>>,
     /// The status page's rollup totals, shared by views for a few seconds.
-    pub status_history: crate::web::status::HistoryCache,
+    pub status_history: crate::views::HistoryCache,
     /// Stores ingested batches, several to a transaction when they arrive together.
     pub ingest_writer: crate::ingest::group::GroupWriter,
     /// Where the store's writing runs: the group writers, and the roll-up and retention.
@@ -110,7 +113,7 @@ impl AppState {
             local,
             rules,
             notifier,
-            log_feed: tokio::sync::broadcast::channel(crate::api::logs::TAIL_BUFFER).0,
+            log_feed: tokio::sync::broadcast::channel(TAIL_BUFFER).0,
             forwarder,
             metrics,
             leadership,

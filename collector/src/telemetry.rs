@@ -28,6 +28,9 @@
 //!   certificate of the chain (TLS checks and https);
 //! - `lookout_agent_last_seen_timestamp_seconds{agent}`: the agent's last batch;
 //! - `lookout_alerts{state}`: alerts `pending`, `firing`, `resolved`.
+//!
+//! And per answer, for the browser's developer tools: [`server_timing`], the time the status
+//! page and `GET /api/v1/status` took to compute.
 
 use chrono::{DateTime, Utc};
 use prometheus::{
@@ -37,6 +40,14 @@ use prometheus::{
 
 use crate::store::alerting::AlertState;
 use crate::store::{Store, StoreError};
+
+/// A `Server-Timing` header with the time since `started`: `app;dur=12.3` (ms).
+pub fn server_timing(started: std::time::Instant) -> [(axum::http::header::HeaderName, String); 1] {
+    [(
+        axum::http::header::HeaderName::from_static("server-timing"),
+        format!("app;dur={:.1}", started.elapsed().as_secs_f64() * 1000.0),
+    )]
+}
 
 /// Why a scrape could not be answered.
 #[derive(Debug, thiserror::Error)]

@@ -25,8 +25,6 @@ use crate::store::{LogQuery, LogRow};
 /// Lines per page unless `limit` says otherwise, and the most it may say.
 const DEFAULT_LIMIT: u32 = 100;
 const MAX_LIMIT: u32 = 1000;
-/// Lines a live-tail subscriber may fall behind by before it is told it missed some.
-pub const TAIL_BUFFER: usize = 4096;
 
 /// Query of `GET /api/v1/logs`.
 #[derive(Debug, Deserialize)]

@@ -5,7 +5,7 @@ pub mod logs;
 pub mod metrics;
 pub mod openapi;
 pub mod ping;
-mod status;
+pub mod status;
 pub mod uptime;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -20,60 +20,7 @@ use crate::error::AppError;
 use crate::state::AppState;
 use crate::store::alerting::{AlertRow, AlertState, Silence};
 use crate::store::{MetricRow, ResultQuery, ResultRow};
-
-pub use status::{CheckStatus, status_of};
-
-/// One check in `GET /api/v1/checks`.
-#[derive(Debug, Serialize)]
-pub struct CheckView {
-    /// Its name.
-    pub name: String,
-    /// Its type (`http`), or `unknown` for an agent-local check that never reported one.
-    #[serde(rename = "type")]
-    pub kind: String,
-    /// `up`, `down`, `pending` (no result yet) or `unknown` (no recent result).
-    pub status: CheckStatus,
-    /// Where it is defined: `collector` (central `[[checks]]`) or `agent` (an agent's own).
-    pub defined_in: &'static str,
-    /// The last result from each agent that runs it.
-    pub agents: Vec<ResultRow>,
-}
-
-/// Every check with its state: the configured ones, and agent-local ones that have reported.
-pub async fn check_views(state: &AppState) -> Result<Vec<CheckView>, AppError> {
-    let config = state.config();
-    let latest = state.store.latest_results().await?;
-    let mut by_check: BTreeMap<String, Vec<ResultRow>> = BTreeMap::new();
-    for r in latest {
-        by_check.entry(r.check.clone()).or_default().push(r);
-    }
-    let now = crate::clock::now();
-    let mut out = Vec::new();
-    for c in &config.checks {
-        let rows = by_check.remove(&c.name).unwrap_or_default();
-        out.push(CheckView {
-            name: c.name.clone(),
-            kind: c.kind.to_string(),
-            status: status_of(&rows, Some(c.interval + c.timeout), now),
-            defined_in: "collector",
-            agents: rows,
-        });
-    }
-    for (name, rows) in by_check {
-        out.push(CheckView {
-            name,
-            kind: rows
-                .iter()
-                .find_map(|r| r.check_type.clone())
-                .unwrap_or_else(|| "unknown".into()),
-            status: status_of(&rows, None, now),
-            defined_in: "agent",
-            agents: rows,
-        });
-    }
-    out.sort_by(|a, b| a.name.cmp(&b.name));
-    Ok(out)
-}
+use crate::views::{CheckView, check_exists, check_views};
 
 /// `GET /api/v1/checks` answer.
 #[derive(Debug, Serialize)]
@@ -85,7 +32,7 @@ pub struct ChecksAnswer {
 /// `GET /api/v1/checks`.
 pub async fn checks(State(state): State<Arc<AppState>>) -> Result<Json<ChecksAnswer>, AppError> {
     Ok(Json(ChecksAnswer {
-        checks: check_views(&state).await?,
+        checks: check_views(state.store.as_ref(), &state.config()).await?,
     }))
 }
 
@@ -187,9 +134,7 @@ pub(crate) fn window(
 
 /// A 404 unless `name` is a configured check or one an agent has reported.
 pub(crate) async fn ensure_check_exists(state: &AppState, name: &str) -> Result<(), AppError> {
-    let known = state.config().checks.iter().any(|c| c.name == name)
-        || state.store.check_known(name).await?;
-    if known {
+    if check_exists(state.store.as_ref(), &state.config(), name).await? {
         Ok(())
     } else {
         Err(AppError::NotFound(format!("no check named {name:?}")))

@@ -1,126 +1,20 @@
-//! A check's state from the latest result of each agent that runs it.
-//!
-//! - `pending`: no result yet;
-//! - `unknown`: no agent has reported within the freshness window (interval + timeout, times
-//!   3; five minutes for an agent-local check whose interval the collector does not know);
-//! - `down`: a majority of the agents with a fresh result saw it fail;
-//! - `up`: otherwise.
-//!
-//! The rules issue will add thresholds, quorum settings and flapping on top of this.
+//! `GET /api/v1/status`: the status page's model ([`crate::views::status`]) as JSON, the same
+//! figures the page at `/` shows.
 
-use std::time::Duration;
+use std::sync::Arc;
 
-use chrono::{DateTime, Utc};
-use serde::Serialize;
+use axum::extract::State;
+use axum::response::IntoResponse;
 
-use crate::store::ResultRow;
+use crate::error::AppError;
+use crate::state::AppState;
 
-/// The state of a check.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum CheckStatus {
-    /// Working.
-    Up,
-    /// Failing for a majority of the agents that run it.
-    Down,
-    /// No result yet.
-    Pending,
-    /// No recent result.
-    Unknown,
-}
-
-impl CheckStatus {
-    /// The lower-case name used in the API.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            CheckStatus::Up => "up",
-            CheckStatus::Down => "down",
-            CheckStatus::Pending => "pending",
-            CheckStatus::Unknown => "unknown",
-        }
-    }
-}
-
-const FALLBACK_WINDOW: Duration = Duration::from_secs(300);
-
-/// The state given each agent's latest result; `period` is the check's interval plus timeout.
-pub fn status_of(
-    latest: &[ResultRow],
-    period: Option<Duration>,
-    now: DateTime<Utc>,
-) -> CheckStatus {
-    if latest.is_empty() {
-        return CheckStatus::Pending;
-    }
-    let window = period.map_or(FALLBACK_WINDOW, |p| p * 3);
-    let window = chrono::Duration::from_std(window).unwrap_or(chrono::Duration::MAX);
-    let fresh: Vec<&ResultRow> = latest.iter().filter(|r| now - r.time <= window).collect();
-    if fresh.is_empty() {
-        return CheckStatus::Unknown;
-    }
-    let failing = fresh.iter().filter(|r| !r.ok).count();
-    if failing * 2 > fresh.len() {
-        CheckStatus::Down
-    } else {
-        CheckStatus::Up
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn row(agent: &str, ok: bool, age_s: i64, now: DateTime<Utc>) -> ResultRow {
-        ResultRow {
-            check: "c".into(),
-            agent: agent.into(),
-            time: now - chrono::Duration::seconds(age_s),
-            ok,
-            latency_ms: 1.0,
-            error: None,
-            status_code: None,
-            cert_expiry: None,
-            timings: Default::default(),
-            check_type: None,
-        }
-    }
-
-    #[test]
-    fn majority_of_fresh_results_decides() {
-        let now = crate::clock::now();
-        let p = Some(Duration::from_secs(10));
-        assert_eq!(status_of(&[], p, now), CheckStatus::Pending);
-        assert_eq!(
-            status_of(&[row("a", true, 1, now)], p, now),
-            CheckStatus::Up
-        );
-        assert_eq!(
-            status_of(&[row("a", false, 1, now)], p, now),
-            CheckStatus::Down
-        );
-        // One of three failing: one bad network path pages nobody.
-        let rows = [
-            row("a", false, 1, now),
-            row("b", true, 1, now),
-            row("c", true, 1, now),
-        ];
-        assert_eq!(status_of(&rows, p, now), CheckStatus::Up);
-        let rows = [
-            row("a", false, 1, now),
-            row("b", false, 1, now),
-            row("c", true, 1, now),
-        ];
-        assert_eq!(status_of(&rows, p, now), CheckStatus::Down);
-        // A stale failure does not count.
-        let rows = [row("a", false, 100, now), row("b", true, 1, now)];
-        assert_eq!(status_of(&rows, p, now), CheckStatus::Up);
-        assert_eq!(
-            status_of(&[row("a", true, 31, now)], p, now),
-            CheckStatus::Unknown
-        );
-        assert_eq!(
-            status_of(&[row("a", true, 200, now)], None, now),
-            CheckStatus::Up
-        );
-    }
+/// `GET /api/v1/status`, with the time it took in `Server-Timing`.
+pub async fn status(State(state): State<Arc<AppState>>) -> Result<impl IntoResponse, AppError> {
+    let started = std::time::Instant::now();
+    let m =
+        crate::views::status::model(&state.store, &state.config(), &state.status_history).await?;
+    // Serialised here, so that Server-Timing counts it.
+    let body = axum::Json(m).into_response();
+    Ok((crate::telemetry::server_timing(started), body))
 }

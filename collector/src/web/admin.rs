@@ -21,11 +21,11 @@ use serde::Deserialize;
 
 use super::page::{head, state_words};
 use super::{escape, session};
-use crate::api::check_views;
 use crate::error::AppError;
 use crate::state::AppState;
 use crate::store::alerting::{AlertState, Silence};
 use crate::store::{LogQuery, MetricRollup, RollupQuery, Tier};
+use crate::views::check_views;
 
 /// What a request may do on the admin pages.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -534,7 +534,7 @@ pub async fn checks(
         Err(r) => return Ok(*r),
     };
     let now = crate::clock::now();
-    let views = check_views(&state).await?;
+    let views = check_views(state.store.as_ref(), &state.config()).await?;
     let mut out = open("Checks", access, None);
     if views.is_empty() {
         out.push_str("<p>No checks yet.</p>");

@@ -11,10 +11,10 @@ use axum::response::{IntoResponse, Response};
 use chrono::Duration as ChronoDuration;
 use serde::Deserialize;
 
-use crate::api::check_views;
 use crate::error::AppError;
 use crate::state::AppState;
 use crate::store::{RollupQuery, Tier};
+use crate::views::{check_exists, check_views};
 
 const GREEN: &str = "#1a7f37";
 const YELLOW: &str = "#9a6700";
@@ -64,7 +64,7 @@ pub async fn status(
     State(state): State<Arc<AppState>>,
     Path(check): Path<String>,
 ) -> Result<Response, AppError> {
-    let views = check_views(&state).await?;
+    let views = check_views(state.store.as_ref(), &state.config()).await?;
     let Some(view) = views.iter().find(|v| v.name == check) else {
         return Ok(unknown_check());
     };
@@ -104,10 +104,11 @@ pub async fn uptime(
             )));
         }
     };
-    if crate::api::ensure_check_exists(&state, &check)
-        .await
-        .is_err()
-    {
+    // A store that fails to say is answered as for an unknown check: a badge, not an error.
+    if !matches!(
+        check_exists(state.store.as_ref(), &state.config(), &check).await,
+        Ok(true)
+    ) {
         return Ok(unknown_check());
     }
     let to = crate::clock::now();

@@ -5,18 +5,9 @@ pub mod admin;
 pub mod badge;
 pub mod page;
 pub mod session;
-pub mod status;
 
 use axum::http::header;
 use axum::response::IntoResponse;
-
-/// A `Server-Timing` header with the time since `started`: `app;dur=12.3` (ms).
-pub fn server_timing(started: std::time::Instant) -> [(header::HeaderName, String); 1] {
-    [(
-        header::HeaderName::from_static("server-timing"),
-        format!("app;dur={:.1}", started.elapsed().as_secs_f64() * 1000.0),
-    )]
-}
 
 /// A file of the pages, cached by browsers for five minutes.
 fn asset(content_type: &'static str, body: &'static str) -> impl IntoResponse {

@@ -1,4 +1,4 @@
-//! The public status page (`GET /`), server-rendered from [`super::status::StatusModel`]. It
+//! The public status page (`GET /`), server-rendered from [`crate::views::StatusModel`]. It
 //! needs no JavaScript: a small script (`/assets/status.js`) only keeps the states current.
 
 use std::fmt::Write as _;
@@ -10,17 +10,17 @@ use axum::response::{Html, IntoResponse};
 use chrono::{DateTime, Utc};
 
 use super::escape;
-use super::status::{CheckModel, DayModel, IncidentModel, StatusModel, model};
-use crate::api::CheckStatus;
 use crate::error::AppError;
 use crate::state::AppState;
+use crate::views::CheckStatus;
+use crate::views::status::{CheckModel, DayModel, IncidentModel, StatusModel, model};
 
 /// `GET /`, with the time it took in `Server-Timing`.
 pub async fn index(State(state): State<Arc<AppState>>) -> Result<impl IntoResponse, AppError> {
     let started = Instant::now();
-    let m = model(&state).await?;
+    let m = model(&state.store, &state.config(), &state.status_history).await?;
     let html = render(&m);
-    Ok((super::server_timing(started), Html(html)))
+    Ok((crate::telemetry::server_timing(started), Html(html)))
 }
 
 /// The state as a word with a symbol, so it does not rest on colour.

@@ -10,20 +10,15 @@
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
-use axum::extract::State;
-use axum::response::IntoResponse;
 use chrono::{DateTime, Duration as ChronoDuration, Utc};
+use lookout_config::CollectorConfig;
 use serde::Serialize;
 
-use crate::api::{CheckStatus, check_views};
-use crate::error::AppError;
-use crate::state::AppState;
+use super::checks::{CheckStatus, CheckView, check_views};
+use super::history::{DAYS, HOUR_MS, HistoryCache};
 use crate::store::rollup::{DAY_MS, bucket_start};
-use crate::store::{CheckTotal, TotalsWidth};
+use crate::store::{CheckTotal, Store, StoreError};
 
-/// Days in the status page's bars.
-pub const DAYS: usize = 90;
-const HOUR_MS: i64 = 3_600_000;
 /// Recent incidents listed: those that began in this many days.
 const RECENT_DAYS: i64 = 14;
 /// Maintenance windows listed ahead of time: those that start within this many days.
@@ -149,132 +144,28 @@ pub struct MaintenanceModel {
     pub ends: DateTime<Utc>,
 }
 
-/// `GET /api/v1/status`, with the time it took in `Server-Timing`.
-pub async fn status(State(state): State<Arc<AppState>>) -> Result<impl IntoResponse, AppError> {
-    let started = std::time::Instant::now();
-    let m = model(&state).await?;
-    // Serialised here, so that Server-Timing counts it.
-    let body = axum::Json(m).into_response();
-    Ok((super::server_timing(started), body))
-}
-
-/// The page's rollup part: every check's daily and hourly totals. Computing it reads every
-/// series' 90 daily and 24 hourly rows, which takes a moment with many checks, so views share
-/// one for [`HISTORY_TTL_SECS`]; a view that finds it older gets it as it is and has it
-/// refreshed in the background. States and incidents are read fresh on every view.
-#[derive(Debug)]
-pub struct History {
-    /// When it was read.
-    computed: DateTime<Utc>,
-    /// Start of the oldest day, Unix ms.
-    first_day: i64,
-    /// Daily totals by check.
-    days: HashMap<String, Vec<CheckTotal>>,
-    /// Hourly totals by check, the last 24 hours.
-    hours: HashMap<String, Vec<CheckTotal>>,
-}
-
-/// How long views share one [`History`]: rollups lag results by a few seconds anyway.
-pub const HISTORY_TTL_SECS: i64 = 10;
-
-/// The shared [`History`], and whether a refresh is under way.
-#[derive(Debug, Default)]
-pub struct HistoryCache {
-    // std's Mutex: held only to clone or replace the Arc.
-    current: std::sync::Mutex<Option<Arc<History>>>,
-    refreshing: std::sync::atomic::AtomicBool,
-}
-
-impl HistoryCache {
-    fn get(&self) -> Option<Arc<History>> {
-        self.current
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone()
-    }
-
-    fn set(&self, h: Arc<History>) {
-        *self.current.lock().unwrap_or_else(|p| p.into_inner()) = Some(h);
-    }
-}
-
-async fn load_history(state: &AppState, now: DateTime<Utc>) -> Result<History, AppError> {
-    let now_ms = now.timestamp_millis();
-    let first_day = bucket_start(now_ms, DAY_MS) - (DAYS as i64 - 1) * DAY_MS;
-    let first_hour = bucket_start(now_ms, HOUR_MS) - 23 * HOUR_MS;
-    let since = |ms: i64| DateTime::from_timestamp_millis(ms).unwrap_or(now);
-    let (days, hours) = tokio::try_join!(
-        state.store.check_totals(TotalsWidth::Day, since(first_day)),
-        state
-            .store
-            .check_totals(TotalsWidth::Hour, since(first_hour)),
-    )?;
-    let by_check = |rows: Vec<CheckTotal>| {
-        let mut out: HashMap<String, Vec<CheckTotal>> = HashMap::new();
-        for r in rows {
-            out.entry(r.check.clone()).or_default().push(r);
-        }
-        out
-    };
-    Ok(History {
-        computed: now,
-        first_day,
-        days: by_check(days),
-        hours: by_check(hours),
-    })
-}
-
-/// The current [`History`]: the shared one while fresh; a stale one of the same day while a
-/// background task reads the next; read now when there is none or the day changed.
-async fn history(state: &Arc<AppState>, now: DateTime<Utc>) -> Result<Arc<History>, AppError> {
-    use std::sync::atomic::Ordering;
-    let today = bucket_start(now.timestamp_millis(), DAY_MS);
-    let cache = &state.status_history;
-    match cache.get() {
-        Some(h) if (now - h.computed).num_seconds() < HISTORY_TTL_SECS => Ok(h),
-        Some(h) if h.first_day + (DAYS as i64 - 1) * DAY_MS == today => {
-            if !cache.refreshing.swap(true, Ordering::AcqRel) {
-                let state = state.clone();
-                tokio::spawn(async move {
-                    match load_history(&state, crate::clock::now()).await {
-                        Ok(fresh) => state.status_history.set(Arc::new(fresh)),
-                        Err(e) => tracing::warn!(error = %e, "status page history refresh failed"),
-                    }
-                    state
-                        .status_history
-                        .refreshing
-                        .store(false, Ordering::Release);
-                });
-            }
-            Ok(h)
-        }
-        _ => {
-            let h = Arc::new(load_history(state, now).await?);
-            cache.set(h.clone());
-            Ok(h)
-        }
-    }
-}
-
-/// Builds the page's model at the collector's clock.
-pub async fn model(state: &Arc<AppState>) -> Result<StatusModel, AppError> {
+/// Builds the page's model at the collector's clock, with `history` shared between views.
+pub async fn model(
+    store: &Arc<dyn Store>,
+    config: &CollectorConfig,
+    history: &HistoryCache,
+) -> Result<StatusModel, StoreError> {
     let now = crate::clock::now();
-    let config = state.config();
     let now_ms = now.timestamp_millis();
     let today = bucket_start(now_ms, DAY_MS);
-    let (views, history, incidents) =
-        tokio::try_join!(check_views(state), history(state, now), async {
+    let (views, history, incidents) = tokio::try_join!(
+        check_views(store.as_ref(), config),
+        history.current(store, now),
+        async {
             let first_day = today - (DAYS as i64 - 1) * DAY_MS;
-            Ok::<_, AppError>(
-                state
-                    .store
-                    .incidents(
-                        crate::rules::engine::UPTIME_RULE,
-                        DateTime::from_timestamp_millis(first_day).unwrap_or(now),
-                    )
-                    .await?,
-            )
-        },)?;
+            store
+                .incidents(
+                    crate::rules::engine::UPTIME_RULE,
+                    DateTime::from_timestamp_millis(first_day).unwrap_or(now),
+                )
+                .await
+        },
+    )?;
     let first_day = history.first_day;
     let mut incident_days: HashMap<&str, [u32; DAYS]> = HashMap::new();
     for i in &incidents {
@@ -375,7 +266,7 @@ pub async fn model(state: &Arc<AppState>) -> Result<StatusModel, AppError> {
 }
 
 fn check_model(
-    v: crate::api::CheckView,
+    v: CheckView,
     day_rows: &[CheckTotal],
     hour_rows: &[CheckTotal],
     dates: &[String],
