@@ -16,7 +16,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::probes::Prober;
 use crate::self_metrics::AgentMetrics;
-use crate::spool::Spool;
+use crate::spool::{self, Spool};
 
 /// The first probe of a check starts at a random point within this much (or the interval, if
 /// shorter), so that checks loaded together do not all fire at once.
@@ -124,9 +124,9 @@ async fn run_check(
         passes = if ok { passes.saturating_add(1) } else { 0 };
         let record = Record::CheckResult(result);
         match haste(last_ok, ok, passes, check.success_threshold) {
-            Haste::AtOnce => queue.push_urgent(&record),
-            Haste::Flush => queue.push(&record),
-            Haste::Steady => queue.push_steady(&record, check.interval),
+            Haste::AtOnce => queue.push_as(&record, spool::Haste::AtOnce),
+            Haste::Flush => queue.push_as(&record, spool::Haste::Flush),
+            Haste::Steady => queue.push_as(&record, spool::Haste::Steady(check.interval)),
         }
         last_ok = Some(ok);
         next = if ok {

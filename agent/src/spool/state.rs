@@ -179,6 +179,29 @@ impl StateFiles {
     }
 }
 
+/// The bookkeeping of a spool written before the slot files: `acked` (the [`Acked`] form) and
+/// `inflight` (`<id> <first> <last>`, as text). Read once at start, then replaced by the slots.
+pub fn read_legacy(dir: &Path) -> State {
+    let acked = match std::fs::read(dir.join("acked")) {
+        Ok(b) => Acked::decode(&b).unwrap_or_else(|| {
+            tracing::warn!(dir = %dir.display(), "the spool's acknowledgement file is damaged: records already delivered may be sent again");
+            Acked::default()
+        }),
+        Err(_) => Acked::default(),
+    };
+    let in_flight = std::fs::read_to_string(dir.join("inflight"))
+        .ok()
+        .and_then(|text| {
+            let mut parts = text.split_whitespace();
+            Some(InFlight {
+                id: parts.next()?.to_string(),
+                first: parts.next()?.parse().ok()?,
+                last: parts.next()?.parse().ok()?,
+            })
+        });
+    State { acked, in_flight }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
