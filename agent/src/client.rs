@@ -5,23 +5,15 @@ use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
+use lookout_protocol::http::{
+    AGENT_PRODUCT, ASSIGNMENTS_PATH, BACKLOG_HEADER, INGEST_PATH, JSON_CONTENT_TYPE, LABELS_HEADER,
+    POLL_HEADER,
+};
 use lookout_protocol::{Assignments, Batch, Encoding, ZstdBatchEncoder};
 use reqwest::StatusCode;
 use reqwest::header::{
     AUTHORIZATION, CONTENT_ENCODING, CONTENT_TYPE, ETAG, IF_NONE_MATCH, RETRY_AFTER,
 };
-
-/// The header that carries the agent's own labels (a JSON object) to `GET /v1/assignments`.
-pub const LABELS_HEADER: &str = "lookout-agent-labels";
-
-/// The header that tells the collector how often this agent asks for its assignments, in
-/// milliseconds: the longest it is silent while healthy, from which the collector derives when
-/// it is down.
-pub const POLL_HEADER: &str = "lookout-agent-poll-interval-ms";
-
-/// The header that tells the collector how many records wait in this agent's spool, this
-/// batch's included: a backlog that grows says the agent cannot keep up or was cut off.
-pub const BACKLOG_HEADER: &str = "lookout-agent-spool-backlog";
 
 /// Why a request to the collector did not succeed.
 #[derive(Debug, thiserror::Error)]
@@ -77,7 +69,7 @@ impl CollectorClient {
         let http = reqwest::Client::builder()
             .timeout(timeout)
             .connect_timeout(timeout.min(Duration::from_secs(5)))
-            .user_agent(concat!("lookout-agent/", env!("CARGO_PKG_VERSION")))
+            .user_agent(format!("{AGENT_PRODUCT}/{}", env!("CARGO_PKG_VERSION")))
             .build()?;
         let urls = urls
             .into_iter()
@@ -113,9 +105,9 @@ impl CollectorClient {
         let body = encoder.encode(batch)?;
         self.with_failover(|base| {
             self.http
-                .post(format!("{base}/v1/ingest"))
+                .post(format!("{base}{INGEST_PATH}"))
                 .header(AUTHORIZATION, format!("Bearer {}", self.token))
-                .header(CONTENT_TYPE, "application/json")
+                .header(CONTENT_TYPE, JSON_CONTENT_TYPE)
                 .header(CONTENT_ENCODING, Encoding::Zstd.header_value())
                 .header(BACKLOG_HEADER, backlog)
                 .body(body.clone())
@@ -134,7 +126,7 @@ impl CollectorClient {
             .with_failover(|base| {
                 let mut req = self
                     .http
-                    .get(format!("{base}/v1/assignments"))
+                    .get(format!("{base}{ASSIGNMENTS_PATH}"))
                     .header(AUTHORIZATION, format!("Bearer {}", self.token))
                     .header(LABELS_HEADER, &self.labels_json)
                     .header(POLL_HEADER, poll_every.as_millis().to_string());

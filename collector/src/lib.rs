@@ -43,6 +43,7 @@ use axum::extract::DefaultBodyLimit;
 use axum::routing::{get, post};
 use lookout_agent::AgentSettings;
 use lookout_config::{CollectorConfig, ShippingConfig};
+use lookout_protocol::http;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
@@ -103,8 +104,8 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/badge/{check}/status", get(web::badge::status))
         .route("/badge/{check}/uptime", get(web::badge::uptime))
         .route("/metrics", get(metrics))
-        .route("/v1/ingest", post(ingest::ingest))
-        .route("/v1/assignments", get(ingest::assignments))
+        .route(http::INGEST_PATH, post(ingest::ingest))
+        .route(http::ASSIGNMENTS_PATH, get(ingest::assignments))
         .route(
             "/v1/ping/{name}",
             get(api::ping::success)

@@ -1,12 +1,14 @@
 //! The wire protocol between `lookout-agent` and `lookout-collector`, version 1.
 //!
 //! Parts: [`Batch`] and its [`Record`]s (what agents ship), [`Assignments`] (what the collector
-//! tells an agent to run), and the codec ([`encode_batch`], [`decode_batch`]).
+//! tells an agent to run), the codec ([`encode_batch`], [`decode_batch`]), and [`http`]: the
+//! paths, headers, content type and encodings both sides use by name.
 //!
 //! # Ingest: `POST /v1/ingest`
 //!
 //! - Headers: `Authorization: Bearer <agent token>`, `Content-Type: application/json`,
-//!   `Content-Encoding: zstd` (preferred), `gzip` or `identity`.
+//!   `Content-Encoding: zstd` (preferred), `gzip` or `identity`; optionally
+//!   `lookout-agent-spool-backlog: <records waiting>` ([`http::BACKLOG_HEADER`]).
 //! - Body: one [`Batch`] as JSON, compressed as the header says. Example, uncompressed:
 //!
 //! ```json
@@ -36,8 +38,10 @@
 //!
 //! # Assignments: `GET /v1/assignments`
 //!
-//! Same bearer token. Answers an [`Assignments`] document listing the checks the collector's
-//! configuration assigns to this agent. With `If-None-Match: "<revision>"` it answers 304 when
+//! Same bearer token, and optionally `lookout-agent-labels: <JSON object>` (the agent's own
+//! labels, [`http::LABELS_HEADER`]) and `lookout-agent-poll-interval-ms: <ms>` (how often it
+//! asks, [`http::POLL_HEADER`]). Answers an [`Assignments`] document listing the checks the
+//! collector's configuration assigns to this agent. With `If-None-Match: "<revision>"` it answers 304 when
 //! nothing changed. Checks use the configuration's schema ([`lookout_config::CheckConfig`]);
 //! an agent skips (and reports) a check it cannot read instead of refusing them all, so a newer
 //! collector can assign a check type an older agent does not know.
@@ -48,6 +52,9 @@ use std::io::Read;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
+pub mod http;
+
+pub use http::Encoding;
 pub use lookout_config::CheckConfig;
 
 /// The protocol version this crate speaks.
@@ -398,38 +405,6 @@ fn rfc3339<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<DateTime
         }
     }
     deserializer.deserialize_str(Rfc3339)
-}
-
-/// The compression of a request body (`Content-Encoding`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Encoding {
-    /// zstd, what agents send.
-    Zstd,
-    /// gzip, for tools that have no zstd.
-    Gzip,
-    /// Uncompressed JSON.
-    Identity,
-}
-
-impl Encoding {
-    /// Reads a `Content-Encoding` header value (absent means identity).
-    pub fn from_header(value: Option<&str>) -> Result<Self, DecodeError> {
-        match value.map(|v| v.trim().to_ascii_lowercase()).as_deref() {
-            None | Some("") | Some("identity") => Ok(Encoding::Identity),
-            Some("zstd") => Ok(Encoding::Zstd),
-            Some("gzip") | Some("x-gzip") => Ok(Encoding::Gzip),
-            Some(other) => Err(DecodeError::UnsupportedEncoding(other.to_string())),
-        }
-    }
-
-    /// The header value.
-    pub fn header_value(self) -> &'static str {
-        match self {
-            Encoding::Zstd => "zstd",
-            Encoding::Gzip => "gzip",
-            Encoding::Identity => "identity",
-        }
-    }
 }
 
 /// Why a request body is not a valid batch.

@@ -1,6 +1,6 @@
 //! Agent endpoints: `POST /v1/ingest` stores a batch and answers only once it is durable;
-//! `GET /v1/assignments` tells an agent which checks to run. The formats are documented in
-//! `lookout-protocol`.
+//! `GET /v1/assignments` tells an agent which checks to run. The formats, paths and headers are
+//! documented in `lookout-protocol` (its `http` module names them for both sides).
 
 pub mod group;
 
@@ -12,6 +12,7 @@ use axum::body::Body;
 use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use lookout_protocol::http::{AGENT_PRODUCT, BACKLOG_HEADER, LABELS_HEADER, POLL_HEADER};
 use lookout_protocol::{Assignments, DecodeError, Encoding, decode_batch};
 use tracing::Instrument as _;
 use tracing::field::Empty;
@@ -19,10 +20,6 @@ use tracing::field::Empty;
 use crate::error::AppError;
 use crate::state::{AppState, Credential};
 use crate::store::IngestOutcome;
-
-/// The header in which an agent reports its own labels (a JSON object) with its assignments
-/// request; the collector's `[[agents]] labels` take precedence.
-pub use lookout_agent::client::LABELS_HEADER;
 
 /// The agent that the request's bearer token belongs to.
 pub fn authenticate(state: &AppState, headers: &HeaderMap) -> Result<Credential, AppError> {
@@ -124,7 +121,7 @@ async fn ingest_batch(
     span.record("records", batch.records.len());
     span.record("bytes", bytes.len());
     if let Some(n) = headers
-        .get(lookout_agent::client::BACKLOG_HEADER)
+        .get(BACKLOG_HEADER)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok())
     {
@@ -215,11 +212,11 @@ pub async fn assignments(
         None => BTreeMap::new(),
     };
     labels.extend(agent.labels.clone());
-    // `lookout-agent/0.1.0` (client.rs): the version shown on the hosts page.
+    // `lookout-agent/0.1.0`: the version shown on the hosts page.
     let version = headers
         .get(header::USER_AGENT)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("lookout-agent/"))
+        .and_then(|v| v.strip_prefix(AGENT_PRODUCT)?.strip_prefix('/'))
         .map(|v| {
             v.split_whitespace()
                 .next()
@@ -236,7 +233,7 @@ pub async fn assignments(
     // Asking for its assignments shows the agent alive, even one with nothing to ship; how
     // often it asks sets how long a silence means it is down.
     let poll = headers
-        .get(lookout_agent::client::POLL_HEADER)
+        .get(POLL_HEADER)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok())
         .map(|ms| std::time::Duration::from_millis(ms.clamp(1_000, 86_400_000)));

@@ -1,0 +1,79 @@
+//! The protocol's HTTP face: the paths an agent calls, the headers it sends beyond HTTP's own,
+//! and the content type and encodings of the bodies. The agent sends with these names and the
+//! collector routes and reads with them, so each exists once: renaming one is a change of the
+//! protocol, for both sides at once (the formats themselves are in the crate's top doc).
+//!
+//! | Name | Where | Sent by | What it is for |
+//! | --- | --- | --- | --- |
+//! | [`INGEST_PATH`] | `POST` | agent | a batch of records, answered once stored |
+//! | [`ASSIGNMENTS_PATH`] | `GET` | agent | the checks the collector assigns to the agent |
+//! | [`LABELS_HEADER`] | assignments request | agent | the agent's own labels, so the collector can assign by them |
+//! | [`POLL_HEADER`] | assignments request | agent | how often it asks: how long a silence means it is down |
+//! | [`BACKLOG_HEADER`] | ingest request | agent | records waiting in its spool: a growing backlog shows an agent falling behind |
+//! | [`AGENT_PRODUCT`] | `User-Agent` of both | agent | `lookout-agent/<version>`, the version the hosts page shows |
+//! | [`JSON_CONTENT_TYPE`] | `Content-Type` of both bodies | both | a batch, and an assignments document, are JSON |
+//! | [`Encoding`] | `Content-Encoding` of a batch | agent | its compression: `zstd` (what agents send), `gzip` or `identity` |
+//!
+//! A header the collector cannot read (a backlog that is not a number) is ignored, except the
+//! labels header, which is refused with 400: labels decide which checks an agent gets.
+
+use crate::DecodeError;
+
+/// Where an agent sends its batches (`POST`): one [`Batch`](crate::Batch) per request.
+pub const INGEST_PATH: &str = "/v1/ingest";
+
+/// Where an agent asks for its checks (`GET`): answers an [`Assignments`](crate::Assignments)
+/// document, or 304 with `If-None-Match` while its revision has not changed.
+pub const ASSIGNMENTS_PATH: &str = "/v1/assignments";
+
+/// The header that carries the agent's own labels (a JSON object of strings) to
+/// [`ASSIGNMENTS_PATH`]; the collector's `[[agents]] labels` take precedence.
+pub const LABELS_HEADER: &str = "lookout-agent-labels";
+
+/// The header that tells the collector how often this agent asks for its assignments, in
+/// milliseconds: the longest it is silent while healthy, from which the collector derives when
+/// it is down.
+pub const POLL_HEADER: &str = "lookout-agent-poll-interval-ms";
+
+/// The header that tells the collector how many records wait in this agent's spool, this
+/// batch's included: a backlog that grows says the agent cannot keep up or was cut off.
+pub const BACKLOG_HEADER: &str = "lookout-agent-spool-backlog";
+
+/// The product in an agent's `User-Agent` (`lookout-agent/0.1.0`): the collector takes the
+/// version after the slash for its hosts page.
+pub const AGENT_PRODUCT: &str = "lookout-agent";
+
+/// The `Content-Type` of a batch (before its `Content-Encoding`) and of an assignments answer.
+pub const JSON_CONTENT_TYPE: &str = "application/json";
+
+/// The compression of a request body (`Content-Encoding`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Encoding {
+    /// zstd, what agents send.
+    Zstd,
+    /// gzip, for tools that have no zstd.
+    Gzip,
+    /// Uncompressed JSON.
+    Identity,
+}
+
+impl Encoding {
+    /// Reads a `Content-Encoding` header value (absent means identity).
+    pub fn from_header(value: Option<&str>) -> Result<Self, DecodeError> {
+        match value.map(|v| v.trim().to_ascii_lowercase()).as_deref() {
+            None | Some("") | Some("identity") => Ok(Encoding::Identity),
+            Some("zstd") => Ok(Encoding::Zstd),
+            Some("gzip") | Some("x-gzip") => Ok(Encoding::Gzip),
+            Some(other) => Err(DecodeError::UnsupportedEncoding(other.to_string())),
+        }
+    }
+
+    /// The header value.
+    pub fn header_value(self) -> &'static str {
+        match self {
+            Encoding::Zstd => "zstd",
+            Encoding::Gzip => "gzip",
+            Encoding::Identity => "identity",
+        }
+    }
+}
