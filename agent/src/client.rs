@@ -205,7 +205,7 @@ impl CollectorClient {
                 Err(e) => {
                     tracing::debug!(collector = %base, error = %e, "collector unreachable");
                     last = Some(SendError::Retryable {
-                        reason: format!("{base}: {}", error_chain(&e)),
+                        reason: format!("{base}: {}", lookout_runtime::error_chain(&e)),
                         retry_after: None,
                     });
                 }
@@ -244,20 +244,4 @@ async fn error_from(resp: reqwest::Response) -> SendError {
             reason,
         }
     }
-}
-
-/// An error with its causes, which reqwest keeps in `source()` ("error sending request" alone
-/// says nothing).
-pub fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut out = e.to_string();
-    let mut cur = e.source();
-    while let Some(s) = cur {
-        let s_text = s.to_string();
-        if !out.contains(&s_text) {
-            out.push_str(": ");
-            out.push_str(&s_text);
-        }
-        cur = s.source();
-    }
-    out
 }

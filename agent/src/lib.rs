@@ -22,7 +22,6 @@ pub mod scheduler;
 pub mod self_metrics;
 pub mod shipper;
 pub mod spool;
-pub mod telemetry;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -314,33 +313,6 @@ async fn host_metrics(
             queue.push(&Record::Metric(s));
         }
     }
-}
-
-/// Cancels `shutdown` on SIGTERM or Ctrl-C.
-pub async fn cancel_on_signal(shutdown: CancellationToken) {
-    let ctrl_c = tokio::signal::ctrl_c();
-    #[cfg(unix)]
-    {
-        let mut term = match tokio::signal::unix::signal(
-            tokio::signal::unix::SignalKind::terminate(),
-        ) {
-            Ok(s) => s,
-            Err(e) => {
-                tracing::warn!(error = %e, "cannot listen for SIGTERM; only Ctrl-C stops the process");
-                let _ = ctrl_c.await;
-                shutdown.cancel();
-                return;
-            }
-        };
-        tokio::select! {
-            _ = ctrl_c => {}
-            _ = term.recv() => {}
-        }
-    }
-    #[cfg(not(unix))]
-    let _ = ctrl_c.await;
-    tracing::info!("stopping");
-    shutdown.cancel();
 }
 
 /// How often the spool reports its backlog and drops as metrics.

@@ -5,8 +5,8 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use lookout_agent::AgentSettings;
-use lookout_agent::telemetry::{self, LogFormat};
 use lookout_config::AgentConfig;
+use lookout_runtime::telemetry::{self, LogFormat};
 use tokio_util::sync::CancellationToken;
 
 /// Lookout's agent: probes endpoints, gathers host metrics and ships them to the collector.
@@ -104,7 +104,7 @@ fn main() -> ExitCode {
         }),
         None => runtime.block_on(async {
             let shutdown = CancellationToken::new();
-            tokio::spawn(lookout_agent::cancel_on_signal(shutdown.clone()));
+            tokio::spawn(lookout_runtime::signal::cancel_on_signal(shutdown.clone()));
             match lookout_agent::run(AgentSettings::from(config), shutdown).await {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {

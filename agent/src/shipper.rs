@@ -7,11 +7,15 @@ use std::time::Duration;
 
 use lookout_config::ShippingConfig;
 use lookout_protocol::{Batch, PROTOCOL_VERSION};
+use lookout_runtime::backoff::{Backoff, Jitter};
 use tokio_util::sync::CancellationToken;
 
 use crate::client::{CollectorClient, SendError};
 use crate::self_metrics::{AgentMetrics, Shipped};
 use crate::spool::{PendingBatch, Spool};
+
+/// The first retry's wait, doubled per failure up to `[shipping] max_backoff`.
+const FIRST_BACKOFF: Duration = Duration::from_millis(200);
 
 /// How long a graceful stop keeps trying to deliver what is queued.
 const FINAL_FLUSH: Duration = Duration::from_secs(3);
@@ -25,7 +29,9 @@ pub async fn run(
     metrics: Arc<AgentMetrics>,
     shutdown: CancellationToken,
 ) {
-    let mut backoff = Backoff::new(Duration::from_millis(200), cfg.max_backoff);
+    // Full jitter: `max_backoff` is documented as the longest wait, and agents cut off together
+    // come back spread over the whole window.
+    let mut backoff = Backoff::new(FIRST_BACKOFF, cfg.max_backoff, Jitter::Full).retries();
     'ship: loop {
         // Wait until a record is due: each waits at most its deadline (the flush interval; none
         // for a change of a check's state; longer for a steady result), so records travel in
@@ -130,64 +136,4 @@ async fn send(
         records: pending.records.as_ref().clone(),
     };
     client.send(&batch, backlog).await
-}
-
-/// Exponential backoff with full jitter: each wait is random in [base, cap of the doubling].
-#[derive(Debug)]
-pub struct Backoff {
-    base: Duration,
-    max: Duration,
-    attempt: u32,
-}
-
-impl Backoff {
-    /// Backoff from `base` doubling up to `max`.
-    pub fn new(base: Duration, max: Duration) -> Self {
-        Self {
-            base,
-            max: max.max(base),
-            attempt: 0,
-        }
-    }
-
-    /// The next wait.
-    pub fn next_wait(&mut self) -> Duration {
-        let ceiling = self
-            .base
-            .saturating_mul(1u32 << self.attempt.min(20))
-            .min(self.max);
-        self.attempt = self.attempt.saturating_add(1);
-        let span = ceiling.saturating_sub(self.base).as_millis() as u64;
-        self.base + Duration::from_millis(fastrand::u64(0..=span))
-    }
-
-    /// Back to the first wait, after a success.
-    pub fn reset(&mut self) {
-        self.attempt = 0;
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn backoff_grows_to_its_cap_and_resets() {
-        let mut b = Backoff::new(Duration::from_millis(100), Duration::from_secs(2));
-        for _ in 0..50 {
-            let w = b.next_wait();
-            assert!(
-                w >= Duration::from_millis(100) && w <= Duration::from_secs(2),
-                "{w:?}"
-            );
-        }
-        // After many attempts the ceiling is the cap: some wait must exceed the base by far.
-        assert!(
-            (0..50)
-                .map(|_| b.next_wait())
-                .any(|w| w > Duration::from_millis(500))
-        );
-        b.reset();
-        assert!(b.next_wait() <= Duration::from_millis(100));
-    }
 }

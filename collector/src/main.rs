@@ -5,8 +5,9 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use lookout_agent::telemetry::{self, LogFormat};
 use lookout_config::CollectorConfig;
+use lookout_runtime::signal::{cancel_on_signal, reload_on_sighup};
+use lookout_runtime::telemetry::{self, LogFormat};
 use tokio_util::sync::CancellationToken;
 
 /// Lookout's collector: ingests from agents, stores, and serves the API and status page.
@@ -107,7 +108,7 @@ fn main() -> ExitCode {
     }
     runtime.block_on(async {
         let shutdown = CancellationToken::new();
-        tokio::spawn(lookout_agent::cancel_on_signal(shutdown.clone()));
+        tokio::spawn(cancel_on_signal(shutdown.clone()));
         let (reload_tx, reload_rx) = tokio::sync::mpsc::channel(1);
         tokio::spawn(reload_on_sighup(reload_tx));
         match lookout_collector::run(config, cli.config, shutdown, reload_rx).await {
@@ -118,25 +119,4 @@ fn main() -> ExitCode {
             }
         }
     })
-}
-
-/// Sends a reload request on every SIGHUP.
-async fn reload_on_sighup(tx: tokio::sync::mpsc::Sender<()>) {
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{SignalKind, signal};
-        let mut hup = match signal(SignalKind::hangup()) {
-            Ok(s) => s,
-            Err(e) => {
-                tracing::warn!(error = %e, "cannot listen for SIGHUP; reload by restarting");
-                return;
-            }
-        };
-        while hup.recv().await.is_some() {
-            // A reload already queued covers this one too.
-            let _ = tx.try_send(());
-        }
-    }
-    #[cfg(not(unix))]
-    drop(tx);
 }

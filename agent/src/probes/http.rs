@@ -196,7 +196,7 @@ async fn hop(
         Ok(r) => r,
         Err(e) => {
             driver.abort();
-            return Err(format!("HTTP: {}", crate::client::error_chain(&e)));
+            return Err(format!("HTTP: {}", lookout_runtime::error_chain(&e)));
         }
     };
     add(&mut out.timings.ttfb_ms, Some(ms_since(sent)));

@@ -47,6 +47,6 @@ pub async fn probe(check: &CheckConfig, out: &mut Outcome) -> Result<(), String>
             Ok(())
         }
         Ok(false) => Err("the server did not answer NOOP with 250".to_string()),
-        Err(e) => Err(crate::client::error_chain(&e)),
+        Err(e) => Err(lookout_runtime::error_chain(&e)),
     }
 }

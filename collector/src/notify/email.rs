@@ -171,7 +171,7 @@ impl EmailChannel {
         let text = format!(
             "SMTP {}: {}",
             self.server,
-            redact(&lookout_agent::client::error_chain(e), &self.secrets)
+            redact(&lookout_runtime::error_chain(e), &self.secrets)
         );
         if e.is_permanent() || e.is_client() {
             SendError::Permanent(text)

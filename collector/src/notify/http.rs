@@ -130,7 +130,7 @@ pub(crate) fn request_error(
     } else {
         format!(
             "{peer}: {}",
-            redact(&lookout_agent::client::error_chain(&e), secrets)
+            redact(&lookout_runtime::error_chain(&e), secrets)
         )
     };
     if e.is_builder() {

@@ -14,6 +14,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
+use lookout_runtime::backoff::{Backoff, Jitter};
 use tokio::sync::Notify;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
@@ -31,9 +32,13 @@ const BATCH: u32 = 200;
 /// The longest wait between rounds when nothing is due (a row queued by another collector is
 /// found this late at most).
 const IDLE: Duration = Duration::from_secs(5);
-/// The first retry's wait, doubled per attempt up to [`MAX_BACKOFF`].
+/// The first retry's wait, doubled per attempt up to [`MAX_BACKOFF`] (docs/alerting.md).
 const FIRST_BACKOFF: Duration = Duration::from_secs(2);
+/// The longest wait's ceiling, before its jitter.
 const MAX_BACKOFF: Duration = Duration::from_secs(600);
+/// A row's wait before its next attempt, from the attempts stored with it: ±50 % jitter, so
+/// that many rows that failed together do not retry in step.
+const BACKOFF: Backoff = Backoff::new(FIRST_BACKOFF, MAX_BACKOFF, Jitter::Half);
 
 /// A channel as the worker uses it.
 #[derive(Debug, Clone)]
@@ -376,7 +381,7 @@ async fn settle(
                     SendError::Retry { .. } if age >= give_up_after => None,
                     SendError::Retry { after, .. } => Some(
                         now + chrono::Duration::from_std(
-                            after.unwrap_or_else(|| backoff(r.attempts)),
+                            after.unwrap_or_else(|| BACKOFF.wait(r.attempts)),
                         )
                         .unwrap_or_default(),
                     ),
@@ -403,15 +408,6 @@ async fn settle(
     Ok(())
 }
 
-/// The wait before retry number `attempts + 1`: doubling from [`FIRST_BACKOFF`], capped, with
-/// ±50 % jitter so that many failed rows do not retry in step.
-fn backoff(attempts: u32) -> Duration {
-    let base = FIRST_BACKOFF
-        .saturating_mul(1u32 << attempts.min(16))
-        .min(MAX_BACKOFF);
-    base.mul_f64(0.5 + fastrand::f64())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -419,11 +415,11 @@ mod tests {
     #[test]
     fn backoff_doubles_with_jitter_and_is_capped() {
         for _ in 0..100 {
-            let first = backoff(0);
+            let first = BACKOFF.wait(0);
             assert!(first >= Duration::from_secs(1) && first <= Duration::from_secs(3));
-            let fourth = backoff(3);
+            let fourth = BACKOFF.wait(3);
             assert!(fourth >= Duration::from_secs(8) && fourth <= Duration::from_secs(24));
-            assert!(backoff(40) <= MAX_BACKOFF.mul_f64(1.5));
+            assert!(BACKOFF.wait(40) <= MAX_BACKOFF.mul_f64(1.5));
         }
     }
 }

@@ -1,0 +1,70 @@
+//! `lookout-runtime`: what the agent and the collector share as running daemons, rather than
+//! as ends of the protocol (that is `lookout-protocol`). One copy of each, so that both report
+//! on themselves, stop, and retry the same way:
+//!
+//! - [`telemetry`]: their own logs, span export over OTLP and errors sent to Sentry;
+//! - [`signal`]: stopping on SIGTERM or Ctrl-C, and the collector's reload on SIGHUP;
+//! - [`backoff`]: the one retry policy (the agent's shipper, the collector's notifier);
+//! - [`error_chain`]: an error with its causes, as one line for a log or a stored reason.
+//!
+//! It depends on nothing the agent did not link before it existed: the agent's binary size is
+//! one of its goals (docs/host-metrics.md).
+
+pub mod backoff;
+pub mod signal;
+pub mod telemetry;
+
+/// An error with its causes, which libraries such as reqwest and lettre keep in `source()`
+/// ("error sending request" alone says nothing). A cause whose text the line already holds is
+/// left out, so a wrapper that repeats its source does not say it twice.
+pub fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut cur = e.source();
+    while let Some(s) = cur {
+        let s_text = s.to_string();
+        if !out.contains(&s_text) {
+            out.push_str(": ");
+            out.push_str(&s_text);
+        }
+        cur = s.source();
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::error_chain;
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("{text}")]
+    struct Layer {
+        text: &'static str,
+        #[source]
+        source: Option<Box<Layer>>,
+    }
+
+    fn layers(texts: &[&'static str]) -> Layer {
+        texts
+            .iter()
+            .rev()
+            .fold(None, |source, &text| {
+                Some(Layer {
+                    text,
+                    source: source.map(Box::new),
+                })
+            })
+            .expect("at least one layer")
+    }
+
+    #[test]
+    fn causes_follow_the_error() {
+        let e = layers(&["error sending request", "connection refused"]);
+        assert_eq!(error_chain(&e), "error sending request: connection refused");
+    }
+
+    #[test]
+    fn a_cause_already_said_is_not_repeated() {
+        let e = layers(&["tls: bad certificate", "bad certificate", "expired"]);
+        assert_eq!(error_chain(&e), "tls: bad certificate: expired");
+    }
+}
