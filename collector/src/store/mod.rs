@@ -2,9 +2,11 @@
 //!
 //! - [`sqlite`]: one file in WAL mode, the zero-setup default;
 //! - [`postgres`]: a shared PostgreSQL database with a connection pool;
-//! - [`sql`]: the code and SQL both backends run (placeholders are `$N`, which both read);
+//! - [`sql`]: the code and SQL both backends run ([`sql::SqlStore`], generic over a
+//!   [`sql::Backend`]; placeholders are `$N`, which both read);
+//! - [`migrate`]: the schema's versions (store/migrations/) and the runner that applies them;
 //! - [`alerting`]: alerts and their history, the notification outbox, silences
-//!   ([`alerting::AlertStore`], implemented in [`sql_alerting`]);
+//!   ([`alerting::AlertStore`], implemented in store/sql/alerting.rs);
 //! - [`histogram`]: the mergeable latency histogram kept in rollups;
 //! - [`rollup`]: aggregation of raw rows into per-minute and per-hour rollups.
 //!
@@ -21,10 +23,10 @@ pub mod alerting;
 pub mod blocks;
 pub mod cluster;
 pub mod histogram;
+pub mod migrate;
 pub mod postgres;
 pub mod rollup;
 pub mod sql;
-pub mod sql_alerting;
 pub mod sqlite;
 mod sqlite_write;
 

@@ -1,5 +1,5 @@
 //! The PostgreSQL backend: a connection pool (TLS when the URL asks for it, e.g.
-//! `?sslmode=require`), the schema of [`super::sql::MIGRATIONS`] with PostgreSQL's types, and the
+//! `?sslmode=require`), the schema of [`super::migrate::MIGRATIONS`] with PostgreSQL's types, and the
 //! same queries as SQLite. Migrations take an advisory lock, so collectors starting together
 //! migrate once.
 //!
@@ -14,22 +14,17 @@ use std::time::Duration;
 use sqlx::Postgres;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 
-use super::StoreError;
-use super::cluster::sql_cluster_store;
-use super::sql::{SeriesCache, postgres_ddl, sql_store};
-use super::sql_alerting::sql_alert_store;
+use super::migrate::postgres_ddl;
+use super::sql::series::SeriesCache;
+use super::sql::{Backend, SqlStore};
+use super::{IngestOutcome, NewBatch, StoreError};
 
 mod write;
 
 /// The PostgreSQL store.
-#[derive(Debug)]
-pub struct PgStore {
-    write: sqlx::Pool<Postgres>,
-    read: sqlx::Pool<Postgres>,
-    series: SeriesCache,
-}
+pub type PgStore = SqlStore<Postgres>;
 
-impl PgStore {
+impl Backend for Postgres {
     const SIZE_SQL: &'static str = "SELECT pg_database_size(current_database())";
     /// Any fixed key; held until the migration transaction ends.
     const MIGRATION_LOCK: Option<&'static str> = Some("SELECT pg_advisory_xact_lock(7700100)");
@@ -38,23 +33,36 @@ impl PgStore {
     /// Claimers pass over outbox rows another sender is claiming.
     const CLAIM_LOCK: &'static str = " FOR UPDATE OF o SKIP LOCKED";
 
+    fn ddl(text: &str) -> sqlx::AssertSqlSafe<String> {
+        // Schema text from this crate, not input.
+        sqlx::AssertSqlSafe(postgres_ddl(text))
+    }
+
     /// PostgreSQL's planner weighs the GIN index against the time index itself.
     async fn text_is_common(_: &sqlx::Pool<Postgres>, _: &str) -> Result<bool, StoreError> {
         Ok(false)
     }
 
-    /// A condition on `l.text`: every word of `text` occurs (the GIN index of schema v4).
+    /// The GIN index of schema v4.
     fn push_text_match(qb: &mut sqlx::QueryBuilder<Postgres>, text: &str, _common: bool) {
         qb.push("to_tsvector('simple', l.text) @@ plainto_tsquery('simple', ")
             .push_bind(text.to_string())
             .push(")");
     }
 
-    fn ddl(text: &str) -> sqlx::AssertSqlSafe<String> {
-        // Schema text from this crate, not input.
-        sqlx::AssertSqlSafe(postgres_ddl(text))
+    async fn ingest_group(
+        store: &PgStore,
+        items: &[NewBatch<'_>],
+    ) -> Result<Vec<IngestOutcome>, StoreError> {
+        store.ingest_group(items).await
     }
 
+    async fn roll_up_step(store: &PgStore, max_rows: u32) -> Result<u64, StoreError> {
+        store.roll_up_step(max_rows).await
+    }
+}
+
+impl PgStore {
     /// Connects, and brings the schema up to date.
     pub async fn open(url: &str, max_connections: u32) -> Result<Self, StoreError> {
         let opts = PgConnectOptions::from_str(url)?;
@@ -71,7 +79,3 @@ impl PgStore {
         })
     }
 }
-
-sql_store!(PgStore, Postgres);
-sql_alert_store!(PgStore, Postgres);
-sql_cluster_store!(PgStore, Postgres);

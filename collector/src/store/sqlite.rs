@@ -1,7 +1,7 @@
 //! The SQLite backend: one file in WAL mode, `synchronous = FULL` so that a batch acknowledged
 //! to an agent survives a power cut. One connection writes (SQLite has one writer anyway, and a
 //! single writer never waits on a lock); a small pool reads. The queries are shared with
-//! PostgreSQL ([`super::sql`]).
+//! PostgreSQL ([`super::sql`]); what SQLite does its own way is its [`Backend`].
 
 use std::path::Path;
 use std::str::FromStr;
@@ -10,20 +10,25 @@ use std::time::Duration;
 use sqlx::Sqlite;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 
-use super::StoreError;
-use super::cluster::sql_cluster_store;
-use super::sql::{SeriesCache, sql_store};
-use super::sql_alerting::sql_alert_store;
+use super::sql::series::SeriesCache;
+use super::sql::{Backend, SqlStore};
+use super::{IngestOutcome, NewBatch, StoreError};
 
 /// The SQLite store.
-#[derive(Debug)]
-pub struct SqliteStore {
-    write: sqlx::Pool<Sqlite>,
-    read: sqlx::Pool<Sqlite>,
-    series: SeriesCache,
+pub type SqliteStore = SqlStore<Sqlite>;
+
+/// Matches past which a search's words count as common.
+const COMMON_MATCHES: i64 = 20_000;
+
+/// The FTS5 query for what a user typed: every word quoted, so nothing typed is syntax.
+fn fts_query(text: &str) -> String {
+    text.split_whitespace()
+        .map(|w| format!("\"{}\"", w.replace('"', "\"\"")))
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
-impl SqliteStore {
+impl Backend for Sqlite {
     const SIZE_SQL: &'static str =
         "SELECT page_count * page_size FROM pragma_page_count(), pragma_page_size()";
     const MIGRATION_LOCK: Option<&'static str> = None;
@@ -32,45 +37,57 @@ impl SqliteStore {
     /// SQLite has one writer at a time: nothing to skip.
     const CLAIM_LOCK: &'static str = "";
 
-    /// Matches past which a search's words count as common.
-    const COMMON_MATCHES: i64 = 20_000;
-
-    /// The FTS5 query for what a user typed: every word quoted, so nothing typed is syntax.
-    fn fts_query(text: &str) -> String {
-        text.split_whitespace()
-            .map(|w| format!("\"{}\"", w.replace('"', "\"\"")))
-            .collect::<Vec<_>>()
-            .join(" ")
+    fn ddl(text: &str) -> sqlx::AssertSqlSafe<String> {
+        // Schema text from this crate, not input.
+        sqlx::AssertSqlSafe(text.to_string())
     }
 
-    /// True when `text` matches at least [`Self::COMMON_MATCHES`] lines (counting stops there).
+    /// True when `text` matches at least [`COMMON_MATCHES`] lines (counting stops there).
     async fn text_is_common(pool: &sqlx::Pool<Sqlite>, text: &str) -> Result<bool, StoreError> {
         let n: i64 = sqlx::query_scalar(
             "SELECT count(*) FROM (SELECT rowid FROM logs_fts WHERE logs_fts MATCH $1 LIMIT $2)",
         )
-        .bind(Self::fts_query(text))
-        .bind(Self::COMMON_MATCHES)
+        .bind(fts_query(text))
+        .bind(COMMON_MATCHES)
         .fetch_one(pool)
         .await?;
-        Ok(n >= Self::COMMON_MATCHES)
+        Ok(n >= COMMON_MATCHES)
     }
 
-    /// A condition on `l.text`: every word of `text` occurs. Rare words: the set of matching
-    /// lines, then the newest of them. Common words: the newest lines in time order, each
-    /// checked against the index, which finds a page after a few hundred lines instead of
-    /// sorting millions of matches.
+    /// Rare words: the set of matching lines, then the newest of them. Common words: the
+    /// newest lines in time order, each checked against the index, which finds a page after a
+    /// few hundred lines instead of sorting millions of matches.
     fn push_text_match(qb: &mut sqlx::QueryBuilder<Sqlite>, text: &str, common: bool) {
         if common {
             qb.push("EXISTS (SELECT 1 FROM logs_fts WHERE logs_fts MATCH ")
-                .push_bind(Self::fts_query(text))
+                .push_bind(fts_query(text))
                 .push(" AND rowid = l.id)");
         } else {
             qb.push("l.id IN (SELECT rowid FROM logs_fts WHERE logs_fts MATCH ")
-                .push_bind(Self::fts_query(text))
+                .push_bind(fts_query(text))
                 .push(")");
         }
     }
 
+    async fn ingest_group(
+        store: &SqliteStore,
+        items: &[NewBatch<'_>],
+    ) -> Result<Vec<IngestOutcome>, StoreError> {
+        let (outcomes, made) = store
+            .with_handle(|c| super::sqlite_write::ingest_group(c, &store.series, items))
+            .await?;
+        store.series.put_all(made);
+        Ok(outcomes)
+    }
+
+    async fn roll_up_step(store: &SqliteStore, max_rows: u32) -> Result<u64, StoreError> {
+        store
+            .with_handle(|c| super::sqlite_write::roll_up(c, max_rows))
+            .await
+    }
+}
+
+impl SqliteStore {
     /// Runs `f` on the write connection's own handle, synchronously on the calling thread (the
     /// store's writer thread): the store's bulk writes, each statement prepared once and run
     /// per row, with no hand-off to sqlx's thread per statement (store/sqlite_write.rs).
@@ -87,29 +104,6 @@ impl SqliteStore {
         let mut direct =
             unsafe { rusqlite::Connection::from_handle(handle.as_raw_handle().as_ptr()) }?;
         f(&mut direct)
-    }
-
-    /// Stores a group of batches in one transaction.
-    async fn ingest_group(
-        &self,
-        items: &[super::NewBatch<'_>],
-    ) -> Result<Vec<super::IngestOutcome>, StoreError> {
-        let (outcomes, made) = self
-            .with_handle(|c| super::sqlite_write::ingest_group(c, &self.series, items))
-            .await?;
-        self.series.put_all(made);
-        Ok(outcomes)
-    }
-
-    /// One roll-up step: up to `max_rows` new raw rows of each kind, in one transaction.
-    async fn roll_up_step(&self, max_rows: u32) -> Result<u64, StoreError> {
-        self.with_handle(|c| super::sqlite_write::roll_up(c, max_rows))
-            .await
-    }
-
-    fn ddl(text: &str) -> sqlx::AssertSqlSafe<String> {
-        // Schema text from this crate, not input.
-        sqlx::AssertSqlSafe(text.to_string())
     }
 
     /// Opens (creating if needed) the database at `path` and brings its schema up to date.
@@ -145,14 +139,10 @@ impl SqliteStore {
     }
 }
 
-sql_store!(SqliteStore, Sqlite);
-sql_alert_store!(SqliteStore, Sqlite);
-sql_cluster_store!(SqliteStore, Sqlite);
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::sql::{
+    use crate::store::sql::retention::{
         RETENTION_CHECK_ROLLUPS, RETENTION_METRIC_ROLLUPS, RETENTION_RAW, RETENTION_SAMPLE_BLOCKS,
         STRADDLING_SAMPLE_BLOCKS,
     };

@@ -21,10 +21,9 @@ use super::rollup::{
     CheckAgg, RawResult, aggregate_samples, check_buckets, decode_minutes, encode_minutes,
     merge_hour,
 };
-use super::sql::{
-    GroupRows, MadeSeries, SeriesCache, is_newest, labels_json, metric_type, ms, newest,
-    stored_timings, tier_code,
-};
+use super::sql::group::{GroupRows, is_newest, newest};
+use super::sql::series::{MadeSeries, SeriesCache};
+use super::sql::values::{labels_json, metric_type, ms, stored_timings, tier_code};
 use super::{IngestOutcome, NewBatch, StoreError, Tier};
 
 const INSERT_RESULT: &str = "INSERT INTO check_results

@@ -46,9 +46,11 @@ async fn run_sql(url: &str, sqlite_text: &str) -> Result<(), sqlx::Error> {
         done.map(drop)
     } else {
         let pool = sqlx::PgPool::connect(url).await?;
-        let done = sqlx::raw_sql(sqlx::AssertSqlSafe(store::sql::postgres_ddl(sqlite_text)))
-            .execute(&pool)
-            .await;
+        let done = sqlx::raw_sql(sqlx::AssertSqlSafe(store::migrate::postgres_ddl(
+            sqlite_text,
+        )))
+        .execute(&pool)
+        .await;
         pool.close().await;
         done.map(drop)
     }

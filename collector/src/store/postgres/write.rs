@@ -18,9 +18,9 @@ use crate::store::rollup::{
     CheckAgg, RawResult, aggregate_samples, check_buckets, decode_minutes, encode_minutes,
     merge_hour,
 };
-use crate::store::sql::{
-    GroupRows, MadeSeries, labels_json, metric_type, ms, newest, stored_timings, tier_code,
-};
+use crate::store::sql::group::{GroupRows, newest};
+use crate::store::sql::series::MadeSeries;
+use crate::store::sql::values::{labels_json, metric_type, ms, stored_timings, tier_code};
 use crate::store::{IngestOutcome, NewBatch, StoreError, Tier};
 
 /// How a metric rollup bucket merges into the stored one: sums add up, the smaller min and

@@ -1,0 +1,63 @@
+//! Agents: their labels and version as recorded, and when each was last seen.
+
+use sqlx::{ColumnIndex, Decode, Encode, Executor, IntoArguments, Row, Type};
+
+use super::values::{labels_json, parse_labels, time};
+use super::{Backend, SqlStore};
+use crate::store::{AgentRow, StoreError};
+
+impl<DB> SqlStore<DB>
+where
+    DB: Backend,
+    for<'c> &'c mut DB::Connection: Executor<'c, Database = DB>,
+    DB::Arguments: IntoArguments<DB>,
+    usize: ColumnIndex<DB::Row>,
+    for<'a> &'a str: ColumnIndex<DB::Row> + Type<DB> + Encode<'a, DB> + Decode<'a, DB>,
+    for<'a> i64: Type<DB> + Encode<'a, DB> + Decode<'a, DB>,
+    for<'a> f64: Type<DB> + Encode<'a, DB> + Decode<'a, DB>,
+    for<'a> bool: Type<DB> + Decode<'a, DB>,
+    for<'a> String: Type<DB> + Encode<'a, DB> + Decode<'a, DB>,
+    for<'a> Vec<u8>: Type<DB> + Encode<'a, DB> + Decode<'a, DB>,
+    for<'a> Option<i64>: Encode<'a, DB>,
+    for<'a> Option<String>: Encode<'a, DB>,
+    for<'a> Option<&'a str>: Encode<'a, DB>,
+{
+    pub(super) async fn write_agent(
+        &self,
+        name: &str,
+        labels: &std::collections::BTreeMap<String, String>,
+        version: Option<&str>,
+    ) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO agents (name, labels, version) VALUES ($1, $2, $3)
+             ON CONFLICT (name) DO UPDATE SET labels = excluded.labels,
+               version = COALESCE(excluded.version, agents.version)",
+        )
+        .bind(name)
+        .bind(labels_json(labels))
+        .bind(version)
+        .execute(&self.write)
+        .await?;
+        Ok(())
+    }
+
+    pub(super) async fn select_agents(&self) -> Result<Vec<AgentRow>, StoreError> {
+        let rows =
+            sqlx::query("SELECT name, labels, last_seen_ms, version FROM agents ORDER BY name")
+                .fetch_all(&self.read)
+                .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(AgentRow {
+                    name: r.try_get("name")?,
+                    labels: parse_labels(r.try_get("labels")?)?,
+                    last_seen: r
+                        .try_get::<Option<i64>, _>("last_seen_ms")?
+                        .map(time)
+                        .transpose()?,
+                    version: r.try_get("version")?,
+                })
+            })
+            .collect()
+    }
+}
