@@ -10,8 +10,8 @@
 //!
 //! Batches reach the leader through the store: each collector queues every stored batch in the
 //! batch's own transaction ([`crate::store::cluster`]), and the leader evaluates the queue in
-//! order and deletes what it evaluated. A new leader first reloads alert state from the store,
-//! then evaluates what is queued, so nothing that arrived meanwhile is skipped.
+//! order and deletes what it evaluated ([`crate::evaluation`]). Who leads is kept in
+//! [`crate::leadership`]; this module wins and loses it, and announces each collector.
 //!
 //! With SQLite there is one collector; it leads from the start and evaluates in process.
 
@@ -20,13 +20,11 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use sqlx::Connection as _;
-use tokio::sync::{Notify, watch};
 use tokio_util::sync::CancellationToken;
 
-use crate::rules::Engine;
+use crate::leadership::Leadership;
 use crate::store::Store;
 use crate::store::cluster::CollectorRow;
-use crate::telemetry::Metrics;
 
 /// The advisory lock's key: any fixed number, the same for every collector of one database.
 const LEADER_LOCK: i64 = 7_700_200;
@@ -38,57 +36,6 @@ pub const LEADER_CHECK_TIMEOUT: Duration = Duration::from_secs(3);
 pub const ANNOUNCE_EVERY: Duration = Duration::from_secs(2);
 /// Collectors whose row is older than this are not listed.
 pub const SEEN_WITHIN: Duration = Duration::from_secs(15);
-/// Batches evaluated per round.
-const QUEUE_ROUND: u32 = 100;
-/// The longest a queued batch from another collector waits for the leader to look.
-const QUEUE_POLL: Duration = Duration::from_millis(100);
-
-/// Whether this collector leads, and since when.
-#[derive(Debug)]
-pub struct Leadership {
-    since: watch::Sender<Option<DateTime<Utc>>>,
-}
-
-impl Leadership {
-    /// Leads from now on (one collector per database).
-    pub fn always() -> Arc<Self> {
-        Arc::new(Self {
-            since: watch::Sender::new(Some(crate::clock::now())),
-        })
-    }
-
-    /// Leads once it wins [`campaign`].
-    pub fn contender() -> Arc<Self> {
-        Arc::new(Self {
-            since: watch::Sender::new(None),
-        })
-    }
-
-    /// True while this collector leads.
-    pub fn leads(&self) -> bool {
-        self.since.borrow().is_some()
-    }
-
-    /// Since when it leads.
-    pub fn since(&self) -> Option<DateTime<Utc>> {
-        *self.since.borrow()
-    }
-
-    /// Follows changes.
-    pub fn watch(&self) -> watch::Receiver<Option<DateTime<Utc>>> {
-        self.since.subscribe()
-    }
-
-    fn set(&self, leads: bool) {
-        self.since.send_if_modified(|s| {
-            let changed = s.is_some() != leads;
-            if changed {
-                *s = leads.then(crate::clock::now);
-            }
-            changed
-        });
-    }
-}
 
 /// Holds or waits for the leader's lock on its own connection to `url`, until `stop`.
 pub async fn campaign(url: String, leadership: Arc<Leadership>, stop: CancellationToken) {
@@ -98,7 +45,7 @@ pub async fn campaign(url: String, leadership: Arc<Leadership>, stop: Cancellati
             Err(e) => tracing::warn!(error = %e, "leader election: lost the database; retrying"),
         }
         if leadership.leads() {
-            leadership.set(false);
+            leadership.set(false, crate::clock::now());
             tracing::warn!("this collector no longer leads");
         }
         tokio::select! {
@@ -141,7 +88,7 @@ async fn lead_once(
             () = tokio::time::sleep(CAMPAIGN_EVERY) => {}
         }
     }
-    leadership.set(true);
+    leadership.set(true, crate::clock::now());
     tracing::info!("this collector leads: it evaluates rules and owns alert state");
     loop {
         tokio::select! {
@@ -171,86 +118,6 @@ async fn lead_once(
             }
         }
     }
-}
-
-/// The leader's evaluation of queued batches (shared databases only): on taking the lead it
-/// reloads alert state, then evaluates the queue, woken by this collector's own ingests and
-/// otherwise every [`QUEUE_POLL`].
-pub async fn evaluate_queue(
-    store: Arc<dyn Store>,
-    engine: Arc<Engine>,
-    leadership: Arc<Leadership>,
-    wake: Arc<Notify>,
-    metrics: Arc<Metrics>,
-    stop: CancellationToken,
-) {
-    let mut changes = leadership.watch();
-    loop {
-        // Wait to lead.
-        while !leadership.leads() {
-            tokio::select! {
-                () = stop.cancelled() => return,
-                r = changes.changed() => if r.is_err() { return },
-            }
-        }
-        if let Err(e) = engine.resume().await {
-            tracing::error!(error = %e, "cannot reload alert state; retrying");
-            tokio::select! {
-                () = stop.cancelled() => return,
-                () = tokio::time::sleep(CAMPAIGN_EVERY) => {}
-            }
-            continue;
-        }
-        tracing::info!("alert state reloaded; evaluating queued batches");
-        while leadership.leads() && !stop.is_cancelled() {
-            let evaluated = match drain(&*store, &engine, &metrics).await {
-                Ok(n) => n,
-                Err(e) => {
-                    tracing::warn!(error = %e, "evaluating queued batches failed; retrying");
-                    0
-                }
-            };
-            if evaluated == QUEUE_ROUND as usize {
-                continue;
-            }
-            tokio::select! {
-                () = stop.cancelled() => return,
-                () = wake.notified() => {}
-                () = tokio::time::sleep(QUEUE_POLL) => {}
-                _ = changes.changed() => {}
-            }
-        }
-    }
-}
-
-/// Evaluates one round of queued batches; returns how many.
-async fn drain(
-    store: &dyn Store,
-    engine: &Engine,
-    metrics: &Metrics,
-) -> Result<usize, crate::store::StoreError> {
-    let batches = store.queued_batches(QUEUE_ROUND).await?;
-    let mut done = Vec::with_capacity(batches.len());
-    for b in &batches {
-        match &b.records {
-            Ok(records) => {
-                metrics.evaluation("batch");
-                // A failed evaluation is rebuilt from later results (rules::engine); the batch
-                // is not evaluated twice.
-                if let Err(e) = engine.on_batch(&b.agent, b.received, records).await {
-                    tracing::error!(agent = %b.agent, error = %e, "rule evaluation failed");
-                }
-            }
-            Err(e) => {
-                tracing::error!(agent = %b.agent, queued = b.id, error = %e, "a queued batch cannot be read back; it is not evaluated");
-            }
-        }
-        done.push(b.id);
-    }
-    if !done.is_empty() {
-        store.dequeue_batches(&done).await?;
-    }
-    Ok(batches.len())
 }
 
 /// This collector's identity in `GET /api/v1/cluster`.

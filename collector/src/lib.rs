@@ -21,8 +21,10 @@ pub mod api;
 pub mod clock;
 pub mod cluster;
 pub mod error;
+pub mod evaluation;
 pub mod forward;
 pub mod ingest;
+pub mod leadership;
 pub mod maintenance;
 pub mod notify;
 pub mod rules;
@@ -208,9 +210,9 @@ pub async fn build_state(
         metrics.clone(),
     ));
     let leadership = if store.shared() {
-        cluster::Leadership::contender()
+        leadership::Leadership::contender()
     } else {
-        cluster::Leadership::always()
+        leadership::Leadership::always(clock::now())
     };
     Ok(Arc::new(AppState::new(
         store, config, local, rules, notifier, metrics, leadership,
@@ -280,14 +282,7 @@ pub async fn start(config: CollectorConfig) -> Result<Running, CollectorError> {
             state.leadership.clone(),
             upkeep_stop.clone(),
         ));
-        tokio::spawn(cluster::evaluate_queue(
-            store.clone(),
-            state.rules.clone(),
-            state.leadership.clone(),
-            state.evaluation_wake.clone(),
-            state.metrics.clone(),
-            upkeep_stop.clone(),
-        ));
+        tokio::spawn(state.evaluator.clone().run_queue(upkeep_stop.clone()));
     }
     if let Some(me) = state.me.get() {
         tokio::spawn(cluster::announce(
@@ -304,12 +299,7 @@ pub async fn start(config: CollectorConfig) -> Result<Running, CollectorError> {
         upkeep_stop.clone(),
     ));
     let sender = tokio::spawn(notifier.run(upkeep_stop.clone()));
-    tokio::spawn(rules::run_ticks(
-        state.rules.clone(),
-        state.metrics.clone(),
-        state.leadership.clone(),
-        upkeep_stop.clone(),
-    ));
+    tokio::spawn(state.evaluator.clone().run_ticks(upkeep_stop.clone()));
     let server_stop = CancellationToken::new();
     let app = router(state.clone());
     let server = tokio::spawn({

@@ -23,7 +23,7 @@ const BETWEEN_STEPS: Duration = Duration::from_millis(5);
 pub async fn run(
     store: Arc<dyn Store>,
     retention: Retention,
-    leadership: Arc<crate::cluster::Leadership>,
+    leadership: Arc<crate::leadership::Leadership>,
     shutdown: CancellationToken,
 ) {
     let mut last_retention: Option<Instant> = None;

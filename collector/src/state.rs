@@ -58,11 +58,11 @@ pub struct AppState {
     /// The collector's own figures, for `/metrics`.
     pub metrics: Arc<crate::telemetry::Metrics>,
     /// Whether this collector leads: evaluates rules, owns alert state, rolls up
-    /// ([`crate::cluster`]).
-    pub leadership: Arc<crate::cluster::Leadership>,
-    /// Wakes the leader's evaluation of queued batches after this collector stored one (shared
-    /// databases only).
-    pub evaluation_wake: Arc<tokio::sync::Notify>,
+    /// ([`crate::leadership`]).
+    pub leadership: Arc<crate::leadership::Leadership>,
+    /// Where what is stored goes to be evaluated: here, or on the leader
+    /// ([`crate::evaluation`]).
+    pub evaluator: Arc<crate::evaluation::Evaluator>,
     /// This collector's identity in `GET /api/v1/cluster`, once it listens.
     pub me: std::sync::OnceLock<crate::cluster::Me>,
     /// Copies stored batches to an OTLP receiver (`[telemetry] forward_endpoint`).
@@ -86,11 +86,17 @@ impl AppState {
         rules: Arc<crate::rules::Engine>,
         notifier: Arc<crate::notify::Worker>,
         metrics: Arc<crate::telemetry::Metrics>,
-        leadership: Arc<crate::cluster::Leadership>,
+        leadership: Arc<crate::leadership::Leadership>,
     ) -> Self {
         let credentials = credentials(&config, local.as_ref());
         let ingest_slots = Arc::new(tokio::sync::Semaphore::new(
             config.server.max_concurrent_ingest,
+        ));
+        let evaluator = Arc::new(crate::evaluation::Evaluator::new(
+            rules.clone(),
+            store.clone(),
+            leadership.clone(),
+            metrics.clone(),
         ));
         let forwarder = match &config.telemetry.forward_endpoint {
             Some(base) => crate::forward::Forwarder::start(base, metrics.clone()),
@@ -117,7 +123,7 @@ impl AppState {
             forwarder,
             metrics,
             leadership,
-            evaluation_wake: Arc::new(tokio::sync::Notify::new()),
+            evaluator,
             me: std::sync::OnceLock::new(),
             status_history: Default::default(),
             store,

@@ -72,12 +72,7 @@ impl Harness {
         let state = support::collector_state(dir.path(), &toml).await;
         let stop = CancellationToken::new();
         tokio::spawn(state.notifier.clone().run(stop.clone()));
-        tokio::spawn(lookout_collector::rules::run_ticks(
-            state.rules.clone(),
-            state.metrics.clone(),
-            state.leadership.clone(),
-            stop.clone(),
-        ));
+        tokio::spawn(state.evaluator.clone().run_ticks(stop.clone()));
         Harness {
             state,
             peer,
@@ -92,7 +87,7 @@ impl Harness {
     async fn pass(&self, by: Duration) {
         let mut left = by;
         while !left.is_zero() {
-            let step = left.min(lookout_collector::rules::TICK_EVERY);
+            let step = left.min(lookout_collector::evaluation::TICK_EVERY);
             tokio::time::advance(step).await;
             left -= step;
             settle_briefly().await;

@@ -105,17 +105,7 @@ async fn record(
         body: text,
     };
     state.store.record_ping(&ping).await?;
-    // On a shared database a follower leaves it to the leader's next tick, which reads the
-    // stored pings.
-    if state.leadership.leads()
-        && let Err(e) = {
-            state.metrics.evaluation("ping");
-            state.rules.on_ping(&ping).await
-        }
-    {
-        // The ping is stored; the next tick evaluates it again.
-        tracing::error!(heartbeat = %name, error = %e, "heartbeat evaluation failed");
-    }
+    state.evaluator.pinged(&ping).await;
     tracing::debug!(heartbeat = %name, kind = kind.as_str(), "ping");
     Ok("OK\n")
 }

@@ -75,7 +75,7 @@ async fn ingest_batch(
     let span = tracing::Span::current();
     span.record("agent", agent.name.as_str());
     // Heard from, whatever happens to its batch: a refused agent is busy-waiting, not down.
-    state.rules.heard_from(&agent.name, crate::clock::now());
+    state.evaluator.heard_from(&agent.name);
     // Bounded work in progress: past it, answer at once rather than buffer more bodies.
     let _slot = state
         .ingest_slots()
@@ -154,21 +154,8 @@ async fn ingest_batch(
             }
         }
     }
-    if !outcome.duplicate && state.store.shared() {
-        // Queued with the batch for the leader, whichever collector that is (cluster.rs).
-        state.evaluation_wake.notify_one();
-    } else if !outcome.duplicate {
-        // The batch is stored whatever happens here; a failed evaluation is rebuilt from the
-        // next results (see rules::engine).
-        state.metrics.evaluation("batch");
-        if let Err(e) = state
-            .rules
-            .on_batch(&agent.name, crate::clock::now(), &batch.records)
-            .instrument(tracing::debug_span!("evaluate", trigger = "batch"))
-            .await
-        {
-            tracing::error!(agent = %agent.name, error = %e, "rule evaluation failed");
-        }
+    if !outcome.duplicate {
+        state.evaluator.stored(&agent.name, &batch.records).await;
     }
     let mut kinds = [("check_result", 0), ("metric", 0), ("log", 0)];
     for r in &batch.records {
@@ -237,18 +224,7 @@ pub async fn assignments(
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok())
         .map(|ms| std::time::Duration::from_millis(ms.clamp(1_000, 86_400_000)));
-    // On a shared database only the leader evaluates; its ticks see the agent's row.
-    if state.leadership.leads()
-        && let Err(e) = {
-            state.metrics.evaluation("poll");
-            state
-                .rules
-                .on_poll(&agent.name, crate::clock::now(), poll)
-                .await
-        }
-    {
-        tracing::error!(agent = %agent.name, error = %e, "rule evaluation failed");
-    }
+    state.evaluator.polled(&agent.name, poll).await;
     let doc = Assignments::new(state.config().checks_for(&agent.name, &labels));
     let etag = format!("\"{}\"", doc.revision);
     let unchanged = headers
