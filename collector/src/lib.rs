@@ -17,6 +17,7 @@
 //! and serves until its [`Running::shutdown`] token is cancelled; the binary only parses the
 //! command line, wires signals and waits.
 
+pub mod alert;
 pub mod api;
 pub mod clock;
 pub mod cluster;

@@ -9,16 +9,15 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use lookout_config::{CollectorConfig, MaintenanceConfig, RouteConfig};
+use lookout_config::{CollectorConfig, RouteConfig};
 
 use super::message::{AlertNote, NoteKind};
 use crate::store::alerting::NewNotification;
 
-/// Routes, channels and maintenance windows from the configuration.
+/// Routes and channels from the configuration.
 #[derive(Debug, Clone, Default)]
 pub struct Router {
     routes: Vec<RouteConfig>,
-    maintenance: Vec<MaintenanceConfig>,
     public_url: Option<String>,
 }
 
@@ -39,7 +38,6 @@ impl Router {
         };
         Self {
             routes,
-            maintenance: config.maintenance.clone(),
             public_url: config
                 .server
                 .public_url
@@ -61,18 +59,6 @@ impl Router {
             stop = !r.continue_matching;
             true
         })
-    }
-
-    /// The maintenance window covering an alert with these labels at `now`, if any.
-    pub fn maintenance(
-        &self,
-        labels: &BTreeMap<String, String>,
-        now: DateTime<Utc>,
-    ) -> Option<&str> {
-        self.maintenance
-            .iter()
-            .find(|m| m.covers(labels, now))
-            .map(|m| m.name.as_str())
     }
 
     /// The shortest `repeat_interval` of the routes an alert takes, if any has one.
@@ -362,38 +348,5 @@ mod tests {
         assert_eq!(to(r.plan_reminder(&n, h(23), h(24))), ["mail", "hook"]);
         let soon = h(24) + chrono::Duration::minutes(30);
         assert!(r.plan_reminder(&n, h(24), soon).is_empty());
-    }
-
-    #[test]
-    fn maintenance_windows_cover_matching_alerts_while_open() {
-        let r = router(
-            r#"
-            [[maintenance]]
-            name = "db upgrade"
-            match = { check = "db" }
-            starts = "2026-01-01T00:00:00Z"
-            ends = "2026-01-01T02:00:00Z"
-            [[maintenance]]
-            name = "sunday reboot"
-            schedule = "0 3 * * SUN"
-            duration = "30m"
-            "#,
-        );
-        let at = |s: &str| s.parse::<DateTime<Utc>>().unwrap();
-        let db: BTreeMap<String, String> = [("check".to_string(), "db".to_string())].into();
-        let api: BTreeMap<String, String> = [("check".to_string(), "api".to_string())].into();
-        assert_eq!(
-            r.maintenance(&db, at("2026-01-01T01:00:00Z")),
-            Some("db upgrade")
-        );
-        assert_eq!(r.maintenance(&api, at("2026-01-01T01:00:00Z")), None);
-        assert_eq!(r.maintenance(&db, at("2026-01-01T02:00:00Z")), None);
-        // 2026-11-29 is a Sunday.
-        assert_eq!(
-            r.maintenance(&api, at("2026-11-29T03:10:00Z")),
-            Some("sunday reboot")
-        );
-        assert_eq!(r.maintenance(&api, at("2026-11-29T03:30:00Z")), None);
-        assert_eq!(r.maintenance(&api, at("2026-11-28T03:10:00Z")), None);
     }
 }

@@ -1,17 +1,27 @@
 //! Rules: what turns stored data into alerts.
 //!
 //! Parts: [`uptime`] (a check's state from its agents' results: thresholds, quorum, flapping),
-//! [`heartbeat`] (a push monitor's state from its pings), [`threshold`] (metric rules), [`logs`] (log rules) and
-//! [`engine`] (evaluates results as they are stored and records alert transitions). When they
-//! are evaluated is [`crate::evaluation`]'s business.
+//! [`heartbeat`] (a push monitor's state from its pings), [`threshold`] (metric rules),
+//! [`logs`] (log rules), and [`engine`], which evaluates what is stored against them and hands
+//! each decision to the alert desk ([`crate::alert`]); `settings` (the configuration's part),
+//! `state` (what the engine keeps between evaluations) and `pings` (push monitors in the
+//! engine) are the engine's own.
+//!
+//! The rules decide what an alert should be; they never route, hold or send a notification.
+//! When they are evaluated is [`crate::evaluation`]'s business.
 
 pub mod engine;
 pub mod heartbeat;
 pub mod logs;
+mod pings;
+mod settings;
+mod state;
 pub mod threshold;
 pub mod uptime;
 
 pub use engine::Engine;
+pub use pings::HeartbeatView;
+pub use settings::MIN_AGENT_TIMEOUT;
 
 #[cfg(test)]
 mod tests;

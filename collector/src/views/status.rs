@@ -160,7 +160,7 @@ pub async fn model(
             let first_day = today - (DAYS as i64 - 1) * DAY_MS;
             store
                 .incidents(
-                    crate::rules::engine::UPTIME_RULE,
+                    crate::alert::UPTIME_RULE,
                     DateTime::from_timestamp_millis(first_day).unwrap_or(now),
                 )
                 .await

@@ -1,0 +1,96 @@
+//! What the configuration sets for the rules, taken as one snapshot per evaluation so that a
+//! reload in between changes nothing half-way.
+
+use std::collections::{BTreeMap, HashMap};
+use std::time::Duration;
+
+use lookout_config::{CheckConfig, CollectorConfig, HeartbeatConfig};
+
+use super::uptime::UptimeSettings;
+
+/// The default agent timeout's floor: many missed deliveries, not one slow one.
+pub const MIN_AGENT_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// What the configuration sets for the rules.
+#[derive(Debug)]
+pub(super) struct Settings {
+    pub(super) checks: HashMap<String, (UptimeSettings, String)>,
+    pub(super) agent_timeout: Option<Duration>,
+    pub(super) agent_timeouts: HashMap<String, Duration>,
+    pub(super) heartbeats: BTreeMap<String, HeartbeatConfig>,
+    pub(super) rules: Vec<lookout_config::RuleConfig>,
+    pub(super) log_rules: Vec<lookout_config::LogRuleConfig>,
+    /// The labels of each `[[agents]]` entry (and the local agent), for log rule selectors.
+    pub(super) agent_labels: HashMap<String, BTreeMap<String, String>>,
+}
+
+impl Settings {
+    pub(super) fn new(config: &CollectorConfig) -> Self {
+        Self {
+            checks: config
+                .checks
+                .iter()
+                .map(|c| (c.name.clone(), settings_of(c)))
+                .collect(),
+            agent_timeout: config.alerting.agent_timeout,
+            agent_timeouts: config
+                .agents
+                .iter()
+                .filter_map(|a| a.agent_timeout.map(|t| (a.name.clone(), t)))
+                .collect(),
+            heartbeats: config
+                .heartbeats
+                .iter()
+                .map(|h| (h.name.clone(), h.clone()))
+                .collect(),
+            rules: config.rules.clone(),
+            log_rules: config.log_rules.clone(),
+            agent_labels: config
+                .agents
+                .iter()
+                .map(|a| (a.name.clone(), a.labels.clone()))
+                .chain(
+                    config
+                        .local_agent
+                        .iter()
+                        .map(|l| (l.name.clone(), l.labels.clone())),
+                )
+                .collect(),
+        }
+    }
+
+    /// A check's settings; defaults for a check the configuration does not name (an agent's
+    /// own).
+    pub(super) fn check(&self, check: &str) -> (UptimeSettings, String) {
+        self.checks
+            .get(check)
+            .cloned()
+            .unwrap_or_else(|| (UptimeSettings::default(), "critical".to_string()))
+    }
+
+    /// How long `agent` may be silent: its own setting, else `[alerting] agent_timeout`, else
+    /// 3 × the polling interval it reported (`poll`), and at least [`MIN_AGENT_TIMEOUT`].
+    pub(super) fn agent_timeout(&self, agent: &str, poll: Option<Duration>) -> chrono::Duration {
+        let t = self
+            .agent_timeouts
+            .get(agent)
+            .copied()
+            .or(self.agent_timeout)
+            .unwrap_or_else(|| poll.map_or(MIN_AGENT_TIMEOUT, |p| (p * 3).max(MIN_AGENT_TIMEOUT)));
+        chrono::Duration::from_std(t).unwrap_or(chrono::Duration::MAX)
+    }
+}
+
+pub(super) fn settings_of(c: &CheckConfig) -> (UptimeSettings, String) {
+    (
+        UptimeSettings {
+            failure_threshold: c.failure_threshold,
+            success_threshold: c.success_threshold,
+            quorum: c.quorum,
+            // An agent that missed a few probes no longer counts.
+            stale_after: (c.interval + c.timeout) * 3,
+            ..UptimeSettings::default()
+        },
+        c.severity.clone(),
+    )
+}
