@@ -72,7 +72,7 @@ pub struct AppState {
     /// The status page's rollup totals, shared by views for a few seconds.
     pub status_history: crate::views::HistoryCache,
     /// Stores ingested batches, several to a transaction when they arrive together.
-    pub ingest_writer: crate::ingest::group::GroupWriter,
+    pub ingest_writer: crate::writer::group::GroupWriter,
     /// Where the store's writing runs: the group writers, and the roll-up and retention.
     pub writer_thread: crate::writer::WriterThread,
 }
@@ -104,7 +104,7 @@ impl AppState {
         };
         // SQLite has one writer whatever we do; PostgreSQL writes groups side by side.
         let writer_thread = crate::writer::WriterThread::start();
-        let ingest_writer = crate::ingest::group::GroupWriter::start(
+        let ingest_writer = crate::writer::group::GroupWriter::start(
             store.clone(),
             if store.shared() { 4 } else { 1 },
             metrics.clone(),

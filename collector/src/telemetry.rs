@@ -10,7 +10,7 @@
 //! - `lookout_ingest_duration_seconds`: from a batch read to it stored and evaluated;
 //! - `lookout_store_write_duration_seconds`: a batch's write to the store, alone;
 //! - `lookout_ingest_groups_total`: transactions that stored ingested batches: fewer than the
-//!   batches when several arrive together and share one (ingest/group.rs);
+//!   batches when several arrive together and share one (writer/group.rs);
 //! - `lookout_forward_records_total{signal, outcome}`: records forwarded over OTLP
 //!   (`[telemetry] forward_endpoint`): `metrics` or `logs`, `sent`, `failed` or `dropped`;
 //! - `lookout_agent_spool_backlog_records{agent}`: records waiting in the agent's spool, as it

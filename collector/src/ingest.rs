@@ -2,8 +2,6 @@
 //! `GET /v1/assignments` tells an agent which checks to run. The formats, paths and headers are
 //! documented in `lookout-protocol` (its `http` module names them for both sides).
 
-pub mod group;
-
 use std::collections::BTreeMap;
 use std::sync::Arc;
 

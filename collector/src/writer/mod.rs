@@ -4,6 +4,11 @@
 //! a pass waiting to be scheduled (loadgen fleet, 10,000 agents). On a runtime of their own,
 //! nothing else waits in front of them, and SQLite's bulk writes run on this thread itself,
 //! synchronously (store/sqlite_write.rs), blocking nothing but the writing.
+//!
+//! [`group`] is ingest's group commit, which runs here: the shared state holds it and the
+//! ingest handler hands it batches, so it belongs to neither.
+
+pub mod group;
 
 use std::future::Future;
 

@@ -49,7 +49,7 @@ impl GroupWriter {
         store: Arc<dyn Store>,
         writers: usize,
         metrics: Arc<crate::telemetry::Metrics>,
-        thread: &crate::writer::WriterThread,
+        thread: &super::WriterThread,
     ) -> Self {
         // Requests hold an ingest slot while queued, so the queue is bounded by the slots.
         let (jobs, rx) = mpsc::channel::<Job>(1024);
