@@ -134,7 +134,7 @@ pub enum AgentError {
 /// Runs the agent until `shutdown` is cancelled, then stops its checks and makes a bounded last
 /// attempt to deliver what is queued.
 pub async fn run(settings: AgentSettings, shutdown: CancellationToken) -> Result<(), AgentError> {
-    let queue = Arc::new(Spool::open(settings.spool.clone())?);
+    let queue = Arc::new(Spool::open_off_runtime(settings.spool.clone()).await?);
     if queue.backlog() > 0 {
         tracing::info!(
             records = queue.backlog(),
@@ -309,9 +309,12 @@ async fn host_metrics(
         }
         let samples = collector.sample();
         metrics.host_samples(samples.len());
-        for s in samples {
-            queue.push(&Record::Metric(s));
-        }
+        queue
+            .push_async(
+                samples.into_iter().map(Record::Metric).collect(),
+                spool::Haste::Flush,
+            )
+            .await;
     }
 }
 
@@ -357,7 +360,7 @@ async fn spool_upkeep(
             let time = chrono::Utc::now();
             let labels: std::collections::BTreeMap<String, String> =
                 [("agent".to_string(), agent.clone())].into_iter().collect();
-            for (name, value, metric_type) in [
+            let records = [
                 (
                     "lookout.agent.spool.backlog",
                     spool.backlog() as f64,
@@ -368,16 +371,20 @@ async fn spool_upkeep(
                     spool.dropped() as f64,
                     lookout_protocol::MetricType::Counter,
                 ),
-            ] {
-                spool.push(&Record::Metric(lookout_protocol::MetricSample {
+            ]
+            .map(|(name, value, metric_type)| {
+                Record::Metric(lookout_protocol::MetricSample {
                     name: name.into(),
                     labels: labels.clone(),
                     time,
                     value,
                     metric_type,
-                }));
-            }
+                })
+            });
+            spool.push_async(records.into(), spool::Haste::Flush).await;
         }
     }
-    spool.flush();
+    if let Err(e) = tokio::task::spawn_blocking(move || spool.flush()).await {
+        tracing::warn!(error = %e, "spool sync task failed");
+    }
 }

@@ -123,11 +123,12 @@ async fn run_check(
         }
         passes = if ok { passes.saturating_add(1) } else { 0 };
         let record = Record::CheckResult(result);
-        match haste(last_ok, ok, passes, check.success_threshold) {
-            Haste::AtOnce => queue.push_as(&record, spool::Haste::AtOnce),
-            Haste::Flush => queue.push_as(&record, spool::Haste::Flush),
-            Haste::Steady => queue.push_as(&record, spool::Haste::Steady(check.interval)),
-        }
+        let haste = match haste(last_ok, ok, passes, check.success_threshold) {
+            Haste::AtOnce => spool::Haste::AtOnce,
+            Haste::Flush => spool::Haste::Flush,
+            Haste::Steady => spool::Haste::Steady(check.interval),
+        };
+        queue.push_async(vec![record], haste).await;
         last_ok = Some(ok);
         next = if ok {
             next_on_grid(Instant::now(), check.interval, phase)

@@ -48,7 +48,7 @@ pub async fn run(
                 () = sleep_until_due(due) => {}
             }
         }
-        let Some(pending) = queue.next_batch(cfg.max_batch_records) else {
+        let Some(pending) = queue.next_batch_async(cfg.max_batch_records).await else {
             continue;
         };
         match send(&agent, &client, &pending, queue.backlog()).await {
@@ -101,9 +101,9 @@ async fn sleep_until_due(due: Option<tokio::time::Instant>) {
     }
 }
 
-async fn final_flush(agent: &str, queue: &Spool, client: &CollectorClient, max: usize) {
+async fn final_flush(agent: &str, queue: &Arc<Spool>, client: &CollectorClient, max: usize) {
     let deadline = tokio::time::Instant::now() + FINAL_FLUSH;
-    while let Some(pending) = queue.next_batch(max) {
+    while let Some(pending) = queue.next_batch_async(max).await {
         match tokio::time::timeout_at(deadline, send(agent, client, &pending, queue.backlog()))
             .await
         {

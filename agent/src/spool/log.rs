@@ -7,6 +7,12 @@
 //! every record in them is acknowledged (or the oldest when over `max_bytes`), and keeps the
 //! ledger (acknowledged numbers, the batch in flight) in the state slots. It knows nothing of
 //! when records should leave or how batches are formed: that is [`super::batcher`].
+//!
+//! With a sync interval (the default) nothing here waits on the disk while the spool is locked:
+//! [`Log::unsynced`] hands out what needs syncing, the current segment, segments closed since
+//! and the state slot, and the caller syncs them unlocked and off the async runtime. With
+//! `fsync = "always"` a write syncs before it returns, so the spool runs such writes on the
+//! blocking pool when they come from an async task.
 
 use std::collections::VecDeque;
 use std::fs::{self, File, OpenOptions};
@@ -77,6 +83,30 @@ impl Segment {
     }
 }
 
+/// Files written and not yet synced, taken from the log under the spool's lock and synced
+/// without it, so that a slow disk holds up no writer.
+#[derive(Debug, Default)]
+pub(super) struct Unsynced {
+    segments: Vec<Arc<File>>,
+    state: Option<Arc<File>>,
+}
+
+impl Unsynced {
+    /// Waits until the files are on the disk.
+    pub(super) fn sync(self) {
+        for f in &self.segments {
+            if let Err(e) = f.sync_data() {
+                tracing::warn!(error = %e, "spool sync failed");
+            }
+        }
+        if let Some(f) = self.state
+            && let Err(e) = f.sync_data()
+        {
+            tracing::warn!(error = %e, "spool state sync failed");
+        }
+    }
+}
+
 /// The segments and the ledger. Not shared by itself: the spool keeps it behind its lock.
 #[derive(Debug)]
 pub(super) struct Log {
@@ -86,6 +116,8 @@ pub(super) struct Log {
     fsync: FsyncPolicy,
     segments: VecDeque<Segment>,
     pub(super) writer: Option<Arc<File>>,
+    /// Segments closed with writes not yet synced (with a sync interval only).
+    closed_dirty: Vec<Arc<File>>,
     next_seq: u64,
     pub(super) acked: Acked,
     /// The batch being sent, as the ledger holds it.
@@ -198,6 +230,7 @@ impl Log {
             fsync: cfg.fsync,
             segments,
             writer: None,
+            closed_dirty: Vec::new(),
             next_seq,
             acked,
             in_flight: None,
@@ -324,13 +357,14 @@ impl Log {
             .is_none_or(|s| s.bytes + bytes.len() as u64 > self.segment_bytes && s.records > 0);
         if roll || self.writer.is_none() {
             if roll {
-                // The sync policy covers the segment being closed too: the flusher only syncs
-                // the current writer.
+                // The sync interval covers the segment being closed too: the next sync takes it
+                // with the current one, off this thread (with `never` nothing syncs it; with
+                // `always` it is synced already).
                 if self.dirty
-                    && let Some(w) = self.writer.as_deref()
-                    && let Err(e) = w.sync_data()
+                    && matches!(self.fsync, FsyncPolicy::Every(_))
+                    && let Some(w) = self.writer.take()
                 {
-                    tracing::warn!(error = %e, "spool sync failed");
+                    self.closed_dirty.push(w);
                 }
                 let path = self.dir.join(seg_name(seq));
                 self.segments.push_back(Segment::new(seq, None, 0, 0, path));
@@ -401,21 +435,24 @@ impl Log {
         }
     }
 
-    /// Syncs written records and the state to disk if any are pending.
-    pub(super) fn flush(&mut self) {
+    /// Takes what waits for a sync and counts it as synced: the caller syncs it with
+    /// [`Unsynced::sync`] after letting go of the spool's lock, so writers never wait on the disk.
+    pub(super) fn unsynced(&mut self) -> Unsynced {
+        let mut out = Unsynced {
+            segments: std::mem::take(&mut self.closed_dirty),
+            state: None,
+        };
         if self.dirty
-            && let Some(w) = self.writer.as_deref()
-            && let Err(e) = w.sync_data()
+            && let Some(w) = &self.writer
         {
-            tracing::warn!(error = %e, "spool sync failed");
+            out.segments.push(w.clone());
         }
         self.dirty = false;
         if self.state_dirty {
-            if let Err(e) = self.state.sync() {
-                tracing::warn!(error = %e, "spool state sync failed");
-            }
+            out.state = self.state.last_written();
             self.state_dirty = false;
         }
+        out
     }
 
     /// Hands the valid frames from `at` on to `take`, a window of about `window` bytes at a

@@ -131,7 +131,9 @@ struct Inner {
 #[derive(Debug)]
 pub struct Spool {
     cfg: SpoolConfig,
-    // std's Mutex: file appends are short and never held across an await.
+    // std's Mutex: never held across an await, nor (with a sync interval) while the disk syncs;
+    // with `fsync = "always"` a write syncs under it, and async callers run those writes on the
+    // blocking pool.
     inner: Mutex<Inner>,
     /// Signalled when records are written (their deadline may be earlier than the one waited
     /// for).
@@ -176,6 +178,34 @@ impl Spool {
         self.inner.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    /// Opens the spool as [`Spool::open`] does, on the blocking pool: recovery reads every
+    /// segment, and rewriting a legacy spool's bookkeeping syncs.
+    pub async fn open_off_runtime(cfg: SpoolConfig) -> Result<Self, SpoolError> {
+        let path = cfg.dir.display().to_string();
+        tokio::task::spawn_blocking(move || Self::open(cfg))
+            .await
+            .map_err(|e| SpoolError {
+                path,
+                source: std::io::Error::other(e),
+            })?
+    }
+
+    /// Appends `records` from an async task, due as `haste` says. With `fsync = "always"` a
+    /// write waits on the disk, so it runs on the blocking pool and the task waits for it there;
+    /// otherwise a write only copies into the page cache and runs here.
+    pub async fn push_async(self: &Arc<Self>, records: Vec<Record>, haste: Haste) {
+        if self.cfg.fsync != FsyncPolicy::Always {
+            self.write(&records, haste, || {});
+            return;
+        }
+        let spool = self.clone();
+        if let Err(e) =
+            tokio::task::spawn_blocking(move || spool.write(&records, haste, || {})).await
+        {
+            tracing::warn!(error = %e, "spool write task failed");
+        }
+    }
+
     /// Appends a record, due to be sent as `haste` says. Never fails: what cannot be stored is
     /// dropped and counted.
     pub fn push_as(&self, record: &Record, haste: Haste) {
@@ -215,9 +245,11 @@ impl Spool {
     }
 
     /// Syncs written records and the state to disk if any are pending (the flusher calls this
-    /// at most `fsync` interval after a write).
+    /// at most `fsync` interval after a write, on the blocking pool). The spool stays unlocked
+    /// while the disk works, so writers and the shipper go on meanwhile.
     pub fn flush(&self) {
-        self.lock().log.flush();
+        let unsynced = self.lock().log.unsynced();
+        unsynced.sync();
     }
 
     /// The batch to send: the unacknowledged one again, or the next at most `max` records.
@@ -225,6 +257,22 @@ impl Spool {
         let mut inner = self.lock();
         let Inner { log, batcher } = &mut *inner;
         batcher.next_batch(log, max)
+    }
+
+    /// [`Spool::next_batch`] from an async task: with `fsync = "always"` forming a batch syncs
+    /// its record in the ledger, so it runs on the blocking pool.
+    pub async fn next_batch_async(self: &Arc<Self>, max: usize) -> Option<PendingBatch> {
+        if self.cfg.fsync != FsyncPolicy::Always {
+            return self.next_batch(max);
+        }
+        let spool = self.clone();
+        match tokio::task::spawn_blocking(move || spool.next_batch(max)).await {
+            Ok(batch) => batch,
+            Err(e) => {
+                tracing::warn!(error = %e, "spool read task failed");
+                None
+            }
+        }
     }
 
     /// The collector stored this batch: its records are released, for good.

@@ -16,6 +16,7 @@
 use std::fs::{File, OpenOptions};
 use std::os::unix::fs::FileExt;
 use std::path::Path;
+use std::sync::Arc;
 
 use super::acked::Acked;
 
@@ -44,7 +45,7 @@ pub struct State {
 /// The two slot files, kept open.
 #[derive(Debug)]
 pub struct StateFiles {
-    slots: [Option<File>; 2],
+    slots: [Option<Arc<File>>; 2],
     generation: u64,
 }
 
@@ -140,7 +141,7 @@ impl StateFiles {
                 .write(true)
                 .open(&path)
             {
-                Ok(f) => Some(f),
+                Ok(f) => Some(Arc::new(f)),
                 Err(e) => {
                     tracing::warn!(file = %path.display(), error = %e, "cannot open the spool's state file; acknowledgements are kept in memory only");
                     None
@@ -151,12 +152,9 @@ impl StateFiles {
         (Self { slots, generation }, best.map(|(_, s)| s))
     }
 
-    /// Syncs the slot written last.
-    pub fn sync(&self) -> std::io::Result<()> {
-        match &self.slots[(self.generation % 2) as usize] {
-            Some(f) => f.sync_data(),
-            None => Ok(()),
-        }
+    /// The slot written last, to be synced by the caller (without holding the spool's lock).
+    pub fn last_written(&self) -> Option<Arc<File>> {
+        self.slots[(self.generation % 2) as usize].clone()
     }
 
     /// Writes the state over the older slot; with `sync`, waits until it is on the disk.
