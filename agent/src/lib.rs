@@ -132,12 +132,12 @@ pub enum AgentError {
 }
 
 /// Runs the agent until `shutdown` is cancelled, then stops its checks and makes a bounded last
-/// attempt to deliver what is queued.
+/// attempt to deliver what the spool holds.
 pub async fn run(settings: AgentSettings, shutdown: CancellationToken) -> Result<(), AgentError> {
-    let queue = Arc::new(Spool::open_off_runtime(settings.spool.clone()).await?);
-    if queue.backlog() > 0 {
+    let spool = Arc::new(Spool::open_off_runtime(settings.spool.clone()).await?);
+    if spool.backlog() > 0 {
         tracing::info!(
-            records = queue.backlog(),
+            records = spool.backlog(),
             "spool holds records from before; they go first"
         );
     }
@@ -151,23 +151,23 @@ pub async fn run(settings: AgentSettings, shutdown: CancellationToken) -> Result
     let work = CancellationToken::new();
     let metrics = Arc::new(self_metrics::AgentMetrics::default());
     if let Some(addr) = settings.metrics_listen {
-        self_metrics::serve(addr, metrics.clone(), queue.clone(), work.clone())
+        self_metrics::serve(addr, metrics.clone(), spool.clone(), work.clone())
             .await
             .map_err(|source| AgentError::MetricsListen { addr, source })?;
     }
-    let mut scheduler = Scheduler::new(prober, queue.clone(), metrics.clone(), work.clone());
+    let mut scheduler = Scheduler::new(prober, spool.clone(), metrics.clone(), work.clone());
     scheduler.apply(settings.local_checks.clone());
 
     let shipper = tokio::spawn(shipper::run(
         settings.name.clone(),
-        queue.clone(),
+        spool.clone(),
         client.clone(),
         settings.shipping.clone(),
         metrics.clone(),
         shutdown.clone(),
     ));
     tokio::spawn(spool_upkeep(
-        queue.clone(),
+        spool.clone(),
         settings.spool.fsync,
         settings.name.clone(),
         work.clone(),
@@ -175,7 +175,7 @@ pub async fn run(settings: AgentSettings, shutdown: CancellationToken) -> Result
     if settings.host_metrics.enabled {
         tokio::spawn(host_metrics(
             settings.host_metrics.clone(),
-            queue.clone(),
+            spool.clone(),
             metrics.clone(),
             work.clone(),
         ));
@@ -186,7 +186,7 @@ pub async fn run(settings: AgentSettings, shutdown: CancellationToken) -> Result
         match logs::spawn(
             settings.logs.clone(),
             settings.logs_dir.clone(),
-            queue.clone(),
+            spool.clone(),
             work.clone(),
         ) {
             Ok(t) => Some(t),
@@ -200,7 +200,7 @@ pub async fn run(settings: AgentSettings, shutdown: CancellationToken) -> Result
         match logs::journald::spawn(
             settings.journald.clone(),
             &settings.logs_dir,
-            queue.clone(),
+            spool.clone(),
             work.clone(),
         ) {
             Ok(t) => Some(t),
@@ -227,7 +227,7 @@ pub async fn run(settings: AgentSettings, shutdown: CancellationToken) -> Result
     }
     if tokio::time::timeout(STOP_DEADLINE, shipper).await.is_err() {
         tracing::warn!(
-            queued = queue.backlog(),
+            queued = spool.backlog(),
             "stop deadline passed before the last delivery"
         );
     }
@@ -286,7 +286,7 @@ pub fn merge(local: &[CheckConfig], assigned: Vec<CheckConfig>) -> Vec<CheckConf
 
 async fn host_metrics(
     cfg: HostMetricsConfig,
-    queue: Arc<Spool>,
+    spool: Arc<Spool>,
     metrics: Arc<self_metrics::AgentMetrics>,
     stop: CancellationToken,
 ) {
@@ -309,7 +309,7 @@ async fn host_metrics(
         }
         let samples = collector.sample();
         metrics.host_samples(samples.len());
-        queue
+        spool
             .push_async(
                 samples.into_iter().map(Record::Metric).collect(),
                 spool::Haste::Flush,

@@ -26,7 +26,7 @@ const MAX_START_SPREAD: Duration = Duration::from_secs(5);
 #[derive(Debug)]
 pub struct Scheduler {
     prober: Prober,
-    queue: Arc<Spool>,
+    spool: Arc<Spool>,
     metrics: Arc<AgentMetrics>,
     shutdown: CancellationToken,
     running: HashMap<String, Running>,
@@ -39,16 +39,16 @@ struct Running {
 }
 
 impl Scheduler {
-    /// A scheduler whose checks write their results to the spool `queue` and stop with `shutdown`.
+    /// A scheduler whose checks write their results to `spool` and stop with `shutdown`.
     pub fn new(
         prober: Prober,
-        queue: Arc<Spool>,
+        spool: Arc<Spool>,
         metrics: Arc<AgentMetrics>,
         shutdown: CancellationToken,
     ) -> Self {
         Self {
             prober,
-            queue,
+            spool,
             metrics,
             shutdown,
             running: HashMap::new(),
@@ -76,7 +76,7 @@ impl Scheduler {
             tokio::spawn(run_check(
                 check.clone(),
                 self.prober.clone(),
-                self.queue.clone(),
+                self.spool.clone(),
                 self.metrics.clone(),
                 stop.clone(),
             ));
@@ -96,7 +96,7 @@ impl Scheduler {
 async fn run_check(
     check: CheckConfig,
     prober: Prober,
-    queue: Arc<Spool>,
+    spool: Arc<Spool>,
     metrics: Arc<AgentMetrics>,
     stop: CancellationToken,
 ) {
@@ -128,7 +128,7 @@ async fn run_check(
             Haste::Flush => spool::Haste::Flush,
             Haste::Steady => spool::Haste::Steady(check.interval),
         };
-        queue.push_async(vec![record], haste).await;
+        spool.push_async(vec![record], haste).await;
         last_ok = Some(ok);
         next = if ok {
             next_on_grid(Instant::now(), check.interval, phase)

@@ -17,13 +17,13 @@ use crate::spool::{PendingBatch, Spool};
 /// The first retry's wait, doubled per failure up to `[shipping] max_backoff`.
 const FIRST_BACKOFF: Duration = Duration::from_millis(200);
 
-/// How long a graceful stop keeps trying to deliver what is queued.
+/// How long a graceful stop keeps trying to deliver what the spool holds.
 const FINAL_FLUSH: Duration = Duration::from_secs(3);
 
 /// Ships batches until `shutdown`, then makes one bounded attempt to deliver the rest.
 pub async fn run(
     agent: String,
-    queue: Arc<Spool>,
+    spool: Arc<Spool>,
     client: Arc<CollectorClient>,
     cfg: ShippingConfig,
     metrics: Arc<AgentMetrics>,
@@ -38,23 +38,23 @@ pub async fn run(
         // batches, yet none waits longer than it may. A record written meanwhile may bring the
         // deadline forward.
         loop {
-            let due = queue.due();
+            let due = spool.due();
             if due.is_some_and(|at| at <= tokio::time::Instant::now()) {
                 break;
             }
             tokio::select! {
                 () = shutdown.cancelled() => break 'ship,
-                () = queue.pushed() => {}
+                () = spool.pushed() => {}
                 () = sleep_until_due(due) => {}
             }
         }
-        let Some(pending) = queue.next_batch_async(cfg.max_batch_records).await else {
+        let Some(pending) = spool.next_batch_async(cfg.max_batch_records).await else {
             continue;
         };
-        match send(&agent, &client, &pending, queue.backlog()).await {
+        match send(&agent, &client, &pending, spool.backlog()).await {
             Ok(()) => {
                 metrics.batch(Shipped::Sent, pending.records.len());
-                queue.ack(&pending.batch_id);
+                spool.ack(&pending.batch_id);
                 backoff.reset();
             }
             Err(SendError::Retryable {
@@ -66,7 +66,7 @@ pub async fn run(
                 tracing::warn!(
                     batch = %pending.batch_id,
                     records = pending.records.len(),
-                    queued = queue.backlog(),
+                    queued = spool.backlog(),
                     retry_in_ms = wait.as_millis() as u64,
                     error = %reason,
                     "shipping failed; will retry"
@@ -86,11 +86,11 @@ pub async fn run(
                     "collector refused a batch; it is set aside in the spool's rejected/ folder and not retried"
                 );
                 metrics.batch(Shipped::Rejected, pending.records.len());
-                queue.set_aside(&pending, &e.to_string());
+                spool.set_aside(&pending, &e.to_string());
             }
         }
     }
-    final_flush(&agent, &queue, &client, cfg.max_batch_records).await;
+    final_flush(&agent, &spool, &client, cfg.max_batch_records).await;
 }
 
 /// Sleeps until `due`; forever when nothing is due.
@@ -101,20 +101,20 @@ async fn sleep_until_due(due: Option<tokio::time::Instant>) {
     }
 }
 
-async fn final_flush(agent: &str, queue: &Arc<Spool>, client: &CollectorClient, max: usize) {
+async fn final_flush(agent: &str, spool: &Arc<Spool>, client: &CollectorClient, max: usize) {
     let deadline = tokio::time::Instant::now() + FINAL_FLUSH;
-    while let Some(pending) = queue.next_batch_async(max).await {
-        match tokio::time::timeout_at(deadline, send(agent, client, &pending, queue.backlog()))
+    while let Some(pending) = spool.next_batch_async(max).await {
+        match tokio::time::timeout_at(deadline, send(agent, client, &pending, spool.backlog()))
             .await
         {
-            Ok(Ok(())) => queue.ack(&pending.batch_id),
+            Ok(Ok(())) => spool.ack(&pending.batch_id),
             Ok(Err(e)) => {
-                tracing::warn!(error = %e, queued = queue.backlog(), "stopping with undelivered records");
+                tracing::warn!(error = %e, queued = spool.backlog(), "stopping with undelivered records");
                 return;
             }
             Err(_) => {
                 tracing::warn!(
-                    queued = queue.backlog(),
+                    queued = spool.backlog(),
                     "stopping: delivery of the rest timed out"
                 );
                 return;
