@@ -15,35 +15,23 @@ use lookout_protocol::{Assignments, DecodeError, Encoding, decode_batch};
 use tracing::Instrument as _;
 use tracing::field::Empty;
 
+use crate::auth::AgentAuth;
 use crate::error::AppError;
 use crate::state::{AppState, Credential};
 use crate::store::IngestOutcome;
 
-/// The agent that the request's bearer token belongs to.
-pub fn authenticate(state: &AppState, headers: &HeaderMap) -> Result<Credential, AppError> {
-    let value = headers.get(header::AUTHORIZATION).ok_or_else(|| {
-        AppError::Unauthorized("missing Authorization: Bearer <agent token>".into())
-    })?;
-    let token = value
-        .to_str()
-        .ok()
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .map(str::trim)
-        .ok_or_else(|| {
-            AppError::Unauthorized("expected Authorization: Bearer <agent token>".into())
-        })?;
-    state
-        .authenticate(token)
-        .ok_or_else(|| AppError::Unauthorized("unknown agent token".into()))
-}
-
-/// `POST /v1/ingest`.
+/// `POST /v1/ingest`. A refused token is answered before the body is read, and counted with
+/// the other refusals.
 pub async fn ingest(
     State(state): State<Arc<AppState>>,
+    agent: Result<AgentAuth, AppError>,
     headers: HeaderMap,
     body: Body,
 ) -> Result<Json<IngestOutcome>, AppError> {
-    let result = ingest_batch(&state, &headers, body).await;
+    let result = match agent {
+        Ok(AgentAuth(agent)) => ingest_batch(&state, agent, &headers, body).await,
+        Err(e) => Err(e),
+    };
     if let Err(e) = &result {
         state.metrics.reject(match e {
             AppError::Unauthorized(_) | AppError::Forbidden(_) => "unauthorized",
@@ -65,11 +53,10 @@ pub async fn ingest(
 )]
 async fn ingest_batch(
     state: &Arc<AppState>,
+    agent: Credential,
     headers: &HeaderMap,
     body: Body,
 ) -> Result<Json<IngestOutcome>, AppError> {
-    // Authenticate before reading the body, so that nobody without a token makes us buffer.
-    let agent = authenticate(state, headers)?;
     let span = tracing::Span::current();
     span.record("agent", agent.name.as_str());
     // Heard from, whatever happens to its batch: a refused agent is busy-waiting, not down.
@@ -181,9 +168,9 @@ fn too_large(limit: usize) -> AppError {
 /// `GET /v1/assignments`.
 pub async fn assignments(
     State(state): State<Arc<AppState>>,
+    AgentAuth(agent): AgentAuth,
     headers: HeaderMap,
 ) -> Result<Response, AppError> {
-    let agent = authenticate(&state, &headers)?;
     let mut labels: BTreeMap<String, String> = match headers.get(LABELS_HEADER) {
         Some(v) => v
             .to_str()

@@ -10,6 +10,7 @@
 //! - [`views`]: what the API and the pages both show (checks' states, the status page's model);
 //! - [`api`]: the JSON API under `/api/v1`;
 //! - [`web`]: the pages: the status page at `/`, badges, the admin pages;
+//! - [`auth`]: who may do what, as extractors each handler names in its signature;
 //! - [`state`]: what every request shares (store, configuration, credentials);
 //! - [`error`]: how errors become HTTP answers.
 //!
@@ -19,6 +20,7 @@
 
 pub mod alert;
 pub mod api;
+pub mod auth;
 pub mod clock;
 pub mod cluster;
 pub mod error;
@@ -161,6 +163,7 @@ async fn healthz() -> &'static str {
 /// Prometheus text format.
 async fn metrics(
     axum::extract::State(state): axum::extract::State<Arc<AppState>>,
+    _: auth::Reader,
 ) -> axum::response::Response {
     use axum::response::IntoResponse;
     match state

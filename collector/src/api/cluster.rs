@@ -8,6 +8,7 @@ use axum::extract::State;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
+use crate::auth::Reader;
 use crate::error::AppError;
 use crate::state::AppState;
 use crate::store::cluster::CollectorRow;
@@ -44,7 +45,10 @@ pub struct ClusterAnswer {
 }
 
 /// `GET /api/v1/cluster`.
-pub async fn cluster(State(state): State<Arc<AppState>>) -> Result<Json<ClusterAnswer>, AppError> {
+pub async fn cluster(
+    State(state): State<Arc<AppState>>,
+    _: Reader,
+) -> Result<Json<ClusterAnswer>, AppError> {
     let now = crate::clock::now();
     let since = now
         - chrono::Duration::from_std(crate::cluster::SEEN_WITHIN)

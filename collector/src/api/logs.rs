@@ -3,7 +3,8 @@
 //!
 //! Both need the admin token (or the admin pages' login) when `[server] admin_token` is set:
 //! logs can hold what the rest of the API does not (addresses, identifiers, mistakes). Without
-//! one, or with `[status_page] public_admin = true`, they are open like the rest of the API.
+//! one, or with `[status_page] public_admin = true`, they are open like the rest of the API
+//! ([`LogReader`]).
 
 use std::collections::HashSet;
 use std::convert::Infallible;
@@ -11,13 +12,13 @@ use std::sync::Arc;
 
 use axum::Json;
 use axum::extract::{Query, State};
-use axum::http::HeaderMap;
 use axum::response::sse::{Event, KeepAlive, Sse};
 use chrono::{DateTime, Utc};
 use futures_util::Stream;
 use serde::{Deserialize, Serialize};
 use tokio::sync::broadcast;
 
+use crate::auth::LogReader;
 use crate::error::AppError;
 use crate::state::AppState;
 use crate::store::{LogQuery, LogRow};
@@ -58,15 +59,6 @@ pub struct LogsAnswer {
     pub next_cursor: Option<String>,
 }
 
-/// Without an admin token configured, anyone who reaches the API; with one, its holder.
-fn may_read_logs(state: &AppState, headers: &HeaderMap) -> Result<(), AppError> {
-    let config = state.config();
-    if config.server.admin_token.is_some() && !config.status_page.public_admin {
-        super::admin(state, headers)?;
-    }
-    Ok(())
-}
-
 fn cursor_of(row: &LogRow) -> String {
     format!("{}.{}", row.time.timestamp_millis(), row.id)
 }
@@ -84,10 +76,9 @@ fn parse_cursor(c: &str) -> Result<(i64, i64), AppError> {
 /// `GET /api/v1/logs`.
 pub async fn search(
     State(state): State<Arc<AppState>>,
-    headers: HeaderMap,
+    _: LogReader,
     params: Result<Query<LogsParams>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Json<LogsAnswer>, AppError> {
-    may_read_logs(&state, &headers)?;
     let Query(p) = params.map_err(|e| AppError::BadRequest(e.body_text()))?;
     let to = match p.to.as_deref() {
         Some(v) => super::parse_time("to", v)?,
@@ -176,10 +167,9 @@ impl TailFilter {
 /// `event: lagged` with `{"missed": n}` when this reader fell too far behind.
 pub async fn tail(
     State(state): State<Arc<AppState>>,
-    headers: HeaderMap,
+    _: LogReader,
     params: Result<Query<TailParams>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, AppError> {
-    may_read_logs(&state, &headers)?;
     let Query(p) = params.map_err(|e| AppError::BadRequest(e.body_text()))?;
     let filter = TailFilter {
         words: p

@@ -16,6 +16,7 @@ use axum::extract::{Query, State};
 use chrono::{DateTime, Duration as ChronoDuration, Utc};
 use serde::{Deserialize, Serialize};
 
+use crate::auth::Reader;
 use crate::error::AppError;
 use crate::state::AppState;
 use crate::store::rollup::bucket_start;
@@ -104,6 +105,7 @@ fn parse_labels(s: &str) -> Result<BTreeMap<String, String>, AppError> {
 /// `GET /api/v1/metrics`.
 pub async fn metrics(
     State(state): State<Arc<AppState>>,
+    _: Reader,
     params: Result<Query<MetricsParams>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Json<MetricsAnswer>, AppError> {
     let Query(p) = params.map_err(|e| AppError::BadRequest(e.body_text()))?;

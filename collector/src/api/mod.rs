@@ -16,6 +16,7 @@ use axum::extract::{Path, Query, State};
 use chrono::{DateTime, Duration as ChronoDuration, Utc};
 use serde::{Deserialize, Serialize};
 
+use crate::auth::{Admin, Reader};
 use crate::error::AppError;
 use crate::state::AppState;
 use crate::store::alerting::{AlertRow, AlertState, Silence};
@@ -30,7 +31,10 @@ pub struct ChecksAnswer {
 }
 
 /// `GET /api/v1/checks`.
-pub async fn checks(State(state): State<Arc<AppState>>) -> Result<Json<ChecksAnswer>, AppError> {
+pub async fn checks(
+    State(state): State<Arc<AppState>>,
+    _: Reader,
+) -> Result<Json<ChecksAnswer>, AppError> {
     Ok(Json(ChecksAnswer {
         checks: check_views(state.store.as_ref(), &state.config()).await?,
     }))
@@ -78,6 +82,7 @@ pub(crate) fn parse_time(name: &str, value: &str) -> Result<DateTime<Utc>, AppEr
 /// `GET /api/v1/checks/{name}/results`.
 pub async fn results(
     State(state): State<Arc<AppState>>,
+    _: Reader,
     Path(name): Path<String>,
     params: Result<Query<ResultsParams>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Json<ResultsAnswer>, AppError> {
@@ -162,7 +167,10 @@ pub struct HostsAnswer {
 }
 
 /// `GET /api/v1/hosts`.
-pub async fn hosts(State(state): State<Arc<AppState>>) -> Result<Json<HostsAnswer>, AppError> {
+pub async fn hosts(
+    State(state): State<Arc<AppState>>,
+    _: Reader,
+) -> Result<Json<HostsAnswer>, AppError> {
     let stored = state.store.agents().await?;
     let mut names: BTreeSet<String> = stored.iter().map(|a| a.name.clone()).collect();
     let configured = state.configured_agents();
@@ -212,6 +220,7 @@ pub struct AlertView {
 /// `GET /api/v1/alerts?state=firing|pending|resolved|all`.
 pub async fn alerts(
     State(state): State<Arc<AppState>>,
+    _: Reader,
     params: Result<Query<AlertsParams>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Json<AlertsAnswer>, AppError> {
     let Query(p) = params.map_err(|e| AppError::BadRequest(e.body_text()))?;
@@ -237,51 +246,12 @@ pub async fn alerts(
     Ok(Json(AlertsAnswer { alerts }))
 }
 
-/// The admin's name for the record, from a valid `Authorization: Bearer <admin_token>`; 403 when
-/// no admin token is configured, 401 when it does not match.
-pub(crate) fn admin(state: &AppState, headers: &axum::http::HeaderMap) -> Result<String, AppError> {
-    use subtle::ConstantTimeEq;
-    let config = state.config();
-    let Some(expected) = config.server.admin_token.as_deref() else {
-        return Err(AppError::Forbidden(
-            "writing endpoints are off: set [server] admin_token to use them".into(),
-        ));
-    };
-    let given = headers
-        .get(axum::http::header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .map(str::trim);
-    match given {
-        Some(given) => {
-            if !bool::from(given.as_bytes().ct_eq(expected.as_bytes())) {
-                return Err(AppError::Unauthorized("wrong admin token".into()));
-            }
-        }
-        // A browser logged in to the admin pages (web/session.rs).
-        None if crate::web::session::valid(headers, expected) => {}
-        None => {
-            return Err(AppError::Unauthorized(
-                "expected Authorization: Bearer <admin token>".into(),
-            ));
-        }
-    }
-    // Who did it, for the record: the optional X-Lookout-User header, else "admin".
-    Ok(headers
-        .get("x-lookout-user")
-        .and_then(|v| v.to_str().ok())
-        .map(|u| u.trim().chars().take(100).collect::<String>())
-        .filter(|u| !u.is_empty())
-        .unwrap_or_else(|| "admin".into()))
-}
-
 /// `POST /api/v1/alerts/{id}/ack` (admin token): acknowledges a firing alert.
 pub async fn ack(
     State(state): State<Arc<AppState>>,
-    headers: axum::http::HeaderMap,
+    Admin { by }: Admin,
     id: Result<Path<i64>, axum::extract::rejection::PathRejection>,
 ) -> Result<Json<serde_json::Value>, AppError> {
-    let by = admin(&state, &headers)?;
     let id = alert_id(id)?;
     if !state.store.ack_alert(id, &by, crate::clock::now()).await? {
         return Err(AppError::NotFound(format!("no firing alert with id {id}")));
@@ -308,10 +278,9 @@ pub struct NewSilence {
 /// not sent while it is active.
 pub async fn create_silence(
     State(state): State<Arc<AppState>>,
-    headers: axum::http::HeaderMap,
+    Admin { by }: Admin,
     body: Result<Json<NewSilence>, axum::extract::rejection::JsonRejection>,
 ) -> Result<(axum::http::StatusCode, Json<Silence>), AppError> {
-    let by = admin(&state, &headers)?;
     let Json(n) = body.map_err(|e| AppError::BadRequest(e.body_text()))?;
     let starts = n.starts.unwrap_or_else(Utc::now);
     if n.matchers.is_empty() {
@@ -341,6 +310,7 @@ pub async fn create_silence(
 /// `GET /api/v1/silences`: those that have not ended.
 pub async fn silences(
     State(state): State<Arc<AppState>>,
+    _: Reader,
 ) -> Result<Json<serde_json::Value>, AppError> {
     let list = state.store.silences(crate::clock::now()).await?;
     Ok(Json(serde_json::json!({ "silences": list })))
@@ -349,10 +319,9 @@ pub async fn silences(
 /// `DELETE /api/v1/silences/{id}` (admin token): ends a silence now.
 pub async fn expire_silence(
     State(state): State<Arc<AppState>>,
-    headers: axum::http::HeaderMap,
+    _: Admin,
     id: Result<Path<i64>, axum::extract::rejection::PathRejection>,
 ) -> Result<axum::http::StatusCode, AppError> {
-    admin(&state, &headers)?;
     let id = alert_id(id)?;
     if !state.store.expire_silence(id, crate::clock::now()).await? {
         return Err(AppError::NotFound(format!(

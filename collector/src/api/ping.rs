@@ -18,6 +18,7 @@ use axum::http::HeaderMap;
 use serde::Deserialize;
 use subtle::ConstantTimeEq;
 
+use crate::auth::Reader;
 use crate::error::AppError;
 use crate::state::AppState;
 use crate::store::alerting::{Ping, PingKind};
@@ -111,7 +112,7 @@ async fn record(
 }
 
 /// `GET /api/v1/heartbeats`: every push monitor with its state and latest pings.
-pub async fn list(State(state): State<Arc<AppState>>) -> Json<serde_json::Value> {
+pub async fn list(State(state): State<Arc<AppState>>, _: Reader) -> Json<serde_json::Value> {
     let list = state.rules.heartbeats(crate::clock::now()).await;
     Json(serde_json::json!({ "heartbeats": list }))
 }

@@ -6,11 +6,15 @@ use std::sync::Arc;
 use axum::extract::State;
 use axum::response::IntoResponse;
 
+use crate::auth::Reader;
 use crate::error::AppError;
 use crate::state::AppState;
 
 /// `GET /api/v1/status`, with the time it took in `Server-Timing`.
-pub async fn status(State(state): State<Arc<AppState>>) -> Result<impl IntoResponse, AppError> {
+pub async fn status(
+    State(state): State<Arc<AppState>>,
+    _: Reader,
+) -> Result<impl IntoResponse, AppError> {
     let started = std::time::Instant::now();
     let m =
         crate::views::status::model(&state.store, &state.config(), &state.status_history).await?;

@@ -14,6 +14,7 @@ use axum::extract::{Path, Query, State};
 use chrono::{DateTime, Duration as ChronoDuration, Utc};
 use serde::{Deserialize, Serialize};
 
+use crate::auth::Reader;
 use crate::error::AppError;
 use crate::state::AppState;
 use crate::store::rollup::{CheckAgg, bucket_start};
@@ -94,6 +95,7 @@ const MAX_POINTS: i64 = 20_000;
 /// `GET /api/v1/checks/{name}/uptime`.
 pub async fn uptime(
     State(state): State<Arc<AppState>>,
+    _: Reader,
     Path(name): Path<String>,
     params: Result<Query<UptimeParams>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Json<UptimeAnswer>, AppError> {

@@ -2,9 +2,9 @@
 //! (each agent's latest result, why it failed, where the time went), logs (search, and a live
 //! tail), alerts (firing and recent, with acknowledge and silence buttons).
 //!
-//! They need a login with the admin token (`/login`, see [`super::session`]); with
+//! They need a login with the admin token (`/login`, see [`crate::auth::session`]); with
 //! `[status_page] public_admin = true` the read-only views are open to anyone and the buttons
-//! still need the login. Everything shown comes from the same store calls as `/api/v1/...`.
+//! still need the login ([`AdminPage`], [`AdminForm`]). Everything shown comes from the same store calls as `/api/v1/...`.
 //! Forms post to the server and answer with a redirect, so the pages work without JavaScript;
 //! only the live log tail needs it.
 
@@ -19,66 +19,41 @@ use axum::response::{Html, IntoResponse, Redirect, Response};
 use chrono::{DateTime, Duration as ChronoDuration, Utc};
 use serde::Deserialize;
 
+use super::escape;
 use super::page::{head, state_words};
-use super::{escape, session};
+use crate::auth::{Access, AdminForm, AdminPage, PageRefusal, session};
 use crate::error::AppError;
 use crate::state::AppState;
 use crate::store::alerting::{AlertState, Silence};
 use crate::store::{LogQuery, MetricRollup, RollupQuery, Tier};
 use crate::views::check_views;
 
-/// What a request may do on the admin pages.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Access {
-    /// Logged in (or a valid bearer token): everything.
-    Write,
-    /// Not logged in, pages configured public: look only.
-    Read,
-}
-
 /// Hours of host metrics the host page charts.
 const CHART_HOURS: i64 = 6;
 
-fn access(state: &AppState, headers: &HeaderMap) -> Option<Access> {
-    // The API's check: a bearer token or the login cookie.
-    if crate::api::admin(state, headers).is_ok() {
-        return Some(Access::Write);
-    }
-    state
-        .config()
-        .status_page
-        .public_admin
-        .then_some(Access::Read)
-}
-
-/// The page for `path` when the request may read it, else a redirect to the login page.
-fn readable(state: &AppState, headers: &HeaderMap, path: &str) -> Result<Access, Box<Response>> {
-    access(state, headers).ok_or_else(|| {
-        Box::new(Redirect::to(&format!("/login?next={}", url_escape(path))).into_response())
-    })
-}
-
-/// For the buttons: a login from this site, else a page that says what is missing.
-fn writable(state: &AppState, headers: &HeaderMap) -> Result<(), Box<Response>> {
-    if !session::same_origin(headers) {
-        return Err(Box::new(message(
-            StatusCode::FORBIDDEN,
-            "Refused",
-            "This form was sent from another site's page.",
-        )));
-    }
-    match access(state, headers) {
-        Some(Access::Write) => Ok(()),
-        _ => Err(Box::new(message(
-            StatusCode::UNAUTHORIZED,
-            "Log in first",
-            "Acknowledging and silencing need the admin login.",
-        ))),
-    }
-}
-
 fn url_escape(s: &str) -> String {
     url::form_urlencoded::byte_serialize(s.as_bytes()).collect()
+}
+
+/// An admin page's refusal, as a page: where to log in, or what is missing.
+impl IntoResponse for PageRefusal {
+    fn into_response(self) -> Response {
+        match self {
+            PageRefusal::LoginFirst { next } => {
+                Redirect::to(&format!("/login?next={}", url_escape(&next))).into_response()
+            }
+            PageRefusal::CrossSite => message(
+                StatusCode::FORBIDDEN,
+                "Refused",
+                "This form was sent from another site's page.",
+            ),
+            PageRefusal::NotLoggedIn => message(
+                StatusCode::UNAUTHORIZED,
+                "Log in first",
+                "Acknowledging and silencing need the admin login.",
+            ),
+        }
+    }
 }
 
 fn message(status: StatusCode, title: &str, text: &str) -> Response {
@@ -247,12 +222,8 @@ pub async fn logout() -> Response {
 /// `GET /admin/hosts`.
 pub async fn hosts(
     State(state): State<Arc<AppState>>,
-    headers: HeaderMap,
+    AdminPage(access): AdminPage,
 ) -> Result<Response, AppError> {
-    let access = match readable(&state, &headers, "/admin/hosts") {
-        Ok(a) => a,
-        Err(r) => return Ok(*r),
-    };
     let now = crate::clock::now();
     let stored = state.store.agents().await?;
     let mut out = open("Hosts", access, None);
@@ -298,13 +269,9 @@ pub async fn hosts(
 /// `GET /admin/hosts/{name}`: one host's charts over the last 6 hours, per minute.
 pub async fn host(
     State(state): State<Arc<AppState>>,
-    headers: HeaderMap,
     Path(name): Path<String>,
+    AdminPage(access): AdminPage,
 ) -> Result<Response, AppError> {
-    let access = match readable(&state, &headers, &format!("/admin/hosts/{name}")) {
-        Ok(a) => a,
-        Err(r) => return Ok(*r),
-    };
     let Some(agent) = state
         .store
         .agents()
@@ -527,12 +494,8 @@ fn human(v: f64, unit: &str) -> String {
 /// `GET /admin/checks`.
 pub async fn checks(
     State(state): State<Arc<AppState>>,
-    headers: HeaderMap,
+    AdminPage(access): AdminPage,
 ) -> Result<Response, AppError> {
-    let access = match readable(&state, &headers, "/admin/checks") {
-        Ok(a) => a,
-        Err(r) => return Ok(*r),
-    };
     let now = crate::clock::now();
     let views = check_views(state.store.as_ref(), &state.config()).await?;
     let mut out = open("Checks", access, None);
@@ -653,13 +616,9 @@ fn non_empty(s: &str) -> Option<String> {
 /// `GET /admin/logs`: the search form and a page of matching lines, newest first.
 pub async fn logs(
     State(state): State<Arc<AppState>>,
-    headers: HeaderMap,
+    AdminPage(access): AdminPage,
     form: Result<Query<LogsForm>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Response, AppError> {
-    let access = match readable(&state, &headers, "/admin/logs") {
-        Ok(a) => a,
-        Err(r) => return Ok(*r),
-    };
     let Query(f) = form.map_err(|e| AppError::BadRequest(e.body_text()))?;
     let before = match f.cursor.split_once('.') {
         Some((t, id)) => Some(
@@ -731,15 +690,7 @@ pub async fn logs(
 
 /// `GET /admin/logs/tail`: lines as they arrive, through `/api/v1/logs/tail` (needs
 /// JavaScript; the search page does not).
-pub async fn logs_tail(
-    State(state): State<Arc<AppState>>,
-    headers: HeaderMap,
-    Query(f): Query<LogsForm>,
-) -> Response {
-    let access = match readable(&state, &headers, "/admin/logs/tail") {
-        Ok(a) => a,
-        Err(r) => return *r,
-    };
+pub async fn logs_tail(Query(f): Query<LogsForm>, AdminPage(access): AdminPage) -> Response {
     let mut out = open("Live log tail", access, Some("/assets/tail.js"));
     f.filters(&mut out, "/admin/logs/tail", "Follow");
     let _ = write!(
@@ -755,12 +706,8 @@ pub async fn logs_tail(
 /// `GET /admin/alerts`.
 pub async fn alerts(
     State(state): State<Arc<AppState>>,
-    headers: HeaderMap,
+    AdminPage(access): AdminPage,
 ) -> Result<Response, AppError> {
-    let access = match readable(&state, &headers, "/admin/alerts") {
-        Ok(a) => a,
-        Err(r) => return Ok(*r),
-    };
     let now = crate::clock::now();
     let all = state.store.alerts(&AlertState::ALL).await?;
     let silences = state.store.silences(now).await?;
@@ -860,12 +807,9 @@ pub async fn alerts(
 /// `POST /admin/alerts/{id}/ack`.
 pub async fn ack(
     State(state): State<Arc<AppState>>,
-    headers: HeaderMap,
     Path(id): Path<i64>,
+    _: AdminForm,
 ) -> Result<Response, AppError> {
-    if let Err(r) = writable(&state, &headers) {
-        return Ok(*r);
-    }
     if !state
         .store
         .ack_alert(id, "admin", crate::clock::now())
@@ -886,12 +830,9 @@ pub struct SilenceForm {
 /// `POST /admin/silences`: silences one alert (all its labels) for some hours.
 pub async fn silence(
     State(state): State<Arc<AppState>>,
-    headers: HeaderMap,
+    _: AdminForm,
     Form(f): Form<SilenceForm>,
 ) -> Result<Response, AppError> {
-    if let Err(r) = writable(&state, &headers) {
-        return Ok(*r);
-    }
     if !(1..=168).contains(&f.hours) {
         return Err(AppError::BadRequest(format!(
             "hours={}: expected 1 to 168",
@@ -932,12 +873,9 @@ pub async fn silence(
 /// `POST /admin/silences/{id}/expire`.
 pub async fn expire_silence(
     State(state): State<Arc<AppState>>,
-    headers: HeaderMap,
     Path(id): Path<i64>,
+    _: AdminForm,
 ) -> Result<Response, AppError> {
-    if let Err(r) = writable(&state, &headers) {
-        return Ok(*r);
-    }
     if !state.store.expire_silence(id, crate::clock::now()).await? {
         return Err(AppError::NotFound(format!(
             "no active silence with id {id}"

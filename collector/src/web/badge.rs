@@ -11,6 +11,7 @@ use axum::response::{IntoResponse, Response};
 use chrono::Duration as ChronoDuration;
 use serde::Deserialize;
 
+use crate::auth::Reader;
 use crate::error::AppError;
 use crate::state::AppState;
 use crate::store::{RollupQuery, Tier};
@@ -62,6 +63,7 @@ fn unknown_check() -> Response {
 /// `GET /badge/{check}/status`.
 pub async fn status(
     State(state): State<Arc<AppState>>,
+    _: Reader,
     Path(check): Path<String>,
 ) -> Result<Response, AppError> {
     let views = check_views(state.store.as_ref(), &state.config()).await?;
@@ -88,6 +90,7 @@ pub struct UptimeParams {
 /// `GET /badge/{check}/uptime?window=`.
 pub async fn uptime(
     State(state): State<Arc<AppState>>,
+    _: Reader,
     Path(check): Path<String>,
     params: Result<Query<UptimeParams>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Response, AppError> {

@@ -4,7 +4,6 @@
 pub mod admin;
 pub mod badge;
 pub mod page;
-pub mod session;
 
 use axum::http::header;
 use axum::response::IntoResponse;

@@ -10,13 +10,17 @@ use axum::response::{Html, IntoResponse};
 use chrono::{DateTime, Utc};
 
 use super::escape;
+use crate::auth::Reader;
 use crate::error::AppError;
 use crate::state::AppState;
 use crate::views::CheckStatus;
 use crate::views::status::{CheckModel, DayModel, IncidentModel, StatusModel, model};
 
 /// `GET /`, with the time it took in `Server-Timing`.
-pub async fn index(State(state): State<Arc<AppState>>) -> Result<impl IntoResponse, AppError> {
+pub async fn index(
+    State(state): State<Arc<AppState>>,
+    _: Reader,
+) -> Result<impl IntoResponse, AppError> {
     let started = Instant::now();
     let m = model(&state.store, &state.config(), &state.status_history).await?;
     let html = render(&m);

@@ -1,0 +1,221 @@
+//! Each extractor with and without its credential, on the request's head alone.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use axum::extract::FromRequestParts;
+use axum::http::request::Parts;
+use axum::http::{Request, header};
+use lookout_config::CollectorConfig;
+
+use super::*;
+use crate::state::AppState;
+
+const ADMIN: &str = "admin-token-0123456789";
+const AGENT: &str = "web-1-token-0123456789";
+
+/// A state over a fresh SQLite store; `server` is the `[server]` section's body, `extra` any
+/// further sections.
+async fn state(server: &str, extra: &str) -> (tempfile::TempDir, Arc<AppState>) {
+    let text = format!(
+        "[server]\n{server}\n\n[[agents]]\nname = \"web-1\"\ntoken = \"{AGENT}\"\n\n{extra}\n"
+    );
+    let config = CollectorConfig::parse(Path::new("test.toml"), &text, &|_| None).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("t.db").display());
+    let store = crate::store::open(&url, &Default::default()).await.unwrap();
+    let state = crate::build_state(store, config, None).await.unwrap();
+    (dir, state)
+}
+
+fn with_admin_token() -> String {
+    format!("admin_token = \"{ADMIN}\"")
+}
+
+fn parts(uri: &str, headers: &[(header::HeaderName, &str)]) -> Parts {
+    let mut req = Request::builder().uri(uri);
+    for (name, value) in headers {
+        req = req.header(name, *value);
+    }
+    req.body(()).unwrap().into_parts().0
+}
+
+fn bearer(token: &str) -> (header::HeaderName, String) {
+    (header::AUTHORIZATION, format!("Bearer {token}"))
+}
+
+async fn extract<T: FromRequestParts<Arc<AppState>>>(
+    state: &Arc<AppState>,
+    uri: &str,
+    headers: &[(header::HeaderName, &str)],
+) -> Result<T, T::Rejection> {
+    T::from_request_parts(&mut parts(uri, headers), state).await
+}
+
+fn cookie() -> String {
+    format!("{}={}", session::COOKIE, session::value_for(ADMIN))
+}
+
+#[tokio::test]
+async fn an_agent_is_known_by_its_token_only() {
+    let (_dir, s) = state("", "").await;
+    let (auth, token) = bearer(AGENT);
+    let agent = extract::<AgentAuth>(&s, "/v1/ingest", &[(auth.clone(), token.as_str())])
+        .await
+        .unwrap();
+    assert_eq!(agent.0.name, "web-1");
+    for headers in [
+        vec![],
+        vec![(auth.clone(), "Basic d2ViLTE6eA==")],
+        vec![(auth.clone(), "Bearer not-a-token-of-anyone")],
+    ] {
+        let refused = extract::<AgentAuth>(&s, "/v1/ingest", &headers).await;
+        assert!(
+            matches!(refused, Err(AppError::Unauthorized(_))),
+            "{headers:?}: {refused:?}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn the_admin_is_the_admin_token_or_the_login_cookie() {
+    let (_dir, s) = state(&with_admin_token(), "").await;
+    let (auth, token) = bearer(ADMIN);
+    let admin = extract::<Admin>(&s, "/api/v1/silences", &[(auth.clone(), token.as_str())])
+        .await
+        .unwrap();
+    assert_eq!(admin.by, "admin");
+    let named = extract::<Admin>(
+        &s,
+        "/api/v1/silences",
+        &[
+            (auth.clone(), token.as_str()),
+            (header::HeaderName::from_static("x-lookout-user"), " ann "),
+        ],
+    )
+    .await
+    .unwrap();
+    assert_eq!(named.by, "ann");
+    let cookie = cookie();
+    assert!(
+        extract::<Admin>(&s, "/api/v1/silences", &[(header::COOKIE, cookie.as_str())])
+            .await
+            .is_ok()
+    );
+    let (_, wrong) = bearer("admin-token-wrong-0000");
+    for headers in [vec![], vec![(auth.clone(), wrong.as_str())]] {
+        let refused = extract::<Admin>(&s, "/api/v1/silences", &headers).await;
+        assert!(
+            matches!(refused, Err(AppError::Unauthorized(_))),
+            "{refused:?}"
+        );
+    }
+    // A wrong bearer token is refused even with a valid cookie beside it.
+    let refused = extract::<Admin>(
+        &s,
+        "/api/v1/silences",
+        &[(auth, wrong.as_str()), (header::COOKIE, cookie.as_str())],
+    )
+    .await;
+    assert!(matches!(refused, Err(AppError::Unauthorized(_))));
+}
+
+#[tokio::test]
+async fn without_an_admin_token_nobody_is_the_admin() {
+    let (_dir, s) = state("", "").await;
+    let (auth, token) = bearer(ADMIN);
+    let refused = extract::<Admin>(&s, "/api/v1/silences", &[(auth, token.as_str())]).await;
+    assert!(
+        matches!(refused, Err(AppError::Forbidden(_))),
+        "{refused:?}"
+    );
+}
+
+#[tokio::test]
+async fn logs_are_private_only_with_an_admin_token_and_pages_that_are_not_public() {
+    let (_dir, private) = state(&with_admin_token(), "").await;
+    let refused = extract::<LogReader>(&private, "/api/v1/logs", &[]).await;
+    assert!(matches!(refused, Err(AppError::Unauthorized(_))));
+    let (auth, token) = bearer(ADMIN);
+    assert!(
+        extract::<LogReader>(&private, "/api/v1/logs", &[(auth, token.as_str())])
+            .await
+            .is_ok()
+    );
+    let (_dir, open) = state("", "").await;
+    assert!(
+        extract::<LogReader>(&open, "/api/v1/logs", &[])
+            .await
+            .is_ok()
+    );
+    let (_dir, public) = state(&with_admin_token(), "[status_page]\npublic_admin = true").await;
+    assert!(
+        extract::<LogReader>(&public, "/api/v1/logs", &[])
+            .await
+            .is_ok()
+    );
+}
+
+#[tokio::test]
+async fn anyone_is_a_reader_today() {
+    let (_dir, s) = state(&with_admin_token(), "").await;
+    assert!(extract::<Reader>(&s, "/api/v1/checks", &[]).await.is_ok());
+}
+
+#[tokio::test]
+async fn admin_pages_send_strangers_to_the_login_and_let_the_public_look() {
+    let (_dir, private) = state(&with_admin_token(), "").await;
+    let refused = extract::<AdminPage>(&private, "/admin/hosts/web%201?x=1", &[]).await;
+    assert_eq!(
+        refused.unwrap_err(),
+        PageRefusal::LoginFirst {
+            next: "/admin/hosts/web 1".into()
+        }
+    );
+    let cookie = cookie();
+    let page = extract::<AdminPage>(
+        &private,
+        "/admin/hosts",
+        &[(header::COOKIE, cookie.as_str())],
+    )
+    .await
+    .unwrap();
+    assert_eq!(page.0, Access::Write);
+    let (_dir, public) = state(&with_admin_token(), "[status_page]\npublic_admin = true").await;
+    let page = extract::<AdminPage>(&public, "/admin/hosts", &[])
+        .await
+        .unwrap();
+    assert_eq!(page.0, Access::Read);
+}
+
+#[tokio::test]
+async fn admin_buttons_need_the_login_and_a_form_of_this_site() {
+    let (_dir, s) = state(&with_admin_token(), "[status_page]\npublic_admin = true").await;
+    let cookie = cookie();
+    let host = (header::HOST, "127.0.0.1:7700");
+    let here = (header::ORIGIN, "http://127.0.0.1:7700");
+    let ok = extract::<AdminForm>(
+        &s,
+        "/admin/silences",
+        &[
+            host.clone(),
+            here.clone(),
+            (header::COOKIE, cookie.as_str()),
+        ],
+    )
+    .await;
+    assert!(ok.is_ok());
+    let anonymous = extract::<AdminForm>(&s, "/admin/silences", &[host.clone(), here]).await;
+    assert_eq!(anonymous.unwrap_err(), PageRefusal::NotLoggedIn);
+    let elsewhere = extract::<AdminForm>(
+        &s,
+        "/admin/silences",
+        &[
+            host,
+            (header::ORIGIN, "https://evil.example"),
+            (header::COOKIE, cookie.as_str()),
+        ],
+    )
+    .await;
+    assert_eq!(elsewhere.unwrap_err(), PageRefusal::CrossSite);
+}
