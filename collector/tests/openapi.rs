@@ -1,5 +1,6 @@
 //! The OpenAPI document at `/api/v1/openapi.json` against the router it describes: every route
-//! of `router()` is documented (read from `src/lib.rs`), every documented operation is routed,
+//! of `router()` is documented (read from `src/lib.rs`, and the protocol's paths from
+//! `protocol/src/http.rs`), every documented operation is routed,
 //! and what the handlers answer matches the documented status codes, content types and schemas.
 //!
 //! Schemas are checked closed: every documented object that lists its properties is validated
@@ -22,7 +23,7 @@ use lookout_protocol::{
 use serde_json::{Value, json};
 use tower::ServiceExt;
 
-use routes::{METHODS, routes_in};
+use routes::{METHODS, routes_in, str_constants};
 
 const ADMIN_TOKEN: &str = "admin-token-0123456789";
 const AGENT_TOKEN: &str = "web-1-token-0123456789";
@@ -372,7 +373,13 @@ async fn the_served_document_is_openapi_3_1_of_this_version() {
 async fn every_route_is_documented() {
     let src = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/src/lib.rs"))
         .expect("src/lib.rs");
-    let routes = routes_in(&src);
+    // The agent endpoints' paths are lookout-protocol's constants.
+    let protocol = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../protocol/src/http.rs"
+    ))
+    .expect("protocol/src/http.rs");
+    let routes = routes_in(&src, &str_constants(&protocol));
     let paths: std::collections::BTreeSet<&String> = routes.iter().map(|(p, _)| p).collect();
     assert!(
         paths.len() >= 20,

@@ -1,6 +1,9 @@
 //! `router()` read from its source: the `(path, method)` of every `.route(...)` call in
 //! `fn router`, found by a small tokenizer that skips comments, string contents, char literals
-//! and lifetimes, so that only real calls count.
+//! and lifetimes, so that only real calls count. A path named by a constant (the agent
+//! endpoints', from `lookout_protocol::http`) is read from the source that defines it.
+
+use std::collections::BTreeMap;
 
 /// What axum's method routers are named, lower case as in an OpenAPI path item.
 pub const METHODS: [&str; 9] = [
@@ -121,12 +124,52 @@ fn closing(t: &[Token], open: usize) -> usize {
     panic!("unbalanced brackets after token {open}")
 }
 
-/// The `(path, method)`s of one `.route(...)`'s arguments: the path literal, then the method
-/// router chain (`get(h).post(h)`, `axum::routing::delete(h)`, layers).
-fn route_methods(args: &[Token]) -> Vec<(String, String)> {
-    let Some(Token::Str(path)) = args.first() else {
-        panic!("a .route( whose first argument is not a string literal: {args:?}")
+/// The `&str` constants that `src` defines (`const NAME: &str = "value";`), by name.
+pub fn str_constants(src: &str) -> BTreeMap<String, String> {
+    let t = tokens(src);
+    let mut out = BTreeMap::new();
+    for w in t.windows(7) {
+        if let [
+            Token::Ident(keyword),
+            Token::Ident(name),
+            Token::Punct(':'),
+            Token::Punct('&'),
+            Token::Ident(ty),
+            Token::Punct('='),
+            Token::Str(value),
+        ] = w
+            && keyword == "const"
+            && ty == "str"
+        {
+            out.insert(name.clone(), value.clone());
+        }
+    }
+    out
+}
+
+/// The `(path, method)`s of one `.route(...)`'s arguments: the path (a literal, or a constant
+/// of `constants` by its possibly qualified name), then the method router chain
+/// (`get(h).post(h)`, `axum::routing::delete(h)`, layers).
+fn route_methods(args: &[Token], constants: &BTreeMap<String, String>) -> Vec<(String, String)> {
+    let comma = args
+        .iter()
+        .position(|tok| *tok == Token::Punct(','))
+        .unwrap_or(args.len());
+    let (path, rest) = match &args[..comma] {
+        [Token::Str(path)] => (path.clone(), 1),
+        named => {
+            let Some(Token::Ident(name)) = named.last() else {
+                panic!(
+                    "a .route( whose first argument is neither a string nor a constant: {args:?}"
+                )
+            };
+            let path = constants.get(name).unwrap_or_else(|| {
+                panic!("a .route( with the path {name}, a constant this test was not given")
+            });
+            (path.clone(), comma)
+        }
     };
+    let args = &args[rest..];
     let mut out = Vec::new();
     let mut depth = 0;
     for (i, tok) in args.iter().enumerate() {
@@ -150,8 +193,9 @@ fn route_methods(args: &[Token]) -> Vec<(String, String)> {
     out
 }
 
-/// Every `(path, method)` that `fn router` in `src` routes.
-pub fn routes_in(src: &str) -> Vec<(String, String)> {
+/// Every `(path, method)` that `fn router` in `src` routes, reading paths named by a constant
+/// from `constants`.
+pub fn routes_in(src: &str, constants: &BTreeMap<String, String>) -> Vec<(String, String)> {
     let t = tokens(src);
     let start = t
         .windows(2)
@@ -176,7 +220,7 @@ pub fn routes_in(src: &str) -> Vec<(String, String)> {
             );
             if name == "route" {
                 let end = closing(body, i + 2);
-                out.extend(route_methods(&body[i + 3..end]));
+                out.extend(route_methods(&body[i + 3..end], constants));
                 i = end;
             }
         }
@@ -202,15 +246,28 @@ fn the_route_scanner_reads_every_form_and_skips_comments_and_strings() {
                         .layer(DefaultBodyLimit::max(1)),
                 )
                 .route("/c", axum::routing::delete(h))
+                .route(http::INGEST_PATH, post(h))
+                .route(ASSIGNMENTS_PATH, get(h).layer(x))
                 .with_state(state)
         }
     "##;
-    let found = routes_in(src);
+    let constants = str_constants(
+        r#"
+        /// Where.
+        pub const INGEST_PATH: &str = "/v1/ingest";
+        pub const ASSIGNMENTS_PATH: &str = "/v1/assignments";
+        const NOT_A_STR: u32 = 1;
+    "#,
+    );
+    assert_eq!(constants.len(), 2, "{constants:?}");
+    let found = routes_in(src, &constants);
     let want = [
         ("/a", "get"),
         ("/b/{id}", "get"),
         ("/b/{id}", "post"),
         ("/c", "delete"),
+        ("/v1/ingest", "post"),
+        ("/v1/assignments", "get"),
     ];
     let want: Vec<(String, String)> = want
         .iter()
