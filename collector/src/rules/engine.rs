@@ -20,7 +20,7 @@ use lookout_config::CollectorConfig;
 use lookout_protocol::{CheckResult, Record};
 use tokio::sync::{Mutex, Notify};
 
-use super::pings::merge_pings;
+use super::heartbeat::merge_pings;
 use super::settings::Settings;
 use super::state::{AgentBeat, CheckRule, State};
 use super::threshold::{Sample, Verdict};

@@ -121,6 +121,24 @@ fn hhmm(t: DateTime<Utc>) -> String {
     t.format("%Y-%m-%d %H:%M:%S UTC").to_string()
 }
 
+/// Takes into `into` the pings of `stored` that are newer.
+pub fn merge_pings(into: &mut HeartbeatRow, stored: &HeartbeatRow) {
+    into.name.clone_from(&stored.name);
+    let newer = |a: &mut Option<DateTime<Utc>>, b: Option<DateTime<Utc>>| {
+        if b > *a {
+            *a = b;
+        }
+    };
+    let before = into.last_success.max(into.last_start).max(into.last_fail);
+    newer(&mut into.last_success, stored.last_success);
+    newer(&mut into.last_start, stored.last_start);
+    newer(&mut into.last_fail, stored.last_fail);
+    let after = into.last_success.max(into.last_start).max(into.last_fail);
+    if after > before && stored.last_exit_code.is_some() {
+        into.last_exit_code = stored.last_exit_code;
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

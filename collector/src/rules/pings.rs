@@ -5,30 +5,12 @@
 use chrono::{DateTime, Utc};
 
 use super::engine::Engine;
-use super::heartbeat::{self, BeatState};
+use super::heartbeat::{self, BeatState, merge_pings};
 use super::settings::Settings;
 use super::state::State;
 use crate::alert::{Decision, HEARTBEAT_RULE, heartbeat_fingerprint, labels};
 use crate::store::StoreError;
 use crate::store::alerting::{AlertState, HeartbeatRow, Ping, PingKind};
-
-/// Takes into `into` the pings of `stored` that are newer.
-pub(super) fn merge_pings(into: &mut HeartbeatRow, stored: &HeartbeatRow) {
-    into.name.clone_from(&stored.name);
-    let newer = |a: &mut Option<DateTime<Utc>>, b: Option<DateTime<Utc>>| {
-        if b > *a {
-            *a = b;
-        }
-    };
-    let before = into.last_success.max(into.last_start).max(into.last_fail);
-    newer(&mut into.last_success, stored.last_success);
-    newer(&mut into.last_start, stored.last_start);
-    newer(&mut into.last_fail, stored.last_fail);
-    let after = into.last_success.max(into.last_start).max(into.last_fail);
-    if after > before && stored.last_exit_code.is_some() {
-        into.last_exit_code = stored.last_exit_code;
-    }
-}
 
 impl Engine {
     /// A push monitor was pinged (the ping is stored): its alert follows at once.
