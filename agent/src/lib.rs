@@ -8,13 +8,15 @@
 //! - [`spool`]: every record on disk until the collector has stored it;
 //! - [`shipper`]: batches, sends and retries with backoff;
 //! - [`client`]: HTTP to the collector, with failover;
-//! - [`probe_once`]: `lookout-agent probe`, every check once, as a table.
+//! - [`probe_once`]: `lookout-agent probe`, every check once, as a table;
+//! - [`local`]: the collector's built-in agent, built from its `[local_agent]`.
 //!
 //! [`run`] ties them together; the binary only parses the command line and calls it. The
-//! collector's built-in local agent calls [`run`] too.
+//! collector's built-in local agent runs through [`local::LocalAgent`], which calls [`run`].
 
 pub mod client;
 pub mod host;
+pub mod local;
 pub mod logs;
 pub mod probe_once;
 pub mod probes;

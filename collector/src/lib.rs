@@ -46,8 +46,8 @@ use std::time::Duration;
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::routing::{get, post};
-use lookout_agent::AgentSettings;
-use lookout_config::{CollectorConfig, ShippingConfig};
+use lookout_agent::local::LocalAgent;
+use lookout_config::CollectorConfig;
 use lookout_protocol::http;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -76,7 +76,7 @@ pub enum CollectorError {
     Serve(std::io::Error),
     /// The local agent could not start.
     #[error("the local agent failed: {0}")]
-    LocalAgent(#[from] lookout_agent::AgentError),
+    LocalAgent(#[from] lookout_agent::local::AgentError),
 }
 
 /// The HTTP routes, over `state`.
@@ -242,30 +242,17 @@ pub async fn start(config: CollectorConfig) -> Result<Running, CollectorError> {
     for a in &config.agents {
         store.upsert_agent(&a.name, &a.labels, None).await?;
     }
-    let local_settings = match (&config.local_agent, &local) {
+    let local_agent = match (&config.local_agent, &local) {
         (Some(l), Some(cred)) => {
             store
                 .upsert_agent(&l.name, &l.labels, Some(env!("CARGO_PKG_VERSION")))
                 .await?;
-            Some(AgentSettings {
-                name: l.name.clone(),
-                collector_urls: vec![format!("http://{}", loopback_for(addr))],
-                token: cred.token().to_string(),
-                labels: l.labels.clone(),
-                host_metrics: l.host_metrics.clone(),
-                shipping: ShippingConfig::default(),
-                local_checks: Vec::new(),
-                max_concurrent_probes: lookout_config::agent::default_max_concurrent_probes(),
-                logs: Vec::new(),
-                logs_dir: config.server.data_dir.join("local-agent-logs"),
-                journald: Default::default(),
-                metrics_listen: None,
-                spool: lookout_agent::spool_config(
-                    config.server.data_dir.join("local-agent-spool"),
-                    &l.spool,
-                    &ShippingConfig::default(),
-                ),
-            })
+            Some(LocalAgent::new(
+                l,
+                format!("http://{}", loopback_for(addr)),
+                cred.token().to_string(),
+                &config.server.data_dir,
+            ))
         }
         _ => None,
     };
@@ -318,7 +305,7 @@ pub async fn start(config: CollectorConfig) -> Result<Running, CollectorError> {
     tracing::info!(%addr, storage = %store::redact(&url), "collector listening");
 
     let agent_stop = CancellationToken::new();
-    let agent = local_settings.map(|s| tokio::spawn(lookout_agent::run(s, agent_stop.clone())));
+    let agent = local_agent.map(|a| tokio::spawn(a.run(agent_stop.clone())));
 
     let task = tokio::spawn({
         let shutdown = shutdown.clone();
