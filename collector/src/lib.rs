@@ -12,6 +12,7 @@
 //! - [`web`]: the pages: the status page at `/`, badges, the admin pages;
 //! - [`auth`]: who may do what, as extractors each handler names in its signature;
 //! - [`state`]: what every request shares (store, configuration, credentials);
+//! - [`tasks`]: the background tasks, watched, and waited for at a stop;
 //! - [`error`]: how errors become HTTP answers.
 //!
 //! [`start`] binds the listener, opens the store, starts the built-in local agent if configured,
@@ -33,6 +34,7 @@ pub mod notify;
 pub mod rules;
 pub mod state;
 pub mod store;
+pub mod tasks;
 pub mod telemetry;
 pub mod views;
 pub mod web;
@@ -54,7 +56,8 @@ use tokio_util::sync::CancellationToken;
 
 use state::{AppState, Credential};
 
-/// How long a stop waits for requests in progress.
+/// How long a stop waits for each of its phases: the local agent, the background tasks, the
+/// requests in progress.
 const STOP_DEADLINE: Duration = Duration::from_secs(10);
 
 /// Why the collector could not start or stopped with an error.
@@ -267,30 +270,43 @@ pub async fn start(config: CollectorConfig) -> Result<Running, CollectorError> {
     let notifier = state.notifier.clone();
     let shutdown = CancellationToken::new();
     let upkeep_stop = CancellationToken::new();
+    // The background work: it stops after the local agent's last delivery, before the server.
+    let upkeep = tasks::Tasks::new();
     if store.shared() {
-        tokio::spawn(cluster::campaign(
-            url.clone(),
-            state.leadership.clone(),
-            upkeep_stop.clone(),
-        ));
-        tokio::spawn(state.evaluator.clone().run_queue(upkeep_stop.clone()));
+        upkeep.spawn(
+            "campaign",
+            cluster::campaign(url.clone(), state.leadership.clone(), upkeep_stop.clone()),
+        );
+        upkeep.spawn(
+            "evaluate_queue",
+            state.evaluator.clone().run_queue(upkeep_stop.clone()),
+        );
     }
     if let Some(me) = state.me.get() {
-        tokio::spawn(cluster::announce(
-            store.clone(),
-            me.clone(),
+        upkeep.spawn(
+            "announce",
+            cluster::announce(
+                store.clone(),
+                me.clone(),
+                state.leadership.clone(),
+                upkeep_stop.clone(),
+            ),
+        );
+    }
+    upkeep.watch(
+        "maintenance",
+        state.writer_thread.spawn(maintenance::run(
+            store,
+            retention,
             state.leadership.clone(),
             upkeep_stop.clone(),
-        ));
-    }
-    let upkeep = state.writer_thread.spawn(maintenance::run(
-        store,
-        retention,
-        state.leadership.clone(),
-        upkeep_stop.clone(),
-    ));
-    let sender = tokio::spawn(notifier.run(upkeep_stop.clone()));
-    tokio::spawn(state.evaluator.clone().run_ticks(upkeep_stop.clone()));
+        )),
+    );
+    upkeep.spawn("notifier", notifier.run(upkeep_stop.clone()));
+    upkeep.spawn(
+        "rule_ticks",
+        state.evaluator.clone().run_ticks(upkeep_stop.clone()),
+    );
     let server_stop = CancellationToken::new();
     let app = router(state.clone());
     let server = tokio::spawn({
@@ -305,7 +321,10 @@ pub async fn start(config: CollectorConfig) -> Result<Running, CollectorError> {
     tracing::info!(%addr, storage = %store::redact(&url), "collector listening");
 
     let agent_stop = CancellationToken::new();
-    let agent = local_agent.map(|a| tokio::spawn(a.run(agent_stop.clone())));
+    let agent = tasks::Tasks::new();
+    if let Some(a) = local_agent {
+        agent.spawn("local_agent", a.run(agent_stop.clone()));
+    }
 
     let task = tokio::spawn({
         let shutdown = shutdown.clone();
@@ -313,20 +332,9 @@ pub async fn start(config: CollectorConfig) -> Result<Running, CollectorError> {
             shutdown.cancelled().await;
             // The local agent goes first: its last delivery still needs the server.
             agent_stop.cancel();
-            if let Some(a) = agent {
-                match a.await {
-                    Ok(Err(e)) => tracing::warn!(error = %e, "local agent stopped with an error"),
-                    Err(e) => tracing::warn!(error = %e, "local agent task failed"),
-                    Ok(Ok(())) => {}
-                }
-            }
+            agent.stop(STOP_DEADLINE).await;
             upkeep_stop.cancel();
-            if let Err(e) = upkeep.await {
-                tracing::warn!(error = %e, "maintenance task failed");
-            }
-            if let Err(e) = sender.await {
-                tracing::warn!(error = %e, "notification sender failed");
-            }
+            upkeep.stop(STOP_DEADLINE).await;
             server_stop.cancel();
             match tokio::time::timeout(STOP_DEADLINE, server).await {
                 Ok(Ok(r)) => r,
