@@ -1,5 +1,6 @@
 //! The email channel: one mail per message, over SMTP (lettre), as multipart/alternative with a
-//! plain-text part and an HTML part that say the same. The subject is [`Message::title`].
+//! plain-text part and an HTML part that say the same; the HTML is a maud template, which
+//! escapes every text it quotes from the alert. The subject is [`Message::title`].
 //!
 //! The server, its TLS mode and the login come from lettre's URL form
 //! (`smtp://user:pass@host:587?tls=required` for STARTTLS, `smtps://` for implicit TLS, plain
@@ -13,10 +14,10 @@ use lettre::message::{Mailbox, MultiPart};
 use lettre::transport::smtp::client::{Certificate, Tls, TlsParameters};
 use lettre::{AsyncSmtpTransport, AsyncTransport, Tokio1Executor};
 use lookout_config::ChannelConfig;
+use maud::{DOCTYPE, Markup, html};
 
 use super::format::{color, human_duration, human_time, label_list, redact, web_link};
 use super::message::{AlertNote, Message, SendError};
-use crate::web::escape;
 
 /// Sends messages as mail through one SMTP server.
 pub struct EmailChannel {
@@ -240,61 +241,59 @@ pub(crate) fn text_body(msg: &Message) -> String {
     out
 }
 
-/// The HTML part; every text from the alert is escaped.
+/// The HTML part, from a maud template, which escapes every text from the alert. The line
+/// breaks are the template's own, so the mail's lines stay short.
 pub(crate) fn html_body(msg: &Message) -> String {
-    let mut out = String::from(
-        "<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"></head>\
-         <body style=\"font-family: sans-serif; font-size: 14px; color: #24292e\">\n",
-    );
-    out.push_str(&format!(
-        "<h2 style=\"font-size: 16px\">{}</h2>\n",
-        escape(&msg.title())
-    ));
-    for note in &msg.alerts {
-        out.push_str(&note_html(note));
+    html! {
+        (DOCTYPE) "\n"
+        html {
+            head { meta charset="utf-8"; }
+            body style="font-family: sans-serif; font-size: 14px; color: #24292e" {
+                "\n"
+                h2 style="font-size: 16px" { (msg.title()) } "\n"
+                @for note in &msg.alerts { (note_html(note)) }
+                p style="color: #6a737d; font-size: 12px" { "Lookout, group " (msg.group_key) } "\n"
+            }
+        }
+        "\n"
     }
-    out.push_str(&format!(
-        "<p style=\"color: #6a737d; font-size: 12px\">Lookout, group {}</p>\n</body></html>\n",
-        escape(&msg.group_key)
-    ));
-    out
+    .into_string()
 }
 
-fn note_html(note: &AlertNote) -> String {
+fn note_html(note: &AlertNote) -> Markup {
     let c = color(note.kind);
     let mut rows = Vec::new();
     if !note.labels.is_empty() {
-        rows.push(("Labels", escape(&label_list(&note.labels))));
+        rows.push(("Labels", label_list(&note.labels)));
     }
-    rows.push(("Fired", escape(&human_time(note.fired_at))));
+    rows.push(("Fired", human_time(note.fired_at)));
     if let Some(resolved) = note.resolved_at {
-        rows.push(("Resolved", escape(&human_time(resolved))));
+        rows.push(("Resolved", human_time(resolved)));
     }
     if let Some(lasted) = note.lasted() {
-        rows.push(("Lasted", escape(&human_duration(lasted))));
+        rows.push(("Lasted", human_duration(lasted)));
     }
-    let mut out = format!(
-        "<div style=\"border-left: 4px solid {c}; padding: 4px 12px; margin: 12px 0\">\n\
-         <p style=\"margin: 0\"><strong style=\"color: {c}\">{}</strong> <strong>{}</strong></p>\n\
-         <p style=\"margin: 4px 0\">{}</p>\n<table style=\"font-size: 13px; color: #586069\">\n",
-        note.kind.upper(),
-        escape(note.subject()),
-        escape(&note.summary),
-    );
-    for (k, v) in rows {
-        out.push_str(&format!(
-            "<tr><td style=\"padding-right: 12px\">{k}</td><td>{v}</td></tr>\n"
-        ));
+    html! {
+        div style={ "border-left: 4px solid " (c) "; padding: 4px 12px; margin: 12px 0" } {
+            "\n"
+            p style="margin: 0" {
+                strong style={ "color: " (c) } { (note.kind.upper()) } " " strong { (note.subject()) }
+            }
+            "\n"
+            p style="margin: 4px 0" { (note.summary) } "\n"
+            table style="font-size: 13px; color: #586069" {
+                "\n"
+                @for (k, v) in &rows {
+                    tr { td style="padding-right: 12px" { (k) } td { (v) } } "\n"
+                }
+            }
+            "\n"
+            @if let Some(link) = web_link(note.link.as_deref()) {
+                p style="margin: 4px 0" { a href=(link) { "Open in Lookout" } } "\n"
+            }
+        }
+        "\n"
     }
-    out.push_str("</table>\n");
-    if let Some(link) = web_link(note.link.as_deref()) {
-        out.push_str(&format!(
-            "<p style=\"margin: 4px 0\"><a href=\"{}\">Open in Lookout</a></p>\n",
-            escape(link)
-        ));
-    }
-    out.push_str("</div>\n");
-    out
 }
 
 #[cfg(test)]
@@ -310,9 +309,32 @@ mod tests {
 
     #[test]
     fn html_escapes_everything_it_quotes() {
-        assert_eq!(
-            escape(r#"<script>alert("x" & 'y')</script>"#),
-            "&lt;script&gt;alert(&quot;x&quot; &amp; &#39;y&#39;)&lt;/script&gt;"
+        let t = chrono::DateTime::from_timestamp(1_790_000_000, 0).unwrap();
+        let msg = Message {
+            group_key: "<g>".into(),
+            alerts: vec![AlertNote {
+                fingerprint: "f".into(),
+                rule: "uptime".into(),
+                labels: [("check".to_string(), "<api>".to_string())].into(),
+                kind: crate::notify::NoteKind::Firing,
+                summary: r#"<script>alert("x" & 'y')</script>"#.into(),
+                fired_at: t,
+                resolved_at: None,
+                link: Some("https://x.example/?a=1&b=\"2\"".into()),
+            }],
+            digest: false,
+        };
+        let html = html_body(&msg);
+        assert!(!html.contains("<script>") && !html.contains("<api>") && !html.contains("<g>"));
+        assert!(
+            html.contains("<p style=\"margin: 4px 0\">&lt;script&gt;alert(&quot;x&quot; &amp; 'y')&lt;/script&gt;</p>"),
+            "{html}"
         );
+        assert!(html.contains("<td>check=&lt;api&gt;</td>"), "{html}");
+        assert!(
+            html.contains("<a href=\"https://x.example/?a=1&amp;b=&quot;2&quot;\">"),
+            "{html}"
+        );
+        assert!(html.contains("Lookout, group &lt;g&gt;</p>"), "{html}");
     }
 }
