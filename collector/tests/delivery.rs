@@ -140,7 +140,7 @@ async fn smtp_down_for_a_while_then_up_delivers_once() {
     assert_eq!(states(&store, ids[0]).await, [(DeliveryState::Pending, 2)]);
     // Up: the next round delivers it, once.
     let sink = SmtpSink::start(SinkOptions {
-        port: Some(port),
+        port: Some(port.get()),
         ..Default::default()
     });
     w.round(now + Duration::minutes(5)).await.unwrap();

@@ -82,7 +82,7 @@ fn collector(dir: &std::path::Path, agents: usize, database: Option<&str>) -> (D
     let url = format!("http://127.0.0.1:{port}");
     // Ready when /healthz answers (the warn level hides the "listening" line).
     let started = Instant::now();
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+    while std::net::TcpStream::connect(("127.0.0.1", port.get())).is_err() {
         assert!(
             started.elapsed() < Duration::from_secs(60),
             "the collector did not start:\n{}",

@@ -142,8 +142,11 @@ async fn agent_bench(lines: u64, through_collector: bool) {
     let url = if through_collector {
         let port = free_port();
         let data = dir.path().join("collector");
-        let (d, base) =
-            start_collector(dir.path(), &collector_toml(&data, port, "bench", TOKEN, "")).unwrap();
+        let (d, base) = start_collector(
+            dir.path(),
+            &collector_toml(&data, port.get(), "bench", TOKEN, ""),
+        )
+        .unwrap();
         collector = Some(d);
         base
     } else {
@@ -220,7 +223,7 @@ async fn ingest_bench(lines: u64) {
     let extra = "[storage]\nlog_max_bytes = 107374182400\n";
     let (collector, base) = start_collector(
         dir.path(),
-        &collector_toml(dir.path(), port, "bench", TOKEN, extra),
+        &collector_toml(dir.path(), port.get(), "bench", TOKEN, extra),
     )
     .unwrap();
     // Encoded beforehand: what is timed is the collector's work.

@@ -129,7 +129,7 @@ async fn main() {
     let slack_url = format!("http://{}/services/T0/B0/X", listener.local_addr().unwrap());
     tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
     let smtp_port = free_port();
-    let smtp = start_smtp(smtp_port);
+    let smtp = start_smtp(smtp_port.get());
 
     let dir = tempfile::tempdir().unwrap();
     let config = format!(

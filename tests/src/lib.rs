@@ -13,6 +13,9 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 
+mod port;
+pub use port::{Port, free_port};
+
 /// Path of a workspace binary: the one built by cargo beside this test, or the one
 /// `<NAME>_BIN` names.
 pub fn bin(name: &str) -> PathBuf {
@@ -343,15 +346,6 @@ pub fn promtool_check(text: &str) -> Result<()> {
         String::from_utf8_lossy(&out.stderr)
     );
     Ok(())
-}
-
-/// A loopback port nobody listens on now (for a collector that starts later or restarts).
-pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 /// The batches a collector stored for `agent`, as (first, last, records): spool sequence

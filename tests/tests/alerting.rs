@@ -135,7 +135,7 @@ async fn one_location_is_no_page_two_are_one_and_a_restart_pages_nothing_twice()
     let dir = tempfile::tempdir().unwrap();
     let (gate, target, inbox, hook) = start_peers().await;
     let port = free_port();
-    let config = collector_config(dir.path(), port, &target, &hook);
+    let config = collector_config(dir.path(), port.get(), &target, &hook);
     let (mut collector, base) = start_collector(dir.path(), &config).unwrap();
     let _agents: Vec<Daemon> = AGENTS
         .iter()

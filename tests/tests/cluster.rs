@@ -167,9 +167,9 @@ async fn a_leader_killed_mid_outage_leaves_one_page_and_one_resolve() {
         format!("http://127.0.0.1:{pb}"),
     );
 
-    let mut a = setup.collector("a", pa);
+    let mut a = setup.collector("a", pa.get());
     led_by(&a_url, &a_url, Duration::from_secs(15)).await;
-    let mut b = setup.collector("b", pb);
+    let mut b = setup.collector("b", pb.get());
     eventually("both collectors listed", Duration::from_secs(15), || {
         let b_url = b_url.clone();
         async move { Ok((cluster(&b_url).await?.2 == 2).then_some(())) }
@@ -220,7 +220,7 @@ async fn a_leader_killed_mid_outage_leaves_one_page_and_one_resolve() {
     wait_notes(&inbox, "resolved", 1, "the first resolve").await;
 
     // Round 2: a comes back, follows; b leads and is killed mid-outage.
-    let a = setup.collector("a", pa);
+    let a = setup.collector("a", pa.get());
     eventually("a back and following", Duration::from_secs(20), || {
         let a_url = a_url.clone();
         let b_url = b_url.clone();

@@ -80,8 +80,8 @@ async fn a_collector_outage_of_a_minute_loses_nothing() {
     let target = Target::start().await.unwrap();
     let port = free_port();
     let (collector, base) =
-        start_collector(cdir.path(), &collector_config(cdir.path(), port)).unwrap();
-    let agent = start_agent(&agent_config(adir.path(), port, &target.url, 5, ""));
+        start_collector(cdir.path(), &collector_config(cdir.path(), port.get())).unwrap();
+    let agent = start_agent(&agent_config(adir.path(), port.get(), &target.url, 5, ""));
     eventually("first results", WAIT, || async {
         Ok(lookout_tests::check_status(&base, "c0")
             .await?
@@ -98,7 +98,7 @@ async fn a_collector_outage_of_a_minute_loses_nothing() {
     tokio::time::sleep(Duration::from_secs(60)).await;
     let outage_to = chrono::Utc::now();
     let (collector, _) =
-        start_collector(cdir.path(), &collector_config(cdir.path(), port)).unwrap();
+        start_collector(cdir.path(), &collector_config(cdir.path(), port.get())).unwrap();
     // The backlog drains while the agent goes on: time it (a figure, not an assertion).
     let back = std::time::Instant::now();
     let since = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
@@ -160,8 +160,8 @@ async fn killing_the_agent_loses_nothing_and_stores_nothing_twice() {
     let target = Target::start().await.unwrap();
     let port = free_port();
     let (_collector, _) =
-        start_collector(cdir.path(), &collector_config(cdir.path(), port)).unwrap();
-    let config = agent_config(adir.path(), port, &target.url, 20, "");
+        start_collector(cdir.path(), &collector_config(cdir.path(), port.get())).unwrap();
+    let config = agent_config(adir.path(), port.get(), &target.url, 20, "");
     let mut agent = start_agent(&config);
     for _ in 0..3 {
         let ms = 1_000 + u64::from(std::process::id() as u16 % 7) * 300 + fastrand_ms();
@@ -192,8 +192,8 @@ async fn killing_the_collector_loses_no_acknowledged_batch() {
     let target = Target::start().await.unwrap();
     let port = free_port();
     let (collector, _) =
-        start_collector(cdir.path(), &collector_config(cdir.path(), port)).unwrap();
-    let agent = start_agent(&agent_config(adir.path(), port, &target.url, 20, ""));
+        start_collector(cdir.path(), &collector_config(cdir.path(), port.get())).unwrap();
+    let agent = start_agent(&agent_config(adir.path(), port.get(), &target.url, 20, ""));
     let db = cdir.path().join("lookout.db");
     tokio::time::sleep(Duration::from_millis(2_500 + fastrand_ms())).await;
     collector.signal("KILL").unwrap();
@@ -201,7 +201,7 @@ async fn killing_the_collector_loses_no_acknowledged_batch() {
     let before = coverage(&stored_ranges(&db, "edge").await.unwrap()).unwrap();
     tokio::time::sleep(Duration::from_secs(2)).await;
     let (_collector, _) =
-        start_collector(cdir.path(), &collector_config(cdir.path(), port)).unwrap();
+        start_collector(cdir.path(), &collector_config(cdir.path(), port.get())).unwrap();
     tokio::time::sleep(Duration::from_secs(3)).await;
     stop(agent).await;
     let (stored, missing) = settle(&db).await;
@@ -225,7 +225,7 @@ async fn a_full_spool_drops_the_oldest_and_counts_them() {
     let port = free_port();
     let config = agent_config(
         adir.path(),
-        port,
+        port.get(),
         &target.url,
         30,
         "max_bytes = 65536\nsegment_bytes = 8192",
@@ -234,7 +234,7 @@ async fn a_full_spool_drops_the_oldest_and_counts_them() {
     agent.wait_for_line("spool full", WAIT).unwrap();
     tokio::time::sleep(Duration::from_secs(3)).await;
     let (_collector, base) =
-        start_collector(cdir.path(), &collector_config(cdir.path(), port)).unwrap();
+        start_collector(cdir.path(), &collector_config(cdir.path(), port.get())).unwrap();
     // The agent reports its drop count every 10 s; wait for a report made after the last drop.
     let dropped = eventually("a drop report", WAIT, || async {
         let j = get_json(&format!("{base}/api/v1/hosts")).await?;
@@ -295,7 +295,13 @@ async fn a_damaged_spool_is_skipped_and_the_agent_goes_on() {
     let (cdir, adir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
     let target = Target::start().await.unwrap();
     let port = free_port();
-    let config = agent_config(adir.path(), port, &target.url, 10, "segment_bytes = 4096");
+    let config = agent_config(
+        adir.path(),
+        port.get(),
+        &target.url,
+        10,
+        "segment_bytes = 4096",
+    );
     // No collector yet: everything stays in the spool.
     let agent = start_agent(&config);
     tokio::time::sleep(Duration::from_secs(4)).await;
@@ -314,7 +320,7 @@ async fn a_damaged_spool_is_skipped_and_the_agent_goes_on() {
     std::fs::write(victim, &bytes).unwrap();
 
     let (_collector, base) =
-        start_collector(cdir.path(), &collector_config(cdir.path(), port)).unwrap();
+        start_collector(cdir.path(), &collector_config(cdir.path(), port.get())).unwrap();
     let agent = start_agent(&config);
     let warning = agent.wait_for_line("damaged spool segment", WAIT).unwrap();
     assert!(
@@ -347,8 +353,8 @@ async fn the_agent_fails_over_to_the_next_collector() {
     let target = Target::start().await.unwrap();
     let (dead, live) = (free_port(), free_port());
     let (_collector, base) =
-        start_collector(cdir.path(), &collector_config(cdir.path(), live)).unwrap();
-    let config = agent_config(adir.path(), live, &target.url, 2, "");
+        start_collector(cdir.path(), &collector_config(cdir.path(), live.get())).unwrap();
+    let config = agent_config(adir.path(), live.get(), &target.url, 2, "");
     let text = std::fs::read_to_string(&config).unwrap().replace(
         &format!("collector = \"http://127.0.0.1:{live}\""),
         &format!("collector = [\"http://127.0.0.1:{dead}\", \"http://127.0.0.1:{live}\"]"),

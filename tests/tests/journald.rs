@@ -105,7 +105,7 @@ async fn journal_entries_are_shipped_once_across_a_kill() {
     let port = free_port();
     let (_collector, _) = start_collector(
         cdir.path(),
-        &collector_toml(cdir.path(), port, "edge", TOKEN, ""),
+        &collector_toml(cdir.path(), port.get(), "edge", TOKEN, ""),
     )
     .unwrap();
     let config = adir.path().join("agent.toml");

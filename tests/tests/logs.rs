@@ -109,7 +109,7 @@ async fn every_line_is_stored_once_in_order_through_rotations_and_a_kill() {
     let port = free_port();
     let (_collector, _) = start_collector(
         cdir.path(),
-        &collector_toml(cdir.path(), port, "edge", TOKEN, ""),
+        &collector_toml(cdir.path(), port.get(), "edge", TOKEN, ""),
     )
     .unwrap();
     let config: PathBuf = adir.path().join("agent.toml");

@@ -602,19 +602,19 @@ fn a_bad_telemetry_section_or_log_level_is_refused_with_its_reason() {
 async fn rust_log_sets_the_level_and_the_flag_wins_over_it() {
     let dir = tempfile::tempdir().unwrap();
     let start = |env: &[(&str, &str)], args: &[&str]| {
-        let port = free_port();
+        // The collector's port stays dead: nothing listens there while the test runs.
+        let (port, dead) = (free_port(), free_port());
         let path = write_agent(
             dir.path(),
             &format!(
-                "name = \"a\"\ncollector = \"http://127.0.0.1:{}\"\ntoken = \"t\"\ndata_dir = \"{}\"\n\n[host_metrics]\nenabled = false\n\n[telemetry]\nmetrics_listen = \"127.0.0.1:{port}\"\n",
-                free_port(),
+                "name = \"a\"\ncollector = \"http://127.0.0.1:{dead}\"\ntoken = \"t\"\ndata_dir = \"{}\"\n\n[host_metrics]\nenabled = false\n\n[telemetry]\nmetrics_listen = \"127.0.0.1:{port}\"\n",
                 dir.path().join(format!("d{port}")).display()
             ),
         );
         let mut all = vec!["--config", path.to_str().unwrap()];
         all.extend_from_slice(args);
         let d = Daemon::start(&bin("lookout-agent"), &all, env).unwrap();
-        (d, port)
+        (d, port, dead)
     };
     // Running once /metrics answers; by then "agent started" (info) would have been written.
     async fn running(port: u16) {
@@ -632,15 +632,15 @@ async fn rust_log_sets_the_level_and_the_flag_wins_over_it() {
         .unwrap();
         tokio::time::sleep(Duration::from_millis(300)).await;
     }
-    let (quiet, port) = start(&[("RUST_LOG", "warn")], &[]);
-    running(port).await;
+    let (quiet, port, _dead) = start(&[("RUST_LOG", "warn")], &[]);
+    running(port.get()).await;
     assert!(
         !quiet.log_text().contains("agent started"),
         "{}",
         quiet.log_text()
     );
-    let (loud, port) = start(&[("RUST_LOG", "warn")], &["--log-level", "info"]);
-    running(port).await;
+    let (loud, port, _dead) = start(&[("RUST_LOG", "warn")], &["--log-level", "info"]);
+    running(port.get()).await;
     assert!(
         loud.log_text().contains("agent started"),
         "{}",

@@ -119,7 +119,8 @@ async fn wrong_password_is_permanent_and_not_repeated() {
     assert_eq!(sink.count(), 0);
 
     // Nothing listens: worth retrying.
-    let url = format!("smtp://{SMTP_USER}:{wrong}@127.0.0.1:{}", free_port());
+    let nobody = free_port();
+    let url = format!("smtp://{SMTP_USER}:{wrong}@127.0.0.1:{nobody}");
     let channel = Channel::build(&email_config(url), reqwest::Client::new()).unwrap();
     let e = send(&channel, &firing()).await.unwrap_err();
     assert!(matches!(e, SendError::Retry { .. }), "{e:?}");

@@ -167,9 +167,10 @@ async fn answers_decide_retry_or_give_up() {
     assert_clean(&e, &["WRONGSECRET", token]);
 
     // Nothing listens: retried, no URL.
+    let nobody = free_port();
     let gone = build(json!({
         "name": "s", "type": "slack",
-        "webhook_url": format!("http://127.0.0.1:{}/services/T/B/{token}", free_port()),
+        "webhook_url": format!("http://127.0.0.1:{nobody}/services/T/B/{token}"),
     }));
     let e = send(&gone, &firing()).await.unwrap_err();
     assert!(matches!(e, SendError::Retry { .. }), "{e:?}");

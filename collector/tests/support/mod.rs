@@ -27,11 +27,5 @@ pub async fn collector_state(
         .unwrap()
 }
 
-/// A port nothing listens on (yet).
-pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
+/// A loopback port reserved for the test while the value lives (nothing else binds it).
+pub use lookout_tests::free_port;

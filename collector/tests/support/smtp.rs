@@ -43,6 +43,8 @@ pub struct SinkOptions<'a> {
 /// The running server: it listens on `127.0.0.1:port` and writes what it gets to `dir`.
 pub struct SmtpSink {
     pub port: u16,
+    /// The port's reservation when the sink chose the port (held while it runs).
+    _reserved: Option<lookout_tests::Port>,
     dir: tempfile::TempDir,
     child: Child,
 }
@@ -58,7 +60,13 @@ impl SmtpSink {
     pub fn start(opts: SinkOptions<'_>) -> SmtpSink {
         require_aiosmtpd();
         let dir = tempfile::tempdir().unwrap();
-        let port = opts.port.unwrap_or_else(super::free_port);
+        let (port, reserved) = match opts.port {
+            Some(port) => (port, None),
+            None => {
+                let reserved = super::free_port();
+                (reserved.get(), Some(reserved))
+            }
+        };
         let mut cmd = Command::new("python3");
         cmd.arg(script())
             .args(["serve", "--port", &port.to_string(), "--dir"])
@@ -92,7 +100,12 @@ impl SmtpSink {
             let _ = child.stderr.take().unwrap().read_to_string(&mut err);
             panic!("smtp_sink.py did not start: {err}");
         }
-        SmtpSink { port, dir, child }
+        SmtpSink {
+            port,
+            _reserved: reserved,
+            dir,
+            child,
+        }
     }
 
     /// The `n`th message received (from 1): its envelope and login, waiting up to 5 s for it.
