@@ -508,11 +508,7 @@ async fn the_agent_keeps_probing_while_the_collector_is_away_and_delivers_when_i
     let dir = tempfile::tempdir().unwrap();
     let target = Target::start().await.unwrap();
     // A port with nobody on it yet: the collector comes up there later.
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = lookout_tests::free_port();
     let base = format!("http://127.0.0.1:{port}");
     let agent_dir = tempfile::tempdir().unwrap();
     let agent = start_local_check_agent(
