@@ -130,6 +130,30 @@ async fn firing(base: &str) -> Vec<String> {
         .unwrap_or_default()
 }
 
+/// Waits until each of `agents` has stored at least `n` failed results of check `api` in a row
+/// (its newest ones), newer than `since`: the collector has then taken results that confirm the
+/// check down at those locations.
+async fn failing_at(base: &str, agents: &[&str], n: usize, since: chrono::DateTime<chrono::Utc>) {
+    let since = since.to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+    for agent in agents {
+        let url = format!("{base}/api/v1/checks/api/results?agent={agent}&from={since}");
+        eventually(
+            &format!("{n} failures in a row from {agent}"),
+            Duration::from_secs(20),
+            || async {
+                let j = get_json(&url).await?;
+                // Newest first.
+                let in_a_row = j["results"]
+                    .as_array()
+                    .map_or(0, |r| r.iter().take_while(|r| r["ok"] == false).count());
+                Ok((in_a_row >= n).then_some(()))
+            },
+        )
+        .await
+        .unwrap();
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_location_is_no_page_two_are_one_and_a_restart_pages_nothing_twice() {
     let dir = tempfile::tempdir().unwrap();
@@ -160,7 +184,7 @@ async fn one_location_is_no_page_two_are_one_and_a_restart_pages_nothing_twice()
 
     // One location cut off: it sees failures, the other two do not; no page.
     gate.cut("edge-2");
-    tokio::time::sleep(Duration::from_secs(5)).await;
+    failing_at(&base, &["edge-2"], 3, chrono::Utc::now()).await;
     assert!(firing(&base).await.is_empty(), "one of three is no quorum");
     assert!(inbox.notes().is_empty(), "{:?}", inbox.notes());
 
@@ -196,6 +220,7 @@ async fn one_location_is_no_page_two_are_one_and_a_restart_pages_nothing_twice()
     // The collector dies while the alert fires, and comes back; the agents keep failing.
     collector.signal("KILL").unwrap();
     collector.wait_exit(Duration::from_secs(5)).unwrap();
+    let restarted = chrono::Utc::now();
     let (_collector, base) = start_collector(dir.path(), &config).unwrap();
     eventually(
         "results after the restart",
@@ -210,6 +235,9 @@ async fn one_location_is_no_page_two_are_one_and_a_restart_pages_nothing_twice()
     )
     .await
     .unwrap();
+    // The restarted collector has taken failures from both cut locations again.
+    failing_at(&base, &["edge-2", "edge-3"], 2, restarted).await;
+    // A second page would be sent now; the wait is for it to have had time to come.
     tokio::time::sleep(Duration::from_secs(5)).await;
     assert_eq!(
         inbox.notes(),
@@ -224,6 +252,7 @@ async fn one_location_is_no_page_two_are_one_and_a_restart_pages_nothing_twice()
     })
     .await
     .unwrap();
+    // No more than the one resolve: the wait gives a repeat the time to come.
     tokio::time::sleep(Duration::from_secs(3)).await;
     assert_eq!(
         inbox.notes(),

@@ -524,6 +524,7 @@ async fn the_agent_keeps_probing_while_the_collector_is_away_and_delivers_when_i
         .wait_for_line("shipping failed; will retry", WAIT)
         .unwrap();
     let outage_started = chrono::Utc::now();
+    // The outage lasts a while (the point: results pile up in the spool).
     tokio::time::sleep(Duration::from_secs(3)).await;
 
     let config =
@@ -581,7 +582,8 @@ async fn a_state_change_is_sent_at_once_while_routine_results_wait_for_the_batch
     .await
     .unwrap_or_else(|e| panic!("{e}\n{}", agent.log_text()));
     let first_seen = std::time::Instant::now();
-    // The next ones (still up) wait for the batch: over 3 s, none arrives.
+    // The next ones (still up) wait for the batch: over 3 s, none arrives. (The wait is the
+    // point: it asserts that nothing comes.)
     tokio::time::sleep(Duration::from_secs(3)).await;
     assert_eq!(
         count().await.unwrap(),

@@ -162,20 +162,56 @@ async fn killing_the_agent_loses_nothing_and_stores_nothing_twice() {
     let (_collector, _) =
         start_collector(cdir.path(), &collector_config(cdir.path(), port.get())).unwrap();
     let config = agent_config(adir.path(), port.get(), &target.url, 20, "");
+    let db = cdir.path().join("lookout.db");
     let mut agent = start_agent(&config);
     for _ in 0..3 {
+        // A random moment is the point: the kills fall anywhere in the agent's work.
         let ms = 1_000 + u64::from(std::process::id() as u16 % 7) * 300 + fastrand_ms();
         tokio::time::sleep(Duration::from_millis(ms)).await;
         agent.signal("KILL").unwrap();
         drop(agent);
         agent = start_agent(&config);
     }
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    // The last agent ships what the killed ones left, and more.
+    let at_last_kill = highest_stored(&db).await;
+    eventually("records stored after the last kill", WAIT, || async {
+        Ok((highest_stored(&db).await > at_last_kill).then_some(()))
+    })
+    .await
+    .unwrap();
     stop(agent).await;
-    let (stored, missing) = settle(&cdir.path().join("lookout.db")).await;
+    let (stored, missing) = settle(&db).await;
     assert_eq!(missing, 0, "records lost");
     assert!(stored > 60, "under load: {stored}");
     eprintln!("fault 2: {stored} records produced and stored across 3 kill -9, 0 lost, 0 twice");
+}
+
+/// The highest spool sequence number the collector has stored for `edge` (0 before any).
+async fn highest_stored(db: &Path) -> u64 {
+    if !db.exists() {
+        return 0;
+    }
+    let ranges = stored_ranges(db, "edge").await.unwrap_or_default();
+    coverage(&ranges).unwrap().0
+}
+
+/// The agent's latest report of its spool's drop count, as the collector stores it: (time,
+/// count); `None` before a report with drops.
+async fn drop_report(base: &str) -> anyhow::Result<Option<(String, u64)>> {
+    let j = get_json(&format!("{base}/api/v1/hosts")).await?;
+    let metric = j["hosts"]
+        .as_array()
+        .and_then(|h| h.iter().find(|h| h["name"] == "edge"))
+        .and_then(|h| h["metrics"].as_array())
+        .and_then(|m| {
+            m.iter()
+                .find(|m| m["name"] == "lookout.agent.spool.dropped")
+        })
+        .cloned();
+    Ok(metric.and_then(|m| {
+        let n = m["value"].as_f64().filter(|v| *v > 0.0)? as u64;
+        Some((m["time"].as_str()?.to_string(), n))
+    }))
 }
 
 fn fastrand_ms() -> u64 {
@@ -195,14 +231,25 @@ async fn killing_the_collector_loses_no_acknowledged_batch() {
         start_collector(cdir.path(), &collector_config(cdir.path(), port.get())).unwrap();
     let agent = start_agent(&agent_config(adir.path(), port.get(), &target.url, 20, ""));
     let db = cdir.path().join("lookout.db");
-    tokio::time::sleep(Duration::from_millis(2_500 + fastrand_ms())).await;
+    // Ingest under way, then a random moment (the point: the kill falls anywhere in it).
+    eventually("records stored", WAIT, || async {
+        Ok((highest_stored(&db).await > 0).then_some(()))
+    })
+    .await
+    .unwrap();
+    tokio::time::sleep(Duration::from_millis(1_500 + fastrand_ms())).await;
     collector.signal("KILL").unwrap();
     drop(collector);
     let before = coverage(&stored_ranges(&db, "edge").await.unwrap()).unwrap();
+    // Away for a while (the outage is the point), then back on the same port.
     tokio::time::sleep(Duration::from_secs(2)).await;
     let (_collector, _) =
         start_collector(cdir.path(), &collector_config(cdir.path(), port.get())).unwrap();
-    tokio::time::sleep(Duration::from_secs(3)).await;
+    eventually("records stored after the restart", WAIT, || async {
+        Ok((highest_stored(&db).await > before.0).then_some(()))
+    })
+    .await
+    .unwrap();
     stop(agent).await;
     let (stored, missing) = settle(&db).await;
     assert_eq!(missing, 0, "records lost");
@@ -232,55 +279,37 @@ async fn a_full_spool_drops_the_oldest_and_counts_them() {
     );
     let agent = start_agent(&config);
     agent.wait_for_line("spool full", WAIT).unwrap();
+    // Full for a while longer (the point: more records dropped).
     tokio::time::sleep(Duration::from_secs(3)).await;
     let (_collector, base) =
         start_collector(cdir.path(), &collector_config(cdir.path(), port.get())).unwrap();
-    // The agent reports its drop count every 10 s; wait for a report made after the last drop.
-    let dropped = eventually("a drop report", WAIT, || async {
-        let j = get_json(&format!("{base}/api/v1/hosts")).await?;
-        let host = j["hosts"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|h| h["name"] == "edge")
-            .cloned();
-        Ok(host
-            .and_then(|h| {
-                h["metrics"]
-                    .as_array()?
-                    .iter()
-                    .find(|m| m["name"] == "lookout.agent.spool.dropped")
-                    .and_then(|m| m["value"].as_f64())
-            })
-            .filter(|v| *v > 0.0))
-    })
-    .await
-    .unwrap();
-    tokio::time::sleep(Duration::from_secs(11)).await;
-    let final_dropped = {
-        let j = get_json(&format!("{base}/api/v1/hosts")).await.unwrap();
-        let h = j["hosts"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|h| h["name"] == "edge")
-            .cloned()
-            .unwrap();
-        h["metrics"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|m| m["name"] == "lookout.agent.spool.dropped")
-            .unwrap()["value"]
-            .as_f64()
-            .unwrap() as u64
+    // The agent reports its drop count every 10 s; wait for a report made after the last drop:
+    // two reports in a row with the same count (once the collector is back the spool drains,
+    // and nothing more is dropped).
+    let mut last: Option<(String, u64)> = None;
+    let mut dropped = None;
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    let final_dropped = loop {
+        if let Some(now) = drop_report(&base).await.unwrap() {
+            dropped.get_or_insert(now.1);
+            match &last {
+                Some((time, n)) if *time != now.0 && *n == now.1 => break now.1,
+                Some((time, _)) if *time == now.0 => {}
+                _ => last = Some(now),
+            }
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no two drop reports alike: last {last:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
     };
     stop(agent).await;
     let (stored, missing) = settle(&cdir.path().join("lookout.db")).await;
     assert!(missing > 0);
     assert_eq!(
         final_dropped, missing,
-        "the reported drop count is what is missing (first report {dropped})"
+        "the reported drop count is what is missing (first report {dropped:?})"
     );
     eprintln!(
         "fault 4: {} records produced, {} stored, {missing} dropped and reported as dropped, 0 twice",
@@ -302,16 +331,23 @@ async fn a_damaged_spool_is_skipped_and_the_agent_goes_on() {
         10,
         "segment_bytes = 4096",
     );
-    // No collector yet: everything stays in the spool.
+    // No collector yet: everything stays in the spool, until it has segments to spare.
     let agent = start_agent(&config);
-    tokio::time::sleep(Duration::from_secs(4)).await;
+    let segments = || {
+        let mut segs: Vec<PathBuf> = std::fs::read_dir(adir.path().join("spool"))
+            .map(|d| d.map(|e| e.unwrap().path()).collect())
+            .unwrap_or_default();
+        segs.retain(|p| p.extension().is_some_and(|x| x == "seg"));
+        segs.sort();
+        segs
+    };
+    eventually("four spool segments", WAIT, || async {
+        Ok((segments().len() >= 4).then_some(()))
+    })
+    .await
+    .unwrap();
     stop(agent).await;
-    let mut segs: Vec<PathBuf> = std::fs::read_dir(adir.path().join("spool"))
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.extension().is_some_and(|x| x == "seg"))
-        .collect();
-    segs.sort();
+    let segs = segments();
     assert!(segs.len() >= 3, "{segs:?}");
     let victim = &segs[1];
     let mut bytes = std::fs::read(victim).unwrap();

@@ -85,12 +85,29 @@ async fn stored(db: &Path, source: &str) -> Vec<(String, Option<String>)> {
     rows
 }
 
+/// Writes a marker entry under `tag` again and again until the collector has stored one: the
+/// agent's journalctl then follows the journal, and entries written from now on reach it.
+/// (`read_from = "end"` leaves out what was written before journalctl began to follow.)
+async fn wait_until_following(db: &Path, tag: &str) {
+    let source = format!("journald:{tag}");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while stored(db, &source).await.is_empty() {
+        assert!(
+            Instant::now() < deadline,
+            "no marker entry reached the collector"
+        );
+        write(tag, "info", &["marker".to_string()]);
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
 async fn wait_for(db: &Path, source: &str, n: usize) -> Vec<(String, Option<String>)> {
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         let rows = stored(db, source).await;
         if rows.len() >= n || Instant::now() > deadline {
-            // A little longer, to see any line stored twice.
+            // A little longer, to see any line stored twice (waiting is the point here: a
+            // duplicate would come later, and nothing observable says it will not).
             tokio::time::sleep(Duration::from_millis(500)).await;
             return stored(db, source).await;
         }
@@ -127,11 +144,11 @@ async fn journal_entries_are_shipped_once_across_a_kill() {
     agent
         .wait_for_line("agent started", Duration::from_secs(10))
         .unwrap();
-    // journalctl has started following once its process runs; give it a moment.
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    let db = cdir.path().join("lookout.db");
+    // Markers under a tag of their own, so that they are not among the entries counted.
+    wait_until_following(&db, &format!("{tag}-ready")).await;
     let first: Vec<String> = (0..50).map(|i| format!("first {i:03}")).collect();
     write(&tag, "err", &first);
-    let db = cdir.path().join("lookout.db");
     let rows = wait_for(&db, &source, 50).await;
     assert_eq!(
         rows.iter().map(|r| r.0.clone()).collect::<Vec<_>>(),

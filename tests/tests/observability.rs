@@ -616,8 +616,10 @@ async fn rust_log_sets_the_level_and_the_flag_wins_over_it() {
         let d = Daemon::start(&bin("lookout-agent"), &all, env).unwrap();
         (d, port, dead)
     };
-    // Running once /metrics answers; by then "agent started" (info) would have been written.
-    async fn running(port: u16) {
+    // Running once /metrics answers; and past the point where "agent started" (info) is
+    // written once it warns that it cannot fetch its assignments (from a port where nothing
+    // listens), which comes after it, on the same stream.
+    async fn running(d: &Daemon, port: u16) {
         eventually(
             "the agent's /metrics",
             Duration::from_secs(20),
@@ -630,17 +632,18 @@ async fn rust_log_sets_the_level_and_the_flag_wins_over_it() {
         )
         .await
         .unwrap();
-        tokio::time::sleep(Duration::from_millis(300)).await;
+        d.wait_for_line("cannot fetch assignments", Duration::from_secs(20))
+            .unwrap();
     }
     let (quiet, port, _dead) = start(&[("RUST_LOG", "warn")], &[]);
-    running(port.get()).await;
+    running(&quiet, port.get()).await;
     assert!(
         !quiet.log_text().contains("agent started"),
         "{}",
         quiet.log_text()
     );
     let (loud, port, _dead) = start(&[("RUST_LOG", "warn")], &["--log-level", "info"]);
-    running(port.get()).await;
+    running(&loud, port.get()).await;
     assert!(
         loud.log_text().contains("agent started"),
         "{}",
