@@ -78,7 +78,7 @@ impl From<AgentConfig> for AgentSettings {
         Self {
             name: c.identity.name,
             collector_urls: c.identity.collector.urls(),
-            token: c.identity.token,
+            token: c.identity.token.expose().to_string(),
             labels: c.identity.labels,
             host_metrics: c.host_metrics,
             shipping: c.shipping,

@@ -241,7 +241,7 @@ pub async fn start(config: CollectorConfig) -> Result<Running, CollectorError> {
     let local = config
         .local_agent
         .as_ref()
-        .map(|l| Credential::new(l.name.clone(), random_token(), l.labels.clone()));
+        .map(|l| Credential::new(l.name.clone(), random_token().into(), l.labels.clone()));
     for a in &config.agents {
         store.upsert_agent(&a.name, &a.labels, None).await?;
     }
@@ -253,7 +253,7 @@ pub async fn start(config: CollectorConfig) -> Result<Running, CollectorError> {
             Some(LocalAgent::new(
                 l,
                 format!("http://{}", loopback_for(addr)),
-                cred.token().to_string(),
+                cred.token().expose().to_string(),
                 &config.server.data_dir,
             ))
         }

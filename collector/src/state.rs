@@ -4,7 +4,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, RwLock};
 
-use lookout_config::CollectorConfig;
+use lookout_config::{CollectorConfig, Token};
 use sha2::{Digest, Sha256};
 
 use crate::store::Store;
@@ -18,14 +18,14 @@ pub struct Credential {
     /// The agent's name.
     pub name: String,
     /// Its bearer token.
-    token: String,
+    token: Token,
     /// Labels the collector's configuration gives it.
     pub labels: BTreeMap<String, String>,
 }
 
 impl Credential {
     /// A credential for an agent.
-    pub fn new(name: String, token: String, labels: BTreeMap<String, String>) -> Self {
+    pub fn new(name: String, token: Token, labels: BTreeMap<String, String>) -> Self {
         Self {
             name,
             token,
@@ -34,7 +34,7 @@ impl Credential {
     }
 
     /// The bearer token.
-    pub fn token(&self) -> &str {
+    pub fn token(&self) -> &Token {
         &self.token
     }
 }
@@ -193,6 +193,9 @@ fn credentials(config: &CollectorConfig, local: Option<&Credential>) -> Credenti
         .chain(local.cloned())
         .collect();
     // Tokens are unique (the configuration's validation says so); the local agent's is random.
-    let by_digest = all.iter().map(|c| (digest(&c.token), c.clone())).collect();
+    let by_digest = all
+        .iter()
+        .map(|c| (digest(c.token.expose()), c.clone()))
+        .collect();
     Credentials { all, by_digest }
 }

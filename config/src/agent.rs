@@ -11,6 +11,7 @@ use crate::document::{Document, EnvLookup, KeyPath};
 use crate::error::ConfigErrors;
 use crate::logs::{JournaldConfig, LogSourceConfig};
 use crate::telemetry::{Daemon, TelemetryConfig};
+use crate::token::Token;
 
 /// Everything an agent needs to run.
 #[derive(Debug, Clone, PartialEq)]
@@ -43,7 +44,7 @@ pub struct AgentIdentity {
     pub collector: CollectorUrls,
     /// The bearer token that the collector's `[[agents]]` entry has for this agent. Required;
     /// write `"${LOOKOUT_AGENT_TOKEN}"` to keep it out of the file.
-    pub token: String,
+    pub token: Token,
     /// Where the agent keeps its state. Default `"/var/lib/lookout-agent"`.
     #[serde(default = "default_data_dir")]
     pub data_dir: PathBuf,
@@ -379,7 +380,7 @@ fn validate_identity(doc: &mut Document<'_>, id: &AgentIdentity) {
     if id.name.trim().is_empty() {
         doc.error_at(&KeyPath::key("name"), "must not be empty");
     }
-    if id.token.trim().is_empty() {
+    if id.token.expose().trim().is_empty() {
         doc.error_at(&KeyPath::key("token"), "must not be empty");
     }
     let urls = id.collector.urls();

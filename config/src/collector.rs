@@ -16,6 +16,7 @@ use crate::log_rule::LogRuleConfig;
 use crate::notify::{AlertingSettings, ChannelConfig, MaintenanceConfig, RouteConfig};
 use crate::rule::RuleConfig;
 use crate::telemetry::{Daemon, TelemetryConfig};
+use crate::token::Token;
 
 /// Everything the collector needs to run.
 #[derive(Debug, Clone, PartialEq)]
@@ -89,7 +90,7 @@ pub struct ServerConfig {
     pub data_dir: PathBuf,
     /// Bearer token for the API's writing endpoints. Default none: those endpoints refuse.
     #[serde(default)]
-    pub admin_token: Option<String>,
+    pub admin_token: Option<Token>,
     /// Largest ingest request body, compressed, in bytes. Default 8 MiB; larger gets 413.
     #[serde(default = "default_max_body")]
     pub max_body_bytes: usize,
@@ -220,7 +221,7 @@ pub struct AgentEntry {
     pub name: String,
     /// The agent's bearer token: at least 16 characters, unique. Write `"${VAR}"` to keep it
     /// out of the file.
-    pub token: String,
+    pub token: Token,
     /// Labels for check selection; these take precedence over the agent's own. Default none.
     #[serde(default)]
     pub labels: BTreeMap<String, String>,
@@ -258,9 +259,6 @@ fn yes() -> bool {
 fn default_local_name() -> String {
     "local".to_string()
 }
-
-/// The shortest agent token accepted.
-pub const MIN_TOKEN_LEN: usize = 16;
 
 const SECTIONS: &[&str] = &[
     "server",
@@ -433,12 +431,9 @@ impl CollectorConfig {
             if a.agent_timeout.is_some_and(|d| d < Duration::from_secs(5)) {
                 doc.error_at(&at.child("agent_timeout"), "must be at least 5s");
             }
-            if a.token.chars().count() < MIN_TOKEN_LEN {
-                doc.error_at(
-                    &at.child("token"),
-                    format!("too short: expected at least {MIN_TOKEN_LEN} characters"),
-                );
-            } else if let Some(first) = tokens.insert(&a.token, *i) {
+            if let Err(problem) = a.token.check_length() {
+                doc.error_at(&at.child("token"), problem);
+            } else if let Some(first) = tokens.insert(a.token.expose(), *i) {
                 doc.error_at(
                     &at.child("token"),
                     format!("the same token as agents[{first}]: each agent needs its own"),

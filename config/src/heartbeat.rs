@@ -9,6 +9,8 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
+use crate::token::Token;
+
 /// `[[heartbeats]]`: one push monitor.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -16,7 +18,7 @@ pub struct HeartbeatConfig {
     /// Unique name, the `{name}` in the ping URL.
     pub name: String,
     /// The secret in the ping URL (`?token=`), at least 16 characters. Write `"${VAR}"`.
-    pub token: String,
+    pub token: Token,
     /// Expected time between pings (`"1h"`); or give `schedule`.
     #[serde(default, with = "crate::duration::option")]
     pub period: Option<Duration>,
@@ -67,14 +69,8 @@ impl HeartbeatConfig {
                 ),
             ));
         }
-        if self.token.chars().count() < crate::collector::MIN_TOKEN_LEN {
-            out.push((
-                "token",
-                format!(
-                    "too short: expected at least {} characters",
-                    crate::collector::MIN_TOKEN_LEN
-                ),
-            ));
+        if let Err(problem) = self.token.check_length() {
+            out.push(("token", problem));
         }
         match (&self.period, &self.schedule) {
             (Some(_), Some(_)) => {

@@ -10,7 +10,8 @@
 //!
 //! Files are TOML. String values may use `${VAR}` and `${VAR:-default}` to take secrets from the
 //! environment. Loading reports every problem at once, each with file, line, column and key
-//! ([`ConfigErrors`]). Durations are written `"30s"`, `"5m"`, `"500ms"` ([`duration`]).
+//! ([`ConfigErrors`]). Durations are written `"30s"`, `"5m"`, `"500ms"` ([`duration`]); secrets
+//! are [`Token`]s, which do not show themselves in `Debug`.
 //! Commented examples live in `config/examples/`.
 
 pub mod agent;
@@ -26,6 +27,7 @@ pub mod logs;
 pub mod notify;
 pub mod rule;
 pub mod telemetry;
+pub mod token;
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -43,6 +45,7 @@ pub use log_rule::LogRuleConfig;
 pub use notify::{AlertingSettings, ChannelConfig, ChannelType, MaintenanceConfig, RouteConfig};
 pub use rule::{Aggregate, RuleConfig};
 pub use telemetry::TelemetryConfig;
+pub use token::{MIN_TOKEN_LEN, Token};
 
 use document::{Document, KeyPath};
 

@@ -151,7 +151,37 @@ fn variables_interpolate_into_values_only() {
     )
     .unwrap();
     // The quote stays part of the value: a secret cannot inject TOML.
-    assert_eq!(c.agents[0].token, "abcdefghijklmnop\"q");
+    assert_eq!(c.agents[0].token.expose(), "abcdefghijklmnop\"q");
+}
+
+#[test]
+fn a_token_never_shows_in_debug_and_a_short_one_is_reported_where_it_is() {
+    let secret = "s3cret-agent-token-0123456789";
+    let text = format!(
+        "[server]\nadmin_token = \"admin-{secret}\"\n[[agents]]\nname = \"w\"\ntoken = \"{secret}\"\n\
+         [[heartbeats]]\nname = \"nightly\"\ntoken = \"beat-{secret}\"\nperiod = \"1d\"\n"
+    );
+    let c = collector(&text).unwrap();
+    let shown = format!("{c:?}");
+    assert!(!shown.contains(secret), "{shown}");
+    assert!(shown.contains("Token(****)"), "{shown}");
+    assert_eq!(c.agents[0].token.expose(), secret);
+    let agent = AgentConfig::parse(
+        Path::new("a.toml"),
+        &format!("name = \"w\"\ncollector = \"http://x:1\"\ntoken = \"{secret}\"\n"),
+        &no_env,
+    )
+    .unwrap();
+    let shown = format!("{agent:?}");
+    assert!(!shown.contains(secret), "{shown}");
+    // Too short: the error names file, line, column and key, as it always has.
+    let errs = collector("[[agents]]\nname = \"w\"\ntoken = \"short\"\n")
+        .unwrap_err()
+        .to_string();
+    assert!(
+        errs.contains("c.toml:3:9: agents[0].token: too short: expected at least 16 characters"),
+        "{errs}"
+    );
 }
 
 #[test]

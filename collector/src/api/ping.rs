@@ -74,7 +74,7 @@ async fn record(
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "));
     let given = q.token.as_deref().or(bearer).unwrap_or("");
-    if !bool::from(given.as_bytes().ct_eq(hb.token.as_bytes())) {
+    if !bool::from(given.as_bytes().ct_eq(hb.token.expose().as_bytes())) {
         return Err(AppError::Unauthorized(format!(
             "wrong or missing token for heartbeat {name:?}: add ?token=..."
         )));

@@ -84,7 +84,12 @@ impl FromRequestParts<Arc<AppState>> for Admin {
 
 fn admin(state: &AppState, headers: &HeaderMap) -> Result<Admin, AppError> {
     let config = state.config();
-    let Some(expected) = config.server.admin_token.as_deref() else {
+    let Some(expected) = config
+        .server
+        .admin_token
+        .as_ref()
+        .map(lookout_config::Token::expose)
+    else {
         return Err(AppError::Forbidden(
             "writing endpoints are off: set [server] admin_token to use them".into(),
         ));

@@ -186,7 +186,12 @@ pub async fn login(
     use subtle::ConstantTimeEq;
     let next = next_page(f.next.as_deref()).to_string();
     let config = state.config();
-    let Some(expected) = config.server.admin_token.as_deref() else {
+    let Some(expected) = config
+        .server
+        .admin_token
+        .as_ref()
+        .map(lookout_config::Token::expose)
+    else {
         return (StatusCode::FORBIDDEN, Html(login_page(&state, &next, None))).into_response();
     };
     if !session::same_origin(&headers) {
