@@ -8,7 +8,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-/// The version of the webhook payload's schema (docs/notifications.md).
+/// The version of the webhook payload's schema (docs/alerting.md, "Channels": webhook).
 pub const PAYLOAD_VERSION: u32 = 1;
 
 /// Why a note is sent.

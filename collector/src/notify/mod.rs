@@ -4,7 +4,7 @@
 //! [`format`] and [`http`]), and the worker that delivers the outbox ([`worker`]).
 //!
 //! Rule evaluation queues notes in the store's outbox in the same transaction as the alert
-//! transition they announce; the worker sends them. See docs/notifications.md.
+//! transition they announce; the worker sends them. See docs/alerting.md, "Notifications".
 
 pub mod channel;
 pub mod email;
