@@ -10,10 +10,13 @@ use serde_json::Value;
 
 const TOKEN: &str = "web-1-token-0123456789";
 
+/// A collector with `extra` in its `[server]`. The lines these tests ship are dated 2026-11-01:
+/// logs are kept for ten years here, so the retention pass (which runs a few seconds after the
+/// start) cannot delete them while a test reads them, whatever today's date.
 async fn start(extra: &str) -> (lookout_collector::Running, String, tempfile::TempDir) {
     let dir = tempfile::tempdir().unwrap();
     let text = format!(
-        "[server]\nlisten = \"127.0.0.1:0\"\ndata_dir = \"{}\"\n{extra}\n[[agents]]\nname = \"web-1\"\ntoken = \"{TOKEN}\"\n",
+        "[server]\nlisten = \"127.0.0.1:0\"\ndata_dir = \"{}\"\n{extra}\n[storage]\nlog_retention = \"3650d\"\n[[agents]]\nname = \"web-1\"\ntoken = \"{TOKEN}\"\n",
         dir.path().display()
     );
     let config =
