@@ -26,6 +26,7 @@ pub mod log_rule;
 pub mod logs;
 pub mod notify;
 pub mod rule;
+pub mod selector;
 pub mod telemetry;
 pub mod token;
 
@@ -36,7 +37,7 @@ pub use agent::{
     AgentConfig, AgentIdentity, CollectorUrls, Fsync, HostMetricsConfig, ShippingConfig,
     SpoolSettings,
 };
-pub use check::{CheckConfig, CheckType, IpVersion, RecordType, Selector};
+pub use check::{CheckConfig, CheckType, IpVersion, RecordType};
 pub use collector::{AgentEntry, CollectorConfig, LocalAgentConfig, ServerConfig, StorageConfig};
 pub use condition::{Condition, Observation};
 pub use error::{ConfigError, ConfigErrors};
@@ -44,6 +45,7 @@ pub use heartbeat::HeartbeatConfig;
 pub use log_rule::LogRuleConfig;
 pub use notify::{AlertingSettings, ChannelConfig, ChannelType, MaintenanceConfig, RouteConfig};
 pub use rule::{Aggregate, RuleConfig};
+pub use selector::Selector;
 pub use telemetry::TelemetryConfig;
 pub use token::{MIN_TOKEN_LEN, Token};
 

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use crate::check::Selector;
+use crate::selector::Selector;
 
 /// `[[log_rules]]`: one log rule.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
