@@ -35,10 +35,10 @@ listen = "127.0.0.1:$port"
 data_dir = "$work/collector"
 [[agents]]
 name = "bench"
-token = "bench-token-0123456789"
+token = "bench-token-0123456789abcdef"
 TOML
 {
-  printf 'name = "bench"\ncollector = "http://127.0.0.1:%s"\ntoken = "bench-token-0123456789"\ndata_dir = "%s/agent"\n' "$port" "$work"
+  printf 'name = "bench"\ncollector = "http://127.0.0.1:%s"\ntoken = "bench-token-0123456789abcdef"\ndata_dir = "%s/agent"\n' "$port" "$work"
   printf '[host_metrics]\ninterval = "10s"\n'
   for i in $(seq 1 20); do
     printf '[[checks]]\nname = "c%s"\ntype = "http"\nurl = "http://127.0.0.1:%s/healthz"\ninterval = "10s"\ntimeout = "5s"\n' "$i" "$port"

@@ -27,7 +27,7 @@ fn config(port: u16) -> String {
         r#"
 [[agents]]
 name = "edge-1"
-token = "edge-1-token-0123456789"
+token = "edge-1-token-0123456789abcdef"
 
 [[channels]]
 name = "pager"
@@ -144,7 +144,10 @@ async fn main() {
             let req = Request::post("/v1/ingest")
                 .header(header::CONTENT_TYPE, "application/json")
                 .header(header::CONTENT_ENCODING, Encoding::Identity.header_value())
-                .header(header::AUTHORIZATION, "Bearer edge-1-token-0123456789")
+                .header(
+                    header::AUTHORIZATION,
+                    "Bearer edge-1-token-0123456789abcdef",
+                )
                 .body(Body::from(body))
                 .expect("request");
             let started = Instant::now();

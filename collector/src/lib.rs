@@ -238,22 +238,24 @@ pub async fn start(config: CollectorConfig) -> Result<Running, CollectorError> {
         })?;
     let addr = listener.local_addr().map_err(CollectorError::Serve)?;
 
+    // The local agent's token is made at each start and never leaves the process.
+    let local_token = lookout_config::Token::new(random_token());
     let local = config
         .local_agent
         .as_ref()
-        .map(|l| Credential::new(l.name.clone(), random_token().into(), l.labels.clone()));
+        .map(|l| Credential::new(l.name.clone(), vec![local_token.digest()], l.labels.clone()));
     for a in &config.agents {
         store.upsert_agent(&a.name, &a.labels, None).await?;
     }
     let local_agent = match (&config.local_agent, &local) {
-        (Some(l), Some(cred)) => {
+        (Some(l), Some(_)) => {
             store
                 .upsert_agent(&l.name, &l.labels, Some(env!("CARGO_PKG_VERSION")))
                 .await?;
             Some(LocalAgent::new(
                 l,
                 format!("http://{}", loopback_for(addr)),
-                cred.token().expose().to_string(),
+                local_token.expose().to_string(),
                 &config.server.data_dir,
             ))
         }

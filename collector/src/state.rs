@@ -4,8 +4,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, RwLock};
 
-use lookout_config::{CollectorConfig, Token};
-use sha2::{Digest, Sha256};
+use lookout_config::{CollectorConfig, Token, TokenDigest};
 
 use crate::store::Store;
 
@@ -17,25 +16,20 @@ pub const TAIL_BUFFER: usize = 4096;
 pub struct Credential {
     /// The agent's name.
     pub name: String,
-    /// Its bearer token.
-    token: Token,
+    /// The digests of the tokens it may present (two while its token rotates).
+    digests: Vec<TokenDigest>,
     /// Labels the collector's configuration gives it.
     pub labels: BTreeMap<String, String>,
 }
 
 impl Credential {
-    /// A credential for an agent.
-    pub fn new(name: String, token: Token, labels: BTreeMap<String, String>) -> Self {
+    /// A credential for an agent that presents one of the tokens of these digests.
+    pub fn new(name: String, digests: Vec<TokenDigest>, labels: BTreeMap<String, String>) -> Self {
         Self {
             name,
-            token,
+            digests,
             labels,
         }
-    }
-
-    /// The bearer token.
-    pub fn token(&self) -> &Token {
-        &self.token
     }
 }
 
@@ -161,7 +155,7 @@ impl AppState {
             .read()
             .unwrap_or_else(|p| p.into_inner())
             .clone();
-        creds.by_digest.get(&digest(token)).cloned()
+        creds.by_digest.get(&Token::new(token).digest()).cloned()
     }
 
     /// Every agent the configuration names (remote ones and the local one).
@@ -178,24 +172,20 @@ impl AppState {
 #[derive(Debug)]
 struct Credentials {
     all: Vec<Credential>,
-    by_digest: HashMap<[u8; 32], Credential>,
-}
-
-fn digest(token: &str) -> [u8; 32] {
-    Sha256::digest(token.as_bytes()).into()
+    by_digest: HashMap<TokenDigest, Credential>,
 }
 
 fn credentials(config: &CollectorConfig, local: Option<&Credential>) -> Credentials {
     let all: Vec<Credential> = config
         .agents
         .iter()
-        .map(|a| Credential::new(a.name.clone(), a.token.clone(), a.labels.clone()))
+        .map(|a| Credential::new(a.name.clone(), a.digests(), a.labels.clone()))
         .chain(local.cloned())
         .collect();
     // Tokens are unique (the configuration's validation says so); the local agent's is random.
     let by_digest = all
         .iter()
-        .map(|c| (digest(c.token.expose()), c.clone()))
+        .flat_map(|c| c.digests.iter().map(move |d| (*d, c.clone())))
         .collect();
     Credentials { all, by_digest }
 }

@@ -18,19 +18,19 @@ use tower::ServiceExt;
 
 const CONFIG: &str = r#"
 [server]
-admin_token = "admin-token-0123456789"
+admin_token = "admin-token-0123456789abcdef"
 
 [[agents]]
 name = "edge-1"
-token = "edge-1-token-0123456789"
+token = "edge-1-token-0123456789abcdef"
 
 [[agents]]
 name = "edge-2"
-token = "edge-2-token-0123456789"
+token = "edge-2-token-0123456789abcdef"
 
 [[agents]]
 name = "edge-3"
-token = "edge-3-token-0123456789"
+token = "edge-3-token-0123456789abcdef"
 
 [[checks]]
 name = "api"
@@ -79,7 +79,7 @@ impl Agents {
                 .header(header::CONTENT_ENCODING, Encoding::Identity.header_value())
                 .header(
                     header::AUTHORIZATION,
-                    format!("Bearer {agent}-token-0123456789"),
+                    format!("Bearer {agent}-token-0123456789abcdef"),
                 )
                 .body(Body::from(encode_batch(&b, Encoding::Identity).unwrap()))
                 .unwrap();
@@ -290,7 +290,7 @@ async fn call(
     )
 }
 
-const ADMIN: &str = "admin-token-0123456789";
+const ADMIN: &str = "admin-token-0123456789abcdef";
 
 #[tokio::test]
 async fn a_firing_alert_is_acknowledged_with_the_admin_token_and_who_did_it() {
@@ -310,7 +310,7 @@ async fn a_firing_alert_is_acknowledged_with_the_admin_token_and_who_did_it() {
         &a.state,
         "POST",
         &uri,
-        Some("edge-1-token-0123456789"),
+        Some("edge-1-token-0123456789abcdef"),
         None,
     )
     .await;

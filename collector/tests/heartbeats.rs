@@ -17,17 +17,17 @@ use tower::ServiceExt;
 const CONFIG: &str = r#"
 [[heartbeats]]
 name = "backup"
-token = "backup-token-0123456789"
+token = "backup-token-0123456789abcdef"
 period = "1h"
 grace = "5m"
 
 [[heartbeats]]
 name = "report"
-token = "report-token-0123456789"
+token = "report-token-0123456789abcdef"
 schedule = "0 6 * * *"
 "#;
 
-const TOKEN: &str = "backup-token-0123456789";
+const TOKEN: &str = "backup-token-0123456789abcdef";
 
 async fn collector(dir: &Path) -> Arc<AppState> {
     support::collector_state(dir, CONFIG).await

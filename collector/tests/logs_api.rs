@@ -8,7 +8,7 @@ use chrono::{TimeZone, Utc};
 use lookout_protocol::{Batch, Encoding, LogRecord, PROTOCOL_VERSION, Record, encode_batch};
 use serde_json::Value;
 
-const TOKEN: &str = "web-1-token-0123456789";
+const TOKEN: &str = "web-1-token-0123456789abcdef";
 
 /// A collector with `extra` in its `[server]`. The lines these tests ship are dated 2026-11-01:
 /// logs are kept for ten years here, so the retention pass (which runs a few seconds after the
@@ -179,12 +179,12 @@ async fn search_pages_filters_and_says_what_is_wrong() {
 
 #[tokio::test]
 async fn with_an_admin_token_set_logs_need_it() {
-    let (running, base, _dir) = start("admin_token = \"admin-secret-0123456789\"").await;
+    let (running, base, _dir) = start("admin_token = \"admin-secret-0123456789abcdef\"").await;
     ship(&base, "b1", vec![line(0, "/a.log", None, "secret stuff")]).await;
     let url = format!("{base}/api/v1/logs");
     assert_eq!(get(&url, None).await.0, 401);
-    assert_eq!(get(&url, Some("wrong-token-0123456789")).await.0, 401);
-    let (status, v) = get(&url, Some("admin-secret-0123456789")).await;
+    assert_eq!(get(&url, Some("wrong-token-0123456789abcdef")).await.0, 401);
+    let (status, v) = get(&url, Some("admin-secret-0123456789abcdef")).await;
     assert_eq!(status, 200);
     assert_eq!(texts(&v), ["secret stuff"]);
     let tail = reqwest::get(format!("{base}/api/v1/logs/tail"))

@@ -25,18 +25,18 @@ use tower::ServiceExt;
 
 use routes::{METHODS, routes_in, str_constants};
 
-const ADMIN_TOKEN: &str = "admin-token-0123456789";
-const AGENT_TOKEN: &str = "web-1-token-0123456789";
-const HEARTBEAT_TOKEN: &str = "backup-token-0123456789";
+const ADMIN_TOKEN: &str = "admin-token-0123456789abcdef";
+const AGENT_TOKEN: &str = "web-1-token-0123456789abcdef";
+const HEARTBEAT_TOKEN: &str = "backup-token-0123456789abcdef";
 
 /// The names the document's examples use: check `api`, agent `web-1`, heartbeat `backup`.
 const CONFIG: &str = r#"
 [server]
-admin_token = "admin-token-0123456789"
+admin_token = "admin-token-0123456789abcdef"
 
 [[agents]]
 name = "web-1"
-token = "web-1-token-0123456789"
+token = "web-1-token-0123456789abcdef"
 
 [[checks]]
 name = "api"
@@ -47,7 +47,7 @@ timeout = "2s"
 
 [[heartbeats]]
 name = "backup"
-token = "backup-token-0123456789"
+token = "backup-token-0123456789abcdef"
 period = "1h"
 grace = "5m"
 "#;

@@ -30,7 +30,7 @@ use tower::ServiceExt;
 const AGENTS: &str = r#"
 [[agents]]
 name = "web-1"
-token = "web-1-token-0123456789"
+token = "web-1-token-0123456789abcdef"
 labels = { role = "web" }
 agent_timeout = "{timeout}"
 
@@ -106,7 +106,7 @@ impl Harness {
         let body = encode_batch(&batch, Encoding::Identity).unwrap();
         let req = Request::post("/v1/ingest")
             .header(header::CONTENT_TYPE, "application/json")
-            .header(header::AUTHORIZATION, "Bearer web-1-token-0123456789")
+            .header(header::AUTHORIZATION, "Bearer web-1-token-0123456789abcdef")
             .body(Body::from(body))
             .unwrap();
         let resp = lookout_collector::router(self.state.clone())
@@ -335,7 +335,7 @@ async fn a_heartbeat_is_late_after_its_period_and_down_after_its_grace() {
         r#"
 [[heartbeats]]
 name = "backup"
-token = "backup-token-0123456789"
+token = "backup-token-0123456789abcdef"
 period = "1h"
 grace = "5m"
 
@@ -345,7 +345,7 @@ group_wait = "0s"
 "#,
     )
     .await;
-    h.ping("/v1/ping/backup?token=backup-token-0123456789")
+    h.ping("/v1/ping/backup?token=backup-token-0123456789abcdef")
         .await;
     // Most of the hour at once: the tick that wakes sees the time it wakes at.
     tokio::time::advance(Duration::from_secs(3570)).await;
@@ -365,7 +365,7 @@ group_wait = "0s"
         [[("firing".into(), "heartbeat".into())]]
     );
     // The ping that comes at last resolves it at once.
-    h.ping("/v1/ping/backup?token=backup-token-0123456789")
+    h.ping("/v1/ping/backup?token=backup-token-0123456789abcdef")
         .await;
     h.expect_state("heartbeat", Some(AlertState::Resolved))
         .await;
@@ -422,7 +422,7 @@ group_wait = "0s"
         .unwrap();
     let req = Request::post("/v1/ingest")
         .header(header::CONTENT_TYPE, "application/json")
-        .header(header::AUTHORIZATION, "Bearer web-1-token-0123456789")
+        .header(header::AUTHORIZATION, "Bearer web-1-token-0123456789abcdef")
         .body(Body::from("{}"))
         .unwrap();
     let resp = lookout_collector::router(h.state.clone())

@@ -14,7 +14,7 @@ use lookout_protocol::{
 use serde_json::Value;
 use tower::ServiceExt;
 
-const TOKEN: &str = "web-1-token-0123456789";
+const TOKEN: &str = "web-1-token-0123456789abcdef";
 
 const CONFIG: &str = r#"
 [server]
@@ -23,12 +23,12 @@ max_decoded_bytes = 65536
 
 [[agents]]
 name = "web-1"
-token = "web-1-token-0123456789"
+token = "web-1-token-0123456789abcdef"
 labels = { role = "web" }
 
 [[agents]]
 name = "db-1"
-token = "db-1-token-0123456789"
+token = "db-1-token-0123456789abcdef"
 labels = { role = "db" }
 
 [[checks]]
@@ -289,7 +289,7 @@ async fn assignments_follow_selectors_and_answer_304_when_unchanged() {
     let (s, _, _) = h.call(get(TOKEN, Some(etag.clone()))).await;
     assert_eq!(s, StatusCode::NOT_MODIFIED);
 
-    let (_, _, j) = h.call(get("db-1-token-0123456789", None)).await;
+    let (_, _, j) = h.call(get("db-1-token-0123456789abcdef", None)).await;
     let names: Vec<&str> = j["checks"]
         .as_array()
         .unwrap()
@@ -339,7 +339,7 @@ async fn results_filter_by_agent_and_window() {
     );
     let body = encode_batch(&batch("db-1", "1", &[("api", false)]), Encoding::Zstd).unwrap();
     assert_eq!(
-        h.ingest(Some("db-1-token-0123456789"), Encoding::Zstd, body)
+        h.ingest(Some("db-1-token-0123456789abcdef"), Encoding::Zstd, body)
             .await
             .0,
         StatusCode::OK
@@ -444,7 +444,7 @@ async fn uptime_answers_from_rollups_per_step() {
     )
     .unwrap();
     assert_eq!(
-        h.ingest(Some("db-1-token-0123456789"), Encoding::Zstd, body)
+        h.ingest(Some("db-1-token-0123456789abcdef"), Encoding::Zstd, body)
             .await
             .0,
         StatusCode::OK

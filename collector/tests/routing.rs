@@ -16,11 +16,11 @@ use lookout_protocol::{CheckResult, MetricSample, MetricType, Record, Timings};
 const BASE: &str = r#"
 [[agents]]
 name = "edge-1"
-token = "edge-1-token-0123456789"
+token = "edge-1-token-0123456789abcdef"
 
 [[agents]]
 name = "edge-2"
-token = "edge-2-token-0123456789"
+token = "edge-2-token-0123456789abcdef"
 agent_timeout = "20s"
 
 [[checks]]

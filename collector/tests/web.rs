@@ -16,7 +16,7 @@ use lookout_protocol::{
 use serde_json::Value;
 use tower::ServiceExt;
 
-const ADMIN: &str = "admin-token-0123456789";
+const ADMIN: &str = "admin-token-0123456789abcdef";
 
 fn config(extra: &str) -> String {
     format!(
@@ -26,7 +26,7 @@ admin_token = "{ADMIN}"
 
 [[agents]]
 name = "web-1"
-token = "web-1-token-0123456789"
+token = "web-1-token-0123456789abcdef"
 
 [[checks]]
 name = "api"
@@ -401,7 +401,7 @@ async fn admin_pages_need_the_login_and_show_hosts_checks_logs_and_alerts() {
     let poll = h
         .send(
             Request::get("/v1/assignments")
-                .header(header::AUTHORIZATION, "Bearer web-1-token-0123456789")
+                .header(header::AUTHORIZATION, "Bearer web-1-token-0123456789abcdef")
                 .header(header::USER_AGENT, "lookout-agent/9.8.7")
                 .body(Body::empty())
                 .unwrap(),

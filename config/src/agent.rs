@@ -380,8 +380,8 @@ fn validate_identity(doc: &mut Document<'_>, id: &AgentIdentity) {
     if id.name.trim().is_empty() {
         doc.error_at(&KeyPath::key("name"), "must not be empty");
     }
-    if id.token.expose().trim().is_empty() {
-        doc.error_at(&KeyPath::key("token"), "must not be empty");
+    if let Err(problem) = id.token.check_strength() {
+        doc.error_at(&KeyPath::key("token"), problem);
     }
     let urls = id.collector.urls();
     if urls.is_empty() {

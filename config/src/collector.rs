@@ -16,7 +16,7 @@ use crate::log_rule::LogRuleConfig;
 use crate::notify::{AlertingSettings, ChannelConfig, MaintenanceConfig, RouteConfig};
 use crate::rule::RuleConfig;
 use crate::telemetry::{Daemon, TelemetryConfig};
-use crate::token::Token;
+use crate::token::{Token, TokenDigest};
 
 /// Everything the collector needs to run.
 #[derive(Debug, Clone, PartialEq)]
@@ -219,9 +219,21 @@ impl StorageConfig {
 pub struct AgentEntry {
     /// The agent's name (its `name` setting). Required, unique.
     pub name: String,
-    /// The agent's bearer token: at least 16 characters, unique. Write `"${VAR}"` to keep it
-    /// out of the file.
-    pub token: Token,
+    /// The agent's bearer token: at least 24 characters, unique. Write `"${VAR}"` to keep it
+    /// out of the file, or give `token_sha256` instead. One of the two is required.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token: Option<Token>,
+    /// The token's SHA-256 (64 hex digits, `printf %s "$TOKEN" | sha256sum`), instead of
+    /// `token`: the file then holds nothing an agent could present.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token_sha256: Option<TokenDigest>,
+    /// While the agent's token is being replaced: the token it had (or `previous_token_sha256`,
+    /// its digest), still accepted until removed from here. Default none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub previous_token: Option<Token>,
+    /// The previous token's SHA-256, instead of `previous_token`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub previous_token_sha256: Option<TokenDigest>,
     /// Labels for check selection; these take precedence over the agent's own. Default none.
     #[serde(default)]
     pub labels: BTreeMap<String, String>,
@@ -229,6 +241,20 @@ pub struct AgentEntry {
     /// agent's polling interval and at least 30 s.
     #[serde(default, with = "crate::duration::option")]
     pub agent_timeout: Option<Duration>,
+}
+
+impl AgentEntry {
+    /// The digests of every token this agent may present: its token and, while it rotates,
+    /// the previous one.
+    pub fn digests(&self) -> Vec<TokenDigest> {
+        let current = self.token.as_ref().map(Token::digest).or(self.token_sha256);
+        let previous = self
+            .previous_token
+            .as_ref()
+            .map(Token::digest)
+            .or(self.previous_token_sha256);
+        current.into_iter().chain(previous).collect()
+    }
 }
 
 /// `[local_agent]`: an agent inside the collector process that ships through the same ingest
@@ -407,6 +433,11 @@ impl CollectorConfig {
                 "must be at least 1024",
             );
         }
+        if let Some(t) = &server.admin_token
+            && let Err(problem) = t.check_strength()
+        {
+            doc.error_at(&KeyPath::key("server").child("admin_token"), problem);
+        }
         if server.max_decoded_bytes < server.max_body_bytes {
             doc.error_at(
                 &KeyPath::key("server").child("max_decoded_bytes"),
@@ -414,7 +445,7 @@ impl CollectorConfig {
             );
         }
         let mut names: HashMap<&str, usize> = HashMap::new();
-        let mut tokens: HashMap<&str, usize> = HashMap::new();
+        let mut tokens: HashMap<TokenDigest, usize> = HashMap::new();
         for (i, a) in &agents {
             let at = KeyPath::key("agents").index(*i);
             if a.name.trim().is_empty() {
@@ -431,14 +462,7 @@ impl CollectorConfig {
             if a.agent_timeout.is_some_and(|d| d < Duration::from_secs(5)) {
                 doc.error_at(&at.child("agent_timeout"), "must be at least 5s");
             }
-            if let Err(problem) = a.token.check_length() {
-                doc.error_at(&at.child("token"), problem);
-            } else if let Some(first) = tokens.insert(a.token.expose(), *i) {
-                doc.error_at(
-                    &at.child("token"),
-                    format!("the same token as agents[{first}]: each agent needs its own"),
-                );
-            }
+            validate_agent_tokens(&mut doc, &at, a, *i, &mut tokens);
         }
         if let Some(local) = &local_agent {
             let at = KeyPath::key("local_agent");
@@ -478,5 +502,67 @@ impl CollectorConfig {
             .filter(|c| c.runs_on(agent, labels))
             .cloned()
             .collect()
+    }
+}
+
+/// An agent's tokens: one of `token` and `token_sha256` (and at most one of the previous pair),
+/// each strong, none shared with another agent.
+fn validate_agent_tokens(
+    doc: &mut Document<'_>,
+    at: &KeyPath,
+    a: &AgentEntry,
+    i: usize,
+    seen: &mut HashMap<TokenDigest, usize>,
+) {
+    let pairs = [
+        ("token", &a.token, "token_sha256", &a.token_sha256, true),
+        (
+            "previous_token",
+            &a.previous_token,
+            "previous_token_sha256",
+            &a.previous_token_sha256,
+            false,
+        ),
+    ];
+    for (plain_key, plain, hashed_key, hashed, required) in pairs {
+        let digest = match (plain, hashed) {
+            (Some(_), Some(_)) => {
+                doc.error_at(
+                    &at.child(hashed_key),
+                    format!("give {plain_key} or {hashed_key}, not both"),
+                );
+                continue;
+            }
+            (None, None) => {
+                if required {
+                    doc.error_at(
+                        &at.child(plain_key),
+                        format!("required: {plain_key} (or {hashed_key})"),
+                    );
+                }
+                continue;
+            }
+            (Some(t), None) => {
+                if let Err(problem) = t.check_strength() {
+                    doc.error_at(&at.child(plain_key), problem);
+                    continue;
+                }
+                t.digest()
+            }
+            (None, Some(d)) => *d,
+        };
+        let key = if plain.is_some() {
+            plain_key
+        } else {
+            hashed_key
+        };
+        if let Some(first) = seen.insert(digest, i) {
+            let whose = if first == i {
+                "the same token as this agent's other one".to_string()
+            } else {
+                format!("the same token as agents[{first}]: each agent needs its own")
+            };
+            doc.error_at(&at.child(key), whose);
+        }
     }
 }

@@ -17,7 +17,7 @@ use crate::token::Token;
 pub struct HeartbeatConfig {
     /// Unique name, the `{name}` in the ping URL.
     pub name: String,
-    /// The secret in the ping URL (`?token=`), at least 16 characters. Write `"${VAR}"`.
+    /// The secret in the ping URL (`?token=`), at least 24 characters. Write `"${VAR}"`.
     pub token: Token,
     /// Expected time between pings (`"1h"`); or give `schedule`.
     #[serde(default, with = "crate::duration::option")]
@@ -69,7 +69,7 @@ impl HeartbeatConfig {
                 ),
             ));
         }
-        if let Err(problem) = self.token.check_length() {
+        if let Err(problem) = self.token.check_strength() {
             out.push(("token", problem));
         }
         match (&self.period, &self.schedule) {

@@ -47,7 +47,7 @@ pub use notify::{AlertingSettings, ChannelConfig, ChannelType, MaintenanceConfig
 pub use rule::{Aggregate, RuleConfig};
 pub use selector::Selector;
 pub use telemetry::TelemetryConfig;
-pub use token::{MIN_TOKEN_LEN, Token};
+pub use token::{MIN_TOKEN_LEN, Token, TokenDigest};
 
 use document::{Document, KeyPath};
 

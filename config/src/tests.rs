@@ -17,15 +17,20 @@ fn examples() -> PathBuf {
 
 #[test]
 fn every_example_loads_and_validates() {
+    // The examples' tokens come from the environment; their defaults are placeholders.
+    let tokens = |k: &str| {
+        (k.contains("TOKEN") && k != "LOOKOUT_ADMIN_TOKEN")
+            .then(|| format!("{}-a1b2c3d4e5f6a7b8c9d0", k.to_lowercase()))
+    };
     let mut seen = 0;
     for entry in std::fs::read_dir(examples()).unwrap() {
         let path = entry.unwrap().path();
         let name = path.file_name().unwrap().to_str().unwrap().to_string();
         let text = std::fs::read_to_string(&path).unwrap();
         let result = if name.starts_with("agent") {
-            AgentConfig::parse(&path, &text, &no_env).map(|_| ())
+            AgentConfig::parse(&path, &text, &tokens).map(|_| ())
         } else {
-            CollectorConfig::parse(&path, &text, &no_env).map(|_| ())
+            CollectorConfig::parse(&path, &text, &tokens).map(|_| ())
         };
         if let Err(e) = result {
             panic!("{name} does not load:\n{e}");
@@ -143,7 +148,7 @@ fn unset_variable_is_an_error_that_names_it() {
 
 #[test]
 fn variables_interpolate_into_values_only() {
-    let env = |k: &str| (k == "TOKEN").then(|| "abcdefghijklmnop\"q".to_string());
+    let env = |k: &str| (k == "TOKEN").then(|| "abcdefghijklmnop0123456\"q".to_string());
     let c = CollectorConfig::parse(
         Path::new("c.toml"),
         "[[agents]]\nname = \"w\"\ntoken = \"${TOKEN}\"\n",
@@ -151,12 +156,15 @@ fn variables_interpolate_into_values_only() {
     )
     .unwrap();
     // The quote stays part of the value: a secret cannot inject TOML.
-    assert_eq!(c.agents[0].token.expose(), "abcdefghijklmnop\"q");
+    assert_eq!(
+        c.agents[0].token.as_ref().unwrap().expose(),
+        "abcdefghijklmnop0123456\"q"
+    );
 }
 
 #[test]
 fn a_token_never_shows_in_debug_and_a_short_one_is_reported_where_it_is() {
-    let secret = "s3cret-agent-token-0123456789";
+    let secret = "s3cret-agent-token-0123456789abcdef";
     let text = format!(
         "[server]\nadmin_token = \"admin-{secret}\"\n[[agents]]\nname = \"w\"\ntoken = \"{secret}\"\n\
          [[heartbeats]]\nname = \"nightly\"\ntoken = \"beat-{secret}\"\nperiod = \"1d\"\n"
@@ -165,7 +173,7 @@ fn a_token_never_shows_in_debug_and_a_short_one_is_reported_where_it_is() {
     let shown = format!("{c:?}");
     assert!(!shown.contains(secret), "{shown}");
     assert!(shown.contains("Token(****)"), "{shown}");
-    assert_eq!(c.agents[0].token.expose(), secret);
+    assert_eq!(c.agents[0].token.as_ref().unwrap().expose(), secret);
     let agent = AgentConfig::parse(
         Path::new("a.toml"),
         &format!("name = \"w\"\ncollector = \"http://x:1\"\ntoken = \"{secret}\"\n"),
@@ -179,7 +187,7 @@ fn a_token_never_shows_in_debug_and_a_short_one_is_reported_where_it_is() {
         .unwrap_err()
         .to_string();
     assert!(
-        errs.contains("c.toml:3:9: agents[0].token: too short: expected at least 16 characters"),
+        errs.contains("c.toml:3:9: agents[0].token: too short: expected at least 24 characters"),
         "{errs}"
     );
 }
@@ -192,10 +200,10 @@ name = "a"
 token = "short"
 [[agents]]
 name = "a"
-token = "0123456789abcdef"
+token = "0123456789abcdef01234567"
 [[agents]]
 name = "b"
-token = "0123456789abcdef"
+token = "0123456789abcdef01234567"
 "#;
     let all = collector(text).unwrap_err().to_string();
     assert!(all.contains("agents[0].token: too short"), "{all}");
@@ -206,6 +214,103 @@ token = "0123456789abcdef"
     assert!(
         all.contains("agents[2].token: the same token as agents[1]"),
         "{all}"
+    );
+}
+
+#[test]
+fn the_examples_placeholder_tokens_are_refused() {
+    for (name, keys) in [
+        (
+            "collector.toml",
+            &[
+                "agents[0].token",
+                "agents[1].token",
+                "agents[2].token",
+                "heartbeats[0].token",
+            ][..],
+        ),
+        ("agent.toml", &["token"][..]),
+    ] {
+        let path = examples().join(name);
+        let text = std::fs::read_to_string(&path).unwrap();
+        let errs = if name == "agent.toml" {
+            AgentConfig::parse(&path, &text, &no_env).unwrap_err()
+        } else {
+            CollectorConfig::parse(&path, &text, &no_env).unwrap_err()
+        }
+        .to_string();
+        for key in keys {
+            assert!(
+                errs.contains(&format!("{key}: the example's placeholder")),
+                "{name}: {key} not refused:\n{errs}"
+            );
+        }
+    }
+    // A token copied from the examples, under another key, is refused too.
+    let errs = collector(
+        "[server]\nadmin_token = \"change-me-web-1-token\"\n\
+         [[agents]]\nname = \"w\"\ntoken = \"aaaaaaaaaaaaaaaaaaaaaaaaaaaa\"\n",
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(
+        errs.contains("server.admin_token: the example's placeholder"),
+        "{errs}"
+    );
+    assert!(
+        errs.contains("agents[0].token: one character repeated"),
+        "{errs}"
+    );
+}
+
+#[test]
+fn an_agent_token_may_be_a_digest_and_two_are_valid_while_it_rotates() {
+    // printf %s 0123456789abcdef01234567 | sha256sum
+    let hex = "8865fea8edb697169ac2b4f5e6339e16439381033640eeb4f55edbad9bdc2d3d";
+    let c = collector(&format!(
+        "[[agents]]\nname = \"a\"\ntoken_sha256 = \"{hex}\"\n\
+         previous_token = \"old-token-of-agent-a-0123\"\n\
+         [[agents]]\nname = \"b\"\ntoken = \"token-of-agent-b-01234567\"\n"
+    ))
+    .unwrap();
+    let a = c.agents[0].digests();
+    assert_eq!(a.len(), 2);
+    assert!(a.contains(&Token::from("0123456789abcdef01234567").digest()));
+    assert!(a.contains(&Token::from("old-token-of-agent-a-0123").digest()));
+    assert_eq!(
+        c.agents[1].digests(),
+        vec![Token::from("token-of-agent-b-01234567").digest()]
+    );
+    assert!(
+        !format!("{c:?}").contains(hex),
+        "a digest is not logged either"
+    );
+    // Neither, both, a bad digest, and one agent's token as another's digest.
+    let errs = collector(&format!(
+        "[[agents]]\nname = \"a\"\n\
+         [[agents]]\nname = \"b\"\ntoken = \"0123456789abcdef01234567\"\ntoken_sha256 = \"{hex}\"\n\
+         [[agents]]\nname = \"c\"\ntoken_sha256 = \"{}\"\n\
+         [[agents]]\nname = \"d\"\ntoken = \"0123456789abcdef01234567\"\n\
+         [[agents]]\nname = \"e\"\ntoken_sha256 = \"{hex}\"\n",
+        &hex[1..]
+    ))
+    .unwrap_err()
+    .to_string();
+    assert!(
+        errs.contains("agents[0].token: required: token (or token_sha256)"),
+        "{errs}"
+    );
+    assert!(
+        errs.contains("agents[1].token_sha256: give token or token_sha256, not both"),
+        "{errs}"
+    );
+    assert!(
+        errs.contains("agents[2].token_sha256") && errs.contains("64 hexadecimal digits"),
+        "{errs}"
+    );
+    assert!(
+        errs.contains("agents[4].token_sha256: the same token as agents[3]"),
+        "{errs}"
     );
 }
 
@@ -269,7 +374,7 @@ run_on = ["role=web"]
 
 #[test]
 fn host_metric_groups_are_checked() {
-    let text = "name = \"a\"\ncollector = \"http://x:1\"\ntoken = \"t\"\n[host_metrics]\ngroups = [\"cpu\", \"gpu\"]\n";
+    let text = "name = \"a\"\ncollector = \"http://x:1\"\ntoken = \"agent-token-0123456789abcdef\"\n[host_metrics]\ngroups = [\"cpu\", \"gpu\"]\n";
     let errs = AgentConfig::parse(Path::new("a.toml"), text, &no_env)
         .unwrap_err()
         .to_string();
@@ -285,7 +390,7 @@ fn host_metric_groups_are_checked() {
 
 #[test]
 fn tcp_states_need_the_connections_group() {
-    let text = "name = \"a\"\ncollector = \"http://x:1\"\ntoken = \"t\"\n[host_metrics]\ngroups = [\"cpu\"]\ntcp_states = true\n";
+    let text = "name = \"a\"\ncollector = \"http://x:1\"\ntoken = \"agent-token-0123456789abcdef\"\n[host_metrics]\ngroups = [\"cpu\"]\ntcp_states = true\n";
     let errs = AgentConfig::parse(Path::new("a.toml"), text, &no_env)
         .unwrap_err()
         .to_string();
@@ -293,10 +398,11 @@ fn tcp_states_need_the_connections_group() {
         errs.contains("a.toml:6:14: host_metrics.tcp_states: needs the \"connections\" group"),
         "{errs}"
     );
-    let with = "name = \"a\"\ncollector = \"http://x:1\"\ntoken = \"t\"\n[host_metrics]\ngroups = [\"connections\"]\ntcp_states = true\n";
+    let with = "name = \"a\"\ncollector = \"http://x:1\"\ntoken = \"agent-token-0123456789abcdef\"\n[host_metrics]\ngroups = [\"connections\"]\ntcp_states = true\n";
     let c = AgentConfig::parse(Path::new("a.toml"), with, &no_env).unwrap();
     assert!(c.host_metrics.tcp_states);
-    let default = "name = \"a\"\ncollector = \"http://x:1\"\ntoken = \"t\"\n";
+    let default =
+        "name = \"a\"\ncollector = \"http://x:1\"\ntoken = \"agent-token-0123456789abcdef\"\n";
     let c = AgentConfig::parse(Path::new("a.toml"), default, &no_env).unwrap();
     assert!(!c.host_metrics.tcp_states, "off unless asked for");
 }
@@ -496,7 +602,8 @@ agents = ["role"]
 
 #[test]
 fn log_sources_are_checked_and_defaulted() {
-    let head = "name = \"a\"\ncollector = \"http://x:1\"\ntoken = \"t\"\n";
+    let head =
+        "name = \"a\"\ncollector = \"http://x:1\"\ntoken = \"agent-token-0123456789abcdef\"\n";
     let text = format!(
         "{head}[[logs]]\npaths = [\"var/log/*.log\", \"/var/log/[a.log\"]\nmultiline_start = '^(\\d'\nmax_line_bytes = 10\nextra = 1\n[[logs]]\npaths = []\n"
     );
@@ -592,7 +699,7 @@ fn a_maintenance_window_open_now_or_the_next_one() {
 #[test]
 fn steady_wait_defaults_to_ten_seconds_and_a_bad_one_names_its_key() {
     let base =
-        "name = \"web-1\"\ncollector = \"http://a:7700\"\ntoken = \"tok-0123456789abcdef\"\n";
+        "name = \"web-1\"\ncollector = \"http://a:7700\"\ntoken = \"tok-0123456789abcdef0123\"\n";
     let c = AgentConfig::parse(Path::new("a.toml"), base, &no_env).unwrap();
     assert_eq!(c.shipping.steady_wait, std::time::Duration::from_secs(10));
     let set = format!("{base}[shipping]\nsteady_wait = \"30s\"\n");

@@ -44,7 +44,7 @@ const METRIC_NAMES: &[&str] = &[
 ];
 
 fn token(agent: usize) -> String {
-    format!("load-agent-{agent:05}-token-0123456789")
+    format!("load-agent-{agent:05}-token-0123456789abcdef")
 }
 
 fn agent_name(agent: usize) -> String {

@@ -25,7 +25,7 @@ use lookout_tests::{
     bin, collector_toml, free_port, process_figures, start_agent, start_collector,
 };
 
-const TOKEN: &str = "bench-agent-token-0123456789";
+const TOKEN: &str = "bench-agent-token-0123456789abcdef";
 const WORDS: &[&str] = &[
     "payment",
     "request",

@@ -140,7 +140,7 @@ data_dir = "{data}"
 
 [[agents]]
 name = "edge-1"
-token = "bench-agent-token-0123456789"
+token = "bench-agent-token-0123456789abcdef"
 
 {checks}
 [[channels]]
@@ -176,7 +176,7 @@ group_wait = "0s"
     std::fs::write(
         &agent_conf,
         format!(
-            "name = \"edge-1\"\ncollector = \"{base}\"\ntoken = \"bench-agent-token-0123456789\"\ndata_dir = \"{}\"\n\n[host_metrics]\nenabled = false\n\n[shipping]\nassignments_interval = \"1s\"\n",
+            "name = \"edge-1\"\ncollector = \"{base}\"\ntoken = \"bench-agent-token-0123456789abcdef\"\ndata_dir = \"{}\"\n\n[host_metrics]\nenabled = false\n\n[shipping]\nassignments_interval = \"1s\"\n",
             dir.path().join("agent").display()
         ),
     )

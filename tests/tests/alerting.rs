@@ -68,7 +68,7 @@ fn collector_config(dir: &std::path::Path, port: u16, target: &str, hook: &str) 
     let mut agents = String::new();
     for a in AGENTS {
         agents.push_str(&format!(
-            "[[agents]]\nname = \"{a}\"\ntoken = \"{a}-token-0123456789\"\nlabels = {{ role = \"edge\" }}\n\n"
+            "[[agents]]\nname = \"{a}\"\ntoken = \"{a}-token-0123456789abcdef\"\nlabels = {{ role = \"edge\" }}\n\n"
         ));
     }
     format!(
@@ -107,7 +107,7 @@ fn start_agent(dir: &std::path::Path, name: &str, collector: &str) -> Daemon {
     std::fs::write(
         &path,
         format!(
-            "name = \"{name}\"\ncollector = \"{collector}\"\ntoken = \"{name}-token-0123456789\"\ndata_dir = \"{}\"\n\n[host_metrics]\nenabled = false\n\n[shipping]\nassignments_interval = \"1s\"\n",
+            "name = \"{name}\"\ncollector = \"{collector}\"\ntoken = \"{name}-token-0123456789abcdef\"\ndata_dir = \"{}\"\n\n[host_metrics]\nenabled = false\n\n[shipping]\nassignments_interval = \"1s\"\n",
             data.display()
         ),
     )

@@ -27,8 +27,8 @@ const SCRIPT_TIMEOUT: Duration = Duration::from_secs(50);
 const WAIT: Duration = Duration::from_secs(20);
 
 const SEEDER: &str = "seeder";
-const SEEDER_TOKEN: &str = "browser-seeder-token-0123456789";
-const ADMIN_TOKEN: &str = "browser-admin-token-0123456789";
+const SEEDER_TOKEN: &str = "browser-seeder-token-0123456789abcdef";
+const ADMIN_TOKEN: &str = "browser-admin-token-0123456789abcdef";
 
 const HOUR_MS: i64 = 3_600_000;
 const DAY_MS: i64 = 86_400_000;

@@ -68,7 +68,7 @@ url = "{db}"
 
 [[agents]]
 name = "web-1"
-token = "web-1-token-0123456789"
+token = "web-1-token-0123456789abcdef"
 labels = {{ role = "web" }}
 
 [[checks]]
@@ -207,7 +207,7 @@ async fn a_leader_killed_mid_outage_leaves_one_page_and_one_resolve() {
     std::fs::write(
         &agent_config,
         format!(
-            "name = \"web-1\"\ncollector = [\"{a_url}\", \"{b_url}\"]\ntoken = \"web-1-token-0123456789\"\ndata_dir = \"{}\"\n\n[host_metrics]\nenabled = false\n\n[shipping]\nassignments_interval = \"1s\"\nflush_interval = \"200ms\"\nmax_backoff = \"1s\"\nrequest_timeout = \"2s\"\n",
+            "name = \"web-1\"\ncollector = [\"{a_url}\", \"{b_url}\"]\ntoken = \"web-1-token-0123456789abcdef\"\ndata_dir = \"{}\"\n\n[host_metrics]\nenabled = false\n\n[shipping]\nassignments_interval = \"1s\"\nflush_interval = \"200ms\"\nmax_backoff = \"1s\"\nrequest_timeout = \"2s\"\n",
             agent_dir.display()
         ),
     )

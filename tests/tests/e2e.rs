@@ -6,7 +6,7 @@ use std::time::Duration;
 use lookout_protocol::{Batch, Encoding, LogRecord, PROTOCOL_VERSION, Record, encode_batch};
 use lookout_tests::{Daemon, Target, bin, check_status, eventually, get_json, start_collector};
 
-const AGENT_TOKEN: &str = "e2e-agent-token-0123456789";
+const AGENT_TOKEN: &str = "e2e-agent-token-0123456789abcdef";
 
 fn collector_config(dir: &std::path::Path, checks: &str) -> String {
     format!(
@@ -397,7 +397,7 @@ async fn agent_probe_prints_a_table_and_fails_when_a_check_fails() {
         std::fs::write(
             &path,
             format!(
-                "name = \"a\"\ncollector = \"http://127.0.0.1:9\"\ntoken = \"t\"\n\
+                "name = \"a\"\ncollector = \"http://127.0.0.1:9\"\ntoken = \"agent-token-0123456789abcdef\"\n\
                  [[checks]]\nname = \"local-target\"\ntype = \"http\"\nurl = \"{}\"\nexpected_status = [{status}]\n",
                 target.url
             ),

@@ -11,7 +11,7 @@ use lookout_tests::{
     stored_ranges,
 };
 
-const TOKEN: &str = "fault-agent-token-0123456789";
+const TOKEN: &str = "fault-agent-token-0123456789abcdef";
 const WAIT: Duration = Duration::from_secs(30);
 
 fn collector_config(dir: &Path, port: u16) -> String {

@@ -16,7 +16,7 @@ fn probe_as_nobody(range: &str) -> (String, Option<i32>) {
     let config = dir.path().join("agent.toml");
     std::fs::write(
         &config,
-        "name = \"a\"\ncollector = \"http://127.0.0.1:9\"\ntoken = \"t\"\n\
+        "name = \"a\"\ncollector = \"http://127.0.0.1:9\"\ntoken = \"agent-token-0123456789abcdef\"\n\
          [[checks]]\nname = \"gateway\"\ntype = \"icmp\"\nhost = \"127.0.0.1\"\ntimeout = \"2s\"\n",
     )
     .unwrap();

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use lookout_tests::{collector_toml, free_port, start_agent, start_collector};
 
-const TOKEN: &str = "journal-agent-token-0123456789";
+const TOKEN: &str = "journal-agent-token-0123456789abcdef";
 
 /// A journald of our own when the machine has none running (a container, CI).
 struct Journald(Option<Child>);

@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use lookout_tests::{collector_toml, free_port, start_agent, start_collector};
 
-const TOKEN: &str = "logs-agent-token-0123456789";
+const TOKEN: &str = "logs-agent-token-0123456789abcdef";
 /// Lines per second the writer aims at, and for how long.
 const RATE: u64 = 60_000;
 const WRITE_FOR: Duration = Duration::from_secs(6);

@@ -141,7 +141,7 @@ async fn wait_spans(got: &Received, service: &str, names: &[&str]) -> Vec<SpanSe
 fn collector_config(dir: &std::path::Path, channel: &str, hook: &str, telemetry: &str) -> String {
     format!(
         "[server]\nlisten = \"127.0.0.1:0\"\ndata_dir = \"{}\"\n\n\
-         [[agents]]\nname = \"web-1\"\ntoken = \"web-1-token-0123456789\"\n\n\
+         [[agents]]\nname = \"web-1\"\ntoken = \"web-1-token-0123456789abcdef\"\n\n\
          [[channels]]\nname = \"{channel}\"\ntype = \"webhook\"\nurl = \"{hook}\"\n\n\
          [[routes]]\nchannels = [\"{channel}\"]\ngroup_wait = \"0s\"\n\n\
          [telemetry]\n{telemetry}",
@@ -180,7 +180,7 @@ async fn both_daemons_export_spans_and_the_collector_forwards_what_arrives() {
     let (otlp, got) = receiver().await;
     let target = Target::start().await.unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let token = "web-1-token-0123456789";
+    let token = "web-1-token-0123456789abcdef";
     let config = collector_config(
         dir.path(),
         "pager",
@@ -446,7 +446,7 @@ async fn errors_of_both_daemons_reach_sentry_with_release_environment_and_identi
     let target = Target::start().await.unwrap();
     target.set_status(503);
     let dir = tempfile::tempdir().unwrap();
-    let token = "web-1-token-0123456789";
+    let token = "web-1-token-0123456789abcdef";
     // The collector: a webhook that refuses every message for good, so the alert's
     // notification fails and is given up, an error.
     let config = collector_config(
@@ -478,7 +478,7 @@ async fn errors_of_both_daemons_reach_sentry_with_release_environment_and_identi
         &bin("lookout-agent"),
         &[
             "--config",
-            agent_config("web-9", "not-a-known-token-000")
+            agent_config("web-9", "not-a-known-token-000000000")
                 .to_str()
                 .unwrap(),
         ],
@@ -558,7 +558,7 @@ fn a_bad_telemetry_section_or_log_level_is_refused_with_its_reason() {
     let dir = tempfile::tempdir().unwrap();
     let path = write_agent(
         dir.path(),
-        "name = \"a\"\ncollector = \"http://127.0.0.1:1\"\ntoken = \"t\"\n\n[telemetry]\notlp_endpoint = \"ftp://x\"\nforward_endpoint = \"http://x\"\nsentry_dsn = \"not a dsn\"\n",
+        "name = \"a\"\ncollector = \"http://127.0.0.1:1\"\ntoken = \"agent-token-0123456789abcdef\"\n\n[telemetry]\notlp_endpoint = \"ftp://x\"\nforward_endpoint = \"http://x\"\nsentry_dsn = \"not a dsn\"\n",
     );
     let out = std::process::Command::new(bin("lookout-agent"))
         .args(["--config", path.to_str().unwrap(), "validate"])
@@ -578,7 +578,7 @@ fn a_bad_telemetry_section_or_log_level_is_refused_with_its_reason() {
 
     let ok = write_agent(
         dir.path(),
-        "name = \"a\"\ncollector = \"http://127.0.0.1:1\"\ntoken = \"t\"\n",
+        "name = \"a\"\ncollector = \"http://127.0.0.1:1\"\ntoken = \"agent-token-0123456789abcdef\"\n",
     );
     let out = std::process::Command::new(bin("lookout-agent"))
         .args([
@@ -607,7 +607,7 @@ async fn rust_log_sets_the_level_and_the_flag_wins_over_it() {
         let path = write_agent(
             dir.path(),
             &format!(
-                "name = \"a\"\ncollector = \"http://127.0.0.1:{dead}\"\ntoken = \"t\"\ndata_dir = \"{}\"\n\n[host_metrics]\nenabled = false\n\n[telemetry]\nmetrics_listen = \"127.0.0.1:{port}\"\n",
+                "name = \"a\"\ncollector = \"http://127.0.0.1:{dead}\"\ntoken = \"agent-token-0123456789abcdef\"\ndata_dir = \"{}\"\n\n[host_metrics]\nenabled = false\n\n[telemetry]\nmetrics_listen = \"127.0.0.1:{port}\"\n",
                 dir.path().join(format!("d{port}")).display()
             ),
         );

@@ -11,8 +11,8 @@ use lookout_config::CollectorConfig;
 use super::*;
 use crate::state::AppState;
 
-const ADMIN: &str = "admin-token-0123456789";
-const AGENT: &str = "web-1-token-0123456789";
+const ADMIN: &str = "admin-token-0123456789abcdef";
+const AGENT: &str = "web-1-token-0123456789abcdef";
 
 /// A state over a fresh SQLite store; `server` is the `[server]` section's body, `extra` any
 /// further sections.
