@@ -200,6 +200,7 @@ conformance!(
     alerting::acknowledgements_and_silences,
     alerting::concurrent_senders_never_claim_one_notification_twice,
     alerting::a_group_is_claimed_together_when_its_first_row_is_due,
+    alerting::a_group_commits_its_transitions_with_its_batches_or_neither,
     cluster::a_shared_database_queues_each_stored_batch_once_for_the_leader,
     cluster::collectors_announce_themselves_and_age_out,
 );

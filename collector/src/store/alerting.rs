@@ -5,7 +5,9 @@
 //! - A transition is a compare-and-set: it applies only if the alert is still in the state the
 //!   caller saw, and it is stored in one transaction with its history entry and its outbox rows.
 //!   Whatever happens next, a transition either happened with all its notifications queued, or
-//!   did not happen at all.
+//!   did not happen at all. A transition can also be written in the open transaction of a group
+//!   of batches ([`Ledger`], [`super::Store::open_group`]), in a savepoint of its own: it then
+//!   commits with the batches that decided it, or not at all.
 //! - An outbox row is unique per (channel, dedup key), so one transition queues at most one
 //!   message per channel, even if it is recorded twice.
 //! - Senders claim due rows with a lease; a row claimed by one sender is not handed to another
@@ -300,6 +302,24 @@ pub struct HeartbeatRow {
     pub last_fail: Option<DateTime<Utc>>,
     /// The exit code of the latest ping that carried one.
     pub last_exit_code: Option<i32>,
+}
+
+/// Where a transition is written, with the rules of [`AlertStore::record_transition`]: the
+/// store, each transition in a transaction of its own, or the open transaction of a group of
+/// batches ([`super::Store::open_group`]), committed with the batches that decided it.
+#[async_trait]
+pub trait Ledger: Send {
+    /// Applies a transition if the alert is in `t.from`, with its history entry and its
+    /// notifications, all or nothing. Returns the alert's id, or `None` when the alert was not
+    /// in `t.from` (nothing is written then).
+    async fn record_transition(
+        &mut self,
+        t: &Transition,
+        notify: &[NewNotification],
+    ) -> Result<Option<i64>, StoreError>;
+
+    /// The alert `fingerprint` as this ledger sees it (its own writes included), if stored.
+    async fn alert(&mut self, fingerprint: &str) -> Result<Option<AlertRow>, StoreError>;
 }
 
 /// The alerting part of the store.

@@ -12,7 +12,9 @@
 //!
 //! Invariants, both backends:
 //! - A batch is stored in one transaction together with its (agent, batch id): stored whole or
-//!   not at all, and a batch id seen before stores nothing.
+//!   not at all, and a batch id seen before stores nothing. The alert transitions decided on
+//!   a group of batches can be written in that transaction ([`Store::open_group`]): they commit
+//!   with the batches, or neither does.
 //! - Raw rows are rolled up by a cursor over their ids, in small steps ([`Store::roll_up`]), so
 //!   late data (an agent's backlog) lands in the right old bucket, and no step scans a table.
 //! - Retention deletes in bounded chunks ([`Store::enforce_retention`]) and never deletes a raw
@@ -332,6 +334,15 @@ impl From<&lookout_config::StorageConfig> for Retention {
     }
 }
 
+/// A group of batches written in a transaction not yet committed ([`Store::open_group`]).
+/// Transitions written to it are committed with the batches, or rolled back with them.
+#[async_trait]
+pub trait OpenGroup: alerting::Ledger {
+    /// Commits the batches and every transition written to this group, at once. Returns only
+    /// after they are durable.
+    async fn commit(self: Box<Self>) -> Result<(), StoreError>;
+}
+
 /// Everything the collector keeps.
 #[async_trait]
 pub trait Store:
@@ -359,6 +370,15 @@ pub trait Store:
     /// id) as [`Store::ingest`] does; the outcomes in the same order. All or nothing: after an
     /// error none of them is stored.
     async fn ingest_many(&self, items: &[NewBatch<'_>]) -> Result<Vec<IngestOutcome>, StoreError>;
+
+    /// Writes several batches as [`Store::ingest_many`] does, in a transaction left open:
+    /// transitions decided on the new ones are written in it ([`alerting::Ledger`]) and
+    /// committed with them ([`OpenGroup::commit`]). Dropped uncommitted, it stores nothing.
+    /// The transaction holds the store's write connection: on SQLite, the one writer.
+    async fn open_group<'s>(
+        &'s self,
+        items: &[NewBatch<'_>],
+    ) -> Result<(Vec<IngestOutcome>, Box<dyn OpenGroup + 's>), StoreError>;
 
     /// True when some agent has reported a check of this name.
     async fn check_known(&self, name: &str) -> Result<bool, StoreError>;

@@ -15,7 +15,7 @@ use sqlx::Postgres;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 
 use super::migrate::postgres_ddl;
-use super::sql::series::SeriesCache;
+use super::sql::series::{MadeSeries, SeriesCache};
 use super::sql::{Backend, SqlStore};
 use super::{IngestOutcome, NewBatch, StoreError};
 
@@ -50,11 +50,14 @@ impl Backend for Postgres {
             .push(")");
     }
 
-    async fn ingest_group(
+    const BEGIN_GROUP: &'static str = "BEGIN";
+
+    async fn write_group(
         store: &PgStore,
+        tx: &mut sqlx::Transaction<'static, Postgres>,
         items: &[NewBatch<'_>],
-    ) -> Result<Vec<IngestOutcome>, StoreError> {
-        store.ingest_group(items).await
+    ) -> Result<(Vec<IngestOutcome>, Vec<MadeSeries>), StoreError> {
+        store.write_group(tx, items).await
     }
 
     async fn roll_up_step(store: &PgStore, max_rows: u32) -> Result<u64, StoreError> {

@@ -10,7 +10,7 @@ use std::time::Duration;
 use sqlx::Sqlite;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 
-use super::sql::series::SeriesCache;
+use super::sql::series::{MadeSeries, SeriesCache};
 use super::sql::{Backend, SqlStore};
 use super::{IngestOutcome, NewBatch, StoreError};
 
@@ -69,15 +69,18 @@ impl Backend for Sqlite {
         }
     }
 
-    async fn ingest_group(
+    /// `IMMEDIATE`: the group takes the write lock at once, as every SQLite writer should.
+    const BEGIN_GROUP: &'static str = "BEGIN IMMEDIATE";
+
+    async fn write_group(
         store: &SqliteStore,
+        tx: &mut sqlx::Transaction<'static, Sqlite>,
         items: &[NewBatch<'_>],
-    ) -> Result<Vec<IngestOutcome>, StoreError> {
-        let (outcomes, made) = store
-            .with_handle(|c| super::sqlite_write::ingest_group(c, &store.series, items))
-            .await?;
-        store.series.put_all(made);
-        Ok(outcomes)
+    ) -> Result<(Vec<IngestOutcome>, Vec<MadeSeries>), StoreError> {
+        on_handle(tx, |c| {
+            super::sqlite_write::write_group(c, &store.series, items)
+        })
+        .await
     }
 
     async fn roll_up_step(store: &SqliteStore, max_rows: u32) -> Result<u64, StoreError> {
@@ -88,22 +91,13 @@ impl Backend for Sqlite {
 }
 
 impl SqliteStore {
-    /// Runs `f` on the write connection's own handle, synchronously on the calling thread (the
-    /// store's writer thread): the store's bulk writes, each statement prepared once and run
-    /// per row, with no hand-off to sqlx's thread per statement (store/sqlite_write.rs).
+    /// Runs `f` on the write connection's own handle ([`on_handle`]).
     async fn with_handle<T>(
         &self,
         f: impl FnOnce(&mut rusqlite::Connection) -> Result<T, StoreError>,
     ) -> Result<T, StoreError> {
         let mut conn = self.write.acquire().await?;
-        let mut handle = conn.lock_handle().await?;
-        // SAFETY: the handle is locked out from sqlx's worker thread until `handle` drops, and
-        // `direct` (which neither closes the handle nor outlives it) drops first, finalizing
-        // any statement it prepared.
-        #[allow(unsafe_code)]
-        let mut direct =
-            unsafe { rusqlite::Connection::from_handle(handle.as_raw_handle().as_ptr()) }?;
-        f(&mut direct)
+        on_handle(&mut conn, f).await
     }
 
     /// Opens (creating if needed) the database at `path` and brings its schema up to date.
@@ -137,6 +131,24 @@ impl SqliteStore {
             series: SeriesCache::default(),
         })
     }
+}
+
+/// Runs `f` on `conn`'s own handle, synchronously on the calling thread (the store's writer
+/// thread): the store's bulk writes, each statement prepared once and run per row, with no
+/// hand-off to sqlx's thread per statement (store/sqlite_write.rs). A transaction open on
+/// `conn` (a group's, [`crate::store::Store::open_group`]) is open on the handle: SQLite's
+/// transactions are the connection's.
+async fn on_handle<T>(
+    conn: &mut sqlx::SqliteConnection,
+    f: impl FnOnce(&mut rusqlite::Connection) -> Result<T, StoreError>,
+) -> Result<T, StoreError> {
+    let mut handle = conn.lock_handle().await?;
+    // SAFETY: the handle is locked out from sqlx's worker thread until `handle` drops, and
+    // `direct` (which neither closes the handle nor outlives it) drops first, finalizing
+    // any statement it prepared.
+    #[allow(unsafe_code)]
+    let mut direct = unsafe { rusqlite::Connection::from_handle(handle.as_raw_handle().as_ptr()) }?;
+    f(&mut direct)
 }
 
 #[cfg(test)]

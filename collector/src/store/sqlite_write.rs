@@ -1,6 +1,8 @@
-//! SQLite's bulk writes, ingest and roll-up: each a transaction run synchronously on the
-//! write connection's own handle (sqlx lends it: `lock_handle`), each statement prepared once
-//! per transaction and run once per row.
+//! SQLite's bulk writes, ingest and roll-up: each run synchronously on the write connection's
+//! own handle (sqlx lends it: `lock_handle`), each statement prepared once per transaction and
+//! run once per row. A roll-up step is a transaction of its own; a group of batches is written
+//! in the transaction sqlx opened for it, which the alert transitions decided on the batches
+//! share before it commits (store/sql/mod.rs, `SqlGroup`).
 //!
 //! Through sqlx, each of their statements was a hand-off to the connection's thread and back,
 //! its values boxed and bound anew: the SQLite thread sat idle half the time while a fleet's
@@ -53,19 +55,19 @@ const MERGE_METRIC_ROLLUP: &str = " ON CONFLICT (tier, series_id, bucket_ms) DO 
     last = CASE WHEN excluded.last_ms >= metric_rollups.last_ms THEN excluded.last ELSE metric_rollups.last END,
     last_ms = max(metric_rollups.last_ms, excluded.last_ms)";
 
-/// Stores `items` in one transaction on `conn`; returns each batch's outcome, in order, and
-/// the series made, for the cache once the caller knows the commit is done (it is, when this
-/// returns `Ok`). All or nothing: on an error the transaction is rolled back.
-pub(super) fn ingest_group(
-    conn: &mut Connection,
+/// Writes `items` in the transaction open on `tx` (a group's, which its caller commits or
+/// rolls back: [`crate::store::Store::open_group`]); returns each batch's outcome, in order,
+/// and the series made, for the cache once the transaction is committed.
+pub(super) fn write_group(
+    tx: &mut Connection,
     cache: &SeriesCache,
     items: &[NewBatch<'_>],
 ) -> Result<(Vec<IngestOutcome>, Vec<MadeSeries>), StoreError> {
-    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let tx = &*tx;
     let mut made = Vec::new();
     let mut ids = Vec::with_capacity(items.len());
     for item in items {
-        ids.push(series_ids(&tx, cache, item, &mut made)?);
+        ids.push(series_ids(tx, cache, item, &mut made)?);
     }
 
     // Which batches are new: a batch already stored (an agent's retry, even within this group)
@@ -96,17 +98,15 @@ pub(super) fn ingest_group(
     }
 
     if !stored.is_empty() {
-        store_rows(&tx, items, &ids, &stored)?;
+        store_rows(tx, items, &ids, &stored)?;
     }
-    // Even with nothing new to store, series may have been made: keep them.
-    tx.commit()?;
     Ok((outcomes, made))
 }
 
 /// The series id of each record of `item` (0 for a log line): from the cache, or made in `tx`
 /// and added to `made`.
 fn series_ids(
-    tx: &Transaction<'_>,
+    tx: &Connection,
     cache: &SeriesCache,
     item: &NewBatch<'_>,
     made: &mut Vec<MadeSeries>,
@@ -178,7 +178,7 @@ fn series_ids(
 
 /// The rows of the batches `stored` (indexes into `items`), with their records' series `ids`.
 fn store_rows(
-    tx: &Transaction<'_>,
+    tx: &Connection,
     items: &[NewBatch<'_>],
     ids: &[Vec<i64>],
     stored: &[usize],

@@ -4,8 +4,9 @@ use chrono::{DateTime, Utc};
 use lookout_collector::store::alerting::{
     AlertState, DeliveryState, NewNotification, Silence, Transition,
 };
+use lookout_collector::store::{NewBatch, ResultQuery};
 
-use super::{Backend, default_retention, t};
+use super::{Backend, all_time, batch, default_retention, result, t};
 
 fn transition(from: Option<AlertState>, to: AlertState, at: DateTime<Utc>) -> Transition {
     Transition {
@@ -512,4 +513,73 @@ pub(super) async fn concurrent_senders_never_claim_one_notification_twice(b: Bac
         (60, 60),
         "every notification claimed exactly once"
     );
+}
+
+/// A group of batches and the transitions written in its transaction (the evaluation of its
+/// batches on a database of its own) commit together, or neither is stored; a transition the
+/// group's ledger refuses leaves the rest of the group written, and the ledger reads the
+/// group's own writes.
+pub(super) async fn a_group_commits_its_transitions_with_its_batches_or_neither(b: Backend) {
+    use AlertState::*;
+    let s = &*b.store;
+    let failing = batch("a", "id-1", vec![result("api", t(0, 0), false, 5.0)]);
+    let item = NewBatch {
+        agent: "a",
+        batch: &failing,
+        received: t(0, 0),
+    };
+    let fire = [note("mail", "1:firing", t(0, 0))];
+
+    // Written, then dropped before the commit (as when the commit fails): nothing is stored.
+    let (out, mut group) = s.open_group(&[item]).await.unwrap();
+    assert!(!out[0].duplicate);
+    let id = group
+        .record_transition(&transition(None, Firing, t(0, 0)), &fire)
+        .await
+        .unwrap();
+    assert!(id.is_some());
+    let seen = group
+        .alert("uptime:api")
+        .await
+        .unwrap()
+        .expect("its own write");
+    assert_eq!(seen.state, Firing);
+    drop(group);
+    assert!(s.alerts(&AlertState::ALL).await.unwrap().is_empty());
+    assert_eq!(s.next_notification_due().await.unwrap(), None);
+    let (from, to) = all_time();
+    let api = ResultQuery {
+        check: "api".into(),
+        agent: None,
+        from,
+        to,
+        limit: 10,
+    };
+    assert!(s.results(&api).await.unwrap().is_empty());
+
+    // Committed: the batch, the alert, its history and its outbox row, at once.
+    let (out, mut group) = s.open_group(&[item]).await.unwrap();
+    assert!(!out[0].duplicate, "the dropped group stored nothing");
+    let id = group
+        .record_transition(&transition(None, Firing, t(0, 0)), &fire)
+        .await
+        .unwrap()
+        .unwrap();
+    // Refused (the alert is not pending): only this transition is undone, not the group.
+    assert_eq!(
+        group
+            .record_transition(&transition(Some(Pending), Resolved, t(0, 1)), &[])
+            .await
+            .unwrap(),
+        None
+    );
+    group.commit().await.unwrap();
+    let firing = s.alerts(&[Firing]).await.unwrap();
+    assert_eq!(firing.len(), 1);
+    assert_eq!(firing[0].id, id);
+    assert_eq!(s.alert_history(id).await.unwrap().len(), 1);
+    assert_eq!(s.deliveries(id).await.unwrap().len(), 1);
+    assert_eq!(s.results(&api).await.unwrap().len(), 1);
+    let again = s.ingest("a", &failing, t(0, 1)).await.unwrap();
+    assert!(again.duplicate);
 }

@@ -100,18 +100,18 @@ fn sample_columns<'a>(
 }
 
 impl PgStore {
-    /// Stores a group of batches in one transaction: new series, the batches' rows, their ids.
-    /// Series ids made here reach the cache only once it is committed.
-    pub(super) async fn ingest_group(
+    /// Writes a group of batches in `tx`: new series, the batches' rows, their ids. Returns
+    /// the series made, for the cache once `tx` is committed.
+    pub(super) async fn write_group(
         &self,
+        tx: &mut Tx<'static>,
         items: &[NewBatch<'_>],
-    ) -> Result<Vec<IngestOutcome>, StoreError> {
-        let mut tx = self.write.begin().await?;
+    ) -> Result<(Vec<IngestOutcome>, Vec<MadeSeries>), StoreError> {
         let mut made = Vec::new();
         let mut ids = Vec::with_capacity(items.len());
         for item in items {
             ids.push(
-                self.series_ids(&mut tx, item.agent, item.batch, &mut made)
+                self.series_ids(tx, item.agent, item.batch, &mut made)
                     .await?,
             );
         }
@@ -136,7 +136,7 @@ impl PgStore {
                 .map(|i| i.batch.records.len() as i64)
                 .collect::<Vec<_>>(),
         )
-        .fetch_all(&mut *tx)
+        .fetch_all(&mut **tx)
         .await?;
         let mut fresh: HashSet<(String, String)> = fresh.into_iter().collect();
         let mut outcomes = Vec::with_capacity(items.len());
@@ -156,13 +156,10 @@ impl PgStore {
             }
         }
         if !stored.is_empty() {
-            Self::queue_for_evaluation(&mut tx, items, &stored).await?;
-            Self::store_rows(&mut tx, GroupRows::split(items, &ids, &stored)).await?;
+            Self::queue_for_evaluation(tx, items, &stored).await?;
+            Self::store_rows(tx, GroupRows::split(items, &ids, &stored)).await?;
         }
-        // Even with nothing new to store, series may have been made: keep them.
-        tx.commit().await?;
-        self.series.put_all(made);
-        Ok(outcomes)
+        Ok((outcomes, made))
     }
 
     /// Queues the new batches for the leader's evaluation, whichever collector it is: a

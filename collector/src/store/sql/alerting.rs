@@ -1,5 +1,5 @@
 //! The SQL implementation of [`AlertStore`]: alerts and their history, the notification
-//! outbox, heartbeats and silences.
+//! outbox, heartbeats and silences. A transition's own writes are store/sql/transitions.rs's.
 //!
 //! Claiming repeats its conditions in the outer `UPDATE`: under PostgreSQL's read committed, a
 //! second claimer blocked on a row re-checks only the outer `WHERE` once the first commits, and
@@ -35,7 +35,7 @@ where
     for<'a> Option<String>: Encode<'a, DB>,
     for<'a> Option<&'a str>: Encode<'a, DB>,
 {
-    fn alert_row(r: &DB::Row) -> Result<AlertRow, StoreError> {
+    pub(super) fn alert_row(r: &DB::Row) -> Result<AlertRow, StoreError> {
         Ok(AlertRow {
             id: r.try_get("id")?,
             fingerprint: r.try_get("fingerprint")?,
@@ -54,31 +54,6 @@ where
                 .map(time)
                 .transpose()?,
         })
-    }
-
-    async fn insert_outbox(
-        tx: &mut sqlx::Transaction<'_, DB>,
-        alert_id: i64,
-        at: &DateTime<Utc>,
-        notify: &[NewNotification],
-    ) -> Result<(), StoreError> {
-        for n in notify {
-            sqlx::query(
-                "INSERT INTO outbox (channel, dedup_key, group_key, alert_id, payload, state, created_ms, next_attempt_ms)
-                 VALUES ($1, $2, $3, $4, $5, 'pending', $6, $7)
-                 ON CONFLICT (channel, dedup_key) DO NOTHING",
-            )
-            .bind(&n.channel)
-            .bind(&n.dedup_key)
-            .bind(&n.group_key)
-            .bind(alert_id)
-            .bind(n.payload.to_string())
-            .bind(ms(at))
-            .bind(ms(&n.not_before))
-            .execute(&mut **tx)
-            .await?;
-        }
-        Ok(())
     }
 
     fn silence_row(r: &DB::Row) -> Result<Silence, StoreError> {
@@ -115,65 +90,8 @@ where
         t: &Transition,
         notify: &[NewNotification],
     ) -> Result<Option<i64>, StoreError> {
-        let mut tx = self.write.begin().await?;
-        let labels = labels_json(&t.labels);
-        let id: Option<i64> = match t.from {
-            None => {
-                sqlx::query_scalar(
-                    "INSERT INTO alerts (fingerprint, rule, labels, state, summary, since_ms, fired_ms, notified_ms)
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
-                     ON CONFLICT (fingerprint) DO NOTHING RETURNING id",
-                )
-                .bind(&t.fingerprint)
-                .bind(&t.rule)
-                .bind(&labels)
-                .bind(t.to.as_str())
-                .bind(&t.summary)
-                .bind(ms(&t.at))
-                .bind(t.fired_at.as_ref().map(ms))
-                .bind(t.notified_at.as_ref().map(ms))
-                .fetch_optional(&mut *tx)
-                .await?
-            }
-            Some(from) => {
-                // Compare and set: only from the state the caller saw. Leaving firing
-                // clears an acknowledgement.
-                sqlx::query_scalar(
-                    "UPDATE alerts SET state = $1, summary = $2, since_ms = $3, labels = $4,
-                       acked_by = CASE WHEN $1 = 'firing' THEN acked_by ELSE NULL END,
-                       acked_ms = CASE WHEN $1 = 'firing' THEN acked_ms ELSE NULL END,
-                       fired_ms = $7, notified_ms = $8
-                     WHERE fingerprint = $5 AND state = $6 RETURNING id",
-                )
-                .bind(t.to.as_str())
-                .bind(&t.summary)
-                .bind(ms(&t.at))
-                .bind(&labels)
-                .bind(&t.fingerprint)
-                .bind(from.as_str())
-                .bind(t.fired_at.as_ref().map(ms))
-                .bind(t.notified_at.as_ref().map(ms))
-                .fetch_optional(&mut *tx)
-                .await?
-            }
-        };
-        let Some(id) = id else {
-            tx.rollback().await?;
-            return Ok(None);
-        };
-        sqlx::query(
-            "INSERT INTO alert_events (alert_id, time_ms, from_state, to_state, summary) VALUES ($1, $2, $3, $4, $5)",
-        )
-        .bind(id)
-        .bind(ms(&t.at))
-        .bind(t.from.map(AlertState::as_str))
-        .bind(t.to.as_str())
-        .bind(&t.summary)
-        .execute(&mut *tx)
-        .await?;
-        Self::insert_outbox(&mut tx, id, &t.at, notify).await?;
-        tx.commit().await?;
-        Ok(Some(id))
+        let mut conn = self.write.acquire().await?;
+        Self::transition_on(&mut conn, t, notify).await
     }
 
     async fn queue_notifications(

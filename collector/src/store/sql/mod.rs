@@ -7,7 +7,7 @@
 //! key (PostgreSQL plans it as an inner join, from its statistics).
 //!
 //! A backend is a [`Backend`]: its database size query, its migration lock, how it searches
-//! log text, and its own bulk writes, [`Backend::ingest_group`] and [`Backend::roll_up_step`],
+//! log text, and its own bulk writes, [`Backend::write_group`] and [`Backend::roll_up_step`],
 //! each in the form its database takes fastest (store/sqlite_write.rs: prepared statements on
 //! the connection's handle; store/postgres/write.rs: arrays and `UNNEST`), sharing
 //! `GroupRows` (store/sql/group.rs) and store/rollup.rs. Where a query's text differs between
@@ -15,7 +15,8 @@
 //!
 //! The queries, one file per concern under store/sql/: `results` (check results and their
 //! rollups), `metrics`, `logs`, `agents`, `retention`, `alerting` (alerts, the outbox,
-//! heartbeats, silences) and `cluster`; beside them the series cache (`series`), a group
+//! heartbeats, silences), `transitions` (an alert transition's writes, alone or in a group's
+//! transaction) and `cluster`; beside them the series cache (`series`), a group
 //! commit's rows (`group`) and the conversions of values to columns (`values`). The schema and
 //! its migrations are store/migrate.rs.
 //!
@@ -34,6 +35,7 @@ mod metrics;
 mod results;
 pub(crate) mod retention;
 pub(crate) mod series;
+mod transitions;
 pub(crate) mod values;
 
 use std::future::Future;
@@ -42,13 +44,14 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use sqlx::{
     AssertSqlSafe, ColumnIndex, Database, Decode, Encode, Executor, IntoArguments, Pool,
-    QueryBuilder, Type,
+    QueryBuilder, Transaction, Type,
 };
 
-use self::series::SeriesCache;
+use self::series::{MadeSeries, SeriesCache};
 use super::{
     AgentRow, CheckRollup, CheckTotal, IngestOutcome, LogQuery, LogRow, MetricRollup, MetricRow,
-    NewBatch, ResultQuery, ResultRow, Retention, RollupQuery, Store, StoreError, TotalsWidth,
+    NewBatch, OpenGroup, ResultQuery, ResultRow, Retention, RollupQuery, Store, StoreError,
+    TotalsWidth,
 };
 
 /// The rows a statement changed, which each driver's result type tells in its own method.
@@ -104,11 +107,16 @@ pub trait Backend: Database<QueryResult: RowsAffected> {
     /// Appends a condition on `l.text` to a log search: every word of `text` occurs.
     fn push_text_match(qb: &mut QueryBuilder<Self>, text: &str, common: bool);
 
-    /// Stores a group of batches in one transaction ([`Store::ingest_many`]).
-    fn ingest_group(
+    /// The statement that opens a group's transaction ([`Store::open_group`]).
+    const BEGIN_GROUP: &'static str;
+
+    /// Writes a group of batches in `tx` ([`Store::open_group`]): each batch's outcome, in
+    /// order, and the series made, for the cache once `tx` commits.
+    fn write_group(
         store: &SqlStore<Self>,
+        tx: &mut Transaction<'static, Self>,
         items: &[NewBatch<'_>],
-    ) -> impl Future<Output = Result<Vec<IngestOutcome>, StoreError>> + Send;
+    ) -> impl Future<Output = Result<(Vec<IngestOutcome>, Vec<MadeSeries>), StoreError>> + Send;
 
     /// One roll-up step: up to `max_rows` new raw rows of each kind, in one transaction
     /// ([`Store::roll_up`]).
@@ -116,6 +124,49 @@ pub trait Backend: Database<QueryResult: RowsAffected> {
         store: &SqlStore<Self>,
         max_rows: u32,
     ) -> impl Future<Output = Result<u64, StoreError>> + Send;
+}
+
+/// A group of batches written in an open transaction ([`Store::open_group`]); the transitions
+/// written to it (store/sql/alerting.rs) go in the same transaction.
+pub struct SqlGroup<'s, DB: Database> {
+    pub(in crate::store) store: &'s SqlStore<DB>,
+    pub(in crate::store) tx: Transaction<'static, DB>,
+    /// Series made by the group, for the cache once it commits.
+    made: Vec<MadeSeries>,
+}
+
+#[async_trait]
+impl<DB> OpenGroup for SqlGroup<'_, DB>
+where
+    DB: Backend,
+    for<'c> &'c mut DB::Connection: Executor<'c, Database = DB>,
+    DB::Arguments: IntoArguments<DB>,
+    usize: ColumnIndex<DB::Row>,
+    for<'a> &'a str: ColumnIndex<DB::Row> + Type<DB> + Encode<'a, DB> + Decode<'a, DB>,
+    for<'a> i64: Type<DB> + Encode<'a, DB> + Decode<'a, DB>,
+    for<'a> f64: Type<DB> + Encode<'a, DB> + Decode<'a, DB>,
+    for<'a> bool: Type<DB> + Decode<'a, DB>,
+    for<'a> String: Type<DB> + Encode<'a, DB> + Decode<'a, DB>,
+    for<'a> Vec<u8>: Type<DB> + Encode<'a, DB> + Decode<'a, DB>,
+    for<'a> Option<i64>: Encode<'a, DB>,
+    for<'a> Option<String>: Encode<'a, DB>,
+    for<'a> Option<&'a str>: Encode<'a, DB>,
+{
+    async fn commit(self: Box<Self>) -> Result<(), StoreError> {
+        let SqlGroup { store, tx, made } = *self;
+        tx.commit().await?;
+        // Only now: a rolled-back group leaves no id in the cache that the database forgot.
+        store.series.put_all(made);
+        Ok(())
+    }
+}
+
+impl<DB: Database> std::fmt::Debug for SqlGroup<'_, DB> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SqlGroup")
+            .field("made", &self.made.len())
+            .finish()
+    }
 }
 
 #[async_trait]
@@ -136,7 +187,25 @@ where
     for<'a> Option<&'a str>: Encode<'a, DB>,
 {
     async fn ingest_many(&self, items: &[NewBatch<'_>]) -> Result<Vec<IngestOutcome>, StoreError> {
-        DB::ingest_group(self, items).await
+        let (outcomes, group) = self.open_group(items).await?;
+        group.commit().await?;
+        Ok(outcomes)
+    }
+
+    async fn open_group<'s>(
+        &'s self,
+        items: &[NewBatch<'_>],
+    ) -> Result<(Vec<IngestOutcome>, Box<dyn OpenGroup + 's>), StoreError> {
+        let mut tx = self.write.begin_with(DB::BEGIN_GROUP).await?;
+        let (outcomes, made) = DB::write_group(self, &mut tx, items).await?;
+        Ok((
+            outcomes,
+            Box::new(SqlGroup {
+                store: self,
+                tx,
+                made,
+            }),
+        ))
     }
 
     async fn check_known(&self, name: &str) -> Result<bool, StoreError> {

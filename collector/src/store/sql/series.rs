@@ -6,7 +6,7 @@ use std::sync::Mutex;
 
 /// A series id made in a transaction, for the cache once it is committed.
 #[derive(Debug)]
-pub(crate) enum MadeSeries {
+pub enum MadeSeries {
     /// (agent, check, id).
     Check(String, String, i64),
     /// (agent, name, labels, id).

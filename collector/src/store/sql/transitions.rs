@@ -1,0 +1,170 @@
+//! An alert transition's writes: the compare-and-set on the alert, its history entry and its
+//! outbox rows, all or nothing. By themselves ([`AlertStore::record_transition`], in
+//! store/sql/alerting.rs) they are a transaction of their own; in a group of batches'
+//! transaction ([`SqlGroup`], the group's [`Ledger`]) they are a savepoint of it, and commit
+//! with the batches that decided them.
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use sqlx::{ColumnIndex, Connection, Decode, Encode, Executor, IntoArguments, Type};
+
+use super::values::{labels_json, ms};
+use super::{Backend, SqlGroup, SqlStore};
+use crate::store::StoreError;
+use crate::store::alerting::{AlertRow, AlertState, Ledger, NewNotification, Transition};
+
+impl<DB> SqlStore<DB>
+where
+    DB: Backend,
+    for<'c> &'c mut DB::Connection: Executor<'c, Database = DB>,
+    DB::Arguments: IntoArguments<DB>,
+    usize: ColumnIndex<DB::Row>,
+    for<'a> &'a str: ColumnIndex<DB::Row> + Type<DB> + Encode<'a, DB> + Decode<'a, DB>,
+    for<'a> i64: Type<DB> + Encode<'a, DB> + Decode<'a, DB>,
+    for<'a> f64: Type<DB> + Encode<'a, DB> + Decode<'a, DB>,
+    for<'a> bool: Type<DB> + Decode<'a, DB>,
+    for<'a> String: Type<DB> + Encode<'a, DB> + Decode<'a, DB>,
+    for<'a> Vec<u8>: Type<DB> + Encode<'a, DB> + Decode<'a, DB>,
+    for<'a> Option<i64>: Encode<'a, DB>,
+    for<'a> Option<String>: Encode<'a, DB>,
+    for<'a> Option<&'a str>: Encode<'a, DB>,
+{
+    pub(super) async fn insert_outbox(
+        tx: &mut sqlx::Transaction<'_, DB>,
+        alert_id: i64,
+        at: &DateTime<Utc>,
+        notify: &[NewNotification],
+    ) -> Result<(), StoreError> {
+        for n in notify {
+            sqlx::query(
+                "INSERT INTO outbox (channel, dedup_key, group_key, alert_id, payload, state, created_ms, next_attempt_ms)
+                 VALUES ($1, $2, $3, $4, $5, 'pending', $6, $7)
+                 ON CONFLICT (channel, dedup_key) DO NOTHING",
+            )
+            .bind(&n.channel)
+            .bind(&n.dedup_key)
+            .bind(&n.group_key)
+            .bind(alert_id)
+            .bind(n.payload.to_string())
+            .bind(ms(at))
+            .bind(ms(&n.not_before))
+            .execute(&mut **tx)
+            .await?;
+        }
+        Ok(())
+    }
+
+    /// [`AlertStore::record_transition`] on `conn`: in a transaction of its own, or, where a
+    /// transaction is open on `conn` (a group's), in a savepoint of it, so that a transition
+    /// that fails leaves the group's batches and its other transitions written.
+    pub(super) async fn transition_on(
+        conn: &mut DB::Connection,
+        t: &Transition,
+        notify: &[NewNotification],
+    ) -> Result<Option<i64>, StoreError> {
+        let mut tx = conn.begin().await?;
+        let labels = labels_json(&t.labels);
+        let id: Option<i64> = match t.from {
+            None => {
+                sqlx::query_scalar(
+                    "INSERT INTO alerts (fingerprint, rule, labels, state, summary, since_ms, fired_ms, notified_ms)
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+                     ON CONFLICT (fingerprint) DO NOTHING RETURNING id",
+                )
+                .bind(&t.fingerprint)
+                .bind(&t.rule)
+                .bind(&labels)
+                .bind(t.to.as_str())
+                .bind(&t.summary)
+                .bind(ms(&t.at))
+                .bind(t.fired_at.as_ref().map(ms))
+                .bind(t.notified_at.as_ref().map(ms))
+                .fetch_optional(&mut *tx)
+                .await?
+            }
+            Some(from) => {
+                // Compare and set: only from the state the caller saw. Leaving firing
+                // clears an acknowledgement.
+                sqlx::query_scalar(
+                    "UPDATE alerts SET state = $1, summary = $2, since_ms = $3, labels = $4,
+                       acked_by = CASE WHEN $1 = 'firing' THEN acked_by ELSE NULL END,
+                       acked_ms = CASE WHEN $1 = 'firing' THEN acked_ms ELSE NULL END,
+                       fired_ms = $7, notified_ms = $8
+                     WHERE fingerprint = $5 AND state = $6 RETURNING id",
+                )
+                .bind(t.to.as_str())
+                .bind(&t.summary)
+                .bind(ms(&t.at))
+                .bind(&labels)
+                .bind(&t.fingerprint)
+                .bind(from.as_str())
+                .bind(t.fired_at.as_ref().map(ms))
+                .bind(t.notified_at.as_ref().map(ms))
+                .fetch_optional(&mut *tx)
+                .await?
+            }
+        };
+        let Some(id) = id else {
+            tx.rollback().await?;
+            return Ok(None);
+        };
+        sqlx::query(
+            "INSERT INTO alert_events (alert_id, time_ms, from_state, to_state, summary) VALUES ($1, $2, $3, $4, $5)",
+        )
+        .bind(id)
+        .bind(ms(&t.at))
+        .bind(t.from.map(AlertState::as_str))
+        .bind(t.to.as_str())
+        .bind(&t.summary)
+        .execute(&mut *tx)
+        .await?;
+        Self::insert_outbox(&mut tx, id, &t.at, notify).await?;
+        tx.commit().await?;
+        Ok(Some(id))
+    }
+
+    /// The alert `fingerprint` as `conn` sees it.
+    async fn alert_on(
+        conn: &mut DB::Connection,
+        fingerprint: &str,
+    ) -> Result<Option<AlertRow>, StoreError> {
+        let row = sqlx::query(
+            "SELECT id, fingerprint, rule, labels, state, summary, since_ms, acked_by, fired_ms, notified_ms FROM alerts
+             WHERE fingerprint = $1",
+        )
+        .bind(fingerprint)
+        .fetch_optional(&mut *conn)
+        .await?;
+        row.as_ref().map(Self::alert_row).transpose()
+    }
+}
+
+#[async_trait]
+impl<DB> Ledger for SqlGroup<'_, DB>
+where
+    DB: Backend,
+    for<'c> &'c mut DB::Connection: Executor<'c, Database = DB>,
+    DB::Arguments: IntoArguments<DB>,
+    usize: ColumnIndex<DB::Row>,
+    for<'a> &'a str: ColumnIndex<DB::Row> + Type<DB> + Encode<'a, DB> + Decode<'a, DB>,
+    for<'a> i64: Type<DB> + Encode<'a, DB> + Decode<'a, DB>,
+    for<'a> f64: Type<DB> + Encode<'a, DB> + Decode<'a, DB>,
+    for<'a> bool: Type<DB> + Decode<'a, DB>,
+    for<'a> String: Type<DB> + Encode<'a, DB> + Decode<'a, DB>,
+    for<'a> Vec<u8>: Type<DB> + Encode<'a, DB> + Decode<'a, DB>,
+    for<'a> Option<i64>: Encode<'a, DB>,
+    for<'a> Option<String>: Encode<'a, DB>,
+    for<'a> Option<&'a str>: Encode<'a, DB>,
+{
+    async fn record_transition(
+        &mut self,
+        t: &Transition,
+        notify: &[NewNotification],
+    ) -> Result<Option<i64>, StoreError> {
+        SqlStore::<DB>::transition_on(&mut self.tx, t, notify).await
+    }
+
+    async fn alert(&mut self, fingerprint: &str) -> Result<Option<AlertRow>, StoreError> {
+        SqlStore::<DB>::alert_on(&mut self.tx, fingerprint).await
+    }
+}
