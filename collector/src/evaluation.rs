@@ -1,11 +1,15 @@
 //! When rules are evaluated: the one way from "stored" to "evaluated".
 //!
 //! Whatever reaches the store that rules decide on (a batch of an agent's records, an agent
-//! asking for its assignments, a push monitor's ping) is handed to the [`Evaluator`] once it is
-//! committed, and the evaluator alone decides where it is evaluated:
+//! asking for its assignments, a push monitor's ping) is handed to the [`Evaluator`], and the
+//! evaluator alone decides where it is evaluated:
 //!
-//! - on a database of its own (SQLite), the collector leads from its start and evaluates at
-//!   once, in the request that stored it;
+//! - on a database of its own (SQLite), the collector leads from its start and evaluates each
+//!   batch in the transaction that stores it, before it commits ([`InTransaction`], called by
+//!   the group writer, writer/group.rs): the transitions the batch decides, with their history
+//!   and outbox rows, commit with the batch, in one commit, and the sender is woken after it.
+//!   A duplicate is not evaluated; the batches of a group are evaluated in order. What a group
+//!   that does not commit leaves undone is rules/group.rs's business;
 //! - on a shared database (PostgreSQL, several collectors), every collector queues each batch
 //!   in the batch's own transaction ([`crate::store::cluster`]) and only the leader evaluates:
 //!   [`Evaluator::run_queue`] takes the queue in order, woken by this collector's own ingests and
@@ -31,10 +35,11 @@ use tokio_util::sync::CancellationToken;
 use tracing::Instrument as _;
 
 use crate::leadership::Leadership;
-use crate::rules::Engine;
-use crate::store::alerting::Ping;
+use crate::rules::{Engine, GroupPass};
+use crate::store::alerting::{Ledger, Ping};
 use crate::store::{Store, StoreError};
 use crate::telemetry::Metrics;
+use crate::writer::group::{GroupEvaluation, InTransaction};
 
 /// How often rules are re-evaluated for what time alone changes.
 pub const TICK_EVERY: Duration = Duration::from_secs(5);
@@ -73,24 +78,12 @@ impl Evaluator {
         }
     }
 
-    /// A batch of `agent`'s records was committed (not a duplicate). Evaluated now on a
-    /// database of its own, by the leader through its queue on a shared one. Never fails: the
-    /// batch is stored whatever happens here, and a failed evaluation is rebuilt from the next
-    /// results (see [`crate::rules`]).
-    pub async fn stored(&self, agent: &str, records: &[Record]) {
+    /// A batch was committed (not a duplicate). On a shared database it was queued with the
+    /// batch: the leader's queue is woken, if this collector leads. On a database of its own
+    /// it was evaluated in its transaction already ([`InTransaction`]).
+    pub fn stored(&self) {
         if self.store.shared() {
-            // Queued with the batch for the leader, whichever collector that is.
             self.queued.notify_one();
-            return;
-        }
-        self.metrics.evaluation("batch");
-        if let Err(e) = self
-            .engine
-            .on_batch(agent, crate::clock::now(), records)
-            .instrument(tracing::debug_span!("evaluate", trigger = "batch"))
-            .await
-        {
-            tracing::error!(agent = %agent, error = %e, "rule evaluation failed");
         }
     }
 
@@ -217,5 +210,51 @@ impl Evaluator {
         if let Err(e) = self.engine.on_batch(agent, received, records).await {
             tracing::error!(agent = %agent, error = %e, "rule evaluation failed");
         }
+    }
+}
+
+/// On a database of its own, each group of batches is evaluated in the transaction that
+/// stores it (writer/group.rs).
+#[async_trait::async_trait]
+impl InTransaction for Evaluator {
+    async fn begin(&self) -> Option<Box<dyn GroupEvaluation + '_>> {
+        if self.store.shared() {
+            return None;
+        }
+        Some(Box::new(Inline {
+            pass: self.engine.begin_group().await,
+            metrics: &self.metrics,
+        }))
+    }
+}
+
+/// A group's evaluation in its transaction.
+struct Inline<'a> {
+    pass: GroupPass<'a>,
+    metrics: &'a Metrics,
+}
+
+#[async_trait::async_trait]
+impl GroupEvaluation for Inline<'_> {
+    async fn batch(&mut self, ledger: &mut dyn Ledger, agent: &str, records: &[Record]) {
+        self.metrics.evaluation("batch");
+        // Never fails the batch: a failed evaluation is rebuilt from the next results (see
+        // crate::rules), and the transition that failed is rolled back alone.
+        if let Err(e) = self
+            .pass
+            .on_batch(ledger, agent, crate::clock::now(), records)
+            .instrument(tracing::debug_span!("evaluate", trigger = "batch"))
+            .await
+        {
+            tracing::error!(agent = %agent, error = %e, "rule evaluation failed");
+        }
+    }
+
+    fn committed(self: Box<Self>) {
+        self.pass.committed();
+    }
+
+    async fn abandoned(self: Box<Self>) {
+        self.pass.abandoned().await;
     }
 }

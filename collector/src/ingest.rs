@@ -140,7 +140,7 @@ async fn ingest_batch(
         }
     }
     if !outcome.duplicate {
-        state.evaluator.stored(&agent.name, &batch.records).await;
+        state.evaluator.stored();
     }
     let mut kinds = [("check_result", 0), ("metric", 0), ("log", 0)];
     for r in &batch.records {

@@ -102,6 +102,7 @@ impl AppState {
             store.clone(),
             if store.shared() { 4 } else { 1 },
             metrics.clone(),
+            Some(evaluator.clone()),
             &writer_thread,
         );
         Self {

@@ -12,7 +12,7 @@ use super::book::{Book, Memo};
 use super::hold::Holds;
 use super::{Decision, Vantage};
 use crate::notify::{AlertNote, NoteKind, Router};
-use crate::store::alerting::{AlertState, Silence, Transition};
+use crate::store::alerting::{AlertRow, AlertState, Ledger, NewNotification, Silence, Transition};
 use crate::store::{Store, StoreError};
 
 /// What the configuration sets for notifying: routes and maintenance windows.
@@ -42,6 +42,52 @@ impl Policy {
             resolved_at: None,
             link: self.router.link(&memo.labels),
         }
+    }
+}
+
+/// Where a desk's transitions go.
+pub enum Sink<'a> {
+    /// The store, each transition in a transaction of its own; the sender is woken at once.
+    Own,
+    /// The open transaction of a group of batches (rules/group.rs); `queued` tells whether
+    /// notifications were queued in it, for the sender to be woken once it commits.
+    Group {
+        /// The group's transaction.
+        ledger: &'a mut dyn Ledger,
+        /// Notifications were queued in it.
+        queued: bool,
+    },
+}
+
+impl std::fmt::Debug for Sink<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Sink::Own => f.write_str("Own"),
+            Sink::Group { queued, .. } => f.debug_struct("Group").field("queued", queued).finish(),
+        }
+    }
+}
+
+/// The store as a [`Ledger`]: each transition in a transaction of its own.
+struct StoreLedger<'a>(&'a dyn Store);
+
+#[async_trait::async_trait]
+impl Ledger for StoreLedger<'_> {
+    async fn record_transition(
+        &mut self,
+        t: &Transition,
+        notify: &[NewNotification],
+    ) -> Result<Option<i64>, StoreError> {
+        self.0.record_transition(t, notify).await
+    }
+
+    async fn alert(&mut self, fingerprint: &str) -> Result<Option<AlertRow>, StoreError> {
+        Ok(self
+            .0
+            .alerts(&AlertState::ALL)
+            .await?
+            .into_iter()
+            .find(|a| a.fingerprint == fingerprint))
     }
 }
 
@@ -78,23 +124,62 @@ impl Desk {
             .clone()
     }
 
-    /// Records a decided transition with the notifications it sends, unless it changes
-    /// nothing: the alert is already there (down → flapping), an alert that never fired is
-    /// resolved, or a firing alert's condition is back on the way (flapping that settles on an
-    /// unconfirmed failure: it fires until it resolves).
+    /// Records a decided transition with the notifications it sends, in a transaction of its
+    /// own, and wakes the sender if it queued any; see [`Desk::record_in`].
     pub async fn record(
         &self,
         book: &mut Book,
         vantage: &dyn Vantage,
         d: Decision,
     ) -> Result<(), StoreError> {
+        self.record_to(&mut Sink::Own, book, vantage, d).await
+    }
+
+    /// Records a decided transition into `sink`: [`Desk::record`] or [`Desk::record_in`].
+    pub async fn record_to(
+        &self,
+        sink: &mut Sink<'_>,
+        book: &mut Book,
+        vantage: &dyn Vantage,
+        d: Decision,
+    ) -> Result<(), StoreError> {
+        match sink {
+            Sink::Own => {
+                if self
+                    .record_in(&mut StoreLedger(&*self.store), book, vantage, d)
+                    .await?
+                {
+                    self.wake_sender();
+                }
+            }
+            Sink::Group { ledger, queued } => {
+                *queued |= self.record_in(&mut **ledger, book, vantage, d).await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Records a decided transition with the notifications it sends in `ledger`, unless it
+    /// changes nothing: the alert is already there (down → flapping), an alert that never
+    /// fired is resolved, or a firing alert's condition is back on the way (flapping that
+    /// settles on an unconfirmed failure: it fires until it resolves). `book` takes the
+    /// transition as soon as `ledger` has it: a caller whose ledger then fails to commit reloads
+    /// the book from the store. True when notifications were queued: the caller wakes the
+    /// sender ([`Desk::wake_sender`]) once they are committed, not before.
+    pub async fn record_in(
+        &self,
+        ledger: &mut dyn Ledger,
+        book: &mut Book,
+        vantage: &dyn Vantage,
+        d: Decision,
+    ) -> Result<bool, StoreError> {
         let before = book.memos.get(&d.fingerprint).cloned();
         let from = before.as_ref().map(|m| m.state);
         if from == Some(d.to)
             || (from.is_none() && d.to == AlertState::Resolved)
             || (from == Some(AlertState::Firing) && d.to == AlertState::Pending)
         {
-            return Ok(());
+            return Ok(false);
         }
         let policy = self.policy();
         let now = crate::clock::now();
@@ -144,28 +229,24 @@ impl Desk {
             fired_at: memo.fired_at,
             notified_at: memo.notified_at,
         };
-        let stored = self.store.record_transition(&t, &notes).await?;
+        let stored = ledger.record_transition(&t, &notes).await?;
         if stored.is_some() {
             tracing::info!(alert = %t.fingerprint, from = ?t.from, to = ?t.to, notifications = notes.len(), summary = %t.summary, "alert transition");
             book.memos.insert(d.fingerprint, memo);
-            if !notes.is_empty() {
-                self.queued.notify_one();
-            }
-            return Ok(());
+            return Ok(!notes.is_empty());
         }
         // Another writer (another collector, in HA) moved the alert first: take what it holds.
         tracing::warn!(alert = %t.fingerprint, "alert was not in the expected state; reloading it");
-        let row = self
-            .store
-            .alerts(&AlertState::ALL)
-            .await?
-            .into_iter()
-            .find(|a| a.fingerprint == t.fingerprint);
-        match row {
+        match ledger.alert(&t.fingerprint).await? {
             Some(row) => book.memos.insert(d.fingerprint, Memo::of(&row)),
             None => book.memos.remove(&d.fingerprint),
         };
-        Ok(())
+        Ok(false)
+    }
+
+    /// Wakes the notification sender: notifications were committed to the outbox.
+    pub fn wake_sender(&self) {
+        self.queued.notify_one();
     }
 
     /// Notifies firing alerts that were held back and no longer are, and queues reminders of

@@ -12,7 +12,10 @@
 //!   the host, not one per check);
 //! - transitions ([`Desk::record`]): a compare-and-set in the store, in one transaction with
 //!   its history entry and its outbox rows (routed by [`crate::notify::Router`]); when another
-//!   collector moved the alert first, its state is taken from the store;
+//!   collector moved the alert first, its state is taken from the store. [`Desk::record_in`]
+//!   writes them to a [`crate::store::alerting::Ledger`] instead: the transaction of the group
+//!   of batches that decided them, which commits them with the batches; the sender is woken
+//!   once they are committed;
 //! - release and reminders ([`Desk::release_and_remind`]): a held alert still firing when its
 //!   reason ends is notified then; a firing, unacknowledged alert is reminded every
 //!   `repeat_interval`. A resolve is sent when the firing was, whatever holds at that moment:
@@ -31,7 +34,7 @@ use std::collections::BTreeMap;
 use chrono::{DateTime, Utc};
 
 pub use book::Book;
-pub use desk::Desk;
+pub use desk::{Desk, Sink};
 
 use crate::store::alerting::AlertState;
 

@@ -1,7 +1,8 @@
 //! Evaluates rules as data arrives and hands what they decide to the alert desk
 //! ([`crate::alert`]), which records transitions with their notifications.
 //!
-//! Check results are handed over right after the batch that carries them is committed
+//! Check results are handed over in the transaction that stores the batch that carries them,
+//! on a database of its own (rules/group.rs), or from the leader's queue on a shared one
 //! ([`crate::evaluation`]); a result that completes a transition is decided at once. An uptime
 //! alert is `pending` while a check is pending, `firing` while it is down or flapping,
 //! `resolved` when it is up again. An agent's own alert fires when it is silent for longer than
@@ -13,6 +14,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -26,7 +28,7 @@ use super::state::{AgentBeat, CheckRule, State};
 use super::threshold::{Sample, Verdict};
 use super::uptime::{CheckState, Uptime};
 use crate::alert::{
-    AGENT_RULE, Book, Decision, Desk, HEARTBEAT_RULE, UPTIME_RULE, agent_fingerprint, labels,
+    AGENT_RULE, Book, Decision, Desk, HEARTBEAT_RULE, Sink, UPTIME_RULE, agent_fingerprint, labels,
     uptime_fingerprint,
 };
 use crate::store::alerting::AlertState;
@@ -42,7 +44,10 @@ pub struct Engine {
     // the store call is awaited while holding it.
     pub(super) state: Mutex<State>,
     /// Records what the rules decide, with the notifications it sends.
-    desk: Desk,
+    pub(super) desk: Desk,
+    /// The state claims what the store may not hold (a group's transaction failed and the
+    /// state could not be reloaded then): reloaded at the next lock.
+    pub(super) stale: AtomicBool,
     /// Agents heard from without an evaluation (a batch refused because the collector was
     /// busy): alive, whatever became of their batch. Merged into the agents' beats at each tick.
     // std's Mutex: a map insert, never across an await.
@@ -64,6 +69,7 @@ impl Engine {
             store,
             settings: std::sync::RwLock::new(Arc::new(settings)),
             state: Mutex::new(state),
+            stale: AtomicBool::new(false),
             heard: Default::default(),
         })
     }
@@ -74,10 +80,14 @@ impl Engine {
         let settings = self.settings();
         let mut state = self.state.lock().await;
         *state = Self::read_state(&*self.store, &settings).await?;
+        self.stale.store(false, Ordering::Release);
         Ok(())
     }
 
-    async fn read_state(store: &dyn Store, settings: &Settings) -> Result<State, StoreError> {
+    pub(super) async fn read_state(
+        store: &dyn Store,
+        settings: &Settings,
+    ) -> Result<State, StoreError> {
         let stored = store.alerts(&AlertState::ALL).await?;
         let now = crate::clock::now();
         let mut state = State {
@@ -151,7 +161,21 @@ impl Engine {
         records: &[Record],
     ) -> Result<(), StoreError> {
         let settings = self.settings();
-        let mut state = self.state.lock().await;
+        let mut state = self.lock().await;
+        self.evaluate_batch(&mut Sink::Own, &mut state, &settings, agent, now, records)
+            .await
+    }
+
+    /// [`Engine::on_batch`] on the locked `state`, its transitions into `sink`.
+    pub(super) async fn evaluate_batch(
+        &self,
+        sink: &mut Sink<'_>,
+        state: &mut State,
+        settings: &Settings,
+        agent: &str,
+        now: DateTime<Utc>,
+        records: &[Record],
+    ) -> Result<(), StoreError> {
         let beat = state
             .agents
             .entry(agent.to_string())
@@ -161,8 +185,9 @@ impl Engine {
             if let Some(b) = state.agents.get_mut(agent) {
                 b.back_at = Some(now);
             }
-            self.record(
-                &mut state,
+            self.record_to(
+                sink,
+                state,
                 agent_decision(
                     agent,
                     AlertState::Resolved,
@@ -188,7 +213,7 @@ impl Engine {
         for record in records {
             match record {
                 Record::CheckResult(r) => {
-                    self.on_result(&mut state, &settings, agent, r).await?;
+                    self.on_result(sink, state, settings, agent, r).await?;
                     for (name, value) in check_series(r) {
                         let labels: BTreeMap<String, String> =
                             [("check".to_string(), r.check.clone())].into();
@@ -199,7 +224,7 @@ impl Engine {
                             time: r.time,
                             value,
                         };
-                        self.on_sample(&mut state, sample).await?;
+                        self.on_sample(sink, state, sample).await?;
                     }
                 }
                 Record::Metric(m) => {
@@ -210,15 +235,16 @@ impl Engine {
                         time: m.time,
                         value: m.value,
                     };
-                    self.on_sample(&mut state, sample).await?;
+                    self.on_sample(sink, state, sample).await?;
                 }
                 Record::Log(line) if state.logs.any() => {
                     let none = BTreeMap::new();
                     let labels = settings.agent_labels.get(agent).unwrap_or(&none);
-                    let st = &mut *state;
-                    let alerts = &st.alerts;
-                    let verdicts = st.logs.observe(agent, labels, line, |fp| alerts.state(fp));
-                    self.apply_verdicts(&mut state, verdicts).await?;
+                    let alerts = &state.alerts;
+                    let verdicts = state
+                        .logs
+                        .observe(agent, labels, line, |fp| alerts.state(fp));
+                    self.apply_verdicts(sink, state, verdicts).await?;
                 }
                 Record::Log(_) => {}
             }
@@ -226,18 +252,24 @@ impl Engine {
         Ok(())
     }
 
-    async fn on_sample(&self, state: &mut State, sample: Sample<'_>) -> Result<(), StoreError> {
+    async fn on_sample(
+        &self,
+        sink: &mut Sink<'_>,
+        state: &mut State,
+        sample: Sample<'_>,
+    ) -> Result<(), StoreError> {
         if !state.thresholds.wants(sample.name) {
             return Ok(());
         }
         let alerts = &state.alerts;
         let verdicts = state.thresholds.observe(sample, |fp| alerts.state(fp));
-        self.apply_verdicts(state, verdicts).await
+        self.apply_verdicts(sink, state, verdicts).await
     }
 
     /// Records the alert changes of metric and log rules.
     async fn apply_verdicts(
         &self,
+        sink: &mut Sink<'_>,
         state: &mut State,
         verdicts: Vec<Verdict>,
     ) -> Result<(), StoreError> {
@@ -252,7 +284,7 @@ impl Engine {
                 summary: v.summary,
                 depends_on: v.agent.into_iter().collect(),
             };
-            if let Err(e) = self.record(state, decision).await {
+            if let Err(e) = self.record_to(sink, state, decision).await {
                 // Not recorded: the series or count starts again from the stored state.
                 state.thresholds.forget(&fingerprint);
                 state.logs.forget(&fingerprint);
@@ -264,6 +296,7 @@ impl Engine {
 
     async fn on_result(
         &self,
+        sink: &mut Sink<'_>,
         state: &mut State,
         settings: &Settings,
         agent: &str,
@@ -278,7 +311,7 @@ impl Engine {
                 }
             });
             if let Some(change) = rule.uptime.observe(agent, r.time, r.ok, r.error.as_deref()) {
-                self.apply(state, settings, &r.check, change).await?;
+                self.apply(sink, state, settings, &r.check, change).await?;
             }
         }
         Ok(())
@@ -302,7 +335,7 @@ impl Engine {
         poll_every: Option<Duration>,
     ) -> Result<(), StoreError> {
         if let Some(p) = poll_every {
-            let mut state = self.state.lock().await;
+            let mut state = self.lock().await;
             state
                 .agents
                 .entry(agent.to_string())
@@ -318,7 +351,7 @@ impl Engine {
     /// settles, held-back alerts whose reason ended are notified, and reminders fall due.
     pub async fn tick(&self, now: DateTime<Utc>) -> Result<(), StoreError> {
         let settings = self.settings();
-        let mut state = self.state.lock().await;
+        let mut state = self.lock().await;
         let heard = std::mem::take(&mut *self.heard.lock().unwrap_or_else(|p| p.into_inner()));
         for (agent, at) in heard {
             if let Some(b) = state.agents.get_mut(&agent) {
@@ -370,13 +403,15 @@ impl Engine {
                 .get_mut(&check)
                 .and_then(|r| r.uptime.tick(now));
             if let Some(change) = change {
-                self.apply(&mut state, &settings, &check, change).await?;
+                self.apply(&mut Sink::Own, &mut state, &settings, &check, change)
+                    .await?;
             }
         }
         self.resolve_removed(&mut state, &settings, now).await?;
         state.logs.configure(&settings.log_rules);
         let verdicts = state.logs.tick(now);
-        self.apply_verdicts(&mut state, verdicts).await?;
+        self.apply_verdicts(&mut Sink::Own, &mut state, verdicts)
+            .await?;
         if self.store.shared() {
             // Pings that reached other collectors are only in the store.
             for stored in self.store.heartbeats().await? {
@@ -395,6 +430,7 @@ impl Engine {
     /// Records the alert transition a check's change of state makes, if any.
     async fn apply(
         &self,
+        sink: &mut Sink<'_>,
         state: &mut State,
         settings: &Settings,
         check: &str,
@@ -417,7 +453,7 @@ impl Engine {
             summary: format!("{check} {}: {}", state_word(change.to), change.summary),
             depends_on: rule.uptime.failing_agents(),
         };
-        if let Err(e) = self.record(state, decision).await {
+        if let Err(e) = self.record_to(sink, state, decision).await {
             // Not recorded: start the check again from what the store holds, so the coming
             // results make the transition again (a firing alert resumes as down).
             let fingerprint = uptime_fingerprint(check);
@@ -435,10 +471,39 @@ impl Engine {
         Ok(())
     }
 
-    /// Hands a decision to the desk, with what the rules know of checks and agents.
+    /// Hands a decision to the desk, with what the rules know of checks and agents; the
+    /// transition goes to the store in a transaction of its own.
     pub(super) async fn record(&self, state: &mut State, d: Decision) -> Result<(), StoreError> {
+        self.record_to(&mut Sink::Own, state, d).await
+    }
+
+    /// [`Engine::record`], the transition into `sink`.
+    async fn record_to(
+        &self,
+        sink: &mut Sink<'_>,
+        state: &mut State,
+        d: Decision,
+    ) -> Result<(), StoreError> {
         let (alerts, seen) = state.split();
-        self.desk.record(alerts, &seen, d).await
+        self.desk.record_to(sink, alerts, &seen, d).await
+    }
+
+    /// The state, locked; reloaded from the store first when a group that could not commit
+    /// left it claiming what the store does not hold, and reloading it then failed
+    /// (rules/group.rs).
+    pub(super) async fn lock(&self) -> tokio::sync::MutexGuard<'_, State> {
+        let mut state = self.state.lock().await;
+        if self.stale.swap(false, Ordering::AcqRel) {
+            let settings = self.settings();
+            match Self::read_state(&*self.store, &settings).await {
+                Ok(fresh) => *state = fresh,
+                Err(e) => {
+                    self.stale.store(true, Ordering::Release);
+                    tracing::error!(error = %e, "cannot reload alert state; evaluating on what is kept");
+                }
+            }
+        }
+        state
     }
 
     /// Resolves the alerts of metric rules and push monitors no longer in the configuration:

@@ -4,13 +4,15 @@
 //! [`heartbeat`] (a push monitor's state from its pings), [`threshold`] (metric rules),
 //! [`logs`] (log rules), and [`engine`], which evaluates what is stored against them and hands
 //! each decision to the alert desk ([`crate::alert`]); `settings` (the configuration's part),
-//! `state` (what the engine keeps between evaluations) and `pings` (push monitors in the
-//! engine) are the engine's own.
+//! `state` (what the engine keeps between evaluations), `pings` (push monitors in the
+//! engine) and `group` (a group of batches evaluated in the transaction that stores it) are
+//! the engine's own.
 //!
 //! The rules decide what an alert should be; they never route, hold or send a notification.
 //! When they are evaluated is [`crate::evaluation`]'s business.
 
 pub mod engine;
+mod group;
 pub mod heartbeat;
 pub mod logs;
 mod pings;
@@ -20,6 +22,7 @@ pub mod threshold;
 pub mod uptime;
 
 pub use engine::Engine;
+pub use group::GroupPass;
 pub use pings::HeartbeatView;
 pub use settings::MIN_AGENT_TIMEOUT;
 

@@ -16,7 +16,7 @@ impl Engine {
     /// A push monitor was pinged (the ping is stored): its alert follows at once.
     pub async fn on_ping(&self, ping: &Ping) -> Result<(), StoreError> {
         let settings = self.settings();
-        let mut state = self.state.lock().await;
+        let mut state = self.lock().await;
         let row = state
             .beats
             .entry(ping.name.clone())
@@ -40,7 +40,7 @@ impl Engine {
     /// Every configured push monitor's state at `now`, with its latest pings.
     pub async fn heartbeats(&self, now: DateTime<Utc>) -> Vec<HeartbeatView> {
         let settings = self.settings();
-        let mut state = self.state.lock().await;
+        let mut state = self.lock().await;
         if self.store.shared() {
             // Another collector may have taken the latest pings (and lead).
             match self.store.heartbeats().await {
