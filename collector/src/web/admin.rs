@@ -20,7 +20,7 @@ use chrono::{DateTime, Duration as ChronoDuration, Utc};
 use serde::Deserialize;
 
 use super::escape;
-use super::page::{head, state_words};
+use super::page::state_words;
 use crate::auth::{Access, AdminForm, AdminPage, PageRefusal, session};
 use crate::error::AppError;
 use crate::state::AppState;
@@ -30,6 +30,20 @@ use crate::views::check_views;
 
 /// Hours of host metrics the host page charts.
 const CHART_HOURS: i64 = 6;
+
+/// A page's head and opening.
+fn head(out: &mut String, title: &str, script: Option<&str>) {
+    let _ = write!(
+        out,
+        "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\">\
+         <meta name=\"viewport\" content=\"width=device-width,initial-scale=1\">\
+         <title>{title}</title><link rel=\"stylesheet\" href=\"/assets/lookout.css\">",
+        title = escape(title)
+    );
+    if let Some(src) = script {
+        let _ = write!(out, "<script src=\"{src}\" defer></script>");
+    }
+}
 
 fn url_escape(s: &str) -> String {
     url::form_urlencoded::byte_serialize(s.as_bytes()).collect()

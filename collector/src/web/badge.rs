@@ -9,6 +9,7 @@ use axum::extract::{Path, Query, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use chrono::Duration as ChronoDuration;
+use maud::html;
 use serde::Deserialize;
 
 use crate::auth::Reader;
@@ -24,23 +25,26 @@ const RED: &str = "#cf222e";
 const GREY: &str = "#57606a";
 
 /// A two-part badge: `label` on grey, `value` on `colour`. Widths follow the text (about 7 px a
-/// character at 11 px), as shields.io's flat style does.
+/// character at 11 px), as shields.io's flat style does. A maud template: the label and value
+/// (a check's name) are escaped. Every element is closed with an end tag, since a badge is
+/// served as XML (`image/svg+xml`).
 pub fn svg(label: &str, value: &str, colour: &str) -> String {
     let w = |s: &str| 10 + 7 * s.chars().count();
     let (lw, vw) = (w(label), w(value));
-    let (label, value) = (super::escape(label), super::escape(value));
-    format!(
-        "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{total}\" height=\"20\" role=\"img\" \
-         aria-label=\"{label}: {value}\"><title>{label}: {value}</title>\
-         <rect width=\"{lw}\" height=\"20\" fill=\"#555\"/>\
-         <rect x=\"{lw}\" width=\"{vw}\" height=\"20\" fill=\"{colour}\"/>\
-         <g fill=\"#fff\" font-family=\"Verdana,DejaVu Sans,sans-serif\" font-size=\"11\" \
-         text-anchor=\"middle\"><text x=\"{lx}\" y=\"14\">{label}</text>\
-         <text x=\"{vx}\" y=\"14\">{value}</text></g></svg>",
-        total = lw + vw,
-        lx = lw / 2,
-        vx = lw + vw / 2,
-    )
+    html! {
+        svg xmlns="http://www.w3.org/2000/svg" width=(lw + vw) height="20" role="img"
+            aria-label={ (label) ": " (value) } {
+            title { (label) ": " (value) }
+            rect width=(lw) height="20" fill="#555" {}
+            rect x=(lw) width=(vw) height="20" fill=(colour) {}
+            g fill="#fff" font-family="Verdana,DejaVu Sans,sans-serif" font-size="11"
+                text-anchor="middle" {
+                text x=(lw / 2) y="14" { (label) }
+                text x=(lw + vw / 2) y="14" { (value) }
+            }
+        }
+    }
+    .into_string()
 }
 
 fn answer(status: StatusCode, body: String) -> Response {

@@ -3,6 +3,7 @@
 
 pub mod admin;
 pub mod badge;
+mod layout;
 pub mod page;
 
 use axum::http::header;

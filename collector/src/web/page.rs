@@ -1,5 +1,6 @@
-//! The public status page (`GET /`), server-rendered from [`crate::views::StatusModel`]. It
-//! needs no JavaScript: a small script (`/assets/status.js`) only keeps the states current.
+//! The public status page (`GET /`), server-rendered from [`crate::views::StatusModel`] by
+//! maud templates (see `web/layout.rs`). It needs no JavaScript: a small script
+//! (`/assets/status.js`) only keeps the states current.
 
 use std::fmt::Write as _;
 use std::sync::Arc;
@@ -8,10 +9,12 @@ use std::time::Instant;
 use axum::extract::State;
 use axum::response::{Html, IntoResponse};
 use chrono::{DateTime, Utc};
+use maud::{Markup, html};
 
-use super::escape;
+use super::layout::document;
 use crate::auth::Reader;
 use crate::error::AppError;
+use crate::notify::route::check_anchor;
 use crate::state::AppState;
 use crate::views::CheckStatus;
 use crate::views::status::{CheckModel, DayModel, IncidentModel, StatusModel, model};
@@ -23,7 +26,7 @@ pub async fn index(
 ) -> Result<impl IntoResponse, AppError> {
     let started = Instant::now();
     let m = model(&state.store, &state.config(), &state.status_history).await?;
-    let html = render(&m);
+    let html = render(&m).into_string();
     Ok((crate::telemetry::server_timing(started), Html(html)))
 }
 
@@ -45,128 +48,98 @@ fn banner(overall: &str) -> &'static str {
     }
 }
 
-/// A page's head and opening, shared with the admin pages.
-pub fn head(out: &mut String, title: &str, script: Option<&str>) {
-    let _ = write!(
-        out,
-        "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\">\
-         <meta name=\"viewport\" content=\"width=device-width,initial-scale=1\">\
-         <title>{title}</title><link rel=\"stylesheet\" href=\"/assets/lookout.css\">",
-        title = escape(title)
-    );
-    if let Some(src) = script {
-        let _ = write!(out, "<script src=\"{src}\" defer></script>");
+fn render(m: &StatusModel) -> Markup {
+    let refresh = html! { noscript { meta http-equiv="refresh" content="60"; } };
+    let body = html! {
+        header {
+            h1 { (m.title) }
+            p id="overall" class={ "banner s-" (m.overall) } role="status" { (banner(m.overall)) }
+        }
+        main {
+            @if !m.maintenance.is_empty() {
+                section aria-labelledby="maint" {
+                    h2 id="maint" { "Maintenance" }
+                    @for w in &m.maintenance {
+                        p class="notice maintenance" {
+                            strong { (if w.active { "In progress" } else { "Scheduled" }) ":" }
+                            " " (w.name) ", " (when(w.starts)) " to " (when(w.ends))
+                        }
+                    }
+                }
+            }
+            @if !m.open_incidents.is_empty() {
+                section aria-labelledby="open" {
+                    h2 id="open" { "Current incidents" }
+                    @for i in &m.open_incidents { (incident(i)) }
+                }
+            }
+            @if m.groups.is_empty() {
+                p { "No checks yet: add " code { "[[checks]]" } " to the configuration." }
+            }
+            @for (gi, g) in m.groups.iter().enumerate() {
+                section class="group" aria-labelledby={ "g" (gi) } {
+                    h2 id={ "g" (gi) } { (g.name) }
+                    @for c in &g.checks { (check(c, m.generated)) }
+                }
+            }
+            section aria-labelledby="recent" {
+                h2 id="recent" { "Recent incidents" }
+                @if m.recent_incidents.is_empty() {
+                    p class="muted" { "No incidents in the last 14 days." }
+                }
+                @for i in &m.recent_incidents { (incident(i)) }
+            }
+        }
+        footer {
+            "Updated " (when(m.generated))
+            " · uptime from results of every agent that runs a check · "
+            a href="/api/v1/status" { "JSON" } " · " a href="/admin" { "Admin" }
+        }
+    };
+    document(&m.title, Some("/assets/status.js"), refresh, body)
+}
+
+fn incident(i: &IncidentModel) -> Markup {
+    html! {
+        p class="notice incident" {
+            strong { (i.check) } ": " (i.summary) br;
+            span class="muted" {
+                (when(i.started)) " – "
+                @match i.ended {
+                    Some(t) => { (when(t)) }
+                    None => { "ongoing" }
+                }
+            }
+        }
     }
 }
 
-fn render(m: &StatusModel) -> String {
-    let checks: usize = m.groups.iter().map(|g| g.checks.len()).sum();
-    // About 4 kB a check: 90 day bars with their titles, and the chart.
-    let mut out = String::with_capacity(4096 + checks * 4500);
-    head(&mut out, &m.title, Some("/assets/status.js"));
-    let _ = write!(
-        out,
-        "<noscript><meta http-equiv=\"refresh\" content=\"60\"></noscript></head><body>\
-         <header><h1>{title}</h1><p id=\"overall\" class=\"banner s-{overall}\" role=\"status\">{banner}</p></header><main>",
-        title = escape(&m.title),
-        overall = m.overall,
-        banner = banner(m.overall),
-    );
-    if !m.maintenance.is_empty() {
-        out.push_str("<section aria-labelledby=\"maint\"><h2 id=\"maint\">Maintenance</h2>");
-        for w in &m.maintenance {
-            let _ = write!(
-                out,
-                "<p class=\"notice maintenance\"><strong>{when}:</strong> {name}, {from} to {to}</p>",
-                when = if w.active { "In progress" } else { "Scheduled" },
-                name = escape(&w.name),
-                from = when(w.starts),
-                to = when(w.ends),
-            );
-        }
-        out.push_str("</section>");
-    }
-    if !m.open_incidents.is_empty() {
-        out.push_str("<section aria-labelledby=\"open\"><h2 id=\"open\">Current incidents</h2>");
-        for i in &m.open_incidents {
-            incident(&mut out, i);
-        }
-        out.push_str("</section>");
-    }
-    if m.groups.is_empty() {
-        out.push_str("<p>No checks yet: add <code>[[checks]]</code> to the configuration.</p>");
-    }
-    for (gi, g) in m.groups.iter().enumerate() {
-        let _ = write!(
-            out,
-            "<section class=\"group\" aria-labelledby=\"g{gi}\"><h2 id=\"g{gi}\">{name}</h2>",
-            name = escape(&g.name)
-        );
-        for c in &g.checks {
-            check(&mut out, c, m.generated);
-        }
-        out.push_str("</section>");
-    }
-    out.push_str("<section aria-labelledby=\"recent\"><h2 id=\"recent\">Recent incidents</h2>");
-    if m.recent_incidents.is_empty() {
-        out.push_str("<p class=\"muted\">No incidents in the last 14 days.</p>");
-    }
-    for i in &m.recent_incidents {
-        incident(&mut out, i);
-    }
-    let _ = write!(
-        out,
-        "</section></main><footer>Updated {at} · uptime from results of every agent that runs a \
-         check · <a href=\"/api/v1/status\">JSON</a> · <a href=\"/admin\">Admin</a></footer></body></html>",
-        at = when(m.generated)
-    );
-    out
-}
-
-fn incident(out: &mut String, i: &IncidentModel) {
-    let _ = write!(
-        out,
-        "<p class=\"notice incident\"><strong>{check}</strong>: {summary}<br><span class=\"muted\">\
-         {from} – {to}</span></p>",
-        check = escape(&i.check),
-        summary = escape(&i.summary),
-        from = when(i.started),
-        to = i.ended.map_or_else(|| "ongoing".to_string(), when),
-    );
-}
-
-fn check(out: &mut String, c: &CheckModel, now: DateTime<Utc>) {
-    let s = c.status.as_str();
-    let _ = write!(
-        out,
-        "<article class=\"check s-{s}\" id=\"{anchor}\" data-check=\"{name}\"><div class=\"head\">\
-         <h3>{name}</h3><span class=\"state\" data-state>{words}</span></div><dl class=\"uptime\">",
-        anchor = crate::notify::route::check_anchor(&c.name),
-        name = escape(&c.name),
-        words = state_words(c.status),
-    );
-    for (label, value) in [
+fn check(c: &CheckModel, now: DateTime<Utc>) -> Markup {
+    let windows = [
         ("24 h", c.uptime.h24),
         ("7 d", c.uptime.d7),
         ("30 d", c.uptime.d30),
         ("90 d", c.uptime.d90),
-    ] {
-        let _ = write!(
-            out,
-            "<div><dt>{label}</dt><dd>{}</dd></div>",
-            percent(value)
-        );
+    ];
+    html! {
+        article class={ "check s-" (c.status.as_str()) } id=(check_anchor(&c.name)) data-check=(c.name) {
+            div class="head" {
+                h3 { (c.name) }
+                span class="state" data-state { (state_words(c.status)) }
+            }
+            dl class="uptime" {
+                @for (label, value) in windows {
+                    div { dt { (label) } dd { (percent(value)) } }
+                }
+            }
+            @if let Some(e) = &c.error {
+                p class="error" { (e) }
+            }
+            (bars(&c.days, c.uptime.d90))
+            div class="axis" aria-hidden="true" { span { "90 days ago" } span { "today" } }
+            (chart(c, now))
+        }
     }
-    out.push_str("</dl>");
-    if let Some(e) = &c.error {
-        let _ = write!(out, "<p class=\"error\">{}</p>", escape(e));
-    }
-    bars(out, &c.days, c.uptime.d90);
-    out.push_str(
-        "<div class=\"axis\" aria-hidden=\"true\"><span>90 days ago</span><span>today</span></div>",
-    );
-    chart(out, c, now);
-    out.push_str("</article>");
 }
 
 /// How a day looks: its class, which sets its colour and, the lower the uptime, a shorter bar
@@ -187,83 +160,90 @@ fn plain(d: &DayModel) -> Option<bool> {
     (d.incidents == 0 && d.failures == 0).then_some(d.count > 0)
 }
 
-/// The 90-day bar as one SVG: a rectangle per day with something to say, one per run of
-/// plain days, each with its title (shown on hover, read by screen readers). A run of 80
-/// perfect days is one element, which keeps a page of 1,000 checks small.
-fn bars(out: &mut String, days: &[DayModel], total: Option<f64>) {
-    let _ = write!(
-        out,
-        "<svg class=\"bars\" viewBox=\"0 0 {n} 10\" preserveAspectRatio=\"none\" role=\"img\" \
-         aria-label=\"Daily uptime, last {n} days: {total} overall\">",
-        n = days.len(),
-        total = percent(total),
-    );
+/// One rectangle of the bar: the days it stands for (at least one), the first at `x`.
+struct Run<'a> {
+    x: usize,
+    days: &'a [DayModel],
+}
+
+/// The rectangles of the bar: a day with something to say alone, plain days of a kind
+/// together.
+fn runs(days: &[DayModel]) -> Vec<Run<'_>> {
+    let mut out = Vec::new();
     let mut i = 0;
     while i < days.len() {
-        let d = &days[i];
         let mut n = 1;
-        if let Some(kind) = plain(d) {
+        if let Some(kind) = plain(&days[i]) {
             while i + n < days.len() && plain(&days[i + n]) == Some(kind) {
                 n += 1;
             }
         }
-        let class = look(d);
-        let marked = if d.incidents > 0 { " x" } else { "" };
-        let _ = write!(
-            out,
-            "<rect x=\"{i}\" width=\"{w}\" height=\"10\" class=\"{class}{marked}\"><title>",
-            w = n as f64 - 0.15,
-        );
-        if n == 1 {
-            day_title(out, d);
-        } else {
-            let last = &days[i + n - 1];
-            let _ = write!(
-                out,
-                "{} to {}: {}",
-                d.date,
-                last.date,
-                if d.count > 0 {
-                    "100% up, nothing failed"
-                } else {
-                    "no data"
-                }
-            );
-        }
-        out.push_str("</title></rect>");
+        out.push(Run {
+            x: i,
+            days: &days[i..i + n],
+        });
         i += n;
     }
-    out.push_str("</svg>");
+    out
 }
 
-fn day_title(out: &mut String, d: &DayModel) {
-    let _ = write!(out, "{}: ", d.date);
-    match d.uptime {
-        Some(u) => {
-            let _ = write!(
-                out,
+/// The 90-day bar as one SVG: a rectangle per day with something to say, one per run of
+/// plain days, each with its title (shown on hover, read by screen readers). A run of 80
+/// perfect days is one element, which keeps a page of 1,000 checks small.
+fn bars(days: &[DayModel], total: Option<f64>) -> Markup {
+    html! {
+        svg class="bars" viewBox={ "0 0 " (days.len()) " 10" } preserveAspectRatio="none"
+            role="img" aria-label={ "Daily uptime, last " (days.len()) " days: " (percent(total)) " overall" } {
+            @for run in runs(days) {
+                @let d = &run.days[0];
+                rect x=(run.x) width=(run.days.len() as f64 - 0.15) height="10"
+                    class={ (look(d)) @if d.incidents > 0 { " x" } } {
+                    title { (RunTitle(&run)) }
+                }
+            }
+        }
+    }
+}
+
+/// What a rectangle of the bar says: `2026-11-01: 99.50% up, 2 of 400 failed, 1 incident` for
+/// a day, `2026-11-02 to 2026-11-20: 100% up, nothing failed` (or `no data`) for plain days.
+struct RunTitle<'a>(&'a Run<'a>);
+
+impl std::fmt::Display for RunTitle<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let d = &self.0.days[0];
+        if let [_, .., last] = self.0.days {
+            let what = if d.count > 0 {
+                "100% up, nothing failed"
+            } else {
+                "no data"
+            };
+            return write!(f, "{} to {}: {what}", d.date, last.date);
+        }
+        write!(f, "{}: ", d.date)?;
+        match d.uptime {
+            Some(u) => write!(
+                f,
                 "{} up, {} of {} failed",
                 percent(Some(u)),
                 d.failures,
                 d.count
-            );
+            )?,
+            None => f.write_str("no data")?,
         }
-        None => out.push_str("no data"),
-    }
-    match d.incidents {
-        0 => {}
-        1 => out.push_str(", 1 incident"),
-        n => {
-            let _ = write!(out, ", {n} incidents");
+        match d.incidents {
+            0 => Ok(()),
+            1 => f.write_str(", 1 incident"),
+            n => write!(f, ", {n} incidents"),
         }
     }
 }
 
 /// The last 24 hours' mean response time per hour, each hour a step, the current hour at the
 /// right; its figures in words beside it (an SVG stretched to the width would stretch text).
-fn chart(out: &mut String, c: &CheckModel, now: DateTime<Utc>) {
+fn chart(c: &CheckModel, now: DateTime<Utc>) -> Markup {
     if c.response_ms.is_empty() {
-        return;
+        return html! {};
     }
     let max = c
         .response_ms
@@ -273,21 +253,22 @@ fn chart(out: &mut String, c: &CheckModel, now: DateTime<Utc>) {
     let scale = if max > 0.0 { 36.0 / max } else { 0.0 };
     let mean = c.response_ms.iter().map(|p| p.avg_ms).sum::<f64>() / c.response_ms.len() as f64;
     let this_hour = now.timestamp().div_euclid(3600) * 3600;
-    let _ = write!(
-        out,
-        "<svg class=\"chart\" viewBox=\"0 0 240 48\" preserveAspectRatio=\"none\" aria-hidden=\"true\">\
-         <polyline points=\""
-    );
+    let mut points = String::with_capacity(c.response_ms.len() * 24);
     for p in &c.response_ms {
         let hours_back = (this_hour - p.time.timestamp()) / 3600;
         let x = 240.0 - (hours_back as f64 + 1.0) * 10.0;
         let y = 44.0 - p.avg_ms * scale;
-        let _ = write!(out, "{x:.0},{y:.1} {:.0},{y:.1} ", x + 10.0);
+        let _ = write!(points, "{x:.0},{y:.1} {:.0},{y:.1} ", x + 10.0);
     }
-    let _ = write!(
-        out,
-        "\"/></svg><p class=\"chart-label\">Response time, last 24 h: mean {mean:.0} ms, highest hour {max:.0} ms</p>"
-    );
+    html! {
+        svg class="chart" viewBox="0 0 240 48" preserveAspectRatio="none" aria-hidden="true" {
+            polyline points=(points) {}
+        }
+        p class="chart-label" {
+            "Response time, last 24 h: mean " (format_args!("{mean:.0}")) " ms, highest hour "
+            (format_args!("{max:.0}")) " ms"
+        }
+    }
 }
 
 /// An uptime as a percentage, written straight into the page: two decimals, floored, so a

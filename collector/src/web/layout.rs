@@ -1,0 +1,36 @@
+//! The frame every page shares, the status page's and the admin pages': doctype, `<head>` with
+//! the stylesheet and an optional script, and the body.
+//!
+//! Pages are maud templates ([`maud::html!`]), compiled with the collector. A template escapes
+//! every value it is given (`&`, `<`, `>`, `"`; attribute values are always double-quoted), so
+//! no page is put together from strings and none can forget to escape a check's name or a log
+//! line. Only [`PreEscaped`] text goes out as written, and the pages use it for one constant.
+
+use maud::{Markup, PreEscaped, html};
+
+/// A whole page: `title` in the tab, `/assets/lookout.css`, the `script` (deferred) when there
+/// is one, `extra_head` after them, and `body`.
+pub(super) fn document(
+    title: &str,
+    script: Option<&str>,
+    extra_head: Markup,
+    body: Markup,
+) -> Markup {
+    html! {
+        // maud's `DOCTYPE` is in upper case; the pages have always said it in lower case.
+        (PreEscaped("<!doctype html>"))
+        html lang="en" {
+            head {
+                meta charset="utf-8";
+                meta name="viewport" content="width=device-width,initial-scale=1";
+                title { (title) }
+                link rel="stylesheet" href="/assets/lookout.css";
+                @if let Some(src) = script {
+                    script src=(src) defer {}
+                }
+                (extra_head)
+            }
+            body { (body) }
+        }
+    }
+}
