@@ -34,3 +34,27 @@ pub(super) fn document(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use maud::html;
+
+    /// What the hand-written escape of the pages did, a template does: markup in a value is
+    /// text, in an element and in an attribute.
+    #[test]
+    fn escapes_markup() {
+        let value = "<a href='x'>&\"</a>";
+        let page = super::document(value, None, html! {}, html! { p title=(value) { (value) } })
+            .into_string();
+        let escaped = "&lt;a href='x'&gt;&amp;&quot;&lt;/a&gt;";
+        assert!(
+            page.contains(&format!("<title>{escaped}</title>")),
+            "{page}"
+        );
+        assert!(
+            page.contains(&format!("<p title=\"{escaped}\">{escaped}</p>")),
+            "{page}"
+        );
+        assert!(!page.contains("<a href"), "{page}");
+    }
+}

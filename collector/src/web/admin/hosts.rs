@@ -1,0 +1,136 @@
+//! `/admin/hosts`: every agent with when it was last seen, its version, labels, and its CPU and
+//! memory now; `/admin/hosts/{name}`: one host's charts ([`super::charts`]).
+
+use std::sync::Arc;
+
+use axum::extract::{Path, State};
+use axum::response::Response;
+use chrono::Duration as ChronoDuration;
+use maud::html;
+
+use super::charts::{CHART_HOURS, cpu_busy, line_chart, network_rates, percent_by};
+use super::{labels_text, page, seen, url_escape};
+use crate::auth::AdminPage;
+use crate::error::AppError;
+use crate::state::AppState;
+use crate::store::{RollupQuery, Tier};
+
+/// A host's row of the hosts page: what its latest metrics say.
+struct Now {
+    /// CPU busy, in percent.
+    cpu: Option<f64>,
+    /// Memory used, in percent.
+    memory: Option<f64>,
+}
+
+/// `GET /admin/hosts`.
+pub async fn hosts(
+    State(state): State<Arc<AppState>>,
+    AdminPage(access): AdminPage,
+) -> Result<Response, AppError> {
+    let now = crate::clock::now();
+    let stored = state.store.agents().await?;
+    let mut latest = Vec::with_capacity(stored.len());
+    for a in &stored {
+        let metrics = state.store.latest_metrics(&a.name).await?;
+        let cpu_idle = metrics.iter().find(|m| {
+            m.name == "system.cpu.utilization"
+                && m.labels.get("cpu").map(String::as_str) == Some("all")
+                && m.labels.get("state").map(String::as_str) == Some("idle")
+        });
+        let memory = metrics
+            .iter()
+            .find(|m| m.name == "system.memory.utilization");
+        latest.push(Now {
+            cpu: cpu_idle.map(|m| (1.0 - m.value) * 100.0),
+            memory: memory.map(|m| m.value * 100.0),
+        });
+    }
+    let percent = |v: Option<f64>| v.map_or_else(|| "–".to_string(), |v| format!("{v:.1}%"));
+    let main = html! {
+        div class="table-wrap" {
+            table {
+                thead {
+                    tr {
+                        th { "Host" } th { "Last seen" } th { "Version" } th { "Labels" }
+                        th { "CPU" } th { "Memory" }
+                    }
+                }
+                tbody {
+                    @if stored.is_empty() {
+                        tr { td colspan="6" { "No agents yet." } }
+                    }
+                    @for (a, m) in stored.iter().zip(&latest) {
+                        tr data-host=(a.name) {
+                            td { a href={ "/admin/hosts/" (url_escape(&a.name)) } { (a.name) } }
+                            td { (seen(a.last_seen, now)) }
+                            td { (a.version.as_deref().unwrap_or("–")) }
+                            td { (labels_text(&a.labels)) }
+                            td { (percent(m.cpu)) }
+                            td { (percent(m.memory)) }
+                        }
+                    }
+                }
+            }
+        }
+    };
+    Ok(page("Hosts", access, None, main))
+}
+
+/// `GET /admin/hosts/{name}`: one host's charts over the last 6 hours, per minute.
+pub async fn host(
+    State(state): State<Arc<AppState>>,
+    Path(name): Path<String>,
+    AdminPage(access): AdminPage,
+) -> Result<Response, AppError> {
+    let Some(agent) = state
+        .store
+        .agents()
+        .await?
+        .into_iter()
+        .find(|a| a.name == name)
+    else {
+        return Err(AppError::NotFound(format!("no host named {name:?}")));
+    };
+    let now = crate::clock::now();
+    let from = now - ChronoDuration::hours(CHART_HOURS);
+    let rollups = |metric: &str| RollupQuery {
+        name: metric.into(),
+        agent: Some(name.clone()),
+        tier: Tier::Minute,
+        from,
+        to: now,
+    };
+    let queries = [
+        "system.cpu.utilization",
+        "system.memory.utilization",
+        "system.filesystem.utilization",
+        "system.network.io",
+    ]
+    .map(rollups);
+    let (cpu, mem, disk, net) = tokio::try_join!(
+        state.store.metric_rollups(&queries[0]),
+        state.store.metric_rollups(&queries[1]),
+        state.store.metric_rollups(&queries[2]),
+        state.store.metric_rollups(&queries[3]),
+    )?;
+    let labels = match labels_text(&agent.labels) {
+        l if l.is_empty() => "none".to_string(),
+        l => l,
+    };
+    let (from_s, to_s) = (from.timestamp(), now.timestamp());
+    let main = html! {
+        p {
+            "Last seen " (seen(agent.last_seen, now))
+            " · version " (agent.version.as_deref().unwrap_or("unknown"))
+            " · labels " (labels)
+        }
+        div class="charts" {
+            (line_chart("CPU busy", "%", &cpu_busy(&cpu), from_s, to_s, Some(100.0)))
+            (line_chart("Memory used", "%", &percent_by(&mem, "state"), from_s, to_s, Some(100.0)))
+            (line_chart("Disk used", "%", &percent_by(&disk, "mountpoint"), from_s, to_s, Some(100.0)))
+            (line_chart("Network", "B/s", &network_rates(&net), from_s, to_s, None))
+        }
+    };
+    Ok(page(&format!("Host {name}"), access, None, main))
+}
