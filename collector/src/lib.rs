@@ -11,6 +11,7 @@
 //! - [`api`]: the JSON API under `/api/v1`;
 //! - [`web`]: the pages: the status page at `/`, badges, the admin pages;
 //! - [`auth`]: who may do what, as extractors each handler names in its signature;
+//! - [`routes`]: every route with its handler and access level;
 //! - [`state`]: what every request shares (store, configuration, credentials);
 //! - [`tasks`]: the background tasks, watched, and waited for at a stop;
 //! - [`error`]: how errors become HTTP answers.
@@ -19,6 +20,7 @@
 //! and serves until its [`Running::shutdown`] token is cancelled; the binary only parses the
 //! command line, wires signals and waits.
 
+pub mod admin_token;
 pub mod alert;
 pub mod api;
 pub mod auth;
@@ -31,6 +33,7 @@ pub mod ingest;
 pub mod leadership;
 pub mod maintenance;
 pub mod notify;
+pub mod routes;
 pub mod rules;
 pub mod state;
 pub mod store;
@@ -47,10 +50,8 @@ use std::time::Duration;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
-use axum::routing::{get, post};
 use lookout_agent::local::LocalAgent;
 use lookout_config::CollectorConfig;
-use lookout_protocol::http;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
@@ -77,75 +78,21 @@ pub enum CollectorError {
     /// The server failed while running.
     #[error("the HTTP server failed: {0}")]
     Serve(std::io::Error),
+    /// The generated admin token could not be made or read.
+    #[error("the admin token: {0}")]
+    AdminToken(#[from] admin_token::AdminTokenError),
+    /// The kernel's random source could not be read.
+    #[error("cannot read random bytes: {0}")]
+    Random(std::io::Error),
     /// The local agent could not start.
     #[error("the local agent failed: {0}")]
     LocalAgent(#[from] lookout_agent::local::AgentError),
 }
 
-/// The HTTP routes, over `state`.
+/// The HTTP routes, over `state`; [`routes`] lists them with their access levels.
 pub fn router(state: Arc<AppState>) -> Router {
-    Router::new()
-        .route("/", get(web::page::index))
-        .route("/assets/lookout.css", get(web::stylesheet))
-        .route("/assets/status.js", get(web::status_script))
-        .route("/assets/tail.js", get(web::tail_script))
-        .route(
-            "/login",
-            get(web::admin::login_form).post(web::admin::login),
-        )
-        .route("/logout", post(web::admin::logout))
-        .route("/admin", get(web::admin::home))
-        .route("/admin/hosts", get(web::admin::hosts))
-        .route("/admin/hosts/{name}", get(web::admin::host))
-        .route("/admin/checks", get(web::admin::checks))
-        .route("/admin/logs", get(web::admin::logs))
-        .route("/admin/logs/tail", get(web::admin::logs_tail))
-        .route("/admin/alerts", get(web::admin::alerts))
-        .route("/admin/alerts/{id}/ack", post(web::admin::ack))
-        .route("/admin/silences", post(web::admin::silence))
-        .route(
-            "/admin/silences/{id}/expire",
-            post(web::admin::expire_silence),
-        )
-        .route("/api/v1/status", get(api::status::status))
-        .route("/healthz", get(healthz))
-        .route("/badge/{check}/status", get(web::badge::status))
-        .route("/badge/{check}/uptime", get(web::badge::uptime))
-        .route("/metrics", get(metrics))
-        .route(http::INGEST_PATH, post(ingest::ingest))
-        .route(http::ASSIGNMENTS_PATH, get(ingest::assignments))
-        .route(
-            "/v1/ping/{name}",
-            get(api::ping::success)
-                .post(api::ping::success)
-                .layer(DefaultBodyLimit::max(api::ping::MAX_BODY)),
-        )
-        .route(
-            "/v1/ping/{name}/{what}",
-            get(api::ping::signal)
-                .post(api::ping::signal)
-                .layer(DefaultBodyLimit::max(api::ping::MAX_BODY)),
-        )
-        .route("/api/v1/openapi.json", get(api::openapi::openapi))
-        .route("/api/v1/heartbeats", get(api::ping::list))
-        .route("/api/v1/logs", get(api::logs::search))
-        .route("/api/v1/logs/tail", get(api::logs::tail))
-        .route("/api/v1/checks", get(api::checks))
-        .route("/api/v1/checks/{name}/results", get(api::results))
-        .route("/api/v1/checks/{name}/uptime", get(api::uptime::uptime))
-        .route("/api/v1/hosts", get(api::hosts))
-        .route("/api/v1/cluster", get(api::cluster::cluster))
-        .route("/api/v1/metrics", get(api::metrics::metrics))
-        .route("/api/v1/alerts", get(api::alerts))
-        .route("/api/v1/alerts/{id}/ack", post(api::ack))
-        .route(
-            "/api/v1/silences",
-            get(api::silences).post(api::create_silence),
-        )
-        .route(
-            "/api/v1/silences/{id}",
-            axum::routing::delete(api::expire_silence),
-        )
+    routes::table()
+        .router
         // The ingest handler enforces its own configured limit while reading the body.
         .layer(DefaultBodyLimit::disable())
         // Answers in gzip for clients that take it: a status page of 1,000 checks is megabytes
@@ -158,13 +105,13 @@ pub fn router(state: Arc<AppState>) -> Router {
         .with_state(state)
 }
 
-async fn healthz() -> &'static str {
+pub(crate) async fn healthz(_: auth::Public) -> &'static str {
     "ok\n"
 }
 
 /// `GET /metrics`: the collector's own figures and what it watches ([`telemetry`]), in the
 /// Prometheus text format.
-async fn metrics(
+pub(crate) async fn metrics(
     axum::extract::State(state): axum::extract::State<Arc<AppState>>,
     _: auth::Reader,
 ) -> axum::response::Response {
@@ -227,7 +174,8 @@ pub async fn build_state(
 }
 
 /// Opens the store, binds the listener and starts serving (and the local agent, if configured).
-pub async fn start(config: CollectorConfig) -> Result<Running, CollectorError> {
+pub async fn start(mut config: CollectorConfig) -> Result<Running, CollectorError> {
+    let made_admin_token = admin_token::apply(&mut config)?;
     let url = config.storage.resolved_url(&config.server.data_dir);
     let store = store::open(&url, &config.storage).await?;
     let listener = tokio::net::TcpListener::bind(config.server.listen)
@@ -238,8 +186,18 @@ pub async fn start(config: CollectorConfig) -> Result<Running, CollectorError> {
         })?;
     let addr = listener.local_addr().map_err(CollectorError::Serve)?;
 
+    if let (Some(path), Some(token)) = (&made_admin_token, &config.server.admin_token) {
+        // Once, on the first start, where the person who started it looks; never in the logs.
+        println!(
+            "Lookout made an admin token (kept in {}): {}  Log in at http://{}/login",
+            path.display(),
+            token.expose(),
+            loopback_for(addr)
+        );
+    }
     // The local agent's token is made at each start and never leaves the process.
-    let local_token = lookout_config::Token::new(random_token());
+    let local_token =
+        lookout_config::Token::new(admin_token::random_hex(32).map_err(CollectorError::Random)?);
     let local = config
         .local_agent
         .as_ref()
@@ -360,7 +318,11 @@ pub async fn start(config: CollectorConfig) -> Result<Running, CollectorError> {
 /// problem the running configuration stays and every problem is logged.
 pub fn reload(state: &AppState, path: &std::path::Path) {
     match CollectorConfig::load(path) {
-        Ok(new) => {
+        Ok(mut new) => {
+            if let Err(e) = admin_token::apply(&mut new) {
+                tracing::error!(problem = %e, "configuration not reloaded");
+                return;
+            }
             let old = state.config();
             if new.server != old.server
                 || new.storage != old.storage
@@ -398,11 +360,6 @@ fn loopback_for(addr: SocketAddr) -> SocketAddr {
         }
         _ => addr,
     }
-}
-
-/// A fresh 256-bit token for the local agent; it lives only as long as the process.
-fn random_token() -> String {
-    (0..64).map(|_| fastrand::alphanumeric()).collect()
 }
 
 /// Runs a collector from a configuration file until `shutdown`, reloading on `reload` events.

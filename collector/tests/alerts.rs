@@ -95,6 +95,7 @@ impl Agents {
         let resp = lookout_collector::router(self.state.clone())
             .oneshot(
                 Request::get(format!("/api/v1/alerts?state={state}"))
+                    .header(header::AUTHORIZATION, format!("Bearer {ADMIN}"))
                     .body(Body::empty())
                     .unwrap(),
             )
@@ -374,7 +375,7 @@ async fn silences_are_created_listed_and_ended_with_the_admin_token() {
     assert_eq!(s, StatusCode::CREATED, "{j}");
     assert_eq!(j["created_by"], "ops@example.com");
     let id = j["id"].as_i64().unwrap();
-    let (_, j) = call(&state, "GET", "/api/v1/silences", None, None).await;
+    let (_, j) = call(&state, "GET", "/api/v1/silences", Some(ADMIN), None).await;
     let list = j["silences"].as_array().unwrap();
     assert_eq!(list.len(), 1);
     assert_eq!(list[0]["matchers"]["check"], "api");
@@ -388,7 +389,7 @@ async fn silences_are_created_listed_and_ended_with_the_admin_token() {
     )
     .await;
     assert_eq!(s, StatusCode::NO_CONTENT);
-    let (_, j) = call(&state, "GET", "/api/v1/silences", None, None).await;
+    let (_, j) = call(&state, "GET", "/api/v1/silences", Some(ADMIN), None).await;
     assert!(j["silences"].as_array().unwrap().is_empty(), "{j}");
     let (s, _) = call(
         &state,

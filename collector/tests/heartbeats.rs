@@ -15,6 +15,9 @@ use serde_json::Value;
 use tower::ServiceExt;
 
 const CONFIG: &str = r#"
+[server]
+read_tokens = ["beats-read-token-0123456789"]
+
 [[heartbeats]]
 name = "backup"
 token = "backup-token-0123456789abcdef"
@@ -33,12 +36,15 @@ async fn collector(dir: &Path) -> Arc<AppState> {
     support::collector_state(dir, CONFIG).await
 }
 
+/// Reads the API (`/api/v1/...`) in these tests; pings carry their heartbeat's token.
+const READ: &str = "beats-read-token-0123456789";
+
 async fn call(s: &Arc<AppState>, method: &str, uri: &str, body: &str) -> (StatusCode, String) {
-    let req = Request::builder()
-        .method(method)
-        .uri(uri)
-        .body(Body::from(body.to_string()))
-        .unwrap();
+    let mut req = Request::builder().method(method).uri(uri);
+    if uri.starts_with("/api/v1/") {
+        req = req.header("authorization", format!("Bearer {READ}"));
+    }
+    let req = req.body(Body::from(body.to_string())).unwrap();
     let resp = lookout_collector::router(s.clone())
         .oneshot(req)
         .await

@@ -9,6 +9,8 @@ use lookout_protocol::{Batch, Encoding, LogRecord, PROTOCOL_VERSION, Record, enc
 use serde_json::Value;
 
 const TOKEN: &str = "web-1-token-0123456789abcdef";
+/// Reads the logs in these tests.
+const READ: &str = "logs-read-token-0123456789";
 
 /// A collector with `extra` in its `[server]`. The lines these tests ship are dated 2026-11-01:
 /// logs are kept for ten years here, so the retention pass (which runs a few seconds after the
@@ -84,7 +86,7 @@ fn texts(v: &Value) -> Vec<String> {
 
 #[tokio::test]
 async fn search_pages_filters_and_says_what_is_wrong() {
-    let (running, base, _dir) = start("").await;
+    let (running, base, _dir) = start(&format!("read_tokens = [\"{READ}\"]")).await;
     let mut records = Vec::new();
     for i in 0..12 {
         records.push(line(
@@ -110,7 +112,7 @@ async fn search_pages_filters_and_says_what_is_wrong() {
 
     let (status, v) = get(
         &format!("{base}/api/v1/logs?q=payment%20FAILED&limit=5"),
-        None,
+        Some(READ),
     )
     .await;
     assert_eq!(status, 200, "{v}");
@@ -132,7 +134,7 @@ async fn search_pages_filters_and_says_what_is_wrong() {
     loop {
         let (_, page) = get(
             &format!("{base}/api/v1/logs?q=payment%20failed&limit=5&cursor={cursor}"),
-            None,
+            Some(READ),
         )
         .await;
         all.extend(texts(&page));
@@ -144,14 +146,22 @@ async fn search_pages_filters_and_says_what_is_wrong() {
     assert_eq!(all.len(), 12);
     assert_eq!(all.last().unwrap(), "payment failed #0");
 
-    let (_, v) = get(&format!("{base}/api/v1/logs?q=payment&level=WARN"), None).await;
+    let (_, v) = get(
+        &format!("{base}/api/v1/logs?q=payment&level=WARN"),
+        Some(READ),
+    )
+    .await;
     assert_eq!(texts(&v), ["slow payment query"]);
-    let (_, v) = get(&format!("{base}/api/v1/logs?source=/var/log/db.log"), None).await;
+    let (_, v) = get(
+        &format!("{base}/api/v1/logs?source=/var/log/db.log"),
+        Some(READ),
+    )
+    .await;
     assert_eq!(texts(&v), ["slow payment query"]);
     assert!(v.get("next_cursor").is_none());
     let (_, v) = get(
         &format!("{base}/api/v1/logs?from=2026-11-01T00:00:10Z&to=2026-11-01T00:00:10Z"),
-        None,
+        Some(READ),
     )
     .await;
     assert_eq!(texts(&v), ["request #10 ok", "payment failed #10"]);
@@ -169,7 +179,7 @@ async fn search_pages_filters_and_says_what_is_wrong() {
             "is after to",
         ),
     ] {
-        let (status, v) = get(&format!("{base}/api/v1/logs?{query}"), None).await;
+        let (status, v) = get(&format!("{base}/api/v1/logs?{query}"), Some(READ)).await;
         assert_eq!(status, 400, "{query}: {v}");
         let message = v["error"].as_str().unwrap_or_default();
         assert!(message.contains(want), "{query}: {v}");
@@ -196,14 +206,17 @@ async fn with_an_admin_token_set_logs_need_it() {
 
 #[tokio::test]
 async fn the_live_tail_follows_matching_lines_as_they_arrive() {
-    let (running, base, _dir) = start("").await;
+    let (running, base, _dir) = start(&format!("read_tokens = [\"{READ}\"]")).await;
     ship(
         &base,
         "old",
         vec![line(0, "/a.log", Some("error"), "panic before the tail")],
     )
     .await;
-    let mut resp = reqwest::get(format!("{base}/api/v1/logs/tail?q=panic&level=error"))
+    let mut resp = reqwest::Client::new()
+        .get(format!("{base}/api/v1/logs/tail?q=panic&level=error"))
+        .bearer_auth(READ)
+        .send()
         .await
         .unwrap();
     assert_eq!(resp.status(), 200);

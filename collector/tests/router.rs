@@ -16,8 +16,12 @@ use tower::ServiceExt;
 
 const TOKEN: &str = "web-1-token-0123456789abcdef";
 
+/// Reads the API in these tests.
+const READ: &str = "router-read-token-0123456789";
+
 const CONFIG: &str = r#"
 [server]
+read_tokens = ["router-read-token-0123456789"]
 max_body_bytes = 4096
 max_decoded_bytes = 65536
 
@@ -95,9 +99,8 @@ impl Harness {
     }
 
     async fn get(&self, uri: &str) -> (StatusCode, Value) {
-        let (s, _, j) = self
-            .call(Request::get(uri).body(Body::empty()).unwrap())
-            .await;
+        let req = Request::get(uri).header(header::AUTHORIZATION, format!("Bearer {READ}"));
+        let (s, _, j) = self.call(req.body(Body::empty()).unwrap()).await;
         (s, j)
     }
 }
@@ -758,7 +761,12 @@ async fn batches_arriving_together_share_a_transaction_and_each_is_stored_once()
     let (_, results) = h.get("/api/v1/checks/api/results?limit=1000").await;
     assert_eq!(results["results"].as_array().unwrap().len(), 40);
     let resp = lookout_collector::router(h.state.clone())
-        .oneshot(Request::get("/metrics").body(Body::empty()).unwrap())
+        .oneshot(
+            Request::get("/metrics")
+                .header(header::AUTHORIZATION, format!("Bearer {READ}"))
+                .body(Body::empty())
+                .unwrap(),
+        )
         .await
         .unwrap();
     let text = String::from_utf8(

@@ -91,6 +91,18 @@ pub struct ServerConfig {
     /// Bearer token for the API's writing endpoints. Default none: those endpoints refuse.
     #[serde(default)]
     pub admin_token: Option<Token>,
+    /// With no `admin_token`: make one on the first start, keep it in `<data_dir>/admin_token`
+    /// (mode 0600) and print it once with the login URL. Default false; the quickstart sets it.
+    #[serde(default)]
+    pub generate_admin_token: bool,
+    /// Bearer tokens that may read the API and `/metrics` but change nothing (for Grafana,
+    /// Prometheus, scripts). Default none.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub read_tokens: Vec<Token>,
+    /// `true` opens the read API and `/metrics` to anyone who reaches the collector, for a
+    /// trusted network. Default false: reading needs a read token or the admin.
+    #[serde(default)]
+    pub public_read: bool,
     /// Largest ingest request body, compressed, in bytes. Default 8 MiB; larger gets 413.
     #[serde(default = "default_max_body")]
     pub max_body_bytes: usize,
@@ -116,6 +128,9 @@ impl Default for ServerConfig {
             listen: default_listen(),
             data_dir: default_data_dir(),
             admin_token: None,
+            generate_admin_token: false,
+            read_tokens: Vec::new(),
+            public_read: false,
             max_body_bytes: default_max_body(),
             max_decoded_bytes: default_max_decoded(),
             max_concurrent_ingest: default_concurrent_ingest(),
@@ -437,6 +452,14 @@ impl CollectorConfig {
             && let Err(problem) = t.check_strength()
         {
             doc.error_at(&KeyPath::key("server").child("admin_token"), problem);
+        }
+        for (i, t) in server.read_tokens.iter().enumerate() {
+            let at = KeyPath::key("server").child("read_tokens").index(i);
+            if let Err(problem) = t.check_strength() {
+                doc.error_at(&at, problem);
+            } else if server.admin_token.as_ref() == Some(t) {
+                doc.error_at(&at, "the same as admin_token: a read token must not write");
+            }
         }
         if server.max_decoded_bytes < server.max_body_bytes {
             doc.error_at(

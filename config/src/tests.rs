@@ -315,6 +315,31 @@ fn an_agent_token_may_be_a_digest_and_two_are_valid_while_it_rotates() {
 }
 
 #[test]
+fn read_tokens_are_strong_and_not_the_admin_token() {
+    let c = collector(
+        "[server]\npublic_read = true\nread_tokens = [\"grafana-read-token-0123456789abcdef\"]\n",
+    )
+    .unwrap();
+    assert!(c.server.public_read);
+    assert_eq!(c.server.read_tokens.len(), 1);
+    assert!(
+        !collector("").unwrap().server.public_read,
+        "closed by default"
+    );
+    let errs = collector(
+        "[server]\nadmin_token = \"admin-token-0123456789abcdef\"\n\
+         read_tokens = [\"short\", \"admin-token-0123456789abcdef\"]\n",
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(errs.contains("server.read_tokens[0]: too short"), "{errs}");
+    assert!(
+        errs.contains("server.read_tokens[1]: the same as admin_token"),
+        "{errs}"
+    );
+}
+
+#[test]
 fn agent_config_requires_identity_and_reports_sections() {
     let errs = AgentConfig::parse(Path::new("a.toml"), "name = \"x\"\n", &no_env)
         .unwrap_err()

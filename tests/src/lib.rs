@@ -149,11 +149,16 @@ pub fn start_collector(dir: &Path, config: &str) -> Result<(Daemon, String)> {
     Ok((d, format!("http://{addr}")))
 }
 
+/// The read token (`[server] read_tokens`) of the collectors these tests start: [`get_json`]
+/// and [`read`] send it.
+pub const READ_TOKEN: &str = "tests-read-token-0123456789abcdef";
+
 /// A collector's configuration: listening on loopback at `port`, keeping its data in `dir`,
-/// knowing one agent `agent` by `token`; `extra` goes at the end (more sections).
+/// readable with [`READ_TOKEN`], knowing one agent `agent` by `token`; `extra` goes at the end
+/// (more sections).
 pub fn collector_toml(dir: &Path, port: u16, agent: &str, token: &str, extra: &str) -> String {
     format!(
-        "[server]\nlisten = \"127.0.0.1:{port}\"\ndata_dir = \"{}\"\n\
+        "[server]\nlisten = \"127.0.0.1:{port}\"\ndata_dir = \"{}\"\nread_tokens = [\"{READ_TOKEN}\"]\n\
          [[agents]]\nname = \"{agent}\"\ntoken = \"{token}\"\n{extra}",
         dir.display()
     )
@@ -256,9 +261,18 @@ impl Inbox {
     }
 }
 
-/// GETs JSON from `url`.
+/// GETs `url` as a reader: with [`READ_TOKEN`].
+pub async fn read(url: impl reqwest::IntoUrl) -> reqwest::Result<reqwest::Response> {
+    reqwest::Client::new()
+        .get(url)
+        .bearer_auth(READ_TOKEN)
+        .send()
+        .await
+}
+
+/// GETs JSON from `url`, as a reader.
 pub async fn get_json(url: &str) -> Result<serde_json::Value> {
-    let resp = reqwest::get(url).await?;
+    let resp = read(url).await?;
     let status = resp.status();
     let body = resp.text().await?;
     anyhow::ensure!(status.is_success(), "{url}: {status}: {body}");

@@ -11,6 +11,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use axum::http::{HeaderMap, StatusCode};
+use lookout_tests::READ_TOKEN;
 use lookout_tests::{Daemon, Inbox, bin, eventually, free_port, get_json, serve, start_collector};
 
 const AGENTS: [&str; 3] = ["edge-1", "edge-2", "edge-3"];
@@ -74,6 +75,7 @@ fn collector_config(dir: &std::path::Path, port: u16, target: &str, hook: &str) 
     format!(
         r#"
 [server]
+read_tokens = ["{READ_TOKEN}"]
 listen = "127.0.0.1:{port}"
 data_dir = "{dir}"
 
@@ -375,6 +377,7 @@ async fn no_secret_reaches_a_log_line_or_an_api_answer() {
     let config = format!(
         r#"
 [server]
+read_tokens = ["{READ_TOKEN}"]
 listen = "127.0.0.1:0"
 data_dir = "{dir}"
 
@@ -451,7 +454,9 @@ group_wait = "0s"
     let log = collector.log_text();
     assert!(log.contains("notification failed"), "{log}");
     // The failures are counted in /metrics.
-    let resp = reqwest::get(format!("{base}/metrics")).await.unwrap();
+    let resp = lookout_tests::read(format!("{base}/metrics"))
+        .await
+        .unwrap();
     let kind = resp.headers()["content-type"].to_str().unwrap().to_string();
     assert!(kind.starts_with("text/plain; version=0.0.4"), "{kind}");
     let metrics = resp.text().await.unwrap();
@@ -478,6 +483,7 @@ async fn metrics_describe_checks_agents_alerts_and_ingest_and_pass_promtool() {
     let config = format!(
         r#"
 [server]
+read_tokens = ["{READ_TOKEN}"]
 listen = "127.0.0.1:0"
 data_dir = "{dir}"
 
@@ -510,7 +516,7 @@ failure_threshold = 1
         "a scrape with both checks and the alert",
         Duration::from_secs(30),
         || async {
-            let text = reqwest::get(format!("{base}/metrics"))
+            let text = lookout_tests::read(format!("{base}/metrics"))
                 .await?
                 .text()
                 .await?;

@@ -15,6 +15,7 @@ use chrono::{DateTime, Utc};
 use lookout_protocol::{
     Batch, CheckResult, Encoding, PROTOCOL_VERSION, Record, Timings, encode_batch,
 };
+use lookout_tests::READ_TOKEN;
 use lookout_tests::{Daemon, Target, check_status, eventually, get_json, start_collector};
 use serde_json::{Value, json};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, BufReader};
@@ -153,6 +154,7 @@ fn config(dir: &Path, extra: &str) -> String {
     format!(
         r#"
 [server]
+read_tokens = ["{READ_TOKEN}"]
 listen = "127.0.0.1:0"
 data_dir = "{dir}"
 admin_token = "{ADMIN_TOKEN}"

@@ -9,6 +9,7 @@
 
 use std::time::{Duration, Instant};
 
+use lookout_tests::READ_TOKEN;
 use lookout_tests::{
     Daemon, Inbox, Target, bin, check_status, eventually, free_port, get_json, serve,
 };
@@ -60,6 +61,7 @@ impl Setup {
             format!(
                 r#"
 [server]
+read_tokens = ["{READ_TOKEN}"]
 listen = "127.0.0.1:{port}"
 data_dir = "{data}"
 
@@ -256,7 +258,7 @@ async fn a_leader_killed_mid_outage_leaves_one_page_and_one_resolve() {
         || {
             let a_url = a_url.clone();
             async move {
-                let text = reqwest::get(format!("{a_url}/metrics"))
+                let text = lookout_tests::read(format!("{a_url}/metrics"))
                     .await?
                     .text()
                     .await?;

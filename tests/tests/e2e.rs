@@ -4,7 +4,9 @@ use std::process::Command;
 use std::time::Duration;
 
 use lookout_protocol::{Batch, Encoding, LogRecord, PROTOCOL_VERSION, Record, encode_batch};
-use lookout_tests::{Daemon, Target, bin, check_status, eventually, get_json, start_collector};
+use lookout_tests::{
+    Daemon, READ_TOKEN, Target, bin, check_status, eventually, get_json, start_collector,
+};
 
 const AGENT_TOKEN: &str = "e2e-agent-token-0123456789abcdef";
 
@@ -12,6 +14,7 @@ fn collector_config(dir: &std::path::Path, checks: &str) -> String {
     format!(
         r#"
 [server]
+read_tokens = ["{READ_TOKEN}"]
 listen = "127.0.0.1:0"
 data_dir = "{dir}"
 max_body_bytes = 65536
@@ -464,6 +467,7 @@ async fn the_local_agent_runs_checks_and_host_metrics_in_the_collector_process()
     let config = format!(
         r#"
 [server]
+read_tokens = ["{READ_TOKEN}"]
 listen = "127.0.0.1:0"
 data_dir = "{dir}"
 
@@ -656,4 +660,105 @@ async fn a_steady_result_waits_up_to_steady_wait() {
         second >= Duration::from_millis(1800) && second < Duration::from_millis(2900),
         "a steady result waited {second:?}, not steady_wait (2 s)"
     );
+}
+
+/// The README's first command, as a newcomer runs it: the quickstart's configuration (on a free
+/// port and a fresh folder), which prints an admin token once, keeps it private in the data
+/// folder, and lets that token read the API that is closed without it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_quickstart_makes_an_admin_token_once_and_the_api_takes_it() {
+    use std::io::{BufRead, BufReader};
+    use std::os::unix::fs::PermissionsExt;
+    use std::process::Stdio;
+
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("lookout-data");
+    let text = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../config/examples/quickstart.toml"
+    ))
+    .unwrap();
+    let port = lookout_tests::free_port();
+    let text = text
+        .replace("127.0.0.1:7700", &format!("127.0.0.1:{}", port.get()))
+        .replace("./lookout-data", data.to_str().unwrap());
+    let config = dir.path().join("quickstart.toml");
+    std::fs::write(&config, text).unwrap();
+    let start = || {
+        Command::new(bin("lookout-collector"))
+            .args(["--config", config.to_str().unwrap()])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap()
+    };
+    // The first start says the token on standard output, in one line.
+    let mut first = start();
+    let stdout = first.stdout.take().unwrap();
+    let line = tokio::task::spawn_blocking(move || {
+        BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+            .find(|l| l.contains("admin token"))
+    })
+    .await
+    .unwrap()
+    .expect("a line with the admin token");
+    let token = line
+        .split_whitespace()
+        .find(|w| w.len() == 64 && w.chars().all(|c| c.is_ascii_hexdigit()))
+        .unwrap_or_else(|| panic!("no token in {line:?}"))
+        .to_string();
+    assert!(line.contains("/login"), "{line}");
+    let file = data.join("admin_token");
+    assert_eq!(std::fs::read_to_string(&file).unwrap().trim(), token);
+    let mode = std::fs::metadata(&file).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600, "the token file is for its owner only");
+
+    let base = format!("http://127.0.0.1:{}", port.get());
+    let client = reqwest::Client::new();
+    let status = |path: &'static str, token: Option<String>| {
+        let client = client.clone();
+        let base = base.clone();
+        async move {
+            let mut req = client.get(format!("{base}{path}"));
+            if let Some(t) = token {
+                req = req.bearer_auth(t);
+            }
+            req.send().await.map(|r| r.status().as_u16())
+        }
+    };
+    eventually("the status page", WAIT, || async {
+        Ok(status("/", None).await.ok().filter(|s| *s == 200))
+    })
+    .await
+    .unwrap();
+    assert_eq!(status("/api/v1/checks", None).await.unwrap(), 401);
+    assert_eq!(
+        status("/api/v1/checks", Some(token.clone())).await.unwrap(),
+        200
+    );
+    first.kill().unwrap();
+    first.wait().unwrap();
+
+    // The next start reads it back and does not say it again.
+    let mut second = start();
+    let stdout = second.stdout.take().unwrap();
+    let said = std::thread::spawn(move || {
+        BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+            .any(|l| l.contains("admin token"))
+    });
+    eventually("the second start", WAIT, || async {
+        Ok(status("/api/v1/checks", Some(token.clone()))
+            .await
+            .ok()
+            .filter(|s| *s == 200))
+    })
+    .await
+    .unwrap();
+    second.kill().unwrap();
+    second.wait().unwrap();
+    assert!(!said.join().unwrap(), "the token was printed again");
 }

@@ -5,6 +5,7 @@
 //! - A stand-in for Sentry's host takes the envelopes of both daemons' error events.
 //! - The agent's own `/metrics` passes `promtool check metrics`.
 
+use lookout_tests::READ_TOKEN;
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -140,7 +141,7 @@ async fn wait_spans(got: &Received, service: &str, names: &[&str]) -> Vec<SpanSe
 /// and has `telemetry` as its `[telemetry]` section.
 fn collector_config(dir: &std::path::Path, channel: &str, hook: &str, telemetry: &str) -> String {
     format!(
-        "[server]\nlisten = \"127.0.0.1:0\"\ndata_dir = \"{}\"\n\n\
+        "[server]\nlisten = \"127.0.0.1:0\"\ndata_dir = \"{}\"\nread_tokens = [\"{READ_TOKEN}\"]\n\n\
          [[agents]]\nname = \"web-1\"\ntoken = \"web-1-token-0123456789abcdef\"\n\n\
          [[channels]]\nname = \"{channel}\"\ntype = \"webhook\"\nurl = \"{hook}\"\n\n\
          [[routes]]\nchannels = [\"{channel}\"]\ngroup_wait = \"0s\"\n\n\

@@ -1,10 +1,8 @@
 //! `GET /api/v1/logs`: search of stored log lines, newest first, in pages; and
 //! `GET /api/v1/logs/tail`: the lines that match, as they arrive (Server-Sent Events).
 //!
-//! Both need the admin token (or the admin pages' login) when `[server] admin_token` is set:
-//! logs can hold what the rest of the API does not (addresses, identifiers, mistakes). Without
-//! one, or with `[status_page] public_admin = true`, they are open like the rest of the API
-//! ([`LogReader`]).
+//! Both are for readers ([`Reader`]: a read token, the admin token or the admin's login), as
+//! the rest of the API's reads.
 
 use std::collections::HashSet;
 use std::convert::Infallible;
@@ -18,7 +16,7 @@ use futures_util::Stream;
 use serde::{Deserialize, Serialize};
 use tokio::sync::broadcast;
 
-use crate::auth::LogReader;
+use crate::auth::Reader;
 use crate::error::AppError;
 use crate::state::AppState;
 use crate::store::{LogQuery, LogRow};
@@ -76,7 +74,7 @@ fn parse_cursor(c: &str) -> Result<(i64, i64), AppError> {
 /// `GET /api/v1/logs`.
 pub async fn search(
     State(state): State<Arc<AppState>>,
-    _: LogReader,
+    _: Reader,
     params: Result<Query<LogsParams>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Json<LogsAnswer>, AppError> {
     let Query(p) = params.map_err(|e| AppError::BadRequest(e.body_text()))?;
@@ -167,7 +165,7 @@ impl TailFilter {
 /// `event: lagged` with `{"missed": n}` when this reader fell too far behind.
 pub async fn tail(
     State(state): State<Arc<AppState>>,
-    _: LogReader,
+    _: Reader,
     params: Result<Query<TailParams>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, AppError> {
     let Query(p) = params.map_err(|e| AppError::BadRequest(e.body_text()))?;

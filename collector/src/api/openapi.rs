@@ -11,6 +11,6 @@ use axum::response::IntoResponse;
 const DOCUMENT: &str = include_str!("openapi.json");
 
 /// `GET /api/v1/openapi.json`.
-pub async fn openapi() -> impl IntoResponse {
+pub async fn openapi(_: crate::auth::Public) -> impl IntoResponse {
     ([(header::CONTENT_TYPE, "application/json")], DOCUMENT)
 }

@@ -13,12 +13,9 @@ use std::sync::Arc;
 
 use axum::Json;
 use axum::body::Bytes;
-use axum::extract::{Path, Query, State};
-use axum::http::HeaderMap;
-use serde::Deserialize;
-use subtle::ConstantTimeEq;
+use axum::extract::{Path, State};
 
-use crate::auth::Reader;
+use crate::auth::{Pinger, Reader};
 use crate::error::AppError;
 use crate::state::AppState;
 use crate::store::alerting::{Ping, PingKind};
@@ -28,57 +25,31 @@ const BODY_KEPT: usize = 10 * 1024;
 /// Largest ping body accepted.
 pub const MAX_BODY: usize = 100 * 1024;
 
-/// Query of a ping.
-#[derive(Debug, Deserialize)]
-pub struct PingParams {
-    /// The heartbeat's token.
-    pub token: Option<String>,
-}
-
 /// `/v1/ping/{name}`: success.
 pub async fn success(
     State(state): State<Arc<AppState>>,
-    Path(name): Path<String>,
-    Query(q): Query<PingParams>,
-    headers: HeaderMap,
+    Pinger(name): Pinger,
     body: Bytes,
 ) -> Result<&'static str, AppError> {
-    record(&state, &name, "", q, &headers, &body).await
+    record(&state, &name, "", &body).await
 }
 
 /// `/v1/ping/{name}/{what}`: `start`, `fail` or an exit code.
 pub async fn signal(
     State(state): State<Arc<AppState>>,
-    Path((name, what)): Path<(String, String)>,
-    Query(q): Query<PingParams>,
-    headers: HeaderMap,
+    Pinger(name): Pinger,
+    Path((_, what)): Path<(String, String)>,
     body: Bytes,
 ) -> Result<&'static str, AppError> {
-    record(&state, &name, &what, q, &headers, &body).await
+    record(&state, &name, &what, &body).await
 }
 
 async fn record(
     state: &AppState,
     name: &str,
     what: &str,
-    q: PingParams,
-    headers: &HeaderMap,
     body: &[u8],
 ) -> Result<&'static str, AppError> {
-    let config = state.config();
-    let Some(hb) = config.heartbeats.iter().find(|h| h.name == name) else {
-        return Err(AppError::NotFound(format!("no heartbeat named {name:?}")));
-    };
-    let bearer = headers
-        .get(axum::http::header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "));
-    let given = q.token.as_deref().or(bearer).unwrap_or("");
-    if !bool::from(given.as_bytes().ct_eq(hb.token.expose().as_bytes())) {
-        return Err(AppError::Unauthorized(format!(
-            "wrong or missing token for heartbeat {name:?}: add ?token=..."
-        )));
-    }
     let (kind, exit_code) = match what {
         "" => (PingKind::Success, None),
         "start" => (PingKind::Start, None),

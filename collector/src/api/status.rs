@@ -6,14 +6,14 @@ use std::sync::Arc;
 use axum::extract::State;
 use axum::response::IntoResponse;
 
-use crate::auth::Reader;
+use crate::auth::Public;
 use crate::error::AppError;
 use crate::state::AppState;
 
 /// `GET /api/v1/status`, with the time it took in `Server-Timing`.
 pub async fn status(
     State(state): State<Arc<AppState>>,
-    _: Reader,
+    _: Public,
 ) -> Result<impl IntoResponse, AppError> {
     let started = std::time::Instant::now();
     let m =

@@ -1,37 +1,40 @@
-//! Who may do what, stated in each handler's signature. Every route that shows monitored data
-//! or changes anything takes one of these axum extractors; each decides from the request's
-//! head alone and refuses before the handler runs and before any body is read, so a route
-//! cannot forget its check and nobody without a credential makes the collector buffer a body.
+//! Who may do what, stated in each handler's signature. Every route takes one of these axum
+//! extractors; each decides from the request's head alone and refuses before the handler runs
+//! and before any body is read, so a route cannot forget its check and nobody without a
+//! credential makes the collector buffer a body. docs/security.md has the table of every
+//! route and its level, and `collector/tests/access.rs` walks the router to hold it.
 //!
+//! - [`Public`]: anyone: the status page and its JSON, badges, `/healthz`, the OpenAPI
+//!   document, the login page. Nothing public carries a probe's raw error, an address or a
+//!   host's labels.
+//! - [`Reader`]: a read token (`[server] read_tokens`), the admin token or the admin's login,
+//!   for the API's other reads, the live tail and `/metrics`; anyone with `[server]
+//!   public_read = true` (or the older `[status_page] public_admin = true`). Else 401, or 403
+//!   with the keys to set when no credential is configured at all.
 //! - [`AgentAuth`]: an agent's bearer token, for `/v1/ingest` and `/v1/assignments`; else 401.
 //! - [`Admin`]: the admin token as a bearer token, or the admin pages' login cookie
 //!   ([`session`]), for the API's writes; else 401, or 403 when no admin token is set.
-//! - [`LogReader`]: the admin, for log lines; anyone when no admin token is set or with
-//!   `[status_page] public_admin = true`.
-//! - [`Reader`]: anyone, for the status page, badges, `/metrics` and the API's other reads.
-//! - [`AdminPage`]: the admin (who may write), or anyone with `public_admin` (who may look);
-//!   else a redirect to the login page.
+//! - [`AdminPage`]: the admin (who may write), or anyone where reading is public (who may
+//!   look); else a redirect to the login page.
 //! - [`AdminForm`]: the admin, posting a form from this site (`Origin`); else a page that
 //!   says why (403 from another site, 401 without the login).
 //!
 //! The API's refusals are [`AppError`]s: JSON, and `WWW-Authenticate: Bearer` with a 401. The
 //! admin pages' are [`PageRefusal`]s, which `web` renders as pages. A push monitor's ping
 //! carries its heartbeat's own token, checked by its handler against the heartbeat it names.
-//!
-//! [`Reader`] is where reading gets tightened (issue #27): today everyone who reaches the
-//! collector may read what it does not mark private.
 
 pub mod session;
 
 use std::sync::Arc;
 
-use axum::extract::FromRequestParts;
+use axum::extract::{FromRequestParts, RawPathParams};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, header};
 use subtle::ConstantTimeEq;
 
 use crate::error::AppError;
 use crate::state::{AppState, Credential};
+use lookout_config::Token;
 
 /// An agent, by the bearer token it presented (`Authorization: Bearer <agent token>`).
 #[derive(Debug, Clone)]
@@ -82,6 +85,15 @@ impl FromRequestParts<Arc<AppState>> for Admin {
     }
 }
 
+/// The bearer token of `Authorization: Bearer <token>`, if the request has one.
+fn bearer(headers: &HeaderMap) -> Option<&str> {
+    headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::trim)
+}
+
 fn admin(state: &AppState, headers: &HeaderMap) -> Result<Admin, AppError> {
     let config = state.config();
     let Some(expected) = config
@@ -94,14 +106,9 @@ fn admin(state: &AppState, headers: &HeaderMap) -> Result<Admin, AppError> {
             "writing endpoints are off: set [server] admin_token to use them".into(),
         ));
     };
-    let given = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .map(str::trim);
-    match given {
+    match bearer(headers) {
         Some(given) => {
-            if !bool::from(given.as_bytes().ct_eq(expected.as_bytes())) {
+            if !same(given, expected) {
                 return Err(AppError::Unauthorized("wrong admin token".into()));
             }
         }
@@ -122,32 +129,25 @@ fn admin(state: &AppState, headers: &HeaderMap) -> Result<Admin, AppError> {
     Ok(Admin { by })
 }
 
-/// A reader of stored log lines (`/api/v1/logs`, its live tail). Logs can hold what the rest
-/// of the API does not (addresses, identifiers, mistakes), so with `[server] admin_token` set
-/// they need the [`Admin`]; without one, or with `[status_page] public_admin = true`, they are
-/// open like the rest of the API.
+/// Anyone: the route shows nothing that needs a credential (see the module's list). It is
+/// an extractor all the same, so that every handler states its access in its signature.
 #[derive(Debug, Clone, Copy)]
-pub struct LogReader;
+pub struct Public;
 
-impl FromRequestParts<Arc<AppState>> for LogReader {
-    type Rejection = AppError;
+impl FromRequestParts<Arc<AppState>> for Public {
+    type Rejection = std::convert::Infallible;
 
     async fn from_request_parts(
-        parts: &mut Parts,
-        state: &Arc<AppState>,
+        _parts: &mut Parts,
+        _state: &Arc<AppState>,
     ) -> Result<Self, Self::Rejection> {
-        let config = state.config();
-        if config.server.admin_token.is_some() && !config.status_page.public_admin {
-            admin(state, &parts.headers)?;
-        }
-        Ok(LogReader)
+        Ok(Public)
     }
 }
 
-/// A reader of what the collector shows without a login: the status page, badges, the
-/// Prometheus scrape and the API's reads other than logs. Today that is everyone who reaches
-/// the collector; issue #27 (users and their roles) tightens it here, and every route that
-/// takes a `Reader` follows.
+/// A reader of what the collector knows (checks, results, hosts, metrics, alerts, logs,
+/// `/metrics`): a read token, the admin token or the admin's login; anyone where reading is
+/// configured public.
 #[derive(Debug, Clone, Copy)]
 pub struct Reader;
 
@@ -155,10 +155,102 @@ impl FromRequestParts<Arc<AppState>> for Reader {
     type Rejection = AppError;
 
     async fn from_request_parts(
-        _parts: &mut Parts,
-        _state: &Arc<AppState>,
+        parts: &mut Parts,
+        state: &Arc<AppState>,
     ) -> Result<Self, Self::Rejection> {
-        Ok(Reader)
+        reader(state, &parts.headers).map(|()| Reader)
+    }
+}
+
+/// True when anyone may read: `[server] public_read`, or the older `[status_page]
+/// public_admin`, which opened the admin pages' views and the logs.
+fn public_read(config: &lookout_config::CollectorConfig) -> bool {
+    config.server.public_read || config.status_page.public_admin
+}
+
+fn reader(state: &AppState, headers: &HeaderMap) -> Result<(), AppError> {
+    let config = state.config();
+    if public_read(&config) {
+        return Ok(());
+    }
+    let admin_token = config.server.admin_token.as_ref().map(Token::expose);
+    if admin_token.is_none() && config.server.read_tokens.is_empty() {
+        return Err(AppError::Forbidden(
+            "reading is closed: set [server] read_tokens (or admin_token) and send one as \
+             Authorization: Bearer <token>, or public_read = true on a trusted network"
+                .into(),
+        ));
+    }
+    match bearer(headers) {
+        Some(given) => {
+            // Every configured token is compared, each in constant time.
+            let mut known = admin_token.is_some_and(|t| same(given, t));
+            for t in &config.server.read_tokens {
+                known |= same(given, t.expose());
+            }
+            if known {
+                Ok(())
+            } else {
+                Err(AppError::Unauthorized(
+                    "unknown token: reading needs a read token or the admin token".into(),
+                ))
+            }
+        }
+        None if admin_token.is_some_and(|t| session::valid(headers, t)) => Ok(()),
+        None => Err(AppError::Unauthorized(
+            "reading needs Authorization: Bearer <read token> ([server] read_tokens) or the \
+             admin token"
+                .into(),
+        )),
+    }
+}
+
+/// Constant-time equality of a presented and a configured token.
+fn same(given: &str, expected: &str) -> bool {
+    bool::from(given.as_bytes().ct_eq(expected.as_bytes()))
+}
+
+/// A push monitor's ping (`/v1/ping/{name}...`): the token of the heartbeat it names, as
+/// `?token=` or a bearer token; the heartbeat's name. 404 for a heartbeat that does not exist,
+/// 401 for a wrong or missing token.
+#[derive(Debug, Clone)]
+pub struct Pinger(pub String);
+
+impl FromRequestParts<Arc<AppState>> for Pinger {
+    type Rejection = AppError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &Arc<AppState>,
+    ) -> Result<Self, Self::Rejection> {
+        let params = RawPathParams::from_request_parts(parts, state)
+            .await
+            .map_err(|e| AppError::BadRequest(e.body_text()))?;
+        let name = params
+            .iter()
+            .find(|(key, _)| *key == "name")
+            .map(|(_, value)| value.to_string())
+            .ok_or_else(|| AppError::NotFound("no heartbeat named in the path".into()))?;
+        let config = state.config();
+        let Some(hb) = config.heartbeats.iter().find(|h| h.name == name) else {
+            return Err(AppError::NotFound(format!("no heartbeat named {name:?}")));
+        };
+        let query = parts
+            .uri
+            .query()
+            .map(|q| {
+                url::form_urlencoded::parse(q.as_bytes())
+                    .find(|(k, _)| k == "token")
+                    .map(|(_, v)| v.into_owned())
+            })
+            .unwrap_or_default();
+        let given = query.as_deref().or(bearer(&parts.headers)).unwrap_or("");
+        if !same(given, hb.token.expose()) {
+            return Err(AppError::Unauthorized(format!(
+                "wrong or missing token for heartbeat {name:?}: add ?token=..."
+            )));
+        }
+        Ok(Pinger(name))
     }
 }
 
@@ -186,7 +278,7 @@ impl FromRequestParts<Arc<AppState>> for AdminPage {
         if admin(state, &parts.headers).is_ok() {
             return Ok(AdminPage(Access::Write));
         }
-        if state.config().status_page.public_admin {
+        if public_read(&state.config()) {
             return Ok(AdminPage(Access::Read));
         }
         // The page asked for, as its handler's path parameters see it (decoded); not its query.

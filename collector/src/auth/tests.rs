@@ -131,35 +131,138 @@ async fn without_an_admin_token_nobody_is_the_admin() {
     );
 }
 
+const READ: &str = "grafana-read-token-0123456789";
+
 #[tokio::test]
-async fn logs_are_private_only_with_an_admin_token_and_pages_that_are_not_public() {
-    let (_dir, private) = state(&with_admin_token(), "").await;
-    let refused = extract::<LogReader>(&private, "/api/v1/logs", &[]).await;
-    assert!(matches!(refused, Err(AppError::Unauthorized(_))));
-    let (auth, token) = bearer(ADMIN);
+async fn readers_need_a_read_token_the_admin_token_or_the_login() {
+    let server = format!("{}\nread_tokens = [\"{READ}\"]", with_admin_token());
+    let (_dir, s) = state(&server, "").await;
+    let cookie = cookie();
+    for (who, headers) in [
+        ("read token", vec![bearer(READ)]),
+        ("admin token", vec![bearer(ADMIN)]),
+        ("login", vec![(header::COOKIE, cookie.clone())]),
+    ] {
+        let headers: Vec<_> = headers
+            .iter()
+            .map(|(n, v)| (n.clone(), v.as_str()))
+            .collect();
+        assert!(
+            extract::<Reader>(&s, "/api/v1/checks", &headers)
+                .await
+                .is_ok(),
+            "{who} refused"
+        );
+    }
+    for (who, headers) in [
+        ("nobody", vec![]),
+        ("an agent", vec![bearer(AGENT)]),
+        (
+            "a wrong token",
+            vec![bearer("grafana-read-token-0123456780")],
+        ),
+        // A read token is not a login: it is not taken from a cookie.
+        (
+            "a cookie of the read token",
+            vec![(
+                header::COOKIE,
+                format!("{}={}", session::COOKIE, session::value_for(READ)),
+            )],
+        ),
+    ] {
+        let headers: Vec<_> = headers
+            .iter()
+            .map(|(n, v)| (n.clone(), v.as_str()))
+            .collect();
+        let refused = extract::<Reader>(&s, "/api/v1/checks", &headers).await;
+        assert!(
+            matches!(refused, Err(AppError::Unauthorized(_))),
+            "{who}: {refused:?}"
+        );
+    }
+    // A read token does not write.
+    let (auth, token) = bearer(READ);
+    let refused = extract::<Admin>(&s, "/api/v1/silences", &[(auth, token.as_str())]).await;
     assert!(
-        extract::<LogReader>(&private, "/api/v1/logs", &[(auth, token.as_str())])
-            .await
-            .is_ok()
-    );
-    let (_dir, open) = state("", "").await;
-    assert!(
-        extract::<LogReader>(&open, "/api/v1/logs", &[])
-            .await
-            .is_ok()
-    );
-    let (_dir, public) = state(&with_admin_token(), "[status_page]\npublic_admin = true").await;
-    assert!(
-        extract::<LogReader>(&public, "/api/v1/logs", &[])
-            .await
-            .is_ok()
+        matches!(refused, Err(AppError::Unauthorized(_))),
+        "{refused:?}"
     );
 }
 
 #[tokio::test]
-async fn anyone_is_a_reader_today() {
-    let (_dir, s) = state(&with_admin_token(), "").await;
-    assert!(extract::<Reader>(&s, "/api/v1/checks", &[]).await.is_ok());
+async fn reading_is_closed_by_default_and_open_only_when_asked() {
+    // Nothing configured: refused, and the answer says which keys to set.
+    let (_dir, closed) = state("", "").await;
+    match extract::<Reader>(&closed, "/api/v1/logs", &[]).await {
+        Err(AppError::Forbidden(why)) => {
+            assert!(
+                why.contains("read_tokens") && why.contains("public_read"),
+                "{why}"
+            )
+        }
+        other => panic!("{other:?}"),
+    }
+    for open in [
+        "[server]\npublic_read = true",
+        "[status_page]\npublic_admin = true",
+    ] {
+        let (section, key) = open.split_once('\n').unwrap();
+        let (_dir, s) = if section == "[server]" {
+            state(key, "").await
+        } else {
+            state(&with_admin_token(), open).await
+        };
+        assert!(
+            extract::<Reader>(&s, "/api/v1/logs", &[]).await.is_ok(),
+            "{open}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_ping_needs_the_token_of_the_heartbeat_it_names() {
+    let beats = "[[heartbeats]]\nname = \"backup\"\ntoken = \"backup-token-0123456789abcdef\"\nperiod = \"1d\"\n\
+                 [[heartbeats]]\nname = \"other\"\ntoken = \"other-token-0123456789abcdef\"\nperiod = \"1d\"";
+    let (_dir, s) = state("", beats).await;
+    // axum's path parameters are what the route matched: route the request for real.
+    let app = axum::Router::new()
+        .route(
+            "/v1/ping/{name}",
+            axum::routing::get(|Pinger(name): Pinger| async move { name }),
+        )
+        .with_state(s);
+    let status = |uri: &'static str, auth: Option<&'static str>| {
+        let app = app.clone();
+        async move {
+            use tower::ServiceExt as _;
+            let mut req = Request::builder().uri(uri);
+            if let Some(t) = auth {
+                req = req.header(header::AUTHORIZATION, format!("Bearer {t}"));
+            }
+            app.oneshot(req.body(axum::body::Body::empty()).unwrap())
+                .await
+                .unwrap()
+                .status()
+                .as_u16()
+        }
+    };
+    assert_eq!(
+        status("/v1/ping/backup?token=backup-token-0123456789abcdef", None).await,
+        200
+    );
+    assert_eq!(
+        status("/v1/ping/backup", Some("backup-token-0123456789abcdef")).await,
+        200
+    );
+    assert_eq!(status("/v1/ping/backup", None).await, 401);
+    assert_eq!(
+        status("/v1/ping/backup?token=other-token-0123456789abcdef", None).await,
+        401
+    );
+    assert_eq!(
+        status("/v1/ping/nobody?token=backup-token-0123456789abcdef", None).await,
+        404
+    );
 }
 
 #[tokio::test]

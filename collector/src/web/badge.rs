@@ -12,7 +12,7 @@ use chrono::Duration as ChronoDuration;
 use maud::html;
 use serde::Deserialize;
 
-use crate::auth::Reader;
+use crate::auth::Public;
 use crate::error::AppError;
 use crate::state::AppState;
 use crate::store::{RollupQuery, Tier};
@@ -67,7 +67,7 @@ fn unknown_check() -> Response {
 /// `GET /badge/{check}/status`.
 pub async fn status(
     State(state): State<Arc<AppState>>,
-    _: Reader,
+    _: Public,
     Path(check): Path<String>,
 ) -> Result<Response, AppError> {
     let views = check_views(state.store.as_ref(), &state.config()).await?;
@@ -94,7 +94,7 @@ pub struct UptimeParams {
 /// `GET /badge/{check}/uptime?window=`.
 pub async fn uptime(
     State(state): State<Arc<AppState>>,
-    _: Reader,
+    _: Public,
     Path(check): Path<String>,
     params: Result<Query<UptimeParams>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Response, AppError> {

@@ -21,7 +21,7 @@ fn asset(content_type: &'static str, body: &'static str) -> impl IntoResponse {
 }
 
 /// `GET /assets/lookout.css`.
-pub async fn stylesheet() -> impl IntoResponse {
+pub async fn stylesheet(_: crate::auth::Public) -> impl IntoResponse {
     asset(
         "text/css; charset=utf-8",
         include_str!("assets/lookout.css"),
@@ -29,7 +29,7 @@ pub async fn stylesheet() -> impl IntoResponse {
 }
 
 /// `GET /assets/tail.js`.
-pub async fn tail_script() -> impl IntoResponse {
+pub async fn tail_script(_: crate::auth::Public) -> impl IntoResponse {
     asset(
         "text/javascript; charset=utf-8",
         include_str!("assets/tail.js"),
@@ -37,7 +37,7 @@ pub async fn tail_script() -> impl IntoResponse {
 }
 
 /// `GET /assets/status.js`.
-pub async fn status_script() -> impl IntoResponse {
+pub async fn status_script(_: crate::auth::Public) -> impl IntoResponse {
     asset(
         "text/javascript; charset=utf-8",
         include_str!("assets/status.js"),

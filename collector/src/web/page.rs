@@ -12,7 +12,7 @@ use chrono::{DateTime, Utc};
 use maud::{Markup, html};
 
 use super::layout::document;
-use crate::auth::Reader;
+use crate::auth::Public;
 use crate::error::AppError;
 use crate::notify::route::check_anchor;
 use crate::state::AppState;
@@ -22,7 +22,7 @@ use crate::views::status::{CheckModel, DayModel, IncidentModel, StatusModel, mod
 /// `GET /`, with the time it took in `Server-Timing`.
 pub async fn index(
     State(state): State<Arc<AppState>>,
-    _: Reader,
+    _: Public,
 ) -> Result<impl IntoResponse, AppError> {
     let started = Instant::now();
     let m = model(&state.store, &state.config(), &state.status_history).await?;

@@ -12,6 +12,7 @@ use maud::html;
 use serde::Deserialize;
 
 use super::message;
+use crate::auth::Public;
 use crate::auth::session;
 use crate::state::AppState;
 use crate::web::layout::document;
@@ -36,7 +37,7 @@ fn login_page(state: &AppState, next: &str, error: Option<&str>) -> Html<String>
             @if no_login {
                 p {
                     "The admin pages need a login, and none is possible: set " code { "[server] admin_token" }
-                    " in the collector's configuration, or " code { "[status_page] public_admin = true" }
+                    " in the collector's configuration, or " code { "[server] public_read = true" }
                     " to show them read-only."
                 }
             } @else {
@@ -60,6 +61,7 @@ fn login_page(state: &AppState, next: &str, error: Option<&str>) -> Html<String>
 
 /// `GET /login`.
 pub async fn login_form(
+    _: Public,
     State(state): State<Arc<AppState>>,
     Query(q): Query<LoginQuery>,
 ) -> Html<String> {
@@ -75,6 +77,7 @@ pub struct LoginForm {
 
 /// `POST /login`: the admin token for a session cookie.
 pub async fn login(
+    _: Public,
     State(state): State<Arc<AppState>>,
     headers: HeaderMap,
     Form(f): Form<LoginForm>,
@@ -112,7 +115,7 @@ pub async fn login(
 }
 
 /// `POST /logout`.
-pub async fn logout() -> Response {
+pub async fn logout(_: Public) -> Response {
     (
         [(header::SET_COOKIE, session::clear_cookie())],
         Redirect::to("/"),

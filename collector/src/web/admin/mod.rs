@@ -3,7 +3,8 @@
 //! tail), alerts (firing and recent, with acknowledge and silence buttons).
 //!
 //! They need a login with the admin token (`/login`, see [`crate::auth::session`]); with
-//! `[status_page] public_admin = true` the read-only views are open to anyone and the buttons
+//! `[server] public_read = true` (or the older `[status_page] public_admin = true`) the
+//! read-only views are open to anyone and the buttons
 //! still need the login ([`AdminPage`](crate::auth::AdminPage),
 //! [`AdminForm`](crate::auth::AdminForm)). Everything shown comes from the same store calls as
 //! `/api/v1/...`. Forms post to the server and answer with a redirect, so the pages work without
@@ -40,7 +41,7 @@ use super::layout::document;
 use crate::auth::{Access, PageRefusal};
 
 /// `GET /admin`.
-pub async fn home() -> Redirect {
+pub async fn home(_: crate::auth::Public) -> Redirect {
     Redirect::to("/admin/hosts")
 }
 

@@ -1,5 +1,5 @@
 // Keeps the status page's states current without a reload: every 5 s it reads
-// /api/v1/checks and updates each check's state and the banner. The page works without it
+// /api/v1/status (public, as the page is) and updates each check's state and the banner. The page works without it
 // (the server renders the same states; without JavaScript it reloads every minute).
 "use strict";
 (function () {
@@ -10,11 +10,13 @@
     degraded: "Some systems have no recent results"
   };
   function refresh() {
-    fetch("/api/v1/checks", { headers: { Accept: "application/json" } })
+    fetch("/api/v1/status", { headers: { Accept: "application/json" } })
       .then(function (r) { return r.ok ? r.json() : Promise.reject(r.status); })
       .then(function (body) {
         var states = {};
-        body.checks.forEach(function (c) { states[c.name] = c.status; });
+        body.groups.forEach(function (g) {
+          g.checks.forEach(function (c) { states[c.name] = c.status; });
+        });
         var anyDown = false, allUp = true;
         document.querySelectorAll("[data-check]").forEach(function (el) {
           var s = states[el.getAttribute("data-check")];

@@ -1,0 +1,236 @@
+//! Every route of the router, with every kind of credential: the level each route claims in
+//! `collector/src/routes.rs` (from which the router is built, so a route added later is walked
+//! too) is the level docs/security.md gives it, and is what the route does.
+//!
+//! A credential is let in when the answer is neither 401 nor 403 nor a redirect to the login
+//! page; what the handler then says (200, 400 for a sample request it finds wrong, 404 for an
+//! id that does not exist) is the handler's business, tested elsewhere.
+
+mod support;
+
+use std::collections::BTreeSet;
+
+use axum::body::Body;
+use axum::http::{Method, Request, StatusCode, header};
+use lookout_collector::routes::{Level, table};
+use tower::ServiceExt;
+
+const ADMIN: &str = "access-admin-token-0123456789";
+const AGENT: &str = "access-agent-token-0123456789";
+const READ: &str = "access-read-token-0123456789";
+const BEAT: &str = "access-beat-token-0123456789";
+
+const CONFIG: &str = r#"
+[server]
+admin_token = "access-admin-token-0123456789"
+read_tokens = ["access-read-token-0123456789"]
+
+[[agents]]
+name = "web-1"
+token = "access-agent-token-0123456789"
+
+[[checks]]
+name = "api"
+type = "http"
+url = "http://127.0.0.1:1/"
+
+[[heartbeats]]
+name = "backup"
+token = "access-beat-token-0123456789"
+period = "1h"
+"#;
+
+/// The credentials a request can carry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Who {
+    Nobody,
+    Agent,
+    Reader,
+    Heartbeat,
+    Admin,
+}
+
+const EVERYONE: [Who; 5] = [
+    Who::Nobody,
+    Who::Agent,
+    Who::Reader,
+    Who::Heartbeat,
+    Who::Admin,
+];
+
+/// Who a level lets in, from docs/security.md's table of levels: the admin reads too.
+fn admitted(level: Level, who: Who) -> bool {
+    match level {
+        Level::Public => true,
+        Level::Heartbeat => who == Who::Heartbeat,
+        Level::Agent => who == Who::Agent,
+        Level::Reader => matches!(who, Who::Reader | Who::Admin),
+        Level::Admin => who == Who::Admin,
+    }
+}
+
+/// A request for `path` with its parameters filled in, carrying `who`'s credential.
+fn request(method: &Method, path: &str, who: Who) -> Request<Body> {
+    let uri = path
+        .replace(
+            "{name}",
+            if path.starts_with("/v1/ping/") {
+                "backup"
+            } else {
+                "api"
+            },
+        )
+        .replace("{check}", "api")
+        .replace("{id}", "1")
+        .replace("{what}", "start");
+    assert!(
+        !uri.contains('{'),
+        "{path}: a parameter this test does not fill"
+    );
+    let token = match who {
+        Who::Nobody => None,
+        Who::Agent => Some(AGENT),
+        Who::Reader => Some(READ),
+        Who::Heartbeat => Some(BEAT),
+        Who::Admin => Some(ADMIN),
+    };
+    let mut req = Request::builder()
+        .method(method.clone())
+        .uri(uri)
+        .header(header::HOST, "127.0.0.1:7700");
+    if let Some(t) = token {
+        req = req.header(header::AUTHORIZATION, format!("Bearer {t}"));
+    }
+    if method == Method::POST && path.starts_with("/admin/") {
+        req = req
+            .header(header::ORIGIN, "http://127.0.0.1:7700")
+            .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded");
+    }
+    req.body(Body::empty()).unwrap()
+}
+
+/// True when the answer refuses the request's credential.
+fn refused(status: StatusCode, location: Option<&str>) -> bool {
+    status == StatusCode::UNAUTHORIZED
+        || status == StatusCode::FORBIDDEN
+        || location.is_some_and(|l| l.starts_with("/login"))
+}
+
+#[tokio::test]
+async fn every_route_admits_exactly_its_level() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = support::collector_state(dir.path(), CONFIG).await;
+    let routes = table().routes;
+    assert!(routes.len() >= 40, "only {} routes", routes.len());
+    let mut wrong = Vec::new();
+    for route in &routes {
+        for who in EVERYONE {
+            let resp = lookout_collector::router(state.clone())
+                .oneshot(request(&route.method, route.path, who))
+                .await
+                .unwrap();
+            let location = resp
+                .headers()
+                .get(header::LOCATION)
+                .and_then(|v| v.to_str().ok());
+            let let_in = !refused(resp.status(), location);
+            if let_in != admitted(route.level, who) {
+                wrong.push(format!(
+                    "{} {} ({}) with {who:?}: {}{}",
+                    route.method,
+                    route.path,
+                    route.level.as_str(),
+                    resp.status(),
+                    location.map(|l| format!(" to {l}")).unwrap_or_default()
+                ));
+            }
+        }
+    }
+    assert!(wrong.is_empty(), "{wrong:#?}");
+}
+
+#[tokio::test]
+async fn with_no_token_configured_reading_and_writing_say_which_key_to_set() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = support::collector_state(
+        dir.path(),
+        "[[agents]]\nname = \"web-1\"\ntoken = \"access-agent-token-0123456789\"\n",
+    )
+    .await;
+    for route in table().routes {
+        let key = match route.level {
+            Level::Reader => "read_tokens",
+            Level::Admin if route.path.starts_with("/api/") => "admin_token",
+            _ => continue,
+        };
+        let resp = lookout_collector::router(state.clone())
+            .oneshot(request(&route.method, route.path, Who::Nobody))
+            .await
+            .unwrap();
+        let status = resp.status();
+        let body = axum::body::to_bytes(resp.into_body(), 1 << 20)
+            .await
+            .unwrap();
+        let text = String::from_utf8_lossy(&body);
+        assert_eq!(
+            status,
+            StatusCode::FORBIDDEN,
+            "{} {}: {text}",
+            route.method,
+            route.path
+        );
+        assert!(
+            text.contains(key),
+            "{} {}: {text}",
+            route.method,
+            route.path
+        );
+    }
+}
+
+#[test]
+fn docs_security_lists_every_route_with_its_level() {
+    let doc = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/security.md"))
+        .expect("docs/security.md");
+    // Rows of the form | `GET` | `/path` | level |
+    let documented: BTreeSet<(String, String, String)> = doc
+        .lines()
+        .filter_map(|l| {
+            let cells: Vec<&str> = l
+                .trim()
+                .trim_matches('|')
+                .split('|')
+                .map(str::trim)
+                .collect();
+            match cells.as_slice() {
+                [method, path, level] if method.starts_with('`') && path.starts_with("`/") => {
+                    Some((
+                        method.trim_matches('`').to_string(),
+                        path.trim_matches('`').to_string(),
+                        // The level is the cell's first word; a note may follow.
+                        level.split_whitespace().next().unwrap_or("").to_string(),
+                    ))
+                }
+                _ => None,
+            }
+        })
+        .collect();
+    let routed: BTreeSet<(String, String, String)> = table()
+        .routes
+        .iter()
+        .map(|r| {
+            (
+                r.method.to_string(),
+                r.path.to_string(),
+                r.level.as_str().to_string(),
+            )
+        })
+        .collect();
+    let undocumented: Vec<_> = routed.difference(&documented).collect();
+    let unrouted: Vec<_> = documented.difference(&routed).collect();
+    assert!(
+        undocumented.is_empty() && unrouted.is_empty(),
+        "routed, not in docs/security.md (or at another level): {undocumented:#?}\n\
+         in docs/security.md, not routed so: {unrouted:#?}"
+    );
+}
