@@ -316,6 +316,13 @@ async fn the_status_page_shows_groups_daily_bars_uptime_windows_and_incidents() 
     assert_eq!(m["open_incidents"][0]["check"], "login");
     assert_eq!(m["recent_incidents"][0]["check"], "api");
     assert!(m["recent_incidents"][0]["ended"].is_string());
+    // Public: the kind of failure, not the probe's error or the alert's summary.
+    assert_eq!(m["open_incidents"][0]["summary"], "down");
+    let raw = m.to_string();
+    assert!(
+        !raw.contains("expected 2xx") && !raw.contains("is down: status 503"),
+        "{raw}"
+    );
     assert_eq!(m["maintenance"][0]["name"], "Database upgrade");
     assert_eq!(m["maintenance"][0]["active"], true);
 
@@ -323,6 +330,7 @@ async fn the_status_page_shows_groups_daily_bars_uptime_windows_and_incidents() 
     let html = h.get("/", None).await;
     assert_eq!(html.status, StatusCode::OK);
     let t = &html.text;
+    assert!(!t.contains("expected 2xx") && !t.contains("is down: status 503"));
     assert!(t.contains("Some systems are down"), "{t}");
     assert!(t.contains("<h2 id=\"g0\">API</h2>") && t.contains("<h2 id=\"g1\">Other</h2>"));
     assert!(t.contains("data-check=\"login\"") && t.contains("✕ Down"));
@@ -355,7 +363,7 @@ async fn the_status_page_shows_groups_daily_bars_uptime_windows_and_incidents() 
     assert!(t.contains("<dt>30 d</dt><dd>87.50%</dd>"), "{t}");
     assert!(t.contains("<dt>90 d</dt><dd>70.00%</dd>"));
     assert!(t.contains("In progress:</strong> Database upgrade"));
-    assert!(t.contains("Current incidents") && t.contains("login is down: status 503"));
+    assert!(t.contains("Current incidents") && t.contains("<strong>login</strong>: down"));
     assert!(t.contains("<svg class=\"chart\"") && t.contains("Response time, last 24 h: mean"));
     assert!(
         t.contains("prefers-color-scheme")

@@ -73,7 +73,9 @@ pub struct CheckModel {
     /// Mean response time per hour over the last 24 hours, oldest first; hours without results
     /// are left out.
     pub response_ms: Vec<ResponsePoint>,
-    /// The latest error any agent reported, while it fails.
+    /// Why it fails, while it does, in words that give nothing away (`status 503`, `timeout`,
+    /// `connection refused`): the public page shows no probe's raw error, which can name
+    /// addresses, hosts or a response's body. Readers see the detail in `/api/v1/checks`.
     pub error: Option<String>,
 }
 
@@ -123,7 +125,8 @@ pub struct ResponsePoint {
 pub struct IncidentModel {
     /// The check.
     pub check: String,
-    /// What was wrong when it began.
+    /// `down` or `flapping`: the alert's own summary names locations and the probe's error,
+    /// which the public page does not show (readers find it in `/api/v1/alerts`).
     pub summary: String,
     /// When it began.
     pub started: DateTime<Utc>,
@@ -239,7 +242,12 @@ pub async fn model(
         .filter_map(|i| {
             Some(IncidentModel {
                 check: i.labels.get("check")?.clone(),
-                summary: i.summary,
+                // The alert's summary names locations and the probe's error: not public.
+                summary: if i.summary.starts_with("flapping") {
+                    "flapping".into()
+                } else {
+                    "down".into()
+                },
                 started: i.started,
                 ended: i.ended,
             })
@@ -319,7 +327,12 @@ fn check_model(
             })
             .collect(),
         error: (v.status == CheckStatus::Down)
-            .then(|| v.agents.iter().find_map(|a| a.error.clone()))
+            .then(|| {
+                v.agents
+                    .iter()
+                    .find(|a| !a.ok)
+                    .map(|a| public_reason(a.status_code, a.error.as_deref()))
+            })
             .flatten(),
         name: v.name,
         kind: v.kind,
@@ -355,4 +368,79 @@ fn maintenance(
     }
     out.sort_by_key(|m| m.starts);
     out
+}
+
+/// A failed probe's reason as the public may see it: the kind of failure, never the text of
+/// the error (which can hold an address, a host name, a TLS subject or a response's body).
+pub fn public_reason(status_code: Option<u16>, error: Option<&str>) -> String {
+    let error = error.unwrap_or("").to_ascii_lowercase();
+    let has = |words: &[&str]| words.iter().any(|w| error.contains(w));
+    if error.starts_with("status ")
+        && let Some(code) = status_code
+    {
+        return format!("status {code}");
+    }
+    let kind = if has(&["timed out", "timeout", "deadline"]) {
+        "timeout"
+    } else if has(&["connection refused"]) {
+        "connection refused"
+    } else if has(&["connection reset", "broken pipe", "connection closed"]) {
+        "connection lost"
+    } else if has(&[
+        "dns",
+        "resolve",
+        "lookup",
+        "nxdomain",
+        "servfail",
+        "name or service",
+    ]) {
+        "DNS failure"
+    } else if has(&["certificate", "tls", "ssl", "handshake"]) {
+        "TLS failure"
+    } else if has(&["unreachable", "no route"]) {
+        "unreachable"
+    } else {
+        "check failed"
+    };
+    kind.to_string()
+}
+
+#[cfg(test)]
+mod public_reason_tests {
+    use super::public_reason;
+
+    #[test]
+    fn the_kind_of_failure_and_nothing_of_the_error_text() {
+        for (code, error, want) in [
+            (Some(503), "status 503, expected 2xx", "status 503"),
+            (None, "timed out after 5s", "timeout"),
+            (
+                None,
+                "HTTP: error sending request: connection refused (os error 111) to 10.0.0.5:443",
+                "connection refused",
+            ),
+            (
+                None,
+                "HTTP: dns error: failed to lookup address db.internal.example",
+                "DNS failure",
+            ),
+            (
+                None,
+                "TLS: invalid peer certificate: NotValidForName (CN=secret.internal)",
+                "TLS failure",
+            ),
+            (
+                Some(200),
+                "condition [BODY].token == \"s3cr3t\" failed: found \"x\"",
+                "check failed",
+            ),
+            (None, "", "check failed"),
+        ] {
+            let got = public_reason(code, Some(error));
+            assert_eq!(got, want, "{error}");
+            for secret in ["10.0.0.5", "db.internal", "secret.internal", "s3cr3t"] {
+                assert!(!got.contains(secret));
+            }
+        }
+    }
 }
