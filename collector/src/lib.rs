@@ -95,6 +95,11 @@ pub fn router(state: Arc<AppState>) -> Router {
         .router
         // The ingest handler enforces its own configured limit while reading the body.
         .layer(DefaultBodyLimit::disable())
+        // Content-Security-Policy and the other security headers (web/headers.rs).
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            web::headers::add,
+        ))
         // Answers in gzip for clients that take it: a status page of 1,000 checks is megabytes
         // of HTML, a tenth of that compressed. The fastest level: most of the gain for a few
         // ms of CPU. Live tails (event streams), images and tiny answers are left as they are.

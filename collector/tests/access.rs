@@ -234,3 +234,59 @@ fn docs_security_lists_every_route_with_its_level() {
          in docs/security.md, not routed so: {unrouted:#?}"
     );
 }
+
+/// The Content-Security-Policy's `name` directive: its sources.
+fn directive<'a>(csp: &'a str, name: &str) -> Option<&'a str> {
+    csp.split(';')
+        .map(str::trim)
+        .find_map(|d| d.strip_prefix(name).filter(|rest| rest.starts_with(' ')))
+        .map(str::trim)
+}
+
+#[tokio::test]
+async fn every_page_forbids_inline_scripts_and_framing_but_where_configured() {
+    let dir = tempfile::tempdir().unwrap();
+    let config =
+        format!("{CONFIG}\n[status_page]\nframe_ancestors = [\"https://intranet.example.com\"]\n");
+    let state = support::collector_state(dir.path(), &config).await;
+    let mut pages = 0;
+    for route in table().routes.iter().filter(|r| r.method == Method::GET) {
+        let resp = lookout_collector::router(state.clone())
+            .oneshot(request(&route.method, route.path, Who::Admin))
+            .await
+            .unwrap();
+        let h = resp.headers();
+        let what = format!("GET {}", route.path);
+        assert_eq!(h[header::X_CONTENT_TYPE_OPTIONS], "nosniff", "{what}");
+        assert_eq!(h[header::REFERRER_POLICY], "same-origin", "{what}");
+        let kind = h
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("");
+        if !(kind.starts_with("text/html") || kind.starts_with("image/svg+xml")) {
+            continue;
+        }
+        pages += 1;
+        let csp = h
+            .get(header::CONTENT_SECURITY_POLICY)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_else(|| panic!("{what}: no Content-Security-Policy"));
+        let scripts = directive(csp, "script-src").unwrap_or_else(|| panic!("{what}: {csp}"));
+        assert_eq!(scripts, "'self'", "{what}: {csp}");
+        assert_eq!(
+            directive(csp, "default-src"),
+            Some("'none'"),
+            "{what}: {csp}"
+        );
+        let frames = directive(csp, "frame-ancestors");
+        if route.path == "/" {
+            assert_eq!(frames, Some("https://intranet.example.com"), "{csp}");
+            assert!(h.get(header::X_FRAME_OPTIONS).is_none());
+        } else {
+            assert_eq!(frames, Some("'none'"), "{what}: {csp}");
+            assert_eq!(h[header::X_FRAME_OPTIONS], "DENY", "{what}");
+        }
+    }
+    // The status page, the login page, five admin pages and two badges.
+    assert!(pages >= 9, "only {pages} pages");
+}

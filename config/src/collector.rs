@@ -62,6 +62,10 @@ pub struct StatusPageConfig {
     /// login; acknowledging and silencing still need the admin token. Default false.
     #[serde(default)]
     pub public_admin: bool,
+    /// Origins that may embed the status page in a frame (`["https://intranet.example.com"]`).
+    /// Default none: no site may frame any page.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub frame_ancestors: Vec<String>,
 }
 
 impl Default for StatusPageConfig {
@@ -69,6 +73,7 @@ impl Default for StatusPageConfig {
         Self {
             title: default_status_title(),
             public_admin: false,
+            frame_ancestors: Vec::new(),
         }
     }
 }
@@ -345,6 +350,16 @@ impl CollectorConfig {
         let telemetry: TelemetryConfig = doc.section("telemetry").unwrap_or_default();
         crate::telemetry::validate(&mut doc, &telemetry, Daemon::Collector);
         let status_page: StatusPageConfig = doc.section("status_page").unwrap_or_default();
+        for (i, origin) in status_page.frame_ancestors.iter().enumerate() {
+            if let Err(problem) = check_origin(origin) {
+                doc.error_at(
+                    &KeyPath::key("status_page")
+                        .child("frame_ancestors")
+                        .index(i),
+                    problem,
+                );
+            }
+        }
         if status_page.title.trim().is_empty() || status_page.title.len() > 200 {
             doc.error_at(
                 &KeyPath::key("status_page").child("title"),
@@ -588,4 +603,27 @@ fn validate_agent_tokens(
             doc.error_at(&at.child(key), whose);
         }
     }
+}
+
+/// An origin as a Content-Security-Policy source: `https://host[:port]`, nothing after it.
+fn check_origin(origin: &str) -> Result<(), String> {
+    let bad = || {
+        format!(
+            "{origin:?}: expected an origin such as \"https://intranet.example.com\" (scheme, host, optional port)"
+        )
+    };
+    let url = url::Url::parse(origin).map_err(|_| bad())?;
+    let bare = url.path() == "/" && url.query().is_none() && url.fragment().is_none();
+    if !matches!(url.scheme(), "http" | "https")
+        || url.host_str().is_none()
+        || !url.username().is_empty()
+        || !bare
+        || origin.ends_with('/')
+        || origin
+            .chars()
+            .any(|c| c.is_whitespace() || c == ';' || c == ',')
+    {
+        return Err(bad());
+    }
+    Ok(())
 }

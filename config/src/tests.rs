@@ -340,6 +340,38 @@ fn read_tokens_are_strong_and_not_the_admin_token() {
 }
 
 #[test]
+fn frame_ancestors_are_origins() {
+    let c = collector(
+        "[status_page]\nframe_ancestors = [\"https://intranet.example.com\", \"http://10.0.0.2:8080\"]\n",
+    )
+    .unwrap();
+    assert_eq!(c.status_page.frame_ancestors.len(), 2);
+    assert!(
+        collector("")
+            .unwrap()
+            .status_page
+            .frame_ancestors
+            .is_empty()
+    );
+    for bad in [
+        "*",
+        "intranet.example.com",
+        "https://intranet.example.com/",
+        "https://intranet.example.com/page",
+        "https://a.example; script-src *",
+        "javascript:alert(1)",
+    ] {
+        let errs = collector(&format!("[status_page]\nframe_ancestors = [{bad:?}]\n"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            errs.contains("status_page.frame_ancestors[0]") && errs.contains("expected an origin"),
+            "{bad}: {errs}"
+        );
+    }
+}
+
+#[test]
 fn agent_config_requires_identity_and_reports_sections() {
     let errs = AgentConfig::parse(Path::new("a.toml"), "name = \"x\"\n", &no_env)
         .unwrap_err()

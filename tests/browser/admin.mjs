@@ -7,7 +7,7 @@
 // Screenshots: admin-login.png, admin-login-wrong.png, admin-alerts.png, admin-logs-tail.png.
 
 import assert from "node:assert/strict";
-import { run, shot } from "./lib.mjs";
+import { assertLockedDown, run, shot } from "./lib.mjs";
 
 const token = process.env.LOOKOUT_ADMIN_TOKEN;
 const seeder = process.env.LOOKOUT_SEEDER;
@@ -43,7 +43,7 @@ await run("admin", async ({ base, artifacts, newPage }) => {
   };
 
   // Not logged in: the login form.
-  await page.goto(`${base}/admin/alerts`);
+  assertLockedDown(await page.goto(`${base}/admin/alerts`), "the login page");
   assert.equal(path(), "/login", "where /admin/alerts leads without a login");
   await form.locator("input[name=token]").waitFor({ state: "visible" });
   await shot(page, artifacts, "admin-login");
@@ -64,7 +64,7 @@ await run("admin", async ({ base, artifacts, newPage }) => {
   await shot(page, artifacts, "admin-alerts");
 
   // The live tail: a matching line appears without a reload; one that does not match, never.
-  await page.goto(`${base}/admin/logs/tail?q=payment`);
+  assertLockedDown(await page.goto(`${base}/admin/logs/tail?q=payment`), "the live tail");
   await page.waitForFunction(
     () => document.getElementById("tail-state").textContent.startsWith("Following"),
     null,

@@ -33,7 +33,21 @@ export const BANNER = {
 
 // Runs `body({ browser, base, artifacts, newPage })` with a fresh headless Chromium, closed
 // afterwards whatever happens. Pages made with `newPage` fail the script on an uncaught page
-// error, and are screenshotted as `failed-<script>-<n>.png` when the body throws.
+// error or an error on the console (a Content-Security-Policy violation is one), and are
+// screenshotted as `failed-<script>-<n>.png` when the body throws.
+// Fails unless `response` (of page.goto) carries a Content-Security-Policy that allows no
+// inline script and no framing by other sites.
+export function assertLockedDown(response, what) {
+  const csp = response.headers()["content-security-policy"] ?? "";
+  const directive = (name) => csp.split(";").map((d) => d.trim()).find((d) => d.startsWith(`${name} `));
+  if (directive("script-src") !== "script-src 'self'" || directive("frame-ancestors") !== "frame-ancestors 'none'") {
+    throw new Error(`${what}: Content-Security-Policy ${JSON.stringify(csp)}`);
+  }
+  if (response.headers()["x-content-type-options"] !== "nosniff") {
+    throw new Error(`${what}: no X-Content-Type-Options: nosniff`);
+  }
+}
+
 export async function run(script, body) {
   const [base, artifacts] = process.argv.slice(2);
   if (!base || !artifacts) {
@@ -57,6 +71,12 @@ export async function run(script, body) {
     const page = await context.newPage();
     page.setDefaultTimeout(WAIT_MS);
     page.on("pageerror", (e) => errors.push(`${page.url()}: ${e.message}`));
+    page.on("console", (m) => {
+      // Refusals the tests ask for (a wrong login is a 401 page) are answers, not errors.
+      if (m.type() === "error" && !/^Failed to load resource: the server responded with a status of 40[134]/.test(m.text())) {
+        errors.push(`${page.url()}: console: ${m.text()}`);
+      }
+    });
     pages.push(page);
     return page;
   };

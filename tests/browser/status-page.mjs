@@ -5,7 +5,7 @@
 // seeded. Screenshots: status-page.png, status-page-dark.png, status-page-phone.png.
 
 import assert from "node:assert/strict";
-import { BANNER, STATE_WORDS, expectations, run, shot, waitUntil } from "./lib.mjs";
+import { BANNER, STATE_WORDS, assertLockedDown, expectations, run, shot, waitUntil } from "./lib.mjs";
 
 const expected = expectations("LOOKOUT_EXPECT");
 
@@ -45,7 +45,7 @@ function luminance(css) {
 
 await run("status-page", async ({ base, artifacts, newPage }) => {
   const page = await newPage({ viewport: { width: 1280, height: 900 }, colorScheme: "light" });
-  await page.goto(`${base}/`);
+  assertLockedDown(await page.goto(`${base}/`), "the status page");
   const names = expected.checks.map((c) => c.name);
   await waitUntil(
     page,

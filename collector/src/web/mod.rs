@@ -3,6 +3,7 @@
 
 pub mod admin;
 pub mod badge;
+pub mod headers;
 mod layout;
 pub mod page;
 
