@@ -1,7 +1,7 @@
 //! Every check type against a real peer on loopback: an HTTP server we control, TLS with
 //! certificates made here (valid, expiring, for another name), dnsmasq, PostgreSQL, Redis and an
 //! SMTP server (aiosmtpd). `scripts/test` installs the servers; each test starts its own on a
-//! free port.
+//! free port. What an HTTP probe's redirects may carry is in `probes/redirects.rs`.
 
 use std::net::SocketAddr;
 use std::process::{Child, Command, Stdio};
@@ -15,6 +15,9 @@ use lookout_agent::probes::Prober;
 use lookout_config::CheckConfig;
 use lookout_protocol::CheckResult;
 use serde_json::{Value, json};
+
+#[path = "probes/redirects.rs"]
+mod redirects;
 
 fn check(v: Value) -> CheckConfig {
     let mut v = v;
@@ -271,11 +274,11 @@ impl Pki {
     }
 }
 
-/// An HTTPS server (HTTP/1.1 over TLS) presenting this chain; answers 200 "secure".
-async fn tls_server(
+/// A TLS server side presenting this chain.
+fn tls_acceptor(
     chain: Vec<rustls::pki_types::CertificateDer<'static>>,
     key: rustls::pki_types::PrivateKeyDer<'static>,
-) -> SocketAddr {
+) -> tokio_rustls::TlsAcceptor {
     let config = rustls::ServerConfig::builder_with_provider(Arc::new(
         rustls::crypto::aws_lc_rs::default_provider(),
     ))
@@ -284,7 +287,15 @@ async fn tls_server(
     .with_no_client_auth()
     .with_single_cert(chain, key)
     .unwrap();
-    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+    tokio_rustls::TlsAcceptor::from(Arc::new(config))
+}
+
+/// An HTTPS server (HTTP/1.1 over TLS) presenting this chain; answers 200 "secure".
+async fn tls_server(
+    chain: Vec<rustls::pki_types::CertificateDer<'static>>,
+    key: rustls::pki_types::PrivateKeyDer<'static>,
+) -> SocketAddr {
+    let acceptor = tls_acceptor(chain, key);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     tokio::spawn(async move {

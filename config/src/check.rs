@@ -134,7 +134,8 @@ pub struct CheckConfig {
     /// `[STATUS]`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub expected_status: Vec<u16>,
-    /// `http`: request headers, name to value.
+    /// `http`: request headers, name to value. Sent only to the origin (scheme, host, port) of
+    /// `url`: none after a redirect leaves it.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub headers: BTreeMap<String, String>,
     /// `http`: the request body.

@@ -1,7 +1,15 @@
 //! The `http` probe: a request over a new connection, each phase timed (DNS, connect, TLS, time
 //! to the first byte), redirects followed by hand so each hop is timed too, the certificate chain
 //! of an `https` URL read and verified.
+//!
+//! A redirect's target is chosen by the server, so the check's configured headers (where its
+//! secrets are: `Authorization`, `Cookie`, an API key under any name) go only to the origin the
+//! check names. Once a redirect leaves the first URL's origin (scheme, host and port, so an
+//! `https` to `http` downgrade on the same host leaves it too), no configured header is sent on
+//! that hop or any later one, even one that comes back. The config cannot say which headers are
+//! secret, so all of them are dropped; browsers drop `Authorization` the same way.
 
+use std::collections::BTreeMap;
 use std::time::Instant;
 
 use bytes::Bytes;
@@ -52,10 +60,16 @@ pub async fn probe(
         .map_err(|_| "invalid method".to_string())?;
     let mut body = check.body.clone().map(Bytes::from).unwrap_or_default();
     let keep_body = check.conditions.iter().any(|c| c.needs_body());
-    let client = Client { tls, user_agent };
+    let client = Client {
+        tls,
+        user_agent,
+        keep_body,
+    };
+    let origin = url.origin();
+    let mut headers = &check.headers;
     let mut hops = 0u8;
     loop {
-        let status = hop(&client, check, &url, &method, body.clone(), keep_body, out).await?;
+        let status = hop(&client, check, &url, &method, body.clone(), headers, out).await?;
         let location = out
             .seen
             .headers
@@ -76,6 +90,10 @@ pub async fn probe(
                 Ok(next) if matches!(next.scheme(), "http" | "https") => next,
                 _ => return Err(format!("redirect to an unusable location {location:?}")),
             };
+            // Left the check's origin: no configured header from here on (see the module doc).
+            if url.origin() != origin {
+                headers = &NO_HEADERS;
+            }
             // As browsers do: 303 always, and 301/302 after a POST, go on as GET without a body.
             if status == 303 || (matches!(status, 301 | 302) && method == hyper::Method::POST) {
                 method = hyper::Method::GET;
@@ -112,21 +130,26 @@ pub async fn probe(
     Ok(())
 }
 
-/// One request over a new connection; fills `out` (timings added to earlier hops') and returns
-/// the status.
+/// The headers sent once a redirect has left the check's origin.
+static NO_HEADERS: BTreeMap<String, String> = BTreeMap::new();
+
 /// What every hop of one probe shares.
 struct Client<'a> {
     tls: &'a Tls,
     user_agent: &'a str,
+    /// Whether a condition reads the body, so it is kept.
+    keep_body: bool,
 }
 
+/// One request over a new connection, with `headers` besides the probe's own; fills `out`
+/// (timings added to earlier hops') and returns the status.
 async fn hop(
     client: &Client<'_>,
     check: &CheckConfig,
     url: &url::Url,
     method: &hyper::Method,
     body: Bytes,
-    keep_body: bool,
+    headers: &BTreeMap<String, String>,
     out: &mut Outcome,
 ) -> Result<u16, String> {
     let host = url.host_str().ok_or("the url has no host")?.to_string();
@@ -174,7 +197,7 @@ async fn hop(
         .header(hyper::header::HOST, host_header(url))
         .header(hyper::header::USER_AGENT, client.user_agent)
         .header(hyper::header::CONNECTION, "close");
-    for (name, value) in &check.headers {
+    for (name, value) in headers {
         let (Ok(n), Ok(v)) = (
             HeaderName::from_bytes(name.as_bytes()),
             HeaderValue::from_str(value),
@@ -219,14 +242,14 @@ async fn hop(
     let mut kept = Vec::new();
     while let Some(frame) = body.frame().await {
         let frame = frame.map_err(|e| format!("reading the body: {e}"))?;
-        if let (true, Some(data)) = (keep_body, frame.data_ref())
+        if let (true, Some(data)) = (client.keep_body, frame.data_ref())
             && kept.len() < MAX_BODY
         {
             let room = MAX_BODY - kept.len();
             kept.extend_from_slice(&data[..data.len().min(room)]);
         }
     }
-    if keep_body {
+    if client.keep_body {
         out.seen.body = Some(kept);
     }
     driver.abort();
