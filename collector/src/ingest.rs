@@ -20,6 +20,30 @@ use crate::error::AppError;
 use crate::state::{AppState, Credential};
 use crate::store::IngestOutcome;
 
+/// Most refusals listed in one answer; the count says how many there were.
+const REFUSALS_LISTED: usize = 100;
+
+/// The answer to a batch: what was stored, and which records were refused and why.
+#[derive(Debug, serde::Serialize)]
+pub struct IngestAnswer {
+    /// What the store did with the batch.
+    #[serde(flatten)]
+    pub outcome: IngestOutcome,
+    /// Records not stored: the first [`REFUSALS_LISTED`], by their index in the batch.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub refused: Vec<Refusal>,
+}
+
+/// One refused record.
+#[derive(Debug, serde::Serialize)]
+pub struct Refusal {
+    /// Its index in the batch's `records`.
+    pub index: usize,
+    /// Why: `unassigned_check` (a result for a check the collector gives other agents),
+    /// `too_old` or `in_future` (dated outside `[server] max_record_age` / `max_record_ahead`).
+    pub reason: &'static str,
+}
+
 /// `POST /v1/ingest`. A refused token is answered before the body is read, and counted with
 /// the other refusals.
 pub async fn ingest(
@@ -27,7 +51,7 @@ pub async fn ingest(
     agent: Result<AgentAuth, AppError>,
     headers: HeaderMap,
     body: Body,
-) -> Result<Json<IngestOutcome>, AppError> {
+) -> Result<Json<IngestAnswer>, AppError> {
     let result = match agent {
         Ok(AgentAuth(agent)) => ingest_batch(&state, agent, &headers, body).await,
         Err(e) => Err(e),
@@ -56,7 +80,7 @@ async fn ingest_batch(
     agent: Credential,
     headers: &HeaderMap,
     body: Body,
-) -> Result<Json<IngestOutcome>, AppError> {
+) -> Result<Json<IngestAnswer>, AppError> {
     let span = tracing::Span::current();
     span.record("agent", agent.name.as_str());
     // Heard from, whatever happens to its batch: a refused agent is busy-waiting, not down.
@@ -102,6 +126,7 @@ async fn ingest_batch(
             batch.agent, agent.name
         )));
     }
+    let (batch, refused) = screen(state, &agent, batch);
     span.record("batch", tracing::field::display(&batch.batch_id));
     span.record("records", batch.records.len());
     span.record("bytes", bytes.len());
@@ -157,8 +182,63 @@ async fn ingest_batch(
         kinds,
         started.elapsed().as_secs_f64(),
     );
-    tracing::debug!(agent = %agent.name, batch = %batch.batch_id, stored = outcome.stored, duplicate = outcome.duplicate, "batch ingested");
-    Ok(Json(outcome))
+    tracing::debug!(agent = %agent.name, batch = %batch.batch_id, stored = outcome.stored, duplicate = outcome.duplicate, refused = refused.len(), "batch ingested");
+    let refused = refused.into_iter().take(REFUSALS_LISTED).collect();
+    Ok(Json(IngestAnswer { outcome, refused }))
+}
+
+/// Takes out of `batch` the records `agent` may not send: results for a check the collector
+/// assigns to other agents only (an agent's own local checks, which the collector does not
+/// define, are its business), and records dated outside the window the configuration allows.
+/// Each is counted in `lookout_ingest_rejects_total{reason}` and listed in the answer; the
+/// rest of the batch is stored, so one bad record does not cost the good ones.
+fn screen(
+    state: &AppState,
+    agent: &Credential,
+    mut batch: lookout_protocol::Batch,
+) -> (lookout_protocol::Batch, Vec<Refusal>) {
+    use lookout_protocol::Record;
+    let config = state.config();
+    let now = crate::clock::now();
+    let oldest = now
+        - chrono::Duration::from_std(config.server.max_record_age).unwrap_or(chrono::Duration::MAX);
+    let newest = now
+        + chrono::Duration::from_std(config.server.max_record_ahead)
+            .unwrap_or(chrono::Duration::zero());
+    let assigned: std::collections::HashSet<String> =
+        state.assigned(agent).into_iter().map(|c| c.name).collect();
+    let central = |name: &str| config.checks.iter().any(|c| c.name == name);
+    let mut refused = Vec::new();
+    let mut index = 0;
+    batch.records.retain(|r| {
+        let time = match r {
+            Record::CheckResult(c) => c.time,
+            Record::Metric(m) => m.time,
+            Record::Log(l) => l.time,
+        };
+        let reason = if time < oldest {
+            Some("too_old")
+        } else if time > newest {
+            Some("in_future")
+        } else {
+            match r {
+                Record::CheckResult(c) if central(&c.check) && !assigned.contains(&c.check) => {
+                    Some("unassigned_check")
+                }
+                _ => None,
+            }
+        };
+        if let Some(reason) = reason {
+            state.metrics.reject(reason);
+            refused.push(Refusal { index, reason });
+        }
+        index += 1;
+        reason.is_none()
+    });
+    if !refused.is_empty() {
+        tracing::warn!(agent = %agent.name, batch = %batch.batch_id, refused = refused.len(), first = refused[0].reason, "records refused");
+    }
+    (batch, refused)
 }
 
 fn too_large(limit: usize) -> AppError {
@@ -183,6 +263,8 @@ pub async fn assignments(
             })?,
         None => BTreeMap::new(),
     };
+    // Shown as the agent says, under what the configuration says; trusted to select checks
+    // only where its entry has `self_labels` (CollectorConfig::assigned).
     labels.extend(agent.labels.clone());
     // `lookout-agent/0.1.0`: the version shown on the hosts page.
     let version = headers
@@ -210,7 +292,8 @@ pub async fn assignments(
         .and_then(|v| v.parse::<u64>().ok())
         .map(|ms| std::time::Duration::from_millis(ms.clamp(1_000, 86_400_000)));
     state.evaluator.polled(&agent.name, poll).await;
-    let doc = Assignments::new(state.config().checks_for(&agent.name, &labels));
+    state.set_claims(&agent.name, labels);
+    let doc = Assignments::new(state.assigned(&agent));
     let etag = format!("\"{}\"", doc.revision);
     let unchanged = headers
         .get(header::IF_NONE_MATCH)

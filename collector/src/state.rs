@@ -41,6 +41,9 @@ pub struct AppState {
     // std's RwLock: readers clone the Arc and let go at once; nothing awaits while holding it.
     config: RwLock<Arc<CollectorConfig>>,
     credentials: RwLock<Arc<Credentials>>,
+    /// The labels each agent last sent with `GET /v1/assignments`: shown, and trusted for
+    /// check selection only where its `[[agents]]` entry has `self_labels`.
+    claims: RwLock<HashMap<String, BTreeMap<String, String>>>,
     /// The built-in local agent's credential, which survives reloads of the file.
     local: Option<Credential>,
     /// One permit per ingest request in progress (`[server] max_concurrent_ingest`).
@@ -111,6 +114,7 @@ impl AppState {
             writer_thread,
             config: RwLock::new(Arc::new(config)),
             credentials: RwLock::new(Arc::new(credentials)),
+            claims: RwLock::new(HashMap::new()),
             local,
             rules,
             notifier,
@@ -157,6 +161,28 @@ impl AppState {
             .unwrap_or_else(|p| p.into_inner())
             .clone();
         creds.by_digest.get(&Token::new(token).digest()).cloned()
+    }
+
+    /// Keeps the labels `agent` sent (its configured ones merged in) for the checks it may
+    /// report on.
+    pub fn set_claims(&self, agent: &str, labels: BTreeMap<String, String>) {
+        self.claims
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(agent.to_string(), labels);
+    }
+
+    /// The checks `agent` is given (see [`CollectorConfig::assigned`]), from the labels it
+    /// last sent, or its configured ones before it asked.
+    pub fn assigned(&self, agent: &Credential) -> Vec<lookout_config::CheckConfig> {
+        let claims = self
+            .claims
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&agent.name)
+            .cloned()
+            .unwrap_or_else(|| agent.labels.clone());
+        self.config().assigned(&agent.name, &claims)
     }
 
     /// Every agent the configuration names (remote ones and the local one).

@@ -18,7 +18,7 @@ const READ: &str = "logs-read-token-0123456789";
 async fn start(extra: &str) -> (lookout_collector::Running, String, tempfile::TempDir) {
     let dir = tempfile::tempdir().unwrap();
     let text = format!(
-        "[server]\nlisten = \"127.0.0.1:0\"\ndata_dir = \"{}\"\n{extra}\n[storage]\nlog_retention = \"3650d\"\n[[agents]]\nname = \"web-1\"\ntoken = \"{TOKEN}\"\n",
+        "[server]\nlisten = \"127.0.0.1:0\"\ndata_dir = \"{}\"\nmax_record_age = \"3650d\"\n{extra}\n[storage]\nlog_retention = \"3650d\"\n[[agents]]\nname = \"web-1\"\ntoken = \"{TOKEN}\"\n",
         dir.path().display()
     );
     let config =

@@ -36,6 +36,8 @@ const CONFIG: &str = r#"
 [server]
 admin_token = "admin-token-0123456789abcdef"
 read_tokens = ["grafana-read-token-0123456789"]
+# The document's examples are dated when it was written.
+max_record_age = "3650d"
 
 [[agents]]
 name = "web-1"

@@ -481,6 +481,22 @@ impl CheckConfig {
         }
     }
 
+    /// True when the check holds something that lets its holder in somewhere: request
+    /// headers (`Authorization`, cookies, API keys), a request body, a URL with a user or
+    /// password, or a database check (its address carries the credentials).
+    pub fn has_secrets(&self) -> bool {
+        let url_credentials = self
+            .url
+            .as_deref()
+            .and_then(|u| url::Url::parse(u).ok())
+            .is_some_and(|u| !u.username().is_empty() || u.password().is_some());
+        !self.headers.is_empty()
+            || self.body.is_some()
+            || url_credentials
+            || self.kind == CheckType::Postgres
+            || self.kind == CheckType::Redis
+    }
+
     /// True when this check is to run on an agent with these labels and name.
     pub fn runs_on(&self, agent: &str, labels: &BTreeMap<String, String>) -> bool {
         self.run_on.iter().all(|s| s.matches(agent, labels))

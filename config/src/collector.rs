@@ -100,6 +100,14 @@ pub struct ServerConfig {
     /// (mode 0600) and print it once with the login URL. Default false; the quickstart sets it.
     #[serde(default)]
     pub generate_admin_token: bool,
+    /// Records dated further back than this are refused (the rest of their batch is stored):
+    /// an agent cannot rewrite history. Default `"7d"`; at least 1 h.
+    #[serde(default = "default_max_record_age", with = "crate::duration")]
+    pub max_record_age: Duration,
+    /// Records dated further ahead of the collector's clock than this are refused: an agent
+    /// cannot pin a state into the future. Default `"5m"`; at least 1 s.
+    #[serde(default = "default_max_record_ahead", with = "crate::duration")]
+    pub max_record_ahead: Duration,
     /// Bearer tokens that may read the API and `/metrics` but change nothing (for Grafana,
     /// Prometheus, scripts). Default none.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -134,6 +142,8 @@ impl Default for ServerConfig {
             data_dir: default_data_dir(),
             admin_token: None,
             generate_admin_token: false,
+            max_record_age: default_max_record_age(),
+            max_record_ahead: default_max_record_ahead(),
             read_tokens: Vec::new(),
             public_read: false,
             max_body_bytes: default_max_body(),
@@ -144,6 +154,12 @@ impl Default for ServerConfig {
     }
 }
 
+fn default_max_record_age() -> Duration {
+    Duration::from_secs(7 * 86_400)
+}
+fn default_max_record_ahead() -> Duration {
+    Duration::from_secs(300)
+}
 fn default_listen() -> SocketAddr {
     SocketAddr::from(([127, 0, 0, 1], 7700))
 }
@@ -257,6 +273,13 @@ pub struct AgentEntry {
     /// Labels for check selection; these take precedence over the agent's own. Default none.
     #[serde(default)]
     pub labels: BTreeMap<String, String>,
+    /// `true`: the labels the agent sends select checks too (under `labels`, which win).
+    /// Default false: what an agent says of itself is shown, never trusted, so a stolen token
+    /// cannot claim `role = "db"` to be given the database's checks. Checks that carry secrets
+    /// (headers, a body, a password in the URL, a database query) go only to agents selected by
+    /// `labels` either way.
+    #[serde(default)]
+    pub self_labels: bool,
     /// This agent is down when silent this long. Default `[alerting] agent_timeout`, or 3 × the
     /// agent's polling interval and at least 30 s.
     #[serde(default, with = "crate::duration::option")]
@@ -476,6 +499,18 @@ impl CollectorConfig {
                 doc.error_at(&at, "the same as admin_token: a read token must not write");
             }
         }
+        if server.max_record_age < Duration::from_secs(3600) {
+            doc.error_at(
+                &KeyPath::key("server").child("max_record_age"),
+                "must be at least 1h",
+            );
+        }
+        if server.max_record_ahead < Duration::from_secs(1) {
+            doc.error_at(
+                &KeyPath::key("server").child("max_record_ahead"),
+                "must be at least 1s",
+            );
+        }
         if server.max_decoded_bytes < server.max_body_bytes {
             doc.error_at(
                 &KeyPath::key("server").child("max_decoded_bytes"),
@@ -534,6 +569,30 @@ impl CollectorConfig {
     }
 
     /// The checks assigned to an agent with this name and labels.
+    /// The checks an agent is given: those its configured labels select, and, when its
+    /// `[[agents]]` entry has `self_labels`, those the labels it `claims` select too unless
+    /// they carry secrets. An agent the configuration does not list is given what `claims`
+    /// selects (the local agent, whose labels are the configuration's own).
+    pub fn assigned(&self, agent: &str, claims: &BTreeMap<String, String>) -> Vec<CheckConfig> {
+        let Some(entry) = self.agents.iter().find(|a| a.name == agent) else {
+            return self.checks_for(agent, claims);
+        };
+        let trusted = self.checks_for(agent, &entry.labels);
+        if !entry.self_labels {
+            return trusted;
+        }
+        let mut merged = claims.clone();
+        merged.extend(entry.labels.clone());
+        let mut out = trusted;
+        for c in self.checks_for(agent, &merged) {
+            if !c.has_secrets() && !out.iter().any(|t| t.name == c.name) {
+                out.push(c);
+            }
+        }
+        out
+    }
+
+    /// The checks whose `run_on` selects an agent with these labels.
     pub fn checks_for(&self, agent: &str, labels: &BTreeMap<String, String>) -> Vec<CheckConfig> {
         self.checks
             .iter()

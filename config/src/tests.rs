@@ -1,3 +1,4 @@
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -369,6 +370,65 @@ fn frame_ancestors_are_origins() {
             "{bad}: {errs}"
         );
     }
+}
+
+#[test]
+fn claimed_labels_select_checks_only_where_allowed_and_never_secret_ones() {
+    let c = collector(
+        r#"
+[[agents]]
+name = "trusted"
+token = "trusted-token-0123456789abcdef"
+labels = { role = "web" }
+[[agents]]
+name = "open"
+token = "open-token-0123456789abcdef"
+labels = { role = "web" }
+self_labels = true
+[[checks]]
+name = "web"
+type = "http"
+url = "http://web/"
+run_on = ["role=web"]
+[[checks]]
+name = "gpu"
+type = "http"
+url = "http://gpu/"
+run_on = ["gpu=yes"]
+[[checks]]
+name = "db"
+type = "http"
+url = "http://db/"
+headers = { Authorization = "Bearer x" }
+run_on = ["role=db"]
+[[checks]]
+name = "db-url"
+type = "http"
+url = "http://user:pw@db/"
+run_on = ["gpu=yes"]
+"#,
+    )
+    .unwrap();
+    let names = |agent: &str, claims: &[(&str, &str)]| {
+        let claims: BTreeMap<String, String> = claims
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        let mut n: Vec<String> = c
+            .assigned(agent, &claims)
+            .into_iter()
+            .map(|c| c.name)
+            .collect();
+        n.sort();
+        n
+    };
+    let claims = [("role", "db"), ("gpu", "yes")];
+    // Not allowed to speak for itself: its configured labels only.
+    assert_eq!(names("trusted", &claims), ["web"]);
+    // Allowed: its claims add checks, but its configured role wins and no secret goes by claim.
+    assert_eq!(names("open", &claims), ["gpu", "web"]);
+    // An agent the file does not list (the local agent) is given what its labels select.
+    assert_eq!(names("local", &[("role", "web")]), ["web"]);
 }
 
 #[test]

@@ -55,7 +55,8 @@ fn agent_name(agent: usize) -> String {
 fn collector(dir: &std::path::Path, agents: usize, database: Option<&str>) -> (Daemon, String) {
     let port = free_port();
     let mut toml = format!(
-        "[server]\nlisten = \"127.0.0.1:{port}\"\ndata_dir = \"{}\"\n\n",
+        // The benchmark reads /metrics without a token.
+        "[server]\nlisten = \"127.0.0.1:{port}\"\ndata_dir = \"{}\"\npublic_read = true\n\n",
         dir.display()
     );
     if let Some(url) = database {

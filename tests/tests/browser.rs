@@ -155,6 +155,8 @@ fn config(dir: &Path, extra: &str) -> String {
         r#"
 [server]
 read_tokens = ["{READ_TOKEN}"]
+# The seeder stores results of the last 90 days, for the daily bars.
+max_record_age = "100d"
 listen = "127.0.0.1:0"
 data_dir = "{dir}"
 admin_token = "{ADMIN_TOKEN}"
