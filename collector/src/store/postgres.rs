@@ -14,6 +14,7 @@ use std::time::Duration;
 use sqlx::Postgres;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 
+use super::alerting::{NewNotification, Transition};
 use super::migrate::postgres_ddl;
 use super::sql::series::{MadeSeries, SeriesCache};
 use super::sql::{Backend, SqlStore};
@@ -58,6 +59,14 @@ impl Backend for Postgres {
         items: &[NewBatch<'_>],
     ) -> Result<(Vec<IngestOutcome>, Vec<MadeSeries>), StoreError> {
         store.write_group(tx, items).await
+    }
+
+    async fn group_transition(
+        tx: &mut sqlx::Transaction<'static, Postgres>,
+        t: &Transition,
+        notify: &[NewNotification],
+    ) -> Result<Option<i64>, StoreError> {
+        PgStore::transition_on(tx, t, notify).await
     }
 
     async fn roll_up_step(store: &PgStore, max_rows: u32) -> Result<u64, StoreError> {

@@ -10,6 +10,7 @@ use std::time::Duration;
 use sqlx::Sqlite;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 
+use super::alerting::{NewNotification, Transition};
 use super::sql::series::{MadeSeries, SeriesCache};
 use super::sql::{Backend, SqlStore};
 use super::{IngestOutcome, NewBatch, StoreError};
@@ -81,6 +82,16 @@ impl Backend for Sqlite {
             super::sqlite_write::write_group(c, &store.series, items)
         })
         .await
+    }
+
+    /// On the handle, in one call: the savepoint and the transition's statements without a
+    /// hand-off to sqlx's thread each.
+    async fn group_transition(
+        tx: &mut sqlx::Transaction<'static, Sqlite>,
+        t: &Transition,
+        notify: &[NewNotification],
+    ) -> Result<Option<i64>, StoreError> {
+        on_handle(tx, |c| super::sqlite_write::transition(c, t, notify)).await
     }
 
     async fn roll_up_step(store: &SqliteStore, max_rows: u32) -> Result<u64, StoreError> {

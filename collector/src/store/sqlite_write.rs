@@ -15,8 +15,11 @@
 use std::collections::HashMap;
 
 use lookout_protocol::Record;
-use rusqlite::{Connection, OptionalExtension, Transaction, TransactionBehavior, params};
+use rusqlite::{
+    Connection, OptionalExtension, Transaction, TransactionBehavior, named_params, params,
+};
 
+use super::alerting::{AlertState, NewNotification, Transition};
 use super::blocks::{Block, StepSamples};
 use super::histogram::Histogram;
 use super::rollup::{
@@ -25,6 +28,7 @@ use super::rollup::{
 };
 use super::sql::group::{GroupRows, is_newest, newest};
 use super::sql::series::{MadeSeries, SeriesCache};
+use super::sql::transitions::{INSERT_ALERT, INSERT_EVENT, INSERT_OUTBOX, UPDATE_ALERT};
 use super::sql::values::{labels_json, metric_type, ms, stored_timings, tier_code};
 use super::{IngestOutcome, NewBatch, StoreError, Tier};
 
@@ -101,6 +105,74 @@ pub(super) fn write_group(
         store_rows(tx, items, &ids, &stored)?;
     }
     Ok((outcomes, made))
+}
+
+/// A transition's writes in the transaction open on `conn` (a group's), in a savepoint: all or
+/// nothing, as [`crate::store::alerting::Ledger::record_transition`] says. The statements are
+/// store/sql/transitions.rs's, bound by name (`$1` may come twice).
+pub(super) fn transition(
+    conn: &mut Connection,
+    t: &Transition,
+    notify: &[NewNotification],
+) -> Result<Option<i64>, StoreError> {
+    // Rolled back when dropped unreleased: refused, or a statement failed.
+    let sp = conn.savepoint()?;
+    let labels = labels_json(&t.labels);
+    let (at, fired, notified) = (
+        ms(&t.at),
+        t.fired_at.as_ref().map(ms),
+        t.notified_at.as_ref().map(ms),
+    );
+    let id: Option<i64> = match t.from {
+        None => sp
+            .query_row(
+                INSERT_ALERT,
+                named_params! {
+                    "$1": t.fingerprint, "$2": t.rule, "$3": labels, "$4": t.to.as_str(),
+                    "$5": t.summary, "$6": at, "$7": fired, "$8": notified,
+                },
+                |r| r.get(0),
+            )
+            .optional()?,
+        Some(from) => sp
+            .query_row(
+                UPDATE_ALERT,
+                named_params! {
+                    "$1": t.to.as_str(), "$2": t.summary, "$3": at, "$4": labels,
+                    "$5": t.fingerprint, "$6": from.as_str(), "$7": fired, "$8": notified,
+                },
+                |r| r.get(0),
+            )
+            .optional()?,
+    };
+    let Some(id) = id else {
+        return Ok(None);
+    };
+    sp.execute(
+        INSERT_EVENT,
+        params![
+            id,
+            at,
+            t.from.map(AlertState::as_str),
+            t.to.as_str(),
+            t.summary
+        ],
+    )?;
+    let mut outbox = sp.prepare(INSERT_OUTBOX)?;
+    for n in notify {
+        outbox.execute(params![
+            n.channel,
+            n.dedup_key,
+            n.group_key,
+            id,
+            n.payload.to_string(),
+            at,
+            ms(&n.not_before)
+        ])?;
+    }
+    drop(outbox);
+    sp.commit()?;
+    Ok(Some(id))
 }
 
 /// The series id of each record of `item` (0 for a log line): from the cache, or made in `tx`

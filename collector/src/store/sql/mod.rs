@@ -35,7 +35,7 @@ mod metrics;
 mod results;
 pub(crate) mod retention;
 pub(crate) mod series;
-mod transitions;
+pub(crate) mod transitions;
 pub(crate) mod values;
 
 use std::future::Future;
@@ -48,6 +48,7 @@ use sqlx::{
 };
 
 use self::series::{MadeSeries, SeriesCache};
+use super::alerting::{NewNotification, Transition};
 use super::{
     AgentRow, CheckRollup, CheckTotal, IngestOutcome, LogQuery, LogRow, MetricRollup, MetricRow,
     NewBatch, OpenGroup, ResultQuery, ResultRow, Retention, RollupQuery, Store, StoreError,
@@ -117,6 +118,14 @@ pub trait Backend: Database<QueryResult: RowsAffected> {
         tx: &mut Transaction<'static, Self>,
         items: &[NewBatch<'_>],
     ) -> impl Future<Output = Result<(Vec<IngestOutcome>, Vec<MadeSeries>), StoreError>> + Send;
+
+    /// Writes a transition in a group's open transaction `tx`, all or nothing, in a savepoint
+    /// ([`crate::store::alerting::Ledger::record_transition`]).
+    fn group_transition(
+        tx: &mut Transaction<'static, Self>,
+        t: &Transition,
+        notify: &[NewNotification],
+    ) -> impl Future<Output = Result<Option<i64>, StoreError>> + Send;
 
     /// One roll-up step: up to `max_rows` new raw rows of each kind, in one transaction
     /// ([`Store::roll_up`]).

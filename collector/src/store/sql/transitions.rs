@@ -2,7 +2,9 @@
 //! outbox rows, all or nothing. By themselves ([`AlertStore::record_transition`], in
 //! store/sql/alerting.rs) they are a transaction of their own; in a group of batches'
 //! transaction ([`SqlGroup`], the group's [`Ledger`]) they are a savepoint of it, and commit
-//! with the batches that decided them.
+//! with the batches that decided them. In a group, SQLite runs them on the connection's handle,
+//! in one call (`Backend::group_transition`, store/sqlite_write.rs): a statement through sqlx
+//! is a hand-off to its thread and back, and a transition is five of them.
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -12,6 +14,29 @@ use super::values::{labels_json, ms};
 use super::{Backend, SqlGroup, SqlStore};
 use crate::store::StoreError;
 use crate::store::alerting::{AlertRow, AlertState, Ledger, NewNotification, Transition};
+
+/// A new alert, in the transition's state (`$1` fingerprint, `$2` rule, `$3` labels, `$4`
+/// state, `$5` summary, `$6` since, `$7` fired, `$8` notified); no row when it exists.
+pub(crate) const INSERT_ALERT: &str = "INSERT INTO alerts (fingerprint, rule, labels, state, summary, since_ms, fired_ms, notified_ms)
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+     ON CONFLICT (fingerprint) DO NOTHING RETURNING id";
+/// Compare and set: only from the state the caller saw (`$6`); leaving firing clears an
+/// acknowledgement (`$1` state, `$2` summary, `$3` since, `$4` labels, `$5` fingerprint, `$7`
+/// fired, `$8` notified). No row when the alert is not in `$6`.
+pub(crate) const UPDATE_ALERT: &str =
+    "UPDATE alerts SET state = $1, summary = $2, since_ms = $3, labels = $4,
+       acked_by = CASE WHEN $1 = 'firing' THEN acked_by ELSE NULL END,
+       acked_ms = CASE WHEN $1 = 'firing' THEN acked_ms ELSE NULL END,
+       fired_ms = $7, notified_ms = $8
+     WHERE fingerprint = $5 AND state = $6 RETURNING id";
+/// The transition's history entry.
+pub(crate) const INSERT_EVENT: &str =
+    "INSERT INTO alert_events (alert_id, time_ms, from_state, to_state, summary)
+     VALUES ($1, $2, $3, $4, $5)";
+/// One outbox row; none when the channel has this dedup key already.
+pub(crate) const INSERT_OUTBOX: &str = "INSERT INTO outbox (channel, dedup_key, group_key, alert_id, payload, state, created_ms, next_attempt_ms)
+     VALUES ($1, $2, $3, $4, $5, 'pending', $6, $7)
+     ON CONFLICT (channel, dedup_key) DO NOTHING";
 
 impl<DB> SqlStore<DB>
 where
@@ -36,20 +61,16 @@ where
         notify: &[NewNotification],
     ) -> Result<(), StoreError> {
         for n in notify {
-            sqlx::query(
-                "INSERT INTO outbox (channel, dedup_key, group_key, alert_id, payload, state, created_ms, next_attempt_ms)
-                 VALUES ($1, $2, $3, $4, $5, 'pending', $6, $7)
-                 ON CONFLICT (channel, dedup_key) DO NOTHING",
-            )
-            .bind(&n.channel)
-            .bind(&n.dedup_key)
-            .bind(&n.group_key)
-            .bind(alert_id)
-            .bind(n.payload.to_string())
-            .bind(ms(at))
-            .bind(ms(&n.not_before))
-            .execute(&mut **tx)
-            .await?;
+            sqlx::query(INSERT_OUTBOX)
+                .bind(&n.channel)
+                .bind(&n.dedup_key)
+                .bind(&n.group_key)
+                .bind(alert_id)
+                .bind(n.payload.to_string())
+                .bind(ms(at))
+                .bind(ms(&n.not_before))
+                .execute(&mut **tx)
+                .await?;
         }
         Ok(())
     }
@@ -57,7 +78,7 @@ where
     /// [`AlertStore::record_transition`] on `conn`: in a transaction of its own, or, where a
     /// transaction is open on `conn` (a group's), in a savepoint of it, so that a transition
     /// that fails leaves the group's batches and its other transitions written.
-    pub(super) async fn transition_on(
+    pub(in crate::store) async fn transition_on(
         conn: &mut DB::Connection,
         t: &Transition,
         notify: &[NewNotification],
@@ -66,58 +87,44 @@ where
         let labels = labels_json(&t.labels);
         let id: Option<i64> = match t.from {
             None => {
-                sqlx::query_scalar(
-                    "INSERT INTO alerts (fingerprint, rule, labels, state, summary, since_ms, fired_ms, notified_ms)
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
-                     ON CONFLICT (fingerprint) DO NOTHING RETURNING id",
-                )
-                .bind(&t.fingerprint)
-                .bind(&t.rule)
-                .bind(&labels)
-                .bind(t.to.as_str())
-                .bind(&t.summary)
-                .bind(ms(&t.at))
-                .bind(t.fired_at.as_ref().map(ms))
-                .bind(t.notified_at.as_ref().map(ms))
-                .fetch_optional(&mut *tx)
-                .await?
+                sqlx::query_scalar(INSERT_ALERT)
+                    .bind(&t.fingerprint)
+                    .bind(&t.rule)
+                    .bind(&labels)
+                    .bind(t.to.as_str())
+                    .bind(&t.summary)
+                    .bind(ms(&t.at))
+                    .bind(t.fired_at.as_ref().map(ms))
+                    .bind(t.notified_at.as_ref().map(ms))
+                    .fetch_optional(&mut *tx)
+                    .await?
             }
             Some(from) => {
-                // Compare and set: only from the state the caller saw. Leaving firing
-                // clears an acknowledgement.
-                sqlx::query_scalar(
-                    "UPDATE alerts SET state = $1, summary = $2, since_ms = $3, labels = $4,
-                       acked_by = CASE WHEN $1 = 'firing' THEN acked_by ELSE NULL END,
-                       acked_ms = CASE WHEN $1 = 'firing' THEN acked_ms ELSE NULL END,
-                       fired_ms = $7, notified_ms = $8
-                     WHERE fingerprint = $5 AND state = $6 RETURNING id",
-                )
-                .bind(t.to.as_str())
-                .bind(&t.summary)
-                .bind(ms(&t.at))
-                .bind(&labels)
-                .bind(&t.fingerprint)
-                .bind(from.as_str())
-                .bind(t.fired_at.as_ref().map(ms))
-                .bind(t.notified_at.as_ref().map(ms))
-                .fetch_optional(&mut *tx)
-                .await?
+                sqlx::query_scalar(UPDATE_ALERT)
+                    .bind(t.to.as_str())
+                    .bind(&t.summary)
+                    .bind(ms(&t.at))
+                    .bind(&labels)
+                    .bind(&t.fingerprint)
+                    .bind(from.as_str())
+                    .bind(t.fired_at.as_ref().map(ms))
+                    .bind(t.notified_at.as_ref().map(ms))
+                    .fetch_optional(&mut *tx)
+                    .await?
             }
         };
         let Some(id) = id else {
             tx.rollback().await?;
             return Ok(None);
         };
-        sqlx::query(
-            "INSERT INTO alert_events (alert_id, time_ms, from_state, to_state, summary) VALUES ($1, $2, $3, $4, $5)",
-        )
-        .bind(id)
-        .bind(ms(&t.at))
-        .bind(t.from.map(AlertState::as_str))
-        .bind(t.to.as_str())
-        .bind(&t.summary)
-        .execute(&mut *tx)
-        .await?;
+        sqlx::query(INSERT_EVENT)
+            .bind(id)
+            .bind(ms(&t.at))
+            .bind(t.from.map(AlertState::as_str))
+            .bind(t.to.as_str())
+            .bind(&t.summary)
+            .execute(&mut *tx)
+            .await?;
         Self::insert_outbox(&mut tx, id, &t.at, notify).await?;
         tx.commit().await?;
         Ok(Some(id))
@@ -161,7 +168,7 @@ where
         t: &Transition,
         notify: &[NewNotification],
     ) -> Result<Option<i64>, StoreError> {
-        SqlStore::<DB>::transition_on(&mut self.tx, t, notify).await
+        DB::group_transition(&mut self.tx, t, notify).await
     }
 
     async fn alert(&mut self, fingerprint: &str) -> Result<Option<AlertRow>, StoreError> {
