@@ -35,6 +35,7 @@ pub mod maintenance;
 pub mod notify;
 pub mod routes;
 pub mod rules;
+pub mod sessions;
 pub mod state;
 pub mod store;
 pub mod tasks;
@@ -277,10 +278,13 @@ pub async fn start(mut config: CollectorConfig) -> Result<Running, CollectorErro
     let server = tokio::spawn({
         let stop = server_stop.clone();
         async move {
-            axum::serve(listener, app)
-                .with_graceful_shutdown(stop.cancelled_owned())
-                .await
-                .map_err(CollectorError::Serve)
+            axum::serve(
+                listener,
+                app.into_make_service_with_connect_info::<SocketAddr>(),
+            )
+            .with_graceful_shutdown(stop.cancelled_owned())
+            .await
+            .map_err(CollectorError::Serve)
         }
     });
     tracing::info!(%addr, storage = %store::redact(&url), "collector listening");

@@ -44,6 +44,8 @@ pub struct AppState {
     /// The labels each agent last sent with `GET /v1/assignments`: shown, and trusted for
     /// check selection only where its `[[agents]]` entry has `self_labels`.
     claims: RwLock<HashMap<String, BTreeMap<String, String>>>,
+    /// The admin's logins: the key that signs them, and failed attempts.
+    pub sessions: crate::sessions::Sessions,
     /// The built-in local agent's credential, which survives reloads of the file.
     local: Option<Credential>,
     /// One permit per ingest request in progress (`[server] max_concurrent_ingest`).
@@ -115,6 +117,7 @@ impl AppState {
             config: RwLock::new(Arc::new(config)),
             credentials: RwLock::new(Arc::new(credentials)),
             claims: RwLock::new(HashMap::new()),
+            sessions: crate::sessions::Sessions::new(),
             local,
             rules,
             notifier,

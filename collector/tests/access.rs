@@ -290,3 +290,49 @@ async fn every_page_forbids_inline_scripts_and_framing_but_where_configured() {
     // The status page, the login page, five admin pages and two badges.
     assert!(pages >= 9, "only {pages} pages");
 }
+
+#[tokio::test]
+async fn after_ten_wrong_logins_the_login_waits() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = support::collector_state(dir.path(), CONFIG).await;
+    let login = |token: &str| {
+        Request::post("/login")
+            .header(header::HOST, "127.0.0.1:7700")
+            .header(header::ORIGIN, "http://127.0.0.1:7700")
+            .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+            .body(Body::from(format!("token={token}&next=/admin/alerts")))
+            .unwrap()
+    };
+    let right = lookout_collector::router(state.clone())
+        .oneshot(login(ADMIN))
+        .await
+        .unwrap();
+    assert_eq!(right.status(), StatusCode::SEE_OTHER);
+    let cookie = right.headers()[header::SET_COOKIE]
+        .to_str()
+        .unwrap()
+        .to_string();
+    assert!(
+        cookie.contains("HttpOnly") && cookie.contains("SameSite=Strict"),
+        "{cookie}"
+    );
+    for i in 0..10 {
+        let wrong = lookout_collector::router(state.clone())
+            .oneshot(login("access-admin-token-0123456780"))
+            .await
+            .unwrap();
+        assert_eq!(wrong.status(), StatusCode::UNAUTHORIZED, "attempt {i}");
+    }
+    // The eleventh, even with the right token, waits.
+    let held = lookout_collector::router(state.clone())
+        .oneshot(login(ADMIN))
+        .await
+        .unwrap();
+    assert_eq!(held.status(), StatusCode::TOO_MANY_REQUESTS);
+    let wait: u64 = held.headers()[header::RETRY_AFTER]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((500..=600).contains(&wait), "Retry-After: {wait}");
+}

@@ -108,6 +108,10 @@ pub struct ServerConfig {
     /// cannot pin a state into the future. Default `"5m"`; at least 1 s.
     #[serde(default = "default_max_record_ahead", with = "crate::duration")]
     pub max_record_ahead: Duration,
+    /// How long a login to the admin pages lasts; the server refuses the cookie after it,
+    /// whatever the browser keeps. Default `"12h"`; at least 1 s.
+    #[serde(default = "default_session_lifetime", with = "crate::duration")]
+    pub session_lifetime: Duration,
     /// Bearer tokens that may read the API and `/metrics` but change nothing (for Grafana,
     /// Prometheus, scripts). Default none.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -142,6 +146,7 @@ impl Default for ServerConfig {
             data_dir: default_data_dir(),
             admin_token: None,
             generate_admin_token: false,
+            session_lifetime: default_session_lifetime(),
             max_record_age: default_max_record_age(),
             max_record_ahead: default_max_record_ahead(),
             read_tokens: Vec::new(),
@@ -154,6 +159,9 @@ impl Default for ServerConfig {
     }
 }
 
+fn default_session_lifetime() -> Duration {
+    Duration::from_secs(12 * 3600)
+}
 fn default_max_record_age() -> Duration {
     Duration::from_secs(7 * 86_400)
 }
@@ -498,6 +506,12 @@ impl CollectorConfig {
             } else if server.admin_token.as_ref() == Some(t) {
                 doc.error_at(&at, "the same as admin_token: a read token must not write");
             }
+        }
+        if server.session_lifetime < Duration::from_secs(1) {
+            doc.error_at(
+                &KeyPath::key("server").child("session_lifetime"),
+                "must be at least 1s",
+            );
         }
         if server.max_record_age < Duration::from_secs(3600) {
             doc.error_at(

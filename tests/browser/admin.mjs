@@ -82,8 +82,14 @@ await run("admin", async ({ base, artifacts, newPage }) => {
   assert.equal(await page.evaluate(() => window.__marker), 1, "the tail page was reloaded");
   await shot(page, artifacts, "admin-logs-tail");
 
-  // Logged out: the admin pages need the login again.
+  // Logged out: the admin pages need the login again, and the old cookie, put back as a
+  // thief would, is refused by the server.
+  const [session] = (await page.context().cookies()).filter((c) => c.name === "lookout_session");
+  assert.ok(session && session.httpOnly && session.sameSite === "Strict", `the login cookie: ${JSON.stringify(session)}`);
   await Promise.all([page.waitForNavigation(), logOut.click()]);
   await page.goto(`${base}/admin/alerts`);
   assert.equal(path(), "/login", "where /admin/alerts leads after logging out");
+  await page.context().addCookies([session]);
+  await page.goto(`${base}/admin/alerts`);
+  assert.equal(path(), "/login", "where /admin/alerts leads with the cookie from before the logout");
 });

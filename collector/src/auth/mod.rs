@@ -29,7 +29,7 @@ use std::sync::Arc;
 
 use axum::extract::{FromRequestParts, RawPathParams};
 use axum::http::request::Parts;
-use axum::http::{HeaderMap, header};
+use axum::http::{HeaderMap, Method, header};
 use subtle::ConstantTimeEq;
 
 use crate::error::AppError;
@@ -69,8 +69,8 @@ impl FromRequestParts<Arc<AppState>> for AgentAuth {
 /// ([`session`]). Refused with 403 when no admin token is configured, 401 when it does not match.
 #[derive(Debug, Clone)]
 pub struct Admin {
-    /// The admin's name for the record: the optional `X-Lookout-User` header (at most 100
-    /// characters), else `admin`.
+    /// Who acted, for the record: `admin` (the admin token) or `admin (login)` (the cookie).
+    /// No header names it: a client could name anyone.
     pub by: String,
 }
 
@@ -81,7 +81,16 @@ impl FromRequestParts<Arc<AppState>> for Admin {
         parts: &mut Parts,
         state: &Arc<AppState>,
     ) -> Result<Self, Self::Rejection> {
-        admin(state, &parts.headers)
+        let who = admin(state, &parts.headers)?;
+        // A write on a login cookie must come from a page of this site: browsers send
+        // `Origin` with every write, so one without it is not a page of ours.
+        let cookie_write = bearer(&parts.headers).is_none() && parts.method != Method::GET;
+        if cookie_write && !session::from_this_site(&parts.headers) {
+            return Err(AppError::Forbidden(
+                "a write with the login cookie needs an Origin header of this site".into(),
+            ));
+        }
+        Ok(who)
     }
 }
 
@@ -106,26 +115,23 @@ fn admin(state: &AppState, headers: &HeaderMap) -> Result<Admin, AppError> {
             "writing endpoints are off: set [server] admin_token to use them".into(),
         ));
     };
-    match bearer(headers) {
+    let by = match bearer(headers) {
         Some(given) => {
             if !same(given, expected) {
                 return Err(AppError::Unauthorized("wrong admin token".into()));
             }
+            "admin"
         }
         // A browser logged in to the admin pages.
-        None if session::valid(headers, expected) => {}
+        None if logged_in(state, headers, expected) => "admin (login)",
         None => {
             return Err(AppError::Unauthorized(
                 "expected Authorization: Bearer <admin token>".into(),
             ));
         }
-    }
-    let by = headers
-        .get("x-lookout-user")
-        .and_then(|v| v.to_str().ok())
-        .map(|u| u.trim().chars().take(100).collect::<String>())
-        .filter(|u| !u.is_empty())
-        .unwrap_or_else(|| "admin".into());
+    };
+    // Who acted is the credential's, never a header the client chooses.
+    let by = by.to_string();
     Ok(Admin { by })
 }
 
@@ -196,12 +202,43 @@ fn reader(state: &AppState, headers: &HeaderMap) -> Result<(), AppError> {
                 ))
             }
         }
-        None if admin_token.is_some_and(|t| session::valid(headers, t)) => Ok(()),
+        None if admin_token.is_some_and(|t| logged_in(state, headers, t)) => Ok(()),
         None => Err(AppError::Unauthorized(
             "reading needs Authorization: Bearer <read token> ([server] read_tokens) or the \
              admin token"
                 .into(),
         )),
+    }
+}
+
+/// True when the request carries a live login cookie for the admin `token`.
+fn logged_in(state: &AppState, headers: &HeaderMap, token: &str) -> bool {
+    let lifetime =
+        i64::try_from(state.config().server.session_lifetime.as_secs()).unwrap_or(i64::MAX);
+    session::valid(
+        headers,
+        token,
+        &state.sessions.key(),
+        lifetime,
+        crate::clock::now().timestamp(),
+    )
+}
+
+/// The client's address, where the server knows it (not in tests that call the router
+/// directly): what failed logins are counted by.
+#[derive(Debug, Clone, Copy)]
+pub struct ClientAddr(pub Option<std::net::IpAddr>);
+
+impl<S: Send + Sync> FromRequestParts<S> for ClientAddr {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        Ok(ClientAddr(
+            parts
+                .extensions
+                .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+                .map(|c| c.0.ip()),
+        ))
     }
 }
 
@@ -303,7 +340,7 @@ impl FromRequestParts<Arc<AppState>> for AdminForm {
         parts: &mut Parts,
         state: &Arc<AppState>,
     ) -> Result<Self, Self::Rejection> {
-        if !session::same_origin(&parts.headers) {
+        if !session::from_this_site(&parts.headers) {
             return Err(PageRefusal::CrossSite);
         }
         admin(state, &parts.headers)

@@ -52,8 +52,13 @@ async fn extract<T: FromRequestParts<Arc<AppState>>>(
     T::from_request_parts(&mut parts(uri, headers), state).await
 }
 
-fn cookie() -> String {
-    format!("{}={}", session::COOKIE, session::value_for(ADMIN))
+fn cookie(s: &AppState) -> String {
+    let now = crate::clock::now().timestamp();
+    format!(
+        "{}={}",
+        session::COOKIE,
+        session::value_for(ADMIN, &s.sessions.key(), now)
+    )
 }
 
 #[tokio::test]
@@ -95,13 +100,49 @@ async fn the_admin_is_the_admin_token_or_the_login_cookie() {
     )
     .await
     .unwrap();
-    assert_eq!(named.by, "ann");
-    let cookie = cookie();
-    assert!(
-        extract::<Admin>(&s, "/api/v1/silences", &[(header::COOKIE, cookie.as_str())])
-            .await
-            .is_ok()
-    );
+    // Who acted is the credential's, not a header the client picks.
+    assert_eq!(named.by, "admin");
+    let cookie = cookie(&s);
+    let by_login = extract::<Admin>(&s, "/api/v1/silences", &[(header::COOKIE, cookie.as_str())])
+        .await
+        .unwrap();
+    assert_eq!(by_login.by, "admin (login)");
+    // A write on the cookie needs an Origin of this site.
+    let post = |headers: &[(header::HeaderName, &str)]| {
+        let mut req = Request::post("/api/v1/silences");
+        for (name, value) in headers {
+            req = req.header(name, *value);
+        }
+        req.body(()).unwrap().into_parts().0
+    };
+    let host = (header::HOST, "127.0.0.1:7700");
+    let with_cookie = (header::COOKIE, cookie.as_str());
+    for (what, headers, ok) in [
+        ("no Origin", vec![host.clone(), with_cookie.clone()], false),
+        (
+            "another site",
+            vec![
+                host.clone(),
+                with_cookie.clone(),
+                (header::ORIGIN, "https://evil.example"),
+            ],
+            false,
+        ),
+        (
+            "this site",
+            vec![
+                host.clone(),
+                with_cookie.clone(),
+                (header::ORIGIN, "http://127.0.0.1:7700"),
+            ],
+            true,
+        ),
+        // A bearer token is not sent by a browser on its own: no Origin needed.
+        ("the token", vec![(auth.clone(), token.as_str())], true),
+    ] {
+        let got = Admin::from_request_parts(&mut post(&headers), &s).await;
+        assert_eq!(got.is_ok(), ok, "{what}: {got:?}");
+    }
     let (_, wrong) = bearer("admin-token-wrong-0000");
     for headers in [vec![], vec![(auth.clone(), wrong.as_str())]] {
         let refused = extract::<Admin>(&s, "/api/v1/silences", &headers).await;
@@ -137,7 +178,7 @@ const READ: &str = "grafana-read-token-0123456789";
 async fn readers_need_a_read_token_the_admin_token_or_the_login() {
     let server = format!("{}\nread_tokens = [\"{READ}\"]", with_admin_token());
     let (_dir, s) = state(&server, "").await;
-    let cookie = cookie();
+    let cookie = cookie(&s);
     for (who, headers) in [
         ("read token", vec![bearer(READ)]),
         ("admin token", vec![bearer(ADMIN)]),
@@ -166,7 +207,11 @@ async fn readers_need_a_read_token_the_admin_token_or_the_login() {
             "a cookie of the read token",
             vec![(
                 header::COOKIE,
-                format!("{}={}", session::COOKIE, session::value_for(READ)),
+                format!(
+                    "{}={}",
+                    session::COOKIE,
+                    session::value_for(READ, &s.sessions.key(), 0)
+                ),
             )],
         ),
     ] {
@@ -275,7 +320,7 @@ async fn admin_pages_send_strangers_to_the_login_and_let_the_public_look() {
             next: "/admin/hosts/web 1".into()
         }
     );
-    let cookie = cookie();
+    let cookie = cookie(&private);
     let page = extract::<AdminPage>(
         &private,
         "/admin/hosts",
@@ -294,7 +339,7 @@ async fn admin_pages_send_strangers_to_the_login_and_let_the_public_look() {
 #[tokio::test]
 async fn admin_buttons_need_the_login_and_a_form_of_this_site() {
     let (_dir, s) = state(&with_admin_token(), "[status_page]\npublic_admin = true").await;
-    let cookie = cookie();
+    let cookie = cookie(&s);
     let host = (header::HOST, "127.0.0.1:7700");
     let here = (header::ORIGIN, "http://127.0.0.1:7700");
     let ok = extract::<AdminForm>(

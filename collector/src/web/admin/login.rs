@@ -12,8 +12,8 @@ use maud::html;
 use serde::Deserialize;
 
 use super::message;
-use crate::auth::Public;
 use crate::auth::session;
+use crate::auth::{ClientAddr, Public};
 use crate::state::AppState;
 use crate::web::layout::document;
 
@@ -75,10 +75,14 @@ pub struct LoginForm {
     next: Option<String>,
 }
 
-/// `POST /login`: the admin token for a session cookie.
+/// `POST /login`: the admin token for a session cookie. At most
+/// [`MAX_FAILURES`](crate::sessions::MAX_FAILURES) failures per client address in ten minutes
+/// (429 with `Retry-After` after that), and a failure does the same work as a success, so its
+/// time tells nothing.
 pub async fn login(
     _: Public,
     State(state): State<Arc<AppState>>,
+    ClientAddr(addr): ClientAddr,
     headers: HeaderMap,
     Form(f): Form<LoginForm>,
 ) -> Response {
@@ -93,14 +97,39 @@ pub async fn login(
     else {
         return (StatusCode::FORBIDDEN, login_page(&state, &next, None)).into_response();
     };
-    if !session::same_origin(&headers) {
+    if !session::from_this_site(&headers) {
         return message(
             StatusCode::FORBIDDEN,
             "Refused",
             "This form was sent from another site's page.",
         );
     }
-    if !bool::from(f.token.trim().as_bytes().ct_eq(expected.as_bytes())) {
+    let started = std::time::Instant::now();
+    if let Err(wait) = state.sessions.may_try(addr, started) {
+        let mut resp = (
+            StatusCode::TOO_MANY_REQUESTS,
+            login_page(
+                &state,
+                &next,
+                Some("Too many wrong tokens from this address: try again later."),
+            ),
+        )
+            .into_response();
+        resp.headers_mut()
+            .insert(header::RETRY_AFTER, axum::http::HeaderValue::from(wait));
+        return resp;
+    }
+    let right = bool::from(f.token.trim().as_bytes().ct_eq(expected.as_bytes()));
+    // The cookie is made either way: a failure costs what a success does.
+    let lifetime = i64::try_from(config.server.session_lifetime.as_secs()).unwrap_or(i64::MAX);
+    let value = session::value_for(
+        expected,
+        &state.sessions.key(),
+        crate::clock::now().timestamp(),
+    );
+    let secure = session::over_https(&headers, config.server.public_url.as_deref());
+    if !right {
+        state.sessions.failed(addr, started);
         return (
             StatusCode::UNAUTHORIZED,
             login_page(&state, &next, Some("Wrong admin token.")),
@@ -108,16 +137,36 @@ pub async fn login(
             .into_response();
     }
     (
-        [(header::SET_COOKIE, session::set_cookie(expected))],
+        [(
+            header::SET_COOKIE,
+            session::set_cookie(&value, lifetime, secure),
+        )],
         Redirect::to(&next),
     )
         .into_response()
 }
 
-/// `POST /logout`.
-pub async fn logout(_: Public) -> Response {
+/// `POST /logout`: ends the login. Posted from a page of this site with a live login, it ends
+/// every login (a new session key), so a copy of the cookie is refused too; otherwise it only
+/// clears this browser's cookie.
+pub async fn logout(_: Public, State(state): State<Arc<AppState>>, headers: HeaderMap) -> Response {
+    let config = state.config();
+    let live = config.server.admin_token.as_ref().is_some_and(|t| {
+        let lifetime = i64::try_from(config.server.session_lifetime.as_secs()).unwrap_or(i64::MAX);
+        session::valid(
+            &headers,
+            t.expose(),
+            &state.sessions.key(),
+            lifetime,
+            crate::clock::now().timestamp(),
+        )
+    });
+    if live && session::from_this_site(&headers) {
+        state.sessions.end_all();
+    }
+    let secure = session::over_https(&headers, config.server.public_url.as_deref());
     (
-        [(header::SET_COOKIE, session::clear_cookie())],
+        [(header::SET_COOKIE, session::clear_cookie(secure))],
         Redirect::to("/"),
     )
         .into_response()
