@@ -356,6 +356,10 @@ async fn no_secret_reaches_a_log_line_or_an_api_answer() {
     const HMAC_KEY: &str = "HMACSECRET456";
     const SLACK_TOKEN: &str = "SLACKSECRET789";
     const SMTP_PASSWORD: &str = "SMTPSECRET321";
+    const ADMIN: &str = "ADMINSECRET-0123456789abcdef";
+    const AGENT: &str = "AGENTSECRET-0123456789abcdef";
+    const OLD_AGENT: &str = "OLDAGENTSECRET-0123456789ab";
+    const BEAT: &str = "BEATSECRET-0123456789abcdef";
     let dir = tempfile::tempdir().unwrap();
     // A receiver that refuses and echoes what it was sent, as a badly written peer might.
     let hook = serve(axum::Router::new().fallback(
@@ -378,6 +382,7 @@ async fn no_secret_reaches_a_log_line_or_an_api_answer() {
         r#"
 [server]
 read_tokens = ["{READ_TOKEN}"]
+admin_token = "{ADMIN}"
 listen = "127.0.0.1:0"
 data_dir = "{dir}"
 
@@ -386,6 +391,16 @@ name = "local"
 
 [local_agent.host_metrics]
 enabled = false
+
+[[agents]]
+name = "web-1"
+token = "{AGENT}"
+previous_token = "{OLD_AGENT}"
+
+[[heartbeats]]
+name = "backup"
+token = "{BEAT}"
+period = "1h"
 
 [[checks]]
 name = "db"
@@ -465,12 +480,44 @@ group_wait = "0s"
             format!(r#"lookout_notifications_total{{channel="{channel}",outcome="retry"}} "#);
         assert!(metrics.contains(&line), "{line} missing:\n{metrics}");
     }
-    for secret in [HOOK_TOKEN, HMAC_KEY, SLACK_TOKEN, SMTP_PASSWORD] {
+    // A ping with its token, and every other answer a reader gets.
+    reqwest::get(format!("{base}/v1/ping/backup?token={BEAT}"))
+        .await
+        .unwrap()
+        .error_for_status()
+        .unwrap();
+    let mut answers = answer.clone();
+    for path in [
+        "/api/v1/checks",
+        "/api/v1/hosts",
+        "/api/v1/heartbeats",
+        "/api/v1/cluster",
+        "/api/v1/silences",
+        "/api/v1/status",
+        "/",
+    ] {
+        let text = lookout_tests::read(format!("{base}{path}"))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        answers.push_str(&text);
+    }
+    let answer = answers;
+    for secret in [
+        HOOK_TOKEN,
+        HMAC_KEY,
+        SLACK_TOKEN,
+        SMTP_PASSWORD,
+        ADMIN,
+        AGENT,
+        OLD_AGENT,
+        BEAT,
+        READ_TOKEN,
+    ] {
         assert!(!metrics.contains(secret), "{secret} in /metrics");
-        assert!(
-            !answer.contains(secret),
-            "{secret} in the API answer: {answer}"
-        );
+        assert!(!answer.contains(secret), "{secret} in an answer: {answer}");
         assert!(!log.contains(secret), "{secret} in the log:\n{log}");
     }
 }
