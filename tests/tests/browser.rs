@@ -151,9 +151,15 @@ fn fail(e: impl std::fmt::Display, collector: &Daemon) -> ! {
 
 /// A collector on a loopback port with the seeding agent, the admin token, and `extra`.
 fn config(dir: &Path, extra: &str) -> String {
+    config_with(dir, "", extra)
+}
+
+/// [`config`] with `server` added to its `[server]` section.
+fn config_with(dir: &Path, server: &str, extra: &str) -> String {
     format!(
         r#"
 [server]
+{server}
 read_tokens = ["{READ_TOKEN}"]
 # The seeder stores results of the last 90 days, for the daily bars.
 max_record_age = "100d"
@@ -449,6 +455,23 @@ async fn the_admin_pages_need_the_admin_token() {
         ("LOOKOUT_SEEDER_TOKEN", SEEDER_TOKEN.to_string()),
     ];
     if let Err(e) = run_script("admin.mjs", &base, &env, |_| {}).await {
+        fail(e, &collector);
+    }
+}
+
+/// A login ends on the server once `[server] session_lifetime` has passed, though the browser
+/// still holds the cookie.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_login_ends_on_the_server_when_its_lifetime_is_over() {
+    browser_dir();
+    let dir = tempfile::tempdir().unwrap();
+    let config = config_with(dir.path(), "session_lifetime = \"3s\"", "");
+    let (collector, base) = start_collector(dir.path(), &config).unwrap();
+    let env = [
+        ("LOOKOUT_ADMIN_TOKEN", ADMIN_TOKEN.to_string()),
+        ("LOOKOUT_SESSION_SECONDS", "3".to_string()),
+    ];
+    if let Err(e) = run_script("session.mjs", &base, &env, |_| {}).await {
         fail(e, &collector);
     }
 }
