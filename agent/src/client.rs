@@ -199,13 +199,16 @@ impl CollectorClient {
                         self.current.store(i, Ordering::Relaxed);
                         return Err(err);
                     }
-                    tracing::debug!(collector = %base, error = %err, "collector did not take the request");
+                    tracing::debug!(collector = %lookout_config::redact::url(base), error = %err, "collector did not take the request");
                     last = Some(err);
                 }
                 Err(e) => {
-                    tracing::debug!(collector = %base, error = %e, "collector unreachable");
+                    // reqwest's errors carry the URL, password and all: said once, redacted.
+                    let shown = lookout_config::redact::url(base);
+                    let e = e.without_url();
+                    tracing::debug!(collector = %shown, error = %e, "collector unreachable");
                     last = Some(SendError::Retryable {
-                        reason: format!("{base}: {}", lookout_runtime::error_chain(&e)),
+                        reason: format!("{shown}: {}", lookout_runtime::error_chain(&e)),
                         retry_after: None,
                     });
                 }

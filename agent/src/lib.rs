@@ -214,7 +214,12 @@ pub async fn run(settings: AgentSettings, shutdown: CancellationToken) -> Result
     } else {
         None
     };
-    tracing::info!(agent = %settings.name, collectors = ?settings.collector_urls, "agent started");
+    let collectors: Vec<String> = settings
+        .collector_urls
+        .iter()
+        .map(|u| lookout_config::redact::url(u))
+        .collect();
+    tracing::info!(agent = %settings.name, ?collectors, "agent started");
 
     follow_assignments(&settings, &client, &mut scheduler, &shutdown).await;
 

@@ -68,13 +68,21 @@ fn default_data_dir() -> PathBuf {
 }
 
 /// One collector URL or several, tried in order.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, PartialEq, Serialize, Deserialize)]
 #[serde(untagged)]
 pub enum CollectorUrls {
     /// A single collector.
     One(String),
     /// Several collectors, tried in order.
     Many(Vec<String>),
+}
+
+/// Shows the URLs with any password hidden.
+impl std::fmt::Debug for CollectorUrls {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let urls: Vec<String> = self.urls().iter().map(|u| crate::redact::url(u)).collect();
+        f.debug_list().entries(urls).finish()
+    }
 }
 
 impl CollectorUrls {

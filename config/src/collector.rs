@@ -184,8 +184,8 @@ fn default_concurrent_ingest() -> usize {
     128
 }
 
-/// `[storage]`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// `[storage]`. Its `Debug` hides the URL's password.
+#[derive(Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct StorageConfig {
     /// Database URL. Default `sqlite://<data_dir>/lookout.db`; `postgres://user:pass@host/db`
@@ -245,6 +245,20 @@ fn default_log_retention() -> Duration {
 }
 fn default_log_max_bytes() -> u64 {
     1 << 30
+}
+
+impl std::fmt::Debug for StorageConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StorageConfig")
+            .field("url", &self.url.as_deref().map(crate::redact::url))
+            .field("max_connections", &self.max_connections)
+            .field("raw_retention", &self.raw_retention)
+            .field("minute_rollup_retention", &self.minute_rollup_retention)
+            .field("hour_rollup_retention", &self.hour_rollup_retention)
+            .field("log_retention", &self.log_retention)
+            .field("log_max_bytes", &self.log_max_bytes)
+            .finish()
+    }
 }
 
 impl StorageConfig {

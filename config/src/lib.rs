@@ -25,6 +25,7 @@ pub mod heartbeat;
 pub mod log_rule;
 pub mod logs;
 pub mod notify;
+pub mod redact;
 pub mod rule;
 pub mod selector;
 pub mod telemetry;

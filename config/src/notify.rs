@@ -3,6 +3,7 @@
 //! `[alerting]` settings.
 
 use std::collections::{BTreeMap, HashMap};
+use std::fmt;
 use std::str::FromStr;
 use std::time::Duration;
 
@@ -34,8 +35,10 @@ impl ChannelType {
     }
 }
 
-/// `[[channels]]`: one place notifications go.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// `[[channels]]`: one place notifications go. Its `Debug` shows no secret: a Slack webhook
+/// URL is one in full, the others have their passwords and secret parameters hidden, and the
+/// HMAC key and the headers' values are left out.
+#[derive(Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ChannelConfig {
     /// Unique name, used by routes.
@@ -69,6 +72,24 @@ pub struct ChannelConfig {
     /// as one digest when the minute is over. Default 20; 0 turns it off.
     #[serde(default = "default_max_per_minute")]
     pub max_per_minute: u32,
+}
+
+impl fmt::Debug for ChannelConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let hidden = |v: &Option<String>| v.as_ref().map(|_| "***");
+        f.debug_struct("ChannelConfig")
+            .field("name", &self.name)
+            .field("kind", &self.kind)
+            .field("url", &self.url.as_deref().map(crate::redact::url))
+            .field("from", &self.from)
+            .field("to", &self.to)
+            .field("webhook_url", &hidden(&self.webhook_url))
+            .field("secret", &hidden(&self.secret))
+            .field("headers", &self.headers.keys().collect::<Vec<_>>())
+            .field("timeout", &self.timeout)
+            .field("max_per_minute", &self.max_per_minute)
+            .finish()
+    }
 }
 
 fn default_max_per_minute() -> u32 {

@@ -432,6 +432,53 @@ run_on = ["gpu=yes"]
 }
 
 #[test]
+fn debug_of_the_configuration_shows_no_password_or_channel_secret() {
+    let c = collector(
+        r#"
+[storage]
+url = "postgres://lookout:PGSECRET1@db/lookout?sslpassword=PGSECRET2&sslmode=require"
+[[channels]]
+name = "mail"
+type = "email"
+url = "smtp://alerts:SMTPSECRET@mail:587"
+from = "lookout@example.com"
+to = ["ops@example.com"]
+[[channels]]
+name = "slack"
+type = "slack"
+webhook_url = "https://hooks.slack.com/services/T0/B0/SLACKSECRET"
+[[channels]]
+name = "hook"
+type = "webhook"
+url = "https://hook.example/in?token=HOOKSECRET"
+secret = "HMACSECRET"
+headers = { Authorization = "Bearer HEADERSECRET" }
+"#,
+    )
+    .unwrap();
+    let shown = format!("{c:?}");
+    for secret in [
+        "PGSECRET1",
+        "PGSECRET2",
+        "SMTPSECRET",
+        "SLACKSECRET",
+        "HOOKSECRET",
+        "HMACSECRET",
+        "HEADERSECRET",
+    ] {
+        assert!(!shown.contains(secret), "{secret} in {shown}");
+    }
+    assert!(shown.contains("postgres://***@db/lookout"), "{shown}");
+    let agent = AgentConfig::parse(
+        Path::new("a.toml"),
+        "name = \"a\"\ncollector = \"http://a:AGENTURLSECRET@c:7700\"\ntoken = \"agent-token-0123456789abcdef\"\n",
+        &no_env,
+    )
+    .unwrap();
+    assert!(!format!("{agent:?}").contains("AGENTURLSECRET"));
+}
+
+#[test]
 fn agent_config_requires_identity_and_reports_sections() {
     let errs = AgentConfig::parse(Path::new("a.toml"), "name = \"x\"\n", &no_env)
         .unwrap_err()

@@ -961,3 +961,39 @@ run_on = ["role=edge"]
         assert!(metrics.contains(&line), "no {line:?} in /metrics");
     }
 }
+
+/// A password in the agent's collector URL reaches none of its log lines, at debug level,
+/// while the collector cannot be reached (when reqwest's errors name the URL).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_agent_logs_its_collector_url_without_the_password() {
+    const SECRET: &str = "URLSECRET0123456789";
+    let dir = tempfile::tempdir().unwrap();
+    let dead = lookout_tests::free_port();
+    let path = dir.path().join("agent.toml");
+    std::fs::write(
+        &path,
+        format!(
+            "name = \"edge-1\"\ncollector = \"http://lookout:{SECRET}@127.0.0.1:{}\"\n\
+             token = \"{AGENT_TOKEN}\"\ndata_dir = \"{}\"\n[host_metrics]\nenabled = false\n",
+            dead.get(),
+            dir.path().display()
+        ),
+    )
+    .unwrap();
+    let agent = Daemon::start(
+        &bin("lookout-agent"),
+        &["--config", path.to_str().unwrap()],
+        &[("LOOKOUT_LOG", "debug")],
+    )
+    .unwrap();
+    agent.wait_for_line("collector unreachable", WAIT).unwrap();
+    let log = agent.log_text();
+    assert!(
+        log.contains("agent started") && log.contains("***@127.0.0.1"),
+        "{log}"
+    );
+    assert!(
+        !log.contains(SECRET),
+        "the password in the agent's log:\n{log}"
+    );
+}
