@@ -6,10 +6,27 @@
 //! no page is put together from strings and none can forget to escape a check's name or a log
 //! line. Only [`PreEscaped`] text goes out as written, and the pages use it for one constant.
 
-use maud::{Markup, PreEscaped, html};
+use maud::{Markup, PreEscaped, Render, html};
 
-/// A whole page: `title` in the tab, `/assets/lookout.css`, the `script` (deferred) when there
-/// is one, `extra_head` after them, and `body`.
+/// The doctype every page starts with. maud's `DOCTYPE` is in upper case; the pages have always
+/// said it in lower case.
+pub(super) const DOCTYPE: PreEscaped<&str> = PreEscaped("<!doctype html>");
+
+/// What every page's `<head>` holds: the charset, the viewport, `title` in the tab,
+/// `/assets/lookout.css`, and the `script` (deferred) when there is one.
+pub(super) fn head_tags(title: &str, script: Option<&str>) -> Markup {
+    html! {
+        meta charset="utf-8";
+        meta name="viewport" content="width=device-width,initial-scale=1";
+        title { (title) }
+        link rel="stylesheet" href="/assets/lookout.css";
+        @if let Some(src) = script {
+            script src=(src) defer {}
+        }
+    }
+}
+
+/// A whole page: [`head_tags`], `extra_head` after them, and `body`.
 pub(super) fn document(
     title: &str,
     script: Option<&str>,
@@ -17,21 +34,26 @@ pub(super) fn document(
     body: Markup,
 ) -> Markup {
     html! {
-        // maud's `DOCTYPE` is in upper case; the pages have always said it in lower case.
-        (PreEscaped("<!doctype html>"))
+        (Reserve(body.0.len() + 1024))
+        (DOCTYPE)
         html lang="en" {
             head {
-                meta charset="utf-8";
-                meta name="viewport" content="width=device-width,initial-scale=1";
-                title { (title) }
-                link rel="stylesheet" href="/assets/lookout.css";
-                @if let Some(src) = script {
-                    script src=(src) defer {}
-                }
+                (head_tags(title, script))
                 (extra_head)
             }
             body { (body) }
         }
+    }
+}
+
+/// Room reserved in a template's output, which maud sizes from the template's own length and
+/// then doubles as it fills: spliced first, it makes room for a large page at once. Writes
+/// nothing.
+pub(super) struct Reserve(pub(super) usize);
+
+impl Render for Reserve {
+    fn render_to(&self, out: &mut String) {
+        out.reserve(self.0);
     }
 }
 
