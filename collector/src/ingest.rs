@@ -205,9 +205,10 @@ fn screen(
     let newest = now
         + chrono::Duration::from_std(config.server.max_record_ahead)
             .unwrap_or(chrono::Duration::zero());
-    let assigned: std::collections::HashSet<String> =
-        state.assigned(agent).into_iter().map(|c| c.name).collect();
     let central = |name: &str| config.checks.iter().any(|c| c.name == name);
+    // Worked out once, and only for a batch with a result for a check the collector defines:
+    // most batches carry metrics, logs or an agent's own checks.
+    let mut assigned: Option<std::collections::HashSet<String>> = None;
     let mut refused = Vec::new();
     let mut index = 0;
     batch.records.retain(|r| {
@@ -222,8 +223,13 @@ fn screen(
             Some("in_future")
         } else {
             match r {
-                Record::CheckResult(c) if central(&c.check) && !assigned.contains(&c.check) => {
-                    Some("unassigned_check")
+                Record::CheckResult(c) if central(&c.check) => {
+                    let assigned = assigned.get_or_insert_with(|| {
+                        state.with_assigned(agent, |checks| {
+                            checks.into_iter().map(|c| c.name.clone()).collect()
+                        })
+                    });
+                    (!assigned.contains(&c.check)).then_some("unassigned_check")
                 }
                 _ => None,
             }
@@ -264,7 +270,7 @@ pub async fn assignments(
         None => BTreeMap::new(),
     };
     // Shown as the agent says, under what the configuration says; trusted to select checks
-    // only where its entry has `self_labels` (CollectorConfig::assigned).
+    // only where its entry has `self_labels` (AppState::with_assigned).
     labels.extend(agent.labels.clone());
     // `lookout-agent/0.1.0`: the version shown on the hosts page.
     let version = headers
@@ -292,8 +298,10 @@ pub async fn assignments(
         .and_then(|v| v.parse::<u64>().ok())
         .map(|ms| std::time::Duration::from_millis(ms.clamp(1_000, 86_400_000)));
     state.evaluator.polled(&agent.name, poll).await;
-    state.set_claims(&agent.name, labels);
-    let doc = Assignments::new(state.assigned(&agent));
+    state.set_claims(&agent, &labels);
+    let doc = Assignments::new(
+        state.with_assigned(&agent, |checks| checks.into_iter().cloned().collect()),
+    );
     let etag = format!("\"{}\"", doc.revision);
     let unchanged = headers
         .get(header::IF_NONE_MATCH)

@@ -20,15 +20,19 @@ pub struct Credential {
     digests: Vec<TokenDigest>,
     /// Labels the collector's configuration gives it.
     pub labels: BTreeMap<String, String>,
+    /// The labels it sends select checks too (`[[agents]] self_labels`).
+    pub self_labels: bool,
 }
 
 impl Credential {
-    /// A credential for an agent that presents one of the tokens of these digests.
+    /// A credential for an agent that presents one of the tokens of these digests; what it
+    /// says of itself selects no check.
     pub fn new(name: String, digests: Vec<TokenDigest>, labels: BTreeMap<String, String>) -> Self {
         Self {
             name,
             digests,
             labels,
+            self_labels: false,
         }
     }
 }
@@ -166,26 +170,35 @@ impl AppState {
         creds.by_digest.get(&Token::new(token).digest()).cloned()
     }
 
-    /// Keeps the labels `agent` sent (its configured ones merged in) for the checks it may
-    /// report on.
-    pub fn set_claims(&self, agent: &str, labels: BTreeMap<String, String>) {
-        self.claims
-            .write()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(agent.to_string(), labels);
+    /// Keeps the labels `agent` sent, where they count (`self_labels`), for the checks it
+    /// may report on.
+    pub fn set_claims(&self, agent: &Credential, labels: &BTreeMap<String, String>) {
+        if agent.self_labels {
+            self.claims
+                .write()
+                .unwrap_or_else(|p| p.into_inner())
+                .insert(agent.name.clone(), labels.clone());
+        }
     }
 
-    /// The checks `agent` is given (see [`CollectorConfig::assigned`]), from the labels it
-    /// last sent, or its configured ones before it asked.
-    pub fn assigned(&self, agent: &Credential) -> Vec<lookout_config::CheckConfig> {
-        let claims = self
-            .claims
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(&agent.name)
-            .cloned()
-            .unwrap_or_else(|| agent.labels.clone());
-        self.config().assigned(&agent.name, &claims)
+    /// Calls `f` with the checks `agent` is given (see [`CollectorConfig::assigned`]): by its
+    /// configured labels, and by the labels it last sent where they count.
+    pub fn with_assigned<T>(
+        &self,
+        agent: &Credential,
+        f: impl FnOnce(Vec<&lookout_config::CheckConfig>) -> T,
+    ) -> T {
+        let claims = if agent.self_labels {
+            self.claims
+                .read()
+                .unwrap_or_else(|p| p.into_inner())
+                .get(&agent.name)
+                .cloned()
+        } else {
+            None
+        };
+        let config = self.config();
+        f(config.assigned(&agent.name, &agent.labels, claims.as_ref()))
     }
 
     /// Every agent the configuration names (remote ones and the local one).
@@ -209,7 +222,10 @@ fn credentials(config: &CollectorConfig, local: Option<&Credential>) -> Credenti
     let all: Vec<Credential> = config
         .agents
         .iter()
-        .map(|a| Credential::new(a.name.clone(), a.digests(), a.labels.clone()))
+        .map(|a| Credential {
+            self_labels: a.self_labels,
+            ..Credential::new(a.name.clone(), a.digests(), a.labels.clone())
+        })
         .chain(local.cloned())
         .collect();
     // Tokens are unique (the configuration's validation says so); the local agent's is random.

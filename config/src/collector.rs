@@ -597,27 +597,30 @@ impl CollectorConfig {
     }
 
     /// The checks assigned to an agent with this name and labels.
-    /// The checks an agent is given: those its configured labels select, and, when its
-    /// `[[agents]]` entry has `self_labels`, those the labels it `claims` select too unless
-    /// they carry secrets. An agent the configuration does not list is given what `claims`
-    /// selects (the local agent, whose labels are the configuration's own).
-    pub fn assigned(&self, agent: &str, claims: &BTreeMap<String, String>) -> Vec<CheckConfig> {
-        let Some(entry) = self.agents.iter().find(|a| a.name == agent) else {
-            return self.checks_for(agent, claims);
-        };
-        let trusted = self.checks_for(agent, &entry.labels);
-        if !entry.self_labels {
-            return trusted;
-        }
-        let mut merged = claims.clone();
-        merged.extend(entry.labels.clone());
-        let mut out = trusted;
-        for c in self.checks_for(agent, &merged) {
-            if !c.has_secrets() && !out.iter().any(|t| t.name == c.name) {
-                out.push(c);
-            }
-        }
-        out
+    /// The checks an agent is given: those its configured `labels` select and, when its
+    /// `[[agents]]` entry has `self_labels` (the caller passes what it `claims` then), those
+    /// its claims select too (under `labels`, which win) unless they carry secrets. In the
+    /// configuration's order.
+    pub fn assigned(
+        &self,
+        agent: &str,
+        labels: &BTreeMap<String, String>,
+        claims: Option<&BTreeMap<String, String>>,
+    ) -> Vec<&CheckConfig> {
+        let claimed = claims.map(|c| {
+            let mut merged = c.clone();
+            merged.extend(labels.clone());
+            merged
+        });
+        self.checks
+            .iter()
+            .filter(|c| {
+                c.runs_on(agent, labels)
+                    || claimed
+                        .as_ref()
+                        .is_some_and(|m| !c.has_secrets() && c.runs_on(agent, m))
+            })
+            .collect()
     }
 
     /// The checks whose `run_on` selects an agent with these labels.

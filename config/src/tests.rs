@@ -409,26 +409,36 @@ run_on = ["gpu=yes"]
 "#,
     )
     .unwrap();
-    let names = |agent: &str, claims: &[(&str, &str)]| {
-        let claims: BTreeMap<String, String> = claims
+    let map = |pairs: &[(&str, &str)]| -> BTreeMap<String, String> {
+        pairs
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect();
+            .collect()
+    };
+    // What each entry says: its labels, and whether what it claims counts.
+    let entry = |name: &str| c.agents.iter().find(|a| a.name == name).unwrap();
+    let claims = map(&[("role", "db"), ("gpu", "yes")]);
+    let names = |agent: &str| {
+        let e = entry(agent);
         let mut n: Vec<String> = c
-            .assigned(agent, &claims)
+            .assigned(agent, &e.labels, e.self_labels.then_some(&claims))
             .into_iter()
-            .map(|c| c.name)
+            .map(|c| c.name.clone())
             .collect();
         n.sort();
         n
     };
-    let claims = [("role", "db"), ("gpu", "yes")];
     // Not allowed to speak for itself: its configured labels only.
-    assert_eq!(names("trusted", &claims), ["web"]);
+    assert_eq!(names("trusted"), ["web"]);
     // Allowed: its claims add checks, but its configured role wins and no secret goes by claim.
-    assert_eq!(names("open", &claims), ["gpu", "web"]);
-    // An agent the file does not list (the local agent) is given what its labels select.
-    assert_eq!(names("local", &[("role", "web")]), ["web"]);
+    assert_eq!(names("open"), ["gpu", "web"]);
+    // The local agent: the labels of [local_agent], no claims.
+    let local: Vec<&str> = c
+        .assigned("local", &map(&[("role", "web")]), None)
+        .into_iter()
+        .map(|c| c.name.as_str())
+        .collect();
+    assert_eq!(local, ["web"]);
 }
 
 #[test]

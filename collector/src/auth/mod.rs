@@ -211,10 +211,14 @@ fn reader(state: &AppState, headers: &HeaderMap) -> Result<(), AppError> {
     }
 }
 
+/// How long a login lasts, in seconds (`[server] session_lifetime`).
+pub(crate) fn session_lifetime(config: &lookout_config::CollectorConfig) -> i64 {
+    i64::try_from(config.server.session_lifetime.as_secs()).unwrap_or(i64::MAX)
+}
+
 /// True when the request carries a live login cookie for the admin `token`.
-fn logged_in(state: &AppState, headers: &HeaderMap, token: &str) -> bool {
-    let lifetime =
-        i64::try_from(state.config().server.session_lifetime.as_secs()).unwrap_or(i64::MAX);
+pub(crate) fn logged_in(state: &AppState, headers: &HeaderMap, token: &str) -> bool {
+    let lifetime = session_lifetime(&state.config());
     session::valid(
         headers,
         token,

@@ -13,7 +13,7 @@ use serde::Deserialize;
 
 use super::message;
 use crate::auth::session;
-use crate::auth::{ClientAddr, Public};
+use crate::auth::{self, ClientAddr, Public};
 use crate::state::AppState;
 use crate::web::layout::document;
 
@@ -121,7 +121,7 @@ pub async fn login(
     }
     let right = bool::from(f.token.trim().as_bytes().ct_eq(expected.as_bytes()));
     // The cookie is made either way: a failure costs what a success does.
-    let lifetime = i64::try_from(config.server.session_lifetime.as_secs()).unwrap_or(i64::MAX);
+    let lifetime = auth::session_lifetime(&config);
     let value = session::value_for(
         expected,
         &state.sessions.key(),
@@ -151,16 +151,11 @@ pub async fn login(
 /// clears this browser's cookie.
 pub async fn logout(_: Public, State(state): State<Arc<AppState>>, headers: HeaderMap) -> Response {
     let config = state.config();
-    let live = config.server.admin_token.as_ref().is_some_and(|t| {
-        let lifetime = i64::try_from(config.server.session_lifetime.as_secs()).unwrap_or(i64::MAX);
-        session::valid(
-            &headers,
-            t.expose(),
-            &state.sessions.key(),
-            lifetime,
-            crate::clock::now().timestamp(),
-        )
-    });
+    let live = config
+        .server
+        .admin_token
+        .as_ref()
+        .is_some_and(|t| auth::logged_in(&state, &headers, t.expose()));
     if live && session::from_this_site(&headers) {
         state.sessions.end_all();
     }
