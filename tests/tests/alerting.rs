@@ -351,7 +351,7 @@ async fn notify_test_sends_through_a_channel_and_says_what_happened() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn no_secret_reaches_a_log_line_or_an_api_answer() {
+async fn no_secret_reaches_a_log_line_an_api_answer_or_sentry() {
     const HOOK_TOKEN: &str = "SECRETTOKEN123";
     const HMAC_KEY: &str = "HMACSECRET456";
     const SLACK_TOKEN: &str = "SLACKSECRET789";
@@ -361,20 +361,42 @@ async fn no_secret_reaches_a_log_line_or_an_api_answer() {
     const OLD_AGENT: &str = "OLDAGENTSECRET-0123456789ab";
     const BEAT: &str = "BEATSECRET-0123456789abcdef";
     let dir = tempfile::tempdir().unwrap();
+    // Sentry's envelopes for project 42, kept as sent: a delivery given up for good is an error
+    // event, with the log lines before it as breadcrumbs.
+    let sentry: Arc<Mutex<Vec<u8>>> = Arc::default();
+    let envelopes = sentry.clone();
     // A receiver that refuses and echoes what it was sent, as a badly written peer might.
-    let hook = serve(axum::Router::new().fallback(
-        |uri: axum::http::Uri, headers: HeaderMap| async move {
-            let sig = headers
-                .get("x-lookout-signature")
-                .and_then(|v| v.to_str().ok())
-                .unwrap_or("")
-                .to_string();
-            (
-                StatusCode::INTERNAL_SERVER_ERROR,
-                format!("rejected {uri} key={HMAC_KEY} sig={sig}"),
+    let hook = serve(
+        axum::Router::new()
+            .route(
+                "/api/42/envelope/",
+                axum::routing::post(move |body: axum::body::Bytes| async move {
+                    envelopes.lock().unwrap().extend_from_slice(&body);
+                    StatusCode::OK
+                }),
             )
-        },
-    ))
+            .route(
+                // A hook that is gone for good: the delivery is given up, an error.
+                "/gone/{*rest}",
+                axum::routing::post(|| async {
+                    (
+                        StatusCode::BAD_REQUEST,
+                        format!("no such hook key={HMAC_KEY}"),
+                    )
+                }),
+            )
+            .fallback(|uri: axum::http::Uri, headers: HeaderMap| async move {
+                let sig = headers
+                    .get("x-lookout-signature")
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or("")
+                    .to_string();
+                (
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    format!("rejected {uri} key={HMAC_KEY} sig={sig}"),
+                )
+            }),
+    )
     .await;
     let dead = free_port();
     let smtp = free_port();
@@ -417,6 +439,12 @@ url = "{hook}/hook/{HOOK_TOKEN}?key={HOOK_TOKEN}"
 secret = "{HMAC_KEY}"
 
 [[channels]]
+name = "gone"
+type = "webhook"
+url = "{hook}/gone/{HOOK_TOKEN}?key={HOOK_TOKEN}"
+secret = "{HMAC_KEY}"
+
+[[channels]]
 name = "slack"
 type = "slack"
 webhook_url = "http://127.0.0.1:{dead}/services/T0/B0/{SLACK_TOKEN}"
@@ -429,15 +457,19 @@ from = "lookout@example.com"
 to = ["ops@example.com"]
 
 [[routes]]
-channels = ["pager", "slack", "mail"]
+channels = ["pager", "gone", "slack", "mail"]
 group_wait = "0s"
+
+[telemetry]
+sentry_dsn = "{sentry_dsn}"
 "#,
-        dir = dir.path().display()
+        dir = dir.path().display(),
+        sentry_dsn = hook.replacen("http://", "http://publickey@", 1) + "/42",
     );
     let (collector, base) = start_collector(dir.path(), &config).unwrap();
     // Every channel has failed at least once, with its error recorded.
     let alerts = eventually(
-        "three failed deliveries",
+        "four failed deliveries",
         Duration::from_secs(30),
         || async {
             let j = get_json(&format!("{base}/api/v1/alerts?state=all")).await?;
@@ -448,7 +480,7 @@ group_wait = "0s"
                 .flat_map(|a| a["notifications"].as_array().cloned().unwrap_or_default())
                 .filter(|n| n["last_error"].is_string())
                 .count();
-            Ok((failed >= 3).then_some(j))
+            Ok((failed >= 4).then_some(j))
         },
     )
     .await
@@ -505,6 +537,23 @@ group_wait = "0s"
         answers.push_str(&text);
     }
     let answer = answers;
+    let sentry = eventually(
+        "the failed deliveries in Sentry",
+        Duration::from_secs(30),
+        || {
+            let sentry = sentry.clone();
+            async move {
+                let text = String::from_utf8_lossy(&sentry.lock().unwrap()).into_owned();
+                Ok(text.contains("notification failed").then_some(text))
+            }
+        },
+    )
+    .await
+    .unwrap();
+    assert!(
+        sentry.contains("gone"),
+        "the event names its channel: {sentry}"
+    );
     for secret in [
         HOOK_TOKEN,
         HMAC_KEY,
@@ -519,6 +568,10 @@ group_wait = "0s"
         assert!(!metrics.contains(secret), "{secret} in /metrics");
         assert!(!answer.contains(secret), "{secret} in an answer: {answer}");
         assert!(!log.contains(secret), "{secret} in the log:\n{log}");
+        assert!(
+            !sentry.contains(secret),
+            "{secret} sent to Sentry:\n{sentry}"
+        );
     }
 }
 
