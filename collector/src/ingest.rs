@@ -257,7 +257,7 @@ pub async fn assignments(
     AgentAuth(agent): AgentAuth,
     headers: HeaderMap,
 ) -> Result<Response, AppError> {
-    let mut labels: BTreeMap<String, String> = match headers.get(LABELS_HEADER) {
+    let claimed: BTreeMap<String, String> = match headers.get(LABELS_HEADER) {
         Some(v) => v
             .to_str()
             .ok()
@@ -269,8 +269,10 @@ pub async fn assignments(
             })?,
         None => BTreeMap::new(),
     };
-    // Shown as the agent says, under what the configuration says; trusted to select checks
-    // only where its entry has `self_labels` (AppState::with_assigned).
+    // Shown as the agent says, under what the configuration says, and kept as sent beside
+    // them; trusted to select checks only where its entry has `self_labels`
+    // (AppState::with_assigned).
+    let mut labels = claimed.clone();
     labels.extend(agent.labels.clone());
     // `lookout-agent/0.1.0`: the version shown on the hosts page.
     let version = headers
@@ -288,7 +290,7 @@ pub async fn assignments(
         .filter(|v| !v.is_empty());
     state
         .store
-        .upsert_agent(&agent.name, &labels, version.as_deref())
+        .upsert_agent(&agent.name, &labels, Some(&claimed), version.as_deref())
         .await?;
     // Asking for its assignments shows the agent alive, even one with nothing to ship; how
     // often it asks sets how long a silence means it is down.

@@ -209,12 +209,12 @@ pub async fn start(mut config: CollectorConfig) -> Result<Running, CollectorErro
         .as_ref()
         .map(|l| Credential::new(l.name.clone(), vec![local_token.digest()], l.labels.clone()));
     for a in &config.agents {
-        store.upsert_agent(&a.name, &a.labels, None).await?;
+        store.upsert_agent(&a.name, &a.labels, None, None).await?;
     }
     let local_agent = match (&config.local_agent, &local) {
         (Some(l), Some(_)) => {
             store
-                .upsert_agent(&l.name, &l.labels, Some(env!("CARGO_PKG_VERSION")))
+                .upsert_agent(&l.name, &l.labels, None, Some(env!("CARGO_PKG_VERSION")))
                 .await?;
             Some(LocalAgent::new(
                 l,

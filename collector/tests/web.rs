@@ -27,6 +27,7 @@ admin_token = "{ADMIN}"
 [[agents]]
 name = "web-1"
 token = "web-1-token-0123456789abcdef"
+labels = {{ role = "web" }}
 
 [[checks]]
 name = "api"
@@ -411,6 +412,7 @@ async fn admin_pages_need_the_login_and_show_hosts_checks_logs_and_alerts() {
             Request::get("/v1/assignments")
                 .header(header::AUTHORIZATION, "Bearer web-1-token-0123456789abcdef")
                 .header(header::USER_AGENT, "lookout-agent/9.8.7")
+                .header("lookout-agent-labels", r#"{"role":"db"}"#)
                 .body(Body::empty())
                 .unwrap(),
         )
@@ -440,6 +442,14 @@ async fn admin_pages_need_the_login_and_show_hosts_checks_logs_and_alerts() {
     let hosts = h.get("/admin/hosts", Some(&cookie)).await;
     assert_eq!(hosts.status, StatusCode::OK);
     assert!(hosts.text.contains("data-host=\"web-1\"") && hosts.text.contains("9.8.7"));
+    // The label it claimed is shown beside the one its configuration gives it.
+    assert!(
+        hosts.text.contains("role=web") && hosts.text.contains(">(claims role=db)</span>"),
+        "{}",
+        hosts.text
+    );
+    let host = h.get("/admin/hosts/web-1", Some(&cookie)).await;
+    assert!(host.text.contains("(claims role=db)"), "{}", host.text);
     let checks = h.get("/admin/checks", Some(&cookie)).await;
     assert!(
         checks.text.contains("status 503, expected 2xx"),

@@ -151,8 +151,11 @@ pub(crate) async fn ensure_check_exists(state: &AppState, name: &str) -> Result<
 pub struct HostView {
     /// The agent's name.
     pub name: String,
-    /// Its labels.
+    /// Its labels: the configuration's over what it sent.
     pub labels: BTreeMap<String, String>,
+    /// The labels it last sent about itself, as sent: information, which selects checks only
+    /// where its `[[agents]]` entry has `self_labels`.
+    pub claimed_labels: BTreeMap<String, String>,
     /// When it last shipped (RFC 3339), or null if never.
     pub last_seen: Option<DateTime<Utc>>,
     /// The latest sample of each of its metric series.
@@ -185,6 +188,7 @@ pub async fn hosts(
         hosts.push(HostView {
             metrics: state.store.latest_metrics(&name).await?,
             last_seen: row.and_then(|r| r.last_seen),
+            claimed_labels: row.map(|r| r.claimed_labels.clone()).unwrap_or_default(),
             labels,
             name,
         });

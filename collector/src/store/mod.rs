@@ -141,6 +141,19 @@ pub struct AgentRow {
     pub last_seen: Option<DateTime<Utc>>,
     /// Its version, from its requests' User-Agent, once it has polled.
     pub version: Option<String>,
+    /// The labels it last sent about itself, as it sent them (empty before it polled).
+    pub claimed_labels: BTreeMap<String, String>,
+}
+
+impl AgentRow {
+    /// What it says of itself that its labels contradict: claims the configuration overrode.
+    pub fn overridden_claims(&self) -> BTreeMap<String, String> {
+        self.claimed_labels
+            .iter()
+            .filter(|(k, v)| self.labels.get(*k).is_some_and(|l| l != *v))
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect()
+    }
 }
 
 /// The latest sample of one metric series.
@@ -383,12 +396,13 @@ pub trait Store:
     /// True when some agent has reported a check of this name.
     async fn check_known(&self, name: &str) -> Result<bool, StoreError>;
 
-    /// Records an agent's labels (from configuration or its own report) and, when known, its
-    /// version (`None` keeps the one recorded).
+    /// Records an agent's labels (from configuration, over its own report) and, when known,
+    /// the labels it sent about itself and its version (`None` keeps the ones recorded).
     async fn upsert_agent(
         &self,
         name: &str,
         labels: &BTreeMap<String, String>,
+        claimed: Option<&BTreeMap<String, String>>,
         version: Option<&str>,
     ) -> Result<(), StoreError>;
 

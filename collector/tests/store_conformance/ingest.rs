@@ -284,10 +284,13 @@ pub(super) async fn agents_are_listed_with_labels_and_last_seen(b: Backend) {
     let labels: BTreeMap<String, String> = [("role".to_string(), "web".to_string())]
         .into_iter()
         .collect();
-    s.upsert_agent("web-1", &labels, Some("0.1.0"))
+    let claimed: BTreeMap<String, String> = [("role".to_string(), "db".to_string())]
+        .into_iter()
+        .collect();
+    s.upsert_agent("web-1", &labels, Some(&claimed), Some("0.1.0"))
         .await
         .unwrap();
-    s.upsert_agent("db-1", &BTreeMap::new(), None)
+    s.upsert_agent("db-1", &BTreeMap::new(), None, None)
         .await
         .unwrap();
     let received = Utc.timestamp_millis_opt(1_800_000_000_000).unwrap();
@@ -314,10 +317,12 @@ pub(super) async fn agents_are_listed_with_labels_and_last_seen(b: Backend) {
         (agents[0].version.as_deref(), agents[1].version.as_deref()),
         (None, Some("0.1.0"))
     );
-    // A later upsert without a version keeps the one recorded.
-    s.upsert_agent("web-1", &labels, None).await.unwrap();
-    assert_eq!(
-        s.agents().await.unwrap()[1].version.as_deref(),
-        Some("0.1.0")
-    );
+    assert_eq!(agents[1].claimed_labels, claimed, "kept beside the labels");
+    assert!(agents[0].claimed_labels.is_empty(), "nothing sent yet");
+    // A later upsert without a version or claims (a restart reading the configuration) keeps
+    // the ones recorded.
+    s.upsert_agent("web-1", &labels, None, None).await.unwrap();
+    let agents = s.agents().await.unwrap();
+    assert_eq!(agents[1].version.as_deref(), Some("0.1.0"));
+    assert_eq!(agents[1].claimed_labels, claimed);
 }

@@ -69,8 +69,8 @@ pub(super) async fn samples_of_an_older_schema_move_into_blocks_and_are_rolled_u
     )
     .await;
     while s.roll_up(1000).await.unwrap() > 0 {}
-    // Back to v8: the three samples as rows 1-3, rolled up (their rollups are stored), and
-    // row 4 not yet.
+    // Back to v8 (every later version undone): the three samples as rows 1-3, rolled up
+    // (their rollups are stored), and row 4 not yet.
     let series = |i: &str| {
         format!("(SELECT id FROM metric_series WHERE name = 'm' AND labels LIKE '%\"{i}\"%')")
     };
@@ -80,7 +80,8 @@ pub(super) async fn samples_of_an_older_schema_move_into_blocks_and_are_rolled_u
         &format!(
             "DROP TABLE metric_sample_blocks;
              DELETE FROM rollup_cursors WHERE name = 'metric_sample_blocks';
-             DELETE FROM schema_migrations WHERE version = 9;
+             ALTER TABLE agents DROP COLUMN claimed_labels;
+             DELETE FROM schema_migrations WHERE version >= 9;
              CREATE TABLE metric_samples (id INTEGER PRIMARY KEY, series_id INTEGER NOT NULL,
                time_ms INTEGER NOT NULL, value REAL NOT NULL);
              INSERT INTO metric_samples (id, series_id, time_ms, value) VALUES

@@ -26,15 +26,18 @@ where
         &self,
         name: &str,
         labels: &std::collections::BTreeMap<String, String>,
+        claimed: Option<&std::collections::BTreeMap<String, String>>,
         version: Option<&str>,
     ) -> Result<(), StoreError> {
         sqlx::query(
-            "INSERT INTO agents (name, labels, version) VALUES ($1, $2, $3)
+            "INSERT INTO agents (name, labels, claimed_labels, version) VALUES ($1, $2, $3, $4)
              ON CONFLICT (name) DO UPDATE SET labels = excluded.labels,
+               claimed_labels = COALESCE(excluded.claimed_labels, agents.claimed_labels),
                version = COALESCE(excluded.version, agents.version)",
         )
         .bind(name)
         .bind(labels_json(labels))
+        .bind(claimed.map(labels_json))
         .bind(version)
         .execute(&self.write)
         .await?;
@@ -42,10 +45,11 @@ where
     }
 
     pub(super) async fn select_agents(&self) -> Result<Vec<AgentRow>, StoreError> {
-        let rows =
-            sqlx::query("SELECT name, labels, last_seen_ms, version FROM agents ORDER BY name")
-                .fetch_all(&self.read)
-                .await?;
+        let rows = sqlx::query(
+            "SELECT name, labels, claimed_labels, last_seen_ms, version FROM agents ORDER BY name",
+        )
+        .fetch_all(&self.read)
+        .await?;
         rows.iter()
             .map(|r| {
                 Ok(AgentRow {
@@ -56,6 +60,10 @@ where
                         .map(time)
                         .transpose()?,
                     version: r.try_get("version")?,
+                    claimed_labels: match r.try_get::<Option<String>, _>("claimed_labels")? {
+                        Some(json) => parse_labels(&json)?,
+                        None => Default::default(),
+                    },
                 })
             })
             .collect()

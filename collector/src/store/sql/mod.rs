@@ -225,9 +225,10 @@ where
         &self,
         name: &str,
         labels: &std::collections::BTreeMap<String, String>,
+        claimed: Option<&std::collections::BTreeMap<String, String>>,
         version: Option<&str>,
     ) -> Result<(), StoreError> {
-        self.write_agent(name, labels, version).await
+        self.write_agent(name, labels, claimed, version).await
     }
 
     async fn agents(&self) -> Result<Vec<AgentRow>, StoreError> {

@@ -6,14 +6,14 @@ use std::sync::Arc;
 use axum::extract::{Path, State};
 use axum::response::Response;
 use chrono::Duration as ChronoDuration;
-use maud::html;
+use maud::{Markup, html};
 
 use super::charts::{CHART_HOURS, cpu_busy, line_chart, network_rates, percent_by};
 use super::{labels_text, page, seen, url_escape};
 use crate::auth::AdminPage;
 use crate::error::AppError;
 use crate::state::AppState;
-use crate::store::{RollupQuery, Tier};
+use crate::store::{AgentRow, RollupQuery, Tier};
 
 /// A host's row of the hosts page: what its latest metrics say.
 struct Now {
@@ -65,7 +65,10 @@ pub async fn hosts(
                             td { a href={ "/admin/hosts/" (url_escape(&a.name)) } { (a.name) } }
                             td { (seen(a.last_seen, now)) }
                             td { (a.version.as_deref().unwrap_or("–")) }
-                            td { (labels_text(&a.labels)) }
+                            td {
+                                (labels_text(&a.labels))
+                                (claims(a))
+                            }
                             td { (percent(m.cpu)) }
                             td { (percent(m.memory)) }
                         }
@@ -124,6 +127,7 @@ pub async fn host(
             "Last seen " (seen(agent.last_seen, now))
             " · version " (agent.version.as_deref().unwrap_or("unknown"))
             " · labels " (labels)
+            (claims(&agent))
         }
         div class="charts" {
             (line_chart("CPU busy", "%", &cpu_busy(&cpu), from_s, to_s, Some(100.0)))
@@ -133,4 +137,17 @@ pub async fn host(
         }
     };
     Ok(page(&format!("Host {name}"), access, None, main))
+}
+
+/// The labels an agent claimed that its configuration overrode, shown beside its labels so a
+/// lie (or a stale agent config) is visible.
+fn claims(agent: &AgentRow) -> Markup {
+    let overridden = agent.overridden_claims();
+    html! {
+        @if !overridden.is_empty() {
+            " " span class="muted" title="sent by the agent, overridden by [[agents]]" {
+                "(claims " (labels_text(&overridden)) ")"
+            }
+        }
+    }
 }
