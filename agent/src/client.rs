@@ -39,6 +39,13 @@ pub enum SendError {
     Encode(#[from] std::io::Error),
 }
 
+/// Bytes of an error answer read for its text: the reason shown is cut to
+/// [`ERROR_TEXT_BYTES`], so the rest of a long answer is never read.
+const ERROR_READ_BYTES: usize = 4096;
+
+/// Longest collector error text kept in a log line or a set-aside batch's reason, in bytes.
+pub const ERROR_TEXT_BYTES: usize = 500;
+
 /// How long the agent stays with a later collector before it tries the first again.
 pub const BACK_TO_FIRST_AFTER: Duration = Duration::from_secs(10);
 
@@ -56,15 +63,19 @@ pub struct CollectorClient {
     /// When the agent last moved off the first collector, or last tried it again; std's
     /// Mutex, never held across an await.
     left_first: std::sync::Mutex<Option<std::time::Instant>>,
+    /// Largest answer body read (`[shipping] max_answer_bytes`).
+    max_answer_bytes: usize,
 }
 
 impl CollectorClient {
-    /// A client for these base URLs (tried in order) with this agent token.
+    /// A client for these base URLs (tried in order) with this agent token, which waits
+    /// `timeout` for a request and reads answers of up to `max_answer_bytes`.
     pub fn new(
         urls: Vec<String>,
         token: String,
         labels: &BTreeMap<String, String>,
         timeout: Duration,
+        max_answer_bytes: usize,
     ) -> Result<Self, crate::AgentError> {
         let http = reqwest::Client::builder()
             .timeout(timeout)
@@ -82,6 +93,7 @@ impl CollectorClient {
             labels_json: serde_json::to_string(labels).unwrap_or_else(|_| "{}".into()),
             current: AtomicUsize::new(0),
             left_first: std::sync::Mutex::new(None),
+            max_answer_bytes,
         })
     }
 
@@ -140,10 +152,26 @@ impl CollectorClient {
             return Ok(None);
         }
         let etag = resp.headers().get(ETAG).cloned();
-        let body = resp.bytes().await.map_err(|e| SendError::Retryable {
-            reason: format!("reading assignments: {e}"),
-            retry_after: None,
-        })?;
+        let mut resp = resp;
+        let body = match read_at_most(&mut resp, self.max_answer_bytes).await {
+            Ok(Body::Whole(body)) => body,
+            // Not retried sooner than the next poll: the same collector would send it again.
+            Ok(Body::Longer(_)) => {
+                return Err(SendError::Rejected {
+                    status: resp.status().as_u16(),
+                    reason: format!(
+                        "the assignments answer is longer than [shipping] max_answer_bytes ({} bytes); not read",
+                        self.max_answer_bytes
+                    ),
+                });
+            }
+            Err(e) => {
+                return Err(SendError::Retryable {
+                    reason: format!("reading assignments: {}", e.without_url()),
+                    retry_after: None,
+                });
+            }
+        };
         let (assignments, skipped) =
             Assignments::decode_lenient(&body).map_err(|e| SendError::Rejected {
                 status: 200,
@@ -221,7 +249,52 @@ impl CollectorClient {
     }
 }
 
-async fn error_from(resp: reqwest::Response) -> SendError {
+/// An answer's body as read by [`read_at_most`].
+#[derive(Debug)]
+enum Body {
+    /// All of it.
+    Whole(Vec<u8>),
+    /// Its first bytes (at most the limit); there was more, which was not read.
+    Longer(Vec<u8>),
+}
+
+/// Reads at most `max` bytes of `resp`'s body, chunk by chunk, so a collector (or something
+/// posing as one) that sends without end costs no more than `max` bytes of memory.
+async fn read_at_most(resp: &mut reqwest::Response, max: usize) -> Result<Body, reqwest::Error> {
+    if resp
+        .content_length()
+        .is_some_and(|n| n > u64::try_from(max).unwrap_or(u64::MAX))
+    {
+        return Ok(Body::Longer(Vec::new()));
+    }
+    let mut out = Vec::new();
+    while let Some(chunk) = resp.chunk().await? {
+        let room = max - out.len();
+        if chunk.len() > room {
+            out.extend_from_slice(&chunk[..room]);
+            return Ok(Body::Longer(out));
+        }
+        out.extend_from_slice(&chunk);
+    }
+    Ok(Body::Whole(out))
+}
+
+/// The text of an error answer for a log line or a stored reason: its first
+/// [`ERROR_TEXT_BYTES`] bytes, invalid UTF-8 replaced, cut between characters.
+fn error_text(body: Body) -> String {
+    let (bytes, longer) = match body {
+        Body::Whole(b) => (b, false),
+        Body::Longer(b) => (b, true),
+    };
+    let mut text = String::from_utf8_lossy(&bytes).into_owned();
+    let cut = lookout_runtime::truncate_on_char_boundary(&mut text, ERROR_TEXT_BYTES);
+    if cut > 0 || longer {
+        text.push_str("…[cut]");
+    }
+    text
+}
+
+async fn error_from(mut resp: reqwest::Response) -> SendError {
     let status = resp.status();
     let retry_after = resp
         .headers()
@@ -230,8 +303,11 @@ async fn error_from(resp: reqwest::Response) -> SendError {
         .and_then(|v| v.trim().parse::<u64>().ok())
         .map(Duration::from_secs);
     let url = resp.url().to_string();
-    let mut reason = resp.text().await.unwrap_or_default();
-    reason.truncate(500);
+    // A body that breaks off is still an answer: its status says what happened.
+    let reason = match read_at_most(&mut resp, ERROR_READ_BYTES).await {
+        Ok(body) => error_text(body),
+        Err(e) => format!("(the answer's body broke off: {})", e.without_url()),
+    };
     let reason = format!("{url}: {status}: {reason}");
     if status.is_server_error()
         || status == StatusCode::REQUEST_TIMEOUT
@@ -246,5 +322,31 @@ async fn error_from(resp: reqwest::Response) -> SendError {
             status: status.as_u16(),
             reason,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{Body, ERROR_TEXT_BYTES, error_text};
+
+    #[test]
+    fn error_text_is_cut_between_characters_and_survives_invalid_utf8() {
+        // A three-byte character straddling byte 500, at each of its offsets.
+        for pad in 497..=500 {
+            let mut body = "a".repeat(pad).into_bytes();
+            body.extend_from_slice("€€€".as_bytes());
+            let text = error_text(Body::Whole(body));
+            let kept = text.trim_end_matches("…[cut]");
+            assert!(
+                kept.len() <= ERROR_TEXT_BYTES,
+                "{pad}: {} bytes",
+                kept.len()
+            );
+            assert!(kept.starts_with(&"a".repeat(pad)));
+        }
+        let text = error_text(Body::Whole(vec![b'x', 0xff, 0xfe, b'y']));
+        assert_eq!(text, "x\u{fffd}\u{fffd}y");
+        assert_eq!(error_text(Body::Longer(b"abc".to_vec())), "abc…[cut]");
+        assert_eq!(error_text(Body::Whole(b"short".to_vec())), "short");
     }
 }

@@ -148,6 +148,7 @@ pub async fn run(settings: AgentSettings, shutdown: CancellationToken) -> Result
         settings.token.clone(),
         &settings.labels,
         settings.shipping.request_timeout,
+        settings.shipping.max_answer_bytes,
     )?);
     let prober = probes::Prober::new(settings.max_concurrent_probes).identified_as(&settings.name);
     let work = CancellationToken::new();

@@ -54,6 +54,7 @@ pub async fn run(settings: &AgentSettings) -> Result<Report, AgentError> {
         settings.token.clone(),
         &settings.labels,
         ASSIGNMENTS_WAIT,
+        settings.shipping.max_answer_bytes,
     )?;
     match client
         .assignments(None, settings.shipping.assignments_interval)

@@ -190,6 +190,11 @@ pub struct ShippingConfig {
     /// Time one request to the collector may take. Default `"10s"`.
     #[serde(default = "default_request_timeout", with = "crate::duration")]
     pub request_timeout: Duration,
+    /// Largest answer from the collector read, in bytes (an assignments document; an error's
+    /// text is read only to its first few KiB). A longer one is not read: the assignments
+    /// stay as they were and the agent says why. Default 16 MiB; 1 KiB to 1 GiB.
+    #[serde(default = "default_max_answer_bytes")]
+    pub max_answer_bytes: usize,
 }
 
 impl Default for ShippingConfig {
@@ -202,6 +207,7 @@ impl Default for ShippingConfig {
             assignments_interval: default_assignments_interval(),
             max_backoff: default_max_backoff(),
             request_timeout: default_request_timeout(),
+            max_answer_bytes: default_max_answer_bytes(),
         }
     }
 }
@@ -226,6 +232,9 @@ fn default_max_backoff() -> Duration {
 }
 fn default_request_timeout() -> Duration {
     Duration::from_secs(10)
+}
+fn default_max_answer_bytes() -> usize {
+    16 << 20
 }
 
 /// `[spool]`: every record is written here before it is shipped.
@@ -447,5 +456,11 @@ fn validate_shipping(doc: &mut Document<'_>, s: &ShippingConfig) {
     }
     if s.request_timeout.is_zero() {
         doc.error_at(&at.child("request_timeout"), "must be more than 0s");
+    }
+    if !(1024..=1 << 30).contains(&s.max_answer_bytes) {
+        doc.error_at(
+            &at.child("max_answer_bytes"),
+            "must be at least 1024 and at most 1073741824 (1 GiB)",
+        );
     }
 }

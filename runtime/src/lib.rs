@@ -5,7 +5,9 @@
 //! - [`telemetry`]: their own logs, span export over OTLP and errors sent to Sentry;
 //! - [`signal`]: stopping on SIGTERM or Ctrl-C, and the collector's reload on SIGHUP;
 //! - [`backoff`]: the one retry policy (the agent's shipper, the collector's notifier);
-//! - [`error_chain`]: an error with its causes, as one line for a log or a stored reason.
+//! - [`error_chain`]: an error with its causes, as one line for a log or a stored reason;
+//! - [`truncate_on_char_boundary`]: a text cut to a length in bytes without splitting a
+//!   character (`String::truncate` panics inside one).
 //!
 //! It depends on nothing the agent did not link before it existed: the agent's binary size is
 //! one of its goals (docs/host-metrics.md).
@@ -31,9 +33,41 @@ pub fn error_chain(e: &dyn std::error::Error) -> String {
     out
 }
 
+/// Cuts `text` to at most `max_bytes` bytes, at the last character boundary at or before
+/// it, and returns how many bytes were cut off. Text from a peer may put a multi-byte
+/// character anywhere, where `String::truncate` would panic.
+pub fn truncate_on_char_boundary(text: &mut String, max_bytes: usize) -> usize {
+    if text.len() <= max_bytes {
+        return 0;
+    }
+    let mut at = max_bytes;
+    while !text.is_char_boundary(at) {
+        at -= 1;
+    }
+    let cut = text.len() - at;
+    text.truncate(at);
+    cut
+}
+
 #[cfg(test)]
 mod tests {
-    use super::error_chain;
+    use super::{error_chain, truncate_on_char_boundary};
+
+    #[test]
+    fn text_is_cut_between_characters_never_inside_one() {
+        // "é" is two bytes and "€" three: every cut point falls inside one somewhere.
+        for prefix in 0..4 {
+            let original = format!("{}{}", "a".repeat(prefix), "é€".repeat(200));
+            for max in 0..original.len() + 2 {
+                let mut t = original.clone();
+                let cut = truncate_on_char_boundary(&mut t, max);
+                assert!(t.len() <= max, "{max}: {} bytes kept", t.len());
+                assert!(max - t.len().min(max) < 3 || t.len() == original.len());
+                assert!(original.starts_with(&t));
+                assert_eq!(t.len() + cut, original.len());
+            }
+        }
+    }
 
     #[derive(Debug, thiserror::Error)]
     #[error("{text}")]
