@@ -330,6 +330,50 @@ async fn bad_query_parameters_are_named() {
     assert!(j["error"].as_str().unwrap().contains("nope"), "{j}");
 }
 
+/// Issue #28: a step whose milliseconds wrapped to 0 divided by zero; every bad step or
+/// window is a 400 with a sentence, never a 5xx.
+#[tokio::test]
+async fn metric_steps_and_windows_are_validated() {
+    let h = Harness::new().await;
+    let q = "/api/v1/metrics?agent=web-1&name=m";
+    for (query, says) in [
+        ("&step=0s", "step must be at least 1s"),
+        ("&step=500ms", "step must be at least 1s"),
+        ("&step=-1s", "step:"),
+        ("&step=584942417355y", "step"),
+        ("&step=18446744073709551615s", "step"),
+        ("&step=367d", "step must be at most 366d"),
+        (
+            "&from=2026-01-02T00:00:00Z&to=2026-01-01T00:00:00Z",
+            "from is after to",
+        ),
+        (
+            "&step=5s&from=2026-01-01T00:00:00Z&to=2026-01-01T07:00:00Z",
+            "at most 6h",
+        ),
+        (
+            "&step=5m&from=2026-01-01T00:00:00Z&to=2026-02-15T00:00:00Z",
+            "at most 31d",
+        ),
+        (
+            "&step=1h&from=0001-01-01T00:00:00Z&to=9999-01-01T00:00:00Z",
+            "more than 20000 steps",
+        ),
+    ] {
+        let (s, j) = h.get(&format!("{q}{query}")).await;
+        assert_eq!(s, StatusCode::BAD_REQUEST, "{query}: {j}");
+        let error = j["error"].as_str().unwrap_or_default();
+        assert!(error.contains(says), "{query}: {error}");
+    }
+    // The widest a year's step allows is still answered.
+    let (s, j) = h
+        .get(&format!(
+            "{q}&step=366d&from=0001-01-01T00:00:00Z&to=9999-01-01T00:00:00Z"
+        ))
+        .await;
+    assert_eq!(s, StatusCode::OK, "{j}");
+}
+
 #[tokio::test]
 async fn results_filter_by_agent_and_window() {
     let h = Harness::new().await;

@@ -3,8 +3,10 @@
 //! of samples.
 //!
 //! Steps under a minute read raw samples (kept `raw_retention`, windows of at most 6 hours);
-//! steps of a minute or more read per-minute rollups, of an hour or more per-hour rollups. Steps
-//! without samples are left out. Counters are returned as stored (running totals); a rate is
+//! steps of a minute or more read per-minute rollups (windows of at most 31 days), of an hour
+//! or more per-hour rollups. A step is at most 366 days, a window at most 20,000 steps, and an
+//! answer at most 500,000 points; past any of these the answer is 400 with a sentence, so no
+//! query makes the store read years of fine rows. Steps without samples are left out. Counters are returned as stored (running totals); a rate is
 //! the difference of `last` between steps.
 
 use std::collections::BTreeMap;
@@ -79,8 +81,16 @@ pub struct MetricsAnswer {
     pub series: Vec<Series>,
 }
 
+/// Most steps in a window.
 const MAX_STEPS: i64 = 20_000;
+/// Longest window read from raw samples (steps under a minute).
 const MAX_RAW_WINDOW: ChronoDuration = ChronoDuration::hours(6);
+/// Longest window read from per-minute rollups (steps under an hour): 44,640 rows a series.
+const MAX_MINUTE_WINDOW: ChronoDuration = ChronoDuration::days(31);
+/// Longest step: a year and a day.
+const MAX_STEP: Duration = Duration::from_secs(366 * 86_400);
+/// Most points (series × steps) in one answer.
+const MAX_POINTS: usize = 500_000;
 
 fn required(v: Option<String>, name: &str) -> Result<String, AppError> {
     v.filter(|s| !s.is_empty())
@@ -115,10 +125,7 @@ pub async fn metrics(
     let step_text = p.step.unwrap_or_else(|| "1m".into());
     let step: Duration = lookout_config::duration::parse(&step_text)
         .map_err(|e| AppError::BadRequest(format!("step: {e}")))?;
-    if step < Duration::from_secs(1) {
-        return Err(AppError::BadRequest("step must be at least 1s".into()));
-    }
-    let step_ms = step.as_millis() as i64;
+    let step_ms = step_millis(step)?;
     let (from, to) = window(p.from.as_deref(), p.to.as_deref(), ChronoDuration::hours(1))?;
     if (to - from).num_milliseconds() / step_ms > MAX_STEPS {
         return Err(AppError::BadRequest(format!(
@@ -136,6 +143,12 @@ pub async fn metrics(
                 .into(),
         ));
     }
+    if matches!(tier, Some(Tier::Minute)) && to - from > MAX_MINUTE_WINDOW {
+        return Err(AppError::BadRequest(
+            "steps under 1h read per-minute rollups, for windows of at most 31d: use step=1h or more"
+                .into(),
+        ));
+    }
     let aligned = DateTime::from_timestamp_millis(bucket_start(from.timestamp_millis(), step_ms))
         .unwrap_or(from);
     let q = RollupQuery {
@@ -149,14 +162,33 @@ pub async fn metrics(
         None => state.store.metric_samples(&q).await?,
         Some(_) => state.store.metric_rollups(&q).await?,
     };
+    let series = aggregate(rows, &wanted, step_ms);
+    if series.iter().map(|s| s.points.len()).sum::<usize>() > MAX_POINTS {
+        return Err(AppError::BadRequest(format!(
+            "more than {MAX_POINTS} points (series × steps): narrow labels, use a larger step or a shorter window"
+        )));
+    }
     Ok(Json(MetricsAnswer {
         agent,
         name,
         step: step_text,
         from,
         to,
-        series: aggregate(rows, &wanted, step_ms),
+        series,
     }))
+}
+
+/// A step in milliseconds, from 1 s to [`MAX_STEP`]: never zero (a divisor) and never one
+/// whose milliseconds do not fit an `i64` (which wrapped to zero or below).
+fn step_millis(step: Duration) -> Result<i64, AppError> {
+    if step < Duration::from_secs(1) {
+        return Err(AppError::BadRequest("step must be at least 1s".into()));
+    }
+    if step > MAX_STEP {
+        return Err(AppError::BadRequest("step must be at most 366d".into()));
+    }
+    i64::try_from(step.as_millis())
+        .map_err(|_| AppError::BadRequest("step must be at most 366d".into()))
 }
 
 /// Groups buckets (oldest first) by series and step; `last` is the latest bucket's.
@@ -205,4 +237,28 @@ fn aggregate(
                 .collect(),
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn steps_are_refused_below_a_second_above_a_year_and_never_wrap() {
+        assert_eq!(step_millis(Duration::from_secs(60)).ok(), Some(60_000));
+        assert_eq!(step_millis(MAX_STEP).ok(), Some(366 * 86_400_000));
+        for bad in [
+            Duration::ZERO,
+            Duration::from_millis(999),
+            MAX_STEP + Duration::from_secs(1),
+            // Its milliseconds as an i64 were 0: the division by zero of issue #28.
+            Duration::from_millis(1 << 63) * 2,
+            Duration::MAX,
+        ] {
+            assert!(
+                matches!(step_millis(bad), Err(AppError::BadRequest(_))),
+                "{bad:?}"
+            );
+        }
+    }
 }
