@@ -212,6 +212,11 @@ pub struct StorageConfig {
     /// Most bytes of log text kept; beyond it the oldest days go first. Default 1 GiB.
     #[serde(default = "default_log_max_bytes")]
     pub log_max_bytes: u64,
+    /// PostgreSQL only: longest one statement may run before the server cancels it (set on
+    /// every connection of the pool), so a costly query fails instead of holding a
+    /// connection. Default `"30s"`; 1 s to 1 h. Schema migrations at start are not timed.
+    #[serde(default = "default_statement_timeout", with = "crate::duration")]
+    pub statement_timeout: Duration,
 }
 
 impl Default for StorageConfig {
@@ -224,6 +229,7 @@ impl Default for StorageConfig {
             hour_rollup_retention: default_hour_retention(),
             log_retention: default_log_retention(),
             log_max_bytes: default_log_max_bytes(),
+            statement_timeout: default_statement_timeout(),
         }
     }
 }
@@ -246,6 +252,9 @@ fn default_log_retention() -> Duration {
 fn default_log_max_bytes() -> u64 {
     1 << 30
 }
+fn default_statement_timeout() -> Duration {
+    Duration::from_secs(30)
+}
 
 impl std::fmt::Debug for StorageConfig {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -257,6 +266,7 @@ impl std::fmt::Debug for StorageConfig {
             .field("hour_rollup_retention", &self.hour_rollup_retention)
             .field("log_retention", &self.log_retention)
             .field("log_max_bytes", &self.log_max_bytes)
+            .field("statement_timeout", &self.statement_timeout)
             .finish()
     }
 }
@@ -489,6 +499,11 @@ impl CollectorConfig {
                 &at.child("minute_rollup_retention"),
                 "must be at least raw_retention",
             );
+        }
+        if !(Duration::from_secs(1)..=Duration::from_secs(3600))
+            .contains(&storage.statement_timeout)
+        {
+            doc.error_at(&at.child("statement_timeout"), "must be 1s to 1h");
         }
         if storage.hour_rollup_retention < storage.minute_rollup_retention {
             doc.error_at(

@@ -469,7 +469,7 @@ pub async fn open(
         Ok(Arc::new(sqlite::SqliteStore::open(Path::new(path)).await?))
     } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
         Ok(Arc::new(
-            postgres::PgStore::open(url, config.max_connections).await?,
+            postgres::PgStore::open(url, config.max_connections, config.statement_timeout).await?,
         ))
     } else {
         Err(StoreError::Unsupported {

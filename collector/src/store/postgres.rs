@@ -75,19 +75,83 @@ impl Backend for Postgres {
 }
 
 impl PgStore {
-    /// Connects, and brings the schema up to date.
-    pub async fn open(url: &str, max_connections: u32) -> Result<Self, StoreError> {
+    /// Connects, and brings the schema up to date. Every connection of the pool gets
+    /// `statement_timeout` (`[storage] statement_timeout`): a query the server runs longer is
+    /// cancelled there, and its request fails, instead of holding a connection and the
+    /// database's CPU for as long as the query would take.
+    pub async fn open(
+        url: &str,
+        max_connections: u32,
+        statement_timeout: Duration,
+    ) -> Result<Self, StoreError> {
         let opts = PgConnectOptions::from_str(url)?;
+        // Migrations may move every row once: they run on their own connection, untimed.
+        let setup = PgPoolOptions::new()
+            .max_connections(1)
+            .acquire_timeout(Duration::from_secs(10))
+            .connect_with(opts.clone())
+            .await?;
+        Self::migrate(&setup).await?;
+        setup.close().await;
+        let timeout_ms = format!("{}", statement_timeout.as_millis());
         let pool = PgPoolOptions::new()
             .max_connections(max_connections)
             .acquire_timeout(Duration::from_secs(10))
-            .connect_with(opts)
+            .connect_with(opts.options([("statement_timeout", timeout_ms.as_str())]))
             .await?;
-        Self::migrate(&pool).await?;
         Ok(Self {
             write: pool.clone(),
             read: pool,
             series: SeriesCache::default(),
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::PgStore;
+
+    /// Every pooled connection carries the timeout, and the server enforces it.
+    #[tokio::test]
+    async fn statements_past_the_timeout_are_cancelled_by_the_server() {
+        let Ok(admin) = std::env::var("LOOKOUT_TEST_PG_URL") else {
+            assert!(
+                std::env::var("LOOKOUT_REQUIRE_PG").is_err(),
+                "LOOKOUT_REQUIRE_PG is set but LOOKOUT_TEST_PG_URL is not"
+            );
+            return;
+        };
+        let name = format!("lookout_t_timeout_{}", fastrand::u64(..));
+        let pool = sqlx::PgPool::connect(&admin).await.unwrap();
+        sqlx::query(sqlx::AssertSqlSafe(format!(
+            "CREATE DATABASE {name} TEMPLATE template0"
+        )))
+        .execute(&pool)
+        .await
+        .unwrap();
+        let url = format!("{}/{name}", &admin[..admin.rfind('/').unwrap()]);
+        let store = PgStore::open(&url, 3, Duration::from_secs(1))
+            .await
+            .unwrap();
+        for _ in 0..3 {
+            let shown: String = sqlx::query_scalar("SHOW statement_timeout")
+                .fetch_one(&store.read)
+                .await
+                .unwrap();
+            assert_eq!(shown, "1s");
+        }
+        let slow = sqlx::query("SELECT pg_sleep(3)")
+            .execute(&store.read)
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(slow.contains("statement timeout"), "{slow}");
+        store.read.close().await;
+        sqlx::query(sqlx::AssertSqlSafe(format!("DROP DATABASE {name}")))
+            .execute(&pool)
+            .await
+            .unwrap();
     }
 }
