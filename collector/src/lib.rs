@@ -33,6 +33,7 @@ pub mod ingest;
 pub mod leadership;
 pub mod maintenance;
 pub mod notify;
+pub mod nul;
 pub mod routes;
 pub mod rules;
 pub mod sessions;
@@ -108,6 +109,8 @@ pub fn router(state: Arc<AppState>) -> Router {
             tower_http::compression::CompressionLayer::new()
                 .quality(tower_http::CompressionLevel::Fastest),
         )
+        // A NUL in a URL is refused before any handler reads it (nul.rs).
+        .layer(axum::middleware::from_fn(nul::refuse_in_url))
         .with_state(state)
 }
 

@@ -286,6 +286,11 @@ pub async fn create_silence(
     body: Result<Json<NewSilence>, axum::extract::rejection::JsonRejection>,
 ) -> Result<(axum::http::StatusCode, Json<Silence>), AppError> {
     let Json(n) = body.map_err(|e| AppError::BadRequest(e.body_text()))?;
+    crate::nul::refuse("comment", &n.comment)?;
+    for (name, value) in &n.matchers {
+        crate::nul::refuse("matchers", name)?;
+        crate::nul::refuse("matchers", value)?;
+    }
     let starts = n.starts.unwrap_or_else(Utc::now);
     if n.matchers.is_empty() {
         return Err(AppError::BadRequest(

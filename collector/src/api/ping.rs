@@ -66,7 +66,7 @@ async fn record(
     };
     let text = (!body.is_empty()).then(|| {
         let cut = &body[..body.len().min(BODY_KEPT)];
-        String::from_utf8_lossy(cut).into_owned()
+        crate::nul::replace(&String::from_utf8_lossy(cut)).into_owned()
     });
     let ping = Ping {
         name: name.to_string(),
