@@ -269,6 +269,24 @@ pub async fn assignments(
             })?,
         None => BTreeMap::new(),
     };
+    // Asking for its assignments shows the agent alive, even one with nothing to ship; how
+    // often it asks sets how long a silence means it is down.
+    let poll = match headers.get(POLL_HEADER) {
+        Some(v) => Some(
+            v.to_str()
+                .ok()
+                .filter(|v| !v.is_empty() && v.bytes().all(|b| b.is_ascii_digit()))
+                // More than u64 holds is longer than the clamp's day anyway.
+                .map(|v| v.parse::<u64>().unwrap_or(u64::MAX))
+                .ok_or_else(|| {
+                    AppError::BadRequest(format!(
+                        "{POLL_HEADER}: expected whole milliseconds (0 or more)"
+                    ))
+                })?,
+        ),
+        None => None,
+    }
+    .map(|ms| std::time::Duration::from_millis(ms.clamp(1_000, 86_400_000)));
     // Shown as the agent says, under what the configuration says, and kept as sent beside
     // them; trusted to select checks only where its entry has `self_labels`
     // (AppState::with_assigned).
@@ -292,13 +310,6 @@ pub async fn assignments(
         .store
         .upsert_agent(&agent.name, &labels, Some(&claimed), version.as_deref())
         .await?;
-    // Asking for its assignments shows the agent alive, even one with nothing to ship; how
-    // often it asks sets how long a silence means it is down.
-    let poll = headers
-        .get(POLL_HEADER)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok())
-        .map(|ms| std::time::Duration::from_millis(ms.clamp(1_000, 86_400_000)));
     state.evaluator.polled(&agent.name, poll).await;
     state.set_claims(&agent, &labels);
     let doc = Assignments::new(
