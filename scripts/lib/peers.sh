@@ -26,3 +26,23 @@ install_probe_peers() {
   fi
   echo "redis-server $(redis-server --version | awk '{print $3}' | cut -d= -f2), $(dnsmasq --version | head -n 1 | awk '{print $1, $3}'), aiosmtpd $(python3 -c 'import aiosmtpd; print(aiosmtpd.__version__)')"
 }
+
+# schemathesis (PyPI), which tests/tests/api_schema.rs runs against the collector's own API
+# description; in a virtual environment of its own, where that test looks for it, so its many
+# dependencies never meet the system's Python packages. Pinned: a new release generates other
+# cases, and a test that changes under the code is no oracle.
+SCHEMATHESIS_VERSION=4.32.5
+install_api_peers() {
+  local venv="$HOME/.cache/lookout/schemathesis"
+  if ! "$venv/bin/schemathesis" --version 2>/dev/null | grep -q "$SCHEMATHESIS_VERSION"; then
+    echo "installing schemathesis $SCHEMATHESIS_VERSION (PyPI)"
+    python3 -c 'import ensurepip' 2>/dev/null || {
+      apt-get update -qq
+      DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends python3-venv >/dev/null
+    }
+    python3 -m venv "$venv"
+    "$venv/bin/pip" install -q --disable-pip-version-check "schemathesis==$SCHEMATHESIS_VERSION"
+  fi
+  export LOOKOUT_SCHEMATHESIS="$venv/bin/schemathesis"
+  "$LOOKOUT_SCHEMATHESIS" --version
+}

@@ -423,6 +423,34 @@ pub fn coverage(ranges: &[(u64, u64, u64)]) -> Result<(u64, u64)> {
     Ok((expect - 1, missing))
 }
 
+/// A fresh database named `lookout_<purpose>_<random>` on the tests' PostgreSQL
+/// (`LOOKOUT_TEST_PG_URL`; `scripts/test` starts one), as a URL; `None` when there is none and
+/// none is required (`LOOKOUT_REQUIRE_PG`).
+pub async fn pg_database(purpose: &str) -> Option<String> {
+    let Ok(admin) = std::env::var("LOOKOUT_TEST_PG_URL") else {
+        assert!(
+            std::env::var("LOOKOUT_REQUIRE_PG").is_err(),
+            "LOOKOUT_REQUIRE_PG is set but LOOKOUT_TEST_PG_URL is not"
+        );
+        eprintln!("skipped: no PostgreSQL (set LOOKOUT_TEST_PG_URL, or run scripts/test)");
+        return None;
+    };
+    let name = format!("lookout_{purpose}_{:08x}", fastrand::u32(..));
+    let pool = sqlx::PgPool::connect(&admin)
+        .await
+        .expect("LOOKOUT_TEST_PG_URL answers");
+    sqlx::query(sqlx::AssertSqlSafe(format!(
+        "CREATE DATABASE {name} TEMPLATE template0"
+    )))
+    .execute(&pool)
+    .await
+    .expect("a database of the test's own");
+    let i = admin
+        .rfind('/')
+        .expect("LOOKOUT_TEST_PG_URL has a database part");
+    Some(format!("{}/{name}", &admin[..i]))
+}
+
 #[cfg(test)]
 mod tests {
     use super::coverage;

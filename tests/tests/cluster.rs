@@ -14,30 +14,6 @@ use lookout_tests::{
     Daemon, Inbox, Target, bin, check_status, eventually, free_port, get_json, serve,
 };
 
-/// A fresh database on the test's PostgreSQL, or `None` when there is none and none is required.
-async fn database() -> Option<String> {
-    let Ok(admin) = std::env::var("LOOKOUT_TEST_PG_URL") else {
-        assert!(
-            std::env::var("LOOKOUT_REQUIRE_PG").is_err(),
-            "LOOKOUT_REQUIRE_PG is set but LOOKOUT_TEST_PG_URL is not"
-        );
-        eprintln!("skipped: no PostgreSQL (set LOOKOUT_TEST_PG_URL, or run scripts/test)");
-        return None;
-    };
-    let name = format!("lookout_cluster_{:08x}", fastrand::u32(..));
-    let pool = sqlx::PgPool::connect(&admin).await.unwrap();
-    sqlx::query(sqlx::AssertSqlSafe(format!(
-        "CREATE DATABASE {name} TEMPLATE template0"
-    )))
-    .execute(&pool)
-    .await
-    .unwrap();
-    let i = admin
-        .rfind('/')
-        .expect("LOOKOUT_TEST_PG_URL has a database part");
-    Some(format!("{}/{name}", &admin[..i]))
-}
-
 /// Notes of `kind` in `inbox`.
 fn count(inbox: &Inbox, kind: &str) -> usize {
     inbox.notes().iter().filter(|(k, _)| k == kind).count()
@@ -170,7 +146,9 @@ async fn wait_notes(inbox: &Inbox, kind: &str, n: usize, what: &str) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_leader_killed_mid_outage_leaves_one_page_and_one_resolve() {
-    let Some(db) = database().await else { return };
+    let Some(db) = lookout_tests::pg_database("cluster").await else {
+        return;
+    };
     let target = Target::start().await.unwrap();
     let inbox = Inbox::default();
     let hook = format!(
