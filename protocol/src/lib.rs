@@ -492,10 +492,32 @@ pub fn decode_batch(
     encoding: Encoding,
     max_decoded: usize,
 ) -> Result<Batch, DecodeError> {
-    let json = decompress(body, encoding, max_decoded)?;
+    let mut json = decompress(body, encoding, max_decoded)?;
+    replace_escaped_nul(&mut json);
     let batch: Batch = serde_json::from_slice(&json)?;
     validate(&batch)?;
     Ok(batch)
+}
+
+/// Turns each JSON escape `\u0000` in `json` into `\uFFFD` (the replacement character), in
+/// place. PostgreSQL cannot store a NUL in text, so a batch holding one was refused by the store
+/// on every retry, and the agent's spool stuck behind it; SQLite would have kept it, so one
+/// rule for both: a NUL in any string of a batch arrives as U+FFFD. JSON has no other way to
+/// write a NUL (a raw one in a string is invalid JSON); `\\u0000` (an escaped backslash, then
+/// text) is left alone.
+fn replace_escaped_nul(json: &mut [u8]) {
+    let found: Vec<usize> = memchr::memmem::find_iter(json, b"\\u0000").collect();
+    for at in found {
+        // An escape when an odd number of backslashes ends at `at`.
+        let backslashes = json[..=at]
+            .iter()
+            .rev()
+            .take_while(|&&b| b == b'\\')
+            .count();
+        if backslashes % 2 == 1 {
+            json[at + 2..at + 6].copy_from_slice(b"FFFD");
+        }
+    }
 }
 
 fn decompress(body: &[u8], encoding: Encoding, max: usize) -> Result<Vec<u8>, DecodeError> {
