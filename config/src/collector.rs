@@ -133,6 +133,38 @@ pub struct ServerConfig {
     /// which agents keep under 1 MiB by default (`max_batch_bytes`).
     #[serde(default = "default_concurrent_ingest")]
     pub max_concurrent_ingest: usize,
+    /// Largest request body of every route but ingest (which has `max_body_bytes`) and the
+    /// heartbeat pings (4 KiB), in bytes: logins and silences are a few hundred bytes. Larger
+    /// gets 413 before the body is read. Default 65536; 1024 to 1 GiB.
+    #[serde(default = "default_max_request_body")]
+    pub max_request_body_bytes: usize,
+    /// How long a client has to send a request's headers, from its connection's start (or the
+    /// end of its previous answer) on; after it the connection is closed. Default `"10s"`;
+    /// 1 s to 10 min.
+    #[serde(default = "default_header_timeout", with = "crate::duration")]
+    pub header_timeout: Duration,
+    /// How long a kept-alive connection may wait, idle, for its next request; after it the
+    /// connection is closed (a client opens another). Default `"60s"`; at least
+    /// `header_timeout`, at most 1 h.
+    #[serde(default = "default_idle_timeout", with = "crate::duration")]
+    pub idle_timeout: Duration,
+    /// How long a client has to send a request's body, from its headers on; after it the
+    /// answer is 408 and the connection is closed. Default `"60s"`; 1 s to 1 h.
+    #[serde(default = "default_body_timeout", with = "crate::duration")]
+    pub body_timeout: Duration,
+    /// How long the collector may take to answer a request of the API, the pages or
+    /// `/metrics`; after it the answer is 503. Not the live tails (they stream for as long as
+    /// the reader stays) nor ingest (which answers once its batch is stored). Default `"30s"`;
+    /// 1 s to 1 h.
+    #[serde(default = "default_request_timeout", with = "crate::duration")]
+    pub request_timeout: Duration,
+    /// Connections open at once; a connection beyond it is answered 503 and closed. Default
+    /// 4096 (the collector raises its open-files limit to fit); 1 to 1,000,000.
+    #[serde(default = "default_max_open_connections")]
+    pub max_open_connections: usize,
+    /// Live-tail readers (`/api/v1/logs/tail`) at once; beyond it 503. Default 64; 1 to 100,000.
+    #[serde(default = "default_max_tail_subscribers")]
+    pub max_tail_subscribers: usize,
     /// The address users reach this collector at (`https://status.example.com`), for links in
     /// notifications. Default none: messages carry no link.
     #[serde(default)]
@@ -154,6 +186,13 @@ impl Default for ServerConfig {
             max_body_bytes: default_max_body(),
             max_decoded_bytes: default_max_decoded(),
             max_concurrent_ingest: default_concurrent_ingest(),
+            max_request_body_bytes: default_max_request_body(),
+            header_timeout: default_header_timeout(),
+            idle_timeout: default_idle_timeout(),
+            body_timeout: default_body_timeout(),
+            request_timeout: default_request_timeout(),
+            max_open_connections: default_max_open_connections(),
+            max_tail_subscribers: default_max_tail_subscribers(),
             public_url: None,
         }
     }
@@ -182,6 +221,85 @@ fn default_max_decoded() -> usize {
 }
 fn default_concurrent_ingest() -> usize {
     128
+}
+fn default_max_request_body() -> usize {
+    64 << 10
+}
+fn default_header_timeout() -> Duration {
+    Duration::from_secs(10)
+}
+fn default_idle_timeout() -> Duration {
+    Duration::from_secs(60)
+}
+fn default_body_timeout() -> Duration {
+    Duration::from_secs(60)
+}
+fn default_request_timeout() -> Duration {
+    Duration::from_secs(30)
+}
+fn default_max_open_connections() -> usize {
+    4096
+}
+fn default_max_tail_subscribers() -> usize {
+    64
+}
+
+/// The `[server]` limits on connections and requests: each within its range, an idle
+/// connection waiting at least as long as a request's headers may take.
+fn validate_server_limits(doc: &mut Document<'_>, server: &ServerConfig) {
+    let at = KeyPath::key("server");
+    let secs = Duration::from_secs;
+    let durations = [
+        ("header_timeout", server.header_timeout, secs(1), secs(600)),
+        ("idle_timeout", server.idle_timeout, secs(1), secs(3600)),
+        ("body_timeout", server.body_timeout, secs(1), secs(3600)),
+        (
+            "request_timeout",
+            server.request_timeout,
+            secs(1),
+            secs(3600),
+        ),
+    ];
+    for (key, value, min, max) in durations {
+        if value < min || value > max {
+            doc.error_at(
+                &at.child(key),
+                format!(
+                    "must be between {} and {}",
+                    crate::duration::format(&min),
+                    crate::duration::format(&max)
+                ),
+            );
+        }
+    }
+    if server.idle_timeout < server.header_timeout {
+        doc.error_at(&at.child("idle_timeout"), "must be at least header_timeout");
+    }
+    let counts = [
+        (
+            "max_request_body_bytes",
+            server.max_request_body_bytes,
+            1024,
+            1 << 30,
+        ),
+        (
+            "max_open_connections",
+            server.max_open_connections,
+            1,
+            1_000_000,
+        ),
+        (
+            "max_tail_subscribers",
+            server.max_tail_subscribers,
+            1,
+            100_000,
+        ),
+    ];
+    for (key, value, min, max) in counts {
+        if !(min..=max).contains(&value) {
+            doc.error_at(&at.child(key), format!("must be between {min} and {max}"));
+        }
+    }
 }
 
 /// `[storage]`. Its `Debug` hides the URL's password.
@@ -517,6 +635,7 @@ impl CollectorConfig {
                 "must be at least 1",
             );
         }
+        validate_server_limits(&mut doc, &server);
         if server.max_body_bytes < 1024 {
             doc.error_at(
                 &KeyPath::key("server").child("max_body_bytes"),

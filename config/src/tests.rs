@@ -888,3 +888,48 @@ fn steady_wait_defaults_to_ten_seconds_and_a_bad_one_names_its_key() {
         "{errs}"
     );
 }
+
+#[test]
+fn the_server_limits_default_and_refuse_zero_or_absurd_values() {
+    let s = collector("").unwrap().server;
+    assert_eq!(s.max_request_body_bytes, 65536);
+    assert_eq!(s.header_timeout, Duration::from_secs(10));
+    assert_eq!(s.idle_timeout, Duration::from_secs(60));
+    assert_eq!(s.body_timeout, Duration::from_secs(60));
+    assert_eq!(s.request_timeout, Duration::from_secs(30));
+    assert_eq!(s.max_open_connections, 4096);
+    assert_eq!(s.max_tail_subscribers, 64);
+    let s = collector(
+        "[server]\nheader_timeout = \"3s\"\nbody_timeout = \"3s\"\nmax_open_connections = 3000\n",
+    )
+    .unwrap()
+    .server;
+    assert_eq!(s.header_timeout, Duration::from_secs(3));
+    assert_eq!(s.max_open_connections, 3000);
+
+    let errs = collector(
+        "[server]\nmax_request_body_bytes = 0\nheader_timeout = \"0s\"\nidle_timeout = \"2h\"\n\
+         body_timeout = \"10ms\"\nrequest_timeout = \"1000d\"\nmax_open_connections = 0\n\
+         max_tail_subscribers = 1000000000\n",
+    )
+    .unwrap_err()
+    .to_string();
+    for want in [
+        "server.max_request_body_bytes: must be between 1024 and 1073741824",
+        "server.header_timeout: must be between 1s and 10m",
+        "server.idle_timeout: must be between 1s and 1h",
+        "server.body_timeout: must be between 1s and 1h",
+        "server.request_timeout: must be between 1s and 1h",
+        "server.max_open_connections: must be between 1 and 1000000",
+        "server.max_tail_subscribers: must be between 1 and 100000",
+    ] {
+        assert!(errs.contains(want), "{want} not in {errs}");
+    }
+    let errs = collector("[server]\nheader_timeout = \"30s\"\nidle_timeout = \"20s\"\n")
+        .unwrap_err()
+        .to_string();
+    assert!(
+        errs.contains("server.idle_timeout: must be at least header_timeout"),
+        "{errs}"
+    );
+}
