@@ -32,6 +32,13 @@ pub enum AppError {
     /// Too much work in progress: 429 with `Retry-After: 1`; the client should retry then.
     #[error("{0}")]
     Overloaded(String),
+    /// The request's body did not arrive in time: 408.
+    #[error("{0}")]
+    RequestTimeout(String),
+    /// The collector cannot take this now (a limit on work in progress is reached): 503 with
+    /// `Retry-After: 5`.
+    #[error("{0}")]
+    Unavailable(String),
     /// Storage failed; the client may retry.
     #[error("storage failed")]
     Store(#[from] StoreError),
@@ -47,6 +54,8 @@ impl IntoResponse for AppError {
             AppError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             AppError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             AppError::Overloaded(_) => StatusCode::TOO_MANY_REQUESTS,
+            AppError::RequestTimeout(_) => StatusCode::REQUEST_TIMEOUT,
+            AppError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             AppError::Store(_) => StatusCode::SERVICE_UNAVAILABLE,
         };
         let overloaded = matches!(self, AppError::Overloaded(_));

@@ -59,7 +59,8 @@ pub async fn ingest(
     if let Err(e) = &result {
         state.metrics.reject(match e {
             AppError::Unauthorized(_) | AppError::Forbidden(_) => "unauthorized",
-            AppError::Overloaded(_) => "overloaded",
+            AppError::Overloaded(_) | AppError::Unavailable(_) => "overloaded",
+            AppError::RequestTimeout(_) => "timeout",
             AppError::PayloadTooLarge(_) => "too_large",
             AppError::UnsupportedMediaType(_) => "unsupported_encoding",
             AppError::BadRequest(_) | AppError::NotFound(_) => "bad_request",
@@ -111,9 +112,13 @@ async fn ingest_batch(
             .and_then(|v| v.to_str().ok()),
     )
     .map_err(|e| AppError::UnsupportedMediaType(e.to_string()))?;
-    let bytes = axum::body::to_bytes(body, max_body)
-        .await
-        .map_err(|_| too_large(max_body))?;
+    let bytes = axum::body::to_bytes(body, max_body).await.map_err(|e| {
+        if crate::server::limits::timed_out(&e) {
+            AppError::RequestTimeout(e.to_string())
+        } else {
+            too_large(max_body)
+        }
+    })?;
     let batch =
         decode_batch(&bytes, encoding, config.server.max_decoded_bytes).map_err(|e| match e {
             DecodeError::TooLarge { .. } => AppError::PayloadTooLarge(e.to_string()),

@@ -12,6 +12,7 @@
 //! - [`web`]: the pages: the status page at `/`, badges, the admin pages;
 //! - [`auth`]: who may do what, as extractors each handler names in its signature;
 //! - [`routes`]: every route with its handler and access level;
+//! - [`server`]: the accept loop, connection and request limits;
 //! - [`state`]: what every request shares (store, configuration, credentials);
 //! - [`tasks`]: the background tasks, watched, and waited for at a stop;
 //! - [`error`]: how errors become HTTP answers.
@@ -36,6 +37,7 @@ pub mod notify;
 pub mod nul;
 pub mod routes;
 pub mod rules;
+pub mod server;
 pub mod sessions;
 pub mod state;
 pub mod store;
@@ -93,10 +95,15 @@ pub enum CollectorError {
 
 /// The HTTP routes, over `state`; [`routes`] lists them with their access levels.
 pub fn router(state: Arc<AppState>) -> Router {
+    let limits = server::limits::RequestLimits::new(&state.config().server);
     routes::table()
         .router
-        // The ingest handler enforces its own configured limit while reading the body.
+        // Body limits are server::limits' (and ingest's own), each answered with a sentence.
         .layer(DefaultBodyLimit::disable())
+        .layer(axum::middleware::from_fn_with_state(
+            limits,
+            server::limits::enforce,
+        ))
         // Content-Security-Policy and the other security headers (web/headers.rs).
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
@@ -187,13 +194,13 @@ pub async fn start(mut config: CollectorConfig) -> Result<Running, CollectorErro
     let made_admin_token = admin_token::apply(&mut config)?;
     let url = config.storage.resolved_url(&config.server.data_dir);
     let store = store::open(&url, &config.storage).await?;
-    let listener = tokio::net::TcpListener::bind(config.server.listen)
-        .await
-        .map_err(|source| CollectorError::Bind {
-            addr: config.server.listen,
-            source,
-        })?;
+    let listener = server::bind(config.server.listen).map_err(|source| CollectorError::Bind {
+        addr: config.server.listen,
+        source,
+    })?;
     let addr = listener.local_addr().map_err(CollectorError::Serve)?;
+    server::raise_open_files(config.server.max_open_connections);
+    let connection_limits = server::ConnectionLimits::new(&config.server);
 
     if let (Some(path), Some(token)) = (&made_admin_token, &config.server.admin_token) {
         // Once, on the first start, where the person who started it looks; never in the logs.
@@ -281,13 +288,8 @@ pub async fn start(mut config: CollectorConfig) -> Result<Running, CollectorErro
     let server = tokio::spawn({
         let stop = server_stop.clone();
         async move {
-            axum::serve(
-                listener,
-                app.into_make_service_with_connect_info::<SocketAddr>(),
-            )
-            .with_graceful_shutdown(stop.cancelled_owned())
-            .await
-            .map_err(CollectorError::Serve)
+            server::serve(listener, app, connection_limits, stop).await;
+            Ok::<(), CollectorError>(())
         }
     });
     tracing::info!(%addr, storage = %store::redact(&url), "collector listening");

@@ -134,7 +134,7 @@ pub struct ServerConfig {
     #[serde(default = "default_concurrent_ingest")]
     pub max_concurrent_ingest: usize,
     /// Largest request body of every route but ingest (which has `max_body_bytes`) and the
-    /// heartbeat pings (4 KiB), in bytes: logins and silences are a few hundred bytes. Larger
+    /// heartbeat pings (100 KiB), in bytes: logins and silences are a few hundred bytes. Larger
     /// gets 413 before the body is read. Default 65536; 1024 to 1 GiB.
     #[serde(default = "default_max_request_body")]
     pub max_request_body_bytes: usize,
@@ -153,7 +153,8 @@ pub struct ServerConfig {
     #[serde(default = "default_body_timeout", with = "crate::duration")]
     pub body_timeout: Duration,
     /// How long the collector may take to answer a request of the API, the pages or
-    /// `/metrics`; after it the answer is 503. Not the live tails (they stream for as long as
+    /// `/metrics` (for a request with a body, counted after `body_timeout`); after it the
+    /// answer is 503. Not the live tails (they stream for as long as
     /// the reader stays) nor ingest (which answers once its batch is stored). Default `"30s"`;
     /// 1 s to 1 h.
     #[serde(default = "default_request_timeout", with = "crate::duration")]
