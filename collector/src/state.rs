@@ -54,6 +54,8 @@ pub struct AppState {
     local: Option<Credential>,
     /// One permit per ingest request in progress (`[server] max_concurrent_ingest`).
     ingest_slots: Arc<tokio::sync::Semaphore>,
+    /// One permit per live-tail reader (`[server] max_tail_subscribers`).
+    tail_slots: Arc<tokio::sync::Semaphore>,
     /// Evaluates rules on what is stored.
     pub rules: Arc<crate::rules::Engine>,
     /// Sends the notification outbox.
@@ -95,6 +97,9 @@ impl AppState {
         let ingest_slots = Arc::new(tokio::sync::Semaphore::new(
             config.server.max_concurrent_ingest,
         ));
+        let tail_slots = Arc::new(tokio::sync::Semaphore::new(
+            config.server.max_tail_subscribers,
+        ));
         let evaluator = Arc::new(crate::evaluation::Evaluator::new(
             rules.clone(),
             store.clone(),
@@ -116,6 +121,7 @@ impl AppState {
         );
         Self {
             ingest_slots,
+            tail_slots,
             ingest_writer,
             writer_thread,
             config: RwLock::new(Arc::new(config)),
@@ -139,6 +145,11 @@ impl AppState {
     /// The permits of ingest requests in progress.
     pub fn ingest_slots(&self) -> &Arc<tokio::sync::Semaphore> {
         &self.ingest_slots
+    }
+
+    /// The permits of live-tail readers.
+    pub fn tail_slots(&self) -> &Arc<tokio::sync::Semaphore> {
+        &self.tail_slots
     }
 
     /// The configuration in force.

@@ -179,22 +179,37 @@ pub async fn tail(
         source: p.source,
         level: p.level.map(|l| l.to_ascii_lowercase()),
     };
+    // Each reader holds its permit for as long as its stream is open.
+    let permit = state
+        .tail_slots()
+        .clone()
+        .try_acquire_owned()
+        .map_err(|_| {
+            AppError::Unavailable(format!(
+                "the collector has {} live-tail readers, its limit ([server] \
+                 max_tail_subscribers); retry later",
+                state.config().server.max_tail_subscribers
+            ))
+        })?;
     let rx = state.log_feed.subscribe();
-    let stream = futures_util::stream::unfold((rx, filter), |(mut rx, filter)| async move {
-        loop {
-            let event = match rx.recv().await {
-                Ok(line) if filter.matches(&line) => Event::default()
-                    .event("line")
-                    .json_data(&*line)
-                    .unwrap_or_else(|_| Event::default().event("line")),
-                Ok(_) => continue,
-                Err(broadcast::error::RecvError::Lagged(n)) => Event::default()
-                    .event("lagged")
-                    .data(format!("{{\"missed\":{n}}}")),
-                Err(broadcast::error::RecvError::Closed) => return None,
-            };
-            return Some((Ok(event), (rx, filter)));
-        }
-    });
+    let stream = futures_util::stream::unfold(
+        (rx, filter, permit),
+        |(mut rx, filter, permit)| async move {
+            loop {
+                let event = match rx.recv().await {
+                    Ok(line) if filter.matches(&line) => Event::default()
+                        .event("line")
+                        .json_data(&*line)
+                        .unwrap_or_else(|_| Event::default().event("line")),
+                    Ok(_) => continue,
+                    Err(broadcast::error::RecvError::Lagged(n)) => Event::default()
+                        .event("lagged")
+                        .data(format!("{{\"missed\":{n}}}")),
+                    Err(broadcast::error::RecvError::Closed) => return None,
+                };
+                return Some((Ok(event), (rx, filter, permit)));
+            }
+        },
+    );
     Ok(Sse::new(stream).keep_alive(KeepAlive::default()))
 }
