@@ -74,8 +74,10 @@ fn encode(generation: u64, acked: &Acked, in_flight: Option<&InFlight>) -> Vec<u
     out
 }
 
-/// Reads a slot; `None` when it is missing, torn or damaged.
-fn decode(bytes: &[u8]) -> Option<(u64, State)> {
+/// Reads a slot; `None` when it is missing, torn or damaged. Public for the fuzz target
+/// (`fuzz/harness`), which feeds it damaged slots.
+#[doc(hidden)]
+pub fn decode(bytes: &[u8]) -> Option<(u64, State)> {
     if bytes.get(..4)? != MAGIC {
         return None;
     }
