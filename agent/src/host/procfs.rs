@@ -18,7 +18,8 @@ const CPU_STATES: [&str; 8] = [
 
 impl CpuTimes {
     fn total(&self) -> u64 {
-        self.ticks.values().sum()
+        // Saturating: the values come from a file, and may be anything.
+        self.ticks.values().fold(0, |sum, t| sum.saturating_add(*t))
     }
 }
 
@@ -131,9 +132,9 @@ pub fn parse_diskstats(text: &str) -> BTreeMap<String, DiskStat> {
                 name.to_string(),
                 DiskStat {
                     reads: n(3)?,
-                    read_bytes: n(5)? * 512,
+                    read_bytes: n(5)?.saturating_mul(512),
                     writes: n(7)?,
-                    written_bytes: n(9)? * 512,
+                    written_bytes: n(9)?.saturating_mul(512),
                     busy_ms: n(12)?,
                 },
             ))
