@@ -57,7 +57,7 @@ impl Acked {
         let touching: Vec<(u64, u64)> = self
             .above
             .range(..=hi.saturating_add(1))
-            .filter(|(s, e)| **e + 1 >= lo && **s <= hi.saturating_add(1))
+            .filter(|(s, e)| e.saturating_add(1) >= lo && **s <= hi.saturating_add(1))
             .map(|(s, e)| (*s, *e))
             .collect();
         for (s, e) in touching {
@@ -87,7 +87,10 @@ impl Acked {
     }
 
     fn merge_prefix(&mut self) {
-        while let Some(e) = self.above.remove(&(self.prefix + 1)) {
+        // A damaged file can hold a range that ends at u64::MAX: nothing is above it.
+        while let Some(next) = self.prefix.checked_add(1)
+            && let Some(e) = self.above.remove(&next)
+        {
             self.prefix = e;
         }
     }
