@@ -31,8 +31,10 @@
 //!   same batch reuses it, so the collector stores each (agent, batch id) once. Every record is
 //!   the batch's agent's. Times are RFC 3339 in UTC. Metric values are finite.
 //! - Answers: 200 `{"stored": n, "duplicate": bool}` only after the batch is durably stored (a
-//!   duplicate is acknowledged and stores nothing); 400 with a reason (malformed, unknown
-//!   version, wrong agent); 401 bad or missing token; 413 body or decompressed batch too large;
+//!   duplicate is acknowledged and stores nothing), with `"refused": [{"index", "reason"}]`
+//!   listing records the collector would not store (the rest are stored); 400 with a reason
+//!   (malformed, unknown version, wrong agent); 401 bad or missing token; 413 body or
+//!   decompressed batch too large, or more records than the collector reads in one batch;
 //!   415 unknown `Content-Encoding`; 429 when busy and 5xx when storage failed (retry after
 //!   `Retry-After`).
 //!
@@ -52,6 +54,7 @@ use std::io::Read;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
+mod bounded;
 pub mod http;
 
 pub use http::Encoding;
@@ -427,6 +430,12 @@ pub enum DecodeError {
         /// The limit, in bytes.
         limit: usize,
     },
+    /// More records than the receiver reads in one batch.
+    #[error("the batch has more than {limit} records")]
+    TooManyRecords {
+        /// The most records a batch may have.
+        limit: usize,
+    },
     /// The JSON does not describe a batch.
     #[error("malformed batch: {0}")]
     Json(#[from] serde_json::Error),
@@ -492,9 +501,35 @@ pub fn decode_batch(
     encoding: Encoding,
     max_decoded: usize,
 ) -> Result<Batch, DecodeError> {
+    decode_batch_bounded(body, encoding, max_decoded, usize::MAX)
+}
+
+/// [`decode_batch`], reading at most `max_records` records: a batch with more is
+/// [`DecodeError::TooManyRecords`], found without parsing the records past the bound.
+pub fn decode_batch_bounded(
+    body: &[u8],
+    encoding: Encoding,
+    max_decoded: usize,
+    max_records: usize,
+) -> Result<Batch, DecodeError> {
+    use serde::de::DeserializeSeed as _;
     let mut json = decompress(body, encoding, max_decoded)?;
     replace_escaped_nul(&mut json);
-    let batch: Batch = serde_json::from_slice(&json)?;
+    let over = std::cell::Cell::new(false);
+    let mut de = serde_json::Deserializer::from_slice(&json);
+    let batch = bounded::BatchSeed {
+        max_records,
+        over: &over,
+    }
+    .deserialize(&mut de)
+    .and_then(|b| de.end().map(|()| b))
+    .map_err(|e| {
+        if over.get() {
+            DecodeError::TooManyRecords { limit: max_records }
+        } else {
+            DecodeError::Json(e)
+        }
+    })?;
     validate(&batch)?;
     Ok(batch)
 }
@@ -539,7 +574,7 @@ fn decompress(body: &[u8], encoding: Encoding, max: usize) -> Result<Vec<u8>, De
     };
     // Read one byte past the limit to tell "exactly max" from "more": a small body that
     // inflates without bound (a compression bomb) stops here.
-    let mut out = Vec::new();
+    let mut out = Vec::with_capacity(size_hint(body, encoding).min(max.saturating_add(1)));
     reader
         .take(max as u64 + 1)
         .read_to_end(&mut out)
@@ -551,6 +586,20 @@ fn decompress(body: &[u8], encoding: Encoding, max: usize) -> Result<Vec<u8>, De
         return Err(DecodeError::TooLarge { limit: max });
     }
     Ok(out)
+}
+
+/// The decompressed size a zstd frame declares (agents' frames do), to read into one buffer
+/// instead of growing one by doubling: growing a 64 MiB batch held its old and new buffers
+/// at once. Only room, never trusted: the read stops at the limit whatever it says.
+fn size_hint(body: &[u8], encoding: Encoding) -> usize {
+    match encoding {
+        Encoding::Zstd => zstd::zstd_safe::get_frame_content_size(body)
+            .ok()
+            .flatten()
+            .and_then(|n| usize::try_from(n).ok())
+            .unwrap_or(0),
+        Encoding::Identity | Encoding::Gzip => 0,
+    }
 }
 
 fn validate(batch: &Batch) -> Result<(), DecodeError> {

@@ -355,3 +355,45 @@ fn a_nul_in_any_string_arrives_as_the_replacement_character() {
         );
     }
 }
+
+/// A batch past the record bound is refused as such, and read like any other below it.
+#[test]
+fn records_past_the_bound_are_refused_without_reading_the_rest() {
+    let batch = |n: usize, tail: &str| {
+        let record = r#"{"kind":"metric","name":"m","time":"2026-11-27T04:00:00Z","value":1}"#;
+        let records = vec![record; n].join(",");
+        format!(r#"{{"version":1,"agent":"a","batch_id":"b","records":[{records}]{tail}}}"#)
+    };
+    let read =
+        |body: &str, max| decode_batch_bounded(body.as_bytes(), Encoding::Identity, 1 << 24, max);
+    assert_eq!(read(&batch(10, ""), 10).unwrap().records.len(), 10);
+    assert_eq!(read(&batch(0, ""), 10).unwrap().records.len(), 0);
+    assert!(matches!(
+        read(&batch(11, ""), 10),
+        Err(DecodeError::TooManyRecords { limit: 10 })
+    ));
+    // What follows the bound is not read: not even its malformed JSON.
+    let broken = batch(11, "").replace("]}", ",{]}");
+    assert!(matches!(
+        read(&broken, 10),
+        Err(DecodeError::TooManyRecords { limit: 10 })
+    ));
+    // The fields as the derived reader wants them: each once, none unknown, none missing.
+    for (body, says) in [
+        (batch(1, r#","extra":1"#), "unknown field"),
+        (batch(1, r#","agent":"b""#), "duplicate field `agent`"),
+        (
+            r#"{"version":1,"agent":"a","records":[]}"#.to_string(),
+            "missing field `batch_id`",
+        ),
+        (batch(1, "") + " x", "trailing characters"),
+    ] {
+        let e = read(&body, 10).unwrap_err().to_string();
+        assert!(e.contains(says), "{body}: {e}");
+    }
+    let big = batch(3, "");
+    assert_eq!(
+        read(&big, usize::MAX).unwrap(),
+        decode_batch(big.as_bytes(), Encoding::Identity, 1 << 24).unwrap()
+    );
+}
