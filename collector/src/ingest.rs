@@ -11,7 +11,7 @@ use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use lookout_protocol::http::{AGENT_PRODUCT, BACKLOG_HEADER, LABELS_HEADER, POLL_HEADER};
-use lookout_protocol::{Assignments, DecodeError, Encoding, decode_batch};
+use lookout_protocol::{Assignments, DecodeError, Encoding, decode_batch_bounded};
 use tracing::Instrument as _;
 use tracing::field::Empty;
 
@@ -40,7 +40,9 @@ pub struct Refusal {
     /// Its index in the batch's `records`.
     pub index: usize,
     /// Why: `unassigned_check` (a result for a check the collector gives other agents),
-    /// `too_old` or `in_future` (dated outside `[server] max_record_age` / `max_record_ahead`).
+    /// `too_old` or `in_future` (dated outside `[server] max_record_age` / `max_record_ahead`),
+    /// or one of the limits of [`crate::admission`]: `too_many_labels`, `label_too_long`,
+    /// `string_too_long`, `series_rate`, `too_many_checks`.
     pub reason: &'static str,
 }
 
@@ -54,10 +56,23 @@ pub async fn ingest(
 ) -> Result<Json<IngestAnswer>, AppError> {
     let result = match agent {
         Ok(AgentAuth(agent)) => ingest_batch(&state, agent, &headers, body).await,
-        Err(e) => Err(e),
+        Err(e) => Err(e.into()),
     };
-    if let Err(e) = &result {
-        state.metrics.reject(match e {
+    result.map_err(|Refused { error, reason }| {
+        state.metrics.reject(reason);
+        error
+    })
+}
+
+/// A refused request and its reason in `lookout_ingest_rejects_total`.
+struct Refused {
+    error: AppError,
+    reason: &'static str,
+}
+
+impl From<AppError> for Refused {
+    fn from(error: AppError) -> Self {
+        let reason = match &error {
             AppError::Unauthorized(_) | AppError::Forbidden(_) => "unauthorized",
             AppError::Overloaded(_) | AppError::Unavailable(_) => "overloaded",
             AppError::RequestTimeout(_) => "timeout",
@@ -65,9 +80,9 @@ pub async fn ingest(
             AppError::UnsupportedMediaType(_) => "unsupported_encoding",
             AppError::BadRequest(_) | AppError::NotFound(_) => "bad_request",
             AppError::Store(_) => "storage",
-        });
+        };
+        Self { error, reason }
     }
-    result
 }
 
 #[tracing::instrument(
@@ -81,7 +96,7 @@ async fn ingest_batch(
     agent: Credential,
     headers: &HeaderMap,
     body: Body,
-) -> Result<Json<IngestAnswer>, AppError> {
+) -> Result<Json<IngestAnswer>, Refused> {
     let span = tracing::Span::current();
     span.record("agent", agent.name.as_str());
     // Heard from, whatever happens to its batch: a refused agent is busy-waiting, not down.
@@ -104,7 +119,7 @@ async fn ingest_batch(
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<usize>().ok());
     if declared.is_some_and(|n| n > max_body) {
-        return Err(too_large(max_body));
+        return Err(too_large(max_body).into());
     }
     let encoding = Encoding::from_header(
         headers
@@ -119,19 +134,20 @@ async fn ingest_batch(
             too_large(max_body)
         }
     })?;
-    let batch =
-        decode_batch(&bytes, encoding, config.server.max_decoded_bytes).map_err(|e| match e {
-            DecodeError::TooLarge { .. } => AppError::PayloadTooLarge(e.to_string()),
-            DecodeError::UnsupportedEncoding(_) => AppError::UnsupportedMediaType(e.to_string()),
-            other => AppError::BadRequest(other.to_string()),
-        })?;
-    if batch.agent != agent.name {
-        return Err(AppError::BadRequest(format!(
-            "the batch is from agent {:?} but the token is {:?}'s",
-            batch.agent, agent.name
-        )));
-    }
-    let (batch, refused) = screen(state, &agent, batch);
+    // Decompressing and parsing take milliseconds of CPU a batch: off the async workers, so
+    // that a burst of large batches does not hold up every other request.
+    let decoding = {
+        let (state, agent, bytes) = (state.clone(), agent.clone(), bytes.clone());
+        let span = tracing::Span::current();
+        tokio::task::spawn_blocking(move || {
+            span.in_scope(|| decode_and_screen(&state, &agent, &bytes, encoding))
+        })
+    };
+    let (batch, refused) = decoding.await.map_err(|e| {
+        AppError::Store(crate::store::StoreError::Corrupt(format!(
+            "decoding a batch stopped: {e}"
+        )))
+    })??;
     span.record("batch", tracing::field::display(&batch.batch_id));
     span.record("records", batch.records.len());
     span.record("bytes", bytes.len());
@@ -148,7 +164,8 @@ async fn ingest_batch(
         .ingest_writer
         .ingest(&agent.name, batch.clone(), crate::clock::now())
         .instrument(tracing::debug_span!("store", records = batch.records.len()))
-        .await?;
+        .await
+        .map_err(AppError::from)?;
     state.metrics.store_write(started.elapsed().as_secs_f64());
     span.record("duplicate", outcome.duplicate);
     if !outcome.duplicate {
@@ -192,6 +209,42 @@ async fn ingest_batch(
     Ok(Json(IngestAnswer { outcome, refused }))
 }
 
+/// Decodes a batch within the `[server]` limits on its size and records, checks that it is
+/// `agent`'s, and [`screen`]s its records.
+fn decode_and_screen(
+    state: &AppState,
+    agent: &Credential,
+    bytes: &[u8],
+    encoding: Encoding,
+) -> Result<(lookout_protocol::Batch, Vec<Refusal>), Refused> {
+    let server = &state.config().server;
+    let batch = decode_batch_bounded(
+        bytes,
+        encoding,
+        server.max_decoded_bytes,
+        server.max_records_per_batch,
+    )
+    .map_err(|e| match e {
+        DecodeError::TooLarge { .. } => AppError::PayloadTooLarge(e.to_string()).into(),
+        DecodeError::TooManyRecords { .. } => Refused {
+            error: AppError::PayloadTooLarge(format!(
+                "{e} ([server] max_records_per_batch): send it in smaller batches"
+            )),
+            reason: "too_many_records",
+        },
+        DecodeError::UnsupportedEncoding(_) => AppError::UnsupportedMediaType(e.to_string()).into(),
+        other => AppError::BadRequest(other.to_string()).into(),
+    })?;
+    if batch.agent != agent.name {
+        return Err(AppError::BadRequest(format!(
+            "the batch is from agent {:?} but the token is {:?}'s",
+            batch.agent, agent.name
+        ))
+        .into());
+    }
+    Ok(screen(state, agent, batch))
+}
+
 /// Takes out of `batch` the records `agent` may not send: results for a check the collector
 /// assigns to other agents only (an agent's own local checks, which the collector does not
 /// define, are its business), and records dated outside the window the configuration allows.
@@ -210,19 +263,25 @@ fn screen(
     let newest = now
         + chrono::Duration::from_std(config.server.max_record_ahead)
             .unwrap_or(chrono::Duration::zero());
+    let limits = crate::admission::Limits::from(&config.server);
+    let ledger = state.ledgers.agent(&agent.name);
+    let mut admit = state.ledgers.admit(&ledger, limits);
     let central = |name: &str| config.checks.iter().any(|c| c.name == name);
     // Worked out once, and only for a batch with a result for a check the collector defines:
     // most batches carry metrics, logs or an agent's own checks.
     let mut assigned: Option<std::collections::HashSet<String>> = None;
     let mut refused = Vec::new();
     let mut index = 0;
-    batch.records.retain(|r| {
+    batch.records.retain_mut(|r| {
         let time = match r {
             Record::CheckResult(c) => c.time,
             Record::Metric(m) => m.time,
             Record::Log(l) => l.time,
         };
-        let reason = if time < oldest {
+        let shaped = crate::admission::shape(r, &limits);
+        let reason = if let Err(why) = shaped {
+            Some(why)
+        } else if time < oldest {
             Some("too_old")
         } else if time > newest {
             Some("in_future")
@@ -238,7 +297,18 @@ fn screen(
                 }
                 _ => None,
             }
-        };
+        }
+        // Counted against the agent's series and check names last: only what is stored. The
+        // checks the collector defines are bounded by its configuration, not counted.
+        .or_else(|| match r {
+            Record::CheckResult(c) if central(&c.check) => None,
+            _ => admit.record(r).err(),
+        });
+        match (reason, shaped) {
+            (None, Ok(crate::admission::Shaped::LogLineCut)) => state.metrics.cut("log_text"),
+            (None, Ok(crate::admission::Shaped::ErrorCut)) => state.metrics.cut("error"),
+            _ => {}
+        }
         if let Some(reason) = reason {
             state.metrics.reject(reason);
             refused.push(Refusal { index, reason });

@@ -22,6 +22,7 @@
 //! command line, wires signals and waits.
 
 pub mod admin_token;
+pub mod admission;
 pub mod alert;
 pub mod api;
 pub mod auth;

@@ -80,6 +80,9 @@ pub struct AppState {
     pub ingest_writer: crate::writer::group::GroupWriter,
     /// Where the store's writing runs: the group writers, and the roll-up and retention.
     pub writer_thread: crate::writer::WriterThread,
+    /// The series and check names each agent has used, for its limits
+    /// ([`crate::admission`]).
+    pub ledgers: crate::admission::Ledgers,
 }
 
 impl AppState {
@@ -138,6 +141,7 @@ impl AppState {
             evaluator,
             me: std::sync::OnceLock::new(),
             status_history: Default::default(),
+            ledgers: Default::default(),
             store,
         }
     }

@@ -6,7 +6,11 @@
 //! - `lookout_ingest_records_total{kind}`: `check_result`, `metric` and `log` records stored;
 //! - `lookout_ingest_bytes_total`: ingest request bodies, as sent (compressed);
 //! - `lookout_ingest_rejects_total{reason}`: refused requests: `unauthorized`, `overloaded`,
-//!   `too_large`, `unsupported_encoding`, `bad_request`, `storage`;
+//!   `too_large`, `too_many_records`, `unsupported_encoding`, `bad_request`, `storage`; and
+//!   refused records: `unassigned_check`, `too_old`, `in_future`, `too_many_labels`,
+//!   `label_too_long`, `string_too_long`, `series_rate`, `too_many_checks` (crate::admission);
+//! - `lookout_ingest_cut_total{field}`: stored records cut to a limit: `log_text`
+//!   (`max_log_line_bytes`), `error` (`max_string_bytes`);
 //! - `lookout_ingest_duration_seconds`: from a batch read to it stored and evaluated;
 //! - `lookout_store_write_duration_seconds`: a batch's write to the store, alone;
 //! - `lookout_ingest_groups_total`: transactions that stored ingested batches: fewer than the
@@ -94,6 +98,7 @@ pub struct Metrics {
     records: IntCounterVec,
     bytes: IntCounter,
     rejects: IntCounterVec,
+    cuts: IntCounterVec,
     ingest_seconds: Histogram,
     store_seconds: Histogram,
     groups: IntCounter,
@@ -177,6 +182,12 @@ impl Default for Metrics {
                 "ingest_rejects_total",
                 "Refused ingest requests, by reason.",
                 &["reason"],
+            ),
+            cuts: counter_vec(
+                &r,
+                "ingest_cut_total",
+                "Stored records cut to a limit, by field.",
+                &["field"],
             ),
             ingest_seconds: register(
                 &r,
@@ -343,6 +354,11 @@ impl Metrics {
     /// Counts a refused ingest request.
     pub fn reject(&self, reason: &str) {
         self.rejects.with_label_values(&[reason]).inc();
+    }
+
+    /// A stored record's `field` was cut to a limit.
+    pub fn cut(&self, field: &str) {
+        self.cuts.with_label_values(&[field]).inc();
     }
 
     /// The exposition text, with the gauges read from `store` at `now`.

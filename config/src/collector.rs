@@ -170,6 +170,41 @@ pub struct ServerConfig {
     /// notifications. Default none: messages carry no link.
     #[serde(default)]
     pub public_url: Option<String>,
+    /// Most records in one ingest batch; a batch with more is refused whole (413), found
+    /// without parsing the records past it. Default 20,000 (agents send at most
+    /// `max_batch_records`, 1,000 by default); 1 to 1,000,000.
+    #[serde(default = "default_max_records_per_batch")]
+    pub max_records_per_batch: usize,
+    /// Most labels on one metric sample; a record with more is refused (`too_many_labels`).
+    /// Default 64 (host metrics carry at most 4); 1 to 10,000.
+    #[serde(default = "default_max_labels_per_record")]
+    pub max_labels_per_record: usize,
+    /// Longest label name or value, in bytes; a record with a longer one is refused
+    /// (`label_too_long`). Default 1024; 16 to 65,536.
+    #[serde(default = "default_max_label_bytes")]
+    pub max_label_bytes: usize,
+    /// Longest check name, metric name, log source or level, check type or read position,
+    /// in bytes; a record with a longer one is refused (`string_too_long`). A check result's
+    /// `error` is free text: cut to this, and marked, instead. Default 16384; 64 to 1 MiB.
+    #[serde(default = "default_max_string_bytes")]
+    pub max_string_bytes: usize,
+    /// Longest log line stored, in bytes: a longer one is cut between characters and ends
+    /// with `…[truncated N bytes]`, not refused. Default 1 MiB (agents cut at 32 KiB by
+    /// default); 256 to 64 MiB.
+    #[serde(default = "default_max_log_line_bytes")]
+    pub max_log_line_bytes: usize,
+    /// Most metric series (name and labels) an agent may start in a minute; samples of
+    /// series past it are refused (`series_rate`) until the next minute. Series this
+    /// collector has not seen since it started count as new. Default 10,000 (a host sends a
+    /// few hundred); 1 to 10,000,000.
+    #[serde(default = "default_max_new_series_per_minute")]
+    pub max_new_series_per_minute: usize,
+    /// Most distinct names of its own checks (ones the collector does not define) an agent may
+    /// report results for since this collector started; results for names past it are
+    /// refused (`too_many_checks`). Checks the collector defines are not counted. Default
+    /// 1,000 (a real agent runs tens); 1 to 1,000,000.
+    #[serde(default = "default_max_check_names")]
+    pub max_check_names: usize,
 }
 
 impl Default for ServerConfig {
@@ -195,6 +230,13 @@ impl Default for ServerConfig {
             max_open_connections: default_max_open_connections(),
             max_tail_subscribers: default_max_tail_subscribers(),
             public_url: None,
+            max_records_per_batch: default_max_records_per_batch(),
+            max_labels_per_record: default_max_labels_per_record(),
+            max_label_bytes: default_max_label_bytes(),
+            max_string_bytes: default_max_string_bytes(),
+            max_log_line_bytes: default_max_log_line_bytes(),
+            max_new_series_per_minute: default_max_new_series_per_minute(),
+            max_check_names: default_max_check_names(),
         }
     }
 }
@@ -301,6 +343,27 @@ fn validate_server_limits(doc: &mut Document<'_>, server: &ServerConfig) {
             doc.error_at(&at.child(key), format!("must be between {min} and {max}"));
         }
     }
+}
+fn default_max_records_per_batch() -> usize {
+    20_000
+}
+fn default_max_labels_per_record() -> usize {
+    64
+}
+fn default_max_label_bytes() -> usize {
+    1024
+}
+fn default_max_string_bytes() -> usize {
+    16 * 1024
+}
+fn default_max_log_line_bytes() -> usize {
+    1 << 20
+}
+fn default_max_new_series_per_minute() -> usize {
+    10_000
+}
+fn default_max_check_names() -> usize {
+    1_000
 }
 
 /// `[storage]`. Its `Debug` hides the URL's password.
@@ -674,6 +737,7 @@ impl CollectorConfig {
                 "must be at least 1s",
             );
         }
+        validate_ingest_limits(&mut doc, &server);
         if server.max_decoded_bytes < server.max_body_bytes {
             doc.error_at(
                 &KeyPath::key("server").child("max_decoded_bytes"),
@@ -765,6 +829,47 @@ impl CollectorConfig {
             .filter(|c| c.runs_on(agent, labels))
             .cloned()
             .collect()
+    }
+}
+
+/// What an agent may send, each bound between a floor that real agents never hit and a
+/// ceiling past which the bound would not bound anything.
+fn validate_ingest_limits(doc: &mut Document<'_>, server: &ServerConfig) {
+    for (key, value, lo, hi) in [
+        (
+            "max_records_per_batch",
+            server.max_records_per_batch,
+            1,
+            1_000_000,
+        ),
+        (
+            "max_labels_per_record",
+            server.max_labels_per_record,
+            1,
+            10_000,
+        ),
+        ("max_label_bytes", server.max_label_bytes, 16, 65_536),
+        ("max_string_bytes", server.max_string_bytes, 64, 1 << 20),
+        (
+            "max_log_line_bytes",
+            server.max_log_line_bytes,
+            256,
+            64 << 20,
+        ),
+        (
+            "max_new_series_per_minute",
+            server.max_new_series_per_minute,
+            1,
+            10_000_000,
+        ),
+        ("max_check_names", server.max_check_names, 1, 1_000_000),
+    ] {
+        if !(lo..=hi).contains(&value) {
+            doc.error_at(
+                &KeyPath::key("server").child(key),
+                format!("must be between {lo} and {hi}"),
+            );
+        }
     }
 }
 

@@ -933,3 +933,36 @@ fn the_server_limits_default_and_refuse_zero_or_absurd_values() {
         "{errs}"
     );
 }
+
+/// Issue #28: each bound on what an agent may send refuses zero and absurd values, by key.
+#[test]
+fn ingest_limits_refuse_zero_and_absurd_values() {
+    let c = collector("").unwrap();
+    assert_eq!(c.server.max_records_per_batch, 20_000);
+    assert_eq!(c.server.max_log_line_bytes, 1 << 20);
+    let text = r#"[server]
+max_records_per_batch = 0
+max_labels_per_record = 0
+max_label_bytes = 1
+max_string_bytes = 2000000
+max_log_line_bytes = 100000000
+max_new_series_per_minute = 0
+max_check_names = 0
+[storage]
+statement_timeout = "0s"
+"#;
+    let errs = collector(text).unwrap_err().0;
+    let all: String = errs.iter().map(|e| format!("{e}\n")).collect();
+    for expected in [
+        "server.max_records_per_batch: must be between 1 and 1000000",
+        "server.max_labels_per_record: must be between 1 and 10000",
+        "server.max_label_bytes: must be between 16 and 65536",
+        "server.max_string_bytes: must be between 64 and 1048576",
+        "server.max_log_line_bytes: must be between 256 and 67108864",
+        "server.max_new_series_per_minute: must be between 1 and 10000000",
+        "server.max_check_names: must be between 1 and 1000000",
+        "storage.statement_timeout: must be 1s to 1h",
+    ] {
+        assert!(all.contains(expected), "{expected} not in:\n{all}");
+    }
+}
