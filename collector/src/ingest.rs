@@ -112,6 +112,7 @@ async fn ingest_batch(
                     .into(),
             )
         })?;
+    let backlog = whole_number(headers, BACKLOG_HEADER)?;
     let config = state.config();
     let max_body = config.server.max_body_bytes;
     let declared = headers
@@ -151,11 +152,7 @@ async fn ingest_batch(
     span.record("batch", tracing::field::display(&batch.batch_id));
     span.record("records", batch.records.len());
     span.record("bytes", bytes.len());
-    if let Some(n) = headers
-        .get(BACKLOG_HEADER)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok())
-    {
+    if let Some(n) = backlog {
         state.metrics.backlog(&agent.name, n);
     }
     let started = std::time::Instant::now();
@@ -326,6 +323,20 @@ fn too_large(limit: usize) -> AppError {
     AppError::PayloadTooLarge(format!("the request body is larger than {limit} bytes"))
 }
 
+/// The whole number (0 or more) in header `name`, if sent; more than u64 holds counts as
+/// u64::MAX (both its users clamp or only show it); anything else is 400.
+fn whole_number(headers: &HeaderMap, name: &str) -> Result<Option<u64>, AppError> {
+    let Some(value) = headers.get(name) else {
+        return Ok(None);
+    };
+    value
+        .to_str()
+        .ok()
+        .filter(|v| !v.is_empty() && v.bytes().all(|b| b.is_ascii_digit()))
+        .map(|v| Some(v.parse::<u64>().unwrap_or(u64::MAX)))
+        .ok_or_else(|| AppError::BadRequest(format!("{name}: expected a whole number (0 or more)")))
+}
+
 /// `GET /v1/assignments`.
 pub async fn assignments(
     State(state): State<Arc<AppState>>,
@@ -346,22 +357,8 @@ pub async fn assignments(
     };
     // Asking for its assignments shows the agent alive, even one with nothing to ship; how
     // often it asks sets how long a silence means it is down.
-    let poll = match headers.get(POLL_HEADER) {
-        Some(v) => Some(
-            v.to_str()
-                .ok()
-                .filter(|v| !v.is_empty() && v.bytes().all(|b| b.is_ascii_digit()))
-                // More than u64 holds is longer than the clamp's day anyway.
-                .map(|v| v.parse::<u64>().unwrap_or(u64::MAX))
-                .ok_or_else(|| {
-                    AppError::BadRequest(format!(
-                        "{POLL_HEADER}: expected whole milliseconds (0 or more)"
-                    ))
-                })?,
-        ),
-        None => None,
-    }
-    .map(|ms| std::time::Duration::from_millis(ms.clamp(1_000, 86_400_000)));
+    let poll = whole_number(&headers, POLL_HEADER)?
+        .map(|ms| std::time::Duration::from_millis(ms.clamp(1_000, 86_400_000)));
     // Shown as the agent says, under what the configuration says, and kept as sent beside
     // them; trusted to select checks only where its entry has `self_labels`
     // (AppState::with_assigned).
