@@ -45,26 +45,7 @@ async fn sqlite() -> Backend {
 }
 
 async fn postgres() -> Option<Backend> {
-    let Ok(admin) = std::env::var("LOOKOUT_TEST_PG_URL") else {
-        assert!(
-            std::env::var("LOOKOUT_REQUIRE_PG").is_err(),
-            "LOOKOUT_REQUIRE_PG is set but LOOKOUT_TEST_PG_URL is not"
-        );
-        eprintln!("skipped: no PostgreSQL (set LOOKOUT_TEST_PG_URL, or run scripts/test)");
-        return None;
-    };
-    let name = format!("lookout_t_{}", fastrand_name());
-    let pool = sqlx::PgPool::connect(&admin).await.unwrap();
-    sqlx::query(sqlx::AssertSqlSafe(format!(
-        "CREATE DATABASE {name} TEMPLATE template0"
-    )))
-    .execute(&pool)
-    .await
-    .unwrap();
-    let url = match admin.rfind('/') {
-        Some(i) => format!("{}/{name}", &admin[..i]),
-        None => panic!("LOOKOUT_TEST_PG_URL has no database part: {admin}"),
-    };
+    let url = lookout_tests::pg_database("t").await?;
     Some(Backend {
         store: store::open(&url, &Default::default()).await.unwrap(),
         url,
@@ -141,14 +122,6 @@ async fn postgres_latest_values_are_updated_in_place() {
         in_place * 10 >= updates * 9,
         "{in_place} of {updates} updates in place"
     );
-}
-
-fn fastrand_name() -> String {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .subsec_nanos();
-    format!("{}_{nanos}", std::process::id())
 }
 
 /// Runs `case` against SQLite and, when there is one, PostgreSQL.

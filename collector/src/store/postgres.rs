@@ -116,22 +116,9 @@ mod tests {
     /// Every pooled connection carries the timeout, and the server enforces it.
     #[tokio::test]
     async fn statements_past_the_timeout_are_cancelled_by_the_server() {
-        let Ok(admin) = std::env::var("LOOKOUT_TEST_PG_URL") else {
-            assert!(
-                std::env::var("LOOKOUT_REQUIRE_PG").is_err(),
-                "LOOKOUT_REQUIRE_PG is set but LOOKOUT_TEST_PG_URL is not"
-            );
+        let Some(url) = lookout_tests::pg_database("timeout").await else {
             return;
         };
-        let name = format!("lookout_t_timeout_{}", fastrand::u64(..));
-        let pool = sqlx::PgPool::connect(&admin).await.unwrap();
-        sqlx::query(sqlx::AssertSqlSafe(format!(
-            "CREATE DATABASE {name} TEMPLATE template0"
-        )))
-        .execute(&pool)
-        .await
-        .unwrap();
-        let url = format!("{}/{name}", &admin[..admin.rfind('/').unwrap()]);
         let store = PgStore::open(&url, 3, Duration::from_secs(1))
             .await
             .unwrap();
@@ -148,10 +135,5 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(slow.contains("statement timeout"), "{slow}");
-        store.read.close().await;
-        sqlx::query(sqlx::AssertSqlSafe(format!("DROP DATABASE {name}")))
-            .execute(&pool)
-            .await
-            .unwrap();
     }
 }
