@@ -7,7 +7,6 @@
 use std::sync::Arc;
 
 use axum::Router;
-use axum::extract::DefaultBodyLimit;
 use axum::handler::Handler;
 use axum::http::Method;
 use axum::routing::{MethodRouter, delete, get, post};
@@ -106,25 +105,15 @@ impl Table {
         self.add(Method::POST, path, level, post(handler))
     }
 
-    /// A push monitor's ping, by GET or POST, with a small body limit.
+    /// A push monitor's ping, by GET or POST (its body limit, `[server]
+    /// max_ping_body_bytes`, is server::limits').
     fn ping<H, T>(self, path: &'static str, handler: H) -> Self
     where
         H: Handler<T, Arc<AppState>> + Clone,
         T: 'static,
     {
-        let limit = || DefaultBodyLimit::max(api::ping::MAX_BODY);
-        self.add(
-            Method::GET,
-            path,
-            Level::Heartbeat,
-            get(handler.clone()).layer(limit()),
-        )
-        .add(
-            Method::POST,
-            path,
-            Level::Heartbeat,
-            post(handler).layer(limit()),
-        )
+        self.add(Method::GET, path, Level::Heartbeat, get(handler.clone()))
+            .add(Method::POST, path, Level::Heartbeat, post(handler))
     }
 }
 

@@ -16,6 +16,18 @@ pub fn format(d: &Duration) -> String {
     humantime::format_duration(*d).to_string()
 }
 
+/// Formats a duration for a sentence: a whole number of days as `31d` (where [`format`]
+/// writes humantime's months and years, of 30.44 and 365.25 days), the rest as [`format`].
+/// [`parse`] reads both.
+pub fn short(d: &Duration) -> String {
+    const DAY: u64 = 86_400;
+    if d.subsec_nanos() == 0 && d.as_secs() >= DAY && d.as_secs().is_multiple_of(DAY) {
+        format!("{}d", d.as_secs() / DAY)
+    } else {
+        format(d)
+    }
+}
+
 /// `#[serde(with = "crate::duration")]` for a `Duration` field.
 pub fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
     s.serialize_str(&format(d))
@@ -58,5 +70,14 @@ mod tests {
         assert_eq!(parse("30s").unwrap(), Duration::from_secs(30));
         assert!(parse("30").unwrap_err().contains("expected e.g."));
         assert!(parse("5 parsecs").is_err());
+        for (d, text) in [
+            (31 * 86_400, "31d"),
+            (366 * 86_400, "366d"),
+            (5400, "1h 30m"),
+        ] {
+            let d = Duration::from_secs(d);
+            assert_eq!(short(&d), text);
+            assert_eq!(parse(&short(&d)).unwrap(), d);
+        }
     }
 }

@@ -2,12 +2,14 @@
 //! series (label set) matching `labels`, aggregated per step: avg, min, max, last and the number
 //! of samples.
 //!
-//! Steps under a minute read raw samples (kept `raw_retention`, windows of at most 6 hours);
-//! steps of a minute or more read per-minute rollups (windows of at most 31 days), of an hour
-//! or more per-hour rollups. A step is at most 366 days, a window at most 20,000 steps, and an
-//! answer at most 500,000 points; past any of these the answer is 400 with a sentence, so no
-//! query makes the store read years of fine rows. Steps without samples are left out. Counters are returned as stored (running totals); a rate is
-//! the difference of `last` between steps.
+//! Steps under a minute read raw samples (kept `raw_retention`, windows of at most
+//! `[server] max_raw_query_window`, 6 hours); steps of a minute or more read per-minute rollups
+//! (windows of at most `max_minute_query_window`, 31 days), of an hour or more per-hour
+//! rollups. A step is at least 1 s and at most `max_query_step` (366 days), a window at most
+//! `max_query_steps` steps (20,000), and an answer at most `max_query_points` points (500,000);
+//! past any of these the answer is 400 with a sentence that names the key, so no query makes
+//! the store read years of fine rows. Steps without samples are left out. Counters are
+//! returned as stored (running totals); a rate is the difference of `last` between steps.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -81,16 +83,39 @@ pub struct MetricsAnswer {
     pub series: Vec<Series>,
 }
 
-/// Most steps in a window.
-const MAX_STEPS: i64 = 20_000;
-/// Longest window read from raw samples (steps under a minute).
-const MAX_RAW_WINDOW: ChronoDuration = ChronoDuration::hours(6);
-/// Longest window read from per-minute rollups (steps under an hour): 44,640 rows a series.
-const MAX_MINUTE_WINDOW: ChronoDuration = ChronoDuration::days(31);
-/// Longest step: a year and a day.
-const MAX_STEP: Duration = Duration::from_secs(366 * 86_400);
-/// Most points (series × steps) in one answer.
-const MAX_POINTS: usize = 500_000;
+/// A window of more than `[server] max_query_steps` steps (also the uptime endpoint's bound).
+pub(super) fn too_many_steps(
+    from: DateTime<Utc>,
+    to: DateTime<Utc>,
+    step_ms: i64,
+    max_steps: usize,
+) -> Result<(), AppError> {
+    let steps = (to - from).num_milliseconds() / step_ms.max(1);
+    if u64::try_from(steps).unwrap_or(0) > max_steps as u64 {
+        return Err(AppError::BadRequest(format!(
+            "more than {max_steps} steps ([server] max_query_steps): use a larger step or a shorter window"
+        )));
+    }
+    Ok(())
+}
+
+/// A window longer than `max`, the bound `key` sets for the rows a step of this size reads.
+fn window_too_long(
+    span: ChronoDuration,
+    max: Duration,
+    key: &str,
+    rows: &str,
+    larger: &str,
+) -> Result<(), AppError> {
+    let max_span = ChronoDuration::from_std(max).unwrap_or(ChronoDuration::MAX);
+    if span > max_span {
+        return Err(AppError::BadRequest(format!(
+            "{rows}, for windows of at most {} ([server] {key}): use step={larger} or more",
+            lookout_config::duration::short(&max)
+        )));
+    }
+    Ok(())
+}
 
 fn required(v: Option<String>, name: &str) -> Result<String, AppError> {
     v.filter(|s| !s.is_empty())
@@ -125,29 +150,31 @@ pub async fn metrics(
     let step_text = p.step.unwrap_or_else(|| "1m".into());
     let step: Duration = lookout_config::duration::parse(&step_text)
         .map_err(|e| AppError::BadRequest(format!("step: {e}")))?;
-    let step_ms = step_millis(step)?;
+    let bounds = state.config().server.clone();
+    let step_ms = step_millis(step, bounds.max_query_step)?;
     let (from, to) = window(p.from.as_deref(), p.to.as_deref(), ChronoDuration::hours(1))?;
-    if (to - from).num_milliseconds() / step_ms > MAX_STEPS {
-        return Err(AppError::BadRequest(format!(
-            "more than {MAX_STEPS} steps: use a larger step or a shorter window"
-        )));
-    }
+    too_many_steps(from, to, step_ms, bounds.max_query_steps)?;
     let tier = match step_ms {
         ms if ms < 60_000 => None,
         ms if ms < 3_600_000 => Some(Tier::Minute),
         _ => Some(Tier::Hour),
     };
-    if tier.is_none() && to - from > MAX_RAW_WINDOW {
-        return Err(AppError::BadRequest(
-            "steps under 1m read raw samples, for windows of at most 6h: use step=1m or more"
-                .into(),
-        ));
-    }
-    if matches!(tier, Some(Tier::Minute)) && to - from > MAX_MINUTE_WINDOW {
-        return Err(AppError::BadRequest(
-            "steps under 1h read per-minute rollups, for windows of at most 31d: use step=1h or more"
-                .into(),
-        ));
+    match tier {
+        None => window_too_long(
+            to - from,
+            bounds.max_raw_query_window,
+            "max_raw_query_window",
+            "steps under 1m read raw samples",
+            "1m",
+        )?,
+        Some(Tier::Minute) => window_too_long(
+            to - from,
+            bounds.max_minute_query_window,
+            "max_minute_query_window",
+            "steps under 1h read per-minute rollups",
+            "1h",
+        )?,
+        Some(Tier::Hour) => {}
     }
     let aligned = DateTime::from_timestamp_millis(bucket_start(from.timestamp_millis(), step_ms))
         .unwrap_or(from);
@@ -163,9 +190,10 @@ pub async fn metrics(
         Some(_) => state.store.metric_rollups(&q).await?,
     };
     let series = aggregate(rows, &wanted, step_ms);
-    if series.iter().map(|s| s.points.len()).sum::<usize>() > MAX_POINTS {
+    let max_points = bounds.max_query_points;
+    if series.iter().map(|s| s.points.len()).sum::<usize>() > max_points {
         return Err(AppError::BadRequest(format!(
-            "more than {MAX_POINTS} points (series × steps): narrow labels, use a larger step or a shorter window"
+            "more than {max_points} points (series × steps, [server] max_query_points): narrow labels, use a larger step or a shorter window"
         )));
     }
     Ok(Json(MetricsAnswer {
@@ -178,17 +206,23 @@ pub async fn metrics(
     }))
 }
 
-/// A step in milliseconds, from 1 s to [`MAX_STEP`]: never zero (a divisor) and never one
-/// whose milliseconds do not fit an `i64` (which wrapped to zero or below).
-fn step_millis(step: Duration) -> Result<i64, AppError> {
+/// A step in milliseconds, from 1 s to `max` (`[server] max_query_step`): never zero (a
+/// divisor) and never one whose milliseconds do not fit an `i64` (which wrapped to zero or
+/// below).
+fn step_millis(step: Duration, max: Duration) -> Result<i64, AppError> {
     if step < Duration::from_secs(1) {
         return Err(AppError::BadRequest("step must be at least 1s".into()));
     }
-    if step > MAX_STEP {
-        return Err(AppError::BadRequest("step must be at most 366d".into()));
+    let too_long = || {
+        AppError::BadRequest(format!(
+            "step must be at most {} ([server] max_query_step)",
+            lookout_config::duration::short(&max)
+        ))
+    };
+    if step > max {
+        return Err(too_long());
     }
-    i64::try_from(step.as_millis())
-        .map_err(|_| AppError::BadRequest("step must be at most 366d".into()))
+    i64::try_from(step.as_millis()).map_err(|_| too_long())
 }
 
 /// Groups buckets (oldest first) by series and step; `last` is the latest bucket's.
@@ -244,19 +278,30 @@ mod tests {
     use super::*;
 
     #[test]
-    fn steps_are_refused_below_a_second_above_a_year_and_never_wrap() {
-        assert_eq!(step_millis(Duration::from_secs(60)).ok(), Some(60_000));
-        assert_eq!(step_millis(MAX_STEP).ok(), Some(366 * 86_400_000));
+    fn steps_are_refused_below_a_second_above_the_bound_and_never_wrap() {
+        let max = lookout_config::ServerConfig::default().max_query_step;
+        assert_eq!(step_millis(Duration::from_secs(60), max).ok(), Some(60_000));
+        assert_eq!(step_millis(max, max).ok(), Some(366 * 86_400_000));
         for bad in [
             Duration::ZERO,
             Duration::from_millis(999),
-            MAX_STEP + Duration::from_secs(1),
+            max + Duration::from_secs(1),
             // Its milliseconds as an i64 were 0: the division by zero of issue #28.
             Duration::from_millis(1 << 63) * 2,
             Duration::MAX,
         ] {
             assert!(
-                matches!(step_millis(bad), Err(AppError::BadRequest(_))),
+                matches!(step_millis(bad, max), Err(AppError::BadRequest(_))),
+                "{bad:?}"
+            );
+        }
+        // Whatever the bound, a step whose milliseconds do not fit is refused, not wrapped.
+        for bad in [Duration::from_millis(1 << 63) * 2, Duration::MAX] {
+            assert!(
+                matches!(
+                    step_millis(bad, Duration::MAX),
+                    Err(AppError::BadRequest(_))
+                ),
                 "{bad:?}"
             );
         }

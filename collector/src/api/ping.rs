@@ -6,8 +6,10 @@
 //! - `/v1/ping/{name}/{exit_code}` with its exit status (0 is success).
 //!
 //! The token is the heartbeat's `token`, in the query (`?token=`) or as a bearer token. The
-//! body, if any (the job's output), is kept up to 10 KB. The answer is `OK` as plain text, so
-//! `curl -fsS` in a crontab is enough. `GET /api/v1/heartbeats` lists each push monitor's state.
+//! body, if any (the job's output), is kept up to 10 KB; one larger than `[server]
+//! max_ping_body_bytes` (100 KiB) is refused with 413 before it is read (server::limits).
+//! The answer is `OK` as plain text, so `curl -fsS` in a crontab is enough.
+//! `GET /api/v1/heartbeats` lists each push monitor's state.
 
 use std::sync::Arc;
 
@@ -22,8 +24,6 @@ use crate::store::alerting::{Ping, PingKind};
 
 /// Most bytes of a ping's body kept.
 const BODY_KEPT: usize = 10 * 1024;
-/// Largest ping body accepted.
-pub const MAX_BODY: usize = 100 * 1024;
 
 /// `/v1/ping/{name}`: success.
 pub async fn success(

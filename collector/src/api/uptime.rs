@@ -89,9 +89,6 @@ pub struct UptimeAnswer {
     pub points: Vec<UptimePoint>,
 }
 
-/// Most steps one answer may have.
-const MAX_POINTS: i64 = 20_000;
-
 /// `GET /api/v1/checks/{name}/uptime`.
 pub async fn uptime(
     State(state): State<Arc<AppState>>,
@@ -112,11 +109,8 @@ pub async fn uptime(
         }
     };
     let (from, to) = window(p.from.as_deref(), p.to.as_deref(), default_span)?;
-    if (to - from).num_milliseconds() / step_ms > MAX_POINTS {
-        return Err(AppError::BadRequest(format!(
-            "more than {MAX_POINTS} steps: use a larger step or a shorter window"
-        )));
-    }
+    let max_steps = state.config().server.max_query_steps;
+    super::metrics::too_many_steps(from, to, step_ms, max_steps)?;
     ensure_check_exists(&state, &name).await?;
     // Whole buckets: a step that starts before `from` is included when it overlaps.
     let aligned_from =

@@ -2,7 +2,7 @@
 //! size of its body, the time its body may take to arrive, and the time its answer may take.
 //!
 //! - Body size: `[server] max_request_body_bytes` (64 KiB), the heartbeat pings
-//!   [`crate::api::ping::MAX_BODY`]; ingest reads with its own limits (`max_body_bytes`,
+//!   `max_ping_body_bytes` (100 KiB); ingest reads with its own limits (`max_body_bytes`,
 //!   `max_decoded_bytes`, in [`crate::ingest`]). A `Content-Length` past the limit is answered
 //!   413 before a byte of the body is read; a body without one (chunked) is cut off where it
 //!   passes the limit, and answered 413 too.
@@ -36,6 +36,7 @@ pub const TAIL_PATH: &str = "/api/v1/logs/tail";
 #[derive(Debug, Clone, Copy)]
 pub struct RequestLimits {
     body_bytes: usize,
+    ping_body_bytes: usize,
     body_timeout: Duration,
     request_timeout: Duration,
 }
@@ -45,24 +46,40 @@ impl RequestLimits {
     pub fn new(server: &ServerConfig) -> Self {
         Self {
             body_bytes: server.max_request_body_bytes,
+            ping_body_bytes: server.max_ping_body_bytes,
             body_timeout: server.body_timeout,
             request_timeout: server.request_timeout,
         }
     }
 
-    /// The largest body of a path (none: the handler has its own), and whether its answer
-    /// has a deadline.
-    fn of(&self, path: &str) -> (Option<usize>, bool) {
+    /// The largest body of a path and the key that sets it (none: the handler has its own),
+    /// and whether its answer has a deadline.
+    fn of(&self, path: &str) -> (Option<BodyLimit>, bool) {
+        let other = BodyLimit {
+            bytes: self.body_bytes,
+            key: "max_request_body_bytes",
+        };
         if path == lookout_protocol::http::INGEST_PATH {
             (None, false)
         } else if path == TAIL_PATH {
-            (Some(self.body_bytes), false)
+            (Some(other), false)
         } else if path.starts_with("/v1/ping/") {
-            (Some(crate::api::ping::MAX_BODY), true)
+            let ping = BodyLimit {
+                bytes: self.ping_body_bytes,
+                key: "max_ping_body_bytes",
+            };
+            (Some(ping), true)
         } else {
-            (Some(self.body_bytes), true)
+            (Some(other), true)
         }
     }
+}
+
+/// A route's largest body, and the `[server]` key that sets it (named in the 413).
+#[derive(Debug, Clone, Copy)]
+struct BodyLimit {
+    bytes: usize,
+    key: &'static str,
 }
 
 /// Why a body was cut off: the error its reader sees.
@@ -108,7 +125,7 @@ pub async fn enforce(
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
     if let (Some(max), Some(n)) = (max_body, declared)
-        && n > max as u64
+        && n > max.bytes as u64
     {
         return too_large(max);
     }
@@ -119,8 +136,8 @@ pub async fn enforce(
         Some(outcome) => request.map(|body| {
             Body::new(GuardedBody {
                 inner: body,
-                left: max_body.unwrap_or(usize::MAX),
-                max: max_body.unwrap_or(usize::MAX),
+                left: max_body.map_or(usize::MAX, |m| m.bytes),
+                max: max_body.map_or(usize::MAX, |m| m.bytes),
                 deadline: Some(Box::pin(tokio::time::sleep(limits.body_timeout))),
                 timeout: limits.body_timeout,
                 outcome: outcome.clone(),
@@ -148,7 +165,11 @@ pub async fn enforce(
         next.run(request).await
     };
     match outcome.map(|o| o.load(Ordering::Relaxed)) {
-        Some(TOO_LARGE) => too_large(max_body.unwrap_or(usize::MAX)),
+        // Only a body with a limit is ever too large.
+        Some(TOO_LARGE) => match max_body {
+            Some(max) => too_large(max),
+            None => response,
+        },
         Some(TIMED_OUT) => closing(AppError::RequestTimeout(format!(
             "the request body did not arrive within {} ([server] body_timeout)",
             lookout_config::duration::format(&limits.body_timeout)
@@ -157,9 +178,10 @@ pub async fn enforce(
     }
 }
 
-fn too_large(max: usize) -> Response {
+fn too_large(max: BodyLimit) -> Response {
     closing(AppError::PayloadTooLarge(format!(
-        "the request body is larger than this route takes ({max} bytes)"
+        "the request body is larger than this route takes ({} bytes) ([server] {})",
+        max.bytes, max.key
     )))
 }
 
@@ -249,6 +271,7 @@ mod tests {
     fn app() -> Router {
         let limits = RequestLimits {
             body_bytes: 1024,
+            ping_body_bytes: 2048,
             body_timeout: Duration::from_secs(60),
             request_timeout: Duration::from_secs(30),
         };

@@ -63,8 +63,8 @@ pub struct ServerConfig {
     #[serde(default = "default_concurrent_ingest")]
     pub max_concurrent_ingest: usize,
     /// Largest request body of every route but ingest (which has `max_body_bytes`) and the
-    /// heartbeat pings (100 KiB), in bytes: logins and silences are a few hundred bytes. Larger
-    /// gets 413 before the body is read. Default 65536; 1024 to 1 GiB.
+    /// heartbeat pings (`max_ping_body_bytes`), in bytes: logins and silences are a few
+    /// hundred bytes. Larger gets 413 before the body is read. Default 65536; 1024 to 1 GiB.
     #[serde(default = "default_max_request_body")]
     pub max_request_body_bytes: usize,
     /// How long a client has to send a request's headers, from its connection's start (or the
@@ -134,6 +134,31 @@ pub struct ServerConfig {
     /// 1,000 (a real agent runs tens); 1 to 1,000,000.
     #[serde(default = "default_max_check_names")]
     pub max_check_names: usize,
+    /// Largest request body of a heartbeat ping (`/v1/ping/...`: a job's output, of which
+    /// 10 KB is kept), in bytes; larger gets 413 before the body is read. Default 102400
+    /// (100 KiB); 1024 to 1 GiB.
+    #[serde(default = "default_max_ping_body")]
+    pub max_ping_body_bytes: usize,
+    /// Most steps in the window of a metrics or uptime query (`/api/v1/metrics`,
+    /// `/api/v1/checks/{name}/uptime`); more is 400. Default 20,000; 1 to 1,000,000.
+    #[serde(default = "default_max_query_steps")]
+    pub max_query_steps: usize,
+    /// Longest window of a metrics query read from raw samples (a step under a minute); longer
+    /// is 400. Default `"6h"`; 1 min to 3660 d.
+    #[serde(default = "default_max_raw_query_window", with = "crate::duration")]
+    pub max_raw_query_window: Duration,
+    /// Longest window of a metrics query read from per-minute rollups (a step under an hour);
+    /// longer is 400. Default `"31d"` (44,640 rows a series); 1 min to 3660 d.
+    #[serde(default = "default_max_minute_query_window", with = "crate::duration")]
+    pub max_minute_query_window: Duration,
+    /// Longest step of a metrics query (the shortest is 1 s); longer is 400. Default
+    /// `"366d"`; 1 s to 3660 d.
+    #[serde(default = "default_max_query_step", with = "crate::duration")]
+    pub max_query_step: Duration,
+    /// Most points (series × steps) in the answer of a metrics query; more is 400. Default
+    /// 500,000; 1 to 100,000,000.
+    #[serde(default = "default_max_query_points")]
+    pub max_query_points: usize,
 }
 
 impl Default for ServerConfig {
@@ -166,6 +191,12 @@ impl Default for ServerConfig {
             max_log_line_bytes: default_max_log_line_bytes(),
             max_new_series_per_minute: default_max_new_series_per_minute(),
             max_check_names: default_max_check_names(),
+            max_ping_body_bytes: default_max_ping_body(),
+            max_query_steps: default_max_query_steps(),
+            max_raw_query_window: default_max_raw_query_window(),
+            max_minute_query_window: default_max_minute_query_window(),
+            max_query_step: default_max_query_step(),
+            max_query_points: default_max_query_points(),
         }
     }
 }
@@ -215,6 +246,24 @@ fn default_max_open_connections() -> usize {
 fn default_max_tail_subscribers() -> usize {
     64
 }
+fn default_max_ping_body() -> usize {
+    100 << 10
+}
+fn default_max_query_steps() -> usize {
+    20_000
+}
+fn default_max_raw_query_window() -> Duration {
+    Duration::from_secs(6 * 3600)
+}
+fn default_max_minute_query_window() -> Duration {
+    Duration::from_secs(31 * 86_400)
+}
+fn default_max_query_step() -> Duration {
+    Duration::from_secs(366 * 86_400)
+}
+fn default_max_query_points() -> usize {
+    500_000
+}
 
 /// The `[server]` limits on connections and requests: each within its range, an idle
 /// connection waiting at least as long as a request's headers may take.
@@ -231,6 +280,24 @@ pub(super) fn validate_server_limits(doc: &mut Document<'_>, server: &ServerConf
             secs(1),
             secs(3600),
         ),
+        (
+            "max_raw_query_window",
+            server.max_raw_query_window,
+            secs(60),
+            secs(3660 * 86_400),
+        ),
+        (
+            "max_minute_query_window",
+            server.max_minute_query_window,
+            secs(60),
+            secs(3660 * 86_400),
+        ),
+        (
+            "max_query_step",
+            server.max_query_step,
+            secs(1),
+            secs(3660 * 86_400),
+        ),
     ];
     for (key, value, min, max) in durations {
         if value < min || value > max {
@@ -238,8 +305,8 @@ pub(super) fn validate_server_limits(doc: &mut Document<'_>, server: &ServerConf
                 &at.child(key),
                 format!(
                     "must be between {} and {}",
-                    crate::duration::format(&min),
-                    crate::duration::format(&max)
+                    crate::duration::short(&min),
+                    crate::duration::short(&max)
                 ),
             );
         }
@@ -266,6 +333,14 @@ pub(super) fn validate_server_limits(doc: &mut Document<'_>, server: &ServerConf
             1,
             100_000,
         ),
+        (
+            "max_ping_body_bytes",
+            server.max_ping_body_bytes,
+            1024,
+            1 << 30,
+        ),
+        ("max_query_steps", server.max_query_steps, 1, 1_000_000),
+        ("max_query_points", server.max_query_points, 1, 100_000_000),
     ];
     for (key, value, min, max) in counts {
         if !(min..=max).contains(&value) {
@@ -335,3 +410,6 @@ pub(super) fn validate_ingest_limits(doc: &mut Document<'_>, server: &ServerConf
         }
     }
 }
+
+#[cfg(test)]
+mod tests;
