@@ -16,13 +16,6 @@ const CPU_STATES: [&str; 8] = [
     "user", "nice", "system", "idle", "iowait", "irq", "softirq", "steal",
 ];
 
-impl CpuTimes {
-    fn total(&self) -> u64 {
-        // Saturating: the values come from a file, and may be anything.
-        self.ticks.values().fold(0, |sum, t| sum.saturating_add(*t))
-    }
-}
-
 /// `/proc/stat`: `"all"` and each CPU by number.
 pub fn parse_stat(text: &str) -> BTreeMap<String, CpuTimes> {
     let mut out = BTreeMap::new();
@@ -47,26 +40,27 @@ pub fn parse_stat(text: &str) -> BTreeMap<String, CpuTimes> {
     out
 }
 
-/// Share of time per state between two readings, 0..1 (states with no ticks in between are 0).
+/// Share of time per state between two readings, each 0..1 and together 1 (0 when no tick
+/// passed).
+///
+/// Each state's ticks are taken apart: a counter that went backwards (iowait does on Linux,
+/// being an estimate the kernel corrects; a CPU taken offline and back restarts its counters)
+/// counts no time, and the interval is the sum of what the states gained, not the difference
+/// of the totals. With the totals, a state that gained more than the whole total did had a
+/// share above 1, and the others summed past it.
 pub fn utilization(before: &CpuTimes, after: &CpuTimes) -> BTreeMap<&'static str, f64> {
-    let span = after.total().saturating_sub(before.total());
-    CPU_STATES
+    let ticks = |t: &CpuTimes, s: &str| t.ticks.get(s).copied().unwrap_or(0);
+    let gained: Vec<(&'static str, u64)> = CPU_STATES
         .iter()
-        .map(|s| {
-            let d = after
-                .ticks
-                .get(s)
-                .copied()
-                .unwrap_or(0)
-                .saturating_sub(before.ticks.get(s).copied().unwrap_or(0));
-            (
-                *s,
-                if span == 0 {
-                    0.0
-                } else {
-                    d as f64 / span as f64
-                },
-            )
+        .map(|s| (*s, ticks(after, s).saturating_sub(ticks(before, s))))
+        .collect();
+    // In f64: eight u64 gains may sum past u64::MAX (the values come from a file).
+    let span: f64 = gained.iter().map(|(_, d)| *d as f64).sum();
+    gained
+        .into_iter()
+        .map(|(s, d)| {
+            let share = if span > 0.0 { d as f64 / span } else { 0.0 };
+            (s, share.clamp(0.0, 1.0))
         })
         .collect()
 }
@@ -254,6 +248,37 @@ mod tests {
             (0.3, 0.1, 0.5, 0.1, 0.0)
         );
         assert!((u.values().sum::<f64>() - 1.0).abs() < 1e-9);
+    }
+
+    /// Two readings of a host's `/proc/stat` a few seconds apart, between which the kernel
+    /// corrected iowait down by 300 ticks while the other states gained 310: the totals grew
+    /// by 10, and with their difference as the interval user's share was 160/10 = 16.
+    #[test]
+    fn a_counter_that_goes_backwards_keeps_every_share_within_0_and_1() {
+        let before = parse_stat(
+            "cpu  4705 150 1120 1676990 5400 0 230 0 0 0
+             cpu0 1180 40 290 419230 1350 0 60 0 0 0
+",
+        );
+        let after = parse_stat(
+            "cpu  4865 150 1180 1677060 5100 0 250 0 0 0
+             cpu0 1220 40 300 419300 1280 0 65 0 0 0
+",
+        );
+        let u = utilization(&before["all"], &after["all"]);
+        // Gained: user 160, system 60, idle 70, softirq 20; iowait lost 300 and counts 0.
+        assert_eq!(u["iowait"], 0.0);
+        assert_eq!(u["user"], 160.0 / 310.0);
+        assert_eq!(u["idle"], 70.0 / 310.0);
+        for cpu in ["all", "0"] {
+            let u = utilization(&before[cpu], &after[cpu]);
+            assert!(u.values().all(|s| (0.0..=1.0).contains(s)), "{cpu}: {u:?}");
+            let sum: f64 = u.values().sum();
+            assert!(sum <= 1.0 + 1e-12 && sum > 0.99, "{cpu}: {sum}");
+        }
+        // Every counter back to zero (a CPU offline and back): no time, not negative time.
+        let u = utilization(&after["0"], &CpuTimes::default());
+        assert!(u.values().all(|s| *s == 0.0), "{u:?}");
     }
 
     #[test]

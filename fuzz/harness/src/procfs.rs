@@ -8,23 +8,20 @@ use lookout_agent::host::procfs;
 
 use crate::input::Input;
 
-/// Input: a byte choosing the file, then its text.
+/// Input: a byte choosing the file, then its text. For `/proc/stat`, the text up to a NUL is
+/// a first reading and what follows a second one.
 pub fn procfs(data: &[u8]) {
     let mut input = Input::new(data);
     let which = input.choose(10);
+    if which == 0 {
+        let first = input.until(0);
+        return cpu(first, input.rest());
+    }
     let Ok(text) = std::str::from_utf8(input.rest()) else {
         return;
     };
     match which {
-        0 => {
-            let cpus = procfs::parse_stat(text);
-            let idle = procfs::CpuTimes::default();
-            for times in cpus.values() {
-                for share in procfs::utilization(&idle, times).values() {
-                    assert!((0.0..=1.0).contains(share), "{share}");
-                }
-            }
-        }
+        0 => {}
         1 => drop(procfs::parse_net_dev(text)),
         2 => drop(procfs::parse_diskstats(text)),
         3 => drop(procfs::parse_pressure(text)),
@@ -37,5 +34,28 @@ pub fn procfs(data: &[u8]) {
         7 => drop(procfs::parse_file_nr(text)),
         8 => drop(procfs::parse_processes(text)),
         _ => drop(procfs::parse_uptime(text)),
+    }
+}
+
+/// Two `/proc/stat` readings, each also against an idle start: every share of every CPU
+/// within 0 and 1, and together at most 1, whatever the counters did in between.
+fn cpu(first: &[u8], second: &[u8]) {
+    let parse = |b: &[u8]| procfs::parse_stat(&String::from_utf8_lossy(b));
+    let (before, after) = (parse(first), parse(second));
+    let idle = procfs::CpuTimes::default();
+    let pairs = before
+        .iter()
+        .filter_map(|(cpu, b)| Some((b, after.get(cpu)?)))
+        .chain(before.values().map(|b| (&idle, b)))
+        .chain(after.values().map(|a| (&idle, a)))
+        .chain(before.values().map(|b| (b, &idle)));
+    for (b, a) in pairs {
+        let shares = procfs::utilization(b, a);
+        assert!(
+            shares.values().all(|s| (0.0..=1.0).contains(s)),
+            "{shares:?}"
+        );
+        let sum: f64 = shares.values().sum();
+        assert!(sum <= 1.0 + 1e-9, "{sum}: {shares:?}");
     }
 }
