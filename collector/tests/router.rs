@@ -58,8 +58,12 @@ struct Harness {
 
 impl Harness {
     async fn new() -> Self {
+        Self::with_config(CONFIG).await
+    }
+
+    async fn with_config(text: &str) -> Self {
         let dir = tempfile::tempdir().unwrap();
-        let config = CollectorConfig::parse(Path::new("test.toml"), CONFIG, &|_| None).unwrap();
+        let config = CollectorConfig::parse(Path::new("test.toml"), text, &|_| None).unwrap();
         let url = format!("sqlite://{}", dir.path().join("t.db").display());
         let store = lookout_collector::store::open(&url, &Default::default())
             .await
@@ -254,6 +258,31 @@ async fn oversized_bodies_get_413() {
     let (s, j) = h.ingest(Some(TOKEN), Encoding::Zstd, body).await;
     assert_eq!(s, StatusCode::PAYLOAD_TOO_LARGE, "{j}");
     assert!(j["error"].as_str().unwrap().contains("decompressed"), "{j}");
+}
+
+#[tokio::test]
+async fn a_body_that_holds_more_than_it_declares_is_still_decoded_whole() {
+    // Room for a batch far past what is decoded on the request's own worker (128 KiB).
+    let h = Harness::with_config(
+        &CONFIG
+            .replace("max_body_bytes = 4096", "max_body_bytes = 1048576")
+            .replace("max_decoded_bytes = 65536", "max_decoded_bytes = 4194304"),
+    )
+    .await;
+    let checks: Vec<(String, bool)> = (0..2000).map(|i| (format!("local-{}", i % 100), true)).collect();
+    let checks: Vec<(&str, bool)> = checks.iter().map(|(c, ok)| (c.as_str(), *ok)).collect();
+    let json = encode_batch(&batch("web-1", "two-frames", &checks), Encoding::Identity).unwrap();
+    assert!(json.len() > 256 * 1024, "{} bytes", json.len());
+    // Two zstd frames: the first declares 100 bytes, the whole holds all of the JSON.
+    let mut body = zstd::encode_all(&json[..100], 3).unwrap();
+    body.extend(zstd::encode_all(&json[100..], 3).unwrap());
+    assert_eq!(
+        lookout_protocol::declared_size(&body, Encoding::Zstd),
+        Some(100)
+    );
+    let (s, j) = h.ingest(Some(TOKEN), Encoding::Zstd, body).await;
+    assert_eq!(s, StatusCode::OK, "{j}");
+    assert_eq!(j["stored"], 2000, "{j}");
 }
 
 #[tokio::test]

@@ -593,12 +593,23 @@ fn decompress(body: &[u8], encoding: Encoding, max: usize) -> Result<Vec<u8>, De
 /// at once. Only room, never trusted: the read stops at the limit whatever it says.
 fn size_hint(body: &[u8], encoding: Encoding) -> usize {
     match encoding {
-        Encoding::Zstd => zstd::zstd_safe::get_frame_content_size(body)
-            .ok()
-            .flatten()
+        Encoding::Zstd => declared_size(body, encoding)
             .and_then(|n| usize::try_from(n).ok())
             .unwrap_or(0),
         Encoding::Identity | Encoding::Gzip => 0,
+    }
+}
+
+/// How many bytes of JSON `body` says it holds, without decompressing it: its length when
+/// not compressed, the size its first zstd frame declares (agents write one frame and
+/// declare its size), `None` for gzip or a frame that declares nothing. A claim, not a bound:
+/// a body of several frames or a corrupt one holds something else, so whoever plans by it
+/// still decodes within a limit.
+pub fn declared_size(body: &[u8], encoding: Encoding) -> Option<u64> {
+    match encoding {
+        Encoding::Identity => u64::try_from(body.len()).ok(),
+        Encoding::Zstd => zstd::zstd_safe::get_frame_content_size(body).ok().flatten(),
+        Encoding::Gzip => None,
     }
 }
 
