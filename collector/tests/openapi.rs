@@ -630,3 +630,41 @@ async fn answers_match_the_documented_schemas() {
         "a 400",
     );
 }
+
+/// The answers of the server's own limits, which no handler gives, are documented where they
+/// can happen: a NUL in the URL of every operation under `/api/` and `/admin` (400), and a
+/// body past its route's limit for every operation that takes one (413).
+#[tokio::test]
+async fn the_limits_answers_are_documented_on_every_operation_they_reach() {
+    let c = Collector::new().await;
+    let doc = c.document().await;
+    let mut reached = (0, 0);
+    for (path, method, op) in &operations(&doc) {
+        let sample = || sample_request(&doc, path, method, op);
+        if path.starts_with("/api/") || path.starts_with("/admin") {
+            let (mut parts, body) = sample().into_parts();
+            let uri = parts.uri.to_string();
+            let sep = if uri.contains('?') { '&' } else { '?' };
+            parts.uri = format!("{uri}{sep}q=%00").parse().unwrap();
+            let answer = c.send(Request::from_parts(parts, body)).await;
+            assert_eq!(answer.status, StatusCode::BAD_REQUEST, "{method} {path}");
+            conforms(&doc, path, method, &answer);
+            reached.0 += 1;
+        }
+        if op.get("requestBody").is_some() {
+            let (mut parts, body) = sample().into_parts();
+            parts
+                .headers
+                .insert(header::CONTENT_LENGTH, (100u64 << 20).into());
+            let answer = c.send(Request::from_parts(parts, body)).await;
+            assert_eq!(
+                answer.status,
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "{method} {path}"
+            );
+            conforms(&doc, path, method, &answer);
+            reached.1 += 1;
+        }
+    }
+    assert!(reached.0 >= 20 && reached.1 >= 5, "{reached:?}");
+}
