@@ -42,9 +42,17 @@ pub struct AgentIdentity {
     pub name: String,
     /// The collector's base URL, or a list of them tried in order (failover). Required.
     pub collector: CollectorUrls,
-    /// The bearer token that the collector's `[[agents]]` entry has for this agent. Required;
-    /// write `"${LOOKOUT_AGENT_TOKEN}"` to keep it out of the file.
+    /// The bearer token that the collector's `[[agents]]` entry has for this agent; write
+    /// `"${LOOKOUT_AGENT_TOKEN}"` to keep it out of the file. Required unless the agent
+    /// enrols (`enroll_token`); default none.
+    #[serde(default)]
     pub token: Token,
+    /// The fleet's enrolment token (the collector's `[enrollment] token`), used only when the
+    /// agent has no credential of its own: no `token` here and no `credential` file in
+    /// `data_dir`. The agent then enrols under its `name` and keeps the credential it is given
+    /// in `<data_dir>/credential` (mode 0600) from then on. Default none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub enroll_token: Option<Token>,
     /// Where the agent keeps its state. Default `"/var/lib/lookout-agent"`.
     #[serde(default = "default_data_dir")]
     pub data_dir: PathBuf,
@@ -397,8 +405,19 @@ fn validate_identity(doc: &mut Document<'_>, id: &AgentIdentity) {
     if id.name.trim().is_empty() {
         doc.error_at(&KeyPath::key("name"), "must not be empty");
     }
-    if let Err(problem) = id.token.check_strength() {
-        doc.error_at(&KeyPath::key("token"), problem);
+    match &id.enroll_token {
+        _ if !id.token.is_empty() => {
+            if let Err(problem) = id.token.check_strength() {
+                doc.error_at(&KeyPath::key("token"), problem);
+            }
+        }
+        None => doc.error_at(&KeyPath::key("token"), "required: token (or enroll_token)"),
+        Some(_) => {}
+    }
+    if let Some(t) = &id.enroll_token
+        && let Err(problem) = t.check_strength()
+    {
+        doc.error_at(&KeyPath::key("enroll_token"), problem);
     }
     let urls = id.collector.urls();
     if urls.is_empty() {

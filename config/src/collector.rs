@@ -17,7 +17,9 @@ use crate::rule::RuleConfig;
 use crate::telemetry::{Daemon, TelemetryConfig};
 use crate::token::{Token, TokenDigest};
 
+pub mod enrollment;
 mod server;
+pub use enrollment::{EnrollmentConfig, Lifecycle};
 pub use server::ServerConfig;
 use server::{validate_ingest_limits, validate_server_limits};
 
@@ -52,6 +54,9 @@ pub struct CollectorConfig {
     pub telemetry: TelemetryConfig,
     /// `[status_page]`: the public page's title and who may read the admin pages.
     pub status_page: StatusPageConfig,
+    /// `[enrollment]`: agents that enrol themselves with a fleet token. None: enrolment is
+    /// off.
+    pub enrollment: Option<EnrollmentConfig>,
 }
 
 /// `[status_page]`.
@@ -266,6 +271,7 @@ const SECTIONS: &[&str] = &[
     "server",
     "storage",
     "agents",
+    "enrollment",
     "local_agent",
     "checks",
     "alerting",
@@ -301,6 +307,18 @@ impl CollectorConfig {
         let storage: StorageConfig = doc.section("storage").unwrap_or_default();
         let agents = doc.array_section::<AgentEntry>("agents");
         let local_agent: Option<LocalAgentConfig> = doc.section("local_agent");
+        let enrollment: Option<EnrollmentConfig> = doc.section("enrollment");
+        if let Some(e) = &enrollment {
+            enrollment::validate(&mut doc, e);
+            if let Some(d) = e.digest()
+                && let Some(i) = agents.iter().position(|(_, a)| a.digests().contains(&d))
+            {
+                doc.error_at(
+                    &KeyPath::key("enrollment").child("token"),
+                    format!("the same token as agents[{i}]: the enrolment token must be its own"),
+                );
+            }
+        }
         let checks = crate::validate_checks(&mut doc, "checks");
         let alerting: AlertingSettings = doc.section("alerting").unwrap_or_default();
         let telemetry: TelemetryConfig = doc.section("telemetry").unwrap_or_default();
@@ -511,6 +529,7 @@ impl CollectorConfig {
             log_rules: log_rules.into_iter().map(|(_, r)| r).collect(),
             telemetry,
             status_page,
+            enrollment,
         })
     }
 

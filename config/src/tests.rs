@@ -966,3 +966,77 @@ statement_timeout = "0s"
         assert!(all.contains(expected), "{expected} not in:\n{all}");
     }
 }
+
+#[test]
+fn enrolment_is_off_without_its_section_and_checked_with_it() {
+    assert_eq!(collector("").unwrap().enrollment, None);
+    let env = |k: &str| (k == "ENROLL").then(|| "fleet-enrolment-token-0123456789".to_string());
+    let c = CollectorConfig::parse(
+        Path::new("c.toml"),
+        "[enrollment]\ntoken = \"${ENROLL}\"\nallowed_names = \"web-*\"\nlifecycle = \"ephemeral\"\n\
+         rotation_grace = \"5s\"\n[enrollment.labels]\nrole = \"web\"\n",
+        &env,
+    )
+    .unwrap();
+    let e = c.enrollment.clone().unwrap();
+    assert_eq!(
+        e.token.as_ref().unwrap().expose(),
+        "fleet-enrolment-token-0123456789"
+    );
+    assert_eq!(e.lifecycle, crate::collector::Lifecycle::Ephemeral);
+    assert_eq!(e.rotation_grace, std::time::Duration::from_secs(5));
+    assert_eq!(e.reenroll_window, std::time::Duration::from_secs(3600));
+    assert_eq!(e.labels.get("role").map(String::as_str), Some("web"));
+    assert!(!format!("{c:?}").contains("fleet-enrolment-token"));
+    let errs = collector(
+        "[[agents]]\nname = \"a\"\ntoken = \"0123456789abcdef01234567\"\n\
+         [enrollment]\ntoken = \"0123456789abcdef01234567\"\n",
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(
+        errs.contains("enrollment.token: the same token as agents[0]"),
+        "{errs}"
+    );
+    let errs = collector("[enrollment]\ntoken_sha256 = \"00\"\nlifecycle = \"sometimes\"\n")
+        .unwrap_err()
+        .to_string();
+    assert!(
+        errs.contains("enrollment.lifecycle") && errs.contains("sometimes"),
+        "{errs}"
+    );
+    let errs = collector("[enrollment]\nallowed_names = \"\"\nrotation_grace = \"0s\"\n")
+        .unwrap_err()
+        .to_string();
+    for key in [
+        "enrollment.token: required",
+        "enrollment.allowed_names",
+        "enrollment.rotation_grace: must be 1s to 30d",
+    ] {
+        assert!(errs.contains(key), "{key}: {errs}");
+    }
+    let errs = collector("[enrollment]\ntoken = \"short\"\n")
+        .unwrap_err()
+        .to_string();
+    assert!(errs.contains("enrollment.token: too short"), "{errs}");
+}
+
+#[test]
+fn an_agent_needs_a_token_or_an_enrolment_token() {
+    let parse = |text: &str| AgentConfig::parse(Path::new("a.toml"), text, &no_env);
+    let c = parse("name = \"w\"\ncollector = \"http://x:1\"\nenroll_token = \"fleet-enrolment-token-0123456789\"\n")
+        .unwrap();
+    assert!(c.identity.token.is_empty());
+    assert!(!format!("{c:?}").contains("fleet-enrolment-token"));
+    let errs = parse("name = \"w\"\ncollector = \"http://x:1\"\n")
+        .unwrap_err()
+        .to_string();
+    assert!(
+        errs.contains("token: required: token (or enroll_token)"),
+        "{errs}"
+    );
+    let errs = parse("name = \"w\"\ncollector = \"http://x:1\"\nenroll_token = \"short\"\n")
+        .unwrap_err()
+        .to_string();
+    assert!(errs.contains("enroll_token: too short"), "{errs}");
+}
