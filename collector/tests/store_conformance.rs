@@ -7,6 +7,8 @@
 mod alerting;
 #[path = "store_conformance/cluster.rs"]
 mod cluster;
+#[path = "store_conformance/enrolled.rs"]
+mod enrolled;
 #[path = "store_conformance/ingest.rs"]
 mod ingest;
 #[path = "store_conformance/logs.rs"]
@@ -149,6 +151,7 @@ macro_rules! conformance {
 }
 
 conformance!(
+    enrolled::a_name_enrols_once_unless_allowed_and_revoking_and_rotating_are_stored,
     ingest::a_batch_is_stored_once,
     ingest::latest_values_follow_time_not_arrival,
     ingest::results_filter_and_order,

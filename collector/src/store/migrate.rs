@@ -24,6 +24,7 @@ pub const MIGRATIONS: &[&str] = &[
     include_str!("migrations/schema_v8.sql"),
     include_str!("migrations/schema_v9.sql"),
     include_str!("migrations/schema_v10.sql"),
+    include_str!("migrations/schema_v11.sql"),
 ];
 
 /// The schema version that moves metric samples into blocks (store/blocks.rs).

@@ -7,6 +7,8 @@
 //! - [`migrate`]: the schema's versions (store/migrations/) and the runner that applies them;
 //! - [`alerting`]: alerts and their history, the notification outbox, silences
 //!   ([`alerting::AlertStore`], implemented in store/sql/alerting.rs);
+//! - [`enrolled`]: agents that enrolled themselves and their credentials' digests
+//!   ([`enrolled::EnrolledStore`], implemented in store/sql/enrolled.rs);
 //! - [`histogram`]: the mergeable latency histogram kept in rollups;
 //! - [`rollup`]: aggregation of raw rows into per-minute and per-hour rollups.
 //!
@@ -24,6 +26,7 @@
 pub mod alerting;
 pub mod blocks;
 pub mod cluster;
+pub mod enrolled;
 pub mod histogram;
 pub mod migrate;
 pub mod postgres;
@@ -359,7 +362,12 @@ pub trait OpenGroup: alerting::Ledger {
 /// Everything the collector keeps.
 #[async_trait]
 pub trait Store:
-    alerting::AlertStore + cluster::ClusterStore + Send + Sync + std::fmt::Debug
+    alerting::AlertStore
+    + cluster::ClusterStore
+    + enrolled::EnrolledStore
+    + Send
+    + Sync
+    + std::fmt::Debug
 {
     /// Stores a batch from `agent` atomically, once per (agent, batch id), and marks the agent
     /// seen at `received`. Returns only after the data is durable.

@@ -16,7 +16,7 @@
 //! The queries, one file per concern under store/sql/: `results` (check results and their
 //! rollups), `metrics`, `logs`, `agents`, `retention`, `alerting` (alerts, the outbox,
 //! heartbeats, silences), `transitions` (an alert transition's writes, alone or in a group's
-//! transaction) and `cluster`; beside them the series cache (`series`), a group
+//! transaction), `cluster` and `enrolled` (agents that enrolled themselves); beside them the series cache (`series`), a group
 //! commit's rows (`group`) and the conversions of values to columns (`values`). The schema and
 //! its migrations are store/migrate.rs.
 //!
@@ -29,6 +29,7 @@
 mod agents;
 mod alerting;
 mod cluster;
+mod enrolled;
 pub(crate) mod group;
 mod logs;
 mod metrics;
