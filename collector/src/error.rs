@@ -23,6 +23,12 @@ pub enum AppError {
     /// No such thing.
     #[error("{0}")]
     NotFound(String),
+    /// The request conflicts with what exists (a name taken); the text says what to do.
+    #[error("{0}")]
+    Conflict(String),
+    /// Too many failed attempts from this address: 429 with `Retry-After` of these seconds.
+    #[error("{0}")]
+    TooManyAttempts(String, u64),
     /// The body is larger than allowed.
     #[error("{0}")]
     PayloadTooLarge(String),
@@ -51,6 +57,8 @@ impl IntoResponse for AppError {
             AppError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
             AppError::Forbidden(_) => StatusCode::FORBIDDEN,
             AppError::NotFound(_) => StatusCode::NOT_FOUND,
+            AppError::Conflict(_) => StatusCode::CONFLICT,
+            AppError::TooManyAttempts(..) => StatusCode::TOO_MANY_REQUESTS,
             AppError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             AppError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             AppError::Overloaded(_) => StatusCode::TOO_MANY_REQUESTS,
@@ -59,6 +67,10 @@ impl IntoResponse for AppError {
             AppError::Store(_) => StatusCode::SERVICE_UNAVAILABLE,
         };
         let overloaded = matches!(self, AppError::Overloaded(_));
+        let wait_for = match &self {
+            AppError::TooManyAttempts(_, secs) => Some(*secs),
+            _ => None,
+        };
         let message = match &self {
             AppError::Store(e) => {
                 tracing::error!(error = %e, "storage failed while answering a request");
@@ -74,9 +86,12 @@ impl IntoResponse for AppError {
             }
             StatusCode::SERVICE_UNAVAILABLE | StatusCode::TOO_MANY_REQUESTS => {
                 // A busy collector frees up in moments; a failing store takes longer.
-                let wait = if overloaded { "1" } else { "5" };
-                resp.headers_mut()
-                    .insert(header::RETRY_AFTER, HeaderValue::from_static(wait));
+                let wait = match wait_for {
+                    Some(secs) => HeaderValue::from(secs),
+                    None if overloaded => HeaderValue::from_static("1"),
+                    None => HeaderValue::from_static("5"),
+                };
+                resp.headers_mut().insert(header::RETRY_AFTER, wait);
             }
             _ => {}
         }

@@ -74,6 +74,7 @@ impl From<AppError> for Refused {
     fn from(error: AppError) -> Self {
         let reason = match &error {
             AppError::Unauthorized(_) | AppError::Forbidden(_) => "unauthorized",
+            AppError::Conflict(_) | AppError::TooManyAttempts(..) => "bad_request",
             AppError::Overloaded(_) | AppError::Unavailable(_) => "overloaded",
             AppError::RequestTimeout(_) => "timeout",
             AppError::PayloadTooLarge(_) => "too_large",

@@ -3,6 +3,8 @@
 //! Parts:
 //! - [`ingest`]: `POST /v1/ingest` and `GET /v1/assignments`, for agents;
 //! - [`store`]: the storage interface and its SQLite and PostgreSQL backends;
+//! - [`enrolment`]: agents that enrol themselves: their credentials in memory, and what the
+//!   admin does to them (shared by the API and the `agents` commands);
 //! - [`telemetry`]: the collector's own figures at `/metrics`;
 //! - [`forward`]: what arrives, copied to an OTLP receiver;
 //! - [`maintenance`]: rollups and retention in the background;
@@ -28,6 +30,7 @@ pub mod api;
 pub mod auth;
 pub mod clock;
 pub mod cluster;
+pub mod enrolment;
 pub mod error;
 pub mod evaluation;
 pub mod forward;
@@ -185,9 +188,9 @@ pub async fn build_state(
     } else {
         leadership::Leadership::always(clock::now())
     };
-    Ok(Arc::new(AppState::new(
-        store, config, local, rules, notifier, metrics, leadership,
-    )))
+    let state = AppState::new(store, config, local, rules, notifier, metrics, leadership);
+    state.enrolled.reload(state.store.as_ref()).await?;
+    Ok(Arc::new(state))
 }
 
 /// Opens the store, binds the listener and starts serving (and the local agent, if configured).
@@ -280,6 +283,14 @@ pub async fn start(mut config: CollectorConfig) -> Result<Running, CollectorErro
         )),
     );
     upkeep.spawn("notifier", notifier.run(upkeep_stop.clone()));
+    upkeep.spawn(
+        "enrolled_agents",
+        enrolment::follow(
+            state.enrolled.clone(),
+            state.store.clone(),
+            upkeep_stop.clone(),
+        ),
+    );
     upkeep.spawn(
         "rule_ticks",
         state.evaluator.clone().run_ticks(upkeep_stop.clone()),

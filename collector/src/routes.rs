@@ -30,6 +30,8 @@ pub enum Level {
     Agent,
     /// The token of the heartbeat the path names ([`crate::auth::Pinger`]).
     Heartbeat,
+    /// The fleet's enrolment token, `[enrollment] token` ([`crate::auth::Enroller`]).
+    Enrolment,
 }
 
 impl Level {
@@ -41,6 +43,7 @@ impl Level {
             Level::Admin => "admin",
             Level::Agent => "agent",
             Level::Heartbeat => "heartbeat",
+            Level::Enrolment => "enrolment",
         }
     }
 }
@@ -105,6 +108,12 @@ impl Table {
         self.add(Method::POST, path, level, post(handler))
     }
 
+    /// An agent's route: its answers may carry a rotated credential ([`crate::auth::hand_over`]).
+    fn agent(self, method: Method, path: &'static str, route: MethodRouter<Arc<AppState>>) -> Self {
+        let route = route.layer(axum::middleware::from_fn(crate::auth::hand_over));
+        self.add(method, path, Level::Agent, route)
+    }
+
     /// A push monitor's ping, by GET or POST (its body limit, `[server]
     /// max_ping_body_bytes`, is server::limits').
     fn ping<H, T>(self, path: &'static str, handler: H) -> Self
@@ -119,7 +128,7 @@ impl Table {
 
 /// Every route.
 pub fn table() -> Table {
-    use Level::{Admin, Agent, Public, Reader};
+    use Level::{Admin, Enrolment, Public, Reader};
     let t = Table {
         router: Router::new(),
         routes: Vec::new(),
@@ -138,8 +147,13 @@ pub fn table() -> Table {
         .post("/logout", Public, web::admin::logout)
         .ping("/v1/ping/{name}", api::ping::success)
         .ping("/v1/ping/{name}/{what}", api::ping::signal)
-        .post(http::INGEST_PATH, Agent, ingest::ingest)
-        .get(http::ASSIGNMENTS_PATH, Agent, ingest::assignments)
+        .agent(Method::POST, http::INGEST_PATH, post(ingest::ingest))
+        .agent(
+            Method::GET,
+            http::ASSIGNMENTS_PATH,
+            get(ingest::assignments),
+        )
+        .post(http::ENROLL_PATH, Enrolment, api::agents::enroll)
         .get("/metrics", Reader, crate::metrics)
         .get("/api/v1/heartbeats", Reader, api::ping::list)
         .get("/api/v1/logs", Reader, api::logs::search)
@@ -154,6 +168,13 @@ pub fn table() -> Table {
         .get("/api/v1/silences", Reader, api::silences)
         .post("/api/v1/alerts/{id}/ack", Admin, api::ack)
         .post("/api/v1/silences", Admin, api::create_silence)
+        .post("/api/v1/agents/{name}/revoke", Admin, api::agents::revoke)
+        .post("/api/v1/agents/{name}/rotate", Admin, api::agents::rotate)
+        .post(
+            "/api/v1/agents/{name}/allow-reenroll",
+            Admin,
+            api::agents::allow_reenroll,
+        )
         .add(
             Method::DELETE,
             "/api/v1/silences/{id}",

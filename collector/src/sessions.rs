@@ -21,7 +21,15 @@ const ADDRESSES_KEPT: usize = 10_000;
 #[derive(Debug)]
 pub struct Sessions {
     key: RwLock<[u8; 32]>,
-    failures: Mutex<HashMap<Option<IpAddr>, VecDeque<Instant>>>,
+    failures: Failures,
+}
+
+/// Failed attempts at a secret per client address (logins; enrolments with a wrong
+/// enrolment token): after [`MAX_FAILURES`] in [`FAILURE_WINDOW`] an address waits.
+#[derive(Debug, Default)]
+pub struct Failures {
+    // std's Mutex: held for a map operation, never across an await.
+    by_addr: Mutex<HashMap<Option<IpAddr>, VecDeque<Instant>>>,
 }
 
 impl Sessions {
@@ -29,7 +37,7 @@ impl Sessions {
     pub fn new() -> Self {
         Self {
             key: RwLock::new(fresh_key()),
-            failures: Mutex::new(HashMap::new()),
+            failures: Failures::default(),
         }
     }
 
@@ -43,9 +51,21 @@ impl Sessions {
         *self.key.write().unwrap_or_else(|p| p.into_inner()) = fresh_key();
     }
 
+    /// `Err(seconds to wait)` when `addr` failed [`MAX_FAILURES`] logins in the window.
+    pub fn may_try(&self, addr: Option<IpAddr>, now: Instant) -> Result<(), u64> {
+        self.failures.may_try(addr, now)
+    }
+
+    /// Counts a failed login from `addr`.
+    pub fn failed(&self, addr: Option<IpAddr>, now: Instant) {
+        self.failures.failed(addr, now);
+    }
+}
+
+impl Failures {
     /// `Err(seconds to wait)` when `addr` failed [`MAX_FAILURES`] times in the window.
     pub fn may_try(&self, addr: Option<IpAddr>, now: Instant) -> Result<(), u64> {
-        let mut failures = self.failures.lock().unwrap_or_else(|p| p.into_inner());
+        let mut failures = self.by_addr.lock().unwrap_or_else(|p| p.into_inner());
         let Some(times) = failures.get_mut(&addr) else {
             return Ok(());
         };
@@ -64,9 +84,9 @@ impl Sessions {
         }
     }
 
-    /// Counts a failed login from `addr`.
+    /// Counts a failed attempt from `addr`.
     pub fn failed(&self, addr: Option<IpAddr>, now: Instant) {
-        let mut failures = self.failures.lock().unwrap_or_else(|p| p.into_inner());
+        let mut failures = self.by_addr.lock().unwrap_or_else(|p| p.into_inner());
         if failures.len() >= ADDRESSES_KEPT && !failures.contains_key(&addr) {
             // Forget whoever failed longest ago: memory stays bounded under a spray of
             // addresses, and the addresses still trying are the ones remembered.

@@ -22,6 +22,12 @@ pub struct Credential {
     pub labels: BTreeMap<String, String>,
     /// The labels it sends select checks too (`[[agents]] self_labels`).
     pub self_labels: bool,
+    /// An enrolled agent that presented the credential its rotation replaced: the new one,
+    /// given to it in the answer ([`lookout_protocol::http::CREDENTIAL_ROTATED_HEADER`]).
+    pub handover: Option<Token>,
+    /// An enrolled agent that presented its rotation's new credential while the store still
+    /// keeps it: the store may forget it now.
+    pub rotation_done: bool,
 }
 
 impl Credential {
@@ -33,6 +39,8 @@ impl Credential {
             digests,
             labels,
             self_labels: false,
+            handover: None,
+            rotation_done: false,
         }
     }
 }
@@ -56,6 +64,10 @@ pub struct AppState {
     ingest_slots: Arc<tokio::sync::Semaphore>,
     /// One permit per live-tail reader (`[server] max_tail_subscribers`).
     tail_slots: Arc<tokio::sync::Semaphore>,
+    /// The agents that enrolled themselves, by their credentials' digests.
+    pub enrolled: Arc<crate::enrolment::Registry>,
+    /// Enrolments with a wrong enrolment token, per client address.
+    pub enrol_failures: crate::sessions::Failures,
     /// Evaluates rules on what is stored.
     pub rules: Arc<crate::rules::Engine>,
     /// Sends the notification outbox.
@@ -131,6 +143,8 @@ impl AppState {
             credentials: RwLock::new(Arc::new(credentials)),
             claims: RwLock::new(HashMap::new()),
             sessions: crate::sessions::Sessions::new(),
+            enrolled: Default::default(),
+            enrol_failures: Default::default(),
             local,
             rules,
             notifier,
@@ -177,12 +191,50 @@ impl AppState {
     /// it came to a real token, and not on how many agents there are (comparing against every
     /// token was half of the collector's CPU with 10,000 agents).
     pub fn authenticate(&self, token: &str) -> Option<Credential> {
+        self.credential_for(&Token::new(token).digest(), crate::clock::now())
+            .ok()
+    }
+
+    /// The agent that presents the token of `digest` at `now`: a configured agent (the file
+    /// wins over an enrolled agent of the same name), else an enrolled one, from memory. `Err`
+    /// says why an enrolled credential is refused, or that nobody has it.
+    pub fn credential_for(
+        &self,
+        digest: &TokenDigest,
+        now: chrono::DateTime<chrono::Utc>,
+    ) -> Result<Credential, crate::enrolment::Found> {
+        use crate::enrolment::Found;
         let creds = self
             .credentials
             .read()
             .unwrap_or_else(|p| p.into_inner())
             .clone();
-        creds.by_digest.get(&Token::new(token).digest()).cloned()
+        if let Some(c) = creds.by_digest.get(digest) {
+            return Ok(c.clone());
+        }
+        match self.enrolled.find(digest, now) {
+            Found::Agent { name, .. } if creds.all.iter().any(|c| c.name == name) => {
+                Err(Found::Unknown)
+            }
+            Found::Agent {
+                name,
+                handover,
+                rotation_done,
+            } => {
+                let config = self.config();
+                let labels = config
+                    .enrollment
+                    .as_ref()
+                    .map(|e| e.labels.clone())
+                    .unwrap_or_default();
+                Ok(Credential {
+                    handover,
+                    rotation_done,
+                    ..Credential::new(name, vec![*digest], labels)
+                })
+            }
+            other => Err(other),
+        }
     }
 
     /// Keeps the labels `agent` sent, where they count (`self_labels`), for the checks it

@@ -19,6 +19,7 @@ const ADMIN: &str = "access-admin-token-0123456789";
 const AGENT: &str = "access-agent-token-0123456789";
 const READ: &str = "access-read-token-0123456789";
 const BEAT: &str = "access-beat-token-0123456789";
+const ENROL: &str = "access-enrol-token-0123456789";
 
 const CONFIG: &str = r#"
 [server]
@@ -28,6 +29,9 @@ read_tokens = ["access-read-token-0123456789"]
 [[agents]]
 name = "web-1"
 token = "access-agent-token-0123456789"
+
+[enrollment]
+token = "access-enrol-token-0123456789"
 
 [[checks]]
 name = "api"
@@ -48,14 +52,16 @@ enum Who {
     Reader,
     Heartbeat,
     Admin,
+    Enroller,
 }
 
-const EVERYONE: [Who; 5] = [
+const EVERYONE: [Who; 6] = [
     Who::Nobody,
     Who::Agent,
     Who::Reader,
     Who::Heartbeat,
     Who::Admin,
+    Who::Enroller,
 ];
 
 /// Who a level lets in, from docs/security.md's table of levels: the admin reads too.
@@ -66,6 +72,7 @@ fn admitted(level: Level, who: Who) -> bool {
         Level::Agent => who == Who::Agent,
         Level::Reader => matches!(who, Who::Reader | Who::Admin),
         Level::Admin => who == Who::Admin,
+        Level::Enrolment => who == Who::Enroller,
     }
 }
 
@@ -93,6 +100,7 @@ fn request(method: &Method, path: &str, who: Who) -> Request<Body> {
         Who::Reader => Some(READ),
         Who::Heartbeat => Some(BEAT),
         Who::Admin => Some(ADMIN),
+        Who::Enroller => Some(ENROL),
     };
     let mut req = Request::builder()
         .method(method.clone())
@@ -161,6 +169,7 @@ async fn with_no_token_configured_reading_and_writing_say_which_key_to_set() {
         let key = match route.level {
             Level::Reader => "read_tokens",
             Level::Admin if route.path.starts_with("/api/") => "admin_token",
+            Level::Enrolment => "[enrollment] token",
             _ => continue,
         };
         let resp = lookout_collector::router(state.clone())

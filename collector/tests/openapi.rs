@@ -30,6 +30,7 @@ const ADMIN_TOKEN: &str = "admin-token-0123456789abcdef";
 const AGENT_TOKEN: &str = "web-1-token-0123456789abcdef";
 const HEARTBEAT_TOKEN: &str = "backup-token-0123456789abcdef";
 const READ_TOKEN: &str = "grafana-read-token-0123456789";
+const ENROL_TOKEN: &str = "fleet-enrol-token-0123456789";
 
 /// The names the document's examples use: check `api`, agent `web-1`, heartbeat `backup`.
 const CONFIG: &str = r#"
@@ -42,6 +43,9 @@ max_record_age = "3650d"
 [[agents]]
 name = "web-1"
 token = "web-1-token-0123456789abcdef"
+
+[enrollment]
+token = "fleet-enrol-token-0123456789"
 
 [[checks]]
 name = "api"
@@ -306,6 +310,9 @@ fn sample_request(doc: &Value, path: &str, method: &str, op: &Value) -> Request<
                 req = req.header(header::AUTHORIZATION, format!("Bearer {HEARTBEAT_TOKEN}"))
             }
             "heartbeatTokenQuery" => query.push(format!("token={HEARTBEAT_TOKEN}")),
+            "enrolmentToken" => {
+                req = req.header(header::AUTHORIZATION, format!("Bearer {ENROL_TOKEN}"))
+            }
             other => panic!("{what}: no credential for security scheme {other:?}"),
         }
     }

@@ -7,6 +7,8 @@
 //! | --- | --- | --- | --- |
 //! | [`INGEST_PATH`] | `POST` | agent | a batch of records, answered once stored |
 //! | [`ASSIGNMENTS_PATH`] | `GET` | agent | the checks the collector assigns to the agent |
+//! | [`ENROLL_PATH`] | `POST` | agent | an [`EnrollRequest`] with the fleet's enrolment token, answered with an [`EnrollAnswer`]: the agent's own credential |
+//! | [`CREDENTIAL_ROTATED_HEADER`] | any answer to an agent | collector | the agent's new credential, on an answer to a request made with the one it replaces |
 //! | [`LABELS_HEADER`] | assignments request | agent | the agent's own labels, so the collector can assign by them |
 //! | [`POLL_HEADER`] | assignments request | agent | how often it asks: how long a silence means it is down |
 //! | [`BACKLOG_HEADER`] | ingest request | agent | records waiting in its spool: a growing backlog shows an agent falling behind |
@@ -25,6 +27,45 @@ pub const INGEST_PATH: &str = "/v1/ingest";
 /// Where an agent asks for its checks (`GET`): answers an [`Assignments`](crate::Assignments)
 /// document, or 304 with `If-None-Match` while its revision has not changed.
 pub const ASSIGNMENTS_PATH: &str = "/v1/assignments";
+
+/// Where an agent without a credential of its own enrols (`POST`, `Authorization: Bearer
+/// <enrolment token>`): an [`EnrollRequest`], answered 201 with an [`EnrollAnswer`]; 401 for
+/// a wrong enrolment token, 409 for a name enrolled already (or configured), 403 for a name
+/// `[enrollment] allowed_names` does not take, 400 for one that is no agent name, 429 after
+/// too many wrong tokens, and 403 when the collector has no `[enrollment]`.
+pub const ENROLL_PATH: &str = "/v1/enroll";
+
+/// The header on an answer to an agent that presented a credential the admin has replaced
+/// (rotated): its value is the new credential, which the agent keeps and presents from then
+/// on; the old one stops working when the collector's `[enrollment] rotation_grace` ends.
+pub const CREDENTIAL_ROTATED_HEADER: &str = "lookout-credential-rotated";
+
+/// The body of a request to [`ENROLL_PATH`].
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EnrollRequest {
+    /// The name the agent enrols under (its configuration's `name`).
+    pub name: String,
+}
+
+/// The answer of [`ENROLL_PATH`]: the credential, given once.
+#[derive(Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct EnrollAnswer {
+    /// The name enrolled.
+    pub name: String,
+    /// The agent's bearer credential from now on.
+    pub credential: String,
+}
+
+impl std::fmt::Debug for EnrollAnswer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The credential is a secret: never in a log line or a panic message.
+        f.debug_struct("EnrollAnswer")
+            .field("name", &self.name)
+            .field("credential", &"****")
+            .finish()
+    }
+}
 
 /// The header that carries the agent's own labels (a JSON object of strings) to
 /// [`ASSIGNMENTS_PATH`]; the collector's `[[agents]] labels` take precedence.

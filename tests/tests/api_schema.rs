@@ -18,6 +18,7 @@ use lookout_tests::{READ_TOKEN, Target, eventually, free_port, get_json, start_c
 const ADMIN: &str = "schema-admin-token-0123456789abcdef";
 const AGENT: &str = "schema-agent-token-0123456789abcdef";
 const BEAT: &str = "schema-beat-token-0123456789abcdef";
+const ENROL: &str = "schema-enrol-token-0123456789abcdef";
 
 /// schemathesis: `LOOKOUT_SCHEMATHESIS`, else the one `scripts/test` installs in its own
 /// virtual environment, else the one on PATH.
@@ -117,6 +118,9 @@ name = "web-1"
 token = "{AGENT}"
 labels = {{ role = "web" }}
 
+[enrollment]
+token = "{ENROL}"
+
 [[heartbeats]]
 name = "backup"
 token = "{BEAT}"
@@ -215,6 +219,7 @@ failure_threshold = 1
                 .env("LOOKOUT_ADMIN_TOKEN", ADMIN)
                 .env("LOOKOUT_AGENT_TOKEN", AGENT)
                 .env("LOOKOUT_BEAT_TOKEN", BEAT)
+                .env("LOOKOUT_ENROLL_TOKEN", ENROL)
                 .output()
         }
     })

@@ -1,5 +1,6 @@
 //! The JSON API under `/api/v1`: checks and their state, raw results, hosts.
 
+pub mod agents;
 pub mod cluster;
 pub mod logs;
 pub mod metrics;
@@ -160,6 +161,16 @@ pub struct HostView {
     pub last_seen: Option<DateTime<Utc>>,
     /// The latest sample of each of its metric series.
     pub metrics: Vec<MetricRow>,
+    /// Where it comes from: `config` (`[[agents]]`, `[local_agent]`), `enrolled` (it enrolled
+    /// itself, `POST /v1/enroll`), or null for an agent the collector no longer knows (its
+    /// data stays).
+    pub origin: Option<&'static str>,
+    /// `permanent` or `ephemeral` (null when `origin` is).
+    pub lifecycle: Option<String>,
+    /// When it enrolled (enrolled agents).
+    pub enrolled_at: Option<DateTime<Utc>>,
+    /// When its credential was revoked: it is refused until it enrols again.
+    pub revoked_at: Option<DateTime<Utc>>,
 }
 
 /// `GET /api/v1/hosts` answer.
@@ -178,6 +189,12 @@ pub async fn hosts(
     let mut names: BTreeSet<String> = stored.iter().map(|a| a.name.clone()).collect();
     let configured = state.configured_agents();
     names.extend(configured.iter().map(|c| c.name.clone()));
+    let origins: BTreeMap<String, crate::enrolment::ops::AgentListing> =
+        crate::enrolment::ops::listings(&state.config(), &state.enrolled.rows())
+            .into_iter()
+            .map(|l| (l.name.clone(), l))
+            .collect();
+    names.extend(origins.keys().cloned());
     let mut hosts = Vec::with_capacity(names.len());
     for name in names {
         let row = stored.iter().find(|a| a.name == name);
@@ -185,7 +202,12 @@ pub async fn hosts(
         if let Some(c) = configured.iter().find(|c| c.name == name) {
             labels.extend(c.labels.clone());
         }
+        let origin = origins.get(&name);
         hosts.push(HostView {
+            origin: origin.map(|o| o.origin),
+            lifecycle: origin.map(|o| o.lifecycle.clone()),
+            enrolled_at: origin.and_then(|o| o.enrolled_at),
+            revoked_at: origin.and_then(|o| o.revoked_at),
             metrics: state.store.latest_metrics(&name).await?,
             last_seen: row.and_then(|r| r.last_seen),
             claimed_labels: row.map(|r| r.claimed_labels.clone()).unwrap_or_default(),

@@ -11,7 +11,10 @@
 //!   for the API's other reads, the live tail and `/metrics`; anyone with `[server]
 //!   public_read = true` (or the older `[status_page] public_admin = true`). Else 401, or 403
 //!   with the keys to set when no credential is configured at all.
-//! - [`AgentAuth`]: an agent's bearer token, for `/v1/ingest` and `/v1/assignments`; else 401.
+//! - [`AgentAuth`]: an agent's bearer token (an `[[agents]]` token, or an enrolled agent's
+//!   credential, [`crate::enrolment`]), for `/v1/ingest` and `/v1/assignments`; else 401.
+//! - [`Enroller`]: the fleet's enrolment token, for `POST /v1/enroll`; else 401 (429 after
+//!   many wrong ones), or 403 when enrolment is off.
 //! - [`Admin`]: the admin token as a bearer token, or the admin pages' login cookie
 //!   ([`session`]), for the API's writes; else 401, or 403 when no admin token is set.
 //! - [`AdminPage`]: the admin (who may write), or anyone where reading is public (who may
@@ -32,9 +35,11 @@ use axum::http::request::Parts;
 use axum::http::{HeaderMap, Method, header};
 use subtle::ConstantTimeEq;
 
+use crate::enrolment::Found;
 use crate::error::AppError;
 use crate::state::{AppState, Credential};
 use lookout_config::Token;
+use lookout_protocol::http::CREDENTIAL_ROTATED_HEADER;
 
 /// An agent, by the bearer token it presented (`Authorization: Bearer <agent token>`).
 #[derive(Debug, Clone)]
@@ -58,10 +63,124 @@ impl FromRequestParts<Arc<AppState>> for AgentAuth {
             .ok_or_else(|| {
                 AppError::Unauthorized("expected Authorization: Bearer <agent token>".into())
             })?;
-        state
-            .authenticate(token)
-            .map(AgentAuth)
-            .ok_or_else(|| AppError::Unauthorized("unknown agent token".into()))
+        let digest = Token::new(token).digest();
+        let mut found = state.credential_for(&digest, crate::clock::now());
+        if matches!(found, Err(Found::Unknown)) {
+            // Perhaps enrolled on another collector a moment ago (enrolment module doc).
+            let reloaded = state
+                .enrolled
+                .reload_after_miss(state.store.as_ref())
+                .await
+                .unwrap_or_else(|e| {
+                    tracing::warn!(error = %e, "cannot reload the enrolled agents");
+                    false
+                });
+            if reloaded {
+                found = state.credential_for(&digest, crate::clock::now());
+            }
+        }
+        let agent = found.map_err(|why| {
+            AppError::Unauthorized(match why {
+                Found::Revoked(name) => format!(
+                    "the credential of agent {name:?} was revoked: the admin can allow it to \
+                     enrol again (lookout-collector agents allow-reenroll {name})"
+                ),
+                Found::Expired(name) => format!(
+                    "this credential of agent {name:?} was replaced and its grace has ended: \
+                     put the new credential in the agent's credential file"
+                ),
+                Found::Unknown | Found::Agent { .. } => "unknown agent token".into(),
+            })
+        })?;
+        if let Some(new) = &agent.handover
+            && let Some(slot) = parts.extensions.get::<Handover>()
+            && let Ok(value) = axum::http::HeaderValue::from_str(new.expose())
+        {
+            let _ = slot.0.set(value);
+        }
+        if agent.rotation_done {
+            let (state, name) = (state.clone(), agent.name.clone());
+            tokio::spawn(async move {
+                if let Err(e) = state
+                    .enrolled
+                    .finish_rotation(state.store.as_ref(), &name, &digest)
+                    .await
+                {
+                    tracing::warn!(agent = %name, error = %e, "cannot record a finished rotation; tried again on its next request");
+                }
+            });
+        }
+        Ok(AgentAuth(agent))
+    }
+}
+
+/// Where an agent route's answer takes the new credential of an agent that presented the one
+/// its rotation replaced; put in the request by [`hand_over`], filled by [`AgentAuth`].
+#[derive(Debug, Clone, Default)]
+pub struct Handover(Arc<std::sync::OnceLock<axum::http::HeaderValue>>);
+
+/// Middleware of the agent routes: an answer to an agent whose credential was rotated carries
+/// the new one in [`CREDENTIAL_ROTATED_HEADER`], over the connection it authenticated on.
+pub async fn hand_over(
+    mut req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    let slot = Handover::default();
+    req.extensions_mut().insert(slot.clone());
+    let mut resp = next.run(req).await;
+    if let Some(value) = slot.0.get() {
+        resp.headers_mut()
+            .insert(CREDENTIAL_ROTATED_HEADER, value.clone());
+    }
+    resp
+}
+
+/// A request to enrol: the fleet's enrolment token (`[enrollment] token`) as a bearer token.
+/// 403 with the key to set when enrolment is off, 429 after [`crate::sessions::MAX_FAILURES`]
+/// wrong tokens from one address in [`crate::sessions::FAILURE_WINDOW`], 401 otherwise.
+#[derive(Debug, Clone, Copy)]
+pub struct Enroller;
+
+impl FromRequestParts<Arc<AppState>> for Enroller {
+    type Rejection = AppError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &Arc<AppState>,
+    ) -> Result<Self, Self::Rejection> {
+        let config = state.config();
+        let Some(expected) = config.enrollment.as_ref().and_then(|e| e.digest()) else {
+            return Err(AppError::Forbidden(
+                "enrolment is off: set [enrollment] token in the collector's configuration, \
+                 or give this agent an [[agents]] entry and its token"
+                    .into(),
+            ));
+        };
+        let ClientAddr(addr) = ClientAddr::from_request_parts(parts, state)
+            .await
+            .unwrap_or(ClientAddr(None));
+        let now = std::time::Instant::now();
+        if let Err(wait) = state.enrol_failures.may_try(addr, now) {
+            return Err(AppError::TooManyAttempts(
+                format!(
+                    "too many enrolments with a wrong token from this address; retry in {wait} s"
+                ),
+                wait,
+            ));
+        }
+        let given = bearer(&parts.headers).ok_or_else(|| {
+            AppError::Unauthorized("expected Authorization: Bearer <enrolment token>".into())
+        })?;
+        // Digests compared in constant time: the time taken says nothing of the token.
+        if !bool::from(Token::new(given).digest().0.ct_eq(&expected.0)) {
+            state.enrol_failures.failed(addr, now);
+            return Err(AppError::Unauthorized(
+                "wrong enrolment token: the agent's enroll_token must be the collector's \
+                 [enrollment] token"
+                    .into(),
+            ));
+        }
+        Ok(Enroller)
     }
 }
 

@@ -1,6 +1,7 @@
 //! `/admin/hosts`: every agent with when it was last seen, its version, labels, and its CPU and
 //! memory now; `/admin/hosts/{name}`: one host's charts ([`super::charts`]).
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use axum::extract::{Path, State};
@@ -9,8 +10,9 @@ use chrono::Duration as ChronoDuration;
 use maud::{Markup, html};
 
 use super::charts::{CHART_HOURS, cpu_busy, line_chart, network_rates, percent_by};
-use super::{labels_text, page, seen, url_escape};
+use super::{ago, labels_text, page, seen, url_escape};
 use crate::auth::AdminPage;
+use crate::enrolment::ops::{AgentListing, listings};
 use crate::error::AppError;
 use crate::state::AppState;
 use crate::store::{AgentRow, RollupQuery, Tier};
@@ -30,6 +32,7 @@ pub async fn hosts(
 ) -> Result<Response, AppError> {
     let now = crate::clock::now();
     let stored = state.store.agents().await?;
+    let origins = origins(&state);
     let mut latest = Vec::with_capacity(stored.len());
     for a in &stored {
         let metrics = state.store.latest_metrics(&a.name).await?;
@@ -52,17 +55,18 @@ pub async fn hosts(
             table {
                 thead {
                     tr {
-                        th { "Host" } th { "Last seen" } th { "Version" } th { "Labels" }
-                        th { "CPU" } th { "Memory" }
+                        th { "Host" } th { "From" } th { "Last seen" } th { "Version" }
+                        th { "Labels" } th { "CPU" } th { "Memory" }
                     }
                 }
                 tbody {
                     @if stored.is_empty() {
-                        tr { td colspan="6" { "No agents yet." } }
+                        tr { td colspan="7" { "No agents yet." } }
                     }
                     @for (a, m) in stored.iter().zip(&latest) {
                         tr data-host=(a.name) {
                             td { a href={ "/admin/hosts/" (url_escape(&a.name)) } { (a.name) } }
+                            td { (origin_text(origins.get(&a.name), now)) }
                             td { (seen(a.last_seen, now)) }
                             td { (a.version.as_deref().unwrap_or("–")) }
                             td {
@@ -122,9 +126,11 @@ pub async fn host(
         l => l,
     };
     let (from_s, to_s) = (from.timestamp(), now.timestamp());
+    let origin = origin_text(origins(&state).get(&name), now);
     let main = html! {
         p {
-            "Last seen " (seen(agent.last_seen, now))
+            "From " (origin)
+            " · last seen " (seen(agent.last_seen, now))
             " · version " (agent.version.as_deref().unwrap_or("unknown"))
             " · labels " (labels)
             (claims(&agent))
@@ -149,5 +155,29 @@ fn claims(agent: &AgentRow) -> Markup {
                 "(claims " (labels_text(&overridden)) ")"
             }
         }
+    }
+}
+
+/// Where each agent comes from, by name ([`crate::enrolment::ops::listings`]).
+fn origins(state: &AppState) -> HashMap<String, AgentListing> {
+    listings(&state.config(), &state.enrolled.rows())
+        .into_iter()
+        .map(|l| (l.name.clone(), l))
+        .collect()
+}
+
+/// "configuration", "enrolled 3 days ago", "enrolled … (ephemeral), revoked 5 min ago", or
+/// "–" for an agent the collector no longer knows.
+fn origin_text(listing: Option<&AgentListing>, now: chrono::DateTime<chrono::Utc>) -> Markup {
+    let Some(l) = listing else {
+        return html! { "–" };
+    };
+    html! {
+        @match l.enrolled_at {
+            None => "configuration",
+            Some(at) => { "enrolled " (ago(at, now)) },
+        }
+        @if l.lifecycle != "permanent" { " (" (l.lifecycle) ")" }
+        @if let Some(at) = l.revoked_at { ", revoked " (ago(at, now)) }
     }
 }
