@@ -1,7 +1,8 @@
 //! End to end, the HTTP server's limits of docs/security.md ("Limits") with the real collector:
 //! clients that send a byte a second, bodies far past a route's limit, too many live-tail
-//! readers and too many connections. Each is answered with its status and sentence, or closed,
-//! while the collector keeps answering everyone else in normal time.
+//! readers, too many connections and an answer the store holds up. Each is answered with its
+//! status and sentence, or closed, while the collector keeps answering everyone else in normal
+//! time.
 
 use std::time::{Duration, Instant};
 
@@ -475,5 +476,67 @@ async fn a_kept_alive_connection_waits_for_idle_timeout_not_header_timeout() -> 
         idle >= Duration::from_millis(3900) && idle < Duration::from_secs(6),
         "closed after {idle:?}"
     );
+    Ok(())
+}
+
+/// `[server] request_timeout` against a real slow peer: PostgreSQL, with the table the
+/// silences are read from locked by another connection. The API's answer is 503 with its
+/// sentence once `request_timeout` has passed (not before, and long before the store's own
+/// `statement_timeout`), `/healthz` answers meanwhile, and once the lock goes the same route
+/// answers 200.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_answer_held_up_by_the_store_is_503_after_request_timeout() -> Result<()> {
+    use sqlx::Connection as _;
+    let Some(db) = lookout_tests::pg_database("request_timeout").await else {
+        return Ok(());
+    };
+    let dir = tempfile::tempdir()?;
+    let port = free_port();
+    let text = collector_toml(
+        dir.path(),
+        port.get(),
+        AGENT,
+        AGENT_TOKEN,
+        &format!("[storage]\nurl = \"{db}\"\nstatement_timeout = \"30s\"\n"),
+    )
+    .replacen("[[agents]]", "request_timeout = \"2s\"\n[[agents]]", 1);
+    drop(port);
+    let (_collector, base) = start_collector(dir.path(), &text)?;
+    let silences = format!("{base}/api/v1/silences");
+    let answer = lookout_tests::read(&silences).await?;
+    assert_eq!(answer.status(), 200, "{}", answer.text().await?);
+
+    let mut holder = sqlx::PgConnection::connect(&db).await?;
+    sqlx::query("BEGIN").execute(&mut holder).await?;
+    sqlx::query("LOCK TABLE silences IN ACCESS EXCLUSIVE MODE")
+        .execute(&mut holder)
+        .await?;
+    let started = Instant::now();
+    let held = tokio::spawn(async move {
+        let answer = lookout_tests::read(&silences).await?;
+        let status = answer.status();
+        anyhow::Ok((status, answer.text().await?, started.elapsed()))
+    });
+    // Meanwhile the collector answers what does not wait for that table.
+    let asked = Instant::now();
+    let health = reqwest::get(format!("{base}/healthz")).await?;
+    assert_eq!(health.status(), 200);
+    let health_took = asked.elapsed();
+    assert!(health_took < Duration::from_secs(1), "{health_took:?}");
+    let (status, body, took) = held.await??;
+    assert_eq!(status, 503, "{body}");
+    assert!(
+        body.contains("the answer took longer than 2s ([server] request_timeout)"),
+        "{body}"
+    );
+    assert!(
+        took >= Duration::from_secs(2) && took < Duration::from_secs(10),
+        "answered after {took:?}; request_timeout 2 s, statement_timeout 30 s"
+    );
+
+    sqlx::query("ROLLBACK").execute(&mut holder).await?;
+    let answer = lookout_tests::read(format!("{base}/api/v1/silences")).await?;
+    assert_eq!(answer.status(), 200, "{}", answer.text().await?);
+    eprintln!("503 after {took:?}, /healthz meanwhile in {health_took:?}");
     Ok(())
 }
