@@ -6,8 +6,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use lookout_protocol::http::{
-    AGENT_PRODUCT, ASSIGNMENTS_PATH, BACKLOG_HEADER, INGEST_PATH, JSON_CONTENT_TYPE, LABELS_HEADER,
-    POLL_HEADER,
+    AGENT_PRODUCT, ASSIGNMENTS_PATH, BACKLOG_HEADER, GOODBYE_PATH, INGEST_PATH, JSON_CONTENT_TYPE,
+    LABELS_HEADER, POLL_HEADER,
 };
 use lookout_protocol::{Assignments, Batch, Encoding, ZstdBatchEncoder};
 use reqwest::StatusCode;
@@ -123,6 +123,18 @@ impl CollectorClient {
                 .header(CONTENT_ENCODING, Encoding::Zstd.header_value())
                 .header(BACKLOG_HEADER, backlog)
                 .body(body.clone())
+        })
+        .await
+        .map(|_| ())
+    }
+
+    /// Tells the collector this agent is stopping cleanly, so that its silence does not page
+    /// (a permanent agent is shown stopped, an ephemeral one is retired).
+    pub async fn goodbye(&self) -> Result<(), SendError> {
+        self.with_failover(|base| {
+            self.http
+                .post(format!("{base}{GOODBYE_PATH}"))
+                .header(AUTHORIZATION, format!("Bearer {}", self.token))
         })
         .await
         .map(|_| ())

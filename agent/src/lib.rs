@@ -40,6 +40,9 @@ use spool::{Spool, SpoolConfig};
 /// How long a stop waits for the shipper's last delivery attempt.
 const STOP_DEADLINE: Duration = Duration::from_secs(5);
 
+/// How long a stop waits to tell the collector it is stopping.
+const GOODBYE_DEADLINE: Duration = Duration::from_secs(2);
+
 /// What an agent needs to run, from its configuration file or from the collector's
 /// `[local_agent]`.
 #[derive(Debug, Clone)]
@@ -238,6 +241,14 @@ pub async fn run(settings: AgentSettings, shutdown: CancellationToken) -> Result
             queued = spool.backlog(),
             "stop deadline passed before the last delivery"
         );
+    }
+    // After the last delivery: the silence that follows is a planned stop, not an outage.
+    match tokio::time::timeout(GOODBYE_DEADLINE, client.goodbye()).await {
+        Ok(Ok(())) => tracing::debug!("the collector knows this agent is stopping"),
+        Ok(Err(e)) => {
+            tracing::warn!(error = %e, "could not tell the collector this agent is stopping")
+        }
+        Err(_) => tracing::warn!("the collector did not answer this agent's goodbye in time"),
     }
     tracing::info!(agent = %settings.name, "agent stopped");
     Ok(())

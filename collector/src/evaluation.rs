@@ -100,6 +100,18 @@ impl Evaluator {
         }
     }
 
+    /// `agent` said it is stopping; the store has it already. On a shared database a follower
+    /// leaves it to the leader's ticks, which read the store for agents gone silent.
+    pub async fn said_goodbye(&self, agent: &str) {
+        if !self.leadership.leads() {
+            return;
+        }
+        self.metrics.evaluation("goodbye");
+        if let Err(e) = self.engine.goodbye(agent, crate::clock::now()).await {
+            tracing::error!(agent = %agent, error = %e, "rule evaluation failed");
+        }
+    }
+
     /// A push monitor's ping was stored. On a shared database a follower leaves it to the
     /// leader's next tick, which reads the stored pings.
     pub async fn pinged(&self, ping: &Ping) {

@@ -373,6 +373,24 @@ fn whole_number(headers: &HeaderMap, name: &str) -> Result<Option<u64>, AppError
         .ok_or_else(|| AppError::BadRequest(format!("{name}: expected a whole number (0 or more)")))
 }
 
+/// `POST /v1/goodbye`: the agent is stopping cleanly. Recorded in the store first, so that on
+/// a shared database the leader learns it even when a follower answers; 204.
+pub async fn goodbye(
+    State(state): State<Arc<AppState>>,
+    AgentAuth(agent): AgentAuth,
+) -> Result<StatusCode, AppError> {
+    state
+        .store
+        .set_agent_presence(
+            &agent.name,
+            Some(crate::store::Presence::Stopped),
+            crate::clock::now(),
+        )
+        .await?;
+    state.evaluator.said_goodbye(&agent.name).await;
+    Ok(StatusCode::NO_CONTENT)
+}
+
 /// `GET /v1/assignments`.
 pub async fn assignments(
     State(state): State<Arc<AppState>>,

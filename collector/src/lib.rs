@@ -190,6 +190,7 @@ pub async fn build_state(
     };
     let state = AppState::new(store, config, local, rules, notifier, metrics, leadership);
     state.enrolled.reload(state.store.as_ref()).await?;
+    state.rules.use_enrolled(state.enrolled.clone());
     Ok(Arc::new(state))
 }
 

@@ -154,6 +154,7 @@ pub fn table() -> Table {
             get(ingest::assignments),
         )
         .post(http::ENROLL_PATH, Enrolment, api::agents::enroll)
+        .agent(Method::POST, http::GOODBYE_PATH, post(ingest::goodbye))
         .get("/metrics", Reader, crate::metrics)
         .get("/api/v1/heartbeats", Reader, api::ping::list)
         .get("/api/v1/logs", Reader, api::logs::search)

@@ -269,7 +269,9 @@ async fn a_body_that_holds_more_than_it_declares_is_still_decoded_whole() {
             .replace("max_decoded_bytes = 65536", "max_decoded_bytes = 4194304"),
     )
     .await;
-    let checks: Vec<(String, bool)> = (0..2000).map(|i| (format!("local-{}", i % 100), true)).collect();
+    let checks: Vec<(String, bool)> = (0..2000)
+        .map(|i| (format!("local-{}", i % 100), true))
+        .collect();
     let checks: Vec<(&str, bool)> = checks.iter().map(|(c, ok)| (c.as_str(), *ok)).collect();
     let json = encode_batch(&batch("web-1", "two-frames", &checks), Encoding::Identity).unwrap();
     assert!(json.len() > 256 * 1024, "{} bytes", json.len());

@@ -171,6 +171,7 @@ conformance!(
     retention::rows_after_retention_emptied_the_tables_are_rolled_up,
     ingest::a_batch_larger_than_a_block_is_stored_whole,
     ingest::agents_are_listed_with_labels_and_last_seen,
+    ingest::an_agent_that_left_is_recorded_until_its_next_batch,
     alerting::alert_transitions_are_compare_and_set_with_history_and_outbox,
     alerting::outbox_claims_lease_retry_and_give_up,
     alerting::acknowledgements_and_silences,

@@ -222,7 +222,19 @@ pub struct AgentEntry {
     /// agent's polling interval and at least 30 s.
     #[serde(default, with = "crate::duration::option")]
     pub agent_timeout: Option<Duration>,
+    /// `permanent` (the default): silence past `agent_timeout` pages. `ephemeral`: a server an
+    /// autoscaling group may remove; its silence never pages, and after `retire_after` it is
+    /// retired (its checks count the agents that remain, its history stays).
+    #[serde(default)]
+    pub lifecycle: Lifecycle,
+    /// How long an ephemeral agent may be silent before it is retired. Default 15 min; at
+    /// least 5 s. Only for `lifecycle = "ephemeral"`.
+    #[serde(default, with = "crate::duration::option")]
+    pub retire_after: Option<Duration>,
 }
+
+/// How long an ephemeral agent is silent before it is retired, unless it says otherwise.
+pub const DEFAULT_RETIRE_AFTER: Duration = Duration::from_secs(15 * 60);
 
 impl AgentEntry {
     /// The digests of every token this agent may present: its token and, while it rotates,
@@ -498,6 +510,15 @@ impl CollectorConfig {
             }
             if a.agent_timeout.is_some_and(|d| d < Duration::from_secs(5)) {
                 doc.error_at(&at.child("agent_timeout"), "must be at least 5s");
+            }
+            if a.retire_after.is_some_and(|d| d < Duration::from_secs(5)) {
+                doc.error_at(&at.child("retire_after"), "must be at least 5s");
+            } else if a.retire_after.is_some() && a.lifecycle == Lifecycle::Permanent {
+                doc.error_at(
+                    &at.child("retire_after"),
+                    "only an agent with lifecycle = \"ephemeral\" is retired: set lifecycle, \
+                     or remove retire_after",
+                );
             }
             validate_agent_tokens(&mut doc, &at, a, *i, &mut tokens);
         }

@@ -9,6 +9,7 @@
 //! | [`ASSIGNMENTS_PATH`] | `GET` | agent | the checks the collector assigns to the agent |
 //! | [`ENROLL_PATH`] | `POST` | agent | an [`EnrollRequest`] with the fleet's enrolment token, answered with an [`EnrollAnswer`]: the agent's own credential |
 //! | [`CREDENTIAL_ROTATED_HEADER`] | any answer to an agent | collector | the agent's new credential, on an answer to a request made with the one it replaces |
+//! | [`GOODBYE_PATH`] | `POST` | agent | it is stopping cleanly, after its last delivery: no page for the silence that follows |
 //! | [`LABELS_HEADER`] | assignments request | agent | the agent's own labels, so the collector can assign by them |
 //! | [`POLL_HEADER`] | assignments request | agent | how often it asks: how long a silence means it is down |
 //! | [`BACKLOG_HEADER`] | ingest request | agent | records waiting in its spool: a growing backlog shows an agent falling behind |
@@ -66,6 +67,11 @@ impl std::fmt::Debug for EnrollAnswer {
             .finish()
     }
 }
+
+/// Where an agent says it is stopping cleanly (`POST`, no body), after its last delivery: a
+/// permanent agent is then `stopped` and its silence does not page until it ships again; an
+/// ephemeral one is retired at once. Answered 204.
+pub const GOODBYE_PATH: &str = "/v1/goodbye";
 
 /// The header that carries the agent's own labels (a JSON object of strings) to
 /// [`ASSIGNMENTS_PATH`]; the collector's `[[agents]] labels` take precedence.

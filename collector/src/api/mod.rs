@@ -159,6 +159,9 @@ pub struct HostView {
     pub claimed_labels: BTreeMap<String, String>,
     /// When it last shipped (RFC 3339), or null if never.
     pub last_seen: Option<DateTime<Utc>>,
+    /// `up`; `down` (silent past its timeout, its alert firing); `stopped` (it said it was
+    /// stopping); `retired` (an ephemeral agent gone); `unknown` (never heard from).
+    pub state: &'static str,
     /// The latest sample of each of its metric series.
     pub metrics: Vec<MetricRow>,
     /// Where it comes from: `config` (`[[agents]]`, `[local_agent]`), `enrolled` (it enrolled
@@ -195,6 +198,14 @@ pub async fn hosts(
             .map(|l| (l.name.clone(), l))
             .collect();
     names.extend(origins.keys().cloned());
+    let down: BTreeSet<String> = state
+        .store
+        .alerts(&[AlertState::Firing])
+        .await?
+        .into_iter()
+        .filter(|a| a.rule == crate::alert::AGENT_RULE)
+        .filter_map(|a| a.labels.get("agent").cloned())
+        .collect();
     let mut hosts = Vec::with_capacity(names.len());
     for name in names {
         let row = stored.iter().find(|a| a.name == name);
@@ -210,6 +221,12 @@ pub async fn hosts(
             revoked_at: origin.and_then(|o| o.revoked_at),
             metrics: state.store.latest_metrics(&name).await?,
             last_seen: row.and_then(|r| r.last_seen),
+            state: match row.and_then(|r| r.presence) {
+                Some((presence, _)) => presence.as_str(),
+                None if down.contains(&name) => "down",
+                None if row.and_then(|r| r.last_seen).is_none() => "unknown",
+                None => "up",
+            },
             claimed_labels: row.map(|r| r.claimed_labels.clone()).unwrap_or_default(),
             labels,
             name,

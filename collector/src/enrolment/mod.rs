@@ -127,6 +127,17 @@ impl Registry {
         }
     }
 
+    /// Whether the enrolled agent `name` (not revoked) is ephemeral, as last loaded; `None`
+    /// for a name not enrolled.
+    pub fn ephemeral(&self, name: &str) -> Option<bool> {
+        let known = self.known.read().unwrap_or_else(|p| p.into_inner()).clone();
+        let row = known
+            .rows
+            .iter()
+            .find(|r| r.name == name && r.revoked.is_none())?;
+        Some(row.lifecycle == lookout_config::collector::Lifecycle::Ephemeral.as_str())
+    }
+
     /// Every enrolled agent as last loaded, by name.
     pub fn rows(&self) -> Vec<EnrolledRow> {
         self.known

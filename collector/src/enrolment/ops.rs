@@ -77,7 +77,12 @@ pub fn listings(config: &CollectorConfig, rows: &[EnrolledRow]) -> Vec<AgentList
         .map(|name| AgentListing {
             name: name.clone(),
             origin: "config",
-            lifecycle: "permanent".into(),
+            lifecycle: config
+                .agents
+                .iter()
+                .find(|a| &a.name == name)
+                .map_or("permanent", |a| a.lifecycle.as_str())
+                .into(),
             enrolled_at: None,
             rotated_at: None,
             revoked_at: None,

@@ -32,7 +32,7 @@ use crate::alert::{
     uptime_fingerprint,
 };
 use crate::store::alerting::AlertState;
-use crate::store::{Store, StoreError};
+use crate::store::{Presence, Store, StoreError};
 
 /// The rule engine.
 #[derive(Debug)]
@@ -52,6 +52,9 @@ pub struct Engine {
     /// busy): alive, whatever became of their batch. Merged into the agents' beats at each tick.
     // std's Mutex: a map insert, never across an await.
     heard: std::sync::Mutex<HashMap<String, DateTime<Utc>>>,
+    /// The enrolled agents, for which of them are ephemeral (set once by the collector's
+    /// state; none in an engine of its own).
+    enrolled: std::sync::OnceLock<Arc<crate::enrolment::Registry>>,
 }
 
 impl Engine {
@@ -71,6 +74,7 @@ impl Engine {
             state: Mutex::new(state),
             stale: AtomicBool::new(false),
             heard: Default::default(),
+            enrolled: std::sync::OnceLock::new(),
         })
     }
 
@@ -95,8 +99,16 @@ impl Engine {
             ..State::default()
         };
         for a in store.agents().await? {
-            // An agent not heard from since before this start gets the full timeout.
-            state.agents.insert(a.name, AgentBeat::new(now));
+            // An agent not heard from since before this start gets the full timeout; one that
+            // was retired is not expected back, one that stopped cleanly does not page.
+            match a.presence {
+                Some((Presence::Retired, _)) => {}
+                presence => {
+                    let mut beat = AgentBeat::new(now);
+                    beat.stopped = presence.is_some();
+                    state.agents.insert(a.name, beat);
+                }
+            }
         }
         for row in store.heartbeats().await? {
             state.beats.insert(row.name.clone(), row);
@@ -136,6 +148,26 @@ impl Engine {
             }
         }
         Ok(state)
+    }
+
+    /// Reads which enrolled agents are ephemeral from `registry` from now on.
+    pub fn use_enrolled(&self, registry: Arc<crate::enrolment::Registry>) {
+        // Set once, at start; a second call would be the same registry.
+        let _ = self.enrolled.set(registry);
+    }
+
+    /// How long `agent` may be silent before it is retired; `None`: never (permanent).
+    pub(super) fn retire_after(
+        &self,
+        settings: &Settings,
+        agent: &str,
+    ) -> Option<chrono::Duration> {
+        settings.retire_after(agent, |name| {
+            self.enrolled
+                .get()
+                .and_then(|r| r.ephemeral(name))
+                .unwrap_or(false)
+        })
     }
 
     /// Takes new settings from a reloaded configuration (running state is kept).
@@ -181,6 +213,8 @@ impl Engine {
             .entry(agent.to_string())
             .or_insert(AgentBeat::new(now));
         beat.last = beat.last.max(now);
+        // Back from a clean stop (the store's row says so once this batch is stored).
+        beat.stopped = false;
         if state.agent_down(agent) {
             if let Some(b) = state.agents.get_mut(agent) {
                 b.back_at = Some(now);
@@ -358,36 +392,56 @@ impl Engine {
                 b.last = b.last.max(at);
             }
         }
+        // Silent past its timeout (it pages), or an ephemeral one past its retire_after.
         let silent: Vec<(String, DateTime<Utc>)> = state
             .agents
             .iter()
             .filter(|(n, b)| {
-                now - b.last > settings.agent_timeout(n, b.poll) && !state.agent_down(n)
+                let quiet = now - b.last;
+                !b.stopped
+                    && !state.agent_down(n)
+                    && (quiet > settings.agent_timeout(n, b.poll)
+                        || self.retire_after(&settings, n).is_some_and(|r| quiet > r))
             })
             .map(|(n, b)| (n.clone(), b.last))
             .collect();
-        // Another collector on the same database may be the one hearing from it.
-        let seen: HashMap<String, DateTime<Utc>> = if silent.is_empty() {
+        // Another collector on the same database may be the one hearing from it, or the one
+        // it said goodbye to.
+        let stored: HashMap<String, crate::store::AgentRow> = if silent.is_empty() {
             HashMap::new()
         } else {
             self.store
                 .agents()
                 .await?
                 .into_iter()
-                .filter_map(|a| a.last_seen.map(|t| (a.name, t)))
+                .map(|a| (a.name.clone(), a))
                 .collect()
         };
         for (agent, last) in silent {
-            if let Some(stored) = seen.get(&agent).filter(|t| **t > last) {
-                if let Some(b) = state.agents.get_mut(&agent) {
-                    b.last = *stored;
-                }
-                let poll = state.agents.get(&agent).and_then(|b| b.poll);
-                if now - *stored <= settings.agent_timeout(&agent, poll) {
-                    continue;
-                }
+            let row = stored.get(&agent);
+            if let Some(stored) = row.and_then(|a| a.last_seen).filter(|t| *t > last)
+                && let Some(b) = state.agents.get_mut(&agent)
+            {
+                b.last = stored;
             }
-            let last = seen.get(&agent).copied().unwrap_or(last).max(last);
+            let last = row.and_then(|a| a.last_seen).unwrap_or(last).max(last);
+            if row
+                .and_then(|a| a.presence)
+                .is_some_and(|(_, since)| since >= last)
+            {
+                self.left(&mut state, &settings, &agent, now).await?;
+                continue;
+            }
+            if let Some(retire_after) = self.retire_after(&settings, &agent) {
+                if now - last > retire_after {
+                    self.retire(&mut state, &settings, &agent, now).await?;
+                }
+                continue;
+            }
+            let poll = state.agents.get(&agent).and_then(|b| b.poll);
+            if now - last <= settings.agent_timeout(&agent, poll) {
+                continue;
+            }
             let secs = (now - last).num_seconds();
             let summary = format!("agent {agent} down: silent for {secs} s");
             self.record(
@@ -428,7 +482,7 @@ impl Engine {
     }
 
     /// Records the alert transition a check's change of state makes, if any.
-    async fn apply(
+    pub(super) async fn apply(
         &self,
         sink: &mut Sink<'_>,
         state: &mut State,
@@ -565,7 +619,12 @@ fn check_series(r: &CheckResult) -> impl Iterator<Item = (&'static str, f64)> {
     .filter_map(|(n, v)| v.map(|v| (n, v)))
 }
 
-fn agent_decision(agent: &str, to: AlertState, at: DateTime<Utc>, summary: String) -> Decision {
+pub(super) fn agent_decision(
+    agent: &str,
+    to: AlertState,
+    at: DateTime<Utc>,
+    summary: String,
+) -> Decision {
     Decision {
         fingerprint: agent_fingerprint(agent),
         rule: AGENT_RULE.to_string(),

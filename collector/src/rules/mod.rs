@@ -5,13 +5,14 @@
 //! [`logs`] (log rules), and [`engine`], which evaluates what is stored against them and hands
 //! each decision to the alert desk ([`crate::alert`]); `settings` (the configuration's part),
 //! `state` (what the engine keeps between evaluations), `pings` (push monitors in the
-//! engine) and `group` (a group of batches evaluated in the transaction that stores it) are
-//! the engine's own.
+//! engine), `fleet` (agents that stop cleanly or are retired) and `group` (a group of batches
+//! evaluated in the transaction that stores it) are the engine's own.
 //!
 //! The rules decide what an alert should be; they never route, hold or send a notification.
 //! When they are evaluated is [`crate::evaluation`]'s business.
 
 pub mod engine;
+mod fleet;
 mod group;
 pub mod heartbeat;
 pub mod logs;

@@ -4,6 +4,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
 
+use lookout_config::collector::{DEFAULT_RETIRE_AFTER, Lifecycle};
 use lookout_config::{CheckConfig, CollectorConfig, HeartbeatConfig};
 
 use super::uptime::UptimeSettings;
@@ -17,6 +18,10 @@ pub(super) struct Settings {
     pub(super) checks: HashMap<String, (UptimeSettings, String)>,
     pub(super) agent_timeout: Option<Duration>,
     pub(super) agent_timeouts: HashMap<String, Duration>,
+    /// The ephemeral agents (`lifecycle = "ephemeral"`), each with its `retire_after`.
+    pub(super) ephemeral: HashMap<String, Duration>,
+    /// `[enrollment] retire_after`: for enrolled agents that are ephemeral.
+    pub(super) enrolled_retire_after: Duration,
     pub(super) heartbeats: BTreeMap<String, HeartbeatConfig>,
     pub(super) rules: Vec<lookout_config::RuleConfig>,
     pub(super) log_rules: Vec<lookout_config::LogRuleConfig>,
@@ -38,6 +43,20 @@ impl Settings {
                 .iter()
                 .filter_map(|a| a.agent_timeout.map(|t| (a.name.clone(), t)))
                 .collect(),
+            ephemeral: config
+                .agents
+                .iter()
+                .filter(|a| a.lifecycle == Lifecycle::Ephemeral)
+                .map(|a| {
+                    let after = a.retire_after.unwrap_or(DEFAULT_RETIRE_AFTER);
+                    (a.name.clone(), after)
+                })
+                .collect(),
+            enrolled_retire_after: config
+                .enrollment
+                .as_ref()
+                .and_then(|e| e.retire_after)
+                .unwrap_or(DEFAULT_RETIRE_AFTER),
             heartbeats: config
                 .heartbeats
                 .iter()
@@ -78,6 +97,26 @@ impl Settings {
             .or(self.agent_timeout)
             .unwrap_or_else(|| poll.map_or(MIN_AGENT_TIMEOUT, |p| (p * 3).max(MIN_AGENT_TIMEOUT)));
         chrono::Duration::from_std(t).unwrap_or(chrono::Duration::MAX)
+    }
+}
+
+impl Settings {
+    /// How long `agent` may be silent before it is retired: `None` for a permanent agent,
+    /// which is never retired. `enrolled_ephemeral` says whether an agent the configuration
+    /// does not name enrolled as ephemeral; the configuration wins for a name it has.
+    pub(super) fn retire_after(
+        &self,
+        agent: &str,
+        enrolled_ephemeral: impl FnOnce(&str) -> bool,
+    ) -> Option<chrono::Duration> {
+        let after = match self.ephemeral.get(agent) {
+            Some(d) => *d,
+            None if !self.agent_labels.contains_key(agent) && enrolled_ephemeral(agent) => {
+                self.enrolled_retire_after
+            }
+            None => return None,
+        };
+        Some(chrono::Duration::from_std(after).unwrap_or(chrono::Duration::MAX))
     }
 }
 

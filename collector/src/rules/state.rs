@@ -22,6 +22,9 @@ pub(super) struct AgentBeat {
     pub(super) latest_data: Option<DateTime<Utc>>,
     /// How often it said it asks for its assignments.
     pub(super) poll: Option<Duration>,
+    /// It said it was stopping (a clean stop) and has not shipped since: its silence does
+    /// not page.
+    pub(super) stopped: bool,
 }
 
 impl AgentBeat {
@@ -32,6 +35,7 @@ impl AgentBeat {
             back_at: None,
             latest_data: None,
             poll: None,
+            stopped: false,
         }
     }
 }

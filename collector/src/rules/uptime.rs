@@ -292,6 +292,14 @@ impl Uptime {
         self.evaluate(at)
     }
 
+    /// `agent` left for good (retired, or stopped cleanly): its results no longer count, and
+    /// the check is evaluated at `now` over the agents that remain.
+    pub fn forget(&mut self, agent: &str, now: DateTime<Utc>) -> Option<Change> {
+        self.vantages.remove(agent)?;
+        self.counts = None;
+        self.evaluate(now)
+    }
+
     /// Re-evaluates at `now` without a new result (agents going stale, flapping settling).
     pub fn tick(&mut self, now: DateTime<Utc>) -> Option<Change> {
         self.evaluate(now)

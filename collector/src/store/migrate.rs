@@ -25,6 +25,7 @@ pub const MIGRATIONS: &[&str] = &[
     include_str!("migrations/schema_v9.sql"),
     include_str!("migrations/schema_v10.sql"),
     include_str!("migrations/schema_v11.sql"),
+    include_str!("migrations/schema_v12.sql"),
 ];
 
 /// The schema version that moves metric samples into blocks (store/blocks.rs).

@@ -146,6 +146,38 @@ pub struct AgentRow {
     pub version: Option<String>,
     /// The labels it last sent about itself, as it sent them (empty before it polled).
     pub claimed_labels: BTreeMap<String, String>,
+    /// Whether it left, and since when: `None` while it ships.
+    pub presence: Option<(Presence, DateTime<Utc>)>,
+}
+
+/// An agent that left, as the store records it until its next batch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Presence {
+    /// It said it was stopping (a clean stop): its silence does not page.
+    Stopped,
+    /// An ephemeral agent that stopped or was silent past its `retire_after`: its checks no
+    /// longer count it, its history stays.
+    Retired,
+}
+
+impl Presence {
+    /// Its name in the store and the API.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Stopped => "stopped",
+            Self::Retired => "retired",
+        }
+    }
+
+    /// The presence named `name` in the store; `None` for any other text.
+    pub fn parse(name: &str) -> Option<Self> {
+        match name {
+            "stopped" => Some(Self::Stopped),
+            "retired" => Some(Self::Retired),
+            _ => None,
+        }
+    }
 }
 
 impl AgentRow {
@@ -400,6 +432,15 @@ pub trait Store:
         &'s self,
         items: &[NewBatch<'_>],
     ) -> Result<(Vec<IngestOutcome>, Box<dyn OpenGroup + 's>), StoreError>;
+
+    /// Records that `agent` left (`Some`) at `at`, or is back (`None`). An agent not yet
+    /// recorded is added.
+    async fn set_agent_presence(
+        &self,
+        agent: &str,
+        presence: Option<Presence>,
+        at: DateTime<Utc>,
+    ) -> Result<(), StoreError>;
 
     /// True when some agent has reported a check of this name.
     async fn check_known(&self, name: &str) -> Result<bool, StoreError>;

@@ -316,7 +316,8 @@ fn store_rows(
         "INSERT INTO agents (name, last_seen_ms) VALUES ($1, $2)
          ON CONFLICT (name) DO UPDATE SET last_seen_ms = CASE
            WHEN agents.last_seen_ms IS NULL OR excluded.last_seen_ms > agents.last_seen_ms
-           THEN excluded.last_seen_ms ELSE agents.last_seen_ms END",
+           THEN excluded.last_seen_ms ELSE agents.last_seen_ms END,
+           presence = NULL, presence_since_ms = NULL",
     )?;
     for (agent, at) in seen {
         agents.execute(params![agent, at])?;

@@ -9,9 +9,12 @@
 //! - `down`: a majority of the agents with a fresh result saw it fail;
 //! - `up`: otherwise.
 //!
+//! An agent that left (it stopped cleanly, or an ephemeral one was retired: rules/fleet.rs)
+//! no longer counts, as in the rules' quorum; its last result is still listed.
+//!
 //! The rules issue will add thresholds, quorum settings and flapping on top of this.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -48,13 +51,31 @@ pub async fn check_views(
         by_check.entry(r.check.clone()).or_default().push(r);
     }
     let now = crate::clock::now();
+    let left: HashMap<String, DateTime<Utc>> = store
+        .agents()
+        .await?
+        .into_iter()
+        .filter_map(|a| a.presence.map(|(_, since)| (a.name, since)))
+        .collect();
+    let status = |rows: &[ResultRow], period: Option<Duration>| {
+        let counted: Vec<ResultRow> = rows
+            .iter()
+            .filter(|r| left.get(&r.agent).is_none_or(|since| r.time > *since))
+            .cloned()
+            .collect();
+        if counted.is_empty() && !rows.is_empty() {
+            CheckStatus::Unknown
+        } else {
+            status_of(&counted, period, now)
+        }
+    };
     let mut out = Vec::new();
     for c in &config.checks {
         let rows = by_check.remove(&c.name).unwrap_or_default();
         out.push(CheckView {
             name: c.name.clone(),
             kind: c.kind.to_string(),
-            status: status_of(&rows, Some(c.interval + c.timeout), now),
+            status: status(&rows, Some(c.interval + c.timeout)),
             defined_in: "collector",
             agents: rows,
         });
@@ -66,7 +87,7 @@ pub async fn check_views(
                 .iter()
                 .find_map(|r| r.check_type.clone())
                 .unwrap_or_else(|| "unknown".into()),
-            status: status_of(&rows, None, now),
+            status: status(&rows, None),
             defined_in: "agent",
             agents: rows,
         });

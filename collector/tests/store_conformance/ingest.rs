@@ -326,3 +326,33 @@ pub(super) async fn agents_are_listed_with_labels_and_last_seen(b: Backend) {
     assert_eq!(agents[1].version.as_deref(), Some("0.1.0"));
     assert_eq!(agents[1].claimed_labels, claimed);
 }
+
+pub(super) async fn an_agent_that_left_is_recorded_until_its_next_batch(b: Backend) {
+    use lookout_collector::store::Presence;
+    let s = &*b.store;
+    let at = Utc.timestamp_millis_opt(1_800_000_000_000).unwrap();
+    // An agent not recorded yet (a goodbye before any batch) is added.
+    s.set_agent_presence("web-1", Some(Presence::Stopped), at)
+        .await
+        .unwrap();
+    s.set_agent_presence("web-2", Some(Presence::Retired), at)
+        .await
+        .unwrap();
+    let agents = s.agents().await.unwrap();
+    assert_eq!(agents[0].presence, Some((Presence::Stopped, at)));
+    assert_eq!(agents[1].presence, Some((Presence::Retired, at)));
+    // Its next batch, whatever its arrival time, is its return.
+    s.ingest(
+        "web-1",
+        &batch("web-1", "1", vec![]),
+        at - chrono::Duration::hours(1),
+    )
+    .await
+    .unwrap();
+    let agents = s.agents().await.unwrap();
+    assert_eq!(agents[0].presence, None);
+    assert_eq!(agents[1].presence, Some((Presence::Retired, at)));
+    // And a return said outright clears it too.
+    s.set_agent_presence("web-2", None, at).await.unwrap();
+    assert_eq!(s.agents().await.unwrap()[1].presence, None);
+}

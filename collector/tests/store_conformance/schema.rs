@@ -82,6 +82,8 @@ pub(super) async fn samples_of_an_older_schema_move_into_blocks_and_are_rolled_u
              DELETE FROM rollup_cursors WHERE name = 'metric_sample_blocks';
              ALTER TABLE agents DROP COLUMN claimed_labels;
              DROP TABLE enrolled_agents;
+             ALTER TABLE agents DROP COLUMN presence;
+             ALTER TABLE agents DROP COLUMN presence_since_ms;
              DELETE FROM schema_migrations WHERE version >= 9;
              CREATE TABLE metric_samples (id INTEGER PRIMARY KEY, series_id INTEGER NOT NULL,
                time_ms INTEGER NOT NULL, value REAL NOT NULL);

@@ -43,6 +43,10 @@ pub struct EnrollmentConfig {
     /// Stored with each agent at enrolment.
     #[serde(default)]
     pub lifecycle: Lifecycle,
+    /// How long an ephemeral enrolled agent may be silent before it is retired. Default
+    /// 15 min; at least 5 s. Only with `lifecycle = "ephemeral"`.
+    #[serde(default, with = "crate::duration::option")]
+    pub retire_after: Option<Duration>,
     /// After `lookout-collector agents rotate NAME`, how long the agent's old credential
     /// still works (it is given the new one on its first request with the old). Default
     /// `"1h"`; 1 s to 30 d.
@@ -161,6 +165,15 @@ pub(crate) fn validate(doc: &mut Document<'_>, e: &EnrollmentConfig) {
         );
     }
     let range = Duration::from_secs(1)..=Duration::from_secs(30 * 86_400);
+    if e.retire_after.is_some_and(|d| d < Duration::from_secs(5)) {
+        doc.error_at(&at.child("retire_after"), "must be at least 5s");
+    } else if e.retire_after.is_some() && e.lifecycle == Lifecycle::Permanent {
+        doc.error_at(
+            &at.child("retire_after"),
+            "only an agent with lifecycle = \"ephemeral\" is retired: set lifecycle, or \
+             remove retire_after",
+        );
+    }
     if !range.contains(&e.rotation_grace) {
         doc.error_at(&at.child("rotation_grace"), "must be 1s to 30d");
     }
@@ -196,6 +209,7 @@ mod tests {
             labels: BTreeMap::new(),
             allowed_names: Some("web-*".into()),
             lifecycle: Lifecycle::Permanent,
+            retire_after: None,
             rotation_grace: default_rotation_grace(),
             reenroll_window: default_reenroll_window(),
         };

@@ -270,7 +270,8 @@ impl PgStore {
              SELECT * FROM UNNEST($1::text[], $2::bigint[])
              ON CONFLICT (name) DO UPDATE SET last_seen_ms = CASE
                WHEN agents.last_seen_ms IS NULL OR excluded.last_seen_ms > agents.last_seen_ms
-               THEN excluded.last_seen_ms ELSE agents.last_seen_ms END",
+               THEN excluded.last_seen_ms ELSE agents.last_seen_ms END,
+           presence = NULL, presence_since_ms = NULL",
         )
         .bind(rows.seen.keys().copied().collect::<Vec<_>>())
         .bind(rows.seen.values().copied().collect::<Vec<_>>())

@@ -4,7 +4,7 @@ use sqlx::{ColumnIndex, Decode, Encode, Executor, IntoArguments, Row, Type};
 
 use super::values::{labels_json, parse_labels, time};
 use super::{Backend, SqlStore};
-use crate::store::{AgentRow, StoreError};
+use crate::store::{AgentRow, Presence, StoreError};
 
 impl<DB> SqlStore<DB>
 where
@@ -44,9 +44,30 @@ where
         Ok(())
     }
 
+    pub(super) async fn write_agent_presence(
+        &self,
+        name: &str,
+        presence: Option<Presence>,
+        at: chrono::DateTime<chrono::Utc>,
+    ) -> Result<(), StoreError> {
+        let since = presence.map(|_| at.timestamp_millis());
+        sqlx::query(
+            "INSERT INTO agents (name, presence, presence_since_ms) VALUES ($1, $2, $3)
+             ON CONFLICT (name) DO UPDATE SET presence = excluded.presence,
+               presence_since_ms = excluded.presence_since_ms",
+        )
+        .bind(name)
+        .bind(presence.map(Presence::as_str))
+        .bind(since)
+        .execute(&self.write)
+        .await?;
+        Ok(())
+    }
+
     pub(super) async fn select_agents(&self) -> Result<Vec<AgentRow>, StoreError> {
         let rows = sqlx::query(
-            "SELECT name, labels, claimed_labels, last_seen_ms, version FROM agents ORDER BY name",
+            "SELECT name, labels, claimed_labels, last_seen_ms, version, presence, presence_since_ms
+             FROM agents ORDER BY name",
         )
         .fetch_all(&self.read)
         .await?;
@@ -63,6 +84,16 @@ where
                     claimed_labels: match r.try_get::<Option<String>, _>("claimed_labels")? {
                         Some(json) => parse_labels(&json)?,
                         None => Default::default(),
+                    },
+                    presence: match (
+                        r.try_get::<Option<String>, _>("presence")?,
+                        r.try_get::<Option<i64>, _>("presence_since_ms")?,
+                    ) {
+                        (Some(p), Some(since)) => match Presence::parse(&p) {
+                            Some(p) => Some((p, time(since)?)),
+                            None => None,
+                        },
+                        _ => None,
                     },
                 })
             })

@@ -232,6 +232,15 @@ where
         self.write_agent(name, labels, claimed, version).await
     }
 
+    async fn set_agent_presence(
+        &self,
+        agent: &str,
+        presence: Option<crate::store::Presence>,
+        at: chrono::DateTime<chrono::Utc>,
+    ) -> Result<(), StoreError> {
+        self.write_agent_presence(agent, presence, at).await
+    }
+
     async fn agents(&self) -> Result<Vec<AgentRow>, StoreError> {
         self.select_agents().await
     }

@@ -1,5 +1,6 @@
-//! `/admin/hosts`: every agent with when it was last seen, its version, labels, and its CPU and
-//! memory now; `/admin/hosts/{name}`: one host's charts ([`super::charts`]).
+//! `/admin/hosts`: every agent with when it was last seen (and whether it stopped or was
+//! retired), its version, labels, and its CPU and memory now; `/admin/hosts/{name}`: one
+//! host's charts ([`super::charts`]).
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -67,7 +68,12 @@ pub async fn hosts(
                         tr data-host=(a.name) {
                             td { a href={ "/admin/hosts/" (url_escape(&a.name)) } { (a.name) } }
                             td { (origin_text(origins.get(&a.name), now)) }
-                            td { (seen(a.last_seen, now)) }
+                            td {
+                                (seen(a.last_seen, now))
+                                @if let Some((presence, _)) = a.presence {
+                                    " " span class="muted" { "(" (presence.as_str()) ")" }
+                                }
+                            }
                             td { (a.version.as_deref().unwrap_or("–")) }
                             td {
                                 (labels_text(&a.labels))
