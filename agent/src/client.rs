@@ -1,13 +1,17 @@
-//! The agent's HTTP client for the collector: ingest and assignments, with failover across the
-//! configured collector URLs.
+//! The agent's HTTP client for the collector: ingest, assignments and enrolment, with failover
+//! across the configured collector URLs. An answer that carries a rotated credential
+//! ([`CREDENTIAL_ROTATED_HEADER`]) makes the client keep it in the credential file and present
+//! it from then on ([`crate::credential`]).
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
+use lookout_config::Token;
 use lookout_protocol::http::{
-    AGENT_PRODUCT, ASSIGNMENTS_PATH, BACKLOG_HEADER, GOODBYE_PATH, INGEST_PATH, JSON_CONTENT_TYPE,
-    LABELS_HEADER, POLL_HEADER,
+    AGENT_PRODUCT, ASSIGNMENTS_PATH, BACKLOG_HEADER, CREDENTIAL_ROTATED_HEADER, ENROLL_PATH,
+    EnrollAnswer, EnrollRequest, GOODBYE_PATH, INGEST_PATH, JSON_CONTENT_TYPE, LABELS_HEADER,
+    POLL_HEADER,
 };
 use lookout_protocol::{Assignments, Batch, Encoding, ZstdBatchEncoder};
 use reqwest::StatusCode;
@@ -55,7 +59,11 @@ pub const BACK_TO_FIRST_AFTER: Duration = Duration::from_secs(10);
 pub struct CollectorClient {
     http: reqwest::Client,
     urls: Vec<String>,
-    token: String,
+    /// The credential presented; std's RwLock, never held across an await. Replaced when the
+    /// collector hands over a rotated one.
+    token: std::sync::RwLock<Token>,
+    /// Where a rotated credential is kept (an enrolled agent's `<data_dir>/credential`).
+    credential_file: Option<std::path::PathBuf>,
     /// The agent's own labels as JSON, sent with assignment requests.
     labels_json: String,
     /// Index of the collector that answered last: tried first next time.
@@ -72,7 +80,7 @@ impl CollectorClient {
     /// `timeout` for a request and reads answers of up to `max_answer_bytes`.
     pub fn new(
         urls: Vec<String>,
-        token: String,
+        token: Token,
         labels: &BTreeMap<String, String>,
         timeout: Duration,
         max_answer_bytes: usize,
@@ -89,12 +97,99 @@ impl CollectorClient {
         Ok(Self {
             http,
             urls,
-            token,
+            token: std::sync::RwLock::new(token),
+            credential_file: None,
             labels_json: serde_json::to_string(labels).unwrap_or_else(|_| "{}".into()),
             current: AtomicUsize::new(0),
             left_first: std::sync::Mutex::new(None),
             max_answer_bytes,
         })
+    }
+
+    /// Keeps a credential the collector hands over in `file` (an enrolled agent's).
+    pub fn with_credential_file(mut self, file: std::path::PathBuf) -> Self {
+        self.credential_file = Some(file);
+        self
+    }
+
+    /// Presents `token` from now on.
+    pub fn set_token(&self, token: Token) {
+        *self.token.write().unwrap_or_else(|p| p.into_inner()) = token;
+    }
+
+    /// `Bearer <credential>`.
+    fn authorization(&self) -> String {
+        let token = self.token.read().unwrap_or_else(|p| p.into_inner());
+        format!("Bearer {}", token.expose())
+    }
+
+    /// A new credential in `resp`'s [`CREDENTIAL_ROTATED_HEADER`]: kept in the credential file,
+    /// then presented. One that cannot be kept is not used either (a restart would present
+    /// the old one, which ends with its grace): the collector offers it again next time.
+    fn take_rotated(&self, resp: &reqwest::Response) {
+        let Some(new) = resp
+            .headers()
+            .get(CREDENTIAL_ROTATED_HEADER)
+            .and_then(|v| v.to_str().ok())
+            .map(str::trim)
+            .filter(|v| !v.is_empty() && v.len() <= 1024)
+        else {
+            return;
+        };
+        let new = Token::new(new);
+        if *self.token.read().unwrap_or_else(|p| p.into_inner()) == new {
+            return;
+        }
+        if let Some(file) = &self.credential_file
+            && let Err(e) = crate::credential::write(file, &new)
+        {
+            tracing::error!(error = %e, "the collector rotated this agent's credential, but the new one cannot be kept; still presenting the old one");
+            return;
+        }
+        self.set_token(new);
+        tracing::info!(
+            "the collector rotated this agent's credential; presenting the new one from now on"
+        );
+    }
+
+    /// Enrols as `name` with the fleet's `enroll_token`: the credential the collector gives.
+    pub async fn enroll(&self, name: &str, enroll_token: &Token) -> Result<Token, SendError> {
+        let body = serde_json::to_vec(&EnrollRequest {
+            name: name.to_string(),
+        })
+        .map_err(|e| SendError::Encode(std::io::Error::other(e)))?;
+        let mut resp = self
+            .with_failover(|base| {
+                self.http
+                    .post(format!("{base}{ENROLL_PATH}"))
+                    .header(AUTHORIZATION, format!("Bearer {}", enroll_token.expose()))
+                    .header(CONTENT_TYPE, JSON_CONTENT_TYPE)
+                    .body(body.clone())
+            })
+            .await?;
+        let bad = |reason: String| SendError::Retryable {
+            reason,
+            retry_after: None,
+        };
+        let body = match read_at_most(&mut resp, ERROR_READ_BYTES).await {
+            Ok(Body::Whole(b)) => b,
+            Ok(Body::Longer(_)) => return Err(bad("the enrolment answer is too long".into())),
+            Err(e) => {
+                return Err(bad(format!(
+                    "reading the enrolment answer: {}",
+                    e.without_url()
+                )));
+            }
+        };
+        let answer: EnrollAnswer = serde_json::from_slice(&body)
+            .map_err(|e| bad(format!("the enrolment answer is not readable: {e}")))?;
+        let credential = Token::new(answer.credential.trim());
+        if credential.is_empty() || answer.name != name {
+            return Err(bad(
+                "the enrolment answer names no credential for this agent".into(),
+            ));
+        }
+        Ok(credential)
     }
 
     /// Sends a batch; `Ok` means the collector has stored it (or had stored it before).
@@ -118,7 +213,7 @@ impl CollectorClient {
         self.with_failover(|base| {
             self.http
                 .post(format!("{base}{INGEST_PATH}"))
-                .header(AUTHORIZATION, format!("Bearer {}", self.token))
+                .header(AUTHORIZATION, self.authorization())
                 .header(CONTENT_TYPE, JSON_CONTENT_TYPE)
                 .header(CONTENT_ENCODING, Encoding::Zstd.header_value())
                 .header(BACKLOG_HEADER, backlog)
@@ -134,7 +229,7 @@ impl CollectorClient {
         self.with_failover(|base| {
             self.http
                 .post(format!("{base}{GOODBYE_PATH}"))
-                .header(AUTHORIZATION, format!("Bearer {}", self.token))
+                .header(AUTHORIZATION, self.authorization())
         })
         .await
         .map(|_| ())
@@ -151,7 +246,7 @@ impl CollectorClient {
                 let mut req = self
                     .http
                     .get(format!("{base}{ASSIGNMENTS_PATH}"))
-                    .header(AUTHORIZATION, format!("Bearer {}", self.token))
+                    .header(AUTHORIZATION, self.authorization())
                     .header(LABELS_HEADER, &self.labels_json)
                     .header(POLL_HEADER, poll_every.as_millis().to_string());
                 if let Some(r) = revision {
@@ -226,7 +321,11 @@ impl CollectorClient {
         for k in 0..self.urls.len() {
             let i = (start + k) % self.urls.len();
             let base = &self.urls[i];
-            match build(base).send().await {
+            let sent = build(base).send().await;
+            if let Ok(resp) = &sent {
+                self.take_rotated(resp);
+            }
+            match sent {
                 Ok(resp)
                     if resp.status().is_success() || resp.status() == StatusCode::NOT_MODIFIED =>
                 {

@@ -8,6 +8,7 @@
 //! - [`spool`]: every record on disk until the collector has stored it;
 //! - [`shipper`]: batches, sends and retries with backoff;
 //! - [`client`]: HTTP to the collector, with failover;
+//! - [`credential`]: an enrolled agent's credential: its file, and enrolment;
 //! - [`probe_once`]: `lookout-agent probe`, every check once, as a table;
 //! - [`local`]: the collector's built-in agent, built from its `[local_agent]`.
 //!
@@ -15,6 +16,7 @@
 //! collector's built-in local agent runs through [`local::LocalAgent`], which calls [`run`].
 
 pub mod client;
+pub mod credential;
 pub mod host;
 pub mod local;
 pub mod logs;
@@ -51,8 +53,13 @@ pub struct AgentSettings {
     pub name: String,
     /// Collector base URLs, in order of preference.
     pub collector_urls: Vec<String>,
-    /// Bearer token.
-    pub token: String,
+    /// Bearer token (`token`); empty when the agent enrolled or is to enrol.
+    pub token: lookout_config::Token,
+    /// The fleet's enrolment token, used when there is no `token` and no credential file.
+    pub enroll_token: Option<lookout_config::Token>,
+    /// Where an enrolled agent keeps its credential (`<data_dir>/credential`); none for the
+    /// collector's local agent.
+    pub credential_file: Option<std::path::PathBuf>,
     /// The agent's own labels.
     pub labels: BTreeMap<String, String>,
     /// Host metrics.
@@ -81,7 +88,9 @@ impl From<AgentConfig> for AgentSettings {
         Self {
             name: c.identity.name,
             collector_urls: c.identity.collector.urls(),
-            token: c.identity.token.expose().to_string(),
+            token: c.identity.token,
+            enroll_token: c.identity.enroll_token,
+            credential_file: Some(c.identity.data_dir.join(credential::FILE)),
             labels: c.identity.labels,
             host_metrics: c.host_metrics,
             shipping: c.shipping,
@@ -126,6 +135,12 @@ pub enum AgentError {
     /// An HTTP client could not be built (no TLS roots, say).
     #[error("cannot build the HTTP client: {0}")]
     Http(#[from] reqwest::Error),
+    /// The credential file cannot be read.
+    #[error(transparent)]
+    Credential(#[from] credential::CredentialError),
+    /// No token, no credential file and no enrolment token: nothing to present.
+    #[error("no credential: set token, or enroll_token to enrol")]
+    NoCredential,
     /// `[telemetry] metrics_listen` could not be bound.
     #[error("cannot serve /metrics on {addr}: {source}")]
     MetricsListen {
@@ -146,13 +161,43 @@ pub async fn run(settings: AgentSettings, shutdown: CancellationToken) -> Result
             "spool holds records from before; they go first"
         );
     }
-    let client = Arc::new(CollectorClient::new(
+    let mut client = CollectorClient::new(
         settings.collector_urls.clone(),
         settings.token.clone(),
         &settings.labels,
         settings.shipping.request_timeout,
         settings.shipping.max_answer_bytes,
-    )?);
+    )?;
+    if settings.token.is_empty() {
+        let Some(file) = settings.credential_file.clone() else {
+            return Err(AgentError::NoCredential);
+        };
+        client = client.with_credential_file(file.clone());
+        match credential::read(&file)? {
+            Some(kept) => client.set_token(kept),
+            None => {
+                let enroll_token = settings
+                    .enroll_token
+                    .as_ref()
+                    .ok_or(AgentError::NoCredential)?;
+                match credential::enroll(
+                    &client,
+                    &settings.name,
+                    enroll_token,
+                    &file,
+                    settings.shipping.max_backoff,
+                    &shutdown,
+                )
+                .await
+                {
+                    Some(given) => client.set_token(given),
+                    // Stopped before it could enrol: the spool keeps what was there.
+                    None => return Ok(()),
+                }
+            }
+        }
+    }
+    let client = Arc::new(client);
     let prober = probes::Prober::new(settings.max_concurrent_probes).identified_as(&settings.name);
     let work = CancellationToken::new();
     let metrics = Arc::new(self_metrics::AgentMetrics::default());

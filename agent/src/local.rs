@@ -42,7 +42,9 @@ impl LocalAgent {
             settings: AgentSettings {
                 name: config.name.clone(),
                 collector_urls: vec![collector_url],
-                token,
+                token: lookout_config::Token::new(token),
+                enroll_token: None,
+                credential_file: None,
                 labels: config.labels.clone(),
                 host_metrics: config.host_metrics.clone(),
                 shipping,
@@ -91,7 +93,7 @@ mod tests {
         let s = agent.settings();
         assert_eq!(s.name, "local");
         assert_eq!(s.collector_urls, ["http://127.0.0.1:8080"]);
-        assert_eq!(s.token, "t".repeat(64));
+        assert_eq!(s.token.expose(), "t".repeat(64));
         assert_eq!(s.labels, config.labels);
         assert_eq!(s.spool.dir, Path::new("/var/lib/lookout/local-agent-spool"));
         assert_eq!(s.logs_dir, Path::new("/var/lib/lookout/local-agent-logs"));

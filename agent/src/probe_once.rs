@@ -56,6 +56,16 @@ pub async fn run(settings: &AgentSettings) -> Result<Report, AgentError> {
         ASSIGNMENTS_WAIT,
         settings.shipping.max_answer_bytes,
     )?;
+    // An enrolled agent presents its kept credential; `probe` never enrols.
+    let client = match (&settings.credential_file, settings.token.is_empty()) {
+        (Some(file), true) => {
+            if let Some(kept) = crate::credential::read(file)? {
+                client.set_token(kept);
+            }
+            client.with_credential_file(file.clone())
+        }
+        _ => client,
+    };
     match client
         .assignments(None, settings.shipping.assignments_interval)
         .await
