@@ -44,6 +44,34 @@ enum Command {
         #[arg(long)]
         channel: String,
     },
+    /// List, revoke or rotate agents, in the store the configuration names (works while a
+    /// collector runs; it sees the change within 5 s).
+    Agents {
+        #[command(subcommand)]
+        action: AgentsAction,
+    },
+}
+
+#[derive(Subcommand)]
+enum AgentsAction {
+    /// Every agent, configured and enrolled, with where it comes from.
+    List,
+    /// Revoke an enrolled agent's credential: its next request is refused.
+    Revoke {
+        /// The agent's name.
+        name: String,
+    },
+    /// Give an enrolled agent a new credential (printed once); the agent picks it up on its
+    /// next request, and the old one works for [enrollment] rotation_grace.
+    Rotate {
+        /// The agent's name.
+        name: String,
+    },
+    /// Let an enrolled name enrol once more within [enrollment] reenroll_window.
+    AllowReenroll {
+        /// The agent's name.
+        name: String,
+    },
 }
 
 fn main() -> ExitCode {
@@ -101,6 +129,27 @@ fn main() -> ExitCode {
                 }
                 Err(e) => {
                     eprintln!("{e}");
+                    ExitCode::FAILURE
+                }
+            }
+        });
+    }
+    if let Some(Command::Agents { action }) = cli.command {
+        use lookout_collector::enrolment::cli::{AgentsCommand, run};
+        let command = match action {
+            AgentsAction::List => AgentsCommand::List,
+            AgentsAction::Revoke { name } => AgentsCommand::Revoke(name),
+            AgentsAction::Rotate { name } => AgentsCommand::Rotate(name),
+            AgentsAction::AllowReenroll { name } => AgentsCommand::AllowReenroll(name),
+        };
+        return runtime.block_on(async {
+            match run(&config, command).await {
+                Ok(text) => {
+                    println!("{text}");
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("error: {e}");
                     ExitCode::FAILURE
                 }
             }

@@ -18,6 +18,7 @@
 //!
 //! A credential is `lkc_` and 64 hexadecimal digits: 32 bytes from the kernel's random source.
 
+pub mod cli;
 pub mod ops;
 
 use std::collections::HashMap;
