@@ -64,6 +64,19 @@ pub struct AgentIdentity {
     /// Default 256.
     #[serde(default = "default_max_concurrent_probes")]
     pub max_concurrent_probes: usize,
+    /// A PEM bundle of the CAs that sign the collector's certificate (a private CA), trusted
+    /// for `https://` collectors *instead of* the system's roots. Default none: the system's
+    /// roots. An `https://` collector is always verified; nothing turns that off.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca: Option<PathBuf>,
+    /// The agent's client certificate chain (PEM), for a collector with `[server.tls]
+    /// client_ca`: its DNS subjectAltName (or, without one, its common name) must be this
+    /// agent's `name`. Set with `key`. Default none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cert: Option<PathBuf>,
+    /// The private key of `cert` (PEM: PKCS#8, RSA or SEC1). Default none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key: Option<PathBuf>,
 }
 
 /// The default of `max_concurrent_probes`.
@@ -423,6 +436,21 @@ fn validate_identity(doc: &mut Document<'_>, id: &AgentIdentity) {
     if urls.is_empty() {
         doc.error_at(&KeyPath::key("collector"), "expected at least one URL");
     }
+    match (&id.cert, &id.key) {
+        (Some(_), None) => doc.error_at(
+            &KeyPath::key("cert"),
+            "needs `key`, the certificate's private key",
+        ),
+        (None, Some(_)) => {
+            doc.error_at(&KeyPath::key("key"), "needs `cert`, the client certificate")
+        }
+        _ => {}
+    }
+    for (key, path) in [("ca", &id.ca), ("cert", &id.cert), ("key", &id.key)] {
+        if path.as_ref().is_some_and(|p| p.as_os_str().is_empty()) {
+            doc.error_at(&KeyPath::key(key), "must be a file's path, not empty");
+        }
+    }
     for (i, u) in urls.iter().enumerate() {
         let path = match id.collector {
             CollectorUrls::One(_) => KeyPath::key("collector"),
@@ -481,5 +509,53 @@ fn validate_shipping(doc: &mut Document<'_>, s: &ShippingConfig) {
             &at.child("max_answer_bytes"),
             "must be at least 1024 and at most 1073741824 (1 GiB)",
         );
+    }
+}
+
+#[cfg(test)]
+mod tls_tests {
+    use std::path::Path;
+
+    use super::AgentConfig;
+
+    const BASE: &str = "name = \"a1\"\ncollector = \"https://c.example:7700\"\n\
+                        token = \"a1b2c3d4e5f6a7b8c9d0e1f2a3b4\"\n";
+
+    fn parse(extra: &str) -> Result<AgentConfig, String> {
+        AgentConfig::parse(Path::new("a.toml"), &format!("{BASE}{extra}"), &|_| None)
+            .map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn ca_and_client_certificate_are_read_beside_the_collector() {
+        let id = parse("").unwrap().identity;
+        assert_eq!((id.ca, id.cert, id.key), (None, None, None));
+        let id = parse("ca = \"/etc/lookout/ca.pem\"\ncert = \"a1.pem\"\nkey = \"a1.key\"\n")
+            .unwrap()
+            .identity;
+        assert_eq!(id.ca.as_deref(), Some(Path::new("/etc/lookout/ca.pem")));
+        assert_eq!(id.cert.as_deref(), Some(Path::new("a1.pem")));
+        assert_eq!(id.key.as_deref(), Some(Path::new("a1.key")));
+    }
+
+    #[test]
+    fn a_certificate_needs_its_key_and_verification_cannot_be_turned_off() {
+        let errs = parse("cert = \"a1.pem\"\n").unwrap_err();
+        assert!(errs.contains("a.toml:4:8: cert: needs `key`"), "{errs}");
+        let errs = parse("key = \"a1.key\"\n").unwrap_err();
+        assert!(errs.contains("key: needs `cert`"), "{errs}");
+        let errs = parse("ca = \"\"\n").unwrap_err();
+        assert!(
+            errs.contains("ca: must be a file's path, not empty"),
+            "{errs}"
+        );
+        for off in [
+            "insecure = true\n",
+            "tls_verify = false\n",
+            "danger_accept_invalid_certs = true\n",
+        ] {
+            let errs = parse(off).unwrap_err();
+            assert!(errs.contains("unknown field"), "{off}: {errs}");
+        }
     }
 }

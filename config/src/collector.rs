@@ -20,8 +20,10 @@ use crate::token::{Token, TokenDigest};
 pub mod enrollment;
 mod server;
 pub use enrollment::{EnrollmentConfig, Lifecycle};
+mod tls;
 pub use server::ServerConfig;
 use server::{validate_ingest_limits, validate_server_limits};
+pub use tls::ServerTlsConfig;
 
 /// Everything the collector needs to run.
 #[derive(Debug, Clone, PartialEq)]
@@ -449,6 +451,9 @@ impl CollectorConfig {
             );
         }
         validate_server_limits(&mut doc, &server);
+        if let Some(t) = &server.tls {
+            tls::validate_tls(&mut doc, t);
+        }
         if server.max_body_bytes < 1024 {
             doc.error_at(
                 &KeyPath::key("server").child("max_body_bytes"),

@@ -39,7 +39,9 @@ pub use agent::{
     SpoolSettings,
 };
 pub use check::{CheckConfig, CheckType, IpVersion, RecordType};
-pub use collector::{AgentEntry, CollectorConfig, LocalAgentConfig, ServerConfig, StorageConfig};
+pub use collector::{
+    AgentEntry, CollectorConfig, LocalAgentConfig, ServerConfig, ServerTlsConfig, StorageConfig,
+};
 pub use condition::{Condition, Observation};
 pub use error::{ConfigError, ConfigErrors};
 pub use heartbeat::HeartbeatConfig;

@@ -11,6 +11,8 @@ use serde::{Deserialize, Serialize};
 use crate::document::{Document, KeyPath};
 use crate::token::Token;
 
+use super::tls::ServerTlsConfig;
+
 /// `[server]`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -159,6 +161,10 @@ pub struct ServerConfig {
     /// 500,000; 1 to 100,000,000.
     #[serde(default = "default_max_query_points")]
     pub max_query_points: usize,
+    /// `[server.tls]`: serve HTTPS with this certificate. Default none: plain HTTP (keep
+    /// `listen` on loopback, or put a TLS proxy in front).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls: Option<ServerTlsConfig>,
 }
 
 impl Default for ServerConfig {
@@ -197,6 +203,7 @@ impl Default for ServerConfig {
             max_minute_query_window: default_max_minute_query_window(),
             max_query_step: default_max_query_step(),
             max_query_points: default_max_query_points(),
+            tls: None,
         }
     }
 }
