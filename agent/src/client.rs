@@ -15,6 +15,8 @@ use lookout_protocol::http::{
 };
 use lookout_protocol::{Assignments, Batch, Encoding, ZstdBatchEncoder};
 use reqwest::StatusCode;
+
+use crate::collector_tls::{CollectorTls, handshake_reason};
 use reqwest::header::{
     AUTHORIZATION, CONTENT_ENCODING, CONTENT_TYPE, ETAG, IF_NONE_MATCH, RETRY_AFTER,
 };
@@ -76,20 +78,22 @@ pub struct CollectorClient {
 }
 
 impl CollectorClient {
-    /// A client for these base URLs (tried in order) with this agent token, which waits
-    /// `timeout` for a request and reads answers of up to `max_answer_bytes`.
+    /// A client for these base URLs (tried in order) with this agent token, doing TLS as
+    /// `tls` says, which waits `timeout` for a request and reads answers of up to
+    /// `max_answer_bytes`.
     pub fn new(
         urls: Vec<String>,
         token: Token,
         labels: &BTreeMap<String, String>,
+        tls: &CollectorTls,
         timeout: Duration,
         max_answer_bytes: usize,
     ) -> Result<Self, crate::AgentError> {
-        let http = reqwest::Client::builder()
+        let builder = reqwest::Client::builder()
             .timeout(timeout)
             .connect_timeout(timeout.min(Duration::from_secs(5)))
-            .user_agent(format!("{AGENT_PRODUCT}/{}", env!("CARGO_PKG_VERSION")))
-            .build()?;
+            .user_agent(format!("{AGENT_PRODUCT}/{}", env!("CARGO_PKG_VERSION")));
+        let http = tls.apply(builder)?.build()?;
         let urls = urls
             .into_iter()
             .map(|u| u.trim_end_matches('/').to_string())
@@ -346,8 +350,15 @@ impl CollectorClient {
                     let shown = lookout_config::redact::url(base);
                     let e = e.without_url();
                     tracing::debug!(collector = %shown, error = %e, "collector unreachable");
+                    let chain = lookout_runtime::error_chain(&e);
+                    // A TLS failure leads with what it is: an operator greps for "certificate
+                    // expired", not for rustls's wording.
+                    let reason = match handshake_reason(&e) {
+                        Some(why) => format!("{shown}: TLS handshake failed: {why} ({chain})"),
+                        None => format!("{shown}: {chain}"),
+                    };
                     last = Some(SendError::Retryable {
-                        reason: format!("{shown}: {}", lookout_runtime::error_chain(&e)),
+                        reason,
                         retry_after: None,
                     });
                 }

@@ -8,6 +8,7 @@
 //! - [`spool`]: every record on disk until the collector has stored it;
 //! - [`shipper`]: batches, sends and retries with backoff;
 //! - [`client`]: HTTP to the collector, with failover;
+//! - [`collector_tls`]: how the agent trusts the collector and proves itself over TLS;
 //! - [`credential`]: an enrolled agent's credential: its file, and enrolment;
 //! - [`probe_once`]: `lookout-agent probe`, every check once, as a table;
 //! - [`local`]: the collector's built-in agent, built from its `[local_agent]`.
@@ -16,6 +17,7 @@
 //! collector's built-in local agent runs through [`local::LocalAgent`], which calls [`run`].
 
 pub mod client;
+pub mod collector_tls;
 pub mod credential;
 pub mod host;
 pub mod local;
@@ -60,6 +62,8 @@ pub struct AgentSettings {
     /// Where an enrolled agent keeps its credential (`<data_dir>/credential`); none for the
     /// collector's local agent.
     pub credential_file: Option<std::path::PathBuf>,
+    /// How `https://` collectors are verified and the client certificate, if any.
+    pub tls: collector_tls::CollectorTls,
     /// The agent's own labels.
     pub labels: BTreeMap<String, String>,
     /// Host metrics.
@@ -91,6 +95,15 @@ impl From<AgentConfig> for AgentSettings {
             token: c.identity.token,
             enroll_token: c.identity.enroll_token,
             credential_file: Some(c.identity.data_dir.join(credential::FILE)),
+            tls: match (c.identity.ca, c.identity.cert, c.identity.key) {
+                (None, None, None) => collector_tls::CollectorTls::System,
+                (ca, Some(cert), Some(key)) => collector_tls::CollectorTls::Files {
+                    ca,
+                    identity: Some((cert, key)),
+                },
+                // The configuration's validation has cert and key come together.
+                (ca, _, _) => collector_tls::CollectorTls::Files { ca, identity: None },
+            },
             labels: c.identity.labels,
             host_metrics: c.host_metrics,
             shipping: c.shipping,
@@ -141,6 +154,9 @@ pub enum AgentError {
     /// No token, no credential file and no enrolment token: nothing to present.
     #[error("no credential: set token, or enroll_token to enrol")]
     NoCredential,
+    /// `ca`, `cert` or `key` cannot be used.
+    #[error("the collector's TLS settings: {0}")]
+    Tls(#[from] collector_tls::TlsFileError),
     /// `[telemetry] metrics_listen` could not be bound.
     #[error("cannot serve /metrics on {addr}: {source}")]
     MetricsListen {
@@ -165,6 +181,7 @@ pub async fn run(settings: AgentSettings, shutdown: CancellationToken) -> Result
         settings.collector_urls.clone(),
         settings.token.clone(),
         &settings.labels,
+        &settings.tls,
         settings.shipping.request_timeout,
         settings.shipping.max_answer_bytes,
     )?;
@@ -201,6 +218,20 @@ pub async fn run(settings: AgentSettings, shutdown: CancellationToken) -> Result
     let prober = probes::Prober::new(settings.max_concurrent_probes).identified_as(&settings.name);
     let work = CancellationToken::new();
     let metrics = Arc::new(self_metrics::AgentMetrics::default());
+    let plaintext: Vec<String> = settings
+        .collector_urls
+        .iter()
+        .filter(|u| collector_tls::plaintext_off_host(u))
+        .map(|u| lookout_config::redact::url(u))
+        .collect();
+    if !plaintext.is_empty() {
+        tracing::warn!(
+            collectors = ?plaintext,
+            "the agent's token, its assignments (with any passwords in their checks) and what \
+             it ships cross the network in clear: use https:// (the collector's [server.tls])"
+        );
+    }
+    metrics.plaintext_collector(!plaintext.is_empty());
     if let Some(addr) = settings.metrics_listen {
         self_metrics::serve(addr, metrics.clone(), spool.clone(), work.clone())
             .await

@@ -15,6 +15,7 @@ use tokio_util::sync::CancellationToken;
 
 pub use crate::AgentError;
 use crate::AgentSettings;
+pub use crate::collector_tls::CollectorTls;
 
 /// The folder, under the collector's `data_dir`, of the local agent's spool.
 pub const SPOOL_DIR: &str = "local-agent-spool";
@@ -28,12 +29,14 @@ pub struct LocalAgent {
 }
 
 impl LocalAgent {
-    /// `[local_agent]` as an agent that ships to `collector_url` with `token`, keeping its
-    /// spool and log positions under `data_dir` ([`SPOOL_DIR`], [`LOGS_DIR`]).
+    /// `[local_agent]` as an agent that ships to `collector_url` with `token` (over TLS as
+    /// `tls` says, when the collector serves HTTPS), keeping its spool and log positions
+    /// under `data_dir` ([`SPOOL_DIR`], [`LOGS_DIR`]).
     pub fn new(
         config: &LocalAgentConfig,
         collector_url: String,
         token: String,
+        tls: CollectorTls,
         data_dir: &Path,
     ) -> Self {
         let shipping = ShippingConfig::default();
@@ -45,6 +48,7 @@ impl LocalAgent {
                 token: lookout_config::Token::new(token),
                 enroll_token: None,
                 credential_file: None,
+                tls,
                 labels: config.labels.clone(),
                 host_metrics: config.host_metrics.clone(),
                 shipping,
@@ -88,6 +92,7 @@ mod tests {
             &config,
             "http://127.0.0.1:8080".into(),
             "t".repeat(64),
+            CollectorTls::System,
             Path::new("/var/lib/lookout"),
         );
         let s = agent.settings();

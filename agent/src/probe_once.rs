@@ -53,6 +53,7 @@ pub async fn run(settings: &AgentSettings) -> Result<Report, AgentError> {
         settings.collector_urls.clone(),
         settings.token.clone(),
         &settings.labels,
+        &settings.tls,
         ASSIGNMENTS_WAIT,
         settings.shipping.max_answer_bytes,
     )?;

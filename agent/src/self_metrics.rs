@@ -9,7 +9,9 @@
 //! - `lookout_agent_host_metric_samples_total`: host metric samples taken;
 //! - `lookout_agent_spool_backlog_records`, `lookout_agent_spool_size_bytes`: what waits in
 //!   the spool (read at each scrape);
-//! - `lookout_agent_spool_dropped_records_total`: records dropped because the spool was full.
+//! - `lookout_agent_spool_dropped_records_total`: records dropped because the spool was full;
+//! - `lookout_agent_plaintext_collector`: 1 when a collector URL is `http://` to another
+//!   machine (the agent's token and what it ships cross the network in clear), else 0.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -36,6 +38,7 @@ pub struct AgentMetrics {
     backlog: IntGauge,
     spool_bytes: IntGauge,
     dropped: IntCounter,
+    plaintext: IntGauge,
 }
 
 fn opts(name: &str, help: &str) -> Opts {
@@ -124,6 +127,14 @@ impl Default for AgentMetrics {
                 ))
                 .expect("valid metric"),
             ),
+            plaintext: register(
+                &r,
+                IntGauge::with_opts(opts(
+                    "plaintext_collector",
+                    "1 when a collector URL is http:// to a host that is not loopback: the token travels in clear.",
+                ))
+                .expect("valid metric"),
+            ),
             registry: r,
         }
     }
@@ -174,6 +185,11 @@ impl AgentMetrics {
     /// Counts `n` host metric samples.
     pub fn host_samples(&self, n: usize) {
         self.host_samples.inc_by(n as u64);
+    }
+
+    /// Whether a collector is reached over plaintext HTTP off this host.
+    pub fn plaintext_collector(&self, yes: bool) {
+        self.plaintext.set(i64::from(yes));
     }
 
     /// The exposition text, with the spool's figures as they are now.

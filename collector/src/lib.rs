@@ -58,7 +58,7 @@ use std::time::Duration;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
-use lookout_agent::local::LocalAgent;
+use lookout_agent::local::{CollectorTls, LocalAgent};
 use lookout_config::CollectorConfig;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -95,6 +95,12 @@ pub enum CollectorError {
     /// The local agent could not start.
     #[error("the local agent failed: {0}")]
     LocalAgent(#[from] lookout_agent::local::AgentError),
+    /// `[server.tls]`'s files cannot be used.
+    #[error("[server.tls]: {0}")]
+    Tls(#[from] server::tls::TlsError),
+    /// The local agent's TLS configuration could not be made.
+    #[error("[server.tls]: the local agent's client: {0}")]
+    LocalTls(rustls::Error),
 }
 
 /// The HTTP routes, over `state`; [`routes`] lists them with their access levels.
@@ -162,6 +168,8 @@ pub struct Running {
     pub shutdown: CancellationToken,
     /// The shared state (for reloads).
     pub state: Arc<AppState>,
+    /// The served certificate, with `[server.tls]` (reloaded on SIGHUP too).
+    pub tls: Option<Arc<server::tls::Tls>>,
     /// Finishes when it has stopped.
     pub task: JoinHandle<Result<(), CollectorError>>,
 }
@@ -197,6 +205,21 @@ pub async fn build_state(
 /// Opens the store, binds the listener and starts serving (and the local agent, if configured).
 pub async fn start(mut config: CollectorConfig) -> Result<Running, CollectorError> {
     let made_admin_token = admin_token::apply(&mut config)?;
+    // The files first: a bad certificate stops the start before anything is opened.
+    let tls_files = match &config.server.tls {
+        Some(files) => Some((files.clone(), server::tls::load(files)?)),
+        None => None,
+    };
+    let scheme = if tls_files.is_some() { "https" } else { "http" };
+    if tls_files.is_none() && !config.server.listen.ip().is_loopback() {
+        tracing::warn!(
+            listen = %config.server.listen,
+            "listening beyond loopback without [server.tls]: agent tokens, assignments (with \
+             the database passwords in their checks), the admin and read tokens and admin \
+             login sessions cross the network in clear; set [server.tls] or put a TLS proxy \
+             in front"
+        );
+    }
     let url = config.storage.resolved_url(&config.server.data_dir);
     let store = store::open(&url, &config.storage).await?;
     let listener = server::bind(config.server.listen).map_err(|source| CollectorError::Bind {
@@ -210,7 +233,7 @@ pub async fn start(mut config: CollectorConfig) -> Result<Running, CollectorErro
     if let (Some(path), Some(token)) = (&made_admin_token, &config.server.admin_token) {
         // Once, on the first start, where the person who started it looks; never in the logs.
         println!(
-            "Lookout made an admin token (kept in {}): {}  Log in at http://{}/login",
+            "Lookout made an admin token (kept in {}): {}  Log in at {scheme}://{}/login",
             path.display(),
             token.expose(),
             loopback_for(addr)
@@ -226,15 +249,28 @@ pub async fn start(mut config: CollectorConfig) -> Result<Running, CollectorErro
     for a in &config.agents {
         store.upsert_agent(&a.name, &a.labels, None, None).await?;
     }
+    let tls = match tls_files {
+        Some((files, (pair, client_roots))) => {
+            Some(server::tls::Tls::new(files, pair, client_roots)?)
+        }
+        None => None,
+    };
     let local_agent = match (&config.local_agent, &local) {
         (Some(l), Some(_)) => {
             store
                 .upsert_agent(&l.name, &l.labels, None, Some(env!("CARGO_PKG_VERSION")))
                 .await?;
+            let client_tls = match &tls {
+                Some(t) => CollectorTls::Preconfigured(Box::new(
+                    t.loopback_client().map_err(CollectorError::LocalTls)?,
+                )),
+                None => CollectorTls::System,
+            };
             Some(LocalAgent::new(
                 l,
-                format!("http://{}", loopback_for(addr)),
+                format!("{scheme}://{}", loopback_for(addr)),
                 local_token.expose().to_string(),
+                client_tls,
                 &config.server.data_dir,
             ))
         }
@@ -245,8 +281,11 @@ pub async fn start(mut config: CollectorConfig) -> Result<Running, CollectorErro
         .server
         .public_url
         .clone()
-        .unwrap_or_else(|| format!("http://{addr}"));
+        .unwrap_or_else(|| format!("{scheme}://{addr}"));
     let state = build_state(store.clone(), config, local).await?;
+    if let Some(t) = &tls {
+        t.count_in(state.metrics.clone());
+    }
     let _ = state.me.set(cluster::Me::new(public, addr.port()));
     let notifier = state.notifier.clone();
     let shutdown = CancellationToken::new();
@@ -296,16 +335,21 @@ pub async fn start(mut config: CollectorConfig) -> Result<Running, CollectorErro
         "rule_ticks",
         state.evaluator.clone().run_ticks(upkeep_stop.clone()),
     );
+    if let Some(t) = &tls {
+        let watch = server::tls::watch::spawn(t.clone(), upkeep_stop.clone())?;
+        upkeep.watch("tls_watch", watch);
+    }
     let server_stop = CancellationToken::new();
     let app = router(state.clone());
     let server = tokio::spawn({
         let stop = server_stop.clone();
+        let tls = tls.clone();
         async move {
-            server::serve(listener, app, connection_limits, stop).await;
+            server::serve(listener, app, connection_limits, tls, stop).await;
             Ok::<(), CollectorError>(())
         }
     });
-    tracing::info!(%addr, storage = %store::redact(&url), "collector listening");
+    tracing::info!(%addr, scheme, storage = %store::redact(&url), "collector listening");
 
     let agent_stop = CancellationToken::new();
     let agent = tasks::Tasks::new();
@@ -337,6 +381,7 @@ pub async fn start(mut config: CollectorConfig) -> Result<Running, CollectorErro
         addr,
         shutdown,
         state,
+        tls,
         task,
     })
 }
@@ -402,7 +447,12 @@ pub async fn run(
     loop {
         tokio::select! {
             () = shutdown.cancelled() => break,
-            Some(()) = reloads.recv() => reload(&state, &config_path),
+            Some(()) = reloads.recv() => {
+                reload(&state, &config_path);
+                if let Some(tls) = &running.tls {
+                    tls.reload("SIGHUP");
+                }
+            }
         }
     }
     stop.cancel();

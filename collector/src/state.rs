@@ -45,6 +45,15 @@ impl Credential {
     }
 }
 
+impl AppState {
+    /// Whether `credential` is the built-in local agent's.
+    pub fn is_local(&self, credential: &Credential) -> bool {
+        self.local
+            .as_ref()
+            .is_some_and(|l| l.name == credential.name && l.digests == credential.digests)
+    }
+}
+
 /// Shared by every handler.
 #[derive(Debug)]
 pub struct AppState {

@@ -23,7 +23,11 @@
 //!   `batch`, `poll` (an agent asking for its assignments), `ping` (a push monitor), `tick`;
 //! - `lookout_notifications_total{channel, outcome}`: messages `delivered`, `retry` (failed,
 //!   will be retried), `failed` (given up), `held` (by storm control, for a digest);
-//! - `lookout_notification_alerts_total{channel, outcome}`: the alerts in those messages.
+//! - `lookout_notification_alerts_total{channel, outcome}`: the alerts in those messages;
+//! - with `[server.tls]` only: `lookout_tls_certificate_reload_failures_total` (a changed
+//!   certificate or key that could not be used; the old pair is still served) and
+//!   `lookout_tls_handshake_failures_total` (connections whose TLS handshake failed or timed
+//!   out).
 //!
 //! Read from the store at each scrape:
 //! - `lookout_check_up{check, agent}`: 1 when the latest result is a success, else 0;
@@ -31,7 +35,10 @@
 //! - `lookout_check_certificate_expiry_seconds{check, agent}`: time left on the earliest
 //!   certificate of the chain (TLS checks and https);
 //! - `lookout_agent_last_seen_timestamp_seconds{agent}`: the agent's last batch;
-//! - `lookout_alerts{state}`: alerts `pending`, `firing`, `resolved`.
+//! - `lookout_alerts{state}`: alerts `pending`, `firing`, `resolved`;
+//! - with `[server.tls]` only: `lookout_tls_certificate_expiry_seconds`: time left until the
+//!   served certificate's notAfter (as `lookout_check_certificate_expiry_seconds`), and
+//!   `lookout_tls_certificate_not_after_timestamp_seconds`, that notAfter.
 //!
 //! And per answer, for the browser's developer tools: [`server_timing`], the time the status
 //! page and `GET /api/v1/status` took to compute.
@@ -110,8 +117,59 @@ pub struct Metrics {
     check_cert: GaugeVec,
     agent_seen: GaugeVec,
     alerts: IntGaugeVec,
+    /// Registered when the collector serves TLS: absent, not zero, without it.
+    tls: std::sync::OnceLock<TlsMetrics>,
     // tokio's Mutex: one scrape refreshes the store-read gauges at a time, across awaits.
     scrape: tokio::sync::Mutex<()>,
+}
+
+/// The `[server.tls]` metrics.
+#[derive(Debug)]
+struct TlsMetrics {
+    reload_failures: IntCounter,
+    handshake_failures: IntCounter,
+    expiry: prometheus::Gauge,
+    not_after: prometheus::IntGauge,
+}
+
+impl TlsMetrics {
+    fn new(r: &Registry) -> Self {
+        let opts = |name: &str, help: &str| Opts::new(name, help).namespace("lookout");
+        Self {
+            reload_failures: register(
+                r,
+                IntCounter::with_opts(opts(
+                    "tls_certificate_reload_failures_total",
+                    "Changed TLS certificates or keys that could not be used; the old pair is still served.",
+                ))
+                .expect("valid metric"),
+            ),
+            handshake_failures: register(
+                r,
+                IntCounter::with_opts(opts(
+                    "tls_handshake_failures_total",
+                    "Connections whose TLS handshake failed or timed out.",
+                ))
+                .expect("valid metric"),
+            ),
+            expiry: register(
+                r,
+                prometheus::Gauge::with_opts(opts(
+                    "tls_certificate_expiry_seconds",
+                    "Time left until the served TLS certificate's notAfter.",
+                ))
+                .expect("valid metric"),
+            ),
+            not_after: register(
+                r,
+                prometheus::IntGauge::with_opts(opts(
+                    "tls_certificate_not_after_timestamp_seconds",
+                    "The served TLS certificate's notAfter, in seconds since the Unix epoch.",
+                ))
+                .expect("valid metric"),
+            ),
+        }
+    }
 }
 
 /// Builds and registers one metric.
@@ -292,6 +350,7 @@ impl Default for Metrics {
                 .expect("valid metric"),
             ),
             registry: r,
+            tls: std::sync::OnceLock::new(),
             scrape: tokio::sync::Mutex::new(()),
         }
     }
@@ -361,6 +420,25 @@ impl Metrics {
         self.cuts.with_label_values(&[field]).inc();
     }
 
+    fn tls(&self) -> &TlsMetrics {
+        self.tls.get_or_init(|| TlsMetrics::new(&self.registry))
+    }
+
+    /// The served TLS certificate is valid until `not_after` (Unix seconds).
+    pub fn tls_serving(&self, not_after: i64) {
+        self.tls().not_after.set(not_after);
+    }
+
+    /// Counts a certificate reload that kept the old pair.
+    pub fn tls_reload_failed(&self) {
+        self.tls().reload_failures.inc();
+    }
+
+    /// Counts a failed TLS handshake.
+    pub fn tls_handshake_failed(&self) {
+        self.tls().handshake_failures.inc();
+    }
+
     /// The exposition text, with the gauges read from `store` at `now`.
     pub async fn render(
         &self,
@@ -398,6 +476,10 @@ impl Metrics {
             self.alerts
                 .with_label_values(&[state.as_str()])
                 .set(n as i64);
+        }
+        if let Some(tls) = self.tls.get() {
+            let left = tls.not_after.get() as f64 - now.timestamp_millis() as f64 / 1000.0;
+            tls.expiry.set(left);
         }
         Ok(TextEncoder::new().encode_to_string(&self.registry.gather())?)
     }

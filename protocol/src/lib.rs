@@ -33,7 +33,9 @@
 //! - Answers: 200 `{"stored": n, "duplicate": bool}` only after the batch is durably stored (a
 //!   duplicate is acknowledged and stores nothing), with `"refused": [{"index", "reason"}]`
 //!   listing records the collector would not store (the rest are stored); 400 with a reason
-//!   (malformed, unknown version, wrong agent); 401 bad or missing token; 413 body or
+//!   (malformed, unknown version, wrong agent); 401 bad or missing token (or no client
+//!   certificate, where the collector requires one); 403 a client certificate that names
+//!   another agent; 413 body or
 //!   decompressed batch too large, or more records than the collector reads in one batch;
 //!   415 unknown `Content-Encoding`; 429 when busy and 5xx when storage failed (retry after
 //!   `Retry-After`).

@@ -13,6 +13,8 @@
 //!   with the keys to set when no credential is configured at all.
 //! - [`AgentAuth`]: an agent's bearer token (an `[[agents]]` token, or an enrolled agent's
 //!   credential, [`crate::enrolment`]), for `/v1/ingest` and `/v1/assignments`; else 401.
+//!   With `[server.tls] client_ca`, also a client certificate that names that agent: 401
+//!   without one, 403 when it names another ([`certificate`]).
 //! - [`Enroller`]: the fleet's enrolment token, for `POST /v1/enroll`; else 401 (429 after
 //!   many wrong ones), or 403 when enrolment is off.
 //! - [`Admin`]: the admin token as a bearer token, or the admin pages' login cookie
@@ -26,6 +28,7 @@
 //! admin pages' are [`PageRefusal`]s, which `web` renders as pages. A push monitor's ping
 //! carries its heartbeat's own token, checked by its handler against the heartbeat it names.
 
+pub mod certificate;
 pub mod session;
 
 use std::sync::Arc;
@@ -38,6 +41,7 @@ use subtle::ConstantTimeEq;
 use crate::enrolment::Found;
 use crate::error::AppError;
 use crate::state::{AppState, Credential};
+use certificate::{AgentCertificate, bound_to_certificate};
 use lookout_config::Token;
 use lookout_protocol::http::CREDENTIAL_ROTATED_HEADER;
 
@@ -92,6 +96,11 @@ impl FromRequestParts<Arc<AppState>> for AgentAuth {
                 Found::Unknown | Found::Agent { .. } => "unknown agent token".into(),
             })
         })?;
+        // Present on connections of a collector with `[server.tls] client_ca` only; checked
+        // before a rotation is handed over or recorded.
+        if let Some(cert) = parts.extensions.get::<AgentCertificate>() {
+            bound_to_certificate(state, &agent, cert)?;
+        }
         if let Some(new) = &agent.handover
             && let Some(slot) = parts.extensions.get::<Handover>()
             && let Ok(value) = axum::http::HeaderValue::from_str(new.expose())

@@ -6,8 +6,9 @@
 //! `[server] header_timeout` (10 s) the idle limit too, and an agent that sends every 10 s
 //! would race the collector's close on every reused connection. So the timer hyper is given
 //! here ([`HeaderTimer`]) watches the connection's reads ([`CountingIo`]):
-//! - a connection that has received nothing yet gets `header_timeout` from its start, as hyper
-//!   has it (a client that connects and stalls is closed after it);
+//! - a connection that has received nothing yet gets `header_timeout` from its start (a client
+//!   that connects and stalls is closed after it); over TLS, the start is the TCP
+//!   connection's, so the handshake and the first head share that one deadline;
 //! - a kept-alive connection waits up to `idle_timeout` while nothing arrives, checked every
 //!   `header_timeout`; once bytes of a new head arrive, it has one more `header_timeout`.
 //!
@@ -91,6 +92,8 @@ pub struct HeaderTimer {
     pub header: Duration,
     /// `[server] idle_timeout`.
     pub idle: Duration,
+    /// When the connection was accepted: the first head is due `header` after it.
+    pub opened: Instant,
 }
 
 impl hyper::rt::Timer for HeaderTimer {
@@ -101,6 +104,11 @@ impl hyper::rt::Timer for HeaderTimer {
     fn sleep_until(&self, deadline: Instant) -> Pin<Box<dyn hyper::rt::Sleep>> {
         let now = Instant::now();
         let reads = self.reads.load(Ordering::Relaxed);
+        let deadline = if reads == 0 {
+            deadline.min(self.opened + self.header)
+        } else {
+            deadline
+        };
         Box::pin(HeaderSleep {
             reads: self.reads.clone(),
             seen: reads,

@@ -6,6 +6,9 @@
 //! as long as it likes. So the collector runs its own accept loop over hyper:
 //! - at most `[server] max_open_connections` connections at once; one beyond it is answered
 //!   503 (as far as the socket takes it at once, without waiting) and closed;
+//! - with `[server.tls]`, each connection's TLS handshake comes first ([`tls`]), within the
+//!   connection cap and within `header_timeout` from the connection's start, which holds the
+//!   handshake and the first request's headers together;
 //! - each connection is hyper's HTTP/1.1 with keep-alive, its header deadline told apart from
 //!   the idle wait of a kept-alive connection ([`header_timer`]);
 //! - every request goes through [`limits`] (body size, body time, answer time);
@@ -16,6 +19,7 @@
 
 pub mod header_timer;
 pub mod limits;
+pub mod tls;
 
 use std::net::SocketAddr;
 use std::pin::pin;
@@ -28,6 +32,7 @@ use axum::extract::ConnectInfo;
 use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
 use lookout_config::ServerConfig;
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
@@ -82,12 +87,13 @@ pub fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
     socket.listen(BACKLOG)
 }
 
-/// Serves `app` on `listener` until `stop`, then waits for the connections to finish the
-/// requests they are in (the caller bounds that wait).
+/// Serves `app` on `listener` (HTTPS with `tls`, else HTTP) until `stop`, then waits for the
+/// connections to finish the requests they are in (the caller bounds that wait).
 pub async fn serve(
     listener: TcpListener,
     app: Router,
     limits: ConnectionLimits,
+    tls: Option<Arc<tls::Tls>>,
     stop: CancellationToken,
 ) {
     let open = Arc::new(Semaphore::new(limits.max_open));
@@ -122,6 +128,7 @@ pub async fn serve(
             remote,
             app.clone(),
             limits,
+            tls.clone(),
             stop.clone(),
             permit,
         ));
@@ -145,19 +152,65 @@ async fn accept_failed(e: std::io::Error) {
     tokio::time::sleep(Duration::from_millis(100)).await;
 }
 
-/// One connection, until its client closes it, a deadline passes, or the stop.
+/// One connection, until its client closes it, a deadline passes, or the stop: its TLS
+/// handshake first when the collector serves TLS.
 async fn connection(
     stream: TcpStream,
     remote: SocketAddr,
     app: Router,
     limits: ConnectionLimits,
+    tls: Option<Arc<tls::Tls>>,
     stop: CancellationToken,
     _permit: OwnedSemaphorePermit,
 ) {
+    let opened = std::time::Instant::now();
+    let Some(tls) = tls else {
+        return http(stream, remote, app, limits, None, opened, stop).await;
+    };
+    let handshake = tokio::time::timeout(limits.header_timeout, tls.acceptor().accept(stream));
+    let accepted = tokio::select! {
+        r = handshake => r,
+        () = stop.cancelled() => return,
+    };
+    let stream = match accepted {
+        Ok(Ok(s)) => s,
+        Ok(Err(e)) => {
+            // A client that does not trust the certificate, speaks plain HTTP, or has no
+            // valid client certificate: its log says why; here it is counted.
+            tls.handshake_failed();
+            tracing::debug!(%remote, error = %e, "TLS handshake failed");
+            return;
+        }
+        Err(_) => {
+            tls.handshake_failed();
+            tracing::debug!(%remote, "TLS handshake not done within [server] header_timeout");
+            return;
+        }
+    };
+    let certificate = tls.agent_certificate(stream.get_ref().1);
+    http(stream, remote, app, limits, certificate, opened, stop).await;
+}
+
+/// A connection's HTTP/1.1, over TCP or TLS. `certificate`: its client certificate's names
+/// when `[server.tls] client_ca` is set, for `auth::AgentAuth`.
+async fn http<S>(
+    stream: S,
+    remote: SocketAddr,
+    app: Router,
+    limits: ConnectionLimits,
+    certificate: Option<crate::auth::certificate::AgentCertificate>,
+    opened: std::time::Instant,
+    stop: CancellationToken,
+) where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
     let reads = Arc::new(AtomicU64::new(0));
     let io = TokioIo::new(CountingIo::new(stream, reads.clone()));
     let service = hyper::service::service_fn(move |mut request: hyper::Request<Incoming>| {
         request.extensions_mut().insert(ConnectInfo(remote));
+        if let Some(c) = &certificate {
+            request.extensions_mut().insert(c.clone());
+        }
         app.clone().oneshot(request)
     });
     let mut http = hyper::server::conn::http1::Builder::new();
@@ -165,6 +218,7 @@ async fn connection(
         reads,
         header: limits.header_timeout,
         idle: limits.idle_timeout,
+        opened,
     })
     .header_read_timeout(limits.header_timeout);
     let mut conn = pin!(http.serve_connection(io, service));
