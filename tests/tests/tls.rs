@@ -20,6 +20,7 @@ use rcgen::{
 const WAIT: Duration = Duration::from_secs(20);
 const A1_TOKEN: &str = "tls-agent-a1-token-0123456789abcdef";
 const A2_TOKEN: &str = "tls-agent-a2-token-0123456789abcdef";
+const ENROLL_TOKEN: &str = "tls-fleet-enrol-token-0123456789abcdef";
 
 /// A certificate authority that signs leaves.
 struct Ca {
@@ -470,7 +471,7 @@ async fn mtls_binds_the_client_certificate_to_the_agent_its_token_names() {
             "client_ca = \"{}\"",
             pki.path().join("agents-ca.pem").display()
         ),
-        "",
+        &format!("[enrollment]\ntoken = \"{ENROLL_TOKEN}\"\n"),
     );
     let target = base.trim_start_matches("https://").to_string();
     let ca_key = format!("ca = \"{}\"", pki.path().join("ca.pem").display());
@@ -519,28 +520,54 @@ async fn mtls_binds_the_client_certificate_to_the_agent_its_token_names() {
     let assignments = format!("{base}/v1/assignments");
     let ingest = format!("{base}/v1/ingest");
     let checks = format!("{base}/api/v1/checks");
+    let enroll = format!("{base}/v1/enroll");
     let home = format!("{base}/");
     let (get, post) = (reqwest::Method::GET, reqwest::Method::POST);
+    let (enrol_a1, enrol_a3) = (Some(r#"{"name": "a1"}"#), Some(r#"{"name": "a3"}"#));
     let cases = [
         // Agent routes: the token's agent must be the certificate's.
-        (&plain, &get, &assignments, Some(A1_TOKEN), 401),
-        (&a1_client, &get, &assignments, Some(A2_TOKEN), 403),
-        (&a1_client, &get, &assignments, Some(A1_TOKEN), 200),
-        (&a1_client, &get, &assignments, None, 401),
-        (&plain, &post, &ingest, Some(A1_TOKEN), 401),
-        (&a1_client, &post, &ingest, Some(A2_TOKEN), 403),
+        (&plain, &get, &assignments, Some(A1_TOKEN), None, 401),
+        (&a1_client, &get, &assignments, Some(A2_TOKEN), None, 403),
+        (&a1_client, &get, &assignments, Some(A1_TOKEN), None, 200),
+        (&a1_client, &get, &assignments, None, None, 401),
+        (&plain, &post, &ingest, Some(A1_TOKEN), None, 401),
+        (&a1_client, &post, &ingest, Some(A2_TOKEN), None, 403),
         // Past the credentials: the empty body is what is refused.
-        (&a1_client, &post, &ingest, Some(A1_TOKEN), 400),
+        (&a1_client, &post, &ingest, Some(A1_TOKEN), None, 400),
+        // Enrolment: under the certificate's name only.
+        (&plain, &post, &enroll, Some(ENROLL_TOKEN), enrol_a3, 401),
+        (
+            &a1_client,
+            &post,
+            &enroll,
+            Some(ENROLL_TOKEN),
+            enrol_a3,
+            403,
+        ),
+        // Past the certificate: a1 is configured already.
+        (
+            &a1_client,
+            &post,
+            &enroll,
+            Some(ENROLL_TOKEN),
+            enrol_a1,
+            409,
+        ),
         // Public and reader routes: no certificate needed, their credentials as ever.
-        (&plain, &get, &home, None, 200),
-        (&plain, &get, &checks, None, 401),
-        (&plain, &get, &checks, Some(READ_TOKEN), 200),
-        (&a1_client, &get, &checks, Some(READ_TOKEN), 200),
+        (&plain, &get, &home, None, None, 200),
+        (&plain, &get, &checks, None, None, 401),
+        (&plain, &get, &checks, Some(READ_TOKEN), None, 200),
+        (&a1_client, &get, &checks, Some(READ_TOKEN), None, 200),
     ];
-    for (http, method, url, token, want) in cases {
+    for (http, method, url, token, body, want) in cases {
         let mut req = http.request(method.clone(), url.as_str());
         if let Some(t) = token {
             req = req.bearer_auth(t);
+        }
+        if let Some(b) = body {
+            req = req
+                .header(reqwest::header::CONTENT_TYPE, "application/json")
+                .body(b);
         }
         let resp = req.send().await.unwrap();
         let status = resp.status().as_u16();

@@ -13,6 +13,7 @@ use chrono::{DateTime, Utc};
 use lookout_protocol::http::{EnrollAnswer, EnrollRequest};
 use serde::Serialize;
 
+use crate::auth::certificate::{AgentCertificate, names_agent};
 use crate::auth::{Admin, Enroller};
 use crate::enrolment::ops::{self, OpError};
 use crate::error::AppError;
@@ -45,10 +46,12 @@ async fn put_in_force(state: &AppState) {
 
 /// `POST /v1/enroll` (the enrolment token): makes the agent `name` with a fresh credential,
 /// answered once (201). 400 for a name that is not an agent name, 403 for one `[enrollment]
-/// allowed_names` refuses, 409 for a name configured or enrolled already.
+/// allowed_names` refuses, 409 for a name configured or enrolled already. With `[server.tls]
+/// client_ca`, 401 without a client certificate and 403 with one that does not name `name`.
 pub async fn enroll(
     State(state): State<Arc<AppState>>,
     _: Enroller,
+    certificate: Option<axum::Extension<AgentCertificate>>,
     body: Result<Json<EnrollRequest>, axum::extract::rejection::JsonRejection>,
 ) -> Result<(StatusCode, Json<EnrollAnswer>), AppError> {
     let Json(EnrollRequest { name }) = body.map_err(|e| {
@@ -57,6 +60,10 @@ pub async fn enroll(
             e.body_text()
         ))
     })?;
+    // With `[server.tls] client_ca`: an agent enrols under the name its certificate gives.
+    if let Some(axum::Extension(cert)) = &certificate {
+        names_agent(cert, &name)?;
+    }
     let config = state.config();
     let Some(enrollment) = &config.enrollment else {
         return Err(AppError::Forbidden("enrolment is off".into()));

@@ -36,7 +36,16 @@ pub(super) fn bound_to_certificate(
     credential: &Credential,
     cert: &AgentCertificate,
 ) -> Result<(), AppError> {
-    if state.is_local(credential) || cert.names(&credential.name) {
+    if state.is_local(credential) {
+        return Ok(());
+    }
+    names_agent(cert, &credential.name)
+}
+
+/// The certificate names `agent`: else 401 without a certificate, 403 with another's. For
+/// `POST /v1/enroll` too, where the agent's name is the one it asks for.
+pub fn names_agent(cert: &AgentCertificate, agent: &str) -> Result<(), AppError> {
+    if cert.names(agent) {
         return Ok(());
     }
     match &cert.0 {
@@ -53,7 +62,7 @@ pub(super) fn bound_to_certificate(
             } else {
                 format!("{names:?}")
             },
-            credential.name
+            agent
         ))),
     }
 }
