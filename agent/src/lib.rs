@@ -177,6 +177,33 @@ pub async fn run(settings: AgentSettings, shutdown: CancellationToken) -> Result
             "spool holds records from before; they go first"
         );
     }
+    // Before the first request, enrolment included: the operator hears of a token crossing
+    // the network in clear before it has, and `/metrics` shows it while enrolment retries.
+    let work = CancellationToken::new();
+    // An early return (a credential that cannot be read, a stop while enrolling) stops what
+    // was started, `/metrics` first.
+    let _stop_work = work.clone().drop_guard();
+    let metrics = Arc::new(self_metrics::AgentMetrics::default());
+    let plaintext: Vec<String> = settings
+        .collector_urls
+        .iter()
+        .filter(|u| collector_tls::plaintext_off_host(u))
+        .map(|u| lookout_config::redact::url(u))
+        .collect();
+    if !plaintext.is_empty() {
+        tracing::warn!(
+            collectors = ?plaintext,
+            "the agent's token (or the fleet's enrolment token), its assignments (with any \
+             passwords in their checks) and what it ships cross the network in clear: use \
+             https:// (the collector's [server.tls])"
+        );
+    }
+    metrics.plaintext_collector(!plaintext.is_empty());
+    if let Some(addr) = settings.metrics_listen {
+        self_metrics::serve(addr, metrics.clone(), spool.clone(), work.clone())
+            .await
+            .map_err(|source| AgentError::MetricsListen { addr, source })?;
+    }
     let mut client = CollectorClient::new(
         settings.collector_urls.clone(),
         settings.token.clone(),
@@ -216,27 +243,6 @@ pub async fn run(settings: AgentSettings, shutdown: CancellationToken) -> Result
     }
     let client = Arc::new(client);
     let prober = probes::Prober::new(settings.max_concurrent_probes).identified_as(&settings.name);
-    let work = CancellationToken::new();
-    let metrics = Arc::new(self_metrics::AgentMetrics::default());
-    let plaintext: Vec<String> = settings
-        .collector_urls
-        .iter()
-        .filter(|u| collector_tls::plaintext_off_host(u))
-        .map(|u| lookout_config::redact::url(u))
-        .collect();
-    if !plaintext.is_empty() {
-        tracing::warn!(
-            collectors = ?plaintext,
-            "the agent's token, its assignments (with any passwords in their checks) and what \
-             it ships cross the network in clear: use https:// (the collector's [server.tls])"
-        );
-    }
-    metrics.plaintext_collector(!plaintext.is_empty());
-    if let Some(addr) = settings.metrics_listen {
-        self_metrics::serve(addr, metrics.clone(), spool.clone(), work.clone())
-            .await
-            .map_err(|source| AgentError::MetricsListen { addr, source })?;
-    }
     let mut scheduler = Scheduler::new(prober, spool.clone(), metrics.clone(), work.clone());
     scheduler.apply(settings.local_checks.clone());
 

@@ -608,28 +608,49 @@ async fn plaintext_beyond_loopback_is_warned_about_on_both_sides() {
     let (quiet, _) = start_collector(dir.path(), &config).unwrap();
     assert!(!quiet.log_text().contains("without [server.tls]"));
 
-    // Agents: http:// to another machine warns and sets the gauge; to loopback neither.
+    // Agents: http:// to another machine warns once at start and sets the gauge; to loopback
+    // neither. An agent that is to enrol warns before its first attempt (the fleet token is
+    // what would cross in clear), and while it still tries to enrol.
     let dead = lookout_tests::free_port();
-    for (collector, plaintext) in [
-        ("http://192.0.2.10:7700".to_string(), true),
-        (format!("http://127.0.0.1:{dead}"), false),
-    ] {
+    let remote = "http://192.0.2.10:7700".to_string();
+    let cases = [
+        (
+            remote.clone(),
+            format!("token = \"{A1_TOKEN}\""),
+            "agent started",
+            true,
+        ),
+        (
+            format!("http://127.0.0.1:{dead}"),
+            format!("token = \"{A1_TOKEN}\""),
+            "agent started",
+            false,
+        ),
+        (
+            remote,
+            format!("enroll_token = \"{ENROLL_TOKEN}\""),
+            "cannot enrol yet",
+            true,
+        ),
+    ];
+    for (collector, credential, running, plaintext) in cases {
         let agent_dir = tempfile::tempdir().unwrap();
         let port = lookout_tests::free_port();
         let path = agent_dir.path().join("agent.toml");
         std::fs::write(
             &path,
             format!(
-                "name = \"a1\"\ncollector = \"{collector}\"\ntoken = \"{A1_TOKEN}\"\n\
+                "name = \"a1\"\ncollector = \"{collector}\"\n{credential}\n\
                  data_dir = \"{}\"\n[host_metrics]\nenabled = false\n\
-                 [telemetry]\nmetrics_listen = \"127.0.0.1:{}\"\n",
+                 [shipping]\nmax_backoff = \"1s\"\nrequest_timeout = \"1s\"\n\
+                 assignments_interval = \"1s\"\n[telemetry]\nmetrics_listen = \"127.0.0.1:{}\"\n",
                 agent_dir.path().display(),
                 port.get()
             ),
         )
         .unwrap();
         let a = lookout_tests::start_agent(&path).unwrap();
-        a.wait_for_line("agent started", WAIT).unwrap();
+        a.wait_for_line(running, WAIT).unwrap();
         let text = reqwest::get(format!("http://127.0.0.1:{}/metrics", port.get()))
             .await
             .unwrap()
@@ -637,12 +658,25 @@ async fn plaintext_beyond_loopback_is_warned_about_on_both_sides() {
             .await
             .unwrap();
         let want = format!("lookout_agent_plaintext_collector {}", u8::from(plaintext));
-        assert!(text.contains(&want), "{want} not in {text}");
+        assert!(text.contains(&want), "{collector}: {want} not in {text}");
+        // Once: still once after the agent failed to reach its collector twice.
+        if plaintext {
+            let retry = if credential.starts_with("token") {
+                "cannot fetch assignments"
+            } else {
+                "cannot enrol yet"
+            };
+            eventually("two failed attempts", WAIT, || async {
+                Ok((a.log_text().matches(retry).count() >= 2).then_some(()))
+            })
+            .await
+            .unwrap_or_else(|e| panic!("{collector}: {e}\n{}", a.log_text()));
+        }
+        let log = a.log_text();
         assert_eq!(
-            a.log_text().contains("cross the network in clear"),
-            plaintext,
-            "{collector}: {}",
-            a.log_text()
+            log.matches("cross the network in clear").count(),
+            usize::from(plaintext),
+            "{collector} with {credential}: {log}"
         );
     }
 }
