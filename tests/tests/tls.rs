@@ -105,14 +105,22 @@ fn tls_collector(
     (daemon, base.replace("http://", "https://"))
 }
 
-/// An agent named `name` with `token`, shipping to `collector` with these extra top-level keys
-/// (`ca`, `cert`, `key`), one local TCP check `reach` against `target`, host metrics off.
-fn agent(dir: &Path, name: &str, token: &str, collector: &str, keys: &str, target: &str) -> Daemon {
+/// An agent named `name` with the credential line `credential` (`token = ...` or
+/// `enroll_token = ...`), shipping to `collector` with these extra top-level keys (`ca`,
+/// `cert`, `key`), one local TCP check `reach-<name>` against `target`, host metrics off.
+fn agent(
+    dir: &Path,
+    name: &str,
+    credential: &str,
+    collector: &str,
+    keys: &str,
+    target: &str,
+) -> Daemon {
     let path = dir.join("agent.toml");
     std::fs::write(
         &path,
         format!(
-            "name = \"{name}\"\ncollector = \"{collector}\"\ntoken = \"{token}\"\n\
+            "name = \"{name}\"\ncollector = \"{collector}\"\n{credential}\n\
              data_dir = \"{}\"\n{keys}\n[host_metrics]\nenabled = false\n\
              [shipping]\nmax_backoff = \"1s\"\nassignments_interval = \"1s\"\n\
              [[checks]]\nname = \"reach-{name}\"\ntype = \"tcp\"\naddress = \"{target}\"\n\
@@ -122,6 +130,11 @@ fn agent(dir: &Path, name: &str, token: &str, collector: &str, keys: &str, targe
     )
     .unwrap();
     lookout_tests::start_agent(&path).unwrap()
+}
+
+/// The agent's credential line for a configured token.
+fn token(t: &str) -> String {
+    format!("token = \"{t}\"")
 }
 
 /// A client that trusts `ca` only, reports the peer's certificate, and keeps connections
@@ -225,7 +238,7 @@ async fn the_agent_ships_over_tls_and_names_why_it_refuses_a_collector() {
         let a = agent(
             agent_dir.path(),
             "a1",
-            A1_TOKEN,
+            &token(A1_TOKEN),
             &base,
             &format!("ca = \"{}\"", ca_path.display()),
             &target,
@@ -461,6 +474,7 @@ async fn mtls_binds_the_client_certificate_to_the_agent_its_token_names() {
         .leaf(&["localhost", "127.0.0.1"], 1, 2099)
         .write(pki.path(), "server");
     let (a1_cert, a1_key) = agents_ca.leaf(&["a1"], 10, 2099).write(pki.path(), "a1");
+    let (a3_cert, a3_key) = agents_ca.leaf(&["a3"], 12, 2099).write(pki.path(), "a3");
     let a1_stranger = stranger.leaf(&["a1"], 11, 2099);
     let dir = tempfile::tempdir().unwrap();
     let (_collector, base) = tls_collector(
@@ -483,18 +497,58 @@ async fn mtls_binds_the_client_certificate_to_the_agent_its_token_names() {
 
     // a1 with its certificate ships.
     let a1_dir = tempfile::tempdir().unwrap();
-    let a1 = agent(a1_dir.path(), "a1", A1_TOKEN, &base, &with_a1_cert, &target);
+    let a1 = agent(
+        a1_dir.path(),
+        "a1",
+        &token(A1_TOKEN),
+        &base,
+        &with_a1_cert,
+        &target,
+    );
     check_reported(&ca, &base, "reach-a1", &a1).await;
+
+    // a3 enrols with the fleet token over mTLS, under the name its certificate gives, and
+    // ships on the credential it was given (bound to the same certificate).
+    let a3_dir = tempfile::tempdir().unwrap();
+    let a3 = agent(
+        a3_dir.path(),
+        "a3",
+        &format!("enroll_token = \"{ENROLL_TOKEN}\""),
+        &base,
+        &format!(
+            "{ca_key}\ncert = \"{}\"\nkey = \"{}\"",
+            a3_cert.display(),
+            a3_key.display()
+        ),
+        &target,
+    );
+    check_reported(&ca, &base, "reach-a3", &a3).await;
+    let a3_credential = std::fs::read_to_string(a3_dir.path().join("credential")).unwrap();
+    let a3_credential = a3_credential.trim();
 
     // a1 without a certificate: 401, saying what to set.
     let bare_dir = tempfile::tempdir().unwrap();
-    let bare = agent(bare_dir.path(), "a1", A1_TOKEN, &base, &ca_key, &target);
+    let bare = agent(
+        bare_dir.path(),
+        "a1",
+        &token(A1_TOKEN),
+        &base,
+        &ca_key,
+        &target,
+    );
     bare.wait_for_line("401", WAIT).unwrap();
     bare.wait_for_line("present a client certificate", WAIT)
         .unwrap();
     // a2 with a1's certificate: 403, naming both.
     let a2_dir = tempfile::tempdir().unwrap();
-    let a2 = agent(a2_dir.path(), "a2", A2_TOKEN, &base, &with_a1_cert, &target);
+    let a2 = agent(
+        a2_dir.path(),
+        "a2",
+        &token(A2_TOKEN),
+        &base,
+        &with_a1_cert,
+        &target,
+    );
     let line = a2.wait_for_line("403", WAIT).unwrap();
     assert!(
         line.contains("the client certificate names") && line.contains("a2"),
@@ -523,7 +577,7 @@ async fn mtls_binds_the_client_certificate_to_the_agent_its_token_names() {
     let enroll = format!("{base}/v1/enroll");
     let home = format!("{base}/");
     let (get, post) = (reqwest::Method::GET, reqwest::Method::POST);
-    let (enrol_a1, enrol_a3) = (Some(r#"{"name": "a1"}"#), Some(r#"{"name": "a3"}"#));
+    let (enrol_a1, enrol_a4) = (Some(r#"{"name": "a1"}"#), Some(r#"{"name": "a4"}"#));
     let cases = [
         // Agent routes: the token's agent must be the certificate's.
         (&plain, &get, &assignments, Some(A1_TOKEN), None, 401),
@@ -532,16 +586,26 @@ async fn mtls_binds_the_client_certificate_to_the_agent_its_token_names() {
         (&a1_client, &get, &assignments, None, None, 401),
         (&plain, &post, &ingest, Some(A1_TOKEN), None, 401),
         (&a1_client, &post, &ingest, Some(A2_TOKEN), None, 403),
+        // An enrolled agent's credential is bound the same way.
+        (&plain, &get, &assignments, Some(a3_credential), None, 401),
+        (
+            &a1_client,
+            &get,
+            &assignments,
+            Some(a3_credential),
+            None,
+            403,
+        ),
         // Past the credentials: the empty body is what is refused.
         (&a1_client, &post, &ingest, Some(A1_TOKEN), None, 400),
         // Enrolment: under the certificate's name only.
-        (&plain, &post, &enroll, Some(ENROLL_TOKEN), enrol_a3, 401),
+        (&plain, &post, &enroll, Some(ENROLL_TOKEN), enrol_a4, 401),
         (
             &a1_client,
             &post,
             &enroll,
             Some(ENROLL_TOKEN),
-            enrol_a3,
+            enrol_a4,
             403,
         ),
         // Past the certificate: a1 is configured already.
