@@ -296,5 +296,17 @@ mod tests {
             err.starts_with("cannot read ") && err.contains("nope.pem"),
             "{err}"
         );
+        // A wrong path to something huge: refused after the bound, not read to the end.
+        let big = dir.path().join("big.pem");
+        std::fs::write(&big, "x".repeat(MAX_PEM_BYTES as usize + 1)).unwrap();
+        let too_large = CollectorTls::Files {
+            ca: None,
+            identity: Some((big.clone(), big)),
+        };
+        let err = too_large
+            .apply(reqwest::Client::builder())
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("big.pem: larger than 1048576 bytes"), "{err}");
     }
 }
