@@ -396,6 +396,53 @@ async fn a_renewed_certificate_is_served_without_a_failed_request_and_a_bad_one_
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sighup_serves_a_renewed_certificate_the_watch_cannot_see() {
+    let ca = Ca::new("Lookout test CA");
+    let names = ["localhost", "127.0.0.1"];
+    let first = ca.leaf(&names, 1, 2099);
+    // The collector reads served/; the renewal is written through hard links in elsewhere/,
+    // a folder it does not watch, so the files change without a watch event: only SIGHUP
+    // can make the collector read them (the oracle that it was SIGHUP, not the watch).
+    let pki = tempfile::tempdir().unwrap();
+    let served = pki.path().join("served");
+    let elsewhere = pki.path().join("elsewhere");
+    std::fs::create_dir_all(&served).unwrap();
+    std::fs::create_dir_all(&elsewhere).unwrap();
+    let (cert, key) = first.write(&served, "c");
+    let (cert_link, key_link) = (elsewhere.join("c.pem"), elsewhere.join("c.key"));
+    std::fs::hard_link(&cert, &cert_link).unwrap();
+    std::fs::hard_link(&key, &key_link).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let (mut collector, base) = tls_collector(dir.path(), &cert, &key, "", "");
+    assert_eq!(served_leaf(&ca, &base).await.unwrap(), first.der);
+
+    let second = ca.leaf(&names, 2, 2099);
+    // In place (truncate and write): the same inodes, so served/ holds the new pair too.
+    std::fs::write(&key_link, &second.key).unwrap();
+    std::fs::write(&cert_link, &second.pem).unwrap();
+    assert_eq!(std::fs::read_to_string(&cert).unwrap(), second.pem);
+    collector.signal("HUP").unwrap();
+    eventually(
+        "the renewed certificate served after SIGHUP",
+        WAIT,
+        || async { Ok((served_leaf(&ca, &base).await? == second.der).then_some(())) },
+    )
+    .await
+    .unwrap();
+    let line = collector
+        .wait_for_line("TLS certificate reloaded", WAIT)
+        .unwrap();
+    assert!(line.contains("SIGHUP"), "{line}");
+    assert!(
+        !collector.log_text().contains("file change"),
+        "{}",
+        collector.log_text()
+    );
+    collector.signal("TERM").unwrap();
+    assert!(collector.wait_exit(WAIT).unwrap().success());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_bad_certificate_at_start_is_a_clear_start_up_error() {
     let ca = Ca::new("Lookout test CA");
     let pki = tempfile::tempdir().unwrap();
