@@ -266,6 +266,57 @@ async fn the_agent_ships_over_tls_and_names_why_it_refuses_a_collector() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_agent_listing_two_https_collectors_ships_to_the_one_it_can_verify() {
+    // docs/high-availability.md: `collector = ["https://a...", "https://b..."]`. The first
+    // serves a certificate from a CA the agent does not trust: it is passed over, as a
+    // collector that is down would be, and nothing is sent to it.
+    let ca = Ca::new("Lookout test CA");
+    let stranger = Ca::new("Someone else's CA");
+    let names = ["localhost", "127.0.0.1"];
+    let pki = tempfile::tempdir().unwrap();
+    std::fs::write(pki.path().join("ca.pem"), &ca.pem).unwrap();
+    let (bad_cert, bad_key) = stranger.leaf(&names, 1, 2099).write(pki.path(), "a");
+    let (good_cert, good_key) = ca.leaf(&names, 2, 2099).write(pki.path(), "b");
+    let (a_dir, b_dir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let (_a, a) = tls_collector(a_dir.path(), &bad_cert, &bad_key, "", "");
+    let (_b, b) = tls_collector(b_dir.path(), &good_cert, &good_key, "", "");
+    let agent_dir = tempfile::tempdir().unwrap();
+    let path = agent_dir.path().join("agent.toml");
+    std::fs::write(
+        &path,
+        format!(
+            "name = \"a1\"\ncollector = [\"{a}\", \"{b}\"]\ntoken = \"{A1_TOKEN}\"\n\
+             ca = \"{}\"\ndata_dir = \"{}\"\n[host_metrics]\nenabled = false\n\
+             [shipping]\nmax_backoff = \"1s\"\nassignments_interval = \"1s\"\n\
+             [[checks]]\nname = \"reach-a1\"\ntype = \"tcp\"\naddress = \"{}\"\n\
+             interval = \"1s\"\ntimeout = \"1s\"\n",
+            pki.path().join("ca.pem").display(),
+            agent_dir.path().display(),
+            b.trim_start_matches("https://"),
+        ),
+    )
+    .unwrap();
+    let agent = lookout_tests::start_agent(&path).unwrap();
+    check_reported(&ca, &b, "reach-a1", &agent).await;
+    // The untrusted collector was never given a batch (it has no record of a1's check). It is
+    // read trusting its own CA, as its operator would.
+    let checks = client(&stranger, false)
+        .get(format!("{a}/api/v1/checks"))
+        .bearer_auth(READ_TOKEN)
+        .send()
+        .await
+        .unwrap()
+        .json::<serde_json::Value>()
+        .await
+        .unwrap();
+    assert!(checks["checks"].is_array(), "{checks}");
+    assert!(
+        !checks.to_string().contains("reach-a1"),
+        "the untrusted collector got a batch: {checks}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_renewed_certificate_is_served_without_a_failed_request_and_a_bad_one_is_not() {
     let ca = Ca::new("Lookout test CA");
     let names = ["localhost", "127.0.0.1"];
