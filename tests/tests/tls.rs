@@ -330,6 +330,21 @@ async fn plaintext_beyond_loopback_is_warned_about_on_both_sides() {
     );
     let (quiet, _) = start_collector(dir.path(), &config).unwrap();
     assert!(!quiet.log_text().contains("without [server.tls]"));
+    // Every address with TLS: no warning either.
+    let ca = Ca::new("Lookout test CA");
+    let dir = tempfile::tempdir().unwrap();
+    let (cert, key) = ca.leaf(&["localhost"], 1, 2099).write(dir.path(), "c");
+    let config = format!(
+        "[server]\nlisten = \"0.0.0.0:0\"\ndata_dir = \"{}\"\n\
+         [server.tls]\ncert = \"{}\"\nkey = \"{}\"\n",
+        dir.path().display(),
+        cert.display(),
+        key.display()
+    );
+    let (tls, _) = start_collector(dir.path(), &config).unwrap();
+    // Started (start_collector saw it listening), and said nothing of plaintext.
+    let log = tls.log_text();
+    assert!(!log.contains("without [server.tls]"), "{log}");
 
     // Agents: http:// to another machine warns once at start and sets the gauge; to loopback
     // neither. An agent that is to enrol warns before its first attempt (the fleet token is
