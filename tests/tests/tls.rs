@@ -15,26 +15,43 @@ async fn the_agent_ships_over_tls_and_names_why_it_refuses_a_collector() {
     let pki = tempfile::tempdir().unwrap();
     std::fs::write(pki.path().join("ca.pem"), &ca.pem).unwrap();
     let ca_path = pki.path().join("ca.pem");
+    let trusted = format!("ca = \"{}\"", ca_path.display());
+    // Without `ca`: the system's roots, which do not hold the test's CA.
+    let system_roots = String::new();
     let cases = [
-        ("good", ca.leaf(&["localhost", "127.0.0.1"], 1, 2099), None),
+        (
+            "good",
+            ca.leaf(&["localhost", "127.0.0.1"], 1, 2099),
+            &trusted,
+            None,
+        ),
         (
             "expired",
             ca.leaf(&["localhost", "127.0.0.1"], 2, 2021),
+            &trusted,
             Some("certificate expired"),
         ),
         (
             "wrong-name",
             ca.leaf(&["collector.example"], 3, 2099),
+            &trusted,
             Some("name mismatch"),
         ),
         (
             "unknown-ca",
             stranger.leaf(&["localhost", "127.0.0.1"], 4, 2099),
+            &trusted,
+            Some("unknown issuer"),
+        ),
+        (
+            "system-roots",
+            ca.leaf(&["localhost", "127.0.0.1"], 5, 2099),
+            &system_roots,
             Some("unknown issuer"),
         ),
     ];
     let mut running = Vec::new();
-    for (name, leaf, refusal) in cases {
+    for (name, leaf, keys, refusal) in cases {
         let dir = tempfile::tempdir().unwrap();
         let (cert, key) = leaf.write(pki.path(), name);
         let (collector, base) = tls_collector(dir.path(), &cert, &key, "", "");
@@ -45,7 +62,7 @@ async fn the_agent_ships_over_tls_and_names_why_it_refuses_a_collector() {
             "a1",
             &token(A1_TOKEN),
             &base,
-            &format!("ca = \"{}\"", ca_path.display()),
+            keys,
             &target,
         );
         running.push((name, refusal, collector, base, a, dir, agent_dir));
