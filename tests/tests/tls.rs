@@ -251,6 +251,7 @@ async fn mtls_binds_the_client_certificate_to_the_agent_its_token_names() {
     let ingest = format!("{base}/v1/ingest");
     let checks = format!("{base}/api/v1/checks");
     let enroll = format!("{base}/v1/enroll");
+    let goodbye = format!("{base}/v1/goodbye");
     let home = format!("{base}/");
     let (get, post) = (reqwest::Method::GET, reqwest::Method::POST);
     let (enrol_a1, enrol_a4) = (Some(r#"{"name": "a1"}"#), Some(r#"{"name": "a4"}"#));
@@ -262,6 +263,9 @@ async fn mtls_binds_the_client_certificate_to_the_agent_its_token_names() {
         (&a1_client, &get, &assignments, None, None, 401),
         (&plain, &post, &ingest, Some(A1_TOKEN), None, 401),
         (&a1_client, &post, &ingest, Some(A2_TOKEN), None, 403),
+        // A goodbye too: another's cannot stop an agent (none here is accepted).
+        (&plain, &post, &goodbye, Some(A1_TOKEN), None, 401),
+        (&a1_client, &post, &goodbye, Some(A2_TOKEN), None, 403),
         // An enrolled agent's credential is bound the same way.
         (&plain, &get, &assignments, Some(a3_credential), None, 401),
         (

@@ -12,9 +12,9 @@
 //!   public_read = true` (or the older `[status_page] public_admin = true`). Else 401, or 403
 //!   with the keys to set when no credential is configured at all.
 //! - [`AgentAuth`]: an agent's bearer token (an `[[agents]]` token, or an enrolled agent's
-//!   credential, [`crate::enrolment`]), for `/v1/ingest` and `/v1/assignments`; else 401.
-//!   With `[server.tls] client_ca`, also a client certificate that names that agent: 401
-//!   without one, 403 when it names another ([`certificate`]).
+//!   credential, [`crate::enrolment`]), for `/v1/ingest`, `/v1/assignments` and
+//!   `/v1/goodbye`; else 401. With `[server.tls] client_ca`, also a client certificate that
+//!   names that agent: 401 without one, 403 when it names another ([`certificate`]).
 //! - [`Enroller`]: the fleet's enrolment token, for `POST /v1/enroll`; else 401 (429 after
 //!   many wrong ones), or 403 when enrolment is off.
 //! - [`Admin`]: the admin token as a bearer token, or the admin pages' login cookie
