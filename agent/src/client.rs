@@ -4,6 +4,7 @@
 //! it from then on ([`crate::credential`]).
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
@@ -59,20 +60,30 @@ pub const BACK_TO_FIRST_AFTER: Duration = Duration::from_secs(10);
 /// first one [`BACK_TO_FIRST_AFTER`] after it left it.
 #[derive(Debug)]
 pub struct CollectorClient {
-    http: reqwest::Client,
-    urls: Vec<String>,
+    /// Where and how to reach the collectors; std's RwLock, never held across an await.
+    /// Replaced whole when the agent's configuration is reloaded ([`CollectorClient::adopt`]):
+    /// a request under way finishes with the one it started with.
+    connection: std::sync::RwLock<Arc<Connection>>,
     /// The credential presented; std's RwLock, never held across an await. Replaced when the
     /// collector hands over a rotated one.
     token: std::sync::RwLock<Token>,
     /// Where a rotated credential is kept (an enrolled agent's `<data_dir>/credential`).
     credential_file: Option<std::path::PathBuf>,
-    /// The agent's own labels as JSON, sent with assignment requests.
-    labels_json: String,
     /// Index of the collector that answered last: tried first next time.
     current: AtomicUsize,
     /// When the agent last moved off the first collector, or last tried it again; std's
     /// Mutex, never held across an await.
     left_first: std::sync::Mutex<Option<std::time::Instant>>,
+}
+
+/// What a configuration says about reaching the collectors: everything of a client but the
+/// credential and where it stands among the URLs.
+#[derive(Debug)]
+struct Connection {
+    http: reqwest::Client,
+    urls: Vec<String>,
+    /// The agent's own labels as JSON, sent with assignment requests.
+    labels_json: String,
     /// Largest answer body read (`[shipping] max_answer_bytes`).
     max_answer_bytes: usize,
 }
@@ -99,15 +110,44 @@ impl CollectorClient {
             .map(|u| u.trim_end_matches('/').to_string())
             .collect();
         Ok(Self {
-            http,
-            urls,
+            connection: std::sync::RwLock::new(Arc::new(Connection {
+                http,
+                urls,
+                labels_json: serde_json::to_string(labels).unwrap_or_else(|_| "{}".into()),
+                max_answer_bytes,
+            })),
             token: std::sync::RwLock::new(token),
             credential_file: None,
-            labels_json: serde_json::to_string(labels).unwrap_or_else(|_| "{}".into()),
             current: AtomicUsize::new(0),
             left_first: std::sync::Mutex::new(None),
-            max_answer_bytes,
         })
+    }
+
+    /// Takes the URLs, labels, timeouts and TLS of `fresh`, a client built from a reloaded
+    /// configuration, for the requests that start from now on. The credential presented
+    /// stays (an enrolled agent's, perhaps rotated since it was read) unless `fresh` has a
+    /// `token` of its own from the configuration.
+    pub fn adopt(&self, fresh: CollectorClient) {
+        let connection = fresh
+            .connection
+            .into_inner()
+            .unwrap_or_else(|p| p.into_inner());
+        let token = fresh.token.into_inner().unwrap_or_else(|p| p.into_inner());
+        if !token.is_empty() {
+            self.set_token(token);
+        }
+        *self.connection.write().unwrap_or_else(|p| p.into_inner()) = connection;
+        // The list may be another one now: start again from its first.
+        self.current.store(0, Ordering::Relaxed);
+        *self.left_first.lock().unwrap_or_else(|p| p.into_inner()) = None;
+    }
+
+    /// The connection requests start with now.
+    fn connection(&self) -> Arc<Connection> {
+        self.connection
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 
     /// Keeps a credential the collector hands over in `file` (an enrolled agent's).
@@ -162,9 +202,10 @@ impl CollectorClient {
             name: name.to_string(),
         })
         .map_err(|e| SendError::Encode(std::io::Error::other(e)))?;
+        let conn = self.connection();
         let mut resp = self
-            .with_failover(|base| {
-                self.http
+            .with_failover(&conn, |base| {
+                conn.http
                     .post(format!("{base}{ENROLL_PATH}"))
                     .header(AUTHORIZATION, format!("Bearer {}", enroll_token.expose()))
                     .header(CONTENT_TYPE, JSON_CONTENT_TYPE)
@@ -214,8 +255,9 @@ impl CollectorClient {
             retry_after: None,
         })?;
         let body = encoder.encode(batch)?;
-        self.with_failover(|base| {
-            self.http
+        let conn = self.connection();
+        self.with_failover(&conn, |base| {
+            conn.http
                 .post(format!("{base}{INGEST_PATH}"))
                 .header(AUTHORIZATION, self.authorization())
                 .header(CONTENT_TYPE, JSON_CONTENT_TYPE)
@@ -230,8 +272,9 @@ impl CollectorClient {
     /// Tells the collector this agent is stopping cleanly, so that its silence does not page
     /// (a permanent agent is shown stopped, an ephemeral one is retired).
     pub async fn goodbye(&self) -> Result<(), SendError> {
-        self.with_failover(|base| {
-            self.http
+        let conn = self.connection();
+        self.with_failover(&conn, |base| {
+            conn.http
                 .post(format!("{base}{GOODBYE_PATH}"))
                 .header(AUTHORIZATION, self.authorization())
         })
@@ -245,13 +288,14 @@ impl CollectorClient {
         revision: Option<&str>,
         poll_every: Duration,
     ) -> Result<Option<(Assignments, Vec<String>)>, SendError> {
+        let conn = self.connection();
         let resp = self
-            .with_failover(|base| {
-                let mut req = self
+            .with_failover(&conn, |base| {
+                let mut req = conn
                     .http
                     .get(format!("{base}{ASSIGNMENTS_PATH}"))
                     .header(AUTHORIZATION, self.authorization())
-                    .header(LABELS_HEADER, &self.labels_json)
+                    .header(LABELS_HEADER, &conn.labels_json)
                     .header(POLL_HEADER, poll_every.as_millis().to_string());
                 if let Some(r) = revision {
                     req = req.header(IF_NONE_MATCH, format!("\"{r}\""));
@@ -264,7 +308,7 @@ impl CollectorClient {
         }
         let etag = resp.headers().get(ETAG).cloned();
         let mut resp = resp;
-        let body = match read_at_most(&mut resp, self.max_answer_bytes).await {
+        let body = match read_at_most(&mut resp, conn.max_answer_bytes).await {
             Ok(Body::Whole(body)) => body,
             // Not retried sooner than the next poll: the same collector would send it again.
             Ok(Body::Longer(_)) => {
@@ -272,7 +316,7 @@ impl CollectorClient {
                     status: resp.status().as_u16(),
                     reason: format!(
                         "the assignments answer is longer than [shipping] max_answer_bytes ({} bytes); not read",
-                        self.max_answer_bytes
+                        conn.max_answer_bytes
                     ),
                 });
             }
@@ -291,8 +335,6 @@ impl CollectorClient {
         Ok(Some((assignments, skipped)))
     }
 
-    /// Sends the request built by `build` to each collector in turn, starting with the one that
-    /// answered last, until one answers with a success or a final refusal.
     /// Where a request starts: the collector that answered last, unless that is not the first
     /// and it has been a while: then the first again, so an agent returns to it once it is back.
     fn start_index(&self) -> usize {
@@ -316,15 +358,22 @@ impl CollectorClient {
         }
     }
 
-    async fn with_failover<F>(&self, build: F) -> Result<reqwest::Response, SendError>
+    /// Sends the request built by `build` to each collector of `conn` in turn, starting with
+    /// the one that answered last, until one answers with a success or a final refusal.
+    async fn with_failover<F>(
+        &self,
+        conn: &Connection,
+        build: F,
+    ) -> Result<reqwest::Response, SendError>
     where
         F: Fn(&str) -> reqwest::RequestBuilder,
     {
-        let start = self.start_index();
+        // A list shorter than the index kept (after a reload): from its first.
+        let start = self.start_index() % conn.urls.len().max(1);
         let mut last = None;
-        for k in 0..self.urls.len() {
-            let i = (start + k) % self.urls.len();
-            let base = &self.urls[i];
+        for k in 0..conn.urls.len() {
+            let i = (start + k) % conn.urls.len();
+            let base = &conn.urls[i];
             let sent = build(base).send().await;
             if let Ok(resp) = &sent {
                 self.take_rotated(resp);
@@ -449,7 +498,74 @@ async fn error_from(mut resp: reqwest::Response) -> SendError {
 
 #[cfg(test)]
 mod tests {
-    use super::{Body, ERROR_TEXT_BYTES, error_text};
+    use super::{Body, CollectorClient, ERROR_TEXT_BYTES, error_text};
+    use lookout_config::Token;
+    use std::sync::{Arc, Mutex};
+    use std::time::Duration;
+
+    /// A collector that takes goodbyes and keeps who sent each: (its name, the
+    /// `Authorization` header).
+    async fn collector(name: &'static str, seen: Arc<Mutex<Vec<(String, String)>>>) -> String {
+        let app = axum::Router::new().route(
+            lookout_protocol::http::GOODBYE_PATH,
+            axum::routing::post(move |headers: axum::http::HeaderMap| {
+                let seen = seen.clone();
+                async move {
+                    let auth = headers
+                        .get("authorization")
+                        .and_then(|v| v.to_str().ok())
+                        .unwrap_or_default()
+                        .to_string();
+                    seen.lock().unwrap().push((name.to_string(), auth));
+                    axum::http::StatusCode::NO_CONTENT
+                }
+            }),
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        url
+    }
+
+    fn client(url: &str, token: &str) -> CollectorClient {
+        CollectorClient::new(
+            vec![url.to_string()],
+            Token::new(token),
+            &Default::default(),
+            &crate::collector_tls::CollectorTls::System,
+            Duration::from_secs(5),
+            1 << 20,
+        )
+        .unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_reloaded_client_goes_to_the_new_collector_with_the_credential_it_had() {
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let (a, b) = (
+            collector("a", seen.clone()).await,
+            collector("b", seen.clone()).await,
+        );
+        // An enrolled agent: no token in its file, the credential it was given presented.
+        let running = client(&a, "");
+        running.set_token(Token::new("enrolled-credential"));
+        running.goodbye().await.unwrap();
+        // Reloaded: another collector, still no token in the file.
+        running.adopt(client(&b, ""));
+        running.goodbye().await.unwrap();
+        // Reloaded with a token of its own in the file: that one from now on.
+        running.adopt(client(&b, "token-from-the-file"));
+        running.goodbye().await.unwrap();
+        let bearer = |t: &str| format!("Bearer {t}");
+        assert_eq!(
+            *seen.lock().unwrap(),
+            [
+                ("a".to_string(), bearer("enrolled-credential")),
+                ("b".to_string(), bearer("enrolled-credential")),
+                ("b".to_string(), bearer("token-from-the-file")),
+            ]
+        );
+    }
 
     #[test]
     fn error_text_is_cut_between_characters_and_survives_invalid_utf8() {

@@ -11,9 +11,11 @@
 //! - [`collector_tls`]: how the agent trusts the collector and proves itself over TLS;
 //! - [`credential`]: an enrolled agent's credential: its file, and enrolment;
 //! - [`probe_once`]: `lookout-agent probe`, every check once, as a table;
-//! - [`local`]: the collector's built-in agent, built from its `[local_agent]`.
+//! - [`local`]: the collector's built-in agent, built from its `[local_agent]`;
+//! - [`reload`]: `SIGHUP`, the configuration re-read and put in force, or refused whole.
 //!
-//! [`run`] ties them together; the binary only parses the command line and calls it. The
+//! [`run`] ties them together (the running parts are in `running.rs`); the binary only parses
+//! the command line and calls [`run_with_reloads`]. The
 //! collector's built-in local agent runs through [`local::LocalAgent`], which calls [`run`].
 
 pub mod client;
@@ -24,6 +26,8 @@ pub mod local;
 pub mod logs;
 pub mod probe_once;
 pub mod probes;
+pub mod reload;
+mod running;
 pub mod scheduler;
 pub mod self_metrics;
 pub mod shipper;
@@ -37,15 +41,7 @@ use lookout_config::{AgentConfig, CheckConfig, HostMetricsConfig, ShippingConfig
 use lookout_protocol::Record;
 use tokio_util::sync::CancellationToken;
 
-use client::CollectorClient;
-use scheduler::Scheduler;
 use spool::{Spool, SpoolConfig};
-
-/// How long a stop waits for the shipper's last delivery attempt.
-const STOP_DEADLINE: Duration = Duration::from_secs(5);
-
-/// How long a stop waits to tell the collector it is stopping.
-const GOODBYE_DEADLINE: Duration = Duration::from_secs(2);
 
 /// What an agent needs to run, from its configuration file or from the collector's
 /// `[local_agent]`.
@@ -170,206 +166,27 @@ pub enum AgentError {
 /// Runs the agent until `shutdown` is cancelled, then stops its checks and makes a bounded last
 /// attempt to deliver what the spool holds.
 pub async fn run(settings: AgentSettings, shutdown: CancellationToken) -> Result<(), AgentError> {
-    let spool = Arc::new(Spool::open_off_runtime(settings.spool.clone()).await?);
-    if spool.backlog() > 0 {
-        tracing::info!(
-            records = spool.backlog(),
-            "spool holds records from before; they go first"
-        );
-    }
-    // Before the first request, enrolment included: the operator hears of a token crossing
-    // the network in clear before it has, and `/metrics` shows it while enrolment retries.
-    let work = CancellationToken::new();
-    // An early return (a credential that cannot be read, a stop while enrolling) stops what
-    // was started, `/metrics` first.
-    let _stop_work = work.clone().drop_guard();
-    let metrics = Arc::new(self_metrics::AgentMetrics::default());
-    let plaintext: Vec<String> = settings
-        .collector_urls
-        .iter()
-        .filter(|u| collector_tls::plaintext_off_host(u))
-        .map(|u| lookout_config::redact::url(u))
-        .collect();
-    if !plaintext.is_empty() {
-        tracing::warn!(
-            collectors = ?plaintext,
-            "the agent's token (or the fleet's enrolment token), its assignments (with any \
-             passwords in their checks) and what it ships cross the network in clear: use \
-             https:// (the collector's [server.tls])"
-        );
-    }
-    metrics.plaintext_collector(!plaintext.is_empty());
-    if let Some(addr) = settings.metrics_listen {
-        self_metrics::serve(addr, metrics.clone(), spool.clone(), work.clone())
-            .await
-            .map_err(|source| AgentError::MetricsListen { addr, source })?;
-    }
-    let mut client = CollectorClient::new(
-        settings.collector_urls.clone(),
-        settings.token.clone(),
-        &settings.labels,
-        &settings.tls,
-        settings.shipping.request_timeout,
-        settings.shipping.max_answer_bytes,
-    )?;
-    if settings.token.is_empty() {
-        let Some(file) = settings.credential_file.clone() else {
-            return Err(AgentError::NoCredential);
-        };
-        client = client.with_credential_file(file.clone());
-        match credential::read(&file)? {
-            Some(kept) => client.set_token(kept),
-            None => {
-                let enroll_token = settings
-                    .enroll_token
-                    .as_ref()
-                    .ok_or(AgentError::NoCredential)?;
-                match credential::enroll(
-                    &client,
-                    &settings.name,
-                    enroll_token,
-                    &file,
-                    settings.shipping.max_backoff,
-                    &shutdown,
-                )
-                .await
-                {
-                    Some(given) => client.set_token(given),
-                    // Stopped before it could enrol: the spool keeps what was there.
-                    None => return Ok(()),
-                }
-            }
-        }
-    }
-    let client = Arc::new(client);
-    let prober = probes::Prober::new(settings.max_concurrent_probes).identified_as(&settings.name);
-    let mut scheduler = Scheduler::new(prober, spool.clone(), metrics.clone(), work.clone());
-    scheduler.apply(settings.local_checks.clone());
-
-    let shipper = tokio::spawn(shipper::run(
-        settings.name.clone(),
-        spool.clone(),
-        client.clone(),
-        settings.shipping.clone(),
-        metrics.clone(),
-        shutdown.clone(),
-    ));
-    tokio::spawn(spool_upkeep(
-        spool.clone(),
-        settings.spool.fsync,
-        settings.name.clone(),
-        work.clone(),
-    ));
-    if settings.host_metrics.enabled {
-        tokio::spawn(host_metrics(
-            settings.host_metrics.clone(),
-            spool.clone(),
-            metrics.clone(),
-            work.clone(),
-        ));
-    }
-    let tailer = if settings.logs.is_empty() {
-        None
-    } else {
-        match logs::spawn(
-            settings.logs.clone(),
-            settings.logs_dir.clone(),
-            spool.clone(),
-            work.clone(),
-        ) {
-            Ok(t) => Some(t),
-            Err(e) => {
-                tracing::error!(error = %e, "cannot start the log tailer");
-                None
-            }
-        }
+    let Some(mut agent) = running::Agent::start(settings, &shutdown).await? else {
+        return Ok(());
     };
-    let journal = if settings.journald.enabled {
-        match logs::journald::spawn(
-            settings.journald.clone(),
-            &settings.logs_dir,
-            spool.clone(),
-            work.clone(),
-        ) {
-            Ok(t) => Some(t),
-            Err(e) => {
-                tracing::error!(error = %e, "cannot start the journal reader");
-                None
-            }
-        }
-    } else {
-        None
-    };
-    let collectors: Vec<String> = settings
-        .collector_urls
-        .iter()
-        .map(|u| lookout_config::redact::url(u))
-        .collect();
-    tracing::info!(agent = %settings.name, ?collectors, "agent started");
-
-    follow_assignments(&settings, &client, &mut scheduler, &shutdown).await;
-
-    work.cancel();
-    for t in [tailer, journal].into_iter().flatten() {
-        if !matches!(
-            tokio::task::spawn_blocking(move || t.join()).await,
-            Ok(Ok(()))
-        ) {
-            tracing::warn!("a log reader stopped abnormally");
-        }
-    }
-    if tokio::time::timeout(STOP_DEADLINE, shipper).await.is_err() {
-        tracing::warn!(
-            queued = spool.backlog(),
-            "stop deadline passed before the last delivery"
-        );
-    }
-    // After the last delivery: the silence that follows is a planned stop, not an outage.
-    match tokio::time::timeout(GOODBYE_DEADLINE, client.goodbye()).await {
-        Ok(Ok(())) => tracing::debug!("the collector knows this agent is stopping"),
-        Ok(Err(e)) => {
-            tracing::warn!(error = %e, "could not tell the collector this agent is stopping")
-        }
-        Err(_) => tracing::warn!("the collector did not answer this agent's goodbye in time"),
-    }
-    tracing::info!(agent = %settings.name, "agent stopped");
+    agent.follow(&shutdown, None).await;
+    agent.stop().await;
     Ok(())
 }
 
-/// Fetches assignments every `assignments_interval` until shutdown and applies changes.
-async fn follow_assignments(
-    settings: &AgentSettings,
-    client: &CollectorClient,
-    scheduler: &mut Scheduler,
-    shutdown: &CancellationToken,
-) {
-    let mut revision: Option<String> = None;
-    let mut ticks = tokio::time::interval(settings.shipping.assignments_interval);
-    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tokio::select! {
-            () = shutdown.cancelled() => return,
-            _ = ticks.tick() => {}
-        }
-        match client
-            .assignments(revision.as_deref(), settings.shipping.assignments_interval)
-            .await
-        {
-            Ok(None) => {}
-            Ok(Some((assigned, skipped))) => {
-                for s in &skipped {
-                    tracing::warn!(problem = %s, "assigned check skipped");
-                }
-                let checks = merge(&settings.local_checks, assigned.checks);
-                scheduler.apply(checks);
-                tracing::info!(revision = %assigned.revision, checks = ?scheduler.names(), "assignments applied");
-                revision = Some(assigned.revision);
-            }
-            Err(e) => {
-                tracing::warn!(error = %e, "cannot fetch assignments; keeping the current checks")
-            }
-        }
-    }
+/// Runs the agent of `reloads`' configuration as [`run`] does, and re-reads its file on each
+/// of its requests ([`reload`]).
+pub async fn run_with_reloads(
+    mut reloads: reload::Reloads,
+    shutdown: CancellationToken,
+) -> Result<(), AgentError> {
+    let settings = AgentSettings::from(reloads.config().clone());
+    let Some(mut agent) = running::Agent::start(settings, &shutdown).await? else {
+        return Ok(());
+    };
+    agent.follow(&shutdown, Some(&mut reloads)).await;
+    agent.stop().await;
+    Ok(())
 }
 
 /// Local checks plus assigned ones; a local check wins over an assigned one of the same name.
@@ -385,7 +202,7 @@ pub fn merge(local: &[CheckConfig], assigned: Vec<CheckConfig>) -> Vec<CheckConf
     out
 }
 
-async fn host_metrics(
+pub(crate) async fn host_metrics(
     cfg: HostMetricsConfig,
     spool: Arc<Spool>,
     metrics: Arc<self_metrics::AgentMetrics>,
@@ -424,7 +241,7 @@ const SPOOL_REPORT_EVERY: Duration = Duration::from_secs(10);
 
 /// Syncs the spool per its policy, and reports `lookout.agent.spool.backlog` (gauge) and
 /// `lookout.agent.spool.dropped` (counter since start) every 10 s, so the collector sees drops.
-async fn spool_upkeep(
+pub(crate) async fn spool_upkeep(
     spool: Arc<Spool>,
     fsync: spool::FsyncPolicy,
     agent: String,

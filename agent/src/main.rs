@@ -105,7 +105,10 @@ fn main() -> ExitCode {
         None => runtime.block_on(async {
             let shutdown = CancellationToken::new();
             tokio::spawn(lookout_runtime::signal::cancel_on_signal(shutdown.clone()));
-            match lookout_agent::run(AgentSettings::from(config), shutdown).await {
+            let (reload_tx, reload_rx) = tokio::sync::mpsc::channel(1);
+            tokio::spawn(lookout_runtime::signal::reload_on_sighup(reload_tx));
+            let reloads = lookout_agent::reload::Reloads::new(cli.config, config, reload_rx);
+            match lookout_agent::run_with_reloads(reloads, shutdown).await {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
                     eprintln!("error: {e}");

@@ -11,7 +11,13 @@
 //!   the spool (read at each scrape);
 //! - `lookout_agent_spool_dropped_records_total`: records dropped because the spool was full;
 //! - `lookout_agent_plaintext_collector`: 1 when a collector URL is `http://` to another
-//!   machine (the agent's token and what it ships cross the network in clear), else 0.
+//!   machine (the agent's token and what it ships cross the network in clear), else 0;
+//! - `lookout_agent_config_reload_failures_total`: `SIGHUP`s whose configuration was refused
+//!   (invalid, or a change that needs a restart), the running one kept;
+//! - `lookout_agent_config_last_reload_successful`: 1 when the last reload was applied (or
+//!   none was asked for since start), 0 when it was refused;
+//! - `lookout_agent_config_last_reload_success_timestamp_seconds`: when the configuration in
+//!   force was loaded (at start or by the last applied reload), Unix seconds.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -20,7 +26,9 @@ use bytes::Bytes;
 use http_body_util::Full;
 use hyper::{Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
-use prometheus::{GaugeVec, IntCounter, IntCounterVec, IntGauge, Opts, Registry, TextEncoder};
+use prometheus::{
+    Gauge, GaugeVec, IntCounter, IntCounterVec, IntGauge, Opts, Registry, TextEncoder,
+};
 use tokio_util::sync::CancellationToken;
 
 use crate::spool::Spool;
@@ -39,6 +47,9 @@ pub struct AgentMetrics {
     spool_bytes: IntGauge,
     dropped: IntCounter,
     plaintext: IntGauge,
+    reload_failures: IntCounter,
+    last_reload_ok: IntGauge,
+    last_reload_success: Gauge,
 }
 
 fn opts(name: &str, help: &str) -> Opts {
@@ -56,7 +67,7 @@ fn register<M: prometheus::core::Collector + Clone + 'static>(registry: &Registr
 impl Default for AgentMetrics {
     fn default() -> Self {
         let r = Registry::new();
-        Self {
+        let m = Self {
             probes: register(
                 &r,
                 IntCounterVec::new(
@@ -135,8 +146,35 @@ impl Default for AgentMetrics {
                 ))
                 .expect("valid metric"),
             ),
+            reload_failures: register(
+                &r,
+                IntCounter::with_opts(opts(
+                    "config_reload_failures_total",
+                    "Configuration reloads refused (invalid, or a change that needs a restart).",
+                ))
+                .expect("valid metric"),
+            ),
+            last_reload_ok: register(
+                &r,
+                IntGauge::with_opts(opts(
+                    "config_last_reload_successful",
+                    "1 when the last configuration reload was applied (or none was asked for), 0 when it was refused.",
+                ))
+                .expect("valid metric"),
+            ),
+            last_reload_success: register(
+                &r,
+                Gauge::with_opts(opts(
+                    "config_last_reload_success_timestamp_seconds",
+                    "When the configuration in force was loaded, Unix seconds.",
+                ))
+                .expect("valid metric"),
+            ),
             registry: r,
-        }
+        };
+        // Made when the agent starts, from the configuration it just loaded.
+        m.config_loaded();
+        m
     }
 }
 
@@ -180,6 +218,19 @@ impl AgentMetrics {
         if outcome == Shipped::Sent {
             self.shipped.inc_by(records as u64);
         }
+    }
+
+    /// The configuration now in force was loaded (at start, or by an applied reload).
+    pub fn config_loaded(&self) {
+        self.last_reload_ok.set(1);
+        self.last_reload_success
+            .set(chrono::Utc::now().timestamp_millis() as f64 / 1000.0);
+    }
+
+    /// A reload was refused: the running configuration stays.
+    pub fn config_refused(&self) {
+        self.reload_failures.inc();
+        self.last_reload_ok.set(0);
     }
 
     /// Counts `n` host metric samples.

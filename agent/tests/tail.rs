@@ -1,7 +1,8 @@
 //! The log tailer against real files: new files, `read_from`, rotation by rename and by
 //! copytruncate (with globs that match the rotated copies and globs that do not), truncation,
 //! a file replaced while the agent was down, multiline events, and restarts, including one
-//! whose saved positions lag behind what reached the spool. Every test checks that each line
+//! whose saved positions lag behind what reached the spool, and a reload of the agent's
+//! configuration that adds and removes sources. Every test checks that each line
 //! is shipped exactly once, in order.
 
 use std::fs::{self, OpenOptions};
@@ -394,5 +395,66 @@ fn a_write_torn_by_a_kill_resumes_after_the_last_record_that_made_it() {
         texts(&s2.take()),
         numbered("a", 0..500),
         "each line once, in order"
+    );
+}
+
+#[test]
+fn a_reload_keeps_the_place_of_files_that_stay_and_reads_added_sources_as_at_a_first_start() {
+    let s = Setup::new();
+    let stays = s.source("app.log");
+    let removed = s.source("gone.log");
+    let mut clock = Instant::now();
+    let mut t = s.tailer(&[stays.clone(), removed.clone()]);
+    run(&mut t, &mut clock, 1);
+    append(&s.log("app.log"), numbered("a", 0..10));
+    append(&s.log("gone.log"), numbered("g", 0..5));
+    // A line still being written when the reload comes: read again whole afterwards.
+    fs::OpenOptions::new()
+        .append(true)
+        .open(s.log("app.log"))
+        .unwrap()
+        .write_all(b"half ")
+        .unwrap();
+    run(&mut t, &mut clock, 1);
+    // The reload: the old tailer stops (saving its positions), a new one starts with one
+    // source removed and one added, whose file already has a past.
+    t.save();
+    drop(t);
+    append(&s.log("other.log"), numbered("past", 0..5));
+    append(&s.log("app.log"), ["of a line".to_string()]);
+    append(&s.log("app.log"), numbered("a", 10..20));
+    append(&s.log("gone.log"), numbered("g", 5..8));
+    let mut added = s.source("other.log");
+    added.read_from = ReadFrom::End;
+    let mut t = Tailer::after_reload(
+        &[stays.clone(), added.clone()],
+        &[stays, removed],
+        &s.dir.path().join("positions"),
+        s.spool.clone(),
+    );
+    run(&mut t, &mut clock, 1);
+    append(&s.log("other.log"), numbered("now", 0..3));
+    run(&mut t, &mut clock, 2);
+    let got = s.take();
+    let of = |path: &str| -> Vec<String> {
+        let source = s.log(path).display().to_string();
+        got.iter()
+            .filter(|r| r.source == source)
+            .map(|r| r.text.clone())
+            .collect()
+    };
+    let mut want = numbered("a", 0..10);
+    want.push("half of a line".to_string());
+    want.extend(numbered("a", 10..20));
+    assert_eq!(of("app.log"), want, "the file that stays: each line once");
+    assert_eq!(
+        of("gone.log"),
+        numbered("g", 0..5),
+        "a removed source is read no more"
+    );
+    assert_eq!(
+        of("other.log"),
+        numbered("now", 0..3),
+        "an added source with read_from = \"end\" skips the past of files already there"
     );
 }

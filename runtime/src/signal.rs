@@ -1,6 +1,7 @@
 //! The signals a daemon acts on: SIGTERM or Ctrl-C stops it (through a [`CancellationToken`],
-//! so a test stops it the same way without a signal), SIGHUP asks the collector to re-read its
-//! configuration. Where a signal cannot be listened for, the daemon says so and runs on.
+//! so a test stops it the same way without a signal), SIGHUP asks it (the collector, the
+//! agent) to re-read its configuration. Where a signal cannot be listened for, the daemon says
+//! so and runs on.
 
 use tokio_util::sync::CancellationToken;
 

@@ -90,37 +90,36 @@ pub fn record(line: &str) -> Option<(LogRecord, String)> {
     ))
 }
 
-/// Follows the journal on a thread of its own until `stop`.
+/// Follows the journal on a thread of its own until `parent` is cancelled or the reader is
+/// stopped.
 pub fn spawn(
     cfg: JournaldConfig,
     dir: &Path,
     spool: Arc<Spool>,
-    stop: CancellationToken,
-) -> std::io::Result<std::thread::JoinHandle<()>> {
+    parent: &CancellationToken,
+) -> std::io::Result<super::Reader> {
     let dir = dir.to_path_buf();
-    std::thread::Builder::new()
-        .name("lookout-journald".into())
-        .spawn(move || {
-            let mut checkpoints = Checkpoints::open(&dir.join("journald"));
-            checkpoints.recover(&spool);
-            while !stop.is_cancelled() {
-                let args = arguments(&cfg, checkpoints.cursor(KEY).as_deref());
-                match Command::new(&cfg.journalctl)
-                    .args(&args)
-                    .stdin(Stdio::null())
-                    .stdout(Stdio::piped())
-                    .stderr(Stdio::piped())
-                    .spawn()
-                {
-                    Ok(child) => follow(child, &spool, &mut checkpoints, &stop),
-                    Err(e) => {
-                        tracing::error!(journalctl = %cfg.journalctl.display(), error = %e, "cannot run journalctl; journal entries are not shipped until it can")
-                    }
+    super::Reader::spawn("lookout-journald", parent, move |stop| {
+        let mut checkpoints = Checkpoints::open(&dir.join("journald"));
+        checkpoints.recover(&spool);
+        while !stop.is_cancelled() {
+            let args = arguments(&cfg, checkpoints.cursor(KEY).as_deref());
+            match Command::new(&cfg.journalctl)
+                .args(&args)
+                .stdin(Stdio::null())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+            {
+                Ok(child) => follow(child, &spool, &mut checkpoints, &stop),
+                Err(e) => {
+                    tracing::error!(journalctl = %cfg.journalctl.display(), error = %e, "cannot run journalctl; journal entries are not shipped until it can")
                 }
-                checkpoints.save();
-                sleep_unless(&stop, RESTART_AFTER);
             }
-        })
+            checkpoints.save();
+            sleep_unless(&stop, RESTART_AFTER);
+        }
+    })
 }
 
 fn sleep_unless(stop: &CancellationToken, d: Duration) {

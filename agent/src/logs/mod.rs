@@ -18,23 +18,65 @@ use crate::spool::Spool;
 /// How long the tailer sleeps when a round found nothing new.
 const IDLE_WAIT: Duration = Duration::from_millis(200);
 
-/// Starts tailing `sources` on a thread of its own (file reads block), keeping positions in
-/// `dir`, until `stop`. The thread saves the positions before it ends.
+/// A log reader running on a thread of its own (file reads block), and what stops it.
+#[derive(Debug)]
+pub struct Reader {
+    thread: std::thread::JoinHandle<()>,
+    stop: CancellationToken,
+}
+
+impl Reader {
+    /// Runs `read` on a thread named `name`, with a token that is cancelled by [`Reader::stop`]
+    /// or by `parent`.
+    pub fn spawn(
+        name: &str,
+        parent: &CancellationToken,
+        read: impl FnOnce(CancellationToken) + Send + 'static,
+    ) -> std::io::Result<Self> {
+        let stop = parent.child_token();
+        let token = stop.clone();
+        let thread = std::thread::Builder::new()
+            .name(name.into())
+            .spawn(move || read(token))?;
+        Ok(Self { thread, stop })
+    }
+
+    /// Stops it and waits until it has saved its positions; false when it ended abnormally
+    /// (a panic), which is logged.
+    pub async fn stop(self) -> bool {
+        self.stop.cancel();
+        let thread = self.thread;
+        let ok = matches!(
+            tokio::task::spawn_blocking(move || thread.join()).await,
+            Ok(Ok(()))
+        );
+        if !ok {
+            tracing::warn!("a log reader stopped abnormally");
+        }
+        ok
+    }
+}
+
+/// Starts tailing `sources`, keeping positions in `dir`, until `parent` is cancelled or the
+/// reader is stopped. The thread saves the positions before it ends. `earlier`: after a
+/// reload, the sources the previous tailer had ([`tail::Tailer::after_reload`]).
 pub fn spawn(
     sources: Vec<LogSourceConfig>,
+    earlier: Option<Vec<LogSourceConfig>>,
     dir: PathBuf,
     spool: Arc<Spool>,
-    stop: CancellationToken,
-) -> std::io::Result<std::thread::JoinHandle<()>> {
-    std::thread::Builder::new()
-        .name("lookout-logs".into())
-        .spawn(move || {
-            let mut tailer = tail::Tailer::new(&sources, &dir, spool);
-            while !stop.is_cancelled() {
-                if !tailer.poll(Instant::now()) {
-                    std::thread::sleep(IDLE_WAIT);
-                }
+    parent: &CancellationToken,
+) -> std::io::Result<Reader> {
+    Reader::spawn("lookout-logs", parent, move |stop| {
+        let mut tailer = match &earlier {
+            Some(e) => tail::Tailer::after_reload(&sources, e, &dir, spool),
+            None => tail::Tailer::new(&sources, &dir, spool),
+        };
+        while !stop.is_cancelled() {
+            if !tailer.poll(Instant::now()) {
+                std::thread::sleep(IDLE_WAIT);
             }
-            tailer.save();
-        })
+        }
+        tailer.save();
+    })
 }

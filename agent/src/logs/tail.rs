@@ -64,6 +64,9 @@ struct Source {
     read_from: ReadFrom,
     multiline: Option<(regex::bytes::Regex, Duration)>,
     max_line: usize,
+    /// Added by a reload and not scanned yet: its files already there start as at a first
+    /// start (`read_from`).
+    added: bool,
 }
 
 #[derive(Debug)]
@@ -111,6 +114,28 @@ impl Tailer {
     /// A tailer of `sources` that keeps its positions under `dir` and writes to `spool`
     /// (recovering positions from the records already there).
     pub fn new(sources: &[LogSourceConfig], dir: &Path, spool: Arc<Spool>) -> Self {
+        Self::build(sources, None, dir, spool)
+    }
+
+    /// A tailer of `sources` that replaces one of `earlier` after a reload of the agent's
+    /// configuration. Files resume at their positions, as after a restart; the files already
+    /// there of a source that `earlier` did not have start as at a first start: at their end
+    /// with `read_from = "end"`, so adding a source does not ship a log's whole past.
+    pub fn after_reload(
+        sources: &[LogSourceConfig],
+        earlier: &[LogSourceConfig],
+        dir: &Path,
+        spool: Arc<Spool>,
+    ) -> Self {
+        Self::build(sources, Some(earlier), dir, spool)
+    }
+
+    fn build(
+        sources: &[LogSourceConfig],
+        earlier: Option<&[LogSourceConfig]>,
+        dir: &Path,
+        spool: Arc<Spool>,
+    ) -> Self {
         let mut checkpoints = Checkpoints::open(dir);
         checkpoints.recover(&spool);
         let sources = sources
@@ -129,6 +154,7 @@ impl Tailer {
                     .and_then(|re| regex::bytes::Regex::new(re).ok())
                     .map(|re| (re, s.multiline_timeout)),
                 max_line: s.max_line_bytes,
+                added: earlier.is_some_and(|e| !e.contains(s)),
             })
             .collect();
         Self {
@@ -194,6 +220,9 @@ impl Tailer {
             t.matched = seen.contains(&t.id);
         }
         self.checkpoints.first_start = false;
+        for s in &mut self.sources {
+            s.added = false;
+        }
         self.checkpoints.save();
     }
 
@@ -228,7 +257,9 @@ impl Tailer {
         let src = &self.sources[si];
         let start = match self.checkpoints.get(&key) {
             Some(at) => at.min(len),
-            None if self.checkpoints.first_start && src.read_from == ReadFrom::End => {
+            None if (self.checkpoints.first_start || src.added)
+                && src.read_from == ReadFrom::End =>
+            {
                 last_line_end(&file, len)
             }
             None => 0,
