@@ -2,8 +2,9 @@
 //! collector's `[server.tls]` with certificates made here ([`lookout_tests::tls`]): a CA, a
 //! leaf for 127.0.0.1 and localhost, an expired leaf, a leaf for another name, a leaf from a
 //! CA the agent does not trust; client certificates for agents (mTLS, enrolment included);
-//! the warnings about plaintext; the built-in agent over TLS. The collector's own side
-//! (renewal, SIGHUP, bad files, the handshake's deadline) is `tls_server.rs`.
+//! the warnings about plaintext; the built-in agent over TLS; the agent's `ca` file read again
+//! on `SIGHUP`. The collector's own side (renewal, SIGHUP, bad files, the handshake's
+//! deadline) is `tls_server.rs`.
 
 use lookout_tests::tls::*;
 use lookout_tests::{READ_TOKEN, eventually, start_collector};
@@ -474,4 +475,60 @@ async fn the_built_in_agent_reaches_its_collector_over_tls_even_with_client_cert
     })
     .await
     .unwrap_or_else(|e| panic!("{e}\ncollector:\n{}", collector.log_text()));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sighup_makes_the_agent_read_its_ca_file_again_and_keeps_the_old_one_when_it_is_bad() {
+    let ca = Ca::new("Lookout test CA");
+    let stranger = Ca::new("Someone else's CA");
+    let pki = tempfile::tempdir().unwrap();
+    let (cert, key) = ca
+        .leaf(&["localhost", "127.0.0.1"], 1, 2099)
+        .write(pki.path(), "collector");
+    let dir = tempfile::tempdir().unwrap();
+    let (_collector, base) = tls_collector(dir.path(), &cert, &key, "", "");
+    // The agent trusts the wrong CA at first: it cannot ship.
+    let agent_ca = pki.path().join("agent-ca.pem");
+    std::fs::write(&agent_ca, &stranger.pem).unwrap();
+    let agent_dir = tempfile::tempdir().unwrap();
+    let target = base.trim_start_matches("https://").to_string();
+    let a = agent(
+        agent_dir.path(),
+        "a1",
+        &token(A1_TOKEN),
+        &base,
+        &format!("ca = \"{}\"", agent_ca.display()),
+        &target,
+    );
+    a.wait_for_line("TLS handshake failed: unknown issuer", WAIT)
+        .unwrap();
+
+    // The CA file replaced, the configuration file unchanged: SIGHUP reads the file again.
+    std::fs::write(&agent_ca, &ca.pem).unwrap();
+    a.signal("HUP").unwrap();
+    a.wait_for_line("configuration reloaded", WAIT).unwrap();
+    check_reported(&ca, &base, "reach-a1", &a).await;
+
+    // A CA file that is no PEM: refused, saying which file; the agent ships on with the CA it
+    // read before.
+    std::fs::write(&agent_ca, "not a certificate\n").unwrap();
+    a.signal("HUP").unwrap();
+    let line = a.wait_for_line("configuration not reloaded", WAIT).unwrap();
+    assert!(line.contains("agent-ca.pem"), "{line}");
+    let results = || async {
+        read_json(
+            &ca,
+            &format!("{base}/api/v1/checks/reach-a1/results?agent=a1"),
+        )
+        .await
+        .ok()
+        .and_then(|j| j["results"].as_array().map(Vec::len))
+        .unwrap_or(0)
+    };
+    let before = results().await;
+    eventually("results after the refused reload", WAIT, || async {
+        Ok((results().await > before).then_some(()))
+    })
+    .await
+    .unwrap_or_else(|e| panic!("{e}\nagent:\n{}", a.log_text()));
 }
