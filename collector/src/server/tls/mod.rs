@@ -139,7 +139,8 @@ impl Tls {
             _ => builder.with_no_client_auth(),
         };
         let mut config = builder.with_cert_resolver(served.clone());
-        // The server speaks HTTP/1.1 (server/mod.rs); browsers that offer h2 get it too.
+        // The server speaks HTTP/1.1 only (server/mod.rs): a browser that offers h2 as well
+        // is answered in HTTP/1.1.
         config.alpn_protocols = vec![b"http/1.1".to_vec()];
         Ok(Arc::new(Self {
             files,
