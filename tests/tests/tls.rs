@@ -2,9 +2,9 @@
 //! collector's `[server.tls]` with certificates made here ([`lookout_tests::tls`]): a CA, a
 //! leaf for 127.0.0.1 and localhost, an expired leaf, a leaf for another name, a leaf from a
 //! CA the agent does not trust; client certificates for agents (mTLS, enrolment included);
-//! the warnings about plaintext; the built-in agent over TLS; the agent's `ca` file read again
-//! on `SIGHUP`. The collector's own side (renewal, SIGHUP, bad files, the handshake's
-//! deadline) is `tls_server.rs`.
+//! the warnings about plaintext; the built-in agent over TLS; the agent's `ca`, `cert` and
+//! `key` files read again on `SIGHUP`. The collector's own side (renewal, SIGHUP, bad files,
+//! the handshake's deadline) is `tls_server.rs`.
 
 use lookout_tests::tls::*;
 use lookout_tests::{READ_TOKEN, eventually, start_collector};
@@ -531,4 +531,53 @@ async fn sighup_makes_the_agent_read_its_ca_file_again_and_keeps_the_old_one_whe
     })
     .await
     .unwrap_or_else(|e| panic!("{e}\nagent:\n{}", a.log_text()));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sighup_makes_the_agent_present_the_client_certificate_its_files_hold_now() {
+    let ca = Ca::new("Lookout test CA");
+    let agents_ca = Ca::new("Lookout agents CA");
+    let stranger = Ca::new("Someone else's CA");
+    let pki = tempfile::tempdir().unwrap();
+    std::fs::write(pki.path().join("ca.pem"), &ca.pem).unwrap();
+    std::fs::write(pki.path().join("agents-ca.pem"), &agents_ca.pem).unwrap();
+    let (cert, key) = ca
+        .leaf(&["localhost", "127.0.0.1"], 1, 2099)
+        .write(pki.path(), "server");
+    let dir = tempfile::tempdir().unwrap();
+    let (_collector, base) = tls_collector(
+        dir.path(),
+        &cert,
+        &key,
+        &format!(
+            "client_ca = \"{}\"",
+            pki.path().join("agents-ca.pem").display()
+        ),
+        "",
+    );
+    // At first a1's files hold a certificate the collector does not accept.
+    let (a1_cert, a1_key) = stranger.leaf(&["a1"], 10, 2099).write(pki.path(), "a1");
+    let agent_dir = tempfile::tempdir().unwrap();
+    let target = base.trim_start_matches("https://").to_string();
+    let a = agent(
+        agent_dir.path(),
+        "a1",
+        &token(A1_TOKEN),
+        &base,
+        &format!(
+            "ca = \"{}\"\ncert = \"{}\"\nkey = \"{}\"",
+            pki.path().join("ca.pem").display(),
+            a1_cert.display(),
+            a1_key.display()
+        ),
+        &target,
+    );
+    a.wait_for_line("shipping failed; will retry", WAIT)
+        .unwrap();
+
+    // The files renewed in place by the agents' CA, the configuration unchanged: SIGHUP.
+    agents_ca.leaf(&["a1"], 11, 2099).write(pki.path(), "a1");
+    a.signal("HUP").unwrap();
+    a.wait_for_line("configuration reloaded", WAIT).unwrap();
+    check_reported(&ca, &base, "reach-a1", &a).await;
 }
