@@ -4,7 +4,7 @@
 //!
 //! The rule: a new file is applied whole or not at all. It is read and validated by the same
 //! loader as at start ([`AgentConfig::load`]), and its client to the collectors is built by the
-//! same function ([`crate::running::client_for`]), before anything changes; any problem there
+//! same function (`running::client_for`), before anything changes; any problem there
 //! leaves the running configuration in force, logs why (each problem, with file, line and
 //! key) and is counted in the agent's `/metrics` ([`crate::self_metrics`]). What cannot change
 //! in a running agent ([`restart_only_changes`]) is refused the same way, naming the key.

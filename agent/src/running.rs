@@ -142,7 +142,7 @@ impl Agent {
                 }
             }
         }
-        // Started: from here, [`Agent::stop`] stops the work.
+        // Started: from here, `Agent::stop` stops the work.
         stop_work.disarm();
         let client = Arc::new(client);
         let prober =
