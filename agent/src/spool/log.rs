@@ -179,7 +179,9 @@ impl Log {
         };
         names.sort();
         let mut segments = VecDeque::new();
-        let mut next_seq = acked.max() + 1;
+        // The numbers below come from files, which can hold any number: a damaged one near
+        // u64::MAX must not overflow here (appending then refuses, see `append`).
+        let mut next_seq = acked.max().saturating_add(1);
         let mut held = 0u64;
         let count = names.len();
         for (i, (first, path)) in names.into_iter().enumerate() {
@@ -208,7 +210,7 @@ impl Log {
             held += frames.iter().filter(|f| !acked.contains(f.seq)).count() as u64;
             let last_seq = frames.last().map(|f| f.seq);
             if let Some(l) = last_seq {
-                next_seq = next_seq.max(l + 1);
+                next_seq = next_seq.max(l.saturating_add(1));
             }
             segments.push_back(Segment::new(
                 first,
@@ -221,7 +223,7 @@ impl Log {
         // The numbers of the batch that was in flight were sent under its id: never give them
         // to other records, even if a crash tore some of them off the end of the spool.
         if let Some(f) = &saved.in_flight {
-            next_seq = next_seq.max(f.last + 1);
+            next_seq = next_seq.max(f.last.saturating_add(1));
         }
         let log = Self {
             dir: cfg.dir.clone(),
@@ -316,7 +318,16 @@ impl Log {
                 run.clear();
                 count = 0;
             }
-            let seq = self.next_seq + count;
+            // Numbers run out only when a damaged file said one near u64::MAX was used (no
+            // spool counts that far): the record cannot be numbered, so it is dropped.
+            let Some(seq) = self.next_seq.checked_add(count).filter(|s| *s < u64::MAX) else {
+                self.dropped += 1;
+                if !self.dropping {
+                    self.dropping = true;
+                    tracing::error!(dir = %self.dir.display(), "the spool's sequence numbers are used up (its files name one near 2^64, which only damage does): records are dropped; stop the agent and remove the spool folder");
+                }
+                continue;
+            };
             run.extend_from_slice(&frame::encode(seq, &payload));
             count += 1;
         }

@@ -39,7 +39,9 @@
 //!
 //! - Sequence numbers increase by one per record, across segments and restarts (the next one
 //!   follows the last valid frame found at start, the acknowledged one and the batch in flight):
-//!   a number that went out in a batch is never given to another record.
+//!   a number that went out in a batch is never given to another record. The numbers read at
+//!   start can be any (a damaged file): when none is left below `u64::MAX`, records are
+//!   dropped and counted rather than numbered again.
 //! - A segment is deleted only when every record in it is acknowledged, or when the spool is over
 //!   `max_bytes`: then the oldest segment goes, and its unacknowledged records are counted as
 //!   dropped (those of the batch in flight excepted: the shipper holds them).

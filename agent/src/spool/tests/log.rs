@@ -161,6 +161,69 @@ fn a_spool_from_before_the_state_files_keeps_its_acks_and_batch_in_flight() {
     assert_eq!(b.records.iter().map(id_of).collect::<Vec<_>>(), [5, 6]);
 }
 
+#[test]
+fn bookkeeping_that_names_numbers_near_u64_max_does_not_overflow() {
+    // A damaged (or hostile) legacy spool: 1..=2 acknowledged and everything from 5 up to
+    // u64::MAX, a batch in flight from 3 to u64::MAX. No spool numbers that far: reading it must
+    // not overflow, the batch in flight is still sent, and a record that can no longer be
+    // numbered is dropped and counted, never given a number already used.
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let spool = Spool::open(cfg(dir.path(), 1 << 20, 1 << 20)).unwrap();
+        for i in 1..=4 {
+            spool.push(&rec(i));
+        }
+    }
+    let mut acked = acked::Acked::default();
+    acked.insert(1, 2);
+    acked.insert(5, u64::MAX);
+    for f in ["state.0", "state.1"] {
+        fs::remove_file(dir.path().join(f)).unwrap();
+    }
+    fs::write(dir.path().join("acked"), acked.encode()).unwrap();
+    fs::write(
+        dir.path().join("inflight"),
+        format!("e-3-max 3 {}", u64::MAX),
+    )
+    .unwrap();
+
+    let spool = Spool::open(cfg(dir.path(), 1 << 20, 1 << 20)).unwrap();
+    let b = spool.next_batch(10).unwrap();
+    assert_eq!(b.batch_id, "e-3-max");
+    assert_eq!(b.records.iter().map(id_of).collect::<Vec<_>>(), [3, 4]);
+    spool.ack(&b.batch_id);
+    spool.push(&rec(5));
+    assert!(spool.next_batch(10).is_none());
+    assert_eq!(spool.dropped(), 1);
+    drop(spool);
+    let spool = Spool::open(cfg(dir.path(), 1 << 20, 1 << 20)).unwrap();
+    assert_eq!(spool.backlog(), 0);
+
+    // Two numbers left below u64::MAX: one record is numbered, the next is dropped.
+    let dir = tempfile::tempdir().unwrap();
+    fs::write(
+        dir.path().join("inflight"),
+        format!("e-near 1 {}", u64::MAX - 2),
+    )
+    .unwrap();
+    let spool = Spool::open(cfg(dir.path(), 1 << 20, 1 << 20)).unwrap();
+    spool.push(&rec(1));
+    spool.push(&rec(2));
+    assert_eq!(spool.dropped(), 1);
+    let b = spool.next_batch(10).unwrap();
+    assert_eq!(b.records.iter().map(id_of).collect::<Vec<_>>(), [1]);
+    assert!(
+        b.batch_id.ends_with(&format!("-{0}-{0}", u64::MAX - 1)),
+        "{}",
+        b.batch_id
+    );
+    spool.ack(&b.batch_id);
+    drop(spool);
+    let spool = Spool::open(cfg(dir.path(), 1 << 20, 1 << 20)).unwrap();
+    assert_eq!(spool.backlog(), 0);
+    assert!(spool.next_batch(10).is_none());
+}
+
 /// A frame as the format says, built by hand (not with [`frame::encode`]), so that a drift of
 /// the encoder from what earlier versions wrote fails here.
 fn frame_by_hand(seq: u64, record: &Record) -> Vec<u8> {
