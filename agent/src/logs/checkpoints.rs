@@ -126,7 +126,8 @@ impl Checkpoints {
     pub fn set(&mut self, key: &str, offset: u64, path: &str) {
         let seen = Utc::now().timestamp();
         match self.files.get_mut(key) {
-            Some(e) if e.offset == offset && e.path == path && seen - e.seen < 60 => {}
+            Some(e) if e.offset == offset && e.path == path && seen.saturating_sub(e.seen) < 60 => {
+            }
             Some(e) => {
                 e.offset = offset;
                 e.seen = seen;
@@ -174,7 +175,9 @@ impl Checkpoints {
             return;
         }
         let now = Utc::now().timestamp();
-        self.files.retain(|_, e| now - e.seen < FORGET_AFTER_SECS);
+        // `seen` is read from the file: any number may be there.
+        self.files
+            .retain(|_, e| now.saturating_sub(e.seen) < FORGET_AFTER_SECS);
         let disk = OnDisk {
             version: 1,
             files: std::mem::take(&mut self.files),
@@ -194,5 +197,32 @@ impl Checkpoints {
                 tracing::warn!(file = %self.path.display(), error = %e, "cannot save the log checkpoints")
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_file_with_any_seen_time_opens_sets_and_saves() {
+        // `seen` from the file at both ends of i64: the ages computed from it must not overflow.
+        let dir = tempfile::tempdir().unwrap();
+        let entry = |seen: i64| format!(r#"{{"offset":7,"path":"/var/log/x.log","seen":{seen}}}"#);
+        let file = format!(
+            r#"{{"version":1,"files":{{"a":{},"b":{},"c":{}}}}}"#,
+            entry(i64::MIN),
+            entry(i64::MAX),
+            entry(i64::MIN)
+        );
+        fs::write(dir.path().join("checkpoints.json"), file).unwrap();
+        let mut points = Checkpoints::open(dir.path());
+        assert_eq!(points.get("a"), Some(7));
+        points.set("a", 7, "/var/log/x.log");
+        points.save();
+        let again = Checkpoints::open(dir.path());
+        assert_eq!(again.get("a"), Some(7), "set now: kept");
+        assert_eq!(again.get("b"), Some(7), "seen in the future: kept");
+        assert_eq!(again.get("c"), None, "seen before 1970 by far: forgotten");
     }
 }
