@@ -76,11 +76,7 @@ fn collector() -> &'static Collector {
 /// folder, with one batch of each kind of record stored. The folder is left when the process
 /// ends (the state lives in a static); the next process removes those of processes gone.
 async fn start() -> Router {
-    let tmp = std::env::temp_dir();
-    remove_stale(&tmp);
-    let dir = tmp.join(format!("{PREFIX}{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).expect("a folder for the store");
+    let dir = crate::scratch::process_dir("lookout-fuzz-api-");
     let config =
         lookout_config::CollectorConfig::parse(std::path::Path::new("fuzz.toml"), CONFIG, &|_| {
             None
@@ -107,24 +103,6 @@ async fn start() -> Router {
         .expect("an answer");
     assert_eq!(answer.status(), StatusCode::OK, "the seed batch is stored");
     router
-}
-
-const PREFIX: &str = "lookout-fuzz-api-";
-
-/// Removes the store folders of processes that have ended.
-fn remove_stale(tmp: &std::path::Path) {
-    let Ok(entries) = std::fs::read_dir(tmp) else {
-        return;
-    };
-    for entry in entries.flatten() {
-        let name = entry.file_name();
-        let Some(pid) = name.to_str().and_then(|n| n.strip_prefix(PREFIX)) else {
-            continue;
-        };
-        if pid.parse::<u32>().is_ok() && !std::path::Path::new("/proc").join(pid).exists() {
-            let _ = std::fs::remove_dir_all(entry.path());
-        }
-    }
 }
 
 fn seed_batch() -> String {

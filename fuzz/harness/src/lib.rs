@@ -18,6 +18,7 @@ pub mod config;
 pub mod input;
 pub mod log_lines;
 pub mod procfs;
+pub mod scratch;
 pub mod spool;
 
 /// A fuzz target's body.
