@@ -20,6 +20,7 @@ pub mod log_lines;
 pub mod procfs;
 pub mod scratch;
 pub mod spool;
+pub mod spool_open;
 
 /// A fuzz target's body.
 pub type Body = fn(&[u8]);
@@ -35,6 +36,7 @@ pub const TARGETS: &[(&str, Body)] = &[
     ("log_lines", log_lines::log_lines),
     ("spool_frame", spool::frame),
     ("spool_acked", spool::acked),
+    ("spool_open", spool_open::spool_open),
     ("procfs", procfs::procfs),
     ("api_query", api_query::api_query),
 ];

@@ -48,13 +48,15 @@ pub fn acked(data: &[u8]) {
     }
 }
 
-fn with_crc(body: &[u8]) -> Vec<u8> {
+/// `body` with its CRC-32 appended, as the `acked` file ends.
+pub(crate) fn with_crc(body: &[u8]) -> Vec<u8> {
     let mut out = body.to_vec();
     out.extend_from_slice(&crc32fast::hash(body).to_le_bytes());
     out
 }
 
-fn slot(body: &[u8]) -> Vec<u8> {
+/// A state slot around `body`: magic, length, the body and its CRC-32.
+pub(crate) fn slot(body: &[u8]) -> Vec<u8> {
     let mut out = b"LKS1".to_vec();
     out.extend_from_slice(&(body.len() as u32).to_le_bytes());
     out.extend_from_slice(&with_crc(body));
