@@ -13,6 +13,7 @@
 
 pub mod api_query;
 pub mod batch;
+pub mod checkpoints;
 pub mod condition;
 pub mod config;
 pub mod input;
@@ -37,6 +38,7 @@ pub const TARGETS: &[(&str, Body)] = &[
     ("spool_frame", spool::frame),
     ("spool_acked", spool::acked),
     ("spool_open", spool_open::spool_open),
+    ("checkpoints", checkpoints::checkpoints),
     ("procfs", procfs::procfs),
     ("api_query", api_query::api_query),
 ];
