@@ -9,6 +9,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use lookout_config::Token;
+use lookout_config::collector::Lifecycle;
 use lookout_protocol::http::{
     AGENT_PRODUCT, ASSIGNMENTS_PATH, BACKLOG_HEADER, CREDENTIAL_ROTATED_HEADER, ENROLL_PATH,
     EnrollAnswer, EnrollRequest, GOODBYE_PATH, INGEST_PATH, JSON_CONTENT_TYPE, LABELS_HEADER,
@@ -196,10 +197,17 @@ impl CollectorClient {
         );
     }
 
-    /// Enrols as `name` with the fleet's `enroll_token`: the credential the collector gives.
-    pub async fn enroll(&self, name: &str, enroll_token: &Token) -> Result<Token, SendError> {
+    /// Enrols as `name` with the fleet's `enroll_token`, asking for `lifecycle` if given: the
+    /// credential the collector gives.
+    pub async fn enroll(
+        &self,
+        name: &str,
+        enroll_token: &Token,
+        lifecycle: Option<Lifecycle>,
+    ) -> Result<Token, SendError> {
         let body = serde_json::to_vec(&EnrollRequest {
             name: name.to_string(),
+            lifecycle: lifecycle.map(|l| l.as_str().to_string()),
         })
         .map_err(|e| SendError::Encode(std::io::Error::other(e)))?;
         let conn = self.connection();

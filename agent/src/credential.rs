@@ -19,6 +19,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use lookout_config::Token;
+use lookout_config::collector::Lifecycle;
 use lookout_runtime::backoff::{Backoff, Jitter};
 use tokio_util::sync::CancellationToken;
 
@@ -116,19 +117,20 @@ pub fn write(path: &Path, token: &Token) -> Result<(), CredentialError> {
     Ok(())
 }
 
-/// Enrols as `name` with `enroll_token` through `client`, keeps the credential in `file` and
+/// Enrols as `name` with `enroll_token` (asking for `lifecycle`, if any) through `client`, keeps the credential in `file` and
 /// returns it; `None` when `shutdown` came first. Waits grow from 1 s to `max_wait`.
 pub async fn enroll(
     client: &CollectorClient,
     name: &str,
     enroll_token: &Token,
+    lifecycle: Option<Lifecycle>,
     file: &Path,
     max_wait: Duration,
     shutdown: &CancellationToken,
 ) -> Option<Token> {
     let mut retries = Backoff::new(FIRST_WAIT, max_wait, Jitter::Full).retries();
     loop {
-        let wait = match client.enroll(name, enroll_token).await {
+        let wait = match client.enroll(name, enroll_token, lifecycle).await {
             Ok(credential) => match write(file, &credential) {
                 Ok(()) => {
                     tracing::info!(agent = %name, file = %file.display(), "enrolled; the credential is kept in the file");

@@ -55,6 +55,8 @@ pub struct AgentSettings {
     pub token: lookout_config::Token,
     /// The fleet's enrolment token, used when there is no `token` and no credential file.
     pub enroll_token: Option<lookout_config::Token>,
+    /// The lifecycle asked for at enrolment (`lifecycle`); none leaves it to the collector.
+    pub lifecycle: Option<lookout_config::collector::Lifecycle>,
     /// Where an enrolled agent keeps its credential (`<data_dir>/credential`); none for the
     /// collector's local agent.
     pub credential_file: Option<std::path::PathBuf>,
@@ -90,6 +92,7 @@ impl From<AgentConfig> for AgentSettings {
             collector_urls: c.identity.collector.urls(),
             token: c.identity.token,
             enroll_token: c.identity.enroll_token,
+            lifecycle: c.identity.lifecycle,
             credential_file: Some(c.identity.data_dir.join(credential::FILE)),
             tls: match (c.identity.ca, c.identity.cert, c.identity.key) {
                 (None, None, None) => collector_tls::CollectorTls::System,

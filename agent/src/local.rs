@@ -47,6 +47,7 @@ impl LocalAgent {
                 collector_urls: vec![collector_url],
                 token: lookout_config::Token::new(token),
                 enroll_token: None,
+                lifecycle: None,
                 credential_file: None,
                 tls,
                 labels: config.labels.clone(),

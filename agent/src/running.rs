@@ -129,6 +129,7 @@ impl Agent {
                         &client,
                         &settings.name,
                         enroll_token,
+                        settings.lifecycle,
                         &file,
                         settings.shipping.max_backoff,
                         shutdown,

@@ -65,15 +65,16 @@ impl Harness {
     }
 
     async fn enroll(&self, token: Option<&str>, name: &str) -> (StatusCode, Value) {
+        self.enroll_body(token, json!({ "name": name })).await
+    }
+
+    async fn enroll_body(&self, token: Option<&str>, body: Value) -> (StatusCode, Value) {
         let mut req = Request::post("/v1/enroll").header(header::CONTENT_TYPE, "application/json");
         if let Some(t) = token {
             req = req.header(header::AUTHORIZATION, format!("Bearer {t}"));
         }
         let (s, _, j) = self
-            .call(
-                req.body(Body::from(json!({ "name": name }).to_string()))
-                    .unwrap(),
-            )
+            .call(req.body(Body::from(body.to_string())).unwrap())
             .await;
         (s, j)
     }
@@ -212,6 +213,44 @@ async fn an_agent_enrols_with_the_fleet_token_and_its_credential_is_an_agent_tok
         .map(|r| r.name)
         .collect();
     assert_eq!(names, ["web-1"], "nothing refused was stored");
+}
+
+#[tokio::test]
+async fn an_agent_may_ask_for_its_lifecycle_and_nothing_else() {
+    let h = Harness::new(CONFIG).await;
+    let (s, j) = h
+        .enroll_body(
+            Some(ENROL),
+            json!({"name": "web-2", "lifecycle": "permanent"}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{j}");
+    let (s, j) = h
+        .enroll_body(
+            Some(ENROL),
+            json!({"name": "web-3", "lifecycle": "forever"}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::BAD_REQUEST, "{j}");
+    assert!(error(&j).contains("\"forever\" is neither"), "{j}");
+    let (s, j) = h
+        .enroll_body(
+            Some(ENROL),
+            json!({"name": "web-4", "labels": {"role": "db"}}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::BAD_REQUEST, "no other key: {j}");
+    let rows: Vec<(String, String)> = h
+        .state
+        .store
+        .enrolled_agents()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|r| (r.name, r.lifecycle))
+        .collect();
+    // The section says ephemeral; web-2 asked to be permanent.
+    assert_eq!(rows, [("web-2".to_string(), "permanent".to_string())]);
 }
 
 #[tokio::test]

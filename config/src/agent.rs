@@ -53,6 +53,11 @@ pub struct AgentIdentity {
     /// in `<data_dir>/credential` (mode 0600) from then on. Default none.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub enroll_token: Option<Token>,
+    /// What this server is, asked for at enrolment (only with `enroll_token`): `"permanent"`
+    /// (its silence pages) or `"ephemeral"` (an autoscaled server, retired without a page).
+    /// Default none: the collector's `[enrollment] lifecycle` decides.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lifecycle: Option<crate::collector::Lifecycle>,
     /// Where the agent keeps its state. Default `"/var/lib/lookout-agent"`.
     #[serde(default = "default_data_dir")]
     pub data_dir: PathBuf,
@@ -431,6 +436,13 @@ fn validate_identity(doc: &mut Document<'_>, id: &AgentIdentity) {
         && let Err(problem) = t.check_strength()
     {
         doc.error_at(&KeyPath::key("enroll_token"), problem);
+    }
+    if id.lifecycle.is_some() && id.enroll_token.is_none() {
+        doc.error_at(
+            &KeyPath::key("lifecycle"),
+            "is asked for at enrolment, so it needs enroll_token; an agent with a token of its \
+             own has its lifecycle in the collector's [[agents]] entry",
+        );
     }
     let urls = id.collector.urls();
     if urls.is_empty() {

@@ -1040,3 +1040,31 @@ fn an_agent_needs_a_token_or_an_enrolment_token() {
         .to_string();
     assert!(errs.contains("enroll_token: too short"), "{errs}");
 }
+
+#[test]
+fn an_agent_asks_for_its_lifecycle_only_when_it_enrols() {
+    let parse = |text: &str| AgentConfig::parse(Path::new("a.toml"), text, &no_env);
+    let c = parse(
+        "name = \"w\"\ncollector = \"http://x:1\"\nenroll_token = \"fleet-enrolment-token-0123456789\"\nlifecycle = \"ephemeral\"\n",
+    )
+    .unwrap();
+    assert_eq!(
+        c.identity.lifecycle,
+        Some(crate::collector::Lifecycle::Ephemeral)
+    );
+    let errs = parse(
+        "name = \"w\"\ncollector = \"http://x:1\"\ntoken = \"agent-own-token-0123456789ab\"\nlifecycle = \"ephemeral\"\n",
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(
+        errs.contains("lifecycle: is asked for at enrolment"),
+        "{errs}"
+    );
+    let errs = parse(
+        "name = \"w\"\ncollector = \"http://x:1\"\nenroll_token = \"fleet-enrolment-token-0123456789\"\nlifecycle = \"forever\"\n",
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(errs.contains("lifecycle"), "{errs}");
+}

@@ -10,6 +10,7 @@ use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use chrono::{DateTime, Utc};
+use lookout_config::collector::Lifecycle;
 use lookout_protocol::http::{EnrollAnswer, EnrollRequest};
 use serde::Serialize;
 
@@ -45,18 +46,20 @@ async fn put_in_force(state: &AppState) {
 }
 
 /// `POST /v1/enroll` (the enrolment token): makes the agent `name` with a fresh credential,
-/// answered once (201). 400 for a name that is not an agent name, 403 for one `[enrollment]
-/// allowed_names` refuses, 409 for a name configured or enrolled already. With `[server.tls]
-/// client_ca`, 401 without a client certificate and 403 with one that does not name `name`.
+/// answered once (201), with the lifecycle the agent asks for or else `[enrollment]
+/// lifecycle`. 400 for a name that is not an agent name or an unknown lifecycle, 403 for one
+/// `[enrollment] allowed_names` refuses, 409 for a name configured or enrolled already. With
+/// `[server.tls] client_ca`, 401 without a client certificate and 403 with one that does not
+/// name `name`.
 pub async fn enroll(
     State(state): State<Arc<AppState>>,
     _: Enroller,
     certificate: Option<axum::Extension<AgentCertificate>>,
     body: Result<Json<EnrollRequest>, axum::extract::rejection::JsonRejection>,
 ) -> Result<(StatusCode, Json<EnrollAnswer>), AppError> {
-    let Json(EnrollRequest { name }) = body.map_err(|e| {
+    let Json(EnrollRequest { name, lifecycle }) = body.map_err(|e| {
         AppError::BadRequest(format!(
-            "expected {{\"name\": \"<agent name>\"}}: {}",
+            "expected {{\"name\": \"<agent name>\"}} and an optional \"lifecycle\": {}",
             e.body_text()
         ))
     })?;
@@ -69,6 +72,17 @@ pub async fn enroll(
         return Err(AppError::Forbidden("enrolment is off".into()));
     };
     lookout_config::collector::enrollment::check_agent_name(&name).map_err(AppError::BadRequest)?;
+    let lifecycle = match lifecycle.as_deref() {
+        None => enrollment.lifecycle,
+        Some("permanent") => Lifecycle::Permanent,
+        Some("ephemeral") => Lifecycle::Ephemeral,
+        Some(other) => {
+            return Err(AppError::BadRequest(format!(
+                "lifecycle {:?} is neither \"permanent\" nor \"ephemeral\"",
+                other.chars().take(32).collect::<String>()
+            )));
+        }
+    };
     enrollment.check_name(&name).map_err(AppError::Forbidden)?;
     if ops::configured_names(&config).contains(&name) {
         return Err(AppError::Conflict(format!(
@@ -80,12 +94,7 @@ pub async fn enroll(
     let now = crate::clock::now();
     match state
         .store
-        .enroll(
-            &name,
-            &credential.digest(),
-            enrollment.lifecycle.as_str(),
-            now,
-        )
+        .enroll(&name, &credential.digest(), lifecycle.as_str(), now)
         .await?
     {
         Enrolled::Done => {}
@@ -99,7 +108,7 @@ pub async fn enroll(
         }
     }
     put_in_force(&state).await;
-    tracing::info!(agent = %name, lifecycle = enrollment.lifecycle.as_str(), "agent enrolled");
+    tracing::info!(agent = %name, lifecycle = lifecycle.as_str(), "agent enrolled");
     Ok((
         StatusCode::CREATED,
         Json(EnrollAnswer {
