@@ -313,7 +313,9 @@ impl Agent {
         }
         // After the last delivery: the silence that follows is a planned stop, not an outage.
         match tokio::time::timeout(GOODBYE_DEADLINE, self.client.goodbye()).await {
-            Ok(Ok(())) => tracing::debug!("the collector knows this agent is stopping"),
+            Ok(Ok(())) => {
+                tracing::info!("said goodbye: the collector knows this agent is stopping")
+            }
             Ok(Err(e)) => {
                 tracing::warn!(error = %e, "could not tell the collector this agent is stopping")
             }

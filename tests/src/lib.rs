@@ -215,6 +215,53 @@ impl Target {
     }
 }
 
+/// A target that answers each agent's probe by the agent's name: 503 to those cut off from it,
+/// 200 to the rest. It reads the name from the probe's `User-Agent`
+/// (`lookout-agent/x (probe; agent=edge-2)`), so "cut off" is one location's network path.
+#[derive(Clone, Default)]
+pub struct Gate(Arc<Mutex<std::collections::HashSet<String>>>);
+
+impl Gate {
+    /// Cuts `agent` off: its probes get 503 from now on.
+    pub fn cut(&self, agent: &str) {
+        self.0.lock().unwrap().insert(agent.to_string());
+    }
+
+    /// Lets every agent through again.
+    pub fn restore(&self) {
+        self.0.lock().unwrap().clear();
+    }
+
+    /// Serves it on loopback; returns its URL (`http://127.0.0.1:PORT/health`).
+    pub async fn serve(&self) -> String {
+        let gate = self.clone();
+        let app = axum::Router::new().route(
+            "/health",
+            axum::routing::get(move |headers: axum::http::HeaderMap| {
+                let gate = gate.clone();
+                async move {
+                    let ua = headers
+                        .get("user-agent")
+                        .and_then(|v| v.to_str().ok())
+                        .unwrap_or("");
+                    let cut = gate
+                        .0
+                        .lock()
+                        .unwrap()
+                        .iter()
+                        .any(|a| ua.contains(&format!("agent={a})")));
+                    if cut {
+                        (axum::http::StatusCode::SERVICE_UNAVAILABLE, "cut off\n")
+                    } else {
+                        (axum::http::StatusCode::OK, "ok\n")
+                    }
+                }
+            }),
+        );
+        format!("{}/health", serve(app).await)
+    }
+}
+
 /// Serves `app` on a loopback port; returns its base URL.
 pub async fn serve(app: axum::Router) -> String {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
@@ -243,6 +290,16 @@ impl Inbox {
                 axum::http::StatusCode::OK
             }
         })
+    }
+
+    /// Every alert note received, whole, in order.
+    pub fn alerts(&self) -> Vec<serde_json::Value> {
+        self.0
+            .lock()
+            .unwrap()
+            .iter()
+            .flat_map(|m| m["alerts"].as_array().cloned().unwrap_or_default())
+            .collect()
     }
 
     /// Every alert note received, as (kind, fingerprint), in order.

@@ -6,63 +6,24 @@
 //! "Cut off" is the target refusing one agent: it reads the agent's name from the probe's
 //! `User-Agent` (`lookout-agent/x (probe; agent=edge-2)`) and answers 503 to those cut off.
 
-use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use axum::http::{HeaderMap, StatusCode};
+
 use lookout_tests::READ_TOKEN;
-use lookout_tests::{Daemon, Inbox, bin, eventually, free_port, get_json, serve, start_collector};
+use lookout_tests::{
+    Daemon, Gate, Inbox, bin, eventually, free_port, get_json, serve, start_collector,
+};
 
 const AGENTS: [&str; 3] = ["edge-1", "edge-2", "edge-3"];
 
-/// The checked endpoint: 503 to the agents cut off from it, 200 to the rest.
-#[derive(Clone, Default)]
-struct Gate(Arc<Mutex<HashSet<String>>>);
-
-impl Gate {
-    fn cut(&self, agent: &str) {
-        self.0.lock().unwrap().insert(agent.to_string());
-    }
-    fn restore(&self) {
-        self.0.lock().unwrap().clear();
-    }
-}
-
 async fn start_peers() -> (Gate, String, Inbox, String) {
     let gate = Gate::default();
-    let g = gate.clone();
-    let target = serve(axum::Router::new().route(
-        "/health",
-        axum::routing::get(move |headers: HeaderMap| {
-            let g = g.clone();
-            async move {
-                let ua = headers
-                    .get("user-agent")
-                    .and_then(|v| v.to_str().ok())
-                    .unwrap_or("");
-                let cut =
-                    g.0.lock()
-                        .unwrap()
-                        .iter()
-                        .any(|a| ua.contains(&format!("agent={a})")));
-                if cut {
-                    (StatusCode::SERVICE_UNAVAILABLE, "cut off\n")
-                } else {
-                    (StatusCode::OK, "ok\n")
-                }
-            }
-        }),
-    ))
-    .await;
+    let target = gate.serve().await;
     let inbox = Inbox::default();
     let hook = serve(axum::Router::new().route("/hook", inbox.handler())).await;
-    (
-        gate,
-        format!("{target}/health"),
-        inbox,
-        format!("{hook}/hook"),
-    )
+    (gate, target, inbox, format!("{hook}/hook"))
 }
 
 fn collector_config(dir: &std::path::Path, port: u16, target: &str, hook: &str) -> String {
