@@ -6,7 +6,7 @@
 //! check stays up throughout. Then the two agents that remain are cut off from the endpoint: the
 //! check goes down and pages, which it can only do if the quorum counts the agents that remain
 //! (with the leavers' fresh results counted, two of five is no majority). The stopped agent
-//! comes back `up`.
+//! comes back `up`; the retired one's results stay.
 //!
 //! The oracles are the webhook receiver (every page, whole), `GET /api/v1/hosts` and
 //! `GET /api/v1/checks`; the in-process version, tick by tick, is collector/tests/fleet.rs.
@@ -206,6 +206,12 @@ async fn five_enrolled_agents_leave_in_three_ways_and_only_the_killed_permanent_
     })
     .await
     .unwrap();
+    // A retired agent's history stays.
+    let j = get_json(&format!("{base}/api/v1/checks/api/results?agent=web-1"))
+        .await
+        .unwrap();
+    let kept = j["results"].as_array().map_or(0, Vec::len);
+    assert!(kept >= 1, "web-1's results after it retired: {j}");
     // The killed agent's page. web-1 and web-4 fell silent before web-5, so a page for either
     // would have been due at the same tick or earlier.
     eventually("the killed agent's page", WAIT, || async {
