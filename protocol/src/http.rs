@@ -48,7 +48,7 @@ pub struct EnrollRequest {
     /// The name the agent enrols under (its configuration's `name`).
     pub name: String,
     /// `"permanent"` or `"ephemeral"` when the agent's configuration sets `lifecycle`: what
-    /// its silence will mean. Absent, the collector's `[enrollment] lifecycle` decides.
+    /// its silence will mean. Absent (or null), the collector's `[enrollment] lifecycle` decides.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub lifecycle: Option<String>,
 }
