@@ -16,6 +16,7 @@ pub mod batch;
 pub mod checkpoints;
 pub mod condition;
 pub mod config;
+pub mod credential;
 pub mod input;
 pub mod log_lines;
 pub mod procfs;
@@ -39,6 +40,7 @@ pub const TARGETS: &[(&str, Body)] = &[
     ("spool_acked", spool::acked),
     ("spool_open", spool_open::spool_open),
     ("checkpoints", checkpoints::checkpoints),
+    ("credential", credential::credential),
     ("procfs", procfs::procfs),
     ("api_query", api_query::api_query),
 ];
