@@ -82,18 +82,35 @@ pub fn read(path: &Path) -> Result<Option<Token>, CredentialError> {
     }
     let text = String::from_utf8(bytes).map_err(|_| invalid("not text"))?;
     let token = text.trim();
-    if token.is_empty() || token.chars().any(|c| c.is_whitespace() || c.is_control()) {
-        return Err(invalid("not one credential on one line"));
-    }
+    check(token).map_err(invalid)?;
     Ok(Some(Token::new(token)))
 }
 
-/// Writes `token` to `path` atomically (module doc), mode 0600.
+/// What a credential must be for its file to read back: one word, without white space or
+/// control characters, short enough that the file (the word and a line end) stays within
+/// [`MAX_FILE_BYTES`].
+fn check(token: &str) -> Result<(), &'static str> {
+    if token.is_empty() || token.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err("not one credential on one line");
+    }
+    if token.len() as u64 >= MAX_FILE_BYTES {
+        return Err("longer than a credential");
+    }
+    Ok(())
+}
+
+/// Writes `token` to `path` atomically (module doc), mode 0600. A credential [`read`] would
+/// refuse (white space, control characters, [`MAX_FILE_BYTES`] or longer) is refused here, so
+/// that what is kept is what the next start reads.
 pub fn write(path: &Path, token: &Token) -> Result<(), CredentialError> {
     let io = |source| CredentialError::Io {
         path: path.to_path_buf(),
         source,
     };
+    check(token.expose()).map_err(|problem| CredentialError::Invalid {
+        path: path.to_path_buf(),
+        problem: problem.to_string(),
+    })?;
     let dir = path.parent().unwrap_or(Path::new("."));
     std::fs::create_dir_all(dir).map_err(io)?;
     let temp = path.with_extension("new");
@@ -213,5 +230,38 @@ mod tests {
             let e = read(&path).unwrap_err().to_string();
             assert!(e.contains("delete it to enrol again"), "{e}");
         }
+    }
+
+    #[test]
+    fn what_is_written_reads_back_and_what_would_not_is_refused() {
+        // Found by the credential fuzz target: a file of a 4,096-byte credential read, but
+        // written back with its line end it was 4,097 bytes, refused at the next start.
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(FILE);
+        let longest = "k".repeat(MAX_FILE_BYTES as usize - 1);
+        std::fs::write(&path, format!("{longest}\n")).unwrap();
+        let token = read(&path).unwrap().unwrap();
+        write(&path, &token).unwrap();
+        assert_eq!(read(&path).unwrap(), Some(token.clone()));
+        std::fs::write(&path, "k".repeat(MAX_FILE_BYTES as usize)).unwrap();
+        assert!(
+            read(&path).is_err(),
+            "a credential that cannot be written back"
+        );
+        write(&path, &token).unwrap();
+        for bad in [
+            "k".repeat(MAX_FILE_BYTES as usize),
+            "two words".into(),
+            "a\nb".into(),
+            String::new(),
+        ] {
+            let e = write(&path, &Token::new(bad.clone())).unwrap_err();
+            assert!(matches!(e, CredentialError::Invalid { .. }), "{bad:?}: {e}");
+        }
+        assert_eq!(
+            read(&path).unwrap().map(|t| t.expose().len()),
+            Some(MAX_FILE_BYTES as usize - 1),
+            "the file kept"
+        );
     }
 }

@@ -6,7 +6,8 @@ use lookout_agent::credential;
 
 /// The input is the file. What reads is checked against the format, read here apart from the
 /// agent: at most [`credential::MAX_FILE_BYTES`] bytes of UTF-8 whose text, trimmed, is one
-/// non-empty word without white space or control characters; the credential is that word.
+/// non-empty word without white space or control characters, short enough to be written back
+/// with its line end within that bound; the credential is that word.
 /// A credential read, written back as the agent writes it, reads back the same.
 pub fn credential(data: &[u8]) {
     static DIR: std::sync::OnceLock<std::path::PathBuf> = std::sync::OnceLock::new();
@@ -17,7 +18,9 @@ pub fn credential(data: &[u8]) {
         .then(|| std::str::from_utf8(data).ok())
         .flatten()
         .map(str::trim)
-        .filter(|t| !t.is_empty() && !t.chars().any(|c| c.is_whitespace() || c.is_control()));
+        .filter(|t| !t.is_empty() && !t.chars().any(|c| c.is_whitespace() || c.is_control()))
+        // The word and its line end, as the agent writes it back, fit in the bound.
+        .filter(|t| (t.len() as u64) < credential::MAX_FILE_BYTES);
     match credential::read(&path) {
         Ok(Some(token)) => {
             assert_eq!(
