@@ -304,11 +304,8 @@ impl Inbox {
 
     /// Every alert note received, as (kind, fingerprint), in order.
     pub fn notes(&self) -> Vec<(String, String)> {
-        self.0
-            .lock()
-            .unwrap()
+        self.alerts()
             .iter()
-            .flat_map(|m| m["alerts"].as_array().cloned().unwrap_or_default())
             .map(|a| {
                 (
                     a["kind"].as_str().unwrap_or("").to_string(),
@@ -358,13 +355,20 @@ where
     }
 }
 
-/// The status of check `name` in `GET /api/v1/checks`, if listed.
-pub async fn check_status(base: &str, name: &str) -> Result<Option<String>> {
+/// Check `name` as `GET /api/v1/checks` lists it (its status, its agents' last results), or
+/// `Null` when it is not listed.
+pub async fn check_json(base: &str, name: &str) -> Result<serde_json::Value> {
     let j = get_json(&format!("{base}/api/v1/checks")).await?;
     Ok(j["checks"]
         .as_array()
-        .and_then(|a| a.iter().find(|c| c["name"] == name))
-        .and_then(|c| c["status"].as_str())
+        .and_then(|a| a.iter().find(|c| c["name"] == name).cloned())
+        .unwrap_or(serde_json::Value::Null))
+}
+
+/// The status of check `name` in `GET /api/v1/checks`, if listed.
+pub async fn check_status(base: &str, name: &str) -> Result<Option<String>> {
+    Ok(check_json(base, name).await?["status"]
+        .as_str()
         .map(String::from))
 }
 

@@ -15,8 +15,8 @@ use std::path::Path;
 use std::time::Duration;
 
 use lookout_tests::{
-    Daemon, Gate, Inbox, READ_TOKEN, check_status, eventually, free_port, get_json, serve,
-    start_collector,
+    Daemon, Gate, Inbox, READ_TOKEN, check_json, check_status, eventually, free_port, get_json,
+    serve, start_collector,
 };
 use serde_json::Value;
 
@@ -166,11 +166,7 @@ async fn five_enrolled_agents_leave_in_three_ways_and_only_the_killed_permanent_
     .await
     .unwrap();
     eventually("the check up at five locations", WAIT, || async {
-        let j = get_json(&format!("{base}/api/v1/checks")).await?;
-        let api = j["checks"]
-            .as_array()
-            .and_then(|c| c.iter().find(|c| c["name"] == "api").cloned())
-            .unwrap_or(Value::Null);
+        let api = check_json(&base, "api").await?;
         let five = api["agents"].as_array().is_some_and(|a| a.len() == 5);
         Ok((five && api["status"] == "up").then_some(()))
     })
@@ -245,11 +241,7 @@ async fn five_enrolled_agents_leave_in_three_ways_and_only_the_killed_permanent_
         .and_then(|a| a["fired_at"].as_str().map(str::to_string))
         .unwrap();
     let fired_at = chrono::DateTime::parse_from_rfc3339(&fired_at).unwrap();
-    let j = get_json(&format!("{base}/api/v1/checks")).await.unwrap();
-    let api = j["checks"]
-        .as_array()
-        .and_then(|c| c.iter().find(|c| c["name"] == "api").cloned())
-        .unwrap();
+    let api = check_json(&base, "api").await.unwrap();
     for leaver in ["web-1", "web-4"] {
         let last = api["agents"]
             .as_array()
