@@ -1,0 +1,45 @@
+# What the deployment tests need (docs/deployment.md): a Debian root made with debootstrap, for
+# the install script's test (run in it with chroot) and as the base image the Containerfiles
+# build on (no image registry is reachable here); podman, which builds and runs those images
+# without a Docker engine; podman-compose, which checks the compose file.
+
+# Where the Debian root is kept between runs (made once: about 30 s, 210 MB).
+LOOKOUT_DEBIAN_ROOT="${LOOKOUT_DEBIAN_ROOT:-$PWD/target/deploy/bookworm}"
+export LOOKOUT_DEBIAN_ROOT
+
+install_deploy_peers() {
+  local missing=()
+  command -v debootstrap >/dev/null || [ -x /usr/sbin/debootstrap ] || missing+=(debootstrap)
+  command -v podman >/dev/null || missing+=(podman)
+  command -v runc >/dev/null || [ -x /usr/sbin/runc ] || missing+=(runc)
+  command -v podman-compose >/dev/null || missing+=(podman-compose)
+  command -v systemd-analyze >/dev/null || missing+=(systemd)
+  if [ ${#missing[@]} -gt 0 ]; then
+    echo "installing ${missing[*]} (Debian's packages)"
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive RUNLEVEL=1 apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  fi
+  export PATH="$PATH:/usr/sbin"
+  # podman here: runc (crun's cgroup setup fails in this sandbox), no default ulimits (the
+  # sandbox refuses to raise them); host networking is asked for per container.
+  export CONTAINERS_CONF="$PWD/deploy/test/containers.conf"
+  make_debian_root
+  echo "podman $(podman --version | awk '{print $3}'), debootstrap root $LOOKOUT_DEBIAN_ROOT"
+}
+
+# A Debian bookworm root (minbase, with curl and ca-certificates so an install command can run
+# in it), made once; a half-made one (no marker) is made again.
+make_debian_root() {
+  local dir="$LOOKOUT_DEBIAN_ROOT"
+  [ -f "$dir/.lookout-complete" ] && return 0
+  echo "making a Debian root in $dir (debootstrap, about 30 s)"
+  rm -rf "$dir"
+  mkdir -p "$(dirname "$dir")"
+  debootstrap --variant=minbase --include=curl,ca-certificates bookworm "$dir" \
+    http://deb.debian.org/debian >"$dir.log" 2>&1 || {
+    tail -n 20 "$dir.log"
+    echo "debootstrap failed (log: $dir.log)" >&2
+    return 1
+  }
+  touch "$dir/.lookout-complete"
+}
