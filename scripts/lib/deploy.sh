@@ -1,7 +1,8 @@
 # What the deployment tests need (docs/deployment.md): a Debian root made with debootstrap, for
 # the install script's test (run in it with chroot) and as the base image the Containerfiles
 # build on (no image registry is reachable here); podman, which builds and runs those images
-# without a Docker engine; podman-compose, which checks the compose file.
+# without a Docker engine; podman-compose, which checks the compose file; python-hcl2, which
+# parses the Terraform example.
 
 # Where the Debian root is kept between runs (made once: about 30 s, 210 MB).
 LOOKOUT_DEBIAN_ROOT="${LOOKOUT_DEBIAN_ROOT:-$PWD/target/deploy/bookworm}"
@@ -23,6 +24,7 @@ install_deploy_peers() {
   # podman here: runc (crun's cgroup setup fails in this sandbox), no default ulimits (the
   # sandbox refuses to raise them); host networking is asked for per container.
   export CONTAINERS_CONF="$PWD/deploy/test/containers.conf"
+  install_deploy_venv
   make_debian_root
   echo "podman $(podman --version | awk '{print $3}'), debootstrap root $LOOKOUT_DEBIAN_ROOT"
 }
@@ -42,4 +44,26 @@ make_debian_root() {
     return 1
   }
   touch "$dir/.lookout-complete"
+}
+
+# podman-compose and python-hcl2 (PyPI) in a virtual environment of their own, where
+# tests/tests/compose.rs and terraform.rs look for it (LOOKOUT_DEPLOY_VENV). Debian's
+# podman-compose (1.0.3) has no `config` command. Pinned: a test whose tool changes under it
+# is no oracle.
+PODMAN_COMPOSE_VERSION=1.6.0
+PYTHON_HCL2_VERSION=8.1.4
+install_deploy_venv() {
+  local venv="$HOME/.cache/lookout/deploy"
+  if ! "$venv/bin/podman-compose" --version 2>/dev/null | grep -q "podman-compose version $PODMAN_COMPOSE_VERSION" ||
+    ! "$venv/bin/pip" show python-hcl2 2>/dev/null | grep -q "^Version: $PYTHON_HCL2_VERSION$"; then
+    echo "installing podman-compose $PODMAN_COMPOSE_VERSION and python-hcl2 $PYTHON_HCL2_VERSION (PyPI)"
+    python3 -c 'import ensurepip' 2>/dev/null || {
+      apt-get update -qq
+      DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends python3-venv >/dev/null
+    }
+    python3 -m venv "$venv"
+    "$venv/bin/pip" install -q --disable-pip-version-check \
+      "podman-compose==$PODMAN_COMPOSE_VERSION" "python-hcl2==$PYTHON_HCL2_VERSION"
+  fi
+  export LOOKOUT_DEPLOY_VENV="$venv"
 }

@@ -70,11 +70,7 @@ fn verify(name: &str, unit: &str, binary: &str) -> (Option<i32>, String) {
         .arg(name)
         .output()
         .unwrap();
-    let said = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let said = lookout_tests::deploy::said(&out);
     (out.status.code(), said)
 }
 
