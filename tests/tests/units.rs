@@ -254,3 +254,168 @@ fn the_agent_units_privileges_are_enough_for_icmp_and_adm_logs() {
     assert!(row.contains(" ok "), "{said}");
     assert_eq!(out.status.code(), Some(0), "{said}");
 }
+
+/// The agent as a daemon under as much of its unit's sandbox as runs without systemd: the
+/// unit's user setup as above (`setpriv`), `umask 077`, and its `ProtectProc=invisible` (a
+/// /proc of its own, mounted `hidepid=invisible`, in a PID and mount namespace); it ships to a
+/// collector started here. Host metrics (read from /proc) arrive, a log file of group adm is
+/// tailed and its line stored, an `icmp` check is up (where `ping_group_range` is the
+/// kernel's default `1 0`, as on the test machines, only CAP_NET_RAW lets it ping; the test
+/// above holds that in a namespace of its own), and what it writes in its state folder is the
+/// user's alone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_agent_ships_host_metrics_logs_and_icmp_under_its_units_privileges() {
+    use lookout_tests::{Daemon, check_json, collector_toml, eventually, free_port, get_json};
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    use std::time::Duration;
+    const TOKEN: &str = "sandboxed-agent-token-0123456789abcdef";
+    const UID: u32 = 61234;
+    let wait = Duration::from_secs(30);
+
+    let unit = std::fs::read_to_string(unit_path("lookout-agent.service")).unwrap();
+    assert!(unit.lines().any(|l| l == "ProtectProc=invisible"));
+    assert!(unit.lines().any(|l| l == "UMask=0077"));
+    let groups = settings(&unit, "SupplementaryGroups").join(",");
+    let caps = settings(&unit, "AmbientCapabilities")
+        .iter()
+        .map(|c| format!("+{}", c.trim_start_matches("CAP_").to_lowercase()))
+        .collect::<Vec<_>>()
+        .join(",");
+
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let (collector, base) = lookout_tests::start_collector(
+        dir.path(),
+        &collector_toml(dir.path(), port.get(), "sandboxed", TOKEN, ""),
+    )
+    .unwrap();
+
+    // The agent's files: its config world-readable (no secret in it), its state folder its
+    // own (StateDirectory=), the log root:adm 0640 as Debian's /var/log files are.
+    let agent_dir = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(agent_dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let state = agent_dir.path().join("state");
+    std::fs::create_dir(&state).unwrap();
+    std::os::unix::fs::chown(&state, Some(UID), Some(UID)).unwrap();
+    std::fs::set_permissions(&state, std::fs::Permissions::from_mode(0o700)).unwrap();
+    let log = agent_dir.path().join("app.log");
+    std::fs::write(&log, "sandboxed agent tails this adm line\n").unwrap();
+    let chown = Command::new("chown")
+        .arg("root:adm")
+        .arg(&log)
+        .status()
+        .unwrap();
+    assert!(chown.success());
+    std::fs::set_permissions(&log, std::fs::Permissions::from_mode(0o640)).unwrap();
+    let config = agent_dir.path().join("agent.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "name = \"sandboxed\"\ncollector = \"{base}\"\ntoken = \"${{LOOKOUT_AGENT_TOKEN}}\"\n\
+             data_dir = \"{}\"\n[host_metrics]\ninterval = \"1s\"\n\
+             [[checks]]\nname = \"gateway\"\ntype = \"icmp\"\nhost = \"127.0.0.1\"\ninterval = \"2s\"\ntimeout = \"1s\"\n\
+             [[logs]]\npaths = [\"{}\"]\nread_from = \"beginning\"\n",
+            state.display(),
+            log.display()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&config, std::fs::Permissions::from_mode(0o644)).unwrap();
+
+    let script = format!(
+        "mount -t proc -o hidepid=invisible proc /proc && umask 077 && \
+         exec setpriv --reuid={UID} --regid={UID} --groups={groups} --inh-caps=-all,{caps} \
+         --ambient-caps=-all,{caps} --bounding-set=-all,{caps} --no-new-privs -- {agent} --config {config}",
+        agent = lookout_tests::bin("lookout-agent").display(),
+        config = config.display(),
+    );
+    let agent = Daemon::start(
+        Path::new("/usr/bin/unshare"),
+        &[
+            "--mount",
+            "--pid",
+            "--fork",
+            "--kill-child",
+            "--propagation",
+            "private",
+            "--",
+            "sh",
+            "-c",
+            &script,
+        ],
+        // The secret comes from the environment, as EnvironmentFile= gives it.
+        &[("LOOKOUT_AGENT_TOKEN", TOKEN)],
+    )
+    .unwrap();
+    let logs = || {
+        format!(
+            "agent:\n{}\ncollector:\n{}",
+            agent.log_text(),
+            collector.log_text()
+        )
+    };
+
+    let metrics = eventually("host metrics", wait, || async {
+        let j = get_json(&format!("{base}/api/v1/hosts")).await?;
+        let host = j["hosts"]
+            .as_array()
+            .and_then(|h| h.iter().find(|h| h["name"] == "sandboxed").cloned());
+        Ok(host.and_then(|h| {
+            let m = h["metrics"].as_array().cloned().unwrap_or_default();
+            (m.iter().any(|x| x["name"] == "system.cpu.utilization")).then_some(m)
+        }))
+    })
+    .await
+    .unwrap_or_else(|e| panic!("{e}\n{}", logs()));
+    for name in [
+        "system.memory.usage",
+        "system.cpu.load_average.1m",
+        "system.network.io",
+    ] {
+        assert!(
+            metrics.iter().any(|m| m["name"] == name),
+            "{name} missing: {metrics:?}"
+        );
+    }
+    eventually("the adm log line", wait, || async {
+        let j = get_json(&format!("{base}/api/v1/logs?agent=sandboxed&q=adm")).await?;
+        Ok(j["lines"]
+            .as_array()
+            .is_some_and(|l| {
+                l.iter()
+                    .any(|r| r.to_string().contains("tails this adm line"))
+            })
+            .then_some(()))
+    })
+    .await
+    .unwrap_or_else(|e| panic!("{e}\n{}", logs()));
+    eventually("the icmp check up", wait, || async {
+        let c = check_json(&base, "gateway").await?;
+        Ok((c["status"] == "up").then_some(()))
+    })
+    .await
+    .unwrap_or_else(|e| panic!("{e}\n{}", logs()));
+
+    // UMask=0077: nothing it wrote is readable by others.
+    let mut seen = 0;
+    let mut stack = vec![state.clone()];
+    while let Some(d) = stack.pop() {
+        for entry in std::fs::read_dir(&d).unwrap() {
+            let entry = entry.unwrap();
+            let meta = entry.metadata().unwrap();
+            assert_eq!(meta.uid(), UID, "{}", entry.path().display());
+            assert_eq!(
+                meta.mode() & 0o077,
+                0,
+                "{} is {:o}",
+                entry.path().display(),
+                meta.mode()
+            );
+            seen += 1;
+            if meta.is_dir() {
+                stack.push(entry.path());
+            }
+        }
+    }
+    assert!(seen > 0, "the agent wrote nothing in its state folder");
+}
