@@ -255,6 +255,65 @@ fn the_agent_units_privileges_are_enough_for_icmp_and_adm_logs() {
     assert_eq!(out.status.code(), Some(0), "{said}");
 }
 
+/// A state folder in `parent` as `StateDirectory=` makes it: owned by `uid`, mode 0700.
+fn state_dir(parent: &Path, uid: u32) -> PathBuf {
+    use std::os::unix::fs::PermissionsExt;
+    let state = parent.join("state");
+    std::fs::create_dir(&state).unwrap();
+    std::os::unix::fs::chown(&state, Some(uid), Some(uid)).unwrap();
+    std::fs::set_permissions(&state, std::fs::Permissions::from_mode(0o700)).unwrap();
+    state
+}
+
+/// Runs the shell `script` as PID 1 of a PID and mount namespace of its own (killed with the
+/// test), with `env` added, its stderr collected.
+fn sandboxed(script: &str, env: &[(&str, &str)]) -> lookout_tests::Daemon {
+    lookout_tests::Daemon::start(
+        Path::new("/usr/bin/unshare"),
+        &[
+            "--mount",
+            "--pid",
+            "--fork",
+            "--kill-child",
+            "--propagation",
+            "private",
+            "--",
+            "sh",
+            "-c",
+            script,
+        ],
+        env,
+    )
+    .unwrap()
+}
+
+/// Everything under `dir` (at least one file) is owned by `uid` with no access for others
+/// (`UMask=0077`).
+fn assert_private(dir: &Path, uid: u32) {
+    use std::os::unix::fs::MetadataExt;
+    let mut seen = 0;
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for entry in std::fs::read_dir(&d).unwrap() {
+            let entry = entry.unwrap();
+            let meta = entry.metadata().unwrap();
+            assert_eq!(meta.uid(), uid, "{}", entry.path().display());
+            assert_eq!(
+                meta.mode() & 0o077,
+                0,
+                "{} is {:o}",
+                entry.path().display(),
+                meta.mode()
+            );
+            seen += 1;
+            if meta.is_dir() {
+                stack.push(entry.path());
+            }
+        }
+    }
+    assert!(seen > 0, "nothing was written in {}", dir.display());
+}
+
 /// The agent as a daemon under as much of its unit's sandbox as runs without systemd: the
 /// unit's user setup as above (`setpriv`), `umask 077`, and its `ProtectProc=invisible` (a
 /// /proc of its own, mounted `hidepid=invisible`, in a PID and mount namespace); it ships to a
@@ -265,8 +324,8 @@ fn the_agent_units_privileges_are_enough_for_icmp_and_adm_logs() {
 /// user's alone.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_agent_ships_host_metrics_logs_and_icmp_under_its_units_privileges() {
-    use lookout_tests::{Daemon, check_json, collector_toml, eventually, free_port, get_json};
-    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    use lookout_tests::{check_json, collector_toml, eventually, free_port, get_json};
+    use std::os::unix::fs::PermissionsExt;
     use std::time::Duration;
     const TOKEN: &str = "sandboxed-agent-token-0123456789abcdef";
     const UID: u32 = 61234;
@@ -294,10 +353,7 @@ async fn the_agent_ships_host_metrics_logs_and_icmp_under_its_units_privileges()
     // own (StateDirectory=), the log root:adm 0640 as Debian's /var/log files are.
     let agent_dir = tempfile::tempdir().unwrap();
     std::fs::set_permissions(agent_dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
-    let state = agent_dir.path().join("state");
-    std::fs::create_dir(&state).unwrap();
-    std::os::unix::fs::chown(&state, Some(UID), Some(UID)).unwrap();
-    std::fs::set_permissions(&state, std::fs::Permissions::from_mode(0o700)).unwrap();
+    let state = state_dir(agent_dir.path(), UID);
     let log = agent_dir.path().join("app.log");
     std::fs::write(&log, "sandboxed agent tails this adm line\n").unwrap();
     let chown = Command::new("chown")
@@ -329,24 +385,8 @@ async fn the_agent_ships_host_metrics_logs_and_icmp_under_its_units_privileges()
         agent = lookout_tests::bin("lookout-agent").display(),
         config = config.display(),
     );
-    let agent = Daemon::start(
-        Path::new("/usr/bin/unshare"),
-        &[
-            "--mount",
-            "--pid",
-            "--fork",
-            "--kill-child",
-            "--propagation",
-            "private",
-            "--",
-            "sh",
-            "-c",
-            &script,
-        ],
-        // The secret comes from the environment, as EnvironmentFile= gives it.
-        &[("LOOKOUT_AGENT_TOKEN", TOKEN)],
-    )
-    .unwrap();
+    // The secret comes from the environment, as EnvironmentFile= gives it.
+    let agent = sandboxed(&script, &[("LOOKOUT_AGENT_TOKEN", TOKEN)]);
     let logs = || {
         format!(
             "agent:\n{}\ncollector:\n{}",
@@ -397,25 +437,81 @@ async fn the_agent_ships_host_metrics_logs_and_icmp_under_its_units_privileges()
     .unwrap_or_else(|e| panic!("{e}\n{}", logs()));
 
     // UMask=0077: nothing it wrote is readable by others.
-    let mut seen = 0;
-    let mut stack = vec![state.clone()];
-    while let Some(d) = stack.pop() {
-        for entry in std::fs::read_dir(&d).unwrap() {
-            let entry = entry.unwrap();
-            let meta = entry.metadata().unwrap();
-            assert_eq!(meta.uid(), UID, "{}", entry.path().display());
-            assert_eq!(
-                meta.mode() & 0o077,
-                0,
-                "{} is {:o}",
-                entry.path().display(),
-                meta.mode()
-            );
-            seen += 1;
-            if meta.is_dir() {
-                stack.push(entry.path());
-            }
-        }
-    }
-    assert!(seen > 0, "the agent wrote nothing in its state folder");
+    assert_private(&state, UID);
+}
+
+/// The collector under as much of its unit as runs without systemd: a fresh uid with no
+/// capability at all (`CapabilityBoundingSet=` empty), no new privileges, `umask 077`, a /proc
+/// mounted `hidepid=invisible`. It serves, takes an agent's batches into SQLite in its state
+/// folder, and what it writes there is its own alone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_collector_serves_and_stores_under_its_units_privileges() {
+    use lookout_tests::{collector_toml, eventually, free_port, get_json};
+    use std::os::unix::fs::PermissionsExt;
+    use std::time::Duration;
+    const TOKEN: &str = "collector-sandbox-token-0123456789abcdef";
+    const UID: u32 = 61235;
+
+    let unit = std::fs::read_to_string(unit_path("lookout-collector.service")).unwrap();
+    assert!(unit.lines().any(|l| l == "CapabilityBoundingSet="));
+    assert!(settings(&unit, "AmbientCapabilities").is_empty());
+
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let state = state_dir(dir.path(), UID);
+    let port = free_port();
+    let config = dir.path().join("collector.toml");
+    std::fs::write(&config, collector_toml(&state, port.get(), "a", TOKEN, "")).unwrap();
+    std::fs::set_permissions(&config, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let script = format!(
+        "mount -t proc -o hidepid=invisible proc /proc && umask 077 && cd {state} && \
+         exec setpriv --reuid={UID} --regid={UID} --clear-groups --inh-caps=-all \
+         --ambient-caps=-all --bounding-set=-all --no-new-privs -- {bin} --config {config}",
+        state = state.display(),
+        bin = lookout_tests::bin("lookout-collector").display(),
+        config = config.display(),
+    );
+    let collector = sandboxed(&script, &[]);
+    collector
+        .wait_for_line("collector listening", Duration::from_secs(20))
+        .unwrap_or_else(|e| panic!("{e}\n{}", collector.log_text()));
+    let base = format!("http://127.0.0.1:{}", port.get());
+
+    let agent_dir = tempfile::tempdir().unwrap();
+    let agent_config = agent_dir.path().join("agent.toml");
+    std::fs::write(
+        &agent_config,
+        format!(
+            "name = \"a\"\ncollector = \"{base}\"\ntoken = \"{TOKEN}\"\ndata_dir = \"{}\"\n\
+             [host_metrics]\ninterval = \"1s\"\n",
+            agent_dir.path().display()
+        ),
+    )
+    .unwrap();
+    let agent = lookout_tests::start_agent(&agent_config).unwrap();
+    eventually(
+        "the agent's metrics stored",
+        Duration::from_secs(30),
+        || async {
+            let j = get_json(&format!("{base}/api/v1/hosts")).await?;
+            Ok(j["hosts"]
+                .as_array()
+                .is_some_and(|h| {
+                    h.iter().any(|h| {
+                        h["name"] == "a" && h["metrics"].as_array().is_some_and(|m| !m.is_empty())
+                    })
+                })
+                .then_some(()))
+        },
+    )
+    .await
+    .unwrap_or_else(|e| {
+        panic!(
+            "{e}\ncollector:\n{}\nagent:\n{}",
+            collector.log_text(),
+            agent.log_text()
+        )
+    });
+
+    assert_private(&state, UID);
 }
