@@ -50,7 +50,8 @@ pub struct AgentIdentity {
     /// The fleet's enrolment token (the collector's `[enrollment] token`), used only when the
     /// agent has no credential of its own: no `token` here and no `credential` file in
     /// `data_dir`. The agent then enrols under its `name` and keeps the credential it is given
-    /// in `<data_dir>/credential` (mode 0600) from then on. Default none.
+    /// in `<data_dir>/credential` (mode 0600) from then on. Default none; an empty string (an
+    /// unset `"${LOOKOUT_ENROLL_TOKEN:-}"`) is none too.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub enroll_token: Option<Token>,
     /// What this server is, asked for at enrolment (only with `enroll_token`): `"permanent"`
@@ -61,9 +62,10 @@ pub struct AgentIdentity {
     /// Where the agent keeps its state. Default `"/var/lib/lookout-agent"`.
     #[serde(default = "default_data_dir")]
     pub data_dir: PathBuf,
-    /// Labels that central checks select on (`run_on = ["role=web"]`). Default none. The
-    /// collector's `[[agents]] labels`, where set, take precedence.
-    #[serde(default)]
+    /// Labels that central checks select on (`run_on = ["role=web"]`): a table, or one string
+    /// `"key=value,key=value"` (for `"${LOOKOUT_AGENT_LABELS:-}"`; [`crate::labels`]). Default
+    /// none. The collector's `[[agents]] labels`, where set, take precedence.
+    #[serde(default, deserialize_with = "crate::labels::deserialize")]
     pub labels: BTreeMap<String, String>,
     /// Most probes running at once; more wait their turn (their timeout starts when they run).
     /// Default 256.
@@ -381,7 +383,12 @@ impl AgentConfig {
     /// Parses and validates an agent configuration from text; `path` is used in errors.
     pub fn parse(path: &Path, text: &str, env: EnvLookup<'_>) -> Result<Self, ConfigErrors> {
         let mut doc = Document::parse(path, text, env)?;
-        let identity = doc.rest::<AgentIdentity>(SECTIONS);
+        let mut identity = doc.rest::<AgentIdentity>(SECTIONS);
+        if let Some(id) = identity.as_mut() {
+            // Empty is unset: one file serves agents with a token and agents that enrol (the
+            // container image's, configured by variables).
+            id.enroll_token = id.enroll_token.take().filter(|t| !t.is_empty());
+        }
         let host_metrics = doc.section("host_metrics").unwrap_or_default();
         let shipping = doc.section("shipping").unwrap_or_default();
         let spool: SpoolSettings = doc.section("spool").unwrap_or_default();

@@ -321,7 +321,12 @@ impl CollectorConfig {
         let storage: StorageConfig = doc.section("storage").unwrap_or_default();
         let agents = doc.array_section::<AgentEntry>("agents");
         let local_agent: Option<LocalAgentConfig> = doc.section("local_agent");
-        let enrollment: Option<EnrollmentConfig> = doc.section("enrollment");
+        // An empty token (an unset `"${LOOKOUT_ENROLL_TOKEN:-}"`) leaves enrolment off, as an
+        // empty admin_token leaves the API's writes closed: the container image's one
+        // configuration serves with and without it.
+        let enrollment = doc
+            .section::<EnrollmentConfig>("enrollment")
+            .filter(|e| e.token_sha256.is_some() || !e.token.as_ref().is_some_and(Token::is_empty));
         if let Some(e) = &enrollment {
             enrollment::validate(&mut doc, e);
             if let Some(d) = e.digest()

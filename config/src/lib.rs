@@ -22,6 +22,7 @@ pub mod document;
 pub mod duration;
 pub mod error;
 pub mod heartbeat;
+pub mod labels;
 pub mod log_rule;
 pub mod logs;
 pub mod notify;

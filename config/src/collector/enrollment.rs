@@ -24,7 +24,9 @@ pub const MAX_AGENT_NAME_BYTES: usize = 128;
 pub struct EnrollmentConfig {
     /// The fleet's enrolment token, which agents present to `POST /v1/enroll` (their
     /// `enroll_token`): at least 24 characters. Write `"${LOOKOUT_ENROLL_TOKEN}"` to keep it
-    /// out of the file, or give `token_sha256` instead. One of the two is required.
+    /// out of the file, or give `token_sha256` instead. One of the two is required; an empty
+    /// `token` (an unset `"${LOOKOUT_ENROLL_TOKEN:-}"`) leaves enrolment off, as if the
+    /// section were not there.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub token: Option<Token>,
     /// The enrolment token's SHA-256 (64 hex digits), instead of `token`.
