@@ -7,6 +7,8 @@
 //!   admin does to them (shared by the API and the `agents` commands);
 //! - [`telemetry`]: the collector's own figures at `/metrics`;
 //! - [`forward`]: what arrives, copied to an OTLP receiver;
+//! - [`healthcheck`]: the `healthcheck` command, which asks a collector's `/healthz` (for the
+//!   container image's `HEALTHCHECK`);
 //! - [`maintenance`]: rollups and retention in the background;
 //! - [`notify`]: routing alerts to channels (email, Slack, webhook) and delivering the outbox;
 //! - [`views`]: what the API and the pages both show (checks' states, the status page's model);
@@ -34,6 +36,7 @@ pub mod enrolment;
 pub mod error;
 pub mod evaluation;
 pub mod forward;
+pub mod healthcheck;
 pub mod ingest;
 pub mod leadership;
 pub mod maintenance;
@@ -422,7 +425,7 @@ pub fn reload(state: &AppState, path: &std::path::Path) {
 
 /// Where the local agent reaches a server bound to `addr`: the same address, or loopback when
 /// bound to every address.
-fn loopback_for(addr: SocketAddr) -> SocketAddr {
+pub(crate) fn loopback_for(addr: SocketAddr) -> SocketAddr {
     match addr.ip() {
         IpAddr::V4(ip) if ip.is_unspecified() => {
             SocketAddr::new(Ipv4Addr::LOCALHOST.into(), addr.port())

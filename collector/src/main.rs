@@ -3,6 +3,7 @@
 
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 use lookout_config::CollectorConfig;
@@ -50,6 +51,17 @@ enum Command {
         #[command(subcommand)]
         action: AgentsAction,
     },
+    /// Ask the collector's `/healthz` once: 0 when it answers 200 "ok" within the timeout, 1
+    /// with the reason otherwise (the container image's HEALTHCHECK).
+    Healthcheck {
+        /// The URL to ask. Default: `/healthz` of the `listen` address in the configuration, on
+        /// loopback (required when the configuration has `[server.tls]`).
+        #[arg(long, env = "LOOKOUT_HEALTHCHECK_URL")]
+        url: Option<String>,
+        /// How long to wait for the answer, at most 60s.
+        #[arg(long, default_value = "5s", value_parser = lookout_collector::healthcheck::parse_timeout)]
+        timeout: Duration,
+    },
 }
 
 #[derive(Subcommand)]
@@ -83,6 +95,9 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    if let Some(Command::Healthcheck { url, timeout }) = &cli.command {
+        return healthcheck(&config, url.as_deref(), *timeout);
+    }
     let no_labels = Default::default();
     let local_agent = config.local_agent.as_ref().filter(|a| a.enabled);
     let _telemetry = match telemetry::init(telemetry::Options {
@@ -168,4 +183,37 @@ fn main() -> ExitCode {
             }
         }
     })
+}
+
+/// Asks `/healthz` once, without the collector's telemetry (it runs every few seconds in a
+/// container and says what it found on its own output).
+fn healthcheck(config: &CollectorConfig, url: Option<&str>, timeout: Duration) -> ExitCode {
+    use lookout_collector::healthcheck;
+    let url = match url.map_or_else(|| healthcheck::url_for(config), |u| Ok(u.to_string())) {
+        Ok(u) => u,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(healthcheck::check(&url, timeout)) {
+        Ok(()) => {
+            println!("{url}: ok");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("unhealthy: {e}");
+            ExitCode::FAILURE
+        }
+    }
 }
