@@ -105,3 +105,6 @@ fn validate_checks(doc: &mut Document<'_>, key: &str) -> Vec<CheckConfig> {
 
 #[cfg(test)]
 mod tests;
+
+#[cfg(test)]
+mod container_tests;

@@ -1,8 +1,9 @@
 # What the deployment tests need (docs/deployment.md): a Debian root made with debootstrap, for
-# the install script's test (run in it with chroot) and as the base image the Containerfiles
-# build on (no image registry is reachable here); podman, which builds and runs those images
-# without a Docker engine; podman-compose, which checks the compose file; python-hcl2, which
-# parses the Terraform example.
+# the install script's test (run in it with chroot); a slimmer one imported into podman as the
+# base image deploy/container/Containerfile names (no image registry is reachable here:
+# make_base_image); podman, which builds and runs those images without a Docker engine;
+# podman-compose, which checks the compose file; python-hcl2, which parses the Terraform
+# example.
 
 # Where the Debian root is kept between runs (made once: about 30 s, 210 MB).
 LOOKOUT_DEBIAN_ROOT="${LOOKOUT_DEBIAN_ROOT:-$PWD/target/deploy/bookworm}"
@@ -26,6 +27,7 @@ install_deploy_peers() {
   export CONTAINERS_CONF="$PWD/deploy/test/containers.conf"
   install_deploy_venv
   make_debian_root
+  make_base_image
   echo "podman $(podman --version | awk '{print $3}'), debootstrap root $LOOKOUT_DEBIAN_ROOT"
 }
 
@@ -66,4 +68,37 @@ install_deploy_venv() {
       "podman-compose==$PODMAN_COMPOSE_VERSION" "python-hcl2==$PYTHON_HCL2_VERSION"
   fi
   export LOOKOUT_DEPLOY_VENV="$venv"
+}
+
+# The base image the Containerfile builds on here (deploy/container/Containerfile names
+# docker.io/library/debian:bookworm-slim, which no registry here can give): a Debian bookworm
+# minbase root, trimmed as Docker Hub's slim image is (no documentation, manuals or locales,
+# no apt lists), imported into podman under that name. The root is cached under target/deploy/
+# and the image kept between runs; both are made again when missing (about 30 s).
+LOOKOUT_BASE_IMAGE="${LOOKOUT_BASE_IMAGE:-docker.io/library/debian:bookworm-slim}"
+export LOOKOUT_BASE_IMAGE
+make_base_image() {
+  local dir="${LOOKOUT_SLIM_ROOT:-$PWD/target/deploy/bookworm-slim}"
+  if podman image exists "$LOOKOUT_BASE_IMAGE" &&
+    [ "$(podman image inspect --format '{{index .Labels "org.lookout.base"}}' "$LOOKOUT_BASE_IMAGE")" = minbase ]; then
+    return 0
+  fi
+  if [ ! -f "$dir/.lookout-complete" ]; then
+    echo "making a slim Debian root in $dir (debootstrap, about 30 s)"
+    rm -rf "$dir"
+    mkdir -p "$(dirname "$dir")"
+    debootstrap --variant=minbase bookworm "$dir" http://deb.debian.org/debian >"$dir.log" 2>&1 || {
+      tail -n 20 "$dir.log"
+      echo "debootstrap failed (log: $dir.log)" >&2
+      return 1
+    }
+    rm -rf "$dir"/usr/share/doc/* "$dir"/usr/share/man/* "$dir"/usr/share/info/* \
+      "$dir"/usr/share/locale/* "$dir"/var/lib/apt/lists/* "$dir"/var/cache/apt/*.bin \
+      "$dir"/var/cache/apt/archives/*.deb "$dir"/var/log/*.log "$dir"/var/log/apt/*
+    touch "$dir/.lookout-complete"
+  fi
+  echo "importing $dir as $LOOKOUT_BASE_IMAGE"
+  tar -C "$dir" --exclude=./.lookout-complete -c . |
+    podman import --quiet --change 'LABEL org.lookout.base=minbase' --change 'CMD ["bash"]' \
+      - "$LOOKOUT_BASE_IMAGE" >/dev/null
 }
