@@ -156,6 +156,21 @@ fn compose_accepts_the_stack_and_its_configs_validate_with_its_environment() {
     assert!(ok, "{said}");
     assert!(said.contains("4 local checks"), "{said}");
 
+    // The agent's spool and credential outlive its container: data_dir is a volume's target.
+    let agent_toml_text = std::fs::read_to_string(dir.path().join("agent.toml")).unwrap();
+    let data_dir = agent_toml_text
+        .lines()
+        .find_map(|l| l.strip_prefix("data_dir = "))
+        .map(|v| v.trim_matches('"'))
+        .expect("agent.toml sets data_dir");
+    let volumes = services["agent"]["volumes"].as_array().unwrap();
+    assert!(
+        volumes.iter().any(|v| v
+            .as_str()
+            .is_some_and(|v| v.split(':').nth(1) == Some(data_dir))),
+        "no volume at {data_dir}: {volumes:?}"
+    );
+
     // The agent checks the app, nginx, PostgreSQL and Redis, by the names compose gives them.
     let agent_toml = std::fs::read_to_string(mounted_from(
         dir.path(),
