@@ -12,6 +12,8 @@
 //!   credential and the results from before the restart are all still there, and the check the
 //!   agent runs is up.
 //!
+//! Every container runs with a read-only root file system: all they write is in their volume.
+//!
 //! The oracles are the collector's API, podman's own health check and inspect, and the host's
 //! /proc. Every container, volume and image made here is removed at the end, pass or fail; the
 //! base image is kept for the next run.
@@ -259,6 +261,7 @@ async fn scenario(made: &mut Made) -> Result<()> {
         "--name",
         &first,
         "--network=host",
+        "--read-only",
         "--env",
         &format!("LOOKOUT_PORT={port}"),
         "--env",
@@ -296,6 +299,7 @@ async fn scenario(made: &mut Made) -> Result<()> {
         "--name",
         &agent,
         "--network=host",
+        "--read-only",
         "--env",
         &format!("LOOKOUT_COLLECTOR_URL={base}"),
         "--env",
@@ -351,6 +355,7 @@ async fn scenario(made: &mut Made) -> Result<()> {
         "--name",
         &second,
         "--network=host",
+        "--read-only",
         "--env",
         &format!("LOOKOUT_PORT={port}"),
         "--env",
