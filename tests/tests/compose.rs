@@ -1,6 +1,6 @@
 //! deploy/compose/ as a user brings it up: `cp .env.example .env`, a secret of their own in
 //! place of each placeholder, then `podman-compose config` (the compose file as compose reads
-//! it, every `${VAR}` filled from .env) accepts it; and the collector's and the agent's
+//! it, every `${VAR}` filled from that env file) accepts it; and the collector's and the agent's
 //! configurations, at the paths the file mounts them from, pass `validate` with exactly the
 //! environment compose gives their containers. No container starts here: the images are
 //! built and run by the container image's own test (docs/deployment.md).
@@ -13,24 +13,28 @@ use lookout_tests::bin;
 use lookout_tests::deploy::{deploy_dir, random_hex, said, venv_bin, yaml_to_json};
 use serde_json::Value;
 
-/// A copy of deploy/compose/ with `env` as its `.env`.
-fn project(env: &str) -> tempfile::TempDir {
+/// An env file holding `env`, in a folder of its own.
+fn env_file(env: &str) -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
-    for entry in std::fs::read_dir(deploy_dir().join("compose")).unwrap() {
-        let entry = entry.unwrap();
-        if entry.file_type().unwrap().is_file() && entry.file_name() != ".env" {
-            std::fs::copy(entry.path(), dir.path().join(entry.file_name())).unwrap();
-        }
-    }
     std::fs::write(dir.path().join(".env"), env).unwrap();
     dir
 }
 
-/// `podman-compose config` in `dir`: the file as compose reads it, or what it said.
-fn compose_config(dir: &Path) -> Result<Value, String> {
+/// The compose project's folder, deploy/compose/.
+fn project() -> std::path::PathBuf {
+    deploy_dir().join("compose")
+}
+
+/// `podman-compose config` of deploy/compose/compose.yaml with the `.env` in `env` (given as
+/// `--env-file`, so a real deploy/compose/.env is not read): the file as compose reads it, or
+/// what it said.
+fn compose_config(env: &Path) -> Result<Value, String> {
     let out = Command::new(venv_bin("podman-compose"))
-        .current_dir(dir)
-        .args(["-f", "compose.yaml", "config"])
+        .arg("-f")
+        .arg(project().join("compose.yaml"))
+        .arg("--env-file")
+        .arg(env.join(".env"))
+        .arg("config")
         .output()
         .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
@@ -115,8 +119,9 @@ fn validate(dir: &Path, service: &Value, binary: &str, config_var: &str) -> (boo
 
 #[test]
 fn compose_accepts_the_stack_and_its_configs_validate_with_its_environment() {
-    let dir = project(&env_with_secrets());
-    let config = compose_config(dir.path()).unwrap_or_else(|e| panic!("{e}"));
+    let env = env_file(&env_with_secrets());
+    let dir = project();
+    let config = compose_config(env.path()).unwrap_or_else(|e| panic!("{e}"));
     let services = config["services"].as_object().expect("services");
     for name in [
         "collector",
@@ -137,18 +142,36 @@ fn compose_accepts_the_stack_and_its_configs_validate_with_its_environment() {
         .map(|p| p.as_str().map_or_else(|| p.to_string(), str::to_string))
         .collect();
     assert_eq!(ports, ["7700:7700"]);
+    // Both images are built from the repository's Containerfile, at the stage of their name.
+    let root = deploy_dir().join("..").canonicalize().unwrap();
+    for target in ["collector", "agent"] {
+        let build = &services[target]["build"];
+        let context = Path::new(build["context"].as_str().expect("a build context"));
+        assert_eq!(context.canonicalize().unwrap(), root, "{target}: {build}");
+        let file = context.join(build["dockerfile"].as_str().expect("a dockerfile"));
+        let containerfile = std::fs::read_to_string(&file).unwrap();
+        assert_eq!(build["target"], target, "{target}: {build}");
+        assert!(
+            containerfile
+                .lines()
+                .any(|l| l.starts_with("FROM ") && l.ends_with(&format!(" AS {target}"))),
+            "no stage {target} in {}",
+            file.display()
+        );
+    }
+
     // The secrets reached the containers from .env.
-    let env = std::fs::read_to_string(dir.path().join(".env")).unwrap();
+    let env = std::fs::read_to_string(env.path().join(".env")).unwrap();
     let admin = env
         .lines()
         .find_map(|l| l.strip_prefix("LOOKOUT_ADMIN_TOKEN="))
         .unwrap();
     assert_eq!(environment(collector)["LOOKOUT_ADMIN_TOKEN"], admin);
 
-    let (ok, said) = validate(dir.path(), collector, "lookout-collector", "LOOKOUT_CONFIG");
+    let (ok, said) = validate(&dir, collector, "lookout-collector", "LOOKOUT_CONFIG");
     assert!(ok, "{said}");
     let (ok, said) = validate(
-        dir.path(),
+        &dir,
         &services["agent"],
         "lookout-agent",
         "LOOKOUT_AGENT_CONFIG",
@@ -157,7 +180,7 @@ fn compose_accepts_the_stack_and_its_configs_validate_with_its_environment() {
     assert!(said.contains("4 local checks"), "{said}");
 
     // The agent's spool and credential outlive its container: data_dir is a volume's target.
-    let agent_toml_text = std::fs::read_to_string(dir.path().join("agent.toml")).unwrap();
+    let agent_toml_text = std::fs::read_to_string(dir.join("agent.toml")).unwrap();
     let data_dir = agent_toml_text
         .lines()
         .find_map(|l| l.strip_prefix("data_dir = "))
@@ -173,7 +196,7 @@ fn compose_accepts_the_stack_and_its_configs_validate_with_its_environment() {
 
     // The agent checks the app, nginx, PostgreSQL and Redis, by the names compose gives them.
     let agent_toml = std::fs::read_to_string(mounted_from(
-        dir.path(),
+        &dir,
         &services["agent"],
         "/etc/lookout/agent.toml",
     ))
@@ -194,10 +217,11 @@ fn compose_accepts_the_stack_and_its_configs_validate_with_its_environment() {
 #[test]
 fn placeholders_and_missing_secrets_are_refused() {
     let example = std::fs::read_to_string(deploy_dir().join("compose/.env.example")).unwrap();
-    let dir = project(&example);
-    let config = compose_config(dir.path()).unwrap_or_else(|e| panic!("{e}"));
+    let env = env_file(&example);
+    let dir = project();
+    let config = compose_config(env.path()).unwrap_or_else(|e| panic!("{e}"));
     let (ok, said) = validate(
-        dir.path(),
+        &dir,
         &config["services"]["collector"],
         "lookout-collector",
         "LOOKOUT_CONFIG",
@@ -209,8 +233,8 @@ fn placeholders_and_missing_secrets_are_refused() {
         .filter(|l| !l.starts_with("REDIS_PASSWORD="))
         .collect::<Vec<_>>()
         .join("\n");
-    let dir = project(&without);
-    let said = compose_config(dir.path()).expect_err("compose refuses a missing secret");
+    let env = env_file(&without);
+    let said = compose_config(env.path()).expect_err("compose refuses a missing secret");
     assert!(said.contains("REDIS_PASSWORD"), "{said}");
 }
 
