@@ -13,6 +13,7 @@
 //! | [`LABELS_HEADER`] | assignments request | agent | the agent's own labels, so the collector can assign by them |
 //! | [`POLL_HEADER`] | assignments request | agent | how often it asks: how long a silence means it is down |
 //! | [`BACKLOG_HEADER`] | ingest request | agent | records waiting in its spool: a growing backlog shows an agent falling behind |
+//! | [`VERSIONS_HEADER`] | every answer on the agent's routes | collector | the batch versions it reads: the agent sends the highest both speak |
 //! | [`AGENT_PRODUCT`] | `User-Agent` of both | agent | `lookout-agent/<version>`, the version the hosts page shows |
 //! | [`JSON_CONTENT_TYPE`] | `Content-Type` of both bodies | both | a batch, and an assignments document, are JSON |
 //! | [`Encoding`] | `Content-Encoding` of a batch | agent | its compression: `zstd` (what agents send), `gzip` or `identity` |
@@ -89,6 +90,12 @@ pub const POLL_HEADER: &str = "lookout-agent-poll-interval-ms";
 /// The header that tells the collector how many records wait in this agent's spool, this
 /// batch's included: a backlog that grows says the agent cannot keep up or was cut off.
 pub const BACKLOG_HEADER: &str = "lookout-agent-spool-backlog";
+
+/// The header on every answer of the agent's routes (`/v1/ingest`, `/v1/assignments`,
+/// `/v1/goodbye`, their refusals included) naming the batch versions the collector reads, as
+/// [`Versions`](crate::version::Versions) writes them: `1`, or `1, 2`. Agents send the highest
+/// version both speak ([`negotiate`](crate::version::negotiate)); a collector without it reads 1.
+pub const VERSIONS_HEADER: &str = "lookout-protocol-versions";
 
 /// The product in an agent's `User-Agent` (`lookout-agent/0.1.0`): the collector takes the
 /// version after the slash for its hosts page.

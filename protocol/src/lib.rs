@@ -26,14 +26,17 @@
 //! line (a file's fingerprint and byte offset, or `"journald"` and a journal `cursor`); agents
 //! resume from the newest one after a crash, and a collector may ignore it.
 //!
-//! - Invariants: `version` is [`PROTOCOL_VERSION`]; `agent` is the name the token belongs to;
+//! - Invariants: `version` is one the collector reads: it names them in the
+//!   [`http::VERSIONS_HEADER`] of every answer on the agent's routes, and the agent sends the
+//!   highest both speak ([`version`]; a collector without the header reads 1). `agent` is the name the token belongs to;
 //!   `batch_id` is 1 to [`MAX_BATCH_ID_LEN`] characters and unique per agent, and a retry of the
 //!   same batch reuses it, so the collector stores each (agent, batch id) once. Every record is
 //!   the batch's agent's. Times are RFC 3339 in UTC. Metric values are finite.
 //! - Answers: 200 `{"stored": n, "duplicate": bool}` only after the batch is durably stored (a
 //!   duplicate is acknowledged and stores nothing), with `"refused": [{"index", "reason"}]`
 //!   listing records the collector would not store (the rest are stored); 400 with a reason
-//!   (malformed, unknown version, wrong agent); 401 bad or missing token (or no client
+//!   (malformed, unknown version, wrong agent; a batch refused for its version is kept by the
+//!   agent and sent again once a version both speak is advertised, see [`version`]); 401 bad or missing token (or no client
 //!   certificate, where the collector requires one); 403 a client certificate that names
 //!   another agent; 413 body or
 //!   decompressed batch too large, or more records than the collector reads in one batch;
@@ -58,11 +61,14 @@ use serde::{Deserialize, Serialize};
 
 mod bounded;
 pub mod http;
+pub mod version;
 
 pub use http::Encoding;
 pub use lookout_config::CheckConfig;
 
-/// The protocol version this crate speaks.
+/// The newest protocol version this crate speaks; it reads every version from
+/// [`version::OLDEST_PROTOCOL_VERSION`] up to this one, and negotiates which to send
+/// ([`version`]).
 pub const PROTOCOL_VERSION: u32 = 1;
 
 /// Longest accepted batch id.
@@ -442,7 +448,10 @@ pub enum DecodeError {
     #[error("malformed batch: {0}")]
     Json(#[from] serde_json::Error),
     /// The batch's version is not one this build reads.
-    #[error("unsupported protocol version {0}: this collector reads version {PROTOCOL_VERSION}")]
+    #[error(
+        "unsupported protocol version {0}: this collector reads versions {supported}",
+        supported = version::Versions::supported()
+    )]
     Version(u32),
     /// A value breaks an invariant of the format.
     #[error("invalid batch: {0}")]
@@ -616,7 +625,7 @@ pub fn declared_size(body: &[u8], encoding: Encoding) -> Option<u64> {
 }
 
 fn validate(batch: &Batch) -> Result<(), DecodeError> {
-    if batch.version != PROTOCOL_VERSION {
+    if !(version::OLDEST_PROTOCOL_VERSION..=PROTOCOL_VERSION).contains(&batch.version) {
         return Err(DecodeError::Version(batch.version));
     }
     if batch.agent.is_empty() {
