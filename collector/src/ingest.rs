@@ -10,7 +10,9 @@ use axum::body::Body;
 use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use lookout_protocol::http::{AGENT_PRODUCT, BACKLOG_HEADER, LABELS_HEADER, POLL_HEADER};
+use lookout_protocol::http::{
+    AGENT_PRODUCT, BACKLOG_HEADER, LABELS_HEADER, POLL_HEADER, VERSIONS_HEADER,
+};
 use lookout_protocol::{Assignments, DecodeError, Encoding, decode_batch_bounded};
 use tracing::Instrument as _;
 use tracing::field::Empty;
@@ -44,6 +46,22 @@ pub struct Refusal {
     /// or one of the limits of [`crate::admission`]: `too_many_labels`, `label_too_long`,
     /// `string_too_long`, `series_rate`, `too_many_checks`.
     pub reason: &'static str,
+}
+
+/// The [`VERSIONS_HEADER`] value: the batch versions this collector reads.
+static VERSIONS: std::sync::LazyLock<Option<HeaderValue>> = std::sync::LazyLock::new(|| {
+    HeaderValue::from_str(&lookout_protocol::version::Versions::supported().header_value()).ok()
+});
+
+/// Middleware of the agent routes: every answer, refusals included, names the batch versions
+/// this collector reads in [`VERSIONS_HEADER`], so an agent of another release sends one of
+/// them, and tells a batch refused for its version from a malformed one
+/// ([`lookout_protocol::version`]).
+pub async fn advertise_versions(mut resp: Response) -> Response {
+    if let Some(v) = VERSIONS.as_ref() {
+        resp.headers_mut().insert(VERSIONS_HEADER, v.clone());
+    }
+    resp
 }
 
 /// `POST /v1/ingest`. A refused token is answered before the body is read, and counted with
@@ -266,6 +284,12 @@ fn decode_and_screen(
             DecodeError::UnsupportedEncoding(_) => {
                 AppError::UnsupportedMediaType(e.to_string()).into()
             }
+            // An agent of a release too far from this one: it keeps the batch, and reads
+            // which versions to send from the answer's header (advertise_versions).
+            DecodeError::Version(_) => Refused {
+                error: AppError::BadRequest(e.to_string()),
+                reason: "unsupported_version",
+            },
             other => AppError::BadRequest(other.to_string()).into(),
         })?;
     if batch.agent != agent.name {

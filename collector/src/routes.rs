@@ -108,9 +108,12 @@ impl Table {
         self.add(Method::POST, path, level, post(handler))
     }
 
-    /// An agent's route: its answers may carry a rotated credential ([`crate::auth::hand_over`]).
+    /// An agent's route: its answers may carry a rotated credential ([`crate::auth::hand_over`]),
+    /// and all name the protocol versions this collector reads ([`ingest::advertise_versions`]).
     fn agent(self, method: Method, path: &'static str, route: MethodRouter<Arc<AppState>>) -> Self {
-        let route = route.layer(axum::middleware::from_fn(crate::auth::hand_over));
+        let route = route
+            .layer(axum::middleware::from_fn(crate::auth::hand_over))
+            .layer(axum::middleware::map_response(ingest::advertise_versions));
         self.add(method, path, Level::Agent, route)
     }
 

@@ -6,7 +6,9 @@
 //! - `lookout_ingest_records_total{kind}`: `check_result`, `metric` and `log` records stored;
 //! - `lookout_ingest_bytes_total`: ingest request bodies, as sent (compressed);
 //! - `lookout_ingest_rejects_total{reason}`: refused requests: `unauthorized`, `overloaded`,
-//!   `too_large`, `too_many_records`, `unsupported_encoding`, `bad_request`, `storage`; and
+//!   `too_large`, `too_many_records`, `unsupported_encoding`, `unsupported_version` (a batch
+//!   version this collector does not read: an agent too many releases away), `bad_request`,
+//!   `storage`; and
 //!   refused records: `unassigned_check`, `too_old`, `in_future`, `too_many_labels`,
 //!   `label_too_long`, `string_too_long`, `series_rate`, `too_many_checks` (crate::admission);
 //! - `lookout_ingest_cut_total{field}`: stored records cut to a limit: `log_text`
