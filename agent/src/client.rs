@@ -42,6 +42,10 @@ pub enum SendError {
         /// The collector's explanation.
         reason: String,
     },
+    /// The collector does not read the batch's protocol version, or shares none with this
+    /// agent: the batch is kept and sent again after the next answer ([`crate::versions`]).
+    #[error("{0}")]
+    Version(String),
     /// The batch could not be encoded.
     #[error("cannot encode the batch: {0}")]
     Encode(#[from] std::io::Error),
@@ -75,6 +79,8 @@ pub struct CollectorClient {
     /// When the agent last moved off the first collector, or last tried it again; std's
     /// Mutex, never held across an await.
     left_first: std::sync::Mutex<Option<std::time::Instant>>,
+    /// The protocol versions the collector that answered last reads.
+    versions: crate::versions::CollectorVersions,
 }
 
 /// What a configuration says about reaching the collectors: everything of a client but the
@@ -121,6 +127,7 @@ impl CollectorClient {
             credential_file: None,
             current: AtomicUsize::new(0),
             left_first: std::sync::Mutex::new(None),
+            versions: Default::default(),
         })
     }
 
@@ -155,6 +162,11 @@ impl CollectorClient {
     pub fn with_credential_file(mut self, file: std::path::PathBuf) -> Self {
         self.credential_file = Some(file);
         self
+    }
+
+    /// The protocol versions the collector that answered last reads.
+    pub fn versions(&self) -> &crate::versions::CollectorVersions {
+        &self.versions
     }
 
     /// Presents `token` from now on.
@@ -275,6 +287,23 @@ impl CollectorClient {
         })
         .await
         .map(|_| ())
+        .map_err(|e| match e {
+            // Refused by a collector that does not read this version (its answer names the
+            // versions it reads, or says so as every release has): no fault of the batch.
+            SendError::Rejected {
+                status: 400,
+                reason,
+            } if self.versions.refuses(batch.version)
+                || reason.contains(lookout_protocol::version::REFUSAL_TEXT) =>
+            {
+                SendError::Version(format!(
+                    "the collector does not read protocol version {} (it reads {}): {reason}",
+                    batch.version,
+                    self.versions.collector()
+                ))
+            }
+            e => e,
+        })
     }
 
     /// Tells the collector this agent is stopping cleanly, so that its silence does not page
@@ -385,6 +414,7 @@ impl CollectorClient {
             let sent = build(base).send().await;
             if let Ok(resp) = &sent {
                 self.take_rotated(resp);
+                self.versions.learn(resp.headers());
             }
             match sent {
                 Ok(resp)

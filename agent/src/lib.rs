@@ -8,6 +8,7 @@
 //! - [`spool`]: every record on disk until the collector has stored it;
 //! - [`shipper`]: batches, sends and retries with backoff;
 //! - [`client`]: HTTP to the collector, with failover;
+//! - [`versions`]: which protocol version to send, from what the collector says it reads;
 //! - [`collector_tls`]: how the agent trusts the collector and proves itself over TLS;
 //! - [`credential`]: an enrolled agent's credential: its file, and enrolment;
 //! - [`probe_once`]: `lookout-agent probe`, every check once, as a table;
@@ -32,6 +33,7 @@ pub mod scheduler;
 pub mod self_metrics;
 pub mod shipper;
 pub mod spool;
+pub mod versions;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;

@@ -4,7 +4,11 @@
 //! - `lookout_agent_probes_total{check, outcome}`: probes run, `ok` or `failed`;
 //! - `lookout_agent_probe_latency_seconds{check}`: the latest probe's duration;
 //! - `lookout_agent_batches_total{outcome}`: batches `sent` (stored by the collector), `retry`
-//!   (failed, kept for the next try) or `rejected` (refused for good, set aside);
+//!   (failed, kept for the next try), `rejected` (refused for good, set aside) or `version`
+//!   (not sent, or refused, because the collector does not read this agent's protocol
+//!   version: kept, and sent again once it does);
+//! - `lookout_agent_protocol_version`: the protocol version batches are sent in, 0 while the
+//!   collector reads none this agent speaks;
 //! - `lookout_agent_shipped_records_total`: records in batches the collector stored;
 //! - `lookout_agent_host_metric_samples_total`: host metric samples taken;
 //! - `lookout_agent_spool_backlog_records`, `lookout_agent_spool_size_bytes`: what waits in
@@ -41,6 +45,7 @@ pub struct AgentMetrics {
     probes: IntCounterVec,
     probe_latency: GaugeVec,
     batches: IntCounterVec,
+    protocol_version: IntGauge,
     shipped: IntCounter,
     host_samples: IntCounter,
     backlog: IntGauge,
@@ -95,10 +100,18 @@ impl Default for AgentMetrics {
                 IntCounterVec::new(
                     opts(
                         "batches_total",
-                        "Batches shipped, by outcome: sent, retry, rejected.",
+                        "Batches shipped, by outcome: sent, retry, rejected, version.",
                     ),
                     &["outcome"],
                 )
+                .expect("valid metric"),
+            ),
+            protocol_version: register(
+                &r,
+                IntGauge::with_opts(opts(
+                    "protocol_version",
+                    "The protocol version batches are sent in; 0 while the collector reads none this agent speaks.",
+                ))
                 .expect("valid metric"),
             ),
             shipped: register(
@@ -174,6 +187,8 @@ impl Default for AgentMetrics {
         };
         // Made when the agent starts, from the configuration it just loaded.
         m.config_loaded();
+        // Until an answer says otherwise: what every collector reads.
+        m.protocol_version(lookout_protocol::version::UNADVERTISED_VERSION);
         m
     }
 }
@@ -187,6 +202,8 @@ pub enum Shipped {
     Retry,
     /// Refused for good; set aside.
     Rejected,
+    /// Not sent, or refused, for its protocol version; kept.
+    Version,
 }
 
 impl AgentMetrics {
@@ -213,11 +230,17 @@ impl AgentMetrics {
             Shipped::Sent => "sent",
             Shipped::Retry => "retry",
             Shipped::Rejected => "rejected",
+            Shipped::Version => "version",
         };
         self.batches.with_label_values(&[label]).inc();
         if outcome == Shipped::Sent {
             self.shipped.inc_by(records as u64);
         }
+    }
+
+    /// Batches go out in protocol `version` (0: none the collector reads).
+    pub fn protocol_version(&self, version: u32) {
+        self.protocol_version.set(i64::from(version));
     }
 
     /// The configuration now in force was loaded (at start, or by an applied reload).

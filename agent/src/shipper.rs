@@ -1,12 +1,14 @@
 //! Sends spooled records to the collector in batches, retrying with exponential backoff and
 //! jitter, and releases them from the spool only once the collector has stored them. Producers
-//! never wait for it: they only write to the [`Spool`].
+//! never wait for it: they only write to the [`Spool`]. A batch the collector does not read for
+//! its protocol version stays first in the spool until an answer shows a version both speak
+//! ([`crate::versions`]): a version skew delays delivery, never loses it.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use lookout_config::ShippingConfig;
-use lookout_protocol::{Batch, PROTOCOL_VERSION};
+use lookout_protocol::Batch;
 use lookout_runtime::backoff::{Backoff, Jitter};
 use tokio_util::sync::CancellationToken;
 
@@ -32,6 +34,7 @@ pub async fn run(
     // Full jitter: `max_backoff` is documented as the longest wait, and agents cut off together
     // come back spread over the whole window.
     let mut backoff = Backoff::new(FIRST_BACKOFF, cfg.max_backoff, Jitter::Full).retries();
+    let mut answers = client.versions().subscribe();
     'ship: loop {
         // Wait until a record is due: each waits at most its deadline (the flush interval; none
         // for a change of a check's state; longer for a steady result), so records travel in
@@ -51,7 +54,9 @@ pub async fn run(
         let Some(pending) = spool.next_batch_async(cfg.max_batch_records).await else {
             continue;
         };
-        match send(&agent, &client, &pending, spool.backlog()).await {
+        let sent = send(&agent, &client, &pending, spool.backlog()).await;
+        metrics.protocol_version(client.versions().to_send().unwrap_or(0));
+        match sent {
             Ok(()) => {
                 metrics.batch(Shipped::Sent, pending.records.len());
                 spool.ack(&pending.batch_id);
@@ -74,6 +79,29 @@ pub async fn run(
                 tokio::select! {
                     () = shutdown.cancelled() => break,
                     () = tokio::time::sleep(wait) => {}
+                }
+            }
+            Err(SendError::Version(reason)) => {
+                // Not the batch's fault: it stays first in the spool until the collector (its
+                // next answer, at the latest the next assignments fetch) reads a version this
+                // agent speaks. Nothing behind it can go either: they are in the same version.
+                metrics.batch(Shipped::Version, pending.records.len());
+                tracing::error!(
+                    batch = %pending.batch_id,
+                    records = pending.records.len(),
+                    queued = spool.backlog(),
+                    error = %reason,
+                    "the collector does not read this agent's protocol version; the batch stays in the spool and is sent again after the next assignments fetch"
+                );
+                // The refusal's own answer counted as one: wait for the next.
+                answers.mark_unchanged();
+                tokio::select! {
+                    () = shutdown.cancelled() => break,
+                    changed = answers.changed() => {
+                        if changed.is_err() {
+                            tokio::time::sleep(backoff.next_wait()).await;
+                        }
+                    }
                 }
             }
             Err(e) => {
@@ -129,8 +157,12 @@ async fn send(
     pending: &PendingBatch,
     backlog: u64,
 ) -> Result<(), SendError> {
+    let version = client
+        .versions()
+        .to_send()
+        .map_err(|e| SendError::Version(e.to_string()))?;
     let batch = Batch {
-        version: PROTOCOL_VERSION,
+        version,
         agent: agent.to_string(),
         batch_id: pending.batch_id.clone(),
         records: pending.records.as_ref().clone(),

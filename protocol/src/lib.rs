@@ -448,6 +448,7 @@ pub enum DecodeError {
     #[error("malformed batch: {0}")]
     Json(#[from] serde_json::Error),
     /// The batch's version is not one this build reads.
+    /// Its text starts with [`version::REFUSAL_TEXT`], which agents look for.
     #[error(
         "unsupported protocol version {0}: this collector reads versions {supported}",
         supported = version::Versions::supported()

@@ -26,6 +26,11 @@ pub const OLDEST_PROTOCOL_VERSION: u32 = 1;
 /// [`VERSIONS_HEADER`] read version 1 only.
 pub const UNADVERTISED_VERSION: u32 = 1;
 
+/// What a collector's refusal of a batch for its version says, in every release (v0.1.0's
+/// included, which sent no [`VERSIONS_HEADER`]): [`DecodeError::Version`](crate::DecodeError)'s
+/// text starts with it. An agent keeps a batch refused with it.
+pub const REFUSAL_TEXT: &str = "unsupported protocol version";
+
 /// Longest [`VERSIONS_HEADER`] value read, in bytes.
 pub const MAX_HEADER_BYTES: usize = 128;
 
@@ -165,6 +170,12 @@ mod tests {
             Versions::parse(&"1,".repeat(70)),
             Err(VersionsError::TooLong)
         );
+    }
+
+    #[test]
+    fn the_refusal_says_what_agents_look_for() {
+        let e = crate::DecodeError::Version(PROTOCOL_VERSION + 1);
+        assert!(e.to_string().starts_with(REFUSAL_TEXT), "{e}");
     }
 
     #[test]
