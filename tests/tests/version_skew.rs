@@ -17,23 +17,43 @@ use lookout_tests::{eventually, free_port, start_agent};
 
 const ASSIGNMENTS: &str = r#"{"revision":"r1","checks":[]}"#;
 
-/// A collector that reads only `versions` (`None`: says nothing, as v0.1.0) and refuses a batch
-/// in another version, as this release's collector does: 400, naming the versions it reads.
-fn reads(versions: Option<&'static str>, refuse_v1: bool) -> impl Fn(&Seen) -> Answer {
+/// What the scripted collector does with a batch.
+#[derive(Debug, Clone, Copy)]
+enum Ingest {
+    /// Stores it.
+    Take,
+    /// Refuses it for its version as every release says it: 400 "unsupported protocol
+    /// version" (v0.1.0 named no versions).
+    RefuseSaying,
+    /// Refuses it with a 400 that says nothing of versions, but names the versions it reads
+    /// (2) in its header.
+    RefuseNaming,
+}
+
+/// A collector that names `versions` (`None`: none, as v0.1.0) on its answers and does
+/// `ingest` with batches.
+fn collector_that(versions: Option<&'static str>, ingest: Ingest) -> impl Fn(&Seen) -> Answer {
     move |seen| {
         let answer = if seen.path.starts_with(ASSIGNMENTS_PATH) {
             Answer::json(200, ASSIGNMENTS).with("etag", "\"r1\"")
-        } else if seen.path == INGEST_PATH && refuse_v1 {
-            Answer::json(
-                400,
-                r#"{"error":"unsupported protocol version 1: this collector reads versions 2"}"#,
-            )
         } else if seen.path == INGEST_PATH {
-            let batch = decode_batch(&seen.body, Encoding::Zstd, 64 << 20).unwrap();
-            Answer::json(
-                200,
-                &format!(r#"{{"stored":{},"duplicate":false}}"#, batch.records.len()),
-            )
+            match ingest {
+                Ingest::RefuseSaying => Answer::json(
+                    400,
+                    r#"{"error":"unsupported protocol version 1: this collector reads version 2"}"#,
+                ),
+                Ingest::RefuseNaming => {
+                    return Answer::json(400, r#"{"error":"bad request"}"#)
+                        .with(VERSIONS_HEADER, "2");
+                }
+                Ingest::Take => {
+                    let batch = decode_batch(&seen.body, Encoding::Zstd, 64 << 20).unwrap();
+                    Answer::json(
+                        200,
+                        &format!(r#"{{"stored":{},"duplicate":false}}"#, batch.records.len()),
+                    )
+                }
+            }
         } else {
             Answer::json(204, "")
         };
@@ -42,6 +62,24 @@ fn reads(versions: Option<&'static str>, refuse_v1: bool) -> impl Fn(&Seen) -> A
             None => answer,
         }
     }
+}
+
+/// Check results probed before `before` in the batches sent from the `from`th on (the ones
+/// taken), refusing a result that arrives twice.
+fn results_taken(
+    collector: &Scripted,
+    from: usize,
+    before: chrono::DateTime<chrono::Utc>,
+) -> Result<usize> {
+    let mut times = BTreeSet::new();
+    for s in collector.seen_at(INGEST_PATH).iter().skip(from) {
+        for r in decode_batch(&s.body, Encoding::Zstd, 64 << 20)?.records {
+            if let Record::CheckResult(c) = r {
+                anyhow::ensure!(times.insert(c.time), "a result arrived twice");
+            }
+        }
+    }
+    Ok(times.iter().filter(|t| **t < before).count())
 }
 
 async fn agent_metrics(port: u16) -> Result<String> {
@@ -59,7 +97,7 @@ fn metric(text: &str, name: &str) -> Option<f64> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_collector_that_reads_other_versions_gets_nothing_and_loses_nothing() -> Result<()> {
     // It reads versions 2 and 3 only: nothing in common with this agent (1).
-    let collector = Scripted::start(reads(Some("2, 3"), true)).await?;
+    let collector = Scripted::start(collector_that(Some("2, 3"), Ingest::RefuseSaying)).await?;
     let dir = tempfile::tempdir()?;
     let data = dir.path().join("data");
     let metrics_port = free_port();
@@ -112,13 +150,22 @@ async fn a_collector_that_reads_other_versions_gets_nothing_and_loses_nothing() 
         "a batch was sent in a version the collector does not read"
     );
 
-    // Now it says nothing about versions (read: 1) but refuses version 1 anyway: the agent
-    // sends, is refused, and keeps the batch.
-    collector.answer_by(reads(None, true));
-    eventually("a refused batch", Duration::from_secs(20), || async {
-        Ok((collector.seen_at(INGEST_PATH).len() > sent).then_some(()))
-    })
-    .await?;
+    // Now its assignments name no versions (read: 1), but it refuses version 1 anyway: the
+    // agent sends, is refused, and keeps the batch; told so by the refusal's header alone,
+    // then by its text alone.
+    for (how, ingest) in [
+        ("by its header", Ingest::RefuseNaming),
+        ("by its text", Ingest::RefuseSaying),
+    ] {
+        let before = collector.seen_at(INGEST_PATH).len();
+        collector.answer_by(collector_that(None, ingest));
+        eventually(
+            &format!("a batch refused {how}"),
+            Duration::from_secs(20),
+            || async { Ok((collector.seen_at(INGEST_PATH).len() > before).then_some(())) },
+        )
+        .await?;
+    }
     let refused: Vec<String> = collector
         .seen_at(INGEST_PATH)
         .iter()
@@ -133,6 +180,8 @@ async fn a_collector_that_reads_other_versions_gets_nothing_and_loses_nothing() 
     // collector takes anything, against what then arrives.
     let text = agent_metrics(metrics_port.get()).await?;
     let waiting = metric(&text, "lookout_agent_spool_backlog_records").unwrap_or(0.0);
+    // Every record waiting then was probed before now.
+    let read_at = chrono::Utc::now();
     assert!(
         waiting >= 1.0,
         "nothing waited: {text}\n{}",
@@ -140,14 +189,15 @@ async fn a_collector_that_reads_other_versions_gets_nothing_and_loses_nothing() 
     );
 
     // It reads 1 again: every record written meanwhile arrives, the refused batch first.
-    collector.answer_by(reads(Some("1, 2"), false));
-    let delivered = eventually("the spool shipped", Duration::from_secs(30), || async {
-        let text = agent_metrics(metrics_port.get()).await?;
-        let sent = metric(&text, "lookout_agent_batches_total{outcome=\"sent\"}").unwrap_or(0.0);
-        let backlog = metric(&text, "lookout_agent_spool_backlog_records").unwrap_or(1.0);
-        Ok((sent >= 1.0 && backlog == 0.0).then_some(text))
+    let taken_from = collector.seen_at(INGEST_PATH).len();
+    collector.answer_by(collector_that(Some("1, 2"), Ingest::Take));
+    // Until every result probed before `read_at` has been taken: at least `waiting` of them.
+    eventually("what waited, shipped", Duration::from_secs(30), || {
+        let taken = results_taken(&collector, taken_from, read_at);
+        async move { Ok((taken? as f64 >= waiting).then_some(())) }
     })
     .await?;
+    let delivered = agent_metrics(metrics_port.get()).await?;
     assert_eq!(
         metric(&delivered, "lookout_agent_protocol_version"),
         Some(1.0),
@@ -167,30 +217,19 @@ async fn a_collector_that_reads_other_versions_gets_nothing_and_loses_nothing() 
         "a batch was set aside in {}",
         rejected.display()
     );
-    let mut stored = Vec::new();
-    let mut times = BTreeSet::new();
-    for seen in collector.seen_at(INGEST_PATH) {
-        let batch = decode_batch(&seen.body, Encoding::Zstd, 64 << 20)?;
+    let mut taken = Vec::new();
+    for (i, s) in collector.seen_at(INGEST_PATH).iter().enumerate() {
+        let batch = decode_batch(&s.body, Encoding::Zstd, 64 << 20)?;
         assert_eq!(batch.version, 1);
-        if !refused.contains(&batch.batch_id) || stored.contains(&batch.batch_id) {
-            for r in &batch.records {
-                if let Record::CheckResult(c) = r {
-                    assert!(times.insert(c.time), "a result arrived twice");
-                }
-            }
+        if i >= taken_from {
+            taken.push(batch.batch_id);
         }
-        stored.push(batch.batch_id);
     }
-    // The refused batch was sent again, unchanged in id, and taken.
+    // The first refused batch was sent again, unchanged in id, and taken.
     assert!(
-        stored.iter().filter(|id| *id == &refused[0]).count() >= 2,
-        "{refused:?} not sent again: {stored:?}"
-    );
-    // Nothing that waited was lost (and nothing arrived twice, above).
-    assert!(
-        times.len() as f64 >= waiting,
-        "{} results arrived, {waiting} waited",
-        times.len()
+        taken.contains(&refused[0]),
+        "{} not sent again: {taken:?}",
+        refused[0]
     );
     drop(agent);
     Ok(())
