@@ -205,6 +205,20 @@ mod tests {
 
     proptest! {
         #[test]
+        fn any_header_is_read_or_refused_within_its_bounds(
+            header in prop_oneof![".{0,200}", "[0-9, +-]{0,200}"]
+        ) {
+            match Versions::parse(&header) {
+                Ok(v) => {
+                    prop_assert!(header.len() <= MAX_HEADER_BYTES);
+                    prop_assert!(!v.as_slice().is_empty() && v.as_slice().len() <= MAX_VERSIONS);
+                    prop_assert!(!v.contains(0));
+                }
+                Err(e) => prop_assert!(!e.to_string().is_empty()),
+            }
+        }
+
+        #[test]
         fn negotiation_is_the_highest_version_in_both(
             ours in proptest::collection::vec(1u32..8, 0..6),
             theirs in proptest::collection::vec(1u32..8, 0..6),
