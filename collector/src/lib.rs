@@ -38,6 +38,7 @@ pub mod evaluation;
 pub mod forward;
 pub mod healthcheck;
 pub mod ingest;
+pub mod install;
 pub mod leadership;
 pub mod maintenance;
 pub mod notify;
@@ -101,6 +102,9 @@ pub enum CollectorError {
     /// `[server.tls]`'s files cannot be used.
     #[error("[server.tls]: {0}")]
     Tls(#[from] server::tls::TlsError),
+    /// `[install] agent_ca` cannot be served to agents.
+    #[error("[install] agent_ca: {0}")]
+    AgentCa(server::tls::TlsError),
     /// The local agent's TLS configuration could not be made.
     #[error("[server.tls]: the local agent's client: {0}")]
     LocalTls(rustls::Error),
@@ -127,7 +131,14 @@ pub fn router(state: Arc<AppState>) -> Router {
         // ms of CPU. Live tails (event streams), images and tiny answers are left as they are.
         .layer(
             tower_http::compression::CompressionLayer::new()
-                .quality(tower_http::CompressionLevel::Fastest),
+                .quality(tower_http::CompressionLevel::Fastest)
+                // Agent binaries are streamed as they are, with their length.
+                .compress_when(tower_http::compression::Predicate::and(
+                    tower_http::compression::DefaultPredicate::new(),
+                    tower_http::compression::predicate::NotForContentType::const_new(
+                        "application/octet-stream",
+                    ),
+                )),
         )
         // A NUL in a URL is refused before any handler reads it (nul.rs).
         .layer(axum::middleware::from_fn(nul::refuse_in_url))
@@ -213,6 +224,10 @@ pub async fn start(mut config: CollectorConfig) -> Result<Running, CollectorErro
         Some(files) => Some((files.clone(), server::tls::load(files)?)),
         None => None,
     };
+    // The CA install.sh hands to agents: read again for each script, checked once here.
+    if let Some(ca) = &config.install.agent_ca {
+        api::install::agent_ca(ca).map_err(CollectorError::AgentCa)?;
+    }
     let scheme = if tls_files.is_some() { "https" } else { "http" };
     if tls_files.is_none() && !config.server.listen.ip().is_loopback() {
         tracing::warn!(

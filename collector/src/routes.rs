@@ -145,6 +145,8 @@ pub fn table() -> Table {
         .get("/badge/{check}/status", Public, web::badge::status)
         .get("/badge/{check}/uptime", Public, web::badge::uptime)
         .get("/api/v1/openapi.json", Public, api::openapi::openapi)
+        .get("/install.sh", Public, api::install::install_script)
+        .get("/downloads/{file}", Public, api::install::download)
         .get("/login", Public, web::admin::login_form)
         .post("/login", Public, web::admin::login)
         .post("/logout", Public, web::admin::logout)

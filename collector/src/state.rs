@@ -104,6 +104,9 @@ pub struct AppState {
     /// The series and check names each agent has used, for its limits
     /// ([`crate::admission`]).
     pub ledgers: crate::admission::Ledgers,
+    /// The SHA-256 of the agent binaries served, kept per file version
+    /// ([`crate::install::downloads`]).
+    pub checksums: Arc<crate::install::downloads::Checksums>,
 }
 
 impl AppState {
@@ -165,6 +168,7 @@ impl AppState {
             me: std::sync::OnceLock::new(),
             status_history: Default::default(),
             ledgers: Default::default(),
+            checksums: Default::default(),
             store,
         }
     }

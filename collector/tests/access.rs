@@ -89,7 +89,8 @@ fn request(method: &Method, path: &str, who: Who) -> Request<Body> {
         )
         .replace("{check}", "api")
         .replace("{id}", "1")
-        .replace("{what}", "start");
+        .replace("{what}", "start")
+        .replace("{file}", "lookout-agent-linux-x86_64");
     assert!(
         !uri.contains('{'),
         "{path}: a parameter this test does not fill"

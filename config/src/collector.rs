@@ -18,6 +18,8 @@ use crate::telemetry::{Daemon, TelemetryConfig};
 use crate::token::{Token, TokenDigest};
 
 pub mod enrollment;
+mod install;
+pub use install::InstallConfig;
 mod server;
 pub use enrollment::{EnrollmentConfig, Lifecycle};
 mod tls;
@@ -59,6 +61,8 @@ pub struct CollectorConfig {
     /// `[enrollment]`: agents that enrol themselves with a fleet token. None: enrolment is
     /// off.
     pub enrollment: Option<EnrollmentConfig>,
+    /// `[install]`: the agent binaries and CA that `GET /install.sh` installs.
+    pub install: InstallConfig,
 }
 
 /// `[status_page]`.
@@ -297,6 +301,7 @@ const SECTIONS: &[&str] = &[
     "log_rules",
     "telemetry",
     "status_page",
+    "install",
 ];
 
 /// No top-level keys besides the sections; reading this reports any unknown one.
@@ -342,6 +347,8 @@ impl CollectorConfig {
         let alerting: AlertingSettings = doc.section("alerting").unwrap_or_default();
         let telemetry: TelemetryConfig = doc.section("telemetry").unwrap_or_default();
         crate::telemetry::validate(&mut doc, &telemetry, Daemon::Collector);
+        let install: InstallConfig = doc.section("install").unwrap_or_default();
+        install::validate(&mut doc, &install);
         let status_page: StatusPageConfig = doc.section("status_page").unwrap_or_default();
         for (i, origin) in status_page.frame_ancestors.iter().enumerate() {
             if let Err(problem) = check_origin(origin) {
@@ -412,6 +419,16 @@ impl CollectorConfig {
             doc.error_at(
                 &KeyPath::key("server").child("public_url"),
                 format!("{u:?}: expected an http:// or https:// URL"),
+            );
+        }
+        // GET /install.sh writes it into a shell variable and an agent's TOML string.
+        if let Some(u) = &server.public_url
+            && u.chars()
+                .any(|c| c.is_whitespace() || c.is_control() || matches!(c, '"' | '\\' | '\''))
+        {
+            doc.error_at(
+                &KeyPath::key("server").child("public_url"),
+                format!("{u:?}: a URL holds no white space, quote or backslash"),
             );
         }
 
@@ -561,6 +578,7 @@ impl CollectorConfig {
             telemetry,
             status_page,
             enrollment,
+            install,
         })
     }
 

@@ -41,7 +41,8 @@ pub use agent::{
 };
 pub use check::{CheckConfig, CheckType, IpVersion, RecordType};
 pub use collector::{
-    AgentEntry, CollectorConfig, LocalAgentConfig, ServerConfig, ServerTlsConfig, StorageConfig,
+    AgentEntry, CollectorConfig, InstallConfig, LocalAgentConfig, ServerConfig, ServerTlsConfig,
+    StorageConfig,
 };
 pub use condition::{Condition, Observation};
 pub use error::{ConfigError, ConfigErrors};

@@ -2,6 +2,7 @@
 
 pub mod agents;
 pub mod cluster;
+pub mod install;
 pub mod logs;
 pub mod metrics;
 pub mod openapi;

@@ -113,7 +113,7 @@ impl KeyPair {
 }
 
 /// Reads a file of at most [`MAX_PEM_BYTES`].
-fn read_bounded(path: &Path) -> Result<Vec<u8>, TlsError> {
+pub(crate) fn read_bounded(path: &Path) -> Result<Vec<u8>, TlsError> {
     let read = |source| TlsError::Read {
         path: path.to_path_buf(),
         source,
