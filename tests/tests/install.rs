@@ -17,8 +17,13 @@
 //!   the new one, the configuration, credential and spool are as they were, and the agent
 //!   ships again under the same name.
 //!
+//! With a private CA (`[server.tls]` and `[install] agent_ca`), the script carries the CA:
+//! it is written to /etc/lookout/ca.pem, the agent's `ca` names it, and the agent, started as
+//! the unit would, ships over TLS verified against it.
+//!
 //! The oracles: the files in the root (read by the test, not by the script), the unit file in
-//! the repository, the agent binary in target/, and the collector's hosts API.
+//! the repository, the agent binary in target/, the CA the test made, and the collector's hosts
+//! API.
 
 use std::collections::BTreeMap;
 use std::os::unix::fs::{MetadataExt as _, PermissionsExt as _};
@@ -72,6 +77,19 @@ fn collector_config(dir: &Path, port: u16, install: Option<&str>) -> String {
         c.push_str(&format!("[install]\n{body}\n"));
     }
     c
+}
+
+/// A copy of the Debian root in `dir`, for the test to write into.
+fn copy_root(debian: &Path, dir: &Path) -> PathBuf {
+    let root = dir.join("root");
+    let copied = Command::new("cp")
+        .args(["-a"])
+        .arg(debian)
+        .arg(&root)
+        .status()
+        .unwrap();
+    assert!(copied.success(), "cp -a {}", debian.display());
+    root
 }
 
 /// Runs `command` with `/bin/sh -c` in the root, with a clean environment as a login shell has.
@@ -206,14 +224,7 @@ async fn one_command_installs_enrols_and_upgrades_an_agent_in_a_debian_root() {
         return;
     };
     let dir = tempfile::tempdir().unwrap();
-    let root = dir.path().join("root");
-    let copied = Command::new("cp")
-        .args(["-a"])
-        .arg(&debian)
-        .arg(&root)
-        .status()
-        .unwrap();
-    assert!(copied.success(), "cp -a {}", debian.display());
+    let root = copy_root(&debian, dir.path());
     let empty = dir.path().join("empty");
     std::fs::create_dir(&empty).unwrap();
     let reserved = lookout_tests::free_port();
@@ -460,4 +471,69 @@ async fn one_command_installs_enrols_and_upgrades_an_agent_in_a_debian_root() {
     );
     stop(agent);
     drop(collector);
+}
+
+#[tokio::test]
+async fn with_a_private_ca_the_script_carries_it_and_the_agent_ships_over_tls() {
+    use lookout_tests::tls::{Ca, read_json, tls_collector};
+    let Some(debian) = debian_root() else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let root = copy_root(&debian, dir.path());
+    let ca = Ca::new("Lookout install test CA");
+    let (cert, key) = ca
+        .leaf(&["localhost", "127.0.0.1"], 1, 2099)
+        .write(dir.path(), "collector");
+    let ca_path = dir.path().join("ca.pem");
+    std::fs::write(&ca_path, &ca.pem).unwrap();
+    let (_collector, base) = tls_collector(
+        dir.path(),
+        &cert,
+        &key,
+        "",
+        &format!(
+            "[enrollment]\ntoken = \"{ENROL}\"\n[install]\nagent_ca = \"{}\"\n",
+            ca_path.display()
+        ),
+    );
+    assert!(base.starts_with("https://127.0.0.1:"), "{base}");
+    // The operator has the CA where the command runs; the first curl needs it.
+    std::fs::write(at(&root, "/root/ca.pem"), &ca.pem).unwrap();
+    let command = format!(
+        "curl -fsSL --cacert /root/ca.pem {base}/install.sh | sh -s -- --enroll-token {ENROL} --name web-tls"
+    );
+    let out = in_root(&root, &command);
+    let said = text(&out);
+    assert!(out.status.success(), "{said}");
+    assert_eq!(
+        std::fs::read_to_string(at(&root, "/etc/lookout/ca.pem")).unwrap(),
+        ca.pem,
+        "the CA, as the collector has it"
+    );
+    assert_eq!(mode_owner(&root, "/etc/lookout/ca.pem"), (0o644, 0, 0));
+    let toml = std::fs::read_to_string(at(&root, "/etc/lookout/agent.toml")).unwrap();
+    for line in [
+        format!("collector = \"{base}\""),
+        "ca = \"/etc/lookout/ca.pem\"".to_string(),
+    ] {
+        assert!(toml.lines().any(|l| l == line), "no {line:?} in:\n{toml}");
+    }
+    assert!(
+        said.lines()
+            .any(|l| l == "lookout-install: /etc/lookout/agent.toml: valid (0 local checks)"),
+        "{said}"
+    );
+    let agent = start_as_the_unit(&root);
+    eventually("web-tls up over TLS", WAIT, || async {
+        let j = read_json(&ca, &format!("{base}/api/v1/hosts")).await?;
+        Ok(j["hosts"]
+            .as_array()
+            .and_then(|a| a.iter().find(|h| h["name"] == "web-tls"))
+            .filter(|h| h["state"] == "up")
+            .map(|_| ()))
+    })
+    .await
+    .unwrap_or_else(|e| panic!("{e}\nagent:\n{}", agent.log_text()));
+    stop(agent);
 }
