@@ -1,6 +1,6 @@
-//! What the deployment tests (tests/tests/units.rs, compose.rs, terraform.rs) share: the tools
-//! scripts/lib/deploy.sh installs in a virtual environment of their own (podman-compose,
-//! python-hcl2), and the paths of deploy/.
+//! What the deployment tests (tests/tests/units.rs, compose.rs, terraform.rs, install.rs) share:
+//! the tools scripts/lib/deploy.sh installs in a virtual environment of their own
+//! (podman-compose, python-hcl2), the Debian root it makes, and the paths of deploy/.
 
 use std::path::{Path, PathBuf};
 
@@ -77,4 +77,33 @@ pub fn said(out: &std::process::Output) -> String {
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     )
+}
+
+/// The Debian root to copy, or `None` (with the reason printed) where this machine cannot run
+/// the test: not root, or no root made and none asked for. `LOOKOUT_DEBIAN_ROOT` set (as
+/// scripts/test sets it) makes either a failure, not a skip.
+pub fn debian_root() -> Option<PathBuf> {
+    let asked = std::env::var_os("LOOKOUT_DEBIAN_ROOT").map(PathBuf::from);
+    let root = asked
+        .clone()
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/deploy/bookworm"));
+    let is_root = rustix::process::geteuid().is_root();
+    let made = root.join(".lookout-complete").exists();
+    if asked.is_some() {
+        assert!(is_root, "chroot needs root; LOOKOUT_DEBIAN_ROOT is set");
+        assert!(
+            made,
+            "LOOKOUT_DEBIAN_ROOT={} is not a finished Debian root (scripts/lib/deploy.sh \
+             make_debian_root makes one)",
+            root.display()
+        );
+    }
+    if !(is_root && made) {
+        eprintln!(
+            "SKIPPED: this test needs root and a Debian root (source scripts/lib/deploy.sh; \
+             make_debian_root; or set LOOKOUT_DEBIAN_ROOT)"
+        );
+        return None;
+    }
+    Some(root)
 }

@@ -31,40 +31,12 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+use lookout_tests::deploy::debian_root;
 use lookout_tests::{Daemon, READ_TOKEN, bin, eventually, get_json};
 
 const ENROL: &str = "install-fleet-enrol-token-0123456789";
 const WAIT: Duration = Duration::from_secs(30);
 const UNIT: &str = include_str!("../../deploy/lookout-agent.service");
-
-/// The Debian root to copy, or `None` (with the reason printed) where this machine cannot run
-/// the test: not root, or no root made and none asked for. `LOOKOUT_DEBIAN_ROOT` set (as
-/// scripts/test sets it) makes either a failure, not a skip.
-fn debian_root() -> Option<PathBuf> {
-    let asked = std::env::var_os("LOOKOUT_DEBIAN_ROOT").map(PathBuf::from);
-    let root = asked
-        .clone()
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/deploy/bookworm"));
-    let is_root = rustix::process::geteuid().is_root();
-    let made = root.join(".lookout-complete").exists();
-    if asked.is_some() {
-        assert!(is_root, "chroot needs root; LOOKOUT_DEBIAN_ROOT is set");
-        assert!(
-            made,
-            "LOOKOUT_DEBIAN_ROOT={} is not a finished Debian root (scripts/lib/deploy.sh \
-             make_debian_root makes one)",
-            root.display()
-        );
-    }
-    if !(is_root && made) {
-        eprintln!(
-            "SKIPPED: the install script's test needs root and a Debian root (source \
-             scripts/lib/deploy.sh; make_debian_root; or set LOOKOUT_DEBIAN_ROOT)"
-        );
-        return None;
-    }
-    Some(root)
-}
 
 /// The collector's configuration; `install` is its `[install]` section's body, if any.
 fn collector_config(dir: &Path, port: u16, install: Option<&str>) -> String {

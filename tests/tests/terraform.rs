@@ -11,7 +11,7 @@
 //! something this test does not render as Terraform would.
 
 use base64::Engine;
-use lookout_tests::deploy::{deploy_dir, python, yaml_to_json};
+use lookout_tests::deploy::{debian_root, deploy_dir, python, yaml_to_json};
 use serde_json::Value;
 use std::collections::BTreeMap;
 
@@ -278,5 +278,168 @@ fn the_module_parses_and_opens_the_collector_port_to_the_app_servers_only() {
         cloud_config["runcmd"]
             .as_array()
             .is_some_and(|r| !r.is_empty())
+    );
+}
+
+/// The rendered cloud-init, run as cloud-init would on an app server's first boot, in a copy
+/// of the Debian root (`$LOOKOUT_DEBIAN_ROOT`, chroot, no systemd running) against a collector
+/// started here: its `write_files` written (base64 decoded, with their modes), then each
+/// `runcmd` entry run in the root as root. The install script the collector serves installs
+/// the agent and enrols it with the token from the Terraform variable; the oracles are the
+/// collector's own agent listing, the files in the root and their modes.
+///
+/// What this is not: cloud-init itself (not installed in the root; its `write_files` and
+/// `runcmd` modules are done here as their documentation says), nor a boot (no systemd, so
+/// the script does its dry run of the start).
+#[test]
+fn the_rendered_cloud_init_installs_and_enrols_the_agent_in_a_debian_root() {
+    use std::os::unix::fs::PermissionsExt;
+    use std::process::Command;
+    const ENROL: &str = "terraform-enrol-token-0123456789abcdef";
+
+    let Some(debian) = debian_root() else {
+        return;
+    };
+
+    // The collector, with enrolment on.
+    let dir = tempfile::tempdir().unwrap();
+    let port = lookout_tests::free_port();
+    let config = dir.path().join("collector.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[server]\nlisten = \"127.0.0.1:{port}\"\ndata_dir = \"{dir}\"\n\
+             [enrollment]\ntoken = \"${{LOOKOUT_ENROLL_TOKEN}}\"\nlabels = {{ fleet = \"terraform\" }}\n",
+            port = port.get(),
+            dir = dir.path().display()
+        ),
+    )
+    .unwrap();
+    let collector = lookout_tests::Daemon::start(
+        &lookout_tests::bin("lookout-collector"),
+        &["--config", config.to_str().unwrap()],
+        &[("LOOKOUT_ENROLL_TOKEN", ENROL)],
+    )
+    .unwrap();
+    collector
+        .wait_for_line("collector listening", std::time::Duration::from_secs(20))
+        .unwrap();
+    let url = format!("http://127.0.0.1:{}", port.get());
+
+    // The user data, rendered from main.tf's templatefile() map with these variables.
+    let files = parse_all();
+    let app = resource(&files, "aws_instance", "app");
+    let (file, entries) = templatefile_call(unquote(&app["user_data"]));
+    let template = std::fs::read_to_string(deploy_dir().join("terraform").join(&file)).unwrap();
+    let vars: BTreeMap<&str, &str> = [
+        ("collector_url", url.as_str()),
+        ("enroll_token", ENROL),
+        ("collector_ca_pem", ""),
+        ("agent_labels", "role=app,env=production"),
+    ]
+    .into();
+    let values: BTreeMap<String, String> = entries
+        .iter()
+        .map(|(k, e)| (k.clone(), evaluate(e, &vars)))
+        .collect();
+    let cloud_config = yaml_to_json(&render(&template, &values).unwrap());
+
+    // A copy of the root to write into.
+    let scratch = tempfile::tempdir().unwrap();
+    let root = scratch.path().join("root");
+    let copied = Command::new("cp")
+        .arg("-a")
+        .arg(&debian)
+        .arg(&root)
+        .status()
+        .unwrap();
+    assert!(copied.success(), "cp -a {}", debian.display());
+
+    // write_files: path, permissions, encoding b64, content.
+    for f in cloud_config["write_files"].as_array().unwrap() {
+        let path = root.join(f["path"].as_str().unwrap().trim_start_matches('/'));
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        assert_eq!(f["encoding"], "b64");
+        let content = base64::engine::general_purpose::STANDARD
+            .decode(f["content"].as_str().unwrap_or_default())
+            .unwrap();
+        std::fs::write(&path, content).unwrap();
+        let mode = u32::from_str_radix(f["permissions"].as_str().unwrap(), 8).unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).unwrap();
+    }
+    // runcmd: a list is the command's arguments, a string a line of sh.
+    let mut said = String::new();
+    for cmd in cloud_config["runcmd"].as_array().unwrap() {
+        let argv: Vec<String> = match cmd {
+            Value::Array(a) => a.iter().map(|v| v.as_str().unwrap().to_string()).collect(),
+            Value::String(s) => vec!["sh".into(), "-c".into(), s.clone()],
+            other => panic!("runcmd entry {other}"),
+        };
+        let out = Command::new("chroot")
+            .arg(&root)
+            .args(&argv)
+            .env_clear()
+            .env(
+                "PATH",
+                "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+            )
+            .env("HOME", "/root")
+            .output()
+            .unwrap();
+        said.push_str(&lookout_tests::deploy::said(&out));
+        assert!(
+            out.status.success(),
+            "{argv:?} failed:\n{said}\ncollector:\n{}",
+            collector.log_text()
+        );
+    }
+
+    eprintln!("the user data's commands said:\n{said}");
+
+    // Installed: the binary, the hardened unit of this tree, the token only in a 0600 file.
+    let mode = |p: &str| {
+        std::fs::metadata(root.join(p))
+            .unwrap()
+            .permissions()
+            .mode()
+            & 0o7777
+    };
+    assert_eq!(mode("usr/local/bin/lookout-agent"), 0o755);
+    assert_eq!(
+        std::fs::read_to_string(root.join("etc/systemd/system/lookout-agent.service")).unwrap(),
+        std::fs::read_to_string(deploy_dir().join("lookout-agent.service")).unwrap()
+    );
+    assert_eq!(mode("etc/lookout/agent.env"), 0o600);
+    assert!(
+        std::fs::read_to_string(root.join("etc/lookout/agent.env"))
+            .unwrap()
+            .contains(ENROL)
+    );
+    let toml = std::fs::read_to_string(root.join("etc/lookout/agent.toml")).unwrap();
+    assert!(!toml.contains(ENROL), "the config holds no secret:\n{toml}");
+    assert!(toml.contains(&format!("collector = \"{url}\"")), "{toml}");
+    assert!(
+        toml.contains("role = \"app\"") && toml.contains("env = \"production\""),
+        "{toml}"
+    );
+    assert!(
+        !root.join("run/lookout-install/enroll-token").exists(),
+        "the token file is removed"
+    );
+    assert!(said.contains("dry run"), "{said}");
+
+    // Enrolled: the collector lists the agent under the server's name.
+    let host = String::from_utf8(Command::new("uname").arg("-n").output().unwrap().stdout).unwrap();
+    let listed = Command::new(lookout_tests::bin("lookout-collector"))
+        .args(["--config", config.to_str().unwrap(), "agents", "list"])
+        .env("LOOKOUT_ENROLL_TOKEN", ENROL)
+        .output()
+        .unwrap();
+    let listed = lookout_tests::deploy::said(&listed);
+    assert!(
+        listed
+            .lines()
+            .any(|l| l.starts_with(&format!("{} ", host.trim())) && l.contains("enrolled")),
+        "{listed}\n{said}"
     );
 }
