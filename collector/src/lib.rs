@@ -3,6 +3,7 @@
 //! Parts:
 //! - [`ingest`]: `POST /v1/ingest` and `GET /v1/assignments`, for agents;
 //! - [`store`]: the storage interface and its SQLite and PostgreSQL backends;
+//! - [`backup`]: `lookout-collector backup`, a copy of the store taken while it runs;
 //! - [`enrolment`]: agents that enrol themselves: their credentials in memory, and what the
 //!   admin does to them (shared by the API and the `agents` commands);
 //! - [`telemetry`]: the collector's own figures at `/metrics`;
@@ -30,6 +31,7 @@ pub mod admission;
 pub mod alert;
 pub mod api;
 pub mod auth;
+pub mod backup;
 pub mod clock;
 pub mod cluster;
 pub mod enrolment;

@@ -45,6 +45,16 @@ enum Command {
         #[arg(long)]
         channel: String,
     },
+    /// Copy the store to FILE while the collector runs (SQLite); for PostgreSQL, say the
+    /// pg_dump command to run instead (and exit 1, having made no backup).
+    Backup {
+        /// Where to write the copy (mode 0600).
+        #[arg(long, value_name = "FILE")]
+        to: PathBuf,
+        /// Replace FILE if it exists.
+        #[arg(long)]
+        force: bool,
+    },
     /// List, revoke or rotate agents, in the store the configuration names (works while a
     /// collector runs; it sees the change within 5 s).
     Agents {
@@ -127,6 +137,18 @@ fn main() -> ExitCode {
             }
         );
         return ExitCode::SUCCESS;
+    }
+    if let Some(Command::Backup { to, force }) = &cli.command {
+        return match lookout_collector::backup::run(&config, to, *force) {
+            Ok(said) => {
+                println!("{said}");
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("error: {e}");
+                ExitCode::FAILURE
+            }
+        };
     }
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(r) => r,

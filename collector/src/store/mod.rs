@@ -511,12 +511,9 @@ pub async fn open(
     url: &str,
     config: &lookout_config::StorageConfig,
 ) -> Result<Arc<dyn Store>, StoreError> {
-    if let Some(path) = url
-        .strip_prefix("sqlite://")
-        .or_else(|| url.strip_prefix("sqlite:"))
-    {
-        Ok(Arc::new(sqlite::SqliteStore::open(Path::new(path)).await?))
-    } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+    if let Some(path) = sqlite_path(url) {
+        Ok(Arc::new(sqlite::SqliteStore::open(path).await?))
+    } else if is_postgres(url) {
         Ok(Arc::new(
             postgres::PgStore::open(url, config.max_connections, config.statement_timeout).await?,
         ))
@@ -526,6 +523,19 @@ pub async fn open(
             reason: "expected sqlite://PATH or postgres://...".into(),
         })
     }
+}
+
+/// The database file a `sqlite:` URL names (`sqlite://PATH` or `sqlite:PATH`), or `None`
+/// for another URL.
+pub fn sqlite_path(url: &str) -> Option<&Path> {
+    url.strip_prefix("sqlite://")
+        .or_else(|| url.strip_prefix("sqlite:"))
+        .map(Path::new)
+}
+
+/// True for a PostgreSQL URL (`postgres://` or `postgresql://`).
+pub fn is_postgres(url: &str) -> bool {
+    url.starts_with("postgres://") || url.starts_with("postgresql://")
 }
 
 /// The URL without its password, for messages.
