@@ -47,6 +47,7 @@ struct Harness {
     peer: Peer,
     stop: CancellationToken,
     batches: usize,
+    toml: String,
     _dir: tempfile::TempDir,
 }
 
@@ -78,8 +79,19 @@ impl Harness {
             peer,
             stop,
             batches: 0,
+            toml,
             _dir: dir,
         }
+    }
+
+    /// Stops this collector and starts another on the same database, as a restart (an
+    /// upgrade) does.
+    async fn restart(&mut self) {
+        self.stop.cancel();
+        self.state = support::collector_state(self._dir.path(), &self.toml).await;
+        self.stop = CancellationToken::new();
+        tokio::spawn(self.state.notifier.clone().run(self.stop.clone()));
+        tokio::spawn(self.state.evaluator.clone().run_ticks(self.stop.clone()));
     }
 
     /// Moves the clock on by `by`, in steps no longer than the rule ticks' period, letting the
@@ -398,6 +410,35 @@ group_wait = "0s"
     h.ship(vec![sample(0.1)]).await;
     h.expect_state("agent", Some(AlertState::Resolved)).await;
     assert_eq!(h.messages_reach(2).await.len(), 2);
+}
+
+/// A collector restart (an upgrade) does not page an agent whose timeout is shorter than the
+/// time it may take to come back (its retry backoff, its next assignments poll): it is given
+/// `RESTART_GRACE` (30 s) from the start, its own timeout again once heard from, and an agent
+/// that never comes back is paged after the grace.
+#[tokio::test(start_paused = true)]
+async fn a_restart_gives_agents_time_to_reconnect_before_paging() {
+    let mut h = Harness::start_with_agent_timeout("5s", "").await;
+    h.ship(vec![sample(0.1)]).await;
+    h.pass(Duration::from_secs(2)).await;
+    h.restart().await;
+    // Silent 25 s after the start, five times its timeout: still within the grace.
+    h.pass(Duration::from_secs(25)).await;
+    h.expect_state("agent", None).await;
+    h.ship(vec![sample(0.1)]).await;
+    h.expect_state("agent", None).await;
+    // Heard from: its own 5 s apply again.
+    h.pass(Duration::from_secs(11)).await;
+    h.expect_state("agent", Some(AlertState::Firing)).await;
+
+    // One that never comes back after a restart: down once the grace has passed.
+    let mut h = Harness::start_with_agent_timeout("5s", "").await;
+    h.ship(vec![sample(0.1)]).await;
+    h.restart().await;
+    h.pass(Duration::from_secs(25)).await;
+    h.expect_state("agent", None).await;
+    h.pass(Duration::from_secs(11)).await;
+    h.expect_state("agent", Some(AlertState::Firing)).await;
 }
 
 #[tokio::test(start_paused = true)]

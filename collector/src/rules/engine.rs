@@ -99,13 +99,15 @@ impl Engine {
             ..State::default()
         };
         for a in store.agents().await? {
-            // An agent not heard from since before this start gets the full timeout; one that
-            // was retired is not expected back, one that stopped cleanly does not page.
+            // An agent not heard from since before this start gets the full timeout from the
+            // start, and at least RESTART_GRACE (it may be in its retry backoff); one that was
+            // retired is not expected back, one that stopped cleanly does not page.
             match a.presence {
                 Some((Presence::Retired, _)) => {}
                 presence => {
                     let mut beat = AgentBeat::new(now);
                     beat.stopped = presence.is_some();
+                    beat.awaited = true;
                     state.agents.insert(a.name, beat);
                 }
             }
@@ -212,7 +214,7 @@ impl Engine {
             .agents
             .entry(agent.to_string())
             .or_insert(AgentBeat::new(now));
-        beat.last = beat.last.max(now);
+        beat.heard(now);
         // Back from a clean stop (the store's row says so once this batch is stored).
         beat.stopped = false;
         if state.agent_down(agent) {
@@ -389,7 +391,7 @@ impl Engine {
         let heard = std::mem::take(&mut *self.heard.lock().unwrap_or_else(|p| p.into_inner()));
         for (agent, at) in heard {
             if let Some(b) = state.agents.get_mut(&agent) {
-                b.last = b.last.max(at);
+                b.heard(at);
             }
         }
         // Silent past its timeout (it pages), or an ephemeral one past its retire_after.
@@ -400,7 +402,7 @@ impl Engine {
                 let quiet = now - b.last;
                 !b.stopped
                     && !state.agent_down(n)
-                    && (quiet > settings.agent_timeout(n, b.poll)
+                    && (quiet > settings.silence_allowed(n, b.poll, b.awaited)
                         || self.retire_after(&settings, n).is_some_and(|r| quiet > r))
             })
             .map(|(n, b)| (n.clone(), b.last))
@@ -438,8 +440,11 @@ impl Engine {
                 }
                 continue;
             }
-            let poll = state.agents.get(&agent).and_then(|b| b.poll);
-            if now - last <= settings.agent_timeout(&agent, poll) {
+            let (poll, awaited) = state
+                .agents
+                .get(&agent)
+                .map_or((None, false), |b| (b.poll, b.awaited));
+            if now - last <= settings.silence_allowed(&agent, poll, awaited) {
                 continue;
             }
             let secs = (now - last).num_seconds();

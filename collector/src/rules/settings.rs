@@ -12,6 +12,14 @@ use super::uptime::UptimeSettings;
 /// The default agent timeout's floor: many missed deliveries, not one slow one.
 pub const MIN_AGENT_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// The least time an agent known before a start is given, from the start, to be heard from
+/// again, whatever its `agent_timeout`: while the collector was away the agent's shipper backed
+/// off (up to its `[shipping] max_backoff`, 30 s by default) and it asks for its assignments
+/// every `assignments_interval` (15 s by default) whatever the backoff, so a live agent
+/// reaches a restarted collector within one interval, and twice that leaves room. A restart
+/// (an upgrade) is not the agents' outage.
+pub const RESTART_GRACE: Duration = Duration::from_secs(30);
+
 /// What the configuration sets for the rules.
 #[derive(Debug)]
 pub(super) struct Settings {
@@ -97,6 +105,22 @@ impl Settings {
             .or(self.agent_timeout)
             .unwrap_or_else(|| poll.map_or(MIN_AGENT_TIMEOUT, |p| (p * 3).max(MIN_AGENT_TIMEOUT)));
         chrono::Duration::from_std(t).unwrap_or(chrono::Duration::MAX)
+    }
+
+    /// [`Settings::agent_timeout`], and at least [`RESTART_GRACE`] for an agent not heard
+    /// from since this start (`awaited`).
+    pub(super) fn silence_allowed(
+        &self,
+        agent: &str,
+        poll: Option<Duration>,
+        awaited: bool,
+    ) -> chrono::Duration {
+        let t = self.agent_timeout(agent, poll);
+        if awaited {
+            t.max(chrono::Duration::from_std(RESTART_GRACE).unwrap_or(chrono::Duration::MAX))
+        } else {
+            t
+        }
     }
 }
 

@@ -25,6 +25,10 @@ pub(super) struct AgentBeat {
     /// It said it was stopping (a clean stop) and has not shipped since: its silence does
     /// not page.
     pub(super) stopped: bool,
+    /// Known from the store at this collector's start and not heard from since: the collector
+    /// was away, so the agent may be waiting out its retry backoff; its timeout is at least
+    /// [`super::settings::RESTART_GRACE`].
+    pub(super) awaited: bool,
 }
 
 impl AgentBeat {
@@ -36,7 +40,14 @@ impl AgentBeat {
             latest_data: None,
             poll: None,
             stopped: false,
+            awaited: false,
         }
+    }
+
+    /// Heard from at `at`.
+    pub(super) fn heard(&mut self, at: DateTime<Utc>) {
+        self.last = self.last.max(at);
+        self.awaited = false;
     }
 }
 
