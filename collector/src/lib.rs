@@ -379,6 +379,7 @@ pub async fn start(mut config: CollectorConfig) -> Result<Running, CollectorErro
 
     let task = tokio::spawn({
         let shutdown = shutdown.clone();
+        let store = state.store.clone();
         async move {
             shutdown.cancelled().await;
             // The local agent goes first: its last delivery still needs the server.
@@ -387,14 +388,22 @@ pub async fn start(mut config: CollectorConfig) -> Result<Running, CollectorErro
             upkeep_stop.cancel();
             upkeep.stop(STOP_DEADLINE).await;
             server_stop.cancel();
-            match tokio::time::timeout(STOP_DEADLINE, server).await {
+            let served = match tokio::time::timeout(STOP_DEADLINE, server).await {
                 Ok(Ok(r)) => r,
                 Ok(Err(e)) => Err(CollectorError::Serve(std::io::Error::other(e))),
                 Err(_) => {
                     tracing::warn!("requests still running at the stop deadline were cut off");
                     Ok(())
                 }
+            };
+            // Last: SQLite folds its WAL into the file, so the stopped database is one file.
+            if tokio::time::timeout(STOP_DEADLINE, store.close())
+                .await
+                .is_err()
+            {
+                tracing::warn!("the store's connections were still in use at the stop deadline");
             }
+            served
         }
     });
     Ok(Running {

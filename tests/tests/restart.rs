@@ -123,6 +123,10 @@ async fn a_collector_restart_loses_nothing_makes_no_gap_and_pages_nobody() {
     // The restart: SIGTERM, down for several intervals, started again on the same data.
     stop(collector).await;
     let down_from = Utc::now();
+    // A clean stop leaves the database in its one file: the WAL folded in and removed.
+    let db = cdir.path().join("lookout.db");
+    assert!(!cdir.path().join("lookout.db-wal").exists(), "-wal left");
+    assert!(!cdir.path().join("lookout.db-shm").exists(), "-shm left");
     // The outage is the scenario, not a wait for something: nothing to poll for.
     tokio::time::sleep(DOWN).await;
     let down_to = Utc::now();
@@ -130,7 +134,6 @@ async fn a_collector_restart_loses_nothing_makes_no_gap_and_pages_nobody() {
     let (collector, base) = start_collector(cdir.path(), &config).unwrap();
 
     // The spool resends: results from after the restart arrive, and the outage fills in.
-    let db = cdir.path().join("lookout.db");
     eventually("the spool's backlog stored", WAIT, || async {
         let (_, missing) = coverage(&stored_ranges(&db, "edge").await?)?;
         let times = result_times(&base, started).await;

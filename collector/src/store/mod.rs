@@ -504,6 +504,12 @@ pub trait Store:
 
     /// Size of the database on disk, in bytes.
     async fn size_bytes(&self) -> Result<u64, StoreError>;
+
+    /// Closes the connections, at a clean stop after the last request. On SQLite the last
+    /// connection to close checkpoints the WAL into the file and removes `-wal` and `-shm`, so
+    /// a stopped collector's database is its one file (docs/deployment.md, "Backups and
+    /// restore"). Waits for connections in use to come back; calls after it fail.
+    async fn close(&self);
 }
 
 /// Opens the store that `url` names, creating and migrating it as needed.

@@ -300,4 +300,10 @@ where
             .await?;
         Ok(n.max(0) as u64)
     }
+
+    async fn close(&self) {
+        // The readers first: the last connection checkpoints, and a read-only one cannot.
+        self.read.close().await;
+        self.write.close().await;
+    }
 }
