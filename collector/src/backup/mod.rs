@@ -5,8 +5,8 @@
 //! copy would mix pages of different moments, and miss what is still in `-wal`), and stopping
 //! the collector to copy it makes a gap. So:
 //!
-//! - **SQLite** ([`sqlite`]): SQLite's online backup API, in one step, from a read-only
-//!   connection. The step is one read transaction, so the copy is the database as of the moment
+//! - **SQLite** ([`sqlite`]): SQLite's online backup API, in one step, on a connection that
+//!   only reads. The step is one read transaction, so the copy is the database as of the moment
 //!   it began (every batch acknowledged before then, none half), and in WAL mode a reader does
 //!   not block the writer: ingest goes on. The file is written beside `FILE` (mode 0600), synced,
 //!   then renamed to `FILE`, so `FILE` is either absent or whole; an existing `FILE` is kept

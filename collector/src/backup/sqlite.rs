@@ -1,5 +1,5 @@
-//! The SQLite copy: the online backup API in one step from a read-only connection, into a
-//! file of mode 0600 beside the destination, synced and renamed into place.
+//! The SQLite copy: the online backup API in one step, into a file of mode 0600 beside the
+//! destination, synced and renamed into place.
 //!
 //! Why the backup API and not `VACUUM INTO`: both read the database in one read transaction
 //! (a consistent copy that does not block the WAL writer), but `VACUUM INTO` rebuilds every
@@ -124,10 +124,14 @@ pub(super) fn backup_waiting(
 
 /// The copy itself, from `db` into the empty file at `into`.
 fn copy(db: &Path, into: &Path, busy: Duration) -> rusqlite::Result<()> {
-    // Read-only, and no mutex: this thread alone uses the connection.
+    // Read-write though it only reads (never created, and no mutex: this thread alone uses
+    // it): on a stopped collector's database this is the only connection, and SQLite creates
+    // `-wal` and `-shm` for it; a read-write connection that closes last removes them again,
+    // where a read-only one would leave them, owned by whoever ran the backup, for the
+    // collector's user to trip over at its next start.
     let source = Connection::open_with_flags(
         db,
-        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
     )?;
     source.busy_timeout(busy)?;
     // Fail here, clearly, on a file that is not a database, rather than mid-copy.

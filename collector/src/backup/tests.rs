@@ -225,3 +225,23 @@ fn pg_dump_is_found_only_as_an_executable_file() {
     std::fs::set_permissions(b.join("pg_dump"), std::fs::Permissions::from_mode(0o755)).unwrap();
     assert_eq!(find_in(&path, "pg_dump"), Some(b.join("pg_dump")));
 }
+
+/// A stopped collector's database (no `-wal`, no `-shm`) is left that way: files the backup's
+/// user made there could keep the collector's user from opening it.
+#[test]
+fn a_stopped_database_is_left_as_it_was() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("lookout.db");
+    drop(database(&db, 100));
+    let names = || {
+        let mut n: Vec<String> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        n.sort();
+        n
+    };
+    assert_eq!(names(), ["lookout.db"]);
+    backup(&db, &dir.path().join("copy.db"), false).unwrap();
+    assert_eq!(names(), ["copy.db", "lookout.db"]);
+}
