@@ -3,7 +3,7 @@
 //! check's 90-day history.
 //!
 //! ```sh
-//! cargo run --release -p lookout-collector --example store_bench -- [--pg postgres://...] [--checks 1000] [--skip-sqlite]
+//! cargo run --release -p lookout-collector --example store_bench -- [--pg postgres://...] [--checks 1000] [--skip-sqlite] [--keep DIR]
 //! ```
 //!
 //! The 90-day database is built in two parts. Day 0 goes through the real path: every result
@@ -28,6 +28,9 @@ struct Args {
     pg: Option<String>,
     checks: usize,
     skip_sqlite: bool,
+    /// `--keep DIR`: build only the 90-day SQLite database, as DIR/lookout.db, and keep it
+    /// (the database `lookout-collector backup` is measured on, docs/deployment.md).
+    keep: Option<std::path::PathBuf>,
 }
 
 fn args() -> Args {
@@ -35,12 +38,14 @@ fn args() -> Args {
         pg: None,
         checks: 1000,
         skip_sqlite: false,
+        keep: None,
     };
     let mut it = std::env::args().skip(1);
     while let Some(k) = it.next() {
         match k.as_str() {
             "--pg" => a.pg = it.next(),
             "--skip-sqlite" => a.skip_sqlite = true,
+            "--keep" => a.keep = it.next().map(Into::into),
             "--checks" => a.checks = it.next().and_then(|v| v.parse().ok()).expect("--checks N"),
             other => panic!("unknown argument {other}"),
         }
@@ -415,6 +420,12 @@ async fn sample_cost(path: &std::path::Path) {
 #[tokio::main(flavor = "current_thread")]
 async fn main() {
     let a = args();
+    if let Some(keep) = &a.keep {
+        std::fs::create_dir_all(keep).expect("the --keep folder");
+        let url = format!("sqlite://{}", keep.join("lookout.db").display());
+        ninety_days("sqlite", &url, a.checks).await;
+        return;
+    }
     let dir = tempfile::tempdir().expect("tempdir");
     if !a.skip_sqlite {
         let url = format!("sqlite://{}", dir.path().join("throughput.db").display());
