@@ -61,11 +61,11 @@ fn batch(k: usize, seq: u64, t0: DateTime<Utc>) -> Vec<u8> {
     zstd::bulk::compress(json.as_bytes(), 1).unwrap()
 }
 
-/// What one writer saw: each batch it got a 200 for, with when the answer came, and each
-/// request's start and duration.
+/// What one writer saw: each batch it got a 200 for, with when its last request was sent and
+/// when the answer came, and each request's start and duration.
 #[derive(Default)]
 struct Log {
-    acked: Vec<(u64, Instant)>,
+    acked: Vec<(u64, Instant, Instant)>,
     requests: Vec<(Instant, Duration)>,
 }
 
@@ -97,7 +97,7 @@ async fn writer(
             Ok(r) if r.status() == 200 => {
                 let body: serde_json::Value = r.json().await.unwrap();
                 assert_eq!(body["stored"], 1 + SAMPLES as u64, "{body}");
-                log.acked.push((seq, Instant::now()));
+                log.acked.push((seq, sent, Instant::now()));
                 acks.fetch_add(1, Ordering::SeqCst);
                 seq += 1;
             }
@@ -154,7 +154,7 @@ fn percentile(mut v: Vec<Duration>, p: f64) -> Duration {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_backup_taken_under_load_restores_every_batch_acknowledged_before_it() {
-    let (live, restored) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let (live, elsewhere) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
     let (collector, base) = start_collector(live.path(), &collector_config(live.path())).unwrap();
     let t0 = Utc::now() - chrono::Duration::hours(1);
     let stop_writers = Arc::new(AtomicBool::new(false));
@@ -176,7 +176,7 @@ async fn a_backup_taken_under_load_restores_every_batch_acknowledged_before_it()
     .unwrap();
 
     let config = live.path().join("collector.toml");
-    let copy = restored.path().join("backup.db");
+    let copy = elsewhere.path().join("backup.db");
     let began = Instant::now();
     let out = {
         let (config, copy) = (config.clone(), copy.clone());
@@ -237,11 +237,18 @@ async fn a_backup_taken_under_load_restores_every_batch_acknowledged_before_it()
     );
     assert!(!during.is_empty(), "the writers posted while the copy ran");
 
-    // Restore: the copy becomes the new data directory's database, and a collector starts on it.
-    let db = restored.path().join("lookout.db");
+    // Restore as docs/deployment.md says, in place: the collector stopped, its -wal and -shm
+    // removed (they belong to the file being replaced: left there, SQLite would apply the old
+    // WAL to the copy), the copy moved in, the collector started.
+    let db = live.path().join("lookout.db");
+    for stale in ["lookout.db-wal", "lookout.db-shm"] {
+        let path = live.path().join(stale);
+        if path.exists() {
+            std::fs::remove_file(path).unwrap();
+        }
+    }
     std::fs::rename(&copy, &db).unwrap();
-    let (collector, base) =
-        start_collector(restored.path(), &collector_config(restored.path())).unwrap();
+    let (collector, base) = start_collector(live.path(), &collector_config(live.path())).unwrap();
     let check = |db: PathBuf| async move {
         let pool = sqlx::SqlitePool::connect(&format!("sqlite://{}?mode=ro", db.display()))
             .await
@@ -260,9 +267,17 @@ async fn a_backup_taken_under_load_restores_every_batch_acknowledged_before_it()
         let before: Vec<u64> = log
             .acked
             .iter()
-            .filter(|(_, at)| *at < began)
-            .map(|(s, _)| *s)
+            .filter(|(_, _, at)| *at < began)
+            .map(|(s, _, _)| *s)
             .collect();
+        // Sent after the copy was done: not in it, so not in the restored database.
+        let later: Vec<u64> = log
+            .acked
+            .iter()
+            .filter(|(_, sent, _)| *sent > ended)
+            .map(|(s, _, _)| *s)
+            .collect();
+        assert!(!later.is_empty(), "w{k} posted after the backup");
         assert!(!before.is_empty(), "w{k} had batches acknowledged before");
         before_total += before.len();
         // The store's table.
@@ -271,6 +286,11 @@ async fn a_backup_taken_under_load_restores_every_batch_acknowledged_before_it()
         assert!(
             missing.is_empty(),
             "w{k}: acknowledged, not restored: {missing:?}"
+        );
+        let resurrected: Vec<_> = later.iter().filter(|s| stored.contains(s)).collect();
+        assert!(
+            resurrected.is_empty(),
+            "w{k}: sent after the backup, yet in the restored database: {resurrected:?}"
         );
         after_included += stored.len() - before.len();
         // The API: each result of an acknowledged batch, at its time.
