@@ -158,8 +158,9 @@ async fn a_collector_restart_loses_nothing_makes_no_gap_and_pages_nobody() {
     let (last_seq, missing) = coverage(&stored_ranges(&db, "edge").await.unwrap()).unwrap();
     assert_eq!(missing, 0, "spool records lost (of {last_seq})");
     let times = result_times(&base, started).await;
+    // At most a few more: probes run between the reading and the stop (one a second).
     assert!(
-        times.len() as u64 >= ran && times.len() as u64 <= ran + 2,
+        times.len() as u64 >= ran && times.len() as u64 <= ran + 3,
         "{} results stored, the agent ran {ran} probes",
         times.len()
     );
