@@ -245,10 +245,7 @@ pub(crate) async fn host_metrics(
 const SPOOL_REPORT_EVERY: Duration = Duration::from_secs(10);
 
 /// Syncs the spool per its policy, and reports `lookout.agent.spool.backlog` (gauge) and
-/// `lookout.agent.spool.dropped` (counter since start) at start and every 10 s after, so the
-/// collector sees drops. The report at start is the agent's first word to its collector: a
-/// server just installed shows as up a flush interval after its agent starts, not 10 s later
-/// (docs/deployment.md, "One command per server").
+/// `lookout.agent.spool.dropped` (counter since start) every 10 s, so the collector sees drops.
 pub(crate) async fn spool_upkeep(
     spool: Arc<Spool>,
     fsync: spool::FsyncPolicy,
@@ -261,8 +258,9 @@ pub(crate) async fn spool_upkeep(
     };
     // Wakes only for work: a sync some time after a write, and the report. An idle agent
     // sleeps, where a fixed 100 ms tick cost it a wakeup ten times a second.
-    let mut report_at = tokio::time::Instant::now();
+    let mut last_report = tokio::time::Instant::now();
     loop {
+        let report_at = last_report + SPOOL_REPORT_EVERY;
         tokio::select! {
             () = stop.cancelled() => break,
             () = tokio::time::sleep_until(report_at) => {}
@@ -280,8 +278,8 @@ pub(crate) async fn spool_upkeep(
                 }
             }
         }
-        if tokio::time::Instant::now() >= report_at {
-            report_at = tokio::time::Instant::now() + SPOOL_REPORT_EVERY;
+        if last_report.elapsed() >= SPOOL_REPORT_EVERY {
+            last_report = tokio::time::Instant::now();
             let time = chrono::Utc::now();
             let labels: std::collections::BTreeMap<String, String> =
                 [("agent".to_string(), agent.clone())].into_iter().collect();
