@@ -229,7 +229,8 @@ fi
 # 4. Installed: each file written beside its place and renamed over it.
 # put SOURCE MODE DEST
 put() {
-	mkdir -p "$(dirname "$3")"
+	# Folders it makes are 0755, as a package's are, whatever this script's umask.
+	(umask 022 && mkdir -p "$(dirname "$3")")
 	cp "$1" "$3.new"
 	chown 0:0 "$3.new"
 	chmod "$2" "$3.new"
@@ -240,8 +241,7 @@ if [ -e "$BIN" ]; then
 fi
 put "$tmp/lookout-agent" 0755 "$BIN"
 if [ "$write_config" = yes ]; then
-	mkdir -p "$CONF_DIR"
-	chmod 0755 "$CONF_DIR"
+	(umask 022 && mkdir -p "$CONF_DIR")
 	[ -z "$LOOKOUT_CA" ] || put "$tmp/ca.pem" 0644 "$CA_FILE"
 	put "$tmp/agent.env" 0600 "$ENV_FILE"
 	put "$tmp/agent.toml" 0644 "$CONF"
@@ -253,9 +253,11 @@ say "installed $BIN and $UNIT_FILE"
 
 # 5. Started, or a dry run of the start.
 if [ -d /run/systemd/system ] && command -v systemctl >/dev/null 2>&1; then
-	systemctl daemon-reload
-	systemctl enable --quiet lookout-agent.service
-	systemctl restart lookout-agent.service
+	systemctl daemon-reload || die "systemctl daemon-reload failed (its message above)"
+	systemctl enable --quiet lookout-agent.service ||
+		die "systemctl enable lookout-agent failed (its message above)"
+	systemctl restart lookout-agent.service ||
+		die "lookout-agent is installed but did not start: journalctl -u lookout-agent says why"
 	say "lookout-agent is running: systemctl status lookout-agent; journalctl -u lookout-agent"
 else
 	say "systemd is not running here (a chroot or a container): lookout-agent is installed, not started"

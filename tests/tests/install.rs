@@ -304,6 +304,8 @@ async fn one_command_installs_enrols_and_upgrades_an_agent_in_a_debian_root() {
         std::fs::read(at(&root, "/usr/local/bin/lookout-agent")).unwrap() == agent_bytes,
         "the installed binary is target/debug/lookout-agent"
     );
+    assert_eq!(mode_owner(&root, "/etc/lookout"), (0o755, 0, 0));
+    assert_eq!(mode_owner(&root, "/etc/systemd/system"), (0o755, 0, 0));
     assert_eq!(mode_owner(&root, "/etc/lookout/agent.toml"), (0o644, 0, 0));
     assert_eq!(mode_owner(&root, "/etc/lookout/agent.env"), (0o600, 0, 0));
     assert_eq!(
