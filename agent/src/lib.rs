@@ -207,6 +207,9 @@ pub fn merge(local: &[CheckConfig], assigned: Vec<CheckConfig>) -> Vec<CheckConf
     out
 }
 
+/// When the first host metrics sample is taken after the start (at most `interval`).
+const FIRST_HOST_SAMPLE: Duration = Duration::from_secs(1);
+
 pub(crate) async fn host_metrics(
     cfg: HostMetricsConfig,
     spool: Arc<Spool>,
@@ -221,10 +224,13 @@ pub(crate) async fn host_metrics(
             return;
         }
     };
-    let mut ticks = tokio::time::interval(interval);
+    // CPU usage needs two readings, the collector's creation the first: the first sample comes
+    // a second after it (its CPU figures over that second), then one every interval. A server
+    // just installed shows as up within a couple of seconds of its agent's start, not an
+    // interval later (docs/deployment.md, "One command per server").
+    let first = tokio::time::Instant::now() + FIRST_HOST_SAMPLE.min(interval);
+    let mut ticks = tokio::time::interval_at(first, interval);
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    // The first tick is immediate: CPU usage needs two readings, so skip that one.
-    ticks.tick().await;
     loop {
         tokio::select! {
             () = stop.cancelled() => return,
