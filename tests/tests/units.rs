@@ -265,8 +265,11 @@ fn state_dir(parent: &Path, uid: u32) -> PathBuf {
     state
 }
 
-/// Runs the shell `script` as PID 1 of a PID and mount namespace of its own (killed with the
-/// test), with `env` added, its stderr collected.
+/// Runs the shell `script` as PID 1 of a PID and mount namespace of its own, with `env` added,
+/// its stderr collected. The script must stay PID 1 and start the daemon as its child (not
+/// `exec` it): `--kill-child` kills PID 1 when the test drops `unshare`, and the kernel then
+/// kills every process of the namespace; an `exec`'d daemon would outlive the test, as
+/// `setpriv`'s change of user clears the death signal `--kill-child` set.
 fn sandboxed(script: &str, env: &[(&str, &str)]) -> lookout_tests::Daemon {
     lookout_tests::Daemon::start(
         Path::new("/usr/bin/unshare"),
@@ -380,8 +383,9 @@ async fn the_agent_ships_host_metrics_logs_and_icmp_under_its_units_privileges()
 
     let script = format!(
         "mount -t proc -o hidepid=invisible proc /proc && umask 077 && \
-         exec setpriv --reuid={UID} --regid={UID} --groups={groups} --inh-caps=-all,{caps} \
-         --ambient-caps=-all,{caps} --bounding-set=-all,{caps} --no-new-privs -- {agent} --config {config}",
+         {{ setpriv --reuid={UID} --regid={UID} --groups={groups} --inh-caps=-all,{caps} \
+         --ambient-caps=-all,{caps} --bounding-set=-all,{caps} --no-new-privs -- {agent} --config {config} & \
+         wait; }}",
         agent = lookout_tests::bin("lookout-agent").display(),
         config = config.display(),
     );
@@ -465,8 +469,9 @@ async fn the_collector_serves_and_stores_under_its_units_privileges() {
     std::fs::set_permissions(&config, std::fs::Permissions::from_mode(0o644)).unwrap();
     let script = format!(
         "mount -t proc -o hidepid=invisible proc /proc && umask 077 && cd {state} && \
-         exec setpriv --reuid={UID} --regid={UID} --clear-groups --inh-caps=-all \
-         --ambient-caps=-all --bounding-set=-all --no-new-privs -- {bin} --config {config}",
+         {{ setpriv --reuid={UID} --regid={UID} --clear-groups --inh-caps=-all \
+         --ambient-caps=-all --bounding-set=-all --no-new-privs -- {bin} --config {config} & \
+         wait; }}",
         state = state.display(),
         bin = lookout_tests::bin("lookout-collector").display(),
         config = config.display(),
