@@ -12,7 +12,7 @@
 //!   0600, and, with no systemd running, the dry run of the start;
 //! - the agent started as the unit would start it (its `ExecStart`, with its
 //!   `EnvironmentFile`) is up in the hosts API within 10 s of the command finishing (measured,
-//!   printed; docs/deployment.md quotes it);
+//!   printed; docs/deployment.md quotes it), and listed on the admin pages' `/admin/hosts`;
 //! - run again against a collector serving a new binary, it upgrades in place: the binary is
 //!   the new one, the configuration, credential and spool are as they were, and the agent
 //!   ships again under the same name.
@@ -35,6 +35,7 @@ use lookout_tests::deploy::debian_root;
 use lookout_tests::{Daemon, READ_TOKEN, bin, eventually, get_json};
 
 const ENROL: &str = "install-fleet-enrol-token-0123456789";
+const ADMIN: &str = "install-admin-token-0123456789abcdef";
 const WAIT: Duration = Duration::from_secs(30);
 const UNIT: &str = include_str!("../../deploy/lookout-agent.service");
 
@@ -42,7 +43,7 @@ const UNIT: &str = include_str!("../../deploy/lookout-agent.service");
 fn collector_config(dir: &Path, port: u16, install: Option<&str>) -> String {
     let mut c = format!(
         "[server]\nlisten = \"127.0.0.1:{port}\"\ndata_dir = \"{}\"\nread_tokens = [\"{READ_TOKEN}\"]\n\
-         [enrollment]\ntoken = \"{ENROL}\"\n",
+         admin_token = \"{ADMIN}\"\n[enrollment]\ntoken = \"{ENROL}\"\n",
         dir.join("data").display()
     );
     if let Some(body) = install {
@@ -123,6 +124,33 @@ async fn host(base: &str, name: &str) -> serde_json::Value {
         .as_array()
         .and_then(|a| a.iter().find(|h| h["name"] == name).cloned())
         .unwrap_or(serde_json::Value::Null)
+}
+
+/// The admin pages' hosts list, as a person logged in with the admin token sees it.
+async fn admin_hosts_page(base: &str) -> String {
+    let client = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let login = client
+        .post(format!("{base}/login"))
+        .header("origin", base)
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(format!("token={ADMIN}&next=%2Fadmin%2Fhosts"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(login.status(), 303, "the admin login was refused");
+    let cookie = login.headers()["set-cookie"].to_str().unwrap();
+    let cookie = cookie.split(';').next().unwrap().to_string();
+    let page = client
+        .get(format!("{base}/admin/hosts"))
+        .header("cookie", cookie)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(page.status(), 200);
+    page.text().await.unwrap()
 }
 
 /// Starts the agent as systemd would start the installed unit: its `ExecStart`, with the
@@ -281,6 +309,12 @@ async fn one_command_installs_enrols_and_upgrades_an_agent_in_a_debian_root() {
         agent.log_text()
     );
     assert_eq!(up["origin"], "enrolled");
+    // And where a person sees it: the admin pages' hosts list.
+    let page = admin_hosts_page(&base).await;
+    assert!(
+        page.contains(">web-1<") && page.contains("enrolled"),
+        "web-1 is not on /admin/hosts:\n{page}"
+    );
     assert_eq!(up["claimed_labels"]["role"], "web");
     assert_eq!(up["claimed_labels"]["zone"], "a");
 
