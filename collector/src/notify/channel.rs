@@ -1,25 +1,25 @@
 //! A configured channel, built from its `[[channels]]` entry: the one place that knows the
-//! three kinds. The senders' shared helpers are not here but in [`super::format`] (the human
-//! forms of times, durations and labels) and [`super::http`] (answers, retries and secrets of
-//! the HTTP channels), so that a channel's module imports its helpers and this one imports the
-//! channels, and nothing goes round in a circle.
+//! kinds. Email speaks SMTP; every other kind is an [`HttpChannel`], a payload builder (the
+//! kind's module) and an endpoint ([`super::endpoint`]). The senders' shared helpers are not
+//! here but in [`super::format`] (the human forms of times, durations and labels),
+//! [`super::endpoint`] and [`super::http`] (requests, answers, retries and secrets of the HTTP
+//! channels), so that a channel's module imports its helpers and this one imports the channels,
+//! and nothing goes round in a circle.
 
 use lookout_config::{ChannelConfig, ChannelType};
 
 use super::email::EmailChannel;
+use super::endpoint::HttpChannel;
 use super::message::{Message, SendError};
-use super::slack::SlackChannel;
-use super::webhook::WebhookChannel;
+use super::{slack, webhook};
 
 /// A channel ready to send: one per `[[channels]]` entry.
 #[derive(Debug)]
 pub enum Channel {
     /// Email over SMTP.
     Email(EmailChannel),
-    /// A Slack incoming webhook.
-    Slack(SlackChannel),
-    /// A JSON POST to any URL.
-    Webhook(WebhookChannel),
+    /// A channel over HTTP (Slack, webhook).
+    Http(HttpChannel),
 }
 
 impl Channel {
@@ -28,8 +28,8 @@ impl Channel {
     pub fn build(cfg: &ChannelConfig, http: reqwest::Client) -> Result<Channel, String> {
         Ok(match cfg.kind {
             ChannelType::Email => Channel::Email(EmailChannel::new(cfg)?),
-            ChannelType::Slack => Channel::Slack(SlackChannel::new(cfg, http)?),
-            ChannelType::Webhook => Channel::Webhook(WebhookChannel::new(cfg, http)?),
+            ChannelType::Slack => Channel::Http(slack::channel(cfg, http)?),
+            ChannelType::Webhook => Channel::Http(webhook::channel(cfg, http)?),
         })
     }
 
@@ -40,8 +40,7 @@ impl Channel {
         }
         match self {
             Channel::Email(c) => c.send(msg).await,
-            Channel::Slack(c) => c.send(msg).await,
-            Channel::Webhook(c) => c.send(msg).await,
+            Channel::Http(c) => c.send(msg).await,
         }
     }
 
@@ -49,8 +48,16 @@ impl Channel {
     pub fn name(&self) -> &str {
         match self {
             Channel::Email(c) => c.name(),
-            Channel::Slack(c) => c.name(),
-            Channel::Webhook(c) => c.name(),
+            Channel::Http(c) => c.name(),
+        }
+    }
+
+    /// True when the peer keeps a triggered alert open until it is resolved (PagerDuty):
+    /// `notify-test` then resolves its test alert.
+    pub fn keeps_alerts_open(&self) -> bool {
+        match self {
+            Channel::Email(_) => false,
+            Channel::Http(c) => c.keeps_alerts_open(),
         }
     }
 }

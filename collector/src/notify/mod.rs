@@ -1,13 +1,15 @@
 //! Notifications: which channels an alert goes to ([`route`]: routes, groups, maintenance
-//! windows), what is sent ([`message`]), how ([`Channel`]: [`email`] over SMTP, [`slack`]
-//! through an incoming webhook, [`webhook`] as a signed JSON POST, with what they share in
-//! [`format`] and [`http`]), and the worker that delivers the outbox ([`worker`]).
+//! windows), what is sent ([`message`]), how ([`Channel`]: [`email`] over SMTP; over HTTP,
+//! each a payload builder on the shared [`endpoint`], [`slack`] through an incoming webhook and
+//! [`webhook`] as a signed JSON POST; with what they share in [`format`] and [`http`]), and the
+//! worker that delivers the outbox ([`worker`]).
 //!
 //! Rule evaluation queues notes in the store's outbox in the same transaction as the alert
 //! transition they announce; the worker sends them. See docs/alerting.md, "Notifications".
 
 pub mod channel;
 pub mod email;
+pub mod endpoint;
 pub(crate) mod format;
 pub(crate) mod http;
 pub mod message;
@@ -19,6 +21,7 @@ pub mod worker;
 use std::sync::Arc;
 
 pub use channel::Channel;
+pub use endpoint::HttpChannel;
 pub use message::{AlertNote, Message, NoteKind, SendError};
 pub use route::Router;
 pub use worker::Worker;
@@ -93,7 +96,17 @@ pub async fn send_test(
         digest: false,
     };
     let started = std::time::Instant::now();
-    match channel.send(&msg).await {
+    let mut sent = channel.send(&msg).await;
+    if sent.is_ok() && channel.keeps_alerts_open() {
+        // An incident tool keeps the test alert open until it is resolved: resolve it.
+        let mut resolved = msg.clone();
+        for note in &mut resolved.alerts {
+            note.kind = NoteKind::Resolved;
+            note.resolved_at = Some(crate::clock::now());
+        }
+        sent = channel.send(&resolved).await;
+    }
+    match sent {
         Ok(()) => Ok(format!(
             "sent a test message through {name} ({}) in {} ms",
             cfg.kind.as_str(),

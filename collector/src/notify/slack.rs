@@ -11,14 +11,11 @@
 //! not, and their body says why (`invalid_blocks`, `no_service`). Error text never holds the
 //! webhook URL, which is the credential.
 
-use std::fmt;
-use std::time::Duration;
-
 use lookout_config::ChannelConfig;
 use serde_json::{Value, json};
 
+use super::endpoint::{Endpoint, HttpChannel, Payload, Post};
 use super::format::{color, human_duration, human_time, label_list, web_link};
-use super::http::{body_snippet, http_outcome, request_error, url_secrets};
 use super::message::{AlertNote, Message, NoteKind, SendError};
 
 /// The most blocks Slack takes in one message.
@@ -28,65 +25,22 @@ pub const MAX_HEADER_CHARS: usize = 150;
 /// The most characters of a section block's text.
 pub const MAX_SECTION_CHARS: usize = 3000;
 
-/// Sends messages to one Slack incoming webhook.
-pub struct SlackChannel {
-    name: String,
-    url: reqwest::Url,
-    http: reqwest::Client,
-    timeout: Duration,
-    secrets: Vec<String>,
+/// Builds the channel from a `slack` entry (`webhook_url`, `timeout`).
+pub fn channel(cfg: &ChannelConfig, http: reqwest::Client) -> Result<HttpChannel, String> {
+    let endpoint = Endpoint::new(cfg, http, "webhook_url", cfg.webhook_url.as_deref(), None)?;
+    Ok(HttpChannel::new(cfg, endpoint, Slack))
 }
 
-impl fmt::Debug for SlackChannel {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("SlackChannel")
-            .field("name", &self.name)
-            .finish_non_exhaustive()
-    }
-}
+/// Slack's payload builder: one message, one request.
+struct Slack;
 
-impl SlackChannel {
-    /// Builds the channel from a `slack` entry (`webhook_url`, `timeout`).
-    pub fn new(cfg: &ChannelConfig, http: reqwest::Client) -> Result<Self, String> {
-        let raw = cfg.webhook_url.as_deref().ok_or("webhook_url: required")?;
-        let url =
-            reqwest::Url::parse(raw).map_err(|e| format!("webhook_url: not a valid URL: {e}"))?;
-        if !matches!(url.scheme(), "http" | "https") {
-            return Err("webhook_url: expected an http:// or https:// URL".into());
-        }
-        Ok(Self {
-            name: cfg.name.clone(),
-            secrets: url_secrets(&url, None),
-            url,
-            http,
-            timeout: cfg.timeout,
-        })
+impl Payload for Slack {
+    fn peer(&self) -> &'static str {
+        "Slack"
     }
 
-    /// The channel's configured name.
-    pub fn name(&self) -> &str {
-        &self.name
-    }
-
-    /// POSTs `msg` as [`payload`] describes.
-    pub async fn send(&self, msg: &Message) -> Result<(), SendError> {
-        let resp = self
-            .http
-            .post(self.url.clone())
-            .timeout(self.timeout)
-            .json(&payload(msg))
-            .send()
-            .await
-            .map_err(|e| request_error("Slack", e, self.timeout, &self.secrets))?;
-        let status = resp.status();
-        let headers = resp.headers().clone();
-        let body = body_snippet(resp, &self.secrets).await;
-        http_outcome("Slack", status, &headers, &body)?;
-        if body != "ok" {
-            // Delivered all the same (a Slack-compatible server words it differently).
-            tracing::debug!(channel = %self.name, answer = %body, "Slack answered 2xx without \"ok\"");
-        }
-        Ok(())
+    fn posts(&self, msg: &Message) -> Result<Vec<Post>, SendError> {
+        Ok(vec![Post::json(&payload(msg))?])
     }
 }
 

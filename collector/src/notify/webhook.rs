@@ -41,16 +41,13 @@
 //! 2xx: delivered. 429 (with `Retry-After`, seconds or a date), 408 and 5xx: retried. Other 4xx
 //! and 3xx: given up. Error text never holds the URL (it may carry a token) or the secret.
 
-use std::fmt;
-use std::time::Duration;
-
 use hmac::{Hmac, KeyInit, Mac};
 use lookout_config::ChannelConfig;
 use reqwest::header::{CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue};
 use serde::Serialize;
 use sha2::Sha256;
 
-use super::http::{body_snippet, http_outcome, request_error, url_secrets};
+use super::endpoint::{self, Endpoint, HttpChannel, Post};
 use super::message::{AlertNote, Message, PAYLOAD_VERSION, SendError};
 
 /// The header that carries the body's signature.
@@ -96,98 +93,61 @@ pub fn signature(secret: &[u8], body: &[u8]) -> String {
     out
 }
 
-/// POSTs messages to one URL.
-pub struct WebhookChannel {
-    name: String,
-    url: reqwest::Url,
-    http: reqwest::Client,
-    timeout: Duration,
-    headers: HeaderMap,
+/// Builds the channel from a `webhook` entry (`url`, `secret`, `headers`, `timeout`).
+/// `Content-Type`, `Content-Length`, `Host` and the signature header are Lookout's to set.
+pub fn channel(cfg: &ChannelConfig, http: reqwest::Client) -> Result<HttpChannel, String> {
+    let endpoint = Endpoint::new(cfg, http, "url", cfg.url.as_deref(), None)?;
+    if cfg.secret.as_deref() == Some("") {
+        return Err("secret: is empty".into());
+    }
+    let mut headers = HeaderMap::new();
+    for (name, value) in &cfg.headers {
+        let name = HeaderName::from_bytes(name.as_bytes())
+            .map_err(|_| format!("headers: {name:?} is not a valid header name"))?;
+        if [
+            CONTENT_TYPE,
+            reqwest::header::CONTENT_LENGTH,
+            reqwest::header::HOST,
+            HeaderName::from_static(SIGNATURE_HEADER),
+        ]
+        .contains(&name)
+        {
+            return Err(format!("headers: {name} is set by Lookout"));
+        }
+        // The value may be a credential: not repeated, and hidden from Debug output.
+        let mut value = HeaderValue::from_str(value)
+            .map_err(|_| format!("headers: the value of {name} is not a valid header value"))?;
+        value.set_sensitive(true);
+        headers.insert(name, value);
+    }
+    let mut endpoint = endpoint.headers(headers);
+    if let Some(secret) = &cfg.secret {
+        endpoint = endpoint.secret(secret);
+    }
+    let payload = Webhook {
+        secret: cfg.secret.clone(),
+    };
+    Ok(HttpChannel::new(cfg, endpoint, payload))
+}
+
+/// The webhook's payload builder: [`Payload`], signed when a secret is set.
+struct Webhook {
     secret: Option<String>,
-    secrets: Vec<String>,
 }
 
-impl fmt::Debug for WebhookChannel {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("WebhookChannel")
-            .field("name", &self.name)
-            .field("signed", &self.secret.is_some())
-            .finish_non_exhaustive()
-    }
-}
-
-impl WebhookChannel {
-    /// Builds the channel from a `webhook` entry (`url`, `secret`, `headers`, `timeout`).
-    /// `Content-Type`, `Content-Length`, `Host` and the signature header are Lookout's to set.
-    pub fn new(cfg: &ChannelConfig, http: reqwest::Client) -> Result<Self, String> {
-        let raw = cfg.url.as_deref().ok_or("url: required")?;
-        let url = reqwest::Url::parse(raw).map_err(|e| format!("url: not a valid URL: {e}"))?;
-        if !matches!(url.scheme(), "http" | "https") {
-            return Err("url: expected an http:// or https:// URL".into());
-        }
-        if cfg.secret.as_deref() == Some("") {
-            return Err("secret: is empty".into());
-        }
-        let mut headers = HeaderMap::new();
-        for (name, value) in &cfg.headers {
-            let name = HeaderName::from_bytes(name.as_bytes())
-                .map_err(|_| format!("headers: {name:?} is not a valid header name"))?;
-            if [
-                CONTENT_TYPE,
-                reqwest::header::CONTENT_LENGTH,
-                reqwest::header::HOST,
-                HeaderName::from_static(SIGNATURE_HEADER),
-            ]
-            .contains(&name)
-            {
-                return Err(format!("headers: {name} is set by Lookout"));
-            }
-            // The value may be a credential: not repeated, and hidden from Debug output.
-            let mut value = HeaderValue::from_str(value)
-                .map_err(|_| format!("headers: the value of {name} is not a valid header value"))?;
-            value.set_sensitive(true);
-            headers.insert(name, value);
-        }
-        headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
-        Ok(Self {
-            name: cfg.name.clone(),
-            secrets: url_secrets(&url, cfg.secret.as_deref()),
-            url,
-            http,
-            timeout: cfg.timeout,
-            headers,
-            secret: cfg.secret.clone(),
-        })
+impl endpoint::Payload for Webhook {
+    fn peer(&self) -> &'static str {
+        "webhook"
     }
 
-    /// The channel's configured name.
-    pub fn name(&self) -> &str {
-        &self.name
-    }
-
-    /// POSTs `msg` as [`Payload`], signed when a secret is set.
-    pub async fn send(&self, msg: &Message) -> Result<(), SendError> {
-        let body = serde_json::to_vec(&Payload::new(msg))
-            .map_err(|e| SendError::Permanent(format!("cannot encode the payload: {e}")))?;
-        let mut headers = self.headers.clone();
+    fn posts(&self, msg: &Message) -> Result<Vec<Post>, SendError> {
+        let mut post = Post::json(&Payload::new(msg))?;
         if let Some(secret) = &self.secret {
-            let value = HeaderValue::from_str(&signature(secret.as_bytes(), &body))
-                .expect("hex is a valid header value");
-            headers.insert(SIGNATURE_HEADER, value);
+            let value = HeaderValue::from_str(&signature(secret.as_bytes(), &post.body))
+                .map_err(|e| SendError::Permanent(format!("cannot sign the payload: {e}")))?;
+            post.headers.insert(SIGNATURE_HEADER, value);
         }
-        let resp = self
-            .http
-            .post(self.url.clone())
-            .timeout(self.timeout)
-            .headers(headers)
-            .body(body)
-            .send()
-            .await
-            .map_err(|e| request_error("webhook", e, self.timeout, &self.secrets))?;
-        let status = resp.status();
-        let answer_headers = resp.headers().clone();
-        let snippet = body_snippet(resp, &self.secrets).await;
-        http_outcome("webhook", status, &answer_headers, &snippet)
+        Ok(vec![post])
     }
 }
 
