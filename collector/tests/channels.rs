@@ -1,11 +1,13 @@
-//! The three channel senders against peers on loopback: a webhook receiver we control, a strict
-//! fake of Slack's incoming webhook (Slack itself cannot be reached from here), and a real SMTP
-//! server (aiosmtpd, in a child process).
+//! The channel senders against peers on loopback: a webhook receiver we control, strict fakes
+//! of Slack's incoming webhook and PagerDuty's Events API v2 (neither can be reached from
+//! here), and a real SMTP server (aiosmtpd, in a child process).
 
 mod support;
 
 #[path = "channels/email.rs"]
 mod email;
+#[path = "channels/pagerduty.rs"]
+mod pagerduty;
 #[path = "channels/slack.rs"]
 mod slack;
 #[path = "channels/webhook.rs"]

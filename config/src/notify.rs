@@ -1,4 +1,4 @@
-//! Where alerts go: `[[channels]]` (email, Slack, webhook), `[[routes]]` that pick channels by
+//! Where alerts go: `[[channels]]` (email, Slack, webhook, PagerDuty), `[[routes]]` that pick channels by
 //! an alert's labels, `[[maintenance]]` windows that hold notifications back, and
 //! `[alerting]` settings.
 
@@ -22,6 +22,8 @@ pub enum ChannelType {
     Slack,
     /// A JSON POST to any URL, signed with HMAC-SHA256 when `secret` is set.
     Webhook,
+    /// PagerDuty's Events API v2: trigger and resolve by `dedup_key`.
+    Pagerduty,
 }
 
 impl ChannelType {
@@ -31,6 +33,7 @@ impl ChannelType {
             ChannelType::Email => "email",
             ChannelType::Slack => "slack",
             ChannelType::Webhook => "webhook",
+            ChannelType::Pagerduty => "pagerduty",
         }
     }
 }
@@ -43,11 +46,12 @@ impl ChannelType {
 pub struct ChannelConfig {
     /// Unique name, used by routes.
     pub name: String,
-    /// `email`, `slack` or `webhook`.
+    /// `email`, `slack`, `webhook` or `pagerduty`.
     #[serde(rename = "type")]
     pub kind: ChannelType,
     /// email: lettre's SMTP URL (`smtp://user:pass@host:587?tls=required`, `smtps://` for
     /// implicit TLS, plain `smtp://host:25` for a local relay). webhook: the URL to POST to.
+    /// pagerduty: the Events API v2 endpoint, default `https://events.pagerduty.com/v2/enqueue`.
     #[serde(default)]
     pub url: Option<String>,
     /// email: the sender, `Name <address>` or an address.
@@ -62,6 +66,9 @@ pub struct ChannelConfig {
     /// webhook: the HMAC-SHA256 key; the signature goes in `X-Lookout-Signature`.
     #[serde(default)]
     pub secret: Option<String>,
+    /// pagerduty: the integration's routing key (Events API v2); write `"${VAR}"`.
+    #[serde(default)]
+    pub routing_key: Option<String>,
     /// webhook: extra request headers (an `Authorization` for the receiver, say).
     #[serde(default)]
     pub headers: BTreeMap<String, String>,
@@ -85,6 +92,7 @@ impl fmt::Debug for ChannelConfig {
             .field("to", &self.to)
             .field("webhook_url", &hidden(&self.webhook_url))
             .field("secret", &hidden(&self.secret))
+            .field("routing_key", &hidden(&self.routing_key))
             .field("headers", &self.headers.keys().collect::<Vec<_>>())
             .field("timeout", &self.timeout)
             .field("max_per_minute", &self.max_per_minute)
@@ -111,6 +119,7 @@ impl ChannelConfig {
             ChannelType::Email => &["url", "from", "to"],
             ChannelType::Slack => &["webhook_url"],
             ChannelType::Webhook => &["url", "secret", "headers"],
+            ChannelType::Pagerduty => &["url", "routing_key"],
         };
         let set = [
             ("url", self.url.is_some()),
@@ -119,6 +128,7 @@ impl ChannelConfig {
             ("webhook_url", self.webhook_url.is_some()),
             ("secret", self.secret.is_some()),
             ("headers", !self.headers.is_empty()),
+            ("routing_key", self.routing_key.is_some()),
         ];
         for (key, present) in set {
             if present && !allowed.contains(&key) {
@@ -172,6 +182,21 @@ impl ChannelConfig {
                     }
                 }
             },
+            ChannelType::Pagerduty => {
+                if let Some(p) = self.url.as_deref().and_then(http_url_problem) {
+                    out.push(("url", p));
+                }
+                match self.routing_key.as_deref() {
+                    None => out.push(("routing_key", "required: write \"${VAR}\"".into())),
+                    Some("") => out.push(("routing_key", "is empty (an unset ${VAR}?)".into())),
+                    Some(k) if k.len() > 64 || !k.chars().all(|c| c.is_ascii_alphanumeric()) => out
+                        .push((
+                            "routing_key",
+                            "expected an integration key: letters and digits, 32 of them".into(),
+                        )),
+                    _ => {}
+                }
+            }
         }
         if self.secret.as_deref() == Some("") {
             out.push(("secret", "is empty (an unset ${VAR}?)".into()));

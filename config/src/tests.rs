@@ -1068,3 +1068,65 @@ fn an_agent_asks_for_its_lifecycle_only_when_it_enrols() {
     .to_string();
     assert!(errs.contains("lifecycle"), "{errs}");
 }
+
+#[test]
+fn a_pagerduty_channel_takes_its_routing_key_from_the_environment() {
+    let text = r#"
+[[channels]]
+name = "pd"
+type = "pagerduty"
+routing_key = "${PD_ROUTING_KEY}"
+
+[[channels]]
+name = "pd-eu"
+type = "pagerduty"
+routing_key = "${PD_ROUTING_KEY}"
+url = "https://events.eu.pagerduty.com/v2/enqueue"
+"#;
+    let env =
+        |k: &str| (k == "PD_ROUTING_KEY").then(|| "R0123456789abcdef0123456789abcde".to_string());
+    let c = CollectorConfig::parse(Path::new("c.toml"), text, &env).unwrap();
+    assert_eq!(c.channels[0].kind, crate::ChannelType::Pagerduty);
+    assert_eq!(
+        c.channels[0].routing_key.as_deref(),
+        Some("R0123456789abcdef0123456789abcde")
+    );
+    assert_eq!(c.channels[0].url, None);
+    assert!(!format!("{c:?}").contains("R0123456789abcdef"));
+    // Unset, empty, malformed, or a key of another type: each said where it is.
+    let err = CollectorConfig::parse(Path::new("c.toml"), text, &no_env).unwrap_err();
+    assert!(err.to_string().contains("PD_ROUTING_KEY"), "{err}");
+    let bad = r#"
+[[channels]]
+name = "a"
+type = "pagerduty"
+
+[[channels]]
+name = "b"
+type = "pagerduty"
+routing_key = ""
+
+[[channels]]
+name = "c"
+type = "pagerduty"
+routing_key = "not a key; SECRETISH"
+url = "ftp://x"
+
+[[channels]]
+name = "d"
+type = "pagerduty"
+routing_key = "abc"
+webhook_url = "https://x/"
+"#;
+    let all = collector(bad).unwrap_err().to_string();
+    for want in [
+        "channels[0].routing_key: required",
+        "channels[1].routing_key: is empty",
+        "channels[2].routing_key: expected an integration key",
+        "channels[2].url: expected an http:// or https:// URL",
+        "channels[3].webhook_url: not a setting of pagerduty channels",
+    ] {
+        assert!(all.contains(want), "{want:?} not in {all}");
+    }
+    assert!(!all.contains("SECRETISH"), "{all}");
+}

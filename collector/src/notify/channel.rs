@@ -11,14 +11,14 @@ use lookout_config::{ChannelConfig, ChannelType};
 use super::email::EmailChannel;
 use super::endpoint::HttpChannel;
 use super::message::{Message, SendError};
-use super::{slack, webhook};
+use super::{pagerduty, slack, webhook};
 
 /// A channel ready to send: one per `[[channels]]` entry.
 #[derive(Debug)]
 pub enum Channel {
     /// Email over SMTP.
     Email(EmailChannel),
-    /// A channel over HTTP (Slack, webhook).
+    /// A channel over HTTP (Slack, webhook, PagerDuty).
     Http(HttpChannel),
 }
 
@@ -30,6 +30,7 @@ impl Channel {
             ChannelType::Email => Channel::Email(EmailChannel::new(cfg)?),
             ChannelType::Slack => Channel::Http(slack::channel(cfg, http)?),
             ChannelType::Webhook => Channel::Http(webhook::channel(cfg, http)?),
+            ChannelType::Pagerduty => Channel::Http(pagerduty::channel(cfg, http)?),
         })
     }
 

@@ -1,8 +1,8 @@
 //! Notifications: which channels an alert goes to ([`route`]: routes, groups, maintenance
 //! windows), what is sent ([`message`]), how ([`Channel`]: [`email`] over SMTP; over HTTP,
-//! each a payload builder on the shared [`endpoint`], [`slack`] through an incoming webhook and
-//! [`webhook`] as a signed JSON POST; with what they share in [`format`] and [`http`]), and the
-//! worker that delivers the outbox ([`worker`]).
+//! each a payload builder on the shared [`endpoint`]: [`slack`] through an incoming webhook,
+//! [`webhook`] as a signed JSON POST, [`pagerduty`] as Events API v2 events; with what they
+//! share in [`format`] and [`http`]), and the worker that delivers the outbox ([`worker`]).
 //!
 //! Rule evaluation queues notes in the store's outbox in the same transaction as the alert
 //! transition they announce; the worker sends them. See docs/alerting.md, "Notifications".
@@ -13,6 +13,7 @@ pub mod endpoint;
 pub(crate) mod format;
 pub(crate) mod http;
 pub mod message;
+pub mod pagerduty;
 pub mod route;
 pub mod slack;
 pub mod webhook;

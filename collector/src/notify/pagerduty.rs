@@ -1,0 +1,193 @@
+//! The PagerDuty channel: PagerDuty's Events API v2, one event per note, POSTed to
+//! `https://events.pagerduty.com/v2/enqueue` (or the channel's `url`).
+//!
+//! A firing note (and a reminder) is a `trigger`, a resolved note a `resolve`, both with the
+//! alert's `dedup_key`: its fingerprint (rule and labels), stable for the alert's life, so a
+//! reminder or a retried trigger joins the open PagerDuty alert instead of opening another, and
+//! the resolve closes it. A fingerprint longer than PagerDuty's 255 characters is replaced by
+//! `lookout:sha256:` and its hash. After a resolve, the next trigger with the key opens a new
+//! alert, as PagerDuty documents.
+//!
+//! A trigger's `payload`: `summary` (what is wrong in words, at most 1,024 characters, `…`
+//! marking a cut), `source` (the check, heartbeat or agent), `severity` (the alert's `severity`
+//! label mapped: [`severity`]), `timestamp` (when it fired), `class` (the rule), `group` (the
+//! `group` label, when there is one), and `custom_details` (the whole summary, the labels, the
+//! fingerprint, when it fired); `links` holds the status page's link when `[server]
+//! public_url` is set, and `client` is `Lookout`.
+//!
+//! PagerDuty answers 202; 429 and 5xx are retried through the outbox (with `Retry-After` when
+//! it sends one); 400 (`invalid event`) is given up. A grouped message is several events, sent
+//! in order: a failure retries the message, and the events that had gone through are sent
+//! again and deduplicated by their key. Error text never holds the routing key.
+
+use lookout_config::ChannelConfig;
+use serde_json::{Map, Value, json};
+use sha2::{Digest, Sha256};
+
+use super::endpoint::{Endpoint, HttpChannel, Payload, Post};
+use super::format::{label_list, web_link};
+use super::message::{AlertNote, Message, NoteKind, SendError};
+
+/// PagerDuty's endpoint for alert events.
+pub const DEFAULT_URL: &str = "https://events.pagerduty.com/v2/enqueue";
+/// The most characters of `payload.summary`.
+pub const MAX_SUMMARY_CHARS: usize = 1024;
+/// The most characters of `dedup_key`.
+pub const MAX_DEDUP_KEY_CHARS: usize = 255;
+/// The most characters of the summary repeated in `custom_details` (the whole event must stay
+/// well under PagerDuty's 512 KB).
+const MAX_DETAIL_CHARS: usize = 8192;
+
+/// Builds the channel from a `pagerduty` entry (`routing_key`, `url`, `timeout`).
+pub fn channel(cfg: &ChannelConfig, http: reqwest::Client) -> Result<HttpChannel, String> {
+    let key = match cfg.routing_key.as_deref() {
+        None => return Err("routing_key: required".into()),
+        Some("") => return Err("routing_key: is empty".into()),
+        Some(k) => k.to_string(),
+    };
+    let endpoint =
+        Endpoint::new(cfg, http, "url", cfg.url.as_deref(), Some(DEFAULT_URL))?.secret(&key);
+    Ok(HttpChannel::new(
+        cfg,
+        endpoint,
+        PagerDuty { routing_key: key },
+    ))
+}
+
+/// PagerDuty's payload builder: one event per note.
+struct PagerDuty {
+    routing_key: String,
+}
+
+impl Payload for PagerDuty {
+    fn peer(&self) -> &'static str {
+        "PagerDuty"
+    }
+
+    fn posts(&self, msg: &Message) -> Result<Vec<Post>, SendError> {
+        msg.alerts
+            .iter()
+            .map(|note| Post::json(&event(&self.routing_key, note)))
+            .collect()
+    }
+
+    fn keeps_alerts_open(&self) -> bool {
+        true
+    }
+}
+
+/// The Events API v2 event for one note (see the module's doc).
+pub fn event(routing_key: &str, note: &AlertNote) -> Value {
+    let dedup_key = dedup_key(&note.fingerprint);
+    if note.kind == NoteKind::Resolved {
+        return json!({
+            "routing_key": routing_key,
+            "event_action": "resolve",
+            "dedup_key": dedup_key,
+        });
+    }
+    let summary = if note.summary.trim().is_empty() {
+        format!("{} is failing", note.subject())
+    } else {
+        note.summary.clone()
+    };
+    let mut details = Map::new();
+    details.insert(
+        "summary".into(),
+        cut(&note.summary, MAX_DETAIL_CHARS).into(),
+    );
+    details.insert("labels".into(), label_list(&note.labels).into());
+    details.insert("fingerprint".into(), note.fingerprint.clone().into());
+    details.insert("fired_at".into(), note.fired_at.to_rfc3339().into());
+    if note.kind == NoteKind::Reminder {
+        details.insert("reminder".into(), true.into());
+    }
+    let mut payload = json!({
+        "summary": cut(&summary, MAX_SUMMARY_CHARS),
+        "source": if note.subject().is_empty() { "lookout" } else { note.subject() },
+        "severity": severity(note.labels.get("severity").map(String::as_str)),
+        "timestamp": note.fired_at.to_rfc3339(),
+        "class": note.rule,
+        "custom_details": details,
+    });
+    if let Some(group) = note.labels.get("group").filter(|g| !g.is_empty()) {
+        payload["group"] = group.clone().into();
+    }
+    let mut event = json!({
+        "routing_key": routing_key,
+        "event_action": "trigger",
+        "dedup_key": dedup_key,
+        "payload": payload,
+        "client": "Lookout",
+    });
+    if let Some(link) = web_link(note.link.as_deref()) {
+        event["links"] = json!([{"href": link, "text": "Open in Lookout"}]);
+    }
+    event
+}
+
+/// PagerDuty's severity for an alert's `severity` label: `critical` (also `fatal`, `page`),
+/// `error` (also `major`, `high`), `warning` (also `warn`, `minor`, `medium`), `info` (also
+/// `low`, `informational`); anything else, or no label, is `error`.
+pub fn severity(label: Option<&str>) -> &'static str {
+    match label.map(str::to_ascii_lowercase).as_deref() {
+        Some("critical" | "fatal" | "page") => "critical",
+        Some("warning" | "warn" | "minor" | "medium") => "warning",
+        Some("info" | "informational" | "low") => "info",
+        _ => "error",
+    }
+}
+
+/// The alert's `dedup_key`: its fingerprint, or `lookout:sha256:<hex>` of it when it is longer
+/// than PagerDuty takes (or empty).
+pub fn dedup_key(fingerprint: &str) -> String {
+    let n = fingerprint.chars().count();
+    if n > 0 && n <= MAX_DEDUP_KEY_CHARS {
+        return fingerprint.to_string();
+    }
+    let digest = Sha256::digest(fingerprint.as_bytes());
+    let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
+    format!("lookout:sha256:{hex}")
+}
+
+/// At most `max` characters, `…` marking a cut.
+fn cut(s: &str, max: usize) -> String {
+    if s.chars().count() <= max {
+        return s.to_string();
+    }
+    let mut out: String = s.chars().take(max - 1).collect();
+    out.push('…');
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dedup_keys_are_stable_and_within_the_limit() {
+        assert_eq!(dedup_key("uptime/api"), "uptime/api");
+        let long = "x".repeat(300);
+        let k = dedup_key(&long);
+        assert_eq!(k, dedup_key(&long));
+        assert_ne!(k, dedup_key(&"x".repeat(301)));
+        assert!(k.len() <= MAX_DEDUP_KEY_CHARS && k.starts_with("lookout:sha256:"));
+        assert_eq!(dedup_key(&"y".repeat(255)), "y".repeat(255));
+    }
+
+    #[test]
+    fn severities_map_to_pagerdutys_four() {
+        assert_eq!(severity(Some("critical")), "critical");
+        assert_eq!(severity(Some("Warning")), "warning");
+        assert_eq!(severity(Some("info")), "info");
+        assert_eq!(severity(Some("major")), "error");
+        assert_eq!(severity(Some("whatever")), "error");
+        assert_eq!(severity(None), "error");
+    }
+
+    #[test]
+    fn cuts_count_characters() {
+        assert_eq!(cut("ééé", 3), "ééé");
+        assert_eq!(cut("éééé", 3), "éé…");
+    }
+}
