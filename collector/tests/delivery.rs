@@ -1,7 +1,7 @@
-//! The outbox worker against real peers: an SMTP server that is down for a while, a Slack fake
-//! that answers 429 with Retry-After and then 500, storm control's digest, and a sender that
-//! dies holding a lease. Each notification must arrive exactly once. Rounds are driven with an
-//! explicit time, so nothing here waits for backoff.
+//! The outbox worker against real peers: an SMTP server that is down for a while, Slack and
+//! PagerDuty fakes that answer 429 with Retry-After and then 5xx, storm control's digest, and a
+//! sender that dies holding a lease. Each notification must arrive exactly once. Rounds are
+//! driven with an explicit time, so nothing here waits for backoff.
 
 mod support;
 
@@ -201,6 +201,53 @@ async fn slack_429_and_500_are_retried_after_the_wait_and_arrive_once() {
     // All three were the same, valid message.
     for r in &requests {
         assert_eq!(support::slack::validate(&r.body), Ok(()));
+        assert_eq!(r.body, requests[0].body);
+    }
+}
+
+/// PagerDuty through the outbox, its routing key from `${ENV}`: a 429 with `Retry-After` and a
+/// 502 are retried, and the trigger arrives, valid, with the same `dedup_key` each time.
+#[tokio::test]
+async fn pagerduty_429_and_502_are_retried_and_the_trigger_arrives_with_one_dedup_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path()).await;
+    let pd = support::pagerduty::start().await;
+    let toml = format!(
+        "[[channels]]\nname = \"pd\"\ntype = \"pagerduty\"\nrouting_key = \"${{PD_ROUTING_KEY}}\"\nurl = \"{}\"\n",
+        pd.url(support::pagerduty::PATH)
+    );
+    let env =
+        |k: &str| (k == "PD_ROUTING_KEY").then(|| support::pagerduty::ROUTING_KEY.to_string());
+    let config = CollectorConfig::parse(Path::new("t.toml"), &toml, &env).unwrap();
+    let w = Worker::new(
+        store.clone(),
+        lookout_collector::notify::senders(&config.channels),
+        std::time::Duration::from_secs(3600),
+        Arc::default(),
+        Arc::new(Metrics::default()),
+    );
+    pd.then_answer(Answer::new(429, r#"{"status":"throttle event"}"#).header("retry-after", "30"));
+    pd.then_answer(Answer::new(502, "bad gateway"));
+    let now = Utc::now();
+    let ids = queue(&store, "pd", &["api"], now).await;
+    w.round(now).await.unwrap();
+    let due = store.next_notification_due().await.unwrap().unwrap();
+    assert!(due >= now + Duration::seconds(29), "{due} vs {now}");
+    w.round(now + Duration::seconds(31)).await.unwrap();
+    assert_eq!(states(&store, ids[0]).await, [(DeliveryState::Pending, 2)]);
+    w.round(now + Duration::minutes(2)).await.unwrap();
+    assert_eq!(
+        states(&store, ids[0]).await,
+        [(DeliveryState::Delivered, 3)]
+    );
+    w.round(now + Duration::minutes(5)).await.unwrap();
+    let requests = pd.requests();
+    assert_eq!(requests.len(), 3);
+    for r in &requests {
+        assert_eq!(
+            support::pagerduty::validate(&r.body),
+            Ok("uptime/api".to_string())
+        );
         assert_eq!(r.body, requests[0].body);
     }
 }

@@ -109,8 +109,13 @@ pub async fn send_test(
     }
     match sent {
         Ok(()) => Ok(format!(
-            "sent a test message through {name} ({}) in {} ms",
+            "sent a test message through {name} ({}){} in {} ms",
             cfg.kind.as_str(),
+            if channel.keeps_alerts_open() {
+                " and resolved it"
+            } else {
+                ""
+            },
             started.elapsed().as_millis()
         )),
         Err(SendError::Retry { reason, after }) => Err(format!(

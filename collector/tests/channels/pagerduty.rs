@@ -206,7 +206,7 @@ async fn notify_test_triggers_and_resolves_a_test_alert() {
     let said = lookout_collector::notify::send_test(&channels, "pd")
         .await
         .unwrap();
-    assert!(said.contains("pd (pagerduty)"), "{said}");
+    assert!(said.contains("pd (pagerduty) and resolved it"), "{said}");
     let [t, r] = events(&peer).try_into().unwrap();
     assert_eq!(t["event_action"], "trigger");
     assert_eq!(r["event_action"], "resolve");
