@@ -317,6 +317,7 @@ async fn no_secret_reaches_a_log_line_an_api_answer_or_sentry() {
     const HMAC_KEY: &str = "HMACSECRET456";
     const SLACK_TOKEN: &str = "SLACKSECRET789";
     const SMTP_PASSWORD: &str = "SMTPSECRET321";
+    const PD_KEY: &str = "PDSECRET0123456789abcdef01234567";
     const ADMIN: &str = "ADMINSECRET-0123456789abcdef";
     const AGENT: &str = "AGENTSECRET-0123456789abcdef";
     const OLD_AGENT: &str = "OLDAGENTSECRET-0123456789ab";
@@ -334,6 +335,17 @@ async fn no_secret_reaches_a_log_line_an_api_answer_or_sentry() {
                 axum::routing::post(move |body: axum::body::Bytes| async move {
                     envelopes.lock().unwrap().extend_from_slice(&body);
                     StatusCode::OK
+                }),
+            )
+            .route(
+                // A PagerDuty that echoes the routing key of the event it refuses.
+                "/pd/v2/enqueue",
+                axum::routing::post(|body: String| async move {
+                    let event: serde_json::Value = serde_json::from_str(&body).unwrap_or_default();
+                    (
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        format!("refused routing_key={}", event["routing_key"]),
+                    )
                 }),
             )
             .route(
@@ -411,6 +423,12 @@ type = "slack"
 webhook_url = "http://127.0.0.1:{dead}/services/T0/B0/{SLACK_TOKEN}"
 
 [[channels]]
+name = "pd"
+type = "pagerduty"
+routing_key = "{PD_KEY}"
+url = "{hook}/pd/v2/enqueue"
+
+[[channels]]
 name = "mail"
 type = "email"
 url = "smtp://alerts:{SMTP_PASSWORD}@127.0.0.1:{smtp}"
@@ -418,7 +436,7 @@ from = "lookout@example.com"
 to = ["ops@example.com"]
 
 [[routes]]
-channels = ["pager", "gone", "slack", "mail"]
+channels = ["pager", "gone", "slack", "pd", "mail"]
 group_wait = "0s"
 
 [telemetry]
@@ -430,7 +448,7 @@ sentry_dsn = "{sentry_dsn}"
     let (collector, base) = start_collector(dir.path(), &config).unwrap();
     // Every channel has failed at least once, with its error recorded.
     let alerts = eventually(
-        "four failed deliveries",
+        "five failed deliveries",
         Duration::from_secs(30),
         || async {
             let j = get_json(&format!("{base}/api/v1/alerts?state=all")).await?;
@@ -441,7 +459,7 @@ sentry_dsn = "{sentry_dsn}"
                 .flat_map(|a| a["notifications"].as_array().cloned().unwrap_or_default())
                 .filter(|n| n["last_error"].is_string())
                 .count();
-            Ok((failed >= 4).then_some(j))
+            Ok((failed >= 5).then_some(j))
         },
     )
     .await
@@ -456,6 +474,12 @@ sentry_dsn = "{sentry_dsn}"
     // The errors still say what went wrong.
     assert!(errors.iter().any(|e| e.contains("500")), "{errors:?}");
     assert!(
+        errors
+            .iter()
+            .any(|e| e.contains("PagerDuty answered 503") && e.contains("routing_key")),
+        "{errors:?}"
+    );
+    assert!(
         errors.iter().any(|e| e.contains("SMTP 127.0.0.1")),
         "{errors:?}"
     );
@@ -468,7 +492,7 @@ sentry_dsn = "{sentry_dsn}"
     let kind = resp.headers()["content-type"].to_str().unwrap().to_string();
     assert!(kind.starts_with("text/plain; version=0.0.4"), "{kind}");
     let metrics = resp.text().await.unwrap();
-    for channel in ["pager", "slack", "mail"] {
+    for channel in ["pager", "slack", "pd", "mail"] {
         let line =
             format!(r#"lookout_notifications_total{{channel="{channel}",outcome="retry"}} "#);
         assert!(metrics.contains(&line), "{line} missing:\n{metrics}");
@@ -520,6 +544,7 @@ sentry_dsn = "{sentry_dsn}"
         HMAC_KEY,
         SLACK_TOKEN,
         SMTP_PASSWORD,
+        PD_KEY,
         ADMIN,
         AGENT,
         OLD_AGENT,
