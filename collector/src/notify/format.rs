@@ -1,7 +1,7 @@
 //! How a note is written for people, the same in every channel: the colour of its state, times
-//! and durations in words, labels as `key=value`, which links may be shown; and error text with
-//! the channel's secrets taken out. The channels (email, Slack, webhook) import these; nothing
-//! here knows a channel.
+//! and durations in words, labels as `key=value`, which links may be shown, text cut to a
+//! vendor's limit; and error text with the channel's secrets taken out. The channels import
+//! these; nothing here knows a channel.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -9,6 +9,17 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 
 use super::message::NoteKind;
+
+/// At most `max` characters (not bytes: a cut never splits a character), `…` marking a cut:
+/// what every channel does to text a vendor limits (Slack's header, PagerDuty's summary).
+pub(crate) fn truncate(s: &str, max: usize) -> String {
+    if s.chars().count() <= max {
+        return s.to_string();
+    }
+    let mut out: String = s.chars().take(max.saturating_sub(1)).collect();
+    out.push('…');
+    out
+}
 
 /// The colour of a note's state, as `#rrggbb` (Slack attachments, the email's HTML part).
 pub(crate) fn color(kind: NoteKind) -> &'static str {
@@ -93,5 +104,11 @@ mod tests {
         assert_eq!(human_duration(s(7_500)), "2h 5m");
         assert_eq!(human_duration(s(86_400 * 3 + 3_700)), "3d 1h");
         assert_eq!(human_duration(s(86_400 + 59)), "1d");
+    }
+
+    #[test]
+    fn truncation_counts_characters() {
+        assert_eq!(truncate("ééé", 3), "ééé");
+        assert_eq!(truncate("éééé", 3), "éé…");
     }
 }

@@ -25,7 +25,7 @@ use serde_json::{Map, Value, json};
 use sha2::{Digest, Sha256};
 
 use super::endpoint::{Endpoint, HttpChannel, Payload, Post};
-use super::format::{label_list, web_link};
+use super::format::{label_list, truncate, web_link};
 use super::message::{AlertNote, Message, NoteKind, SendError};
 
 /// PagerDuty's endpoint for alert events.
@@ -94,7 +94,7 @@ pub fn event(routing_key: &str, note: &AlertNote) -> Value {
     let mut details = Map::new();
     details.insert(
         "summary".into(),
-        cut(&note.summary, MAX_DETAIL_CHARS).into(),
+        truncate(&note.summary, MAX_DETAIL_CHARS).into(),
     );
     details.insert("labels".into(), label_list(&note.labels).into());
     details.insert("fingerprint".into(), note.fingerprint.clone().into());
@@ -103,7 +103,7 @@ pub fn event(routing_key: &str, note: &AlertNote) -> Value {
         details.insert("reminder".into(), true.into());
     }
     let mut payload = json!({
-        "summary": cut(&summary, MAX_SUMMARY_CHARS),
+        "summary": truncate(&summary, MAX_SUMMARY_CHARS),
         "source": if note.subject().is_empty() { "lookout" } else { note.subject() },
         "severity": severity(note.labels.get("severity").map(String::as_str)),
         "timestamp": note.fired_at.to_rfc3339(),
@@ -150,16 +150,6 @@ pub fn dedup_key(fingerprint: &str) -> String {
     format!("lookout:sha256:{hex}")
 }
 
-/// At most `max` characters, `…` marking a cut.
-fn cut(s: &str, max: usize) -> String {
-    if s.chars().count() <= max {
-        return s.to_string();
-    }
-    let mut out: String = s.chars().take(max - 1).collect();
-    out.push('…');
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -183,11 +173,5 @@ mod tests {
         assert_eq!(severity(Some("major")), "error");
         assert_eq!(severity(Some("whatever")), "error");
         assert_eq!(severity(None), "error");
-    }
-
-    #[test]
-    fn cuts_count_characters() {
-        assert_eq!(cut("ééé", 3), "ééé");
-        assert_eq!(cut("éééé", 3), "éé…");
     }
 }

@@ -15,7 +15,7 @@ use lookout_config::ChannelConfig;
 use serde_json::{Value, json};
 
 use super::endpoint::{Endpoint, HttpChannel, Payload, Post};
-use super::format::{color, human_duration, human_time, label_list, web_link};
+use super::format::{color, human_duration, human_time, label_list, truncate, web_link};
 use super::message::{AlertNote, Message, NoteKind, SendError};
 
 /// The most blocks Slack takes in one message.
@@ -186,16 +186,6 @@ fn link_target(url: &str) -> String {
         .replace('<', "%3C")
         .replace('>', "%3E")
         .replace('|', "%7C")
-}
-
-/// At most `max` characters, `…` marking a cut.
-fn truncate(s: &str, max: usize) -> String {
-    if s.chars().count() <= max {
-        return s.to_string();
-    }
-    let mut out: String = s.chars().take(max - 1).collect();
-    out.push('…');
-    out
 }
 
 #[cfg(test)]
