@@ -107,3 +107,32 @@ pub fn debian_root() -> Option<PathBuf> {
     }
     Some(root)
 }
+
+/// A copy of the Debian root `debian` in `dir` (as `dir/root`), for a test to write into.
+pub fn copy_root(debian: &Path, dir: &Path) -> PathBuf {
+    let root = dir.join("root");
+    let copied = std::process::Command::new("cp")
+        .arg("-a")
+        .arg(debian)
+        .arg(&root)
+        .status()
+        .expect("cp runs");
+    assert!(copied.success(), "cp -a {}", debian.display());
+    root
+}
+
+/// Runs `argv` in `root` under chroot, with a clean environment as a login shell has (root's
+/// PATH and HOME only).
+pub fn in_root(root: &Path, argv: &[&str]) -> std::process::Output {
+    std::process::Command::new("chroot")
+        .arg(root)
+        .args(argv)
+        .env_clear()
+        .env(
+            "PATH",
+            "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+        )
+        .env("HOME", "/root")
+        .output()
+        .expect("chroot runs")
+}

@@ -28,10 +28,9 @@
 use std::collections::BTreeMap;
 use std::os::unix::fs::{MetadataExt as _, PermissionsExt as _};
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::{Duration, Instant};
 
-use lookout_tests::deploy::debian_root;
+use lookout_tests::deploy::{self, copy_root, debian_root};
 use lookout_tests::{Daemon, READ_TOKEN, bin, eventually, get_json};
 
 const ENROL: &str = "install-fleet-enrol-token-0123456789";
@@ -52,40 +51,9 @@ fn collector_config(dir: &Path, port: u16, install: Option<&str>) -> String {
     c
 }
 
-/// A copy of the Debian root in `dir`, for the test to write into.
-fn copy_root(debian: &Path, dir: &Path) -> PathBuf {
-    let root = dir.join("root");
-    let copied = Command::new("cp")
-        .args(["-a"])
-        .arg(debian)
-        .arg(&root)
-        .status()
-        .unwrap();
-    assert!(copied.success(), "cp -a {}", debian.display());
-    root
-}
-
 /// Runs `command` with `/bin/sh -c` in the root, with a clean environment as a login shell has.
 fn in_root(root: &Path, command: &str) -> std::process::Output {
-    Command::new("chroot")
-        .arg(root)
-        .args(["/bin/sh", "-c", command])
-        .env_clear()
-        .env(
-            "PATH",
-            "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
-        )
-        .env("HOME", "/root")
-        .output()
-        .expect("chroot")
-}
-
-fn text(out: &std::process::Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
+    deploy::in_root(root, &["/bin/sh", "-c", command])
 }
 
 /// A path of the root, from its absolute path inside it.
@@ -250,7 +218,7 @@ async fn one_command_installs_enrols_and_upgrades_an_agent_in_a_debian_root() {
     );
     // The collector's own sentence for a binary it lacks.
     let out = in_root(&root, &command);
-    let said = text(&out);
+    let said = deploy::said(&out);
     assert!(!out.status.success(), "{said}");
     assert!(
         said.contains(&format!(
@@ -277,7 +245,7 @@ async fn one_command_installs_enrols_and_upgrades_an_agent_in_a_debian_root() {
     .unwrap();
     let wrong = command.replace(ENROL, "not-the-fleet-token-0123456789");
     let out = in_root(&root, &wrong);
-    let said = text(&out);
+    let said = deploy::said(&out);
     assert!(!out.status.success(), "{said}");
     assert!(
         said.contains("the collector refused the enrolment token (401: wrong enrolment token")
@@ -290,7 +258,7 @@ async fn one_command_installs_enrols_and_upgrades_an_agent_in_a_debian_root() {
     let out = in_root(&root, &command);
     let done = Instant::now();
     let agent = start_as_the_unit(&root);
-    let said = text(&out);
+    let said = deploy::said(&out);
     assert!(out.status.success(), "{said}");
     let up = eventually("web-1 up in the hosts API", WAIT, || async {
         let h = host(&base, "web-1").await;
@@ -417,7 +385,7 @@ async fn one_command_installs_enrols_and_upgrades_an_agent_in_a_debian_root() {
     .unwrap();
 
     let out = in_root(&root, &command);
-    let said = text(&out);
+    let said = deploy::said(&out);
     assert!(out.status.success(), "{said}");
     for needle in [
         "lookout-install: upgrading /usr/local/bin/lookout-agent",
@@ -512,7 +480,7 @@ async fn with_a_private_ca_the_script_carries_it_and_the_agent_ships_over_tls() 
         "curl -fsSL --cacert /root/ca.pem {base}/install.sh | sh -s -- --enroll-token {ENROL} --name web-tls"
     );
     let out = in_root(&root, &command);
-    let said = text(&out);
+    let said = deploy::said(&out);
     assert!(out.status.success(), "{said}");
     assert_eq!(
         std::fs::read_to_string(at(&root, "/etc/lookout/ca.pem")).unwrap(),

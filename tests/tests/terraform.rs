@@ -11,7 +11,7 @@
 //! something this test does not render as Terraform would.
 
 use base64::Engine;
-use lookout_tests::deploy::{debian_root, deploy_dir, python, yaml_to_json};
+use lookout_tests::deploy::{copy_root, debian_root, deploy_dir, in_root, python, yaml_to_json};
 use serde_json::Value;
 use std::collections::BTreeMap;
 
@@ -346,14 +346,7 @@ fn the_rendered_cloud_init_installs_and_enrols_the_agent_in_a_debian_root() {
 
     // A copy of the root to write into.
     let scratch = tempfile::tempdir().unwrap();
-    let root = scratch.path().join("root");
-    let copied = Command::new("cp")
-        .arg("-a")
-        .arg(&debian)
-        .arg(&root)
-        .status()
-        .unwrap();
-    assert!(copied.success(), "cp -a {}", debian.display());
+    let root = copy_root(&debian, scratch.path());
 
     // write_files: path, permissions, encoding b64, content.
     for f in cloud_config["write_files"].as_array().unwrap() {
@@ -375,17 +368,8 @@ fn the_rendered_cloud_init_installs_and_enrols_the_agent_in_a_debian_root() {
             Value::String(s) => vec!["sh".into(), "-c".into(), s.clone()],
             other => panic!("runcmd entry {other}"),
         };
-        let out = Command::new("chroot")
-            .arg(&root)
-            .args(&argv)
-            .env_clear()
-            .env(
-                "PATH",
-                "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
-            )
-            .env("HOME", "/root")
-            .output()
-            .unwrap();
+        let argv: Vec<&str> = argv.iter().map(String::as_str).collect();
+        let out = in_root(&root, &argv);
         said.push_str(&lookout_tests::deploy::said(&out));
         assert!(
             out.status.success(),
