@@ -46,6 +46,7 @@ fn note(kind: NoteKind, check: &str, summary: &str) -> AlertNote {
         // 4m 12s later.
         resolved_at: (kind == NoteKind::Resolved).then(|| fired() + chrono::Duration::seconds(252)),
         link: Some(format!("https://status.example.com/checks/{check}")),
+        acked_by: None,
     }
 }
 

@@ -81,6 +81,7 @@ async fn queue(
             fired_at: at,
             resolved_at: None,
             link: None,
+            acked_by: None,
         };
         let t = Transition {
             fingerprint: note.fingerprint.clone(),

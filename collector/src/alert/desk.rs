@@ -41,6 +41,7 @@ impl Policy {
             fired_at: memo.fired_at.unwrap_or_else(Utc::now),
             resolved_at: None,
             link: self.router.link(&memo.labels),
+            acked_by: None,
         }
     }
 }

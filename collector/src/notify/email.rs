@@ -227,6 +227,9 @@ pub(crate) fn text_body(msg: &Message) -> String {
             out.push_str(&format!("  labels: {}\n", label_list(&note.labels)));
         }
         out.push_str(&format!("  fired: {}\n", human_time(note.fired_at)));
+        if let Some(by) = &note.acked_by {
+            out.push_str(&format!("  acknowledged by: {by}\n"));
+        }
         if let Some(resolved) = note.resolved_at {
             out.push_str(&format!("  resolved: {}\n", human_time(resolved)));
         }
@@ -267,6 +270,9 @@ fn note_html(note: &AlertNote) -> Markup {
         rows.push(("Labels", label_list(&note.labels)));
     }
     rows.push(("Fired", human_time(note.fired_at)));
+    if let Some(by) = &note.acked_by {
+        rows.push(("Acknowledged by", by.clone()));
+    }
     if let Some(resolved) = note.resolved_at {
         rows.push(("Resolved", human_time(resolved)));
     }
@@ -321,6 +327,7 @@ mod tests {
                 fired_at: t,
                 resolved_at: None,
                 link: Some("https://x.example/?a=1&b=\"2\"".into()),
+                acked_by: None,
             }],
             digest: false,
         };

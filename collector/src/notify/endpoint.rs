@@ -10,6 +10,12 @@
 //! A peer that takes one event per request (PagerDuty) returns several bodies; they are POSTed
 //! in order and the first failure ends the attempt, so a retry sends the earlier ones again:
 //! such peers must deduplicate (PagerDuty does, by `dedup_key`).
+//!
+//! A request goes to the endpoint's URL unless its [`Post`] names a path below it (an API
+//! with a resource per alert: Opsgenie's `/v2/alerts/{alias}/close`, Matrix's
+//! `/_matrix/client/v3/rooms/{room}/send/...`), with the method it names (POST unless it says
+//! PUT). Path segments taken from alerts or settings go through [`segment`], so a `/` or a `?`
+//! in them stays inside their segment.
 
 use std::fmt;
 use std::time::Duration;
@@ -25,8 +31,14 @@ use super::message::{Message, SendError};
 pub(crate) struct Post {
     /// The bytes to send, JSON unless a `Content-Type` in `headers` says otherwise.
     pub body: Vec<u8>,
-    /// Headers of this request only, added to the endpoint's.
+    /// Headers of this request only, added to the endpoint's (and replacing those of the
+    /// same name).
     pub headers: HeaderMap,
+    /// A path (and query) below the endpoint's URL, already encoded (see [`segment`]): the
+    /// endpoint's own path, then this. `None`: the endpoint's URL as it is.
+    pub path: Option<String>,
+    /// PUT instead of POST (Matrix sends events with PUT, keyed by a transaction id).
+    pub put: bool,
 }
 
 impl Post {
@@ -36,9 +48,31 @@ impl Post {
             .map_err(|e| SendError::Permanent(format!("cannot encode the payload: {e}")))?;
         Ok(Self {
             body,
-            headers: HeaderMap::new(),
+            ..Self::default()
         })
     }
+
+    /// The same request sent to `path` below the endpoint's URL (`/v2/alerts/x/close?a=b`).
+    pub fn at(mut self, path: impl Into<String>) -> Self {
+        self.path = Some(path.into());
+        self
+    }
+
+    /// The same request sent with PUT.
+    pub fn put(mut self) -> Self {
+        self.put = true;
+        self
+    }
+}
+
+/// `s` percent-encoded as one path segment: every byte but letters, digits and `-._~`.
+pub(crate) fn segment(s: &str) -> String {
+    const KEEP: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
+        .remove(b'-')
+        .remove(b'.')
+        .remove(b'_')
+        .remove(b'~');
+    percent_encoding::utf8_percent_encode(s, KEEP).to_string()
 }
 
 /// What a channel's module provides: how a message becomes requests.
@@ -54,6 +88,13 @@ pub(crate) trait Payload: Send + Sync + 'static {
     /// tool): `notify-test` then resolves its test alert after triggering it.
     fn keeps_alerts_open(&self) -> bool {
         false
+    }
+
+    /// The wait a refusal's body asks for, for peers that say it there rather than in
+    /// `Retry-After` (Telegram's `parameters.retry_after`, Discord's `retry_after`). Asked
+    /// only of a 429 without a usable `Retry-After`; `body` is the first 4 KiB of the answer.
+    fn retry_after_in_body(&self, _body: &str) -> Option<Duration> {
+        None
     }
 }
 
@@ -110,13 +151,36 @@ impl Endpoint {
         self
     }
 
-    /// POSTs one request; `Ok` with a snippet of the answer when it is a 2xx.
-    async fn post(&self, peer: &str, post: Post) -> Result<String, SendError> {
+    /// The URL of a request to `path` below this endpoint's (see [`Post::path`]).
+    fn url_of(&self, path: Option<&str>) -> reqwest::Url {
+        let Some(path) = path else {
+            return self.url.clone();
+        };
+        let (path, query) = match path.split_once('?') {
+            Some((p, q)) => (p, Some(q)),
+            None => (path, None),
+        };
+        let mut url = self.url.clone();
+        let joined = format!("{}{path}", url.path().trim_end_matches('/'));
+        url.set_path(&joined);
+        url.set_query(query);
+        url
+    }
+
+    /// Sends one request; `Ok` with a snippet of the answer when it is a 2xx.
+    async fn post(&self, payload: &dyn Payload, post: Post) -> Result<String, SendError> {
+        let peer = payload.peer();
         let mut headers = self.headers.clone();
         headers.extend(post.headers);
+        let url = self.url_of(post.path.as_deref());
+        let method = if post.put {
+            reqwest::Method::PUT
+        } else {
+            reqwest::Method::POST
+        };
         let resp = self
             .http
-            .post(self.url.clone())
+            .request(method, url)
             .timeout(self.timeout)
             .headers(headers)
             .body(post.body)
@@ -126,8 +190,18 @@ impl Endpoint {
         let status = resp.status();
         let answer_headers = resp.headers().clone();
         let snippet = body_snippet(resp, &self.secrets).await;
-        http_outcome(peer, status, &answer_headers, &snippet)?;
-        Ok(snippet)
+        match http_outcome(peer, status, &answer_headers, &snippet) {
+            Err(SendError::Retry {
+                reason,
+                after: None,
+            }) if status == reqwest::StatusCode::TOO_MANY_REQUESTS => Err(SendError::Retry {
+                after: payload
+                    .retry_after_in_body(&snippet)
+                    .map(|d| d.min(super::http::MAX_RETRY_AFTER)),
+                reason,
+            }),
+            other => other.map(|()| snippet),
+        }
     }
 }
 
@@ -171,9 +245,49 @@ impl HttpChannel {
     pub async fn send(&self, msg: &Message) -> Result<(), SendError> {
         let peer = self.payload.peer();
         for post in self.payload.posts(msg)? {
-            let answer = self.endpoint.post(peer, post).await?;
+            let answer = self.endpoint.post(self.payload.as_ref(), post).await?;
             tracing::debug!(channel = %self.name, peer, %answer, "delivered");
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn endpoint(url: &str) -> Endpoint {
+        let cfg: ChannelConfig =
+            serde_json::from_value(serde_json::json!({"name": "t", "type": "webhook"})).unwrap();
+        Endpoint::new(&cfg, reqwest::Client::new(), "url", Some(url), None).unwrap()
+    }
+
+    #[test]
+    fn a_segment_keeps_its_slashes_and_queries_inside() {
+        assert_eq!(segment("uptime/api?x=1 é"), "uptime%2Fapi%3Fx%3D1%20%C3%A9");
+        assert_eq!(segment("a-b.c_d~e"), "a-b.c_d~e");
+    }
+
+    #[test]
+    fn a_path_goes_below_the_endpoints_own() {
+        let e = endpoint("https://proxy.example/opsgenie/?k=v");
+        assert_eq!(
+            e.url_of(None).as_str(),
+            "https://proxy.example/opsgenie/?k=v"
+        );
+        let close = Post::default().at(format!(
+            "/v2/alerts/{}/close?identifierType=alias",
+            segment("uptime/api")
+        ));
+        assert_eq!(
+            e.url_of(close.path.as_deref()).as_str(),
+            "https://proxy.example/opsgenie/v2/alerts/uptime%2Fapi/close?identifierType=alias"
+        );
+        assert!(!close.put && Post::default().put().put);
+        let root = endpoint("https://api.example");
+        assert_eq!(
+            root.url_of(Some("/1/messages.json")).as_str(),
+            "https://api.example/1/messages.json"
+        );
     }
 }

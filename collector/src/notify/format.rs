@@ -27,6 +27,7 @@ pub(crate) fn color(kind: NoteKind) -> &'static str {
         NoteKind::Firing => "#d73a49",
         NoteKind::Reminder => "#e36209",
         NoteKind::Resolved => "#28a745",
+        NoteKind::Acknowledged => "#6f42c1",
     }
 }
 

@@ -39,7 +39,7 @@ pub(crate) fn url_secrets(url: &reqwest::Url, secret: Option<&str>) -> Vec<Strin
 }
 
 /// The longest `Retry-After` honoured; a peer asking for more is retried after this.
-const MAX_RETRY_AFTER: Duration = Duration::from_secs(3600);
+pub(crate) const MAX_RETRY_AFTER: Duration = Duration::from_secs(3600);
 
 /// What the peer asked for in `Retry-After`: seconds, or an HTTP date; at most an hour.
 pub(crate) fn retry_after(headers: &HeaderMap) -> Option<Duration> {

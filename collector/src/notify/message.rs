@@ -21,24 +21,36 @@ pub enum NoteKind {
     Reminder,
     /// The alert resolved.
     Resolved,
+    /// Someone acknowledged the firing alert: it is being worked on (`acked_by` says who).
+    Acknowledged,
 }
 
 impl NoteKind {
-    /// `firing`, `reminder` or `resolved`, as in the payload.
+    /// Every kind, in the order a message shows them.
+    pub const ALL: [NoteKind; 4] = [
+        NoteKind::Firing,
+        NoteKind::Reminder,
+        NoteKind::Acknowledged,
+        NoteKind::Resolved,
+    ];
+
+    /// `firing`, `reminder`, `acknowledged` or `resolved`, as in the payload.
     pub fn as_str(self) -> &'static str {
         match self {
             NoteKind::Firing => "firing",
             NoteKind::Reminder => "reminder",
             NoteKind::Resolved => "resolved",
+            NoteKind::Acknowledged => "acknowledged",
         }
     }
 
-    /// `FIRING`, `REMINDER` or `RESOLVED`, for subjects and titles.
+    /// `FIRING`, `REMINDER`, `ACKNOWLEDGED` or `RESOLVED`, for subjects and titles.
     pub fn upper(self) -> &'static str {
         match self {
             NoteKind::Firing => "FIRING",
             NoteKind::Reminder => "REMINDER",
             NoteKind::Resolved => "RESOLVED",
+            NoteKind::Acknowledged => "ACKNOWLEDGED",
         }
     }
 }
@@ -64,6 +76,9 @@ pub struct AlertNote {
     /// A link to the alert's subject on the status page, when `[server] public_url` is set.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub link: Option<String>,
+    /// Who acknowledged the alert (acknowledged notes only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub acked_by: Option<String>,
 }
 
 impl AlertNote {
@@ -112,7 +127,7 @@ impl Message {
             return format!("[{}] {}", one.kind.upper(), one.summary);
         }
         let mut parts = Vec::new();
-        for kind in [NoteKind::Firing, NoteKind::Reminder, NoteKind::Resolved] {
+        for kind in NoteKind::ALL {
             let n = self.alerts.iter().filter(|a| a.kind == kind).count();
             if n > 0 {
                 let s = if n == 1 { "" } else { "s" };
@@ -124,7 +139,7 @@ impl Message {
 
     /// `3 firing, 1 resolved`.
     fn counts(&self) -> String {
-        [NoteKind::Firing, NoteKind::Reminder, NoteKind::Resolved]
+        NoteKind::ALL
             .into_iter()
             .filter_map(|kind| {
                 let n = self.alerts.iter().filter(|a| a.kind == kind).count();

@@ -90,6 +90,7 @@ pub async fn send_test(
         fired_at: now,
         resolved_at: None,
         link: None,
+        acked_by: None,
     };
     let msg = Message {
         group_key: "notify-test".into(),

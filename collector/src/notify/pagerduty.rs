@@ -1,10 +1,10 @@
 //! The PagerDuty channel: PagerDuty's Events API v2, one event per note, POSTed to
 //! `https://events.pagerduty.com/v2/enqueue` (or the channel's `url`).
 //!
-//! A firing note (and a reminder) is a `trigger`, a resolved note a `resolve`, both with the
-//! alert's `dedup_key`: its fingerprint (rule and labels), stable for the alert's life, so a
-//! reminder or a retried trigger joins the open PagerDuty alert instead of opening another, and
-//! the resolve closes it. A fingerprint longer than PagerDuty's 255 characters is replaced by
+//! A firing note (and a reminder) is a `trigger`, an acknowledged note an `acknowledge`, a
+//! resolved note a `resolve`, all with the alert's `dedup_key`: its fingerprint (rule and
+//! labels), stable for the alert's life, so a reminder or a retried trigger joins the open
+//! PagerDuty alert instead of opening another, and the resolve closes it. A fingerprint longer than PagerDuty's 255 characters is replaced by
 //! `lookout:sha256:` and its hash. After a resolve, the next trigger with the key opens a new
 //! alert, as PagerDuty documents.
 //!
@@ -79,10 +79,14 @@ impl Payload for PagerDuty {
 /// The Events API v2 event for one note (see the module's doc).
 pub fn event(routing_key: &str, note: &AlertNote) -> Value {
     let dedup_key = dedup_key(&note.fingerprint);
-    if note.kind == NoteKind::Resolved {
+    if let Some(action) = match note.kind {
+        NoteKind::Resolved => Some("resolve"),
+        NoteKind::Acknowledged => Some("acknowledge"),
+        NoteKind::Firing | NoteKind::Reminder => None,
+    } {
         return json!({
             "routing_key": routing_key,
-            "event_action": "resolve",
+            "event_action": action,
             "dedup_key": dedup_key,
         });
     }

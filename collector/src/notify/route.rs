@@ -208,6 +208,7 @@ mod tests {
             fired_at: crate::clock::now(),
             resolved_at: None,
             link: None,
+            acked_by: None,
         }
     }
 

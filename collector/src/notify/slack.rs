@@ -1,7 +1,7 @@
 //! The Slack channel: a Block Kit message POSTed to an incoming webhook.
 //!
 //! The payload: `text` (the title, what notifications and old clients show) and one attachment
-//! per kind of note present (firing, reminder, resolved, in that order), so each gets its colour
+//! per kind of note present (firing, reminder, acknowledged, resolved, in that order), so each gets its colour
 //! bar. An attachment's blocks are a `header` (its kind's title, plain text, at most 150
 //! characters) and a `section` per note (mrkdwn, at most 3,000 characters). Slack takes at most
 //! 50 blocks in a message: past that, each kind shows its first notes, shares taken in turn, and
@@ -46,12 +46,11 @@ impl Payload for Slack {
 
 /// The JSON body for `msg` (see the module's doc).
 pub fn payload(msg: &Message) -> Value {
-    let kinds: Vec<(NoteKind, Vec<&AlertNote>)> =
-        [NoteKind::Firing, NoteKind::Reminder, NoteKind::Resolved]
-            .into_iter()
-            .map(|k| (k, msg.alerts.iter().filter(|a| a.kind == k).collect()))
-            .filter(|(_, notes): &(NoteKind, Vec<&AlertNote>)| !notes.is_empty())
-            .collect();
+    let kinds: Vec<(NoteKind, Vec<&AlertNote>)> = NoteKind::ALL
+        .into_iter()
+        .map(|k| (k, msg.alerts.iter().filter(|a| a.kind == k).collect()))
+        .filter(|(_, notes): &(NoteKind, Vec<&AlertNote>)| !notes.is_empty())
+        .collect();
     let counts: Vec<usize> = kinds.iter().map(|(_, n)| n.len()).collect();
     let headers = kinds.len();
     let fits = msg.alerts.len() + headers <= MAX_BLOCKS;

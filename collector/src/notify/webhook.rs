@@ -17,10 +17,11 @@
 //!       "fingerprint": "<rule + labels>",
 //!       "rule": "uptime",
 //!       "labels": {"check": "api", "severity": "critical"},
-//!       "kind": "firing",                          // or "reminder", "resolved"
+//!       "kind": "firing",                 // or "reminder", "acknowledged", "resolved"
 //!       "summary": "api down: 2 of 3 locations: 503",
 //!       "fired_at": "2026-11-26T10:00:00Z",        // RFC 3339, UTC
 //!       "resolved_at": "2026-11-26T10:04:12Z",     // resolved notes only
+//!       "acked_by": "alice",                       // acknowledged notes only
 //!       "link": "https://status.example.com/..."   // when [server] public_url is set
 //!     }
 //!   ]
