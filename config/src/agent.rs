@@ -32,6 +32,9 @@ pub struct AgentConfig {
     pub journald: JournaldConfig,
     /// The agent's own telemetry: spans, Sentry, `/metrics` (`[telemetry]`).
     pub telemetry: TelemetryConfig,
+    /// `[fallback]`: a message of the agent's own when no collector acknowledges its batches.
+    /// None: off.
+    pub fallback: Option<crate::watch::FallbackConfig>,
 }
 
 /// The top-level keys of an agent's configuration.
@@ -370,6 +373,7 @@ const SECTIONS: &[&str] = &[
     "logs",
     "journald",
     "telemetry",
+    "fallback",
 ];
 
 impl AgentConfig {
@@ -410,6 +414,7 @@ impl AgentConfig {
         }
         validate_host_metrics(&mut doc, &host_metrics, &KeyPath::key("host_metrics"));
         validate_shipping(&mut doc, &shipping);
+        let fallback = crate::watch::read_fallback(&mut doc);
         let Some(identity) = identity else {
             return Err(doc.into_errors());
         };
@@ -422,6 +427,7 @@ impl AgentConfig {
             logs,
             journald,
             telemetry,
+            fallback,
         })
     }
 }

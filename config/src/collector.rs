@@ -63,6 +63,8 @@ pub struct CollectorConfig {
     pub enrollment: Option<EnrollmentConfig>,
     /// `[install]`: the agent binaries and CA that `GET /install.sh` installs.
     pub install: InstallConfig,
+    /// `[watchdog]`: an external heartbeat pinged while the collector is healthy. None: off.
+    pub watchdog: Option<crate::watch::WatchdogConfig>,
 }
 
 /// `[status_page]`.
@@ -302,6 +304,7 @@ const SECTIONS: &[&str] = &[
     "telemetry",
     "status_page",
     "install",
+    "watchdog",
 ];
 
 /// No top-level keys besides the sections; reading this reports any unknown one.
@@ -367,6 +370,7 @@ impl CollectorConfig {
             );
         }
         let (channels, routes, maintenance) = crate::notify::read(&mut doc);
+        let watchdog = crate::watch::read_watchdog(&mut doc);
         let rules = crate::read_named(
             &mut doc,
             "rules",
@@ -579,6 +583,7 @@ impl CollectorConfig {
             status_page,
             enrollment,
             install,
+            watchdog,
         })
     }
 

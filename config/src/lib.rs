@@ -3,9 +3,10 @@
 //! - [`CollectorConfig`]: `[server]`, `[storage]`, `[[agents]]`, `[local_agent]`, `[[checks]]`,
 //!   `[alerting]`, `[[channels]]`, `[[routes]]`, `[[maintenance]]` ([`notify`]), `[[heartbeats]]`
 //!   ([`heartbeat`]), `[[rules]]` ([`rule`]),
-//!   `[[log_rules]]` ([`log_rule`]), `[telemetry]` ([`telemetry`]).
+//!   `[[log_rules]]` ([`log_rule`]), `[telemetry]` ([`telemetry`]), `[watchdog]` ([`watch`]).
 //! - [`AgentConfig`]: the agent's name, collector URLs, token and labels, `[host_metrics]`,
-//!   `[shipping]`, `[spool]`, local `[[checks]]`, `[[logs]]`, `[journald]` and `[telemetry]`.
+//!   `[shipping]`, `[spool]`, local `[[checks]]`, `[[logs]]`, `[journald]`, `[telemetry]` and
+//!   `[fallback]` ([`watch`]).
 //! - [`CheckConfig`]: one check, the same schema in both files and on the wire.
 //!
 //! Files are TOML. String values may use `${VAR}` and `${VAR:-default}` to take secrets from the
@@ -31,6 +32,7 @@ pub mod rule;
 pub mod selector;
 pub mod telemetry;
 pub mod token;
+pub mod watch;
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -53,6 +55,7 @@ pub use rule::{Aggregate, RuleConfig};
 pub use selector::Selector;
 pub use telemetry::TelemetryConfig;
 pub use token::{MIN_TOKEN_LEN, Token, TokenDigest};
+pub use watch::{FallbackConfig, FallbackType, WatchdogConfig};
 
 use document::{Document, KeyPath};
 

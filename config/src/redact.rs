@@ -46,8 +46,40 @@ pub fn url(url: &str) -> String {
     out
 }
 
+/// `url` cut to its origin, with `/***` for whatever followed (`https://hc-ping.com/***`): for
+/// URLs whose path is the secret (a Healthchecks ping URL, a Slack webhook). A string that is
+/// not a URL with a host is shown as `***`.
+pub fn origin(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(u) if u.host_str().is_some() => {
+            let rest = u.path() != "/" || u.query().is_some() || u.fragment().is_some();
+            format!(
+                "{}{}",
+                u.origin().ascii_serialization(),
+                if rest { "/***" } else { "" }
+            )
+        }
+        _ => "***".to_string(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn origin_hides_the_path_and_the_rest() {
+        for (given, want) in [
+            (
+                "https://hc-ping.com/5bf66975-d4c7",
+                "https://hc-ping.com/***",
+            ),
+            ("http://user:pw@127.0.0.1:9/a?b=c", "http://127.0.0.1:9/***"),
+            ("https://ntfy.example", "https://ntfy.example"),
+            ("not a url/with-a-secret", "***"),
+        ] {
+            assert_eq!(super::origin(given), want);
+        }
+    }
+
     #[test]
     fn passwords_and_secret_parameters_are_hidden() {
         for (given, want) in [
