@@ -147,6 +147,20 @@ impl Me {
     }
 }
 
+impl Me {
+    /// This collector's row as of now.
+    pub fn row(&self, leadership: &Leadership) -> CollectorRow {
+        CollectorRow {
+            instance: self.instance.clone(),
+            address: self.address.clone(),
+            version: env!("CARGO_PKG_VERSION").to_string(),
+            started: self.started,
+            seen: crate::clock::now(),
+            leader_since: leadership.since(),
+        }
+    }
+}
+
 /// Writes this collector's row every [`ANNOUNCE_EVERY`] and when leadership changes.
 pub async fn announce(
     store: Arc<dyn Store>,
@@ -156,15 +170,7 @@ pub async fn announce(
 ) {
     let mut changes = leadership.watch();
     loop {
-        let row = CollectorRow {
-            instance: me.instance.clone(),
-            address: me.address.clone(),
-            version: env!("CARGO_PKG_VERSION").to_string(),
-            started: me.started,
-            seen: crate::clock::now(),
-            leader_since: leadership.since(),
-        };
-        if let Err(e) = store.announce(&row).await {
+        if let Err(e) = store.announce(&me.row(&leadership)).await {
             tracing::warn!(error = %e, "cannot write this collector's row");
         }
         tokio::select! {

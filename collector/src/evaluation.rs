@@ -59,6 +59,20 @@ pub struct Evaluator {
     metrics: Arc<Metrics>,
     /// Wakes the leader's queue after this collector stored a batch (shared databases).
     queued: Notify,
+    /// How the tick loop last went, for the watchdog ([`Evaluator::last_tick`]). std's Mutex:
+    /// set and read without awaiting.
+    ticked: std::sync::Mutex<Ticked>,
+}
+
+/// When the tick loop last completed a round, and the error of the last round that failed
+/// since, if any.
+#[derive(Debug, Clone)]
+pub struct Ticked {
+    /// The end of the last round that evaluated without error (or found another collector
+    /// leading); the evaluator's creation before the first.
+    pub at: DateTime<Utc>,
+    /// Why the rounds since `at` failed.
+    pub error: Option<String>,
 }
 
 impl Evaluator {
@@ -75,6 +89,30 @@ impl Evaluator {
             leadership,
             metrics,
             queued: Notify::new(),
+            ticked: std::sync::Mutex::new(Ticked {
+                at: crate::clock::now(),
+                error: None,
+            }),
+        }
+    }
+
+    /// How the tick loop last went: a loop that stopped, hangs in a round or fails each round
+    /// shows an `at` that falls behind ([`crate::watchdog`] reads it).
+    pub fn last_tick(&self) -> Ticked {
+        self.ticked
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    fn tick_done(&self, error: Option<String>) {
+        let mut t = self.ticked.lock().unwrap_or_else(|p| p.into_inner());
+        match error {
+            None => {
+                t.at = crate::clock::now();
+                t.error = None;
+            }
+            Some(e) => t.error = Some(e),
         }
     }
 
@@ -143,11 +181,16 @@ impl Evaluator {
             }
             // Another collector leads: its ticks decide.
             if !self.leadership.leads() {
+                self.tick_done(None);
                 continue;
             }
             self.metrics.evaluation("tick");
-            if let Err(e) = self.engine.tick(crate::clock::now()).await {
-                tracing::warn!(error = %e, "rule evaluation failed; retrying at the next tick");
+            match self.engine.tick(crate::clock::now()).await {
+                Ok(_) => self.tick_done(None),
+                Err(e) => {
+                    tracing::warn!(error = %e, "rule evaluation failed; retrying at the next tick");
+                    self.tick_done(Some(e.to_string()));
+                }
             }
         }
     }

@@ -20,6 +20,7 @@
 //! - [`server`]: the accept loop, connection and request limits;
 //! - [`state`]: what every request shares (store, configuration, credentials);
 //! - [`tasks`]: the background tasks, watched, and waited for at a stop;
+//! - [`watchdog`]: `[watchdog]`, an external heartbeat pinged while the collector is healthy;
 //! - [`error`]: how errors become HTTP answers.
 //!
 //! [`start`] binds the listener, opens the store, starts the built-in local agent if configured,
@@ -54,6 +55,7 @@ pub mod store;
 pub mod tasks;
 pub mod telemetry;
 pub mod views;
+pub mod watchdog;
 pub mod web;
 pub mod writer;
 
@@ -110,6 +112,9 @@ pub enum CollectorError {
     /// The local agent's TLS configuration could not be made.
     #[error("[server.tls]: the local agent's client: {0}")]
     LocalTls(rustls::Error),
+    /// `[watchdog]` could not start.
+    #[error(transparent)]
+    Watchdog(#[from] watchdog::WatchdogError),
 }
 
 /// The HTTP routes, over `state`; [`routes`] lists them with their access levels.
@@ -355,6 +360,17 @@ pub async fn start(mut config: CollectorConfig) -> Result<Running, CollectorErro
         "rule_ticks",
         state.evaluator.clone().run_ticks(upkeep_stop.clone()),
     );
+    if let (Some(cfg), Some(me)) = (state.config().watchdog.clone(), state.me.get()) {
+        let health = watchdog::Health {
+            store: state.store.clone(),
+            evaluator: state.evaluator.clone(),
+            leadership: state.leadership.clone(),
+            me: me.clone(),
+            max_notification_delay: cfg.max_notification_delay,
+        };
+        let dog = watchdog::Watchdog::new(cfg, health, state.metrics.clone())?;
+        upkeep.spawn("watchdog", dog.run(upkeep_stop.clone()));
+    }
     if let Some(t) = &tls {
         let watch = server::tls::watch::spawn(t.clone(), upkeep_stop.clone())?;
         upkeep.watch("tls_watch", watch);
@@ -428,9 +444,10 @@ pub fn reload(state: &AppState, path: &std::path::Path) {
             if new.server != old.server
                 || new.storage != old.storage
                 || new.local_agent != old.local_agent
+                || new.watchdog != old.watchdog
             {
                 tracing::warn!(
-                    "[server], [storage] and [local_agent] changes take effect at the next restart"
+                    "[server], [storage], [local_agent] and [watchdog] changes take effect at the next restart"
                 );
             }
             let checks = new.checks.len();

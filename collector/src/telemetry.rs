@@ -26,6 +26,11 @@
 //! - `lookout_notifications_total{channel, outcome}`: messages `delivered`, `retry` (failed,
 //!   will be retried), `failed` (given up), `held` (by storm control, for a digest);
 //! - `lookout_notification_alerts_total{channel, outcome}`: the alerts in those messages;
+//! - with `[watchdog]` only: `lookout_watchdog_pings_total{result}`: pings of the external
+//!   heartbeat: `ok` (healthy, delivered), `fail` (`/fail` with the reason, delivered),
+//!   `withheld` (unhealthy with `report_failures = false`: nothing sent), `error` (the
+//!   heartbeat service did not take it: refused, timed out, unreachable); and
+//!   `lookout_watchdog_healthy`, 1 when the last assessment found the collector healthy;
 //! - with `[server.tls]` only: `lookout_tls_certificate_reload_failures_total` (a changed
 //!   certificate or key that could not be used; the old pair is still served) and
 //!   `lookout_tls_handshake_failures_total` (connections whose TLS handshake failed or timed
@@ -47,8 +52,8 @@
 
 use chrono::{DateTime, Utc};
 use prometheus::{
-    GaugeVec, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGaugeVec, Opts, Registry,
-    TextEncoder,
+    GaugeVec, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
+    Registry, TextEncoder,
 };
 
 use crate::store::alerting::AlertState;
@@ -121,8 +126,17 @@ pub struct Metrics {
     alerts: IntGaugeVec,
     /// Registered when the collector serves TLS: absent, not zero, without it.
     tls: std::sync::OnceLock<TlsMetrics>,
+    /// Registered with `[watchdog]`: absent, not zero, without it.
+    watchdog: std::sync::OnceLock<WatchdogMetrics>,
     // tokio's Mutex: one scrape refreshes the store-read gauges at a time, across awaits.
     scrape: tokio::sync::Mutex<()>,
+}
+
+/// The `[watchdog]` metrics.
+#[derive(Debug)]
+struct WatchdogMetrics {
+    pings: IntCounterVec,
+    healthy: IntGauge,
 }
 
 /// The `[server.tls]` metrics.
@@ -353,6 +367,7 @@ impl Default for Metrics {
             ),
             registry: r,
             tls: std::sync::OnceLock::new(),
+            watchdog: std::sync::OnceLock::new(),
             scrape: tokio::sync::Mutex::new(()),
         }
     }
@@ -410,6 +425,33 @@ impl Metrics {
     /// Counts a rule evaluation started by `trigger` (`batch`, `poll`, `ping`, `tick`).
     pub fn evaluation(&self, trigger: &str) {
         self.evaluations.with_label_values(&[trigger]).inc();
+    }
+
+    /// Counts one watchdog ping by `result` (`ok`, `fail`, `withheld`, `error`), and says
+    /// whether the assessment before it found the collector `healthy`. The first call
+    /// registers the watchdog's metrics.
+    pub fn watchdog_ping(&self, healthy: bool, result: &str) {
+        let m = self.watchdog.get_or_init(|| WatchdogMetrics {
+            pings: counter_vec(
+                &self.registry,
+                "watchdog_pings_total",
+                "Pings of the external heartbeat ([watchdog]): ok, fail (/fail with the reason), withheld (unhealthy, report_failures = false), error (not taken).",
+                &["result"],
+            ),
+            healthy: register(
+                &self.registry,
+                IntGauge::with_opts(
+                    Opts::new(
+                        "watchdog_healthy",
+                        "1 when the watchdog's last assessment found this collector healthy, else 0.",
+                    )
+                    .namespace("lookout"),
+                )
+                .expect("valid metric"),
+            ),
+        });
+        m.pings.with_label_values(&[result]).inc();
+        m.healthy.set(i64::from(healthy));
     }
 
     /// Counts a refused ingest request.

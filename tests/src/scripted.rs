@@ -21,6 +21,8 @@ pub struct Seen {
     pub headers: HeaderMap,
     /// Its body, as sent (compressed if it was).
     pub body: Bytes,
+    /// When it arrived.
+    pub at: std::time::Instant,
 }
 
 impl Seen {
@@ -84,6 +86,7 @@ impl Scripted {
                         path: uri.to_string(),
                         headers,
                         body,
+                        at: std::time::Instant::now(),
                     };
                     let script = by.lock().unwrap().clone();
                     let answer = script(&request);
