@@ -47,6 +47,7 @@ fn note(kind: NoteKind, check: &str, summary: &str) -> AlertNote {
         resolved_at: (kind == NoteKind::Resolved).then(|| fired() + chrono::Duration::seconds(252)),
         link: Some(format!("https://status.example.com/checks/{check}")),
         acked_by: None,
+        ack_link: None,
     }
 }
 

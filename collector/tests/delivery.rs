@@ -82,6 +82,7 @@ async fn queue(
             resolved_at: None,
             link: None,
             acked_by: None,
+            ack_link: None,
         };
         let t = Transition {
             fingerprint: note.fingerprint.clone(),

@@ -1,6 +1,6 @@
 //! What rule evaluation queues in the outbox: routes and groups, silences and maintenance that
 //! hold a firing back until they end, agent outages that hold their checks' alerts, reminders
-//! that stop at an acknowledgement, resolves that follow only a sent firing, and a restart that
+//! that stop at an acknowledgement (which tells the channels that had the firing, once), resolves that follow only a sent firing, and a restart that
 //! queues nothing twice. Time is passed in explicitly, so nothing here sleeps.
 
 mod support;
@@ -9,6 +9,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use chrono::{DateTime, Duration, TimeZone, Utc};
+use lookout_collector::notify::ack::acknowledge;
 use lookout_collector::state::AppState;
 use lookout_collector::store::alerting::{AlertState, Notification, Silence};
 use lookout_protocol::{CheckResult, MetricSample, MetricType, Record, Timings};
@@ -292,12 +293,22 @@ async fn reminders_repeat_until_acknowledged() {
     assert!(take(&s).await.is_empty(), "next reminder an hour later");
     let firing = s.store.alerts(&[AlertState::Firing]).await.unwrap();
     let api = firing.iter().find(|a| a.labels["check"] == "api").unwrap();
+    let ack = |by: &'static str| {
+        let s = s.clone();
+        async move {
+            acknowledge(s.store.as_ref(), api.id, by, Utc::now())
+                .await
+                .unwrap()
+        }
+    };
+    assert!(ack("alice").await);
+    // The channels that had its firing hear who took it, once.
+    assert_eq!(take(&s).await, both("acknowledged", "api"));
     assert!(
-        s.store
-            .ack_alert(api.id, "alice", Utc::now())
-            .await
-            .unwrap()
+        ack("bob").await,
+        "a second acknowledgement is answered as the first"
     );
+    assert!(take(&s).await.is_empty(), "and queues nothing");
     let two = t + Duration::minutes(125);
     send(&s, "edge-1", two, &[]).await;
     s.rules.tick(two).await.unwrap();

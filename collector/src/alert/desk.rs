@@ -42,6 +42,7 @@ impl Policy {
             resolved_at: None,
             link: self.router.link(&memo.labels),
             acked_by: None,
+            ack_link: None,
         }
     }
 }

@@ -290,16 +290,19 @@ pub async fn alerts(
     Ok(Json(AlertsAnswer { alerts }))
 }
 
-/// `POST /api/v1/alerts/{id}/ack` (admin token): acknowledges a firing alert.
+/// `POST /api/v1/alerts/{id}/ack` (admin token): acknowledges a firing alert, and tells the
+/// channels that were sent its firing ([`crate::notify::ack`]).
 pub async fn ack(
     State(state): State<Arc<AppState>>,
     Admin { by }: Admin,
     id: Result<Path<i64>, axum::extract::rejection::PathRejection>,
 ) -> Result<Json<serde_json::Value>, AppError> {
     let id = alert_id(id)?;
-    if !state.store.ack_alert(id, &by, crate::clock::now()).await? {
+    let now = crate::clock::now();
+    if !crate::notify::ack::acknowledge(state.store.as_ref(), id, &by, now).await? {
         return Err(AppError::NotFound(format!("no firing alert with id {id}")));
     }
+    state.notifier.wake();
     Ok(Json(serde_json::json!({ "id": id, "acked_by": by })))
 }
 

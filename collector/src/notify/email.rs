@@ -1,6 +1,8 @@
 //! The email channel: one mail per message, over SMTP (lettre), as multipart/alternative with a
 //! plain-text part and an HTML part that say the same; the HTML is a maud template, which
-//! escapes every text it quotes from the alert. The subject is [`Message::title`].
+//! escapes every text it quotes from the alert. The subject is [`Message::title`]. A firing or
+//! reminder note shows its "Acknowledge" link (when `[server] public_url` is set), an
+//! acknowledged note who acknowledged it.
 //!
 //! The server, its TLS mode and the login come from lettre's URL form
 //! (`smtp://user:pass@host:587?tls=required` for STARTTLS, `smtps://` for implicit TLS, plain
@@ -239,6 +241,9 @@ pub(crate) fn text_body(msg: &Message) -> String {
         if let Some(link) = web_link(note.link.as_deref()) {
             out.push_str(&format!("  link: {link}\n"));
         }
+        if let Some(link) = web_link(note.ack_link.as_deref()) {
+            out.push_str(&format!("  acknowledge: {link}\n"));
+        }
     }
     out.push_str(&format!("\n-- \nLookout, group {}\n", msg.group_key));
     out
@@ -297,6 +302,9 @@ fn note_html(note: &AlertNote) -> Markup {
             @if let Some(link) = web_link(note.link.as_deref()) {
                 p style="margin: 4px 0" { a href=(link) { "Open in Lookout" } } "\n"
             }
+            @if let Some(link) = web_link(note.ack_link.as_deref()) {
+                p style="margin: 4px 0" { a href=(link) { "Acknowledge" } } "\n"
+            }
         }
         "\n"
     }
@@ -328,6 +336,7 @@ mod tests {
                 resolved_at: None,
                 link: Some("https://x.example/?a=1&b=\"2\"".into()),
                 acked_by: None,
+                ack_link: None,
             }],
             digest: false,
         };

@@ -79,6 +79,11 @@ pub struct AlertNote {
     /// Who acknowledged the alert (acknowledged notes only).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub acked_by: Option<String>,
+    /// A signed link that acknowledges the alert after a confirmation (`{public_url}/ack/…`,
+    /// [`super::link`]): on firing and reminder notes as they are sent, when `[server]
+    /// public_url` is set; never stored in the outbox.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ack_link: Option<String>,
 }
 
 impl AlertNote {

@@ -2,11 +2,13 @@
 //! windows), what is sent ([`message`]), how ([`Channel`]: [`email`] over SMTP; over HTTP,
 //! each a payload builder on the shared [`endpoint`]: [`slack`] through an incoming webhook,
 //! [`webhook`] as a signed JSON POST, [`pagerduty`] as Events API v2 events; with what they
-//! share in [`format`] and [`http`]), and the worker that delivers the outbox ([`worker`]).
+//! share in [`format`] and [`http`]), the worker that delivers the outbox ([`worker`]), and
+//! what an acknowledgement tells the channels ([`ack`]).
 //!
 //! Rule evaluation queues notes in the store's outbox in the same transaction as the alert
 //! transition they announce; the worker sends them. See docs/alerting.md, "Notifications".
 
+pub mod ack;
 pub mod channel;
 pub mod email;
 pub mod endpoint;
@@ -91,6 +93,7 @@ pub async fn send_test(
         resolved_at: None,
         link: None,
         acked_by: None,
+        ack_link: None,
     };
     let msg = Message {
         group_key: "notify-test".into(),

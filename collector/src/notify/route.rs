@@ -209,6 +209,7 @@ mod tests {
             resolved_at: None,
             link: None,
             acked_by: None,
+            ack_link: None,
         }
     }
 

@@ -3,7 +3,8 @@
 //! The payload: `text` (the title, what notifications and old clients show) and one attachment
 //! per kind of note present (firing, reminder, acknowledged, resolved, in that order), so each gets its colour
 //! bar. An attachment's blocks are a `header` (its kind's title, plain text, at most 150
-//! characters) and a `section` per note (mrkdwn, at most 3,000 characters). Slack takes at most
+//! characters) and a `section` per note (mrkdwn, at most 3,000 characters: with its
+//! "Acknowledge" link on a firing or reminder note, who acknowledged it on an acknowledged one). Slack takes at most
 //! 50 blocks in a message: past that, each kind shows its first notes, shares taken in turn, and
 //! a final `context` block counts the rest.
 //!
@@ -141,11 +142,21 @@ fn section(note: &AlertNote) -> Value {
         times.push_str(&format!("  *Lasted:* {}", human_duration(lasted)));
     }
     lines.push(times);
+    if let Some(by) = &note.acked_by {
+        lines.push(format!("*Acknowledged by:* {}", mrkdwn(by, 100)));
+    }
     // A link longer than this is left out rather than cut (a cut link goes nowhere).
     if let Some(link) = web_link(note.link.as_deref()).filter(|l| l.chars().count() <= 500) {
         lines.push(format!("<{}|Open in Lookout>", link_target(link)));
     }
-    let text = lines.join("\n");
+    let mut text = lines.join("\n");
+    // The link to acknowledge, where it fits whole: the rest of the section keeps its limits.
+    if let Some(link) = web_link(note.ack_link.as_deref()) {
+        let line = format!("\n<{}|Acknowledge>", link_target(link));
+        if text.chars().count() + line.chars().count() <= MAX_SECTION_CHARS {
+            text.push_str(&line);
+        }
+    }
     debug_assert!(text.chars().count() <= MAX_SECTION_CHARS);
     json!({"type": "section", "text": {"type": "mrkdwn", "text": text}})
 }

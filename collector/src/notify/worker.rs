@@ -130,6 +130,11 @@ impl Worker {
         }
     }
 
+    /// Wakes the sender: notifications were committed to the outbox (an acknowledgement's).
+    pub fn wake(&self) {
+        self.queued.notify_one();
+    }
+
     /// Takes channels from a reloaded configuration.
     pub fn replace_senders(&self, senders: Senders) {
         *self.senders.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(senders);

@@ -100,6 +100,11 @@ pub struct NewNotification {
     pub not_before: DateTime<Utc>,
 }
 
+/// What an acknowledgement queues to a channel, made from a notification the alert's current
+/// firing sent it ([`AlertStore::ack_alert`]); `None` sends that channel nothing for this row.
+/// The store holds payloads without reading them: the caller says what to make of them.
+pub type AckNote<'a> = dyn Fn(&Notification) -> Option<NewNotification> + Send + Sync + 'a;
+
 /// A stored alert.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct AlertRow {
@@ -170,6 +175,8 @@ pub struct Notification {
     pub attempts: u32,
     /// When it was queued.
     pub created: DateTime<Utc>,
+    /// The alert it is about (`None`: queued by an older version without it).
+    pub alert_id: Option<i64>,
 }
 
 /// How one notification about an alert stands, for the alerts API.
@@ -348,12 +355,19 @@ pub trait AlertStore: Send + Sync {
         since: DateTime<Utc>,
     ) -> Result<Vec<Incident>, StoreError>;
 
-    /// Acknowledges a firing alert; false when there is no such firing alert.
+    /// Acknowledges a firing alert for `by` at `at` and, in the same transaction, queues the
+    /// note `ack_note` makes of each notification its current firing sent: each row queued
+    /// since it began to fire (its firing, its reminders) that was delivered, is being retried,
+    /// or is due, but not one given up on nor one not yet due and never tried (a later step).
+    /// The notes' dedup keys make this exactly once per channel and firing: a second
+    /// acknowledgement updates who and when but queues nothing. False when there is no such
+    /// firing alert (nothing is written then).
     async fn ack_alert(
         &self,
         alert_id: i64,
         by: &str,
         at: DateTime<Utc>,
+        ack_note: &AckNote<'_>,
     ) -> Result<bool, StoreError>;
 
     /// Queues notifications about the alert `fingerprint` while it is still in `state`, and

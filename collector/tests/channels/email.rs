@@ -102,6 +102,47 @@ async fn firing_and_resolved_through_a_real_smtp_server() {
 }
 
 #[tokio::test]
+async fn a_firing_mail_links_to_acknowledge_and_an_acknowledged_one_says_who() {
+    let sink = SmtpSink::start(SinkOptions::default());
+    let url = format!("smtp://127.0.0.1:{}", sink.port);
+    let channel = Channel::build(&email_config(url), reqwest::Client::new()).unwrap();
+    let link =
+        "https://lookout.example/ack/3.1795687200000.1796292000.0123456789abcdef0123456789abcdef";
+    let mut msg = firing();
+    msg.alerts[0].ack_link = Some(link.into());
+    send(&channel, &msg).await.unwrap();
+    let mut acked = note(NoteKind::Acknowledged, "api", "api down: 503");
+    acked.acked_by = Some("alice <alice@example.com>".into());
+    send(&channel, &message(vec![acked])).await.unwrap();
+
+    let mail = sink.parsed(1);
+    assert!(
+        part(&mail, "text/plain").contains(&format!("  acknowledge: {link}\n")),
+        "{mail}"
+    );
+    assert!(
+        part(&mail, "text/html").contains(&format!("<a href=\"{link}\">Acknowledge</a>")),
+        "{mail}"
+    );
+    let mail = sink.parsed(2);
+    assert_eq!(mail["subject"], "[ACKNOWLEDGED] api down: 503");
+    let text = part(&mail, "text/plain");
+    assert!(
+        text.contains("  acknowledged by: alice <alice@example.com>\n"),
+        "{text}"
+    );
+    assert!(
+        !text.contains("acknowledge:"),
+        "no link on an acknowledged note: {text}"
+    );
+    assert!(
+        part(&mail, "text/html")
+            .contains("Acknowledged by</td><td>alice &lt;alice@example.com&gt;</td>"),
+        "{mail}"
+    );
+}
+
+#[tokio::test]
 async fn wrong_password_is_permanent_and_not_repeated() {
     let sink = SmtpSink::start(SinkOptions {
         auth: Some(&format!("{SMTP_USER}:{SMTP_PASSWORD}")),

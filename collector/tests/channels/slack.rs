@@ -70,6 +70,37 @@ async fn one_firing_note() {
 }
 
 #[tokio::test]
+async fn a_firing_note_links_to_acknowledge_and_an_acknowledged_one_says_who() {
+    let (peer, channel) = slack().await;
+    let mut firing = note(NoteKind::Firing, "api", "api down: 503");
+    firing.ack_link = Some("https://lookout.example/ack/3.17.18.ab?x=<1>&y|z".into());
+    let mut acked = note(NoteKind::Acknowledged, "db", "db down: refused");
+    acked.acked_by = Some("alice <alice@example.com>".into());
+    send(&channel, &message(vec![firing, acked])).await.unwrap();
+    let b = blocks(&peer.requests()[0].json());
+    let sections: Vec<&str> = b
+        .iter()
+        .filter(|b| b["type"] == "section")
+        .map(|b| b["text"]["text"].as_str().unwrap())
+        .collect();
+    let [firing, acked] = sections.as_slice() else {
+        panic!("{sections:?}")
+    };
+    assert!(
+        firing.ends_with(
+            "\n<https://lookout.example/ack/3.17.18.ab?x=%3C1%3E&amp;y%7Cz|Acknowledge>"
+        ),
+        "{firing}"
+    );
+    assert!(!firing.contains("Acknowledged by"), "{firing}");
+    assert!(
+        acked.contains("*Acknowledged by:* alice &lt;alice@example.com&gt;"),
+        "{acked}"
+    );
+    assert!(!acked.contains("|Acknowledge>"), "{acked}");
+}
+
+#[tokio::test]
 async fn groups_firing_and_resolved_in_coloured_attachments() {
     let (peer, channel) = slack().await;
     let msg = message(vec![

@@ -2,7 +2,7 @@
 
 use chrono::{DateTime, Utc};
 use lookout_collector::store::alerting::{
-    AlertState, DeliveryState, NewNotification, Silence, Transition,
+    AlertState, DeliveryState, NewNotification, Notification, Silence, Transition,
 };
 use lookout_collector::store::{NewBatch, ResultQuery};
 
@@ -414,12 +414,17 @@ pub(super) async fn outbox_claims_lease_retry_and_give_up(b: Backend) {
 
 pub(super) async fn acknowledgements_and_silences(b: Backend) {
     let s = &*b.store;
+    let none = |_: &Notification| None;
     let id = s
         .record_transition(&transition(None, AlertState::Firing, t(0, 0)), &[])
         .await
         .unwrap()
         .unwrap();
-    assert!(s.ack_alert(id, "ops@example.com", t(1, 0)).await.unwrap());
+    assert!(
+        s.ack_alert(id, "ops@example.com", t(1, 0), &none)
+            .await
+            .unwrap()
+    );
     assert_eq!(
         s.alerts(&[AlertState::Firing]).await.unwrap()[0]
             .acked_by
@@ -434,7 +439,11 @@ pub(super) async fn acknowledgements_and_silences(b: Backend) {
     .unwrap()
     .unwrap();
     // Only a firing alert can be acknowledged; resolving clears the acknowledgement.
-    assert!(!s.ack_alert(id, "ops@example.com", t(3, 0)).await.unwrap());
+    assert!(
+        !s.ack_alert(id, "ops@example.com", t(3, 0), &none)
+            .await
+            .unwrap()
+    );
     assert_eq!(
         s.alerts(&[AlertState::Resolved]).await.unwrap()[0].acked_by,
         None
@@ -465,6 +474,91 @@ pub(super) async fn acknowledgements_and_silences(b: Backend) {
     assert!(s.expire_silence(sid, t(20, 0)).await.unwrap());
     assert!(!s.expire_silence(sid, t(21, 0)).await.unwrap());
     assert!(s.silences(t(21, 0)).await.unwrap().is_empty());
+}
+
+/// An acknowledgement queues, in its transaction, what the caller makes of each notification
+/// the alert's current firing sent (delivered, being retried): not of one given up on, one of
+/// a step not yet due, or one of an earlier firing; and a second acknowledgement of the same
+/// firing queues nothing again, the outbox's unique key holding.
+pub(super) async fn an_acknowledgement_queues_notes_to_the_channels_its_firing_reached_once(
+    b: Backend,
+) {
+    let s = &*b.store;
+    let id = s
+        .record_transition(
+            &transition(None, AlertState::Firing, t(0, 0)),
+            &[note("mail", "earlier", t(0, 0))],
+        )
+        .await
+        .unwrap()
+        .unwrap();
+    for n in s
+        .claim_notifications("x", t(0, 1), t(1, 0), 10)
+        .await
+        .unwrap()
+    {
+        assert!(s.mark_delivered(n.id, "x", t(0, 2)).await.unwrap());
+    }
+    s.record_transition(
+        &transition(Some(AlertState::Firing), AlertState::Resolved, t(1, 0)),
+        &[],
+    )
+    .await
+    .unwrap()
+    .unwrap();
+    let mut again = transition(Some(AlertState::Resolved), AlertState::Firing, t(2, 0));
+    again.fired_at = Some(t(2, 0));
+    let notes = [
+        note("mail", "sent", t(2, 0)),
+        note("hook", "given-up", t(2, 0)),
+        note("pager", "a-later-step", t(30, 0)),
+        note("chat", "retrying", t(2, 0)),
+    ];
+    s.record_transition(&again, &notes).await.unwrap().unwrap();
+    let claimed = s
+        .claim_notifications("x", t(2, 1), t(3, 0), 10)
+        .await
+        .unwrap();
+    assert_eq!(claimed.len(), 3, "{claimed:?}");
+    for n in &claimed {
+        assert_eq!(n.alert_id, Some(id));
+        let done = match n.channel.as_str() {
+            "mail" => s.mark_delivered(n.id, "x", t(2, 2)).await,
+            "hook" => s.mark_failed(n.id, "x", "410", None, t(2, 2)).await,
+            _ => {
+                s.mark_failed(n.id, "x", "503", Some(t(40, 0)), t(2, 2))
+                    .await
+            }
+        };
+        assert!(done.unwrap());
+    }
+    let seen = std::sync::Mutex::new(Vec::new());
+    let make = |n: &Notification| {
+        seen.lock().unwrap().push(n.dedup_key.clone());
+        Some(note(&n.channel, "acked", t(3, 0)))
+    };
+    assert!(s.ack_alert(id, "alice", t(3, 0), &make).await.unwrap());
+    assert_eq!(*seen.lock().unwrap(), ["sent", "retrying"]);
+    let queued = s
+        .claim_notifications("y", t(3, 1), t(4, 0), 10)
+        .await
+        .unwrap();
+    let mut to: Vec<(&str, &str)> = queued
+        .iter()
+        .map(|n| (n.channel.as_str(), n.dedup_key.as_str()))
+        .collect();
+    to.sort();
+    assert_eq!(to, [("chat", "acked"), ("mail", "acked")]);
+    // Again, by someone else: who is updated, nothing is queued.
+    let before = s.deliveries(id).await.unwrap().len();
+    assert!(s.ack_alert(id, "bob", t(5, 0), &make).await.unwrap());
+    assert_eq!(s.deliveries(id).await.unwrap().len(), before);
+    assert_eq!(
+        s.alerts(&[AlertState::Firing]).await.unwrap()[0]
+            .acked_by
+            .as_deref(),
+        Some("bob")
+    );
 }
 
 pub(super) async fn concurrent_senders_never_claim_one_notification_twice(b: Backend) {

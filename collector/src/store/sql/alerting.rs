@@ -15,8 +15,8 @@ use super::values::{labels_json, ms, parse_labels, time};
 use super::{Backend, RowsAffected, SqlStore};
 use crate::store::StoreError;
 use crate::store::alerting::{
-    AlertEvent, AlertRow, AlertState, AlertStore, Delivery, DeliveryState, HeartbeatRow, Incident,
-    NewNotification, Notification, Ping, PingKind, Silence, Transition,
+    AckNote, AlertEvent, AlertRow, AlertState, AlertStore, Delivery, DeliveryState, HeartbeatRow,
+    Incident, NewNotification, Notification, Ping, PingKind, Silence, Transition,
 };
 
 impl<DB> SqlStore<DB>
@@ -53,6 +53,21 @@ where
                 .try_get::<Option<i64>, _>("notified_ms")?
                 .map(time)
                 .transpose()?,
+        })
+    }
+
+    fn notification_row(r: &DB::Row) -> Result<Notification, StoreError> {
+        let payload: String = r.try_get("payload")?;
+        Ok(Notification {
+            id: r.try_get("id")?,
+            channel: r.try_get("channel")?,
+            dedup_key: r.try_get("dedup_key")?,
+            group_key: r.try_get("group_key")?,
+            created: time(r.try_get("created_ms")?)?,
+            payload: serde_json::from_str(&payload)
+                .map_err(|e| StoreError::Corrupt(format!("outbox payload: {e}")))?,
+            attempts: r.try_get::<i64, _>("attempts")? as u32,
+            alert_id: r.try_get("alert_id")?,
         })
     }
 
@@ -266,17 +281,45 @@ where
         alert_id: i64,
         by: &str,
         at: DateTime<Utc>,
+        ack_note: &AckNote<'_>,
     ) -> Result<bool, StoreError> {
-        let n = sqlx::query(
-            "UPDATE alerts SET acked_by = $1, acked_ms = $2 WHERE id = $3 AND state = 'firing'",
+        let mut tx = self.write.begin().await?;
+        let fired: Option<i64> = sqlx::query_scalar(
+            "UPDATE alerts SET acked_by = $1, acked_ms = $2 WHERE id = $3 AND state = 'firing'
+             RETURNING COALESCE(fired_ms, since_ms)",
         )
         .bind(by)
         .bind(ms(&at))
         .bind(alert_id)
-        .execute(&self.write)
-        .await?
-        .rows_affected();
-        Ok(n == 1)
+        .fetch_optional(&mut *tx)
+        .await?;
+        let Some(fired) = fired else {
+            tx.rollback().await?;
+            return Ok(false);
+        };
+        // What this firing sent, or is sending: not a row given up on (that channel never had
+        // the firing), nor one never tried whose time has not come (a step still to come).
+        let rows = sqlx::query(
+            "SELECT id, channel, dedup_key, group_key, payload, attempts, created_ms, alert_id
+             FROM outbox
+             WHERE alert_id = $1 AND created_ms >= $2
+               AND (state = 'delivered'
+                    OR (state = 'pending' AND (attempts > 0 OR next_attempt_ms <= $3)))
+             ORDER BY id",
+        )
+        .bind(alert_id)
+        .bind(fired)
+        .bind(ms(&at))
+        .fetch_all(&mut *tx)
+        .await?;
+        let sent = rows
+            .iter()
+            .map(Self::notification_row)
+            .collect::<Result<Vec<_>, _>>()?;
+        let notes: Vec<NewNotification> = sent.iter().filter_map(ack_note).collect();
+        Self::insert_outbox(&mut tx, alert_id, &at, &notes).await?;
+        tx.commit().await?;
+        Ok(true)
     }
 
     async fn claim_notifications(
@@ -298,7 +341,7 @@ where
                        AND d.state = 'pending' AND d.next_attempt_ms <= $3
                        AND (d.lease_until_ms IS NULL OR d.lease_until_ms < $3))))
                  ORDER BY o.id LIMIT $4{})
-             RETURNING id, channel, dedup_key, group_key, payload, attempts, created_ms",
+             RETURNING id, channel, dedup_key, group_key, payload, attempts, created_ms, alert_id",
             DB::CLAIM_LOCK
         )))
         .bind(owner)
@@ -309,19 +352,7 @@ where
         .await?;
         let mut out = rows
             .iter()
-            .map(|r| {
-                let payload: String = r.try_get("payload")?;
-                Ok(Notification {
-                    id: r.try_get("id")?,
-                    channel: r.try_get("channel")?,
-                    dedup_key: r.try_get("dedup_key")?,
-                    group_key: r.try_get("group_key")?,
-                    created: time(r.try_get("created_ms")?)?,
-                    payload: serde_json::from_str(&payload)
-                        .map_err(|e| StoreError::Corrupt(format!("outbox payload: {e}")))?,
-                    attempts: r.try_get::<i64, _>("attempts")? as u32,
-                })
-            })
+            .map(Self::notification_row)
             .collect::<Result<Vec<_>, StoreError>>()?;
         out.sort_by_key(|n| n.id);
         Ok(out)

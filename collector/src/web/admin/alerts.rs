@@ -125,13 +125,11 @@ pub async fn ack(
     Path(id): Path<i64>,
     _: AdminForm,
 ) -> Result<Response, AppError> {
-    if !state
-        .store
-        .ack_alert(id, "admin", crate::clock::now())
-        .await?
-    {
+    let now = crate::clock::now();
+    if !crate::notify::ack::acknowledge(state.store.as_ref(), id, "admin", now).await? {
         return Err(AppError::NotFound(format!("no firing alert with id {id}")));
     }
+    state.notifier.wake();
     Ok(Redirect::to("/admin/alerts").into_response())
 }
 
