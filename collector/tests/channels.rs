@@ -1,6 +1,6 @@
 //! The channel senders against peers on loopback: a webhook receiver we control, strict fakes
-//! of Slack's incoming webhook and PagerDuty's Events API v2 (neither can be reached from
-//! here), and a real SMTP server (aiosmtpd, in a child process).
+//! of Slack's incoming webhook, PagerDuty's Events API v2 and Telegram's Bot API (none can be
+//! reached from here), and a real SMTP server (aiosmtpd, in a child process).
 
 mod support;
 
@@ -10,6 +10,8 @@ mod email;
 mod pagerduty;
 #[path = "channels/slack.rs"]
 mod slack;
+#[path = "channels/telegram.rs"]
+mod telegram;
 #[path = "channels/webhook.rs"]
 mod webhook;
 

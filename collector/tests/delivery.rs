@@ -1,5 +1,6 @@
 //! The outbox worker against real peers: an SMTP server that is down for a while, Slack and
-//! PagerDuty fakes that answer 429 with Retry-After and then 5xx, storm control's digest, and a
+//! PagerDuty fakes that answer 429 with Retry-After and then 5xx, a Telegram fake whose 429
+//! says its wait in the body, storm control's digest, and a
 //! sender that dies holding a lease. Each notification must arrive exactly once. Rounds are
 //! driven with an explicit time, so nothing here waits for backoff.
 
@@ -252,6 +253,53 @@ async fn pagerduty_429_and_502_are_retried_and_the_trigger_arrives_with_one_dedu
         );
         assert_eq!(r.body, requests[0].body);
     }
+}
+
+/// Telegram through the outbox, its bot token from `${ENV}`: a 429 whose wait is only in the
+/// body (`parameters.retry_after`) is honoured, and the message then arrives once.
+#[tokio::test]
+async fn telegram_429_waits_what_its_body_asks_then_arrives_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path()).await;
+    let tg = support::telegram::start().await;
+    let toml = format!(
+        "[[channels]]\nname = \"tg\"\ntype = \"telegram\"\nbot_token = \"${{TG_BOT_TOKEN}}\"\nchat_id = -1001234567890\nurl = \"{}\"\n",
+        tg.url("")
+    );
+    let env = |k: &str| (k == "TG_BOT_TOKEN").then(|| support::telegram::TOKEN.to_string());
+    let config = CollectorConfig::parse(Path::new("t.toml"), &toml, &env).unwrap();
+    let w = Worker::new(
+        store.clone(),
+        lookout_collector::notify::senders(&config.channels),
+        std::time::Duration::from_secs(3600),
+        Arc::default(),
+        Arc::new(Metrics::default()),
+    );
+    tg.then_answer(support::telegram::too_many_requests(40));
+    let now = Utc::now();
+    let ids = queue(&store, "tg", &["api"], now).await;
+    w.round(now).await.unwrap();
+    let due = store.next_notification_due().await.unwrap().unwrap();
+    assert!(due >= now + Duration::seconds(39), "{due} vs {now}");
+    let error = store.deliveries(ids[0]).await.unwrap()[0]
+        .last_error
+        .clone()
+        .unwrap();
+    assert!(!error.contains("AAHdqTcv"), "{error}");
+    // Before the wait is over, nothing is sent again.
+    w.round(now + Duration::seconds(20)).await.unwrap();
+    assert_eq!(tg.requests().len(), 1);
+    w.round(now + Duration::seconds(41)).await.unwrap();
+    assert_eq!(
+        states(&store, ids[0]).await,
+        [(DeliveryState::Delivered, 2)]
+    );
+    w.round(now + Duration::minutes(5)).await.unwrap();
+    let requests = tg.requests();
+    assert_eq!(requests.len(), 2);
+    let text = support::telegram::validate(&requests[1].body).unwrap();
+    assert!(text.starts_with("[FIRING] api down"), "{text}");
+    assert_eq!(requests[1].body, requests[0].body);
 }
 
 #[tokio::test]

@@ -1,4 +1,5 @@
-//! Where alerts go: `[[channels]]` (email, Slack, webhook, PagerDuty), `[[routes]]` that pick channels by
+//! Where alerts go: `[[channels]]` (email, Slack, webhook, PagerDuty; the push and chat
+//! channels' checks are in notify/push.rs), `[[routes]]` that pick channels by
 //! an alert's labels, `[[maintenance]]` windows that hold notifications back, and
 //! `[alerting]` settings.
 
@@ -12,6 +13,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::document::{Document, KeyPath};
 
+mod push;
+
 /// A channel's type.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -24,6 +27,8 @@ pub enum ChannelType {
     Webhook,
     /// PagerDuty's Events API v2: trigger and resolve by `dedup_key`.
     Pagerduty,
+    /// Telegram's Bot API `sendMessage` to a chat, in HTML parse mode.
+    Telegram,
 }
 
 impl ChannelType {
@@ -34,6 +39,7 @@ impl ChannelType {
             ChannelType::Slack => "slack",
             ChannelType::Webhook => "webhook",
             ChannelType::Pagerduty => "pagerduty",
+            ChannelType::Telegram => "telegram",
         }
     }
 }
@@ -46,12 +52,14 @@ impl ChannelType {
 pub struct ChannelConfig {
     /// Unique name, used by routes.
     pub name: String,
-    /// `email`, `slack`, `webhook` or `pagerduty`.
+    /// `email`, `slack`, `webhook`, `pagerduty` or `telegram`.
     #[serde(rename = "type")]
     pub kind: ChannelType,
     /// email: lettre's SMTP URL (`smtp://user:pass@host:587?tls=required`, `smtps://` for
     /// implicit TLS, plain `smtp://host:25` for a local relay). webhook: the URL to POST to.
     /// pagerduty: the Events API v2 endpoint, default `https://events.pagerduty.com/v2/enqueue`.
+    /// telegram: the Bot API server, default `https://api.telegram.org` (a local Bot API
+    /// server, a proxy).
     #[serde(default)]
     pub url: Option<String>,
     /// email: the sender, `Name <address>` or an address.
@@ -72,6 +80,13 @@ pub struct ChannelConfig {
     /// webhook: extra request headers (an `Authorization` for the receiver, say).
     #[serde(default)]
     pub headers: BTreeMap<String, String>,
+    /// telegram: the bot's token from BotFather (`123456789:AA...`); write `"${VAR}"`.
+    #[serde(default)]
+    pub bot_token: Option<String>,
+    /// telegram: the chat to send to: its numeric id (`-1001234567890`, a number or a string)
+    /// or a public channel's `@username`.
+    #[serde(default, deserialize_with = "push::string_or_integer")]
+    pub chat_id: Option<String>,
     /// How long one send may take. Default `"10s"`.
     #[serde(default = "default_send_timeout", with = "crate::duration")]
     pub timeout: Duration,
@@ -93,6 +108,8 @@ impl fmt::Debug for ChannelConfig {
             .field("webhook_url", &hidden(&self.webhook_url))
             .field("secret", &hidden(&self.secret))
             .field("routing_key", &hidden(&self.routing_key))
+            .field("bot_token", &hidden(&self.bot_token))
+            .field("chat_id", &self.chat_id)
             .field("headers", &self.headers.keys().collect::<Vec<_>>())
             .field("timeout", &self.timeout)
             .field("max_per_minute", &self.max_per_minute)
@@ -120,6 +137,7 @@ impl ChannelConfig {
             ChannelType::Slack => &["webhook_url"],
             ChannelType::Webhook => &["url", "secret", "headers"],
             ChannelType::Pagerduty => &["url", "routing_key"],
+            ChannelType::Telegram => &["url", "bot_token", "chat_id"],
         };
         let set = [
             ("url", self.url.is_some()),
@@ -129,6 +147,8 @@ impl ChannelConfig {
             ("secret", self.secret.is_some()),
             ("headers", !self.headers.is_empty()),
             ("routing_key", self.routing_key.is_some()),
+            ("bot_token", self.bot_token.is_some()),
+            ("chat_id", self.chat_id.is_some()),
         ];
         for (key, present) in set {
             if present && !allowed.contains(&key) {
@@ -197,6 +217,7 @@ impl ChannelConfig {
                     _ => {}
                 }
             }
+            ChannelType::Telegram => push::telegram(self, &mut out),
         }
         if self.secret.as_deref() == Some("") {
             out.push(("secret", "is empty (an unset ${VAR}?)".into()));
@@ -209,7 +230,7 @@ impl ChannelConfig {
 }
 
 /// Why `u` is not an http(s) URL; the URL itself is not repeated, as it may hold a secret.
-fn http_url_problem(u: &str) -> Option<String> {
+pub(crate) fn http_url_problem(u: &str) -> Option<String> {
     match url::Url::parse(u) {
         Ok(p) if p.scheme() == "http" || p.scheme() == "https" => None,
         Ok(_) => Some("expected an http:// or https:// URL".into()),

@@ -18,9 +18,10 @@ fn examples() -> PathBuf {
 
 #[test]
 fn every_example_loads_and_validates() {
-    // The examples' tokens come from the environment; their defaults are placeholders.
+    // The examples' tokens come from the environment; their defaults are placeholders. A
+    // Telegram bot token has a shape of its own, which its example's default has.
     let tokens = |k: &str| {
-        (k.contains("TOKEN") && k != "LOOKOUT_ADMIN_TOKEN")
+        (k.contains("TOKEN") && k != "LOOKOUT_ADMIN_TOKEN" && k != "TG_BOT_TOKEN")
             .then(|| format!("{}-a1b2c3d4e5f6a7b8c9d0", k.to_lowercase()))
     };
     let mut seen = 0;
@@ -1125,6 +1126,72 @@ webhook_url = "https://x/"
         "channels[2].routing_key: expected an integration key",
         "channels[2].url: expected an http:// or https:// URL",
         "channels[3].webhook_url: not a setting of pagerduty channels",
+    ] {
+        assert!(all.contains(want), "{want:?} not in {all}");
+    }
+    assert!(!all.contains("SECRETISH"), "{all}");
+}
+
+#[test]
+fn a_telegram_channel_takes_its_token_from_the_environment_and_a_chat_id_as_number_or_name() {
+    let text = r#"
+[[channels]]
+name = "tg"
+type = "telegram"
+bot_token = "${TG_BOT_TOKEN}"
+chat_id = -1001234567890
+
+[[channels]]
+name = "tg-channel"
+type = "telegram"
+bot_token = "${TG_BOT_TOKEN}"
+chat_id = "@ops_alerts"
+url = "http://127.0.0.1:8081"
+"#;
+    let env = |k: &str| {
+        (k == "TG_BOT_TOKEN").then(|| "123456789:AAHdqTcvCH1vGWJxfSeofSAs0K5PALDsaw0".to_string())
+    };
+    let c = CollectorConfig::parse(Path::new("c.toml"), text, &env).unwrap();
+    assert_eq!(c.channels[0].kind, crate::ChannelType::Telegram);
+    assert_eq!(c.channels[0].chat_id.as_deref(), Some("-1001234567890"));
+    assert_eq!(c.channels[1].chat_id.as_deref(), Some("@ops_alerts"));
+    assert!(!format!("{c:?}").contains("AAHdqTcv"));
+    let err = CollectorConfig::parse(Path::new("c.toml"), text, &no_env).unwrap_err();
+    assert!(err.to_string().contains("TG_BOT_TOKEN"), "{err}");
+    let bad = r#"
+[[channels]]
+name = "a"
+type = "telegram"
+
+[[channels]]
+name = "b"
+type = "telegram"
+bot_token = ""
+chat_id = "ops"
+
+[[channels]]
+name = "c"
+type = "telegram"
+bot_token = "123:SECRETISH/../x"
+chat_id = 1
+url = "ftp://x"
+
+[[channels]]
+name = "d"
+type = "telegram"
+bot_token = "123456789:AAHdqTcvCH1vGWJxfSeofSAs0K5PALDsaw0"
+chat_id = 1
+routing_key = "x"
+"#;
+    let all = collector(bad).unwrap_err().to_string();
+    for want in [
+        "channels[0].bot_token: required",
+        "channels[0].chat_id: required",
+        "channels[1].bot_token: is empty",
+        "channels[1].chat_id: \"ops\" is neither a numeric chat id nor a channel's @username",
+        "channels[2].bot_token: expected a bot token",
+        "channels[2].url: expected an http:// or https:// URL",
+        "channels[3].routing_key: not a setting of telegram channels",
     ] {
         assert!(all.contains(want), "{want:?} not in {all}");
     }

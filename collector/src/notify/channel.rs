@@ -11,14 +11,14 @@ use lookout_config::{ChannelConfig, ChannelType};
 use super::email::EmailChannel;
 use super::endpoint::HttpChannel;
 use super::message::{Message, SendError};
-use super::{pagerduty, slack, webhook};
+use super::{pagerduty, slack, telegram, webhook};
 
 /// A channel ready to send: one per `[[channels]]` entry.
 #[derive(Debug)]
 pub enum Channel {
     /// Email over SMTP.
     Email(EmailChannel),
-    /// A channel over HTTP (Slack, webhook, PagerDuty).
+    /// A channel over HTTP (Slack, webhook, PagerDuty, Telegram...).
     Http(HttpChannel),
 }
 
@@ -31,6 +31,7 @@ impl Channel {
             ChannelType::Slack => Channel::Http(slack::channel(cfg, http)?),
             ChannelType::Webhook => Channel::Http(webhook::channel(cfg, http)?),
             ChannelType::Pagerduty => Channel::Http(pagerduty::channel(cfg, http)?),
+            ChannelType::Telegram => Channel::Http(telegram::channel(cfg, http)?),
         })
     }
 

@@ -1,9 +1,10 @@
 //! Notifications: which channels an alert goes to ([`route`]: routes, groups, maintenance
 //! windows), what is sent ([`message`]), how ([`Channel`]: [`email`] over SMTP; over HTTP,
 //! each a payload builder on the shared [`endpoint`]: [`slack`] through an incoming webhook,
-//! [`webhook`] as a signed JSON POST, [`pagerduty`] as Events API v2 events; with what they
-//! share in [`format`] and [`http`]), the worker that delivers the outbox ([`worker`]), and
-//! what an acknowledgement tells the channels ([`ack`]).
+//! [`webhook`] as a signed JSON POST, [`pagerduty`] as Events API v2 events, [`telegram`]
+//! through the Bot API; with what they share in [`format`], [`text`] (a message as plain text
+//! or HTML, within a vendor's limit) and [`http`]), the worker that delivers the outbox
+//! ([`worker`]), and what an acknowledgement tells the channels ([`ack`]).
 //!
 //! Rule evaluation queues notes in the store's outbox in the same transaction as the alert
 //! transition they announce; the worker sends them. See docs/alerting.md, "Notifications".
@@ -18,6 +19,8 @@ pub mod message;
 pub mod pagerduty;
 pub mod route;
 pub mod slack;
+pub mod telegram;
+pub(crate) mod text;
 pub mod webhook;
 pub mod worker;
 

@@ -1,6 +1,6 @@
 //! Peers for the channel tests: an HTTP server that records what it is sent and answers as told
 //! ([`http_peer`]), strict fakes of Slack's incoming webhook ([`slack`]) and PagerDuty's Events
-//! API v2 ([`pagerduty`]) built on it, and a real SMTP server (aiosmtpd) in a child process
+//! API v2 ([`pagerduty`]) and Telegram's Bot API ([`telegram`]) built on it, and a real SMTP server (aiosmtpd) in a child process
 //! ([`smtp`]); and a collector's state over a fresh database ([`collector_state`]).
 
 // Each test binary uses a part of these.
@@ -10,6 +10,7 @@ pub mod http_peer;
 pub mod pagerduty;
 pub mod slack;
 pub mod smtp;
+pub mod telegram;
 
 /// A collector's shared state over an SQLite database in `dir`, configured by `toml`, as a
 /// start of the collector makes it (the HTTP server and background tasks are not started).

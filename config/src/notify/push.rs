@@ -1,0 +1,77 @@
+//! The checks of the push and chat channels' keys (Telegram, ntfy, Pushover, Matrix), beside
+//! the others' in notify.rs so that file stays about routes and the HTTP channels' common
+//! keys. Each says which key is wrong and what was expected, never repeating a secret.
+
+use serde::Deserialize;
+
+use super::{ChannelConfig, http_url_problem};
+
+/// A Telegram bot token: the bot's numeric id, `:`, then letters, digits, `-` and `_`.
+fn bot_token_ok(t: &str) -> bool {
+    let Some((id, key)) = t.split_once(':') else {
+        return false;
+    };
+    !id.is_empty()
+        && id.len() <= 20
+        && id.bytes().all(|b| b.is_ascii_digit())
+        && (20..=100).contains(&key.len())
+        && key
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+}
+
+/// A Telegram chat: a numeric id, or `@username` of a public channel (5 to 32 letters,
+/// digits and `_`).
+fn chat_id_ok(c: &str) -> bool {
+    let digits = c.strip_prefix('-').unwrap_or(c);
+    if !digits.is_empty() && digits.len() <= 20 && digits.bytes().all(|b| b.is_ascii_digit()) {
+        return true;
+    }
+    c.strip_prefix('@').is_some_and(|u| {
+        (5..=32).contains(&u.len()) && u.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
+    })
+}
+
+pub(super) fn telegram(c: &ChannelConfig, out: &mut Vec<(&'static str, String)>) {
+    if let Some(p) = c.url.as_deref().and_then(http_url_problem) {
+        out.push(("url", p));
+    }
+    match c.bot_token.as_deref() {
+        None => out.push(("bot_token", "required: write \"${VAR}\"".into())),
+        Some("") => out.push(("bot_token", "is empty (an unset ${VAR}?)".into())),
+        Some(t) if !bot_token_ok(t) => out.push((
+            "bot_token",
+            "expected a bot token as BotFather gives it: digits, `:`, then letters, digits, - and _"
+                .into(),
+        )),
+        _ => {}
+    }
+    match c.chat_id.as_deref() {
+        None => out.push((
+            "chat_id",
+            "required: the chat's numeric id or a channel's @username".into(),
+        )),
+        Some(id) if !chat_id_ok(id) => out.push((
+            "chat_id",
+            format!("{id:?} is neither a numeric chat id nor a channel's @username"),
+        )),
+        _ => {}
+    }
+}
+
+/// A key given as a number or a string (`chat_id = -100123` or `chat_id = "@ops"`), kept as
+/// its text.
+pub(super) fn string_or_integer<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> Result<Option<String>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Either {
+        Int(i64),
+        Text(String),
+    }
+    Ok(Option::<Either>::deserialize(d)?.map(|v| match v {
+        Either::Int(i) => i.to_string(),
+        Either::Text(s) => s,
+    }))
+}
