@@ -143,6 +143,10 @@ fn note_spans(note: &AlertNote, summary: bool) -> Vec<Span> {
             Span::Link(link.to_string(), "Open in Lookout".into()),
         );
     }
+    if let Some(ack) = web_link(note.ack_link.as_deref()).filter(|l| l.chars().count() <= MAX_LINK_CHARS)
+    {
+        line(&mut out, Span::Link(ack.to_string(), "Acknowledge".into()));
+    }
     out
 }
 
@@ -196,24 +200,28 @@ fn cut_span(s: Span, n: usize) -> Span {
 
 // Used by ntfy and Pushover, landing next.
 #[allow(dead_code)]
-/// The spans as plain text; a link as `text: target`, unless `links` is false (the vendor
-/// shows the link on its own: ntfy's `click`, Pushover's `url`), then left out.
-pub(crate) fn plain(spans: &[Span], links: bool) -> String {
+/// The spans as plain text; a link as `text: target`, unless it is `shown_apart` (the
+/// vendor shows that link on its own: ntfy's `click`, Pushover's `url`), then left out.
+pub(crate) fn plain(spans: &[Span], shown_apart: Option<&str>) -> String {
     let mut out = String::new();
     for s in spans {
         match s {
             Span::Bold(t) | Span::Text(t) => out.push_str(t),
-            Span::Link(href, t) if links => {
+            Span::Link(href, t) if Some(href.as_str()) != shown_apart => {
                 out.push_str(t);
                 out.push_str(": ");
                 out.push_str(href);
             }
-            Span::Link(..) => {}
+            Span::Link(..) => {
+                // The line the link would have been on goes too.
+                if out.ends_with('\n') {
+                    out.pop();
+                }
+            }
             Span::Line => out.push('\n'),
         }
     }
-    // A left-out link leaves its line's break behind.
-    out.trim_end().to_string()
+    out
 }
 
 /// The spans as HTML: text escaped (`&amp;`, `&lt;`, `&gt;`, `&quot;`: the four entities
@@ -290,6 +298,7 @@ mod tests {
                 .then(|| fired + chrono::Duration::seconds(252)),
             link: Some(format!("https://status.example.com/checks/{check}")),
             acked_by: (kind == NoteKind::Acknowledged).then(|| "alice".to_string()),
+            ack_link: None,
         }
     }
 
@@ -317,7 +326,7 @@ mod tests {
         );
         let spans = message(&m, false, 4096, &chars);
         assert_eq!(
-            plain(&spans, false),
+            plain(&spans, Some("https://status.example.com/checks/api")),
             "api <down> & out\ncheck=api\nFired 2026-11-26 10:00:00 UTC, lasted 4m 12s"
         );
     }
@@ -329,7 +338,7 @@ mod tests {
             .chain([note(NoteKind::Acknowledged, "db", "db down")])
             .collect();
         let spans = message(&msg(notes), true, 1000, &chars);
-        let text = plain(&spans, true);
+        let text = plain(&spans, None);
         assert!(chars(&spans) <= 1000, "{text}");
         assert!(
             text.starts_with("[FIRING] 40 alerts, [ACKNOWLEDGED] 1 alert\n\nFIRING · c0\ndown\n"),
@@ -349,7 +358,7 @@ mod tests {
             4096,
             &chars,
         );
-        assert!(plain(&ack, true).contains("acknowledged by alice"));
+        assert!(plain(&ack, None).contains("acknowledged by alice"));
     }
 
     #[test]
