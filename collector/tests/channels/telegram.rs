@@ -87,13 +87,21 @@ async fn firing_acknowledged_and_resolved_notes_read_as_html() {
 #[tokio::test]
 async fn a_grouped_message_is_one_message_with_a_block_per_alert() {
     let (peer, channel) = telegram().await;
+    let mut api = note(NoteKind::Firing, "api", "api down");
+    api.ack_link = Some("https://status.example.com/ack/t0k?x=1&y=2".into());
     let msg = message(vec![
-        note(NoteKind::Firing, "api", "api down"),
+        api,
         note(NoteKind::Reminder, "db", "db down"),
         note(NoteKind::Resolved, "web", "web slow"),
     ]);
     send(&channel, &msg).await.unwrap();
-    let [(_, text)] = sent(&peer).try_into().unwrap();
+    let [(body, text)] = sent(&peer).try_into().unwrap();
+    assert!(
+        body["text"].as_str().unwrap().contains(
+            "<a href=\"https://status.example.com/ack/t0k?x=1&amp;y=2\">Acknowledge</a>\n\n<b>REMINDER"
+        ),
+        "{body}"
+    );
     assert!(
         text.starts_with(
             "[FIRING] 1 alert, [REMINDER] 1 alert, [RESOLVED] 1 alert\n\nFIRING · api\napi down\n"
