@@ -1,11 +1,13 @@
 //! The channel senders against peers on loopback: a webhook receiver we control, strict fakes
-//! of Slack's incoming webhook, PagerDuty's Events API v2 and Telegram's Bot API (none can be
-//! reached from here), and a real SMTP server (aiosmtpd, in a child process).
+//! of Slack's incoming webhook, PagerDuty's Events API v2, Telegram's Bot API and ntfy (none can
+//! be reached or run here), and a real SMTP server (aiosmtpd, in a child process).
 
 mod support;
 
 #[path = "channels/email.rs"]
 mod email;
+#[path = "channels/ntfy.rs"]
+mod ntfy;
 #[path = "channels/pagerduty.rs"]
 mod pagerduty;
 #[path = "channels/slack.rs"]

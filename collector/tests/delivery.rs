@@ -1,6 +1,6 @@
 //! The outbox worker against real peers: an SMTP server that is down for a while, Slack and
 //! PagerDuty fakes that answer 429 with Retry-After and then 5xx, a Telegram fake whose 429
-//! says its wait in the body, storm control's digest, and a
+//! says its wait in the body, an ntfy fake whose 429 says none, storm control's digest, and a
 //! sender that dies holding a lease. Each notification must arrive exactly once. Rounds are
 //! driven with an explicit time, so nothing here waits for backoff.
 
@@ -299,6 +299,46 @@ async fn telegram_429_waits_what_its_body_asks_then_arrives_once() {
     assert_eq!(requests.len(), 2);
     let text = support::telegram::validate(&requests[1].body).unwrap();
     assert!(text.starts_with("[FIRING] api down"), "{text}");
+    assert_eq!(requests[1].body, requests[0].body);
+}
+
+/// ntfy through the outbox, its token from `${ENV}`: a 429 (without `Retry-After`, as ntfy
+/// sends it) is retried after the outbox's backoff, and the message arrives once.
+#[tokio::test]
+async fn ntfy_429_is_retried_after_the_backoff_and_arrives_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path()).await;
+    let ntfy = support::ntfy::start().await;
+    let toml = format!(
+        "[[channels]]\nname = \"phone\"\ntype = \"ntfy\"\ntoken = \"${{NTFY_TOKEN}}\"\nurl = \"{}\"\n",
+        ntfy.url(&format!("/{}", support::ntfy::TOPIC))
+    );
+    let env = |k: &str| (k == "NTFY_TOKEN").then(|| support::ntfy::TOKEN.to_string());
+    let config = CollectorConfig::parse(Path::new("t.toml"), &toml, &env).unwrap();
+    let w = Worker::new(
+        store.clone(),
+        lookout_collector::notify::senders(&config.channels),
+        std::time::Duration::from_secs(3600),
+        Arc::default(),
+        Arc::new(Metrics::default()),
+    );
+    ntfy.then_answer(support::ntfy::too_many_requests());
+    let now = Utc::now();
+    let ids = queue(&store, "phone", &["api"], now).await;
+    w.round(now).await.unwrap();
+    assert_eq!(states(&store, ids[0]).await, [(DeliveryState::Pending, 1)]);
+    let due = store.next_notification_due().await.unwrap().unwrap();
+    assert!(due > now, "{due} vs {now}");
+    w.round(due).await.unwrap();
+    assert_eq!(
+        states(&store, ids[0]).await,
+        [(DeliveryState::Delivered, 2)]
+    );
+    w.round(now + Duration::minutes(30)).await.unwrap();
+    let requests = ntfy.requests();
+    assert_eq!(requests.len(), 2);
+    let v = support::ntfy::validate(&requests[1].body).unwrap();
+    assert_eq!(v["priority"], 5);
     assert_eq!(requests[1].body, requests[0].body);
 }
 

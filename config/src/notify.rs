@@ -29,6 +29,8 @@ pub enum ChannelType {
     Pagerduty,
     /// Telegram's Bot API `sendMessage` to a chat, in HTML parse mode.
     Telegram,
+    /// A message published to a topic of an ntfy server (ntfy.sh or self-hosted).
+    Ntfy,
 }
 
 impl ChannelType {
@@ -40,6 +42,7 @@ impl ChannelType {
             ChannelType::Webhook => "webhook",
             ChannelType::Pagerduty => "pagerduty",
             ChannelType::Telegram => "telegram",
+            ChannelType::Ntfy => "ntfy",
         }
     }
 }
@@ -52,14 +55,15 @@ impl ChannelType {
 pub struct ChannelConfig {
     /// Unique name, used by routes.
     pub name: String,
-    /// `email`, `slack`, `webhook`, `pagerduty` or `telegram`.
+    /// `email`, `slack`, `webhook`, `pagerduty`, `telegram` or `ntfy`.
     #[serde(rename = "type")]
     pub kind: ChannelType,
     /// email: lettre's SMTP URL (`smtp://user:pass@host:587?tls=required`, `smtps://` for
     /// implicit TLS, plain `smtp://host:25` for a local relay). webhook: the URL to POST to.
     /// pagerduty: the Events API v2 endpoint, default `https://events.pagerduty.com/v2/enqueue`.
     /// telegram: the Bot API server, default `https://api.telegram.org` (a local Bot API
-    /// server, a proxy).
+    /// server, a proxy). ntfy: the topic's URL, `https://ntfy.sh/<topic>` or a server of
+    /// one's own.
     #[serde(default)]
     pub url: Option<String>,
     /// email: the sender, `Name <address>` or an address.
@@ -87,6 +91,10 @@ pub struct ChannelConfig {
     /// or a public channel's `@username`.
     #[serde(default, deserialize_with = "push::string_or_integer")]
     pub chat_id: Option<String>,
+    /// ntfy: an access token (`tk_...`) for a protected topic, sent as `Authorization:
+    /// Bearer`; write `"${VAR}"`. Default none (a public topic).
+    #[serde(default)]
+    pub token: Option<String>,
     /// How long one send may take. Default `"10s"`.
     #[serde(default = "default_send_timeout", with = "crate::duration")]
     pub timeout: Duration,
@@ -110,6 +118,7 @@ impl fmt::Debug for ChannelConfig {
             .field("routing_key", &hidden(&self.routing_key))
             .field("bot_token", &hidden(&self.bot_token))
             .field("chat_id", &self.chat_id)
+            .field("token", &hidden(&self.token))
             .field("headers", &self.headers.keys().collect::<Vec<_>>())
             .field("timeout", &self.timeout)
             .field("max_per_minute", &self.max_per_minute)
@@ -138,6 +147,7 @@ impl ChannelConfig {
             ChannelType::Webhook => &["url", "secret", "headers"],
             ChannelType::Pagerduty => &["url", "routing_key"],
             ChannelType::Telegram => &["url", "bot_token", "chat_id"],
+            ChannelType::Ntfy => &["url", "token"],
         };
         let set = [
             ("url", self.url.is_some()),
@@ -149,6 +159,7 @@ impl ChannelConfig {
             ("routing_key", self.routing_key.is_some()),
             ("bot_token", self.bot_token.is_some()),
             ("chat_id", self.chat_id.is_some()),
+            ("token", self.token.is_some()),
         ];
         for (key, present) in set {
             if present && !allowed.contains(&key) {
@@ -218,6 +229,7 @@ impl ChannelConfig {
                 }
             }
             ChannelType::Telegram => push::telegram(self, &mut out),
+            ChannelType::Ntfy => push::ntfy(self, &mut out),
         }
         if self.secret.as_deref() == Some("") {
             out.push(("secret", "is empty (an unset ${VAR}?)".into()));

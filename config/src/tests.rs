@@ -1197,3 +1197,60 @@ routing_key = "x"
     }
     assert!(!all.contains("SECRETISH"), "{all}");
 }
+
+#[test]
+fn an_ntfy_channel_is_a_topic_url_and_an_optional_token() {
+    let text = r#"
+[[channels]]
+name = "phone"
+type = "ntfy"
+url = "https://ntfy.example.com/lookout-ops"
+token = "${NTFY_TOKEN}"
+
+[[channels]]
+name = "public"
+type = "ntfy"
+url = "https://ntfy.sh/lookout-7f3a"
+"#;
+    let env = |k: &str| (k == "NTFY_TOKEN").then(|| "tk_AgQdq7mVBoFD37zQVN29RhuMzNIz2".to_string());
+    let c = CollectorConfig::parse(Path::new("c.toml"), text, &env).unwrap();
+    assert_eq!(c.channels[0].kind, crate::ChannelType::Ntfy);
+    assert_eq!(c.channels[1].token, None);
+    assert!(!format!("{c:?}").contains("tk_AgQdq"));
+    let bad = r#"
+[[channels]]
+name = "a"
+type = "ntfy"
+
+[[channels]]
+name = "b"
+type = "ntfy"
+url = "https://ntfy.sh/"
+token = ""
+
+[[channels]]
+name = "c"
+type = "ntfy"
+url = "https://ntfy.sh/a.b"
+token = "tk_SECRETISH x"
+
+[[channels]]
+name = "d"
+type = "ntfy"
+url = "ftp://ntfy.sh/t"
+bot_token = "x"
+"#;
+    let all = collector(bad).unwrap_err().to_string();
+    for want in [
+        "channels[0].url: required: the topic's URL",
+        "channels[1].url: expected the topic's URL",
+        "channels[1].token: is empty",
+        "channels[2].url: expected the topic's URL",
+        "channels[2].token: must not hold spaces",
+        "channels[3].url: expected an http:// or https:// URL",
+        "channels[3].bot_token: not a setting of ntfy channels",
+    ] {
+        assert!(all.contains(want), "{want:?} not in {all}");
+    }
+    assert!(!all.contains("SECRETISH"), "{all}");
+}

@@ -11,7 +11,7 @@ use lookout_config::{ChannelConfig, ChannelType};
 use super::email::EmailChannel;
 use super::endpoint::HttpChannel;
 use super::message::{Message, SendError};
-use super::{pagerduty, slack, telegram, webhook};
+use super::{ntfy, pagerduty, slack, telegram, webhook};
 
 /// A channel ready to send: one per `[[channels]]` entry.
 #[derive(Debug)]
@@ -32,6 +32,7 @@ impl Channel {
             ChannelType::Webhook => Channel::Http(webhook::channel(cfg, http)?),
             ChannelType::Pagerduty => Channel::Http(pagerduty::channel(cfg, http)?),
             ChannelType::Telegram => Channel::Http(telegram::channel(cfg, http)?),
+            ChannelType::Ntfy => Channel::Http(ntfy::channel(cfg, http)?),
         })
     }
 

@@ -143,7 +143,8 @@ fn note_spans(note: &AlertNote, summary: bool) -> Vec<Span> {
             Span::Link(link.to_string(), "Open in Lookout".into()),
         );
     }
-    if let Some(ack) = web_link(note.ack_link.as_deref()).filter(|l| l.chars().count() <= MAX_LINK_CHARS)
+    if let Some(ack) =
+        web_link(note.ack_link.as_deref()).filter(|l| l.chars().count() <= MAX_LINK_CHARS)
     {
         line(&mut out, Span::Link(ack.to_string(), "Acknowledge".into()));
     }
@@ -198,8 +199,6 @@ fn cut_span(s: Span, n: usize) -> Span {
     }
 }
 
-// Used by ntfy and Pushover, landing next.
-#[allow(dead_code)]
 /// The spans as plain text; a link as `text: target`, unless it is `shown_apart` (the
 /// vendor shows that link on its own: ntfy's `click`, Pushover's `url`), then left out.
 pub(crate) fn plain(spans: &[Span], shown_apart: Option<&str>) -> String {

@@ -1,12 +1,13 @@
 //! Peers for the channel tests: an HTTP server that records what it is sent and answers as told
 //! ([`http_peer`]), strict fakes of Slack's incoming webhook ([`slack`]) and PagerDuty's Events
-//! API v2 ([`pagerduty`]) and Telegram's Bot API ([`telegram`]) built on it, and a real SMTP server (aiosmtpd) in a child process
+//! API v2 ([`pagerduty`]) Telegram's Bot API ([`telegram`]) and ntfy's publishing ([`ntfy`]) built on it, and a real SMTP server (aiosmtpd) in a child process
 //! ([`smtp`]); and a collector's state over a fresh database ([`collector_state`]).
 
 // Each test binary uses a part of these.
 #![allow(dead_code)]
 
 pub mod http_peer;
+pub mod ntfy;
 pub mod pagerduty;
 pub mod slack;
 pub mod smtp;

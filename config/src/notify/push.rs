@@ -75,3 +75,43 @@ pub(super) fn string_or_integer<'de, D: serde::Deserializer<'de>>(
         Either::Text(s) => s,
     }))
 }
+
+pub(super) fn ntfy(c: &ChannelConfig, out: &mut Vec<(&'static str, String)>) {
+    match c.url.as_deref() {
+        None => out.push((
+            "url",
+            "required: the topic's URL, https://ntfy.sh/<topic> or your server's".into(),
+        )),
+        Some(u) => match url::Url::parse(u) {
+            Ok(p) if p.scheme() != "http" && p.scheme() != "https" => {
+                out.push(("url", "expected an http:// or https:// URL".into()))
+            }
+            Ok(p) => {
+                let topic = p
+                    .path_segments()
+                    .and_then(|mut s| s.next_back())
+                    .unwrap_or("");
+                let ok = (1..=64).contains(&topic.len())
+                    && topic
+                        .bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+                if !ok {
+                    out.push((
+                        "url",
+                        "expected the topic's URL, https://ntfy.sh/<topic>: a topic of 1 to 64 \
+                         letters, digits, - and _ at the end of the path"
+                            .into(),
+                    ));
+                }
+            }
+            Err(e) => out.push(("url", format!("not a valid URL: {e}"))),
+        },
+    }
+    match c.token.as_deref() {
+        Some("") => out.push(("token", "is empty (an unset ${VAR}?)".into())),
+        Some(t) if t.chars().any(|c| c.is_whitespace() || c.is_control()) => {
+            out.push(("token", "must not hold spaces or control characters".into()))
+        }
+        _ => {}
+    }
+}
