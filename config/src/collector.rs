@@ -10,6 +10,7 @@ use crate::agent::{HostMetricsConfig, SpoolSettings, validate_host_metrics, vali
 use crate::check::CheckConfig;
 use crate::document::{Document, EnvLookup, KeyPath};
 use crate::error::ConfigErrors;
+use crate::escalation::EscalationConfig;
 use crate::heartbeat::HeartbeatConfig;
 use crate::log_rule::LogRuleConfig;
 use crate::notify::{AlertingSettings, ChannelConfig, MaintenanceConfig, RouteConfig};
@@ -48,6 +49,8 @@ pub struct CollectorConfig {
     pub routes: Vec<RouteConfig>,
     /// `[[maintenance]]`: windows when matching alerts are recorded but not sent.
     pub maintenance: Vec<MaintenanceConfig>,
+    /// `[[escalations]]`: policies of steps that routes name instead of channels.
+    pub escalations: Vec<EscalationConfig>,
     /// `[[heartbeats]]`: push monitors pinged by cron jobs.
     pub heartbeats: Vec<HeartbeatConfig>,
     /// `[[rules]]`: metric thresholds.
@@ -298,6 +301,7 @@ const SECTIONS: &[&str] = &[
     "channels",
     "routes",
     "maintenance",
+    "escalations",
     "heartbeats",
     "rules",
     "log_rules",
@@ -369,7 +373,7 @@ impl CollectorConfig {
                 "expected 1 to 200 characters",
             );
         }
-        let (channels, routes, maintenance) = crate::notify::read(&mut doc);
+        let (channels, routes, maintenance, escalations) = crate::notify::read(&mut doc);
         let watchdog = crate::watch::read_watchdog(&mut doc);
         let rules = crate::read_named(
             &mut doc,
@@ -576,6 +580,7 @@ impl CollectorConfig {
             channels,
             routes,
             maintenance,
+            escalations,
             heartbeats: heartbeats.into_iter().map(|(_, h)| h).collect(),
             rules: rules.into_iter().map(|(_, r)| r).collect(),
             log_rules: log_rules.into_iter().map(|(_, r)| r).collect(),

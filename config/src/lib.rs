@@ -22,6 +22,7 @@ pub mod condition;
 pub mod document;
 pub mod duration;
 pub mod error;
+pub mod escalation;
 pub mod heartbeat;
 pub mod labels;
 pub mod log_rule;

@@ -12,6 +12,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::document::{Document, KeyPath};
+use crate::escalation::EscalationConfig;
 
 mod push;
 
@@ -258,8 +259,13 @@ pub struct RouteConfig {
     /// matches every alert.
     #[serde(rename = "match", default)]
     pub matchers: BTreeMap<String, String>,
-    /// Channel names.
+    /// Channel names. Required unless `escalation` is given (one of the two).
+    #[serde(default)]
     pub channels: Vec<String>,
+    /// The `[[escalations]]` policy whose steps notify this route's alerts, instead of
+    /// `channels`. Default: none.
+    #[serde(default)]
+    pub escalation: Option<String>,
     /// After a match, go on to the next routes too. Default `false`: the first match wins.
     #[serde(rename = "continue", default)]
     pub continue_matching: bool,
@@ -426,10 +432,16 @@ fn default_give_up() -> Duration {
     Duration::from_secs(86_400)
 }
 
-/// Reads and checks `[[channels]]`, `[[routes]]` and `[[maintenance]]`.
-pub(crate) fn read(
-    doc: &mut Document<'_>,
-) -> (Vec<ChannelConfig>, Vec<RouteConfig>, Vec<MaintenanceConfig>) {
+/// What [`read`] reads: channels, routes, maintenance windows and escalation policies.
+pub(crate) type Notifying = (
+    Vec<ChannelConfig>,
+    Vec<RouteConfig>,
+    Vec<MaintenanceConfig>,
+    Vec<EscalationConfig>,
+);
+
+/// Reads and checks `[[channels]]`, `[[routes]]`, `[[maintenance]]` and `[[escalations]]`.
+pub(crate) fn read(doc: &mut Document<'_>) -> Notifying {
     let channels = crate::read_named(
         doc,
         "channels",
@@ -439,12 +451,11 @@ pub(crate) fn read(
     );
     let names: HashMap<String, usize> =
         channels.iter().map(|(i, c)| (c.name.clone(), *i)).collect();
+    let escalations = crate::escalation::read(doc, &channels);
     let routes = doc.array_section::<RouteConfig>("routes");
     for (i, r) in &routes {
         let at = KeyPath::key("routes").index(*i);
-        if r.channels.is_empty() {
-            doc.error_at(&at.child("channels"), "must name at least one channel");
-        }
+        crate::escalation::check_route(doc, &at, r, &escalations);
         for c in &r.channels {
             if !names.contains_key(c) {
                 let known: Vec<&str> = channels.iter().map(|(_, c)| c.name.as_str()).collect();
@@ -479,5 +490,6 @@ pub(crate) fn read(
         channels.into_iter().map(|(_, c)| c).collect(),
         routes.into_iter().map(|(_, r)| r).collect(),
         maintenance.into_iter().map(|(_, m)| m).collect(),
+        escalations,
     )
 }
