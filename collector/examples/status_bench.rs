@@ -174,6 +174,7 @@ async fn main() {
             summary: summary.into(),
             fired_at: Some(fired),
             notified_at: None,
+            recorded_at: at,
         };
         s.record_transition(&t(None, AlertState::Firing, fired, "status 503"), &[])
             .await

@@ -95,6 +95,7 @@ async fn queue(
             summary: note.summary.clone(),
             fired_at: Some(at),
             notified_at: Some(at),
+            recorded_at: at,
         };
         let row = NewNotification {
             channel: channel.into(),
@@ -102,6 +103,7 @@ async fn queue(
             group_key: format!("route0:check={check}"),
             payload: serde_json::to_value(&note).unwrap(),
             not_before: at,
+            escalation: None,
         };
         ids.push(store.record_transition(&t, &[row]).await.unwrap().unwrap());
     }

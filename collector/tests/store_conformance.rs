@@ -9,6 +9,8 @@ mod alerting;
 mod cluster;
 #[path = "store_conformance/enrolled.rs"]
 mod enrolled;
+#[path = "store_conformance/escalation.rs"]
+mod escalation;
 #[path = "store_conformance/ingest.rs"]
 mod ingest;
 #[path = "store_conformance/logs.rs"]
@@ -179,6 +181,7 @@ conformance!(
     alerting::concurrent_senders_never_claim_one_notification_twice,
     alerting::a_group_is_claimed_together_when_its_first_row_is_due,
     alerting::a_group_commits_its_transitions_with_its_batches_or_neither,
+    escalation::escalation_steps_are_due_in_turn_and_stop_when_acknowledged_or_resolved,
     cluster::a_shared_database_queues_each_stored_batch_once_for_the_leader,
     cluster::collectors_announce_themselves_and_age_out,
 );

@@ -170,6 +170,7 @@ impl Harness {
             summary: format!("{check} is down: status 503"),
             fired_at: Some(at),
             notified_at: None,
+            recorded_at: at,
         };
         self.state
             .store

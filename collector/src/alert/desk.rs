@@ -230,6 +230,7 @@ impl Desk {
             summary: memo.summary.clone(),
             fired_at: memo.fired_at,
             notified_at: memo.notified_at,
+            recorded_at: now,
         };
         let stored = ledger.record_transition(&t, &notes).await?;
         if stored.is_some() {

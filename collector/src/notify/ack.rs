@@ -48,6 +48,7 @@ pub fn acknowledged(sent: &Notification, by: &str, at: DateTime<Utc>) -> Option<
         group_key: sent.group_key.clone(),
         payload,
         not_before: at,
+        escalation: None,
     })
 }
 

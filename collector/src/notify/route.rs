@@ -4,20 +4,28 @@
 //!
 //! A note becomes one outbox row per channel, keyed `fingerprint/kind/time` so that one
 //! transition queues one message per channel even if it is recorded twice.
+//!
+//! A route that names an `[[escalations]]` policy instead of channels turns a firing note into
+//! one row per step and channel, all queued at once, each due when its step comes and keyed
+//! `fingerprint/firing/time/stepN`, in a group of its own step (`routeI:stepN:...`); its
+//! resolved and acknowledged notes go to every channel of the policy, and the store keeps
+//! only those whose step was sent ([`Escalation::Follow`]).
 
 use std::collections::BTreeMap;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
+use lookout_config::escalation::EscalationConfig;
 use lookout_config::{CollectorConfig, RouteConfig};
 
 use super::message::{AlertNote, NoteKind};
-use crate::store::alerting::NewNotification;
+use crate::store::alerting::{Escalation, NewNotification};
 
 /// Routes and channels from the configuration.
 #[derive(Debug, Clone, Default)]
 pub struct Router {
     routes: Vec<RouteConfig>,
+    escalations: Vec<EscalationConfig>,
     public_url: Option<String>,
 }
 
@@ -28,6 +36,7 @@ impl Router {
             vec![RouteConfig {
                 matchers: BTreeMap::new(),
                 channels: config.channels.iter().map(|c| c.name.clone()).collect(),
+                escalation: None,
                 continue_matching: false,
                 group_by: Vec::new(),
                 group_wait: Duration::from_secs(2),
@@ -38,6 +47,7 @@ impl Router {
         };
         Self {
             routes,
+            escalations: config.escalations.clone(),
             public_url: config
                 .server
                 .public_url
@@ -140,11 +150,25 @@ impl Router {
                     )
                 })
                 .collect();
-            let group_key = format!("route{i}:{}", group.join(","));
-            let not_before = chrono::Duration::from_std(route.group_wait)
-                .ok()
-                .and_then(|w| now.checked_add_signed(w))
-                .unwrap_or(now);
+            let group = group.join(",");
+            let policy = route
+                .escalation
+                .as_ref()
+                .and_then(|name| self.escalations.iter().find(|p| &p.name == name));
+            if let Some(policy) = policy {
+                escalation_rows(
+                    &mut out,
+                    policy,
+                    note,
+                    &payload,
+                    at,
+                    now,
+                    (i, route, &group),
+                );
+                continue;
+            }
+            let group_key = format!("route{i}:{group}");
+            let not_before = later(now, route.group_wait);
             for channel in &route.channels {
                 if out.iter().any(|n| &n.channel == channel) {
                     continue;
@@ -160,10 +184,88 @@ impl Router {
                     group_key: group_key.clone(),
                     payload: payload.clone(),
                     not_before,
+                    escalation: None,
                 });
             }
         }
         out
+    }
+}
+
+/// `t` plus `d`, or `t` when that is out of range.
+fn later(t: DateTime<Utc>, d: Duration) -> DateTime<Utc> {
+    chrono::Duration::from_std(d)
+        .ok()
+        .and_then(|d| t.checked_add_signed(d))
+        .unwrap_or(t)
+}
+
+/// The rows of `note` for a route (its index, itself and its group's label values) that names
+/// the escalation `policy`: a firing note queues every step at once, each due its `after`
+/// from `now` (plus the route's group wait), the last with the policy's repeat; a resolved or
+/// acknowledged note goes to each channel of the policy once, if its step was sent. A
+/// reminder queues nothing: the policy's repeat is the reminder.
+fn escalation_rows(
+    out: &mut Vec<NewNotification>,
+    policy: &EscalationConfig,
+    note: &AlertNote,
+    payload: &serde_json::Value,
+    at: DateTime<Utc>,
+    now: DateTime<Utc>,
+    (i, route, group): (usize, &RouteConfig, &str),
+) {
+    let key = format!(
+        "{}/{}/{}",
+        note.fingerprint,
+        note.kind.as_str(),
+        at.timestamp_millis()
+    );
+    match note.kind {
+        NoteKind::Reminder => {}
+        NoteKind::Firing => {
+            let last = policy.steps.len().saturating_sub(1);
+            for (s, step) in policy.steps.iter().enumerate() {
+                let due = later(now, step.after);
+                let dedup_key = format!("{key}/step{s}");
+                for channel in &step.channels {
+                    if out
+                        .iter()
+                        .any(|n| &n.channel == channel && n.dedup_key == dedup_key)
+                    {
+                        continue;
+                    }
+                    out.push(NewNotification {
+                        channel: channel.clone(),
+                        dedup_key: dedup_key.clone(),
+                        group_key: format!("route{i}:step{s}:{group}"),
+                        payload: payload.clone(),
+                        not_before: later(due, route.group_wait),
+                        escalation: Some(Escalation::Step {
+                            index: s as u32,
+                            due,
+                            repeat: policy.repeat.filter(|_| s == last),
+                        }),
+                    });
+                }
+            }
+        }
+        NoteKind::Resolved | NoteKind::Acknowledged => {
+            for channel in policy.steps.iter().flat_map(|s| &s.channels) {
+                if out.iter().any(|n| &n.channel == channel) {
+                    continue;
+                }
+                out.push(NewNotification {
+                    channel: channel.clone(),
+                    dedup_key: key.clone(),
+                    group_key: format!("route{i}:{group}"),
+                    payload: payload.clone(),
+                    not_before: later(now, route.group_wait),
+                    escalation: Some(Escalation::Follow {
+                        since: note.fired_at,
+                    }),
+                });
+            }
+        }
     }
 }
 

@@ -12,6 +12,12 @@
 //!   message per channel, even if it is recorded twice.
 //! - Senders claim due rows with a lease; a row claimed by one sender is not handed to another
 //!   until the lease runs out, and only the lease holder can mark it delivered or failed.
+//! - Escalation steps ([`Escalation`]) are queued with the firing, each due when its step
+//!   comes. Acknowledging or resolving the alert cancels, in the same transaction, every step
+//!   no sender holds; a step being sent then goes out once, and is marked delivered. A
+//!   delivered last step with a repeat queues its next repeat in the transaction that marks it
+//!   delivered, while the alert is still firing and unacknowledged. Notes that follow the
+//!   steps (resolved) are queued only to channels whose step was delivered or is being sent.
 
 use std::collections::BTreeMap;
 
@@ -83,6 +89,31 @@ pub struct Transition {
     /// When a firing or reminder notification was last queued this episode (`None`: none,
     /// and the resolve is not sent either).
     pub notified_at: Option<DateTime<Utc>>,
+    /// The wall clock when it is recorded: leaving firing cancels the escalation steps whose
+    /// sender's lease has run out by then, with those no sender claimed.
+    pub recorded_at: DateTime<Utc>,
+}
+
+/// How an outbox row takes part in an escalation policy (docs/alerting.md, "Escalation").
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Escalation {
+    /// Step `index` of a policy: not sent before `due`, even with its group; cancelled while no
+    /// sender holds it if the alert is acknowledged or resolved; with `repeat`, queued again
+    /// at the next multiple of `repeat` after `due` once delivered.
+    Step {
+        /// The step's position in its policy, from 0.
+        index: u32,
+        /// When the step comes: the alert's firing plus the step's `after`.
+        due: DateTime<Utc>,
+        /// The policy's repeat, on its last step.
+        repeat: Option<std::time::Duration>,
+    },
+    /// A note after the steps (resolved): queued only if a step row of its channel, queued at
+    /// or after `since` (the firing), was delivered or is held by a sender.
+    Follow {
+        /// When the firing whose steps it follows began.
+        since: DateTime<Utc>,
+    },
 }
 
 /// A notification to queue with a transition.
@@ -98,6 +129,8 @@ pub struct NewNotification {
     pub payload: serde_json::Value,
     /// When it may first be sent (later than `at` for grouping).
     pub not_before: DateTime<Utc>,
+    /// Its part in an escalation policy, if its route names one.
+    pub escalation: Option<Escalation>,
 }
 
 /// What an acknowledgement queues to a channel, made from a notification the alert's current
@@ -206,6 +239,8 @@ pub enum DeliveryState {
     Delivered,
     /// Given up on.
     Failed,
+    /// An escalation step that was not sent: the alert was acknowledged or resolved first.
+    Cancelled,
 }
 
 impl DeliveryState {
@@ -215,6 +250,7 @@ impl DeliveryState {
             "pending" => Ok(DeliveryState::Pending),
             "delivered" => Ok(DeliveryState::Delivered),
             "failed" => Ok(DeliveryState::Failed),
+            "cancelled" => Ok(DeliveryState::Cancelled),
             other => Err(StoreError::Corrupt(format!("outbox state {other:?}"))),
         }
     }
@@ -361,7 +397,8 @@ pub trait AlertStore: Send + Sync {
     /// or is due, but not one given up on nor one not yet due and never tried (a later step).
     /// The notes' dedup keys make this exactly once per channel and firing: a second
     /// acknowledgement updates who and when but queues nothing. False when there is no such
-    /// firing alert (nothing is written then).
+    /// firing alert (nothing is written then). Its escalation steps no sender holds at `at`
+    /// are cancelled first, in the same transaction: the policy stops.
     async fn ack_alert(
         &self,
         alert_id: i64,
@@ -393,7 +430,9 @@ pub trait AlertStore: Send + Sync {
         limit: u32,
     ) -> Result<Vec<Notification>, StoreError>;
 
-    /// Marks a claimed notification delivered; false when `owner` no longer holds it.
+    /// Marks a claimed notification delivered; false when `owner` no longer holds it. An
+    /// escalation step with a repeat queues its next repeat in the same transaction, while its
+    /// alert still fires unacknowledged.
     async fn mark_delivered(
         &self,
         id: i64,

@@ -19,7 +19,7 @@ use rusqlite::{
     Connection, OptionalExtension, Transaction, TransactionBehavior, named_params, params,
 };
 
-use super::alerting::{AlertState, NewNotification, Transition};
+use super::alerting::{AlertState, Escalation, NewNotification, Transition};
 use super::blocks::{Block, StepSamples};
 use super::histogram::Histogram;
 use super::rollup::{
@@ -28,7 +28,10 @@ use super::rollup::{
 };
 use super::sql::group::{GroupRows, is_newest, newest};
 use super::sql::series::{MadeSeries, SeriesCache};
-use super::sql::transitions::{INSERT_ALERT, INSERT_EVENT, INSERT_OUTBOX, UPDATE_ALERT};
+use super::sql::transitions::{
+    CANCEL_STEPS, INSERT_ALERT, INSERT_EVENT, INSERT_FOLLOW, INSERT_OUTBOX, UPDATE_ALERT,
+    step_columns,
+};
 use super::sql::values::{labels_json, metric_type, ms, stored_timings, tier_code};
 use super::{IngestOutcome, NewBatch, StoreError, Tier};
 
@@ -158,16 +161,38 @@ pub(super) fn transition(
             t.summary
         ],
     )?;
+    if t.from == Some(AlertState::Firing) && t.to != AlertState::Firing {
+        sp.execute(
+            CANCEL_STEPS,
+            named_params! { "$1": id, "$2": ms(&t.recorded_at) },
+        )?;
+    }
     let mut outbox = sp.prepare(INSERT_OUTBOX)?;
     for n in notify {
+        let payload = n.payload.to_string();
+        let due = ms(&n.not_before);
+        if let Some(Escalation::Follow { since }) = n.escalation {
+            sp.execute(
+                INSERT_FOLLOW,
+                named_params! {
+                    "$1": n.channel, "$2": n.dedup_key, "$3": n.group_key, "$4": id,
+                    "$5": payload, "$6": at, "$7": due, "$8": ms(&since),
+                },
+            )?;
+            continue;
+        }
+        let (step, earliest, repeat) = step_columns(n.escalation.as_ref());
         outbox.execute(params![
             n.channel,
             n.dedup_key,
             n.group_key,
             id,
-            n.payload.to_string(),
+            payload,
             at,
-            ms(&n.not_before)
+            due,
+            step,
+            earliest,
+            repeat
         ])?;
     }
     drop(outbox);

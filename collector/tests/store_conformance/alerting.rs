@@ -24,6 +24,7 @@ fn transition(from: Option<AlertState>, to: AlertState, at: DateTime<Utc>) -> Tr
         summary: format!("api is {}", to.as_str()),
         fired_at: (to == AlertState::Firing).then_some(at),
         notified_at: None,
+        recorded_at: at,
     }
 }
 
@@ -35,6 +36,7 @@ fn note(channel: &str, key: &str, at: DateTime<Utc>) -> NewNotification {
         group_key: key.into(),
         payload: serde_json::json!({ "key": key }),
         not_before: at,
+        escalation: None,
     }
 }
 

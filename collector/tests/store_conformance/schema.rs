@@ -84,6 +84,9 @@ pub(super) async fn samples_of_an_older_schema_move_into_blocks_and_are_rolled_u
              DROP TABLE enrolled_agents;
              ALTER TABLE agents DROP COLUMN presence;
              ALTER TABLE agents DROP COLUMN presence_since_ms;
+             ALTER TABLE outbox DROP COLUMN step;
+             ALTER TABLE outbox DROP COLUMN earliest_ms;
+             ALTER TABLE outbox DROP COLUMN repeat_ms;
              DELETE FROM schema_migrations WHERE version >= 9;
              CREATE TABLE metric_samples (id INTEGER PRIMARY KEY, series_id INTEGER NOT NULL,
                time_ms INTEGER NOT NULL, value REAL NOT NULL);

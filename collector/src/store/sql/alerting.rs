@@ -11,6 +11,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use sqlx::{ColumnIndex, Decode, Encode, Executor, IntoArguments, Row, Type};
 
+use super::transitions::INSERT_OUTBOX;
 use super::values::{labels_json, ms, parse_labels, time};
 use super::{Backend, RowsAffected, SqlStore};
 use crate::store::StoreError;
@@ -80,6 +81,64 @@ where
             created_by: r.try_get("created_by")?,
             comment: r.try_get("comment")?,
         })
+    }
+
+    /// The next repeat of a delivered escalation step `row` (the outbox columns
+    /// [`AlertStore::mark_delivered`] returns), in the transaction that marks it delivered:
+    /// only for a step with a repeat whose alert still fires unacknowledged in the firing the
+    /// step was queued for. Due at the first multiple of the repeat after the step's time
+    /// that is later than `at`: a collector that was down for hours sends one repeat, not
+    /// every one it missed. Its dedup key is the step's with the repeat's time, so it is
+    /// queued once however often this runs.
+    async fn queue_repeat(
+        tx: &mut sqlx::Transaction<'_, DB>,
+        row: &DB::Row,
+        at: &DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        let (Some(every), Some(earliest), Some(alert_id)) = (
+            row.try_get::<Option<i64>, _>("repeat_ms")?,
+            row.try_get::<Option<i64>, _>("earliest_ms")?,
+            row.try_get::<Option<i64>, _>("alert_id")?,
+        ) else {
+            return Ok(());
+        };
+        let created: i64 = row.try_get("created_ms")?;
+        // Takes the alert's row lock: an acknowledgement or a resolve, which cancel steps
+        // after taking it, either came first (no repeat) or sees the repeat and cancels it.
+        let firing: Option<i64> = sqlx::query_scalar(
+            "UPDATE alerts SET notified_ms = notified_ms
+             WHERE id = $1 AND state = 'firing' AND acked_by IS NULL AND fired_ms <= $2
+             RETURNING id",
+        )
+        .bind(alert_id)
+        .bind(created)
+        .fetch_optional(&mut **tx)
+        .await?;
+        if firing.is_none() {
+            return Ok(());
+        }
+        let every = every.max(1);
+        let slots = (ms(at) - earliest).max(0) / every + 1;
+        let next = earliest.saturating_add(slots.saturating_mul(every));
+        let key: String = row.try_get("dedup_key")?;
+        let base = match key.rsplit_once("/repeat/") {
+            Some((base, t)) if t.bytes().all(|b| b.is_ascii_digit()) => base,
+            _ => key.as_str(),
+        };
+        sqlx::query(INSERT_OUTBOX)
+            .bind(row.try_get::<String, _>("channel")?)
+            .bind(format!("{base}/repeat/{next}"))
+            .bind(row.try_get::<String, _>("group_key")?)
+            .bind(alert_id)
+            .bind(row.try_get::<String, _>("payload")?)
+            .bind(ms(at))
+            .bind(next)
+            .bind(row.try_get::<Option<i64>, _>("step")?)
+            .bind(next)
+            .bind(every)
+            .execute(&mut **tx)
+            .await?;
+        Ok(())
     }
 }
 
@@ -297,6 +356,17 @@ where
             tx.rollback().await?;
             return Ok(false);
         };
+        // Acknowledged: the escalation stops, in the same transaction (a sender claiming a
+        // step now either holds it already, and sends it once, or finds it cancelled), before
+        // the acknowledged notes are chosen, so that a cancelled step gets none.
+        let cancelled = Self::cancel_steps(&mut tx, alert_id, &at).await?;
+        if cancelled > 0 {
+            tracing::info!(
+                alert = alert_id,
+                steps = cancelled,
+                "escalation stopped: acknowledged"
+            );
+        }
         // What this firing sent, or is sending: not a row given up on (that channel never had
         // the firing), nor one never tried whose time has not come (a step still to come).
         let rows = sqlx::query(
@@ -335,6 +405,7 @@ where
              WHERE state = 'pending' AND (lease_until_ms IS NULL OR lease_until_ms < $3)
                AND id IN (SELECT o.id FROM outbox o
                  WHERE o.state = 'pending' AND (o.lease_until_ms IS NULL OR o.lease_until_ms < $3)
+                   AND (o.earliest_ms IS NULL OR o.earliest_ms <= $3)
                    AND (o.next_attempt_ms <= $3 OR (o.attempts = 0 AND EXISTS (
                      SELECT 1 FROM outbox d
                      WHERE d.channel = o.channel AND d.group_key = o.group_key
@@ -364,18 +435,26 @@ where
         owner: &str,
         at: DateTime<Utc>,
     ) -> Result<bool, StoreError> {
-        let n = sqlx::query(
+        let mut tx = self.write.begin().await?;
+        let row = sqlx::query(
             "UPDATE outbox SET state = 'delivered', done_ms = $1, attempts = attempts + 1,
                lease_owner = NULL, lease_until_ms = NULL
-             WHERE id = $2 AND lease_owner = $3 AND state = 'pending'",
+             WHERE id = $2 AND lease_owner = $3 AND state = 'pending'
+             RETURNING channel, dedup_key, group_key, alert_id, payload, created_ms, step,
+               earliest_ms, repeat_ms",
         )
         .bind(ms(&at))
         .bind(id)
         .bind(owner)
-        .execute(&self.write)
-        .await?
-        .rows_affected();
-        Ok(n == 1)
+        .fetch_optional(&mut *tx)
+        .await?;
+        let Some(row) = row else {
+            tx.rollback().await?;
+            return Ok(false);
+        };
+        Self::queue_repeat(&mut tx, &row, &at).await?;
+        tx.commit().await?;
+        Ok(true)
     }
 
     async fn mark_failed(

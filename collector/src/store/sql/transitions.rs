@@ -11,9 +11,11 @@ use chrono::{DateTime, Utc};
 use sqlx::{ColumnIndex, Connection, Decode, Encode, Executor, IntoArguments, Type};
 
 use super::values::{labels_json, ms};
-use super::{Backend, SqlGroup, SqlStore};
+use super::{Backend, RowsAffected, SqlGroup, SqlStore};
 use crate::store::StoreError;
-use crate::store::alerting::{AlertRow, AlertState, Ledger, NewNotification, Transition};
+use crate::store::alerting::{
+    AlertRow, AlertState, Escalation, Ledger, NewNotification, Transition,
+};
 
 /// A new alert, in the transition's state (`$1` fingerprint, `$2` rule, `$3` labels, `$4`
 /// state, `$5` summary, `$6` since, `$7` fired, `$8` notified); no row when it exists.
@@ -33,10 +35,39 @@ pub(crate) const UPDATE_ALERT: &str =
 pub(crate) const INSERT_EVENT: &str =
     "INSERT INTO alert_events (alert_id, time_ms, from_state, to_state, summary)
      VALUES ($1, $2, $3, $4, $5)";
-/// One outbox row; none when the channel has this dedup key already.
-pub(crate) const INSERT_OUTBOX: &str = "INSERT INTO outbox (channel, dedup_key, group_key, alert_id, payload, state, created_ms, next_attempt_ms)
-     VALUES ($1, $2, $3, $4, $5, 'pending', $6, $7)
+/// One outbox row (`$1` channel, `$2` dedup key, `$3` group key, `$4` alert, `$5` payload,
+/// `$6` created, `$7` due, and for an escalation step `$8` step, `$9` earliest, `$10`
+/// repeat); none when the channel has this dedup key already.
+pub(crate) const INSERT_OUTBOX: &str = "INSERT INTO outbox (channel, dedup_key, group_key, alert_id, payload, state, created_ms, next_attempt_ms, step, earliest_ms, repeat_ms)
+     VALUES ($1, $2, $3, $4, $5, 'pending', $6, $7, $8, $9, $10)
      ON CONFLICT (channel, dedup_key) DO NOTHING";
+/// A note that follows escalation steps ([`Escalation::Follow`]): `$1` to `$7` as
+/// [`INSERT_OUTBOX`]'s, queued only when a step of channel `$1` for alert `$4`, queued at or
+/// after `$8`, was delivered or is held by a sender (steps no sender held were cancelled
+/// before, in the same transaction).
+pub(crate) const INSERT_FOLLOW: &str = "INSERT INTO outbox (channel, dedup_key, group_key, alert_id, payload, state, created_ms, next_attempt_ms)
+     SELECT $1, $2, $3, $4, $5, 'pending', $6, $7
+     WHERE EXISTS (SELECT 1 FROM outbox s WHERE s.alert_id = $4 AND s.channel = $1
+       AND s.step IS NOT NULL AND s.created_ms >= $8 AND s.state IN ('delivered', 'pending'))
+     ON CONFLICT (channel, dedup_key) DO NOTHING";
+/// Cancels alert `$1`'s escalation steps that no sender holds at `$2` (never claimed, waiting
+/// for a retry, or whose sender's lease ran out): acknowledged or resolved, the policy stops.
+pub(crate) const CANCEL_STEPS: &str =
+    "UPDATE outbox SET state = 'cancelled', done_ms = $2, lease_owner = NULL, lease_until_ms = NULL
+     WHERE alert_id = $1 AND step IS NOT NULL AND state = 'pending'
+       AND (lease_until_ms IS NULL OR lease_until_ms < $2)";
+
+/// The columns an escalation step adds to its outbox row: step, earliest, repeat (ms).
+pub(crate) fn step_columns(e: Option<&Escalation>) -> (Option<i64>, Option<i64>, Option<i64>) {
+    match e {
+        Some(Escalation::Step { index, due, repeat }) => (
+            Some(i64::from(*index)),
+            Some(ms(due)),
+            repeat.map(|r| i64::try_from(r.as_millis()).unwrap_or(i64::MAX)),
+        ),
+        _ => (None, None, None),
+    }
+}
 
 impl<DB> SqlStore<DB>
 where
@@ -61,18 +92,42 @@ where
         notify: &[NewNotification],
     ) -> Result<(), StoreError> {
         for n in notify {
-            sqlx::query(INSERT_OUTBOX)
+            let (statement, since) = match n.escalation {
+                Some(Escalation::Follow { since }) => (INSERT_FOLLOW, Some(ms(&since))),
+                _ => (INSERT_OUTBOX, None),
+            };
+            let q = sqlx::query(statement)
                 .bind(&n.channel)
                 .bind(&n.dedup_key)
                 .bind(&n.group_key)
                 .bind(alert_id)
                 .bind(n.payload.to_string())
                 .bind(ms(at))
-                .bind(ms(&n.not_before))
-                .execute(&mut **tx)
-                .await?;
+                .bind(ms(&n.not_before));
+            let q = match since {
+                Some(since) => q.bind(since),
+                None => {
+                    let (step, earliest, repeat) = step_columns(n.escalation.as_ref());
+                    q.bind(step).bind(earliest).bind(repeat)
+                }
+            };
+            q.execute(&mut **tx).await?;
         }
         Ok(())
+    }
+
+    /// Cancels alert `alert_id`'s escalation steps no sender holds at `now` ([`CANCEL_STEPS`]).
+    pub(super) async fn cancel_steps(
+        tx: &mut sqlx::Transaction<'_, DB>,
+        alert_id: i64,
+        now: &DateTime<Utc>,
+    ) -> Result<u64, StoreError> {
+        Ok(sqlx::query(CANCEL_STEPS)
+            .bind(alert_id)
+            .bind(ms(now))
+            .execute(&mut **tx)
+            .await?
+            .rows_affected())
     }
 
     /// [`AlertStore::record_transition`] on `conn`: in a transaction of its own, or, where a
@@ -125,6 +180,9 @@ where
             .bind(&t.summary)
             .execute(&mut *tx)
             .await?;
+        if t.from == Some(AlertState::Firing) && t.to != AlertState::Firing {
+            Self::cancel_steps(&mut tx, id, &t.recorded_at).await?;
+        }
         Self::insert_outbox(&mut tx, id, &t.at, notify).await?;
         tx.commit().await?;
         Ok(Some(id))
