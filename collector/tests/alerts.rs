@@ -155,7 +155,7 @@ async fn one_location_down_is_no_alert_two_are_one_alert_and_one_resolve() {
     assert_eq!(firing[0]["labels"]["severity"], "critical");
     assert_eq!(
         firing[0]["summary"],
-        "api down: 2 of 3 locations (edge-2, edge-3): status 503, expected 2xx"
+        "api is down from 2 of 3 locations (edge-2, edge-3): status 503, expected 2xx"
     );
     for _ in 0..3 {
         a.round([true, false, false]).await;
@@ -236,7 +236,7 @@ async fn a_silent_agent_is_one_alert_and_its_checks_hold_their_state() {
         x["summary"]
             .as_str()
             .unwrap()
-            .starts_with("agent edge-1 down: silent for 4")
+            .starts_with("agent edge-1 is down: silent for 4")
     }));
     assert_eq!(firing.iter().filter(|x| x["rule"] == "uptime").count(), 1);
     rules.tick(now + Duration::seconds(800)).await.unwrap();

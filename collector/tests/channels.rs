@@ -52,6 +52,7 @@ fn note(kind: NoteKind, check: &str, summary: &str) -> AlertNote {
         link: Some(format!("https://status.example.com/checks/{check}")),
         acked_by: None,
         ack_link: None,
+        detail: None,
     }
 }
 

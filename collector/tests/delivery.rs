@@ -78,12 +78,13 @@ async fn queue(
             rule: "uptime".into(),
             labels: labels.clone(),
             kind: NoteKind::Firing,
-            summary: format!("{check} down: 1 of 1 locations: connection refused"),
+            summary: format!("{check} is down: connection refused"),
             fired_at: at,
             resolved_at: None,
             link: None,
             acked_by: None,
             ack_link: None,
+            detail: None,
         };
         let t = Transition {
             fingerprint: note.fingerprint.clone(),
@@ -165,7 +166,7 @@ async fn smtp_down_for_a_while_then_up_delivers_once() {
         parsed["subject"]
             .as_str()
             .unwrap()
-            .starts_with("[FIRING] api down"),
+            .starts_with("[FIRING] api is down"),
         "{parsed}"
     );
 }

@@ -200,7 +200,7 @@ async fn ephemeral_agents_that_go_silent_are_retired_without_a_page() {
         .unwrap();
     let firing = f.alerts("firing", "agent").await;
     assert_eq!(firing.len(), 1, "{firing:?}");
-    assert!(firing[0].starts_with("agent perm-1 down"), "{firing:?}");
+    assert!(firing[0].starts_with("agent perm-1 is down"), "{firing:?}");
     assert_eq!(f.state_of("perm-1").await, "down");
     assert_eq!(f.state_of("eph-2").await, "up");
     // Past retire_after: retired, still no page, and no page later either.
@@ -266,7 +266,7 @@ async fn a_goodbye_makes_a_permanent_agents_stop_planned_until_it_ships_again() 
         .unwrap();
     let firing = f.alerts("firing", "agent").await;
     assert_eq!(firing.len(), 1, "{firing:?}");
-    assert!(firing[0].starts_with("agent perm-1 down"), "{firing:?}");
+    assert!(firing[0].starts_with("agent perm-1 is down"), "{firing:?}");
 }
 
 #[tokio::test]

@@ -33,6 +33,21 @@ pub fn error_chain(e: &dyn std::error::Error) -> String {
     out
 }
 
+/// At most `max` characters (not bytes: a cut never splits a character), `…` marking a cut:
+/// what every notification channel does to text a vendor limits, and what a title does to an
+/// error.
+pub fn truncate(s: &str, max: usize) -> String {
+    if s.chars().count() <= max {
+        return s.to_string();
+    }
+    if max == 0 {
+        return String::new();
+    }
+    let mut out: String = s.chars().take(max.saturating_sub(1)).collect();
+    out.push('…');
+    out
+}
+
 /// Cuts `text` to at most `max_bytes` bytes, at the last character boundary at or before
 /// it, and returns how many bytes were cut off. Text from a peer may put a multi-byte
 /// character anywhere, where `String::truncate` would panic.
@@ -51,6 +66,16 @@ pub fn truncate_on_char_boundary(text: &mut String, max_bytes: usize) -> usize {
 
 #[cfg(test)]
 mod tests {
+    use super::*;
+
+    #[test]
+    fn truncation_counts_characters() {
+        assert_eq!(truncate("ééé", 3), "ééé");
+        assert_eq!(truncate("éééé", 3), "éé…");
+        assert_eq!(truncate("abc", 0), "");
+        assert_eq!(truncate("abc", 1), "…");
+    }
+
     use super::{error_chain, truncate_on_char_boundary};
 
     #[test]

@@ -294,6 +294,11 @@ impl Inbox {
         })
     }
 
+    /// Every message received (the webhook's whole body), in order.
+    pub fn messages(&self) -> Vec<serde_json::Value> {
+        self.0.lock().unwrap().clone()
+    }
+
     /// Every alert note received, whole, in order.
     pub fn alerts(&self) -> Vec<serde_json::Value> {
         self.0

@@ -162,6 +162,12 @@ async fn one_location_is_no_page_two_are_one_and_a_restart_pages_nothing_twice()
         inbox.notes(),
         [("firing".to_string(), "uptime/api".to_string())]
     );
+    // What is wrong in words, the locations named because there are several.
+    let summary = inbox.alerts()[0]["summary"].as_str().unwrap().to_string();
+    assert!(
+        summary.starts_with("api is down from 2 of 3 locations (edge-2, edge-3): status 503"),
+        "{summary}"
+    );
     assert_eq!(firing(&base).await, ["uptime/api"]);
     // The page is recorded as delivered. (Killed between the peer's answer and that record, a
     // collector would send it again when its lease ran out: the documented duplicate window,
@@ -235,6 +241,43 @@ async fn one_location_is_no_page_two_are_one_and_a_restart_pages_nothing_twice()
         .map(|n| n["state"].as_str().unwrap())
         .collect();
     assert_eq!(sent, ["delivered", "delivered"]);
+}
+
+/// Tried as a new user would: a check on a port nothing listens on. The page reads as words
+/// (`api is down: connection refused`), with no location count for one location and no OS
+/// error number; the raw error chain is in the note's `detail`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_page_says_what_is_wrong_in_words_and_keeps_the_raw_error_in_its_details() {
+    let dir = tempfile::tempdir().unwrap();
+    let inbox = Inbox::default();
+    let hook = serve(axum::Router::new().route("/hook", inbox.handler())).await;
+    // Bound and closed again: nothing listens there.
+    let closed = format!("http://127.0.0.1:{}/health", free_port().get());
+    let config = collector_config(
+        dir.path(),
+        free_port().get(),
+        &closed,
+        &format!("{hook}/hook"),
+    );
+    let (_collector, base) = start_collector(dir.path(), &config).unwrap();
+    let _agent = start_agent(dir.path(), "edge-1", &base);
+    let page = eventually("the firing page", Duration::from_secs(30), || async {
+        Ok(inbox.messages().into_iter().next())
+    })
+    .await
+    .unwrap();
+    assert_eq!(
+        page["title"], "[FIRING] api is down: connection refused",
+        "{page}"
+    );
+    let note = &page["alerts"][0];
+    assert_eq!(note["summary"], "api is down: connection refused", "{note}");
+    // The agent's own words, whole, are in the details.
+    let detail = note["detail"].as_str().unwrap_or_default();
+    assert!(
+        detail.contains("Connection refused") && detail.contains("127.0.0.1"),
+        "{note}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -17,6 +17,9 @@ pub(super) struct Memo {
     pub(super) rule: String,
     pub(super) labels: BTreeMap<String, String>,
     pub(super) summary: String,
+    /// The decision's detail (see [`super::Decision::detail`]); not stored: `None` after a
+    /// restart.
+    pub(super) detail: Option<String>,
     pub(super) fired_at: Option<DateTime<Utc>>,
     pub(super) notified_at: Option<DateTime<Utc>>,
     /// The agents whose data made it fire: held back while all of them are down. Not stored:
@@ -31,6 +34,7 @@ impl Memo {
             rule: row.rule.clone(),
             labels: row.labels.clone(),
             summary: row.summary.clone(),
+            detail: None,
             fired_at: row.fired_at,
             notified_at: row.notified_at,
             depends_on: Vec::new(),

@@ -85,8 +85,11 @@ pub struct Decision {
     pub to: AlertState,
     /// When the data that decided it was taken.
     pub at: DateTime<Utc>,
-    /// For people.
+    /// For people, in words: `checkout-api is down: connection refused`.
     pub summary: String,
+    /// What the data said, whole (a probe's error chain), for a note's details; not stored
+    /// with the alert, only in the notes queued with this decision.
+    pub detail: Option<String>,
     /// The agents whose data made it fire: it is held while all of them are down.
     pub depends_on: Vec<String>,
 }

@@ -225,6 +225,9 @@ pub(crate) fn text_body(msg: &Message) -> String {
         out.push('\n');
         out.push_str(&format!("{}: {}\n", note.kind.upper(), note.subject()));
         out.push_str(&format!("  {}\n", note.summary));
+        if let Some(detail) = &note.detail {
+            out.push_str(&format!("  error: {detail}\n"));
+        }
         if !note.labels.is_empty() {
             out.push_str(&format!("  labels: {}\n", label_list(&note.labels)));
         }
@@ -273,6 +276,9 @@ fn note_html(note: &AlertNote) -> Markup {
     let mut rows = Vec::new();
     if !note.labels.is_empty() {
         rows.push(("Labels", label_list(&note.labels)));
+    }
+    if let Some(detail) = &note.detail {
+        rows.push(("Error", detail.clone()));
     }
     rows.push(("Fired", human_time(note.fired_at)));
     if let Some(by) = &note.acked_by {
@@ -337,6 +343,7 @@ mod tests {
                 link: Some("https://x.example/?a=1&b=\"2\"".into()),
                 acked_by: None,
                 ack_link: None,
+                detail: None,
             }],
             digest: false,
         };

@@ -10,16 +10,7 @@ use chrono::{DateTime, Utc};
 
 use super::message::NoteKind;
 
-/// At most `max` characters (not bytes: a cut never splits a character), `…` marking a cut:
-/// what every channel does to text a vendor limits (Slack's header, PagerDuty's summary).
-pub(crate) fn truncate(s: &str, max: usize) -> String {
-    if s.chars().count() <= max {
-        return s.to_string();
-    }
-    let mut out: String = s.chars().take(max.saturating_sub(1)).collect();
-    out.push('…');
-    out
-}
+pub(crate) use lookout_runtime::truncate;
 
 /// The colour of a note's state, as `#rrggbb` (Slack attachments, the email's HTML part).
 pub(crate) fn color(kind: NoteKind) -> &'static str {
@@ -105,11 +96,5 @@ mod tests {
         assert_eq!(human_duration(s(7_500)), "2h 5m");
         assert_eq!(human_duration(s(86_400 * 3 + 3_700)), "3d 1h");
         assert_eq!(human_duration(s(86_400 + 59)), "1d");
-    }
-
-    #[test]
-    fn truncation_counts_characters() {
-        assert_eq!(truncate("ééé", 3), "ééé");
-        assert_eq!(truncate("éééé", 3), "éé…");
     }
 }

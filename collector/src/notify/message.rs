@@ -66,8 +66,14 @@ pub struct AlertNote {
     pub labels: BTreeMap<String, String>,
     /// Why this note is sent.
     pub kind: NoteKind,
-    /// What is wrong, or what was (`api down: 2 of 3 locations: status 503`).
+    /// What is wrong, or what was, in words (`api is down: connection refused`): the first
+    /// thing every channel shows.
     pub summary: String,
+    /// What the data said, whole (a probe's error chain: `connecting to 10.0.0.5:443:
+    /// Connection refused (os error 111)`), for the note's details. Absent for notes queued
+    /// after a restart (reminders) and for rules that have nothing more to say.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
     /// When the alert began firing.
     pub fired_at: DateTime<Utc>,
     /// When it resolved (resolved notes only).

@@ -98,6 +98,7 @@ pub async fn send_test(
         link: None,
         acked_by: None,
         ack_link: None,
+        detail: None,
     };
     let msg = Message {
         group_key: "notify-test".into(),

@@ -11,9 +11,9 @@
 //! A trigger's `payload`: `summary` (what is wrong in words, at most 1,024 characters, `…`
 //! marking a cut), `source` (the check, heartbeat or agent), `severity` (the alert's `severity`
 //! label mapped: [`severity`]), `timestamp` (when it fired), `class` (the rule), `group` (the
-//! `group` label, when there is one), and `custom_details` (the whole summary, the labels, the
-//! fingerprint, when it fired); `links` holds the status page's link when `[server]
-//! public_url` is set, and `client` is `Lookout`.
+//! `group` label, when there is one), and `custom_details` (the whole summary, the probe's
+//! `error` chain, the labels, the fingerprint, when it fired); `links` holds the status page's
+//! link when `[server] public_url` is set, and `client` is `Lookout`.
 //!
 //! PagerDuty answers 202; 429 and 5xx are retried through the outbox (with `Retry-After` when
 //! it sends one); 400 (`invalid event`) is given up. A grouped message is several events, sent
@@ -100,6 +100,9 @@ pub fn event(routing_key: &str, note: &AlertNote) -> Value {
         "summary".into(),
         truncate(&note.summary, MAX_DETAIL_CHARS).into(),
     );
+    if let Some(detail) = &note.detail {
+        details.insert("error".into(), truncate(detail, MAX_DETAIL_CHARS).into());
+    }
     details.insert("labels".into(), label_list(&note.labels).into());
     details.insert("fingerprint".into(), note.fingerprint.clone().into());
     details.insert("fired_at".into(), note.fired_at.to_rfc3339().into());

@@ -312,6 +312,7 @@ mod tests {
             link: None,
             acked_by: None,
             ack_link: None,
+            detail: None,
         }
     }
 

@@ -129,8 +129,11 @@ fn section(note: &AlertNote) -> Value {
             note.kind.upper(),
             mrkdwn(note.subject(), 150)
         ),
-        mrkdwn(&note.summary, 1500),
+        mrkdwn(&note.summary, 1000),
     ];
+    if let Some(detail) = &note.detail {
+        lines.push(format!("*Error:* {}", mrkdwn(detail, 500)));
+    }
     if !note.labels.is_empty() {
         lines.push(format!(
             "*Labels:* {}",

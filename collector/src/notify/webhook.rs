@@ -11,14 +11,15 @@
 //! {
 //!   "version": 1,
 //!   "group_key": "<route and group_by label values>",
-//!   "title": "[FIRING] api down: 2 of 3 locations: 503",
+//!   "title": "[FIRING] api is down: connection refused",
 //!   "alerts": [
 //!     {
 //!       "fingerprint": "<rule + labels>",
 //!       "rule": "uptime",
 //!       "labels": {"check": "api", "severity": "critical"},
 //!       "kind": "firing",                 // or "reminder", "acknowledged", "resolved"
-//!       "summary": "api down: 2 of 3 locations: 503",
+//!       "summary": "api is down: connection refused",
+//!       "detail": "connecting to 10.0.0.5:443: Connection refused (os error 111)",
 //!       "fired_at": "2026-11-26T10:00:00Z",        // RFC 3339, UTC
 //!       "resolved_at": "2026-11-26T10:04:12Z",     // resolved notes only
 //!       "acked_by": "alice",                       // acknowledged notes only

@@ -318,6 +318,7 @@ impl Engine {
                 to: v.to,
                 at: v.at,
                 summary: v.summary,
+                detail: None,
                 depends_on: v.agent.into_iter().collect(),
             };
             if let Err(e) = self.record_to(sink, state, decision).await {
@@ -448,7 +449,7 @@ impl Engine {
                 continue;
             }
             let secs = (now - last).num_seconds();
-            let summary = format!("agent {agent} down: silent for {secs} s");
+            let summary = format!("agent {agent} is down: silent for {secs} s");
             self.record(
                 &mut state,
                 agent_decision(&agent, AlertState::Firing, now, summary),
@@ -509,7 +510,8 @@ impl Engine {
             labels: labels("check", check, &rule.severity),
             to,
             at: change.at,
-            summary: format!("{check} {}: {}", state_word(change.to), change.summary),
+            summary: format!("{check} is {}", change.summary),
+            detail: change.detail,
             depends_on: rule.uptime.failing_agents(),
         };
         if let Err(e) = self.record_to(sink, state, decision).await {
@@ -602,6 +604,7 @@ impl Engine {
                 to: AlertState::Resolved,
                 at: now,
                 summary,
+                detail: None,
                 depends_on: Vec::new(),
             };
             self.record(state, decision).await?;
@@ -637,15 +640,7 @@ pub(super) fn agent_decision(
         to,
         at,
         summary,
+        detail: None,
         depends_on: Vec::new(),
-    }
-}
-
-fn state_word(s: CheckState) -> &'static str {
-    match s {
-        CheckState::Up => "up",
-        CheckState::Pending => "pending",
-        CheckState::Down => "down",
-        CheckState::Flapping => "flapping",
     }
 }

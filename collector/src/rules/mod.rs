@@ -21,6 +21,7 @@ mod settings;
 mod state;
 pub mod threshold;
 pub mod uptime;
+pub mod words;
 
 pub use engine::Engine;
 pub use group::GroupPass;

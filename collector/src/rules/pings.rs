@@ -112,6 +112,7 @@ impl Engine {
             to,
             at: now,
             summary,
+            detail: None,
             depends_on: Vec::new(),
         };
         self.record(state, decision).await

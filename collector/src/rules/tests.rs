@@ -173,7 +173,7 @@ fn one_bad_path_is_not_an_outage_two_of_three_are() {
     assert_eq!(second[0].to, CheckState::Down);
     assert_eq!(
         second[0].summary,
-        "2 of 3 locations (edge-1, edge-2): status 503"
+        "down from 2 of 3 locations (edge-1, edge-2): status 503"
     );
     assert!(round(&mut u, [true, false, false]).is_empty());
     let back = round(&mut u, [true, true, true]);

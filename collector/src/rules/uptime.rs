@@ -99,8 +99,11 @@ pub struct Change {
     pub to: CheckState,
     /// When.
     pub at: DateTime<Utc>,
-    /// For people: `2 of 3 locations (edge-2, edge-3): status 503`.
+    /// For people, in words, the state first: `down: connection refused`, `down from 2 of 3
+    /// locations (edge-2, edge-3): status 503`, `up`, `flapping: 6 changes in 10m`.
     pub summary: String,
+    /// The probe's error as the agent reported it, whole (down and pending only).
+    pub detail: Option<String>,
 }
 
 /// How many fresh agents report a check, and how many of them see it down or failing, kept as
@@ -361,7 +364,9 @@ impl Uptime {
         if next == self.state {
             return None;
         }
+        let mut detail = None;
         let summary = match next {
+            CheckState::Up if reporting <= 1 => "up".to_string(),
             CheckState::Up if failing == 0 => format!("up from all {reporting} locations"),
             CheckState::Up => format!("up from {} of {reporting} locations", reporting - failing),
             CheckState::Flapping => format!(
@@ -374,21 +379,25 @@ impl Uptime {
                     .vantages
                     .values()
                     .filter(|v| is_fresh(v) && v.failing())
-                    .find_map(|v| v.last_error.as_deref())
-                    .unwrap_or("failing");
-                // Which locations, when there are several to tell apart.
-                let names = if reporting > 1 {
+                    .find_map(|v| v.last_error.as_deref());
+                detail = error.map(str::to_string);
+                let words = error.map_or_else(|| "failing".to_string(), super::words::plain);
+                let state = state_word(next);
+                // Which locations, only when there are several to tell apart.
+                if reporting > 1 {
                     let failing_names: Vec<&str> = self
                         .vantages
                         .iter()
                         .filter(|(_, v)| is_fresh(v) && v.failing())
                         .map(|(a, _)| a.as_str())
                         .collect();
-                    format!(" ({})", failing_names.join(", "))
+                    format!(
+                        "{state} from {failing} of {reporting} locations ({}): {words}",
+                        failing_names.join(", ")
+                    )
                 } else {
-                    String::new()
-                };
-                format!("{failing} of {reporting} locations{names}: {error}")
+                    format!("{state}: {words}")
+                }
             }
         };
         let change = Change {
@@ -396,9 +405,20 @@ impl Uptime {
             to: next,
             at: now,
             summary,
+            detail,
         };
         self.state = next;
         Some(change)
+    }
+}
+
+/// The state as a sentence says it: `checkout-api is down`.
+fn state_word(s: CheckState) -> &'static str {
+    match s {
+        CheckState::Up => "up",
+        CheckState::Pending => "pending",
+        CheckState::Down => "down",
+        CheckState::Flapping => "flapping",
     }
 }
 
