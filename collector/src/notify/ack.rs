@@ -92,6 +92,7 @@ mod tests {
             link: Some("https://lookout.example/#check-api".into()),
             acked_by: None,
             ack_link: Some("https://lookout.example/ack/x".into()),
+            detail: None,
         };
         Notification {
             id: 7,

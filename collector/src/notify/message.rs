@@ -12,10 +12,11 @@ use serde::{Deserialize, Serialize};
 pub const PAYLOAD_VERSION: u32 = 1;
 
 /// Why a note is sent.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum NoteKind {
     /// The alert began firing.
+    #[default]
     Firing,
     /// The alert is still firing and not acknowledged (`repeat_interval`).
     Reminder,
@@ -55,8 +56,9 @@ impl NoteKind {
     }
 }
 
-/// One alert in a message; stored as an outbox row's payload.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// One alert in a message; stored as an outbox row's payload. `Default` is for tests and
+/// channels' examples (`..Default::default()`): a note always has a fingerprint and a rule.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct AlertNote {
     /// The alert's fingerprint (rule + labels).
     pub fingerprint: String,
