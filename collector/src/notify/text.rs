@@ -297,7 +297,7 @@ mod tests {
                 .then(|| fired + chrono::Duration::seconds(252)),
             link: Some(format!("https://status.example.com/checks/{check}")),
             acked_by: (kind == NoteKind::Acknowledged).then(|| "alice".to_string()),
-            ack_link: None,
+            ..AlertNote::default()
         }
     }
 
