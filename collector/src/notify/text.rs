@@ -1,5 +1,5 @@
 //! A message as text for people, the same in every channel that shows a message as text
-//! (Telegram, Matrix, ntfy, Pushover): what is wrong first, then the labels, when it fired
+//! (Telegram, Matrix, ntfy, Pushover): what is wrong first, then the error chain, the labels, when it fired
 //! (how long it lasted, who acknowledged it) and the status page's link. It is built once as
 //! [`Span`]s and rendered as plain text ([`plain`]) or as escaped HTML ([`html`]), and fitted
 //! to a vendor's limit before rendering ([`message`]), so a cut falls between spans or inside a
@@ -13,6 +13,8 @@ use super::message::{AlertNote, Message, NoteKind};
 const MAX_TITLE_CHARS: usize = 250;
 /// The most characters of a summary in a note's block.
 const MAX_SUMMARY_CHARS: usize = 1000;
+/// The most characters of a note's error chain (its `detail`).
+const MAX_DETAIL_CHARS: usize = 500;
 /// The most characters of a note's labels.
 const MAX_LABEL_CHARS: usize = 300;
 /// A link longer than this is left out rather than cut (a cut link goes nowhere).
@@ -127,6 +129,12 @@ fn note_spans(note: &AlertNote, summary: bool) -> Vec<Span> {
             note.summary.clone()
         };
         line(&mut out, Span::Text(truncate(&text, MAX_SUMMARY_CHARS)));
+    }
+    if let Some(detail) = note.detail.as_deref().filter(|d| !d.trim().is_empty()) {
+        line(
+            &mut out,
+            Span::Text(format!("Error: {}", truncate(detail, MAX_DETAIL_CHARS))),
+        );
     }
     if !note.labels.is_empty() {
         line(
@@ -311,6 +319,22 @@ mod tests {
 
     fn chars(spans: &[Span]) -> usize {
         shown(spans).chars().count()
+    }
+
+    #[test]
+    fn the_error_chain_follows_the_summary_in_the_details() {
+        let mut n = note(NoteKind::Firing, "api", "api is down: connection refused");
+        n.detail = Some("connecting to 10.0.0.5:443: Connection refused (os error 111)".into());
+        let text = plain(&message(&msg(vec![n]), true, 4096, &chars), None);
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(
+            lines[0], "[FIRING] api is down: connection refused",
+            "{text}"
+        );
+        assert_eq!(
+            lines[1], "Error: connecting to 10.0.0.5:443: Connection refused (os error 111)",
+            "{text}"
+        );
     }
 
     #[test]
