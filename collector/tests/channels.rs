@@ -1,6 +1,6 @@
 //! The channel senders against peers on loopback: a webhook receiver we control, strict fakes
-//! of Slack's incoming webhook, PagerDuty's Events API v2, Telegram's Bot API and ntfy (none can
-//! be reached or run here), and a real SMTP server (aiosmtpd, in a child process).
+//! of Slack's incoming webhook, PagerDuty's Events API v2, Telegram's Bot API, ntfy and Pushover
+//! (none can be reached or run here), and a real SMTP server (aiosmtpd, in a child process).
 
 mod support;
 
@@ -10,6 +10,8 @@ mod email;
 mod ntfy;
 #[path = "channels/pagerduty.rs"]
 mod pagerduty;
+#[path = "channels/pushover.rs"]
+mod pushover;
 #[path = "channels/slack.rs"]
 mod slack;
 #[path = "channels/telegram.rs"]
@@ -92,4 +94,23 @@ fn assert_clean(e: &SendError, secrets: &[&str]) {
     for s in secrets {
         assert!(!text.contains(s), "{s:?} leaked in {text:?}");
     }
+}
+
+/// `v` with its key at `path` set to `new`, or removed when `new` is null: a fake's test
+/// breaks one field of a valid body at a time.
+fn with(v: &Value, path: &[&str], new: Value) -> Value {
+    let mut out = v.clone();
+    let mut at = &mut out;
+    for p in &path[..path.len() - 1] {
+        at = &mut at[*p];
+    }
+    let last = path[path.len() - 1];
+    if new.is_null() {
+        if let Some(o) = at.as_object_mut() {
+            o.remove(last);
+        }
+    } else {
+        at[last] = new;
+    }
+    out
 }

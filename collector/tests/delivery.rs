@@ -1,6 +1,7 @@
 //! The outbox worker against real peers: an SMTP server that is down for a while, Slack and
 //! PagerDuty fakes that answer 429 with Retry-After and then 5xx, a Telegram fake whose 429
-//! says its wait in the body, an ntfy fake whose 429 says none, storm control's digest, and a
+//! says its wait in the body, an ntfy fake whose 429 says none, a
+//! Pushover fake answering 429 then 500, storm control's digest, and a
 //! sender that dies holding a lease. Each notification must arrive exactly once. Rounds are
 //! driven with an explicit time, so nothing here waits for backoff.
 
@@ -46,6 +47,22 @@ fn worker_giving_up(
         metrics.clone(),
     );
     (w, metrics)
+}
+
+/// A worker for `channels`, their secrets taken from `env` as `${VAR}`s.
+fn worker_with_env(
+    store: &Arc<dyn Store>,
+    channels: &str,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Worker {
+    let config = CollectorConfig::parse(Path::new("t.toml"), channels, env).unwrap();
+    Worker::new(
+        store.clone(),
+        lookout_collector::notify::senders(&config.channels),
+        std::time::Duration::from_secs(3600),
+        Arc::default(),
+        Arc::new(Metrics::default()),
+    )
 }
 
 /// The value of one line of the exposition, `name{labels} value`.
@@ -224,14 +241,7 @@ async fn pagerduty_429_and_502_are_retried_and_the_trigger_arrives_with_one_dedu
     );
     let env =
         |k: &str| (k == "PD_ROUTING_KEY").then(|| support::pagerduty::ROUTING_KEY.to_string());
-    let config = CollectorConfig::parse(Path::new("t.toml"), &toml, &env).unwrap();
-    let w = Worker::new(
-        store.clone(),
-        lookout_collector::notify::senders(&config.channels),
-        std::time::Duration::from_secs(3600),
-        Arc::default(),
-        Arc::new(Metrics::default()),
-    );
+    let w = worker_with_env(&store, &toml, &env);
     pd.then_answer(Answer::new(429, r#"{"status":"throttle event"}"#).header("retry-after", "30"));
     pd.then_answer(Answer::new(502, "bad gateway"));
     let now = Utc::now();
@@ -270,14 +280,7 @@ async fn telegram_429_waits_what_its_body_asks_then_arrives_once() {
         tg.url("")
     );
     let env = |k: &str| (k == "TG_BOT_TOKEN").then(|| support::telegram::TOKEN.to_string());
-    let config = CollectorConfig::parse(Path::new("t.toml"), &toml, &env).unwrap();
-    let w = Worker::new(
-        store.clone(),
-        lookout_collector::notify::senders(&config.channels),
-        std::time::Duration::from_secs(3600),
-        Arc::default(),
-        Arc::new(Metrics::default()),
-    );
+    let w = worker_with_env(&store, &toml, &env);
     tg.then_answer(support::telegram::too_many_requests(40));
     let now = Utc::now();
     let ids = queue(&store, "tg", &["api"], now).await;
@@ -317,14 +320,7 @@ async fn ntfy_429_is_retried_after_the_backoff_and_arrives_once() {
         ntfy.url(&format!("/{}", support::ntfy::TOPIC))
     );
     let env = |k: &str| (k == "NTFY_TOKEN").then(|| support::ntfy::TOKEN.to_string());
-    let config = CollectorConfig::parse(Path::new("t.toml"), &toml, &env).unwrap();
-    let w = Worker::new(
-        store.clone(),
-        lookout_collector::notify::senders(&config.channels),
-        std::time::Duration::from_secs(3600),
-        Arc::default(),
-        Arc::new(Metrics::default()),
-    );
+    let w = worker_with_env(&store, &toml, &env);
     ntfy.then_answer(support::ntfy::too_many_requests());
     let now = Utc::now();
     let ids = queue(&store, "phone", &["api"], now).await;
@@ -343,6 +339,51 @@ async fn ntfy_429_is_retried_after_the_backoff_and_arrives_once() {
     let v = support::ntfy::validate(&requests[1].body).unwrap();
     assert_eq!(v["priority"], 5);
     assert_eq!(requests[1].body, requests[0].body);
+}
+
+/// Pushover through the outbox, its keys from `${ENV}`: a 429 and a 500 are retried, and the
+/// emergency arrives once, valid, the same each time.
+#[tokio::test]
+async fn pushover_429_and_500_are_retried_and_the_emergency_arrives_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path()).await;
+    let po = support::pushover::start().await;
+    let toml = format!(
+        "[[channels]]\nname = \"po\"\ntype = \"pushover\"\ntoken = \"${{PO_TOKEN}}\"\nuser = \"${{PO_USER}}\"\nurl = \"{}\"\n",
+        po.url("")
+    );
+    let env = |k: &str| match k {
+        "PO_TOKEN" => Some(support::pushover::TOKEN.to_string()),
+        "PO_USER" => Some(support::pushover::USER.to_string()),
+        _ => None,
+    };
+    let w = worker_with_env(&store, &toml, &env);
+    po.then_answer(Answer::new(429, r#"{"status":0,"errors":["over limit"]}"#));
+    po.then_answer(Answer::new(500, "oops"));
+    let now = Utc::now();
+    let ids = queue(&store, "po", &["api"], now).await;
+    w.round(now).await.unwrap();
+    let due = store.next_notification_due().await.unwrap().unwrap();
+    w.round(due).await.unwrap();
+    assert_eq!(states(&store, ids[0]).await, [(DeliveryState::Pending, 2)]);
+    let due = store.next_notification_due().await.unwrap().unwrap();
+    w.round(due).await.unwrap();
+    assert_eq!(
+        states(&store, ids[0]).await,
+        [(DeliveryState::Delivered, 3)]
+    );
+    w.round(now + Duration::minutes(30)).await.unwrap();
+    let requests = po.requests();
+    assert_eq!(requests.len(), 3);
+    for r in &requests {
+        assert_eq!(r.path, "/1/messages.json");
+        assert_eq!(
+            support::pushover::validate(&r.body),
+            Ok(true),
+            "an emergency"
+        );
+        assert_eq!(r.body, requests[0].body);
+    }
 }
 
 #[tokio::test]

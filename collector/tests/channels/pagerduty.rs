@@ -5,7 +5,7 @@ use std::time::Duration;
 use lookout_collector::notify::{Channel, NoteKind, SendError};
 use serde_json::{Value, json};
 
-use super::{assert_clean, build, config, firing, message, note, send};
+use super::{assert_clean, build, config, firing, message, note, send, with};
 use crate::support::http_peer::{Answer, Peer};
 use crate::support::pagerduty::{PATH, ROUTING_KEY, validate};
 
@@ -239,20 +239,7 @@ fn fake_refuses_what_pagerduty_refuses() {
         "client_url": "https://example.com",
     });
     assert_eq!(validate(good.to_string().as_bytes()), Ok("k".into()));
-    let with = |path: &[&str], v: Value| {
-        let mut e = good.clone();
-        let mut at = &mut e;
-        for p in &path[..path.len() - 1] {
-            at = &mut at[*p];
-        }
-        let last = path[path.len() - 1];
-        if v.is_null() {
-            at.as_object_mut().unwrap().remove(last);
-        } else {
-            at[last] = v;
-        }
-        e
-    };
+    let with = |path: &[&str], v: Value| with(&good, path, v);
     let bad = [
         with(&["routing_key"], json!("short")),
         with(&["routing_key"], Value::Null),
