@@ -32,6 +32,8 @@ pub enum ChannelType {
     Telegram,
     /// A message published to a topic of an ntfy server (ntfy.sh or self-hosted).
     Ntfy,
+    /// Pushover's Messages API; critical alerts as emergencies, cancelled once resolved.
+    Pushover,
 }
 
 impl ChannelType {
@@ -44,6 +46,7 @@ impl ChannelType {
             ChannelType::Pagerduty => "pagerduty",
             ChannelType::Telegram => "telegram",
             ChannelType::Ntfy => "ntfy",
+            ChannelType::Pushover => "pushover",
         }
     }
 }
@@ -56,7 +59,7 @@ impl ChannelType {
 pub struct ChannelConfig {
     /// Unique name, used by routes.
     pub name: String,
-    /// `email`, `slack`, `webhook`, `pagerduty`, `telegram` or `ntfy`.
+    /// `email`, `slack`, `webhook`, `pagerduty`, `telegram`, `ntfy` or `pushover`.
     #[serde(rename = "type")]
     pub kind: ChannelType,
     /// email: lettre's SMTP URL (`smtp://user:pass@host:587?tls=required`, `smtps://` for
@@ -64,7 +67,7 @@ pub struct ChannelConfig {
     /// pagerduty: the Events API v2 endpoint, default `https://events.pagerduty.com/v2/enqueue`.
     /// telegram: the Bot API server, default `https://api.telegram.org` (a local Bot API
     /// server, a proxy). ntfy: the topic's URL, `https://ntfy.sh/<topic>` or a server of
-    /// one's own.
+    /// one's own. pushover: the API server, default `https://api.pushover.net`.
     #[serde(default)]
     pub url: Option<String>,
     /// email: the sender, `Name <address>` or an address.
@@ -93,9 +96,21 @@ pub struct ChannelConfig {
     #[serde(default, deserialize_with = "push::string_or_integer")]
     pub chat_id: Option<String>,
     /// ntfy: an access token (`tk_...`) for a protected topic, sent as `Authorization:
-    /// Bearer`; write `"${VAR}"`. Default none (a public topic).
+    /// Bearer`; write `"${VAR}"`. Default none (a public topic). pushover: the application's
+    /// API token (30 letters and digits), required.
     #[serde(default)]
     pub token: Option<String>,
+    /// pushover: the user or group key to deliver to (30 letters and digits); write
+    /// `"${VAR}"`.
+    #[serde(default)]
+    pub user: Option<String>,
+    /// pushover: how often Pushover repeats an emergency (a critical alert) until someone
+    /// acknowledges it in the app. Default `"60s"`, at least `"30s"`.
+    #[serde(default, with = "crate::duration::option")]
+    pub retry: Option<Duration>,
+    /// pushover: how long an emergency is repeated at most. Default `"1h"`, at most `"3h"`.
+    #[serde(default, with = "crate::duration::option")]
+    pub expire: Option<Duration>,
     /// How long one send may take. Default `"10s"`.
     #[serde(default = "default_send_timeout", with = "crate::duration")]
     pub timeout: Duration,
@@ -120,6 +135,9 @@ impl fmt::Debug for ChannelConfig {
             .field("bot_token", &hidden(&self.bot_token))
             .field("chat_id", &self.chat_id)
             .field("token", &hidden(&self.token))
+            .field("user", &hidden(&self.user))
+            .field("retry", &self.retry)
+            .field("expire", &self.expire)
             .field("headers", &self.headers.keys().collect::<Vec<_>>())
             .field("timeout", &self.timeout)
             .field("max_per_minute", &self.max_per_minute)
@@ -149,6 +167,7 @@ impl ChannelConfig {
             ChannelType::Pagerduty => &["url", "routing_key"],
             ChannelType::Telegram => &["url", "bot_token", "chat_id"],
             ChannelType::Ntfy => &["url", "token"],
+            ChannelType::Pushover => &["url", "token", "user", "retry", "expire"],
         };
         let set = [
             ("url", self.url.is_some()),
@@ -161,6 +180,9 @@ impl ChannelConfig {
             ("bot_token", self.bot_token.is_some()),
             ("chat_id", self.chat_id.is_some()),
             ("token", self.token.is_some()),
+            ("user", self.user.is_some()),
+            ("retry", self.retry.is_some()),
+            ("expire", self.expire.is_some()),
         ];
         for (key, present) in set {
             if present && !allowed.contains(&key) {
@@ -231,6 +253,7 @@ impl ChannelConfig {
             }
             ChannelType::Telegram => push::telegram(self, &mut out),
             ChannelType::Ntfy => push::ntfy(self, &mut out),
+            ChannelType::Pushover => push::pushover(self, &mut out),
         }
         if self.secret.as_deref() == Some("") {
             out.push(("secret", "is empty (an unset ${VAR}?)".into()));

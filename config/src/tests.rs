@@ -1254,3 +1254,65 @@ bot_token = "x"
     }
     assert!(!all.contains("SECRETISH"), "{all}");
 }
+
+#[test]
+fn a_pushover_channel_takes_its_keys_from_the_environment_and_bounds_its_emergencies() {
+    let text = r#"
+[[channels]]
+name = "po"
+type = "pushover"
+token = "${PUSHOVER_APP}"
+user = "${PUSHOVER_USER}"
+retry = "30s"
+expire = "3h"
+"#;
+    let env = |k: &str| match k {
+        "PUSHOVER_APP" => Some("azGDORePK8gMaC0QOYAMyEEuzJnyUi".to_string()),
+        "PUSHOVER_USER" => Some("uQiRzpo4DXghDmr9QzzfQu27cmVRsG".to_string()),
+        _ => None,
+    };
+    let c = CollectorConfig::parse(Path::new("c.toml"), text, &env).unwrap();
+    assert_eq!(c.channels[0].kind, crate::ChannelType::Pushover);
+    assert_eq!(c.channels[0].expire, Some(Duration::from_secs(10_800)));
+    let debug = format!("{c:?}");
+    assert!(
+        !debug.contains("azGDORe") && !debug.contains("uQiRzpo"),
+        "{debug}"
+    );
+    let bad = r#"
+[[channels]]
+name = "a"
+type = "pushover"
+
+[[channels]]
+name = "b"
+type = "pushover"
+token = ""
+user = "SECRETISH-not-a-key"
+retry = "10s"
+expire = "4h"
+
+[[channels]]
+name = "c"
+type = "pushover"
+token = "azGDORePK8gMaC0QOYAMyEEuzJnyUi"
+user = "uQiRzpo4DXghDmr9QzzfQu27cmVRsG"
+retry = "5m"
+expire = "1m"
+chat_id = 1
+"#;
+    let all = collector(bad).unwrap_err().to_string();
+    for want in [
+        "channels[0].token: required: the application's API token",
+        "channels[0].user: required: a user or group key",
+        "channels[1].token: is empty",
+        "channels[1].user: expected a user or group key: 30 letters and digits",
+        "channels[1].retry: must be at least 30s",
+        "channels[1].expire: must be at most 3h",
+        "channels[2].expire: must be at least retry",
+        "channels[2].chat_id: not a setting of pushover channels",
+    ] {
+        assert!(all.contains(want), "{want:?} not in {all}");
+    }
+    assert!(!all.contains("SECRETISH"), "{all}");
+}

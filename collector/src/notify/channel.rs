@@ -11,7 +11,7 @@ use lookout_config::{ChannelConfig, ChannelType};
 use super::email::EmailChannel;
 use super::endpoint::HttpChannel;
 use super::message::{Message, SendError};
-use super::{ntfy, pagerduty, slack, telegram, webhook};
+use super::{ntfy, pagerduty, pushover, slack, telegram, webhook};
 
 /// A channel ready to send: one per `[[channels]]` entry.
 #[derive(Debug)]
@@ -33,6 +33,7 @@ impl Channel {
             ChannelType::Pagerduty => Channel::Http(pagerduty::channel(cfg, http)?),
             ChannelType::Telegram => Channel::Http(telegram::channel(cfg, http)?),
             ChannelType::Ntfy => Channel::Http(ntfy::channel(cfg, http)?),
+            ChannelType::Pushover => Channel::Http(pushover::channel(cfg, http)?),
         })
     }
 

@@ -52,8 +52,6 @@ impl Post {
         })
     }
 
-    // Used by the channels with a resource per alert (Opsgenie, Matrix), landing next.
-    #[allow(dead_code)]
     /// The same request sent to `path` below the endpoint's URL (`/v2/alerts/x/close?a=b`).
     pub fn at(mut self, path: impl Into<String>) -> Self {
         self.path = Some(path.into());
@@ -68,7 +66,6 @@ impl Post {
     }
 }
 
-#[allow(dead_code)]
 /// `s` percent-encoded as one path segment: every byte but letters, digits and `-._~`.
 pub(crate) fn segment(s: &str) -> String {
     const KEEP: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC

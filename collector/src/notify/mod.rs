@@ -2,7 +2,7 @@
 //! windows), what is sent ([`message`]), how ([`Channel`]: [`email`] over SMTP; over HTTP,
 //! each a payload builder on the shared [`endpoint`]: [`slack`] through an incoming webhook,
 //! [`webhook`] as a signed JSON POST, [`pagerduty`] as Events API v2 events, [`telegram`]
-//! through the Bot API, [`ntfy`] published to a topic; with what they share in [`format`], [`text`] (a message as plain text
+//! through the Bot API, [`ntfy`] published to a topic, [`pushover`] through its Messages API; with what they share in [`format`], [`text`] (a message as plain text
 //! or HTML, within a vendor's limit) and [`http`]), the worker that delivers the outbox
 //! ([`worker`]), and what an acknowledgement tells the channels ([`ack`]).
 //!
@@ -18,6 +18,7 @@ pub(crate) mod http;
 pub mod message;
 pub mod ntfy;
 pub mod pagerduty;
+pub mod pushover;
 pub mod route;
 pub mod slack;
 pub mod telegram;

@@ -3,7 +3,7 @@
 use lookout_collector::notify::{Channel, NoteKind, SendError};
 use serde_json::{Value, json};
 
-use super::{assert_clean, build, config, firing, message, note, send};
+use super::{assert_clean, build, config, firing, message, note, send, with};
 use crate::support::http_peer::{Answer, Peer};
 use crate::support::ntfy::{MAX_MESSAGE_BYTES, TOKEN, TOPIC, too_many_requests, validate};
 
@@ -197,15 +197,7 @@ fn fake_refuses_what_ntfy_refuses() {
     let good = json!({"topic": TOPIC, "message": "m", "title": "t", "tags": ["a"],
                       "priority": 5, "click": "https://x/", "markdown": false, "actions": []});
     assert!(validate(good.to_string().as_bytes()).is_ok());
-    let with = |k: &str, v: Value| {
-        let mut b = good.clone();
-        if v.is_null() {
-            b.as_object_mut().unwrap().remove(k);
-        } else {
-            b[k] = v;
-        }
-        b
-    };
+    let with = |k: &str, v: Value| with(&good, &[k], v);
     for body in [
         with("topic", Value::Null),
         with("topic", json!("a/b")),

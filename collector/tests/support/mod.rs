@@ -1,7 +1,9 @@
 //! Peers for the channel tests: an HTTP server that records what it is sent and answers as told
-//! ([`http_peer`]), strict fakes of Slack's incoming webhook ([`slack`]) and PagerDuty's Events
-//! API v2 ([`pagerduty`]) Telegram's Bot API ([`telegram`]) and ntfy's publishing ([`ntfy`]) built on it, and a real SMTP server (aiosmtpd) in a child process
-//! ([`smtp`]); and a collector's state over a fresh database ([`collector_state`]).
+//! ([`http_peer`]), strict fakes built on it of Slack's incoming webhook ([`slack`]),
+//! PagerDuty's Events API v2 ([`pagerduty`]), Telegram's Bot API ([`telegram`]), ntfy's
+//! publishing ([`ntfy`]) and Pushover's Message API ([`pushover`]), and a real SMTP server
+//! (aiosmtpd) in a child process ([`smtp`]); and a collector's state over a fresh database
+//! ([`collector_state`]).
 
 // Each test binary uses a part of these.
 #![allow(dead_code)]
@@ -9,6 +11,7 @@
 pub mod http_peer;
 pub mod ntfy;
 pub mod pagerduty;
+pub mod pushover;
 pub mod slack;
 pub mod smtp;
 pub mod telegram;

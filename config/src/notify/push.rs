@@ -2,6 +2,8 @@
 //! the others' in notify.rs so that file stays about routes and the HTTP channels' common
 //! keys. Each says which key is wrong and what was expected, never repeating a secret.
 
+use std::time::Duration;
+
 use serde::Deserialize;
 
 use super::{ChannelConfig, http_url_problem};
@@ -112,6 +114,41 @@ pub(super) fn ntfy(c: &ChannelConfig, out: &mut Vec<(&'static str, String)>) {
         Some(t) if t.chars().any(|c| c.is_whitespace() || c.is_control()) => {
             out.push(("token", "must not hold spaces or control characters".into()))
         }
+        _ => {}
+    }
+}
+
+/// A Pushover key (an application token, a user or group key): 30 letters and digits.
+fn pushover_key_ok(k: &str) -> bool {
+    k.len() == 30 && k.bytes().all(|b| b.is_ascii_alphanumeric())
+}
+
+pub(super) fn pushover(c: &ChannelConfig, out: &mut Vec<(&'static str, String)>) {
+    if let Some(p) = c.url.as_deref().and_then(http_url_problem) {
+        out.push(("url", p));
+    }
+    for (key, value, what) in [
+        ("token", c.token.as_deref(), "the application's API token"),
+        ("user", c.user.as_deref(), "a user or group key"),
+    ] {
+        match value {
+            None => out.push((key, format!("required: {what}; write \"${{VAR}}\""))),
+            Some("") => out.push((key, "is empty (an unset ${VAR}?)".into())),
+            Some(k) if !pushover_key_ok(k) => {
+                out.push((key, format!("expected {what}: 30 letters and digits")))
+            }
+            _ => {}
+        }
+    }
+    let retry = c.retry.unwrap_or(Duration::from_secs(60));
+    if retry < Duration::from_secs(30) {
+        out.push(("retry", "must be at least 30s (Pushover's minimum)".into()));
+    }
+    match c.expire {
+        Some(e) if e > Duration::from_secs(10_800) => {
+            out.push(("expire", "must be at most 3h (Pushover's maximum)".into()))
+        }
+        Some(e) if e < retry => out.push(("expire", "must be at least retry".into())),
         _ => {}
     }
 }
