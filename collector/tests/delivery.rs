@@ -304,7 +304,7 @@ async fn telegram_429_waits_what_its_body_asks_then_arrives_once() {
     let requests = tg.requests();
     assert_eq!(requests.len(), 2);
     let text = support::telegram::validate(&requests[1].body).unwrap();
-    assert!(text.starts_with("[FIRING] api down"), "{text}");
+    assert!(text.starts_with("[FIRING] api is down"), "{text}");
     assert_eq!(requests[1].body, requests[0].body);
 }
 
