@@ -3,9 +3,10 @@
 #  1. rules: from the arrival of the deciding check result to the alert handed to notification
 #     (transition and outbox committed), through the real ingest handler on SQLite
 #     (collector/examples/rules_latency.rs);
-#  2. end to end: from a target stopping to the firing message at a Slack-style receiver and a
-#     real SMTP server, with real collector and agent binaries, a 1 s check interval,
-#     failure_threshold = 1 and group_wait = "0s" (tests/examples/notify_latency.rs).
+#  2. end to end: from a target stopping to the firing message at a Slack-style receiver, a
+#     PagerDuty Events API v2 receiver and a real SMTP server, with real collector and agent
+#     binaries, a 1 s check interval, failure_threshold = 1 and group_wait = "0s"
+#     (tests/examples/notify_latency.rs).
 # Usage: bench/alerting.sh [trials, default 20] [transitions, default 2000]. Release builds.
 set -euo pipefail
 cd "$(dirname "$0")/.."

@@ -1,6 +1,7 @@
 //! Detection latency, end to end: from the moment a checked endpoint stops answering 200 to the
-//! moment the firing notification reaches a Slack-style webhook receiver and a real SMTP server
-//! (aiosmtpd). Real binaries: a collector and an agent, a check every 1 s with
+//! moment the firing notification reaches a Slack-style webhook receiver, a PagerDuty Events API
+//! v2 receiver (which takes only a well-formed `trigger` with the routing key as a page) and a
+//! real SMTP server (aiosmtpd). Real binaries: a collector and an agent, a check every 1 s with
 //! `failure_threshold = 1`, a route with `group_wait = "0s"`.
 //!
 //! Each trial has its own check and target (one check going up and down again and again would
@@ -19,6 +20,9 @@ use std::time::{Duration, Instant};
 
 use axum::http::StatusCode;
 use lookout_tests::{Daemon, Target, bin, free_port, start_collector};
+
+/// The PagerDuty routing key the channel is configured with and the receiver expects.
+const PD_KEY: &str = "R0UT1NGKEY0123456789abcdefABCDEF";
 
 /// Arrival times of the requests a receiver got, with whether each was a firing message.
 #[derive(Clone, Default)]
@@ -128,6 +132,32 @@ async fn main() {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let slack_url = format!("http://{}/services/T0/B0/X", listener.local_addr().unwrap());
     tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    // PagerDuty: a trigger counts when it carries the routing key, a dedup_key and a payload
+    // with summary, source and severity, as the Events API v2 requires; it answers 202.
+    let pager = Arrivals::default();
+    let p = pager.clone();
+    let pd_app = axum::Router::new().route(
+        "/v2/enqueue",
+        axum::routing::post(move |body: axum::body::Bytes| {
+            let p = p.clone();
+            async move {
+                let at = Instant::now();
+                let event: serde_json::Value =
+                    serde_json::from_slice(&body).unwrap_or(serde_json::Value::Null);
+                let trigger = event["event_action"] == "trigger"
+                    && event["routing_key"] == PD_KEY
+                    && event["dedup_key"].is_string()
+                    && ["summary", "source", "severity"]
+                        .iter()
+                        .all(|k| event["payload"][k].is_string());
+                p.0.lock().unwrap().push((at, trigger));
+                (StatusCode::ACCEPTED, r#"{"status":"success"}"#)
+            }
+        }),
+    );
+    let pd_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let pd_url = format!("http://{}/v2/enqueue", pd_listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(pd_listener, pd_app).await.unwrap() });
     let smtp_port = free_port();
     let smtp = start_smtp(smtp_port.get());
 
@@ -159,8 +189,15 @@ from = "lookout@example.com"
 to = ["ops@example.com"]
 max_per_minute = 0
 
+[[channels]]
+name = "pd"
+type = "pagerduty"
+routing_key = "{PD_KEY}"
+url = "{pd_url}"
+max_per_minute = 0
+
 [[routes]]
-channels = ["slack", "mail"]
+channels = ["slack", "mail", "pd"]
 group_wait = "0s"
 "#,
         data = dir.path().display(),
@@ -207,20 +244,24 @@ group_wait = "0s"
 
     let mut to_slack = Vec::new();
     let mut to_mail = Vec::new();
+    let mut to_pd = Vec::new();
     for (trial, target) in targets.iter().enumerate() {
         tokio::time::sleep(Duration::from_millis(1000 + fastrand::u64(0..1000))).await;
         let mails_before = mails(smtp.dir.path());
         let stopped = Instant::now();
         target.set_status(503);
         let deadline = stopped + Duration::from_secs(10);
-        let (mut slack_at, mut mail_at) = (None, None);
-        while slack_at.is_none() || mail_at.is_none() {
+        let (mut slack_at, mut mail_at, mut pd_at) = (None, None, None);
+        while slack_at.is_none() || mail_at.is_none() || pd_at.is_none() {
             assert!(
                 Instant::now() < deadline,
                 "trial {trial}: no notification within 10 s"
             );
             if slack_at.is_none() {
                 slack_at = slack.firing_after(stopped);
+            }
+            if pd_at.is_none() {
+                pd_at = pager.firing_after(stopped);
             }
             if mail_at.is_none() && mails(smtp.dir.path()) > mails_before {
                 mail_at = Some(Instant::now());
@@ -229,11 +270,16 @@ group_wait = "0s"
         }
         to_slack.push(slack_at.unwrap() - stopped);
         to_mail.push(mail_at.unwrap() - stopped);
+        to_pd.push(pd_at.unwrap() - stopped);
         // Recover and wait for both resolves.
         let slack_before = slack.count();
+        let pd_before = pager.count();
         target.set_status(200);
         let deadline = Instant::now() + Duration::from_secs(10);
-        while slack.count() <= slack_before || mails(smtp.dir.path()) < mails_before + 2 {
+        while slack.count() <= slack_before
+            || pager.count() <= pd_before
+            || mails(smtp.dir.path()) < mails_before + 2
+        {
             assert!(
                 Instant::now() < deadline,
                 "trial {trial}: no resolve within 10 s"
@@ -241,14 +287,16 @@ group_wait = "0s"
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
         eprintln!(
-            "trial {:>2}: slack {:>5} ms, mail {:>5} ms",
+            "trial {:>2}: slack {:>5} ms, mail {:>5} ms, pagerduty {:>5} ms",
             trial + 1,
             to_slack.last().unwrap().as_millis(),
-            to_mail.last().unwrap().as_millis()
+            to_mail.last().unwrap().as_millis(),
+            to_pd.last().unwrap().as_millis()
         );
     }
     println!("| receiver | trials | min | median | p99 | max |");
     println!("|---|---|---|---|---|---|");
     stats("Slack webhook (fake receiver)", to_slack);
     stats("SMTP (aiosmtpd)", to_mail);
+    stats("PagerDuty Events API v2 (fake receiver)", to_pd);
 }
