@@ -69,7 +69,8 @@ impl Harness {
         let agents = AGENTS
             .replace("{peer}", &peer.addr.to_string())
             .replace("{timeout}", timeout);
-        let toml = format!("{agents}{config}");
+        // `{peer}` in `config` too: a test's own channels post to the same receiver.
+        let toml = format!("{agents}{config}").replace("{peer}", &peer.addr.to_string());
         let state = support::collector_state(dir.path(), &toml).await;
         let stop = CancellationToken::new();
         tokio::spawn(state.notifier.clone().run(stop.clone()));
@@ -534,4 +535,119 @@ group_wait = "30s"
     // And nothing more: no second message for the second alert.
     h.pass(Duration::from_secs(60)).await;
     assert_eq!(h.messages().len(), 1);
+}
+
+/// The firing messages each path of the receiver has had, in order: (path, check).
+fn firings(h: &Harness) -> Vec<String> {
+    h.peer
+        .requests()
+        .iter()
+        .filter(|r| {
+            r.json()["alerts"]
+                .as_array()
+                .is_some_and(|a| a.iter().any(|n| n["kind"] == "firing"))
+        })
+        .map(|r| r.path.clone())
+        .collect()
+}
+
+/// Waits (in real time, the clock standing still) until `want` firing messages arrived, and
+/// a moment more, for one too many to show.
+async fn firings_reach(h: &Harness, want: usize) -> Vec<String> {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while firings(h).len() < want && Instant::now() < deadline {
+        tokio::task::yield_now().await;
+    }
+    settle_briefly().await;
+    firings(h)
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_escalation_walks_its_steps_once_across_a_restart_repeats_and_stops_when_acknowledged() {
+    let mut h = Harness::start_with_agent_timeout(
+        "1h",
+        r#"
+[[channels]]
+name = "slack"
+type = "webhook"
+url = "http://{peer}/slack"
+
+[[channels]]
+name = "pushover"
+type = "webhook"
+url = "http://{peer}/pushover"
+
+[[channels]]
+name = "pd"
+type = "webhook"
+url = "http://{peer}/pd"
+
+[[checks]]
+name = "api"
+type = "http"
+url = "http://127.0.0.1:1/"
+interval = "10s"
+failure_threshold = 1
+
+[[escalations]]
+name = "on-call"
+steps = [
+  { after = "0s", channels = ["slack"] },
+  { after = "1m", channels = ["pushover"] },
+  { after = "3m", channels = ["pd"] },
+]
+repeat = "2m"
+
+[[routes]]
+match = { check = "api" }
+escalation = "on-call"
+group_wait = "0s"
+"#,
+    )
+    .await;
+    h.ship(vec![result("api", false)]).await;
+    h.expect_state("uptime", Some(AlertState::Firing)).await;
+    h.pass(Duration::from_secs(1)).await;
+    assert_eq!(firings_reach(&h, 1).await, ["/slack"]);
+    // The second step at a minute, not before.
+    h.pass(Duration::from_secs(54)).await;
+    assert_eq!(firings(&h), ["/slack"]);
+    h.pass(Duration::from_secs(10)).await;
+    assert_eq!(firings_reach(&h, 2).await, ["/slack", "/pushover"]);
+    // A restart between two steps neither repeats one nor skips the next.
+    h.restart().await;
+    h.pass(Duration::from_secs(110)).await;
+    assert_eq!(firings(&h), ["/slack", "/pushover"]);
+    h.pass(Duration::from_secs(10)).await;
+    assert_eq!(firings_reach(&h, 3).await, ["/slack", "/pushover", "/pd"]);
+    // The last step again every two minutes.
+    h.pass(Duration::from_secs(115)).await;
+    assert_eq!(firings(&h).len(), 3);
+    h.pass(Duration::from_secs(10)).await;
+    assert_eq!(
+        firings_reach(&h, 4).await,
+        ["/slack", "/pushover", "/pd", "/pd"]
+    );
+    // Acknowledged: nothing more of the policy, however long it fires.
+    let alert = h.alert("uptime").await.unwrap();
+    assert!(
+        lookout_collector::notify::ack::acknowledge(
+            &*h.state.store,
+            alert.id,
+            "alice",
+            clock::now()
+        )
+        .await
+        .unwrap()
+    );
+    h.pass(Duration::from_secs(600)).await;
+    settle_briefly().await;
+    assert_eq!(firings(&h), ["/slack", "/pushover", "/pd", "/pd"]);
+    let deliveries = h.state.store.deliveries(alert.id).await.unwrap();
+    let cancelled: Vec<&str> = deliveries
+        .iter()
+        .filter(|d| d.state == lookout_collector::store::alerting::DeliveryState::Cancelled)
+        .map(|d| d.channel.as_str())
+        .collect();
+    assert_eq!(cancelled, ["pd"], "{deliveries:?}");
 }
