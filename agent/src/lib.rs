@@ -13,7 +13,9 @@
 //! - [`credential`]: an enrolled agent's credential: its file, and enrolment;
 //! - [`probe_once`]: `lookout-agent probe`, every check once, as a table;
 //! - [`local`]: the collector's built-in agent, built from its `[local_agent]`;
-//! - [`reload`]: `SIGHUP`, the configuration re-read and put in force, or refused whole.
+//! - [`reload`]: `SIGHUP`, the configuration re-read and put in force, or refused whole;
+//! - [`fallback`]: `[fallback]`, the agent's own message when no collector acknowledges its
+//!   batches.
 //!
 //! [`run`] ties them together (the running parts are in `running.rs`); the binary only parses
 //! the command line and calls [`run_with_reloads`]. The
@@ -22,6 +24,7 @@
 pub mod client;
 pub mod collector_tls;
 pub mod credential;
+pub mod fallback;
 pub mod host;
 pub mod local;
 pub mod logs;
@@ -84,6 +87,8 @@ pub struct AgentSettings {
     pub journald: lookout_config::logs::JournaldConfig,
     /// Where to serve the agent's own `/metrics`; none: not served.
     pub metrics_listen: Option<std::net::SocketAddr>,
+    /// `[fallback]`, with where its state is kept; none: off.
+    pub fallback: Option<fallback::Settings>,
 }
 
 impl From<AgentConfig> for AgentSettings {
@@ -114,6 +119,10 @@ impl From<AgentConfig> for AgentSettings {
             logs_dir: c.identity.data_dir.join("logs"),
             journald: c.journald,
             metrics_listen: c.telemetry.metrics_listen,
+            fallback: c.fallback.map(|config| fallback::Settings {
+                config,
+                state_file: c.identity.data_dir.join(fallback::state::FILE),
+            }),
             spool,
         }
     }

@@ -59,6 +59,7 @@ impl LocalAgent {
                 logs_dir: data_dir.join(LOGS_DIR),
                 journald: Default::default(),
                 metrics_listen: None,
+                fallback: None,
                 spool,
             },
         }

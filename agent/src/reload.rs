@@ -136,6 +136,7 @@ pub fn restart_only_changes(old: &AgentConfig, new: &AgentConfig) -> Vec<&'stati
             a != b
         }),
         ("spool", old.spool != new.spool),
+        ("fallback", old.fallback != new.fallback),
         (
             "shipping.flush_interval",
             os.flush_interval != ns.flush_interval,

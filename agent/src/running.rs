@@ -150,12 +150,32 @@ impl Agent {
             probes::Prober::new(settings.max_concurrent_probes).identified_as(&settings.name);
         let mut scheduler = Scheduler::new(prober, spool.clone(), metrics.clone(), work.clone());
         scheduler.apply(settings.local_checks.clone());
+        let deliveries = Arc::new(crate::fallback::Deliveries::default());
+        if let Some(fb) = &settings.fallback {
+            let fallback = crate::fallback::Fallback {
+                settings: fb.clone(),
+                agent: settings.name.clone(),
+                collectors: settings
+                    .collector_urls
+                    .iter()
+                    .map(|u| lookout_config::redact::url(u))
+                    .collect(),
+                http: crate::fallback::send::client()?,
+                metrics: metrics.clone(),
+            };
+            tokio::spawn(crate::fallback::run(
+                fallback,
+                deliveries.clone(),
+                work.clone(),
+            ));
+        }
         let shipper = tokio::spawn(shipper::run(
             settings.name.clone(),
             spool.clone(),
             client.clone(),
             settings.shipping.clone(),
             metrics.clone(),
+            deliveries,
             shutdown.clone(),
         ));
         tokio::spawn(crate::spool_upkeep(

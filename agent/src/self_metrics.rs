@@ -16,6 +16,8 @@
 //! - `lookout_agent_spool_dropped_records_total`: records dropped because the spool was full;
 //! - `lookout_agent_plaintext_collector`: 1 when a collector URL is `http://` to another
 //!   machine (the agent's token and what it ships cross the network in clear), else 0;
+//! - `lookout_agent_fallback_messages_total{message, outcome}`: `[fallback]` messages,
+//!   `unreachable` or `reachable`, `sent` or `failed` (not taken after their retries);
 //! - `lookout_agent_config_reload_failures_total`: `SIGHUP`s whose configuration was refused
 //!   (invalid, or a change that needs a restart), the running one kept;
 //! - `lookout_agent_config_last_reload_successful`: 1 when the last reload was applied (or
@@ -52,6 +54,7 @@ pub struct AgentMetrics {
     spool_bytes: IntGauge,
     dropped: IntCounter,
     plaintext: IntGauge,
+    fallback: IntCounterVec,
     reload_failures: IntCounter,
     last_reload_ok: IntGauge,
     last_reload_success: Gauge,
@@ -92,6 +95,17 @@ impl Default for AgentMetrics {
                         "The latest probe's duration, by check.",
                     ),
                     &["check"],
+                )
+                .expect("valid metric"),
+            ),
+            fallback: register(
+                &r,
+                IntCounterVec::new(
+                    opts(
+                        "fallback_messages_total",
+                        "[fallback] messages, by message (unreachable, reachable) and outcome (sent, failed).",
+                    ),
+                    &["message", "outcome"],
                 )
                 .expect("valid metric"),
             ),
@@ -236,6 +250,12 @@ impl AgentMetrics {
         if outcome == Shipped::Sent {
             self.shipped.inc_by(records as u64);
         }
+    }
+
+    /// Counts a `[fallback]` message (`unreachable`, `reachable`) by `outcome` (`sent`,
+    /// `failed`).
+    pub fn fallback_message(&self, message: &str, outcome: &str) {
+        self.fallback.with_label_values(&[message, outcome]).inc();
     }
 
     /// Batches go out in protocol `version` (0: none the collector reads).

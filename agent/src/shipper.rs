@@ -13,6 +13,7 @@ use lookout_runtime::backoff::{Backoff, Jitter};
 use tokio_util::sync::CancellationToken;
 
 use crate::client::{CollectorClient, SendError};
+use crate::fallback::Deliveries;
 use crate::self_metrics::{AgentMetrics, Shipped};
 use crate::spool::{PendingBatch, Spool};
 
@@ -22,13 +23,15 @@ const FIRST_BACKOFF: Duration = Duration::from_millis(200);
 /// How long a graceful stop keeps trying to deliver what the spool holds.
 const FINAL_FLUSH: Duration = Duration::from_secs(3);
 
-/// Ships batches until `shutdown`, then makes one bounded attempt to deliver the rest.
+/// Ships batches until `shutdown`, then makes one bounded attempt to deliver the rest; tells
+/// `deliveries` how each batch went (`[fallback]` follows it).
 pub async fn run(
     agent: String,
     spool: Arc<Spool>,
     client: Arc<CollectorClient>,
     cfg: ShippingConfig,
     metrics: Arc<AgentMetrics>,
+    deliveries: Arc<Deliveries>,
     shutdown: CancellationToken,
 ) {
     // Full jitter: `max_backoff` is documented as the longest wait, and agents cut off together
@@ -56,6 +59,10 @@ pub async fn run(
         };
         let sent = send(&agent, &client, &pending, spool.backlog()).await;
         metrics.protocol_version(client.versions().to_send().unwrap_or(0));
+        match &sent {
+            Ok(()) => deliveries.delivered(),
+            Err(e) => deliveries.failed(&e.to_string()),
+        }
         match sent {
             Ok(()) => {
                 metrics.batch(Shipped::Sent, pending.records.len());
