@@ -99,7 +99,11 @@ impl Health {
                 "no answer within {timeout:?}"
             ))),
         }
-        if !self.leadership.leads() {
+        // An election takes a moment: a collector that just started (and may be about to
+        // win it) is given as long as a leader's row stays listed.
+        let settled = now - self.me.started
+            > chrono::Duration::from_std(crate::cluster::SEEN_WITHIN).unwrap_or_default();
+        if !self.leadership.leads() && settled {
             problems.extend(self.leader_elsewhere(now, timeout).await);
         }
         problems

@@ -15,7 +15,8 @@
 //! `collectors`, the one `GET /api/v1/cluster` lists); rule evaluation's tick loop completed a
 //! round within three of its 5 s ticks; no pending notification is overdue by more than
 //! `max_notification_delay`; and some collector leads (itself, or with PostgreSQL another one
-//! that announced itself within 15 s).
+//! that announced itself within 15 s; a collector that started less than 15 s ago is not yet
+//! judged on this, so an election in progress is not reported as a failure).
 //!
 //! Several collectors (docs/high-availability.md): every collector with `[watchdog]` pings,
 //! leader and followers alike, each judging itself. Two ways to set it up, both without any
