@@ -18,7 +18,7 @@ use lettre::{AsyncSmtpTransport, AsyncTransport, Tokio1Executor};
 use lookout_config::ChannelConfig;
 use maud::{DOCTYPE, Markup, html};
 
-use super::format::{color, human_duration, human_time, label_list, redact, web_link};
+use super::format::{color, facts, human_duration, human_time, label_list, redact, web_link};
 use super::message::{AlertNote, Message, SendError};
 
 /// Sends messages as mail through one SMTP server.
@@ -273,23 +273,7 @@ pub(crate) fn html_body(msg: &Message) -> String {
 
 fn note_html(note: &AlertNote) -> Markup {
     let c = color(note.kind);
-    let mut rows = Vec::new();
-    if !note.labels.is_empty() {
-        rows.push(("Labels", label_list(&note.labels)));
-    }
-    if let Some(detail) = &note.detail {
-        rows.push(("Error", detail.clone()));
-    }
-    rows.push(("Fired", human_time(note.fired_at)));
-    if let Some(by) = &note.acked_by {
-        rows.push(("Acknowledged by", by.clone()));
-    }
-    if let Some(resolved) = note.resolved_at {
-        rows.push(("Resolved", human_time(resolved)));
-    }
-    if let Some(lasted) = note.lasted() {
-        rows.push(("Lasted", human_duration(lasted)));
-    }
+    let rows = facts(note);
     html! {
         div style={ "border-left: 4px solid " (c) "; padding: 4px 12px; margin: 12px 0" } {
             "\n"

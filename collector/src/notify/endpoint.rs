@@ -76,6 +76,16 @@ pub(crate) fn segment(s: &str) -> String {
     percent_encoding::utf8_percent_encode(s, KEEP).to_string()
 }
 
+/// The channel's setting `key` (a secret: a routing key, an API key, a token), which must be
+/// set and not empty; the error names the key, never the value.
+pub(crate) fn required(key: &str, value: Option<&str>) -> Result<String, String> {
+    match value {
+        None => Err(format!("{key}: required")),
+        Some("") => Err(format!("{key}: is empty")),
+        Some(v) => Ok(v.to_string()),
+    }
+}
+
 /// What a channel's module provides: how a message becomes requests.
 pub(crate) trait Payload: Send + Sync + 'static {
     /// The peer's name in error text (`Slack`, `PagerDuty`).

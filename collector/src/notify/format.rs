@@ -7,8 +7,9 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
+use sha2::{Digest, Sha256};
 
-use super::message::NoteKind;
+use super::message::{AlertNote, NoteKind};
 
 pub(crate) use lookout_runtime::truncate;
 
@@ -71,6 +72,57 @@ pub(crate) fn web_link(link: Option<&str>) -> Option<&str> {
     link.filter(|l| l.starts_with("https://") || l.starts_with("http://"))
 }
 
+/// What a message shows under a note's summary, as (name, value): its labels, the error in
+/// full (`detail`), when it fired,
+/// who acknowledged it, when it resolved and how long it lasted, those it has. The email's
+/// table, Discord's fields, Teams' facts, the chat services' attachment fields.
+pub(crate) fn facts(note: &AlertNote) -> Vec<(&'static str, String)> {
+    let mut rows = Vec::new();
+    if !note.labels.is_empty() {
+        rows.push(("Labels", label_list(&note.labels)));
+    }
+    if let Some(detail) = &note.detail {
+        rows.push(("Error", detail.clone()));
+    }
+    rows.push(("Fired", human_time(note.fired_at)));
+    if let Some(by) = &note.acked_by {
+        rows.push(("Acknowledged by", by.clone()));
+    }
+    if let Some(resolved) = note.resolved_at {
+        rows.push(("Resolved", human_time(resolved)));
+    }
+    if let Some(lasted) = note.lasted() {
+        rows.push(("Lasted", human_duration(lasted)));
+    }
+    rows
+}
+
+/// An alert's `severity` label as one of four levels, for services that rank alerts
+/// (PagerDuty's severities, Opsgenie's priorities): `critical` (also `fatal`, `page`), `error`
+/// (also `major`, `high`), `warning` (also `warn`, `minor`, `medium`), `info` (also `low`,
+/// `informational`); anything else, or no label, is `error`.
+pub(crate) fn severity(label: Option<&str>) -> &'static str {
+    match label.map(str::to_ascii_lowercase).as_deref() {
+        Some("critical" | "fatal" | "page") => "critical",
+        Some("warning" | "warn" | "minor" | "medium") => "warning",
+        Some("info" | "informational" | "low") => "info",
+        _ => "error",
+    }
+}
+
+/// A stable key for an alert within a vendor's length limit: its fingerprint when it fits (and
+/// is not empty), else `lookout:sha256:<hex>` of it (79 characters). PagerDuty's `dedup_key`,
+/// Opsgenie's `alias`.
+pub(crate) fn alert_key(fingerprint: &str, max: usize) -> String {
+    let n = fingerprint.chars().count();
+    if n > 0 && n <= max {
+        return fingerprint.to_string();
+    }
+    let digest = Sha256::digest(fingerprint.as_bytes());
+    let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
+    format!("lookout:sha256:{hex}")
+}
+
 /// `text` with every one of `secrets` replaced by `<redacted>`.
 pub(crate) fn redact(text: &str, secrets: &[String]) -> String {
     let mut out = text.to_string();
@@ -96,5 +148,15 @@ mod tests {
         assert_eq!(human_duration(s(7_500)), "2h 5m");
         assert_eq!(human_duration(s(86_400 * 3 + 3_700)), "3d 1h");
         assert_eq!(human_duration(s(86_400 + 59)), "1d");
+    }
+
+    #[test]
+    fn severities_map_to_four_levels() {
+        assert_eq!(severity(Some("critical")), "critical");
+        assert_eq!(severity(Some("Warning")), "warning");
+        assert_eq!(severity(Some("info")), "info");
+        assert_eq!(severity(Some("major")), "error");
+        assert_eq!(severity(Some("whatever")), "error");
+        assert_eq!(severity(None), "error");
     }
 }

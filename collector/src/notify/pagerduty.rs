@@ -22,10 +22,9 @@
 
 use lookout_config::ChannelConfig;
 use serde_json::{Map, Value, json};
-use sha2::{Digest, Sha256};
 
-use super::endpoint::{Endpoint, HttpChannel, Payload, Post};
-use super::format::{label_list, truncate, web_link};
+use super::endpoint::{Endpoint, HttpChannel, Payload, Post, required};
+use super::format::{alert_key, label_list, severity, truncate, web_link};
 use super::message::{AlertNote, Message, NoteKind, SendError};
 
 /// PagerDuty's endpoint for alert events.
@@ -40,11 +39,7 @@ const MAX_DETAIL_CHARS: usize = 8192;
 
 /// Builds the channel from a `pagerduty` entry (`routing_key`, `url`, `timeout`).
 pub fn channel(cfg: &ChannelConfig, http: reqwest::Client) -> Result<HttpChannel, String> {
-    let key = match cfg.routing_key.as_deref() {
-        None => return Err("routing_key: required".into()),
-        Some("") => return Err("routing_key: is empty".into()),
-        Some(k) => k.to_string(),
-    };
+    let key = required("routing_key", cfg.routing_key.as_deref())?;
     let endpoint =
         Endpoint::new(cfg, http, "url", cfg.url.as_deref(), Some(DEFAULT_URL))?.secret(&key);
     Ok(HttpChannel::new(
@@ -133,28 +128,10 @@ pub fn event(routing_key: &str, note: &AlertNote) -> Value {
     event
 }
 
-/// PagerDuty's severity for an alert's `severity` label: `critical` (also `fatal`, `page`),
-/// `error` (also `major`, `high`), `warning` (also `warn`, `minor`, `medium`), `info` (also
-/// `low`, `informational`); anything else, or no label, is `error`.
-pub fn severity(label: Option<&str>) -> &'static str {
-    match label.map(str::to_ascii_lowercase).as_deref() {
-        Some("critical" | "fatal" | "page") => "critical",
-        Some("warning" | "warn" | "minor" | "medium") => "warning",
-        Some("info" | "informational" | "low") => "info",
-        _ => "error",
-    }
-}
-
 /// The alert's `dedup_key`: its fingerprint, or `lookout:sha256:<hex>` of it when it is longer
 /// than PagerDuty takes (or empty).
 pub fn dedup_key(fingerprint: &str) -> String {
-    let n = fingerprint.chars().count();
-    if n > 0 && n <= MAX_DEDUP_KEY_CHARS {
-        return fingerprint.to_string();
-    }
-    let digest = Sha256::digest(fingerprint.as_bytes());
-    let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
-    format!("lookout:sha256:{hex}")
+    alert_key(fingerprint, MAX_DEDUP_KEY_CHARS)
 }
 
 #[cfg(test)]
@@ -170,15 +147,5 @@ mod tests {
         assert_ne!(k, dedup_key(&"x".repeat(301)));
         assert!(k.len() <= MAX_DEDUP_KEY_CHARS && k.starts_with("lookout:sha256:"));
         assert_eq!(dedup_key(&"y".repeat(255)), "y".repeat(255));
-    }
-
-    #[test]
-    fn severities_map_to_pagerdutys_four() {
-        assert_eq!(severity(Some("critical")), "critical");
-        assert_eq!(severity(Some("Warning")), "warning");
-        assert_eq!(severity(Some("info")), "info");
-        assert_eq!(severity(Some("major")), "error");
-        assert_eq!(severity(Some("whatever")), "error");
-        assert_eq!(severity(None), "error");
     }
 }
