@@ -1,6 +1,6 @@
-//! The channel senders against peers on loopback: a webhook receiver we control, strict fakes
-//! of Slack's incoming webhook, PagerDuty's Events API v2, Telegram's Bot API, ntfy and Pushover
-//! (none can be reached or run here), and a real SMTP server (aiosmtpd, in a child process).
+//! The channel senders against peers on loopback: a webhook receiver we control, a strict fake
+//! of each other HTTP channel's vendor (none can be reached from here; `support/` has one
+//! module per vendor), and a real SMTP server (aiosmtpd, in a child process).
 
 mod support;
 
@@ -8,6 +8,8 @@ mod support;
 mod email;
 #[path = "channels/ntfy.rs"]
 mod ntfy;
+#[path = "channels/opsgenie.rs"]
+mod opsgenie;
 #[path = "channels/pagerduty.rs"]
 mod pagerduty;
 #[path = "channels/pushover.rs"]
@@ -113,4 +115,32 @@ fn with(v: &Value, path: &[&str], new: Value) -> Value {
         at[last] = new;
     }
     out
+}
+
+/// What every HTTP channel does with a 5xx and with a grouped message that fails half-way:
+/// `peer` answers 502 with `echo` in its body (a secret a broken proxy repeats), and the
+/// attempt is to be retried with no secret in its text; then the first of two requests is
+/// accepted and the second refused with 500, and the whole message is to be retried. Only for
+/// a channel that sends one request per alert; three requests reach the peer.
+async fn fails_retried(
+    peer: &crate::support::http_peer::Peer,
+    channel: &Channel,
+    echo: &str,
+    secrets: &[&str],
+) {
+    use crate::support::http_peer::Answer;
+    peer.then_answer(Answer::new(502, &format!("bad gateway for {echo}")));
+    let e = send(channel, &firing()).await.unwrap_err();
+    assert!(matches!(e, SendError::Retry { after: None, .. }), "{e:?}");
+    assert_clean(&e, secrets);
+    peer.then_answer(Answer::new(202, "{}"));
+    peer.then_answer(Answer::new(500, "oops"));
+    let two = message(vec![
+        note(NoteKind::Firing, "api", "api down"),
+        note(NoteKind::Resolved, "web", "web down"),
+    ]);
+    assert!(matches!(
+        send(channel, &two).await,
+        Err(SendError::Retry { .. })
+    ));
 }

@@ -1,8 +1,8 @@
-//! The outbox worker against real peers: an SMTP server that is down for a while, Slack and
-//! PagerDuty fakes that answer 429 with Retry-After and then 5xx, a Telegram fake whose 429
-//! says its wait in the body, an ntfy fake whose 429 says none, a
-//! Pushover fake answering 429 then 500, storm control's digest, and a
-//! sender that dies holding a lease. Each notification must arrive exactly once. Rounds are
+//! The outbox worker against real peers: an SMTP server that is down for a while, the strict
+//! fakes of each HTTP channel's vendor answering 429 (with the wait it asks for, in the vendor's
+//! way: `Retry-After`, in the body as Telegram does, or none as ntfy, Pushover and Opsgenie) and
+//! then 5xx, storm control's digest, and a sender that dies holding a lease. Each notification
+//! must arrive exactly once. Rounds are
 //! driven with an explicit time, so nothing here waits for backoff.
 
 mod support;
@@ -228,12 +228,57 @@ async fn slack_429_and_500_are_retried_after_the_wait_and_arrive_once() {
     }
 }
 
+/// One firing alert for the channel `toml` configures (its secrets from `env`), sent through the
+/// outbox while `peer` answers `refusals` first: the first refusal's wait (at least
+/// `first_wait` seconds, what the peer asked for) is honoured, each refusal is retried, and the
+/// alert is delivered once with the next attempt. The requests the peer saw.
+async fn retried_until_delivered(
+    toml: &str,
+    env: &dyn Fn(&str) -> Option<String>,
+    peer: &Peer,
+    refusals: Vec<Answer>,
+    first_wait: i64,
+) -> Vec<support::http_peer::Request> {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path()).await;
+    let channel = CollectorConfig::parse(Path::new("t.toml"), toml, env)
+        .unwrap()
+        .channels[0]
+        .name
+        .clone();
+    let w = worker_with_env(&store, toml, env);
+    let n = refusals.len() as u32;
+    for a in refusals {
+        peer.then_answer(a);
+    }
+    let now = Utc::now();
+    let ids = queue(&store, &channel, &["api"], now).await;
+    w.round(now).await.unwrap();
+    let due = store.next_notification_due().await.unwrap().unwrap();
+    assert!(
+        due >= now + Duration::seconds(first_wait - 1),
+        "{due} vs {now}"
+    );
+    // Each later round comes after any backoff (at most 10 minutes and its jitter).
+    let mut at = now + Duration::seconds(first_wait + 1);
+    for _ in 1..=n {
+        w.round(at).await.unwrap();
+        at += Duration::minutes(16);
+    }
+    assert_eq!(
+        states(&store, ids[0]).await,
+        [(DeliveryState::Delivered, n + 1)]
+    );
+    w.round(at + Duration::minutes(5)).await.unwrap();
+    let requests = peer.requests();
+    assert_eq!(requests.len(), n as usize + 1);
+    requests
+}
+
 /// PagerDuty through the outbox, its routing key from `${ENV}`: a 429 with `Retry-After` and a
 /// 502 are retried, and the trigger arrives, valid, with the same `dedup_key` each time.
 #[tokio::test]
 async fn pagerduty_429_and_502_are_retried_and_the_trigger_arrives_with_one_dedup_key() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = open(dir.path()).await;
     let pd = support::pagerduty::start().await;
     let toml = format!(
         "[[channels]]\nname = \"pd\"\ntype = \"pagerduty\"\nrouting_key = \"${{PD_ROUTING_KEY}}\"\nurl = \"{}\"\n",
@@ -241,24 +286,11 @@ async fn pagerduty_429_and_502_are_retried_and_the_trigger_arrives_with_one_dedu
     );
     let env =
         |k: &str| (k == "PD_ROUTING_KEY").then(|| support::pagerduty::ROUTING_KEY.to_string());
-    let w = worker_with_env(&store, &toml, &env);
-    pd.then_answer(Answer::new(429, r#"{"status":"throttle event"}"#).header("retry-after", "30"));
-    pd.then_answer(Answer::new(502, "bad gateway"));
-    let now = Utc::now();
-    let ids = queue(&store, "pd", &["api"], now).await;
-    w.round(now).await.unwrap();
-    let due = store.next_notification_due().await.unwrap().unwrap();
-    assert!(due >= now + Duration::seconds(29), "{due} vs {now}");
-    w.round(now + Duration::seconds(31)).await.unwrap();
-    assert_eq!(states(&store, ids[0]).await, [(DeliveryState::Pending, 2)]);
-    w.round(now + Duration::minutes(2)).await.unwrap();
-    assert_eq!(
-        states(&store, ids[0]).await,
-        [(DeliveryState::Delivered, 3)]
-    );
-    w.round(now + Duration::minutes(5)).await.unwrap();
-    let requests = pd.requests();
-    assert_eq!(requests.len(), 3);
+    let refusals = vec![
+        Answer::new(429, r#"{"status":"throttle event"}"#).header("retry-after", "30"),
+        Answer::new(502, "bad gateway"),
+    ];
+    let requests = retried_until_delivered(&toml, &env, &pd, refusals, 30).await;
     for r in &requests {
         assert_eq!(
             support::pagerduty::validate(&r.body),
@@ -381,6 +413,31 @@ async fn pushover_429_and_500_are_retried_and_the_emergency_arrives_once() {
             support::pushover::validate(&r.body),
             Ok(true),
             "an emergency"
+        );
+        assert_eq!(r.body, requests[0].body);
+    }
+}
+
+/// Opsgenie through the outbox, its key from `${ENV}`: its 429 (which says how long in no
+/// header the outbox reads: the backoff applies) and a 503 are retried, and the alert is
+/// created once more, valid, with the same alias each time.
+#[tokio::test]
+async fn opsgenie_429_and_503_are_retried_and_the_alert_is_created_by_one_alias() {
+    let og = support::opsgenie::start().await;
+    let toml = format!(
+        "[[channels]]\nname = \"og\"\ntype = \"opsgenie\"\napi_key = \"${{OPSGENIE_API_KEY}}\"\nurl = \"{}\"\n",
+        og.url("")
+    );
+    let env = |k: &str| (k == "OPSGENIE_API_KEY").then(|| support::opsgenie::API_KEY.to_string());
+    let refusals = vec![
+        support::opsgenie::throttled(),
+        Answer::new(503, "unavailable"),
+    ];
+    let requests = retried_until_delivered(&toml, &env, &og, refusals, 1).await;
+    for r in &requests {
+        assert_eq!(
+            support::opsgenie::validate(r),
+            Ok(support::opsgenie::Action::Create(Some("uptime/api".into())))
         );
         assert_eq!(r.body, requests[0].body);
     }

@@ -113,3 +113,6 @@ mod tests;
 
 #[cfg(test)]
 mod container_tests;
+
+#[cfg(test)]
+mod channel_tests;

@@ -1,5 +1,5 @@
-//! Where alerts go: `[[channels]]` (email, Slack, webhook, PagerDuty; the push and chat
-//! channels' checks are in notify/push.rs), `[[routes]]` that pick channels by
+//! Where alerts go: `[[channels]]` (email, Slack, webhook, PagerDuty, Opsgenie; the push and
+//! chat channels' checks are in notify/push.rs), `[[routes]]` that pick channels by
 //! an alert's labels, `[[maintenance]]` windows that hold notifications back, and
 //! `[alerting]` settings.
 
@@ -34,6 +34,8 @@ pub enum ChannelType {
     Ntfy,
     /// Pushover's Messages API; critical alerts as emergencies, cancelled once resolved.
     Pushover,
+    /// Opsgenie's Alert API v2: create, acknowledge and close by `alias`.
+    Opsgenie,
 }
 
 impl ChannelType {
@@ -47,6 +49,7 @@ impl ChannelType {
             ChannelType::Telegram => "telegram",
             ChannelType::Ntfy => "ntfy",
             ChannelType::Pushover => "pushover",
+            ChannelType::Opsgenie => "opsgenie",
         }
     }
 }
@@ -59,7 +62,7 @@ impl ChannelType {
 pub struct ChannelConfig {
     /// Unique name, used by routes.
     pub name: String,
-    /// `email`, `slack`, `webhook`, `pagerduty`, `telegram`, `ntfy` or `pushover`.
+    /// `email`, `slack`, `webhook`, `pagerduty`, `opsgenie`, `telegram`, `ntfy` or `pushover`.
     #[serde(rename = "type")]
     pub kind: ChannelType,
     /// email: lettre's SMTP URL (`smtp://user:pass@host:587?tls=required`, `smtps://` for
@@ -68,6 +71,7 @@ pub struct ChannelConfig {
     /// telegram: the Bot API server, default `https://api.telegram.org` (a local Bot API
     /// server, a proxy). ntfy: the topic's URL, `https://ntfy.sh/<topic>` or a server of
     /// one's own. pushover: the API server, default `https://api.pushover.net`.
+    /// opsgenie: the API's base URL, default the `region`'s (`https://api.opsgenie.com`).
     #[serde(default)]
     pub url: Option<String>,
     /// email: the sender, `Name <address>` or an address.
@@ -85,6 +89,17 @@ pub struct ChannelConfig {
     /// pagerduty: the integration's routing key (Events API v2); write `"${VAR}"`.
     #[serde(default)]
     pub routing_key: Option<String>,
+    /// opsgenie: the key of an API integration (`Authorization: GenieKey ...`); write `"${VAR}"`.
+    #[serde(default)]
+    pub api_key: Option<String>,
+    /// opsgenie: `us` (`https://api.opsgenie.com`, the default) or `eu`
+    /// (`https://api.eu.opsgenie.com`); `url` overrides both.
+    #[serde(default)]
+    pub region: Option<String>,
+    /// opsgenie: who is notified, each `team:NAME`, `user:EMAIL`, `escalation:NAME` or
+    /// `schedule:NAME`. Default `[]`: the integration's own team.
+    #[serde(default)]
+    pub responders: Vec<String>,
     /// webhook: extra request headers (an `Authorization` for the receiver, say).
     #[serde(default)]
     pub headers: BTreeMap<String, String>,
@@ -138,6 +153,9 @@ impl fmt::Debug for ChannelConfig {
             .field("user", &hidden(&self.user))
             .field("retry", &self.retry)
             .field("expire", &self.expire)
+            .field("api_key", &hidden(&self.api_key))
+            .field("region", &self.region)
+            .field("responders", &self.responders)
             .field("headers", &self.headers.keys().collect::<Vec<_>>())
             .field("timeout", &self.timeout)
             .field("max_per_minute", &self.max_per_minute)
@@ -168,6 +186,7 @@ impl ChannelConfig {
             ChannelType::Telegram => &["url", "bot_token", "chat_id"],
             ChannelType::Ntfy => &["url", "token"],
             ChannelType::Pushover => &["url", "token", "user", "retry", "expire"],
+            ChannelType::Opsgenie => &["url", "api_key", "region", "responders"],
         };
         let set = [
             ("url", self.url.is_some()),
@@ -183,6 +202,9 @@ impl ChannelConfig {
             ("user", self.user.is_some()),
             ("retry", self.retry.is_some()),
             ("expire", self.expire.is_some()),
+            ("api_key", self.api_key.is_some()),
+            ("region", self.region.is_some()),
+            ("responders", !self.responders.is_empty()),
         ];
         for (key, present) in set {
             if present && !allowed.contains(&key) {
@@ -254,6 +276,7 @@ impl ChannelConfig {
             ChannelType::Telegram => push::telegram(self, &mut out),
             ChannelType::Ntfy => push::ntfy(self, &mut out),
             ChannelType::Pushover => push::pushover(self, &mut out),
+            ChannelType::Opsgenie => self.opsgenie_problems(&mut out),
         }
         if self.secret.as_deref() == Some("") {
             out.push(("secret", "is empty (an unset ${VAR}?)".into()));
@@ -262,6 +285,48 @@ impl ChannelConfig {
             out.push(("timeout", "must be more than 0".into()));
         }
         out
+    }
+}
+
+impl ChannelConfig {
+    fn opsgenie_problems(&self, out: &mut Vec<(&'static str, String)>) {
+        if let Some(p) = self.url.as_deref().and_then(http_url_problem) {
+            out.push(("url", p));
+        }
+        match self.api_key.as_deref() {
+            None => out.push(("api_key", "required: write \"${VAR}\"".into())),
+            Some("") => out.push(("api_key", "is empty (an unset ${VAR}?)".into())),
+            Some(k)
+                if k.len() > 64 || !k.chars().all(|c| c.is_ascii_alphanumeric() || c == '-') =>
+            {
+                out.push((
+                    "api_key",
+                    "expected an API integration's key: letters, digits and dashes".into(),
+                ))
+            }
+            _ => {}
+        }
+        if let Some(r) = self
+            .region
+            .as_deref()
+            .filter(|r| !matches!(*r, "us" | "eu"))
+        {
+            out.push(("region", format!("{r:?}: expected \"us\" or \"eu\"")));
+        }
+        for r in &self.responders {
+            let ok = r.split_once(':').is_some_and(|(kind, name)| {
+                matches!(kind, "team" | "user" | "escalation" | "schedule")
+                    && !name.trim().is_empty()
+            });
+            if !ok {
+                out.push((
+                    "responders",
+                    format!(
+                        "{r:?}: expected team:NAME, user:EMAIL, escalation:NAME or schedule:NAME"
+                    ),
+                ));
+            }
+        }
     }
 }
 

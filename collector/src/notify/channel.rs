@@ -11,14 +11,14 @@ use lookout_config::{ChannelConfig, ChannelType};
 use super::email::EmailChannel;
 use super::endpoint::HttpChannel;
 use super::message::{Message, SendError};
-use super::{ntfy, pagerduty, pushover, slack, telegram, webhook};
+use super::{ntfy, opsgenie, pagerduty, pushover, slack, telegram, webhook};
 
 /// A channel ready to send: one per `[[channels]]` entry.
 #[derive(Debug)]
 pub enum Channel {
     /// Email over SMTP.
     Email(EmailChannel),
-    /// A channel over HTTP (Slack, webhook, PagerDuty, Telegram...).
+    /// A channel over HTTP (Slack, webhook, PagerDuty, Opsgenie, Telegram...).
     Http(HttpChannel),
 }
 
@@ -34,6 +34,7 @@ impl Channel {
             ChannelType::Telegram => Channel::Http(telegram::channel(cfg, http)?),
             ChannelType::Ntfy => Channel::Http(ntfy::channel(cfg, http)?),
             ChannelType::Pushover => Channel::Http(pushover::channel(cfg, http)?),
+            ChannelType::Opsgenie => Channel::Http(opsgenie::channel(cfg, http)?),
         })
     }
 
@@ -56,7 +57,8 @@ impl Channel {
         }
     }
 
-    /// True when the peer keeps a triggered alert open until it is resolved (PagerDuty):
+    /// True when the peer keeps a triggered alert open until it is resolved (PagerDuty,
+    /// Opsgenie):
     /// `notify-test` then resolves its test alert.
     pub fn keeps_alerts_open(&self) -> bool {
         match self {

@@ -1,10 +1,11 @@
 //! Notifications: which channels an alert goes to ([`route`]: routes, groups, maintenance
 //! windows), what is sent ([`message`]), how ([`Channel`]: [`email`] over SMTP; over HTTP,
 //! each a payload builder on the shared [`endpoint`]: [`slack`] through an incoming webhook,
-//! [`webhook`] as a signed JSON POST, [`pagerduty`] as Events API v2 events, [`telegram`]
-//! through the Bot API, [`ntfy`] published to a topic, [`pushover`] through its Messages API; with what they share in [`format`], [`text`] (a message as plain text
-//! or HTML, within a vendor's limit) and [`http`]), the worker that delivers the outbox
-//! ([`worker`]), and what an acknowledgement tells the channels ([`ack`]).
+//! [`webhook`] as a signed JSON POST, [`pagerduty`] as Events API v2 events, [`opsgenie`] as
+//! Alert API v2 requests, [`telegram`] through the Bot API, [`ntfy`] published to a topic,
+//! [`pushover`] through its Messages API; with what they share in [`format`], [`text`] (a
+//! message as plain text or HTML, within a vendor's limit) and [`http`]), the worker that
+//! delivers the outbox ([`worker`]), and what an acknowledgement tells the channels ([`ack`]).
 //!
 //! Rule evaluation queues notes in the store's outbox in the same transaction as the alert
 //! transition they announce; the worker sends them. See docs/alerting.md, "Notifications".
@@ -17,6 +18,7 @@ pub(crate) mod format;
 pub(crate) mod http;
 pub mod message;
 pub mod ntfy;
+pub mod opsgenie;
 pub mod pagerduty;
 pub mod pushover;
 pub mod route;

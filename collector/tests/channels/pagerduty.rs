@@ -5,7 +5,7 @@ use std::time::Duration;
 use lookout_collector::notify::{Channel, NoteKind, SendError};
 use serde_json::{Value, json};
 
-use super::{assert_clean, build, config, firing, message, note, send, with};
+use super::{build, config, fails_retried, firing, message, note, send, with};
 use crate::support::http_peer::{Answer, Peer};
 use crate::support::pagerduty::{PATH, ROUTING_KEY, validate};
 
@@ -146,21 +146,7 @@ async fn answers_decide_retry_or_give_up_and_the_key_never_shows() {
         }
         e => panic!("{e:?}"),
     }
-    peer.then_answer(Answer::new(502, &format!("bad gateway for {ROUTING_KEY}")));
-    let e = send(&channel, &firing()).await.unwrap_err();
-    assert!(matches!(e, SendError::Retry { after: None, .. }), "{e:?}");
-    assert_clean(&e, &[ROUTING_KEY, "SECRETKEY"]);
-    // A grouped message that fails half-way fails as a whole, to be retried.
-    peer.then_answer(Answer::new(202, "{}"));
-    peer.then_answer(Answer::new(500, "oops"));
-    let two = message(vec![
-        note(NoteKind::Firing, "api", "api down"),
-        note(NoteKind::Firing, "web", "web down"),
-    ]);
-    assert!(matches!(
-        send(&channel, &two).await,
-        Err(SendError::Retry { .. })
-    ));
+    fails_retried(&peer, &channel, ROUTING_KEY, &[ROUTING_KEY, "SECRETKEY"]).await;
     // Refused by the fake: given up at once, and the reason says why.
     let wrong = build(json!({
         "name": "pd", "type": "pagerduty",

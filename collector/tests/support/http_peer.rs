@@ -16,6 +16,8 @@ use axum::response::{IntoResponse, Response};
 #[derive(Clone, Debug)]
 pub struct Request {
     pub path: String,
+    /// The query string, without `?` (empty without one).
+    pub query: String,
     pub headers: HeaderMap,
     pub body: Bytes,
 }
@@ -103,6 +105,7 @@ impl Peer {
 async fn handle(State(s): State<Shared>, uri: Uri, headers: HeaderMap, body: Bytes) -> Response {
     let req = Request {
         path: uri.path().to_string(),
+        query: uri.query().unwrap_or_default().to_string(),
         headers,
         body,
     };

@@ -1,15 +1,15 @@
 //! Peers for the channel tests: an HTTP server that records what it is sent and answers as told
-//! ([`http_peer`]), strict fakes built on it of Slack's incoming webhook ([`slack`]),
-//! PagerDuty's Events API v2 ([`pagerduty`]), Telegram's Bot API ([`telegram`]), ntfy's
-//! publishing ([`ntfy`]) and Pushover's Message API ([`pushover`]), and a real SMTP server
-//! (aiosmtpd) in a child process ([`smtp`]); and a collector's state over a fresh database
-//! ([`collector_state`]).
+//! ([`http_peer`]); built on it, a strict fake of each vendor's endpoint that cannot be reached
+//! from here, one module per vendor ([`slack`], [`pagerduty`], ...), each citing the published
+//! reference it checks against; a real SMTP server (aiosmtpd) in a child process ([`smtp`]);
+//! and a collector's state over a fresh database ([`collector_state`]).
 
 // Each test binary uses a part of these.
 #![allow(dead_code)]
 
 pub mod http_peer;
 pub mod ntfy;
+pub mod opsgenie;
 pub mod pagerduty;
 pub mod pushover;
 pub mod slack;
