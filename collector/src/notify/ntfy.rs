@@ -144,7 +144,7 @@ pub fn priority(kind: NoteKind, severity: Option<&str>) -> u8 {
     if matches!(kind, NoteKind::Resolved | NoteKind::Acknowledged) {
         return 2;
     }
-    match super::pagerduty::severity(severity) {
+    match super::format::severity(severity) {
         "critical" => 5,
         "warning" => 3,
         "info" => 2,
