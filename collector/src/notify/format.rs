@@ -73,9 +73,8 @@ pub(crate) fn web_link(link: Option<&str>) -> Option<&str> {
 }
 
 /// What a message shows under a note's summary, as (name, value): its labels, the error in
-/// full (`detail`), when it fired,
-/// who acknowledged it, when it resolved and how long it lasted, those it has. The email's
-/// table, Discord's fields, Teams' facts, the chat services' attachment fields.
+/// full (`detail`), when it fired, who acknowledged it, when it resolved and how long it
+/// lasted, those it has. The email's table, Opsgenie's description, the chat services' fields.
 pub(crate) fn facts(note: &AlertNote) -> Vec<(&'static str, String)> {
     let mut rows = Vec::new();
     if !note.labels.is_empty() {
