@@ -155,7 +155,7 @@ pub fn priority(kind: NoteKind, severity: Option<&str>) -> i8 {
     if matches!(kind, NoteKind::Resolved | NoteKind::Acknowledged) {
         return -1;
     }
-    match super::pagerduty::severity(severity) {
+    match super::format::severity(severity) {
         "critical" => 2,
         "warning" => 0,
         "info" => -1,
