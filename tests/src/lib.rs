@@ -16,6 +16,7 @@ use anyhow::{Context, Result, bail};
 mod port;
 pub use port::{Port, free_port};
 pub mod deploy;
+pub mod escalation;
 pub mod scripted;
 pub mod tls;
 

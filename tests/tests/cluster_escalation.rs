@@ -8,7 +8,8 @@
 
 use std::time::Duration;
 
-use lookout_tests::{Daemon, Inbox, READ_TOKEN, bin, eventually, free_port, get_json, serve};
+use lookout_tests::escalation::{firings, policy_toml, step_receivers};
+use lookout_tests::{Daemon, READ_TOKEN, bin, eventually, free_port, get_json};
 
 /// The steps: which receiver, how long after the firing.
 const STEPS: [(&str, u64); 3] = [("s0", 0), ("s1", 8), ("s2", 14)];
@@ -23,16 +24,7 @@ fn collector(
 ) -> Daemon {
     let data = dir.join(name);
     std::fs::create_dir_all(&data).unwrap();
-    let mut channels = String::new();
-    let mut steps = Vec::new();
-    for (step, after) in STEPS {
-        channels.push_str(&format!(
-            "[[channels]]\nname = \"{step}\"\ntype = \"webhook\"\nurl = \"{hook}/{step}\"\n\n"
-        ));
-        steps.push(format!(
-            "{{ after = \"{after}s\", channels = [\"{step}\"] }}"
-        ));
-    }
+    let policy = policy_toml(hook, &STEPS);
     let path = data.join("collector.toml");
     std::fs::write(
         &path,
@@ -58,17 +50,8 @@ interval = "1s"
 timeout = "1s"
 failure_threshold = 1
 
-{channels}
-[[escalations]]
-name = "on-call"
-steps = [{steps}]
-
-[[routes]]
-escalation = "on-call"
-group_wait = "0s"
-"#,
+{policy}"#,
             data = data.display(),
-            steps = steps.join(", "),
         ),
     )
     .unwrap();
@@ -91,14 +74,6 @@ async fn leader(base: &str) -> anyhow::Result<Option<String>> {
         .and_then(|l| l.iter().find(|c| c["leader"] == true))
         .and_then(|c| c["address"].as_str())
         .map(String::from))
-}
-
-/// The firing notes each receiver got, by step.
-fn firings(inboxes: &[Inbox]) -> Vec<usize> {
-    inboxes
-        .iter()
-        .map(|i| i.notes().iter().filter(|(k, _)| k == "firing").count())
-        .collect()
 }
 
 /// Waits until the firing alert's step to `channel` is recorded as delivered.
@@ -125,12 +100,7 @@ async fn a_leader_killed_between_steps_leaves_each_step_sent_once_by_the_other()
         return;
     };
     let dir = tempfile::tempdir().unwrap();
-    let inboxes: Vec<Inbox> = STEPS.iter().map(|_| Inbox::default()).collect();
-    let mut app = axum::Router::new();
-    for ((name, _), inbox) in STEPS.iter().zip(&inboxes) {
-        app = app.route(&format!("/{name}"), inbox.handler());
-    }
-    let hook = serve(app).await;
+    let (inboxes, hook) = step_receivers(&STEPS).await;
     let closed = free_port().get();
     let (pa, pb) = (free_port(), free_port());
     let (a_url, b_url) = (

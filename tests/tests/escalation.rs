@@ -6,7 +6,8 @@
 
 use std::time::Duration;
 
-use lookout_tests::{Inbox, READ_TOKEN, eventually, free_port, get_json, serve, start_collector};
+use lookout_tests::escalation::{firings, policy_toml, step_receivers};
+use lookout_tests::{READ_TOKEN, eventually, free_port, get_json, start_collector};
 
 const ADMIN: &str = "escalation-admin-0123456789abcdef";
 
@@ -14,16 +15,7 @@ const ADMIN: &str = "escalation-admin-0123456789abcdef";
 const STEPS: [(&str, u64); 4] = [("s0", 0), ("s1", 5), ("s2", 10), ("s3", 20)];
 
 fn config(dir: &std::path::Path, hook: &str, closed: u16) -> String {
-    let mut channels = String::new();
-    let mut steps = Vec::new();
-    for (name, after) in STEPS {
-        channels.push_str(&format!(
-            "[[channels]]\nname = \"{name}\"\ntype = \"webhook\"\nurl = \"{hook}/{name}\"\n\n"
-        ));
-        steps.push(format!(
-            "{{ after = \"{after}s\", channels = [\"{name}\"] }}"
-        ));
-    }
+    let policy = policy_toml(hook, &STEPS);
     format!(
         r#"
 [server]
@@ -46,26 +38,9 @@ interval = "1s"
 timeout = "1s"
 failure_threshold = 1
 
-{channels}
-[[escalations]]
-name = "on-call"
-steps = [{steps}]
-
-[[routes]]
-escalation = "on-call"
-group_wait = "0s"
-"#,
+{policy}"#,
         dir = dir.display(),
-        steps = steps.join(", "),
     )
-}
-
-/// The firing notes each receiver got, by step.
-fn firings(inboxes: &[Inbox]) -> Vec<usize> {
-    inboxes
-        .iter()
-        .map(|i| i.notes().iter().filter(|(k, _)| k == "firing").count())
-        .collect()
 }
 
 /// The firing alert's id and its notifications as (channel, state), once it fires.
@@ -108,12 +83,7 @@ async fn step_is(base: &str, channel: &str, state: &str) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_escalation_sends_each_step_once_across_a_kill_and_stops_when_acknowledged() {
     let dir = tempfile::tempdir().unwrap();
-    let inboxes: Vec<Inbox> = STEPS.iter().map(|_| Inbox::default()).collect();
-    let mut app = axum::Router::new();
-    for ((name, _), inbox) in STEPS.iter().zip(&inboxes) {
-        app = app.route(&format!("/{name}"), inbox.handler());
-    }
-    let hook = serve(app).await;
+    let (inboxes, hook) = step_receivers(&STEPS).await;
     // Bound and closed again: nothing listens there, so the check fails at once.
     let closed = free_port().get();
     let text = config(dir.path(), &hook, closed);
