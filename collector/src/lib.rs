@@ -205,13 +205,22 @@ pub async fn build_state(
     let queued = Arc::new(tokio::sync::Notify::new());
     let rules = Arc::new(rules::Engine::load(store.clone(), &config, queued.clone()).await?);
     let metrics = Arc::new(telemetry::Metrics::default());
-    let notifier = Arc::new(notify::Worker::new(
-        store.clone(),
-        notify::senders(&config.channels),
-        config.alerting.give_up_after,
-        queued,
-        metrics.clone(),
-    ));
+    let key = store
+        .shared_key(notify::link::KEY_NAME, &sessions::fresh_key())
+        .await?;
+    let notifier = Arc::new(
+        notify::Worker::new(
+            store.clone(),
+            notify::senders(&config.channels),
+            config.alerting.give_up_after,
+            queued,
+            metrics.clone(),
+        )
+        .with_links(notify::link::AckLinks::new(
+            notify::link::LinkKey::from_bytes(&key),
+            &config,
+        )),
+    );
     let leadership = if store.shared() {
         leadership::Leadership::contender()
     } else {
@@ -455,6 +464,10 @@ pub fn reload(state: &AppState, path: &std::path::Path) {
             state
                 .notifier
                 .replace_senders(notify::senders(&new.channels));
+            let key = state.notifier.links().key().clone();
+            state
+                .notifier
+                .replace_links(notify::link::AckLinks::new(key, &new));
             state.replace_config(new);
             tracing::info!(path = %path.display(), checks, "configuration reloaded");
         }

@@ -32,6 +32,9 @@ pub enum Level {
     Heartbeat,
     /// The fleet's enrolment token, `[enrollment] token` ([`crate::auth::Enroller`]).
     Enrolment,
+    /// A signed link to acknowledge an alert, its token in the path
+    /// ([`crate::auth::link::LinkHolder`]).
+    Link,
 }
 
 impl Level {
@@ -44,6 +47,7 @@ impl Level {
             Level::Agent => "agent",
             Level::Heartbeat => "heartbeat",
             Level::Enrolment => "enrolment",
+            Level::Link => "link",
         }
     }
 }
@@ -131,7 +135,7 @@ impl Table {
 
 /// Every route.
 pub fn table() -> Table {
-    use Level::{Admin, Enrolment, Public, Reader};
+    use Level::{Admin, Enrolment, Link, Public, Reader};
     let t = Table {
         router: Router::new(),
         routes: Vec::new(),
@@ -150,6 +154,8 @@ pub fn table() -> Table {
         .get("/login", Public, web::admin::login_form)
         .post("/login", Public, web::admin::login)
         .post("/logout", Public, web::admin::logout)
+        .get("/ack/{token}", Link, web::ack::confirm)
+        .post("/ack/{token}", Link, web::ack::acknowledge)
         .ping("/v1/ping/{name}", api::ping::success)
         .ping("/v1/ping/{name}/{what}", api::ping::signal)
         .agent(Method::POST, http::INGEST_PATH, post(ingest::ingest))

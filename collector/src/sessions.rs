@@ -114,7 +114,7 @@ impl Default for Sessions {
 
 /// 32 bytes from the kernel's random source; should it fail, from the standard library's
 /// randomly seeded hasher, which is still unknown outside this process.
-fn fresh_key() -> [u8; 32] {
+pub(crate) fn fresh_key() -> [u8; 32] {
     use std::io::Read as _;
     let mut key = [0u8; 32];
     let read = std::fs::File::open("/dev/urandom").and_then(|mut f| f.read_exact(&mut key));

@@ -178,6 +178,7 @@ conformance!(
     alerting::outbox_claims_lease_retry_and_give_up,
     alerting::acknowledgements_and_silences,
     alerting::an_acknowledgement_queues_notes_to_the_channels_its_firing_reached_once,
+    alerting::a_shared_key_is_made_once_and_read_by_every_collector,
     alerting::concurrent_senders_never_claim_one_notification_twice,
     alerting::a_group_is_claimed_together_when_its_first_row_is_due,
     alerting::a_group_commits_its_transitions_with_its_batches_or_neither,

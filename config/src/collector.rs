@@ -421,6 +421,14 @@ impl CollectorConfig {
                 "must be between 1m and 30d",
             );
         }
+        if alerting.ack_link_lifetime < Duration::from_secs(60)
+            || alerting.ack_link_lifetime > Duration::from_secs(30 * 86_400)
+        {
+            doc.error_at(
+                &KeyPath::key("alerting").child("ack_link_lifetime"),
+                "must be between 1m and 30d",
+            );
+        }
         if let Some(u) = &server.public_url
             && !(u.starts_with("http://") || u.starts_with("https://"))
         {

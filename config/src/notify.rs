@@ -505,6 +505,11 @@ pub struct AlertingSettings {
     /// How long a notification is retried before it is given up as failed. Default `"24h"`.
     #[serde(default = "default_give_up", with = "crate::duration")]
     pub give_up_after: Duration,
+    /// How long the link to acknowledge an alert that a firing or reminder note carries (with
+    /// `[server] public_url`) works, from when the note is sent; it stops sooner when the
+    /// alert resolves. Default `"7d"`, 1m to 30d.
+    #[serde(default = "default_ack_link_lifetime", with = "crate::duration")]
+    pub ack_link_lifetime: Duration,
 }
 
 impl Default for AlertingSettings {
@@ -512,8 +517,13 @@ impl Default for AlertingSettings {
         Self {
             agent_timeout: None,
             give_up_after: default_give_up(),
+            ack_link_lifetime: default_ack_link_lifetime(),
         }
     }
+}
+
+fn default_ack_link_lifetime() -> Duration {
+    Duration::from_secs(7 * 86_400)
 }
 
 fn default_give_up() -> Duration {

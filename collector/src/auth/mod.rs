@@ -24,11 +24,16 @@
 //! - [`AdminForm`]: the admin, posting a form from this site (`Origin`); else a page that
 //!   says why (403 from another site, 401 without the login).
 //!
+//! - [`link::LinkHolder`], [`link::LinkForm`]: whoever holds a link to acknowledge an alert
+//!   that a notification carried (`/ack/{token}`: the signed token is the credential); else
+//!   403, or 410 once it expired; the form's `POST` also from this site (`Origin`).
+//!
 //! The API's refusals are [`AppError`]s: JSON, and `WWW-Authenticate: Bearer` with a 401. The
 //! admin pages' are [`PageRefusal`]s, which `web` renders as pages. A push monitor's ping
 //! carries its heartbeat's own token, checked by its handler against the heartbeat it names.
 
 pub mod certificate;
+pub mod link;
 pub mod session;
 
 use std::sync::Arc;

@@ -9,6 +9,9 @@
 //!
 //! Rule evaluation queues notes in the store's outbox in the same transaction as the alert
 //! transition they announce; the worker sends them. See docs/alerting.md, "Notifications".
+//!
+//! The signed links in firing and reminder notes that acknowledge an alert from the message
+//! are [`link`]'s.
 
 pub mod ack;
 pub mod channel;
@@ -16,6 +19,7 @@ pub mod email;
 pub mod endpoint;
 pub(crate) mod format;
 pub(crate) mod http;
+pub mod link;
 pub mod message;
 pub mod ntfy;
 pub mod opsgenie;

@@ -13,7 +13,8 @@
 //! label mapped: [`severity`]), `timestamp` (when it fired), `class` (the rule), `group` (the
 //! `group` label, when there is one), and `custom_details` (the whole summary, the probe's
 //! `error` chain, the labels, the fingerprint, when it fired); `links` holds the status page's
-//! link when `[server] public_url` is set, and `client` is `Lookout`.
+//! link and the link that acknowledges the alert in Lookout (`ack_link`) when `[server]
+//! public_url` is set, and `client` is `Lookout`.
 //!
 //! PagerDuty answers 202; 429 and 5xx are retried through the outbox (with `Retry-After` when
 //! it sends one); 400 (`invalid event`) is given up. A grouped message is several events, sent
@@ -122,8 +123,15 @@ pub fn event(routing_key: &str, note: &AlertNote) -> Value {
         "payload": payload,
         "client": "Lookout",
     });
+    let mut links = Vec::new();
     if let Some(link) = web_link(note.link.as_deref()) {
-        event["links"] = json!([{"href": link, "text": "Open in Lookout"}]);
+        links.push(json!({"href": link, "text": "Open in Lookout"}));
+    }
+    if let Some(link) = web_link(note.ack_link.as_deref()) {
+        links.push(json!({"href": link, "text": "Acknowledge in Lookout"}));
+    }
+    if !links.is_empty() {
+        event["links"] = json!(links);
     }
     event
 }

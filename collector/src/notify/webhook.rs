@@ -23,7 +23,10 @@
 //!       "fired_at": "2026-11-26T10:00:00Z",        // RFC 3339, UTC
 //!       "resolved_at": "2026-11-26T10:04:12Z",     // resolved notes only
 //!       "acked_by": "alice",                       // acknowledged notes only
-//!       "link": "https://status.example.com/..."   // when [server] public_url is set
+//!       "link": "https://status.example.com/...",  // when [server] public_url is set
+//!       "ack_link": "https://status.example.com/ack/<token>"  // the same, firing and
+//!                                                  // reminder notes: acknowledges after a
+//!                                                  // confirmation (notify/link.rs)
 //!     }
 //!   ]
 //! }

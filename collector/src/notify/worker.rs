@@ -20,7 +20,8 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use super::Sender;
-use super::message::{AlertNote, Message, SendError};
+use super::link::AckLinks;
+use super::message::{AlertNote, Message, NoteKind, SendError};
 use crate::store::alerting::Notification;
 use crate::store::{Store, StoreError};
 use crate::telemetry::{Metrics, Outcome};
@@ -108,10 +109,13 @@ pub struct Worker {
     metrics: Arc<Metrics>,
     // std's Mutex: updated while planning a round, never across an await.
     storms: std::sync::Mutex<HashMap<String, Storm>>,
+    // std's RwLock: swapped on reload, read without awaiting.
+    links: std::sync::RwLock<Arc<AckLinks>>,
 }
 
 impl Worker {
-    /// A sender over `senders`, woken by `queued`.
+    /// A sender over `senders`, woken by `queued`, whose notes carry no link to acknowledge
+    /// until [`Worker::with_links`].
     pub fn new(
         store: Arc<dyn Store>,
         senders: Senders,
@@ -127,7 +131,25 @@ impl Worker {
             queued,
             metrics,
             storms: std::sync::Mutex::default(),
+            links: std::sync::RwLock::new(Arc::new(AckLinks::none())),
         }
+    }
+
+    /// The sender, whose firing and reminder notes get their links to acknowledge from `links`
+    /// as they are sent.
+    pub fn with_links(self, links: AckLinks) -> Self {
+        self.replace_links(links);
+        self
+    }
+
+    /// How notes get their links to acknowledge (and the key that verifies them).
+    pub fn links(&self) -> Arc<AckLinks> {
+        self.links.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// Takes the link settings of a reloaded configuration.
+    pub fn replace_links(&self, links: AckLinks) {
+        *self.links.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(links);
     }
 
     /// Wakes the sender: notifications were committed to the outbox (an acknowledgement's).
@@ -213,6 +235,7 @@ impl Worker {
                 } => sends.push((channel, group_key, rows, digest)),
             }
         }
+        let links = self.links();
         let mut tasks = JoinSet::new();
         for (channel, group_key, rows, digest) in sends {
             let sender = senders.get(&channel).map(|o| o.sender.clone());
@@ -220,9 +243,10 @@ impl Worker {
             let owner = self.owner.clone();
             let give_up_after = self.give_up_after;
             let metrics = self.metrics.clone();
+            let links = links.clone();
             tasks.spawn(async move {
                 let outcome = match sender {
-                    Some(s) => send_group(s.as_ref(), &group_key, &rows, digest).await,
+                    Some(s) => send_group(s.as_ref(), &group_key, &rows, digest, &links).await,
                     None => Err(SendError::Permanent(format!(
                         "no channel named {channel:?} in the configuration"
                     ))),
@@ -339,15 +363,21 @@ async fn send_group(
     group_key: &str,
     rows: &[Notification],
     digest: bool,
+    links: &AckLinks,
 ) -> Result<(), SendError> {
+    let now = crate::clock::now();
     let mut alerts = Vec::with_capacity(rows.len());
     for r in rows {
-        let note: AlertNote = serde_json::from_value(r.payload.clone()).map_err(|e| {
+        let mut note: AlertNote = serde_json::from_value(r.payload.clone()).map_err(|e| {
             SendError::Permanent(format!(
                 "outbox row {} has an unreadable payload: {e}",
                 r.id
             ))
         })?;
+        // Signed as it is sent, so that a retried note's link counts its lifetime from then.
+        if let (NoteKind::Firing | NoteKind::Reminder, Some(id)) = (note.kind, r.alert_id) {
+            note.ack_link = links.link(id, note.fired_at, now);
+        }
         alerts.push(note);
     }
     let msg = Message {

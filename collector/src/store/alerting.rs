@@ -481,6 +481,11 @@ pub trait AlertStore: Send + Sync {
     /// A heartbeat's pings, newest first, at most `limit`.
     async fn pings(&self, name: &str, limit: u32) -> Result<Vec<Ping>, StoreError>;
 
+    /// The key named `name` that every collector on this database shares: the one stored, or,
+    /// when none is yet, `fresh`, stored now (the first collector to ask wins, and every other
+    /// reads its key).
+    async fn shared_key(&self, name: &str, fresh: &[u8]) -> Result<Vec<u8>, StoreError>;
+
     /// Stores a silence; returns its id.
     async fn create_silence(&self, s: &Silence) -> Result<i64, StoreError>;
 

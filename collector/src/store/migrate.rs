@@ -27,6 +27,7 @@ pub const MIGRATIONS: &[&str] = &[
     include_str!("migrations/schema_v11.sql"),
     include_str!("migrations/schema_v12.sql"),
     include_str!("migrations/schema_v13.sql"),
+    include_str!("migrations/schema_v14.sql"),
 ];
 
 /// The schema version that moves metric samples into blocks (store/blocks.rs).

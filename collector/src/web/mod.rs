@@ -1,6 +1,7 @@
-//! The web pages: the public status page, SVG badges, and the admin pages, with their
-//! stylesheet and script.
+//! The web pages: the public status page, SVG badges, the admin pages, with their
+//! stylesheet and script, and the page a link to acknowledge an alert opens.
 
+pub mod ack;
 pub mod admin;
 pub mod badge;
 pub mod headers;

@@ -37,6 +37,22 @@ fn events(peer: &Peer) -> Vec<Value> {
 }
 
 #[tokio::test]
+async fn a_trigger_links_to_acknowledge_in_lookout() {
+    let (peer, channel) = pagerduty().await;
+    let mut msg = firing();
+    msg.alerts[0].ack_link = Some("https://status.example.com/ack/1.2.3.abc".into());
+    send(&channel, &msg).await.unwrap();
+    let [trigger] = events(&peer).try_into().unwrap();
+    assert_eq!(
+        trigger["links"],
+        json!([
+            {"href": "https://status.example.com/checks/api", "text": "Open in Lookout"},
+            {"href": "https://status.example.com/ack/1.2.3.abc", "text": "Acknowledge in Lookout"},
+        ])
+    );
+}
+
+#[tokio::test]
 async fn a_firing_note_triggers_and_its_resolve_resolves_the_same_alert() {
     let (peer, channel) = pagerduty().await;
     let mut msg = firing();

@@ -563,6 +563,28 @@ pub(super) async fn an_acknowledgement_queues_notes_to_the_channels_its_firing_r
     );
 }
 
+/// The key acknowledge links are signed with is made once, by the first to ask, and every
+/// later asker (a restart, another collector on the database) reads that one.
+pub(super) async fn a_shared_key_is_made_once_and_read_by_every_collector(b: Backend) {
+    let first = b.store.shared_key("ack_link", &[1; 32]).await.unwrap();
+    assert_eq!(first, [1; 32]);
+    assert_eq!(
+        b.store.shared_key("ack_link", &[2; 32]).await.unwrap(),
+        [1; 32]
+    );
+    let other = lookout_collector::store::open(&b.url, &Default::default())
+        .await
+        .unwrap();
+    assert_eq!(
+        other.shared_key("ack_link", &[3; 32]).await.unwrap(),
+        [1; 32]
+    );
+    assert_eq!(
+        other.shared_key("another", &[4; 32]).await.unwrap(),
+        [4; 32]
+    );
+}
+
 pub(super) async fn concurrent_senders_never_claim_one_notification_twice(b: Backend) {
     let notes: Vec<NewNotification> = (0..60)
         .map(|i| note("mail", &format!("n{i}"), t(0, 0)))

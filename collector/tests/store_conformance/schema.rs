@@ -87,6 +87,7 @@ pub(super) async fn samples_of_an_older_schema_move_into_blocks_and_are_rolled_u
              ALTER TABLE outbox DROP COLUMN step;
              ALTER TABLE outbox DROP COLUMN earliest_ms;
              ALTER TABLE outbox DROP COLUMN repeat_ms;
+             DROP TABLE shared_keys;
              DELETE FROM schema_migrations WHERE version >= 9;
              CREATE TABLE metric_samples (id INTEGER PRIMARY KEY, series_id INTEGER NOT NULL,
                time_ms INTEGER NOT NULL, value REAL NOT NULL);

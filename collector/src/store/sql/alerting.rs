@@ -581,6 +581,22 @@ where
             .collect()
     }
 
+    async fn shared_key(&self, name: &str, fresh: &[u8]) -> Result<Vec<u8>, StoreError> {
+        sqlx::query(
+            "INSERT INTO shared_keys (name, value) VALUES ($1, $2) ON CONFLICT (name) DO NOTHING",
+        )
+        .bind(name)
+        .bind(fresh.to_vec())
+        .execute(&self.write)
+        .await?;
+        Ok(
+            sqlx::query_scalar("SELECT value FROM shared_keys WHERE name = $1")
+                .bind(name)
+                .fetch_one(&self.write)
+                .await?,
+        )
+    }
+
     async fn create_silence(&self, s: &Silence) -> Result<i64, StoreError> {
         Ok(sqlx::query_scalar(
             "INSERT INTO silences (matchers, starts_ms, ends_ms, created_by, comment)
