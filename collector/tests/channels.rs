@@ -6,6 +6,8 @@ mod support;
 
 #[path = "channels/email.rs"]
 mod email;
+#[path = "channels/matrix.rs"]
+mod matrix;
 #[path = "channels/ntfy.rs"]
 mod ntfy;
 #[path = "channels/opsgenie.rs"]

@@ -443,6 +443,42 @@ async fn opsgenie_429_and_503_are_retried_and_the_alert_is_created_by_one_alias(
     }
 }
 
+/// Matrix through the outbox, its access token from `${ENV}`: `M_LIMIT_EXCEEDED` with
+/// `retry_after_ms` is honoured, and the retry is the same transaction, one event.
+#[tokio::test]
+async fn matrix_429_waits_what_its_body_asks_then_makes_one_event() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path()).await;
+    let (mx, events) = support::matrix::start().await;
+    let toml = format!(
+        "[[channels]]\nname = \"mx\"\ntype = \"matrix\"\naccess_token = \"${{MATRIX_TOKEN}}\"\nroom = \"{}\"\nhomeserver = \"{}\"\n",
+        support::matrix::ROOM,
+        mx.url("")
+    );
+    let env = |k: &str| (k == "MATRIX_TOKEN").then(|| support::matrix::TOKEN.to_string());
+    let w = worker_with_env(&store, &toml, &env);
+    mx.then_answer(support::matrix::limit_exceeded(20_000));
+    let now = Utc::now();
+    let ids = queue(&store, "mx", &["api"], now).await;
+    w.round(now).await.unwrap();
+    let due = store.next_notification_due().await.unwrap().unwrap();
+    assert!(due >= now + Duration::seconds(19), "{due} vs {now}");
+    w.round(now + Duration::seconds(21)).await.unwrap();
+    assert_eq!(
+        states(&store, ids[0]).await,
+        [(DeliveryState::Delivered, 2)]
+    );
+    w.round(now + Duration::minutes(30)).await.unwrap();
+    let requests = mx.requests();
+    assert_eq!(requests.len(), 2);
+    assert_eq!(
+        requests[1].path, requests[0].path,
+        "the same transaction id"
+    );
+    assert_eq!(support::matrix::validate(&requests[1].body), Ok(()));
+    assert_eq!(events.lock().unwrap().len(), 1);
+}
+
 #[tokio::test]
 async fn storm_control_sends_what_is_over_the_limit_as_one_digest() {
     let dir = tempfile::tempdir().unwrap();

@@ -36,6 +36,8 @@ pub enum ChannelType {
     Pushover,
     /// Opsgenie's Alert API v2: create, acknowledge and close by `alias`.
     Opsgenie,
+    /// A Matrix room, through the client-server API with a bot account's access token.
+    Matrix,
 }
 
 impl ChannelType {
@@ -50,6 +52,7 @@ impl ChannelType {
             ChannelType::Ntfy => "ntfy",
             ChannelType::Pushover => "pushover",
             ChannelType::Opsgenie => "opsgenie",
+            ChannelType::Matrix => "matrix",
         }
     }
 }
@@ -62,7 +65,8 @@ impl ChannelType {
 pub struct ChannelConfig {
     /// Unique name, used by routes.
     pub name: String,
-    /// `email`, `slack`, `webhook`, `pagerduty`, `opsgenie`, `telegram`, `ntfy` or `pushover`.
+    /// `email`, `slack`, `webhook`, `pagerduty`, `opsgenie`, `telegram`, `ntfy`, `pushover` or
+    /// `matrix`.
     #[serde(rename = "type")]
     pub kind: ChannelType,
     /// email: lettre's SMTP URL (`smtp://user:pass@host:587?tls=required`, `smtps://` for
@@ -126,6 +130,16 @@ pub struct ChannelConfig {
     /// pushover: how long an emergency is repeated at most. Default `"1h"`, at most `"3h"`.
     #[serde(default, with = "crate::duration::option")]
     pub expire: Option<Duration>,
+    /// matrix: the homeserver's client-server API base URL (`https://matrix.example.org`).
+    #[serde(default)]
+    pub homeserver: Option<String>,
+    /// matrix: the room's id (`!abcdef:example.org`); an alias (`#ops:example.org`) is refused,
+    /// as whoever controls it can point it elsewhere.
+    #[serde(default)]
+    pub room: Option<String>,
+    /// matrix: the bot account's access token; write `"${VAR}"`.
+    #[serde(default)]
+    pub access_token: Option<String>,
     /// How long one send may take. Default `"10s"`.
     #[serde(default = "default_send_timeout", with = "crate::duration")]
     pub timeout: Duration,
@@ -156,6 +170,12 @@ impl fmt::Debug for ChannelConfig {
             .field("api_key", &hidden(&self.api_key))
             .field("region", &self.region)
             .field("responders", &self.responders)
+            .field(
+                "homeserver",
+                &self.homeserver.as_deref().map(crate::redact::url),
+            )
+            .field("room", &self.room)
+            .field("access_token", &hidden(&self.access_token))
             .field("headers", &self.headers.keys().collect::<Vec<_>>())
             .field("timeout", &self.timeout)
             .field("max_per_minute", &self.max_per_minute)
@@ -187,6 +207,7 @@ impl ChannelConfig {
             ChannelType::Ntfy => &["url", "token"],
             ChannelType::Pushover => &["url", "token", "user", "retry", "expire"],
             ChannelType::Opsgenie => &["url", "api_key", "region", "responders"],
+            ChannelType::Matrix => &["homeserver", "room", "access_token"],
         };
         let set = [
             ("url", self.url.is_some()),
@@ -205,6 +226,9 @@ impl ChannelConfig {
             ("api_key", self.api_key.is_some()),
             ("region", self.region.is_some()),
             ("responders", !self.responders.is_empty()),
+            ("homeserver", self.homeserver.is_some()),
+            ("room", self.room.is_some()),
+            ("access_token", self.access_token.is_some()),
         ];
         for (key, present) in set {
             if present && !allowed.contains(&key) {
@@ -277,6 +301,7 @@ impl ChannelConfig {
             ChannelType::Ntfy => push::ntfy(self, &mut out),
             ChannelType::Pushover => push::pushover(self, &mut out),
             ChannelType::Opsgenie => self.opsgenie_problems(&mut out),
+            ChannelType::Matrix => push::matrix(self, &mut out),
         }
         if self.secret.as_deref() == Some("") {
             out.push(("secret", "is empty (an unset ${VAR}?)".into()));

@@ -1316,3 +1316,54 @@ chat_id = 1
     }
     assert!(!all.contains("SECRETISH"), "{all}");
 }
+
+#[test]
+fn a_matrix_channel_takes_a_room_id_and_refuses_an_alias() {
+    let text = r#"
+[[channels]]
+name = "mx"
+type = "matrix"
+homeserver = "https://matrix.example.org"
+room = "!OGEhHVWSdvArJzumhm:example.org"
+access_token = "${MATRIX_TOKEN}"
+"#;
+    let env = |k: &str| (k == "MATRIX_TOKEN").then(|| "syt_SECRETISH_token".to_string());
+    let c = CollectorConfig::parse(Path::new("c.toml"), text, &env).unwrap();
+    assert_eq!(c.channels[0].kind, crate::ChannelType::Matrix);
+    assert!(!format!("{c:?}").contains("syt_SECRETISH"));
+    let bad = r##"
+[[channels]]
+name = "a"
+type = "matrix"
+
+[[channels]]
+name = "b"
+type = "matrix"
+homeserver = "matrix.example.org"
+room = "#ops:example.org"
+access_token = ""
+
+[[channels]]
+name = "c"
+type = "matrix"
+homeserver = "https://matrix.example.org"
+room = "ops"
+access_token = "syt_SECRETISH token"
+url = "https://x/"
+"##;
+    let all = collector(bad).unwrap_err().to_string();
+    for want in [
+        "channels[0].homeserver: required",
+        "channels[0].room: required: the room's id",
+        "channels[0].access_token: required",
+        "channels[1].homeserver: not a valid URL",
+        "channels[1].room: \"#ops:example.org\" is an alias",
+        "channels[1].access_token: is empty",
+        "channels[2].room: \"ops\" is not a room id",
+        "channels[2].access_token: must not hold spaces",
+        "channels[2].url: not a setting of matrix channels",
+    ] {
+        assert!(all.contains(want), "{want:?} not in {all}");
+    }
+    assert!(!all.contains("SECRETISH"), "{all}");
+}

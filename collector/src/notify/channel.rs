@@ -11,7 +11,7 @@ use lookout_config::{ChannelConfig, ChannelType};
 use super::email::EmailChannel;
 use super::endpoint::HttpChannel;
 use super::message::{Message, SendError};
-use super::{ntfy, opsgenie, pagerduty, pushover, slack, telegram, webhook};
+use super::{matrix, ntfy, opsgenie, pagerduty, pushover, slack, telegram, webhook};
 
 /// A channel ready to send: one per `[[channels]]` entry.
 #[derive(Debug)]
@@ -35,6 +35,7 @@ impl Channel {
             ChannelType::Ntfy => Channel::Http(ntfy::channel(cfg, http)?),
             ChannelType::Pushover => Channel::Http(pushover::channel(cfg, http)?),
             ChannelType::Opsgenie => Channel::Http(opsgenie::channel(cfg, http)?),
+            ChannelType::Matrix => Channel::Http(matrix::channel(cfg, http)?),
         })
     }
 

@@ -3,7 +3,7 @@
 //! each a payload builder on the shared [`endpoint`]: [`slack`] through an incoming webhook,
 //! [`webhook`] as a signed JSON POST, [`pagerduty`] as Events API v2 events, [`opsgenie`] as
 //! Alert API v2 requests, [`telegram`] through the Bot API, [`ntfy`] published to a topic,
-//! [`pushover`] through its Messages API; with what they share in [`format`], [`text`] (a
+//! [`pushover`] through its Messages API, [`matrix`] as a room event; with what they share in [`format`], [`text`] (a
 //! message as plain text or HTML, within a vendor's limit) and [`http`]), the worker that
 //! delivers the outbox ([`worker`]), and what an acknowledgement tells the channels ([`ack`]).
 //!
@@ -20,6 +20,7 @@ pub mod endpoint;
 pub(crate) mod format;
 pub(crate) mod http;
 pub mod link;
+pub mod matrix;
 pub mod message;
 pub mod ntfy;
 pub mod opsgenie;

@@ -278,6 +278,7 @@ async fn notify_test_creates_and_closes_a_test_alert() {
 #[test]
 fn fake_refuses_what_opsgenie_refuses() {
     let req = |path: &str, query: &str, body: Value| Request {
+        method: "POST".into(),
         path: path.into(),
         query: query.into(),
         headers: [("content-type", "application/json")]

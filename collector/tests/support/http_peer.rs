@@ -15,6 +15,7 @@ use axum::response::{IntoResponse, Response};
 /// One request as received.
 #[derive(Clone, Debug)]
 pub struct Request {
+    pub method: String,
     pub path: String,
     /// The query string, without `?` (empty without one).
     pub query: String,
@@ -102,8 +103,15 @@ impl Peer {
     }
 }
 
-async fn handle(State(s): State<Shared>, uri: Uri, headers: HeaderMap, body: Bytes) -> Response {
+async fn handle(
+    State(s): State<Shared>,
+    method: axum::http::Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
     let req = Request {
+        method: method.to_string(),
         path: uri.path().to_string(),
         query: uri.query().unwrap_or_default().to_string(),
         headers,

@@ -8,6 +8,7 @@
 #![allow(dead_code)]
 
 pub mod http_peer;
+pub mod matrix;
 pub mod ntfy;
 pub mod opsgenie;
 pub mod pagerduty;

@@ -152,3 +152,51 @@ pub(super) fn pushover(c: &ChannelConfig, out: &mut Vec<(&'static str, String)>)
         _ => {}
     }
 }
+
+pub(super) fn matrix(c: &ChannelConfig, out: &mut Vec<(&'static str, String)>) {
+    match c.homeserver.as_deref() {
+        None => out.push((
+            "homeserver",
+            "required: the homeserver's URL, https://matrix.example.org".into(),
+        )),
+        Some(u) => {
+            if let Some(p) = http_url_problem(u) {
+                out.push(("homeserver", p));
+            }
+        }
+    }
+    match c.room.as_deref() {
+        None => out.push((
+            "room",
+            "required: the room's id, !abcdef:example.org".into(),
+        )),
+        Some(r) if r.starts_with('#') => out.push((
+            "room",
+            format!(
+                "{r:?} is an alias, which whoever controls it can point elsewhere: give the \
+                 room's id (!abcdef:example.org; in Element, Room settings > Advanced)"
+            ),
+        )),
+        Some(r)
+            if !r.starts_with('!')
+                || r.len() < 2
+                || r.len() > 255
+                || r.contains(char::is_whitespace) =>
+        {
+            out.push((
+                "room",
+                format!("{r:?} is not a room id (!abcdef:example.org)"),
+            ))
+        }
+        _ => {}
+    }
+    match c.access_token.as_deref() {
+        None => out.push(("access_token", "required: write \"${VAR}\"".into())),
+        Some("") => out.push(("access_token", "is empty (an unset ${VAR}?)".into())),
+        Some(t) if t.chars().any(|c| c.is_whitespace() || c.is_control()) => out.push((
+            "access_token",
+            "must not hold spaces or control characters".into(),
+        )),
+        _ => {}
+    }
+}
