@@ -361,6 +361,12 @@ async fn no_secret_reaches_a_log_line_an_api_answer_or_sentry() {
     const SLACK_TOKEN: &str = "SLACKSECRET789";
     const SMTP_PASSWORD: &str = "SMTPSECRET321";
     const PD_KEY: &str = "PDSECRET0123456789abcdef01234567";
+    const OG_KEY: &str = "OGSECRET-0123-4567-89ab-cdef01234567";
+    const TG_TOKEN: &str = "123456789:TGSECRETabcdefghijklmnopqrstuv";
+    const NTFY_TOKEN: &str = "tk_NTFYSECRET0123456789abcdef";
+    const PO_TOKEN: &str = "POSECRETapp0123456789abcdefghi";
+    const PO_USER: &str = "POSECRETusr0123456789abcdefghi";
+    const MX_TOKEN: &str = "syt_MXSECRET0123456789abcdef";
     const ADMIN: &str = "ADMINSECRET-0123456789abcdef";
     const AGENT: &str = "AGENTSECRET-0123456789abcdef";
     const OLD_AGENT: &str = "OLDAGENTSECRET-0123456789ab";
@@ -402,14 +408,28 @@ async fn no_secret_reaches_a_log_line_an_api_answer_or_sentry() {
                 }),
             )
             .fallback(|uri: axum::http::Uri, headers: HeaderMap| async move {
-                let sig = headers
-                    .get("x-lookout-signature")
-                    .and_then(|v| v.to_str().ok())
-                    .unwrap_or("")
-                    .to_string();
+                let header = |name: &str| {
+                    headers
+                        .get(name)
+                        .and_then(|v| v.to_str().ok())
+                        .unwrap_or("")
+                        .to_string()
+                };
+                // The path (Telegram's bot token) and the credentials (Opsgenie's GenieKey,
+                // ntfy's and Matrix's Bearer tokens) echoed back; the HMAC key only to the
+                // webhook that signs with it (another channel cannot know it is a secret).
+                let key = if uri.path().starts_with("/hook/") {
+                    HMAC_KEY
+                } else {
+                    ""
+                };
                 (
                     StatusCode::INTERNAL_SERVER_ERROR,
-                    format!("rejected {uri} key={HMAC_KEY} sig={sig}"),
+                    format!(
+                        "rejected {uri} key={key} sig={} auth={}",
+                        header("x-lookout-signature"),
+                        header("authorization")
+                    ),
                 )
             }),
     )
@@ -478,8 +498,41 @@ url = "smtp://alerts:{SMTP_PASSWORD}@127.0.0.1:{smtp}"
 from = "lookout@example.com"
 to = ["ops@example.com"]
 
+[[channels]]
+name = "og"
+type = "opsgenie"
+api_key = "{OG_KEY}"
+url = "{hook}/og"
+
+[[channels]]
+name = "tg"
+type = "telegram"
+bot_token = "{TG_TOKEN}"
+chat_id = "12345"
+url = "{hook}"
+
+[[channels]]
+name = "ntfy"
+type = "ntfy"
+url = "{hook}/ntfy/alerts"
+token = "{NTFY_TOKEN}"
+
+[[channels]]
+name = "po"
+type = "pushover"
+token = "{PO_TOKEN}"
+user = "{PO_USER}"
+url = "{hook}/po"
+
+[[channels]]
+name = "mx"
+type = "matrix"
+homeserver = "{hook}/mx"
+room = "!room:example.org"
+access_token = "{MX_TOKEN}"
+
 [[routes]]
-channels = ["pager", "gone", "slack", "pd", "mail"]
+channels = ["pager", "gone", "slack", "pd", "mail", "og", "tg", "ntfy", "po", "mx"]
 group_wait = "0s"
 
 [telemetry]
@@ -490,21 +543,17 @@ sentry_dsn = "{sentry_dsn}"
     );
     let (collector, base) = start_collector(dir.path(), &config).unwrap();
     // Every channel has failed at least once, with its error recorded.
-    let alerts = eventually(
-        "five failed deliveries",
-        Duration::from_secs(30),
-        || async {
-            let j = get_json(&format!("{base}/api/v1/alerts?state=all")).await?;
-            let failed = j["alerts"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .flat_map(|a| a["notifications"].as_array().cloned().unwrap_or_default())
-                .filter(|n| n["last_error"].is_string())
-                .count();
-            Ok((failed >= 5).then_some(j))
-        },
-    )
+    let alerts = eventually("ten failed deliveries", Duration::from_secs(30), || async {
+        let j = get_json(&format!("{base}/api/v1/alerts?state=all")).await?;
+        let failed = j["alerts"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .flat_map(|a| a["notifications"].as_array().cloned().unwrap_or_default())
+            .filter(|n| n["last_error"].is_string())
+            .count();
+        Ok((failed >= 10).then_some(j))
+    })
     .await
     .unwrap();
     let answer = alerts.to_string();
@@ -526,6 +575,10 @@ sentry_dsn = "{sentry_dsn}"
         errors.iter().any(|e| e.contains("SMTP 127.0.0.1")),
         "{errors:?}"
     );
+    // The peer echoed the new channels' credentials, and the errors show them redacted.
+    for echoed in ["auth=GenieKey <redacted>", "auth=Bearer <redacted>"] {
+        assert!(errors.iter().any(|e| e.contains(echoed)), "{errors:?}");
+    }
     let log = collector.log_text();
     assert!(log.contains("notification failed"), "{log}");
     // The failures are counted in /metrics.
@@ -535,7 +588,9 @@ sentry_dsn = "{sentry_dsn}"
     let kind = resp.headers()["content-type"].to_str().unwrap().to_string();
     assert!(kind.starts_with("text/plain; version=0.0.4"), "{kind}");
     let metrics = resp.text().await.unwrap();
-    for channel in ["pager", "slack", "pd", "mail"] {
+    for channel in [
+        "pager", "slack", "pd", "mail", "og", "tg", "ntfy", "po", "mx",
+    ] {
         let line =
             format!(r#"lookout_notifications_total{{channel="{channel}",outcome="retry"}} "#);
         assert!(metrics.contains(&line), "{line} missing:\n{metrics}");
@@ -588,6 +643,12 @@ sentry_dsn = "{sentry_dsn}"
         SLACK_TOKEN,
         SMTP_PASSWORD,
         PD_KEY,
+        OG_KEY,
+        TG_TOKEN,
+        NTFY_TOKEN,
+        PO_TOKEN,
+        PO_USER,
+        MX_TOKEN,
         ADMIN,
         AGENT,
         OLD_AGENT,
