@@ -33,6 +33,26 @@ pub fn error_chain(e: &dyn std::error::Error) -> String {
     out
 }
 
+/// An HTTP request's failure in words (`timed out`, `cannot connect`, `request failed`), then
+/// `e`'s causes, but not `e`'s own text: an HTTP client's error names the request's URL, and a
+/// URL may hold a secret (a heartbeat's ping URL, a webhook's path). For the agent's fallback
+/// and the collector's watchdog, which send with reqwest (this crate does not link it).
+pub fn request_failure(timed_out: bool, connect: bool, e: &dyn std::error::Error) -> String {
+    let mut out = if timed_out {
+        "timed out"
+    } else if connect {
+        "cannot connect"
+    } else {
+        "request failed"
+    }
+    .to_string();
+    if let Some(cause) = e.source() {
+        out.push_str(": ");
+        out.push_str(&error_chain(cause));
+    }
+    out
+}
+
 /// At most `max` characters (not bytes: a cut never splits a character), `…` marking a cut:
 /// what every notification channel does to text a vendor limits, and what a title does to an
 /// error.
@@ -67,6 +87,26 @@ pub fn truncate_on_char_boundary(text: &mut String, max_bytes: usize) -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("error sending request for url (https://hc-ping.example/SECRET)")]
+    struct Sending(#[source] std::io::Error);
+
+    #[test]
+    fn a_request_failure_says_what_and_why_without_the_url() {
+        let refused = std::io::Error::new(std::io::ErrorKind::ConnectionRefused, "refused");
+        let text = request_failure(false, true, &Sending(refused));
+        assert_eq!(text, "cannot connect: refused");
+        let timeout = std::io::Error::other("deadline");
+        assert_eq!(
+            request_failure(true, false, &Sending(timeout)),
+            "timed out: deadline"
+        );
+        assert_eq!(
+            request_failure(false, false, &std::fmt::Error),
+            "request failed"
+        );
+    }
 
     #[test]
     fn truncation_counts_characters() {

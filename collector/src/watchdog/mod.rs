@@ -209,22 +209,9 @@ fn fail_url(ping: &Url) -> Option<Url> {
     Some(fail)
 }
 
-/// A reqwest error and its causes, without the URL (whose path is the secret).
+/// A reqwest error and its causes, without the URL (see [`lookout_runtime::request_failure`]).
 fn describe(e: &reqwest::Error) -> String {
-    let mut out = if e.is_timeout() {
-        "timed out".to_string()
-    } else if e.is_connect() {
-        "cannot connect".to_string()
-    } else {
-        "request failed".to_string()
-    };
-    let mut source = std::error::Error::source(e);
-    while let Some(s) = source {
-        out.push_str(": ");
-        out.push_str(&s.to_string());
-        source = s.source();
-    }
-    out
+    lookout_runtime::request_failure(e.is_timeout(), e.is_connect(), e)
 }
 
 /// `text` cut to at most `max` bytes, at a character boundary.
