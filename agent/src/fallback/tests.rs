@@ -194,7 +194,15 @@ async fn a_damaged_state_file_is_a_fresh_start() {
     d.failed("refused");
     rx.wait_for(1, Duration::from_secs(5)).await;
     assert_eq!(rx.events(), ["collector_unreachable"]);
-    let kept = state::load(&dir.path().join(state::FILE)).unwrap();
+    // The state is written once the receiver's answer is in, just after it has the message.
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    let kept = loop {
+        let kept = state::load(&dir.path().join(state::FILE)).unwrap();
+        if kept.unreachable_sent || std::time::Instant::now() > deadline {
+            break kept;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    };
     assert!(kept.unreachable_sent && kept.since.is_some(), "{kept:?}");
 }
 
