@@ -38,10 +38,14 @@ agent_timeout = "{timeout}"
 name = "hook"
 type = "webhook"
 url = "http://{peer}/hook"
+timeout = "1h"
 "#;
 
 /// A collector over a fresh SQLite file with its rule ticks and notification sender running,
 /// and the webhook receiver its one channel posts to.
+///
+/// The channels' `timeout` is an hour: the clock jumps by whole ticks while a request may be in
+/// flight, and a receiver slow in real time (a loaded machine) must not time out in test time.
 struct Harness {
     state: Arc<AppState>,
     peer: Peer,
@@ -551,16 +555,26 @@ fn firings(h: &Harness) -> Vec<String> {
         .collect()
 }
 
-/// Waits (in real time, the clock standing still) until `want` firing messages arrived, and
-/// a moment more, for one too many to show.
+/// Waits (up to ten seconds of real time) until `want` firing messages arrived, and a moment
+/// more, for one too many to show. The clock moves on by the sender's shortest wait at a time,
+/// two seconds in all at most: a round that ends after a step fell due (slow in real time on a
+/// loaded machine) sleeps that long before the next.
 async fn firings_reach(h: &Harness, want: usize) -> Vec<String> {
     let deadline = Instant::now() + Duration::from_secs(10);
+    let mut moved = Duration::ZERO;
     while firings(h).len() < want && Instant::now() < deadline {
-        tokio::task::yield_now().await;
+        if moved < Duration::from_secs(2) {
+            tokio::time::advance(SHORTEST_WAIT).await;
+            moved += SHORTEST_WAIT;
+        }
+        settle_briefly().await;
     }
     settle_briefly().await;
     firings(h)
 }
+
+/// The notification sender's shortest sleep between rounds (`notify::worker`).
+const SHORTEST_WAIT: Duration = Duration::from_millis(50);
 
 #[tokio::test(start_paused = true)]
 async fn an_escalation_walks_its_steps_once_across_a_restart_repeats_and_stops_when_acknowledged() {
@@ -571,16 +585,19 @@ async fn an_escalation_walks_its_steps_once_across_a_restart_repeats_and_stops_w
 name = "slack"
 type = "webhook"
 url = "http://{peer}/slack"
+timeout = "1h"
 
 [[channels]]
 name = "pushover"
 type = "webhook"
 url = "http://{peer}/pushover"
+timeout = "1h"
 
 [[channels]]
 name = "pd"
 type = "webhook"
 url = "http://{peer}/pd"
+timeout = "1h"
 
 [[checks]]
 name = "api"
