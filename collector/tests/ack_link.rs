@@ -198,7 +198,12 @@ async fn the_link_in_a_firing_note_asks_then_acknowledges_once() {
     // From this site (by Host, or by public_url behind a proxy): acknowledged once.
     let page = call(&s, "POST", path, Some("https://lookout.example")).await;
     assert_eq!(page.status, StatusCode::OK, "{}", page.text);
-    assert!(page.text.contains("Acknowledged"), "{}", page.text);
+    assert!(
+        page.text
+            .contains("Acknowledged by <strong>acknowledge link</strong>."),
+        "{}",
+        page.text
+    );
     assert_eq!(acked_by(&s).await.as_deref(), Some("acknowledge link"));
     let page = call(&s, "POST", path, Some(SITE)).await;
     assert_eq!(page.status, StatusCode::OK);

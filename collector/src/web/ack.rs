@@ -1,9 +1,10 @@
 //! `/ack/{token}`: acknowledging an alert from the link a notification carried
 //! ([`crate::notify::link`]). `GET` shows which alert and since when, with a button, and changes
 //! nothing: chat services unfurl links and mail scanners follow them, and neither may
-//! acknowledge. The button's `POST` acknowledges (`acked_by` "acknowledge link") and says so;
-//! or says who already had, or that the alert no longer fires (410). A refused token is a page
-//! with a sentence, 403 or 410 ([`LinkRefusal`]). Every answer is `Cache-Control: no-store`.
+//! acknowledge. The button's `POST` acknowledges (`acked_by` "acknowledge link") and says so,
+//! and as whom; or says who already had, or that the alert no longer fires (410). A refused
+//! token is a page with a sentence, 403 or 410 ([`LinkRefusal`]). Every answer is
+//! `Cache-Control: no-store`.
 
 use std::sync::Arc;
 
@@ -63,7 +64,10 @@ pub async fn acknowledge(
     state.notifier.wake();
     let body = html! {
         (about(&alert, now))
-        p { "Acknowledged. The channels it was sent to are told; its reminders stop." }
+        p {
+            "Acknowledged by " strong { (ACKED_BY) } ". The channels it was sent to are told; its
+             reminders stop."
+        }
     };
     Ok(page(StatusCode::OK, "Acknowledged", body))
 }
