@@ -13,13 +13,12 @@
 //! Run by `bench/alerting.sh` and `bench/run` (they build the binaries and this example in
 //! release mode first; `LOOKOUT_AGENT_BIN` picks the agent binary). Needs python3 with aiosmtpd.
 
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use axum::http::StatusCode;
-use lookout_tests::{Daemon, Target, bin, free_port, start_collector};
+use lookout_tests::smtp::SmtpSink;
+use lookout_tests::{Daemon, Target, bin, start_collector};
 
 /// The PagerDuty routing key the channel is configured with and the receiver expects.
 const PD_KEY: &str = "R0UT1NGKEY0123456789abcdefABCDEF";
@@ -40,54 +39,6 @@ impl Arrivals {
     fn count(&self) -> usize {
         self.0.lock().unwrap().len()
     }
-}
-
-/// aiosmtpd writing each message to a folder; arrivals are seen by polling it every 2 ms.
-struct Smtp {
-    child: Child,
-    dir: tempfile::TempDir,
-}
-
-impl Drop for Smtp {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn sink_script() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../collector/tests/support/smtp_sink.py")
-}
-
-fn start_smtp(port: u16) -> Smtp {
-    let dir = tempfile::tempdir().unwrap();
-    let mut child = Command::new("python3")
-        .arg(sink_script())
-        .args(["serve", "--port", &port.to_string(), "--dir"])
-        .arg(dir.path())
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("python3 with aiosmtpd");
-    let mut line = String::new();
-    std::io::BufRead::read_line(
-        &mut std::io::BufReader::new(child.stdout.take().unwrap()),
-        &mut line,
-    )
-    .unwrap();
-    assert!(line.starts_with("ready"), "smtp sink: {line:?}");
-    Smtp { child, dir }
-}
-
-fn mails(dir: &Path) -> usize {
-    std::fs::read_dir(dir)
-        .map(|d| {
-            d.filter(|e| {
-                e.as_ref()
-                    .is_ok_and(|e| e.path().extension().is_some_and(|x| x == "json"))
-            })
-            .count()
-        })
-        .unwrap_or(0)
 }
 
 fn stats(name: &str, mut v: Vec<Duration>) {
@@ -158,8 +109,8 @@ async fn main() {
     let pd_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let pd_url = format!("http://{}/v2/enqueue", pd_listener.local_addr().unwrap());
     tokio::spawn(async move { axum::serve(pd_listener, pd_app).await.unwrap() });
-    let smtp_port = free_port();
-    let smtp = start_smtp(smtp_port.get());
+    let smtp = SmtpSink::start().expect("an SMTP server");
+    let smtp_port = &smtp.port;
 
     let dir = tempfile::tempdir().unwrap();
     let config = format!(
@@ -247,7 +198,7 @@ group_wait = "0s"
     let mut to_pd = Vec::new();
     for (trial, target) in targets.iter().enumerate() {
         tokio::time::sleep(Duration::from_millis(1000 + fastrand::u64(0..1000))).await;
-        let mails_before = mails(smtp.dir.path());
+        let mails_before = smtp.count();
         let stopped = Instant::now();
         target.set_status(503);
         let deadline = stopped + Duration::from_secs(10);
@@ -263,7 +214,7 @@ group_wait = "0s"
             if pd_at.is_none() {
                 pd_at = pager.firing_after(stopped);
             }
-            if mail_at.is_none() && mails(smtp.dir.path()) > mails_before {
+            if mail_at.is_none() && smtp.count() > mails_before {
                 mail_at = Some(Instant::now());
             }
             tokio::time::sleep(Duration::from_millis(2)).await;
@@ -278,7 +229,7 @@ group_wait = "0s"
         let deadline = Instant::now() + Duration::from_secs(10);
         while slack.count() <= slack_before
             || pager.count() <= pd_before
-            || mails(smtp.dir.path()) < mails_before + 2
+            || smtp.count() < mails_before + 2
         {
             assert!(
                 Instant::now() < deadline,

@@ -15,9 +15,11 @@ use anyhow::{Context, Result, bail};
 
 mod port;
 pub use port::{Port, free_port};
+pub mod browser;
 pub mod deploy;
 pub mod escalation;
 pub mod scripted;
+pub mod smtp;
 pub mod tls;
 
 /// Path of a workspace binary: the one built by cargo beside this test, or the one

@@ -3,12 +3,10 @@
 //!
 //! Each test starts the real collector, gives it data the way a user's agents would (the ingest
 //! API, or the built-in local agent probing a [`Target`]), then runs one script of
-//! `tests/browser/` with node: `node tests/browser/<script>.mjs <base url> <artifacts dir>`,
-//! with what to expect in environment variables. The script's assertions fail the test, with
-//! its output. Screenshots, named after what they show, land in `target/browser-artifacts/`.
+//! `tests/browser/` ([`lookout_tests::browser::run_script`]). The acknowledge link's page is
+//! tested from a real message in `ack_link.rs`.
 
-use std::path::{Path, PathBuf};
-use std::process::Stdio;
+use std::path::Path;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -16,14 +14,10 @@ use lookout_protocol::{
     Batch, CheckResult, Encoding, PROTOCOL_VERSION, Record, Timings, encode_batch,
 };
 use lookout_tests::READ_TOKEN;
-use lookout_tests::{Daemon, Target, check_status, eventually, get_json, start_collector};
+use lookout_tests::browser::{browser_dir, fail, run_script};
+use lookout_tests::{Target, check_status, eventually, get_json, start_collector};
 use serde_json::{Value, json};
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, BufReader};
 
-/// Debian's Chromium, which the scripts launch.
-const CHROMIUM: &str = "/usr/bin/chromium";
-/// Longest a script may run, browser start included.
-const SCRIPT_TIMEOUT: Duration = Duration::from_secs(50);
 /// Longest wait for the collector's rollups or a check's state.
 const WAIT: Duration = Duration::from_secs(20);
 
@@ -33,121 +27,6 @@ const ADMIN_TOKEN: &str = "browser-admin-token-0123456789abcdef";
 
 const HOUR_MS: i64 = 3_600_000;
 const DAY_MS: i64 = 86_400_000;
-
-fn workspace() -> &'static Path {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("tests/ is in the workspace")
-}
-
-/// `tests/browser/`, once Chromium and its node_modules are there; fails (never skips) when
-/// they are not.
-fn browser_dir() -> PathBuf {
-    let dir = workspace().join("tests/browser");
-    let mut missing = Vec::new();
-    if !Path::new(CHROMIUM).exists() {
-        missing.push(format!("{CHROMIUM} (Debian's chromium package)"));
-    }
-    if !dir
-        .join("node_modules/playwright-core/package.json")
-        .exists()
-    {
-        missing.push(format!(
-            "{}/node_modules (npm ci --prefix tests/browser)",
-            dir.display()
-        ));
-    }
-    assert!(
-        missing.is_empty(),
-        "the browser tests need {}: run scripts/test, which installs them",
-        missing.join(" and ")
-    );
-    dir
-}
-
-/// `target/browser-artifacts/`, created: the target directory is the one this test runs from
-/// (`target/<profile>/deps/<test>`).
-fn artifacts_dir() -> PathBuf {
-    let exe = std::env::current_exe().expect("current_exe");
-    let target = exe
-        .ancestors()
-        .nth(3)
-        .expect("the test runs from target/<profile>/deps");
-    let dir = target.join("browser-artifacts");
-    std::fs::create_dir_all(&dir).expect("creating target/browser-artifacts");
-    dir
-}
-
-/// Runs `tests/browser/<script>` against `base`, with `env`, and calls `on_event` for each
-/// `@@ <event>` line it prints. Returns what it printed; `Err` says how it failed (exit status
-/// or timeout) with its stdout and stderr.
-async fn run_script(
-    script: &str,
-    base: &str,
-    env: &[(&str, String)],
-    mut on_event: impl FnMut(&str),
-) -> Result<String, String> {
-    let dir = browser_dir();
-    let mut child = tokio::process::Command::new("node")
-        .arg(dir.join(script))
-        .arg(base)
-        .arg(artifacts_dir())
-        .envs(env.iter().map(|(k, v)| (k, v)))
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .map_err(|e| format!("starting node (Node 20, which scripts/test expects): {e}"))?;
-    let mut stderr = child.stderr.take().expect("piped stderr");
-    let errors = tokio::spawn(async move {
-        let mut text = String::new();
-        let _ = stderr.read_to_string(&mut text).await;
-        text
-    });
-    let mut lines = BufReader::new(child.stdout.take().expect("piped stdout")).lines();
-    let mut out = String::new();
-    let finished = tokio::time::timeout(SCRIPT_TIMEOUT, async {
-        while let Ok(Some(line)) = lines.next_line().await {
-            if let Some(e) = line.strip_prefix("@@ ") {
-                on_event(e.trim());
-            }
-            out.push_str(&line);
-            out.push('\n');
-        }
-        child.wait().await
-    })
-    .await;
-    let failure = match finished {
-        Ok(Ok(status)) if status.success() => None,
-        Ok(Ok(status)) => Some(format!("{script} failed ({status})")),
-        Ok(Err(e)) => Some(format!("{script}: waiting for node: {e}")),
-        Err(_) => {
-            let _ = child.kill().await;
-            Some(format!("{script} still running after {SCRIPT_TIMEOUT:?}"))
-        }
-    };
-    // A browser the script left behind could hold stderr open: do not wait for it long.
-    let errors = tokio::time::timeout(Duration::from_secs(5), errors)
-        .await
-        .map_or_else(|_| "(stderr still open)".into(), Result::unwrap_or_default);
-    match failure {
-        None => {
-            // Shown with --nocapture: how long things took.
-            print!("{out}");
-            Ok(out)
-        }
-        Some(why) => Err(format!("{why}\n--- stdout\n{out}--- stderr\n{errors}")),
-    }
-}
-
-/// Panics with `e` and the end of the collector's log.
-fn fail(e: impl std::fmt::Display, collector: &Daemon) -> ! {
-    let log = collector.log_text();
-    let tail: Vec<&str> = log.lines().rev().take(30).collect();
-    let tail: Vec<&str> = tail.into_iter().rev().collect();
-    panic!("{e}\n--- collector log (end)\n{}", tail.join("\n"))
-}
 
 /// A collector on a loopback port with the seeding agent, the admin token, and `extra`.
 fn config(dir: &Path, extra: &str) -> String {
