@@ -4,6 +4,8 @@
 
 mod support;
 
+#[path = "channels/discord.rs"]
+mod discord;
 #[path = "channels/email.rs"]
 mod email;
 #[path = "channels/matrix.rs"]

@@ -479,6 +479,66 @@ async fn matrix_429_waits_what_its_body_asks_then_makes_one_event() {
     assert_eq!(events.lock().unwrap().len(), 1);
 }
 
+/// Discord through the outbox: a 429 whose wait is in `Retry-After` and, exactly, in its body,
+/// then a 503, are retried after the wait and the backoff; the message arrives once, and no
+/// error recorded shows the webhook's token.
+#[tokio::test]
+async fn discord_429_and_503_are_retried_after_the_wait_and_arrive_once() {
+    let peer = support::discord::start().await;
+    let toml =
+        "[[channels]]\nname = \"chat\"\ntype = \"discord\"\nurl = \"${DISCORD_WEBHOOK_URL}\"\n";
+    let url = peer.url(&support::discord::path());
+    let env = |k: &str| (k == "DISCORD_WEBHOOK_URL").then(|| url.clone());
+    let requests = retried_until_delivered(
+        toml,
+        &env,
+        &peer,
+        vec![
+            support::discord::too_many_requests(29.4),
+            Answer::new(503, "upstream connect error"),
+        ],
+        30,
+    )
+    .await;
+    for r in &requests {
+        assert_eq!(r.body, requests[0].body);
+    }
+    let v = support::discord::validate(&requests[2].body).unwrap();
+    assert_eq!(v["embeds"][0]["color"], 0xd73a49);
+}
+
+/// Discord refusing the message for good (its webhook deleted): given up at the first
+/// attempt, and the recorded error names Discord's reason but not the webhook.
+#[tokio::test]
+async fn discord_404_is_given_up_at_once_without_the_url() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path()).await;
+    let peer = support::discord::start().await;
+    peer.then_answer(support::discord::error(404, 10015, "Unknown Webhook"));
+    let (w, _) = worker(
+        &store,
+        &format!(
+            "[[channels]]\nname = \"chat\"\ntype = \"discord\"\nurl = \"{}\"\n",
+            peer.url(&support::discord::path())
+        ),
+    );
+    let now = Utc::now();
+    let ids = queue(&store, "chat", &["api"], now).await;
+    w.round(now).await.unwrap();
+    assert_eq!(states(&store, ids[0]).await, [(DeliveryState::Failed, 1)]);
+    let error = store.deliveries(ids[0]).await.unwrap()[0]
+        .last_error
+        .clone()
+        .unwrap();
+    assert!(error.contains("Unknown Webhook"), "{error}");
+    assert!(
+        !error.contains(support::discord::TOKEN) && !error.contains(support::discord::ID),
+        "{error}"
+    );
+    w.round(now + Duration::minutes(30)).await.unwrap();
+    assert_eq!(peer.requests().len(), 1);
+}
+
 #[tokio::test]
 async fn storm_control_sends_what_is_over_the_limit_as_one_digest() {
     let dir = tempfile::tempdir().unwrap();

@@ -38,9 +38,17 @@ pub enum ChannelType {
     Opsgenie,
     /// A Matrix room, through the client-server API with a bot account's access token.
     Matrix,
+    /// A Discord channel's webhook: a message with an embed per alert.
+    Discord,
 }
 
 impl ChannelType {
+    /// True when the channel's `url` is its credential (a chat service's incoming webhook,
+    /// whose path holds the token): shown as its origin only.
+    pub fn url_is_secret(self) -> bool {
+        matches!(self, ChannelType::Discord)
+    }
+
     /// The configured name.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -53,6 +61,7 @@ impl ChannelType {
             ChannelType::Pushover => "pushover",
             ChannelType::Opsgenie => "opsgenie",
             ChannelType::Matrix => "matrix",
+            ChannelType::Discord => "discord",
         }
     }
 }
@@ -65,8 +74,8 @@ impl ChannelType {
 pub struct ChannelConfig {
     /// Unique name, used by routes.
     pub name: String,
-    /// `email`, `slack`, `webhook`, `pagerduty`, `opsgenie`, `telegram`, `ntfy`, `pushover` or
-    /// `matrix`.
+    /// `email`, `slack`, `webhook`, `pagerduty`, `opsgenie`, `telegram`, `ntfy`, `pushover`,
+    /// `matrix` or `discord`.
     #[serde(rename = "type")]
     pub kind: ChannelType,
     /// email: lettre's SMTP URL (`smtp://user:pass@host:587?tls=required`, `smtps://` for
@@ -76,6 +85,7 @@ pub struct ChannelConfig {
     /// server, a proxy). ntfy: the topic's URL, `https://ntfy.sh/<topic>` or a server of
     /// one's own. pushover: the API server, default `https://api.pushover.net`.
     /// opsgenie: the API's base URL, default the `region`'s (`https://api.opsgenie.com`).
+    /// discord: the channel's webhook URL, a secret (its token is in the path).
     #[serde(default)]
     pub url: Option<String>,
     /// email: the sender, `Name <address>` or an address.
@@ -155,7 +165,14 @@ impl fmt::Debug for ChannelConfig {
         f.debug_struct("ChannelConfig")
             .field("name", &self.name)
             .field("kind", &self.kind)
-            .field("url", &self.url.as_deref().map(crate::redact::url))
+            .field(
+                "url",
+                &self.url.as_deref().map(if self.kind.url_is_secret() {
+                    crate::redact::origin
+                } else {
+                    crate::redact::url
+                }),
+            )
             .field("from", &self.from)
             .field("to", &self.to)
             .field("webhook_url", &hidden(&self.webhook_url))
@@ -208,6 +225,7 @@ impl ChannelConfig {
             ChannelType::Pushover => &["url", "token", "user", "retry", "expire"],
             ChannelType::Opsgenie => &["url", "api_key", "region", "responders"],
             ChannelType::Matrix => &["homeserver", "room", "access_token"],
+            ChannelType::Discord => &["url"],
         };
         let set = [
             ("url", self.url.is_some()),
@@ -302,6 +320,7 @@ impl ChannelConfig {
             ChannelType::Pushover => push::pushover(self, &mut out),
             ChannelType::Opsgenie => self.opsgenie_problems(&mut out),
             ChannelType::Matrix => push::matrix(self, &mut out),
+            ChannelType::Discord => push::chat_webhook(self, &mut out),
         }
         if self.secret.as_deref() == Some("") {
             out.push(("secret", "is empty (an unset ${VAR}?)".into()));

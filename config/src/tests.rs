@@ -1367,3 +1367,57 @@ url = "https://x/"
     }
     assert!(!all.contains("SECRETISH"), "{all}");
 }
+
+#[test]
+fn a_discord_channel_is_a_webhook_url_kept_secret() {
+    let text = r#"
+[[channels]]
+name = "chat"
+type = "discord"
+url = "${DISCORD_WEBHOOK_URL}"
+"#;
+    let env = |k: &str| {
+        (k == "DISCORD_WEBHOOK_URL")
+            .then(|| "https://discord.com/api/webhooks/1192837465/SECRETISHtok3n".to_string())
+    };
+    let c = CollectorConfig::parse(Path::new("c.toml"), text, &env).unwrap();
+    assert_eq!(c.channels[0].kind, crate::ChannelType::Discord);
+    let shown = format!("{c:?}");
+    assert!(
+        !shown.contains("SECRETISH") && !shown.contains("1192837465"),
+        "{shown}"
+    );
+    assert!(shown.contains("https://discord.com/***"), "{shown}");
+    let bad = r#"
+[[channels]]
+name = "a"
+type = "discord"
+
+[[channels]]
+name = "b"
+type = "discord"
+url = ""
+
+[[channels]]
+name = "c"
+type = "discord"
+url = "ftp://discord.com/api/webhooks/1/SECRETISH"
+
+[[channels]]
+name = "d"
+type = "discord"
+url = "discord.com/api/webhooks/1/SECRETISH"
+token = "x"
+"#;
+    let all = collector(bad).unwrap_err().to_string();
+    for want in [
+        "channels[0].url: required: the incoming webhook's URL",
+        "channels[1].url: is empty",
+        "channels[2].url: expected an http:// or https:// URL",
+        "channels[3].url: not a valid URL",
+        "channels[3].token: not a setting of discord channels",
+    ] {
+        assert!(all.contains(want), "{want:?} not in {all}");
+    }
+    assert!(!all.contains("SECRETISH"), "{all}");
+}

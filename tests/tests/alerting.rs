@@ -367,6 +367,7 @@ async fn no_secret_reaches_a_log_line_an_api_answer_or_sentry() {
     const PO_TOKEN: &str = "POSECRETapp0123456789abcdefghi";
     const PO_USER: &str = "POSECRETusr0123456789abcdefghi";
     const MX_TOKEN: &str = "syt_MXSECRET0123456789abcdef";
+    const DISCORD_TOKEN: &str = "DISCORDSECRET-0123456789_abcdef";
     const ADMIN: &str = "ADMINSECRET-0123456789abcdef";
     const AGENT: &str = "AGENTSECRET-0123456789abcdef";
     const OLD_AGENT: &str = "OLDAGENTSECRET-0123456789ab";
@@ -531,8 +532,13 @@ homeserver = "{hook}/mx"
 room = "!room:example.org"
 access_token = "{MX_TOKEN}"
 
+[[channels]]
+name = "dc"
+type = "discord"
+url = "{hook}/dc/api/webhooks/1234/{DISCORD_TOKEN}"
+
 [[routes]]
-channels = ["pager", "gone", "slack", "pd", "mail", "og", "tg", "ntfy", "po", "mx"]
+channels = ["pager", "gone", "slack", "pd", "mail", "og", "tg", "ntfy", "po", "mx", "dc"]
 group_wait = "0s"
 
 [telemetry]
@@ -543,17 +549,21 @@ sentry_dsn = "{sentry_dsn}"
     );
     let (collector, base) = start_collector(dir.path(), &config).unwrap();
     // Every channel has failed at least once, with its error recorded.
-    let alerts = eventually("ten failed deliveries", Duration::from_secs(30), || async {
-        let j = get_json(&format!("{base}/api/v1/alerts?state=all")).await?;
-        let failed = j["alerts"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .flat_map(|a| a["notifications"].as_array().cloned().unwrap_or_default())
-            .filter(|n| n["last_error"].is_string())
-            .count();
-        Ok((failed >= 10).then_some(j))
-    })
+    let alerts = eventually(
+        "eleven failed deliveries",
+        Duration::from_secs(30),
+        || async {
+            let j = get_json(&format!("{base}/api/v1/alerts?state=all")).await?;
+            let failed = j["alerts"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .flat_map(|a| a["notifications"].as_array().cloned().unwrap_or_default())
+                .filter(|n| n["last_error"].is_string())
+                .count();
+            Ok((failed >= 11).then_some(j))
+        },
+    )
     .await
     .unwrap();
     let answer = alerts.to_string();
@@ -589,7 +599,7 @@ sentry_dsn = "{sentry_dsn}"
     assert!(kind.starts_with("text/plain; version=0.0.4"), "{kind}");
     let metrics = resp.text().await.unwrap();
     for channel in [
-        "pager", "slack", "pd", "mail", "og", "tg", "ntfy", "po", "mx",
+        "pager", "slack", "pd", "mail", "og", "tg", "ntfy", "po", "mx", "dc",
     ] {
         let line =
             format!(r#"lookout_notifications_total{{channel="{channel}",outcome="retry"}} "#);
@@ -649,6 +659,7 @@ sentry_dsn = "{sentry_dsn}"
         PO_TOKEN,
         PO_USER,
         MX_TOKEN,
+        DISCORD_TOKEN,
         ADMIN,
         AGENT,
         OLD_AGENT,

@@ -11,7 +11,7 @@ use lookout_config::{ChannelConfig, ChannelType};
 use super::email::EmailChannel;
 use super::endpoint::HttpChannel;
 use super::message::{Message, SendError};
-use super::{matrix, ntfy, opsgenie, pagerduty, pushover, slack, telegram, webhook};
+use super::{discord, matrix, ntfy, opsgenie, pagerduty, pushover, slack, telegram, webhook};
 
 /// A channel ready to send: one per `[[channels]]` entry.
 #[derive(Debug)]
@@ -36,6 +36,7 @@ impl Channel {
             ChannelType::Pushover => Channel::Http(pushover::channel(cfg, http)?),
             ChannelType::Opsgenie => Channel::Http(opsgenie::channel(cfg, http)?),
             ChannelType::Matrix => Channel::Http(matrix::channel(cfg, http)?),
+            ChannelType::Discord => Channel::Http(discord::channel(cfg, http)?),
         })
     }
 

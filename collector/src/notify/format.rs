@@ -96,6 +96,69 @@ pub(crate) fn facts(note: &AlertNote) -> Vec<(&'static str, String)> {
     rows
 }
 
+/// `s` with every character that `escape` rewrites rewritten, cut at a whole rewrite to at
+/// most `max` characters, `…` marking the cut: user text in a vendor's markup, within its
+/// limit, whose escapes a cut never splits.
+pub(crate) fn escaped_cut(
+    s: &str,
+    max: usize,
+    escape: impl Fn(char) -> Option<&'static str>,
+) -> String {
+    let piece = |c: char| escape(c).map_or(1, |e| e.chars().count());
+    let total: usize = s.chars().map(piece).sum();
+    let mut out = String::new();
+    let mut used = 0;
+    for c in s.chars() {
+        let n = piece(c);
+        if total > max && used + n + 1 > max {
+            if max > 0 {
+                out.push('…');
+            }
+            break;
+        }
+        match escape(c) {
+            Some(e) => out.push_str(e),
+            None => out.push(c),
+        }
+        used += n;
+    }
+    out
+}
+
+/// The escape of `c` in Markdown (CommonMark, Discord's and Mattermost's dialects): a
+/// backslash before each character that would start emphasis, code, a quote, a heading, a
+/// list, a table, a spoiler, a link or a mention, so user text shows as it was written.
+pub(crate) fn markdown_escape(c: char) -> Option<&'static str> {
+    Some(match c {
+        '\\' => "\\\\",
+        '*' => "\\*",
+        '_' => "\\_",
+        '~' => "\\~",
+        '`' => "\\`",
+        '|' => "\\|",
+        '>' => "\\>",
+        '<' => "\\<",
+        '#' => "\\#",
+        '-' => "\\-",
+        '[' => "\\[",
+        ']' => "\\]",
+        '(' => "\\(",
+        ')' => "\\)",
+        '@' => "\\@",
+        _ => return None,
+    })
+}
+
+/// A URL as the target of a Markdown link `[text](url)`: the characters that would end the
+/// target or break it (spaces, parentheses, angle brackets) percent-encoded.
+pub(crate) fn markdown_link_target(url: &str) -> String {
+    url.replace(' ', "%20")
+        .replace('(', "%28")
+        .replace(')', "%29")
+        .replace('<', "%3C")
+        .replace('>', "%3E")
+}
+
 /// An alert's `severity` label as one of four levels, for services that rank alerts
 /// (PagerDuty's severities, Opsgenie's priorities): `critical` (also `fatal`, `page`), `error`
 /// (also `major`, `high`), `warning` (also `warn`, `minor`, `medium`), `info` (also `low`,
@@ -147,6 +210,24 @@ mod tests {
         assert_eq!(human_duration(s(7_500)), "2h 5m");
         assert_eq!(human_duration(s(86_400 * 3 + 3_700)), "3d 1h");
         assert_eq!(human_duration(s(86_400 + 59)), "1d");
+    }
+
+    #[test]
+    fn escapes_are_never_cut_in_half() {
+        let md = |s: &str, max| escaped_cut(s, max, markdown_escape);
+        assert_eq!(md("a*b_c", 100), "a\\*b\\_c");
+        assert_eq!(md("ab**", 5), "ab\\*…");
+        assert_eq!(md("ab**", 4), "ab…");
+        assert_eq!(md("abcdef", 4), "abc…");
+        assert_eq!(md("abcd", 4), "abcd");
+        assert_eq!(md("@everyone", 100), "\\@everyone");
+        for max in 0..12 {
+            assert!(md("a*b*c*d*e*f", max).chars().count() <= max, "{max}");
+        }
+        assert_eq!(
+            markdown_link_target("https://x/a (b)<c>"),
+            "https://x/a%20%28b%29%3Cc%3E"
+        );
     }
 
     #[test]

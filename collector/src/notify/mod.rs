@@ -3,7 +3,8 @@
 //! each a payload builder on the shared [`endpoint`]: [`slack`] through an incoming webhook,
 //! [`webhook`] as a signed JSON POST, [`pagerduty`] as Events API v2 events, [`opsgenie`] as
 //! Alert API v2 requests, [`telegram`] through the Bot API, [`ntfy`] published to a topic,
-//! [`pushover`] through its Messages API, [`matrix`] as a room event; with what they share in [`format`], [`text`] (a
+//! [`pushover`] through its Messages API, [`matrix`] as a room event, [`discord`] as embeds
+//! through a webhook; with what they share in [`format`], [`text`] (a
 //! message as plain text or HTML, within a vendor's limit) and [`http`]), the worker that
 //! delivers the outbox ([`worker`]), and what an acknowledgement tells the channels ([`ack`]).
 //!
@@ -15,6 +16,7 @@
 
 pub mod ack;
 pub mod channel;
+pub mod discord;
 pub mod email;
 pub mod endpoint;
 pub(crate) mod format;

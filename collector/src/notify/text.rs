@@ -174,8 +174,9 @@ fn times(note: &AlertNote) -> String {
     s
 }
 
-/// `…and 3 more alerts (2 firing, 1 resolved)`.
-fn more(rest: &[AlertNote]) -> String {
+/// `…and 3 more alerts (2 firing, 1 resolved)`: the line that counts the notes a message
+/// left out.
+pub(crate) fn more(rest: &[AlertNote]) -> String {
     let n = rest.len();
     let counts: Vec<String> = NoteKind::ALL
         .into_iter()

@@ -7,6 +7,7 @@
 // Each test binary uses a part of these.
 #![allow(dead_code)]
 
+pub mod discord;
 pub mod http_peer;
 pub mod matrix;
 pub mod ntfy;

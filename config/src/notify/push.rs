@@ -200,3 +200,20 @@ pub(super) fn matrix(c: &ChannelConfig, out: &mut Vec<(&'static str, String)>) {
         _ => {}
     }
 }
+
+/// A chat service's incoming webhook (Discord): `url` required, an http(s) URL. The URL is
+/// the credential and is never repeated.
+pub(super) fn chat_webhook(c: &ChannelConfig, out: &mut Vec<(&'static str, String)>) {
+    match c.url.as_deref() {
+        None => out.push((
+            "url",
+            "required: the incoming webhook's URL; write \"${VAR}\"".into(),
+        )),
+        Some("") => out.push(("url", "is empty (an unset ${VAR}?)".into())),
+        Some(u) => {
+            if let Some(p) = http_url_problem(u) {
+                out.push(("url", p));
+            }
+        }
+    }
+}
