@@ -69,6 +69,7 @@ fn message(alerts: Vec<AlertNote>) -> Message {
         group_key: "route-0/check".into(),
         alerts,
         digest: false,
+        ..Default::default()
     }
 }
 

@@ -539,6 +539,84 @@ async fn discord_404_is_given_up_at_once_without_the_url() {
     assert_eq!(peer.requests().len(), 1);
 }
 
+/// Two reminders of one alert, alike in every word and time, are two deliveries: two Matrix
+/// transactions, two events; the retry of one after a 502 is its own transaction again. A
+/// transaction id made from the content would be the same for both, and the homeserver (the
+/// fake remembers ids as Synapse does) would swallow the second.
+#[tokio::test]
+async fn matrix_identical_reminders_are_two_transactions_and_a_retry_keeps_its_own() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path()).await;
+    let (mx, events) = support::matrix::start().await;
+    let toml = format!(
+        "[[channels]]\nname = \"mx\"\ntype = \"matrix\"\naccess_token = \"{}\"\nroom = \"{}\"\nhomeserver = \"{}\"\n",
+        support::matrix::TOKEN,
+        support::matrix::ROOM,
+        mx.url("")
+    );
+    let (w, _) = worker(&store, &toml);
+    let now = Utc::now();
+    let ids = queue(&store, "mx", &["api"], now).await;
+    w.round(now).await.unwrap();
+    let reminder = |dedup: &str| {
+        let note = AlertNote {
+            fingerprint: "uptime/api".into(),
+            rule: "uptime".into(),
+            kind: NoteKind::Reminder,
+            summary: "api is down: connection refused".into(),
+            fired_at: now,
+            ..AlertNote::default()
+        };
+        NewNotification {
+            channel: "mx".into(),
+            dedup_key: format!("uptime/api/reminder/{dedup}"),
+            group_key: "route0:check=api".into(),
+            payload: serde_json::to_value(&note).unwrap(),
+            not_before: now,
+            escalation: None,
+        }
+    };
+    // The first reminder: a 502, then its retry.
+    mx.then_answer(Answer::new(502, "bad gateway"));
+    let at = now + Duration::minutes(10);
+    let queued = store
+        .queue_notifications("uptime/api", AlertState::Firing, at, &[reminder("1")])
+        .await
+        .unwrap();
+    assert!(queued);
+    w.round(at).await.unwrap();
+    let due = store.next_notification_due().await.unwrap().unwrap();
+    w.round(due).await.unwrap();
+    // The second, the same in every word.
+    let at = now + Duration::minutes(20);
+    store
+        .queue_notifications("uptime/api", AlertState::Firing, at, &[reminder("2")])
+        .await
+        .unwrap();
+    w.round(at).await.unwrap();
+    w.round(at + Duration::minutes(5)).await.unwrap();
+
+    let requests = mx.requests();
+    let txn: Vec<&str> = requests
+        .iter()
+        .map(|r| r.path.strip_prefix(support::matrix::PREFIX).unwrap())
+        .collect();
+    assert_eq!(txn.len(), 4, "the firing, a reminder twice, the other once");
+    assert_eq!(requests[3].body, requests[2].body, "alike in every word");
+    assert_eq!(txn[1], txn[2], "a retry is the same transaction");
+    assert_ne!(txn[2], txn[3], "another delivery is another transaction");
+    assert_ne!(txn[0], txn[1]);
+    assert_eq!(events.lock().unwrap().len(), 3, "three events: {txn:?}");
+    assert!(
+        states(&store, ids[0])
+            .await
+            .iter()
+            .all(|(s, _)| *s == DeliveryState::Delivered),
+        "{:?}",
+        states(&store, ids[0]).await
+    );
+}
+
 #[tokio::test]
 async fn storm_control_sends_what_is_over_the_limit_as_one_digest() {
     let dir = tempfile::tempdir().unwrap();

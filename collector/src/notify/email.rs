@@ -330,6 +330,7 @@ mod tests {
                 detail: None,
             }],
             digest: false,
+            ..Default::default()
         };
         let html = html_body(&msg);
         assert!(!html.contains("<script>") && !html.contains("<api>") && !html.contains("<g>"));

@@ -11,12 +11,18 @@
 //!
 //! The `room` is a room id (`!abcdef:example.org`); an alias is refused by the configuration,
 //! since whoever controls an alias can point it at another room, and resolving it on every send
-//! would be a second request that can fail. The transaction id is derived from what the
-//! message says ([`txn_id`]: a hash of the group, and of each note's fingerprint, kind, times
-//! and acknowledger), so a retried send of the same message is the same transaction, which the
-//! homeserver applies once. Two reminders of one alert with nothing else changed hash the same:
-//! a homeserver that still remembers the first (Synapse keeps transaction ids for about half
-//! an hour) answers the second without posting it again.
+//! would be a second request that can fail.
+//!
+//! The transaction id ([`txn_id`]) names the delivery, not what it says: a hash of the
+//! outbox rows the message delivers, each row's id and the time it was queued
+//! ([`super::message::RowRef`]). A retry of those rows is the same transaction, which the
+//! homeserver applies once (an answer lost after the event was made is not a second event).
+//! A later delivery is new rows, so a new transaction, however alike its text: two
+//! reminders of one alert, or an escalation's repeat, with the same notes and times would hash
+//! the same if the id came from the content, and a homeserver that still remembered the first
+//! (Synapse keeps transaction ids for about half an hour) would answer the second without
+//! posting it. A message from no outbox row (`notify-test`) hashes its notes, whose time is
+//! when the test ran.
 //!
 //! The homeserver answers 200 with the `event_id`; 429 `M_LIMIT_EXCEEDED` says how long to wait
 //! in `retry_after_ms` (and in `Retry-After` on newer homeservers), honoured through the outbox;
@@ -103,22 +109,27 @@ pub fn content(msg: &Message) -> Value {
     build(&text::message(msg, true, MAX_CONTENT_BYTES, &size))
 }
 
-/// The transaction id of `msg`'s event: `lookout` and 32 hex digits of a SHA-256 over what
-/// the message says, the same on every retry of it.
+/// The transaction id of `msg`'s event: `lookout` and 32 hex digits of a SHA-256 over the
+/// outbox rows it delivers (see the module's doc), the same on every retry of them.
 pub fn txn_id(msg: &Message) -> String {
     let mut h = Sha256::new();
-    h.update(msg.group_key.as_bytes());
-    h.update([u8::from(msg.digest)]);
-    for n in &msg.alerts {
-        for part in [
-            n.fingerprint.as_str(),
-            n.kind.as_str(),
-            &n.fired_at.to_rfc3339(),
-            &n.resolved_at.map(|t| t.to_rfc3339()).unwrap_or_default(),
-            n.acked_by.as_deref().unwrap_or(""),
-        ] {
-            h.update(part.as_bytes());
-            h.update([0]);
+    if msg.rows.is_empty() {
+        h.update(b"unqueued\0");
+        for n in &msg.alerts {
+            for part in [
+                n.fingerprint.as_str(),
+                n.kind.as_str(),
+                &n.fired_at.to_rfc3339(),
+            ] {
+                h.update(part.as_bytes());
+                h.update([0]);
+            }
+        }
+    } else {
+        h.update(b"rows\0");
+        for r in &msg.rows {
+            h.update(r.id.to_be_bytes());
+            h.update(r.queued.timestamp_micros().to_be_bytes());
         }
     }
     let hex: String = h.finalize()[..16]
@@ -131,9 +142,10 @@ pub fn txn_id(msg: &Message) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::notify::{AlertNote, NoteKind};
+    use crate::notify::{AlertNote, NoteKind, RowRef};
 
-    fn msg(kind: NoteKind) -> Message {
+    fn msg(kind: NoteKind, rows: &[i64]) -> Message {
+        let queued = chrono::DateTime::from_timestamp(1_790_000_000, 0).unwrap();
         Message {
             group_key: "g".into(),
             alerts: vec![AlertNote {
@@ -143,20 +155,35 @@ mod tests {
                 ..AlertNote::default()
             }],
             digest: false,
+            rows: rows.iter().map(|&id| RowRef { id, queued }).collect(),
         }
     }
 
     #[test]
-    fn a_transaction_id_is_the_same_for_a_retry_and_differs_for_another_note() {
-        assert_eq!(
-            txn_id(&msg(NoteKind::Firing)),
-            txn_id(&msg(NoteKind::Firing))
-        );
+    fn a_transaction_id_names_the_rows_delivered_not_what_they_say() {
+        let reminder = |rows: &[i64]| txn_id(&msg(NoteKind::Reminder, rows));
+        assert_eq!(reminder(&[7]), reminder(&[7]), "a retry");
         assert_ne!(
-            txn_id(&msg(NoteKind::Firing)),
-            txn_id(&msg(NoteKind::Resolved))
+            reminder(&[7]),
+            reminder(&[8]),
+            "another delivery, the same text"
         );
-        assert_eq!(segment(&txn_id(&msg(NoteKind::Firing))).len(), 39);
+        assert_ne!(reminder(&[7, 8]), reminder(&[7]));
+        assert_ne!(reminder(&[7, 8]), reminder(&[8, 7]));
+        // A row id reused after retention, queued at another time, is another delivery.
+        let mut reused = msg(NoteKind::Reminder, &[7]);
+        reused.rows[0].queued += chrono::Duration::milliseconds(1);
+        assert_ne!(txn_id(&reused), reminder(&[7]));
+        assert_eq!(segment(&reminder(&[7])).len(), 39);
+    }
+
+    #[test]
+    fn a_transaction_id_is_the_same_for_a_retry_and_differs_for_another_note() {
+        // notify-test's messages, from no outbox row: by what they say and when.
+        let unqueued = |kind| txn_id(&msg(kind, &[]));
+        assert_eq!(unqueued(NoteKind::Firing), unqueued(NoteKind::Firing));
+        assert_ne!(unqueued(NoteKind::Firing), unqueued(NoteKind::Resolved));
+        assert_eq!(segment(&unqueued(NoteKind::Firing)).len(), 39);
     }
 
     #[test]

@@ -112,8 +112,9 @@ impl AlertNote {
     }
 }
 
-/// What one channel sends at once: the notes of one group.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+/// What one channel sends at once: the notes of one group. `Default` is for tests
+/// (`..Default::default()`).
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct Message {
     /// The group (route and `group_by` label values).
     pub group_key: String,
@@ -122,6 +123,23 @@ pub struct Message {
     /// Storm control held these back and sends them together, once the channel's minute is
     /// over.
     pub digest: bool,
+    /// The outbox rows this message delivers, in the order of `alerts`: what names this
+    /// delivery across its retries (Matrix's transaction id). Empty for a message that is
+    /// not from the outbox (`notify-test`). Never part of a payload.
+    #[serde(skip)]
+    pub rows: Vec<RowRef>,
+}
+
+/// One outbox row a message delivers. Its id and the time it was queued name one delivery
+/// for good: every retry sends the same rows, a later delivery (a reminder, an escalation's
+/// repeat) new ones, however alike their notes. The time is kept with the id because SQLite
+/// may give a new row the id of one that retention deleted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RowRef {
+    /// The row's id in the outbox.
+    pub id: i64,
+    /// When it was queued.
+    pub queued: DateTime<Utc>,
 }
 
 impl Message {

@@ -39,7 +39,7 @@ use std::sync::Arc;
 
 pub use channel::Channel;
 pub use endpoint::HttpChannel;
-pub use message::{AlertNote, Message, NoteKind, SendError};
+pub use message::{AlertNote, Message, NoteKind, RowRef, SendError};
 pub use route::Router;
 pub use worker::Worker;
 
@@ -114,6 +114,8 @@ pub async fn send_test(
         group_key: "notify-test".into(),
         alerts: vec![note],
         digest: false,
+        // Not from the outbox: no rows, and each run is a delivery of its own.
+        rows: Vec::new(),
     };
     let started = std::time::Instant::now();
     let mut sent = channel.send(&msg).await;

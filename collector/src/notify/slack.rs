@@ -64,6 +64,7 @@ pub fn payload(msg: &Message) -> Value {
             group_key: msg.group_key.clone(),
             alerts: notes.iter().map(|&a| a.clone()).collect(),
             digest: false,
+            ..Default::default()
         }
         .title();
         let mut blocks = vec![json!({

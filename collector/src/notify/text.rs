@@ -315,6 +315,7 @@ mod tests {
             group_key: "g".into(),
             alerts,
             digest: false,
+            ..Default::default()
         }
     }
 

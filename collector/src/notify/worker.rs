@@ -21,7 +21,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::Sender;
 use super::link::AckLinks;
-use super::message::{AlertNote, Message, NoteKind, SendError};
+use super::message::{AlertNote, Message, NoteKind, RowRef, SendError};
 use crate::store::alerting::Notification;
 use crate::store::{Store, StoreError};
 use crate::telemetry::{Metrics, Outcome};
@@ -384,6 +384,13 @@ async fn send_group(
         group_key: group_key.to_string(),
         alerts,
         digest,
+        rows: rows
+            .iter()
+            .map(|r| RowRef {
+                id: r.id,
+                queued: r.created,
+            })
+            .collect(),
     };
     sender.send(&msg).await
 }

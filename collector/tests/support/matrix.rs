@@ -17,8 +17,10 @@
 //! a JSON object of at most 65,536 bytes with `msgtype` one of the spec's and `body` a string;
 //! with `format`, it is `org.matrix.custom.html` and `formatted_body` a string of balanced
 //! HTML using only the spec's tags, every `&` an entity and no bare `<` ([`check_html`]). A
-//! transaction id seen before gets the first event's id back and makes no second event, as
-//! the spec asks; [`events`] counts the events made.
+//! transaction id seen before in the same room gets the first event's id back and makes no
+//! second event, as the spec asks and as Synapse does (it keeps them for about half an hour,
+//! longer than any test): a sender that reuses an id for a new message loses that message,
+//! and the [`Events`] it made show it.
 //!
 //! Answers: 200 `{"event_id":"$..."}`; errors `{"errcode":...,"error":...}`. 429 and 5xx are
 //! scripted with [`Peer::then_answer`] ([`limit_exceeded`]).
@@ -38,10 +40,10 @@ pub const TOKEN: &str = "syt_bG9va291dA_qwErTyUiOpAsDfGhJkLz_0a1b2c";
 pub const PREFIX: &str =
     "/_matrix/client/v3/rooms/%21OGEhHVWSdvArJzumhm%3Aexample.org/send/m.room.message/";
 
-/// The events the fake made, by transaction id.
-pub type Events = Arc<Mutex<HashMap<String, String>>>;
+/// The events the fake made, by room and transaction id.
+pub type Events = Arc<Mutex<HashMap<(String, String), String>>>;
 
-/// Starts the fake; the map holds an event per transaction id.
+/// Starts the fake; the map holds an event per room and transaction id.
 pub async fn start() -> (Peer, Events) {
     let events: Events = Arc::default();
     let made = events.clone();
@@ -76,7 +78,7 @@ pub async fn start() -> (Peer, Events) {
         let mut events = made.lock().unwrap();
         let n = events.len();
         let id = events
-            .entry(txn.to_string())
+            .entry((room, txn.to_string()))
             .or_insert_with(|| format!("$event{n}"))
             .clone();
         Answer::new(200, &json!({"event_id": id}).to_string())
