@@ -1,9 +1,9 @@
 //! The outbox worker against real peers: an SMTP server that is down for a while, the strict
 //! fakes of each HTTP channel's vendor answering 429 (with the wait it asks for, in the vendor's
-//! way: `Retry-After`, in the body as Telegram does, or none as ntfy, Pushover and Opsgenie) and
-//! then 5xx, storm control's digest, and a sender that dies holding a lease. Each notification
-//! must arrive exactly once. Rounds are
-//! driven with an explicit time, so nothing here waits for backoff.
+//! way: `Retry-After`, in the body as Telegram does, in headers of its own as Opsgenie does, or
+//! none as ntfy and Pushover) and then 5xx, storm control's digest, and a sender that dies
+//! holding a lease. Each notification must arrive exactly once. Rounds are driven with an
+//! explicit time, so nothing here waits for backoff.
 
 mod support;
 
@@ -418,9 +418,9 @@ async fn pushover_429_and_500_are_retried_and_the_emergency_arrives_once() {
     }
 }
 
-/// Opsgenie through the outbox, its key from `${ENV}`: its 429 (which says how long in no
-/// header the outbox reads: the backoff applies) and a 503 are retried, and the alert is
-/// created once more, valid, with the same alias each time.
+/// Opsgenie through the outbox, its key from `${ENV}`: its 429 (no `Retry-After`; the minute
+/// window its `X-RateLimit-Period-In-Sec` names is waited out) and a 503 are retried, and the
+/// alert is created once more, valid, with the same alias each time.
 #[tokio::test]
 async fn opsgenie_429_and_503_are_retried_and_the_alert_is_created_by_one_alias() {
     let og = support::opsgenie::start().await;
@@ -430,16 +430,65 @@ async fn opsgenie_429_and_503_are_retried_and_the_alert_is_created_by_one_alias(
     );
     let env = |k: &str| (k == "OPSGENIE_API_KEY").then(|| support::opsgenie::API_KEY.to_string());
     let refusals = vec![
-        support::opsgenie::throttled(),
+        support::opsgenie::throttled(60),
         Answer::new(503, "unavailable"),
     ];
-    let requests = retried_until_delivered(&toml, &env, &og, refusals, 1).await;
+    let requests = retried_until_delivered(&toml, &env, &og, refusals, 60).await;
     for r in &requests {
         assert_eq!(
             support::opsgenie::validate(r),
             Ok(support::opsgenie::Action::Create(Some("uptime/api".into())))
         );
         assert_eq!(r.body, requests[0].body);
+    }
+}
+
+/// Opsgenie's 429 through the outbox: nothing is sent again before the period its headers
+/// name (a minute) has passed, and the alert is then created once; a 429 without those
+/// headers is retried after the outbox's backoff, well before.
+#[tokio::test]
+async fn opsgenie_429_waits_out_the_period_its_headers_name() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path()).await;
+    let og = support::opsgenie::start().await;
+    let (w, _) = worker(
+        &store,
+        &format!(
+            "[[channels]]\nname = \"og\"\ntype = \"opsgenie\"\napi_key = \"{}\"\nurl = \"{}\"\n",
+            support::opsgenie::API_KEY,
+            og.url("")
+        ),
+    );
+    og.then_answer(support::opsgenie::throttled(60));
+    og.then_answer(support::opsgenie::throttled_without_headers());
+    let now = Utc::now();
+    let ids = queue(&store, "og", &["api"], now).await;
+    w.round(now).await.unwrap();
+    let due = store.next_notification_due().await.unwrap().unwrap();
+    assert!(
+        due >= now + Duration::seconds(59) && due <= now + Duration::seconds(61),
+        "{due} vs {now}"
+    );
+    w.round(now + Duration::seconds(50)).await.unwrap();
+    assert_eq!(og.requests().len(), 1, "sent again within the minute");
+    // The second 429 names no period: the backoff, seconds rather than a minute.
+    w.round(due).await.unwrap();
+    assert_eq!(states(&store, ids[0]).await, [(DeliveryState::Pending, 2)]);
+    let again = store.next_notification_due().await.unwrap().unwrap();
+    assert!(again - due < Duration::seconds(30), "{again} vs {due}");
+    w.round(again).await.unwrap();
+    assert_eq!(
+        states(&store, ids[0]).await,
+        [(DeliveryState::Delivered, 3)]
+    );
+    w.round(again + Duration::minutes(30)).await.unwrap();
+    let requests = og.requests();
+    assert_eq!(requests.len(), 3);
+    for r in &requests {
+        assert_eq!(
+            support::opsgenie::validate(r),
+            Ok(support::opsgenie::Action::Create(Some("uptime/api".into())))
+        );
     }
 }
 

@@ -3,7 +3,8 @@
 //! where they go, with which headers, and which secrets to keep out of error text).
 //! [`HttpChannel`] puts the two together and does the rest once for all of them: the POST with
 //! the channel's timeout, the answer read as delivered, retried (408, 429, 5xx, after what
-//! `Retry-After` asks) or given up, and error text without the URL or the keys. Retries,
+//! `Retry-After` asks, or on a 429 what the peer says in headers or a body of its own) or
+//! given up, and error text without the URL or the keys. Retries,
 //! backoff, storm control and exactly-once stay where they were, in the outbox's worker: a
 //! channel only says how one attempt went.
 //!
@@ -107,6 +108,13 @@ pub(crate) trait Payload: Send + Sync + 'static {
     fn retry_after_in_body(&self, _body: &str) -> Option<Duration> {
         None
     }
+
+    /// The wait a refusal's headers ask for other than in `Retry-After`, for peers that say
+    /// it in headers of their own (Opsgenie's `X-RateLimit-Period-In-Sec`). Asked only of a
+    /// 429 without a usable `Retry-After`, before [`Payload::retry_after_in_body`].
+    fn retry_after_in_headers(&self, _headers: &HeaderMap) -> Option<Duration> {
+        None
+    }
 }
 
 /// Where a channel's requests go: the URL, its headers, its timeout, and the secrets to keep
@@ -207,7 +215,8 @@ impl Endpoint {
                 after: None,
             }) if status == reqwest::StatusCode::TOO_MANY_REQUESTS => Err(SendError::Retry {
                 after: payload
-                    .retry_after_in_body(&snippet)
+                    .retry_after_in_headers(&answer_headers)
+                    .or_else(|| payload.retry_after_in_body(&snippet))
                     .map(|d| d.min(super::http::MAX_RETRY_AFTER)),
                 reason,
             }),

@@ -19,13 +19,19 @@
 //!
 //! Opsgenie answers 202 with a `requestId` (it processes requests later: an acknowledge of an
 //! alias it has not created yet is accepted, and fails there). 429 and 5xx are retried through
-//! the outbox (Opsgenie's 429 says how long in no header the outbox reads: the outbox's
-//! backoff applies); 4xx (an invalid key, 401; an invalid body, 422) are given up. A grouped
-//! message is one request per note, sent in order; a failure retries the message and the
-//! requests that had gone through are sent again, deduplicated by alias. Error text never holds
-//! the key.
+//! the outbox. Opsgenie's 429 has no `Retry-After`; its rate-limiting page documents
+//! `X-RateLimit-State: THROTTLED`, `X-RateLimit-Reason` (which limit: the account's, the
+//! integration's...) and `X-RateLimit-Period-In-Sec`, the window whose limit was passed (60:
+//! requests a minute, 1: a second). The windows roll, so once that period has passed the
+//! requests that filled it no longer count: the outbox waits that long ([`throttled_for`]),
+//! where its own backoff (2 s, doubling) would knock on a full minute's window four times
+//! more. A 429 without those headers gets the backoff. 4xx (an invalid key, 401; an invalid
+//! body, 422) are given up. A grouped message is one request per note, sent in order; a
+//! failure retries the message and the requests that had gone through are sent again,
+//! deduplicated by alias. Error text never holds the key.
 
 use std::collections::BTreeMap;
+use std::time::Duration;
 
 use lookout_config::ChannelConfig;
 use reqwest::header::{AUTHORIZATION, HeaderMap, HeaderValue};
@@ -118,6 +124,21 @@ impl Payload for Opsgenie {
     fn keeps_alerts_open(&self) -> bool {
         true
     }
+
+    fn retry_after_in_headers(&self, headers: &HeaderMap) -> Option<Duration> {
+        throttled_for(headers)
+    }
+}
+
+/// How long a 429's rate-limit headers say to wait: `X-RateLimit-Period-In-Sec` (whole
+/// seconds, at least 1) when `X-RateLimit-State` is `THROTTLED`; `None` otherwise.
+pub fn throttled_for(headers: &HeaderMap) -> Option<Duration> {
+    let header = |name: &str| headers.get(name)?.to_str().ok().map(str::trim);
+    if !header("x-ratelimit-state")?.eq_ignore_ascii_case("THROTTLED") {
+        return None;
+    }
+    let secs: u64 = header("x-ratelimit-period-in-sec")?.parse().ok()?;
+    (secs > 0).then(|| Duration::from_secs(secs))
 }
 
 /// The request for one note (see the module's doc).
@@ -245,6 +266,48 @@ pub fn alias(fingerprint: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_throttled_answer_waits_out_the_period_it_names() {
+        let headers = |pairs: &[(&'static str, &'static str)]| {
+            let mut h = HeaderMap::new();
+            for (k, v) in pairs {
+                h.insert(*k, HeaderValue::from_static(v));
+            }
+            h
+        };
+        let throttled = |period| {
+            headers(&[
+                ("x-ratelimit-state", "THROTTLED"),
+                ("x-ratelimit-reason", "INTEGRATION"),
+                ("x-ratelimit-period-in-sec", period),
+            ])
+        };
+        assert_eq!(
+            throttled_for(&throttled("60")),
+            Some(Duration::from_secs(60))
+        );
+        assert_eq!(
+            throttled_for(&throttled(" 1 ")),
+            Some(Duration::from_secs(1))
+        );
+        for period in ["0", "-1", "1.5", "sixty", "99999999999999999999999"] {
+            assert_eq!(throttled_for(&throttled(period)), None, "{period}");
+        }
+        // Not throttled, or no period: the outbox's backoff.
+        assert_eq!(
+            throttled_for(&headers(&[
+                ("x-ratelimit-state", "OK"),
+                ("x-ratelimit-period-in-sec", "60")
+            ])),
+            None
+        );
+        assert_eq!(
+            throttled_for(&headers(&[("x-ratelimit-state", "THROTTLED")])),
+            None
+        );
+        assert_eq!(throttled_for(&HeaderMap::new()), None);
+    }
 
     #[test]
     fn responders_take_opsgenies_shape() {

@@ -1,11 +1,13 @@
 //! The Opsgenie channel against a strict fake of the Alert API v2.
 
+use std::time::Duration;
+
 use lookout_collector::notify::{Channel, NoteKind, SendError};
 use serde_json::{Value, json};
 
 use super::{build, config, fails_retried, firing, message, note, send};
 use crate::support::http_peer::{Answer, Peer, Request};
-use crate::support::opsgenie::{API_KEY, Action, throttled, validate};
+use crate::support::opsgenie::{API_KEY, Action, throttled, throttled_without_headers, validate};
 
 fn settings(peer: &Peer) -> Value {
     json!({
@@ -170,13 +172,21 @@ async fn long_texts_and_fingerprints_fit_opsgenies_limits() {
 #[tokio::test]
 async fn answers_decide_retry_or_give_up_and_the_key_never_shows() {
     let (peer, channel) = opsgenie().await;
-    peer.then_answer(throttled());
-    match send(&channel, &firing()).await.unwrap_err() {
-        SendError::Retry { after, reason } => {
-            assert_eq!(after, None, "Opsgenie sends no Retry-After");
-            assert!(reason.contains("Opsgenie answered 429"), "{reason}");
+    // No Retry-After: the wait is the period its rate-limit headers name; without them, none
+    // (the outbox's backoff).
+    for (answer, wait) in [
+        (throttled(60), Some(Duration::from_secs(60))),
+        (throttled(1), Some(Duration::from_secs(1))),
+        (throttled_without_headers(), None),
+    ] {
+        peer.then_answer(answer);
+        match send(&channel, &firing()).await.unwrap_err() {
+            SendError::Retry { after, reason } => {
+                assert_eq!(after, wait, "{reason}");
+                assert!(reason.contains("Opsgenie answered 429"), "{reason}");
+            }
+            e => panic!("{e:?}"),
         }
-        e => panic!("{e:?}"),
     }
     fails_retried(
         &peer,
@@ -212,7 +222,8 @@ async fn answers_decide_retry_or_give_up_and_the_key_never_shows() {
         matches!(&e, SendError::Permanent(r) if r.contains("422") && r.contains("Message can not be empty")),
         "{e:?}"
     );
-    assert_eq!(peer.requests().len(), 2 + 2 + 1 + 1);
+    // The last 2: the two 429s above besides the first.
+    assert_eq!(peer.requests().len(), 2 + 2 + 1 + 1 + 2);
 }
 
 #[test]

@@ -4,8 +4,11 @@
 //! Reference: "Alert API", https://docs.opsgenie.com/docs/alert-api (Create Alert: the fields,
 //! which is mandatory, and their limits; Acknowledge Alert and Close Alert: `identifierType`,
 //! `user`, `source`, `note`; answers `202` with `result`, `took`, `requestId`), and "API
-//! Rate Limiting", https://docs.opsgenie.com/docs/api-rate-limiting (429 and its
-//! `X-RateLimit-*` headers, no `Retry-After`).
+//! Rate Limiting", https://docs.opsgenie.com/docs/api-rate-limiting (a token bucket per
+//! request domain, counted over rolling windows of a minute and of a second; a request over
+//! the limit is answered 429 with `X-RateLimit-State: THROTTLED`, `X-RateLimit-Reason` naming
+//! the limit, and `X-RateLimit-Period-In-Sec`, the window it passed: 60 or 1; no
+//! `Retry-After`).
 //!
 //! Checked: `Authorization: GenieKey <key>` with this fake's [`API_KEY`] (else 401);
 //! `Content-Type: application/json`; `POST /v2/alerts` (create), `POST
@@ -23,7 +26,7 @@
 //! Answers as Opsgenie: `202 {"result": "Request will be processed", "took": ..., "requestId":
 //! ...}`; `422 {"message": "Request body is not valid", "errors": {...}, ...}`; `401 {"message":
 //! "Could not authenticate", ...}`. 429 and 5xx are scripted with [`Peer::then_answer`]
-//! ([`throttled`] is Opsgenie's 429).
+//! ([`throttled`] is Opsgenie's 429, [`throttled_without_headers`] one a proxy might make).
 
 use serde_json::{Map, Value, json};
 
@@ -63,15 +66,21 @@ pub fn answer(req: &Request) -> Answer {
     }
 }
 
-/// Opsgenie's 429, as its rate-limiting page shows it.
-pub fn throttled() -> Answer {
+/// Opsgenie's 429, as its rate-limiting page describes it, for the window of `period`
+/// seconds (60: the requests a minute, 1: a second).
+pub fn throttled(period: u64) -> Answer {
+    throttled_without_headers()
+        .header("x-ratelimit-state", "THROTTLED")
+        .header("x-ratelimit-reason", "INTEGRATION")
+        .header("x-ratelimit-period-in-sec", &period.to_string())
+}
+
+/// A 429 with Opsgenie's body but none of its rate-limit headers.
+pub fn throttled_without_headers() -> Answer {
     Answer::new(
         429,
         r#"{"message":"You are making too many requests! To avoid errors, we recommend you limit requests.","took":0.0,"requestId":"x"}"#,
     )
-    .header("x-ratelimit-state", "THROTTLED")
-    .header("x-ratelimit-reason", "INTEGRATION")
-    .header("x-ratelimit-period-in-sec", "60")
 }
 
 /// What a request did, when valid.
