@@ -12,6 +12,18 @@
 //! in): notes that do not fit are left out whole and counted, and a single note too long is cut
 //! inside its texts, never inside a tag or an entity.
 //!
+//! A note that can be acknowledged (a firing or a reminder, with `[server] public_url` set)
+//! also gets a button under the message: `reply_markup` is an inline keyboard
+//! (`{"inline_keyboard": [[{"text": "Acknowledge", "url": link}]]}`, one row per such note, at
+//! most [`MAX_BUTTONS`], named after the note's subject when there are several) whose button
+//! opens the acknowledge link, which asks for a confirmation as it does from any message. URL
+//! buttons only: a callback button would need the collector to poll Telegram for the presses
+//! or to take its webhook. The link stays in the text as well. A button's URL is one Telegram
+//! must accept, or it refuses the whole message (400 `BUTTON_URL_INVALID`), and a 400 is given
+//! up: so a link gets a button only when it is `http(s)://` to a host name with a dot that is
+//! not `localhost` or an IP address ([`button_url`]), the links Telegram is known to open; a
+//! collector reached by a bare name or address keeps its link in the text alone.
+//!
 //! Telegram answers `{"ok":true,...}`; a 429 says how long to wait in its body
 //! (`parameters.retry_after`, in seconds), which the outbox honours; 5xx are retried; 400
 //! (`chat not found`, a parse error), 401 (a wrong token) and 403 (the bot was removed from the
@@ -31,6 +43,12 @@ use super::text;
 pub const DEFAULT_URL: &str = "https://api.telegram.org";
 /// The most characters (UTF-16 units) of a message's text after entity parsing.
 pub const MAX_TEXT: usize = 4096;
+/// The most acknowledge buttons under one message (a grouped message's alerts beyond get none).
+pub const MAX_BUTTONS: usize = 10;
+/// The most characters of a subject on a button.
+const MAX_BUTTON_SUBJECT: usize = 40;
+/// The longest link put on a button (the text's own limit for links).
+const MAX_BUTTON_URL: usize = 500;
 
 /// Builds the channel from a `telegram` entry (`bot_token`, `chat_id`, `url`, `timeout`).
 pub fn channel(cfg: &ChannelConfig, http: reqwest::Client) -> Result<HttpChannel, String> {
@@ -80,12 +98,63 @@ impl Payload for Telegram {
 
 /// The `sendMessage` body for `msg` (see the module's doc).
 pub fn body(chat_id: &Value, msg: &Message) -> Value {
-    json!({
+    let mut body = json!({
         "chat_id": chat_id,
         "text": html(msg),
         "parse_mode": "HTML",
         "link_preview_options": {"is_disabled": true},
-    })
+    });
+    if let Some(keyboard) = keyboard(msg) {
+        body["reply_markup"] = keyboard;
+    }
+    body
+}
+
+/// The inline keyboard of `msg`: a URL button per note that has an acknowledge link Telegram
+/// takes, at most [`MAX_BUTTONS`]; `None` without any.
+fn keyboard(msg: &Message) -> Option<Value> {
+    let links: Vec<(&str, &str)> = msg
+        .alerts
+        .iter()
+        .filter_map(|n| Some((button_url(n.ack_link.as_deref()?)?, n.subject())))
+        .take(MAX_BUTTONS)
+        .collect();
+    let one = links.len() == 1;
+    let rows: Vec<Value> = links
+        .into_iter()
+        .map(|(url, subject)| {
+            let text = if one {
+                "Acknowledge".to_string()
+            } else {
+                format!("Acknowledge {}", cut(subject, MAX_BUTTON_SUBJECT))
+            };
+            json!([{"text": text, "url": url}])
+        })
+        .collect();
+    (!rows.is_empty()).then(|| json!({"inline_keyboard": rows}))
+}
+
+/// `link` when a URL button may carry it: `http://` or `https://` to a host name with a dot,
+/// not `localhost` and not an IP address (see the module's doc).
+pub fn button_url(link: &str) -> Option<&str> {
+    let url = reqwest::Url::parse(link).ok()?;
+    if !matches!(url.scheme(), "http" | "https") || link.chars().count() > MAX_BUTTON_URL {
+        return None;
+    }
+    match url.host()? {
+        url::Host::Domain(d) if d.contains('.') && !d.ends_with("localhost") => Some(link),
+        _ => None,
+    }
+}
+
+/// `s`, at most `n` characters, `…` marking a cut.
+fn cut(s: &str, n: usize) -> String {
+    if s.chars().count() <= n {
+        return s.to_string();
+    }
+    let mut out: String = s.chars().take(n - 1).collect();
+    out.push('…');
+    out
 }
 
 /// The message's text in Telegram's HTML, within [`MAX_TEXT`] after parsing.
@@ -97,6 +166,98 @@ pub fn html(msg: &Message) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::notify::{AlertNote, NoteKind};
+
+    #[test]
+    fn a_button_carries_only_a_link_telegram_opens() {
+        for ok in [
+            "https://lookout.example.com/ack/1.2.3.abc",
+            "http://status.internal.example:7700/ack/t",
+        ] {
+            assert_eq!(button_url(ok), Some(ok));
+        }
+        for refused in [
+            "http://localhost:7700/ack/t",
+            "http://lookout.localhost/ack/t",
+            "http://127.0.0.1:7700/ack/t",
+            "http://[::1]:7700/ack/t",
+            "http://lookout:7700/ack/t",
+            "ftp://lookout.example.com/ack/t",
+            "tg://resolve?domain=x",
+            "not a url",
+        ] {
+            assert_eq!(button_url(refused), None, "{refused}");
+        }
+        let long = format!("https://lookout.example.com/{}", "a".repeat(500));
+        assert_eq!(button_url(&long), None);
+    }
+
+    #[test]
+    fn notes_that_can_be_acknowledged_get_a_button_each() {
+        let note = |check: &str, kind, link: Option<&str>| AlertNote {
+            fingerprint: format!("uptime/{check}"),
+            labels: [("check".to_string(), check.to_string())].into(),
+            kind,
+            ack_link: link.map(str::to_string),
+            ..AlertNote::default()
+        };
+        let msg = |alerts| Message {
+            alerts,
+            ..Message::default()
+        };
+        let one = msg(vec![note(
+            "api",
+            NoteKind::Firing,
+            Some("https://l.example/ack/1"),
+        )]);
+        assert_eq!(
+            keyboard(&one),
+            Some(
+                json!({"inline_keyboard": [[{"text": "Acknowledge", "url": "https://l.example/ack/1"}]]})
+            )
+        );
+        let long = "x".repeat(60);
+        let several = msg(vec![
+            note("api", NoteKind::Firing, Some("https://l.example/ack/1")),
+            note("db", NoteKind::Resolved, None),
+            note(&long, NoteKind::Reminder, Some("https://l.example/ack/2")),
+            note("web", NoteKind::Firing, Some("http://localhost/ack/3")),
+        ]);
+        let rows = keyboard(&several).unwrap()["inline_keyboard"].clone();
+        assert_eq!(
+            rows,
+            json!([
+                [{"text": "Acknowledge api", "url": "https://l.example/ack/1"}],
+                [{"text": format!("Acknowledge {}…", "x".repeat(39)), "url": "https://l.example/ack/2"}],
+            ])
+        );
+        assert_eq!(
+            keyboard(&msg(vec![note("db", NoteKind::Resolved, None)])),
+            None
+        );
+        let many = msg((0..15)
+            .map(|i| {
+                note(
+                    &format!("c{i}"),
+                    NoteKind::Firing,
+                    Some("https://l.example/ack/x"),
+                )
+            })
+            .collect());
+        assert_eq!(
+            keyboard(&many).unwrap()["inline_keyboard"]
+                .as_array()
+                .unwrap()
+                .len(),
+            MAX_BUTTONS
+        );
+        assert_eq!(
+            body(&json!(1), &one)["reply_markup"],
+            keyboard(&one).unwrap()
+        );
+        let resolved = msg(vec![note("db", NoteKind::Resolved, None)]);
+        assert!(body(&json!(1), &resolved).get("reply_markup").is_none());
+    }
 
     #[test]
     fn a_429_body_says_how_long_to_wait() {

@@ -102,6 +102,12 @@ async fn a_grouped_message_is_one_message_with_a_block_per_alert() {
         ),
         "{body}"
     );
+    assert_eq!(
+        body["reply_markup"],
+        json!({"inline_keyboard": [[
+            {"text": "Acknowledge", "url": "https://status.example.com/ack/t0k?x=1&y=2"}
+        ]]})
+    );
     assert!(
         text.starts_with(
             "[FIRING] 1 alert, [REMINDER] 1 alert, [RESOLVED] 1 alert\n\nFIRING · api\napi down\n"
@@ -110,6 +116,79 @@ async fn a_grouped_message_is_one_message_with_a_block_per_alert() {
     );
     assert!(text.contains("\n\nREMINDER · db\ndb down\n"), "{text}");
     assert!(text.contains("\n\nRESOLVED · web\nweb slow\n"), "{text}");
+}
+
+/// A note that can be acknowledged gets a URL button opening its link (the link stays in the
+/// text); a link Telegram would refuse on a button (a bare host, an address) gets none, so the
+/// message is not refused for it; the fake holds the keyboard to the reference's shape.
+#[tokio::test]
+async fn an_acknowledge_link_is_a_url_button_under_the_message() {
+    let (peer, channel) = telegram().await;
+    let link = "https://lookout.example.com/ack/42.1795687200000.1796292000.0123456789abcdef0123456789abcdef";
+    let mut fire = firing();
+    fire.alerts[0].ack_link = Some(link.into());
+    send(&channel, &fire).await.unwrap();
+    let mut two = message(vec![
+        note(NoteKind::Firing, "api", "api down"),
+        note(NoteKind::Reminder, "db", "db down"),
+    ]);
+    two.alerts[0].ack_link = Some(format!("{link}1"));
+    two.alerts[1].ack_link = Some(format!("{link}2"));
+    send(&channel, &two).await.unwrap();
+    let mut bare = firing();
+    bare.alerts[0].ack_link = Some("http://10.0.0.5:7700/ack/1.2.3.abc".into());
+    send(&channel, &bare).await.unwrap();
+    let [(one, text), (grouped, _), (by_address, by_address_text)] =
+        sent(&peer).try_into().unwrap();
+    assert_eq!(
+        one["reply_markup"],
+        json!({"inline_keyboard": [[{"text": "Acknowledge", "url": link}]]})
+    );
+    assert!(
+        text.contains("Acknowledge"),
+        "the link stays in the text: {text}"
+    );
+    assert_eq!(
+        grouped["reply_markup"],
+        json!({"inline_keyboard": [
+            [{"text": "Acknowledge api", "url": format!("{link}1")}],
+            [{"text": "Acknowledge db", "url": format!("{link}2")}],
+        ]})
+    );
+    assert!(by_address.get("reply_markup").is_none(), "{by_address}");
+    assert!(by_address_text.contains("Acknowledge"), "{by_address_text}");
+    let plain = sent_one_without_link(&channel, &peer).await;
+    assert!(plain.get("reply_markup").is_none(), "{plain}");
+
+    // The fake refuses what the reference does not allow.
+    let with =
+        |markup: Value| json!({"chat_id": 1, "text": "x", "reply_markup": markup}).to_string();
+    let button = |b: Value| with(json!({"inline_keyboard": [[b]]}));
+    assert!(
+        validate(button(json!({"text": "a", "url": "tg://resolve?domain=x"})).as_bytes()).is_ok()
+    );
+    assert!(validate(button(json!({"text": "a", "callback_data": "ack"})).as_bytes()).is_ok());
+    for bad in [
+        with(json!([[{"text": "a", "url": "https://x.example"}]])),
+        with(json!({"keyboard": [[{"text": "a"}]]})),
+        with(json!({"inline_keyboard": [{"text": "a", "url": "https://x.example"}]})),
+        button(json!({"text": "a"})),
+        button(json!({"text": "", "url": "https://x.example"})),
+        button(json!({"url": "https://x.example"})),
+        button(json!({"text": "a", "url": "https://x.example", "callback_data": "y"})),
+        button(json!({"text": "a", "url": "ftp://x.example"})),
+        button(json!({"text": "a", "url": 7})),
+        button(json!({"text": "a", "callback_data": "x".repeat(65)})),
+        button(json!({"text": "a", "colour": "red", "url": "https://x.example"})),
+    ] {
+        assert!(validate(bad.as_bytes()).is_err(), "{bad}");
+    }
+}
+
+/// Sends the firing message, which has no acknowledge link, and returns its body.
+async fn sent_one_without_link(channel: &Channel, peer: &Peer) -> Value {
+    send(channel, &firing()).await.unwrap();
+    sent(peer).pop().unwrap().0
 }
 
 #[tokio::test]

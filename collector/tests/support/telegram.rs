@@ -10,7 +10,12 @@
 //! only tags: `b strong i em u ins s strike del span class="tg-spoiler" tg-spoiler a href
 //! tg-emoji code pre blockquote`; every `<`, `>` and `&` not part of a tag or an entity must
 //! be escaped; only the named entities `&lt; &gt; &amp; &quot;` and numeric ones), and
-//! "ResponseParameters" (`retry_after`, the seconds to wait after a 429 flood control).
+//! "ResponseParameters" (`retry_after`, the seconds to wait after a 429 flood control),
+//! "InlineKeyboardMarkup" (`inline_keyboard`, an array of button rows, each an array of
+//! "InlineKeyboardButton": `text` required, and exactly one of `url` ("HTTP or tg:// URL"),
+//! `callback_data` (1-64 bytes), `web_app`, `login_url`, `switch_inline_query`,
+//! `switch_inline_query_current_chat`, `switch_inline_query_chosen_chat`, `copy_text`,
+//! `callback_game`, `pay`).
 //!
 //! Checked: the path holds this fake's [`TOKEN`] (else 401 `Unauthorized`, or 404 for another
 //! method); `Content-Type: application/json`; a JSON object with only `sendMessage`'s
@@ -21,7 +26,10 @@
 //! `&`, an unknown or unterminated entity, an end tag that closes another, a tag left open, an
 //! `a` without `href` or inside another `a`, each refused with Telegram's `can't parse
 //! entities`; the text left after parsing must be 1 to 4,096 UTF-16 units, and not all
-//! blank.
+//! blank. `reply_markup`, when there, must be an inline keyboard ([`check_keyboard`]: the
+//! other markups, a reply keyboard's, are not for alerts and refused here): rows of buttons
+//! with only the reference's fields, a non-empty `text`, exactly one kind, a `url` that is
+//! `http://`, `https://` or `tg://`, `callback_data` of 1 to 64 bytes.
 //!
 //! Answers as Telegram: `200 {"ok":true,"result":{message}}`; `400 {"ok":false,"error_code":
 //! 400,"description":"Bad Request: ..."}`; 429 from [`too_many_requests`] (the wait in
@@ -147,6 +155,9 @@ pub fn validate(body: &[u8]) -> Result<String, String> {
     if let Some(o) = obj.get("link_preview_options") {
         link_preview_ok(o)?;
     }
+    if let Some(markup) = obj.get("reply_markup") {
+        check_keyboard(markup)?;
+    }
     for key in [
         "disable_web_page_preview",
         "disable_notification",
@@ -157,6 +168,82 @@ pub fn validate(body: &[u8]) -> Result<String, String> {
         }
     }
     Ok(parsed)
+}
+
+/// An `InlineKeyboardMarkup` as the reference describes it.
+pub fn check_keyboard(markup: &Value) -> Result<(), String> {
+    let obj = markup
+        .as_object()
+        .ok_or("can't parse reply keyboard markup JSON object")?;
+    if obj.keys().any(|k| k != "inline_keyboard") {
+        return Err("this fake takes an inline keyboard only".into());
+    }
+    let rows = obj
+        .get("inline_keyboard")
+        .and_then(Value::as_array)
+        .ok_or("field \"inline_keyboard\" must be an Array")?;
+    for row in rows {
+        let row = row
+            .as_array()
+            .ok_or("field \"inline_keyboard\" must be an Array of Arrays")?;
+        for button in row {
+            check_button(button)?;
+        }
+    }
+    Ok(())
+}
+
+fn check_button(button: &Value) -> Result<(), String> {
+    const KINDS: [&str; 10] = [
+        "url",
+        "callback_data",
+        "web_app",
+        "login_url",
+        "switch_inline_query",
+        "switch_inline_query_current_chat",
+        "switch_inline_query_chosen_chat",
+        "copy_text",
+        "callback_game",
+        "pay",
+    ];
+    let b = button
+        .as_object()
+        .ok_or("can't parse inline keyboard button: not an object")?;
+    if let Some(k) = b
+        .keys()
+        .find(|k| *k != "text" && !KINDS.contains(&k.as_str()))
+    {
+        return Err(format!(
+            "can't parse inline keyboard button: unknown field {k}"
+        ));
+    }
+    match b.get("text") {
+        Some(Value::String(t)) if !t.trim().is_empty() => {}
+        Some(Value::String(_)) => return Err("BUTTON_TEXT_EMPTY".into()),
+        _ => return Err(
+            "can't parse inline keyboard button: Text buttons are unallowed in the inline keyboard"
+                .into(),
+        ),
+    }
+    let kinds: Vec<&String> = b.keys().filter(|k| *k != "text").collect();
+    let [kind] = kinds.as_slice() else {
+        return Err(format!(
+            "can't parse inline keyboard button: exactly one of {KINDS:?} is needed, not {kinds:?}"
+        ));
+    };
+    match (kind.as_str(), &b[kind.as_str()]) {
+        ("url", Value::String(u))
+            if ["http://", "https://", "tg://"]
+                .iter()
+                .any(|p| u.starts_with(p) && u.len() > p.len()) =>
+        {
+            Ok(())
+        }
+        ("url", _) => Err("BUTTON_URL_INVALID".into()),
+        ("callback_data", Value::String(d)) if (1..=64).contains(&d.len()) => Ok(()),
+        ("callback_data", _) => Err("BUTTON_DATA_INVALID".into()),
+        _ => Ok(()),
+    }
 }
 
 fn link_preview_ok(o: &Value) -> Result<(), String> {
