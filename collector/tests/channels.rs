@@ -20,6 +20,8 @@ mod pagerduty;
 mod pushover;
 #[path = "channels/slack.rs"]
 mod slack;
+#[path = "channels/teams.rs"]
+mod teams;
 #[path = "channels/telegram.rs"]
 mod telegram;
 #[path = "channels/webhook.rs"]

@@ -1,9 +1,9 @@
 //! The outbox worker against real peers: an SMTP server that is down for a while, the strict
 //! fakes of each HTTP channel's vendor answering 429 (with the wait it asks for, in the vendor's
 //! way: `Retry-After`, in the body as Telegram does, in headers of its own as Opsgenie does, or
-//! none as ntfy and Pushover) and then 5xx, storm control's digest, and a sender that dies
-//! holding a lease. Each notification must arrive exactly once. Rounds are driven with an
-//! explicit time, so nothing here waits for backoff.
+//! none as ntfy and Pushover) and then 5xx, a refusal given up at once, storm control's digest,
+//! and a sender that dies holding a lease. Each notification must arrive exactly once. Rounds
+//! are driven with an explicit time, so nothing here waits for backoff.
 
 mod support;
 
@@ -664,6 +664,74 @@ async fn matrix_identical_reminders_are_two_transactions_and_a_retry_keeps_its_o
         "{:?}",
         states(&store, ids[0]).await
     );
+}
+
+/// Teams through the outbox: a throttled trigger's 429 with `Retry-After` and a 503 are
+/// retried, and the card arrives once, valid, the same each time.
+#[tokio::test]
+async fn teams_429_and_503_are_retried_and_the_card_arrives_once() {
+    let teams = support::teams::start().await;
+    let url = teams.url(&format!(
+        "{}?{}",
+        support::teams::PATH,
+        support::teams::query()
+    ));
+    let toml = "[[channels]]\nname = \"teams\"\ntype = \"teams\"\nurl = \"${TEAMS_URL}\"\n";
+    let env = |k: &str| (k == "TEAMS_URL").then(|| url.clone());
+    let refusals = vec![
+        support::teams::throttled(30),
+        Answer::new(503, "service unavailable"),
+    ];
+    let requests = retried_until_delivered(toml, &env, &teams, refusals, 30).await;
+    for r in &requests {
+        assert_eq!(support::teams::validate(&r.body), Ok(()));
+        assert_eq!(r.body, requests[0].body);
+    }
+}
+
+/// Teams refusing a card (a 4xx other than 408 and 429): given up at the first attempt, with
+/// the reason and without the URL.
+#[tokio::test]
+async fn teams_400_is_given_up_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path()).await;
+    let teams = support::teams::start().await;
+    let (w, metrics) = worker(
+        &store,
+        &format!(
+            "[[channels]]\nname = \"teams\"\ntype = \"teams\"\nurl = \"{}\"\n",
+            teams.url(&format!(
+                "{}?{}",
+                support::teams::PATH,
+                support::teams::query()
+            ))
+        ),
+    );
+    teams.then_answer(support::teams::error(
+        400,
+        "TriggerInputSchemaMismatch",
+        "The input body for trigger 'manual' of type 'Request' did not match its schema.",
+    ));
+    let now = Utc::now();
+    let ids = queue(&store, "teams", &["api"], now).await;
+    w.round(now).await.unwrap();
+    assert_eq!(states(&store, ids[0]).await, [(DeliveryState::Failed, 1)]);
+    let error = store.deliveries(ids[0]).await.unwrap()[0]
+        .last_error
+        .clone()
+        .unwrap();
+    assert!(
+        error.contains("Teams answered 400") && error.contains("TriggerInputSchemaMismatch"),
+        "{error}"
+    );
+    assert!(
+        !error.contains(support::teams::SIG) && !error.contains(support::teams::PATH),
+        "{error}"
+    );
+    let failed = r#"lookout_notifications_total{channel="teams",outcome="failed"}"#;
+    assert_eq!(counter(&metrics, failed), 1.0);
+    w.round(now + Duration::hours(1)).await.unwrap();
+    assert_eq!(teams.requests().len(), 1, "never sent again");
 }
 
 #[tokio::test]

@@ -40,13 +40,15 @@ pub enum ChannelType {
     Matrix,
     /// A Discord channel's webhook: a message with an embed per alert.
     Discord,
+    /// A Microsoft Teams channel, through a Workflows webhook posting an Adaptive Card.
+    Teams,
 }
 
 impl ChannelType {
     /// True when the channel's `url` is its credential (a chat service's incoming webhook,
-    /// whose path holds the token): shown as its origin only.
+    /// whose path or query holds the token: Discord's, Teams' `sig`): shown as its origin only.
     pub fn url_is_secret(self) -> bool {
-        matches!(self, ChannelType::Discord)
+        matches!(self, ChannelType::Discord | ChannelType::Teams)
     }
 
     /// The configured name.
@@ -62,20 +64,21 @@ impl ChannelType {
             ChannelType::Opsgenie => "opsgenie",
             ChannelType::Matrix => "matrix",
             ChannelType::Discord => "discord",
+            ChannelType::Teams => "teams",
         }
     }
 }
 
-/// `[[channels]]`: one place notifications go. Its `Debug` shows no secret: a Slack webhook
-/// URL is one in full, the others have their passwords and secret parameters hidden, and the
-/// HMAC key and the headers' values are left out.
+/// `[[channels]]`: one place notifications go. Its `Debug` shows no secret: a Slack, Discord or
+/// Teams webhook URL is one in full, the others have their passwords and secret parameters
+/// hidden, and the HMAC key and the headers' values are left out.
 #[derive(Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ChannelConfig {
     /// Unique name, used by routes.
     pub name: String,
     /// `email`, `slack`, `webhook`, `pagerduty`, `opsgenie`, `telegram`, `ntfy`, `pushover`,
-    /// `matrix` or `discord`.
+    /// `matrix`, `discord` or `teams`.
     #[serde(rename = "type")]
     pub kind: ChannelType,
     /// email: lettre's SMTP URL (`smtp://user:pass@host:587?tls=required`, `smtps://` for
@@ -86,6 +89,7 @@ pub struct ChannelConfig {
     /// one's own. pushover: the API server, default `https://api.pushover.net`.
     /// opsgenie: the API's base URL, default the `region`'s (`https://api.opsgenie.com`).
     /// discord: the channel's webhook URL, a secret (its token is in the path).
+    /// teams: the Workflows webhook's URL, a secret in full (its `sig` signs it).
     #[serde(default)]
     pub url: Option<String>,
     /// email: the sender, `Name <address>` or an address.
@@ -226,6 +230,7 @@ impl ChannelConfig {
             ChannelType::Opsgenie => &["url", "api_key", "region", "responders"],
             ChannelType::Matrix => &["homeserver", "room", "access_token"],
             ChannelType::Discord => &["url"],
+            ChannelType::Teams => &["url"],
         };
         let set = [
             ("url", self.url.is_some()),
@@ -321,6 +326,7 @@ impl ChannelConfig {
             ChannelType::Opsgenie => self.opsgenie_problems(&mut out),
             ChannelType::Matrix => push::matrix(self, &mut out),
             ChannelType::Discord => push::chat_webhook(self, &mut out),
+            ChannelType::Teams => push::teams(self, &mut out),
         }
         if self.secret.as_deref() == Some("") {
             out.push(("secret", "is empty (an unset ${VAR}?)".into()));

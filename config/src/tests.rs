@@ -1421,3 +1421,69 @@ token = "x"
     }
     assert!(!all.contains("SECRETISH"), "{all}");
 }
+
+#[test]
+fn a_teams_channel_is_a_workflows_url_kept_secret_in_full() {
+    let sig = "Xq7SECRETsig_4nB2vKpL9mQw3rTz8YcH1uJd6fGe0aS";
+    let url = format!(
+        "https://prod-12.westeurope.logic.azure.com:443/workflows/0b5e3c1d/triggers/manual/paths/invoke?api-version=2016-06-01&sp=%2Ftriggers%2Fmanual%2Frun&sv=1.0&sig={sig}"
+    );
+    let text = r#"
+[[channels]]
+name = "teams"
+type = "teams"
+url = "${TEAMS_WEBHOOK_URL}"
+timeout = "5s"
+"#;
+    let env = |k: &str| (k == "TEAMS_WEBHOOK_URL").then(|| url.clone());
+    let c = CollectorConfig::parse(Path::new("c.toml"), text, &env).unwrap();
+    assert_eq!(c.channels[0].kind, crate::ChannelType::Teams);
+    assert_eq!(c.channels[0].url.as_deref(), Some(url.as_str()));
+    let shown = format!("{c:?}");
+    assert!(
+        !shown.contains(sig) && !shown.contains("0b5e3c1d"),
+        "{shown}"
+    );
+    assert!(
+        shown.contains("https://prod-12.westeurope.logic.azure.com/***"),
+        "{shown}"
+    );
+    let bad = r#"
+[[channels]]
+name = "a"
+type = "teams"
+
+[[channels]]
+name = "b"
+type = "teams"
+url = ""
+
+[[channels]]
+name = "c"
+type = "teams"
+url = "ftp://example.com/x?sig=SECRETISH"
+
+[[channels]]
+name = "d"
+type = "teams"
+url = "https://contoso.webhook.office.com/webhookb2/SECRETISH/IncomingWebhook/x/y"
+token = "x"
+
+[[channels]]
+name = "e"
+type = "teams"
+url = "not a url SECRETISH"
+"#;
+    let all = collector(bad).unwrap_err().to_string();
+    for want in [
+        "channels[0].url: required: the incoming webhook's URL",
+        "channels[1].url: is empty",
+        "channels[2].url: expected an http:// or https:// URL",
+        "channels[3].url: an Office 365 connector's webhook, which Microsoft retired",
+        "channels[3].token: not a setting of teams channels",
+        "channels[4].url: not a valid URL",
+    ] {
+        assert!(all.contains(want), "{want:?} not in {all}");
+    }
+    assert!(!all.contains("SECRETISH"), "{all}");
+}

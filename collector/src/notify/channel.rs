@@ -11,7 +11,9 @@ use lookout_config::{ChannelConfig, ChannelType};
 use super::email::EmailChannel;
 use super::endpoint::HttpChannel;
 use super::message::{Message, SendError};
-use super::{discord, matrix, ntfy, opsgenie, pagerduty, pushover, slack, telegram, webhook};
+use super::{
+    discord, matrix, ntfy, opsgenie, pagerduty, pushover, slack, teams, telegram, webhook,
+};
 
 /// A channel ready to send: one per `[[channels]]` entry.
 #[derive(Debug)]
@@ -37,6 +39,7 @@ impl Channel {
             ChannelType::Opsgenie => Channel::Http(opsgenie::channel(cfg, http)?),
             ChannelType::Matrix => Channel::Http(matrix::channel(cfg, http)?),
             ChannelType::Discord => Channel::Http(discord::channel(cfg, http)?),
+            ChannelType::Teams => Channel::Http(teams::channel(cfg, http)?),
         })
     }
 

@@ -175,7 +175,7 @@ fn times(note: &AlertNote) -> String {
 }
 
 /// `…and 3 more alerts (2 firing, 1 resolved)`: the line that counts the notes a message
-/// left out.
+/// left out (here, and in Teams' card).
 pub(crate) fn more(rest: &[AlertNote]) -> String {
     let n = rest.len();
     let counts: Vec<String> = NoteKind::ALL

@@ -16,6 +16,7 @@ pub mod pagerduty;
 pub mod pushover;
 pub mod slack;
 pub mod smtp;
+pub mod teams;
 pub mod telegram;
 
 /// A collector's shared state over an SQLite database in `dir`, configured by `toml`, as a

@@ -1,4 +1,4 @@
-//! The checks of the push and chat channels' keys (Telegram, ntfy, Pushover, Matrix), beside
+//! The checks of the push and chat channels' keys (Telegram, ntfy, Pushover, Matrix, Teams), beside
 //! the others' in notify.rs so that file stays about routes and the HTTP channels' common
 //! keys. Each says which key is wrong and what was expected, never repeating a secret.
 
@@ -215,5 +215,29 @@ pub(super) fn chat_webhook(c: &ChannelConfig, out: &mut Vec<(&'static str, Strin
                 out.push(("url", p));
             }
         }
+    }
+}
+
+/// A Teams webhook: a chat webhook's URL ([`chat_webhook`]), a Workflows URL
+/// (`https://...logic.azure.com/workflows/...`, `https://...powerplatform.com/...`) or a
+/// proxy's; an Office 365 connector's URL (`https://*.webhook.office.com/webhookb2/...`) is
+/// refused, as Microsoft retired those connectors.
+pub(super) fn teams(c: &ChannelConfig, out: &mut Vec<(&'static str, String)>) {
+    chat_webhook(c, out);
+    let connector = c
+        .url
+        .as_deref()
+        .and_then(|u| url::Url::parse(u).ok())
+        .is_some_and(|p| {
+            p.host_str()
+                .is_some_and(|h| h == "outlook.office.com" || h.ends_with(".webhook.office.com"))
+        });
+    if connector {
+        out.push((
+            "url",
+            "an Office 365 connector's webhook, which Microsoft retired: create a Workflows \
+             webhook (\"Post to a channel when a webhook request is received\") and use its URL"
+                .into(),
+        ));
     }
 }
