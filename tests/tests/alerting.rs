@@ -368,6 +368,7 @@ async fn no_secret_reaches_a_log_line_an_api_answer_or_sentry() {
     const PO_USER: &str = "POSECRETusr0123456789abcdefghi";
     const MX_TOKEN: &str = "syt_MXSECRET0123456789abcdef";
     const DISCORD_TOKEN: &str = "DISCORDSECRET-0123456789_abcdef";
+    const TEAMS_SIG: &str = "TEAMSSECRETsig0123456789abcdef";
     const ADMIN: &str = "ADMINSECRET-0123456789abcdef";
     const AGENT: &str = "AGENTSECRET-0123456789abcdef";
     const OLD_AGENT: &str = "OLDAGENTSECRET-0123456789ab";
@@ -537,8 +538,13 @@ name = "dc"
 type = "discord"
 url = "{hook}/dc/api/webhooks/1234/{DISCORD_TOKEN}"
 
+[[channels]]
+name = "teams"
+type = "teams"
+url = "{hook}/teams/workflows/0b5e/triggers/manual/paths/invoke?api-version=2016-06-01&sv=1.0&sig={TEAMS_SIG}"
+
 [[routes]]
-channels = ["pager", "gone", "slack", "pd", "mail", "og", "tg", "ntfy", "po", "mx", "dc"]
+channels = ["pager", "gone", "slack", "pd", "mail", "og", "tg", "ntfy", "po", "mx", "dc", "teams"]
 group_wait = "0s"
 
 [telemetry]
@@ -550,7 +556,7 @@ sentry_dsn = "{sentry_dsn}"
     let (collector, base) = start_collector(dir.path(), &config).unwrap();
     // Every channel has failed at least once, with its error recorded.
     let alerts = eventually(
-        "eleven failed deliveries",
+        "twelve failed deliveries",
         Duration::from_secs(30),
         || async {
             let j = get_json(&format!("{base}/api/v1/alerts?state=all")).await?;
@@ -561,7 +567,7 @@ sentry_dsn = "{sentry_dsn}"
                 .flat_map(|a| a["notifications"].as_array().cloned().unwrap_or_default())
                 .filter(|n| n["last_error"].is_string())
                 .count();
-            Ok((failed >= 11).then_some(j))
+            Ok((failed >= 12).then_some(j))
         },
     )
     .await
@@ -599,7 +605,7 @@ sentry_dsn = "{sentry_dsn}"
     assert!(kind.starts_with("text/plain; version=0.0.4"), "{kind}");
     let metrics = resp.text().await.unwrap();
     for channel in [
-        "pager", "slack", "pd", "mail", "og", "tg", "ntfy", "po", "mx", "dc",
+        "pager", "slack", "pd", "mail", "og", "tg", "ntfy", "po", "mx", "dc", "teams",
     ] {
         let line =
             format!(r#"lookout_notifications_total{{channel="{channel}",outcome="retry"}} "#);
@@ -660,6 +666,7 @@ sentry_dsn = "{sentry_dsn}"
         PO_USER,
         MX_TOKEN,
         DISCORD_TOKEN,
+        TEAMS_SIG,
         ADMIN,
         AGENT,
         OLD_AGENT,
