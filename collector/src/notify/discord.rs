@@ -82,7 +82,7 @@ pub fn channel(cfg: &ChannelConfig, http: reqwest::Client) -> Result<HttpChannel
     if !url.query_pairs().any(|(k, _)| k == "wait") {
         url.query_pairs_mut().append_pair("wait", "true");
     }
-    let endpoint = Endpoint::new(cfg, http, "url", Some(url.as_str()), None)?;
+    let endpoint = Endpoint::new(cfg, http, "url", Some(url.as_str()), None)?.token_in_path();
     Ok(HttpChannel::new(cfg, endpoint, Discord))
 }
 

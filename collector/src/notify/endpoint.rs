@@ -164,6 +164,21 @@ impl Endpoint {
         self
     }
 
+    /// Keeps the last segment of the URL's path out of error text on its own too: a chat
+    /// service's webhook token (`/api/webhooks/{id}/{token}`, `/hooks/{id}/{token}`), which a
+    /// peer may quote without the rest of the path.
+    pub fn token_in_path(self) -> Self {
+        let token = self
+            .url
+            .path_segments()
+            .and_then(|mut s| s.rfind(|s| !s.is_empty()))
+            .map(str::to_string);
+        match token {
+            Some(t) => self.secret(&t),
+            None => self,
+        }
+    }
+
     /// Adds headers to every request (their values marked sensitive by the caller).
     pub fn headers(mut self, headers: HeaderMap) -> Self {
         self.headers.extend(headers);
@@ -280,6 +295,22 @@ mod tests {
         let cfg: ChannelConfig =
             serde_json::from_value(serde_json::json!({"name": "t", "type": "webhook"})).unwrap();
         Endpoint::new(&cfg, reqwest::Client::new(), "url", Some(url), None).unwrap()
+    }
+
+    #[test]
+    fn a_token_in_the_path_is_a_secret_on_its_own() {
+        let e =
+            endpoint("https://chat.example/hooks/id123/tok3n-secret/?wait=true").token_in_path();
+        let text = super::super::format::redact("quoted tok3n-secret alone", &e.secrets);
+        assert_eq!(text, "quoted <redacted> alone");
+        // Without a path, nothing more is taken.
+        assert_eq!(
+            endpoint("https://chat.example")
+                .token_in_path()
+                .secrets
+                .len(),
+            1
+        );
     }
 
     #[test]

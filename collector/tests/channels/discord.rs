@@ -218,7 +218,7 @@ async fn answers_decide_retry_or_give_up_and_the_url_never_shows() {
     }
     peer.then_answer(Answer::new(
         502,
-        &format!("bad gateway for /api/webhooks/{ID}/{TOKEN}"),
+        &format!("bad gateway for /api/webhooks/{ID}/{TOKEN} (token {TOKEN})"),
     ));
     let e = send(&channel, &firing()).await.unwrap_err();
     assert!(matches!(e, SendError::Retry { after: None, .. }), "{e:?}");
