@@ -20,6 +20,8 @@ mod pagerduty;
 mod pushover;
 #[path = "channels/slack.rs"]
 mod slack;
+#[path = "channels/slack_compat.rs"]
+mod slack_compat;
 #[path = "channels/teams.rs"]
 mod teams;
 #[path = "channels/telegram.rs"]

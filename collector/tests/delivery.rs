@@ -556,36 +556,86 @@ async fn discord_429_and_503_are_retried_after_the_wait_and_arrive_once() {
     assert_eq!(v["embeds"][0]["color"], 0xd73a49);
 }
 
-/// Discord refusing the message for good (its webhook deleted): given up at the first
-/// attempt, and the recorded error names Discord's reason but not the webhook.
-#[tokio::test]
-async fn discord_404_is_given_up_at_once_without_the_url() {
+/// One firing alert for a channel of `kind` at `url` (served by `peer`), which refuses it for
+/// good: given up at the first attempt and never sent again. The error recorded.
+async fn given_up_at_once(kind: &str, url: &str, peer: &Peer) -> String {
     let dir = tempfile::tempdir().unwrap();
     let store = open(dir.path()).await;
-    let peer = support::discord::start().await;
-    peer.then_answer(support::discord::error(404, 10015, "Unknown Webhook"));
     let (w, _) = worker(
         &store,
-        &format!(
-            "[[channels]]\nname = \"chat\"\ntype = \"discord\"\nurl = \"{}\"\n",
-            peer.url(&support::discord::path())
-        ),
+        &format!("[[channels]]\nname = \"chat\"\ntype = \"{kind}\"\nurl = \"{url}\"\n"),
     );
     let now = Utc::now();
     let ids = queue(&store, "chat", &["api"], now).await;
     w.round(now).await.unwrap();
     assert_eq!(states(&store, ids[0]).await, [(DeliveryState::Failed, 1)]);
-    let error = store.deliveries(ids[0]).await.unwrap()[0]
+    w.round(now + Duration::minutes(30)).await.unwrap();
+    assert_eq!(peer.requests().len(), 1);
+    store.deliveries(ids[0]).await.unwrap()[0]
         .last_error
         .clone()
-        .unwrap();
+        .unwrap()
+}
+
+/// Discord refusing the message for good (its webhook deleted): given up at the first
+/// attempt, and the recorded error names Discord's reason but not the webhook.
+#[tokio::test]
+async fn discord_404_is_given_up_at_once_without_the_url() {
+    let peer = support::discord::start().await;
+    peer.then_answer(support::discord::error(404, 10015, "Unknown Webhook"));
+    let url = peer.url(&support::discord::path());
+    let error = given_up_at_once("discord", &url, &peer).await;
     assert!(error.contains("Unknown Webhook"), "{error}");
     assert!(
         !error.contains(support::discord::TOKEN) && !error.contains(support::discord::ID),
         "{error}"
     );
-    w.round(now + Duration::minutes(30)).await.unwrap();
-    assert_eq!(peer.requests().len(), 1);
+}
+
+/// Mattermost and Rocket.Chat through the outbox, their webhook URLs from `${ENV}`:
+/// Mattermost's 429 waits what its `Retry-After` asks, Rocket.Chat's (which has none) the
+/// outbox's backoff; a 500 is retried; each message arrives once, the same each time.
+#[tokio::test]
+async fn mattermost_and_rocketchat_429_and_500_are_retried_and_arrive_once() {
+    use support::slack_compat::{Vendor, start, too_many_requests, validate};
+    for (vendor, kind, wait) in [
+        (Vendor::Mattermost, "mattermost", 30),
+        (Vendor::RocketChat, "rocketchat", 0),
+    ] {
+        let peer = start(vendor).await;
+        let toml = format!(
+            "[[channels]]\nname = \"chat\"\ntype = \"{kind}\"\nurl = \"${{CHAT_WEBHOOK_URL}}\"\n"
+        );
+        let url = peer.url(&vendor.path());
+        let env = |k: &str| (k == "CHAT_WEBHOOK_URL").then(|| url.clone());
+        let requests = retried_until_delivered(
+            &toml,
+            &env,
+            &peer,
+            vec![
+                too_many_requests(vendor, 30),
+                Answer::new(500, "internal error"),
+            ],
+            wait,
+        )
+        .await;
+        for r in &requests {
+            assert_eq!(r.body, requests[0].body);
+        }
+        let v = validate(vendor, &requests[2].body).unwrap();
+        assert_eq!(v["attachments"][0]["color"], "#d73a49", "{kind}");
+    }
+}
+
+/// A Mattermost hook that is gone: given up at the first attempt, without the URL.
+#[tokio::test]
+async fn mattermost_400_is_given_up_at_once_without_the_url() {
+    use support::slack_compat::{HOOK_SECRET, Vendor, start};
+    let peer = start(Vendor::Mattermost).await;
+    let url = peer.url(&format!("/hooks/gone{HOOK_SECRET}"));
+    let error = given_up_at_once("mattermost", &url, &peer).await;
+    assert!(error.contains("Invalid webhook"), "{error}");
+    assert!(!error.contains(HOOK_SECRET), "{error}");
 }
 
 /// Two reminders of one alert, alike in every word and time, are two deliveries: two Matrix

@@ -42,13 +42,23 @@ pub enum ChannelType {
     Discord,
     /// A Microsoft Teams channel, through a Workflows webhook posting an Adaptive Card.
     Teams,
+    /// A Mattermost incoming webhook (Slack-compatible attachments).
+    Mattermost,
+    /// A Rocket.Chat incoming webhook (Slack-compatible attachments).
+    Rocketchat,
 }
 
 impl ChannelType {
     /// True when the channel's `url` is its credential (a chat service's incoming webhook,
     /// whose path or query holds the token: Discord's, Teams' `sig`): shown as its origin only.
     pub fn url_is_secret(self) -> bool {
-        matches!(self, ChannelType::Discord | ChannelType::Teams)
+        matches!(
+            self,
+            ChannelType::Discord
+                | ChannelType::Teams
+                | ChannelType::Mattermost
+                | ChannelType::Rocketchat
+        )
     }
 
     /// The configured name.
@@ -65,6 +75,8 @@ impl ChannelType {
             ChannelType::Matrix => "matrix",
             ChannelType::Discord => "discord",
             ChannelType::Teams => "teams",
+            ChannelType::Mattermost => "mattermost",
+            ChannelType::Rocketchat => "rocketchat",
         }
     }
 }
@@ -78,7 +90,7 @@ pub struct ChannelConfig {
     /// Unique name, used by routes.
     pub name: String,
     /// `email`, `slack`, `webhook`, `pagerduty`, `opsgenie`, `telegram`, `ntfy`, `pushover`,
-    /// `matrix`, `discord` or `teams`.
+    /// `matrix`, `discord`, `teams`, `mattermost` or `rocketchat`.
     #[serde(rename = "type")]
     pub kind: ChannelType,
     /// email: lettre's SMTP URL (`smtp://user:pass@host:587?tls=required`, `smtps://` for
@@ -88,7 +100,8 @@ pub struct ChannelConfig {
     /// server, a proxy). ntfy: the topic's URL, `https://ntfy.sh/<topic>` or a server of
     /// one's own. pushover: the API server, default `https://api.pushover.net`.
     /// opsgenie: the API's base URL, default the `region`'s (`https://api.opsgenie.com`).
-    /// discord: the channel's webhook URL, a secret (its token is in the path).
+    /// discord, mattermost, rocketchat: the incoming webhook's URL, a secret (its token is in
+    /// the path).
     /// teams: the Workflows webhook's URL, a secret in full (its `sig` signs it).
     #[serde(default)]
     pub url: Option<String>,
@@ -229,7 +242,7 @@ impl ChannelConfig {
             ChannelType::Pushover => &["url", "token", "user", "retry", "expire"],
             ChannelType::Opsgenie => &["url", "api_key", "region", "responders"],
             ChannelType::Matrix => &["homeserver", "room", "access_token"],
-            ChannelType::Discord => &["url"],
+            ChannelType::Discord | ChannelType::Mattermost | ChannelType::Rocketchat => &["url"],
             ChannelType::Teams => &["url"],
         };
         let set = [
@@ -325,7 +338,9 @@ impl ChannelConfig {
             ChannelType::Pushover => push::pushover(self, &mut out),
             ChannelType::Opsgenie => self.opsgenie_problems(&mut out),
             ChannelType::Matrix => push::matrix(self, &mut out),
-            ChannelType::Discord => push::chat_webhook(self, &mut out),
+            ChannelType::Discord | ChannelType::Mattermost | ChannelType::Rocketchat => {
+                push::chat_webhook(self, &mut out)
+            }
             ChannelType::Teams => push::teams(self, &mut out),
         }
         if self.secret.as_deref() == Some("") {

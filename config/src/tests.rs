@@ -1487,3 +1487,60 @@ url = "not a url SECRETISH"
     }
     assert!(!all.contains("SECRETISH"), "{all}");
 }
+
+#[test]
+fn mattermost_and_rocketchat_channels_are_webhook_urls_kept_secret() {
+    let text = r#"
+[[channels]]
+name = "mm"
+type = "mattermost"
+url = "https://mm.example.com/hooks/SECRETISHxq7nh3gd5fbm8c4y"
+
+[[channels]]
+name = "rc"
+type = "rocketchat"
+url = "https://rc.example.com/hooks/6a1b2c3d/SECRETISHtok3n"
+"#;
+    let c = collector(text).unwrap();
+    assert_eq!(c.channels[0].kind, crate::ChannelType::Mattermost);
+    assert_eq!(c.channels[1].kind, crate::ChannelType::Rocketchat);
+    let shown = format!("{c:?}");
+    assert!(!shown.contains("SECRETISH"), "{shown}");
+    assert!(
+        shown.contains("https://mm.example.com/***")
+            && shown.contains("https://rc.example.com/***"),
+        "{shown}"
+    );
+    let bad = r#"
+[[channels]]
+name = "a"
+type = "mattermost"
+
+[[channels]]
+name = "b"
+type = "rocketchat"
+url = ""
+
+[[channels]]
+name = "c"
+type = "mattermost"
+url = "ftp://mm.example.com/hooks/SECRETISH"
+webhook_url = "https://mm.example.com/hooks/SECRETISH"
+
+[[channels]]
+name = "d"
+type = "rocketchat"
+url = "rc.example.com/hooks/1/SECRETISH"
+"#;
+    let all = collector(bad).unwrap_err().to_string();
+    for want in [
+        "channels[0].url: required: the incoming webhook's URL",
+        "channels[1].url: is empty",
+        "channels[2].url: expected an http:// or https:// URL",
+        "channels[2].webhook_url: not a setting of mattermost channels",
+        "channels[3].url: not a valid URL",
+    ] {
+        assert!(all.contains(want), "{want:?} not in {all}");
+    }
+    assert!(!all.contains("SECRETISH"), "{all}");
+}

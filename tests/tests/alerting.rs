@@ -369,6 +369,8 @@ async fn no_secret_reaches_a_log_line_an_api_answer_or_sentry() {
     const MX_TOKEN: &str = "syt_MXSECRET0123456789abcdef";
     const DISCORD_TOKEN: &str = "DISCORDSECRET-0123456789_abcdef";
     const TEAMS_SIG: &str = "TEAMSSECRETsig0123456789abcdef";
+    const MM_HOOK: &str = "mmsecret0123456789abcdefgh";
+    const RC_TOKEN: &str = "RCSECRET0123456789abcdefgh";
     const ADMIN: &str = "ADMINSECRET-0123456789abcdef";
     const AGENT: &str = "AGENTSECRET-0123456789abcdef";
     const OLD_AGENT: &str = "OLDAGENTSECRET-0123456789ab";
@@ -543,8 +545,18 @@ name = "teams"
 type = "teams"
 url = "{hook}/teams/workflows/0b5e/triggers/manual/paths/invoke?api-version=2016-06-01&sv=1.0&sig={TEAMS_SIG}"
 
+[[channels]]
+name = "mm"
+type = "mattermost"
+url = "{hook}/mm/hooks/{MM_HOOK}"
+
+[[channels]]
+name = "rc"
+type = "rocketchat"
+url = "{hook}/rc/hooks/6a1b2c3d/{RC_TOKEN}"
+
 [[routes]]
-channels = ["pager", "gone", "slack", "pd", "mail", "og", "tg", "ntfy", "po", "mx", "dc", "teams"]
+channels = ["pager", "gone", "slack", "pd", "mail", "og", "tg", "ntfy", "po", "mx", "dc", "teams", "mm", "rc"]
 group_wait = "0s"
 
 [telemetry]
@@ -556,7 +568,7 @@ sentry_dsn = "{sentry_dsn}"
     let (collector, base) = start_collector(dir.path(), &config).unwrap();
     // Every channel has failed at least once, with its error recorded.
     let alerts = eventually(
-        "twelve failed deliveries",
+        "fourteen failed deliveries",
         Duration::from_secs(30),
         || async {
             let j = get_json(&format!("{base}/api/v1/alerts?state=all")).await?;
@@ -567,7 +579,7 @@ sentry_dsn = "{sentry_dsn}"
                 .flat_map(|a| a["notifications"].as_array().cloned().unwrap_or_default())
                 .filter(|n| n["last_error"].is_string())
                 .count();
-            Ok((failed >= 12).then_some(j))
+            Ok((failed >= 14).then_some(j))
         },
     )
     .await
@@ -605,7 +617,7 @@ sentry_dsn = "{sentry_dsn}"
     assert!(kind.starts_with("text/plain; version=0.0.4"), "{kind}");
     let metrics = resp.text().await.unwrap();
     for channel in [
-        "pager", "slack", "pd", "mail", "og", "tg", "ntfy", "po", "mx", "dc", "teams",
+        "pager", "slack", "pd", "mail", "og", "tg", "ntfy", "po", "mx", "dc", "teams", "mm", "rc",
     ] {
         let line =
             format!(r#"lookout_notifications_total{{channel="{channel}",outcome="retry"}} "#);
@@ -667,6 +679,8 @@ sentry_dsn = "{sentry_dsn}"
         MX_TOKEN,
         DISCORD_TOKEN,
         TEAMS_SIG,
+        MM_HOOK,
+        RC_TOKEN,
         ADMIN,
         AGENT,
         OLD_AGENT,

@@ -12,7 +12,8 @@ use super::email::EmailChannel;
 use super::endpoint::HttpChannel;
 use super::message::{Message, SendError};
 use super::{
-    discord, matrix, ntfy, opsgenie, pagerduty, pushover, slack, teams, telegram, webhook,
+    discord, matrix, ntfy, opsgenie, pagerduty, pushover, slack, slack_compat, teams, telegram,
+    webhook,
 };
 
 /// A channel ready to send: one per `[[channels]]` entry.
@@ -40,6 +41,8 @@ impl Channel {
             ChannelType::Matrix => Channel::Http(matrix::channel(cfg, http)?),
             ChannelType::Discord => Channel::Http(discord::channel(cfg, http)?),
             ChannelType::Teams => Channel::Http(teams::channel(cfg, http)?),
+            ChannelType::Mattermost => Channel::Http(slack_compat::mattermost(cfg, http)?),
+            ChannelType::Rocketchat => Channel::Http(slack_compat::rocketchat(cfg, http)?),
         })
     }
 

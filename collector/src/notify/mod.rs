@@ -4,8 +4,9 @@
 //! [`webhook`] as a signed JSON POST, [`pagerduty`] as Events API v2 events, [`opsgenie`] as
 //! Alert API v2 requests, [`telegram`] through the Bot API, [`ntfy`] published to a topic,
 //! [`pushover`] through its Messages API, [`matrix`] as a room event, [`discord`] as embeds
-//! through a webhook, [`teams`] as an Adaptive Card to a Workflows webhook; with what they
-//! share in [`format`], [`text`] (a
+//! through a webhook, [`teams`] as an Adaptive Card to a Workflows webhook, [`slack_compat`]
+//! Mattermost's and Rocket.Chat's Slack-compatible webhooks; with what they share in
+//! [`format`], [`text`] (a
 //! message as plain text or HTML, within a vendor's limit) and [`http`]), the worker that
 //! delivers the outbox ([`worker`]), and what an acknowledgement tells the channels ([`ack`]).
 //!
@@ -31,6 +32,7 @@ pub mod pagerduty;
 pub mod pushover;
 pub mod route;
 pub mod slack;
+pub mod slack_compat;
 pub mod teams;
 pub mod telegram;
 pub(crate) mod text;

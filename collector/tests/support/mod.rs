@@ -15,6 +15,7 @@ pub mod opsgenie;
 pub mod pagerduty;
 pub mod pushover;
 pub mod slack;
+pub mod slack_compat;
 pub mod smtp;
 pub mod teams;
 pub mod telegram;

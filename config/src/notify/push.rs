@@ -201,7 +201,7 @@ pub(super) fn matrix(c: &ChannelConfig, out: &mut Vec<(&'static str, String)>) {
     }
 }
 
-/// A chat service's incoming webhook (Discord): `url` required, an http(s) URL. The URL is
+/// A chat service's incoming webhook (Discord, Mattermost, Rocket.Chat): `url` required, an http(s) URL. The URL is
 /// the credential and is never repeated.
 pub(super) fn chat_webhook(c: &ChannelConfig, out: &mut Vec<(&'static str, String)>) {
     match c.url.as_deref() {
