@@ -16,7 +16,9 @@ use lookout_config::ChannelConfig;
 use serde_json::{Value, json};
 
 use super::endpoint::{Endpoint, HttpChannel, Payload, Post};
-use super::format::{color, human_duration, human_time, label_list, truncate, web_link};
+use super::format::{
+    color, escaped_cut, human_duration, human_time, label_list, truncate, web_link,
+};
 use super::message::{AlertNote, Message, NoteKind, SendError};
 
 /// The most blocks Slack takes in one message.
@@ -168,29 +170,12 @@ fn section(note: &AlertNote) -> Value {
 /// `s` with `&`, `<` and `>` escaped as Slack asks, cut (at a whole escape) to at most `max`
 /// characters, `…` marking the cut.
 fn mrkdwn(s: &str, max: usize) -> String {
-    let mut out = String::new();
-    let mut used = 0;
-    let total: usize = s.chars().map(|c| escaped(c).chars().count()).sum();
-    for c in s.chars() {
-        let piece = escaped(c);
-        let n = piece.chars().count();
-        if total > max && used + n > max - 1 {
-            out.push('…');
-            break;
-        }
-        out.push_str(&piece);
-        used += n;
-    }
-    out
-}
-
-fn escaped(c: char) -> std::borrow::Cow<'static, str> {
-    match c {
-        '&' => "&amp;".into(),
-        '<' => "&lt;".into(),
-        '>' => "&gt;".into(),
-        c => c.to_string().into(),
-    }
+    escaped_cut(s, max, |c| match c {
+        '&' => Some("&amp;"),
+        '<' => Some("&lt;"),
+        '>' => Some("&gt;"),
+        _ => None,
+    })
 }
 
 /// A URL as the target of `<url|text>`: `&` escaped as everywhere, and the characters that would
