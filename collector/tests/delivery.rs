@@ -593,14 +593,14 @@ async fn discord_404_is_given_up_at_once_without_the_url() {
 }
 
 /// Mattermost and Rocket.Chat through the outbox, their webhook URLs from `${ENV}`:
-/// Mattermost's 429 waits what its `Retry-After` asks, Rocket.Chat's (which has none) the
-/// outbox's backoff; a 500 is retried; each message arrives once, the same each time.
+/// Mattermost's 429 waits what its `Retry-After` asks, Rocket.Chat's what its refusal names
+/// in words (it sends no `Retry-After`); a 500 is retried; each message arrives once, the same each time.
 #[tokio::test]
 async fn mattermost_and_rocketchat_429_and_500_are_retried_and_arrive_once() {
     use support::slack_compat::{Vendor, start, too_many_requests, validate};
     for (vendor, kind, wait) in [
         (Vendor::Mattermost, "mattermost", 30),
-        (Vendor::RocketChat, "rocketchat", 0),
+        (Vendor::RocketChat, "rocketchat", 30),
     ] {
         let peer = start(vendor).await;
         let toml = format!(

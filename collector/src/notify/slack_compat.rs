@@ -37,10 +37,14 @@
 //! is Markdown-escaped besides (a backslash before `*`, `_`, `` ` ``, `[`, ...); Rocket.Chat's
 //! parser documents no escape, so its text is sent as it is and may show formatting.
 //!
-//! Answers: Mattermost 200 `ok`, Rocket.Chat 200 `{"success":true}`; 429 (with `Retry-After`
-//! when the server sends one) and 5xx are retried through the outbox; other 4xx (an unknown
+//! Answers: Mattermost 200 `ok`, Rocket.Chat 200 `{"success":true}`; 429 and 5xx are retried
+//! through the outbox, a 429 after the wait Mattermost's `Retry-After` asks, or the one
+//! Rocket.Chat's refusal names in words (`You must wait 10 seconds`: it sends no
+//! `Retry-After`); other 4xx (an unknown
 //! hook, an invalid payload) are given up with the server's reason. The webhook's URL is the
 //! credential: errors, logs and `Debug` never show it.
+
+use std::time::Duration;
 
 use lookout_config::ChannelConfig;
 use serde_json::{Map, Value, json};
@@ -141,6 +145,25 @@ impl Payload for SlackCompat {
     fn posts(&self, msg: &Message) -> Result<Vec<Post>, SendError> {
         Ok(vec![Post::json(&payload(self.0, msg))?])
     }
+
+    fn retry_after_in_body(&self, body: &str) -> Option<Duration> {
+        match self.0 {
+            Flavour::Mattermost => None,
+            Flavour::RocketChat => rocketchat_wait(body),
+        }
+    }
+}
+
+/// The wait Rocket.Chat's rate limiter names in its refusal, which has no `Retry-After`:
+/// `{"success":false,"error":"Error, too many requests. Please slow down. You must wait 10
+/// seconds before trying this endpoint again. [error-too-many-requests]"}`.
+pub fn rocketchat_wait(body: &str) -> Option<Duration> {
+    let v: Value = serde_json::from_str(body).ok()?;
+    let error = v["error"].as_str()?;
+    let rest = &error[error.find("must wait ")? + "must wait ".len()..];
+    let (n, unit) = rest.split_once(' ')?;
+    let n: u64 = n.parse().ok()?;
+    unit.starts_with("second").then(|| Duration::from_secs(n))
 }
 
 /// The webhook body for `msg` in `flavour` (see the module's doc).
@@ -238,6 +261,17 @@ fn link(l: Option<&str>) -> Option<&str> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn rocketchat_names_its_wait_in_words() {
+        let body = r#"{"success":false,"error":"Error, too many requests. Please slow down. You must wait 12 seconds before trying this endpoint again. [error-too-many-requests]"}"#;
+        assert_eq!(rocketchat_wait(body), Some(Duration::from_secs(12)));
+        assert_eq!(
+            rocketchat_wait(r#"{"success":false,"error":"limit"}"#),
+            None
+        );
+        assert_eq!(rocketchat_wait("must wait 3 seconds"), None);
+    }
 
     #[test]
     fn mentions_are_neutralised_in_both_and_markdown_escaped_in_mattermost() {
