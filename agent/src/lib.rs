@@ -5,6 +5,7 @@
 //! - [`probes`]: run one check once (`http`);
 //! - [`scheduler`]: each check on its interval, following assignment changes;
 //! - [`host`]: host metrics (CPU, memory, filesystems, network, load);
+//! - [`integrations`]: `[[integrations]]`, metrics read from services on the server (Redis);
 //! - [`spool`]: every record on disk until the collector has stored it;
 //! - [`shipper`]: batches, sends and retries with backoff;
 //! - [`client`]: HTTP to the collector, with failover;
@@ -26,6 +27,7 @@ pub mod collector_tls;
 pub mod credential;
 pub mod fallback;
 pub mod host;
+pub mod integrations;
 pub mod local;
 pub mod logs;
 pub mod probe_once;
@@ -89,6 +91,8 @@ pub struct AgentSettings {
     pub metrics_listen: Option<std::net::SocketAddr>,
     /// `[fallback]`, with where its state is kept; none: off.
     pub fallback: Option<fallback::Settings>,
+    /// `[[integrations]]`: services whose metrics are read.
+    pub integrations: Vec<lookout_config::IntegrationConfig>,
 }
 
 impl From<AgentConfig> for AgentSettings {
@@ -123,6 +127,7 @@ impl From<AgentConfig> for AgentSettings {
                 config,
                 state_file: c.identity.data_dir.join(fallback::state::FILE),
             }),
+            integrations: c.integrations,
             spool,
         }
     }

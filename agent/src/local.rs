@@ -60,6 +60,7 @@ impl LocalAgent {
                 journald: Default::default(),
                 metrics_listen: None,
                 fallback: None,
+                integrations: Vec::new(),
                 spool,
             },
         }

@@ -204,6 +204,7 @@ async fn apply(
     let logs = old.logs != new.logs;
     let journald = old.journald != new.journald;
     let host_metrics = old.host_metrics != new.host_metrics;
+    let integrations = old.integrations != new.integrations;
     let collectors = old.collector_urls != new.collector_urls;
     let old = std::mem::replace(&mut agent.settings, settings);
     // Always: the files it read (TLS) may have changed under the same settings.
@@ -235,6 +236,13 @@ async fn apply(
             stop.cancel();
         }
         agent.start_host_metrics();
+    }
+    if integrations {
+        changed.push("integrations");
+        if let Some(stop) = agent.integrations.take() {
+            stop.cancel();
+        }
+        agent.start_integrations();
     }
     changed
 }
@@ -297,7 +305,8 @@ mod tests {
              [shipping]\nassignments_interval = \"2s\"\nrequest_timeout = \"3s\"\n\
              [[checks]]\nname = \"c\"\ntype = \"tcp\"\naddress = \"127.0.0.1:1\"\n\
              [[logs]]\npaths = [\"/var/log/app.log\"]\n\
-             [journald]\nenabled = true\n",
+             [journald]\nenabled = true\n\
+             [[integrations]]\ntype = \"redis\"\nurl = \"redis://127.0.0.1:6379\"\n",
             BASE.replace(
                 "collector = \"http://127.0.0.1:7700\"",
                 "collector = [\"http://127.0.0.1:7701\", \"http://127.0.0.1:7702\"]"

@@ -78,6 +78,8 @@ pub(crate) struct Agent {
     pub journal: Option<logs::Reader>,
     /// Stops the host metrics task.
     pub host: Option<CancellationToken>,
+    /// Stops the integrations' tasks.
+    pub integrations: Option<CancellationToken>,
     shipper: JoinHandle<()>,
     /// The checks the collector assigned last, kept to merge with local checks after a reload.
     pub assigned: Vec<CheckConfig>,
@@ -194,11 +196,13 @@ impl Agent {
             tailer: None,
             journal: None,
             host: None,
+            integrations: None,
             shipper,
             assigned: Vec::new(),
             revision: None,
         };
         agent.start_host_metrics();
+        agent.start_integrations();
         agent.start_tailer(None);
         agent.start_journal();
         let collectors: Vec<String> = agent
@@ -223,6 +227,16 @@ impl Agent {
             ));
             stop
         });
+    }
+
+    /// A task per `[[integrations]]` entry, when there are any.
+    pub fn start_integrations(&mut self) {
+        if self.settings.integrations.is_empty() {
+            return;
+        }
+        let stop = self.work.child_token();
+        crate::integrations::spawn(&self.settings.integrations, self.spool.clone(), &stop);
+        self.integrations = Some(stop);
     }
 
     /// The tailer of `[[logs]]`, when there are any; `earlier`: the sources of the tailer it

@@ -35,6 +35,8 @@ pub struct AgentConfig {
     /// `[fallback]`: a message of the agent's own when no collector acknowledges its batches.
     /// None: off.
     pub fallback: Option<crate::watch::FallbackConfig>,
+    /// `[[integrations]]`: services on this server whose metrics the agent reads (Redis, ...).
+    pub integrations: Vec<crate::integration::IntegrationConfig>,
 }
 
 /// The top-level keys of an agent's configuration.
@@ -374,6 +376,7 @@ const SECTIONS: &[&str] = &[
     "journald",
     "telemetry",
     "fallback",
+    "integrations",
 ];
 
 impl AgentConfig {
@@ -415,6 +418,7 @@ impl AgentConfig {
         validate_host_metrics(&mut doc, &host_metrics, &KeyPath::key("host_metrics"));
         validate_shipping(&mut doc, &shipping);
         let fallback = crate::watch::read_fallback(&mut doc);
+        let integrations = crate::integration::read(&mut doc);
         let Some(identity) = identity else {
             return Err(doc.into_errors());
         };
@@ -428,6 +432,7 @@ impl AgentConfig {
             journald,
             telemetry,
             fallback,
+            integrations,
         })
     }
 }

@@ -24,6 +24,7 @@ pub mod duration;
 pub mod error;
 pub mod escalation;
 pub mod heartbeat;
+pub mod integration;
 pub mod labels;
 pub mod log_rule;
 pub mod logs;
@@ -50,6 +51,7 @@ pub use collector::{
 pub use condition::{Condition, Observation};
 pub use error::{ConfigError, ConfigErrors};
 pub use heartbeat::HeartbeatConfig;
+pub use integration::{IntegrationConfig, IntegrationType};
 pub use log_rule::LogRuleConfig;
 pub use notify::{AlertingSettings, ChannelConfig, ChannelType, MaintenanceConfig, RouteConfig};
 pub use rule::{Aggregate, RuleConfig};

@@ -1,0 +1,140 @@
+//! `[[integrations]]`: metrics the agent reads from services on its server, each on its own
+//! interval, shipped through the spool like host metrics. This module is the scheduler; each
+//! type is one file ([`redis`]).
+//!
+//! Every read is bounded by the integration's `timeout`. Each read also gives
+//! `lookout.integration.up` (gauge, 1 read / 0 not), labelled `integration` (its name) and
+//! `type`, so a dead peer is a series a rule can watch, not a silence. A failure is logged once
+//! when the integration goes from reading to failing (or fails first), and once when it reads
+//! again: a peer down for an hour is two lines, not 240. Every sample of an integration carries
+//! `integration = <name>` and its `labels`.
+
+pub mod redis;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use lookout_config::{IntegrationConfig, IntegrationType};
+use lookout_protocol::{MetricSample, MetricType, Record};
+use tokio_util::sync::CancellationToken;
+
+use crate::spool::{Haste, Spool};
+
+/// The gauge each read gives: 1 when it read, 0 when it did not.
+pub const UP_METRIC: &str = "lookout.integration.up";
+
+/// When the first read is made after a start, at most (never later than the interval).
+const FIRST_READ: Duration = Duration::from_secs(1);
+
+/// Why a read gave nothing.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum ReadError {
+    /// The integration cannot be set up from its configuration.
+    #[error("configuration: {0}")]
+    Config(String),
+    /// The peer could not be reached.
+    #[error("connecting: {0}")]
+    Connect(String),
+    /// The peer refused or broke off the command.
+    #[error("{0}")]
+    Command(String),
+    /// No answer within the timeout.
+    #[error("no answer within {0:?}")]
+    Timeout(Duration),
+}
+
+/// Starts one task per integration; they stop with `stop`.
+pub fn spawn(configs: &[IntegrationConfig], spool: Arc<Spool>, stop: &CancellationToken) {
+    for c in configs {
+        tokio::spawn(run(c.clone(), spool.clone(), stop.clone()));
+    }
+}
+
+/// A type's reader.
+enum Source {
+    Redis(redis::Source),
+}
+
+impl Source {
+    fn new(c: &IntegrationConfig) -> Result<Self, ReadError> {
+        match c.kind {
+            IntegrationType::Redis => Ok(Source::Redis(redis::Source::new(&c.url, c.timeout)?)),
+        }
+    }
+
+    /// One read's samples, labelled `labels`.
+    async fn read(
+        &mut self,
+        time: chrono::DateTime<chrono::Utc>,
+        labels: &BTreeMap<String, String>,
+    ) -> Result<Vec<MetricSample>, ReadError> {
+        match self {
+            Source::Redis(s) => {
+                let text = s.info().await?;
+                let info = redis::parse(&text);
+                if info.skipped > 0 {
+                    tracing::debug!(lines = info.skipped, "INFO lines skipped");
+                }
+                Ok(redis::samples(&info, time, labels))
+            }
+        }
+    }
+}
+
+/// One integration until `stop`.
+async fn run(c: IntegrationConfig, spool: Arc<Spool>, stop: CancellationToken) {
+    let mut labels = c.labels.clone();
+    labels.insert("integration".into(), c.name.clone());
+    let mut up_labels = labels.clone();
+    up_labels.insert("type".into(), c.kind.as_str().into());
+    let mut source = Source::new(&c);
+    let first = tokio::time::Instant::now() + FIRST_READ.min(c.interval);
+    let mut ticks = tokio::time::interval_at(first, c.interval);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut was_up: Option<bool> = None;
+    loop {
+        tokio::select! {
+            () = stop.cancelled() => return,
+            _ = ticks.tick() => {}
+        }
+        let time = chrono::Utc::now();
+        let result = match &mut source {
+            Ok(s) => match tokio::time::timeout(c.timeout, s.read(time, &labels)).await {
+                Ok(r) => r,
+                Err(_) => Err(ReadError::Timeout(c.timeout)),
+            },
+            Err(e) => Err(e.clone()),
+        };
+        let up = result.is_ok();
+        let mut records: Vec<Record> = match result {
+            Ok(samples) => {
+                if was_up == Some(false) {
+                    tracing::info!(integration = %c.name, r#type = %c.kind, "integration reads again");
+                }
+                samples.into_iter().map(Record::Metric).collect()
+            }
+            Err(e) => {
+                if was_up != Some(false) {
+                    tracing::warn!(
+                        integration = %c.name,
+                        r#type = %c.kind,
+                        url = %c.redacted_url(),
+                        error = %e,
+                        "integration cannot read its peer; said again when it can"
+                    );
+                }
+                Vec::new()
+            }
+        };
+        was_up = Some(up);
+        records.push(Record::Metric(MetricSample {
+            name: UP_METRIC.into(),
+            labels: up_labels.clone(),
+            time,
+            value: if up { 1.0 } else { 0.0 },
+            metric_type: MetricType::Gauge,
+        }));
+        spool.push_async(records, Haste::Flush).await;
+    }
+}

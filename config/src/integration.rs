@@ -1,0 +1,398 @@
+//! `[[integrations]]`: metric sources the agent reads from the services on its server (Redis's
+//! `INFO` today), each on its own interval, shipped as metrics beside the host's. They exist so
+//! that a service's own figures (memory, evictions, replication) are data with alerts on them,
+//! from the agent already on the server, without an exporter per service (docs/integrations.md).
+//!
+//! An entry names its `type` and its peer (`url`); `name` tells two of one type apart (the
+//! `integration` label of every sample). Only implemented types are accepted: a type the
+//! project plans but does not have yet is refused with the list of those it has.
+
+use std::collections::BTreeMap;
+use std::collections::HashMap;
+use std::fmt;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::document::{Document, KeyPath};
+
+/// The integration types the agent has.
+pub const IMPLEMENTED: &[&str] = &["redis"];
+
+/// Types planned (issue #32) but not in this agent yet.
+const PLANNED: &[&str] = &["postgresql", "nginx", "containers", "prometheus"];
+
+/// Shortest `interval`.
+pub const MIN_INTERVAL: Duration = Duration::from_secs(1);
+/// Longest `interval`.
+pub const MAX_INTERVAL: Duration = Duration::from_secs(3600);
+/// The default `interval`.
+pub const DEFAULT_INTERVAL: Duration = Duration::from_secs(15);
+/// The longest default `timeout` (it is also at most half the interval).
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(5);
+/// Most extra `labels` on one integration.
+pub const MAX_LABELS: usize = 32;
+/// Longest label key or value, in bytes.
+pub const MAX_LABEL_BYTES: usize = 256;
+
+/// Label keys the agent sets itself, which `labels` may not hold.
+pub const RESERVED_LABELS: &[&str] = &["agent", "integration", "type", "db", "replica"];
+
+/// Which integration.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum IntegrationType {
+    /// Redis, through `INFO` (`url = "redis://[:password@]host:port"`).
+    Redis,
+}
+
+impl IntegrationType {
+    /// The name in the configuration (`type = "redis"`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            IntegrationType::Redis => "redis",
+        }
+    }
+
+    fn parse(s: &str) -> Option<Self> {
+        match s {
+            "redis" => Some(IntegrationType::Redis),
+            _ => None,
+        }
+    }
+
+    fn schemes(self) -> &'static [&'static str] {
+        match self {
+            IntegrationType::Redis => &["redis", "rediss"],
+        }
+    }
+}
+
+impl fmt::Display for IntegrationType {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// One `[[integrations]]` entry as written.
+#[derive(Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawIntegration {
+    #[serde(rename = "type")]
+    kind: String,
+    #[serde(default)]
+    name: Option<String>,
+    #[serde(default)]
+    url: Option<String>,
+    #[serde(default, with = "crate::duration::option")]
+    interval: Option<Duration>,
+    #[serde(default, with = "crate::duration::option")]
+    timeout: Option<Duration>,
+    #[serde(default)]
+    labels: BTreeMap<String, String>,
+}
+
+/// One `[[integrations]]` entry, validated, with its defaults filled in.
+#[derive(Clone, PartialEq)]
+pub struct IntegrationConfig {
+    /// `type`: what is read. Required; one of [`IMPLEMENTED`].
+    pub kind: IntegrationType,
+    /// `name`: the `integration` label of its samples; unique among the agent's integrations.
+    /// Default: the type (`"redis"`).
+    pub name: String,
+    /// `url`: where the peer is. For `redis`, `redis://[:password@]host:port` (or `rediss://`);
+    /// a password in it is sent with AUTH and never logged. Required.
+    pub url: String,
+    /// `interval`: time between two reads. Default `"15s"`; 1 s to 1 h.
+    pub interval: Duration,
+    /// `timeout`: longest one read may take (connecting included). Default 5 s or half the
+    /// interval, whichever is shorter; more than 0 and less than `interval`.
+    pub timeout: Duration,
+    /// `labels`: extra labels on every sample of this integration. Default none; at most 32,
+    /// keys and values at most 256 bytes, keys not empty and none of [`RESERVED_LABELS`].
+    pub labels: BTreeMap<String, String>,
+}
+
+/// Shows the URL with its password hidden.
+impl fmt::Debug for IntegrationConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("IntegrationConfig")
+            .field("kind", &self.kind)
+            .field("name", &self.name)
+            .field("url", &crate::redact::url(&self.url))
+            .field("interval", &self.interval)
+            .field("timeout", &self.timeout)
+            .field("labels", &self.labels)
+            .finish()
+    }
+}
+
+impl IntegrationConfig {
+    /// The URL with any password hidden, for logs.
+    pub fn redacted_url(&self) -> String {
+        crate::redact::url(&self.url)
+    }
+}
+
+/// Reads `[[integrations]]`, reporting each entry's problems at its key and names used twice.
+pub(crate) fn read(doc: &mut Document<'_>) -> Vec<IntegrationConfig> {
+    let items = doc.array_section::<RawIntegration>("integrations");
+    let mut seen: HashMap<String, usize> = HashMap::new();
+    let mut out = Vec::new();
+    for (i, raw) in items {
+        let at = KeyPath::key("integrations").index(i);
+        let (resolved, problems) = resolve(raw);
+        for (field, problem) in problems {
+            doc.error_at(&at.child(field), problem);
+        }
+        let Some(c) = resolved else { continue };
+        if let Some(first) = seen.insert(c.name.clone(), i) {
+            doc.error_at(
+                &at.child("name"),
+                format!(
+                    "duplicate integration name {:?} (first at integrations[{first}]): set \
+                     `name` to tell them apart",
+                    c.name
+                ),
+            );
+        }
+        out.push(c);
+    }
+    out
+}
+
+/// The entry with its defaults, or none when it cannot be used; its problems as (key,
+/// sentence).
+fn resolve(raw: RawIntegration) -> (Option<IntegrationConfig>, Vec<(&'static str, String)>) {
+    let mut out = Vec::new();
+    let kind = IntegrationType::parse(&raw.kind);
+    if kind.is_none() {
+        let known = if PLANNED.contains(&raw.kind.as_str()) {
+            format!("type {:?} is not implemented yet", raw.kind)
+        } else {
+            format!("unknown type {:?}", raw.kind)
+        };
+        out.push((
+            "type",
+            format!("{known}: this agent has {}", IMPLEMENTED.join(", ")),
+        ));
+    }
+    if let Some(n) = &raw.name
+        && n.trim().is_empty()
+    {
+        out.push((
+            "name",
+            "must not be empty (leave it out for the type)".into(),
+        ));
+    }
+    match (&raw.url, kind) {
+        (None, Some(k)) => out.push(("url", format!("is required for type {:?}", k.as_str()))),
+        (Some(u), Some(k)) => match url::Url::parse(u) {
+            Ok(p) if k.schemes().contains(&p.scheme()) => {}
+            Ok(p) => out.push((
+                "url",
+                format!(
+                    "scheme {:?} is not supported: expected {}",
+                    p.scheme(),
+                    k.schemes().join(" or ")
+                ),
+            )),
+            // The URL may hold a password: never echo it.
+            Err(e) => out.push(("url", format!("is not a valid URL: {e}"))),
+        },
+        (_, None) => {}
+    }
+    let interval = raw.interval.unwrap_or(DEFAULT_INTERVAL);
+    if !(MIN_INTERVAL..=MAX_INTERVAL).contains(&interval) {
+        out.push(("interval", "must be 1s to 1h".into()));
+    }
+    let timeout = raw.timeout.unwrap_or(DEFAULT_TIMEOUT.min(interval / 2));
+    if timeout.is_zero() {
+        out.push(("timeout", "must be more than 0s".into()));
+    } else if timeout >= interval {
+        out.push((
+            "timeout",
+            format!(
+                "{} is not less than the interval ({}): a read must end before the next starts",
+                crate::duration::format(&timeout),
+                crate::duration::format(&interval)
+            ),
+        ));
+    }
+    if raw.labels.len() > MAX_LABELS {
+        out.push(("labels", format!("at most {MAX_LABELS} labels")));
+    }
+    for (k, v) in &raw.labels {
+        if k.trim().is_empty() {
+            out.push(("labels", "a label key must not be empty".into()));
+        } else if RESERVED_LABELS.contains(&k.as_str()) {
+            out.push((
+                "labels",
+                format!(
+                    "{k:?} is set by the agent: pick another key (reserved: {})",
+                    RESERVED_LABELS.join(", ")
+                ),
+            ));
+        } else if k.len() > MAX_LABEL_BYTES || v.len() > MAX_LABEL_BYTES {
+            out.push((
+                "labels",
+                format!("{k:?}: keys and values at most {MAX_LABEL_BYTES} bytes"),
+            ));
+        }
+    }
+    let resolved = match (kind, raw.url) {
+        (Some(kind), Some(url)) if out.is_empty() => Some(IntegrationConfig {
+            kind,
+            name: raw.name.unwrap_or_else(|| kind.as_str().to_string()),
+            url,
+            interval,
+            timeout,
+            labels: raw.labels,
+        }),
+        _ => None,
+    };
+    (resolved, out)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+    use std::time::Duration;
+
+    use crate::AgentConfig;
+
+    const BASE: &str = "name = \"a1\"\ncollector = \"http://127.0.0.1:7700\"\n\
+                        token = \"a1b2c3d4e5f6a7b8c9d0e1f2a3b4\"\n";
+
+    fn parse(extra: &str) -> Result<AgentConfig, String> {
+        AgentConfig::parse(Path::new("a.toml"), &format!("{BASE}{extra}"), &|_| None)
+            .map_err(|e| e.to_string())
+    }
+
+    fn err(extra: &str) -> String {
+        parse(extra).expect_err(extra)
+    }
+
+    #[test]
+    fn a_redis_integration_takes_its_defaults() {
+        let c = parse("[[integrations]]\ntype = \"redis\"\nurl = \"redis://127.0.0.1:6379\"\n")
+            .unwrap();
+        let i = &c.integrations[0];
+        assert_eq!(i.name, "redis");
+        assert_eq!(i.interval, Duration::from_secs(15));
+        assert_eq!(i.timeout, Duration::from_secs(5));
+        assert!(i.labels.is_empty());
+        // A short interval shortens the default timeout to half of it.
+        let c = parse(
+            "[[integrations]]\ntype = \"redis\"\nurl = \"redis://h:1\"\ninterval = \"2s\"\n\
+             labels = { env = \"prod\" }\nname = \"cache\"\n",
+        )
+        .unwrap();
+        let i = &c.integrations[0];
+        assert_eq!(
+            (i.name.as_str(), i.timeout),
+            ("cache", Duration::from_secs(1))
+        );
+        assert_eq!(i.labels["env"], "prod");
+        assert!(parse("").unwrap().integrations.is_empty());
+    }
+
+    #[test]
+    fn types_not_implemented_are_refused_with_the_implemented_ones() {
+        let e = err("[[integrations]]\ntype = \"postgresql\"\nurl = \"postgres://h/db\"\n");
+        assert!(
+            e.contains(
+                "integrations[0].type: type \"postgresql\" is not implemented yet: this agent \
+                 has redis"
+            ),
+            "{e}"
+        );
+        let e = err("[[integrations]]\ntype = \"memcached\"\nurl = \"x://h\"\n");
+        assert!(
+            e.contains("type: unknown type \"memcached\": this agent has redis"),
+            "{e}"
+        );
+        let e = err("[[integrations]]\nurl = \"redis://h:1\"\n");
+        assert!(e.contains("missing field `type`"), "{e}");
+        let e = err("[[integrations]]\ntype = \"redis\"\nurl = \"redis://h:1\"\nport = 1\n");
+        assert!(e.contains("unknown field `port`"), "{e}");
+    }
+
+    #[test]
+    fn url_is_required_checked_and_its_password_never_shown() {
+        let e = err("[[integrations]]\ntype = \"redis\"\n");
+        assert!(
+            e.contains("integrations[0].url: is required for type \"redis\""),
+            "{e}"
+        );
+        let e = err("[[integrations]]\ntype = \"redis\"\nurl = \"http://h:1\"\n");
+        assert!(
+            e.contains("url: scheme \"http\" is not supported: expected redis or rediss"),
+            "{e}"
+        );
+        let e = err("[[integrations]]\ntype = \"redis\"\nurl = \"redis://:s3cret@[bad\"\n");
+        assert!(e.contains("url: is not a valid URL"), "{e}");
+        assert!(!e.contains("s3cret"), "{e}");
+        let c = parse("[[integrations]]\ntype = \"redis\"\nurl = \"redis://:s3cret@h:6379\"\n")
+            .unwrap();
+        let shown = format!("{:?} {}", c, c.integrations[0].redacted_url());
+        assert!(!shown.contains("s3cret"), "{shown}");
+        assert!(shown.contains("redis://***@h:6379"), "{shown}");
+    }
+
+    #[test]
+    fn interval_and_timeout_are_bounded() {
+        let one = |keys: &str| {
+            err(&format!(
+                "[[integrations]]\ntype = \"redis\"\nurl = \"redis://h:1\"\n{keys}\n"
+            ))
+        };
+        assert!(
+            one("interval = \"500ms\"").contains("interval: must be 1s to 1h"),
+            "{}",
+            one("interval = \"500ms\"")
+        );
+        assert!(one("interval = \"2h\"").contains("interval: must be 1s to 1h"));
+        assert!(one("timeout = \"0s\"").contains("timeout: must be more than 0s"));
+        let e = one("interval = \"10s\"\ntimeout = \"10s\"");
+        assert!(
+            e.contains("timeout: 10s is not less than the interval (10s)"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn names_are_unique_and_labels_bounded() {
+        let e = err(
+            "[[integrations]]\ntype = \"redis\"\nurl = \"redis://h:1\"\n\
+             [[integrations]]\ntype = \"redis\"\nurl = \"redis://h:2\"\n",
+        );
+        assert!(
+            e.contains(
+                "integrations[1].name: duplicate integration name \"redis\" (first at \
+                 integrations[0])"
+            ),
+            "{e}"
+        );
+        let e = err("[[integrations]]\ntype = \"redis\"\nurl = \"redis://h:1\"\nname = \" \"\n");
+        assert!(e.contains("name: must not be empty"), "{e}");
+        let e = err(
+            "[[integrations]]\ntype = \"redis\"\nurl = \"redis://h:1\"\n\
+             labels = { integration = \"x\" }\n",
+        );
+        assert!(
+            e.contains("labels: \"integration\" is set by the agent"),
+            "{e}"
+        );
+        let long = "v".repeat(257);
+        let e = err(&format!(
+            "[[integrations]]\ntype = \"redis\"\nurl = \"redis://h:1\"\nlabels = {{ k = \"{long}\" }}\n"
+        ));
+        assert!(e.contains("keys and values at most 256 bytes"), "{e}");
+        let many: Vec<String> = (0..33).map(|i| format!("k{i} = \"v\"")).collect();
+        let e = err(&format!(
+            "[[integrations]]\ntype = \"redis\"\nurl = \"redis://h:1\"\nlabels = {{ {} }}\n",
+            many.join(", ")
+        ));
+        assert!(e.contains("labels: at most 32 labels"), "{e}");
+    }
+}
