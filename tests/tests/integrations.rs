@@ -1,0 +1,333 @@
+//! `[[integrations]]` end to end, against real peers: a Redis primary (with a password,
+//! `maxmemory` and an eviction policy) and its replica started here on reserved loopback
+//! ports, the real agent reading both and shipping to the real collector. What the collector
+//! stores is compared with what `redis-cli INFO` on the peers says, never with the agent's own
+//! figures; the starter rule of docs/integrations.md fires on the evictions.
+
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use lookout_tests::{Daemon, READ_TOKEN, eventually, get_json, start_collector};
+use lookout_tests::{Port, free_port};
+
+const AGENT_TOKEN: &str = "integ-agent-token-0123456789abcdef";
+const PASSWORD: &str = "s3cret-redis-pw-4c1d";
+const MAXMEMORY: u64 = 2 * 1024 * 1024;
+const WAIT: Duration = Duration::from_secs(30);
+
+/// A redis-server, killed when dropped.
+struct Redis {
+    child: Child,
+    port: Port,
+}
+
+impl Redis {
+    fn start(dir: &std::path::Path, port: Port, extra: &[&str]) -> Self {
+        let p = port.get().to_string();
+        let child = Command::new("redis-server")
+            .args([
+                "--port",
+                &p,
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+            ])
+            .args(["--dir", dir.to_str().unwrap(), "--requirepass", PASSWORD])
+            .args(["--repl-diskless-sync-delay", "0"])
+            .args(extra)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("redis-server is installed (scripts/lib/peers.sh)");
+        Self { child, port }
+    }
+
+    /// `redis-cli` against this server: the oracle, independent of the agent's client.
+    fn cli(&self, args: &[&str]) -> Option<String> {
+        let out = Command::new("redis-cli")
+            .args([
+                "-p",
+                &self.port.get().to_string(),
+                "--no-auth-warning",
+                "-a",
+                PASSWORD,
+            ])
+            .args(args)
+            .output()
+            .ok()?;
+        out.status
+            .success()
+            .then(|| String::from_utf8_lossy(&out.stdout).into_owned())
+    }
+
+    /// One `INFO` field, as the server says it now.
+    fn info(&self, field: &str) -> Option<String> {
+        let text = self.cli(&["INFO"])?;
+        text.lines().find_map(|l| {
+            l.trim_end()
+                .strip_prefix(field)
+                .and_then(|r| r.strip_prefix(':'))
+                .map(str::to_string)
+        })
+    }
+
+    fn info_num(&self, field: &str) -> Option<f64> {
+        self.info(field)?.parse().ok()
+    }
+
+    fn stop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Redis {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// The newest stored value of `name` for the integration `integration`, or none yet.
+async fn last(base: &str, name: &str, labels: &str) -> anyhow::Result<Option<f64>> {
+    let j = get_json(&format!(
+        "{base}/api/v1/metrics?agent=cache-1&name={name}&labels={labels}&step=1s"
+    ))
+    .await?;
+    Ok(j["series"]
+        .as_array()
+        .and_then(|s| s.first())
+        .and_then(|s| s["points"].as_array())
+        .and_then(|p| p.last())
+        .and_then(|p| p["last"].as_f64()))
+}
+
+async fn firing(base: &str) -> Vec<String> {
+    get_json(&format!("{base}/api/v1/alerts?state=firing"))
+        .await
+        .map(|j| {
+            j["alerts"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default()
+                .iter()
+                .filter_map(|a| a["fingerprint"].as_str().map(str::to_string))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_primary_and_replica_are_read_as_info_says_and_evictions_fire_the_starter_rule() {
+    let dir = tempfile::tempdir().unwrap();
+    let (pdir, rdir) = (dir.path().join("primary"), dir.path().join("replica"));
+    std::fs::create_dir_all(&pdir).unwrap();
+    std::fs::create_dir_all(&rdir).unwrap();
+    let maxmemory = MAXMEMORY.to_string();
+    let mut primary = Redis::start(
+        &pdir,
+        free_port(),
+        &[
+            "--maxmemory",
+            &maxmemory,
+            "--maxmemory-policy",
+            "allkeys-lru",
+        ],
+    );
+    let primary_port = primary.port.get().to_string();
+    let replica = Redis::start(
+        &rdir,
+        free_port(),
+        &[
+            "--replicaof",
+            "127.0.0.1",
+            &primary_port,
+            "--masterauth",
+            PASSWORD,
+        ],
+    );
+    eventually("the replica's link up", WAIT, || async {
+        Ok((replica.info("master_link_status").as_deref() == Some("up")).then_some(()))
+    })
+    .await
+    .unwrap();
+
+    let (mut collector, base) = start_collector(
+        dir.path(),
+        &format!(
+            "[server]\nlisten = \"127.0.0.1:0\"\ndata_dir = \"{}\"\nread_tokens = [\"{READ_TOKEN}\"]\n\
+             [[agents]]\nname = \"cache-1\"\ntoken = \"{AGENT_TOKEN}\"\n\
+             [[rules]]\nname = \"redis-evictions\"\nmetric = \"redis.keys.evicted\"\n\
+             aggregate = \"rate\"\nwindow = \"5m\"\nabove = 0\n",
+            dir.path().display()
+        ),
+    )
+    .unwrap();
+    let agent_dir = dir.path().join("agent");
+    std::fs::create_dir_all(&agent_dir).unwrap();
+    let agent_toml = agent_dir.join("agent.toml");
+    std::fs::write(
+        &agent_toml,
+        format!(
+            "name = \"cache-1\"\ncollector = \"{base}\"\ntoken = \"{AGENT_TOKEN}\"\n\
+             data_dir = \"{}\"\n[host_metrics]\nenabled = false\n\
+             [[integrations]]\ntype = \"redis\"\nname = \"primary\"\n\
+             url = \"redis://:{PASSWORD}@127.0.0.1:{primary_port}\"\ninterval = \"1s\"\n\
+             labels = {{ role = \"cache\" }}\n\
+             [[integrations]]\ntype = \"redis\"\nname = \"replica\"\n\
+             url = \"redis://:{PASSWORD}@127.0.0.1:{}\"\ninterval = \"1s\"\n",
+            agent_dir.display(),
+            replica.port.get()
+        ),
+    )
+    .unwrap();
+    let mut agent: Daemon = lookout_tests::start_agent(&agent_toml).unwrap();
+    let diagnose = |agent: &Daemon, collector: &Daemon| {
+        format!(
+            "agent:\n{}\ncollector:\n{}",
+            agent.log_text(),
+            collector.log_text()
+        )
+    };
+
+    // Before any write: the counter is stored at what INFO says (0), so the rule has a base.
+    let before = eventually("evictions stored before the writes", WAIT, || async {
+        last(&base, "redis.keys.evicted", "integration=primary").await
+    })
+    .await
+    .unwrap_or_else(|e| panic!("{e}\n{}", diagnose(&agent, &collector)));
+    assert_eq!(Some(before), primary.info_num("evicted_keys"));
+    assert!(firing(&base).await.is_empty());
+
+    // Writes past maxmemory: 40 values of 100 KB into 2 MiB evict keys.
+    let value = "x".repeat(100_000);
+    for i in 0..40 {
+        primary.cli(&["SET", &format!("big{i}"), &value]).unwrap();
+    }
+    let evicted = primary.info_num("evicted_keys").unwrap();
+    assert!(evicted > 0.0, "no eviction: the test's premise failed");
+
+    // Writes stopped: evictions and maxmemory do not move, so the stored values are exact.
+    eventually("evictions as INFO says them", WAIT, || async {
+        let stored = last(&base, "redis.keys.evicted", "integration=primary").await?;
+        Ok((stored == Some(evicted)).then_some(()))
+    })
+    .await
+    .unwrap_or_else(|e| panic!("{e}: INFO says {evicted}\n{}", diagnose(&agent, &collector)));
+    let labels = "integration=primary,role=cache";
+    assert_eq!(
+        last(&base, "redis.maxmemory", labels).await.unwrap(),
+        primary.info_num("maxmemory")
+    );
+    assert_eq!(primary.info_num("maxmemory"), Some(MAXMEMORY as f64));
+    // Memory moves a little with every client buffer: within 10 % of INFO's, read now.
+    let stored = last(&base, "redis.memory.used", labels)
+        .await
+        .unwrap()
+        .unwrap();
+    let now = primary.info_num("used_memory").unwrap();
+    assert!(
+        (stored - now).abs() <= now * 0.1,
+        "stored {stored}, INFO used_memory {now}"
+    );
+    let keys = last(&base, "redis.db.keys", "integration=primary,db=db0")
+        .await
+        .unwrap();
+    let info_keys = primary.info("db0").and_then(|l| {
+        l.split(',')
+            .find_map(|p| p.strip_prefix("keys="))
+            .and_then(|k| k.parse::<f64>().ok())
+    });
+    assert_eq!(keys, info_keys, "redis.db.keys against INFO's db0");
+    assert_eq!(
+        last(&base, "redis.slaves.connected", "integration=primary")
+            .await
+            .unwrap(),
+        primary.info_num("connected_slaves")
+    );
+    // The replica's link, and the primary's up gauge.
+    assert_eq!(
+        last(
+            &base,
+            "redis.replication.link_status",
+            "integration=replica"
+        )
+        .await
+        .unwrap(),
+        Some(1.0)
+    );
+    assert_eq!(
+        last(
+            &base,
+            "lookout.integration.up",
+            "integration=primary,type=redis"
+        )
+        .await
+        .unwrap(),
+        Some(1.0)
+    );
+
+    // The starter rule: a rate of evictions above 0 fires.
+    eventually("the redis-evictions rule firing", WAIT, || async {
+        let f = firing(&base).await;
+        Ok(f.iter()
+            .any(|a| a.starts_with("redis-evictions/") && a.contains("integration=primary"))
+            .then_some(f))
+    })
+    .await
+    .unwrap_or_else(|e| panic!("{e}\n{}", diagnose(&agent, &collector)));
+
+    // The primary stops: the replica says its link is down, the primary's up gauge is 0.
+    primary.stop();
+    eventually("link down and primary not up", WAIT, || async {
+        let link = last(
+            &base,
+            "redis.replication.link_status",
+            "integration=replica",
+        )
+        .await?;
+        let up = last(&base, "lookout.integration.up", "integration=primary").await?;
+        Ok((link == Some(0.0) && up == Some(0.0)).then_some(()))
+    })
+    .await
+    .unwrap_or_else(|e| panic!("{e}\n{}", diagnose(&agent, &collector)));
+    assert_eq!(replica.info("master_link_status").as_deref(), Some("down"));
+    assert_eq!(
+        last(&base, "lookout.integration.up", "integration=replica")
+            .await
+            .unwrap(),
+        Some(1.0)
+    );
+    // A few failed reads later, the failure was logged once, and never with the password.
+    eventually("three failed reads", WAIT, || async {
+        let j = get_json(&format!(
+            "{base}/api/v1/metrics?agent=cache-1&name=lookout.integration.up&labels=integration=primary&step=1s"
+        ))
+        .await?;
+        let zeros = j["series"][0]["points"]
+            .as_array()
+            .map(|p| p.iter().filter(|p| p["last"] == 0.0).count())
+            .unwrap_or(0);
+        Ok((zeros >= 3).then_some(()))
+    })
+    .await
+    .unwrap();
+    let log = agent.log_text();
+    assert_eq!(
+        log.matches("integration cannot read its peer").count(),
+        1,
+        "{log}"
+    );
+    assert!(
+        !log.contains(PASSWORD),
+        "the password reached the log:\n{log}"
+    );
+    assert!(!collector.log_text().contains(PASSWORD));
+
+    agent.signal("TERM").unwrap();
+    agent.wait_exit(Duration::from_secs(10)).unwrap();
+    collector.signal("TERM").unwrap();
+    collector.wait_exit(Duration::from_secs(15)).unwrap();
+}
