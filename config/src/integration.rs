@@ -62,7 +62,8 @@ impl IntegrationType {
 
     fn schemes(self) -> &'static [&'static str] {
         match self {
-            IntegrationType::Redis => &["redis", "rediss"],
+            // No `rediss`: the agent's Redis client is built without TLS.
+            IntegrationType::Redis => &["redis"],
         }
     }
 }
@@ -99,8 +100,8 @@ pub struct IntegrationConfig {
     /// `name`: the `integration` label of its samples; unique among the agent's integrations.
     /// Default: the type (`"redis"`).
     pub name: String,
-    /// `url`: where the peer is. For `redis`, `redis://[:password@]host:port` (or `rediss://`);
-    /// a password in it is sent with AUTH and never logged. Required.
+    /// `url`: where the peer is. For `redis`, `redis://[:password@]host:port[/db]` (no TLS:
+    /// `rediss://` is refused); a password in it is sent with AUTH and never logged. Required.
     pub url: String,
     /// `interval`: time between two reads. Default `"15s"`; 1 s to 1 h.
     pub interval: Duration,
@@ -326,7 +327,12 @@ mod tests {
         );
         let e = err("[[integrations]]\ntype = \"redis\"\nurl = \"http://h:1\"\n");
         assert!(
-            e.contains("url: scheme \"http\" is not supported: expected redis or rediss"),
+            e.contains("url: scheme \"http\" is not supported: expected redis"),
+            "{e}"
+        );
+        let e = err("[[integrations]]\ntype = \"redis\"\nurl = \"rediss://h:1\"\n");
+        assert!(
+            e.contains("url: scheme \"rediss\" is not supported: expected redis"),
             "{e}"
         );
         let e = err("[[integrations]]\ntype = \"redis\"\nurl = \"redis://:s3cret@[bad\"\n");
