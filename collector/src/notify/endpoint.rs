@@ -179,6 +179,22 @@ impl Endpoint {
         }
     }
 
+    /// Keeps the values of the URL's query parameters `names` out of error text too, decoded
+    /// (the encoded query is already): a signature (Teams' `sig`), a key or a token (Google
+    /// Chat's), as a peer might quote them alone.
+    pub fn query_secrets(mut self, names: &[&str]) -> Self {
+        let values: Vec<String> = self
+            .url
+            .query_pairs()
+            .filter(|(k, _)| names.contains(&k.as_ref()))
+            .map(|(_, v)| v.into_owned())
+            .collect();
+        for v in values {
+            self = self.secret(&v);
+        }
+        self
+    }
+
     /// Adds headers to every request (their values marked sensitive by the caller).
     pub fn headers(mut self, headers: HeaderMap) -> Self {
         self.headers.extend(headers);

@@ -159,6 +159,63 @@ pub(crate) fn markdown_link_target(url: &str) -> String {
         .replace('>', "%3E")
 }
 
+/// [`facts`] with each value cut (`…` marking a cut) to what a card shows: the error chain at
+/// 1,500 characters, the labels at 600, the others at 200. With a summary cut at 1,000 and a
+/// title at 250, one alert then fits the chat services' message limits (Teams' 28 KB, Google
+/// Chat's 32,000 bytes) even with every character escaped.
+pub(crate) fn facts_cut(note: &AlertNote) -> Vec<(&'static str, String)> {
+    facts(note)
+        .into_iter()
+        .map(|(name, value)| {
+            let max = match name {
+                "Error" => 1500,
+                "Labels" => 600,
+                _ => 200,
+            };
+            (name, truncate(&value, max))
+        })
+        .collect()
+}
+
+/// How many of a message's `n` notes to show: all when they fit (or there is one), else the
+/// most that `fits`, at least one. `fits(k)` says whether the message with its first `k`
+/// notes, and a line counting the rest, is within the vendor's limits; it must grow with `k`.
+pub(crate) fn most_that_fit(n: usize, fits: impl Fn(usize) -> bool) -> usize {
+    if n <= 1 || fits(n) {
+        return n;
+    }
+    let (mut lo, mut hi) = (1, n - 1);
+    while lo < hi {
+        let mid = (lo + hi).div_ceil(2);
+        if fits(mid) {
+            lo = mid;
+        } else {
+            hi = mid - 1;
+        }
+    }
+    lo
+}
+
+/// The worst alert for a card's limits, for the channels' tests: every text far past its cut,
+/// made of control characters (six bytes each in JSON) and of `escaped` (which the channel
+/// escapes), and both links at the longest a card keeps.
+#[cfg(test)]
+pub(crate) fn worst_note(escaped: char) -> AlertNote {
+    let worst = "\u{1}".repeat(5000) + &escaped.to_string().repeat(5000);
+    AlertNote {
+        fingerprint: "f".into(),
+        rule: "r".into(),
+        labels: [("check".to_string(), worst.clone())].into(),
+        kind: super::message::NoteKind::Firing,
+        summary: worst.clone(),
+        detail: Some(worst.clone()),
+        acked_by: Some(worst),
+        link: Some(format!("https://x/{}", "a".repeat(990))),
+        ack_link: Some(format!("https://x/{}", "b".repeat(990))),
+        ..AlertNote::default()
+    }
+}
+
 /// An alert's `severity` label as one of four levels, for services that rank alerts
 /// (PagerDuty's severities, Opsgenie's priorities): `critical` (also `fatal`, `page`), `error`
 /// (also `major`, `high`), `warning` (also `warn`, `minor`, `medium`), `info` (also `low`,
@@ -228,6 +285,16 @@ mod tests {
             markdown_link_target("https://x/a (b)<c>"),
             "https://x/a%20%28b%29%3Cc%3E"
         );
+    }
+
+    #[test]
+    fn the_most_that_fit_is_found_and_at_least_one() {
+        assert_eq!(most_that_fit(0, |_| false), 0);
+        assert_eq!(most_that_fit(1, |_| false), 1);
+        assert_eq!(most_that_fit(50, |k| k <= 50), 50);
+        assert_eq!(most_that_fit(50, |k| k <= 17), 17);
+        assert_eq!(most_that_fit(50, |k| k <= 49), 49);
+        assert_eq!(most_that_fit(50, |_| false), 1);
     }
 
     #[test]

@@ -37,7 +37,7 @@ use lookout_config::ChannelConfig;
 use serde_json::{Value, json};
 
 use super::endpoint::{Endpoint, HttpChannel, Payload, Post};
-use super::format::{facts, markdown_escape, truncate, web_link};
+use super::format::{facts_cut, markdown_escape, most_that_fit, truncate, web_link};
 use super::message::{AlertNote, Message, NoteKind, SendError};
 use super::text::more;
 
@@ -54,12 +54,6 @@ pub const CARD_CONTENT_TYPE: &str = "application/vnd.microsoft.card.adaptive";
 const MAX_TITLE_CHARS: usize = 250;
 /// The most characters of a summary.
 const MAX_SUMMARY_CHARS: usize = 1000;
-/// The most characters of the error chain's fact.
-const MAX_ERROR_CHARS: usize = 1500;
-/// The most characters of the labels' fact.
-const MAX_LABELS_CHARS: usize = 600;
-/// The most characters of another fact (a time, who acknowledged).
-const MAX_FACT_CHARS: usize = 200;
 /// The most characters of an alert's subject in its heading.
 const MAX_SUBJECT_CHARS: usize = 100;
 /// A link longer than this is left out rather than cut (a cut link goes nowhere).
@@ -67,16 +61,8 @@ const MAX_LINK_CHARS: usize = 1000;
 
 /// Builds the channel from a `teams` entry (`url`, `timeout`).
 pub fn channel(cfg: &ChannelConfig, http: reqwest::Client) -> Result<HttpChannel, String> {
-    let raw = cfg.url.as_deref();
-    let mut endpoint = Endpoint::new(cfg, http, "url", raw, None)?;
-    // The signature alone, decoded, as a peer might quote it.
-    if let Some(url) = raw.and_then(|u| reqwest::Url::parse(u).ok()) {
-        for (k, v) in url.query_pairs() {
-            if k == "sig" {
-                endpoint = endpoint.secret(&v);
-            }
-        }
-    }
+    let endpoint =
+        Endpoint::new(cfg, http, "url", cfg.url.as_deref(), None)?.query_secrets(&["sig"]);
     Ok(HttpChannel::new(cfg, endpoint, Teams))
 }
 
@@ -96,26 +82,10 @@ impl Payload for Teams {
 /// The JSON body for `msg` (see the module's doc): as many of its alerts as fit in
 /// [`MAX_PAYLOAD_BYTES`], at least one.
 pub fn payload(msg: &Message) -> Value {
-    let n = msg.alerts.len();
-    let size = |shown: usize| {
-        serde_json::to_vec(&envelope(msg, shown))
-            .map(|b| b.len())
-            .unwrap_or(usize::MAX)
-    };
-    if n <= 1 || size(n) <= MAX_PAYLOAD_BYTES {
-        return envelope(msg, n);
-    }
-    // With a count of the rest, the size grows with each alert shown: the most that fit.
-    let (mut lo, mut hi) = (1, n - 1);
-    while lo < hi {
-        let mid = (lo + hi).div_ceil(2);
-        if size(mid) <= MAX_PAYLOAD_BYTES {
-            lo = mid;
-        } else {
-            hi = mid - 1;
-        }
-    }
-    envelope(msg, lo)
+    let shown = most_that_fit(msg.alerts.len(), |shown| {
+        serde_json::to_vec(&envelope(msg, shown)).is_ok_and(|b| b.len() <= MAX_PAYLOAD_BYTES)
+    });
+    envelope(msg, shown)
 }
 
 /// The message with its first `shown` alerts, as Workflows takes it.
@@ -216,16 +186,9 @@ fn summary(note: &AlertNote) -> Value {
 
 /// A note's facts (labels, error chain, times, who acknowledged it) as a `FactSet`.
 fn fact_set(note: &AlertNote) -> Value {
-    let facts: Vec<Value> = facts(note)
+    let facts: Vec<Value> = facts_cut(note)
         .into_iter()
-        .map(|(title, value)| {
-            let max = match title {
-                "Error" => MAX_ERROR_CHARS,
-                "Labels" => MAX_LABELS_CHARS,
-                _ => MAX_FACT_CHARS,
-            };
-            json!({"title": title, "value": markdown(&truncate(&value, max))})
-        })
+        .map(|(title, value)| json!({"title": title, "value": markdown(&value)}))
         .collect();
     json!({"type": "FactSet", "facts": facts})
 }
@@ -316,19 +279,7 @@ mod tests {
     /// JSON) fits alone.
     #[test]
     fn one_alert_always_fits() {
-        let worst = "\u{1}".repeat(5000) + &"*".repeat(5000);
-        let note = AlertNote {
-            fingerprint: "f".into(),
-            rule: "r".into(),
-            labels: [("check".to_string(), worst.clone())].into(),
-            kind: NoteKind::Firing,
-            summary: worst.clone(),
-            detail: Some(worst.clone()),
-            acked_by: Some(worst.clone()),
-            link: Some(format!("https://x/{}", "a".repeat(990))),
-            ack_link: Some(format!("https://x/{}", "b".repeat(990))),
-            ..AlertNote::default()
-        };
+        let note = crate::notify::format::worst_note('*');
         for alerts in [vec![note.clone()], vec![note.clone(), note]] {
             let msg = Message {
                 group_key: "g".into(),
