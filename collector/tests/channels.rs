@@ -8,6 +8,8 @@ mod support;
 mod discord;
 #[path = "channels/email.rs"]
 mod email;
+#[path = "channels/google_chat.rs"]
+mod google_chat;
 #[path = "channels/matrix.rs"]
 mod matrix;
 #[path = "channels/ntfy.rs"]

@@ -784,6 +784,73 @@ async fn teams_400_is_given_up_at_once() {
     assert_eq!(teams.requests().len(), 1, "never sent again");
 }
 
+/// Google Chat through the outbox, its URL from `${ENV}`: a 429 (a space's quota, without
+/// `Retry-After`: the backoff applies) and a 500 are retried, and the card arrives once,
+/// valid, the same each time.
+#[tokio::test]
+async fn google_chat_429_and_500_are_retried_and_the_card_arrives_once() {
+    let chat = support::google_chat::start().await;
+    let url = chat.url(&format!(
+        "{}?{}",
+        support::google_chat::PATH,
+        support::google_chat::query()
+    ));
+    let toml = "[[channels]]\nname = \"chat\"\ntype = \"google_chat\"\nurl = \"${GCHAT_URL}\"\n";
+    let env = |k: &str| (k == "GCHAT_URL").then(|| url.clone());
+    let refusals = vec![
+        support::google_chat::exhausted(),
+        Answer::new(500, "internal error"),
+    ];
+    let requests = retried_until_delivered(toml, &env, &chat, refusals, 1).await;
+    for r in &requests {
+        assert!(support::google_chat::validate(&r.body).is_ok());
+        assert_eq!(r.body, requests[0].body);
+    }
+}
+
+/// Google Chat refusing for good (a space deleted): given up at the first attempt, with
+/// Google's reason and without the URL.
+#[tokio::test]
+async fn google_chat_404_is_given_up_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path()).await;
+    let chat = support::google_chat::start().await;
+    let (w, _) = worker(
+        &store,
+        &format!(
+            "[[channels]]\nname = \"chat\"\ntype = \"google_chat\"\nurl = \"{}\"\n",
+            chat.url(&format!(
+                "{}?{}",
+                support::google_chat::PATH,
+                support::google_chat::query()
+            ))
+        ),
+    );
+    chat.then_answer(support::google_chat::error(
+        404,
+        "NOT_FOUND",
+        "Requested entity was not found.",
+    ));
+    let now = Utc::now();
+    let ids = queue(&store, "chat", &["api"], now).await;
+    w.round(now).await.unwrap();
+    assert_eq!(states(&store, ids[0]).await, [(DeliveryState::Failed, 1)]);
+    let error = store.deliveries(ids[0]).await.unwrap()[0]
+        .last_error
+        .clone()
+        .unwrap();
+    assert!(
+        error.contains("Google Chat answered 404") && error.contains("NOT_FOUND"),
+        "{error}"
+    );
+    assert!(
+        !error.contains("GCHATSECRET") && !error.contains(support::google_chat::KEY),
+        "{error}"
+    );
+    w.round(now + Duration::hours(1)).await.unwrap();
+    assert_eq!(chat.requests().len(), 1, "never sent again");
+}
+
 #[tokio::test]
 async fn storm_control_sends_what_is_over_the_limit_as_one_digest() {
     let dir = tempfile::tempdir().unwrap();

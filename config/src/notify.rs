@@ -46,6 +46,8 @@ pub enum ChannelType {
     Mattermost,
     /// A Rocket.Chat incoming webhook (Slack-compatible attachments).
     Rocketchat,
+    /// A Google Chat space's incoming webhook: a card message.
+    GoogleChat,
 }
 
 impl ChannelType {
@@ -58,6 +60,7 @@ impl ChannelType {
                 | ChannelType::Teams
                 | ChannelType::Mattermost
                 | ChannelType::Rocketchat
+                | ChannelType::GoogleChat
         )
     }
 
@@ -77,6 +80,7 @@ impl ChannelType {
             ChannelType::Teams => "teams",
             ChannelType::Mattermost => "mattermost",
             ChannelType::Rocketchat => "rocketchat",
+            ChannelType::GoogleChat => "google_chat",
         }
     }
 }
@@ -90,7 +94,7 @@ pub struct ChannelConfig {
     /// Unique name, used by routes.
     pub name: String,
     /// `email`, `slack`, `webhook`, `pagerduty`, `opsgenie`, `telegram`, `ntfy`, `pushover`,
-    /// `matrix`, `discord`, `teams`, `mattermost` or `rocketchat`.
+    /// `matrix`, `discord`, `teams`, `mattermost`, `rocketchat` or `google_chat`.
     #[serde(rename = "type")]
     pub kind: ChannelType,
     /// email: lettre's SMTP URL (`smtp://user:pass@host:587?tls=required`, `smtps://` for
@@ -103,6 +107,7 @@ pub struct ChannelConfig {
     /// discord, mattermost, rocketchat: the incoming webhook's URL, a secret (its token is in
     /// the path).
     /// teams: the Workflows webhook's URL, a secret in full (its `sig` signs it).
+    /// google_chat: the space's incoming webhook URL, a secret in full (its `key` and `token`).
     #[serde(default)]
     pub url: Option<String>,
     /// email: the sender, `Name <address>` or an address.
@@ -244,6 +249,7 @@ impl ChannelConfig {
             ChannelType::Matrix => &["homeserver", "room", "access_token"],
             ChannelType::Discord | ChannelType::Mattermost | ChannelType::Rocketchat => &["url"],
             ChannelType::Teams => &["url"],
+            ChannelType::GoogleChat => &["url"],
         };
         let set = [
             ("url", self.url.is_some()),
@@ -342,6 +348,7 @@ impl ChannelConfig {
                 push::chat_webhook(self, &mut out)
             }
             ChannelType::Teams => push::teams(self, &mut out),
+            ChannelType::GoogleChat => push::google_chat(self, &mut out),
         }
         if self.secret.as_deref() == Some("") {
             out.push(("secret", "is empty (an unset ${VAR}?)".into()));

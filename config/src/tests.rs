@@ -1544,3 +1544,58 @@ url = "rc.example.com/hooks/1/SECRETISH"
     }
     assert!(!all.contains("SECRETISH"), "{all}");
 }
+
+#[test]
+fn a_google_chat_channel_is_a_webhook_url_kept_secret_in_full() {
+    let url = "https://chat.googleapis.com/v1/spaces/AAAAx7Yb2cQ/messages?key=AIzaSyDdI0hCZtE6vySjMm-WEfRq3CPzqKqqsHI&token=SECRETISHtok3n%3D";
+    let text = r#"
+[[channels]]
+name = "chat"
+type = "google_chat"
+url = "${GCHAT_WEBHOOK_URL}"
+"#;
+    let env = |k: &str| (k == "GCHAT_WEBHOOK_URL").then(|| url.to_string());
+    let c = CollectorConfig::parse(Path::new("c.toml"), text, &env).unwrap();
+    assert_eq!(c.channels[0].kind, crate::ChannelType::GoogleChat);
+    let shown = format!("{c:?}");
+    assert!(
+        !shown.contains("SECRETISH") && !shown.contains("AIzaSy") && !shown.contains("AAAAx7"),
+        "{shown}"
+    );
+    assert!(shown.contains("https://chat.googleapis.com/***"), "{shown}");
+    // A proxy or a test server may have any path.
+    let proxied = text.replace("${GCHAT_WEBHOOK_URL}", "http://127.0.0.1:9/chat");
+    assert!(collector(&proxied).is_ok());
+    let bad = r#"
+[[channels]]
+name = "a"
+type = "google_chat"
+
+[[channels]]
+name = "b"
+type = "google_chat"
+url = "https://chat.googleapis.com/v1/spaces/AAAA/messages?key=k"
+
+[[channels]]
+name = "c"
+type = "google_chat"
+url = "https://chat.googleapis.com/v1/spaces/AAAA?key=k&token=SECRETISH"
+
+[[channels]]
+name = "d"
+type = "google_chat"
+url = "ftp://chat.googleapis.com/x?token=SECRETISH"
+room = "x"
+"#;
+    let all = collector(bad).unwrap_err().to_string();
+    for want in [
+        "channels[0].url: required",
+        "channels[1].url: expected the webhook's URL as Google Chat gives it",
+        "channels[2].url: expected the webhook's URL as Google Chat gives it",
+        "channels[3].url: expected an http:// or https:// URL",
+        "channels[3].room: not a setting of google_chat channels",
+    ] {
+        assert!(all.contains(want), "{want:?} not in {all}");
+    }
+    assert!(!all.contains("SECRETISH"), "{all}");
+}

@@ -12,8 +12,8 @@ use super::email::EmailChannel;
 use super::endpoint::HttpChannel;
 use super::message::{Message, SendError};
 use super::{
-    discord, matrix, ntfy, opsgenie, pagerduty, pushover, slack, slack_compat, teams, telegram,
-    webhook,
+    discord, google_chat, matrix, ntfy, opsgenie, pagerduty, pushover, slack, slack_compat, teams,
+    telegram, webhook,
 };
 
 /// A channel ready to send: one per `[[channels]]` entry.
@@ -43,6 +43,7 @@ impl Channel {
             ChannelType::Teams => Channel::Http(teams::channel(cfg, http)?),
             ChannelType::Mattermost => Channel::Http(slack_compat::mattermost(cfg, http)?),
             ChannelType::Rocketchat => Channel::Http(slack_compat::rocketchat(cfg, http)?),
+            ChannelType::GoogleChat => Channel::Http(google_chat::channel(cfg, http)?),
         })
     }
 

@@ -5,9 +5,9 @@
 //! Alert API v2 requests, [`telegram`] through the Bot API, [`ntfy`] published to a topic,
 //! [`pushover`] through its Messages API, [`matrix`] as a room event, [`discord`] as embeds
 //! through a webhook, [`teams`] as an Adaptive Card to a Workflows webhook, [`slack_compat`]
-//! Mattermost's and Rocket.Chat's Slack-compatible webhooks; with what they share in
-//! [`format`], [`text`] (a
-//! message as plain text or HTML, within a vendor's limit) and [`http`]), the worker that
+//! Mattermost's and Rocket.Chat's Slack-compatible webhooks, [`google_chat`] as a card to a
+//! space's webhook; with what they share in [`format`], [`text`] (a message as plain text or
+//! HTML, within a vendor's limit) and [`http`]), the worker that
 //! delivers the outbox ([`worker`]), and what an acknowledgement tells the channels ([`ack`]).
 //!
 //! Rule evaluation queues notes in the store's outbox in the same transaction as the alert
@@ -22,6 +22,7 @@ pub mod discord;
 pub mod email;
 pub mod endpoint;
 pub(crate) mod format;
+pub mod google_chat;
 pub(crate) mod http;
 pub mod link;
 pub mod matrix;

@@ -8,6 +8,7 @@
 #![allow(dead_code)]
 
 pub mod discord;
+pub mod google_chat;
 pub mod http_peer;
 pub mod matrix;
 pub mod ntfy;

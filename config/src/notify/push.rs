@@ -1,6 +1,7 @@
-//! The checks of the push and chat channels' keys (Telegram, ntfy, Pushover, Matrix, Teams), beside
-//! the others' in notify.rs so that file stays about routes and the HTTP channels' common
-//! keys. Each says which key is wrong and what was expected, never repeating a secret.
+//! The checks of the push and chat channels' keys (Telegram, ntfy, Pushover, Matrix, Discord,
+//! Teams, Google Chat), beside the others' in notify.rs so that file stays about routes and
+//! the HTTP channels' common keys. Each says which key is wrong and what was expected, never
+//! repeating a secret.
 
 use std::time::Duration;
 
@@ -237,6 +238,33 @@ pub(super) fn teams(c: &ChannelConfig, out: &mut Vec<(&'static str, String)>) {
             "url",
             "an Office 365 connector's webhook, which Microsoft retired: create a Workflows \
              webhook (\"Post to a channel when a webhook request is received\") and use its URL"
+                .into(),
+        ));
+    }
+}
+
+/// A Google Chat webhook: a chat webhook's URL ([`chat_webhook`]); at Google's own host, the
+/// URL as Google Chat gives it (`/v1/spaces/SPACE/messages` with its `key` and `token`), so a
+/// URL copied short is told at once rather than at the first alert.
+pub(super) fn google_chat(c: &ChannelConfig, out: &mut Vec<(&'static str, String)>) {
+    chat_webhook(c, out);
+    let Some(u) = c.url.as_deref().and_then(|u| url::Url::parse(u).ok()) else {
+        return;
+    };
+    if u.host_str() != Some("chat.googleapis.com") {
+        return;
+    }
+    let path_ok = u
+        .path()
+        .strip_prefix("/v1/spaces/")
+        .and_then(|p| p.strip_suffix("/messages"))
+        .is_some_and(|space| !space.is_empty() && !space.contains('/'));
+    let has = |key: &str| u.query_pairs().any(|(k, v)| k == key && !v.is_empty());
+    if !path_ok || !has("key") || !has("token") {
+        out.push((
+            "url",
+            "expected the webhook's URL as Google Chat gives it, \
+             https://chat.googleapis.com/v1/spaces/SPACE/messages?key=...&token=..."
                 .into(),
         ));
     }
