@@ -371,6 +371,7 @@ async fn no_secret_reaches_a_log_line_an_api_answer_or_sentry() {
     const TEAMS_SIG: &str = "TEAMSSECRETsig0123456789abcdef";
     const MM_HOOK: &str = "mmsecret0123456789abcdefgh";
     const RC_TOKEN: &str = "RCSECRET0123456789abcdefgh";
+    const GCHAT_TOKEN: &str = "GCHATSECRETtok3n0123456789";
     const ADMIN: &str = "ADMINSECRET-0123456789abcdef";
     const AGENT: &str = "AGENTSECRET-0123456789abcdef";
     const OLD_AGENT: &str = "OLDAGENTSECRET-0123456789ab";
@@ -419,8 +420,9 @@ async fn no_secret_reaches_a_log_line_an_api_answer_or_sentry() {
                         .unwrap_or("")
                         .to_string()
                 };
-                // The path (Telegram's bot token) and the credentials (Opsgenie's GenieKey,
-                // ntfy's and Matrix's Bearer tokens) echoed back; the HMAC key only to the
+                // The path and query (Telegram's bot token, Teams' signature, Google Chat's
+                // token) and the credentials (Opsgenie's GenieKey, ntfy's and Matrix's Bearer
+                // tokens) echoed back; the HMAC key only to the
                 // webhook that signs with it (another channel cannot know it is a secret).
                 let key = if uri.path().starts_with("/hook/") {
                     HMAC_KEY
@@ -555,8 +557,13 @@ name = "rc"
 type = "rocketchat"
 url = "{hook}/rc/hooks/6a1b2c3d/{RC_TOKEN}"
 
+[[channels]]
+name = "gchat"
+type = "google_chat"
+url = "{hook}/gchat/v1/spaces/AAAA/messages?key=AIzaKEY&token={GCHAT_TOKEN}"
+
 [[routes]]
-channels = ["pager", "gone", "slack", "pd", "mail", "og", "tg", "ntfy", "po", "mx", "dc", "teams", "mm", "rc"]
+channels = ["pager", "gone", "slack", "pd", "mail", "og", "tg", "ntfy", "po", "mx", "dc", "teams", "mm", "rc", "gchat"]
 group_wait = "0s"
 
 [telemetry]
@@ -568,7 +575,7 @@ sentry_dsn = "{sentry_dsn}"
     let (collector, base) = start_collector(dir.path(), &config).unwrap();
     // Every channel has failed at least once, with its error recorded.
     let alerts = eventually(
-        "fourteen failed deliveries",
+        "fifteen failed deliveries",
         Duration::from_secs(30),
         || async {
             let j = get_json(&format!("{base}/api/v1/alerts?state=all")).await?;
@@ -579,7 +586,7 @@ sentry_dsn = "{sentry_dsn}"
                 .flat_map(|a| a["notifications"].as_array().cloned().unwrap_or_default())
                 .filter(|n| n["last_error"].is_string())
                 .count();
-            Ok((failed >= 14).then_some(j))
+            Ok((failed >= 15).then_some(j))
         },
     )
     .await
@@ -618,6 +625,7 @@ sentry_dsn = "{sentry_dsn}"
     let metrics = resp.text().await.unwrap();
     for channel in [
         "pager", "slack", "pd", "mail", "og", "tg", "ntfy", "po", "mx", "dc", "teams", "mm", "rc",
+        "gchat",
     ] {
         let line =
             format!(r#"lookout_notifications_total{{channel="{channel}",outcome="retry"}} "#);
@@ -681,6 +689,7 @@ sentry_dsn = "{sentry_dsn}"
         TEAMS_SIG,
         MM_HOOK,
         RC_TOKEN,
+        GCHAT_TOKEN,
         ADMIN,
         AGENT,
         OLD_AGENT,
