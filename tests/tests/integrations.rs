@@ -326,6 +326,51 @@ async fn redis_primary_and_replica_are_read_as_info_says_and_evictions_fire_the_
     );
     assert!(!collector.log_text().contains(PASSWORD));
 
+    // A reload adds an integration whose peer accepts and never answers: its reads end at its
+    // timeout, each an up of 0, while the replica's go on.
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let silent_port = silent.local_addr().unwrap().port();
+    let mut text = std::fs::read_to_string(&agent_toml).unwrap();
+    text.push_str(&format!(
+        "[[integrations]]\ntype = \"redis\"\nname = \"silent\"\n\
+         url = \"redis://127.0.0.1:{silent_port}\"\ninterval = \"2s\"\ntimeout = \"1s\"\n"
+    ));
+    std::fs::write(&agent_toml, text).unwrap();
+    let reloaded = chrono::Utc::now();
+    agent.signal("HUP").unwrap();
+    let line = agent
+        .wait_for_line("configuration reloaded", WAIT)
+        .unwrap_or_else(|e| panic!("{e}\n{}", agent.log_text()));
+    assert!(line.contains("integrations"), "{line}");
+    eventually("the silent peer read as down, twice", WAIT, || async {
+        let j = get_json(&format!(
+            "{base}/api/v1/metrics?agent=cache-1&name=lookout.integration.up&labels=integration=silent&step=1s"
+        ))
+        .await?;
+        let zeros = j["series"][0]["points"]
+            .as_array()
+            .map(|p| p.iter().filter(|p| p["last"] == 0.0).count())
+            .unwrap_or(0);
+        Ok((zeros >= 2).then_some(()))
+    })
+    .await
+    .unwrap_or_else(|e| panic!("{e}\n{}", agent.log_text()));
+    let replica_since = get_json(&format!(
+        "{base}/api/v1/metrics?agent=cache-1&name=lookout.integration.up&labels=integration=replica&step=1s&from={}",
+        reloaded.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+    ))
+    .await
+    .unwrap();
+    let points = replica_since["series"][0]["points"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    assert!(
+        !points.is_empty() && points.iter().all(|p| p["last"] == 1.0),
+        "the replica's reads after the reload: {points:?}"
+    );
+    drop(silent);
+
     agent.signal("TERM").unwrap();
     agent.wait_exit(Duration::from_secs(10)).unwrap();
     collector.signal("TERM").unwrap();
