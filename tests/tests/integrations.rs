@@ -160,7 +160,12 @@ async fn redis_primary_and_replica_are_read_as_info_says_and_evictions_fire_the_
             "[server]\nlisten = \"127.0.0.1:0\"\ndata_dir = \"{}\"\nread_tokens = [\"{READ_TOKEN}\"]\n\
              [[agents]]\nname = \"cache-1\"\ntoken = \"{AGENT_TOKEN}\"\n\
              [[rules]]\nname = \"redis-evictions\"\nmetric = \"redis.keys.evicted\"\n\
-             aggregate = \"rate\"\nwindow = \"5m\"\nabove = 0\n",
+             aggregate = \"rate\"\nwindow = \"5m\"\nabove = 0\n\
+             [[rules]]\nname = \"redis-unreachable\"\nmetric = \"lookout.integration.up\"\n\
+             labels = {{ type = \"redis\" }}\naggregate = \"max\"\nwindow = \"3s\"\nbelow = 1\n\
+             [[rules]]\nname = \"redis-replica-link\"\n\
+             metric = \"redis.replication.link_status\"\naggregate = \"max\"\nwindow = \"3s\"\n\
+             below = 1\n",
             dir.path().display()
         ),
     )
@@ -278,6 +283,11 @@ async fn redis_primary_and_replica_are_read_as_info_says_and_evictions_fire_the_
     })
     .await
     .unwrap_or_else(|e| panic!("{e}\n{}", diagnose(&agent, &collector)));
+    let f = firing(&base).await;
+    assert!(
+        f.iter().all(|a| a.starts_with("redis-evictions/")),
+        "only evictions fire while both peers run: {f:?}"
+    );
 
     // The primary stops: the replica says its link is down, the primary's up gauge is 0.
     primary.stop();
@@ -294,6 +304,26 @@ async fn redis_primary_and_replica_are_read_as_info_says_and_evictions_fire_the_
     .await
     .unwrap_or_else(|e| panic!("{e}\n{}", diagnose(&agent, &collector)));
     assert_eq!(replica.info("master_link_status").as_deref(), Some("down"));
+    // The starter rules on the up gauge and the link, each for the integration it is about
+    // (docs/integrations.md's, with a 3 s window for the test's sake).
+    eventually("the unreachable and link rules firing", WAIT, || async {
+        let f = firing(&base).await;
+        let fired = |rule: &str, who: &str| {
+            f.iter()
+                .any(|a| a.starts_with(&format!("{rule}/")) && a.contains(who))
+        };
+        Ok((fired("redis-unreachable", "integration=primary")
+            && fired("redis-replica-link", "integration=replica"))
+        .then_some(f))
+    })
+    .await
+    .unwrap_or_else(|e| panic!("{e}\n{}", diagnose(&agent, &collector)));
+    let f = firing(&base).await;
+    assert!(
+        !f.iter()
+            .any(|a| a.starts_with("redis-unreachable/") && a.contains("integration=replica")),
+        "{f:?}"
+    );
     assert_eq!(
         last(&base, "lookout.integration.up", "integration=replica")
             .await
