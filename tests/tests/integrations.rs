@@ -252,6 +252,27 @@ async fn redis_primary_and_replica_are_read_as_info_says_and_evictions_fire_the_
             .unwrap(),
         primary.info_num("connected_slaves")
     );
+    // The replica's lag as its primary sees it: master_repl_offset minus the slave0 line's
+    // offset, read from INFO at the same moment (both settle at 0 once writes stop).
+    let replica_label = format!("integration=primary,replica=127.0.0.1:{}", replica.port);
+    eventually("replica lag as INFO says it", WAIT, || async {
+        let stored = last(&base, "redis.replication.replica_lag", &replica_label).await?;
+        let text = primary.cli(&["INFO", "replication"]).unwrap_or_default();
+        let field = |name: &str| {
+            text.lines()
+                .find_map(|l| l.trim_end().strip_prefix(name).map(str::to_string))
+        };
+        let oracle = match (field("master_repl_offset:"), field("slave0:")) {
+            (Some(m), Some(s)) => s
+                .split(',')
+                .find_map(|p| p.strip_prefix("offset="))
+                .and_then(|o| Some(m.parse::<f64>().ok()? - o.parse::<f64>().ok()?)),
+            _ => None,
+        };
+        Ok((stored.is_some() && stored == oracle).then_some(()))
+    })
+    .await
+    .unwrap_or_else(|e| panic!("{e}\n{}", diagnose(&agent, &collector)));
     // The replica's link, and the primary's up gauge.
     assert_eq!(
         last(
