@@ -87,6 +87,29 @@ fn firing() -> Message {
     )])
 }
 
+/// `firing()` with the probe's error chain and, when given, an acknowledge link.
+fn firing_with(detail: &str, ack_link: Option<&str>) -> Message {
+    let mut m = firing();
+    m.alerts[0].detail = Some(detail.into());
+    m.alerts[0].ack_link = ack_link.map(Into::into);
+    m
+}
+
+/// Sends `fire`, then api acknowledged by alice, then api resolved: the three states each
+/// channel's first test reads back from its fake.
+async fn send_the_three_states(channel: &Channel, fire: &Message) {
+    send(channel, fire).await.unwrap();
+    let mut ack = note(NoteKind::Acknowledged, "api", "api down");
+    ack.acked_by = Some("alice".into());
+    send(channel, &message(vec![ack])).await.unwrap();
+    send(
+        channel,
+        &message(vec![note(NoteKind::Resolved, "api", "api down")]),
+    )
+    .await
+    .unwrap();
+}
+
 fn config(v: Value) -> ChannelConfig {
     serde_json::from_value(v).unwrap()
 }

@@ -3,7 +3,10 @@
 use lookout_collector::notify::{Channel, NoteKind, SendError};
 use serde_json::{Value, json};
 
-use super::{assert_clean, build, config, firing, message, note, send, with};
+use super::{
+    assert_clean, build, config, firing, firing_with, message, note, send, send_the_three_states,
+    with,
+};
 use crate::support::discord::{
     ID, MAX_CONTENT, MAX_DESCRIPTION, MAX_EMBEDS, MAX_TITLE, MAX_TOTAL, TOKEN, error, path,
     too_many_requests, validate,
@@ -50,20 +53,11 @@ fn field(embed: &Value, name: &str) -> Option<String> {
 #[tokio::test]
 async fn firing_acknowledged_and_resolved_are_coloured_embeds() {
     let (peer, channel) = discord().await;
-    let mut fire = firing();
-    fire.alerts[0].detail =
-        Some("connecting to 10.0.0.5:443: Connection refused (os error 111)".into());
-    fire.alerts[0].ack_link = Some("https://lookout.example.com/ack/42.1.2.abc".into());
-    send(&channel, &fire).await.unwrap();
-    let mut ack = note(NoteKind::Acknowledged, "api", "api down");
-    ack.acked_by = Some("alice".into());
-    send(&channel, &message(vec![ack])).await.unwrap();
-    send(
-        &channel,
-        &message(vec![note(NoteKind::Resolved, "api", "api down")]),
-    )
-    .await
-    .unwrap();
+    let fire = firing_with(
+        "connecting to 10.0.0.5:443: Connection refused (os error 111)",
+        Some("https://lookout.example.com/ack/42.1.2.abc"),
+    );
+    send_the_three_states(&channel, &fire).await;
     let [f, a, r] = sent(&peer).try_into().unwrap();
     assert_eq!(f["content"], "\\[FIRING\\] api down: 2 of 3 locations, 503");
     assert_eq!(f["allowed_mentions"], json!({"parse": []}));

@@ -3,7 +3,10 @@
 use lookout_collector::notify::{AlertNote, Channel, NoteKind, SendError};
 use serde_json::{Value, json};
 
-use super::{assert_clean, build, config, firing, message, note, send, with};
+use super::{
+    assert_clean, build, config, firing, firing_with, message, note, send, send_the_three_states,
+    with,
+};
 use crate::support::free_port;
 use crate::support::google_chat::{
     KEY, MAX_BYTES, MAX_WIDGETS, PATH, TOKEN, exhausted, query, shown, validate,
@@ -77,20 +80,11 @@ fn read(section: &Value) -> (String, Vec<(String, String)>, Vec<(String, String)
 #[tokio::test]
 async fn firing_with_its_acknowledge_button_acknowledged_and_resolved() {
     let (peer, channel) = google_chat().await;
-    let mut f = firing();
-    f.alerts[0].detail =
-        Some("connecting to 10.0.0.5:443: Connection refused (os error 111)".into());
-    f.alerts[0].ack_link = Some("https://lookout.example/ack/42.17956.17962.ab?x=1&y=2".into());
-    send(&channel, &f).await.unwrap();
-    let mut ack = note(NoteKind::Acknowledged, "api", "api down");
-    ack.acked_by = Some("alice".into());
-    send(&channel, &message(vec![ack])).await.unwrap();
-    send(
-        &channel,
-        &message(vec![note(NoteKind::Resolved, "api", "api down")]),
-    )
-    .await
-    .unwrap();
+    let fire = firing_with(
+        "connecting to 10.0.0.5:443: Connection refused (os error 111)",
+        Some("https://lookout.example/ack/42.17956.17962.ab?x=1&y=2"),
+    );
+    send_the_three_states(&channel, &fire).await;
     let [f, a, r] = messages(&peer).try_into().unwrap();
 
     assert_eq!(f["text"], "[FIRING] api down: 2 of 3 locations, 503");

@@ -5,7 +5,7 @@ use std::time::Duration;
 use lookout_collector::notify::{Channel, NoteKind, SendError};
 use serde_json::{Value, json};
 
-use super::{assert_clean, build, config, firing, message, note, send};
+use super::{assert_clean, build, config, firing, message, note, send, send_the_three_states};
 use crate::support::http_peer::Peer;
 use crate::support::matrix::{Events, PREFIX, ROOM, TOKEN, check_html, limit_exceeded, validate};
 
@@ -47,16 +47,7 @@ async fn firing_acknowledged_and_resolved_are_room_messages_with_html() {
     let (peer, events, channel) = matrix().await;
     let mut fire = firing();
     fire.alerts[0].summary = "api <down> & out".into();
-    send(&channel, &fire).await.unwrap();
-    let mut ack = note(NoteKind::Acknowledged, "api", "api down");
-    ack.acked_by = Some("alice".into());
-    send(&channel, &message(vec![ack])).await.unwrap();
-    send(
-        &channel,
-        &message(vec![note(NoteKind::Resolved, "api", "api down")]),
-    )
-    .await
-    .unwrap();
+    send_the_three_states(&channel, &fire).await;
     let [(t1, f), (t2, a), (t3, r)] = sent(&peer).try_into().unwrap();
     assert_eq!(
         f,

@@ -3,7 +3,9 @@
 use lookout_collector::notify::{Channel, NoteKind, SendError};
 use serde_json::{Value, json};
 
-use super::{assert_clean, build, config, firing, message, note, send, with};
+use super::{
+    assert_clean, build, config, firing, message, note, send, send_the_three_states, with,
+};
 use crate::support::http_peer::{Answer, Peer};
 use crate::support::ntfy::{MAX_MESSAGE_BYTES, TOKEN, TOPIC, too_many_requests, validate};
 
@@ -38,16 +40,7 @@ fn published(peer: &Peer) -> Vec<Value> {
 #[tokio::test]
 async fn firing_acknowledged_and_resolved_publish_with_priority_tags_and_click() {
     let (peer, channel) = ntfy().await;
-    send(&channel, &firing()).await.unwrap();
-    let mut ack = note(NoteKind::Acknowledged, "api", "api down");
-    ack.acked_by = Some("alice".into());
-    send(&channel, &message(vec![ack])).await.unwrap();
-    send(
-        &channel,
-        &message(vec![note(NoteKind::Resolved, "api", "api down")]),
-    )
-    .await
-    .unwrap();
+    send_the_three_states(&channel, &firing()).await;
     let [f, a, r] = published(&peer).try_into().unwrap();
     assert_eq!(
         f,

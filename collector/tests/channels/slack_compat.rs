@@ -4,7 +4,10 @@
 use lookout_collector::notify::{Channel, NoteKind, SendError};
 use serde_json::{Value, json};
 
-use super::{assert_clean, build, config, firing, message, note, send, with};
+use super::{
+    assert_clean, build, config, firing, firing_with, message, note, send, send_the_three_states,
+    with,
+};
 use crate::support::http_peer::{Answer, Peer};
 use crate::support::slack_compat::{HOOK_SECRET, Vendor, start, too_many_requests, validate};
 
@@ -50,19 +53,11 @@ fn field(a: &Value, name: &str) -> Option<String> {
 async fn firing_acknowledged_and_resolved_are_coloured_attachments() {
     for v in BOTH {
         let (peer, channel) = channel(v).await;
-        let mut fire = firing();
-        fire.alerts[0].detail = Some("connecting to 10.0.0.5:443: refused (os error 111)".into());
-        fire.alerts[0].ack_link = Some("https://lookout.example.com/ack/42.1.2.abc".into());
-        send(&channel, &fire).await.unwrap();
-        let mut ack = note(NoteKind::Acknowledged, "api", "api down");
-        ack.acked_by = Some("alice".into());
-        send(&channel, &message(vec![ack])).await.unwrap();
-        send(
-            &channel,
-            &message(vec![note(NoteKind::Resolved, "api", "api down")]),
-        )
-        .await
-        .unwrap();
+        let fire = firing_with(
+            "connecting to 10.0.0.5:443: refused (os error 111)",
+            Some("https://lookout.example.com/ack/42.1.2.abc"),
+        );
+        send_the_three_states(&channel, &fire).await;
         let [f, a, r] = sent(v, &peer).try_into().unwrap();
         let att = &f["attachments"][0];
         assert_eq!(att["color"], "#d73a49", "{v:?}");

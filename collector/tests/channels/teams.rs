@@ -5,7 +5,10 @@ use std::time::Duration;
 use lookout_collector::notify::{AlertNote, Channel, NoteKind, SendError};
 use serde_json::{Value, json};
 
-use super::{assert_clean, build, config, firing, message, note, send, with};
+use super::{
+    assert_clean, build, config, firing, firing_with, message, note, send, send_the_three_states,
+    with,
+};
 use crate::support::free_port;
 use crate::support::http_peer::{Answer, Peer};
 use crate::support::teams::{MAX_BYTES, PATH, SIG, query, shown, throttled, validate};
@@ -60,21 +63,11 @@ fn text(block: &Value) -> String {
 #[tokio::test]
 async fn firing_with_its_acknowledge_button_acknowledged_and_resolved() {
     let (peer, channel) = teams().await;
-    let mut f = firing();
-    f.alerts[0].detail =
-        Some("connecting to 10.0.0.5:443: Connection refused (os error 111)".into());
-    f.alerts[0].ack_link =
-        Some("https://lookout.example/ack/42.1795687200000.1796292000.ab".into());
-    send(&channel, &f).await.unwrap();
-    let mut ack = note(NoteKind::Acknowledged, "api", "api down");
-    ack.acked_by = Some("alice".into());
-    send(&channel, &message(vec![ack])).await.unwrap();
-    send(
-        &channel,
-        &message(vec![note(NoteKind::Resolved, "api", "api down")]),
-    )
-    .await
-    .unwrap();
+    let fire = firing_with(
+        "connecting to 10.0.0.5:443: Connection refused (os error 111)",
+        Some("https://lookout.example/ack/42.1795687200000.1796292000.ab"),
+    );
+    send_the_three_states(&channel, &fire).await;
     let [f, a, r] = cards(&peer).try_into().unwrap();
 
     assert_eq!(f["type"], "AdaptiveCard");
