@@ -117,6 +117,25 @@ pub(crate) trait Payload: Send + Sync + 'static {
     }
 }
 
+/// The payload builder of a channel that sends one JSON body per message (Slack, Teams,
+/// Google Chat): the peer's name and the function that builds the body.
+pub(crate) struct OneJson {
+    /// The peer's name in error text.
+    pub peer: &'static str,
+    /// The body for a message.
+    pub body: fn(&Message) -> serde_json::Value,
+}
+
+impl Payload for OneJson {
+    fn peer(&self) -> &'static str {
+        self.peer
+    }
+
+    fn posts(&self, msg: &Message) -> Result<Vec<Post>, SendError> {
+        Ok(vec![Post::json(&(self.body)(msg))?])
+    }
+}
+
 /// Where a channel's requests go: the URL, its headers, its timeout, and the secrets to keep
 /// out of error text (the URL's path and query, a password, keys given with
 /// [`Endpoint::secret`]).

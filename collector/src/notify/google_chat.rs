@@ -29,9 +29,9 @@
 use lookout_config::ChannelConfig;
 use serde_json::{Value, json};
 
-use super::endpoint::{Endpoint, HttpChannel, Payload, Post};
+use super::endpoint::{Endpoint, HttpChannel, OneJson};
 use super::format::{color, facts_cut, most_that_fit, truncate, web_link};
-use super::message::{AlertNote, Message, SendError};
+use super::message::{AlertNote, Message};
 use super::text::{escape, more};
 
 /// The most bytes of a whole request body (Google Chat's message limit).
@@ -54,20 +54,14 @@ const MAX_LINK_CHARS: usize = 1000;
 pub fn channel(cfg: &ChannelConfig, http: reqwest::Client) -> Result<HttpChannel, String> {
     let endpoint =
         Endpoint::new(cfg, http, "url", cfg.url.as_deref(), None)?.query_secrets(&["key", "token"]);
-    Ok(HttpChannel::new(cfg, endpoint, GoogleChat))
-}
-
-/// Google Chat's payload builder: one message, one card.
-struct GoogleChat;
-
-impl Payload for GoogleChat {
-    fn peer(&self) -> &'static str {
-        "Google Chat"
-    }
-
-    fn posts(&self, msg: &Message) -> Result<Vec<Post>, SendError> {
-        Ok(vec![Post::json(&payload(msg))?])
-    }
+    Ok(HttpChannel::new(
+        cfg,
+        endpoint,
+        OneJson {
+            peer: "Google Chat",
+            body: payload,
+        },
+    ))
 }
 
 /// The JSON body for `msg` (see the module's doc): as many of its alerts as fit in

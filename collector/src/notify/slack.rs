@@ -15,11 +15,11 @@
 use lookout_config::ChannelConfig;
 use serde_json::{Value, json};
 
-use super::endpoint::{Endpoint, HttpChannel, Payload, Post};
+use super::endpoint::{Endpoint, HttpChannel, OneJson};
 use super::format::{
     color, escaped_cut, human_duration, human_time, label_list, truncate, web_link,
 };
-use super::message::{AlertNote, Message, NoteKind, SendError};
+use super::message::{AlertNote, Message, NoteKind};
 
 /// The most blocks Slack takes in one message.
 pub const MAX_BLOCKS: usize = 50;
@@ -31,20 +31,14 @@ pub const MAX_SECTION_CHARS: usize = 3000;
 /// Builds the channel from a `slack` entry (`webhook_url`, `timeout`).
 pub fn channel(cfg: &ChannelConfig, http: reqwest::Client) -> Result<HttpChannel, String> {
     let endpoint = Endpoint::new(cfg, http, "webhook_url", cfg.webhook_url.as_deref(), None)?;
-    Ok(HttpChannel::new(cfg, endpoint, Slack))
-}
-
-/// Slack's payload builder: one message, one request.
-struct Slack;
-
-impl Payload for Slack {
-    fn peer(&self) -> &'static str {
-        "Slack"
-    }
-
-    fn posts(&self, msg: &Message) -> Result<Vec<Post>, SendError> {
-        Ok(vec![Post::json(&payload(msg))?])
-    }
+    Ok(HttpChannel::new(
+        cfg,
+        endpoint,
+        OneJson {
+            peer: "Slack",
+            body: payload,
+        },
+    ))
 }
 
 /// The JSON body for `msg` (see the module's doc).

@@ -36,9 +36,9 @@
 use lookout_config::ChannelConfig;
 use serde_json::{Value, json};
 
-use super::endpoint::{Endpoint, HttpChannel, Payload, Post};
+use super::endpoint::{Endpoint, HttpChannel, OneJson};
 use super::format::{facts_cut, markdown_escape, most_that_fit, truncate, web_link};
-use super::message::{AlertNote, Message, NoteKind, SendError};
+use super::message::{AlertNote, Message, NoteKind};
 use super::text::more;
 
 /// The most bytes of a whole request body (Teams takes messages of about 28 KB).
@@ -63,20 +63,14 @@ const MAX_LINK_CHARS: usize = 1000;
 pub fn channel(cfg: &ChannelConfig, http: reqwest::Client) -> Result<HttpChannel, String> {
     let endpoint =
         Endpoint::new(cfg, http, "url", cfg.url.as_deref(), None)?.query_secrets(&["sig"]);
-    Ok(HttpChannel::new(cfg, endpoint, Teams))
-}
-
-/// Teams' payload builder: one message, one card.
-struct Teams;
-
-impl Payload for Teams {
-    fn peer(&self) -> &'static str {
-        "Teams"
-    }
-
-    fn posts(&self, msg: &Message) -> Result<Vec<Post>, SendError> {
-        Ok(vec![Post::json(&payload(msg))?])
-    }
+    Ok(HttpChannel::new(
+        cfg,
+        endpoint,
+        OneJson {
+            peer: "Teams",
+            body: payload,
+        },
+    ))
 }
 
 /// The JSON body for `msg` (see the module's doc): as many of its alerts as fit in
