@@ -17,10 +17,10 @@ use serde::{Deserialize, Serialize};
 use crate::document::{Document, KeyPath};
 
 /// The integration types the agent has.
-pub const IMPLEMENTED: &[&str] = &["redis"];
+pub const IMPLEMENTED: &[&str] = &["redis", "nginx"];
 
 /// Types planned (issue #32) but not in this agent yet.
-const PLANNED: &[&str] = &["postgresql", "nginx", "containers", "prometheus"];
+const PLANNED: &[&str] = &["postgresql", "containers", "prometheus"];
 
 /// Shortest `interval`.
 pub const MIN_INTERVAL: Duration = Duration::from_secs(1);
@@ -41,6 +41,8 @@ pub const RESERVED_LABELS: &[&str] = &["agent", "integration", "type", "db", "re
 /// Which integration.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum IntegrationType {
+    /// nginx, through its `stub_status` page (`url = "http://127.0.0.1/status"`).
+    Nginx,
     /// Redis, through `INFO` (`url = "redis://[:password@]host:port"`).
     Redis,
 }
@@ -49,12 +51,14 @@ impl IntegrationType {
     /// The name in the configuration (`type = "redis"`).
     pub fn as_str(self) -> &'static str {
         match self {
+            IntegrationType::Nginx => "nginx",
             IntegrationType::Redis => "redis",
         }
     }
 
     fn parse(s: &str) -> Option<Self> {
         match s {
+            "nginx" => Some(IntegrationType::Nginx),
             "redis" => Some(IntegrationType::Redis),
             _ => None,
         }
@@ -62,6 +66,7 @@ impl IntegrationType {
 
     fn schemes(self) -> &'static [&'static str] {
         match self {
+            IntegrationType::Nginx => &["http", "https"],
             // No `rediss`: the agent's Redis client is built without TLS.
             IntegrationType::Redis => &["redis"],
         }
@@ -100,7 +105,7 @@ pub struct IntegrationConfig {
     /// `name`: the `integration` label of its samples; unique among the agent's integrations.
     /// Default: the type (`"redis"`).
     pub name: String,
-    /// `url`: where the peer is. For `redis`, `redis://[:password@]host:port[/db]` (no TLS:
+    /// `url`: where the peer is. For `nginx`, its `stub_status` page (`http(s)://...`). For `redis`, `redis://[:password@]host:port[/db]` (no TLS:
     /// `rediss://` is refused); a password in it is sent with AUTH and never logged. Required.
     pub url: String,
     /// `interval`: time between two reads. Default `"15s"`; 1 s to 1 h.
@@ -343,6 +348,26 @@ mod tests {
         let shown = format!("{:?} {}", c, c.integrations[0].redacted_url());
         assert!(!shown.contains("s3cret"), "{shown}");
         assert!(shown.contains("redis://***@h:6379"), "{shown}");
+    }
+
+    #[test]
+    fn an_nginx_integration_takes_its_status_page_over_http() {
+        let c =
+            parse("[[integrations]]\ntype = \"nginx\"\nurl = \"http://127.0.0.1:8080/status\"\n")
+                .unwrap();
+        let i = &c.integrations[0];
+        assert_eq!(
+            (i.name.as_str(), i.url.as_str()),
+            ("nginx", "http://127.0.0.1:8080/status")
+        );
+        assert!(parse("[[integrations]]\ntype = \"nginx\"\nurl = \"https://h/status\"\n").is_ok());
+        let e = err("[[integrations]]\ntype = \"nginx\"\nurl = \"redis://h:1\"\n");
+        assert!(
+            e.contains("url: scheme \"redis\" is not supported: expected http or https"),
+            "{e}"
+        );
+        let e = err("[[integrations]]\ntype = \"nginx\"\n");
+        assert!(e.contains("url: is required for type \"nginx\""), "{e}");
     }
 
     #[test]

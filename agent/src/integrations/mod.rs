@@ -1,6 +1,6 @@
 //! `[[integrations]]`: metrics the agent reads from services on its server, each on its own
 //! interval, shipped through the spool like host metrics. This module is the scheduler; each
-//! type is one file ([`redis`]).
+//! type is one file ([`nginx`], [`redis`]).
 //!
 //! Every read is bounded by the integration's `timeout`. Each read also gives
 //! `lookout.integration.up` (gauge, 1 read / 0 not), labelled `integration` (its name) and
@@ -9,6 +9,7 @@
 //! again: a peer down for an hour is two lines, not 240. Every sample of an integration carries
 //! `integration = <name>` and its `labels`.
 
+pub mod nginx;
 pub mod redis;
 
 use std::collections::BTreeMap;
@@ -53,13 +54,18 @@ pub fn spawn(configs: &[IntegrationConfig], spool: Arc<Spool>, stop: &Cancellati
 
 /// A type's reader.
 enum Source {
-    Redis(redis::Source),
+    Nginx(nginx::Source),
+    // Boxed: a Redis client is several times an nginx one.
+    Redis(Box<redis::Source>),
 }
 
 impl Source {
     fn new(c: &IntegrationConfig) -> Result<Self, ReadError> {
         match c.kind {
-            IntegrationType::Redis => Ok(Source::Redis(redis::Source::new(&c.url, c.timeout)?)),
+            IntegrationType::Nginx => Ok(Source::Nginx(nginx::Source::new(&c.url, c.timeout)?)),
+            IntegrationType::Redis => Ok(Source::Redis(Box::new(redis::Source::new(
+                &c.url, c.timeout,
+            )?))),
         }
     }
 
@@ -70,6 +76,7 @@ impl Source {
         labels: &BTreeMap<String, String>,
     ) -> Result<Vec<MetricSample>, ReadError> {
         match self {
+            Source::Nginx(s) => Ok(nginx::stub_samples(&s.stub_status().await?, time, labels)),
             Source::Redis(s) => {
                 let text = s.info().await?;
                 let info = redis::parse(&text);
