@@ -17,10 +17,10 @@ use serde::{Deserialize, Serialize};
 use crate::document::{Document, KeyPath};
 
 /// The integration types the agent has.
-pub const IMPLEMENTED: &[&str] = &["redis", "nginx"];
+pub const IMPLEMENTED: &[&str] = &["redis", "nginx", "prometheus"];
 
 /// Types planned (issue #32) but not in this agent yet.
-const PLANNED: &[&str] = &["postgresql", "containers", "prometheus"];
+const PLANNED: &[&str] = &["postgresql", "containers"];
 
 /// Shortest `interval`.
 pub const MIN_INTERVAL: Duration = Duration::from_secs(1);
@@ -45,6 +45,8 @@ pub enum IntegrationType {
     Nginx,
     /// Redis, through `INFO` (`url = "redis://[:password@]host:port"`).
     Redis,
+    /// A Prometheus text or OpenMetrics endpoint (`url = "http://127.0.0.1:9100/metrics"`).
+    Prometheus,
 }
 
 impl IntegrationType {
@@ -53,6 +55,7 @@ impl IntegrationType {
         match self {
             IntegrationType::Nginx => "nginx",
             IntegrationType::Redis => "redis",
+            IntegrationType::Prometheus => "prometheus",
         }
     }
 
@@ -60,6 +63,7 @@ impl IntegrationType {
         match s {
             "nginx" => Some(IntegrationType::Nginx),
             "redis" => Some(IntegrationType::Redis),
+            "prometheus" => Some(IntegrationType::Prometheus),
             _ => None,
         }
     }
@@ -69,6 +73,7 @@ impl IntegrationType {
             IntegrationType::Nginx => &["http", "https"],
             // No `rediss`: the agent's Redis client is built without TLS.
             IntegrationType::Redis => &["redis"],
+            IntegrationType::Prometheus => &["http", "https"],
         }
     }
 }
@@ -95,6 +100,14 @@ struct RawIntegration {
     timeout: Option<Duration>,
     #[serde(default)]
     labels: BTreeMap<String, String>,
+    #[serde(default)]
+    keep: Option<String>,
+    #[serde(default)]
+    drop: Option<String>,
+    #[serde(default)]
+    max_body_bytes: Option<usize>,
+    #[serde(default)]
+    max_series: Option<usize>,
 }
 
 /// One `[[integrations]]` entry, validated, with its defaults filled in.
@@ -116,7 +129,28 @@ pub struct IntegrationConfig {
     /// `labels`: extra labels on every sample of this integration. Default none; at most 32,
     /// keys and values at most 256 bytes, keys not empty and none of [`RESERVED_LABELS`].
     pub labels: BTreeMap<String, String>,
+    /// `keep` (`prometheus` only): a regex a metric's name must match, whole, to be kept.
+    /// Default: every name.
+    pub keep: Option<String>,
+    /// `drop` (`prometheus` only): a regex; a metric whose name matches it, whole, is dropped
+    /// (after `keep`). Default: none.
+    pub drop: Option<String>,
+    /// `max_body_bytes` (`prometheus` only): the largest answer read; a larger one is a failed
+    /// read. Default [`DEFAULT_MAX_BODY_BYTES`], at most [`MAX_MAX_BODY_BYTES`].
+    pub max_body_bytes: usize,
+    /// `max_series` (`prometheus` only): most series kept from one scrape; the rest are counted
+    /// and left. Default [`DEFAULT_MAX_SERIES`], at most [`MAX_MAX_SERIES`].
+    pub max_series: usize,
 }
+
+/// Default `max_body_bytes`: 8 MiB (node_exporter's page is about 100 KiB).
+pub const DEFAULT_MAX_BODY_BYTES: usize = 8 << 20;
+/// Largest `max_body_bytes`: 64 MiB.
+pub const MAX_MAX_BODY_BYTES: usize = 64 << 20;
+/// Default `max_series`.
+pub const DEFAULT_MAX_SERIES: usize = 10_000;
+/// Largest `max_series`.
+pub const MAX_MAX_SERIES: usize = 100_000;
 
 /// Shows the URL with its password hidden.
 impl fmt::Debug for IntegrationConfig {
@@ -128,6 +162,10 @@ impl fmt::Debug for IntegrationConfig {
             .field("interval", &self.interval)
             .field("timeout", &self.timeout)
             .field("labels", &self.labels)
+            .field("keep", &self.keep)
+            .field("drop", &self.drop)
+            .field("max_body_bytes", &self.max_body_bytes)
+            .field("max_series", &self.max_series)
             .finish()
     }
 }
@@ -245,6 +283,34 @@ fn resolve(raw: RawIntegration) -> (Option<IntegrationConfig>, Vec<(&'static str
             ));
         }
     }
+    let prometheus = kind == Some(IntegrationType::Prometheus);
+    for (key, re) in [("keep", &raw.keep), ("drop", &raw.drop)] {
+        match re {
+            Some(_) if !prometheus && kind.is_some() => {
+                out.push((key, "is for type \"prometheus\" only".into()));
+            }
+            Some(re) => {
+                if let Err(e) = regex::Regex::new(&format!("^(?:{re})$")) {
+                    out.push((key, format!("is not a valid regex: {e}")));
+                }
+            }
+            None => {}
+        }
+    }
+    for (key, value, max) in [
+        ("max_body_bytes", raw.max_body_bytes, MAX_MAX_BODY_BYTES),
+        ("max_series", raw.max_series, MAX_MAX_SERIES),
+    ] {
+        match value {
+            Some(_) if !prometheus && kind.is_some() => {
+                out.push((key, "is for type \"prometheus\" only".into()));
+            }
+            Some(v) if v == 0 || v > max => {
+                out.push((key, format!("must be 1 to {max}")));
+            }
+            _ => {}
+        }
+    }
     let resolved = match (kind, raw.url) {
         (Some(kind), Some(url)) if out.is_empty() => Some(IntegrationConfig {
             kind,
@@ -253,6 +319,10 @@ fn resolve(raw: RawIntegration) -> (Option<IntegrationConfig>, Vec<(&'static str
             interval,
             timeout,
             labels: raw.labels,
+            keep: raw.keep,
+            drop: raw.drop,
+            max_body_bytes: raw.max_body_bytes.unwrap_or(DEFAULT_MAX_BODY_BYTES),
+            max_series: raw.max_series.unwrap_or(DEFAULT_MAX_SERIES),
         }),
         _ => None,
     };
@@ -308,13 +378,13 @@ mod tests {
         assert!(
             e.contains(
                 "integrations[0].type: type \"postgresql\" is not implemented yet: this agent \
-                 has redis"
+                 has redis, nginx, prometheus"
             ),
             "{e}"
         );
         let e = err("[[integrations]]\ntype = \"memcached\"\nurl = \"x://h\"\n");
         assert!(
-            e.contains("type: unknown type \"memcached\": this agent has redis"),
+            e.contains("type: unknown type \"memcached\": this agent has redis, nginx, prometheus"),
             "{e}"
         );
         let e = err("[[integrations]]\nurl = \"redis://h:1\"\n");
@@ -425,5 +495,50 @@ mod tests {
             many.join(", ")
         ));
         assert!(e.contains("labels: at most 32 labels"), "{e}");
+    }
+
+    #[test]
+    fn a_prometheus_integration_takes_http_a_keep_and_drop_regex_and_its_limits() {
+        let c = parse(
+            "[[integrations]]\ntype = \"prometheus\"\nurl = \"http://127.0.0.1:9100/metrics\"\n\
+             keep = \"node_(memory|cpu)_.*\"\ndrop = \"node_cpu_guest.*\"\n",
+        )
+        .unwrap();
+        let i = &c.integrations[0];
+        assert_eq!(
+            (i.name.as_str(), i.kind.as_str()),
+            ("prometheus", "prometheus")
+        );
+        assert_eq!(i.keep.as_deref(), Some("node_(memory|cpu)_.*"));
+        assert_eq!(i.drop.as_deref(), Some("node_cpu_guest.*"));
+        assert_eq!(i.max_body_bytes, super::DEFAULT_MAX_BODY_BYTES);
+        assert_eq!(i.max_series, super::DEFAULT_MAX_SERIES);
+        let one = |keys: &str| {
+            err(&format!(
+                "[[integrations]]\ntype = \"prometheus\"\nurl = \"https://h/metrics\"\n{keys}\n"
+            ))
+        };
+        let e = one("keep = \"node_(\"");
+        assert!(
+            e.contains("integrations[0].keep: is not a valid regex"),
+            "{e}"
+        );
+        let e = one("max_series = 0");
+        assert!(e.contains("max_series: must be 1 to 100000"), "{e}");
+        let e = one("max_body_bytes = 67108865");
+        assert!(e.contains("max_body_bytes: must be 1 to 67108864"), "{e}");
+        let e = err("[[integrations]]\ntype = \"prometheus\"\nurl = \"redis://h:1\"\n");
+        assert!(
+            e.contains("url: scheme \"redis\" is not supported: expected http or https"),
+            "{e}"
+        );
+        let e = err(
+            "[[integrations]]\ntype = \"redis\"\nurl = \"redis://h:1\"\ndrop = \"x\"\nmax_series = 5\n",
+        );
+        assert!(e.contains("drop: is for type \"prometheus\" only"), "{e}");
+        assert!(
+            e.contains("max_series: is for type \"prometheus\" only"),
+            "{e}"
+        );
     }
 }

@@ -1,6 +1,6 @@
 //! `[[integrations]]`: metrics the agent reads from services on its server, each on its own
 //! interval, shipped through the spool like host metrics. This module is the scheduler; each
-//! type is one file ([`nginx`], [`redis`]).
+//! type is one file ([`nginx`], [`prometheus`], [`redis`]).
 //!
 //! Every read is bounded by the integration's `timeout`. Each read also gives
 //! `lookout.integration.up` (gauge, 1 read / 0 not), labelled `integration` (its name) and
@@ -10,6 +10,7 @@
 //! `integration = <name>` and its `labels`.
 
 pub mod nginx;
+pub mod prometheus;
 pub mod redis;
 
 use std::collections::BTreeMap;
@@ -57,6 +58,7 @@ enum Source {
     Nginx(nginx::Source),
     // Boxed: a Redis client is several times an nginx one.
     Redis(Box<redis::Source>),
+    Prometheus(prometheus::Source),
 }
 
 impl Source {
@@ -66,6 +68,7 @@ impl Source {
             IntegrationType::Redis => Ok(Source::Redis(Box::new(redis::Source::new(
                 &c.url, c.timeout,
             )?))),
+            IntegrationType::Prometheus => Ok(Source::Prometheus(prometheus::Source::new(c)?)),
         }
     }
 
@@ -84,6 +87,10 @@ impl Source {
                     tracing::debug!(lines = info.skipped, "INFO lines skipped");
                 }
                 Ok(redis::samples(&info, time, labels))
+            }
+            Source::Prometheus(s) => {
+                let scrape = s.scrape().await?;
+                Ok(prometheus::samples(&scrape, time, labels))
             }
         }
     }
