@@ -9,6 +9,8 @@ install_probe_peers() {
   command -v setpriv >/dev/null || missing+=(util-linux)
   # promtool, which checks the collector's /metrics exposition.
   command -v promtool >/dev/null || missing+=(prometheus)
+  # The exporter tests/tests/integrations_prometheus.rs scrapes through the agent.
+  command -v prometheus-node-exporter >/dev/null || missing+=(prometheus-node-exporter)
   # systemd-journald, journalctl and systemd-cat, for the journal source's test (which starts
   # its own journald where none runs).
   { [ -x /lib/systemd/systemd-journald ] && command -v journalctl >/dev/null && command -v systemd-cat >/dev/null; } || missing+=(systemd)

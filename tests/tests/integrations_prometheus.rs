@@ -1,0 +1,292 @@
+//! The `prometheus` integration end to end, against a real exporter (Debian's
+//! `prometheus-node-exporter`) started here on a reserved loopback port, with a textfile
+//! collector directory holding a histogram, the real agent scraping it with `keep` and `drop`,
+//! shipping to the real collector. What the collector stores is compared with a scrape the test
+//! makes itself (curl), never with the agent's own figures: exact for values that do not move
+//! (the build info, `node_memory_MemTotal_bytes`, the textfile histogram).
+
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use lookout_tests::{Daemon, READ_TOKEN, eventually, free_port, get_json, start_collector};
+
+const AGENT_TOKEN: &str = "integ-prom-token-0123456789abcdef";
+const WAIT: Duration = Duration::from_secs(40);
+
+/// A histogram the exporter re-exposes from its textfile directory.
+const HISTOGRAM: &str = "# HELP lookout_test_latency_seconds A fixed histogram.\n\
+# TYPE lookout_test_latency_seconds histogram\n\
+lookout_test_latency_seconds_bucket{le=\"0.1\"} 3\n\
+lookout_test_latency_seconds_bucket{le=\"0.5\"} 7\n\
+lookout_test_latency_seconds_bucket{le=\"+Inf\"} 9\n\
+lookout_test_latency_seconds_sum 2.25\n\
+lookout_test_latency_seconds_count 9\n";
+
+/// A node_exporter in the foreground, killed when dropped.
+struct Exporter {
+    child: Child,
+    port: u16,
+}
+
+impl Exporter {
+    fn start(dir: &std::path::Path) -> Self {
+        let port = free_port();
+        let text = dir.join("textfile");
+        std::fs::create_dir_all(&text).unwrap();
+        std::fs::write(text.join("test.prom"), HISTOGRAM).unwrap();
+        let child = Command::new("prometheus-node-exporter")
+            .arg(format!("--web.listen-address=127.0.0.1:{}", port.get()))
+            .arg(format!("--collector.textfile.directory={}", text.display()))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("prometheus-node-exporter is installed (Debian's package of that name)");
+        Self {
+            child,
+            port: port.get(),
+        }
+    }
+
+    fn url(&self) -> String {
+        format!("http://127.0.0.1:{}/metrics", self.port)
+    }
+
+    /// The exporter's page now, read with curl.
+    fn scrape(&self) -> Option<String> {
+        let out = Command::new("curl")
+            .args(["-sf", "--max-time", "10", &self.url()])
+            .output()
+            .ok()?;
+        out.status
+            .success()
+            .then(|| String::from_utf8_lossy(&out.stdout).into_owned())
+    }
+}
+
+impl Drop for Exporter {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The value of the line starting with `series ` (name and labels as exposed) in `page`.
+fn exposed(page: &str, series: &str) -> f64 {
+    page.lines()
+        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' '))
+        .unwrap_or_else(|| panic!("{series} not in the exporter's page"))
+        .trim()
+        .parse()
+        .unwrap()
+}
+
+/// The newest stored value of `name` with `labels`, or none yet.
+async fn last(base: &str, name: &str, labels: &str) -> anyhow::Result<Option<f64>> {
+    let j = get_json(&format!(
+        "{base}/api/v1/metrics?agent=node-1&name={name}&labels={labels}&step=1s"
+    ))
+    .await?;
+    Ok(j["series"]
+        .as_array()
+        .and_then(|s| s.first())
+        .and_then(|s| s["points"].as_array())
+        .and_then(|p| p.last())
+        .and_then(|p| p["last"].as_f64()))
+}
+
+/// How many series of `name` the collector has.
+async fn series(base: &str, name: &str) -> usize {
+    get_json(&format!(
+        "{base}/api/v1/metrics?agent=node-1&name={name}&step=1s"
+    ))
+    .await
+    .ok()
+    .and_then(|j| j["series"].as_array().map(Vec::len))
+    .unwrap_or(0)
+}
+
+async fn firing(base: &str) -> Vec<String> {
+    get_json(&format!("{base}/api/v1/alerts?state=firing"))
+        .await
+        .map(|j| {
+            j["alerts"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default()
+                .iter()
+                .filter_map(|a| a["fingerprint"].as_str().map(str::to_string))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn node_exporter_is_scraped_as_it_exposes_with_keep_drop_a_histogram_and_a_rule() {
+    let dir = tempfile::tempdir().unwrap();
+    let exporter = Exporter::start(&dir.path().join("exporter"));
+    let page = eventually("node_exporter answers", WAIT, || async {
+        Ok(exporter.scrape())
+    })
+    .await
+    .unwrap();
+    // The series the test compares are in the exporter's page, and the dropped ones too (so
+    // their absence below is the agent's doing).
+    for s in [
+        "node_memory_MemTotal_bytes ",
+        "node_memory_SwapTotal_bytes ",
+        "node_cpu_seconds_total{",
+        "lookout_test_latency_seconds_bucket{le=\"0.5\"} ",
+    ] {
+        assert!(page.contains(s), "{s} not exposed");
+    }
+
+    let (collector, base) = start_collector(
+        dir.path(),
+        &format!(
+            "[server]\nlisten = \"127.0.0.1:0\"\ndata_dir = \"{}\"\nread_tokens = [\"{READ_TOKEN}\"]\n\
+             [[agents]]\nname = \"node-1\"\ntoken = \"{AGENT_TOKEN}\"\n\
+             [[rules]]\nname = \"memtotal-seen\"\nmetric = \"node_memory_MemTotal_bytes\"\n\
+             aggregate = \"max\"\nwindow = \"3s\"\nabove = 0\n\
+             [[rules]]\nname = \"memtotal-absurd\"\nmetric = \"node_memory_MemTotal_bytes\"\n\
+             aggregate = \"max\"\nwindow = \"3s\"\nbelow = 1\n",
+            dir.path().display()
+        ),
+    )
+    .unwrap();
+    let agent_dir = dir.path().join("agent");
+    std::fs::create_dir_all(&agent_dir).unwrap();
+    let agent_toml = agent_dir.join("agent.toml");
+    std::fs::write(
+        &agent_toml,
+        format!(
+            "name = \"node-1\"\ncollector = \"{base}\"\ntoken = \"{AGENT_TOKEN}\"\n\
+             data_dir = \"{}\"\n[host_metrics]\nenabled = false\n\
+             [[integrations]]\ntype = \"prometheus\"\nname = \"node\"\nurl = \"{}\"\n\
+             interval = \"2s\"\ntimeout = \"1500ms\"\nlabels = {{ env = \"test\" }}\n\
+             keep = \"node_memory_.*|node_exporter_build_info|lookout_test_.*\"\n\
+             drop = \"node_memory_Swap.*\"\n",
+            agent_dir.display(),
+            exporter.url()
+        ),
+    )
+    .unwrap();
+    let agent: Daemon = lookout_tests::start_agent(&agent_toml).unwrap();
+    let diagnose = || {
+        format!(
+            "agent:\n{}\ncollector:\n{}",
+            agent.log_text(),
+            collector.log_text()
+        )
+    };
+
+    let stored = eventually("MemTotal stored", WAIT, || {
+        let base = base.clone();
+        async move {
+            last(
+                &base,
+                "node_memory_MemTotal_bytes",
+                "integration=node,env=test",
+            )
+            .await
+        }
+    })
+    .await
+    .unwrap_or_else(|e| panic!("{e}\n{}", diagnose()));
+    // The test's own scrape, at about the same time: these do not move.
+    let page = exporter.scrape().unwrap();
+    assert_eq!(stored, exposed(&page, "node_memory_MemTotal_bytes"));
+    let build = page
+        .lines()
+        .find(|l| l.starts_with("node_exporter_build_info{"))
+        .unwrap();
+    // The build info: its value, and its labels exactly as exposed plus the integration's.
+    let (inside, value) = build
+        .strip_prefix("node_exporter_build_info{")
+        .and_then(|r| r.rsplit_once("} "))
+        .unwrap();
+    let mut labels: serde_json::Map<String, serde_json::Value> = inside
+        .split("\",")
+        .map(|kv| {
+            let (k, v) = kv.split_once("=\"").unwrap();
+            (k.to_string(), v.trim_end_matches('"').into())
+        })
+        .collect();
+    labels.insert("integration".into(), "node".into());
+    labels.insert("env".into(), "test".into());
+    let j = get_json(&format!(
+        "{base}/api/v1/metrics?agent=node-1&name=node_exporter_build_info&step=1s"
+    ))
+    .await
+    .unwrap();
+    let s = &j["series"][0];
+    assert_eq!(s["labels"].as_object(), Some(&labels), "{j}");
+    assert_eq!(
+        s["points"]
+            .as_array()
+            .and_then(|p| p.last())
+            .map(|p| &p["last"]),
+        Some(&serde_json::json!(value.parse::<f64>().unwrap())),
+        "{j}"
+    );
+    // The histogram, each series as exposed.
+    for (name, labels, exposed_as) in [
+        (
+            "lookout_test_latency_seconds_bucket",
+            "integration=node,le=0.1",
+            "lookout_test_latency_seconds_bucket{le=\"0.1\"}",
+        ),
+        (
+            "lookout_test_latency_seconds_bucket",
+            "integration=node,le=0.5",
+            "lookout_test_latency_seconds_bucket{le=\"0.5\"}",
+        ),
+        (
+            "lookout_test_latency_seconds_sum",
+            "integration=node",
+            "lookout_test_latency_seconds_sum",
+        ),
+        (
+            "lookout_test_latency_seconds_count",
+            "integration=node",
+            "lookout_test_latency_seconds_count",
+        ),
+    ] {
+        assert_eq!(
+            last(&base, name, labels).await.unwrap(),
+            Some(exposed(&page, exposed_as)),
+            "{name} {labels}"
+        );
+    }
+    assert_eq!(
+        series(&base, "lookout_test_latency_seconds_bucket").await,
+        3
+    );
+    // Not kept (keep) and dropped (drop): absent, though exposed in the same scrapes.
+    assert_eq!(series(&base, "node_cpu_seconds_total").await, 0);
+    assert_eq!(series(&base, "node_memory_SwapTotal_bytes").await, 0);
+    assert_eq!(
+        last(
+            &base,
+            "lookout.integration.up",
+            "integration=node,type=prometheus"
+        )
+        .await
+        .unwrap(),
+        Some(1.0)
+    );
+
+    // A metric rule on a scraped gauge fires; one that cannot hold does not.
+    eventually("the memtotal-seen rule firing", WAIT, || async {
+        let f = firing(&base).await;
+        Ok(f.iter()
+            .any(|a| a.starts_with("memtotal-seen/") && a.contains("integration=node"))
+            .then_some(()))
+    })
+    .await
+    .unwrap_or_else(|e| panic!("{e}\n{}", diagnose()));
+    let f = firing(&base).await;
+    assert!(
+        f.iter().all(|a| !a.starts_with("memtotal-absurd/")),
+        "{f:?}"
+    );
+}
