@@ -263,3 +263,71 @@ proptest! {
         let _ = parse(&text, &Filter::default(), &LIMITS);
     }
 }
+
+/// A local endpoint: `/metrics` answers whether the agent's Accept was Prometheus's, `/big` a
+/// body of `big` bytes, `/down` 503.
+async fn endpoint(big: usize) -> String {
+    use axum::http::{HeaderMap, StatusCode};
+    let app = axum::Router::new()
+        .route(
+            "/metrics",
+            axum::routing::get(|h: HeaderMap| async move {
+                let ok = h.get("accept").and_then(|v| v.to_str().ok()) == Some(ACCEPT);
+                format!(
+                    "# TYPE accept_ok gauge\naccept_ok {}\n# EOF\n",
+                    u8::from(ok)
+                )
+            }),
+        )
+        .route(
+            "/big",
+            axum::routing::get(move || async move { "a 1\n".repeat(big / 4) }),
+        )
+        .route(
+            "/down",
+            axum::routing::get(|| async { (StatusCode::SERVICE_UNAVAILABLE, "no") }),
+        );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    format!("http://{addr}")
+}
+
+fn config(url: String, max_body_bytes: usize) -> lookout_config::IntegrationConfig {
+    lookout_config::IntegrationConfig {
+        kind: lookout_config::IntegrationType::Prometheus,
+        name: "p".into(),
+        url,
+        interval: std::time::Duration::from_secs(2),
+        timeout: std::time::Duration::from_secs(1),
+        labels: BTreeMap::new(),
+        keep: None,
+        drop: None,
+        max_body_bytes,
+        max_series: 10,
+    }
+}
+
+#[tokio::test]
+async fn scrapes_ask_for_both_formats_and_bound_the_body() {
+    let base = endpoint(4096).await;
+    let s = Source::new(&config(format!("{base}/metrics"), 1024)).unwrap();
+    let got = s.scrape().await.unwrap();
+    assert!(got.eof);
+    assert_eq!(got.series[0].name, "accept_ok");
+    assert_eq!(
+        got.series[0].value, 1.0,
+        "the Accept header sent is {ACCEPT}"
+    );
+    // 4,096 bytes against a limit of 1,024: a failed read that says which limit.
+    let s = Source::new(&config(format!("{base}/big"), 1024)).unwrap();
+    let e = s.scrape().await.unwrap_err().to_string();
+    assert!(e.contains("over max_body_bytes (1024 bytes)"), "{e}");
+    // Within the limit: read, and the series past max_series counted.
+    let s = Source::new(&config(format!("{base}/big"), 4096)).unwrap();
+    let got = s.scrape().await.unwrap();
+    assert_eq!((got.series.len(), got.skipped.over_series), (10, 1014));
+    let s = Source::new(&config(format!("{base}/down"), 1024)).unwrap();
+    let e = s.scrape().await.unwrap_err().to_string();
+    assert!(e.contains("the endpoint answered 503"), "{e}");
+}
