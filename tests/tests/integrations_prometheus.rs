@@ -289,4 +289,18 @@ async fn node_exporter_is_scraped_as_it_exposes_with_keep_drop_a_histogram_and_a
         f.iter().all(|a| !a.starts_with("memtotal-absurd/")),
         "{f:?}"
     );
+
+    // The exporter gone: the scheduler's failure path, up 0 for this integration.
+    drop(exporter);
+    eventually("up 0 once the exporter is stopped", WAIT, || async {
+        let up = last(
+            &base,
+            "lookout.integration.up",
+            "integration=node,type=prometheus",
+        )
+        .await?;
+        Ok((up == Some(0.0)).then_some(()))
+    })
+    .await
+    .unwrap_or_else(|e| panic!("{e}\n{}", diagnose()));
 }
