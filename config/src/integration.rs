@@ -1,6 +1,6 @@
 //! `[[integrations]]`: metric sources the agent reads from the services on its server (Redis's
-//! `INFO` today), each on its own interval, shipped as metrics beside the host's. They exist so
-//! that a service's own figures (memory, evictions, replication) are data with alerts on them,
+//! `INFO`, PostgreSQL's statistics views), each on its own interval, shipped as metrics beside
+//! the host's. They exist so that a service's own figures (memory, evictions, replication) are data with alerts on them,
 //! from the agent already on the server, without an exporter per service (docs/integrations.md).
 //!
 //! An entry names its `type` and its peer (`url`); `name` tells two of one type apart (the
@@ -17,10 +17,10 @@ use serde::{Deserialize, Serialize};
 use crate::document::{Document, KeyPath};
 
 /// The integration types the agent has.
-pub const IMPLEMENTED: &[&str] = &["redis", "nginx", "prometheus"];
+pub const IMPLEMENTED: &[&str] = &["redis", "nginx", "prometheus", "postgresql"];
 
 /// Types planned (issue #32) but not in this agent yet.
-const PLANNED: &[&str] = &["postgresql", "containers"];
+const PLANNED: &[&str] = &["containers"];
 
 /// Shortest `interval`.
 pub const MIN_INTERVAL: Duration = Duration::from_secs(1);
@@ -36,13 +36,24 @@ pub const MAX_LABELS: usize = 32;
 pub const MAX_LABEL_BYTES: usize = 256;
 
 /// Label keys the agent sets itself, which `labels` may not hold.
-pub const RESERVED_LABELS: &[&str] = &["agent", "integration", "type", "db", "replica"];
+pub const RESERVED_LABELS: &[&str] = &[
+    "agent",
+    "integration",
+    "type",
+    "db",
+    "replica",
+    "state",
+    "operation",
+];
 
 /// Which integration.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum IntegrationType {
     /// nginx, through its `stub_status` page (`url = "http://127.0.0.1/status"`).
     Nginx,
+    /// PostgreSQL, through its statistics views
+    /// (`url = "postgres://user:pass@host:port/db?sslmode=..."`).
+    Postgresql,
     /// Redis, through `INFO` (`url = "redis://[:password@]host:port"`).
     Redis,
     /// A Prometheus text or OpenMetrics endpoint (`url = "http://127.0.0.1:9100/metrics"`).
@@ -54,6 +65,7 @@ impl IntegrationType {
     pub fn as_str(self) -> &'static str {
         match self {
             IntegrationType::Nginx => "nginx",
+            IntegrationType::Postgresql => "postgresql",
             IntegrationType::Redis => "redis",
             IntegrationType::Prometheus => "prometheus",
         }
@@ -62,6 +74,7 @@ impl IntegrationType {
     fn parse(s: &str) -> Option<Self> {
         match s {
             "nginx" => Some(IntegrationType::Nginx),
+            "postgresql" => Some(IntegrationType::Postgresql),
             "redis" => Some(IntegrationType::Redis),
             "prometheus" => Some(IntegrationType::Prometheus),
             _ => None,
@@ -71,6 +84,7 @@ impl IntegrationType {
     fn schemes(self) -> &'static [&'static str] {
         match self {
             IntegrationType::Nginx => &["http", "https"],
+            IntegrationType::Postgresql => &["postgres", "postgresql"],
             // No `rediss`: the agent's Redis client is built without TLS.
             IntegrationType::Redis => &["redis"],
             IntegrationType::Prometheus => &["http", "https"],
@@ -120,6 +134,10 @@ pub struct IntegrationConfig {
     pub name: String,
     /// `url`: where the peer is. For `nginx`, its `stub_status` page (`http(s)://...`). For `redis`, `redis://[:password@]host:port[/db]` (no TLS:
     /// `rediss://` is refused); a password in it is sent with AUTH and never logged. Required.
+    /// `url`: where the peer is. For `redis`, `redis://[:password@]host:port[/db]` (no TLS:
+    /// `rediss://` is refused); a password in it is sent with AUTH and never logged. For
+    /// `postgresql`, `postgres://user:password@host:port/db?sslmode=...` (TLS as `sslmode`
+    /// says); the password is never logged. Required.
     pub url: String,
     /// `interval`: time between two reads. Default `"15s"`; 1 s to 1 h.
     pub interval: Duration,
@@ -374,17 +392,20 @@ mod tests {
 
     #[test]
     fn types_not_implemented_are_refused_with_the_implemented_ones() {
-        let e = err("[[integrations]]\ntype = \"postgresql\"\nurl = \"postgres://h/db\"\n");
+        let e = err("[[integrations]]\ntype = \"containers\"\nurl = \"unix:///d.sock\"\n");
         assert!(
             e.contains(
-                "integrations[0].type: type \"postgresql\" is not implemented yet: this agent \
-                 has redis, nginx, prometheus"
+                "integrations[0].type: type \"containers\" is not implemented yet: this agent \
+                 has redis, nginx, prometheus, postgresql"
             ),
             "{e}"
         );
         let e = err("[[integrations]]\ntype = \"memcached\"\nurl = \"x://h\"\n");
         assert!(
-            e.contains("type: unknown type \"memcached\": this agent has redis, nginx, prometheus"),
+            e.contains(
+                "type: unknown type \"memcached\": this agent has redis, nginx, prometheus, \
+                 postgresql"
+            ),
             "{e}"
         );
         let e = err("[[integrations]]\nurl = \"redis://h:1\"\n");
@@ -438,6 +459,26 @@ mod tests {
         );
         let e = err("[[integrations]]\ntype = \"nginx\"\n");
         assert!(e.contains("url: is required for type \"nginx\""), "{e}");
+    }
+
+    #[test]
+    fn a_postgresql_integration_takes_both_schemes_and_hides_its_password() {
+        for scheme in ["postgres", "postgresql"] {
+            let c = parse(&format!(
+                "[[integrations]]\ntype = \"postgresql\"\n\
+                 url = \"{scheme}://mon:pw-9f2e@127.0.0.1:5432/app?sslmode=require\"\n"
+            ))
+            .unwrap();
+            let i = &c.integrations[0];
+            assert_eq!(i.name, "postgresql");
+            let shown = format!("{c:?} {}", i.redacted_url());
+            assert!(!shown.contains("pw-9f2e"), "{shown}");
+        }
+        let e = err("[[integrations]]\ntype = \"postgresql\"\nurl = \"mysql://h/db\"\n");
+        assert!(
+            e.contains("url: scheme \"mysql\" is not supported: expected postgres or postgresql"),
+            "{e}"
+        );
     }
 
     #[test]

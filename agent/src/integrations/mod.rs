@@ -1,6 +1,6 @@
 //! `[[integrations]]`: metrics the agent reads from services on its server, each on its own
 //! interval, shipped through the spool like host metrics. This module is the scheduler; each
-//! type is one file ([`nginx`], [`prometheus`], [`redis`]).
+//! type is one file ([`nginx`], [`postgresql`], [`prometheus`], [`redis`]).
 //!
 //! Every read is bounded by the integration's `timeout`. Each read also gives
 //! `lookout.integration.up` (gauge, 1 read / 0 not), labelled `integration` (its name) and
@@ -10,6 +10,7 @@
 //! `integration = <name>` and its `labels`.
 
 pub mod nginx;
+pub mod postgresql;
 pub mod prometheus;
 pub mod redis;
 
@@ -59,6 +60,7 @@ enum Source {
     // Boxed: a Redis client is several times an nginx one.
     Redis(Box<redis::Source>),
     Prometheus(prometheus::Source),
+    Postgresql(postgresql::Source),
 }
 
 impl Source {
@@ -69,6 +71,9 @@ impl Source {
                 &c.url, c.timeout,
             )?))),
             IntegrationType::Prometheus => Ok(Source::Prometheus(prometheus::Source::new(c)?)),
+            IntegrationType::Postgresql => Ok(Source::Postgresql(postgresql::Source::new(
+                &c.url, c.timeout,
+            )?)),
         }
     }
 
@@ -80,6 +85,16 @@ impl Source {
     ) -> Result<Vec<MetricSample>, ReadError> {
         match self {
             Source::Nginx(s) => Ok(nginx::stub_samples(&s.stub_status().await?, time, labels)),
+            Source::Postgresql(s) => {
+                let reading = s.read().await?;
+                if reading.skipped > 0 {
+                    tracing::debug!(
+                        rows = reading.skipped,
+                        "PostgreSQL rows past the bound left"
+                    );
+                }
+                Ok(postgresql::samples(&reading, time, labels))
+            }
             Source::Redis(s) => {
                 let text = s.info().await?;
                 let info = redis::parse(&text);
