@@ -60,7 +60,8 @@ enum Source {
     // Boxed: a Redis client is several times an nginx one.
     Redis(Box<redis::Source>),
     Prometheus(prometheus::Source),
-    Postgresql(postgresql::Source),
+    // Boxed: its connect options are larger still.
+    Postgresql(Box<postgresql::Source>),
 }
 
 impl Source {
@@ -71,9 +72,9 @@ impl Source {
                 &c.url, c.timeout,
             )?))),
             IntegrationType::Prometheus => Ok(Source::Prometheus(prometheus::Source::new(c)?)),
-            IntegrationType::Postgresql => Ok(Source::Postgresql(postgresql::Source::new(
-                &c.url, c.timeout,
-            )?)),
+            IntegrationType::Postgresql => Ok(Source::Postgresql(Box::new(
+                postgresql::Source::new(&c.url, c.timeout)?,
+            ))),
         }
     }
 

@@ -17,7 +17,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use lookout_protocol::{MetricSample, MetricType};
-use sqlx::{ConnectOptions, Connection, Row};
+use sqlx::{ConnectOptions, Row};
 
 use super::ReadError;
 
@@ -63,8 +63,9 @@ pub struct Replica {
 pub struct Standby {
     /// Bytes received but not replayed yet.
     pub replay_delay: f64,
-    /// Seconds since the last replayed transaction's commit, 0 when all received is replayed.
-    pub replay_age: f64,
+    /// Seconds since the last replayed transaction's commit, 0 when all received is replayed;
+    /// none when nothing was replayed since the replica started (PostgreSQL says NULL).
+    pub replay_age: Option<f64>,
 }
 
 /// One read's answers.
@@ -186,7 +187,9 @@ pub fn samples(
             Gauge,
             &[],
         );
-        push("postgresql.replica.lag", s.replay_age.max(0.0), Gauge, &[]);
+        if let Some(age) = s.replay_age {
+            push("postgresql.replica.lag", age.max(0.0), Gauge, &[]);
+        }
     }
     out
 }
@@ -218,11 +221,12 @@ const REPLICAS: &str = "SELECT coalesce(nullif(application_name, ''), \
      FROM pg_stat_replication WHERE NOT pg_is_in_recovery() ORDER BY 1";
 
 /// A replica's own replay: bytes received and not replayed, and the age of the last replayed
-/// commit while some is waiting (0 when all received is replayed, so an idle primary is no lag).
+/// commit while some is waiting (0 when all received is replayed, so an idle primary is no lag;
+/// NULL when nothing was replayed since the replica started).
 const STANDBY: &str = "SELECT \
      coalesce(pg_wal_lsn_diff(pg_last_wal_receive_lsn(), pg_last_wal_replay_lsn()), 0)::float8, \
      CASE WHEN pg_last_wal_receive_lsn() IS NOT DISTINCT FROM pg_last_wal_replay_lsn() THEN 0 \
-     ELSE coalesce(extract(epoch FROM now() - pg_last_xact_replay_timestamp()), 0) END::float8";
+     ELSE extract(epoch FROM now() - pg_last_xact_replay_timestamp()) END::float8";
 
 /// A PostgreSQL peer: its connect options, and the connection kept from one read to the next
 /// (one session, not one a read: `pg_stat_activity` and the server's log stay quiet).
@@ -267,14 +271,6 @@ impl Source {
         let reading = query_all(&mut conn).await?;
         self.conn = Some(conn);
         Ok(reading)
-    }
-
-    /// Closes the kept connection, if any.
-    pub async fn close(&mut self) {
-        if let Some(c) = self.conn.take() {
-            // Closing is a courtesy to the server: a failure leaves nothing to do.
-            let _ = c.close().await;
-        }
     }
 }
 

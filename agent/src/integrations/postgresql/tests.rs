@@ -154,7 +154,7 @@ fn a_replica_gives_its_own_replay_lag_and_no_replication_rows() {
         replicas: Vec::new(),
         standby: Some(Standby {
             replay_delay: 81_920.0,
-            replay_age: 3.5,
+            replay_age: Some(3.5),
         }),
         ..primary()
     };
@@ -167,6 +167,17 @@ fn a_replica_gives_its_own_replay_lag_and_no_replication_rows() {
     assert_eq!(v["postgresql.replica.lag"], (3.5, MetricType::Gauge));
     assert!(!v.keys().any(|k| k.starts_with("postgresql.replication.")));
     assert!(!v.keys().any(|k| k.starts_with("postgresql.wal.")));
+    // Nothing replayed since the replica started: no age is made up.
+    let r = Reading {
+        standby: Some(Standby {
+            replay_delay: 10.0,
+            replay_age: None,
+        }),
+        ..r
+    };
+    let v = values(&r);
+    assert_eq!(v["postgresql.replica.data_delay"].0, 10.0);
+    assert!(!v.contains_key("postgresql.replica.lag"));
 }
 
 #[test]
