@@ -5,7 +5,8 @@
 //! with what the servers answer to the test's own queries (`pg_stat_activity`, `pg_settings`,
 //! `pg_locks`, `pg_database_size`, `pg_stat_database`, `pg_stat_replication`, the replica's
 //! receive and replay positions) at about the same time, never with the agent's own figures;
-//! the connections starter rule (above 80 % of `max_connections`, its real threshold) fires.
+//! the connections starter rule (above 80 % of `max_connections`, its real threshold) fires, and
+//! the replica-lag one (its 30 s lowered to 2 s) fires once replay is paused, not before.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -115,6 +116,20 @@ async fn firing(base: &str) -> Vec<String> {
         .unwrap_or_default()
 }
 
+/// Waits until `rule` fires for the integration `who`.
+async fn fires(base: &str, rule: &str, who: &str) -> anyhow::Result<()> {
+    let what = format!("the {rule} rule firing for {who}");
+    eventually(&what, WAIT, || async {
+        let f = firing(base).await;
+        Ok(f.iter()
+            .any(|a| {
+                a.starts_with(&format!("{rule}/")) && a.contains(&format!("integration={who}"))
+            })
+            .then_some(()))
+    })
+    .await
+}
+
 async fn one_f64(conn: &mut PgConnection, sql: &'static str) -> f64 {
     sqlx::query(sql)
         .fetch_one(conn)
@@ -124,7 +139,7 @@ async fn one_f64(conn: &mut PgConnection, sql: &'static str) -> f64 {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn primary_and_replica_are_read_as_their_own_views_say_and_the_connections_rule_fires() {
+async fn primary_and_replica_are_read_as_their_own_views_say_and_the_starter_rules_fire() {
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path();
     if rustix::process::geteuid().is_root() {
@@ -212,7 +227,9 @@ async fn primary_and_replica_are_read_as_their_own_views_say_and_the_connections
             "[server]\nlisten = \"127.0.0.1:0\"\ndata_dir = \"{}\"\nread_tokens = [\"{READ_TOKEN}\"]\n\
              [[agents]]\nname = \"db-1\"\ntoken = \"{AGENT_TOKEN}\"\n\
              [[rules]]\nname = \"pg-connections\"\nmetric = \"postgresql.connection.usage\"\n\
-             aggregate = \"max\"\nwindow = \"3s\"\nabove = 0.8\n",
+             aggregate = \"max\"\nwindow = \"3s\"\nabove = 0.8\n\
+             [[rules]]\nname = \"pg-replica-lag\"\nmetric = \"postgresql.replica.lag\"\n\
+             aggregate = \"min\"\nwindow = \"3s\"\nabove = 2\n",
             root.join("collector").display()
         ),
     )
@@ -378,20 +395,15 @@ async fn primary_and_replica_are_read_as_their_own_views_say_and_the_connections
     );
 
     // The starter rule at its real threshold.
-    eventually("the pg-connections rule firing", WAIT, || async {
-        let f = firing(&base).await;
-        Ok(f.iter()
-            .any(|a| a.starts_with("pg-connections/") && a.contains("integration=primary"))
-            .then_some(()))
-    })
-    .await
-    .unwrap_or_else(|e| panic!("{e}\n{}", diagnose()));
+    fires(&base, "pg-connections", "primary")
+        .await
+        .unwrap_or_else(|e| panic!("{e}\n{}", diagnose()));
     assert!(
         !firing(&base)
             .await
             .iter()
             .any(|a| a.contains("integration=replica")),
-        "the replica has few connections"
+        "the replica has few connections and, replaying, no lag"
     );
 
     // The database's size does not move once written: the stored one is the server's.
@@ -492,6 +504,11 @@ async fn primary_and_replica_are_read_as_their_own_views_say_and_the_connections
     })
     .await
     .unwrap_or_else(|e| panic!("{e}\n{}", diagnose()));
+    // The replication-lag starter rule, its 30 s lowered to 2 s for the test's sake: the
+    // replica's last replayed commit is older than that, and replay stays paused.
+    fires(&base, "pg-replica-lag", "replica")
+        .await
+        .unwrap_or_else(|e| panic!("{e}\n{}", diagnose()));
     assert_eq!(
         last(&base, "postgresql.recovery", "integration=replica")
             .await
