@@ -80,6 +80,8 @@ pub(crate) struct Agent {
     pub host: Option<CancellationToken>,
     /// Stops the integrations' tasks.
     pub integrations: Option<CancellationToken>,
+    /// The integrations' looks at tailed lines (an nginx access log), shared with the tailer.
+    pub taps: logs::tap::Taps,
     shipper: JoinHandle<()>,
     /// The checks the collector assigned last, kept to merge with local checks after a reload.
     pub assigned: Vec<CheckConfig>,
@@ -197,6 +199,7 @@ impl Agent {
             journal: None,
             host: None,
             integrations: None,
+            taps: logs::tap::Taps::default(),
             shipper,
             assigned: Vec::new(),
             revision: None,
@@ -232,10 +235,16 @@ impl Agent {
     /// A task per `[[integrations]]` entry, when there are any.
     pub fn start_integrations(&mut self) {
         if self.settings.integrations.is_empty() {
+            self.taps.set(Vec::new());
             return;
         }
         let stop = self.work.child_token();
-        crate::integrations::spawn(&self.settings.integrations, self.spool.clone(), &stop);
+        crate::integrations::spawn(
+            &self.settings.integrations,
+            self.spool.clone(),
+            &self.taps,
+            &stop,
+        );
         self.integrations = Some(stop);
     }
 
@@ -250,6 +259,7 @@ impl Agent {
             earlier,
             self.settings.logs_dir.clone(),
             self.spool.clone(),
+            self.taps.clone(),
             &self.work,
         ) {
             Ok(t) => self.tailer = Some(t),

@@ -418,7 +418,7 @@ impl AgentConfig {
         validate_host_metrics(&mut doc, &host_metrics, &KeyPath::key("host_metrics"));
         validate_shipping(&mut doc, &shipping);
         let fallback = crate::watch::read_fallback(&mut doc);
-        let integrations = crate::integration::read(&mut doc);
+        let integrations = crate::integration::read(&mut doc, &logs);
         let Some(identity) = identity else {
             return Err(doc.into_errors());
         };

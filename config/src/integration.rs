@@ -15,6 +15,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use crate::document::{Document, KeyPath};
+use crate::logs::LogSourceConfig;
 
 /// The integration types the agent has.
 pub const IMPLEMENTED: &[&str] = &["redis", "nginx", "prometheus", "postgresql"];
@@ -122,6 +123,28 @@ struct RawIntegration {
     max_body_bytes: Option<usize>,
     #[serde(default)]
     max_series: Option<usize>,
+    #[serde(default)]
+    access_log: Option<String>,
+    #[serde(default)]
+    log_format: Option<String>,
+}
+
+/// How an nginx access log's lines are written (`log_format`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AccessLogFormat {
+    /// nginx's `combined`, optionally with `$request_time` appended after a space.
+    Combined,
+    /// One JSON object a line, as docs/integrations.md's `log_format lookout escape=json`.
+    Json,
+}
+
+/// An nginx integration's access log: which file, written how.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AccessLog {
+    /// The file's path, as a `[[logs]]` entry tails it.
+    pub path: String,
+    /// How its lines are written.
+    pub format: AccessLogFormat,
 }
 
 /// One `[[integrations]]` entry, validated, with its defaults filled in.
@@ -159,6 +182,10 @@ pub struct IntegrationConfig {
     /// `max_series` (`prometheus` only): most series kept from one scrape; the rest are counted
     /// and left. Default [`DEFAULT_MAX_SERIES`], at most [`MAX_MAX_SERIES`].
     pub max_series: usize,
+    /// `access_log` and `log_format` (`nginx` only): the access log whose lines a `[[logs]]`
+    /// entry tails, counted by status class, bytes and `$request_time`. `log_format` is
+    /// `"combined"` (the default) or `"json"`. Default none.
+    pub access_log: Option<AccessLog>,
 }
 
 /// Default `max_body_bytes`: 8 MiB (node_exporter's page is about 100 KiB).
@@ -184,6 +211,7 @@ impl fmt::Debug for IntegrationConfig {
             .field("drop", &self.drop)
             .field("max_body_bytes", &self.max_body_bytes)
             .field("max_series", &self.max_series)
+            .field("access_log", &self.access_log)
             .finish()
     }
 }
@@ -196,13 +224,13 @@ impl IntegrationConfig {
 }
 
 /// Reads `[[integrations]]`, reporting each entry's problems at its key and names used twice.
-pub(crate) fn read(doc: &mut Document<'_>) -> Vec<IntegrationConfig> {
+pub(crate) fn read(doc: &mut Document<'_>, logs: &[LogSourceConfig]) -> Vec<IntegrationConfig> {
     let items = doc.array_section::<RawIntegration>("integrations");
     let mut seen: HashMap<String, usize> = HashMap::new();
     let mut out = Vec::new();
     for (i, raw) in items {
         let at = KeyPath::key("integrations").index(i);
-        let (resolved, problems) = resolve(raw);
+        let (resolved, problems) = resolve(raw, logs);
         for (field, problem) in problems {
             doc.error_at(&at.child(field), problem);
         }
@@ -224,7 +252,10 @@ pub(crate) fn read(doc: &mut Document<'_>) -> Vec<IntegrationConfig> {
 
 /// The entry with its defaults, or none when it cannot be used; its problems as (key,
 /// sentence).
-fn resolve(raw: RawIntegration) -> (Option<IntegrationConfig>, Vec<(&'static str, String)>) {
+fn resolve(
+    raw: RawIntegration,
+    logs: &[LogSourceConfig],
+) -> (Option<IntegrationConfig>, Vec<(&'static str, String)>) {
     let mut out = Vec::new();
     let kind = IntegrationType::parse(&raw.kind);
     if kind.is_none() {
@@ -329,6 +360,7 @@ fn resolve(raw: RawIntegration) -> (Option<IntegrationConfig>, Vec<(&'static str
             _ => {}
         }
     }
+    let access_log = access_log(&raw, kind, logs, &mut out);
     let resolved = match (kind, raw.url) {
         (Some(kind), Some(url)) if out.is_empty() => Some(IntegrationConfig {
             kind,
@@ -341,10 +373,69 @@ fn resolve(raw: RawIntegration) -> (Option<IntegrationConfig>, Vec<(&'static str
             drop: raw.drop,
             max_body_bytes: raw.max_body_bytes.unwrap_or(DEFAULT_MAX_BODY_BYTES),
             max_series: raw.max_series.unwrap_or(DEFAULT_MAX_SERIES),
+            access_log,
         }),
         _ => None,
     };
     (resolved, out)
+}
+
+/// `access_log` and `log_format`, checked: nginx only, and the file tailed by a `[[logs]]`
+/// entry without `multiline_start` (the integration counts the lines the tailer reads).
+fn access_log(
+    raw: &RawIntegration,
+    kind: Option<IntegrationType>,
+    logs: &[LogSourceConfig],
+    out: &mut Vec<(&'static str, String)>,
+) -> Option<AccessLog> {
+    let nginx = kind == Some(IntegrationType::Nginx);
+    let format = match raw.log_format.as_deref() {
+        None | Some("combined") => AccessLogFormat::Combined,
+        Some("json") => AccessLogFormat::Json,
+        Some(other) => {
+            out.push((
+                "log_format",
+                format!("unknown format {other:?}: expected \"combined\" or \"json\""),
+            ));
+            return None;
+        }
+    };
+    let Some(path) = &raw.access_log else {
+        if raw.log_format.is_some() {
+            out.push(("log_format", "is for `access_log`, which is not set".into()));
+        }
+        return None;
+    };
+    if !nginx {
+        out.push(("access_log", "is for type \"nginx\" only".into()));
+        return None;
+    }
+    let tailing = logs.iter().find(|l| {
+        l.paths
+            .iter()
+            .any(|p| p == path || glob::Pattern::new(p).is_ok_and(|g| g.matches(path)))
+    });
+    match tailing {
+        None => out.push((
+            "access_log",
+            format!(
+                "no [[logs]] entry tails {path:?}: add one with `paths = [{path:?}]` (the \
+                 integration counts the lines the agent tails)"
+            ),
+        )),
+        Some(l) if l.multiline_start.is_some() => out.push((
+            "access_log",
+            format!(
+                "the [[logs]] entry tailing {path:?} has `multiline_start`: an access log has \
+                 one request a line"
+            ),
+        )),
+        Some(_) => {}
+    }
+    Some(AccessLog {
+        path: path.clone(),
+        format,
+    })
 }
 
 #[cfg(test)]
@@ -479,6 +570,52 @@ mod tests {
             e.contains("url: scheme \"mysql\" is not supported: expected postgres or postgresql"),
             "{e}"
         );
+    }
+
+    #[test]
+    fn an_access_log_must_be_tailed_and_its_format_known() {
+        let nginx = "[[integrations]]\ntype = \"nginx\"\nurl = \"http://h/status\"\n";
+        let logs = "[[logs]]\npaths = [\"/var/log/nginx/*.log\"]\n";
+        let c = parse(&format!(
+            "{nginx}access_log = \"/var/log/nginx/access.log\"\nlog_format = \"json\"\n{logs}"
+        ))
+        .unwrap();
+        assert_eq!(
+            c.integrations[0].access_log,
+            Some(super::AccessLog {
+                path: "/var/log/nginx/access.log".into(),
+                format: super::AccessLogFormat::Json
+            })
+        );
+        let c = parse(&format!(
+            "{nginx}access_log = \"/var/log/nginx/access.log\"\n{logs}"
+        ))
+        .unwrap();
+        let a = c.integrations[0].access_log.as_ref().unwrap();
+        assert_eq!(a.format, super::AccessLogFormat::Combined);
+        let e = err(&format!("{nginx}access_log = \"/srv/a.log\"\n{logs}"));
+        assert!(
+            e.contains("integrations[0].access_log: no [[logs]] entry tails \"/srv/a.log\""),
+            "{e}"
+        );
+        let e = err(&format!(
+            "{nginx}access_log = \"/var/log/nginx/a.log\"\n{logs}multiline_start = \"^x\"\n"
+        ));
+        assert!(e.contains("has `multiline_start`"), "{e}");
+        let e = err(&format!(
+            "{nginx}access_log = \"/var/log/nginx/a.log\"\nlog_format = \"main\"\n{logs}"
+        ));
+        assert!(
+            e.contains("log_format: unknown format \"main\": expected \"combined\" or \"json\""),
+            "{e}"
+        );
+        let e = err(&format!("{nginx}log_format = \"json\"\n"));
+        assert!(e.contains("log_format: is for `access_log`"), "{e}");
+        let e = err(&format!(
+            "[[integrations]]\ntype = \"redis\"\nurl = \"redis://h:1\"\n\
+             access_log = \"/var/log/nginx/a.log\"\n{logs}"
+        ));
+        assert!(e.contains("access_log: is for type \"nginx\" only"), "{e}");
     }
 
     #[test]

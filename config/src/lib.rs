@@ -51,7 +51,7 @@ pub use collector::{
 pub use condition::{Condition, Observation};
 pub use error::{ConfigError, ConfigErrors};
 pub use heartbeat::HeartbeatConfig;
-pub use integration::{IntegrationConfig, IntegrationType};
+pub use integration::{AccessLog, AccessLogFormat, IntegrationConfig, IntegrationType};
 pub use log_rule::LogRuleConfig;
 pub use notify::{AlertingSettings, ChannelConfig, ChannelType, MaintenanceConfig, RouteConfig};
 pub use rule::{Aggregate, RuleConfig};

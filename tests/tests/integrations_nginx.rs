@@ -2,7 +2,8 @@
 //! here with its own prefix and configuration on a reserved loopback port, the real agent
 //! reading its `stub_status` page and shipping to the real collector. What the collector stores
 //! is compared with the `stub_status` page the test fetches itself before and after, never with
-//! the agent's own figures.
+//! the agent's own figures; the access log's figures are compared with the log file as the test
+//! reads it itself, and the 5xx starter rule of docs/integrations.md fires.
 
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
@@ -11,6 +12,8 @@ use lookout_tests::{Daemon, READ_TOKEN, eventually, free_port, get_json, start_c
 
 const AGENT_TOKEN: &str = "integ-nginx-token-0123456789abcdef";
 const WAIT: Duration = Duration::from_secs(30);
+/// docs/integrations.md's JSON `log_format`.
+const LOG_FORMAT: &str = r#"log_format lookout escape=json '{"time":"$time_iso8601","remote_addr":"$remote_addr","request":"$request","status":$status,"body_bytes_sent":$body_bytes_sent,"request_time":$request_time,"http_referer":"$http_referer","http_user_agent":"$http_user_agent"}';"#;
 
 /// An nginx in the foreground, killed when dropped.
 struct Nginx {
@@ -24,19 +27,28 @@ impl Nginx {
         let d = dir.display();
         std::fs::create_dir_all(dir.join("logs")).unwrap();
         std::fs::create_dir_all(dir.join("tmp")).unwrap();
-        // The status page is not logged: the agent's reads would count as requests there.
-        let conf = format!(
-            "daemon off;\npid {d}/nginx.pid;\nerror_log {d}/error.log;\n\
-             events {{ worker_connections 64; }}\n\
-             http {{\n  access_log off;\n\
-               client_body_temp_path {d}/tmp; proxy_temp_path {d}/tmp; fastcgi_temp_path {d}/tmp;\n\
-               uwsgi_temp_path {d}/tmp; scgi_temp_path {d}/tmp;\n\
-               server {{\n    listen 127.0.0.1:{port};\n\
-                 location = /status {{ stub_status; }}\n\
-                 location = /ok {{ return 200 \"ok\\n\"; }}\n\
-                 location = /fail {{ return 500 \"fail\\n\"; }}\n  }}\n}}\n",
-            port = port.get()
-        );
+        // The status page is not logged: the agent's reads would count as requests there. The
+        // log format is docs/integrations.md's, word for word.
+        let conf = r#"daemon off;
+pid D/nginx.pid;
+error_log D/error.log;
+events { worker_connections 64; }
+http {
+  client_body_temp_path D/tmp; proxy_temp_path D/tmp; fastcgi_temp_path D/tmp;
+  uwsgi_temp_path D/tmp; scgi_temp_path D/tmp;
+  LOG_FORMAT
+  access_log D/logs/access.log lookout;
+  server {
+    listen 127.0.0.1:PORT;
+    location = /status { stub_status; access_log off; }
+    location = /ok { return 200 "ok\n"; }
+    location = /fail { return 500 "failed, sorry\n"; }
+  }
+}
+"#
+        .replace("LOG_FORMAT", LOG_FORMAT)
+        .replace("D/", &format!("{d}/"))
+        .replace("PORT", &port.get().to_string());
         let path = dir.join("nginx.conf");
         std::fs::write(&path, conf).unwrap();
         let child = Command::new("/usr/sbin/nginx")
@@ -232,4 +244,155 @@ async fn stub_status_is_stored_as_nginx_reports_it() {
     .unwrap()
     .unwrap();
     assert_eq!(up, 1.0);
+}
+
+/// The access log's lines as the test reads them: (status, body bytes, request time).
+fn logged(path: &std::path::Path) -> Vec<(u64, f64, f64)> {
+    std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .map(|l| {
+            let v: serde_json::Value = serde_json::from_str(l).expect(l);
+            (
+                v["status"].as_u64().unwrap(),
+                v["body_bytes_sent"].as_f64().unwrap(),
+                v["request_time"].as_f64().unwrap(),
+            )
+        })
+        .collect()
+}
+
+/// The `q` quantile of `v` by nearest rank.
+fn nearest_rank(v: &[f64], q: f64) -> f64 {
+    let mut v = v.to_vec();
+    v.sort_by(f64::total_cmp);
+    let rank = ((q * v.len() as f64).ceil() as usize).clamp(1, v.len());
+    v[rank - 1]
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_access_log_s_classes_bytes_and_latencies_are_stored_and_5xx_fires_the_rule() {
+    let dir = tempfile::tempdir().unwrap();
+    let ndir = dir.path().join("nginx");
+    let nginx = Nginx::start(&ndir);
+    eventually("nginx answers", WAIT, || async {
+        Ok(nginx.stub_status().map(|_| ()))
+    })
+    .await
+    .unwrap();
+    for _ in 0..40 {
+        assert_eq!(nginx.request("/ok"), 200);
+    }
+    for _ in 0..10 {
+        assert_eq!(nginx.request("/fail"), 500);
+    }
+    let log = ndir.join("logs/access.log");
+    let lines = eventually("50 lines in the access log", WAIT, || async {
+        let l = logged(&log);
+        Ok((l.len() == 50).then_some(l))
+    })
+    .await
+    .unwrap();
+    let count = |class: u64| lines.iter().filter(|l| l.0 / 100 == class).count() as f64;
+    assert_eq!((count(2), count(5)), (40.0, 10.0));
+    let bytes: f64 = lines.iter().map(|l| l.1).sum();
+    assert!(bytes > 0.0);
+    let times: Vec<f64> = lines.iter().map(|l| l.2).collect();
+
+    let (collector, base) = start_collector(
+        dir.path(),
+        &format!(
+            "[server]\nlisten = \"127.0.0.1:0\"\ndata_dir = \"{}\"\nread_tokens = [\"{READ_TOKEN}\"]\n\
+             [[agents]]\nname = \"web-1\"\ntoken = \"{AGENT_TOKEN}\"\n\
+             [[rules]]\nname = \"nginx-5xx\"\nmetric = \"nginx.requests.server_error_ratio\"\n\
+             aggregate = \"avg\"\nwindow = \"5m\"\nabove = 0.01\n",
+            dir.path().display()
+        ),
+    )
+    .unwrap();
+    let agent_dir = dir.path().join("agent");
+    std::fs::create_dir_all(&agent_dir).unwrap();
+    let agent_toml = agent_dir.join("agent.toml");
+    // read_from = "beginning": the 50 lines already there are read in one round, so they fall
+    // in one interval and its percentiles are those of all 50.
+    std::fs::write(
+        &agent_toml,
+        format!(
+            "name = \"web-1\"\ncollector = \"{base}\"\ntoken = \"{AGENT_TOKEN}\"\n\
+             data_dir = \"{}\"\n[host_metrics]\nenabled = false\n\
+             [[logs]]\npaths = [\"{}\"]\nread_from = \"beginning\"\n\
+             [[integrations]]\ntype = \"nginx\"\nname = \"web\"\nurl = \"{}\"\ninterval = \"1s\"\n\
+             access_log = \"{}\"\nlog_format = \"json\"\n",
+            agent_dir.display(),
+            log.display(),
+            nginx.url("/status"),
+            log.display()
+        ),
+    )
+    .unwrap();
+    let agent: Daemon = lookout_tests::start_agent(&agent_toml).unwrap();
+    let diagnose = || {
+        format!(
+            "agent:\n{}\ncollector:\n{}",
+            agent.log_text(),
+            collector.log_text()
+        )
+    };
+    for (class, want) in [("2xx", count(2)), ("5xx", count(5))] {
+        let labels = format!("integration=web,status_class={class}");
+        eventually(&format!("{class} as the log says"), WAIT, || async {
+            let got = last(&base, "nginx.requests", &labels).await?;
+            Ok((got.map(|g| g.1) == Some(want)).then_some(()))
+        })
+        .await
+        .unwrap_or_else(|e| panic!("{e}: the log has {want}\n{}", diagnose()));
+    }
+    let stored = |name: &'static str, labels: &'static str| {
+        let base = base.clone();
+        async move { last(&base, name, labels).await.unwrap().map(|g| g.1) }
+    };
+    assert_eq!(
+        stored("nginx.response.body.size", "integration=web").await,
+        Some(bytes)
+    );
+    assert_eq!(
+        stored("nginx.requests", "integration=web,status_class=4xx").await,
+        Some(0.0)
+    );
+    for (q, label) in [
+        (0.5, "integration=web,quantile=0.5"),
+        (0.9, "integration=web,quantile=0.9"),
+        (0.99, "integration=web,quantile=0.99"),
+    ] {
+        assert_eq!(
+            stored("nginx.request.duration", label).await,
+            Some(nearest_rank(&times, q)),
+            "p{q} of {times:?}"
+        );
+    }
+    assert_eq!(
+        stored("nginx.requests.server_error_ratio", "integration=web").await,
+        Some(count(5) / 50.0)
+    );
+    assert_eq!(
+        stored(
+            "nginx.access_log.skipped",
+            "integration=web,reason=unparseable"
+        )
+        .await,
+        Some(0.0)
+    );
+    eventually("the nginx-5xx rule fires", WAIT, || async {
+        let alerts = get_json(&format!("{base}/api/v1/alerts?state=firing")).await?;
+        let fired = alerts["alerts"].as_array().is_some_and(|a| {
+            a.iter().any(|a| {
+                a["fingerprint"]
+                    .as_str()
+                    .is_some_and(|f| f.starts_with("nginx-5xx/") && f.contains("integration=web"))
+            })
+        });
+        Ok(fired.then_some(()))
+    })
+    .await
+    .unwrap_or_else(|e| panic!("{e}\n{}", diagnose()));
 }

@@ -22,6 +22,7 @@ use lookout_config::{IntegrationConfig, IntegrationType};
 use lookout_protocol::{MetricSample, MetricType, Record};
 use tokio_util::sync::CancellationToken;
 
+use crate::logs::tap::{Tapped, Taps};
 use crate::spool::{Haste, Spool};
 
 /// The gauge each read gives: 1 when it read, 0 when it did not.
@@ -47,11 +48,25 @@ pub enum ReadError {
     Timeout(Duration),
 }
 
-/// Starts one task per integration; they stop with `stop`.
-pub fn spawn(configs: &[IntegrationConfig], spool: Arc<Spool>, stop: &CancellationToken) {
+/// Starts one task per integration; they stop with `stop`. The access logs' taps replace those
+/// in `taps`.
+pub fn spawn(
+    configs: &[IntegrationConfig],
+    spool: Arc<Spool>,
+    taps: &Taps,
+    stop: &CancellationToken,
+) {
+    let mut tapped: Vec<Tapped> = Vec::new();
     for c in configs {
-        tokio::spawn(run(c.clone(), spool.clone(), stop.clone()));
+        let mut source = Source::new(c);
+        if let (Ok(Source::Nginx(s)), Some(a)) = (&mut source, &c.access_log) {
+            let tap = Arc::new(nginx::access::AccessTap::new(a.format));
+            s.access = Some(tap.clone());
+            tapped.push((a.path.clone().into(), tap));
+        }
+        tokio::spawn(run(c.clone(), source, spool.clone(), stop.clone()));
     }
+    taps.set(tapped);
 }
 
 /// A type's reader.
@@ -85,7 +100,13 @@ impl Source {
         labels: &BTreeMap<String, String>,
     ) -> Result<Vec<MetricSample>, ReadError> {
         match self {
-            Source::Nginx(s) => Ok(nginx::stub_samples(&s.stub_status().await?, time, labels)),
+            Source::Nginx(s) => {
+                let mut out = nginx::stub_samples(&s.stub_status().await?, time, labels);
+                if let Some(tap) = &s.access {
+                    out.extend(nginx::access_samples(&tap.take(), time, labels));
+                }
+                Ok(out)
+            }
             Source::Postgresql(s) => {
                 let reading = s.read().await?;
                 if reading.skipped > 0 {
@@ -113,12 +134,16 @@ impl Source {
 }
 
 /// One integration until `stop`.
-async fn run(c: IntegrationConfig, spool: Arc<Spool>, stop: CancellationToken) {
+async fn run(
+    c: IntegrationConfig,
+    mut source: Result<Source, ReadError>,
+    spool: Arc<Spool>,
+    stop: CancellationToken,
+) {
     let mut labels = c.labels.clone();
     labels.insert("integration".into(), c.name.clone());
     let mut up_labels = labels.clone();
     up_labels.insert("type".into(), c.kind.as_str().into());
-    let mut source = Source::new(&c);
     let first = tokio::time::Instant::now() + FIRST_READ.min(c.interval);
     let mut ticks = tokio::time::interval_at(first, c.interval);
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);

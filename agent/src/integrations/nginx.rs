@@ -1,7 +1,8 @@
 //! The `nginx` integration: nginx's `stub_status` page, read on each interval, its figures named
 //! as the OpenTelemetry Collector's nginxreceiver names them (`nginx.connections_accepted`,
 //! `nginx.connections_handled`, `nginx.connections_current` by `state`, `nginx.requests`).
-//! docs/integrations.md has the table.
+//! docs/integrations.md has the table. With `access_log`, the lines the log tailer reads from
+//! that file are counted too ([`access`]).
 //!
 //! `stub_status` (ngx_http_stub_status_module) answers four lines of text:
 //!
@@ -16,12 +17,17 @@
 //! without one of the four figures is a read error naming what was missing, never a panic.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use lookout_protocol::{MetricSample, MetricType};
 
 use super::ReadError;
+
+pub mod access;
+
+use access::{AccessTap, Totals};
 
 /// Most bytes of a `stub_status` answer read (nginx's is about 100).
 pub const MAX_BODY_BYTES: usize = 4096;
@@ -163,10 +169,76 @@ pub fn stub_samples(
     ]
 }
 
-/// An nginx peer: its `stub_status` URL and the HTTP client kept between reads.
+/// The metrics of the access log's lines so far, taken at `time`: requests by status class and
+/// bytes (totals since the agent started), the interval's `$request_time` percentiles and 5xx
+/// share (when it had any), and the lines skipped.
+pub fn access_samples(
+    t: &Totals,
+    time: DateTime<Utc>,
+    labels: &BTreeMap<String, String>,
+) -> Vec<MetricSample> {
+    let sample = |name: &str, value: f64, metric_type, extra: Option<(&str, &str)>| {
+        let mut labels = labels.clone();
+        if let Some((k, v)) = extra {
+            labels.insert(k.into(), v.into());
+        }
+        MetricSample {
+            name: name.into(),
+            labels,
+            time,
+            value,
+            metric_type,
+        }
+    };
+    let c = MetricType::Counter;
+    let mut out = Vec::with_capacity(12);
+    for (i, class) in ["1xx", "2xx", "3xx", "4xx", "5xx"].iter().enumerate() {
+        let n = t.by_class[i] as f64;
+        out.push(sample(
+            "nginx.requests",
+            n,
+            c,
+            Some(("status_class", class)),
+        ));
+    }
+    out.push(sample("nginx.response.body.size", t.bytes as f64, c, None));
+    for (reason, n) in [("too_long", t.too_long), ("unparseable", t.unparseable)] {
+        out.push(sample(
+            "nginx.access_log.skipped",
+            n as f64,
+            c,
+            Some(("reason", reason)),
+        ));
+    }
+    let all: u64 = t.interval.iter().sum();
+    if all > 0 {
+        out.push(sample(
+            "nginx.requests.server_error_ratio",
+            t.interval[4] as f64 / all as f64,
+            MetricType::Gauge,
+            None,
+        ));
+    }
+    for (q, label) in [(0.5, "0.5"), (0.9, "0.9"), (0.99, "0.99")] {
+        if let Some(v) = t.latencies.quantile(q) {
+            out.push(sample(
+                "nginx.request.duration",
+                v,
+                MetricType::Gauge,
+                Some(("quantile", label)),
+            ));
+        }
+    }
+    out
+}
+
+/// An nginx peer: its `stub_status` URL, the HTTP client kept between reads, and its access
+/// log's tap.
 pub struct Source {
     client: reqwest::Client,
     url: String,
+    /// The tap registered for the access log, when there is one.
+    pub access: Option<Arc<AccessTap>>,
 }
 
 impl Source {
@@ -180,6 +252,7 @@ impl Source {
         Ok(Self {
             client,
             url: url.to_string(),
+            access: None,
         })
     }
 

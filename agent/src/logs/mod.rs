@@ -1,10 +1,12 @@
 //! Log files: tailed ([`tail`]), cut into lines and events ([`lines`]), written to the spool
-//! with the position each read reaches ([`checkpoints`]), and shipped with everything else.
+//! with the position each read reaches ([`checkpoints`]), and shipped with everything else;
+//! an integration may look at a file's lines on their way ([`tap`]).
 
 pub mod checkpoints;
 pub mod journald;
 pub mod lines;
 pub mod tail;
+pub mod tap;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -65,13 +67,15 @@ pub fn spawn(
     earlier: Option<Vec<LogSourceConfig>>,
     dir: PathBuf,
     spool: Arc<Spool>,
+    taps: tap::Taps,
     parent: &CancellationToken,
 ) -> std::io::Result<Reader> {
     Reader::spawn("lookout-logs", parent, move |stop| {
         let mut tailer = match &earlier {
             Some(e) => tail::Tailer::after_reload(&sources, e, &dir, spool),
             None => tail::Tailer::new(&sources, &dir, spool),
-        };
+        }
+        .with_taps(taps);
         while !stop.is_cancelled() {
             if !tailer.poll(Instant::now()) {
                 std::thread::sleep(IDLE_WAIT);

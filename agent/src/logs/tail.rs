@@ -41,6 +41,7 @@ use lookout_protocol::{FilePosition, LogRecord, Record};
 
 use super::checkpoints::Checkpoints;
 use super::lines::{Line, Multiline, Splitter, detect_level};
+use super::tap::Taps;
 use crate::spool::Spool;
 
 /// Bytes of a file's first line that make its fingerprint.
@@ -108,6 +109,7 @@ pub struct Tailer {
     spool: Arc<Spool>,
     last_scan: Option<Instant>,
     buf: Vec<u8>,
+    taps: Taps,
 }
 
 impl Tailer {
@@ -164,7 +166,14 @@ impl Tailer {
             spool,
             last_scan: None,
             buf: vec![0; READ_BYTES],
+            taps: Taps::default(),
         }
+    }
+
+    /// The same tailer, handing the lines of the files `taps` names to their tap.
+    pub fn with_taps(mut self, taps: Taps) -> Self {
+        self.taps = taps;
+        self
     }
 
     /// One round: the globs again when due, then every open file read as far as it goes (up
@@ -369,6 +378,11 @@ impl Tailer {
         };
         let position = t.resume_at();
         let source = t.path.display().to_string();
+        if !events.is_empty()
+            && let Some(tap) = self.taps.find(&t.path)
+        {
+            tap.lines(&events);
+        }
         let time = Utc::now().max(t.last_time + chrono::Duration::milliseconds(1));
         if !events.is_empty() {
             t.last_time = time;
