@@ -156,11 +156,13 @@ async fn one_message_after_after_and_one_when_back_and_nothing_more() {
 async fn an_outage_shorter_than_after_sends_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let (rx, url) = Receiver::start(vec![]).await;
-    let (d, _stop) = start(dir.path(), &url, 400);
+    // `after` well above the outage, so that a loaded machine's late wake-up cannot reach it.
+    let (d, _stop) = start(dir.path(), &url, 1500);
     d.failed("refused");
-    tokio::time::sleep(Duration::from_millis(150)).await;
+    tokio::time::sleep(Duration::from_millis(100)).await;
     d.delivered();
-    tokio::time::sleep(Duration::from_millis(600)).await;
+    // Past when `after` (and its 50 ms jitter) would have sent it.
+    tokio::time::sleep(Duration::from_millis(1700)).await;
     assert!(rx.events().is_empty(), "{:?}", rx.events());
 }
 
@@ -171,6 +173,9 @@ async fn a_restart_during_the_outage_does_not_send_it_again() {
     let (d, stop) = start(dir.path(), &url, 200);
     d.failed("refused");
     rx.wait_for(1, Duration::from_secs(5)).await;
+    // Stopped once the message is recorded as sent (stopped between the receiver's answer and
+    // the write, an agent sends it again: at least once, never lost).
+    assert!(sent_is_kept(dir.path()).await.unreachable_sent);
     stop.cancel();
     // The agent starts again, the collector still down.
     let (d, _stop) = start(dir.path(), &url, 200);
@@ -194,16 +199,22 @@ async fn a_damaged_state_file_is_a_fresh_start() {
     d.failed("refused");
     rx.wait_for(1, Duration::from_secs(5)).await;
     assert_eq!(rx.events(), ["collector_unreachable"]);
-    // The state is written once the receiver's answer is in, just after it has the message.
+    let kept = sent_is_kept(dir.path()).await;
+    assert!(kept.unreachable_sent && kept.since.is_some(), "{kept:?}");
+}
+
+/// The state file once it says the unreachable message was sent (within 5 s), or as it is
+/// then: it is written when the receiver's answer is in, just after the receiver has the
+/// message.
+async fn sent_is_kept(dir: &std::path::Path) -> state::Remembered {
     let deadline = std::time::Instant::now() + Duration::from_secs(5);
-    let kept = loop {
-        let kept = state::load(&dir.path().join(state::FILE)).unwrap();
+    loop {
+        let kept = state::load(&dir.join(state::FILE)).unwrap();
         if kept.unreachable_sent || std::time::Instant::now() > deadline {
-            break kept;
+            return kept;
         }
         tokio::time::sleep(Duration::from_millis(10)).await;
-    };
-    assert!(kept.unreachable_sent && kept.since.is_some(), "{kept:?}");
+    }
 }
 
 #[tokio::test]
