@@ -344,6 +344,38 @@ pub async fn get_json(url: &str) -> Result<serde_json::Value> {
     Ok(serde_json::from_str(&body)?)
 }
 
+/// The fingerprints of the alerts firing now, through the API of the collector at `base`;
+/// none while it does not answer.
+pub async fn firing_alerts(base: &str) -> Vec<String> {
+    get_json(&format!("{base}/api/v1/alerts?state=firing"))
+        .await
+        .map(|j| {
+            j["alerts"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default()
+                .iter()
+                .filter_map(|a| a["fingerprint"].as_str().map(str::to_string))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// The newest stored value of `agent`'s metric `name` with `labels` (`k=v,k2=v2`,
+/// URL-encoded), at a 1 s step, through the API of the collector at `base`; none yet.
+pub async fn last_value(base: &str, agent: &str, name: &str, labels: &str) -> Result<Option<f64>> {
+    let j = get_json(&format!(
+        "{base}/api/v1/metrics?agent={agent}&name={name}&labels={labels}&step=1s"
+    ))
+    .await?;
+    Ok(j["series"]
+        .as_array()
+        .and_then(|s| s.first())
+        .and_then(|s| s["points"].as_array())
+        .and_then(|p| p.last())
+        .and_then(|p| p["last"].as_f64()))
+}
+
 /// Polls `probe` every 100 ms until it returns `Some`, for at most `timeout`.
 pub async fn eventually<T, F, Fut>(what: &str, timeout: Duration, mut probe: F) -> Result<T>
 where

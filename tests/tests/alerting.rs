@@ -78,21 +78,6 @@ fn start_agent(dir: &std::path::Path, name: &str, collector: &str) -> Daemon {
     lookout_tests::start_agent(&path).unwrap()
 }
 
-async fn firing(base: &str) -> Vec<String> {
-    get_json(&format!("{base}/api/v1/alerts?state=firing"))
-        .await
-        .map(|j| {
-            j["alerts"]
-                .as_array()
-                .cloned()
-                .unwrap_or_default()
-                .iter()
-                .filter_map(|a| a["fingerprint"].as_str().map(str::to_string))
-                .collect()
-        })
-        .unwrap_or_default()
-}
-
 /// Waits until each of `agents` has stored at least `n` failed results of check `api` in a row
 /// (its newest ones), newer than `since`: the collector has then taken results that confirm the
 /// check down at those locations.
@@ -148,7 +133,10 @@ async fn one_location_is_no_page_two_are_one_and_a_restart_pages_nothing_twice()
     // One location cut off: it sees failures, the other two do not; no page.
     gate.cut("edge-2");
     failing_at(&base, &["edge-2"], 3, chrono::Utc::now()).await;
-    assert!(firing(&base).await.is_empty(), "one of three is no quorum");
+    assert!(
+        lookout_tests::firing_alerts(&base).await.is_empty(),
+        "one of three is no quorum"
+    );
     assert!(inbox.notes().is_empty(), "{:?}", inbox.notes());
 
     // Two: a quorum; one page.
@@ -168,7 +156,7 @@ async fn one_location_is_no_page_two_are_one_and_a_restart_pages_nothing_twice()
         summary.starts_with("api is down from 2 of 3 locations (edge-2, edge-3): status 503"),
         "{summary}"
     );
-    assert_eq!(firing(&base).await, ["uptime/api"]);
+    assert_eq!(lookout_tests::firing_alerts(&base).await, ["uptime/api"]);
     // The page is recorded as delivered. (Killed between the peer's answer and that record, a
     // collector would send it again when its lease ran out: the documented duplicate window,
     // which this test is not about.)
@@ -230,7 +218,7 @@ async fn one_location_is_no_page_two_are_one_and_a_restart_pages_nothing_twice()
             ("resolved".to_string(), "uptime/api".to_string())
         ]
     );
-    assert!(firing(&base).await.is_empty());
+    assert!(lookout_tests::firing_alerts(&base).await.is_empty());
     let alerts = get_json(&format!("{base}/api/v1/alerts?state=resolved"))
         .await
         .unwrap();

@@ -90,35 +90,6 @@ impl Drop for Redis {
     }
 }
 
-/// The newest stored value of `name` for the integration `integration`, or none yet.
-async fn last(base: &str, name: &str, labels: &str) -> anyhow::Result<Option<f64>> {
-    let j = get_json(&format!(
-        "{base}/api/v1/metrics?agent=cache-1&name={name}&labels={labels}&step=1s"
-    ))
-    .await?;
-    Ok(j["series"]
-        .as_array()
-        .and_then(|s| s.first())
-        .and_then(|s| s["points"].as_array())
-        .and_then(|p| p.last())
-        .and_then(|p| p["last"].as_f64()))
-}
-
-async fn firing(base: &str) -> Vec<String> {
-    get_json(&format!("{base}/api/v1/alerts?state=firing"))
-        .await
-        .map(|j| {
-            j["alerts"]
-                .as_array()
-                .cloned()
-                .unwrap_or_default()
-                .iter()
-                .filter_map(|a| a["fingerprint"].as_str().map(str::to_string))
-                .collect()
-        })
-        .unwrap_or_default()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redis_primary_and_replica_are_read_as_info_says_and_evictions_fire_the_starter_rule() {
     let dir = tempfile::tempdir().unwrap();
@@ -199,12 +170,18 @@ async fn redis_primary_and_replica_are_read_as_info_says_and_evictions_fire_the_
 
     // Before any write: the counter is stored at what INFO says (0), so the rule has a base.
     let before = eventually("evictions stored before the writes", WAIT, || async {
-        last(&base, "redis.keys.evicted", "integration=primary").await
+        lookout_tests::last_value(
+            &base,
+            "cache-1",
+            "redis.keys.evicted",
+            "integration=primary",
+        )
+        .await
     })
     .await
     .unwrap_or_else(|e| panic!("{e}\n{}", diagnose(&agent, &collector)));
     assert_eq!(Some(before), primary.info_num("evicted_keys"));
-    assert!(firing(&base).await.is_empty());
+    assert!(lookout_tests::firing_alerts(&base).await.is_empty());
 
     // Writes past maxmemory: 40 values of 100 KB into 2 MiB evict keys.
     let value = "x".repeat(100_000);
@@ -216,19 +193,27 @@ async fn redis_primary_and_replica_are_read_as_info_says_and_evictions_fire_the_
 
     // Writes stopped: evictions and maxmemory do not move, so the stored values are exact.
     eventually("evictions as INFO says them", WAIT, || async {
-        let stored = last(&base, "redis.keys.evicted", "integration=primary").await?;
+        let stored = lookout_tests::last_value(
+            &base,
+            "cache-1",
+            "redis.keys.evicted",
+            "integration=primary",
+        )
+        .await?;
         Ok((stored == Some(evicted)).then_some(()))
     })
     .await
     .unwrap_or_else(|e| panic!("{e}: INFO says {evicted}\n{}", diagnose(&agent, &collector)));
     let labels = "integration=primary,role=cache";
     assert_eq!(
-        last(&base, "redis.maxmemory", labels).await.unwrap(),
+        lookout_tests::last_value(&base, "cache-1", "redis.maxmemory", labels)
+            .await
+            .unwrap(),
         primary.info_num("maxmemory")
     );
     assert_eq!(primary.info_num("maxmemory"), Some(MAXMEMORY as f64));
     // Memory moves a little with every client buffer: within 10 % of INFO's, read now.
-    let stored = last(&base, "redis.memory.used", labels)
+    let stored = lookout_tests::last_value(&base, "cache-1", "redis.memory.used", labels)
         .await
         .unwrap()
         .unwrap();
@@ -237,9 +222,14 @@ async fn redis_primary_and_replica_are_read_as_info_says_and_evictions_fire_the_
         (stored - now).abs() <= now * 0.1,
         "stored {stored}, INFO used_memory {now}"
     );
-    let keys = last(&base, "redis.db.keys", "integration=primary,db=db0")
-        .await
-        .unwrap();
+    let keys = lookout_tests::last_value(
+        &base,
+        "cache-1",
+        "redis.db.keys",
+        "integration=primary,db=db0",
+    )
+    .await
+    .unwrap();
     let info_keys = primary.info("db0").and_then(|l| {
         l.split(',')
             .find_map(|p| p.strip_prefix("keys="))
@@ -247,16 +237,27 @@ async fn redis_primary_and_replica_are_read_as_info_says_and_evictions_fire_the_
     });
     assert_eq!(keys, info_keys, "redis.db.keys against INFO's db0");
     assert_eq!(
-        last(&base, "redis.slaves.connected", "integration=primary")
-            .await
-            .unwrap(),
+        lookout_tests::last_value(
+            &base,
+            "cache-1",
+            "redis.slaves.connected",
+            "integration=primary"
+        )
+        .await
+        .unwrap(),
         primary.info_num("connected_slaves")
     );
     // The replica's lag as its primary sees it: master_repl_offset minus the slave0 line's
     // offset, read from INFO at the same moment (both settle at 0 once writes stop).
     let replica_label = format!("integration=primary,replica=127.0.0.1:{}", replica.port);
     eventually("replica lag as INFO says it", WAIT, || async {
-        let stored = last(&base, "redis.replication.replica_lag", &replica_label).await?;
+        let stored = lookout_tests::last_value(
+            &base,
+            "cache-1",
+            "redis.replication.replica_lag",
+            &replica_label,
+        )
+        .await?;
         let text = primary.cli(&["INFO", "replication"]).unwrap_or_default();
         let field = |name: &str| {
             text.lines()
@@ -275,8 +276,9 @@ async fn redis_primary_and_replica_are_read_as_info_says_and_evictions_fire_the_
     .unwrap_or_else(|e| panic!("{e}\n{}", diagnose(&agent, &collector)));
     // The replica's link, and the primary's up gauge.
     assert_eq!(
-        last(
+        lookout_tests::last_value(
             &base,
+            "cache-1",
             "redis.replication.link_status",
             "integration=replica"
         )
@@ -285,8 +287,9 @@ async fn redis_primary_and_replica_are_read_as_info_says_and_evictions_fire_the_
         Some(1.0)
     );
     assert_eq!(
-        last(
+        lookout_tests::last_value(
             &base,
+            "cache-1",
             "lookout.integration.up",
             "integration=primary,type=redis"
         )
@@ -297,14 +300,14 @@ async fn redis_primary_and_replica_are_read_as_info_says_and_evictions_fire_the_
 
     // The starter rule: a rate of evictions above 0 fires.
     eventually("the redis-evictions rule firing", WAIT, || async {
-        let f = firing(&base).await;
+        let f = lookout_tests::firing_alerts(&base).await;
         Ok(f.iter()
             .any(|a| a.starts_with("redis-evictions/") && a.contains("integration=primary"))
             .then_some(f))
     })
     .await
     .unwrap_or_else(|e| panic!("{e}\n{}", diagnose(&agent, &collector)));
-    let f = firing(&base).await;
+    let f = lookout_tests::firing_alerts(&base).await;
     assert!(
         f.iter().all(|a| a.starts_with("redis-evictions/")),
         "only evictions fire while both peers run: {f:?}"
@@ -313,13 +316,20 @@ async fn redis_primary_and_replica_are_read_as_info_says_and_evictions_fire_the_
     // The primary stops: the replica says its link is down, the primary's up gauge is 0.
     primary.stop();
     eventually("link down and primary not up", WAIT, || async {
-        let link = last(
+        let link = lookout_tests::last_value(
             &base,
+            "cache-1",
             "redis.replication.link_status",
             "integration=replica",
         )
         .await?;
-        let up = last(&base, "lookout.integration.up", "integration=primary").await?;
+        let up = lookout_tests::last_value(
+            &base,
+            "cache-1",
+            "lookout.integration.up",
+            "integration=primary",
+        )
+        .await?;
         Ok((link == Some(0.0) && up == Some(0.0)).then_some(()))
     })
     .await
@@ -328,7 +338,7 @@ async fn redis_primary_and_replica_are_read_as_info_says_and_evictions_fire_the_
     // The starter rules on the up gauge and the link, each for the integration it is about
     // (docs/integrations.md's, with a 3 s window for the test's sake).
     eventually("the unreachable and link rules firing", WAIT, || async {
-        let f = firing(&base).await;
+        let f = lookout_tests::firing_alerts(&base).await;
         let fired = |rule: &str, who: &str| {
             f.iter()
                 .any(|a| a.starts_with(&format!("{rule}/")) && a.contains(who))
@@ -339,16 +349,21 @@ async fn redis_primary_and_replica_are_read_as_info_says_and_evictions_fire_the_
     })
     .await
     .unwrap_or_else(|e| panic!("{e}\n{}", diagnose(&agent, &collector)));
-    let f = firing(&base).await;
+    let f = lookout_tests::firing_alerts(&base).await;
     assert!(
         !f.iter()
             .any(|a| a.starts_with("redis-unreachable/") && a.contains("integration=replica")),
         "{f:?}"
     );
     assert_eq!(
-        last(&base, "lookout.integration.up", "integration=replica")
-            .await
-            .unwrap(),
+        lookout_tests::last_value(
+            &base,
+            "cache-1",
+            "lookout.integration.up",
+            "integration=replica"
+        )
+        .await
+        .unwrap(),
         Some(1.0)
     );
     // A few failed reads later, the failure was logged once, and never with the password.

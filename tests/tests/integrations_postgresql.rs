@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use lookout_tests::{Daemon, READ_TOKEN, eventually, free_port, get_json, start_collector};
+use lookout_tests::{Daemon, READ_TOKEN, eventually, free_port, start_collector};
 use sqlx::{Connection, PgConnection, Row};
 
 const AGENT_TOKEN: &str = "integ-pg-agent-token-0123456789abcdef";
@@ -87,40 +87,11 @@ impl Drop for Cluster {
     }
 }
 
-/// The newest stored value of `name` with `labels` (URL-encoded), or none yet.
-async fn last(base: &str, name: &str, labels: &str) -> anyhow::Result<Option<f64>> {
-    let j = get_json(&format!(
-        "{base}/api/v1/metrics?agent=db-1&name={name}&labels={labels}&step=1s"
-    ))
-    .await?;
-    Ok(j["series"]
-        .as_array()
-        .and_then(|s| s.first())
-        .and_then(|s| s["points"].as_array())
-        .and_then(|p| p.last())
-        .and_then(|p| p["last"].as_f64()))
-}
-
-async fn firing(base: &str) -> Vec<String> {
-    get_json(&format!("{base}/api/v1/alerts?state=firing"))
-        .await
-        .map(|j| {
-            j["alerts"]
-                .as_array()
-                .cloned()
-                .unwrap_or_default()
-                .iter()
-                .filter_map(|a| a["fingerprint"].as_str().map(str::to_string))
-                .collect()
-        })
-        .unwrap_or_default()
-}
-
 /// Waits until `rule` fires for the integration `who`.
 async fn fires(base: &str, rule: &str, who: &str) -> anyhow::Result<()> {
     let what = format!("the {rule} rule firing for {who}");
     eventually(&what, WAIT, || async {
-        let f = firing(base).await;
+        let f = lookout_tests::firing_alerts(base).await;
         Ok(f.iter()
             .any(|a| {
                 a.starts_with(&format!("{rule}/")) && a.contains(&format!("integration={who}"))
@@ -286,7 +257,13 @@ async fn primary_and_replica_are_read_as_their_own_views_say_and_the_starter_rul
 
     // What does not move: the limit, as the server's setting says it.
     let limit = eventually("max_connections stored", WAIT, || async {
-        last(&base, "postgresql.connection.max", "integration=primary").await
+        lookout_tests::last_value(
+            &base,
+            "db-1",
+            "postgresql.connection.max",
+            "integration=primary",
+        )
+        .await
     })
     .await
     .unwrap_or_else(|e| panic!("{e}\n{}", diagnose()));
@@ -299,7 +276,7 @@ async fn primary_and_replica_are_read_as_their_own_views_say_and_the_starter_rul
         .await
     );
     assert!(
-        firing(&base).await.is_empty(),
+        lookout_tests::firing_alerts(&base).await.is_empty(),
         "nothing fires before the load"
     );
 
@@ -340,15 +317,22 @@ async fn primary_and_replica_are_read_as_their_own_views_say_and_the_starter_rul
         "connection usage as pg_stat_activity says it",
         WAIT,
         || async {
-            let stored = last(&base, "postgresql.connection.usage", "integration=primary").await?;
+            let stored = lookout_tests::last_value(
+                &base,
+                "db-1",
+                "postgresql.connection.usage",
+                "integration=primary",
+            )
+            .await?;
             Ok((stored == Some(expected / MAX_CONNECTIONS)).then_some(()))
         },
     )
     .await
     .unwrap_or_else(|e| panic!("{e}: {expected} clients\n{}", diagnose()));
     assert_eq!(
-        last(
+        lookout_tests::last_value(
             &base,
+            "db-1",
             "postgresql.backends",
             "integration=primary,state=idle%20in%20transaction"
         )
@@ -369,14 +353,21 @@ async fn primary_and_replica_are_read_as_their_own_views_say_and_the_starter_rul
     .await;
     assert_eq!(waiting, 1.0, "the waiter waits");
     eventually("locks waiting as pg_locks says", WAIT, || async {
-        let stored = last(&base, "postgresql.locks.waiting", "integration=primary").await?;
+        let stored = lookout_tests::last_value(
+            &base,
+            "db-1",
+            "postgresql.locks.waiting",
+            "integration=primary",
+        )
+        .await?;
         Ok((stored == Some(waiting)).then_some(()))
     })
     .await
     .unwrap_or_else(|e| panic!("{e}\n{}", diagnose()));
     // The held transaction's age: the stored one is at most a few reads older than now's.
-    let stored = last(
+    let stored = lookout_tests::last_value(
         &base,
+        "db-1",
         "postgresql.transaction.max_age",
         "integration=primary",
     )
@@ -399,7 +390,7 @@ async fn primary_and_replica_are_read_as_their_own_views_say_and_the_starter_rul
         .await
         .unwrap_or_else(|e| panic!("{e}\n{}", diagnose()));
     assert!(
-        !firing(&base)
+        !lookout_tests::firing_alerts(&base)
             .await
             .iter()
             .any(|a| a.contains("integration=replica")),
@@ -409,17 +400,28 @@ async fn primary_and_replica_are_read_as_their_own_views_say_and_the_starter_rul
     // The database's size does not move once written: the stored one is the server's.
     let size = one_f64(&mut admin, "SELECT pg_database_size('app')::float8").await;
     eventually("app's size as pg_database_size says", WAIT, || async {
-        let stored = last(&base, "postgresql.db_size", "integration=primary,db=app").await?;
+        let stored = lookout_tests::last_value(
+            &base,
+            "db-1",
+            "postgresql.db_size",
+            "integration=primary,db=app",
+        )
+        .await?;
         Ok((stored == Some(size)).then_some(()))
     })
     .await
     .unwrap_or_else(|e| panic!("{e}: {size}\n{}", diagnose()));
     // Commits move with every read (the agent's own among them): at most what the server says
     // a moment later, and not far behind.
-    let stored = last(&base, "postgresql.commits", "integration=primary,db=app")
-        .await
-        .unwrap()
-        .unwrap();
+    let stored = lookout_tests::last_value(
+        &base,
+        "db-1",
+        "postgresql.commits",
+        "integration=primary,db=app",
+    )
+    .await
+    .unwrap()
+    .unwrap();
     let now = one_f64(
         &mut admin,
         "SELECT xact_commit::float8 FROM pg_stat_database WHERE datname = 'app'",
@@ -458,8 +460,9 @@ async fn primary_and_replica_are_read_as_their_own_views_say_and_the_starter_rul
         "primary's data delay as pg_stat_replication says",
         WAIT,
         || async {
-            let stored = last(
+            let stored = lookout_tests::last_value(
                 &base,
+                "db-1",
                 "postgresql.replication.data_delay",
                 "integration=primary,replica=replica1",
             )
@@ -477,8 +480,9 @@ async fn primary_and_replica_are_read_as_their_own_views_say_and_the_starter_rul
         "replica's data delay as its replay position says",
         WAIT,
         || async {
-            let stored = last(
+            let stored = lookout_tests::last_value(
                 &base,
+                "db-1",
                 "postgresql.replica.data_delay",
                 "integration=replica",
             )
@@ -493,7 +497,13 @@ async fn primary_and_replica_are_read_as_their_own_views_say_and_the_starter_rul
     // The replica's lag in seconds: present, and no more than the age of its last replayed
     // commit as it says it now.
     eventually("replica's lag in seconds", WAIT, || async {
-        let stored = last(&base, "postgresql.replica.lag", "integration=replica").await?;
+        let stored = lookout_tests::last_value(
+            &base,
+            "db-1",
+            "postgresql.replica.lag",
+            "integration=replica",
+        )
+        .await?;
         let mut c = PgConnection::connect(&replica.admin_url("postgres")).await?;
         let age: f64 = sqlx::query_scalar(
             "SELECT extract(epoch FROM now() - pg_last_xact_replay_timestamp())::float8",
@@ -510,14 +520,15 @@ async fn primary_and_replica_are_read_as_their_own_views_say_and_the_starter_rul
         .await
         .unwrap_or_else(|e| panic!("{e}\n{}", diagnose()));
     assert_eq!(
-        last(&base, "postgresql.recovery", "integration=replica")
+        lookout_tests::last_value(&base, "db-1", "postgresql.recovery", "integration=replica")
             .await
             .unwrap(),
         Some(1.0)
     );
     assert!(
-        last(
+        lookout_tests::last_value(
             &base,
+            "db-1",
             "postgresql.wal.lag",
             "integration=primary,replica=replica1,operation=replay"
         )

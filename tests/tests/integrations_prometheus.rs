@@ -80,20 +80,6 @@ fn exposed(page: &str, series: &str) -> f64 {
         .unwrap()
 }
 
-/// The newest stored value of `name` with `labels`, or none yet.
-async fn last(base: &str, name: &str, labels: &str) -> anyhow::Result<Option<f64>> {
-    let j = get_json(&format!(
-        "{base}/api/v1/metrics?agent=node-1&name={name}&labels={labels}&step=1s"
-    ))
-    .await?;
-    Ok(j["series"]
-        .as_array()
-        .and_then(|s| s.first())
-        .and_then(|s| s["points"].as_array())
-        .and_then(|p| p.last())
-        .and_then(|p| p["last"].as_f64()))
-}
-
 /// How many series of `name` the collector has.
 async fn series(base: &str, name: &str) -> usize {
     get_json(&format!(
@@ -103,21 +89,6 @@ async fn series(base: &str, name: &str) -> usize {
     .ok()
     .and_then(|j| j["series"].as_array().map(Vec::len))
     .unwrap_or(0)
-}
-
-async fn firing(base: &str) -> Vec<String> {
-    get_json(&format!("{base}/api/v1/alerts?state=firing"))
-        .await
-        .map(|j| {
-            j["alerts"]
-                .as_array()
-                .cloned()
-                .unwrap_or_default()
-                .iter()
-                .filter_map(|a| a["fingerprint"].as_str().map(str::to_string))
-                .collect()
-        })
-        .unwrap_or_default()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -182,8 +153,9 @@ async fn node_exporter_is_scraped_as_it_exposes_with_keep_drop_a_histogram_and_a
     let stored = eventually("MemTotal stored", WAIT, || {
         let base = base.clone();
         async move {
-            last(
+            lookout_tests::last_value(
                 &base,
+                "node-1",
                 "node_memory_MemTotal_bytes",
                 "integration=node,env=test",
             )
@@ -252,7 +224,9 @@ async fn node_exporter_is_scraped_as_it_exposes_with_keep_drop_a_histogram_and_a
         ),
     ] {
         assert_eq!(
-            last(&base, name, labels).await.unwrap(),
+            lookout_tests::last_value(&base, "node-1", name, labels)
+                .await
+                .unwrap(),
             Some(exposed(&page, exposed_as)),
             "{name} {labels}"
         );
@@ -265,8 +239,9 @@ async fn node_exporter_is_scraped_as_it_exposes_with_keep_drop_a_histogram_and_a
     assert_eq!(series(&base, "node_cpu_seconds_total").await, 0);
     assert_eq!(series(&base, "node_memory_SwapTotal_bytes").await, 0);
     assert_eq!(
-        last(
+        lookout_tests::last_value(
             &base,
+            "node-1",
             "lookout.integration.up",
             "integration=node,type=prometheus"
         )
@@ -277,14 +252,14 @@ async fn node_exporter_is_scraped_as_it_exposes_with_keep_drop_a_histogram_and_a
 
     // A metric rule on a scraped gauge fires; one that cannot hold does not.
     eventually("the memtotal-seen rule firing", WAIT, || async {
-        let f = firing(&base).await;
+        let f = lookout_tests::firing_alerts(&base).await;
         Ok(f.iter()
             .any(|a| a.starts_with("memtotal-seen/") && a.contains("integration=node"))
             .then_some(()))
     })
     .await
     .unwrap_or_else(|e| panic!("{e}\n{}", diagnose()));
-    let f = firing(&base).await;
+    let f = lookout_tests::firing_alerts(&base).await;
     assert!(
         f.iter().all(|a| !a.starts_with("memtotal-absurd/")),
         "{f:?}"
@@ -293,8 +268,9 @@ async fn node_exporter_is_scraped_as_it_exposes_with_keep_drop_a_histogram_and_a
     // The exporter gone: the scheduler's failure path, up 0 for this integration.
     drop(exporter);
     eventually("up 0 once the exporter is stopped", WAIT, || async {
-        let up = last(
+        let up = lookout_tests::last_value(
             &base,
+            "node-1",
             "lookout.integration.up",
             "integration=node,type=prometheus",
         )
