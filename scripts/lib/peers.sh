@@ -1,7 +1,8 @@
 # Installs the servers the probe tests run against (each test starts its own on a free port):
-# Redis and dnsmasq from Debian's packages, aiosmtpd (an SMTP server) from PyPI; and systemd's
-# journald for the log agent's journal source.
+# Redis and dnsmasq from Debian's packages, aiosmtpd (an SMTP server) and prometheus_client from
+# PyPI; and systemd's journald for the log agent's journal source.
 
+PROMETHEUS_CLIENT_VERSION=0.26.0
 install_probe_peers() {
   local missing=()
   command -v redis-server >/dev/null || missing+=(redis-server)
@@ -11,6 +12,9 @@ install_probe_peers() {
   command -v promtool >/dev/null || missing+=(prometheus)
   # The exporter tests/tests/integrations_prometheus.rs scrapes through the agent.
   command -v prometheus-node-exporter >/dev/null || missing+=(prometheus-node-exporter)
+  # nginx, which tests/tests/integrations_nginx.rs starts with its own configuration (its
+  # stub_status module and access log).
+  [ -x /usr/sbin/nginx ] || missing+=(nginx)
   # systemd-journald, journalctl and systemd-cat, for the journal source's test (which starts
   # its own journald where none runs).
   { [ -x /lib/systemd/systemd-journald ] && command -v journalctl >/dev/null && command -v systemd-cat >/dev/null; } || missing+=(systemd)
@@ -25,6 +29,12 @@ install_probe_peers() {
   if ! python3 -c 'import aiosmtpd' 2>/dev/null; then
     echo "installing aiosmtpd (PyPI)"
     python3 -m pip install -q --disable-pip-version-check --root-user-action=ignore aiosmtpd
+  fi
+  # The official Python client, whose OpenMetrics page tests/tests/integrations_prometheus.rs
+  # scrapes through the agent. Pinned: its exposition is the oracle.
+  if ! python3 -c 'import importlib.metadata as m, sys; sys.exit(m.version("prometheus_client") != sys.argv[1])' "$PROMETHEUS_CLIENT_VERSION" 2>/dev/null; then
+    echo "installing prometheus_client $PROMETHEUS_CLIENT_VERSION (PyPI)"
+    python3 -m pip install -q --disable-pip-version-check --root-user-action=ignore "prometheus_client==$PROMETHEUS_CLIENT_VERSION"
   fi
   echo "redis-server $(redis-server --version | awk '{print $3}' | cut -d= -f2), $(dnsmasq --version | head -n 1 | awk '{print $1, $3}'), aiosmtpd $(python3 -c 'import aiosmtpd; print(aiosmtpd.__version__)')"
 }
