@@ -361,13 +361,20 @@ pub async fn firing_alerts(base: &str) -> Vec<String> {
         .unwrap_or_default()
 }
 
-/// The newest stored value of `agent`'s metric `name` with `labels` (`k=v,k2=v2`,
-/// URL-encoded), at a 1 s step, through the API of the collector at `base`; none yet.
+/// The newest stored value of `agent`'s metric `name` with `labels` (`k=v,k2=v2`, as
+/// written: this encodes them), at a 1 s step, through the API of the collector at `base`; none yet.
 pub async fn last_value(base: &str, agent: &str, name: &str, labels: &str) -> Result<Option<f64>> {
-    let j = get_json(&format!(
-        "{base}/api/v1/metrics?agent={agent}&name={name}&labels={labels}&step=1s"
-    ))
-    .await?;
+    // Encoded: a `+` (as in `le=+Inf`) would otherwise arrive as a space.
+    let url = reqwest::Url::parse_with_params(
+        &format!("{base}/api/v1/metrics"),
+        [
+            ("agent", agent),
+            ("name", name),
+            ("labels", labels),
+            ("step", "1s"),
+        ],
+    )?;
+    let j = get_json(url.as_str()).await?;
     Ok(j["series"]
         .as_array()
         .and_then(|s| s.first())

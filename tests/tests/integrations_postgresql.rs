@@ -334,7 +334,7 @@ async fn primary_and_replica_are_read_as_their_own_views_say_and_the_starter_rul
             &base,
             "db-1",
             "postgresql.backends",
-            "integration=primary,state=idle%20in%20transaction"
+            "integration=primary,state=idle in transaction"
         )
         .await
         .unwrap(),

@@ -3,7 +3,9 @@
 //! collector directory holding a histogram, the real agent scraping it with `keep` and `drop`,
 //! shipping to the real collector. What the collector stores is compared with a scrape the test
 //! makes itself (curl), never with the agent's own figures: exact for values that do not move
-//! (the build info, `node_memory_MemTotal_bytes`, the textfile histogram).
+//! (the build info, `node_memory_MemTotal_bytes`, the textfile histogram). A second test scrapes
+//! an app instrumented with the official Python client (`prometheus_client` from PyPI), which
+//! answers the agent's `Accept` in OpenMetrics: the format's real producer, not a fixture.
 
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
@@ -279,4 +281,167 @@ async fn node_exporter_is_scraped_as_it_exposes_with_keep_drop_a_histogram_and_a
     })
     .await
     .unwrap_or_else(|e| panic!("{e}\n{}", diagnose()));
+}
+
+/// The `Accept` header of a Prometheus server's scrapes.
+const ACCEPT: &str =
+    "application/openmetrics-text;version=1.0.0;q=0.75,text/plain;version=0.0.4;q=0.5,*/*;q=0.1";
+
+/// An app instrumented with `prometheus_client` (PyPI; `scripts/test` installs it): a counter
+/// with a label, a gauge and a histogram, set once, served on `port`.
+const APP: &str = r#"
+import sys, time
+from prometheus_client import Counter, Gauge, Histogram, start_http_server
+orders = Counter("lookout_app_orders", "Orders taken.", ["shop"])
+orders.labels("north").inc(42)
+orders.labels("south").inc(5)
+Gauge("lookout_app_queue_depth", "Jobs waiting.").set(7)
+h = Histogram("lookout_app_request_seconds", "Request time.", buckets=[0.1, 0.5])
+for v in (0.05, 0.2, 0.3, 0.7):
+    h.observe(v)
+start_http_server(int(sys.argv[1]), addr="127.0.0.1")
+print("ready", flush=True)
+while True:
+    time.sleep(3600)
+"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_apps_openmetrics_page_is_stored_as_the_official_client_exposes_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port().get();
+    let mut app = Command::new("python3")
+        .args(["-c", APP, &port.to_string()])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("python3 is installed");
+    struct Kill<'a>(&'a mut Child);
+    impl Drop for Kill<'_> {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let app = Kill(&mut app);
+    let url = format!("http://127.0.0.1:{port}/metrics");
+    // The test's own scrape, with the Accept Prometheus (and the agent) sends: the page in
+    // OpenMetrics, by its own Content-Type and `# EOF`.
+    let curl = || {
+        Command::new("curl")
+            .args(["-sf", "--max-time", "10", "-D", "-", "-H"])
+            .arg(format!("Accept: {ACCEPT}"))
+            .arg(&url)
+            .output()
+            .ok()
+            .filter(|o| o.status.success())
+            .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+    };
+    let answer = eventually("the app answers", WAIT, || async { Ok(curl()) })
+        .await
+        .unwrap_or_else(|e| panic!("{e} (prometheus_client from PyPI: scripts/test installs it)"));
+    let (head, page) = answer.split_once("\r\n\r\n").unwrap();
+    assert!(
+        head.to_ascii_lowercase()
+            .contains("content-type: application/openmetrics-text"),
+        "{head}"
+    );
+    assert!(page.trim_end().ends_with("# EOF"), "{page}");
+
+    let (collector, base) = start_collector(
+        dir.path(),
+        &format!(
+            "[server]\nlisten = \"127.0.0.1:0\"\ndata_dir = \"{}\"\nread_tokens = [\"{READ_TOKEN}\"]\n\
+             [[agents]]\nname = \"node-1\"\ntoken = \"{AGENT_TOKEN}\"\n",
+            dir.path().display()
+        ),
+    )
+    .unwrap();
+    let agent_dir = dir.path().join("agent");
+    std::fs::create_dir_all(&agent_dir).unwrap();
+    let agent_toml = agent_dir.join("agent.toml");
+    std::fs::write(
+        &agent_toml,
+        format!(
+            "name = \"node-1\"\ncollector = \"{base}\"\ntoken = \"{AGENT_TOKEN}\"\n\
+             data_dir = \"{}\"\n[host_metrics]\nenabled = false\n\
+             [[integrations]]\ntype = \"prometheus\"\nname = \"app\"\nurl = \"{url}\"\n\
+             interval = \"2s\"\ntimeout = \"1500ms\"\nkeep = \"lookout_app_.*\"\n",
+            agent_dir.display(),
+        ),
+    )
+    .unwrap();
+    let agent: Daemon = lookout_tests::start_agent(&agent_toml).unwrap();
+    let diagnose = || {
+        format!(
+            "agent:\n{}\ncollector:\n{}",
+            agent.log_text(),
+            collector.log_text()
+        )
+    };
+    // OpenMetrics names a counter's sample `_total` and adds `_created`; the histogram's
+    // buckets, sum and count as exposed.
+    let expected = [
+        (
+            "lookout_app_orders_total",
+            "shop=north",
+            "lookout_app_orders_total{shop=\"north\"}",
+        ),
+        (
+            "lookout_app_orders_total",
+            "shop=south",
+            "lookout_app_orders_total{shop=\"south\"}",
+        ),
+        (
+            "lookout_app_orders_created",
+            "shop=north",
+            "lookout_app_orders_created{shop=\"north\"}",
+        ),
+        ("lookout_app_queue_depth", "", "lookout_app_queue_depth"),
+        (
+            "lookout_app_request_seconds_bucket",
+            "le=0.1",
+            "lookout_app_request_seconds_bucket{le=\"0.1\"}",
+        ),
+        (
+            "lookout_app_request_seconds_bucket",
+            "le=0.5",
+            "lookout_app_request_seconds_bucket{le=\"0.5\"}",
+        ),
+        (
+            "lookout_app_request_seconds_bucket",
+            "le=+Inf",
+            "lookout_app_request_seconds_bucket{le=\"+Inf\"}",
+        ),
+        (
+            "lookout_app_request_seconds_sum",
+            "",
+            "lookout_app_request_seconds_sum",
+        ),
+        (
+            "lookout_app_request_seconds_count",
+            "",
+            "lookout_app_request_seconds_count",
+        ),
+    ];
+    for (name, labels, exposed_as) in expected {
+        let labels = match labels {
+            "" => "integration=app".to_string(),
+            l => format!("integration=app,{l}"),
+        };
+        let stored = eventually(&format!("{name} {labels} stored"), WAIT, || {
+            let (base, labels) = (base.clone(), labels.clone());
+            async move { lookout_tests::last_value(&base, "node-1", name, &labels).await }
+        })
+        .await
+        .unwrap_or_else(|e| panic!("{e}\n{}", diagnose()));
+        assert_eq!(stored, exposed(page, exposed_as), "{name} {labels}\n{page}");
+    }
+    // One series per label set of the counter, no more.
+    let j = get_json(&format!(
+        "{base}/api/v1/metrics?agent=node-1&name=lookout_app_orders_total&step=1s"
+    ))
+    .await
+    .unwrap();
+    assert_eq!(j["series"].as_array().map(Vec::len), Some(2), "{j}");
+    drop(app);
 }
