@@ -717,3 +717,127 @@ async fn a_hosts_page_charts_cpu_memory_disk_and_network_from_its_rollups() {
         StatusCode::NOT_FOUND
     );
 }
+
+#[tokio::test]
+async fn a_hosts_page_charts_each_integration_its_agent_reads() {
+    let h = Harness::new("").await;
+    let cookie = h.login().await;
+    let sample = |name: &str, labels: &[(&str, &str)], minutes_ago: i64, value: f64| {
+        Record::Metric(MetricSample {
+            name: name.into(),
+            labels: labels
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            time: Utc::now() - Duration::minutes(minutes_ago),
+            value,
+            metric_type: MetricType::Gauge,
+        })
+    };
+    let cache = [("integration", "cache")];
+    let other = [("integration", "sessions")];
+    let edge = [("integration", "edge")];
+    let records = vec![
+        sample(
+            "lookout.integration.up",
+            &[("integration", "cache"), ("type", "redis")],
+            2,
+            1.0,
+        ),
+        sample(
+            "lookout.integration.up",
+            &[("integration", "sessions"), ("type", "redis")],
+            2,
+            1.0,
+        ),
+        sample(
+            "lookout.integration.up",
+            &[("integration", "edge"), ("type", "nginx")],
+            2,
+            0.0,
+        ),
+        sample("redis.memory.used", &cache, 3, 1_500_000.0),
+        sample("redis.memory.used", &cache, 2, 2_500_000.0),
+        // 6,000 more commands over a minute: 100 a second.
+        sample("redis.commands.processed", &cache, 3, 1_000.0),
+        sample("redis.commands.processed", &cache, 2, 7_000.0),
+        // The other Redis: its figures must not reach the first's charts.
+        sample("redis.memory.used", &other, 2, 9_000_000_000.0),
+        sample("redis.commands.processed", &other, 3, 0.0),
+        sample("redis.commands.processed", &other, 2, 60.0),
+        // stub_status's total (no status_class) and the access log's classes: 10 requests a
+        // second in all, of which 0.5 a second 5xx.
+        sample("nginx.requests", &edge, 3, 0.0),
+        sample("nginx.requests", &edge, 2, 600.0),
+        sample(
+            "nginx.requests",
+            &[("integration", "edge"), ("status_class", "2xx")],
+            3,
+            0.0,
+        ),
+        sample(
+            "nginx.requests",
+            &[("integration", "edge"), ("status_class", "2xx")],
+            2,
+            570.0,
+        ),
+        sample(
+            "nginx.requests",
+            &[("integration", "edge"), ("status_class", "5xx")],
+            3,
+            0.0,
+        ),
+        sample(
+            "nginx.requests",
+            &[("integration", "edge"), ("status_class", "5xx")],
+            2,
+            30.0,
+        ),
+        sample("nginx.requests.server_error_ratio", &edge, 2, 0.05),
+    ];
+    let batch = Batch {
+        version: PROTOCOL_VERSION,
+        agent: "web-1".into(),
+        batch_id: "i".into(),
+        records,
+    };
+    h.state
+        .store
+        .ingest("web-1", &batch, Utc::now())
+        .await
+        .unwrap();
+    while h.state.store.roll_up(10_000).await.unwrap() > 0 {}
+    let page = h.get("/admin/hosts/web-1", Some(&cookie)).await;
+    assert_eq!(page.status, StatusCode::OK, "{}", page.text);
+    let t = &page.text;
+    let section = |name: &str| -> &str {
+        let start = t
+            .find(&format!("data-integration=\"{name}\""))
+            .unwrap_or_else(|| panic!("no section for {name}: {t}"));
+        let end = t[start..].find("</section>").unwrap() + start;
+        &t[start..end]
+    };
+    let cache = section("cache");
+    assert!(cache.contains("(redis, read at the last try)"), "{cache}");
+    assert!(cache.contains("<strong>Memory used</strong>"), "{cache}");
+    assert!(cache.contains(": 2.5 MB</figcaption>"), "{cache}");
+    assert!(cache.contains(": 100 cmd/s</figcaption>"), "{cache}");
+    // No eviction was ever sampled: that chart is left out rather than drawn empty.
+    assert!(!cache.contains("Evicted keys"), "{cache}");
+    let sessions = section("sessions");
+    assert!(sessions.contains(": 9.0 GB</figcaption>"), "{sessions}");
+    assert!(sessions.contains(": 1 cmd/s</figcaption>"), "{sessions}");
+    let edge = section("edge");
+    assert!(edge.contains("(nginx, not read at the last try)"), "{edge}");
+    // The total comes from stub_status's series alone, not added to the logged classes.
+    assert!(
+        edge.contains("<strong>Requests</strong> (top of chart 10 req/s): 10 req/s"),
+        "{edge}"
+    );
+    assert!(edge.contains("2xx 9.50 req/s, 5xx 0.50 req/s"), "{edge}");
+    assert!(edge.contains(": 5.0%</figcaption>"), "{edge}");
+    // Sections in name order, after the host's own four charts.
+    let at = |s: &str| t.find(&format!("data-integration=\"{s}\"")).unwrap();
+    assert!(at("cache") < at("edge") && at("edge") < at("sessions"));
+    assert!(t.find("<strong>Network</strong>").unwrap() < at("cache"));
+}

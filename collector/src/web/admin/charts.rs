@@ -17,15 +17,36 @@ pub(super) type Series = Vec<(String, Vec<(i64, f64)>)>;
 /// The per-minute mean of each series, as a percentage, split by the label `label` (a memory
 /// state, a mount point).
 pub(super) fn percent_by(rows: &[MetricRollup], label: &str) -> Series {
-    let mut series: BTreeMap<String, Vec<(i64, f64)>> = BTreeMap::new();
+    means_by(
+        rows,
+        |l| Some(l.get(label).cloned().unwrap_or_default()),
+        100.0,
+    )
+}
+
+/// The per-minute mean of each row, times `scale`, in series named by `key` (rows it gives
+/// `None` are left out; rows with the same key in one minute are added up, as the backends of
+/// several states or databases make one total).
+pub(super) fn means_by(
+    rows: &[MetricRollup],
+    key: impl Fn(&BTreeMap<String, String>) -> Option<String>,
+    scale: f64,
+) -> Series {
+    let mut series: BTreeMap<String, BTreeMap<i64, f64>> = BTreeMap::new();
     for r in rows {
-        let key = r.labels.get(label).cloned().unwrap_or_default();
-        series
-            .entry(key)
+        let Some(name) = key(&r.labels) else {
+            continue;
+        };
+        *series
+            .entry(name)
             .or_default()
-            .push((r.bucket.timestamp(), 100.0 * r.sum / r.count.max(1) as f64));
+            .entry(r.bucket.timestamp())
+            .or_default() += scale * r.sum / r.count.max(1) as f64;
     }
-    series.into_iter().collect()
+    series
+        .into_iter()
+        .map(|(k, m)| (k, m.into_iter().collect()))
+        .collect()
 }
 
 /// CPU busy per minute, in percent: 100 less the idle share of all CPUs.
@@ -49,22 +70,36 @@ pub(super) fn cpu_busy(rows: &[MetricRollup]) -> Series {
 /// Bytes per second per direction, all devices but loopback, from the counters' last value in
 /// each minute; a counter that went back (a restart) gives no rate for that minute.
 pub(super) fn network_rates(rows: &[MetricRollup]) -> Series {
-    let mut by_series: BTreeMap<(String, String), Vec<(i64, f64)>> = BTreeMap::new();
+    rates_by(rows, |l| {
+        (l.get("device").map(String::as_str) != Some("lo"))
+            .then(|| l.get("direction").cloned().unwrap_or_default())
+    })
+}
+
+/// Per-second rates of counters, from each series' last value in each minute, added up in
+/// series named by `key` (rows it gives `None` are left out). A counter that went back (a
+/// restart) gives no rate for that minute.
+pub(super) fn rates_by(
+    rows: &[MetricRollup],
+    key: impl Fn(&BTreeMap<String, String>) -> Option<String>,
+) -> Series {
+    // Each series (label set): its chart series' name and its points.
+    type Points = (String, Vec<(i64, f64)>);
+    let mut by_series: BTreeMap<&BTreeMap<String, String>, Points> = BTreeMap::new();
     for r in rows {
-        let device = r.labels.get("device").cloned().unwrap_or_default();
-        if device == "lo" {
+        let Some(name) = key(&r.labels) else {
             continue;
-        }
-        let direction = r.labels.get("direction").cloned().unwrap_or_default();
+        };
         by_series
-            .entry((direction, device))
-            .or_default()
+            .entry(&r.labels)
+            .or_insert_with(|| (name, Vec::new()))
+            .1
             .push((r.bucket.timestamp(), r.last));
     }
-    let mut by_direction: BTreeMap<String, BTreeMap<i64, f64>> = BTreeMap::new();
-    for ((direction, _), mut points) in by_series {
+    let mut by_key: BTreeMap<String, BTreeMap<i64, f64>> = BTreeMap::new();
+    for (_, (name, mut points)) in by_series {
         points.sort_by_key(|p| p.0);
-        let sums = by_direction.entry(direction).or_default();
+        let sums = by_key.entry(name).or_default();
         for w in points.windows(2) {
             let (dt, dv) = (w[1].0 - w[0].0, w[1].1 - w[0].1);
             if dt > 0 && dv >= 0.0 {
@@ -72,9 +107,9 @@ pub(super) fn network_rates(rows: &[MetricRollup]) -> Series {
             }
         }
     }
-    by_direction
+    by_key
         .into_iter()
-        .map(|(d, m)| (d, m.into_iter().collect()))
+        .map(|(k, m)| (k, m.into_iter().collect()))
         .collect()
 }
 
@@ -143,9 +178,12 @@ pub(super) fn line_chart(
 /// A value with its unit, as the charts' captions say it: `42.0%`, `1.3 MB/s`.
 fn human(v: f64, unit: &str) -> String {
     match unit {
-        "B/s" if v >= 1e6 => format!("{:.1} MB/s", v / 1e6),
-        "B/s" if v >= 1e3 => format!("{:.1} kB/s", v / 1e3),
+        "B/s" | "B" if v >= 1e9 => format!("{:.1} G{unit}", v / 1e9),
+        "B/s" | "B" if v >= 1e6 => format!("{:.1} M{unit}", v / 1e6),
+        "B/s" | "B" if v >= 1e3 => format!("{:.1} k{unit}", v / 1e3),
         "%" => format!("{v:.1}%"),
+        // Rates and seconds are often below 10: a whole number would say 0.
+        _ if v.abs() < 10.0 && v.fract() != 0.0 => format!("{v:.2} {unit}"),
         _ => format!("{v:.0} {unit}"),
     }
 }

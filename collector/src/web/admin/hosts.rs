@@ -1,6 +1,7 @@
 //! `/admin/hosts`: every agent with when it was last seen (and whether it stopped or was
 //! retired), its version, labels, and its CPU and memory now; `/admin/hosts/{name}`: one
-//! host's charts ([`super::charts`]).
+//! host's charts ([`super::charts`]) and those of each integration its agent reads
+//! ([`super::integrations`]).
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -11,6 +12,7 @@ use chrono::Duration as ChronoDuration;
 use maud::{Markup, html};
 
 use super::charts::{CHART_HOURS, cpu_busy, line_chart, network_rates, percent_by};
+use super::integrations::{integrations, metrics_charted, sections};
 use super::{ago, labels_text, page, seen, url_escape};
 use crate::auth::AdminPage;
 use crate::enrolment::ops::{AgentListing, listings};
@@ -127,6 +129,11 @@ pub async fn host(
         state.store.metric_rollups(&queries[2]),
         state.store.metric_rollups(&queries[3]),
     )?;
+    let found = integrations(&state.store.latest_metrics(&name).await?);
+    let mut integration_rollups = HashMap::new();
+    for metric in metrics_charted(&found) {
+        integration_rollups.insert(metric, state.store.metric_rollups(&rollups(metric)).await?);
+    }
     let labels = match labels_text(&agent.labels) {
         l if l.is_empty() => "none".to_string(),
         l => l,
@@ -147,6 +154,7 @@ pub async fn host(
             (line_chart("Disk used", "%", &percent_by(&disk, "mountpoint"), from_s, to_s, Some(100.0)))
             (line_chart("Network", "B/s", &network_rates(&net), from_s, to_s, None))
         }
+        (sections(&found, &integration_rollups, from_s, to_s))
     };
     Ok(page(&format!("Host {name}"), access, None, main))
 }

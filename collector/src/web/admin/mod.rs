@@ -10,8 +10,8 @@
 //! `/api/v1/...`. Forms post to the server and answer with a redirect, so the pages work without
 //! JavaScript; only the live log tail needs it.
 //!
-//! One module a page: `hosts` (with `charts`), `checks`, `logs`, `alerts`, and `login` for
-//! `/login` and `/logout`; their handlers are re-exported here for the router
+//! One module a page: `hosts` (with `charts` and `integrations`), `checks`, `logs`, `alerts`,
+//! and `login` for `/login` and `/logout`; their handlers are re-exported here for the router
 //! ([`crate::router`]). This module holds what the pages share: the frame of an admin page
 //! (head, navigation, heading), the page that explains a refusal, and small pieces of markup (a
 //! time as "5 min ago", a label set). Every page is a maud template (see `web/layout.rs`),
@@ -21,6 +21,7 @@ mod alerts;
 mod charts;
 mod checks;
 mod hosts;
+mod integrations;
 mod login;
 mod logs;
 
