@@ -794,6 +794,36 @@ async fn a_hosts_page_charts_each_integration_its_agent_reads() {
             30.0,
         ),
         sample("nginx.requests.server_error_ratio", &edge, 2, 0.05),
+        sample(
+            "lookout.integration.up",
+            &[("integration", "apps"), ("type", "containers")],
+            2,
+            1.0,
+        ),
+        sample(
+            "container.memory.usage",
+            &[("integration", "apps"), ("container", "web")],
+            2,
+            52_000_000.0,
+        ),
+        sample(
+            "container.memory.usage",
+            &[("integration", "apps"), ("container", "worker")],
+            2,
+            3_000.0,
+        ),
+        sample(
+            "container.running",
+            &[("integration", "apps"), ("container", "web")],
+            2,
+            1.0,
+        ),
+        sample(
+            "container.running",
+            &[("integration", "apps"), ("container", "worker")],
+            2,
+            0.0,
+        ),
     ];
     let batch = Batch {
         version: PROTOCOL_VERSION,
@@ -836,8 +866,15 @@ async fn a_hosts_page_charts_each_integration_its_agent_reads() {
     );
     assert!(edge.contains("2xx 9.50 req/s, 5xx 0.50 req/s"), "{edge}");
     assert!(edge.contains(": 5.0%</figcaption>"), "{edge}");
+    // Containers: a series per container.
+    let apps = section("apps");
+    assert!(
+        apps.contains(": web 52.0 MB, worker 3.0 kB</figcaption>"),
+        "{apps}"
+    );
+    assert!(apps.contains(": web 1, worker 0</figcaption>"), "{apps}");
     // Sections in name order, after the host's own four charts.
     let at = |s: &str| t.find(&format!("data-integration=\"{s}\"")).unwrap();
-    assert!(at("cache") < at("edge") && at("edge") < at("sessions"));
-    assert!(t.find("<strong>Network</strong>").unwrap() < at("cache"));
+    assert!(at("apps") < at("cache") && at("cache") < at("edge") && at("edge") < at("sessions"));
+    assert!(t.find("<strong>Network</strong>").unwrap() < at("apps"));
 }

@@ -183,8 +183,8 @@ fn human(v: f64, unit: &str) -> String {
         "B/s" | "B" if v >= 1e3 => format!("{:.1} k{unit}", v / 1e3),
         "%" => format!("{v:.1}%"),
         // Rates and seconds are often below 10: a whole number would say 0.
-        _ if v.abs() < 10.0 && v.fract() != 0.0 => format!("{v:.2} {unit}"),
-        _ => format!("{v:.0} {unit}"),
+        _ if v.abs() < 10.0 && v.fract() != 0.0 => format!("{v:.2} {unit}").trim_end().into(),
+        _ => format!("{v:.0} {unit}").trim_end().into(),
     }
 }
 

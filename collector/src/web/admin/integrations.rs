@@ -176,6 +176,19 @@ fn charts_of(kind: &str) -> Vec<Chart> {
             "series",
             MEAN,
         )],
+        "containers" => ["CPU", "Memory", "Restarts", "Running (1 yes, 0 no)"]
+            .into_iter()
+            .zip([
+                ("container.cpu.usage", "cores"),
+                ("container.memory.usage", "B"),
+                ("container.restarts", "restarts"),
+                ("container.running", ""),
+            ])
+            .map(|(title, (metric, unit))| Chart {
+                split: Some("container"),
+                ..chart(title, metric, unit, MEAN)
+            })
+            .collect(),
         _ => Vec::new(),
     }
 }
