@@ -30,11 +30,18 @@ pub enum CheckType {
     Redis,
     /// An SMTP server at `address`: banner, EHLO, optionally STARTTLS.
     Smtp,
+    /// gRPC's health checking protocol at `url` (`grpc://` or `grpcs://`): up when the
+    /// `service` is `SERVING`.
+    Grpc,
+    /// A WebSocket at `url` (`ws://` or `wss://`); optionally `send` a message and test the reply.
+    Websocket,
+    /// A domain's registration expiry, from its registry's RDAP service.
+    Domain,
 }
 
 impl CheckType {
     /// Every type, in the order the docs list them.
-    pub const ALL: [CheckType; 8] = [
+    pub const ALL: [CheckType; 11] = [
         CheckType::Http,
         CheckType::Tcp,
         CheckType::Tls,
@@ -43,6 +50,9 @@ impl CheckType {
         CheckType::Postgres,
         CheckType::Redis,
         CheckType::Smtp,
+        CheckType::Grpc,
+        CheckType::Websocket,
+        CheckType::Domain,
     ];
 
     /// The name used in configuration.
@@ -56,6 +66,9 @@ impl CheckType {
             CheckType::Postgres => "postgres",
             CheckType::Redis => "redis",
             CheckType::Smtp => "smtp",
+            CheckType::Grpc => "grpc",
+            CheckType::Websocket => "websocket",
+            CheckType::Domain => "domain",
         }
     }
 }
@@ -124,7 +137,9 @@ pub struct CheckConfig {
     /// checks, which that agent always runs.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub run_on: Vec<Selector>,
-    /// `http`: the URL to request (`http://` or `https://`). Required for `http`.
+    /// `http`: the URL to request (`http://` or `https://`). Required for `http`, and for
+    /// `postgres`, `redis`, `grpc` (`grpc://host:port`, `grpcs://`) and `websocket` (`ws://`,
+    /// `wss://`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub url: Option<String>,
     /// `http`: the request method. Default `"GET"`.
@@ -134,8 +149,8 @@ pub struct CheckConfig {
     /// `[STATUS]`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub expected_status: Vec<u16>,
-    /// `http`: request headers, name to value. Sent only to the origin (scheme, host, port) of
-    /// `url`: none after a redirect leaves it.
+    /// `http`, `websocket`: request headers, name to value. Sent only to the origin (scheme,
+    /// host, port) of `url`: none after a redirect leaves it.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub headers: BTreeMap<String, String>,
     /// `http`: the request body.
@@ -147,21 +162,22 @@ pub struct CheckConfig {
     /// `http`: most redirects followed. Default 10.
     #[serde(default = "default_max_redirects")]
     pub max_redirects: u8,
-    /// `http`, `tls`, `smtp`: verify the certificate chain and name (default true). When false,
-    /// the chain is still read and its expiry reported.
+    /// `http`, `tls`, `smtp`, `grpc`, `websocket`: verify the certificate chain and name
+    /// (default true). When false, the chain is still read and its expiry reported.
     #[serde(default = "yes", skip_serializing_if = "is_true")]
     pub tls_verify: bool,
-    /// `http`, `tls`, `smtp`: a PEM file of CA certificates trusted besides the system's
-    /// (`ca_file` is accepted too).
+    /// `http`, `tls`, `smtp`, `grpc`, `websocket`: a PEM file of CA certificates trusted besides
+    /// the system's (`ca_file` is accepted too).
     #[serde(default, alias = "ca_file", skip_serializing_if = "Option::is_none")]
     pub ca: Option<String>,
-    /// `http`, `tcp`, `tls`, `smtp`: `"any"` (default: the system's order), `"4"` or `"6"`.
+    /// `http`, `tcp`, `tls`, `smtp`, `grpc`, `websocket`: `"any"` (default: the system's order), `"4"` or `"6"`.
     #[serde(default, skip_serializing_if = "is_default")]
     pub ip_version: IpVersion,
     /// `tcp`, `tls`, `smtp`: `host:port` to connect to.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub address: Option<String>,
-    /// `tcp`: text sent once connected (`\n` and `\r` as escapes in TOML).
+    /// `tcp`: text sent once connected (`\n` and `\r` as escapes in TOML). `websocket`: a text
+    /// message sent once connected; the first message back is `[BODY]`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub send: Option<String>,
     /// `tcp`: text the answer must contain (read until found, at most 64 KiB).
@@ -192,6 +208,16 @@ pub struct CheckConfig {
     /// `smtp`: upgrade with STARTTLS after EHLO (and fail if the server does not offer it).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub starttls: bool,
+    /// `grpc`: the service whose health is asked for. Default `""`: the server as a whole.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub service: Option<String>,
+    /// `domain`: the registered domain whose expiry is read (`example.com`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub domain: Option<String>,
+    /// `domain`: where the RDAP bootstrap registry (RFC 9224) is read, a URL or a file path.
+    /// Default IANA's, `https://data.iana.org/rdap/dns.json`; kept a day.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rdap_bootstrap: Option<String>,
     /// Conditions that must all hold (see [`crate::condition`]), on top of the type's own test.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub conditions: Vec<Condition>,
@@ -326,6 +352,9 @@ impl CheckConfig {
             }
             CheckType::Postgres => self.url_problems(&mut out, &["postgres", "postgresql"]),
             CheckType::Redis => self.url_problems(&mut out, &["redis", "rediss"]),
+            CheckType::Grpc => self.grpc_problems(&mut out),
+            CheckType::Websocket => self.url_problems(&mut out, &["ws", "wss"]),
+            CheckType::Domain => self.domain_problems(&mut out),
         }
         self.foreign_key_problems(&mut out);
         out
@@ -343,23 +372,34 @@ impl CheckConfig {
     /// silently ignored.
     fn foreign_key_problems(&self, out: &mut Vec<(&'static str, String)>) {
         use CheckType::*;
-        let set: [(&'static str, bool, &[CheckType]); 16] = [
-            ("url", self.url.is_some(), &[Http, Postgres, Redis]),
+        let set: [(&'static str, bool, &[CheckType]); 19] = [
+            (
+                "url",
+                self.url.is_some(),
+                &[Http, Postgres, Redis, Grpc, Websocket],
+            ),
             ("method", self.method.is_some(), &[Http]),
             ("expected_status", !self.expected_status.is_empty(), &[Http]),
-            ("headers", !self.headers.is_empty(), &[Http]),
+            ("headers", !self.headers.is_empty(), &[Http, Websocket]),
             ("body", self.body.is_some(), &[Http]),
             ("follow_redirects", !self.follow_redirects, &[Http]),
-            ("tls_verify", !self.tls_verify, &[Http, Tls, Smtp]),
-            ("ca", self.ca.is_some(), &[Http, Tls, Smtp]),
+            (
+                "tls_verify",
+                !self.tls_verify,
+                &[Http, Tls, Smtp, Grpc, Websocket],
+            ),
+            ("ca", self.ca.is_some(), &[Http, Tls, Smtp, Grpc, Websocket]),
             ("address", self.address.is_some(), &[Tcp, Tls, Smtp]),
-            ("send", self.send.is_some(), &[Tcp]),
+            ("send", self.send.is_some(), &[Tcp, Websocket]),
             ("expect", self.expect.is_some(), &[Tcp]),
             ("server_name", self.server_name.is_some(), &[Tls]),
             ("resolver", self.resolver.is_some(), &[Dns]),
             ("host", self.host.is_some(), &[Icmp]),
             ("query", self.query.is_some(), &[Dns, Postgres]),
             ("starttls", self.starttls, &[Smtp]),
+            ("service", self.service.is_some(), &[Grpc]),
+            ("domain", self.domain.is_some(), &[Domain]),
+            ("rdap_bootstrap", self.rdap_bootstrap.is_some(), &[Domain]),
         ];
         for (key, given, types) in set {
             if given && !types.contains(&self.kind) {
@@ -416,7 +456,7 @@ impl CheckConfig {
         }
     }
 
-    fn url_problems(&self, out: &mut Vec<(&'static str, String)>, schemes: &[&str]) {
+    pub(crate) fn url_problems(&self, out: &mut Vec<(&'static str, String)>, schemes: &[&str]) {
         match &self.url {
             None => out.push((
                 "url",
@@ -495,6 +535,8 @@ impl CheckConfig {
             || url_credentials
             || self.kind == CheckType::Postgres
             || self.kind == CheckType::Redis
+            // A WebSocket's first message is where many APIs take their token.
+            || (self.kind == CheckType::Websocket && self.send.is_some())
     }
 
     /// True when this check is to run on an agent with these labels and name.

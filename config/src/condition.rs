@@ -14,6 +14,7 @@
 //! | `[BODY]` | the response body (http), what was read (tcp), the answers (dns), the query's first value (postgres); `[BODY].a.b[0]` is a JSON path into it |
 //! | `[HEADER].name` | a response header, by case-insensitive name |
 //! | `[CERTIFICATE_EXPIRATION]` | time until the earliest certificate of the chain expires; compared with a duration (`72h`, `30d`) or milliseconds |
+//! | `[DOMAIN_EXPIRATION]` | time until the domain's registration expires (RDAP's `expiration` event); compared like `[CERTIFICATE_EXPIRATION]` |
 //! | `[DNS_RCODE]` | the DNS response code (`NOERROR`, `NXDOMAIN`, `SERVFAIL`, ...) |
 //! | `[CONNECTED]` | `true` when a connection was made |
 //! | `[IP]` | the address connected to |
@@ -67,9 +68,11 @@ pub enum Placeholder {
     Connected,
     /// `[IP]`
     Ip,
+    /// `[DOMAIN_EXPIRATION]`
+    DomainExpiration,
 }
 
-const PLACEHOLDERS: [(&str, Placeholder); 8] = [
+const PLACEHOLDERS: [(&str, Placeholder); 9] = [
     ("STATUS", Placeholder::Status),
     ("RESPONSE_TIME", Placeholder::ResponseTime),
     ("BODY", Placeholder::Body),
@@ -78,6 +81,7 @@ const PLACEHOLDERS: [(&str, Placeholder); 8] = [
     ("DNS_RCODE", Placeholder::DnsRcode),
     ("CONNECTED", Placeholder::Connected),
     ("IP", Placeholder::Ip),
+    ("DOMAIN_EXPIRATION", Placeholder::DomainExpiration),
 ];
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -125,6 +129,8 @@ pub struct Observation {
     pub connected: bool,
     /// The address connected to.
     pub ip: Option<String>,
+    /// Time until the domain's registration expires (zero once it has).
+    pub domain_expiration: Option<Duration>,
     json: OnceLock<Option<serde_json::Value>>,
 }
 
@@ -186,6 +192,9 @@ impl Observation {
             Placeholder::ResponseTime => Found::Number(self.response_time_ms),
             Placeholder::CertificateExpiration => self
                 .certificate_expiration
+                .map_or(Found::Missing, Found::Duration),
+            Placeholder::DomainExpiration => self
+                .domain_expiration
                 .map_or(Found::Missing, Found::Duration),
             Placeholder::DnsRcode => self.dns_rcode.clone().map_or(Found::Missing, Found::Text),
             Placeholder::Connected => Found::Bool(self.connected),
@@ -272,7 +281,10 @@ impl Condition {
             ));
         }
         if let (Left::Value(p), Right::Literal(r)) = (&left, &right)
-            && p.placeholder == Placeholder::CertificateExpiration
+            && matches!(
+                p.placeholder,
+                Placeholder::CertificateExpiration | Placeholder::DomainExpiration
+            )
             && parse_duration_or_ms(r).is_none()
         {
             return Err(format!(
@@ -606,6 +618,8 @@ mod tests {
             ("[STATUS] > pat(2*)", "go with == or !="),
             ("[STATUS] < ok", "needs a number or a duration"),
             ("[CERTIFICATE_EXPIRATION] > soon", "is not a duration"),
+            ("[DOMAIN_EXPIRATION] > a month", "is not a duration"),
+            ("[DOMAIN_EXPIRATION].x > 1d", "only [BODY] and [HEADER]"),
             ("[HEADER] == x", "needs one header name"),
             ("[STATUS].x == 1", "only [BODY] and [HEADER]"),
             ("[BODY].a[x] == 1", "is not an index"),
@@ -625,5 +639,27 @@ mod tests {
         );
         let back: Condition = serde_json::from_str("\"[BODY].status == ok\"").unwrap();
         assert_eq!(back, c);
+    }
+
+    #[test]
+    fn domain_expiration_compares_with_durations() {
+        let seen = Observation {
+            domain_expiration: Some(Duration::from_secs(10 * 86_400)),
+            ..Observation::default()
+        };
+        assert_eq!(check("[DOMAIN_EXPIRATION] < 30d", &seen), Ok(()));
+        assert_eq!(
+            check("[DOMAIN_EXPIRATION] > 240h", &seen),
+            Err("[DOMAIN_EXPIRATION] > 240h (actual: 10days)".to_string())
+        );
+        assert_eq!(
+            check("[DOMAIN_EXPIRATION] > 30d", &seen),
+            Err("[DOMAIN_EXPIRATION] > 30d (actual: 10days)".to_string())
+        );
+        // A probe that read no expiry (another type): nothing, so the condition fails.
+        assert_eq!(
+            check("[DOMAIN_EXPIRATION] > 30d", &Observation::default()),
+            Err("[DOMAIN_EXPIRATION] > 30d (actual: nothing)".to_string())
+        );
     }
 }

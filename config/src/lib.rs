@@ -17,6 +17,7 @@
 
 pub mod agent;
 pub mod check;
+pub mod check_kinds;
 pub mod collector;
 pub mod condition;
 pub mod document;

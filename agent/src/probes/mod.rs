@@ -1,7 +1,7 @@
 //! Probes: run one check once and say what happened.
 //!
-//! Parts: [`http`], [`tcp`], [`tls`], [`dns`], [`icmp`], [`postgres`], [`redis`], [`smtp`] (one
-//! per check type), and [`net`] (resolving in the system's order, connecting, the TLS handshake
+//! Parts: [`http`], [`tcp`], [`tls`], [`dns`], [`icmp`], [`postgres`], [`redis`], [`smtp`],
+//! [`grpc`], [`websocket`], [`domain`] (one per check type), and [`net`] (resolving in the system's order, connecting, the TLS handshake
 //! that reads a chain whether or not it verifies). Each probe is bounded by its check's
 //! `timeout` and reports failures as results, never as errors: a probe that cannot even start (a
 //! bad URL, say) is a failed result that says why. Each type's `probe` fills an [`Outcome`] with
@@ -10,6 +10,8 @@
 //! the value found.
 
 pub mod dns;
+pub mod domain;
+pub mod grpc;
 pub mod http;
 pub mod icmp;
 pub mod net;
@@ -18,6 +20,7 @@ pub mod redis;
 pub mod smtp;
 pub mod tcp;
 pub mod tls;
+pub mod websocket;
 
 use std::sync::Arc;
 use std::time::{Instant, SystemTime};
@@ -35,6 +38,7 @@ use lookout_protocol::{CheckResult, Timings};
 pub struct Prober {
     tls: net::Tls,
     dns: dns::Resolvers,
+    rdap: domain::Rdap,
     running: Arc<Semaphore>,
     user_agent: String,
 }
@@ -46,6 +50,7 @@ impl Prober {
         Self {
             tls: net::Tls::new(),
             dns: dns::Resolvers::default(),
+            rdap: domain::Rdap::default(),
             running: Arc::new(Semaphore::new(max_concurrent.max(1))),
             user_agent: http::user_agent(None),
         }
@@ -89,6 +94,13 @@ impl Prober {
                     CheckType::Postgres => postgres::probe(check, &mut out).await,
                     CheckType::Redis => redis::probe(check, &mut out).await,
                     CheckType::Smtp => smtp::probe(check, &mut out).await,
+                    CheckType::Grpc => {
+                        grpc::probe(&self.tls, &self.user_agent, check, &mut out).await
+                    }
+                    CheckType::Websocket => {
+                        websocket::probe(&self.tls, &self.user_agent, check, &mut out).await
+                    }
+                    CheckType::Domain => self.rdap.probe(check, &mut out).await,
                 };
                 out.error = done.err();
                 out

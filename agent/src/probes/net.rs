@@ -110,6 +110,15 @@ impl TlsFacts {
     }
 }
 
+/// The application protocol a TLS handshake offers (ALPN).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Alpn {
+    /// `http/1.1`: HTTP probes, WebSockets.
+    Http1,
+    /// `h2`: gRPC, which needs HTTP/2.
+    H2,
+}
+
 /// TLS client settings shared by all probes: one handshake configuration that accepts any chain
 /// (the chain is verified after the handshake, so that an expired or misnamed certificate is
 /// still read and reported), and a verifier per trust store.
@@ -117,6 +126,8 @@ impl TlsFacts {
 pub struct Tls {
     /// Built at the first TLS probe: an agent without one never loads the TLS stack.
     config: Arc<OnceLock<Arc<rustls::ClientConfig>>>,
+    /// The same, offering HTTP/2 (ALPN `h2`) instead of HTTP/1.1: gRPC's.
+    config_h2: Arc<OnceLock<Arc<rustls::ClientConfig>>>,
     system_roots: Arc<OnceLock<RootCertStore>>,
     system: Arc<OnceLock<Result<Arc<WebPkiServerVerifier>, String>>>,
     by_ca_file: Arc<Mutex<HashMap<String, Arc<WebPkiServerVerifier>>>>,
@@ -127,27 +138,31 @@ impl Tls {
     pub fn new() -> Self {
         Self {
             config: Arc::new(OnceLock::new()),
+            config_h2: Arc::new(OnceLock::new()),
             system_roots: Arc::new(OnceLock::new()),
             system: Arc::new(OnceLock::new()),
             by_ca_file: Arc::new(Mutex::new(HashMap::new())),
         }
     }
 
-    fn client_config(&self) -> Arc<rustls::ClientConfig> {
-        self.config
-            .get_or_init(|| {
-                let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-                let algorithms = provider.signature_verification_algorithms;
-                let mut config = rustls::ClientConfig::builder_with_provider(provider)
-                    .with_safe_default_protocol_versions()
-                    .expect("the default provider supports the default versions")
-                    .dangerous()
-                    .with_custom_certificate_verifier(Arc::new(ReadChain { algorithms }))
-                    .with_no_client_auth();
-                config.alpn_protocols = vec![b"http/1.1".to_vec()];
-                Arc::new(config)
-            })
-            .clone()
+    fn client_config(&self, alpn: Alpn) -> Arc<rustls::ClientConfig> {
+        let (cell, protocol) = match alpn {
+            Alpn::Http1 => (&self.config, &b"http/1.1"[..]),
+            Alpn::H2 => (&self.config_h2, &b"h2"[..]),
+        };
+        cell.get_or_init(|| {
+            let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+            let algorithms = provider.signature_verification_algorithms;
+            let mut config = rustls::ClientConfig::builder_with_provider(provider)
+                .with_safe_default_protocol_versions()
+                .expect("the default provider supports the default versions")
+                .dangerous()
+                .with_custom_certificate_verifier(Arc::new(ReadChain { algorithms }))
+                .with_no_client_auth();
+            config.alpn_protocols = vec![protocol.to_vec()];
+            Arc::new(config)
+        })
+        .clone()
     }
 
     /// The system's trust store, read once.
@@ -193,6 +208,19 @@ impl Tls {
         ca_file: Option<&str>,
         verify: bool,
     ) -> Result<(TlsStream<TcpStream>, TlsFacts), String> {
+        self.handshake_for(Alpn::Http1, stream, name, ca_file, verify)
+            .await
+    }
+
+    /// [`Tls::handshake`] offering `alpn` as the application protocol.
+    pub async fn handshake_for(
+        &self,
+        alpn: Alpn,
+        stream: TcpStream,
+        name: &str,
+        ca_file: Option<&str>,
+        verify: bool,
+    ) -> Result<(TlsStream<TcpStream>, TlsFacts), String> {
         let server_name = ServerName::try_from(
             name.trim_start_matches('[')
                 .trim_end_matches(']')
@@ -205,7 +233,7 @@ impl Tls {
             None
         };
         let started = Instant::now();
-        let connector = tokio_rustls::TlsConnector::from(self.client_config());
+        let connector = tokio_rustls::TlsConnector::from(self.client_config(alpn));
         let tls = connector
             .connect(server_name.clone(), stream)
             .await

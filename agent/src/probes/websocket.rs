@@ -1,0 +1,164 @@
+//! The `websocket` probe: connect to `url` (`ws://`, or `wss://` over the probes' TLS, verified
+//! as for `http`), complete the opening handshake (RFC 6455: `101 Switching Protocols`),
+//! optionally `send` a text message, and read the first data message that comes back as
+//! `[BODY]`. Up when the handshake succeeds and, where a reply is awaited (`send` is set or a
+//! condition reads `[BODY]`), a message comes before the timeout. A reply (or a frame) over
+//! [`MAX_REPLY`] is refused; pings are answered and skipped; a close before the reply is a
+//! failure that gives the server's reason. The connection is closed politely after.
+//!
+//! tokio-tungstenite does the framing only (no TLS feature of its own): the TLS stream is the
+//! probes' own, so there is one rustls in the agent.
+
+use std::time::Instant;
+
+use futures_util::{SinkExt, StreamExt};
+use lookout_config::CheckConfig;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::http::{HeaderName, HeaderValue};
+use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
+use tokio_tungstenite::tungstenite::{Error as WsError, Message};
+
+use super::Outcome;
+use super::net::{self, Tls, ms_since};
+
+/// Most bytes of a reply (and of one frame).
+pub const MAX_REPLY: usize = 1 << 20;
+
+/// One connection, plain or TLS.
+trait Io: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send {}
+impl<T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send> Io for T {}
+
+/// Runs one probe of `check`, filling `out` (its timeout is enforced by the caller).
+pub async fn probe(
+    tls: &Tls,
+    user_agent: &str,
+    check: &CheckConfig,
+    out: &mut Outcome,
+) -> Result<(), String> {
+    let url = url::Url::parse(check.url.as_deref().unwrap_or_default())
+        .map_err(|e| format!("invalid url: {e}"))?;
+    let secure = url.scheme() == "wss";
+    let host = url.host_str().ok_or("the url has no host")?.to_string();
+    let port = url
+        .port_or_known_default()
+        .unwrap_or(if secure { 443 } else { 80 });
+    let (addrs, dns_ms) = net::resolve(&host, port, check.ip_version).await?;
+    out.timings.dns_ms = dns_ms;
+    let (stream, addr, connect_ms) = net::connect(&addrs).await?;
+    out.timings.connect_ms = Some(connect_ms);
+    out.seen.connected = true;
+    out.seen.ip = Some(addr.ip().to_string());
+    let io: Box<dyn Io> = if secure {
+        let (stream, facts) = tls
+            .handshake(stream, &host, check.ca.as_deref(), check.tls_verify)
+            .await?;
+        out.timings.tls_ms = Some(facts.handshake_ms);
+        out.seen.certificate_expiration = facts.time_left();
+        out.cert_expiry = facts.earliest_expiry;
+        if let Some(e) = facts.verify_error {
+            return Err(e);
+        }
+        Box::new(stream)
+    } else {
+        Box::new(stream)
+    };
+    let mut request = url
+        .as_str()
+        .into_client_request()
+        .map_err(|e| format!("building the request: {e}"))?;
+    let headers = request.headers_mut();
+    headers.insert(
+        tokio_tungstenite::tungstenite::http::header::USER_AGENT,
+        HeaderValue::from_str(user_agent).map_err(|e| format!("user agent: {e}"))?,
+    );
+    for (name, value) in &check.headers {
+        let (Ok(n), Ok(v)) = (
+            HeaderName::from_bytes(name.as_bytes()),
+            HeaderValue::from_str(value),
+        ) else {
+            return Err(format!("header {name:?} is not a valid HTTP header"));
+        };
+        headers.insert(n, v);
+    }
+    let config = WebSocketConfig::default()
+        .max_message_size(Some(MAX_REPLY))
+        .max_frame_size(Some(MAX_REPLY));
+    let started = Instant::now();
+    let (mut ws, response) =
+        match tokio_tungstenite::client_async_with_config(request, io, Some(config)).await {
+            Ok(done) => done,
+            Err(WsError::Http(response)) => {
+                let status = response.status().as_u16();
+                out.status_code = Some(status);
+                out.seen.status = Some(status);
+                return Err(format!(
+                    "status {status}, expected 101 (the server refused the WebSocket)"
+                ));
+            }
+            Err(e) => return Err(format!("WebSocket handshake: {e}")),
+        };
+    out.timings.ttfb_ms = Some(ms_since(started));
+    let status = response.status().as_u16();
+    out.status_code = Some(status);
+    out.seen.status = Some(status);
+    out.seen.headers = response
+        .headers()
+        .iter()
+        .map(|(n, v)| {
+            (
+                n.as_str().to_string(),
+                String::from_utf8_lossy(v.as_bytes()).into_owned(),
+            )
+        })
+        .collect();
+    let awaits_reply = check.send.is_some() || check.conditions.iter().any(|c| c.needs_body());
+    if let Some(text) = &check.send {
+        ws.send(Message::text(text.as_str()))
+            .await
+            .map_err(|e| format!("sending the message: {e}"))?;
+    }
+    let reply = if awaits_reply {
+        Some(first_reply(&mut ws).await)
+    } else {
+        None
+    };
+    // Politely, but without waiting on the server's part: the probe has what it came for.
+    let _ = ws.close(None).await;
+    if let Some(reply) = reply {
+        out.seen.body = Some(reply?);
+    }
+    Ok(())
+}
+
+/// The first text or binary message, skipping control frames.
+async fn first_reply<S>(ws: &mut tokio_tungstenite::WebSocketStream<S>) -> Result<Vec<u8>, String>
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    loop {
+        match ws.next().await {
+            Some(Ok(Message::Text(t))) => return Ok(t.as_bytes().to_vec()),
+            Some(Ok(Message::Binary(b))) => return Ok(b.to_vec()),
+            Some(Ok(Message::Close(frame))) => {
+                return Err(match frame {
+                    Some(f) if !f.reason.is_empty() => format!(
+                        "the server closed the connection before replying ({}: {})",
+                        u16::from(f.code),
+                        f.reason.as_str().chars().take(200).collect::<String>()
+                    ),
+                    Some(f) => format!(
+                        "the server closed the connection before replying ({})",
+                        u16::from(f.code)
+                    ),
+                    None => "the server closed the connection before replying".to_string(),
+                });
+            }
+            Some(Ok(_)) => continue,
+            Some(Err(WsError::Capacity(e))) => {
+                return Err(format!("the reply is over {MAX_REPLY} bytes ({e})"));
+            }
+            Some(Err(e)) => return Err(format!("reading the reply: {e}")),
+            None => return Err("the connection ended before a reply".to_string()),
+        }
+    }
+}
