@@ -397,6 +397,96 @@ mod tests {
         assert_eq!(percent_decode("%zz%C3%A9"), "%zzé");
     }
 
+    /// What a hand-made HTTP/2 server answers: status, body, trailers.
+    type Answer = (u16, Vec<u8>, Vec<(&'static str, &'static str)>);
+
+    /// An HTTP/2 server (hyper's) on loopback that checks each request as the health protocol
+    /// says one must look, then gives `answer`. Returns its `grpc://` URL.
+    async fn server(answer: Answer) -> String {
+        use hyper::service::service_fn;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("grpc://{}", listener.local_addr().unwrap());
+        tokio::spawn(async move {
+            let (stream, _) = listener.accept().await.unwrap();
+            let service = service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
+                let (status, body, trailers) = answer.clone();
+                async move {
+                    assert_eq!(req.method(), hyper::Method::POST);
+                    assert_eq!(req.uri().path(), PATH);
+                    assert_eq!(req.headers()["content-type"], "application/grpc");
+                    assert_eq!(req.headers()["te"], "trailers");
+                    let sent = req.into_body().collect().await.unwrap().to_bytes();
+                    assert_eq!(sent.as_ref(), encode_request("svc"));
+                    let mut map = hyper::HeaderMap::new();
+                    for (n, v) in trailers {
+                        map.insert(n, v.parse().unwrap());
+                    }
+                    let body = Full::new(Bytes::from(body))
+                        .with_trailers(async move { Some(Ok(map)) });
+                    Ok::<_, std::convert::Infallible>(
+                        hyper::Response::builder().status(status).body(body).unwrap(),
+                    )
+                }
+            });
+            let _ = hyper::server::conn::http2::Builder::new(TokioExecutor::new())
+                .serve_connection(TokioIo::new(stream), service)
+                .await;
+        });
+        url
+    }
+
+    async fn run(answer: Answer, conditions: &[&str]) -> Result<Outcome, String> {
+        let url = server(answer).await;
+        let check: CheckConfig = serde_json::from_value(serde_json::json!({
+            "name": "g", "type": "grpc", "url": url, "service": "svc", "conditions": conditions,
+        }))
+        .unwrap();
+        let mut out = Outcome::default();
+        probe(&Tls::new(), "test", &check, &mut out).await?;
+        Ok(out)
+    }
+
+    #[tokio::test]
+    async fn an_answer_is_read_with_its_trailers() {
+        let serving = vec![0, 0, 0, 0, 2, 0x08, 1];
+        let out = run((200, serving, vec![("grpc-status", "0")]), &[]).await.unwrap();
+        assert_eq!(out.seen.body.as_deref(), Some(&b"SERVING"[..]));
+        assert!(out.seen.headers.contains(&("grpc-status".into(), "0".into())));
+        let not = vec![0, 0, 0, 0, 2, 0x08, 2];
+        let e = run((200, not.clone(), vec![("grpc-status", "0")]), &[])
+            .await
+            .unwrap_err();
+        assert_eq!(e, "serving status NOT_SERVING, expected SERVING");
+        // A [BODY] condition decides instead of the default.
+        let out = run(
+            (200, not, vec![("grpc-status", "0")]),
+            &["[BODY] == NOT_SERVING"],
+        )
+        .await
+        .unwrap();
+        assert_eq!(out.seen.body.as_deref(), Some(&b"NOT_SERVING"[..]));
+    }
+
+    #[tokio::test]
+    async fn failures_say_what_the_server_answered() {
+        let trailers = vec![
+            ("grpc-status", "12"),
+            ("grpc-message", "Method%20not%20found%21"),
+        ];
+        let e = run((200, vec![], trailers), &[]).await.unwrap_err();
+        assert_eq!(e, "grpc-status 12 (UNIMPLEMENTED): Method not found!");
+        let e = run((404, vec![], vec![]), &[]).await.unwrap_err();
+        assert_eq!(e, "HTTP status 404, expected 200 from a gRPC server");
+        let e = run((200, vec![0, 0, 0, 0, 2, 0x08, 1], vec![]), &[])
+            .await
+            .unwrap_err();
+        assert_eq!(e, "the answer has no grpc-status: not a gRPC server?");
+        let e = run((200, vec![0; MAX_BODY + 1], vec![("grpc-status", "0")]), &[])
+            .await
+            .unwrap_err();
+        assert_eq!(e, "the answer is over 65536 bytes");
+    }
+
     proptest! {
         #[test]
         fn no_bytes_make_the_decoder_panic(body in proptest::collection::vec(any::<u8>(), 0..64)) {

@@ -162,3 +162,105 @@ where
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::net::TcpListener;
+    use tokio_tungstenite::tungstenite::protocol::CloseFrame;
+    use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+
+    /// A tungstenite server on loopback that runs `then` on its one connection.
+    async fn server<F, Fut>(then: F) -> String
+    where
+        F: FnOnce(tokio_tungstenite::WebSocketStream<tokio::net::TcpStream>) -> Fut
+            + Send
+            + 'static,
+        Fut: std::future::Future<Output = ()> + Send,
+    {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("ws://{}/", listener.local_addr().unwrap());
+        tokio::spawn(async move {
+            let (stream, _) = listener.accept().await.unwrap();
+            let ws = tokio_tungstenite::accept_async(stream).await.unwrap();
+            then(ws).await;
+        });
+        url
+    }
+
+    async fn run(url: &str, send: Option<&str>) -> Result<Outcome, String> {
+        let check: CheckConfig = serde_json::from_value(serde_json::json!({
+            "name": "w", "type": "websocket", "url": url, "send": send,
+        }))
+        .unwrap();
+        let mut out = Outcome::default();
+        probe(&Tls::new(), "test", &check, &mut out).await?;
+        Ok(out)
+    }
+
+    #[tokio::test]
+    async fn a_reply_over_the_bound_is_refused() {
+        let url = server(|mut ws| async move {
+            let _ = ws.next().await;
+            let _ = ws.send(Message::binary(vec![7u8; MAX_REPLY + 1])).await;
+        })
+        .await;
+        let e = run(&url, Some("hi")).await.unwrap_err();
+        assert!(e.starts_with("the reply is over 1048576 bytes"), "{e}");
+    }
+
+    #[tokio::test]
+    async fn pings_are_skipped_and_the_reply_kept() {
+        let url = server(|mut ws| async move {
+            let got = ws.next().await.unwrap().unwrap();
+            ws.send(Message::Ping(vec![1].into())).await.unwrap();
+            ws.send(Message::text(format!("re: {}", got.to_text().unwrap())))
+                .await
+                .unwrap();
+            let _ = ws.next().await;
+        })
+        .await;
+        let out = run(&url, Some("hi")).await.unwrap();
+        assert_eq!(out.seen.body.as_deref(), Some(&b"re: hi"[..]));
+        assert_eq!(out.seen.status, Some(101));
+    }
+
+    #[tokio::test]
+    async fn a_close_before_the_reply_gives_the_server_s_reason() {
+        let url = server(|mut ws| async move {
+            let _ = ws.next().await;
+            let _ = ws
+                .close(Some(CloseFrame {
+                    code: CloseCode::Policy,
+                    reason: "go away".into(),
+                }))
+                .await;
+        })
+        .await;
+        let e = run(&url, Some("hi")).await.unwrap_err();
+        assert_eq!(
+            e,
+            "the server closed the connection before replying (1008: go away)"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_server_that_does_not_switch_protocols_fails_with_its_status() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("ws://{}/", listener.local_addr().unwrap());
+        tokio::spawn(async move {
+            use tokio::io::{AsyncReadExt, AsyncWriteExt};
+            let (mut s, _) = listener.accept().await.unwrap();
+            let mut buf = [0u8; 4096];
+            let _ = s.read(&mut buf).await;
+            let _ = s
+                .write_all(b"HTTP/1.1 403 Forbidden\r\ncontent-length: 0\r\n\r\n")
+                .await;
+        });
+        let e = run(&url, None).await.unwrap_err();
+        assert_eq!(
+            e,
+            "status 403, expected 101 (the server refused the WebSocket)"
+        );
+    }
+}
