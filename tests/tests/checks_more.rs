@@ -18,7 +18,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use lookout_tests::tls::Ca;
-use lookout_tests::{Daemon, READ_TOKEN, check_status, eventually, get_json, start_collector};
+use lookout_tests::{Daemon, check_status, eventually, get_json, start_collector};
 
 const AGENT_TOKEN: &str = "checks-more-token-0123456789abcdef";
 const WAIT: Duration = Duration::from_secs(30);
@@ -124,15 +124,18 @@ impl Drop for Peer {
     }
 }
 
-/// A collector and an agent `edge-1` running `checks` (TOML `[[checks]]` entries) locally.
-fn start(dir: &Path, checks: &str) -> (Daemon, Daemon, String) {
+/// A collector and an agent `edge-1` running checks locally.
+struct Lookout {
+    collector: Daemon,
+    agent: Daemon,
+    base: String,
+}
+
+/// Starts a collector and an agent `edge-1` running `checks` (TOML `[[checks]]` entries).
+fn start(dir: &Path, checks: &str) -> Lookout {
     let (collector, base) = start_collector(
         dir,
-        &format!(
-            "[server]\nlisten = \"127.0.0.1:0\"\ndata_dir = \"{}\"\nread_tokens = [\"{READ_TOKEN}\"]\n\
-             [[agents]]\nname = \"edge-1\"\ntoken = \"{AGENT_TOKEN}\"\n",
-            dir.display()
-        ),
+        &lookout_tests::collector_toml(dir, 0, "edge-1", AGENT_TOKEN, ""),
     )
     .unwrap();
     let agent_dir = dir.join("agent");
@@ -148,7 +151,39 @@ fn start(dir: &Path, checks: &str) -> (Daemon, Daemon, String) {
     )
     .unwrap();
     let agent = lookout_tests::start_agent(&path).unwrap();
-    (collector, agent, base)
+    Lookout {
+        collector,
+        agent,
+        base,
+    }
+}
+
+impl Lookout {
+    /// Waits for check `name` to be `status` and returns its newest result from edge-1.
+    async fn settles(&self, name: &str, status: &str) -> serde_json::Value {
+        let base = &self.base;
+        eventually(&format!("{name} {status}"), WAIT, || async {
+            Ok(check_status(base, name).await?.filter(|s| s == status))
+        })
+        .await
+        .unwrap_or_else(|e| {
+            panic!(
+                "{e}\nagent:\n{}\ncollector:\n{}",
+                self.agent.log_text(),
+                self.collector.log_text()
+            )
+        });
+        let j = get_json(&format!("{base}/api/v1/checks/{name}/results?agent=edge-1"))
+            .await
+            .unwrap();
+        j["results"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .max_by_key(|r| r["time"].as_str().unwrap_or_default().to_string())
+            .cloned()
+            .unwrap()
+    }
 }
 
 /// One check's TOML, probing every second.
@@ -156,30 +191,6 @@ fn check(name: &str, kind: &str, keys: &str) -> String {
     format!(
         "[[checks]]\nname = \"{name}\"\ntype = \"{kind}\"\ninterval = \"1s\"\ntimeout = \"1s\"\n{keys}\n"
     )
-}
-
-/// Waits for check `name` to be `status` and returns its newest result from edge-1.
-async fn settles(
-    base: &str,
-    name: &str,
-    status: &str,
-    logs: &dyn Fn() -> String,
-) -> serde_json::Value {
-    eventually(&format!("{name} {status}"), WAIT, || async {
-        Ok(check_status(base, name).await?.filter(|s| s == status))
-    })
-    .await
-    .unwrap_or_else(|e| panic!("{e}\n{}", logs()));
-    let j = get_json(&format!("{base}/api/v1/checks/{name}/results?agent=edge-1"))
-        .await
-        .unwrap();
-    j["results"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .max_by_key(|r| r["time"].as_str().unwrap_or_default().to_string())
-        .cloned()
-        .unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -222,47 +233,43 @@ async fn grpc_health_follows_the_server_s_serving_status_in_the_clear_and_over_t
         ),
     ]
     .concat();
-    let (collector, agent, base) = start(dir.path(), &checks);
-    let logs = || {
-        format!(
-            "agent:\n{}\ncollector:\n{}",
-            agent.log_text(),
-            collector.log_text()
-        )
-    };
+    let lookout = start(dir.path(), &checks);
 
     for name in ["grpc-server", "grpc-orders", "grpcs-trusted"] {
-        let r = settles(&base, name, "up", &logs).await;
+        let r = lookout.settles(name, "up").await;
         assert_eq!(r["ok"], true, "{r}");
     }
     // grpcio answers a service it does not know with the status NOT_FOUND in its trailers and
     // no message (grpc_health/v1/health.py), as the protocol says.
-    let r = settles(&base, "grpc-unknown", "down", &logs).await;
+    let r = lookout.settles("grpc-unknown", "down").await;
     assert_eq!(r["error"], "grpc-status 5 (NOT_FOUND)", "{r}");
     // Not the test's CA: the chain does not verify.
-    let r = settles(&base, "grpcs-untrusted", "down", &logs).await;
+    let r = lookout.settles("grpcs-untrusted", "down").await;
     let error = r["error"].as_str().unwrap();
     assert!(error.starts_with("certificate: "), "{error}");
     assert!(error.contains("UnknownIssuer"), "{error}");
 
     plain.say("lookout.Orders NOT_SERVING");
     plain.wait_for("set lookout.Orders NOT_SERVING");
-    let r = settles(&base, "grpc-orders", "down", &logs).await;
+    let r = lookout.settles("grpc-orders", "down").await;
     assert_eq!(
         r["error"], "serving status NOT_SERVING, expected SERVING",
         "{r}"
     );
     // The server as a whole was not switched: still up.
     assert_eq!(
-        check_status(&base, "grpc-server").await.unwrap().as_deref(),
+        check_status(&lookout.base, "grpc-server")
+            .await
+            .unwrap()
+            .as_deref(),
         Some("up")
     );
     plain.say("lookout.Orders SERVING");
     plain.wait_for("set lookout.Orders SERVING");
-    settles(&base, "grpc-orders", "up", &logs).await;
+    lookout.settles("grpc-orders", "up").await;
     plain.say("- NOT_SERVING");
     plain.wait_for("set - NOT_SERVING");
-    let r = settles(&base, "grpc-server", "down", &logs).await;
+    let r = lookout.settles("grpc-server", "down").await;
     assert_eq!(
         r["error"], "serving status NOT_SERVING, expected SERVING",
         "{r}"
@@ -294,18 +301,11 @@ async fn a_websocket_reply_is_tested_by_the_check_s_conditions() {
         ),
     ]
     .concat();
-    let (collector, agent, base) = start(dir.path(), &checks);
-    let logs = || {
-        format!(
-            "agent:\n{}\ncollector:\n{}",
-            agent.log_text(),
-            collector.log_text()
-        )
-    };
+    let lookout = start(dir.path(), &checks);
 
-    let r = settles(&base, "ws-matching", "up", &logs).await;
+    let r = lookout.settles("ws-matching", "up").await;
     assert_eq!(r["ok"], true, "{r}");
-    let r = settles(&base, "ws-other", "down", &logs).await;
+    let r = lookout.settles("ws-other", "down").await;
     // The echo server sent back what it got: the failed condition shows it.
     assert_eq!(
         r["error"], "condition failed: [BODY] == pong (actual: \"ping-8\")",
@@ -322,7 +322,7 @@ async fn a_websocket_reply_is_tested_by_the_check_s_conditions() {
         "{:?}",
         echo.said()
     );
-    let r = settles(&base, "ws-refused", "down", &logs).await;
+    let r = lookout.settles("ws-refused", "down").await;
     assert!(
         r["error"].as_str().unwrap().contains("Connection refused"),
         "{r}"
@@ -394,18 +394,11 @@ async fn domain_expiration_comes_from_the_rdap_server_the_bootstrap_names() {
         check("domain-no-rdap", "domain", &keys("example.org")),
     ]
     .concat();
-    let (collector, agent, base) = start(dir.path(), &checks);
-    let logs = || {
-        format!(
-            "agent:\n{}\ncollector:\n{}",
-            agent.log_text(),
-            collector.log_text()
-        )
-    };
+    let lookout = start(dir.path(), &checks);
 
-    let r = settles(&base, "domain-later", "up", &logs).await;
+    let r = lookout.settles("domain-later", "up").await;
     assert_eq!(r["ok"], true, "{r}");
-    let r = settles(&base, "domain-soon", "down", &logs).await;
+    let r = lookout.settles("domain-soon", "down").await;
     let error = r["error"].as_str().unwrap().to_string();
     let actual = error
         .strip_prefix("condition failed: [DOMAIN_EXPIRATION] > 30d (actual: ")
@@ -418,7 +411,7 @@ async fn domain_expiration_comes_from_the_rdap_server_the_bootstrap_names() {
         left <= set && set - left < Duration::from_secs(120),
         "set {set:?} ahead, the check saw {left:?}"
     );
-    let r = settles(&base, "domain-unknown", "down", &logs).await;
+    let r = lookout.settles("domain-unknown", "down").await;
     let port = rdap.port();
     assert_eq!(
         r["error"],
@@ -427,7 +420,7 @@ async fn domain_expiration_comes_from_the_rdap_server_the_bootstrap_names() {
         ),
         "{r}"
     );
-    let r = settles(&base, "domain-no-rdap", "down", &logs).await;
+    let r = lookout.settles("domain-no-rdap", "down").await;
     assert_eq!(
         r["error"],
         format!(

@@ -38,8 +38,12 @@ pub const BOOTSTRAP_TTL: Duration = Duration::from_secs(24 * 3600);
 #[derive(Debug, Clone, Default)]
 pub struct Rdap {
     client: Arc<OnceLock<Result<reqwest::Client, String>>>,
-    bootstraps: Arc<Mutex<HashMap<String, (Instant, Arc<Services>)>>>,
+    /// By location: when it was read, and what it said.
+    bootstraps: Arc<Mutex<HashMap<String, Read>>>,
 }
+
+/// A bootstrap registry read at a time.
+type Read = (Instant, Arc<Services>);
 
 /// A bootstrap registry's services: (labels, base URLs) pairs, labels in lower case.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]

@@ -38,10 +38,6 @@ pub const MAX_BODY: usize = 64 << 10;
 /// The method called.
 const PATH: &str = "/grpc.health.v1.Health/Check";
 
-/// One health-check connection, plain or TLS.
-trait Io: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send {}
-impl<T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send> Io for T {}
-
 /// Runs one probe of `check`, filling `out` (its timeout is enforced by the caller).
 pub async fn probe(
     tls: &Tls,
@@ -51,32 +47,8 @@ pub async fn probe(
 ) -> Result<(), String> {
     let target =
         grpc_target(check.url.as_deref().unwrap_or_default()).map_err(|e| format!("url {e}"))?;
-    let (addrs, dns_ms) = net::resolve(&target.host, target.port, check.ip_version).await?;
-    out.timings.dns_ms = dns_ms;
-    let (stream, addr, connect_ms) = net::connect(&addrs).await?;
-    out.timings.connect_ms = Some(connect_ms);
-    out.seen.connected = true;
-    out.seen.ip = Some(addr.ip().to_string());
-    let io: Box<dyn Io> = if target.tls {
-        let (stream, facts) = tls
-            .handshake_for(
-                Alpn::H2,
-                stream,
-                &target.host,
-                check.ca.as_deref(),
-                check.tls_verify,
-            )
-            .await?;
-        out.timings.tls_ms = Some(facts.handshake_ms);
-        out.seen.certificate_expiration = facts.time_left();
-        out.cert_expiry = facts.earliest_expiry;
-        if let Some(e) = facts.verify_error {
-            return Err(e);
-        }
-        Box::new(stream)
-    } else {
-        Box::new(stream)
-    };
+    let tls = target.tls.then_some((tls, Alpn::H2));
+    let io = net::open(tls, check, &target.host, target.port, out).await?;
     let (mut sender, conn) =
         hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(io))
             .await
@@ -117,7 +89,7 @@ async fn call(
     let status = response.status().as_u16();
     out.status_code = Some(status);
     out.seen.status = Some(status);
-    out.seen.headers = header_pairs(response.headers());
+    out.seen.headers = net::header_pairs(response.headers());
     if status != 200 {
         return Err(format!(
             "HTTP status {status}, expected 200 from a gRPC server"
@@ -136,7 +108,7 @@ async fn call(
             }
             Err(frame) => {
                 if let Ok(trailers) = frame.into_trailers() {
-                    out.seen.headers.extend(header_pairs(&trailers));
+                    out.seen.headers.extend(net::header_pairs(&trailers));
                 }
             }
         }
@@ -175,18 +147,6 @@ async fn call(
     } else {
         Err(format!("serving status {name}, expected SERVING"))
     }
-}
-
-fn header_pairs(headers: &hyper::HeaderMap) -> Vec<(String, String)> {
-    headers
-        .iter()
-        .map(|(n, v)| {
-            (
-                n.as_str().to_string(),
-                String::from_utf8_lossy(v.as_bytes()).into_owned(),
-            )
-        })
-        .collect()
 }
 
 /// `ServingStatus.SERVING`.
@@ -421,10 +381,13 @@ mod tests {
                     for (n, v) in trailers {
                         map.insert(n, v.parse().unwrap());
                     }
-                    let body = Full::new(Bytes::from(body))
-                        .with_trailers(async move { Some(Ok(map)) });
+                    let body =
+                        Full::new(Bytes::from(body)).with_trailers(async move { Some(Ok(map)) });
                     Ok::<_, std::convert::Infallible>(
-                        hyper::Response::builder().status(status).body(body).unwrap(),
+                        hyper::Response::builder()
+                            .status(status)
+                            .body(body)
+                            .unwrap(),
                     )
                 }
             });
@@ -449,9 +412,15 @@ mod tests {
     #[tokio::test]
     async fn an_answer_is_read_with_its_trailers() {
         let serving = vec![0, 0, 0, 0, 2, 0x08, 1];
-        let out = run((200, serving, vec![("grpc-status", "0")]), &[]).await.unwrap();
+        let out = run((200, serving, vec![("grpc-status", "0")]), &[])
+            .await
+            .unwrap();
         assert_eq!(out.seen.body.as_deref(), Some(&b"SERVING"[..]));
-        assert!(out.seen.headers.contains(&("grpc-status".into(), "0".into())));
+        assert!(
+            out.seen
+                .headers
+                .contains(&("grpc-status".into(), "0".into()))
+        );
         let not = vec![0, 0, 0, 0, 2, 0x08, 2];
         let e = run((200, not.clone(), vec![("grpc-status", "0")]), &[])
             .await
@@ -481,9 +450,12 @@ mod tests {
             .await
             .unwrap_err();
         assert_eq!(e, "the answer has no grpc-status: not a gRPC server?");
-        let e = run((200, vec![0; MAX_BODY + 1], vec![("grpc-status", "0")]), &[])
-            .await
-            .unwrap_err();
+        let e = run(
+            (200, vec![0; MAX_BODY + 1], vec![("grpc-status", "0")]),
+            &[],
+        )
+        .await
+        .unwrap_err();
         assert_eq!(e, "the answer is over 65536 bytes");
     }
 

@@ -22,7 +22,7 @@ use lookout_config::condition::Placeholder;
 use tracing::Instrument as _;
 
 use super::Outcome;
-use super::net::{self, Tls, ms_since};
+use super::net::{self, Io, Tls, ms_since};
 
 /// Most bytes of a body kept for conditions; the rest is read and dropped.
 pub const MAX_BODY: usize = 1 << 20;
@@ -38,10 +38,6 @@ pub fn user_agent(agent: Option<&str>) -> String {
         _ => format!("lookout-agent/{version} (probe)"),
     }
 }
-
-/// One hop's connection, plain or TLS.
-trait Io: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send {}
-impl<T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send> Io for T {}
 
 /// Runs one probe of `check`, filling `out` (its timeout is enforced by the caller).
 pub async fn probe(
@@ -226,16 +222,7 @@ async fn hop(
     let status = response.status().as_u16();
     out.status_code = Some(status);
     out.seen.status = Some(status);
-    out.seen.headers = response
-        .headers()
-        .iter()
-        .map(|(n, v)| {
-            (
-                n.as_str().to_string(),
-                String::from_utf8_lossy(v.as_bytes()).into_owned(),
-            )
-        })
-        .collect();
+    out.seen.headers = net::header_pairs(response.headers());
     // Read the whole answer, so the time covers it and the connection ends cleanly; keep at most
     // MAX_BODY of it, and only when a condition looks at it.
     let mut body = response.into_body();

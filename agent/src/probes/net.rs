@@ -91,6 +91,54 @@ pub async fn connect(addrs: &[SocketAddr]) -> Result<(TcpStream, SocketAddr, f64
     Err(last)
 }
 
+/// One probe's connection, plain or TLS.
+pub trait Io: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send {}
+impl<T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send> Io for T {}
+
+/// Resolves `host` and connects to `port` in the check's `ip_version`, then, with `tls`, does
+/// a handshake offering that protocol and verifies it with the check's `ca` and `tls_verify`.
+/// Fills `out` on the way: the phases' timings, `[CONNECTED]`, `[IP]`, the chain's expiry.
+pub async fn open(
+    tls: Option<(&Tls, Alpn)>,
+    check: &lookout_config::CheckConfig,
+    host: &str,
+    port: u16,
+    out: &mut super::Outcome,
+) -> Result<Box<dyn Io>, String> {
+    let (addrs, dns_ms) = resolve(host, port, check.ip_version).await?;
+    out.timings.dns_ms = dns_ms;
+    let (stream, addr, connect_ms) = connect(&addrs).await?;
+    out.timings.connect_ms = Some(connect_ms);
+    out.seen.connected = true;
+    out.seen.ip = Some(addr.ip().to_string());
+    let Some((tls, alpn)) = tls else {
+        return Ok(Box::new(stream));
+    };
+    let (stream, facts) = tls
+        .handshake_for(alpn, stream, host, check.ca.as_deref(), check.tls_verify)
+        .await?;
+    out.timings.tls_ms = Some(facts.handshake_ms);
+    out.seen.certificate_expiration = facts.time_left();
+    out.cert_expiry = facts.earliest_expiry;
+    match facts.verify_error {
+        Some(e) => Err(e),
+        None => Ok(Box::new(stream)),
+    }
+}
+
+/// An answer's headers as conditions read them: (lower-case name, value).
+pub fn header_pairs(headers: &hyper::HeaderMap) -> Vec<(String, String)> {
+    headers
+        .iter()
+        .map(|(n, v)| {
+            (
+                n.as_str().to_string(),
+                String::from_utf8_lossy(v.as_bytes()).into_owned(),
+            )
+        })
+        .collect()
+}
+
 /// What a TLS handshake found about the server's certificates.
 #[derive(Debug, Clone)]
 pub struct TlsFacts {

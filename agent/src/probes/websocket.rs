@@ -19,14 +19,10 @@ use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::tungstenite::{Error as WsError, Message};
 
 use super::Outcome;
-use super::net::{self, Tls, ms_since};
+use super::net::{self, Alpn, Tls, ms_since};
 
 /// Most bytes of a reply (and of one frame).
 pub const MAX_REPLY: usize = 1 << 20;
-
-/// One connection, plain or TLS.
-trait Io: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send {}
-impl<T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send> Io for T {}
 
 /// Runs one probe of `check`, filling `out` (its timeout is enforced by the caller).
 pub async fn probe(
@@ -42,26 +38,8 @@ pub async fn probe(
     let port = url
         .port_or_known_default()
         .unwrap_or(if secure { 443 } else { 80 });
-    let (addrs, dns_ms) = net::resolve(&host, port, check.ip_version).await?;
-    out.timings.dns_ms = dns_ms;
-    let (stream, addr, connect_ms) = net::connect(&addrs).await?;
-    out.timings.connect_ms = Some(connect_ms);
-    out.seen.connected = true;
-    out.seen.ip = Some(addr.ip().to_string());
-    let io: Box<dyn Io> = if secure {
-        let (stream, facts) = tls
-            .handshake(stream, &host, check.ca.as_deref(), check.tls_verify)
-            .await?;
-        out.timings.tls_ms = Some(facts.handshake_ms);
-        out.seen.certificate_expiration = facts.time_left();
-        out.cert_expiry = facts.earliest_expiry;
-        if let Some(e) = facts.verify_error {
-            return Err(e);
-        }
-        Box::new(stream)
-    } else {
-        Box::new(stream)
-    };
+    let tls = secure.then_some((tls, Alpn::Http1));
+    let io = net::open(tls, check, &host, port, out).await?;
     let mut request = url
         .as_str()
         .into_client_request()
@@ -101,16 +79,7 @@ pub async fn probe(
     let status = response.status().as_u16();
     out.status_code = Some(status);
     out.seen.status = Some(status);
-    out.seen.headers = response
-        .headers()
-        .iter()
-        .map(|(n, v)| {
-            (
-                n.as_str().to_string(),
-                String::from_utf8_lossy(v.as_bytes()).into_owned(),
-            )
-        })
-        .collect();
+    out.seen.headers = net::header_pairs(response.headers());
     let awaits_reply = check.send.is_some() || check.conditions.iter().any(|c| c.needs_body());
     if let Some(text) = &check.send {
         ws.send(Message::text(text.as_str()))

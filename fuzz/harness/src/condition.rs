@@ -39,7 +39,8 @@ pub fn condition(data: &[u8]) {
     seen.dns_rcode = (flags & 16 != 0).then(|| first_line.to_string());
     seen.connected = flags & 32 != 0;
     seen.ip = (flags & 64 != 0).then(|| "127.0.0.1".into());
-    seen.domain_expiration = (flags & 128 != 0).then(|| Duration::from_secs(u64::from(status) * 86_400));
+    seen.domain_expiration =
+        (flags & 128 != 0).then(|| Duration::from_secs(u64::from(status) * 86_400));
     if let Err(failed) = condition.evaluate(&seen) {
         assert!(failed.starts_with(text), "{failed:?} names {text:?}");
     }
