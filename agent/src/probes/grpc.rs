@@ -48,7 +48,7 @@ pub async fn probe(
     let target =
         grpc_target(check.url.as_deref().unwrap_or_default()).map_err(|e| format!("url {e}"))?;
     let tls = target.tls.then_some((tls, Alpn::H2));
-    let io = net::open(tls, check, &target.host, target.port, out).await?;
+    let io = net::open(tls, check, (&target.host, target.port), &target.host, out).await?;
     let (mut sender, conn) =
         hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(io))
             .await

@@ -96,13 +96,14 @@ pub trait Io: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send {}
 impl<T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send> Io for T {}
 
 /// Resolves `host` and connects to `port` in the check's `ip_version`, then, with `tls`, does
-/// a handshake offering that protocol and verifies it with the check's `ca` and `tls_verify`.
-/// Fills `out` on the way: the phases' timings, `[CONNECTED]`, `[IP]`, the chain's expiry.
+/// a handshake for `name` offering that protocol and verifies it with the check's `ca` and
+/// `tls_verify`. Fills `out` on the way: the phases' timings, `[CONNECTED]`, `[IP]`, the chain's
+/// expiry.
 pub async fn open(
     tls: Option<(&Tls, Alpn)>,
     check: &lookout_config::CheckConfig,
-    host: &str,
-    port: u16,
+    (host, port): (&str, u16),
+    name: &str,
     out: &mut super::Outcome,
 ) -> Result<Box<dyn Io>, String> {
     let (addrs, dns_ms) = resolve(host, port, check.ip_version).await?;
@@ -115,7 +116,7 @@ pub async fn open(
         return Ok(Box::new(stream));
     };
     let (stream, facts) = tls
-        .handshake_for(alpn, stream, host, check.ca.as_deref(), check.tls_verify)
+        .handshake_for(alpn, stream, name, check.ca.as_deref(), check.tls_verify)
         .await?;
     out.timings.tls_ms = Some(facts.handshake_ms);
     out.seen.certificate_expiration = facts.time_left();

@@ -39,7 +39,7 @@ pub async fn probe(
         .port_or_known_default()
         .unwrap_or(if secure { 443 } else { 80 });
     let tls = secure.then_some((tls, Alpn::Http1));
-    let io = net::open(tls, check, &host, port, out).await?;
+    let io = net::open(tls, check, (&host, port), &host, out).await?;
     let mut request = url
         .as_str()
         .into_client_request()
