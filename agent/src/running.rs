@@ -243,6 +243,7 @@ impl Agent {
             &self.settings.integrations,
             self.spool.clone(),
             &self.taps,
+            &self.settings.logs_dir,
             &stop,
         );
         self.integrations = Some(stop);

@@ -37,11 +37,14 @@ pub enum CheckType {
     Websocket,
     /// A domain's registration expiry, from its registry's RDAP service.
     Domain,
+    /// A container (`container`, or `compose_service`) running, and healthy when it has a
+    /// health check, through the Docker Engine API (`url`, default the Docker socket).
+    Container,
 }
 
 impl CheckType {
     /// Every type, in the order the docs list them.
-    pub const ALL: [CheckType; 11] = [
+    pub const ALL: [CheckType; 12] = [
         CheckType::Http,
         CheckType::Tcp,
         CheckType::Tls,
@@ -53,6 +56,7 @@ impl CheckType {
         CheckType::Grpc,
         CheckType::Websocket,
         CheckType::Domain,
+        CheckType::Container,
     ];
 
     /// The name used in configuration.
@@ -69,6 +73,7 @@ impl CheckType {
             CheckType::Grpc => "grpc",
             CheckType::Websocket => "websocket",
             CheckType::Domain => "domain",
+            CheckType::Container => "container",
         }
     }
 }
@@ -218,6 +223,17 @@ pub struct CheckConfig {
     /// Default IANA's, `https://data.iana.org/rdap/dns.json`; kept a day.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rdap_bootstrap: Option<String>,
+    /// `container`: the container's name (`/` prefix or not). Either this or `compose_service`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub container: Option<String>,
+    /// `container`: a Docker Compose service (its `com.docker.compose.service` label): up when
+    /// one of its containers is running and healthy.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub compose_service: Option<String>,
+    /// `container`: with `compose_service`, only the containers of this Compose project
+    /// (`com.docker.compose.project`). Default: any project.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub compose_project: Option<String>,
     /// Conditions that must all hold (see [`crate::condition`]), on top of the type's own test.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub conditions: Vec<Condition>,
@@ -355,7 +371,9 @@ impl CheckConfig {
             CheckType::Grpc => self.grpc_problems(&mut out),
             CheckType::Websocket => self.url_problems(&mut out, &["ws", "wss"]),
             CheckType::Domain => self.domain_problems(&mut out),
+            CheckType::Container => {}
         }
+        self.container_problems(&mut out);
         self.foreign_key_problems(&mut out);
         out
     }
@@ -378,6 +396,8 @@ impl CheckConfig {
                 self.url.is_some(),
                 &[Http, Postgres, Redis, Grpc, Websocket],
             ),
+        let set: [(&'static str, bool, &[CheckType]); 16] = [
+            ("url", self.url.is_some(), &[Http, Postgres, Redis, Container]),
             ("method", self.method.is_some(), &[Http]),
             ("expected_status", !self.expected_status.is_empty(), &[Http]),
             ("headers", !self.headers.is_empty(), &[Http, Websocket]),
@@ -412,6 +432,60 @@ impl CheckConfig {
                         names.join(", ")
                     ),
                 ));
+            }
+        }
+    }
+
+    /// The `container` type's keys: one target, a unix socket, and none of them on other types.
+    fn container_problems(&self, out: &mut Vec<(&'static str, String)>) {
+        let keys = [
+            ("container", &self.container),
+            ("compose_service", &self.compose_service),
+            ("compose_project", &self.compose_project),
+        ];
+        if self.kind != CheckType::Container {
+            for (key, v) in keys {
+                if v.is_some() {
+                    out.push((
+                        key,
+                        format!(
+                            "does not apply to type {:?}: it is for container",
+                            self.kind.as_str()
+                        ),
+                    ));
+                }
+            }
+            return;
+        }
+        for (key, v) in keys {
+            if v.as_deref().is_some_and(|v| v.trim().is_empty() || v.len() > 255) {
+                out.push((key, "expected 1 to 255 characters".to_string()));
+            }
+        }
+        match (&self.container, &self.compose_service) {
+            (None, None) => out.push((
+                "container",
+                "is required for type \"container\" (or `compose_service`)".to_string(),
+            )),
+            (Some(_), Some(_)) => out.push((
+                "compose_service",
+                "is not used with `container`: give one of them".to_string(),
+            )),
+            _ => {}
+        }
+        if self.compose_project.is_some() && self.compose_service.is_none() {
+            out.push((
+                "compose_project",
+                "is for `compose_service`, which is not set".to_string(),
+            ));
+        }
+        if let Some(u) = &self.url {
+            match url::Url::parse(u) {
+                Ok(p) if p.scheme() == "unix" && p.path().starts_with('/') => {}
+                _ => out.push((
+                    "url",
+                    format!("{u:?}: expected a unix socket's path, as \"unix:///var/run/docker.sock\""),
+                )),
             }
         }
     }
@@ -662,6 +736,47 @@ mod tests {
         assert_eq!(
             wrong.problems()[0].1,
             "does not apply to type \"http\": it is for dns, postgres"
+        );
+    }
+
+    #[test]
+    fn a_container_check_names_one_container_or_service_on_a_unix_socket() {
+        use serde_json::json;
+        for (v, expected) in [
+            (json!({"name": "a", "type": "container", "container": "web"}), vec![]),
+            (
+                json!({"name": "a", "type": "container", "compose_service": "web",
+                       "compose_project": "shop", "url": "unix:///run/podman/podman.sock"}),
+                vec![],
+            ),
+            (json!({"name": "a", "type": "container"}), vec!["container"]),
+            (
+                json!({"name": "a", "type": "container", "container": "a", "compose_service": "b"}),
+                vec!["compose_service"],
+            ),
+            (
+                json!({"name": "a", "type": "container", "container": "a", "compose_project": "p"}),
+                vec!["compose_project"],
+            ),
+            (
+                json!({"name": "a", "type": "container", "container": " "}),
+                vec!["container"],
+            ),
+            (
+                json!({"name": "a", "type": "container", "container": "a", "url": "http://h:2375"}),
+                vec!["url"],
+            ),
+            (
+                json!({"name": "a", "type": "tcp", "address": "h:1", "container": "web"}),
+                vec!["container"],
+            ),
+        ] {
+            assert_eq!(keys(&check(v.clone())), expected, "{v}");
+        }
+        let e = check(json!({"name": "a", "type": "container"})).problems();
+        assert_eq!(
+            e[0].1,
+            "is required for type \"container\" (or `compose_service`)"
         );
     }
 

@@ -18,10 +18,13 @@ use crate::document::{Document, KeyPath};
 use crate::logs::LogSourceConfig;
 
 /// The integration types the agent has.
-pub const IMPLEMENTED: &[&str] = &["redis", "nginx", "prometheus", "postgresql"];
+pub const IMPLEMENTED: &[&str] = &["redis", "nginx", "prometheus", "postgresql", "containers"];
 
-/// Types planned (issue #32) but not in this agent yet.
-const PLANNED: &[&str] = &["containers"];
+/// Types planned but not in this agent yet.
+const PLANNED: &[&str] = &[];
+
+/// The `containers` integration's default `url`: the Docker Engine API's socket.
+pub const DEFAULT_CONTAINERS_URL: &str = "unix:///var/run/docker.sock";
 
 /// Shortest `interval`.
 pub const MIN_INTERVAL: Duration = Duration::from_secs(1);
@@ -59,6 +62,9 @@ pub enum IntegrationType {
     Redis,
     /// A Prometheus text or OpenMetrics endpoint (`url = "http://127.0.0.1:9100/metrics"`).
     Prometheus,
+    /// Containers, through the Docker Engine API on a unix socket
+    /// (`url = "unix:///var/run/docker.sock"`, the default; podman's serves the same API).
+    Containers,
 }
 
 impl IntegrationType {
@@ -69,6 +75,7 @@ impl IntegrationType {
             IntegrationType::Postgresql => "postgresql",
             IntegrationType::Redis => "redis",
             IntegrationType::Prometheus => "prometheus",
+            IntegrationType::Containers => "containers",
         }
     }
 
@@ -78,6 +85,7 @@ impl IntegrationType {
             "postgresql" => Some(IntegrationType::Postgresql),
             "redis" => Some(IntegrationType::Redis),
             "prometheus" => Some(IntegrationType::Prometheus),
+            "containers" => Some(IntegrationType::Containers),
             _ => None,
         }
     }
@@ -89,6 +97,7 @@ impl IntegrationType {
             // No `rediss`: the agent's Redis client is built without TLS.
             IntegrationType::Redis => &["redis"],
             IntegrationType::Prometheus => &["http", "https"],
+            IntegrationType::Containers => &["unix"],
         }
     }
 }
@@ -127,6 +136,8 @@ struct RawIntegration {
     access_log: Option<String>,
     #[serde(default)]
     log_format: Option<String>,
+    #[serde(default)]
+    logs: Option<bool>,
 }
 
 /// How an nginx access log's lines are written (`log_format`).
@@ -186,6 +197,9 @@ pub struct IntegrationConfig {
     /// entry tails, counted by status class, bytes and `$request_time`. `log_format` is
     /// `"combined"` (the default) or `"json"`. Default none.
     pub access_log: Option<AccessLog>,
+    /// `logs` (`containers` only): ship every container's output (stdout and stderr) as log
+    /// lines, resumed after restarts without loss or duplicates. Default false.
+    pub logs: bool,
 }
 
 /// Default `max_body_bytes`: 8 MiB (node_exporter's page is about 100 KiB).
@@ -212,6 +226,7 @@ impl fmt::Debug for IntegrationConfig {
             .field("max_body_bytes", &self.max_body_bytes)
             .field("max_series", &self.max_series)
             .field("access_log", &self.access_log)
+            .field("logs", &self.logs)
             .finish()
     }
 }
@@ -277,7 +292,21 @@ fn resolve(
             "must not be empty (leave it out for the type)".into(),
         ));
     }
-    match (&raw.url, kind) {
+    let url = match (raw.url.clone(), kind) {
+        (None, Some(IntegrationType::Containers)) => Some(DEFAULT_CONTAINERS_URL.to_string()),
+        (u, _) => u,
+    };
+    match (&url, kind) {
+        (Some(u), Some(IntegrationType::Containers)) => match url::Url::parse(u) {
+            Ok(p)
+                if p.scheme() == "unix"
+                    && p.path().starts_with('/')
+                    && p.host_str().is_none_or(str::is_empty) => {}
+            _ => out.push((
+                "url",
+                format!("{u:?}: expected a unix socket's path, as \"{DEFAULT_CONTAINERS_URL}\""),
+            )),
+        },
         (None, Some(k)) => out.push(("url", format!("is required for type {:?}", k.as_str()))),
         (Some(u), Some(k)) => match url::Url::parse(u) {
             Ok(p) if k.schemes().contains(&p.scheme()) => {}
@@ -360,8 +389,11 @@ fn resolve(
             _ => {}
         }
     }
+    if raw.logs.is_some() && kind.is_some() && kind != Some(IntegrationType::Containers) {
+        out.push(("logs", "is for type \"containers\" only".into()));
+    }
     let access_log = access_log(&raw, kind, logs, &mut out);
-    let resolved = match (kind, raw.url) {
+    let resolved = match (kind, url) {
         (Some(kind), Some(url)) if out.is_empty() => Some(IntegrationConfig {
             kind,
             name: raw.name.unwrap_or_else(|| kind.as_str().to_string()),
@@ -374,6 +406,7 @@ fn resolve(
             max_body_bytes: raw.max_body_bytes.unwrap_or(DEFAULT_MAX_BODY_BYTES),
             max_series: raw.max_series.unwrap_or(DEFAULT_MAX_SERIES),
             access_log,
+            logs: raw.logs.unwrap_or(false),
         }),
         _ => None,
     };
@@ -483,19 +516,11 @@ mod tests {
 
     #[test]
     fn types_not_implemented_are_refused_with_the_implemented_ones() {
-        let e = err("[[integrations]]\ntype = \"containers\"\nurl = \"unix:///d.sock\"\n");
-        assert!(
-            e.contains(
-                "integrations[0].type: type \"containers\" is not implemented yet: this agent \
-                 has redis, nginx, prometheus, postgresql"
-            ),
-            "{e}"
-        );
         let e = err("[[integrations]]\ntype = \"memcached\"\nurl = \"x://h\"\n");
         assert!(
             e.contains(
                 "type: unknown type \"memcached\": this agent has redis, nginx, prometheus, \
-                 postgresql"
+                 postgresql, containers"
             ),
             "{e}"
         );
@@ -616,6 +641,36 @@ mod tests {
              access_log = \"/var/log/nginx/a.log\"\n{logs}"
         ));
         assert!(e.contains("access_log: is for type \"nginx\" only"), "{e}");
+    }
+
+    #[test]
+    fn a_containers_integration_takes_the_docker_socket_by_default_and_logs_on_demand() {
+        let c = parse("[[integrations]]\ntype = \"containers\"\n").unwrap();
+        let i = &c.integrations[0];
+        assert_eq!(
+            (i.name.as_str(), i.url.as_str(), i.logs),
+            ("containers", "unix:///var/run/docker.sock", false)
+        );
+        let c = parse(
+            "[[integrations]]\ntype = \"containers\"\nurl = \"unix:///run/podman/podman.sock\"\n\
+             logs = true\n",
+        )
+        .unwrap();
+        assert_eq!(
+            (c.integrations[0].url.as_str(), c.integrations[0].logs),
+            ("unix:///run/podman/podman.sock", true)
+        );
+        for bad in ["http://h:2375", "unix://host/d.sock", "unix:d.sock"] {
+            let e = err(&format!(
+                "[[integrations]]\ntype = \"containers\"\nurl = \"{bad}\"\n"
+            ));
+            assert!(
+                e.contains("integrations[0].url: ") && e.contains("expected a unix socket's path"),
+                "{bad}: {e}"
+            );
+        }
+        let e = err("[[integrations]]\ntype = \"redis\"\nurl = \"redis://h:1\"\nlogs = true\n");
+        assert!(e.contains("logs: is for type \"containers\" only"), "{e}");
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! `[[integrations]]`: metrics the agent reads from services on its server, each on its own
 //! interval, shipped through the spool like host metrics. This module is the scheduler; each
-//! type is one file ([`nginx`], [`postgresql`], [`prometheus`], [`redis`]).
+//! type is one file or folder ([`containers`], [`nginx`], [`postgresql`], [`prometheus`],
+//! [`redis`]).
 //!
 //! Every read is bounded by the integration's `timeout`. Each read also gives
 //! `lookout.integration.up` (gauge, 1 read / 0 not), labelled `integration` (its name) and
@@ -9,12 +10,14 @@
 //! again: a peer down for an hour is two lines, not 240. Every sample of an integration carries
 //! `integration = <name>` and its `labels`.
 
+pub mod containers;
 pub mod nginx;
 pub mod postgresql;
 pub mod prometheus;
 pub mod redis;
 
 use std::collections::BTreeMap;
+use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -49,11 +52,13 @@ pub enum ReadError {
 }
 
 /// Starts one task per integration; they stop with `stop`. The access logs' taps replace those
-/// in `taps`.
+/// in `taps`. `logs_dir`: where log positions are kept (a `containers` integration's with
+/// `logs = true` go in `containers-<name>` there).
 pub fn spawn(
     configs: &[IntegrationConfig],
     spool: Arc<Spool>,
     taps: &Taps,
+    logs_dir: &Path,
     stop: &CancellationToken,
 ) {
     let mut tapped: Vec<Tapped> = Vec::new();
@@ -63,6 +68,16 @@ pub fn spawn(
             let tap = Arc::new(nginx::access::AccessTap::new(a.format));
             s.access = Some(tap.clone());
             tapped.push((a.path.clone().into(), tap));
+        }
+        if let (Ok(Source::Containers(s)), true) = (&mut source, c.logs) {
+            let dir = logs_dir.join(format!("containers-{}", c.name));
+            let api = s.api().clone();
+            s.logs = Some(containers::logs::Logs::new(
+                api,
+                &dir,
+                spool.clone(),
+                stop.child_token(),
+            ));
         }
         tokio::spawn(run(c.clone(), source, spool.clone(), stop.clone()));
     }
@@ -77,6 +92,7 @@ enum Source {
     Prometheus(prometheus::Source),
     // Boxed: its connect options are larger still.
     Postgresql(Box<postgresql::Source>),
+    Containers(Box<containers::Source>),
 }
 
 impl Source {
@@ -90,6 +106,9 @@ impl Source {
             IntegrationType::Postgresql => Ok(Source::Postgresql(Box::new(
                 postgresql::Source::new(&c.url, c.timeout)?,
             ))),
+            IntegrationType::Containers => {
+                Ok(Source::Containers(Box::new(containers::Source::new(&c.url)?)))
+            }
         }
     }
 
@@ -128,6 +147,16 @@ impl Source {
             Source::Prometheus(s) => {
                 let scrape = s.scrape().await?;
                 Ok(prometheus::samples(&scrape, time, labels))
+            }
+            Source::Containers(s) => {
+                let reading = s.read().await?;
+                if reading.skipped > 0 {
+                    tracing::debug!(
+                        containers = reading.skipped,
+                        "containers past the bound left"
+                    );
+                }
+                Ok(s.samples(&reading, time, labels))
             }
         }
     }

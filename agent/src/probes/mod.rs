@@ -1,14 +1,16 @@
 //! Probes: run one check once and say what happened.
 //!
 //! Parts: [`http`], [`tcp`], [`tls`], [`dns`], [`icmp`], [`postgres`], [`redis`], [`smtp`],
-//! [`grpc`], [`websocket`], [`domain`] (one per check type), and [`net`] (resolving in the system's order, connecting, the TLS handshake
-//! that reads a chain whether or not it verifies). Each probe is bounded by its check's
+//! [`grpc`], [`websocket`], [`domain`], [`container`] (one per check type), and [`net`]
+//! (resolving in the system's order, connecting, the TLS handshake that reads a chain whether
+//! or not it verifies). Each probe is bounded by its check's
 //! `timeout` and reports failures as results, never as errors: a probe that cannot even start (a
 //! bad URL, say) is a failed result that says why. Each type's `probe` fills an [`Outcome`] with
 //! what it observed and returns why it failed, if it did. After the type's own test, the check's
 //! conditions are evaluated against what the probe observed; every failing one is reported with
 //! the value found.
 
+pub mod container;
 pub mod dns;
 pub mod domain;
 pub mod grpc;
@@ -101,6 +103,7 @@ impl Prober {
                         websocket::probe(&self.tls, &self.user_agent, check, &mut out).await
                     }
                     CheckType::Domain => self.rdap.probe(check, &mut out).await,
+                    CheckType::Container => container::probe(check, &mut out).await,
                 };
                 out.error = done.err();
                 out

@@ -306,6 +306,7 @@ fn config(url: String, max_body_bytes: usize) -> lookout_config::IntegrationConf
         max_body_bytes,
         max_series: 10,
         access_log: None,
+        logs: false,
     }
 }
 
