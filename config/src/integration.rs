@@ -48,6 +48,12 @@ pub const RESERVED_LABELS: &[&str] = &[
     "replica",
     "state",
     "operation",
+    "container",
+    "image",
+    "compose_project",
+    "compose_service",
+    "status",
+    "direction",
 ];
 
 /// Which integration.

@@ -179,4 +179,69 @@ mod tests {
         assert_eq!(api_message(br#"{"message":"no such container"}"#), "no such container");
         assert_eq!(api_message(&[b'x'; 300]).len(), 200);
     }
+
+    /// A socket answering each connection with `answer` (a whole HTTP/1.1 response).
+    fn serve(dir: &Path, answer: Vec<u8>) -> Api {
+        use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+        let socket = dir.join("api.sock");
+        let listener = tokio::net::UnixListener::bind(&socket).unwrap();
+        tokio::spawn(async move {
+            while let Ok((mut s, _)) = listener.accept().await {
+                let answer = answer.clone();
+                tokio::spawn(async move {
+                    let mut buf = [0u8; 4096];
+                    let _ = s.read(&mut buf).await;
+                    let _ = s.write_all(&answer).await;
+                });
+            }
+        });
+        Api::new(&format!("unix://{}", socket.display())).unwrap()
+    }
+
+    #[tokio::test]
+    async fn an_answer_past_its_bound_or_an_error_status_is_an_error_saying_so() {
+        let dir = tempfile::tempdir().unwrap();
+        let body = format!("[{}]", vec!["{}"; 5000].join(","));
+        let api = serve(
+            dir.path(),
+            format!(
+                "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+                body.len()
+            )
+            .into_bytes(),
+        );
+        let e = api
+            .json::<Vec<serde_json::Value>>("/containers/json?all=1", 1000)
+            .await
+            .unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "/containers/json?all=1 answered more than 1000 bytes"
+        );
+        let all: Vec<serde_json::Value> = api.json("/containers/json", 1 << 20).await.unwrap();
+        assert_eq!(all.len(), 5000);
+
+        let dir = tempfile::tempdir().unwrap();
+        let msg = r#"{"message":"no container with name or ID \"web\" found: no such container","response":404}"#;
+        let api = serve(
+            dir.path(),
+            format!(
+                "HTTP/1.1 404 Not Found\r\nContent-Length: {}\r\n\r\n{msg}",
+                msg.len()
+            )
+            .into_bytes(),
+        );
+        let e = api
+            .json::<serde_json::Value>("/containers/web/json", 1000)
+            .await
+            .unwrap_err();
+        assert!(matches!(e, ApiError::Status { status: 404, .. }), "{e:?}");
+        assert_eq!(
+            e.to_string(),
+            "/containers/web/json answered 404: no container with name or ID \"web\" found: no such container"
+        );
+        let gone = Api::new(&format!("unix://{}/none.sock", dir.path().display())).unwrap();
+        let e = gone.json::<serde_json::Value>("/_ping", 10).await.unwrap_err();
+        assert!(matches!(e, ApiError::Connect { .. }), "{e:?}");
+    }
 }
