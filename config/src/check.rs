@@ -397,7 +397,11 @@ impl CheckConfig {
                 &[Http, Postgres, Redis, Grpc, Websocket],
             ),
         let set: [(&'static str, bool, &[CheckType]); 16] = [
-            ("url", self.url.is_some(), &[Http, Postgres, Redis, Container]),
+            (
+                "url",
+                self.url.is_some(),
+                &[Http, Postgres, Redis, Container],
+            ),
             ("method", self.method.is_some(), &[Http]),
             ("expected_status", !self.expected_status.is_empty(), &[Http]),
             ("headers", !self.headers.is_empty(), &[Http, Websocket]),
@@ -458,7 +462,9 @@ impl CheckConfig {
             return;
         }
         for (key, v) in keys {
-            if v.as_deref().is_some_and(|v| v.trim().is_empty() || v.len() > 255) {
+            if v.as_deref()
+                .is_some_and(|v| v.trim().is_empty() || v.len() > 255)
+            {
                 out.push((key, "expected 1 to 255 characters".to_string()));
             }
         }
@@ -484,7 +490,9 @@ impl CheckConfig {
                 Ok(p) if p.scheme() == "unix" && p.path().starts_with('/') => {}
                 _ => out.push((
                     "url",
-                    format!("{u:?}: expected a unix socket's path, as \"unix:///var/run/docker.sock\""),
+                    format!(
+                        "{u:?}: expected a unix socket's path, as \"unix:///var/run/docker.sock\""
+                    ),
                 )),
             }
         }
@@ -743,7 +751,10 @@ mod tests {
     fn a_container_check_names_one_container_or_service_on_a_unix_socket() {
         use serde_json::json;
         for (v, expected) in [
-            (json!({"name": "a", "type": "container", "container": "web"}), vec![]),
+            (
+                json!({"name": "a", "type": "container", "container": "web"}),
+                vec![],
+            ),
             (
                 json!({"name": "a", "type": "container", "compose_service": "web",
                        "compose_project": "shop", "url": "unix:///run/podman/podman.sock"}),

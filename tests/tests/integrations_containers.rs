@@ -270,13 +270,31 @@ async fn containers_are_measured_their_lines_shipped_once_and_checked() {
     ];
     let volume = format!("{}:/data", data.display());
     run(&[
-        "run", "-d", "--name", &name, "--network=host", "--label", &labels[0], "--label",
-        &labels[1], "--restart=on-failure:4", "-v", &volume, BASE, "sh", "-c", &script,
+        "run",
+        "-d",
+        "--name",
+        &name,
+        "--network=host",
+        "--label",
+        &labels[0],
+        "--label",
+        &labels[1],
+        "--restart=on-failure:4",
+        "-v",
+        &volume,
+        BASE,
+        "sh",
+        "-c",
+        &script,
     ]);
-    eventually("podman says it restarted 4 times and exited", WAIT, || async {
-        let s = pm.inspect(&name, "{{.RestartCount}} {{.State.Status}}");
-        Ok((s == "4 exited").then_some(()))
-    })
+    eventually(
+        "podman says it restarted 4 times and exited",
+        WAIT,
+        || async {
+            let s = pm.inspect(&name, "{{.RestartCount}} {{.State.Status}}");
+            Ok((s == "4 exited").then_some(()))
+        },
+    )
     .await
     .unwrap();
     let diagnose = |agent: &Daemon| {
@@ -310,7 +328,13 @@ async fn containers_are_measured_their_lines_shipped_once_and_checked() {
     }
     assert_eq!(printed(&data), RUNS * PER_RUN);
     eventually("every line of the 5 runs stored once", WAIT, || async {
-        Ok(exactly_once(&stored_lines(dir.path()).await, RUNS * PER_RUN, &project, &name).ok())
+        Ok(exactly_once(
+            &stored_lines(dir.path()).await,
+            RUNS * PER_RUN,
+            &project,
+            &name,
+        )
+        .ok())
     })
     .await
     .unwrap_or_else(|e| {
@@ -331,9 +355,13 @@ async fn containers_are_measured_their_lines_shipped_once_and_checked() {
     .await
     .unwrap_or_else(|e| panic!("{e}\n{}", diagnose(&agent)));
     for check in ["web-service", "web-by-name"] {
-        eventually(&format!("{check} down: the container exited"), WAIT, || async {
-            Ok((check_status(&base, check).await?.as_deref() == Some("down")).then_some(()))
-        })
+        eventually(
+            &format!("{check} down: the container exited"),
+            WAIT,
+            || async {
+                Ok((check_status(&base, check).await?.as_deref() == Some("down")).then_some(()))
+            },
+        )
         .await
         .unwrap_or_else(|e| panic!("{e}\n{}", diagnose(&agent)));
     }
@@ -352,14 +380,31 @@ async fn containers_are_measured_their_lines_shipped_once_and_checked() {
         "com.docker.compose.service=web".to_string(),
     ];
     run(&[
-        "run", "-d", "--name", &name, "--network=host", "--label", &labels_args[0], "--label",
-        &labels_args[1], "--health-cmd", "true", "-v", &volume, BASE, "sh", "-c", &slow,
+        "run",
+        "-d",
+        "--name",
+        &name,
+        "--network=host",
+        "--label",
+        &labels_args[0],
+        "--label",
+        &labels_args[1],
+        "--health-cmd",
+        "true",
+        "-v",
+        &volume,
+        BASE,
+        "sh",
+        "-c",
+        &slow,
     ]);
     agent = lookout_tests::start_agent(&config).unwrap();
     let first = RUNS * PER_RUN;
     eventually("some of the replacement's lines stored", WAIT, || async {
         let stored = stored_lines(dir.path()).await;
-        Ok(stored.contains_key(&format!("seq {}", first + 10)).then_some(()))
+        Ok(stored
+            .contains_key(&format!("seq {}", first + 10))
+            .then_some(()))
     })
     .await
     .unwrap_or_else(|e| panic!("{e}\n{}", diagnose(&agent)));
@@ -372,9 +417,11 @@ async fn containers_are_measured_their_lines_shipped_once_and_checked() {
     })
     .await
     .unwrap();
-    eventually("every line stored once, through the replacement and two agent restarts", WAIT, || async {
-        Ok(exactly_once(&stored_lines(dir.path()).await, total, &project, &name).ok())
-    })
+    eventually(
+        "every line stored once, through the replacement and two agent restarts",
+        WAIT,
+        || async { Ok(exactly_once(&stored_lines(dir.path()).await, total, &project, &name).ok()) },
+    )
     .await
     .unwrap_or_else(|e| {
         let got = futures_lite_block(stored_lines(dir.path()));
@@ -403,9 +450,13 @@ async fn containers_are_measured_their_lines_shipped_once_and_checked() {
         .unwrap_or_else(|e| panic!("{e}\n{}", diagnose(&agent)));
     }
     for check in ["web-service", "web-by-name"] {
-        eventually(&format!("{check} up: running and healthy"), WAIT, || async {
-            Ok((check_status(&base, check).await?.as_deref() == Some("up")).then_some(()))
-        })
+        eventually(
+            &format!("{check} up: running and healthy"),
+            WAIT,
+            || async {
+                Ok((check_status(&base, check).await?.as_deref() == Some("up")).then_some(()))
+            },
+        )
         .await
         .unwrap_or_else(|e| panic!("{e}\n{}", diagnose(&agent)));
     }

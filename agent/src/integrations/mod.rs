@@ -106,9 +106,9 @@ impl Source {
             IntegrationType::Postgresql => Ok(Source::Postgresql(Box::new(
                 postgresql::Source::new(&c.url, c.timeout)?,
             ))),
-            IntegrationType::Containers => {
-                Ok(Source::Containers(Box::new(containers::Source::new(&c.url)?)))
-            }
+            IntegrationType::Containers => Ok(Source::Containers(Box::new(
+                containers::Source::new(&c.url)?,
+            ))),
         }
     }
 

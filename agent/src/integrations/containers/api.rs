@@ -176,7 +176,10 @@ mod tests {
         assert_eq!(safe_id("ab12"), Some("ab12"));
         assert_eq!(safe_id("../info"), None);
         assert_eq!(safe_id(""), None);
-        assert_eq!(api_message(br#"{"message":"no such container"}"#), "no such container");
+        assert_eq!(
+            api_message(br#"{"message":"no such container"}"#),
+            "no such container"
+        );
         assert_eq!(api_message(&[b'x'; 300]).len(), 200);
     }
 
@@ -241,7 +244,10 @@ mod tests {
             "/containers/web/json answered 404: no container with name or ID \"web\" found: no such container"
         );
         let gone = Api::new(&format!("unix://{}/none.sock", dir.path().display())).unwrap();
-        let e = gone.json::<serde_json::Value>("/_ping", 10).await.unwrap_err();
+        let e = gone
+            .json::<serde_json::Value>("/_ping", 10)
+            .await
+            .unwrap_err();
         assert!(matches!(e, ApiError::Connect { .. }), "{e:?}");
     }
 }

@@ -57,7 +57,8 @@ impl Mark {
     pub fn cursor(&self) -> String {
         format!(
             "{} {}",
-            self.time.to_rfc3339_opts(chrono::SecondsFormat::Nanos, true),
+            self.time
+                .to_rfc3339_opts(chrono::SecondsFormat::Nanos, true),
             self.count
         )
     }
@@ -262,9 +263,8 @@ impl Follower {
         let mark = saved.or(self.start.map(|time| Mark { time, count: 0 }));
         // A second early: the engine's `since` is whole seconds, inclusive or not by engine.
         let since = mark.map_or(0, |m| m.time.timestamp() - 1).max(0);
-        let path = format!(
-            "/containers/{id}/logs?follow=1&stdout=1&stderr=1&timestamps=1&since={since}"
-        );
+        let path =
+            format!("/containers/{id}/logs?follow=1&stdout=1&stderr=1&timestamps=1&since={since}");
         let mut body = self
             .api
             .get(&path)
@@ -392,7 +392,10 @@ mod tests {
         assert_eq!(d.mark, Some(Mark { time: b, count: 2 }));
         // Read again from that mark: nothing is new but what comes after.
         let mut again = Dedup::new(d.mark);
-        let seen: Vec<bool> = [a, a, a, b, b, b].into_iter().map(|x| again.is_new(x)).collect();
+        let seen: Vec<bool> = [a, a, a, b, b, b]
+            .into_iter()
+            .map(|x| again.is_new(x))
+            .collect();
         assert_eq!(seen, [false, false, false, false, false, true]);
         let m = again.mark.unwrap();
         assert_eq!(Mark::parse(&m.cursor()), Some(m));
@@ -409,6 +412,9 @@ mod tests {
         let (time, text) = split_timestamp(b"2026-12-07T11:00:00.1+01:00 x");
         assert_eq!(time, Some(t("2026-12-07T10:00:00.1Z")));
         assert_eq!(text, "x");
-        assert_eq!(split_timestamp(b"no time here"), (None, "no time here".into()));
+        assert_eq!(
+            split_timestamp(b"no time here"),
+            (None, "no time here".into())
+        );
     }
 }

@@ -189,7 +189,12 @@ impl Source {
             };
             let (gauge, counter) = (MetricType::Gauge, MetricType::Counter);
             if let Some(i) = &c.inspect {
-                push("container.running", f64::from(u8::from(i.state.running)), gauge, None);
+                push(
+                    "container.running",
+                    f64::from(u8::from(i.state.running)),
+                    gauge,
+                    None,
+                );
                 push("container.restarts", i.restart_count as f64, counter, None);
                 push("container.exit_code", i.state.exit_code as f64, gauge, None);
                 let health = i.health();
@@ -218,8 +223,18 @@ impl Source {
                 push("container.memory.limit", m as f64, gauge, None);
             }
             if let Some((rx, tx)) = s.network() {
-                push("container.network.io", rx as f64, counter, Some(("direction", "receive")));
-                push("container.network.io", tx as f64, counter, Some(("direction", "transmit")));
+                push(
+                    "container.network.io",
+                    rx as f64,
+                    counter,
+                    Some(("direction", "receive")),
+                );
+                push(
+                    "container.network.io",
+                    tx as f64,
+                    counter,
+                    Some(("direction", "transmit")),
+                );
             }
         }
         // Only the containers of this read: a removed one's figure is forgotten.

@@ -141,7 +141,10 @@ impl Lines {
             self.line.extend_from_slice(&part[..part.len().min(room)]);
             match ended {
                 Some(next) => {
-                    out.push((std::mem::take(&mut self.line), std::mem::take(&mut self.cut)));
+                    out.push((
+                        std::mem::take(&mut self.line),
+                        std::mem::take(&mut self.cut),
+                    ));
                     bytes = &bytes[next..];
                 }
                 None => bytes = &[],
@@ -151,8 +154,12 @@ impl Lines {
 
     /// The last line, when the stream ended without its `\n`.
     pub fn finish(&mut self) -> Option<Line> {
-        (!self.line.is_empty())
-            .then(|| (std::mem::take(&mut self.line), std::mem::take(&mut self.cut)))
+        (!self.line.is_empty()).then(|| {
+            (
+                std::mem::take(&mut self.line),
+                std::mem::take(&mut self.cut),
+            )
+        })
     }
 }
 

@@ -36,8 +36,14 @@ fn the_list_gives_names_images_states_and_compose_labels() {
         (web.compose_project(), web.compose_service()),
         (Some("shop"), Some("web"))
     );
-    assert_eq!((exit.compose_project(), exit.compose_service()), (None, None));
-    assert_eq!(source(web, Stream::Stderr), "container:shop/web/fx-web/stderr");
+    assert_eq!(
+        (exit.compose_project(), exit.compose_service()),
+        (None, None)
+    );
+    assert_eq!(
+        source(web, Stream::Stderr),
+        "container:shop/web/fx-web/stderr"
+    );
     assert_eq!(source(exit, Stream::Stdout), "container:fx-exit/stdout");
     // Engines that write null for no labels.
     let bare: Vec<Listed> =
@@ -70,7 +76,9 @@ fn samples_carry_the_container_labels_and_the_inspect_and_stats_figures() {
                 let web = c.name() == "fx-web";
                 Seen {
                     listed: c.clone(),
-                    inspect: Some(serde_json::from_str(if web { HEALTHY } else { EXITED }).unwrap()),
+                    inspect: Some(
+                        serde_json::from_str(if web { HEALTHY } else { EXITED }).unwrap(),
+                    ),
                     stats: web.then(|| stats.clone()),
                 }
             })
@@ -94,29 +102,64 @@ fn samples_carry_the_container_labels_and_the_inspect_and_stats_figures() {
     assert_eq!(value("container.exit_code", "fx-exit", None), Some(3.0));
     assert_eq!(value("container.running", "fx-exit", None), Some(0.0));
     assert_eq!(value("container.running", "fx-web", None), Some(1.0));
-    assert_eq!(value("container.health", "fx-web", Some(("status", "healthy"))), Some(1.0));
-    assert_eq!(value("container.health", "fx-web", Some(("status", "none"))), Some(0.0));
-    assert_eq!(value("container.health", "fx-exit", Some(("status", "none"))), Some(1.0));
-    assert_eq!(value("container.memory.usage", "fx-web", None), Some(2_908_160.0));
-    assert_eq!(value("container.memory.limit", "fx-web", None), Some(25_276_182_528.0));
-    assert_eq!(value("container.cpu.time", "fx-web", None), Some(0.062_303_331));
     assert_eq!(
-        value("container.network.io", "fx-web", Some(("direction", "receive"))),
+        value("container.health", "fx-web", Some(("status", "healthy"))),
+        Some(1.0)
+    );
+    assert_eq!(
+        value("container.health", "fx-web", Some(("status", "none"))),
+        Some(0.0)
+    );
+    assert_eq!(
+        value("container.health", "fx-exit", Some(("status", "none"))),
+        Some(1.0)
+    );
+    assert_eq!(
+        value("container.memory.usage", "fx-web", None),
+        Some(2_908_160.0)
+    );
+    assert_eq!(
+        value("container.memory.limit", "fx-web", None),
+        Some(25_276_182_528.0)
+    );
+    assert_eq!(
+        value("container.cpu.time", "fx-web", None),
+        Some(0.062_303_331)
+    );
+    assert_eq!(
+        value(
+            "container.network.io",
+            "fx-web",
+            Some(("direction", "receive"))
+        ),
         Some(0.0)
     );
     // No stats for a stopped container, and no CPU usage before a second reading.
     assert_eq!(value("container.memory.usage", "fx-exit", None), None);
     assert_eq!(value("container.cpu.usage", "fx-web", None), None);
-    let web = samples.iter().find(|s| s.labels["container"] == "fx-web").unwrap();
+    let web = samples
+        .iter()
+        .find(|s| s.labels["container"] == "fx-web")
+        .unwrap();
     assert_eq!(web.labels["compose_project"], "shop");
     assert_eq!(web.labels["compose_service"], "web");
-    assert_eq!(web.labels["image"], "docker.io/library/debian:bookworm-slim");
+    assert_eq!(
+        web.labels["image"],
+        "docker.io/library/debian:bookworm-slim"
+    );
     assert_eq!(web.labels["integration"], "containers");
-    let exit = samples.iter().find(|s| s.labels["container"] == "fx-exit").unwrap();
+    let exit = samples
+        .iter()
+        .find(|s| s.labels["container"] == "fx-exit")
+        .unwrap();
     assert!(!exit.labels.contains_key("compose_service"));
     // A second reading gives the CPU used between the two, in cores.
     let samples = source.samples(&reading, Utc::now(), &labels);
-    assert!(samples.iter().any(|s| s.name == "container.cpu.usage" && s.value == 0.0));
+    assert!(
+        samples
+            .iter()
+            .any(|s| s.name == "container.cpu.usage" && s.value == 0.0)
+    );
 }
 
 #[test]
@@ -129,7 +172,10 @@ fn the_captured_log_stream_gives_each_line_once_in_order_with_its_stream() {
         demux.push(chunk);
         while let Some((stream, payload)) = demux.next_frame().unwrap() {
             let mut out = Vec::new();
-            lines.entry(stream.as_str()).or_default().push(&payload, &mut out);
+            lines
+                .entry(stream.as_str())
+                .or_default()
+                .push(&payload, &mut out);
             for (bytes, _) in out {
                 let (time, text) = split_timestamp(&bytes);
                 got.push((stream, time.unwrap(), text));
@@ -143,7 +189,12 @@ fn the_captured_log_stream_gives_each_line_once_in_order_with_its_stream() {
         .collect();
     assert_eq!(texts, expected);
     assert!(got.iter().step_by(2).all(|(s, _, _)| *s == Stream::Stdout));
-    assert!(got.iter().skip(1).step_by(2).all(|(s, _, _)| *s == Stream::Stderr));
+    assert!(
+        got.iter()
+            .skip(1)
+            .step_by(2)
+            .all(|(s, _, _)| *s == Stream::Stderr)
+    );
     // podman's timestamps are whole seconds: many lines share one. Read again from the mark
     // after the 5th line, only the 11 after it are new.
     let mut d = Dedup::new(None);
@@ -156,7 +207,10 @@ fn the_captured_log_stream_gives_each_line_once_in_order_with_its_stream() {
         .filter(|(_, t, _)| again.is_new(*t))
         .map(|(_, _, text)| text.as_str())
         .collect();
-    assert_eq!(new, expected[5..].iter().map(String::as_str).collect::<Vec<_>>());
+    assert_eq!(
+        new,
+        expected[5..].iter().map(String::as_str).collect::<Vec<_>>()
+    );
 }
 
 #[test]
