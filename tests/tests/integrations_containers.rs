@@ -210,6 +210,35 @@ fn agent_toml(dir: &Path, base: &str, url: &str, project: &str, name: &str) -> P
     path
 }
 
+/// Waits until both `container` checks are `status` (`why` says what for).
+async fn checks_are(base: &str, status: &str, why: &str, diagnose: impl Fn() -> String) {
+    for check in ["web-service", "web-by-name"] {
+        eventually(&format!("{check} {why}"), WAIT, || async {
+            Ok((check_status(base, check).await?.as_deref() == Some(status)).then_some(()))
+        })
+        .await
+        .unwrap_or_else(|e| panic!("{e}\n{}", diagnose()));
+    }
+}
+
+/// Waits until each (metric, more labels, value) is stored with `labels` and those.
+async fn stored_are(
+    base: &str,
+    labels: &str,
+    want: &[(&str, &str, f64)],
+    diagnose: impl Fn() -> String,
+) {
+    for (metric, extra, want) in want {
+        let labels = format!("{labels}{extra}");
+        eventually(&format!("{metric} {labels} = {want}"), WAIT, || async {
+            let got = last_value(base, "web-1", metric, &labels).await?;
+            Ok((got == Some(*want)).then_some(()))
+        })
+        .await
+        .unwrap_or_else(|e| panic!("{e}\n{}", diagnose()));
+    }
+}
+
 /// Stops the agent as a service manager would, and waits for it.
 fn stop(mut agent: Daemon) {
     agent.signal("TERM").unwrap();
@@ -312,20 +341,14 @@ async fn containers_are_measured_their_lines_shipped_once_and_checked() {
         h => h.to_string(),
     };
     let labels = format!("container={name},compose_service=web,compose_project={project}");
-    for (metric, extra, want) in [
-        ("container.restarts", String::new(), restarts),
-        ("container.exit_code", String::new(), exit_code),
-        ("container.running", String::new(), 0.0),
-        ("container.health", format!(",status={health}"), 1.0),
-    ] {
-        let labels = format!("{labels}{extra}");
-        eventually(&format!("{metric} {labels} = {want}"), WAIT, || async {
-            let got = last_value(&base, "web-1", metric, &labels).await?;
-            Ok((got == Some(want)).then_some(()))
-        })
-        .await
-        .unwrap_or_else(|e| panic!("{e}\n{}", diagnose(&agent)));
-    }
+    let health = format!(",status={health}");
+    let want = [
+        ("container.restarts", "", restarts),
+        ("container.exit_code", "", exit_code),
+        ("container.running", "", 0.0),
+        ("container.health", health.as_str(), 1.0),
+    ];
+    stored_are(&base, &labels, &want, || diagnose(&agent)).await;
     assert_eq!(printed(&data), RUNS * PER_RUN);
     eventually("every line of the 5 runs stored once", WAIT, || async {
         Ok(exactly_once(
@@ -354,17 +377,10 @@ async fn containers_are_measured_their_lines_shipped_once_and_checked() {
     })
     .await
     .unwrap_or_else(|e| panic!("{e}\n{}", diagnose(&agent)));
-    for check in ["web-service", "web-by-name"] {
-        eventually(
-            &format!("{check} down: the container exited"),
-            WAIT,
-            || async {
-                Ok((check_status(&base, check).await?.as_deref() == Some("down")).then_some(()))
-            },
-        )
-        .await
-        .unwrap_or_else(|e| panic!("{e}\n{}", diagnose(&agent)));
-    }
+    checks_are(&base, "down", "down: the container exited", || {
+        diagnose(&agent)
+    })
+    .await;
 
     // Replaced while the agent is stopped: a new container, same name and Compose labels,
     // printing 40 more lines slowly, with a health check.
@@ -435,31 +451,14 @@ async fn containers_are_measured_their_lines_shipped_once_and_checked() {
     // podman runs health checks from systemd timers, which this machine has not: run it.
     run(&["healthcheck", "run", &name]);
     assert_eq!(pm.inspect(&name, "{{.State.Health.Status}}"), "healthy");
-    for (metric, extra, want) in [
+    let want = [
         ("container.running", "", 1.0),
         ("container.restarts", "", 0.0),
         ("container.health", ",status=healthy", 1.0),
         ("container.health", ",status=starting", 0.0),
-    ] {
-        let labels = format!("{labels}{extra}");
-        eventually(&format!("{metric} {labels} = {want}"), WAIT, || async {
-            let got = last_value(&base, "web-1", metric, &labels).await?;
-            Ok((got == Some(want)).then_some(()))
-        })
-        .await
-        .unwrap_or_else(|e| panic!("{e}\n{}", diagnose(&agent)));
-    }
-    for check in ["web-service", "web-by-name"] {
-        eventually(
-            &format!("{check} up: running and healthy"),
-            WAIT,
-            || async {
-                Ok((check_status(&base, check).await?.as_deref() == Some("up")).then_some(()))
-            },
-        )
-        .await
-        .unwrap_or_else(|e| panic!("{e}\n{}", diagnose(&agent)));
-    }
+    ];
+    stored_are(&base, &labels, &want, || diagnose(&agent)).await;
+    checks_are(&base, "up", "up: running and healthy", || diagnose(&agent)).await;
     // Memory: the stored figure within a quarter (or 1 MB) of podman's, taken around it.
     let (usage, limit) = podman_memory(&name);
     let stored = |metric: &'static str| {
@@ -480,13 +479,7 @@ async fn containers_are_measured_their_lines_shipped_once_and_checked() {
     assert!(stored("container.cpu.time").await.unwrap() > 0.0);
 
     run(&["stop", "--time", "1", &name]);
-    for check in ["web-service", "web-by-name"] {
-        eventually(&format!("{check} down: stopped"), WAIT, || async {
-            Ok((check_status(&base, check).await?.as_deref() == Some("down")).then_some(()))
-        })
-        .await
-        .unwrap_or_else(|e| panic!("{e}\n{}", diagnose(&agent)));
-    }
+    checks_are(&base, "down", "down: stopped", || diagnose(&agent)).await;
     stop(agent);
     let socket = pm.socket.display().to_string();
     drop(pm);
