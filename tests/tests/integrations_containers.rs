@@ -210,6 +210,30 @@ fn agent_toml(dir: &Path, base: &str, url: &str, project: &str, name: &str) -> P
     path
 }
 
+/// Runs `script` in container `name` of Compose service `web` of `project`, with the test's
+/// folder `volume` (`host:/data`) and one more option (`option`).
+fn run_web(name: &str, project: &str, volume: &str, option: &str, script: &str) {
+    let project = format!("com.docker.compose.project={project}");
+    run(&[
+        "run",
+        "-d",
+        "--name",
+        name,
+        "--network=host",
+        "--label",
+        &project,
+        "--label",
+        "com.docker.compose.service=web",
+        option,
+        "-v",
+        volume,
+        BASE,
+        "sh",
+        "-c",
+        script,
+    ]);
+}
+
 /// Waits until both `container` checks are `status` (`why` says what for).
 async fn checks_are(base: &str, status: &str, why: &str, diagnose: impl Fn() -> String) {
     for check in ["web-service", "web-by-name"] {
@@ -293,29 +317,8 @@ async fn containers_are_measured_their_lines_shipped_once_and_checked() {
          if [ $((n % 2)) = 1 ]; then echo \"seq $n\"; else echo \"seq $n\" >&2; fi; \
          echo $n > /data/n; sleep 0.1; done; exit 3"
     );
-    let labels = [
-        format!("com.docker.compose.project={project}"),
-        "com.docker.compose.service=web".to_string(),
-    ];
     let volume = format!("{}:/data", data.display());
-    run(&[
-        "run",
-        "-d",
-        "--name",
-        &name,
-        "--network=host",
-        "--label",
-        &labels[0],
-        "--label",
-        &labels[1],
-        "--restart=on-failure:4",
-        "-v",
-        &volume,
-        BASE,
-        "sh",
-        "-c",
-        &script,
-    ]);
+    run_web(&name, &project, &volume, "--restart=on-failure:4", &script);
     eventually(
         "podman says it restarted 4 times and exited",
         WAIT,
@@ -391,29 +394,7 @@ async fn containers_are_measured_their_lines_shipped_once_and_checked() {
          if [ $((n % 2)) = 1 ]; then echo \"seq $n\"; else echo \"seq $n\" >&2; fi; \
          echo $n > /data/n; sleep 0.2; done; exec sleep infinity"
     );
-    let labels_args = [
-        format!("com.docker.compose.project={project}"),
-        "com.docker.compose.service=web".to_string(),
-    ];
-    run(&[
-        "run",
-        "-d",
-        "--name",
-        &name,
-        "--network=host",
-        "--label",
-        &labels_args[0],
-        "--label",
-        &labels_args[1],
-        "--health-cmd",
-        "true",
-        "-v",
-        &volume,
-        BASE,
-        "sh",
-        "-c",
-        &slow,
-    ]);
+    run_web(&name, &project, &volume, "--health-cmd=true", &slow);
     agent = lookout_tests::start_agent(&config).unwrap();
     let first = RUNS * PER_RUN;
     eventually("some of the replacement's lines stored", WAIT, || async {
