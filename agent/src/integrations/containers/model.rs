@@ -20,7 +20,7 @@ pub struct Listed {
     /// The container's id (hex).
     pub id: String,
     /// Its names, each with a leading `/`.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_none")]
     pub names: Vec<String>,
     /// The image as the container was created from it (`debian:bookworm-slim`).
     #[serde(default)]
@@ -183,6 +183,13 @@ impl Stats {
             })
         })
     }
+}
+
+fn null_as_none<'de, D>(d: D) -> Result<Vec<String>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+{
+    Ok(Option::<Vec<String>>::deserialize(d)?.unwrap_or_default())
 }
 
 fn null_as_empty<'de, D, T>(d: D) -> Result<BTreeMap<String, T>, D::Error>
