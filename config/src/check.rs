@@ -394,13 +394,7 @@ impl CheckConfig {
             (
                 "url",
                 self.url.is_some(),
-                &[Http, Postgres, Redis, Grpc, Websocket],
-            ),
-        let set: [(&'static str, bool, &[CheckType]); 16] = [
-            (
-                "url",
-                self.url.is_some(),
-                &[Http, Postgres, Redis, Container],
+                &[Http, Postgres, Redis, Grpc, Websocket, Container],
             ),
             ("method", self.method.is_some(), &[Http]),
             ("expected_status", !self.expected_status.is_empty(), &[Http]),
