@@ -6,6 +6,7 @@
 //! - [`scheduler`]: each check on its interval, following assignment changes;
 //! - [`host`]: host metrics (CPU, memory, filesystems, network, load);
 //! - [`integrations`]: `[[integrations]]`, metrics read from services on the server (Redis);
+//! - [`otlp`]: `[otlp]`, the OpenTelemetry receiver for the server's apps' metrics and logs;
 //! - [`spool`]: every record on disk until the collector has stored it;
 //! - [`shipper`]: batches, sends and retries with backoff;
 //! - [`client`]: HTTP to the collector, with failover;
@@ -30,6 +31,7 @@ pub mod host;
 pub mod integrations;
 pub mod local;
 pub mod logs;
+pub mod otlp;
 pub mod probe_once;
 pub mod probes;
 pub mod reload;
@@ -93,6 +95,8 @@ pub struct AgentSettings {
     pub fallback: Option<fallback::Settings>,
     /// `[[integrations]]`: services whose metrics are read.
     pub integrations: Vec<lookout_config::IntegrationConfig>,
+    /// `[otlp]`: the OpenTelemetry receiver; none: off.
+    pub otlp: Option<lookout_config::OtlpConfig>,
 }
 
 impl From<AgentConfig> for AgentSettings {
@@ -128,6 +132,7 @@ impl From<AgentConfig> for AgentSettings {
                 state_file: c.identity.data_dir.join(fallback::state::FILE),
             }),
             integrations: c.integrations,
+            otlp: c.otlp,
             spool,
         }
     }
@@ -172,6 +177,14 @@ pub enum AgentError {
     /// `ca`, `cert` or `key` cannot be used.
     #[error("the collector's TLS settings: {0}")]
     Tls(#[from] collector_tls::TlsFileError),
+    /// `[otlp] listen` could not be bound.
+    #[error("cannot serve OTLP on {addr}: {source}")]
+    OtlpListen {
+        /// The configured address.
+        addr: std::net::SocketAddr,
+        /// Why binding failed.
+        source: std::io::Error,
+    },
     /// `[telemetry] metrics_listen` could not be bound.
     #[error("cannot serve /metrics on {addr}: {source}")]
     MetricsListen {

@@ -61,6 +61,7 @@ impl LocalAgent {
                 metrics_listen: None,
                 fallback: None,
                 integrations: Vec::new(),
+                otlp: None,
                 spool,
             },
         }

@@ -112,7 +112,7 @@ impl ReloadError {
 }
 
 /// The keys whose change between `old` and `new` a running agent cannot take: its identity and
-/// what it holds open (the spool, `/metrics`'s listener, the process's tracing), and a switch
+/// what it holds open (the spool, `/metrics`'s and `[otlp]`'s listeners, the process's tracing), and a switch
 /// between a `token` and enrolment, which happens at start.
 pub fn restart_only_changes(old: &AgentConfig, new: &AgentConfig) -> Vec<&'static str> {
     let (o, n) = (&old.identity, &new.identity);
@@ -136,6 +136,7 @@ pub fn restart_only_changes(old: &AgentConfig, new: &AgentConfig) -> Vec<&'stati
             a != b
         }),
         ("spool", old.spool != new.spool),
+        ("otlp", old.otlp != new.otlp),
         ("fallback", old.fallback != new.fallback),
         (
             "shipping.flush_interval",

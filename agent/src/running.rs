@@ -116,6 +116,12 @@ impl Agent {
                 .await
                 .map_err(|source| AgentError::MetricsListen { addr, source })?;
         }
+        if let Some(otlp) = &settings.otlp {
+            let addr = otlp.listen;
+            crate::otlp::serve(otlp.clone(), spool.clone(), work.clone())
+                .await
+                .map_err(|source| AgentError::OtlpListen { addr, source })?;
+        }
         let mut client = client_for(&settings)?;
         if settings.token.is_empty() {
             let Some(file) = settings.credential_file.clone() else {

@@ -37,6 +37,8 @@ pub struct AgentConfig {
     pub fallback: Option<crate::watch::FallbackConfig>,
     /// `[[integrations]]`: services on this server whose metrics the agent reads (Redis, ...).
     pub integrations: Vec<crate::integration::IntegrationConfig>,
+    /// `[otlp]`: the OpenTelemetry receiver for the server's apps. None (no section): off.
+    pub otlp: Option<crate::otlp::OtlpConfig>,
 }
 
 /// The top-level keys of an agent's configuration.
@@ -377,6 +379,7 @@ const SECTIONS: &[&str] = &[
     "telemetry",
     "fallback",
     "integrations",
+    "otlp",
 ];
 
 impl AgentConfig {
@@ -419,6 +422,7 @@ impl AgentConfig {
         validate_shipping(&mut doc, &shipping);
         let fallback = crate::watch::read_fallback(&mut doc);
         let integrations = crate::integration::read(&mut doc, &logs);
+        let otlp = crate::otlp::read(&mut doc);
         let Some(identity) = identity else {
             return Err(doc.into_errors());
         };
@@ -433,6 +437,7 @@ impl AgentConfig {
             telemetry,
             fallback,
             integrations,
+            otlp,
         })
     }
 }

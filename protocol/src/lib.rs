@@ -567,7 +567,10 @@ fn replace_escaped_nul(json: &mut [u8]) {
     }
 }
 
-fn decompress(body: &[u8], encoding: Encoding, max: usize) -> Result<Vec<u8>, DecodeError> {
+/// Decompresses `body` as `encoding` says, never past `max` bytes: a body that inflates further
+/// (a compression bomb) is [`DecodeError::TooLarge`], found after reading `max + 1` bytes of
+/// it. Also used by the agent's OTLP receiver for its gzip bodies.
+pub fn decompress(body: &[u8], encoding: Encoding, max: usize) -> Result<Vec<u8>, DecodeError> {
     let name = encoding.header_value();
     let reader: Box<dyn Read + '_> = match encoding {
         Encoding::Identity => {

@@ -270,7 +270,7 @@ fn floor_char_boundary(s: &str, mut i: usize) -> usize {
 }
 
 /// A level name in any case.
-fn normalise(s: &str) -> Option<&'static str> {
+pub(crate) fn normalise(s: &str) -> Option<&'static str> {
     match s.to_ascii_lowercase().as_str() {
         "error" | "err" | "fatal" | "critical" | "crit" | "panic" | "emerg" | "emergency"
         | "alert" | "severe" => Some("error"),

@@ -344,6 +344,13 @@ impl Spool {
         self.lock().log.bytes()
     }
 
+    /// True when the segments hold more than nine tenths of `max_bytes`: a writer that can wait
+    /// (the OTLP receiver, whose senders retry) should, since past `max_bytes` the oldest
+    /// records are dropped.
+    pub fn nearly_full(&self) -> bool {
+        self.bytes() > self.cfg.max_bytes / 10 * 9
+    }
+
     /// Waits until written records wait for a sync (returns at once if that happened since the
     /// last call).
     pub async fn dirtied(&self) {
