@@ -4,6 +4,7 @@
 use chrono::{DateTime, Utc};
 use lookout_protocol::{LogRecord, Record};
 use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
+use opentelemetry_proto::tonic::common::v1::{AnyValue, any_value};
 
 use super::{Limits, Mapped, service_of, text_of};
 
@@ -28,11 +29,7 @@ pub fn map(request: &ExportLogsServiceRequest, limits: &Limits, now: DateTime<Ut
         let source = format!("otlp:{service}");
         for sl in &rl.scope_logs {
             for r in &sl.log_records {
-                let mut text = r.body.as_ref().map(text_of).unwrap_or_default();
-                let cut = lookout_runtime::truncate_on_char_boundary(&mut text, MAX_TEXT_BYTES);
-                if cut > 0 {
-                    text.push_str(&format!("…[truncated {cut} bytes]"));
-                }
+                let text = r.body.as_ref().map(cut_text).unwrap_or_default();
                 // The time of the event, else when it was observed, else now.
                 let time = [r.time_unix_nano, r.observed_time_unix_nano]
                     .into_iter()
@@ -50,6 +47,26 @@ pub fn map(request: &ExportLogsServiceRequest, limits: &Limits, now: DateTime<Ut
         }
     }
     out
+}
+
+/// A body as text, cut at [`MAX_TEXT_BYTES`] and marked as the tailer marks the lines it cuts;
+/// a long string body is not copied whole first.
+fn cut_text(body: &AnyValue) -> String {
+    let (mut text, mut cut) = match &body.value {
+        Some(any_value::Value::StringValue(s)) if s.len() > MAX_TEXT_BYTES => {
+            let mut end = MAX_TEXT_BYTES;
+            while !s.is_char_boundary(end) {
+                end -= 1;
+            }
+            (s[..end].to_string(), s.len() - end)
+        }
+        _ => (text_of(body), 0),
+    };
+    cut += lookout_runtime::truncate_on_char_boundary(&mut text, MAX_TEXT_BYTES);
+    if cut > 0 {
+        text.push_str(&format!("…[truncated {cut} bytes]"));
+    }
+    text
 }
 
 /// The level of an OpenTelemetry severity: its number's range (TRACE 1-4, DEBUG 5-8, INFO

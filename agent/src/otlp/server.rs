@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use http_body_util::{BodyExt, Full, Limited};
+use http_body_util::{BodyExt, Full};
 use hyper::header::{CONTENT_ENCODING, CONTENT_LENGTH, CONTENT_TYPE, HeaderValue, RETRY_AFTER};
 use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::{TokioIo, TokioTimer};
@@ -26,6 +26,8 @@ use crate::spool::{Haste, Spool};
 
 /// Most connections open at once; more wait in the kernel's accept queue.
 const MAX_CONNECTIONS: usize = 64;
+/// Largest read buffer of a connection (its request line and headers must fit).
+const READ_BUFFER: usize = 64 * 1024;
 /// Longest wait for a request's headers.
 const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
 /// Longest wait for a request's body.
@@ -101,6 +103,9 @@ pub async fn serve(
                 let conn = hyper::server::conn::http1::Builder::new()
                     .timer(TokioTimer::new())
                     .header_read_timeout(HEADER_TIMEOUT)
+                    // hyper's read buffer grows to ~400 KiB a connection by default: 25 MiB
+                    // over MAX_CONNECTIONS busy ones.
+                    .max_buf_size(READ_BUFFER)
                     .serve_connection(TokioIo::new(stream), service);
                 tokio::select! {
                     () = stop.cancelled() => {}
@@ -163,53 +168,56 @@ impl Receiver {
             return too_large(format, max_body, "");
         }
         let Ok(_permit) = self.busy.try_acquire() else {
+            drain(req.into_body(), max_body).await;
             return busy(
                 format,
                 "the receiver is reading max_concurrent_requests requests already",
             );
         };
         if self.spool.nearly_full() {
+            drain(req.into_body(), max_body).await;
             return busy(
                 format,
                 "the agent's spool is nearly full (its collector is away?)",
             );
         }
-        let body = match tokio::time::timeout(
-            BODY_TIMEOUT,
-            Limited::new(req.into_body(), max_body).collect(),
-        )
-        .await
-        {
-            Ok(Ok(b)) => b.to_bytes(),
-            Ok(Err(e)) if e.is::<http_body_util::LengthLimitError>() => {
-                return too_large(format, max_body, "");
-            }
-            Ok(Err(e)) => {
-                return status(
-                    StatusCode::BAD_REQUEST,
-                    format,
-                    &format!("reading the body: {e}"),
-                );
-            }
-            Err(_) => {
-                return status(
-                    StatusCode::REQUEST_TIMEOUT,
-                    format,
-                    &format!("the body did not arrive within {BODY_TIMEOUT:?}"),
-                );
-            }
-        };
+        let capacity = declared.map_or(0, |n| n as usize);
+        let body =
+            match tokio::time::timeout(BODY_TIMEOUT, read(req.into_body(), capacity, max_body))
+                .await
+            {
+                Ok(Ok(b)) => b,
+                Ok(Err(Read::TooLarge)) => return too_large(format, max_body, ""),
+                Ok(Err(Read::Broken(e))) => {
+                    return status(
+                        StatusCode::BAD_REQUEST,
+                        format,
+                        &format!("reading the body: {e}"),
+                    );
+                }
+                Err(_) => {
+                    return status(
+                        StatusCode::REQUEST_TIMEOUT,
+                        format,
+                        &format!("the body did not arrive within {BODY_TIMEOUT:?}"),
+                    );
+                }
+            };
         let max_decoded = self.config.max_decoded_bytes;
-        let body = match lookout_protocol::decompress(&body, encoding, max_decoded) {
-            Ok(b) => b,
-            Err(DecodeError::TooLarge { .. }) => {
-                return too_large(
-                    format,
-                    max_decoded,
-                    " once decompressed (max_decoded_bytes)",
-                );
-            }
-            Err(e) => return status(StatusCode::BAD_REQUEST, format, &e.to_string()),
+        // Not copied when it is not compressed: a request's memory is its body and its decoding.
+        let body = match encoding {
+            Encoding::Identity => body,
+            _ => match lookout_protocol::decompress(&body, encoding, max_decoded) {
+                Ok(b) => b,
+                Err(DecodeError::TooLarge { .. }) => {
+                    return too_large(
+                        format,
+                        max_decoded,
+                        " once decompressed (max_decoded_bytes)",
+                    );
+                }
+                Err(e) => return status(StatusCode::BAD_REQUEST, format, &e.to_string()),
+            },
         };
         let now = chrono::Utc::now();
         let decoded = match signal {
@@ -245,6 +253,52 @@ impl Receiver {
             self.spool.push_async(records, Haste::Flush).await;
         }
         success(signal, format, rejected, message)
+    }
+}
+
+/// Why a body was not read.
+enum Read {
+    /// It is longer than the bound.
+    TooLarge,
+    /// The connection failed under it.
+    Broken(hyper::Error),
+}
+
+/// Reads a body into one buffer (of `capacity`, its declared length, at first), at most `max`
+/// bytes.
+async fn read(
+    mut body: hyper::body::Incoming,
+    capacity: usize,
+    max: usize,
+) -> Result<Vec<u8>, Read> {
+    let mut out = Vec::with_capacity(capacity.min(max));
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(Read::Broken)?;
+        if let Some(data) = frame.data_ref() {
+            if out.len() + data.len() > max {
+                return Err(Read::TooLarge);
+            }
+            out.extend_from_slice(data);
+        }
+    }
+    Ok(out)
+}
+
+/// Reads a body and drops it as it comes, at most `max` bytes and for at most
+/// [`BODY_TIMEOUT`]: a sender refused before its body was read then gets the answer, where
+/// closing the connection on its unread body would have reset it mid-send.
+async fn drain(mut body: hyper::body::Incoming, max: usize) {
+    let read = async {
+        let mut seen = 0usize;
+        while let Some(Ok(frame)) = body.frame().await {
+            seen += frame.data_ref().map_or(0, Bytes::len);
+            if seen > max {
+                break;
+            }
+        }
+    };
+    if tokio::time::timeout(BODY_TIMEOUT, read).await.is_err() {
+        tracing::debug!("a refused OTLP request's body did not end in time");
     }
 }
 
