@@ -490,12 +490,16 @@ struct Running {
 }
 
 async fn start(config: lookout_config::OtlpConfig) -> Running {
+    start_with_spool(config, 1 << 24).await
+}
+
+async fn start_with_spool(config: lookout_config::OtlpConfig, max_bytes: u64) -> Running {
     let dir = tempfile::tempdir().unwrap();
     let spool = Arc::new(
         Spool::open(SpoolConfig {
             dir: dir.path().to_path_buf(),
-            max_bytes: 1 << 24,
-            segment_bytes: 1 << 20,
+            max_bytes,
+            segment_bytes: max_bytes / 4,
             fsync: FsyncPolicy::Never,
             batch_bytes: 1 << 20,
             flush_interval: Duration::from_secs(1),
@@ -725,4 +729,29 @@ async fn a_request_past_max_concurrent_requests_is_told_to_retry() {
     })
     .await;
     assert_eq!(again, Some(()));
+}
+
+#[tokio::test]
+async fn a_nearly_full_spool_turns_senders_away_before_it_drops_anything() {
+    let r = start_with_spool(Default::default(), 1 << 16).await;
+    let line = |i: usize| {
+        Record::Log(lookout_protocol::LogRecord {
+            time: now(),
+            source: "test".into(),
+            level: None,
+            text: format!("{i} {}", "x".repeat(1000)),
+            position: None,
+        })
+    };
+    let mut i = 0;
+    while !r.spool.nearly_full() {
+        r.spool.push(&line(i));
+        i += 1;
+    }
+    let held = r.spool.backlog();
+    let (code, headers, body) = post(&r.base, "/v1/logs", &[JSON_TYPE], JSON_LOGS.into()).await;
+    assert_eq!(code, 503);
+    assert_eq!(headers["retry-after"], "5");
+    assert!(String::from_utf8_lossy(&body).contains("spool is nearly full"));
+    assert_eq!((r.spool.backlog(), r.spool.dropped()), (held, 0));
 }
