@@ -335,14 +335,14 @@ fn success(
     let partial = rejected > 0 || !message.is_empty();
     let body = match (format, signal) {
         (Format::Protobuf, Signal::Metrics) => ExportMetricsServiceResponse {
-            partial_success: partial.then(|| ExportMetricsPartialSuccess {
+            partial_success: partial.then_some(ExportMetricsPartialSuccess {
                 rejected_data_points: rejected,
                 error_message: message,
             }),
         }
         .encode_to_vec(),
         (Format::Protobuf, Signal::Logs) => ExportLogsServiceResponse {
-            partial_success: partial.then(|| ExportLogsPartialSuccess {
+            partial_success: partial.then_some(ExportLogsPartialSuccess {
                 rejected_log_records: rejected,
                 error_message: message,
             }),
