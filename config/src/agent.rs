@@ -547,6 +547,16 @@ fn validate_shipping(doc: &mut Document<'_>, s: &ShippingConfig) {
     }
 }
 
+/// An agent's configuration of a name, a loopback collector and a token, then `extra`, parsed
+/// from `a.toml`: the errors as text. For the tests of the sections.
+#[cfg(test)]
+pub(crate) fn parse_after_identity(extra: &str) -> Result<AgentConfig, String> {
+    const BASE: &str = "name = \"a1\"\ncollector = \"http://127.0.0.1:7700\"\n\
+                        token = \"a1b2c3d4e5f6a7b8c9d0e1f2a3b4\"\n";
+    AgentConfig::parse(Path::new("a.toml"), &format!("{BASE}{extra}"), &|_| None)
+        .map_err(|e| e.to_string())
+}
+
 #[cfg(test)]
 mod tls_tests {
     use std::path::Path;

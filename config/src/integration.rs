@@ -479,18 +479,9 @@ fn access_log(
 
 #[cfg(test)]
 mod tests {
-    use std::path::Path;
     use std::time::Duration;
 
-    use crate::AgentConfig;
-
-    const BASE: &str = "name = \"a1\"\ncollector = \"http://127.0.0.1:7700\"\n\
-                        token = \"a1b2c3d4e5f6a7b8c9d0e1f2a3b4\"\n";
-
-    fn parse(extra: &str) -> Result<AgentConfig, String> {
-        AgentConfig::parse(Path::new("a.toml"), &format!("{BASE}{extra}"), &|_| None)
-            .map_err(|e| e.to_string())
-    }
+    use crate::agent::parse_after_identity as parse;
 
     fn err(extra: &str) -> String {
         parse(extra).expect_err(extra)

@@ -130,17 +130,7 @@ pub(crate) fn read(doc: &mut Document<'_>) -> Option<OtlpConfig> {
 
 #[cfg(test)]
 mod tests {
-    use std::path::Path;
-
-    use crate::AgentConfig;
-
-    const BASE: &str = "name = \"a1\"\ncollector = \"http://127.0.0.1:7700\"\n\
-                        token = \"a1b2c3d4e5f6a7b8c9d0e1f2a3b4\"\n";
-
-    fn parse(extra: &str) -> Result<AgentConfig, String> {
-        AgentConfig::parse(Path::new("a.toml"), &format!("{BASE}{extra}"), &|_| None)
-            .map_err(|e| e.to_string())
-    }
+    use crate::agent::parse_after_identity as parse;
 
     #[test]
     fn off_without_the_section_and_on_loopback_4318_with_it() {
