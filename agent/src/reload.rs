@@ -271,6 +271,7 @@ mod tests {
                 "telemetry.metrics_listen",
             ),
             ("[spool]\nfsync = \"always\"", "spool"),
+            ("[otlp]", "otlp"),
             ("[shipping]\nmax_backoff = \"1s\"", "shipping.max_backoff"),
             (
                 "[shipping]\nflush_interval = \"2s\"",
