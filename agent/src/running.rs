@@ -118,7 +118,7 @@ impl Agent {
         }
         if let Some(otlp) = &settings.otlp {
             let addr = otlp.listen;
-            crate::otlp::serve(otlp.clone(), spool.clone(), work.clone())
+            crate::otlp::serve(otlp.clone(), spool.clone(), metrics.clone(), work.clone())
                 .await
                 .map_err(|source| AgentError::OtlpListen { addr, source })?;
         }

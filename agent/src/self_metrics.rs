@@ -18,6 +18,10 @@
 //!   machine (the agent's token and what it ships cross the network in clear), else 0;
 //! - `lookout_agent_fallback_messages_total{message, outcome}`: `[fallback]` messages,
 //!   `unreachable` or `reachable`, `sent` or `failed` (not taken after their retries);
+//! - `lookout_agent_otlp_items_total{signal, outcome}`: what the OTLP receiver (`[otlp]`) took,
+//!   `signal` `metrics` (data points) or `logs` (log records), `outcome` `stored` (in the spool)
+//!   or `refused` (counted in the answer's `partial_success`);
+//! - `lookout_agent_otlp_requests_total{code}`: its answers, by HTTP status;
 //! - `lookout_agent_config_reload_failures_total`: `SIGHUP`s whose configuration was refused
 //!   (invalid, or a change that needs a restart), the running one kept;
 //! - `lookout_agent_config_last_reload_successful`: 1 when the last reload was applied (or
@@ -58,6 +62,8 @@ pub struct AgentMetrics {
     reload_failures: IntCounter,
     last_reload_ok: IntGauge,
     last_reload_success: Gauge,
+    otlp_items: IntCounterVec,
+    otlp_requests: IntCounterVec,
 }
 
 fn opts(name: &str, help: &str) -> Opts {
@@ -197,6 +203,28 @@ impl Default for AgentMetrics {
                 ))
                 .expect("valid metric"),
             ),
+            otlp_items: register(
+                &r,
+                IntCounterVec::new(
+                    opts(
+                        "otlp_items_total",
+                        "What the OTLP receiver took, by signal (metrics: data points, logs: log records) and outcome (stored, refused).",
+                    ),
+                    &["signal", "outcome"],
+                )
+                .expect("valid metric"),
+            ),
+            otlp_requests: register(
+                &r,
+                IntCounterVec::new(
+                    opts(
+                        "otlp_requests_total",
+                        "The OTLP receiver's answers, by HTTP status code.",
+                    ),
+                    &["code"],
+                )
+                .expect("valid metric"),
+            ),
             registry: r,
         };
         // Made when the agent starts, from the configuration it just loaded.
@@ -274,6 +302,23 @@ impl AgentMetrics {
     pub fn config_refused(&self) {
         self.reload_failures.inc();
         self.last_reload_ok.set(0);
+    }
+
+    /// Counts what one OTLP request of `signal` (`metrics`, `logs`) gave: `stored` items
+    /// spooled, `refused` counted back to the sender.
+    pub fn otlp_items(&self, signal: &str, stored: u64, refused: u64) {
+        for (outcome, n) in [("stored", stored), ("refused", refused)] {
+            self.otlp_items
+                .with_label_values(&[signal, outcome])
+                .inc_by(n);
+        }
+    }
+
+    /// Counts one answer of the OTLP receiver.
+    pub fn otlp_request(&self, code: u16) {
+        self.otlp_requests
+            .with_label_values(&[code.to_string().as_str()])
+            .inc();
     }
 
     /// Counts `n` host metric samples.

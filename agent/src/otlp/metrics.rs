@@ -154,7 +154,10 @@ impl Point<'_> {
                 .refuse("a value that is not finite (NaN or infinite)");
         }
         match self.prepare(&p.attributes, p.time_unix_nano, &[]) {
-            Ok((labels, time)) => self.push("", labels, time, value, kind),
+            Ok((labels, time)) => {
+                self.out.points += 1;
+                self.push("", labels, time, value, kind);
+            }
             Err(why) => self.out.refuse(why),
         }
     }
@@ -178,6 +181,7 @@ impl Point<'_> {
             Ok(x) => x,
             Err(why) => return self.out.refuse(why),
         };
+        self.out.points += 1;
         let mut running = 0u64;
         for (i, count) in buckets.iter().enumerate() {
             running = running.saturating_add(*count);
@@ -210,6 +214,7 @@ impl Point<'_> {
             Ok(x) => x,
             Err(why) => return self.out.refuse(why),
         };
+        self.out.points += 1;
         for q in &p.quantile_values {
             let mut l = labels.clone();
             l.insert("quantile".into(), q.quantile.to_string());

@@ -87,6 +87,8 @@ pub struct Mapped {
     pub records: Vec<Record>,
     /// Data points or log records refused.
     pub rejected: i64,
+    /// Data points kept (a histogram's point is several records).
+    pub points: u64,
     /// Why, once per reason, in the order met.
     pub reasons: Vec<&'static str>,
 }

@@ -22,6 +22,7 @@ use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
 use super::{Limits, Mapped};
+use crate::self_metrics::AgentMetrics;
 use crate::spool::{Haste, Spool};
 
 /// Most connections open at once; more wait in the kernel's accept queue.
@@ -41,6 +42,7 @@ const JSON: &str = "application/json";
 /// The receiver's shared state.
 struct Receiver {
     config: OtlpConfig,
+    metrics: Arc<AgentMetrics>,
     limits: Limits,
     spool: Arc<Spool>,
     /// Requests being read and decoded.
@@ -52,6 +54,16 @@ struct Receiver {
 enum Signal {
     Metrics,
     Logs,
+}
+
+impl Signal {
+    /// Its name in the agent's `/metrics`.
+    fn label(self) -> &'static str {
+        match self {
+            Signal::Metrics => "metrics",
+            Signal::Logs => "logs",
+        }
+    }
 }
 
 /// A request body's format.
@@ -66,6 +78,7 @@ enum Format {
 pub async fn serve(
     config: OtlpConfig,
     spool: Arc<Spool>,
+    metrics: Arc<AgentMetrics>,
     stop: CancellationToken,
 ) -> std::io::Result<std::net::SocketAddr> {
     let listener = tokio::net::TcpListener::bind(config.listen).await?;
@@ -76,6 +89,7 @@ pub async fn serve(
         busy: Semaphore::new(config.max_concurrent_requests),
         config,
         spool,
+        metrics,
     });
     let connections = Arc::new(Semaphore::new(MAX_CONNECTIONS));
     tokio::spawn(async move {
@@ -98,7 +112,11 @@ pub async fn serve(
             tokio::spawn(async move {
                 let service = hyper::service::service_fn(move |req| {
                     let receiver = receiver.clone();
-                    async move { Ok::<_, std::convert::Infallible>(receiver.answer(req).await) }
+                    async move {
+                        let response = receiver.answer(req).await;
+                        receiver.metrics.otlp_request(response.status().as_u16());
+                        Ok::<_, std::convert::Infallible>(response)
+                    }
                 });
                 let conn = hyper::server::conn::http1::Builder::new()
                     .timer(TokioTimer::new())
@@ -247,8 +265,18 @@ impl Receiver {
         }
         let message = mapped.message();
         let Mapped {
-            records, rejected, ..
+            records,
+            rejected,
+            points,
+            ..
         } = mapped;
+        let stored = match signal {
+            // A histogram point is several samples: count points, as the sender does.
+            Signal::Metrics => points,
+            Signal::Logs => records.len() as u64,
+        };
+        self.metrics
+            .otlp_items(signal.label(), stored, rejected.unsigned_abs());
         if !records.is_empty() {
             self.spool.push_async(records, Haste::Flush).await;
         }

@@ -485,6 +485,7 @@ where
 struct Running {
     base: String,
     spool: Arc<Spool>,
+    metrics: Arc<crate::self_metrics::AgentMetrics>,
     _dir: tempfile::TempDir,
     _stop: tokio_util::sync::DropGuard,
 }
@@ -512,10 +513,14 @@ async fn start_with_spool(config: lookout_config::OtlpConfig, max_bytes: u64) ->
         listen: "127.0.0.1:0".parse().unwrap(),
         ..config
     };
-    let addr = serve(config, spool.clone(), stop.clone()).await.unwrap();
+    let metrics = Arc::new(crate::self_metrics::AgentMetrics::default());
+    let addr = serve(config, spool.clone(), metrics.clone(), stop.clone())
+        .await
+        .unwrap();
     Running {
         base: format!("http://{addr}"),
         spool,
+        metrics,
         _dir: dir,
         _stop: stop.drop_guard(),
     }
@@ -695,6 +700,19 @@ async fn answers_as_the_otlp_http_specification_says() {
     assert_eq!(code, 404);
     // Nothing of the refused requests reached the spool.
     assert_eq!(r.spool.backlog(), 1 + 6 + 3 + 1);
+    // The agent's /metrics counts points (a histogram's one point is its six samples here),
+    // log records and answers.
+    let text = r.metrics.render(&r.spool);
+    for line in [
+        "lookout_agent_otlp_items_total{outcome=\"stored\",signal=\"metrics\"} 5",
+        "lookout_agent_otlp_items_total{outcome=\"refused\",signal=\"metrics\"} 2",
+        "lookout_agent_otlp_items_total{outcome=\"stored\",signal=\"logs\"} 3",
+        "lookout_agent_otlp_requests_total{code=\"200\"} 4",
+        "lookout_agent_otlp_requests_total{code=\"413\"} 2",
+        "lookout_agent_otlp_requests_total{code=\"501\"} 1",
+    ] {
+        assert!(text.contains(line), "{line} not in\n{text}");
+    }
 }
 
 #[tokio::test]
