@@ -64,7 +64,7 @@ fn start(dir: &Path, extra: &str) -> (Daemon, String, Daemon) {
     (collector, base, agent)
 }
 
-/// The value stored for `name` with `labels` (`k=v,...`, `+` written `%2B`), once there.
+/// The value stored for `name` with `labels` (`k=v,...`), once there.
 async fn stored(base: &str, name: &str, labels: &str) -> f64 {
     eventually(&format!("{name}{{{labels}}} stored"), WAIT, || async {
         last_value(base, AGENT, name, labels).await
@@ -184,7 +184,7 @@ async fn what_the_python_sdk_sends_is_stored_as_it_recorded_it() {
         );
     }
     let all = durations.len() as f64;
-    let inf = format!("{route},le=%2BInf");
+    let inf = format!("{route},le=+Inf");
     assert_eq!(stored(&base, "request.duration_bucket", &inf).await, all);
     assert_eq!(stored(&base, "request.duration_count", route).await, all);
     let sum = stored(&base, "request.duration_sum", route).await;
