@@ -644,22 +644,40 @@ async fn pages_are_compressed_for_clients_that_accept_gzip() {
     assert!(plain.text.contains("data-check=\"api\""));
 }
 
+/// A gauge sample of `web-1`'s, `minutes_ago`.
+fn sample(name: &str, labels: &[(&str, &str)], minutes_ago: i64, value: f64) -> Record {
+    Record::Metric(MetricSample {
+        name: name.into(),
+        labels: labels
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect(),
+        time: Utc::now() - Duration::minutes(minutes_ago),
+        value,
+        metric_type: MetricType::Gauge,
+    })
+}
+
+/// Stores `records` as `web-1`'s and rolls them up, as the collector's tasks would.
+async fn store_and_roll_up(h: &Harness, records: Vec<Record>) {
+    let batch = Batch {
+        version: PROTOCOL_VERSION,
+        agent: "web-1".into(),
+        batch_id: format!("b{}", records.len()),
+        records,
+    };
+    h.state
+        .store
+        .ingest("web-1", &batch, Utc::now())
+        .await
+        .unwrap();
+    while h.state.store.roll_up(10_000).await.unwrap() > 0 {}
+}
+
 #[tokio::test]
 async fn a_hosts_page_charts_cpu_memory_disk_and_network_from_its_rollups() {
     let h = Harness::new("").await;
     let cookie = h.login().await;
-    let sample = |name: &str, labels: &[(&str, &str)], minutes_ago: i64, value: f64| {
-        Record::Metric(MetricSample {
-            name: name.into(),
-            labels: labels
-                .iter()
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-                .collect(),
-            time: Utc::now() - Duration::minutes(minutes_ago),
-            value,
-            metric_type: MetricType::Gauge,
-        })
-    };
     let idle = [("cpu", "all"), ("state", "idle")];
     let eth = [("device", "eth0"), ("direction", "receive")];
     let records = vec![
@@ -676,18 +694,7 @@ async fn a_hosts_page_charts_cpu_memory_disk_and_network_from_its_rollups() {
         sample("system.network.io", &eth, 3, 1_000_000.0),
         sample("system.network.io", &eth, 2, 7_000_000.0),
     ];
-    let batch = Batch {
-        version: PROTOCOL_VERSION,
-        agent: "web-1".into(),
-        batch_id: "m".into(),
-        records,
-    };
-    h.state
-        .store
-        .ingest("web-1", &batch, Utc::now())
-        .await
-        .unwrap();
-    while h.state.store.roll_up(10_000).await.unwrap() > 0 {}
+    store_and_roll_up(&h, records).await;
     let page = h.get("/admin/hosts/web-1", Some(&cookie)).await;
     assert_eq!(page.status, StatusCode::OK, "{}", page.text);
     let t = &page.text;
@@ -722,18 +729,6 @@ async fn a_hosts_page_charts_cpu_memory_disk_and_network_from_its_rollups() {
 async fn a_hosts_page_charts_each_integration_its_agent_reads() {
     let h = Harness::new("").await;
     let cookie = h.login().await;
-    let sample = |name: &str, labels: &[(&str, &str)], minutes_ago: i64, value: f64| {
-        Record::Metric(MetricSample {
-            name: name.into(),
-            labels: labels
-                .iter()
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-                .collect(),
-            time: Utc::now() - Duration::minutes(minutes_ago),
-            value,
-            metric_type: MetricType::Gauge,
-        })
-    };
     let cache = [("integration", "cache")];
     let other = [("integration", "sessions")];
     let edge = [("integration", "edge")];
@@ -825,18 +820,7 @@ async fn a_hosts_page_charts_each_integration_its_agent_reads() {
             0.0,
         ),
     ];
-    let batch = Batch {
-        version: PROTOCOL_VERSION,
-        agent: "web-1".into(),
-        batch_id: "i".into(),
-        records,
-    };
-    h.state
-        .store
-        .ingest("web-1", &batch, Utc::now())
-        .await
-        .unwrap();
-    while h.state.store.roll_up(10_000).await.unwrap() > 0 {}
+    store_and_roll_up(&h, records).await;
     let page = h.get("/admin/hosts/web-1", Some(&cookie)).await;
     assert_eq!(page.status, StatusCode::OK, "{}", page.text);
     let t = &page.text;

@@ -93,6 +93,35 @@ async fn series(base: &str, name: &str) -> usize {
     .unwrap_or(0)
 }
 
+/// The collector (knowing `node-1`, with `rules`) and an agent `node-1` with one `prometheus`
+/// integration (`integration`: its keys after `type`), both in `dir`.
+fn start(dir: &std::path::Path, rules: &str, integration: &str) -> (Daemon, String, Daemon) {
+    let (collector, base) = start_collector(
+        dir,
+        &format!(
+            "[server]\nlisten = \"127.0.0.1:0\"\ndata_dir = \"{}\"\nread_tokens = [\"{READ_TOKEN}\"]\n\
+             [[agents]]\nname = \"node-1\"\ntoken = \"{AGENT_TOKEN}\"\n{rules}",
+            dir.display()
+        ),
+    )
+    .unwrap();
+    let agent_dir = dir.join("agent");
+    std::fs::create_dir_all(&agent_dir).unwrap();
+    let agent_toml = agent_dir.join("agent.toml");
+    std::fs::write(
+        &agent_toml,
+        format!(
+            "name = \"node-1\"\ncollector = \"{base}\"\ntoken = \"{AGENT_TOKEN}\"\n\
+             data_dir = \"{}\"\n[host_metrics]\nenabled = false\n\
+             [[integrations]]\ntype = \"prometheus\"\n{integration}",
+            agent_dir.display(),
+        ),
+    )
+    .unwrap();
+    let agent = lookout_tests::start_agent(&agent_toml).unwrap();
+    (collector, base, agent)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn node_exporter_is_scraped_as_it_exposes_with_keep_drop_a_histogram_and_a_rule() {
     let dir = tempfile::tempdir().unwrap();
@@ -113,37 +142,20 @@ async fn node_exporter_is_scraped_as_it_exposes_with_keep_drop_a_histogram_and_a
         assert!(page.contains(s), "{s} not exposed");
     }
 
-    let (collector, base) = start_collector(
+    let (collector, base, agent) = start(
         dir.path(),
+        "[[rules]]\nname = \"memtotal-seen\"\nmetric = \"node_memory_MemTotal_bytes\"\n\
+         aggregate = \"max\"\nwindow = \"3s\"\nabove = 0\n\
+         [[rules]]\nname = \"memtotal-absurd\"\nmetric = \"node_memory_MemTotal_bytes\"\n\
+         aggregate = \"max\"\nwindow = \"3s\"\nbelow = 1\n",
         &format!(
-            "[server]\nlisten = \"127.0.0.1:0\"\ndata_dir = \"{}\"\nread_tokens = [\"{READ_TOKEN}\"]\n\
-             [[agents]]\nname = \"node-1\"\ntoken = \"{AGENT_TOKEN}\"\n\
-             [[rules]]\nname = \"memtotal-seen\"\nmetric = \"node_memory_MemTotal_bytes\"\n\
-             aggregate = \"max\"\nwindow = \"3s\"\nabove = 0\n\
-             [[rules]]\nname = \"memtotal-absurd\"\nmetric = \"node_memory_MemTotal_bytes\"\n\
-             aggregate = \"max\"\nwindow = \"3s\"\nbelow = 1\n",
-            dir.path().display()
-        ),
-    )
-    .unwrap();
-    let agent_dir = dir.path().join("agent");
-    std::fs::create_dir_all(&agent_dir).unwrap();
-    let agent_toml = agent_dir.join("agent.toml");
-    std::fs::write(
-        &agent_toml,
-        format!(
-            "name = \"node-1\"\ncollector = \"{base}\"\ntoken = \"{AGENT_TOKEN}\"\n\
-             data_dir = \"{}\"\n[host_metrics]\nenabled = false\n\
-             [[integrations]]\ntype = \"prometheus\"\nname = \"node\"\nurl = \"{}\"\n\
-             interval = \"2s\"\ntimeout = \"1500ms\"\nlabels = {{ env = \"test\" }}\n\
+            "name = \"node\"\nurl = \"{}\"\ninterval = \"2s\"\ntimeout = \"1500ms\"\n\
+             labels = {{ env = \"test\" }}\n\
              keep = \"node_memory_.*|node_exporter_build_info|lookout_test_.*\"\n\
              drop = \"node_memory_Swap.*\"\n",
-            agent_dir.display(),
             exporter.url()
         ),
-    )
-    .unwrap();
-    let agent: Daemon = lookout_tests::start_agent(&agent_toml).unwrap();
+    );
     let diagnose = || {
         format!(
             "agent:\n{}\ncollector:\n{}",
@@ -347,30 +359,14 @@ async fn an_apps_openmetrics_page_is_stored_as_the_official_client_exposes_it() 
     );
     assert!(page.trim_end().ends_with("# EOF"), "{page}");
 
-    let (collector, base) = start_collector(
+    let (collector, base, agent) = start(
         dir.path(),
+        "",
         &format!(
-            "[server]\nlisten = \"127.0.0.1:0\"\ndata_dir = \"{}\"\nread_tokens = [\"{READ_TOKEN}\"]\n\
-             [[agents]]\nname = \"node-1\"\ntoken = \"{AGENT_TOKEN}\"\n",
-            dir.path().display()
+            "name = \"app\"\nurl = \"{url}\"\ninterval = \"2s\"\ntimeout = \"1500ms\"\n\
+             keep = \"lookout_app_.*\"\n"
         ),
-    )
-    .unwrap();
-    let agent_dir = dir.path().join("agent");
-    std::fs::create_dir_all(&agent_dir).unwrap();
-    let agent_toml = agent_dir.join("agent.toml");
-    std::fs::write(
-        &agent_toml,
-        format!(
-            "name = \"node-1\"\ncollector = \"{base}\"\ntoken = \"{AGENT_TOKEN}\"\n\
-             data_dir = \"{}\"\n[host_metrics]\nenabled = false\n\
-             [[integrations]]\ntype = \"prometheus\"\nname = \"app\"\nurl = \"{url}\"\n\
-             interval = \"2s\"\ntimeout = \"1500ms\"\nkeep = \"lookout_app_.*\"\n",
-            agent_dir.display(),
-        ),
-    )
-    .unwrap();
-    let agent: Daemon = lookout_tests::start_agent(&agent_toml).unwrap();
+    );
     let diagnose = || {
         format!(
             "agent:\n{}\ncollector:\n{}",
