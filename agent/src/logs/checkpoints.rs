@@ -16,6 +16,7 @@ use chrono::Utc;
 use lookout_protocol::Record;
 use serde::{Deserialize, Serialize};
 
+use super::mark::Mark;
 use crate::spool::Spool;
 
 /// Positions are forgotten this long after their file was last seen (a rotated file that is
@@ -34,6 +35,10 @@ pub struct Entry {
     /// For the journal: the cursor of the last entry shipped.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cursor: Option<String>,
+    /// The last bytes read before the position (or before an earlier one of the same file):
+    /// a file that no longer holds them was truncated since, and is read from its start.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mark: Option<Mark>,
 }
 
 #[derive(Debug, Default, Serialize, Deserialize)]
@@ -96,6 +101,7 @@ impl Checkpoints {
                     path: l.source.clone(),
                     seen: Utc::now().timestamp(),
                     cursor: None,
+                    mark: None,
                 });
                 if p.offset > e.offset {
                     e.offset = p.offset;
@@ -122,14 +128,23 @@ impl Checkpoints {
         self.files.get(key).map(|e| e.offset)
     }
 
-    /// Sets a position (saved by [`Checkpoints::save`]).
-    pub fn set(&mut self, key: &str, offset: u64, path: &str) {
+    /// The mark saved with the position of `key`.
+    pub fn mark(&self, key: &str) -> Option<Mark> {
+        self.files.get(key).and_then(|e| e.mark)
+    }
+
+    /// Sets a position, with the mark of the bytes before it (saved by [`Checkpoints::save`]).
+    pub fn set(&mut self, key: &str, offset: u64, mark: Option<Mark>, path: &str) {
         let seen = Utc::now().timestamp();
         match self.files.get_mut(key) {
-            Some(e) if e.offset == offset && e.path == path && seen.saturating_sub(e.seen) < 60 => {
-            }
+            Some(e)
+                if e.offset == offset
+                    && e.mark == mark
+                    && e.path == path
+                    && seen.saturating_sub(e.seen) < 60 => {}
             Some(e) => {
                 e.offset = offset;
+                e.mark = mark;
                 e.seen = seen;
                 if e.path != path {
                     e.path = path.to_string();
@@ -144,6 +159,7 @@ impl Checkpoints {
                         path: path.to_string(),
                         seen,
                         cursor: None,
+                        mark,
                     },
                 );
                 self.dirty = true;
@@ -163,6 +179,7 @@ impl Checkpoints {
             path: key.to_string(),
             seen: 0,
             cursor: None,
+            mark: None,
         });
         e.cursor = Some(cursor.to_string());
         e.seen = Utc::now().timestamp();
@@ -218,7 +235,7 @@ mod tests {
         fs::write(dir.path().join("checkpoints.json"), file).unwrap();
         let mut points = Checkpoints::open(dir.path());
         assert_eq!(points.get("a"), Some(7));
-        points.set("a", 7, "/var/log/x.log");
+        points.set("a", 7, None, "/var/log/x.log");
         points.save();
         let again = Checkpoints::open(dir.path());
         assert_eq!(again.get("a"), Some(7), "set now: kept");

@@ -5,6 +5,7 @@
 pub mod checkpoints;
 pub mod journald;
 pub mod lines;
+pub mod mark;
 pub mod tail;
 pub mod tap;
 

@@ -41,6 +41,7 @@ use lookout_protocol::{FilePosition, LogRecord, Record};
 
 use super::checkpoints::Checkpoints;
 use super::lines::{Line, Multiline, Splitter, detect_level};
+use super::mark::{self, Mark, Tail};
 use super::tap::Taps;
 use crate::spool::Spool;
 
@@ -81,6 +82,12 @@ struct Tracked {
     splitter: Splitter,
     multiline: Option<Multiline>,
     read_pos: u64,
+    /// The last bytes read, ending at `read_pos`.
+    tail: Tail,
+    /// The mark saved with the position: of the bytes ending at it, or at an earlier one.
+    mark: Option<Mark>,
+    /// Truncated, and not read since: a hole at its start is skipped.
+    fresh: bool,
     matched: bool,
     last_growth: Instant,
     /// The time given to its last read's lines. Each read's lines get a later one, by a
@@ -264,8 +271,16 @@ impl Tailer {
             return; // a copy of a file being read
         }
         let src = &self.sources[si];
+        let mut mark = self.checkpoints.mark(&key);
         let start = match self.checkpoints.get(&key) {
-            Some(at) => at.min(len),
+            Some(at) if mark.is_none_or(|m| m.held(&file)) => at.min(len),
+            Some(at) => {
+                // Same first line, but not the bytes read before the position: truncated
+                // and written again since (while the agent was down or the file closed).
+                tracing::info!(file = %path.display(), offset = at, "log file truncated since its position was saved; reading it from its start");
+                mark = None;
+                0
+            }
             None if (self.checkpoints.first_start || src.added)
                 && src.read_from == ReadFrom::End =>
             {
@@ -274,8 +289,9 @@ impl Tailer {
             None => 0,
         };
         tracing::info!(file = %path.display(), offset = start, "tailing");
+        let tail = Tail::at(&file, start);
         let path_text = path.display().to_string();
-        self.checkpoints.set(&key, start, &path_text);
+        self.checkpoints.set(&key, start, mark, &path_text);
         self.files.push(Tracked {
             key: Some(key),
             path: path.to_path_buf(),
@@ -288,6 +304,9 @@ impl Tailer {
                 .as_ref()
                 .map(|(re, t)| Multiline::new(re.clone(), *t, src.max_line)),
             read_pos: start,
+            tail,
+            mark,
+            fresh: false,
             matched: true,
             last_growth: now,
             last_time: chrono::DateTime::<Utc>::UNIX_EPOCH,
@@ -300,17 +319,29 @@ impl Tailer {
             Ok(m) => m.len(),
             Err(_) => return false,
         };
-        // Truncated: shorter than what was read; or, when it is longer, its first line is no
-        // longer the one it had (truncated and written again past the old position between
-        // two looks, as a busy writer does right after copytruncate).
+        // Truncated: shorter than what was read; or written again up to or past the old
+        // position between two looks (as a busy writer does right after copytruncate), so
+        // that its first line is no longer the one it had, or it no longer holds the bytes
+        // read last before that position.
         let t = &self.files[i];
-        let rewritten = len > t.read_pos
-            && t.key.is_some()
-            && fingerprint(&t.file).as_deref() != t.key.as_deref();
+        let rewritten = t.key.is_some()
+            && ((len > t.read_pos && fingerprint(&t.file).as_deref() != t.key.as_deref())
+                || !t.tail.held(&t.file, t.read_pos));
         if len < t.read_pos || rewritten {
             self.truncated(i, now);
         }
         let t = &mut self.files[i];
+        if t.fresh {
+            let Some(at) = mark::after_hole(&t.file, t.read_pos, &mut self.buf) else {
+                return false;
+            };
+            if at > t.read_pos {
+                tracing::info!(file = %t.path.display(), bytes = at - t.read_pos, "skipped a hole left by a writer that does not append");
+                t.read_pos = at;
+                t.splitter = Splitter::new(self.sources[t.source].max_line, at);
+            }
+            t.fresh = false;
+        }
         if t.key.is_none() {
             match fingerprint(&t.file) {
                 Some(k) => t.key = Some(k),
@@ -319,6 +350,7 @@ impl Tailer {
         }
         let mut lines = Vec::new();
         let mut read = 0;
+        let mut cut = false;
         while read < ROUND_BYTES {
             let n = match t.file.read_at(&mut self.buf, t.read_pos) {
                 Ok(0) => break,
@@ -328,12 +360,27 @@ impl Tailer {
                     break;
                 }
             };
-            t.splitter.feed(&self.buf[..n], &mut lines);
-            t.read_pos += n as u64;
-            read += n;
+            // Still the same file once read (it holds the bytes before what was read), so what
+            // was read is from it. Truncated meanwhile: what was read is kept only if the file
+            // no longer holds it there (read before the truncation, so it is in the copy too,
+            // which resumes after it); else it is the new content, read again from 0.
+            let chunk = &self.buf[..n];
+            cut = !t.tail.held(&t.file, t.read_pos);
+            if !cut || !mark::holds(&t.file, t.read_pos, chunk) {
+                t.splitter.feed(chunk, &mut lines);
+                t.tail.push(chunk);
+                t.read_pos += n as u64;
+                read += n;
+            }
+            if cut {
+                break;
+            }
         }
         if read == 0 {
-            return false;
+            if cut {
+                self.truncated(i, now);
+            }
+            return cut;
         }
         t.last_growth = now;
         let mut events = Vec::with_capacity(lines.len());
@@ -346,6 +393,9 @@ impl Tailer {
             None => events = lines,
         }
         self.ship(i, events);
+        if cut {
+            self.truncated(i, now);
+        }
         true
     }
 
@@ -362,6 +412,9 @@ impl Tailer {
         let src = &self.sources[t.source];
         t.key = None;
         t.read_pos = 0;
+        t.tail = Tail::default();
+        t.mark = None;
+        t.fresh = true;
         t.splitter = Splitter::new(src.max_line, 0);
         t.multiline = src
             .multiline
@@ -377,6 +430,10 @@ impl Tailer {
             return;
         };
         let position = t.resume_at();
+        if position == t.read_pos {
+            t.mark = t.tail.mark(position);
+        }
+        let mark = t.mark;
         let source = t.path.display().to_string();
         if !events.is_empty()
             && let Some(tap) = self.taps.find(&t.path)
@@ -417,12 +474,12 @@ impl Tailer {
                     p.offset = position;
                 }
                 self.spool.push_all(&records, || {
-                    checkpoints.set(&key, position, &source);
+                    checkpoints.set(&key, position, mark, &source);
                     checkpoints.save();
                 });
             }
             // Only blank lines: nothing to ship, and nothing lost if the position is saved late.
-            _ => checkpoints.set(&key, position, &source),
+            _ => checkpoints.set(&key, position, mark, &source),
         }
     }
 
