@@ -117,7 +117,25 @@ pub struct Tailer {
     last_scan: Option<Instant>,
     buf: Vec<u8>,
     taps: Taps,
+    /// Where files stood when they were found truncated, for their copies (below).
+    truncations: Vec<Truncation>,
 }
+
+/// A file's place when it was found truncated: its copy, if the globs match one, resumes
+/// there. Needed only when the truncated file's new first line is its old one (lines alike
+/// at their start): the copy then has the live file's fingerprint, and is told from a copy of
+/// the live file by holding the bytes read before that place.
+#[derive(Debug)]
+struct Truncation {
+    key: String,
+    offset: u64,
+    mark: Mark,
+    at: Instant,
+}
+
+/// How long a truncated file's copy is looked for (it is there before the truncation, so the
+/// next scan finds it).
+const COPY_WAIT: Duration = Duration::from_secs(10);
 
 impl Tailer {
     /// A tailer of `sources` that keeps its positions under `dir` and writes to `spool`
@@ -174,6 +192,7 @@ impl Tailer {
             last_scan: None,
             buf: vec![0; READ_BYTES],
             taps: Taps::default(),
+            truncations: Vec::new(),
         }
     }
 
@@ -235,6 +254,8 @@ impl Tailer {
         for t in &mut self.files {
             t.matched = seen.contains(&t.id);
         }
+        self.truncations
+            .retain(|c| now.duration_since(c.at) < COPY_WAIT);
         self.checkpoints.first_start = false;
         for s in &mut self.sources {
             s.added = false;
@@ -264,15 +285,32 @@ impl Tailer {
                 return;
             }
         };
-        let Some(key) = fingerprint(&file) else {
+        let Some(mut key) = fingerprint(&file) else {
             return; // no complete first line yet
         };
+        let mut copy_of: Option<Truncation> = None;
         if self.files.iter().any(|t| t.key.as_deref() == Some(&key)) {
-            return; // a copy of a file being read
+            // A copy of a file being read, unless it holds what that file held when it was
+            // found truncated.
+            let found = self
+                .truncations
+                .iter()
+                .position(|c| c.key == key && c.mark.held(&file));
+            let Some(found) = found else {
+                return;
+            };
+            let c = self.truncations.swap_remove(found);
+            // Its own key, so that its positions are not the live file's: its fingerprint, a
+            // dot, and its mark's checksum.
+            key = format!("{key}.{:08x}", c.mark.crc);
+            copy_of = Some(c);
         }
         let src = &self.sources[si];
-        let mut mark = self.checkpoints.mark(&key);
-        let start = match self.checkpoints.get(&key) {
+        let (saved, mut mark) = match &copy_of {
+            Some(c) => (Some(c.offset), Some(c.mark)),
+            None => (self.checkpoints.get(&key), self.checkpoints.mark(&key)),
+        };
+        let start = match saved {
             Some(at) if mark.is_none_or(|m| m.held(&file)) => at.min(len),
             Some(at) => {
                 // Same first line, but not the bytes read before the position: truncated
@@ -324,8 +362,9 @@ impl Tailer {
         // that its first line is no longer the one it had, or it no longer holds the bytes
         // read last before that position.
         let t = &self.files[i];
-        let rewritten = t.key.is_some()
-            && ((len > t.read_pos && fingerprint(&t.file).as_deref() != t.key.as_deref())
+        let first = t.key.as_deref().map(|k| k.split_once('.').map_or(k, |(f, _)| f));
+        let rewritten = first.is_some()
+            && ((len > t.read_pos && fingerprint(&t.file).as_deref() != first)
                 || !t.tail.held(&t.file, t.read_pos));
         if len < t.read_pos || rewritten {
             self.truncated(i, now);
@@ -409,6 +448,14 @@ impl Tailer {
         self.ship(i, done.into_iter().collect());
         let t = &mut self.files[i];
         tracing::info!(file = %t.path.display(), "log file truncated; reading it from its start");
+        if let (Some(key), Some(mark)) = (t.key.clone(), t.mark) {
+            self.truncations.push(Truncation {
+                key,
+                offset: t.resume_at(),
+                mark,
+                at: now,
+            });
+        }
         let src = &self.sources[t.source];
         t.key = None;
         t.read_pos = 0;
