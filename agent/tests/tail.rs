@@ -112,8 +112,13 @@ fn numbered(tag: &str, range: std::ops::Range<u32>) -> Vec<String> {
 /// head), so that each file's first line, the fingerprint, is the same before and after a
 /// truncation.
 fn alike(tag: &str, range: std::ops::Range<u32>) -> Vec<String> {
-    let head = format!(r#"{{"service":"checkout","region":"eu-west","msg":"{}""#, "=".repeat(220));
-    range.map(|i| format!(r#"{head},"n":"{tag}{i:05}"}}"#)).collect()
+    let head = format!(
+        r#"{{"service":"checkout","region":"eu-west","msg":"{}""#,
+        "=".repeat(220)
+    );
+    range
+        .map(|i| format!(r#"{head},"n":"{tag}{i:05}"}}"#))
+        .collect()
 }
 
 fn texts(records: &[LogRecord]) -> Vec<String> {
@@ -479,7 +484,11 @@ fn same(got: Vec<String>, want: Vec<String>, what: &str) {
     let missing: Vec<_> = want.iter().filter(|l| !got.contains(l)).map(end).collect();
     let mut extra: Vec<_> = got.iter().filter(|l| !want.contains(l)).map(end).collect();
     let mut seen = std::collections::HashSet::new();
-    extra.extend(got.iter().filter(|l| !seen.insert(*l)).map(|l| format!("twice {}", end(l))));
+    extra.extend(
+        got.iter()
+            .filter(|l| !seen.insert(*l))
+            .map(|l| format!("twice {}", end(l))),
+    );
     panic!(
         "{what}: {} lines, {} wanted; {} missing {:?}; {} extra {:?}; in order: {}",
         got.len(),
@@ -511,7 +520,10 @@ fn copytruncate_is_seen_past_the_old_position_when_every_line_starts_alike() {
 fn a_refill_that_lands_exactly_on_the_old_position_and_then_beyond_is_read_from_its_start() {
     // Lines of one length: 40 new ones end exactly where the 40 old ones did, so the tailer's
     // look in between finds the file neither shorter nor longer.
-    for lines in [alike as fn(&str, std::ops::Range<u32>) -> Vec<String>, numbered] {
+    for lines in [
+        alike as fn(&str, std::ops::Range<u32>) -> Vec<String>,
+        numbered,
+    ] {
         for glob in ["app.log", "app.log*"] {
             let s = Setup::new();
             let mut t = s.tailer(&[s.source(glob)]);

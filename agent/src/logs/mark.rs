@@ -1,4 +1,5 @@
-//! The last bytes read of a file, to tell it from itself truncated and written again.
+//! What a file holds, to know it again: its fingerprint (its first line), and the last bytes
+//! read of it, to tell it from itself truncated and written again.
 //!
 //! A truncation that is written again up to or past the position read before (copytruncate
 //! under a busy writer) leaves the file no shorter than that position, and its first line may
@@ -12,6 +13,8 @@ use std::fs::File;
 use std::os::unix::fs::FileExt;
 
 use serde::{Deserialize, Serialize};
+
+use super::tail::FINGERPRINT_BYTES;
 
 /// Bytes kept of what was read last.
 pub const TAIL_BYTES: usize = 64;
@@ -111,9 +114,15 @@ pub fn holds(file: &File, at: u64, bytes: &[u8]) -> bool {
 
 /// Where the first byte other than NUL is, from `from` on, reading through `buf`: a writer that
 /// does not append (`app > app.log`) writes at its own offset after a truncation, and leaves
-/// a hole of NULs before its next line. None when there is none yet.
+/// a hole of NULs before its next line. None when there is none yet. The hole's unallocated
+/// part is skipped without reading it (`SEEK_DATA`), so a hole as large as everything the
+/// writer ever wrote costs no more than its last block.
 pub fn after_hole(file: &File, from: u64, buf: &mut [u8]) -> Option<u64> {
-    let mut at = from;
+    let mut at = match rustix::fs::seek(file, rustix::fs::SeekFrom::Data(from)) {
+        Ok(data) => data.max(from),
+        Err(rustix::io::Errno::NXIO) => return None, // only a hole so far
+        Err(_) => from,                              // no SEEK_DATA here: read through it
+    };
     loop {
         match file.read_at(buf, at) {
             Ok(0) | Err(_) => return None,
@@ -122,6 +131,41 @@ pub fn after_hole(file: &File, from: u64, buf: &mut [u8]) -> Option<u64> {
                 None => at += n as u64,
             },
         }
+    }
+}
+
+/// The fingerprint of an open file: a checksum of its first line, or of its first
+/// [`FINGERPRINT_BYTES`] when that line is longer. None until that much is written.
+pub fn fingerprint(file: &File) -> Option<String> {
+    let mut head = [0u8; FINGERPRINT_BYTES];
+    let mut n = 0;
+    while n < head.len() {
+        match file.read_at(&mut head[n..], n as u64) {
+            Ok(0) => break,
+            Ok(k) => n += k,
+            Err(_) => return None,
+        }
+    }
+    let end = match memchr::memchr(b'\n', &head[..n]) {
+        Some(i) => i + 1,
+        None if n == FINGERPRINT_BYTES => n,
+        None => return None,
+    };
+    Some(format!("{:08x}{:03x}", crc32fast::hash(&head[..end]), end))
+}
+
+/// Where the last complete line of a file of length `len` ends: reading from the end starts
+/// there, not in the middle of a line.
+pub fn last_line_end(file: &File, len: u64) -> u64 {
+    let from = len.saturating_sub(64 << 10);
+    let mut tail = vec![0u8; (len - from) as usize];
+    if file.read_exact_at(&mut tail, from).is_err() {
+        return len;
+    }
+    match memchr::memrchr(b'\n', &tail) {
+        Some(i) => from + i as u64 + 1,
+        None if from == 0 => 0,
+        None => len,
     }
 }
 
@@ -142,5 +186,29 @@ mod tests {
         let mut t = Tail::default();
         t.push(&all[..10]);
         assert_eq!(&t.bytes[..t.len], &all[..10]);
+    }
+
+    #[test]
+    fn the_end_of_a_hole_is_found_whether_it_is_allocated_or_sparse() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("holed.log");
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(true)
+            .read(true)
+            .write(true)
+            .open(&path)
+            .unwrap();
+        let mut buf = vec![0u8; 4096];
+        assert_eq!(after_hole(&file, 0, &mut buf), None, "empty");
+        // Sparse: 10 MiB never written, then a line.
+        file.write_all_at(b"line\n", 10 << 20).unwrap();
+        assert_eq!(after_hole(&file, 0, &mut buf), Some(10 << 20));
+        // Written NULs (a copy of such a file is not sparse), then a line.
+        file.set_len(0).unwrap();
+        file.write_all_at(&vec![0u8; 10_000], 0).unwrap();
+        file.write_all_at(b"x", 10_000).unwrap();
+        assert_eq!(after_hole(&file, 0, &mut buf), Some(10_000));
+        assert_eq!(after_hole(&file, 10_001, &mut buf), None, "nothing after");
     }
 }

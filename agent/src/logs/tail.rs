@@ -14,14 +14,45 @@
 //!   fingerprint, and is skipped while the original still has it; once the original is
 //!   truncated, the copy resumes at the original's position, so lines written between the last
 //!   read and the copy are read from the copy, and none twice. The truncated original starts
-//!   again at 0 under its new fingerprint. A truncation is seen by the size falling under the
-//!   read position, or, when a busy writer has already written past that position again, by
-//!   the first line no longer being the one the file had.
+//!   again at 0 under its new fingerprint.
 //! - A file replaced while the agent was down has a new fingerprint: read from its start.
-//! - A file with the fingerprint of another file open now is a copy of it: skipped.
+//! - A file with the fingerprint of another file open now is a copy of it: skipped, unless it
+//!   holds what that file held when it was found truncated (below).
 //!
 //! Files whose first lines are identical (a fixed banner) share a fingerprint and are taken
 //! for copies of each other; the first line should say something unique, such as a time.
+//!
+//! # Truncation
+//!
+//! A file is taken for truncated, and read again from 0, when
+//! - its size falls under the read position (checked every round, by `fstat`);
+//! - it no longer holds the last bytes read, up to [`mark::TAIL_BYTES`] ending at the read
+//!   position ([`mark::Tail`]): checked every round, even when the file is exactly as long as
+//!   the position, and again after each read, before what was read is used. So a truncation
+//!   written again up to or past the old position between two looks (a busy writer right
+//!   after copytruncate) is seen, whatever its first line. A truncation between a read and
+//!   its check: what was read is kept when the file no longer holds it (it was read before,
+//!   so it is the copy's too, which resumes after it), and dropped when it does (it is the new
+//!   content, read again from 0): no line lost, none twice;
+//! - its first line is no longer the one it had (when it is longer than the position);
+//! - it is opened again (after a restart, a reload or an idle close) and does not hold the
+//!   bytes before its saved position: a checksum of them ([`mark::Mark`]) is saved with it.
+//!
+//! What cannot be told: a file truncated and written again with the same bytes at every
+//! offset up to the position (a writer of one fixed line, `yes`) is, by its content, the same
+//! file; only a size seen under the position at one of the looks (five a second when idle)
+//! shows it. Its new lines past the position are read; those up to it are taken for the old.
+//!
+//! Once a file is found truncated, its place (key, position, mark) is kept for
+//! [`COPY_WAIT`]: a copy of it found then with the live file's fingerprint (lines alike at
+//! their start make the first line the same before and after) that holds the mark is its
+//! copy, read from that place under its own key (the fingerprint, `.`, the mark's checksum).
+//! A restart before such a copy is read to its end leaves the rest unread (it is then taken
+//! for a copy of the live file).
+//!
+//! A writer that does not append (`app > app.log`) writes at its own offset after a
+//! truncation, after a hole of NULs: that hole is skipped, not shipped
+//! ([`mark::after_hole`]).
 //!
 //! # Positions
 //!
@@ -41,7 +72,7 @@ use lookout_protocol::{FilePosition, LogRecord, Record};
 
 use super::checkpoints::Checkpoints;
 use super::lines::{Line, Multiline, Splitter, detect_level};
-use super::mark::{self, Mark, Tail};
+use super::mark::{self, Mark, Tail, fingerprint, last_line_end};
 use super::tap::Taps;
 use crate::spool::Spool;
 
@@ -362,7 +393,10 @@ impl Tailer {
         // that its first line is no longer the one it had, or it no longer holds the bytes
         // read last before that position.
         let t = &self.files[i];
-        let first = t.key.as_deref().map(|k| k.split_once('.').map_or(k, |(f, _)| f));
+        let first = t
+            .key
+            .as_deref()
+            .map(|k| k.split_once('.').map_or(k, |(f, _)| f));
         let rewritten = first.is_some()
             && ((len > t.read_pos && fingerprint(&t.file).as_deref() != first)
                 || !t.tail.held(&t.file, t.read_pos));
@@ -573,40 +607,5 @@ impl Tailer {
             let t = self.files.remove(i);
             tracing::info!(file = %t.path.display(), offset = t.read_pos, renamed_or_deleted = gone, "closed");
         }
-    }
-}
-
-/// The fingerprint of an open file: a checksum of its first line, or of its first
-/// [`FINGERPRINT_BYTES`] when that line is longer. None until that much is written.
-fn fingerprint(file: &File) -> Option<String> {
-    let mut head = [0u8; FINGERPRINT_BYTES];
-    let mut n = 0;
-    while n < head.len() {
-        match file.read_at(&mut head[n..], n as u64) {
-            Ok(0) => break,
-            Ok(k) => n += k,
-            Err(_) => return None,
-        }
-    }
-    let end = match memchr::memchr(b'\n', &head[..n]) {
-        Some(i) => i + 1,
-        None if n == FINGERPRINT_BYTES => n,
-        None => return None,
-    };
-    Some(format!("{:08x}{:03x}", crc32fast::hash(&head[..end]), end))
-}
-
-/// Where the last complete line of a file of length `len` ends: reading from the end starts
-/// there, not in the middle of a line.
-fn last_line_end(file: &File, len: u64) -> u64 {
-    let from = len.saturating_sub(64 << 10);
-    let mut tail = vec![0u8; (len - from) as usize];
-    if file.read_exact_at(&mut tail, from).is_err() {
-        return len;
-    }
-    match memchr::memrchr(b'\n', &tail) {
-        Some(i) => from + i as u64 + 1,
-        None if from == 0 => 0,
-        None => len,
     }
 }
