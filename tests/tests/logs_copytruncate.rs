@@ -112,7 +112,9 @@ async fn a_file_written_past_the_old_position_right_after_copytruncate_loses_no_
         let (a, p): (Vec<_>, Vec<_>) = (0..line_count(g))
             .map(|n| (alike_line(g, n), plain_line(g, n)))
             .unzip();
-        appender.write_all((a.join("\n") + "\n").as_bytes()).unwrap();
+        appender
+            .write_all((a.join("\n") + "\n").as_bytes())
+            .unwrap();
         overwriter
             .write_all((p.join("\n") + "\n").as_bytes())
             .unwrap();
