@@ -63,13 +63,16 @@ impl Tail {
         self.len = keep + read.len();
     }
 
-    /// Whether `file` still holds these bytes, ending at `end` (true when there are none).
+    /// Whether `file` still holds these bytes, ending at `end` (true when there are none, and
+    /// when they cannot be read for another reason than the file being shorter: a read error
+    /// is no truncation, and the read that follows reports it).
     pub fn held(&self, file: &File, end: u64) -> bool {
         let mut now = [0u8; TAIL_BYTES];
         let now = &mut now[..self.len];
-        self.len == 0
-            || (file.read_exact_at(now, end - self.len as u64).is_ok()
-                && *now == self.bytes[..self.len])
+        match file.read_exact_at(now, end - self.len as u64) {
+            Ok(()) => *now == self.bytes[..self.len],
+            Err(e) => e.kind() != std::io::ErrorKind::UnexpectedEof,
+        }
     }
 
     /// The mark of these bytes ending at `end`.
