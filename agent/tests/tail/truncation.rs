@@ -40,7 +40,7 @@ fn same(got: Vec<String>, want: Vec<String>, what: &str) {
             .map(|l| format!("twice {}", end(l))),
     );
     panic!(
-        "{what}: {} lines, {} wanted; {} missing {:?}; {} extra {:?}; in order: {}",
+        "{what}: {} lines, {} wanted; {} missing {:?}; {} extra {:?}; only the order differs: {}",
         got.len(),
         want.len(),
         missing.len(),
