@@ -18,6 +18,7 @@ pub use port::{Port, free_port};
 pub mod browser;
 pub mod deploy;
 pub mod escalation;
+pub mod logs;
 pub mod scripted;
 pub mod smtp;
 pub mod tls;

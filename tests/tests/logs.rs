@@ -10,12 +10,12 @@
 use std::collections::HashMap;
 use std::fs::{self, File, OpenOptions};
 use std::io::{BufWriter, Write};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
-use lookout_tests::{collector_toml, free_port, start_agent, start_collector};
+use lookout_tests::logs::{LogsRig, stored_lines};
+use lookout_tests::start_agent;
 
-const TOKEN: &str = "logs-agent-token-0123456789abcdef";
 /// Lines per second the writer aims at, and for how long.
 const RATE: u64 = 60_000;
 const WRITE_FOR: Duration = Duration::from_secs(6);
@@ -91,45 +91,16 @@ fn write_and_rotate(dir: &Path) -> Written {
     }
 }
 
-async fn stored_lines(db: &Path) -> Vec<(i64, i64, String)> {
-    let url = format!("sqlite://{}?mode=ro", db.display());
-    let pool = sqlx::SqlitePool::connect(&url).await.unwrap();
-    let rows: Vec<(i64, i64, String)> =
-        sqlx::query_as("SELECT time_ms, id, text FROM logs WHERE agent = 'edge'")
-            .fetch_all(&pool)
-            .await
-            .unwrap();
-    pool.close().await;
-    rows
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_line_is_stored_once_in_order_through_rotations_and_a_kill() {
-    let (cdir, adir, logs) = (
-        tempfile::tempdir().unwrap(),
-        tempfile::tempdir().unwrap(),
-        tempfile::tempdir().unwrap(),
-    );
-    let port = free_port();
-    let (_collector, _) = start_collector(
-        cdir.path(),
-        &collector_toml(cdir.path(), port.get(), "edge", TOKEN, ""),
+    let logs = tempfile::tempdir().unwrap();
+    let rig = LogsRig::new(
+        &[&logs.path().join("app.log*")],
+        "max_batch_records = 10000\nmax_batch_bytes = 4194304\nmax_backoff = \"500ms\"",
     )
     .unwrap();
-    let config: PathBuf = adir.path().join("agent.toml");
-    fs::write(
-        &config,
-        format!(
-            "name = \"edge\"\ncollector = \"http://127.0.0.1:{port}\"\ntoken = \"{TOKEN}\"\ndata_dir = \"{}\"\n\
-             [host_metrics]\nenabled = false\n\
-             [shipping]\nmax_batch_records = 10000\nmax_batch_bytes = 4194304\nmax_backoff = \"500ms\"\n\
-             [[logs]]\npaths = [\"{}/app.log*\"]\nread_from = \"beginning\"\n",
-            adir.path().display(),
-            logs.path().display()
-        ),
-    )
-    .unwrap();
-    let agent = start_agent(&config).unwrap();
+    let config = &rig.config;
+    let agent = start_agent(config).unwrap();
     let dir = logs.path().to_path_buf();
     let writer = std::thread::spawn(move || write_and_rotate(&dir));
     // Killed in the middle of the writing, and started again a moment later.
@@ -137,16 +108,16 @@ async fn every_line_is_stored_once_in_order_through_rotations_and_a_kill() {
     agent.signal("KILL").unwrap();
     drop(agent);
     tokio::time::sleep(Duration::from_millis(300)).await;
-    let agent = start_agent(&config).unwrap();
+    let agent = start_agent(config).unwrap();
     let written = tokio::task::spawn_blocking(move || writer.join().unwrap())
         .await
         .unwrap();
     let total: u64 = written.per_generation.iter().sum();
-    let db = cdir.path().join("lookout.db");
+    let db = &rig.db;
     // Until every line is there (or 90 s): then count what is there, lost and twice alike.
     let deadline = Instant::now() + Duration::from_secs(90);
     let rows = loop {
-        let rows = stored_lines(&db).await;
+        let rows = stored_lines(db).await.unwrap();
         if rows.len() as u64 >= total || Instant::now() > deadline {
             break rows;
         }

@@ -15,15 +15,15 @@
 //! stored exactly once, and nothing else (the written lines are the oracle).
 
 use std::collections::HashMap;
-use std::fs::{self, OpenOptions};
+use std::fs::OpenOptions;
 use std::io::Write;
 use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
-use lookout_tests::{collector_toml, eventually, free_port, start_agent, start_collector};
+use lookout_tests::logs::{LogsRig, stored_lines};
+use lookout_tests::{eventually, start_agent};
 
-const TOKEN: &str = "logs-agent-token-0123456789abcdef";
 /// Generations of each file: each ends in a copytruncate, the next is written at once.
 const GENERATIONS: u32 = 5;
 
@@ -56,43 +56,14 @@ fn copytruncate(path: &Path) {
 }
 
 async fn stored(db: &Path) -> anyhow::Result<Vec<String>> {
-    let url = format!("sqlite://{}?mode=ro", db.display());
-    let pool = sqlx::SqlitePool::connect(&url).await?;
-    let rows: Vec<(String,)> = sqlx::query_as("SELECT text FROM logs WHERE agent = 'edge'")
-        .fetch_all(&pool)
-        .await?;
-    pool.close().await;
-    Ok(rows.into_iter().map(|r| r.0).collect())
+    Ok(stored_lines(db).await?.into_iter().map(|r| r.2).collect())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_file_written_past_the_old_position_right_after_copytruncate_loses_no_line() {
-    let (cdir, adir, logs) = (
-        tempfile::tempdir().unwrap(),
-        tempfile::tempdir().unwrap(),
-        tempfile::tempdir().unwrap(),
-    );
-    let port = free_port();
-    let (_collector, _) = start_collector(
-        cdir.path(),
-        &collector_toml(cdir.path(), port.get(), "edge", TOKEN, ""),
-    )
-    .unwrap();
+    let logs = tempfile::tempdir().unwrap();
     let (alike, plain) = (logs.path().join("alike.log"), logs.path().join("plain.log"));
-    let config = adir.path().join("agent.toml");
-    fs::write(
-        &config,
-        format!(
-            "name = \"edge\"\ncollector = \"http://127.0.0.1:{port}\"\ntoken = \"{TOKEN}\"\ndata_dir = \"{}\"\n\
-             [host_metrics]\nenabled = false\n\
-             [shipping]\nmax_backoff = \"500ms\"\n\
-             [[logs]]\npaths = [\"{}\", \"{}\"]\nread_from = \"beginning\"\n",
-            adir.path().display(),
-            alike.display(),
-            plain.display(),
-        ),
-    )
-    .unwrap();
+    let rig = LogsRig::new(&[&alike, &plain], "max_backoff = \"500ms\"").unwrap();
     let mut appender = OpenOptions::new()
         .create(true)
         .append(true)
@@ -104,8 +75,8 @@ async fn a_file_written_past_the_old_position_right_after_copytruncate_loses_no_
         .truncate(true)
         .open(&plain)
         .unwrap();
-    let agent = start_agent(&config).unwrap();
-    let db = cdir.path().join("lookout.db");
+    let agent = start_agent(&rig.config).unwrap();
+    let db = &rig.db;
     let mut written: Vec<String> = Vec::new();
     for g in 0..GENERATIONS {
         // Each generation in one write per file, right after the truncation before it.
@@ -125,7 +96,7 @@ async fn a_file_written_past_the_old_position_right_after_copytruncate_loses_no_
             &format!("generation {g} stored"),
             Duration::from_secs(60),
             || async {
-                let rows = stored(&db).await?;
+                let rows = stored(db).await?;
                 Ok((rows.len() >= want).then_some(rows))
             },
         )
@@ -138,7 +109,7 @@ async fn a_file_written_past_the_old_position_right_after_copytruncate_loses_no_
             copytruncate(&plain);
         }
     }
-    let rows = stored(&db).await.unwrap();
+    let rows = stored(db).await.unwrap();
     let mut count: HashMap<&str, i64> = written.iter().map(|l| (l.as_str(), 0)).collect();
     let mut foreign = Vec::new();
     for r in &rows {
