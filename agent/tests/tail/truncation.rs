@@ -8,7 +8,7 @@ use std::io::Write;
 use std::path::PathBuf;
 use std::time::Instant;
 
-use lookout_agent::logs::tail::IDLE_CLOSE;
+use lookout_agent::logs::tail::{IDLE_CLOSE, Tailer};
 
 use super::{Setup, append, copy_and_truncate, numbered, run, texts};
 
@@ -51,19 +51,30 @@ fn same(got: Vec<String>, want: Vec<String>, what: &str) {
     );
 }
 
-#[test]
-fn copytruncate_is_seen_past_the_old_position_when_every_line_starts_alike() {
+/// A tailer of `glob` that has read 40 lines alike at their start from `app.log`.
+fn forty_read(glob: &str) -> (Setup, Tailer, Instant) {
     let s = Setup::new();
-    let mut t = s.tailer(&[s.source("app.log")]);
+    let mut t = s.tailer(&[s.source(glob)]);
     let mut clock = Instant::now();
     append(&s.log("app.log"), alike("a", 0..40));
     run(&mut t, &mut clock, 1);
+    (s, t, clock)
+}
+
+/// Those 40 lines, then `n` of the refill tagged `tag`.
+fn forty_then(tag: &str, n: u32) -> Vec<String> {
+    let mut want = alike("a", 0..40);
+    want.extend(alike(tag, 0..n));
+    want
+}
+
+#[test]
+fn copytruncate_is_seen_past_the_old_position_when_every_line_starts_alike() {
+    let (s, mut t, mut clock) = forty_read("app.log");
     copy_and_truncate(&s.log("app.log"), &s.log("app.log.1"));
     append(&s.log("app.log"), alike("b", 0..100));
     run(&mut t, &mut clock, 2);
-    let mut want = alike("a", 0..40);
-    want.extend(alike("b", 0..100));
-    same(texts(&s.take()), want, "");
+    same(texts(&s.take()), forty_then("b", 100), "");
 }
 
 #[test]
@@ -99,11 +110,7 @@ fn lines_written_before_the_copy_come_from_the_copy_when_every_line_starts_alike
  {
     // The copy has the live file's fingerprint both before and after the truncation: it is
     // told from a copy of the live file by holding the bytes read last before the truncation.
-    let s = Setup::new();
-    let mut t = s.tailer(&[s.source("app.log*")]);
-    let mut clock = Instant::now();
-    append(&s.log("app.log"), alike("a", 0..40));
-    run(&mut t, &mut clock, 1);
+    let (s, mut t, mut clock) = forty_read("app.log*");
     append(&s.log("app.log"), alike("a", 40..60));
     copy_and_truncate(&s.log("app.log"), &s.log("app.log.1"));
     append(&s.log("app.log"), alike("b", 0..200));
@@ -172,9 +179,7 @@ fn a_truncation_while_the_agent_is_down_is_seen_at_its_start_even_with_the_same_
     append(&s.log("app.log"), alike("b", 0..100));
     let mut t = s.tailer(std::slice::from_ref(&src));
     run(&mut t, &mut clock, 2);
-    let mut want = alike("a", 0..40);
-    want.extend(alike("b", 0..100));
-    same(texts(&s.take()), want, "");
+    same(texts(&s.take()), forty_then("b", 100), "");
     // And the position saved for the new file is its own: a restart now reads nothing again.
     t.save();
     drop(t);
@@ -185,18 +190,12 @@ fn a_truncation_while_the_agent_is_down_is_seen_at_its_start_even_with_the_same_
 
 #[test]
 fn a_file_closed_while_idle_and_truncated_then_is_read_from_its_start_when_it_is_opened_again() {
-    let s = Setup::new();
-    let mut t = s.tailer(&[s.source("app.log")]);
-    let mut clock = Instant::now();
-    append(&s.log("app.log"), alike("a", 0..40));
-    run(&mut t, &mut clock, 1);
+    let (s, mut t, mut clock) = forty_read("app.log");
     clock += IDLE_CLOSE;
     run(&mut t, &mut clock, 1);
     assert_eq!(t.open_files(), Vec::<PathBuf>::new(), "closed while idle");
     copy_and_truncate(&s.log("app.log"), &s.log("app.log.1"));
     append(&s.log("app.log"), alike("b", 0..100));
     run(&mut t, &mut clock, 2);
-    let mut want = alike("a", 0..40);
-    want.extend(alike("b", 0..100));
-    same(texts(&s.take()), want, "");
+    same(texts(&s.take()), forty_then("b", 100), "");
 }
