@@ -26,14 +26,16 @@ pub fn checkpoints(data: &[u8]) {
             continue;
         };
         let moved = offset.saturating_add(1);
-        points.set(key, moved, "/var/log/fuzz.log");
+        let mark = points.mark(key);
+        points.set(key, moved, mark, "/var/log/fuzz.log");
         points.set_cursor(key, "s=fuzz;i=1");
-        set.insert(key.clone(), moved);
+        set.insert(key.clone(), (moved, mark));
     }
     points.save();
     let again = Checkpoints::open(dir);
-    for (key, offset) in &set {
+    for (key, (offset, mark)) in &set {
         assert_eq!(again.get(key), Some(*offset), "{key}");
+        assert_eq!(again.mark(key), *mark, "{key}");
         assert_eq!(again.cursor(key).as_deref(), Some("s=fuzz;i=1"), "{key}");
     }
 }
