@@ -235,7 +235,8 @@ impl Fallback {
         }
     }
 
-    /// Sends `note` unless delivery changes (or the agent stops) first; logs and counts it.
+    /// Sends `note`; a change of delivery (or a stop) before it is taken stops its retries, not an
+    /// attempt under way. Logs and counts it.
     async fn send(
         &self,
         note: &Note,

@@ -215,8 +215,9 @@ enum Attempt {
     Final(String),
 }
 
-/// Sends `note`, retrying as the module says, unless `cancel` resolves first (delivery to the
-/// collector changed meanwhile): `Ok` once the peer took it.
+/// Sends `note`, retrying as the module says, unless `cancel` resolves before an attempt
+/// (delivery to the collector changed meanwhile; an attempt under way is finished): `Ok` once
+/// the peer took it.
 pub async fn deliver(
     http: &reqwest::Client,
     cfg: &FallbackConfig,
@@ -247,10 +248,10 @@ pub async fn deliver(
             .headers(headers.clone())
             .body(body.clone())
             .send();
-        let outcome = tokio::select! {
-            () = &mut cancel => return Err(Undelivered::Cancelled),
-            r = tokio::time::timeout(cfg.timeout + Duration::from_millis(100), send) => r,
-        };
+        // An attempt under way is finished (within its timeout), not cancelled: the receiver
+        // may already have the message, and one taken but counted as not sent would leave its
+        // "reachable" message unsent. A change of delivery stops the retries only.
+        let outcome = tokio::time::timeout(cfg.timeout + Duration::from_millis(100), send).await;
         let attempt = match outcome {
             Ok(Ok(r)) if r.status().is_success() => Attempt::Sent,
             Ok(Ok(r)) => {

@@ -10,11 +10,13 @@ use lookout_config::FallbackType;
 
 use super::*;
 
-/// A receiver that keeps each request and answers the statuses given in order, then 200.
+/// A receiver that keeps each request and answers the statuses given in order, then 200,
+/// `answer_after` after it has kept the request.
 #[derive(Clone, Default)]
 struct Receiver {
     seen: Arc<Mutex<Vec<(HeaderMap, serde_json::Value)>>>,
     statuses: Arc<Mutex<Vec<u16>>>,
+    answer_after: Arc<Mutex<Duration>>,
 }
 
 impl Receiver {
@@ -35,6 +37,8 @@ impl Receiver {
                     String::from_utf8_lossy(&body).into(),
                 ));
                 keep.seen.lock().unwrap().push((headers, json));
+                let wait = *keep.answer_after.lock().unwrap();
+                tokio::time::sleep(wait).await;
                 StatusCode::from_u16(status).unwrap()
             }
         });
@@ -56,11 +60,15 @@ impl Receiver {
     /// Polls until `n` requests arrived; panics after `within`.
     async fn wait_for(&self, n: usize, within: Duration) {
         let deadline = std::time::Instant::now() + within;
-        while self.seen.lock().unwrap().len() < n {
+        loop {
+            let seen = self.seen.lock().unwrap().len();
+            if seen >= n {
+                return;
+            }
+            // Not under the lock: `events` takes it.
             assert!(
                 std::time::Instant::now() < deadline,
-                "{} of {n} requests within {within:?}: {:?}",
-                self.seen.lock().unwrap().len(),
+                "{seen} of {n} requests within {within:?}: {:?}",
                 self.events()
             );
             tokio::time::sleep(Duration::from_millis(10)).await;
@@ -149,6 +157,24 @@ async fn one_message_after_after_and_one_when_back_and_nothing_more() {
     assert_eq!(
         state::load(&dir.path().join(state::FILE)).unwrap(),
         Remembered::default()
+    );
+}
+
+#[tokio::test]
+async fn the_collector_back_while_the_outage_message_is_answered_still_says_so() {
+    // The receiver has the "unreachable" message but takes its time to answer; meanwhile the
+    // collector takes batches again. The message was taken, so "reachable" must follow.
+    let dir = tempfile::tempdir().unwrap();
+    let (rx, url) = Receiver::start(vec![]).await;
+    *rx.answer_after.lock().unwrap() = Duration::from_millis(500);
+    let (d, _stop) = start(dir.path(), &url, 100);
+    d.failed("refused");
+    rx.wait_for(1, Duration::from_secs(5)).await;
+    d.delivered();
+    rx.wait_for(2, Duration::from_secs(5)).await;
+    assert_eq!(
+        rx.events(),
+        ["collector_unreachable", "collector_reachable"]
     );
 }
 
