@@ -171,6 +171,33 @@ pub fn collector_toml(dir: &Path, port: u16, agent: &str, token: &str, extra: &s
     )
 }
 
+/// Starts a collector ([`collector_toml`] on a free port, `collector_extra` at its end) and the
+/// agent `agent` shipping to it from `dir/agent`, with host metrics off and `agent_extra` after
+/// its identity: the two daemons and the collector's base URL.
+pub fn start_collector_and_agent(
+    dir: &Path,
+    agent: &str,
+    token: &str,
+    collector_extra: &str,
+    agent_extra: &str,
+) -> Result<(Daemon, String, Daemon)> {
+    let (collector, base) =
+        start_collector(dir, &collector_toml(dir, 0, agent, token, collector_extra))?;
+    let agent_dir = dir.join("agent");
+    std::fs::create_dir_all(&agent_dir)?;
+    let config = agent_dir.join("agent.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "name = \"{agent}\"\ncollector = \"{base}\"\ntoken = \"{token}\"\n\
+             data_dir = \"{}\"\n[host_metrics]\nenabled = false\n{agent_extra}",
+            agent_dir.display()
+        ),
+    )?;
+    let agent = start_agent(&config)?;
+    Ok((collector, base, agent))
+}
+
 /// Starts the `lookout-agent` binary with the configuration file at `config`.
 pub fn start_agent(config: &Path) -> Result<Daemon> {
     Daemon::start(

@@ -7,7 +7,7 @@
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use lookout_tests::{Daemon, READ_TOKEN, eventually, get_json, start_collector};
+use lookout_tests::{Daemon, eventually, get_json};
 use lookout_tests::{Port, free_port};
 
 const AGENT_TOKEN: &str = "integ-agent-token-0123456789abcdef";
@@ -125,41 +125,28 @@ async fn redis_primary_and_replica_are_read_as_info_says_and_evictions_fire_the_
     .await
     .unwrap();
 
-    let (mut collector, base) = start_collector(
+    let (mut collector, base, mut agent) = lookout_tests::start_collector_and_agent(
         dir.path(),
+        "cache-1",
+        AGENT_TOKEN,
+        "[[rules]]\nname = \"redis-evictions\"\nmetric = \"redis.keys.evicted\"\n\
+         aggregate = \"rate\"\nwindow = \"5m\"\nabove = 0\n\
+         [[rules]]\nname = \"redis-unreachable\"\nmetric = \"lookout.integration.up\"\n\
+         labels = { type = \"redis\" }\naggregate = \"max\"\nwindow = \"3s\"\nbelow = 1\n\
+         [[rules]]\nname = \"redis-replica-link\"\n\
+         metric = \"redis.replication.link_status\"\naggregate = \"max\"\nwindow = \"3s\"\n\
+         below = 1\n",
         &format!(
-            "[server]\nlisten = \"127.0.0.1:0\"\ndata_dir = \"{}\"\nread_tokens = [\"{READ_TOKEN}\"]\n\
-             [[agents]]\nname = \"cache-1\"\ntoken = \"{AGENT_TOKEN}\"\n\
-             [[rules]]\nname = \"redis-evictions\"\nmetric = \"redis.keys.evicted\"\n\
-             aggregate = \"rate\"\nwindow = \"5m\"\nabove = 0\n\
-             [[rules]]\nname = \"redis-unreachable\"\nmetric = \"lookout.integration.up\"\n\
-             labels = {{ type = \"redis\" }}\naggregate = \"max\"\nwindow = \"3s\"\nbelow = 1\n\
-             [[rules]]\nname = \"redis-replica-link\"\n\
-             metric = \"redis.replication.link_status\"\naggregate = \"max\"\nwindow = \"3s\"\n\
-             below = 1\n",
-            dir.path().display()
-        ),
-    )
-    .unwrap();
-    let agent_dir = dir.path().join("agent");
-    std::fs::create_dir_all(&agent_dir).unwrap();
-    let agent_toml = agent_dir.join("agent.toml");
-    std::fs::write(
-        &agent_toml,
-        format!(
-            "name = \"cache-1\"\ncollector = \"{base}\"\ntoken = \"{AGENT_TOKEN}\"\n\
-             data_dir = \"{}\"\n[host_metrics]\nenabled = false\n\
-             [[integrations]]\ntype = \"redis\"\nname = \"primary\"\n\
+            "[[integrations]]\ntype = \"redis\"\nname = \"primary\"\n\
              url = \"redis://:{PASSWORD}@127.0.0.1:{primary_port}\"\ninterval = \"1s\"\n\
              labels = {{ role = \"cache\" }}\n\
              [[integrations]]\ntype = \"redis\"\nname = \"replica\"\n\
              url = \"redis://:{PASSWORD}@127.0.0.1:{}\"\ninterval = \"1s\"\n",
-            agent_dir.display(),
             replica.port.get()
         ),
     )
     .unwrap();
-    let mut agent: Daemon = lookout_tests::start_agent(&agent_toml).unwrap();
+    let agent_toml = dir.path().join("agent").join("agent.toml");
     let diagnose = |agent: &Daemon, collector: &Daemon| {
         format!(
             "agent:\n{}\ncollector:\n{}",

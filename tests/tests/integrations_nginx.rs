@@ -8,7 +8,7 @@
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use lookout_tests::{Daemon, READ_TOKEN, eventually, free_port, get_json, start_collector};
+use lookout_tests::{eventually, free_port, get_json};
 
 const AGENT_TOKEN: &str = "integ-nginx-token-0123456789abcdef";
 const WAIT: Duration = Duration::from_secs(30);
@@ -145,30 +145,17 @@ async fn stub_status_is_stored_as_nginx_reports_it() {
         assert_eq!(nginx.request("/fail"), 500);
     }
 
-    let (collector, base) = start_collector(
+    let (collector, base, agent) = lookout_tests::start_collector_and_agent(
         dir.path(),
+        "web-1",
+        AGENT_TOKEN,
+        "",
         &format!(
-            "[server]\nlisten = \"127.0.0.1:0\"\ndata_dir = \"{}\"\nread_tokens = [\"{READ_TOKEN}\"]\n\
-             [[agents]]\nname = \"web-1\"\ntoken = \"{AGENT_TOKEN}\"\n",
-            dir.path().display()
-        ),
-    )
-    .unwrap();
-    let agent_dir = dir.path().join("agent");
-    std::fs::create_dir_all(&agent_dir).unwrap();
-    let agent_toml = agent_dir.join("agent.toml");
-    std::fs::write(
-        &agent_toml,
-        format!(
-            "name = \"web-1\"\ncollector = \"{base}\"\ntoken = \"{AGENT_TOKEN}\"\n\
-             data_dir = \"{}\"\n[host_metrics]\nenabled = false\n\
-             [[integrations]]\ntype = \"nginx\"\nname = \"web\"\nurl = \"{}\"\ninterval = \"1s\"\n",
-            agent_dir.display(),
+            "[[integrations]]\ntype = \"nginx\"\nname = \"web\"\nurl = \"{}\"\ninterval = \"1s\"\n",
             nginx.url("/status")
         ),
     )
     .unwrap();
-    let agent: Daemon = lookout_tests::start_agent(&agent_toml).unwrap();
     let diagnose = || {
         format!(
             "agent:\n{}\ncollector:\n{}",
@@ -303,38 +290,24 @@ async fn the_access_log_s_classes_bytes_and_latencies_are_stored_and_5xx_fires_t
     assert!(bytes > 0.0);
     let times: Vec<f64> = lines.iter().map(|l| l.2).collect();
 
-    let (collector, base) = start_collector(
-        dir.path(),
-        &format!(
-            "[server]\nlisten = \"127.0.0.1:0\"\ndata_dir = \"{}\"\nread_tokens = [\"{READ_TOKEN}\"]\n\
-             [[agents]]\nname = \"web-1\"\ntoken = \"{AGENT_TOKEN}\"\n\
-             [[rules]]\nname = \"nginx-5xx\"\nmetric = \"nginx.requests.server_error_ratio\"\n\
-             aggregate = \"avg\"\nwindow = \"5m\"\nabove = 0.01\n",
-            dir.path().display()
-        ),
-    )
-    .unwrap();
-    let agent_dir = dir.path().join("agent");
-    std::fs::create_dir_all(&agent_dir).unwrap();
-    let agent_toml = agent_dir.join("agent.toml");
     // read_from = "beginning": the 50 lines already there are read in one round, so they fall
     // in one interval and its percentiles are those of all 50.
-    std::fs::write(
-        &agent_toml,
-        format!(
-            "name = \"web-1\"\ncollector = \"{base}\"\ntoken = \"{AGENT_TOKEN}\"\n\
-             data_dir = \"{}\"\n[host_metrics]\nenabled = false\n\
-             [[logs]]\npaths = [\"{}\"]\nread_from = \"beginning\"\n\
+    let (collector, base, agent) = lookout_tests::start_collector_and_agent(
+        dir.path(),
+        "web-1",
+        AGENT_TOKEN,
+        "[[rules]]\nname = \"nginx-5xx\"\nmetric = \"nginx.requests.server_error_ratio\"\n\
+         aggregate = \"avg\"\nwindow = \"5m\"\nabove = 0.01\n",
+        &format!(
+            "[[logs]]\npaths = [\"{}\"]\nread_from = \"beginning\"\n\
              [[integrations]]\ntype = \"nginx\"\nname = \"web\"\nurl = \"{}\"\ninterval = \"1s\"\n\
              access_log = \"{}\"\nlog_format = \"json\"\n",
-            agent_dir.display(),
             log.display(),
             nginx.url("/status"),
             log.display()
         ),
     )
     .unwrap();
-    let agent: Daemon = lookout_tests::start_agent(&agent_toml).unwrap();
     let diagnose = || {
         format!(
             "agent:\n{}\ncollector:\n{}",

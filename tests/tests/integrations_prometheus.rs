@@ -10,7 +10,7 @@
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use lookout_tests::{Daemon, READ_TOKEN, eventually, free_port, get_json, start_collector};
+use lookout_tests::{Daemon, eventually, free_port, get_json};
 
 const AGENT_TOKEN: &str = "integ-prom-token-0123456789abcdef";
 const WAIT: Duration = Duration::from_secs(40);
@@ -96,30 +96,14 @@ async fn series(base: &str, name: &str) -> usize {
 /// The collector (knowing `node-1`, with `rules`) and an agent `node-1` with one `prometheus`
 /// integration (`integration`: its keys after `type`), both in `dir`.
 fn start(dir: &std::path::Path, rules: &str, integration: &str) -> (Daemon, String, Daemon) {
-    let (collector, base) = start_collector(
+    lookout_tests::start_collector_and_agent(
         dir,
-        &format!(
-            "[server]\nlisten = \"127.0.0.1:0\"\ndata_dir = \"{}\"\nread_tokens = [\"{READ_TOKEN}\"]\n\
-             [[agents]]\nname = \"node-1\"\ntoken = \"{AGENT_TOKEN}\"\n{rules}",
-            dir.display()
-        ),
+        "node-1",
+        AGENT_TOKEN,
+        rules,
+        &format!("[[integrations]]\ntype = \"prometheus\"\n{integration}"),
     )
-    .unwrap();
-    let agent_dir = dir.join("agent");
-    std::fs::create_dir_all(&agent_dir).unwrap();
-    let agent_toml = agent_dir.join("agent.toml");
-    std::fs::write(
-        &agent_toml,
-        format!(
-            "name = \"node-1\"\ncollector = \"{base}\"\ntoken = \"{AGENT_TOKEN}\"\n\
-             data_dir = \"{}\"\n[host_metrics]\nenabled = false\n\
-             [[integrations]]\ntype = \"prometheus\"\n{integration}",
-            agent_dir.display(),
-        ),
-    )
-    .unwrap();
-    let agent = lookout_tests::start_agent(&agent_toml).unwrap();
-    (collector, base, agent)
+    .unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
